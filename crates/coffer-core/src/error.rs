@@ -1,0 +1,118 @@
+//! AWS-shaped errors: a code from the service model plus a human message.
+
+use std::fmt;
+
+/// The error codes Coffer answers with. The string form is the `__type` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    ResourceNotFound,
+    InvalidParameter,
+    InvalidRequest,
+    ResourceExists,
+    LimitExceeded,
+    EncryptionFailure,
+    DecryptionFailure,
+    InternalServiceError,
+    InvalidNextToken,
+    MalformedPolicyDocument,
+    PreconditionNotMet,
+    PublicPolicy,
+    Validation,
+    Serialization,
+    UnknownOperation,
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    AccessDenied,
+    RequestEntityTooLarge,
+    NotImplemented,
+}
+
+impl ErrorCode {
+    /// The `__type` value clients match on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ResourceNotFound => "ResourceNotFoundException",
+            ErrorCode::InvalidParameter => "InvalidParameterException",
+            ErrorCode::InvalidRequest => "InvalidRequestException",
+            ErrorCode::ResourceExists => "ResourceExistsException",
+            ErrorCode::LimitExceeded => "LimitExceededException",
+            ErrorCode::EncryptionFailure => "EncryptionFailure",
+            ErrorCode::DecryptionFailure => "DecryptionFailure",
+            ErrorCode::InternalServiceError => "InternalServiceError",
+            ErrorCode::InvalidNextToken => "InvalidNextTokenException",
+            ErrorCode::MalformedPolicyDocument => "MalformedPolicyDocumentException",
+            ErrorCode::PreconditionNotMet => "PreconditionNotMetException",
+            ErrorCode::PublicPolicy => "PublicPolicyException",
+            ErrorCode::Validation => "ValidationException",
+            ErrorCode::Serialization => "SerializationException",
+            ErrorCode::UnknownOperation => "UnknownOperationException",
+            ErrorCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorCode::IncompleteSignature => "IncompleteSignatureException",
+            ErrorCode::AccessDenied => "AccessDeniedException",
+            ErrorCode::RequestEntityTooLarge => "RequestEntityTooLargeException",
+            ErrorCode::NotImplemented => "NotImplementedException",
+        }
+    }
+
+    /// The HTTP status AWS uses for this code. Secrets Manager answers 400 for
+    /// every client error, ResourceNotFound included.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InternalServiceError => 500,
+            ErrorCode::MissingAuthenticationToken | ErrorCode::AccessDenied => 400,
+            ErrorCode::RequestEntityTooLarge => 413,
+            ErrorCode::NotImplemented => 501,
+            _ => 400,
+        }
+    }
+}
+
+/// An error as the client will see it. The message never contains a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AwsError { code, message: message.into() }
+    }
+
+    /// `Secrets Manager can't find the specified secret.`
+    pub fn secret_not_found() -> Self {
+        Self::new(ErrorCode::ResourceNotFound, "Secrets Manager can't find the specified secret.")
+    }
+
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameter, message)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Validation, message)
+    }
+
+    /// An internal failure: the cause is logged by the caller, never sent.
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::InternalServiceError, "An error occurred on the server side.")
+    }
+
+    /// `You can't perform this operation on the secret because it was marked for deletion.`
+    pub fn marked_for_deletion() -> Self {
+        Self::invalid_request(
+            "You can't perform this operation on the secret because it was marked for deletion.",
+        )
+    }
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for AwsError {}

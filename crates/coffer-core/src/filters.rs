@@ -1,0 +1,2 @@
+//! ListSecrets and BatchGetSecretValue filters.
+// Implementation in progress.

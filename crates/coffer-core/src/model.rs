@@ -1,0 +1,99 @@
+//! The records a secret is made of: its metadata and the metadata of its versions.
+//!
+//! Values themselves are not here: they live sealed in the store and are only
+//! opened by `coffer-crypto` on the way out of GetSecretValue.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Milliseconds since the Unix epoch. AWS compares dates at sub-second precision.
+pub type Millis = i64;
+
+/// One day in milliseconds: LastAccessedDate is truncated to it.
+pub const DAY_MS: Millis = 86_400_000;
+
+/// The staging label every readable secret has on exactly one version.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The label AWSCURRENT leaves behind when it moves.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+/// The label rotation puts on the version it is preparing.
+pub const AWSPENDING: &str = "AWSPENDING";
+
+/// An account and region: the namespace every secret lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scope {
+    pub account: String,
+    pub region: String,
+}
+
+impl Scope {
+    pub fn new(account: impl Into<String>, region: impl Into<String>) -> Self {
+        Scope { account: account.into(), region: region.into() }
+    }
+}
+
+/// A tag as AWS stores it. Keys are unique per secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// Everything about a secret except its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    pub scope: Scope,
+    pub arn: String,
+    pub name: String,
+    /// Insertion order inside the store; breaks ties between equal creation times.
+    #[serde(default)]
+    pub seq: i64,
+    pub description: Option<String>,
+    /// The key as the caller named it; `None` means the default `aws/secretsmanager`.
+    pub kms_key_id: Option<String>,
+    /// `None` until the secret is first tagged; `Some(vec![])` once every tag is removed.
+    pub tags: Option<Vec<Tag>>,
+    pub created_ms: Millis,
+    pub last_changed_ms: Millis,
+    /// Day-truncated time of the last GetSecretValue.
+    pub last_accessed_ms: Option<Millis>,
+    /// When a scheduled deletion will be carried out; `None` when not scheduled.
+    pub deletion_ms: Option<Millis>,
+    /// The AWS service that manages this secret, if any; such secrets refuse updates.
+    pub owning_service: Option<String>,
+    /// The external-secret partner type (`Type`), when one was given.
+    pub secret_type: Option<String>,
+    /// The resource policy document, as given.
+    pub resource_policy: Option<String>,
+}
+
+impl SecretMeta {
+    pub fn is_scheduled_for_deletion(&self) -> bool {
+        self.deletion_ms.is_some()
+    }
+}
+
+/// A version of a secret, without its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub version_id: String,
+    /// Staging labels, kept sorted as AWS reports them. Empty means deprecated.
+    pub stages: BTreeSet<String>,
+    pub created_ms: Millis,
+    /// Day-truncated time of the last GetSecretValue of this version.
+    pub last_accessed_ms: Option<Millis>,
+    /// The key that protects this version's value, as the caller named it; `None` is the default key.
+    pub kms_key_id: Option<String>,
+}
+
+impl VersionMeta {
+    /// A version with no staging label is deprecated: hidden unless asked for, and prunable.
+    pub fn is_deprecated(&self) -> bool {
+        self.stages.is_empty()
+    }
+}
+
+/// Truncates a time to the start of its UTC day, as AWS does for LastAccessedDate.
+pub fn truncate_to_day(ms: Millis) -> Millis {
+    ms - ms.rem_euclid(DAY_MS)
+}

@@ -1,0 +1,2 @@
+//! GetRandomPassword.
+// Implementation in progress.

@@ -1,0 +1,1 @@
+//! Storage of secrets (in progress).

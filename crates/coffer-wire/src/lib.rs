@@ -1,0 +1,1 @@
+//! The AWS JSON 1.1 wire format (in progress).

@@ -1,0 +1,2 @@
+//! The coffer binary (in progress).
+fn main() {}
