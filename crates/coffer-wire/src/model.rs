@@ -1,0 +1,343 @@
+//! The official AWS service models (botocore JSON), embedded and parsed once.
+//!
+//! Only the parts that validation and redaction need are kept: each operation's input
+//! and output shape, and for each shape its type, members, required members, limits,
+//! pattern, enum values and whether it is sensitive.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+
+const SECRETSMANAGER_JSON: &str =
+    include_str!("../models/secretsmanager-2017-10-17.service-2.json");
+const KMS_JSON: &str = include_str!("../models/kms-2014-11-01.service-2.json");
+
+/// One AWS service's operations and shapes.
+pub struct ServiceModel {
+    operations: BTreeMap<String, Operation>,
+    shapes: HashMap<String, Shape>,
+}
+
+struct Operation {
+    input: Option<String>,
+    output: Option<String>,
+}
+
+/// A named shape of the model, with the constraints AWS enforces on its values.
+pub(crate) struct Shape {
+    pub(crate) kind: ShapeKind,
+    pub(crate) min: Option<i64>,
+    pub(crate) max: Option<i64>,
+    pub(crate) pattern: Option<Pattern>,
+    pub(crate) enum_values: Vec<String>,
+    pub(crate) sensitive: bool,
+}
+
+pub(crate) enum ShapeKind {
+    Structure(Vec<Member>),
+    List(String),
+    Map { key: String, value: String },
+    String,
+    Integer,
+    Long,
+    Float,
+    Boolean,
+    Timestamp,
+    Blob,
+}
+
+/// A member of a structure, in the order the model lists it.
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) shape: String,
+    pub(crate) required: bool,
+    pub(crate) sensitive: bool,
+}
+
+/// A model pattern: the Java source text (quoted in error messages) and its compiled form.
+pub(crate) struct Pattern {
+    pub(crate) source: String,
+    /// `None` when the pattern cannot be expressed for the `regex` crate; the check is
+    /// then skipped rather than failing every request. A test keeps this from happening
+    /// for the embedded models.
+    pub(crate) regex: Option<Regex>,
+}
+
+impl ServiceModel {
+    /// The AWS Secrets Manager model.
+    pub fn secretsmanager() -> &'static ServiceModel {
+        static MODEL: OnceLock<ServiceModel> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            ServiceModel::from_json(SECRETSMANAGER_JSON).expect("embedded Secrets Manager model")
+        })
+    }
+
+    /// The AWS KMS model.
+    pub fn kms() -> &'static ServiceModel {
+        static MODEL: OnceLock<ServiceModel> = OnceLock::new();
+        MODEL.get_or_init(|| ServiceModel::from_json(KMS_JSON).expect("embedded KMS model"))
+    }
+
+    /// Parses a botocore `service-2.json` document. Fails on malformed JSON, an unknown
+    /// shape type or a reference to a shape that does not exist, so that lookups later
+    /// can rely on every reference resolving.
+    pub fn from_json(json: &str) -> Result<ServiceModel, String> {
+        let raw: RawModel = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let mut shapes = HashMap::with_capacity(raw.shapes.len());
+        for (name, shape) in raw.shapes {
+            let shape = shape.into_shape().map_err(|e| format!("shape {name}: {e}"))?;
+            shapes.insert(name, shape);
+        }
+        let operations: BTreeMap<String, Operation> = raw
+            .operations
+            .into_iter()
+            .map(|(name, op)| {
+                let op = Operation {
+                    input: op.input.map(|r| r.shape),
+                    output: op.output.map(|r| r.shape),
+                };
+                (name, op)
+            })
+            .collect();
+        let model = ServiceModel { operations, shapes };
+        model.check_references()?;
+        Ok(model)
+    }
+
+    fn check_references(&self) -> Result<(), String> {
+        let ops = self.operations.values().flat_map(|op| [&op.input, &op.output]).flatten();
+        let members = self.shapes.values().flat_map(|shape| match &shape.kind {
+            ShapeKind::Structure(members) => members.iter().map(|m| &m.shape).collect(),
+            ShapeKind::List(member) => vec![member],
+            ShapeKind::Map { key, value } => vec![key, value],
+            _ => vec![],
+        });
+        match ops.chain(members).find(|name| !self.shapes.contains_key(*name)) {
+            Some(missing) => Err(format!("reference to unknown shape {missing}")),
+            None => Ok(()),
+        }
+    }
+
+    pub fn has_operation(&self, name: &str) -> bool {
+        self.operations.contains_key(name)
+    }
+
+    /// Operation names in alphabetical order.
+    pub fn operation_names(&self) -> impl Iterator<Item = &str> {
+        self.operations.keys().map(String::as_str)
+    }
+
+    /// Names of members of the operation's input and output shapes, at any depth, that
+    /// are marked sensitive directly or through their target shape (for example
+    /// `SecretString`, `SecretBinary`, `Plaintext`). Sorted, without duplicates.
+    pub fn sensitive_members(&self, operation: &str) -> Vec<String> {
+        let mut found = BTreeSet::new();
+        let mut seen = HashSet::new();
+        if let Some(op) = self.operations.get(operation) {
+            for shape in [&op.input, &op.output].into_iter().flatten() {
+                self.collect_sensitive(shape, &mut seen, &mut found);
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    fn collect_sensitive<'a>(
+        &'a self,
+        name: &'a str,
+        seen: &mut HashSet<&'a str>,
+        found: &mut BTreeSet<String>,
+    ) {
+        // Shapes can refer to themselves through lists; visit each once.
+        if !seen.insert(name) {
+            return;
+        }
+        match &self.shape(name).kind {
+            ShapeKind::Structure(members) => {
+                for member in members {
+                    if member.sensitive || self.shape(&member.shape).sensitive {
+                        found.insert(member.name.clone());
+                    }
+                    self.collect_sensitive(&member.shape, seen, found);
+                }
+            }
+            ShapeKind::List(member) => self.collect_sensitive(member, seen, found),
+            ShapeKind::Map { key, value } => {
+                self.collect_sensitive(key, seen, found);
+                self.collect_sensitive(value, seen, found);
+            }
+            _ => {}
+        }
+    }
+
+    /// The input shape of an operation: `None` for an unknown operation, and an empty
+    /// structure for one that takes no input.
+    pub(crate) fn input_shape(&self, operation: &str) -> Option<&Shape> {
+        static EMPTY: Shape = Shape {
+            kind: ShapeKind::Structure(Vec::new()),
+            min: None,
+            max: None,
+            pattern: None,
+            enum_values: Vec::new(),
+            sensitive: false,
+        };
+        let op = self.operations.get(operation)?;
+        Some(op.input.as_deref().map_or(&EMPTY, |name| self.shape(name)))
+    }
+
+    /// A shape by name. Every reference in a loaded model resolves (see `from_json`).
+    pub(crate) fn shape(&self, name: &str) -> &Shape {
+        &self.shapes[name]
+    }
+
+    /// The Java source of every pattern in the model, with whether it compiled.
+    pub fn patterns(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.shapes
+            .values()
+            .filter_map(|s| s.pattern.as_ref())
+            .map(|p| (p.source.as_str(), p.regex.is_some()))
+    }
+}
+
+/// Compiles a model pattern (Java `java.util.regex` syntax) for the `regex` crate, with
+/// Java's semantics where the two differ:
+///
+/// * AWS matches the whole value (`Pattern.matches`), so the result is anchored at both ends.
+/// * `\w`, `\d` and `\s` are ASCII-only in Java but Unicode-aware in `regex`, so they are
+///   spelled out as ASCII classes (nested classes are unions in `regex`, so this also
+///   works inside `[...]`).
+/// * Java reads any escaped non-alphanumeric character as a literal, while `regex` gives
+///   some of them meaning (`\<` and `\>` are word boundaries there), so such escapes are
+///   re-escaped for `regex`.
+pub fn compile_java_pattern(java: &str) -> Result<Regex, regex::Error> {
+    let mut out = String::with_capacity(java.len() + 8);
+    let mut chars = java.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('w') => out.push_str("[0-9A-Za-z_]"),
+            Some('W') => out.push_str("[^0-9A-Za-z_]"),
+            Some('d') => out.push_str("[0-9]"),
+            Some('D') => out.push_str("[^0-9]"),
+            Some('s') => out.push_str(r"[\t\n\x0B\x0C\r ]"),
+            Some('S') => out.push_str(r"[^\t\n\x0B\x0C\r ]"),
+            Some(c) if c.is_ascii() && !c.is_ascii_alphanumeric() => {
+                out.push_str(&format!(r"\x{{{:02X}}}", c as u32))
+            }
+            Some(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Regex::new(&format!("^(?:{out})$"))
+}
+
+#[derive(Deserialize)]
+struct RawModel {
+    operations: BTreeMap<String, RawOperation>,
+    shapes: HashMap<String, RawShape>,
+}
+
+#[derive(Deserialize)]
+struct RawOperation {
+    input: Option<RawRef>,
+    output: Option<RawRef>,
+}
+
+#[derive(Deserialize)]
+struct RawRef {
+    shape: String,
+    #[serde(default)]
+    sensitive: bool,
+}
+
+#[derive(Deserialize)]
+struct RawShape {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, deserialize_with = "ordered_members")]
+    members: Vec<(String, RawRef)>,
+    #[serde(default)]
+    required: Vec<String>,
+    member: Option<RawRef>,
+    key: Option<RawRef>,
+    value: Option<RawRef>,
+    min: Option<i64>,
+    max: Option<i64>,
+    pattern: Option<String>,
+    #[serde(default, rename = "enum")]
+    enum_values: Vec<String>,
+    #[serde(default)]
+    sensitive: bool,
+}
+
+impl RawShape {
+    fn into_shape(self) -> Result<Shape, String> {
+        let missing = |what: &str| format!("{} shape without {what}", self.kind);
+        let kind = match self.kind.as_str() {
+            "structure" => ShapeKind::Structure(
+                self.members
+                    .into_iter()
+                    .map(|(name, r)| Member {
+                        required: self.required.contains(&name),
+                        name,
+                        shape: r.shape,
+                        sensitive: r.sensitive,
+                    })
+                    .collect(),
+            ),
+            "list" => ShapeKind::List(self.member.ok_or_else(|| missing("member"))?.shape),
+            "map" => ShapeKind::Map {
+                key: self.key.ok_or_else(|| missing("key"))?.shape,
+                value: self.value.ok_or_else(|| missing("value"))?.shape,
+            },
+            "string" => ShapeKind::String,
+            "integer" => ShapeKind::Integer,
+            "long" => ShapeKind::Long,
+            "float" | "double" => ShapeKind::Float,
+            "boolean" => ShapeKind::Boolean,
+            "timestamp" => ShapeKind::Timestamp,
+            "blob" => ShapeKind::Blob,
+            other => return Err(format!("unsupported shape type {other}")),
+        };
+        let pattern = self
+            .pattern
+            .map(|source| Pattern { regex: compile_java_pattern(&source).ok(), source });
+        Ok(Shape {
+            kind,
+            min: self.min,
+            max: self.max,
+            pattern,
+            enum_values: self.enum_values,
+            sensitive: self.sensitive,
+        })
+    }
+}
+
+/// Reads a JSON object as a list of entries in document order: AWS checks and reports
+/// members in the order the model lists them, and `serde_json`'s map does not keep it.
+fn ordered_members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, RawRef)>, D::Error> {
+    struct Ordered;
+    impl<'de> Visitor<'de> for Ordered {
+        type Value = Vec<(String, RawRef)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of members")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut members = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                members.push(entry);
+            }
+            Ok(members)
+        }
+    }
+    d.deserialize_map(Ordered)
+}
