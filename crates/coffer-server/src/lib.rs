@@ -1,1 +1,111 @@
-//! HTTP front end (in progress).
+//! Coffer's server: HTTP front end and the operation handlers behind it.
+//!
+//! A request flows `http` (parse target, find the caller's scope, read and
+//! validate the body) -> `dispatch` (one exhaustive match from operation to
+//! handler) -> a handler in `secrets` (one store transaction) -> `http` (encode
+//! the response or the AWS error). Handlers are synchronous and run on tokio's
+//! blocking pool, because the stores are synchronous.
+//!
+//! Architecture invariant: only this crate knows HTTP; plaintext values exist
+//! here only between `coffer-crypto` and the response encoder.
+
+pub mod background;
+pub mod clock;
+mod dispatch;
+pub mod http;
+pub mod keys;
+mod paging;
+pub mod secrets;
+
+use coffer_core::{AwsError, Scope};
+use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
+use std::sync::Arc;
+
+pub use keys::{KeyRing, MasterKeyError};
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The account used when an access key id is not a 12-digit account number.
+    pub default_account: String,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { default_account: "000000000000".to_string(), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// Who is calling and where: derived from the request's SigV4 credential scope.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub scope: Scope,
+    pub access_key_id: String,
+    pub request_id: String,
+}
+
+/// Everything a handler needs.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub keys: KeyRing,
+    pub config: Config,
+}
+
+/// Maps a store failure to the error a client sees. Conflicts that reach here
+/// are unexpected (handlers check first under the write lock), so both kinds are
+/// internal; the cause is logged, never sent.
+pub(crate) fn store_error(e: StoreError) -> AwsError {
+    if !matches!(e, StoreError::Aborted) {
+        tracing::error!(error = %e, "store failure");
+    }
+    AwsError::internal()
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: Config) -> Arc<App> {
+        Arc::new(App { store, keys, config })
+    }
+
+    /// Runs `f` in a read transaction, carrying its AWS error out.
+    pub fn read<T>(&self, mut f: impl FnMut(&dyn ReadTxn) -> Result<T, AwsError>) -> Result<T, AwsError> {
+        let mut out = None;
+        let result = self.store.read(&mut |tx| match f(tx) {
+            Ok(v) => {
+                out = Some(Ok(v));
+                Ok(())
+            }
+            Err(e) => {
+                out = Some(Err(e));
+                Err(StoreError::Aborted)
+            }
+        });
+        finish(result, out)
+    }
+
+    /// Runs `f` in a write transaction: committed durably iff `f` returns `Ok`.
+    pub fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError>) -> Result<T, AwsError> {
+        let mut out = None;
+        let result = self.store.write(&mut |tx| match f(tx) {
+            Ok(v) => {
+                out = Some(Ok(v));
+                Ok(())
+            }
+            Err(e) => {
+                out = Some(Err(e));
+                Err(StoreError::Aborted)
+            }
+        });
+        finish(result, out)
+    }
+}
+
+fn finish<T>(result: Result<(), StoreError>, out: Option<Result<T, AwsError>>) -> Result<T, AwsError> {
+    match (result, out) {
+        (Ok(()), Some(Ok(v))) => Ok(v),
+        (Err(StoreError::Aborted), Some(Err(e))) => Err(e),
+        (Err(e), _) => Err(store_error(e)),
+        (Ok(()), _) => Err(AwsError::internal()),
+    }
+}

@@ -1,1 +1,12 @@
-//! The AWS JSON 1.1 wire format (in progress).
+//! The AWS JSON 1.1 wire format: only this crate knows how requests and responses look as bytes.
+//!
+//! * [`model`] and [`validate`] check a request body against the official service
+//!   model (types, required members, lengths, ranges, patterns, enums).
+//! * [`secretsmanager`] holds the typed request and response shapes.
+//! * [`protocol`] holds the pieces every operation shares: targets, errors,
+//!   timestamps and blobs.
+
+pub mod model;
+pub mod protocol;
+pub mod secretsmanager;
+pub mod validate;

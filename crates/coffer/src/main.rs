@@ -1,2 +1,34 @@
-//! The coffer binary (in progress).
-fn main() {}
+//! The `coffer` binary: a thin command-line layer over `coffer-server`.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Coffer: a self-hostable AWS Secrets Manager.
+#[derive(Parser)]
+#[command(name = "coffer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Secrets Manager API.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("coffer: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Background work: carrying out scheduled deletions when their date passes.
+
+use crate::App;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often due deletions are looked for. A deletion is carried out at most this long after its date.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs forever: sweeps once at start (deletions that fell due while the server was down) and then periodically.
+pub async fn run_deletion_sweeper(app: Arc<App>) {
+    loop {
+        let sweep_app = app.clone();
+        match tokio::task::spawn_blocking(move || crate::secrets::purge_due_deletions(&sweep_app)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "carried out scheduled secret deletions"),
+            Ok(Err(e)) => tracing::error!(error = %e, "scheduled deletion sweep failed"),
+            Err(e) => tracing::error!(error = %e, "scheduled deletion sweep panicked"),
+        }
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+    }
+}

@@ -1,0 +1,886 @@
+//! The Secrets Manager operations: one function per operation, each running in
+//! one store transaction.
+//!
+//! Order of checks follows AWS: model validation (done before we get here), then
+//! name and ClientRequestToken checks, then existence, then state.
+
+use crate::paging;
+use crate::{App, RequestContext, clock, store_error};
+use coffer_core::filters::{Filter, FilterKey, matches_all};
+use coffer_core::model::{AWSCURRENT, DAY_MS, SecretMeta, Tag, VersionMeta, truncate_to_day};
+use coffer_core::names::{self, SecretRef};
+use coffer_core::password::{PasswordSpec, generate_password};
+use coffer_core::{AwsError, ErrorCode, Scope, staging};
+use coffer_crypto::SecretBytes;
+use coffer_store::{ListQuery, ReadTxn, SealedValue, SortBy, WriteTxn, cursor_of};
+use coffer_wire::protocol::{SensitiveBlob, SensitiveString, epoch_seconds};
+use coffer_wire::secretsmanager as wire;
+use std::collections::BTreeMap;
+
+const TOKEN_REQUIRED: &str =
+    "You must provide a ClientRequestToken value. We recommend a UUID-type value.";
+const BOTH_VALUES: &str =
+    "You can't specify both a binary secret value and a string secret value in the same secret.";
+const ALREADY_MARKED: &str =
+    "You tried to perform the operation on a secret that's currently marked deleted.";
+const DEFAULT_KMS_KEY_LABEL: &str = "DefaultEncryptionKey";
+
+/// A secret value as given by a caller: exactly one of string or binary.
+pub enum NewValue<'a> {
+    String(&'a SensitiveString),
+    Binary(&'a SensitiveBlob),
+}
+
+impl NewValue<'_> {
+    /// Picks the value out of a request, refusing both at once. `None` when neither is given.
+    fn from_request<'a>(
+        string: &'a Option<SensitiveString>,
+        binary: &'a Option<SensitiveBlob>,
+    ) -> Result<Option<NewValue<'a>>, AwsError> {
+        match (string, binary) {
+            (Some(_), Some(_)) => Err(AwsError::invalid_parameter(BOTH_VALUES)),
+            (Some(s), None) => Ok(Some(NewValue::String(s))),
+            (None, Some(b)) => Ok(Some(NewValue::Binary(b))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The plaintext as stored: a kind byte (`s` or `b`) and the bytes.
+    fn to_plaintext(&self) -> SecretBytes {
+        let (kind, bytes) = match self {
+            NewValue::String(s) => (b's', s.expose().as_bytes()),
+            NewValue::Binary(b) => (b'b', b.expose()),
+        };
+        let mut out = Vec::with_capacity(bytes.len() + 1);
+        out.push(kind);
+        out.extend_from_slice(bytes);
+        SecretBytes::new(out)
+    }
+}
+
+/// Binds a sealed value to its secret and version, so it cannot be moved elsewhere.
+fn value_aad(arn: &str, version_id: &str) -> Vec<u8> {
+    format!("{arn}\0{version_id}").into_bytes()
+}
+
+fn require_token(token: &Option<String>) -> Result<&str, AwsError> {
+    token.as_deref().ok_or_else(|| AwsError::invalid_request(TOKEN_REQUIRED))
+}
+
+/// Looks up a SecretId in the caller's scope.
+fn resolve(tx: &dyn ReadTxn, scope: &Scope, secret_id: &str) -> Result<Option<SecretMeta>, AwsError> {
+    let found = match names::parse_secret_id(secret_id, scope) {
+        SecretRef::Name(name) => tx.secret_by_name(scope, &name),
+        SecretRef::Arn(arn) => tx.secret_by_arn(&arn),
+        SecretRef::Foreign => return Ok(None),
+    };
+    let found = found.map_err(store_error)?;
+    Ok(found.filter(|m| &m.scope == scope))
+}
+
+fn resolve_existing(tx: &dyn ReadTxn, scope: &Scope, secret_id: &str) -> Result<SecretMeta, AwsError> {
+    resolve(tx, scope, secret_id)?.ok_or_else(AwsError::secret_not_found)
+}
+
+fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {
+    if meta.is_scheduled_for_deletion() { Err(AwsError::marked_for_deletion()) } else { Ok(()) }
+}
+
+fn refuse_if_managed(meta: &SecretMeta) -> Result<(), AwsError> {
+    match &meta.owning_service {
+        Some(service) => Err(AwsError::invalid_request(format!(
+            "You can't modify secret {} because it's managed by {service}. Use {service} to update it.",
+            meta.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Empty KmsKeyId means the default key, which AWS reports by omitting it.
+fn normalize_kms_key(key: &Option<String>) -> Option<Option<String>> {
+    key.as_ref().map(|k| if k.is_empty() { None } else { Some(k.clone()) })
+}
+
+/// Opens a stored value. Returns the kind byte and the bytes.
+fn open_value(
+    app: &App,
+    tx: &dyn ReadTxn,
+    meta: &SecretMeta,
+    version_id: &str,
+) -> Result<SecretBytes, AwsError> {
+    let sealed = tx
+        .version_value(&meta.arn, version_id)
+        .map_err(store_error)?
+        .ok_or_else(AwsError::internal)?;
+    let key = app.keys.key_for_reading(tx, &meta.scope)?;
+    coffer_crypto::open(&key, &sealed.0, &value_aad(&meta.arn, version_id)).map_err(|e| {
+        tracing::error!(error = %e, secret = %meta.arn, "cannot open a stored value");
+        AwsError::new(
+            ErrorCode::DecryptionFailure,
+            "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+        )
+    })
+}
+
+/// When a ClientRequestToken names an existing version: same value means the call
+/// already happened (answer as before); a different value is an error.
+fn replay_of_existing_version(
+    app: &App,
+    tx: &dyn ReadTxn,
+    meta: &SecretMeta,
+    versions: &[VersionMeta],
+    token: &str,
+    value: &NewValue<'_>,
+) -> Result<Option<VersionMeta>, AwsError> {
+    let Some(existing) = versions.iter().find(|v| v.version_id == token) else {
+        return Ok(None);
+    };
+    let stored = open_value(app, tx, meta, token)?;
+    if stored.ct_eq(value.to_plaintext().expose()) {
+        Ok(Some(existing.clone()))
+    } else {
+        Err(AwsError::new(
+            ErrorCode::ResourceExists,
+            format!(
+                "You can't use ClientRequestToken {token} because that value is already in use for a version of secret {}.",
+                meta.arn
+            ),
+        ))
+    }
+}
+
+/// Adds a version carrying `value`, moving labels and pruning old versions.
+/// Returns the new version's labels.
+#[allow(clippy::too_many_arguments)]
+fn add_version(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    meta: &SecretMeta,
+    versions: &[VersionMeta],
+    version_id: &str,
+    value: &NewValue<'_>,
+    requested_stages: Option<&[String]>,
+    now: i64,
+) -> Result<Vec<String>, AwsError> {
+    let mut labels = staging::labels_of(versions);
+    let stages = staging::add_version(&mut labels, version_id, requested_stages)?;
+    let new_version = VersionMeta {
+        version_id: version_id.to_string(),
+        stages: stages.clone(),
+        created_ms: now,
+        last_accessed_ms: None,
+        kms_key_id: meta.kms_key_id.clone(),
+    };
+    let mut after: Vec<VersionMeta> = versions
+        .iter()
+        .map(|v| VersionMeta { stages: labels[&v.version_id].clone(), ..v.clone() })
+        .collect();
+    after.push(new_version.clone());
+    let pruned = staging::versions_to_prune(&after, now)?;
+    for (before, changed) in versions.iter().zip(&after) {
+        if pruned.contains(&before.version_id) {
+            tx.delete_version(&meta.arn, &before.version_id).map_err(store_error)?;
+        } else if before.stages != changed.stages {
+            tx.update_version(&meta.arn, changed).map_err(store_error)?;
+        }
+    }
+    let key = app.keys.key_for_writing(tx, &meta.scope)?;
+    let sealed = coffer_crypto::seal(&key, value.to_plaintext().expose(), &value_aad(&meta.arn, version_id));
+    tx.insert_version(&meta.arn, &new_version, &SealedValue(sealed)).map_err(|e| match e {
+        coffer_store::StoreError::Conflict(_) => AwsError::new(
+            ErrorCode::ResourceExists,
+            "A resource with the ID you requested already exists.",
+        ),
+        other => store_error(other),
+    })?;
+    Ok(stages.into_iter().collect())
+}
+
+pub fn create_secret(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::CreateSecretRequest,
+) -> Result<wire::SecretRefResponse, AwsError> {
+    names::validate_name(&req.name)?;
+    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+    let token = if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+    if req.add_replica_regions.is_some() {
+        return Err(AwsError::new(
+            ErrorCode::NotImplemented,
+            "Replication to other regions is not supported by Coffer yet.",
+        ));
+    }
+    let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags));
+    let scope = &ctx.scope;
+    app.write(|tx| {
+        if let Some(existing) = tx.secret_by_name(scope, &req.name).map_err(store_error)? {
+            if existing.is_scheduled_for_deletion() {
+                return Err(AwsError::invalid_request(
+                    "You can't create this secret because a secret with this name is already scheduled for deletion.",
+                ));
+            }
+            if let (Some(token), Some(value)) = (token, &value) {
+                let versions = tx.versions(&existing.arn).map_err(store_error)?;
+                if let Some(v) = replay_of_existing_version(app, tx, &existing, &versions, token, value)? {
+                    return Ok(wire::SecretRefResponse {
+                        arn: existing.arn,
+                        name: existing.name,
+                        version_id: Some(v.version_id),
+                        version_stages: None,
+                    });
+                }
+            }
+            return Err(AwsError::new(
+                ErrorCode::ResourceExists,
+                format!("The operation failed because the secret {} already exists.", req.name),
+            ));
+        }
+        let now = clock::now_ms();
+        let mut meta = SecretMeta {
+            scope: scope.clone(),
+            arn: names::new_secret_arn(scope, &req.name, &mut rand::rng()),
+            name: req.name.clone(),
+            seq: 0,
+            description: req.description.clone().filter(|d| !d.is_empty()),
+            kms_key_id: normalize_kms_key(&req.kms_key_id).flatten(),
+            tags: tags.clone(),
+            created_ms: now,
+            last_changed_ms: now,
+            last_accessed_ms: None,
+            deletion_ms: None,
+            owning_service: None,
+            secret_type: req.secret_type.clone().filter(|t| !t.is_empty()),
+            resource_policy: None,
+        };
+        meta.seq = tx.insert_secret(&meta).map_err(store_error)?;
+        let mut version_id = None;
+        if let (Some(token), Some(value)) = (token, &value) {
+            add_version(app, tx, &meta, &[], token, value, None, now)?;
+            version_id = Some(token.to_string());
+        }
+        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None })
+    })
+}
+
+pub fn update_secret(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::UpdateSecretRequest,
+) -> Result<wire::SecretRefResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+    let token = if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+    app.write(|tx| {
+        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
+        refuse_if_managed(&meta)?;
+        let now = clock::now_ms();
+        if let Some(description) = &req.description {
+            meta.description = Some(description.clone()).filter(|d| !d.is_empty());
+        }
+        if let Some(kms) = normalize_kms_key(&req.kms_key_id) {
+            meta.kms_key_id = kms;
+        }
+        if let Some(kind) = &req.secret_type {
+            meta.secret_type = Some(kind.clone()).filter(|t| !t.is_empty());
+        }
+        let mut version_id = None;
+        if let (Some(token), Some(value)) = (token, &value) {
+            let versions = tx.versions(&meta.arn).map_err(store_error)?;
+            if let Some(v) = replay_of_existing_version(app, tx, &meta, &versions, token, value)? {
+                return Ok(wire::SecretRefResponse {
+                    arn: meta.arn,
+                    name: meta.name,
+                    version_id: Some(v.version_id),
+                    version_stages: None,
+                });
+            }
+            add_version(app, tx, &meta, &versions, token, value, None, now)?;
+            version_id = Some(token.to_string());
+        }
+        meta.last_changed_ms = now;
+        tx.update_secret(&meta).map_err(store_error)?;
+        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None })
+    })
+}
+
+pub fn put_secret_value(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::PutSecretValueRequest,
+) -> Result<wire::SecretRefResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+    let token = require_token(&req.client_request_token)?;
+    let value = value.ok_or_else(|| {
+        AwsError::invalid_parameter("You must provide either SecretString or SecretBinary.")
+    })?;
+    app.write(|tx| {
+        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
+        refuse_if_managed(&meta)?;
+        let versions = tx.versions(&meta.arn).map_err(store_error)?;
+        if let Some(v) = replay_of_existing_version(app, tx, &meta, &versions, token, &value)? {
+            return Ok(wire::SecretRefResponse {
+                arn: meta.arn,
+                name: meta.name,
+                version_id: Some(v.version_id),
+                version_stages: Some(v.stages.into_iter().collect()),
+            });
+        }
+        let now = clock::now_ms();
+        let stages =
+            add_version(app, tx, &meta, &versions, token, &value, req.version_stages.as_deref(), now)?;
+        meta.last_changed_ms = now;
+        tx.update_secret(&meta).map_err(store_error)?;
+        Ok(wire::SecretRefResponse {
+            arn: meta.arn,
+            name: meta.name,
+            version_id: Some(token.to_string()),
+            version_stages: Some(stages),
+        })
+    })
+}
+
+/// Picks the version GetSecretValue asks for, with AWS's errors.
+fn select_version<'a>(
+    versions: &'a [VersionMeta],
+    version_id: Option<&str>,
+    version_stage: Option<&str>,
+) -> Result<&'a VersionMeta, AwsError> {
+    match (version_id, version_stage) {
+        (Some(id), stage) => {
+            let version = versions.iter().find(|v| v.version_id == id).ok_or_else(|| {
+                AwsError::new(
+                    ErrorCode::ResourceNotFound,
+                    format!("Secrets Manager can't find the specified secret value for VersionId: {id}"),
+                )
+            })?;
+            if let Some(stage) = stage
+                && !version.stages.contains(stage)
+            {
+                return Err(AwsError::invalid_request(
+                    "You provided a VersionStage that is not associated to the provided VersionId.",
+                ));
+            }
+            Ok(version)
+        }
+        (None, stage) => {
+            let stage = stage.unwrap_or(AWSCURRENT);
+            versions.iter().find(|v| v.stages.contains(stage)).ok_or_else(|| {
+                AwsError::new(
+                    ErrorCode::ResourceNotFound,
+                    format!("Secrets Manager can't find the specified secret value for staging label: {stage}"),
+                )
+            })
+        }
+    }
+}
+
+/// Reads one value; reports whether LastAccessedDate must be recorded.
+fn read_value(
+    app: &App,
+    tx: &dyn ReadTxn,
+    scope: &Scope,
+    secret_id: &str,
+    version_id: Option<&str>,
+    version_stage: Option<&str>,
+    today: i64,
+) -> Result<(wire::GetSecretValueResponse, Option<(String, String)>), AwsError> {
+    let meta = resolve_existing(tx, scope, secret_id)?;
+    refuse_if_scheduled(&meta)?;
+    let versions = tx.versions(&meta.arn).map_err(store_error)?;
+    let version = select_version(&versions, version_id, version_stage)?;
+    let plaintext = open_value(app, tx, &meta, &version.version_id)?;
+    let (kind, bytes) = plaintext.expose().split_first().ok_or_else(AwsError::internal)?;
+    let (secret_string, secret_binary) = match kind {
+        b's' => {
+            let text = std::str::from_utf8(bytes).map_err(|_| AwsError::internal())?;
+            (Some(SensitiveString::new(text.to_string())), None)
+        }
+        _ => (None, Some(SensitiveBlob::new(bytes.to_vec()))),
+    };
+    let stale = meta.last_accessed_ms != Some(today) || version.last_accessed_ms != Some(today);
+    let touch = stale.then(|| (meta.arn.clone(), version.version_id.clone()));
+    Ok((
+        wire::GetSecretValueResponse {
+            arn: meta.arn.clone(),
+            name: meta.name.clone(),
+            version_id: version.version_id.clone(),
+            secret_binary,
+            secret_string,
+            version_stages: version.stages.iter().cloned().collect(),
+            created_date: epoch_seconds(version.created_ms),
+        },
+        touch,
+    ))
+}
+
+/// Records LastAccessedDate (day precision), at most one write per secret and day.
+fn record_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(), AwsError> {
+    app.write(|tx| {
+        if let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? {
+            if meta.last_accessed_ms != Some(today) {
+                meta.last_accessed_ms = Some(today);
+                tx.update_secret(&meta).map_err(store_error)?;
+            }
+            let versions = tx.versions(arn).map_err(store_error)?;
+            if let Some(v) = versions.into_iter().find(|v| v.version_id == version_id)
+                && v.last_accessed_ms != Some(today)
+            {
+                tx.update_version(arn, &VersionMeta { last_accessed_ms: Some(today), ..v })
+                    .map_err(store_error)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn get_secret_value(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::GetSecretValueRequest,
+) -> Result<wire::GetSecretValueResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    let today = truncate_to_day(clock::now_ms());
+    let (response, touch) = app.read(|tx| {
+        read_value(
+            app,
+            tx,
+            &ctx.scope,
+            &req.secret_id,
+            req.version_id.as_deref(),
+            req.version_stage.as_deref(),
+            today,
+        )
+    })?;
+    if let Some((arn, version_id)) = touch {
+        record_access(app, &arn, &version_id, today)?;
+    }
+    Ok(response)
+}
+
+fn parse_filters(filters: &[wire::Filter]) -> Result<Vec<Filter>, AwsError> {
+    filters
+        .iter()
+        .map(|f| {
+            let key = FilterKey::parse(&f.key).ok_or_else(|| {
+                AwsError::invalid_parameter(format!("Invalid filter key: {}", f.key))
+            })?;
+            Ok(Filter { key, values: f.values.clone() })
+        })
+        .collect()
+}
+
+pub fn batch_get_secret_value(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::BatchGetSecretValueRequest,
+) -> Result<wire::BatchGetSecretValueResponse, AwsError> {
+    let today = truncate_to_day(clock::now_ms());
+    match (&req.secret_id_list, &req.filters) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(AwsError::invalid_parameter(
+                "Either 'SecretIdList' or 'Filters' must be provided, but not both.",
+            ));
+        }
+        (Some(_), None) if req.max_results.is_some() => {
+            return Err(AwsError::invalid_parameter(
+                "'Filters' not specified. 'Filters' must also be specified when 'MaxResults' is provided.",
+            ));
+        }
+        _ => {}
+    }
+    let mut response = wire::BatchGetSecretValueResponse::default();
+    let mut touches = Vec::new();
+    let mut collect = |tx: &dyn ReadTxn,
+                       secret_id: &str,
+                       response: &mut wire::BatchGetSecretValueResponse|
+     -> Result<(), AwsError> {
+        let result = names::validate_secret_id(secret_id)
+            .and_then(|_| read_value(app, tx, &ctx.scope, secret_id, None, None, today));
+        match result {
+            Ok((value, touch)) => {
+                response.secret_values.push(value);
+                touches.extend(touch);
+            }
+            Err(e) if e.code == ErrorCode::InternalServiceError => return Err(e),
+            Err(e) => response.errors.push(wire::ApiError {
+                secret_id: secret_id.to_string(),
+                error_code: e.code.as_str().to_string(),
+                message: e.message,
+            }),
+        }
+        Ok(())
+    };
+    if let Some(ids) = &req.secret_id_list {
+        app.read(|tx| {
+            for id in ids {
+                collect(tx, id, &mut response)?;
+            }
+            Ok(())
+        })?;
+    } else if let Some(filters) = &req.filters {
+        let filters = parse_filters(filters)?;
+        let max = req.max_results.unwrap_or(20) as usize;
+        let page = list_page(app, ctx, &filters, SortBy::CreatedDate, false, false, max, req.next_token.as_deref())?;
+        response.next_token = page.next_token;
+        app.read(|tx| {
+            for meta in &page.secrets {
+                collect(tx, &meta.arn, &mut response)?;
+            }
+            Ok(())
+        })?;
+    }
+    for (arn, version_id) in touches {
+        record_access(app, &arn, &version_id, today)?;
+    }
+    Ok(response)
+}
+
+fn stage_map(versions: &[VersionMeta]) -> Option<BTreeMap<String, Vec<String>>> {
+    let map: BTreeMap<String, Vec<String>> = versions
+        .iter()
+        .filter(|v| !v.is_deprecated())
+        .map(|v| (v.version_id.clone(), v.stages.iter().cloned().collect()))
+        .collect();
+    if map.is_empty() { None } else { Some(map) }
+}
+
+fn describe(meta: &SecretMeta, versions: &[VersionMeta], for_list: bool) -> wire::SecretDescription {
+    let stages = stage_map(versions);
+    let (version_ids_to_stages, secret_versions_to_stages) =
+        if for_list { (None, stages) } else { (stages, None) };
+    wire::SecretDescription {
+        arn: meta.arn.clone(),
+        name: meta.name.clone(),
+        secret_type: meta.secret_type.clone(),
+        description: meta.description.clone().filter(|d| !d.is_empty()),
+        kms_key_id: meta.kms_key_id.clone(),
+        last_changed_date: epoch_seconds(meta.last_changed_ms),
+        last_accessed_date: meta.last_accessed_ms.map(epoch_seconds),
+        deleted_date: meta.deletion_ms.map(epoch_seconds),
+        tags: meta
+            .tags
+            .as_ref()
+            .map(|tags| tags.iter().map(|t| wire::Tag { key: t.key.clone(), value: t.value.clone() }).collect()),
+        version_ids_to_stages,
+        secret_versions_to_stages,
+        owning_service: meta.owning_service.clone(),
+        created_date: epoch_seconds(meta.created_ms),
+    }
+}
+
+pub fn describe_secret(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::SecretIdRequest,
+) -> Result<wire::SecretDescription, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    app.read(|tx| {
+        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let versions = tx.versions(&meta.arn).map_err(store_error)?;
+        Ok(describe(&meta, &versions, false))
+    })
+}
+
+/// One page of secrets matching `filters`, in the requested order.
+struct Page {
+    secrets: Vec<SecretMeta>,
+    next_token: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn list_page(
+    app: &App,
+    ctx: &RequestContext,
+    filters: &[Filter],
+    sort_by: SortBy,
+    descending: bool,
+    include_planned_deletion: bool,
+    max: usize,
+    next_token: Option<&str>,
+) -> Result<Page, AwsError> {
+    let after = match next_token {
+        Some(token) => Some(paging::decode_list_token(token, sort_by, descending)?),
+        None => None,
+    };
+    let query = ListQuery { sort_by, descending, after };
+    app.read(|tx| {
+        let mut secrets = Vec::new();
+        let mut more = false;
+        tx.visit_secrets(&ctx.scope, &query, &mut |meta| {
+            if meta.is_scheduled_for_deletion() && !include_planned_deletion {
+                return true;
+            }
+            if !matches_all(meta, filters) {
+                return true;
+            }
+            if secrets.len() == max {
+                more = true;
+                return false;
+            }
+            secrets.push(meta.clone());
+            true
+        })
+        .map_err(store_error)?;
+        let next_token = match (more, secrets.last()) {
+            (true, Some(last)) => Some(paging::encode_list_token(&cursor_of(last, sort_by), sort_by, descending)),
+            _ => None,
+        };
+        Ok(Page { secrets, next_token })
+    })
+}
+
+pub fn list_secrets(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::ListSecretsRequest,
+) -> Result<wire::ListSecretsResponse, AwsError> {
+    let filters = parse_filters(req.filters.as_deref().unwrap_or(&[]))?;
+    let sort_by = match req.sort_by.as_deref() {
+        None | Some("created-date") => SortBy::CreatedDate,
+        Some("last-accessed-date") => SortBy::LastAccessedDate,
+        Some("last-changed-date") => SortBy::LastChangedDate,
+        Some("name") => SortBy::Name,
+        Some(other) => return Err(AwsError::invalid_parameter(format!("Invalid SortBy: {other}"))),
+    };
+    let descending = req.sort_order.as_deref() == Some("desc");
+    let max = req.max_results.unwrap_or(100) as usize;
+    let page = list_page(
+        app,
+        ctx,
+        &filters,
+        sort_by,
+        descending,
+        req.include_planned_deletion.unwrap_or(false),
+        max,
+        req.next_token.as_deref(),
+    )?;
+    app.read(|tx| {
+        let mut secret_list = Vec::with_capacity(page.secrets.len());
+        for meta in &page.secrets {
+            let versions = tx.versions(&meta.arn).map_err(store_error)?;
+            secret_list.push(describe(meta, &versions, true));
+        }
+        Ok(wire::ListSecretsResponse { secret_list, next_token: page.next_token.clone() })
+    })
+}
+
+pub fn list_secret_version_ids(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::ListSecretVersionIdsRequest,
+) -> Result<wire::ListSecretVersionIdsResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    let include_deprecated = req.include_deprecated.unwrap_or(false);
+    let max = req.max_results.unwrap_or(100) as usize;
+    let start = match &req.next_token {
+        Some(token) => paging::decode_offset_token(token)?,
+        None => 0,
+    };
+    app.read(|tx| {
+        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let versions: Vec<VersionMeta> = tx
+            .versions(&meta.arn)
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|v| include_deprecated || !v.is_deprecated())
+            .collect();
+        let page: Vec<wire::VersionEntry> = versions
+            .iter()
+            .skip(start)
+            .take(max)
+            .map(|v| wire::VersionEntry {
+                version_id: v.version_id.clone(),
+                version_stages: (!v.is_deprecated()).then(|| v.stages.iter().cloned().collect()),
+                last_accessed_date: v.last_accessed_ms.map(epoch_seconds),
+                created_date: epoch_seconds(v.created_ms),
+                kms_key_ids: vec![v.kms_key_id.clone().unwrap_or_else(|| DEFAULT_KMS_KEY_LABEL.to_string())],
+            })
+            .collect();
+        let end = start + page.len();
+        let next_token = (end < versions.len()).then(|| paging::encode_offset_token(end));
+        Ok(wire::ListSecretVersionIdsResponse { versions: page, next_token, arn: meta.arn, name: meta.name })
+    })
+}
+
+pub fn update_secret_version_stage(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::UpdateSecretVersionStageRequest,
+) -> Result<wire::SecretRefResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    app.write(|tx| {
+        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
+        let versions = tx.versions(&meta.arn).map_err(store_error)?;
+        let mut labels = staging::labels_of(&versions);
+        staging::move_label(
+            &mut labels,
+            &req.version_stage,
+            req.remove_from_version_id.as_deref(),
+            req.move_to_version_id.as_deref(),
+        )?;
+        for version in &versions {
+            let stages = &labels[&version.version_id];
+            if stages != &version.stages {
+                tx.update_version(&meta.arn, &VersionMeta { stages: stages.clone(), ..version.clone() })
+                    .map_err(store_error)?;
+            }
+        }
+        meta.last_changed_ms = clock::now_ms();
+        tx.update_secret(&meta).map_err(store_error)?;
+        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id: None, version_stages: None })
+    })
+}
+
+pub fn delete_secret(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::DeleteSecretRequest,
+) -> Result<wire::DeleteSecretResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    let force = req.force_delete_without_recovery.unwrap_or(false);
+    if let Some(days) = req.recovery_window_in_days {
+        if force {
+            return Err(AwsError::invalid_parameter(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
+            ));
+        }
+        if !(7..=30).contains(&days) {
+            return Err(AwsError::invalid_parameter(
+                "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
+            ));
+        }
+    }
+    let days = req.recovery_window_in_days.unwrap_or(30);
+    app.write(|tx| {
+        let now = clock::now_ms();
+        let Some(mut meta) = resolve(tx, &ctx.scope, &req.secret_id)? else {
+            if force {
+                // AWS answers a forced delete of an unknown secret as if it had existed.
+                let name = match names::parse_secret_id(&req.secret_id, &ctx.scope) {
+                    SecretRef::Name(name) => name,
+                    _ => req.secret_id.clone(),
+                };
+                return Ok(wire::DeleteSecretResponse {
+                    arn: names::new_secret_arn(&ctx.scope, &name, &mut rand::rng()),
+                    name,
+                    deletion_date: epoch_seconds(now),
+                });
+            }
+            return Err(AwsError::secret_not_found());
+        };
+        if force {
+            tx.delete_secret(&meta.arn).map_err(store_error)?;
+            return Ok(wire::DeleteSecretResponse {
+                arn: meta.arn,
+                name: meta.name,
+                deletion_date: epoch_seconds(now),
+            });
+        }
+        if meta.is_scheduled_for_deletion() {
+            return Err(AwsError::invalid_request(ALREADY_MARKED));
+        }
+        let deletion = now + days * DAY_MS;
+        meta.deletion_ms = Some(deletion);
+        tx.update_secret(&meta).map_err(store_error)?;
+        Ok(wire::DeleteSecretResponse { arn: meta.arn, name: meta.name, deletion_date: epoch_seconds(deletion) })
+    })
+}
+
+pub fn restore_secret(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::SecretIdRequest,
+) -> Result<wire::SecretRefResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    app.write(|tx| {
+        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        if meta.deletion_ms.take().is_some() {
+            meta.last_changed_ms = clock::now_ms();
+            tx.update_secret(&meta).map_err(store_error)?;
+        }
+        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id: None, version_stages: None })
+    })
+}
+
+/// Adds or replaces tags by key, keeping the order in which keys first appeared.
+fn merge_tags(existing: &[Tag], new: &[wire::Tag]) -> Vec<Tag> {
+    let mut tags = existing.to_vec();
+    for tag in new {
+        match tags.iter_mut().find(|t| t.key == tag.key) {
+            Some(t) => t.value = tag.value.clone(),
+            None => tags.push(Tag { key: tag.key.clone(), value: tag.value.clone() }),
+        }
+    }
+    tags
+}
+
+pub fn tag_resource(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::TagResourceRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    app.write(|tx| {
+        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
+        let tags = merge_tags(meta.tags.as_deref().unwrap_or(&[]), &req.tags);
+        if tags.len() > 50 {
+            return Err(AwsError::new(
+                ErrorCode::LimitExceeded,
+                "The request failed because it would exceed the limit of 50 tags per secret.",
+            ));
+        }
+        meta.tags = Some(tags);
+        tx.update_secret(&meta).map_err(store_error)?;
+        Ok(wire::EmptyResponse {})
+    })
+}
+
+pub fn untag_resource(
+    app: &App,
+    ctx: &RequestContext,
+    req: wire::UntagResourceRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    names::validate_secret_id(&req.secret_id)?;
+    app.write(|tx| {
+        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
+        if let Some(tags) = &mut meta.tags {
+            tags.retain(|t| !req.tag_keys.contains(&t.key));
+            tx.update_secret(&meta).map_err(store_error)?;
+        }
+        Ok(wire::EmptyResponse {})
+    })
+}
+
+pub fn get_random_password(req: wire::GetRandomPasswordRequest) -> Result<wire::GetRandomPasswordResponse, AwsError> {
+    let defaults = PasswordSpec::default();
+    let spec = PasswordSpec {
+        length: req.password_length.map(|l| l.max(0) as u64).unwrap_or(defaults.length),
+        exclude_characters: req.exclude_characters.unwrap_or_default(),
+        exclude_numbers: req.exclude_numbers.unwrap_or(false),
+        exclude_punctuation: req.exclude_punctuation.unwrap_or(false),
+        exclude_uppercase: req.exclude_uppercase.unwrap_or(false),
+        exclude_lowercase: req.exclude_lowercase.unwrap_or(false),
+        include_space: req.include_space.unwrap_or(false),
+        require_each_included_type: req.require_each_included_type.unwrap_or(defaults.require_each_included_type),
+    };
+    let password = generate_password(&spec, &mut rand::rng())?;
+    Ok(wire::GetRandomPasswordResponse { random_password: SensitiveString::new(password) })
+}
+
+/// Carries out every scheduled deletion that is due. Returns how many secrets were removed.
+pub fn purge_due_deletions(app: &App) -> Result<usize, AwsError> {
+    let now = clock::now_ms();
+    app.write(|tx| {
+        let due = tx.secrets_due_for_deletion(now).map_err(store_error)?;
+        for arn in &due {
+            tx.delete_secret(arn).map_err(store_error)?;
+        }
+        Ok(due.len())
+    })
+}

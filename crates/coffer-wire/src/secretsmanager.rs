@@ -1,0 +1,275 @@
+//! Request and response shapes of the Secrets Manager operations Coffer serves.
+//!
+//! Requests are decoded only after [`crate::validate`] has checked them against
+//! the model, so the types here can be plain. Optional response members are
+//! omitted, never sent as `null`, because clients test for their presence.
+
+use crate::protocol::{SensitiveBlob, SensitiveString};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Filter {
+    pub key: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateSecretRequest {
+    pub name: String,
+    pub client_request_token: Option<String>,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub secret_binary: Option<SensitiveBlob>,
+    pub secret_string: Option<SensitiveString>,
+    pub tags: Option<Vec<Tag>>,
+    pub add_replica_regions: Option<Vec<serde_json::Value>>,
+    pub force_overwrite_replica_secret: Option<bool>,
+    #[serde(rename = "Type")]
+    pub secret_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateSecretRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub secret_binary: Option<SensitiveBlob>,
+    pub secret_string: Option<SensitiveString>,
+    #[serde(rename = "Type")]
+    pub secret_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PutSecretValueRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    pub secret_binary: Option<SensitiveBlob>,
+    pub secret_string: Option<SensitiveString>,
+    pub version_stages: Option<Vec<String>>,
+    pub rotation_token: Option<SensitiveString>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GetSecretValueRequest {
+    pub secret_id: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BatchGetSecretValueRequest {
+    pub secret_id_list: Option<Vec<String>>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SecretIdRequest {
+    pub secret_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListSecretsRequest {
+    pub include_planned_deletion: Option<bool>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub filters: Option<Vec<Filter>>,
+    pub sort_order: Option<String>,
+    pub sort_by: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListSecretVersionIdsRequest {
+    pub secret_id: String,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub include_deprecated: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateSecretVersionStageRequest {
+    pub secret_id: String,
+    pub version_stage: String,
+    pub remove_from_version_id: Option<String>,
+    pub move_to_version_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeleteSecretRequest {
+    pub secret_id: String,
+    pub recovery_window_in_days: Option<i64>,
+    pub force_delete_without_recovery: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TagResourceRequest {
+    pub secret_id: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UntagResourceRequest {
+    pub secret_id: String,
+    pub tag_keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GetRandomPasswordRequest {
+    pub password_length: Option<i64>,
+    pub exclude_characters: Option<String>,
+    pub exclude_numbers: Option<bool>,
+    pub exclude_punctuation: Option<bool>,
+    pub exclude_uppercase: Option<bool>,
+    pub exclude_lowercase: Option<bool>,
+    pub include_space: Option<bool>,
+    pub require_each_included_type: Option<bool>,
+}
+
+/// `{ARN, Name}` plus, when a version was made, `VersionId` (and for PutSecretValue `VersionStages`).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretRefResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_stages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub deletion_date: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSecretValueResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub version_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_binary: Option<SensitiveBlob>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_string: Option<SensitiveString>,
+    pub version_stages: Vec<String>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiError {
+    pub secret_id: String,
+    pub error_code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueResponse {
+    pub secret_values: Vec<GetSecretValueResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    pub errors: Vec<ApiError>,
+}
+
+/// DescribeSecret's answer, also one entry of ListSecrets (which names the stage map differently).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretDescription {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    pub last_changed_date: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_ids_to_stages: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_versions_to_stages: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owning_service: Option<String>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretsResponse {
+    pub secret_list: Vec<SecretDescription>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionEntry {
+    pub version_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_stages: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+    pub created_date: f64,
+    pub kms_key_ids: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretVersionIdsResponse {
+    pub versions: Vec<VersionEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRandomPasswordResponse {
+    pub random_password: SensitiveString,
+}
+
+/// TagResource and UntagResource answer `{}`.
+#[derive(Debug, Default, Serialize)]
+pub struct EmptyResponse {}

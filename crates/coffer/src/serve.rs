@@ -1,0 +1,149 @@
+//! `coffer serve`: open the store, check the master key, listen.
+
+use clap::Args;
+use coffer_crypto::MasterKey;
+use coffer_server::{App, Config, KeyRing};
+use coffer_store::{MemoryStore, SqliteStore, Store};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Directory holding the database and master key. Default `./coffer-data`;
+    /// with `--dev` and no `--data-dir`, data is kept in memory only.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Throw-away mode for tests and laptops: in-memory store unless `--data-dir` is given.
+    #[arg(long)]
+    dev: bool,
+    /// Read the master key from this file (base64 of 32 bytes) instead of `<data-dir>/master.key`.
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+    /// The account used for access keys that are not a 12-digit account id.
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    default_account: String,
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err("an account id is exactly 12 digits".to_string())
+    }
+}
+
+/// The environment variable that may hold the master key (base64 of 32 bytes).
+const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    init_logging();
+    let (store, data_dir): (Arc<dyn Store>, Option<PathBuf>) = match (&args.data_dir, args.dev) {
+        (None, true) => (Arc::new(MemoryStore::new()), None),
+        (dir, _) => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("coffer-data"));
+            create_private_dir(&dir)?;
+            let db = dir.join("coffer.db");
+            let store = SqliteStore::open(&db)
+                .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
+            (Arc::new(store), Some(dir))
+        }
+    };
+    let master = load_master_key(&args, data_dir.as_deref(), store.as_ref())?;
+    let keys = KeyRing::open(master, store.as_ref()).map_err(|e| e.to_string())?;
+    let config = Config { default_account: args.default_account.clone(), ..Config::default() };
+    let app = App::new(store.clone(), keys, config);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = match &data_dir {
+            Some(dir) => writeln!(out, "data in {} ({})", dir.display(), store.describe()),
+            None => writeln!(out, "data in memory only (--dev): nothing is kept after exit"),
+        };
+        let _ = out.flush();
+        drop(out);
+        tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone()));
+        axum::serve(listener, coffer_server::http::router(app))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,coffer::request=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))
+}
+
+/// Finds the master key: `COFFER_MASTER_KEY`, `--master-key-file`, or
+/// `<data-dir>/master.key` (created on first start). A data directory that
+/// already holds data but has lost its key file is an error, never a new key.
+fn load_master_key(args: &ServeArgs, data_dir: Option<&Path>, store: &dyn Store) -> Result<MasterKey, String> {
+    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+        return MasterKey::from_text(&text).map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
+    }
+    if let Some(path) = &args.master_key_file {
+        return MasterKey::load(path)
+            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()));
+    }
+    let Some(dir) = data_dir else {
+        return Ok(MasterKey::generate());
+    };
+    let path = dir.join("master.key");
+    if !path.exists() && KeyRing::store_has_data(store).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "the master key file {} is missing but the database holds encrypted data; restore the key file or pass --master-key-file",
+            path.display()
+        ));
+    }
+    let (key, created) = MasterKey::load_or_create(&path)
+        .map_err(|e| format!("cannot read or create the master key {}: {e}", path.display()))?;
+    if created {
+        eprintln!("coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read", path.display());
+    }
+    Ok(key)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit, property and SDK tests, then the boto3 and
+# aws CLI tests against the freshly built server. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Python test environment"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+echo "== Rust: format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== Rust: build"
+cargo build --workspace --quiet
+
+echo "== Rust: tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+echo "== Python: boto3 and aws CLI tests"
+COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
