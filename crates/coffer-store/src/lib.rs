@@ -1,1 +1,147 @@
-//! Storage of secrets (in progress).
+//! Storage of secrets behind one trait, with an in-memory and a SQLite implementation.
+//!
+//! Architecture invariant: only this crate knows SQL. Values arrive here already
+//! sealed by `coffer-crypto`; the store never sees a plaintext secret value.
+//!
+//! Every operation runs inside a transaction: [`Store::read`] for lookups and
+//! [`Store::write`] for changes. A write closure either returns `Ok` and its
+//! changes are committed (and synced to disk, for durable stores) before
+//! `write` returns, or returns an error and nothing it did is kept. A store may
+//! run the closure more than once (to retry a serialization conflict), so it
+//! must not have side effects outside the transaction.
+
+use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+
+pub mod memory;
+pub mod sqlite;
+pub mod conformance;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Errors from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (a name already used in the scope, a version id reused).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The closure asked to abandon the transaction; the caller holds the reason.
+    #[error("transaction aborted by caller")]
+    Aborted,
+    /// The database failed or holds something unreadable.
+    #[error("storage backend failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A version's value as `coffer-crypto` sealed it. Opaque to the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedValue(pub Vec<u8>);
+
+impl std::fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedValue({} bytes)", self.0.len())
+    }
+}
+
+/// The orders ListSecrets can return secrets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    CreatedDate,
+    LastAccessedDate,
+    LastChangedDate,
+    Name,
+}
+
+/// Where a listing resumes: strictly after the secret with this sort position.
+/// Keyset paging keeps pages correct while secrets are added or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The sort value of the last secret returned: a date (missing dates sort
+    /// first, as `i64::MIN`) or, for [`SortBy::Name`], the name.
+    pub key: CursorKey,
+    /// The secret's [`SecretMeta::seq`], breaking ties between equal keys.
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorKey {
+    Date(Millis),
+    Name(String),
+}
+
+/// What to list: order and starting point. Filtering is the caller's job.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub sort_by: SortBy,
+    pub descending: bool,
+    pub after: Option<Cursor>,
+}
+
+/// The position of `meta` under `sort_by`, for building the next [`Cursor`].
+pub fn cursor_of(meta: &SecretMeta, sort_by: SortBy) -> Cursor {
+    let key = match sort_by {
+        SortBy::CreatedDate => CursorKey::Date(meta.created_ms),
+        SortBy::LastChangedDate => CursorKey::Date(meta.last_changed_ms),
+        SortBy::LastAccessedDate => CursorKey::Date(meta.last_accessed_ms.unwrap_or(i64::MIN)),
+        SortBy::Name => CursorKey::Name(meta.name.clone()),
+    };
+    Cursor { key, seq: meta.seq }
+}
+
+/// Lookups, available in both read and write transactions.
+pub trait ReadTxn {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>>;
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>>;
+    /// Every version of a secret, deprecated ones included, oldest first.
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>>;
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>>;
+    /// Visits the secrets of `scope` in the query's order, starting after its
+    /// cursor, until `visit` returns `false` or none are left. Secrets scheduled
+    /// for deletion are included.
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()>;
+    /// ARNs of secrets (in any scope) whose scheduled deletion is due at `now`.
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>>;
+    /// A wrapped key by its id (account keys and later KMS key material).
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A small named setting (for example the master-key check value).
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+}
+
+/// Changes, only inside [`Store::write`].
+pub trait WriteTxn: ReadTxn {
+    /// Adds a secret. Its `seq` is assigned by the store (the value passed is
+    /// ignored) and returned. Fails with [`StoreError::Conflict`] when the name
+    /// is taken in its scope or the ARN exists.
+    fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64>;
+    /// Replaces the metadata of an existing secret (matched by ARN; name and scope never change).
+    fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()>;
+    /// Removes a secret and all its versions. Removing a missing secret is not an error.
+    fn delete_secret(&mut self, arn: &str) -> StoreResult<()>;
+    /// Adds a version. Fails with [`StoreError::Conflict`] if the id exists for that secret.
+    fn insert_version(&mut self, arn: &str, meta: &VersionMeta, value: &SealedValue) -> StoreResult<()>;
+    /// Replaces a version's metadata (labels, last access, key); its value is untouched.
+    fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()>;
+    /// Replaces a version's sealed value (re-encryption under another key).
+    fn replace_version_value(&mut self, arn: &str, version_id: &str, value: &SealedValue) -> StoreResult<()>;
+    fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()>;
+    fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()>;
+    fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()>;
+}
+
+/// A transactional store of secrets.
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in a read transaction that sees one consistent state.
+    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()>;
+    /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.
+    /// Writes are serialized per store, so `f` sees no concurrent change.
+    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()>;
+    /// A short name for logs: `memory` or `sqlite:<path>`.
+    fn describe(&self) -> String;
+}
