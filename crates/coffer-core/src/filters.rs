@@ -1,2 +1,487 @@
-//! ListSecrets and BatchGetSecretValue filters.
-// Implementation in progress.
+//! ListSecrets and BatchGetSecretValue filters: which secrets a list of `Filters` selects.
+//!
+//! Filters are ANDed and the values of one filter are ORed. A value that starts with `!`
+//! is negated. Keys match in one of two ways:
+//!
+//! * prefix match on the whole attribute (`name`, `tag-key`, `tag-value`,
+//!   `primary-region`), case-sensitive;
+//! * word match (`description`, `owning-service`, `all`), not case-sensitive: the value
+//!   and the attribute are broken into words, and every word of the value must be the
+//!   prefix of some word of the attribute. `a secret` therefore matches "an secret" but
+//!   not "asecret", as observed on AWS.
+//!
+//! Word splitting follows moto, which reproduced what AWS does: whitespace separates
+//! terms, then a term is split on one of `/ - _ + = . @` (a term that mixes two of them
+//! is kept whole) and on case changes (`MyTest` is `My` and `Test`).
+
+use crate::model::SecretMeta;
+
+/// The filter keys the service model allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FilterKey {
+    Description,
+    Name,
+    TagKey,
+    TagValue,
+    PrimaryRegion,
+    OwningService,
+    All,
+}
+
+impl FilterKey {
+    /// Reads a key as it appears on the wire; `None` for anything the model does not list.
+    pub fn parse(s: &str) -> Option<FilterKey> {
+        match s {
+            "description" => Some(FilterKey::Description),
+            "name" => Some(FilterKey::Name),
+            "tag-key" => Some(FilterKey::TagKey),
+            "tag-value" => Some(FilterKey::TagValue),
+            "primary-region" => Some(FilterKey::PrimaryRegion),
+            "owning-service" => Some(FilterKey::OwningService),
+            "all" => Some(FilterKey::All),
+            _ => None,
+        }
+    }
+
+    /// The wire name of the key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterKey::Description => "description",
+            FilterKey::Name => "name",
+            FilterKey::TagKey => "tag-key",
+            FilterKey::TagValue => "tag-value",
+            FilterKey::PrimaryRegion => "primary-region",
+            FilterKey::OwningService => "owning-service",
+            FilterKey::All => "all",
+        }
+    }
+}
+
+/// One entry of a request's `Filters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub key: FilterKey,
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    pub fn new(key: FilterKey, values: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Filter { key, values: values.into_iter().map(Into::into).collect() }
+    }
+
+    /// True when `secret` matches at least one of this filter's values.
+    pub fn matches(&self, secret: &SecretMeta) -> bool {
+        let tags = secret.tags.as_deref().unwrap_or_default();
+        match self.key {
+            FilterKey::Name => matcher(&self.values, &[secret.name.as_str()], Mode::Prefix),
+            FilterKey::Description => {
+                matcher(&self.values, &non_empty(secret.description.as_deref()), Mode::Words)
+            }
+            FilterKey::TagKey => {
+                let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+                matcher(&self.values, &keys, Mode::Prefix)
+            }
+            FilterKey::TagValue => {
+                let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
+                matcher(&self.values, &values, Mode::Prefix)
+            }
+            // Secrets here are never replicated, so every secret's primary region is its own.
+            FilterKey::PrimaryRegion => {
+                matcher(&self.values, &[secret.scope.region.as_str()], Mode::Prefix)
+            }
+            FilterKey::OwningService => {
+                matcher(&self.values, &non_empty(secret.owning_service.as_deref()), Mode::Words)
+            }
+            FilterKey::All => {
+                let mut attributes = vec![secret.name.as_str()];
+                attributes.extend(non_empty(secret.description.as_deref()));
+                attributes.extend(tags.iter().map(|t| t.key.as_str()));
+                attributes.extend(tags.iter().map(|t| t.value.as_str()));
+                matcher(&self.values, &attributes, Mode::Words)
+            }
+        }
+    }
+}
+
+/// True when `secret` matches every filter (filters are ANDed; the values of one filter are ORed).
+pub fn matches_all(secret: &SecretMeta, filters: &[Filter]) -> bool {
+    filters.iter().all(|filter| filter.matches(secret))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// The attribute starts with the value, case-sensitive.
+    Prefix,
+    /// Every word of the value is a prefix of some word of the attribute, not case-sensitive.
+    Words,
+}
+
+/// An optional attribute as a list: absent and empty attributes both match nothing.
+fn non_empty(attribute: Option<&str>) -> Vec<&str> {
+    attribute.filter(|s| !s.is_empty()).into_iter().collect()
+}
+
+/// Matches a filter's values against a secret's attribute strings the way moto does.
+///
+/// A negated value matches when *some* attribute string does not match it, so on a
+/// multi-valued attribute such as tag keys `!prod` selects every secret with at least one
+/// tag key that does not start with `prod`. A secret without the attribute at all matches
+/// neither plain nor negated values.
+fn matcher(values: &[String], attributes: &[&str], mode: Mode) -> bool {
+    values.iter().any(|value| match value.strip_prefix('!') {
+        Some(negated) => attributes.iter().any(|attr| !matches_value(negated, attr, mode)),
+        None => attributes.iter().any(|attr| matches_value(value, attr, mode)),
+    })
+}
+
+fn matches_value(value: &str, attribute: &str, mode: Mode) -> bool {
+    match mode {
+        Mode::Prefix => attribute.starts_with(value),
+        Mode::Words => {
+            let value_words = lowercase_words(value);
+            if value_words.is_empty() {
+                // A value made only of separators says nothing, and selects nothing.
+                return false;
+            }
+            let attribute_words = lowercase_words(attribute);
+            value_words.iter().all(|v| attribute_words.iter().any(|a| a.starts_with(v.as_str())))
+        }
+    }
+}
+
+/// Splits first, then lowercases: case changes are word boundaries, so the order matters.
+fn lowercase_words(s: &str) -> Vec<String> {
+    split_words(s).into_iter().map(str::to_lowercase).collect()
+}
+
+/// The separators a term is split on, in moto's order.
+const SEPARATORS: [char; 7] = ['/', '-', '_', '+', '=', '.', '@'];
+
+/// Breaks a string into the words that word-match filters compare.
+fn split_words(s: &str) -> Vec<&str> {
+    s.split_whitespace().flat_map(split_term).collect()
+}
+
+/// Splits one whitespace-free term. A term that contains two different separators
+/// (`my/secret+value`) is kept whole, as moto observed AWS to do.
+fn split_term(term: &str) -> Vec<&str> {
+    let mut present = SEPARATORS.iter().filter(|c| term.contains(**c));
+    match (present.next(), present.next()) {
+        (None, _) => split_by_case(term),
+        (Some(&separator), None) => term.split(separator).flat_map(split_by_case).collect(),
+        (Some(_), Some(_)) => vec![term],
+    }
+}
+
+/// Splits where a word starts: at a character that is not an ASCII lowercase letter and
+/// is followed by one (`MyTest` is `My`, `Test`; `ABCdef` is `AB`, `Cdef`), and after the
+/// lowercase run of such a word. This is `re.split(r"([^a-z][a-z]+)", s)` in moto.
+fn split_by_case(term: &str) -> Vec<&str> {
+    let chars: Vec<(usize, char)> = term.char_indices().collect();
+    let byte_at = |i: usize| chars.get(i).map_or(term.len(), |(pos, _)| *pos);
+    let is_lower = |i: usize| chars.get(i).is_some_and(|(_, c)| c.is_ascii_lowercase());
+    let mut pieces = Vec::new();
+    let mut piece_start = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        if !is_lower(i) && is_lower(i + 1) {
+            let mut end = i + 1;
+            while is_lower(end) {
+                end += 1;
+            }
+            pieces.push(&term[piece_start..byte_at(i)]);
+            pieces.push(&term[byte_at(i)..byte_at(end)]);
+            piece_start = byte_at(end);
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    pieces.push(&term[piece_start..]);
+    pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Scope, Tag};
+
+    fn secret(name: &str) -> SecretMeta {
+        SecretMeta {
+            scope: Scope::new("123456789012", "us-east-1"),
+            arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"),
+            name: name.to_string(),
+            seq: 0,
+            description: None,
+            kms_key_id: None,
+            tags: None,
+            created_ms: 0,
+            last_changed_ms: 0,
+            last_accessed_ms: None,
+            deletion_ms: None,
+            owning_service: None,
+            secret_type: None,
+            resource_policy: None,
+        }
+    }
+
+    fn described(name: &str, description: &str) -> SecretMeta {
+        SecretMeta { description: Some(description.to_string()), ..secret(name) }
+    }
+
+    fn tagged(name: &str, tags: &[(&str, &str)]) -> SecretMeta {
+        let tags = tags.iter().map(|(k, v)| Tag { key: k.to_string(), value: v.to_string() });
+        SecretMeta { tags: Some(tags.collect()), ..secret(name) }
+    }
+
+    fn one(key: FilterKey, values: &[&str]) -> Vec<Filter> {
+        vec![Filter::new(key, values.iter().copied())]
+    }
+
+    fn hits(secret: &SecretMeta, key: FilterKey, values: &[&str]) -> bool {
+        matches_all(secret, &one(key, values))
+    }
+
+    #[test]
+    fn every_wire_key_parses_and_round_trips() {
+        for name in [
+            "description",
+            "name",
+            "tag-key",
+            "tag-value",
+            "primary-region",
+            "owning-service",
+            "all",
+        ] {
+            assert_eq!(FilterKey::parse(name).map(FilterKey::as_str), Some(name));
+        }
+    }
+
+    #[test]
+    fn unknown_or_miscased_keys_do_not_parse() {
+        for name in ["Name", "tag_key", "tags", "", "ALL"] {
+            assert_eq!(FilterKey::parse(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn name_is_a_case_sensitive_prefix_of_the_whole_name() {
+        let s = secret("/testing2/one");
+        assert!(hits(&s, FilterKey::Name, &["/"]));
+        assert!(hits(&s, FilterKey::Name, &["/testing2/o"]));
+        assert!(!hits(&s, FilterKey::Name, &["testing2"]));
+        assert!(!hits(&s, FilterKey::Name, &["/Testing2"]));
+    }
+
+    #[test]
+    fn name_with_a_space_matches_nothing() {
+        for name in ["testing1", "testing1one", "testing1-one", "testing1/one"] {
+            assert!(!hits(&secret(name), FilterKey::Name, &["testing1 one"]), "{name}");
+        }
+    }
+
+    #[test]
+    fn values_of_one_filter_are_ored() {
+        let s = secret("beta-service");
+        assert!(hits(&s, FilterKey::Name, &["alpha", "beta"]));
+        assert!(!hits(&s, FilterKey::Name, &["alpha", "gamma"]));
+    }
+
+    #[test]
+    fn several_filters_are_anded() {
+        let s = SecretMeta {
+            description: Some("database password".into()),
+            ..tagged("prod/db", &[("env", "prod")])
+        };
+        let both = vec![
+            Filter::new(FilterKey::Name, ["prod"]),
+            Filter::new(FilterKey::Description, ["data"]),
+        ];
+        assert!(matches_all(&s, &both));
+        let one_fails =
+            vec![Filter::new(FilterKey::Name, ["prod"]), Filter::new(FilterKey::TagValue, ["dev"])];
+        assert!(!matches_all(&s, &one_fails));
+    }
+
+    #[test]
+    fn no_filters_match_every_secret() {
+        assert!(matches_all(&secret("anything"), &[]));
+    }
+
+    #[test]
+    fn negated_name_matches_names_without_the_prefix() {
+        assert!(hits(&secret("dev/app"), FilterKey::Name, &["!prod"]));
+        assert!(!hits(&secret("prod/app"), FilterKey::Name, &["!prod"]));
+    }
+
+    #[test]
+    fn negated_and_plain_values_of_one_filter_are_ored() {
+        let filter = ["!prod", "prod/app"];
+        assert!(hits(&secret("prod/app"), FilterKey::Name, &filter));
+        assert!(hits(&secret("dev/app"), FilterKey::Name, &filter));
+        assert!(!hits(&secret("prod/db"), FilterKey::Name, &filter));
+    }
+
+    #[test]
+    fn description_matches_when_every_term_prefixes_some_word() {
+        let filter = ["a secret"];
+        assert!(hits(&described("x", "a secret"), FilterKey::Description, &filter));
+        assert!(hits(&described("x", "an secret"), FilterKey::Description, &filter));
+        assert!(!hits(&described("x", "asecret"), FilterKey::Description, &filter));
+        assert!(hits(&described("x", "secret for a service"), FilterKey::Description, &filter));
+        assert!(!hits(&described("x", "a password"), FilterKey::Description, &filter));
+    }
+
+    #[test]
+    fn description_is_not_case_sensitive() {
+        let s = described("x", "Database Password");
+        assert!(hits(&s, FilterKey::Description, &["database pass"]));
+        assert!(hits(&s, FilterKey::Description, &["DATA"]));
+    }
+
+    #[test]
+    fn description_words_are_split_on_separators_and_case_changes() {
+        let s = described("x", "rds-instance for MyTeamApp");
+        assert!(hits(&s, FilterKey::Description, &["instance"]));
+        assert!(hits(&s, FilterKey::Description, &["team"]));
+        assert!(hits(&s, FilterKey::Description, &["app rds"]));
+        assert!(!hits(&s, FilterKey::Description, &["stance"]));
+    }
+
+    #[test]
+    fn a_term_with_two_different_separators_stays_one_word() {
+        let s = described("x", "key my/secret+value");
+        assert!(hits(&s, FilterKey::Description, &["my/secret+v"]));
+        assert!(hits(&s, FilterKey::Description, &["my"]));
+        assert!(!hits(&s, FilterKey::Description, &["secret"]));
+        assert!(!hits(&s, FilterKey::Description, &["value"]));
+    }
+
+    #[test]
+    fn description_value_made_of_separators_matches_nothing() {
+        assert!(!hits(&described("x", "a/b"), FilterKey::Description, &["/"]));
+    }
+
+    #[test]
+    fn missing_or_empty_description_matches_nothing_even_negated() {
+        for s in [secret("x"), described("x", "")] {
+            assert!(!hits(&s, FilterKey::Description, &["a"]));
+            assert!(!hits(&s, FilterKey::Description, &["!a"]));
+        }
+    }
+
+    #[test]
+    fn negated_description_matches_descriptions_without_the_words() {
+        assert!(hits(&described("x", "staging key"), FilterKey::Description, &["!prod"]));
+        assert!(!hits(&described("x", "production key"), FilterKey::Description, &["!prod"]));
+    }
+
+    #[test]
+    fn tag_key_is_a_case_sensitive_prefix_of_any_key() {
+        let s = tagged("x", &[("Environment", "prod"), ("team", "core")]);
+        assert!(hits(&s, FilterKey::TagKey, &["Env"]));
+        assert!(hits(&s, FilterKey::TagKey, &["te"]));
+        assert!(!hits(&s, FilterKey::TagKey, &["env"]));
+        assert!(!hits(&s, FilterKey::TagKey, &["prod"]));
+    }
+
+    #[test]
+    fn tag_value_is_a_case_sensitive_prefix_of_any_value() {
+        let s = tagged("x", &[("Environment", "prod"), ("team", "core")]);
+        assert!(hits(&s, FilterKey::TagValue, &["pro"]));
+        assert!(hits(&s, FilterKey::TagValue, &["core"]));
+        assert!(!hits(&s, FilterKey::TagValue, &["Prod"]));
+        assert!(!hits(&s, FilterKey::TagValue, &["Env"]));
+    }
+
+    #[test]
+    fn negated_tag_key_matches_when_some_key_lacks_the_prefix() {
+        let mixed = tagged("x", &[("prod-owner", "a"), ("cost", "b")]);
+        let only_prod = tagged("x", &[("prod-owner", "a"), ("prod-cost", "b")]);
+        assert!(hits(&mixed, FilterKey::TagKey, &["!prod"]));
+        assert!(!hits(&only_prod, FilterKey::TagKey, &["!prod"]));
+    }
+
+    #[test]
+    fn untagged_secrets_match_no_tag_filter_even_negated() {
+        for s in [secret("x"), tagged("x", &[])] {
+            for key in [FilterKey::TagKey, FilterKey::TagValue] {
+                assert!(!hits(&s, key, &["a"]));
+                assert!(!hits(&s, key, &["!a"]));
+            }
+        }
+    }
+
+    #[test]
+    fn primary_region_is_a_prefix_of_the_secrets_region() {
+        let s = secret("x");
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["us-east-1"]));
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["us-"]));
+        assert!(!hits(&s, FilterKey::PrimaryRegion, &["eu-west-1"]));
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["!eu-west-1"]));
+    }
+
+    #[test]
+    fn owning_service_matches_words_of_the_owning_service() {
+        let s = SecretMeta { owning_service: Some("appflow".into()), ..secret("x") };
+        assert!(hits(&s, FilterKey::OwningService, &["appflow"]));
+        assert!(hits(&s, FilterKey::OwningService, &["APPF"]));
+        assert!(!hits(&s, FilterKey::OwningService, &["rds"]));
+        assert!(hits(&s, FilterKey::OwningService, &["!rds"]));
+    }
+
+    #[test]
+    fn secrets_without_an_owning_service_match_no_owning_service_filter() {
+        assert!(!hits(&secret("x"), FilterKey::OwningService, &["rds"]));
+        assert!(!hits(&secret("x"), FilterKey::OwningService, &["!rds"]));
+    }
+
+    #[test]
+    fn all_matches_words_of_name_description_tag_keys_and_tag_values() {
+        let s = SecretMeta {
+            description: Some("Billing credentials".into()),
+            ..tagged("/payments/stripe", &[("CostCenter", "Finance")])
+        };
+        for value in ["stripe", "PAY", "billing cred", "center", "cost", "fin"] {
+            assert!(hits(&s, FilterKey::All, &[value]), "{value}");
+        }
+        for value in ["ripe", "missing", "billing missing"] {
+            assert!(!hits(&s, FilterKey::All, &[value]), "{value}");
+        }
+    }
+
+    #[test]
+    fn all_requires_every_term_within_one_attribute() {
+        let s = SecretMeta { description: Some("billing".into()), ..secret("stripe") };
+        assert!(!hits(&s, FilterKey::All, &["stripe billing"]));
+    }
+
+    #[test]
+    fn negated_all_matches_when_some_attribute_lacks_the_words() {
+        let s = SecretMeta { description: Some("prod database".into()), ..secret("prod") };
+        assert!(!hits(&s, FilterKey::All, &["!prod"]));
+        assert!(hits(&s, FilterKey::All, &["!database"]));
+    }
+
+    #[test]
+    fn case_changes_split_like_moto() {
+        assert_eq!(split_by_case("MyTest"), ["My", "Test"]);
+        assert_eq!(split_by_case("ABCdef"), ["AB", "Cdef"]);
+        assert_eq!(split_by_case("abcDEFghi"), ["abcDE", "Fghi"]);
+        assert_eq!(split_by_case("Abc1"), ["Abc", "1"]);
+        assert_eq!(split_by_case("abc1"), ["abc1"]);
+        assert_eq!(split_by_case("test1abc"), ["test", "1abc"]);
+        assert_eq!(split_by_case("éclair"), ["éclair"]);
+        assert_eq!(split_by_case("ÉCOLEx"), ["ÉCOL", "Ex"]);
+    }
+
+    #[test]
+    fn terms_split_on_a_single_kind_of_separator() {
+        assert_eq!(split_words("/testing2/one"), ["testing2", "one"]);
+        assert_eq!(split_words("a.b.CdEf"), ["a", "b", "Cd", "Ef"]);
+        assert_eq!(split_words("a-b c_d"), ["a", "b", "c", "d"]);
+        assert_eq!(split_words("a-b_c"), ["a-b_c"]);
+        assert_eq!(split_words("  "), Vec::<&str>::new());
+    }
+}
