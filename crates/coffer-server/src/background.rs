@@ -11,7 +11,9 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub async fn run_deletion_sweeper(app: Arc<App>) {
     loop {
         let sweep_app = app.clone();
-        match tokio::task::spawn_blocking(move || crate::secrets::purge_due_deletions(&sweep_app)).await {
+        match tokio::task::spawn_blocking(move || crate::secrets::purge_due_deletions(&sweep_app))
+            .await
+        {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(deleted = n, "carried out scheduled secret deletions"),
             Ok(Err(e)) => tracing::error!(error = %e, "scheduled deletion sweep failed"),

@@ -11,7 +11,8 @@ static LAST: AtomicI64 = AtomicI64::new(0);
 
 /// Milliseconds since the epoch, strictly increasing across calls in this process.
 pub fn now_ms() -> i64 {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let wall =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
         let next = wall.max(last + 1);

@@ -7,7 +7,13 @@ use coffer_wire::protocol::{Service, decode_request, encode_response};
 use serde_json::Value;
 
 /// Runs one validated request and returns the response body.
-pub fn dispatch(app: &App, ctx: &RequestContext, service: Service, op: &str, body: Value) -> Result<Vec<u8>, AwsError> {
+pub fn dispatch(
+    app: &App,
+    ctx: &RequestContext,
+    service: Service,
+    op: &str,
+    body: Value,
+) -> Result<Vec<u8>, AwsError> {
     match service {
         Service::SecretsManager => secretsmanager(app, ctx, op, body),
         Service::Kms => Err(not_implemented(&format!("The KMS operation {op}"))),
@@ -18,16 +24,31 @@ fn not_implemented(what: &str) -> AwsError {
     AwsError::new(ErrorCode::NotImplemented, format!("{what} is not implemented by Coffer yet."))
 }
 
-fn secretsmanager(app: &App, ctx: &RequestContext, op: &str, body: Value) -> Result<Vec<u8>, AwsError> {
+fn secretsmanager(
+    app: &App,
+    ctx: &RequestContext,
+    op: &str,
+    body: Value,
+) -> Result<Vec<u8>, AwsError> {
     let out = match op {
-        "CreateSecret" => encode_response(&secrets::create_secret(app, ctx, decode_request(body)?)?),
-        "UpdateSecret" => encode_response(&secrets::update_secret(app, ctx, decode_request(body)?)?),
-        "PutSecretValue" => encode_response(&secrets::put_secret_value(app, ctx, decode_request(body)?)?),
-        "GetSecretValue" => encode_response(&secrets::get_secret_value(app, ctx, decode_request(body)?)?),
+        "CreateSecret" => {
+            encode_response(&secrets::create_secret(app, ctx, decode_request(body)?)?)
+        }
+        "UpdateSecret" => {
+            encode_response(&secrets::update_secret(app, ctx, decode_request(body)?)?)
+        }
+        "PutSecretValue" => {
+            encode_response(&secrets::put_secret_value(app, ctx, decode_request(body)?)?)
+        }
+        "GetSecretValue" => {
+            encode_response(&secrets::get_secret_value(app, ctx, decode_request(body)?)?)
+        }
         "BatchGetSecretValue" => {
             encode_response(&secrets::batch_get_secret_value(app, ctx, decode_request(body)?)?)
         }
-        "DescribeSecret" => encode_response(&secrets::describe_secret(app, ctx, decode_request(body)?)?),
+        "DescribeSecret" => {
+            encode_response(&secrets::describe_secret(app, ctx, decode_request(body)?)?)
+        }
         "ListSecrets" => encode_response(&secrets::list_secrets(app, ctx, decode_request(body)?)?),
         "ListSecretVersionIds" => {
             encode_response(&secrets::list_secret_version_ids(app, ctx, decode_request(body)?)?)
@@ -35,16 +56,27 @@ fn secretsmanager(app: &App, ctx: &RequestContext, op: &str, body: Value) -> Res
         "UpdateSecretVersionStage" => {
             encode_response(&secrets::update_secret_version_stage(app, ctx, decode_request(body)?)?)
         }
-        "DeleteSecret" => encode_response(&secrets::delete_secret(app, ctx, decode_request(body)?)?),
-        "RestoreSecret" => encode_response(&secrets::restore_secret(app, ctx, decode_request(body)?)?),
+        "DeleteSecret" => {
+            encode_response(&secrets::delete_secret(app, ctx, decode_request(body)?)?)
+        }
+        "RestoreSecret" => {
+            encode_response(&secrets::restore_secret(app, ctx, decode_request(body)?)?)
+        }
         "TagResource" => encode_response(&secrets::tag_resource(app, ctx, decode_request(body)?)?),
-        "UntagResource" => encode_response(&secrets::untag_resource(app, ctx, decode_request(body)?)?),
-        "GetRandomPassword" => encode_response(&secrets::get_random_password(decode_request(body)?)?),
+        "UntagResource" => {
+            encode_response(&secrets::untag_resource(app, ctx, decode_request(body)?)?)
+        }
+        "GetRandomPassword" => {
+            encode_response(&secrets::get_random_password(decode_request(body)?)?)
+        }
         other if ServiceModel::secretsmanager().has_operation(other) => {
             return Err(not_implemented(&format!("The operation {other}")));
         }
         other => {
-            return Err(AwsError::new(ErrorCode::UnknownOperation, format!("Unknown operation {other}")));
+            return Err(AwsError::new(
+                ErrorCode::UnknownOperation,
+                format!("Unknown operation {other}"),
+            ));
         }
     };
     Ok(out)

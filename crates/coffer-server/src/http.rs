@@ -29,7 +29,8 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let (status, body) = match result {
         Ok(body) => (StatusCode::OK, body),
         Err(e) => {
-            let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let status =
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             (status, error_body(&e))
         }
     };
@@ -58,15 +59,19 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     if request.method() != Method::POST {
         return Err(AwsError::new(ErrorCode::UnknownOperation, "Requests must be POST /."));
     }
-    let target = header_str(request.headers(), "x-amz-target")
-        .ok_or_else(|| AwsError::new(ErrorCode::UnknownOperation, "Missing X-Amz-Target header."))?;
+    let target = header_str(request.headers(), "x-amz-target").ok_or_else(|| {
+        AwsError::new(ErrorCode::UnknownOperation, "Missing X-Amz-Target header.")
+    })?;
     let (service, op) = parse_target(target)?;
     let model = match service {
         Service::SecretsManager => ServiceModel::secretsmanager(),
         Service::Kms => ServiceModel::kms(),
     };
     if !model.has_operation(op) {
-        return Err(AwsError::new(ErrorCode::UnknownOperation, format!("Unknown operation {target}")));
+        return Err(AwsError::new(
+            ErrorCode::UnknownOperation,
+            format!("Unknown operation {target}"),
+        ));
     }
     let op = op.to_string();
     let limit = app.config.max_body_bytes;
@@ -86,28 +91,40 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     // The body may hold a secret value: wipe our copy as soon as it is parsed.
     buffer.zeroize();
     let body = parsed.map_err(|e| {
-        AwsError::new(ErrorCode::Serialization, format!("The request body is not valid JSON ({}).", e.classify_message()))
+        AwsError::new(
+            ErrorCode::Serialization,
+            format!("The request body is not valid JSON ({}).", e.classify_message()),
+        )
     })?;
     validate_input(model, &op, &body)?;
     let app = app.clone();
-    tokio::task::spawn_blocking(move || dispatch(&app, &ctx, service, &op, body)).await.map_err(|e| {
-        tracing::error!(error = %e, "handler panicked");
-        AwsError::internal()
-    })?
+    tokio::task::spawn_blocking(move || dispatch(&app, &ctx, service, &op, body)).await.map_err(
+        |e| {
+            tracing::error!(error = %e, "handler panicked");
+            AwsError::internal()
+        },
+    )?
 }
 
 /// Reads the caller's access key and region from the SigV4 `Authorization` header.
 ///
 /// Signatures are not verified here yet: any access key is accepted. A 12-digit
 /// access key id is taken as the account id, any other maps to the default account.
-pub fn caller(headers: &HeaderMap, default_account: &str, request_id: &str) -> Result<RequestContext, AwsError> {
+pub fn caller(
+    headers: &HeaderMap,
+    default_account: &str,
+    request_id: &str,
+) -> Result<RequestContext, AwsError> {
     let auth = header_str(headers, "authorization").ok_or_else(|| {
         AwsError::new(ErrorCode::MissingAuthenticationToken, "Missing Authentication Token")
     })?;
     let incomplete = |what: &str| {
         AwsError::new(
             ErrorCode::IncompleteSignature,
-            format!("Authorization header requires {what}. Authorization={}", redact_authorization(auth)),
+            format!(
+                "Authorization header requires {what}. Authorization={}",
+                redact_authorization(auth)
+            ),
         )
     };
     let rest = auth
@@ -119,11 +136,15 @@ pub fn caller(headers: &HeaderMap, default_account: &str, request_id: &str) -> R
         .find_map(|part| part.strip_prefix("Credential="))
         .ok_or_else(|| incomplete("'Credential' parameter"))?;
     let parts: Vec<&str> = credential.split('/').collect();
-    if parts.len() != 5 || parts[0].is_empty() || parts[2].is_empty() || parts[4] != "aws4_request" {
-        return Err(incomplete("a well-formed 'Credential' parameter (<key>/<date>/<region>/<service>/aws4_request)"));
+    if parts.len() != 5 || parts[0].is_empty() || parts[2].is_empty() || parts[4] != "aws4_request"
+    {
+        return Err(incomplete(
+            "a well-formed 'Credential' parameter (<key>/<date>/<region>/<service>/aws4_request)",
+        ));
     }
     let access_key_id = parts[0].to_string();
-    let account = if access_key_id.len() == 12 && access_key_id.bytes().all(|b| b.is_ascii_digit()) {
+    let account = if access_key_id.len() == 12 && access_key_id.bytes().all(|b| b.is_ascii_digit())
+    {
         access_key_id.clone()
     } else {
         default_account.to_string()

@@ -47,7 +47,9 @@ impl KeyRing {
             Ok(())
         })?;
         match existing {
-            Some(check) if !master.verify_check_value(&check) => return Err(MasterKeyError::Mismatch),
+            Some(check) if !master.verify_check_value(&check) => {
+                return Err(MasterKeyError::Mismatch);
+            }
             Some(_) => {}
             None => {
                 let check = master.check_value();
@@ -85,7 +87,11 @@ impl KeyRing {
     }
 
     /// The scope's key for opening values; `None` when nothing was ever sealed there.
-    pub fn key_for_reading(&self, tx: &dyn ReadTxn, scope: &Scope) -> Result<Arc<KeyMaterial>, AwsError> {
+    pub fn key_for_reading(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+    ) -> Result<Arc<KeyMaterial>, AwsError> {
         if let Some(key) = self.cached(scope) {
             return Ok(key);
         }
@@ -99,7 +105,11 @@ impl KeyRing {
     }
 
     /// The scope's key for sealing, created (inside the caller's transaction) on first use.
-    pub fn key_for_writing(&self, tx: &mut dyn WriteTxn, scope: &Scope) -> Result<Arc<KeyMaterial>, AwsError> {
+    pub fn key_for_writing(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+    ) -> Result<Arc<KeyMaterial>, AwsError> {
         if let Some(key) = self.cached(scope) {
             return Ok(key);
         }

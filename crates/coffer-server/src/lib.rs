@@ -69,7 +69,10 @@ impl App {
     }
 
     /// Runs `f` in a read transaction, carrying its AWS error out.
-    pub fn read<T>(&self, mut f: impl FnMut(&dyn ReadTxn) -> Result<T, AwsError>) -> Result<T, AwsError> {
+    pub fn read<T>(
+        &self,
+        mut f: impl FnMut(&dyn ReadTxn) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
         let mut out = None;
         let result = self.store.read(&mut |tx| match f(tx) {
             Ok(v) => {
@@ -85,7 +88,10 @@ impl App {
     }
 
     /// Runs `f` in a write transaction: committed durably iff `f` returns `Ok`.
-    pub fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError>) -> Result<T, AwsError> {
+    pub fn write<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
         let mut out = None;
         let result = self.store.write(&mut |tx| match f(tx) {
             Ok(v) => {
@@ -101,7 +107,10 @@ impl App {
     }
 }
 
-fn finish<T>(result: Result<(), StoreError>, out: Option<Result<T, AwsError>>) -> Result<T, AwsError> {
+fn finish<T>(
+    result: Result<(), StoreError>,
+    out: Option<Result<T, AwsError>>,
+) -> Result<T, AwsError> {
     match (result, out) {
         (Ok(()), Some(Ok(v))) => Ok(v),
         (Err(StoreError::Aborted), Some(Err(e))) => Err(e),

@@ -36,7 +36,11 @@ pub fn encode_list_token(cursor: &Cursor, sort_by: SortBy, descending: bool) -> 
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("token serializes"))
 }
 
-pub fn decode_list_token(token: &str, sort_by: SortBy, descending: bool) -> Result<Cursor, AwsError> {
+pub fn decode_list_token(
+    token: &str,
+    sort_by: SortBy,
+    descending: bool,
+) -> Result<Cursor, AwsError> {
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid_token())?;
     let token: ListToken = serde_json::from_slice(&bytes).map_err(|_| invalid_token())?;
     if token.o != order_tag(sort_by, descending) {

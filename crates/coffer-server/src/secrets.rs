@@ -68,7 +68,11 @@ fn require_token(token: &Option<String>) -> Result<&str, AwsError> {
 }
 
 /// Looks up a SecretId in the caller's scope.
-fn resolve(tx: &dyn ReadTxn, scope: &Scope, secret_id: &str) -> Result<Option<SecretMeta>, AwsError> {
+fn resolve(
+    tx: &dyn ReadTxn,
+    scope: &Scope,
+    secret_id: &str,
+) -> Result<Option<SecretMeta>, AwsError> {
     let found = match names::parse_secret_id(secret_id, scope) {
         SecretRef::Name(name) => tx.secret_by_name(scope, &name),
         SecretRef::Arn(arn) => tx.secret_by_arn(&arn),
@@ -78,7 +82,11 @@ fn resolve(tx: &dyn ReadTxn, scope: &Scope, secret_id: &str) -> Result<Option<Se
     Ok(found.filter(|m| &m.scope == scope))
 }
 
-fn resolve_existing(tx: &dyn ReadTxn, scope: &Scope, secret_id: &str) -> Result<SecretMeta, AwsError> {
+fn resolve_existing(
+    tx: &dyn ReadTxn,
+    scope: &Scope,
+    secret_id: &str,
+) -> Result<SecretMeta, AwsError> {
     resolve(tx, scope, secret_id)?.ok_or_else(AwsError::secret_not_found)
 }
 
@@ -185,7 +193,8 @@ fn add_version(
         }
     }
     let key = app.keys.key_for_writing(tx, &meta.scope)?;
-    let sealed = coffer_crypto::seal(&key, value.to_plaintext().expose(), &value_aad(&meta.arn, version_id));
+    let sealed =
+        coffer_crypto::seal(&key, value.to_plaintext().expose(), &value_aad(&meta.arn, version_id));
     tx.insert_version(&meta.arn, &new_version, &SealedValue(sealed)).map_err(|e| match e {
         coffer_store::StoreError::Conflict(_) => AwsError::new(
             ErrorCode::ResourceExists,
@@ -203,7 +212,8 @@ pub fn create_secret(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_name(&req.name)?;
     let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-    let token = if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+    let token =
+        if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
     if req.add_replica_regions.is_some() {
         return Err(AwsError::new(
             ErrorCode::NotImplemented,
@@ -269,7 +279,8 @@ pub fn update_secret(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-    let token = if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+    let token =
+        if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
     app.write(|tx| {
         let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
@@ -300,7 +311,12 @@ pub fn update_secret(
         }
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
-        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None })
+        Ok(wire::SecretRefResponse {
+            arn: meta.arn,
+            name: meta.name,
+            version_id,
+            version_stages: None,
+        })
     })
 }
 
@@ -329,8 +345,16 @@ pub fn put_secret_value(
             });
         }
         let now = clock::now_ms();
-        let stages =
-            add_version(app, tx, &meta, &versions, token, &value, req.version_stages.as_deref(), now)?;
+        let stages = add_version(
+            app,
+            tx,
+            &meta,
+            &versions,
+            token,
+            &value,
+            req.version_stages.as_deref(),
+            now,
+        )?;
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
         Ok(wire::SecretRefResponse {
@@ -353,7 +377,9 @@ fn select_version<'a>(
             let version = versions.iter().find(|v| v.version_id == id).ok_or_else(|| {
                 AwsError::new(
                     ErrorCode::ResourceNotFound,
-                    format!("Secrets Manager can't find the specified secret value for VersionId: {id}"),
+                    format!(
+                        "Secrets Manager can't find the specified secret value for VersionId: {id}"
+                    ),
                 )
             })?;
             if let Some(stage) = stage
@@ -523,7 +549,16 @@ pub fn batch_get_secret_value(
     } else if let Some(filters) = &req.filters {
         let filters = parse_filters(filters)?;
         let max = req.max_results.unwrap_or(20) as usize;
-        let page = list_page(app, ctx, &filters, SortBy::CreatedDate, false, false, max, req.next_token.as_deref())?;
+        let page = list_page(
+            app,
+            ctx,
+            &filters,
+            SortBy::CreatedDate,
+            false,
+            false,
+            max,
+            req.next_token.as_deref(),
+        )?;
         response.next_token = page.next_token;
         app.read(|tx| {
             for meta in &page.secrets {
@@ -547,7 +582,11 @@ fn stage_map(versions: &[VersionMeta]) -> Option<BTreeMap<String, Vec<String>>> 
     if map.is_empty() { None } else { Some(map) }
 }
 
-fn describe(meta: &SecretMeta, versions: &[VersionMeta], for_list: bool) -> wire::SecretDescription {
+fn describe(
+    meta: &SecretMeta,
+    versions: &[VersionMeta],
+    for_list: bool,
+) -> wire::SecretDescription {
     let stages = stage_map(versions);
     let (version_ids_to_stages, secret_versions_to_stages) =
         if for_list { (None, stages) } else { (stages, None) };
@@ -560,10 +599,9 @@ fn describe(meta: &SecretMeta, versions: &[VersionMeta], for_list: bool) -> wire
         last_changed_date: epoch_seconds(meta.last_changed_ms),
         last_accessed_date: meta.last_accessed_ms.map(epoch_seconds),
         deleted_date: meta.deletion_ms.map(epoch_seconds),
-        tags: meta
-            .tags
-            .as_ref()
-            .map(|tags| tags.iter().map(|t| wire::Tag { key: t.key.clone(), value: t.value.clone() }).collect()),
+        tags: meta.tags.as_ref().map(|tags| {
+            tags.iter().map(|t| wire::Tag { key: t.key.clone(), value: t.value.clone() }).collect()
+        }),
         version_ids_to_stages,
         secret_versions_to_stages,
         owning_service: meta.owning_service.clone(),
@@ -625,7 +663,9 @@ fn list_page(
         })
         .map_err(store_error)?;
         let next_token = match (more, secrets.last()) {
-            (true, Some(last)) => Some(paging::encode_list_token(&cursor_of(last, sort_by), sort_by, descending)),
+            (true, Some(last)) => {
+                Some(paging::encode_list_token(&cursor_of(last, sort_by), sort_by, descending))
+            }
             _ => None,
         };
         Ok(Page { secrets, next_token })
@@ -696,12 +736,19 @@ pub fn list_secret_version_ids(
                 version_stages: (!v.is_deprecated()).then(|| v.stages.iter().cloned().collect()),
                 last_accessed_date: v.last_accessed_ms.map(epoch_seconds),
                 created_date: epoch_seconds(v.created_ms),
-                kms_key_ids: vec![v.kms_key_id.clone().unwrap_or_else(|| DEFAULT_KMS_KEY_LABEL.to_string())],
+                kms_key_ids: vec![
+                    v.kms_key_id.clone().unwrap_or_else(|| DEFAULT_KMS_KEY_LABEL.to_string()),
+                ],
             })
             .collect();
         let end = start + page.len();
         let next_token = (end < versions.len()).then(|| paging::encode_offset_token(end));
-        Ok(wire::ListSecretVersionIdsResponse { versions: page, next_token, arn: meta.arn, name: meta.name })
+        Ok(wire::ListSecretVersionIdsResponse {
+            versions: page,
+            next_token,
+            arn: meta.arn,
+            name: meta.name,
+        })
     })
 }
 
@@ -725,13 +772,21 @@ pub fn update_secret_version_stage(
         for version in &versions {
             let stages = &labels[&version.version_id];
             if stages != &version.stages {
-                tx.update_version(&meta.arn, &VersionMeta { stages: stages.clone(), ..version.clone() })
-                    .map_err(store_error)?;
+                tx.update_version(
+                    &meta.arn,
+                    &VersionMeta { stages: stages.clone(), ..version.clone() },
+                )
+                .map_err(store_error)?;
             }
         }
         meta.last_changed_ms = clock::now_ms();
         tx.update_secret(&meta).map_err(store_error)?;
-        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id: None, version_stages: None })
+        Ok(wire::SecretRefResponse {
+            arn: meta.arn,
+            name: meta.name,
+            version_id: None,
+            version_stages: None,
+        })
     })
 }
 
@@ -786,7 +841,11 @@ pub fn delete_secret(
         let deletion = now + days * DAY_MS;
         meta.deletion_ms = Some(deletion);
         tx.update_secret(&meta).map_err(store_error)?;
-        Ok(wire::DeleteSecretResponse { arn: meta.arn, name: meta.name, deletion_date: epoch_seconds(deletion) })
+        Ok(wire::DeleteSecretResponse {
+            arn: meta.arn,
+            name: meta.name,
+            deletion_date: epoch_seconds(deletion),
+        })
     })
 }
 
@@ -802,7 +861,12 @@ pub fn restore_secret(
             meta.last_changed_ms = clock::now_ms();
             tx.update_secret(&meta).map_err(store_error)?;
         }
-        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id: None, version_stages: None })
+        Ok(wire::SecretRefResponse {
+            arn: meta.arn,
+            name: meta.name,
+            version_id: None,
+            version_stages: None,
+        })
     })
 }
 
@@ -857,7 +921,9 @@ pub fn untag_resource(
     })
 }
 
-pub fn get_random_password(req: wire::GetRandomPasswordRequest) -> Result<wire::GetRandomPasswordResponse, AwsError> {
+pub fn get_random_password(
+    req: wire::GetRandomPasswordRequest,
+) -> Result<wire::GetRandomPasswordResponse, AwsError> {
     let defaults = PasswordSpec::default();
     let spec = PasswordSpec {
         length: req.password_length.map(|l| l.max(0) as u64).unwrap_or(defaults.length),
@@ -867,7 +933,9 @@ pub fn get_random_password(req: wire::GetRandomPasswordRequest) -> Result<wire::
         exclude_uppercase: req.exclude_uppercase.unwrap_or(false),
         exclude_lowercase: req.exclude_lowercase.unwrap_or(false),
         include_space: req.include_space.unwrap_or(false),
-        require_each_included_type: req.require_each_included_type.unwrap_or(defaults.require_each_included_type),
+        require_each_included_type: req
+            .require_each_included_type
+            .unwrap_or(defaults.require_each_included_type),
     };
     let password = generate_password(&spec, &mut rand::rng())?;
     Ok(wire::GetRandomPasswordResponse { random_password: SensitiveString::new(password) })

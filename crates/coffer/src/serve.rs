@@ -104,9 +104,14 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
 /// Finds the master key: `COFFER_MASTER_KEY`, `--master-key-file`, or
 /// `<data-dir>/master.key` (created on first start). A data directory that
 /// already holds data but has lost its key file is an error, never a new key.
-fn load_master_key(args: &ServeArgs, data_dir: Option<&Path>, store: &dyn Store) -> Result<MasterKey, String> {
+fn load_master_key(
+    args: &ServeArgs,
+    data_dir: Option<&Path>,
+    store: &dyn Store,
+) -> Result<MasterKey, String> {
     if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        return MasterKey::from_text(&text).map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
+        return MasterKey::from_text(&text)
+            .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
     }
     if let Some(path) = &args.master_key_file {
         return MasterKey::load(path)
@@ -125,7 +130,10 @@ fn load_master_key(args: &ServeArgs, data_dir: Option<&Path>, store: &dyn Store)
     let (key, created) = MasterKey::load_or_create(&path)
         .map_err(|e| format!("cannot read or create the master key {}: {e}", path.display()))?;
     if created {
-        eprintln!("coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read", path.display());
+        eprintln!(
+            "coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
+            path.display()
+        );
     }
     Ok(key)
 }

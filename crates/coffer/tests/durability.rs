@@ -54,7 +54,11 @@ async fn acknowledged_writes_survive_sigkill_and_values_are_never_stored_in_plai
 
     for file in files_under(dir.path()) {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!contains_bytes(&bytes, marker.as_bytes()), "{} holds a secret value in plaintext", file.display());
+        assert!(
+            !contains_bytes(&bytes, marker.as_bytes()),
+            "{} holds a secret value in plaintext",
+            file.display()
+        );
     }
     let key_file = dir.path().join("master.key");
     use std::os::unix::fs::PermissionsExt;
@@ -62,7 +66,13 @@ async fn acknowledged_writes_survive_sigkill_and_values_are_never_stored_in_plai
 
     let server = Server::with_data_dir(dir.path());
     let client = server.client();
-    let value = client.get_secret_value().secret_id("durable").version_stage("AWSPREVIOUS").send().await.unwrap();
+    let value = client
+        .get_secret_value()
+        .secret_id("durable")
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(value.secret_string(), Some(marker));
     let value = client.get_secret_value().secret_id("durable").send().await.unwrap();
     assert_eq!(value.secret_binary().unwrap().as_ref(), format!("{marker}-binary").as_bytes());
@@ -143,7 +153,14 @@ async fn no_acknowledged_update_is_lost_across_repeated_sigkills() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::with_data_dir(dir.path());
     for w in 0..WRITERS {
-        server.client().create_secret().name(format!("crash-{w}")).secret_string("start").send().await.unwrap();
+        server
+            .client()
+            .create_secret()
+            .name(format!("crash-{w}"))
+            .secret_string("start")
+            .send()
+            .await
+            .unwrap();
     }
     let url = Arc::new(RwLock::new(server.url.clone()));
     let acknowledged: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
@@ -197,8 +214,17 @@ async fn no_acknowledged_update_is_lost_across_repeated_sigkills() {
         let versions = all_versions(&client, &format!("crash-{w}")).await;
         let stored: HashSet<&str> = versions.iter().map(|(id, _)| id.as_str()).collect();
         for (_, token) in acknowledged.iter().filter(|(writer, _)| *writer == w) {
-            assert!(stored.contains(token.as_str()), "acknowledged version {token} of crash-{w} was lost");
-            let value = client.get_secret_value().secret_id(format!("crash-{w}")).version_id(token).send().await.unwrap();
+            assert!(
+                stored.contains(token.as_str()),
+                "acknowledged version {token} of crash-{w} was lost"
+            );
+            let value = client
+                .get_secret_value()
+                .secret_id(format!("crash-{w}"))
+                .version_id(token)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(value.secret_string(), Some(format!("value-{token}").as_str()));
         }
         assert_eq!(count_label(&versions, "AWSCURRENT"), 1, "crash-{w} has one AWSCURRENT");

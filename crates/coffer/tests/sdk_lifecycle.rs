@@ -15,7 +15,13 @@ fn token(n: u32) -> String {
 async fn seed_update_secret_examples_work_through_the_sdk() {
     let server = Server::dev();
     let client = server.client();
-    let created = client.create_secret().name("MyTestDatabaseSecret").secret_string("v1").send().await.unwrap();
+    let created = client
+        .create_secret()
+        .name("MyTestDatabaseSecret")
+        .secret_string("v1")
+        .send()
+        .await
+        .unwrap();
 
     // Example 1: description only makes no version and answers ARN and Name.
     let out = client
@@ -32,9 +38,16 @@ async fn seed_update_secret_examples_work_through_the_sdk() {
 
     // Example 2: a new KMS key is stored and reported.
     let key = "arn:aws:kms:us-west-2:123456789012:key/EXAMPLE2-90ab-cdef-fedc-ba987EXAMPLE";
-    let out = client.update_secret().secret_id("MyTestDatabaseSecret").kms_key_id(key).send().await.unwrap();
+    let out = client
+        .update_secret()
+        .secret_id("MyTestDatabaseSecret")
+        .kms_key_id(key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.version_id(), None);
-    let described = client.describe_secret().secret_id("MyTestDatabaseSecret").send().await.unwrap();
+    let described =
+        client.describe_secret().secret_id("MyTestDatabaseSecret").send().await.unwrap();
     assert_eq!(described.kms_key_id(), Some(key));
     assert_eq!(described.description(), Some("This is a new description for the secret."));
     assert_eq!(described.version_ids_to_stages().unwrap().len(), 1);
@@ -66,7 +79,14 @@ async fn seed_update_secret_examples_work_through_the_sdk() {
 async fn client_request_token_is_the_version_id_and_idempotent() {
     let server = Server::dev();
     let client = server.client();
-    client.create_secret().name("idem").secret_string("a").client_request_token(token(1)).send().await.unwrap();
+    client
+        .create_secret()
+        .name("idem")
+        .secret_string("a")
+        .client_request_token(token(1))
+        .send()
+        .await
+        .unwrap();
     let first = client
         .update_secret()
         .secret_id("idem")
@@ -102,7 +122,14 @@ async fn client_request_token_is_the_version_id_and_idempotent() {
 async fn put_secret_value_and_update_secret_version_stage_move_labels() {
     let server = Server::dev();
     let client = server.client();
-    client.create_secret().name("stages").secret_string("v1").client_request_token(token(1)).send().await.unwrap();
+    client
+        .create_secret()
+        .name("stages")
+        .secret_string("v1")
+        .client_request_token(token(1))
+        .send()
+        .await
+        .unwrap();
     let put = client
         .put_secret_value()
         .secret_id("stages")
@@ -138,7 +165,13 @@ async fn binary_values_round_trip_any_bytes() {
     let server = Server::dev();
     let client = server.client();
     let bytes = vec![0u8, 1, 2, 0xff, 0x80, 0x7f];
-    client.create_secret().name("bin").secret_binary(Blob::new(bytes.clone())).send().await.unwrap();
+    client
+        .create_secret()
+        .name("bin")
+        .secret_binary(Blob::new(bytes.clone()))
+        .send()
+        .await
+        .unwrap();
     let value = client.get_secret_value().secret_id("bin").send().await.unwrap();
     assert_eq!(value.secret_binary().unwrap().as_ref(), bytes.as_slice());
     assert_eq!(value.secret_string(), None);
@@ -149,19 +182,31 @@ async fn delete_restore_and_force_delete_follow_aws() {
     let server = Server::dev();
     let client = server.client();
     let created = client.create_secret().name("gone").secret_string("x").send().await.unwrap();
-    let deleted = client.delete_secret().secret_id("gone").recovery_window_in_days(7).send().await.unwrap();
+    let deleted =
+        client.delete_secret().secret_id("gone").recovery_window_in_days(7).send().await.unwrap();
     assert!(deleted.deletion_date().is_some());
     let err = client.get_secret_value().secret_id("gone").send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidRequestException"));
     let err = client.create_secret().name("gone").secret_string("y").send().await.unwrap_err();
     assert_eq!(
         err.message(),
-        Some("You can't create this secret because a secret with this name is already scheduled for deletion.")
+        Some(
+            "You can't create this secret because a secret with this name is already scheduled for deletion."
+        )
     );
     client.restore_secret().secret_id("gone").send().await.unwrap();
-    assert_eq!(client.get_secret_value().secret_id("gone").send().await.unwrap().secret_string(), Some("x"));
+    assert_eq!(
+        client.get_secret_value().secret_id("gone").send().await.unwrap().secret_string(),
+        Some("x")
+    );
 
-    client.delete_secret().secret_id("gone").force_delete_without_recovery(true).send().await.unwrap();
+    client
+        .delete_secret()
+        .secret_id("gone")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
     let err = client.describe_secret().secret_id("gone").send().await.unwrap_err();
     assert_eq!(err.code(), Some("ResourceNotFoundException"));
     let recreated = client.create_secret().name("gone").secret_string("z").send().await.unwrap();
@@ -219,7 +264,13 @@ async fn tags_list_filters_batch_get_and_random_password_work_through_the_sdk() 
     let described = client.describe_secret().secret_id("app/1").send().await.unwrap();
     assert_eq!(described.tags(), &[] as &[Tag]);
 
-    let password = client.get_random_password().password_length(40).exclude_punctuation(true).send().await.unwrap();
+    let password = client
+        .get_random_password()
+        .password_length(40)
+        .exclude_punctuation(true)
+        .send()
+        .await
+        .unwrap();
     let password = password.random_password().unwrap();
     assert_eq!(password.len(), 40);
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -233,9 +284,22 @@ async fn accounts_and_regions_are_isolated() {
     let other_account = common::client_for(&server.url, "111122223333", "us-east-1");
     default.create_secret().name("shared-name").secret_string("default").send().await.unwrap();
     other_region.create_secret().name("shared-name").secret_string("region").send().await.unwrap();
-    let created = other_account.create_secret().name("shared-name").secret_string("account").send().await.unwrap();
-    assert!(created.arn().unwrap().starts_with("arn:aws:secretsmanager:us-east-1:111122223333:secret:shared-name-"));
-    for (client, expected) in [(&default, "default"), (&other_region, "region"), (&other_account, "account")] {
+    let created = other_account
+        .create_secret()
+        .name("shared-name")
+        .secret_string("account")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created
+            .arn()
+            .unwrap()
+            .starts_with("arn:aws:secretsmanager:us-east-1:111122223333:secret:shared-name-")
+    );
+    for (client, expected) in
+        [(&default, "default"), (&other_region, "region"), (&other_account, "account")]
+    {
         let value = client.get_secret_value().secret_id("shared-name").send().await.unwrap();
         assert_eq!(value.secret_string(), Some(expected));
     }

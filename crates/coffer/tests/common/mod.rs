@@ -32,7 +32,11 @@ impl Server {
 
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
-        command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env_remove("COFFER_MASTER_KEY");
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env_remove("COFFER_MASTER_KEY");
         for (k, v) in env {
             command.env(k, v);
         }
@@ -77,7 +81,13 @@ pub fn client_for(url: &str, access_key: &str, region: &str) -> aws_sdk_secretsm
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .endpoint_url(url)
-        .credentials_provider(Credentials::new(access_key, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None, None, "test"))
+        .credentials_provider(Credentials::new(
+            access_key,
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        ))
         .build();
     aws_sdk_secretsmanager::Client::from_conf(config)
 }
