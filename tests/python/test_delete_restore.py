@@ -25,9 +25,9 @@ def test_delete_schedules_with_default_thirty_day_window(sm, name):
     assert resp["ARN"] == arn
     assert resp["Name"] == name
     assert close_to(resp["DeletionDate"], datetime.now(timezone.utc) + timedelta(days=30))
-    desc = sm.describe_secret(SecretId=name)
-    assert "DeletedDate" in desc
-    assert close_to(desc["DeletedDate"], datetime.now(timezone.utc))
+    # The model's docs disagree on whether DeletedDate is the request time or the planned
+    # deletion time, and aws-behaviours.md does not say, so only its presence is checked.
+    assert "DeletedDate" in sm.describe_secret(SecretId=name)
 
 
 @pytest.mark.parametrize("days", [7, 30])

@@ -248,7 +248,7 @@ def test_secret_values_never_reach_the_logs(tmp_path):
     value = canary("log")
     srv = start_server(
         ["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"],
-        {"RUST_LOG": "trace"},
+        {"RUST_LOG": "trace", "COFFER_LOG": "trace"},
     )
     try:
         sm = make_client(srv.url)
