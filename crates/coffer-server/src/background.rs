@@ -11,8 +11,10 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub async fn run_deletion_sweeper(app: Arc<App>) {
     loop {
         let sweep_app = app.clone();
-        match tokio::task::spawn_blocking(move || crate::secrets::purge_due_deletions(&sweep_app))
-            .await
+        match tokio::task::spawn_blocking(move || {
+            crate::secrets::purge_due_deletions(&sweep_app, crate::clock::now_ms())
+        })
+        .await
         {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(deleted = n, "carried out scheduled secret deletions"),

@@ -941,9 +941,8 @@ pub fn get_random_password(
     Ok(wire::GetRandomPasswordResponse { random_password: SensitiveString::new(password) })
 }
 
-/// Carries out every scheduled deletion that is due. Returns how many secrets were removed.
-pub fn purge_due_deletions(app: &App) -> Result<usize, AwsError> {
-    let now = clock::now_ms();
+/// Carries out every scheduled deletion that is due at `now`. Returns how many secrets were removed.
+pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
     app.write(|tx| {
         let due = tx.secrets_due_for_deletion(now).map_err(store_error)?;
         for arn in &due {
@@ -951,4 +950,114 @@ pub fn purge_due_deletions(app: &App) -> Result<usize, AwsError> {
         }
         Ok(due.len())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_crypto::MasterKey;
+    use coffer_store::MemoryStore;
+    use std::sync::Arc;
+
+    fn app() -> Arc<App> {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        App::new(store, keys, Config::default())
+    }
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            scope: Scope::new("000000000000", "us-east-1"),
+            access_key_id: "AKIDEXAMPLE".into(),
+            request_id: "test".into(),
+        }
+    }
+
+    fn create(app: &App, name: &str) {
+        let req = wire::CreateSecretRequest {
+            name: name.into(),
+            client_request_token: Some("00000000-0000-4000-8000-000000000001".into()),
+            secret_string: Some(SensitiveString::new("value".into())),
+            ..Default::default()
+        };
+        create_secret(app, &ctx(), req).unwrap();
+    }
+
+    #[test]
+    fn scheduled_deletions_are_carried_out_only_once_due() {
+        let app = app();
+        create(&app, "doomed");
+        create(&app, "kept");
+        let deleted = delete_secret(
+            &app,
+            &ctx(),
+            wire::DeleteSecretRequest {
+                secret_id: "doomed".into(),
+                recovery_window_in_days: Some(7),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let due = (deleted.deletion_date * 1000.0) as i64;
+        assert_eq!(purge_due_deletions(&app, due - 1).unwrap(), 0);
+        assert_eq!(purge_due_deletions(&app, due + 1).unwrap(), 1);
+        let gone =
+            describe_secret(&app, &ctx(), wire::SecretIdRequest { secret_id: "doomed".into() });
+        assert_eq!(gone.unwrap_err().code, ErrorCode::ResourceNotFound);
+        describe_secret(&app, &ctx(), wire::SecretIdRequest { secret_id: "kept".into() }).unwrap();
+    }
+
+    #[test]
+    fn a_managed_secret_refuses_updates() {
+        let app = app();
+        create(&app, "managed");
+        app.write(|tx| {
+            let mut meta = tx.secret_by_name(&ctx().scope, "managed").unwrap().unwrap();
+            meta.owning_service = Some("rds".into());
+            tx.update_secret(&meta).map_err(store_error)
+        })
+        .unwrap();
+        let err = update_secret(
+            &app,
+            &ctx(),
+            wire::UpdateSecretRequest {
+                secret_id: "managed".into(),
+                description: Some("new".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn more_than_a_hundred_young_versions_is_refused_and_changes_nothing() {
+        let app = app();
+        create(&app, "busy");
+        for i in 2..=100 {
+            let req = wire::PutSecretValueRequest {
+                secret_id: "busy".into(),
+                client_request_token: Some(format!("00000000-0000-4000-8000-{i:012}")),
+                secret_string: Some(SensitiveString::new(format!("v{i}"))),
+                ..Default::default()
+            };
+            put_secret_value(&app, &ctx(), req).unwrap();
+        }
+        let req = wire::PutSecretValueRequest {
+            secret_id: "busy".into(),
+            client_request_token: Some("00000000-0000-4000-8000-999999999999".into()),
+            secret_string: Some(SensitiveString::new("one too many".into())),
+            ..Default::default()
+        };
+        let err = put_secret_value(&app, &ctx(), req).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        let current = get_secret_value(
+            &app,
+            &ctx(),
+            wire::GetSecretValueRequest { secret_id: "busy".into(), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(current.secret_string.unwrap().expose(), "v100");
+    }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use common::{Server, client_for, contains_bytes, files_under};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -230,4 +231,45 @@ async fn no_acknowledged_update_is_lost_across_repeated_sigkills() {
         assert_eq!(count_label(&versions, "AWSCURRENT"), 1, "crash-{w} has one AWSCURRENT");
         assert!(count_label(&versions, "AWSPREVIOUS") <= 1);
     }
+}
+
+#[tokio::test]
+async fn a_deletion_that_fell_due_while_the_server_was_down_is_carried_out_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_data_dir(dir.path());
+    let client = server.client();
+    client.create_secret().name("expiring").secret_string("x").send().await.unwrap();
+    client.create_secret().name("staying").secret_string("y").send().await.unwrap();
+    client.delete_secret().secret_id("expiring").recovery_window_in_days(7).send().await.unwrap();
+    server.kill();
+
+    // Seven days pass while the server is down: move the scheduled date into the past.
+    let store = coffer_store::SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+    use coffer_store::Store;
+    store
+        .write(&mut |tx| {
+            let scope = coffer_core::Scope::new("000000000000", "us-east-1");
+            let mut meta = tx.secret_by_name(&scope, "expiring")?.expect("still scheduled");
+            meta.deletion_ms = Some(1);
+            tx.update_secret(&meta)
+        })
+        .unwrap();
+    drop(store);
+
+    let server = Server::with_data_dir(dir.path());
+    let client = server.client();
+    let mut gone = false;
+    for _ in 0..50 {
+        match client.describe_secret().secret_id("expiring").send().await {
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                gone = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(gone, "the due deletion was carried out");
+    client.describe_secret().secret_id("staying").send().await.unwrap();
+    // The name is free again.
+    client.create_secret().name("expiring").secret_string("new").send().await.unwrap();
 }
