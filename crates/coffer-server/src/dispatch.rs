@@ -1,6 +1,6 @@
 //! One exhaustive table from operation name to handler.
 
-use crate::{App, RequestContext, secrets};
+use crate::{App, RequestContext, policies, secrets};
 use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::model::ServiceModel;
 use coffer_wire::protocol::{Service, decode_request, encode_response};
@@ -65,6 +65,21 @@ fn secretsmanager(
         "TagResource" => encode_response(&secrets::tag_resource(app, ctx, decode_request(body)?)?),
         "UntagResource" => {
             encode_response(&secrets::untag_resource(app, ctx, decode_request(body)?)?)
+        }
+        "PutResourcePolicy" => {
+            encode_response(&policies::put_resource_policy(app, ctx, decode_request(body)?)?)
+        }
+        "GetResourcePolicy" => {
+            encode_response(&policies::get_resource_policy(app, ctx, decode_request(body)?)?)
+        }
+        "DeleteResourcePolicy" => {
+            encode_response(&policies::delete_resource_policy(app, ctx, decode_request(body)?)?)
+        }
+        "ValidateResourcePolicy" => {
+            encode_response(&policies::validate_resource_policy(app, ctx, decode_request(body)?)?)
+        }
+        "RotateSecret" => {
+            encode_response(&policies::rotate_secret(app, ctx, decode_request(body)?)?)
         }
         "GetRandomPassword" => {
             encode_response(&secrets::get_random_password(decode_request(body)?)?)

@@ -15,6 +15,7 @@ mod dispatch;
 pub mod http;
 pub mod keys;
 mod paging;
+pub mod policies;
 pub mod secrets;
 
 use coffer_core::{AwsError, Scope};

@@ -82,12 +82,22 @@ fn resolve(
     Ok(found.filter(|m| &m.scope == scope))
 }
 
-fn resolve_existing(
+pub(crate) fn resolve_existing(
     tx: &dyn ReadTxn,
     scope: &Scope,
     secret_id: &str,
 ) -> Result<SecretMeta, AwsError> {
     resolve(tx, scope, secret_id)?.ok_or_else(AwsError::secret_not_found)
+}
+
+/// Validates a SecretId and checks that it names an existing secret of the caller.
+pub(crate) fn resolve_secret_id_checked(
+    app: &App,
+    ctx: &RequestContext,
+    secret_id: &str,
+) -> Result<SecretMeta, AwsError> {
+    names::validate_secret_id(secret_id)?;
+    app.read(|tx| resolve_existing(tx, &ctx.scope, secret_id))
 }
 
 fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {

@@ -273,3 +273,55 @@ pub struct GetRandomPasswordResponse {
 /// TagResource and UntagResource answer `{}`.
 #[derive(Debug, Default, Serialize)]
 pub struct EmptyResponse {}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PutResourcePolicyRequest {
+    pub secret_id: String,
+    pub resource_policy: String,
+    pub block_public_policy: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ValidateResourcePolicyRequest {
+    pub secret_id: Option<String>,
+    pub resource_policy: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetResourcePolicyResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValidationErrorsEntry {
+    pub check_name: String,
+    pub error_message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValidateResourcePolicyResponse {
+    pub policy_validation_passed: bool,
+    pub validation_errors: Vec<ValidationErrorsEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RotateSecretRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    #[serde(rename = "RotationLambdaARN")]
+    pub rotation_lambda_arn: Option<String>,
+    pub rotation_rules: Option<serde_json::Value>,
+    pub rotate_immediately: Option<bool>,
+    pub external_secret_rotation_metadata: Option<serde_json::Value>,
+    pub external_secret_rotation_role_arn: Option<String>,
+}
