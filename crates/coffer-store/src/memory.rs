@@ -1,0 +1,567 @@
+//! The in-memory store behind `--dev`: everything in one locked structure, lost on exit.
+//!
+//! A write transaction works on the live state and records an undo log; if the
+//! closure fails (or panics) the log is replayed backwards, so a failed write
+//! leaves no trace without the cost of copying the whole state up front.
+//! Listing walks ordered indexes kept per scope, so the first page of
+//! ListSecrets costs the same with a hundred secrets or a hundred thousand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+
+use crate::{
+    Cursor, CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, Store, StoreError, StoreResult,
+    WriteTxn,
+};
+
+/// A store that keeps everything in process memory.
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore { state: RwLock::new(State::default()) }
+    }
+
+    /// A panic inside a write closure poisons the lock, but the transaction's
+    /// drop guard has already undone its changes, so the state is sound to reuse.
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+impl Store for MemoryStore {
+    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
+        let state = self.read_state();
+        f(&*state)
+    }
+
+    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
+        let mut state = self.write_state();
+        let mut txn = MemTxn::new(&mut state);
+        let result = f(&mut txn);
+        if result.is_ok() {
+            txn.commit();
+        }
+        // On failure, dropping the transaction replays its undo log.
+        drop(txn);
+        result
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_owned()
+    }
+}
+
+/// One version of a secret with its sealed value.
+#[derive(Clone)]
+struct Version {
+    meta: VersionMeta,
+    value: SealedValue,
+}
+
+/// The ordered indexes of one scope. Each maps a sort position to an ARN;
+/// the position ends with `seq`, which is unique, so entries never collide.
+#[derive(Default)]
+struct ScopeIndex {
+    by_name: BTreeMap<(String, i64), String>,
+    by_created: BTreeMap<(Millis, i64), String>,
+    by_changed: BTreeMap<(Millis, i64), String>,
+    by_accessed: BTreeMap<(Millis, i64), String>,
+}
+
+impl ScopeIndex {
+    fn add(&mut self, meta: &SecretMeta) {
+        let seq = meta.seq;
+        self.by_name.insert((meta.name.clone(), seq), meta.arn.clone());
+        self.by_created.insert((meta.created_ms, seq), meta.arn.clone());
+        self.by_changed.insert((meta.last_changed_ms, seq), meta.arn.clone());
+        self.by_accessed.insert((accessed_key(meta), seq), meta.arn.clone());
+    }
+
+    fn remove(&mut self, meta: &SecretMeta) {
+        let seq = meta.seq;
+        self.by_name.remove(&(meta.name.clone(), seq));
+        self.by_created.remove(&(meta.created_ms, seq));
+        self.by_changed.remove(&(meta.last_changed_ms, seq));
+        self.by_accessed.remove(&(accessed_key(meta), seq));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_created.is_empty()
+    }
+
+    /// The ARN of the secret called `name`; names are unique in a scope, so at most one matches.
+    fn arn_of_name(&self, name: &str) -> Option<&String> {
+        let from = (name.to_owned(), i64::MIN);
+        self.by_name
+            .range(from..)
+            .next()
+            .filter(|((found, _), _)| found == name)
+            .map(|(_, arn)| arn)
+    }
+}
+
+/// A missing last-access date sorts first, as [`crate::cursor_of`] says.
+fn accessed_key(meta: &SecretMeta) -> Millis {
+    meta.last_accessed_ms.unwrap_or(i64::MIN)
+}
+
+#[derive(Default)]
+struct State {
+    secrets: HashMap<String, SecretMeta>,
+    scopes: HashMap<Scope, ScopeIndex>,
+    /// Versions per ARN, oldest first.
+    versions: HashMap<String, Vec<Version>>,
+    wrapped_keys: HashMap<String, Vec<u8>>,
+    settings: HashMap<String, Vec<u8>>,
+    /// The last `seq` handed out; the next secret gets one more.
+    last_seq: i64,
+}
+
+impl State {
+    /// Puts `meta` in place of whatever secret has its ARN, keeping the indexes in step.
+    /// Returns the secret it replaced.
+    fn put_secret(&mut self, meta: SecretMeta) -> Option<SecretMeta> {
+        let old = self.take_secret(&meta.arn);
+        self.scopes.entry(meta.scope.clone()).or_default().add(&meta);
+        self.secrets.insert(meta.arn.clone(), meta);
+        old
+    }
+
+    /// Removes a secret (not its versions) and its index entries.
+    fn take_secret(&mut self, arn: &str) -> Option<SecretMeta> {
+        let old = self.secrets.remove(arn)?;
+        if let Some(index) = self.scopes.get_mut(&old.scope) {
+            index.remove(&old);
+            if index.is_empty() {
+                self.scopes.remove(&old.scope);
+            }
+        }
+        Some(old)
+    }
+
+    fn version_position(&self, arn: &str, version_id: &str) -> Option<usize> {
+        self.versions.get(arn)?.iter().position(|v| v.meta.version_id == version_id)
+    }
+
+    fn undo(&mut self, step: Undo) {
+        match step {
+            Undo::Secret { arn, previous } => match previous {
+                Some(meta) => {
+                    self.put_secret(meta);
+                }
+                None => {
+                    self.take_secret(&arn);
+                }
+            },
+            Undo::Versions { arn, previous } => match previous {
+                Some(list) => {
+                    self.versions.insert(arn, list);
+                }
+                None => {
+                    self.versions.remove(&arn);
+                }
+            },
+            Undo::VersionAppended { arn } => {
+                if let Some(list) = self.versions.get_mut(&arn) {
+                    list.pop();
+                    if list.is_empty() {
+                        self.versions.remove(&arn);
+                    }
+                }
+            }
+            Undo::VersionMeta { arn, position, previous } => {
+                if let Some(version) = self.versions.get_mut(&arn).and_then(|l| l.get_mut(position))
+                {
+                    version.meta = previous;
+                }
+            }
+            Undo::VersionValue { arn, position, previous } => {
+                if let Some(version) = self.versions.get_mut(&arn).and_then(|l| l.get_mut(position))
+                {
+                    version.value = previous;
+                }
+            }
+            Undo::VersionRemoved { arn, position, version } => {
+                let list = self.versions.entry(arn).or_default();
+                list.insert(position.min(list.len()), version);
+            }
+            Undo::WrappedKey { key_id, previous } => match previous {
+                Some(wrapped) => {
+                    self.wrapped_keys.insert(key_id, wrapped);
+                }
+                None => {
+                    self.wrapped_keys.remove(&key_id);
+                }
+            },
+            Undo::Setting { name, previous } => match previous {
+                Some(value) => {
+                    self.settings.insert(name, value);
+                }
+                None => {
+                    self.settings.remove(&name);
+                }
+            },
+            Undo::LastSeq(previous) => self.last_seq = previous,
+        }
+    }
+}
+
+impl ReadTxn for State {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        let arn = self.scopes.get(scope).and_then(|index| index.arn_of_name(name));
+        Ok(arn.and_then(|arn| self.secrets.get(arn)).cloned())
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        Ok(self.secrets.get(arn).cloned())
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        let list = self.versions.get(arn).map(Vec::as_slice).unwrap_or_default();
+        Ok(list.iter().map(|v| v.meta.clone()).collect())
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        let position = self.version_position(arn, version_id);
+        Ok(position.map(|i| self.versions[arn][i].value.clone()))
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        let Some(index) = self.scopes.get(scope) else {
+            return Ok(());
+        };
+        let mut visit_arn = |arn: &String| match self.secrets.get(arn) {
+            Some(meta) => visit(meta),
+            None => true,
+        };
+        match query.sort_by {
+            SortBy::Name => {
+                let after = match &query.after {
+                    None => None,
+                    Some(Cursor { key: CursorKey::Name(name), seq }) => Some((name.clone(), *seq)),
+                    Some(_) => return Err(mismatched_cursor()),
+                };
+                walk(&index.by_name, after, query.descending, &mut visit_arn);
+            }
+            SortBy::CreatedDate | SortBy::LastChangedDate | SortBy::LastAccessedDate => {
+                let map = match query.sort_by {
+                    SortBy::CreatedDate => &index.by_created,
+                    SortBy::LastChangedDate => &index.by_changed,
+                    _ => &index.by_accessed,
+                };
+                let after = match &query.after {
+                    None => None,
+                    Some(Cursor { key: CursorKey::Date(ms), seq }) => Some((*ms, *seq)),
+                    Some(_) => return Err(mismatched_cursor()),
+                };
+                walk(map, after, query.descending, &mut visit_arn);
+            }
+        }
+        Ok(())
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        let mut due: Vec<&SecretMeta> = self
+            .secrets
+            .values()
+            .filter(|meta| meta.deletion_ms.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by_key(|meta| (meta.deletion_ms, meta.seq));
+        Ok(due.into_iter().map(|meta| meta.arn.clone()).collect())
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.wrapped_keys.get(key_id).cloned())
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.settings.get(name).cloned())
+    }
+}
+
+fn mismatched_cursor() -> StoreError {
+    StoreError::Backend("the listing cursor does not match the sort order".to_owned())
+}
+
+/// Visits `map` in key order (or reverse) strictly after `after`, until `visit` says stop.
+fn walk<K: Ord>(
+    map: &BTreeMap<K, String>,
+    after: Option<K>,
+    descending: bool,
+    visit: &mut dyn FnMut(&String) -> bool,
+) {
+    let arns: Box<dyn Iterator<Item = &String>> = match (after, descending) {
+        (None, false) => Box::new(map.values()),
+        (None, true) => Box::new(map.values().rev()),
+        (Some(after), false) => {
+            Box::new(map.range((Bound::Excluded(after), Bound::Unbounded)).map(|(_, arn)| arn))
+        }
+        (Some(after), true) => Box::new(
+            map.range((Bound::Unbounded, Bound::Excluded(after))).rev().map(|(_, arn)| arn),
+        ),
+    };
+    for arn in arns {
+        if !visit(arn) {
+            break;
+        }
+    }
+}
+
+/// How to take back one change of a write transaction.
+enum Undo {
+    /// Restore the secret at `arn` to `previous` (`None`: it did not exist).
+    Secret {
+        arn: String,
+        previous: Option<SecretMeta>,
+    },
+    /// Restore a secret's whole version list (used when deleting a secret moves it out).
+    Versions {
+        arn: String,
+        previous: Option<Vec<Version>>,
+    },
+    VersionAppended {
+        arn: String,
+    },
+    VersionMeta {
+        arn: String,
+        position: usize,
+        previous: VersionMeta,
+    },
+    VersionValue {
+        arn: String,
+        position: usize,
+        previous: SealedValue,
+    },
+    VersionRemoved {
+        arn: String,
+        position: usize,
+        version: Version,
+    },
+    WrappedKey {
+        key_id: String,
+        previous: Option<Vec<u8>>,
+    },
+    Setting {
+        name: String,
+        previous: Option<Vec<u8>>,
+    },
+    LastSeq(i64),
+}
+
+/// A write transaction over the live state. Unless committed, dropping it undoes every change.
+struct MemTxn<'a> {
+    state: &'a mut State,
+    undo: Vec<Undo>,
+}
+
+impl<'a> MemTxn<'a> {
+    fn new(state: &'a mut State) -> Self {
+        MemTxn { state, undo: Vec::new() }
+    }
+
+    fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    fn missing_secret() -> StoreError {
+        StoreError::Backend("no secret has that ARN".to_owned())
+    }
+
+    fn missing_version() -> StoreError {
+        StoreError::Backend("the secret has no version with that id".to_owned())
+    }
+}
+
+impl Drop for MemTxn<'_> {
+    fn drop(&mut self) {
+        while let Some(step) = self.undo.pop() {
+            self.state.undo(step);
+        }
+    }
+}
+
+impl ReadTxn for MemTxn<'_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        self.state.secret_by_name(scope, name)
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        self.state.secret_by_arn(arn)
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        self.state.versions(arn)
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        self.state.version_value(arn, version_id)
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        self.state.visit_secrets(scope, query, visit)
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        self.state.secrets_due_for_deletion(now)
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.state.wrapped_key(key_id)
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.state.setting(name)
+    }
+}
+
+impl WriteTxn for MemTxn<'_> {
+    fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
+        if self.state.secrets.contains_key(&meta.arn) {
+            return Err(StoreError::Conflict("a secret with this ARN already exists".to_owned()));
+        }
+        let name_taken = self
+            .state
+            .scopes
+            .get(&meta.scope)
+            .is_some_and(|index| index.arn_of_name(&meta.name).is_some());
+        if name_taken {
+            return Err(StoreError::Conflict(
+                "a secret with this name already exists in its scope".to_owned(),
+            ));
+        }
+        self.undo.push(Undo::LastSeq(self.state.last_seq));
+        self.state.last_seq += 1;
+        let seq = self.state.last_seq;
+        let mut stored = meta.clone();
+        stored.seq = seq;
+        self.undo.push(Undo::Secret { arn: meta.arn.clone(), previous: None });
+        self.state.put_secret(stored);
+        Ok(seq)
+    }
+
+    fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
+        let Some(existing) = self.state.secrets.get(&meta.arn) else {
+            return Err(Self::missing_secret());
+        };
+        // The identity of a secret (scope, name, seq) is fixed at insertion.
+        let mut stored = meta.clone();
+        stored.scope = existing.scope.clone();
+        stored.name = existing.name.clone();
+        stored.seq = existing.seq;
+        let previous = self.state.put_secret(stored);
+        self.undo.push(Undo::Secret { arn: meta.arn.clone(), previous });
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        let Some(previous) = self.state.take_secret(arn) else {
+            return Ok(());
+        };
+        self.undo.push(Undo::Secret { arn: arn.to_owned(), previous: Some(previous) });
+        let versions = self.state.versions.remove(arn);
+        if versions.is_some() {
+            self.undo.push(Undo::Versions { arn: arn.to_owned(), previous: versions });
+        }
+        Ok(())
+    }
+
+    fn insert_version(
+        &mut self,
+        arn: &str,
+        meta: &VersionMeta,
+        value: &SealedValue,
+    ) -> StoreResult<()> {
+        if !self.state.secrets.contains_key(arn) {
+            return Err(Self::missing_secret());
+        }
+        if self.state.version_position(arn, &meta.version_id).is_some() {
+            return Err(StoreError::Conflict(
+                "the secret already has a version with this id".to_owned(),
+            ));
+        }
+        let version = Version { meta: meta.clone(), value: value.clone() };
+        self.state.versions.entry(arn.to_owned()).or_default().push(version);
+        self.undo.push(Undo::VersionAppended { arn: arn.to_owned() });
+        Ok(())
+    }
+
+    fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        let position =
+            self.state.version_position(arn, &meta.version_id).ok_or_else(Self::missing_version)?;
+        let version = &mut self.state.versions.get_mut(arn).expect("position found")[position];
+        let previous = std::mem::replace(&mut version.meta, meta.clone());
+        self.undo.push(Undo::VersionMeta { arn: arn.to_owned(), position, previous });
+        Ok(())
+    }
+
+    fn replace_version_value(
+        &mut self,
+        arn: &str,
+        version_id: &str,
+        value: &SealedValue,
+    ) -> StoreResult<()> {
+        let position =
+            self.state.version_position(arn, version_id).ok_or_else(Self::missing_version)?;
+        let version = &mut self.state.versions.get_mut(arn).expect("position found")[position];
+        let previous = std::mem::replace(&mut version.value, value.clone());
+        self.undo.push(Undo::VersionValue { arn: arn.to_owned(), position, previous });
+        Ok(())
+    }
+
+    fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        let Some(position) = self.state.version_position(arn, version_id) else {
+            return Ok(());
+        };
+        let list = self.state.versions.get_mut(arn).expect("position found");
+        let version = list.remove(position);
+        if list.is_empty() {
+            self.state.versions.remove(arn);
+        }
+        self.undo.push(Undo::VersionRemoved { arn: arn.to_owned(), position, version });
+        Ok(())
+    }
+
+    fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()> {
+        let previous = self.state.wrapped_keys.insert(key_id.to_owned(), wrapped.to_vec());
+        self.undo.push(Undo::WrappedKey { key_id: key_id.to_owned(), previous });
+        Ok(())
+    }
+
+    fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
+        let previous = self.state.settings.insert(name.to_owned(), value.to_vec());
+        self.undo.push(Undo::Setting { name: name.to_owned(), previous });
+        Ok(())
+    }
+}

@@ -1,0 +1,773 @@
+//! The durable default store: one SQLite file in WAL mode, synced on every commit.
+//!
+//! Writes go through a single writer connection behind a mutex, each one a
+//! `BEGIN IMMEDIATE` transaction; reads use a small pool of read-only
+//! connections, so in WAL mode they see a consistent snapshot and never wait
+//! for a writer. The schema is created and upgraded by numbered migrations
+//! recorded in `PRAGMA user_version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ToSql, TransactionBehavior, ffi,
+    params,
+};
+
+use crate::{
+    CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, Store, StoreError, StoreResult, WriteTxn,
+    cursor_of,
+};
+
+/// The schema migrations, in order. Migration `i` (counting from 1) brings the
+/// database from `user_version` `i - 1` to `i`. Never edit a released step:
+/// append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    //
+    // `seq` is the rowid, and AUTOINCREMENT keeps it from ever being reused,
+    // so it is a stable insertion order. Every index on `secrets` carries it
+    // last (the unique name index implicitly, as every index ends with the
+    // rowid), which makes each one serve a sort order with its tie-breaker.
+    // `accessed_sort_ms` is the LastAccessedDate sort position: the date, or
+    // i64::MIN when never accessed, as `cursor_of` says. It is a plain column
+    // rather than an expression because SQLite only walks an index by a
+    // row-value range like `(key, seq) > (?, ?)` on real columns.
+    r#"
+    CREATE TABLE secrets (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        arn TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_changed_ms INTEGER NOT NULL,
+        accessed_sort_ms INTEGER NOT NULL,
+        deletion_ms INTEGER,
+        meta TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX secrets_by_name ON secrets (account, region, name);
+    CREATE INDEX secrets_by_created ON secrets (account, region, created_ms, seq);
+    CREATE INDEX secrets_by_changed ON secrets (account, region, last_changed_ms, seq);
+    CREATE INDEX secrets_by_accessed ON secrets (account, region, accessed_sort_ms, seq);
+    CREATE INDEX secrets_by_deletion ON secrets (deletion_ms) WHERE deletion_ms IS NOT NULL;
+
+    CREATE TABLE versions (
+        arn TEXT NOT NULL REFERENCES secrets (arn) ON DELETE CASCADE,
+        version_id TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        meta TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (arn, version_id)
+    );
+    CREATE INDEX versions_by_ord ON versions (arn, ord);
+
+    CREATE TABLE wrapped_keys (
+        key_id TEXT PRIMARY KEY NOT NULL,
+        wrapped BLOB NOT NULL
+    );
+
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most read connections open at once; further readers wait for one to come back.
+const MAX_READERS: usize = 8;
+
+/// Listing reads this many rows in its first query and doubles up to the
+/// maximum, so a short first page stays cheap and a long walk takes few queries.
+const FIRST_CHUNK: i64 = 64;
+const MAX_CHUNK: i64 = 1024;
+
+/// Enough prepared statements for every query this module issues, listing variants included.
+const STATEMENT_CACHE: usize = 64;
+
+/// The `accessed_sort_ms` column of a secret: its position under
+/// [`SortBy::LastAccessedDate`], as [`crate::cursor_of`] defines it.
+fn accessed_sort_ms(meta: &SecretMeta) -> Millis {
+    meta.last_accessed_ms.unwrap_or(i64::MIN)
+}
+
+/// A store in one SQLite database file.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    /// Read connections for a file database; `None` for an in-memory one,
+    /// which has nothing to share and reads through the writer.
+    readers: Option<ReaderPool>,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut writer = Connection::open_with_flags(path, flags)?;
+        configure(&writer)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "the database could not be switched to WAL mode (it reports {mode})"
+            )));
+        }
+        writer.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        migrate(&mut writer)?;
+        tracing::debug!(path = %path.display(), "opened SQLite store");
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers: Some(ReaderPool::new(path.to_owned())),
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// A private database that lives as long as the store; for tests.
+    pub fn open_in_memory() -> StoreResult<Self> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&conn)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { writer: Mutex::new(conn), readers: None, path: None })
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        let conn = self.lock_writer();
+        Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+    }
+
+    /// A poisoned lock only means a closure panicked; its transaction was
+    /// rolled back while unwinding, so the connection is fine to reuse.
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store for SqliteStore {
+    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
+        match &self.readers {
+            Some(pool) => {
+                let mut reader = pool.take()?;
+                let result = run_read(reader.conn(), f);
+                if !reader.conn().is_autocommit() {
+                    // The read transaction could not be ended; do not hand a
+                    // connection stuck on an old snapshot to the next reader.
+                    reader.discard();
+                }
+                result
+            }
+            None => run_read(&self.lock_writer(), f),
+        }
+    }
+
+    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.lock_writer();
+        let result = run_write(&mut conn, f);
+        if !conn.is_autocommit() {
+            // A failed COMMIT can leave the transaction open; end it so the
+            // next write starts clean.
+            if let Err(error) = conn.execute_batch("ROLLBACK") {
+                tracing::error!(%error, "could not roll back a failed SQLite transaction");
+            }
+        }
+        result
+    }
+
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => format!("sqlite:{}", path.display()),
+            None => "sqlite::memory:".to_owned(),
+        }
+    }
+}
+
+/// Settings every connection gets.
+fn configure(conn: &Connection) -> StoreResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Applies the migrations the database has not seen yet, all in one transaction.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {found}, newer than the {SCHEMA_VERSION} this build knows"
+        )));
+    }
+    if found < 0 {
+        return Err(StoreError::Backend(format!("the database has schema version {found}")));
+    }
+    for (done, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", done as i64 + 1)?;
+    }
+    tx.commit()?;
+    if found < SCHEMA_VERSION {
+        tracing::info!(from = found, to = SCHEMA_VERSION, "migrated the SQLite schema");
+    }
+    Ok(())
+}
+
+fn run_read(
+    conn: &Connection,
+    f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
+) -> StoreResult<()> {
+    // A deferred transaction takes its snapshot at the first read and keeps
+    // it to the end, so every lookup in `f` sees the same state.
+    let tx = conn.unchecked_transaction()?;
+    let result = f(&SqlTxn { conn: &tx });
+    // Nothing was written, so ending with a rollback loses nothing.
+    let ended = tx.rollback();
+    result?;
+    Ok(ended?)
+}
+
+fn run_write(
+    conn: &mut Connection,
+    f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let result = f(&mut SqlTxn { conn: &tx });
+    match result {
+        Ok(()) => Ok(tx.commit()?),
+        Err(error) => {
+            if let Err(rollback) = tx.rollback() {
+                tracing::error!(error = %rollback, "could not roll back an abandoned SQLite transaction");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The one place SQLite errors become store errors. Messages from SQLite name
+/// tables, columns and constraints but never the values bound to a statement.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(failure, message) = &error
+            && failure.code == ErrorCode::ConstraintViolation
+            && matches!(
+                failure.extended_code,
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            )
+        {
+            let detail = message.as_deref().unwrap_or("unique constraint failed");
+            return StoreError::Conflict(detail.to_owned());
+        }
+        StoreError::Backend(format!("sqlite: {error}"))
+    }
+}
+
+/// Stored JSON that does not parse. serde_json's message can quote the text,
+/// so only the position is kept.
+fn unreadable(what: &str, error: &serde_json::Error) -> StoreError {
+    StoreError::Backend(format!(
+        "stored {what} is unreadable (line {}, column {})",
+        error.line(),
+        error.column()
+    ))
+}
+
+fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|_| StoreError::Backend(format!("{what} could not be encoded")))
+}
+
+/// Read connections to a database file, lent out one per read transaction.
+struct ReaderPool {
+    path: PathBuf,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    /// Connections in existence, idle or lent out.
+    open: usize,
+}
+
+impl ReaderPool {
+    fn new(path: PathBuf) -> Self {
+        ReaderPool {
+            path,
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, a new one if fewer than [`MAX_READERS`] exist, or
+    /// else the next one given back.
+    fn take(&self) -> StoreResult<PooledReader<'_>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(PooledReader { pool: self, conn: Some(conn) });
+            }
+            if state.open < MAX_READERS {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(conn) => Ok(PooledReader { pool: self, conn: Some(conn) }),
+                    Err(error) => {
+                        self.forget_one();
+                        Err(error)
+                    }
+                };
+            }
+            state = self.returned.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn connect(&self) -> StoreResult<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.lock().idle.push(conn);
+        self.returned.notify_one();
+    }
+
+    /// Frees the place of a connection that was closed instead of given back.
+    fn forget_one(&self) {
+        self.lock().open -= 1;
+        self.returned.notify_one();
+    }
+}
+
+/// A read connection on loan; it goes back to the pool when dropped.
+struct PooledReader<'p> {
+    pool: &'p ReaderPool,
+    conn: Option<Connection>,
+}
+
+impl PooledReader<'_> {
+    fn conn(&self) -> &Connection {
+        self.conn.as_ref().expect("a pooled reader holds its connection until dropped")
+    }
+
+    /// Closes the connection instead of returning it.
+    fn discard(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.forget_one();
+        }
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
+        }
+    }
+}
+
+/// A read or write transaction on one connection.
+struct SqlTxn<'c> {
+    conn: &'c Connection,
+}
+
+const SECRET_COLUMNS: &str = "seq, arn, account, region, name, meta";
+
+/// A `secrets` row as read, before its JSON is parsed.
+struct SecretRow {
+    seq: i64,
+    arn: String,
+    account: String,
+    region: String,
+    name: String,
+    meta: String,
+}
+
+impl SecretRow {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SecretRow {
+            seq: row.get(0)?,
+            arn: row.get(1)?,
+            account: row.get(2)?,
+            region: row.get(3)?,
+            name: row.get(4)?,
+            meta: row.get(5)?,
+        })
+    }
+
+    /// The metadata, with its identity taken from the columns, which are the
+    /// authority: `seq` is assigned on insertion and the name and scope never change.
+    fn decode(self) -> StoreResult<SecretMeta> {
+        let mut meta: SecretMeta =
+            serde_json::from_str(&self.meta).map_err(|e| unreadable("secret metadata", &e))?;
+        meta.seq = self.seq;
+        meta.arn = self.arn;
+        meta.scope = Scope { account: self.account, region: self.region };
+        meta.name = self.name;
+        Ok(meta)
+    }
+}
+
+/// The SQL expression a listing sorts on.
+fn sort_key_sql(sort_by: SortBy) -> &'static str {
+    match sort_by {
+        SortBy::CreatedDate => "created_ms",
+        SortBy::LastChangedDate => "last_changed_ms",
+        SortBy::LastAccessedDate => "accessed_sort_ms",
+        SortBy::Name => "name",
+    }
+}
+
+/// The query for one chunk of a listing. Parameters: account, region, limit,
+/// then, when resuming, the cursor's key and seq.
+fn listing_sql(sort_by: SortBy, descending: bool, resuming: bool) -> String {
+    let key = sort_key_sql(sort_by);
+    let (after, direction) = if descending { ("<", "DESC") } else { (">", "ASC") };
+    let resume =
+        if resuming { format!(" AND ({key}, seq) {after} (?4, ?5)") } else { String::new() };
+    format!(
+        "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = ?1 AND region = ?2{resume} \
+         ORDER BY {key} {direction}, seq {direction} LIMIT ?3"
+    )
+}
+
+impl SqlTxn<'_> {
+    /// One chunk of a listing, strictly after `after` when given.
+    fn listing_chunk(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        after: Option<&crate::Cursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<SecretRow>> {
+        let sql = listing_sql(query.sort_by, query.descending, after.is_some());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = match after {
+            None => {
+                stmt.query_map(params![scope.account, scope.region, limit], SecretRow::from_row)
+            }
+            Some(cursor) => {
+                let key: &dyn ToSql = match (&cursor.key, query.sort_by) {
+                    (CursorKey::Name(name), SortBy::Name) => name,
+                    (CursorKey::Date(ms), SortBy::CreatedDate)
+                    | (CursorKey::Date(ms), SortBy::LastChangedDate)
+                    | (CursorKey::Date(ms), SortBy::LastAccessedDate) => ms,
+                    _ => {
+                        return Err(StoreError::Backend(
+                            "the listing cursor does not match the sort order".to_owned(),
+                        ));
+                    }
+                };
+                stmt.query_map(
+                    params![scope.account, scope.region, limit, key, cursor.seq],
+                    SecretRow::from_row,
+                )
+            }
+        }?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+impl ReadTxn for SqlTxn<'_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        let sql = format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = ?1 AND region = ?2 AND name = ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let row = stmt
+            .query_row(params![scope.account, scope.region, name], SecretRow::from_row)
+            .optional()?;
+        row.map(SecretRow::decode).transpose()
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let row = stmt.query_row(params![arn], SecretRow::from_row).optional()?;
+        row.map(SecretRow::decode).transpose()
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT version_id, meta FROM versions WHERE arn = ?1 ORDER BY ord")?;
+        let rows = stmt
+            .query_map(params![arn], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(version_id, json)| {
+                let mut meta: VersionMeta =
+                    serde_json::from_str(&json).map_err(|e| unreadable("version metadata", &e))?;
+                meta.version_id = version_id;
+                Ok(meta)
+            })
+            .collect()
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT value FROM versions WHERE arn = ?1 AND version_id = ?2")?;
+        let value = stmt.query_row(params![arn, version_id], |row| row.get(0)).optional()?;
+        Ok(value.map(SealedValue))
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        let mut after = query.after.clone();
+        let mut limit = FIRST_CHUNK;
+        loop {
+            let rows = self.listing_chunk(scope, query, after.as_ref(), limit)?;
+            let complete = (rows.len() as i64) < limit;
+            let mut last = None;
+            for row in rows {
+                let meta = row.decode()?;
+                if !visit(&meta) {
+                    return Ok(());
+                }
+                last = Some(meta);
+            }
+            match last {
+                Some(meta) if !complete => after = Some(cursor_of(&meta, query.sort_by)),
+                _ => return Ok(()),
+            }
+            limit = (limit * 2).min(MAX_CHUNK);
+        }
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT arn FROM secrets WHERE deletion_ms IS NOT NULL AND deletion_ms <= ?1 \
+             ORDER BY deletion_ms, seq",
+        )?;
+        let arns = stmt.query_map(params![now], |row| row.get(0))?;
+        Ok(arns.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT wrapped FROM wrapped_keys WHERE key_id = ?1")?;
+        Ok(stmt.query_row(params![key_id], |row| row.get(0)).optional()?)
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut stmt = self.conn.prepare_cached("SELECT value FROM settings WHERE name = ?1")?;
+        Ok(stmt.query_row(params![name], |row| row.get(0)).optional()?)
+    }
+}
+
+impl WriteTxn for SqlTxn<'_> {
+    fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
+        let json = to_json("secret metadata", meta)?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO secrets (arn, account, region, name, created_ms, last_changed_ms, \
+             accessed_sort_ms, deletion_ms, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        stmt.execute(params![
+            meta.arn,
+            meta.scope.account,
+            meta.scope.region,
+            meta.name,
+            meta.created_ms,
+            meta.last_changed_ms,
+            accessed_sort_ms(meta),
+            meta.deletion_ms,
+            json,
+        ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
+        let json = to_json("secret metadata", meta)?;
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE secrets SET created_ms = ?2, last_changed_ms = ?3, accessed_sort_ms = ?4, \
+             deletion_ms = ?5, meta = ?6 WHERE arn = ?1",
+        )?;
+        let changed = stmt.execute(params![
+            meta.arn,
+            meta.created_ms,
+            meta.last_changed_ms,
+            accessed_sort_ms(meta),
+            meta.deletion_ms,
+            json,
+        ])?;
+        if changed == 0 {
+            return Err(StoreError::Backend("no secret has that ARN".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        // The versions go with it through ON DELETE CASCADE.
+        let mut stmt = self.conn.prepare_cached("DELETE FROM secrets WHERE arn = ?1")?;
+        stmt.execute(params![arn])?;
+        Ok(())
+    }
+
+    fn insert_version(
+        &mut self,
+        arn: &str,
+        meta: &VersionMeta,
+        value: &SealedValue,
+    ) -> StoreResult<()> {
+        let json = to_json("version metadata", meta)?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
+             (?1, ?2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM versions WHERE arn = ?1), ?3, ?4, ?5)",
+        )?;
+        stmt.execute(params![arn, meta.version_id, meta.created_ms, json, value.0])?;
+        Ok(())
+    }
+
+    fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        let json = to_json("version metadata", meta)?;
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE versions SET created_ms = ?3, meta = ?4 WHERE arn = ?1 AND version_id = ?2",
+        )?;
+        let changed = stmt.execute(params![arn, meta.version_id, meta.created_ms, json])?;
+        if changed == 0 {
+            return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn replace_version_value(
+        &mut self,
+        arn: &str,
+        version_id: &str,
+        value: &SealedValue,
+    ) -> StoreResult<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("UPDATE versions SET value = ?3 WHERE arn = ?1 AND version_id = ?2")?;
+        let changed = stmt.execute(params![arn, version_id, value.0])?;
+        if changed == 0 {
+            return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        let mut stmt =
+            self.conn.prepare_cached("DELETE FROM versions WHERE arn = ?1 AND version_id = ?2")?;
+        stmt.execute(params![arn, version_id])?;
+        Ok(())
+    }
+
+    fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO wrapped_keys (key_id, wrapped) VALUES (?1, ?2) \
+             ON CONFLICT (key_id) DO UPDATE SET wrapped = excluded.wrapped",
+        )?;
+        stmt.execute(params![key_id, wrapped])?;
+        Ok(())
+    }
+
+    fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )?;
+        stmt.execute(params![name, value])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(params, |row| row.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn writer_connection_syncs_fully_and_enforces_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+        let conn = store.lock_writer();
+        let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!((synchronous, foreign_keys, mode.as_str()), (2, 1, "wal"));
+    }
+
+    #[test]
+    fn every_listing_query_walks_an_index_without_sorting() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let conn = store.lock_writer();
+        let sorts = [SortBy::CreatedDate, SortBy::LastAccessedDate, SortBy::LastChangedDate];
+        for sort_by in sorts.into_iter().chain([SortBy::Name]) {
+            let key: &dyn ToSql = if sort_by == SortBy::Name { &"name" } else { &0i64 };
+            for descending in [false, true] {
+                for resuming in [false, true] {
+                    let sql = listing_sql(sort_by, descending, resuming);
+                    let params: Vec<&dyn ToSql> = if resuming {
+                        vec![&"a", &"r", &10i64, key, &1i64]
+                    } else {
+                        vec![&"a", &"r", &10i64]
+                    };
+                    let plan = plan(&conn, &sql, &params);
+                    let context = format!("{sort_by:?} {descending} {resuming}: {plan}");
+                    assert!(plan.contains("USING INDEX secrets_by_"), "{context}");
+                    assert!(!plan.contains("TEMP B-TREE"), "{context}");
+                    if resuming {
+                        assert!(plan.contains(">") || plan.contains("<"), "{context}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn due_deletions_and_versions_use_their_indexes() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let conn = store.lock_writer();
+        let due = plan(
+            &conn,
+            "SELECT arn FROM secrets WHERE deletion_ms IS NOT NULL AND deletion_ms <= ?1 \
+             ORDER BY deletion_ms, seq",
+            &[&0i64],
+        );
+        assert!(due.contains("secrets_by_deletion"), "{due}");
+        let versions = plan(
+            &conn,
+            "SELECT version_id, meta FROM versions WHERE arn = ?1 ORDER BY ord",
+            &[&"arn"],
+        );
+        assert!(
+            versions.contains("versions_by_ord") && !versions.contains("TEMP B-TREE"),
+            "{versions}"
+        );
+    }
+}

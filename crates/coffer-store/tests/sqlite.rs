@@ -1,0 +1,300 @@
+//! Runs the store conformance suite against SQLite, plus what only a durable store must do.
+
+use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use coffer_core::model::{Scope, SecretMeta, VersionMeta};
+use coffer_store::sqlite::SCHEMA_VERSION;
+use coffer_store::{ReadTxn, SealedValue, SqliteStore, Store, StoreError, StoreResult, WriteTxn};
+use tempfile::TempDir;
+
+/// A store on a file in a directory that is removed with it.
+struct FileFixture {
+    store: SqliteStore,
+    _dir: TempDir,
+}
+
+impl AsRef<dyn Store> for FileFixture {
+    fn as_ref(&self) -> &(dyn Store + 'static) {
+        &self.store
+    }
+}
+
+fn file_fixture() -> FileFixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(&dir.path().join("coffer.db")).expect("open the store");
+    FileFixture { store, _dir: dir }
+}
+
+/// The suite on a database file, which exercises the pool of read connections.
+mod file {
+    use super::file_fixture;
+
+    coffer_store::conformance_tests!(file_fixture());
+}
+
+/// The suite on a private in-memory database, which reads through the writer.
+mod in_memory {
+    use coffer_store::{SqliteStore, Store};
+
+    coffer_store::conformance_tests!(Box::new(
+        SqliteStore::open_in_memory().expect("open the store")
+    ) as Box<dyn Store>);
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+fn scope() -> Scope {
+    Scope::new("111111111111", "us-east-1")
+}
+
+fn secret(name: &str) -> SecretMeta {
+    let scope = scope();
+    SecretMeta {
+        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
+        scope,
+        name: name.to_owned(),
+        seq: 0,
+        description: Some(format!("the {name} secret")),
+        kms_key_id: None,
+        tags: Some(vec![]),
+        created_ms: T0,
+        last_changed_ms: T0,
+        last_accessed_ms: None,
+        deletion_ms: None,
+        owning_service: None,
+        secret_type: None,
+        resource_policy: None,
+    }
+}
+
+fn version(id: &str) -> VersionMeta {
+    VersionMeta {
+        version_id: id.to_owned(),
+        stages: ["AWSCURRENT".to_owned()].into(),
+        created_ms: T0,
+        last_accessed_ms: None,
+        kms_key_id: None,
+    }
+}
+
+fn read<T>(store: &dyn Store, mut f: impl FnMut(&dyn ReadTxn) -> StoreResult<T>) -> T {
+    let mut out = None;
+    store
+        .read(&mut |txn| {
+            out = Some(f(txn)?);
+            Ok(())
+        })
+        .expect("read");
+    out.unwrap()
+}
+
+fn write(store: &dyn Store, mut f: impl FnMut(&mut dyn WriteTxn) -> StoreResult<()>) {
+    store.write(&mut |txn| f(txn)).expect("write");
+}
+
+fn count_secrets(txn: &dyn ReadTxn) -> StoreResult<usize> {
+    let mut count = 0;
+    let query = coffer_store::ListQuery {
+        sort_by: coffer_store::SortBy::CreatedDate,
+        descending: false,
+        after: None,
+    };
+    txn.visit_secrets(&scope(), &query, &mut |_| {
+        count += 1;
+        true
+    })?;
+    Ok(count)
+}
+
+fn user_version(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap()
+}
+
+#[test]
+fn data_survives_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let stored = {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut stored = secret("kept");
+        write(&store, |txn| {
+            stored.seq = txn.insert_secret(&stored)?;
+            txn.insert_version(&stored.arn, &version("v1"), &SealedValue(b"sealed".to_vec()))?;
+            txn.put_wrapped_key("account/111111111111", b"wrapped")?;
+            txn.put_setting("check", b"value")
+        });
+        // A failed write just before closing must not surface after reopening.
+        let result = store.write(&mut |txn| {
+            txn.insert_secret(&secret("abandoned"))?;
+            Err(StoreError::Aborted)
+        });
+        assert!(matches!(result, Err(StoreError::Aborted)));
+        stored
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(read(&store, |txn| txn.secret_by_arn(&stored.arn)), Some(stored.clone()));
+    assert_eq!(read(&store, |txn| txn.versions(&stored.arn)), [version("v1")]);
+    assert_eq!(
+        read(&store, |txn| txn.version_value(&stored.arn, "v1")),
+        Some(SealedValue(b"sealed".to_vec()))
+    );
+    assert_eq!(
+        read(&store, |txn| txn.wrapped_key("account/111111111111")),
+        Some(b"wrapped".to_vec())
+    );
+    assert_eq!(read(&store, |txn| txn.setting("check")), Some(b"value".to_vec()));
+    assert_eq!(read(&store, |txn| txn.secret_by_name(&scope(), "abandoned")), None);
+    // Sequence numbers keep increasing across restarts.
+    let mut next = secret("next");
+    write(&store, |txn| {
+        next.seq = txn.insert_secret(&next)?;
+        Ok(())
+    });
+    assert!(next.seq > stored.seq);
+}
+
+#[test]
+fn reopened_database_keeps_its_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    write(&store, |txn| txn.insert_secret(&secret("s")).map(drop));
+    drop(store);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert!(read(&store, |txn| txn.secret_by_name(&scope(), "s")).is_some());
+}
+
+#[test]
+fn database_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    drop(conn);
+    match SqliteStore::open(&path) {
+        Err(StoreError::Backend(message)) => assert!(message.contains("newer"), "{message}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    // Refusing left the database as it was.
+    assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
+}
+
+#[test]
+fn database_file_is_left_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(store.describe(), format!("sqlite:{}", path.display()));
+}
+
+#[test]
+fn opening_in_a_missing_directory_fails_as_a_backend_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-directory").join("coffer.db");
+    assert!(matches!(SqliteStore::open(&path), Err(StoreError::Backend(_))));
+}
+
+#[test]
+fn reads_do_not_wait_for_a_running_write() {
+    let fixture = Arc::new(file_fixture());
+    write(&fixture.store, |txn| txn.insert_secret(&secret("before")).map(drop));
+    let (done, finished) = mpsc::channel();
+    fixture
+        .store
+        .write(&mut |txn| {
+            txn.insert_secret(&secret("during"))?;
+            let reader = Arc::clone(&fixture);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let seen = read(&reader.store, |txn| {
+                    Ok((
+                        txn.secret_by_name(&scope(), "before")?,
+                        txn.secret_by_name(&scope(), "during")?,
+                    ))
+                });
+                done.send((seen.0.is_some(), seen.1.is_some())).unwrap();
+            });
+            // The writer holds its transaction open until the reader is done.
+            let seen = finished.recv_timeout(Duration::from_secs(20));
+            assert_eq!(
+                seen,
+                Ok((true, false)),
+                "the read must finish, without the uncommitted secret"
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert!(read(&fixture.store, |txn| txn.secret_by_name(&scope(), "during")).is_some());
+}
+
+#[test]
+fn a_read_keeps_its_snapshot_while_writes_commit() {
+    let fixture = Arc::new(file_fixture());
+    write(&fixture.store, |txn| txn.insert_secret(&secret("first")).map(drop));
+    let (done, finished) = mpsc::channel();
+    let mut counts = Vec::new();
+    fixture
+        .store
+        .read(&mut |txn| {
+            counts.push(count_secrets(txn)?);
+            let writer = Arc::clone(&fixture);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                write(&writer.store, |txn| txn.insert_secret(&secret("second")).map(drop));
+                done.send(()).unwrap();
+            });
+            finished.recv_timeout(Duration::from_secs(20)).expect("the write must not wait");
+            counts.push(count_secrets(txn)?);
+            counts.push(usize::from(txn.secret_by_name(&scope(), "second")?.is_some()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(counts, [1, 1, 0]);
+    assert_eq!(read(&fixture.store, count_secrets), 2);
+}
+
+#[test]
+fn two_stores_on_one_file_never_lose_an_insert() {
+    // Two stores on one file behave like two processes: their writers contend
+    // for SQLite's lock and must wait for each other instead of failing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let stores = [SqliteStore::open(&path).unwrap(), SqliteStore::open(&path).unwrap()];
+    let target = secret("contended");
+    write(&stores[0], |txn| txn.insert_secret(&target).map(drop));
+    std::thread::scope(|threads| {
+        for t in 0..8 {
+            let store = &stores[t % 2];
+            let arn = target.arn.clone();
+            threads.spawn(move || {
+                for i in 0..50 {
+                    let meta = version(&format!("t{t}-v{i}"));
+                    write(store, |txn| {
+                        txn.insert_version(&arn, &meta, &SealedValue(vec![t as u8, i as u8]))
+                    });
+                }
+            });
+        }
+    });
+    for store in &stores {
+        let all = read(store, |txn| txn.versions(&target.arn));
+        assert_eq!(all.len(), 400);
+        for t in 0..8 {
+            let prefix = format!("t{t}-");
+            let mine = all.iter().filter(|v| v.version_id.starts_with(&prefix));
+            let ids: Vec<&str> = mine.map(|v| v.version_id.as_str()).collect();
+            let expected: Vec<String> = (0..50).map(|i| format!("t{t}-v{i}")).collect();
+            assert_eq!(ids, expected);
+        }
+    }
+}
