@@ -60,7 +60,11 @@ pub fn parse_secret_id(id: &str, scope: &Scope) -> SecretRef {
         return SecretRef::Foreign;
     }
     let tail = parts[6];
-    if has_random_suffix(tail) { SecretRef::Arn(id.to_string()) } else { SecretRef::Name(tail.to_string()) }
+    if has_random_suffix(tail) {
+        SecretRef::Arn(id.to_string())
+    } else {
+        SecretRef::Name(tail.to_string())
+    }
 }
 
 /// True when `tail` ends in `-` and six more characters, which AWS reads as an ARN suffix.

@@ -12,9 +12,9 @@
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
+pub mod conformance;
 pub mod memory;
 pub mod sqlite;
-pub mod conformance;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -125,11 +125,21 @@ pub trait WriteTxn: ReadTxn {
     /// Removes a secret and all its versions. Removing a missing secret is not an error.
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()>;
     /// Adds a version. Fails with [`StoreError::Conflict`] if the id exists for that secret.
-    fn insert_version(&mut self, arn: &str, meta: &VersionMeta, value: &SealedValue) -> StoreResult<()>;
+    fn insert_version(
+        &mut self,
+        arn: &str,
+        meta: &VersionMeta,
+        value: &SealedValue,
+    ) -> StoreResult<()>;
     /// Replaces a version's metadata (labels, last access, key); its value is untouched.
     fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()>;
     /// Replaces a version's sealed value (re-encryption under another key).
-    fn replace_version_value(&mut self, arn: &str, version_id: &str, value: &SealedValue) -> StoreResult<()>;
+    fn replace_version_value(
+        &mut self,
+        arn: &str,
+        version_id: &str,
+        value: &SealedValue,
+    ) -> StoreResult<()>;
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()>;
     fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()>;
     fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()>;

@@ -17,9 +17,8 @@ pub enum Service {
 
 /// Splits `X-Amz-Target: secretsmanager.GetSecretValue` into service and operation.
 pub fn parse_target(target: &str) -> Result<(Service, &str), AwsError> {
-    let unknown = || {
-        AwsError::new(ErrorCode::UnknownOperation, format!("Unknown operation {target}"))
-    };
+    let unknown =
+        || AwsError::new(ErrorCode::UnknownOperation, format!("Unknown operation {target}"));
     let (prefix, op) = target.split_once('.').ok_or_else(unknown)?;
     let service = match prefix {
         "secretsmanager" => Service::SecretsManager,
