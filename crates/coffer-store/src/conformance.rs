@@ -62,6 +62,9 @@ pub const CASES: &[(&str, Case)] = case_list![
     secrets_due_for_deletion_are_those_scheduled_up_to_now,
     wrapped_keys_round_trip_and_overwrite,
     settings_round_trip_and_overwrite,
+    records_round_trip_overwrite_and_delete,
+    records_list_by_prefix_in_key_order_with_paging,
+    failed_write_undoes_record_changes,
     concurrent_writers_never_lose_an_insert,
 ];
 
@@ -124,6 +127,9 @@ macro_rules! conformance_tests {
             secrets_due_for_deletion_are_those_scheduled_up_to_now,
             wrapped_keys_round_trip_and_overwrite,
             settings_round_trip_and_overwrite,
+            records_round_trip_overwrite_and_delete,
+            records_list_by_prefix_in_key_order_with_paging,
+            failed_write_undoes_record_changes,
             concurrent_writers_never_lose_an_insert,
         );
     };
@@ -1104,6 +1110,70 @@ pub fn settings_round_trip_and_overwrite(store: &dyn Store) {
     write(store, |txn| txn.put_setting("master-key-check", b"new")).unwrap();
     assert_eq!(read(store, |txn| txn.setting("master-key-check")), Some(b"new".to_vec()));
     assert_eq!(read(store, |txn| txn.wrapped_key("master-key-check")), None);
+}
+
+pub fn records_round_trip_overwrite_and_delete(store: &dyn Store) {
+    let binary: Vec<u8> = (0..=255u8).collect();
+    write(store, |txn| {
+        txn.put_record("kms-key", "a/1", &binary)?;
+        txn.put_record("kms-alias", "a/1", b"alias")
+    })
+    .unwrap();
+    assert_eq!(read(store, |txn| txn.record("kms-key", "a/1")), Some(binary));
+    assert_eq!(read(store, |txn| txn.record("kms-alias", "a/1")), Some(b"alias".to_vec()));
+    assert_eq!(read(store, |txn| txn.record("kms-key", "a/2")), None);
+    write(store, |txn| txn.put_record("kms-key", "a/1", b"new")).unwrap();
+    assert_eq!(read(store, |txn| txn.record("kms-key", "a/1")), Some(b"new".to_vec()));
+    write(store, |txn| {
+        txn.delete_record("kms-key", "a/1")?;
+        txn.delete_record("kms-key", "never-there")
+    })
+    .unwrap();
+    assert_eq!(read(store, |txn| txn.record("kms-key", "a/1")), None);
+    assert_eq!(read(store, |txn| txn.record("kms-alias", "a/1")), Some(b"alias".to_vec()));
+}
+
+pub fn records_list_by_prefix_in_key_order_with_paging(store: &dyn Store) {
+    write(store, |txn| {
+        for key in
+            ["acct1/us-east-1/c", "acct1/us-east-1/a", "acct1/us-east-1/b", "acct1/eu/a", "acct2/x"]
+        {
+            txn.put_record("kms-key", key, key.as_bytes())?;
+        }
+        txn.put_record("other-kind", "acct1/us-east-1/z", b"z")
+    })
+    .unwrap();
+    let keys = |prefix: &str, after: Option<&str>, limit: usize| -> Vec<String> {
+        read(store, |txn| txn.records("kms-key", prefix, after, limit))
+            .into_iter()
+            .map(|(k, v)| {
+                assert_eq!(k.as_bytes(), v.as_slice());
+                k
+            })
+            .collect()
+    };
+    assert_eq!(
+        keys("acct1/us-east-1/", None, 10),
+        ["acct1/us-east-1/a", "acct1/us-east-1/b", "acct1/us-east-1/c"]
+    );
+    assert_eq!(keys("acct1/us-east-1/", None, 2), ["acct1/us-east-1/a", "acct1/us-east-1/b"]);
+    assert_eq!(keys("acct1/us-east-1/", Some("acct1/us-east-1/b"), 10), ["acct1/us-east-1/c"]);
+    assert_eq!(keys("acct1/", None, 10).len(), 4);
+    assert_eq!(keys("", None, 10).len(), 5);
+    assert!(keys("acct3/", None, 10).is_empty());
+}
+
+pub fn failed_write_undoes_record_changes(store: &dyn Store) {
+    write(store, |txn| txn.put_record("k", "kept", b"before")).unwrap();
+    let result = store.write(&mut |txn| {
+        txn.put_record("k", "kept", b"changed")?;
+        txn.put_record("k", "added", b"added")?;
+        txn.delete_record("k", "kept")?;
+        Err(StoreError::Aborted)
+    });
+    assert!(matches!(result, Err(StoreError::Aborted)));
+    assert_eq!(read(store, |txn| txn.record("k", "kept")), Some(b"before".to_vec()));
+    assert_eq!(read(store, |txn| txn.record("k", "added")), None);
 }
 
 // ---------------------------------------------------------------------------

@@ -112,6 +112,18 @@ pub trait ReadTxn {
     fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A small named setting (for example the master-key check value).
     fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A record of another subsystem (KMS keys and aliases, IAM principals, ...):
+    /// opaque bytes under a `kind` and a `key`.
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Records of `kind` whose key starts with `prefix`, in key order, strictly
+    /// after `after` when given, at most `limit` of them.
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>>;
 }
 
 /// Changes, only inside [`Store::write`].
@@ -143,6 +155,10 @@ pub trait WriteTxn: ReadTxn {
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()>;
     fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()>;
     fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()>;
+    /// Adds or replaces a record.
+    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()>;
+    /// Removes a record; removing a missing one is not an error.
+    fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()>;
 }
 
 /// A transactional store of secrets.

@@ -135,6 +135,8 @@ struct State {
     versions: HashMap<String, Vec<Version>>,
     wrapped_keys: HashMap<String, Vec<u8>>,
     settings: HashMap<String, Vec<u8>>,
+    /// Records of other subsystems, by kind and key, in key order for prefix scans.
+    records: BTreeMap<(String, String), Vec<u8>>,
     /// The last `seq` handed out; the next secret gets one more.
     last_seq: i64,
 }
@@ -223,6 +225,14 @@ impl State {
                     self.settings.remove(&name);
                 }
             },
+            Undo::Record { kind, key, previous } => match previous {
+                Some(value) => {
+                    self.records.insert((kind, key), value);
+                }
+                None => {
+                    self.records.remove(&(kind, key));
+                }
+            },
             Undo::LastSeq(previous) => self.last_seq = previous,
         }
     }
@@ -304,6 +314,28 @@ impl ReadTxn for State {
     fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.settings.get(name).cloned())
     }
+
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.records.get(&(kind.to_owned(), key.to_owned())).cloned())
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let start = (kind.to_owned(), prefix.to_owned());
+        Ok(self
+            .records
+            .range(start..)
+            .take_while(|((k, key), _)| k == kind && key.starts_with(prefix))
+            .filter(|((_, key), _)| after.is_none_or(|a| key.as_str() > a))
+            .take(limit)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
 }
 
 fn mismatched_cursor() -> StoreError {
@@ -370,6 +402,11 @@ enum Undo {
     },
     Setting {
         name: String,
+        previous: Option<Vec<u8>>,
+    },
+    Record {
+        kind: String,
+        key: String,
         previous: Option<Vec<u8>>,
     },
     LastSeq(i64),
@@ -443,6 +480,20 @@ impl ReadTxn for MemTxn<'_> {
 
     fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         self.state.setting(name)
+    }
+
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.state.record(kind, key)
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.state.records(kind, prefix, after, limit)
     }
 }
 
@@ -562,6 +613,20 @@ impl WriteTxn for MemTxn<'_> {
     fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
         let previous = self.state.settings.insert(name.to_owned(), value.to_vec());
         self.undo.push(Undo::Setting { name: name.to_owned(), previous });
+        Ok(())
+    }
+
+    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        let previous = self.state.records.insert((kind.to_owned(), key.to_owned()), value.to_vec());
+        self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
+        Ok(())
+    }
+
+    fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
+        let previous = self.state.records.remove(&(kind.to_owned(), key.to_owned()));
+        if previous.is_some() {
+            self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
+        }
         Ok(())
     }
 }

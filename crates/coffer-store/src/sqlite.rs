@@ -75,6 +75,15 @@ const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL
     );
     "#,
+    // Version 2: records of other subsystems (KMS keys and aliases, principals).
+    r#"
+    CREATE TABLE records (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build creates and understands.
@@ -578,6 +587,32 @@ impl ReadTxn for SqlTxn<'_> {
         Ok(stmt.query_row(params![key_id], |row| row.get(0)).optional()?)
     }
 
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2")?;
+        Ok(stmt.query_row(params![kind, key], |row| row.get(0)).optional()?)
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        // Keys are compared as strings: a prefix range is `key >= prefix`, checked with
+        // `substr` so that no LIKE escaping is needed.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value FROM records WHERE kind = ?1 AND key >= ?2 AND key > ?3 \
+             AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?4",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![kind, prefix, after.unwrap_or(""), limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         let mut stmt = self.conn.prepare_cached("SELECT value FROM settings WHERE name = ?1")?;
         Ok(stmt.query_row(params![name], |row| row.get(0)).optional()?)
@@ -688,6 +723,23 @@ impl WriteTxn for SqlTxn<'_> {
              ON CONFLICT (key_id) DO UPDATE SET wrapped = excluded.wrapped",
         )?;
         stmt.execute(params![key_id, wrapped])?;
+        Ok(())
+    }
+
+    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO records (kind, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![kind, key, value])?;
+        Ok(())
+    }
+
+    fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?
+            .execute(params![kind, key])?;
         Ok(())
     }
 
