@@ -313,3 +313,9 @@ def test_paging_stays_correct_when_a_secret_is_deleted_between_pages(fresh_sm):
 def test_list_secrets_max_results_out_of_range_is_rejected(sm):
     expect_error(sm.list_secrets, "ValidationException", MaxResults=101)
 
+
+
+def test_list_secrets_with_garbage_next_token_is_invalid_next_token(sm):
+    # The model lists InvalidNextTokenException for ListSecrets; a token the server never issued
+    # must not be read as a position.
+    expect_error(sm.list_secrets, "InvalidNextTokenException", NextToken="not-a-token-the-server-issued")
