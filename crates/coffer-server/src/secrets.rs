@@ -339,7 +339,7 @@ pub fn put_secret_value(
     let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
     let token = require_token(&req.client_request_token)?;
     let value = value.ok_or_else(|| {
-        AwsError::invalid_parameter("You must provide either SecretString or SecretBinary.")
+        AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
     })?;
     app.write(|tx| {
         let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
