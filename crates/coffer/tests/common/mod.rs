@@ -31,12 +31,13 @@ impl Server {
     }
 
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_with_stderr(args, env, Stdio::inherit())
+    }
+
+    /// Starts the server with its standard error sent to `stderr` (for example a file).
+    pub fn start_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
-        command
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .env_remove("COFFER_MASTER_KEY");
+        command.args(args).stdout(Stdio::piped()).stderr(stderr).env_remove("COFFER_MASTER_KEY");
         for (k, v) in env {
             command.env(k, v);
         }
