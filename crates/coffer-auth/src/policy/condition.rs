@@ -1,0 +1,399 @@
+//! The `Condition` element: operators, `...IfExists`, `ForAllValues:`/`ForAnyValue:`, and
+//! AWS's rules for keys missing from the request.
+
+use super::eval::Context;
+use super::wildcard::wildcard_match;
+use crate::time::parse_policy_date;
+use serde_json::Value;
+use std::net::IpAddr;
+
+/// A condition operator, without its `IfExists` suffix or set qualifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionOp {
+    StringEquals,
+    StringNotEquals,
+    StringEqualsIgnoreCase,
+    StringNotEqualsIgnoreCase,
+    StringLike,
+    StringNotLike,
+    NumericEquals,
+    NumericNotEquals,
+    NumericLessThan,
+    NumericLessThanEquals,
+    NumericGreaterThan,
+    NumericGreaterThanEquals,
+    DateEquals,
+    DateNotEquals,
+    DateLessThan,
+    DateLessThanEquals,
+    DateGreaterThan,
+    DateGreaterThanEquals,
+    Bool,
+    BinaryEquals,
+    IpAddress,
+    NotIpAddress,
+    ArnEquals,
+    ArnLike,
+    ArnNotEquals,
+    ArnNotLike,
+    Null,
+}
+
+const OPERATORS: &[(&str, ConditionOp)] = &[
+    ("StringEquals", ConditionOp::StringEquals),
+    ("StringNotEquals", ConditionOp::StringNotEquals),
+    ("StringEqualsIgnoreCase", ConditionOp::StringEqualsIgnoreCase),
+    ("StringNotEqualsIgnoreCase", ConditionOp::StringNotEqualsIgnoreCase),
+    ("StringLike", ConditionOp::StringLike),
+    ("StringNotLike", ConditionOp::StringNotLike),
+    ("NumericEquals", ConditionOp::NumericEquals),
+    ("NumericNotEquals", ConditionOp::NumericNotEquals),
+    ("NumericLessThan", ConditionOp::NumericLessThan),
+    ("NumericLessThanEquals", ConditionOp::NumericLessThanEquals),
+    ("NumericGreaterThan", ConditionOp::NumericGreaterThan),
+    ("NumericGreaterThanEquals", ConditionOp::NumericGreaterThanEquals),
+    ("DateEquals", ConditionOp::DateEquals),
+    ("DateNotEquals", ConditionOp::DateNotEquals),
+    ("DateLessThan", ConditionOp::DateLessThan),
+    ("DateLessThanEquals", ConditionOp::DateLessThanEquals),
+    ("DateGreaterThan", ConditionOp::DateGreaterThan),
+    ("DateGreaterThanEquals", ConditionOp::DateGreaterThanEquals),
+    ("Bool", ConditionOp::Bool),
+    ("BinaryEquals", ConditionOp::BinaryEquals),
+    ("IpAddress", ConditionOp::IpAddress),
+    ("NotIpAddress", ConditionOp::NotIpAddress),
+    ("ArnEquals", ConditionOp::ArnEquals),
+    ("ArnLike", ConditionOp::ArnLike),
+    ("ArnNotEquals", ConditionOp::ArnNotEquals),
+    ("ArnNotLike", ConditionOp::ArnNotLike),
+    ("Null", ConditionOp::Null),
+];
+
+impl ConditionOp {
+    /// The positive operator a negated one is the complement of.
+    fn negation_of(self) -> Option<ConditionOp> {
+        use ConditionOp::*;
+        Some(match self {
+            StringNotEquals => StringEquals,
+            StringNotEqualsIgnoreCase => StringEqualsIgnoreCase,
+            StringNotLike => StringLike,
+            NumericNotEquals => NumericEquals,
+            DateNotEquals => DateEquals,
+            NotIpAddress => IpAddress,
+            ArnNotEquals => ArnEquals,
+            ArnNotLike => ArnLike,
+            _ => return None,
+        })
+    }
+}
+
+/// How a condition treats a key with several values (`aws:TagKeys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetQualifier {
+    /// Every value must satisfy the operator; true when the key is missing.
+    ForAllValues,
+    /// Some value must satisfy the operator; false when the key is missing.
+    ForAnyValue,
+}
+
+/// One operator, key and value list of a `Condition` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub op: ConditionOp,
+    pub qualifier: Option<SetQualifier>,
+    pub if_exists: bool,
+    /// The key as written (`aws:ResourceTag/Env`); looked up without regard to case.
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Parses a `Condition` block; `Err` lists every problem.
+pub(crate) fn parse_block(v: &Value) -> Result<Vec<Condition>, Vec<String>> {
+    let Some(block) = v.as_object() else {
+        return Err(vec!["Condition must be an object.".to_string()]);
+    };
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (operator, keys) in block {
+        let (qualifier, rest) = if let Some(r) = operator.strip_prefix("ForAllValues:") {
+            (Some(SetQualifier::ForAllValues), r)
+        } else if let Some(r) = operator.strip_prefix("ForAnyValue:") {
+            (Some(SetQualifier::ForAnyValue), r)
+        } else {
+            (None, operator.as_str())
+        };
+        let (name, if_exists) = match rest.strip_suffix("IfExists") {
+            Some(n) => (n, true),
+            None => (rest, false),
+        };
+        let Some(&(_, op)) = OPERATORS.iter().find(|(n, _)| *n == name) else {
+            problems.push(format!(
+                "Condition operator '{operator}' is not a valid IAM condition operator."
+            ));
+            continue;
+        };
+        let Some(keys) = keys.as_object() else {
+            problems
+                .push(format!("Condition operator '{operator}' must map to an object of keys."));
+            continue;
+        };
+        for (key, values) in keys {
+            let valid_key = key.split_once(':').is_some_and(|(prefix, name)| {
+                !prefix.is_empty() && !name.is_empty() && !key.contains(char::is_whitespace)
+            });
+            if !valid_key {
+                problems.push(format!("Condition key '{key}' is not valid; write <prefix>:<name>, for example aws:PrincipalAccount."));
+                continue;
+            }
+            let scalar = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            let values: Option<Vec<String>> = match values {
+                Value::Array(items) if !items.is_empty() => items.iter().map(scalar).collect(),
+                other => scalar(other).map(|s| vec![s]),
+            };
+            match values {
+                Some(values) => out.push(Condition {
+                    op,
+                    qualifier,
+                    if_exists,
+                    key: key.clone(),
+                    values,
+                }),
+                None => problems.push(format!(
+                    "Condition key '{key}' must have a string, number, boolean or a non-empty list of them."
+                )),
+            }
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
+    let (addr, bits) = match s.split_once('/') {
+        Some((a, b)) => (a.parse::<IpAddr>().ok()?, Some(b.parse::<u32>().ok()?)),
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    (bits <= max).then_some((addr, bits))
+}
+
+fn ip_in(ip: &str, cidr: &str) -> bool {
+    let (Ok(ip), Some((net, bits))) = (ip.parse::<IpAddr>(), parse_cidr(cidr)) else {
+        return false;
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Whether one request value satisfies a positive operator against one policy value.
+fn positive(op: ConditionOp, actual: &str, wanted: &str) -> bool {
+    use ConditionOp::*;
+    let numbers = || Some((actual.trim().parse::<f64>().ok()?, wanted.trim().parse::<f64>().ok()?));
+    let dates = || Some((parse_policy_date(actual)?, parse_policy_date(wanted)?));
+    match op {
+        StringEquals | BinaryEquals => actual == wanted,
+        StringEqualsIgnoreCase => actual.to_lowercase() == wanted.to_lowercase(),
+        StringLike => wildcard_match(wanted, actual, false),
+        ArnEquals | ArnLike => actual.starts_with("arn:") && wildcard_match(wanted, actual, false),
+        Bool => actual.eq_ignore_ascii_case(wanted),
+        IpAddress => ip_in(actual, wanted),
+        NumericEquals => numbers().is_some_and(|(a, w)| a == w),
+        NumericLessThan => numbers().is_some_and(|(a, w)| a < w),
+        NumericLessThanEquals => numbers().is_some_and(|(a, w)| a <= w),
+        NumericGreaterThan => numbers().is_some_and(|(a, w)| a > w),
+        NumericGreaterThanEquals => numbers().is_some_and(|(a, w)| a >= w),
+        DateEquals => dates().is_some_and(|(a, w)| a == w),
+        DateLessThan => dates().is_some_and(|(a, w)| a < w),
+        DateLessThanEquals => dates().is_some_and(|(a, w)| a <= w),
+        DateGreaterThan => dates().is_some_and(|(a, w)| a > w),
+        DateGreaterThanEquals => dates().is_some_and(|(a, w)| a >= w),
+        // Negated operators and Null are resolved by the caller.
+        _ => false,
+    }
+}
+
+impl Condition {
+    /// Evaluates the condition against the request context. `expand` substitutes policy
+    /// variables in a policy value (`None` when a variable has no value: that policy value
+    /// then matches nothing).
+    pub fn matches(&self, ctx: &Context, expand: &dyn Fn(&str) -> Option<String>) -> bool {
+        let present = ctx.get(&self.key).filter(|v| !v.is_empty());
+        if self.op == ConditionOp::Null {
+            return self.values.iter().any(|v| match v.to_ascii_lowercase().as_str() {
+                "true" => present.is_none(),
+                "false" => present.is_some(),
+                _ => false,
+            });
+        }
+        let negated = self.op.negation_of();
+        let Some(actual) = present else {
+            return self.if_exists
+                || match self.qualifier {
+                    Some(SetQualifier::ForAllValues) => true,
+                    Some(SetQualifier::ForAnyValue) => false,
+                    None => negated.is_some(),
+                };
+        };
+        let wanted: Vec<String> = self.values.iter().filter_map(|v| expand(v)).collect();
+        let base = negated.unwrap_or(self.op);
+        let satisfied = |value: &String| {
+            let hit = wanted.iter().any(|w| positive(base, value, w));
+            if negated.is_some() { !hit } else { hit }
+        };
+        match (self.qualifier, negated) {
+            (Some(SetQualifier::ForAllValues), _) | (None, Some(_)) => actual.iter().all(satisfied),
+            (Some(SetQualifier::ForAnyValue), _) | (None, None) => actual.iter().any(satisfied),
+        }
+    }
+
+    /// True when the condition confines a statement to named callers: a positive match
+    /// of the caller's account, organization, ARN, network or source against concrete
+    /// values. Such a statement is not public even with `Principal: "*"`.
+    pub(crate) fn restricts_principal(&self) -> bool {
+        const KEYS: &[&str] = &[
+            "aws:principalaccount",
+            "aws:principalarn",
+            "aws:principalorgid",
+            "aws:principalorgpaths",
+            "aws:userid",
+            "aws:sourceaccount",
+            "aws:sourcearn",
+            "aws:sourceowner",
+            "aws:sourceip",
+            "aws:sourcevpc",
+            "aws:sourcevpce",
+        ];
+        use ConditionOp::*;
+        let positive_op = matches!(
+            self.op,
+            StringEquals | StringEqualsIgnoreCase | StringLike | ArnEquals | ArnLike | IpAddress
+        );
+        let concrete = self.values.iter().all(|v| {
+            !v.chars().all(|c| c == '*' || c == '?')
+                && v != "0.0.0.0/0"
+                && v != "::/0"
+                && v != "arn:aws:iam::*:*"
+        });
+        positive_op
+            && !self.if_exists
+            && self.qualifier != Some(SetQualifier::ForAllValues)
+            && concrete
+            && KEYS.contains(&self.key.to_ascii_lowercase().as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(json: &str) -> Condition {
+        let v: Value = serde_json::from_str(json).unwrap();
+        let mut list = parse_block(&v).unwrap();
+        assert_eq!(list.len(), 1);
+        list.remove(0)
+    }
+
+    fn ctx(pairs: &[(&str, &[&str])]) -> Context {
+        let mut c = Context::default();
+        for (k, vs) in pairs {
+            c.set_all(k, vs.iter().map(|s| s.to_string()).collect());
+        }
+        c
+    }
+
+    fn eval(c: &Condition, context: &Context) -> bool {
+        c.matches(context, &|v| Some(v.to_string()))
+    }
+
+    #[test]
+    fn string_operators_follow_case_and_wildcard_rules() {
+        let c = cond(r#"{"StringEquals":{"secretsmanager:ResourceTag/Env":["prod","stage"]}}"#);
+        assert!(eval(&c, &ctx(&[("secretsmanager:resourcetag/env", &["prod"])])));
+        assert!(!eval(&c, &ctx(&[("secretsmanager:ResourceTag/Env", &["Prod"])])));
+        assert!(!eval(&c, &ctx(&[])));
+        let c = cond(r#"{"StringEqualsIgnoreCase":{"k:x":"PROD"}}"#);
+        assert!(eval(&c, &ctx(&[("k:x", &["prod"])])));
+        let c = cond(r#"{"StringLike":{"secretsmanager:Name":"prod/*"}}"#);
+        assert!(eval(&c, &ctx(&[("secretsmanager:Name", &["prod/db"])])));
+        assert!(!eval(&c, &ctx(&[("secretsmanager:Name", &["dev/db"])])));
+    }
+
+    #[test]
+    fn negated_operators_are_true_for_missing_keys_and_need_every_value_to_differ() {
+        let c = cond(r#"{"StringNotEquals":{"aws:PrincipalAccount":"111122223333"}}"#);
+        assert!(eval(&c, &ctx(&[])));
+        assert!(eval(&c, &ctx(&[("aws:PrincipalAccount", &["444455556666"])])));
+        assert!(!eval(&c, &ctx(&[("aws:PrincipalAccount", &["111122223333"])])));
+        let c = cond(r#"{"StringNotLike":{"aws:TagKeys":"sys*"}}"#);
+        assert!(!eval(&c, &ctx(&[("aws:TagKeys", &["team", "system"])])));
+    }
+
+    #[test]
+    fn if_exists_and_set_qualifiers_handle_absent_and_multiple_values() {
+        let c = cond(r#"{"StringEqualsIfExists":{"secretsmanager:VersionStage":"AWSCURRENT"}}"#);
+        assert!(eval(&c, &ctx(&[])));
+        assert!(!eval(&c, &ctx(&[("secretsmanager:VersionStage", &["AWSPREVIOUS"])])));
+        let all = cond(r#"{"ForAllValues:StringEquals":{"aws:TagKeys":["Env","Team"]}}"#);
+        assert!(eval(&all, &ctx(&[("aws:TagKeys", &["Env"])])));
+        assert!(!eval(&all, &ctx(&[("aws:TagKeys", &["Env", "Owner"])])));
+        assert!(eval(&all, &ctx(&[])));
+        let any = cond(r#"{"ForAnyValue:StringEquals":{"aws:TagKeys":["Env","Team"]}}"#);
+        assert!(eval(&any, &ctx(&[("aws:TagKeys", &["Owner", "Team"])])));
+        assert!(!eval(&any, &ctx(&[])));
+    }
+
+    #[test]
+    fn null_checks_presence() {
+        let c = cond(r#"{"Null":{"aws:RequestTag/Env":"true"}}"#);
+        assert!(eval(&c, &ctx(&[])));
+        assert!(!eval(&c, &ctx(&[("aws:RequestTag/Env", &["x"])])));
+        let c = cond(r#"{"Null":{"aws:RequestTag/Env":false}}"#);
+        assert!(eval(&c, &ctx(&[("aws:RequestTag/Env", &["x"])])));
+    }
+
+    #[test]
+    fn numeric_date_bool_ip_and_arn_operators_compare_by_type() {
+        let c = cond(r#"{"NumericLessThanEquals":{"secretsmanager:RecoveryWindowInDays":7}}"#);
+        assert!(eval(&c, &ctx(&[("secretsmanager:RecoveryWindowInDays", &["7"])])));
+        assert!(!eval(&c, &ctx(&[("secretsmanager:RecoveryWindowInDays", &["30"])])));
+        let c = cond(r#"{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}"#);
+        assert!(eval(&c, &ctx(&[("aws:CurrentTime", &["2029-12-31T23:59:59Z"])])));
+        assert!(!eval(&c, &ctx(&[("aws:CurrentTime", &["2030-01-01T00:00:00Z"])])));
+        let c = cond(r#"{"Bool":{"secretsmanager:ForceDeleteWithoutRecovery":"true"}}"#);
+        assert!(eval(&c, &ctx(&[("secretsmanager:ForceDeleteWithoutRecovery", &["true"])])));
+        let c = cond(r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","2001:db8::/32"]}}"#);
+        assert!(eval(&c, &ctx(&[("aws:SourceIp", &["10.1.2.3"])])));
+        assert!(eval(&c, &ctx(&[("aws:SourceIp", &["2001:db8::1"])])));
+        assert!(!eval(&c, &ctx(&[("aws:SourceIp", &["127.0.0.1"])])));
+        let c = cond(r#"{"NotIpAddress":{"aws:SourceIp":"127.0.0.0/8"}}"#);
+        assert!(!eval(&c, &ctx(&[("aws:SourceIp", &["127.0.0.1"])])));
+        let c = cond(r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/ops-*"}}"#);
+        assert!(eval(
+            &c,
+            &ctx(&[("aws:PrincipalArn", &["arn:aws:iam::111122223333:user/ops-amy"])])
+        ));
+        assert!(!eval(&c, &ctx(&[("aws:PrincipalArn", &["arn:aws:iam::111122223333:user/dev"])])));
+    }
+
+    #[test]
+    fn unknown_operators_and_malformed_keys_are_grammar_errors() {
+        let v: Value =
+            serde_json::from_str(r#"{"StringEqualz":{"a:b":"c"},"Bool":{"nokey":"x"}}"#).unwrap();
+        let problems = parse_block(&v).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}

@@ -1,0 +1,513 @@
+//! IAM policy documents: parsing into typed statements, grammar findings for
+//! ValidateResourcePolicy and MalformedPolicyDocumentException, the public-access
+//! check behind `BlockPublicPolicy`, and evaluation ([`eval`]).
+
+mod condition;
+mod eval;
+mod wildcard;
+
+pub use condition::{Condition, ConditionOp};
+pub use eval::{Context, Decision, Request, evaluate};
+pub use wildcard::wildcard_match;
+
+use serde_json::Value;
+
+/// Where a policy is attached, which decides its grammar: identity policies name no
+/// principal, resource policies must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Identity,
+    Resource,
+}
+
+impl PolicyKind {
+    /// How AWS's denial messages name this kind of policy.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PolicyKind::Identity => "identity-based",
+            PolicyKind::Resource => "resource-based",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// A list of patterns that is either matched (`Action`) or must not match (`NotAction`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patterns {
+    Only(Vec<String>),
+    AllBut(Vec<String>),
+}
+
+/// The principals a resource-policy statement names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principals {
+    /// `"*"` or `{"AWS": "*"}`: every principal.
+    pub everyone: bool,
+    /// `AWS` entries: account ids, root ARNs, user and role ARNs.
+    pub aws: Vec<String>,
+    /// `Service`, `Federated` and `CanonicalUser` entries: never an IAM user of Coffer.
+    pub other: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sid: Option<String>,
+    pub effect: Effect,
+    pub principal: Option<Principals>,
+    pub not_principal: Option<Principals>,
+    pub action: Patterns,
+    /// `None` only in a resource policy, where it means the resource the policy is on.
+    pub resource: Option<Patterns>,
+    pub conditions: Vec<Condition>,
+}
+
+/// A parsed policy document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    /// `2012-10-17` enables policy variables; `2008-10-17` (or none) leaves `${...}` literal.
+    pub variables: bool,
+    pub statements: Vec<Statement>,
+}
+
+/// A problem found in a policy document, as ValidateResourcePolicy reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The check that found it: `SYNTAX_CHECK`, `BROAD_ACCESS_CHECK` or `LOCKOUT_CHECK`.
+    pub check: &'static str,
+    pub message: String,
+}
+
+pub const SYNTAX_CHECK: &str = "SYNTAX_CHECK";
+pub const BROAD_ACCESS_CHECK: &str = "BROAD_ACCESS_CHECK";
+pub const LOCKOUT_CHECK: &str = "LOCKOUT_CHECK";
+
+struct Parser {
+    findings: Vec<String>,
+}
+
+impl Parser {
+    fn error(&mut self, message: impl Into<String>) {
+        self.findings.push(message.into());
+    }
+
+    fn strings(&mut self, where_: &str, v: &Value) -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) if !items.is_empty() => {
+                let out: Vec<String> =
+                    items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
+                if out.len() != items.len() {
+                    self.error(format!("{where_} must hold only strings."));
+                }
+                out
+            }
+            _ => {
+                self.error(format!("{where_} must be a string or a non-empty list of strings."));
+                Vec::new()
+            }
+        }
+    }
+
+    fn actions(&mut self, where_: &str, v: &Value) -> Vec<String> {
+        let actions = self.strings(where_, v);
+        for a in &actions {
+            let valid = a == "*"
+                || a.split_once(':').is_some_and(|(service, name)| {
+                    !service.is_empty()
+                        && service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"*?".contains(&b))
+                });
+            if !valid {
+                self.error(format!(
+                    "{where_}: '{a}' is not a valid action; write <service>:<action>, for example secretsmanager:GetSecretValue."
+                ));
+            }
+        }
+        actions
+    }
+
+    fn resources(&mut self, where_: &str, v: &Value) -> Vec<String> {
+        let resources = self.strings(where_, v);
+        for r in &resources {
+            if r != "*" && !(r.starts_with("arn:") && r.splitn(6, ':').count() == 6) {
+                self.error(format!(
+                    "{where_}: '{r}' is not a valid resource; write \"*\" or an ARN (arn:partition:service:region:account:resource)."
+                ));
+            }
+        }
+        resources
+    }
+
+    fn principals(&mut self, where_: &str, v: &Value) -> Principals {
+        let mut out = Principals::default();
+        match v {
+            Value::String(s) if s == "*" => out.everyone = true,
+            Value::Object(map) if !map.is_empty() => {
+                for (kind, ids) in map {
+                    let ids = self.strings(&format!("{where_}.{kind}"), ids);
+                    match kind.as_str() {
+                        "AWS" => {
+                            for id in ids {
+                                if id == "*" {
+                                    out.everyone = true;
+                                } else if is_aws_principal(&id) {
+                                    out.aws.push(id);
+                                } else {
+                                    self.error(format!(
+                                        "{where_}: '{id}' is not a valid AWS principal; write an account id, an IAM ARN or \"*\"."
+                                    ));
+                                }
+                            }
+                        }
+                        "Service" | "Federated" | "CanonicalUser" => out.other.extend(ids),
+                        other => self.error(format!(
+                            "{where_}: unknown principal type '{other}'; use AWS, Service, Federated or CanonicalUser."
+                        )),
+                    }
+                }
+            }
+            _ => self.error(format!(
+                "{where_} must be \"*\" or an object such as {{\"AWS\": \"arn:aws:iam::123456789012:root\"}}."
+            )),
+        }
+        out
+    }
+
+    fn statement(&mut self, n: usize, v: &Value, kind: PolicyKind) -> Option<Statement> {
+        let Some(s) = v.as_object() else {
+            self.error(format!("Statement {n} must be an object."));
+            return None;
+        };
+        for key in s.keys() {
+            if !matches!(
+                key.as_str(),
+                "Sid"
+                    | "Effect"
+                    | "Principal"
+                    | "NotPrincipal"
+                    | "Action"
+                    | "NotAction"
+                    | "Resource"
+                    | "NotResource"
+                    | "Condition"
+            ) {
+                self.error(format!("Statement {n} has an unknown element '{key}'."));
+            }
+        }
+        let sid = match s.get("Sid") {
+            None => None,
+            Some(Value::String(sid)) => Some(sid.clone()),
+            Some(_) => {
+                self.error(format!("Statement {n}: Sid must be a string."));
+                None
+            }
+        };
+        let effect = match s.get("Effect").and_then(Value::as_str) {
+            Some("Allow") => Some(Effect::Allow),
+            Some("Deny") => Some(Effect::Deny),
+            _ => {
+                self.error(format!("Statement {n} must have Effect \"Allow\" or \"Deny\"."));
+                None
+            }
+        };
+        let action = match (s.get("Action"), s.get("NotAction")) {
+            (Some(a), None) => {
+                Some(Patterns::Only(self.actions(&format!("Statement {n}: Action"), a)))
+            }
+            (None, Some(a)) => {
+                Some(Patterns::AllBut(self.actions(&format!("Statement {n}: NotAction"), a)))
+            }
+            _ => {
+                self.error(format!("Statement {n} must have exactly one of Action or NotAction."));
+                None
+            }
+        };
+        let resource = match (s.get("Resource"), s.get("NotResource")) {
+            (Some(r), None) => {
+                Some(Patterns::Only(self.resources(&format!("Statement {n}: Resource"), r)))
+            }
+            (None, Some(r)) => {
+                Some(Patterns::AllBut(self.resources(&format!("Statement {n}: NotResource"), r)))
+            }
+            (None, None) if kind == PolicyKind::Resource => None,
+            _ => {
+                self.error(format!(
+                    "Statement {n} must have exactly one of Resource or NotResource."
+                ));
+                None
+            }
+        };
+        let (principal, not_principal) = match (s.get("Principal"), s.get("NotPrincipal")) {
+            (Some(_), Some(_)) => {
+                self.error(format!("Statement {n} cannot have both Principal and NotPrincipal."));
+                (None, None)
+            }
+            (p, np) if kind == PolicyKind::Identity => {
+                if p.is_some() || np.is_some() {
+                    self.error(format!(
+                        "Statement {n}: an identity-based policy cannot name a Principal or NotPrincipal."
+                    ));
+                }
+                (None, None)
+            }
+            (Some(p), None) => {
+                (Some(self.principals(&format!("Statement {n}: Principal"), p)), None)
+            }
+            (None, Some(p)) => {
+                (None, Some(self.principals(&format!("Statement {n}: NotPrincipal"), p)))
+            }
+            (None, None) => {
+                self.error(format!(
+                    "Statement {n} must have a Principal or NotPrincipal in a resource policy."
+                ));
+                (None, None)
+            }
+        };
+        let conditions = match s.get("Condition") {
+            None => Vec::new(),
+            Some(c) => match condition::parse_block(c) {
+                Ok(list) => list,
+                Err(problems) => {
+                    for p in problems {
+                        self.error(format!("Statement {n}: {p}"));
+                    }
+                    Vec::new()
+                }
+            },
+        };
+        Some(Statement {
+            sid,
+            effect: effect?,
+            principal,
+            not_principal,
+            action: action?,
+            resource,
+            conditions,
+        })
+    }
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_aws_principal(id: &str) -> bool {
+    if is_account_id(id) {
+        return true;
+    }
+    let parts: Vec<&str> = id.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && matches!(parts[2], "iam" | "sts")
+        && is_account_id(parts[4])
+        && !parts[5].is_empty()
+}
+
+impl Policy {
+    /// Parses a policy document. `Err` holds every grammar problem, in document order.
+    pub fn parse(text: &str, kind: PolicyKind) -> Result<Policy, Vec<String>> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|_| vec!["The policy is not valid JSON.".to_string()])?;
+        Policy::from_value(&doc, kind)
+    }
+
+    /// Parses an already decoded policy document.
+    pub fn from_value(doc: &Value, kind: PolicyKind) -> Result<Policy, Vec<String>> {
+        let mut p = Parser { findings: Vec::new() };
+        let Some(obj) = doc.as_object() else {
+            return Err(vec!["The policy must be a JSON object.".to_string()]);
+        };
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "Version" | "Id" | "Statement") {
+                p.error(format!("The policy has an unknown element '{key}'."));
+            }
+        }
+        let variables = match obj.get("Version") {
+            None => false,
+            Some(v) => match v.as_str() {
+                Some("2012-10-17") => true,
+                Some("2008-10-17") => false,
+                _ => {
+                    p.error("Version must be \"2012-10-17\" or \"2008-10-17\".");
+                    false
+                }
+            },
+        };
+        let raw: Vec<&Value> = match obj.get("Statement") {
+            Some(Value::Array(list)) if !list.is_empty() => list.iter().collect(),
+            Some(single @ Value::Object(_)) => vec![single],
+            _ => {
+                p.error("The policy must have a Statement: an object or a non-empty list.");
+                Vec::new()
+            }
+        };
+        let statements: Vec<Statement> =
+            raw.iter().enumerate().filter_map(|(i, s)| p.statement(i + 1, s, kind)).collect();
+        if p.findings.is_empty() {
+            Ok(Policy { kind, variables, statements })
+        } else {
+            Err(p.findings)
+        }
+    }
+
+    /// True when the policy allows access to principals outside any named account:
+    /// an Allow for `*` (or with NotPrincipal) whose conditions do not pin the caller to
+    /// an account, organization or ARN. This is what `BlockPublicPolicy` refuses.
+    pub fn grants_public_access(&self) -> bool {
+        self.statements.iter().any(|s| {
+            s.effect == Effect::Allow
+                && (s.principal.as_ref().is_some_and(|p| p.everyone) || s.not_principal.is_some())
+                && !s.conditions.iter().any(Condition::restricts_principal)
+        })
+    }
+
+    /// True when the policy denies every action to every principal unconditionally,
+    /// which would leave nobody able to manage the resource again.
+    fn locks_everyone_out(&self) -> bool {
+        self.statements.iter().any(|s| {
+            s.effect == Effect::Deny
+                && s.principal.as_ref().is_some_and(|p| p.everyone)
+                && s.conditions.is_empty()
+                && matches!(&s.action, Patterns::Only(a) if a.iter().any(|a| a == "*" || a.eq_ignore_ascii_case("secretsmanager:*")))
+                && matches!(&s.resource, None | Some(Patterns::Only(_)))
+                && s.resource.as_ref().is_none_or(
+                    |r| matches!(r, Patterns::Only(list) if list.iter().any(|r| r == "*")),
+                )
+        })
+    }
+}
+
+/// Every finding ValidateResourcePolicy reports for a resource policy: grammar errors
+/// (which make PutResourcePolicy fail), broad access and lock-out.
+pub fn validate_resource_policy(text: &str) -> Vec<Finding> {
+    match Policy::parse(text, PolicyKind::Resource) {
+        Err(problems) => {
+            problems.into_iter().map(|message| Finding { check: SYNTAX_CHECK, message }).collect()
+        }
+        Ok(policy) => {
+            let mut out = Vec::new();
+            if policy.grants_public_access() {
+                out.push(Finding {
+                    check: BROAD_ACCESS_CHECK,
+                    message: "The policy grants access to every principal (Principal \"*\" or NotPrincipal) without a condition that limits it to an account, organization or principal ARN.".to_string(),
+                });
+            }
+            if policy.locks_everyone_out() {
+                out.push(Finding {
+                    check: LOCKOUT_CHECK,
+                    message: "The policy denies every action to every principal without a condition, so nobody, the secret's own account included, could read or change the secret or its policy afterwards.".to_string(),
+                });
+            }
+            out
+        }
+    }
+}
+
+/// A MalformedPolicyDocumentException message for the first grammar problem.
+pub fn malformed_message(problems: &[String]) -> String {
+    match problems.first() {
+        Some(p) if p == "The policy is not valid JSON." => {
+            "This resource policy contains a syntax error: it is not valid JSON.".to_string()
+        }
+        Some(p) => format!("This resource policy contains an error: {p}"),
+        None => "This resource policy contains an error.".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+
+    #[test]
+    fn a_well_formed_resource_policy_parses_and_is_not_public() {
+        let policy = Policy::parse(GOOD, PolicyKind::Resource).unwrap();
+        assert!(!policy.grants_public_access());
+        assert!(validate_resource_policy(GOOD).is_empty());
+    }
+
+    #[test]
+    fn grammar_problems_are_reported_with_their_statement() {
+        assert_eq!(
+            Policy::parse("{not json", PolicyKind::Resource).unwrap_err(),
+            vec!["The policy is not valid JSON."]
+        );
+        let no_effect = r#"{"Statement":[{"Principal":"*","Action":"*","Resource":"*"}]}"#;
+        let problems = Policy::parse(no_effect, PolicyKind::Resource).unwrap_err();
+        assert_eq!(problems, vec!["Statement 1 must have Effect \"Allow\" or \"Deny\"."]);
+        let no_principal = r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        assert!(
+            Policy::parse(no_principal, PolicyKind::Resource).unwrap_err()[0].contains("Principal")
+        );
+        let bad_action =
+            r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"GetSecretValue"}}"#;
+        assert!(
+            Policy::parse(bad_action, PolicyKind::Resource).unwrap_err()[0]
+                .contains("not a valid action")
+        );
+        let bad_operator = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEqual":{"aws:PrincipalAccount":"1"}}}}"#;
+        assert!(
+            Policy::parse(bad_operator, PolicyKind::Resource).unwrap_err()[0]
+                .contains("StringEqual")
+        );
+        let typo = r#"{"Statement":{"Effect":"Allow","Principal":"*","Actions":"*"}}"#;
+        let problems = Policy::parse(typo, PolicyKind::Resource).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("unknown element 'Actions'")), "{problems:?}");
+    }
+
+    #[test]
+    fn identity_policies_need_a_resource_and_no_principal() {
+        let with_principal = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}}"#;
+        assert!(Policy::parse(with_principal, PolicyKind::Identity).is_err());
+        let no_resource = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*"}}"#;
+        assert!(Policy::parse(no_resource, PolicyKind::Identity).is_err());
+        assert!(
+            Policy::parse(
+                no_resource.replacen('}', r#","Resource":"*"}"#, 1).as_str(),
+                PolicyKind::Identity
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_wildcard_principal_is_public_unless_a_condition_pins_the_account() {
+        let public = GOOD.replace(r#"{"AWS":"arn:aws:iam::111122223333:root"}"#, r#""*""#);
+        let policy = Policy::parse(&public, PolicyKind::Resource).unwrap();
+        assert!(policy.grants_public_access());
+        assert_eq!(validate_resource_policy(&public)[0].check, BROAD_ACCESS_CHECK);
+        let pinned = public.replace(
+            r#""Resource":"*""#,
+            r#""Resource":"*","Condition":{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#,
+        );
+        assert!(!Policy::parse(&pinned, PolicyKind::Resource).unwrap().grants_public_access());
+        // A condition that does not name who is calling still leaves it open to everyone.
+        let unpinned = public.replace(
+            r#""Resource":"*""#,
+            r#""Resource":"*","Condition":{"StringEquals":{"secretsmanager:VersionStage":"AWSCURRENT"}}"#,
+        );
+        assert!(Policy::parse(&unpinned, PolicyKind::Resource).unwrap().grants_public_access());
+        let wildcard_pin = public.replace(
+            r#""Resource":"*""#,
+            r#""Resource":"*","Condition":{"StringLike":{"aws:PrincipalArn":"*"}}"#,
+        );
+        assert!(Policy::parse(&wildcard_pin, PolicyKind::Resource).unwrap().grants_public_access());
+    }
+
+    #[test]
+    fn denying_everything_to_everyone_is_a_lockout_finding() {
+        let deny_all = r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Principal":"*","Action":"secretsmanager:*","Resource":"*"}}"#;
+        let findings = validate_resource_policy(deny_all);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].check, LOCKOUT_CHECK);
+    }
+}
