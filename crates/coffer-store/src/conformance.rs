@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use coffer_core::model::{Millis, Scope, SecretMeta, Tag, VersionMeta};
 
 use crate::{
-    Cursor, CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, Store, StoreError, StoreResult,
-    WriteTxn, cursor_of,
+    Cursor, CursorKey, ListQuery, MemoryStore, ReadTxn, SealedValue, SnapshotItem, SortBy, Store,
+    StoreError, StoreResult, WriteTxn, cursor_of,
 };
 
 /// A conformance case: takes a fresh, empty store and panics if the store misbehaves.
@@ -66,6 +66,12 @@ pub const CASES: &[(&str, Case)] = case_list![
     records_list_by_prefix_in_key_order_with_paging,
     failed_write_undoes_record_changes,
     concurrent_writers_never_lose_an_insert,
+    export_lists_everything_with_secrets_before_their_versions,
+    export_then_import_elsewhere_reproduces_the_store,
+    import_into_this_store_reproduces_the_snapshot,
+    import_refuses_a_store_that_is_not_empty,
+    import_refuses_a_store_holding_only_a_setting,
+    failed_import_changes_nothing,
 ];
 
 /// Runs every case, each on a store from `make`.
@@ -131,6 +137,12 @@ macro_rules! conformance_tests {
             records_list_by_prefix_in_key_order_with_paging,
             failed_write_undoes_record_changes,
             concurrent_writers_never_lose_an_insert,
+            export_lists_everything_with_secrets_before_their_versions,
+            export_then_import_elsewhere_reproduces_the_store,
+            import_into_this_store_reproduces_the_snapshot,
+            import_refuses_a_store_that_is_not_empty,
+            import_refuses_a_store_holding_only_a_setting,
+            failed_import_changes_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1227,4 +1239,242 @@ pub fn concurrent_writers_never_lose_an_insert(store: &dyn Store) {
     let count = read(store, |txn| txn.setting("count")).unwrap();
     assert_eq!(count[0] as usize * 256 + count[1] as usize, THREADS * EACH);
     assert_eq!(value(store, &s.arn, "t3-v7"), Some(b"t3-v7".to_vec()));
+}
+
+// ---------------------------------------------------------------------------
+// Export and import (backup and restore).
+
+/// Everything a store can hold: secrets in two scopes with every metadata
+/// field, versions with binary and empty values, a deleted secret (a gap in
+/// `seq`), keys, settings and records. Returns the surviving secrets as stored.
+fn snapshot_fixture(store: &dyn Store) -> Vec<SecretMeta> {
+    let other = Scope::new("222222222222", "eu-west-1");
+    let full = SecretMeta {
+        description: Some("described \u{e9}".to_owned()),
+        kms_key_id: Some("alias/custom".to_owned()),
+        tags: Some(vec![Tag { key: "env".to_owned(), value: "prod".to_owned() }]),
+        last_accessed_ms: Some(T0 + DAY),
+        deletion_ms: Some(T0 + 7 * DAY),
+        resource_policy: Some("{}".to_owned()),
+        ..secret(&scope(), "full", T0 + 5)
+    };
+    let first = insert(store, &full);
+    let gone = insert(store, &secret(&scope(), "gone", T0));
+    let second = insert(store, &secret(&scope(), "tie", T0 + 5));
+    let third = insert(store, &secret(&other, "elsewhere", T0 - 1));
+    write(store, |txn| txn.delete_secret(&gone.arn)).unwrap();
+    let binary: Vec<u8> = (0..=255u8).collect();
+    insert_version(store, &first.arn, &version("zz-old", &[], T0), &binary);
+    insert_version(store, &first.arn, &version("aa-prev", &["AWSPREVIOUS"], T0 + 1), b"");
+    insert_version(
+        store,
+        &first.arn,
+        &VersionMeta {
+            last_accessed_ms: Some(T0 + DAY),
+            kms_key_id: Some("alias/custom".to_owned()),
+            ..version("mm-cur", &["AWSCURRENT", "label"], T0 + 2)
+        },
+        b"current",
+    );
+    insert_version(store, &third.arn, &version("v1", &["AWSCURRENT"], T0), b"third");
+    write(store, |txn| {
+        txn.put_wrapped_key("scope-kek/111111111111/us-east-1", &binary)?;
+        txn.put_wrapped_key("scope-kek/222222222222/eu-west-1", b"wrapped")?;
+        txn.put_setting("master-key-check", b"check")?;
+        txn.put_setting("empty", b"")?;
+        txn.put_record("kms-key", "a/1", b"key record")?;
+        txn.put_record("audit", "0001", b"event")?;
+        txn.put_record("audit", "", b"empty key")
+    })
+    .unwrap();
+    vec![first, second, third]
+}
+
+fn export_all(store: &dyn Store) -> Vec<SnapshotItem> {
+    let mut items = Vec::new();
+    store
+        .export(&mut |item| {
+            items.push(item);
+            Ok(())
+        })
+        .expect("export failed");
+    items
+}
+
+/// A snapshot with the store-assigned `seq` numbers blanked, for comparing
+/// stores that numbered the same secrets differently.
+fn without_seq(items: &[SnapshotItem]) -> Vec<SnapshotItem> {
+    items
+        .iter()
+        .map(|item| match item {
+            SnapshotItem::Secret(meta) => {
+                SnapshotItem::Secret(SecretMeta { seq: 0, ..meta.clone() })
+            }
+            other => other.clone(),
+        })
+        .collect()
+}
+
+/// The non-secret items as a set: their order between kinds is not part of the contract.
+fn keys_settings_records(items: &[SnapshotItem]) -> BTreeSet<String> {
+    items
+        .iter()
+        .filter(|item| !matches!(item, SnapshotItem::Secret(_) | SnapshotItem::Version { .. }))
+        .map(|item| format!("{item:?}"))
+        .collect()
+}
+
+pub fn export_lists_everything_with_secrets_before_their_versions(store: &dyn Store) {
+    let secrets = snapshot_fixture(store);
+    let items = export_all(store);
+    let exported: Vec<&SecretMeta> = items
+        .iter()
+        .filter_map(|item| match item {
+            SnapshotItem::Secret(meta) => Some(meta),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exported, secrets.iter().collect::<Vec<_>>(), "secrets, in seq order");
+    let mut seen_secrets = BTreeSet::new();
+    let mut versions_of: std::collections::BTreeMap<String, Vec<(VersionMeta, Vec<u8>)>> =
+        Default::default();
+    for item in &items {
+        match item {
+            SnapshotItem::Secret(meta) => {
+                seen_secrets.insert(meta.arn.clone());
+            }
+            SnapshotItem::Version { arn, meta, value } => {
+                assert!(seen_secrets.contains(arn), "a version of {arn} came before its secret");
+                versions_of.entry(arn.clone()).or_default().push((meta.clone(), value.0.clone()));
+            }
+            _ => {}
+        }
+    }
+    for meta in &secrets {
+        let expected: Vec<(VersionMeta, Vec<u8>)> = versions(store, &meta.arn)
+            .into_iter()
+            .map(|v| {
+                let bytes = value(store, &meta.arn, &v.version_id).unwrap();
+                (v, bytes)
+            })
+            .collect();
+        assert_eq!(versions_of.remove(&meta.arn).unwrap_or_default(), expected, "{}", meta.name);
+    }
+    assert!(versions_of.is_empty(), "versions of unknown secrets: {versions_of:?}");
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let expected: BTreeSet<String> = [
+        SnapshotItem::WrappedKey {
+            key_id: "scope-kek/111111111111/us-east-1".to_owned(),
+            wrapped: binary,
+        },
+        SnapshotItem::WrappedKey {
+            key_id: "scope-kek/222222222222/eu-west-1".to_owned(),
+            wrapped: b"wrapped".to_vec(),
+        },
+        SnapshotItem::Setting { name: "master-key-check".to_owned(), value: b"check".to_vec() },
+        SnapshotItem::Setting { name: "empty".to_owned(), value: Vec::new() },
+        SnapshotItem::Record {
+            kind: "kms-key".to_owned(),
+            key: "a/1".to_owned(),
+            value: b"key record".to_vec(),
+        },
+        SnapshotItem::Record {
+            kind: "audit".to_owned(),
+            key: "0001".to_owned(),
+            value: b"event".to_vec(),
+        },
+        SnapshotItem::Record {
+            kind: "audit".to_owned(),
+            key: String::new(),
+            value: b"empty key".to_vec(),
+        },
+    ]
+    .iter()
+    .map(|item| format!("{item:?}"))
+    .collect();
+    assert_eq!(keys_settings_records(&items), expected);
+}
+
+pub fn export_then_import_elsewhere_reproduces_the_store(store: &dyn Store) {
+    snapshot_fixture(store);
+    let items = export_all(store);
+    let copy = MemoryStore::new();
+    copy.import(&items).expect("import into an empty memory store");
+    let again = export_all(&copy);
+    assert_eq!(without_seq(&again), without_seq(&items));
+}
+
+pub fn import_into_this_store_reproduces_the_snapshot(store: &dyn Store) {
+    let source = MemoryStore::new();
+    let secrets = snapshot_fixture(&source);
+    let items = export_all(&source);
+    store.import(&items).expect("import into an empty store");
+    let imported = export_all(store);
+    assert_eq!(without_seq(&imported)[..secrets.len()], without_seq(&items)[..secrets.len()]);
+    let versions_only = |items: &[SnapshotItem]| -> Vec<SnapshotItem> {
+        items.iter().filter(|item| matches!(item, SnapshotItem::Version { .. })).cloned().collect()
+    };
+    assert_eq!(versions_only(&imported), versions_only(&items));
+    assert_eq!(keys_settings_records(&imported), keys_settings_records(&items));
+    // Secrets are numbered anew, in the snapshot's order, so listings with
+    // ties come out as they did in the source.
+    let seqs: Vec<i64> = secrets.iter().map(|m| by_arn(store, &m.arn).unwrap().seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let listed = page(store, &scope(), &query(SortBy::CreatedDate, false, None), usize::MAX);
+    assert_eq!(names(&listed), ["full", "tie"]);
+    assert_eq!(
+        read(store, |txn| txn.records("audit", "", None, 10)),
+        [(String::new(), b"empty key".to_vec()), ("0001".to_owned(), b"event".to_vec())]
+    );
+    // The store goes on working normally after an import.
+    let after = insert(store, &secret(&scope(), "after", T0 + 5));
+    assert!(after.seq > *seqs.iter().max().unwrap());
+}
+
+pub fn import_refuses_a_store_that_is_not_empty(store: &dyn Store) {
+    let snapshot = vec![
+        SnapshotItem::Secret(secret(&scope(), "restored", T0)),
+        SnapshotItem::Setting { name: "restored".to_owned(), value: b"1".to_vec() },
+    ];
+    write(store, |txn| txn.put_record("k", "only", b"record")).unwrap();
+    assert_conflict(store.import(&snapshot), "a store holding a record");
+    write(store, |txn| txn.delete_record("k", "only")).unwrap();
+    let occupant = insert(store, &secret(&scope(), "occupant", T0));
+    assert_conflict(store.import(&snapshot), "a store holding a secret");
+    assert_eq!(by_name(store, &scope(), "restored"), None);
+    write(store, |txn| txn.delete_secret(&occupant.arn)).unwrap();
+
+    store.import(&snapshot).expect("the store is empty again");
+    assert_conflict(store.import(&snapshot), "a store holding the first import");
+    assert!(by_name(store, &scope(), "restored").is_some());
+}
+
+pub fn import_refuses_a_store_holding_only_a_setting(store: &dyn Store) {
+    write(store, |txn| txn.put_setting("master-key-check", b"check")).unwrap();
+    let snapshot = vec![SnapshotItem::Secret(secret(&scope(), "restored", T0))];
+    assert_conflict(store.import(&snapshot), "a store holding a setting");
+    assert_eq!(by_name(store, &scope(), "restored"), None);
+}
+
+pub fn failed_import_changes_nothing(store: &dyn Store) {
+    let s = secret(&scope(), "restored", T0);
+    let broken = vec![
+        SnapshotItem::Secret(s.clone()),
+        SnapshotItem::WrappedKey { key_id: "k".to_owned(), wrapped: b"w".to_vec() },
+        SnapshotItem::Version {
+            arn: s.arn.clone(),
+            meta: version("v1", &["AWSCURRENT"], T0),
+            value: sealed(b"one"),
+        },
+        // A version of a secret the snapshot does not hold: the import fails here.
+        SnapshotItem::Version {
+            arn: arn(&scope(), "missing"),
+            meta: version("v1", &["AWSCURRENT"], T0),
+            value: sealed(b"orphan"),
+        },
+    ];
+    assert!(store.import(&broken).is_err());
+    assert!(export_all(store).is_empty(), "a failed import left something behind");
+    store.import(&broken[..3]).expect("the store is still empty and usable");
+    assert_eq!(value(store, &s.arn, "v1"), Some(b"one".to_vec()));
 }

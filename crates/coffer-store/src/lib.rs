@@ -1,4 +1,4 @@
-//! Storage of secrets behind one trait, with an in-memory and a SQLite implementation.
+//! Storage of secrets behind one trait, with in-memory, SQLite and PostgreSQL implementations.
 //!
 //! Architecture invariant: only this crate knows SQL. Values arrive here already
 //! sealed by `coffer-crypto`; the store never sees a plaintext secret value.
@@ -10,13 +10,18 @@
 //! run the closure more than once (to retry a serialization conflict), so it
 //! must not have side effects outside the transaction.
 
+use std::time::Duration;
+
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
 pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Errors from a store.
@@ -168,6 +173,87 @@ pub trait Store: Send + Sync + 'static {
     /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.
     /// Writes are serialized per store, so `f` sees no concurrent change.
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()>;
-    /// A short name for logs: `memory` or `sqlite:<path>`.
+    /// A short name for logs: `memory`, `sqlite:<path>` or `postgres://user@host:port/db`.
     fn describe(&self) -> String;
+
+    /// Visits everything the store holds, in one read transaction, so that the
+    /// items are one consistent state even while writers go on. Every secret
+    /// comes before its versions, secrets in insertion (`seq`) order and each
+    /// secret's versions oldest first, which is the order [`Store::import`]
+    /// needs to rebuild the same listing and version order. Values and keys
+    /// stay sealed and wrapped.
+    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()>;
+
+    /// Loads `items` (as [`Store::export`] produced them) in one write
+    /// transaction. Fails with [`StoreError::Conflict`], changing nothing,
+    /// unless the store is empty: no secret, key, setting or record. Secrets
+    /// get new `seq` numbers in the order they come.
+    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()>;
+
+    /// Tries to become, or stay, the holder of the lease `name` for `ttl`:
+    /// true when `holder` now holds it. A lease held by another holder is
+    /// free again once its time has run out, so a node that died is replaced
+    /// within `ttl`. Several nodes sharing one database use this to elect the
+    /// one that does background work; a store that only one process uses
+    /// grants every lease.
+    fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let _ = (name, holder, ttl);
+        Ok(true)
+    }
+
+    /// Gives up a lease that `holder` holds (on shutdown), so that another
+    /// node can take it at once instead of after its time runs out.
+    fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let _ = (name, holder);
+        Ok(())
+    }
+}
+
+/// One piece of a store's contents, as backup writes it and restore reads it.
+/// Nothing here is plaintext: values are sealed and keys wrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotItem {
+    /// A secret with the `seq` its store gave it; an importing store assigns its own.
+    Secret(SecretMeta),
+    /// A version of the secret with this ARN, and its sealed value.
+    Version {
+        arn: String,
+        meta: VersionMeta,
+        value: SealedValue,
+    },
+    WrappedKey {
+        key_id: String,
+        wrapped: Vec<u8>,
+    },
+    Setting {
+        name: String,
+        value: Vec<u8>,
+    },
+    Record {
+        kind: String,
+        key: String,
+        value: Vec<u8>,
+    },
+}
+
+/// Writes `items` through `tx`, for [`Store::import`] implementations once
+/// they have checked that the store is empty.
+pub(crate) fn import_items(tx: &mut dyn WriteTxn, items: &[SnapshotItem]) -> StoreResult<()> {
+    for item in items {
+        match item {
+            SnapshotItem::Secret(meta) => {
+                tx.insert_secret(meta)?;
+            }
+            SnapshotItem::Version { arn, meta, value } => tx.insert_version(arn, meta, value)?,
+            SnapshotItem::WrappedKey { key_id, wrapped } => tx.put_wrapped_key(key_id, wrapped)?,
+            SnapshotItem::Setting { name, value } => tx.put_setting(name, value)?,
+            SnapshotItem::Record { kind, key, value } => tx.put_record(kind, key, value)?,
+        }
+    }
+    Ok(())
+}
+
+/// The error of an import into a store that already holds something.
+pub(crate) fn not_empty() -> StoreError {
+    StoreError::Conflict("a restore needs an empty store, and this one holds data".to_owned())
 }

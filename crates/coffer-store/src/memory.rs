@@ -13,8 +13,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
 use crate::{
-    Cursor, CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, Store, StoreError, StoreResult,
-    WriteTxn,
+    Cursor, CursorKey, ListQuery, ReadTxn, SealedValue, SnapshotItem, SortBy, Store, StoreError,
+    StoreResult, WriteTxn,
 };
 
 /// A store that keeps everything in process memory.
@@ -70,6 +70,62 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         "memory".to_owned()
+    }
+
+    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
+        let state = self.read_state();
+        let mut secrets: Vec<&SecretMeta> = state.secrets.values().collect();
+        secrets.sort_by_key(|meta| meta.seq);
+        for meta in &secrets {
+            visit(SnapshotItem::Secret((*meta).clone()))?;
+        }
+        for meta in &secrets {
+            for version in state.versions.get(&meta.arn).map(Vec::as_slice).unwrap_or_default() {
+                visit(SnapshotItem::Version {
+                    arn: meta.arn.clone(),
+                    meta: version.meta.clone(),
+                    value: version.value.clone(),
+                })?;
+            }
+        }
+        let sorted = |map: &HashMap<String, Vec<u8>>| {
+            let mut pairs: Vec<(String, Vec<u8>)> =
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            pairs.sort();
+            pairs
+        };
+        for (key_id, wrapped) in sorted(&state.wrapped_keys) {
+            visit(SnapshotItem::WrappedKey { key_id, wrapped })?;
+        }
+        for (name, value) in sorted(&state.settings) {
+            visit(SnapshotItem::Setting { name, value })?;
+        }
+        for ((kind, key), value) in &state.records {
+            visit(SnapshotItem::Record {
+                kind: kind.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+        let mut state = self.write_state();
+        let empty = state.secrets.is_empty()
+            && state.wrapped_keys.is_empty()
+            && state.settings.is_empty()
+            && state.records.is_empty();
+        if !empty {
+            return Err(crate::not_empty());
+        }
+        let mut txn = MemTxn::new(&mut state);
+        let result = crate::import_items(&mut txn, items);
+        if result.is_ok() {
+            txn.commit();
+        }
+        drop(txn);
+        result
     }
 }
 

@@ -17,8 +17,8 @@ use rusqlite::{
 };
 
 use crate::{
-    CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, Store, StoreError, StoreResult, WriteTxn,
-    cursor_of,
+    CursorKey, ListQuery, ReadTxn, SealedValue, SnapshotItem, SortBy, Store, StoreError,
+    StoreResult, WriteTxn, cursor_of,
 };
 
 /// The schema migrations, in order. Migration `i` (counting from 1) brings the
@@ -206,6 +206,94 @@ impl Store for SqliteStore {
             None => "sqlite::memory:".to_owned(),
         }
     }
+
+    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
+        // One read transaction (a WAL snapshot) for everything, so a backup
+        // taken while the server runs is still one consistent state.
+        let mut run = |conn: &Connection| -> StoreResult<()> {
+            let tx = conn.unchecked_transaction()?;
+            let result = export_from(&tx, visit);
+            let ended = tx.rollback();
+            result?;
+            Ok(ended?)
+        };
+        match &self.readers {
+            Some(pool) => {
+                let mut reader = pool.take()?;
+                let result = run(reader.conn());
+                if !reader.conn().is_autocommit() {
+                    reader.discard();
+                }
+                result
+            }
+            None => run(&self.lock_writer()),
+        }
+    }
+
+    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+        let mut conn = self.lock_writer();
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let occupied: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM secrets) OR EXISTS (SELECT 1 FROM wrapped_keys) \
+                 OR EXISTS (SELECT 1 FROM settings) OR EXISTS (SELECT 1 FROM records)",
+                [],
+                |row| row.get(0),
+            )?;
+            if occupied {
+                return Err(crate::not_empty());
+            }
+            crate::import_items(&mut SqlTxn { conn: &tx }, items)?;
+            Ok(tx.commit()?)
+        })();
+        if !conn.is_autocommit()
+            && let Err(error) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "could not roll back a failed SQLite import");
+        }
+        result
+    }
+}
+
+/// Streams the whole database to `visit`, inside the caller's transaction.
+fn export_from(
+    conn: &Connection,
+    visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets ORDER BY seq");
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        visit(SnapshotItem::Secret(SecretRow::from_row(row)?.decode()?))?;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT v.arn, v.version_id, v.meta, v.value FROM versions v \
+         JOIN secrets s ON s.arn = v.arn ORDER BY s.seq, v.ord",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let json: String = row.get(2)?;
+        let mut meta: VersionMeta =
+            serde_json::from_str(&json).map_err(|e| unreadable("version metadata", &e))?;
+        meta.version_id = row.get(1)?;
+        visit(SnapshotItem::Version { arn: row.get(0)?, meta, value: SealedValue(row.get(3)?) })?;
+    }
+    let mut stmt = conn.prepare("SELECT key_id, wrapped FROM wrapped_keys ORDER BY key_id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        visit(SnapshotItem::WrappedKey { key_id: row.get(0)?, wrapped: row.get(1)? })?;
+    }
+    let mut stmt = conn.prepare("SELECT name, value FROM settings ORDER BY name")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        visit(SnapshotItem::Setting { name: row.get(0)?, value: row.get(1)? })?;
+    }
+    let mut stmt = conn.prepare("SELECT kind, key, value FROM records ORDER BY kind, key")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        visit(SnapshotItem::Record { kind: row.get(0)?, key: row.get(1)?, value: row.get(2)? })?;
+    }
+    Ok(())
 }
 
 /// Settings every connection gets.
@@ -601,15 +689,16 @@ impl ReadTxn for SqlTxn<'_> {
         limit: usize,
     ) -> StoreResult<Vec<(String, Vec<u8>)>> {
         // Keys are compared as strings: a prefix range is `key >= prefix`, checked with
-        // `substr` so that no LIKE escaping is needed.
+        // `substr` so that no LIKE escaping is needed. Without `after`, every key
+        // counts, the empty one included.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT key, value FROM records WHERE kind = ?1 AND key >= ?2 AND key > ?3 \
+            "SELECT key, value FROM records WHERE kind = ?1 AND key >= ?2 \
+             AND (?3 IS NULL OR key > ?3) \
              AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?4",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![kind, prefix, after.unwrap_or(""), limit], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
+        let rows = stmt
+            .query_map(params![kind, prefix, after, limit], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
