@@ -25,6 +25,10 @@ pub enum ErrorCode {
     AccessDenied,
     RequestEntityTooLarge,
     NotImplemented,
+    /// SigV4: the access key id or security token is not known.
+    UnrecognizedClient,
+    /// SigV4: the signature, its scope or its date is wrong.
+    InvalidSignature,
 }
 
 impl ErrorCode {
@@ -51,6 +55,8 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "AccessDeniedException",
             ErrorCode::RequestEntityTooLarge => "RequestEntityTooLargeException",
             ErrorCode::NotImplemented => "NotImplementedException",
+            ErrorCode::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorCode::InvalidSignature => "InvalidSignatureException",
         }
     }
 

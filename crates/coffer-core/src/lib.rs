@@ -10,7 +10,6 @@ pub mod filters;
 pub mod model;
 pub mod names;
 pub mod password;
-pub mod policy;
 pub mod staging;
 
 pub use error::{AwsError, ErrorCode};

@@ -1,19 +1,26 @@
 //! The HTTP side of AWS JSON 1.1: `POST /` with `X-Amz-Target`, JSON bodies,
 //! `x-amzn-RequestId` on every response and errors as `{"__type", "Message"}`.
+//! Query-protocol requests (no target, a form body) go to STS's GetCallerIdentity.
+//!
+//! Without `--dev`, every request is authenticated (SigV4, `auth::authenticate`) and
+//! authorized (`auth::authorize`) before its handler runs; with `--dev` any credentials
+//! are accepted and only the credential scope is read.
 
+use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::dispatch::dispatch;
-use crate::{App, RequestContext};
+use crate::{App, RequestContext, sts};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_wire::model::ServiceModel;
 use coffer_wire::protocol::{CONTENT_TYPE, Service, error_body, parse_target};
 use coffer_wire::validate::validate_input;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroize;
 
 /// The router: every path and method goes to the one JSON 1.1 handler.
@@ -25,19 +32,28 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
-    let result = answer(&app, request, &request_id).await;
-    let (status, body) = match result {
-        Ok(body) => (StatusCode::OK, body),
-        Err(e) => {
-            let status =
-                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, error_body(&e))
+    let query_protocol = target.is_empty()
+        && sts::is_query_request(
+            header_str(request.headers(), "content-type"),
+            request.uri().query().unwrap_or(""),
+        );
+    let (status, content_type, body) = if query_protocol {
+        let (status, body) = answer_sts(&app, request, &request_id).await;
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
+    } else {
+        match answer(&app, request, &request_id).await {
+            Ok(body) => (StatusCode::OK, CONTENT_TYPE, body),
+            Err(e) => {
+                let status =
+                    StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                (status, CONTENT_TYPE, error_body(&e))
+            }
         }
     };
     tracing::info!(
         target: "coffer::request",
         %request_id,
-        operation = %target,
+        operation = %if query_protocol { "sts" } else { &target },
         status = status.as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"
@@ -45,7 +61,7 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     Response::builder()
         .status(status)
         .header("x-amzn-RequestId", request_id)
-        .header(header::CONTENT_TYPE, CONTENT_TYPE)
+        .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .expect("static response parts are valid")
 }
@@ -54,8 +70,45 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Splits a request into the owned parts authentication needs and its body stream.
+fn raw_parts(request: Request) -> (RawRequest, Body) {
+    let (parts, body) = request.into_parts();
+    let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let raw = RawRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        source_ip,
+    };
+    (raw, body)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, AwsError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        AwsError::new(
+            ErrorCode::RequestEntityTooLarge,
+            format!("The request body exceeds the limit of {limit} bytes."),
+        )
+    })?;
+    Ok(bytes.to_vec())
+}
+
 async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
-    let ctx = caller(request.headers(), &app.config.default_account, request_id)?;
+    // With --dev the credential scope alone says who is calling; without, the signature
+    // is checked below, once the body (which it covers) has been read.
+    let dev_ctx = match &app.iam {
+        None => Some(caller(request.headers(), &app.config.default_account, request_id)?),
+        Some(_) => None,
+    };
     if request.method() != Method::POST {
         return Err(AwsError::new(ErrorCode::UnknownOperation, "Requests must be POST /."));
     }
@@ -74,15 +127,54 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
         ));
     }
     let op = op.to_string();
-    let limit = app.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
-        AwsError::new(
-            ErrorCode::RequestEntityTooLarge,
-            format!("The request body exceeds the limit of {limit} bytes."),
-        )
-    })?;
-    let mut buffer = bytes.to_vec();
-    drop(bytes);
+    let (raw, body) = raw_parts(request);
+    let buffer = read_body(body, app.config.max_body_bytes).await?;
+    let app = app.clone();
+    let request_id = request_id.to_string();
+    tokio::task::spawn_blocking(move || {
+        serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "handler panicked");
+        AwsError::internal()
+    })?
+}
+
+/// Authenticates (unless --dev), parses, validates, authorizes and dispatches one JSON
+/// request, on the blocking pool because the store is synchronous.
+#[allow(clippy::too_many_arguments)]
+fn serve_json(
+    app: &App,
+    dev_ctx: Option<RequestContext>,
+    raw: &RawRequest,
+    mut buffer: Vec<u8>,
+    service: Service,
+    op: &str,
+    model: &ServiceModel,
+    request_id: &str,
+) -> Result<Vec<u8>, AwsError> {
+    let (ctx, who) = match (&app.iam, dev_ctx) {
+        (Some(iam), _) => {
+            let signing_name = match service {
+                Service::SecretsManager => "secretsmanager",
+                Service::Kms => "kms",
+            };
+            let who = auth::authenticate(app, iam, raw, &buffer, signing_name, now_secs())
+                .map_err(|e| {
+                    buffer.zeroize();
+                    e.into_json()
+                })?;
+            let ctx = RequestContext {
+                scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
+                access_key_id: who.access_key_id.clone(),
+                request_id: request_id.to_string(),
+            };
+            (ctx, Some(who))
+        }
+        (None, Some(ctx)) => (ctx, None),
+        (None, None) => return Err(AwsError::internal()),
+    };
     let parsed = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
         Ok(serde_json::Value::Object(Default::default()))
     } else {
@@ -96,20 +188,91 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
             format!("The request body is not valid JSON ({}).", e.classify_message()),
         )
     })?;
-    validate_input(model, &op, &body)?;
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || dispatch(&app, &ctx, service, &op, body)).await.map_err(
-        |e| {
-            tracing::error!(error = %e, "handler panicked");
-            AwsError::internal()
+    validate_input(model, op, &body)?;
+    let Some(who) = who else {
+        return dispatch(app, &ctx, service, op, body);
+    };
+    let ctx = auth::authorize(app, &who, ctx, service, op, &body, raw.source_ip)?;
+    let out = dispatch(app, &ctx, service, op, body)?;
+    if service == Service::SecretsManager && op == "BatchGetSecretValue" {
+        return auth::filter_batch(app, &who, &ctx, out, raw.source_ip);
+    }
+    Ok(out)
+}
+
+/// Answers a query-protocol (STS) request: `(status, XML body)`.
+async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
+    let dev_identity = match &app.iam {
+        None => match caller(request.headers(), &app.config.default_account, request_id) {
+            Ok(ctx) => Some(sts::Identity {
+                arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
+                user_id: ctx.scope.account.clone(),
+                account: ctx.scope.account,
+            }),
+            Err(_) => {
+                return sts::signature_error(
+                    &coffer_auth::SigV4Error::MissingAuthenticationToken,
+                    request_id,
+                );
+            }
         },
-    )?
+        Some(_) => None,
+    };
+    let (raw, body) = raw_parts(request);
+    let buffer = match read_body(body, app.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return sts::error("RequestEntityTooLarge", &e.message, request_id, 413),
+    };
+    let app = app.clone();
+    let id = request_id.to_string();
+    let answered = tokio::task::spawn_blocking(move || {
+        let request_id = id;
+        let identity = match (&app.iam, dev_identity) {
+            (Some(iam), _) => match auth::authenticate(&app, iam, &raw, &buffer, "sts", now_secs())
+            {
+                Ok(Authenticated { caller, .. }) => sts::Identity {
+                    arn: caller.principal.arn.clone(),
+                    user_id: caller.principal.user_id.clone(),
+                    account: caller.principal.account.clone(),
+                },
+                Err(AuthFailure::Signature(e)) => return sts::signature_error(&e, &request_id),
+                Err(AuthFailure::Internal(_)) => {
+                    return sts::error(
+                        "InternalFailure",
+                        "An internal error occurred.",
+                        &request_id,
+                        500,
+                    );
+                }
+            },
+            (None, Some(identity)) => identity,
+            (None, None) => {
+                return sts::error(
+                    "InternalFailure",
+                    "An internal error occurred.",
+                    &request_id,
+                    500,
+                );
+            }
+        };
+        let form = if raw.query.contains("Action=") {
+            raw.query.clone()
+        } else {
+            String::from_utf8_lossy(&buffer).into_owned()
+        };
+        sts::answer(&form, &identity, &request_id)
+    })
+    .await;
+    answered.unwrap_or_else(|_| {
+        sts::error("InternalFailure", "An internal error occurred.", request_id, 500)
+    })
 }
 
 /// Reads the caller's access key and region from the SigV4 `Authorization` header.
 ///
-/// Signatures are not verified here yet: any access key is accepted. A 12-digit
-/// access key id is taken as the account id, any other maps to the default account.
+/// This is how `--dev` identifies callers: signatures are not verified and any access
+/// key is accepted. A 12-digit access key id is taken as the account id, any other maps
+/// to the default account.
 pub fn caller(
     headers: &HeaderMap,
     default_account: &str,

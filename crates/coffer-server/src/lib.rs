@@ -9,14 +9,17 @@
 //! Architecture invariant: only this crate knows HTTP; plaintext values exist
 //! here only between `coffer-crypto` and the response encoder.
 
+pub mod auth;
 pub mod background;
 pub mod clock;
 mod dispatch;
 pub mod http;
+pub mod iam;
 pub mod keys;
 mod paging;
 pub mod policies;
 pub mod secrets;
+pub mod sts;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
@@ -52,6 +55,9 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub keys: KeyRing,
     pub config: Config,
+    /// Users and access keys; `None` with `--dev`, where any credentials are accepted
+    /// and nothing is authorized.
+    pub iam: Option<iam::Iam>,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -66,7 +72,17 @@ pub(crate) fn store_error(e: StoreError) -> AwsError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: Config) -> Arc<App> {
-        Arc::new(App { store, keys, config })
+        Arc::new(App { store, keys, config, iam: None })
+    }
+
+    /// An app that authenticates and authorizes every request with `iam`.
+    pub fn enforcing(
+        store: Arc<dyn Store>,
+        keys: KeyRing,
+        config: Config,
+        iam: iam::Iam,
+    ) -> Arc<App> {
+        Arc::new(App { store, keys, config, iam: Some(iam) })
     }
 
     /// Runs `f` in a read transaction, carrying its AWS error out.

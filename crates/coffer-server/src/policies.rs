@@ -1,10 +1,12 @@
 //! Resource policies (Put/Get/Delete/ValidateResourcePolicy) and RotateSecret's
-//! refusals. Policies are stored and checked for grammar and public access here;
-//! enforcing them on calls belongs to the authorization layer.
+//! refusals. Policies are parsed and checked (grammar, public access, lock-out) with
+//! `coffer-auth` here; `auth` enforces them on every call.
 
 use crate::secrets::{resolve_existing, resolve_secret_id_checked};
 use crate::{App, RequestContext, store_error};
-use coffer_core::policy::{grammar_findings, grants_public_access, parse_policy};
+use coffer_auth::policy::{
+    Policy, PolicyKind, malformed_message, validate_resource_policy as findings,
+};
 use coffer_core::{AwsError, ErrorCode, names};
 use coffer_wire::secretsmanager as wire;
 
@@ -20,8 +22,9 @@ pub fn put_resource_policy(
     req: wire::PutResourcePolicyRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    let doc = parse_policy(&req.resource_policy).map_err(malformed)?;
-    if req.block_public_policy.unwrap_or(false) && grants_public_access(&doc) {
+    let policy = Policy::parse(&req.resource_policy, PolicyKind::Resource)
+        .map_err(|problems| malformed(malformed_message(&problems)))?;
+    if req.block_public_policy.unwrap_or(false) && policy.grants_public_access() {
         return Err(AwsError::new(ErrorCode::PublicPolicy, PUBLIC_POLICY));
     }
     app.write(|tx| {
@@ -71,24 +74,18 @@ pub fn validate_resource_policy(
     if let Some(id) = &req.secret_id {
         resolve_secret_id_checked(app, ctx, id)?;
     }
-    let doc: serde_json::Value = serde_json::from_str(&req.resource_policy).map_err(|_| {
-        malformed("This resource policy contains a syntax error: it is not valid JSON.".to_string())
-    })?;
-    let mut errors: Vec<wire::ValidationErrorsEntry> = grammar_findings(&doc)
+    if serde_json::from_str::<serde_json::Value>(&req.resource_policy).is_err() {
+        return Err(malformed(
+            "This resource policy contains a syntax error: it is not valid JSON.".to_string(),
+        ));
+    }
+    let errors: Vec<wire::ValidationErrorsEntry> = findings(&req.resource_policy)
         .into_iter()
         .map(|f| wire::ValidationErrorsEntry {
             check_name: f.check.to_string(),
             error_message: f.message,
         })
         .collect();
-    if grants_public_access(&doc) {
-        errors.push(wire::ValidationErrorsEntry {
-            check_name: "BROAD_ACCESS_CHECK".to_string(),
-            error_message:
-                "The policy grants access to every principal (Principal \"*\" without a Condition)."
-                    .to_string(),
-        });
-    }
     Ok(wire::ValidateResourcePolicyResponse {
         policy_validation_passed: errors.is_empty(),
         validation_errors: errors,
