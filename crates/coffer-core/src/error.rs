@@ -29,6 +29,22 @@ pub enum ErrorCode {
     UnrecognizedClient,
     /// SigV4: the signature, its scope or its date is wrong.
     InvalidSignature,
+    // The Key Management Service's own codes (TrentService.*).
+    KmsNotFound,
+    KmsDisabled,
+    KmsInvalidState,
+    KmsInvalidCiphertext,
+    KmsAlreadyExists,
+    KmsInvalidKeyUsage,
+    KmsInvalidArn,
+    KmsInvalidMarker,
+    KmsInvalidAliasName,
+    KmsIncorrectKey,
+    KmsTag,
+    KmsUnsupportedOperation,
+    KmsDryRunOperation,
+    KmsCustomKeyStoreNotFound,
+    KmsInternal,
 }
 
 impl ErrorCode {
@@ -57,6 +73,21 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "NotImplementedException",
             ErrorCode::UnrecognizedClient => "UnrecognizedClientException",
             ErrorCode::InvalidSignature => "InvalidSignatureException",
+            ErrorCode::KmsNotFound => "NotFoundException",
+            ErrorCode::KmsDisabled => "DisabledException",
+            ErrorCode::KmsInvalidState => "KMSInvalidStateException",
+            ErrorCode::KmsInvalidCiphertext => "InvalidCiphertextException",
+            ErrorCode::KmsAlreadyExists => "AlreadyExistsException",
+            ErrorCode::KmsInvalidKeyUsage => "InvalidKeyUsageException",
+            ErrorCode::KmsInvalidArn => "InvalidArnException",
+            ErrorCode::KmsInvalidMarker => "InvalidMarkerException",
+            ErrorCode::KmsInvalidAliasName => "InvalidAliasNameException",
+            ErrorCode::KmsIncorrectKey => "IncorrectKeyException",
+            ErrorCode::KmsTag => "TagException",
+            ErrorCode::KmsUnsupportedOperation => "UnsupportedOperationException",
+            ErrorCode::KmsDryRunOperation => "DryRunOperationException",
+            ErrorCode::KmsCustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
+            ErrorCode::KmsInternal => "KMSInternalException",
         }
     }
 
@@ -64,7 +95,7 @@ impl ErrorCode {
     /// every client error, ResourceNotFound included.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::InternalServiceError => 500,
+            ErrorCode::InternalServiceError | ErrorCode::KmsInternal => 500,
             ErrorCode::MissingAuthenticationToken | ErrorCode::AccessDenied => 400,
             ErrorCode::RequestEntityTooLarge => 413,
             ErrorCode::NotImplemented => 501,

@@ -1,6 +1,6 @@
 //! One exhaustive table from operation name to handler.
 
-use crate::{App, RequestContext, policies, secrets};
+use crate::{App, RequestContext, kms_api, policies, secrets};
 use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::model::ServiceModel;
 use coffer_wire::protocol::{Service, decode_request, encode_response};
@@ -16,7 +16,8 @@ pub fn dispatch(
 ) -> Result<Vec<u8>, AwsError> {
     match service {
         Service::SecretsManager => secretsmanager(app, ctx, op, body),
-        Service::Kms => Err(not_implemented(&format!("The KMS operation {op}"))),
+        Service::Kms => kms_api::dispatch(app, ctx, op, body)
+            .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {op}")))),
     }
 }
 

@@ -1,21 +1,19 @@
-//! The key ring: the master key and the per-scope key-encryption keys it wraps.
+//! The key ring: the master key's check value and the key service every secret is sealed with.
 //!
-//! Each account and region gets its own key-encryption key the first time a
-//! value is sealed there. It is stored wrapped under the master key, with the
-//! scope as authenticated context, and cached unwrapped (zeroizing) in memory.
+//! The master key wraps every KMS key material (see `coffer-kms`). A check value sealed under
+//! it is recorded at first start; a different master key later stops the server at start, so
+//! a wrong key never serves garbage. [`rotate_master_key`] re-wraps every material under a
+//! new master key and replaces the check value in one transaction.
 
-use coffer_core::{AwsError, Scope};
-use coffer_crypto::{KeyMaterial, MasterKey};
-use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use coffer_crypto::MasterKey;
+use coffer_kms::Kms;
+use coffer_store::{Store, StoreError};
 
 /// The setting that proves which master key the data was written with.
 const MASTER_CHECK_SETTING: &str = "master-key-check";
 
 pub struct KeyRing {
-    master: MasterKey,
-    cache: RwLock<HashMap<Scope, Arc<KeyMaterial>>>,
+    kms: Kms,
 }
 
 /// Why a master key cannot be used with a store.
@@ -27,26 +25,33 @@ pub enum MasterKeyError {
     Mismatch,
     #[error("could not read or record the master key check value: {0}")]
     Store(#[from] StoreError),
+    #[error("could not re-wrap the key material: {0}")]
+    Rewrap(String),
 }
 
-fn key_id(scope: &Scope) -> String {
-    format!("scope-kek/{}/{}", scope.account, scope.region)
+/// What [`rotate_master_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterKeyRotation {
+    /// Every material was re-wrapped (this many) and the check value replaced, in one commit.
+    Rotated { materials: usize },
+    /// The store was already bound to the new key (an earlier run committed): nothing to do.
+    AlreadyRotated,
 }
 
-fn context(scope: &Scope) -> Vec<u8> {
-    format!("coffer scope key {}:{}", scope.account, scope.region).into_bytes()
+fn read_check(store: &dyn Store) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut existing = None;
+    store.read(&mut |tx| {
+        existing = tx.setting(MASTER_CHECK_SETTING)?;
+        Ok(())
+    })?;
+    Ok(existing)
 }
 
 impl KeyRing {
     /// Binds `master` to `store`: records its check value on first use and
     /// refuses a different key afterwards, so a wrong key never serves garbage.
     pub fn open(master: MasterKey, store: &dyn Store) -> Result<KeyRing, MasterKeyError> {
-        let mut existing = None;
-        store.read(&mut |tx| {
-            existing = tx.setting(MASTER_CHECK_SETTING)?;
-            Ok(())
-        })?;
-        match existing {
+        match read_check(store)? {
             Some(check) if !master.verify_check_value(&check) => {
                 return Err(MasterKeyError::Mismatch);
             }
@@ -56,70 +61,106 @@ impl KeyRing {
                 store.write(&mut |tx| tx.put_setting(MASTER_CHECK_SETTING, &check))?;
             }
         }
-        Ok(KeyRing { master, cache: RwLock::new(HashMap::new()) })
+        Ok(KeyRing { kms: Kms::new(master) })
     }
 
     /// True when the store already holds a master-key check value (data was written before).
     pub fn store_has_data(store: &dyn Store) -> Result<bool, StoreError> {
-        let mut found = false;
-        store.read(&mut |tx| {
-            found = tx.setting(MASTER_CHECK_SETTING)?.is_some();
-            Ok(())
-        })?;
-        Ok(found)
+        Ok(read_check(store)?.is_some())
     }
 
-    fn cached(&self, scope: &Scope) -> Option<Arc<KeyMaterial>> {
-        self.cache.read().expect("key cache lock").get(scope).cloned()
+    /// The key service.
+    pub fn kms(&self) -> &Kms {
+        &self.kms
+    }
+}
+
+/// Re-wraps every KMS key material from `old` to `new` and records `new`'s check value, in
+/// one store transaction: either everything moves to the new key or nothing does. Secret
+/// values and ciphertext blobs are not touched (they are sealed under the KMS keys, whose
+/// material does not change). Running it again after a commit is a no-op.
+pub fn rotate_master_key(
+    store: &dyn Store,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<MasterKeyRotation, MasterKeyError> {
+    let mut outcome = None;
+    let mut failure = None;
+    let result = store.write(&mut |tx| {
+        let check = tx.setting(MASTER_CHECK_SETTING)?;
+        match &check {
+            Some(check) if !old.verify_check_value(check) => {
+                if new.verify_check_value(check) {
+                    outcome = Some(MasterKeyRotation::AlreadyRotated);
+                    return Ok(());
+                }
+                failure = Some(MasterKeyError::Mismatch);
+                return Err(StoreError::Aborted);
+            }
+            _ => {}
+        }
+        match Kms::rewrap_all(tx, old, new) {
+            Ok(materials) => {
+                tx.put_setting(MASTER_CHECK_SETTING, &new.check_value())?;
+                outcome = Some(MasterKeyRotation::Rotated { materials });
+                Ok(())
+            }
+            Err(e) => {
+                failure = Some(MasterKeyError::Rewrap(e.to_string()));
+                Err(StoreError::Aborted)
+            }
+        }
+    });
+    match (result, failure, outcome) {
+        (Err(StoreError::Aborted), Some(failure), _) => Err(failure),
+        (Err(e), _, _) => Err(MasterKeyError::Store(e)),
+        (Ok(()), _, Some(outcome)) => Ok(outcome),
+        (Ok(()), _, None) => Err(MasterKeyError::Rewrap("the transaction did not run".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::MemoryStore;
+
+    fn same(key: &MasterKey) -> MasterKey {
+        MasterKey::from_text(&key.to_text()).unwrap()
     }
 
-    fn unwrap_stored(&self, scope: &Scope, wrapped: &[u8]) -> Result<Arc<KeyMaterial>, AwsError> {
-        let key = self.master.unwrap_key(wrapped, &context(scope)).map_err(|e| {
-            tracing::error!(error = %e, "cannot unwrap a scope key");
-            AwsError::new(
-                coffer_core::ErrorCode::DecryptionFailure,
-                "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
-            )
-        })?;
-        let key = Arc::new(key);
-        self.cache.write().expect("key cache lock").insert(scope.clone(), key.clone());
-        Ok(key)
+    #[test]
+    fn a_different_master_key_is_refused_at_open() {
+        let store = MemoryStore::new();
+        let first = MasterKey::generate();
+        KeyRing::open(same(&first), &store).unwrap();
+        assert!(KeyRing::store_has_data(&store).unwrap());
+        assert!(matches!(
+            KeyRing::open(MasterKey::generate(), &store),
+            Err(MasterKeyError::Mismatch)
+        ));
+        KeyRing::open(first, &store).unwrap();
     }
 
-    /// The scope's key for opening values; `None` when nothing was ever sealed there.
-    pub fn key_for_reading(
-        &self,
-        tx: &dyn ReadTxn,
-        scope: &Scope,
-    ) -> Result<Arc<KeyMaterial>, AwsError> {
-        if let Some(key) = self.cached(scope) {
-            return Ok(key);
-        }
-        match tx.wrapped_key(&key_id(scope)).map_err(crate::store_error)? {
-            Some(wrapped) => self.unwrap_stored(scope, &wrapped),
-            None => Err(AwsError::new(
-                coffer_core::ErrorCode::DecryptionFailure,
-                "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
-            )),
-        }
-    }
-
-    /// The scope's key for sealing, created (inside the caller's transaction) on first use.
-    pub fn key_for_writing(
-        &self,
-        tx: &mut dyn WriteTxn,
-        scope: &Scope,
-    ) -> Result<Arc<KeyMaterial>, AwsError> {
-        if let Some(key) = self.cached(scope) {
-            return Ok(key);
-        }
-        if let Some(wrapped) = tx.wrapped_key(&key_id(scope)).map_err(crate::store_error)? {
-            return self.unwrap_stored(scope, &wrapped);
-        }
-        let key = KeyMaterial::generate();
-        let wrapped = self.master.wrap_key(&key, &context(scope));
-        tx.put_wrapped_key(&key_id(scope), &wrapped).map_err(crate::store_error)?;
-        // Not cached yet: the transaction may still roll back. The next use unwraps it from the store.
-        Ok(Arc::new(key))
+    #[test]
+    fn master_key_rotation_moves_the_check_value_and_is_idempotent() {
+        let store = MemoryStore::new();
+        let old = MasterKey::generate();
+        let new = MasterKey::generate();
+        KeyRing::open(same(&old), &store).unwrap();
+        assert_eq!(
+            rotate_master_key(&store, &old, &new).unwrap(),
+            MasterKeyRotation::Rotated { materials: 0 }
+        );
+        assert!(matches!(KeyRing::open(same(&old), &store), Err(MasterKeyError::Mismatch)));
+        KeyRing::open(same(&new), &store).unwrap();
+        assert_eq!(
+            rotate_master_key(&store, &old, &new).unwrap(),
+            MasterKeyRotation::AlreadyRotated
+        );
+        let stranger = MasterKey::generate();
+        assert!(matches!(
+            rotate_master_key(&store, &stranger, &old),
+            Err(MasterKeyError::Mismatch)
+        ));
     }
 }

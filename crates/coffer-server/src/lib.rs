@@ -2,7 +2,7 @@
 //!
 //! A request flows `http` (parse target, find the caller's scope, read and
 //! validate the body) -> `dispatch` (one exhaustive match from operation to
-//! handler) -> a handler in `secrets` (one store transaction) -> `http` (encode
+//! handler) -> a handler in `secrets` or `kms_api` (one store transaction) -> `http` (encode
 //! the response or the AWS error). Handlers are synchronous and run on tokio's
 //! blocking pool, because the stores are synchronous.
 //!
@@ -16,6 +16,7 @@ mod dispatch;
 pub mod http;
 pub mod iam;
 pub mod keys;
+pub mod kms_api;
 mod paging;
 pub mod policies;
 pub mod secrets;
@@ -25,7 +26,7 @@ use coffer_core::{AwsError, Scope};
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use std::sync::Arc;
 
-pub use keys::{KeyRing, MasterKeyError};
+pub use keys::{KeyRing, MasterKeyError, MasterKeyRotation, rotate_master_key};
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]

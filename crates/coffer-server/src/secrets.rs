@@ -7,11 +7,14 @@
 use crate::paging;
 use crate::{App, RequestContext, clock, store_error};
 use coffer_core::filters::{Filter, FilterKey, matches_all};
-use coffer_core::model::{AWSCURRENT, DAY_MS, SecretMeta, Tag, VersionMeta, truncate_to_day};
+use coffer_core::model::{
+    AWSCURRENT, AWSPENDING, AWSPREVIOUS, DAY_MS, SecretMeta, Tag, VersionMeta, truncate_to_day,
+};
 use coffer_core::names::{self, SecretRef};
 use coffer_core::password::{PasswordSpec, generate_password};
 use coffer_core::{AwsError, ErrorCode, Scope, staging};
 use coffer_crypto::SecretBytes;
+use coffer_kms::{EncryptionContext, KeyRecord, KmsError};
 use coffer_store::{ListQuery, ReadTxn, SealedValue, SortBy, WriteTxn, cursor_of};
 use coffer_wire::protocol::{SensitiveBlob, SensitiveString, epoch_seconds};
 use coffer_wire::secretsmanager as wire;
@@ -58,9 +61,84 @@ impl NewValue<'_> {
     }
 }
 
-/// Binds a sealed value to its secret and version, so it cannot be moved elsewhere.
-fn value_aad(arn: &str, version_id: &str) -> Vec<u8> {
-    format!("{arn}\0{version_id}").into_bytes()
+/// The encryption context of a version's value, as Secrets Manager gives KMS: it binds the
+/// value to its secret and version, so a sealed value cannot be moved elsewhere.
+fn secret_context(arn: &str, version_id: &str) -> EncryptionContext {
+    [
+        ("SecretARN".to_string(), arn.to_string()),
+        ("SecretVersionId".to_string(), version_id.to_string()),
+    ]
+    .into()
+}
+
+/// A key service failure while sealing: `EncryptionFailure` with KMS's reason.
+fn encryption_failure(e: KmsError) -> AwsError {
+    kms_failure(
+        e,
+        ErrorCode::EncryptionFailure,
+        "Secrets Manager can't encrypt the protected secret text using the provided KMS key.",
+    )
+}
+
+/// A key service failure while opening: `DecryptionFailure` with KMS's reason.
+fn decryption_failure(e: KmsError) -> AwsError {
+    kms_failure(
+        e,
+        ErrorCode::DecryptionFailure,
+        "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+    )
+}
+
+fn kms_failure(e: KmsError, code: ErrorCode, sentence: &str) -> AwsError {
+    match e {
+        KmsError::Rejected { message, .. } if message.is_empty() => AwsError::new(code, sentence),
+        KmsError::Rejected { message, .. } => AwsError::new(code, format!("{sentence} {message}")),
+        KmsError::Store(e) => store_error(e),
+        KmsError::Internal(cause) => {
+            tracing::error!(error = %cause, "key service failure");
+            AwsError::new(code, sentence)
+        }
+    }
+}
+
+/// Checks the form of a non-empty KmsKeyId before anything is looked up.
+fn validate_kms_key_id(key: &Option<Option<String>>) -> Result<(), AwsError> {
+    if let Some(Some(id)) = key
+        && coffer_kms::parse_key_ref(id).is_err()
+    {
+        return Err(AwsError::invalid_parameter(format!(
+            "The KmsKeyId {id} is not a key id, key ARN, alias name or alias ARN."
+        )));
+    }
+    Ok(())
+}
+
+/// The KMS key a write to `meta` seals under (its KmsKeyId, or `aws/secretsmanager`).
+fn key_for(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    meta: &SecretMeta,
+    now: i64,
+) -> Result<KeyRecord, AwsError> {
+    app.keys
+        .kms()
+        .key_for_secret(tx, &meta.scope, meta.kms_key_id.as_deref(), now)
+        .map_err(encryption_failure)
+}
+
+fn seal_value(
+    app: &App,
+    key: &KeyRecord,
+    arn: &str,
+    version_id: &str,
+    plaintext: &[u8],
+) -> Result<SealedValue, AwsError> {
+    let encrypted = app
+        .keys
+        .kms()
+        .encrypt_under(key, plaintext, &secret_context(arn, version_id))
+        .map_err(encryption_failure)?;
+    Ok(SealedValue(encrypted.blob))
 }
 
 fn require_token(token: &Option<String>) -> Result<&str, AwsError> {
@@ -130,14 +208,47 @@ fn open_value(
         .version_value(&meta.arn, version_id)
         .map_err(store_error)?
         .ok_or_else(AwsError::internal)?;
-    let key = app.keys.key_for_reading(tx, &meta.scope)?;
-    coffer_crypto::open(&key, &sealed.0, &value_aad(&meta.arn, version_id)).map_err(|e| {
-        tracing::error!(error = %e, secret = %meta.arn, "cannot open a stored value");
-        AwsError::new(
-            ErrorCode::DecryptionFailure,
-            "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
-        )
-    })
+    app.keys
+        .kms()
+        .decrypt(tx, &meta.scope, &sealed.0, &secret_context(&meta.arn, version_id), None)
+        .map(|opened| opened.plaintext)
+        .map_err(decryption_failure)
+}
+
+/// Re-encrypts the versions labelled AWSCURRENT, AWSPENDING or AWSPREVIOUS under `key`
+/// (UpdateSecret with a new KmsKeyId); other versions keep the key they were sealed with.
+fn reencrypt_labelled_versions(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    meta: &SecretMeta,
+    key: &KeyRecord,
+) -> Result<(), AwsError> {
+    let versions = tx.versions(&meta.arn).map_err(store_error)?;
+    for version in versions {
+        if ![AWSCURRENT, AWSPENDING, AWSPREVIOUS].iter().any(|l| version.stages.contains(*l)) {
+            continue;
+        }
+        let sealed = tx
+            .version_value(&meta.arn, &version.version_id)
+            .map_err(store_error)?
+            .ok_or_else(AwsError::internal)?;
+        let sealed_by = coffer_kms::ciphertext::parse(&sealed.0).map(|(header, _)| header.key_id);
+        if sealed_by.as_deref().ok() != Some(key.key_id.as_str()) {
+            let plaintext = open_value(app, tx, meta, &version.version_id)?;
+            let resealed =
+                seal_value(app, key, &meta.arn, &version.version_id, plaintext.expose())?;
+            tx.replace_version_value(&meta.arn, &version.version_id, &resealed)
+                .map_err(store_error)?;
+        }
+        if version.kms_key_id != meta.kms_key_id {
+            tx.update_version(
+                &meta.arn,
+                &VersionMeta { kms_key_id: meta.kms_key_id.clone(), ..version },
+            )
+            .map_err(store_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// When a ClientRequestToken names an existing version: same value means the call
@@ -202,10 +313,9 @@ fn add_version(
             tx.update_version(&meta.arn, changed).map_err(store_error)?;
         }
     }
-    let key = app.keys.key_for_writing(tx, &meta.scope)?;
-    let sealed =
-        coffer_crypto::seal(&key, value.to_plaintext().expose(), &value_aad(&meta.arn, version_id));
-    tx.insert_version(&meta.arn, &new_version, &SealedValue(sealed)).map_err(|e| match e {
+    let key = key_for(app, tx, meta, now)?;
+    let sealed = seal_value(app, &key, &meta.arn, version_id, value.to_plaintext().expose())?;
+    tx.insert_version(&meta.arn, &new_version, &sealed).map_err(|e| match e {
         coffer_store::StoreError::Conflict(_) => AwsError::new(
             ErrorCode::ResourceExists,
             "A resource with the ID you requested already exists.",
@@ -231,6 +341,8 @@ pub fn create_secret(
         ));
     }
     let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags));
+    let kms_key_id = normalize_kms_key(&req.kms_key_id);
+    validate_kms_key_id(&kms_key_id)?;
     let scope = &ctx.scope;
     app.write(|tx| {
         if let Some(existing) = tx.secret_by_name(scope, &req.name).map_err(store_error)? {
@@ -262,7 +374,7 @@ pub fn create_secret(
             name: req.name.clone(),
             seq: 0,
             description: req.description.clone().filter(|d| !d.is_empty()),
-            kms_key_id: normalize_kms_key(&req.kms_key_id).flatten(),
+            kms_key_id: kms_key_id.clone().flatten(),
             tags: tags.clone(),
             created_ms: now,
             last_changed_ms: now,
@@ -277,6 +389,9 @@ pub fn create_secret(
         if let (Some(token), Some(value)) = (token, &value) {
             add_version(app, tx, &meta, &[], token, value, None, now)?;
             version_id = Some(token.to_string());
+        } else if meta.kms_key_id.is_some() {
+            // No value to seal yet, but a named key must exist and be usable now.
+            key_for(app, tx, &meta, now)?;
         }
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None })
     })
@@ -291,6 +406,8 @@ pub fn update_secret(
     let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
     let token =
         if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+    let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
+    validate_kms_key_id(&new_kms_key_id)?;
     app.write(|tx| {
         let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
@@ -299,8 +416,8 @@ pub fn update_secret(
         if let Some(description) = &req.description {
             meta.description = Some(description.clone()).filter(|d| !d.is_empty());
         }
-        if let Some(kms) = normalize_kms_key(&req.kms_key_id) {
-            meta.kms_key_id = kms;
+        if let Some(kms) = &new_kms_key_id {
+            meta.kms_key_id = kms.clone();
         }
         if let Some(kind) = &req.secret_type {
             meta.secret_type = Some(kind.clone()).filter(|t| !t.is_empty());
@@ -318,6 +435,10 @@ pub fn update_secret(
             }
             add_version(app, tx, &meta, &versions, token, value, None, now)?;
             version_id = Some(token.to_string());
+        }
+        if new_kms_key_id.is_some() {
+            let key = key_for(app, tx, &meta, now)?;
+            reencrypt_labelled_versions(app, tx, &meta, &key)?;
         }
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;

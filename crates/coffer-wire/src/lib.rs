@@ -2,10 +2,11 @@
 //!
 //! * [`model`] and [`validate`] check a request body against the official service
 //!   model (types, required members, lengths, ranges, patterns, enums).
-//! * [`secretsmanager`] holds the typed request and response shapes.
+//! * [`secretsmanager`] holds the typed request and response shapes; [`kms`] those of KMS.
 //! * [`protocol`] holds the pieces every operation shares: targets, errors,
 //!   timestamps and blobs.
 
+pub mod kms;
 pub mod model;
 pub mod protocol;
 pub mod secretsmanager;

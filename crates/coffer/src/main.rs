@@ -1,5 +1,6 @@
 //! The `coffer` binary: a thin command-line layer over `coffer-server`.
 
+mod admin;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -17,12 +18,15 @@ struct Cli {
 enum Command {
     /// Serve the Secrets Manager API.
     Serve(serve::ServeArgs),
+    /// Offline maintenance of a data directory (for example rotating the master key).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,120 @@
+//! Ciphertext blobs: what Encrypt and GenerateDataKey return and what every secret version stores.
+//!
+//! Format version 1, all integers big-endian:
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format version (1)
+//! 1       16      key id of the KMS key (the UUID's 16 bytes)
+//! 17      4       key material version that sealed the envelope
+//! 21      ...     coffer-crypto envelope: a fresh data key wrapped by the key material,
+//!                 and the plaintext sealed by the data key (AES-256-GCM both)
+//! ```
+//!
+//! The header names the key, so Decrypt needs no KeyId. The envelope is authenticated with
+//! the key ARN, the material version and the canonical encryption context, so changing a
+//! header byte, a ciphertext byte or the context makes the blob fail to open.
+
+use crate::error::KmsError;
+use std::collections::BTreeMap;
+
+/// The format version written at the start of every blob.
+pub const BLOB_VERSION: u8 = 1;
+
+/// Bytes before the envelope.
+pub const HEADER_LEN: usize = 1 + 16 + 4;
+
+/// A KMS encryption context: string pairs, order-insensitive, authenticated but not secret.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// The parsed header of a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobHeader {
+    /// The key id in its canonical lowercase text form.
+    pub key_id: String,
+    pub material_version: u32,
+}
+
+/// Writes the header of a blob sealed by `key_id` (a UUID) at `material_version`.
+pub fn header(key_id: &str, material_version: u32) -> Result<Vec<u8>, KmsError> {
+    let uuid = uuid::Uuid::parse_str(key_id)
+        .map_err(|_| KmsError::Internal(format!("key id {key_id} is not a UUID")))?;
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    out.push(BLOB_VERSION);
+    out.extend_from_slice(uuid.as_bytes());
+    out.extend_from_slice(&material_version.to_be_bytes());
+    Ok(out)
+}
+
+/// Splits a blob into its header and envelope; anything malformed is `InvalidCiphertextException`.
+pub fn parse(blob: &[u8]) -> Result<(BlobHeader, &[u8]), KmsError> {
+    if blob.len() <= HEADER_LEN || blob[0] != BLOB_VERSION {
+        return Err(KmsError::invalid_ciphertext());
+    }
+    let uuid = uuid::Uuid::from_slice(&blob[1..17]).map_err(|_| KmsError::invalid_ciphertext())?;
+    let version = u32::from_be_bytes([blob[17], blob[18], blob[19], blob[20]]);
+    Ok((
+        BlobHeader { key_id: uuid.hyphenated().to_string(), material_version: version },
+        &blob[HEADER_LEN..],
+    ))
+}
+
+/// The additional authenticated data of a blob: a domain label, the key ARN, the material
+/// version and the context, each length-prefixed so no two different inputs encode alike.
+pub fn aad(key_arn: &str, material_version: u32, context: &EncryptionContext) -> Vec<u8> {
+    let mut out = b"coffer/kms/v1/ciphertext\0".to_vec();
+    push_field(&mut out, key_arn.as_bytes());
+    out.extend_from_slice(&material_version.to_be_bytes());
+    out.extend_from_slice(&(context.len() as u32).to_be_bytes());
+    // BTreeMap iterates in key order, which makes the encoding independent of request order.
+    for (k, v) in context {
+        push_field(&mut out, k.as_bytes());
+        push_field(&mut out, v.as_bytes());
+    }
+    out
+}
+
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_core::ErrorCode;
+
+    const ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn a_header_round_trips_through_parse() {
+        let mut blob = header(ID, 7).unwrap();
+        blob.extend_from_slice(b"envelope");
+        let (parsed, rest) = parse(&blob).unwrap();
+        assert_eq!(parsed, BlobHeader { key_id: ID.into(), material_version: 7 });
+        assert_eq!(rest, b"envelope");
+    }
+
+    #[test]
+    fn short_or_unversioned_blobs_are_invalid_ciphertext() {
+        let mut blob = header(ID, 1).unwrap();
+        assert_eq!(parse(&blob).unwrap_err().code(), Some(ErrorCode::KmsInvalidCiphertext));
+        blob.push(0);
+        blob[0] = 2;
+        assert_eq!(parse(&blob).unwrap_err().code(), Some(ErrorCode::KmsInvalidCiphertext));
+        assert!(parse(&[]).is_err());
+    }
+
+    #[test]
+    fn the_aad_does_not_depend_on_context_order_but_on_every_pair() {
+        let a: EncryptionContext = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
+        let b: EncryptionContext = [("b".into(), "2".into()), ("a".into(), "1".into())].into();
+        assert_eq!(aad("arn", 1, &a), aad("arn", 1, &b));
+        let shifted: EncryptionContext =
+            [("a".into(), "1b".into()), ("".into(), "2".into())].into();
+        assert_ne!(aad("arn", 1, &a), aad("arn", 1, &shifted));
+        assert_ne!(aad("arn", 1, &a), aad("arn", 2, &a));
+        assert_ne!(aad("arn", 1, &a), aad("arn2", 1, &a));
+        assert_ne!(aad("arn", 1, &a), aad("arn", 1, &EncryptionContext::new()));
+    }
+}

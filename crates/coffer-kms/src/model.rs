@@ -1,0 +1,163 @@
+//! The records the key service keeps: keys (with their wrapped material versions and tags) and aliases.
+
+use coffer_core::Scope;
+use coffer_core::model::Millis;
+use serde::{Deserialize, Serialize};
+
+/// The only key spec Coffer creates: AES-256-GCM symmetric keys.
+pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+/// The only key usage of a symmetric key.
+pub const ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
+/// Where Coffer's key material comes from: its own CSPRNG.
+pub const ORIGIN_AWS_KMS: &str = "AWS_KMS";
+
+/// The key states Coffer's keys can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+}
+
+/// Who manages a key: the customer, or AWS (the service keys such as `aws/secretsmanager`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyManager {
+    #[serde(rename = "CUSTOMER")]
+    Customer,
+    #[serde(rename = "AWS")]
+    Aws,
+}
+
+impl KeyManager {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyManager::Customer => "CUSTOMER",
+            KeyManager::Aws => "AWS",
+        }
+    }
+}
+
+/// How a material version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationType {
+    #[serde(rename = "AUTOMATIC")]
+    Automatic,
+    #[serde(rename = "ON_DEMAND")]
+    OnDemand,
+}
+
+/// One version of a key's material, stored only wrapped under the master key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Material {
+    /// 1 for the material the key was created with, one more for each rotation.
+    pub version: u32,
+    /// KMS's `KeyMaterialId`: 64 hex digits, random, unique to this material.
+    pub id: String,
+    /// The material wrapped by the master key (base64), with the key ARN and version as context.
+    pub wrapped: String,
+    pub created_ms: Millis,
+    /// `None` for the original material.
+    pub rotation: Option<RotationType>,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("version", &self.version)
+            .field("id", &self.id)
+            .field("wrapped", &"***")
+            .finish()
+    }
+}
+
+/// A tag on a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// A KMS key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub scope: Scope,
+    pub arn: String,
+    pub description: String,
+    pub manager: KeyManager,
+    pub state: KeyState,
+    pub created_ms: Millis,
+    /// When a scheduled deletion is carried out (state `PendingDeletion`).
+    pub deletion_ms: Option<Millis>,
+    pub pending_window_days: Option<i32>,
+    pub rotation_enabled: bool,
+    /// The automatic rotation period, while rotation is enabled.
+    pub rotation_period_days: Option<i32>,
+    /// When the next automatic rotation is due, while rotation is enabled.
+    pub next_rotation_ms: Option<Millis>,
+    /// How many on-demand rotations were made (KMS allows a limited number).
+    pub on_demand_rotations: u32,
+    /// Every material version, oldest first; the last one encrypts.
+    pub materials: Vec<Material>,
+    pub tags: Vec<Tag>,
+    /// The key policy as given at creation (stored; Coffer does not evaluate key policies).
+    pub policy: Option<String>,
+}
+
+impl KeyRecord {
+    /// The material new ciphertext is sealed with.
+    pub fn current_material(&self) -> Option<&Material> {
+        self.materials.last()
+    }
+
+    pub fn material(&self, version: u32) -> Option<&Material> {
+        self.materials.iter().find(|m| m.version == version)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.state == KeyState::Enabled
+    }
+}
+
+/// An alias: a friendly name pointing at one key of the same account and region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    /// With its `alias/` prefix.
+    pub name: String,
+    pub target_key_id: String,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+/// What CreateKey asks for, already decoded from the wire.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub description: Option<String>,
+    pub key_usage: Option<String>,
+    pub key_spec: Option<String>,
+    pub customer_master_key_spec: Option<String>,
+    pub origin: Option<String>,
+    pub custom_key_store_id: Option<String>,
+    pub xks_key_id: Option<String>,
+    pub multi_region: bool,
+    pub policy: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_marker: Option<String>,
+}

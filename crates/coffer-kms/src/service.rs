@@ -1,0 +1,1122 @@
+//! The key service itself: every KMS operation Coffer serves, over a store transaction.
+//!
+//! Functions take the caller's transaction, so a key operation and the secret write that
+//! needed it (creating `aws/secretsmanager`, re-encrypting versions) commit or roll back
+//! together. Nothing here knows HTTP or JSON wire shapes; times are passed in by the caller.
+
+use crate::ciphertext::{self, EncryptionContext};
+use crate::error::{CIPHERTEXT_KEY_UNKNOWN, KmsError};
+use crate::ids::{KeyRef, alias_arn, key_arn, parse_key_ref};
+use crate::model::{
+    AliasRecord, ENCRYPT_DECRYPT, KeyManager, KeyRecord, KeyState, Material, NewKey,
+    ORIGIN_AWS_KMS, Page, RotationType, SYMMETRIC_DEFAULT, Tag,
+};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use coffer_core::model::{DAY_MS, Millis};
+use coffer_core::{ErrorCode, Scope};
+use coffer_crypto::{KeyMaterial, MasterKey, SecretBytes};
+use coffer_store::{ReadTxn, WriteTxn};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Store record kind of keys; record key `<account>/<region>/<key id>`.
+pub const KEY_KIND: &str = "kms-key";
+/// Store record kind of aliases; record key `<account>/<region>/<alias name>`.
+pub const ALIAS_KIND: &str = "kms-alias";
+/// The AWS managed key of Secrets Manager.
+pub const SECRETS_MANAGER_ALIAS: &str = "alias/aws/secretsmanager";
+/// Description KMS gives the Secrets Manager managed key.
+pub const SECRETS_MANAGER_KEY_DESCRIPTION: &str =
+    "Default key that protects my Secrets Manager data when no other key is defined";
+/// Tags per key, as KMS allows.
+pub const MAX_TAGS: usize = 50;
+/// On-demand rotations per key, as KMS allows.
+pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
+/// Default automatic rotation period, and the period of AWS managed keys.
+pub const DEFAULT_ROTATION_DAYS: i32 = 365;
+/// How many unwrapped materials are kept in memory before the cache is emptied.
+const MAX_CACHED: usize = 4096;
+/// The DryRun answer.
+pub const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
+
+/// A blob produced by Encrypt or GenerateDataKey.
+#[derive(Debug, Clone)]
+pub struct Encrypted {
+    pub blob: Vec<u8>,
+    pub key_arn: String,
+    pub material_id: String,
+}
+
+/// What Decrypt recovered. The plaintext is zeroized on drop.
+#[derive(Debug)]
+pub struct Decrypted {
+    pub plaintext: SecretBytes,
+    pub key: KeyRecord,
+    pub material_id: String,
+}
+
+/// A fresh data key: its plaintext (zeroized on drop) and the blob that protects it.
+#[derive(Debug)]
+pub struct DataKey {
+    pub plaintext: SecretBytes,
+    pub encrypted: Encrypted,
+}
+
+/// The result of ReEncrypt.
+#[derive(Debug)]
+pub struct ReEncrypted {
+    pub source_key_arn: String,
+    pub source_material_id: String,
+    pub encrypted: Encrypted,
+}
+
+/// What a sweep carried out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DueWork {
+    pub deleted: usize,
+    pub rotated: usize,
+}
+
+/// The key service: the master key that wraps every key material, and a zeroizing cache of
+/// unwrapped materials keyed by their unique material id.
+pub struct Kms {
+    master: MasterKey,
+    cache: RwLock<HashMap<String, Arc<KeyMaterial>>>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kms(***)")
+    }
+}
+
+fn scope_prefix(scope: &Scope) -> String {
+    format!("{}/{}/", scope.account, scope.region)
+}
+
+fn key_record_key(scope: &Scope, key_id: &str) -> String {
+    format!("{}{key_id}", scope_prefix(scope))
+}
+
+fn alias_record_key(scope: &Scope, alias: &str) -> String {
+    format!("{}{alias}", scope_prefix(scope))
+}
+
+/// The context a material is wrapped with: the key ARN and the material version, so a
+/// wrapped material cannot be moved to another key or version.
+fn material_context(arn: &str, version: u32) -> Vec<u8> {
+    format!("coffer kms key material\0{arn}\0{version}").into_bytes()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, KmsError> {
+    serde_json::from_slice(bytes).map_err(|e| KmsError::Internal(format!("unreadable {what}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+fn load_key(tx: &dyn ReadTxn, scope: &Scope, key_id: &str) -> Result<Option<KeyRecord>, KmsError> {
+    match tx.record(KEY_KIND, &key_record_key(scope, key_id))? {
+        Some(bytes) => Ok(Some(decode("key record", &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn save_key(tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+    tx.put_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id), &encode(key))?;
+    Ok(())
+}
+
+fn load_alias(
+    tx: &dyn ReadTxn,
+    scope: &Scope,
+    alias: &str,
+) -> Result<Option<AliasRecord>, KmsError> {
+    match tx.record(ALIAS_KIND, &alias_record_key(scope, alias))? {
+        Some(bytes) => Ok(Some(decode("alias record", &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn save_alias(tx: &mut dyn WriteTxn, scope: &Scope, alias: &AliasRecord) -> Result<(), KmsError> {
+    tx.put_record(ALIAS_KIND, &alias_record_key(scope, &alias.name), &encode(alias))?;
+    Ok(())
+}
+
+/// Refuses a key that cannot be used for cryptography in its current state.
+fn require_enabled(key: &KeyRecord) -> Result<(), KmsError> {
+    match key.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::disabled(&key.arn)),
+        KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn)),
+    }
+}
+
+fn refuse_pending_deletion(key: &KeyRecord) -> Result<(), KmsError> {
+    if key.state == KeyState::PendingDeletion {
+        Err(KmsError::pending_deletion(&key.arn))
+    } else {
+        Ok(())
+    }
+}
+
+/// AWS managed keys are managed by AWS only: their state, tags and aliases cannot be changed.
+fn refuse_aws_managed(key: &KeyRecord, action: &str) -> Result<(), KmsError> {
+    if key.manager == KeyManager::Aws {
+        Err(KmsError::rejected(
+            ErrorCode::AccessDenied,
+            format!(
+                "kms:{action} is not allowed on {}: it is an AWS managed key, which only AWS can change.",
+                key.arn
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn refuse_rotation_change(key: &KeyRecord) -> Result<(), KmsError> {
+    if key.manager == KeyManager::Aws {
+        Err(KmsError::rejected(
+            ErrorCode::KmsUnsupportedOperation,
+            format!(
+                "{} is an AWS managed key: KMS rotates it every year and its rotation cannot be changed.",
+                key.arn
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn encode_marker(position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(position)
+}
+
+fn decode_marker(marker: &str) -> Result<String, KmsError> {
+    URL_SAFE_NO_PAD
+        .decode(marker)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| KmsError::rejected(ErrorCode::KmsInvalidMarker, "Invalid marker"))
+}
+
+/// Lists records of `kind` under `prefix` from `marker` on, keeping those `keep` maps to
+/// `Some`, until `limit` are collected or none are left.
+fn list_records<T>(
+    tx: &dyn ReadTxn,
+    kind: &str,
+    prefix: &str,
+    marker: Option<&str>,
+    limit: usize,
+    mut keep: impl FnMut(&[u8]) -> Result<Option<T>, KmsError>,
+) -> Result<Page<T>, KmsError> {
+    let mut after = match marker {
+        Some(m) => Some(format!("{prefix}{}", decode_marker(m)?)),
+        None => None,
+    };
+    let mut items = Vec::new();
+    loop {
+        let rows = tx.records(kind, prefix, after.as_deref(), limit.max(1) + 1)?;
+        let exhausted = rows.len() <= limit.max(1);
+        for (key, value) in rows {
+            if items.len() == limit {
+                // Another row exists past a full page: the page ends at the previous row.
+                let last = after.as_deref().unwrap_or(prefix);
+                return Ok(Page { items, next_marker: Some(encode_marker(&last[prefix.len()..])) });
+            }
+            if let Some(item) = keep(&value)? {
+                items.push(item);
+            }
+            after = Some(key);
+        }
+        if exhausted {
+            return Ok(Page { items, next_marker: None });
+        }
+    }
+}
+
+/// Plaintext of `n` random bytes from the system CSPRNG (GenerateRandom).
+pub fn generate_random(n: usize) -> SecretBytes {
+    SecretBytes::new(coffer_crypto::random_bytes(n))
+}
+
+/// The data key length GenerateDataKey is asked for: exactly one of the two parameters.
+pub fn data_key_length(
+    number_of_bytes: Option<i32>,
+    key_spec: Option<&str>,
+) -> Result<usize, KmsError> {
+    match (number_of_bytes, key_spec) {
+        (Some(n), None) if (1..=1024).contains(&n) => Ok(n as usize),
+        (None, Some("AES_256")) => Ok(32),
+        (None, Some("AES_128")) => Ok(16),
+        _ => Err(KmsError::validation("Please specify either number of bytes or key spec.")),
+    }
+}
+
+/// Refuses an encryption algorithm a symmetric key does not support.
+pub fn check_algorithm(algorithm: Option<&str>, key: &KeyRecord) -> Result<(), KmsError> {
+    match algorithm {
+        None | Some(SYMMETRIC_DEFAULT) => Ok(()),
+        Some(other) => Err(KmsError::rejected(
+            ErrorCode::KmsInvalidKeyUsage,
+            format!("{} does not support the encryption algorithm {other}.", key.arn),
+        )),
+    }
+}
+
+fn check_tags(existing: &[Tag], new: &[Tag]) -> Result<Vec<Tag>, KmsError> {
+    let mut tags = existing.to_vec();
+    for tag in new {
+        if tag.key.starts_with("aws:") {
+            return Err(KmsError::rejected(
+                ErrorCode::KmsTag,
+                "Tags beginning with aws: are reserved for AWS use.",
+            ));
+        }
+        match tags.iter_mut().find(|t| t.key == tag.key) {
+            Some(t) => t.value = tag.value.clone(),
+            None => tags.push(tag.clone()),
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(KmsError::rejected(
+            ErrorCode::LimitExceeded,
+            format!("A KMS key can have at most {MAX_TAGS} tags."),
+        ));
+    }
+    Ok(tags)
+}
+
+fn check_alias_name(alias: &str) -> Result<(), KmsError> {
+    if !alias.starts_with("alias/") {
+        return Err(KmsError::validation(
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+        ));
+    }
+    if alias == "alias/" || alias.contains(':') {
+        return Err(KmsError::rejected(
+            ErrorCode::KmsInvalidAliasName,
+            format!("{alias} contains invalid characters for an alias"),
+        ));
+    }
+    if alias.starts_with("alias/aws/") {
+        return Err(KmsError::rejected(
+            ErrorCode::KmsInvalidAliasName,
+            format!(
+                "{alias} is reserved: alias names beginning with alias/aws/ belong to AWS managed keys."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Kms {
+    pub fn new(master: MasterKey) -> Kms {
+        Kms { master, cache: RwLock::new(HashMap::new()) }
+    }
+
+    fn new_material(
+        &self,
+        arn: &str,
+        version: u32,
+        now: Millis,
+        rotation: Option<RotationType>,
+    ) -> Material {
+        let material = KeyMaterial::generate();
+        let wrapped = self.master.wrap_key(&material, &material_context(arn, version));
+        // Not cached: the transaction creating it may still roll back. The first use unwraps it.
+        Material {
+            version,
+            id: hex(&coffer_crypto::random_bytes(32)),
+            wrapped: STANDARD.encode(wrapped),
+            created_ms: now,
+            rotation,
+        }
+    }
+
+    fn unwrap_material(
+        &self,
+        key: &KeyRecord,
+        material: &Material,
+    ) -> Result<Arc<KeyMaterial>, KmsError> {
+        if let Some(found) = self.cache.read().expect("material cache lock").get(&material.id) {
+            return Ok(found.clone());
+        }
+        let wrapped = STANDARD.decode(&material.wrapped).map_err(|_| {
+            KmsError::Internal(format!(
+                "material {} of {} is not base64",
+                material.version, key.arn
+            ))
+        })?;
+        let unwrapped = self
+            .master
+            .unwrap_key(&wrapped, &material_context(&key.arn, material.version))
+            .map_err(|e| {
+                KmsError::Internal(format!(
+                    "material {} of {} does not unwrap: {e}",
+                    material.version, key.arn
+                ))
+            })?;
+        let unwrapped = Arc::new(unwrapped);
+        let mut cache = self.cache.write().expect("material cache lock");
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(material.id.clone(), unwrapped.clone());
+        Ok(unwrapped)
+    }
+
+    fn forget(&self, key: &KeyRecord) {
+        let mut cache = self.cache.write().expect("material cache lock");
+        for material in &key.materials {
+            cache.remove(&material.id);
+        }
+    }
+
+    fn new_key_record(
+        &self,
+        scope: &Scope,
+        description: String,
+        manager: KeyManager,
+        tags: Vec<Tag>,
+        policy: Option<String>,
+        now: Millis,
+    ) -> KeyRecord {
+        let key_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let arn = key_arn(scope, &key_id);
+        let material = self.new_material(&arn, 1, now, None);
+        let aws = manager == KeyManager::Aws;
+        KeyRecord {
+            key_id,
+            scope: scope.clone(),
+            arn,
+            description,
+            manager,
+            state: KeyState::Enabled,
+            created_ms: now,
+            deletion_ms: None,
+            pending_window_days: None,
+            rotation_enabled: aws,
+            rotation_period_days: aws.then_some(DEFAULT_ROTATION_DAYS),
+            next_rotation_ms: aws.then_some(now + i64::from(DEFAULT_ROTATION_DAYS) * DAY_MS),
+            on_demand_rotations: 0,
+            materials: vec![material],
+            tags,
+            policy,
+        }
+    }
+
+    /// Finds a key by any accepted form. `allow_alias` is false for operations that take
+    /// only a key id or key ARN.
+    pub fn find_key(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        allow_alias: bool,
+    ) -> Result<KeyRecord, KmsError> {
+        let reference = parse_key_ref(key_id)?;
+        if reference.is_alias() && !allow_alias {
+            return Err(KmsError::invalid_key_id(key_id));
+        }
+        match reference {
+            KeyRef::KeyId(id) => load_key(tx, scope, &id)?
+                .ok_or_else(|| KmsError::key_not_found(&key_arn(scope, &id))),
+            KeyRef::KeyArn { scope: named, key_id: id } => {
+                if &named != scope {
+                    return Err(KmsError::key_not_found(key_id));
+                }
+                load_key(tx, scope, &id)?.ok_or_else(|| KmsError::key_not_found(key_id))
+            }
+            KeyRef::AliasName(alias) => self.alias_target(tx, scope, &alias),
+            KeyRef::AliasArn { scope: named, alias } => {
+                if &named != scope {
+                    return Err(KmsError::alias_not_found(key_id));
+                }
+                self.alias_target(tx, scope, &alias)
+            }
+        }
+    }
+
+    fn alias_target(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        alias: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        let not_found = || KmsError::alias_not_found(&alias_arn(scope, alias));
+        let record = load_alias(tx, scope, alias)?.ok_or_else(not_found)?;
+        load_key(tx, scope, &record.target_key_id)?.ok_or_else(not_found)
+    }
+
+    /// CreateKey: a symmetric encryption key with fresh material.
+    pub fn create_key(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        request: NewKey,
+        now: Millis,
+    ) -> Result<KeyRecord, KmsError> {
+        if request.key_spec.is_some() && request.customer_master_key_spec.is_some() {
+            return Err(KmsError::validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.",
+            ));
+        }
+        let spec = request.key_spec.as_deref().or(request.customer_master_key_spec.as_deref());
+        let unsupported =
+            |what: String| Err(KmsError::rejected(ErrorCode::KmsUnsupportedOperation, what));
+        if let Some(spec) = spec.filter(|s| *s != SYMMETRIC_DEFAULT) {
+            return unsupported(format!(
+                "KeySpec {spec} is not supported: Coffer creates only SYMMETRIC_DEFAULT keys."
+            ));
+        }
+        if let Some(usage) = request.key_usage.as_deref().filter(|u| *u != ENCRYPT_DECRYPT) {
+            return unsupported(format!(
+                "KeyUsage {usage} is not supported: symmetric keys are used for ENCRYPT_DECRYPT."
+            ));
+        }
+        if let Some(origin) = request.origin.as_deref().filter(|o| *o != ORIGIN_AWS_KMS) {
+            return unsupported(format!(
+                "Origin {origin} is not supported: Coffer generates all key material itself (AWS_KMS)."
+            ));
+        }
+        if let Some(store) = &request.custom_key_store_id {
+            return Err(KmsError::rejected(
+                ErrorCode::KmsCustomKeyStoreNotFound,
+                format!("Custom key store {store} does not exist."),
+            ));
+        }
+        if request.xks_key_id.is_some() {
+            return unsupported(
+                "XksKeyId requires an external key store, which Coffer does not have.".into(),
+            );
+        }
+        if request.multi_region {
+            return unsupported("Multi-Region keys are not supported by Coffer.".into());
+        }
+        if let Some(policy) = &request.policy {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(policy);
+            if !matches!(parsed, Ok(serde_json::Value::Object(_))) {
+                return Err(KmsError::rejected(
+                    ErrorCode::MalformedPolicyDocument,
+                    "The new key policy will not allow you to update the key policy in the future.",
+                ));
+            }
+        }
+        let tags = check_tags(&[], &request.tags)?;
+        let key = self.new_key_record(
+            scope,
+            request.description.unwrap_or_default(),
+            KeyManager::Customer,
+            tags,
+            request.policy,
+            now,
+        );
+        save_key(tx, &key)?;
+        Ok(key)
+    }
+
+    /// ListKeys: every key of the scope (AWS managed ones too), in key id order.
+    pub fn list_keys(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<KeyRecord>, KmsError> {
+        list_records(tx, KEY_KIND, &scope_prefix(scope), marker, limit, |bytes| {
+            decode("key record", bytes).map(Some)
+        })
+    }
+
+    /// EnableKey: Disabled -> Enabled (a no-op when already enabled).
+    pub fn enable_key(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_aws_managed(&key, "EnableKey")?;
+        refuse_pending_deletion(&key)?;
+        if key.state != KeyState::Enabled {
+            key.state = KeyState::Enabled;
+            save_key(tx, &key)?;
+        }
+        Ok(key)
+    }
+
+    /// DisableKey: Enabled -> Disabled (a no-op when already disabled).
+    pub fn disable_key(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_aws_managed(&key, "DisableKey")?;
+        refuse_pending_deletion(&key)?;
+        if key.state != KeyState::Disabled {
+            key.state = KeyState::Disabled;
+            save_key(tx, &key)?;
+        }
+        Ok(key)
+    }
+
+    /// ScheduleKeyDeletion: the key becomes unusable now and is deleted after 7 to 30 days.
+    pub fn schedule_key_deletion(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+        days: Option<i32>,
+        now: Millis,
+    ) -> Result<KeyRecord, KmsError> {
+        let days = days.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::validation(format!(
+                "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value {}",
+                if days < 7 { "greater than or equal to 7" } else { "less than or equal to 30" }
+            )));
+        }
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_aws_managed(&key, "ScheduleKeyDeletion")?;
+        refuse_pending_deletion(&key)?;
+        key.state = KeyState::PendingDeletion;
+        key.deletion_ms = Some(now + i64::from(days) * DAY_MS);
+        key.pending_window_days = Some(days);
+        save_key(tx, &key)?;
+        Ok(key)
+    }
+
+    /// CancelKeyDeletion: PendingDeletion -> Disabled, as KMS does.
+    pub fn cancel_key_deletion(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_aws_managed(&key, "CancelKeyDeletion")?;
+        if key.state != KeyState::PendingDeletion {
+            return Err(KmsError::rejected(
+                ErrorCode::KmsInvalidState,
+                format!("{} is not pending deletion.", key.arn),
+            ));
+        }
+        key.state = KeyState::Disabled;
+        key.deletion_ms = None;
+        key.pending_window_days = None;
+        save_key(tx, &key)?;
+        Ok(key)
+    }
+
+    /// The target of CreateAlias/UpdateAlias: a customer key by id or ARN, not pending deletion.
+    fn alias_target_for_write(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        target: &str,
+        action: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        if parse_key_ref(target).is_ok_and(|r| r.is_alias()) {
+            return Err(KmsError::validation("Aliases must refer to keys. Not aliases"));
+        }
+        let key = self.find_key(tx, scope, target, false)?;
+        refuse_aws_managed(&key, action)?;
+        refuse_pending_deletion(&key)?;
+        Ok(key)
+    }
+
+    /// CreateAlias.
+    pub fn create_alias(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        alias: &str,
+        target: &str,
+        now: Millis,
+    ) -> Result<(), KmsError> {
+        check_alias_name(alias)?;
+        let key = self.alias_target_for_write(tx, scope, target, "CreateAlias")?;
+        if load_alias(tx, scope, alias)?.is_some() {
+            return Err(KmsError::rejected(
+                ErrorCode::KmsAlreadyExists,
+                format!("An alias with the name {} already exists", alias_arn(scope, alias)),
+            ));
+        }
+        let record = AliasRecord {
+            name: alias.to_string(),
+            target_key_id: key.key_id,
+            created_ms: now,
+            updated_ms: now,
+        };
+        save_alias(tx, scope, &record)
+    }
+
+    /// UpdateAlias: points an existing alias at another key.
+    pub fn update_alias(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        alias: &str,
+        target: &str,
+        now: Millis,
+    ) -> Result<(), KmsError> {
+        check_alias_name(alias)?;
+        let mut record = load_alias(tx, scope, alias)?
+            .ok_or_else(|| KmsError::alias_not_found(&alias_arn(scope, alias)))?;
+        let key = self.alias_target_for_write(tx, scope, target, "UpdateAlias")?;
+        record.target_key_id = key.key_id;
+        record.updated_ms = now;
+        save_alias(tx, scope, &record)
+    }
+
+    /// DeleteAlias: the key is untouched.
+    pub fn delete_alias(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        alias: &str,
+    ) -> Result<(), KmsError> {
+        check_alias_name(alias)?;
+        if load_alias(tx, scope, alias)?.is_none() {
+            return Err(KmsError::alias_not_found(&alias_arn(scope, alias)));
+        }
+        tx.delete_record(ALIAS_KIND, &alias_record_key(scope, alias))?;
+        Ok(())
+    }
+
+    /// ListAliases: every alias of the scope, or only those of one key, in name order.
+    pub fn list_aliases(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: Option<&str>,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AliasRecord>, KmsError> {
+        let only = match key_id {
+            Some(id) => Some(self.find_key(tx, scope, id, false)?.key_id),
+            None => None,
+        };
+        list_records(tx, ALIAS_KIND, &scope_prefix(scope), marker, limit, |bytes| {
+            let alias: AliasRecord = decode("alias record", bytes)?;
+            Ok(only.as_ref().is_none_or(|id| *id == alias.target_key_id).then_some(alias))
+        })
+    }
+
+    /// Encrypt under a key found by any form.
+    pub fn encrypt(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Encrypted, KmsError> {
+        let key = self.find_key(tx, scope, key_id, true)?;
+        self.encrypt_under(&key, plaintext, context)
+    }
+
+    /// Encrypts with the newest material of `key`, which must be enabled.
+    pub fn encrypt_under(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Encrypted, KmsError> {
+        require_enabled(key)?;
+        let material = key
+            .current_material()
+            .ok_or_else(|| KmsError::Internal(format!("{} has no key material", key.arn)))?;
+        let unwrapped = self.unwrap_material(key, material)?;
+        let mut blob = ciphertext::header(&key.key_id, material.version)?;
+        blob.extend_from_slice(&coffer_crypto::seal(
+            &unwrapped,
+            plaintext,
+            &ciphertext::aad(&key.arn, material.version, context),
+        ));
+        Ok(Encrypted { blob, key_arn: key.arn.clone(), material_id: material.id.clone() })
+    }
+
+    /// Decrypt: the blob names its key; `key_id`, when given, must name the same key.
+    pub fn decrypt(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        blob: &[u8],
+        context: &EncryptionContext,
+        key_id: Option<&str>,
+    ) -> Result<Decrypted, KmsError> {
+        let (header, envelope) = ciphertext::parse(blob)?;
+        if let Some(id) = key_id {
+            let named = self.find_key(tx, scope, id, true)?;
+            if named.key_id != header.key_id {
+                return Err(KmsError::rejected(
+                    ErrorCode::KmsIncorrectKey,
+                    "The key ID in the request does not identify a CMK that can perform this operation.",
+                ));
+            }
+        }
+        let key = load_key(tx, scope, &header.key_id)?
+            .ok_or_else(|| KmsError::rejected(ErrorCode::AccessDenied, CIPHERTEXT_KEY_UNKNOWN))?;
+        require_enabled(&key)?;
+        let material =
+            key.material(header.material_version).ok_or_else(KmsError::invalid_ciphertext)?;
+        let unwrapped = self.unwrap_material(&key, material)?;
+        let plaintext = coffer_crypto::open(
+            &unwrapped,
+            envelope,
+            &ciphertext::aad(&key.arn, material.version, context),
+        )
+        .map_err(|_| KmsError::invalid_ciphertext())?;
+        let material_id = material.id.clone();
+        Ok(Decrypted { plaintext, key, material_id })
+    }
+
+    /// GenerateDataKey (and, dropping the plaintext, GenerateDataKeyWithoutPlaintext).
+    pub fn generate_data_key(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        length: usize,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KmsError> {
+        let key = self.find_key(tx, scope, key_id, true)?;
+        require_enabled(&key)?;
+        let plaintext = generate_random(length);
+        let encrypted = self.encrypt_under(&key, plaintext.expose(), context)?;
+        Ok(DataKey { plaintext, encrypted })
+    }
+
+    /// ReEncrypt: decrypts under the blob's key and encrypts under the destination key,
+    /// without the plaintext leaving the service.
+    #[allow(clippy::too_many_arguments)]
+    pub fn re_encrypt(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        blob: &[u8],
+        source_context: &EncryptionContext,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<ReEncrypted, KmsError> {
+        let destination = self.find_key(tx, scope, destination_key_id, true)?;
+        let source = self.decrypt(tx, scope, blob, source_context, source_key_id)?;
+        let encrypted =
+            self.encrypt_under(&destination, source.plaintext.expose(), destination_context)?;
+        Ok(ReEncrypted {
+            source_key_arn: source.key.arn.clone(),
+            source_material_id: source.material_id.clone(),
+            encrypted,
+        })
+    }
+
+    /// EnableKeyRotation: automatic rotation every `period_days` (default 365).
+    pub fn enable_key_rotation(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+        period_days: Option<i32>,
+        now: Millis,
+    ) -> Result<KeyRecord, KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_rotation_change(&key)?;
+        require_enabled(&key)?;
+        let period = period_days.unwrap_or(DEFAULT_ROTATION_DAYS);
+        if !key.rotation_enabled || key.rotation_period_days != Some(period) {
+            key.rotation_enabled = true;
+            key.rotation_period_days = Some(period);
+            key.next_rotation_ms = Some(now + i64::from(period) * DAY_MS);
+            save_key(tx, &key)?;
+        }
+        Ok(key)
+    }
+
+    /// DisableKeyRotation.
+    pub fn disable_key_rotation(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_rotation_change(&key)?;
+        require_enabled(&key)?;
+        if key.rotation_enabled {
+            key.rotation_enabled = false;
+            key.rotation_period_days = None;
+            key.next_rotation_ms = None;
+            save_key(tx, &key)?;
+        }
+        Ok(key)
+    }
+
+    /// GetKeyRotationStatus: the key, whose rotation fields the caller reports.
+    pub fn key_rotation_status(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+    ) -> Result<KeyRecord, KmsError> {
+        let key = self.find_key(tx, scope, key_id, false)?;
+        refuse_pending_deletion(&key)?;
+        Ok(key)
+    }
+
+    fn rotate(&self, key: &mut KeyRecord, rotation: RotationType, now: Millis) {
+        let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
+        let material = self.new_material(&key.arn, version, now, Some(rotation));
+        key.materials.push(material);
+    }
+
+    /// RotateKeyOnDemand: new material now; older material stays for decryption.
+    pub fn rotate_key_on_demand(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+        now: Millis,
+    ) -> Result<KeyRecord, KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_rotation_change(&key)?;
+        require_enabled(&key)?;
+        if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::rejected(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                    key.arn
+                ),
+            ));
+        }
+        self.rotate(&mut key, RotationType::OnDemand, now);
+        key.on_demand_rotations += 1;
+        save_key(tx, &key)?;
+        Ok(key)
+    }
+
+    /// TagResource: adds tags or replaces their values.
+    pub fn tag_resource(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+        tags: &[Tag],
+    ) -> Result<(), KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_aws_managed(&key, "TagResource")?;
+        refuse_pending_deletion(&key)?;
+        key.tags = check_tags(&key.tags, tags)?;
+        save_key(tx, &key)
+    }
+
+    /// UntagResource: removing a tag that is not there is not an error.
+    pub fn untag_resource(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+        tag_keys: &[String],
+    ) -> Result<(), KmsError> {
+        let mut key = self.find_key(tx, scope, key_id, false)?;
+        refuse_aws_managed(&key, "UntagResource")?;
+        refuse_pending_deletion(&key)?;
+        key.tags.retain(|t| !tag_keys.contains(&t.key));
+        save_key(tx, &key)
+    }
+
+    /// ListResourceTags, in the order the tags were first added.
+    pub fn list_resource_tags(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Tag>, KmsError> {
+        let key = self.find_key(tx, scope, key_id, false)?;
+        let start = match marker {
+            Some(m) => decode_marker(m)?
+                .parse::<usize>()
+                .map_err(|_| KmsError::rejected(ErrorCode::KmsInvalidMarker, "Invalid marker"))?,
+            None => 0,
+        };
+        let items: Vec<Tag> = key.tags.iter().skip(start).take(limit).cloned().collect();
+        let end = start + items.len();
+        let next_marker = (end < key.tags.len()).then(|| encode_marker(&end.to_string()));
+        Ok(Page { items, next_marker })
+    }
+
+    /// The AWS managed key `aws/secretsmanager` of the scope, created with its alias on first use.
+    pub fn secrets_manager_key(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        now: Millis,
+    ) -> Result<KeyRecord, KmsError> {
+        if let Some(alias) = load_alias(tx, scope, SECRETS_MANAGER_ALIAS)?
+            && let Some(key) = load_key(tx, scope, &alias.target_key_id)?
+        {
+            return Ok(key);
+        }
+        let key = self.new_key_record(
+            scope,
+            SECRETS_MANAGER_KEY_DESCRIPTION.to_string(),
+            KeyManager::Aws,
+            Vec::new(),
+            None,
+            now,
+        );
+        save_key(tx, &key)?;
+        let alias = AliasRecord {
+            name: SECRETS_MANAGER_ALIAS.to_string(),
+            target_key_id: key.key_id.clone(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        save_alias(tx, scope, &alias)?;
+        Ok(key)
+    }
+
+    /// The key a Secrets Manager write seals under: `None` or `""` is `aws/secretsmanager`
+    /// (created on first use), anything else is resolved in every KMS form. The key must be enabled.
+    pub fn key_for_secret(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        given: Option<&str>,
+        now: Millis,
+    ) -> Result<KeyRecord, KmsError> {
+        let given = given.filter(|g| !g.is_empty());
+        let managed = match given {
+            None => true,
+            Some(id) => match parse_key_ref(id)? {
+                KeyRef::AliasName(alias) => alias == SECRETS_MANAGER_ALIAS,
+                KeyRef::AliasArn { scope: named, alias } => {
+                    &named == scope && alias == SECRETS_MANAGER_ALIAS
+                }
+                _ => false,
+            },
+        };
+        let key = match given {
+            Some(id) if !managed => self.find_key(tx, scope, id, true)?,
+            _ => self.secrets_manager_key(tx, scope, now)?,
+        };
+        require_enabled(&key)?;
+        Ok(key)
+    }
+
+    /// Carries out due work in every scope: deletes keys whose deletion date has passed
+    /// (with their aliases) and rotates keys whose automatic rotation is due.
+    pub fn carry_out_due(&self, tx: &mut dyn WriteTxn, now: Millis) -> Result<DueWork, KmsError> {
+        let mut work = DueWork::default();
+        let mut keys: Vec<KeyRecord> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = tx.records(KEY_KIND, "", after.as_deref(), 256)?;
+            let done = rows.len() < 256;
+            for (record_key, bytes) in rows {
+                let key: KeyRecord = decode("key record", &bytes)?;
+                let deletion_due = key.state == KeyState::PendingDeletion
+                    && key.deletion_ms.is_some_and(|d| d <= now);
+                let rotation_due = key.state == KeyState::Enabled
+                    && key.rotation_enabled
+                    && key.next_rotation_ms.is_some_and(|r| r <= now);
+                if deletion_due || rotation_due {
+                    keys.push(key);
+                }
+                after = Some(record_key);
+            }
+            if done {
+                break;
+            }
+        }
+        for mut key in keys {
+            if key.state == KeyState::PendingDeletion {
+                self.delete_key(tx, &key)?;
+                work.deleted += 1;
+            } else {
+                let period = i64::from(key.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
+                self.rotate(&mut key, RotationType::Automatic, now);
+                let mut next = key.next_rotation_ms.unwrap_or(now);
+                // A server that was down for several periods rotates once, then schedules ahead.
+                while next <= now {
+                    next += period * DAY_MS;
+                }
+                key.next_rotation_ms = Some(next);
+                save_key(tx, &key)?;
+                work.rotated += 1;
+            }
+        }
+        Ok(work)
+    }
+
+    /// Deletes a key, its material and the aliases that point at it.
+    fn delete_key(&self, tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+        let prefix = scope_prefix(&key.scope);
+        let aliases = tx.records(ALIAS_KIND, &prefix, None, usize::MAX)?;
+        for (record_key, bytes) in aliases {
+            let alias: AliasRecord = decode("alias record", &bytes)?;
+            if alias.target_key_id == key.key_id {
+                tx.delete_record(ALIAS_KIND, &record_key)?;
+            }
+        }
+        tx.delete_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id))?;
+        self.forget(key);
+        Ok(())
+    }
+
+    /// Re-wraps every key material from `old` to `new` master key, in the caller's
+    /// transaction. Ciphertext (secret values, blobs) is untouched: only the wrapping of the
+    /// materials changes. Returns how many materials were re-wrapped.
+    pub fn rewrap_all(
+        tx: &mut dyn WriteTxn,
+        old: &MasterKey,
+        new: &MasterKey,
+    ) -> Result<usize, KmsError> {
+        let mut rewrapped = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let rows = tx.records(KEY_KIND, "", after.as_deref(), 256)?;
+            let done = rows.len() < 256;
+            for (record_key, bytes) in rows {
+                let mut key: KeyRecord = decode("key record", &bytes)?;
+                for material in &mut key.materials {
+                    let context = material_context(&key.arn, material.version);
+                    let wrapped = STANDARD.decode(&material.wrapped).map_err(|_| {
+                        KmsError::Internal(format!(
+                            "material {} of {} is not base64",
+                            material.version, key.arn
+                        ))
+                    })?;
+                    let unwrapped = old.unwrap_key(&wrapped, &context).map_err(|e| {
+                        KmsError::Internal(format!(
+                            "material {} of {} does not unwrap with the current master key: {e}",
+                            material.version, key.arn
+                        ))
+                    })?;
+                    material.wrapped = STANDARD.encode(new.wrap_key(&unwrapped, &context));
+                    rewrapped += 1;
+                }
+                tx.put_record(KEY_KIND, &record_key, &encode(&key))?;
+                after = Some(record_key);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(rewrapped)
+    }
+}

@@ -1,0 +1,642 @@
+//! Unit tests of the key service over the in-memory store.
+
+use crate::ciphertext::{EncryptionContext, HEADER_LEN};
+use crate::service::{ALIAS_KIND, KEY_KIND, MAX_ON_DEMAND_ROTATIONS};
+use crate::*;
+use coffer_core::model::DAY_MS;
+use coffer_core::{ErrorCode, Scope};
+use coffer_crypto::MasterKey;
+use coffer_store::{MemoryStore, ReadTxn, Store, StoreError, WriteTxn};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn scope() -> Scope {
+    Scope::new("111122223333", "us-east-1")
+}
+
+struct Fixture {
+    store: MemoryStore,
+    kms: Kms,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture { store: MemoryStore::new(), kms: Kms::new(MasterKey::generate()) }
+    }
+
+    fn write<T>(
+        &self,
+        mut f: impl FnMut(&Kms, &mut dyn WriteTxn) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let mut out = None;
+        let result = self.store.write(&mut |tx| match f(&self.kms, tx) {
+            Ok(v) => {
+                out = Some(Ok(v));
+                Ok(())
+            }
+            Err(e) => {
+                out = Some(Err(e));
+                Err(StoreError::Aborted)
+            }
+        });
+        match (result, out) {
+            (_, Some(r)) => r,
+            (Err(e), None) => Err(KmsError::Store(e)),
+            (Ok(()), None) => unreachable!("the closure ran"),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        mut f: impl FnMut(&Kms, &dyn ReadTxn) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let mut out = None;
+        self.store
+            .read(&mut |tx| {
+                out = Some(f(&self.kms, tx));
+                Ok(())
+            })
+            .unwrap();
+        out.unwrap()
+    }
+
+    fn create(&self) -> KeyRecord {
+        self.write(|kms, tx| kms.create_key(tx, &scope(), NewKey::default(), NOW)).unwrap()
+    }
+
+    fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Encrypted, KmsError> {
+        self.read(|kms, tx| kms.encrypt(tx, &scope(), key_id, plaintext, context))
+    }
+
+    fn decrypt(&self, blob: &[u8], context: &EncryptionContext) -> Result<Decrypted, KmsError> {
+        self.read(|kms, tx| kms.decrypt(tx, &scope(), blob, context, None))
+    }
+}
+
+fn context(pairs: &[(&str, &str)]) -> EncryptionContext {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, KmsError>) -> ErrorCode {
+    result.unwrap_err().code().expect("a client error")
+}
+
+#[test]
+fn a_new_key_is_an_enabled_symmetric_customer_key_with_one_material() {
+    let f = Fixture::new();
+    let key = f.create();
+    assert_eq!(key.state, KeyState::Enabled);
+    assert_eq!(key.manager, KeyManager::Customer);
+    assert_eq!(key.arn, format!("arn:aws:kms:us-east-1:111122223333:key/{}", key.key_id));
+    assert!(ids::is_key_id(&key.key_id));
+    assert_eq!(key.materials.len(), 1);
+    assert_eq!(key.materials[0].id.len(), 64);
+    assert!(!key.rotation_enabled);
+}
+
+#[test]
+fn encrypt_then_decrypt_returns_the_plaintext_and_names_the_key() {
+    let f = Fixture::new();
+    let key = f.create();
+    let ctx = context(&[("purpose", "test"), ("tenant", "a")]);
+    let encrypted = f.encrypt(&key.key_id, b"attack at dawn", &ctx).unwrap();
+    assert_eq!(encrypted.key_arn, key.arn);
+    let decrypted = f.decrypt(&encrypted.blob, &ctx).unwrap();
+    assert_eq!(decrypted.plaintext.expose(), b"attack at dawn");
+    assert_eq!(decrypted.key.key_id, key.key_id);
+    assert_eq!(decrypted.material_id, key.materials[0].id);
+}
+
+#[test]
+fn every_key_form_encrypts_with_the_same_key() {
+    let f = Fixture::new();
+    let key = f.create();
+    f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &key.key_id, NOW)).unwrap();
+    for form in [
+        key.key_id.clone(),
+        key.arn.clone(),
+        "alias/app".to_string(),
+        "arn:aws:kms:us-east-1:111122223333:alias/app".to_string(),
+    ] {
+        let encrypted = f.encrypt(&form, b"x", &EncryptionContext::new()).unwrap();
+        assert_eq!(encrypted.key_arn, key.arn, "{form}");
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_encryption_context_is_invalid_ciphertext() {
+    let f = Fixture::new();
+    let key = f.create();
+    let ctx = context(&[("a", "1")]);
+    let blob = f.encrypt(&key.key_id, b"secret", &ctx).unwrap().blob;
+    for wrong in
+        [EncryptionContext::new(), context(&[("a", "2")]), context(&[("a", "1"), ("b", "2")])]
+    {
+        assert_eq!(code(f.decrypt(&blob, &wrong)), ErrorCode::KmsInvalidCiphertext);
+    }
+}
+
+#[test]
+fn every_truncation_and_every_flipped_byte_fails_without_panicking() {
+    let f = Fixture::new();
+    let key = f.create();
+    let blob = f.encrypt(&key.key_id, b"some plaintext", &EncryptionContext::new()).unwrap().blob;
+    for len in 0..blob.len() {
+        assert!(f.decrypt(&blob[..len], &EncryptionContext::new()).is_err(), "len {len}");
+    }
+    for i in 0..blob.len() {
+        let mut tampered = blob.clone();
+        tampered[i] ^= 0x01;
+        let err = f.decrypt(&tampered, &EncryptionContext::new()).unwrap_err();
+        let expected = if (1..17).contains(&i) {
+            // The key id changed: the blob now names a key that does not exist.
+            ErrorCode::AccessDenied
+        } else {
+            ErrorCode::KmsInvalidCiphertext
+        };
+        assert_eq!(err.code(), Some(expected), "byte {i}");
+    }
+    assert!(blob.len() > HEADER_LEN);
+}
+
+#[test]
+fn decrypt_with_another_key_id_is_incorrect_key() {
+    let f = Fixture::new();
+    let key = f.create();
+    let other = f.create();
+    let blob = f.encrypt(&key.key_id, b"x", &EncryptionContext::new()).unwrap().blob;
+    let err = f.read(|kms, tx| {
+        kms.decrypt(tx, &scope(), &blob, &EncryptionContext::new(), Some(&other.key_id))
+    });
+    assert_eq!(code(err), ErrorCode::KmsIncorrectKey);
+    let ok = f.read(|kms, tx| {
+        kms.decrypt(tx, &scope(), &blob, &EncryptionContext::new(), Some(&key.arn))
+    });
+    assert_eq!(ok.unwrap().plaintext.expose(), b"x");
+}
+
+#[test]
+fn another_scope_cannot_decrypt_or_name_the_key() {
+    let f = Fixture::new();
+    let key = f.create();
+    let blob = f.encrypt(&key.key_id, b"x", &EncryptionContext::new()).unwrap().blob;
+    let foreign = Scope::new("444455556666", "us-east-1");
+    let err = f.read(|kms, tx| kms.decrypt(tx, &foreign, &blob, &EncryptionContext::new(), None));
+    assert_eq!(code(err), ErrorCode::AccessDenied);
+    let err =
+        f.read(|kms, tx| kms.encrypt(tx, &foreign, &key.arn, b"x", &EncryptionContext::new()));
+    let err = err.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsNotFound));
+    assert_eq!(err.client_message(), format!("Key '{}' does not exist", key.arn));
+}
+
+#[test]
+fn disabled_and_pending_deletion_keys_refuse_cryptography_until_restored() {
+    let f = Fixture::new();
+    let key = f.create();
+    let blob = f.encrypt(&key.key_id, b"x", &EncryptionContext::new()).unwrap().blob;
+    f.write(|kms, tx| kms.disable_key(tx, &scope(), &key.key_id)).unwrap();
+    let err = f.decrypt(&blob, &EncryptionContext::new()).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsDisabled));
+    assert_eq!(err.client_message(), format!("{} is disabled.", key.arn));
+    assert_eq!(
+        code(f.encrypt(&key.key_id, b"x", &EncryptionContext::new())),
+        ErrorCode::KmsDisabled
+    );
+
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(7), NOW)).unwrap();
+    let err = f.decrypt(&blob, &EncryptionContext::new()).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidState));
+    assert_eq!(err.client_message(), format!("{} is pending deletion.", key.arn));
+    assert_eq!(
+        code(f.write(|kms, tx| kms.enable_key(tx, &scope(), &key.key_id))),
+        ErrorCode::KmsInvalidState
+    );
+
+    let cancelled = f.write(|kms, tx| kms.cancel_key_deletion(tx, &scope(), &key.key_id)).unwrap();
+    assert_eq!(cancelled.state, KeyState::Disabled);
+    assert_eq!(
+        code(f.write(|kms, tx| kms.cancel_key_deletion(tx, &scope(), &key.key_id))),
+        ErrorCode::KmsInvalidState
+    );
+    f.write(|kms, tx| kms.enable_key(tx, &scope(), &key.key_id)).unwrap();
+    assert_eq!(f.decrypt(&blob, &EncryptionContext::new()).unwrap().plaintext.expose(), b"x");
+}
+
+#[test]
+fn deletion_windows_outside_seven_to_thirty_days_are_refused() {
+    let f = Fixture::new();
+    let key = f.create();
+    for days in [1, 6, 31, 365] {
+        let err = f
+            .write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(days), NOW));
+        assert_eq!(code(err), ErrorCode::Validation, "{days}");
+    }
+    let scheduled =
+        f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, None, NOW)).unwrap();
+    assert_eq!(scheduled.deletion_ms, Some(NOW + 30 * DAY_MS));
+}
+
+#[test]
+fn a_due_deletion_removes_the_key_and_its_aliases_and_only_when_due() {
+    let f = Fixture::new();
+    let key = f.create();
+    let kept = f.create();
+    f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/doomed", &key.key_id, NOW)).unwrap();
+    f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/kept", &kept.key_id, NOW)).unwrap();
+    let blob = f.encrypt(&key.key_id, b"x", &EncryptionContext::new()).unwrap().blob;
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(7), NOW)).unwrap();
+    let due = NOW + 7 * DAY_MS;
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap(), DueWork::default());
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().deleted, 1);
+    assert_eq!(
+        code(f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, true))),
+        ErrorCode::KmsNotFound
+    );
+    assert_eq!(code(f.decrypt(&blob, &EncryptionContext::new())), ErrorCode::AccessDenied);
+    let aliases = f.read(|kms, tx| kms.list_aliases(tx, &scope(), None, None, 50)).unwrap();
+    let names: Vec<_> = aliases.items.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["alias/kept"]);
+}
+
+#[test]
+fn rotation_keeps_old_material_for_decryption_and_encrypts_with_the_newest() {
+    let f = Fixture::new();
+    let key = f.create();
+    let old = f.encrypt(&key.key_id, b"before", &EncryptionContext::new()).unwrap();
+    let rotated =
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
+    assert_eq!(rotated.materials.len(), 2);
+    assert_eq!(rotated.materials[1].rotation, Some(RotationType::OnDemand));
+    let new = f.encrypt(&key.key_id, b"after", &EncryptionContext::new()).unwrap();
+    assert_eq!(old.material_id, key.materials[0].id);
+    assert_eq!(new.material_id, rotated.materials[1].id);
+    assert_eq!(
+        f.decrypt(&old.blob, &EncryptionContext::new()).unwrap().plaintext.expose(),
+        b"before"
+    );
+    assert_eq!(
+        f.decrypt(&new.blob, &EncryptionContext::new()).unwrap().plaintext.expose(),
+        b"after"
+    );
+}
+
+#[test]
+fn on_demand_rotations_are_limited() {
+    let f = Fixture::new();
+    let key = f.create();
+    for _ in 0..MAX_ON_DEMAND_ROTATIONS {
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
+    }
+    let err = f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW));
+    assert_eq!(code(err), ErrorCode::LimitExceeded);
+}
+
+#[test]
+fn automatic_rotation_happens_when_due_and_is_rescheduled() {
+    let f = Fixture::new();
+    let key = f.create();
+    let enabled = f
+        .write(|kms, tx| kms.enable_key_rotation(tx, &scope(), &key.key_id, Some(90), NOW))
+        .unwrap();
+    assert_eq!(enabled.next_rotation_ms, Some(NOW + 90 * DAY_MS));
+    let due = NOW + 90 * DAY_MS;
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap().rotated, 0);
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().rotated, 1);
+    let after = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    assert_eq!(after.materials.len(), 2);
+    assert_eq!(after.materials[1].rotation, Some(RotationType::Automatic));
+    assert_eq!(after.next_rotation_ms, Some(due + 90 * DAY_MS));
+    let disabled = f.write(|kms, tx| kms.disable_key_rotation(tx, &scope(), &key.key_id)).unwrap();
+    assert!(!disabled.rotation_enabled);
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due * 2)).unwrap().rotated, 0);
+}
+
+#[test]
+fn aliases_are_unique_reserved_names_are_refused_and_updates_retarget() {
+    let f = Fixture::new();
+    let a = f.create();
+    let b = f.create();
+    f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &a.key_id, NOW)).unwrap();
+    let err =
+        f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &b.key_id, NOW)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsAlreadyExists));
+    assert_eq!(
+        err.client_message(),
+        "An alias with the name arn:aws:kms:us-east-1:111122223333:alias/app already exists"
+    );
+    for (name, expected) in [
+        ("app", ErrorCode::Validation),
+        ("alias/aws/mine", ErrorCode::KmsInvalidAliasName),
+        ("alias/", ErrorCode::KmsInvalidAliasName),
+    ] {
+        assert_eq!(
+            code(f.write(|kms, tx| kms.create_alias(tx, &scope(), name, &a.key_id, NOW))),
+            expected,
+            "{name}"
+        );
+    }
+    let err = f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/two", "alias/app", NOW));
+    assert_eq!(code(err), ErrorCode::Validation);
+    f.write(|kms, tx| kms.update_alias(tx, &scope(), "alias/app", &b.arn, NOW + 1)).unwrap();
+    assert_eq!(f.encrypt("alias/app", b"x", &EncryptionContext::new()).unwrap().key_arn, b.arn);
+    f.write(|kms, tx| kms.delete_alias(tx, &scope(), "alias/app")).unwrap();
+    let err = f.encrypt("alias/app", b"x", &EncryptionContext::new()).unwrap_err();
+    assert_eq!(
+        err.client_message(),
+        "Alias arn:aws:kms:us-east-1:111122223333:alias/app is not found."
+    );
+    assert_eq!(
+        code(f.write(|kms, tx| kms.delete_alias(tx, &scope(), "alias/app"))),
+        ErrorCode::KmsNotFound
+    );
+}
+
+#[test]
+fn key_management_operations_take_no_aliases() {
+    let f = Fixture::new();
+    let key = f.create();
+    f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &key.key_id, NOW)).unwrap();
+    let err = f.write(|kms, tx| kms.disable_key(tx, &scope(), "alias/app")).unwrap_err();
+    assert_eq!(err.client_message(), "Invalid keyId alias/app");
+}
+
+#[test]
+fn the_secrets_manager_key_is_created_once_per_scope_as_an_aws_managed_key() {
+    let f = Fixture::new();
+    let first = f.write(|kms, tx| kms.key_for_secret(tx, &scope(), None, NOW)).unwrap();
+    assert_eq!(first.manager, KeyManager::Aws);
+    assert!(first.rotation_enabled);
+    for given in [Some(""), Some("alias/aws/secretsmanager"), None] {
+        let again = f.write(|kms, tx| kms.key_for_secret(tx, &scope(), given, NOW)).unwrap();
+        assert_eq!(again.key_id, first.key_id);
+    }
+    let other_region = Scope::new("111122223333", "eu-west-1");
+    let other = f.write(|kms, tx| kms.key_for_secret(tx, &other_region, None, NOW)).unwrap();
+    assert_ne!(other.key_id, first.key_id);
+    let described =
+        f.read(|kms, tx| kms.find_key(tx, &scope(), "alias/aws/secretsmanager", true)).unwrap();
+    assert_eq!(described.key_id, first.key_id);
+    assert_eq!(
+        code(f.write(|kms, tx| kms.disable_key(tx, &scope(), &first.key_id))),
+        ErrorCode::AccessDenied
+    );
+    assert_eq!(
+        code(f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &first.key_id, None, NOW))),
+        ErrorCode::AccessDenied
+    );
+}
+
+#[test]
+fn key_for_secret_refuses_unknown_disabled_and_pending_keys() {
+    let f = Fixture::new();
+    let key = f.create();
+    assert_eq!(
+        code(f.write(|kms, tx| kms.key_for_secret(tx, &scope(), Some("alias/none"), NOW))),
+        ErrorCode::KmsNotFound
+    );
+    assert_eq!(
+        code(f.write(|kms, tx| kms.key_for_secret(tx, &scope(), Some("nonsense"), NOW))),
+        ErrorCode::KmsNotFound
+    );
+    f.write(|kms, tx| kms.disable_key(tx, &scope(), &key.key_id)).unwrap();
+    assert_eq!(
+        code(f.write(|kms, tx| kms.key_for_secret(tx, &scope(), Some(&key.arn), NOW))),
+        ErrorCode::KmsDisabled
+    );
+}
+
+#[test]
+fn listings_page_with_opaque_markers() {
+    let f = Fixture::new();
+    let mut ids: Vec<String> = (0..5).map(|_| f.create().key_id).collect();
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = f.read(|kms, tx| kms.list_keys(tx, &scope(), marker.as_deref(), 2)).unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|k| k.key_id.clone()));
+        match page.next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let err = f.read(|kms, tx| kms.list_keys(tx, &scope(), Some("!!not a marker!!"), 2));
+    assert_eq!(code(err), ErrorCode::KmsInvalidMarker);
+}
+
+#[test]
+fn tags_merge_by_key_refuse_the_aws_prefix_and_page() {
+    let f = Fixture::new();
+    let key = f.create();
+    let tag = |k: &str, v: &str| Tag { key: k.into(), value: v.into() };
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &[tag("a", "1"), tag("b", "2")]))
+        .unwrap();
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.arn, &[tag("a", "3")])).unwrap();
+    let page =
+        f.read(|kms, tx| kms.list_resource_tags(tx, &scope(), &key.key_id, None, 1)).unwrap();
+    assert_eq!(page.items, vec![tag("a", "3")]);
+    let rest = f
+        .read(|kms, tx| {
+            kms.list_resource_tags(tx, &scope(), &key.key_id, page.next_marker.as_deref(), 5)
+        })
+        .unwrap();
+    assert_eq!(rest.items, vec![tag("b", "2")]);
+    assert!(rest.next_marker.is_none());
+    let err = f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &[tag("aws:x", "1")]));
+    assert_eq!(code(err), ErrorCode::KmsTag);
+    f.write(|kms, tx| {
+        kms.untag_resource(tx, &scope(), &key.key_id, &["a".to_string(), "zz".to_string()])
+    })
+    .unwrap();
+    let left =
+        f.read(|kms, tx| kms.list_resource_tags(tx, &scope(), &key.key_id, None, 50)).unwrap();
+    assert_eq!(left.items, vec![tag("b", "2")]);
+    let many: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+    assert_eq!(
+        code(f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &many))),
+        ErrorCode::LimitExceeded
+    );
+}
+
+#[test]
+fn create_key_refuses_what_coffer_cannot_make() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            NewKey { key_spec: Some("RSA_2048".into()), ..Default::default() },
+            ErrorCode::KmsUnsupportedOperation,
+        ),
+        (
+            NewKey { key_usage: Some("SIGN_VERIFY".into()), ..Default::default() },
+            ErrorCode::KmsUnsupportedOperation,
+        ),
+        (
+            NewKey { origin: Some("EXTERNAL".into()), ..Default::default() },
+            ErrorCode::KmsUnsupportedOperation,
+        ),
+        (NewKey { multi_region: true, ..Default::default() }, ErrorCode::KmsUnsupportedOperation),
+        (
+            NewKey {
+                key_spec: Some("SYMMETRIC_DEFAULT".into()),
+                customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
+                ..Default::default()
+            },
+            ErrorCode::Validation,
+        ),
+        (
+            NewKey { policy: Some("not json".into()), ..Default::default() },
+            ErrorCode::MalformedPolicyDocument,
+        ),
+        (
+            NewKey { custom_key_store_id: Some("cks-1".into()), ..Default::default() },
+            ErrorCode::KmsCustomKeyStoreNotFound,
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(
+            code(f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW))),
+            expected
+        );
+    }
+    let listed = f.read(|kms, tx| kms.list_keys(tx, &scope(), None, 100)).unwrap();
+    assert!(listed.items.is_empty(), "a refused CreateKey wrote nothing");
+}
+
+#[test]
+fn data_keys_have_the_requested_length_and_decrypt_to_their_plaintext() {
+    let f = Fixture::new();
+    let key = f.create();
+    assert_eq!(data_key_length(None, Some("AES_256")).unwrap(), 32);
+    assert_eq!(data_key_length(None, Some("AES_128")).unwrap(), 16);
+    assert_eq!(data_key_length(Some(7), None).unwrap(), 7);
+    assert_eq!(code(data_key_length(None, None)), ErrorCode::Validation);
+    assert_eq!(code(data_key_length(Some(32), Some("AES_256"))), ErrorCode::Validation);
+    let ctx = context(&[("k", "v")]);
+    let data_key =
+        f.read(|kms, tx| kms.generate_data_key(tx, &scope(), &key.key_id, 32, &ctx)).unwrap();
+    assert_eq!(data_key.plaintext.len(), 32);
+    let decrypted = f.decrypt(&data_key.encrypted.blob, &ctx).unwrap();
+    assert!(decrypted.plaintext.ct_eq(data_key.plaintext.expose()));
+}
+
+#[test]
+fn re_encrypt_moves_a_blob_to_another_key_and_context() {
+    let f = Fixture::new();
+    let source = f.create();
+    let destination = f.create();
+    let blob = f.encrypt(&source.key_id, b"moving", &context(&[("from", "1")])).unwrap().blob;
+    let moved = f
+        .read(|kms, tx| {
+            kms.re_encrypt(
+                tx,
+                &scope(),
+                &blob,
+                &context(&[("from", "1")]),
+                None,
+                &destination.arn,
+                &context(&[("to", "2")]),
+            )
+        })
+        .unwrap();
+    assert_eq!(moved.source_key_arn, source.arn);
+    assert_eq!(moved.encrypted.key_arn, destination.arn);
+    let back = f.decrypt(&moved.encrypted.blob, &context(&[("to", "2")])).unwrap();
+    assert_eq!(back.plaintext.expose(), b"moving");
+    assert_eq!(back.key.key_id, destination.key_id);
+}
+
+#[test]
+fn rewrapping_under_a_new_master_key_keeps_every_blob_readable() {
+    let old_text = MasterKey::generate().to_text();
+    let new_text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&old_text).unwrap());
+    let key = f.create();
+    f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
+    let old_blob = f.encrypt(&key.key_id, b"before", &EncryptionContext::new()).unwrap().blob;
+    let old = MasterKey::from_text(&old_text).unwrap();
+    let new = MasterKey::from_text(&new_text).unwrap();
+    let count = f.write(|_, tx| Kms::rewrap_all(tx, &old, &new)).unwrap();
+    assert_eq!(count, 2, "both material versions are re-wrapped");
+
+    // A service with the new master key reads the blob written before the re-wrap.
+    f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
+    assert_eq!(
+        f.decrypt(&old_blob, &EncryptionContext::new()).unwrap().plaintext.expose(),
+        b"before"
+    );
+    // One with the old master key can no longer unwrap anything (and reports no key bytes).
+    f.kms = Kms::new(MasterKey::from_text(&old_text).unwrap());
+    let err = f.decrypt(&old_blob, &EncryptionContext::new()).unwrap_err();
+    assert!(matches!(err, KmsError::Internal(_)), "{err:?}");
+    // Re-wrapping with the wrong old key fails and changes nothing.
+    let wrong = MasterKey::generate();
+    assert!(f.write(|_, tx| Kms::rewrap_all(tx, &wrong, &old)).is_err());
+    f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
+    assert_eq!(
+        f.decrypt(&old_blob, &EncryptionContext::new()).unwrap().plaintext.expose(),
+        b"before"
+    );
+}
+
+#[test]
+fn a_rolled_back_rotation_leaves_no_trace_in_the_store_or_the_cache() {
+    let f = Fixture::new();
+    let key = f.create();
+    // Rotate, use the new material inside the transaction, then roll back.
+    let result: Result<(), KmsError> = f.write(|kms, tx| {
+        let rotated = kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)?;
+        kms.encrypt_under(&rotated, b"x", &EncryptionContext::new())?;
+        Err(KmsError::validation("roll back"))
+    });
+    assert!(result.is_err());
+    let after = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    assert_eq!(after.materials.len(), 1);
+    // A later rotation makes a new material version 2 with another id, which must be used.
+    let rotated =
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
+    let blob = f.encrypt(&key.key_id, b"y", &EncryptionContext::new()).unwrap();
+    assert_eq!(blob.material_id, rotated.materials[1].id);
+    assert_eq!(f.decrypt(&blob.blob, &EncryptionContext::new()).unwrap().plaintext.expose(), b"y");
+}
+
+#[test]
+fn key_material_is_stored_only_wrapped() {
+    let f = Fixture::new();
+    let key = f.create();
+    let mut raw = None;
+    f.store
+        .read(&mut |tx| {
+            raw = tx.record(KEY_KIND, &format!("111122223333/us-east-1/{}", key.key_id))?;
+            Ok(())
+        })
+        .unwrap();
+    let raw = String::from_utf8(raw.unwrap()).unwrap();
+    assert!(raw.contains(&key.materials[0].wrapped));
+    assert_eq!(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            &key.materials[0].wrapped
+        )
+        .unwrap()
+        .len(),
+        coffer_crypto::WRAPPED_KEY_LEN
+    );
+    assert!(!format!("{key:?}").contains(&key.materials[0].wrapped));
+    let mut aliases = None;
+    f.store
+        .read(&mut |tx| {
+            aliases = Some(tx.records(ALIAS_KIND, "", None, 10)?);
+            Ok(())
+        })
+        .unwrap();
+    assert!(aliases.unwrap().is_empty());
+}

@@ -1,0 +1,564 @@
+//! The KMS operations (`X-Amz-Target: TrentService.<Op>`): one function per operation, each
+//! decoding its wire shape, running the key service in one store transaction and encoding
+//! KMS's answer. Operations not listed here answer `NotImplementedException`.
+
+use crate::{App, RequestContext, clock};
+use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_kms::{
+    AliasRecord, DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, NewKey, Tag,
+    check_algorithm, data_key_length, generate_random,
+};
+use coffer_wire::kms as wire;
+use coffer_wire::protocol::{SensitiveBlob, decode_request, encode_response, epoch_seconds};
+use serde_json::Value;
+
+const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
+/// Runs a KMS operation; `None` when Coffer does not implement it.
+pub fn dispatch(
+    app: &App,
+    ctx: &RequestContext,
+    op: &str,
+    body: Value,
+) -> Option<Result<Vec<u8>, AwsError>> {
+    let scope = &ctx.scope;
+    let result = match op {
+        "CreateKey" => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
+        "DescribeKey" => decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json),
+        "ListKeys" => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
+        "EnableKey" => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
+        "DisableKey" => decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json),
+        "ScheduleKeyDeletion" => {
+            decode_request(body).and_then(|r| schedule_key_deletion(app, scope, r)).map(json)
+        }
+        "CancelKeyDeletion" => {
+            decode_request(body).and_then(|r| cancel_key_deletion(app, scope, r)).map(json)
+        }
+        "CreateAlias" => decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json),
+        "UpdateAlias" => decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json),
+        "DeleteAlias" => decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json),
+        "ListAliases" => decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json),
+        "Encrypt" => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
+        "Decrypt" => decode_request(body).and_then(|r| decrypt(app, scope, r)).map(json),
+        "ReEncrypt" => decode_request(body).and_then(|r| re_encrypt(app, scope, r)).map(json),
+        "GenerateDataKey" => {
+            decode_request(body).and_then(|r| generate_data_key(app, scope, r, true)).map(json)
+        }
+        "GenerateDataKeyWithoutPlaintext" => {
+            decode_request(body).and_then(|r| generate_data_key(app, scope, r, false)).map(json)
+        }
+        "GenerateRandom" => decode_request(body).and_then(generate_random_bytes).map(json),
+        "EnableKeyRotation" => {
+            decode_request(body).and_then(|r| enable_key_rotation(app, scope, r)).map(json)
+        }
+        "DisableKeyRotation" => {
+            decode_request(body).and_then(|r| disable_key_rotation(app, scope, r)).map(json)
+        }
+        "GetKeyRotationStatus" => {
+            decode_request(body).and_then(|r| get_key_rotation_status(app, scope, r)).map(json)
+        }
+        "RotateKeyOnDemand" => {
+            decode_request(body).and_then(|r| rotate_key_on_demand(app, scope, r)).map(json)
+        }
+        "TagResource" => decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json),
+        "UntagResource" => {
+            decode_request(body).and_then(|r| untag_resource(app, scope, r)).map(json)
+        }
+        "ListResourceTags" => {
+            decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
+        }
+        _ => return None,
+    };
+    // KMS reports its own internal failures as KMSInternalException.
+    Some(result.map_err(|e| match e.code {
+        ErrorCode::InternalServiceError => AwsError::new(ErrorCode::KmsInternal, e.message),
+        _ => e,
+    }))
+}
+
+/// Encodes any response; a generic so the dispatch table stays one line per operation.
+fn json<T: serde::Serialize>(response: T) -> Vec<u8> {
+    encode_response(&response)
+}
+
+fn kms(e: KmsError) -> AwsError {
+    AwsError::from(e)
+}
+
+fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
+    wire::KeyMetadata {
+        aws_account_id: key.scope.account.clone(),
+        key_id: key.key_id.clone(),
+        arn: key.arn.clone(),
+        creation_date: epoch_seconds(key.created_ms),
+        enabled: key.state == KeyState::Enabled,
+        description: key.description.clone(),
+        key_usage: "ENCRYPT_DECRYPT".to_string(),
+        key_state: key.state.as_str().to_string(),
+        deletion_date: key.deletion_ms.map(epoch_seconds),
+        origin: "AWS_KMS".to_string(),
+        key_manager: key.manager.as_str().to_string(),
+        customer_master_key_spec: SYMMETRIC_DEFAULT.to_string(),
+        key_spec: SYMMETRIC_DEFAULT.to_string(),
+        encryption_algorithms: vec![SYMMETRIC_DEFAULT.to_string()],
+        multi_region: false,
+        current_key_material_id: key.current_material().map(|m| m.id.clone()),
+    }
+}
+
+fn context(context: Option<std::collections::BTreeMap<String, String>>) -> EncryptionContext {
+    context.unwrap_or_default()
+}
+
+fn to_tags(tags: Vec<wire::Tag>) -> Vec<Tag> {
+    tags.into_iter().map(|t| Tag { key: t.tag_key, value: t.tag_value }).collect()
+}
+
+fn dry_run<T>(requested: Option<bool>, result: T) -> Result<T, AwsError> {
+    if requested == Some(true) {
+        Err(AwsError::new(ErrorCode::KmsDryRunOperation, DRY_RUN_MESSAGE))
+    } else {
+        Ok(result)
+    }
+}
+
+fn refuse_recipient(recipient: &Option<Value>) -> Result<(), AwsError> {
+    match recipient {
+        Some(_) => Err(AwsError::new(
+            ErrorCode::KmsUnsupportedOperation,
+            "Recipient (Nitro Enclaves attestation) is not supported by Coffer.",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A page size: the requested `Limit` or the operation's default, at most `max`.
+fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
+    requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
+}
+
+pub fn create_key(
+    app: &App,
+    scope: &Scope,
+    req: wire::CreateKeyRequest,
+) -> Result<wire::KeyMetadataResponse, AwsError> {
+    let request = NewKey {
+        description: req.description,
+        key_usage: req.key_usage,
+        key_spec: req.key_spec,
+        customer_master_key_spec: req.customer_master_key_spec,
+        origin: req.origin,
+        custom_key_store_id: req.custom_key_store_id,
+        xks_key_id: req.xks_key_id,
+        multi_region: req.multi_region.unwrap_or(false),
+        policy: req.policy,
+        tags: to_tags(req.tags.unwrap_or_default()),
+    };
+    let key = app.write(|tx| {
+        app.keys.kms().create_key(tx, scope, request.clone(), clock::now_ms()).map_err(kms)
+    })?;
+    Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
+}
+
+pub fn describe_key(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::KeyMetadataResponse, AwsError> {
+    let key = app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, true).map_err(kms))?;
+    Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
+}
+
+pub fn list_keys(
+    app: &App,
+    scope: &Scope,
+    req: wire::ListRequest,
+) -> Result<wire::ListKeysResponse, AwsError> {
+    let limit = limit(req.limit, 100, 1000);
+    let page = app.read(|tx| {
+        app.keys.kms().list_keys(tx, scope, req.marker.as_deref(), limit).map_err(kms)
+    })?;
+    Ok(wire::ListKeysResponse {
+        keys: page
+            .items
+            .iter()
+            .map(|k| wire::KeyListEntry { key_id: k.key_id.clone(), key_arn: k.arn.clone() })
+            .collect(),
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker,
+    })
+}
+
+pub fn enable_key(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| app.keys.kms().enable_key(tx, scope, &req.key_id).map_err(kms))?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn disable_key(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| app.keys.kms().disable_key(tx, scope, &req.key_id).map_err(kms))?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn schedule_key_deletion(
+    app: &App,
+    scope: &Scope,
+    req: wire::ScheduleKeyDeletionRequest,
+) -> Result<wire::ScheduleKeyDeletionResponse, AwsError> {
+    let key = app.write(|tx| {
+        app.keys
+            .kms()
+            .schedule_key_deletion(
+                tx,
+                scope,
+                &req.key_id,
+                req.pending_window_in_days,
+                clock::now_ms(),
+            )
+            .map_err(kms)
+    })?;
+    Ok(wire::ScheduleKeyDeletionResponse {
+        key_id: key.arn.clone(),
+        deletion_date: key.deletion_ms.map(epoch_seconds).unwrap_or_default(),
+        key_state: key.state.as_str().to_string(),
+        pending_window_in_days: key.pending_window_days.unwrap_or(30),
+    })
+}
+
+pub fn cancel_key_deletion(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::KeyIdResponse, AwsError> {
+    let key =
+        app.write(|tx| app.keys.kms().cancel_key_deletion(tx, scope, &req.key_id).map_err(kms))?;
+    Ok(wire::KeyIdResponse { key_id: key.arn })
+}
+
+fn alias_entry(scope: &Scope, alias: &AliasRecord) -> wire::AliasListEntry {
+    wire::AliasListEntry {
+        alias_name: alias.name.clone(),
+        alias_arn: coffer_kms::alias_arn(scope, &alias.name),
+        target_key_id: alias.target_key_id.clone(),
+        creation_date: epoch_seconds(alias.created_ms),
+        last_updated_date: epoch_seconds(alias.updated_ms),
+    }
+}
+
+fn target_key_id(req: &wire::AliasRequest) -> Result<&str, AwsError> {
+    req.target_key_id.as_deref().ok_or_else(|| {
+        AwsError::validation(
+            "1 validation error detected: Value null at 'targetKeyId' failed to satisfy constraint: Member must not be null",
+        )
+    })
+}
+
+pub fn create_alias(
+    app: &App,
+    scope: &Scope,
+    req: wire::AliasRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    let target = target_key_id(&req)?;
+    app.write(|tx| {
+        app.keys
+            .kms()
+            .create_alias(tx, scope, &req.alias_name, target, clock::now_ms())
+            .map_err(kms)
+    })?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn update_alias(
+    app: &App,
+    scope: &Scope,
+    req: wire::AliasRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    let target = target_key_id(&req)?;
+    app.write(|tx| {
+        app.keys
+            .kms()
+            .update_alias(tx, scope, &req.alias_name, target, clock::now_ms())
+            .map_err(kms)
+    })?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn delete_alias(
+    app: &App,
+    scope: &Scope,
+    req: wire::AliasRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| app.keys.kms().delete_alias(tx, scope, &req.alias_name).map_err(kms))?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn list_aliases(
+    app: &App,
+    scope: &Scope,
+    req: wire::ListRequest,
+) -> Result<wire::ListAliasesResponse, AwsError> {
+    let limit = limit(req.limit, 50, 1000);
+    let page = app.read(|tx| {
+        app.keys
+            .kms()
+            .list_aliases(tx, scope, req.key_id.as_deref(), req.marker.as_deref(), limit)
+            .map_err(kms)
+    })?;
+    Ok(wire::ListAliasesResponse {
+        aliases: page.items.iter().map(|a| alias_entry(scope, a)).collect(),
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker,
+    })
+}
+
+pub fn encrypt(
+    app: &App,
+    scope: &Scope,
+    req: wire::EncryptRequest,
+) -> Result<wire::EncryptResponse, AwsError> {
+    let context = context(req.encryption_context.clone());
+    let encrypted = app.read(|tx| {
+        let kms = app.keys.kms();
+        let key = kms.find_key(tx, scope, &req.key_id, true).map_err(self::kms)?;
+        check_algorithm(req.encryption_algorithm.as_deref(), &key).map_err(self::kms)?;
+        kms.encrypt_under(&key, req.plaintext.expose(), &context).map_err(self::kms)
+    })?;
+    dry_run(
+        req.dry_run,
+        wire::EncryptResponse {
+            ciphertext_blob: wire::Blob(encrypted.blob),
+            key_id: encrypted.key_arn,
+            encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
+        },
+    )
+}
+
+pub fn decrypt(
+    app: &App,
+    scope: &Scope,
+    req: wire::DecryptRequest,
+) -> Result<wire::DecryptResponse, AwsError> {
+    refuse_recipient(&req.recipient)?;
+    let context = context(req.encryption_context.clone());
+    let decrypted = app.read(|tx| {
+        let opened = app
+            .keys
+            .kms()
+            .decrypt(tx, scope, &req.ciphertext_blob.0, &context, req.key_id.as_deref())
+            .map_err(kms)?;
+        check_algorithm(req.encryption_algorithm.as_deref(), &opened.key).map_err(kms)?;
+        Ok(opened)
+    })?;
+    dry_run(
+        req.dry_run,
+        wire::DecryptResponse {
+            key_id: decrypted.key.arn.clone(),
+            plaintext: SensitiveBlob::new(decrypted.plaintext.expose().to_vec()),
+            encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
+            key_material_id: decrypted.material_id.clone(),
+        },
+    )
+}
+
+pub fn re_encrypt(
+    app: &App,
+    scope: &Scope,
+    req: wire::ReEncryptRequest,
+) -> Result<wire::ReEncryptResponse, AwsError> {
+    let source_context = context(req.source_encryption_context.clone());
+    let destination_context = context(req.destination_encryption_context.clone());
+    let moved = app.read(|tx| {
+        let kms = app.keys.kms();
+        let destination =
+            kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
+        check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
+            .map_err(self::kms)?;
+        let source = kms
+            .decrypt(
+                tx,
+                scope,
+                &req.ciphertext_blob.0,
+                &source_context,
+                req.source_key_id.as_deref(),
+            )
+            .map_err(self::kms)?;
+        check_algorithm(req.source_encryption_algorithm.as_deref(), &source.key)
+            .map_err(self::kms)?;
+        let encrypted = kms
+            .encrypt_under(&destination, source.plaintext.expose(), &destination_context)
+            .map_err(self::kms)?;
+        Ok((source.key.arn.clone(), source.material_id.clone(), encrypted))
+    })?;
+    let (source_key_id, source_key_material_id, encrypted) = moved;
+    dry_run(
+        req.dry_run,
+        wire::ReEncryptResponse {
+            ciphertext_blob: wire::Blob(encrypted.blob),
+            source_key_id,
+            key_id: encrypted.key_arn,
+            source_encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
+            destination_encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
+            source_key_material_id,
+            destination_key_material_id: encrypted.material_id,
+        },
+    )
+}
+
+pub fn generate_data_key(
+    app: &App,
+    scope: &Scope,
+    req: wire::GenerateDataKeyRequest,
+    with_plaintext: bool,
+) -> Result<wire::GenerateDataKeyResponse, AwsError> {
+    refuse_recipient(&req.recipient)?;
+    let length = data_key_length(req.number_of_bytes, req.key_spec.as_deref()).map_err(kms)?;
+    let context = context(req.encryption_context.clone());
+    let data_key = app.read(|tx| {
+        app.keys.kms().generate_data_key(tx, scope, &req.key_id, length, &context).map_err(kms)
+    })?;
+    dry_run(
+        req.dry_run,
+        wire::GenerateDataKeyResponse {
+            ciphertext_blob: wire::Blob(data_key.encrypted.blob.clone()),
+            plaintext: with_plaintext
+                .then(|| SensitiveBlob::new(data_key.plaintext.expose().to_vec())),
+            key_id: data_key.encrypted.key_arn.clone(),
+            key_material_id: data_key.encrypted.material_id.clone(),
+        },
+    )
+}
+
+pub fn generate_random_bytes(
+    req: wire::GenerateRandomRequest,
+) -> Result<wire::GenerateRandomResponse, AwsError> {
+    refuse_recipient(&req.recipient)?;
+    if let Some(store) = req.custom_key_store_id {
+        return Err(AwsError::new(
+            ErrorCode::KmsCustomKeyStoreNotFound,
+            format!("Custom key store {store} does not exist."),
+        ));
+    }
+    let n = req.number_of_bytes.ok_or_else(|| {
+        AwsError::validation(
+            "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    // The model bounds NumberOfBytes to 1..=1024 before we get here.
+    let bytes = generate_random(usize::try_from(n).unwrap_or(0));
+    Ok(wire::GenerateRandomResponse { plaintext: SensitiveBlob::new(bytes.expose().to_vec()) })
+}
+
+pub fn enable_key_rotation(
+    app: &App,
+    scope: &Scope,
+    req: wire::EnableKeyRotationRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| {
+        app.keys
+            .kms()
+            .enable_key_rotation(
+                tx,
+                scope,
+                &req.key_id,
+                req.rotation_period_in_days,
+                clock::now_ms(),
+            )
+            .map_err(kms)
+    })?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn disable_key_rotation(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| app.keys.kms().disable_key_rotation(tx, scope, &req.key_id).map_err(kms))?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn get_key_rotation_status(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::GetKeyRotationStatusResponse, AwsError> {
+    let key =
+        app.read(|tx| app.keys.kms().key_rotation_status(tx, scope, &req.key_id).map_err(kms))?;
+    Ok(wire::GetKeyRotationStatusResponse {
+        key_rotation_enabled: key.rotation_enabled,
+        key_id: key.arn.clone(),
+        rotation_period_in_days: key.rotation_period_days.filter(|_| key.rotation_enabled),
+        next_rotation_date: key
+            .next_rotation_ms
+            .filter(|_| key.rotation_enabled)
+            .map(epoch_seconds),
+    })
+}
+
+pub fn rotate_key_on_demand(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyIdRequest,
+) -> Result<wire::KeyIdResponse, AwsError> {
+    let key = app.write(|tx| {
+        app.keys.kms().rotate_key_on_demand(tx, scope, &req.key_id, clock::now_ms()).map_err(kms)
+    })?;
+    Ok(wire::KeyIdResponse { key_id: key.key_id })
+}
+
+pub fn tag_resource(
+    app: &App,
+    scope: &Scope,
+    req: wire::TagResourceRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    let tags = to_tags(req.tags);
+    app.write(|tx| app.keys.kms().tag_resource(tx, scope, &req.key_id, &tags).map_err(kms))?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn untag_resource(
+    app: &App,
+    scope: &Scope,
+    req: wire::UntagResourceRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| {
+        app.keys.kms().untag_resource(tx, scope, &req.key_id, &req.tag_keys).map_err(kms)
+    })?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn list_resource_tags(
+    app: &App,
+    scope: &Scope,
+    req: wire::ListRequest,
+) -> Result<wire::ListResourceTagsResponse, AwsError> {
+    let key_id = req.key_id.clone().unwrap_or_default();
+    let limit = limit(req.limit, 50, 50);
+    let page = app.read(|tx| {
+        app.keys
+            .kms()
+            .list_resource_tags(tx, scope, &key_id, req.marker.as_deref(), limit)
+            .map_err(kms)
+    })?;
+    Ok(wire::ListResourceTagsResponse {
+        tags: page
+            .items
+            .into_iter()
+            .map(|t| wire::Tag { tag_key: t.key, tag_value: t.value })
+            .collect(),
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker,
+    })
+}
+
+/// Carries out due key deletions and automatic rotations (called by the background sweeper).
+pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsError> {
+    app.write(|tx| app.keys.kms().carry_out_due(tx, now).map_err(kms))
+}
