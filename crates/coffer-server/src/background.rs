@@ -1,4 +1,5 @@
-//! Background work: carrying out scheduled deletions when their date passes.
+//! Background work: carrying out scheduled deletions (of secrets and of KMS keys) and
+//! automatic KMS key rotations when their date passes.
 
 use crate::App;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyManagerType, KeyState, Tag};
-use common::{Server, client_for};
+use common::Server;
 use std::process::Command;
 
 const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -726,5 +726,78 @@ async fn a_master_key_rotation_interrupted_before_its_commit_changes_nothing() {
     assert_eq!(std::fs::read_to_string(data_dir.join("master.key")).unwrap(), old_key);
     let server = Server::with_data_dir(&data_dir);
     assert_eq!(value_of(&server.client(), "s", "AWSCURRENT").await.unwrap(), "value");
-    let _ = client_for;
+}
+
+/// Edits a stored key record as if time had passed while the server was down.
+fn age_key_record(data_dir: &std::path::Path, key_id: &str, field: &str) {
+    use coffer_store::Store;
+    let store = coffer_store::SqliteStore::open(&data_dir.join("coffer.db")).unwrap();
+    let record_key = format!("000000000000/{REGION}/{key_id}");
+    store
+        .write(&mut |tx| {
+            let bytes = tx.record("kms-key", &record_key)?.expect("the key is stored");
+            let mut record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            record[field] = serde_json::json!(1);
+            tx.put_record("kms-key", &record_key, &serde_json::to_vec(&record).unwrap())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_data_dir(dir.path());
+    let kms = kms_client(&server.url);
+    let sm = server.client();
+    let (doomed, _) = create_key(&kms).await;
+    let (rotating, _) = create_key(&kms).await;
+    kms.create_alias().alias_name("alias/doomed").target_key_id(&doomed).send().await.unwrap();
+    sm.create_secret()
+        .name("on-doomed")
+        .kms_key_id(&doomed)
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    kms.schedule_key_deletion().key_id(&doomed).pending_window_in_days(7).send().await.unwrap();
+    kms.enable_key_rotation().key_id(&rotating).send().await.unwrap();
+    let old_blob =
+        kms.encrypt().key_id(&rotating).plaintext(Blob::new("old")).send().await.unwrap();
+    let described = kms.describe_key().key_id(&rotating).send().await.unwrap();
+    let material = described.key_metadata().unwrap().current_key_material_id().unwrap().to_string();
+    server.kill();
+
+    // The deletion date and the rotation date pass while the server is down.
+    age_key_record(dir.path(), &doomed, "deletion_ms");
+    age_key_record(dir.path(), &rotating, "next_rotation_ms");
+
+    let server = Server::with_data_dir(dir.path());
+    let kms = kms_client(&server.url);
+    let sm = server.client();
+    let mut deleted = false;
+    for _ in 0..50 {
+        match kms.describe_key().key_id(&doomed).send().await {
+            Err(e) if e.code() == Some("NotFoundException") => {
+                deleted = true;
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert!(deleted, "the due key deletion was carried out");
+    let aliases = kms.list_aliases().send().await.unwrap();
+    assert!(aliases.aliases().iter().all(|a| a.alias_name() != Some("alias/doomed")));
+    let err = sm.get_secret_value().secret_id("on-doomed").send().await.unwrap_err();
+    assert_eq!(err.code(), Some("DecryptionFailure"), "the key material is gone for good");
+
+    let described = kms.describe_key().key_id(&rotating).send().await.unwrap();
+    let rotated = described.key_metadata().unwrap().current_key_material_id().unwrap();
+    assert_ne!(rotated, material, "the due automatic rotation made new material");
+    let status = kms.get_key_rotation_status().key_id(&rotating).send().await.unwrap();
+    let next = status.next_rotation_date().unwrap().secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(next > now as i64, "the next rotation is scheduled ahead");
+    let old =
+        kms.decrypt().ciphertext_blob(old_blob.ciphertext_blob().unwrap().clone()).send().await;
+    assert_eq!(old.unwrap().plaintext().unwrap().as_ref(), b"old");
 }
