@@ -1,0 +1,489 @@
+//! The hash chain that makes the trail tamper-evident, and its verifier.
+//!
+//! Events are chained per account and region. Each stored [`Record`] carries its
+//! sequence number (1, 2, ...), its time, the previous record's hash and its own hash:
+//! SHA-256 over a domain tag, the sequence number, the time, the previous hash and the
+//! canonical JSON of the event (keys sorted at every depth). A [`Head`] per chain
+//! holds the newest sequence number and hash, so that removing the newest events is
+//! seen too.
+//!
+//! Records are stored under keys that sort newest first (`<account>/<region>/<u64::MAX -
+//! seq>`), because LookupEvents answers newest first and the store lists keys in
+//! ascending order. [`Verifier`] therefore walks a chain newest first, in constant
+//! memory, and reports the oldest problem it met: the first event, in time order, that
+//! was changed, removed or reordered.
+
+use crate::event::Event;
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// The store record kind of events.
+pub const EVENT_KIND: &str = "audit.event";
+/// The store record kind of chain heads.
+pub const HEAD_KIND: &str = "audit.head";
+/// The previous hash of the first event of a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const DOMAIN: &str = "coffer-audit-chain-v1";
+
+/// The key prefix of one chain's events, and the key of its head.
+pub fn chain_id(account: &str, region: &str) -> String {
+    format!("{account}/{region}")
+}
+
+/// The key prefix under which one chain's events are stored.
+pub fn event_prefix(account: &str, region: &str) -> String {
+    format!("{account}/{region}/")
+}
+
+/// The key of event `seq` of a chain: newest events sort first.
+pub fn event_key(account: &str, region: &str, seq: u64) -> String {
+    format!("{account}/{region}/{:020}", u64::MAX - seq)
+}
+
+/// The sequence number a key encodes, if it is an event key.
+pub fn seq_of_key(key: &str) -> Option<u64> {
+    let digits = key.rsplit('/').next()?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().map(|inverted| u64::MAX - inverted)
+}
+
+/// The newest record of a chain: what the next event links to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// One stored event with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub seq: u64,
+    pub time_ms: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// The event as stored; kept as JSON so that verification hashes exactly what is
+    /// stored, fields unknown to this version included.
+    pub event: Value,
+}
+
+/// JSON with object keys sorted at every depth and no insignificant whitespace: the
+/// form that is hashed, independent of how a serializer orders keys.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// The hash of a record with these contents, as lowercase hex.
+pub fn hash_record(seq: u64, time_ms: i64, prev_hash: &str, event: &Value) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(format!("{DOMAIN}\n{seq}\n{time_ms}\n{prev_hash}\n").as_bytes());
+    ctx.update(canonical_json(event).as_bytes());
+    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Record {
+    /// Seals `event` as the record following `prev` (or as the first of its chain).
+    pub fn seal(prev: Option<&Head>, time_ms: i64, event: &Event) -> Record {
+        let event = serde_json::to_value(event).expect("events serialize");
+        let (seq, prev_hash) = match prev {
+            Some(h) => (h.seq + 1, h.hash.clone()),
+            None => (1, GENESIS.to_string()),
+        };
+        let hash = hash_record(seq, time_ms, &prev_hash, &event);
+        Record { seq, time_ms, prev_hash, hash, event }
+    }
+
+    /// The head a chain has once this record is its newest.
+    pub fn head(&self) -> Head {
+        Head { seq: self.seq, hash: self.hash.clone() }
+    }
+
+    /// The stored bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("records serialize")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Record> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// The event, typed; `None` if the stored JSON is not an event.
+    pub fn typed_event(&self) -> Option<Event> {
+        serde_json::from_value(self.event.clone()).ok()
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        self.event.get("eventID").and_then(Value::as_str)
+    }
+
+    /// Whether the stored hash is the hash of the stored contents.
+    pub fn hash_is_valid(&self) -> bool {
+        hash_record(self.seq, self.time_ms, &self.prev_hash, &self.event) == self.hash
+    }
+}
+
+/// What is wrong at the first bad place of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokenKind {
+    /// The stored bytes are not a record.
+    Unreadable,
+    /// The record's contents do not match its hash, or its hash is not the one the next
+    /// record links to: the event was changed.
+    Changed,
+    /// Events are missing: before this one (a gap or a missing start), or after it (the
+    /// chain ends before its head says).
+    Removed { missing_from: u64, missing_to: u64 },
+    /// The record stored at this position is another event of the chain.
+    Reordered { found_seq: u64 },
+    /// The chain's head is missing or does not match its newest event.
+    HeadMismatch,
+}
+
+/// The first event (in time order) of a chain found changed, removed or reordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// The chain (`<account>/<region>`).
+    pub chain: String,
+    /// The position in the chain where the problem is.
+    pub seq: u64,
+    /// The id of the event found there, when it could be read.
+    pub event_id: Option<String>,
+    pub kind: BrokenKind,
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = self.event_id.as_deref().unwrap_or("(unreadable)");
+        let at = format!("chain {} event #{} (eventID {id})", self.chain, self.seq);
+        match &self.kind {
+            BrokenKind::Unreadable => write!(f, "{at}: the stored record cannot be read"),
+            BrokenKind::Changed => write!(f, "{at}: the event was changed"),
+            BrokenKind::Removed { missing_from, missing_to } if missing_from == missing_to => {
+                write!(f, "{at}: event #{missing_from} next to it was removed")
+            }
+            BrokenKind::Removed { missing_from, missing_to } => {
+                write!(f, "{at}: events #{missing_from} to #{missing_to} next to it were removed")
+            }
+            BrokenKind::Reordered { found_seq } => write!(
+                f,
+                "{at}: the events were reordered (event #{found_seq} is stored in this place)"
+            ),
+            BrokenKind::HeadMismatch => {
+                write!(f, "{at}: the chain head does not match its newest event")
+            }
+        }
+    }
+}
+
+/// Walks one chain newest first (the order its keys sort in) and remembers the oldest
+/// problem seen, which is the first bad event in time order.
+#[derive(Debug)]
+pub struct Verifier {
+    chain: String,
+    head: Option<Head>,
+    /// The record visited before (one newer): its key's seq, its prev_hash, its event id,
+    /// and whether it was readable and in its place (only then does its link count).
+    newer: Option<(u64, String, Option<String>, bool)>,
+    worst: Option<Broken>,
+    count: u64,
+}
+
+impl Verifier {
+    pub fn new(chain: &str, head: Option<Head>) -> Verifier {
+        Verifier { chain: chain.to_string(), head, newer: None, worst: None, count: 0 }
+    }
+
+    fn broken(&mut self, seq: u64, event_id: Option<String>, kind: BrokenKind) {
+        self.worst = Some(Broken { chain: self.chain.clone(), seq, event_id, kind });
+    }
+
+    /// Visits the next record (one older than the previous one).
+    pub fn push(&mut self, key: &str, bytes: &[u8]) {
+        self.count += 1;
+        let key_seq = seq_of_key(key).unwrap_or(0);
+        let Some(record) = Record::from_bytes(bytes) else {
+            self.broken(key_seq, None, BrokenKind::Unreadable);
+            self.newer = Some((key_seq, String::new(), None, false));
+            return;
+        };
+        let id = record.event_id().map(str::to_string);
+        match &self.newer {
+            None => {
+                // The newest record must be the one the head names.
+                let head_ok = self
+                    .head
+                    .as_ref()
+                    .is_some_and(|h| h.seq == record.seq && h.hash == record.hash);
+                match &self.head {
+                    Some(h) if h.seq > key_seq => self.broken(
+                        key_seq,
+                        id.clone(),
+                        BrokenKind::Removed { missing_from: key_seq + 1, missing_to: h.seq },
+                    ),
+                    _ if !head_ok => self.broken(key_seq, id.clone(), BrokenKind::HeadMismatch),
+                    _ => {}
+                }
+            }
+            Some((newer_seq, newer_prev, newer_id, newer_in_place)) => {
+                let (newer_seq, newer_prev, newer_id, newer_in_place) =
+                    (*newer_seq, newer_prev.clone(), newer_id.clone(), *newer_in_place);
+                if key_seq + 1 != newer_seq {
+                    // Keys between this one and the newer one are gone.
+                    self.broken(
+                        newer_seq,
+                        newer_id,
+                        BrokenKind::Removed {
+                            missing_from: key_seq + 1,
+                            missing_to: newer_seq - 1,
+                        },
+                    );
+                } else if newer_in_place && record.seq == key_seq && newer_prev != record.hash {
+                    // Contents and hash rewritten consistently: only the link shows it.
+                    self.broken(key_seq, id.clone(), BrokenKind::Changed);
+                }
+            }
+        }
+        if record.seq != key_seq {
+            self.broken(key_seq, id.clone(), BrokenKind::Reordered { found_seq: record.seq });
+        } else if !record.hash_is_valid() {
+            self.broken(key_seq, id.clone(), BrokenKind::Changed);
+        }
+        let in_place = record.seq == key_seq;
+        self.newer = Some((key_seq, record.prev_hash.clone(), id, in_place));
+    }
+
+    /// Ends the walk: the number of events checked, or the first bad one.
+    pub fn finish(mut self) -> Result<u64, Broken> {
+        match self.newer.clone() {
+            None if self.count == 0 => {
+                if let Some(h) = self.head.clone() {
+                    self.broken(
+                        h.seq,
+                        None,
+                        BrokenKind::Removed { missing_from: 1, missing_to: h.seq },
+                    );
+                }
+            }
+            None => {}
+            Some((oldest_seq, oldest_prev, oldest_id, oldest_in_place)) => {
+                if oldest_seq != 1 {
+                    self.broken(
+                        oldest_seq,
+                        oldest_id,
+                        BrokenKind::Removed { missing_from: 1, missing_to: oldest_seq - 1 },
+                    );
+                } else if oldest_in_place && oldest_prev != GENESIS {
+                    self.broken(oldest_seq, oldest_id, BrokenKind::Changed);
+                }
+            }
+        }
+        match self.worst {
+            Some(b) => Err(b),
+            None => Ok(self.count),
+        }
+    }
+}
+
+/// Verifies a whole chain given its records newest first.
+pub fn verify<'a>(
+    chain: &str,
+    head: Option<Head>,
+    records_newest_first: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<u64, Broken> {
+    let mut v = Verifier::new(chain, head);
+    for (key, bytes) in records_newest_first {
+        v.push(key, bytes);
+    }
+    v.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, UserIdentity};
+
+    fn event(n: u64) -> Event {
+        Event {
+            event_version: "1.08".into(),
+            user_identity: UserIdentity { kind: "Root".into(), ..Default::default() },
+            event_time: "2024-05-01T12:00:00Z".into(),
+            event_source: "secretsmanager.amazonaws.com".into(),
+            event_name: "CreateSecret".into(),
+            aws_region: "us-east-1".into(),
+            source_ip_address: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            error_code: None,
+            error_message: None,
+            request_parameters: serde_json::json!({"name": format!("s{n}")}),
+            response_elements: Value::Null,
+            request_id: None,
+            event_id: format!("event-{n}"),
+            read_only: false,
+            resources: vec![],
+            event_type: "AwsApiCall".into(),
+            management_event: true,
+            recipient_account_id: "111122223333".into(),
+            event_category: "Management".into(),
+        }
+    }
+
+    /// A chain of `n` records as the store holds them: (key, bytes) newest first, and its head.
+    fn chain(n: u64) -> (Vec<(String, Vec<u8>)>, Head) {
+        let mut head: Option<Head> = None;
+        let mut out = Vec::new();
+        for i in 1..=n {
+            let r = Record::seal(head.as_ref(), 1000 * i as i64, &event(i));
+            head = Some(r.head());
+            out.push((event_key("111122223333", "us-east-1", r.seq), r.to_bytes()));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        (out, head.unwrap())
+    }
+
+    fn check(records: &[(String, Vec<u8>)], head: Option<Head>) -> Result<u64, Broken> {
+        verify(
+            "111122223333/us-east-1",
+            head,
+            records.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+    }
+
+    #[test]
+    fn keys_sort_newest_first_and_round_trip() {
+        let a = event_key("1", "r", 1);
+        let b = event_key("1", "r", 2);
+        assert!(b < a);
+        assert_eq!(seq_of_key(&a), Some(1));
+        assert_eq!(seq_of_key(&b), Some(2));
+        assert!(a.starts_with(&event_prefix("1", "r")));
+        assert_eq!(seq_of_key("1/r/abc"), None);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let v = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 1, "y": "x"}], "c": null}});
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":null,"d":[1,{"y":"x","z":1}]},"b":1}"#);
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let (records, head) = chain(5);
+        assert_eq!(check(&records, Some(head)), Ok(5));
+        assert_eq!(check(&[], None), Ok(0));
+    }
+
+    #[test]
+    fn an_edited_event_is_named() {
+        let (mut records, head) = chain(5);
+        // Event 3 sits at index 2 from the newest end (5, 4, 3, ...).
+        let text = String::from_utf8(records[2].1.clone()).unwrap().replace("s3", "s9");
+        records[2].1 = text.into_bytes();
+        let broken = check(&records, Some(head)).unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert_eq!(broken.kind, BrokenKind::Changed);
+        assert_eq!(broken.event_id.as_deref(), Some("event-3"));
+        assert!(broken.to_string().contains("event-3"));
+    }
+
+    #[test]
+    fn an_edit_with_a_recomputed_hash_is_still_named() {
+        let (mut records, head) = chain(5);
+        let mut r = Record::from_bytes(&records[2].1).unwrap();
+        r.event["requestParameters"]["name"] = "forged".into();
+        r.hash = hash_record(r.seq, r.time_ms, &r.prev_hash, &r.event);
+        records[2].1 = r.to_bytes();
+        let broken = check(&records, Some(head)).unwrap_err();
+        assert_eq!((broken.seq, broken.kind), (3, BrokenKind::Changed));
+    }
+
+    #[test]
+    fn a_removed_event_is_named_by_its_successor() {
+        let (mut records, head) = chain(5);
+        records.remove(2);
+        let broken = check(&records, Some(head)).unwrap_err();
+        assert_eq!(broken.seq, 4);
+        assert_eq!(broken.kind, BrokenKind::Removed { missing_from: 3, missing_to: 3 });
+        assert!(broken.to_string().contains("#3"));
+    }
+
+    #[test]
+    fn removing_the_first_or_the_newest_events_is_seen() {
+        let (mut records, head) = chain(5);
+        records.pop();
+        let broken = check(&records, Some(head.clone())).unwrap_err();
+        assert_eq!(broken.kind, BrokenKind::Removed { missing_from: 1, missing_to: 1 });
+        let (mut records, _) = chain(5);
+        records.remove(0);
+        let broken = check(&records, Some(head.clone())).unwrap_err();
+        assert_eq!(broken.kind, BrokenKind::Removed { missing_from: 5, missing_to: 5 });
+        assert_eq!(broken.seq, 4);
+        let broken = check(&[], Some(head)).unwrap_err();
+        assert_eq!(broken.kind, BrokenKind::Removed { missing_from: 1, missing_to: 5 });
+    }
+
+    #[test]
+    fn swapped_events_are_named_at_the_first_place() {
+        let (mut records, head) = chain(5);
+        let (a, b) = (records[2].1.clone(), records[3].1.clone());
+        records[2].1 = b;
+        records[3].1 = a;
+        let broken = check(&records, Some(head)).unwrap_err();
+        assert_eq!(broken.seq, 2);
+        assert_eq!(broken.kind, BrokenKind::Reordered { found_seq: 3 });
+        assert_eq!(broken.event_id.as_deref(), Some("event-3"));
+    }
+
+    #[test]
+    fn a_missing_or_wrong_head_is_reported() {
+        let (records, head) = chain(3);
+        let broken = check(&records, None).unwrap_err();
+        assert_eq!(broken.kind, BrokenKind::HeadMismatch);
+        let wrong = Head { seq: 3, hash: GENESIS.into() };
+        assert_eq!(check(&records, Some(wrong)).unwrap_err().kind, BrokenKind::HeadMismatch);
+        assert_eq!(check(&records, Some(head)), Ok(3));
+    }
+
+    #[test]
+    fn unreadable_bytes_are_reported() {
+        let (mut records, head) = chain(3);
+        records[1].1 = b"not json".to_vec();
+        let broken = check(&records, Some(head)).unwrap_err();
+        assert_eq!((broken.seq, broken.kind), (2, BrokenKind::Unreadable));
+    }
+}

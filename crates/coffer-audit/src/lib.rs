@@ -1,0 +1,20 @@
+//! The audit trail of Coffer, as pure functions: no I/O, no clock, no store.
+//!
+//! * [`event`]: the CloudTrail event format and the redaction of request parameters
+//!   and response elements (every sensitive member of the service models, at any depth).
+//! * [`chain`]: the hash chain per account and region, the stored record layout and the
+//!   verifier that names the first event changed, removed or reordered.
+//! * [`lookup`]: CloudTrail's LookupEvents: lookup attributes, time range, paging.
+//!
+//! The server (`coffer-server::audit`) builds events, appends them inside its store
+//! transactions and answers LookupEvents with these pieces.
+
+pub mod chain;
+pub mod event;
+pub mod lookup;
+mod time;
+
+pub use chain::{Broken, BrokenKind, Head, Record, verify};
+pub use event::{Event, Resource, UserIdentity, redact_parameters};
+pub use lookup::{Attribute, LookupError, Query};
+pub use time::format_iso8601;

@@ -1,0 +1,398 @@
+//! CloudTrail's LookupEvents over one chain: lookup attributes, time range and paging,
+//! newest event first.
+//!
+//! The caller supplies the chain's records page by page (newest first, strictly after a
+//! key), so this module needs no store. Errors carry CloudTrail's exception names and
+//! messages.
+
+use crate::chain::{Record, event_prefix, seq_of_key};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+/// The lookup attributes CloudTrail accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribute {
+    EventId,
+    EventName,
+    ReadOnly,
+    Username,
+    ResourceType,
+    ResourceName,
+    EventSource,
+    AccessKeyId,
+}
+
+impl Attribute {
+    pub fn parse(key: &str) -> Option<Attribute> {
+        Some(match key {
+            "EventId" => Attribute::EventId,
+            "EventName" => Attribute::EventName,
+            "ReadOnly" => Attribute::ReadOnly,
+            "Username" => Attribute::Username,
+            "ResourceType" => Attribute::ResourceType,
+            "ResourceName" => Attribute::ResourceName,
+            "EventSource" => Attribute::EventSource,
+            "AccessKeyId" => Attribute::AccessKeyId,
+            _ => return None,
+        })
+    }
+}
+
+/// A LookupEvents failure: CloudTrail's exception name and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl LookupError {
+    fn new(code: &'static str, message: impl Into<String>) -> LookupError {
+        LookupError { code, message: message.into() }
+    }
+}
+
+/// How far before `StartTime` a scan goes on: events are stored in commit order and
+/// stamped when their request began, so a slow request can sit slightly out of time order.
+const TIME_SLACK_MS: i64 = 5 * 60 * 1000;
+/// The largest page CloudTrail returns, and its default.
+pub const MAX_RESULTS: usize = 50;
+
+/// A validated LookupEvents request.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub attribute: Option<(Attribute, String)>,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub max_results: usize,
+    /// The sequence number to continue below (exclusive), from a NextToken.
+    pub before_seq: Option<u64>,
+}
+
+impl Query {
+    /// Validates the request's parts as CloudTrail does.
+    pub fn new(
+        attributes: &[(String, String)],
+        start_ms: Option<i64>,
+        end_ms: Option<i64>,
+        max_results: Option<i64>,
+        next_token: Option<&str>,
+    ) -> Result<Query, LookupError> {
+        if attributes.len() > 1 {
+            return Err(LookupError::new(
+                "InvalidLookupAttributesException",
+                "You can specify only one lookup attribute.",
+            ));
+        }
+        let attribute = match attributes.first() {
+            None => None,
+            Some((key, value)) => {
+                let attr = Attribute::parse(key).ok_or_else(|| {
+                    LookupError::new(
+                        "InvalidLookupAttributesException",
+                        format!("The lookup attribute key {key} is not valid."),
+                    )
+                })?;
+                if value.is_empty() {
+                    return Err(LookupError::new(
+                        "InvalidLookupAttributesException",
+                        "The lookup attribute value must not be empty.",
+                    ));
+                }
+                Some((attr, value.clone()))
+            }
+        };
+        if let (Some(s), Some(e)) = (start_ms, end_ms)
+            && s > e
+        {
+            return Err(LookupError::new(
+                "InvalidTimeRangeException",
+                "The start time must be before the end time.",
+            ));
+        }
+        let max_results = match max_results {
+            None => MAX_RESULTS,
+            Some(n) if (1..=MAX_RESULTS as i64).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(LookupError::new(
+                    "InvalidMaxResultsException",
+                    "MaxResults must be between 1 and 50.",
+                ));
+            }
+        };
+        let before_seq = next_token.map(decode_token).transpose()?;
+        Ok(Query { attribute, start_ms, end_ms, max_results, before_seq })
+    }
+
+    /// Whether a record passes the attribute and the time range.
+    pub fn matches(&self, record: &Record) -> bool {
+        if self.start_ms.is_some_and(|s| record.time_ms < s)
+            || self.end_ms.is_some_and(|e| record.time_ms > e)
+        {
+            return false;
+        }
+        let Some((attr, want)) = &self.attribute else { return true };
+        let Some(event) = record.typed_event() else { return false };
+        match attr {
+            Attribute::EventId => &event.event_id == want,
+            Attribute::EventName => &event.event_name == want,
+            Attribute::ReadOnly => event.read_only.to_string() == want.to_ascii_lowercase(),
+            Attribute::Username => event.username().as_ref() == Some(want),
+            Attribute::ResourceType => event.resources.iter().any(|r| &r.kind == want),
+            Attribute::ResourceName => event.resource_names().contains(want),
+            Attribute::EventSource => &event.event_source == want,
+            Attribute::AccessKeyId => event.user_identity.access_key_id.as_ref() == Some(want),
+        }
+    }
+}
+
+fn encode_token(seq: u64) -> String {
+    STANDARD.encode(format!("coffer-lookup:{seq}"))
+}
+
+fn decode_token(token: &str) -> Result<u64, LookupError> {
+    let invalid = || LookupError::new("InvalidNextTokenException", "Invalid NextToken.");
+    let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("coffer-lookup:").and_then(|n| n.parse().ok()).ok_or_else(invalid)
+}
+
+/// One entry of a LookupEvents answer, in CloudTrail's `Event` shape.
+pub fn lookup_entry(record: &Record) -> Value {
+    let event = record.typed_event();
+    let mut entry = json!({
+        "EventId": record.event_id().unwrap_or_default(),
+        "EventTime": record.time_ms as f64 / 1000.0,
+        "CloudTrailEvent": record.event.to_string(),
+    });
+    if let Some(e) = event {
+        entry["EventName"] = e.event_name.clone().into();
+        entry["EventSource"] = e.event_source.clone().into();
+        entry["ReadOnly"] = e.read_only.to_string().into();
+        if let Some(k) = &e.user_identity.access_key_id {
+            entry["AccessKeyId"] = k.clone().into();
+        }
+        if let Some(u) = e.username() {
+            entry["Username"] = u.into();
+        }
+        let resources: Vec<Value> = e
+            .resources
+            .iter()
+            .map(|r| json!({"ResourceType": r.kind, "ResourceName": r.arn}))
+            .collect();
+        entry["Resources"] = Value::Array(resources);
+    }
+    entry
+}
+
+/// One page of a LookupEvents answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub events: Vec<Value>,
+    pub next_token: Option<String>,
+}
+
+/// Runs `query` over the chain of `account` and `region`. `fetch(prefix, after, limit)`
+/// returns up to `limit` stored records under `prefix` with keys strictly after `after`,
+/// in key order (newest event first).
+pub fn run<E>(
+    account: &str,
+    region: &str,
+    query: &Query,
+    fetch: &mut dyn FnMut(&str, Option<&str>, usize) -> Result<Vec<(String, Vec<u8>)>, E>,
+) -> Result<Page, E> {
+    const BATCH: usize = 200;
+    let prefix = event_prefix(account, region);
+    let mut after = query.before_seq.map(|seq| crate::chain::event_key(account, region, seq));
+    let mut events = Vec::new();
+    loop {
+        let batch = fetch(&prefix, after.as_deref(), BATCH)?;
+        let exhausted = batch.len() < BATCH;
+        for (key, bytes) in &batch {
+            after = Some(key.clone());
+            let Some(record) = Record::from_bytes(bytes) else { continue };
+            if query.start_ms.is_some_and(|s| record.time_ms < s - TIME_SLACK_MS) {
+                return Ok(Page { events, next_token: None });
+            }
+            if !query.matches(&record) {
+                continue;
+            }
+            events.push(lookup_entry(&record));
+            if events.len() == query.max_results {
+                let seq = seq_of_key(key).unwrap_or(record.seq);
+                // A token only when something older may remain.
+                let next_token = (seq > 1).then(|| encode_token(seq));
+                return Ok(Page { events, next_token });
+            }
+        }
+        if exhausted {
+            return Ok(Page { events, next_token: None });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Head, event_key};
+    use crate::event::{Event, Resource, UserIdentity};
+    use std::collections::BTreeMap;
+
+    fn event(n: u64) -> Event {
+        let (name, read_only, user) = match n % 3 {
+            0 => ("GetSecretValue", true, "alice"),
+            1 => ("CreateSecret", false, "bob"),
+            _ => ("DeleteSecret", false, "alice"),
+        };
+        Event {
+            event_version: "1.08".into(),
+            user_identity: UserIdentity {
+                kind: "IAMUser".into(),
+                access_key_id: Some(format!("AKIA{user}")),
+                user_name: Some(user.into()),
+                ..Default::default()
+            },
+            event_time: "t".into(),
+            event_source: "secretsmanager.amazonaws.com".into(),
+            event_name: name.into(),
+            aws_region: "us-east-1".into(),
+            source_ip_address: "127.0.0.1".into(),
+            user_agent: "t".into(),
+            error_code: None,
+            error_message: None,
+            request_parameters: json!({"secretId": format!("s{}", n % 2)}),
+            response_elements: Value::Null,
+            request_id: None,
+            event_id: format!("id-{n}"),
+            read_only,
+            resources: vec![Resource {
+                arn: format!("arn:s{}", n % 2),
+                account_id: None,
+                kind: "AWS::SecretsManager::Secret".into(),
+            }],
+            event_type: "AwsApiCall".into(),
+            management_event: true,
+            recipient_account_id: "1".into(),
+            event_category: "Management".into(),
+        }
+    }
+
+    /// A store of `n` events one second apart (event n at n seconds).
+    fn store(n: u64) -> BTreeMap<String, Vec<u8>> {
+        let mut head: Option<Head> = None;
+        let mut out = BTreeMap::new();
+        for i in 1..=n {
+            let r = Record::seal(head.as_ref(), i as i64 * 1000, &event(i));
+            head = Some(r.head());
+            out.insert(event_key("1", "us-east-1", i), r.to_bytes());
+        }
+        out
+    }
+
+    fn lookup(store: &BTreeMap<String, Vec<u8>>, q: &Query) -> Page {
+        let mut fetch = |prefix: &str, after: Option<&str>, limit: usize| {
+            Ok::<_, ()>(
+                store
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        };
+        run("1", "us-east-1", q, &mut fetch).unwrap()
+    }
+
+    fn ids(page: &Page) -> Vec<String> {
+        page.events.iter().map(|e| e["EventId"].as_str().unwrap().to_string()).collect()
+    }
+
+    fn attr(k: &str, v: &str) -> Vec<(String, String)> {
+        vec![(k.to_string(), v.to_string())]
+    }
+
+    #[test]
+    fn events_come_newest_first_in_pages_until_none_are_left() {
+        let s = store(450);
+        let mut q = Query::new(&[], None, None, Some(50), None).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let page = lookup(&s, &q);
+            seen.extend(ids(&page));
+            match page.next_token {
+                Some(t) => q = Query::new(&[], None, None, Some(50), Some(&t)).unwrap(),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (1..=450).rev().map(|i| format!("id-{i}")).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn each_lookup_attribute_filters() {
+        let s = store(30);
+        let q = |k: &str, v: &str| Query::new(&attr(k, v), None, None, None, None).unwrap();
+        assert_eq!(lookup(&s, &q("EventId", "id-7")).events.len(), 1);
+        assert_eq!(lookup(&s, &q("EventName", "GetSecretValue")).events.len(), 10);
+        assert_eq!(lookup(&s, &q("ReadOnly", "true")).events.len(), 10);
+        assert_eq!(lookup(&s, &q("ReadOnly", "false")).events.len(), 20);
+        assert_eq!(lookup(&s, &q("Username", "bob")).events.len(), 10);
+        assert_eq!(lookup(&s, &q("AccessKeyId", "AKIAalice")).events.len(), 20);
+        assert_eq!(lookup(&s, &q("ResourceName", "s0")).events.len(), 15);
+        assert_eq!(lookup(&s, &q("ResourceName", "arn:s1")).events.len(), 15);
+        assert_eq!(lookup(&s, &q("ResourceType", "AWS::SecretsManager::Secret")).events.len(), 30);
+        assert_eq!(lookup(&s, &q("EventSource", "secretsmanager.amazonaws.com")).events.len(), 30);
+        assert_eq!(lookup(&s, &q("EventSource", "kms.amazonaws.com")).events.len(), 0);
+        let entry = &lookup(&s, &q("EventId", "id-7")).events[0];
+        assert_eq!(entry["EventName"], "CreateSecret");
+        assert_eq!(entry["Username"], "bob");
+        assert_eq!(entry["ReadOnly"], "false");
+        let inner: Value =
+            serde_json::from_str(entry["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["eventID"], "id-7");
+    }
+
+    #[test]
+    fn the_time_range_is_inclusive_and_paging_respects_it() {
+        let s = store(100);
+        let q = Query::new(&[], Some(10_000), Some(20_000), Some(5), None).unwrap();
+        let first = lookup(&s, &q);
+        assert_eq!(ids(&first), ["id-20", "id-19", "id-18", "id-17", "id-16"]);
+        let token = first.next_token.clone().unwrap();
+        let mut all = ids(&first);
+        let mut q = Query::new(&[], Some(10_000), Some(20_000), Some(5), Some(&token)).unwrap();
+        loop {
+            let page = lookup(&s, &q);
+            all.extend(ids(&page));
+            let Some(t) = page.next_token else { break };
+            q = Query::new(&[], Some(10_000), Some(20_000), Some(5), Some(&t)).unwrap();
+        }
+        assert_eq!(all.len(), 11);
+        assert_eq!(all.last().unwrap(), "id-10");
+    }
+
+    #[test]
+    fn bad_requests_get_cloudtrail_exceptions() {
+        let two = [attr("EventName", "a"), attr("Username", "b")].concat();
+        assert_eq!(
+            Query::new(&two, None, None, None, None).unwrap_err().code,
+            "InvalidLookupAttributesException"
+        );
+        assert_eq!(
+            Query::new(&attr("Colour", "red"), None, None, None, None).unwrap_err().code,
+            "InvalidLookupAttributesException"
+        );
+        assert_eq!(
+            Query::new(&[], Some(2), Some(1), None, None).unwrap_err().code,
+            "InvalidTimeRangeException"
+        );
+        assert_eq!(
+            Query::new(&[], None, None, Some(51), None).unwrap_err().code,
+            "InvalidMaxResultsException"
+        );
+        assert_eq!(
+            Query::new(&[], None, None, None, Some("garbage!")).unwrap_err().code,
+            "InvalidNextTokenException"
+        );
+    }
+}
