@@ -185,6 +185,9 @@ pub fn lookup_entry(record: &Record) -> Value {
     entry
 }
 
+/// Stored records as `(key, bytes)` pairs.
+pub type Batch = Vec<(String, Vec<u8>)>;
+
 /// One page of a LookupEvents answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -195,12 +198,10 @@ pub struct Page {
 /// Runs `query` over the chain of `account` and `region`. `fetch(prefix, after, limit)`
 /// returns up to `limit` stored records under `prefix` with keys strictly after `after`,
 /// in key order (newest event first).
-pub fn run<E>(
-    account: &str,
-    region: &str,
-    query: &Query,
-    fetch: &mut dyn FnMut(&str, Option<&str>, usize) -> Result<Vec<(String, Vec<u8>)>, E>,
-) -> Result<Page, E> {
+pub fn run<E, F>(account: &str, region: &str, query: &Query, mut fetch: F) -> Result<Page, E>
+where
+    F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
+{
     const BATCH: usize = 200;
     let prefix = event_prefix(account, region);
     let mut after = query.before_seq.map(|seq| crate::chain::event_key(account, region, seq));
@@ -290,7 +291,7 @@ mod tests {
     }
 
     fn lookup(store: &BTreeMap<String, Vec<u8>>, q: &Query) -> Page {
-        let mut fetch = |prefix: &str, after: Option<&str>, limit: usize| {
+        let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
             Ok::<_, ()>(
                 store
                     .iter()
@@ -300,7 +301,7 @@ mod tests {
                     .collect(),
             )
         };
-        run("1", "us-east-1", q, &mut fetch).unwrap()
+        run("1", "us-east-1", q, fetch).unwrap()
     }
 
     fn ids(page: &Page) -> Vec<String> {
