@@ -6,6 +6,7 @@
 //! * [`protocol`] holds the pieces every operation shares: targets, errors,
 //!   timestamps and blobs.
 
+pub mod cloudtrail;
 pub mod kms;
 pub mod model;
 pub mod protocol;
