@@ -10,10 +10,7 @@ import pytest
 
 from conftest import ACCESS_KEY, MSG_NOT_FOUND, REGION, SECRET_KEY, unique_name
 
-SEED_KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE"
-
-
-def aws(url, *args, check=True, access_key=ACCESS_KEY):
+def aws(url, *args, check=True, access_key=ACCESS_KEY, service="secretsmanager"):
     env = dict(os.environ)
     env.update(
         AWS_ACCESS_KEY_ID=access_key,
@@ -25,7 +22,7 @@ def aws(url, *args, check=True, access_key=ACCESS_KEY):
     for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         env.pop(var, None)
     cmd = [
-        sys.executable, "-m", "awscli", "secretsmanager", *args,
+        sys.executable, "-m", "awscli", service, *args,
         "--endpoint-url", url, "--region", REGION, "--output", "json",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
@@ -64,10 +61,11 @@ def test_cli_seed_update_description(url, seeded):
 
 def test_cli_seed_update_kms_key(url, seeded):
     name, created = seeded
-    out = aws_json(url, "update-secret", "--secret-id", name, "--kms-key-id", SEED_KMS_KEY)
+    key_arn = aws_json(url, "create-key", service="kms")["KeyMetadata"]["Arn"]
+    out = aws_json(url, "update-secret", "--secret-id", name, "--kms-key-id", key_arn)
     assert out == {"ARN": created["ARN"], "Name": name}
     desc = aws_json(url, "describe-secret", "--secret-id", name)
-    assert desc["KmsKeyId"] == SEED_KMS_KEY
+    assert desc["KmsKeyId"] == key_arn
 
 
 def test_cli_seed_update_secret_string(url, seeded):

@@ -3,9 +3,10 @@
 import time
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
 
-from conftest import expect_error, keys
+from conftest import ACCESS_KEY, REGION, SECRET_KEY, expect_error, keys
 
 ROTATION_KEYS = {"RotationEnabled", "RotationRules", "RotationLambdaARN"}
 
@@ -64,8 +65,15 @@ def test_describe_has_no_rotation_keys_and_no_default_kms_key(sm, name):
     assert "KmsKeyId" not in desc
 
 
-def test_describe_reports_kms_key_given_at_create(sm, name):
-    key = "arn:aws:kms:us-east-1:000000000000:key/11111111-2222-3333-4444-555555555555"
+def test_describe_reports_kms_key_given_at_create(sm, url, name):
+    kms = boto3.client(
+        "kms",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    key = kms.create_key()["KeyMetadata"]["Arn"]
     sm.create_secret(Name=name, SecretString="v", KmsKeyId=key)
     assert sm.describe_secret(SecretId=name)["KmsKeyId"] == key
 

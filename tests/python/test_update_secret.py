@@ -2,16 +2,20 @@
 
 import time
 
+import boto3
+
 from conftest import (
+    ACCESS_KEY,
     MSG_MARKED_FOR_DELETION,
     MSG_NOT_FOUND,
+    REGION,
+    SECRET_KEY,
     expect_error,
     keys,
     stages,
     token,
 )
 
-SEED_KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE"
 SEED_DESCRIPTION = "This is a new description for the secret."
 SEED_VALUE = '{"username":"anika","password":"a different password"}'
 
@@ -43,7 +47,15 @@ def test_update_description_only_with_explicit_token_creates_no_version(sm, name
     assert version_ids(sm, name) == {created["VersionId"]}
 
 
-def test_update_kms_key_only_returns_arn_and_name_and_is_reported_by_describe(sm, name):
+def test_update_kms_key_only_returns_arn_and_name_and_is_reported_by_describe(sm, url, name):
+    kms = boto3.client(
+        "kms",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    SEED_KMS_KEY = kms.create_key()["KeyMetadata"]["Arn"]
     created = sm.create_secret(Name=name, SecretString="v1")
     assert "KmsKeyId" not in sm.describe_secret(SecretId=name)
     resp = sm.update_secret(SecretId=name, KmsKeyId=SEED_KMS_KEY)
