@@ -154,9 +154,13 @@ pub fn is_read_only(operation: &str) -> bool {
     READS.iter().any(|p| operation.starts_with(p))
 }
 
-/// Lower camel case as CloudTrail writes member names: only the first letter is lowered,
-/// so `SecretId` becomes `secretId` and `ARN` becomes `aRN`.
+/// Lower camel case as CloudTrail writes member names: the first letter is lowered, so
+/// `SecretId` becomes `secretId`; an all-capital name is lowered whole (`ARN` -> `arn`, as
+/// Secrets Manager writes it since 2024, where it once wrote `aRN`).
 fn lower_camel(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_uppercase()) {
+        return name.to_ascii_lowercase();
+    }
     let mut chars = name.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
@@ -266,7 +270,7 @@ mod tests {
         let out = redact_parameters(&request, &sensitive);
         assert_eq!(
             out,
-            json!({"secretId": "db", "nested": {"keep": 1}, "list": [{"aRN": "arn"}, {}]})
+            json!({"secretId": "db", "nested": {"keep": 1}, "list": [{"arn": "arn"}, {}]})
         );
         let text = out.to_string();
         for secret in ["hunter2", "aGk=", "\"p\"", "pw", "\"x\""] {

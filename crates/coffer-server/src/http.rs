@@ -40,6 +40,9 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let (status, content_type, body) = if query_protocol {
         let (status, body) = answer_sts(&app, request, &request_id).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
+    } else if coffer_wire::cloudtrail::operation(&target).is_some() {
+        let (status, body) = answer_cloudtrail(&app, request, &request_id).await;
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), CONTENT_TYPE, body)
     } else {
         match answer(&app, request, &request_id).await {
             Ok(body) => (StatusCode::OK, CONTENT_TYPE, body),
@@ -175,6 +178,34 @@ fn serve_json(
         (None, Some(ctx)) => (ctx, None),
         (None, None) => return Err(AwsError::internal()),
     };
+    let source = match service {
+        Service::SecretsManager => "secretsmanager.amazonaws.com",
+        Service::Kms => "kms.amazonaws.com",
+    };
+    crate::audit::begin(
+        &ctx,
+        crate::audit::identity(who.as_ref(), &ctx),
+        raw,
+        source,
+        op,
+        Some(model),
+    );
+    let result = serve_identified(app, ctx, who, raw, buffer, service, op, model);
+    crate::audit::finish(app, result)
+}
+
+/// The part of [`serve_json`] after the caller is known, whose outcome is audited.
+#[allow(clippy::too_many_arguments)]
+fn serve_identified(
+    app: &App,
+    ctx: RequestContext,
+    who: Option<Authenticated>,
+    raw: &RawRequest,
+    mut buffer: Vec<u8>,
+    service: Service,
+    op: &str,
+    model: &ServiceModel,
+) -> Result<Vec<u8>, AwsError> {
     let parsed = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
         Ok(serde_json::Value::Object(Default::default()))
     } else {
@@ -188,6 +219,7 @@ fn serve_json(
             format!("The request body is not valid JSON ({}).", e.classify_message()),
         )
     })?;
+    crate::audit::set_request(&body);
     validate_input(model, op, &body)?;
     let Some(who) = who else {
         return dispatch(app, &ctx, service, op, body);
@@ -198,6 +230,107 @@ fn serve_json(
         return auth::filter_batch(app, &who, &ctx, out, raw.source_ip);
     }
     Ok(out)
+}
+
+/// Answers a CloudTrail request (LookupEvents over the audit trail): `(status, body)`.
+/// The call is audited like any other; reading the trail needs `cloudtrail:LookupEvents`.
+async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
+    use coffer_wire::cloudtrail;
+    let fail =
+        |code: &str, message: &str, status: u16| (status, cloudtrail::error_body(code, message));
+    let aws = move |e: AwsError| fail(e.code.as_str(), &e.message, e.code.http_status());
+    let dev_ctx = match &app.iam {
+        None => match caller(request.headers(), &app.config.default_account, request_id) {
+            Ok(ctx) => Some(ctx),
+            Err(e) => return aws(e),
+        },
+        Some(_) => None,
+    };
+    let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
+    if request.method() != Method::POST || cloudtrail::operation(&target) != Some("LookupEvents") {
+        return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
+    }
+    let (raw, body) = raw_parts(request);
+    let buffer = match read_body(body, app.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return aws(e),
+    };
+    let app = app.clone();
+    let request_id = request_id.to_string();
+    let answered = tokio::task::spawn_blocking(move || {
+        let (ctx, who) = match (&app.iam, dev_ctx) {
+            (Some(iam), _) => {
+                match auth::authenticate(&app, iam, &raw, &buffer, "cloudtrail", now_secs()) {
+                    Ok(who) => {
+                        let ctx = RequestContext {
+                            scope: Scope::new(
+                                who.caller.principal.account.clone(),
+                                who.region.clone(),
+                            ),
+                            access_key_id: who.access_key_id.clone(),
+                            request_id: request_id.clone(),
+                        };
+                        (ctx, Some(who))
+                    }
+                    Err(e) => return aws(e.into_json()),
+                }
+            }
+            (None, Some(ctx)) => (ctx, None),
+            (None, None) => return aws(AwsError::internal()),
+        };
+        let identity = crate::audit::identity(who.as_ref(), &ctx);
+        crate::audit::begin(&ctx, identity, &raw, "cloudtrail.amazonaws.com", "LookupEvents", None);
+        let outcome = lookup(&app, &ctx, who.as_ref(), &raw, &buffer);
+        let audited = match &outcome {
+            Ok(body) => crate::audit::finish_outcome(&app, Ok(body)),
+            Err((_, code, message)) => {
+                crate::audit::finish_outcome(&app, Err((code.clone(), message.clone())))
+            }
+        };
+        match (audited, outcome) {
+            (Err(e), _) => aws(e),
+            (Ok(()), Ok(body)) => (200, body),
+            (Ok(()), Err((status, code, message))) => fail(&code, &message, status),
+        }
+    })
+    .await;
+    answered.unwrap_or_else(|_| aws(AwsError::internal()))
+}
+
+/// Decodes, authorizes and answers one LookupEvents request: the response body, or
+/// `(status, code, message)`.
+fn lookup(
+    app: &App,
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
+    raw: &RawRequest,
+    buffer: &[u8],
+) -> Result<Vec<u8>, (u16, String, String)> {
+    let aws = |e: AwsError| (e.code.http_status(), e.code.as_str().to_string(), e.message);
+    let body: serde_json::Value = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(buffer).map_err(|e| {
+            aws(AwsError::new(
+                ErrorCode::Serialization,
+                format!("The request body is not valid JSON ({}).", e.classify_message()),
+            ))
+        })?
+    };
+    crate::audit::set_request(&body);
+    let req = serde_json::from_value(body).map_err(|e| {
+        aws(AwsError::new(
+            ErrorCode::Serialization,
+            format!("The request does not match LookupEvents ({e})."),
+        ))
+    })?;
+    if let Some(who) = who {
+        crate::audit::authorize_lookup(who, raw.source_ip).map_err(aws)?;
+    }
+    let response = crate::audit::lookup_events(app, &ctx.scope, req).map_err(|e| {
+        (if e.code == "InternalFailure" { 500 } else { 400 }, e.code.to_string(), e.message)
+    })?;
+    serde_json::to_vec(&response).map_err(|_| aws(AwsError::internal()))
 }
 
 /// Answers a query-protocol (STS) request: `(status, XML body)`.

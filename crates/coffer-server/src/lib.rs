@@ -9,6 +9,7 @@
 //! Architecture invariant: only this crate knows HTTP; plaintext values exist
 //! here only between `coffer-crypto` and the response encoder.
 
+pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod clock;
@@ -35,11 +36,17 @@ pub struct Config {
     pub default_account: String,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How the audit trail is kept.
+    pub audit: audit::Settings,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { default_account: "000000000000".to_string(), max_body_bytes: 1024 * 1024 }
+        Config {
+            default_account: "000000000000".to_string(),
+            max_body_bytes: 1024 * 1024,
+            audit: audit::Settings::default(),
+        }
     }
 }
 
@@ -59,6 +66,8 @@ pub struct App {
     /// Users and access keys; `None` with `--dev`, where any credentials are accepted
     /// and nothing is authorized.
     pub iam: Option<iam::Iam>,
+    /// The audit trail's settings and sink.
+    pub audit: audit::Auditor,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -73,7 +82,8 @@ pub(crate) fn store_error(e: StoreError) -> AwsError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: Config) -> Arc<App> {
-        Arc::new(App { store, keys, config, iam: None })
+        let audit = audit::Auditor::new(config.audit.clone());
+        Arc::new(App { store, keys, config, iam: None, audit })
     }
 
     /// An app that authenticates and authorizes every request with `iam`.
@@ -83,7 +93,8 @@ impl App {
         config: Config,
         iam: iam::Iam,
     ) -> Arc<App> {
-        Arc::new(App { store, keys, config, iam: Some(iam) })
+        let audit = audit::Auditor::new(config.audit.clone());
+        Arc::new(App { store, keys, config, iam: Some(iam), audit })
     }
 
     /// Runs `f` in a read transaction, carrying its AWS error out.
@@ -106,22 +117,36 @@ impl App {
     }
 
     /// Runs `f` in a write transaction: committed durably iff `f` returns `Ok`.
-    pub fn write<T>(
+    ///
+    /// The audit event of the mutating call running on this thread (if any) is appended
+    /// in the same transaction, so the change and its record commit together; if the
+    /// event cannot be written, nothing is committed (unless the trail is fail-open).
+    pub fn write<T: 'static>(
         &self,
         mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError>,
     ) -> Result<T, AwsError> {
         let mut out = None;
         let result = self.store.write(&mut |tx| match f(tx) {
-            Ok(v) => {
-                out = Some(Ok(v));
-                Ok(())
-            }
+            Ok(v) => match audit::in_transaction(self, tx, &v) {
+                Ok(()) => {
+                    out = Some(Ok(v));
+                    Ok(())
+                }
+                Err(e) => {
+                    out = Some(Err(e));
+                    Err(StoreError::Aborted)
+                }
+            },
             Err(e) => {
                 out = Some(Err(e));
                 Err(StoreError::Aborted)
             }
         });
-        finish(result, out)
+        let done = finish(result, out);
+        if done.is_ok() {
+            audit::committed();
+        }
+        done
     }
 }
 

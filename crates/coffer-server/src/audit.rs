@@ -1,0 +1,623 @@
+//! The audit trail: one CloudTrail event per call, chained per account and region in the
+//! store, optionally streamed as JSON lines; and CloudTrail's LookupEvents over it.
+//!
+//! A call's event is prepared by [`begin`] (on the blocking thread that runs the call)
+//! and kept in a thread-local until the call ends. A mutating call's event is appended
+//! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
+//! the change and its record commit together or not at all. Read-only calls, failures
+//! and calls that changed nothing get their event in a transaction of its own when the
+//! call ends ([`finish`]). When an event cannot be written the call fails with
+//! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
+//! `Settings::fail_open` is set, in which case the failure is only logged.
+
+use crate::auth::{Authenticated, RawRequest};
+use crate::{App, RequestContext, clock};
+use coffer_audit::chain::{self, EVENT_KIND, HEAD_KIND, Head, Record};
+use coffer_audit::event::{self, EVENT_VERSION, Event, Resource, UserIdentity};
+use coffer_audit::lookup::{self, LookupError, Query};
+use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_store::{ReadTxn, StoreError, WriteTxn};
+use coffer_wire::cloudtrail::{LookupEventsRequest, LookupEventsResponse};
+use coffer_wire::model::ServiceModel;
+use coffer_wire::secretsmanager as sm;
+use serde_json::Value;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// How the trail is kept.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Serve calls whose event could not be written (logging the failure) instead of
+    /// failing them. Off by default: no audit, no access.
+    pub fail_open: bool,
+    /// Also stream every event as one JSON line to this file (`-`: standard output).
+    pub log: Option<PathBuf>,
+    /// Rotate the file once it would grow past this many bytes.
+    pub log_max_bytes: u64,
+    /// How many rotated files (`FILE.1` newest ... `FILE.N`) are kept.
+    pub log_keep: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { fail_open: false, log: None, log_max_bytes: 100 * 1024 * 1024, log_keep: 5 }
+    }
+}
+
+/// The server's audit state: its settings and the JSON-lines sink.
+pub struct Auditor {
+    settings: Settings,
+    sink: Mutex<Option<(File, u64)>>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor").field("settings", &self.settings).finish()
+    }
+}
+
+impl Auditor {
+    pub fn new(settings: Settings) -> Auditor {
+        Auditor { settings, sink: Mutex::new(None) }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Opens the JSON-lines file now, so that a bad path stops the server at start.
+    pub fn open_sink(&self) -> std::io::Result<()> {
+        match &self.settings.log {
+            Some(path) if path.as_os_str() != "-" => {
+                let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+                *sink = Some(open_append(path)?);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes one line to the sink (if any), rotating the file by size first.
+    fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+        let Some(path) = &self.settings.log else { return Ok(()) };
+        if path.as_os_str() == "-" {
+            let mut out = std::io::stdout().lock();
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
+            return out.flush();
+        }
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if sink.is_none() {
+            *sink = Some(open_append(path)?);
+        }
+        let len = line.len() as u64 + 1;
+        let size = sink.as_ref().map_or(0, |s| s.1);
+        if size > 0 && size + len > self.settings.log_max_bytes && is_regular_file(path) {
+            *sink = None;
+            rotate(path, self.settings.log_keep)?;
+            *sink = Some(open_append(path)?);
+        }
+        let (file, size) = sink.as_mut().expect("opened above");
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        // A failed write may leave a partial line; drop the handle so the next write
+        // reopens the file rather than appending to a torn line's tail blindly.
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.flush()) {
+            *sink = None;
+            return Err(e);
+        }
+        *size += len;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((file, size))
+}
+
+fn is_regular_file(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
+}
+
+/// `FILE` -> `FILE.1`, `FILE.1` -> `FILE.2`, ..., dropping the oldest beyond `keep`.
+fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
+    let numbered = |n: usize| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    };
+    let keep = keep.max(1);
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let from = numbered(n);
+        if from.exists() {
+            std::fs::rename(&from, numbered(n + 1))?;
+        }
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+/// The event of the call running on this thread, until it is written.
+struct Pending {
+    scope: Scope,
+    time_ms: i64,
+    event: Event,
+    sensitive: BTreeSet<String>,
+    /// Set once the event committed with the call's change.
+    committed: bool,
+}
+
+thread_local! {
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// `userIdentity` of a verified caller, or (with `--dev`, where nothing is verified)
+/// the root identity of the account the access key maps to.
+pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdentity {
+    match who {
+        Some(who) => {
+            let p = &who.caller.principal;
+            let root = p.arn.ends_with(":root");
+            UserIdentity {
+                kind: if root { "Root" } else { "IAMUser" }.to_string(),
+                principal_id: Some(p.user_id.clone()),
+                arn: Some(p.arn.clone()),
+                account_id: Some(p.account.clone()),
+                access_key_id: Some(who.access_key_id.clone()),
+                user_name: (!root).then(|| p.name.clone()),
+                invoked_by: None,
+            }
+        }
+        None => UserIdentity {
+            kind: "Root".to_string(),
+            principal_id: Some(ctx.scope.account.clone()),
+            arn: Some(format!("arn:aws:iam::{}:root", ctx.scope.account)),
+            account_id: Some(ctx.scope.account.clone()),
+            access_key_id: Some(ctx.access_key_id.clone()),
+            user_name: None,
+            invoked_by: None,
+        },
+    }
+}
+
+fn header<'a>(raw: &'a RawRequest, name: &str) -> Option<&'a str> {
+    raw.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+fn source_ip(ip: Option<IpAddr>) -> String {
+    ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Starts the event of a call by `identity` to `source` (`secretsmanager.amazonaws.com`,
+/// `kms.amazonaws.com`, ...) in the caller's scope. Replaces any event a panicked call
+/// left behind on this thread.
+pub fn begin(
+    ctx: &RequestContext,
+    identity: UserIdentity,
+    raw: &RawRequest,
+    source: &str,
+    op: &str,
+    model: Option<&ServiceModel>,
+) {
+    let now = clock::now_ms();
+    let event = Event {
+        event_version: EVENT_VERSION.to_string(),
+        user_identity: identity,
+        event_time: coffer_audit::format_iso8601(now),
+        event_source: source.to_string(),
+        event_name: op.to_string(),
+        aws_region: ctx.scope.region.clone(),
+        source_ip_address: source_ip(raw.source_ip),
+        user_agent: header(raw, "user-agent").unwrap_or("").chars().take(1024).collect(),
+        error_code: None,
+        error_message: None,
+        request_parameters: Value::Null,
+        response_elements: Value::Null,
+        request_id: Some(ctx.request_id.clone()),
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: event::is_read_only(op),
+        resources: Vec::new(),
+        event_type: "AwsApiCall".to_string(),
+        management_event: true,
+        recipient_account_id: ctx.scope.account.clone(),
+        event_category: "Management".to_string(),
+    };
+    let sensitive =
+        model.map(|m| m.sensitive_members(op).into_iter().collect()).unwrap_or_default();
+    let pending =
+        Pending { scope: ctx.scope.clone(), time_ms: now, event, sensitive, committed: false };
+    PENDING.with(|p| *p.borrow_mut() = Some(pending));
+}
+
+/// Records the request parameters of the call on this thread, redacted.
+pub fn set_request(body: &Value) {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut() {
+            pending.event.request_parameters = parameters(body, &pending.sensitive);
+        }
+    });
+}
+
+/// Redacted parameters; an empty object is written as `null`, as CloudTrail does.
+fn parameters(body: &Value, sensitive: &BTreeSet<String>) -> Value {
+    match event::redact_parameters(body, sensitive) {
+        Value::Object(m) if m.is_empty() => Value::Null,
+        v => v,
+    }
+}
+
+/// The response elements of a mutating call, from the value its write transaction
+/// produced, when that value is the operation's response.
+fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
+    fn as_json<T: serde::Serialize + 'static>(r: &dyn Any) -> Option<Value> {
+        r.downcast_ref::<T>().and_then(|v| serde_json::to_value(v).ok())
+    }
+    let found = as_json::<sm::SecretRefResponse>(result)
+        .or_else(|| as_json::<sm::DeleteSecretResponse>(result))
+        .or_else(|| as_json::<sm::EmptyResponse>(result));
+    found.map(|v| parameters(&v, sensitive)).unwrap_or(Value::Null)
+}
+
+/// Adds the secret an event names to its `resources`.
+fn add_resources(event: &mut Event) {
+    let arn = [&event.response_elements, &event.request_parameters].into_iter().find_map(|doc| {
+        ["aRN", "arn", "secretId"]
+            .iter()
+            .find_map(|k| doc.get(k).and_then(Value::as_str))
+            .filter(|s| s.starts_with("arn:aws:secretsmanager:"))
+            .map(str::to_string)
+    });
+    if let Some(arn) = arn {
+        let account = arn.split(':').nth(4).map(str::to_string);
+        if !event.resources.iter().any(|r| r.arn == arn) {
+            event.resources.push(Resource {
+                arn,
+                account_id: account,
+                kind: "AWS::SecretsManager::Secret".to_string(),
+            });
+        }
+    }
+}
+
+/// The error code CloudTrail records: `AccessDenied` for authorization failures, the
+/// exception name otherwise.
+fn error_code(e: &AwsError) -> String {
+    match e.code {
+        ErrorCode::AccessDenied => "AccessDenied".to_string(),
+        code => code.as_str().to_string(),
+    }
+}
+
+/// Appends `event` to its chain in `tx`: reads the chain head, seals the record after it
+/// and stores record and new head.
+pub fn append(
+    tx: &mut dyn WriteTxn,
+    scope: &Scope,
+    time_ms: i64,
+    event: &Event,
+) -> Result<Record, StoreError> {
+    let id = chain::chain_id(&scope.account, &scope.region);
+    let head = match tx.record(HEAD_KIND, &id)? {
+        Some(bytes) => serde_json::from_slice::<Head>(&bytes).ok(),
+        None => None,
+    };
+    // Without a head (never written, or removed), continue after the newest stored
+    // event rather than overwrite the chain from its start.
+    let head = match head {
+        Some(h) => Some(h),
+        None => {
+            let prefix = chain::event_prefix(&scope.account, &scope.region);
+            tx.records(EVENT_KIND, &prefix, None, 1)?
+                .first()
+                .and_then(|(_, bytes)| Record::from_bytes(bytes))
+                .map(|r| r.head())
+        }
+    };
+    let record = Record::seal(head.as_ref(), time_ms, event);
+    tx.put_record(
+        EVENT_KIND,
+        &chain::event_key(&scope.account, &scope.region, record.seq),
+        &record.to_bytes(),
+    )?;
+    let head = serde_json::to_vec(&record.head()).expect("heads serialize");
+    tx.put_record(HEAD_KIND, &id, &head)?;
+    Ok(record)
+}
+
+/// Appends to the store and streams to the sink, inside `tx`. A failure is an error
+/// (aborting the transaction) unless the trail is fail-open.
+fn append_and_stream(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    scope: &Scope,
+    time_ms: i64,
+    event: &Event,
+) -> Result<(), AwsError> {
+    let fail = |what: &str, cause: String| {
+        tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
+        if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
+    };
+    if let Err(e) = append(tx, scope, time_ms, event) {
+        return fail("store", e.to_string());
+    }
+    let line = serde_json::to_vec(event).expect("events serialize");
+    if let Err(e) = app.audit.write_line(&line) {
+        return fail("audit log", e.to_string());
+    }
+    Ok(())
+}
+
+/// Called by `App::write` inside its transaction once the closure succeeded: appends
+/// the event of the mutating call running on this thread, if it has not been.
+pub(crate) fn in_transaction(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    result: &dyn Any,
+) -> Result<(), AwsError> {
+    PENDING.with(|p| {
+        let p = p.borrow();
+        let Some(pending) = p.as_ref() else { return Ok(()) };
+        if pending.committed || pending.event.read_only {
+            return Ok(());
+        }
+        let mut event = pending.event.clone();
+        event.response_elements = response_of(result, &pending.sensitive);
+        add_resources(&mut event);
+        append_and_stream(app, tx, &pending.scope, pending.time_ms, &event)
+    })
+}
+
+/// Called by `App::write` once its transaction committed.
+pub(crate) fn committed() {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut()
+            && !pending.event.read_only
+        {
+            pending.committed = true;
+        }
+    });
+}
+
+/// Ends the call on this thread: writes its event unless it committed with the
+/// change, and turns the call into InternalServiceError if that fails (fail-closed).
+pub fn finish(app: &App, result: Result<Vec<u8>, AwsError>) -> Result<Vec<u8>, AwsError> {
+    let outcome = match &result {
+        Ok(bytes) => Ok(bytes.as_slice()),
+        Err(e) => Err((error_code(e), e.message.clone())),
+    };
+    finish_outcome(app, outcome)?;
+    result
+}
+
+/// [`finish`] for calls whose errors are not `AwsError`s: `Ok(response body)` or
+/// `Err((error code, message))`.
+pub fn finish_outcome(app: &App, outcome: Result<&[u8], (String, String)>) -> Result<(), AwsError> {
+    let Some(pending) = PENDING.with(|p| p.borrow_mut().take()) else { return Ok(()) };
+    if pending.committed {
+        return Ok(());
+    }
+    let mut event = pending.event;
+    match outcome {
+        Ok(bytes) if !event.read_only => {
+            event.response_elements = serde_json::from_slice::<Value>(bytes)
+                .map(|v| parameters(&v, &pending.sensitive))
+                .unwrap_or(Value::Null);
+        }
+        Ok(_) => {}
+        Err((code, message)) => {
+            event.error_code = Some(code);
+            event.error_message = Some(message);
+        }
+    }
+    add_resources(&mut event);
+    write_own(app, &pending.scope, pending.time_ms, &event)
+}
+
+/// Writes one event in a transaction of its own.
+fn write_own(app: &App, scope: &Scope, time_ms: i64, event: &Event) -> Result<(), AwsError> {
+    let written = app.store.write(&mut |tx| {
+        append_and_stream(app, tx, scope, time_ms, event).map_err(|_| StoreError::Aborted)
+    });
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not commit the audit event");
+            if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
+        }
+    }
+}
+
+/// Records a call answered outside the JSON path (STS's query protocol): its event in
+/// a transaction of its own. An error means the call must fail (fail-closed).
+pub fn record_call(
+    app: &App,
+    ctx: &RequestContext,
+    identity: UserIdentity,
+    raw: &RawRequest,
+    source: &str,
+    op: &str,
+    error: Option<(String, String)>,
+) -> Result<(), AwsError> {
+    begin(ctx, identity, raw, source, op, None);
+    finish_outcome(app, error.map_or(Ok(&[][..]), Err))
+}
+
+/// Carries out every scheduled secret deletion due at `now`, each with its
+/// `DeleteSecret` service event in the same transaction, as Secrets Manager records
+/// the end of a recovery window. Returns how many secrets were removed.
+pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
+    PENDING.with(|p| *p.borrow_mut() = None);
+    app.write(|tx| {
+        let due = tx.secrets_due_for_deletion(now).map_err(crate::store_error)?;
+        for arn in &due {
+            let Some(meta) = tx.secret_by_arn(arn).map_err(crate::store_error)? else { continue };
+            tx.delete_secret(arn).map_err(crate::store_error)?;
+            let event = service_event(&meta.scope, "DeleteSecret", arn, now);
+            append_and_stream(app, tx, &meta.scope, now, &event)?;
+        }
+        Ok(due.len())
+    })
+}
+
+/// An event of work Secrets Manager does by itself (`AwsServiceEvent`).
+fn service_event(scope: &Scope, name: &str, arn: &str, now: i64) -> Event {
+    const SERVICE: &str = "secretsmanager.amazonaws.com";
+    Event {
+        event_version: EVENT_VERSION.to_string(),
+        user_identity: UserIdentity {
+            kind: "AWSService".to_string(),
+            account_id: Some(scope.account.clone()),
+            invoked_by: Some(SERVICE.to_string()),
+            ..Default::default()
+        },
+        event_time: coffer_audit::format_iso8601(now),
+        event_source: SERVICE.to_string(),
+        event_name: name.to_string(),
+        aws_region: scope.region.clone(),
+        source_ip_address: SERVICE.to_string(),
+        user_agent: SERVICE.to_string(),
+        error_code: None,
+        error_message: None,
+        request_parameters: Value::Null,
+        response_elements: Value::Null,
+        request_id: None,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: false,
+        resources: vec![Resource {
+            arn: arn.to_string(),
+            account_id: Some(scope.account.clone()),
+            kind: "AWS::SecretsManager::Secret".to_string(),
+        }],
+        event_type: "AwsServiceEvent".to_string(),
+        management_event: true,
+        recipient_account_id: scope.account.clone(),
+        event_category: "Management".to_string(),
+    }
+}
+
+/// Checks that a verified caller may call `cloudtrail:LookupEvents`.
+pub fn authorize_lookup(who: &Authenticated, source_ip: Option<IpAddr>) -> Result<(), AwsError> {
+    use coffer_auth::policy::{Context, Request, evaluate};
+    let p = &who.caller.principal;
+    let mut context = Context::default();
+    context.set("aws:PrincipalArn", p.arn.clone());
+    context.set("aws:PrincipalAccount", p.account.clone());
+    context.set("aws:username", p.name.clone());
+    context.set("aws:userid", p.user_id.clone());
+    context.set("aws:RequestedRegion", who.region.clone());
+    context.set("aws:CurrentTime", coffer_audit::format_iso8601(clock::now_ms()));
+    if let Some(ip) = source_ip {
+        context.set("aws:SourceIp", ip.to_string());
+    }
+    let req = Request {
+        principal: p,
+        action: "cloudtrail:LookupEvents",
+        resource: "*",
+        resource_account: &p.account,
+        context: &context,
+    };
+    match evaluate(&req, &who.caller.policies, None).denial_message(&req) {
+        None => Ok(()),
+        Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
+    }
+}
+
+/// Answers LookupEvents over the chain of `scope`, newest event first.
+pub fn lookup_events(
+    app: &App,
+    scope: &Scope,
+    req: LookupEventsRequest,
+) -> Result<LookupEventsResponse, LookupError> {
+    if let Some(category) = &req.event_category {
+        if category != "insight" {
+            return Err(LookupError {
+                code: "InvalidEventCategoryException",
+                message: format!("The event category {category} is not valid."),
+            });
+        }
+        // Coffer records no Insights events.
+        return Ok(LookupEventsResponse { events: Vec::new(), next_token: None });
+    }
+    let attributes: Vec<(String, String)> = req
+        .lookup_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.attribute_key, a.attribute_value))
+        .collect();
+    let query = Query::new(
+        &attributes,
+        req.start_time,
+        req.end_time,
+        req.max_results,
+        req.next_token.as_deref(),
+    )?;
+    let mut page = None;
+    let read = app.store.read(&mut |tx: &dyn ReadTxn| {
+        let found = lookup::run(&scope.account, &scope.region, &query, |prefix, after, limit| {
+            tx.records(EVENT_KIND, prefix, after, limit)
+        })?;
+        page = Some(found);
+        Ok(())
+    });
+    match (read, page) {
+        (Ok(()), Some(page)) => {
+            Ok(LookupEventsResponse { events: page.events, next_token: page.next_token })
+        }
+        (result, _) => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "LookupEvents could not read the trail");
+            }
+            Err(LookupError {
+                code: "InternalFailure",
+                message: "An internal error occurred.".to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_rotates_by_size_and_keeps_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let auditor = Auditor::new(Settings {
+            log: Some(path.clone()),
+            log_max_bytes: 100,
+            log_keep: 2,
+            ..Settings::default()
+        });
+        let line = vec![b'x'; 39];
+        for _ in 0..10 {
+            auditor.write_line(&line).unwrap();
+        }
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        assert!(size(&path) <= 100);
+        let one = dir.path().join("audit.jsonl.1");
+        let two = dir.path().join("audit.jsonl.2");
+        assert_eq!(size(&one), 80);
+        assert_eq!(size(&two), 80);
+        assert!(!dir.path().join("audit.jsonl.3").exists());
+    }
+
+    #[test]
+    fn a_sink_that_cannot_be_written_is_an_error() {
+        let auditor =
+            Auditor::new(Settings { log: Some(PathBuf::from("/dev/full")), ..Settings::default() });
+        assert!(auditor.write_line(b"{}").is_err());
+    }
+}
