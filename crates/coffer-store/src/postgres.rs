@@ -226,6 +226,8 @@ impl PostgresStore {
         let mut client = self.checkout()?;
         rt.block_on(async {
             let tx = client.transaction().await?;
+            // "already exists, skipping" notices on every start are noise.
+            tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS coffer_schema_migrations (\

@@ -417,8 +417,19 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
 }
 
 /// Connects to `url` without TLS, runs `sql` (one or more statements) and
-/// returns every row's columns as text.
+/// returns every row's columns as text. It works on a thread of its own, so
+/// async tests may call it (and drop a [`TestDatabase`]) without blocking a
+/// runtime's worker.
 fn admin_query_result(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| admin_query_on_this_thread(url, sql))
+            .join()
+            .unwrap_or_else(|_| Err("the admin query panicked".to_owned()))
+    })
+}
+
+fn admin_query_on_this_thread(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
