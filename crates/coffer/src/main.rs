@@ -1,5 +1,6 @@
 //! The `coffer` binary: a thin command-line layer over `coffer-server`.
 
+mod admin;
 mod backup;
 mod serve;
 mod store_select;
@@ -25,6 +26,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Load a backup into an empty store (SQLite or PostgreSQL).
     Restore(backup::RestoreArgs),
+    /// Offline maintenance of a data directory (for example rotating the master key).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => store_select::migrate(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
+        Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
