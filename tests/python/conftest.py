@@ -173,7 +173,9 @@ def start_dev_server() -> ServerProcess:
 
 
 def start_durable_server(data_dir: Path, env: dict[str, str] | None = None) -> ServerProcess:
-    return start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"], env)
+    """A SQLite-backed server; ``--dev`` because these clients sign with made-up keys
+    (test_auth.py covers serving with authentication)."""
+    return start_server(["serve", "--dev", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"], env)
 
 
 def make_client(

@@ -237,7 +237,7 @@ def test_right_master_key_in_environment_serves(populated_dir):
     if decoded is None:
         pytest.skip("master.key is neither 32 raw bytes nor base64 of 32 bytes")
     env = {"COFFER_MASTER_KEY": base64.b64encode(decoded[0]).decode()}
-    srv = start_server(["serve", "--data-dir", str(populated_dir), "--listen", "127.0.0.1:0"], env)
+    srv = start_server(["serve", "--dev", "--data-dir", str(populated_dir), "--listen", "127.0.0.1:0"], env)
     try:
         assert make_client(srv.url).get_secret_value(SecretId="keyed")["SecretString"] == "needs-the-right-key"
     finally:
@@ -247,7 +247,7 @@ def test_right_master_key_in_environment_serves(populated_dir):
 def test_secret_values_never_reach_the_logs(tmp_path):
     value = canary("log")
     srv = start_server(
-        ["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"],
+        ["serve", "--dev", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"],
         {"RUST_LOG": "trace", "COFFER_LOG": "trace"},
     )
     try:

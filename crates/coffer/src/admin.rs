@@ -1,20 +1,15 @@
-//! `coffer admin`: offline maintenance of a data directory (run with the server stopped).
+//! `coffer admin`: administration of a data directory.
 //!
-//! `rotate-master-key` re-wraps every KMS key material under a new master key without
-//! touching any secret value or ciphertext. It is safe to interrupt at any point:
-//!
-//! 1. the new key is read from, or first written durably to, `--new-master-key-file`;
-//! 2. one store transaction re-wraps every material and replaces the check value, so the
-//!    database is bound either to the old key or to the new one, never to a mix;
-//! 3. only then is `<data-dir>/master.key` replaced (write, fsync, rename, fsync directory).
-//!
-//! Re-running after an interruption finishes the job: a database already bound to the new
-//! key skips step 2, and step 3 is repeated.
+//! `create-user`, `delete-user`, `list-users`, `create-access-key`, `delete-access-key`,
+//! `attach-policy` and `detach-policy` manage the IAM users that `coffer serve`
+//! authenticates; `bootstrap_admin` creates the first administrator when a data directory
+//! is first served.
 
 use clap::{Args, Subcommand};
+use coffer_auth::principal::SecretAccessKey;
 use coffer_crypto::MasterKey;
-use coffer_server::{MasterKeyRotation, rotate_master_key};
-use coffer_store::SqliteStore;
+use coffer_server::iam::Iam;
+use coffer_store::{SqliteStore, Store};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -31,120 +26,265 @@ pub struct AdminArgs {
 
 #[derive(Subcommand, Debug)]
 enum AdminCommand {
-    /// Re-wrap every KMS key under a new master key (secret ciphertext is not touched).
-    /// Stop the server first.
-    RotateMasterKey(RotateMasterKeyArgs),
-}
-
-#[derive(Args, Debug)]
-struct RotateMasterKeyArgs {
-    /// The data directory of the server (holding coffer.db).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// The current master key file, when it is not `<data-dir>/master.key`
-    /// (`COFFER_MASTER_KEY` is used when set).
-    #[arg(long)]
-    master_key_file: Option<PathBuf>,
-    /// The new master key: read if the file exists, otherwise created (mode 0600) with a
-    /// fresh random key before anything else changes.
-    #[arg(long)]
-    new_master_key_file: PathBuf,
+    /// Create an IAM user (no permissions until a policy is attached).
+    CreateUser(UserArgs),
+    /// Delete an IAM user with its access keys and policies.
+    DeleteUser(UserArgs),
+    /// List IAM users with their access key ids and policy names.
+    ListUsers(IamTarget),
+    /// Create an access key for a user; the secret is printed once, as a credentials-file
+    /// section, and stored only sealed under the master key.
+    CreateAccessKey(UserArgs),
+    /// Delete an access key.
+    DeleteAccessKey(AccessKeyArgs),
+    /// Attach an IAM policy document to a user under a name (replacing one of that name).
+    AttachPolicy(AttachPolicyArgs),
+    /// Detach a named policy from a user.
+    DetachPolicy(DetachPolicyArgs),
 }
 
 pub fn run(args: AdminArgs) -> Result<(), String> {
     match args.command {
-        AdminCommand::RotateMasterKey(args) => rotate(args),
+        AdminCommand::CreateUser(args) => create_user(args),
+        AdminCommand::DeleteUser(args) => delete_user(args),
+        AdminCommand::ListUsers(target) => list_users(target),
+        AdminCommand::CreateAccessKey(args) => create_access_key(args),
+        AdminCommand::DeleteAccessKey(args) => delete_access_key(args),
+        AdminCommand::AttachPolicy(args) => attach_policy(args),
+        AdminCommand::DetachPolicy(args) => detach_policy(args),
     }
 }
 
-/// Where the current master key comes from, which decides whether step 3 applies.
-enum CurrentKey {
-    /// `<data-dir>/master.key`: replaced by the new key at the end.
-    DataDir(PathBuf),
-    /// The environment or an explicit file: the operator switches the server over.
-    Elsewhere(String),
+// ---- IAM users, access keys and policies -------------------------------------------------
+//
+// These commands change the IAM records of a data directory directly; a running server
+// sees the change on its next request (it reads users and keys per request).
+
+/// Where the IAM commands find the data: the data directory, its master key, the account.
+#[derive(Args, Debug)]
+struct IamTarget {
+    /// The data directory of the server (holding coffer.db and master.key).
+    #[arg(long, default_value = "coffer-data")]
+    data_dir: PathBuf,
+    /// The master key file, when it is not `<data-dir>/master.key` (`COFFER_MASTER_KEY` is
+    /// used when set).
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+    /// The account the user belongs to.
+    #[arg(long, default_value = DEFAULT_ACCOUNT)]
+    account: String,
 }
 
-fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
-    let db = args.data_dir.join("coffer.db");
+#[derive(Args, Debug)]
+struct UserArgs {
+    #[command(flatten)]
+    target: IamTarget,
+    /// The user name (1 to 64 of letters, digits and +=,.@_-).
+    user: String,
+}
+
+#[derive(Args, Debug)]
+struct AccessKeyArgs {
+    #[command(flatten)]
+    target: IamTarget,
+    /// The access key id (AKIA...).
+    access_key_id: String,
+}
+
+#[derive(Args, Debug)]
+struct AttachPolicyArgs {
+    #[command(flatten)]
+    target: IamTarget,
+    /// The user the policy is attached to.
+    user: String,
+    /// A name for the policy; attaching another document under the same name replaces it.
+    #[arg(long)]
+    name: String,
+    /// The IAM policy document (JSON): a file, or `-` for standard input.
+    #[arg(long)]
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct DetachPolicyArgs {
+    #[command(flatten)]
+    target: IamTarget,
+    /// The user the policy is attached to.
+    user: String,
+    /// The name the policy was attached under.
+    #[arg(long)]
+    name: String,
+}
+
+/// The account `coffer serve` uses by default; its first administrator lives there.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+
+/// The credentials file `coffer serve` writes for the first administrator.
+pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials";
+/// The profile name inside that file (`aws --profile coffer`).
+pub const ADMIN_PROFILE: &str = "coffer";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens the store and the IAM records of a data directory, after checking the master key.
+fn open_iam(target: &IamTarget) -> Result<(SqliteStore, Iam), String> {
+    let db = target.data_dir.join("coffer.db");
     if !db.is_file() {
-        return Err(format!("{} holds no database (no {})", args.data_dir.display(), db.display()));
+        return Err(format!(
+            "{} holds no database (no {}); start `coffer serve --data-dir {}` once first",
+            target.data_dir.display(),
+            db.display(),
+            target.data_dir.display()
+        ));
     }
-    let (old, source) = current_key(&args)?;
-    let (new, created) = MasterKey::load_or_create(&args.new_master_key_file).map_err(|e| {
-        format!(
-            "cannot read or create the new master key {}: {e}",
-            args.new_master_key_file.display()
-        )
-    })?;
-    let open_store = || {
-        SqliteStore::open(&db)
-            .map_err(|e| format!("cannot open the database {}: {e}", db.display()))
+    let master = match (std::env::var(MASTER_KEY_ENV), &target.master_key_file) {
+        (Ok(text), _) => MasterKey::from_text(&text)
+            .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?,
+        (Err(_), Some(path)) => MasterKey::load(path)
+            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?,
+        (Err(_), None) => {
+            let path = target.data_dir.join("master.key");
+            MasterKey::load(&path)
+                .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?
+        }
     };
-    if old.verify_check_value(&new.check_value()) {
-        // The current key already is the new one: a finished rotation run once more.
-        return match coffer_server::KeyRing::open(new, &open_store()?) {
-            Ok(_) => {
-                println!("the database is already bound to this master key; nothing to do");
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-    }
-    if created {
-        println!("created a new master key in {} (mode 0600)", args.new_master_key_file.display());
-    }
-    let store = open_store()?;
-    match rotate_master_key(&store, &old, &new).map_err(|e| e.to_string())? {
-        MasterKeyRotation::Rotated { materials } => {
-            println!("re-wrapped {materials} KMS key materials under the new master key");
-        }
-        MasterKeyRotation::AlreadyRotated => {
-            println!("the database is already bound to the new master key; finishing");
-        }
-    }
-    match source {
-        CurrentKey::DataDir(path) => {
-            install_key_file(&path, &new)
-                .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
-            println!("installed the new master key as {}", path.display());
-        }
-        CurrentKey::Elsewhere(from) => println!(
-            "the current key came from {from}: start the server with --master-key-file {} from now on",
-            args.new_master_key_file.display()
-        ),
-    }
-    println!("backups taken before this rotation still need the old master key");
+    let store = SqliteStore::open(&db)
+        .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
+    let copy = MasterKey::from_text(&master.to_text()).expect("a key's own text form parses");
+    coffer_server::KeyRing::open(copy, &store).map_err(|e| e.to_string())?;
+    let iam = Iam::open(&master, &store).map_err(|e| e.to_string())?;
+    Ok((store, iam))
+}
+
+/// A credentials-file section for an access key, as `aws configure` would write it.
+fn credentials_section(profile: &str, id: &str, secret: &SecretAccessKey) -> String {
+    format!("[{profile}]\naws_access_key_id = {id}\naws_secret_access_key = {}\n", secret.expose())
+}
+
+fn create_user(args: UserArgs) -> Result<(), String> {
+    let (store, iam) = open_iam(&args.target)?;
+    let user = iam
+        .create_user(&store, &args.target.account, &args.user, now_ms())
+        .map_err(|e| e.to_string())?;
+    println!("created user {} ({})", user.principal().arn, user.user_id);
     Ok(())
 }
 
-fn current_key(args: &RotateMasterKeyArgs) -> Result<(MasterKey, CurrentKey), String> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        let key = MasterKey::from_text(&text)
-            .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?;
-        return Ok((key, CurrentKey::Elsewhere(MASTER_KEY_ENV.to_string())));
-    }
-    if let Some(path) = &args.master_key_file {
-        let key = MasterKey::load(path)
-            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?;
-        return Ok((key, CurrentKey::Elsewhere(path.display().to_string())));
-    }
-    let path = args.data_dir.join("master.key");
-    let key = MasterKey::load(&path)
-        .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?;
-    Ok((key, CurrentKey::DataDir(path)))
+fn delete_user(args: UserArgs) -> Result<(), String> {
+    let (store, iam) = open_iam(&args.target)?;
+    let keys =
+        iam.delete_user(&store, &args.target.account, &args.user).map_err(|e| e.to_string())?;
+    println!("deleted user {} and {} access key(s)", args.user, keys.len());
+    Ok(())
 }
 
-/// Replaces `path` with `key`'s text form atomically: a crash leaves the old or the new file.
-fn install_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
-    let tmp = path.with_extension("key.new");
+fn list_users(target: IamTarget) -> Result<(), String> {
+    let (store, iam) = open_iam(&target)?;
+    for (user, keys) in iam.list_users(&store).map_err(|e| e.to_string())? {
+        let policies: Vec<&str> = user.policies.keys().map(String::as_str).collect();
+        println!(
+            "{}\tkeys: {}\tpolicies: {}",
+            user.principal().arn,
+            if keys.is_empty() { "-".to_string() } else { keys.join(",") },
+            if policies.is_empty() { "-".to_string() } else { policies.join(",") }
+        );
+    }
+    Ok(())
+}
+
+/// Prints the new key once, as a credentials-file section named after the user; the
+/// secret is stored only sealed and cannot be shown again.
+fn create_access_key(args: UserArgs) -> Result<(), String> {
+    let (store, iam) = open_iam(&args.target)?;
+    let (id, secret) = iam
+        .create_access_key(&store, &args.target.account, &args.user, now_ms())
+        .map_err(|e| e.to_string())?;
+    print!("{}", credentials_section(&args.user, &id, &secret));
+    eprintln!("coffer: this secret access key is shown once only; store it now");
+    Ok(())
+}
+
+fn delete_access_key(args: AccessKeyArgs) -> Result<(), String> {
+    let (store, iam) = open_iam(&args.target)?;
+    let key = iam.delete_access_key(&store, &args.access_key_id).map_err(|e| e.to_string())?;
+    println!("deleted access key {} of user {}", key.access_key_id, key.user_name);
+    Ok(())
+}
+
+fn attach_policy(args: AttachPolicyArgs) -> Result<(), String> {
+    let document = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("cannot read the policy from standard input: {e}"))?;
+        text
+    } else {
+        fs::read_to_string(&args.file)
+            .map_err(|e| format!("cannot read the policy {}: {e}", args.file.display()))?
+    };
+    let (store, iam) = open_iam(&args.target)?;
+    iam.put_user_policy(&store, &args.target.account, &args.user, &args.name, &document)
+        .map_err(|e| e.to_string())?;
+    println!("attached policy {} to user {}", args.name, args.user);
+    Ok(())
+}
+
+fn detach_policy(args: DetachPolicyArgs) -> Result<(), String> {
+    let (store, iam) = open_iam(&args.target)?;
+    iam.delete_user_policy(&store, &args.target.account, &args.user, &args.name)
+        .map_err(|e| e.to_string())?;
+    println!("detached policy {} from user {}", args.name, args.user);
+    Ok(())
+}
+
+/// On the first start of `coffer serve` on a data directory: creates the administrator
+/// of `account` and writes its access key to `<data-dir>/admin-credentials` (mode 0600)
+/// as an AWS credentials file, saying so once on standard error. Later starts do nothing.
+pub fn bootstrap_admin(
+    iam: &Iam,
+    store: &dyn Store,
+    account: &str,
+    data_dir: &Path,
+) -> Result<(), String> {
+    let path = data_dir.join(ADMIN_CREDENTIALS_FILE);
+    let mut publish = |id: &str, secret: &SecretAccessKey| {
+        let text = format!(
+            "# The first administrator of this Coffer server ({}).\n# Use it unchanged: AWS_SHARED_CREDENTIALS_FILE={} aws --profile {ADMIN_PROFILE} --endpoint-url <url> ...\n{}",
+            coffer_auth::principal::user_arn(account, coffer_server::iam::ADMIN_USER),
+            path.display(),
+            credentials_section(ADMIN_PROFILE, id, secret)
+        );
+        write_private_file(&path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let created = iam
+        .bootstrap_admin(store, account, now_ms(), &mut publish)
+        .map_err(|e| format!("cannot create the first administrator: {e}"))?;
+    if let Some(user) = created {
+        eprintln!(
+            "coffer: created the administrator {} and wrote its access key to {} (mode 0600); use it with `aws --profile {ADMIN_PROFILE}` and AWS_SHARED_CREDENTIALS_FILE={}",
+            user.principal().arn,
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` (mode 0600) through a temporary file, fsynced and renamed, so
+/// a crash never leaves a partial credentials file.
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("new");
     match fs::remove_file(&tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    file.write_all(key.to_text().as_bytes())?;
-    file.write_all(b"\n")?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, path)?;

@@ -2,12 +2,13 @@
 
 use clap::Args;
 use coffer_crypto::MasterKey;
+use coffer_server::iam::Iam;
 use coffer_server::{App, Config, KeyRing};
-use coffer_store::Store;
+use coffer_store::{MemoryStore, SqliteStore, Store};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -18,7 +19,10 @@ pub struct ServeArgs {
     /// with `--dev` and no `--data-dir`, data is kept in memory only.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Throw-away mode for tests and laptops: in-memory store unless `--data-dir` is given.
+    /// Throw-away mode for tests and laptops: in-memory store unless `--data-dir` is given,
+    /// and any credentials are accepted (no signature check, no policies). Without it every
+    /// request must be signed by an access key of `coffer admin` (the first administrator's
+    /// is written to `<data-dir>/admin-credentials` at first start).
     #[arg(long)]
     dev: bool,
     /// Read the master key from this file (base64 of 32 bytes) instead of `<data-dir>/master.key`.
@@ -27,17 +31,6 @@ pub struct ServeArgs {
     /// The account used for access keys that are not a 12-digit account id.
     #[arg(long, default_value = "000000000000", value_parser = parse_account)]
     default_account: String,
-    /// The store, when not the SQLite file in the data directory: postgres://user:password@host/db
-    /// (a database several nodes share; TLS with ?sslmode=require, verify-ca or verify-full and
-    /// sslrootcert=<file>), sqlite:<file> or memory. With PostgreSQL the data directory holds
-    /// only the master key (unless COFFER_MASTER_KEY or --master-key-file gives it).
-    #[arg(long, env = crate::store_select::STORE_ENV, hide_env_values = true,
-          value_parser = crate::store_select::StoreSpec::parse)]
-    store: Option<crate::store_select::StoreSpec>,
-    /// Seconds between rounds of background work (scheduled deletions). With several nodes on
-    /// one database, one of them does it, and another takes over within three rounds if it dies.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    sweep_interval: u64,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -53,24 +46,39 @@ const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     init_logging();
-    let (store, data_dir) = crate::store_select::open_for_serve(
-        args.store.as_ref(),
-        args.data_dir.as_deref(),
-        args.dev,
-    )?;
+    let (store, data_dir): (Arc<dyn Store>, Option<PathBuf>) = match (&args.data_dir, args.dev) {
+        (None, true) => (Arc::new(MemoryStore::new()), None),
+        (dir, _) => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("coffer-data"));
+            create_private_dir(&dir)?;
+            let db = dir.join("coffer.db");
+            let store = SqliteStore::open(&db)
+                .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
+            (Arc::new(store), Some(dir))
+        }
+    };
     let master = load_master_key(&args, data_dir.as_deref(), store.as_ref())?;
+    // Without --dev every request is authenticated: IAM needs the master key too (it seals
+    // the secret access keys), once the key ring has checked it against the store.
+    let iam_master = (!args.dev)
+        .then(|| MasterKey::from_text(&master.to_text()).expect("a key's own text form parses"));
     let keys = KeyRing::open(master, store.as_ref()).map_err(|e| e.to_string())?;
     let config = Config { default_account: args.default_account.clone(), ..Config::default() };
-    let app = App::new(store.clone(), keys, config);
+    let app = match (iam_master, &data_dir) {
+        (Some(master), Some(dir)) => {
+            let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
+            crate::admin::bootstrap_admin(&iam, store.as_ref(), &args.default_account, dir)?;
+            App::enforcing(store.clone(), keys, config, iam)
+        }
+        (Some(_), None) => return Err("serving without --dev needs a data directory".into()),
+        (None, _) => App::new(store.clone(), keys, config),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let node = coffer_server::background::Node::new(Duration::from_secs(args.sweep_interval));
-    let lease_store = store.clone();
-    let lease_node = node.clone();
-    let served = runtime.block_on(async move {
+    runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -83,24 +91,33 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         };
         let _ = out.flush();
         drop(out);
-        tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
-        axum::serve(listener, coffer_server::http::router(app))
+        tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone()));
+        // The peer address feeds the `aws:SourceIp` condition key.
+        let service =
+            coffer_server::http::router(app).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))
-    });
-    // Hand the background work over at once instead of when the lease runs out.
-    let lease = coffer_server::background::BACKGROUND_LEASE;
-    if let Err(e) = lease_store.release_lease(lease, &lease_node.id) {
-        tracing::warn!(error = %e, "could not release the background-work lease");
-    }
-    served
+    })
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,coffer::request=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))
 }
 
 /// Finds the master key: `COFFER_MASTER_KEY`, `--master-key-file`, or

@@ -22,10 +22,19 @@ impl Server {
         Server::start(&["serve", "--dev", "--listen", "127.0.0.1:0"], &[])
     }
 
-    /// `coffer serve` on a data directory (SQLite, encrypted at rest).
+    /// `coffer serve --dev` on a data directory (SQLite, encrypted at rest). `--dev`
+    /// because these clients sign with made-up keys; `tests/auth.rs` covers serving with
+    /// authentication.
     pub fn with_data_dir(dir: &Path) -> Server {
         Server::start(
-            &["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("utf-8 path")],
+            &[
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                dir.to_str().expect("utf-8 path"),
+            ],
             &[],
         )
     }
