@@ -1,7 +1,9 @@
 //! The `coffer` binary: a thin command-line layer over `coffer-server`.
 
 mod admin;
+mod backup;
 mod serve;
+mod store_select;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,7 +20,13 @@ struct Cli {
 enum Command {
     /// Serve the Secrets Manager API.
     Serve(serve::ServeArgs),
-    /// Administration of a data directory: IAM users, access keys and policies.
+    /// Bring a store's schema up to date and exit (serve does this too, at start).
+    Migrate(store_select::MigrateArgs),
+    /// Write a consistent, still-encrypted snapshot of a store to a file.
+    Backup(backup::BackupArgs),
+    /// Load a backup into an empty store (SQLite or PostgreSQL).
+    Restore(backup::RestoreArgs),
+    /// Offline maintenance of a data directory (for example rotating the master key).
     Admin(admin::AdminArgs),
 }
 
@@ -26,6 +34,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Migrate(args) => store_select::migrate(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Admin(args) => admin::run(args),
     };
     match result {

@@ -4,11 +4,11 @@ use clap::Args;
 use coffer_crypto::MasterKey;
 use coffer_server::iam::Iam;
 use coffer_server::{App, Config, KeyRing};
-use coffer_store::{MemoryStore, SqliteStore, Store};
+use coffer_store::Store;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -31,6 +31,17 @@ pub struct ServeArgs {
     /// The account used for access keys that are not a 12-digit account id.
     #[arg(long, default_value = "000000000000", value_parser = parse_account)]
     default_account: String,
+    /// The store, when not the SQLite file in the data directory: postgres://user:password@host/db
+    /// (a database several nodes share; TLS with ?sslmode=require, verify-ca or verify-full and
+    /// sslrootcert=<file>), sqlite:<file> or memory. With PostgreSQL the data directory holds
+    /// only the master key (unless COFFER_MASTER_KEY or --master-key-file gives it).
+    #[arg(long, env = crate::store_select::STORE_ENV, hide_env_values = true,
+          value_parser = crate::store_select::StoreSpec::parse)]
+    store: Option<crate::store_select::StoreSpec>,
+    /// Seconds between rounds of background work (scheduled deletions). With several nodes on
+    /// one database, one of them does it, and another takes over within three rounds if it dies.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    sweep_interval: u64,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -46,17 +57,11 @@ const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     init_logging();
-    let (store, data_dir): (Arc<dyn Store>, Option<PathBuf>) = match (&args.data_dir, args.dev) {
-        (None, true) => (Arc::new(MemoryStore::new()), None),
-        (dir, _) => {
-            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("coffer-data"));
-            create_private_dir(&dir)?;
-            let db = dir.join("coffer.db");
-            let store = SqliteStore::open(&db)
-                .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
-            (Arc::new(store), Some(dir))
-        }
-    };
+    let (store, data_dir) = crate::store_select::open_for_serve(
+        args.store.as_ref(),
+        args.data_dir.as_deref(),
+        args.dev,
+    )?;
     let master = load_master_key(&args, data_dir.as_deref(), store.as_ref())?;
     // Without --dev every request is authenticated: IAM needs the master key too (it seals
     // the secret access keys), once the key ring has checked it against the store.
@@ -78,7 +83,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async move {
+    let node = coffer_server::background::Node::new(Duration::from_secs(args.sweep_interval));
+    let lease_store = store.clone();
+    let lease_node = node.clone();
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -91,7 +99,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         };
         let _ = out.flush();
         drop(out);
-        tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone()));
+        tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
         // The peer address feeds the `aws:SourceIp` condition key.
         let service =
             coffer_server::http::router(app).into_make_service_with_connect_info::<SocketAddr>();
@@ -99,25 +107,19 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))
-    })
+    });
+    // Hand the background work over at once instead of when the lease runs out.
+    let lease = coffer_server::background::BACKGROUND_LEASE;
+    if let Err(e) = lease_store.release_lease(lease, &lease_node.id) {
+        tracing::warn!(error = %e, "could not release the background-work lease");
+    }
+    served
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,coffer::request=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))
 }
 
 /// Finds the master key: `COFFER_MASTER_KEY`, `--master-key-file`, or
