@@ -7,18 +7,20 @@
 //! request context (tags, SecretId, VersionStage, caller, time, source address, ...)
 //! and evaluates the caller's identity policies together with the secret's resource
 //! policy. Calls that seal or open a value under a customer managed KMS key also need
-//! the kms permissions on that key ([`kms_key_checks`]). BatchGetSecretValue is
+//! the kms permissions on that key ([`kms_key_checks`]), resolved with the key service and
+//! decided with the key's policy. BatchGetSecretValue is
 //! authorized as a whole and then per secret ([`filter_batch`]), as AWS reports
 //! unreadable secrets in its `Errors` list.
 
 use crate::iam::{Caller, Iam};
 use crate::{App, RequestContext};
-use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate};
+use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
 use coffer_core::names::{self, SecretRef};
 use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_kms::KeyManager;
 use coffer_wire::protocol::Service;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -358,26 +360,24 @@ pub fn authorize(
             let action = format!("secretsmanager:{op}");
             decide(&who.caller, &action, &target.arn, &target.account, &context, policy.as_ref())?;
             for (key, actions) in kms_key_checks(op, body, target.meta.as_ref()) {
-                let key_arn = kms_key_arn(&owner, &key);
-                for action in actions {
-                    decide(&who.caller, action, &key_arn, &owner.account, &context, None)?;
+                let key = resolve_kms_key(app, &owner, &key)?;
+                if key.customer_managed {
+                    for action in actions {
+                        decide_kms(&who.caller, action, &key, &owner.account, &context)?;
+                    }
                 }
             }
             Ok(RequestContext { scope: owner, ..ctx })
         }
         Service::Kms => {
-            let resource = match str_field(body, "KeyId").or(str_field(body, "TargetKeyId")) {
-                Some(key) => kms_key_arn(&ctx.scope, key),
-                None => "*".to_string(),
-            };
-            decide(
-                &who.caller,
-                &format!("kms:{op}"),
-                &resource,
-                &ctx.scope.account,
-                &context,
-                None,
-            )?;
+            let action = format!("kms:{op}");
+            match str_field(body, "KeyId").or(str_field(body, "TargetKeyId")) {
+                Some(key) => {
+                    let key = resolve_kms_key(app, &ctx.scope, key)?;
+                    decide_kms(&who.caller, &action, &key, &ctx.scope.account, &context)?;
+                }
+                None => decide(&who.caller, &action, "*", &ctx.scope.account, &context, None)?,
+            }
             Ok(ctx)
         }
     }
@@ -427,6 +427,64 @@ fn kms_key_arn(scope: &Scope, key: &str) -> String {
     }
 }
 
+/// A KMS key as authorization sees it.
+struct KmsKey {
+    /// The key's ARN (an alias resolved to its key), as policies and messages name it.
+    arn: String,
+    /// AWS managed keys (`aws/secretsmanager`) need no kms permission from the caller.
+    customer_managed: bool,
+    /// The key policy given at creation; `None` behaves as AWS's default key policy.
+    policy: Option<Policy>,
+}
+
+/// Resolves a key reference (id, ARN, alias name or alias ARN) in `scope` with the key
+/// service. An unknown key is named by the ARN the reference spells; its handler answers
+/// NotFoundException once the caller may use it.
+fn resolve_kms_key(app: &App, scope: &Scope, key: &str) -> Result<KmsKey, AwsError> {
+    let found = app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, key, true).ok()))?;
+    Ok(match found {
+        Some(record) => KmsKey {
+            arn: record.arn.clone(),
+            customer_managed: record.manager == KeyManager::Customer,
+            policy: record.policy.as_deref().and_then(|text| {
+                match Policy::parse(text, PolicyKind::Resource) {
+                    Ok(p) => Some(p),
+                    Err(problems) => {
+                        tracing::error!(key = %record.arn, ?problems, "a key policy does not parse; the default policy applies");
+                        None
+                    }
+                }
+            }),
+        },
+        None => KmsKey {
+            arn: kms_key_arn(scope, key),
+            customer_managed: !is_aws_managed_key(key),
+            policy: None,
+        },
+    })
+}
+
+/// Decides a kms action on a key with its key policy, in AWS KMS's words when denied.
+fn decide_kms(
+    caller: &Caller,
+    action: &str,
+    key: &KmsKey,
+    key_account: &str,
+    context: &Context,
+) -> Result<(), AwsError> {
+    let req = Request {
+        principal: &caller.principal,
+        action,
+        resource: &key.arn,
+        resource_account: key_account,
+        context,
+    };
+    match evaluate_key_policy(&req, &caller.policies, key.policy.as_ref()).denial_message(&req) {
+        None => Ok(()),
+        Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
+    }
+}
+
 /// BatchGetSecretValue answers with the secrets the caller may read
 /// (`secretsmanager:GetSecretValue`, and kms:Decrypt for a customer managed key); every
 /// other one moves to `Errors` as AccessDeniedException, as AWS reports it.
@@ -463,10 +521,10 @@ pub fn filter_batch(
             policy.as_ref(),
         );
         for (key, actions) in kms_key_checks("GetSecretValue", &asked, target.meta.as_ref()) {
-            let key_arn = kms_key_arn(&ctx.scope, &key);
-            for action in actions {
+            let key = resolve_kms_key(app, &ctx.scope, &key)?;
+            for action in actions.iter().filter(|_| key.customer_managed) {
                 verdict = verdict.and_then(|()| {
-                    decide(&who.caller, action, &key_arn, &target.account, &context, None)
+                    decide_kms(&who.caller, action, &key, &target.account, &context)
                 });
             }
         }

@@ -404,6 +404,88 @@ async fn signature_failures_are_refused_with_the_exact_aws_errors() {
     secured.admin().describe_secret().secret_id("s").send().await.unwrap();
 }
 
+fn kms_client(url: &str, key: &(String, String)) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .credentials_provider(Credentials::new(&key.0, &key.1, None, None, "test"))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn a_customer_managed_key_needs_the_kms_permissions_the_seeds_list() {
+    let secured = Secured::start();
+    let kms = kms_client(&secured.server.url, &secured.admin);
+    let key = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let key_arn = key.arn().unwrap().to_string();
+    kms.create_alias().alias_name("alias/app").target_key_id(key.key_id()).send().await.unwrap();
+    let admin = secured.admin();
+    admin
+        .create_secret()
+        .name("cmk/db")
+        .secret_string("sealed")
+        .kms_key_id("alias/app")
+        .send()
+        .await
+        .unwrap();
+    create(&admin, "default/db", "plain", &[]).await;
+
+    let secrets_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}]}"#;
+    let app = secured.user(ADMIN_ACCOUNT, "app", secrets_only);
+    // The AWS managed key needs no kms permission; the customer managed one does.
+    app.get_secret_value().secret_id("default/db").send().await.unwrap();
+    let err = app.get_secret_value().secret_id("cmk/db").send().await.unwrap_err();
+    assert_eq!(
+        failure(err),
+        (
+            "AccessDeniedException".to_string(),
+            format!(
+                "User: arn:aws:iam::000000000000:user/app is not authorized to perform: kms:Decrypt on resource: {key_arn} because no identity-based policy allows the kms:Decrypt action"
+            )
+        )
+    );
+    let err = app
+        .create_secret()
+        .name("cmk/new")
+        .secret_string("v")
+        .kms_key_id(&key_arn)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(failure(err).1.contains("kms:GenerateDataKey on resource"));
+
+    let with_kms = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}},{{"Effect":"Allow","Action":["kms:Decrypt","kms:GenerateDataKey"],"Resource":"{key_arn}"}}]}}"#
+    );
+    let reader = secured.user(ADMIN_ACCOUNT, "reader", &with_kms);
+    let value = reader.get_secret_value().secret_id("cmk/db").send().await.unwrap();
+    assert_eq!(value.secret_string(), Some("sealed"));
+    reader.put_secret_value().secret_id("cmk/db").secret_string("v2").send().await.unwrap();
+    // UpdateSecret may re-encrypt under the key, so it also needs kms:Encrypt (the seeds).
+    let err =
+        reader.update_secret().secret_id("cmk/db").secret_string("v3").send().await.unwrap_err();
+    assert!(failure(err).1.contains("kms:Encrypt on resource"));
+
+    // The KMS API itself is authorized with kms:<Operation> on the resolved key.
+    let reader_key = {
+        let printed = secured.coffer_admin(&["create-access-key", "reader"], None);
+        parse_credentials(&printed)
+    };
+    let reader_kms = kms_client(&secured.server.url, &reader_key);
+    let err = reader_kms.describe_key().key_id("alias/app").send().await.unwrap_err();
+    assert_eq!(
+        failure(err).1,
+        format!(
+            "User: arn:aws:iam::000000000000:user/reader is not authorized to perform: kms:DescribeKey on resource: {key_arn} because no identity-based policy allows the kms:DescribeKey action"
+        )
+    );
+    let blob = reader_kms.generate_data_key().key_id("alias/app").number_of_bytes(32).send().await;
+    assert!(blob.is_ok(), "{blob:?}");
+}
+
 #[tokio::test]
 async fn deleting_an_access_key_or_user_revokes_it_at_once() {
     let secured = Secured::start();

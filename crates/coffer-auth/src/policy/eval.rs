@@ -222,6 +222,35 @@ pub fn evaluate(req: &Request<'_>, identity: &[Policy], resource: Option<&Policy
     }
 }
 
+/// Decides a request on a KMS key, whose key policy must itself allow: identity policies
+/// count only when the key policy delegates to the caller's account (as the default key
+/// policy does, naming the account root), and a key without a policy behaves as one with
+/// the default policy.
+pub fn evaluate_key_policy(
+    req: &Request<'_>,
+    identity: &[Policy],
+    key_policy: Option<&Policy>,
+) -> Decision {
+    let Some(key_policy) = key_policy else {
+        return evaluate(req, identity, None);
+    };
+    let id = verdict(identity, req);
+    let key = verdict([key_policy], req);
+    if id.deny {
+        return Decision::ExplicitDeny(PolicyKind::Identity);
+    }
+    if key.deny {
+        return Decision::ExplicitDeny(PolicyKind::Resource);
+    }
+    let same_account = req.principal.account == req.resource_account;
+    match key.allow {
+        None => Decision::NoAllow(PolicyKind::Resource),
+        Some(Reach::Direct) if same_account => Decision::Allow,
+        Some(_) if id.allow.is_some() => Decision::Allow,
+        Some(_) => Decision::NoAllow(PolicyKind::Identity),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +266,48 @@ mod tests {
         assert_eq!(expand("${aws:username}", &ctx, false).unwrap(), "${aws:username}");
         assert_eq!(expand("a${*}b", &ctx, true).unwrap(), "a*b");
         assert_eq!(expand("${aws:userid}", &ctx, true), None);
+    }
+
+    #[test]
+    fn a_key_policy_must_allow_and_delegates_to_identity_policies_through_the_account() {
+        let p = Principal::user("111122223333", "app", "AIDAEXAMPLE");
+        let ctx = Context::default();
+        let key = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let req = Request {
+            principal: &p,
+            action: "kms:Decrypt",
+            resource: key,
+            resource_account: "111122223333",
+            context: &ctx,
+        };
+        let allow_all = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kms:*","Resource":"*"}}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        let root = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}}"#,
+            PolicyKind::Resource,
+        )
+        .unwrap();
+        let other = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/ops"},"Action":"kms:*","Resource":"*"}}"#,
+            PolicyKind::Resource,
+        )
+        .unwrap();
+        let both = std::slice::from_ref(&allow_all);
+        assert_eq!(evaluate_key_policy(&req, both, None), Decision::Allow);
+        assert_eq!(evaluate_key_policy(&req, &[], None), Decision::NoAllow(PolicyKind::Identity));
+        assert_eq!(evaluate_key_policy(&req, both, Some(&root)), Decision::Allow);
+        assert_eq!(
+            evaluate_key_policy(&req, &[], Some(&root)),
+            Decision::NoAllow(PolicyKind::Identity)
+        );
+        // A key policy that names someone else shuts out even an identity-allowed caller.
+        assert_eq!(
+            evaluate_key_policy(&req, both, Some(&other)),
+            Decision::NoAllow(PolicyKind::Resource)
+        );
     }
 
     #[test]

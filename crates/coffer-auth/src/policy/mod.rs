@@ -7,7 +7,7 @@ mod eval;
 mod wildcard;
 
 pub use condition::{Condition, ConditionOp};
-pub use eval::{Context, Decision, Request, evaluate};
+pub use eval::{Context, Decision, Request, evaluate, evaluate_key_policy};
 pub use wildcard::wildcard_match;
 
 use serde_json::Value;
