@@ -83,7 +83,7 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
         }
         let sweep_app = app.clone();
         match tokio::task::spawn_blocking(move || {
-            crate::secrets::purge_due_deletions(&sweep_app, crate::clock::now_ms())
+            crate::audit::purge_due_deletions(&sweep_app, crate::clock::now_ms())
         })
         .await
         {

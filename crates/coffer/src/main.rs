@@ -1,6 +1,7 @@
 //! The `coffer` binary: a thin command-line layer over `coffer-server`.
 
 mod admin;
+mod audit_cmd;
 mod backup;
 mod serve;
 mod store_select;
@@ -28,6 +29,8 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Offline maintenance of a data directory (for example rotating the master key).
     Admin(admin::AdminArgs),
+    /// The audit trail: `coffer audit verify` checks its hash chains.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Admin(args) => admin::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,16 @@ pub struct ServeArgs {
     /// one database, one of them does it, and another takes over within three rounds if it dies.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     sweep_interval: u64,
+    /// Also write every audit event as a JSON line to this file (`-` for standard output).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Rotate the audit log file once it would grow past this many bytes.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    audit_log_max_bytes: u64,
+    /// Serve calls even when their audit event cannot be written (the failure is logged).
+    /// By default such calls fail with InternalServiceError and change nothing.
+    #[arg(long)]
+    audit_fail_open: bool,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {
@@ -68,7 +78,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let iam_master = (!args.dev)
         .then(|| MasterKey::from_text(&master.to_text()).expect("a key's own text form parses"));
     let keys = KeyRing::open(master, store.as_ref()).map_err(|e| e.to_string())?;
-    let config = Config { default_account: args.default_account.clone(), ..Config::default() };
+    let audit = coffer_server::audit::Settings {
+        fail_open: args.audit_fail_open,
+        log: args.audit_log.clone(),
+        log_max_bytes: args.audit_log_max_bytes,
+        ..Default::default()
+    };
+    let config =
+        Config { default_account: args.default_account.clone(), audit, ..Config::default() };
     let app = match (iam_master, &data_dir) {
         (Some(master), Some(dir)) => {
             let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
@@ -78,6 +95,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         (Some(_), None) => return Err("serving without --dev needs a data directory".into()),
         (None, _) => App::new(store.clone(), keys, config),
     };
+    if let Err(e) = app.audit.open_sink() {
+        if !args.audit_fail_open {
+            return Err(format!("cannot open the audit log: {e}"));
+        }
+        tracing::error!(error = %e, "cannot open the audit log; serving anyway (--audit-fail-open)");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
