@@ -204,3 +204,17 @@ def test_an_unwritable_audit_log_fails_calls_closed_and_changes_nothing(tmp_path
     client.create_secret(Name="laptop", SecretString="v")
     assert [s["Name"] for s in client.list_secrets()["SecretList"]] == ["laptop"]
     server.stop()
+
+
+def test_sts_calls_are_in_the_trail_too(audited):
+    who = aws_cli("sts", "get-caller-identity", "--endpoint-url", audited.url,
+                  credentials_file=audited.credentials_file)
+    events = aws_cli("cloudtrail", "lookup-events", "--endpoint-url", audited.url,
+                     "--lookup-attributes", "AttributeKey=EventName,AttributeValue=GetCallerIdentity",
+                     credentials_file=audited.credentials_file)["Events"]
+    assert events, "GetCallerIdentity was recorded"
+    event = json.loads(events[0]["CloudTrailEvent"])
+    assert event["eventSource"] == "sts.amazonaws.com"
+    assert event["eventName"] == "GetCallerIdentity"
+    assert event["userIdentity"]["arn"] == who["Arn"]
+    assert event["readOnly"] is True

@@ -335,13 +335,9 @@ fn lookup(
 
 /// Answers a query-protocol (STS) request: `(status, XML body)`.
 async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
-    let dev_identity = match &app.iam {
+    let dev_ctx = match &app.iam {
         None => match caller(request.headers(), &app.config.default_account, request_id) {
-            Ok(ctx) => Some(sts::Identity {
-                arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
-                user_id: ctx.scope.account.clone(),
-                account: ctx.scope.account,
-            }),
+            Ok(ctx) => Some(ctx),
             Err(_) => {
                 return sts::signature_error(
                     &coffer_auth::SigV4Error::MissingAuthenticationToken,
@@ -360,40 +356,60 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
     let id = request_id.to_string();
     let answered = tokio::task::spawn_blocking(move || {
         let request_id = id;
-        let identity = match (&app.iam, dev_identity) {
+        let internal =
+            |id: &str| sts::error("InternalFailure", "An internal error occurred.", id, 500);
+        let (ctx, who) = match (&app.iam, dev_ctx) {
             (Some(iam), _) => match auth::authenticate(&app, iam, &raw, &buffer, "sts", now_secs())
             {
-                Ok(Authenticated { caller, .. }) => sts::Identity {
-                    arn: caller.principal.arn.clone(),
-                    user_id: caller.principal.user_id.clone(),
-                    account: caller.principal.account.clone(),
-                },
-                Err(AuthFailure::Signature(e)) => return sts::signature_error(&e, &request_id),
-                Err(AuthFailure::Internal(_)) => {
-                    return sts::error(
-                        "InternalFailure",
-                        "An internal error occurred.",
-                        &request_id,
-                        500,
-                    );
+                Ok(who) => {
+                    let ctx = RequestContext {
+                        scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
+                        access_key_id: who.access_key_id.clone(),
+                        request_id: request_id.clone(),
+                    };
+                    (ctx, Some(who))
                 }
+                Err(AuthFailure::Signature(e)) => return sts::signature_error(&e, &request_id),
+                Err(AuthFailure::Internal(_)) => return internal(&request_id),
             },
-            (None, Some(identity)) => identity,
-            (None, None) => {
-                return sts::error(
-                    "InternalFailure",
-                    "An internal error occurred.",
-                    &request_id,
-                    500,
-                );
-            }
+            (None, Some(ctx)) => (ctx, None),
+            (None, None) => return internal(&request_id),
+        };
+        let identity = match &who {
+            Some(Authenticated { caller, .. }) => sts::Identity {
+                arn: caller.principal.arn.clone(),
+                user_id: caller.principal.user_id.clone(),
+                account: caller.principal.account.clone(),
+            },
+            None => sts::Identity {
+                arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
+                user_id: ctx.scope.account.clone(),
+                account: ctx.scope.account.clone(),
+            },
         };
         let form = if raw.query.contains("Action=") {
             raw.query.clone()
         } else {
             String::from_utf8_lossy(&buffer).into_owned()
         };
-        sts::answer(&form, &identity, &request_id)
+        let action = sts::form_value(&form, "Action").unwrap_or_default();
+        let (status, body) = sts::answer(&form, &identity, &request_id);
+        let error = (status != 200)
+            .then(|| ("InvalidAction".to_string(), format!("Could not find operation {action}")));
+        // STS calls are audited like every other call, and fail closed in the same way.
+        let audit_identity = crate::audit::identity(who.as_ref(), &ctx);
+        match crate::audit::record_call(
+            &app,
+            &ctx,
+            audit_identity,
+            &raw,
+            "sts.amazonaws.com",
+            &action,
+            error,
+        ) {
+            Ok(()) => (status, body),
+            Err(_) => internal(&request_id),
+        }
     })
     .await;
     answered.unwrap_or_else(|_| {
