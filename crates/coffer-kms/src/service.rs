@@ -71,11 +71,18 @@ pub struct ReEncrypted {
     pub encrypted: Encrypted,
 }
 
-/// What a sweep carried out.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What a sweep carried out: the scope and ARN of each key deleted or rotated,
+/// so the caller can record a service event for each.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DueWork {
-    pub deleted: usize,
-    pub rotated: usize,
+    pub deleted: Vec<(Scope, String)>,
+    pub rotated: Vec<(Scope, String)>,
+}
+
+impl DueWork {
+    pub fn is_empty(&self) -> bool {
+        self.deleted.is_empty() && self.rotated.is_empty()
+    }
 }
 
 /// The key service: the master key that wraps every key material, and a zeroizing cache of
@@ -1046,7 +1053,7 @@ impl Kms {
         for mut key in keys {
             if key.state == KeyState::PendingDeletion {
                 self.delete_key(tx, &key)?;
-                work.deleted += 1;
+                work.deleted.push((key.scope.clone(), key.arn.clone()));
             } else {
                 let period = i64::from(key.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
                 self.rotate(&mut key, RotationType::Automatic, now);
@@ -1057,7 +1064,7 @@ impl Kms {
                 }
                 key.next_rotation_ms = Some(next);
                 save_key(tx, &key)?;
-                work.rotated += 1;
+                work.rotated.push((key.scope.clone(), key.arn.clone()));
             }
         }
         Ok(work)

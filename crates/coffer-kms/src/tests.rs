@@ -253,7 +253,7 @@ fn a_due_deletion_removes_the_key_and_its_aliases_and_only_when_due() {
     f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(7), NOW)).unwrap();
     let due = NOW + 7 * DAY_MS;
     assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap(), DueWork::default());
-    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().deleted, 1);
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().deleted.len(), 1);
     assert_eq!(
         code(f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, true))),
         ErrorCode::KmsNotFound
@@ -306,15 +306,15 @@ fn automatic_rotation_happens_when_due_and_is_rescheduled() {
         .unwrap();
     assert_eq!(enabled.next_rotation_ms, Some(NOW + 90 * DAY_MS));
     let due = NOW + 90 * DAY_MS;
-    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap().rotated, 0);
-    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().rotated, 1);
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap().rotated.len(), 0);
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().rotated.len(), 1);
     let after = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
     assert_eq!(after.materials.len(), 2);
     assert_eq!(after.materials[1].rotation, Some(RotationType::Automatic));
     assert_eq!(after.next_rotation_ms, Some(due + 90 * DAY_MS));
     let disabled = f.write(|kms, tx| kms.disable_key_rotation(tx, &scope(), &key.key_id)).unwrap();
     assert!(!disabled.rotation_enabled);
-    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due * 2)).unwrap().rotated, 0);
+    assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due * 2)).unwrap().rotated.len(), 0);
 }
 
 #[test]

@@ -458,36 +458,69 @@ pub fn record_call(
 /// `DeleteSecret` service event in the same transaction, as Secrets Manager records
 /// the end of a recovery window. Returns how many secrets were removed.
 pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
-    PENDING.with(|p| *p.borrow_mut() = None);
+    forget_pending();
     app.write(|tx| {
         let due = tx.secrets_due_for_deletion(now).map_err(crate::store_error)?;
         for arn in &due {
             let Some(meta) = tx.secret_by_arn(arn).map_err(crate::store_error)? else { continue };
             tx.delete_secret(arn).map_err(crate::store_error)?;
-            let event = service_event(&meta.scope, "DeleteSecret", arn, now);
-            append_and_stream(app, tx, &meta.scope, now, &event)?;
+            record_service_event(
+                app,
+                tx,
+                &meta.scope,
+                SECRETS_MANAGER_SERVICE,
+                "DeleteSecret",
+                arn,
+                now,
+            )?;
         }
         Ok(due.len())
     })
 }
 
 /// An event of work Secrets Manager does by itself (`AwsServiceEvent`).
-fn service_event(scope: &Scope, name: &str, arn: &str, now: i64) -> Event {
-    const SERVICE: &str = "secretsmanager.amazonaws.com";
+/// Drops any request event left on this (pooled) thread, so background work done
+/// here is not taken for a client call.
+pub fn forget_pending() {
+    PENDING.with(|p| *p.borrow_mut() = None);
+}
+
+const SECRETS_MANAGER_SERVICE: &str = "secretsmanager.amazonaws.com";
+
+/// Appends, inside `tx`, the event of work a service did by itself on `arn`.
+pub fn record_service_event(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    scope: &Scope,
+    service: &str,
+    name: &str,
+    arn: &str,
+    now: i64,
+) -> Result<(), AwsError> {
+    let event = service_event(scope, service, name, arn, now);
+    append_and_stream(app, tx, scope, now, &event)
+}
+
+fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) -> Event {
+    let resource_type = if service == SECRETS_MANAGER_SERVICE {
+        "AWS::SecretsManager::Secret"
+    } else {
+        "AWS::KMS::Key"
+    };
     Event {
         event_version: EVENT_VERSION.to_string(),
         user_identity: UserIdentity {
             kind: "AWSService".to_string(),
             account_id: Some(scope.account.clone()),
-            invoked_by: Some(SERVICE.to_string()),
+            invoked_by: Some(service.to_string()),
             ..Default::default()
         },
         event_time: coffer_audit::format_iso8601(now),
-        event_source: SERVICE.to_string(),
+        event_source: service.to_string(),
         event_name: name.to_string(),
         aws_region: scope.region.clone(),
-        source_ip_address: SERVICE.to_string(),
-        user_agent: SERVICE.to_string(),
+        source_ip_address: service.to_string(),
+        user_agent: service.to_string(),
         error_code: None,
         error_message: None,
         request_parameters: Value::Null,
@@ -498,7 +531,7 @@ fn service_event(scope: &Scope, name: &str, arn: &str, now: i64) -> Event {
         resources: vec![Resource {
             arn: arn.to_string(),
             account_id: Some(scope.account.clone()),
-            kind: "AWS::SecretsManager::Secret".to_string(),
+            kind: resource_type.to_string(),
         }],
         event_type: "AwsServiceEvent".to_string(),
         management_event: true,

@@ -98,10 +98,10 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
         })
         .await
         {
-            Ok(Ok(work)) if work == coffer_kms::DueWork::default() => {}
+            Ok(Ok(work)) if work.is_empty() => {}
             Ok(Ok(work)) => tracing::info!(
-                deleted = work.deleted,
-                rotated = work.rotated,
+                deleted = work.deleted.len(),
+                rotated = work.rotated.len(),
                 "carried out scheduled KMS key deletions and rotations"
             ),
             Ok(Err(e)) => tracing::error!(error = %e, "KMS key sweep failed"),

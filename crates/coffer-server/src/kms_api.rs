@@ -559,6 +559,20 @@ pub fn list_resource_tags(
 }
 
 /// Carries out due key deletions and automatic rotations (called by the background sweeper).
+/// Carries out due key deletions and rotations, each with its KMS service event
+/// (`DeleteKey`, `RotateKey`) in the same transaction.
 pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsError> {
-    app.write(|tx| app.keys.kms().carry_out_due(tx, now).map_err(kms))
+    crate::audit::forget_pending();
+    app.write(|tx| {
+        let work = app.keys.kms().carry_out_due(tx, now).map_err(kms)?;
+        for (scope, arn) in &work.deleted {
+            crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "DeleteKey", arn, now)?;
+        }
+        for (scope, arn) in &work.rotated {
+            crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "RotateKey", arn, now)?;
+        }
+        Ok(work)
+    })
 }
+
+const KMS_SERVICE: &str = "kms.amazonaws.com";

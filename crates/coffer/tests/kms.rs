@@ -749,8 +749,8 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
     let server = Server::with_data_dir(dir.path());
     let kms = kms_client(&server.url);
     let sm = server.client();
-    let (doomed, _) = create_key(&kms).await;
-    let (rotating, _) = create_key(&kms).await;
+    let (doomed, doomed_arn) = create_key(&kms).await;
+    let (rotating, rotating_arn) = create_key(&kms).await;
     kms.create_alias().alias_name("alias/doomed").target_key_id(&doomed).send().await.unwrap();
     sm.create_secret()
         .name("on-doomed")
@@ -800,4 +800,32 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
     let old =
         kms.decrypt().ciphertext_blob(old_blob.ciphertext_blob().unwrap().clone()).send().await;
     assert_eq!(old.unwrap().plaintext().unwrap().as_ref(), b"old");
+    server.kill();
+
+    // Both were recorded as KMS service events in the audit trail.
+    let store = coffer_store::SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+    let mut service_events = Vec::new();
+    coffer_store::Store::read(&store, &mut |tx| {
+        for (_, bytes) in tx.records("audit.event", "", None, 10_000)? {
+            let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let event = &record["event"];
+            if event["eventType"] == "AwsServiceEvent" {
+                service_events.push((
+                    event["eventSource"].as_str().unwrap_or("").to_string(),
+                    event["eventName"].as_str().unwrap_or("").to_string(),
+                    event["resources"][0]["ARN"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        service_events.contains(&("kms.amazonaws.com".into(), "DeleteKey".into(), doomed_arn)),
+        "{service_events:?}"
+    );
+    assert!(
+        service_events.contains(&("kms.amazonaws.com".into(), "RotateKey".into(), rotating_arn)),
+        "{service_events:?}"
+    );
 }
