@@ -77,6 +77,9 @@ class ServerProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
         self.args = [coffer_bin(), *args]
         full_env = dict(os.environ)
+        # A developer's own store or key settings must not leak into test servers.
+        for inherited in ("COFFER_STORE", "COFFER_MASTER_KEY", "COFFER_LOG"):
+            full_env.pop(inherited, None)
         full_env.setdefault("RUST_BACKTRACE", "1")
         if env:
             full_env.update(env)

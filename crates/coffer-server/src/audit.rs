@@ -349,8 +349,12 @@ fn append_and_stream(
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
-    if let Err(e) = append(tx, scope, time_ms, event) {
-        return fail("store", e.to_string());
+    match append(tx, scope, time_ms, event) {
+        Ok(_) => {}
+        // The store asked for the transaction to be run again (a serialization conflict on
+        // PostgreSQL): not a failure of the trail, and never committed without the event.
+        Err(StoreError::Aborted) => return Err(crate::store_error(StoreError::Aborted)),
+        Err(e) => return fail("store", e.to_string()),
     }
     let line = serde_json::to_vec(event).expect("events serialize");
     if let Err(e) = app.audit.write_line(&line) {
