@@ -2,40 +2,11 @@
 
 mod common;
 
-use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use common::{Server, client_for, contains_bytes, files_under};
+use common::{Server, all_versions, client_for, contains_bytes, count_label, files_under};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-
-/// All version ids of a secret, deprecated ones included, with their labels.
-async fn all_versions(client: &Client, secret: &str) -> Vec<(String, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut next = None;
-    loop {
-        let page = client
-            .list_secret_version_ids()
-            .secret_id(secret)
-            .include_deprecated(true)
-            .max_results(100)
-            .set_next_token(next)
-            .send()
-            .await
-            .unwrap();
-        for v in page.versions() {
-            out.push((v.version_id().unwrap().to_string(), v.version_stages().to_vec()));
-        }
-        next = page.next_token().map(str::to_string);
-        if next.is_none() {
-            return out;
-        }
-    }
-}
-
-fn count_label(versions: &[(String, Vec<String>)], label: &str) -> usize {
-    versions.iter().filter(|(_, stages)| stages.iter().any(|s| s == label)).count()
-}
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_and_values_are_never_stored_in_plaintext() {

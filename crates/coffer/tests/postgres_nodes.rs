@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use coffer_store::testing::{TestDatabase, TestPostgres};
 use coffer_store::{PostgresStore, Store};
-use common::{Server, client_for};
+use common::{Server, all_versions, client_for, count_label};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,34 +47,6 @@ fn client(server: &Server) -> Client {
 /// A fresh database; created off the async workers, as it blocks.
 async fn database() -> TestDatabase {
     tokio::task::spawn_blocking(|| TestPostgres::shared().create_database()).await.unwrap()
-}
-
-/// Every version of a secret (deprecated ones included) with its labels.
-async fn all_versions(client: &Client, secret: &str) -> Vec<(String, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut next = None;
-    loop {
-        let page = client
-            .list_secret_version_ids()
-            .secret_id(secret)
-            .include_deprecated(true)
-            .max_results(100)
-            .set_next_token(next)
-            .send()
-            .await
-            .unwrap();
-        for v in page.versions() {
-            out.push((v.version_id().unwrap().to_string(), v.version_stages().to_vec()));
-        }
-        next = page.next_token().map(str::to_string);
-        if next.is_none() {
-            return out;
-        }
-    }
-}
-
-fn count_label(versions: &[(String, Vec<String>)], label: &str) -> usize {
-    versions.iter().filter(|(_, stages)| stages.iter().any(|s| s == label)).count()
 }
 
 /// The pid in a lease holder's name (`host:pid:tag`).

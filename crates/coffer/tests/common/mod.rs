@@ -119,3 +119,35 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Every version of a secret (deprecated ones included) with its labels.
+pub async fn all_versions(
+    client: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut next = None;
+    loop {
+        let page = client
+            .list_secret_version_ids()
+            .secret_id(secret)
+            .include_deprecated(true)
+            .max_results(100)
+            .set_next_token(next)
+            .send()
+            .await
+            .unwrap();
+        for v in page.versions() {
+            out.push((v.version_id().unwrap().to_string(), v.version_stages().to_vec()));
+        }
+        next = page.next_token().map(str::to_string);
+        if next.is_none() {
+            return out;
+        }
+    }
+}
+
+/// How many versions carry `label`.
+pub fn count_label(versions: &[(String, Vec<String>)], label: &str) -> usize {
+    versions.iter().filter(|(_, stages)| stages.iter().any(|s| s == label)).count()
+}
