@@ -1,0 +1,440 @@
+//! Renders a [`Report`] as Markdown: the raw numbers, then each of the
+//! issue's targets as a ratio to the ceilings measured in the same run.
+
+use crate::bench::{FootprintStep, Report, TargetKind, TargetResult};
+use crate::load::Outcome;
+use crate::scenarios::{Scenario, count_label};
+use crate::servers::StartUp;
+use std::fmt::Write;
+use std::time::Duration;
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "n/a".into())
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v < 10.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.1}"),
+        None => "n/a".to_string(),
+    }
+}
+
+fn rate(v: f64) -> String {
+    if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn cpu_per_answer(o: &Outcome) -> String {
+    o.server_cpu_us_per_answer().map(|v| format!("{v:.0}")).unwrap_or_default()
+}
+
+fn other_cores(o: &Outcome) -> String {
+    o.cpu.map(|u| format!("{:.2}", u.other_cores)).unwrap_or_default()
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "**no**" }
+}
+
+fn median_startup(trials: &[StartUp]) -> Option<&StartUp> {
+    let mut sorted: Vec<&StartUp> = trials.iter().collect();
+    sorted.sort_by_key(|s| s.to_first_answer);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+fn outcome_of(target: &TargetResult, scenario: Scenario) -> Option<&Outcome> {
+    target.rows.iter().find(|(s, _)| *s == scenario).map(|(_, o)| o)
+}
+
+fn find(report: &Report, kind: TargetKind) -> Option<&TargetResult> {
+    report.targets.iter().find(|t| t.kind == kind)
+}
+
+/// The whole report.
+pub fn render(report: &Report) -> String {
+    let s = &report.settings;
+    let mut out = String::new();
+    let m = &report.machine;
+    let _ = writeln!(out, "### Machine and settings\n");
+    let _ = writeln!(
+        out,
+        "- {} CPUs ({}), {} memory, Linux {}",
+        m.cpus, m.cpu_model, m.memory, m.kernel
+    );
+    let _ = writeln!(
+        out,
+        "- load average before / after: {} / {}",
+        report.load_before, report.load_after
+    );
+    let _ = writeln!(
+        out,
+        "- {} keep-alive connections, load generator on {} thread(s) of the same machine; {} warm-up then {} measured per scenario",
+        s.connections,
+        s.client_threads,
+        secs(s.timing.warmup),
+        secs(s.timing.measure)
+    );
+    let _ = writeln!(
+        out,
+        "- pools: {} secrets read, {} secrets written (at most {} new versions each); ListSecrets measured with {} secrets stored ({} for moto, whose every lookup scans all secrets)",
+        s.get_pool,
+        s.put_pool,
+        crate::scenarios::VERSIONS_PER_PUT_SECRET,
+        count_label(s.list_count),
+        count_label(s.moto_list_count)
+    );
+    for t in &report.targets {
+        let verifies = match t.verifies_signatures {
+            Some(true) => "refuses a spoiled signature",
+            Some(false) => "accepts a spoiled signature (SigV4 not verified)",
+            None => "signature check unknown",
+        };
+        let _ = writeln!(out, "- {}: {verifies}", t.kind.label());
+    }
+    for failure in &report.failures {
+        let _ = writeln!(out, "- left out after a failure: {failure}");
+    }
+    let _ = writeln!(out, "- whole run: {}\n", secs(report.total));
+
+    let _ = writeln!(out, "### Ceilings of this machine\n");
+    let _ = writeln!(
+        out,
+        "| ceiling | per second | p50 ms | p99 ms | p99.9 ms | server CPU µs/answer | other processes, cores |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    if let Some((len, o)) = &report.ceiling {
+        let _ = writeln!(
+            out,
+            "| HTTP: bare hyper server, fixed {len}-byte body, signed GetSecretValue requests, {} conns | {} | {} | {} | {} | {} | {} |",
+            o.connections,
+            rate(o.throughput()),
+            ms(o.quantile_ms(0.5)),
+            ms(o.quantile_ms(0.99)),
+            ms(o.quantile_ms(0.999)),
+            cpu_per_answer(o),
+            other_cores(o)
+        );
+    }
+    for d in &report.disk {
+        let q = |p: f64| Some(d.latency.value_at_quantile(p) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "| Disk: 512-byte write + fdatasync, {} writer(s), data directory's file system | {} | {} | {} | {} | | |",
+            d.writers,
+            rate(d.rate()),
+            ms(q(0.5)),
+            ms(q(0.99)),
+            ms(q(0.999))
+        );
+    }
+
+    let small = report.targets.first().map(|_| (s.get_pool + s.put_pool) as u64).unwrap_or(0);
+    let _ = writeln!(out, "\n### Throughput and latency\n");
+    let _ = writeln!(
+        out,
+        "| scenario | server | answers/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/answer | other processes, cores | errors | note |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut scenarios: Vec<Scenario> = Scenario::POOLED.to_vec();
+    scenarios.extend([Scenario::ListSmallOne, Scenario::ListOne, Scenario::ListMany]);
+    for scenario in scenarios {
+        for t in &report.targets {
+            let Some(o) = outcome_of(t, scenario) else { continue };
+            let mut note = Vec::new();
+            if o.window < s.timing.measure {
+                note.push(format!("count bound reached after {}", secs(o.window)));
+            }
+            // In a closed loop every connection has one request in flight at
+            // the end; that only matters when the answers were few.
+            if o.abandoned > 0 && o.ok + o.errors < o.connections as u64 * 4 {
+                note.push(format!("{} in flight at the end", o.abandoned));
+            }
+            if o.failures > 0 {
+                note.push(format!("{} connection failures", o.failures));
+            }
+            if let Some(e) = &o.error_sample
+                && (o.errors > 0 || o.failures > 0)
+            {
+                note.push(format!("first error: {e}"));
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                scenario.title(o.connections, small, t.list_stored),
+                t.kind.label(),
+                rate(o.throughput()),
+                ms(o.quantile_ms(0.5)),
+                ms(o.quantile_ms(0.99)),
+                ms(o.quantile_ms(0.999)),
+                cpu_per_answer(o),
+                other_cores(o),
+                o.errors,
+                note.join("; ")
+            );
+        }
+    }
+
+    out.push_str(&render_targets(report, small));
+
+    let _ = writeln!(out, "\n### Start-up and memory\n");
+    let _ = writeln!(
+        out,
+        "| server | start to first successful request (median) | its HTTP status | trials | idle RSS (1 s after) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (label, trials) in &report.startups {
+        if let Some(m) = median_startup(trials) {
+            let _ = writeln!(
+                out,
+                "| {label} | {:.1} ms | {} | {} | {} |",
+                m.to_first_answer.as_secs_f64() * 1000.0,
+                m.first_status,
+                trials.len(),
+                mib(m.idle_rss)
+            );
+        }
+    }
+    for t in &report.targets {
+        let _ = writeln!(
+            out,
+            "| {} after its whole benchmark (pools, {} ListSecrets filler) | | | | {} |",
+            t.kind.label(),
+            count_label(t.list_stored),
+            mib(t.rss_after_load)
+        );
+    }
+    if let Some(f) = &report.footprint {
+        let _ = writeln!(
+            out,
+            "| Coffer (SQLite) restarted with {} secrets, after reading every pool secret and 10 ListSecrets pages | | | | {} |",
+            count_label(f.secrets),
+            mib(f.rss_after_reads)
+        );
+        let _ = writeln!(
+            out,
+            "\nDatabase files with {} secrets: {}.",
+            count_label(f.secrets),
+            mib(Some(f.db_bytes))
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n### Seeding (through the API, {} connections; moto over one)\n",
+        s.connections
+    );
+    let _ = writeln!(out, "| server | what | secrets | time | per second |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for t in &report.targets {
+        for (what, seeded) in &t.seeding {
+            let _ = writeln!(
+                out,
+                "| {} | {what} | {} | {} | {} |",
+                t.kind.label(),
+                seeded.count,
+                secs(seeded.elapsed),
+                rate(seeded.rate())
+            );
+        }
+        for note in &t.notes {
+            let _ = writeln!(out, "\nNote ({}): {note}.", t.kind.label());
+        }
+    }
+    out
+}
+
+/// The targets, each as measured and as a ratio.
+fn render_targets(report: &Report, small: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n### Against the targets\n");
+    let _ = writeln!(out, "| target | server | measured | ratio | met |");
+    let _ = writeln!(out, "|---|---|---|---:|---|");
+    let moto_get = find(report, TargetKind::Moto)
+        .and_then(|t| outcome_of(t, Scenario::Get))
+        .map(Outcome::throughput);
+    let disk_one = report.disk.iter().find(|d| d.writers == 1).map(|d| d.rate());
+    let disk_many = report.disk.iter().find(|d| d.writers > 1);
+    for kind in [TargetKind::Sqlite, TargetKind::Dev] {
+        let Some(t) = find(report, kind) else { continue };
+        let label = kind.label();
+        if let Some(get) = outcome_of(t, Scenario::Get) {
+            let g = get.throughput();
+            if let Some((_, ceiling)) = &report.ceiling {
+                let c = ceiling.throughput();
+                let r = g / c.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| GetSecretValue ≥ 40% of the HTTP ceiling | {label} | {} vs {} /s | {:.0}% | {} |",
+                    rate(g),
+                    rate(c),
+                    r * 100.0,
+                    met(r >= 0.4)
+                );
+            }
+            if let Some(mg) = moto_get {
+                let r = g / mg.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| GetSecretValue ≥ 50× moto | {label} | {} vs {} /s | {r:.0}× | {} |",
+                    rate(g),
+                    rate(mg),
+                    met(r >= 50.0)
+                );
+            }
+            if let Some(p99) = get.quantile_ms(0.99) {
+                let _ = writeln!(
+                    out,
+                    "| GetSecretValue p99 < 5 ms at {} conns | {label} | {} ms | {:.0}% of limit | {} |",
+                    get.connections,
+                    ms(Some(p99)),
+                    p99 / 5.0 * 100.0,
+                    met(p99 < 5.0)
+                );
+            }
+        }
+        if kind == TargetKind::Sqlite
+            && let Some(put) = outcome_of(t, Scenario::Put)
+        {
+            let p = put.throughput();
+            if let Some(d) = disk_many {
+                let r = p / d.rate().max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| PutSecretValue ≥ 50% of the disk's synced writes at {} writers | {label} | {} vs {} /s | {:.0}% | {} |",
+                    d.writers,
+                    rate(p),
+                    rate(d.rate()),
+                    r * 100.0,
+                    met(r >= 0.5)
+                );
+            }
+            if let Some(d1) = disk_one {
+                let r = p / d1.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| (for reference) PutSecretValue vs one synced writer | {label} | {} vs {} /s | {:.0}% | |",
+                    rate(p),
+                    rate(d1),
+                    r * 100.0
+                );
+            }
+        }
+        let big = t.list_stored;
+        if let Some(list) = outcome_of(t, Scenario::ListOne) {
+            let p50 = list.quantile_ms(0.5);
+            let p99 = list.quantile_ms(0.99);
+            let _ = writeln!(
+                out,
+                "| ListSecrets first page < 10 ms with {} stored | {label} | p50 {} ms, p99 {} ms | {:.0}% of limit | {} |",
+                count_label(big),
+                ms(p50),
+                ms(p99),
+                p99.unwrap_or(f64::INFINITY) / 10.0 * 100.0,
+                met(p99.is_some_and(|v| v < 10.0))
+            );
+            if let Some(small_list) = outcome_of(t, Scenario::ListSmallOne)
+                && let (Some(a), Some(b)) = (small_list.quantile_ms(0.5), p50)
+            {
+                let r = b / a.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| ListSecrets page cost independent of the count | {label} | p50 {} ms at {} vs {} ms at {} | {r:.2}× | {} |",
+                    ms(Some(a)),
+                    count_label(small),
+                    ms(Some(b)),
+                    count_label(big),
+                    met(r < 1.5)
+                );
+            }
+        }
+    }
+    for (label, trials) in &report.startups {
+        if !label.starts_with("Coffer") {
+            continue;
+        }
+        if let Some(m) = median_startup(trials) {
+            let t = m.to_first_answer.as_secs_f64() * 1000.0;
+            let _ = writeln!(
+                out,
+                "| Start-up to first answered request < 100 ms | {label} | {t:.1} ms | {:.0}% of limit | {} |",
+                t,
+                met(t < 100.0)
+            );
+            if let Some(rss) = m.idle_rss {
+                let r = rss as f64 / (30.0 * 1048576.0);
+                let _ = writeln!(
+                    out,
+                    "| Idle memory < 30 MiB | {label} | {} | {:.0}% of limit | {} |",
+                    mib(Some(rss)),
+                    r * 100.0,
+                    met(r < 1.0)
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A footprint run as Markdown.
+pub fn render_footprint(
+    steps: &[FootprintStep],
+    restart: &StartUp,
+    after_reads: Option<u64>,
+) -> String {
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "| secrets stored | RSS | database files | seeding this step | per second |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for step in steps {
+        let (time, per_sec) = match &step.seeded {
+            Some(s) => (secs(s.elapsed), rate(s.rate())),
+            None => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {time} | {per_sec} |",
+            step.secrets,
+            mib(step.rss),
+            mib(Some(step.db_bytes))
+        );
+    }
+    let count = steps.last().map(|s| s.secrets).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\nRestarted on {count} secrets: first answer after {:.1} ms, idle RSS {}, RSS after 1000 GetSecretValue and 10 ListSecrets {}.",
+        restart.to_first_answer.as_secs_f64() * 1000.0,
+        mib(restart.idle_rss),
+        mib(after_reads)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_rounded_for_reading() {
+        assert_eq!(ms(Some(0.12345)), "0.12");
+        assert_eq!(ms(Some(123.45)), "123.5");
+        assert_eq!(ms(None), "n/a");
+        assert_eq!(rate(12345.6), "12346");
+        assert_eq!(rate(12.34), "12.3");
+        assert_eq!(mib(Some(3 * 1048576)), "3.0 MiB");
+    }
+
+    #[test]
+    fn the_median_start_is_the_middle_trial() {
+        let trial = |ms| StartUp {
+            to_first_answer: Duration::from_millis(ms),
+            first_status: 200,
+            idle_rss: None,
+        };
+        let trials = [trial(30), trial(10), trial(20)];
+        assert_eq!(median_startup(&trials).unwrap().to_first_answer, Duration::from_millis(20));
+    }
+}
