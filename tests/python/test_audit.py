@@ -218,3 +218,20 @@ def test_sts_calls_are_in_the_trail_too(audited):
     assert event["eventName"] == "GetCallerIdentity"
     assert event["userIdentity"]["arn"] == who["Arn"]
     assert event["readOnly"] is True
+
+
+def test_an_in_memory_trail_keeps_only_the_newest_events_it_is_told_to():
+    srv = start_server(["serve", "--dev", "--listen", "127.0.0.1:0", "--audit-retain-events", "5"])
+    try:
+        sm = make_client(srv.url)
+        for i in range(12):
+            sm.create_secret(Name=f"kept-{i:02}", SecretString="v")
+        trail = boto3.client("cloudtrail", endpoint_url=srv.url, region_name=REGION,
+                             aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x")
+        events = trail.lookup_events(MaxResults=50)["Events"]
+        assert len(events) == 5, [e["EventName"] for e in events]
+        seen = json.dumps(events, default=str)
+        # The newest events are the ones kept.
+        assert "kept-11" in seen and "kept-00" not in seen
+    finally:
+        srv.stop()

@@ -42,11 +42,20 @@ pub struct Settings {
     pub log_max_bytes: u64,
     /// How many rotated files (`FILE.1` newest ... `FILE.N`) are kept.
     pub log_keep: usize,
+    /// Keep only this many newest events per chain in the store (`None`: all). Set for the
+    /// in-memory `--dev` store, whose trail is for looking at, not for `audit verify`.
+    pub retain_events: Option<u64>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { fail_open: false, log: None, log_max_bytes: 100 * 1024 * 1024, log_keep: 5 }
+        Settings {
+            fail_open: false,
+            log: None,
+            log_max_bytes: 100 * 1024 * 1024,
+            log_keep: 5,
+            retain_events: None,
+        }
     }
 }
 
@@ -350,7 +359,17 @@ fn append_and_stream(
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
     match append(tx, scope, time_ms, event) {
-        Ok(_) => {}
+        Ok(record) => {
+            // With a retention limit, each new event retires the one that falls out of it.
+            if let Some(keep) = app.audit.settings.retain_events
+                && record.seq > keep
+            {
+                let old = chain::event_key(&scope.account, &scope.region, record.seq - keep);
+                if let Err(e) = tx.delete_record(EVENT_KIND, &old) {
+                    return fail("store", e.to_string());
+                }
+            }
+        }
         // The store asked for the transaction to be run again (a serialization conflict on
         // PostgreSQL): not a failure of the trail, and never committed without the event.
         Err(StoreError::Aborted) => return Err(crate::store_error(StoreError::Aborted)),

@@ -52,7 +52,15 @@ pub struct ServeArgs {
     /// By default such calls fail with InternalServiceError and change nothing.
     #[arg(long)]
     audit_fail_open: bool,
+    /// Keep only this many newest audit events per account and region in the store. Default:
+    /// all of them, except with the in-memory `--dev` store, which keeps the newest 10000 so a
+    /// long test run does not grow without bound.
+    #[arg(long)]
+    audit_retain_events: Option<u64>,
 }
+
+/// How many events the in-memory `--dev` store keeps per account and region.
+const DEV_AUDIT_RETENTION: u64 = 10_000;
 
 fn parse_account(s: &str) -> Result<String, String> {
     if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -82,6 +90,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         fail_open: args.audit_fail_open,
         log: args.audit_log.clone(),
         log_max_bytes: args.audit_log_max_bytes,
+        retain_events: args
+            .audit_retain_events
+            .or_else(|| (store.describe() == "memory").then_some(DEV_AUDIT_RETENTION)),
         ..Default::default()
     };
     let config =
