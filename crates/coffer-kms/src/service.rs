@@ -550,14 +550,7 @@ impl Kms {
         scope: &Scope,
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
-        refuse_aws_managed(&key, "EnableKey")?;
-        refuse_pending_deletion(&key)?;
-        if key.state != KeyState::Enabled {
-            key.state = KeyState::Enabled;
-            save_key(tx, &key)?;
-        }
-        Ok(key)
+        self.set_key_state(tx, scope, key_id, KeyState::Enabled, "EnableKey")
     }
 
     /// DisableKey: Enabled -> Disabled (a no-op when already disabled).
@@ -567,11 +560,23 @@ impl Kms {
         scope: &Scope,
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
+        self.set_key_state(tx, scope, key_id, KeyState::Disabled, "DisableKey")
+    }
+
+    /// Moves a customer managed key that is not pending deletion to `state`.
+    fn set_key_state(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        key_id: &str,
+        state: KeyState,
+        operation: &str,
+    ) -> Result<KeyRecord, KmsError> {
         let mut key = self.find_key(tx, scope, key_id, false)?;
-        refuse_aws_managed(&key, "DisableKey")?;
+        refuse_aws_managed(&key, operation)?;
         refuse_pending_deletion(&key)?;
-        if key.state != KeyState::Disabled {
-            key.state = KeyState::Disabled;
+        if key.state != state {
+            key.state = state;
             save_key(tx, &key)?;
         }
         Ok(key)
