@@ -1,12 +1,13 @@
 //! The audit trail: one CloudTrail event per call, chained per account and region in the
 //! store, optionally streamed as JSON lines; and CloudTrail's LookupEvents over it.
 //!
-//! A call's event is prepared by [`begin`] (on the blocking thread that runs the call)
+//! A call's event is prepared by [`begin`] (on the thread that runs the call)
 //! and kept in a thread-local until the call ends. A mutating call's event is appended
 //! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
 //! the change and its record commit together or not at all. Read-only calls, failures
-//! and calls that changed nothing get their event in a transaction of its own when the
-//! call ends ([`finish`]). When an event cannot be written the call fails with
+//! and calls that changed nothing get their event written when the call ends
+//! ([`finish`], [`finish_async`]): on a durable store by the appender
+//! (`crate::appender`), which commits the events of concurrent calls together. When an event cannot be written the call fails with
 //! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
 //! `Settings::fail_open` is set, in which case the failure is only logged.
 
@@ -16,7 +17,7 @@ use coffer_audit::chain::{self, EVENT_KIND, HEAD_KIND, Head, Record};
 use coffer_audit::event::{self, EVENT_VERSION, Event, Resource, UserIdentity};
 use coffer_audit::lookup::{self, LookupError, Query};
 use coffer_core::{AwsError, ErrorCode, Scope};
-use coffer_store::{ReadTxn, StoreError, WriteTxn};
+use coffer_store::{Latency, ReadTxn, StoreError, WriteTxn};
 use coffer_wire::cloudtrail::{LookupEventsRequest, LookupEventsResponse};
 use coffer_wire::model::ServiceModel;
 use coffer_wire::secretsmanager as sm;
@@ -416,20 +417,56 @@ pub(crate) fn committed() {
 /// Ends the call on this thread: writes its event unless it committed with the
 /// change, and turns the call into InternalServiceError if that fails (fail-closed).
 pub fn finish(app: &App, result: Result<Vec<u8>, AwsError>) -> Result<Vec<u8>, AwsError> {
-    let outcome = match &result {
+    if let Some(unwritten) = conclude(&result) {
+        write_unwritten(app, unwritten)?;
+    }
+    result
+}
+
+/// Writes the event [`conclude`] returned, for an async caller: into a memory store
+/// at once, else through the appender while the task waits without holding a thread.
+pub async fn write_async(app: &App, unwritten: Option<Unwritten>) -> Result<(), AwsError> {
+    match unwritten {
+        None => Ok(()),
+        Some(unwritten) => match app.store.latency() {
+            Latency::Memory => write_own(app, &unwritten),
+            Latency::LocalDisk | Latency::Network => app.appender.append(unwritten).await,
+        },
+    }
+}
+
+/// Ends the call on this thread and returns its event, when it was not committed with
+/// a change and still has to be written.
+pub fn conclude(result: &Result<Vec<u8>, AwsError>) -> Option<Unwritten> {
+    let outcome = match result {
         Ok(bytes) => Ok(bytes.as_slice()),
         Err(e) => Err((error_code(e), e.message.clone())),
     };
-    finish_outcome(app, outcome)?;
-    result
+    take_unwritten(outcome)
 }
 
 /// [`finish`] for calls whose errors are not `AwsError`s: `Ok(response body)` or
 /// `Err((error code, message))`.
 pub fn finish_outcome(app: &App, outcome: Result<&[u8], (String, String)>) -> Result<(), AwsError> {
-    let Some(pending) = PENDING.with(|p| p.borrow_mut().take()) else { return Ok(()) };
+    match take_unwritten(outcome) {
+        Some(unwritten) => write_unwritten(app, unwritten),
+        None => Ok(()),
+    }
+}
+
+/// An event still to be written in a transaction of its own: a read-only call's, a
+/// failed call's, or one that changed nothing.
+pub struct Unwritten {
+    scope: Scope,
+    time_ms: i64,
+    event: Event,
+}
+
+/// Completes the event of the call on this thread with its outcome.
+fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten> {
+    let pending = PENDING.with(|p| p.borrow_mut().take())?;
     if pending.committed {
-        return Ok(());
+        return None;
     }
     let mut event = pending.event;
     match outcome {
@@ -445,14 +482,32 @@ pub fn finish_outcome(app: &App, outcome: Result<&[u8], (String, String)>) -> Re
         }
     }
     add_resources(&mut event);
-    write_own(app, &pending.scope, pending.time_ms, &event)
+    Some(Unwritten { scope: pending.scope, time_ms: pending.time_ms, event })
+}
+
+/// Writes an event from a thread that may block: directly into a memory store, else
+/// through the appender, which commits it with those of concurrent calls.
+fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
+    match app.store.latency() {
+        Latency::Memory => write_own(app, &unwritten),
+        Latency::LocalDisk | Latency::Network => app.appender.append_blocking(unwritten),
+    }
+}
+
+/// Appends an unwritten event inside `tx` (the appender's batch transaction).
+pub(crate) fn append_unwritten(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    unwritten: &Unwritten,
+) -> Result<(), AwsError> {
+    append_and_stream(app, tx, &unwritten.scope, unwritten.time_ms, &unwritten.event)
 }
 
 /// Writes one event in a transaction of its own.
-fn write_own(app: &App, scope: &Scope, time_ms: i64, event: &Event) -> Result<(), AwsError> {
-    let written = app.store.write(&mut |tx| {
-        append_and_stream(app, tx, scope, time_ms, event).map_err(|_| StoreError::Aborted)
-    });
+fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
+    let written = app
+        .store
+        .write(&mut |tx| append_unwritten(app, tx, unwritten).map_err(|_| StoreError::Aborted));
     match written {
         Ok(()) => Ok(()),
         Err(e) => {

@@ -132,10 +132,30 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let op = op.to_string();
     let (raw, body) = raw_parts(request);
     let buffer = read_body(body, app.config.max_body_bytes).await?;
+    // A call that waits for no disk runs here, on the async worker: a thread hand-off
+    // would cost more than the call. Its audit event, if it must be committed on its
+    // own, is awaited below without holding the worker.
+    let inline =
+        app.writes_inline() || (app.reads_inline() && coffer_audit::event::is_read_only(&op));
+    if inline {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let result = serve_json(app, dev_ctx, &raw, buffer, service, &op, model, request_id);
+            let unwritten = crate::audit::conclude(&result);
+            (result, unwritten)
+        }));
+        let Ok((result, unwritten)) = served else {
+            crate::audit::forget_pending();
+            tracing::error!("handler panicked");
+            return Err(AwsError::internal());
+        };
+        crate::audit::write_async(app, unwritten).await?;
+        return result;
+    }
     let app = app.clone();
     let request_id = request_id.to_string();
     tokio::task::spawn_blocking(move || {
-        serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+        let result = serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id);
+        crate::audit::finish(&app, result)
     })
     .await
     .map_err(|e| {
@@ -145,7 +165,7 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
 }
 
 /// Authenticates (unless --dev), parses, validates, authorizes and dispatches one JSON
-/// request, on the blocking pool because the store is synchronous.
+/// request. Its audit event is left for the caller to finish.
 #[allow(clippy::too_many_arguments)]
 fn serve_json(
     app: &App,
@@ -157,6 +177,9 @@ fn serve_json(
     model: &ServiceModel,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
+    // An event left on this thread by a call that panicked must not be taken for
+    // this call's, should it fail before its own event begins.
+    crate::audit::forget_pending();
     let (ctx, who) = match (&app.iam, dev_ctx) {
         (Some(iam), _) => {
             let signing_name = match service {
@@ -190,8 +213,7 @@ fn serve_json(
         op,
         Some(model),
     );
-    let result = serve_identified(app, ctx, who, raw, buffer, service, op, model);
-    crate::audit::finish(app, result)
+    serve_identified(app, ctx, who, raw, buffer, service, op, model)
 }
 
 /// The part of [`serve_json`] after the caller is known, whose outcome is audited.

@@ -3,12 +3,14 @@
 //! A request flows `http` (parse target, find the caller's scope, read and
 //! validate the body) -> `dispatch` (one exhaustive match from operation to
 //! handler) -> a handler in `secrets` or `kms_api` (one store transaction) -> `http` (encode
-//! the response or the AWS error). Handlers are synchronous and run on tokio's
-//! blocking pool, because the stores are synchronous.
+//! the response or the AWS error). Handlers are synchronous, like the stores. Where
+//! they run depends on the store's [`Latency`]: on the async workers when nothing
+//! waits for a disk (the memory store; reads on SQLite), else on tokio's blocking pool.
 //!
 //! Architecture invariant: only this crate knows HTTP; plaintext values exist
 //! here only between `coffer-crypto` and the response encoder.
 
+mod appender;
 pub mod audit;
 pub mod auth;
 pub mod background;
@@ -24,7 +26,7 @@ pub mod secrets;
 pub mod sts;
 
 use coffer_core::{AwsError, Scope};
-use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
+use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
 use std::sync::Arc;
 
 pub use keys::{KeyRing, MasterKeyError, MasterKeyRotation, rotate_master_key};
@@ -68,6 +70,8 @@ pub struct App {
     pub iam: Option<iam::Iam>,
     /// The audit trail's settings and sink.
     pub audit: audit::Auditor,
+    /// Commits the audit events of calls that changed nothing, in batches.
+    appender: appender::Appender,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -82,8 +86,7 @@ pub(crate) fn store_error(e: StoreError) -> AwsError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: Config) -> Arc<App> {
-        let audit = audit::Auditor::new(config.audit.clone());
-        Arc::new(App { store, keys, config, iam: None, audit })
+        App::build(store, keys, config, None)
     }
 
     /// An app that authenticates and authorizes every request with `iam`.
@@ -93,8 +96,35 @@ impl App {
         config: Config,
         iam: iam::Iam,
     ) -> Arc<App> {
+        App::build(store, keys, config, Some(iam))
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        keys: KeyRing,
+        config: Config,
+        iam: Option<iam::Iam>,
+    ) -> Arc<App> {
         let audit = audit::Auditor::new(config.audit.clone());
-        Arc::new(App { store, keys, config, iam: Some(iam), audit })
+        Arc::new_cyclic(|app| App {
+            store,
+            keys,
+            config,
+            iam,
+            audit,
+            appender: appender::Appender::start(app.clone()),
+        })
+    }
+
+    /// Whether a read-only call can run on an async worker: its store reads take
+    /// microseconds (its audit event is then committed by the appender, awaited).
+    pub fn reads_inline(&self) -> bool {
+        matches!(self.store.latency(), Latency::Memory | Latency::LocalDisk)
+    }
+
+    /// Whether every call can run on an async worker: nothing waits for a disk.
+    pub fn writes_inline(&self) -> bool {
+        self.store.latency() == Latency::Memory
     }
 
     /// Runs `f` in a read transaction, carrying its AWS error out.

@@ -166,8 +166,22 @@ pub trait WriteTxn: ReadTxn {
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()>;
 }
 
+/// How long a transaction can keep the calling thread: where the server may run
+/// one (on its async workers, or on threads that may wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    /// Reads and writes finish in microseconds (nothing waits for a disk).
+    Memory,
+    /// Reads finish in microseconds; writes wait for a local disk's sync.
+    LocalDisk,
+    /// Every transaction waits for a database across the network.
+    Network,
+}
+
 /// A transactional store of secrets.
 pub trait Store: Send + Sync + 'static {
+    /// How long this store's transactions keep the calling thread.
+    fn latency(&self) -> Latency;
     /// Runs `f` in a read transaction that sees one consistent state.
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()>;
     /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.

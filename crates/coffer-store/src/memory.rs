@@ -68,6 +68,10 @@ impl Store for MemoryStore {
         result
     }
 
+    fn latency(&self) -> crate::Latency {
+        crate::Latency::Memory
+    }
+
     fn describe(&self) -> String {
         "memory".to_owned()
     }

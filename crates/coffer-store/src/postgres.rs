@@ -375,6 +375,10 @@ impl Store for PostgresStore {
         self.write_pg(&mut |txn| f(txn))
     }
 
+    fn latency(&self) -> crate::Latency {
+        crate::Latency::Network
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

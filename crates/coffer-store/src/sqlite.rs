@@ -1,14 +1,20 @@
 //! The durable default store: one SQLite file in WAL mode, synced on every commit.
 //!
-//! Writes go through a single writer connection behind a mutex, each one a
-//! `BEGIN IMMEDIATE` transaction; reads use a small pool of read-only
-//! connections, so in WAL mode they see a consistent snapshot and never wait
-//! for a writer. The schema is created and upgraded by numbered migrations
-//! recorded in `PRAGMA user_version`.
+//! Writes go through a single writer connection behind a mutex. Concurrent
+//! writers share commits (group commit, see [`SqliteStore::write`]): each runs
+//! in a `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction, and one `COMMIT` (one
+//! fsync) makes the whole batch durable before any member is answered. Reads
+//! use a small pool of read-only connections, so in WAL mode they see a
+//! consistent snapshot and never wait for a writer. WAL checkpoints run on a
+//! background thread, off the path of acknowledged writes. The schema is
+//! created and upgraded by numbered migrations recorded in `PRAGMA user_version`.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 use rusqlite::{
@@ -109,13 +115,102 @@ fn accessed_sort_ms(meta: &SecretMeta) -> Millis {
     meta.last_accessed_ms.unwrap_or(i64::MIN)
 }
 
+/// A batch stops taking new members once it has this many...
+const BATCH_MAX_MEMBERS: usize = 256;
+
+/// ...or is this old, so waiting for a shared commit stays short.
+const BATCH_MAX_AGE: Duration = Duration::from_millis(2);
+
+/// How often the background thread copies the WAL back into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
 /// A store in one SQLite database file.
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Threads that asked for the writer and do not hold it yet. A batch stays
+    /// open for them instead of committing alone.
+    waiting: AtomicUsize,
     /// Read connections for a file database; `None` for an in-memory one,
     /// which has nothing to share and reads through the writer.
     readers: Option<ReaderPool>,
     path: Option<PathBuf>,
+    /// Dropping this stops the checkpoint thread.
+    _checkpointer: Option<SyncSender<()>>,
+}
+
+/// The writer connection and the group commit open on it, if any.
+struct Writer {
+    conn: Connection,
+    batch: Option<Batch>,
+    /// Transactions committed on this connection.
+    commits: u64,
+}
+
+/// Writes that ran in one open transaction and will be committed together.
+struct Batch {
+    /// How many members succeeded and wait for the commit.
+    members: usize,
+    opened: Instant,
+    outcome: Arc<BatchOutcome>,
+}
+
+impl Batch {
+    fn open() -> Batch {
+        Batch { members: 0, opened: Instant::now(), outcome: Arc::default() }
+    }
+
+    fn is_full(&self) -> bool {
+        self.members >= BATCH_MAX_MEMBERS || self.opened.elapsed() >= BATCH_MAX_AGE
+    }
+}
+
+/// The result of a batch's commit, published to members waiting for it.
+#[derive(Default)]
+struct BatchOutcome {
+    result: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl BatchOutcome {
+    fn publish(&self, result: Result<(), String>) {
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> StoreResult<()> {
+        let mut result = self.result.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*result {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(message)) => return Err(StoreError::Backend(message.clone())),
+                None => result = self.done.wait(result).unwrap_or_else(PoisonError::into_inner),
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Commits the open batch, if any, and tells its members how it went.
+    fn settle(&mut self) -> StoreResult<()> {
+        let Some(batch) = self.batch.take() else { return Ok(()) };
+        let result = if batch.members == 0 {
+            // Nothing succeeded in this batch: nothing to keep, nothing to sync.
+            self.conn.execute_batch("ROLLBACK").map_err(StoreError::from)
+        } else {
+            let committed = self.conn.execute_batch("COMMIT").map_err(StoreError::from);
+            self.commits += u64::from(committed.is_ok());
+            committed
+        };
+        if !self.conn.is_autocommit() {
+            // A failed COMMIT can leave the transaction open; end it so the
+            // next write starts clean.
+            if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(%error, "could not roll back a failed SQLite transaction");
+            }
+        }
+        batch.outcome.publish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        result
+    }
 }
 
 impl SqliteStore {
@@ -134,11 +229,17 @@ impl SqliteStore {
         }
         writer.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         migrate(&mut writer)?;
+        // Checkpoints move to a thread of their own (below), so no acknowledged
+        // write waits for one.
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = start_checkpointer(path)?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         Ok(SqliteStore {
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer { conn: writer, batch: None, commits: 0 }),
+            waiting: AtomicUsize::new(0),
             readers: Some(ReaderPool::new(path.to_owned())),
             path: Some(path.to_owned()),
+            _checkpointer: Some(checkpointer),
         })
     }
 
@@ -148,20 +249,68 @@ impl SqliteStore {
         configure(&conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { writer: Mutex::new(conn), readers: None, path: None })
+        Ok(SqliteStore {
+            writer: Mutex::new(Writer { conn, batch: None, commits: 0 }),
+            waiting: AtomicUsize::new(0),
+            readers: None,
+            path: None,
+            _checkpointer: None,
+        })
     }
 
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> StoreResult<i64> {
-        let conn = self.lock_writer();
-        Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+        let writer = self.lock_settled()?;
+        Ok(writer.conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
     }
 
-    /// A poisoned lock only means a closure panicked; its transaction was
-    /// rolled back while unwinding, so the connection is fine to reuse.
-    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// How many transactions `write` has committed since the store was opened.
+    /// With concurrent writers this is less than the writes acknowledged: they
+    /// shared commits.
+    pub fn commits(&self) -> u64 {
+        self.lock_writer().commits
     }
+
+    /// Takes the writer, counted as waiting until it is ours so that an open
+    /// batch is left open for us. Poisoning is ignored: a panicking closure's
+    /// savepoint is rolled back before the panic continues (see `write`).
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        writer
+    }
+
+    /// Takes the writer with no transaction open on it: an open batch is
+    /// committed first, for uses of the connection outside `write`.
+    fn lock_settled(&self) -> StoreResult<MutexGuard<'_, Writer>> {
+        let mut writer = self.lock_writer();
+        writer.settle()?;
+        Ok(writer)
+    }
+}
+
+/// Starts the thread that checkpoints the WAL of the database at `path` every
+/// [`CHECKPOINT_INTERVAL`], until the returned sender is dropped. A passive
+/// checkpoint never blocks readers or the writer.
+fn start_checkpointer(path: &Path) -> StoreResult<SyncSender<()>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    let (stop, stopped) = mpsc::sync_channel::<()>(0);
+    std::thread::Builder::new()
+        .name("coffer-sqlite-checkpoint".to_owned())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(%error, "could not checkpoint the SQLite WAL");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(stop)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -183,21 +332,64 @@ impl Store for SqliteStore {
                 }
                 result
             }
-            None => run_read(&self.lock_writer(), f),
+            None => run_read(&self.lock_settled()?.conn, f),
         }
     }
 
+    /// Group commit. The first writer to find no transaction open begins one
+    /// (a batch); every writer runs its closure in a savepoint of it, so a
+    /// failing closure undoes only its own work. A writer that sees others
+    /// waiting for the connection leaves the batch open for them and waits for
+    /// its commit; the writer that sees nobody waiting, or a full batch,
+    /// commits it: one fsync for every member, and nobody is answered before
+    /// it. If the commit fails, every member fails.
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
-        let mut conn = self.lock_writer();
-        let result = run_write(&mut conn, f);
-        if !conn.is_autocommit() {
-            // A failed COMMIT can leave the transaction open; end it so the
-            // next write starts clean.
-            if let Err(error) = conn.execute_batch("ROLLBACK") {
-                tracing::error!(%error, "could not roll back a failed SQLite transaction");
-            }
+        let mut writer = self.lock_writer();
+        if writer.batch.is_none() {
+            writer.conn.execute_batch("BEGIN IMMEDIATE")?;
+            writer.batch = Some(Batch::open());
         }
-        result
+        let own = run_in_savepoint(&writer.conn, f);
+        if writer.conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a full
+            // disk): every member's work is gone.
+            let batch = writer.batch.take().expect("a batch is open");
+            let message = "the database rolled back the transaction after an error".to_owned();
+            batch.outcome.publish(Err(message.clone()));
+            return match own {
+                Member::Panicked(payload) => resume_unwind(payload),
+                Member::Done(Err(error)) => Err(error),
+                Member::Done(Ok(())) => Err(StoreError::Backend(message)),
+            };
+        }
+        let batch = writer.batch.as_mut().expect("a batch is open");
+        if let Member::Done(Ok(())) = own {
+            batch.members += 1;
+        }
+        let stay_open = self.waiting.load(Ordering::SeqCst) > 0 && !batch.is_full();
+        if stay_open {
+            let outcome = batch.outcome.clone();
+            drop(writer);
+            return match own {
+                Member::Panicked(payload) => resume_unwind(payload),
+                Member::Done(Err(error)) => Err(error),
+                Member::Done(Ok(())) => outcome.wait(),
+            };
+        }
+        let committed = writer.settle();
+        drop(writer);
+        match own {
+            Member::Panicked(payload) => resume_unwind(payload),
+            Member::Done(Err(error)) => Err(error),
+            Member::Done(Ok(())) => committed,
+        }
+    }
+
+    fn latency(&self) -> crate::Latency {
+        match &self.path {
+            Some(_) => crate::Latency::LocalDisk,
+            None => crate::Latency::Memory,
+        }
     }
 
     fn describe(&self) -> String {
@@ -226,12 +418,13 @@ impl Store for SqliteStore {
                 }
                 result
             }
-            None => run(&self.lock_writer()),
+            None => run(&self.lock_settled()?.conn),
         }
     }
 
     fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
-        let mut conn = self.lock_writer();
+        let mut writer = self.lock_settled()?;
+        let conn = &mut writer.conn;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let occupied: bool = tx.query_row(
@@ -340,20 +533,42 @@ fn run_read(
     Ok(ended?)
 }
 
-fn run_write(
-    conn: &mut Connection,
+/// How one writer's closure ended inside its batch.
+enum Member {
+    Done(StoreResult<()>),
+    /// The closure panicked; the panic continues once the batch is looked after.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Runs `f` in a savepoint of the open transaction: kept if it succeeds,
+/// undone (alone) if it fails or panics.
+fn run_in_savepoint(
+    conn: &Connection,
     f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>,
-) -> StoreResult<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let result = f(&mut SqlTxn { conn: &tx });
-    match result {
-        Ok(()) => Ok(tx.commit()?),
-        Err(error) => {
-            if let Err(rollback) = tx.rollback() {
-                tracing::error!(error = %rollback, "could not roll back an abandoned SQLite transaction");
-            }
-            Err(error)
+) -> Member {
+    if let Err(error) = conn.execute_batch("SAVEPOINT coffer_write") {
+        return Member::Done(Err(error.into()));
+    }
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn { conn })));
+    let keep = matches!(ran, Ok(Ok(())));
+    let ended = if keep {
+        conn.execute_batch("RELEASE coffer_write")
+    } else {
+        conn.execute_batch("ROLLBACK TO coffer_write; RELEASE coffer_write")
+    };
+    if let Err(error) = ended
+        && !conn.is_autocommit()
+    {
+        // The savepoint cannot be ended, so the batch is in an unknown state:
+        // give it up whole (the caller sees the transaction gone).
+        tracing::error!(%error, "could not end a SQLite savepoint; rolling the batch back");
+        if let Err(error) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(%error, "could not roll back a SQLite transaction");
         }
+    }
+    match ran {
+        Ok(result) => Member::Done(result),
+        Err(payload) => Member::Panicked(payload),
     }
 }
 
@@ -856,7 +1071,8 @@ mod tests {
     fn writer_connection_syncs_fully_and_enforces_foreign_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
-        let conn = store.lock_writer();
+        let writer = store.lock_settled().unwrap();
+        let conn = &writer.conn;
         let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
@@ -866,7 +1082,8 @@ mod tests {
     #[test]
     fn every_listing_query_walks_an_index_without_sorting() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let conn = store.lock_writer();
+        let writer = store.lock_settled().unwrap();
+        let conn = &writer.conn;
         let sorts = [SortBy::CreatedDate, SortBy::LastAccessedDate, SortBy::LastChangedDate];
         for sort_by in sorts.into_iter().chain([SortBy::Name]) {
             let key: &dyn ToSql = if sort_by == SortBy::Name { &"name" } else { &0i64 };
@@ -878,7 +1095,7 @@ mod tests {
                     } else {
                         vec![&"a", &"r", &10i64]
                     };
-                    let plan = plan(&conn, &sql, &params);
+                    let plan = plan(conn, &sql, &params);
                     let context = format!("{sort_by:?} {descending} {resuming}: {plan}");
                     assert!(plan.contains("USING INDEX secrets_by_"), "{context}");
                     assert!(!plan.contains("TEMP B-TREE"), "{context}");
@@ -893,16 +1110,17 @@ mod tests {
     #[test]
     fn due_deletions_and_versions_use_their_indexes() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let conn = store.lock_writer();
+        let writer = store.lock_settled().unwrap();
+        let conn = &writer.conn;
         let due = plan(
-            &conn,
+            conn,
             "SELECT arn FROM secrets WHERE deletion_ms IS NOT NULL AND deletion_ms <= ?1 \
              ORDER BY deletion_ms, seq",
             &[&0i64],
         );
         assert!(due.contains("secrets_by_deletion"), "{due}");
         let versions = plan(
-            &conn,
+            conn,
             "SELECT version_id, meta FROM versions WHERE arn = ?1 ORDER BY ord",
             &[&"arn"],
         );

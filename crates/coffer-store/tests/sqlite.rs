@@ -298,3 +298,83 @@ fn two_stores_on_one_file_never_lose_an_insert() {
         }
     }
 }
+
+/// Group commit: many concurrent writers, some failing, one panicking. Every
+/// successful write is kept, every failed one leaves nothing, and the writers
+/// shared commits.
+#[test]
+fn concurrent_writers_share_commits_and_failures_stay_their_own() {
+    let fixture = Arc::new(file_fixture());
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let fixture = fixture.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let name = format!("s-{t}-{i}");
+                    let fails = (t + i) % 5 == 0;
+                    let result = fixture.store.write(&mut |txn| {
+                        txn.insert_secret(&secret(&name))?;
+                        if fails { Err(StoreError::Aborted) } else { Ok(()) }
+                    });
+                    assert_eq!(result.is_ok(), !fails, "{name}: {result:?}");
+                }
+            })
+        })
+        .collect();
+    let panicking = {
+        let fixture = fixture.clone();
+        std::thread::spawn(move || {
+            let _ = fixture.store.write(&mut |txn| {
+                txn.insert_secret(&secret("panicked"))?;
+                panic!("a closure panics in the middle of a batch");
+            });
+        })
+    };
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(panicking.join().is_err(), "the panic reaches its own caller");
+    let store: &dyn Store = &fixture.store;
+    for t in 0..32 {
+        for i in 0..20 {
+            let name = format!("s-{t}-{i}");
+            let found = read(store, |txn| txn.secret_by_name(&scope(), &name));
+            assert_eq!(found.is_some(), (t + i) % 5 != 0, "{name}");
+        }
+    }
+    assert!(read(store, |txn| txn.secret_by_name(&scope(), "panicked")).is_none());
+    assert_eq!(read(store, count_secrets), 32 * 20 * 4 / 5);
+    let commits = fixture.store.commits();
+    assert!(commits < 32 * 20 * 4 / 5, "{commits} commits for {} writes", 32 * 20 * 4 / 5);
+    // The store goes on working after all that.
+    write(store, |txn| txn.insert_secret(&secret("after")).map(|_| ()));
+    assert!(read(store, |txn| txn.secret_by_name(&scope(), "after")).is_some());
+}
+
+/// Every acknowledged write survives reopening the database, batched or not.
+#[test]
+fn batched_writes_are_durable_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let name = format!("d-{t}-{i}");
+                        store
+                            .write(&mut |txn| txn.insert_secret(&secret(&name)).map(|_| ()))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(read(&store, count_secrets), 16 * 25);
+}
