@@ -680,18 +680,18 @@ pub fn batch_get_secret_value(
     } else if let Some(filters) = &req.filters {
         let filters = parse_filters(filters)?;
         let max = req.max_results.unwrap_or(20) as usize;
-        let page = list_page(
-            app,
-            ctx,
-            &filters,
-            SortBy::CreatedDate,
-            false,
-            false,
-            max,
-            req.next_token.as_deref(),
-        )?;
-        response.next_token = page.next_token;
         app.read(|tx| {
+            let page = list_page(
+                tx,
+                ctx,
+                &filters,
+                SortBy::CreatedDate,
+                false,
+                false,
+                max,
+                req.next_token.as_deref(),
+            )?;
+            response.next_token = page.next_token;
             for meta in &page.secrets {
                 collect(tx, &meta.arn, &mut response)?;
             }
@@ -753,15 +753,17 @@ pub fn describe_secret(
     })
 }
 
-/// One page of secrets matching `filters`, in the requested order.
+/// One page of a listing and the token of the next, if any.
 struct Page {
     secrets: Vec<SecretMeta>,
     next_token: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
+/// One page of secrets matching `filters`, in the requested order, read in `tx`.
+#[allow(clippy::too_many_arguments)]
 fn list_page(
-    app: &App,
+    tx: &dyn ReadTxn,
     ctx: &RequestContext,
     filters: &[Filter],
     sort_by: SortBy,
@@ -774,33 +776,32 @@ fn list_page(
         Some(token) => Some(paging::decode_list_token(token, sort_by, descending)?),
         None => None,
     };
-    let query = ListQuery { sort_by, descending, after };
-    app.read(|tx| {
-        let mut secrets = Vec::new();
-        let mut more = false;
-        tx.visit_secrets(&ctx.scope, &query, &mut |meta| {
-            if meta.is_scheduled_for_deletion() && !include_planned_deletion {
-                return true;
-            }
-            if !matches_all(meta, filters) {
-                return true;
-            }
-            if secrets.len() == max {
-                more = true;
-                return false;
-            }
-            secrets.push(meta.clone());
-            true
-        })
-        .map_err(store_error)?;
-        let next_token = match (more, secrets.last()) {
-            (true, Some(last)) => {
-                Some(paging::encode_list_token(&cursor_of(last, sort_by), sort_by, descending))
-            }
-            _ => None,
-        };
-        Ok(Page { secrets, next_token })
+    // One more than a page: whether it exists says if another page follows.
+    let query = ListQuery { sort_by, descending, after, expected: Some(max + 1) };
+    let mut secrets = Vec::new();
+    let mut more = false;
+    tx.visit_secrets(&ctx.scope, &query, &mut |meta| {
+        if meta.is_scheduled_for_deletion() && !include_planned_deletion {
+            return true;
+        }
+        if !matches_all(meta, filters) {
+            return true;
+        }
+        if secrets.len() == max {
+            more = true;
+            return false;
+        }
+        secrets.push(meta.clone());
+        true
     })
+    .map_err(store_error)?;
+    let next_token = match (more, secrets.last()) {
+        (true, Some(last)) => {
+            Some(paging::encode_list_token(&cursor_of(last, sort_by), sort_by, descending))
+        }
+        _ => None,
+    };
+    Ok(Page { secrets, next_token })
 }
 
 pub fn list_secrets(
@@ -818,17 +819,18 @@ pub fn list_secrets(
     };
     let descending = req.sort_order.as_deref() == Some("desc");
     let max = req.max_results.unwrap_or(100) as usize;
-    let page = list_page(
-        app,
-        ctx,
-        &filters,
-        sort_by,
-        descending,
-        req.include_planned_deletion.unwrap_or(false),
-        max,
-        req.next_token.as_deref(),
-    )?;
+    // The page and its secrets' versions come from one read: one consistent state.
     app.read(|tx| {
+        let page = list_page(
+            tx,
+            ctx,
+            &filters,
+            sort_by,
+            descending,
+            req.include_planned_deletion.unwrap_or(false),
+            max,
+            req.next_token.as_deref(),
+        )?;
         let mut secret_list = Vec::with_capacity(page.secrets.len());
         for meta in &page.secrets {
             let versions = tx.versions(&meta.arn).map_err(store_error)?;

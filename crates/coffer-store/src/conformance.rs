@@ -267,7 +267,7 @@ fn value(store: &dyn Store, arn: &str, version_id: &str) -> Option<Vec<u8>> {
 }
 
 fn query(sort_by: SortBy, descending: bool, after: Option<Cursor>) -> ListQuery {
-    ListQuery { sort_by, descending, after }
+    ListQuery { sort_by, descending, after, expected: None }
 }
 
 /// Up to `limit` secrets of `scope` in the query's order.
@@ -971,6 +971,11 @@ pub fn visit_walks_long_listings_completely(store: &dyn Store) {
             let after = Some(cursor_of(&listed[resumed_at], sort_by));
             let rest = page(store, &scope(), &query(sort_by, descending, after), usize::MAX);
             assert_eq!(names(&rest), expected[resumed_at + 1..]);
+            // The expected count is a hint only: the walk goes on past it.
+            for hint in [1, 101] {
+                let hinted = ListQuery { expected: Some(hint), ..query(sort_by, descending, None) };
+                assert_eq!(names(&page(store, &scope(), &hinted, usize::MAX)), expected);
+            }
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct ListQuery {
     pub sort_by: SortBy,
     pub descending: bool,
     pub after: Option<Cursor>,
+    /// How many secrets the caller expects to visit (a page and one more, to
+    /// know whether another page follows), so a store can fetch them in one go.
+    /// Only a hint: the visit goes on for as long as the visitor asks.
+    pub expected: Option<usize>,
 }
 
 /// The position of `meta` under `sort_by`, for building the next [`Cursor`].

@@ -828,7 +828,9 @@ impl ReadTxn for PgTxn<'_, '_> {
         visit: &mut dyn FnMut(&SecretMeta) -> bool,
     ) -> StoreResult<()> {
         let mut after = query.after.clone();
-        let mut limit = FIRST_CHUNK;
+        // The first chunk is what the caller expects to need (usually one query
+        // for a whole page); later ones double.
+        let mut limit = query.expected.map_or(FIRST_CHUNK, |n| (n as i64).clamp(1, MAX_CHUNK));
         loop {
             let rows = self.listing_chunk(scope, query, after.as_ref(), limit)?;
             let complete = (rows.len() as i64) < limit;

@@ -100,6 +100,7 @@ fn count_secrets(txn: &dyn ReadTxn) -> StoreResult<usize> {
         sort_by: coffer_store::SortBy::CreatedDate,
         descending: false,
         after: None,
+        expected: None,
     };
     txn.visit_secrets(&scope(), &query, &mut |_| {
         count += 1;
