@@ -90,6 +90,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, key)
     ) WITHOUT ROWID;
     "#,
+    // Version 3: records in an ordinary (rowid) table. Audit events are records of a
+    // few KiB, and a WITHOUT ROWID table keeps only ~1 KiB of a row in its B-tree page,
+    // so every event cost an overflow page and rebalancing; a rowid table appends whole
+    // events to its last page, and the primary key index stays small.
+    r#"
+    CREATE TABLE records_v3 (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    INSERT INTO records_v3 (kind, key, value) SELECT kind, key, value FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v3 RENAME TO records;
+    "#,
 ];
 
 /// The schema version this build creates and understands.
@@ -230,7 +245,11 @@ impl SqliteStore {
                 "the database could not be switched to WAL mode (it reports {mode})"
             )));
         }
-        writer.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        // `temp_store = MEMORY` keeps the journal of each writer's savepoint (group
+        // commit) in memory instead of spilling it to a temporary file.
+        writer.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
         migrate(&mut writer)?;
         // Checkpoints move to a thread of their own (below), so no acknowledged
         // write waits for one.

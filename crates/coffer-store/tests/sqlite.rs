@@ -379,3 +379,31 @@ fn batched_writes_are_durable_across_reopening() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(read(&store, count_secrets), 16 * 25);
 }
+
+/// A database of schema version 2 (records in a WITHOUT ROWID table) is brought up
+/// to date on opening, its records kept.
+#[test]
+fn records_of_a_version_2_database_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE records;
+         CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+             PRIMARY KEY (kind, key)) WITHOUT ROWID;
+         INSERT INTO records VALUES ('audit', 'e1', x'0102'), ('kms-key', 'k', x'03');
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(read(&store, |txn| txn.record("audit", "e1")), Some(vec![1, 2]));
+    assert_eq!(read(&store, |txn| txn.record("kms-key", "k")), Some(vec![3]));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let sql: String = conn
+        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0))
+        .unwrap();
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+}
