@@ -137,6 +137,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         // The peer address feeds the `aws:SourceIp` condition key.
         let service =
             coffer_server::http::router(app).into_make_service_with_connect_info::<SocketAddr>();
+        // Answers go out at once rather than waiting on Nagle's algorithm for more.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, service)
             .with_graceful_shutdown(shutdown_signal())
             .await
