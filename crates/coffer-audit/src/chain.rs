@@ -74,47 +74,56 @@ pub struct Record {
 /// JSON with object keys sorted at every depth and no insignificant whitespace: the
 /// form that is hashed, independent of how a serializer orders keys.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes [`canonical_json`] of `value` into `out`. Strings and scalars are written
+/// by serde_json's compact serializer, so escaping is exactly JSON's.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+                serde_json::to_writer(&mut *out, key).expect("strings serialize");
+                out.push(b':');
+                write_canonical(item, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_canonical(v, out);
+                write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("scalars serialize"),
     }
 }
 
 /// The hash of a record with these contents, as lowercase hex.
 pub fn hash_record(seq: u64, time_ms: i64, prev_hash: &str, event: &Value) -> String {
+    let mut canonical = Vec::with_capacity(2048);
+    write_canonical(event, &mut canonical);
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(format!("{DOMAIN}\n{seq}\n{time_ms}\n{prev_hash}\n").as_bytes());
-    ctx.update(canonical_json(event).as_bytes());
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ctx.update(&canonical);
+    let mut hex = String::with_capacity(64);
+    for byte in ctx.finish().as_ref() {
+        hex.push(char::from_digit(u32::from(byte >> 4), 16).expect("a nibble"));
+        hex.push(char::from_digit(u32::from(byte & 0xf), 16).expect("a nibble"));
+    }
+    hex
 }
 
 impl Record {
@@ -393,6 +402,18 @@ mod tests {
         assert_eq!(seq_of_key(&b), Some(2));
         assert!(a.starts_with(&event_prefix("1", "r")));
         assert_eq!(seq_of_key("1/r/abc"), None);
+    }
+
+    /// Pins the bytes hashed, so chains written by earlier builds still verify: escapes
+    /// and non-ASCII as JSON's compact form writes them, the hash in lowercase hex.
+    #[test]
+    fn a_record_hash_is_the_sha256_of_its_header_and_canonical_json() {
+        let v = serde_json::json!({"t": true, "n": -1.5, "a\n\u{1}": "\"é</"});
+        assert_eq!(canonical_json(&v), r#"{"a\n\u0001":"\"é</","n":-1.5,"t":true}"#);
+        assert_eq!(
+            hash_record(7, 1_700_000_000_000, "abc", &v),
+            "3c116a949ed84c23571f5c390d621eb1f1a9396102b4c8b23845e219a092de8c"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How the trail is kept.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ struct Pending {
     scope: Scope,
     time_ms: i64,
     event: Event,
-    sensitive: BTreeSet<String>,
+    sensitive: Arc<BTreeSet<String>>,
     /// Set once the event committed with the call's change.
     committed: bool,
 }
@@ -244,8 +244,7 @@ pub fn begin(
         recipient_account_id: ctx.scope.account.clone(),
         event_category: "Management".to_string(),
     };
-    let sensitive =
-        model.map(|m| m.sensitive_members(op).into_iter().collect()).unwrap_or_default();
+    let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
     let pending =
         Pending { scope: ctx.scope.clone(), time_ms: now, event, sensitive, committed: false };
     PENDING.with(|p| *p.borrow_mut() = Some(pending));

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -25,6 +25,8 @@ pub struct ServiceModel {
 struct Operation {
     input: Option<String>,
     output: Option<String>,
+    /// [`ServiceModel::sensitive_set`], worked out on first use.
+    sensitive: OnceLock<Arc<BTreeSet<String>>>,
 }
 
 /// A named shape of the model, with the constraints AWS enforces on its values.
@@ -99,6 +101,7 @@ impl ServiceModel {
                 let op = Operation {
                     input: op.input.map(|r| r.shape),
                     output: op.output.map(|r| r.shape),
+                    sensitive: OnceLock::new(),
                 };
                 (name, op)
             })
@@ -135,14 +138,23 @@ impl ServiceModel {
     /// are marked sensitive directly or through their target shape (for example
     /// `SecretString`, `SecretBinary`, `Plaintext`). Sorted, without duplicates.
     pub fn sensitive_members(&self, operation: &str) -> Vec<String> {
-        let mut found = BTreeSet::new();
-        let mut seen = HashSet::new();
-        if let Some(op) = self.operations.get(operation) {
-            for shape in [&op.input, &op.output].into_iter().flatten() {
-                self.collect_sensitive(shape, &mut seen, &mut found);
-            }
-        }
-        found.into_iter().collect()
+        self.sensitive_set(operation).iter().cloned().collect()
+    }
+
+    /// [`ServiceModel::sensitive_members`] as a set, shared: worked out once per
+    /// operation, since every audited call needs it.
+    pub fn sensitive_set(&self, operation: &str) -> Arc<BTreeSet<String>> {
+        let Some(op) = self.operations.get(operation) else { return Arc::default() };
+        op.sensitive
+            .get_or_init(|| {
+                let mut found = BTreeSet::new();
+                let mut seen = HashSet::new();
+                for shape in [&op.input, &op.output].into_iter().flatten() {
+                    self.collect_sensitive(shape, &mut seen, &mut found);
+                }
+                Arc::new(found)
+            })
+            .clone()
     }
 
     fn collect_sensitive<'a>(
