@@ -8,12 +8,20 @@
 //! returns the access key id; [`Prevalidated::verify`] recomputes the signature with
 //! the key's secret and compares it in constant time.
 //!
+//! The signing key depends only on the secret and the credential scope, which changes
+//! once a day, so [`SigningKeyCache`] keeps derived keys (wiped when evicted) and
+//! [`Prevalidated::verify_cached`] saves the four HMACs of the derivation on every request
+//! after the first of the day.
+//!
 //! Presigned URLs (query-string authentication) and `UNSIGNED-PAYLOAD` are not
 //! accepted: the payload hash is always computed from the body received.
 
 use crate::time::{format_amz_date, parse_amz_date};
 use aws_lc_rs::{constant_time, digest, hmac};
+use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
+use std::sync::Mutex;
 use zeroize::Zeroizing;
 
 /// The only algorithm accepted.
@@ -213,17 +221,27 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 
+const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+const LOWER_HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Percent-encodes everything but RFC 3986's unreserved characters (and `/` when asked).
 fn uri_encode(input: &[u8], keep_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
+    push_uri_encoded(&mut out, input, keep_slash);
+    out
+}
+
+/// [`uri_encode`] appending to `out`, so the canonical request is built in one buffer.
+fn push_uri_encoded(out: &mut String, input: &[u8], keep_slash: bool) {
     for &b in input {
         if is_unreserved(b) || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(UPPER_HEX[usize::from(b >> 4)] as char);
+            out.push(UPPER_HEX[usize::from(b & 0xf)] as char);
         }
     }
-    out
 }
 
 fn percent_decode(input: &str) -> Vec<u8> {
@@ -250,8 +268,17 @@ fn percent_decode(input: &str) -> Vec<u8> {
 /// encoded once more, so the percent-escapes a client sent are themselves escaped: every
 /// AWS service except S3 signs paths this way.
 pub fn canonical_uri(path: &str) -> String {
-    if path.is_empty() {
-        return "/".to_string();
+    let mut out = String::with_capacity(path.len() + 1);
+    push_canonical_uri(&mut out, path);
+    out
+}
+
+/// [`canonical_uri`] appending to `out`.
+fn push_canonical_uri(out: &mut String, path: &str) {
+    // The JSON protocols always post to `/`: answer that without splitting.
+    if path.is_empty() || path == "/" {
+        out.push('/');
+        return;
     }
     let mut segments: Vec<&str> = Vec::new();
     let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
@@ -267,13 +294,21 @@ pub fn canonical_uri(path: &str) -> String {
     if trailing && segments.last().is_some_and(|s| !s.is_empty()) {
         segments.push("");
     }
-    let joined = format!("/{}", segments.join("/"));
-    uri_encode(joined.as_bytes(), true)
+    if segments.is_empty() {
+        out.push('/');
+    }
+    for segment in segments {
+        out.push('/');
+        push_uri_encoded(out, segment.as_bytes(), true);
+    }
 }
 
 /// The canonical query string: each name and value decoded and re-encoded, sorted by
 /// name, then value.
 pub fn canonical_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -286,50 +321,76 @@ pub fn canonical_query(query: &str) -> String {
     pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
-/// A header value as SigV4 canonicalizes it: folded lines joined with commas, outer
-/// whitespace trimmed, inner runs of spaces collapsed to one.
-fn canonical_header_value(raw: &[u8]) -> String {
+/// Appends a header value as SigV4 canonicalizes it: folded lines joined with commas,
+/// outer whitespace trimmed, inner runs of spaces collapsed to one.
+fn push_canonical_header_value(out: &mut String, raw: &[u8]) {
     let text = String::from_utf8_lossy(raw);
-    let lines: Vec<String> = text
-        .split('\n')
-        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|line| !line.is_empty())
-        .collect();
-    lines.join(",")
+    let mut first_line = true;
+    for line in text.split('\n') {
+        let mut words = line.split_whitespace();
+        // A line of nothing but whitespace is dropped, with its comma.
+        let Some(first) = words.next() else { continue };
+        if !first_line {
+            out.push(',');
+        }
+        first_line = false;
+        out.push_str(first);
+        for word in words {
+            out.push(' ');
+            out.push_str(word);
+        }
+    }
 }
 
-/// The canonical request for `req` with the given signed headers.
+/// The canonical request for `req` with the given signed headers, built in one buffer.
 pub fn canonical_request(req: &RequestParts<'_>, signed_headers: &[String]) -> String {
-    let mut out = String::new();
+    let headers_len: usize = req.headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(
+        req.method.len() + req.path.len() + req.query.len() + headers_len + 128,
+    );
     out.push_str(req.method);
     out.push('\n');
-    out.push_str(&canonical_uri(req.path));
+    push_canonical_uri(&mut out, req.path);
     out.push('\n');
     out.push_str(&canonical_query(req.query));
     out.push('\n');
     for name in signed_headers {
-        let values: Vec<String> = req.header_values(name).map(canonical_header_value).collect();
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        for (i, value) in req.header_values(name).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_canonical_header_value(&mut out, value);
+        }
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&signed_headers.join(";"));
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
     out.push('\n');
-    out.push_str(&hex(digest::digest(&digest::SHA256, req.body).as_ref()));
+    push_hex(&mut out, digest::digest(&digest::SHA256, req.body).as_ref());
     out
 }
 
 /// The string to sign: algorithm, request date, scope and the canonical request's hash.
 pub fn string_to_sign(amz_date: &str, scope: &CredentialScope, canonical_request: &str) -> String {
     let hash = digest::digest(&digest::SHA256, canonical_request.as_bytes());
-    format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex(hash.as_ref()))
+    let mut out = String::with_capacity(ALGORITHM.len() + amz_date.len() + 64 + 128);
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{ALGORITHM}\n{amz_date}\n{scope}\n");
+    push_hex(&mut out, hash.as_ref());
+    out
 }
 
 /// A derived signing key. It is as good as the secret for a day, so it is wiped on drop
 /// and never printed.
-pub struct SigningKey(hmac::Key);
+#[derive(Clone)]
+pub struct SigningKey(Zeroizing<[u8; 32]>);
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -342,15 +403,103 @@ pub fn signing_key(secret: &[u8], scope: &CredentialScope) -> SigningKey {
     let mut seed = Zeroizing::new(Vec::with_capacity(4 + secret.len()));
     seed.extend_from_slice(b"AWS4");
     seed.extend_from_slice(secret);
-    let mut key = Zeroizing::new(hmac_bytes(&seed, scope.date.as_bytes()));
+    let mut key = hmac_bytes(&seed, scope.date.as_bytes());
     for part in [scope.region.as_bytes(), scope.service.as_bytes(), b"aws4_request"] {
-        key = Zeroizing::new(hmac_bytes(&key[..], part));
+        key = hmac_bytes(&key[..], part);
     }
-    SigningKey(hmac::Key::new(hmac::HMAC_SHA256, &key[..]))
+    SigningKey(key)
 }
 
-fn hmac_bytes(key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref().to_vec()
+fn hmac_bytes(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Derived signing keys by secret and credential scope, so a key is derived once a day
+/// per access key and region rather than on every request.
+///
+/// An entry is found by a SHA-256 fingerprint of the secret together with the scope, so
+/// a request signed with any other secret (a rotated or deleted key's successor, another
+/// user's key with the same id in a different store) can never be verified with a cached
+/// key: it simply misses and derives its own. The map is bounded; when it is full it is
+/// emptied (every key is wiped on drop) rather than tracking recency, since a server
+/// sees few distinct keys per day and a refill costs four HMACs per key.
+pub struct SigningKeyCache {
+    keys: Mutex<HashMap<[u8; 32], SigningKey>>,
+    capacity: usize,
+}
+
+impl SigningKeyCache {
+    /// The bound of [`SigningKeyCache::new`].
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    pub fn new() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// A cache holding at most `capacity` keys (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        SigningKeyCache { keys: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    /// The signing key of `secret` for `scope`: cached, or derived and remembered.
+    pub fn signing_key(&self, secret: &[u8], scope: &CredentialScope) -> SigningKey {
+        let id = fingerprint(secret, scope);
+        if let Some(key) = self.lock().get(&id) {
+            return key.clone();
+        }
+        // Derived outside the lock: two threads may both derive the same key, which is
+        // harmless, while holding the lock would serialize every miss.
+        let key = signing_key(secret, scope);
+        let mut keys = self.lock();
+        if keys.len() >= self.capacity {
+            keys.clear();
+        }
+        keys.insert(id, key.clone());
+        key
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], SigningKey>> {
+        // A panic while holding the lock cannot leave the map inconsistent (every
+        // operation on it is a single call), so a poisoned lock is still usable.
+        self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Default for SigningKeyCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for SigningKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeyCache({} keys: ***)", self.len())
+    }
+}
+
+/// Identifies a (secret, scope) pair without keeping the secret: SHA-256 over the
+/// length-prefixed parts, so no two different pairs share an encoding.
+fn fingerprint(secret: &[u8], scope: &CredentialScope) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for part in [secret, scope.date.as_bytes(), scope.region.as_bytes(), scope.service.as_bytes()] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// A computed signature. Deliberately without `PartialEq`: compare it only through
@@ -366,7 +515,7 @@ impl Signature {
     /// True when `provided` (hex) is this signature. The comparison does not stop at the
     /// first differing byte, so timing reveals nothing about how close a guess was.
     pub fn matches(&self, provided: &str) -> bool {
-        let Some(bytes) = unhex(provided) else { return false };
+        let Some(bytes) = unhex32(provided) else { return false };
         constant_time::verify_slices_are_equal(&self.0, &bytes).is_ok()
     }
 }
@@ -379,21 +528,46 @@ impl fmt::Debug for Signature {
 
 /// Signs a string to sign.
 pub fn signature(key: &SigningKey, string_to_sign: &str) -> Signature {
-    let tag = hmac::sign(&key.0, string_to_sign.as_bytes());
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key.0[..]), string_to_sign.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
     Signature(out)
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    push_hex(&mut out, bytes);
+    out
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+/// Appends lower-case hex of `bytes` to `out`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        out.push(LOWER_HEX[usize::from(b >> 4)] as char);
+        out.push(LOWER_HEX[usize::from(b & 0xf)] as char);
+    }
+}
+
+/// Decodes 64 hex digits (either case). Anything else is no signature at all; its
+/// length is public, so refusing it early reveals nothing.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
+    if s.len() != 64 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// What the server expects of a request's credential scope and date.
@@ -429,9 +603,23 @@ impl Prevalidated {
     /// Recomputes the signature with the access key's secret and compares it in constant
     /// time with the one the request carries.
     pub fn verify(&self, req: &RequestParts<'_>, secret: &[u8]) -> Result<(), SigV4Error> {
+        self.verify_with_key(req, &signing_key(secret, &self.authorization.scope))
+    }
+
+    /// [`Prevalidated::verify`] with the signing key taken from (or added to) `cache`.
+    pub fn verify_cached(
+        &self,
+        req: &RequestParts<'_>,
+        secret: &[u8],
+        cache: &SigningKeyCache,
+    ) -> Result<(), SigV4Error> {
+        self.verify_with_key(req, &cache.signing_key(secret, &self.authorization.scope))
+    }
+
+    fn verify_with_key(&self, req: &RequestParts<'_>, key: &SigningKey) -> Result<(), SigV4Error> {
         let canonical = canonical_request(req, &self.authorization.signed_headers);
         let to_sign = string_to_sign(&self.amz_date, &self.authorization.scope, &canonical);
-        let expected = signature(&signing_key(secret, &self.authorization.scope), &to_sign);
+        let expected = signature(key, &to_sign);
         if expected.matches(&self.authorization.signature) {
             Ok(())
         } else {
@@ -547,4 +735,124 @@ pub fn authorization_header(
         signed_headers.join(";"),
         sig.to_hex()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // AWS's published example secret and the `get-vanilla` vector of its test suite.
+    const SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const OTHER_SECRET: &[u8] = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ";
+    const DATE: &str = "20150830T123600Z";
+    const GET_VANILLA: &str = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+
+    fn scope(region: &str) -> CredentialScope {
+        CredentialScope {
+            date: "20150830".into(),
+            region: region.into(),
+            service: "service".into(),
+        }
+    }
+
+    fn get_vanilla_headers(signature: &str) -> Vec<(&'static str, Vec<u8>)> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature={signature}"
+        );
+        vec![
+            ("Host", b"example.amazonaws.com".to_vec()),
+            ("X-Amz-Date", DATE.as_bytes().to_vec()),
+            ("Authorization", auth.into_bytes()),
+        ]
+    }
+
+    /// Prevalidates `get-vanilla` carrying `signature` and verifies it with `secret`
+    /// through `cache`.
+    fn verify_get_vanilla(
+        signature: &str,
+        secret: &[u8],
+        cache: &SigningKeyCache,
+    ) -> Result<(), SigV4Error> {
+        let owned = get_vanilla_headers(signature);
+        let headers: Vec<(&str, &[u8])> = owned.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let req =
+            RequestParts { method: "GET", path: "/", query: "", headers: &headers, body: b"" };
+        let expect = Expectation {
+            service: "service",
+            now_secs: crate::time::parse_amz_date(DATE).unwrap(),
+            region_is_valid: &|_| true,
+        };
+        prevalidate(&req, &expect)?.verify_cached(&req, secret, cache)
+    }
+
+    #[test]
+    fn a_cached_signing_key_verifies_the_published_vector_on_every_use() {
+        let cache = SigningKeyCache::new();
+        verify_get_vanilla(GET_VANILLA, SECRET, &cache).unwrap();
+        assert_eq!(cache.len(), 1);
+        verify_get_vanilla(GET_VANILLA, SECRET, &cache).unwrap();
+        assert_eq!(cache.len(), 1, "the second request reuses the derived key");
+        let flipped = format!("{}0", &GET_VANILLA[..63]);
+        assert_eq!(
+            verify_get_vanilla(&flipped, SECRET, &cache),
+            Err(SigV4Error::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn a_different_secret_never_uses_the_key_cached_for_another() {
+        let cache = SigningKeyCache::new();
+        verify_get_vanilla(GET_VANILLA, SECRET, &cache).unwrap();
+        // Same access key id, scope and signature, but the key now has another secret:
+        // the cached key must not verify it.
+        assert_eq!(
+            verify_get_vanilla(GET_VANILLA, OTHER_SECRET, &cache),
+            Err(SigV4Error::SignatureMismatch)
+        );
+        assert_eq!(cache.len(), 2);
+        let mine = cache.signing_key(SECRET, &scope("us-east-1"));
+        let theirs = cache.signing_key(OTHER_SECRET, &scope("us-east-1"));
+        assert_ne!(mine.0[..], theirs.0[..]);
+    }
+
+    #[test]
+    fn cached_keys_equal_derived_ones_per_scope_and_the_cache_stays_bounded() {
+        let cache = SigningKeyCache::with_capacity(3);
+        for region in ["us-east-1", "eu-west-1", "us-east-1", "ap-south-1"] {
+            let cached = cache.signing_key(SECRET, &scope(region));
+            assert_eq!(cached.0[..], signing_key(SECRET, &scope(region)).0[..], "{region}");
+        }
+        assert_eq!(cache.len(), 3);
+        // A fourth distinct scope empties the full map before it is added.
+        cache.signing_key(SECRET, &scope("sa-east-1"));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(format!("{cache:?}"), "SigningKeyCache(1 keys: ***)");
+        assert_eq!(format!("{:?}", cache.signing_key(SECRET, &scope("sa-east-1"))), "***");
+    }
+
+    #[test]
+    fn fingerprints_do_not_confuse_parts_that_concatenate_alike() {
+        let a = CredentialScope { date: "2015".into(), region: "0830".into(), service: "s".into() };
+        let b = CredentialScope { date: "20150".into(), region: "830".into(), service: "s".into() };
+        assert_ne!(fingerprint(SECRET, &a), fingerprint(SECRET, &b));
+        assert_ne!(fingerprint(SECRET, &a), fingerprint(OTHER_SECRET, &a));
+    }
+
+    #[test]
+    fn canonical_paths_and_header_values_are_built_as_sigv4_defines() {
+        assert_eq!(canonical_uri(""), "/");
+        assert_eq!(canonical_uri("/"), "/");
+        assert_eq!(canonical_uri("/a/./b/../c/"), "/a/c/");
+        assert_eq!(canonical_uri("/.."), "/");
+        assert_eq!(canonical_uri("//x"), "//x");
+        assert_eq!(canonical_uri("/a b/%41"), "/a%20b/%2541");
+        let mut out = String::new();
+        push_canonical_header_value(&mut out, b"  a   b \n \n\tc  ");
+        assert_eq!(out, "a b,c");
+        let headers: Vec<(&str, &[u8])> = vec![("X-A", b" 1 "), ("x-a", b""), ("x-a", b"2")];
+        let req =
+            RequestParts { method: "POST", path: "/", query: "", headers: &headers, body: b"" };
+        let canonical = canonical_request(&req, &["x-a".to_string()]);
+        assert!(canonical.starts_with("POST\n/\n\nx-a:1,,2\n\nx-a\n"), "{canonical}");
+    }
 }

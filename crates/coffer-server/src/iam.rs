@@ -7,6 +7,13 @@
 //! master key and stored as the wrapped key `iam-credentials-kek`; secret access keys
 //! never reach the store in plaintext, and SigV4 needs the secret itself, so a hash
 //! would not do.
+//!
+//! Every signed request needs its access key's owner, policies and opened secret, so
+//! [`Iam::lookup`] keeps them in a small cache. Every IAM write also increments the
+//! store's IAM generation (the setting [`GENERATION_SETTING`]) in its own transaction, in
+//! whichever process makes it (this server, another node on the same PostgreSQL
+//! database, `coffer admin` on the data directory), so a cached entry is confirmed by
+//! reading that one setting instead of the key, the user and the sealed secret.
 
 use crate::store_error;
 use coffer_auth::policy::{Policy, PolicyKind, malformed_message};
@@ -14,12 +21,16 @@ use coffer_auth::principal::{
     ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey, access_key_id, secret_access_key,
     user_id, validate_user_name,
 };
+use coffer_auth::sigv4::SigningKeyCache;
 use coffer_core::AwsError;
 use coffer_crypto::{KeyMaterial, MasterKey, random_bytes};
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub const USER_KIND: &str = "iam-user";
@@ -165,9 +176,145 @@ pub struct Caller {
     pub policies: Vec<Policy>,
 }
 
-/// Users, access keys and the key that seals their secrets.
+/// An active access key as authentication needs it: who owns it, the owner's identity
+/// policies (parsed) and the opened secret, which is wiped when the last holder drops it
+/// and prints as `***`.
+#[derive(Debug)]
+pub struct KnownKey {
+    pub caller: Arc<Caller>,
+    secret: SecretAccessKey,
+}
+
+impl KnownKey {
+    pub fn secret(&self) -> &SecretAccessKey {
+        &self.secret
+    }
+}
+
+/// The setting holding the store's IAM generation, a decimal counter that every IAM
+/// write made through an [`Iam`] increments in the write's own transaction.
+pub const GENERATION_SETTING: &str = "iam-generation";
+
+/// How long, by default, a cached [`Iam::lookup`] is used without even reading the
+/// store's IAM generation: zero, so a change made by any process (a second node on the
+/// same PostgreSQL database, `coffer admin` on a running server's SQLite data
+/// directory) takes effect on the very next request. A non-zero value
+/// ([`Iam::with_lookup_ttl`]) spares each request that one small read transaction;
+/// changes made through the same [`Iam`] still invalidate at once, and changes made
+/// elsewhere then take effect within that long.
+pub const LOOKUP_CACHE_TTL: Duration = Duration::ZERO;
+
+/// A cached key is read again in full at least this often, whatever the generation
+/// says, so a record changed without an [`Iam`] (by hand, by a future tool) cannot be
+/// served from memory forever.
+pub const LOOKUP_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// At most this many access keys are cached; a full cache is emptied, which only costs
+/// one store read per key in use.
+const LOOKUP_CACHE_MAX: usize = 4096;
+
+/// Reads the store's IAM generation (0 before the first IAM write).
+fn store_generation(tx: &dyn ReadTxn) -> Result<u64, StoreError> {
+    let Some(bytes) = tx.setting(GENERATION_SETTING)? else { return Ok(0) };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| StoreError::Backend(format!("unreadable setting {GENERATION_SETTING}")))
+}
+
+/// A cached lookup.
+#[derive(Clone)]
+struct CachedKey {
+    /// This process's generation when the store read began: the entry is dead once an
+    /// IAM write through this [`Iam`] moves it on.
+    local: u64,
+    /// The store's IAM generation the key was read under (in the same transaction, and
+    /// before the key's records).
+    stored: u64,
+    /// When the store read that loaded the entry began.
+    loaded: Instant,
+    /// When `stored` was last confirmed against the store.
+    checked: Instant,
+    key: Arc<KnownKey>,
+}
+
+/// What the store read of a lookup found.
+enum Read {
+    /// The cached entry is still what the store holds.
+    Confirmed,
+    /// The key as read now (`None`: unknown or inactive) and the generation read with it.
+    Loaded(u64, Option<KnownKey>),
+}
+
+/// Access key id -> [`KnownKey`]. An entry is used while this process's generation is
+/// the one it was read under and (once `ttl` has passed since its last check) the
+/// store's IAM generation still is too.
+struct LookupCache {
+    generation: AtomicU64,
+    ttl: Duration,
+    clock: Box<dyn Fn() -> Instant + Send + Sync>,
+    entries: RwLock<HashMap<String, CachedKey>>,
+}
+
+impl LookupCache {
+    fn new(ttl: Duration) -> Self {
+        LookupCache {
+            generation: AtomicU64::new(0),
+            ttl,
+            clock: Box::new(Instant::now),
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Makes every entry cached so far unusable.
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn current(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The entry of `access_key_id` if it is neither from before an IAM write through
+    /// this process nor older than [`LOOKUP_MAX_AGE`].
+    fn get(&self, access_key_id: &str, local: u64, now: Instant) -> Option<CachedKey> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get(access_key_id)?;
+        let alive =
+            entry.local == local && now.saturating_duration_since(entry.loaded) < LOOKUP_MAX_AGE;
+        alive.then(|| entry.clone())
+    }
+
+    /// Remembers an entry read from the store after `entry.local` was observed, unless
+    /// an IAM write through this process moved the generation on since: the read may
+    /// then predate that write, and caching it could resurrect a revoked key.
+    fn insert(&self, access_key_id: &str, entry: CachedKey) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if self.current() != entry.local {
+            return;
+        }
+        if entries.len() >= LOOKUP_CACHE_MAX && !entries.contains_key(access_key_id) {
+            entries.clear();
+        }
+        entries.insert(access_key_id.to_string(), entry);
+    }
+
+    /// Drops a key the store no longer holds as active, so its secret leaves memory.
+    /// Looks first under the shared lock: unknown keys (typos, probes) are never cached
+    /// and should not serialize requests on the exclusive one.
+    fn remove(&self, access_key_id: &str) {
+        if self.entries.read().unwrap_or_else(PoisonError::into_inner).contains_key(access_key_id) {
+            self.entries.write().unwrap_or_else(PoisonError::into_inner).remove(access_key_id);
+        }
+    }
+}
+
+/// Users, access keys and the key that seals their secrets, with the caches that spare
+/// every signed request a store read, an AES-GCM open and a SigV4 key derivation.
 pub struct Iam {
     credentials_key: KeyMaterial,
+    lookups: LookupCache,
+    signing_keys: SigningKeyCache,
 }
 
 impl fmt::Debug for Iam {
@@ -193,7 +340,52 @@ impl Iam {
                 Ok(key)
             }
         })?;
-        Ok(Iam { credentials_key: key })
+        Ok(Iam {
+            credentials_key: key,
+            lookups: LookupCache::new(LOOKUP_CACHE_TTL),
+            signing_keys: SigningKeyCache::new(),
+        })
+    }
+
+    /// Sets how long a cached lookup is used without reading the store's IAM generation
+    /// (default [`LOOKUP_CACHE_TTL`], zero: every lookup reads it). With a non-zero
+    /// value, an IAM change made by another process takes effect within that long.
+    pub fn with_lookup_ttl(mut self, ttl: Duration) -> Iam {
+        self.lookups.ttl = ttl;
+        self
+    }
+
+    /// Replaces the clock the lookup cache ages entries with (tests).
+    #[cfg(test)]
+    fn with_lookup_clock(mut self, clock: impl Fn() -> Instant + Send + Sync + 'static) -> Iam {
+        self.lookups.clock = Box::new(clock);
+        self
+    }
+
+    /// The derived SigV4 signing keys of recent requests.
+    pub fn signing_keys(&self) -> &SigningKeyCache {
+        &self.signing_keys
+    }
+
+    /// Runs an IAM write. It increments the store's IAM generation in the same
+    /// transaction, which every process's cache checks. This process's cache is also
+    /// invalidated before the transaction commits, so no request here uses an entry the
+    /// write may change once it is visible, and again after it committed, so a lookup
+    /// that read the store just before the commit cannot cache what it read.
+    fn write<T>(
+        &self,
+        store: &dyn Store,
+        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, IamError>,
+    ) -> Result<T, IamError> {
+        let result = write(store, |tx| {
+            let out = f(tx)?;
+            let next = store_generation(tx)? + 1;
+            tx.put_setting(GENERATION_SETTING, next.to_string().as_bytes())?;
+            self.lookups.invalidate();
+            Ok(out)
+        });
+        self.lookups.invalidate();
+        result
     }
 
     /// Creates a user with no policies.
@@ -214,7 +406,7 @@ impl Iam {
             created_ms: now_ms,
             policies: BTreeMap::new(),
         };
-        write(store, |tx| {
+        self.write(store, |tx| {
             if load_user(tx, account, name)?.is_some() {
                 return Err(IamError::Exists(format!(
                     "user '{name}' already exists in account {account}"
@@ -233,7 +425,7 @@ impl Iam {
         account: &str,
         name: &str,
     ) -> Result<Vec<String>, IamError> {
-        write(store, |tx| {
+        self.write(store, |tx| {
             if load_user(tx, account, name)?.is_none() {
                 return Err(no_such_user(account, name));
             }
@@ -304,7 +496,7 @@ impl Iam {
             created_ms: now_ms,
             sealed_secret: base64::engine::general_purpose::STANDARD.encode(sealed),
         };
-        write(store, |tx| {
+        self.write(store, |tx| {
             if load_user(tx, account, name)?.is_none() {
                 return Err(no_such_user(account, name));
             }
@@ -323,7 +515,7 @@ impl Iam {
         store: &dyn Store,
         access_key_id: &str,
     ) -> Result<AccessKeyRecord, IamError> {
-        write(store, |tx| {
+        self.write(store, |tx| {
             let record: AccessKeyRecord = match tx.record(ACCESS_KEY_KIND, access_key_id)? {
                 Some(b) => decode(&b)?,
                 None => return Err(IamError::NotFound(format!("no access key {access_key_id}"))),
@@ -350,7 +542,7 @@ impl Iam {
                 malformed_message(&problems).replace("resource policy", "identity policy"),
             )
         })?;
-        write(store, |tx| {
+        self.write(store, |tx| {
             let mut user =
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             user.policies.insert(policy_name.to_string(), document.to_string());
@@ -367,7 +559,7 @@ impl Iam {
         name: &str,
         policy_name: &str,
     ) -> Result<(), IamError> {
-        write(store, |tx| {
+        self.write(store, |tx| {
             let mut user =
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             if user.policies.remove(policy_name).is_none() {
@@ -406,17 +598,87 @@ impl Iam {
             self.delete_access_key(store, &id)?;
             return Err(IamError::Invalid(e));
         }
-        write(store, |tx| Ok(tx.put_setting(BOOTSTRAP_SETTING, b"1")?))?;
+        self.write(store, |tx| Ok(tx.put_setting(BOOTSTRAP_SETTING, b"1")?))?;
         Ok(Some(user))
     }
 
-    /// Finds the caller behind an access key: `None` for unknown or inactive keys. The
-    /// secret is opened only to verify a signature and is wiped when dropped.
+    /// Finds the caller behind an access key: `None` for unknown or inactive keys.
+    ///
+    /// A key looked up before is served from the cache after one small read of the
+    /// store's IAM generation, which any IAM write by any process increments (with a
+    /// non-zero [`Iam::with_lookup_ttl`], without even that read for that long, unless an
+    /// IAM write went through this [`Iam`]). Otherwise the key is read with
+    /// [`Iam::load`] in the same transaction and, if active, cached. Unknown and inactive
+    /// keys are not cached, so a key created by another process works at once.
     pub fn lookup(
+        &self,
+        store: &dyn Store,
+        access_key_id: &str,
+    ) -> Result<Option<Arc<KnownKey>>, AwsError> {
+        // Both are taken before the store is read, so an entry is never trusted longer
+        // than the TTL after its check began, nor kept across a write that raced it.
+        let local = self.lookups.current();
+        let now = (self.lookups.clock)();
+        let cached = self.lookups.get(access_key_id, local, now);
+        if let Some(entry) = &cached
+            && now.saturating_duration_since(entry.checked) < self.lookups.ttl
+        {
+            return Ok(Some(entry.key.clone()));
+        }
+        let mut outcome = None;
+        store
+            .read(&mut |tx| {
+                outcome = Some(self.read_key(tx, access_key_id, cached.as_ref()));
+                Ok(())
+            })
+            .map_err(store_error)?;
+        match outcome.ok_or_else(AwsError::internal)?? {
+            Read::Confirmed => {
+                let entry = cached.ok_or_else(AwsError::internal)?;
+                let key = entry.key.clone();
+                if !self.lookups.ttl.is_zero() {
+                    self.lookups.insert(access_key_id, CachedKey { checked: now, ..entry });
+                }
+                Ok(Some(key))
+            }
+            Read::Loaded(_, None) => {
+                self.lookups.remove(access_key_id);
+                Ok(None)
+            }
+            Read::Loaded(stored, Some(key)) => {
+                let key = Arc::new(key);
+                let entry =
+                    CachedKey { local, stored, loaded: now, checked: now, key: key.clone() };
+                self.lookups.insert(access_key_id, entry);
+                Ok(Some(key))
+            }
+        }
+    }
+
+    /// The store read of [`Iam::lookup`]: confirms `cached` if the store's IAM
+    /// generation has not moved since it was read, else reads the key. The generation
+    /// is read first, so the records read after it are at least that new.
+    fn read_key(
         &self,
         tx: &dyn ReadTxn,
         access_key_id: &str,
-    ) -> Result<Option<(Caller, SecretAccessKey)>, AwsError> {
+        cached: Option<&CachedKey>,
+    ) -> Result<Read, AwsError> {
+        let stored = store_generation(tx).map_err(store_error)?;
+        if cached.is_some_and(|entry| entry.stored == stored) {
+            return Ok(Read::Confirmed);
+        }
+        Ok(Read::Loaded(stored, self.load(tx, access_key_id)?))
+    }
+
+    /// Reads the caller behind an access key in `tx`, bypassing the cache: `None` for
+    /// unknown or inactive keys. The secret is opened only to verify a signature and is
+    /// wiped when dropped.
+    pub fn load(
+        &self,
+        tx: &dyn ReadTxn,
+        access_key_id: &str,
+    ) -> Result<Option<KnownKey>, AwsError> {
         let Some(bytes) = tx.record(ACCESS_KEY_KIND, access_key_id).map_err(store_error)? else {
             return Ok(None);
         };
@@ -452,7 +714,10 @@ impl Iam {
                 }
             })
             .collect();
-        Ok(Some((Caller { principal: user.principal(), policies }, secret)))
+        Ok(Some(KnownKey {
+            caller: Arc::new(Caller { principal: user.principal(), policies }),
+            secret,
+        }))
     }
 }
 
@@ -523,12 +788,12 @@ mod tests {
         assert_eq!(secret.expose().len(), 40);
         let raw = read(&store, |tx| tx.record(ACCESS_KEY_KIND, &id)).unwrap().unwrap();
         assert!(!String::from_utf8_lossy(&raw).contains(secret.expose()));
-        let (caller, opened) =
-            read(&store, |tx| Ok(iam.lookup(tx, &id).unwrap())).unwrap().unwrap();
-        assert_eq!(opened.expose(), secret.expose());
-        assert_eq!(caller.principal.arn, "arn:aws:iam::111122223333:user/alice");
-        assert_eq!(caller.policies.len(), 1);
-        assert!(read(&store, |tx| Ok(iam.lookup(tx, "AKIANOTAKEY").unwrap())).unwrap().is_none());
+        let known = iam.lookup(&store, &id).unwrap().unwrap();
+        assert_eq!(known.secret().expose(), secret.expose());
+        assert_eq!(format!("{known:?}").matches(secret.expose()).count(), 0);
+        assert_eq!(known.caller.principal.arn, "arn:aws:iam::111122223333:user/alice");
+        assert_eq!(known.caller.policies.len(), 1);
+        assert!(iam.lookup(&store, "AKIANOTAKEY").unwrap().is_none());
     }
 
     #[test]
@@ -547,7 +812,7 @@ mod tests {
         ));
         let (id, _) = iam.create_access_key(&store, "111122223333", "bob", 2).unwrap();
         assert_eq!(iam.delete_user(&store, "111122223333", "bob").unwrap(), vec![id.clone()]);
-        assert!(read(&store, |tx| Ok(iam.lookup(tx, &id).unwrap())).unwrap().is_none());
+        assert!(iam.lookup(&store, &id).unwrap().is_none());
     }
 
     #[test]
@@ -578,6 +843,239 @@ mod tests {
         assert!(!rewrap_credentials_key(&store, &master, &new).unwrap());
         let reopened = Iam::open(&new, &store).unwrap();
         let id = published.unwrap();
-        assert!(read(&store, |tx| Ok(reopened.lookup(tx, &id).unwrap())).unwrap().is_some());
+        assert!(read(&store, |tx| Ok(reopened.load(tx, &id).unwrap())).unwrap().is_some());
+    }
+
+    /// A test clock that only moves when told to.
+    #[derive(Clone)]
+    struct Clock(Arc<std::sync::Mutex<Instant>>);
+
+    impl Clock {
+        fn new() -> Clock {
+            Clock(Arc::new(std::sync::Mutex::new(Instant::now())))
+        }
+
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    /// Alice (one inline policy, one access key) in a store, seen through an IAM on a
+    /// clock the test controls, and a second IAM on the same store standing for another
+    /// process (a second node, `coffer admin`).
+    struct World {
+        store: MemoryStore,
+        iam: Iam,
+        elsewhere: Iam,
+        clock: Clock,
+        id: String,
+    }
+
+    const ACCOUNT: &str = "111122223333";
+    const READ_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+
+    fn alice(ttl: Duration) -> World {
+        let store = MemoryStore::new();
+        let master = MasterKey::generate();
+        let clock = Clock::new();
+        let ticking = clock.clone();
+        let iam = Iam::open(&master, &store)
+            .unwrap()
+            .with_lookup_ttl(ttl)
+            .with_lookup_clock(move || ticking.now());
+        let elsewhere = Iam::open(&master, &store).unwrap();
+        iam.create_user(&store, ACCOUNT, "alice", 1).unwrap();
+        iam.put_user_policy(&store, ACCOUNT, "alice", "all", ADMIN_POLICY).unwrap();
+        let (id, _) = iam.create_access_key(&store, ACCOUNT, "alice", 2).unwrap();
+        World { store, iam, elsewhere, clock, id }
+    }
+
+    impl World {
+        fn lookup(&self) -> Option<Arc<KnownKey>> {
+            self.iam.lookup(&self.store, &self.id).unwrap()
+        }
+
+        fn policies(&self) -> usize {
+            self.lookup().unwrap().caller.policies.len()
+        }
+
+        /// Rewrites the key's record without any Iam, as a tool writing the store by
+        /// hand would: nothing increments the IAM generation.
+        fn set_status_by_hand(&self, status: &str) {
+            let raw = read(&self.store, |tx| tx.record(ACCESS_KEY_KIND, &self.id)).unwrap();
+            let mut record: AccessKeyRecord = decode(&raw.unwrap()).unwrap();
+            record.status = status.to_string();
+            let bytes = encode(&record);
+            write(&self.store, |tx| Ok(tx.put_record(ACCESS_KEY_KIND, &self.id, &bytes)?)).unwrap();
+        }
+    }
+
+    /// Whether `lookup` answers from the cache without any store read: a store that
+    /// holds nothing at all cannot have answered it.
+    fn served_from_memory(iam: &Iam, id: &str) -> bool {
+        iam.lookup(&MemoryStore::new(), id).unwrap().is_some()
+    }
+
+    #[test]
+    fn a_repeated_lookup_reuses_the_cached_caller_and_secret() {
+        let w = alice(LOOKUP_CACHE_TTL);
+        let first = w.lookup().unwrap();
+        let second = w.lookup().unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "confirmed, not read again");
+        assert_eq!(second.secret().expose().len(), 40);
+        assert_eq!(format!("{:?}", second.secret()), "***");
+        assert!(!format!("{second:?}").contains(second.secret().expose()));
+        // By default even a hit reads the store's generation: an empty store does not
+        // confirm it.
+        assert!(!served_from_memory(&w.iam, &w.id));
+    }
+
+    #[test]
+    fn a_key_deleted_through_iam_is_refused_on_the_very_next_lookup() {
+        let w = alice(Duration::from_secs(1));
+        assert!(w.lookup().is_some());
+        w.iam.delete_access_key(&w.store, &w.id).unwrap();
+        assert!(w.lookup().is_none());
+        assert!(w.iam.lookups.entries.read().unwrap().is_empty(), "the secret left memory");
+        // Deleting the user revokes its other keys just as promptly.
+        let (other, _) = w.iam.create_access_key(&w.store, ACCOUNT, "alice", 3).unwrap();
+        assert!(w.iam.lookup(&w.store, &other).unwrap().is_some());
+        w.iam.delete_user(&w.store, ACCOUNT, "alice").unwrap();
+        assert!(w.iam.lookup(&w.store, &other).unwrap().is_none());
+        // A user re-created under the same name does not inherit anything cached.
+        w.iam.create_user(&w.store, ACCOUNT, "alice", 4).unwrap();
+        assert!(w.iam.lookup(&w.store, &other).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_policy_change_through_iam_is_seen_on_the_next_lookup() {
+        let w = alice(Duration::from_secs(1));
+        assert_eq!(w.policies(), 1);
+        w.iam.put_user_policy(&w.store, ACCOUNT, "alice", "read", READ_ONLY).unwrap();
+        assert_eq!(w.policies(), 2);
+        w.iam.delete_user_policy(&w.store, ACCOUNT, "alice", "all").unwrap();
+        assert_eq!(w.policies(), 1);
+        let left = w.lookup().unwrap();
+        assert_eq!(
+            left.caller.policies[0],
+            Policy::parse(READ_ONLY, PolicyKind::Identity).unwrap()
+        );
+        // A write that fails changes nothing and leaves the cache right.
+        assert!(w.iam.delete_user_policy(&w.store, ACCOUNT, "alice", "missing").is_err());
+        assert_eq!(w.policies(), 1);
+    }
+
+    #[test]
+    fn a_change_made_by_another_process_is_seen_on_the_very_next_lookup() {
+        let w = alice(LOOKUP_CACHE_TTL);
+        assert_eq!(w.policies(), 1);
+        w.elsewhere.put_user_policy(&w.store, ACCOUNT, "alice", "read", READ_ONLY).unwrap();
+        assert_eq!(w.policies(), 2);
+        w.elsewhere.delete_access_key(&w.store, &w.id).unwrap();
+        assert!(w.lookup().is_none());
+    }
+
+    #[test]
+    fn with_a_ttl_a_cached_entry_needs_no_store_read_until_it_expires() {
+        let ttl = Duration::from_secs(1);
+        let w = alice(ttl);
+        assert!(!served_from_memory(&w.iam, &w.id), "nothing is cached before a lookup");
+        assert!(w.lookup().is_some());
+        assert!(served_from_memory(&w.iam, &w.id));
+        // Another process disables the key: this Iam cannot know before the TTL ends.
+        w.elsewhere.delete_user_policy(&w.store, ACCOUNT, "alice", "all").unwrap();
+        w.clock.advance(ttl - Duration::from_millis(1));
+        assert_eq!(w.policies(), 1, "still within the TTL");
+        w.clock.advance(Duration::from_millis(1));
+        assert_eq!(w.policies(), 0, "checked against the store after the TTL");
+        assert!(served_from_memory(&w.iam, &w.id), "and cached again");
+        // A confirmed entry is trusted for another TTL from its check.
+        w.clock.advance(ttl);
+        assert_eq!(w.policies(), 0);
+        assert!(served_from_memory(&w.iam, &w.id));
+        w.clock.advance(ttl);
+        assert!(!served_from_memory(&w.iam, &w.id));
+    }
+
+    #[test]
+    fn an_entry_older_than_the_maximum_age_is_read_again_in_full() {
+        let w = alice(LOOKUP_CACHE_TTL);
+        assert!(w.lookup().is_some());
+        // A change that bypasses every Iam does not move the generation: the cached
+        // entry is confirmed until it reaches the maximum age.
+        w.set_status_by_hand("Inactive");
+        w.clock.advance(LOOKUP_MAX_AGE - Duration::from_millis(1));
+        assert!(w.lookup().is_some());
+        w.clock.advance(Duration::from_millis(1));
+        assert!(w.lookup().is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_not_cached_so_a_key_created_elsewhere_works_at_once() {
+        let w = alice(Duration::from_secs(1));
+        // The key is unknown (inactive) when first looked up, then becomes active
+        // without any Iam seeing the change.
+        w.set_status_by_hand("Inactive");
+        assert!(w.lookup().is_none());
+        w.set_status_by_hand("Active");
+        assert!(w.lookup().is_some());
+    }
+
+    #[test]
+    fn a_lookup_that_read_before_a_write_committed_is_not_cached() {
+        let w = alice(Duration::from_secs(1));
+        let (iam, id) = (&w.iam, &w.id);
+        let entry = |local: u64| {
+            let (stored, key) = read(&w.store, |tx| {
+                Ok((store_generation(tx)?, iam.load(tx, id).unwrap().unwrap()))
+            })
+            .unwrap();
+            let now = w.clock.now();
+            CachedKey { local, stored, loaded: now, checked: now, key: Arc::new(key) }
+        };
+        // What `lookup` does, with an IAM write landing between its store read and its
+        // insert: the generation observed before the read is stale by then.
+        let stale = entry(iam.lookups.current());
+        iam.put_user_policy(&w.store, ACCOUNT, "alice", "read", READ_ONLY).unwrap();
+        iam.lookups.insert(id, stale);
+        assert!(!iam.lookups.entries.read().unwrap().contains_key(id), "not even stored");
+        assert_eq!(w.policies(), 2);
+        // An entry inserted just before a write's first bump is refused when used.
+        let fresh = entry(iam.lookups.current());
+        iam.lookups.insert(id, fresh);
+        assert!(served_from_memory(iam, id));
+        iam.lookups.invalidate();
+        assert!(!served_from_memory(iam, id));
+    }
+
+    #[test]
+    fn every_iam_write_moves_the_store_generation() {
+        let w = alice(LOOKUP_CACHE_TTL);
+        let generation = || read(&w.store, |tx| store_generation(tx)).unwrap();
+        let mut last = generation();
+        assert_eq!(last, 3, "create_user, put_user_policy, create_access_key");
+        let mut moved = |what: &str| {
+            let now = generation();
+            assert!(now > last, "{what}");
+            last = now;
+        };
+        w.elsewhere.create_user(&w.store, ACCOUNT, "bob", 1).unwrap();
+        moved("create_user");
+        w.elsewhere.put_user_policy(&w.store, ACCOUNT, "bob", "p", READ_ONLY).unwrap();
+        moved("put_user_policy");
+        let (id, _) = w.elsewhere.create_access_key(&w.store, ACCOUNT, "bob", 2).unwrap();
+        moved("create_access_key");
+        w.elsewhere.delete_user_policy(&w.store, ACCOUNT, "bob", "p").unwrap();
+        moved("delete_user_policy");
+        w.elsewhere.delete_access_key(&w.store, &id).unwrap();
+        moved("delete_access_key");
+        w.elsewhere.delete_user(&w.store, ACCOUNT, "bob").unwrap();
+        moved("delete_user");
+        w.iam.bootstrap_admin(&w.store, ACCOUNT, 3, &mut |_, _| Ok(())).unwrap();
+        moved("bootstrap_admin");
     }
 }
