@@ -759,7 +759,6 @@ struct Page {
     next_token: Option<String>,
 }
 
-#[allow(clippy::too_many_arguments)]
 /// One page of secrets matching `filters`, in the requested order, read in `tx`.
 #[allow(clippy::too_many_arguments)]
 fn list_page(
