@@ -116,9 +116,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most read connections open at once; further readers wait for one to come back.
 const MAX_READERS: usize = 8;
 
-/// How much of the database file a read connection maps into memory.
-const READER_MMAP_BYTES: u64 = 1 << 30;
-
 /// Listing reads this many rows in its first query and doubles up to the
 /// maximum, so a short first page stays cheap and a long walk takes few queries.
 const FIRST_CHUNK: i64 = 64;
@@ -680,10 +677,6 @@ impl ReaderPool {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         configure(&conn)?;
-        // Every commit empties a read connection's page cache (WAL mode checks the
-        // database changed, not which pages); mapping the file makes refilling it
-        // a memory access instead of a read system call per page.
-        conn.execute_batch(&format!("PRAGMA mmap_size = {READER_MMAP_BYTES};"))?;
         Ok(conn)
     }
 
