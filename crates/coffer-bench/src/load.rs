@@ -82,23 +82,25 @@ struct TaskResult {
 }
 
 /// Runs `make` over `connections` connections for `timing`, at most
-/// `max_requests` requests; samples the CPU of `server_pid` over the window.
+/// `max_requests` requests; samples the CPU of the process trees `server_pids`
+/// (together the server) over the window.
 pub async fn run(
     endpoint: &Endpoint,
     connections: usize,
     timing: Timing,
     max_requests: u64,
     make: MakeRequest,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
 ) -> Outcome {
     let start = Instant::now();
     let window_start = start + timing.warmup;
     let deadline = window_start + timing.measure;
+    let server_pids = server_pids.to_vec();
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(window_start).await;
-        let before = crate::cpu::sample(server_pid);
+        let before = crate::cpu::sample(&server_pids);
         tokio::time::sleep_until(deadline).await;
-        let after = crate::cpu::sample(server_pid);
+        let after = crate::cpu::sample(&server_pids);
         Some(crate::cpu::usage(&before?, &after?))
     });
     let counter = Arc::new(AtomicU64::new(0));

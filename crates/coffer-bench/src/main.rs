@@ -1,5 +1,6 @@
-//! `coffer-bench`: measures Coffer side by side with moto's server, a bare
-//! HTTP server (the machine's HTTP ceiling) and the disk's synced-write rate.
+//! `coffer-bench`: measures Coffer (on SQLite, on PostgreSQL and in memory)
+//! side by side with moto's server, a bare HTTP server (the machine's HTTP
+//! ceiling) and the disk's synced-write rate.
 //!
 //! `coffer-bench all` runs everything and prints a Markdown report;
 //! `footprint` measures memory as secrets accumulate; `load` drives one
@@ -12,6 +13,7 @@ mod client;
 mod cpu;
 mod disk;
 mod load;
+mod postgres;
 mod report;
 mod scenarios;
 mod servers;
@@ -35,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every scenario on Coffer (SQLite and --dev), moto and the ceilings; prints Markdown.
+    /// Every scenario on Coffer (SQLite, PostgreSQL and --dev), moto and the ceilings; prints Markdown.
     All(AllArgs),
     /// Memory of Coffer (SQLite) as secrets are added through the API.
     Footprint(FootprintArgs),
@@ -71,6 +73,11 @@ struct AllArgs {
     /// Secrets stored when moto's ListSecrets is measured (default 10000, or 5000 with --quick).
     #[arg(long)]
     moto_list_count: Option<u64>,
+    /// Secrets stored when Coffer (PostgreSQL)'s ListSecrets is measured. Default:
+    /// --list-count, or less (20k, 10k, ...) when its seeding rate would make the
+    /// filler take over 3 minutes (1 with --quick).
+    #[arg(long)]
+    postgres_list_count: Option<u64>,
     /// The coffer binary (default: `coffer` beside this binary).
     #[arg(long)]
     coffer_bin: Option<PathBuf>,
@@ -83,6 +90,10 @@ struct AllArgs {
     /// Leave Coffer --dev out.
     #[arg(long)]
     no_dev: bool,
+    /// Leave Coffer on PostgreSQL out (it is measured when PostgreSQL's server
+    /// binaries are found: on PATH, in /usr/lib/postgresql/*/bin or in COFFER_PG_BIN).
+    #[arg(long)]
+    no_postgres: bool,
     /// Where data directories and the disk probe go (default: the system temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -132,9 +143,11 @@ struct LoadArgs {
     /// Coffer's data directory, to sign with its administrator's key when it has one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The server's process id, to report its CPU time per answer.
+    /// The server's process id, to report its CPU time per answer (its child
+    /// processes included). Repeat it for a server of several processes, as
+    /// Coffer and PostgreSQL's postmaster.
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
 }
 
 #[derive(Args)]
@@ -149,10 +162,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::CeilingServer(args) => ceiling_server(args),
-        Cmd::All(args) => runtime(args.common.client_threads).and_then(|rt| rt.block_on(all(args))),
-        Cmd::Footprint(args) => {
-            runtime(args.common.client_threads).and_then(|rt| rt.block_on(footprint(args)))
-        }
+        Cmd::All(args) => runtime(args.common.client_threads)
+            .and_then(|rt| rt.block_on(until_interrupted(all(args)))),
+        Cmd::Footprint(args) => runtime(args.common.client_threads)
+            .and_then(|rt| rt.block_on(until_interrupted(footprint(args)))),
         Cmd::Load(args) => {
             runtime(args.common.client_threads).and_then(|rt| rt.block_on(load_one(args)))
         }
@@ -163,6 +176,22 @@ fn main() -> ExitCode {
             eprintln!("coffer-bench: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs `work` unless SIGINT or SIGTERM comes first: then `work` is dropped,
+/// and with it every server handle (each stops its process, PostgreSQL
+/// included) and the temporary working directory.
+async fn until_interrupted(
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        result = work => result,
+        _ = interrupt.recv() => Err("interrupted (SIGINT): servers stopped".to_string()),
+        _ = terminate.recv() => Err("terminated (SIGTERM): servers stopped".to_string()),
     }
 }
 
@@ -248,6 +277,9 @@ async fn all(args: AllArgs) -> Result<(), String> {
     let quick = args.quick;
     let measure = args.duration.unwrap_or(if quick { 2.0 } else { 5.0 });
     let mut targets = vec![TargetKind::Sqlite];
+    if !args.no_postgres {
+        targets.push(TargetKind::Postgres);
+    }
     if !args.no_dev {
         targets.push(TargetKind::Dev);
     }
@@ -255,6 +287,7 @@ async fn all(args: AllArgs) -> Result<(), String> {
     if moto_bin.is_some() {
         targets.push(TargetKind::Moto);
     }
+    let list_count = args.list_count.unwrap_or(if quick { 10_000 } else { 100_000 });
     let settings = Settings {
         connections: args.common.connections,
         client_threads: args.common.client_threads,
@@ -262,7 +295,9 @@ async fn all(args: AllArgs) -> Result<(), String> {
             warmup: Duration::from_secs_f64(if quick { 0.5 } else { 1.0 }),
             measure: Duration::from_secs_f64(measure),
         },
-        list_count: args.list_count.unwrap_or(if quick { 10_000 } else { 100_000 }),
+        list_count,
+        postgres_list_count: args.postgres_list_count,
+        postgres_seed_budget: Duration::from_secs(if quick { 60 } else { 180 }),
         moto_list_count: args.moto_list_count.unwrap_or(if quick { 5_000 } else { 10_000 }),
         get_pool: 256,
         put_pool: if quick { 500 } else { 2000 },
@@ -328,7 +363,7 @@ async fn load_one(args: LoadArgs) -> Result<(), String> {
     let timing =
         Timing { warmup: Duration::from_secs(1), measure: Duration::from_secs_f64(args.duration) };
     let (make, bound) = pools.maker(scenario);
-    let o = load::run(&endpoint, args.common.connections, timing, bound, make, args.pid).await;
+    let o = load::run(&endpoint, args.common.connections, timing, bound, make, &args.pid).await;
     let cpu = match (o.cpu, o.server_cpu_us_per_answer()) {
         (Some(u), Some(per)) => format!(
             ", server {:.2} cores ({per:.0} µs CPU/answer), bench {:.2}, others {:.2}",

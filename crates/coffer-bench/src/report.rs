@@ -50,6 +50,11 @@ fn outcome_of(target: &TargetResult, scenario: Scenario) -> Option<&Outcome> {
     target.rows.iter().find(|(s, _)| *s == scenario).map(|(_, o)| o)
 }
 
+/// The secrets of the pools: the smaller ListSecrets count.
+fn small_count(s: &crate::bench::Settings) -> u64 {
+    (s.get_pool + s.put_pool) as u64
+}
+
 fn find(report: &Report, kind: TargetKind) -> Option<&TargetResult> {
     report.targets.iter().find(|t| t.kind == kind)
 }
@@ -78,15 +83,24 @@ pub fn render(report: &Report) -> String {
         secs(s.timing.warmup),
         secs(s.timing.measure)
     );
+    let postgres_count = match find(report, TargetKind::Postgres) {
+        Some(t) if t.list_stored != s.list_count.max(small_count(s)) => {
+            format!("{} for Coffer (PostgreSQL), ", count_label(t.list_stored))
+        }
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "- pools: {} secrets read, {} secrets written (at most {} new versions each); ListSecrets measured with {} secrets stored ({} for moto, whose every lookup scans all secrets)",
+        "- pools: {} secrets read, {} secrets written (at most {} new versions each); ListSecrets measured with {} secrets stored ({postgres_count}{} for moto, whose every lookup scans all secrets)",
         s.get_pool,
         s.put_pool,
         crate::scenarios::VERSIONS_PER_PUT_SECRET,
         count_label(s.list_count),
         count_label(s.moto_list_count)
     );
+    if let Some(line) = &report.postgres {
+        let _ = writeln!(out, "- {line}");
+    }
     for t in &report.targets {
         let verifies = match t.verifies_signatures {
             Some(true) => "refuses a spoiled signature",
@@ -132,7 +146,7 @@ pub fn render(report: &Report) -> String {
         );
     }
 
-    let small = report.targets.first().map(|_| (s.get_pool + s.put_pool) as u64).unwrap_or(0);
+    let small = small_count(s);
     let _ = writeln!(out, "\n### Throughput and latency\n");
     let _ = writeln!(
         out,
@@ -207,16 +221,24 @@ pub fn render(report: &Report) -> String {
             mib(t.rss_after_load)
         );
     }
-    if let Some(f) = &report.footprint {
+    for f in &report.footprints {
         let _ = writeln!(
             out,
-            "| Coffer (SQLite) restarted with {} secrets, after reading every pool secret and 10 ListSecrets pages | | | | {} |",
+            "| {} restarted with {} secrets, after reading every pool secret and 10 ListSecrets pages | | | | {} |",
+            f.label,
             count_label(f.secrets),
             mib(f.rss_after_reads)
         );
+    }
+    if !report.footprints.is_empty() {
+        out.push('\n');
+    }
+    for f in &report.footprints {
         let _ = writeln!(
             out,
-            "\nDatabase files with {} secrets: {}.",
+            "{} of {} with {} secrets: {}.",
+            f.storage,
+            f.label,
             count_label(f.secrets),
             mib(Some(f.db_bytes))
         );
@@ -258,7 +280,7 @@ fn render_targets(report: &Report, small: u64) -> String {
         .map(Outcome::throughput);
     let disk_one = report.disk.iter().find(|d| d.writers == 1).map(|d| d.rate());
     let disk_many = report.disk.iter().find(|d| d.writers > 1);
-    for kind in [TargetKind::Sqlite, TargetKind::Dev] {
+    for kind in [TargetKind::Sqlite, TargetKind::Postgres, TargetKind::Dev] {
         let Some(t) = find(report, kind) else { continue };
         let label = kind.label();
         if let Some(get) = outcome_of(t, Scenario::Get) {
@@ -296,7 +318,8 @@ fn render_targets(report: &Report, small: u64) -> String {
                 );
             }
         }
-        if kind == TargetKind::Sqlite
+        // Only the durable stores sync their writes; --dev's are not comparable to the disk.
+        if kind != TargetKind::Dev
             && let Some(put) = outcome_of(t, Scenario::Put)
         {
             let p = put.throughput();

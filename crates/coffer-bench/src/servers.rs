@@ -1,5 +1,5 @@
-//! The servers under test as child processes: Coffer (SQLite or `--dev`),
-//! moto's server and the HTTP ceiling. Each binds 127.0.0.1 only and is
+//! The servers under test as child processes: Coffer (SQLite, PostgreSQL or
+//! `--dev`), moto's server and the HTTP ceiling. Each binds 127.0.0.1 only and is
 //! killed when its handle is dropped.
 
 use crate::client::{Conn, Endpoint};
@@ -60,15 +60,17 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Makes a child die with this process, however this process ends (even by
-/// SIGKILL), so no server outlives an interrupted benchmark.
-fn die_with_parent(cmd: &mut Command) {
+/// Makes the kernel send `signal` to a child when this process ends, however
+/// it ends (even by SIGKILL), so no server outlives an interrupted benchmark.
+/// The closure runs after the child's user is switched (`Command::uid`), which
+/// would otherwise clear the setting.
+pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and calls only
     // prctl, which is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) == 0 {
                 Ok(())
             } else {
                 Err(std::io::Error::last_os_error())
@@ -87,6 +89,9 @@ pub fn free_port() -> std::io::Result<u16> {
 pub enum CofferMode {
     /// The default durable store in this data directory.
     Sqlite(PathBuf),
+    /// `--store <url>`, with the master key and the administrator's
+    /// credentials in `data_dir`.
+    Postgres { url: String, data_dir: PathBuf },
     /// `--dev`: in memory.
     Dev,
 }
@@ -98,12 +103,15 @@ fn coffer_command(bin: &Path, mode: &CofferMode, listen: &str, log: &Path) -> Co
         CofferMode::Sqlite(dir) => {
             cmd.arg("--data-dir").arg(dir);
         }
+        CofferMode::Postgres { url, data_dir } => {
+            cmd.arg("--store").arg(url).arg("--data-dir").arg(data_dir);
+        }
         CofferMode::Dev => {
             cmd.arg("--dev");
         }
     }
-    cmd.env_remove("COFFER_MASTER_KEY");
-    die_with_parent(&mut cmd);
+    cmd.env_remove("COFFER_MASTER_KEY").env_remove("COFFER_STORE");
+    die_with_parent(&mut cmd, libc::SIGKILL);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     match std::fs::File::create(log) {
         Ok(file) => cmd.stderr(file),
@@ -132,7 +140,11 @@ pub fn parse_credentials_file(text: &str) -> Option<Credentials> {
 /// The credentials a Coffer with this mode accepts: the administrator's key
 /// from the data directory when the server wrote one, else any.
 pub fn coffer_credentials(mode: &CofferMode) -> Credentials {
-    if let CofferMode::Sqlite(dir) = mode
+    let dir = match mode {
+        CofferMode::Sqlite(dir) | CofferMode::Postgres { data_dir: dir, .. } => Some(dir),
+        CofferMode::Dev => None,
+    };
+    if let Some(dir) = dir
         && let Ok(text) = std::fs::read_to_string(dir.join("admin-credentials"))
         && let Some(creds) = parse_credentials_file(&text)
     {
@@ -187,7 +199,7 @@ pub fn start_coffer(
 pub fn start_ceiling(body_bytes: usize) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
-    die_with_parent(&mut cmd);
+    die_with_parent(&mut cmd, libc::SIGKILL);
     let mut child = cmd
         .args(["ceiling-server", "--listen", "127.0.0.1:0", "--body-bytes"])
         .arg(body_bytes.to_string())
@@ -206,7 +218,7 @@ pub async fn start_moto(bin: &Path, log: &Path) -> Result<(Server, Duration), St
     let started = Instant::now();
     let mut cmd = Command::new(bin);
     cmd.args(["-H", "127.0.0.1", "-p"]).arg(port.to_string()).stdin(Stdio::null());
-    die_with_parent(&mut cmd);
+    die_with_parent(&mut cmd, libc::SIGKILL);
     match std::fs::File::create(log) {
         Ok(file) => {
             let copy = file.try_clone().map_err(|e| e.to_string())?;
