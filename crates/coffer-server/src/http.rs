@@ -139,7 +139,16 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
         app.writes_inline() || (app.reads_inline() && coffer_audit::event::is_read_only(&op));
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let result = serve_json(app, dev_ctx, &raw, buffer, service, &op, model, request_id);
+            // Authentication, authorization and the handler read through one
+            // transaction (one snapshot) where the store can share it.
+            let (mut dev_ctx, mut buffer) = (dev_ctx, Some(buffer));
+            let mut result = None;
+            app.store.read_scope(&mut || {
+                let buffer = buffer.take().unwrap_or_default();
+                let ctx = dev_ctx.take();
+                result = Some(serve_json(app, ctx, &raw, buffer, service, &op, model, request_id));
+            });
+            let result = result.unwrap_or_else(|| Err(AwsError::internal()));
             let unwritten = crate::audit::conclude(&result);
             (result, unwritten)
         }));

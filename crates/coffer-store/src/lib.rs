@@ -188,6 +188,14 @@ pub trait Store: Send + Sync + 'static {
     fn latency(&self) -> Latency;
     /// Runs `f` in a read transaction that sees one consistent state.
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()>;
+    /// Runs `f` with every [`Store::read`] it makes on this thread sharing one read
+    /// transaction, where the store can: one snapshot and one transaction's cost for a
+    /// request that reads several times. Writes inside `f` are not seen by its later
+    /// reads. `f` must not wait for other threads' reads. Stores that cannot share
+    /// simply run `f`.
+    fn read_scope(&self, f: &mut dyn FnMut()) {
+        f()
+    }
     /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.
     /// Writes are serialized per store, so `f` sees no concurrent change.
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()>;

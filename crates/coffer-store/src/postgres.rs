@@ -152,6 +152,11 @@ const EXPORT_CHUNK: i32 = 512;
 /// A store in one PostgreSQL database, shared by any number of nodes.
 pub struct PostgresStore {
     pool: Pool,
+    /// This node's writes take turns. Every write of the server appends to an audit
+    /// chain (one head row per account and region), so concurrent SERIALIZABLE
+    /// writes of one node almost always conflict and rerun; in turn they do not.
+    /// Writes of other nodes still conflict and are rerun.
+    writers: std::sync::Mutex<()>,
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     description: String,
@@ -210,8 +215,12 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        let store =
-            PostgresStore { pool, runtime: Some(runtime), description: options.description };
+        let store = PostgresStore {
+            pool,
+            writers: std::sync::Mutex::new(()),
+            runtime: Some(runtime),
+            description: options.description,
+        };
         // Fail now, with the reason, rather than at the first request.
         drop(store.checkout().map_err(|e| {
             StoreError::Backend(format!("cannot connect to {}: {e}", store.description))
@@ -465,6 +474,8 @@ impl PostgresStore {
         &self,
         f: &mut dyn FnMut(&mut PgTxn<'_, '_>) -> StoreResult<()>,
     ) -> StoreResult<()> {
+        // A poisoned lock only means a closure panicked; its transaction was rolled back.
+        let _turn = self.writers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {

@@ -9,6 +9,7 @@
 //! background thread, off the path of acknowledged writes. The schema is
 //! created and upgraded by numbered migrations recorded in `PRAGMA user_version`.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -338,8 +339,62 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+thread_local! {
+    /// The read transaction a [`Store::read_scope`] holds open on this thread: the
+    /// store it belongs to and the connection it is open on.
+    static SHARED_READ: Cell<Option<(*const SqliteStore, *const Connection)>> =
+        const { Cell::new(None) };
+}
+
+/// Clears [`SHARED_READ`] when the scope ends, also by a panic.
+struct SharedReadGuard;
+
+impl Drop for SharedReadGuard {
+    fn drop(&mut self) {
+        SHARED_READ.with(|shared| shared.set(None));
+    }
+}
+
+impl SqliteStore {
+    /// The connection of this thread's shared read transaction on this store, if one is open.
+    fn shared_read(&self) -> Option<&Connection> {
+        let (store, conn) = SHARED_READ.with(Cell::get)?;
+        if !std::ptr::eq(store, self) {
+            return None;
+        }
+        // SAFETY: the pointer was set by `read_scope` on this thread from a connection
+        // that scope owns for as long as the pointer is set (its guard clears it before
+        // the connection goes back to the pool), and it is only used on this thread.
+        Some(unsafe { &*conn })
+    }
+}
+
 impl Store for SqliteStore {
+    fn read_scope(&self, f: &mut dyn FnMut()) {
+        let Some(pool) = &self.readers else { return f() };
+        if SHARED_READ.with(Cell::get).is_some() {
+            return f();
+        }
+        let Ok(mut reader) = pool.take() else { return f() };
+        if reader.conn().prepare_cached("BEGIN").and_then(|mut s| s.execute([])).is_err() {
+            return f();
+        }
+        {
+            let _guard = SharedReadGuard;
+            SHARED_READ.with(|shared| shared.set(Some((self, reader.conn()))));
+            f();
+        }
+        // Nothing was written, so ending with a rollback loses nothing.
+        let ended = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        if ended.is_err() || !reader.conn().is_autocommit() {
+            reader.discard();
+        }
+    }
+
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
+        if let Some(conn) = self.shared_read() {
+            return f(&SqlTxn { conn });
+        }
         match &self.readers {
             Some(pool) => {
                 let mut reader = pool.take()?;
@@ -543,13 +598,15 @@ fn run_read(
     f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
 ) -> StoreResult<()> {
     // A deferred transaction takes its snapshot at the first read and keeps
-    // it to the end, so every lookup in `f` sees the same state.
-    let tx = conn.unchecked_transaction()?;
-    let result = f(&SqlTxn { conn: &tx });
+    // it to the end, so every lookup in `f` sees the same state. The statements
+    // are cached: reads are frequent enough for parsing them to show.
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = f(&SqlTxn { conn });
     // Nothing was written, so ending with a rollback loses nothing.
-    let ended = tx.rollback();
+    let ended = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
     result?;
-    Ok(ended?)
+    ended?;
+    Ok(())
 }
 
 /// How one writer's closure ended inside its batch.
@@ -714,7 +771,13 @@ impl PooledReader<'_> {
 impl Drop for PooledReader<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.give_back(conn);
+            // A read that panicked left its transaction open: a connection stuck on
+            // an old snapshot must not serve the next reader.
+            if conn.is_autocommit() {
+                self.pool.give_back(conn);
+            } else {
+                self.pool.forget_one();
+            }
         }
     }
 }

@@ -407,3 +407,44 @@ fn records_of_a_version_2_database_survive_the_migration() {
         .unwrap();
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
 }
+
+/// Reads inside a read scope share one snapshot: a write made meanwhile is not seen
+/// until the scope ends. Nested scopes and a panic inside one leave reads working.
+#[test]
+fn reads_in_a_read_scope_share_one_snapshot() {
+    let fixture = file_fixture();
+    let store: &dyn Store = &fixture.store;
+    write(store, |txn| txn.insert_secret(&secret("before")).map(drop));
+    let mut seen = Vec::new();
+    store.read_scope(&mut || {
+        seen.push(read(store, count_secrets));
+        write(store, |txn| txn.insert_secret(&secret("during")).map(drop));
+        seen.push(read(store, count_secrets));
+        store.read_scope(&mut || seen.push(read(store, count_secrets)));
+        seen.push(read(store, |txn| txn.secret_by_name(&scope(), "during")).is_some() as usize);
+    });
+    seen.push(read(store, count_secrets));
+    assert_eq!(seen, [1, 1, 1, 0, 2]);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.read_scope(&mut || {
+            read(store, count_secrets);
+            panic!("a request panics while its read transaction is shared");
+        })
+    }));
+    assert!(panicked.is_err());
+    write(store, |txn| txn.insert_secret(&secret("after")).map(drop));
+    assert_eq!(read(store, count_secrets), 3);
+}
+
+/// A read scope on one store does not capture the reads of another.
+#[test]
+fn a_read_scope_belongs_to_its_store() {
+    let (one, other) = (file_fixture(), file_fixture());
+    let mut counts = Vec::new();
+    one.store.read_scope(&mut || {
+        counts.push(read(&one.store, count_secrets));
+        write(&other.store, |txn| txn.insert_secret(&secret("elsewhere")).map(drop));
+        counts.push(read(&other.store, count_secrets));
+    });
+    assert_eq!(counts, [0, 1]);
+}
