@@ -9,7 +9,7 @@ use crate::audit::Unwritten;
 use coffer_core::AwsError;
 use coffer_store::StoreError;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Mutex, Weak};
+use std::sync::Weak;
 use tokio::sync::oneshot;
 
 /// The most events committed in one transaction.
@@ -20,7 +20,7 @@ type Written = oneshot::Sender<bool>;
 
 /// The sending side of the appender thread; dropping it stops the thread.
 pub struct Appender {
-    jobs: Mutex<Sender<(Unwritten, Written)>>,
+    jobs: Sender<(Unwritten, Written)>,
 }
 
 impl std::fmt::Debug for Appender {
@@ -38,15 +38,14 @@ impl Appender {
             .name("coffer-audit-appender".to_owned())
             .spawn(move || run(&app, &queue))
             .expect("the audit appender thread starts");
-        Appender { jobs: Mutex::new(jobs) }
+        Appender { jobs }
     }
 
     fn submit(&self, event: Unwritten) -> oneshot::Receiver<bool> {
         let (written, receiver) = oneshot::channel();
-        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         // If the thread is gone, `written` is dropped with the job and the
         // caller sees the event unwritten.
-        let _ = jobs.send((event, written));
+        let _ = self.jobs.send((event, written));
         receiver
     }
 

@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -140,6 +140,13 @@ const BATCH_MAX_AGE: Duration = Duration::from_millis(2);
 /// How often the background thread copies the WAL back into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A WAL this large, once copied, is truncated by the writer: it bounds the disk the
+/// WAL holds and the time opening the database takes to replay it.
+const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long truncating the WAL waits for readers to move off it.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(20);
+
 /// A store in one SQLite database file.
 pub struct SqliteStore {
     writer: Mutex<Writer>,
@@ -152,6 +159,8 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     /// Dropping this stops the checkpoint thread.
     _checkpointer: Option<SyncSender<()>>,
+    /// Raised by the checkpoint thread when the WAL should start over.
+    restart_wal: Arc<AtomicBool>,
 }
 
 /// The writer connection and the group commit open on it, if any.
@@ -252,7 +261,8 @@ impl SqliteStore {
         // Checkpoints move to a thread of their own (below), so no acknowledged
         // write waits for one.
         writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        let checkpointer = start_checkpointer(path)?;
+        let restart_wal = Arc::new(AtomicBool::new(false));
+        let checkpointer = start_checkpointer(path, restart_wal.clone())?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         Ok(SqliteStore {
             writer: Mutex::new(Writer { conn: writer, batch: None, commits: 0 }),
@@ -260,6 +270,7 @@ impl SqliteStore {
             readers: Some(ReaderPool::new(path.to_owned())),
             path: Some(path.to_owned()),
             _checkpointer: Some(checkpointer),
+            restart_wal,
         })
     }
 
@@ -275,6 +286,7 @@ impl SqliteStore {
             readers: None,
             path: None,
             _checkpointer: None,
+            restart_wal: Arc::default(),
         })
     }
 
@@ -313,19 +325,38 @@ impl SqliteStore {
 /// Starts the thread that checkpoints the WAL of the database at `path` every
 /// [`CHECKPOINT_INTERVAL`], until the returned sender is dropped. A passive
 /// checkpoint never blocks readers or the writer.
-fn start_checkpointer(path: &Path) -> StoreResult<SyncSender<()>> {
+///
+/// A passive checkpoint copies frames but cannot start the WAL over while readers
+/// and the writer keep it in use, which under steady load is always: the file would
+/// grow without end, and opening the database replays all of it. So once the WAL is
+/// past [`WAL_RESTART_BYTES`] and fully copied, the thread raises `restart_wal`, and
+/// the writer truncates the WAL before its next batch (see [`SqliteStore::write`]).
+fn start_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<SyncSender<()>> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
     let (stop, stopped) = mpsc::sync_channel::<()>(0);
     std::thread::Builder::new()
         .name("coffer-sqlite-checkpoint".to_owned())
         .spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
-                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::warn!(%error, "could not checkpoint the SQLite WAL");
+                let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                });
+                match copied {
+                    Ok((frames, done)) if frames == done => {
+                        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                        if size > WAL_RESTART_BYTES {
+                            restart_wal.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "could not checkpoint the SQLite WAL"),
                 }
             }
         })
@@ -420,6 +451,9 @@ impl Store for SqliteStore {
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
         let mut writer = self.lock_writer();
         if writer.batch.is_none() {
+            if self.restart_wal.swap(false, Ordering::SeqCst) {
+                truncate_wal(&writer.conn);
+            }
             writer.conn.execute_batch("BEGIN IMMEDIATE")?;
             writer.batch = Some(Batch::open());
         }
@@ -607,6 +641,23 @@ fn run_read(
     result?;
     ended?;
     Ok(())
+}
+
+/// Copies what is left of the WAL into the database and truncates it, waiting a
+/// little for readers still on it. Run by the writer between batches; the wait is
+/// short because a reader of this process may itself be waiting for the writer.
+/// A failure only leaves the WAL as it was; the checkpoint thread asks again later.
+fn truncate_wal(conn: &Connection) {
+    let _ = conn.busy_timeout(TRUNCATE_WAIT);
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+    if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!(%error, "could not restore the SQLite busy timeout");
+    }
+    match done {
+        Ok(0) => tracing::debug!("truncated the SQLite WAL"),
+        Ok(_) => tracing::debug!("the SQLite WAL is still in use; truncating it later"),
+        Err(error) => tracing::warn!(%error, "could not truncate the SQLite WAL"),
+    }
 }
 
 /// How one writer's closure ended inside its batch.

@@ -448,3 +448,38 @@ fn a_read_scope_belongs_to_its_store() {
     });
     assert_eq!(counts, [0, 1]);
 }
+
+/// Under steady reads a passive checkpoint never lets the WAL start over, so without
+/// truncation it would grow without end (and opening the database would replay it
+/// all). After writing far more than the limit, the WAL file is back under it.
+#[test]
+fn the_wal_is_truncated_once_it_grows_past_its_limit_under_steady_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let wal = dir.path().join("coffer.db-wal");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                read(&*store, |txn| txn.record("blob", "0"));
+            }
+        })
+    };
+    let blob = vec![7u8; 16 * 1024];
+    for i in 0..3_000 {
+        write(&*store, |txn| txn.put_record("blob", &i.to_string(), &blob));
+    }
+    let wal_bytes = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let limit = 16 * 1024 * 1024;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while wal_bytes() > limit && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        write(&*store, |txn| txn.put_record("tick", "tick", b"x"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
+    assert!(wal_bytes() <= limit, "the WAL holds {} bytes", wal_bytes());
+    assert_eq!(read(&*store, |txn| txn.record("blob", "2999")), Some(blob));
+}
