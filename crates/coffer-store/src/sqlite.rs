@@ -140,12 +140,9 @@ const BATCH_MAX_AGE: Duration = Duration::from_millis(2);
 /// How often the background thread copies the WAL back into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
-/// A WAL this large, once copied, is truncated by the writer: it bounds the disk the
-/// WAL holds and the time opening the database takes to replay it.
+/// A WAL this large is started over (and its file truncated to this size): it
+/// bounds the disk the WAL holds and the time opening the database takes to replay it.
 const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
-
-/// How long truncating the WAL waits for readers to move off it.
-const TRUNCATE_WAIT: Duration = Duration::from_millis(20);
 
 /// A store in one SQLite database file.
 pub struct SqliteStore {
@@ -260,7 +257,9 @@ impl SqliteStore {
         migrate(&mut writer)?;
         // Checkpoints move to a thread of their own (below), so no acknowledged
         // write waits for one.
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        writer.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_RESTART_BYTES};"
+        ))?;
         let restart_wal = Arc::new(AtomicBool::new(false));
         let checkpointer = start_checkpointer(path, restart_wal.clone())?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
@@ -330,7 +329,8 @@ impl SqliteStore {
 /// and the writer keep it in use, which under steady load is always: the file would
 /// grow without end, and opening the database replays all of it. So once the WAL is
 /// past [`WAL_RESTART_BYTES`] and fully copied, the thread raises `restart_wal`, and
-/// the writer truncates the WAL before its next batch (see [`SqliteStore::write`]).
+/// the writer finishes the copy before its next batch, which lets SQLite start the
+/// WAL over (see [`restart_wal`]).
 fn start_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<SyncSender<()>> {
     let conn = Connection::open_with_flags(
         path,
@@ -452,7 +452,7 @@ impl Store for SqliteStore {
         let mut writer = self.lock_writer();
         if writer.batch.is_none() {
             if self.restart_wal.swap(false, Ordering::SeqCst) {
-                truncate_wal(&writer.conn);
+                restart_wal(&writer.conn);
             }
             writer.conn.execute_batch("BEGIN IMMEDIATE")?;
             writer.batch = Some(Batch::open());
@@ -643,20 +643,18 @@ fn run_read(
     Ok(())
 }
 
-/// Copies what is left of the WAL into the database and truncates it, waiting a
-/// little for readers still on it. Run by the writer between batches; the wait is
-/// short because a reader of this process may itself be waiting for the writer.
-/// A failure only leaves the WAL as it was; the checkpoint thread asks again later.
-fn truncate_wal(conn: &Connection) {
-    let _ = conn.busy_timeout(TRUNCATE_WAIT);
-    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
-    if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT) {
-        tracing::warn!(%error, "could not restore the SQLite busy timeout");
-    }
-    match done {
-        Ok(0) => tracing::debug!("truncated the SQLite WAL"),
-        Ok(_) => tracing::debug!("the SQLite WAL is still in use; truncating it later"),
-        Err(error) => tracing::warn!(%error, "could not truncate the SQLite WAL"),
+/// Copies what is left of the WAL into the database from the writer, between
+/// batches, so that no frame is left uncopied when the next batch begins: SQLite then
+/// starts the WAL over at that batch's first write (if no reader still uses old
+/// frames; else a later batch does), and `journal_size_limit` truncates the file.
+/// A passive checkpoint never waits, so the writer is held up only for the copy.
+fn restart_wal(conn: &Connection) {
+    let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    });
+    match copied {
+        Ok((frames, done)) => tracing::debug!(frames, done, "checkpointed before a WAL restart"),
+        Err(error) => tracing::warn!(%error, "could not checkpoint the SQLite WAL"),
     }
 }
 
