@@ -144,6 +144,11 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// bounds the disk the WAL holds and the time opening the database takes to replay it.
 const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How often the writer tries to finish the copy before a WAL restart, and the pause
+/// between tries: short, as every write waits meanwhile.
+const RESTART_ATTEMPTS: usize = 4;
+const RESTART_RETRY_PAUSE: Duration = Duration::from_micros(300);
+
 /// A store in one SQLite database file.
 pub struct SqliteStore {
     writer: Mutex<Writer>,
@@ -328,7 +333,7 @@ impl SqliteStore {
 /// A passive checkpoint copies frames but cannot start the WAL over while readers
 /// and the writer keep it in use, which under steady load is always: the file would
 /// grow without end, and opening the database replays all of it. So once the WAL is
-/// past [`WAL_RESTART_BYTES`] and fully copied, the thread raises `restart_wal`, and
+/// past [`WAL_RESTART_BYTES`], the thread raises `restart_wal`, and
 /// the writer finishes the copy before its next batch, which lets SQLite start the
 /// WAL over (see [`restart_wal`]).
 fn start_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<SyncSender<()>> {
@@ -345,18 +350,14 @@ fn start_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<
         .name("coffer-sqlite-checkpoint".to_owned())
         .spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
-                let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                });
-                match copied {
-                    Ok((frames, done)) if frames == done => {
-                        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-                        if size > WAL_RESTART_BYTES {
-                            restart_wal.store(true, Ordering::SeqCst);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "could not checkpoint the SQLite WAL"),
+                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(%error, "could not checkpoint the SQLite WAL");
+                }
+                // Under steady writes the copy is never complete when looked at, so the
+                // size alone decides; the writer finishes the copy with no writes coming.
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                if size > WAL_RESTART_BYTES {
+                    restart_wal.store(true, Ordering::SeqCst);
                 }
             }
         })
@@ -649,13 +650,26 @@ fn run_read(
 /// frames; else a later batch does), and `journal_size_limit` truncates the file.
 /// A passive checkpoint never waits, so the writer is held up only for the copy.
 fn restart_wal(conn: &Connection) {
-    let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-    });
-    match copied {
-        Ok((frames, done)) => tracing::debug!(frames, done, "checkpointed before a WAL restart"),
-        Err(error) => tracing::warn!(%error, "could not checkpoint the SQLite WAL"),
+    // Readers that began before the last commit pin its frames for the short time
+    // they run; a few brief retries let them finish instead of waiting for the next
+    // request from the checkpoint thread (under steady reads, that never succeeds).
+    for attempt in 0..RESTART_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(RESTART_RETRY_PAUSE);
+        }
+        let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match copied {
+            Ok((frames, done)) if frames == done => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not checkpoint the SQLite WAL");
+                return;
+            }
+        }
     }
+    tracing::debug!("readers still use the WAL; starting it over later");
 }
 
 /// How one writer's closure ended inside its batch.
