@@ -8,8 +8,8 @@ use crate::App;
 use crate::audit::Unwritten;
 use coffer_core::AwsError;
 use coffer_store::StoreError;
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Weak;
+use std::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::oneshot;
 
 /// The most events committed in one transaction.
