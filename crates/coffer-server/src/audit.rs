@@ -6,8 +6,9 @@
 //! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
 //! the change and its record commit together or not at all. Read-only calls, failures
 //! and calls that changed nothing get their event written when the call ends
-//! ([`finish`], [`finish_async`]): on a durable store by the appender
-//! (`crate::appender`), which commits the events of concurrent calls together. When an event cannot be written the call fails with
+//! ([`finish`], or [`conclude`] then [`write_async`]): on a durable store by the
+//! appender (`crate::appender`), which commits the events of concurrent calls
+//! together. When an event cannot be written the call fails with
 //! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
 //! `Settings::fail_open` is set, in which case the failure is only logged.
 

@@ -144,10 +144,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// bounds the disk the WAL holds and the time opening the database takes to replay it.
 const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
 
-/// How often the writer tries to finish the copy before a WAL restart, and the pause
-/// between tries: short, as every write waits meanwhile.
-const RESTART_ATTEMPTS: usize = 4;
-const RESTART_RETRY_PAUSE: Duration = Duration::from_micros(300);
+/// How long the writer waits for readers to leave the WAL when starting it over.
+const RESTART_WAIT: Duration = Duration::from_millis(2);
 
 /// A store in one SQLite database file.
 pub struct SqliteStore {
@@ -407,7 +405,7 @@ impl Store for SqliteStore {
         if SHARED_READ.with(Cell::get).is_some() {
             return f();
         }
-        let Ok(mut reader) = pool.take() else { return f() };
+        let Ok(reader) = pool.take() else { return f() };
         if reader.conn().prepare_cached("BEGIN").and_then(|mut s| s.execute([])).is_err() {
             return f();
         }
@@ -416,11 +414,9 @@ impl Store for SqliteStore {
             SHARED_READ.with(|shared| shared.set(Some((self, reader.conn()))));
             f();
         }
-        // Nothing was written, so ending with a rollback loses nothing.
-        let ended = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
-        if ended.is_err() || !reader.conn().is_autocommit() {
-            reader.discard();
-        }
+        // Nothing was written, so ending with a rollback loses nothing. If it fails,
+        // dropping the reader keeps the connection out of the pool.
+        let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
@@ -428,16 +424,7 @@ impl Store for SqliteStore {
             return f(&SqlTxn { conn });
         }
         match &self.readers {
-            Some(pool) => {
-                let mut reader = pool.take()?;
-                let result = run_read(reader.conn(), f);
-                if !reader.conn().is_autocommit() {
-                    // The read transaction could not be ended; do not hand a
-                    // connection stuck on an old snapshot to the next reader.
-                    reader.discard();
-                }
-                result
-            }
+            Some(pool) => run_read(pool.take()?.conn(), f),
             None => run_read(&self.lock_settled()?.conn, f),
         }
     }
@@ -519,14 +506,7 @@ impl Store for SqliteStore {
             Ok(ended?)
         };
         match &self.readers {
-            Some(pool) => {
-                let mut reader = pool.take()?;
-                let result = run(reader.conn());
-                if !reader.conn().is_autocommit() {
-                    reader.discard();
-                }
-                result
-            }
+            Some(pool) => run(pool.take()?.conn()),
             None => run(&self.lock_settled()?.conn),
         }
     }
@@ -644,32 +624,25 @@ fn run_read(
     Ok(())
 }
 
-/// Copies what is left of the WAL into the database from the writer, between
-/// batches, so that no frame is left uncopied when the next batch begins: SQLite then
-/// starts the WAL over at that batch's first write (if no reader still uses old
-/// frames; else a later batch does), and `journal_size_limit` truncates the file.
-/// A passive checkpoint never waits, so the writer is held up only for the copy.
+/// Starts the WAL over from the writer, between batches: copies what is left of it
+/// into the database and waits, at most [`RESTART_WAIT`], for readers that began
+/// before the copy to finish (later ones read the database file only); the next
+/// batch then writes from the start of the WAL, and `journal_size_limit` cuts the file
+/// back. The wait is short because every write waits meanwhile, and a reader of this
+/// process may itself be waiting for the writer. If readers stay, the checkpoint
+/// thread asks again later.
 fn restart_wal(conn: &Connection) {
-    // Readers that began before the last commit pin its frames for the short time
-    // they run; a few brief retries let them finish instead of waiting for the next
-    // request from the checkpoint thread (under steady reads, that never succeeds).
-    for attempt in 0..RESTART_ATTEMPTS {
-        if attempt > 0 {
-            std::thread::sleep(RESTART_RETRY_PAUSE);
-        }
-        let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
-        match copied {
-            Ok((frames, done)) if frames == done => return,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "could not checkpoint the SQLite WAL");
-                return;
-            }
-        }
+    let _ = conn.busy_timeout(RESTART_WAIT);
+    let restarted =
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get::<_, i64>(0));
+    if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!(%error, "could not restore the SQLite busy timeout");
     }
-    tracing::debug!("readers still use the WAL; starting it over later");
+    match restarted {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!("readers still use the WAL; starting it over later"),
+        Err(error) => tracing::warn!(%error, "could not checkpoint the SQLite WAL"),
+    }
 }
 
 /// How one writer's closure ended inside its batch.
@@ -822,20 +795,13 @@ impl PooledReader<'_> {
     fn conn(&self) -> &Connection {
         self.conn.as_ref().expect("a pooled reader holds its connection until dropped")
     }
-
-    /// Closes the connection instead of returning it.
-    fn discard(&mut self) {
-        if self.conn.take().is_some() {
-            self.pool.forget_one();
-        }
-    }
 }
 
 impl Drop for PooledReader<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // A read that panicked left its transaction open: a connection stuck on
-            // an old snapshot must not serve the next reader.
+            // A read whose transaction could not be ended (or that panicked) left it
+            // open: a connection stuck on an old snapshot must not serve the next reader.
             if conn.is_autocommit() {
                 self.pool.give_back(conn);
             } else {
