@@ -31,6 +31,12 @@ use std::sync::Arc;
 
 pub use keys::{KeyRing, MasterKeyError, MasterKeyRotation, rotate_master_key};
 
+/// Record kinds that only the serving process changes (KMS keys and aliases), which a
+/// store may therefore cache in memory across reads. IAM records are not among them:
+/// `coffer admin` changes those while the server runs.
+pub const RECORDS_ONLY_THE_SERVER_CHANGES: &[&str] =
+    &[coffer_kms::service::KEY_KIND, coffer_kms::service::ALIAS_KIND];
+
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct Config {

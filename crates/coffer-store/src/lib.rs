@@ -17,6 +17,7 @@ use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 pub mod conformance;
 pub mod memory;
 pub mod postgres;
+mod read_cache;
 pub mod sqlite;
 pub mod testing;
 

@@ -23,6 +23,7 @@ use rusqlite::{
     params,
 };
 
+use crate::read_cache::{self, Entry, ReadCache, Touched};
 use crate::{
     CursorKey, ListQuery, ReadTxn, SealedValue, SnapshotItem, SortBy, Store, StoreError,
     StoreResult, WriteTxn, cursor_of,
@@ -161,6 +162,9 @@ pub struct SqliteStore {
     _checkpointer: Option<SyncSender<()>>,
     /// Raised by the checkpoint thread when the WAL should start over.
     restart_wal: Arc<AtomicBool>,
+    /// Lookups kept across commits (file databases only: an in-memory one reads
+    /// through the writer, whose page cache no commit empties).
+    cache: Option<Arc<ReadCache>>,
 }
 
 /// The writer connection and the group commit open on it, if any.
@@ -169,6 +173,9 @@ struct Writer {
     batch: Option<Batch>,
     /// Transactions committed on this connection.
     commits: u64,
+    /// The read cache this writer keeps coherent, and what the open batch changed in it.
+    cache: Option<Arc<ReadCache>>,
+    touched: Touched,
 }
 
 /// Writes that ran in one open transaction and will be committed together.
@@ -218,11 +225,21 @@ impl Writer {
     /// Commits the open batch, if any, and tells its members how it went.
     fn settle(&mut self) -> StoreResult<()> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
+        let touched = std::mem::take(&mut self.touched);
         let result = if batch.members == 0 {
             // Nothing succeeded in this batch: nothing to keep, nothing to sync.
             self.conn.execute_batch("ROLLBACK").map_err(StoreError::from)
         } else {
+            // Cached entries the batch changed go before the commit makes the change
+            // visible, and again once it is done (see `read_cache`).
+            let cache = self.cache.as_deref().filter(|_| !touched.is_empty());
+            if let Some(cache) = cache {
+                cache.commit_begins(&touched);
+            }
             let committed = self.conn.execute_batch("COMMIT").map_err(StoreError::from);
+            if let Some(cache) = cache {
+                cache.commit_ended(&touched);
+            }
             self.commits += u64::from(committed.is_ok());
             committed
         };
@@ -266,14 +283,37 @@ impl SqliteStore {
         let restart_wal = Arc::new(AtomicBool::new(false));
         let checkpointer = start_checkpointer(path, restart_wal.clone())?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
+        let cache = Some(Arc::new(ReadCache::new(Vec::new())));
         Ok(SqliteStore {
-            writer: Mutex::new(Writer { conn: writer, batch: None, commits: 0 }),
+            writer: Mutex::new(Writer {
+                conn: writer,
+                batch: None,
+                commits: 0,
+                cache: cache.clone(),
+                touched: Touched::default(),
+            }),
             waiting: AtomicUsize::new(0),
             readers: Some(ReaderPool::new(path.to_owned())),
             path: Some(path.to_owned()),
             _checkpointer: Some(checkpointer),
             restart_wal,
+            cache,
         })
+    }
+
+    /// Also caches records of these kinds in memory across reads (secrets, versions
+    /// and values always are). The caller promises that only this store changes them:
+    /// a change made by another process would not be seen until the cache drops the
+    /// entry. KMS keys qualify; IAM records, which `coffer admin` changes while the
+    /// server runs, do not.
+    pub fn cache_records(mut self, kinds: &[&str]) -> Self {
+        if self.cache.is_some() {
+            let cache = Arc::new(ReadCache::new(kinds.iter().map(|k| k.to_string()).collect()));
+            self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).cache =
+                Some(cache.clone());
+            self.cache = Some(cache);
+        }
+        self
     }
 
     /// A private database that lives as long as the store; for tests.
@@ -283,12 +323,19 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
-            writer: Mutex::new(Writer { conn, batch: None, commits: 0 }),
+            writer: Mutex::new(Writer {
+                conn,
+                batch: None,
+                commits: 0,
+                cache: None,
+                touched: Touched::default(),
+            }),
             waiting: AtomicUsize::new(0),
             readers: None,
             path: None,
             _checkpointer: None,
             restart_wal: Arc::default(),
+            cache: None,
         })
     }
 
@@ -372,8 +419,16 @@ impl std::fmt::Debug for SqliteStore {
 thread_local! {
     /// The read transaction a [`Store::read_scope`] holds open on this thread: the
     /// store it belongs to and the connection it is open on.
-    static SHARED_READ: Cell<Option<(*const SqliteStore, *const Connection)>> =
-        const { Cell::new(None) };
+    static SHARED_READ: Cell<Option<SharedRead>> = const { Cell::new(None) };
+}
+
+/// A read transaction shared by a scope: its store, its connection, and the cache
+/// generation noted when its snapshot was taken.
+#[derive(Clone, Copy)]
+struct SharedRead {
+    store: *const SqliteStore,
+    conn: *const Connection,
+    generation: u64,
 }
 
 /// Clears [`SHARED_READ`] when the scope ends, also by a panic.
@@ -386,16 +441,31 @@ impl Drop for SharedReadGuard {
 }
 
 impl SqliteStore {
-    /// The connection of this thread's shared read transaction on this store, if one is open.
-    fn shared_read(&self) -> Option<&Connection> {
-        let (store, conn) = SHARED_READ.with(Cell::get)?;
-        if !std::ptr::eq(store, self) {
+    /// The connection of this thread's shared read transaction on this store, if one
+    /// is open, and the cache generation of its snapshot.
+    fn shared_read(&self) -> Option<(&Connection, u64)> {
+        let shared = SHARED_READ.with(Cell::get)?;
+        if !std::ptr::eq(shared.store, self) {
             return None;
         }
         // SAFETY: the pointer was set by `read_scope` on this thread from a connection
         // that scope owns for as long as the pointer is set (its guard clears it before
         // the connection goes back to the pool), and it is only used on this thread.
-        Some(unsafe { &*conn })
+        Some((unsafe { &*shared.conn }, shared.generation))
+    }
+
+    /// Runs `f` over `conn`'s open read transaction, through the cache when there is one.
+    fn read_in(
+        &self,
+        conn: &Connection,
+        generation: u64,
+        f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let sql = SqlTxn { conn, track: None };
+        match &self.cache {
+            Some(cache) => f(&CachedTxn { sql, cache, generation }),
+            None => f(&sql),
+        }
     }
 }
 
@@ -406,12 +476,13 @@ impl Store for SqliteStore {
             return f();
         }
         let Ok(reader) = pool.take() else { return f() };
-        if reader.conn().prepare_cached("BEGIN").and_then(|mut s| s.execute([])).is_err() {
+        let Ok(generation) = begin_snapshot(reader.conn(), self.cache.as_deref()) else {
             return f();
-        }
+        };
         {
             let _guard = SharedReadGuard;
-            SHARED_READ.with(|shared| shared.set(Some((self, reader.conn()))));
+            let shared = SharedRead { store: self, conn: reader.conn(), generation };
+            SHARED_READ.with(|cell| cell.set(Some(shared)));
             f();
         }
         // Nothing was written, so ending with a rollback loses nothing. If it fails,
@@ -420,11 +491,20 @@ impl Store for SqliteStore {
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
-        if let Some(conn) = self.shared_read() {
-            return f(&SqlTxn { conn });
+        if let Some((conn, generation)) = self.shared_read() {
+            return self.read_in(conn, generation, f);
         }
         match &self.readers {
-            Some(pool) => run_read(pool.take()?.conn(), f),
+            Some(pool) => {
+                let reader = pool.take()?;
+                let conn = reader.conn();
+                let generation = begin_snapshot(conn, self.cache.as_deref())?;
+                let result = self.read_in(conn, generation, f);
+                // Nothing was written, so ending with a rollback loses nothing.
+                let ended = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+                result?;
+                Ok(ended.map(|_| ())?)
+            }
             None => run_read(&self.lock_settled()?.conn, f),
         }
     }
@@ -445,10 +525,12 @@ impl Store for SqliteStore {
             writer.conn.execute_batch("BEGIN IMMEDIATE")?;
             writer.batch = Some(Batch::open());
         }
-        let own = run_in_savepoint(&writer.conn, f);
+        let w = &mut *writer;
+        let own = run_in_savepoint(&w.conn, w.cache.as_deref().map(|c| (&mut w.touched, c)), f);
         if writer.conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full
-            // disk): every member's work is gone.
+            // disk): every member's work is gone, and nothing it did was seen.
+            writer.touched.clear();
             let batch = writer.batch.take().expect("a batch is open");
             let message = "the database rolled back the transaction after an error".to_owned();
             batch.outcome.publish(Err(message.clone()));
@@ -525,9 +607,16 @@ impl Store for SqliteStore {
             if occupied {
                 return Err(crate::not_empty());
             }
-            crate::import_items(&mut SqlTxn { conn: &tx }, items)?;
+            crate::import_items(&mut SqlTxn { conn: &tx, track: None }, items)?;
             Ok(tx.commit()?)
         })();
+        if let Some(cache) = &self.cache {
+            // Everything may have changed: start the cache over.
+            let mut touched = Touched::default();
+            touched.everything();
+            cache.commit_begins(&touched);
+            cache.commit_ended(&touched);
+        }
         if !conn.is_autocommit()
             && let Err(error) = conn.execute_batch("ROLLBACK")
         {
@@ -616,12 +705,29 @@ fn run_read(
     // it to the end, so every lookup in `f` sees the same state. The statements
     // are cached: reads are frequent enough for parsing them to show.
     conn.prepare_cached("BEGIN")?.execute([])?;
-    let result = f(&SqlTxn { conn });
+    let result = f(&SqlTxn { conn, track: None });
     // Nothing was written, so ending with a rollback loses nothing.
     let ended = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
     result?;
     ended?;
     Ok(())
+}
+
+/// Begins a read transaction on `conn` and takes its snapshot at once, returning the
+/// cache generation noted just before (0 without a cache): cached entries may serve
+/// the transaction only while the generation stays that one (see `read_cache`).
+fn begin_snapshot(conn: &Connection, cache: Option<&ReadCache>) -> StoreResult<u64> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let Some(cache) = cache else { return Ok(0) };
+    let generation = cache.generation();
+    // A deferred transaction takes its snapshot at its first read; this is one.
+    let taken: rusqlite::Result<i64> =
+        conn.prepare_cached("PRAGMA schema_version")?.query_row([], |row| row.get(0));
+    if let Err(error) = taken {
+        let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        return Err(error.into());
+    }
+    Ok(generation)
 }
 
 /// Starts the WAL over from the writer, between batches: copies what is left of it
@@ -656,12 +762,13 @@ enum Member {
 /// undone (alone) if it fails or panics.
 fn run_in_savepoint(
     conn: &Connection,
+    track: Option<(&mut Touched, &ReadCache)>,
     f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>,
 ) -> Member {
     if let Err(error) = conn.execute_batch("SAVEPOINT coffer_write") {
         return Member::Done(Err(error.into()));
     }
-    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn { conn })));
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn { conn, track })));
     let keep = matches!(ran, Ok(Ok(())));
     let ended = if keep {
         conn.execute_batch("RELEASE coffer_write")
@@ -814,6 +921,32 @@ impl Drop for PooledReader<'_> {
 /// A read or write transaction on one connection.
 struct SqlTxn<'c> {
     conn: &'c Connection,
+    /// In a write transaction of a store with a read cache: where the cached keys
+    /// this transaction changes are noted, and the cache (which says which record
+    /// kinds it holds).
+    track: Option<(&'c mut Touched, &'c ReadCache)>,
+}
+
+impl SqlTxn<'_> {
+    fn touch_secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
+        if let Some((touched, _)) = &mut self.track {
+            touched.secret(arn, scope_and_name);
+        }
+    }
+
+    fn touch_versions(&mut self, arn: &str) {
+        if let Some((touched, _)) = &mut self.track {
+            touched.versions(arn);
+        }
+    }
+
+    fn touch_record(&mut self, kind: &str, key: &str) {
+        if let Some((touched, cache)) = &mut self.track
+            && cache.caches_kind(kind)
+        {
+            touched.record(kind, key);
+        }
+    }
 }
 
 const SECRET_COLUMNS: &str = "seq, arn, account, region, name, meta";
@@ -1036,8 +1169,109 @@ impl ReadTxn for SqlTxn<'_> {
     }
 }
 
+/// A read transaction that answers the lookups every call repeats from the read cache
+/// while its snapshot's generation is current, and fills the cache from the database.
+struct CachedTxn<'c> {
+    sql: SqlTxn<'c>,
+    cache: &'c ReadCache,
+    generation: u64,
+}
+
+impl CachedTxn<'_> {
+    fn secret(
+        &self,
+        key: String,
+        lookup: impl FnOnce() -> StoreResult<Option<SecretMeta>>,
+    ) -> StoreResult<Option<SecretMeta>> {
+        if let Some(Entry::Secret(found)) = self.cache.get(&key, self.generation) {
+            return Ok(found.map(|meta| (*meta).clone()));
+        }
+        let found = lookup()?;
+        let entry = Entry::Secret(found.clone().map(Arc::new));
+        self.cache.put(key, entry, self.generation);
+        Ok(found)
+    }
+}
+
+impl ReadTxn for CachedTxn<'_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        self.secret(read_cache::name_key(scope, name), || self.sql.secret_by_name(scope, name))
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        self.secret(read_cache::arn_key(arn), || self.sql.secret_by_arn(arn))
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        let key = read_cache::versions_key(arn);
+        if let Some(Entry::Versions(versions)) = self.cache.get(&key, self.generation) {
+            return Ok(versions.to_vec());
+        }
+        let versions = self.sql.versions(arn)?;
+        self.cache.put(key, Entry::Versions(Arc::new(versions.clone())), self.generation);
+        Ok(versions)
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        if let Some(value) = self.cache.value(arn, version_id, self.generation) {
+            return Ok(Some(value));
+        }
+        let value = self.sql.version_value(arn, version_id)?;
+        if let Some(value) = &value {
+            self.cache.put_value(arn, version_id, value.clone(), self.generation);
+        }
+        Ok(value)
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        self.sql.visit_secrets(scope, query, visit)
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        self.sql.secrets_due_for_deletion(now)
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.sql.wrapped_key(key_id)
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.sql.setting(name)
+    }
+
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        if !self.cache.caches_kind(kind) {
+            return self.sql.record(kind, key);
+        }
+        let cache_key = read_cache::record_key(kind, key);
+        if let Some(Entry::Record(found)) = self.cache.get(&cache_key, self.generation) {
+            return Ok(found.map(|bytes| bytes.to_vec()));
+        }
+        let found = self.sql.record(kind, key)?;
+        let entry = Entry::Record(found.clone().map(Arc::new));
+        self.cache.put(cache_key, entry, self.generation);
+        Ok(found)
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.sql.records(kind, prefix, after, limit)
+    }
+}
+
 impl WriteTxn for SqlTxn<'_> {
     fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
+        self.touch_secret(&meta.arn, Some((&meta.scope, &meta.name)));
         let json = to_json("secret metadata", meta)?;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO secrets (arn, account, region, name, created_ms, last_changed_ms, \
@@ -1058,6 +1292,7 @@ impl WriteTxn for SqlTxn<'_> {
     }
 
     fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
+        self.touch_secret(&meta.arn, Some((&meta.scope, &meta.name)));
         let json = to_json("secret metadata", meta)?;
         let mut stmt = self.conn.prepare_cached(
             "UPDATE secrets SET created_ms = ?2, last_changed_ms = ?3, accessed_sort_ms = ?4, \
@@ -1078,6 +1313,7 @@ impl WriteTxn for SqlTxn<'_> {
     }
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        self.touch_secret(arn, None);
         // The versions go with it through ON DELETE CASCADE.
         let mut stmt = self.conn.prepare_cached("DELETE FROM secrets WHERE arn = ?1")?;
         stmt.execute(params![arn])?;
@@ -1090,6 +1326,7 @@ impl WriteTxn for SqlTxn<'_> {
         meta: &VersionMeta,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.touch_versions(arn);
         let json = to_json("version metadata", meta)?;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
@@ -1100,6 +1337,7 @@ impl WriteTxn for SqlTxn<'_> {
     }
 
     fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        self.touch_versions(arn);
         let json = to_json("version metadata", meta)?;
         let mut stmt = self.conn.prepare_cached(
             "UPDATE versions SET created_ms = ?3, meta = ?4 WHERE arn = ?1 AND version_id = ?2",
@@ -1117,6 +1355,7 @@ impl WriteTxn for SqlTxn<'_> {
         version_id: &str,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.touch_versions(arn);
         let mut stmt = self
             .conn
             .prepare_cached("UPDATE versions SET value = ?3 WHERE arn = ?1 AND version_id = ?2")?;
@@ -1128,6 +1367,7 @@ impl WriteTxn for SqlTxn<'_> {
     }
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        self.touch_versions(arn);
         let mut stmt =
             self.conn.prepare_cached("DELETE FROM versions WHERE arn = ?1 AND version_id = ?2")?;
         stmt.execute(params![arn, version_id])?;
@@ -1144,6 +1384,7 @@ impl WriteTxn for SqlTxn<'_> {
     }
 
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.touch_record(kind, key);
         self.conn
             .prepare_cached(
                 "INSERT INTO records (kind, key, value) VALUES (?1, ?2, ?3) \
@@ -1154,6 +1395,7 @@ impl WriteTxn for SqlTxn<'_> {
     }
 
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
+        self.touch_record(kind, key);
         self.conn
             .prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?
             .execute(params![kind, key])?;

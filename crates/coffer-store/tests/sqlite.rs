@@ -23,7 +23,10 @@ impl AsRef<dyn Store> for FileFixture {
 
 fn file_fixture() -> FileFixture {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(&dir.path().join("coffer.db")).expect("open the store");
+    // The suite's records are of these kinds, so the read cache serves them too.
+    let store = SqliteStore::open(&dir.path().join("coffer.db"))
+        .expect("open the store")
+        .cache_records(&["kms-key", "kms-alias"]);
     FileFixture { store, _dir: dir }
 }
 
@@ -486,4 +489,98 @@ fn the_wal_is_truncated_once_it_grows_past_its_limit_under_steady_reads() {
     reader.join().unwrap();
     assert!(wal_bytes() <= limit, "the WAL holds {} bytes", wal_bytes());
     assert_eq!(read(&*store, |txn| txn.record("blob", "2999")), Some(blob));
+}
+
+/// The read cache never lets one read mix two states: a writer keeps changing a secret's
+/// metadata, its version's metadata, its value and a cached record to the same number in
+/// one transaction, while readers (plain and in read scopes, which take their snapshot
+/// before the cache answers) check that every lookup of one read agrees. Without the
+/// cache's invalidation before the commit, a reader served an entry from before a commit
+/// while its snapshot came after it.
+#[test]
+fn cached_reads_never_mix_two_committed_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("coffer.db")).unwrap().cache_records(&["kms-key"]),
+    );
+    let base = secret("raced");
+    let stamped = |n: u64| {
+        let meta = SecretMeta { description: Some(n.to_string()), ..base.clone() };
+        let ver = VersionMeta { created_ms: n as i64, ..version("v1") };
+        (meta, ver, SealedValue(n.to_be_bytes().to_vec()), n.to_string().into_bytes())
+    };
+    store
+        .write(&mut |txn| {
+            let (meta, ver, value, record) = stamped(0);
+            txn.insert_secret(&meta)?;
+            txn.insert_version(&meta.arn, &ver, &value)?;
+            txn.put_record("kms-key", "k", &record)
+        })
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let observe = |txn: &dyn ReadTxn| -> StoreResult<Vec<String>> {
+        let meta = txn.secret_by_name(&scope(), "raced")?.expect("the secret");
+        let by_arn = txn.secret_by_arn(&meta.arn)?.expect("the secret by ARN");
+        let versions = txn.versions(&meta.arn)?;
+        let value = txn.version_value(&meta.arn, "v1")?.expect("the value");
+        let record = txn.record("kms-key", "k")?.expect("the record");
+        Ok(vec![
+            meta.description.unwrap(),
+            by_arn.description.unwrap(),
+            versions[0].created_ms.to_string(),
+            u64::from_be_bytes(value.0.try_into().unwrap()).to_string(),
+            String::from_utf8(record).unwrap(),
+        ])
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut seen = Vec::new();
+                    let mut check = || {
+                        store
+                            .read(&mut |txn| {
+                                seen.push(observe(txn)?);
+                                Ok(())
+                            })
+                            .unwrap();
+                    };
+                    if r == 0 {
+                        check();
+                    } else {
+                        // Two reads in one scope share one snapshot, so they agree too.
+                        store.read_scope(&mut || {
+                            check();
+                            check();
+                        });
+                    }
+                    let first = &seen[0];
+                    for observed in &seen {
+                        assert!(observed.iter().all(|v| v == &first[0]), "mixed states: {seen:?}");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 1..=600u64 {
+        store
+            .write(&mut |txn| {
+                let (meta, ver, value, record) = stamped(n);
+                txn.update_secret(&meta)?;
+                txn.update_version(&meta.arn, &ver)?;
+                txn.replace_version_value(&meta.arn, "v1", &value)?;
+                txn.put_record("kms-key", "k", &record)
+            })
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(reads > 100, "only {reads} reads raced the writer");
+    // Once the writer is done, every read sees its last state.
+    let last = read(&*store, |txn| observe(txn));
+    assert!(last.iter().all(|v| v == "600"), "{last:?}");
 }

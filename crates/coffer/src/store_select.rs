@@ -67,7 +67,8 @@ impl StoreSpec {
                     create_private_dir(dir)?;
                 }
                 let store = SqliteStore::open(path)
-                    .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?;
+                    .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?
+                    .cache_records(coffer_server::RECORDS_ONLY_THE_SERVER_CHANGES);
                 Ok(Arc::new(store))
             }
             StoreSpec::Postgres(url) => {

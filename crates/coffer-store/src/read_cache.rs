@@ -1,0 +1,359 @@
+//! An in-process cache of the lookups every read call repeats (a secret by name or ARN,
+//! its versions, a version's sealed value, KMS key records), kept coherent with the one
+//! writer connection that changes them.
+//!
+//! Why: every commit (and the audit appender commits every millisecond or two) makes
+//! SQLite drop the page cache of every read connection, so each lookup re-read its pages
+//! from the operating system. Entries here survive commits that do not touch them.
+//!
+//! Coherence rests on three rules, checked under one mutex:
+//! - A commit that changes cached keys removes them and bumps the *generation* twice:
+//!   before its `COMMIT` (and marks a commit in flight) and after it. Nothing is cached
+//!   while a commit is in flight.
+//! - A read transaction notes the generation just before it takes its SQLite snapshot.
+//!   It uses entries only while the generation is still that one: then no commit began
+//!   since the snapshot, so every entry present equals what the snapshot holds (a commit
+//!   already in flight had removed its keys, and nothing was cached since).
+//! - It adds entries only under the same condition, with no commit in flight, so an
+//!   entry never holds a state older than the newest commit.
+//!
+//! This holds because every change to what is cached goes through this process's writer.
+//! Record kinds are cached only when named by `SqliteStore::cache_records`, whose caller
+//! promises that (IAM records, which `coffer admin` changes from another process, are not).
+//! Values stay sealed here, as in the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use coffer_core::model::{Scope, SecretMeta, VersionMeta};
+
+use crate::SealedValue;
+
+/// Past this many bytes (roughly counted) the cache starts over empty: it is a cache
+/// of the hot set, and memory must not grow with the number of secrets stored.
+const MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// What one cache key holds.
+#[derive(Clone)]
+pub(crate) enum Entry {
+    /// A secret looked up by name or by ARN; `None` when there is none.
+    Secret(Option<Arc<SecretMeta>>),
+    /// Every version of a secret, oldest first.
+    Versions(Arc<Vec<VersionMeta>>),
+    /// A record; `None` when there is none.
+    Record(Option<Arc<Vec<u8>>>),
+}
+
+/// The keys a batch of writes changed, to be dropped from the cache when it commits.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    keys: Vec<String>,
+    /// Secrets' ARNs, whose sealed values are dropped too.
+    arns: Vec<String>,
+    /// A secret whose name is not known changed (it was deleted): every name entry goes.
+    all_names: bool,
+    /// Everything changed (a restore): the cache starts over.
+    all: bool,
+}
+
+impl Touched {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.arns.is_empty() && !self.all
+    }
+
+    /// A secret's metadata, versions or values changed. Its name key is dropped when
+    /// known; a deleted secret whose name is unknown drops every name entry.
+    pub(crate) fn secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
+        self.keys.push(arn_key(arn));
+        self.keys.push(versions_key(arn));
+        self.arns.push(arn.to_owned());
+        match scope_and_name {
+            Some((scope, name)) => self.keys.push(name_key(scope, name)),
+            None => self.all_names = true,
+        }
+    }
+
+    /// A secret's versions or values changed (its metadata did not).
+    pub(crate) fn versions(&mut self, arn: &str) {
+        self.keys.push(versions_key(arn));
+        self.arns.push(arn.to_owned());
+    }
+
+    pub(crate) fn record(&mut self, kind: &str, key: &str) {
+        self.keys.push(record_key(kind, key));
+    }
+
+    pub(crate) fn everything(&mut self) {
+        self.all = true;
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.arns.clear();
+        self.all_names = false;
+        self.all = false;
+    }
+}
+
+pub(crate) fn name_key(scope: &Scope, name: &str) -> String {
+    format!("n\0{}\0{}\0{name}", scope.account, scope.region)
+}
+
+pub(crate) fn arn_key(arn: &str) -> String {
+    format!("a\0{arn}")
+}
+
+pub(crate) fn versions_key(arn: &str) -> String {
+    format!("v\0{arn}")
+}
+
+pub(crate) fn record_key(kind: &str, key: &str) -> String {
+    format!("r\0{kind}\0{key}")
+}
+
+/// The cache; see the module documentation for its rules.
+pub(crate) struct ReadCache {
+    state: Mutex<State>,
+    record_kinds: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    /// Batches between their first and second invalidation (0 or 1: one writer).
+    committing: usize,
+    entries: HashMap<String, Entry>,
+    /// Sealed values by secret ARN, then version id (dropped per ARN).
+    values: HashMap<String, HashMap<String, SealedValue>>,
+    bytes: usize,
+}
+
+impl State {
+    fn drop_touched(&mut self, touched: &Touched) {
+        if touched.all {
+            self.entries.clear();
+            self.values.clear();
+            self.bytes = 0;
+            return;
+        }
+        for key in &touched.keys {
+            self.entries.remove(key);
+        }
+        for arn in &touched.arns {
+            self.values.remove(arn);
+        }
+        if touched.all_names {
+            self.entries.retain(|key, _| !key.starts_with("n\0"));
+        }
+    }
+
+    /// Makes room for `size` more bytes, starting over when full.
+    fn reserve(&mut self, size: usize) {
+        if self.bytes + size > MAX_BYTES {
+            self.entries.clear();
+            self.values.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+    }
+}
+
+impl ReadCache {
+    pub(crate) fn new(record_kinds: Vec<String>) -> ReadCache {
+        ReadCache { state: Mutex::default(), record_kinds }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether records of `kind` are cached.
+    pub(crate) fn caches_kind(&self, kind: &str) -> bool {
+        self.record_kinds.iter().any(|k| k == kind)
+    }
+
+    /// The generation a read transaction notes before taking its snapshot.
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// The entry under `key`, if present and the generation is still `generation`.
+    pub(crate) fn get(&self, key: &str, generation: u64) -> Option<Entry> {
+        let state = self.lock();
+        if state.generation != generation {
+            return None;
+        }
+        state.entries.get(key).cloned()
+    }
+
+    /// Caches what a read transaction that began at `generation` found, unless a commit
+    /// began since or is in flight.
+    pub(crate) fn put(&self, key: String, entry: Entry, generation: u64) {
+        let mut state = self.lock();
+        if state.generation != generation || state.committing > 0 {
+            return;
+        }
+        let size = key.len() + entry_size(&entry);
+        state.reserve(size);
+        state.entries.insert(key, entry);
+    }
+
+    pub(crate) fn value(
+        &self,
+        arn: &str,
+        version_id: &str,
+        generation: u64,
+    ) -> Option<SealedValue> {
+        let state = self.lock();
+        if state.generation != generation {
+            return None;
+        }
+        state.values.get(arn)?.get(version_id).cloned()
+    }
+
+    pub(crate) fn put_value(
+        &self,
+        arn: &str,
+        version_id: &str,
+        value: SealedValue,
+        generation: u64,
+    ) {
+        let mut state = self.lock();
+        if state.generation != generation || state.committing > 0 {
+            return;
+        }
+        state.reserve(arn.len() + version_id.len() + value.0.len() + 64);
+        state.values.entry(arn.to_owned()).or_default().insert(version_id.to_owned(), value);
+    }
+
+    /// Called just before a batch that changed `touched` commits.
+    pub(crate) fn commit_begins(&self, touched: &Touched) {
+        let mut state = self.lock();
+        state.drop_touched(touched);
+        state.generation += 1;
+        state.committing += 1;
+    }
+
+    /// Called once that commit has ended, whether it succeeded or not.
+    pub(crate) fn commit_ended(&self, touched: &Touched) {
+        let mut state = self.lock();
+        state.drop_touched(touched);
+        state.generation += 1;
+        state.committing -= 1;
+    }
+
+    /// Roughly how many bytes the entries hold; for tests.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+fn entry_size(entry: &Entry) -> usize {
+    const META: usize = 256;
+    match entry {
+        Entry::Secret(None) | Entry::Record(None) => 16,
+        Entry::Secret(Some(meta)) => META + meta.arn.len() + meta.name.len(),
+        Entry::Versions(versions) => 16 + versions.len() * 128,
+        Entry::Record(Some(bytes)) => 16 + bytes.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u8) -> Entry {
+        Entry::Record(Some(Arc::new(vec![n; 100])))
+    }
+
+    fn held(cache: &ReadCache, key: &str, generation: u64) -> Option<Vec<u8>> {
+        match cache.get(key, generation)? {
+            Entry::Record(bytes) => bytes.map(|b| b.to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_entry_is_used_only_by_readers_of_the_generation_it_was_cached_in() {
+        let cache = ReadCache::new(vec!["k".into()]);
+        let before = cache.generation();
+        cache.put(record_key("k", "1"), record(1), before);
+        assert_eq!(held(&cache, &record_key("k", "1"), before), Some(vec![1; 100]));
+
+        let mut touched = Touched::default();
+        touched.record("k", "2");
+        cache.commit_begins(&touched);
+        // A reader whose snapshot may predate the commit uses nothing any more.
+        assert_eq!(held(&cache, &record_key("k", "1"), before), None);
+        cache.commit_ended(&touched);
+        let after = cache.generation();
+        assert_eq!(held(&cache, &record_key("k", "1"), after), Some(vec![1; 100]));
+    }
+
+    #[test]
+    fn nothing_is_cached_while_a_commit_is_in_flight_or_after_one_began() {
+        let cache = ReadCache::new(vec!["k".into()]);
+        let old = cache.generation();
+        let mut touched = Touched::default();
+        touched.record("k", "1");
+        cache.commit_begins(&touched);
+        let during = cache.generation();
+        cache.put(record_key("k", "1"), record(1), old);
+        cache.put(record_key("k", "1"), record(2), during);
+        assert!(held(&cache, &record_key("k", "1"), during).is_none());
+        cache.commit_ended(&touched);
+        let after = cache.generation();
+        cache.put(record_key("k", "1"), record(3), during);
+        assert!(held(&cache, &record_key("k", "1"), after).is_none());
+        cache.put(record_key("k", "1"), record(4), after);
+        assert_eq!(held(&cache, &record_key("k", "1"), after), Some(vec![4; 100]));
+    }
+
+    #[test]
+    fn a_commit_drops_the_keys_it_touched_and_keeps_the_others() {
+        let cache = ReadCache::new(vec!["k".into()]);
+        let scope = Scope { account: "1".into(), region: "r".into() };
+        let generation = cache.generation();
+        cache.put(name_key(&scope, "a"), Entry::Secret(None), generation);
+        cache.put(versions_key("arn:a"), Entry::Versions(Arc::default()), generation);
+        cache.put_value("arn:a", "v1", SealedValue(vec![1]), generation);
+        cache.put(record_key("k", "other"), record(9), generation);
+        let mut touched = Touched::default();
+        touched.secret("arn:a", Some((&scope, "a")));
+        cache.commit_begins(&touched);
+        cache.commit_ended(&touched);
+        let now = cache.generation();
+        assert!(cache.get(&name_key(&scope, "a"), now).is_none());
+        assert!(cache.get(&versions_key("arn:a"), now).is_none());
+        assert!(cache.value("arn:a", "v1", now).is_none());
+        assert_eq!(held(&cache, &record_key("k", "other"), now), Some(vec![9; 100]));
+    }
+
+    #[test]
+    fn deleting_a_secret_of_unknown_name_drops_every_name_entry() {
+        let cache = ReadCache::new(Vec::new());
+        let scope = Scope { account: "1".into(), region: "r".into() };
+        let generation = cache.generation();
+        cache.put(name_key(&scope, "a"), Entry::Secret(None), generation);
+        cache.put(name_key(&scope, "b"), Entry::Secret(None), generation);
+        let mut touched = Touched::default();
+        touched.secret("arn:a", None);
+        cache.commit_begins(&touched);
+        cache.commit_ended(&touched);
+        let now = cache.generation();
+        assert!(cache.get(&name_key(&scope, "a"), now).is_none());
+        assert!(cache.get(&name_key(&scope, "b"), now).is_none());
+    }
+
+    #[test]
+    fn the_cache_starts_over_instead_of_growing_past_its_bound() {
+        let cache = ReadCache::new(vec!["k".into()]);
+        let generation = cache.generation();
+        for n in 0..200_000 {
+            cache.put_value(&format!("arn:{n}"), "v", SealedValue(vec![0; 1024]), generation);
+            assert!(cache.bytes() <= MAX_BYTES);
+        }
+        assert!(cache.value("arn:199999", "v", generation).is_some());
+    }
+}
