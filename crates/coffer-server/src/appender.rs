@@ -82,10 +82,12 @@ fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
         }
         let Some(app) = app.upgrade() else { return };
         let committed = app.store.write(&mut |tx| {
+            let mut heads = crate::audit::Heads::default();
             for (event, _) in &batch {
-                crate::audit::append_unwritten(&app, tx, event).map_err(|_| StoreError::Aborted)?;
+                crate::audit::append_unwritten(&app, tx, &mut heads, event)
+                    .map_err(|_| StoreError::Aborted)?;
             }
-            Ok(())
+            heads.store(tx)
         });
         let written = match committed {
             Ok(()) => true,

@@ -25,7 +25,7 @@ use coffer_wire::secretsmanager as sm;
 use serde_json::Value;
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
@@ -318,31 +318,70 @@ pub fn append(
     time_ms: i64,
     event: &Event,
 ) -> Result<Record, StoreError> {
-    let id = chain::chain_id(&scope.account, &scope.region);
-    let head = match tx.record(HEAD_KIND, &id)? {
-        Some(bytes) => serde_json::from_slice::<Head>(&bytes).ok(),
-        None => None,
-    };
-    // Without a head (never written, or removed), continue after the newest stored
-    // event rather than overwrite the chain from its start.
-    let head = match head {
-        Some(h) => Some(h),
-        None => {
-            let prefix = chain::event_prefix(&scope.account, &scope.region);
-            tx.records(EVENT_KIND, &prefix, None, 1)?
-                .first()
-                .and_then(|(_, bytes)| Record::from_bytes(bytes))
-                .map(|r| r.head())
+    let mut heads = Heads::default();
+    let record = append_in(tx, &mut heads, scope, time_ms, event)?;
+    heads.store(tx)?;
+    Ok(record)
+}
+
+/// The chain heads a transaction has moved, stored once when it is done: a batch of
+/// events reads and writes each chain's head once instead of once per event.
+#[derive(Default)]
+pub(crate) struct Heads(HashMap<String, Head>);
+
+impl Heads {
+    /// The head of chain `id` (of `scope`) as this transaction has left it.
+    fn current(
+        &mut self,
+        tx: &dyn WriteTxn,
+        id: &str,
+        scope: &Scope,
+    ) -> Result<Option<Head>, StoreError> {
+        if let Some(head) = self.0.get(id) {
+            return Ok(Some(head.clone()));
         }
-    };
+        if let Some(bytes) = tx.record(HEAD_KIND, id)?
+            && let Ok(head) = serde_json::from_slice::<Head>(&bytes)
+        {
+            return Ok(Some(head));
+        }
+        // Without a head (never written, or removed), continue after the newest stored
+        // event rather than overwrite the chain from its start.
+        let prefix = chain::event_prefix(&scope.account, &scope.region);
+        Ok(tx
+            .records(EVENT_KIND, &prefix, None, 1)?
+            .first()
+            .and_then(|(_, bytes)| Record::from_bytes(bytes))
+            .map(|r| r.head()))
+    }
+
+    /// Stores every moved head.
+    pub(crate) fn store(self, tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
+        for (id, head) in self.0 {
+            let bytes = serde_json::to_vec(&head).expect("heads serialize");
+            tx.put_record(HEAD_KIND, &id, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`append`] with the head kept in `heads`, to be stored by the caller.
+fn append_in(
+    tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
+    scope: &Scope,
+    time_ms: i64,
+    event: &Event,
+) -> Result<Record, StoreError> {
+    let id = chain::chain_id(&scope.account, &scope.region);
+    let head = heads.current(tx, &id, scope)?;
     let record = Record::seal(head.as_ref(), time_ms, event);
     tx.put_record(
         EVENT_KIND,
         &chain::event_key(&scope.account, &scope.region, record.seq),
         &record.to_bytes(),
     )?;
-    let head = serde_json::to_vec(&record.head()).expect("heads serialize");
-    tx.put_record(HEAD_KIND, &id, &head)?;
+    heads.0.insert(id, record.head());
     Ok(record)
 }
 
@@ -351,6 +390,7 @@ pub fn append(
 fn append_and_stream(
     app: &App,
     tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
@@ -359,7 +399,7 @@ fn append_and_stream(
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
-    match append(tx, scope, time_ms, event) {
+    match append_in(tx, heads, scope, time_ms, event) {
         Ok(record) => {
             // With a retention limit, each new event retires the one that falls out of it.
             if let Some(keep) = app.audit.settings.retain_events
@@ -376,9 +416,11 @@ fn append_and_stream(
         Err(StoreError::Aborted) => return Err(crate::store_error(StoreError::Aborted)),
         Err(e) => return fail("store", e.to_string()),
     }
-    let line = serde_json::to_vec(event).expect("events serialize");
-    if let Err(e) = app.audit.write_line(&line) {
-        return fail("audit log", e.to_string());
+    if app.audit.settings.log.is_some() {
+        let line = serde_json::to_vec(event).expect("events serialize");
+        if let Err(e) = app.audit.write_line(&line) {
+            return fail("audit log", e.to_string());
+        }
     }
     Ok(())
 }
@@ -399,7 +441,9 @@ pub(crate) fn in_transaction(
         let mut event = pending.event.clone();
         event.response_elements = response_of(result, &pending.sensitive);
         add_resources(&mut event);
-        append_and_stream(app, tx, &pending.scope, pending.time_ms, &event)
+        let mut heads = Heads::default();
+        append_and_stream(app, tx, &mut heads, &pending.scope, pending.time_ms, &event)?;
+        heads.store(tx).map_err(crate::store_error)
     })
 }
 
@@ -494,20 +538,24 @@ fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
     }
 }
 
-/// Appends an unwritten event inside `tx` (the appender's batch transaction).
+/// Appends an unwritten event inside `tx` (the appender's batch transaction), moving
+/// the chain heads in `heads`, which the caller stores once the batch is appended.
 pub(crate) fn append_unwritten(
     app: &App,
     tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    append_and_stream(app, tx, &unwritten.scope, unwritten.time_ms, &unwritten.event)
+    append_and_stream(app, tx, heads, &unwritten.scope, unwritten.time_ms, &unwritten.event)
 }
 
 /// Writes one event in a transaction of its own.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
-    let written = app
-        .store
-        .write(&mut |tx| append_unwritten(app, tx, unwritten).map_err(|_| StoreError::Aborted));
+    let written = app.store.write(&mut |tx| {
+        let mut heads = Heads::default();
+        append_unwritten(app, tx, &mut heads, unwritten).map_err(|_| StoreError::Aborted)?;
+        heads.store(tx)
+    });
     match written {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -576,7 +624,9 @@ pub fn record_service_event(
     now: i64,
 ) -> Result<(), AwsError> {
     let event = service_event(scope, service, name, arn, now);
-    append_and_stream(app, tx, scope, now, &event)
+    let mut heads = Heads::default();
+    append_and_stream(app, tx, &mut heads, scope, now, &event)?;
+    heads.store(tx).map_err(crate::store_error)
 }
 
 fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) -> Event {
