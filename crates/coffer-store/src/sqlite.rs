@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+use parking_lot::{Mutex as FairMutex, MutexGuard as FairGuard};
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ToSql, TransactionBehavior, ffi,
     params,
@@ -150,7 +151,8 @@ const RESTART_WAIT: Duration = Duration::from_millis(2);
 
 /// A store in one SQLite database file.
 pub struct SqliteStore {
-    writer: Mutex<Writer>,
+    /// A fair lock: writers take it in turn, in the order they asked (see `write`).
+    writer: FairMutex<Writer>,
     /// Threads that asked for the writer and do not hold it yet. A batch stays
     /// open for them instead of committing alone.
     waiting: AtomicUsize,
@@ -285,7 +287,7 @@ impl SqliteStore {
         tracing::debug!(path = %path.display(), "opened SQLite store");
         let cache = Some(Arc::new(ReadCache::new(Vec::new())));
         Ok(SqliteStore {
-            writer: Mutex::new(Writer {
+            writer: FairMutex::new(Writer {
                 conn: writer,
                 batch: None,
                 commits: 0,
@@ -309,7 +311,7 @@ impl SqliteStore {
     pub fn cache_records(mut self, kinds: &[&str]) -> Self {
         if self.cache.is_some() {
             let cache = Arc::new(ReadCache::new(kinds.iter().map(|k| k.to_string()).collect()));
-            self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).cache =
+            self.writer.get_mut().cache =
                 Some(cache.clone());
             self.cache = Some(cache);
         }
@@ -323,7 +325,7 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
-            writer: Mutex::new(Writer {
+            writer: FairMutex::new(Writer {
                 conn,
                 batch: None,
                 commits: 0,
@@ -353,18 +355,18 @@ impl SqliteStore {
     }
 
     /// Takes the writer, counted as waiting until it is ours so that an open
-    /// batch is left open for us. Poisoning is ignored: a panicking closure's
-    /// savepoint is rolled back before the panic continues (see `write`).
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+    /// batch is left open for us. (The lock does not poison: a panicking closure's
+    /// savepoint is rolled back before the panic continues, see `write`.)
+    fn lock_writer(&self) -> FairGuard<'_, Writer> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let writer = self.writer.lock();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         writer
     }
 
     /// Takes the writer with no transaction open on it: an open batch is
     /// committed first, for uses of the connection outside `write`.
-    fn lock_settled(&self) -> StoreResult<MutexGuard<'_, Writer>> {
+    fn lock_settled(&self) -> StoreResult<FairGuard<'_, Writer>> {
         let mut writer = self.lock_writer();
         writer.settle()?;
         Ok(writer)
@@ -547,7 +549,9 @@ impl Store for SqliteStore {
         let stay_open = self.waiting.load(Ordering::SeqCst) > 0 && !batch.is_full();
         if stay_open {
             let outcome = batch.outcome.clone();
-            drop(writer);
+            // Handed straight to the longest waiter: with an unfair lock, a writer
+            // could lose the race again and again under load (p99.9 of 200 ms).
+            FairGuard::unlock_fair(writer);
             return match own {
                 Member::Panicked(payload) => resume_unwind(payload),
                 Member::Done(Err(error)) => Err(error),
@@ -555,7 +559,7 @@ impl Store for SqliteStore {
             };
         }
         let committed = writer.settle();
-        drop(writer);
+        FairGuard::unlock_fair(writer);
         match own {
             Member::Panicked(payload) => resume_unwind(payload),
             Member::Done(Err(error)) => Err(error),
