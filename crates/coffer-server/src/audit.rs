@@ -425,26 +425,49 @@ fn append_and_stream(
     Ok(())
 }
 
+/// The event a mutating call's write transaction must append, taken from the thread
+/// running the call before the transaction starts: the store may run the transaction on
+/// a thread of its own.
+pub(crate) struct ForWrite {
+    scope: Scope,
+    time_ms: i64,
+    event: Event,
+    sensitive: Arc<BTreeSet<String>>,
+}
+
+/// What [`in_transaction`] will need: the event of the mutating call running on this
+/// thread, unless it has been committed already or the call is read-only.
+pub(crate) fn for_write() -> Option<ForWrite> {
+    PENDING.with(|p| {
+        let p = p.borrow();
+        let pending = p.as_ref()?;
+        if pending.committed || pending.event.read_only {
+            return None;
+        }
+        Some(ForWrite {
+            scope: pending.scope.clone(),
+            time_ms: pending.time_ms,
+            event: pending.event.clone(),
+            sensitive: pending.sensitive.clone(),
+        })
+    })
+}
+
 /// Called by `App::write` inside its transaction once the closure succeeded: appends
-/// the event of the mutating call running on this thread, if it has not been.
+/// the event of the mutating call (taken by [`for_write`]), if any.
 pub(crate) fn in_transaction(
     app: &App,
     tx: &mut dyn WriteTxn,
     result: &dyn Any,
+    pending: Option<&ForWrite>,
 ) -> Result<(), AwsError> {
-    PENDING.with(|p| {
-        let p = p.borrow();
-        let Some(pending) = p.as_ref() else { return Ok(()) };
-        if pending.committed || pending.event.read_only {
-            return Ok(());
-        }
-        let mut event = pending.event.clone();
-        event.response_elements = response_of(result, &pending.sensitive);
-        add_resources(&mut event);
-        let mut heads = Heads::default();
-        append_and_stream(app, tx, &mut heads, &pending.scope, pending.time_ms, &event)?;
-        heads.store(tx).map_err(crate::store_error)
-    })
+    let Some(pending) = pending else { return Ok(()) };
+    let mut event = pending.event.clone();
+    event.response_elements = response_of(result, &pending.sensitive);
+    add_resources(&mut event);
+    let mut heads = Heads::default();
+    append_and_stream(app, tx, &mut heads, &pending.scope, pending.time_ms, &event)?;
+    heads.store(tx).map_err(crate::store_error)
 }
 
 /// Called by `App::write` once its transaction committed.

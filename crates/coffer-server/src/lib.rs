@@ -162,8 +162,9 @@ impl App {
         mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError>,
     ) -> Result<T, AwsError> {
         let mut out = None;
+        let event = audit::for_write();
         let result = self.store.write(&mut |tx| match f(tx) {
-            Ok(v) => match audit::in_transaction(self, tx, &v) {
+            Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
                 Ok(()) => {
                     out = Some(Ok(v));
                     Ok(())

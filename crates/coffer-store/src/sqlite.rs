@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -151,11 +151,12 @@ const RESTART_WAIT: Duration = Duration::from_millis(2);
 
 /// A store in one SQLite database file.
 pub struct SqliteStore {
-    /// A fair lock: writers take it in turn, in the order they asked (see `write`).
-    writer: FairMutex<Writer>,
-    /// Threads that asked for the writer and do not hold it yet. A batch stays
-    /// open for them instead of committing alone.
-    waiting: AtomicUsize,
+    /// The writer connection: the writer thread holds it for a batch, other uses
+    /// (schema version, restore, reads of an in-memory database) between batches.
+    writer: Arc<FairMutex<Writer>>,
+    /// Write closures on their way to the writer thread; `None` once dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     /// Read connections for a file database; `None` for an in-memory one,
     /// which has nothing to share and reads through the writer.
     readers: Option<ReaderPool>,
@@ -169,10 +170,9 @@ pub struct SqliteStore {
     cache: Option<Arc<ReadCache>>,
 }
 
-/// The writer connection and the group commit open on it, if any.
+/// The writer connection.
 struct Writer {
     conn: Connection,
-    batch: Option<Batch>,
     /// Transactions committed on this connection.
     commits: u64,
     /// The read cache this writer keeps coherent, and what the open batch changed in it.
@@ -180,55 +180,11 @@ struct Writer {
     touched: Touched,
 }
 
-/// Writes that ran in one open transaction and will be committed together.
-struct Batch {
-    /// How many members succeeded and wait for the commit.
-    members: usize,
-    opened: Instant,
-    outcome: Arc<BatchOutcome>,
-}
-
-impl Batch {
-    fn open() -> Batch {
-        Batch { members: 0, opened: Instant::now(), outcome: Arc::default() }
-    }
-
-    fn is_full(&self) -> bool {
-        self.members >= BATCH_MAX_MEMBERS || self.opened.elapsed() >= BATCH_MAX_AGE
-    }
-}
-
-/// The result of a batch's commit, published to members waiting for it.
-#[derive(Default)]
-struct BatchOutcome {
-    result: Mutex<Option<Result<(), String>>>,
-    done: Condvar,
-}
-
-impl BatchOutcome {
-    fn publish(&self, result: Result<(), String>) {
-        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
-        self.done.notify_all();
-    }
-
-    fn wait(&self) -> StoreResult<()> {
-        let mut result = self.result.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            match &*result {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(message)) => return Err(StoreError::Backend(message.clone())),
-                None => result = self.done.wait(result).unwrap_or_else(PoisonError::into_inner),
-            }
-        }
-    }
-}
-
 impl Writer {
-    /// Commits the open batch, if any, and tells its members how it went.
-    fn settle(&mut self) -> StoreResult<()> {
-        let Some(batch) = self.batch.take() else { return Ok(()) };
+    /// Ends the open batch: commits it if `keep`, else rolls it back.
+    fn end_batch(&mut self, keep: bool) -> StoreResult<()> {
         let touched = std::mem::take(&mut self.touched);
-        let result = if batch.members == 0 {
+        let result = if !keep {
             // Nothing succeeded in this batch: nothing to keep, nothing to sync.
             self.conn.execute_batch("ROLLBACK").map_err(StoreError::from)
         } else {
@@ -252,8 +208,80 @@ impl Writer {
                 tracing::error!(%error, "could not roll back a failed SQLite transaction");
             }
         }
-        batch.outcome.publish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         result
+    }
+}
+
+/// A write closure lent to the writer thread by a caller that waits for the reply.
+struct Job {
+    /// The caller's closure with its lifetime erased (see [`SqliteStore::write`]).
+    closure: *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + 'static),
+    reply: mpsc::SyncSender<Member>,
+}
+
+// SAFETY: the closure is only called on the writer thread while its caller is blocked
+// in `SqliteStore::write` waiting for the reply, which is sent (or the job dropped)
+// only after the call has returned; the caller's thread does not touch the closure
+// meanwhile, so lending it to one other thread at a time is sound, as a scoped thread's
+// borrow is. The closure itself uses nothing bound to its caller's thread: `Store::write`
+// says so.
+unsafe impl Send for Job {}
+
+/// The writer thread: takes the next write, begins a transaction, runs it and every
+/// write that is waiting (up to [`BATCH_MAX_MEMBERS`], for at most [`BATCH_MAX_AGE`])
+/// each in a savepoint, commits them with one sync, and only then answers each caller.
+/// Writes that arrive during a commit form the next batch, so batches grow with the
+/// load, and the writes of a batch run back to back on one thread instead of handing
+/// a lock from thread to thread.
+fn run_writer(writer: &FairMutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &AtomicBool) {
+    while let Ok(first) = jobs.recv() {
+        let mut writer = writer.lock();
+        if restart.swap(false, Ordering::SeqCst) {
+            restart_wal(&writer.conn);
+        }
+        if let Err(error) =
+            writer.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]))
+        {
+            let _ = first.reply.send(Member::Done(Err(error.into())));
+            continue;
+        }
+        let opened = Instant::now();
+        let mut done: Vec<(Job, Member)> = Vec::new();
+        let mut next = Some(first);
+        let mut rolled_back = false;
+        while let Some(job) = next.take() {
+            let w = &mut *writer;
+            let track = w.cache.as_deref().map(|c| (&mut w.touched, c));
+            // SAFETY: see `Job`: the caller waits for the reply, sent below.
+            let own = run_in_savepoint(&w.conn, track, unsafe { &mut *job.closure });
+            done.push((job, own));
+            if writer.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (an I/O error, a full
+                // disk): every member's work is gone, and nothing it did was seen.
+                rolled_back = true;
+                break;
+            }
+            if done.len() < BATCH_MAX_MEMBERS && opened.elapsed() < BATCH_MAX_AGE {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let committed = if rolled_back {
+            writer.touched.clear();
+            Err("the database rolled back the transaction after an error".to_owned())
+        } else {
+            let keep = done.iter().any(|(_, own)| matches!(own, Member::Done(Ok(()))));
+            writer.end_batch(keep).map_err(|e| e.to_string())
+        };
+        drop(writer);
+        for (job, own) in done {
+            let reply = match (own, &committed) {
+                (Member::Done(Ok(())), Err(message)) => {
+                    Member::Done(Err(StoreError::Backend(message.clone())))
+                }
+                (own, _) => own,
+            };
+            let _ = job.reply.send(reply);
+        }
     }
 }
 
@@ -286,21 +314,33 @@ impl SqliteStore {
         let checkpointer = start_checkpointer(path, restart_wal.clone())?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         let cache = Some(Arc::new(ReadCache::new(Vec::new())));
-        Ok(SqliteStore {
-            writer: FairMutex::new(Writer {
-                conn: writer,
-                batch: None,
-                commits: 0,
-                cache: cache.clone(),
-                touched: Touched::default(),
-            }),
-            waiting: AtomicUsize::new(0),
+        let writer =
+            Writer { conn: writer, commits: 0, cache: cache.clone(), touched: Touched::default() };
+        let mut store = SqliteStore {
+            writer: Arc::new(FairMutex::new(writer)),
+            jobs: None,
+            writer_thread: None,
             readers: Some(ReaderPool::new(path.to_owned())),
             path: Some(path.to_owned()),
             _checkpointer: Some(checkpointer),
             restart_wal,
             cache,
-        })
+        };
+        store.start_writer()?;
+        Ok(store)
+    }
+
+    /// Starts the writer thread (see [`run_writer`]).
+    fn start_writer(&mut self) -> StoreResult<()> {
+        let (jobs, queue) = mpsc::channel();
+        let (writer, restart) = (self.writer.clone(), self.restart_wal.clone());
+        let thread = std::thread::Builder::new()
+            .name("coffer-sqlite-writer".to_owned())
+            .spawn(move || run_writer(&writer, &queue, &restart))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        self.jobs = Some(jobs);
+        self.writer_thread = Some(thread);
+        Ok(())
     }
 
     /// Also caches records of these kinds in memory across reads (secrets, versions
@@ -311,8 +351,7 @@ impl SqliteStore {
     pub fn cache_records(mut self, kinds: &[&str]) -> Self {
         if self.cache.is_some() {
             let cache = Arc::new(ReadCache::new(kinds.iter().map(|k| k.to_string()).collect()));
-            self.writer.get_mut().cache =
-                Some(cache.clone());
+            self.writer.lock().cache = Some(cache.clone());
             self.cache = Some(cache);
         }
         self
@@ -324,26 +363,24 @@ impl SqliteStore {
         configure(&conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
-        Ok(SqliteStore {
-            writer: FairMutex::new(Writer {
-                conn,
-                batch: None,
-                commits: 0,
-                cache: None,
-                touched: Touched::default(),
-            }),
-            waiting: AtomicUsize::new(0),
+        let writer = Writer { conn, commits: 0, cache: None, touched: Touched::default() };
+        let mut store = SqliteStore {
+            writer: Arc::new(FairMutex::new(writer)),
+            jobs: None,
+            writer_thread: None,
             readers: None,
             path: None,
             _checkpointer: None,
             restart_wal: Arc::default(),
             cache: None,
-        })
+        };
+        store.start_writer()?;
+        Ok(store)
     }
 
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> StoreResult<i64> {
-        let writer = self.lock_settled()?;
+        let writer = self.lock_writer();
         Ok(writer.conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
     }
 
@@ -354,22 +391,10 @@ impl SqliteStore {
         self.lock_writer().commits
     }
 
-    /// Takes the writer, counted as waiting until it is ours so that an open
-    /// batch is left open for us. (The lock does not poison: a panicking closure's
-    /// savepoint is rolled back before the panic continues, see `write`.)
+    /// Takes the writer connection between batches (the writer thread holds it for a
+    /// whole batch, so no transaction is open on it here).
     fn lock_writer(&self) -> FairGuard<'_, Writer> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let writer = self.writer.lock();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        writer
-    }
-
-    /// Takes the writer with no transaction open on it: an open batch is
-    /// committed first, for uses of the connection outside `write`.
-    fn lock_settled(&self) -> StoreResult<FairGuard<'_, Writer>> {
-        let mut writer = self.lock_writer();
-        writer.settle()?;
-        Ok(writer)
+        self.writer.lock()
     }
 }
 
@@ -410,6 +435,18 @@ fn start_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<
         })
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(stop)
+}
+
+impl Drop for SqliteStore {
+    /// Stops the writer thread once it has answered every write sent to it.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.writer_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the SQLite writer thread panicked");
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -507,63 +544,33 @@ impl Store for SqliteStore {
                 result?;
                 Ok(ended.map(|_| ())?)
             }
-            None => run_read(&self.lock_settled()?.conn, f),
+            None => run_read(&self.lock_writer().conn, f),
         }
     }
 
-    /// Group commit. The first writer to find no transaction open begins one
-    /// (a batch); every writer runs its closure in a savepoint of it, so a
-    /// failing closure undoes only its own work. A writer that sees others
-    /// waiting for the connection leaves the batch open for them and waits for
-    /// its commit; the writer that sees nobody waiting, or a full batch,
-    /// commits it: one fsync for every member, and nobody is answered before
-    /// it. If the commit fails, every member fails.
+    /// Group commit: the closure is lent to the writer thread (see [`run_writer`]),
+    /// which runs it in a savepoint of a batch transaction, so a failing closure undoes
+    /// only its own work, and answers once the batch's commit is synced. If the commit
+    /// fails, every member fails. A panic in the closure continues here.
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
-        let mut writer = self.lock_writer();
-        if writer.batch.is_none() {
-            if self.restart_wal.swap(false, Ordering::SeqCst) {
-                restart_wal(&writer.conn);
-            }
-            writer.conn.execute_batch("BEGIN IMMEDIATE")?;
-            writer.batch = Some(Batch::open());
-        }
-        let w = &mut *writer;
-        let own = run_in_savepoint(&w.conn, w.cache.as_deref().map(|c| (&mut w.touched, c)), f);
-        if writer.conn.is_autocommit() {
-            // SQLite rolled the whole transaction back (an I/O error, a full
-            // disk): every member's work is gone, and nothing it did was seen.
-            writer.touched.clear();
-            let batch = writer.batch.take().expect("a batch is open");
-            let message = "the database rolled back the transaction after an error".to_owned();
-            batch.outcome.publish(Err(message.clone()));
-            return match own {
-                Member::Panicked(payload) => resume_unwind(payload),
-                Member::Done(Err(error)) => Err(error),
-                Member::Done(Ok(())) => Err(StoreError::Backend(message)),
-            };
-        }
-        let batch = writer.batch.as_mut().expect("a batch is open");
-        if let Member::Done(Ok(())) = own {
-            batch.members += 1;
-        }
-        let stay_open = self.waiting.load(Ordering::SeqCst) > 0 && !batch.is_full();
-        if stay_open {
-            let outcome = batch.outcome.clone();
-            // Handed straight to the longest waiter: with an unfair lock, a writer
-            // could lose the race again and again under load (p99.9 of 200 ms).
-            FairGuard::unlock_fair(writer);
-            return match own {
-                Member::Panicked(payload) => resume_unwind(payload),
-                Member::Done(Err(error)) => Err(error),
-                Member::Done(Ok(())) => outcome.wait(),
-            };
-        }
-        let committed = writer.settle();
-        FairGuard::unlock_fair(writer);
-        match own {
-            Member::Panicked(payload) => resume_unwind(payload),
-            Member::Done(Err(error)) => Err(error),
-            Member::Done(Ok(())) => committed,
+        let stopped = || StoreError::Backend("the SQLite writer thread has stopped".to_owned());
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        let f: *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + '_) = f;
+        // SAFETY: only the lifetime bound changes (same pointer layout). The closure is
+        // borrowed until this function returns, and it returns only once the writer
+        // thread replied or dropped the job, after which it no longer uses it (see `Job`).
+        let closure = unsafe {
+            std::mem::transmute::<
+                *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + '_),
+                *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + 'static),
+            >(f)
+        };
+        let (reply, replied) = mpsc::sync_channel(1);
+        jobs.send(Job { closure, reply }).map_err(|_| stopped())?;
+        match replied.recv() {
+            Ok(Member::Done(result)) => result,
+            Ok(Member::Panicked(payload)) => resume_unwind(payload),
+            Err(_) => Err(stopped()),
         }
     }
 
@@ -593,12 +600,12 @@ impl Store for SqliteStore {
         };
         match &self.readers {
             Some(pool) => run(pool.take()?.conn()),
-            None => run(&self.lock_settled()?.conn),
+            None => run(&self.lock_writer().conn),
         }
     }
 
     fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
-        let mut writer = self.lock_settled()?;
+        let mut writer = self.lock_writer();
         let conn = &mut writer.conn;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1430,7 +1437,7 @@ mod tests {
     fn writer_connection_syncs_fully_and_enforces_foreign_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
-        let writer = store.lock_settled().unwrap();
+        let writer = store.lock_writer();
         let conn = &writer.conn;
         let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
@@ -1441,7 +1448,7 @@ mod tests {
     #[test]
     fn every_listing_query_walks_an_index_without_sorting() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let writer = store.lock_settled().unwrap();
+        let writer = store.lock_writer();
         let conn = &writer.conn;
         let sorts = [SortBy::CreatedDate, SortBy::LastAccessedDate, SortBy::LastChangedDate];
         for sort_by in sorts.into_iter().chain([SortBy::Name]) {
@@ -1469,7 +1476,7 @@ mod tests {
     #[test]
     fn due_deletions_and_versions_use_their_indexes() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let writer = store.lock_settled().unwrap();
+        let writer = store.lock_writer();
         let conn = &writer.conn;
         let due = plan(
             conn,
