@@ -108,6 +108,30 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE records;
     ALTER TABLE records_v3 RENAME TO records;
     "#,
+    // Version 4: versions split into small metadata rows clustered by secret and their
+    // sealed values apart. In one rowid table, a secret's versions lay wherever each was
+    // appended, so reading them (every PutSecretValue does) visited a page per version,
+    // and moving staging labels rewrote rows on as many scattered pages; now they share
+    // a page or a few, and each new value is appended to the end of `version_values`.
+    r#"
+    CREATE TABLE version_values (
+        id INTEGER PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE version_meta (
+        arn TEXT NOT NULL REFERENCES secrets (arn) ON DELETE CASCADE,
+        version_id TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        value_id INTEGER NOT NULL,
+        meta TEXT NOT NULL,
+        PRIMARY KEY (arn, version_id)
+    ) WITHOUT ROWID;
+    INSERT INTO version_values (id, value) SELECT rowid, value FROM versions;
+    INSERT INTO version_meta (arn, version_id, ord, created_ms, value_id, meta)
+        SELECT arn, version_id, ord, created_ms, rowid, meta FROM versions;
+    DROP TABLE versions;
+    "#,
 ];
 
 /// The schema version this build creates and understands.
@@ -649,8 +673,9 @@ fn export_from(
         visit(SnapshotItem::Secret(SecretRow::from_row(row)?.decode()?))?;
     }
     let mut stmt = conn.prepare(
-        "SELECT v.arn, v.version_id, v.meta, v.value FROM versions v \
-         JOIN secrets s ON s.arn = v.arn ORDER BY s.seq, v.ord",
+        "SELECT m.arn, m.version_id, m.meta, v.value FROM version_meta m \
+         JOIN secrets s ON s.arn = m.arn JOIN version_values v ON v.id = m.value_id \
+         ORDER BY s.seq, m.ord",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -1077,16 +1102,19 @@ impl ReadTxn for SqlTxn<'_> {
     }
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        // The rows come in version id order (the table's key); the few of one secret
+        // are put in creation order here rather than by a sort in SQLite.
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT version_id, meta FROM versions WHERE arn = ?1 ORDER BY ord")?;
-        let rows = stmt
+            .prepare_cached("SELECT version_id, meta, ord FROM version_meta WHERE arn = ?1")?;
+        let mut rows = stmt
             .query_map(params![arn], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.sort_unstable_by_key(|(_, _, ord)| *ord);
         rows.into_iter()
-            .map(|(version_id, json)| {
+            .map(|(version_id, json, _)| {
                 let mut meta: VersionMeta =
                     serde_json::from_str(&json).map_err(|e| unreadable("version metadata", &e))?;
                 meta.version_id = version_id;
@@ -1096,9 +1124,10 @@ impl ReadTxn for SqlTxn<'_> {
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT value FROM versions WHERE arn = ?1 AND version_id = ?2")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT v.value FROM version_meta m JOIN version_values v ON v.id = m.value_id \
+             WHERE m.arn = ?1 AND m.version_id = ?2",
+        )?;
         let value = stmt.query_row(params![arn, version_id], |row| row.get(0)).optional()?;
         Ok(value.map(SealedValue))
     }
@@ -1325,7 +1354,14 @@ impl WriteTxn for SqlTxn<'_> {
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
         self.touch_secret(arn, None);
-        // The versions go with it through ON DELETE CASCADE.
+        // The versions' metadata goes with the secret through ON DELETE CASCADE; their
+        // values, which no key ties to the secret, go first.
+        self.conn
+            .prepare_cached(
+                "DELETE FROM version_values WHERE id IN \
+                 (SELECT value_id FROM version_meta WHERE arn = ?1)",
+            )?
+            .execute(params![arn])?;
         let mut stmt = self.conn.prepare_cached("DELETE FROM secrets WHERE arn = ?1")?;
         stmt.execute(params![arn])?;
         Ok(())
@@ -1339,11 +1375,28 @@ impl WriteTxn for SqlTxn<'_> {
     ) -> StoreResult<()> {
         self.touch_versions(arn);
         let json = to_json("version metadata", meta)?;
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
-             (?1, ?2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM versions WHERE arn = ?1), ?3, ?4, ?5)",
-        )?;
-        stmt.execute(params![arn, meta.version_id, meta.created_ms, json, value.0])?;
+        self.conn
+            .prepare_cached("INSERT INTO version_values (value) VALUES (?1)")?
+            .execute(params![value.0])?;
+        let value_id = self.conn.last_insert_rowid();
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO version_meta (arn, version_id, ord, created_ms, value_id, meta) \
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM version_meta \
+                 WHERE arn = ?1), ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![arn, meta.version_id, meta.created_ms, value_id, json])
+            });
+        if let Err(error) = inserted {
+            // The id is taken (or the secret is gone): the value must not stay behind
+            // should the caller go on with the transaction.
+            self.conn
+                .prepare_cached("DELETE FROM version_values WHERE id = ?1")?
+                .execute(params![value_id])?;
+            return Err(error.into());
+        }
         Ok(())
     }
 
@@ -1351,7 +1404,8 @@ impl WriteTxn for SqlTxn<'_> {
         self.touch_versions(arn);
         let json = to_json("version metadata", meta)?;
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE versions SET created_ms = ?3, meta = ?4 WHERE arn = ?1 AND version_id = ?2",
+            "UPDATE version_meta SET created_ms = ?3, meta = ?4 \
+             WHERE arn = ?1 AND version_id = ?2",
         )?;
         let changed = stmt.execute(params![arn, meta.version_id, meta.created_ms, json])?;
         if changed == 0 {
@@ -1367,9 +1421,10 @@ impl WriteTxn for SqlTxn<'_> {
         value: &SealedValue,
     ) -> StoreResult<()> {
         self.touch_versions(arn);
-        let mut stmt = self
-            .conn
-            .prepare_cached("UPDATE versions SET value = ?3 WHERE arn = ?1 AND version_id = ?2")?;
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE version_values SET value = ?3 WHERE id = \
+             (SELECT value_id FROM version_meta WHERE arn = ?1 AND version_id = ?2)",
+        )?;
         let changed = stmt.execute(params![arn, version_id, value.0])?;
         if changed == 0 {
             return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
@@ -1379,8 +1434,15 @@ impl WriteTxn for SqlTxn<'_> {
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
         self.touch_versions(arn);
-        let mut stmt =
-            self.conn.prepare_cached("DELETE FROM versions WHERE arn = ?1 AND version_id = ?2")?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM version_values WHERE id = \
+                 (SELECT value_id FROM version_meta WHERE arn = ?1 AND version_id = ?2)",
+            )?
+            .execute(params![arn, version_id])?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM version_meta WHERE arn = ?1 AND version_id = ?2")?;
         stmt.execute(params![arn, version_id])?;
         Ok(())
     }
@@ -1485,14 +1547,19 @@ mod tests {
             &[&0i64],
         );
         assert!(due.contains("secrets_by_deletion"), "{due}");
-        let versions = plan(
+        let versions =
+            plan(conn, "SELECT version_id, meta, ord FROM version_meta WHERE arn = ?1", &[&"arn"]);
+        assert!(versions.contains("USING PRIMARY KEY (arn=?)"), "{versions}");
+        let value = plan(
             conn,
-            "SELECT version_id, meta FROM versions WHERE arn = ?1 ORDER BY ord",
-            &[&"arn"],
+            "SELECT v.value FROM version_meta m JOIN version_values v ON v.id = m.value_id \
+             WHERE m.arn = ?1 AND m.version_id = ?2",
+            &[&"arn", &"id"],
         );
         assert!(
-            versions.contains("versions_by_ord") && !versions.contains("TEMP B-TREE"),
-            "{versions}"
+            value.contains("USING PRIMARY KEY (arn=? AND version_id=?)")
+                && value.contains("USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{value}"
         );
     }
 }

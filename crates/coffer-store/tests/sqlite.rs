@@ -391,6 +391,7 @@ fn records_of_a_version_2_database_survive_the_migration() {
     let path = dir.path().join("coffer.db");
     drop(SqliteStore::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
+    versions_as_in_version_3(&conn);
     conn.execute_batch(
         "DROP TABLE records;
          CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
@@ -409,6 +410,82 @@ fn records_of_a_version_2_database_survive_the_migration() {
         .query_row("SELECT sql FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0))
         .unwrap();
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+}
+
+/// Puts back the `versions` table of schema versions 1 to 3 in place of the current ones.
+fn versions_as_in_version_3(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "DROP TABLE version_meta;
+         DROP TABLE version_values;
+         CREATE TABLE versions (
+             arn TEXT NOT NULL REFERENCES secrets (arn) ON DELETE CASCADE,
+             version_id TEXT NOT NULL,
+             ord INTEGER NOT NULL,
+             created_ms INTEGER NOT NULL,
+             meta TEXT NOT NULL,
+             value BLOB NOT NULL,
+             PRIMARY KEY (arn, version_id));
+         CREATE INDEX versions_by_ord ON versions (arn, ord);",
+    )
+    .unwrap();
+}
+
+/// A database of schema version 3 (versions and their values in one table) is brought up
+/// to date on opening: every version keeps its metadata, value and place in the order,
+/// and the migrated versions can be changed and removed like new ones.
+#[test]
+fn versions_of_a_version_3_database_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let meta = secret("old");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        write(&store, |txn| txn.insert_secret(&meta).map(drop));
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    versions_as_in_version_3(&conn);
+    // Version ids out of creation order, so the order must come from `ord`.
+    for (ord, id) in ["v-b", "v-c", "v-a"].iter().enumerate() {
+        let json = serde_json::to_string(&version(id)).unwrap();
+        conn.execute(
+            "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) \
+             VALUES (?1, ?2, ?3, 5, ?4, ?5)",
+            rusqlite::params![meta.arn, id, ord as i64 + 1, json, vec![ord as u8; 3]],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("PRAGMA user_version = 3;").unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let ids = |store: &SqliteStore| -> Vec<String> {
+        read(store, |txn| txn.versions(&meta.arn)).into_iter().map(|v| v.version_id).collect()
+    };
+    assert_eq!(ids(&store), ["v-b", "v-c", "v-a"]);
+    for (n, id) in ["v-b", "v-c", "v-a"].iter().enumerate() {
+        let value = read(&store, |txn| txn.version_value(&meta.arn, id));
+        assert_eq!(value, Some(SealedValue(vec![n as u8; 3])), "{id}");
+    }
+    write(&store, |txn| {
+        txn.insert_version(&meta.arn, &version("v-new"), &SealedValue(vec![9]))?;
+        txn.delete_version(&meta.arn, "v-c")
+    });
+    assert_eq!(ids(&store), ["v-b", "v-a", "v-new"]);
+    let values = |path: &Path| -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM version_values", [], |row| row.get(0)).unwrap()
+    };
+    // A refused duplicate in a write that goes on leaves no value behind.
+    write(&store, |txn| {
+        match txn.insert_version(&meta.arn, &version("v-a"), &SealedValue(vec![7])) {
+            Err(StoreError::Conflict(_)) => Ok(()),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    });
+    assert_eq!(values(&path), 3);
+    write(&store, |txn| txn.delete_secret(&meta.arn));
+    assert_eq!(values(&path), 0, "values left behind by a deleted secret");
 }
 
 /// Reads inside a read scope share one snapshot: a write made meanwhile is not seen
