@@ -18,7 +18,7 @@ use coffer_core::{ErrorCode, Scope};
 use coffer_crypto::{KeyMaterial, MasterKey, SecretBytes};
 use coffer_store::{ReadTxn, WriteTxn};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Store record kind of keys; record key `<account>/<region>/<key id>`.
 pub const KEY_KIND: &str = "kms-key";
@@ -90,7 +90,14 @@ impl DueWork {
 pub struct Kms {
     master: MasterKey,
     cache: RwLock<HashMap<String, Arc<KeyMaterial>>>,
+    /// Key records as last decoded, with the bytes they were decoded from: a record
+    /// read again with the same bytes is not parsed again (every secret read and write
+    /// loads its key). Keyed by record key; bounded by [`MAX_DECODED_KEYS`].
+    decoded: Mutex<HashMap<String, (Vec<u8>, Arc<KeyRecord>)>>,
 }
+
+/// Past this many decoded key records the memo starts over.
+const MAX_DECODED_KEYS: usize = 1024;
 
 impl std::fmt::Debug for Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,10 +135,29 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
 }
 
-fn load_key(tx: &dyn ReadTxn, scope: &Scope, key_id: &str) -> Result<Option<KeyRecord>, KmsError> {
-    match tx.record(KEY_KIND, &key_record_key(scope, key_id))? {
-        Some(bytes) => Ok(Some(decode("key record", &bytes)?)),
-        None => Ok(None),
+impl Kms {
+    /// The key record `key_id` of `scope` as `tx` sees it, decoded once per version of
+    /// its stored bytes (the memo is checked against them, so it is never stale).
+    fn load_key(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+    ) -> Result<Option<KeyRecord>, KmsError> {
+        let record_key = key_record_key(scope, key_id);
+        let Some(bytes) = tx.record(KEY_KIND, &record_key)? else { return Ok(None) };
+        let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, key)) = decoded.get(&record_key)
+            && *seen == bytes
+        {
+            return Ok(Some(KeyRecord::clone(key)));
+        }
+        let key: KeyRecord = decode("key record", &bytes)?;
+        if decoded.len() >= MAX_DECODED_KEYS {
+            decoded.clear();
+        }
+        decoded.insert(record_key, (bytes, Arc::new(key.clone())));
+        Ok(Some(key))
     }
 }
 
@@ -326,7 +352,7 @@ fn check_alias_name(alias: &str) -> Result<(), KmsError> {
 
 impl Kms {
     pub fn new(master: MasterKey) -> Kms {
-        Kms { master, cache: RwLock::new(HashMap::new()) }
+        Kms { master, cache: RwLock::new(HashMap::new()), decoded: Mutex::default() }
     }
 
     fn new_material(
@@ -434,13 +460,14 @@ impl Kms {
             return Err(KmsError::invalid_key_id(key_id));
         }
         match reference {
-            KeyRef::KeyId(id) => load_key(tx, scope, &id)?
+            KeyRef::KeyId(id) => self
+                .load_key(tx, scope, &id)?
                 .ok_or_else(|| KmsError::key_not_found(&key_arn(scope, &id))),
             KeyRef::KeyArn { scope: named, key_id: id } => {
                 if &named != scope {
                     return Err(KmsError::key_not_found(key_id));
                 }
-                load_key(tx, scope, &id)?.ok_or_else(|| KmsError::key_not_found(key_id))
+                self.load_key(tx, scope, &id)?.ok_or_else(|| KmsError::key_not_found(key_id))
             }
             KeyRef::AliasName(alias) => self.alias_target(tx, scope, &alias),
             KeyRef::AliasArn { scope: named, alias } => {
@@ -460,7 +487,7 @@ impl Kms {
     ) -> Result<KeyRecord, KmsError> {
         let not_found = || KmsError::alias_not_found(&alias_arn(scope, alias));
         let record = load_alias(tx, scope, alias)?.ok_or_else(not_found)?;
-        load_key(tx, scope, &record.target_key_id)?.ok_or_else(not_found)
+        self.load_key(tx, scope, &record.target_key_id)?.ok_or_else(not_found)
     }
 
     /// CreateKey: a symmetric encryption key with fresh material.
@@ -778,7 +805,8 @@ impl Kms {
                 ));
             }
         }
-        let key = load_key(tx, scope, &header.key_id)?
+        let key = self
+            .load_key(tx, scope, &header.key_id)?
             .ok_or_else(|| KmsError::rejected(ErrorCode::AccessDenied, CIPHERTEXT_KEY_UNKNOWN))?;
         require_enabled(&key)?;
         let material =
@@ -979,7 +1007,7 @@ impl Kms {
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
         if let Some(alias) = load_alias(tx, scope, SECRETS_MANAGER_ALIAS)?
-            && let Some(key) = load_key(tx, scope, &alias.target_key_id)?
+            && let Some(key) = self.load_key(tx, scope, &alias.target_key_id)?
         {
             return Ok(key);
         }

@@ -640,3 +640,23 @@ fn key_material_is_stored_only_wrapped() {
         .unwrap();
     assert!(aliases.unwrap().is_empty());
 }
+
+#[test]
+fn a_key_record_changed_in_the_store_is_seen_at_the_next_use() {
+    let fx = Fixture::new();
+    let key = fx.create();
+    let blob = fx.encrypt(&key.key_id, b"value", &context(&[])).unwrap().blob;
+    assert!(fx.decrypt(&blob, &context(&[])).is_ok());
+    // Disabled behind the service's back (as another node sharing the database would):
+    // the record decoded for the first decrypt must not be used again.
+    let record_key = format!("{}/{}/{}", scope().account, scope().region, key.key_id);
+    fx.store
+        .write(&mut |tx| {
+            let bytes = tx.record(KEY_KIND, &record_key)?.expect("the key record");
+            let mut record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            record["state"] = serde_json::json!("Disabled");
+            tx.put_record(KEY_KIND, &record_key, &serde_json::to_vec(&record).unwrap())
+        })
+        .unwrap();
+    assert_eq!(code(fx.decrypt(&blob, &context(&[]))), ErrorCode::KmsDisabled);
+}
