@@ -93,8 +93,11 @@ pub struct Kms {
     /// Key records as last decoded, with the bytes they were decoded from: a record
     /// read again with the same bytes is not parsed again (every secret read and write
     /// loads its key). Keyed by record key; bounded by [`MAX_DECODED_KEYS`].
-    decoded: Mutex<HashMap<String, (Vec<u8>, Arc<KeyRecord>)>>,
+    decoded: Mutex<HashMap<String, DecodedKey>>,
 }
+
+/// A key record's stored bytes and what they decode to.
+type DecodedKey = (Vec<u8>, Arc<KeyRecord>);
 
 /// Past this many decoded key records the memo starts over.
 const MAX_DECODED_KEYS: usize = 1024;
