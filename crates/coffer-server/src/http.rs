@@ -143,12 +143,15 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
             // transaction (one snapshot) where the store can share it.
             let (mut dev_ctx, mut buffer) = (dev_ctx, Some(buffer));
             let mut result = None;
-            app.store.read_scope(&mut || {
-                let buffer = buffer.take().unwrap_or_default();
-                let ctx = dev_ctx.take();
-                result = Some(serve_json(app, ctx, &raw, buffer, service, &op, model, request_id));
+            let result = crate::secrets::deferring_access_records(app, || {
+                app.store.read_scope(&mut || {
+                    let buffer = buffer.take().unwrap_or_default();
+                    let ctx = dev_ctx.take();
+                    result =
+                        Some(serve_json(app, ctx, &raw, buffer, service, &op, model, request_id));
+                });
+                result.take().unwrap_or_else(|| Err(AwsError::internal()))
             });
-            let result = result.unwrap_or_else(|| Err(AwsError::internal()));
             let unwritten = crate::audit::conclude(&result);
             (result, unwritten)
         }));
@@ -163,7 +166,21 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let app = app.clone();
     let request_id = request_id.to_string();
     tokio::task::spawn_blocking(move || {
-        let result = serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id);
+        let result = if coffer_audit::event::is_read_only(&op) {
+            // A read-only call's reads share one transaction where the store can.
+            let (mut dev_ctx, mut buffer, mut result) = (dev_ctx, Some(buffer), None);
+            crate::secrets::deferring_access_records(&app, || {
+                app.store.read_scope(&mut || {
+                    let buffer = buffer.take().unwrap_or_default();
+                    let ctx = dev_ctx.take();
+                    result =
+                        Some(serve_json(&app, ctx, &raw, buffer, service, &op, model, &request_id));
+                });
+                result.take().unwrap_or_else(|| Err(AwsError::internal()))
+            })
+        } else {
+            serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+        };
         crate::audit::finish(&app, result)
     })
     .await

@@ -573,8 +573,45 @@ fn read_value(
     ))
 }
 
-/// Records LastAccessedDate (day precision), at most one write per secret and day.
+thread_local! {
+    /// LastAccessedDate updates of the read-only call on this thread, while
+    /// [`deferring_access_records`] runs it: written once its read transaction is over.
+    static DEFERRED_ACCESS: std::cell::RefCell<Option<Vec<(String, String, i64)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a read-only call, typically inside a shared read transaction) with its
+/// LastAccessedDate updates put off, then writes them: a write inside the read would
+/// hold a second pooled connection, or block a reader on the writer. An update that
+/// cannot be written turns the call's result into the failure it would have been.
+pub fn deferring_access_records<T>(
+    app: &App,
+    f: impl FnOnce() -> Result<T, AwsError>,
+) -> Result<T, AwsError> {
+    let outer = DEFERRED_ACCESS.with(|d| d.borrow_mut().replace(Vec::new()));
+    let result = f();
+    let deferred = DEFERRED_ACCESS.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
+    let result = result?;
+    for (arn, version_id, today) in deferred.unwrap_or_default() {
+        write_access(app, &arn, &version_id, today)?;
+    }
+    Ok(result)
+}
+
+/// Records LastAccessedDate (day precision), at most one write per secret and day; put
+/// off until the end of the call inside [`deferring_access_records`].
 fn record_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(), AwsError> {
+    let deferred = DEFERRED_ACCESS.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push((arn.to_owned(), version_id.to_owned(), today));
+            true
+        }
+        None => false,
+    });
+    if deferred { Ok(()) } else { write_access(app, arn, version_id, today) }
+}
+
+fn write_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(), AwsError> {
     app.write(|tx| {
         if let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? {
             if meta.last_accessed_ms != Some(today) {

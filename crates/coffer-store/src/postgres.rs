@@ -360,8 +360,84 @@ enum Attempt {
     Finished(StoreResult<()>),
 }
 
+thread_local! {
+    /// The read transaction a [`Store::read_scope`] holds open on this thread: the store
+    /// it belongs to and its `PgTxn`, type-erased (see `PostgresStore::shared_read`).
+    static SHARED_READ: Cell<Option<(*const PostgresStore, *const ())>> =
+        const { Cell::new(None) };
+}
+
+/// Clears [`SHARED_READ`] when the scope ends, also by a panic.
+struct SharedReadGuard;
+
+impl Drop for SharedReadGuard {
+    fn drop(&mut self) {
+        SHARED_READ.with(|shared| shared.set(None));
+    }
+}
+
+impl PostgresStore {
+    /// Runs `f` over this thread's shared read transaction on this store, if one is
+    /// open and no statement has failed in it (PostgreSQL ignores every later statement
+    /// of a transaction once one fails, so the caller then reads on its own).
+    fn read_shared(
+        &self,
+        f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
+    ) -> Option<StoreResult<()>> {
+        let (store, txn) = SHARED_READ.with(Cell::get)?;
+        if !std::ptr::eq(store, self) {
+            return None;
+        }
+        // SAFETY: set by `read_scope` on this thread from a `PgTxn` that lives, with
+        // the transaction it borrows, for as long as the pointer is set (its guard
+        // clears it first), and only used on this thread.
+        let txn = unsafe { &*(txn as *const PgTxn<'_, '_>) };
+        if txn.failure.get() != Failure::None {
+            return None;
+        }
+        let result = f(txn);
+        Some(match (result, txn.failure.get()) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Failure::None) => Ok(()),
+            (Ok(()), _) => Err(StoreError::Backend(
+                "a statement failed inside the read transaction".to_owned(),
+            )),
+        })
+    }
+}
+
 impl Store for PostgresStore {
+    /// One `REPEATABLE READ` transaction (one pooled connection, one snapshot) for every
+    /// read `f` makes on this thread, instead of one each. A write inside `f` takes a
+    /// second connection, so callers keep writes out of scopes (see the server's
+    /// `deferring_access_records`).
+    fn read_scope(&self, f: &mut dyn FnMut()) {
+        if SHARED_READ.with(Cell::get).is_some() {
+            return f();
+        }
+        let rt = self.rt();
+        let mut ran = false;
+        let opened = self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
+            let txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+            {
+                let _guard = SharedReadGuard;
+                let erased = &txn as *const PgTxn<'_, '_> as *const ();
+                SHARED_READ.with(|shared| shared.set(Some((self as *const _, erased))));
+                ran = true;
+                f();
+            }
+            end_read(rt, tx);
+        });
+        if opened.is_err() && !ran {
+            // No transaction could be had: the reads open their own (and report why).
+            f();
+        }
+    }
+
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
+        if let Some(result) = self.read_shared(f) {
+            return result;
+        }
         let rt = self.rt();
         let (result, failure) =
             self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {

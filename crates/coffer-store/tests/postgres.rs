@@ -310,3 +310,57 @@ fn a_store_can_be_dropped_inside_an_async_task() {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async move { drop(store) });
 }
+
+/// Reads inside a read scope share one transaction and its snapshot: a write made
+/// meanwhile (on another connection) is not seen until the scope ends. Nested scopes
+/// join the outer one, and a panic inside a scope leaves the store working.
+#[test]
+fn reads_in_a_read_scope_share_one_snapshot() {
+    let fixture = Fixture::new();
+    let store: &dyn Store = &fixture.store;
+    let insert = |name: &str| {
+        let meta = secret(name);
+        store.write(&mut |txn| txn.insert_secret(&meta).map(drop)).unwrap();
+    };
+    let count = || {
+        let mut n = 0;
+        store
+            .read(&mut |txn| {
+                n = 0;
+                txn.visit_secrets(
+                    &scope(),
+                    &coffer_store::ListQuery {
+                        sort_by: coffer_store::SortBy::Name,
+                        descending: false,
+                        after: None,
+                        expected: None,
+                    },
+                    &mut |_| {
+                        n += 1;
+                        true
+                    },
+                )
+            })
+            .unwrap();
+        n
+    };
+    insert("before");
+    let mut seen = Vec::new();
+    store.read_scope(&mut || {
+        seen.push(count());
+        insert("during");
+        seen.push(count());
+        store.read_scope(&mut || seen.push(count()));
+    });
+    seen.push(count());
+    assert_eq!(seen, [1, 1, 1, 2]);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.read_scope(&mut || {
+            count();
+            panic!("a request panics while its read transaction is shared");
+        })
+    }));
+    assert!(panicked.is_err());
+    insert("after");
+    assert_eq!(count(), 3);
+}
