@@ -15,6 +15,7 @@ use std::time::Duration;
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
 pub mod conformance;
+mod lend;
 pub mod memory;
 pub mod postgres;
 mod read_cache;

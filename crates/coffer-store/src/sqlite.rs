@@ -10,7 +10,7 @@
 //! created and upgraded by numbered migrations recorded in `PRAGMA user_version`.
 
 use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -24,6 +24,7 @@ use rusqlite::{
     params,
 };
 
+use crate::lend::{Job, Member, lend};
 use crate::read_cache::{self, Entry, ReadCache, Touched};
 use crate::{
     CursorKey, ListQuery, ReadTxn, SealedValue, SnapshotItem, SortBy, Store, StoreError,
@@ -236,21 +237,6 @@ impl Writer {
     }
 }
 
-/// A write closure lent to the writer thread by a caller that waits for the reply.
-struct Job {
-    /// The caller's closure with its lifetime erased (see [`SqliteStore::write`]).
-    closure: *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + 'static),
-    reply: mpsc::SyncSender<Member>,
-}
-
-// SAFETY: the closure is only called on the writer thread while its caller is blocked
-// in `SqliteStore::write` waiting for the reply, which is sent (or the job dropped)
-// only after the call has returned; the caller's thread does not touch the closure
-// meanwhile, so lending it to one other thread at a time is sound, as a scoped thread's
-// borrow is. The closure itself uses nothing bound to its caller's thread: `Store::write`
-// says so.
-unsafe impl Send for Job {}
-
 /// The writer thread: takes the next write, begins a transaction, runs it and every
 /// write that is waiting (up to [`BATCH_MAX_MEMBERS`], for at most [`BATCH_MAX_AGE`])
 /// each in a savepoint, commits them with one sync, and only then answers each caller.
@@ -266,18 +252,18 @@ fn run_writer(writer: &FairMutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &
         if let Err(error) =
             writer.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]))
         {
-            let _ = first.reply.send(Member::Done(Err(error.into())));
+            first.answer(Member::Done(Err(error.into())));
             continue;
         }
         let opened = Instant::now();
         let mut done: Vec<(Job, Member)> = Vec::new();
         let mut next = Some(first);
         let mut rolled_back = false;
-        while let Some(job) = next.take() {
+        while let Some(mut job) = next.take() {
             let w = &mut *writer;
             let track = w.cache.as_deref().map(|c| (&mut w.touched, c));
-            // SAFETY: see `Job`: the caller waits for the reply, sent below.
-            let own = run_in_savepoint(&w.conn, track, unsafe { &mut *job.closure });
+            // SAFETY: the job is answered below, after its last use here.
+            let own = run_in_savepoint(&w.conn, track, unsafe { job.closure() });
             done.push((job, own));
             if writer.conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (an I/O error, a full
@@ -304,7 +290,7 @@ fn run_writer(writer: &FairMutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &
                 }
                 (own, _) => own,
             };
-            let _ = job.reply.send(reply);
+            job.answer(reply);
         }
     }
 }
@@ -577,25 +563,11 @@ impl Store for SqliteStore {
     /// only its own work, and answers once the batch's commit is synced. If the commit
     /// fails, every member fails. A panic in the closure continues here.
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
-        let stopped = || StoreError::Backend("the SQLite writer thread has stopped".to_owned());
-        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
-        let f: *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + '_) = f;
-        // SAFETY: only the lifetime bound changes (same pointer layout). The closure is
-        // borrowed until this function returns, and it returns only once the writer
-        // thread replied or dropped the job, after which it no longer uses it (see `Job`).
-        let closure = unsafe {
-            std::mem::transmute::<
-                *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + '_),
-                *mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + 'static),
-            >(f)
-        };
-        let (reply, replied) = mpsc::sync_channel(1);
-        jobs.send(Job { closure, reply }).map_err(|_| stopped())?;
-        match replied.recv() {
-            Ok(Member::Done(result)) => result,
-            Ok(Member::Panicked(payload)) => resume_unwind(payload),
-            Err(_) => Err(stopped()),
-        }
+        let jobs = self.jobs.as_ref();
+        lend(f, |job| match jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        })
     }
 
     fn latency(&self) -> crate::Latency {
@@ -785,13 +757,6 @@ fn restart_wal(conn: &Connection) {
         Ok(_) => tracing::debug!("readers still use the WAL; starting it over later"),
         Err(error) => tracing::warn!(%error, "could not checkpoint the SQLite WAL"),
     }
-}
-
-/// How one writer's closure ended inside its batch.
-enum Member {
-    Done(StoreResult<()>),
-    /// The closure panicked; the panic continues once the batch is looked after.
-    Panicked(Box<dyn std::any::Any + Send>),
 }
 
 /// Runs `f` in a savepoint of the open transaction: kept if it succeeds,
