@@ -47,12 +47,41 @@ impl Job {
     }
 }
 
-/// Makes a job of `f` for `run` (which hands it to the thread that will call it), waits
-/// for the answer and returns it, continuing a panic of `f` here. If the job is dropped
-/// unanswered (its thread stopped), the write failed.
+/// The answer to a lent closure, as its caller waits for it.
+pub(crate) struct Answer {
+    replied: mpsc::Receiver<Member>,
+    early: std::cell::Cell<Option<Member>>,
+}
+
+impl Answer {
+    /// Whether the job has been answered (or dropped) already.
+    pub(crate) fn ready(&self) -> bool {
+        if let Some(member) = self.early.take() {
+            self.early.set(Some(member));
+            return true;
+        }
+        match self.replied.try_recv() {
+            Ok(member) => {
+                self.early.set(Some(member));
+                true
+            }
+            Err(mpsc::TryRecvError::Empty) => false,
+            Err(mpsc::TryRecvError::Disconnected) => true,
+        }
+    }
+
+    fn wait(self) -> Option<Member> {
+        self.early.take().or_else(|| self.replied.recv().ok())
+    }
+}
+
+/// Makes a job of `f` for `run`, which hands it to whoever will call it (it may run
+/// it itself, and may look at the answer meanwhile), then waits for the answer and
+/// returns it, continuing a panic of `f` here. If the job is dropped unanswered (its
+/// thread stopped), the write failed.
 pub(crate) fn lend(
     f: &mut WriteFn<'_>,
-    run: impl FnOnce(Job) -> Result<(), Job>,
+    run: impl FnOnce(Job, &Answer) -> Result<(), Job>,
 ) -> StoreResult<()> {
     let stopped = || StoreError::Backend("the store's writer has stopped".to_owned());
     let f: *mut WriteFn<'_> = f;
@@ -61,12 +90,13 @@ pub(crate) fn lend(
     // answered or dropped, after which the closure is no longer used (see `Job`).
     let closure = unsafe { std::mem::transmute::<*mut WriteFn<'_>, *mut WriteFn<'static>>(f) };
     let (reply, replied) = mpsc::sync_channel(1);
-    if run(Job { closure, reply }).is_err() {
+    let answer = Answer { replied, early: std::cell::Cell::new(None) };
+    if run(Job { closure, reply }, &answer).is_err() {
         return Err(stopped());
     }
-    match replied.recv() {
-        Ok(Member::Done(result)) => result,
-        Ok(Member::Panicked(payload)) => resume_unwind(payload),
-        Err(_) => Err(stopped()),
+    match answer.wait() {
+        Some(Member::Done(result)) => result,
+        Some(Member::Panicked(payload)) => resume_unwind(payload),
+        None => Err(stopped()),
     }
 }

@@ -29,8 +29,10 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
@@ -49,6 +51,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::lend::{Job, Member, WriteFn, lend};
 use crate::{
     CursorKey, ListQuery, ReadTxn, SealedValue, SnapshotItem, SortBy, Store, StoreError,
     StoreResult, WriteTxn, cursor_of,
@@ -157,6 +160,9 @@ pub struct PostgresStore {
     /// writes of one node almost always conflict and rerun; in turn they do not.
     /// Writes of other nodes still conflict and are rerun.
     writers: std::sync::Mutex<()>,
+    /// Writes of this node waiting for their turn: whoever has the turn runs all of
+    /// them in one transaction (group commit, see `write_grouped`).
+    queue: std::sync::Mutex<Vec<Job>>,
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     description: String,
@@ -218,6 +224,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             writers: std::sync::Mutex::new(()),
+            queue: std::sync::Mutex::default(),
             runtime: Some(runtime),
             description: options.description,
         };
@@ -457,7 +464,7 @@ impl Store for PostgresStore {
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
-        self.write_pg(&mut |txn| f(txn))
+        self.write_grouped(f)
     }
 
     fn latency(&self) -> crate::Latency {
@@ -543,7 +550,169 @@ impl Store for PostgresStore {
     }
 }
 
+/// How one attempt at a batch of lent writes ended.
+enum BatchAttempt {
+    /// Committed or rolled back: how each member ended, in order.
+    Done(Vec<Member>),
+    /// PostgreSQL aborted the transaction to keep transactions serializable; run it again.
+    Conflicted,
+}
+
 impl PostgresStore {
+    /// Group commit: the write is queued, and whoever of this node's writers has the
+    /// turn runs every queued write in one SERIALIZABLE transaction, each in a savepoint
+    /// (a failing one undoes only its own work), commits them with one round trip and
+    /// one WAL flush, and answers each. A conflict with another node reruns the batch.
+    fn write_grouped(&self, f: &mut WriteFn<'_>) -> StoreResult<()> {
+        lend(f, |job, answer| {
+            self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
+            while !answer.ready() {
+                // A poisoned lock only means a closure panicked; its work was rolled back.
+                let _turn = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
+                if answer.ready() {
+                    // Answered by the writer that had the turn before.
+                    break;
+                }
+                let batch =
+                    std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+                self.run_batch(batch);
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `jobs` in one transaction, again while it conflicts, and answers each.
+    fn run_batch(&self, mut jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.batch_attempt(&mut jobs) {
+                BatchAttempt::Done(members) => {
+                    for (job, member) in jobs.into_iter().zip(members) {
+                        job.answer(member);
+                    }
+                    return;
+                }
+                BatchAttempt::Conflicted => {
+                    if attempt >= MAX_WRITE_ATTEMPTS || started.elapsed() >= WRITE_RETRY_BUDGET {
+                        let message = format!(
+                            "a write kept conflicting with concurrent writes and was given up after {attempt} attempts"
+                        );
+                        for job in jobs {
+                            job.answer(Member::Done(Err(StoreError::Backend(message.clone()))));
+                        }
+                        return;
+                    }
+                    tracing::debug!(attempt, "retrying writes after a serialization conflict");
+                    std::thread::sleep(backoff(attempt));
+                }
+            }
+        }
+    }
+
+    /// One attempt at a batch, ended with COMMIT when a member succeeded and with
+    /// ROLLBACK otherwise.
+    fn batch_attempt(&self, jobs: &mut [Job]) -> BatchAttempt {
+        let rt = self.rt();
+        let count = jobs.len();
+        let every = |result: &dyn Fn() -> StoreResult<()>| {
+            BatchAttempt::Done((0..count).map(|_| Member::Done(result())).collect())
+        };
+        let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
+            let mut members = Vec::with_capacity(jobs.len());
+            let mut broken = None;
+            for job in jobs.iter_mut() {
+                if let Err(e) = rt.block_on(tx.batch_execute("SAVEPOINT coffer_member")) {
+                    broken = Some(e);
+                    break;
+                }
+                let mut txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+                // SAFETY: every job is answered only after this batch (`run_batch`).
+                let closure = unsafe { job.closure() };
+                let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
+                let failure = txn.failure.get();
+                if failure == Failure::Retry {
+                    members.clear();
+                    break;
+                }
+                let member = match ran {
+                    Ok(Ok(())) if failure == Failure::None => Member::Done(Ok(())),
+                    Ok(Ok(())) => Member::Done(Err(StoreError::Backend(
+                        "a statement failed inside the transaction, so PostgreSQL abandoned \
+                         it; nothing was written"
+                            .to_owned(),
+                    ))),
+                    Ok(Err(e)) => Member::Done(Err(e)),
+                    Err(payload) => Member::Panicked(payload),
+                };
+                let end = if matches!(member, Member::Done(Ok(()))) {
+                    "RELEASE SAVEPOINT coffer_member"
+                } else {
+                    "ROLLBACK TO SAVEPOINT coffer_member"
+                };
+                members.push(member);
+                if let Err(e) = rt.block_on(tx.batch_execute(end)) {
+                    broken = Some(e);
+                    break;
+                }
+            }
+            let conflicted = members.len() < jobs.len() && broken.is_none();
+            if conflicted || broken.is_some() {
+                if let Err(e) = rt.block_on(tx.rollback()) {
+                    tracing::warn!(error = %describe_error(&e), "could not roll back a PostgreSQL transaction");
+                }
+                return match broken {
+                    Some(e) if !is_retryable(&e) => {
+                        let message = describe_error(&e);
+                        every(&|| Err(StoreError::Backend(message.clone())))
+                    }
+                    _ => BatchAttempt::Conflicted,
+                };
+            }
+            if !members.iter().any(|m| matches!(m, Member::Done(Ok(())))) {
+                if let Err(e) = rt.block_on(tx.rollback()) {
+                    tracing::warn!(error = %describe_error(&e), "could not roll back a PostgreSQL transaction");
+                }
+                return BatchAttempt::Done(members);
+            }
+            match rt.block_on(tx.commit()) {
+                Ok(()) => BatchAttempt::Done(members),
+                Err(e) if is_retryable(&e) => BatchAttempt::Conflicted,
+                // The connection may have died after the server committed: the outcome
+                // is unknown, and the callers must be told so rather than told it failed
+                // cleanly.
+                Err(e) => {
+                    let message = format!(
+                        "the commit did not complete, so the write may or may not have been kept: {}",
+                        describe_error(&e)
+                    );
+                    BatchAttempt::Done(
+                        members
+                            .into_iter()
+                            .map(|m| match m {
+                                Member::Done(Ok(())) => {
+                                    Member::Done(Err(StoreError::Backend(message.clone())))
+                                }
+                                other => other,
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        });
+        match outcome {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                let message = e.to_string();
+                every(&|| Err(StoreError::Backend(message.clone())))
+            }
+        }
+    }
+
     /// A write transaction on the concrete transaction type, retried while
     /// PostgreSQL reports serialization conflicts.
     fn write_pg(
