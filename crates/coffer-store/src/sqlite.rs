@@ -1,13 +1,14 @@
 //! The durable default store: one SQLite file in WAL mode, synced on every commit.
 //!
-//! Writes go through a single writer connection behind a mutex. Concurrent
-//! writers share commits (group commit, see [`SqliteStore::write`]): each runs
-//! in a `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction, and one `COMMIT` (one
-//! fsync) makes the whole batch durable before any member is answered. Reads
-//! use a small pool of read-only connections, so in WAL mode they see a
-//! consistent snapshot and never wait for a writer. WAL checkpoints run on a
-//! background thread, off the path of acknowledged writes. The schema is
-//! created and upgraded by numbered migrations recorded in `PRAGMA user_version`.
+//! Writes go through a single writer connection, driven by a writer thread to which
+//! every write closure is lent (group commit, see [`SqliteStore::write`]): waiting
+//! writes each run in a `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction, back to
+//! back, and one `COMMIT` (one fsync) makes the whole batch durable before any member
+//! is answered. Reads use a small pool of read-only connections, so in WAL mode they
+//! see a consistent snapshot and never wait for a writer, and an in-process cache of
+//! the lookups every call repeats (`read_cache`), kept coherent by the writer. WAL
+//! checkpoints run on a background thread, off the path of acknowledged writes. The
+//! schema is created and upgraded by numbered migrations recorded in `PRAGMA user_version`.
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,7 +19,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
-use parking_lot::{Mutex as FairMutex, MutexGuard as FairGuard};
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ToSql, TransactionBehavior, ffi,
     params,
@@ -181,7 +181,7 @@ const RESTART_RETRY: Duration = Duration::from_millis(20);
 pub struct SqliteStore {
     /// The writer connection: the writer thread holds it for a batch, other uses
     /// (schema version, restore, reads of an in-memory database) between batches.
-    writer: Arc<FairMutex<Writer>>,
+    writer: Arc<Mutex<Writer>>,
     /// Write closures on their way to the writer thread; `None` once dropping.
     jobs: Option<mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
@@ -246,11 +246,11 @@ impl Writer {
 /// Writes that arrive during a commit form the next batch, so batches grow with the
 /// load, and the writes of a batch run back to back on one thread instead of handing
 /// a lock from thread to thread.
-fn run_writer(writer: &FairMutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &AtomicBool) {
+fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &AtomicBool) {
     // When the last try to start the WAL over found readers in it.
     let mut last_try: Option<Instant> = None;
     while let Ok(first) = jobs.recv() {
-        let mut writer = writer.lock();
+        let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
         // Asked for by the checkpoint thread, and tried again every RESTART_RETRY until
         // it succeeds: under steady reads a try often finds a reader in the WAL.
         let due = last_try.is_none_or(|at| at.elapsed() >= RESTART_RETRY);
@@ -340,7 +340,7 @@ impl SqliteStore {
         let writer =
             Writer { conn: writer, commits: 0, cache: cache.clone(), touched: Touched::default() };
         let mut store = SqliteStore {
-            writer: Arc::new(FairMutex::new(writer)),
+            writer: Arc::new(Mutex::new(writer)),
             jobs: None,
             writer_thread: None,
             readers: Some(ReaderPool::new(path.to_owned())),
@@ -374,7 +374,7 @@ impl SqliteStore {
     pub fn cache_records(mut self, kinds: &[&str]) -> Self {
         if self.cache.is_some() {
             let cache = Arc::new(ReadCache::new(kinds.iter().map(|k| k.to_string()).collect()));
-            self.writer.lock().cache = Some(cache.clone());
+            self.lock_writer().cache = Some(cache.clone());
             self.cache = Some(cache);
         }
         self
@@ -388,7 +388,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let writer = Writer { conn, commits: 0, cache: None, touched: Touched::default() };
         let mut store = SqliteStore {
-            writer: Arc::new(FairMutex::new(writer)),
+            writer: Arc::new(Mutex::new(writer)),
             jobs: None,
             writer_thread: None,
             readers: None,
@@ -416,8 +416,8 @@ impl SqliteStore {
 
     /// Takes the writer connection between batches (the writer thread holds it for a
     /// whole batch, so no transaction is open on it here).
-    fn lock_writer(&self) -> FairGuard<'_, Writer> {
-        self.writer.lock()
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
