@@ -24,9 +24,9 @@ impl Fixture {
         Fixture { store: MemoryStore::new(), kms: Kms::new(MasterKey::generate()) }
     }
 
-    fn write<T>(
+    fn write<T: Send>(
         &self,
-        mut f: impl FnMut(&Kms, &mut dyn WriteTxn) -> Result<T, KmsError>,
+        mut f: impl FnMut(&Kms, &mut dyn WriteTxn) -> Result<T, KmsError> + Send,
     ) -> Result<T, KmsError> {
         let mut out = None;
         let result = self.store.write(&mut |tx| match f(&self.kms, tx) {

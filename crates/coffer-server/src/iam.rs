@@ -134,9 +134,9 @@ fn no_such_user(account: &str, name: &str) -> IamError {
 }
 
 /// Runs `f` in a write transaction, carrying its own error out.
-fn write<T>(
+fn write<T: Send>(
     store: &dyn Store,
-    mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, IamError>,
+    mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, IamError> + Send,
 ) -> Result<T, IamError> {
     let mut out = None;
     let result = store.write(&mut |tx| match f(tx) {
@@ -372,10 +372,10 @@ impl Iam {
     /// invalidated before the transaction commits, so no request here uses an entry the
     /// write may change once it is visible, and again after it committed, so a lookup
     /// that read the store just before the commit cannot cache what it read.
-    fn write<T>(
+    fn write<T: Send>(
         &self,
         store: &dyn Store,
-        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, IamError>,
+        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, IamError> + Send,
     ) -> Result<T, IamError> {
         let result = write(store, |tx| {
             let out = f(tx)?;

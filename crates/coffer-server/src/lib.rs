@@ -157,9 +157,9 @@ impl App {
     /// The audit event of the mutating call running on this thread (if any) is appended
     /// in the same transaction, so the change and its record commit together; if the
     /// event cannot be written, nothing is committed (unless the trail is fail-open).
-    pub fn write<T: 'static>(
+    pub fn write<T: Send + 'static>(
         &self,
-        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError>,
+        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         let mut out = None;
         let event = audit::for_write();

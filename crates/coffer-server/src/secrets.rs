@@ -588,8 +588,18 @@ pub fn deferring_access_records<T>(
     app: &App,
     f: impl FnOnce() -> Result<T, AwsError>,
 ) -> Result<T, AwsError> {
-    let outer = DEFERRED_ACCESS.with(|d| d.borrow_mut().replace(Vec::new()));
+    /// Puts the outer state back when `f` ends, also by a panic (the thread is reused).
+    struct Restore(Option<Option<Vec<(String, String, i64)>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(outer) = self.0.take() {
+                DEFERRED_ACCESS.with(|d| *d.borrow_mut() = outer);
+            }
+        }
+    }
+    let mut restore = Restore(Some(DEFERRED_ACCESS.with(|d| d.borrow_mut().replace(Vec::new()))));
     let result = f();
+    let outer = restore.0.take().unwrap_or_default();
     let deferred = DEFERRED_ACCESS.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
     let result = result?;
     for (arn, version_id, today) in deferred.unwrap_or_default() {

@@ -227,9 +227,9 @@ fn read<T>(store: &dyn Store, mut f: impl FnMut(&dyn ReadTxn) -> StoreResult<T>)
 }
 
 /// Runs a write and returns what `f` computed, or the error that abandoned it.
-fn write<T>(
+fn write<T: Send>(
     store: &dyn Store,
-    mut f: impl FnMut(&mut dyn WriteTxn) -> StoreResult<T>,
+    mut f: impl FnMut(&mut dyn WriteTxn) -> StoreResult<T> + Send,
 ) -> StoreResult<T> {
     let mut out = None;
     store.write(&mut |txn| {

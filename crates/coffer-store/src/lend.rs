@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use crate::{StoreError, StoreResult, WriteTxn};
 
 /// A closure as [`crate::Store::write`] takes it.
-pub(crate) type WriteFn<'f> = dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + 'f;
+pub(crate) type WriteFn<'f> = dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'f;
 
 /// How one lent closure ended.
 pub(crate) enum Member {
@@ -28,7 +28,7 @@ pub(crate) struct Job {
 // in `lend` waiting for the answer, which is sent (or the job dropped) only after the
 // call returned; the caller's thread does not touch the closure meanwhile, so lending it
 // to one other thread at a time is sound, as a scoped thread's borrow is. The closure
-// uses nothing bound to its caller's thread: `Store::write` says so.
+// is `Send` (`WriteFn`), so nothing it holds is bound to its caller's thread.
 unsafe impl Send for Job {}
 
 impl Job {

@@ -200,9 +200,12 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.
     /// Writes are serialized per store, so `f` sees no concurrent change. A store may
-    /// run `f` on a thread of its own while the caller waits, so `f` must not depend on
-    /// its caller's thread (thread-locals, locks the caller holds).
-    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()>;
+    /// run `f` on another thread while the caller waits (hence `Send`), so `f` must not
+    /// depend on its caller's thread either (thread-locals).
+    fn write(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()>;
     /// A short name for logs: `memory`, `sqlite:<path>` or `postgres://user@host:port/db`.
     fn describe(&self) -> String;
 

@@ -56,7 +56,10 @@ impl Store for MemoryStore {
         f(&*state)
     }
 
-    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
+    fn write(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
         let mut state = self.write_state();
         let mut txn = MemTxn::new(&mut state);
         let result = f(&mut txn);

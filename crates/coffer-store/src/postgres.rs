@@ -463,7 +463,10 @@ impl Store for PostgresStore {
         }
     }
 
-    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
+    fn write(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
         self.write_grouped(f)
     }
 
@@ -550,6 +553,9 @@ impl Store for PostgresStore {
     }
 }
 
+/// The most writes one PostgreSQL group commit carries (see `write_grouped`).
+const PG_BATCH_MAX: usize = 48;
+
 /// How one attempt at a batch of lent writes ended.
 enum BatchAttempt {
     /// Committed or rolled back: how each member ended, in order.
@@ -573,8 +579,14 @@ impl PostgresStore {
                     // Answered by the writer that had the turn before.
                     break;
                 }
-                let batch =
-                    std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+                let batch = {
+                    let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    // A bounded batch: past 64 subtransactions a PostgreSQL backend's
+                    // cache of them overflows, which slows every snapshot in the cluster.
+                    let taken = queue.len().min(PG_BATCH_MAX);
+                    let rest = queue.split_off(taken);
+                    std::mem::replace(&mut *queue, rest)
+                };
                 self.run_batch(batch);
             }
             Ok(())
@@ -649,10 +661,12 @@ impl PostgresStore {
                     Ok(Err(e)) => Member::Done(Err(e)),
                     Err(payload) => Member::Panicked(payload),
                 };
+                // A savepoint rolled back to is still open: released too, so the next
+                // member's does not nest inside it.
                 let end = if matches!(member, Member::Done(Ok(()))) {
                     "RELEASE SAVEPOINT coffer_member"
                 } else {
-                    "ROLLBACK TO SAVEPOINT coffer_member"
+                    "ROLLBACK TO SAVEPOINT coffer_member; RELEASE SAVEPOINT coffer_member"
                 };
                 members.push(member);
                 if let Err(e) = rt.block_on(tx.batch_execute(end)) {

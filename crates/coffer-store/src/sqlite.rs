@@ -196,6 +196,8 @@ pub struct SqliteStore {
     /// Lookups kept across commits (file databases only: an in-memory one reads
     /// through the writer, whose page cache no commit empties).
     cache: Option<Arc<ReadCache>>,
+    /// Held while the store is [`SqliteStore::exclusive`].
+    exclusive: Option<std::fs::File>,
 }
 
 /// The writer connection.
@@ -348,9 +350,44 @@ impl SqliteStore {
             _checkpointer: Some(checkpointer),
             restart_wal,
             cache,
+            exclusive: None,
         };
         store.start_writer()?;
         Ok(store)
+    }
+
+    /// Takes the database for this process alone among the processes that change it
+    /// through a store (servers, restores): an exclusive lock on `<file>.lock`, held as
+    /// long as the store. The read cache needs it, being kept coherent by this
+    /// process's writer only; `coffer admin` (which changes IAM records, never cached),
+    /// backups and `audit verify` do not take it. A second server on the same file
+    /// is refused instead of serving what the other one changed from a stale cache.
+    pub fn exclusive(mut self) -> StoreResult<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(path) = &self.path else { return Ok(self) };
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Backend(format!("cannot open the lock file: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Backend(format!(
+                    "another process (a coffer serve or restore) is using {}",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Backend(format!("cannot lock the database: {e}")));
+            }
+        }
+        self.exclusive = Some(file);
+        Ok(self)
     }
 
     /// Starts the writer thread (see [`run_writer`]).
@@ -396,6 +433,7 @@ impl SqliteStore {
             _checkpointer: None,
             restart_wal: Arc::default(),
             cache: None,
+            exclusive: None,
         };
         store.start_writer()?;
         Ok(store)
@@ -575,7 +613,10 @@ impl Store for SqliteStore {
     /// which runs it in a savepoint of a batch transaction, so a failing closure undoes
     /// only its own work, and answers once the batch's commit is synced. If the commit
     /// fails, every member fails. A panic in the closure continues here.
-    fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
+    fn write(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
         let jobs = self.jobs.as_ref();
         lend(f, |job, _| match jobs {
             Some(jobs) => jobs.send(job).map_err(|e| e.0),
@@ -615,6 +656,13 @@ impl Store for SqliteStore {
 
     fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
         let mut writer = self.lock_writer();
+        // Everything may change: the cache starts over, with the generation bumped
+        // before the commit and after it, as for any batch (see `read_cache`).
+        let mut everything = Touched::default();
+        everything.everything();
+        if let Some(cache) = &self.cache {
+            cache.commit_begins(&everything);
+        }
         let conn = &mut writer.conn;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -631,11 +679,7 @@ impl Store for SqliteStore {
             Ok(tx.commit()?)
         })();
         if let Some(cache) = &self.cache {
-            // Everything may have changed: start the cache over.
-            let mut touched = Touched::default();
-            touched.everything();
-            cache.commit_begins(&touched);
-            cache.commit_ended(&touched);
+            cache.commit_ended(&everything);
         }
         if !conn.is_autocommit()
             && let Err(error) = conn.execute_batch("ROLLBACK")
@@ -755,16 +799,17 @@ fn begin_snapshot(conn: &Connection, cache: Option<&ReadCache>) -> StoreResult<u
 }
 
 /// Starts the WAL over from the writer, between batches: copies what is left of it
-/// into the database and waits, at most [`RESTART_WAIT`], for readers that began
-/// before the copy to finish (later ones read the database file only); the next
-/// batch then writes from the start of the WAL, and `journal_size_limit` cuts the file
-/// back. The wait is short because every write waits meanwhile, and a reader of this
-/// process may itself be waiting for the writer. If readers stay, the checkpoint
-/// thread asks again later.
+/// into the database, waits, at most [`RESTART_WAIT`], for readers that began before
+/// the copy to finish (later ones read the database file only), and truncates the
+/// file; the next batch writes from its start. The wait is short because every write
+/// waits meanwhile, and a reader of this process may itself be waiting for the writer.
+/// If readers stay, the writer tries again [`RESTART_RETRY`] later. (`RESTART`, which
+/// leaves the truncation to the next commit through `journal_size_limit`, sometimes
+/// left the file at its size under CPU contention although it reported success.)
 fn restart_wal(conn: &Connection) -> bool {
     let _ = conn.busy_timeout(RESTART_WAIT);
     let restarted =
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get::<_, i64>(0));
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
     if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT) {
         tracing::warn!(%error, "could not restore the SQLite busy timeout");
     }
@@ -786,7 +831,7 @@ fn restart_wal(conn: &Connection) -> bool {
 fn run_in_savepoint(
     conn: &Connection,
     track: Option<(&mut Touched, &ReadCache)>,
-    f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>,
+    f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
 ) -> Member {
     if let Err(error) = conn.execute_batch("SAVEPOINT coffer_write") {
         return Member::Done(Err(error.into()));

@@ -93,7 +93,7 @@ fn read<T>(store: &dyn Store, mut f: impl FnMut(&dyn ReadTxn) -> StoreResult<T>)
     out.unwrap()
 }
 
-fn write(store: &dyn Store, mut f: impl FnMut(&mut dyn WriteTxn) -> StoreResult<()>) {
+fn write(store: &dyn Store, mut f: impl FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send) {
     store.write(&mut |txn| f(txn)).expect("write");
 }
 
@@ -213,6 +213,8 @@ fn reads_do_not_wait_for_a_running_write() {
     let fixture = Arc::new(file_fixture());
     write(&fixture.store, |txn| txn.insert_secret(&secret("before")).map(drop));
     let (done, finished) = mpsc::channel();
+    // The closure may run on the store's writer thread, so what it uses must be shareable.
+    let finished = std::sync::Mutex::new(finished);
     fixture
         .store
         .write(&mut |txn| {
@@ -229,7 +231,7 @@ fn reads_do_not_wait_for_a_running_write() {
                 done.send((seen.0.is_some(), seen.1.is_some())).unwrap();
             });
             // The writer holds its transaction open until the reader is done.
-            let seen = finished.recv_timeout(Duration::from_secs(20));
+            let seen = finished.lock().unwrap().recv_timeout(Duration::from_secs(20));
             assert_eq!(
                 seen,
                 Ok((true, false)),
@@ -660,4 +662,24 @@ fn cached_reads_never_mix_two_committed_states() {
     // Once the writer is done, every read sees its last state.
     let last = read(&*store, |txn| observe(txn));
     assert!(last.iter().all(|v| v == "600"), "{last:?}");
+}
+
+/// A database taken exclusively (a server's) refuses a second exclusive opener, while
+/// plain opens (`coffer admin`, backups) still work; the lock goes with the store.
+#[test]
+fn an_exclusive_store_refuses_a_second_exclusive_opener_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let first = SqliteStore::open(&path).unwrap().exclusive().unwrap();
+    match SqliteStore::open(&path).unwrap().exclusive() {
+        Err(StoreError::Backend(message)) => {
+            assert!(message.contains("another process"), "{message}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    let plain = SqliteStore::open(&path).unwrap();
+    write(&plain, |txn| txn.put_setting("by-admin", b"1"));
+    drop(plain);
+    drop(first);
+    SqliteStore::open(&path).unwrap().exclusive().unwrap();
 }

@@ -141,7 +141,7 @@ pub fn backup(args: BackupArgs) -> Result<(), String> {
 
 pub fn restore(args: RestoreArgs) -> Result<(), String> {
     let (items, counts) = read_backup(&args.input)?;
-    let store = args.store.spec()?.open()?;
+    let store = args.store.spec()?.open_exclusive()?;
     store.import(&items).map_err(|e| match e {
         StoreError::Conflict(_) => format!(
             "{} is not empty; a backup is restored only into an empty store",

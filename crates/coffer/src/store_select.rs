@@ -60,15 +60,31 @@ impl StoreSpec {
 
     /// Opens the store, creating or migrating its schema as needed.
     pub fn open(&self) -> Result<Arc<dyn Store>, String> {
+        self.open_as(false)
+    }
+
+    /// Opens the store for a process that changes it (a server, a restore): an SQLite
+    /// database is then taken exclusively among such processes (`SqliteStore::exclusive`).
+    pub fn open_exclusive(&self) -> Result<Arc<dyn Store>, String> {
+        self.open_as(true)
+    }
+
+    fn open_as(&self, exclusive: bool) -> Result<Arc<dyn Store>, String> {
         match self {
             StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
             StoreSpec::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     create_private_dir(dir)?;
                 }
-                let store = SqliteStore::open(path)
-                    .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?
+                let failed = |e: coffer_store::StoreError| {
+                    format!("cannot open the database {}: {e}", path.display())
+                };
+                let mut store = SqliteStore::open(path)
+                    .map_err(failed)?
                     .cache_records(coffer_server::RECORDS_ONLY_THE_SERVER_CHANGES);
+                if exclusive {
+                    store = store.exclusive().map_err(failed)?;
+                }
                 Ok(Arc::new(store))
             }
             StoreSpec::Postgres(url) => {
@@ -139,7 +155,7 @@ pub fn open_for_serve(
     if let Some(dir) = &dir {
         create_private_dir(dir)?;
     }
-    Ok((spec.open()?, dir))
+    Ok((spec.open_exclusive()?, dir))
 }
 
 /// `coffer migrate`: bring a store's schema up to date, and nothing else.
