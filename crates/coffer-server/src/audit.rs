@@ -425,6 +425,19 @@ fn append_and_stream(
     Ok(())
 }
 
+/// [`append_and_stream`] of one event, its chain head stored at once.
+fn append_alone(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    scope: &Scope,
+    time_ms: i64,
+    event: &Event,
+) -> Result<(), AwsError> {
+    let mut heads = Heads::default();
+    append_and_stream(app, tx, &mut heads, scope, time_ms, event)?;
+    heads.store(tx).map_err(crate::store_error)
+}
+
 /// The event a mutating call's write transaction must append, taken from the thread
 /// running the call before the transaction starts: the store may run the transaction on
 /// a thread of its own.
@@ -465,9 +478,7 @@ pub(crate) fn in_transaction(
     let mut event = pending.event.clone();
     event.response_elements = response_of(result, &pending.sensitive);
     add_resources(&mut event);
-    let mut heads = Heads::default();
-    append_and_stream(app, tx, &mut heads, &pending.scope, pending.time_ms, &event)?;
-    heads.store(tx).map_err(crate::store_error)
+    append_alone(app, tx, &pending.scope, pending.time_ms, &event)
 }
 
 /// Called by `App::write` once its transaction committed.
@@ -575,9 +586,8 @@ pub(crate) fn append_unwritten(
 /// Writes one event in a transaction of its own.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let written = app.store.write(&mut |tx| {
-        let mut heads = Heads::default();
-        append_unwritten(app, tx, &mut heads, unwritten).map_err(|_| StoreError::Aborted)?;
-        heads.store(tx)
+        append_alone(app, tx, &unwritten.scope, unwritten.time_ms, &unwritten.event)
+            .map_err(|_| StoreError::Aborted)
     });
     match written {
         Ok(()) => Ok(()),
@@ -647,9 +657,7 @@ pub fn record_service_event(
     now: i64,
 ) -> Result<(), AwsError> {
     let event = service_event(scope, service, name, arn, now);
-    let mut heads = Heads::default();
-    append_and_stream(app, tx, &mut heads, scope, now, &event)?;
-    heads.store(tx).map_err(crate::store_error)
+    append_alone(app, tx, scope, now, &event)
 }
 
 fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) -> Event {

@@ -139,19 +139,8 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
         app.writes_inline() || (app.reads_inline() && coffer_audit::event::is_read_only(&op));
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Authentication, authorization and the handler read through one
-            // transaction (one snapshot) where the store can share it.
-            let (mut dev_ctx, mut buffer) = (dev_ctx, Some(buffer));
-            let mut result = None;
-            let result = crate::secrets::deferring_access_records(app, || {
-                app.store.read_scope(&mut || {
-                    let buffer = buffer.take().unwrap_or_default();
-                    let ctx = dev_ctx.take();
-                    result =
-                        Some(serve_json(app, ctx, &raw, buffer, service, &op, model, request_id));
-                });
-                result.take().unwrap_or_else(|| Err(AwsError::internal()))
-            });
+            let result =
+                serve_in_read_scope(app, dev_ctx, &raw, buffer, service, &op, model, request_id);
             let unwritten = crate::audit::conclude(&result);
             (result, unwritten)
         }));
@@ -167,17 +156,7 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let request_id = request_id.to_string();
     tokio::task::spawn_blocking(move || {
         let result = if coffer_audit::event::is_read_only(&op) {
-            // A read-only call's reads share one transaction where the store can.
-            let (mut dev_ctx, mut buffer, mut result) = (dev_ctx, Some(buffer), None);
-            crate::secrets::deferring_access_records(&app, || {
-                app.store.read_scope(&mut || {
-                    let buffer = buffer.take().unwrap_or_default();
-                    let ctx = dev_ctx.take();
-                    result =
-                        Some(serve_json(&app, ctx, &raw, buffer, service, &op, model, &request_id));
-                });
-                result.take().unwrap_or_else(|| Err(AwsError::internal()))
-            })
+            serve_in_read_scope(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
         } else {
             serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
         };
@@ -188,6 +167,32 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
         tracing::error!(error = %e, "handler panicked");
         AwsError::internal()
     })?
+}
+
+/// [`serve_json`] with the call's reads (authentication, authorization and the handler)
+/// sharing one read transaction where the store can, and its LastAccessedDate update, if
+/// any, written once that transaction is over. For read-only calls, and for every call
+/// on a store whose transactions never wait (`--dev`), where sharing costs nothing.
+#[allow(clippy::too_many_arguments)]
+fn serve_in_read_scope(
+    app: &App,
+    dev_ctx: Option<RequestContext>,
+    raw: &RawRequest,
+    buffer: Vec<u8>,
+    service: Service,
+    op: &str,
+    model: &ServiceModel,
+    request_id: &str,
+) -> Result<Vec<u8>, AwsError> {
+    let (mut dev_ctx, mut buffer, mut result) = (dev_ctx, Some(buffer), None);
+    crate::secrets::deferring_access_records(app, || {
+        app.store.read_scope(&mut || {
+            let buffer = buffer.take().unwrap_or_default();
+            let ctx = dev_ctx.take();
+            result = Some(serve_json(app, ctx, raw, buffer, service, op, model, request_id));
+        });
+        result.take().unwrap_or_else(|| Err(AwsError::internal()))
+    })
 }
 
 /// Authenticates (unless --dev), parses, validates, authorizes and dispatches one JSON

@@ -554,6 +554,20 @@ impl SqliteStore {
         Some((unsafe { &*shared.conn }, shared.generation))
     }
 
+    /// Runs `f` in a read transaction of its own on `conn`: one snapshot for every
+    /// lookup in `f`, ended with a rollback (nothing was written, so nothing is lost).
+    fn read_on(
+        &self,
+        conn: &Connection,
+        f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let generation = begin_snapshot(conn, self.cache.as_deref())?;
+        let result = self.read_in(conn, generation, f);
+        let ended = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        result?;
+        Ok(ended.map(|_| ())?)
+    }
+
     /// Runs `f` over `conn`'s open read transaction, through the cache when there is one.
     fn read_in(
         &self,
@@ -595,17 +609,8 @@ impl Store for SqliteStore {
             return self.read_in(conn, generation, f);
         }
         match &self.readers {
-            Some(pool) => {
-                let reader = pool.take()?;
-                let conn = reader.conn();
-                let generation = begin_snapshot(conn, self.cache.as_deref())?;
-                let result = self.read_in(conn, generation, f);
-                // Nothing was written, so ending with a rollback loses nothing.
-                let ended = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
-                result?;
-                Ok(ended.map(|_| ())?)
-            }
-            None => run_read(&self.lock_writer().conn, f),
+            Some(pool) => self.read_on(pool.take()?.conn(), f),
+            None => self.read_on(&self.lock_writer().conn, f),
         }
     }
 
@@ -759,22 +764,6 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if found < SCHEMA_VERSION {
         tracing::info!(from = found, to = SCHEMA_VERSION, "migrated the SQLite schema");
     }
-    Ok(())
-}
-
-fn run_read(
-    conn: &Connection,
-    f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
-) -> StoreResult<()> {
-    // A deferred transaction takes its snapshot at the first read and keeps
-    // it to the end, so every lookup in `f` sees the same state. The statements
-    // are cached: reads are frequent enough for parsing them to show.
-    conn.prepare_cached("BEGIN")?.execute([])?;
-    let result = f(&SqlTxn { conn, track: None });
-    // Nothing was written, so ending with a rollback loses nothing.
-    let ended = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
-    result?;
-    ended?;
     Ok(())
 }
 
