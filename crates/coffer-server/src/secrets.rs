@@ -877,11 +877,14 @@ pub fn list_secrets(
             max,
             req.next_token.as_deref(),
         )?;
-        let mut secret_list = Vec::with_capacity(page.secrets.len());
-        for meta in &page.secrets {
-            let versions = tx.versions(&meta.arn).map_err(store_error)?;
-            secret_list.push(describe(meta, &versions, true));
-        }
+        let arns: Vec<&str> = page.secrets.iter().map(|meta| meta.arn.as_str()).collect();
+        let versions = tx.versions_of(&arns).map_err(store_error)?;
+        let secret_list = page
+            .secrets
+            .iter()
+            .zip(&versions)
+            .map(|(meta, versions)| describe(meta, versions, true))
+            .collect();
         Ok(wire::ListSecretsResponse { secret_list, next_token: page.next_token.clone() })
     })
 }

@@ -39,6 +39,7 @@ pub const CASES: &[(&str, Case)] = case_list![
     delete_of_a_missing_secret_is_not_an_error,
     delete_secret_cascades_to_its_versions,
     versions_come_back_oldest_first_with_metadata_round_tripped,
+    versions_of_several_secrets_are_each_ones_versions_in_the_order_asked,
     version_values_round_trip_per_secret,
     update_version_changes_metadata_but_not_value,
     update_of_a_missing_version_fails,
@@ -110,6 +111,7 @@ macro_rules! conformance_tests {
             delete_of_a_missing_secret_is_not_an_error,
             delete_secret_cascades_to_its_versions,
             versions_come_back_oldest_first_with_metadata_round_tripped,
+            versions_of_several_secrets_are_each_ones_versions_in_the_order_asked,
             version_values_round_trip_per_secret,
             update_version_changes_metadata_but_not_value,
             update_of_a_missing_version_fails,
@@ -578,6 +580,25 @@ pub fn versions_come_back_oldest_first_with_metadata_round_tripped(store: &dyn S
         versions(store, &s.arn)[1].stages,
         ["AWSPREVIOUS", "custom-label"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
     );
+}
+
+pub fn versions_of_several_secrets_are_each_ones_versions_in_the_order_asked(store: &dyn Store) {
+    let a = insert(store, &secret(&scope(), "a", T0));
+    let b = insert(store, &secret(&scope(), "b", T0));
+    let bare = insert(store, &secret(&scope(), "no-versions", T0));
+    insert_version(store, &a.arn, &version("zz-first", &[], T0 + 9), b"1");
+    insert_version(store, &b.arn, &version("b1", &["AWSCURRENT"], T0), b"2");
+    insert_version(store, &a.arn, &version("aa-second", &["AWSCURRENT"], T0 + 1), b"3");
+    let arns = [b.arn.as_str(), "arn:missing", a.arn.as_str(), bare.arn.as_str(), b.arn.as_str()];
+    let found = read(store, |txn| txn.versions_of(&arns));
+    let each: Vec<Vec<VersionMeta>> = arns.iter().map(|arn| versions(store, arn)).collect();
+    assert_eq!(found, each);
+    assert_eq!(
+        found[2].iter().map(|v| v.version_id.as_str()).collect::<Vec<_>>(),
+        ["zz-first", "aa-second"]
+    );
+    assert!(found[1].is_empty() && found[3].is_empty());
+    assert_eq!(read(store, |txn| txn.versions_of(&[])), Vec::<Vec<VersionMeta>>::new());
 }
 
 pub fn version_values_round_trip_per_secret(store: &dyn Store) {

@@ -107,6 +107,12 @@ pub trait ReadTxn {
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>>;
     /// Every version of a secret, deprecated ones included, oldest first.
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>>;
+    /// [`ReadTxn::versions`] of each of `arns`, in their order (an empty list for a
+    /// secret without versions or a missing one). A page of ListSecrets describes a
+    /// hundred secrets: a store whose every query is a round trip answers in one.
+    fn versions_of(&self, arns: &[&str]) -> StoreResult<Vec<Vec<VersionMeta>>> {
+        arns.iter().map(|arn| self.versions(arn)).collect()
+    }
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>>;
     /// Visits the secrets of `scope` in the query's order, starting after its
     /// cursor, until `visit` returns `false` or none are left. Secrets scheduled

@@ -28,6 +28,7 @@
 //! that does background work, with expiry judged by the database's clock.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -1081,6 +1082,19 @@ impl ReadTxn for PgTxn<'_, '_> {
         let rows = self
             .query("SELECT version_id, meta FROM versions WHERE arn = $1 ORDER BY ord", &[&arn])?;
         rows.iter().map(|row| decode_version(get(row, 0)?, get(row, 1)?)).collect()
+    }
+
+    fn versions_of(&self, arns: &[&str]) -> StoreResult<Vec<Vec<VersionMeta>>> {
+        let rows = self.query(
+            "SELECT arn, version_id, meta FROM versions WHERE arn = ANY($1) ORDER BY arn, ord",
+            &[&arns],
+        )?;
+        let mut by_arn: HashMap<String, Vec<VersionMeta>> = HashMap::new();
+        for row in &rows {
+            let version = decode_version(get(row, 1)?, get(row, 2)?)?;
+            by_arn.entry(get(row, 0)?).or_default().push(version);
+        }
+        Ok(arns.iter().map(|arn| by_arn.get(*arn).cloned().unwrap_or_default()).collect())
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
