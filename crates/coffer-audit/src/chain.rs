@@ -115,15 +115,150 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 pub fn hash_record(seq: u64, time_ms: i64, prev_hash: &str, event: &Value) -> String {
     let mut canonical = Vec::with_capacity(2048);
     write_canonical(event, &mut canonical);
+    hash_canonical(seq, time_ms, prev_hash, &canonical)
+}
+
+/// [`hash_record`] of an event already in canonical JSON.
+fn hash_canonical(seq: u64, time_ms: i64, prev_hash: &str, canonical: &[u8]) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(format!("{DOMAIN}\n{seq}\n{time_ms}\n{prev_hash}\n").as_bytes());
-    ctx.update(&canonical);
+    ctx.update(canonical);
     let mut hex = String::with_capacity(64);
     for byte in ctx.finish().as_ref() {
         hex.push(char::from_digit(u32::from(byte >> 4), 16).expect("a nibble"));
         hex.push(char::from_digit(u32::from(byte & 0xf), 16).expect("a nibble"));
     }
     hex
+}
+
+/// The members of one JSON object as [`write_event_canonical`] writes them: the caller
+/// names them in sorted order.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Members<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Members<'a> {
+        out.push(b'{');
+        Members { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_string(self.out, key);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        let out = self.key(key);
+        write_string(out, value);
+    }
+
+    fn optional(&mut self, key: &str, value: &Option<String>) {
+        if let Some(value) = value {
+            self.string(key, value);
+        }
+    }
+
+    fn boolean(&mut self, key: &str, value: bool) {
+        let out = self.key(key);
+        out.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn value(&mut self, key: &str, value: &Value) {
+        let out = self.key(key);
+        write_canonical(value, out);
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("strings serialize");
+}
+
+/// Writes [`canonical_json`] of `event`'s JSON form without building that form: the
+/// fields are written by name, in sorted order, as its `Serialize` names them (with the
+/// same fields left out when empty). A test holds the two to the same bytes; a field
+/// added to [`Event`] must be added here too.
+fn write_event_canonical(event: &Event, out: &mut Vec<u8>) {
+    let mut m = Members::open(out);
+    m.string("awsRegion", &event.aws_region);
+    m.optional("errorCode", &event.error_code);
+    m.optional("errorMessage", &event.error_message);
+    m.string("eventCategory", &event.event_category);
+    m.string("eventID", &event.event_id);
+    m.string("eventName", &event.event_name);
+    m.string("eventSource", &event.event_source);
+    m.string("eventTime", &event.event_time);
+    m.string("eventType", &event.event_type);
+    m.string("eventVersion", &event.event_version);
+    m.boolean("managementEvent", event.management_event);
+    m.boolean("readOnly", event.read_only);
+    m.string("recipientAccountId", &event.recipient_account_id);
+    m.optional("requestID", &event.request_id);
+    m.value("requestParameters", &event.request_parameters);
+    if !event.resources.is_empty() {
+        let out = m.key("resources");
+        out.push(b'[');
+        for (i, resource) in event.resources.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let mut r = Members::open(out);
+            r.string("ARN", &resource.arn);
+            r.optional("accountId", &resource.account_id);
+            r.string("type", &resource.kind);
+            r.close();
+        }
+        out.push(b']');
+    }
+    m.value("responseElements", &event.response_elements);
+    m.string("sourceIPAddress", &event.source_ip_address);
+    m.string("userAgent", &event.user_agent);
+    let who = &event.user_identity;
+    let mut u = Members::open(m.key("userIdentity"));
+    u.optional("accessKeyId", &who.access_key_id);
+    u.optional("accountId", &who.account_id);
+    u.optional("arn", &who.arn);
+    u.optional("invokedBy", &who.invoked_by);
+    u.optional("principalId", &who.principal_id);
+    u.string("type", &who.kind);
+    u.optional("userName", &who.user_name);
+    u.close();
+    m.close();
+}
+
+/// Seals `event` as the record following `prev` (or as the first of its chain), straight
+/// to its stored bytes and the chain's new head: the bytes of [`Record::to_bytes`] of
+/// [`Record::seal`] (the same fields in the same order, the event in canonical JSON,
+/// which is also how serde_json writes a `Value`), at a fraction of the cost, since the
+/// event is serialized once instead of three times. Every call's event goes through here.
+pub fn seal_to_bytes(prev: Option<&Head>, time_ms: i64, event: &Event) -> (Vec<u8>, Head) {
+    let (seq, prev_hash) = match prev {
+        Some(h) => (h.seq + 1, h.hash.as_str()),
+        None => (1, GENESIS),
+    };
+    let mut canonical = Vec::with_capacity(1536);
+    write_event_canonical(event, &mut canonical);
+    let hash = hash_canonical(seq, time_ms, prev_hash, &canonical);
+    let mut bytes = Vec::with_capacity(canonical.len() + 200);
+    bytes.extend_from_slice(
+        format!(
+            r#"{{"seq":{seq},"timeMs":{time_ms},"prevHash":"{prev_hash}","hash":"{hash}","event":"#
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(&canonical);
+    bytes.push(b'}');
+    (bytes, Head { seq, hash })
 }
 
 impl Record {
@@ -369,6 +504,62 @@ mod tests {
             management_event: true,
             recipient_account_id: "111122223333".into(),
             event_category: "Management".into(),
+        }
+    }
+
+    /// Events with every optional field set and with none, resources, nested and unsorted
+    /// parameters and characters JSON escapes.
+    fn varied_events() -> Vec<Event> {
+        let mut full = event(7);
+        full.error_code = Some("AccessDenied".into());
+        full.error_message = Some("quote \" back \\ tab \t é \u{1} </>".into());
+        full.request_id = Some("req-1".into());
+        full.read_only = true;
+        full.management_event = false;
+        full.request_parameters = serde_json::json!({"z": {"b": 1, "a": [true, null, 2.5]},
+            "secretId": "x", "A": -3, "empty": {}});
+        full.response_elements = serde_json::json!({"aRN": "arn:1", "versionIdsToStages": {}});
+        full.resources = vec![
+            crate::event::Resource {
+                arn: "arn:aws:secretsmanager:us-east-1:1:secret:a".into(),
+                account_id: Some("1".into()),
+                kind: "AWS::SecretsManager::Secret".into(),
+            },
+            crate::event::Resource { arn: "arn:2".into(), account_id: None, kind: "t".into() },
+        ];
+        full.user_identity = UserIdentity {
+            kind: "IAMUser".into(),
+            principal_id: Some("AIDA".into()),
+            arn: Some("arn:aws:iam::1:user/u".into()),
+            account_id: Some("1".into()),
+            access_key_id: Some("AKIA".into()),
+            user_name: Some("u".into()),
+            invoked_by: Some("secretsmanager.amazonaws.com".into()),
+        };
+        vec![event(1), full]
+    }
+
+    #[test]
+    fn an_event_is_written_canonically_without_building_its_json_value() {
+        for e in varied_events() {
+            let mut direct = Vec::new();
+            write_event_canonical(&e, &mut direct);
+            let value = serde_json::to_value(&e).unwrap();
+            assert_eq!(String::from_utf8(direct).unwrap(), canonical_json(&value));
+        }
+    }
+
+    #[test]
+    fn sealing_to_bytes_gives_the_bytes_and_head_of_a_sealed_record() {
+        let prev = Head { seq: 41, hash: "ab".repeat(32) };
+        for e in varied_events() {
+            for prev in [None, Some(&prev)] {
+                let (bytes, head) = seal_to_bytes(prev, 1_700_000_000_123, &e);
+                let record = Record::seal(prev, 1_700_000_000_123, &e);
+                assert_eq!(bytes, record.to_bytes());
+                assert_eq!(head, record.head());
+                assert!(Record::from_bytes(&bytes).unwrap().hash_is_valid());
+            }
         }
     }
 

@@ -310,20 +310,6 @@ fn error_code(e: &AwsError) -> String {
     }
 }
 
-/// Appends `event` to its chain in `tx`: reads the chain head, seals the record after it
-/// and stores record and new head.
-pub fn append(
-    tx: &mut dyn WriteTxn,
-    scope: &Scope,
-    time_ms: i64,
-    event: &Event,
-) -> Result<Record, StoreError> {
-    let mut heads = Heads::default();
-    let record = append_in(tx, &mut heads, scope, time_ms, event)?;
-    heads.store(tx)?;
-    Ok(record)
-}
-
 /// The chain heads a transaction has moved, stored once when it is done: a batch of
 /// events reads and writes each chain's head once instead of once per event.
 #[derive(Default)]
@@ -365,24 +351,22 @@ impl Heads {
     }
 }
 
-/// [`append`] with the head kept in `heads`, to be stored by the caller.
+/// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
+/// to be stored by the caller. Returns the event's sequence number.
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
-) -> Result<Record, StoreError> {
+) -> Result<u64, StoreError> {
     let id = chain::chain_id(&scope.account, &scope.region);
     let head = heads.current(tx, &id, scope)?;
-    let record = Record::seal(head.as_ref(), time_ms, event);
-    tx.put_record(
-        EVENT_KIND,
-        &chain::event_key(&scope.account, &scope.region, record.seq),
-        &record.to_bytes(),
-    )?;
-    heads.0.insert(id, record.head());
-    Ok(record)
+    let (bytes, head) = chain::seal_to_bytes(head.as_ref(), time_ms, event);
+    let seq = head.seq;
+    tx.put_record(EVENT_KIND, &chain::event_key(&scope.account, &scope.region, seq), &bytes)?;
+    heads.0.insert(id, head);
+    Ok(seq)
 }
 
 /// Appends to the store and streams to the sink, inside `tx`. A failure is an error
@@ -400,12 +384,12 @@ fn append_and_stream(
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
     match append_in(tx, heads, scope, time_ms, event) {
-        Ok(record) => {
+        Ok(seq) => {
             // With a retention limit, each new event retires the one that falls out of it.
             if let Some(keep) = app.audit.settings.retain_events
-                && record.seq > keep
+                && seq > keep
             {
-                let old = chain::event_key(&scope.account, &scope.region, record.seq - keep);
+                let old = chain::event_key(&scope.account, &scope.region, seq - keep);
                 if let Err(e) = tx.delete_record(EVENT_KIND, &old) {
                     return fail("store", e.to_string());
                 }
