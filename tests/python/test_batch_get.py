@@ -78,3 +78,21 @@ def test_batch_get_with_id_list_and_filters_is_rejected(sm):
         sm.batch_get_secret_value(SecretIdList=[n], Filters=[{"Key": "name", "Values": [n]}])
     assert excinfo.value.response["Error"]["Code"] == "InvalidParameterException"
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_batch_get_records_last_accessed_date_on_every_secret_it_read(sm):
+    names = [unique_name(f"bgacc{i}") for i in range(3)]
+    for n in names:
+        sm.create_secret(Name=n, SecretString="v")
+    untouched = unique_name("bgacc-untouched")
+    sm.create_secret(Name=untouched, SecretString="v")
+    sm.batch_get_secret_value(SecretIdList=names + [unique_name("bgacc-missing")])
+    for n in names:
+        assert "LastAccessedDate" in sm.describe_secret(SecretId=n), n
+        current = [
+            v
+            for v in sm.list_secret_version_ids(SecretId=n)["Versions"]
+            if "AWSCURRENT" in v["VersionStages"]
+        ]
+        assert "LastAccessedDate" in current[0], n
+    assert "LastAccessedDate" not in sm.describe_secret(SecretId=untouched)

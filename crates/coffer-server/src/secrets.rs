@@ -602,8 +602,9 @@ pub fn deferring_access_records<T>(
     let outer = restore.0.take().unwrap_or_default();
     let deferred = DEFERRED_ACCESS.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
     let result = result?;
-    for (arn, version_id, today) in deferred.unwrap_or_default() {
-        write_access(app, &arn, &version_id, today)?;
+    let deferred = deferred.unwrap_or_default();
+    if !deferred.is_empty() {
+        write_access(app, &deferred)?;
     }
     Ok(result)
 }
@@ -618,18 +619,27 @@ fn record_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(
         }
         None => false,
     });
-    if deferred { Ok(()) } else { write_access(app, arn, version_id, today) }
+    if deferred {
+        Ok(())
+    } else {
+        write_access(app, &[(arn.to_owned(), version_id.to_owned(), today)])
+    }
 }
 
-fn write_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(), AwsError> {
+/// Writes LastAccessedDate of each (secret ARN, version id, day), all in one transaction:
+/// the first BatchGetSecretValue of a day touches up to twenty secrets, which made as
+/// many commits, each waiting for its own sync.
+fn write_access(app: &App, accesses: &[(String, String, i64)]) -> Result<(), AwsError> {
     app.write(|tx| {
-        if let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? {
+        for (arn, version_id, today) in accesses {
+            let today = *today;
+            let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else { continue };
             if meta.last_accessed_ms != Some(today) {
                 meta.last_accessed_ms = Some(today);
                 tx.update_secret(&meta).map_err(store_error)?;
             }
             let versions = tx.versions(arn).map_err(store_error)?;
-            if let Some(v) = versions.into_iter().find(|v| v.version_id == version_id)
+            if let Some(v) = versions.into_iter().find(|v| &v.version_id == version_id)
                 && v.last_accessed_ms != Some(today)
             {
                 tx.update_version(arn, &VersionMeta { last_accessed_ms: Some(today), ..v })
