@@ -426,7 +426,7 @@ impl Store for PostgresStore {
         let rt = self.rt();
         let mut ran = false;
         let opened = self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-            let txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+            let txn = PgTxn::reading(rt, &tx);
             {
                 let _guard = SharedReadGuard;
                 let erased = &txn as *const PgTxn<'_, '_> as *const ();
@@ -449,7 +449,7 @@ impl Store for PostgresStore {
         let rt = self.rt();
         let (result, failure) =
             self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-                let txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+                let txn = PgTxn::reading(rt, &tx);
                 let result = f(&txn);
                 let failure = txn.failure.get();
                 end_read(rt, tx);
@@ -483,7 +483,7 @@ impl Store for PostgresStore {
         let rt = self.rt();
         let (result, failure) =
             self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-                let txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+                let txn = PgTxn::new(rt, &tx);
                 let result = txn.export_all(visit);
                 let failure = txn.failure.get();
                 end_read(rt, tx);
@@ -643,7 +643,7 @@ impl PostgresStore {
                     broken = Some(e);
                     break;
                 }
-                let mut txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+                let mut txn = PgTxn::new(rt, &tx);
                 // SAFETY: every job is answered only after this batch (`run_batch`).
                 let closure = unsafe { job.closure() };
                 let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
@@ -764,7 +764,7 @@ impl PostgresStore {
     ) -> Attempt {
         let rt = self.rt();
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
-            let mut txn = PgTxn { rt, tx: &tx, failure: Cell::new(Failure::None) };
+            let mut txn = PgTxn::new(rt, &tx);
             let result = f(&mut txn);
             let failure = txn.failure.get();
             let attempt = match (failure, result) {
@@ -885,6 +885,42 @@ struct PgTxn<'a, 't> {
     rt: &'a tokio::runtime::Runtime,
     tx: &'a Transaction<'t>,
     failure: Cell<Failure>,
+    /// Secrets already looked up, by name and by ARN, in a read-only transaction: its
+    /// snapshot does not change, and a call looks its secret up twice (authorization,
+    /// then the handler), each a round trip. `None` in write transactions.
+    seen: Option<std::cell::RefCell<HashMap<String, Option<SecretMeta>>>>,
+}
+
+impl<'a, 't> PgTxn<'a, 't> {
+    fn new(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
+        PgTxn { rt, tx, failure: Cell::new(Failure::None), seen: None }
+    }
+
+    /// A read-only transaction's, which remembers the secrets it looked up.
+    fn reading(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
+        PgTxn { seen: Some(Default::default()), ..PgTxn::new(rt, tx) }
+    }
+
+    /// The secret under `key`, looked up by `lookup` unless this read already did.
+    fn remembered(
+        &self,
+        key: String,
+        lookup: impl FnOnce() -> StoreResult<Option<SecretMeta>>,
+    ) -> StoreResult<Option<SecretMeta>> {
+        let Some(seen) = &self.seen else { return lookup() };
+        if let Some(found) = seen.borrow().get(&key) {
+            return Ok(found.clone());
+        }
+        let found = lookup()?;
+        let mut seen = seen.borrow_mut();
+        if let Some(meta) = &found {
+            seen.insert(format!("a\0{}", meta.arn), found.clone());
+            let (scope, name) = (&meta.scope, &meta.name);
+            seen.insert(format!("n\0{}\0{}\0{name}", scope.account, scope.region), found.clone());
+        }
+        seen.insert(key, found.clone());
+        Ok(found)
+    }
 }
 
 const SECRET_COLUMNS: &str = "seq, arn, account, region, name, meta";
@@ -1065,17 +1101,22 @@ impl PgTxn<'_, '_> {
 
 impl ReadTxn for PgTxn<'_, '_> {
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
-        let sql = format!(
-            "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = $1 AND region = $2 AND name = $3"
-        );
-        let row = self.query_opt(&sql, &[&scope.account, &scope.region, &name])?;
-        row.as_ref().map(decode_secret).transpose()
+        let key = format!("n\0{}\0{}\0{name}", scope.account, scope.region);
+        self.remembered(key, || {
+            let sql = format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = $1 AND region = $2 AND name = $3"
+            );
+            let row = self.query_opt(&sql, &[&scope.account, &scope.region, &name])?;
+            row.as_ref().map(decode_secret).transpose()
+        })
     }
 
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
-        let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
-        let row = self.query_opt(&sql, &[&arn])?;
-        row.as_ref().map(decode_secret).transpose()
+        self.remembered(format!("a\0{arn}"), || {
+            let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
+            let row = self.query_opt(&sql, &[&arn])?;
+            row.as_ref().map(decode_secret).transpose()
+        })
     }
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
