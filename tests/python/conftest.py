@@ -114,6 +114,15 @@ class ServerProcess:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def output_once_it_shows(self, text: str, timeout: float = 5.0) -> str:
+        """The output once `text` is in it (or at the deadline): stdout and stderr are read
+        by two threads, so a line written to stderr before the listening line on stdout may
+        still be on its way when the listening line has been seen."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.output()
+
     def wait_listening(self, timeout: float = STARTUP_TIMEOUT) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -120,9 +120,10 @@ def test_admin_credentials_file_is_private_and_in_credentials_file_format(secure
     assert mode == 0o600
     assert secured.admin_key[0].startswith("AKIA") and len(secured.admin_key[0]) == 20
     assert len(secured.admin_key[1]) == 40
-    assert f"created the administrator {ADMIN_ARN}" in secured.server.output()
-    assert secured.server.output().count("created the administrator") == 1
-    assert secured.admin_key[1] not in secured.server.output()
+    output = secured.server.output_once_it_shows(f"created the administrator {ADMIN_ARN}")
+    assert f"created the administrator {ADMIN_ARN}" in output
+    assert output.count("created the administrator") == 1
+    assert secured.admin_key[1] not in output
 
 
 def test_aws_cli_with_profile_uses_the_file_unchanged(secured, tmp_path):
