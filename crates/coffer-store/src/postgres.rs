@@ -53,6 +53,7 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::lend::{Job, Member, WriteFn, lend};
+use crate::read_cache::{arn_key, name_key};
 use crate::{
     CursorKey, ListQuery, ReadTxn, SealedValue, SnapshotItem, SortBy, Store, StoreError,
     StoreResult, WriteTxn, cursor_of,
@@ -914,9 +915,8 @@ impl<'a, 't> PgTxn<'a, 't> {
         let found = lookup()?;
         let mut seen = seen.borrow_mut();
         if let Some(meta) = &found {
-            seen.insert(format!("a\0{}", meta.arn), found.clone());
-            let (scope, name) = (&meta.scope, &meta.name);
-            seen.insert(format!("n\0{}\0{}\0{name}", scope.account, scope.region), found.clone());
+            seen.insert(arn_key(&meta.arn), found.clone());
+            seen.insert(name_key(&meta.scope, &meta.name), found.clone());
         }
         seen.insert(key, found.clone());
         Ok(found)
@@ -1101,8 +1101,7 @@ impl PgTxn<'_, '_> {
 
 impl ReadTxn for PgTxn<'_, '_> {
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
-        let key = format!("n\0{}\0{}\0{name}", scope.account, scope.region);
-        self.remembered(key, || {
+        self.remembered(name_key(scope, name), || {
             let sql = format!(
                 "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = $1 AND region = $2 AND name = $3"
             );
@@ -1112,7 +1111,7 @@ impl ReadTxn for PgTxn<'_, '_> {
     }
 
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
-        self.remembered(format!("a\0{arn}"), || {
+        self.remembered(arn_key(arn), || {
             let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
             let row = self.query_opt(&sql, &[&arn])?;
             row.as_ref().map(decode_secret).transpose()
