@@ -91,7 +91,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                serde_json::to_writer(&mut *out, key).expect("strings serialize");
+                write_string(out, key);
                 out.push(b':');
                 write_canonical(item, out);
             }
