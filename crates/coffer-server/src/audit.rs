@@ -165,6 +165,9 @@ struct Pending {
     sensitive: Arc<BTreeSet<String>>,
     /// Set once the event committed with the call's change.
     committed: bool,
+    /// Secrets a batch call read, each recorded with an event of its own
+    /// ([`add_secret_event`]) when the call succeeds.
+    secrets_read: Vec<(&'static str, String)>,
 }
 
 thread_local! {
@@ -246,9 +249,43 @@ pub fn begin(
         event_category: "Management".to_string(),
     };
     let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
-    let pending =
-        Pending { scope: ctx.scope.clone(), time_ms: now, event, sensitive, committed: false };
+    let pending = Pending {
+        scope: ctx.scope.clone(),
+        time_ms: now,
+        event,
+        sensitive,
+        committed: false,
+        secrets_read: Vec::new(),
+    };
     PENDING.with(|p| *p.borrow_mut() = Some(pending));
+}
+
+/// Notes that the call on this thread (BatchGetSecretValue) read the secret `arn` as
+/// `name` (GetSecretValue) would: the secret gets an event of its own, as AWS records
+/// one per secret a batch returns, findable by the secret's ARN.
+pub fn add_secret_event(name: &'static str, arn: &str) {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut() {
+            pending.secrets_read.push((name, arn.to_string()));
+        }
+    });
+}
+
+/// The events of the secrets a successful batch call read, made from the call's own.
+fn secret_events(call: &Event, secrets_read: Vec<(&'static str, String)>) -> Vec<Event> {
+    secrets_read
+        .into_iter()
+        .map(|(name, arn)| {
+            let mut event = call.clone();
+            event.event_name = name.to_string();
+            event.event_id = uuid::Uuid::new_v4().to_string();
+            event.request_parameters = serde_json::json!({ "secretId": arn });
+            event.response_elements = Value::Null;
+            event.resources = Vec::new();
+            add_resources(&mut event);
+            event
+        })
+        .collect()
 }
 
 /// Records the request parameters of the call on this thread, redacted.
@@ -522,6 +559,14 @@ pub struct Unwritten {
     scope: Scope,
     time_ms: i64,
     event: Event,
+    /// One event per secret a batch call returned (see [`add_secret_event`]).
+    secret_events: Vec<Event>,
+}
+
+impl Unwritten {
+    fn events(&self) -> impl Iterator<Item = &Event> {
+        std::iter::once(&self.event).chain(&self.secret_events)
+    }
 }
 
 /// Completes the event of the call on this thread with its outcome.
@@ -531,6 +576,10 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
         return None;
     }
     let mut event = pending.event;
+    let secret_events = match outcome {
+        Ok(_) => secret_events(&event, pending.secrets_read),
+        Err(_) => Vec::new(),
+    };
     match outcome {
         Ok(bytes) if !event.read_only => {
             event.response_elements = serde_json::from_slice::<Value>(bytes)
@@ -544,7 +593,7 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
         }
     }
     add_resources(&mut event);
-    Some(Unwritten { scope: pending.scope, time_ms: pending.time_ms, event })
+    Some(Unwritten { scope: pending.scope, time_ms: pending.time_ms, event, secret_events })
 }
 
 /// Writes an event from a thread that may block: directly into a memory store, else
@@ -564,14 +613,21 @@ pub(crate) fn append_unwritten(
     heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    append_and_stream(app, tx, heads, &unwritten.scope, unwritten.time_ms, &unwritten.event)
+    for event in unwritten.events() {
+        append_and_stream(app, tx, heads, &unwritten.scope, unwritten.time_ms, event)?;
+    }
+    Ok(())
 }
 
 /// Writes one event in a transaction of its own.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let written = app.store.write(&mut |tx| {
-        append_alone(app, tx, &unwritten.scope, unwritten.time_ms, &unwritten.event)
-            .map_err(|_| StoreError::Aborted)
+        let mut heads = Heads::default();
+        for event in unwritten.events() {
+            append_and_stream(app, tx, &mut heads, &unwritten.scope, unwritten.time_ms, event)
+                .map_err(|_| StoreError::Aborted)?;
+        }
+        heads.store(tx)
     });
     match written {
         Ok(()) => Ok(()),

@@ -226,6 +226,7 @@ fn serve_json(
                 scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
                 access_key_id: who.access_key_id.clone(),
                 request_id: request_id.to_string(),
+                gate: None,
             };
             (ctx, Some(who))
         }
@@ -278,11 +279,7 @@ fn serve_identified(
         return dispatch(app, &ctx, service, op, body);
     };
     let ctx = auth::authorize(app, &who, ctx, service, op, &body, raw.source_ip)?;
-    let out = dispatch(app, &ctx, service, op, body)?;
-    if service == Service::SecretsManager && op == "BatchGetSecretValue" {
-        return auth::filter_batch(app, &who, &ctx, out, raw.source_ip);
-    }
-    Ok(out)
+    dispatch(app, &ctx, service, op, body)
 }
 
 /// Answers a CloudTrail request (LookupEvents over the audit trail): `(status, body)`.
@@ -322,6 +319,7 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
                             ),
                             access_key_id: who.access_key_id.clone(),
                             request_id: request_id.clone(),
+                            gate: None,
                         };
                         (ctx, Some(who))
                     }
@@ -419,6 +417,7 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
                         scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
                         access_key_id: who.access_key_id.clone(),
                         request_id: request_id.clone(),
+                        gate: None,
                     };
                     (ctx, Some(who))
                 }
@@ -518,6 +517,7 @@ pub fn caller(
         scope: Scope::new(account, parts[2]),
         access_key_id,
         request_id: request_id.to_string(),
+        gate: None,
     })
 }
 

@@ -39,8 +39,8 @@ pub fn dispatch(
         "DeleteAlias" => decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json),
         "ListAliases" => decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json),
         "Encrypt" => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
-        "Decrypt" => decode_request(body).and_then(|r| decrypt(app, scope, r)).map(json),
-        "ReEncrypt" => decode_request(body).and_then(|r| re_encrypt(app, scope, r)).map(json),
+        "Decrypt" => decode_request(body).and_then(|r| decrypt(app, ctx, r)).map(json),
+        "ReEncrypt" => decode_request(body).and_then(|r| re_encrypt(app, ctx, r)).map(json),
         "GenerateDataKey" => {
             decode_request(body).and_then(|r| generate_data_key(app, scope, r, true)).map(json)
         }
@@ -340,14 +340,33 @@ pub fn encrypt(
     )
 }
 
+/// Authorizes `action` on the key a ciphertext names (which the request need not name):
+/// the key's policy and the caller's denials on that key apply to every route to it.
+fn authorize_blob_key(
+    app: &App,
+    ctx: &RequestContext,
+    tx: &dyn coffer_store::ReadTxn,
+    blob: &[u8],
+    action: &str,
+) -> Result<(), AwsError> {
+    if let Some(gate) = &ctx.gate
+        && let Some(key) = crate::auth::sealing_key(app, tx, &ctx.scope, blob)
+    {
+        gate.kms_direct(action, &key)?;
+    }
+    Ok(())
+}
+
 pub fn decrypt(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::DecryptRequest,
 ) -> Result<wire::DecryptResponse, AwsError> {
     refuse_recipient(&req.recipient)?;
+    let scope = &ctx.scope;
     let context = context(req.encryption_context.clone());
     let decrypted = app.read(|tx| {
+        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt")?;
         let opened = app
             .keys
             .kms()
@@ -369,15 +388,20 @@ pub fn decrypt(
 
 pub fn re_encrypt(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::ReEncryptRequest,
 ) -> Result<wire::ReEncryptResponse, AwsError> {
+    let scope = &ctx.scope;
     let source_context = context(req.source_encryption_context.clone());
     let destination_context = context(req.destination_encryption_context.clone());
     let moved = app.read(|tx| {
         let kms = app.keys.kms();
         let destination =
             kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
+        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom")?;
+        if let Some(gate) = &ctx.gate {
+            gate.kms_direct("kms:ReEncryptTo", &destination)?;
+        }
         check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
             .map_err(self::kms)?;
         let source = kms

@@ -64,6 +64,9 @@ pub struct RequestContext {
     pub scope: Scope,
     pub access_key_id: String,
     pub request_id: String,
+    /// What the handler still authorizes itself (keys that sealed what it opens, each
+    /// secret of a batch); `None` with `--dev`, where nothing is authorized.
+    pub gate: Option<std::sync::Arc<auth::Gate>>,
 }
 
 /// Everything a handler needs.
