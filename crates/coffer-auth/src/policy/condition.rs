@@ -260,39 +260,91 @@ impl Condition {
         }
     }
 
-    /// True when the condition confines a statement to named callers: a positive match
-    /// of the caller's account, organization, ARN, network or source against concrete
-    /// values. Such a statement is not public even with `Principal: "*"`.
+    /// True when the condition confines a statement to named callers, so that it is not
+    /// public even with `Principal: "*"`. The rule follows S3's "fixed values" (Block Public
+    /// Access) and IAM Access Analyzer: a positive operator (no `IfExists`, no
+    /// `ForAllValues`, which both hold for a missing key) on a key that names the caller,
+    /// where every value is fixed: no wildcard and no policy variable in the part that names
+    /// the account or principal. See [`fixed_caller_value`] and [`narrow_ip_ranges`].
     pub(crate) fn restricts_principal(&self) -> bool {
-        const KEYS: &[&str] = &[
-            "aws:principalaccount",
-            "aws:principalarn",
-            "aws:principalorgid",
-            "aws:principalorgpaths",
-            "aws:userid",
-            "aws:sourceaccount",
-            "aws:sourcearn",
-            "aws:sourceowner",
-            "aws:sourceip",
-            "aws:sourcevpc",
-            "aws:sourcevpce",
-        ];
         use ConditionOp::*;
-        let positive_op = matches!(
+        if self.if_exists || self.qualifier == Some(SetQualifier::ForAllValues) {
+            return false;
+        }
+        let key = self.key.to_ascii_lowercase();
+        if key == "aws:sourceip" {
+            return self.op == IpAddress && narrow_ip_ranges(&self.values);
+        }
+        let string_op = matches!(
             self.op,
-            StringEquals | StringEqualsIgnoreCase | StringLike | ArnEquals | ArnLike | IpAddress
+            StringEquals | StringEqualsIgnoreCase | StringLike | ArnEquals | ArnLike
         );
-        let concrete = self.values.iter().all(|v| {
-            !v.chars().all(|c| c == '*' || c == '?')
-                && v != "0.0.0.0/0"
-                && v != "::/0"
-                && v != "arn:aws:iam::*:*"
-        });
-        positive_op
-            && !self.if_exists
-            && self.qualifier != Some(SetQualifier::ForAllValues)
-            && concrete
-            && KEYS.contains(&self.key.to_ascii_lowercase().as_str())
+        string_op && self.values.iter().all(|v| fixed_caller_value(&key, v))
+    }
+}
+
+/// The most IPv4 addresses, summed over all listed ranges, that still count as "a set of
+/// CIDRs" rather than everyone: one /8 (2^24 addresses).
+const MAX_PINNED_V4: u128 = 1 << 24;
+/// The IPv6 counterpart: one /32, the size of a typical registry allocation (2^96).
+const MAX_PINNED_V6: u128 = 1 << 96;
+
+/// True when `values` are all valid CIDRs (or addresses) and their sizes, summed per address
+/// family, stay within [`MAX_PINNED_V4`] and [`MAX_PINNED_V6`]. Summing overlapping ranges
+/// overcounts, which can only make a policy count as public, never the reverse.
+fn narrow_ip_ranges(values: &[String]) -> bool {
+    let (mut v4, mut v6) = (0u128, 0u128);
+    for v in values {
+        let Some((addr, bits)) = parse_cidr(v) else { return false };
+        if addr.is_ipv4() {
+            v4 = v4.saturating_add(1u128 << (32 - bits));
+        } else {
+            let size = if bits == 0 { u128::MAX } else { 1u128 << (128 - bits) };
+            v6 = v6.saturating_add(size);
+        }
+    }
+    v4 <= MAX_PINNED_V4 && v6 <= MAX_PINNED_V6
+}
+
+/// Whether `s` is literal: no `*` or `?` wildcard and no `${...}` policy variable.
+fn literal(s: &str) -> bool {
+    !s.contains(['*', '?']) && !s.contains("${")
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `value` of caller-naming condition key `key` (lower case) names concrete
+/// callers. The part that says who is calling must be literal; what follows it may hold
+/// wildcards (`arn:aws:iam::111122223333:user/*` is one account's users).
+fn fixed_caller_value(key: &str, value: &str) -> bool {
+    match key {
+        "aws:principalaccount" | "aws:sourceaccount" | "aws:sourceowner" => is_account_id(value),
+        // Literal up to and including the account field, which must be an account id; an
+        // ARN with no account (an S3 bucket's) must be literal throughout. The prefix must
+        // be literal too, or a `*` there could stretch over another account's ARN.
+        "aws:principalarn" | "aws:sourcearn" => {
+            let fields: Vec<&str> = value.splitn(6, ':').collect();
+            if fields.len() != 6 || fields[0] != "arn" || !fields[..5].iter().all(|f| literal(f)) {
+                return false;
+            }
+            if fields[4].is_empty() { literal(value) } else { is_account_id(fields[4]) }
+        }
+        // A unique id, or `AROAROLEID:*` for any session of one role (S3's exception).
+        "aws:userid" => {
+            let id = value.split_once(':').map_or(value, |(id, _)| id);
+            !id.is_empty() && literal(id) && (value.contains(':') || literal(value))
+        }
+        "aws:principalorgid" | "aws:sourcevpc" | "aws:sourcevpce" => {
+            !value.is_empty() && literal(value)
+        }
+        // `o-xxxx/r-xxxx/ou-...`: the organization must be literal.
+        "aws:principalorgpaths" => {
+            let org = value.split('/').next().unwrap_or("");
+            !org.is_empty() && literal(org) && value.contains('/')
+        }
+        _ => false,
     }
 }
 

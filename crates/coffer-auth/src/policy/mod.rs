@@ -360,7 +360,10 @@ impl Policy {
 
     /// True when the policy allows access to principals outside any named account:
     /// an Allow for `*` (or with NotPrincipal) whose conditions do not pin the caller to
-    /// an account, organization or ARN. This is what `BlockPublicPolicy` refuses.
+    /// an account, organization or ARN. This is what `BlockPublicPolicy` refuses and what
+    /// BROAD_ACCESS_CHECK reports. A condition pins only with fixed values: a wildcard in
+    /// the account part (`arn:aws:iam::*:user/*`, `0*`...`9*`) or IP ranges that add up to
+    /// more than a /8 still match everyone ([`Condition::restricts_principal`]).
     pub fn grants_public_access(&self) -> bool {
         self.statements.iter().any(|s| {
             s.effect == Effect::Allow
@@ -509,5 +512,70 @@ mod tests {
         let findings = validate_resource_policy(deny_all);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].check, LOCKOUT_CHECK);
+    }
+
+    /// A `Principal: "*"` Allow of GetSecretValue with `condition` (a JSON object).
+    fn public_with(condition: &str) -> Policy {
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*","Condition":{condition}}}]}}"#
+        );
+        Policy::parse(&text, PolicyKind::Resource).unwrap()
+    }
+
+    #[test]
+    fn conditions_that_still_match_everyone_leave_a_policy_public() {
+        let everyone = [
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:*"}}"#,
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::*"}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:user/*"}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::1111222233?3:root"}}"#,
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:*:iam::111122223333:user/x"}}"#,
+            r#"{"StringLike":{"aws:PrincipalAccount":["0*","1*","2*","3*","4*","5*","6*","7*","8*","9*"]}}"#,
+            r#"{"StringLike":{"aws:PrincipalAccount":"11112222333?"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["0.0.0.0/1","128.0.0.0/1"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","11.0.0.0/8"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"2000::/3"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"not-an-ip"}}"#,
+            r#"{"StringLike":{"aws:SourceIp":"1*"}}"#,
+            r#"{"StringLike":{"aws:userid":"A*"}}"#,
+            r#"{"StringLike":{"aws:userid":"AIDA*:x"}}"#,
+            r#"{"StringLike":{"aws:PrincipalOrgID":"o-*"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalAccount":"${aws:PrincipalAccount}"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::${aws:PrincipalAccount}:root"}}"#,
+            r#"{"StringLike":{"aws:SourceArn":"arn:aws:s3:::*"}}"#,
+        ];
+        for condition in everyone {
+            assert!(public_with(condition).grants_public_access(), "{condition}");
+            let text = serde_json::to_string(&serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*",
+                               "Condition": serde_json::from_str::<Value>(condition).unwrap()}],
+            }))
+            .unwrap();
+            let findings = validate_resource_policy(&text);
+            assert!(findings.iter().any(|f| f.check == BROAD_ACCESS_CHECK), "{condition}");
+        }
+    }
+
+    #[test]
+    fn conditions_naming_concrete_callers_pin_a_wildcard_principal() {
+        let pinned = [
+            r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalAccount":["111122223333","444455556666"]}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#,
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:*"}}"#,
+            r#"{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/ops"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["192.0.2.0/24","198.51.100.7","2001:db8::/32"]}}"#,
+            r#"{"StringEquals":{"aws:userid":"AIDAEXAMPLEUSERID"}}"#,
+            r#"{"StringLike":{"aws:userid":"AROAEXAMPLEROLEID:*"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalOrgID":"o-a1b2c3d4e5"}}"#,
+            r#"{"ForAnyValue:StringLike":{"aws:PrincipalOrgPaths":"o-a1b2c3d4e5/r-ab12/*"}}"#,
+            r#"{"StringEquals":{"aws:SourceArn":"arn:aws:s3:::my-bucket"}}"#,
+            r#"{"StringEquals":{"aws:SourceVpce":"vpce-1a2b3c4d"}}"#,
+        ];
+        for condition in pinned {
+            assert!(!public_with(condition).grants_public_access(), "{condition}");
+        }
     }
 }
