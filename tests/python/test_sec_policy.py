@@ -56,3 +56,51 @@ def test_a_condition_naming_one_account_is_still_accepted(secured):
     pinned = public_policy({"StringEquals": {"aws:PrincipalAccount": PARTNER_ACCOUNT}})
     admin.put_resource_policy(SecretId="pub7/pinned", ResourcePolicy=pinned, BlockPublicPolicy=True)
     assert admin.validate_resource_policy(ResourcePolicy=pinned)["PolicyValidationPassed"] is True
+
+
+# ---- 9: tag keys that differ only in case -------------------------------------------------------
+
+
+def test_a_case_variant_tag_does_not_hide_a_restricted_tag_from_a_deny(secured):
+    admin = secured.admin()
+    admin.create_secret(Name="tag9/restricted", SecretString="classified",
+                        Tags=[{"Key": "class", "Value": "restricted"}])
+    key = secured.user("tagger9", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {"secretsmanager:ResourceTag/class": "restricted"}}}]})
+    tagger = secured.client(key)
+    expect(tagger.get_secret_value, "AccessDeniedException", SecretId="tag9/restricted")
+    tagger.tag_resource(SecretId="tag9/restricted", Tags=[{"Key": "Class", "Value": "public"}])
+    tags = {t["Key"]: t["Value"] for t in admin.describe_secret(SecretId="tag9/restricted")["Tags"]}
+    assert tags == {"class": "restricted", "Class": "public"}
+    err = expect(tagger.get_secret_value, "AccessDeniedException", SecretId="tag9/restricted")
+    assert "with an explicit deny in an identity-based policy" in err.response["Error"]["Message"]
+
+
+def test_an_allow_on_one_tag_value_does_not_reach_a_secret_also_tagged_otherwise(secured):
+    admin = secured.admin()
+    admin.create_secret(Name="tag9/both", SecretString="classified",
+                        Tags=[{"Key": "class", "Value": "restricted"}, {"Key": "CLASS", "Value": "public"}])
+    admin.create_secret(Name="tag9/public", SecretString="open", Tags=[{"Key": "Class", "Value": "public"}])
+    key = secured.user("reader9", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/class": "public"}}}]})
+    reader = secured.client(key)
+    assert reader.get_secret_value(SecretId="tag9/public")["SecretString"] == "open"
+    expect(reader.get_secret_value, "AccessDeniedException", SecretId="tag9/both")
+
+
+def test_a_tag_keys_guard_sees_case_variants_of_the_key(secured):
+    admin = secured.admin()
+    admin.create_secret(Name="tag9/guarded", SecretString="v")
+    key = secured.user("guarded9", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": ["secretsmanager:TagResource", "secretsmanager:UntagResource"],
+         "Resource": "*", "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["class"]}}}]})
+    user = secured.client(key)
+    user.tag_resource(SecretId="tag9/guarded", Tags=[{"Key": "team", "Value": "ops"}])
+    for variant in ("class", "Class", "CLASS"):
+        expect(user.tag_resource, "AccessDeniedException",
+               SecretId="tag9/guarded", Tags=[{"Key": variant, "Value": "public"}])
+    assert {t["Key"] for t in admin.describe_secret(SecretId="tag9/guarded")["Tags"]} == {"team"}

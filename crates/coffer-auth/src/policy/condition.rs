@@ -1,6 +1,7 @@
 //! The `Condition` element: operators, `...IfExists`, `ForAllValues:`/`ForAnyValue:`, and
 //! AWS's rules for keys missing from the request.
 
+use super::Effect;
 use super::eval::Context;
 use super::wildcard::wildcard_match;
 use crate::time::parse_policy_date;
@@ -200,14 +201,16 @@ fn ip_in(ip: &str, cidr: &str) -> bool {
 }
 
 /// Whether one request value satisfies a positive operator against one policy value.
-fn positive(op: ConditionOp, actual: &str, wanted: &str) -> bool {
+/// `fold_case` compares strings without regard to case (the second reading of tag keys).
+fn positive(op: ConditionOp, actual: &str, wanted: &str, fold_case: bool) -> bool {
     use ConditionOp::*;
     let numbers = || Some((actual.trim().parse::<f64>().ok()?, wanted.trim().parse::<f64>().ok()?));
     let dates = || Some((parse_policy_date(actual)?, parse_policy_date(wanted)?));
     match op {
+        StringEquals if fold_case => actual.to_lowercase() == wanted.to_lowercase(),
         StringEquals | BinaryEquals => actual == wanted,
         StringEqualsIgnoreCase => actual.to_lowercase() == wanted.to_lowercase(),
-        StringLike => wildcard_match(wanted, actual, false),
+        StringLike => wildcard_match(wanted, actual, fold_case),
         ArnEquals | ArnLike => actual.starts_with("arn:") && wildcard_match(wanted, actual, false),
         Bool => actual.eq_ignore_ascii_case(wanted),
         IpAddress => ip_in(actual, wanted),
@@ -226,12 +229,60 @@ fn positive(op: ConditionOp, actual: &str, wanted: &str) -> bool {
     }
 }
 
+/// Condition keys whose values are tag keys. Tag keys are case-sensitive on a secret, but
+/// `aws:ResourceTag/<key>` is not, so `Class` is the same tag as `class` to a policy: these
+/// values are also compared without regard to case, and the reading that fails closed wins.
+const TAG_KEY_VALUED: &[&str] = &["aws:tagkeys"];
+
 impl Condition {
     /// Evaluates the condition against the request context. `expand` substitutes policy
     /// variables in a policy value (`None` when a variable has no value: that policy value
     /// then matches nothing).
     pub fn matches(&self, ctx: &Context, expand: &dyn Fn(&str) -> Option<String>) -> bool {
-        let present = ctx.get(&self.key).filter(|v| !v.is_empty());
+        self.matches_values(ctx.get(&self.key), expand, false)
+    }
+
+    /// Whether the condition holds for a statement of `effect`, failing closed where the
+    /// request leaves room for more than one reading: a single-valued key given several
+    /// values ([`Context::is_ambiguous`], read once per value) and string comparisons of tag
+    /// keys (read as written and without regard to case). An Allow needs the condition on
+    /// every reading; a Deny applies when it holds on any.
+    pub fn holds(
+        &self,
+        effect: Effect,
+        ctx: &Context,
+        expand: &dyn Fn(&str) -> Option<String>,
+    ) -> bool {
+        let present = ctx.get(&self.key);
+        let mut readings: Vec<bool> = Vec::with_capacity(2);
+        match present {
+            Some(values) if values.len() > 1 && ctx.is_ambiguous(&self.key) => {
+                for value in values {
+                    readings.push(self.matches_values(
+                        Some(std::slice::from_ref(value)),
+                        expand,
+                        false,
+                    ));
+                }
+            }
+            _ => readings.push(self.matches_values(present, expand, false)),
+        }
+        if TAG_KEY_VALUED.contains(&self.key.to_ascii_lowercase().as_str()) {
+            readings.push(self.matches_values(present, expand, true));
+        }
+        match effect {
+            Effect::Allow => readings.iter().all(|r| *r),
+            Effect::Deny => readings.iter().any(|r| *r),
+        }
+    }
+
+    fn matches_values(
+        &self,
+        present: Option<&[String]>,
+        expand: &dyn Fn(&str) -> Option<String>,
+        fold_case: bool,
+    ) -> bool {
+        let present = present.filter(|v| !v.is_empty());
         if self.op == ConditionOp::Null {
             return self.values.iter().any(|v| match v.to_ascii_lowercase().as_str() {
                 "true" => present.is_none(),
@@ -251,7 +302,7 @@ impl Condition {
         let wanted: Vec<String> = self.values.iter().filter_map(|v| expand(v)).collect();
         let base = negated.unwrap_or(self.op);
         let satisfied = |value: &String| {
-            let hit = wanted.iter().any(|w| positive(base, value, w));
+            let hit = wanted.iter().any(|w| positive(base, value, w, fold_case));
             if negated.is_some() { !hit } else { hit }
         };
         match (self.qualifier, negated) {
