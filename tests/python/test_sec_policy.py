@@ -104,3 +104,31 @@ def test_a_tag_keys_guard_sees_case_variants_of_the_key(secured):
         expect(user.tag_resource, "AccessDeniedException",
                SecretId="tag9/guarded", Tags=[{"Key": variant, "Value": "public"}])
     assert {t["Key"] for t in admin.describe_secret(SecretId="tag9/guarded")["Tags"]} == {"team"}
+
+
+# ---- 5 (policy validation): key policies that do not parse are refused at CreateKey -----------
+
+
+def key_policy(statement_extra: dict, principal=None) -> str:
+    statement = {"Sid": "root", "Effect": "Allow",
+                 "Principal": principal or {"AWS": "arn:aws:iam::000000000000:root"},
+                 "Action": "kms:*", "Resource": "*"}
+    statement.update(statement_extra)
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def test_create_key_refuses_a_key_policy_that_does_not_parse(secured):
+    kms = secured.client(secured.admin_key, service="kms")
+    before = {k["KeyId"] for k in kms.list_keys()["Keys"]}
+    typo = key_policy({"Condition": {"StringNotEqual": {"aws:PrincipalAccount": "000000000000"}}})
+    err = expect(kms.create_key, "MalformedPolicyDocumentException", Policy=typo)
+    assert "StringNotEqual" in err.response["Error"]["Message"]
+    expect(kms.create_key, "MalformedPolicyDocumentException",
+           "Policy contains a statement with one or more invalid principals.",
+           Policy=key_policy({}, principal={"AWS": "not-a-principal"}))
+    expect(kms.create_key, "MalformedPolicyDocumentException",
+           Policy=key_policy({"Actions": "kms:*"}))
+    assert {k["KeyId"] for k in kms.list_keys()["Keys"]} == before
+    good = key_policy({"Condition": {"StringNotEquals": {"aws:PrincipalAccount": "111122223333"}}})
+    created = kms.create_key(Policy=good)["KeyMetadata"]
+    assert created["KeyState"] == "Enabled"
