@@ -132,3 +132,45 @@ def test_create_key_refuses_a_key_policy_that_does_not_parse(secured):
     good = key_policy({"Condition": {"StringNotEquals": {"aws:PrincipalAccount": "111122223333"}}})
     created = kms.create_key(Policy=good)["KeyMetadata"]
     assert created["KeyState"] == "Enabled"
+
+
+# ---- 16: a recreated user does not inherit the old user's resource-policy grants ---------------
+
+
+def test_a_recreated_user_does_not_inherit_a_resource_policy_grant(secured):
+    admin = secured.admin()
+    arn = admin.create_secret(Name="user16/shared", SecretString="for-the-first-bob")["ARN"]
+    nothing = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}]}
+    first = secured.client(secured.user("bob16", nothing))
+    bob_arn = "arn:aws:iam::000000000000:user/bob16"
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": bob_arn},
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
+    admin.put_resource_policy(SecretId=arn, ResourcePolicy=json.dumps(policy))
+    # While the user exists the policy reads as written.
+    assert json.loads(admin.get_resource_policy(SecretId=arn)["ResourcePolicy"]) == policy
+    assert first.get_secret_value(SecretId=arn)["SecretString"] == "for-the-first-bob"
+
+    secured.coffer_admin("delete-user", "bob16")
+    # Once the user is gone, the policy names its unique id, as AWS shows it.
+    shown = json.loads(admin.get_resource_policy(SecretId=arn)["ResourcePolicy"])
+    principal = shown["Statement"][0]["Principal"]["AWS"]
+    assert principal.startswith("AIDA") and len(principal) == 20, principal
+
+    second = secured.client(secured.user("bob16", nothing))
+    expect(second.get_secret_value, "AccessDeniedException", SecretId=arn)
+    # The new user with the same name is not the one the policy names.
+    assert json.loads(admin.get_resource_policy(SecretId=arn)["ResourcePolicy"]) == shown
+
+
+def test_a_resource_policy_naming_a_user_that_does_not_exist_is_refused(secured):
+    admin = secured.admin()
+    admin.create_secret(Name="user16/future", SecretString="v")
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::000000000000:user/not-yet16"]},
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
+    expect(admin.put_resource_policy, "MalformedPolicyDocumentException",
+           "This resource policy contains an unsupported principal.",
+           SecretId="user16/future", ResourcePolicy=json.dumps(policy))
+    assert "ResourcePolicy" not in admin.get_resource_policy(SecretId="user16/future")

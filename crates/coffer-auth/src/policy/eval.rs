@@ -124,8 +124,15 @@ enum Reach {
     Direct,
 }
 
+/// Whether a principal entry names the caller itself: by ARN, or by unique id, which is
+/// how a stored resource policy names an IAM user (bound when the policy was put, so a
+/// user recreated under the same name, with a new id, is not named).
+fn names_caller(id: &str, caller: &Principal) -> bool {
+    id == caller.arn || (!caller.user_id.is_empty() && id == caller.user_id)
+}
+
 fn principal_reach(p: &Principals, caller: &Principal) -> Option<Reach> {
-    if p.everyone || p.aws.iter().any(|id| id == &caller.arn) {
+    if p.everyone || p.aws.iter().any(|id| names_caller(id, caller)) {
         return Some(Reach::Direct);
     }
     let root = account_root_arn(&caller.account);
@@ -177,7 +184,7 @@ fn applies(s: &Statement, req: &Request<'_>, vars: bool) -> Option<Reach> {
     let reach = match (&s.principal, &s.not_principal) {
         (Some(p), _) => principal_reach(p, req.principal)?,
         (None, Some(np)) => {
-            if np.everyone || np.aws.iter().any(|id| id == &req.principal.arn) {
+            if np.everyone || np.aws.iter().any(|id| names_caller(id, req.principal)) {
                 return None;
             }
             Reach::Direct
@@ -449,5 +456,29 @@ mod tests {
         assert_eq!(decide(&["team", "CLASS"]), Decision::ExplicitDeny(PolicyKind::Identity));
         // The Allow's list is exact: a case variant of an allowed key is not allowed.
         assert_eq!(decide(&["Team"]), Decision::NoAllow(PolicyKind::Identity));
+    }
+
+    #[test]
+    fn a_resource_policy_naming_a_unique_id_reaches_only_that_user() {
+        let policy = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"AIDAAAAAAAAAAAAAAAAA"},"Action":"secretsmanager:GetSecretValue"}}"#,
+            PolicyKind::Resource,
+        )
+        .unwrap();
+        let ctx = Context::default();
+        let decide = |user_id: &str| {
+            let p = Principal::user("111122223333", "bob", user_id);
+            let req = Request {
+                principal: &p,
+                action: "secretsmanager:GetSecretValue",
+                resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:s-AbCdEf",
+                resource_account: "111122223333",
+                context: &ctx,
+            };
+            evaluate(&req, &[], Some(&policy))
+        };
+        assert_eq!(decide("AIDAAAAAAAAAAAAAAAAA"), Decision::Allow);
+        // The same name and ARN, recreated with another id.
+        assert_eq!(decide("AIDABBBBBBBBBBBBBBBB"), Decision::NoAllow(PolicyKind::Identity));
     }
 }
