@@ -3,6 +3,7 @@
 //! KMS's answer. Operations not listed here answer `NotImplementedException`.
 
 use crate::{App, RequestContext, clock};
+use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::{
     AliasRecord, DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, NewKey, Tag,
@@ -137,11 +138,34 @@ fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
 }
 
+/// Refuses a key policy that is a JSON object but not a valid policy, as KMS does with
+/// MalformedPolicyDocumentException. Authorization reads the stored policy with the same
+/// parser, so a policy accepted here is one it can enforce (a typo such as `StringNotEqual`
+/// must never be stored and then read as "no policy"). Text that is not a JSON object is
+/// left to the key service, which answers it in KMS's words.
+fn check_key_policy(text: &str) -> Result<(), AwsError> {
+    if !matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_))) {
+        return Ok(());
+    }
+    let Err(problems) = Policy::parse(text, PolicyKind::Resource) else { return Ok(()) };
+    // The parser words principal problems as "Statement <n>: Principal..." (or NotPrincipal).
+    let about_principal = |p: &String| p.contains(": Principal") || p.contains(": NotPrincipal");
+    let message = if problems.iter().any(about_principal) {
+        "Policy contains a statement with one or more invalid principals.".to_string()
+    } else {
+        format!("The key policy contains an error: {}", problems.first().map_or("", String::as_str))
+    };
+    Err(AwsError::new(ErrorCode::MalformedPolicyDocument, message))
+}
+
 pub fn create_key(
     app: &App,
     scope: &Scope,
     req: wire::CreateKeyRequest,
 ) -> Result<wire::KeyMetadataResponse, AwsError> {
+    if let Some(text) = &req.policy {
+        check_key_policy(text)?;
+    }
     let request = NewKey {
         description: req.description,
         key_usage: req.key_usage,
