@@ -95,8 +95,20 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
     (raw, body)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, AwsError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads the whole body, at most `app.config.max_body_bytes` of it, within
+/// `app.config.body_timeout`: a client that stops sending half-way must not hold its
+/// connection (and a file) for ever.
+async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
+    let limit = app.config.max_body_bytes;
+    let deadline = app.config.body_timeout;
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return Err(AwsError::new(
+            ErrorCode::RequestTimeout,
+            format!("The request body did not arrive within {} seconds.", deadline.as_secs_f64()),
+        ));
+    };
+    let bytes = read.map_err(|_| {
         AwsError::new(
             ErrorCode::RequestEntityTooLarge,
             format!("The request body exceeds the limit of {limit} bytes."),
@@ -131,7 +143,7 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     }
     let op = op.to_string();
     let (raw, body) = raw_parts(request);
-    let buffer = read_body(body, app.config.max_body_bytes).await?;
+    let buffer = read_body(app, body).await?;
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
@@ -304,7 +316,7 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
         return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
     }
     let (raw, body) = raw_parts(request);
-    let buffer = match read_body(body, app.config.max_body_bytes).await {
+    let buffer = match read_body(app, body).await {
         Ok(b) => b,
         Err(e) => return aws(e),
     };
@@ -401,9 +413,13 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
         Some(_) => None,
     };
     let (raw, body) = raw_parts(request);
-    let buffer = match read_body(body, app.config.max_body_bytes).await {
+    let buffer = match read_body(app, body).await {
         Ok(b) => b,
-        Err(e) => return sts::error("RequestEntityTooLarge", &e.message, request_id, 413),
+        Err(e) => {
+            // The query protocol names its errors without the JSON protocol's suffix.
+            let code = e.code.as_str().trim_end_matches("Exception");
+            return sts::error(code, &e.message, request_id, e.code.http_status());
+        }
     };
     let app = app.clone();
     let id = request_id.to_string();
