@@ -129,8 +129,12 @@ impl Auditor {
     }
 }
 
+/// Opens the log for appending, creating it readable by its owner alone whatever the
+/// umask (rotated files keep that mode). A file that already exists keeps its mode: an
+/// operator may have opened it to a log shipper's group on purpose.
 fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }

@@ -196,8 +196,10 @@ fn load_master_key(
             .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
     }
     if let Some(path) = &args.master_key_file {
-        return MasterKey::load(path)
-            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()));
+        let key = MasterKey::load(path)
+            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?;
+        warn_if_exposed(path);
+        return Ok(key);
     }
     let Some(dir) = data_dir else {
         return Ok(MasterKey::generate());
@@ -211,6 +213,7 @@ fn load_master_key(
     }
     let (key, created) = MasterKey::load_or_create(&path)
         .map_err(|e| format!("cannot read or create the master key {}: {e}", path.display()))?;
+    warn_if_exposed(&path);
     if created {
         eprintln!(
             "coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
@@ -218,6 +221,18 @@ fn load_master_key(
         );
     }
     Ok(key)
+}
+
+/// Warns, as ssh does about a private key, when others than the owner may read the key
+/// file: whoever reads it can read every secret in any copy of the database.
+fn warn_if_exposed(path: &Path) {
+    if let Some(mode) = MasterKey::exposed_file_mode(path) {
+        tracing::warn!(
+            "the master key file {} is accessible to its group or others (mode {mode:04o}); make it private: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
 }
 
 async fn shutdown_signal() {
