@@ -42,10 +42,17 @@ def test_a_bad_signature_for_a_known_key_is_audited_and_logged_once(secured):
     for _ in range(3):
         expect(forged.list_secrets, "InvalidSignatureException")
     expect(secured.client((reader_key[0], wrong_secret), service="kms").list_keys, "InvalidSignatureException")
+    expect(secured.client((reader_key[0], wrong_secret), service="cloudtrail").lookup_events,
+           "InvalidSignatureException")
+    expect(secured.client((reader_key[0], wrong_secret), service="sts").get_caller_identity,
+           "SignatureDoesNotMatch")
 
     found = events(secured, secured.admin_key, AccessKeyId=reader_key[0])
-    failed = [e for e in found if e.get("errorCode") == "InvalidSignatureException"]
-    assert [e["eventName"] for e in failed] == ["ListKeys", "ListSecrets", "ListSecrets", "ListSecrets"], found
+    failed = [e for e in found if e.get("errorCode") in ("InvalidSignatureException", "SignatureDoesNotMatch")]
+    assert [(e["eventSource"].split(".")[0], e["eventName"]) for e in failed] == [
+        ("sts", "GetCallerIdentity"), ("cloudtrail", "LookupEvents"), ("kms", "ListKeys"),
+        ("secretsmanager", "ListSecrets"), ("secretsmanager", "ListSecrets"), ("secretsmanager", "ListSecrets"),
+    ], found
     for e in failed:
         who = e["userIdentity"]
         assert who["type"] == "IAMUser"
@@ -56,8 +63,8 @@ def test_a_bad_signature_for_a_known_key_is_audited_and_logged_once(secured):
         assert e["recipientAccountId"] == OWNER
         assert e["sourceIPAddress"] == "127.0.0.1"
         assert e.get("requestParameters") is None
-    assert failed[0]["eventSource"] == "kms.amazonaws.com"
-    assert failed[1]["eventSource"] == "secretsmanager.amazonaws.com"
+    assert failed[0]["errorCode"] == "SignatureDoesNotMatch"
+    assert all(e["errorCode"] == "InvalidSignatureException" for e in failed[1:])
 
     out = secured.server.output_once_it_shows(WARNING)
     lines = [line for line in out.splitlines() if WARNING in line]

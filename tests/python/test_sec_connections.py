@@ -121,6 +121,26 @@ def test_an_idle_keep_alive_connection_is_closed(limited_server):
         s.close()
 
 
+def test_a_keep_alive_connection_left_idle_after_an_answer_is_closed(limited_server):
+    addr = address(limited_server.url)
+    s = socket.create_connection(addr, timeout=30)
+    try:
+        body = b"{}"
+        s.sendall(b"POST / HTTP/1.1\r\nHost: coffer\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n"
+                  b"Content-Type: application/x-amz-json-1.1\r\n"
+                  b"Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00\r\n"
+                  b"Content-Length: 2\r\n\r\n" + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert b"connection: close" not in answer.lower()
+        # Kept alive, then closed once no next request comes within the header timeout.
+        assert closed_by_server(s)
+    finally:
+        s.close()
+
+
 def test_the_connection_flags_are_validated(tmp_path):
     done = subprocess.run([*start_args(), "--max-connections", "0"], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
