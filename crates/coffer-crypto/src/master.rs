@@ -89,6 +89,24 @@ impl MasterKey {
         read_key_file(file, path)
     }
 
+    /// The permission bits of the key file at `path` when its group or others may read or
+    /// write it (`None` when only its owner may, or it cannot be looked at). The caller warns,
+    /// as ssh does about a private key others can read: whoever reads the key reads every
+    /// secret in a copy of the database.
+    pub fn exposed_file_mode(path: &Path) -> Option<u32> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+            (mode & 0o077 != 0).then_some(mode)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+
     /// Reads the key file at `path`, or creates it with a fresh key if it does not exist.
     /// Returns the key and whether the file was created.
     ///
@@ -402,6 +420,24 @@ mod tests {
             master.unwrap_key(&longer, b"ctx"),
             Err(CryptoError::MalformedWrappedKey)
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_its_group_or_others_can_open_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(MasterKey::exposed_file_mode(&path), None);
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(MasterKey::exposed_file_mode(&path), Some(mode));
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(MasterKey::exposed_file_mode(&path), None);
+        assert_eq!(MasterKey::exposed_file_mode(&dir.path().join("missing")), None);
     }
 
     #[cfg(unix)]

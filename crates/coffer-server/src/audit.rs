@@ -61,10 +61,42 @@ impl Default for Settings {
     }
 }
 
-/// The server's audit state: its settings and the JSON-lines sink.
+/// The server's audit state: its settings, the JSON-lines sink, and the recent failed
+/// signatures of each known access key.
 pub struct Auditor {
     settings: Settings,
     sink: Mutex<Option<(File, u64)>>,
+    failures: Mutex<HashMap<String, FailureWindow>>,
+}
+
+/// The window over which failed signatures of one access key are counted.
+const FAILURE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Events recorded per access key and [`FAILURE_INTERVAL`] for failed signatures: enough to
+/// see an attack in the trail, too few for anyone who knows a key id to fill the trail.
+const FAILURE_EVENTS_PER_INTERVAL: u32 = 10;
+
+/// Failed signatures of one access key in the current interval.
+#[derive(Debug)]
+struct FailureWindow {
+    started: std::time::Instant,
+    /// Whether this interval's log line has been written.
+    logged: bool,
+    /// Events recorded in this interval.
+    audited: u32,
+    /// Failures since the last log line, and those not recorded as events.
+    not_logged: u64,
+    not_audited: u64,
+}
+
+/// What to do about one failed signature of a known access key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureNotice {
+    /// Record an event in the key owner's trail.
+    pub audit: bool,
+    /// Write a warning line: `Some((failures since the last line, failures since then not
+    /// recorded as events))`.
+    pub log: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -75,7 +107,50 @@ impl std::fmt::Debug for Auditor {
 
 impl Auditor {
     pub fn new(settings: Settings) -> Auditor {
-        Auditor { settings, sink: Mutex::new(None) }
+        Auditor { settings, sink: Mutex::new(None), failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts a failed signature of the known access key `key_id` and says whether to
+    /// audit and log it: at most [`FAILURE_EVENTS_PER_INTERVAL`] events and one log line per
+    /// key per [`FAILURE_INTERVAL`], the line counting what was left out since the last.
+    pub fn note_failed_signature(&self, key_id: &str) -> FailureNotice {
+        self.note_failed_signature_at(key_id, std::time::Instant::now())
+    }
+
+    fn note_failed_signature_at(&self, key_id: &str, now: std::time::Instant) -> FailureNotice {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Only known keys are counted, but forget quiet ones so the map stays small.
+        if failures.len() >= 4096 {
+            failures.retain(|_, w| now.saturating_duration_since(w.started) < FAILURE_INTERVAL);
+        }
+        let window = failures.entry(key_id.to_string()).or_insert(FailureWindow {
+            started: now,
+            logged: false,
+            audited: 0,
+            not_logged: 0,
+            not_audited: 0,
+        });
+        if now.saturating_duration_since(window.started) >= FAILURE_INTERVAL {
+            window.started = now;
+            window.logged = false;
+            window.audited = 0;
+        }
+        let audit = window.audited < FAILURE_EVENTS_PER_INTERVAL;
+        if audit {
+            window.audited += 1;
+        } else {
+            window.not_audited += 1;
+        }
+        let log = if window.logged {
+            window.not_logged += 1;
+            None
+        } else {
+            window.logged = true;
+            let counts = (window.not_logged, window.not_audited);
+            (window.not_logged, window.not_audited) = (0, 0);
+            Some(counts)
+        };
+        FailureNotice { audit, log }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -129,8 +204,12 @@ impl Auditor {
     }
 }
 
+/// Opens the log for appending, creating it readable by its owner alone whatever the
+/// umask (rotated files keep that mode). A file that already exists keeps its mode: an
+/// operator may have opened it to a log shipper's group on purpose.
 fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }
@@ -168,6 +247,8 @@ struct Pending {
     /// Secrets a batch call read, each recorded with an event of its own
     /// ([`add_secret_event`]) when the call succeeds.
     secrets_read: Vec<(&'static str, String)>,
+    /// The secret owner's scope, when another account's call acts there ([`deliver_also_to`]).
+    also: Option<Scope>,
 }
 
 thread_local! {
@@ -256,6 +337,7 @@ pub fn begin(
         sensitive,
         committed: false,
         secrets_read: Vec::new(),
+        also: None,
     };
     PENDING.with(|p| *p.borrow_mut() = Some(pending));
 }
@@ -267,6 +349,20 @@ pub fn add_secret_event(name: &'static str, arn: &str) {
     PENDING.with(|p| {
         if let Some(pending) = p.borrow_mut().as_mut() {
             pending.secrets_read.push((name, arn.to_string()));
+        }
+    });
+}
+
+/// Also delivers the event of the call on this thread to the trail of `owner`, when that is
+/// not the caller's scope: a call another account makes on a secret (through its resource
+/// policy) is recorded in both accounts with one event id, as CloudTrail delivers it, and
+/// the owner's copy names the owner as `recipientAccountId`.
+pub fn deliver_also_to(owner: &Scope) {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut()
+            && pending.scope != *owner
+        {
+            pending.also = Some(owner.clone());
         }
     });
 }
@@ -286,6 +382,26 @@ fn secret_events(call: &Event, secrets_read: Vec<(&'static str, String)>) -> Vec
             event
         })
         .collect()
+}
+
+/// Appends `event` to the chain of `scope` and, when `also` names another scope, a copy
+/// addressed to that account to its chain (same event id).
+fn append_delivered(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
+    scope: &Scope,
+    also: Option<&Scope>,
+    time_ms: i64,
+    event: &Event,
+) -> Result<(), AwsError> {
+    append_and_stream(app, tx, heads, scope, time_ms, event)?;
+    if let Some(owner) = also.filter(|owner| *owner != scope) {
+        let mut copy = event.clone();
+        copy.recipient_account_id = owner.account.clone();
+        append_and_stream(app, tx, heads, owner, time_ms, &copy)?;
+    }
+    Ok(())
 }
 
 /// Records the request parameters of the call on this thread, redacted.
@@ -467,6 +583,7 @@ pub(crate) struct ForWrite {
     time_ms: i64,
     event: Event,
     sensitive: Arc<BTreeSet<String>>,
+    also: Option<Scope>,
 }
 
 /// What [`in_transaction`] will need: the event of the mutating call running on this
@@ -483,6 +600,7 @@ pub(crate) fn for_write() -> Option<ForWrite> {
             time_ms: pending.time_ms,
             event: pending.event.clone(),
             sensitive: pending.sensitive.clone(),
+            also: pending.also.clone(),
         })
     })
 }
@@ -499,7 +617,10 @@ pub(crate) fn in_transaction(
     let mut event = pending.event.clone();
     event.response_elements = response_of(result, &pending.sensitive);
     add_resources(&mut event);
-    append_alone(app, tx, &pending.scope, pending.time_ms, &event)
+    let mut heads = Heads::default();
+    let also = pending.also.as_ref();
+    append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event)?;
+    heads.store(tx).map_err(crate::store_error)
 }
 
 /// Called by `App::write` once its transaction committed.
@@ -561,6 +682,7 @@ pub struct Unwritten {
     event: Event,
     /// One event per secret a batch call returned (see [`add_secret_event`]).
     secret_events: Vec<Event>,
+    also: Option<Scope>,
 }
 
 impl Unwritten {
@@ -593,7 +715,13 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
         }
     }
     add_resources(&mut event);
-    Some(Unwritten { scope: pending.scope, time_ms: pending.time_ms, event, secret_events })
+    Some(Unwritten {
+        scope: pending.scope,
+        time_ms: pending.time_ms,
+        event,
+        secret_events,
+        also: pending.also,
+    })
 }
 
 /// Writes an event from a thread that may block: directly into a memory store, else
@@ -614,7 +742,8 @@ pub(crate) fn append_unwritten(
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
     for event in unwritten.events() {
-        append_and_stream(app, tx, heads, &unwritten.scope, unwritten.time_ms, event)?;
+        let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
+        append_delivered(app, tx, heads, scope, also, unwritten.time_ms, event)?;
     }
     Ok(())
 }
@@ -623,11 +752,9 @@ pub(crate) fn append_unwritten(
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let written = app.store.write(&mut |tx| {
         let mut heads = Heads::default();
-        for event in unwritten.events() {
-            append_and_stream(app, tx, &mut heads, &unwritten.scope, unwritten.time_ms, event)
-                .map_err(|_| StoreError::Aborted)?;
-        }
-        heads.store(tx)
+        append_unwritten(app, tx, &mut heads, unwritten)
+            .map_err(|_| StoreError::Aborted)
+            .and_then(|()| heads.store(tx))
     });
     match written {
         Ok(()) => Ok(()),
@@ -844,6 +971,25 @@ mod tests {
         assert_eq!(size(&one), 80);
         assert_eq!(size(&two), 80);
         assert!(!dir.path().join("audit.jsonl.3").exists());
+    }
+
+    #[test]
+    fn failed_signatures_are_logged_once_and_audited_a_bounded_number_of_times_per_interval() {
+        let auditor = Auditor::new(Settings::default());
+        let start = std::time::Instant::now();
+        let notices: Vec<FailureNotice> =
+            (0..25).map(|_| auditor.note_failed_signature_at("AKIA1", start)).collect();
+        assert_eq!(notices[0], FailureNotice { audit: true, log: Some((0, 0)) });
+        assert!(notices[1..].iter().all(|n| n.log.is_none()));
+        let audited = notices.iter().filter(|n| n.audit).count();
+        assert_eq!(audited, FAILURE_EVENTS_PER_INTERVAL as usize);
+        // Another key has its own window.
+        assert_eq!(auditor.note_failed_signature_at("AKIA2", start).log, Some((0, 0)));
+        // The next interval's line counts what the last one left out.
+        let later = start + FAILURE_INTERVAL;
+        let next = auditor.note_failed_signature_at("AKIA1", later);
+        assert_eq!(next, FailureNotice { audit: true, log: Some((24, 15)) });
+        assert_eq!(auditor.note_failed_signature_at("AKIA1", later).log, None);
     }
 
     #[test]

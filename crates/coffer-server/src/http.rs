@@ -77,6 +77,60 @@ fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// For a signature that failed although its access key is known (a wrong secret, a
+/// changed request, an expired date): the key owner's scope and identity, in which the
+/// failed call is to be audited, and a warning line naming the key and its user. Both are
+/// rate-limited per key (`audit::Auditor::note_failed_signature`). `None` for other
+/// failures (an unknown key id leaves no trail to write to), and for failures over the limit.
+fn failed_signature(
+    app: &App,
+    iam: &crate::iam::Iam,
+    raw: &RawRequest,
+    failure: &coffer_auth::SigV4Error,
+    request_id: &str,
+) -> Option<(RequestContext, coffer_audit::event::UserIdentity)> {
+    use coffer_auth::sigv4::{SigV4Error, parse_authorization};
+    if !matches!(failure, SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_)) {
+        return None;
+    }
+    let header = raw
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())?;
+    let parsed = parse_authorization(header).ok()?;
+    let key = iam.lookup(app.store.as_ref(), &parsed.access_key_id).ok().flatten()?;
+    let principal = &key.caller.principal;
+    let notice = app.audit.note_failed_signature(&parsed.access_key_id);
+    if let Some((not_logged, not_audited)) = notice.log {
+        tracing::warn!(
+            access_key_id = %parsed.access_key_id,
+            user = %principal.arn,
+            source_ip = %raw.source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            earlier_failures_not_logged = not_logged,
+            earlier_failures_not_audited = not_audited,
+            "failed signature for a known access key (at most one line per key per minute)"
+        );
+    }
+    // A region outside the known list has no trail; the line above still tells.
+    if !notice.audit || !auth::is_known_region(&parsed.scope.region) {
+        return None;
+    }
+    let who = Authenticated {
+        caller: key.caller.clone(),
+        access_key_id: parsed.access_key_id.clone(),
+        region: parsed.scope.region.clone(),
+    };
+    let ctx = RequestContext {
+        scope: Scope::new(principal.account.clone(), parsed.scope.region.clone()),
+        access_key_id: parsed.access_key_id,
+        request_id: request_id.to_string(),
+        gate: None,
+    };
+    let identity = crate::audit::identity(Some(&who), &ctx);
+    Some((ctx, identity))
+}
+
 /// Splits a request into the owned parts authentication needs and its body stream.
 fn raw_parts(request: Request) -> (RawRequest, Body) {
     let (parts, body) = request.into_parts();
@@ -95,8 +149,20 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
     (raw, body)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, AwsError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads the whole body, at most `app.config.max_body_bytes` of it, within
+/// `app.config.body_timeout`: a client that stops sending half-way must not hold its
+/// connection (and a file) for ever.
+async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
+    let limit = app.config.max_body_bytes;
+    let deadline = app.config.body_timeout;
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return Err(AwsError::new(
+            ErrorCode::RequestTimeout,
+            format!("The request body did not arrive within {} seconds.", deadline.as_secs_f64()),
+        ));
+    };
+    let bytes = read.map_err(|_| {
         AwsError::new(
             ErrorCode::RequestEntityTooLarge,
             format!("The request body exceeds the limit of {limit} bytes."),
@@ -131,7 +197,7 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     }
     let op = op.to_string();
     let (raw, body) = raw_parts(request);
-    let buffer = read_body(body, app.config.max_body_bytes).await?;
+    let buffer = read_body(app, body).await?;
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
@@ -211,6 +277,10 @@ fn serve_json(
     // An event left on this thread by a call that panicked must not be taken for
     // this call's, should it fail before its own event begins.
     crate::audit::forget_pending();
+    let source = match service {
+        Service::SecretsManager => "secretsmanager.amazonaws.com",
+        Service::Kms => "kms.amazonaws.com",
+    };
     let (ctx, who) = match (&app.iam, dev_ctx) {
         (Some(iam), _) => {
             let signing_name = match service {
@@ -220,6 +290,13 @@ fn serve_json(
             let who = auth::authenticate(app, iam, raw, &buffer, signing_name, now_secs())
                 .map_err(|e| {
                     buffer.zeroize();
+                    // Its event, if any, is written with the call's error by the caller.
+                    if let AuthFailure::Signature(sig) = &e
+                        && let Some((ctx, identity)) =
+                            failed_signature(app, iam, raw, sig, request_id)
+                    {
+                        crate::audit::begin(&ctx, identity, raw, source, op, None);
+                    }
                     e.into_json()
                 })?;
             let ctx = RequestContext {
@@ -232,10 +309,6 @@ fn serve_json(
         }
         (None, Some(ctx)) => (ctx, None),
         (None, None) => return Err(AwsError::internal()),
-    };
-    let source = match service {
-        Service::SecretsManager => "secretsmanager.amazonaws.com",
-        Service::Kms => "kms.amazonaws.com",
     };
     crate::audit::begin(
         &ctx,
@@ -279,6 +352,9 @@ fn serve_identified(
         return dispatch(app, &ctx, service, op, body);
     };
     let ctx = auth::authorize(app, &who, ctx, service, op, &body, raw.source_ip)?;
+    // Authorization moves a call another account makes through a resource policy to the
+    // owner's scope: its event goes to both accounts' trails.
+    crate::audit::deliver_also_to(&ctx.scope);
     dispatch(app, &ctx, service, op, body)
 }
 
@@ -301,7 +377,7 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
         return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
     }
     let (raw, body) = raw_parts(request);
-    let buffer = match read_body(body, app.config.max_body_bytes).await {
+    let buffer = match read_body(app, body).await {
         Ok(b) => b,
         Err(e) => return aws(e),
     };
@@ -323,7 +399,23 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
                         };
                         (ctx, Some(who))
                     }
-                    Err(e) => return aws(e.into_json()),
+                    Err(e) => {
+                        let failed = match &e {
+                            AuthFailure::Signature(e) => {
+                                failed_signature(&app, iam, &raw, e, &request_id)
+                            }
+                            AuthFailure::Internal(_) => None,
+                        };
+                        let e = e.into_json();
+                        if let Some((ctx, identity)) = failed {
+                            let source = "cloudtrail.amazonaws.com";
+                            crate::audit::begin(&ctx, identity, &raw, source, "LookupEvents", None);
+                            let outcome = Err((e.code.as_str().to_string(), e.message.clone()));
+                            // The call fails either way; a trail failure is logged there.
+                            let _ = crate::audit::finish_outcome(&app, outcome);
+                        }
+                        return aws(e);
+                    }
                 }
             }
             (None, Some(ctx)) => (ctx, None),
@@ -399,9 +491,13 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
         Some(_) => None,
     };
     let (raw, body) = raw_parts(request);
-    let buffer = match read_body(body, app.config.max_body_bytes).await {
+    let buffer = match read_body(app, body).await {
         Ok(b) => b,
-        Err(e) => return sts::error("RequestEntityTooLarge", &e.message, request_id, 413),
+        Err(e) => {
+            // The query protocol names its errors without the JSON protocol's suffix.
+            let code = e.code.as_str().trim_end_matches("Exception");
+            return sts::error(code, &e.message, request_id, e.code.http_status());
+        }
     };
     let app = app.clone();
     let id = request_id.to_string();
@@ -421,7 +517,25 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
                     };
                     (ctx, Some(who))
                 }
-                Err(AuthFailure::Signature(e)) => return sts::signature_error(&e, &request_id),
+                Err(AuthFailure::Signature(e)) => {
+                    if let Some((ctx, identity)) =
+                        failed_signature(&app, iam, &raw, &e, &request_id)
+                    {
+                        let form = if raw.query.contains("Action=") {
+                            raw.query.clone()
+                        } else {
+                            String::from_utf8_lossy(&buffer).into_owned()
+                        };
+                        let action = sts::form_value(&form, "Action").unwrap_or_default();
+                        let error = Some((e.query_code().to_string(), e.query_message()));
+                        let source = "sts.amazonaws.com";
+                        // The call fails either way; a trail failure is logged there.
+                        let _ = crate::audit::record_call(
+                            &app, &ctx, identity, &raw, source, &action, error,
+                        );
+                    }
+                    return sts::signature_error(&e, &request_id);
+                }
                 Err(AuthFailure::Internal(_)) => return internal(&request_id),
             },
             (None, Some(ctx)) => (ctx, None),

@@ -313,6 +313,7 @@ fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &Atom
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        make_private(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -457,6 +458,50 @@ impl SqliteStore {
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Makes the database at `path` readable by its owner alone, whatever the umask: creates
+/// it empty with mode 0600 (SQLite takes an empty file for a new database) if it does not
+/// exist, and takes group and other access away from it, its `-wal` and `-shm` (as an older
+/// version may have left them). SQLite creates the `-wal` and `-shm` files with the mode
+/// of the database file, so they are private from then on too.
+fn make_private(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "cannot create the database {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        let mode = meta.permissions().mode() & 0o7777;
+        if !meta.is_file() || mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => tracing::warn!(
+                file = %file.display(),
+                was = format!("{mode:04o}"),
+                "the database file was readable by others; it is now private (0600)"
+            ),
+            Err(error) => tracing::warn!(
+                file = %file.display(),
+                mode = format!("{mode:04o}"),
+                %error,
+                "the database file is readable by others and could not be made private"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Starts the thread that checkpoints the WAL of the database at `path` every

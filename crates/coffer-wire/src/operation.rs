@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn reads_and_writes_match_cloudtrail() {
-        for op in ["GetSecretValue", "ListSecrets", "BatchGetSecretValue", "ValidateResourcePolicy"] {
+        for op in ["GetSecretValue", "ListSecrets", "BatchGetSecretValue", "ValidateResourcePolicy"]
+        {
             assert!(SecretsManagerOp::from_name(op).unwrap().read_only(), "{op}");
         }
         for op in ["CreateSecret", "PutSecretValue", "DeleteSecret", "TagResource"] {
