@@ -21,6 +21,7 @@ use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_store::{Latency, ReadTxn, StoreError, WriteTxn};
 use coffer_wire::cloudtrail::{LookupEventsRequest, LookupEventsResponse};
 use coffer_wire::model::ServiceModel;
+use coffer_wire::operation::{Operation, SecretsManagerOp, Service, StsOp};
 use coffer_wire::secretsmanager as sm;
 use serde_json::Value;
 use std::any::Any;
@@ -246,7 +247,7 @@ struct Pending {
     committed: bool,
     /// Secrets a batch call read, each recorded with an event of its own
     /// ([`add_secret_event`]) when the call succeeds.
-    secrets_read: Vec<(&'static str, String)>,
+    secrets_read: Vec<(SecretsManagerOp, String)>,
     /// The secret owner's scope, when another account's call acts there ([`deliver_also_to`]).
     also: Option<Scope>,
 }
@@ -295,15 +296,32 @@ fn source_ip(ip: Option<IpAddr>) -> String {
     ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Starts the event of a call by `identity` to `source` (`secretsmanager.amazonaws.com`,
-/// `kms.amazonaws.com`, ...) in the caller's scope. Replaces any event a panicked call
-/// left behind on this thread.
+/// Starts the event of a call of `op` by `identity` in the caller's scope. Replaces any
+/// event a panicked call left behind on this thread.
 pub fn begin(
     ctx: &RequestContext,
     identity: UserIdentity,
     raw: &RawRequest,
-    source: &str,
-    op: &str,
+    op: Operation,
+    model: Option<&ServiceModel>,
+) {
+    let name = EventName { source: op.event_source(), name: op.name(), read_only: op.read_only() };
+    begin_named(ctx, identity, raw, name, model);
+}
+
+/// What an event says was called: an [`Operation`], or (for a query-protocol request
+/// naming an action no service has) the name as it was sent, recorded and never matched.
+struct EventName<'a> {
+    source: &'a str,
+    name: &'a str,
+    read_only: bool,
+}
+
+fn begin_named(
+    ctx: &RequestContext,
+    identity: UserIdentity,
+    raw: &RawRequest,
+    EventName { source, name: op, read_only }: EventName<'_>,
     model: Option<&ServiceModel>,
 ) {
     let now = clock::now_ms();
@@ -322,7 +340,7 @@ pub fn begin(
         response_elements: Value::Null,
         request_id: Some(ctx.request_id.clone()),
         event_id: uuid::Uuid::new_v4().to_string(),
-        read_only: event::is_read_only(op),
+        read_only,
         resources: Vec::new(),
         event_type: "AwsApiCall".to_string(),
         management_event: true,
@@ -345,7 +363,7 @@ pub fn begin(
 /// Notes that the call on this thread (BatchGetSecretValue) read the secret `arn` as
 /// `name` (GetSecretValue) would: the secret gets an event of its own, as AWS records
 /// one per secret a batch returns, findable by the secret's ARN.
-pub fn add_secret_event(name: &'static str, arn: &str) {
+pub fn add_secret_event(name: SecretsManagerOp, arn: &str) {
     PENDING.with(|p| {
         if let Some(pending) = p.borrow_mut().as_mut() {
             pending.secrets_read.push((name, arn.to_string()));
@@ -368,12 +386,13 @@ pub fn deliver_also_to(owner: &Scope) {
 }
 
 /// The events of the secrets a successful batch call read, made from the call's own.
-fn secret_events(call: &Event, secrets_read: Vec<(&'static str, String)>) -> Vec<Event> {
+fn secret_events(call: &Event, secrets_read: Vec<(SecretsManagerOp, String)>) -> Vec<Event> {
     secrets_read
         .into_iter()
         .map(|(name, arn)| {
             let mut event = call.clone();
-            event.event_name = name.to_string();
+            event.event_name = name.name().to_string();
+            event.read_only = name.read_only();
             event.event_id = uuid::Uuid::new_v4().to_string();
             event.request_parameters = serde_json::json!({ "secretId": arn });
             event.response_elements = Value::Null;
@@ -767,16 +786,22 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
 
 /// Records a call answered outside the JSON path (STS's query protocol): its event in
 /// a transaction of its own. An error means the call must fail (fail-closed).
-pub fn record_call(
+pub fn record_sts_call(
     app: &App,
     ctx: &RequestContext,
     identity: UserIdentity,
     raw: &RawRequest,
-    source: &str,
-    op: &str,
+    action: &str,
     error: Option<(String, String)>,
 ) -> Result<(), AwsError> {
-    begin(ctx, identity, raw, source, op, None);
+    match StsOp::from_name(action) {
+        Some(op) => begin(ctx, identity, raw, op.into(), None),
+        None => {
+            let source = Service::Sts.event_source();
+            let name = EventName { source, name: action, read_only: false };
+            begin_named(ctx, identity, raw, name, None);
+        }
+    }
     finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
 

@@ -24,7 +24,7 @@ use coffer_core::names::{self, SecretRef};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::{KeyManager, KeyRecord};
 use coffer_store::ReadTxn;
-use coffer_wire::protocol::Service;
+use coffer_wire::operation::{KmsOp, Operation, SecretsManagerOp as Sm};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -223,11 +223,11 @@ fn target_of(owner: &Scope, id: &str, meta: Option<SecretMeta>) -> Target {
 fn secret_target(
     app: &App,
     scope: &Scope,
-    op: &str,
+    op: Sm,
     body: &Value,
 ) -> Result<(Target, Scope), AwsError> {
     let anything = || Target { arn: "*".to_string(), account: scope.account.clone(), meta: None };
-    if op == "CreateSecret" {
+    if op == Sm::CreateSecret {
         let Some(name) = str_field(body, "Name") else { return Ok((anything(), scope.clone())) };
         let arn = names::new_secret_arn(scope, name, &mut rand::rng());
         return Ok((Target { arn, account: scope.account.clone(), meta: None }, scope.clone()));
@@ -458,8 +458,7 @@ pub fn authorize(
     app: &App,
     who: &Authenticated,
     ctx: RequestContext,
-    service: Service,
-    op: &str,
+    op: Operation,
     body: &Value,
     source_ip: Option<IpAddr>,
 ) -> Result<RequestContext, AwsError> {
@@ -471,17 +470,16 @@ pub fn authorize(
         now_ms,
     });
     let mut context = gate.context();
-    match service {
-        Service::SecretsManager => {
+    match op {
+        Operation::SecretsManager(op) => {
             let (target, owner) = secret_target(app, &ctx.scope, op, body)?;
             let id_given = str_field(body, "SecretId");
             secret_context(&mut context, id_given, &target, body);
             let policy = resource_policy(target.meta.as_ref());
-            let action = format!("secretsmanager:{op}");
             let quoted = id_given.unwrap_or(&target.arn);
             decide(
                 &who.caller,
-                &action,
+                op.iam_action(),
                 &target.arn,
                 &target.account,
                 &context,
@@ -498,11 +496,13 @@ pub fn authorize(
             }
             Ok(RequestContext { scope: owner, gate: Some(gate), ..ctx })
         }
-        Service::Kms => {
+        Operation::Kms(op) => {
             context.set("kms:CallerAccount", who.caller.principal.account.clone());
             authorize_kms(app, who, &ctx.scope, op, body, &context)?;
             Ok(RequestContext { gate: Some(gate), ..ctx })
         }
+        // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
+        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
     }
 }
 
@@ -516,7 +516,7 @@ fn authorize_kms(
     app: &App,
     who: &Authenticated,
     scope: &Scope,
-    op: &str,
+    op: KmsOp,
     body: &Value,
     context: &Context,
 ) -> Result<(), AwsError> {
@@ -525,26 +525,26 @@ fn authorize_kms(
         let key = resolve_kms_key(app, scope, key)?;
         decide_kms(&who.caller, action, &key, account, context)
     };
-    let action = format!("kms:{op}");
+    let action = op.iam_action();
     match op {
-        "CreateAlias" | "UpdateAlias" | "DeleteAlias" => {
+        KmsOp::CreateAlias | KmsOp::UpdateAlias | KmsOp::DeleteAlias => {
             if let Some(alias) = str_field(body, "AliasName") {
                 let alias_arn = kms_key_arn(scope, alias);
-                decide(&who.caller, &action, &alias_arn, account, context, None, &alias_arn)?;
-                if op != "CreateAlias" {
+                decide(&who.caller, action, &alias_arn, account, context, None, &alias_arn)?;
+                if op != KmsOp::CreateAlias {
                     let current =
                         app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, alias, true).ok()))?;
                     if let Some(current) = current {
-                        decide_kms(&who.caller, &action, &KmsKey::of(&current), account, context)?;
+                        decide_kms(&who.caller, action, &KmsKey::of(&current), account, context)?;
                     }
                 }
             }
             if let Some(target) = str_field(body, "TargetKeyId") {
-                on_key(&action, target)?;
+                on_key(action, target)?;
             }
             Ok(())
         }
-        "ReEncrypt" => {
+        KmsOp::ReEncrypt => {
             if let Some(source) = str_field(body, "SourceKeyId") {
                 on_key("kms:ReEncryptFrom", source)?;
             }
@@ -554,10 +554,10 @@ fn authorize_kms(
             }
         }
         _ => match str_field(body, "KeyId") {
-            Some(key) => on_key(&action, key),
+            Some(key) => on_key(action, key),
             // The ciphertext names the key: the handler decides on it.
-            None if op == "Decrypt" => Ok(()),
-            None => decide(&who.caller, &action, "*", account, context, None, "*"),
+            None if op == KmsOp::Decrypt => Ok(()),
+            None => decide(&who.caller, action, "*", account, context, None, "*"),
         },
     }
 }
@@ -575,7 +575,7 @@ pub fn sealing_key(app: &App, tx: &dyn ReadTxn, scope: &Scope, blob: &[u8]) -> O
 /// `kms:GenerateDataKey`, `kms:Encrypt` and `kms:Decrypt`. Reads are decided by the
 /// handler on the key that sealed the version it opens.
 fn kms_key_checks(
-    op: &str,
+    op: Sm,
     body: &Value,
     meta: Option<&SecretMeta>,
 ) -> Vec<(String, &'static [&'static str])> {
@@ -585,9 +585,9 @@ fn kms_key_checks(
     let existing = meta.and_then(|m| m.kms_key_id.clone());
     let requested = str_field(body, "KmsKeyId").map(str::to_string);
     let (key, actions) = match op {
-        "PutSecretValue" => (existing, WRITE),
-        "CreateSecret" if has_value => (requested, WRITE),
-        "UpdateSecret" if has_value || requested.is_some() => (requested.or(existing), UPDATE),
+        Sm::PutSecretValue => (existing, WRITE),
+        Sm::CreateSecret if has_value => (requested, WRITE),
+        Sm::UpdateSecret if has_value || requested.is_some() => (requested.or(existing), UPDATE),
         _ => (None, WRITE),
     };
     key.filter(|k| !is_aws_managed_key(k)).map(|k| (k, actions)).into_iter().collect()
@@ -712,14 +712,14 @@ mod tests {
     #[test]
     fn only_customer_managed_keys_need_kms_permissions() {
         let body = serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/aws/secretsmanager"});
-        assert!(kms_key_checks("CreateSecret", &body, None).is_empty());
+        assert!(kms_key_checks(Sm::CreateSecret, &body, None).is_empty());
         let body = serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/app"});
-        let checks = kms_key_checks("CreateSecret", &body, None);
+        let checks = kms_key_checks(Sm::CreateSecret, &body, None);
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].1, &["kms:GenerateDataKey", "kms:Decrypt"]);
         let update = serde_json::json!({"SecretId": "x", "KmsKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab"});
-        assert_eq!(kms_key_checks("UpdateSecret", &update, None)[0].1.len(), 3);
-        assert!(kms_key_checks("DescribeSecret", &update, None).is_empty());
+        assert_eq!(kms_key_checks(Sm::UpdateSecret, &update, None)[0].1.len(), 3);
+        assert!(kms_key_checks(Sm::DescribeSecret, &update, None).is_empty());
         let scope = Scope::new("111122223333", "us-east-1");
         assert_eq!(
             kms_key_arn(&scope, "alias/app"),

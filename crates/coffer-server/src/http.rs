@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_wire::model::ServiceModel;
-use coffer_wire::protocol::{CONTENT_TYPE, Service, error_body, parse_target};
+use coffer_wire::operation::{CloudTrailOp, Operation, Service};
+use coffer_wire::protocol::{CONTENT_TYPE, error_body, parse_target};
 use coffer_wire::validate::validate_input;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,29 +185,17 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let target = header_str(request.headers(), "x-amz-target").ok_or_else(|| {
         AwsError::new(ErrorCode::UnknownOperation, "Missing X-Amz-Target header.")
     })?;
-    let (service, op) = parse_target(target)?;
-    let model = match service {
-        Service::SecretsManager => ServiceModel::secretsmanager(),
-        Service::Kms => ServiceModel::kms(),
-    };
-    if !model.has_operation(op) {
-        return Err(AwsError::new(
-            ErrorCode::UnknownOperation,
-            format!("Unknown operation {target}"),
-        ));
-    }
-    let op = op.to_string();
+    let op = parse_target(target)?;
+    let model = ServiceModel::of(op.service()).ok_or_else(AwsError::internal)?;
     let (raw, body) = raw_parts(request);
     let buffer = read_body(app, body).await?;
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
-    let inline =
-        app.writes_inline() || (app.reads_inline() && coffer_audit::event::is_read_only(&op));
+    let inline = app.writes_inline() || (app.reads_inline() && op.read_only());
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let result =
-                serve_in_read_scope(app, dev_ctx, &raw, buffer, service, &op, model, request_id);
+            let result = serve_in_read_scope(app, dev_ctx, &raw, buffer, op, model, request_id);
             let unwritten = crate::audit::conclude(&result);
             (result, unwritten)
         }));
@@ -221,10 +210,10 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let app = app.clone();
     let request_id = request_id.to_string();
     tokio::task::spawn_blocking(move || {
-        let result = if coffer_audit::event::is_read_only(&op) {
-            serve_in_read_scope(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+        let result = if op.read_only() {
+            serve_in_read_scope(&app, dev_ctx, &raw, buffer, op, model, &request_id)
         } else {
-            serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+            serve_json(&app, dev_ctx, &raw, buffer, op, model, &request_id)
         };
         crate::audit::finish(&app, result)
     })
@@ -245,8 +234,7 @@ fn serve_in_read_scope(
     dev_ctx: Option<RequestContext>,
     raw: &RawRequest,
     buffer: Vec<u8>,
-    service: Service,
-    op: &str,
+    op: Operation,
     model: &ServiceModel,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
@@ -255,7 +243,7 @@ fn serve_in_read_scope(
         app.store.read_scope(&mut || {
             let buffer = buffer.take().unwrap_or_default();
             let ctx = dev_ctx.take();
-            result = Some(serve_json(app, ctx, raw, buffer, service, op, model, request_id));
+            result = Some(serve_json(app, ctx, raw, buffer, op, model, request_id));
         });
         result.take().unwrap_or_else(|| Err(AwsError::internal()))
     })
@@ -269,25 +257,16 @@ fn serve_json(
     dev_ctx: Option<RequestContext>,
     raw: &RawRequest,
     mut buffer: Vec<u8>,
-    service: Service,
-    op: &str,
+    op: Operation,
     model: &ServiceModel,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
     // An event left on this thread by a call that panicked must not be taken for
     // this call's, should it fail before its own event begins.
     crate::audit::forget_pending();
-    let source = match service {
-        Service::SecretsManager => "secretsmanager.amazonaws.com",
-        Service::Kms => "kms.amazonaws.com",
-    };
     let (ctx, who) = match (&app.iam, dev_ctx) {
         (Some(iam), _) => {
-            let signing_name = match service {
-                Service::SecretsManager => "secretsmanager",
-                Service::Kms => "kms",
-            };
-            let who = auth::authenticate(app, iam, raw, &buffer, signing_name, now_secs())
+            let who = auth::authenticate(app, iam, raw, &buffer, op.signing_name(), now_secs())
                 .map_err(|e| {
                     buffer.zeroize();
                     // Its event, if any, is written with the call's error by the caller.
@@ -295,7 +274,7 @@ fn serve_json(
                         && let Some((ctx, identity)) =
                             failed_signature(app, iam, raw, sig, request_id)
                     {
-                        crate::audit::begin(&ctx, identity, raw, source, op, None);
+                        crate::audit::begin(&ctx, identity, raw, op, None);
                     }
                     e.into_json()
                 })?;
@@ -310,15 +289,8 @@ fn serve_json(
         (None, Some(ctx)) => (ctx, None),
         (None, None) => return Err(AwsError::internal()),
     };
-    crate::audit::begin(
-        &ctx,
-        crate::audit::identity(who.as_ref(), &ctx),
-        raw,
-        source,
-        op,
-        Some(model),
-    );
-    serve_identified(app, ctx, who, raw, buffer, service, op, model)
+    crate::audit::begin(&ctx, crate::audit::identity(who.as_ref(), &ctx), raw, op, Some(model));
+    serve_identified(app, ctx, who, raw, buffer, op, model)
 }
 
 /// The part of [`serve_json`] after the caller is known, whose outcome is audited.
@@ -329,8 +301,7 @@ fn serve_identified(
     who: Option<Authenticated>,
     raw: &RawRequest,
     mut buffer: Vec<u8>,
-    service: Service,
-    op: &str,
+    op: Operation,
     model: &ServiceModel,
 ) -> Result<Vec<u8>, AwsError> {
     let parsed = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
@@ -347,15 +318,15 @@ fn serve_identified(
         )
     })?;
     crate::audit::set_request(&body);
-    validate_input(model, op, &body)?;
+    validate_input(model, op.name(), &body)?;
     let Some(who) = who else {
-        return dispatch(app, &ctx, service, op, body);
+        return dispatch(app, &ctx, op, body);
     };
-    let ctx = auth::authorize(app, &who, ctx, service, op, &body, raw.source_ip)?;
+    let ctx = auth::authorize(app, &who, ctx, op, &body, raw.source_ip)?;
     // Authorization moves a call another account makes through a resource policy to the
     // owner's scope: its event goes to both accounts' trails.
     crate::audit::deliver_also_to(&ctx.scope);
-    dispatch(app, &ctx, service, op, body)
+    dispatch(app, &ctx, op, body)
 }
 
 /// Answers a CloudTrail request (LookupEvents over the audit trail): `(status, body)`.
@@ -373,7 +344,8 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
         Some(_) => None,
     };
     let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
-    if request.method() != Method::POST || cloudtrail::operation(&target) != Some("LookupEvents") {
+    let lookup_events = cloudtrail::operation(&target).and_then(CloudTrailOp::from_name);
+    if request.method() != Method::POST || lookup_events != Some(CloudTrailOp::LookupEvents) {
         return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
     }
     let (raw, body) = raw_parts(request);
@@ -386,7 +358,9 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
     let answered = tokio::task::spawn_blocking(move || {
         let (ctx, who) = match (&app.iam, dev_ctx) {
             (Some(iam), _) => {
-                match auth::authenticate(&app, iam, &raw, &buffer, "cloudtrail", now_secs()) {
+                let lookup_events = Operation::from(CloudTrailOp::LookupEvents);
+                let signing_name = lookup_events.signing_name();
+                match auth::authenticate(&app, iam, &raw, &buffer, signing_name, now_secs()) {
                     Ok(who) => {
                         let ctx = RequestContext {
                             scope: Scope::new(
@@ -408,8 +382,8 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
                         };
                         let e = e.into_json();
                         if let Some((ctx, identity)) = failed {
-                            let source = "cloudtrail.amazonaws.com";
-                            crate::audit::begin(&ctx, identity, &raw, source, "LookupEvents", None);
+                            let op = Operation::from(CloudTrailOp::LookupEvents);
+                            crate::audit::begin(&ctx, identity, &raw, op, None);
                             let outcome = Err((e.code.as_str().to_string(), e.message.clone()));
                             // The call fails either way; a trail failure is logged there.
                             let _ = crate::audit::finish_outcome(&app, outcome);
@@ -422,7 +396,7 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
             (None, None) => return aws(AwsError::internal()),
         };
         let identity = crate::audit::identity(who.as_ref(), &ctx);
-        crate::audit::begin(&ctx, identity, &raw, "cloudtrail.amazonaws.com", "LookupEvents", None);
+        crate::audit::begin(&ctx, identity, &raw, CloudTrailOp::LookupEvents.into(), None);
         let outcome = lookup(&app, &ctx, who.as_ref(), &raw, &buffer);
         let audited = match &outcome {
             Ok(body) => crate::audit::finish_outcome(&app, Ok(body)),
@@ -506,8 +480,14 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
         let internal =
             |id: &str| sts::error("InternalFailure", "An internal error occurred.", id, 500);
         let (ctx, who) = match (&app.iam, dev_ctx) {
-            (Some(iam), _) => match auth::authenticate(&app, iam, &raw, &buffer, "sts", now_secs())
-            {
+            (Some(iam), _) => match auth::authenticate(
+                &app,
+                iam,
+                &raw,
+                &buffer,
+                Service::Sts.signing_name(),
+                now_secs(),
+            ) {
                 Ok(who) => {
                     let ctx = RequestContext {
                         scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
@@ -528,10 +508,9 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
                         };
                         let action = sts::form_value(&form, "Action").unwrap_or_default();
                         let error = Some((e.query_code().to_string(), e.query_message()));
-                        let source = "sts.amazonaws.com";
                         // The call fails either way; a trail failure is logged there.
-                        let _ = crate::audit::record_call(
-                            &app, &ctx, identity, &raw, source, &action, error,
+                        let _ = crate::audit::record_sts_call(
+                            &app, &ctx, identity, &raw, &action, error,
                         );
                     }
                     return sts::signature_error(&e, &request_id);
@@ -564,15 +543,7 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
             .then(|| ("InvalidAction".to_string(), format!("Could not find operation {action}")));
         // STS calls are audited like every other call, and fail closed in the same way.
         let audit_identity = crate::audit::identity(who.as_ref(), &ctx);
-        match crate::audit::record_call(
-            &app,
-            &ctx,
-            audit_identity,
-            &raw,
-            "sts.amazonaws.com",
-            &action,
-            error,
-        ) {
+        match crate::audit::record_sts_call(&app, &ctx, audit_identity, &raw, &action, error) {
             Ok(()) => (status, body),
             Err(_) => internal(&request_id),
         }

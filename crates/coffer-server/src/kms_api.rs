@@ -10,6 +10,7 @@ use coffer_kms::{
     check_algorithm, data_key_length, generate_random,
 };
 use coffer_wire::kms as wire;
+use coffer_wire::operation::KmsOp;
 use coffer_wire::protocol::{SensitiveBlob, decode_request, encode_response, epoch_seconds};
 use serde_json::Value;
 
@@ -19,56 +20,99 @@ const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 pub fn dispatch(
     app: &App,
     ctx: &RequestContext,
-    op: &str,
+    op: KmsOp,
     body: Value,
 ) -> Option<Result<Vec<u8>, AwsError>> {
     let scope = &ctx.scope;
     let result = match op {
-        "CreateKey" => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
-        "DescribeKey" => decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json),
-        "ListKeys" => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
-        "EnableKey" => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
-        "DisableKey" => decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json),
-        "ScheduleKeyDeletion" => {
+        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
+        KmsOp::DescribeKey => {
+            decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json)
+        }
+        KmsOp::ListKeys => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
+        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
+        KmsOp::DisableKey => {
+            decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json)
+        }
+        KmsOp::ScheduleKeyDeletion => {
             decode_request(body).and_then(|r| schedule_key_deletion(app, scope, r)).map(json)
         }
-        "CancelKeyDeletion" => {
+        KmsOp::CancelKeyDeletion => {
             decode_request(body).and_then(|r| cancel_key_deletion(app, scope, r)).map(json)
         }
-        "CreateAlias" => decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json),
-        "UpdateAlias" => decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json),
-        "DeleteAlias" => decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json),
-        "ListAliases" => decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json),
-        "Encrypt" => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
-        "Decrypt" => decode_request(body).and_then(|r| decrypt(app, ctx, r)).map(json),
-        "ReEncrypt" => decode_request(body).and_then(|r| re_encrypt(app, ctx, r)).map(json),
-        "GenerateDataKey" => {
+        KmsOp::CreateAlias => {
+            decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json)
+        }
+        KmsOp::UpdateAlias => {
+            decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json)
+        }
+        KmsOp::DeleteAlias => {
+            decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json)
+        }
+        KmsOp::ListAliases => {
+            decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json)
+        }
+        KmsOp::Encrypt => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
+        KmsOp::Decrypt => decode_request(body).and_then(|r| decrypt(app, ctx, r)).map(json),
+        KmsOp::ReEncrypt => decode_request(body).and_then(|r| re_encrypt(app, ctx, r)).map(json),
+        KmsOp::GenerateDataKey => {
             decode_request(body).and_then(|r| generate_data_key(app, scope, r, true)).map(json)
         }
-        "GenerateDataKeyWithoutPlaintext" => {
+        KmsOp::GenerateDataKeyWithoutPlaintext => {
             decode_request(body).and_then(|r| generate_data_key(app, scope, r, false)).map(json)
         }
-        "GenerateRandom" => decode_request(body).and_then(generate_random_bytes).map(json),
-        "EnableKeyRotation" => {
+        KmsOp::GenerateRandom => decode_request(body).and_then(generate_random_bytes).map(json),
+        KmsOp::EnableKeyRotation => {
             decode_request(body).and_then(|r| enable_key_rotation(app, scope, r)).map(json)
         }
-        "DisableKeyRotation" => {
+        KmsOp::DisableKeyRotation => {
             decode_request(body).and_then(|r| disable_key_rotation(app, scope, r)).map(json)
         }
-        "GetKeyRotationStatus" => {
+        KmsOp::GetKeyRotationStatus => {
             decode_request(body).and_then(|r| get_key_rotation_status(app, scope, r)).map(json)
         }
-        "RotateKeyOnDemand" => {
+        KmsOp::RotateKeyOnDemand => {
             decode_request(body).and_then(|r| rotate_key_on_demand(app, scope, r)).map(json)
         }
-        "TagResource" => decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json),
-        "UntagResource" => {
+        KmsOp::TagResource => {
+            decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json)
+        }
+        KmsOp::UntagResource => {
             decode_request(body).and_then(|r| untag_resource(app, scope, r)).map(json)
         }
-        "ListResourceTags" => {
+        KmsOp::ListResourceTags => {
             decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
         }
-        _ => return None,
+        KmsOp::ConnectCustomKeyStore
+        | KmsOp::CreateCustomKeyStore
+        | KmsOp::CreateGrant
+        | KmsOp::DeleteCustomKeyStore
+        | KmsOp::DeleteImportedKeyMaterial
+        | KmsOp::DeriveSharedSecret
+        | KmsOp::DescribeCustomKeyStores
+        | KmsOp::DisconnectCustomKeyStore
+        | KmsOp::GenerateDataKeyPair
+        | KmsOp::GenerateDataKeyPairWithoutPlaintext
+        | KmsOp::GenerateMac
+        | KmsOp::GetKeyLastUsage
+        | KmsOp::GetKeyPolicy
+        | KmsOp::GetParametersForImport
+        | KmsOp::GetPublicKey
+        | KmsOp::ImportKeyMaterial
+        | KmsOp::ListGrants
+        | KmsOp::ListKeyPolicies
+        | KmsOp::ListKeyRotations
+        | KmsOp::ListRetirableGrants
+        | KmsOp::PutKeyPolicy
+        | KmsOp::ReplicateKey
+        | KmsOp::RetireGrant
+        | KmsOp::RevokeGrant
+        | KmsOp::Sign
+        | KmsOp::UpdateCustomKeyStore
+        | KmsOp::UpdateKeyDescription
+        | KmsOp::UpdatePrimaryRegion
+        | KmsOp::Verify
+        | KmsOp::VerifyMac => return None,
     };
     // KMS reports its own internal failures as KMSInternalException.
     Some(result.map_err(|e| match e.code {

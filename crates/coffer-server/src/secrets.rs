@@ -17,6 +17,7 @@ use coffer_core::{AwsError, ErrorCode, Scope, staging};
 use coffer_crypto::SecretBytes;
 use coffer_kms::{EncryptionContext, KeyRecord, KmsError};
 use coffer_store::{ListQuery, ReadTxn, SealedValue, SortBy, WriteTxn, cursor_of};
+use coffer_wire::operation::SecretsManagerOp;
 use coffer_wire::protocol::{SensitiveBlob, SensitiveString, epoch_seconds};
 use coffer_wire::secretsmanager as wire;
 use std::collections::BTreeMap;
@@ -775,7 +776,7 @@ pub fn batch_get_secret_value(
         });
         match result {
             Ok((value, touch)) => {
-                crate::audit::add_secret_event("GetSecretValue", &value.arn);
+                crate::audit::add_secret_event(SecretsManagerOp::GetSecretValue, &value.arn);
                 response.secret_values.push(value);
                 touches.extend(touch);
             }
