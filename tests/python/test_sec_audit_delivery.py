@@ -9,21 +9,52 @@
 
 from __future__ import annotations
 
+import configparser
 import json
+import os
 
 import pytest
 
-from test_auth import PARTNER_ACCOUNT, Secured, expect
+from conftest import start_server
+from test_auth import PARTNER_ACCOUNT, PROFILE, Secured, expect
 
 OWNER = "000000000000"
 WARNING = "failed signature"
 
 
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory):
-    srv = Secured(tmp_path_factory.mktemp("delivery"))
-    yield srv
-    srv.server.stop()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def secured(request, tmp_path_factory):
+    """An enforcing server on SQLite, then on PostgreSQL (where `coffer admin` finds the store
+    through COFFER_STORE)."""
+    if request.param == "sqlite":
+        srv = Secured(tmp_path_factory.mktemp("delivery"))
+        yield srv
+        srv.server.stop()
+        return
+    from test_backup_restore import Postgres
+
+    postgres = Postgres()
+    url = postgres.create_database()
+    previous = os.environ.get("COFFER_STORE")
+    os.environ["COFFER_STORE"] = url
+    data_dir = tmp_path_factory.mktemp("delivery-pg")
+    srv = Secured.__new__(Secured)
+    srv.data_dir = data_dir
+    srv.server = start_server(["serve", "--data-dir", str(data_dir), "--store", url, "--listen", "127.0.0.1:0"])
+    srv.url = srv.server.url
+    srv.credentials_file = data_dir / "admin-credentials"
+    parsed = configparser.ConfigParser()
+    parsed.read(srv.credentials_file)
+    srv.admin_key = (parsed[PROFILE]["aws_access_key_id"], parsed[PROFILE]["aws_secret_access_key"])
+    try:
+        yield srv
+    finally:
+        srv.server.stop()
+        if previous is None:
+            os.environ.pop("COFFER_STORE", None)
+        else:
+            os.environ["COFFER_STORE"] = previous
+        postgres.stop()
 
 
 def events(secured: Secured, key: tuple[str, str], **attribute) -> list[dict]:
@@ -35,8 +66,8 @@ def events(secured: Secured, key: tuple[str, str], **attribute) -> list[dict]:
 
 
 def test_a_bad_signature_for_a_known_key_is_audited_and_logged_once(secured):
-    reader_key = secured.user("sigreader", {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}]})
+    # The administrator's key: `coffer admin` (which makes other users) works on SQLite only.
+    reader_key = secured.admin_key
     wrong_secret = "x" * 40
     forged = secured.client((reader_key[0], wrong_secret))
     for _ in range(3):
@@ -57,8 +88,8 @@ def test_a_bad_signature_for_a_known_key_is_audited_and_logged_once(secured):
         who = e["userIdentity"]
         assert who["type"] == "IAMUser"
         assert who["accessKeyId"] == reader_key[0]
-        assert who["userName"] == "sigreader"
-        assert who["arn"] == f"arn:aws:iam::{OWNER}:user/sigreader"
+        assert who["userName"] == "admin"
+        assert who["arn"] == f"arn:aws:iam::{OWNER}:user/admin"
         assert who["accountId"] == OWNER
         assert e["recipientAccountId"] == OWNER
         assert e["sourceIPAddress"] == "127.0.0.1"
@@ -70,7 +101,7 @@ def test_a_bad_signature_for_a_known_key_is_audited_and_logged_once(secured):
     lines = [line for line in out.splitlines() if WARNING in line]
     # One line per key per interval, however many failures.
     assert len(lines) == 1, lines
-    assert "WARN" in lines[0] and reader_key[0] in lines[0] and "sigreader" in lines[0], lines
+    assert "WARN" in lines[0] and reader_key[0] in lines[0] and "user/admin" in lines[0], lines
     assert reader_key[1] not in out and wrong_secret not in out
     assert "Signature=" not in lines[0]
 
@@ -82,7 +113,9 @@ def test_an_unknown_key_leaves_no_event_in_any_trail(secured):
     assert events(secured, secured.admin_key, AccessKeyId="AKIAUNKNOWNUNKNOWN00") == before == []
 
 
-def test_a_cross_account_read_is_in_both_trails(secured):
+def test_a_cross_account_read_is_in_both_trails(secured, request):
+    if "postgres" in request.node.name:
+        pytest.skip("`coffer admin` makes the second account's user in SQLite data directories only")
     admin = secured.admin()
     # Reads across accounts need a customer managed key the partner may decrypt with.
     key_policy = {"Version": "2012-10-17", "Statement": [

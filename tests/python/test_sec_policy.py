@@ -174,3 +174,23 @@ def test_a_resource_policy_naming_a_user_that_does_not_exist_is_refused(secured)
            "This resource policy contains an unsupported principal.",
            SecretId="user16/future", ResourcePolicy=json.dumps(policy))
     assert "ResourcePolicy" not in admin.get_resource_policy(SecretId="user16/future")
+
+
+def test_a_recreated_user_does_not_inherit_a_key_policy_grant(secured):
+    kms_admin = secured.client(secured.admin_key, service="kms")
+    nothing = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}]}
+    first = secured.client(secured.user("kbob16", nothing), service="kms")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/kbob16"},
+         "Action": ["kms:Encrypt", "kms:DescribeKey"], "Resource": "*"}]}
+    key_id = kms_admin.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+    first.encrypt(KeyId=key_id, Plaintext=b"x")
+    secured.coffer_admin("delete-user", "kbob16")
+    second = secured.client(secured.user("kbob16", nothing), service="kms")
+    expect(second.encrypt, "AccessDeniedException", KeyId=key_id, Plaintext=b"x")
+    policy["Statement"][1]["Principal"]["AWS"] = "arn:aws:iam::000000000000:user/nobody16"
+    expect(kms_admin.create_key, "MalformedPolicyDocumentException",
+           "Policy contains a statement with one or more invalid principals.", Policy=json.dumps(policy))

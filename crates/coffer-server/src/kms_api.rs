@@ -2,6 +2,7 @@
 //! decoding its wire shape, running the key service in one store transaction and encoding
 //! KMS's answer. Operations not listed here answer `NotImplementedException`.
 
+use crate::policies::bind_user_principals;
 use crate::{App, RequestContext, clock};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_core::{AwsError, ErrorCode, Scope};
@@ -182,6 +183,8 @@ fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
 }
 
+const INVALID_PRINCIPALS: &str = "Policy contains a statement with one or more invalid principals.";
+
 /// Refuses a key policy that is a JSON object but not a valid policy, as KMS does with
 /// MalformedPolicyDocumentException. Authorization reads the stored policy with the same
 /// parser, so a policy accepted here is one it can enforce (a typo such as `StringNotEqual`
@@ -195,7 +198,7 @@ fn check_key_policy(text: &str) -> Result<(), AwsError> {
     // The parser words principal problems as "Statement <n>: Principal..." (or NotPrincipal).
     let about_principal = |p: &String| p.contains(": Principal") || p.contains(": NotPrincipal");
     let message = if problems.iter().any(about_principal) {
-        "Policy contains a statement with one or more invalid principals.".to_string()
+        INVALID_PRINCIPALS.to_string()
     } else {
         format!("The key policy contains an error: {}", problems.first().map_or("", String::as_str))
     };
@@ -223,7 +226,16 @@ pub fn create_key(
         tags: to_tags(req.tags.unwrap_or_default()),
     };
     let key = app.write(|tx| {
-        app.keys.kms().create_key(tx, scope, request.clone(), clock::now_ms()).map_err(kms)
+        let mut request = request.clone();
+        // IAM users named in the key policy are bound to their unique ids, as for resource
+        // policies: a user recreated under the same name is not the one the policy names.
+        if let Some(text) = &request.policy
+            && matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_)))
+        {
+            let bound = bind_user_principals(app, &*tx, text, INVALID_PRINCIPALS)?;
+            request.policy = Some(bound);
+        }
+        app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)
     })?;
     Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
 }

@@ -22,8 +22,15 @@ const UNSUPPORTED_PRINCIPAL: &str = "This resource policy contains an unsupporte
 /// the same name (a new unique id) does not inherit the grant. A user ARN that names no
 /// user is refused, or a user created later under that name would be granted. The text is
 /// kept as given when it names no user. Without IAM (`--dev`) nothing is enforced and
-/// nothing is bound.
-fn bind_user_principals(app: &App, tx: &dyn ReadTxn, text: &str) -> Result<String, AwsError> {
+/// nothing is bound. `unknown_user` is the MalformedPolicyDocumentException message for
+/// an ARN that names no user (Secrets Manager and KMS word it differently). CreateKey binds
+/// key policies the same way.
+pub(crate) fn bind_user_principals(
+    app: &App,
+    tx: &dyn ReadTxn,
+    text: &str,
+    unknown_user: &str,
+) -> Result<String, AwsError> {
     if app.iam.is_none() {
         return Ok(text.to_string());
     }
@@ -36,7 +43,7 @@ fn bind_user_principals(app: &App, tx: &dyn ReadTxn, text: &str) -> Result<Strin
         let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
         match user {
             Some(user) => Ok(Some(user.user_id)),
-            None => Err(malformed(UNSUPPORTED_PRINCIPAL.to_string())),
+            None => Err(malformed(unknown_user.to_string())),
         }
     })?;
     if !changed {
@@ -101,7 +108,8 @@ pub fn put_resource_policy(
     }
     app.write(|tx| {
         let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
-        meta.resource_policy = Some(bind_user_principals(app, &*tx, &req.resource_policy)?);
+        meta.resource_policy =
+            Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })

@@ -342,16 +342,28 @@ const MAX_PINNED_V6: u128 = 1 << 96;
 
 /// True when `values` are all valid CIDRs (or addresses) and their sizes, summed per address
 /// family, stay within [`MAX_PINNED_V4`] and [`MAX_PINNED_V6`]. Summing overlapping ranges
-/// overcounts, which can only make a policy count as public, never the reverse.
+/// overcounts, which can only make a policy count as public, never the reverse. IPv6 ranges
+/// reaching into the IPv4-mapped block (`::ffff:0:0/96`) also count, for that part, as IPv4:
+/// a dual-stack listener sees IPv4 clients at such addresses.
 fn narrow_ip_ranges(values: &[String]) -> bool {
+    const MAPPED: u128 = 0xffff_0000_0000;
+    let mask = |bits: u32| if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
     let (mut v4, mut v6) = (0u128, 0u128);
     for v in values {
         let Some((addr, bits)) = parse_cidr(v) else { return false };
-        if addr.is_ipv4() {
-            v4 = v4.saturating_add(1u128 << (32 - bits));
-        } else {
-            let size = if bits == 0 { u128::MAX } else { 1u128 << (128 - bits) };
-            v6 = v6.saturating_add(size);
+        match addr {
+            IpAddr::V4(_) => v4 = v4.saturating_add(1u128 << (32 - bits)),
+            IpAddr::V6(a) => {
+                let size = if bits == 0 { u128::MAX } else { 1u128 << (128 - bits) };
+                v6 = v6.saturating_add(size);
+                let net = u128::from(a) & mask(bits);
+                let mapped = if bits <= 96 {
+                    (MAPPED & mask(bits) == net).then_some(1u128 << 32)
+                } else {
+                    (net & mask(96) == MAPPED).then_some(size)
+                };
+                v4 = v4.saturating_add(mapped.unwrap_or(0));
+            }
         }
     }
     v4 <= MAX_PINNED_V4 && v6 <= MAX_PINNED_V6
