@@ -37,6 +37,10 @@ pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 pub const DEFAULT_ROTATION_DAYS: i32 = 365;
 /// How many unwrapped materials are kept in memory before the cache is emptied.
 const MAX_CACHED: usize = 4096;
+/// The setting holding the check value of the master key the store's material is wrapped
+/// under. It changes at every master-key rotation, so its [`MasterKey::generation_of`] names
+/// the master-key generation the store expects new wraps to use.
+pub const MASTER_CHECK_SETTING: &str = "master-key-check";
 /// The DryRun answer.
 pub const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
 
@@ -89,6 +93,9 @@ impl DueWork {
 /// unwrapped materials keyed by their unique material id.
 pub struct Kms {
     master: MasterKey,
+    /// The master-key generation this service was started with ([`Kms::bound`]); `None`
+    /// for a service not bound to a store's check value (unit tests), which checks nothing.
+    generation: Option<String>,
     cache: RwLock<HashMap<String, Arc<KeyMaterial>>>,
     /// Key records as last decoded, with the bytes they were decoded from: a record
     /// read again with the same bytes is not parsed again (every secret read and write
@@ -354,27 +361,70 @@ fn check_alias_name(alias: &str) -> Result<(), KmsError> {
 }
 
 impl Kms {
+    /// A service that checks no master-key generation (tests of the key service alone).
     pub fn new(master: MasterKey) -> Kms {
-        Kms { master, cache: RwLock::new(HashMap::new()), decoded: Mutex::default() }
+        Kms {
+            master,
+            generation: None,
+            cache: RwLock::new(HashMap::new()),
+            decoded: Mutex::default(),
+        }
+    }
+
+    /// A service bound to the master-key generation whose check value `check` the store
+    /// held when this node started. New material is wrapped only while the store still
+    /// holds that check value, read in the wrapping transaction: after a master-key
+    /// rotation by another process, this node refuses to wrap under the old key (which
+    /// the store no longer expects) instead of writing material nobody can open later.
+    pub fn bound(master: MasterKey, check: &[u8]) -> Kms {
+        Kms { generation: Some(MasterKey::generation_of(check)), ..Kms::new(master) }
+    }
+
+    /// The master-key generation this service wraps under, if bound.
+    pub fn generation(&self) -> Option<&str> {
+        self.generation.as_deref()
+    }
+
+    /// Refuses to wrap unless the store still expects this node's master-key generation.
+    fn check_generation(&self, tx: &dyn ReadTxn) -> Result<(), KmsError> {
+        let Some(mine) = &self.generation else { return Ok(()) };
+        let stored = tx.setting(MASTER_CHECK_SETTING)?.map(|c| MasterKey::generation_of(&c));
+        if stored.as_deref() == Some(mine.as_str()) {
+            return Ok(());
+        }
+        tracing::error!(
+            node_generation = %mine,
+            store_generation = stored.as_deref().unwrap_or("none"),
+            "the master key was rotated since this node started: it refuses to wrap new key \
+             material under the old master key; restart it with the new master key"
+        );
+        Err(KmsError::Internal(format!(
+            "the master key was rotated since this node started (store generation {}, this \
+             node {mine}); restart it with the new master key",
+            stored.as_deref().unwrap_or("none")
+        )))
     }
 
     fn new_material(
         &self,
+        tx: &dyn ReadTxn,
         arn: &str,
         version: u32,
         now: Millis,
         rotation: Option<RotationType>,
-    ) -> Material {
+    ) -> Result<Material, KmsError> {
+        self.check_generation(tx)?;
         let material = KeyMaterial::generate();
         let wrapped = self.master.wrap_key(&material, &material_context(arn, version));
         // Not cached: the transaction creating it may still roll back. The first use unwraps it.
-        Material {
+        Ok(Material {
             version,
             id: hex(&coffer_crypto::random_bytes(32)),
             wrapped: STANDARD.encode(wrapped),
             created_ms: now,
             rotation,
-        }
+            generation: self.generation.clone(),
+        })
     }
 
     fn unwrap_material(
@@ -384,6 +434,22 @@ impl Kms {
     ) -> Result<Arc<KeyMaterial>, KmsError> {
         if let Some(found) = self.cache.read().expect("material cache lock").get(&material.id) {
             return Ok(found.clone());
+        }
+        if let (Some(mine), Some(theirs)) = (&self.generation, &material.generation)
+            && mine != theirs
+        {
+            tracing::error!(
+                key = %key.arn,
+                node_generation = %mine,
+                material_generation = %theirs,
+                "key material is wrapped under another master-key generation than this \
+                 node's: restart the node with the store's current master key"
+            );
+            return Err(KmsError::Internal(format!(
+                "material {} of {} is wrapped under master-key generation {theirs}, this node \
+                 holds {mine}: restart it with the current master key",
+                material.version, key.arn
+            )));
         }
         let wrapped = STANDARD.decode(&material.wrapped).map_err(|_| {
             KmsError::Internal(format!(
@@ -416,20 +482,22 @@ impl Kms {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new_key_record(
         &self,
+        tx: &dyn ReadTxn,
         scope: &Scope,
         description: String,
         manager: KeyManager,
         tags: Vec<Tag>,
         policy: Option<String>,
         now: Millis,
-    ) -> KeyRecord {
+    ) -> Result<KeyRecord, KmsError> {
         let key_id = uuid::Uuid::new_v4().hyphenated().to_string();
         let arn = key_arn(scope, &key_id);
-        let material = self.new_material(&arn, 1, now, None);
+        let material = self.new_material(tx, &arn, 1, now, None)?;
         let aws = manager == KeyManager::Aws;
-        KeyRecord {
+        Ok(KeyRecord {
             key_id,
             scope: scope.clone(),
             arn,
@@ -446,7 +514,7 @@ impl Kms {
             materials: vec![material],
             tags,
             policy,
-        }
+        })
     }
 
     /// Finds a key by any accepted form. `allow_alias` is false for operations that take
@@ -549,13 +617,14 @@ impl Kms {
         }
         let tags = check_tags(&[], &request.tags)?;
         let key = self.new_key_record(
+            tx,
             scope,
             request.description.unwrap_or_default(),
             KeyManager::Customer,
             tags,
             request.policy,
             now,
-        );
+        )?;
         save_key(tx, &key)?;
         Ok(key)
     }
@@ -918,10 +987,17 @@ impl Kms {
         Ok(key)
     }
 
-    fn rotate(&self, key: &mut KeyRecord, rotation: RotationType, now: Millis) {
+    fn rotate(
+        &self,
+        tx: &dyn ReadTxn,
+        key: &mut KeyRecord,
+        rotation: RotationType,
+        now: Millis,
+    ) -> Result<(), KmsError> {
         let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
-        let material = self.new_material(&key.arn, version, now, Some(rotation));
+        let material = self.new_material(tx, &key.arn, version, now, Some(rotation))?;
         key.materials.push(material);
+        Ok(())
     }
 
     /// RotateKeyOnDemand: new material now; older material stays for decryption.
@@ -944,7 +1020,7 @@ impl Kms {
                 ),
             ));
         }
-        self.rotate(&mut key, RotationType::OnDemand, now);
+        self.rotate(tx, &mut key, RotationType::OnDemand, now)?;
         key.on_demand_rotations += 1;
         save_key(tx, &key)?;
         Ok(key)
@@ -1015,13 +1091,14 @@ impl Kms {
             return Ok(key);
         }
         let key = self.new_key_record(
+            tx,
             scope,
             SECRETS_MANAGER_KEY_DESCRIPTION.to_string(),
             KeyManager::Aws,
             Vec::new(),
             None,
             now,
-        );
+        )?;
         save_key(tx, &key)?;
         let alias = AliasRecord {
             name: SECRETS_MANAGER_ALIAS.to_string(),
@@ -1092,7 +1169,7 @@ impl Kms {
                 work.deleted.push((key.scope.clone(), key.arn.clone()));
             } else {
                 let period = i64::from(key.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
-                self.rotate(&mut key, RotationType::Automatic, now);
+                self.rotate(tx, &mut key, RotationType::Automatic, now)?;
                 let mut next = key.next_rotation_ms.unwrap_or(now);
                 // A server that was down for several periods rotates once, then schedules ahead.
                 while next <= now {
@@ -1122,13 +1199,17 @@ impl Kms {
     }
 
     /// Re-wraps every key material from `old` to `new` master key, in the caller's
-    /// transaction. Ciphertext (secret values, blobs) is untouched: only the wrapping of the
-    /// materials changes. Returns how many materials were re-wrapped.
+    /// transaction, stamping each with the generation of `new_check` (the check value the
+    /// caller records for `new` in the same transaction). Ciphertext (secret values, blobs)
+    /// is untouched: only the wrapping of the materials changes. Returns how many materials
+    /// were re-wrapped.
     pub fn rewrap_all(
         tx: &mut dyn WriteTxn,
         old: &MasterKey,
         new: &MasterKey,
+        new_check: &[u8],
     ) -> Result<usize, KmsError> {
+        let generation = MasterKey::generation_of(new_check);
         let mut rewrapped = 0;
         let mut after: Option<String> = None;
         loop {
@@ -1151,6 +1232,7 @@ impl Kms {
                         ))
                     })?;
                     material.wrapped = STANDARD.encode(new.wrap_key(&unwrapped, &context));
+                    material.generation = Some(generation.clone());
                     rewrapped += 1;
                 }
                 tx.put_record(KEY_KIND, &record_key, &encode(&key))?;

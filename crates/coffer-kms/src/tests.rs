@@ -564,7 +564,8 @@ fn rewrapping_under_a_new_master_key_keeps_every_blob_readable() {
     let old_blob = f.encrypt(&key.key_id, b"before", &EncryptionContext::new()).unwrap().blob;
     let old = MasterKey::from_text(&old_text).unwrap();
     let new = MasterKey::from_text(&new_text).unwrap();
-    let count = f.write(|_, tx| Kms::rewrap_all(tx, &old, &new)).unwrap();
+    let check = new.check_value();
+    let count = f.write(|_, tx| Kms::rewrap_all(tx, &old, &new, &check)).unwrap();
     assert_eq!(count, 2, "both material versions are re-wrapped");
 
     // A service with the new master key reads the blob written before the re-wrap.
@@ -579,7 +580,7 @@ fn rewrapping_under_a_new_master_key_keeps_every_blob_readable() {
     assert!(matches!(err, KmsError::Internal(_)), "{err:?}");
     // Re-wrapping with the wrong old key fails and changes nothing.
     let wrong = MasterKey::generate();
-    assert!(f.write(|_, tx| Kms::rewrap_all(tx, &wrong, &old)).is_err());
+    assert!(f.write(|_, tx| Kms::rewrap_all(tx, &wrong, &old, &check)).is_err());
     f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
     assert_eq!(
         f.decrypt(&old_blob, &EncryptionContext::new()).unwrap().plaintext.expose(),
@@ -659,4 +660,72 @@ fn a_key_record_changed_in_the_store_is_seen_at_the_next_use() {
         })
         .unwrap();
     assert_eq!(code(fx.decrypt(&blob, &context(&[]))), ErrorCode::KmsDisabled);
+}
+
+/// A service bound to the store's master-key generation, and the store's check value.
+fn bound_fixture() -> (Fixture, MasterKey, Vec<u8>) {
+    let text = MasterKey::generate().to_text();
+    let master = MasterKey::from_text(&text).unwrap();
+    let check = master.check_value();
+    let store = MemoryStore::new();
+    store.write(&mut |tx| tx.put_setting(crate::MASTER_CHECK_SETTING, &check)).unwrap();
+    let kms = Kms::bound(master, &check);
+    (Fixture { store, kms }, MasterKey::from_text(&text).unwrap(), check)
+}
+
+#[test]
+fn material_records_the_master_key_generation_that_wrapped_it() {
+    let (f, _, _) = bound_fixture();
+    let key = f.create();
+    let generation = f.kms.generation().unwrap().to_owned();
+    assert_eq!(key.materials[0].generation.as_deref(), Some(generation.as_str()));
+    let rotated =
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
+    assert!(rotated.materials.iter().all(|m| m.generation.as_deref() == Some(&*generation)));
+}
+
+#[test]
+fn a_node_refuses_to_wrap_once_the_store_moved_to_another_master_key_generation() {
+    let (f, master, old_check) = bound_fixture();
+    let key = f.create();
+    let blob = f.encrypt(&key.key_id, b"before", &context(&[])).unwrap().blob;
+    // Another process rotates the master key: the store now expects a new generation.
+    let new = MasterKey::generate();
+    let new_check = new.check_value();
+    f.store
+        .write(&mut |tx| {
+            Kms::rewrap_all(tx, &master, &new, &new_check).map_err(|_| StoreError::Aborted)?;
+            tx.put_setting(crate::MASTER_CHECK_SETTING, &new_check)
+        })
+        .unwrap();
+    let before = f.read(|_, tx| Ok(tx.records(KEY_KIND, "", None, 100)?)).unwrap();
+    // Every path that wraps new material refuses, and nothing is written.
+    let refusals = [
+        f.write(|kms, tx| kms.create_key(tx, &scope(), NewKey::default(), NOW)).map(|_| ()),
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).map(|_| ()),
+        f.write(|kms, tx| kms.secrets_manager_key(tx, &scope(), NOW)).map(|_| ()),
+        f.write(|kms, tx| kms.key_for_secret(tx, &scope(), None, NOW)).map(|_| ()),
+    ];
+    for refused in refusals {
+        let err = refused.unwrap_err();
+        assert!(
+            matches!(&err, KmsError::Internal(m) if m.contains("restart it with the new master key")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(f.read(|_, tx| Ok(tx.records(KEY_KIND, "", None, 100)?)).unwrap(), before);
+    // Material it unwrapped before the rotation stays usable (the material itself did not
+    // change); material wrapped under the new generation fails clearly, without key bytes.
+    assert_eq!(f.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
+    // (A node started with the old key before the rotation, its cache still cold.)
+    let fresh = Fixture { store: f.store, kms: Kms::bound(master, &old_check) };
+    let err = fresh.decrypt(&blob, &context(&[])).unwrap_err();
+    assert!(
+        matches!(&err, KmsError::Internal(m) if m.contains("master-key generation")),
+        "{err:?}"
+    );
+    // A node started with the new key after the rotation wraps and reads everything.
+    let current = Fixture { store: fresh.store, kms: Kms::bound(new, &new_check) };
+    assert_eq!(current.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
+    current.create();
 }

