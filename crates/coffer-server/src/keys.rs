@@ -57,15 +57,31 @@ impl KeyRing {
     /// on SQLite): of two nodes starting at once on an empty database with different keys,
     /// one records its check value and the other sees it and refuses to start.
     pub fn open(master: MasterKey, store: &dyn Store) -> Result<KeyRing, MasterKeyError> {
-        let check = match read_check(store)? {
-            Some(check) if !master.verify_check_value(&check) => {
-                return Err(MasterKeyError::Mismatch);
+        let mut bound: Option<Result<Vec<u8>, MasterKeyError>> = None;
+        let result = store.write(&mut |tx| {
+            bound = None;
+            match tx.setting(MASTER_CHECK_SETTING)? {
+                Some(check) if master.verify_check_value(&check) => bound = Some(Ok(check)),
+                Some(_) => {
+                    bound = Some(Err(MasterKeyError::Mismatch));
+                    return Err(StoreError::Aborted);
+                }
+                None => {
+                    let check = master.check_value();
+                    tx.put_setting(MASTER_CHECK_SETTING, &check)?;
+                    bound = Some(Ok(check));
+                }
             }
-            Some(check) => check,
-            None => {
-                let check = master.check_value();
-                store.write(&mut |tx| tx.put_setting(MASTER_CHECK_SETTING, &check))?;
-                check
+            Ok(())
+        });
+        let check = match (result, bound) {
+            (Ok(()), Some(Ok(check))) => check,
+            (Err(StoreError::Aborted), Some(Err(e))) => return Err(e),
+            (Err(e), _) => return Err(MasterKeyError::Store(e)),
+            (Ok(()), _) => {
+                return Err(MasterKeyError::Store(StoreError::Backend(
+                    "the check value transaction did not run".into(),
+                )));
             }
         };
         Ok(KeyRing { kms: Kms::bound(master, &check) })

@@ -111,3 +111,37 @@ async fn a_master_key_rotation_is_refused_while_a_server_runs_and_keeps_the_old_
     assert_eq!(value_of(&sm, "before").await.unwrap(), "v1");
     assert_eq!(value_of(&sm, "after").await.unwrap(), "v2");
 }
+
+#[test]
+fn two_first_starts_racing_on_an_empty_postgres_database_bind_it_to_one_master_key() {
+    use coffer_store::testing::TestPostgres;
+    use coffer_store::{PostgresStore, Store};
+    use std::sync::Barrier;
+    for round in 0..8 {
+        let database = TestPostgres::shared().create_database();
+        let stores = [
+            PostgresStore::open(&database.url).unwrap(),
+            PostgresStore::open(&database.url).unwrap(),
+        ];
+        let barrier = Barrier::new(2);
+        let started: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = stores
+                .iter()
+                .map(|store| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        let key = coffer_crypto::MasterKey::generate();
+                        barrier.wait();
+                        coffer_server::KeyRing::open(key, store as &dyn Store).is_ok()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            started.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: exactly one of two different master keys may bind the store"
+        );
+    }
+}
