@@ -6,7 +6,9 @@
 mod common;
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use common::Server;
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::primitives::Blob;
+use common::{Server, client_for};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -144,4 +146,87 @@ fn two_first_starts_racing_on_an_empty_postgres_database_bind_it_to_one_master_k
             "round {round}: exactly one of two different master keys may bind the store"
         );
     }
+}
+
+/// The master key the PostgreSQL nodes start with (base64 of 32 bytes).
+const OLD_MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
+
+/// A `coffer serve --dev` node on the PostgreSQL database `url`.
+fn node(url: &str, dir: &Path, key: &[(&str, &str)], args: &[&str]) -> Server {
+    let mut all = vec![
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        url,
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    all.extend_from_slice(args);
+    Server::start(&all, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotation_on_postgres_with_two_running_nodes_loses_nothing() {
+    use coffer_store::testing::TestPostgres;
+    let database =
+        tokio::task::spawn_blocking(|| TestPostgres::shared().create_database()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old = [("COFFER_MASTER_KEY", OLD_MASTER_KEY)];
+    let a = node(&database.url, dir.path(), &old, &[]);
+    let b = node(&database.url, dir.path(), &old, &[]);
+    let (kms_a, kms_b) = (kms_client(&a.url), kms_client(&b.url));
+    let sm_a = client_for(&a.url, ACCESS_KEY, REGION);
+    let sm_b = client_for(&b.url, ACCESS_KEY, REGION);
+    let key = kms_a.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    sm_a.create_secret().name("keyed").kms_key_id(&key_id).secret_string("k").send().await.unwrap();
+    sm_a.create_secret().name("default").secret_string("d").send().await.unwrap();
+    let blob = kms_a.encrypt().key_id(&key_id).plaintext(Blob::new("blob")).send().await.unwrap();
+    let blob = blob.ciphertext_blob().unwrap().clone();
+
+    let new_key = dir.path().join("new.key");
+    let url = database.url.clone();
+    let done = rotate(dir.path(), &new_key, &["--store", &url], &old);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let stdout = text(&done.stdout);
+    assert!(stdout.contains("re-wrapped 2 KMS key materials"), "{stdout}");
+    assert!(stdout.contains("restart every node"), "{stdout}");
+
+    // Neither running node wraps anything under the old key any more.
+    for kms in [&kms_a, &kms_b] {
+        let err = kms.create_key().send().await.unwrap_err();
+        assert_eq!(err.code(), Some("KMSInternalException"), "{err:?}");
+        let err = kms.rotate_key_on_demand().key_id(&key_id).send().await.unwrap_err();
+        assert_eq!(err.code(), Some("KMSInternalException"), "{err:?}");
+    }
+    // Node b never unwrapped the key's material: what is now wrapped under the new
+    // generation does not open with the old key, and fails instead of answering garbage.
+    assert!(value_of(&sm_b, "keyed").await.is_err());
+
+    // A node started with the new key reads everything and wraps new material.
+    let new_text = std::fs::read_to_string(&new_key).unwrap();
+    let c = node(&database.url, dir.path(), &[("COFFER_MASTER_KEY", new_text.trim())], &[]);
+    let (kms_c, sm_c) = (kms_client(&c.url), client_for(&c.url, ACCESS_KEY, REGION));
+    assert_eq!(value_of(&sm_c, "keyed").await.unwrap(), "k");
+    assert_eq!(value_of(&sm_c, "default").await.unwrap(), "d");
+    let plain = kms_c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), b"blob");
+    kms_c.create_key().send().await.unwrap();
+    kms_c.rotate_key_on_demand().key_id(&key_id).send().await.unwrap();
+    sm_c.create_secret().name("later").secret_string("l").send().await.unwrap();
+
+    // A node restarted with the old key refuses to start.
+    a.kill();
+    b.kill();
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--store", &database.url])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("COFFER_MASTER_KEY", OLD_MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("master key does not match"));
 }
