@@ -850,11 +850,8 @@ impl Kms {
             .ok_or_else(|| KmsError::Internal(format!("{} has no key material", key.arn)))?;
         let unwrapped = self.unwrap_material(key, material)?;
         let mut blob = ciphertext::header(&key.key_id, material.version)?;
-        blob.extend_from_slice(&coffer_crypto::seal(
-            &unwrapped,
-            plaintext,
-            &ciphertext::aad(&key.arn, material.version, context),
-        ));
+        let aad = ciphertext::aad(&blob, &key.arn, material.version, context);
+        blob.extend_from_slice(&coffer_crypto::seal(&unwrapped, plaintext, &aad));
         Ok(Encrypted { blob, key_arn: key.arn.clone(), material_id: material.id.clone() })
     }
 
@@ -887,7 +884,7 @@ impl Kms {
         let plaintext = coffer_crypto::open(
             &unwrapped,
             envelope,
-            &ciphertext::aad(&key.arn, material.version, context),
+            &ciphertext::aad(&blob[..ciphertext::HEADER_LEN], &key.arn, material.version, context),
         )
         .map_err(|_| KmsError::invalid_ciphertext())?;
         let material_id = material.id.clone();

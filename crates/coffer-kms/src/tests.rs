@@ -729,3 +729,49 @@ fn a_node_refuses_to_wrap_once_the_store_moved_to_another_master_key_generation(
     assert_eq!(current.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
     current.create();
 }
+
+/// A blob written by format 1 (Coffer before format 2) under a key with id
+/// 1234abcd-12ab-34cd-56ef-1234567890ab in 111122223333/us-east-1, material version 1 of
+/// 32 bytes of 7, encryption context purpose=vector, plaintext `legacy blob`.
+const BLOB_V1: &str = "011234abcd12ab34cd56ef1234567890ab0000000101003c9c50b0e8fa650fd5087136baa08288a4ef51065c6a5f6bce96440e45fc8784dd7d7b842bc0e9f128c77ca52bde4f3ddeb11061678a8985f849552e85ef19425a92c4c2cdf7b11b7492d1c7705aa16cfcbf2d26e2b2df9f068e70c34ce443820b3bc20b";
+
+#[test]
+fn a_blob_written_by_format_1_still_decrypts_and_new_blobs_use_format_2() {
+    let text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&text).unwrap());
+    let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    let arn = format!("arn:aws:kms:us-east-1:111122223333:key/{id}");
+    let material = coffer_crypto::KeyMaterial::from_bytes(&[7u8; 32]).unwrap();
+    let wrapped = MasterKey::from_text(&text)
+        .unwrap()
+        .wrap_key(&material, format!("coffer kms key material\0{arn}\01").as_bytes());
+    let mut key = f.create();
+    key.key_id = id.to_owned();
+    key.arn = arn.clone();
+    key.materials[0].wrapped =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, wrapped);
+    let record = serde_json::to_vec(&key).unwrap();
+    f.store
+        .write(&mut |tx| tx.put_record(KEY_KIND, &format!("111122223333/us-east-1/{id}"), &record))
+        .unwrap();
+    let blob: Vec<u8> = (0..BLOB_V1.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&BLOB_V1[i..i + 2], 16).unwrap())
+        .collect();
+    let vector = context(&[("purpose", "vector")]);
+    let opened = f.decrypt(&blob, &vector).unwrap();
+    assert_eq!(opened.plaintext.expose(), b"legacy blob");
+    assert_eq!(code(f.decrypt(&blob, &context(&[]))), ErrorCode::KmsInvalidCiphertext);
+    // Relabelled as format 2, the same bytes do not open: the version byte is authenticated.
+    let mut relabelled = blob.clone();
+    relabelled[0] = 2;
+    assert_eq!(code(f.decrypt(&relabelled, &vector)), ErrorCode::KmsInvalidCiphertext);
+    // New blobs are format 2 with a format 2 envelope, and a relabelled one fails too.
+    let fresh = f.encrypt(id, b"new blob", &vector).unwrap().blob;
+    assert_eq!((fresh[0], fresh[HEADER_LEN]), (2, 2));
+    assert_eq!(f.decrypt(&fresh, &vector).unwrap().plaintext.expose(), b"new blob");
+    let mut downgraded = fresh.clone();
+    downgraded[0] = 1;
+    assert_eq!(code(f.decrypt(&downgraded, &vector)), ErrorCode::KmsInvalidCiphertext);
+}
