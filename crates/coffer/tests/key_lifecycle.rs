@@ -230,3 +230,122 @@ async fn a_master_key_rotation_on_postgres_with_two_running_nodes_loses_nothing(
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("master key does not match"));
 }
+
+/// Every file under `dir` holding `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    common::files_under(dir)
+        .into_iter()
+        .filter(|f| common::contains_bytes(&std::fs::read(f).unwrap_or_default(), needle))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deleted_key_material_and_a_force_deleted_value_leave_no_bytes_in_the_sqlite_files() {
+    use base64::Engine;
+    use coffer_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let serve = || {
+        Server::start(
+            &[
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &data,
+                "--sweep-interval",
+                "1",
+            ],
+            &[],
+        )
+    };
+    let server = serve();
+    let kms = kms_client(&server.url);
+    let sm = server.client();
+    let key = kms.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    sm.create_secret()
+        .name("on-doomed")
+        .kms_key_id(&key_id)
+        .secret_string("x")
+        .send()
+        .await
+        .unwrap();
+    let forced = sm
+        .create_secret()
+        .name("forced")
+        .secret_string("a value that must be destroyed")
+        .send()
+        .await
+        .unwrap();
+    let (arn, version) =
+        (forced.arn().unwrap().to_owned(), forced.version_id().unwrap().to_owned());
+
+    // What the deletions must destroy, read from the store as it is now.
+    let record_key = format!("000000000000/{REGION}/{key_id}");
+    let (mut wrapped, mut sealed) = (String::new(), Vec::new());
+    coffer_store::SqliteStore::open(&dir.path().join("coffer.db"))
+        .unwrap()
+        .read(&mut |tx| {
+            let record = tx.record("kms-key", &record_key)?.expect("the key is stored");
+            let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+            wrapped = record["materials"][0]["wrapped"].as_str().unwrap().to_owned();
+            sealed = tx.version_value(&arn, &version)?.expect("the value is stored").0;
+            Ok(())
+        })
+        .unwrap();
+    let wrapped_bytes = base64::engine::general_purpose::STANDARD.decode(&wrapped).unwrap();
+    assert!(!files_holding(dir.path(), wrapped.as_bytes()).is_empty(), "the probe finds it");
+
+    kms.schedule_key_deletion().key_id(&key_id).pending_window_in_days(7).send().await.unwrap();
+    sm.delete_secret()
+        .secret_id("forced")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    server.kill();
+    // The deletion date passes while the server is down.
+    coffer_store::SqliteStore::open(&dir.path().join("coffer.db"))
+        .unwrap()
+        .write(&mut |tx| {
+            let bytes = tx.record("kms-key", &record_key)?.expect("the key is stored");
+            let mut record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            record["deletion_ms"] = serde_json::json!(1);
+            tx.put_record("kms-key", &record_key, &serde_json::to_vec(&record).unwrap())
+        })
+        .unwrap();
+
+    let server = serve();
+    let kms = kms_client(&server.url);
+    let mut deleted = false;
+    for _ in 0..100 {
+        if let Err(e) = kms.describe_key().key_id(&key_id).send().await
+            && e.code() == Some("NotFoundException")
+        {
+            deleted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(deleted, "the key deletion was carried out");
+    // Every request writes an audit event, so the WAL is watched without sending any.
+    let mut gone = false;
+    for _ in 0..100 {
+        let wal = std::fs::metadata(dir.path().join("coffer.db-wal")).map(|m| m.len()).unwrap_or(0);
+        if wal == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the key deletion was carried out and the WAL started over");
+    server.kill();
+    for needle in
+        [wrapped.as_bytes(), &wrapped_bytes[..], &sealed[..], &sealed[sealed.len() - 32..]]
+    {
+        let holding = files_holding(dir.path(), needle);
+        assert!(holding.is_empty(), "deleted bytes are still in {holding:?}");
+    }
+}
