@@ -104,6 +104,21 @@ pub enum IamError {
     Crypto(String),
 }
 
+/// True for an AWS account id: exactly 12 ASCII digits. Every store key of a scope starts
+/// with `<account>/<region>/`, and only a fixed-shape account keeps one scope's keys from
+/// being a prefix of another's.
+pub fn is_account_id(account: &str) -> bool {
+    account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// AWS's validation message for an account id that is not 12 digits.
+pub fn account_id_error(account: &str) -> String {
+    format!(
+        "1 validation error detected: Value '{account}' at 'accountId' failed to satisfy \
+         constraint: Member must satisfy regular expression pattern: ^\\d{{12}}$"
+    )
+}
+
 fn user_key(account: &str, name: &str) -> String {
     format!("{account}/{name}")
 }
@@ -396,6 +411,9 @@ impl Iam {
         name: &str,
         now_ms: i64,
     ) -> Result<UserRecord, IamError> {
+        if !is_account_id(account) {
+            return Err(IamError::Invalid(account_id_error(account)));
+        }
         validate_user_name(name).map_err(IamError::Invalid)?;
         let id_random: [u8; ID_RANDOM_LEN] =
             random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");

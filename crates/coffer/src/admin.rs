@@ -285,8 +285,8 @@ struct IamTarget {
     /// used when set).
     #[arg(long)]
     master_key_file: Option<PathBuf>,
-    /// The account the user belongs to.
-    #[arg(long, default_value = DEFAULT_ACCOUNT)]
+    /// The account the user belongs to (12 digits).
+    #[arg(long, default_value = DEFAULT_ACCOUNT, value_parser = parse_account)]
     account: String,
 }
 
@@ -329,6 +329,17 @@ struct DetachPolicyArgs {
     /// The name the policy was attached under.
     #[arg(long)]
     name: String,
+}
+
+/// Accepts an account id of exactly 12 digits, as AWS does. Store keys start with
+/// `<account>/<region>/`, so an account holding anything else (a `/`) could make one
+/// scope's keys a prefix of another's.
+fn parse_account(text: &str) -> Result<String, String> {
+    if coffer_server::iam::is_account_id(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(coffer_server::iam::account_id_error(text))
+    }
 }
 
 /// The account `coffer serve` uses by default; its first administrator lives there.

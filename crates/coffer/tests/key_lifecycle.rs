@@ -349,3 +349,33 @@ async fn a_deleted_key_material_and_a_force_deleted_value_leave_no_bytes_in_the_
         assert!(holding.is_empty(), "deleted bytes are still in {holding:?}");
     }
 }
+
+#[test]
+fn admin_refuses_an_account_that_is_not_twelve_digits_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Server::with_data_dir(dir.path()));
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("COFFER_MASTER_KEY")
+            .output()
+            .unwrap()
+    };
+    for account in ["000000000000/us-east-1", "12345678901", "1234567890123", "00000000000a", ""] {
+        let out = admin(&["create-user", "--account", account, "bob"]);
+        assert!(!out.status.success(), "{account}: {}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("failed to satisfy constraint: Member must satisfy regular expression pattern: ^\\d{12}$"),
+            "{account}: {stderr}"
+        );
+    }
+    let listed = admin(&["list-users"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(!text(&listed.stdout).contains("bob"), "{}", text(&listed.stdout));
+    let out = admin(&["create-user", "--account", "111122223333", "bob"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
