@@ -19,6 +19,7 @@ use coffer_crypto::{KeyMaterial, MasterKey, SecretBytes};
 use coffer_store::{ReadTxn, WriteTxn};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 /// Store record kind of keys; record key `<account>/<region>/<key id>`.
 pub const KEY_KIND: &str = "kms-key";
@@ -37,6 +38,11 @@ pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 pub const DEFAULT_ROTATION_DAYS: i32 = 365;
 /// How many unwrapped materials are kept in memory before the cache is emptied.
 const MAX_CACHED: usize = 4096;
+/// How long an unwrapped material stays in memory after it was unwrapped. A key deleted
+/// by another node (which this one learns of only by reading its record) or one this
+/// node no longer uses leaves memory within this long ([`Kms::prune_cache`]); a key in
+/// use costs one master-key unwrap per period.
+pub const MATERIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// The setting holding the check value of the master key the store's material is wrapped
 /// under. It changes at every master-key rotation, so its [`MasterKey::generation_of`] names
 /// the master-key generation the store expects new wraps to use.
@@ -96,7 +102,9 @@ pub struct Kms {
     /// The master-key generation this service was started with ([`Kms::bound`]); `None`
     /// for a service not bound to a store's check value (unit tests), which checks nothing.
     generation: Option<String>,
-    cache: RwLock<HashMap<String, Arc<KeyMaterial>>>,
+    cache: RwLock<HashMap<String, (Arc<KeyMaterial>, Instant)>>,
+    /// How long a cached material is used: [`MATERIAL_CACHE_TTL`] unless set.
+    material_ttl: Duration,
     /// Key records as last decoded, with the bytes they were decoded from: a record
     /// read again with the same bytes is not parsed again (every secret read and write
     /// loads its key). Keyed by record key; bounded by [`MAX_DECODED_KEYS`].
@@ -367,6 +375,7 @@ impl Kms {
             master,
             generation: None,
             cache: RwLock::new(HashMap::new()),
+            material_ttl: MATERIAL_CACHE_TTL,
             decoded: Mutex::default(),
         }
     }
@@ -378,6 +387,26 @@ impl Kms {
     /// the store no longer expects) instead of writing material nobody can open later.
     pub fn bound(master: MasterKey, check: &[u8]) -> Kms {
         Kms { generation: Some(MasterKey::generation_of(check)), ..Kms::new(master) }
+    }
+
+    /// Sets how long an unwrapped material is kept ([`MATERIAL_CACHE_TTL`] by default).
+    pub fn with_material_ttl(mut self, ttl: Duration) -> Kms {
+        self.material_ttl = ttl;
+        self
+    }
+
+    /// Drops every unwrapped material older than the cache's time to live, so keys
+    /// deleted elsewhere or no longer used leave memory without another request. The
+    /// background work calls it every round, on every node.
+    pub fn prune_cache(&self) {
+        let ttl = self.material_ttl;
+        let mut cache = self.cache.write().expect("material cache lock");
+        cache.retain(|_, (_, unwrapped_at)| unwrapped_at.elapsed() < ttl);
+    }
+
+    /// How many unwrapped materials are in memory.
+    pub fn cached_materials(&self) -> usize {
+        self.cache.read().expect("material cache lock").len()
     }
 
     /// The master-key generation this service wraps under, if bound.
@@ -432,7 +461,9 @@ impl Kms {
         key: &KeyRecord,
         material: &Material,
     ) -> Result<Arc<KeyMaterial>, KmsError> {
-        if let Some(found) = self.cache.read().expect("material cache lock").get(&material.id) {
+        if let Some((found, at)) = self.cache.read().expect("material cache lock").get(&material.id)
+            && at.elapsed() < self.material_ttl
+        {
             return Ok(found.clone());
         }
         if let (Some(mine), Some(theirs)) = (&self.generation, &material.generation)
@@ -471,7 +502,7 @@ impl Kms {
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(material.id.clone(), unwrapped.clone());
+        cache.insert(material.id.clone(), (unwrapped.clone(), Instant::now()));
         Ok(unwrapped)
     }
 

@@ -775,3 +775,23 @@ fn a_blob_written_by_format_1_still_decrypts_and_new_blobs_use_format_2() {
     downgraded[0] = 1;
     assert_eq!(code(f.decrypt(&downgraded, &vector)), ErrorCode::KmsInvalidCiphertext);
 }
+
+#[test]
+fn unwrapped_material_expires_from_the_cache_and_a_deleted_key_is_forgotten() {
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::generate()).with_material_ttl(std::time::Duration::ZERO);
+    let key = f.create();
+    f.encrypt(&key.key_id, b"x", &context(&[])).unwrap();
+    assert_eq!(f.kms.cached_materials(), 1);
+    f.kms.prune_cache();
+    assert_eq!(f.kms.cached_materials(), 0, "an expired material leaves memory");
+
+    let f = Fixture::new();
+    let key = f.create();
+    f.encrypt(&key.key_id, b"x", &context(&[])).unwrap();
+    f.kms.prune_cache();
+    assert_eq!(f.kms.cached_materials(), 1, "a fresh one stays");
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(7), NOW)).unwrap();
+    f.write(|kms, tx| kms.carry_out_due(tx, NOW + 8 * DAY_MS)).unwrap();
+    assert_eq!(f.kms.cached_materials(), 0);
+}

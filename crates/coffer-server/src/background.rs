@@ -77,6 +77,13 @@ impl Node {
 pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
     let mut leading = false;
     loop {
+        // Every node, leader or not: unwrapped key materials and opened access-key
+        // secrets that can no longer be used (expired, or of keys deleted elsewhere)
+        // leave memory.
+        app.keys.kms().prune_cache();
+        if let Some(iam) = &app.iam {
+            iam.prune_cache();
+        }
         if !node.lead(&app, &mut leading).await {
             tokio::time::sleep(node.interval).await;
             continue;

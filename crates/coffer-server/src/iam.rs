@@ -314,6 +314,14 @@ impl LookupCache {
         entries.insert(access_key_id.to_string(), entry);
     }
 
+    /// Drops every entry too old to be used again ([`LOOKUP_MAX_AGE`]), so the opened
+    /// secret of a key deleted or deactivated elsewhere, and never presented again,
+    /// leaves memory.
+    fn prune(&self, now: Instant) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|_, entry| now.saturating_duration_since(entry.loaded) < LOOKUP_MAX_AGE);
+    }
+
     /// Drops a key the store no longer holds as active, so its secret leaves memory.
     /// Looks first under the shared lock: unknown keys (typos, probes) are never cached
     /// and should not serialize requests on the exclusive one.
@@ -618,6 +626,17 @@ impl Iam {
         }
         self.write(store, |tx| Ok(tx.put_setting(BOOTSTRAP_SETTING, b"1")?))?;
         Ok(Some(user))
+    }
+
+    /// Drops cached lookups too old to be used again (see [`LOOKUP_MAX_AGE`]); called by
+    /// the background work every round, on every node.
+    pub fn prune_cache(&self) {
+        self.lookups.prune((self.lookups.clock)());
+    }
+
+    /// How many access keys are cached.
+    pub fn cached_keys(&self) -> usize {
+        self.lookups.entries.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Finds the caller behind an access key: `None` for unknown or inactive keys.
@@ -1103,5 +1122,21 @@ mod tests {
         moved("delete_user");
         w.iam.bootstrap_admin(&w.store, ACCOUNT, 3, &mut |_, _| Ok(())).unwrap();
         moved("bootstrap_admin");
+    }
+
+    #[test]
+    fn the_opened_secret_of_a_key_deleted_elsewhere_leaves_memory_without_another_request() {
+        let w = alice(LOOKUP_CACHE_TTL);
+        assert!(w.lookup().is_some());
+        assert_eq!(w.iam.cached_keys(), 1);
+        w.elsewhere.delete_access_key(&w.store, &w.id).unwrap();
+        // Nobody presents the deleted key again: the background round prunes it once it
+        // is too old to be used, on every node.
+        w.iam.prune_cache();
+        assert_eq!(w.iam.cached_keys(), 1, "still young: it would be checked before use");
+        w.clock.advance(LOOKUP_MAX_AGE);
+        w.iam.prune_cache();
+        assert_eq!(w.iam.cached_keys(), 0);
+        assert!(w.lookup().is_none());
     }
 }

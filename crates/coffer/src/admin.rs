@@ -37,8 +37,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The environment variable that may hold the current master key (as for `coffer serve`).
-const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
+use crate::MASTER_KEY_ENV;
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -235,8 +234,8 @@ fn keep_old_key_file(path: &Path, old: &MasterKey) -> std::io::Result<PathBuf> {
 }
 
 fn current_key(args: &RotateMasterKeyArgs) -> Result<(MasterKey, CurrentKey), String> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        let key = MasterKey::from_text(&text)
+    if let Some(text) = crate::master_key_from_env() {
+        let key = MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
             .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?;
         return Ok((key, CurrentKey::Elsewhere(MASTER_KEY_ENV.to_string())));
     }
@@ -368,12 +367,14 @@ fn open_iam(target: &IamTarget) -> Result<(SqliteStore, Iam), String> {
             target.data_dir.display()
         ));
     }
-    let master = match (std::env::var(MASTER_KEY_ENV), &target.master_key_file) {
-        (Ok(text), _) => MasterKey::from_text(&text)
-            .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?,
-        (Err(_), Some(path)) => MasterKey::load(path)
+    let master = match (crate::master_key_from_env(), &target.master_key_file) {
+        (Some(text), _) => {
+            MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
+                .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?
+        }
+        (None, Some(path)) => MasterKey::load(path)
             .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?,
-        (Err(_), None) => {
+        (None, None) => {
             let path = target.data_dir.join("master.key");
             MasterKey::load(&path)
                 .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?

@@ -379,3 +379,18 @@ fn admin_refuses_an_account_that_is_not_twelve_digits_and_changes_nothing() {
     let out = admin(&["create-user", "--account", "111122223333", "bob"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[tokio::test]
+async fn the_master_key_leaves_the_process_environment_once_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let server = Server::start(
+        &["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", &data],
+        &[("COFFER_MASTER_KEY", OLD_MASTER_KEY)],
+    );
+    // The key was used: the server serves from the data directory it encrypts.
+    server.client().create_secret().name("s").secret_string("v").send().await.unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", server.child.id())).unwrap();
+    assert!(!common::contains_bytes(&environ, OLD_MASTER_KEY.as_bytes()));
+    assert!(!common::contains_bytes(&environ, &OLD_MASTER_KEY.as_bytes()[..16]));
+}
