@@ -172,6 +172,9 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
             println!("the database is already bound to the new master key; finishing");
         }
     }
+    // The superseded wrappings were overwritten in place (SQLite's secure_delete); their
+    // copies in the WAL go now, before the old key file is moved aside.
+    store.scrub_deleted().map_err(|e| format!("cannot scrub the old wrappings: {e}"))?;
     match source {
         CurrentKey::DataDir(path) => {
             let kept = keep_old_key_file(&path, &old)
@@ -198,6 +201,12 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
         );
     }
     println!("backups taken before this rotation still need the old master key");
+    if matches!(args.store, Some(StoreSpec::Postgres(_))) {
+        println!(
+            "PostgreSQL keeps the superseded wrappings in dead rows until VACUUM reuses their \
+             space: with the old key they still open the KMS key material"
+        );
+    }
     Ok(())
 }
 

@@ -394,3 +394,43 @@ async fn the_master_key_leaves_the_process_environment_once_read() {
     assert!(!common::contains_bytes(&environ, OLD_MASTER_KEY.as_bytes()));
     assert!(!common::contains_bytes(&environ, &OLD_MASTER_KEY.as_bytes()[..16]));
 }
+
+#[tokio::test]
+async fn after_a_master_key_rotation_no_wrapping_under_the_old_key_is_left_in_the_files() {
+    use coffer_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::with_data_dir(&data_dir);
+    let kms = kms_client(&server.url);
+    let key = kms.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    kms.rotate_key_on_demand().key_id(&key_id).send().await.unwrap();
+    server.client().create_secret().name("s").secret_string("v").send().await.unwrap();
+    server.kill();
+    let wrappings = || {
+        let mut found = Vec::new();
+        coffer_store::SqliteStore::open(&data_dir.join("coffer.db"))
+            .unwrap()
+            .read(&mut |tx| {
+                for (_, bytes) in tx.records("kms-key", "", None, 100)? {
+                    let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    for material in record["materials"].as_array().unwrap() {
+                        found.push(material["wrapped"].as_str().unwrap().to_owned());
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        found
+    };
+    let old = wrappings();
+    assert_eq!(old.len(), 3);
+    let done = rotate(&data_dir, &dir.path().join("new.key"), &[], &[]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let new = wrappings();
+    for wrapped in &old {
+        assert!(!new.contains(wrapped));
+        let holding: Vec<_> = files_holding(&data_dir, wrapped.as_bytes());
+        assert!(holding.is_empty(), "an old wrapping is still in {holding:?}");
+    }
+}
