@@ -1272,4 +1272,49 @@ impl Kms {
         }
         Ok(rewrapped)
     }
+
+    /// Gives every key not pending deletion a new material version wrapped under `new`
+    /// (stamped with the generation of `new_check`), in the caller's transaction, so that
+    /// what is encrypted from now on is under material the old master key never wrapped.
+    /// Earlier versions stay (their ciphertexts must still decrypt), and nothing is
+    /// re-encrypted: a copy of the store taken before, with the old master key, still opens
+    /// every ciphertext made before. Such versions are on-demand rotations that do not
+    /// count toward the on-demand limit. Returns how many keys got new material.
+    pub fn rekey_all(
+        tx: &mut dyn WriteTxn,
+        new: &MasterKey,
+        new_check: &[u8],
+        now: Millis,
+    ) -> Result<usize, KmsError> {
+        let generation = MasterKey::generation_of(new_check);
+        let mut rekeyed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let rows = tx.records(KEY_KIND, "", after.as_deref(), 256)?;
+            let done = rows.len() < 256;
+            for (record_key, bytes) in rows {
+                let mut key: KeyRecord = decode("key record", &bytes)?;
+                if key.state != KeyState::PendingDeletion {
+                    let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
+                    let material = KeyMaterial::generate();
+                    let wrapped = new.wrap_key(&material, &material_context(&key.arn, version));
+                    key.materials.push(Material {
+                        version,
+                        id: hex(&coffer_crypto::random_bytes(32)),
+                        wrapped: STANDARD.encode(wrapped),
+                        created_ms: now,
+                        rotation: Some(RotationType::OnDemand),
+                        generation: Some(generation.clone()),
+                    });
+                    tx.put_record(KEY_KIND, &record_key, &encode(&key))?;
+                    rekeyed += 1;
+                }
+                after = Some(record_key);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(rekeyed)
+    }
 }

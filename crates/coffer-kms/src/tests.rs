@@ -795,3 +795,39 @@ fn unwrapped_material_expires_from_the_cache_and_a_deleted_key_is_forgotten() {
     f.write(|kms, tx| kms.carry_out_due(tx, NOW + 8 * DAY_MS)).unwrap();
     assert_eq!(f.kms.cached_materials(), 0);
 }
+
+#[test]
+fn rekeying_gives_every_live_key_material_the_old_master_key_never_wrapped() {
+    let old_text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&old_text).unwrap());
+    let live = f.create();
+    let doomed = f.create();
+    let blob = f.encrypt(&live.key_id, b"before", &context(&[])).unwrap().blob;
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &doomed.key_id, Some(7), NOW))
+        .unwrap();
+    let (old, new) = (MasterKey::from_text(&old_text).unwrap(), MasterKey::generate());
+    let check = new.check_value();
+    let rekeyed = f
+        .write(|_, tx| {
+            Kms::rewrap_all(tx, &old, &new, &check)?;
+            Kms::rekey_all(tx, &new, &check, NOW)
+        })
+        .unwrap();
+    assert_eq!(rekeyed, 1, "a key pending deletion gets no new material");
+    f.kms = Kms::new(new);
+    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &live.key_id, false)).unwrap();
+    assert_eq!(key.materials.len(), 2);
+    assert_eq!(key.on_demand_rotations, 0, "not counted against the on-demand limit");
+    let after = f.encrypt(&live.key_id, b"after", &context(&[])).unwrap();
+    assert_eq!(after.material_id, key.materials[1].id);
+    assert_eq!(f.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
+    // The old master key cannot unwrap the new material, whatever copy of the store it has.
+    let new_wrapped = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &key.materials[1].wrapped,
+    )
+    .unwrap();
+    let context_bytes = format!("coffer kms key material\0{}\02", key.arn);
+    assert!(old.unwrap_key(&new_wrapped, context_bytes.as_bytes()).is_err());
+}

@@ -36,7 +36,7 @@ pub enum MasterKeyError {
 pub enum MasterKeyRotation {
     /// Every material (this many) and the IAM credentials key (if `credentials`) were
     /// re-wrapped and the check value replaced, in one commit.
-    Rotated { materials: usize, credentials: bool },
+    Rotated { materials: usize, credentials: bool, rekeyed: usize },
     /// The store was already bound to the new key (an earlier run committed): nothing to do.
     AlreadyRotated,
 }
@@ -106,10 +106,16 @@ impl KeyRing {
 ///
 /// The new check value starts a new master-key generation: nodes still running with the
 /// old key refuse to wrap new material from then on and must be restarted with `new`.
+///
+/// With `rekey_at` (the current time), every KMS key not pending deletion also gets a new
+/// material version under `new` in the same transaction ([`Kms::rekey_all`]), for when the
+/// old master key may be compromised: new ciphertext is then out of its reach, while
+/// ciphertext made before stays readable to anyone holding it and an older copy of the store.
 pub fn rotate_master_key(
     store: &dyn Store,
     old: &MasterKey,
     new: &MasterKey,
+    rekey_at: Option<i64>,
 ) -> Result<MasterKeyRotation, MasterKeyError> {
     let mut outcome = None;
     let mut failure = None;
@@ -142,11 +148,17 @@ pub fn rotate_master_key(
                 crate::iam::rewrap_credentials_key_in(tx, old, new)
                     .map(|credentials| (materials, credentials))
                     .map_err(|e| e.to_string())
+            })
+            .and_then(|(materials, credentials)| match rekey_at {
+                Some(now) => Kms::rekey_all(tx, new, &new_check, now)
+                    .map(|rekeyed| (materials, credentials, rekeyed))
+                    .map_err(|e| e.to_string()),
+                None => Ok((materials, credentials, 0)),
             });
         match rewrapped {
-            Ok((materials, credentials)) => {
+            Ok((materials, credentials, rekeyed)) => {
                 tx.put_setting(MASTER_CHECK_SETTING, &new_check)?;
-                outcome = Some(MasterKeyRotation::Rotated { materials, credentials });
+                outcome = Some(MasterKeyRotation::Rotated { materials, credentials, rekeyed });
                 Ok(())
             }
             Err(e) => {
@@ -192,18 +204,18 @@ mod tests {
         let new = MasterKey::generate();
         KeyRing::open(same(&old), &store).unwrap();
         assert_eq!(
-            rotate_master_key(&store, &old, &new).unwrap(),
-            MasterKeyRotation::Rotated { materials: 0, credentials: false }
+            rotate_master_key(&store, &old, &new, None).unwrap(),
+            MasterKeyRotation::Rotated { materials: 0, credentials: false, rekeyed: 0 }
         );
         assert!(matches!(KeyRing::open(same(&old), &store), Err(MasterKeyError::Mismatch)));
         KeyRing::open(same(&new), &store).unwrap();
         assert_eq!(
-            rotate_master_key(&store, &old, &new).unwrap(),
+            rotate_master_key(&store, &old, &new, None).unwrap(),
             MasterKeyRotation::AlreadyRotated
         );
         let stranger = MasterKey::generate();
         assert!(matches!(
-            rotate_master_key(&store, &stranger, &old),
+            rotate_master_key(&store, &stranger, &old, None),
             Err(MasterKeyError::Mismatch)
         ));
     }
@@ -216,8 +228,8 @@ mod tests {
         KeyRing::open(same(&old), &store).unwrap();
         crate::iam::Iam::open(&old, &store).unwrap();
         assert_eq!(
-            rotate_master_key(&store, &old, &new).unwrap(),
-            MasterKeyRotation::Rotated { materials: 0, credentials: true }
+            rotate_master_key(&store, &old, &new, None).unwrap(),
+            MasterKeyRotation::Rotated { materials: 0, credentials: true, rekeyed: 0 }
         );
         crate::iam::Iam::open(&new, &store).unwrap();
         assert!(crate::iam::Iam::open(&old, &store).is_err());
@@ -242,7 +254,7 @@ mod tests {
             failed.unwrap()
         };
         assert!(!create(&ring));
-        rotate_master_key(&store, &old, &new).unwrap();
+        rotate_master_key(&store, &old, &new, None).unwrap();
         assert!(create(&ring), "a node with the old key refuses to wrap after the rotation");
         let restarted = KeyRing::open(same(&new), &store).unwrap();
         assert!(!create(&restarted));

@@ -86,6 +86,12 @@ struct RotateMasterKeyArgs {
     /// fresh random key before anything else changes.
     #[arg(long)]
     new_master_key_file: PathBuf,
+    /// Also give every KMS key new material under the new master key (for an old master
+    /// key that may be compromised): new ciphertext is then out of the old key's reach.
+    /// Earlier material versions stay, so ciphertext made before still decrypts, with
+    /// either key and any older copy of the store.
+    #[arg(long)]
+    rekey_kms_material: bool,
 }
 
 pub fn run(args: AdminArgs) -> Result<(), String> {
@@ -161,15 +167,29 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
     if created {
         println!("created a new master key in {} (mode 0600)", args.new_master_key_file.display());
     }
-    match rotate_master_key(store.as_ref(), &old, &new).map_err(|e| e.to_string())? {
-        MasterKeyRotation::Rotated { materials, credentials } => {
+    let rekey_at = args.rekey_kms_material.then(now_ms);
+    match rotate_master_key(store.as_ref(), &old, &new, rekey_at).map_err(|e| e.to_string())? {
+        MasterKeyRotation::Rotated { materials, credentials, rekeyed } => {
             println!("re-wrapped {materials} KMS key materials under the new master key");
             if credentials {
                 println!("re-wrapped the IAM credentials key under the new master key");
             }
+            if args.rekey_kms_material {
+                println!(
+                    "gave {rekeyed} KMS keys new key material: ciphertext made from now on is \
+                     out of the old master key's reach; ciphertext made before is not \
+                     re-encrypted"
+                );
+            }
         }
         MasterKeyRotation::AlreadyRotated => {
             println!("the database is already bound to the new master key; finishing");
+            if args.rekey_kms_material {
+                println!(
+                    "no KMS key was given new material: only the run that commits the \
+                     rotation does that"
+                );
+            }
         }
     }
     // The superseded wrappings were overwritten in place (SQLite's secure_delete); their

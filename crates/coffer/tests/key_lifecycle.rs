@@ -434,3 +434,35 @@ async fn after_a_master_key_rotation_no_wrapping_under_the_old_key_is_left_in_th
         assert!(holding.is_empty(), "an old wrapping is still in {holding:?}");
     }
 }
+
+#[tokio::test]
+async fn rekeying_kms_material_at_rotation_keeps_old_ciphertext_readable_and_encrypts_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::with_data_dir(&data_dir);
+    let kms = kms_client(&server.url);
+    let key = kms.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    server.client().create_secret().name("s").secret_string("v").send().await.unwrap();
+    let blob = kms.encrypt().key_id(&key_id).plaintext(Blob::new("old")).send().await.unwrap();
+    let blob = blob.ciphertext_blob().unwrap().clone();
+    let material = kms.describe_key().key_id(&key_id).send().await.unwrap();
+    let material = material.key_metadata().unwrap().current_key_material_id().unwrap().to_owned();
+    server.kill();
+    let done = rotate(&data_dir, &dir.path().join("new.key"), &["--rekey-kms-material"], &[]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    assert!(
+        text(&done.stdout).contains("gave 2 KMS keys new key material"),
+        "{}",
+        text(&done.stdout)
+    );
+
+    let server = Server::with_data_dir(&data_dir);
+    let kms = kms_client(&server.url);
+    assert_eq!(value_of(&server.client(), "s").await.unwrap(), "v");
+    let plain = kms.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), b"old");
+    let now = kms.describe_key().key_id(&key_id).send().await.unwrap();
+    let now = now.key_metadata().unwrap().current_key_material_id().unwrap().to_owned();
+    assert_ne!(now, material, "new ciphertext uses the new material");
+}
