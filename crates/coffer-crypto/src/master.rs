@@ -148,6 +148,18 @@ impl MasterKey {
         check
     }
 
+    /// The generation id of a check value: the first 8 bytes of its SHA-256, in hex.
+    ///
+    /// Every check value is sealed with a fresh nonce, so each one recorded in a store (at
+    /// first start, and again by each master-key rotation) names one master-key
+    /// generation. Key material records the generation that wrapped it, and a node
+    /// refuses to wrap once the store's check value is no longer the one it started with.
+    /// The id reveals nothing about the key: the check value is not secret either.
+    pub fn generation_of(check: &[u8]) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, check);
+        digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// True if and only if `check` was produced by [`MasterKey::check_value`] of this key.
     pub fn verify_check_value(&self, check: &[u8]) -> bool {
         match check.split_first() {
@@ -339,6 +351,16 @@ mod tests {
         let second = key.check_value();
         assert_ne!(check, second);
         assert!(key.verify_check_value(&second));
+    }
+
+    #[test]
+    fn every_check_value_has_its_own_generation_id() {
+        let key = MasterKey::generate();
+        let (first, second) = (key.check_value(), key.check_value());
+        let id = MasterKey::generation_of(&first);
+        assert_eq!(id.len(), 16);
+        assert_eq!(id, MasterKey::generation_of(&first));
+        assert_ne!(id, MasterKey::generation_of(&second));
     }
 
     #[test]

@@ -629,6 +629,27 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    /// Copies the WAL into the database and truncates it, so that the frames holding rows
+    /// deleted since (written before their deletion) leave the files; `secure_delete` has
+    /// zeroed the rows themselves. Readers in the WAL can delay it: after a few tries the
+    /// writer is asked to finish it before its next batch.
+    fn scrub_deleted(&self) -> StoreResult<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        for _ in 0..50 {
+            if restart_wal(&self.lock_writer().conn) {
+                return Ok(());
+            }
+            std::thread::sleep(RESTART_RETRY);
+        }
+        self.restart_wal.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn read_scope(&self, f: &mut dyn FnMut()) {
         let Some(pool) = &self.readers else { return f() };
         if SHARED_READ.with(Cell::get).is_some() {
@@ -786,6 +807,16 @@ fn export_from(
 fn configure(conn: &Connection) -> StoreResult<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Deleted rows (a deleted secret's sealed values, a deleted KMS key's wrapped
+    // material, superseded wrappings after a master-key rotation) are overwritten with
+    // zeros instead of lingering in free space and on the freelist. Their older copies in
+    // the WAL go when it starts over: see `SqliteStore::scrub_deleted`.
+    let on: i64 = conn.query_row("PRAGMA secure_delete = ON", [], |row| row.get(0))?;
+    if on != 1 {
+        return Err(StoreError::Backend(
+            "this SQLite build does not support secure_delete".to_owned(),
+        ));
+    }
     Ok(())
 }
 

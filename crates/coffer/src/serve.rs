@@ -191,8 +191,8 @@ fn load_master_key(
     data_dir: Option<&Path>,
     store: &dyn Store,
 ) -> Result<MasterKey, String> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        return MasterKey::from_text(&text)
+    if let Some(text) = crate::master_key_from_env() {
+        return MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
             .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
     }
     if let Some(path) = &args.master_key_file {
