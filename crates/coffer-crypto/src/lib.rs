@@ -9,6 +9,7 @@
 //! This crate does no I/O except reading and creating the master key file.
 
 mod aead;
+mod derive;
 mod envelope;
 mod error;
 mod keys;

@@ -136,6 +136,9 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
     if rewrap_credentials_key(&store, &old, &new).map_err(|e| e.to_string())? {
         println!("re-wrapped the IAM credentials key under the new master key");
     }
+    if coffer_server::audit::rewrap_chain_key(&store, &old, &new)? {
+        println!("re-wrapped the audit chain key under the new master key");
+    }
     match source {
         CurrentKey::DataDir(path) => {
             install_key_file(&path, &new)
