@@ -15,6 +15,7 @@ mod error;
 mod keys;
 mod master;
 
+pub use derive::{Mac, MacKey};
 pub use envelope::{ENVELOPE_VERSION, SEAL_OVERHEAD, open, seal};
 pub use error::CryptoError;
 pub use keys::{KEY_LEN, KeyMaterial, SecretBytes};
