@@ -832,14 +832,35 @@ pub fn record_call(
     finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
 
+/// The most scheduled deletions one sweep transaction carries out: a backlog (many
+/// secrets falling due at once, or a server down for long) is worked off in
+/// transactions of this size, so the sweep never holds the store's write lock, or
+/// builds a transaction, in proportion to the backlog.
+const SWEEP_BATCH: usize = 256;
+
 /// Carries out every scheduled secret deletion due at `now`, each with its
 /// `DeleteSecret` service event in the same transaction, as Secrets Manager records
-/// the end of a recovery window. Returns how many secrets were removed.
+/// the end of a recovery window, in transactions of at most [`SWEEP_BATCH`]
+/// secrets. Returns how many secrets were removed.
 pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
+    let mut total = 0;
+    loop {
+        let (deleted, more) = purge_due_batch(app, now, SWEEP_BATCH)?;
+        total += deleted;
+        if !more {
+            return Ok(total);
+        }
+    }
+}
+
+/// One transaction of [`purge_due_deletions`]: carries out at most `max` due deletions.
+/// Returns how many, and whether more were due.
+fn purge_due_batch(app: &App, now: i64, max: usize) -> Result<(usize, bool), AwsError> {
     forget_pending();
-    app.write(|tx| {
+    app.write(move |tx| {
         let due = tx.secrets_due_for_deletion(now).map_err(crate::store_error)?;
-        for arn in &due {
+        let batch = &due[..due.len().min(max)];
+        for arn in batch {
             let Some(meta) = tx.secret_by_arn(arn).map_err(crate::store_error)? else { continue };
             tx.delete_secret(arn).map_err(crate::store_error)?;
             record_service_event(
@@ -852,8 +873,68 @@ pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
                 now,
             )?;
         }
-        Ok(due.len())
+        Ok((batch.len(), due.len() > batch.len()))
     })
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_core::model::SecretMeta;
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, Store};
+
+    /// The review could not tell whether the sweep bounds its transactions: it did not,
+    /// deleting every due secret in one. Now one transaction deletes at most its batch.
+    #[test]
+    fn the_deletion_sweep_works_off_a_backlog_in_bounded_transactions() {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let scope = Scope::new("111122223333", "us-east-1");
+        store
+            .write(&mut |tx| {
+                for i in 0..5 {
+                    tx.insert_secret(&SecretMeta {
+                        scope: scope.clone(),
+                        arn: format!(
+                            "arn:aws:secretsmanager:us-east-1:111122223333:secret:s{i}-AbCdEf"
+                        ),
+                        name: format!("s{i}"),
+                        seq: 0,
+                        description: None,
+                        kms_key_id: None,
+                        tags: None,
+                        created_ms: 1,
+                        last_changed_ms: 1,
+                        last_accessed_ms: None,
+                        deletion_ms: Some(10),
+                        owning_service: None,
+                        secret_type: None,
+                        resource_policy: None,
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let due = |store: &MemoryStore| {
+            let mut n = 0;
+            store
+                .read(&mut |tx| {
+                    n = tx.secrets_due_for_deletion(100)?.len();
+                    Ok(())
+                })
+                .unwrap();
+            n
+        };
+        assert_eq!(purge_due_batch(&app, 100, 2).unwrap(), (2, true));
+        assert_eq!(due(&store), 3);
+        assert_eq!(purge_due_batch(&app, 100, 2).unwrap(), (2, true));
+        assert_eq!(purge_due_batch(&app, 100, 2).unwrap(), (1, false));
+        assert_eq!(due(&store), 0);
+        assert_eq!(purge_due_deletions(&app, 100).unwrap(), 0);
+    }
 }
 
 /// An event of work Secrets Manager does by itself (`AwsServiceEvent`).
