@@ -246,12 +246,14 @@ pub fn restore(args: RestoreArgs) -> Result<(), String> {
         }
     });
     imported.map_err(|e| match (e, failure.take()) {
-        (StoreError::Conflict(_), _) => format!(
-            "{} is not empty; a backup is restored only into an empty store",
-            store.describe()
-        ),
+        // What the file's own reading said comes first: a record the store refused
+        // names its line, even when the refusal is a conflict.
         (_, Some(message)) => format!(
             "the restore into {} failed, and nothing was written: {message}",
+            store.describe()
+        ),
+        (StoreError::Conflict(_), None) => format!(
+            "{} is not empty; a backup is restored only into an empty store",
             store.describe()
         ),
         (other, None) => format!(
