@@ -327,3 +327,25 @@ async fn backup_never_follows_or_replaces_a_symlink_at_out() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert!(!target.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_still_verifies_after_a_master_key_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with_data_dir(dir.path());
+    server.client().create_secret().name("before").secret_string("v").send().await.unwrap();
+    drop(server);
+    let new_key = dir.path().join("new.key");
+    let rotated = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["admin", "rotate-master-key", "--data-dir", path(dir.path())])
+        .args(["--new-master-key-file", path(&new_key)])
+        .env_remove("COFFER_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(ok(rotated).contains("audit chain key"));
+    ok(coffer(&["audit", "verify", "--data-dir", path(dir.path())], dir.path()));
+    let server = Server::with_data_dir(dir.path());
+    server.client().create_secret().name("after").secret_string("v").send().await.unwrap();
+    drop(server);
+    let intact = ok(coffer(&["audit", "verify", "--data-dir", path(dir.path())], dir.path()));
+    assert!(intact.contains("intact"), "{intact}");
+}
