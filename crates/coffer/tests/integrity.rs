@@ -219,6 +219,15 @@ async fn a_backup_with_any_line_changed_is_refused_and_restores_nothing() {
     ));
     assert!(message.contains("was changed"), "{message}");
     assert!(!target.path().join("coffer.db").exists() || store_is_empty(target.path()));
+    // The same into PostgreSQL: refused, and the database stays empty (a restore of the
+    // untouched file then succeeds).
+    let database = coffer_store::testing::TestPostgres::shared().create_database();
+    let message = failed(coffer(
+        &["restore", "--store", &database.url, "--in", path(&edited)],
+        source.path(),
+    ));
+    assert!(message.contains("was changed"), "{message}");
+    ok(coffer(&["restore", "--store", &database.url, "--in", path(&backup)], source.path()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
