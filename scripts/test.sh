@@ -32,3 +32,6 @@ fi
 
 echo "== Python: boto3 and aws CLI tests"
 COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
+
+echo "== README: its first command, verbatim, serves"
+./scripts/readme_first_command.sh

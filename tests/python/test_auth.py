@@ -188,9 +188,12 @@ def test_get_secret_value_on_prod_only_reads_prod_db_and_nothing_else(secured):
     assert reader.get_secret_value(SecretId="prod/db")["SecretString"] == "prod-password"
     assert reader.get_secret_value(SecretId=prod)["SecretString"] == "prod-password"
     expect(reader.get_secret_value, "AccessDeniedException",
-           denied(user, "GetSecretValue", dev, no_identity_allow("GetSecretValue")), SecretId="dev/db")
+           denied(user, "GetSecretValue", "dev/db", no_identity_allow("GetSecretValue")), SecretId="dev/db")
+    # The message quotes the SecretId as given, never the resolved ARN (no existence oracle).
+    expect(reader.get_secret_value, "AccessDeniedException",
+           denied(user, "GetSecretValue", dev, no_identity_allow("GetSecretValue")), SecretId=dev)
     expect(reader.describe_secret, "AccessDeniedException",
-           denied(user, "DescribeSecret", prod, no_identity_allow("DescribeSecret")), SecretId="prod/db")
+           denied(user, "DescribeSecret", "prod/db", no_identity_allow("DescribeSecret")), SecretId="prod/db")
     expect(reader.put_secret_value, "AccessDeniedException", SecretId="prod/db", SecretString="overwrite")
     expect(reader.list_secrets, "AccessDeniedException",
            denied(user, "ListSecrets", "*", no_identity_allow("ListSecrets")))
@@ -215,7 +218,7 @@ def test_a_deny_on_a_tag_wins_over_an_allow(secured):
     expect(ops.get_secret_value, "AccessDeniedException",
            denied("arn:aws:iam::000000000000:user/tagops", "GetSecretValue", restricted,
                   "with an explicit deny in an identity-based policy"),
-           SecretId="tagged/payroll")
+           SecretId=restricted)
     # Tagging the other secret Restricted takes effect on the next call.
     admin.tag_resource(SecretId="tagged/wiki", Tags=[{"Key": "Classification", "Value": "Restricted"}])
     expect(ops.get_secret_value, "AccessDeniedException", SecretId="tagged/wiki")
@@ -240,11 +243,20 @@ def test_create_secret_requires_the_tags_the_policy_names(secured):
 
 def test_a_resource_policy_grants_a_second_account_read_access(secured):
     admin = secured.admin()
-    arn = admin.create_secret(Name="shared/token", SecretString="for-partners")["ARN"]
+    # Reads from another account need a customer managed key whose policy lets that
+    # account decrypt (AWS refuses them under aws/secretsmanager).
+    key_policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PARTNER_ACCOUNT}:root"},
+         "Action": "kms:Decrypt", "Resource": "*"}]}
+    shared_key = secured.client(secured.admin_key, service="kms").create_key(
+        Policy=json.dumps(key_policy))["KeyMetadata"]["Arn"]
+    arn = admin.create_secret(Name="shared/token", SecretString="for-partners", KmsKeyId=shared_key)["ARN"]
     key = secured.user("partner", {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                       "Resource": "arn:aws:secretsmanager:us-east-1:000000000000:secret:shared/*"}],
+                       "Resource": "arn:aws:secretsmanager:us-east-1:000000000000:secret:shared/*"},
+                      {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": shared_key}],
     }, account=PARTNER_ACCOUNT)
     partner = secured.client(key)
     partner_arn = f"arn:aws:iam::{PARTNER_ACCOUNT}:user/partner"
@@ -273,7 +285,7 @@ def test_a_resource_policy_deny_applies_even_to_the_administrator(secured):
     admin.put_resource_policy(SecretId="locked/one", ResourcePolicy=json.dumps(policy))
     expect(admin.get_secret_value, "AccessDeniedException",
            denied(ADMIN_ARN, "GetSecretValue", arn, "with an explicit deny in a resource-based policy"),
-           SecretId="locked/one")
+           SecretId=arn)
     admin.delete_resource_policy(SecretId="locked/one")
     assert admin.get_secret_value(SecretId="locked/one")["SecretString"] == "v"
 

@@ -131,29 +131,6 @@ impl Event {
 const RESOURCE_MEMBERS: &[&str] =
     &["secretId", "name", "arn", "aRN", "keyId", "targetKeyId", "aliasName"];
 
-/// Whether a call only reads: CloudTrail's `readOnly`. Gets, lists, describes, the KMS
-/// cryptographic operations (which change no resource) and identity lookups.
-pub fn is_read_only(operation: &str) -> bool {
-    const READS: &[&str] = &[
-        "Get",
-        "Describe",
-        "List",
-        "BatchGet",
-        "Validate",
-        "Lookup",
-        "Encrypt",
-        "Decrypt",
-        "ReEncrypt",
-        "GenerateDataKey",
-        "GenerateRandom",
-        "GenerateMac",
-        "VerifyMac",
-        "Sign",
-        "Verify",
-    ];
-    READS.iter().any(|p| operation.starts_with(p))
-}
-
 /// Lower camel case as CloudTrail writes member names: the first letter is lowered, so
 /// `SecretId` becomes `secretId`; an all-capital name is lowered whole (`ARN` -> `arn`, as
 /// Secrets Manager writes it since 2024, where it once wrote `aRN`).
@@ -291,15 +268,5 @@ mod tests {
         let names = e.resource_names();
         assert!(names.contains("db"));
         assert!(names.contains("arn:aws:secretsmanager:us-east-1:1:secret:db-x"));
-    }
-
-    #[test]
-    fn reads_and_writes_are_told_apart_by_operation() {
-        for op in ["GetSecretValue", "ListSecrets", "DescribeKey", "Decrypt", "GenerateDataKey"] {
-            assert!(is_read_only(op), "{op}");
-        }
-        for op in ["CreateSecret", "PutSecretValue", "DeleteSecret", "CreateKey", "TagResource"] {
-            assert!(!is_read_only(op), "{op}");
-        }
     }
 }

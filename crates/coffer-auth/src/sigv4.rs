@@ -160,9 +160,41 @@ pub struct Authorization {
     terminator: String,
 }
 
-fn incomplete(what: &str, header: &str) -> SigV4Error {
-    SigV4Error::Incomplete(format!("{what} Authorization={header}"))
+/// The most characters of a client-supplied value that an error message quotes. AWS
+/// quotes the Authorization header in IncompleteSignature messages; a well-formed one is
+/// about 250 characters, so this bound leaves it whole while a hostile 300 KB header is
+/// not reflected (or logged) in full.
+pub const MAX_ECHO_CHARS: usize = 512;
+
+/// `value` as an error message may quote it: at most [`MAX_ECHO_CHARS`] characters, cut on
+/// a character boundary and marked when cut.
+pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_ECHO_CHARS) {
+        None => std::borrow::Cow::Borrowed(value),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &value[..cut])),
+    }
 }
+
+fn incomplete(what: &str, header: &str) -> SigV4Error {
+    SigV4Error::Incomplete(format!("{what} Authorization={}", echo(header)))
+}
+
+/// Headers that must appear at most once: the ones that choose what is verified
+/// (`Authorization`, `X-Amz-Date`, `X-Amz-Security-Token`) or which operation runs
+/// (`X-Amz-Target`). The server reads the first of a repeated header while the canonical
+/// request joins them all, so a repeat would let the two disagree.
+const SINGLE_HEADERS: &[(&str, &str)] = &[
+    ("authorization", "Authorization"),
+    ("x-amz-date", "X-Amz-Date"),
+    ("x-amz-target", "X-Amz-Target"),
+    ("x-amz-security-token", "X-Amz-Security-Token"),
+];
+
+/// Headers that must be signed whenever a request carries them, besides `host`: the
+/// target names the operation and the content type the protocol, so an unsigned one would
+/// let a captured request be replayed as another operation within the skew window.
+const MUST_SIGN_IF_PRESENT: &[(&str, &str)] =
+    &[("x-amz-target", "X-Amz-Target"), ("content-type", "Content-Type")];
 
 /// Parses an `Authorization` header. Missing parameters are reported all at once, in
 /// AWS's words.
@@ -170,19 +202,32 @@ pub fn parse_authorization(header: &str) -> Result<Authorization, SigV4Error> {
     let (algorithm, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     if algorithm != ALGORITHM {
         return Err(incomplete(
-            &format!("Unsupported AWS 'algorithm': '{algorithm}'; only {ALGORITHM} is accepted."),
+            &format!(
+                "Unsupported AWS 'algorithm': '{}'; only {ALGORITHM} is accepted.",
+                echo(algorithm)
+            ),
             header,
         ));
     }
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',').map(str::trim) {
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            signature = Some(v);
+        let (slot, name) = if part.starts_with("Credential=") {
+            (&mut credential, "Credential")
+        } else if part.starts_with("SignedHeaders=") {
+            (&mut signed, "SignedHeaders")
+        } else if part.starts_with("Signature=") {
+            (&mut signature, "Signature")
+        } else {
+            continue;
+        };
+        // Two values for one parameter leave it open which one was verified.
+        if slot.is_some() {
+            return Err(incomplete(
+                &format!("Authorization header has a duplicate '{name}' parameter."),
+                header,
+            ));
         }
+        *slot = Some(&part[name.len() + 1..]);
     }
     let mut missing = String::new();
     for (name, value) in
@@ -193,7 +238,7 @@ pub fn parse_authorization(header: &str) -> Result<Authorization, SigV4Error> {
         }
     }
     if !missing.is_empty() {
-        return Err(SigV4Error::Incomplete(format!("{missing}Authorization={header}")));
+        return Err(SigV4Error::Incomplete(format!("{missing}Authorization={}", echo(header))));
     }
     let (credential, signed, signature) =
         (credential.unwrap_or(""), signed.unwrap_or(""), signature.unwrap_or(""));
@@ -647,6 +692,13 @@ pub fn prevalidate(
             SigV4Error::MissingAuthenticationToken
         });
     };
+    for (name, shown) in SINGLE_HEADERS {
+        if req.header_values(name).nth(1).is_some() {
+            return Err(SigV4Error::Incomplete(format!(
+                "The request has more than one '{shown}' header; send it once."
+            )));
+        }
+    }
     let authorization = parse_authorization(header)?;
     let amz_date = req.header("x-amz-date").ok_or_else(|| {
         incomplete(
@@ -656,14 +708,15 @@ pub fn prevalidate(
     })?;
     let request_secs = parse_amz_date(amz_date).ok_or_else(|| {
         SigV4Error::Incomplete(format!(
-            "Date must be in ISO-8601 'basic format'. Got '{amz_date}'. See http://en.wikipedia.org/wiki/ISO_8601"
+            "Date must be in ISO-8601 'basic format'. Got '{}'. See http://en.wikipedia.org/wiki/ISO_8601",
+            echo(amz_date)
         ))
     })?;
     let scope = &authorization.scope;
     if authorization.terminator != "aws4_request" {
         return Err(SigV4Error::InvalidSignature(format!(
             "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'. ",
-            authorization.terminator
+            echo(&authorization.terminator)
         )));
     }
     if scope.service != expect.service {
@@ -675,13 +728,13 @@ pub fn prevalidate(
     if !(expect.region_is_valid)(&scope.region) {
         return Err(SigV4Error::InvalidSignature(format!(
             "Credential should be scoped to a valid region, not '{}'. ",
-            scope.region
+            echo(&scope.region)
         )));
     }
     if scope.date != amz_date[..8] {
         return Err(SigV4Error::InvalidSignature(format!(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
-            scope.date,
+            echo(&scope.date),
             &amz_date[..8]
         )));
     }
@@ -691,6 +744,15 @@ pub fn prevalidate(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
             header,
         ));
+    }
+    for (name, shown) in MUST_SIGN_IF_PRESENT {
+        let present = req.header_values(name).next().is_some();
+        if present && !authorization.signed_headers.iter().any(|h| h == name) {
+            return Err(incomplete(
+                &format!("'{shown}' must be a 'SignedHeader' in the AWS Authorization."),
+                header,
+            ));
+        }
     }
     Ok(Prevalidated {
         authorization,
@@ -854,5 +916,156 @@ mod tests {
             RequestParts { method: "POST", path: "/", query: "", headers: &headers, body: b"" };
         let canonical = canonical_request(&req, &["x-a".to_string()]);
         assert!(canonical.starts_with("POST\n/\n\nx-a:1,,2\n\nx-a\n"), "{canonical}");
+    }
+
+    /// A signed JSON 1.1 request as botocore builds it: POST / with the given headers
+    /// (besides the date and Authorization), signed over `signed`.
+    fn signed_json(
+        extra: &[(&'static str, &'static str)],
+        signed: &[&str],
+    ) -> Vec<(&'static str, Vec<u8>)> {
+        let mut owned: Vec<(&'static str, Vec<u8>)> =
+            vec![("Host", b"example.amazonaws.com".to_vec()), ("X-Amz-Date", DATE.into())];
+        owned.extend(extra.iter().map(|(n, v)| (*n, v.as_bytes().to_vec())));
+        let signed: Vec<String> = signed.iter().map(|s| s.to_string()).collect();
+        let headers: Vec<(&str, &[u8])> = owned.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let req =
+            RequestParts { method: "POST", path: "/", query: "", headers: &headers, body: b"{}" };
+        let auth = authorization_header(&req, "AKIDEXAMPLE", SECRET, &scope("us-east-1"), &signed);
+        owned.push(("Authorization", auth.into_bytes()));
+        owned
+    }
+
+    fn check(owned: &[(&str, Vec<u8>)]) -> Result<(), SigV4Error> {
+        let headers: Vec<(&str, &[u8])> = owned.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let req =
+            RequestParts { method: "POST", path: "/", query: "", headers: &headers, body: b"{}" };
+        let expect = Expectation {
+            service: "service",
+            now_secs: crate::time::parse_amz_date(DATE).unwrap(),
+            region_is_valid: &|_| true,
+        };
+        prevalidate(&req, &expect)?.verify(&req, SECRET)
+    }
+
+    fn incomplete_message(r: Result<(), SigV4Error>) -> String {
+        match r {
+            Err(SigV4Error::Incomplete(m)) => m,
+            other => panic!("expected IncompleteSignature, got {other:?}"),
+        }
+    }
+
+    const TARGET: (&str, &str) = ("X-Amz-Target", "secretsmanager.ListSecrets");
+    const JSON: (&str, &str) = ("Content-Type", "application/x-amz-json-1.1");
+
+    #[test]
+    fn the_target_and_content_type_must_be_signed_when_present() {
+        let all = ["content-type", "host", "x-amz-date", "x-amz-target"];
+        check(&signed_json(&[JSON, TARGET], &all)).unwrap();
+        let m = incomplete_message(check(&signed_json(&[JSON, TARGET], &["host", "x-amz-date"])));
+        assert!(m.starts_with("'X-Amz-Target' must be a 'SignedHeader'"), "{m}");
+        let m = incomplete_message(check(&signed_json(
+            &[JSON, TARGET],
+            &["host", "x-amz-date", "x-amz-target"],
+        )));
+        assert!(m.starts_with("'Content-Type' must be a 'SignedHeader'"), "{m}");
+        // A request without them (STS's query protocol has no target) needs neither signed.
+        check(&signed_json(&[], &["host", "x-amz-date"])).unwrap();
+    }
+
+    #[test]
+    fn repeated_deciding_headers_and_parameters_are_refused() {
+        let all = ["content-type", "host", "x-amz-date", "x-amz-target"];
+        for (name, value) in [
+            ("x-amz-target", "secretsmanager.DeleteSecret"),
+            ("X-Amz-Date", DATE),
+            ("authorization", "AWS4-HMAC-SHA256 x"),
+            ("X-Amz-Security-Token", "t"),
+        ] {
+            let mut owned = signed_json(&[JSON, TARGET], &all);
+            owned.push((name, value.as_bytes().to_vec()));
+            if name == "X-Amz-Security-Token" {
+                owned.push((name, value.as_bytes().to_vec()));
+            }
+            let m = incomplete_message(check(&owned));
+            assert!(m.contains("more than one"), "{m}");
+        }
+        for part in ["Signature", "Credential", "SignedHeaders"] {
+            let mut owned = signed_json(&[JSON, TARGET], &all);
+            let auth = String::from_utf8(owned.pop().unwrap().1).unwrap();
+            let value = auth.split(&format!("{part}=")).nth(1).unwrap().split(',').next().unwrap();
+            let doubled = format!("{auth}, {part}={value}");
+            owned.push(("Authorization", doubled.into_bytes()));
+            let m = incomplete_message(check(&owned));
+            assert!(m.contains(&format!("duplicate '{part}' parameter")), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_date_is_incomplete_not_a_panic() {
+        let mut owned = signed_json(&[JSON, TARGET], &["content-type", "host", "x-amz-date"]);
+        owned[1].1 = "20261é5T000000Z".as_bytes().to_vec();
+        let m = incomplete_message(check(&owned));
+        assert!(m.starts_with("Date must be in ISO-8601 'basic format'."), "{m}");
+    }
+
+    #[test]
+    fn echoed_values_are_bounded() {
+        let huge = format!("AWS4-HMAC-SHA256 Junk={}", "é".repeat(300_000));
+        let m = incomplete_message(Err(parse_authorization(&huge).unwrap_err()));
+        assert!(m.chars().count() < MAX_ECHO_CHARS + 200, "{}", m.len());
+        assert!(m.ends_with("..."));
+        assert_eq!(echo("short"), "short");
+        let exact = "x".repeat(MAX_ECHO_CHARS);
+        assert_eq!(echo(&exact), exact);
+        let date = format!("{}Z", "9".repeat(100_000));
+        let mut owned = signed_json(&[], &["host", "x-amz-date"]);
+        owned[1].1 = date.into_bytes();
+        assert!(incomplete_message(check(&owned)).len() < MAX_ECHO_CHARS + 200);
+    }
+
+    proptest::proptest! {
+        /// Hostile header values never panic the checks that run before authentication.
+        #[test]
+        fn arbitrary_headers_never_panic(
+            auth in "\\PC{0,300}",
+            date in "\\PC{0,24}",
+            target in proptest::option::of("\\PC{0,40}"),
+            extra in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut owned: Vec<(&str, Vec<u8>)> = vec![
+                ("Host", b"h".to_vec()),
+                ("X-Amz-Date", date.into_bytes()),
+                ("Authorization", auth.into_bytes()),
+                ("X-Raw", extra),
+            ];
+            if let Some(t) = target {
+                owned.push(("X-Amz-Target", t.into_bytes()));
+            }
+            let _ = check(&owned);
+        }
+
+        /// Well-formed prefixes with hostile tails reach the later checks too.
+        #[test]
+        fn arbitrary_credentials_and_dates_never_panic(
+            cred in "[A-Z0-9]{0,4}(/\\PC{0,12}){0,6}",
+            signed in "\\PC{0,40}",
+            sig in "\\PC{0,70}",
+            // Mostly 16 bytes with `T` and `Z` in place around a multi-byte character.
+            date in "[0-9]{3,7}[\\u{80}-\\u{7ff}][0-9]{0,3}T[0-9]{5,6}Z",
+        ) {
+            let auth = format!("AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders={signed}, Signature={sig}");
+            let owned: Vec<(&str, Vec<u8>)> = vec![
+                ("Host", b"h".to_vec()),
+                ("X-Amz-Date", date.into_bytes()),
+                ("Authorization", auth.into_bytes()),
+            ];
+            let _ = check(&owned);
+            let _ = parse_amz_date_str_for_test(&owned[1].1);
+        }
+    }
+
+    fn parse_amz_date_str_for_test(raw: &[u8]) -> Option<i64> {
+        std::str::from_utf8(raw).ok().and_then(crate::time::parse_amz_date)
     }
 }

@@ -45,7 +45,9 @@ fn from_parts(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
 /// Parses SigV4's basic ISO 8601 form `YYYYMMDDTHHMMSSZ` into Unix seconds.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    // ASCII first: the slices below are by byte, and a multi-byte character straddling
+    // one of their ends would panic.
+    if !s.is_ascii() || b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
     from_parts(
@@ -134,9 +136,17 @@ mod tests {
 
     #[test]
     fn malformed_amz_dates_are_rejected() {
-        for bad in
-            ["", "20150830T123600", "2015-08-30T12:36:00Z", "20151330T123600Z", "2015083OT123600Z"]
-        {
+        for bad in [
+            "",
+            "20150830T123600",
+            "2015-08-30T12:36:00Z",
+            "20151330T123600Z",
+            "2015083OT123600Z",
+            // 16 bytes with `T` and `Z` in place, but an `é` across bytes 5 and 6.
+            "20261é5T000000Z",
+            "2015é830T12360Z",
+            "201508\u{301}0T1236Z",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }

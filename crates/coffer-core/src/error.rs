@@ -24,6 +24,8 @@ pub enum ErrorCode {
     IncompleteSignature,
     AccessDenied,
     RequestEntityTooLarge,
+    /// The request's body did not arrive in time.
+    RequestTimeout,
     NotImplemented,
     /// SigV4: the access key id or security token is not known.
     UnrecognizedClient,
@@ -70,6 +72,7 @@ impl ErrorCode {
             ErrorCode::IncompleteSignature => "IncompleteSignatureException",
             ErrorCode::AccessDenied => "AccessDeniedException",
             ErrorCode::RequestEntityTooLarge => "RequestEntityTooLargeException",
+            ErrorCode::RequestTimeout => "RequestTimeoutException",
             ErrorCode::NotImplemented => "NotImplementedException",
             ErrorCode::UnrecognizedClient => "UnrecognizedClientException",
             ErrorCode::InvalidSignature => "InvalidSignatureException",
@@ -98,6 +101,7 @@ impl ErrorCode {
             ErrorCode::InternalServiceError | ErrorCode::KmsInternal => 500,
             ErrorCode::MissingAuthenticationToken | ErrorCode::AccessDenied => 400,
             ErrorCode::RequestEntityTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
             _ => 400,
         }

@@ -11,8 +11,21 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The labels of every version of one secret, by version id.
 pub type Labels = BTreeMap<String, BTreeSet<String>>;
 
+/// A secret may carry at most this many staging labels across all its versions (AWS's
+/// quota); so a version may carry at most as many (the model's list limit).
+pub const MAX_LABELS_PER_SECRET: usize = 20;
 /// A version may carry at most this many labels (the model's list limit).
-pub const MAX_LABELS_PER_VERSION: usize = 20;
+pub const MAX_LABELS_PER_VERSION: usize = MAX_LABELS_PER_SECRET;
+
+/// How many labels the versions of a secret carry in all (each label is on one version).
+pub fn label_count(labels: &Labels) -> usize {
+    labels.values().map(BTreeSet::len).sum()
+}
+
+/// Refuses a change that would leave more than [`MAX_LABELS_PER_SECRET`] labels.
+fn within_secret_quota(labels: &Labels) -> Result<(), AwsError> {
+    if label_count(labels) > MAX_LABELS_PER_SECRET { Err(too_many_labels()) } else { Ok(()) }
+}
 /// Versions beyond this count are pruned, or refused when none can be.
 pub const MAX_VERSIONS: usize = 100;
 /// Deprecated versions younger than this are never pruned.
@@ -39,6 +52,18 @@ pub fn holder<'a>(labels: &'a Labels, label: &str) -> Option<&'a str> {
 ///
 /// Returns the new version's labels.
 pub fn add_version(
+    labels: &mut Labels,
+    new_version_id: &str,
+    requested: Option<&[String]>,
+) -> Result<BTreeSet<String>, AwsError> {
+    let mut after = labels.clone();
+    let stages = add_version_unchecked(&mut after, new_version_id, requested)?;
+    within_secret_quota(&after)?;
+    *labels = after;
+    Ok(stages)
+}
+
+fn add_version_unchecked(
     labels: &mut Labels,
     new_version_id: &str,
     requested: Option<&[String]>,
@@ -79,6 +104,19 @@ pub fn add_version(
 /// to `move_to`. Moving AWSCURRENT gives the version it left AWSPREVIOUS; the
 /// version it reaches keeps its other labels.
 pub fn move_label(
+    labels: &mut Labels,
+    label: &str,
+    remove_from: Option<&str>,
+    move_to: Option<&str>,
+) -> Result<(), AwsError> {
+    let mut after = labels.clone();
+    move_label_unchecked(&mut after, label, remove_from, move_to)?;
+    within_secret_quota(&after)?;
+    *labels = after;
+    Ok(())
+}
+
+fn move_label_unchecked(
     labels: &mut Labels,
     label: &str,
     remove_from: Option<&str>,
@@ -165,13 +203,40 @@ pub fn versions_to_prune(versions: &[VersionMeta], now: Millis) -> Result<Vec<St
 fn too_many_labels() -> AwsError {
     AwsError::new(
         ErrorCode::LimitExceeded,
-        format!("A version can have at most {MAX_LABELS_PER_VERSION} staging labels."),
+        format!(
+            "A secret can have at most {MAX_LABELS_PER_SECRET} staging labels across all of its versions."
+        ),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labelled(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("L{i}")).collect()
+    }
+
+    #[test]
+    fn a_secret_carries_at_most_twenty_labels_across_its_versions() {
+        let mut labels = Labels::new();
+        add_version(&mut labels, "v1", None).unwrap();
+        add_version(&mut labels, "v2", None).unwrap();
+        // AWSCURRENT on v2 and AWSPREVIOUS on v1: 18 more fit, spread over versions.
+        add_version(&mut labels, "v3", Some(&labelled(10))).unwrap();
+        add_version(&mut labels, "v4", Some(&labelled(18)[10..])).unwrap();
+        assert_eq!(label_count(&labels), 20);
+        let before = labels.clone();
+        let err = add_version(&mut labels, "v5", Some(&["ONE_MORE".to_string()])).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        assert_eq!(labels, before, "a refused change changes nothing");
+        // Moving an existing label keeps the count: allowed.
+        add_version(&mut labels, "v5", Some(&["L0".to_string()])).unwrap();
+        assert_eq!(label_count(&labels), 20);
+        let err = move_label(&mut labels, "EXTRA", None, Some("v1")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        assert_eq!(label_count(&labels), 20);
+    }
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| s.to_string()).collect()

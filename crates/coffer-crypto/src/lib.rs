@@ -2,9 +2,11 @@
 //! values, and zeroizing types for key material and plaintext.
 //!
 //! The key hierarchy has three levels. The [`MasterKey`] (kept in `<data-dir>/master.key` or
-//! given by the operator) wraps key-encryption keys, one per account and region. Each secret
-//! version's value is [`seal`]ed under its own random data key, and that data key is wrapped by
-//! a key-encryption key. Every layer uses AES-256-GCM from aws-lc-rs with random 96-bit nonces.
+//! given by the operator) wraps key-encryption keys (KMS key material). Each value is
+//! [`seal`]ed under its own key, derived with HKDF-SHA256 from a key-encryption key and a
+//! random salt (format 2; format 1 wrapped a random data key instead), so no AES-GCM key
+//! encrypts more than once under a random nonce except the master key, which wraps only
+//! key material. Every layer uses AES-256-GCM from aws-lc-rs.
 //!
 //! This crate does no I/O except reading and creating the master key file.
 

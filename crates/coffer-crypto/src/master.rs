@@ -89,6 +89,24 @@ impl MasterKey {
         read_key_file(file, path)
     }
 
+    /// The permission bits of the key file at `path` when its group or others may read or
+    /// write it (`None` when only its owner may, or it cannot be looked at). The caller warns,
+    /// as ssh does about a private key others can read: whoever reads the key reads every
+    /// secret in a copy of the database.
+    pub fn exposed_file_mode(path: &Path) -> Option<u32> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+            (mode & 0o077 != 0).then_some(mode)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+
     /// Reads the key file at `path`, or creates it with a fresh key if it does not exist.
     /// Returns the key and whether the file was created.
     ///
@@ -128,6 +146,18 @@ impl MasterKey {
         check.push(FORMAT_VERSION);
         aead::seal_into(&self.key, CHECK_DOMAIN, b"", CHECK_PLAINTEXT, &mut check);
         check
+    }
+
+    /// The generation id of a check value: the first 8 bytes of its SHA-256, in hex.
+    ///
+    /// Every check value is sealed with a fresh nonce, so each one recorded in a store (at
+    /// first start, and again by each master-key rotation) names one master-key
+    /// generation. Key material records the generation that wrapped it, and a node
+    /// refuses to wrap once the store's check value is no longer the one it started with.
+    /// The id reveals nothing about the key: the check value is not secret either.
+    pub fn generation_of(check: &[u8]) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, check);
+        digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// True if and only if `check` was produced by [`MasterKey::check_value`] of this key.
@@ -324,6 +354,16 @@ mod tests {
     }
 
     #[test]
+    fn every_check_value_has_its_own_generation_id() {
+        let key = MasterKey::generate();
+        let (first, second) = (key.check_value(), key.check_value());
+        let id = MasterKey::generation_of(&first);
+        assert_eq!(id.len(), 16);
+        assert_eq!(id, MasterKey::generation_of(&first));
+        assert_ne!(id, MasterKey::generation_of(&second));
+    }
+
+    #[test]
     fn damaged_check_values_do_not_verify() {
         let key = MasterKey::generate();
         let check = key.check_value();
@@ -402,6 +442,24 @@ mod tests {
             master.unwrap_key(&longer, b"ctx"),
             Err(CryptoError::MalformedWrappedKey)
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_its_group_or_others_can_open_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(MasterKey::exposed_file_mode(&path), None);
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(MasterKey::exposed_file_mode(&path), Some(mode));
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(MasterKey::exposed_file_mode(&path), None);
+        assert_eq!(MasterKey::exposed_file_mode(&dir.path().join("missing")), None);
     }
 
     #[cfg(unix)]

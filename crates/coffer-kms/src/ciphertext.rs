@@ -1,25 +1,33 @@
 //! Ciphertext blobs: what Encrypt and GenerateDataKey return and what every secret version stores.
 //!
-//! Format version 1, all integers big-endian:
+//! Format version 2, all integers big-endian:
 //!
 //! ```text
 //! offset  length  field
-//! 0       1       format version (1)
+//! 0       1       format version (2)
 //! 1       16      key id of the KMS key (the UUID's 16 bytes)
 //! 17      4       key material version that sealed the envelope
-//! 21      ...     coffer-crypto envelope: a fresh data key wrapped by the key material,
-//!                 and the plaintext sealed by the data key (AES-256-GCM both)
+//! 21      ...     coffer-crypto envelope (format 2): the plaintext sealed under a key
+//!                 derived by HKDF-SHA256 from the key material and a random salt
 //! ```
 //!
 //! The header names the key, so Decrypt needs no KeyId. The envelope is authenticated with
-//! the key ARN, the material version and the canonical encryption context, so changing a
-//! header byte, a ciphertext byte or the context makes the blob fail to open.
+//! the whole 21-byte header (its version byte included), the key ARN, the material version
+//! and the canonical encryption context, so changing any header byte, a ciphertext byte or
+//! the context makes the blob fail to open.
+//!
+//! Format version 1 (blobs written before format 2) has the same header with version byte 1
+//! and a format 1 envelope; its AAD leaves out the header bytes (the key id and material
+//! version are still bound through the ARN and the version field). It is still opened.
 
 use crate::error::KmsError;
 use std::collections::BTreeMap;
 
-/// The format version written at the start of every blob.
-pub const BLOB_VERSION: u8 = 1;
+/// The format version written at the start of every new blob.
+pub const BLOB_VERSION: u8 = 2;
+
+/// The first format version, still accepted by [`parse`].
+pub const BLOB_VERSION_1: u8 = 1;
 
 /// Bytes before the envelope.
 pub const HEADER_LEN: usize = 1 + 16 + 4;
@@ -48,7 +56,7 @@ pub fn header(key_id: &str, material_version: u32) -> Result<Vec<u8>, KmsError> 
 
 /// Splits a blob into its header and envelope; anything malformed is `InvalidCiphertextException`.
 pub fn parse(blob: &[u8]) -> Result<(BlobHeader, &[u8]), KmsError> {
-    if blob.len() <= HEADER_LEN || blob[0] != BLOB_VERSION {
+    if blob.len() <= HEADER_LEN || !matches!(blob[0], BLOB_VERSION | BLOB_VERSION_1) {
         return Err(KmsError::invalid_ciphertext());
     }
     let uuid = uuid::Uuid::from_slice(&blob[1..17]).map_err(|_| KmsError::invalid_ciphertext())?;
@@ -59,10 +67,24 @@ pub fn parse(blob: &[u8]) -> Result<(BlobHeader, &[u8]), KmsError> {
     ))
 }
 
-/// The additional authenticated data of a blob: a domain label, the key ARN, the material
-/// version and the context, each length-prefixed so no two different inputs encode alike.
-pub fn aad(key_arn: &str, material_version: u32, context: &EncryptionContext) -> Vec<u8> {
-    let mut out = b"coffer/kms/v1/ciphertext\0".to_vec();
+/// The additional authenticated data of a blob whose header is `header` (its first
+/// [`HEADER_LEN`] bytes): a domain label, the header bytes (format 2), the key ARN, the
+/// material version and the context, each length-prefixed so no two different inputs
+/// encode alike.
+pub fn aad(
+    header: &[u8],
+    key_arn: &str,
+    material_version: u32,
+    context: &EncryptionContext,
+) -> Vec<u8> {
+    let mut out = match header.first() {
+        Some(&BLOB_VERSION_1) => b"coffer/kms/v1/ciphertext\0".to_vec(),
+        _ => {
+            let mut out = b"coffer/kms/v2/ciphertext\0".to_vec();
+            push_field(&mut out, header);
+            out
+        }
+    };
     push_field(&mut out, key_arn.as_bytes());
     out.extend_from_slice(&material_version.to_be_bytes());
     out.extend_from_slice(&(context.len() as u32).to_be_bytes());
@@ -100,7 +122,7 @@ mod tests {
         let mut blob = header(ID, 1).unwrap();
         assert_eq!(parse(&blob).unwrap_err().code(), Some(ErrorCode::KmsInvalidCiphertext));
         blob.push(0);
-        blob[0] = 2;
+        blob[0] = 3;
         assert_eq!(parse(&blob).unwrap_err().code(), Some(ErrorCode::KmsInvalidCiphertext));
         assert!(parse(&[]).is_err());
     }
@@ -109,6 +131,7 @@ mod tests {
     fn the_aad_does_not_depend_on_context_order_but_on_every_pair() {
         let a: EncryptionContext = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
         let b: EncryptionContext = [("b".into(), "2".into()), ("a".into(), "1".into())].into();
+        let aad = |arn: &str, v: u32, c: &EncryptionContext| aad(&[2; HEADER_LEN], arn, v, c);
         assert_eq!(aad("arn", 1, &a), aad("arn", 1, &b));
         let shifted: EncryptionContext =
             [("a".into(), "1b".into()), ("".into(), "2".into())].into();
@@ -116,5 +139,21 @@ mod tests {
         assert_ne!(aad("arn", 1, &a), aad("arn", 2, &a));
         assert_ne!(aad("arn", 1, &a), aad("arn2", 1, &a));
         assert_ne!(aad("arn", 1, &a), aad("arn", 1, &EncryptionContext::new()));
+    }
+
+    #[test]
+    fn every_header_byte_of_a_format_2_blob_is_in_its_aad() {
+        let context = EncryptionContext::new();
+        let header = header(ID, 7).unwrap();
+        let base = aad(&header, "arn", 7, &context);
+        for byte in 0..HEADER_LEN {
+            let mut changed = header.clone();
+            changed[byte] ^= 1;
+            assert_ne!(aad(&changed, "arn", 7, &context), base, "byte {byte}");
+        }
+        // Format 1 blobs keep their original AAD (no header bytes), so they still open.
+        let mut legacy = header.clone();
+        legacy[0] = BLOB_VERSION_1;
+        assert!(!aad(&legacy, "arn", 7, &context).windows(HEADER_LEN).any(|w| w == &legacy[..]));
     }
 }

@@ -22,8 +22,8 @@ pub use model::{
     AliasRecord, KeyManager, KeyRecord, KeyState, Material, NewKey, Page, RotationType, Tag,
 };
 pub use service::{
-    DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, ReEncrypted,
-    SECRETS_MANAGER_ALIAS, check_algorithm, data_key_length, generate_random,
+    DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, MASTER_CHECK_SETTING,
+    ReEncrypted, SECRETS_MANAGER_ALIAS, check_algorithm, data_key_length, generate_random,
 };
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ pub struct Material {
     pub created_ms: Millis,
     /// `None` for the original material.
     pub rotation: Option<RotationType>,
+    /// The master-key generation that wrapped it ([`coffer_crypto::MasterKey::generation_of`]
+    /// of the store's check value); `None` for material wrapped before generations were
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
 impl std::fmt::Debug for Material {
@@ -76,6 +81,7 @@ impl std::fmt::Debug for Material {
             .field("version", &self.version)
             .field("id", &self.id)
             .field("wrapped", &"***")
+            .field("generation", &self.generation)
             .finish()
     }
 }

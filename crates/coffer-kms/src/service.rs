@@ -19,6 +19,7 @@ use coffer_crypto::{KeyMaterial, MasterKey, SecretBytes};
 use coffer_store::{ReadTxn, WriteTxn};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 /// Store record kind of keys; record key `<account>/<region>/<key id>`.
 pub const KEY_KIND: &str = "kms-key";
@@ -37,6 +38,15 @@ pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 pub const DEFAULT_ROTATION_DAYS: i32 = 365;
 /// How many unwrapped materials are kept in memory before the cache is emptied.
 const MAX_CACHED: usize = 4096;
+/// How long an unwrapped material stays in memory after it was unwrapped. A key deleted
+/// by another node (which this one learns of only by reading its record) or one this
+/// node no longer uses leaves memory within this long ([`Kms::prune_cache`]); a key in
+/// use costs one master-key unwrap per period.
+pub const MATERIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// The setting holding the check value of the master key the store's material is wrapped
+/// under. It changes at every master-key rotation, so its [`MasterKey::generation_of`] names
+/// the master-key generation the store expects new wraps to use.
+pub const MASTER_CHECK_SETTING: &str = "master-key-check";
 /// The DryRun answer.
 pub const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
 
@@ -89,7 +99,12 @@ impl DueWork {
 /// unwrapped materials keyed by their unique material id.
 pub struct Kms {
     master: MasterKey,
-    cache: RwLock<HashMap<String, Arc<KeyMaterial>>>,
+    /// The master-key generation this service was started with ([`Kms::bound`]); `None`
+    /// for a service not bound to a store's check value (unit tests), which checks nothing.
+    generation: Option<String>,
+    cache: RwLock<HashMap<String, (Arc<KeyMaterial>, Instant)>>,
+    /// How long a cached material is used: [`MATERIAL_CACHE_TTL`] unless set.
+    material_ttl: Duration,
     /// Key records as last decoded, with the bytes they were decoded from: a record
     /// read again with the same bytes is not parsed again (every secret read and write
     /// loads its key). Keyed by record key; bounded by [`MAX_DECODED_KEYS`].
@@ -354,27 +369,91 @@ fn check_alias_name(alias: &str) -> Result<(), KmsError> {
 }
 
 impl Kms {
+    /// A service that checks no master-key generation (tests of the key service alone).
     pub fn new(master: MasterKey) -> Kms {
-        Kms { master, cache: RwLock::new(HashMap::new()), decoded: Mutex::default() }
+        Kms {
+            master,
+            generation: None,
+            cache: RwLock::new(HashMap::new()),
+            material_ttl: MATERIAL_CACHE_TTL,
+            decoded: Mutex::default(),
+        }
+    }
+
+    /// A service bound to the master-key generation whose check value `check` the store
+    /// held when this node started. New material is wrapped only while the store still
+    /// holds that check value, read in the wrapping transaction: after a master-key
+    /// rotation by another process, this node refuses to wrap under the old key (which
+    /// the store no longer expects) instead of writing material nobody can open later.
+    pub fn bound(master: MasterKey, check: &[u8]) -> Kms {
+        Kms { generation: Some(MasterKey::generation_of(check)), ..Kms::new(master) }
+    }
+
+    /// Sets how long an unwrapped material is kept ([`MATERIAL_CACHE_TTL`] by default).
+    pub fn with_material_ttl(mut self, ttl: Duration) -> Kms {
+        self.material_ttl = ttl;
+        self
+    }
+
+    /// Drops every unwrapped material older than the cache's time to live, so keys
+    /// deleted elsewhere or no longer used leave memory without another request. The
+    /// background work calls it every round, on every node.
+    pub fn prune_cache(&self) {
+        let ttl = self.material_ttl;
+        let mut cache = self.cache.write().expect("material cache lock");
+        cache.retain(|_, (_, unwrapped_at)| unwrapped_at.elapsed() < ttl);
+    }
+
+    /// How many unwrapped materials are in memory.
+    pub fn cached_materials(&self) -> usize {
+        self.cache.read().expect("material cache lock").len()
+    }
+
+    /// The master-key generation this service wraps under, if bound.
+    pub fn generation(&self) -> Option<&str> {
+        self.generation.as_deref()
+    }
+
+    /// Refuses to wrap unless the store still expects this node's master-key generation.
+    fn check_generation(&self, tx: &dyn ReadTxn) -> Result<(), KmsError> {
+        let Some(mine) = &self.generation else { return Ok(()) };
+        let stored = tx.setting(MASTER_CHECK_SETTING)?.map(|c| MasterKey::generation_of(&c));
+        if stored.as_deref() == Some(mine.as_str()) {
+            return Ok(());
+        }
+        tracing::error!(
+            node_generation = %mine,
+            store_generation = stored.as_deref().unwrap_or("none"),
+            "the master key was rotated since this node started: it refuses to wrap new key \
+             material under the old master key; restart it with the new master key"
+        );
+        Err(KmsError::Internal(format!(
+            "the master key was rotated since this node started (store generation {}, this \
+             node {mine}); restart it with the new master key",
+            stored.as_deref().unwrap_or("none")
+        )))
     }
 
     fn new_material(
         &self,
+        tx: &dyn ReadTxn,
         arn: &str,
         version: u32,
         now: Millis,
         rotation: Option<RotationType>,
-    ) -> Material {
+    ) -> Result<Material, KmsError> {
+        self.check_generation(tx)?;
         let material = KeyMaterial::generate();
         let wrapped = self.master.wrap_key(&material, &material_context(arn, version));
         // Not cached: the transaction creating it may still roll back. The first use unwraps it.
-        Material {
+        Ok(Material {
             version,
             id: hex(&coffer_crypto::random_bytes(32)),
             wrapped: STANDARD.encode(wrapped),
             created_ms: now,
             rotation,
-        }
+            generation: self.generation.clone(),
+        })
     }
 
     fn unwrap_material(
@@ -382,8 +461,26 @@ impl Kms {
         key: &KeyRecord,
         material: &Material,
     ) -> Result<Arc<KeyMaterial>, KmsError> {
-        if let Some(found) = self.cache.read().expect("material cache lock").get(&material.id) {
+        if let Some((found, at)) = self.cache.read().expect("material cache lock").get(&material.id)
+            && at.elapsed() < self.material_ttl
+        {
             return Ok(found.clone());
+        }
+        if let (Some(mine), Some(theirs)) = (&self.generation, &material.generation)
+            && mine != theirs
+        {
+            tracing::error!(
+                key = %key.arn,
+                node_generation = %mine,
+                material_generation = %theirs,
+                "key material is wrapped under another master-key generation than this \
+                 node's: restart the node with the store's current master key"
+            );
+            return Err(KmsError::Internal(format!(
+                "material {} of {} is wrapped under master-key generation {theirs}, this node \
+                 holds {mine}: restart it with the current master key",
+                material.version, key.arn
+            )));
         }
         let wrapped = STANDARD.decode(&material.wrapped).map_err(|_| {
             KmsError::Internal(format!(
@@ -405,7 +502,7 @@ impl Kms {
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(material.id.clone(), unwrapped.clone());
+        cache.insert(material.id.clone(), (unwrapped.clone(), Instant::now()));
         Ok(unwrapped)
     }
 
@@ -416,20 +513,22 @@ impl Kms {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new_key_record(
         &self,
+        tx: &dyn ReadTxn,
         scope: &Scope,
         description: String,
         manager: KeyManager,
         tags: Vec<Tag>,
         policy: Option<String>,
         now: Millis,
-    ) -> KeyRecord {
+    ) -> Result<KeyRecord, KmsError> {
         let key_id = uuid::Uuid::new_v4().hyphenated().to_string();
         let arn = key_arn(scope, &key_id);
-        let material = self.new_material(&arn, 1, now, None);
+        let material = self.new_material(tx, &arn, 1, now, None)?;
         let aws = manager == KeyManager::Aws;
-        KeyRecord {
+        Ok(KeyRecord {
             key_id,
             scope: scope.clone(),
             arn,
@@ -446,7 +545,7 @@ impl Kms {
             materials: vec![material],
             tags,
             policy,
-        }
+        })
     }
 
     /// Finds a key by any accepted form. `allow_alias` is false for operations that take
@@ -549,13 +648,14 @@ impl Kms {
         }
         let tags = check_tags(&[], &request.tags)?;
         let key = self.new_key_record(
+            tx,
             scope,
             request.description.unwrap_or_default(),
             KeyManager::Customer,
             tags,
             request.policy,
             now,
-        );
+        )?;
         save_key(tx, &key)?;
         Ok(key)
     }
@@ -781,11 +881,8 @@ impl Kms {
             .ok_or_else(|| KmsError::Internal(format!("{} has no key material", key.arn)))?;
         let unwrapped = self.unwrap_material(key, material)?;
         let mut blob = ciphertext::header(&key.key_id, material.version)?;
-        blob.extend_from_slice(&coffer_crypto::seal(
-            &unwrapped,
-            plaintext,
-            &ciphertext::aad(&key.arn, material.version, context),
-        ));
+        let aad = ciphertext::aad(&blob, &key.arn, material.version, context);
+        blob.extend_from_slice(&coffer_crypto::seal(&unwrapped, plaintext, &aad));
         Ok(Encrypted { blob, key_arn: key.arn.clone(), material_id: material.id.clone() })
     }
 
@@ -818,7 +915,7 @@ impl Kms {
         let plaintext = coffer_crypto::open(
             &unwrapped,
             envelope,
-            &ciphertext::aad(&key.arn, material.version, context),
+            &ciphertext::aad(&blob[..ciphertext::HEADER_LEN], &key.arn, material.version, context),
         )
         .map_err(|_| KmsError::invalid_ciphertext())?;
         let material_id = material.id.clone();
@@ -918,10 +1015,17 @@ impl Kms {
         Ok(key)
     }
 
-    fn rotate(&self, key: &mut KeyRecord, rotation: RotationType, now: Millis) {
+    fn rotate(
+        &self,
+        tx: &dyn ReadTxn,
+        key: &mut KeyRecord,
+        rotation: RotationType,
+        now: Millis,
+    ) -> Result<(), KmsError> {
         let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
-        let material = self.new_material(&key.arn, version, now, Some(rotation));
+        let material = self.new_material(tx, &key.arn, version, now, Some(rotation))?;
         key.materials.push(material);
+        Ok(())
     }
 
     /// RotateKeyOnDemand: new material now; older material stays for decryption.
@@ -944,7 +1048,7 @@ impl Kms {
                 ),
             ));
         }
-        self.rotate(&mut key, RotationType::OnDemand, now);
+        self.rotate(tx, &mut key, RotationType::OnDemand, now)?;
         key.on_demand_rotations += 1;
         save_key(tx, &key)?;
         Ok(key)
@@ -1015,13 +1119,14 @@ impl Kms {
             return Ok(key);
         }
         let key = self.new_key_record(
+            tx,
             scope,
             SECRETS_MANAGER_KEY_DESCRIPTION.to_string(),
             KeyManager::Aws,
             Vec::new(),
             None,
             now,
-        );
+        )?;
         save_key(tx, &key)?;
         let alias = AliasRecord {
             name: SECRETS_MANAGER_ALIAS.to_string(),
@@ -1092,7 +1197,7 @@ impl Kms {
                 work.deleted.push((key.scope.clone(), key.arn.clone()));
             } else {
                 let period = i64::from(key.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
-                self.rotate(&mut key, RotationType::Automatic, now);
+                self.rotate(tx, &mut key, RotationType::Automatic, now)?;
                 let mut next = key.next_rotation_ms.unwrap_or(now);
                 // A server that was down for several periods rotates once, then schedules ahead.
                 while next <= now {
@@ -1122,13 +1227,17 @@ impl Kms {
     }
 
     /// Re-wraps every key material from `old` to `new` master key, in the caller's
-    /// transaction. Ciphertext (secret values, blobs) is untouched: only the wrapping of the
-    /// materials changes. Returns how many materials were re-wrapped.
+    /// transaction, stamping each with the generation of `new_check` (the check value the
+    /// caller records for `new` in the same transaction). Ciphertext (secret values, blobs)
+    /// is untouched: only the wrapping of the materials changes. Returns how many materials
+    /// were re-wrapped.
     pub fn rewrap_all(
         tx: &mut dyn WriteTxn,
         old: &MasterKey,
         new: &MasterKey,
+        new_check: &[u8],
     ) -> Result<usize, KmsError> {
+        let generation = MasterKey::generation_of(new_check);
         let mut rewrapped = 0;
         let mut after: Option<String> = None;
         loop {
@@ -1151,6 +1260,7 @@ impl Kms {
                         ))
                     })?;
                     material.wrapped = STANDARD.encode(new.wrap_key(&unwrapped, &context));
+                    material.generation = Some(generation.clone());
                     rewrapped += 1;
                 }
                 tx.put_record(KEY_KIND, &record_key, &encode(&key))?;
@@ -1161,5 +1271,50 @@ impl Kms {
             }
         }
         Ok(rewrapped)
+    }
+
+    /// Gives every key not pending deletion a new material version wrapped under `new`
+    /// (stamped with the generation of `new_check`), in the caller's transaction, so that
+    /// what is encrypted from now on is under material the old master key never wrapped.
+    /// Earlier versions stay (their ciphertexts must still decrypt), and nothing is
+    /// re-encrypted: a copy of the store taken before, with the old master key, still opens
+    /// every ciphertext made before. Such versions are on-demand rotations that do not
+    /// count toward the on-demand limit. Returns how many keys got new material.
+    pub fn rekey_all(
+        tx: &mut dyn WriteTxn,
+        new: &MasterKey,
+        new_check: &[u8],
+        now: Millis,
+    ) -> Result<usize, KmsError> {
+        let generation = MasterKey::generation_of(new_check);
+        let mut rekeyed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let rows = tx.records(KEY_KIND, "", after.as_deref(), 256)?;
+            let done = rows.len() < 256;
+            for (record_key, bytes) in rows {
+                let mut key: KeyRecord = decode("key record", &bytes)?;
+                if key.state != KeyState::PendingDeletion {
+                    let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
+                    let material = KeyMaterial::generate();
+                    let wrapped = new.wrap_key(&material, &material_context(&key.arn, version));
+                    key.materials.push(Material {
+                        version,
+                        id: hex(&coffer_crypto::random_bytes(32)),
+                        wrapped: STANDARD.encode(wrapped),
+                        created_ms: now,
+                        rotation: Some(RotationType::OnDemand),
+                        generation: Some(generation.clone()),
+                    });
+                    tx.put_record(KEY_KIND, &record_key, &encode(&key))?;
+                    rekeyed += 1;
+                }
+                after = Some(record_key);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(rekeyed)
     }
 }

@@ -564,7 +564,8 @@ fn rewrapping_under_a_new_master_key_keeps_every_blob_readable() {
     let old_blob = f.encrypt(&key.key_id, b"before", &EncryptionContext::new()).unwrap().blob;
     let old = MasterKey::from_text(&old_text).unwrap();
     let new = MasterKey::from_text(&new_text).unwrap();
-    let count = f.write(|_, tx| Kms::rewrap_all(tx, &old, &new)).unwrap();
+    let check = new.check_value();
+    let count = f.write(|_, tx| Kms::rewrap_all(tx, &old, &new, &check)).unwrap();
     assert_eq!(count, 2, "both material versions are re-wrapped");
 
     // A service with the new master key reads the blob written before the re-wrap.
@@ -579,7 +580,7 @@ fn rewrapping_under_a_new_master_key_keeps_every_blob_readable() {
     assert!(matches!(err, KmsError::Internal(_)), "{err:?}");
     // Re-wrapping with the wrong old key fails and changes nothing.
     let wrong = MasterKey::generate();
-    assert!(f.write(|_, tx| Kms::rewrap_all(tx, &wrong, &old)).is_err());
+    assert!(f.write(|_, tx| Kms::rewrap_all(tx, &wrong, &old, &check)).is_err());
     f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
     assert_eq!(
         f.decrypt(&old_blob, &EncryptionContext::new()).unwrap().plaintext.expose(),
@@ -659,4 +660,174 @@ fn a_key_record_changed_in_the_store_is_seen_at_the_next_use() {
         })
         .unwrap();
     assert_eq!(code(fx.decrypt(&blob, &context(&[]))), ErrorCode::KmsDisabled);
+}
+
+/// A service bound to the store's master-key generation, and the store's check value.
+fn bound_fixture() -> (Fixture, MasterKey, Vec<u8>) {
+    let text = MasterKey::generate().to_text();
+    let master = MasterKey::from_text(&text).unwrap();
+    let check = master.check_value();
+    let store = MemoryStore::new();
+    store.write(&mut |tx| tx.put_setting(crate::MASTER_CHECK_SETTING, &check)).unwrap();
+    let kms = Kms::bound(master, &check);
+    (Fixture { store, kms }, MasterKey::from_text(&text).unwrap(), check)
+}
+
+#[test]
+fn material_records_the_master_key_generation_that_wrapped_it() {
+    let (f, _, _) = bound_fixture();
+    let key = f.create();
+    let generation = f.kms.generation().unwrap().to_owned();
+    assert_eq!(key.materials[0].generation.as_deref(), Some(generation.as_str()));
+    let rotated =
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
+    assert!(rotated.materials.iter().all(|m| m.generation.as_deref() == Some(&*generation)));
+}
+
+#[test]
+fn a_node_refuses_to_wrap_once_the_store_moved_to_another_master_key_generation() {
+    let (f, master, old_check) = bound_fixture();
+    let key = f.create();
+    let blob = f.encrypt(&key.key_id, b"before", &context(&[])).unwrap().blob;
+    // Another process rotates the master key: the store now expects a new generation.
+    let new = MasterKey::generate();
+    let new_check = new.check_value();
+    f.store
+        .write(&mut |tx| {
+            Kms::rewrap_all(tx, &master, &new, &new_check).map_err(|_| StoreError::Aborted)?;
+            tx.put_setting(crate::MASTER_CHECK_SETTING, &new_check)
+        })
+        .unwrap();
+    let before = f.read(|_, tx| Ok(tx.records(KEY_KIND, "", None, 100)?)).unwrap();
+    // Every path that wraps new material refuses, and nothing is written.
+    let refusals = [
+        f.write(|kms, tx| kms.create_key(tx, &scope(), NewKey::default(), NOW)).map(|_| ()),
+        f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).map(|_| ()),
+        f.write(|kms, tx| kms.secrets_manager_key(tx, &scope(), NOW)).map(|_| ()),
+        f.write(|kms, tx| kms.key_for_secret(tx, &scope(), None, NOW)).map(|_| ()),
+    ];
+    for refused in refusals {
+        let err = refused.unwrap_err();
+        assert!(
+            matches!(&err, KmsError::Internal(m) if m.contains("restart it with the new master key")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(f.read(|_, tx| Ok(tx.records(KEY_KIND, "", None, 100)?)).unwrap(), before);
+    // Material it unwrapped before the rotation stays usable (the material itself did not
+    // change); material wrapped under the new generation fails clearly, without key bytes.
+    assert_eq!(f.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
+    // (A node started with the old key before the rotation, its cache still cold.)
+    let fresh = Fixture { store: f.store, kms: Kms::bound(master, &old_check) };
+    let err = fresh.decrypt(&blob, &context(&[])).unwrap_err();
+    assert!(
+        matches!(&err, KmsError::Internal(m) if m.contains("master-key generation")),
+        "{err:?}"
+    );
+    // A node started with the new key after the rotation wraps and reads everything.
+    let current = Fixture { store: fresh.store, kms: Kms::bound(new, &new_check) };
+    assert_eq!(current.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
+    current.create();
+}
+
+/// A blob written by format 1 (Coffer before format 2) under a key with id
+/// 1234abcd-12ab-34cd-56ef-1234567890ab in 111122223333/us-east-1, material version 1 of
+/// 32 bytes of 7, encryption context purpose=vector, plaintext `legacy blob`.
+const BLOB_V1: &str = "011234abcd12ab34cd56ef1234567890ab0000000101003c9c50b0e8fa650fd5087136baa08288a4ef51065c6a5f6bce96440e45fc8784dd7d7b842bc0e9f128c77ca52bde4f3ddeb11061678a8985f849552e85ef19425a92c4c2cdf7b11b7492d1c7705aa16cfcbf2d26e2b2df9f068e70c34ce443820b3bc20b";
+
+#[test]
+fn a_blob_written_by_format_1_still_decrypts_and_new_blobs_use_format_2() {
+    let text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&text).unwrap());
+    let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    let arn = format!("arn:aws:kms:us-east-1:111122223333:key/{id}");
+    let material = coffer_crypto::KeyMaterial::from_bytes(&[7u8; 32]).unwrap();
+    let wrapped = MasterKey::from_text(&text)
+        .unwrap()
+        .wrap_key(&material, format!("coffer kms key material\0{arn}\01").as_bytes());
+    let mut key = f.create();
+    key.key_id = id.to_owned();
+    key.arn = arn.clone();
+    key.materials[0].wrapped =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, wrapped);
+    let record = serde_json::to_vec(&key).unwrap();
+    f.store
+        .write(&mut |tx| tx.put_record(KEY_KIND, &format!("111122223333/us-east-1/{id}"), &record))
+        .unwrap();
+    let blob: Vec<u8> = (0..BLOB_V1.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&BLOB_V1[i..i + 2], 16).unwrap())
+        .collect();
+    let vector = context(&[("purpose", "vector")]);
+    let opened = f.decrypt(&blob, &vector).unwrap();
+    assert_eq!(opened.plaintext.expose(), b"legacy blob");
+    assert_eq!(code(f.decrypt(&blob, &context(&[]))), ErrorCode::KmsInvalidCiphertext);
+    // Relabelled as format 2, the same bytes do not open: the version byte is authenticated.
+    let mut relabelled = blob.clone();
+    relabelled[0] = 2;
+    assert_eq!(code(f.decrypt(&relabelled, &vector)), ErrorCode::KmsInvalidCiphertext);
+    // New blobs are format 2 with a format 2 envelope, and a relabelled one fails too.
+    let fresh = f.encrypt(id, b"new blob", &vector).unwrap().blob;
+    assert_eq!((fresh[0], fresh[HEADER_LEN]), (2, 2));
+    assert_eq!(f.decrypt(&fresh, &vector).unwrap().plaintext.expose(), b"new blob");
+    let mut downgraded = fresh.clone();
+    downgraded[0] = 1;
+    assert_eq!(code(f.decrypt(&downgraded, &vector)), ErrorCode::KmsInvalidCiphertext);
+}
+
+#[test]
+fn unwrapped_material_expires_from_the_cache_and_a_deleted_key_is_forgotten() {
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::generate()).with_material_ttl(std::time::Duration::ZERO);
+    let key = f.create();
+    f.encrypt(&key.key_id, b"x", &context(&[])).unwrap();
+    assert_eq!(f.kms.cached_materials(), 1);
+    f.kms.prune_cache();
+    assert_eq!(f.kms.cached_materials(), 0, "an expired material leaves memory");
+
+    let f = Fixture::new();
+    let key = f.create();
+    f.encrypt(&key.key_id, b"x", &context(&[])).unwrap();
+    f.kms.prune_cache();
+    assert_eq!(f.kms.cached_materials(), 1, "a fresh one stays");
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(7), NOW)).unwrap();
+    f.write(|kms, tx| kms.carry_out_due(tx, NOW + 8 * DAY_MS)).unwrap();
+    assert_eq!(f.kms.cached_materials(), 0);
+}
+
+#[test]
+fn rekeying_gives_every_live_key_material_the_old_master_key_never_wrapped() {
+    let old_text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&old_text).unwrap());
+    let live = f.create();
+    let doomed = f.create();
+    let blob = f.encrypt(&live.key_id, b"before", &context(&[])).unwrap().blob;
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &doomed.key_id, Some(7), NOW))
+        .unwrap();
+    let (old, new) = (MasterKey::from_text(&old_text).unwrap(), MasterKey::generate());
+    let check = new.check_value();
+    let rekeyed = f
+        .write(|_, tx| {
+            Kms::rewrap_all(tx, &old, &new, &check)?;
+            Kms::rekey_all(tx, &new, &check, NOW)
+        })
+        .unwrap();
+    assert_eq!(rekeyed, 1, "a key pending deletion gets no new material");
+    f.kms = Kms::new(new);
+    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &live.key_id, false)).unwrap();
+    assert_eq!(key.materials.len(), 2);
+    assert_eq!(key.on_demand_rotations, 0, "not counted against the on-demand limit");
+    let after = f.encrypt(&live.key_id, b"after", &context(&[])).unwrap();
+    assert_eq!(after.material_id, key.materials[1].id);
+    assert_eq!(f.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"before");
+    // The old master key cannot unwrap the new material, whatever copy of the store it has.
+    let new_wrapped = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &key.materials[1].wrapped,
+    )
+    .unwrap();
+    let context_bytes = format!("coffer kms key material\0{}\02", key.arn);
+    assert!(old.unwrap_key(&new_wrapped, context_bytes.as_bytes()).is_err());
 }

@@ -21,6 +21,7 @@ use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_store::{Latency, ReadTxn, StoreError, WriteTxn};
 use coffer_wire::cloudtrail::{LookupEventsRequest, LookupEventsResponse};
 use coffer_wire::model::ServiceModel;
+use coffer_wire::operation::{Operation, SecretsManagerOp, Service, StsOp};
 use coffer_wire::secretsmanager as sm;
 use serde_json::Value;
 use std::any::Any;
@@ -61,12 +62,44 @@ impl Default for Settings {
     }
 }
 
-/// The server's audit state: its settings and the JSON-lines sink.
+/// The server's audit state: its settings, the JSON-lines sink, and the recent failed
+/// signatures of each known access key.
 pub struct Auditor {
     settings: Settings,
     sink: Mutex<Option<(File, u64)>>,
     /// The key of the chains ([`open_chain_key`]); without it events are chained unkeyed.
     chain_key: std::sync::OnceLock<ChainKey>,
+    failures: Mutex<HashMap<String, FailureWindow>>,
+}
+
+/// The window over which failed signatures of one access key are counted.
+const FAILURE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Events recorded per access key and [`FAILURE_INTERVAL`] for failed signatures: enough to
+/// see an attack in the trail, too few for anyone who knows a key id to fill the trail.
+const FAILURE_EVENTS_PER_INTERVAL: u32 = 10;
+
+/// Failed signatures of one access key in the current interval.
+#[derive(Debug)]
+struct FailureWindow {
+    started: std::time::Instant,
+    /// Whether this interval's log line has been written.
+    logged: bool,
+    /// Events recorded in this interval.
+    audited: u32,
+    /// Failures since the last log line, and those not recorded as events.
+    not_logged: u64,
+    not_audited: u64,
+}
+
+/// What to do about one failed signature of a known access key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureNotice {
+    /// Record an event in the key owner's trail.
+    pub audit: bool,
+    /// Write a warning line: `Some((failures since the last line, failures since then not
+    /// recorded as events))`.
+    pub log: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -77,7 +110,12 @@ impl std::fmt::Debug for Auditor {
 
 impl Auditor {
     pub fn new(settings: Settings) -> Auditor {
-        Auditor { settings, sink: Mutex::new(None), chain_key: std::sync::OnceLock::new() }
+        Auditor {
+            settings,
+            sink: Mutex::new(None),
+            failures: Mutex::new(HashMap::new()),
+            chain_key: std::sync::OnceLock::new(),
+        }
     }
 
     /// Keys every event appended from now on (set once, at start, before serving).
@@ -87,6 +125,49 @@ impl Auditor {
 
     pub(crate) fn chain_key(&self) -> Option<&ChainKey> {
         self.chain_key.get()
+    }
+
+    /// Counts a failed signature of the known access key `key_id` and says whether to
+    /// audit and log it: at most [`FAILURE_EVENTS_PER_INTERVAL`] events and one log line per
+    /// key per [`FAILURE_INTERVAL`], the line counting what was left out since the last.
+    pub fn note_failed_signature(&self, key_id: &str) -> FailureNotice {
+        self.note_failed_signature_at(key_id, std::time::Instant::now())
+    }
+
+    fn note_failed_signature_at(&self, key_id: &str, now: std::time::Instant) -> FailureNotice {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Only known keys are counted, but forget quiet ones so the map stays small.
+        if failures.len() >= 4096 {
+            failures.retain(|_, w| now.saturating_duration_since(w.started) < FAILURE_INTERVAL);
+        }
+        let window = failures.entry(key_id.to_string()).or_insert(FailureWindow {
+            started: now,
+            logged: false,
+            audited: 0,
+            not_logged: 0,
+            not_audited: 0,
+        });
+        if now.saturating_duration_since(window.started) >= FAILURE_INTERVAL {
+            window.started = now;
+            window.logged = false;
+            window.audited = 0;
+        }
+        let audit = window.audited < FAILURE_EVENTS_PER_INTERVAL;
+        if audit {
+            window.audited += 1;
+        } else {
+            window.not_audited += 1;
+        }
+        let log = if window.logged {
+            window.not_logged += 1;
+            None
+        } else {
+            window.logged = true;
+            let counts = (window.not_logged, window.not_audited);
+            (window.not_logged, window.not_audited) = (0, 0);
+            Some(counts)
+        };
+        FailureNotice { audit, log }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -140,8 +221,12 @@ impl Auditor {
     }
 }
 
+/// Opens the log for appending, creating it readable by its owner alone whatever the
+/// umask (rotated files keep that mode). A file that already exists keeps its mode: an
+/// operator may have opened it to a log shipper's group on purpose.
 fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }
@@ -176,6 +261,11 @@ struct Pending {
     sensitive: Arc<BTreeSet<String>>,
     /// Set once the event committed with the call's change.
     committed: bool,
+    /// Secrets a batch call read, each recorded with an event of its own
+    /// ([`add_secret_event`]) when the call succeeds.
+    secrets_read: Vec<(SecretsManagerOp, String)>,
+    /// The secret owner's scope, when another account's call acts there ([`deliver_also_to`]).
+    also: Option<Scope>,
 }
 
 thread_local! {
@@ -222,15 +312,32 @@ fn source_ip(ip: Option<IpAddr>) -> String {
     ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Starts the event of a call by `identity` to `source` (`secretsmanager.amazonaws.com`,
-/// `kms.amazonaws.com`, ...) in the caller's scope. Replaces any event a panicked call
-/// left behind on this thread.
+/// Starts the event of a call of `op` by `identity` in the caller's scope. Replaces any
+/// event a panicked call left behind on this thread.
 pub fn begin(
     ctx: &RequestContext,
     identity: UserIdentity,
     raw: &RawRequest,
-    source: &str,
-    op: &str,
+    op: Operation,
+    model: Option<&ServiceModel>,
+) {
+    let name = EventName { source: op.event_source(), name: op.name(), read_only: op.read_only() };
+    begin_named(ctx, identity, raw, name, model);
+}
+
+/// What an event says was called: an [`Operation`], or (for a query-protocol request
+/// naming an action no service has) the name as it was sent, recorded and never matched.
+struct EventName<'a> {
+    source: &'a str,
+    name: &'a str,
+    read_only: bool,
+}
+
+fn begin_named(
+    ctx: &RequestContext,
+    identity: UserIdentity,
+    raw: &RawRequest,
+    EventName { source, name: op, read_only }: EventName<'_>,
     model: Option<&ServiceModel>,
 ) {
     let now = clock::now_ms();
@@ -249,7 +356,7 @@ pub fn begin(
         response_elements: Value::Null,
         request_id: Some(ctx.request_id.clone()),
         event_id: uuid::Uuid::new_v4().to_string(),
-        read_only: event::is_read_only(op),
+        read_only,
         resources: Vec::new(),
         event_type: "AwsApiCall".to_string(),
         management_event: true,
@@ -257,9 +364,79 @@ pub fn begin(
         event_category: "Management".to_string(),
     };
     let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
-    let pending =
-        Pending { scope: ctx.scope.clone(), time_ms: now, event, sensitive, committed: false };
+    let pending = Pending {
+        scope: ctx.scope.clone(),
+        time_ms: now,
+        event,
+        sensitive,
+        committed: false,
+        secrets_read: Vec::new(),
+        also: None,
+    };
     PENDING.with(|p| *p.borrow_mut() = Some(pending));
+}
+
+/// Notes that the call on this thread (BatchGetSecretValue) read the secret `arn` as
+/// `name` (GetSecretValue) would: the secret gets an event of its own, as AWS records
+/// one per secret a batch returns, findable by the secret's ARN.
+pub fn add_secret_event(name: SecretsManagerOp, arn: &str) {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut() {
+            pending.secrets_read.push((name, arn.to_string()));
+        }
+    });
+}
+
+/// Also delivers the event of the call on this thread to the trail of `owner`, when that is
+/// not the caller's scope: a call another account makes on a secret (through its resource
+/// policy) is recorded in both accounts with one event id, as CloudTrail delivers it, and
+/// the owner's copy names the owner as `recipientAccountId`.
+pub fn deliver_also_to(owner: &Scope) {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut()
+            && pending.scope != *owner
+        {
+            pending.also = Some(owner.clone());
+        }
+    });
+}
+
+/// The events of the secrets a successful batch call read, made from the call's own.
+fn secret_events(call: &Event, secrets_read: Vec<(SecretsManagerOp, String)>) -> Vec<Event> {
+    secrets_read
+        .into_iter()
+        .map(|(name, arn)| {
+            let mut event = call.clone();
+            event.event_name = name.name().to_string();
+            event.read_only = name.read_only();
+            event.event_id = uuid::Uuid::new_v4().to_string();
+            event.request_parameters = serde_json::json!({ "secretId": arn });
+            event.response_elements = Value::Null;
+            event.resources = Vec::new();
+            add_resources(&mut event);
+            event
+        })
+        .collect()
+}
+
+/// Appends `event` to the chain of `scope` and, when `also` names another scope, a copy
+/// addressed to that account to its chain (same event id).
+fn append_delivered(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
+    scope: &Scope,
+    also: Option<&Scope>,
+    time_ms: i64,
+    event: &Event,
+) -> Result<(), AwsError> {
+    append_and_stream(app, tx, heads, scope, time_ms, event)?;
+    if let Some(owner) = also.filter(|owner| *owner != scope) {
+        let mut copy = event.clone();
+        copy.recipient_account_id = owner.account.clone();
+        append_and_stream(app, tx, heads, owner, time_ms, &copy)?;
+    }
+    Ok(())
 }
 
 /// Records the request parameters of the call on this thread, redacted.
@@ -472,36 +649,44 @@ pub fn load_chain_key(
         .transpose()
 }
 
-/// Re-wraps the audit chain key from `old` to `new` master key (master-key rotation), so
-/// the chains keep verifying. Returns whether anything changed.
+/// Re-wraps the audit chain key from `old` to `new` master key, in the transaction of a
+/// master-key rotation (`crate::rotate_master_key`), so the chains keep verifying.
+/// Returns whether anything changed; a no-op when already done or when there is no key.
+pub(crate) fn rewrap_chain_key_in(
+    tx: &mut dyn WriteTxn,
+    old: &coffer_crypto::MasterKey,
+    new: &coffer_crypto::MasterKey,
+) -> Result<bool, String> {
+    let Some(wrapped) = tx.wrapped_key(CHAIN_KEY_ID).map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    if new.unwrap_key(&wrapped, CHAIN_KEY_CONTEXT).is_ok() {
+        return Ok(false);
+    }
+    let key = old
+        .unwrap_key(&wrapped, CHAIN_KEY_CONTEXT)
+        .map_err(|e| format!("cannot unwrap the audit chain key: {e}"))?;
+    tx.put_wrapped_key(CHAIN_KEY_ID, &new.wrap_key(&key, CHAIN_KEY_CONTEXT))
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// [`rewrap_chain_key_in`] in a transaction of its own.
 pub fn rewrap_chain_key(
     store: &dyn coffer_store::Store,
     old: &coffer_crypto::MasterKey,
     new: &coffer_crypto::MasterKey,
 ) -> Result<bool, String> {
-    let mut changed = false;
-    let mut failure = None;
+    let mut outcome = Ok(false);
     store
         .write(&mut |tx| {
-            changed = false;
-            let Some(wrapped) = tx.wrapped_key(CHAIN_KEY_ID)? else { return Ok(()) };
-            if new.unwrap_key(&wrapped, CHAIN_KEY_CONTEXT).is_ok() {
-                return Ok(());
-            }
-            match old.unwrap_key(&wrapped, CHAIN_KEY_CONTEXT) {
-                Ok(key) => {
-                    tx.put_wrapped_key(CHAIN_KEY_ID, &new.wrap_key(&key, CHAIN_KEY_CONTEXT))?;
-                    changed = true;
-                    Ok(())
-                }
-                Err(e) => {
-                    failure = Some(format!("cannot unwrap the audit chain key: {e}"));
-                    Err(StoreError::Aborted)
-                }
-            }
+            outcome = rewrap_chain_key_in(tx, old, new);
+            if outcome.is_err() { Err(StoreError::Aborted) } else { Ok(()) }
         })
-        .map_err(|e| failure.take().unwrap_or_else(|| format!("the store failed: {e}")))?;
-    Ok(changed)
+        .or_else(
+            |e| if outcome.is_err() { Ok(()) } else { Err(format!("the store failed: {e}")) },
+        )?;
+    outcome
 }
 
 #[cfg(test)]
@@ -665,6 +850,7 @@ pub(crate) struct ForWrite {
     time_ms: i64,
     event: Event,
     sensitive: Arc<BTreeSet<String>>,
+    also: Option<Scope>,
 }
 
 /// What [`in_transaction`] will need: the event of the mutating call running on this
@@ -681,6 +867,7 @@ pub(crate) fn for_write() -> Option<ForWrite> {
             time_ms: pending.time_ms,
             event: pending.event.clone(),
             sensitive: pending.sensitive.clone(),
+            also: pending.also.clone(),
         })
     })
 }
@@ -697,7 +884,10 @@ pub(crate) fn in_transaction(
     let mut event = pending.event.clone();
     event.response_elements = response_of(result, &pending.sensitive);
     add_resources(&mut event);
-    append_alone(app, tx, &pending.scope, pending.time_ms, &event)
+    let mut heads = Heads::new(app.audit.chain_key());
+    let also = pending.also.as_ref();
+    append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event)?;
+    heads.store(tx).map_err(crate::store_error)
 }
 
 /// Called by `App::write` once its transaction committed.
@@ -757,6 +947,15 @@ pub struct Unwritten {
     scope: Scope,
     time_ms: i64,
     event: Event,
+    /// One event per secret a batch call returned (see [`add_secret_event`]).
+    secret_events: Vec<Event>,
+    also: Option<Scope>,
+}
+
+impl Unwritten {
+    fn events(&self) -> impl Iterator<Item = &Event> {
+        std::iter::once(&self.event).chain(&self.secret_events)
+    }
 }
 
 /// Completes the event of the call on this thread with its outcome.
@@ -766,6 +965,10 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
         return None;
     }
     let mut event = pending.event;
+    let secret_events = match outcome {
+        Ok(_) => secret_events(&event, pending.secrets_read),
+        Err(_) => Vec::new(),
+    };
     match outcome {
         Ok(bytes) if !event.read_only => {
             event.response_elements = serde_json::from_slice::<Value>(bytes)
@@ -779,7 +982,13 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
         }
     }
     add_resources(&mut event);
-    Some(Unwritten { scope: pending.scope, time_ms: pending.time_ms, event })
+    Some(Unwritten {
+        scope: pending.scope,
+        time_ms: pending.time_ms,
+        event,
+        secret_events,
+        also: pending.also,
+    })
 }
 
 /// Writes an event from a thread that may block: directly into a memory store, else
@@ -799,14 +1008,20 @@ pub(crate) fn append_unwritten(
     heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    append_and_stream(app, tx, heads, &unwritten.scope, unwritten.time_ms, &unwritten.event)
+    for event in unwritten.events() {
+        let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
+        append_delivered(app, tx, heads, scope, also, unwritten.time_ms, event)?;
+    }
+    Ok(())
 }
 
 /// Writes one event in a transaction of its own.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let written = app.store.write(&mut |tx| {
-        append_alone(app, tx, &unwritten.scope, unwritten.time_ms, &unwritten.event)
+        let mut heads = Heads::new(app.audit.chain_key());
+        append_unwritten(app, tx, &mut heads, unwritten)
             .map_err(|_| StoreError::Aborted)
+            .and_then(|()| heads.store(tx))
     });
     match written {
         Ok(()) => Ok(()),
@@ -819,16 +1034,22 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
 
 /// Records a call answered outside the JSON path (STS's query protocol): its event in
 /// a transaction of its own. An error means the call must fail (fail-closed).
-pub fn record_call(
+pub fn record_sts_call(
     app: &App,
     ctx: &RequestContext,
     identity: UserIdentity,
     raw: &RawRequest,
-    source: &str,
-    op: &str,
+    action: &str,
     error: Option<(String, String)>,
 ) -> Result<(), AwsError> {
-    begin(ctx, identity, raw, source, op, None);
+    match StsOp::from_name(action) {
+        Some(op) => begin(ctx, identity, raw, op.into(), None),
+        None => {
+            let source = Service::Sts.event_source();
+            let name = EventName { source, name: action, read_only: false };
+            begin_named(ctx, identity, raw, name, None);
+        }
+    }
     finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
 
@@ -1104,6 +1325,25 @@ mod tests {
         assert_eq!(size(&one), 80);
         assert_eq!(size(&two), 80);
         assert!(!dir.path().join("audit.jsonl.3").exists());
+    }
+
+    #[test]
+    fn failed_signatures_are_logged_once_and_audited_a_bounded_number_of_times_per_interval() {
+        let auditor = Auditor::new(Settings::default());
+        let start = std::time::Instant::now();
+        let notices: Vec<FailureNotice> =
+            (0..25).map(|_| auditor.note_failed_signature_at("AKIA1", start)).collect();
+        assert_eq!(notices[0], FailureNotice { audit: true, log: Some((0, 0)) });
+        assert!(notices[1..].iter().all(|n| n.log.is_none()));
+        let audited = notices.iter().filter(|n| n.audit).count();
+        assert_eq!(audited, FAILURE_EVENTS_PER_INTERVAL as usize);
+        // Another key has its own window.
+        assert_eq!(auditor.note_failed_signature_at("AKIA2", start).log, Some((0, 0)));
+        // The next interval's line counts what the last one left out.
+        let later = start + FAILURE_INTERVAL;
+        let next = auditor.note_failed_signature_at("AKIA1", later);
+        assert_eq!(next, FailureNotice { audit: true, log: Some((24, 15)) });
+        assert_eq!(auditor.note_failed_signature_at("AKIA1", later).log, None);
     }
 
     #[test]

@@ -8,12 +8,12 @@
 //! the ARN being created for CreateSecret; `*` for calls on no secret), builds the
 //! request context (tags, SecretId, VersionStage, caller, time, source address, ...)
 //! and evaluates the caller's identity policies together with the secret's resource
-//! policy. Calls that seal or open a value under a customer managed KMS key also need
-//! the kms permissions on that key ([`kms_key_checks`]), resolved with the key service and
-//! decided with the key's policy. BatchGetSecretValue is
-//! authorized as a whole and then per secret ([`filter_batch`]), as AWS reports
-//! unreadable secrets in its `Errors` list.
-
+//! policy. What only the handler knows is authorized there, through the call's [`Gate`]:
+//! the key that actually sealed each version a handler opens (never the key the secret
+//! names now, nor an alias as it points now), the key a write seals under, each secret of
+//! a BatchGetSecretValue before its value is opened, the secret a replayed
+//! ClientRequestToken names before its value is compared, and the key a KMS ciphertext
+//! names. A stored policy that does not parse denies everything.
 use crate::iam::{Caller, Iam};
 use crate::{App, RequestContext};
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
@@ -22,11 +22,13 @@ use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
 use coffer_core::names::{self, SecretRef};
 use coffer_core::{AwsError, ErrorCode, Scope};
-use coffer_kms::KeyManager;
-use coffer_wire::protocol::Service;
+use coffer_kms::{KeyManager, KeyRecord};
+use coffer_store::ReadTxn;
+use coffer_wire::operation::{KmsOp, Operation, SecretsManagerOp as Sm};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// The owned parts of an HTTP request that authentication needs.
 #[derive(Debug, Clone)]
@@ -177,7 +179,7 @@ fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
 /// The scope a SecretId is looked up in: the caller's, or for a full or partial ARN of
 /// another account in the same region, that account's (a cross-account call, which the
 /// owner's resource policy must allow).
-fn lookup_scope(id: &str, caller_scope: &Scope) -> Scope {
+pub(crate) fn lookup_scope(id: &str, caller_scope: &Scope) -> Scope {
     let parts: Vec<&str> = id.splitn(7, ':').collect();
     let foreign_account = parts.len() == 7
         && parts[0] == "arn"
@@ -190,24 +192,42 @@ fn lookup_scope(id: &str, caller_scope: &Scope) -> Scope {
 }
 
 fn find_secret(app: &App, scope: &Scope, id: &str) -> Result<Option<SecretMeta>, AwsError> {
-    app.read(|tx| {
-        let found = match names::parse_secret_id(id, scope) {
-            SecretRef::Name(name) => tx.secret_by_name(scope, &name),
-            SecretRef::Arn(arn) => tx.secret_by_arn(&arn),
-            SecretRef::Foreign => return Ok(None),
-        };
-        Ok(found.map_err(crate::store_error)?.filter(|m| &m.scope == scope))
-    })
+    app.read(|tx| find_secret_in(tx, scope, id))
+}
+
+fn find_secret_in(
+    tx: &dyn ReadTxn,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<SecretMeta>, AwsError> {
+    let found = match names::parse_secret_id(id, scope) {
+        SecretRef::Name(name) => tx.secret_by_name(scope, &name),
+        SecretRef::Arn(arn) => tx.secret_by_arn(&arn),
+        SecretRef::Foreign => return Ok(None),
+    };
+    Ok(found.map_err(crate::store_error)?.filter(|m| &m.scope == scope))
+}
+
+/// The ARN authorization names for a SecretId in `owner`'s scope: the secret's own, or
+/// for one that does not exist the ARN it would have, so a caller who may not read
+/// learns nothing.
+fn target_of(owner: &Scope, id: &str, meta: Option<SecretMeta>) -> Target {
+    let arn = match &meta {
+        Some(m) => m.arn.clone(),
+        None if id.starts_with("arn:") => id.to_string(),
+        None => format!("arn:aws:secretsmanager:{}:{}:secret:{id}", owner.region, owner.account),
+    };
+    Target { arn, account: owner.account.clone(), meta }
 }
 
 fn secret_target(
     app: &App,
     scope: &Scope,
-    op: &str,
+    op: Sm,
     body: &Value,
 ) -> Result<(Target, Scope), AwsError> {
     let anything = || Target { arn: "*".to_string(), account: scope.account.clone(), meta: None };
-    if op == "CreateSecret" {
+    if op == Sm::CreateSecret {
         let Some(name) = str_field(body, "Name") else { return Ok((anything(), scope.clone())) };
         let arn = names::new_secret_arn(scope, name, &mut rand::rng());
         return Ok((Target { arn, account: scope.account.clone(), meta: None }, scope.clone()));
@@ -215,12 +235,7 @@ fn secret_target(
     let Some(id) = str_field(body, "SecretId") else { return Ok((anything(), scope.clone())) };
     let owner = lookup_scope(id, scope);
     let meta = find_secret(app, &owner, id)?;
-    let arn = match &meta {
-        Some(m) => m.arn.clone(),
-        None if id.starts_with("arn:") => id.to_string(),
-        None => format!("arn:aws:secretsmanager:{}:{}:secret:{id}", owner.region, owner.account),
-    };
-    Ok((Target { arn, account: owner.account.clone(), meta }, owner))
+    Ok((target_of(&owner, id, meta), owner))
 }
 
 /// The request context every call shares: who is calling, from where, and when.
@@ -251,8 +266,8 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// Adds the Secrets Manager condition keys a request carries.
-fn secret_context(ctx: &mut Context, id_given: Option<&str>, target: &Target, body: &Value) {
+/// Adds the condition keys of the secret a call acts on (its ARN, tags and type).
+fn resource_context(ctx: &mut Context, id_given: Option<&str>, target: &Target) {
     if let Some(meta) = &target.meta {
         ctx.set("secretsmanager:SecretId", meta.arn.clone());
         for tag in meta.tags.iter().flatten() {
@@ -268,6 +283,11 @@ fn secret_context(ctx: &mut Context, id_given: Option<&str>, target: &Target, bo
     if target.arn != "*" {
         ctx.set("aws:ResourceAccount", target.account.clone());
     }
+}
+
+/// Adds the Secrets Manager condition keys a request carries.
+fn secret_context(ctx: &mut Context, id_given: Option<&str>, target: &Target, body: &Value) {
+    resource_context(ctx, id_given, target);
     for (key, field) in [
         ("secretsmanager:Name", "Name"),
         ("secretsmanager:Description", "Description"),
@@ -317,17 +337,40 @@ fn secret_context(ctx: &mut Context, id_given: Option<&str>, target: &Target, bo
     }
 }
 
-fn resource_policy(meta: Option<&SecretMeta>) -> Option<Policy> {
-    let text = meta?.resource_policy.as_deref()?;
+/// A policy that denies every action to everyone: what a stored policy that no longer
+/// parses is taken for. Failing open (ignoring it, or applying a default) would turn a
+/// typo into a grant.
+fn deny_everything() -> Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            Policy::parse(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"*","Resource":"*"}]}"#,
+                PolicyKind::Resource,
+            )
+            .expect("the deny-everything policy parses")
+        })
+        .clone()
+}
+
+/// Parses a stored resource or key policy; one that does not parse denies everything.
+fn stored_policy(text: &str, what: &str) -> Policy {
     match Policy::parse(text, PolicyKind::Resource) {
-        Ok(p) => Some(p),
+        Ok(p) => p,
         Err(problems) => {
-            tracing::error!(?problems, "a stored resource policy does not parse; ignored");
-            None
+            tracing::error!(?problems, "a stored {what} does not parse; it denies every request");
+            deny_everything()
         }
     }
 }
 
+fn resource_policy(meta: Option<&SecretMeta>) -> Option<Policy> {
+    let text = meta?.resource_policy.as_deref()?;
+    Some(stored_policy(text, "resource policy"))
+}
+
+/// Decides `action` on `resource`; a denial quotes `quoted` (the SecretId as the caller
+/// gave it, so the message tells nothing of whether or where the secret exists).
 fn decide(
     caller: &Caller,
     action: &str,
@@ -335,35 +378,114 @@ fn decide(
     resource_account: &str,
     context: &Context,
     resource_policy: Option<&Policy>,
+    quoted: &str,
 ) -> Result<(), AwsError> {
     let req = Request { principal: &caller.principal, action, resource, resource_account, context };
     let decision = evaluate(&req, &caller.policies, resource_policy);
-    match decision.denial_message(&req) {
+    match decision.denial_message(&Request { resource: quoted, ..req }) {
         None => Ok(()),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
 }
 
+/// The authorization a handler still owes once it knows what it touches (see the module
+/// documentation). `None` in a call's context means `--dev`: nothing is authorized.
+pub struct Gate {
+    caller: Arc<Caller>,
+    region: String,
+    source_ip: Option<IpAddr>,
+    now_ms: i64,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").field("caller", &self.caller.principal.arn).finish()
+    }
+}
+
+impl Gate {
+    fn context(&self) -> Context {
+        base_context(&self.caller, &self.region, self.source_ip, self.now_ms)
+    }
+
+    /// `kms:<action>` on `key` when Secrets Manager uses it for the caller (so the AWS
+    /// managed key's `kms:ViaService` condition holds).
+    pub fn kms_via_secrets_manager(&self, action: &str, key: &KeyRecord) -> Result<(), AwsError> {
+        let mut context = self.context();
+        context.set("kms:ViaService", format!("secretsmanager.{}.amazonaws.com", key.scope.region));
+        self.kms(action, key, context)
+    }
+
+    /// `kms:<action>` on `key` called through the KMS API.
+    pub fn kms_direct(&self, action: &str, key: &KeyRecord) -> Result<(), AwsError> {
+        self.kms(action, key, self.context())
+    }
+
+    fn kms(&self, action: &str, record: &KeyRecord, mut context: Context) -> Result<(), AwsError> {
+        context.set("kms:CallerAccount", self.caller.principal.account.clone());
+        let key = KmsKey::of(record);
+        decide_kms(&self.caller, action, &key, &record.scope.account, &context)
+    }
+
+    /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
+    /// it exists), with the secret's resource policy and tags.
+    pub fn secret(
+        &self,
+        action: &str,
+        owner: &Scope,
+        id: &str,
+        meta: Option<&SecretMeta>,
+    ) -> Result<(), AwsError> {
+        let target = target_of(owner, id, meta.cloned());
+        let mut context = self.context();
+        resource_context(&mut context, Some(id), &target);
+        let policy = resource_policy(target.meta.as_ref());
+        decide(&self.caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
+    }
+
+    /// `action` on no particular resource (`*`), from identity policies alone.
+    pub fn anything(&self, action: &str) -> Result<(), AwsError> {
+        let context = self.context();
+        let account = self.caller.principal.account.clone();
+        decide(&self.caller, action, "*", &account, &context, None, "*")
+    }
+}
+
 /// Authorizes a validated request and returns the context its handler runs in (the
-/// secret owner's scope for an allowed cross-account call).
+/// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
+/// handler authorizes the rest with.
 pub fn authorize(
     app: &App,
     who: &Authenticated,
     ctx: RequestContext,
-    service: Service,
-    op: &str,
+    op: Operation,
     body: &Value,
     source_ip: Option<IpAddr>,
 ) -> Result<RequestContext, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let mut context = base_context(&who.caller, &who.region, source_ip, now_ms);
-    match service {
-        Service::SecretsManager => {
+    let gate = Arc::new(Gate {
+        caller: who.caller.clone(),
+        region: who.region.clone(),
+        source_ip,
+        now_ms,
+    });
+    let mut context = gate.context();
+    match op {
+        Operation::SecretsManager(op) => {
             let (target, owner) = secret_target(app, &ctx.scope, op, body)?;
-            secret_context(&mut context, str_field(body, "SecretId"), &target, body);
+            let id_given = str_field(body, "SecretId");
+            secret_context(&mut context, id_given, &target, body);
             let policy = resource_policy(target.meta.as_ref());
-            let action = format!("secretsmanager:{op}");
-            decide(&who.caller, &action, &target.arn, &target.account, &context, policy.as_ref())?;
+            let quoted = id_given.unwrap_or(&target.arn);
+            decide(
+                &who.caller,
+                op.iam_action(),
+                &target.arn,
+                &target.account,
+                &context,
+                policy.as_ref(),
+                quoted,
+            )?;
             for (key, actions) in kms_key_checks(op, body, target.meta.as_ref()) {
                 let key = resolve_kms_key(app, &owner, &key)?;
                 if key.customer_managed {
@@ -372,20 +494,103 @@ pub fn authorize(
                     }
                 }
             }
-            Ok(RequestContext { scope: owner, ..ctx })
+            Ok(RequestContext { scope: owner, gate: Some(gate), ..ctx })
         }
-        Service::Kms => {
-            let action = format!("kms:{op}");
-            match str_field(body, "KeyId").or(str_field(body, "TargetKeyId")) {
-                Some(key) => {
-                    let key = resolve_kms_key(app, &ctx.scope, key)?;
-                    decide_kms(&who.caller, &action, &key, &ctx.scope.account, &context)?;
-                }
-                None => decide(&who.caller, &action, "*", &ctx.scope.account, &context, None)?,
-            }
-            Ok(ctx)
+        Operation::Kms(op) => {
+            context.set("kms:CallerAccount", who.caller.principal.account.clone());
+            authorize_kms(app, who, &ctx.scope, op, body, &context)?;
+            Ok(RequestContext { gate: Some(gate), ..ctx })
         }
+        // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
+        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
     }
+}
+
+/// The KMS API's checks before its handler runs: `kms:<Op>` on the key a request names,
+/// with that key's policy. Alias operations are also checked on the alias (identity
+/// policies) and on every key they touch: the new target and, for UpdateAlias and
+/// DeleteAlias, the key the alias leaves. ReEncrypt needs `kms:ReEncryptFrom` on its
+/// source and `kms:ReEncryptTo` on its destination. Decrypt and ReEncrypt are checked
+/// again in their handlers on the key the ciphertext names, which the request need not.
+fn authorize_kms(
+    app: &App,
+    who: &Authenticated,
+    scope: &Scope,
+    op: KmsOp,
+    body: &Value,
+    context: &Context,
+) -> Result<(), AwsError> {
+    let account = &scope.account;
+    let on_key = |action: &str, key: &str| -> Result<(), AwsError> {
+        let key = resolve_kms_key(app, scope, key)?;
+        decide_kms(&who.caller, action, &key, account, context)
+    };
+    let action = op.iam_action();
+    match op {
+        KmsOp::CreateAlias | KmsOp::UpdateAlias | KmsOp::DeleteAlias => {
+            if let Some(alias) = str_field(body, "AliasName") {
+                let alias_arn = kms_key_arn(scope, alias);
+                decide(&who.caller, action, &alias_arn, account, context, None, &alias_arn)?;
+                if op != KmsOp::CreateAlias {
+                    let current =
+                        app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, alias, true).ok()))?;
+                    if let Some(current) = current {
+                        decide_kms(&who.caller, action, &KmsKey::of(&current), account, context)?;
+                    }
+                }
+            }
+            if let Some(target) = str_field(body, "TargetKeyId") {
+                on_key(action, target)?;
+            }
+            Ok(())
+        }
+        KmsOp::ReEncrypt => {
+            if let Some(source) = str_field(body, "SourceKeyId") {
+                on_key("kms:ReEncryptFrom", source)?;
+            }
+            match str_field(body, "DestinationKeyId") {
+                Some(destination) => on_key("kms:ReEncryptTo", destination),
+                None => Ok(()),
+            }
+        }
+        _ => match str_field(body, "KeyId") {
+            Some(key) => on_key(action, key),
+            // The ciphertext names the key: the handler decides on it.
+            None if op == KmsOp::Decrypt => Ok(()),
+            None => decide(&who.caller, action, "*", account, context, None, "*"),
+        },
+    }
+}
+
+/// The key a KMS ciphertext names, found in `scope`; `None` when the blob does not parse
+/// or names no key there (opening it then fails with KMS's own error).
+pub fn sealing_key(app: &App, tx: &dyn ReadTxn, scope: &Scope, blob: &[u8]) -> Option<KeyRecord> {
+    let (header, _) = coffer_kms::ciphertext::parse(blob).ok()?;
+    app.keys.kms().find_key(tx, scope, &header.key_id, false).ok()
+}
+
+/// The customer managed key a call seals or opens under, and the kms actions that need,
+/// as AWS documents them per operation: writing a value `kms:GenerateDataKey` and
+/// `kms:Decrypt`; UpdateSecret (which may re-encrypt under a new key)
+/// `kms:GenerateDataKey`, `kms:Encrypt` and `kms:Decrypt`. Reads are decided by the
+/// handler on the key that sealed the version it opens.
+fn kms_key_checks(
+    op: Sm,
+    body: &Value,
+    meta: Option<&SecretMeta>,
+) -> Vec<(String, &'static [&'static str])> {
+    const WRITE: &[&str] = &["kms:GenerateDataKey", "kms:Decrypt"];
+    const UPDATE: &[&str] = &["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
+    let has_value = body.get("SecretString").is_some() || body.get("SecretBinary").is_some();
+    let existing = meta.and_then(|m| m.kms_key_id.clone());
+    let requested = str_field(body, "KmsKeyId").map(str::to_string);
+    let (key, actions) = match op {
+        Sm::PutSecretValue => (existing, WRITE),
+        Sm::CreateSecret if has_value => (requested, WRITE),
+        Sm::UpdateSecret if has_value || requested.is_some() => (requested.or(existing), UPDATE),
+        _ => (None, WRITE),
+    };
+    key.filter(|k| !is_aws_managed_key(k)).map(|k| (k, actions)).into_iter().collect()
 }
 
 /// The name and ARN forms of the AWS managed key, which needs no kms permission.
@@ -393,31 +598,6 @@ fn is_aws_managed_key(key: &str) -> bool {
     key.is_empty()
         || key == "alias/aws/secretsmanager"
         || (key.starts_with("arn:") && key.ends_with(":alias/aws/secretsmanager"))
-}
-
-/// The customer managed key a call seals or opens under, and the kms actions that need,
-/// as AWS documents them per operation: reading needs `kms:Decrypt`; writing a value
-/// `kms:GenerateDataKey` and `kms:Decrypt`; UpdateSecret (which may re-encrypt under a new
-/// key) `kms:GenerateDataKey`, `kms:Encrypt` and `kms:Decrypt`.
-fn kms_key_checks(
-    op: &str,
-    body: &Value,
-    meta: Option<&SecretMeta>,
-) -> Vec<(String, &'static [&'static str])> {
-    const READ: &[&str] = &["kms:Decrypt"];
-    const WRITE: &[&str] = &["kms:GenerateDataKey", "kms:Decrypt"];
-    const UPDATE: &[&str] = &["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
-    let has_value = body.get("SecretString").is_some() || body.get("SecretBinary").is_some();
-    let existing = meta.and_then(|m| m.kms_key_id.clone());
-    let requested = str_field(body, "KmsKeyId").map(str::to_string);
-    let (key, actions) = match op {
-        "GetSecretValue" => (existing, READ),
-        "PutSecretValue" => (existing, WRITE),
-        "CreateSecret" if has_value => (requested, WRITE),
-        "UpdateSecret" if has_value || requested.is_some() => (requested.or(existing), UPDATE),
-        _ => (None, READ),
-    };
-    key.filter(|k| !is_aws_managed_key(k)).map(|k| (k, actions)).into_iter().collect()
 }
 
 /// The ARN a key reference names in `scope`: key and alias ARNs as given, key ids and
@@ -436,10 +616,46 @@ fn kms_key_arn(scope: &Scope, key: &str) -> String {
 struct KmsKey {
     /// The key's ARN (an alias resolved to its key), as policies and messages name it.
     arn: String,
-    /// AWS managed keys (`aws/secretsmanager`) need no kms permission from the caller.
+    /// AWS managed keys (`aws/secretsmanager`) are decided by their fixed key policy.
     customer_managed: bool,
-    /// The key policy given at creation; `None` behaves as AWS's default key policy.
-    policy: Option<Policy>,
+    /// The key policy; `None` behaves as AWS's default key policy.
+    policy: Option<Arc<Policy>>,
+}
+
+impl KmsKey {
+    fn of(record: &KeyRecord) -> KmsKey {
+        let customer_managed = record.manager == KeyManager::Customer;
+        let policy = if customer_managed {
+            record.policy.as_deref().map(|text| Arc::new(stored_policy(text, "key policy")))
+        } else {
+            Some(aws_managed_key_policy(&record.scope))
+        };
+        KmsKey { arn: record.arn.clone(), customer_managed, policy }
+    }
+}
+
+/// The key policy of the AWS managed key `aws/secretsmanager`, as AWS writes it: any
+/// principal of the account may use it through Secrets Manager in the key's region
+/// (`kms:ViaService`, `kms:CallerAccount`), and read its metadata directly; no one may
+/// use it through the KMS API or from another account. Parsed once per scope.
+fn aws_managed_key_policy(scope: &Scope) -> Arc<Policy> {
+    static POLICIES: OnceLock<RwLock<HashMap<Scope, Arc<Policy>>>> = OnceLock::new();
+    let policies = POLICIES.get_or_init(Default::default);
+    if let Some(found) = policies.read().ok().and_then(|m| m.get(scope).cloned()) {
+        return found;
+    }
+    let (account, region) = (&scope.account, &scope.region);
+    let text = format!(
+        r#"{{"Version":"2012-10-17","Id":"auto-secretsmanager-2","Statement":[
+{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}","kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
+{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:GenerateDataKey*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}"}},"StringLike":{{"kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
+{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
+    );
+    let policy = Arc::new(stored_policy(&text, "AWS managed key policy"));
+    if let Ok(mut map) = policies.write() {
+        map.insert(scope.clone(), policy.clone());
+    }
+    policy
 }
 
 /// Resolves a key reference (id, ARN, alias name or alias ARN) in `scope` with the key
@@ -448,19 +664,7 @@ struct KmsKey {
 fn resolve_kms_key(app: &App, scope: &Scope, key: &str) -> Result<KmsKey, AwsError> {
     let found = app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, key, true).ok()))?;
     Ok(match found {
-        Some(record) => KmsKey {
-            arn: record.arn.clone(),
-            customer_managed: record.manager == KeyManager::Customer,
-            policy: record.policy.as_deref().and_then(|text| {
-                match Policy::parse(text, PolicyKind::Resource) {
-                    Ok(p) => Some(p),
-                    Err(problems) => {
-                        tracing::error!(key = %record.arn, ?problems, "a key policy does not parse; the default policy applies");
-                        None
-                    }
-                }
-            }),
-        },
+        Some(record) => KmsKey::of(&record),
         None => KmsKey {
             arn: kms_key_arn(scope, key),
             customer_managed: !is_aws_managed_key(key),
@@ -484,72 +688,11 @@ fn decide_kms(
         resource_account: key_account,
         context,
     };
-    match evaluate_key_policy(&req, &caller.policies, key.policy.as_ref()).denial_message(&req) {
+    let decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
+    match decision.denial_message(&req) {
         None => Ok(()),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
-}
-
-/// BatchGetSecretValue answers with the secrets the caller may read
-/// (`secretsmanager:GetSecretValue`, and kms:Decrypt for a customer managed key); every
-/// other one moves to `Errors` as AccessDeniedException, as AWS reports it.
-pub fn filter_batch(
-    app: &App,
-    who: &Authenticated,
-    ctx: &RequestContext,
-    response: Vec<u8>,
-    source_ip: Option<IpAddr>,
-) -> Result<Vec<u8>, AwsError> {
-    let mut response = zeroize::Zeroizing::new(response);
-    let mut doc: Value = serde_json::from_slice(&response).map_err(|_| AwsError::internal())?;
-    let now_ms = crate::clock::now_ms();
-    let entries = match doc.get_mut("SecretValues").and_then(Value::as_array_mut) {
-        Some(list) => std::mem::take(list),
-        None => return Ok(std::mem::take(&mut *response)),
-    };
-    let mut kept = Vec::with_capacity(entries.len());
-    let mut denied = Vec::new();
-    for entry in entries {
-        let arn = str_field(&entry, "ARN").unwrap_or_default().to_string();
-        let meta = find_secret(app, &ctx.scope, &arn)?;
-        let target = Target { arn: arn.clone(), account: ctx.scope.account.clone(), meta };
-        let mut context = base_context(&who.caller, &who.region, source_ip, now_ms);
-        let asked = serde_json::json!({ "SecretId": arn });
-        secret_context(&mut context, Some(&arn), &target, &asked);
-        let policy = resource_policy(target.meta.as_ref());
-        let mut verdict = decide(
-            &who.caller,
-            "secretsmanager:GetSecretValue",
-            &arn,
-            &target.account,
-            &context,
-            policy.as_ref(),
-        );
-        for (key, actions) in kms_key_checks("GetSecretValue", &asked, target.meta.as_ref()) {
-            let key = resolve_kms_key(app, &ctx.scope, &key)?;
-            for action in actions.iter().filter(|_| key.customer_managed) {
-                verdict = verdict.and_then(|()| {
-                    decide_kms(&who.caller, action, &key, &target.account, &context)
-                });
-            }
-        }
-        match verdict {
-            Ok(()) => kept.push(entry),
-            Err(e) => denied.push(serde_json::json!({
-                "SecretId": arn,
-                "ErrorCode": e.code.as_str(),
-                "Message": e.message,
-            })),
-        }
-    }
-    doc["SecretValues"] = Value::Array(kept);
-    if !denied.is_empty() {
-        match doc.get_mut("Errors").and_then(Value::as_array_mut) {
-            Some(errors) => errors.extend(denied),
-            None => doc["Errors"] = Value::Array(denied),
-        }
-    }
-    serde_json::to_vec(&doc).map_err(|_| AwsError::internal())
 }
 
 #[cfg(test)]
@@ -569,19 +712,81 @@ mod tests {
     #[test]
     fn only_customer_managed_keys_need_kms_permissions() {
         let body = serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/aws/secretsmanager"});
-        assert!(kms_key_checks("CreateSecret", &body, None).is_empty());
+        assert!(kms_key_checks(Sm::CreateSecret, &body, None).is_empty());
         let body = serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/app"});
-        let checks = kms_key_checks("CreateSecret", &body, None);
+        let checks = kms_key_checks(Sm::CreateSecret, &body, None);
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].1, &["kms:GenerateDataKey", "kms:Decrypt"]);
         let update = serde_json::json!({"SecretId": "x", "KmsKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab"});
-        assert_eq!(kms_key_checks("UpdateSecret", &update, None)[0].1.len(), 3);
-        assert!(kms_key_checks("DescribeSecret", &update, None).is_empty());
+        assert_eq!(kms_key_checks(Sm::UpdateSecret, &update, None)[0].1.len(), 3);
+        assert!(kms_key_checks(Sm::DescribeSecret, &update, None).is_empty());
         let scope = Scope::new("111122223333", "us-east-1");
         assert_eq!(
             kms_key_arn(&scope, "alias/app"),
             "arn:aws:kms:us-east-1:111122223333:alias/app"
         );
         assert_eq!(kms_key_arn(&scope, "k1"), "arn:aws:kms:us-east-1:111122223333:key/k1");
+    }
+
+    fn decision(
+        policy: &Policy,
+        caller: &coffer_auth::Principal,
+        action: &str,
+        ctx: &Context,
+    ) -> bool {
+        let req = Request {
+            principal: caller,
+            action,
+            resource: "arn:aws:kms:us-east-1:111122223333:key/k",
+            resource_account: "111122223333",
+            context: ctx,
+        };
+        evaluate_key_policy(&req, &[], Some(policy)).is_allowed()
+    }
+
+    #[test]
+    fn a_stored_policy_that_does_not_parse_denies_everything() {
+        let typo = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*","Condition":{"StringNotEqual":{"aws:username":"x"}}}]}"#;
+        assert!(Policy::parse(typo, PolicyKind::Resource).is_err());
+        let policy = stored_policy(typo, "key policy");
+        let me = coffer_auth::Principal::user("111122223333", "app", "AIDAEXAMPLE");
+        let admin = [Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap()];
+        let ctx = Context::default();
+        let req = Request {
+            principal: &me,
+            action: "secretsmanager:GetSecretValue",
+            resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:s-AbCdEf",
+            resource_account: "111122223333",
+            context: &ctx,
+        };
+        assert!(!evaluate(&req, &admin, Some(&policy)).is_allowed());
+        assert!(!evaluate_key_policy(&req, &admin, Some(&policy)).is_allowed());
+    }
+
+    #[test]
+    fn the_aws_managed_key_serves_only_secrets_manager_in_its_own_account() {
+        let scope = Scope::new("111122223333", "us-east-1");
+        let policy = aws_managed_key_policy(&scope);
+        let me = coffer_auth::Principal::user("111122223333", "app", "AIDAEXAMPLE");
+        let stranger = coffer_auth::Principal::user("444455556666", "x", "AIDAOTHER");
+        let mut via = Context::default();
+        via.set("kms:ViaService", "secretsmanager.us-east-1.amazonaws.com");
+        via.set("kms:CallerAccount", "111122223333");
+        assert!(decision(&policy, &me, "kms:Decrypt", &via));
+        assert!(decision(&policy, &me, "kms:GenerateDataKey", &via));
+        let mut direct = Context::default();
+        direct.set("kms:CallerAccount", "111122223333");
+        assert!(!decision(&policy, &me, "kms:Decrypt", &direct));
+        assert!(!decision(&policy, &me, "kms:Encrypt", &direct));
+        let mut other_region = via.clone();
+        other_region.set("kms:ViaService", "secretsmanager.eu-west-1.amazonaws.com");
+        assert!(!decision(&policy, &me, "kms:Decrypt", &other_region));
+        let mut foreign = via.clone();
+        foreign.set("kms:CallerAccount", "444455556666");
+        assert!(!decision(&policy, &stranger, "kms:Decrypt", &foreign));
     }
 }

@@ -77,6 +77,13 @@ impl Node {
 pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
     let mut leading = false;
     loop {
+        // Every node, leader or not: unwrapped key materials and opened access-key
+        // secrets that can no longer be used (expired, or of keys deleted elsewhere)
+        // leave memory.
+        app.keys.kms().prune_cache();
+        if let Some(iam) = &app.iam {
+            iam.prune_cache();
+        }
         if !node.lead(&app, &mut leading).await {
             tokio::time::sleep(node.interval).await;
             continue;
@@ -106,6 +113,16 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
             ),
             Ok(Err(e)) => tracing::error!(error = %e, "KMS key sweep failed"),
             Err(e) => tracing::error!(error = %e, "KMS key sweep panicked"),
+        }
+        // Deleted rows (due deletions just now, ForceDeleteWithoutRecovery and key
+        // material replaced since the last round) must leave the store's files, not only
+        // its tables. On SQLite this truncates a non-empty WAL: at most one checkpoint
+        // per round.
+        let store = app.store.clone();
+        match tokio::task::spawn_blocking(move || store.scrub_deleted()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not scrub deleted rows"),
+            Err(e) => tracing::error!(error = %e, "scrubbing deleted rows panicked"),
         }
         tokio::time::sleep(node.interval).await;
     }

@@ -1,23 +1,24 @@
-//! One exhaustive table from operation name to handler.
+//! One exhaustive table from operation to handler.
 
 use crate::{App, RequestContext, kms_api, policies, secrets};
 use coffer_core::{AwsError, ErrorCode};
-use coffer_wire::model::ServiceModel;
-use coffer_wire::protocol::{Service, decode_request, encode_response};
+use coffer_wire::operation::{Operation, SecretsManagerOp as Sm};
+use coffer_wire::protocol::{decode_request, encode_response};
 use serde_json::Value;
 
 /// Runs one validated request and returns the response body.
 pub fn dispatch(
     app: &App,
     ctx: &RequestContext,
-    service: Service,
-    op: &str,
+    op: Operation,
     body: Value,
 ) -> Result<Vec<u8>, AwsError> {
-    match service {
-        Service::SecretsManager => secretsmanager(app, ctx, op, body),
-        Service::Kms => kms_api::dispatch(app, ctx, op, body)
-            .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {op}")))),
+    match op {
+        Operation::SecretsManager(op) => secretsmanager(app, ctx, op, body),
+        Operation::Kms(op) => kms_api::dispatch(app, ctx, op, body)
+            .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {}", op.name())))),
+        // These speak protocols of their own and are answered by `http` before dispatch.
+        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
     }
 }
 
@@ -28,71 +29,72 @@ fn not_implemented(what: &str) -> AwsError {
 fn secretsmanager(
     app: &App,
     ctx: &RequestContext,
-    op: &str,
+    op: Sm,
     body: Value,
 ) -> Result<Vec<u8>, AwsError> {
     let out = match op {
-        "CreateSecret" => {
+        Sm::CreateSecret => {
             encode_response(&secrets::create_secret(app, ctx, decode_request(body)?)?)
         }
-        "UpdateSecret" => {
+        Sm::UpdateSecret => {
             encode_response(&secrets::update_secret(app, ctx, decode_request(body)?)?)
         }
-        "PutSecretValue" => {
+        Sm::PutSecretValue => {
             encode_response(&secrets::put_secret_value(app, ctx, decode_request(body)?)?)
         }
-        "GetSecretValue" => {
+        Sm::GetSecretValue => {
             encode_response(&secrets::get_secret_value(app, ctx, decode_request(body)?)?)
         }
-        "BatchGetSecretValue" => {
+        Sm::BatchGetSecretValue => {
             encode_response(&secrets::batch_get_secret_value(app, ctx, decode_request(body)?)?)
         }
-        "DescribeSecret" => {
+        Sm::DescribeSecret => {
             encode_response(&secrets::describe_secret(app, ctx, decode_request(body)?)?)
         }
-        "ListSecrets" => encode_response(&secrets::list_secrets(app, ctx, decode_request(body)?)?),
-        "ListSecretVersionIds" => {
+        Sm::ListSecrets => {
+            encode_response(&secrets::list_secrets(app, ctx, decode_request(body)?)?)
+        }
+        Sm::ListSecretVersionIds => {
             encode_response(&secrets::list_secret_version_ids(app, ctx, decode_request(body)?)?)
         }
-        "UpdateSecretVersionStage" => {
+        Sm::UpdateSecretVersionStage => {
             encode_response(&secrets::update_secret_version_stage(app, ctx, decode_request(body)?)?)
         }
-        "DeleteSecret" => {
+        Sm::DeleteSecret => {
             encode_response(&secrets::delete_secret(app, ctx, decode_request(body)?)?)
         }
-        "RestoreSecret" => {
+        Sm::RestoreSecret => {
             encode_response(&secrets::restore_secret(app, ctx, decode_request(body)?)?)
         }
-        "TagResource" => encode_response(&secrets::tag_resource(app, ctx, decode_request(body)?)?),
-        "UntagResource" => {
+        Sm::TagResource => {
+            encode_response(&secrets::tag_resource(app, ctx, decode_request(body)?)?)
+        }
+        Sm::UntagResource => {
             encode_response(&secrets::untag_resource(app, ctx, decode_request(body)?)?)
         }
-        "PutResourcePolicy" => {
+        Sm::PutResourcePolicy => {
             encode_response(&policies::put_resource_policy(app, ctx, decode_request(body)?)?)
         }
-        "GetResourcePolicy" => {
+        Sm::GetResourcePolicy => {
             encode_response(&policies::get_resource_policy(app, ctx, decode_request(body)?)?)
         }
-        "DeleteResourcePolicy" => {
+        Sm::DeleteResourcePolicy => {
             encode_response(&policies::delete_resource_policy(app, ctx, decode_request(body)?)?)
         }
-        "ValidateResourcePolicy" => {
+        Sm::ValidateResourcePolicy => {
             encode_response(&policies::validate_resource_policy(app, ctx, decode_request(body)?)?)
         }
-        "RotateSecret" => {
+        Sm::RotateSecret => {
             encode_response(&policies::rotate_secret(app, ctx, decode_request(body)?)?)
         }
-        "GetRandomPassword" => {
+        Sm::GetRandomPassword => {
             encode_response(&secrets::get_random_password(decode_request(body)?)?)
         }
-        other if ServiceModel::secretsmanager().has_operation(other) => {
-            return Err(not_implemented(&format!("The operation {other}")));
-        }
-        other => {
-            return Err(AwsError::new(
-                ErrorCode::UnknownOperation,
-                format!("Unknown operation {other}"),
-            ));
+        Sm::CancelRotateSecret
+        | Sm::ReplicateSecretToRegions
+        | Sm::RemoveRegionsFromReplication
+        | Sm::StopReplicationToReplica => {
+            return Err(not_implemented(&format!("The operation {}", op.name())));
         }
     };
     Ok(out)

@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_wire::model::ServiceModel;
-use coffer_wire::protocol::{CONTENT_TYPE, Service, error_body, parse_target};
+use coffer_wire::operation::{CloudTrailOp, Operation, Service};
+use coffer_wire::protocol::{CONTENT_TYPE, error_body, parse_target};
 use coffer_wire::validate::validate_input;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,6 +78,60 @@ fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// For a signature that failed although its access key is known (a wrong secret, a
+/// changed request, an expired date): the key owner's scope and identity, in which the
+/// failed call is to be audited, and a warning line naming the key and its user. Both are
+/// rate-limited per key (`audit::Auditor::note_failed_signature`). `None` for other
+/// failures (an unknown key id leaves no trail to write to), and for failures over the limit.
+fn failed_signature(
+    app: &App,
+    iam: &crate::iam::Iam,
+    raw: &RawRequest,
+    failure: &coffer_auth::SigV4Error,
+    request_id: &str,
+) -> Option<(RequestContext, coffer_audit::event::UserIdentity)> {
+    use coffer_auth::sigv4::{SigV4Error, parse_authorization};
+    if !matches!(failure, SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_)) {
+        return None;
+    }
+    let header = raw
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())?;
+    let parsed = parse_authorization(header).ok()?;
+    let key = iam.lookup(app.store.as_ref(), &parsed.access_key_id).ok().flatten()?;
+    let principal = &key.caller.principal;
+    let notice = app.audit.note_failed_signature(&parsed.access_key_id);
+    if let Some((not_logged, not_audited)) = notice.log {
+        tracing::warn!(
+            access_key_id = %parsed.access_key_id,
+            user = %principal.arn,
+            source_ip = %raw.source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            earlier_failures_not_logged = not_logged,
+            earlier_failures_not_audited = not_audited,
+            "failed signature for a known access key (at most one line per key per minute)"
+        );
+    }
+    // A region outside the known list has no trail; the line above still tells.
+    if !notice.audit || !auth::is_known_region(&parsed.scope.region) {
+        return None;
+    }
+    let who = Authenticated {
+        caller: key.caller.clone(),
+        access_key_id: parsed.access_key_id.clone(),
+        region: parsed.scope.region.clone(),
+    };
+    let ctx = RequestContext {
+        scope: Scope::new(principal.account.clone(), parsed.scope.region.clone()),
+        access_key_id: parsed.access_key_id,
+        request_id: request_id.to_string(),
+        gate: None,
+    };
+    let identity = crate::audit::identity(Some(&who), &ctx);
+    Some((ctx, identity))
+}
+
 /// Splits a request into the owned parts authentication needs and its body stream.
 fn raw_parts(request: Request) -> (RawRequest, Body) {
     let (parts, body) = request.into_parts();
@@ -95,8 +150,20 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
     (raw, body)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, AwsError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads the whole body, at most `app.config.max_body_bytes` of it, within
+/// `app.config.body_timeout`: a client that stops sending half-way must not hold its
+/// connection (and a file) for ever.
+async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
+    let limit = app.config.max_body_bytes;
+    let deadline = app.config.body_timeout;
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return Err(AwsError::new(
+            ErrorCode::RequestTimeout,
+            format!("The request body did not arrive within {} seconds.", deadline.as_secs_f64()),
+        ));
+    };
+    let bytes = read.map_err(|_| {
         AwsError::new(
             ErrorCode::RequestEntityTooLarge,
             format!("The request body exceeds the limit of {limit} bytes."),
@@ -118,29 +185,17 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let target = header_str(request.headers(), "x-amz-target").ok_or_else(|| {
         AwsError::new(ErrorCode::UnknownOperation, "Missing X-Amz-Target header.")
     })?;
-    let (service, op) = parse_target(target)?;
-    let model = match service {
-        Service::SecretsManager => ServiceModel::secretsmanager(),
-        Service::Kms => ServiceModel::kms(),
-    };
-    if !model.has_operation(op) {
-        return Err(AwsError::new(
-            ErrorCode::UnknownOperation,
-            format!("Unknown operation {target}"),
-        ));
-    }
-    let op = op.to_string();
+    let op = parse_target(target)?;
+    let model = ServiceModel::of(op.service()).ok_or_else(AwsError::internal)?;
     let (raw, body) = raw_parts(request);
-    let buffer = read_body(body, app.config.max_body_bytes).await?;
+    let buffer = read_body(app, body).await?;
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
-    let inline =
-        app.writes_inline() || (app.reads_inline() && coffer_audit::event::is_read_only(&op));
+    let inline = app.writes_inline() || (app.reads_inline() && op.read_only());
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let result =
-                serve_in_read_scope(app, dev_ctx, &raw, buffer, service, &op, model, request_id);
+            let result = serve_in_read_scope(app, dev_ctx, &raw, buffer, op, model, request_id);
             let unwritten = crate::audit::conclude(&result);
             (result, unwritten)
         }));
@@ -155,10 +210,10 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     let app = app.clone();
     let request_id = request_id.to_string();
     tokio::task::spawn_blocking(move || {
-        let result = if coffer_audit::event::is_read_only(&op) {
-            serve_in_read_scope(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+        let result = if op.read_only() {
+            serve_in_read_scope(&app, dev_ctx, &raw, buffer, op, model, &request_id)
         } else {
-            serve_json(&app, dev_ctx, &raw, buffer, service, &op, model, &request_id)
+            serve_json(&app, dev_ctx, &raw, buffer, op, model, &request_id)
         };
         crate::audit::finish(&app, result)
     })
@@ -179,8 +234,7 @@ fn serve_in_read_scope(
     dev_ctx: Option<RequestContext>,
     raw: &RawRequest,
     buffer: Vec<u8>,
-    service: Service,
-    op: &str,
+    op: Operation,
     model: &ServiceModel,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
@@ -189,7 +243,7 @@ fn serve_in_read_scope(
         app.store.read_scope(&mut || {
             let buffer = buffer.take().unwrap_or_default();
             let ctx = dev_ctx.take();
-            result = Some(serve_json(app, ctx, raw, buffer, service, op, model, request_id));
+            result = Some(serve_json(app, ctx, raw, buffer, op, model, request_id));
         });
         result.take().unwrap_or_else(|| Err(AwsError::internal()))
     })
@@ -203,8 +257,7 @@ fn serve_json(
     dev_ctx: Option<RequestContext>,
     raw: &RawRequest,
     mut buffer: Vec<u8>,
-    service: Service,
-    op: &str,
+    op: Operation,
     model: &ServiceModel,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
@@ -213,38 +266,31 @@ fn serve_json(
     crate::audit::forget_pending();
     let (ctx, who) = match (&app.iam, dev_ctx) {
         (Some(iam), _) => {
-            let signing_name = match service {
-                Service::SecretsManager => "secretsmanager",
-                Service::Kms => "kms",
-            };
-            let who = auth::authenticate(app, iam, raw, &buffer, signing_name, now_secs())
+            let who = auth::authenticate(app, iam, raw, &buffer, op.signing_name(), now_secs())
                 .map_err(|e| {
                     buffer.zeroize();
+                    // Its event, if any, is written with the call's error by the caller.
+                    if let AuthFailure::Signature(sig) = &e
+                        && let Some((ctx, identity)) =
+                            failed_signature(app, iam, raw, sig, request_id)
+                    {
+                        crate::audit::begin(&ctx, identity, raw, op, None);
+                    }
                     e.into_json()
                 })?;
             let ctx = RequestContext {
                 scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
                 access_key_id: who.access_key_id.clone(),
                 request_id: request_id.to_string(),
+                gate: None,
             };
             (ctx, Some(who))
         }
         (None, Some(ctx)) => (ctx, None),
         (None, None) => return Err(AwsError::internal()),
     };
-    let source = match service {
-        Service::SecretsManager => "secretsmanager.amazonaws.com",
-        Service::Kms => "kms.amazonaws.com",
-    };
-    crate::audit::begin(
-        &ctx,
-        crate::audit::identity(who.as_ref(), &ctx),
-        raw,
-        source,
-        op,
-        Some(model),
-    );
-    serve_identified(app, ctx, who, raw, buffer, service, op, model)
+    crate::audit::begin(&ctx, crate::audit::identity(who.as_ref(), &ctx), raw, op, Some(model));
+    serve_identified(app, ctx, who, raw, buffer, op, model)
 }
 
 /// The part of [`serve_json`] after the caller is known, whose outcome is audited.
@@ -255,8 +301,7 @@ fn serve_identified(
     who: Option<Authenticated>,
     raw: &RawRequest,
     mut buffer: Vec<u8>,
-    service: Service,
-    op: &str,
+    op: Operation,
     model: &ServiceModel,
 ) -> Result<Vec<u8>, AwsError> {
     let parsed = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
@@ -273,16 +318,15 @@ fn serve_identified(
         )
     })?;
     crate::audit::set_request(&body);
-    validate_input(model, op, &body)?;
+    validate_input(model, op.name(), &body)?;
     let Some(who) = who else {
-        return dispatch(app, &ctx, service, op, body);
+        return dispatch(app, &ctx, op, body);
     };
-    let ctx = auth::authorize(app, &who, ctx, service, op, &body, raw.source_ip)?;
-    let out = dispatch(app, &ctx, service, op, body)?;
-    if service == Service::SecretsManager && op == "BatchGetSecretValue" {
-        return auth::filter_batch(app, &who, &ctx, out, raw.source_ip);
-    }
-    Ok(out)
+    let ctx = auth::authorize(app, &who, ctx, op, &body, raw.source_ip)?;
+    // Authorization moves a call another account makes through a resource policy to the
+    // owner's scope: its event goes to both accounts' trails.
+    crate::audit::deliver_also_to(&ctx.scope);
+    dispatch(app, &ctx, op, body)
 }
 
 /// Answers a CloudTrail request (LookupEvents over the audit trail): `(status, body)`.
@@ -300,11 +344,12 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
         Some(_) => None,
     };
     let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
-    if request.method() != Method::POST || cloudtrail::operation(&target) != Some("LookupEvents") {
+    let lookup_events = cloudtrail::operation(&target).and_then(CloudTrailOp::from_name);
+    if request.method() != Method::POST || lookup_events != Some(CloudTrailOp::LookupEvents) {
         return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
     }
     let (raw, body) = raw_parts(request);
-    let buffer = match read_body(body, app.config.max_body_bytes).await {
+    let buffer = match read_body(app, body).await {
         Ok(b) => b,
         Err(e) => return aws(e),
     };
@@ -313,7 +358,9 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
     let answered = tokio::task::spawn_blocking(move || {
         let (ctx, who) = match (&app.iam, dev_ctx) {
             (Some(iam), _) => {
-                match auth::authenticate(&app, iam, &raw, &buffer, "cloudtrail", now_secs()) {
+                let lookup_events = Operation::from(CloudTrailOp::LookupEvents);
+                let signing_name = lookup_events.signing_name();
+                match auth::authenticate(&app, iam, &raw, &buffer, signing_name, now_secs()) {
                     Ok(who) => {
                         let ctx = RequestContext {
                             scope: Scope::new(
@@ -322,17 +369,34 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
                             ),
                             access_key_id: who.access_key_id.clone(),
                             request_id: request_id.clone(),
+                            gate: None,
                         };
                         (ctx, Some(who))
                     }
-                    Err(e) => return aws(e.into_json()),
+                    Err(e) => {
+                        let failed = match &e {
+                            AuthFailure::Signature(e) => {
+                                failed_signature(&app, iam, &raw, e, &request_id)
+                            }
+                            AuthFailure::Internal(_) => None,
+                        };
+                        let e = e.into_json();
+                        if let Some((ctx, identity)) = failed {
+                            let op = Operation::from(CloudTrailOp::LookupEvents);
+                            crate::audit::begin(&ctx, identity, &raw, op, None);
+                            let outcome = Err((e.code.as_str().to_string(), e.message.clone()));
+                            // The call fails either way; a trail failure is logged there.
+                            let _ = crate::audit::finish_outcome(&app, outcome);
+                        }
+                        return aws(e);
+                    }
                 }
             }
             (None, Some(ctx)) => (ctx, None),
             (None, None) => return aws(AwsError::internal()),
         };
         let identity = crate::audit::identity(who.as_ref(), &ctx);
-        crate::audit::begin(&ctx, identity, &raw, "cloudtrail.amazonaws.com", "LookupEvents", None);
+        crate::audit::begin(&ctx, identity, &raw, CloudTrailOp::LookupEvents.into(), None);
         let outcome = lookup(&app, &ctx, who.as_ref(), &raw, &buffer);
         let audited = match &outcome {
             Ok(body) => crate::audit::finish_outcome(&app, Ok(body)),
@@ -401,9 +465,13 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
         Some(_) => None,
     };
     let (raw, body) = raw_parts(request);
-    let buffer = match read_body(body, app.config.max_body_bytes).await {
+    let buffer = match read_body(app, body).await {
         Ok(b) => b,
-        Err(e) => return sts::error("RequestEntityTooLarge", &e.message, request_id, 413),
+        Err(e) => {
+            // The query protocol names its errors without the JSON protocol's suffix.
+            let code = e.code.as_str().trim_end_matches("Exception");
+            return sts::error(code, &e.message, request_id, e.code.http_status());
+        }
     };
     let app = app.clone();
     let id = request_id.to_string();
@@ -412,17 +480,41 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
         let internal =
             |id: &str| sts::error("InternalFailure", "An internal error occurred.", id, 500);
         let (ctx, who) = match (&app.iam, dev_ctx) {
-            (Some(iam), _) => match auth::authenticate(&app, iam, &raw, &buffer, "sts", now_secs())
-            {
+            (Some(iam), _) => match auth::authenticate(
+                &app,
+                iam,
+                &raw,
+                &buffer,
+                Service::Sts.signing_name(),
+                now_secs(),
+            ) {
                 Ok(who) => {
                     let ctx = RequestContext {
                         scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
                         access_key_id: who.access_key_id.clone(),
                         request_id: request_id.clone(),
+                        gate: None,
                     };
                     (ctx, Some(who))
                 }
-                Err(AuthFailure::Signature(e)) => return sts::signature_error(&e, &request_id),
+                Err(AuthFailure::Signature(e)) => {
+                    if let Some((ctx, identity)) =
+                        failed_signature(&app, iam, &raw, &e, &request_id)
+                    {
+                        let form = if raw.query.contains("Action=") {
+                            raw.query.clone()
+                        } else {
+                            String::from_utf8_lossy(&buffer).into_owned()
+                        };
+                        let action = sts::form_value(&form, "Action").unwrap_or_default();
+                        let error = Some((e.query_code().to_string(), e.query_message()));
+                        // The call fails either way; a trail failure is logged there.
+                        let _ = crate::audit::record_sts_call(
+                            &app, &ctx, identity, &raw, &action, error,
+                        );
+                    }
+                    return sts::signature_error(&e, &request_id);
+                }
                 Err(AuthFailure::Internal(_)) => return internal(&request_id),
             },
             (None, Some(ctx)) => (ctx, None),
@@ -451,15 +543,7 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
             .then(|| ("InvalidAction".to_string(), format!("Could not find operation {action}")));
         // STS calls are audited like every other call, and fail closed in the same way.
         let audit_identity = crate::audit::identity(who.as_ref(), &ctx);
-        match crate::audit::record_call(
-            &app,
-            &ctx,
-            audit_identity,
-            &raw,
-            "sts.amazonaws.com",
-            &action,
-            error,
-        ) {
+        match crate::audit::record_sts_call(&app, &ctx, audit_identity, &raw, &action, error) {
             Ok(()) => (status, body),
             Err(_) => internal(&request_id),
         }
@@ -518,6 +602,7 @@ pub fn caller(
         scope: Scope::new(account, parts[2]),
         access_key_id,
         request_id: request_id.to_string(),
+        gate: None,
     })
 }
 

@@ -118,6 +118,21 @@ pub enum IamError {
     Crypto(String),
 }
 
+/// True for an AWS account id: exactly 12 ASCII digits. Every store key of a scope starts
+/// with `<account>/<region>/`, and only a fixed-shape account keeps one scope's keys from
+/// being a prefix of another's.
+pub fn is_account_id(account: &str) -> bool {
+    account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// AWS's validation message for an account id that is not 12 digits.
+pub fn account_id_error(account: &str) -> String {
+    format!(
+        "1 validation error detected: Value '{account}' at 'accountId' failed to satisfy \
+         constraint: Member must satisfy regular expression pattern: ^\\d{{12}}$"
+    )
+}
+
 fn user_key(account: &str, name: &str) -> String {
     format!("{account}/{name}")
 }
@@ -361,6 +376,14 @@ impl LookupCache {
         entries.insert(access_key_id.to_string(), entry);
     }
 
+    /// Drops every entry too old to be used again ([`LOOKUP_MAX_AGE`]), so the opened
+    /// secret of a key deleted or deactivated elsewhere, and never presented again,
+    /// leaves memory.
+    fn prune(&self, now: Instant) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|_, entry| now.saturating_duration_since(entry.loaded) < LOOKUP_MAX_AGE);
+    }
+
     /// Drops a key the store no longer holds as active, so its secret leaves memory.
     /// Looks first under the shared lock: unknown keys (typos, probes) are never cached
     /// and should not serialize requests on the exclusive one.
@@ -469,6 +492,9 @@ impl Iam {
         name: &str,
         now_ms: i64,
     ) -> Result<UserRecord, IamError> {
+        if !is_account_id(account) {
+            return Err(IamError::Invalid(account_id_error(account)));
+        }
         validate_user_name(name).map_err(IamError::Invalid)?;
         let id_random: [u8; ID_RANDOM_LEN] =
             random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
@@ -673,6 +699,17 @@ impl Iam {
         Ok(Some(user))
     }
 
+    /// Drops cached lookups too old to be used again (see [`LOOKUP_MAX_AGE`]); called by
+    /// the background work every round, on every node.
+    pub fn prune_cache(&self) {
+        self.lookups.prune((self.lookups.clock)());
+    }
+
+    /// How many access keys are cached.
+    pub fn cached_keys(&self) -> usize {
+        self.lookups.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// Finds the caller behind an access key: `None` for unknown or inactive keys.
     ///
     /// A key looked up before is served from the cache after one small read of the
@@ -812,17 +849,25 @@ pub fn rewrap_credentials_key(
     old: &MasterKey,
     new: &MasterKey,
 ) -> Result<bool, IamError> {
-    write(store, |tx| {
-        let Some(wrapped) = tx.wrapped_key(CREDENTIALS_KEY_ID)? else { return Ok(false) };
-        if new.unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT).is_ok() {
-            return Ok(false);
-        }
-        let key = old
-            .unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT)
-            .map_err(|e| IamError::Crypto(format!("cannot unwrap the IAM credentials key: {e}")))?;
-        tx.put_wrapped_key(CREDENTIALS_KEY_ID, &new.wrap_key(&key, CREDENTIALS_KEY_CONTEXT))?;
-        Ok(true)
-    })
+    write(store, |tx| rewrap_credentials_key_in(tx, old, new))
+}
+
+/// [`rewrap_credentials_key`] in the caller's transaction, so a master-key rotation moves
+/// the KMS materials and the credentials key in one commit.
+pub fn rewrap_credentials_key_in(
+    tx: &mut dyn WriteTxn,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<bool, IamError> {
+    let Some(wrapped) = tx.wrapped_key(CREDENTIALS_KEY_ID)? else { return Ok(false) };
+    if new.unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT).is_ok() {
+        return Ok(false);
+    }
+    let key = old
+        .unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT)
+        .map_err(|e| IamError::Crypto(format!("cannot unwrap the IAM credentials key: {e}")))?;
+    tx.put_wrapped_key(CREDENTIALS_KEY_ID, &new.wrap_key(&key, CREDENTIALS_KEY_CONTEXT))?;
+    Ok(true)
 }
 
 fn all_records(tx: &dyn ReadTxn, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -1265,5 +1310,21 @@ mod tests {
         moved("delete_user");
         w.iam.bootstrap_admin(&w.store, ACCOUNT, 3, &mut |_, _| Ok(())).unwrap();
         moved("bootstrap_admin");
+    }
+
+    #[test]
+    fn the_opened_secret_of_a_key_deleted_elsewhere_leaves_memory_without_another_request() {
+        let w = alice(LOOKUP_CACHE_TTL);
+        assert!(w.lookup().is_some());
+        assert_eq!(w.iam.cached_keys(), 1);
+        w.elsewhere.delete_access_key(&w.store, &w.id).unwrap();
+        // Nobody presents the deleted key again: the background round prunes it once it
+        // is too old to be used, on every node.
+        w.iam.prune_cache();
+        assert_eq!(w.iam.cached_keys(), 1, "still young: it would be checked before use");
+        w.clock.advance(LOOKUP_MAX_AGE);
+        w.iam.prune_cache();
+        assert_eq!(w.iam.cached_keys(), 0);
+        assert!(w.lookup().is_none());
     }
 }

@@ -2,13 +2,16 @@
 //! decoding its wire shape, running the key service in one store transaction and encoding
 //! KMS's answer. Operations not listed here answer `NotImplementedException`.
 
+use crate::policies::bind_user_principals;
 use crate::{App, RequestContext, clock};
+use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::{
     AliasRecord, DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, NewKey, Tag,
     check_algorithm, data_key_length, generate_random,
 };
 use coffer_wire::kms as wire;
+use coffer_wire::operation::KmsOp;
 use coffer_wire::protocol::{SensitiveBlob, decode_request, encode_response, epoch_seconds};
 use serde_json::Value;
 
@@ -18,56 +21,99 @@ const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 pub fn dispatch(
     app: &App,
     ctx: &RequestContext,
-    op: &str,
+    op: KmsOp,
     body: Value,
 ) -> Option<Result<Vec<u8>, AwsError>> {
     let scope = &ctx.scope;
     let result = match op {
-        "CreateKey" => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
-        "DescribeKey" => decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json),
-        "ListKeys" => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
-        "EnableKey" => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
-        "DisableKey" => decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json),
-        "ScheduleKeyDeletion" => {
+        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
+        KmsOp::DescribeKey => {
+            decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json)
+        }
+        KmsOp::ListKeys => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
+        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
+        KmsOp::DisableKey => {
+            decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json)
+        }
+        KmsOp::ScheduleKeyDeletion => {
             decode_request(body).and_then(|r| schedule_key_deletion(app, scope, r)).map(json)
         }
-        "CancelKeyDeletion" => {
+        KmsOp::CancelKeyDeletion => {
             decode_request(body).and_then(|r| cancel_key_deletion(app, scope, r)).map(json)
         }
-        "CreateAlias" => decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json),
-        "UpdateAlias" => decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json),
-        "DeleteAlias" => decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json),
-        "ListAliases" => decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json),
-        "Encrypt" => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
-        "Decrypt" => decode_request(body).and_then(|r| decrypt(app, scope, r)).map(json),
-        "ReEncrypt" => decode_request(body).and_then(|r| re_encrypt(app, scope, r)).map(json),
-        "GenerateDataKey" => {
+        KmsOp::CreateAlias => {
+            decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json)
+        }
+        KmsOp::UpdateAlias => {
+            decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json)
+        }
+        KmsOp::DeleteAlias => {
+            decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json)
+        }
+        KmsOp::ListAliases => {
+            decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json)
+        }
+        KmsOp::Encrypt => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
+        KmsOp::Decrypt => decode_request(body).and_then(|r| decrypt(app, ctx, r)).map(json),
+        KmsOp::ReEncrypt => decode_request(body).and_then(|r| re_encrypt(app, ctx, r)).map(json),
+        KmsOp::GenerateDataKey => {
             decode_request(body).and_then(|r| generate_data_key(app, scope, r, true)).map(json)
         }
-        "GenerateDataKeyWithoutPlaintext" => {
+        KmsOp::GenerateDataKeyWithoutPlaintext => {
             decode_request(body).and_then(|r| generate_data_key(app, scope, r, false)).map(json)
         }
-        "GenerateRandom" => decode_request(body).and_then(generate_random_bytes).map(json),
-        "EnableKeyRotation" => {
+        KmsOp::GenerateRandom => decode_request(body).and_then(generate_random_bytes).map(json),
+        KmsOp::EnableKeyRotation => {
             decode_request(body).and_then(|r| enable_key_rotation(app, scope, r)).map(json)
         }
-        "DisableKeyRotation" => {
+        KmsOp::DisableKeyRotation => {
             decode_request(body).and_then(|r| disable_key_rotation(app, scope, r)).map(json)
         }
-        "GetKeyRotationStatus" => {
+        KmsOp::GetKeyRotationStatus => {
             decode_request(body).and_then(|r| get_key_rotation_status(app, scope, r)).map(json)
         }
-        "RotateKeyOnDemand" => {
+        KmsOp::RotateKeyOnDemand => {
             decode_request(body).and_then(|r| rotate_key_on_demand(app, scope, r)).map(json)
         }
-        "TagResource" => decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json),
-        "UntagResource" => {
+        KmsOp::TagResource => {
+            decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json)
+        }
+        KmsOp::UntagResource => {
             decode_request(body).and_then(|r| untag_resource(app, scope, r)).map(json)
         }
-        "ListResourceTags" => {
+        KmsOp::ListResourceTags => {
             decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
         }
-        _ => return None,
+        KmsOp::ConnectCustomKeyStore
+        | KmsOp::CreateCustomKeyStore
+        | KmsOp::CreateGrant
+        | KmsOp::DeleteCustomKeyStore
+        | KmsOp::DeleteImportedKeyMaterial
+        | KmsOp::DeriveSharedSecret
+        | KmsOp::DescribeCustomKeyStores
+        | KmsOp::DisconnectCustomKeyStore
+        | KmsOp::GenerateDataKeyPair
+        | KmsOp::GenerateDataKeyPairWithoutPlaintext
+        | KmsOp::GenerateMac
+        | KmsOp::GetKeyLastUsage
+        | KmsOp::GetKeyPolicy
+        | KmsOp::GetParametersForImport
+        | KmsOp::GetPublicKey
+        | KmsOp::ImportKeyMaterial
+        | KmsOp::ListGrants
+        | KmsOp::ListKeyPolicies
+        | KmsOp::ListKeyRotations
+        | KmsOp::ListRetirableGrants
+        | KmsOp::PutKeyPolicy
+        | KmsOp::ReplicateKey
+        | KmsOp::RetireGrant
+        | KmsOp::RevokeGrant
+        | KmsOp::Sign
+        | KmsOp::UpdateCustomKeyStore
+        | KmsOp::UpdateKeyDescription
+        | KmsOp::UpdatePrimaryRegion
+        | KmsOp::Verify
+        | KmsOp::VerifyMac => return None,
     };
     // KMS reports its own internal failures as KMSInternalException.
     Some(result.map_err(|e| match e.code {
@@ -137,11 +183,36 @@ fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
 }
 
+const INVALID_PRINCIPALS: &str = "Policy contains a statement with one or more invalid principals.";
+
+/// Refuses a key policy that is a JSON object but not a valid policy, as KMS does with
+/// MalformedPolicyDocumentException. Authorization reads the stored policy with the same
+/// parser, so a policy accepted here is one it can enforce (a typo such as `StringNotEqual`
+/// must never be stored and then read as "no policy"). Text that is not a JSON object is
+/// left to the key service, which answers it in KMS's words.
+fn check_key_policy(text: &str) -> Result<(), AwsError> {
+    if !matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_))) {
+        return Ok(());
+    }
+    let Err(problems) = Policy::parse(text, PolicyKind::Resource) else { return Ok(()) };
+    // The parser words principal problems as "Statement <n>: Principal..." (or NotPrincipal).
+    let about_principal = |p: &String| p.contains(": Principal") || p.contains(": NotPrincipal");
+    let message = if problems.iter().any(about_principal) {
+        INVALID_PRINCIPALS.to_string()
+    } else {
+        format!("The key policy contains an error: {}", problems.first().map_or("", String::as_str))
+    };
+    Err(AwsError::new(ErrorCode::MalformedPolicyDocument, message))
+}
+
 pub fn create_key(
     app: &App,
     scope: &Scope,
     req: wire::CreateKeyRequest,
 ) -> Result<wire::KeyMetadataResponse, AwsError> {
+    if let Some(text) = &req.policy {
+        check_key_policy(text)?;
+    }
     let request = NewKey {
         description: req.description,
         key_usage: req.key_usage,
@@ -155,7 +226,16 @@ pub fn create_key(
         tags: to_tags(req.tags.unwrap_or_default()),
     };
     let key = app.write(|tx| {
-        app.keys.kms().create_key(tx, scope, request.clone(), clock::now_ms()).map_err(kms)
+        let mut request = request.clone();
+        // IAM users named in the key policy are bound to their unique ids, as for resource
+        // policies: a user recreated under the same name is not the one the policy names.
+        if let Some(text) = &request.policy
+            && matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_)))
+        {
+            let bound = bind_user_principals(app, &*tx, text, INVALID_PRINCIPALS)?;
+            request.policy = Some(bound);
+        }
+        app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)
     })?;
     Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
 }
@@ -340,14 +420,33 @@ pub fn encrypt(
     )
 }
 
+/// Authorizes `action` on the key a ciphertext names (which the request need not name):
+/// the key's policy and the caller's denials on that key apply to every route to it.
+fn authorize_blob_key(
+    app: &App,
+    ctx: &RequestContext,
+    tx: &dyn coffer_store::ReadTxn,
+    blob: &[u8],
+    action: &str,
+) -> Result<(), AwsError> {
+    if let Some(gate) = &ctx.gate
+        && let Some(key) = crate::auth::sealing_key(app, tx, &ctx.scope, blob)
+    {
+        gate.kms_direct(action, &key)?;
+    }
+    Ok(())
+}
+
 pub fn decrypt(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::DecryptRequest,
 ) -> Result<wire::DecryptResponse, AwsError> {
     refuse_recipient(&req.recipient)?;
+    let scope = &ctx.scope;
     let context = context(req.encryption_context.clone());
     let decrypted = app.read(|tx| {
+        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt")?;
         let opened = app
             .keys
             .kms()
@@ -369,15 +468,20 @@ pub fn decrypt(
 
 pub fn re_encrypt(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::ReEncryptRequest,
 ) -> Result<wire::ReEncryptResponse, AwsError> {
+    let scope = &ctx.scope;
     let source_context = context(req.source_encryption_context.clone());
     let destination_context = context(req.destination_encryption_context.clone());
     let moved = app.read(|tx| {
         let kms = app.keys.kms();
         let destination =
             kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
+        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom")?;
+        if let Some(gate) = &ctx.gate {
+            gate.kms_direct("kms:ReEncryptTo", &destination)?;
+        }
         check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
             .map_err(self::kms)?;
         let source = kms

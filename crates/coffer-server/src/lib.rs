@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod clock;
+pub mod connections;
 mod dispatch;
 pub mod http;
 pub mod iam;
@@ -44,6 +45,8 @@ pub struct Config {
     pub default_account: String,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive once its headers have.
+    pub body_timeout: std::time::Duration,
     /// How the audit trail is kept.
     pub audit: audit::Settings,
 }
@@ -53,6 +56,7 @@ impl Default for Config {
         Config {
             default_account: "000000000000".to_string(),
             max_body_bytes: 1024 * 1024,
+            body_timeout: std::time::Duration::from_secs(60),
             audit: audit::Settings::default(),
         }
     }
@@ -64,6 +68,9 @@ pub struct RequestContext {
     pub scope: Scope,
     pub access_key_id: String,
     pub request_id: String,
+    /// What the handler still authorizes itself (keys that sealed what it opens, each
+    /// secret of a batch); `None` with `--dev`, where nothing is authorized.
+    pub gate: Option<std::sync::Arc<auth::Gate>>,
 }
 
 /// Everything a handler needs.

@@ -2,15 +2,94 @@
 //! refusals. Policies are parsed and checked (grammar, public access, lock-out) with
 //! `coffer-auth` here; `auth` enforces them on every call.
 
+use crate::iam::{USER_KIND, UserRecord};
 use crate::secrets::{resolve_existing, resolve_secret_id_checked};
 use crate::{App, RequestContext, store_error};
 use coffer_auth::policy::{
-    Policy, PolicyKind, malformed_message, validate_resource_policy as findings,
+    Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
+    validate_resource_policy as findings,
 };
+use coffer_auth::principal::user_arn;
 use coffer_core::{AwsError, ErrorCode, names};
+use coffer_store::ReadTxn;
 use coffer_wire::secretsmanager as wire;
 
 const PUBLIC_POLICY: &str = "This resource policy contains a public policy, which is blocked by the BlockPublicPolicy parameter.";
+const UNSUPPORTED_PRINCIPAL: &str = "This resource policy contains an unsupported principal.";
+
+/// The stored text of a resource policy: IAM user ARNs among its principals replaced by
+/// the users' unique ids, as AWS stores them, so that a user deleted and recreated under
+/// the same name (a new unique id) does not inherit the grant. A user ARN that names no
+/// user is refused, or a user created later under that name would be granted. The text is
+/// kept as given when it names no user. Without IAM (`--dev`) nothing is enforced and
+/// nothing is bound. `unknown_user` is the MalformedPolicyDocumentException message for
+/// an ARN that names no user (Secrets Manager and KMS word it differently). CreateKey binds
+/// key policies the same way.
+pub(crate) fn bind_user_principals(
+    app: &App,
+    tx: &dyn ReadTxn,
+    text: &str,
+    unknown_user: &str,
+) -> Result<String, AwsError> {
+    if app.iam.is_none() {
+        return Ok(text.to_string());
+    }
+    let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+        malformed("This resource policy contains a syntax error: it is not valid JSON.".into())
+    })?;
+    let changed = map_aws_principals(&mut doc, &mut |id| {
+        let Some((account, name)) = user_arn_parts(id) else { return Ok(None) };
+        let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
+        let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        match user {
+            Some(user) => Ok(Some(user.user_id)),
+            None => Err(malformed(unknown_user.to_string())),
+        }
+    })?;
+    if !changed {
+        return Ok(text.to_string());
+    }
+    serde_json::to_string(&doc).map_err(|_| AwsError::internal())
+}
+
+/// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
+/// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
+fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
+    if !text.contains("AIDA") {
+        return Ok(text);
+    }
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(text) };
+    let mut users: Option<Vec<UserRecord>> = None;
+    let changed = map_aws_principals(&mut doc, &mut |id| {
+        if !is_unique_id(id) {
+            return Ok(None);
+        }
+        if users.is_none() {
+            users = Some(all_users(tx)?);
+        }
+        let found = users.iter().flatten().find(|u| u.user_id == id);
+        Ok::<_, AwsError>(found.map(|u| user_arn(&u.account, &u.name)))
+    })?;
+    if !changed {
+        return Ok(text);
+    }
+    serde_json::to_string(&doc).map_err(|_| AwsError::internal())
+}
+
+/// Every IAM user record (of every account: a policy may name users of others).
+fn all_users(tx: &dyn ReadTxn) -> Result<Vec<UserRecord>, AwsError> {
+    let mut out: Vec<UserRecord> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.records(USER_KIND, "", after.as_deref(), 256).map_err(store_error)?;
+        let done = page.len() < 256;
+        after = page.last().map(|(k, _)| k.clone());
+        out.extend(page.iter().filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok()));
+        if done {
+            return Ok(out);
+        }
+    }
+}
 
 fn malformed(message: String) -> AwsError {
     AwsError::new(ErrorCode::MalformedPolicyDocument, message)
@@ -29,7 +108,8 @@ pub fn put_resource_policy(
     }
     app.write(|tx| {
         let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
-        meta.resource_policy = Some(req.resource_policy.clone());
+        meta.resource_policy =
+            Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
@@ -43,11 +123,9 @@ pub fn get_resource_policy(
     names::validate_secret_id(&req.secret_id)?;
     app.read(|tx| {
         let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
-        Ok(wire::GetResourcePolicyResponse {
-            arn: meta.arn,
-            name: meta.name,
-            resource_policy: meta.resource_policy,
-        })
+        let resource_policy =
+            meta.resource_policy.map(|text| show_user_principals(tx, text)).transpose()?;
+        Ok(wire::GetResourcePolicyResponse { arn: meta.arn, name: meta.name, resource_policy })
     })
 }
 

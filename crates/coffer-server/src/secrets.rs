@@ -4,6 +4,7 @@
 //! Order of checks follows AWS: model validation (done before we get here), then
 //! name and ClientRequestToken checks, then existence, then state.
 
+use crate::auth::{Gate, sealing_key};
 use crate::paging;
 use crate::{App, RequestContext, clock, store_error};
 use coffer_core::filters::{Filter, FilterKey, matches_all};
@@ -16,6 +17,7 @@ use coffer_core::{AwsError, ErrorCode, Scope, staging};
 use coffer_crypto::SecretBytes;
 use coffer_kms::{EncryptionContext, KeyRecord, KmsError};
 use coffer_store::{ListQuery, ReadTxn, SealedValue, SortBy, WriteTxn, cursor_of};
+use coffer_wire::operation::SecretsManagerOp;
 use coffer_wire::protocol::{SensitiveBlob, SensitiveString, epoch_seconds};
 use coffer_wire::secretsmanager as wire;
 use std::collections::BTreeMap;
@@ -197,17 +199,25 @@ fn normalize_kms_key(key: &Option<String>) -> Option<Option<String>> {
     key.as_ref().map(|k| if k.is_empty() { None } else { Some(k.clone()) })
 }
 
-/// Opens a stored value. Returns the kind byte and the bytes.
+/// Opens a stored value. Returns the kind byte and the bytes. The caller must be
+/// allowed `kms:Decrypt` on the key that sealed this very version: not the key the
+/// secret names now, nor what an alias points to now.
 fn open_value(
     app: &App,
     tx: &dyn ReadTxn,
     meta: &SecretMeta,
     version_id: &str,
+    gate: Option<&Gate>,
 ) -> Result<SecretBytes, AwsError> {
     let sealed = tx
         .version_value(&meta.arn, version_id)
         .map_err(store_error)?
         .ok_or_else(AwsError::internal)?;
+    if let Some(gate) = gate
+        && let Some(key) = sealing_key(app, tx, &meta.scope, &sealed.0)
+    {
+        gate.kms_via_secrets_manager("kms:Decrypt", &key)?;
+    }
     app.keys
         .kms()
         .decrypt(tx, &meta.scope, &sealed.0, &secret_context(&meta.arn, version_id), None)
@@ -222,6 +232,7 @@ fn reencrypt_labelled_versions(
     tx: &mut dyn WriteTxn,
     meta: &SecretMeta,
     key: &KeyRecord,
+    gate: Option<&Gate>,
 ) -> Result<(), AwsError> {
     let versions = tx.versions(&meta.arn).map_err(store_error)?;
     for version in versions {
@@ -234,7 +245,7 @@ fn reencrypt_labelled_versions(
             .ok_or_else(AwsError::internal)?;
         let sealed_by = coffer_kms::ciphertext::parse(&sealed.0).map(|(header, _)| header.key_id);
         if sealed_by.as_deref().ok() != Some(key.key_id.as_str()) {
-            let plaintext = open_value(app, tx, meta, &version.version_id)?;
+            let plaintext = open_value(app, tx, meta, &version.version_id, gate)?;
             let resealed =
                 seal_value(app, key, &meta.arn, &version.version_id, plaintext.expose())?;
             tx.replace_version_value(&meta.arn, &version.version_id, &resealed)
@@ -253,6 +264,11 @@ fn reencrypt_labelled_versions(
 
 /// When a ClientRequestToken names an existing version: same value means the call
 /// already happened (answer as before); a different value is an error.
+///
+/// The comparison answers whether a guessed value is the stored one, so it is made only
+/// for a caller who may read that version (GetSecretValue on the secret, with its
+/// resource policy, and kms:Decrypt on the key that sealed it); anyone else gets the
+/// answer a wrong guess gets, whatever the guess.
 fn replay_of_existing_version(
     app: &App,
     tx: &dyn ReadTxn,
@@ -260,21 +276,30 @@ fn replay_of_existing_version(
     versions: &[VersionMeta],
     token: &str,
     value: &NewValue<'_>,
+    gate: Option<&Gate>,
 ) -> Result<Option<VersionMeta>, AwsError> {
     let Some(existing) = versions.iter().find(|v| v.version_id == token) else {
         return Ok(None);
     };
-    let stored = open_value(app, tx, meta, token)?;
-    if stored.ct_eq(value.to_plaintext().expose()) {
-        Ok(Some(existing.clone()))
-    } else {
-        Err(AwsError::new(
+    let in_use = || {
+        AwsError::new(
             ErrorCode::ResourceExists,
             format!(
                 "You can't use ClientRequestToken {token} because that value is already in use for a version of secret {}.",
                 meta.arn
             ),
-        ))
+        )
+    };
+    let denied = |e: AwsError| if e.code == ErrorCode::AccessDenied { in_use() } else { e };
+    if let Some(gate) = gate {
+        gate.secret("secretsmanager:GetSecretValue", &meta.scope, &meta.arn, Some(meta))
+            .map_err(denied)?;
+    }
+    let stored = open_value(app, tx, meta, token, gate).map_err(denied)?;
+    if stored.ct_eq(value.to_plaintext().expose()) {
+        Ok(Some(existing.clone()))
+    } else {
+        Err(in_use())
     }
 }
 
@@ -290,6 +315,7 @@ fn add_version(
     value: &NewValue<'_>,
     requested_stages: Option<&[String]>,
     now: i64,
+    gate: Option<&Gate>,
 ) -> Result<Vec<String>, AwsError> {
     let mut labels = staging::labels_of(versions);
     let stages = staging::add_version(&mut labels, version_id, requested_stages)?;
@@ -314,6 +340,9 @@ fn add_version(
         }
     }
     let key = key_for(app, tx, meta, now)?;
+    if let Some(gate) = gate {
+        gate.kms_via_secrets_manager("kms:GenerateDataKey", &key)?;
+    }
     let sealed = seal_value(app, &key, &meta.arn, version_id, value.to_plaintext().expose())?;
     tx.insert_version(&meta.arn, &new_version, &sealed).map_err(|e| match e {
         coffer_store::StoreError::Conflict(_) => AwsError::new(
@@ -353,7 +382,16 @@ pub fn create_secret(
             }
             if let (Some(token), Some(value)) = (token, &value) {
                 let versions = tx.versions(&existing.arn).map_err(store_error)?;
-                if let Some(v) = replay_of_existing_version(app, tx, &existing, &versions, token, value)? {
+                let replay = replay_of_existing_version(
+                    app,
+                    tx,
+                    &existing,
+                    &versions,
+                    token,
+                    value,
+                    ctx.gate.as_deref(),
+                )?;
+                if let Some(v) = replay {
                     return Ok(wire::SecretRefResponse {
                         arn: existing.arn,
                         name: existing.name,
@@ -387,7 +425,7 @@ pub fn create_secret(
         meta.seq = tx.insert_secret(&meta).map_err(store_error)?;
         let mut version_id = None;
         if let (Some(token), Some(value)) = (token, &value) {
-            add_version(app, tx, &meta, &[], token, value, None, now)?;
+            add_version(app, tx, &meta, &[], token, value, None, now, ctx.gate.as_deref())?;
             version_id = Some(token.to_string());
         } else if meta.kms_key_id.is_some() {
             // No value to seal yet, but a named key must exist and be usable now.
@@ -425,7 +463,10 @@ pub fn update_secret(
         let mut version_id = None;
         if let (Some(token), Some(value)) = (token, &value) {
             let versions = tx.versions(&meta.arn).map_err(store_error)?;
-            if let Some(v) = replay_of_existing_version(app, tx, &meta, &versions, token, value)? {
+            let gate = ctx.gate.as_deref();
+            if let Some(v) =
+                replay_of_existing_version(app, tx, &meta, &versions, token, value, gate)?
+            {
                 return Ok(wire::SecretRefResponse {
                     arn: meta.arn,
                     name: meta.name,
@@ -433,12 +474,15 @@ pub fn update_secret(
                     version_stages: None,
                 });
             }
-            add_version(app, tx, &meta, &versions, token, value, None, now)?;
+            add_version(app, tx, &meta, &versions, token, value, None, now, gate)?;
             version_id = Some(token.to_string());
         }
         if new_kms_key_id.is_some() {
             let key = key_for(app, tx, &meta, now)?;
-            reencrypt_labelled_versions(app, tx, &meta, &key)?;
+            if let Some(gate) = ctx.gate.as_deref() {
+                gate.kms_via_secrets_manager("kms:GenerateDataKey", &key)?;
+            }
+            reencrypt_labelled_versions(app, tx, &meta, &key, ctx.gate.as_deref())?;
         }
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
@@ -467,7 +511,9 @@ pub fn put_secret_value(
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
-        if let Some(v) = replay_of_existing_version(app, tx, &meta, &versions, token, &value)? {
+        let gate = ctx.gate.as_deref();
+        if let Some(v) = replay_of_existing_version(app, tx, &meta, &versions, token, &value, gate)?
+        {
             return Ok(wire::SecretRefResponse {
                 arn: meta.arn,
                 name: meta.name,
@@ -485,6 +531,7 @@ pub fn put_secret_value(
             &value,
             req.version_stages.as_deref(),
             now,
+            gate,
         )?;
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
@@ -534,21 +581,20 @@ fn select_version<'a>(
     }
 }
 
-/// Reads one value; reports whether LastAccessedDate must be recorded.
+/// Reads one value of a resolved secret; reports whether LastAccessedDate must be recorded.
 fn read_value(
     app: &App,
     tx: &dyn ReadTxn,
-    scope: &Scope,
-    secret_id: &str,
+    meta: SecretMeta,
     version_id: Option<&str>,
     version_stage: Option<&str>,
     today: i64,
+    gate: Option<&Gate>,
 ) -> Result<(wire::GetSecretValueResponse, Option<(String, String)>), AwsError> {
-    let meta = resolve_existing(tx, scope, secret_id)?;
     refuse_if_scheduled(&meta)?;
     let versions = tx.versions(&meta.arn).map_err(store_error)?;
     let version = select_version(&versions, version_id, version_stage)?;
-    let plaintext = open_value(app, tx, &meta, &version.version_id)?;
+    let plaintext = open_value(app, tx, &meta, &version.version_id, gate)?;
     let (kind, bytes) = plaintext.expose().split_first().ok_or_else(AwsError::internal)?;
     let (secret_string, secret_binary) = match kind {
         b's' => {
@@ -661,11 +707,11 @@ pub fn get_secret_value(
         read_value(
             app,
             tx,
-            &ctx.scope,
-            &req.secret_id,
+            resolve_existing(tx, &ctx.scope, &req.secret_id)?,
             req.version_id.as_deref(),
             req.version_stage.as_deref(),
             today,
+            ctx.gate.as_deref(),
         )
     })?;
     if let Some((arn, version_id)) = touch {
@@ -705,16 +751,32 @@ pub fn batch_get_secret_value(
         }
         _ => {}
     }
+    let gate = ctx.gate.as_deref();
+    if let (Some(gate), Some(_)) = (gate, &req.filters) {
+        // Filters list secrets by name: AWS requires ListSecrets for them.
+        gate.anything("secretsmanager:ListSecrets")?;
+    }
     let mut response = wire::BatchGetSecretValueResponse::default();
     let mut touches = Vec::new();
     let mut collect = |tx: &dyn ReadTxn,
                        secret_id: &str,
                        response: &mut wire::BatchGetSecretValueResponse|
      -> Result<(), AwsError> {
-        let result = names::validate_secret_id(secret_id)
-            .and_then(|_| read_value(app, tx, &ctx.scope, secret_id, None, None, today));
+        // Each secret is authorized (with its resource policy) before it is looked at
+        // further: a denied secret answers the same whether or not it exists, and its
+        // value is never opened.
+        let result = names::validate_secret_id(secret_id).and_then(|_| {
+            let owner = crate::auth::lookup_scope(secret_id, &ctx.scope);
+            let meta = resolve(tx, &owner, secret_id)?;
+            if let Some(gate) = gate {
+                gate.secret("secretsmanager:GetSecretValue", &owner, secret_id, meta.as_ref())?;
+            }
+            let meta = meta.ok_or_else(AwsError::secret_not_found)?;
+            read_value(app, tx, meta, None, None, today, gate)
+        });
         match result {
             Ok((value, touch)) => {
+                crate::audit::add_secret_event(SecretsManagerOp::GetSecretValue, &value.arn);
                 response.secret_values.push(value);
                 touches.extend(touch);
             }
@@ -1133,17 +1195,6 @@ pub fn get_random_password(
     Ok(wire::GetRandomPasswordResponse { random_password: SensitiveString::new(password) })
 }
 
-/// Carries out every scheduled deletion that is due at `now`. Returns how many secrets were removed.
-pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
-    app.write(|tx| {
-        let due = tx.secrets_due_for_deletion(now).map_err(store_error)?;
-        for arn in &due {
-            tx.delete_secret(arn).map_err(store_error)?;
-        }
-        Ok(due.len())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1163,6 +1214,7 @@ mod tests {
             scope: Scope::new("000000000000", "us-east-1"),
             access_key_id: "AKIDEXAMPLE".into(),
             request_id: "test".into(),
+            gate: None,
         }
     }
 
@@ -1192,8 +1244,9 @@ mod tests {
         )
         .unwrap();
         let due = (deleted.deletion_date * 1000.0) as i64;
-        assert_eq!(purge_due_deletions(&app, due - 1).unwrap(), 0);
-        assert_eq!(purge_due_deletions(&app, due + 1).unwrap(), 1);
+        // The sweep the server runs (with its service event), not a copy of it.
+        assert_eq!(crate::audit::purge_due_deletions(&app, due - 1).unwrap(), 0);
+        assert_eq!(crate::audit::purge_due_deletions(&app, due + 1).unwrap(), 1);
         let gone =
             describe_secret(&app, &ctx(), wire::SecretIdRequest { secret_id: "doomed".into() });
         assert_eq!(gone.unwrap_err().code, ErrorCode::ResourceNotFound);

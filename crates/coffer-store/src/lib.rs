@@ -252,6 +252,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Removes from the store's files what deleted rows left behind, where the store can:
+    /// the SQLite store truncates its WAL (its rows are zeroed on deletion by
+    /// `secure_delete`). Called after deletions are carried out. A PostgreSQL store does
+    /// nothing: dead rows stay in its files until VACUUM reuses their space (see
+    /// docs/design/key-hierarchy.md).
+    fn scrub_deleted(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Gives up a lease that `holder` holds (on shutdown), so that another
     /// node can take it at once instead of after its time runs out.
     fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {

@@ -313,6 +313,7 @@ fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &Atom
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        make_private(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -459,6 +460,50 @@ impl SqliteStore {
     }
 }
 
+/// Makes the database at `path` readable by its owner alone, whatever the umask: creates
+/// it empty with mode 0600 (SQLite takes an empty file for a new database) if it does not
+/// exist, and takes group and other access away from it, its `-wal` and `-shm` (as an older
+/// version may have left them). SQLite creates the `-wal` and `-shm` files with the mode
+/// of the database file, so they are private from then on too.
+fn make_private(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "cannot create the database {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        let mode = meta.permissions().mode() & 0o7777;
+        if !meta.is_file() || mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => tracing::warn!(
+                file = %file.display(),
+                was = format!("{mode:04o}"),
+                "the database file was readable by others; it is now private (0600)"
+            ),
+            Err(error) => tracing::warn!(
+                file = %file.display(),
+                mode = format!("{mode:04o}"),
+                %error,
+                "the database file is readable by others and could not be made private"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// Starts the thread that checkpoints the WAL of the database at `path` every
 /// [`CHECKPOINT_INTERVAL`], until the returned sender is dropped. A passive
 /// checkpoint never blocks readers or the writer.
@@ -584,6 +629,27 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    /// Copies the WAL into the database and truncates it, so that the frames holding rows
+    /// deleted since (written before their deletion) leave the files; `secure_delete` has
+    /// zeroed the rows themselves. Readers in the WAL can delay it: after a few tries the
+    /// writer is asked to finish it before its next batch.
+    fn scrub_deleted(&self) -> StoreResult<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        for _ in 0..50 {
+            if restart_wal(&self.lock_writer().conn) {
+                return Ok(());
+            }
+            std::thread::sleep(RESTART_RETRY);
+        }
+        self.restart_wal.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn read_scope(&self, f: &mut dyn FnMut()) {
         let Some(pool) = &self.readers else { return f() };
         if SHARED_READ.with(Cell::get).is_some() {
@@ -741,6 +807,16 @@ fn export_from(
 fn configure(conn: &Connection) -> StoreResult<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Deleted rows (a deleted secret's sealed values, a deleted KMS key's wrapped
+    // material, superseded wrappings after a master-key rotation) are overwritten with
+    // zeros instead of lingering in free space and on the freelist. Their older copies in
+    // the WAL go when it starts over: see `SqliteStore::scrub_deleted`.
+    let on: i64 = conn.query_row("PRAGMA secure_delete = ON", [], |row| row.get(0))?;
+    if on != 1 {
+        return Err(StoreError::Backend(
+            "this SQLite build does not support secure_delete".to_owned(),
+        ));
+    }
     Ok(())
 }
 

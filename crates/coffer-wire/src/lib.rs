@@ -5,10 +5,12 @@
 //! * [`secretsmanager`] holds the typed request and response shapes; [`kms`] those of KMS.
 //! * [`protocol`] holds the pieces every operation shares: targets, errors,
 //!   timestamps and blobs.
+//! * [`operation`] is the one table of every operation of every service Coffer speaks.
 
 pub mod cloudtrail;
 pub mod kms;
 pub mod model;
+pub mod operation;
 pub mod protocol;
 pub mod secretsmanager;
 pub mod validate;

@@ -125,6 +125,16 @@ impl ServiceModel {
         }
     }
 
+    /// The model of a JSON 1.1 service (Secrets Manager, KMS); `None` for the others.
+    pub fn of(service: crate::operation::Service) -> Option<&'static ServiceModel> {
+        use crate::operation::Service;
+        match service {
+            Service::SecretsManager => Some(ServiceModel::secretsmanager()),
+            Service::Kms => Some(ServiceModel::kms()),
+            Service::CloudTrail | Service::Sts => None,
+        }
+    }
+
     pub fn has_operation(&self, name: &str) -> bool {
         self.operations.contains_key(name)
     }

@@ -8,15 +8,11 @@ use std::fmt;
 /// The content type of every JSON 1.1 request and response.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-/// The services that answer on Coffer's endpoint, by target prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    SecretsManager,
-    Kms,
-}
+pub use crate::operation::{Operation, Service};
 
-/// Splits `X-Amz-Target: secretsmanager.GetSecretValue` into service and operation.
-pub fn parse_target(target: &str) -> Result<(Service, &str), AwsError> {
+/// The operation `X-Amz-Target: secretsmanager.GetSecretValue` (or `TrentService.<Op>`)
+/// names: one of the table's, or `UnknownOperation`.
+pub fn parse_target(target: &str) -> Result<Operation, AwsError> {
     let unknown =
         || AwsError::new(ErrorCode::UnknownOperation, format!("Unknown operation {target}"));
     let (prefix, op) = target.split_once('.').ok_or_else(unknown)?;
@@ -25,10 +21,7 @@ pub fn parse_target(target: &str) -> Result<(Service, &str), AwsError> {
         "TrentService" => Service::Kms,
         _ => return Err(unknown()),
     };
-    if op.is_empty() {
-        return Err(unknown());
-    }
-    Ok((service, op))
+    Operation::from_name(service, op).ok_or_else(unknown)
 }
 
 #[derive(Serialize)]

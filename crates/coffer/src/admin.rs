@@ -1,34 +1,43 @@
-//! `coffer admin`: offline maintenance of a data directory (run with the server stopped).
+//! `coffer admin`: maintenance of a data directory or store.
 //!
-//! `rotate-master-key` re-wraps every KMS key material under a new master key without
-//! touching any secret value or ciphertext. It is safe to interrupt at any point:
+//! `rotate-master-key` re-wraps every KMS key material and the IAM credentials key under a
+//! new master key without touching any secret value or ciphertext. It works on every
+//! store (`--store postgres://...`, or the SQLite file of the data directory), and is safe
+//! to interrupt at any point:
 //!
-//! 1. the new key is read from, or first written durably to, `--new-master-key-file`;
-//! 2. one store transaction re-wraps every material and replaces the check value, so the
-//!    database is bound either to the old key or to the new one, never to a mix;
-//! 3. only then is `<data-dir>/master.key` replaced (write, fsync, rename, fsync directory).
+//! 1. on SQLite it takes the database's exclusive lock (the one `coffer serve` holds), so
+//!    it refuses to run while a server uses the file; on PostgreSQL the nodes may run: the
+//!    rotation starts a new master-key generation, and a node still holding the old key
+//!    refuses to wrap new material from then on (it must be restarted with the new key);
+//! 2. the new key is read from, or first written durably to, `--new-master-key-file`;
+//! 3. one store transaction re-wraps every material and the credentials key and replaces
+//!    the check value, so the database is bound either to the old key or to the new one;
+//! 4. only then is `<data-dir>/master.key` replaced (write, fsync, rename, fsync directory),
+//!    after the old key was kept as `master.key.old-<unix time>` (mode 0600), which the
+//!    tool names before replacing anything: it still opens backups taken before.
 //!
 //! Re-running after an interruption finishes the job: a database already bound to the new
-//! key skips step 2, and step 3 is repeated.
+//! key skips step 3, and step 4 is repeated.
 //!
 //! `create-user`, `delete-user`, `list-users`, `create-access-key`, `delete-access-key`,
 //! `attach-policy` and `detach-policy` manage the IAM users that `coffer serve`
 //! authenticates; `bootstrap_admin` creates the first administrator when a data directory
 //! is first served.
 
+use crate::store_select::{STORE_ENV, StoreSpec};
 use clap::{Args, Subcommand};
 use coffer_auth::principal::SecretAccessKey;
 use coffer_crypto::MasterKey;
-use coffer_server::iam::{Iam, rewrap_credentials_key};
+use coffer_server::iam::Iam;
 use coffer_server::{MasterKeyRotation, rotate_master_key};
 use coffer_store::{SqliteStore, Store};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The environment variable that may hold the current master key (as for `coffer serve`).
-const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
+use crate::MASTER_KEY_ENV;
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -39,7 +48,8 @@ pub struct AdminArgs {
 #[derive(Subcommand, Debug)]
 enum AdminCommand {
     /// Re-wrap every KMS key under a new master key (secret ciphertext is not touched).
-    /// Stop the server first.
+    /// On SQLite, stop the server first; on PostgreSQL, restart every node with the new
+    /// key afterwards.
     RotateMasterKey(RotateMasterKeyArgs),
     /// Create an IAM user (no permissions until a policy is attached).
     CreateUser(UserArgs),
@@ -60,9 +70,14 @@ enum AdminCommand {
 
 #[derive(Args, Debug)]
 struct RotateMasterKeyArgs {
-    /// The data directory of the server (holding coffer.db).
+    /// The data directory of the server (holding master.key, and coffer.db unless --store
+    /// names another store).
     #[arg(long)]
     data_dir: PathBuf,
+    /// The store, as for `coffer serve`: postgres://... or sqlite:<file>. Without it, the
+    /// SQLite file in the data directory.
+    #[arg(long, env = STORE_ENV, hide_env_values = true, value_parser = StoreSpec::parse)]
+    store: Option<StoreSpec>,
     /// The current master key file, when it is not `<data-dir>/master.key`
     /// (`COFFER_MASTER_KEY` is used when set).
     #[arg(long)]
@@ -71,6 +86,12 @@ struct RotateMasterKeyArgs {
     /// fresh random key before anything else changes.
     #[arg(long)]
     new_master_key_file: PathBuf,
+    /// Also give every KMS key new material under the new master key (for an old master
+    /// key that may be compromised): new ciphertext is then out of the old key's reach.
+    /// Earlier material versions stay, so ciphertext made before still decrypts, with
+    /// either key and any older copy of the store.
+    #[arg(long)]
+    rekey_kms_material: bool,
 }
 
 pub fn run(args: AdminArgs) -> Result<(), String> {
@@ -94,11 +115,38 @@ enum CurrentKey {
     Elsewhere(String),
 }
 
-fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
-    let db = args.data_dir.join("coffer.db");
-    if !db.is_file() {
-        return Err(format!("{} holds no database (no {})", args.data_dir.display(), db.display()));
+/// Opens the store a rotation works on. An SQLite file is taken with the exclusive lock
+/// every `coffer serve` holds, so a rotation never interleaves with a running server: the
+/// server caches key records and keeps wrapping under the key it started with.
+fn rotation_store(args: &RotateMasterKeyArgs) -> Result<Arc<dyn Store>, String> {
+    let path = match &args.store {
+        Some(StoreSpec::Memory) => {
+            return Err(
+                "the memory store keeps nothing; name a postgres:// or sqlite: store".into()
+            );
+        }
+        Some(spec @ StoreSpec::Postgres(_)) => return spec.open(),
+        Some(StoreSpec::Sqlite(path)) => path.clone(),
+        None => args.data_dir.join(crate::store_select::SQLITE_FILE),
+    };
+    if !path.is_file() {
+        return Err(format!("there is no database at {}", path.display()));
     }
+    let store = SqliteStore::open(&path)
+        .map_err(|e| format!("cannot open the database {}: {e}", path.display()))?
+        .exclusive()
+        .map_err(|e| {
+            format!(
+                "cannot take the database {} for the rotation ({e}): stop the server before \
+                 rotating the master key",
+                path.display()
+            )
+        })?;
+    Ok(Arc::new(store))
+}
+
+fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
+    let store = rotation_store(&args)?;
     let (old, source) = current_key(&args)?;
     let (new, created) = MasterKey::load_or_create(&args.new_master_key_file).map_err(|e| {
         format!(
@@ -106,13 +154,9 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
             args.new_master_key_file.display()
         )
     })?;
-    let open_store = || {
-        SqliteStore::open(&db)
-            .map_err(|e| format!("cannot open the database {}: {e}", db.display()))
-    };
     if old.verify_check_value(&new.check_value()) {
         // The current key already is the new one: a finished rotation run once more.
-        return match coffer_server::KeyRing::open(new, &open_store()?) {
+        return match coffer_server::KeyRing::open(new, store.as_ref()) {
             Ok(_) => {
                 println!("the database is already bound to this master key; nothing to do");
                 Ok(())
@@ -123,40 +167,104 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
     if created {
         println!("created a new master key in {} (mode 0600)", args.new_master_key_file.display());
     }
-    let store = open_store()?;
-    match rotate_master_key(&store, &old, &new).map_err(|e| e.to_string())? {
-        MasterKeyRotation::Rotated { materials } => {
+    let rekey_at = args.rekey_kms_material.then(now_ms);
+    match rotate_master_key(store.as_ref(), &old, &new, rekey_at).map_err(|e| e.to_string())? {
+        MasterKeyRotation::Rotated { materials, credentials, rekeyed } => {
             println!("re-wrapped {materials} KMS key materials under the new master key");
+            if credentials {
+                println!("re-wrapped the IAM credentials key under the new master key");
+            }
+            if args.rekey_kms_material {
+                println!(
+                    "gave {rekeyed} KMS keys new key material: ciphertext made from now on is \
+                     out of the old master key's reach; ciphertext made before is not \
+                     re-encrypted"
+                );
+            }
         }
         MasterKeyRotation::AlreadyRotated => {
             println!("the database is already bound to the new master key; finishing");
+            if args.rekey_kms_material {
+                println!(
+                    "no KMS key was given new material: only the run that commits the \
+                     rotation does that"
+                );
+            }
         }
     }
-    // Idempotent, so a rotation interrupted here is finished by running it again.
-    if rewrap_credentials_key(&store, &old, &new).map_err(|e| e.to_string())? {
-        println!("re-wrapped the IAM credentials key under the new master key");
-    }
-    if coffer_server::audit::rewrap_chain_key(&store, &old, &new)? {
-        println!("re-wrapped the audit chain key under the new master key");
-    }
+    // The superseded wrappings were overwritten in place (SQLite's secure_delete); their
+    // copies in the WAL go now, before the old key file is moved aside.
+    store.scrub_deleted().map_err(|e| format!("cannot scrub the old wrappings: {e}"))?;
     match source {
         CurrentKey::DataDir(path) => {
+            let kept = keep_old_key_file(&path, &old)
+                .map_err(|e| format!("cannot keep a copy of the old master key: {e}"))?;
+            println!(
+                "kept the old master key as {} (mode 0600): it still opens backups taken \
+                 before this rotation; delete it once none of them is needed",
+                kept.display()
+            );
             install_key_file(&path, &new)
                 .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
             println!("installed the new master key as {}", path.display());
         }
         CurrentKey::Elsewhere(from) => println!(
-            "the current key came from {from}: start the server with --master-key-file {} from now on",
+            "the current key came from {from}: start the server with --master-key-file {} from \
+             now on, and keep the old key for as long as backups taken before need it",
             args.new_master_key_file.display()
         ),
     }
+    if matches!(args.store, Some(StoreSpec::Postgres(_))) {
+        println!(
+            "restart every node with the new master key: a node still running with the old one \
+             refuses to create or rotate KMS keys"
+        );
+    }
     println!("backups taken before this rotation still need the old master key");
+    if matches!(args.store, Some(StoreSpec::Postgres(_))) {
+        println!(
+            "PostgreSQL keeps the superseded wrappings in dead rows until VACUUM reuses their \
+             space: with the old key they still open the KMS key material"
+        );
+    }
     Ok(())
 }
 
+/// Writes `old` to a new file `<key file>.old-<unix time>` (mode 0600, never replacing a
+/// file) before the key file is replaced, and returns its path.
+fn keep_old_key_file(path: &Path, old: &MasterKey) -> std::io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".old-{stamp}"));
+    let mut kept = PathBuf::from(&name);
+    let mut n = 1;
+    let mut file = loop {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&kept) {
+            Ok(file) => break file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                let mut next = name.clone();
+                next.push(format!("-{n}"));
+                kept = PathBuf::from(next);
+                n += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    file.write_all(old.to_text().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    if let Some(dir) = kept.parent() {
+        File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()?;
+    }
+    Ok(kept)
+}
+
 fn current_key(args: &RotateMasterKeyArgs) -> Result<(MasterKey, CurrentKey), String> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        let key = MasterKey::from_text(&text)
+    if let Some(text) = crate::master_key_from_env() {
+        let key = MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
             .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?;
         return Ok((key, CurrentKey::Elsewhere(MASTER_KEY_ENV.to_string())));
     }
@@ -205,8 +313,8 @@ struct IamTarget {
     /// used when set).
     #[arg(long)]
     master_key_file: Option<PathBuf>,
-    /// The account the user belongs to.
-    #[arg(long, default_value = DEFAULT_ACCOUNT)]
+    /// The account the user belongs to (12 digits).
+    #[arg(long, default_value = DEFAULT_ACCOUNT, value_parser = parse_account)]
     account: String,
 }
 
@@ -251,6 +359,17 @@ struct DetachPolicyArgs {
     name: String,
 }
 
+/// Accepts an account id of exactly 12 digits, as AWS does. Store keys start with
+/// `<account>/<region>/`, so an account holding anything else (a `/`) could make one
+/// scope's keys a prefix of another's.
+fn parse_account(text: &str) -> Result<String, String> {
+    if coffer_server::iam::is_account_id(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(coffer_server::iam::account_id_error(text))
+    }
+}
+
 /// The account `coffer serve` uses by default; its first administrator lives there.
 pub const DEFAULT_ACCOUNT: &str = "000000000000";
 
@@ -277,12 +396,14 @@ fn open_iam(target: &IamTarget) -> Result<(SqliteStore, Iam), String> {
             target.data_dir.display()
         ));
     }
-    let master = match (std::env::var(MASTER_KEY_ENV), &target.master_key_file) {
-        (Ok(text), _) => MasterKey::from_text(&text)
-            .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?,
-        (Err(_), Some(path)) => MasterKey::load(path)
+    let master = match (crate::master_key_from_env(), &target.master_key_file) {
+        (Some(text), _) => {
+            MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
+                .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?
+        }
+        (None, Some(path)) => MasterKey::load(path)
             .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?,
-        (Err(_), None) => {
+        (None, None) => {
             let path = target.data_dir.join("master.key");
             MasterKey::load(&path)
                 .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?

@@ -2,12 +2,10 @@
 //! (`coffer audit verify`, `coffer backup`, `coffer restore`): `COFFER_MASTER_KEY` when set,
 //! else `--master-key-file`, else `<data-dir>/master.key`, as for `coffer serve`.
 
+use crate::MASTER_KEY_ENV;
 use clap::Args;
 use coffer_crypto::MasterKey;
 use std::path::{Path, PathBuf};
-
-/// The environment variable that may hold the master key (as for `coffer serve`).
-const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
 /// `--master-key-file`.
 #[derive(Args, Debug, Clone)]
@@ -21,8 +19,9 @@ pub struct MasterKeyArg {
 impl MasterKeyArg {
     /// Reads the master key; never creates one.
     pub fn load(&self, data_dir: &Path) -> Result<MasterKey, String> {
-        if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-            return MasterKey::from_text(&text)
+        // The environment's value was moved into memory at start (`crate::main`).
+        if let Some(text) = crate::master_key_from_env() {
+            return MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
                 .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
         }
         let path = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));

@@ -57,6 +57,17 @@ pub struct ServeArgs {
     /// long test run does not grow without bound.
     #[arg(long)]
     audit_retain_events: Option<u64>,
+    /// Serve at most this many connections at once (further ones wait to be accepted). Never
+    /// more than the open-file limit allows once the server's own files are set aside.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Seconds a connection has to send a request's headers, counted from when it opens or
+    /// from the previous answer (so idle keep-alive connections close after it too).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds a request's body has to arrive once its headers have.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
 }
 
 /// How many events the in-memory `--dev` store keeps per account and region.
@@ -107,8 +118,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .or_else(|| (store.describe() == "memory").then_some(DEV_AUDIT_RETENTION)),
         ..Default::default()
     };
-    let config =
-        Config { default_account: args.default_account.clone(), audit, ..Config::default() };
+    let config = Config {
+        default_account: args.default_account.clone(),
+        body_timeout: Duration::from_secs(args.body_timeout),
+        audit,
+        ..Config::default()
+    };
     let app = match (iam_master, &data_dir) {
         (Some(master), Some(dir)) => {
             let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
@@ -125,6 +140,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
         tracing::error!(error = %e, "cannot open the audit log; serving anyway (--audit-fail-open)");
     }
+
+    let requested = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    let (max_connections, file_limit) = coffer_server::connections::connection_cap(requested);
+    tracing::info!(
+        "accepting connections at most {max_connections} at once (--max-connections {requested}, open-file limit {})",
+        file_limit.map_or_else(|| "none".to_string(), |l| l.to_string())
+    );
+    let limits = coffer_server::connections::Limits {
+        max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -147,19 +173,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let _ = out.flush();
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
-        // The peer address feeds the `aws:SourceIp` condition key.
-        let service =
-            coffer_server::http::router(app).into_make_service_with_connect_info::<SocketAddr>();
-        // Answers go out at once rather than waiting on Nagle's algorithm for more.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server failed: {e}"))
+        coffer_server::connections::serve(
+            listener,
+            coffer_server::http::router(app),
+            limits,
+            shutdown_signal(),
+        )
+        .await
+        .map_err(|e| format!("server failed: {e}"))
     });
     // Hand the background work over at once instead of when the lease runs out.
     let lease = coffer_server::background::BACKGROUND_LEASE;
@@ -183,13 +204,15 @@ fn load_master_key(
     data_dir: Option<&Path>,
     store: &dyn Store,
 ) -> Result<MasterKey, String> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        return MasterKey::from_text(&text)
+    if let Some(text) = crate::master_key_from_env() {
+        return MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
             .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"));
     }
     if let Some(path) = &args.master_key_file {
-        return MasterKey::load(path)
-            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()));
+        let key = MasterKey::load(path)
+            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?;
+        warn_if_exposed(path);
+        return Ok(key);
     }
     let Some(dir) = data_dir else {
         return Ok(MasterKey::generate());
@@ -203,6 +226,7 @@ fn load_master_key(
     }
     let (key, created) = MasterKey::load_or_create(&path)
         .map_err(|e| format!("cannot read or create the master key {}: {e}", path.display()))?;
+    warn_if_exposed(&path);
     if created {
         eprintln!(
             "coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
@@ -210,6 +234,18 @@ fn load_master_key(
         );
     }
     Ok(key)
+}
+
+/// Warns, as ssh does about a private key, when others than the owner may read the key
+/// file: whoever reads it can read every secret in any copy of the database.
+fn warn_if_exposed(path: &Path) {
+    if let Some(mode) = MasterKey::exposed_file_mode(path) {
+        tracing::warn!(
+            "the master key file {} is accessible to its group or others (mode {mode:04o}); make it private: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
 }
 
 async fn shutdown_signal() {

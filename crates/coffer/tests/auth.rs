@@ -201,9 +201,12 @@ async fn a_user_allowed_only_get_secret_value_on_prod_reads_prod_db_and_nothing_
     let value = reader.get_secret_value().secret_id("prod/db").send().await.unwrap();
     assert_eq!(value.secret_string(), Some("prod-password"));
     let why = "because no identity-based policy allows the secretsmanager:GetSecretValue action";
+    // Denials quote the SecretId as given, never the resolved ARN (no existence oracle).
     let err = reader.get_secret_value().secret_id("dev/db").send().await.unwrap_err();
+    assert_eq!(failure(err), denied("000000000000:user/reader", "GetSecretValue", "dev/db", why));
+    let err = reader.get_secret_value().secret_id(&dev).send().await.unwrap_err();
     assert_eq!(failure(err), denied("000000000000:user/reader", "GetSecretValue", &dev, why));
-    let err = reader.describe_secret().secret_id("prod/db").send().await.unwrap_err();
+    let err = reader.describe_secret().secret_id(&prod).send().await.unwrap_err();
     let why = "because no identity-based policy allows the secretsmanager:DescribeSecret action";
     assert_eq!(failure(err), denied("000000000000:user/reader", "DescribeSecret", &prod, why));
     let err =
@@ -245,7 +248,7 @@ async fn an_explicit_deny_on_a_tag_wins_over_an_allow() {
         ops.get_secret_value().secret_id("wiki").send().await.unwrap().secret_string(),
         Some("w")
     );
-    let err = ops.get_secret_value().secret_id("payroll").send().await.unwrap_err();
+    let err = ops.get_secret_value().secret_id(&payroll).send().await.unwrap_err();
     let why = "with an explicit deny in an identity-based policy";
     assert_eq!(failure(err), denied("000000000000:user/ops", "GetSecretValue", &payroll, why));
     ops.describe_secret().secret_id("payroll").send().await.unwrap();
@@ -261,18 +264,44 @@ async fn an_explicit_deny_on_a_tag_wins_over_an_allow() {
     assert_eq!(names, vec!["wiki"]);
     assert_eq!(batch.errors().len(), 1);
     assert_eq!(batch.errors()[0].error_code(), Some("AccessDeniedException"));
-    assert_eq!(batch.errors()[0].secret_id(), Some(payroll.as_str()));
+    assert_eq!(batch.errors()[0].secret_id(), Some("payroll"));
 }
 
 #[tokio::test]
 async fn a_resource_policy_grants_a_second_account_read_access() {
     let secured = Secured::start();
     let admin = secured.admin();
-    let arn = create(&admin, "shared/api", "shared-value", &[]).await;
+    // Reads from another account need a customer managed key that account may use.
+    let key = kms_client(&secured.server.url, &secured.admin)
+        .create_key()
+        .policy(
+            r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"kms:*","Resource":"*"},
+            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:Decrypt","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let arn = admin
+        .create_secret()
+        .name("shared/api")
+        .secret_string("shared-value")
+        .kms_key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
     let partner = secured.user(
         PARTNER_ACCOUNT,
         "partner",
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["secretsmanager:GetSecretValue","secretsmanager:DescribeSecret"],"Resource":"arn:aws:secretsmanager:us-east-1:000000000000:secret:shared/*"}]}"#,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["secretsmanager:GetSecretValue","secretsmanager:DescribeSecret","kms:Decrypt"],"Resource":["arn:aws:secretsmanager:us-east-1:000000000000:secret:shared/*","arn:aws:kms:us-east-1:000000000000:key/*"]}]}"#,
     );
     let err = partner.get_secret_value().secret_id(&arn).send().await.unwrap_err();
     let why = "because no resource-based policy allows the secretsmanager:GetSecretValue action";

@@ -350,7 +350,7 @@ async fn the_audit_trail_still_verifies_after_a_master_key_rotation() {
         .env_remove("COFFER_MASTER_KEY")
         .output()
         .unwrap();
-    assert!(ok(rotated).contains("audit chain key"));
+    ok(rotated);
     ok(coffer(&["audit", "verify", "--data-dir", path(dir.path())], dir.path()));
     let server = Server::with_data_dir(dir.path());
     server.client().create_secret().name("after").secret_string("v").send().await.unwrap();

@@ -1,6 +1,7 @@
 //! The `Condition` element: operators, `...IfExists`, `ForAllValues:`/`ForAnyValue:`, and
 //! AWS's rules for keys missing from the request.
 
+use super::Effect;
 use super::eval::Context;
 use super::wildcard::wildcard_match;
 use crate::time::parse_policy_date;
@@ -200,14 +201,16 @@ fn ip_in(ip: &str, cidr: &str) -> bool {
 }
 
 /// Whether one request value satisfies a positive operator against one policy value.
-fn positive(op: ConditionOp, actual: &str, wanted: &str) -> bool {
+/// `fold_case` compares strings without regard to case (the second reading of tag keys).
+fn positive(op: ConditionOp, actual: &str, wanted: &str, fold_case: bool) -> bool {
     use ConditionOp::*;
     let numbers = || Some((actual.trim().parse::<f64>().ok()?, wanted.trim().parse::<f64>().ok()?));
     let dates = || Some((parse_policy_date(actual)?, parse_policy_date(wanted)?));
     match op {
+        StringEquals if fold_case => actual.to_lowercase() == wanted.to_lowercase(),
         StringEquals | BinaryEquals => actual == wanted,
         StringEqualsIgnoreCase => actual.to_lowercase() == wanted.to_lowercase(),
-        StringLike => wildcard_match(wanted, actual, false),
+        StringLike => wildcard_match(wanted, actual, fold_case),
         ArnEquals | ArnLike => actual.starts_with("arn:") && wildcard_match(wanted, actual, false),
         Bool => actual.eq_ignore_ascii_case(wanted),
         IpAddress => ip_in(actual, wanted),
@@ -226,12 +229,60 @@ fn positive(op: ConditionOp, actual: &str, wanted: &str) -> bool {
     }
 }
 
+/// Condition keys whose values are tag keys. Tag keys are case-sensitive on a secret, but
+/// `aws:ResourceTag/<key>` is not, so `Class` is the same tag as `class` to a policy: these
+/// values are also compared without regard to case, and the reading that fails closed wins.
+const TAG_KEY_VALUED: &[&str] = &["aws:tagkeys"];
+
 impl Condition {
     /// Evaluates the condition against the request context. `expand` substitutes policy
     /// variables in a policy value (`None` when a variable has no value: that policy value
     /// then matches nothing).
     pub fn matches(&self, ctx: &Context, expand: &dyn Fn(&str) -> Option<String>) -> bool {
-        let present = ctx.get(&self.key).filter(|v| !v.is_empty());
+        self.matches_values(ctx.get(&self.key), expand, false)
+    }
+
+    /// Whether the condition holds for a statement of `effect`, failing closed where the
+    /// request leaves room for more than one reading: a single-valued key given several
+    /// values ([`Context::is_ambiguous`], read once per value) and string comparisons of tag
+    /// keys (read as written and without regard to case). An Allow needs the condition on
+    /// every reading; a Deny applies when it holds on any.
+    pub fn holds(
+        &self,
+        effect: Effect,
+        ctx: &Context,
+        expand: &dyn Fn(&str) -> Option<String>,
+    ) -> bool {
+        let present = ctx.get(&self.key);
+        let mut readings: Vec<bool> = Vec::with_capacity(2);
+        match present {
+            Some(values) if values.len() > 1 && ctx.is_ambiguous(&self.key) => {
+                for value in values {
+                    readings.push(self.matches_values(
+                        Some(std::slice::from_ref(value)),
+                        expand,
+                        false,
+                    ));
+                }
+            }
+            _ => readings.push(self.matches_values(present, expand, false)),
+        }
+        if TAG_KEY_VALUED.contains(&self.key.to_ascii_lowercase().as_str()) {
+            readings.push(self.matches_values(present, expand, true));
+        }
+        match effect {
+            Effect::Allow => readings.iter().all(|r| *r),
+            Effect::Deny => readings.iter().any(|r| *r),
+        }
+    }
+
+    fn matches_values(
+        &self,
+        present: Option<&[String]>,
+        expand: &dyn Fn(&str) -> Option<String>,
+        fold_case: bool,
+    ) -> bool {
+        let present = present.filter(|v| !v.is_empty());
         if self.op == ConditionOp::Null {
             return self.values.iter().any(|v| match v.to_ascii_lowercase().as_str() {
                 "true" => present.is_none(),
@@ -251,7 +302,7 @@ impl Condition {
         let wanted: Vec<String> = self.values.iter().filter_map(|v| expand(v)).collect();
         let base = negated.unwrap_or(self.op);
         let satisfied = |value: &String| {
-            let hit = wanted.iter().any(|w| positive(base, value, w));
+            let hit = wanted.iter().any(|w| positive(base, value, w, fold_case));
             if negated.is_some() { !hit } else { hit }
         };
         match (self.qualifier, negated) {
@@ -260,39 +311,103 @@ impl Condition {
         }
     }
 
-    /// True when the condition confines a statement to named callers: a positive match
-    /// of the caller's account, organization, ARN, network or source against concrete
-    /// values. Such a statement is not public even with `Principal: "*"`.
+    /// True when the condition confines a statement to named callers, so that it is not
+    /// public even with `Principal: "*"`. The rule follows S3's "fixed values" (Block Public
+    /// Access) and IAM Access Analyzer: a positive operator (no `IfExists`, no
+    /// `ForAllValues`, which both hold for a missing key) on a key that names the caller,
+    /// where every value is fixed: no wildcard and no policy variable in the part that names
+    /// the account or principal. See [`fixed_caller_value`] and [`narrow_ip_ranges`].
     pub(crate) fn restricts_principal(&self) -> bool {
-        const KEYS: &[&str] = &[
-            "aws:principalaccount",
-            "aws:principalarn",
-            "aws:principalorgid",
-            "aws:principalorgpaths",
-            "aws:userid",
-            "aws:sourceaccount",
-            "aws:sourcearn",
-            "aws:sourceowner",
-            "aws:sourceip",
-            "aws:sourcevpc",
-            "aws:sourcevpce",
-        ];
         use ConditionOp::*;
-        let positive_op = matches!(
+        if self.if_exists || self.qualifier == Some(SetQualifier::ForAllValues) {
+            return false;
+        }
+        let key = self.key.to_ascii_lowercase();
+        if key == "aws:sourceip" {
+            return self.op == IpAddress && narrow_ip_ranges(&self.values);
+        }
+        let string_op = matches!(
             self.op,
-            StringEquals | StringEqualsIgnoreCase | StringLike | ArnEquals | ArnLike | IpAddress
+            StringEquals | StringEqualsIgnoreCase | StringLike | ArnEquals | ArnLike
         );
-        let concrete = self.values.iter().all(|v| {
-            !v.chars().all(|c| c == '*' || c == '?')
-                && v != "0.0.0.0/0"
-                && v != "::/0"
-                && v != "arn:aws:iam::*:*"
-        });
-        positive_op
-            && !self.if_exists
-            && self.qualifier != Some(SetQualifier::ForAllValues)
-            && concrete
-            && KEYS.contains(&self.key.to_ascii_lowercase().as_str())
+        string_op && self.values.iter().all(|v| fixed_caller_value(&key, v))
+    }
+}
+
+/// The most IPv4 addresses, summed over all listed ranges, that still count as "a set of
+/// CIDRs" rather than everyone: one /8 (2^24 addresses).
+const MAX_PINNED_V4: u128 = 1 << 24;
+/// The IPv6 counterpart: one /32, the size of a typical registry allocation (2^96).
+const MAX_PINNED_V6: u128 = 1 << 96;
+
+/// True when `values` are all valid CIDRs (or addresses) and their sizes, summed per address
+/// family, stay within [`MAX_PINNED_V4`] and [`MAX_PINNED_V6`]. Summing overlapping ranges
+/// overcounts, which can only make a policy count as public, never the reverse. IPv6 ranges
+/// reaching into the IPv4-mapped block (`::ffff:0:0/96`) also count, for that part, as IPv4:
+/// a dual-stack listener sees IPv4 clients at such addresses.
+fn narrow_ip_ranges(values: &[String]) -> bool {
+    const MAPPED: u128 = 0xffff_0000_0000;
+    let mask = |bits: u32| if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+    let (mut v4, mut v6) = (0u128, 0u128);
+    for v in values {
+        let Some((addr, bits)) = parse_cidr(v) else { return false };
+        match addr {
+            IpAddr::V4(_) => v4 = v4.saturating_add(1u128 << (32 - bits)),
+            IpAddr::V6(a) => {
+                let size = if bits == 0 { u128::MAX } else { 1u128 << (128 - bits) };
+                v6 = v6.saturating_add(size);
+                let net = u128::from(a) & mask(bits);
+                let mapped = if bits <= 96 {
+                    (MAPPED & mask(bits) == net).then_some(1u128 << 32)
+                } else {
+                    (net & mask(96) == MAPPED).then_some(size)
+                };
+                v4 = v4.saturating_add(mapped.unwrap_or(0));
+            }
+        }
+    }
+    v4 <= MAX_PINNED_V4 && v6 <= MAX_PINNED_V6
+}
+
+/// Whether `s` is literal: no `*` or `?` wildcard and no `${...}` policy variable.
+fn literal(s: &str) -> bool {
+    !s.contains(['*', '?']) && !s.contains("${")
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `value` of caller-naming condition key `key` (lower case) names concrete
+/// callers. The part that says who is calling must be literal; what follows it may hold
+/// wildcards (`arn:aws:iam::111122223333:user/*` is one account's users).
+fn fixed_caller_value(key: &str, value: &str) -> bool {
+    match key {
+        "aws:principalaccount" | "aws:sourceaccount" | "aws:sourceowner" => is_account_id(value),
+        // Literal up to and including the account field, which must be an account id; an
+        // ARN with no account (an S3 bucket's) must be literal throughout. The prefix must
+        // be literal too, or a `*` there could stretch over another account's ARN.
+        "aws:principalarn" | "aws:sourcearn" => {
+            let fields: Vec<&str> = value.splitn(6, ':').collect();
+            if fields.len() != 6 || fields[0] != "arn" || !fields[..5].iter().all(|f| literal(f)) {
+                return false;
+            }
+            if fields[4].is_empty() { literal(value) } else { is_account_id(fields[4]) }
+        }
+        // A unique id, or `AROAROLEID:*` for any session of one role (S3's exception).
+        "aws:userid" => {
+            let id = value.split_once(':').map_or(value, |(id, _)| id);
+            !id.is_empty() && literal(id) && (value.contains(':') || literal(value))
+        }
+        "aws:principalorgid" | "aws:sourcevpc" | "aws:sourcevpce" => {
+            !value.is_empty() && literal(value)
+        }
+        // `o-xxxx/r-xxxx/ou-...`: the organization must be literal.
+        "aws:principalorgpaths" => {
+            let org = value.split('/').next().unwrap_or("");
+            !org.is_empty() && literal(org) && value.contains('/')
+        }
+        _ => false,
     }
 }
 

@@ -5,27 +5,56 @@
 use super::wildcard::wildcard_match;
 use super::{Effect, Patterns, Policy, PolicyKind, Principals, Statement};
 use crate::principal::{Principal, account_root_arn};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The request context: condition keys (matched without regard to case) and their values.
+///
+/// Setting a key that is already set keeps every value, never just the last: tag keys are
+/// case-sensitive on a secret but condition keys are not, so tags `class=restricted` and
+/// `Class=public` are both `aws:ResourceTag/class`, and dropping either would let one tag
+/// hide the other from a policy. A single-valued key that ends up with several values is
+/// *ambiguous*, and conditions on it fail closed (see [`Context::is_ambiguous`]).
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     values: BTreeMap<String, Vec<String>>,
+    ambiguous: BTreeSet<String>,
 }
 
 impl Context {
-    /// Sets a single-valued key.
+    /// Sets a single-valued key. Set again (under a name equal but for case) with another
+    /// value, the key keeps both and becomes ambiguous.
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.values.insert(key.to_ascii_lowercase(), vec![value.into()]);
+        let key = key.to_ascii_lowercase();
+        let value = value.into();
+        let list = self.values.entry(key.clone()).or_default();
+        if !list.contains(&value) {
+            list.push(value);
+        }
+        if list.len() > 1 {
+            self.ambiguous.insert(key);
+        }
     }
 
-    /// Sets a multi-valued key (`aws:TagKeys`); an empty list counts as absent.
+    /// Sets a multi-valued key (`aws:TagKeys`); an empty list counts as absent. Values set
+    /// before are kept, so the key holds the union.
     pub fn set_all(&mut self, key: &str, values: Vec<String>) {
-        self.values.insert(key.to_ascii_lowercase(), values);
+        let list = self.values.entry(key.to_ascii_lowercase()).or_default();
+        for value in values {
+            if !list.contains(&value) {
+                list.push(value);
+            }
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&[String]> {
         self.values.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    /// True when a single-valued key was given several values. A condition on it is read
+    /// once per value: an Allow needs it to hold on every reading, a Deny applies when it
+    /// holds on any.
+    pub fn is_ambiguous(&self, key: &str) -> bool {
+        self.ambiguous.contains(&key.to_ascii_lowercase())
     }
 }
 
@@ -95,8 +124,15 @@ enum Reach {
     Direct,
 }
 
+/// Whether a principal entry names the caller itself: by ARN, or by unique id, which is
+/// how a stored resource policy names an IAM user (bound when the policy was put, so a
+/// user recreated under the same name, with a new id, is not named).
+fn names_caller(id: &str, caller: &Principal) -> bool {
+    id == caller.arn || (!caller.user_id.is_empty() && id == caller.user_id)
+}
+
 fn principal_reach(p: &Principals, caller: &Principal) -> Option<Reach> {
-    if p.everyone || p.aws.iter().any(|id| id == &caller.arn) {
+    if p.everyone || p.aws.iter().any(|id| names_caller(id, caller)) {
         return Some(Reach::Direct);
     }
     let root = account_root_arn(&caller.account);
@@ -148,7 +184,7 @@ fn applies(s: &Statement, req: &Request<'_>, vars: bool) -> Option<Reach> {
     let reach = match (&s.principal, &s.not_principal) {
         (Some(p), _) => principal_reach(p, req.principal)?,
         (None, Some(np)) => {
-            if np.everyone || np.aws.iter().any(|id| id == &req.principal.arn) {
+            if np.everyone || np.aws.iter().any(|id| names_caller(id, req.principal)) {
                 return None;
             }
             Reach::Direct
@@ -171,7 +207,7 @@ fn applies(s: &Statement, req: &Request<'_>, vars: bool) -> Option<Reach> {
         return None;
     }
     let expand_value = |v: &str| expand(v, req.context, vars);
-    s.conditions.iter().all(|c| c.matches(req.context, &expand_value)).then_some(reach)
+    s.conditions.iter().all(|c| c.holds(s.effect, req.context, &expand_value)).then_some(reach)
 }
 
 /// What the statements of one kind of policy say about a request.
@@ -332,5 +368,117 @@ mod tests {
                 .ends_with("x-AbCdEf with an explicit deny in a resource-based policy")
         );
         assert_eq!(Decision::Allow.denial_message(&req), None);
+    }
+
+    /// Decides GetSecretValue for a same-account user with `identity` on a secret whose
+    /// tags are set in order into the context, as the server does.
+    fn decide_tagged(identity: &str, tags: &[(&str, &str)]) -> Decision {
+        let p = Principal::user("111122223333", "u", "AIDAEXAMPLE");
+        let mut ctx = Context::default();
+        for (k, v) in tags {
+            ctx.set(&format!("secretsmanager:ResourceTag/{k}"), *v);
+            ctx.set(&format!("aws:ResourceTag/{k}"), *v);
+        }
+        let req = Request {
+            principal: &p,
+            action: "secretsmanager:GetSecretValue",
+            resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:s-AbCdEf",
+            resource_account: "111122223333",
+            context: &ctx,
+        };
+        let policy = Policy::parse(identity, PolicyKind::Identity).unwrap();
+        evaluate(&req, std::slice::from_ref(&policy), None)
+    }
+
+    #[test]
+    fn tags_differing_only_in_case_keep_every_value_and_fail_closed() {
+        let deny_restricted = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"},
+            {"Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"*",
+             "Condition":{"StringEquals":{"secretsmanager:ResourceTag/class":"restricted"}}}]}"#;
+        let restricted = [("class", "restricted")];
+        let both = [("class", "restricted"), ("Class", "public")];
+        let both_reversed = [("Class", "public"), ("class", "restricted")];
+        assert!(!decide_tagged(deny_restricted, &restricted).is_allowed());
+        assert!(!decide_tagged(deny_restricted, &both).is_allowed());
+        assert!(!decide_tagged(deny_restricted, &both_reversed).is_allowed());
+        assert!(decide_tagged(deny_restricted, &[("Class", "public")]).is_allowed());
+        // "Deny unless public" must still deny when one of the values is not public.
+        let deny_unless_public = deny_restricted
+            .replace("StringEquals", "StringNotEquals")
+            .replace("\"restricted\"", "\"public\"");
+        assert!(!decide_tagged(&deny_unless_public, &both).is_allowed());
+        assert!(decide_tagged(&deny_unless_public, &[("CLASS", "public")]).is_allowed());
+        // An Allow on one value must hold for every value of the key.
+        let allow_public = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*",
+             "Condition":{"StringEquals":{"aws:ResourceTag/class":"public"}}}]}"#;
+        assert!(decide_tagged(allow_public, &[("Class", "public")]).is_allowed());
+        assert!(
+            decide_tagged(allow_public, &[("Class", "public"), ("class", "public")]).is_allowed()
+        );
+        assert!(!decide_tagged(allow_public, &both).is_allowed());
+        assert!(!decide_tagged(allow_public, &both_reversed).is_allowed());
+        let allow_not_restricted = allow_public
+            .replace("StringEquals", "StringNotEquals")
+            .replace("\"public\"", "\"restricted\"");
+        assert!(!decide_tagged(&allow_not_restricted, &both).is_allowed());
+        assert!(decide_tagged(&allow_not_restricted, &[("Class", "public")]).is_allowed());
+    }
+
+    #[test]
+    fn a_tag_keys_deny_sees_keys_that_differ_only_in_case() {
+        let p = Principal::user("111122223333", "u", "AIDAEXAMPLE");
+        let identity = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"secretsmanager:*","Resource":"*",
+             "Condition":{"ForAllValues:StringEquals":{"aws:TagKeys":["team","class"]}}},
+            {"Effect":"Deny","Action":"secretsmanager:TagResource","Resource":"*",
+             "Condition":{"ForAnyValue:StringEquals":{"aws:TagKeys":"class"}}}]}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        let decide = |keys: &[&str]| {
+            let mut ctx = Context::default();
+            ctx.set_all("aws:TagKeys", keys.iter().map(|k| k.to_string()).collect());
+            let req = Request {
+                principal: &p,
+                action: "secretsmanager:TagResource",
+                resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:s-AbCdEf",
+                resource_account: "111122223333",
+                context: &ctx,
+            };
+            evaluate(&req, std::slice::from_ref(&identity), None)
+        };
+        assert_eq!(decide(&["team"]), Decision::Allow);
+        assert_eq!(decide(&["class"]), Decision::ExplicitDeny(PolicyKind::Identity));
+        assert_eq!(decide(&["Class"]), Decision::ExplicitDeny(PolicyKind::Identity));
+        assert_eq!(decide(&["team", "CLASS"]), Decision::ExplicitDeny(PolicyKind::Identity));
+        // The Allow's list is exact: a case variant of an allowed key is not allowed.
+        assert_eq!(decide(&["Team"]), Decision::NoAllow(PolicyKind::Identity));
+    }
+
+    #[test]
+    fn a_resource_policy_naming_a_unique_id_reaches_only_that_user() {
+        let policy = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"AIDAAAAAAAAAAAAAAAAA"},"Action":"secretsmanager:GetSecretValue"}}"#,
+            PolicyKind::Resource,
+        )
+        .unwrap();
+        let ctx = Context::default();
+        let decide = |user_id: &str| {
+            let p = Principal::user("111122223333", "bob", user_id);
+            let req = Request {
+                principal: &p,
+                action: "secretsmanager:GetSecretValue",
+                resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:s-AbCdEf",
+                resource_account: "111122223333",
+                context: &ctx,
+            };
+            evaluate(&req, &[], Some(&policy))
+        };
+        assert_eq!(decide("AIDAAAAAAAAAAAAAAAAA"), Decision::Allow);
+        // The same name and ARN, recreated with another id.
+        assert_eq!(decide("AIDABBBBBBBBBBBBBBBB"), Decision::NoAllow(PolicyKind::Identity));
     }
 }

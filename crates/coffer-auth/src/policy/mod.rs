@@ -299,7 +299,7 @@ fn is_account_id(s: &str) -> bool {
 }
 
 fn is_aws_principal(id: &str) -> bool {
-    if is_account_id(id) {
+    if is_account_id(id) || is_unique_id(id) {
         return true;
     }
     let parts: Vec<&str> = id.splitn(6, ':').collect();
@@ -309,6 +309,64 @@ fn is_aws_principal(id: &str) -> bool {
         && matches!(parts[2], "iam" | "sts")
         && is_account_id(parts[4])
         && !parts[5].is_empty()
+}
+
+/// Whether `id` is an IAM unique id (`AIDA...` for a user, `AROA...` for a role). A stored
+/// resource policy names users this way (see [`map_aws_principals`]), as AWS rewrites them.
+pub fn is_unique_id(id: &str) -> bool {
+    (id.starts_with("AIDA") || id.starts_with("AROA"))
+        && (16..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// The account and name of an IAM user ARN (`arn:<partition>:iam::<account>:user/<name>`),
+/// as a resource policy may name a principal; `None` for anything else.
+pub fn user_arn_parts(id: &str) -> Option<(&str, &str)> {
+    let parts: Vec<&str> = id.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
+        return None;
+    }
+    let name = parts[5].strip_prefix("user/")?;
+    (is_account_id(parts[4]) && !name.is_empty()).then_some((parts[4], name))
+}
+
+/// Replaces, in a policy document, every `AWS` principal of a `Principal` or `NotPrincipal`
+/// for which `map` answers `Some`. `map` may refuse a principal with `Err`. Returns whether
+/// anything was replaced.
+///
+/// PutResourcePolicy uses it to bind IAM user ARNs to the users' unique ids, as AWS does: a
+/// user deleted and recreated under the same name gets a new unique id, so it does not
+/// inherit what the policy granted the old one. GetResourcePolicy maps ids of users that
+/// still exist back to their ARNs.
+pub fn map_aws_principals<E>(
+    doc: &mut Value,
+    map: &mut dyn FnMut(&str) -> Result<Option<String>, E>,
+) -> Result<bool, E> {
+    let mut changed = false;
+    let statements: Vec<&mut Value> = match doc.get_mut("Statement") {
+        Some(Value::Array(list)) => list.iter_mut().collect(),
+        Some(single @ Value::Object(_)) => vec![single],
+        _ => return Ok(false),
+    };
+    for statement in statements {
+        for element in ["Principal", "NotPrincipal"] {
+            let Some(aws) = statement.get_mut(element).and_then(|p| p.get_mut("AWS")) else {
+                continue;
+            };
+            let ids: Vec<&mut Value> = match aws {
+                Value::Array(items) => items.iter_mut().collect(),
+                single => vec![single],
+            };
+            for id in ids {
+                let Some(text) = id.as_str() else { continue };
+                if let Some(new) = map(text)? {
+                    *id = Value::String(new);
+                    changed = true;
+                }
+            }
+        }
+    }
+    Ok(changed)
 }
 
 impl Policy {
@@ -360,7 +418,10 @@ impl Policy {
 
     /// True when the policy allows access to principals outside any named account:
     /// an Allow for `*` (or with NotPrincipal) whose conditions do not pin the caller to
-    /// an account, organization or ARN. This is what `BlockPublicPolicy` refuses.
+    /// an account, organization or ARN. This is what `BlockPublicPolicy` refuses and what
+    /// BROAD_ACCESS_CHECK reports. A condition pins only with fixed values: a wildcard in
+    /// the account part (`arn:aws:iam::*:user/*`, `0*`...`9*`) or IP ranges that add up to
+    /// more than a /8 still match everyone ([`Condition::restricts_principal`]).
     pub fn grants_public_access(&self) -> bool {
         self.statements.iter().any(|s| {
             s.effect == Effect::Allow
@@ -509,5 +570,102 @@ mod tests {
         let findings = validate_resource_policy(deny_all);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].check, LOCKOUT_CHECK);
+    }
+
+    /// A `Principal: "*"` Allow of GetSecretValue with `condition` (a JSON object).
+    fn public_with(condition: &str) -> Policy {
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*","Condition":{condition}}}]}}"#
+        );
+        Policy::parse(&text, PolicyKind::Resource).unwrap()
+    }
+
+    #[test]
+    fn conditions_that_still_match_everyone_leave_a_policy_public() {
+        let everyone = [
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:*"}}"#,
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::*"}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:user/*"}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::1111222233?3:root"}}"#,
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:*:iam::111122223333:user/x"}}"#,
+            r#"{"StringLike":{"aws:PrincipalAccount":["0*","1*","2*","3*","4*","5*","6*","7*","8*","9*"]}}"#,
+            r#"{"StringLike":{"aws:PrincipalAccount":"11112222333?"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["0.0.0.0/1","128.0.0.0/1"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","11.0.0.0/8"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"2000::/3"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"::ffff:0:0/96"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"::/64"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["::ffff:0.0.0.0/97","::ffff:128.0.0.0/97"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"not-an-ip"}}"#,
+            r#"{"StringLike":{"aws:SourceIp":"1*"}}"#,
+            r#"{"StringLike":{"aws:userid":"A*"}}"#,
+            r#"{"StringLike":{"aws:userid":"AIDA*:x"}}"#,
+            r#"{"StringLike":{"aws:PrincipalOrgID":"o-*"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalAccount":"${aws:PrincipalAccount}"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::${aws:PrincipalAccount}:root"}}"#,
+            r#"{"StringLike":{"aws:SourceArn":"arn:aws:s3:::*"}}"#,
+        ];
+        for condition in everyone {
+            assert!(public_with(condition).grants_public_access(), "{condition}");
+            let text = serde_json::to_string(&serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*",
+                               "Condition": serde_json::from_str::<Value>(condition).unwrap()}],
+            }))
+            .unwrap();
+            let findings = validate_resource_policy(&text);
+            assert!(findings.iter().any(|f| f.check == BROAD_ACCESS_CHECK), "{condition}");
+        }
+    }
+
+    #[test]
+    fn conditions_naming_concrete_callers_pin_a_wildcard_principal() {
+        let pinned = [
+            r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalAccount":["111122223333","444455556666"]}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#,
+            r#"{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:*"}}"#,
+            r#"{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/ops"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"::ffff:10.0.0.0/104"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["192.0.2.0/24","198.51.100.7","2001:db8::/32"]}}"#,
+            r#"{"StringEquals":{"aws:userid":"AIDAEXAMPLEUSERID"}}"#,
+            r#"{"StringLike":{"aws:userid":"AROAEXAMPLEROLEID:*"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalOrgID":"o-a1b2c3d4e5"}}"#,
+            r#"{"ForAnyValue:StringLike":{"aws:PrincipalOrgPaths":"o-a1b2c3d4e5/r-ab12/*"}}"#,
+            r#"{"StringEquals":{"aws:SourceArn":"arn:aws:s3:::my-bucket"}}"#,
+            r#"{"StringEquals":{"aws:SourceVpce":"vpce-1a2b3c4d"}}"#,
+        ];
+        for condition in pinned {
+            assert!(!public_with(condition).grants_public_access(), "{condition}");
+        }
+    }
+
+    #[test]
+    fn user_principals_map_to_unique_ids_and_back() {
+        let text = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::111122223333:user/bob","111122223333"]},"Action":"*"},
+            {"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/eve"},"Action":"*"}]}"#;
+        let mut doc: Value = serde_json::from_str(text).unwrap();
+        let mut seen = Vec::new();
+        let changed = map_aws_principals::<()>(&mut doc, &mut |id| {
+            seen.push(id.to_string());
+            Ok(user_arn_parts(id).map(|(_, name)| format!("AIDA{}", name.to_uppercase().repeat(6))))
+        })
+        .unwrap();
+        assert!(changed);
+        assert_eq!(seen.len(), 3);
+        let stored = serde_json::to_string(&doc).unwrap();
+        assert!(stored.contains("AIDABOBBOBBOBBOBBOBBOB") && stored.contains("AIDAEVEEVE"));
+        let policy = Policy::parse(&stored, PolicyKind::Resource).unwrap();
+        assert!(policy.statements[0].principal.as_ref().unwrap().aws[0].starts_with("AIDA"));
+        assert_eq!(user_arn_parts("arn:aws:iam::111122223333:root"), None);
+        assert_eq!(user_arn_parts("arn:aws:sts::111122223333:user/x"), None);
+        assert_eq!(
+            user_arn_parts("arn:aws:iam::111122223333:user/bob"),
+            Some(("111122223333", "bob"))
+        );
+        let refused = map_aws_principals(&mut doc, &mut |_| Err("no"));
+        assert_eq!(refused, Err("no"));
     }
 }

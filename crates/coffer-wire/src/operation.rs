@@ -1,0 +1,283 @@
+//! Every operation of every service Coffer speaks, as a type: one table, written once,
+//! gives each its service, wire name, IAM action, whether it only reads, its CloudTrail
+//! event source and its SigV4 signing name. Everything else matches on [`Operation`];
+//! no operation name is compared as a string outside this table.
+//!
+//! The Secrets Manager and KMS lists are the operations of the embedded service models
+//! (a test holds them equal), so an operation Coffer does not implement yet is still
+//! known: it answers `NotImplemented`, never `UnknownOperation`.
+
+/// A service reachable on Coffer's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    SecretsManager,
+    Kms,
+    CloudTrail,
+    Sts,
+}
+
+impl Service {
+    /// The name SigV4 credential scopes and IAM actions use (`secretsmanager`, `kms`, ...).
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Service::SecretsManager => "secretsmanager",
+            Service::Kms => "kms",
+            Service::CloudTrail => "cloudtrail",
+            Service::Sts => "sts",
+        }
+    }
+
+    /// CloudTrail's `eventSource` of the service's calls.
+    pub fn event_source(self) -> &'static str {
+        match self {
+            Service::SecretsManager => "secretsmanager.amazonaws.com",
+            Service::Kms => "kms.amazonaws.com",
+            Service::CloudTrail => "cloudtrail.amazonaws.com",
+            Service::Sts => "sts.amazonaws.com",
+        }
+    }
+}
+
+/// Whether an operation changes anything (CloudTrail's `readOnly`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+macro_rules! operations {
+    ($(
+        $(#[$doc:meta])*
+        $service:ident, $iam:literal => $enum:ident { $($op:ident: $access:ident),* $(,)? }
+    )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+            pub enum $enum { $($op),* }
+
+            impl $enum {
+                /// Every operation of the service, in the table's order.
+                pub const ALL: &'static [$enum] = &[$($enum::$op),*];
+
+                /// The wire name (`X-Amz-Target`'s operation, the query protocol's `Action`).
+                pub fn name(self) -> &'static str {
+                    match self { $($enum::$op => stringify!($op)),* }
+                }
+
+                /// The IAM action that authorizes it.
+                pub fn iam_action(self) -> &'static str {
+                    match self { $($enum::$op => concat!($iam, ":", stringify!($op))),* }
+                }
+
+                /// Whether it only reads (CloudTrail's `readOnly`).
+                pub fn read_only(self) -> bool {
+                    match self { $($enum::$op => Access::$access == Access::Read),* }
+                }
+
+                /// The operation a wire name names, if the service has it.
+                pub fn from_name(name: &str) -> Option<$enum> {
+                    match name { $(stringify!($op) => Some($enum::$op),)* _ => None }
+                }
+            }
+
+            impl From<$enum> for Operation {
+                fn from(op: $enum) -> Operation {
+                    Operation::$service(op)
+                }
+            }
+        )*
+
+        /// One operation of one service.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Operation { $($service($enum)),* }
+
+        impl Operation {
+            pub fn service(self) -> Service {
+                match self { $(Operation::$service(_) => Service::$service),* }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self { $(Operation::$service(op) => op.name()),* }
+            }
+
+            pub fn iam_action(self) -> &'static str {
+                match self { $(Operation::$service(op) => op.iam_action()),* }
+            }
+
+            pub fn read_only(self) -> bool {
+                match self { $(Operation::$service(op) => op.read_only()),* }
+            }
+
+            /// The operation `name` names in `service`.
+            pub fn from_name(service: Service, name: &str) -> Option<Operation> {
+                match service { $(Service::$service => $enum::from_name(name).map(Operation::$service)),* }
+            }
+        }
+    };
+}
+
+impl Operation {
+    pub fn event_source(self) -> &'static str {
+        self.service().event_source()
+    }
+
+    pub fn signing_name(self) -> &'static str {
+        self.service().signing_name()
+    }
+}
+
+operations! {
+    /// The Secrets Manager API (`secretsmanager.<Op>`).
+    SecretsManager, "secretsmanager" => SecretsManagerOp {
+        BatchGetSecretValue: Read,
+        CancelRotateSecret: Write,
+        CreateSecret: Write,
+        DeleteResourcePolicy: Write,
+        DeleteSecret: Write,
+        DescribeSecret: Read,
+        GetRandomPassword: Read,
+        GetResourcePolicy: Read,
+        GetSecretValue: Read,
+        ListSecretVersionIds: Read,
+        ListSecrets: Read,
+        PutResourcePolicy: Write,
+        PutSecretValue: Write,
+        RemoveRegionsFromReplication: Write,
+        ReplicateSecretToRegions: Write,
+        RestoreSecret: Write,
+        RotateSecret: Write,
+        StopReplicationToReplica: Write,
+        TagResource: Write,
+        UntagResource: Write,
+        UpdateSecret: Write,
+        UpdateSecretVersionStage: Write,
+        ValidateResourcePolicy: Read,
+    }
+
+    /// The KMS API (`TrentService.<Op>`). The cryptographic operations change no
+    /// resource, so CloudTrail counts them as reads.
+    Kms, "kms" => KmsOp {
+        CancelKeyDeletion: Write,
+        ConnectCustomKeyStore: Write,
+        CreateAlias: Write,
+        CreateCustomKeyStore: Write,
+        CreateGrant: Write,
+        CreateKey: Write,
+        Decrypt: Read,
+        DeleteAlias: Write,
+        DeleteCustomKeyStore: Write,
+        DeleteImportedKeyMaterial: Write,
+        DeriveSharedSecret: Read,
+        DescribeCustomKeyStores: Read,
+        DescribeKey: Read,
+        DisableKey: Write,
+        DisableKeyRotation: Write,
+        DisconnectCustomKeyStore: Write,
+        EnableKey: Write,
+        EnableKeyRotation: Write,
+        Encrypt: Read,
+        GenerateDataKey: Read,
+        GenerateDataKeyPair: Read,
+        GenerateDataKeyPairWithoutPlaintext: Read,
+        GenerateDataKeyWithoutPlaintext: Read,
+        GenerateMac: Read,
+        GenerateRandom: Read,
+        GetKeyLastUsage: Read,
+        GetKeyPolicy: Read,
+        GetKeyRotationStatus: Read,
+        GetParametersForImport: Read,
+        GetPublicKey: Read,
+        ImportKeyMaterial: Write,
+        ListAliases: Read,
+        ListGrants: Read,
+        ListKeyPolicies: Read,
+        ListKeyRotations: Read,
+        ListKeys: Read,
+        ListResourceTags: Read,
+        ListRetirableGrants: Read,
+        PutKeyPolicy: Write,
+        ReEncrypt: Read,
+        ReplicateKey: Write,
+        RetireGrant: Write,
+        RevokeGrant: Write,
+        RotateKeyOnDemand: Write,
+        ScheduleKeyDeletion: Write,
+        Sign: Read,
+        TagResource: Write,
+        UntagResource: Write,
+        UpdateAlias: Write,
+        UpdateCustomKeyStore: Write,
+        UpdateKeyDescription: Write,
+        UpdatePrimaryRegion: Write,
+        Verify: Read,
+        VerifyMac: Read,
+    }
+
+    /// CloudTrail, over Coffer's own trail.
+    CloudTrail, "cloudtrail" => CloudTrailOp {
+        LookupEvents: Read,
+    }
+
+    /// STS (query protocol).
+    Sts, "sts" => StsOp {
+        GetCallerIdentity: Read,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ServiceModel;
+
+    #[test]
+    fn the_table_holds_exactly_the_operations_of_the_embedded_models() {
+        for (model, names) in [
+            (
+                ServiceModel::secretsmanager(),
+                SecretsManagerOp::ALL.iter().map(|op| op.name()).collect::<Vec<_>>(),
+            ),
+            (ServiceModel::kms(), KmsOp::ALL.iter().map(|op| op.name()).collect()),
+        ] {
+            for name in &names {
+                assert!(model.has_operation(name), "{name} is not in the model");
+            }
+            assert_eq!(model.operation_names().count(), names.len());
+        }
+    }
+
+    #[test]
+    fn an_operation_knows_its_action_access_and_service() {
+        let get = Operation::from_name(Service::SecretsManager, "GetSecretValue").unwrap();
+        assert_eq!(get, Operation::SecretsManager(SecretsManagerOp::GetSecretValue));
+        assert_eq!(get.iam_action(), "secretsmanager:GetSecretValue");
+        assert!(get.read_only());
+        assert_eq!(get.event_source(), "secretsmanager.amazonaws.com");
+        let tag = Operation::from_name(Service::Kms, "TagResource").unwrap();
+        assert_eq!(tag, Operation::Kms(KmsOp::TagResource));
+        assert_eq!(tag.iam_action(), "kms:TagResource");
+        assert!(!tag.read_only());
+        assert_eq!(tag.signing_name(), "kms");
+        assert!(Operation::from_name(Service::Kms, "GetSecretValue").is_none());
+        assert!(Operation::from_name(Service::SecretsManager, "getSecretValue").is_none());
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        assert_eq!(lookup.iam_action(), "cloudtrail:LookupEvents");
+        assert!(Operation::from(StsOp::GetCallerIdentity).read_only());
+    }
+
+    #[test]
+    fn reads_and_writes_match_cloudtrail() {
+        for op in ["GetSecretValue", "ListSecrets", "BatchGetSecretValue", "ValidateResourcePolicy"]
+        {
+            assert!(SecretsManagerOp::from_name(op).unwrap().read_only(), "{op}");
+        }
+        for op in ["CreateSecret", "PutSecretValue", "DeleteSecret", "TagResource"] {
+            assert!(!SecretsManagerOp::from_name(op).unwrap().read_only(), "{op}");
+        }
+        for op in ["DescribeKey", "Decrypt", "GenerateDataKey", "ReEncrypt", "Sign"] {
+            assert!(KmsOp::from_name(op).unwrap().read_only(), "{op}");
+        }
+        for op in ["CreateKey", "ScheduleKeyDeletion", "PutKeyPolicy", "CreateGrant"] {
+            assert!(!KmsOp::from_name(op).unwrap().read_only(), "{op}");
+        }
+    }
+}
