@@ -283,7 +283,7 @@ mod tests {
         let mut head: Option<Head> = None;
         let mut out = BTreeMap::new();
         for i in 1..=n {
-            let r = Record::seal(head.as_ref(), i as i64 * 1000, &event(i));
+            let r = Record::seal(head.as_ref(), i as i64 * 1000, &event(i), None);
             head = Some(r.head());
             out.insert(event_key("1", "us-east-1", i), r.to_bytes());
         }

@@ -3,6 +3,7 @@
 mod admin;
 mod audit_cmd;
 mod backup;
+mod master_arg;
 mod serve;
 mod store_select;
 
