@@ -71,49 +71,147 @@ impl Filter {
 
     /// True when `secret` matches at least one of this filter's values.
     pub fn matches(&self, secret: &SecretMeta) -> bool {
-        let tags = secret.tags.as_deref().unwrap_or_default();
-        match self.key {
-            FilterKey::Name => matcher(&self.values, &[secret.name.as_str()], Mode::Prefix),
-            FilterKey::Description => {
-                matcher(&self.values, &non_empty(secret.description.as_deref()), Mode::Words)
-            }
-            FilterKey::TagKey => {
-                let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
-                matcher(&self.values, &keys, Mode::Prefix)
-            }
-            FilterKey::TagValue => {
-                let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
-                matcher(&self.values, &values, Mode::Prefix)
-            }
-            // Secrets here are never replicated, so every secret's primary region is its own.
-            FilterKey::PrimaryRegion => {
-                matcher(&self.values, &[secret.scope.region.as_str()], Mode::Prefix)
-            }
-            FilterKey::OwningService => {
-                matcher(&self.values, &non_empty(secret.owning_service.as_deref()), Mode::Words)
-            }
-            FilterKey::All => {
-                let mut attributes = vec![secret.name.as_str()];
-                attributes.extend(non_empty(secret.description.as_deref()));
-                attributes.extend(tags.iter().map(|t| t.key.as_str()));
-                attributes.extend(tags.iter().map(|t| t.value.as_str()));
-                matcher(&self.values, &attributes, Mode::Words)
-            }
-        }
+        Filters::compile(std::slice::from_ref(self)).matches(secret)
     }
 }
 
 /// True when `secret` matches every filter (filters are ANDed; the values of one filter are ORed).
+/// Compiles the filters for this one call: a listing compiles them once with
+/// [`Filters::compile`] instead.
 pub fn matches_all(secret: &SecretMeta, filters: &[Filter]) -> bool {
-    filters.iter().all(|filter| filter.matches(secret))
+    Filters::compile(filters).matches(secret)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    /// The attribute starts with the value, case-sensitive.
-    Prefix,
-    /// Every word of the value is a prefix of some word of the attribute, not case-sensitive.
-    Words,
+/// A request's filters prepared once: each value's negation read and, for word matches,
+/// its words split and lowercased. Matching a secret then splits each of the secret's
+/// attributes at most once, whatever the number of filters and values: before, every
+/// value re-split itself and every attribute, for every secret of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    filters: Vec<Compiled>,
+}
+
+#[derive(Debug, Clone)]
+struct Compiled {
+    key: FilterKey,
+    values: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Value {
+    negated: bool,
+    /// The value without its `!`, for prefix matches.
+    text: String,
+    /// Its lowercased words, for word matches (empty: the value selects nothing).
+    words: Vec<String>,
+}
+
+impl Filters {
+    pub fn compile(filters: &[Filter]) -> Filters {
+        let filters = filters
+            .iter()
+            .map(|f| Compiled {
+                key: f.key,
+                values: f
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let (negated, text) = match v.strip_prefix('!') {
+                            Some(rest) => (true, rest),
+                            None => (false, v.as_str()),
+                        };
+                        Value { negated, text: text.to_string(), words: lowercase_words(text) }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Filters { filters }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// The filters as one unambiguous string (each key and value length-prefixed, in
+    /// request order): what a paging token is bound to, so it is refused with others.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        for f in &self.filters {
+            let key = f.key.as_str();
+            out.push_str(&format!("{}:{key}{}[", key.len(), f.values.len()));
+            for v in &f.values {
+                let neg = if v.negated { "!" } else { "" };
+                out.push_str(&format!("{}:{neg}{}", v.text.len() + neg.len(), v.text));
+            }
+            out.push(']');
+        }
+        out
+    }
+
+    /// True when `secret` matches every filter.
+    pub fn matches(&self, secret: &SecretMeta) -> bool {
+        let mut words = Words::default();
+        self.filters.iter().all(|f| f.matches(secret, &mut words))
+    }
+}
+
+/// The lowercased words of a secret's attributes, split on first use and kept for the
+/// other filters of the same match.
+#[derive(Default)]
+struct Words {
+    name: Option<Vec<Vec<String>>>,
+    description: Option<Vec<Vec<String>>>,
+    owning_service: Option<Vec<Vec<String>>>,
+    tag_keys: Option<Vec<Vec<String>>>,
+    tag_values: Option<Vec<Vec<String>>>,
+}
+
+fn words_of<'a>(slot: &'a mut Option<Vec<Vec<String>>>, attributes: &[&str]) -> &'a [Vec<String>] {
+    slot.get_or_insert_with(|| attributes.iter().map(|a| lowercase_words(a)).collect())
+}
+
+impl Compiled {
+    fn matches(&self, secret: &SecretMeta, words: &mut Words) -> bool {
+        let tags = secret.tags.as_deref().unwrap_or_default();
+        match self.key {
+            FilterKey::Name => prefix_match(&self.values, &[secret.name.as_str()]),
+            FilterKey::TagKey => {
+                let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+                prefix_match(&self.values, &keys)
+            }
+            FilterKey::TagValue => {
+                let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
+                prefix_match(&self.values, &values)
+            }
+            // Secrets here are never replicated, so every secret's primary region is its own.
+            FilterKey::PrimaryRegion => prefix_match(&self.values, &[secret.scope.region.as_str()]),
+            FilterKey::Description => {
+                let attrs = non_empty(secret.description.as_deref());
+                word_match(&self.values, &[words_of(&mut words.description, &attrs)])
+            }
+            FilterKey::OwningService => {
+                let attrs = non_empty(secret.owning_service.as_deref());
+                word_match(&self.values, &[words_of(&mut words.owning_service, &attrs)])
+            }
+            FilterKey::All => {
+                let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+                let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
+                let description = non_empty(secret.description.as_deref());
+                // Fill every slot first: the borrows below are then all shared.
+                words_of(&mut words.name, &[secret.name.as_str()]);
+                words_of(&mut words.description, &description);
+                words_of(&mut words.tag_keys, &keys);
+                words_of(&mut words.tag_values, &values);
+                let groups = [
+                    words.name.as_deref().unwrap_or_default(),
+                    words.description.as_deref().unwrap_or_default(),
+                    words.tag_keys.as_deref().unwrap_or_default(),
+                    words.tag_values.as_deref().unwrap_or_default(),
+                ];
+                word_match(&self.values, &groups)
+            }
+        }
+    }
 }
 
 /// An optional attribute as a list: absent and empty attributes both match nothing.
@@ -121,32 +219,30 @@ fn non_empty(attribute: Option<&str>) -> Vec<&str> {
     attribute.filter(|s| !s.is_empty()).into_iter().collect()
 }
 
-/// Matches a filter's values against a secret's attribute strings the way moto does.
+/// Prefix matching of a filter's values against a secret's attribute strings, the way
+/// moto does.
 ///
 /// A negated value matches when *some* attribute string does not match it, so on a
 /// multi-valued attribute such as tag keys `!prod` selects every secret with at least one
 /// tag key that does not start with `prod`. A secret without the attribute at all matches
 /// neither plain nor negated values.
-fn matcher(values: &[String], attributes: &[&str], mode: Mode) -> bool {
-    values.iter().any(|value| match value.strip_prefix('!') {
-        Some(negated) => attributes.iter().any(|attr| !matches_value(negated, attr, mode)),
-        None => attributes.iter().any(|attr| matches_value(value, attr, mode)),
-    })
+fn prefix_match(values: &[Value], attributes: &[&str]) -> bool {
+    values.iter().any(|v| attributes.iter().any(|a| a.starts_with(v.text.as_str()) != v.negated))
 }
 
-fn matches_value(value: &str, attribute: &str, mode: Mode) -> bool {
-    match mode {
-        Mode::Prefix => attribute.starts_with(value),
-        Mode::Words => {
-            let value_words = lowercase_words(value);
-            if value_words.is_empty() {
-                // A value made only of separators says nothing, and selects nothing.
-                return false;
-            }
-            let attribute_words = lowercase_words(attribute);
-            value_words.iter().all(|v| attribute_words.iter().any(|a| a.starts_with(v.as_str())))
-        }
-    }
+/// Word matching: a value matches an attribute when every word of the value is the
+/// prefix of some word of the attribute; negation as in [`prefix_match`]. `groups` are
+/// the attributes' words, attribute by attribute.
+fn word_match(values: &[Value], groups: &[&[Vec<String>]]) -> bool {
+    let attributes = || groups.iter().flat_map(|g| g.iter());
+    values.iter().any(|v| {
+        attributes().any(|attribute| {
+            // A value made only of separators says nothing, and selects nothing.
+            let hit = !v.words.is_empty()
+                && v.words.iter().all(|w| attribute.iter().any(|a| a.starts_with(w.as_str())));
+            if v.negated { !hit } else { hit }
+        })
+    })
 }
 
 /// Splits first, then lowercases: case changes are word boundaries, so the order matters.
@@ -241,6 +337,27 @@ mod tests {
 
     fn hits(secret: &SecretMeta, key: FilterKey, values: &[&str]) -> bool {
         matches_all(secret, &one(key, values))
+    }
+
+    #[test]
+    fn compiled_filters_match_as_before_and_have_an_unambiguous_canonical_form() {
+        let s = tagged("prod/db", &[("Team", "Infra"), ("env", "prod")]);
+        let filters = vec![
+            Filter::new(FilterKey::All, ["infra", "!nothing"]),
+            Filter::new(FilterKey::TagKey, ["en"]),
+        ];
+        let compiled = Filters::compile(&filters);
+        assert!(compiled.matches(&s));
+        assert!(!Filters::compile(&one(FilterKey::All, &["nothing"])).matches(&s));
+        assert!(Filters::compile(&[]).matches(&s));
+        let canon = |f: &[Filter]| Filters::compile(f).canonical();
+        assert_ne!(
+            canon(&one(FilterKey::Name, &["a", "b"])),
+            canon(&one(FilterKey::Name, &["ab"]))
+        );
+        assert_ne!(canon(&one(FilterKey::Name, &["!a"])), canon(&one(FilterKey::Name, &["a"])));
+        assert_ne!(canon(&one(FilterKey::Name, &["a"])), canon(&one(FilterKey::TagKey, &["a"])));
+        assert_eq!(canon(&filters), canon(&filters.clone()));
     }
 
     #[test]
