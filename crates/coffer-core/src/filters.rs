@@ -148,6 +148,26 @@ impl Filters {
         out
     }
 
+    /// An upper bound of the work of matching `secret`: how many (value, attribute string)
+    /// pairs the filters may compare. A listing charges it against its budget, so that
+    /// ten filters of ten values over secrets with fifty tags each examine fewer secrets
+    /// per call than one short filter does.
+    pub fn cost(&self, secret: &SecretMeta) -> usize {
+        let tags = secret.tags.as_ref().map_or(0, Vec::len);
+        self.filters
+            .iter()
+            .map(|f| {
+                let attributes = match f.key {
+                    FilterKey::Name | FilterKey::PrimaryRegion => 1,
+                    FilterKey::Description | FilterKey::OwningService => 1,
+                    FilterKey::TagKey | FilterKey::TagValue => tags,
+                    FilterKey::All => 2 + 2 * tags,
+                };
+                f.values.len() * attributes
+            })
+            .sum()
+    }
+
     /// True when `secret` matches every filter.
     pub fn matches(&self, secret: &SecretMeta) -> bool {
         let mut words = Words::default();
@@ -155,23 +175,66 @@ impl Filters {
     }
 }
 
-/// The lowercased words of a secret's attributes, split on first use and kept for the
-/// other filters of the same match.
-#[derive(Default)]
-struct Words {
-    name: Option<Vec<Vec<String>>>,
-    description: Option<Vec<Vec<String>>>,
-    owning_service: Option<Vec<Vec<String>>>,
-    tag_keys: Option<Vec<Vec<String>>>,
-    tag_values: Option<Vec<Vec<String>>>,
+/// One attribute string of a secret for word matching, its lowercased forms worked out on
+/// first use and kept for the other values and filters of the same match.
+struct Attr<'s> {
+    text: &'s str,
+    /// The ASCII-lowercased text, for ASCII text: a quick test that a word cannot match.
+    lower: Option<String>,
+    words: Option<Vec<String>>,
 }
 
-fn words_of<'a>(slot: &'a mut Option<Vec<Vec<String>>>, attributes: &[&str]) -> &'a [Vec<String>] {
-    slot.get_or_insert_with(|| attributes.iter().map(|a| lowercase_words(a)).collect())
+impl<'s> Attr<'s> {
+    fn new(text: &'s str) -> Attr<'s> {
+        Attr { text, lower: None, words: None }
+    }
+
+    /// False when no word of this attribute can start with `word` (lowercased): every
+    /// word of ASCII text is a piece of it, so its lowercase is a piece of the lowercased
+    /// text. Most attributes fail here without being split into words at all.
+    fn may_hold(&mut self, word: &str) -> bool {
+        if !self.text.is_ascii() {
+            return true;
+        }
+        let text = self.text;
+        self.lower.get_or_insert_with(|| text.to_ascii_lowercase()).contains(word)
+    }
+
+    fn words(&mut self) -> &[String] {
+        let text = self.text;
+        self.words.get_or_insert_with(|| lowercase_words(text))
+    }
+
+    /// Whether every word of `value` is the prefix of some word of this attribute.
+    fn holds(&mut self, value: &Value) -> bool {
+        // A value made only of separators says nothing, and selects nothing.
+        if value.words.is_empty() || !value.words.iter().all(|w| self.may_hold(w)) {
+            return false;
+        }
+        let words = self.words();
+        value.words.iter().all(|v| words.iter().any(|a| a.starts_with(v.as_str())))
+    }
+}
+
+/// The word-matching attributes of one secret, by group, made on first use.
+#[derive(Default)]
+struct Words<'s> {
+    name: Option<Vec<Attr<'s>>>,
+    description: Option<Vec<Attr<'s>>>,
+    owning_service: Option<Vec<Attr<'s>>>,
+    tag_keys: Option<Vec<Attr<'s>>>,
+    tag_values: Option<Vec<Attr<'s>>>,
+}
+
+fn group<'a, 's>(
+    slot: &'a mut Option<Vec<Attr<'s>>>,
+    texts: impl IntoIterator<Item = &'s str>,
+) -> &'a mut Vec<Attr<'s>> {
+    slot.get_or_insert_with(|| texts.into_iter().map(Attr::new).collect())
 }
 
 impl Compiled {
-    fn matches(&self, secret: &SecretMeta, words: &mut Words) -> bool {
+    fn matches<'s>(&self, secret: &'s SecretMeta, words: &mut Words<'s>) -> bool {
         let tags = secret.tags.as_deref().unwrap_or_default();
         match self.key {
             FilterKey::Name => prefix_match(&self.values, &[secret.name.as_str()]),
@@ -186,29 +249,23 @@ impl Compiled {
             // Secrets here are never replicated, so every secret's primary region is its own.
             FilterKey::PrimaryRegion => prefix_match(&self.values, &[secret.scope.region.as_str()]),
             FilterKey::Description => {
-                let attrs = non_empty(secret.description.as_deref());
-                word_match(&self.values, &[words_of(&mut words.description, &attrs)])
+                let attrs = group(&mut words.description, non_empty(secret.description.as_deref()));
+                word_match(&self.values, &mut [attrs])
             }
             FilterKey::OwningService => {
-                let attrs = non_empty(secret.owning_service.as_deref());
-                word_match(&self.values, &[words_of(&mut words.owning_service, &attrs)])
+                let attrs =
+                    group(&mut words.owning_service, non_empty(secret.owning_service.as_deref()));
+                word_match(&self.values, &mut [attrs])
             }
             FilterKey::All => {
-                let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
-                let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
-                let description = non_empty(secret.description.as_deref());
-                // Fill every slot first: the borrows below are then all shared.
-                words_of(&mut words.name, &[secret.name.as_str()]);
-                words_of(&mut words.description, &description);
-                words_of(&mut words.tag_keys, &keys);
-                words_of(&mut words.tag_values, &values);
-                let groups = [
-                    words.name.as_deref().unwrap_or_default(),
-                    words.description.as_deref().unwrap_or_default(),
-                    words.tag_keys.as_deref().unwrap_or_default(),
-                    words.tag_values.as_deref().unwrap_or_default(),
+                let Words { name, description, tag_keys, tag_values, .. } = words;
+                let mut groups = [
+                    group(name, [secret.name.as_str()]),
+                    group(description, non_empty(secret.description.as_deref())),
+                    group(tag_keys, tags.iter().map(|t| t.key.as_str())),
+                    group(tag_values, tags.iter().map(|t| t.value.as_str())),
                 ];
-                word_match(&self.values, &groups)
+                word_match(&self.values, &mut groups)
             }
         }
     }
@@ -232,16 +289,10 @@ fn prefix_match(values: &[Value], attributes: &[&str]) -> bool {
 
 /// Word matching: a value matches an attribute when every word of the value is the
 /// prefix of some word of the attribute; negation as in [`prefix_match`]. `groups` are
-/// the attributes' words, attribute by attribute.
-fn word_match(values: &[Value], groups: &[&[Vec<String>]]) -> bool {
-    let attributes = || groups.iter().flat_map(|g| g.iter());
+/// the secret's attributes for the filter's key.
+fn word_match(values: &[Value], groups: &mut [&mut Vec<Attr<'_>>]) -> bool {
     values.iter().any(|v| {
-        attributes().any(|attribute| {
-            // A value made only of separators says nothing, and selects nothing.
-            let hit = !v.words.is_empty()
-                && v.words.iter().all(|w| attribute.iter().any(|a| a.starts_with(w.as_str())));
-            if v.negated { !hit } else { hit }
-        })
+        groups.iter_mut().any(|g| g.iter_mut().any(|attribute| attribute.holds(v) != v.negated))
     })
 }
 
