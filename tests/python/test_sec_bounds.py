@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 
 import boto3
@@ -23,7 +24,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import ACCESS_KEY, JSON_CONTENT_TYPE, REGION, SECRET_KEY, error_of, make_client
+from conftest import (ACCESS_KEY, JSON_CONTENT_TYPE, REGION, SECRET_KEY, error_of, make_client,
+                      signed_request)
 from test_auth import Secured, expect, raw_call
 
 CLOUDTRAIL_TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
@@ -298,3 +300,50 @@ def test_list_tokens_are_opaque_and_bound_to_caller_scope_and_query(secured):
            SecretId=f"{prefix}/1", MaxResults=1, NextToken=vtoken)
     expect(admin.list_secret_version_ids, "InvalidNextTokenException", MSG_BAD_TOKEN,
            SecretId=f"{prefix}/0", MaxResults=1, NextToken=flip(vtoken, 3))
+
+
+# ---- on PostgreSQL, two nodes: NUL is refused, not a 500; tokens work across nodes -------------
+
+
+@pytest.fixture(scope="module")
+def two_pg_nodes(tmp_path_factory):
+    from test_backup_restore import Postgres
+    from conftest import start_server
+
+    pg = Postgres()
+    base = tmp_path_factory.mktemp("pgnodes")
+    key_file = base / "master.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key_file.chmod(0o600)
+    url = pg.create_database()
+    nodes = [start_server(["serve", "--dev", "--listen", "127.0.0.1:0", "--store", url,
+                           "--data-dir", str(base / f"node{i}"), "--master-key-file", str(key_file)])
+             for i in range(2)]
+    yield [n.url for n in nodes]
+    for n in nodes:
+        n.stop()
+    pg.stop()
+
+
+def test_on_postgresql_nul_is_a_validation_error_and_tokens_continue_on_another_node(two_pg_nodes):
+    a, b = (make_client(u) for u in two_pg_nodes)
+    prefix = f"pg/{uuid.uuid4().hex[:8]}"
+    for i in range(3):
+        a.create_secret(Name=f"{prefix}/{i}", SecretString="v")
+    for target, body in [
+        ("CreateSecret", {"Name": prefix + "/nul", "SecretString": "v",
+                          "ClientRequestToken": "a" * 31 + "\u0000" + "b"}),
+        ("PutSecretValue", {"SecretId": f"{prefix}/0", "SecretString": "v",
+                            "ClientRequestToken": str(uuid.uuid4()), "VersionStages": ["X\u0000"]}),
+        ("UpdateSecret", {"SecretId": f"{prefix}/0", "Description": "\u0000"}),
+        ("ListSecrets", {"NextToken": "\u0000"}),
+    ]:
+        resp = signed_request(two_pg_nodes[0], target, body)
+        assert resp.status_code == 400, (target, resp.status_code, resp.text)
+        assert error_of(resp)[0] == "ValidationException", target
+    filters = [{"Key": "name", "Values": [prefix]}]
+    first = a.list_secrets(Filters=filters, MaxResults=1)
+    second = b.list_secrets(Filters=filters, MaxResults=1, NextToken=first["NextToken"])
+    assert [s["Name"] for s in second["SecretList"]] == [f"{prefix}/1"]
+    expect(b.list_secrets, "InvalidNextTokenException", MSG_BAD_TOKEN,
+           Filters=filters, MaxResults=1, NextToken=flip(first["NextToken"], 5))
