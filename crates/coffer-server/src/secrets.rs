@@ -907,8 +907,8 @@ pub(crate) const SCAN_BUDGET: usize = 1000;
 pub(crate) const MATCH_BUDGET: usize = 250_000;
 
 /// One page of secrets matching `filters`, in the requested order, read in `tx`, looking
-/// at no more than [`SCAN_BUDGET`] secrets. Its token is sealed and bound to the caller's
-/// scope, the filters and the order (`paging`).
+/// at no more than [`SCAN_BUDGET`] secrets and [`MATCH_BUDGET`] of matching work. Its token
+/// is sealed and bound to the caller's scope, the filters and the order (`paging`).
 #[allow(clippy::too_many_arguments)]
 fn list_page(
     tx: &dyn ReadTxn,
