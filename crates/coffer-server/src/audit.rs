@@ -259,6 +259,10 @@ struct Pending {
     time_ms: i64,
     event: Event,
     sensitive: Arc<BTreeSet<String>>,
+    /// The model whose input shape says which request members are recorded (`None`:
+    /// CloudTrail's LookupEvents, whose shape `coffer-wire::cloudtrail` knows, or a call
+    /// with no JSON body).
+    model: Option<&'static ServiceModel>,
     /// Set once the event committed with the call's change.
     committed: bool,
     /// Secrets a batch call read, each recorded with an event of its own
@@ -349,7 +353,7 @@ fn begin_named(
         event_name: op.to_string(),
         aws_region: ctx.scope.region.clone(),
         source_ip_address: source_ip(raw.source_ip),
-        user_agent: header(raw, "user-agent").unwrap_or("").chars().take(1024).collect(),
+        user_agent: event::cap_string(header(raw, "user-agent").unwrap_or("").to_string()),
         error_code: None,
         error_message: None,
         request_parameters: Value::Null,
@@ -364,11 +368,18 @@ fn begin_named(
         event_category: "Management".to_string(),
     };
     let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
+    // The embedded models are 'static; which one is named by the event source.
+    let model = model.and_then(|_| match source {
+        "secretsmanager.amazonaws.com" => Some(ServiceModel::secretsmanager()),
+        "kms.amazonaws.com" => Some(ServiceModel::kms()),
+        _ => None,
+    });
     let pending = Pending {
         scope: ctx.scope.clone(),
         time_ms: now,
         event,
         sensitive,
+        model,
         committed: false,
         secrets_read: Vec::new(),
         also: None,
@@ -439,11 +450,23 @@ fn append_delivered(
     Ok(())
 }
 
-/// Records the request parameters of the call on this thread, redacted.
+/// Records the request parameters of the call on this thread: only the members of the
+/// operation's input shape (the request is not validated yet, and anything else in it is
+/// the caller's to fill), redacted, and capped (`event::cap_parameters`).
 pub fn set_request(body: &Value) {
     PENDING.with(|p| {
         if let Some(pending) = p.borrow_mut().as_mut() {
-            pending.event.request_parameters = parameters(body, &pending.sensitive);
+            let known = match pending.model {
+                Some(model) => model.input_members_only(&pending.event.event_name, body),
+                None if pending.event.event_source == "cloudtrail.amazonaws.com" => {
+                    coffer_wire::cloudtrail::input_members_only(body)
+                }
+                None => Value::Null,
+            };
+            pending.event.request_parameters = event::cap_parameters(
+                parameters(&known, &pending.sensitive),
+                event::MAX_PARAMETERS_BYTES,
+            );
         }
     });
 }
@@ -465,7 +488,9 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
     let found = as_json::<sm::SecretRefResponse>(result)
         .or_else(|| as_json::<sm::DeleteSecretResponse>(result))
         .or_else(|| as_json::<sm::EmptyResponse>(result));
-    found.map(|v| parameters(&v, sensitive)).unwrap_or(Value::Null)
+    found
+        .map(|v| event::cap_parameters(parameters(&v, sensitive), event::MAX_PARAMETERS_BYTES))
+        .unwrap_or(Value::Null)
 }
 
 /// Adds the secret an event names to its `resources`.
@@ -972,13 +997,24 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
     match outcome {
         Ok(bytes) if !event.read_only => {
             event.response_elements = serde_json::from_slice::<Value>(bytes)
-                .map(|v| parameters(&v, &pending.sensitive))
+                .map(|v| {
+                    event::cap_parameters(
+                        parameters(&v, &pending.sensitive),
+                        event::MAX_PARAMETERS_BYTES,
+                    )
+                })
                 .unwrap_or(Value::Null);
         }
         Ok(_) => {}
         Err((code, message)) => {
-            event.error_code = Some(code);
-            event.error_message = Some(message);
+            // A refused call is kept small: its parameters under a tighter cap, and its
+            // message (a ValidationException quotes the values it refused) cut.
+            event.request_parameters = event::cap_parameters(
+                std::mem::take(&mut event.request_parameters),
+                event::MAX_FAILED_PARAMETERS_BYTES,
+            );
+            event.error_code = Some(event::cap_string(code));
+            event.error_message = Some(event::cap_string(message));
         }
     }
     add_resources(&mut event);

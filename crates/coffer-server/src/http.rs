@@ -192,7 +192,16 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
-    let inline = app.writes_inline() || (app.reads_inline() && op.read_only());
+    // A listing with filters may examine up to a scan budget of secrets: it goes to the
+    // blocking pool, off the workers that serve every other caller.
+    let inline = app.writes_inline()
+        || (app.reads_inline()
+            && op.read_only()
+            && !crate::secrets::may_scan(
+                op.service() == Service::SecretsManager,
+                op.name(),
+                &buffer,
+            ));
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let result = serve_in_read_scope(app, dev_ctx, &raw, buffer, op, model, request_id);

@@ -84,6 +84,7 @@ impl KeyRing {
                 )));
             }
         };
+        crate::paging::install_key(master.derive_key(crate::paging::KEY_PURPOSE));
         Ok(KeyRing { kms: Kms::bound(master, &check) })
     }
 
