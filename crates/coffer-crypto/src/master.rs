@@ -169,20 +169,6 @@ impl MasterKey {
         }
     }
 
-    /// A key for one `purpose` (a fixed label such as `"coffer paging tokens v1"`), derived
-    /// from the master key: HMAC-SHA256 keyed by the master key over a domain tag and the
-    /// label. Every process holding the same master key derives the same key; the master
-    /// key cannot be recovered from it, and keys of different purposes are unrelated.
-    pub fn derive_key(&self, purpose: &str) -> KeyMaterial {
-        use aws_lc_rs::hmac;
-        let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.expose());
-        let mut ctx = hmac::Context::with_key(&key);
-        ctx.update(b"coffer master key derivation v1\0");
-        ctx.update(purpose.as_bytes());
-        let tag = ctx.sign();
-        KeyMaterial::from_bytes(tag.as_ref()).expect("HMAC-SHA256 gives a 32-byte key")
-    }
-
     /// Encrypts `key` under the master key. `context` (for example the account and region the
     /// key belongs to) is authenticated, so a wrapped key only unwraps with the same context.
     ///
@@ -300,17 +286,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn derived_keys_are_stable_per_master_key_and_purpose() {
-        let master = MasterKey::generate();
-        let again = MasterKey::from_text(&master.to_text()).unwrap();
-        let a = master.derive_key("one");
-        assert_eq!(a.expose(), again.derive_key("one").expose());
-        assert_ne!(a.expose(), master.derive_key("two").expose());
-        assert_ne!(a.expose(), MasterKey::generate().derive_key("one").expose());
-        assert_ne!(a.expose(), master.key.expose());
-    }
 
     fn text_of(bytes: &[u8]) -> String {
         STANDARD.encode(bytes)

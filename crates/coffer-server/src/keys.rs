@@ -84,7 +84,7 @@ impl KeyRing {
                 )));
             }
         };
-        crate::paging::install_key(master.derive_key(crate::paging::KEY_PURPOSE));
+        crate::paging::install_key(master.derive_key(crate::paging::KEY_PURPOSE.as_bytes()));
         Ok(KeyRing { kms: Kms::bound(master, &check) })
     }
 
