@@ -19,6 +19,7 @@ use coffer_wire::model::ServiceModel;
 use coffer_wire::operation::{CloudTrailOp, Operation, Service};
 use coffer_wire::protocol::{CONTENT_TYPE, error_body, parse_target};
 use coffer_wire::validate::validate_input;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -331,7 +332,11 @@ fn serve_identified(
     let Some(who) = who else {
         return dispatch(app, &ctx, op, body);
     };
-    let ctx = auth::authorize(app, &who, ctx, op, &body, raw.source_ip)?;
+    // Authorization reads the request typed, never the raw document.
+    let requested = auth::Requested::deserialize(&body).map_err(|e| {
+        AwsError::new(ErrorCode::Serialization, format!("The request body is not valid ({e})."))
+    })?;
+    let ctx = auth::authorize(app, &who, ctx, op, &requested, raw.source_ip)?;
     // Authorization moves a call another account makes through a resource policy to the
     // owner's scope: its event goes to both accounts' trails.
     crate::audit::deliver_also_to(&ctx.scope);
