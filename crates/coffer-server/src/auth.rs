@@ -327,9 +327,8 @@ fn resource_context(ctx: &mut Context, id_given: Option<&str>, target: &Target) 
 }
 
 /// Adds the Secrets Manager condition keys a request carries.
-fn secret_context(ctx: &mut Context, target: &Target, requested: &Requested) {
+fn request_context(ctx: &mut Context, requested: &Requested) {
     let r = requested;
-    resource_context(ctx, r.secret_id.as_deref(), target);
     let texts = [
         ("secretsmanager:Name", &r.name),
         ("secretsmanager:Description", &r.description),
@@ -441,6 +440,22 @@ pub struct Gate {
     region: String,
     source_ip: Option<IpAddr>,
     now_ms: i64,
+    /// What was decided about the secret the request names, if it names one.
+    secret: Option<SecretDecision>,
+}
+
+/// The decision on the secret a request names, kept so that the handler uses the secret
+/// authorization resolved ([`Gate::resolved`], in the same read snapshot) and decides again
+/// when its write transaction sees the secret otherwise ([`Gate::confirm`]): a resource
+/// policy or tag changed between authorization and the write cannot be missed.
+struct SecretDecision {
+    action: &'static str,
+    owner: Scope,
+    id: String,
+    /// The request's own condition keys (caller, time, request members), without the
+    /// secret's, which are added from the secret as it is decided on.
+    request: Context,
+    meta: Option<SecretMeta>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -489,6 +504,29 @@ impl Gate {
         decide(&self.caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
     }
 
+    /// The secret authorization resolved for the SecretId `id` in `scope`; the handler of a
+    /// read-only call runs in the same snapshot, so it need not look the secret up again.
+    pub fn resolved(&self, scope: &Scope, id: &str) -> Option<&SecretMeta> {
+        let decided = self.secret.as_ref()?;
+        (decided.id == id && &decided.owner == scope).then_some(decided.meta.as_ref()).flatten()
+    }
+
+    /// Decides the call's action again on `meta` as a write transaction sees it, unless it
+    /// is the secret authorization decided on: the decision then holds in the snapshot the
+    /// change is made in.
+    pub fn confirm(&self, meta: &SecretMeta) -> Result<(), AwsError> {
+        let Some(decided) = &self.secret else { return Ok(()) };
+        if decided.meta.as_ref() == Some(meta) {
+            return Ok(());
+        }
+        let target = target_of(&decided.owner, &decided.id, Some(meta.clone()));
+        let mut context = decided.request.clone();
+        resource_context(&mut context, Some(&decided.id), &target);
+        let policy = resource_policy(target.meta.as_ref());
+        let (arn, account) = (&target.arn, &target.account);
+        decide(&self.caller, decided.action, arn, account, &context, policy.as_ref(), &decided.id)
+    }
+
     /// `action` on no particular resource (`*`), from identity policies alone.
     pub fn anything(&self, action: &str) -> Result<(), AwsError> {
         let context = self.context();
@@ -509,18 +547,21 @@ pub fn authorize(
     source_ip: Option<IpAddr>,
 ) -> Result<RequestContext, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let gate = Arc::new(Gate {
+    let mut gate = Gate {
         caller: who.caller.clone(),
         region: who.region.clone(),
         source_ip,
         now_ms,
-    });
+        secret: None,
+    };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
             let (target, owner) = secret_target(app, &ctx.scope, op, requested)?;
             let id_given = requested.secret_id.as_deref();
-            secret_context(&mut context, &target, requested);
+            request_context(&mut context, requested);
+            let request_only = context.clone();
+            resource_context(&mut context, id_given, &target);
             let policy = resource_policy(target.meta.as_ref());
             let quoted = id_given.unwrap_or(&target.arn);
             decide(
@@ -540,12 +581,19 @@ pub fn authorize(
                     }
                 }
             }
-            Ok(RequestContext { scope: owner, gate: Some(gate), ..ctx })
+            gate.secret = id_given.map(|id| SecretDecision {
+                action: op.iam_action(),
+                owner: owner.clone(),
+                id: id.to_string(),
+                request: request_only,
+                meta: target.meta,
+            });
+            Ok(RequestContext { scope: owner, gate: Some(Arc::new(gate)), ..ctx })
         }
         Operation::Kms(op) => {
             context.set("kms:CallerAccount", who.caller.principal.account.clone());
             authorize_kms(app, who, &ctx.scope, op, requested, &context)?;
-            Ok(RequestContext { gate: Some(gate), ..ctx })
+            Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
         }
         // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
         Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),

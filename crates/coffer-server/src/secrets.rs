@@ -170,6 +170,33 @@ pub(crate) fn resolve_existing(
     resolve(tx, scope, secret_id)?.ok_or_else(AwsError::secret_not_found)
 }
 
+/// The secret a read-only call names: the one authorization resolved, in the same read
+/// snapshot (read-only calls run in one `read_scope`), else looked up.
+pub(crate) fn resolve_for_read(
+    tx: &dyn ReadTxn,
+    ctx: &RequestContext,
+    secret_id: &str,
+) -> Result<SecretMeta, AwsError> {
+    match ctx.gate.as_deref().and_then(|gate| gate.resolved(&ctx.scope, secret_id)) {
+        Some(meta) => Ok(meta.clone()),
+        None => resolve_existing(tx, &ctx.scope, secret_id),
+    }
+}
+
+/// The secret a mutating call names, as its write transaction sees it, with the call's
+/// authorization confirmed on it there (decided again if it changed since).
+pub(crate) fn resolve_for_write(
+    tx: &dyn ReadTxn,
+    ctx: &RequestContext,
+    secret_id: &str,
+) -> Result<SecretMeta, AwsError> {
+    let meta = resolve_existing(tx, &ctx.scope, secret_id)?;
+    if let Some(gate) = ctx.gate.as_deref() {
+        gate.confirm(&meta)?;
+    }
+    Ok(meta)
+}
+
 /// Validates a SecretId and checks that it names an existing secret of the caller.
 pub(crate) fn resolve_secret_id_checked(
     app: &App,
@@ -447,7 +474,7 @@ pub fn update_secret(
     let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&new_kms_key_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let now = clock::now_ms();
@@ -507,7 +534,7 @@ pub fn put_secret_value(
         AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
     })?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
@@ -707,7 +734,7 @@ pub fn get_secret_value(
         read_value(
             app,
             tx,
-            resolve_existing(tx, &ctx.scope, &req.secret_id)?,
+            resolve_for_read(tx, ctx, &req.secret_id)?,
             req.version_id.as_deref(),
             req.version_stage.as_deref(),
             today,
@@ -868,7 +895,7 @@ pub fn describe_secret(
 ) -> Result<wire::SecretDescription, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         Ok(describe(&meta, &versions, false))
     })
@@ -1015,7 +1042,7 @@ pub fn list_secret_version_ids(
     let include_deprecated = req.include_deprecated.unwrap_or(false);
     let max = req.max_results.unwrap_or(100) as usize;
     app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
         // The token is sealed and bound to this secret and to the IncludeDeprecated flag.
         let binding = paging::binding(&[
             "ListSecretVersionIds",
@@ -1064,7 +1091,7 @@ pub fn update_secret_version_stage(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let mut labels = staging::labels_of(&versions);
@@ -1117,7 +1144,11 @@ pub fn delete_secret(
     let days = req.recovery_window_in_days.unwrap_or(30);
     app.write(|tx| {
         let now = clock::now_ms();
-        let Some(mut meta) = resolve(tx, &ctx.scope, &req.secret_id)? else {
+        let found = resolve(tx, &ctx.scope, &req.secret_id)?;
+        if let (Some(gate), Some(meta)) = (ctx.gate.as_deref(), &found) {
+            gate.confirm(meta)?;
+        }
+        let Some(mut meta) = found else {
             if force {
                 // AWS answers a forced delete of an unknown secret as if it had existed.
                 let name = match names::parse_secret_id(&req.secret_id, &ctx.scope) {
@@ -1161,7 +1192,7 @@ pub fn restore_secret(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.deletion_ms.take().is_some() {
             meta.last_changed_ms = clock::now_ms();
             tx.update_secret(&meta).map_err(store_error)?;
@@ -1194,7 +1225,7 @@ pub fn tag_resource(
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         let tags = merge_tags(meta.tags.as_deref().unwrap_or(&[]), &req.tags);
         if tags.len() > 50 {
@@ -1216,7 +1247,7 @@ pub fn untag_resource(
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         if let Some(tags) = &mut meta.tags {
             tags.retain(|t| !req.tag_keys.contains(&t.key));
@@ -1277,6 +1308,76 @@ mod tests {
             ..Default::default()
         };
         create_secret(app, &ctx(), req).unwrap();
+    }
+
+    /// A caller authorized with an allow-everything identity policy, as `http` would.
+    fn authorized(
+        app: &App,
+        op: coffer_wire::operation::SecretsManagerOp,
+        body: serde_json::Value,
+    ) -> Result<RequestContext, AwsError> {
+        use coffer_auth::{Policy, PolicyKind, Principal};
+        let policy = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        let principal = Principal::user("000000000000", "writer", "AIDAWRITEREXAMPLE");
+        let who = crate::auth::Authenticated {
+            caller: Arc::new(crate::iam::Caller { principal, policies: vec![policy] }),
+            access_key_id: "AKIDEXAMPLE".into(),
+            region: "us-east-1".into(),
+        };
+        let requested: crate::auth::Requested = serde_json::from_value(body).unwrap();
+        crate::auth::authorize(app, &who, ctx(), op.into(), &requested, None)
+    }
+
+    /// A resource policy put between a write's authorization and its transaction is not
+    /// missed: the write decides again on the secret as its transaction sees it.
+    #[test]
+    fn a_policy_changed_after_authorization_still_decides_the_write() {
+        use coffer_wire::operation::SecretsManagerOp as Sm;
+        let app = app();
+        create(&app, "raced");
+        let body = serde_json::json!({"SecretId": "raced", "SecretString": "new"});
+        let authorized_ctx = authorized(&app, Sm::PutSecretValue, body).unwrap();
+        let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"secretsmanager:PutSecretValue","Resource":"*"}]}"#;
+        app.write(|tx| {
+            let mut meta = tx.secret_by_name(&ctx().scope, "raced").unwrap().unwrap();
+            meta.resource_policy = Some(deny.into());
+            tx.update_secret(&meta).map_err(store_error)
+        })
+        .unwrap();
+        let req = wire::PutSecretValueRequest {
+            secret_id: "raced".into(),
+            client_request_token: Some("00000000-0000-4000-8000-000000000099".into()),
+            secret_string: Some(SensitiveString::new("new".into())),
+            ..Default::default()
+        };
+        let err = put_secret_value(&app, &authorized_ctx, req).unwrap_err();
+        assert_eq!(err.code, ErrorCode::AccessDenied);
+        assert!(
+            err.message.contains("explicit deny in a resource-based policy"),
+            "{}",
+            err.message
+        );
+        let value = get_secret_value(
+            &app,
+            &ctx(),
+            wire::GetSecretValueRequest { secret_id: "raced".into(), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(value.secret_string.unwrap().expose(), "value");
+        // Unchanged, the decision stands without being made again.
+        let body = serde_json::json!({"SecretId": "kept", "Description": "d"});
+        create(&app, "kept");
+        let ctx_kept = authorized(&app, Sm::UpdateSecret, body).unwrap();
+        let update = wire::UpdateSecretRequest {
+            secret_id: "kept".into(),
+            description: Some("d".into()),
+            ..Default::default()
+        };
+        update_secret(&app, &ctx_kept, update).unwrap();
     }
 
     #[test]
