@@ -133,6 +133,21 @@ pub fn open_for_serve(
     data_dir: Option<&Path>,
     dev: bool,
 ) -> Result<(Arc<dyn Store>, Option<PathBuf>), String> {
+    let (spec, dir) = locate(store, data_dir, dev);
+    if let Some(dir) = &dir {
+        create_private_dir(dir)?;
+    }
+    Ok((spec.open_exclusive()?, dir))
+}
+
+/// Which store `coffer serve` with these flags uses and where its master key lives (see
+/// [`open_for_serve`]), without opening or creating anything: `coffer admin` finds a
+/// server's data by the same rule.
+pub fn locate(
+    store: Option<&StoreSpec>,
+    data_dir: Option<&Path>,
+    dev: bool,
+) -> (StoreSpec, Option<PathBuf>) {
     let dir_or_default =
         || data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), Path::to_owned);
     let (spec, dir) = match store {
@@ -152,10 +167,7 @@ pub fn open_for_serve(
             (StoreSpec::Sqlite(dir.join(SQLITE_FILE)), Some(dir))
         }
     };
-    if let Some(dir) = &dir {
-        create_private_dir(dir)?;
-    }
-    Ok((spec.open_exclusive()?, dir))
+    (spec, dir)
 }
 
 /// `coffer migrate`: bring a store's schema up to date, and nothing else.
