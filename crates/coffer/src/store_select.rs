@@ -239,6 +239,29 @@ mod tests {
         assert!(!format!("{spec:?}").contains("hunter2"));
     }
 
+    /// `coffer admin` finds a server's store and master key by this rule, so it must be
+    /// the one `coffer serve` opens by.
+    #[test]
+    fn locate_finds_the_store_and_key_directory_as_serve_does() {
+        let pg = StoreSpec::Postgres("postgres://h/db".into());
+        let dir = Path::new("/srv/c");
+        assert_eq!(
+            locate(None, Some(dir), false),
+            (StoreSpec::Sqlite("/srv/c/coffer.db".into()), Some(dir.to_owned()))
+        );
+        assert_eq!(
+            locate(None, None, false),
+            (StoreSpec::Sqlite("coffer-data/coffer.db".into()), Some("coffer-data".into()))
+        );
+        assert_eq!(locate(None, Some(dir), true).1, Some(dir.to_owned()));
+        assert_eq!(locate(None, None, true), (StoreSpec::Memory, None));
+        let file = StoreSpec::Sqlite("/x/y.db".into());
+        assert_eq!(locate(Some(&file), None, false), (file.clone(), Some("/x".into())));
+        assert_eq!(locate(Some(&file), Some(dir), false), (file, Some(dir.to_owned())));
+        assert_eq!(locate(Some(&pg), None, false), (pg.clone(), Some("coffer-data".into())));
+        assert_eq!(locate(Some(&pg), Some(dir), true), (pg, Some(dir.to_owned())));
+    }
+
     #[test]
     fn without_store_the_data_directory_database_is_used_and_memory_is_refused() {
         let args = StoreArgs { store: None, data_dir: "/srv/coffer".into() };
