@@ -1,5 +1,8 @@
-//! IAM users and access keys, persisted as store records, and the lookup that turns
-//! an access key id into a verified caller.
+//! Coffer's IAM: users, access keys and inline policies, persisted as store records, and
+//! the lookup that turns an access key id into a verified caller. No HTTP here: the
+//! server authenticates through [`Iam::lookup`], and `coffer admin` makes its changes
+//! through the same [`Iam`] on any store (SQLite, PostgreSQL), so both seal, bind and
+//! count generations the same way.
 //!
 //! Records: `iam-user` under `<account>/<name>` (the user and its inline policies) and
 //! `iam-access-key` under the access key id (owner, status and the secret access key
@@ -21,7 +24,6 @@
 //! database, `coffer admin` on the data directory), so a cached entry is confirmed by
 //! reading that one setting instead of the key, the user and the sealed secret.
 
-use crate::store_error;
 use coffer_auth::policy::{Policy, PolicyKind, malformed_message};
 use coffer_auth::principal::{
     ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey, access_key_id, secret_access_key,
@@ -131,6 +133,15 @@ pub fn account_id_error(account: &str) -> String {
         "1 validation error detected: Value '{account}' at 'accountId' failed to satisfy \
          constraint: Member must satisfy regular expression pattern: ^\\d{{12}}$"
     )
+}
+
+/// Maps a store failure to the error a client sees: internal, its cause logged, never
+/// sent (as the server does for its own store failures).
+fn store_error(e: StoreError) -> AwsError {
+    if !matches!(e, StoreError::Aborted) {
+        tracing::error!(error = %e, "store failure");
+    }
+    AwsError::internal()
 }
 
 fn user_key(account: &str, name: &str) -> String {
