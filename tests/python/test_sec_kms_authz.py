@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 
+from conftest import REGION
 from test_auth import ADMIN_ARN, PARTNER_ACCOUNT, Secured, expect
 
 ACCOUNT = "000000000000"
@@ -313,3 +314,99 @@ def test_put_secret_value_replay_is_compared_only_when_the_value_may_be_read(wor
         answers.add(err.response["Error"]["Message"])
     assert len(answers) == 1, answers
     assert admin.get_secret_value(SecretId="kms/pin-k1")["SecretString"] == "4321"
+
+
+# ---- third look (lead's review): kms condition keys, key oracles, the right context ----------
+
+
+def test_kms_condition_keys_are_filled_in_so_their_denies_apply(world):
+    srv = world["srv"]
+    admin_kms = srv.client(srv.admin_key, service="kms")
+    tagged = admin_kms.create_key(Tags=[{"TagKey": "class", "TagValue": "restricted"}])["KeyMetadata"]["Arn"]
+    blob = admin_kms.encrypt(KeyId=tagged, Plaintext=b"restricted-data")["CiphertextBlob"]
+    srv.admin().create_secret(Name="abac/s", SecretString="abac-secret", KmsKeyId=tagged)
+    abac = srv.user("abac", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:*", "secretsmanager:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/class": "restricted"}}},
+        {"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "tenant"}}},
+        {"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*",
+         "Condition": {"NumericLessThan": {"kms:ScheduleKeyDeletionPendingWindowInDays": "30"}}},
+        {"Effect": "Deny", "Action": ["kms:TagResource", "kms:CreateKey"], "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": "class"}}},
+        {"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:RequestAlias": "alias/blocked"}}},
+    ]})
+    sm, kms = srv.client(abac), srv.client(abac, service="kms")
+    expect(kms.decrypt, "AccessDeniedException", CiphertextBlob=blob)
+    expect(kms.untag_resource, "AccessDeniedException", KeyId=tagged, TagKeys=["class"])
+    expect(sm.get_secret_value, "AccessDeniedException", SecretId="abac/s")
+    mine = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.encrypt(KeyId=mine, Plaintext=b"x", EncryptionContext={"app": "a"})
+    expect(kms.encrypt, "AccessDeniedException", KeyId=mine, Plaintext=b"x", EncryptionContext={"tenant": "t"})
+    expect(kms.schedule_key_deletion, "AccessDeniedException", KeyId=mine, PendingWindowInDays=7)
+    expect(kms.tag_resource, "AccessDeniedException", KeyId=mine, Tags=[{"TagKey": "class", "TagValue": "x"}])
+    expect(kms.create_key, "AccessDeniedException", Tags=[{"TagKey": "class", "TagValue": "x"}])
+    kms.create_alias(AliasName="alias/blocked", TargetKeyId=mine)
+    expect(kms.encrypt, "AccessDeniedException", KeyId="alias/blocked", Plaintext=b"x")
+    kms.encrypt(KeyId=mine, Plaintext=b"x")
+
+
+def test_a_key_policy_on_the_secret_arn_in_the_encryption_context_applies(world):
+    srv = world["srv"]
+    admin_kms = srv.client(srv.admin_key, service="kms")
+    key = admin_kms.create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/kmsuser"}, "Action": "kms:Decrypt",
+         "Resource": "*", "Condition": {"StringLike": {
+             "kms:EncryptionContext:SecretARN": "arn:aws:secretsmanager:*:*:secret:kms/ec-prod*"}}}]}))["KeyMetadata"]["Arn"]
+    admin = srv.admin()
+    admin.create_secret(Name="kms/ec-prod", SecretString="prod-password", KmsKeyId=key)
+    admin.create_secret(Name="kms/ec-dev", SecretString="dev-password", KmsKeyId=key)
+    sm, _ = clients(world, "kmsuser")
+    expect(sm.get_secret_value, "AccessDeniedException", SecretId="kms/ec-prod")
+    assert sm.get_secret_value(SecretId="kms/ec-dev")["SecretString"] == "dev-password"
+
+
+def test_naming_a_key_without_a_value_needs_describe_key_and_tells_nothing(world):
+    srv = world["srv"]
+    admin_kms = srv.client(srv.admin_key, service="kms")
+    admin_kms.create_alias(AliasName="alias/k1-named", TargetKeyId=world["k1"])
+    disabled = admin_kms.create_key()["KeyMetadata"]["Arn"]
+    admin_kms.disable_key(KeyId=disabled)
+    admin_kms.create_alias(AliasName="alias/disabled-named", TargetKeyId=disabled)
+    only = srv.user("createonly", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:CreateSecret", "Resource": "*"}]})
+    sm = srv.client(only)
+    for n, alias in enumerate(["alias/k1-named", "alias/disabled-named", "alias/no-such-alias"]):
+        err = expect(sm.create_secret, "AccessDeniedException", Name=f"kms/named-{n}", KmsKeyId=alias)
+        message = err.response["Error"]["Message"]
+        assert "disabled" not in message and "not found" not in message, message
+
+
+def test_a_replayed_create_token_tells_a_caller_who_may_not_read_nothing(world):
+    srv = world["srv"]
+    version = str(uuid.uuid4())
+    srv.admin().create_secret(Name="other/replayed", SecretString="x", ClientRequestToken=version)
+    sm, _ = clients(world, "kmsuser")
+    exists = "The operation failed because the secret other/replayed already exists."
+    expect(sm.create_secret, "ResourceExistsException", exists,
+           Name="other/replayed", SecretString="guess", ClientRequestToken=version)
+    expect(sm.create_secret, "ResourceExistsException", exists,
+           Name="other/replayed", SecretString="guess", ClientRequestToken=str(uuid.uuid4()))
+
+
+def test_writes_decide_a_key_with_the_key_s_context_not_the_secret_s(world):
+    srv = world["srv"]
+    admin_kms = srv.client(srv.admin_key, service="kms")
+    # The key policy AWS recommends for Secrets Manager: anyone of the account, through it.
+    key = admin_kms.create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+         "Resource": "*", "Condition": {"StringEquals": {
+             "kms:CallerAccount": ACCOUNT, "kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}}]}))["KeyMetadata"]["Arn"]
+    srv.admin().create_secret(Name="kms/via", SecretString="v1", KmsKeyId=key)
+    sm, _ = clients(world, "smonly")
+    sm.put_secret_value(SecretId="kms/via", SecretString="v2")
+    assert sm.get_secret_value(SecretId="kms/via")["SecretString"] == "v2"

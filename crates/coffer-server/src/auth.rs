@@ -27,7 +27,7 @@ use coffer_store::ReadTxn;
 use coffer_wire::operation::{KmsOp, Operation, SecretsManagerOp as Sm};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -199,6 +199,10 @@ pub struct Requested {
     secret_string: Option<IgnoredAny>,
     secret_binary: Option<IgnoredAny>,
     key_id: Option<String>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    source_encryption_context: Option<BTreeMap<String, String>>,
+    destination_encryption_context: Option<BTreeMap<String, String>>,
+    pending_window_in_days: Option<i64>,
     target_key_id: Option<String>,
     alias_name: Option<String>,
     source_key_id: Option<String>,
@@ -211,10 +215,13 @@ struct ReplicaRegion {
     region: Option<String>,
 }
 
+/// A tag as Secrets Manager (`Key`, `Value`) or KMS (`TagKey`, `TagValue`) sends it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RequestTag {
+    #[serde(alias = "TagKey")]
     key: Option<String>,
+    #[serde(alias = "TagValue")]
     value: Option<String>,
 }
 
@@ -469,23 +476,29 @@ impl Gate {
         base_context(&self.caller, &self.region, self.source_ip, self.now_ms)
     }
 
-    /// `kms:<action>` on `key` when Secrets Manager uses it for the caller (so the AWS
-    /// managed key's `kms:ViaService` condition holds).
-    pub fn kms_via_secrets_manager(&self, action: &str, key: &KeyRecord) -> Result<(), AwsError> {
-        let mut context = self.context();
-        context.set("kms:ViaService", format!("secretsmanager.{}.amazonaws.com", key.scope.region));
-        self.kms(action, key, context)
+    /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
+    /// encryption context it uses (`SecretARN`, `SecretVersionId`): so `kms:ViaService`
+    /// and `kms:EncryptionContext:*` conditions hold as on AWS.
+    pub fn kms_via_secrets_manager(
+        &self,
+        action: &str,
+        key: &KeyRecord,
+        encryption_context: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
+        let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
+        let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
+        decide_kms(&self.caller, action, &KmsKey::of(key), &key.scope.account, &context, &call)
     }
 
-    /// `kms:<action>` on `key` called through the KMS API.
-    pub fn kms_direct(&self, action: &str, key: &KeyRecord) -> Result<(), AwsError> {
-        self.kms(action, key, self.context())
-    }
-
-    fn kms(&self, action: &str, record: &KeyRecord, mut context: Context) -> Result<(), AwsError> {
-        context.set("kms:CallerAccount", self.caller.principal.account.clone());
-        let key = KmsKey::of(record);
-        decide_kms(&self.caller, action, &key, &record.scope.account, &context)
+    /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
+    pub fn kms_direct(
+        &self,
+        action: &str,
+        key: &KeyRecord,
+        call: &KmsCall<'_>,
+    ) -> Result<(), AwsError> {
+        let context = kms_context(self.context(), &self.caller, None);
+        decide_kms(&self.caller, action, &KmsKey::of(key), &key.scope.account, &context, call)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -573,11 +586,16 @@ pub fn authorize(
                 policy.as_ref(),
                 quoted,
             )?;
-            for (key, actions) in kms_key_checks(op, requested, target.meta.as_ref()) {
-                let key = resolve_kms_key(app, &owner, &key)?;
-                if key.customer_managed {
-                    for action in actions {
-                        decide_kms(&who.caller, action, &key, &owner.account, &context)?;
+            let kms_checks = kms_key_checks(op, requested, target.meta.as_ref());
+            if !kms_checks.is_empty() {
+                let via = kms_context(gate.context(), &who.caller, Some(&owner.region));
+                for (reference, actions) in kms_checks {
+                    let key = resolve_kms_key(app, &owner, &reference)?;
+                    let call = KmsCall::naming(&reference, None);
+                    if key.customer_managed {
+                        for action in actions {
+                            decide_kms(&who.caller, action, &key, &owner.account, &via, &call)?;
+                        }
                     }
                 }
             }
@@ -591,13 +609,52 @@ pub fn authorize(
             Ok(RequestContext { scope: owner, gate: Some(Arc::new(gate)), ..ctx })
         }
         Operation::Kms(op) => {
-            context.set("kms:CallerAccount", who.caller.principal.account.clone());
+            let mut context = kms_context(context, &who.caller, None);
+            request_context(&mut context, requested);
+            if let Some(days) = requested.pending_window_in_days {
+                context.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
+            }
             authorize_kms(app, who, &ctx.scope, op, requested, &context)?;
             Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
         }
         // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
         Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
     }
+}
+
+/// The request's condition keys that concern a KMS key: the encryption context it uses and
+/// the alias it named the key by (`kms:EncryptionContext:*`, `kms:EncryptionContextKeys`,
+/// `kms:RequestAlias`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KmsCall<'a> {
+    pub encryption_context: Option<&'a BTreeMap<String, String>>,
+    pub alias: Option<&'a str>,
+}
+
+impl<'a> KmsCall<'a> {
+    /// The alias a key reference names (`alias/x` or an alias ARN), if it names one.
+    fn naming(
+        reference: &'a str,
+        encryption_context: Option<&'a BTreeMap<String, String>>,
+    ) -> Self {
+        let alias = reference.find("alias/").map(|at| &reference[at..]);
+        KmsCall { encryption_context, alias }
+    }
+}
+
+/// The context of a decision on a KMS key: the caller's keys, `kms:CallerAccount` and,
+/// when Secrets Manager uses the key for the caller, `kms:ViaService`. Never the keys of a
+/// secret: a key's decision sees the key's tags, not the secret's.
+fn kms_context(
+    mut context: Context,
+    caller: &Caller,
+    via_secrets_manager_in: Option<&str>,
+) -> Context {
+    context.set("kms:CallerAccount", caller.principal.account.clone());
+    if let Some(region) = via_secrets_manager_in {
+        context.set("kms:ViaService", format!("secretsmanager.{region}.amazonaws.com"));
+    }
+    context
 }
 
 /// The KMS API's checks before its handler runs: `kms:<Op>` on the key a request names,
@@ -615,9 +672,10 @@ fn authorize_kms(
     context: &Context,
 ) -> Result<(), AwsError> {
     let account = &scope.account;
-    let on_key = |action: &str, key: &str| -> Result<(), AwsError> {
-        let key = resolve_kms_key(app, scope, key)?;
-        decide_kms(&who.caller, action, &key, account, context)
+    let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
+        let key = resolve_kms_key(app, scope, reference)?;
+        let call = KmsCall::naming(reference, encryption_context);
+        decide_kms(&who.caller, action, &key, account, context, &call)
     };
     let action = op.iam_action();
     match op {
@@ -629,26 +687,32 @@ fn authorize_kms(
                     let current =
                         app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, alias, true).ok()))?;
                     if let Some(current) = current {
-                        decide_kms(&who.caller, action, &KmsKey::of(&current), account, context)?;
+                        let key = KmsKey::of(&current);
+                        let call = KmsCall::default();
+                        decide_kms(&who.caller, action, &key, account, context, &call)?;
                     }
                 }
             }
             if let Some(target) = requested.target_key_id.as_deref() {
-                on_key(action, target)?;
+                on_key(action, target, None)?;
             }
             Ok(())
         }
         KmsOp::ReEncrypt => {
             if let Some(source) = requested.source_key_id.as_deref() {
-                on_key("kms:ReEncryptFrom", source)?;
+                on_key("kms:ReEncryptFrom", source, requested.source_encryption_context.as_ref())?;
             }
             match requested.destination_key_id.as_deref() {
-                Some(destination) => on_key("kms:ReEncryptTo", destination),
+                Some(destination) => on_key(
+                    "kms:ReEncryptTo",
+                    destination,
+                    requested.destination_encryption_context.as_ref(),
+                ),
                 None => Ok(()),
             }
         }
         _ => match requested.key_id.as_deref() {
-            Some(key) => on_key(action, key),
+            Some(key) => on_key(action, key, requested.encryption_context.as_ref()),
             // The ciphertext names the key: the handler decides on it.
             None if op == KmsOp::Decrypt => Ok(()),
             None => decide(&who.caller, action, "*", account, context, None, "*"),
@@ -675,12 +739,16 @@ fn kms_key_checks(
 ) -> Vec<(String, &'static [&'static str])> {
     const WRITE: &[&str] = &["kms:GenerateDataKey", "kms:Decrypt"];
     const UPDATE: &[&str] = &["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
+    // Naming a key without sealing anything yet still looks the key up: the caller must be
+    // allowed to see it, or the answer would tell whether the alias exists and its state.
+    const DESCRIBE: &[&str] = &["kms:DescribeKey"];
     let has_value = requested.has_value();
     let existing = meta.and_then(|m| m.kms_key_id.clone());
     let named = requested.kms_key_id.clone();
     let (key, actions) = match op {
         Sm::PutSecretValue => (existing, WRITE),
         Sm::CreateSecret if has_value => (named, WRITE),
+        Sm::CreateSecret => (named, DESCRIBE),
         Sm::UpdateSecret if has_value || named.is_some() => (named.or(existing), UPDATE),
         _ => (None, WRITE),
     };
@@ -714,6 +782,8 @@ struct KmsKey {
     customer_managed: bool,
     /// The key policy; `None` behaves as AWS's default key policy.
     policy: Option<Arc<Policy>>,
+    /// The key's tags (`aws:ResourceTag/*`).
+    tags: Vec<(String, String)>,
 }
 
 impl KmsKey {
@@ -724,7 +794,8 @@ impl KmsKey {
         } else {
             Some(aws_managed_key_policy(&record.scope))
         };
-        KmsKey { arn: record.arn.clone(), customer_managed, policy }
+        let tags = record.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+        KmsKey { arn: record.arn.clone(), customer_managed, policy, tags }
     }
 }
 
@@ -763,18 +834,35 @@ fn resolve_kms_key(app: &App, scope: &Scope, key: &str) -> Result<KmsKey, AwsErr
             arn: kms_key_arn(scope, key),
             customer_managed: !is_aws_managed_key(key),
             policy: None,
+            tags: Vec::new(),
         },
     })
 }
 
-/// Decides a kms action on a key with its key policy, in AWS KMS's words when denied.
+/// Decides a kms action on a key with its key policy, in AWS KMS's words when denied. The
+/// key's tags and the request's kms keys (`call`) join `context` for this decision.
 fn decide_kms(
     caller: &Caller,
     action: &str,
     key: &KmsKey,
     key_account: &str,
     context: &Context,
+    call: &KmsCall<'_>,
 ) -> Result<(), AwsError> {
+    let mut context = context.clone();
+    for (k, v) in &key.tags {
+        context.set(&format!("aws:ResourceTag/{k}"), v.clone());
+    }
+    if let Some(pairs) = call.encryption_context {
+        for (k, v) in pairs {
+            context.set(&format!("kms:EncryptionContext:{k}"), v.clone());
+        }
+        context.set_all("kms:EncryptionContextKeys", pairs.keys().cloned().collect());
+    }
+    if let Some(alias) = call.alias {
+        context.set("kms:RequestAlias", alias);
+    }
+    let context = &context;
     let req = Request {
         principal: &caller.principal,
         action,

@@ -2,6 +2,7 @@
 //! decoding its wire shape, running the key service in one store transaction and encoding
 //! KMS's answer. Operations not listed here answer `NotImplementedException`.
 
+use crate::auth::KmsCall;
 use crate::policies::bind_user_principals;
 use crate::{App, RequestContext, clock};
 use coffer_auth::policy::{Policy, PolicyKind};
@@ -428,11 +429,12 @@ fn authorize_blob_key(
     tx: &dyn coffer_store::ReadTxn,
     blob: &[u8],
     action: &str,
+    call: &KmsCall<'_>,
 ) -> Result<(), AwsError> {
     if let Some(gate) = &ctx.gate
         && let Some(key) = crate::auth::sealing_key(app, tx, &ctx.scope, blob)
     {
-        gate.kms_direct(action, &key)?;
+        gate.kms_direct(action, &key, call)?;
     }
     Ok(())
 }
@@ -446,7 +448,8 @@ pub fn decrypt(
     let scope = &ctx.scope;
     let context = context(req.encryption_context.clone());
     let decrypted = app.read(|tx| {
-        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt")?;
+        let call = KmsCall { encryption_context: req.encryption_context.as_ref(), alias: None };
+        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt", &call)?;
         let opened = app
             .keys
             .kms()
@@ -478,9 +481,18 @@ pub fn re_encrypt(
         let kms = app.keys.kms();
         let destination =
             kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
-        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom")?;
+        let from =
+            KmsCall { encryption_context: req.source_encryption_context.as_ref(), alias: None };
+        authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom", &from)?;
         if let Some(gate) = &ctx.gate {
-            gate.kms_direct("kms:ReEncryptTo", &destination)?;
+            let to = KmsCall {
+                encryption_context: req.destination_encryption_context.as_ref(),
+                alias: req
+                    .destination_key_id
+                    .find("alias/")
+                    .map(|at| &req.destination_key_id[at..]),
+            };
+            gate.kms_direct("kms:ReEncryptTo", &destination, &to)?;
         }
         check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
             .map_err(self::kms)?;

@@ -243,7 +243,7 @@ fn open_value(
     if let Some(gate) = gate
         && let Some(key) = sealing_key(app, tx, &meta.scope, &sealed.0)
     {
-        gate.kms_via_secrets_manager("kms:Decrypt", &key)?;
+        gate.kms_via_secrets_manager("kms:Decrypt", &key, &secret_context(&meta.arn, version_id))?;
     }
     app.keys
         .kms()
@@ -273,6 +273,10 @@ fn reencrypt_labelled_versions(
         let sealed_by = coffer_kms::ciphertext::parse(&sealed.0).map(|(header, _)| header.key_id);
         if sealed_by.as_deref().ok() != Some(key.key_id.as_str()) {
             let plaintext = open_value(app, tx, meta, &version.version_id, gate)?;
+            if let Some(gate) = gate {
+                let context = secret_context(&meta.arn, &version.version_id);
+                gate.kms_via_secrets_manager("kms:GenerateDataKey", key, &context)?;
+            }
             let resealed =
                 seal_value(app, key, &meta.arn, &version.version_id, plaintext.expose())?;
             tx.replace_version_value(&meta.arn, &version.version_id, &resealed)
@@ -294,8 +298,10 @@ fn reencrypt_labelled_versions(
 ///
 /// The comparison answers whether a guessed value is the stored one, so it is made only
 /// for a caller who may read that version (GetSecretValue on the secret, with its
-/// resource policy, and kms:Decrypt on the key that sealed it); anyone else gets the
-/// answer a wrong guess gets, whatever the guess.
+/// resource policy, and kms:Decrypt on the key that sealed it); anyone else gets
+/// `refused()` whatever the guess: for CreateSecret the answer a random token gets, so
+/// that neither the value nor the version ids nor the ARN are told.
+#[allow(clippy::too_many_arguments)]
 fn replay_of_existing_version(
     app: &App,
     tx: &dyn ReadTxn,
@@ -304,20 +310,13 @@ fn replay_of_existing_version(
     token: &str,
     value: &NewValue<'_>,
     gate: Option<&Gate>,
+    refused: impl Fn() -> AwsError,
 ) -> Result<Option<VersionMeta>, AwsError> {
     let Some(existing) = versions.iter().find(|v| v.version_id == token) else {
         return Ok(None);
     };
-    let in_use = || {
-        AwsError::new(
-            ErrorCode::ResourceExists,
-            format!(
-                "You can't use ClientRequestToken {token} because that value is already in use for a version of secret {}.",
-                meta.arn
-            ),
-        )
-    };
-    let denied = |e: AwsError| if e.code == ErrorCode::AccessDenied { in_use() } else { e };
+    let in_use = || token_in_use(token, meta);
+    let denied = |e: AwsError| if e.code == ErrorCode::AccessDenied { refused() } else { e };
     if let Some(gate) = gate {
         gate.secret("secretsmanager:GetSecretValue", &meta.scope, &meta.arn, Some(meta))
             .map_err(denied)?;
@@ -368,7 +367,8 @@ fn add_version(
     }
     let key = key_for(app, tx, meta, now)?;
     if let Some(gate) = gate {
-        gate.kms_via_secrets_manager("kms:GenerateDataKey", &key)?;
+        let context = secret_context(&meta.arn, version_id);
+        gate.kms_via_secrets_manager("kms:GenerateDataKey", &key, &context)?;
     }
     let sealed = seal_value(app, &key, &meta.arn, version_id, value.to_plaintext().expose())?;
     tx.insert_version(&meta.arn, &new_version, &sealed).map_err(|e| match e {
@@ -379,6 +379,24 @@ fn add_version(
         other => store_error(other),
     })?;
     Ok(stages.into_iter().collect())
+}
+
+fn already_exists(name: &str) -> AwsError {
+    AwsError::new(
+        ErrorCode::ResourceExists,
+        format!("The operation failed because the secret {name} already exists."),
+    )
+}
+
+/// The answer to a replayed ClientRequestToken whose value may not be compared.
+fn token_in_use(token: &str, meta: &SecretMeta) -> AwsError {
+    AwsError::new(
+        ErrorCode::ResourceExists,
+        format!(
+            "You can't use ClientRequestToken {token} because that value is already in use for a version of secret {}.",
+            meta.arn
+        ),
+    )
 }
 
 pub fn create_secret(
@@ -409,6 +427,7 @@ pub fn create_secret(
             }
             if let (Some(token), Some(value)) = (token, &value) {
                 let versions = tx.versions(&existing.arn).map_err(store_error)?;
+                let exists = || already_exists(&req.name);
                 let replay = replay_of_existing_version(
                     app,
                     tx,
@@ -417,6 +436,7 @@ pub fn create_secret(
                     token,
                     value,
                     ctx.gate.as_deref(),
+                    exists,
                 )?;
                 if let Some(v) = replay {
                     return Ok(wire::SecretRefResponse {
@@ -427,10 +447,7 @@ pub fn create_secret(
                     });
                 }
             }
-            return Err(AwsError::new(
-                ErrorCode::ResourceExists,
-                format!("The operation failed because the secret {} already exists.", req.name),
-            ));
+            return Err(already_exists(&req.name));
         }
         let now = clock::now_ms();
         let mut meta = SecretMeta {
@@ -492,7 +509,9 @@ pub fn update_secret(
             let versions = tx.versions(&meta.arn).map_err(store_error)?;
             let gate = ctx.gate.as_deref();
             if let Some(v) =
-                replay_of_existing_version(app, tx, &meta, &versions, token, value, gate)?
+                replay_of_existing_version(app, tx, &meta, &versions, token, value, gate, || {
+                    token_in_use(token, &meta)
+                })?
             {
                 return Ok(wire::SecretRefResponse {
                     arn: meta.arn,
@@ -506,9 +525,6 @@ pub fn update_secret(
         }
         if new_kms_key_id.is_some() {
             let key = key_for(app, tx, &meta, now)?;
-            if let Some(gate) = ctx.gate.as_deref() {
-                gate.kms_via_secrets_manager("kms:GenerateDataKey", &key)?;
-            }
             reencrypt_labelled_versions(app, tx, &meta, &key, ctx.gate.as_deref())?;
         }
         meta.last_changed_ms = now;
@@ -539,8 +555,10 @@ pub fn put_secret_value(
         refuse_if_managed(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let gate = ctx.gate.as_deref();
-        if let Some(v) = replay_of_existing_version(app, tx, &meta, &versions, token, &value, gate)?
-        {
+        let in_use = || token_in_use(token, &meta);
+        let replay =
+            replay_of_existing_version(app, tx, &meta, &versions, token, &value, gate, in_use)?;
+        if let Some(v) = replay {
             return Ok(wire::SecretRefResponse {
                 arn: meta.arn,
                 name: meta.name,
