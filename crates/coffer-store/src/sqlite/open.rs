@@ -1,4 +1,4 @@
-//! Opening a SQLite store: the file, its permissions, the exclusive lock and the settings every connection gets.
+//! Opening a SQLite store: the file and its permissions, the exclusive lock, connection settings.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

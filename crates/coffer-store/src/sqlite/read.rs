@@ -1,4 +1,4 @@
-//! Readers: the pool of read-only connections, the read shared by a scope, and the read cache wiring.
+//! Readers: the pool of read-only connections, the read a scope shares, the read cache wiring.
 
 use std::cell::Cell;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The single writer: its thread, group commit of batches in savepoints, and the WAL checkpointer.
+//! The single writer: its thread, group commit of batches in savepoints, WAL checkpoints.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
