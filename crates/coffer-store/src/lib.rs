@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod lend;
 pub mod memory;
 pub mod postgres;
 mod read_cache;
 pub mod sqlite;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use memory::MemoryStore;

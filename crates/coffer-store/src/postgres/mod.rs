@@ -1,0 +1,208 @@
+//! The shared store for several Coffer nodes: one PostgreSQL database, reached
+//! through a pool of (optionally TLS) connections.
+//!
+//! Concurrency is the database's job, never the nodes'. Every write runs in a
+//! `SERIALIZABLE` transaction, so its closure sees a state no concurrent write
+//! changes under it, exactly as with the single-writer SQLite store. When
+//! PostgreSQL detects that two transactions could not have run one after the
+//! other (a serialization failure or a deadlock), it aborts one of them; the
+//! store then rolls that one back and runs its closure again from the start,
+//! with a short random back-off, which the [`Store`] contract allows.
+//! Uniqueness (names, ARNs, version ids) is enforced by constraints, and an
+//! insert that would break one reports a [`StoreError::Conflict`] without
+//! aborting the transaction (`ON CONFLICT DO NOTHING`), so a closure can
+//! recover from it as it can on the other stores.
+//!
+//! Reads run in `REPEATABLE READ READ ONLY` transactions: one snapshot for the
+//! whole closure, no locks, never a serialization failure.
+//!
+//! The [`Store`] trait is synchronous. The store owns a small tokio runtime
+//! that drives its connections (tokio-postgres with a deadpool pool); each
+//! call blocks on it. Call the store from ordinary or blocking threads (the
+//! server runs handlers on tokio's blocking pool), never from inside an async
+//! task.
+//!
+//! The schema is created and upgraded by numbered migrations, recorded in
+//! `coffer_schema_migrations` and applied under an advisory lock, so nodes
+//! starting together do not race. Leases (table `leases`) elect the one node
+//! that does background work, with expiry judged by the database's clock.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{IsolationLevel, Row};
+
+use crate::lend::Job;
+use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
+
+mod connect;
+mod export;
+mod lease;
+mod read;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod tls;
+mod txn;
+mod write_txn;
+mod writer;
+
+use read::{SHARED_READ, SharedReadGuard, end_read};
+pub use schema::{Migration, SCHEMA_VERSION};
+use txn::{Failure, PgTxn};
+
+/// A store in one PostgreSQL database, shared by any number of nodes.
+pub struct PostgresStore {
+    pool: Pool,
+    /// This node's writes take turns. Every write of the server appends to an audit
+    /// chain (one head row per account and region), so concurrent SERIALIZABLE
+    /// writes of one node almost always conflict and rerun; in turn they do not.
+    /// Writes of other nodes still conflict and are rerun.
+    writers: std::sync::Mutex<()>,
+    /// Writes of this node waiting for their turn: whoever has the turn runs all of
+    /// them in one transaction (group commit, see `write_grouped`).
+    queue: std::sync::Mutex<Vec<Job>>,
+    /// Drives the connections; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    description: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("database", &self.description).finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.pool.close();
+        // Shutting down in the background never blocks, so a store may be
+        // dropped anywhere, even inside another runtime's task.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Store for PostgresStore {
+    /// One `REPEATABLE READ` transaction (one pooled connection, one snapshot) for every
+    /// read `f` makes on this thread, instead of one each. A write inside `f` takes a
+    /// second connection, so callers keep writes out of scopes (see the server's
+    /// `deferring_access_records`).
+    fn read_scope(&self, f: &mut dyn FnMut()) {
+        if SHARED_READ.with(Cell::get).is_some() {
+            return f();
+        }
+        let rt = self.rt();
+        let mut ran = false;
+        let opened = self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
+            let txn = PgTxn::reading(rt, &tx);
+            {
+                let _guard = SharedReadGuard;
+                let erased = &txn as *const PgTxn<'_, '_> as *const ();
+                SHARED_READ.with(|shared| shared.set(Some((self as *const _, erased))));
+                ran = true;
+                f();
+            }
+            end_read(rt, tx);
+        });
+        if opened.is_err() && !ran {
+            // No transaction could be had: the reads open their own (and report why).
+            f();
+        }
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
+        if let Some(result) = self.read_shared(f) {
+            return result;
+        }
+        let rt = self.rt();
+        let (result, failure) =
+            self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
+                let txn = PgTxn::reading(rt, &tx);
+                let result = f(&txn);
+                let failure = txn.failure.get();
+                end_read(rt, tx);
+                (result, failure)
+            })?;
+        match (result, failure) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Failure::None) => Ok(()),
+            (Ok(()), _) => Err(StoreError::Backend(
+                "a statement failed inside the read transaction".to_owned(),
+            )),
+        }
+    }
+
+    fn write(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        self.write_grouped(f)
+    }
+
+    fn latency(&self) -> crate::Latency {
+        crate::Latency::Network
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
+        self.export_snapshot(visit)
+    }
+
+    fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
+        self.import_snapshot(produce)
+    }
+
+    fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        self.acquire_lease(name, holder, ttl)
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        self.give_up_lease(name, holder)
+    }
+}
+
+/// An error's code and message, never its detail: PostgreSQL's details quote
+/// the values of the row concerned.
+fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The one place PostgreSQL errors become store errors.
+fn backend(e: &tokio_postgres::Error) -> StoreError {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        return StoreError::Conflict(describe_error(e));
+    }
+    StoreError::Backend(format!("postgres: {}", describe_error(e)))
+}
+
+/// A column of a row, with a type mismatch as a store error rather than a panic.
+fn get<'r, T: FromSql<'r>>(row: &'r Row, index: usize) -> StoreResult<T> {
+    row.try_get(index)
+        .map_err(|e| StoreError::Backend(format!("postgres: unexpected column value: {e}")))
+}
+
+/// Stored JSON that does not parse. serde_json's message can quote the text,
+/// so only the position is kept.
+fn unreadable(what: &str, error: &serde_json::Error) -> StoreError {
+    StoreError::Backend(format!(
+        "stored {what} is unreadable (line {}, column {})",
+        error.line(),
+        error.column()
+    ))
+}
+
+fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|_| StoreError::Backend(format!("{what} could not be encoded")))
+}

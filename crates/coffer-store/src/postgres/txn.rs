@@ -1,0 +1,328 @@
+//! The PostgreSQL transaction, its statements and its reads (`ReadTxn`), listings included.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+
+use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::writer::is_retryable;
+use super::{backend, get, unreadable};
+use crate::read_cache::{arn_key, name_key};
+use crate::{
+    CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, StoreError, StoreResult, cursor_of,
+};
+
+/// Listing reads this many rows in its first query and doubles up to the maximum.
+pub(super) const FIRST_CHUNK: i64 = 64;
+pub(super) const MAX_CHUNK: i64 = 1024;
+
+/// The `accessed_sort_ms` column: the LastAccessedDate sort position.
+pub(super) fn accessed_sort_ms(meta: &SecretMeta) -> Millis {
+    meta.last_accessed_ms.unwrap_or(i64::MIN)
+}
+
+/// What went wrong inside a transaction. Any failed statement aborts a
+/// PostgreSQL transaction, so the store must know even if the closure
+/// swallowed the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    None,
+    /// A serialization failure or deadlock: roll back and run the closure again.
+    Retry,
+    /// Anything else: nothing more can succeed in this transaction.
+    Fatal,
+}
+
+/// A read or write transaction on one pooled connection.
+pub(super) struct PgTxn<'a, 't> {
+    pub(super) rt: &'a tokio::runtime::Runtime,
+    pub(super) tx: &'a Transaction<'t>,
+    pub(super) failure: Cell<Failure>,
+    /// Secrets already looked up, by name and by ARN, in a read-only transaction: its
+    /// snapshot does not change, and a call looks its secret up twice (authorization,
+    /// then the handler), each a round trip. `None` in write transactions.
+    pub(super) seen: Option<std::cell::RefCell<HashMap<String, Option<SecretMeta>>>>,
+}
+
+impl<'a, 't> PgTxn<'a, 't> {
+    pub(super) fn new(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
+        PgTxn { rt, tx, failure: Cell::new(Failure::None), seen: None }
+    }
+
+    /// A read-only transaction's, which remembers the secrets it looked up.
+    pub(super) fn reading(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
+        PgTxn { seen: Some(Default::default()), ..PgTxn::new(rt, tx) }
+    }
+
+    /// The secret under `key`, looked up by `lookup` unless this read already did.
+    pub(super) fn remembered(
+        &self,
+        key: String,
+        lookup: impl FnOnce() -> StoreResult<Option<SecretMeta>>,
+    ) -> StoreResult<Option<SecretMeta>> {
+        let Some(seen) = &self.seen else { return lookup() };
+        if let Some(found) = seen.borrow().get(&key) {
+            return Ok(found.clone());
+        }
+        let found = lookup()?;
+        let mut seen = seen.borrow_mut();
+        if let Some(meta) = &found {
+            seen.insert(arn_key(&meta.arn), found.clone());
+            seen.insert(name_key(&meta.scope, &meta.name), found.clone());
+        }
+        seen.insert(key, found.clone());
+        Ok(found)
+    }
+}
+
+pub(super) const SECRET_COLUMNS: &str = "seq, arn, account, region, name, meta";
+
+/// A `secrets` row, with its identity taken from the columns, which are the
+/// authority: `seq` is assigned on insertion and the name and scope never change.
+pub(super) fn decode_secret(row: &Row) -> StoreResult<SecretMeta> {
+    let json: &str = get(row, 5)?;
+    let mut meta: SecretMeta =
+        serde_json::from_str(json).map_err(|e| unreadable("secret metadata", &e))?;
+    meta.seq = get(row, 0)?;
+    meta.arn = get(row, 1)?;
+    meta.scope = Scope { account: get(row, 2)?, region: get(row, 3)? };
+    meta.name = get(row, 4)?;
+    Ok(meta)
+}
+
+pub(super) fn decode_version(version_id: String, json: &str) -> StoreResult<VersionMeta> {
+    let mut meta: VersionMeta =
+        serde_json::from_str(json).map_err(|e| unreadable("version metadata", &e))?;
+    meta.version_id = version_id;
+    Ok(meta)
+}
+
+/// The column a listing sorts on.
+pub(super) fn sort_key_sql(sort_by: SortBy) -> &'static str {
+    match sort_by {
+        SortBy::CreatedDate => "created_ms",
+        SortBy::LastChangedDate => "last_changed_ms",
+        SortBy::LastAccessedDate => "accessed_sort_ms",
+        SortBy::Name => "name",
+    }
+}
+
+/// The query for one chunk of a listing. Parameters: account, region, limit,
+/// then, when resuming, the cursor's key and seq.
+pub(super) fn listing_sql(sort_by: SortBy, descending: bool, resuming: bool) -> String {
+    let key = sort_key_sql(sort_by);
+    let (after, direction) = if descending { ("<", "DESC") } else { (">", "ASC") };
+    let resume =
+        if resuming { format!(" AND ({key}, seq) {after} ($4, $5)") } else { String::new() };
+    format!(
+        "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = $1 AND region = $2{resume} \
+         ORDER BY {key} {direction}, seq {direction} LIMIT $3"
+    )
+}
+
+pub(super) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl PgTxn<'_, '_> {
+    /// Blocks on one database call, noting a failure for the end of the transaction.
+    pub(super) fn run<T>(
+        &self,
+        call: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> StoreResult<T> {
+        self.rt.block_on(call).map_err(|e| self.failed(&e))
+    }
+
+    pub(super) fn failed(&self, e: &tokio_postgres::Error) -> StoreError {
+        if is_retryable(e) {
+            // The closure must stop, and `Aborted` is the error that makes the
+            // server's handlers stop quietly; the store then runs the closure again.
+            self.failure.set(Failure::Retry);
+            return StoreError::Aborted;
+        }
+        if self.failure.get() == Failure::None {
+            self.failure.set(Failure::Fatal);
+        }
+        backend(e)
+    }
+
+    pub(super) fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        self.run(async {
+            let statement = self.tx.prepare_cached(sql).await?;
+            self.tx.query(&statement, params).await
+        })
+    }
+
+    pub(super) fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+        self.run(async {
+            let statement = self.tx.prepare_cached(sql).await?;
+            self.tx.query_opt(&statement, params).await
+        })
+    }
+
+    pub(super) fn query_one(&self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
+        self.run(async {
+            let statement = self.tx.prepare_cached(sql).await?;
+            self.tx.query_one(&statement, params).await
+        })
+    }
+
+    pub(super) fn execute(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+        self.run(async {
+            let statement = self.tx.prepare_cached(sql).await?;
+            self.tx.execute(&statement, params).await
+        })
+    }
+}
+
+impl PgTxn<'_, '_> {
+    /// One chunk of a listing, strictly after `after` when given.
+    pub(super) fn listing_chunk(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        after: Option<&crate::Cursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<Row>> {
+        let sql = listing_sql(query.sort_by, query.descending, after.is_some());
+        match after {
+            None => self.query(&sql, &[&scope.account, &scope.region, &limit]),
+            Some(cursor) => {
+                let key: &(dyn ToSql + Sync) = match (&cursor.key, query.sort_by) {
+                    (CursorKey::Name(name), SortBy::Name) => name,
+                    (CursorKey::Date(ms), SortBy::CreatedDate)
+                    | (CursorKey::Date(ms), SortBy::LastChangedDate)
+                    | (CursorKey::Date(ms), SortBy::LastAccessedDate) => ms,
+                    _ => {
+                        return Err(StoreError::Backend(
+                            "the listing cursor does not match the sort order".to_owned(),
+                        ));
+                    }
+                };
+                self.query(&sql, &[&scope.account, &scope.region, &limit, key, &cursor.seq])
+            }
+        }
+    }
+}
+
+impl ReadTxn for PgTxn<'_, '_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        self.remembered(name_key(scope, name), || {
+            let sql = format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = $1 AND region = $2 AND name = $3"
+            );
+            let row = self.query_opt(&sql, &[&scope.account, &scope.region, &name])?;
+            row.as_ref().map(decode_secret).transpose()
+        })
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        self.remembered(arn_key(arn), || {
+            let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
+            let row = self.query_opt(&sql, &[&arn])?;
+            row.as_ref().map(decode_secret).transpose()
+        })
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        let rows = self
+            .query("SELECT version_id, meta FROM versions WHERE arn = $1 ORDER BY ord", &[&arn])?;
+        rows.iter().map(|row| decode_version(get(row, 0)?, get(row, 1)?)).collect()
+    }
+
+    fn versions_of(&self, arns: &[&str]) -> StoreResult<Vec<Vec<VersionMeta>>> {
+        let rows = self.query(
+            "SELECT arn, version_id, meta FROM versions WHERE arn = ANY($1) ORDER BY arn, ord",
+            &[&arns],
+        )?;
+        let mut by_arn: HashMap<String, Vec<VersionMeta>> = HashMap::new();
+        for row in &rows {
+            let version = decode_version(get(row, 1)?, get(row, 2)?)?;
+            by_arn.entry(get(row, 0)?).or_default().push(version);
+        }
+        Ok(arns.iter().map(|arn| by_arn.get(*arn).cloned().unwrap_or_default()).collect())
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        let row = self.query_opt(
+            "SELECT value FROM versions WHERE arn = $1 AND version_id = $2",
+            &[&arn, &version_id],
+        )?;
+        row.map(|row| get(&row, 0).map(SealedValue)).transpose()
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        let mut after = query.after.clone();
+        // The first chunk is what the caller expects to need (usually one query
+        // for a whole page); later ones double.
+        let mut limit = query.expected.map_or(FIRST_CHUNK, |n| (n as i64).clamp(1, MAX_CHUNK));
+        loop {
+            let rows = self.listing_chunk(scope, query, after.as_ref(), limit)?;
+            let complete = (rows.len() as i64) < limit;
+            let mut last = None;
+            for row in &rows {
+                let meta = decode_secret(row)?;
+                if !visit(&meta) {
+                    return Ok(());
+                }
+                last = Some(meta);
+            }
+            match last {
+                Some(meta) if !complete => after = Some(cursor_of(&meta, query.sort_by)),
+                _ => return Ok(()),
+            }
+            limit = (limit * 2).min(MAX_CHUNK);
+        }
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        let rows = self.query(
+            "SELECT arn FROM secrets WHERE deletion_ms IS NOT NULL AND deletion_ms <= $1 \
+             ORDER BY deletion_ms, seq",
+            &[&now],
+        )?;
+        rows.iter().map(|row| get(row, 0)).collect()
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row =
+            self.query_opt("SELECT wrapped FROM wrapped_keys WHERE key_id = $1", &[&key_id])?;
+        row.map(|row| get(&row, 0)).transpose()
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = self.query_opt("SELECT value FROM settings WHERE name = $1", &[&name])?;
+        row.map(|row| get(&row, 0)).transpose()
+    }
+
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = self
+            .query_opt("SELECT value FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
+        row.map(|row| get(&row, 0)).transpose()
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        // `key >= prefix` lets the primary key index start at the prefix;
+        // `starts_with` then ends the range.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(
+            "SELECT key, value FROM records WHERE kind = $1 AND key >= $2 \
+             AND starts_with(key, $2) AND ($3::text IS NULL OR key > $3) ORDER BY key LIMIT $4",
+            &[&kind, &prefix, &after, &limit],
+        )?;
+        rows.iter().map(|row| Ok((get(row, 0)?, get(row, 1)?))).collect()
+    }
+}

@@ -1,0 +1,154 @@
+//! The PostgreSQL transaction's changes (`WriteTxn`).
+
+use coffer_core::model::{SecretMeta, VersionMeta};
+
+use super::txn::{PgTxn, accessed_sort_ms};
+use super::{get, to_json};
+use crate::{SealedValue, StoreError, StoreResult, WriteTxn};
+
+impl WriteTxn for PgTxn<'_, '_> {
+    fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
+        let json = to_json("secret metadata", meta)?;
+        // DO NOTHING instead of an error keeps the transaction usable, so the
+        // caller can recover from the conflict as on the other stores. A
+        // conflict with a concurrent, uncommitted insert is a serialization
+        // failure instead, and the write is run again.
+        let row = self.query_opt(
+            "INSERT INTO secrets (arn, account, region, name, created_ms, last_changed_ms, \
+             accessed_sort_ms, deletion_ms, meta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT DO NOTHING RETURNING seq",
+            &[
+                &meta.arn,
+                &meta.scope.account,
+                &meta.scope.region,
+                &meta.name,
+                &meta.created_ms,
+                &meta.last_changed_ms,
+                &accessed_sort_ms(meta),
+                &meta.deletion_ms,
+                &json,
+            ],
+        )?;
+        match row {
+            Some(row) => get(&row, 0),
+            None => Err(StoreError::Conflict(
+                "a secret with this name or ARN already exists".to_owned(),
+            )),
+        }
+    }
+
+    fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
+        let json = to_json("secret metadata", meta)?;
+        let changed = self.execute(
+            "UPDATE secrets SET created_ms = $2, last_changed_ms = $3, accessed_sort_ms = $4, \
+             deletion_ms = $5, meta = $6 WHERE arn = $1",
+            &[
+                &meta.arn,
+                &meta.created_ms,
+                &meta.last_changed_ms,
+                &accessed_sort_ms(meta),
+                &meta.deletion_ms,
+                &json,
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Backend("no secret has that ARN".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        // The versions go with it through ON DELETE CASCADE.
+        self.execute("DELETE FROM secrets WHERE arn = $1", &[&arn])?;
+        Ok(())
+    }
+
+    fn insert_version(
+        &mut self,
+        arn: &str,
+        meta: &VersionMeta,
+        value: &SealedValue,
+    ) -> StoreResult<()> {
+        let json = to_json("version metadata", meta)?;
+        let row = self.query_opt(
+            "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
+             ($1, $2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM versions WHERE arn = $1), $3, $4, $5) \
+             ON CONFLICT (arn, version_id) DO NOTHING RETURNING ord",
+            &[&arn, &meta.version_id, &meta.created_ms, &json, &value.0],
+        )?;
+        match row {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict(
+                "the secret already has a version with this id".to_owned(),
+            )),
+        }
+    }
+
+    fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        let json = to_json("version metadata", meta)?;
+        let changed = self.execute(
+            "UPDATE versions SET created_ms = $3, meta = $4 WHERE arn = $1 AND version_id = $2",
+            &[&arn, &meta.version_id, &meta.created_ms, &json],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn replace_version_value(
+        &mut self,
+        arn: &str,
+        version_id: &str,
+        value: &SealedValue,
+    ) -> StoreResult<()> {
+        let changed = self.execute(
+            "UPDATE versions SET value = $3 WHERE arn = $1 AND version_id = $2",
+            &[&arn, &version_id, &value.0],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        self.execute(
+            "DELETE FROM versions WHERE arn = $1 AND version_id = $2",
+            &[&arn, &version_id],
+        )?;
+        Ok(())
+    }
+
+    fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO wrapped_keys (key_id, wrapped) VALUES ($1, $2) \
+             ON CONFLICT (key_id) DO UPDATE SET wrapped = EXCLUDED.wrapped",
+            &[&key_id, &wrapped],
+        )?;
+        Ok(())
+    }
+
+    fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&name, &value],
+        )?;
+        Ok(())
+    }
+
+    fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO records (kind, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&kind, &key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
+        Ok(())
+    }
+}

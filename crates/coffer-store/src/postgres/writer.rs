@@ -1,0 +1,291 @@
+//! Writes: SERIALIZABLE transactions, retried on conflict, and this node's group commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::IsolationLevel;
+use tokio_postgres::error::SqlState;
+
+use super::txn::{Failure, PgTxn};
+use super::{PostgresStore, describe_error};
+use crate::lend::{Job, Member, WriteFn, lend};
+use crate::{StoreError, StoreResult};
+
+/// Conflicting writes are retried at most this often and this long before
+/// the caller gets an error.
+pub(super) const MAX_WRITE_ATTEMPTS: u32 = 100;
+pub(super) const WRITE_RETRY_BUDGET: Duration = Duration::from_secs(30);
+
+/// How one write attempt ended.
+pub(super) enum Attempt {
+    /// The closure succeeded; the transaction is to be committed.
+    Committed,
+    /// PostgreSQL aborted the transaction to keep transactions serializable; run it again.
+    Conflicted,
+    /// Done, with this result (nothing was committed).
+    Finished(StoreResult<()>),
+}
+
+/// The most writes one PostgreSQL group commit carries (see `write_grouped`).
+pub(super) const PG_BATCH_MAX: usize = 48;
+
+/// How one attempt at a batch of lent writes ended.
+pub(super) enum BatchAttempt {
+    /// Committed or rolled back: how each member ended, in order.
+    Done(Vec<Member>),
+    /// PostgreSQL aborted the transaction to keep transactions serializable; run it again.
+    Conflicted,
+}
+
+impl PostgresStore {
+    /// Group commit: the write is queued, and whoever of this node's writers has the
+    /// turn runs every queued write in one SERIALIZABLE transaction, each in a savepoint
+    /// (a failing one undoes only its own work), commits them with one round trip and
+    /// one WAL flush, and answers each. A conflict with another node reruns the batch.
+    pub(super) fn write_grouped(&self, f: &mut WriteFn<'_>) -> StoreResult<()> {
+        lend(f, |job, answer| {
+            self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
+            while !answer.ready() {
+                // A poisoned lock only means a closure panicked; its work was rolled back.
+                let _turn = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
+                if answer.ready() {
+                    // Answered by the writer that had the turn before.
+                    break;
+                }
+                let batch = {
+                    let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    // A bounded batch: past 64 subtransactions a PostgreSQL backend's
+                    // cache of them overflows, which slows every snapshot in the cluster.
+                    let taken = queue.len().min(PG_BATCH_MAX);
+                    let rest = queue.split_off(taken);
+                    std::mem::replace(&mut *queue, rest)
+                };
+                self.run_batch(batch);
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `jobs` in one transaction, again while it conflicts, and answers each.
+    pub(super) fn run_batch(&self, mut jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.batch_attempt(&mut jobs) {
+                BatchAttempt::Done(members) => {
+                    for (job, member) in jobs.into_iter().zip(members) {
+                        job.answer(member);
+                    }
+                    return;
+                }
+                BatchAttempt::Conflicted => {
+                    if attempt >= MAX_WRITE_ATTEMPTS || started.elapsed() >= WRITE_RETRY_BUDGET {
+                        let message = format!(
+                            "a write kept conflicting with concurrent writes and was given up after {attempt} attempts"
+                        );
+                        for job in jobs {
+                            job.answer(Member::Done(Err(StoreError::Backend(message.clone()))));
+                        }
+                        return;
+                    }
+                    tracing::debug!(attempt, "retrying writes after a serialization conflict");
+                    std::thread::sleep(backoff(attempt));
+                }
+            }
+        }
+    }
+
+    /// One attempt at a batch, ended with COMMIT when a member succeeded and with
+    /// ROLLBACK otherwise.
+    pub(super) fn batch_attempt(&self, jobs: &mut [Job]) -> BatchAttempt {
+        let rt = self.rt();
+        let count = jobs.len();
+        let every = |result: &dyn Fn() -> StoreResult<()>| {
+            BatchAttempt::Done((0..count).map(|_| Member::Done(result())).collect())
+        };
+        let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
+            let mut members = Vec::with_capacity(jobs.len());
+            let mut broken = None;
+            for job in jobs.iter_mut() {
+                if let Err(e) = rt.block_on(tx.batch_execute("SAVEPOINT coffer_member")) {
+                    broken = Some(e);
+                    break;
+                }
+                let mut txn = PgTxn::new(rt, &tx);
+                // SAFETY: every job is answered only after this batch (`run_batch`).
+                let closure = unsafe { job.closure() };
+                let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
+                let failure = txn.failure.get();
+                if failure == Failure::Retry {
+                    members.clear();
+                    break;
+                }
+                let member = match ran {
+                    Ok(Ok(())) if failure == Failure::None => Member::Done(Ok(())),
+                    Ok(Ok(())) => Member::Done(Err(StoreError::Backend(
+                        "a statement failed inside the transaction, so PostgreSQL abandoned \
+                         it; nothing was written"
+                            .to_owned(),
+                    ))),
+                    Ok(Err(e)) => Member::Done(Err(e)),
+                    Err(payload) => Member::Panicked(payload),
+                };
+                // A savepoint rolled back to is still open: released too, so the next
+                // member's does not nest inside it.
+                let end = if matches!(member, Member::Done(Ok(()))) {
+                    "RELEASE SAVEPOINT coffer_member"
+                } else {
+                    "ROLLBACK TO SAVEPOINT coffer_member; RELEASE SAVEPOINT coffer_member"
+                };
+                members.push(member);
+                if let Err(e) = rt.block_on(tx.batch_execute(end)) {
+                    broken = Some(e);
+                    break;
+                }
+            }
+            let conflicted = members.len() < jobs.len() && broken.is_none();
+            if conflicted || broken.is_some() {
+                if let Err(e) = rt.block_on(tx.rollback()) {
+                    tracing::warn!(error = %describe_error(&e), "could not roll back a PostgreSQL transaction");
+                }
+                return match broken {
+                    Some(e) if !is_retryable(&e) => {
+                        let message = describe_error(&e);
+                        every(&|| Err(StoreError::Backend(message.clone())))
+                    }
+                    _ => BatchAttempt::Conflicted,
+                };
+            }
+            if !members.iter().any(|m| matches!(m, Member::Done(Ok(())))) {
+                if let Err(e) = rt.block_on(tx.rollback()) {
+                    tracing::warn!(error = %describe_error(&e), "could not roll back a PostgreSQL transaction");
+                }
+                return BatchAttempt::Done(members);
+            }
+            match rt.block_on(tx.commit()) {
+                Ok(()) => BatchAttempt::Done(members),
+                Err(e) if is_retryable(&e) => BatchAttempt::Conflicted,
+                // The connection may have died after the server committed: the outcome
+                // is unknown, and the callers must be told so rather than told it failed
+                // cleanly.
+                Err(e) => {
+                    let message = format!(
+                        "the commit did not complete, so the write may or may not have been kept: {}",
+                        describe_error(&e)
+                    );
+                    BatchAttempt::Done(
+                        members
+                            .into_iter()
+                            .map(|m| match m {
+                                Member::Done(Ok(())) => {
+                                    Member::Done(Err(StoreError::Backend(message.clone())))
+                                }
+                                other => other,
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        });
+        match outcome {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                let message = e.to_string();
+                every(&|| Err(StoreError::Backend(message.clone())))
+            }
+        }
+    }
+
+    /// A write transaction on the concrete transaction type, retried while
+    /// PostgreSQL reports serialization conflicts.
+    pub(super) fn write_pg(
+        &self,
+        f: &mut dyn FnMut(&mut PgTxn<'_, '_>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        // A poisoned lock only means a closure panicked; its transaction was rolled back.
+        let _turn = self.writers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.write_attempt_and_commit(f) {
+                Attempt::Finished(result) => return result,
+                Attempt::Committed => return Ok(()),
+                Attempt::Conflicted => {
+                    if attempt >= MAX_WRITE_ATTEMPTS || started.elapsed() >= WRITE_RETRY_BUDGET {
+                        return Err(StoreError::Backend(format!(
+                            "a write kept conflicting with concurrent writes and was given up after {attempt} attempts"
+                        )));
+                    }
+                    tracing::debug!(attempt, "retrying a write after a serialization conflict");
+                    std::thread::sleep(backoff(attempt));
+                }
+            }
+        }
+    }
+
+    /// One attempt, ended with COMMIT when the closure succeeded and with
+    /// ROLLBACK otherwise.
+    pub(super) fn write_attempt_and_commit(
+        &self,
+        f: &mut dyn FnMut(&mut PgTxn<'_, '_>) -> StoreResult<()>,
+    ) -> Attempt {
+        let rt = self.rt();
+        let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
+            let mut txn = PgTxn::new(rt, &tx);
+            let result = f(&mut txn);
+            let failure = txn.failure.get();
+            let attempt = match (failure, result) {
+                (Failure::Retry, _) => Attempt::Conflicted,
+                (Failure::Fatal, Ok(())) => Attempt::Finished(Err(StoreError::Backend(
+                    "a statement failed inside the transaction, so PostgreSQL abandoned it; \
+                     nothing was written"
+                        .to_owned(),
+                ))),
+                (_, Err(e)) => Attempt::Finished(Err(e)),
+                (Failure::None, Ok(())) => {
+                    return match rt.block_on(tx.commit()) {
+                        Ok(()) => Attempt::Committed,
+                        Err(e) if is_retryable(&e) => Attempt::Conflicted,
+                        // The connection may have died after the server
+                        // committed: the outcome is unknown, and the caller
+                        // must be told so rather than told it failed cleanly.
+                        Err(e) => Attempt::Finished(Err(StoreError::Backend(format!(
+                            "the commit did not complete, so the write may or may not have been kept: {}",
+                            describe_error(&e)
+                        )))),
+                    };
+                }
+            };
+            if let Err(e) = rt.block_on(tx.rollback()) {
+                tracing::warn!(error = %describe_error(&e), "could not roll back a PostgreSQL transaction");
+            }
+            attempt
+        });
+        match outcome {
+            Ok(attempt) => attempt,
+            Err(e) => Attempt::Finished(Err(e)),
+        }
+    }
+}
+
+/// A random wait before retry `attempt + 1`: exponential with full jitter, capped.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let cap_ms = 2u64.saturating_pow(attempt.min(6)).min(64);
+    Duration::from_micros(rand::random_range(0..=cap_ms * 1000))
+}
+
+/// True for the errors PostgreSQL raises to keep transactions serializable:
+/// the transaction did nothing wrong and succeeds when run again.
+pub(super) fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}

@@ -1,0 +1,276 @@
+//! The SQLite transaction and its reads (`ReadTxn`), listings included.
+
+use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+
+use super::unreadable;
+use crate::read_cache::{ReadCache, Touched};
+use crate::{
+    CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, StoreError, StoreResult, cursor_of,
+};
+
+/// Listing reads this many rows in its first query and doubles up to the
+/// maximum, so a short first page stays cheap and a long walk takes few queries.
+pub(super) const FIRST_CHUNK: i64 = 64;
+pub(super) const MAX_CHUNK: i64 = 1024;
+
+/// The `accessed_sort_ms` column of a secret: its position under
+/// [`SortBy::LastAccessedDate`], as [`crate::cursor_of`] defines it.
+pub(super) fn accessed_sort_ms(meta: &SecretMeta) -> Millis {
+    meta.last_accessed_ms.unwrap_or(i64::MIN)
+}
+
+/// A read or write transaction on one connection.
+pub(super) struct SqlTxn<'c> {
+    pub(super) conn: &'c Connection,
+    /// In a write transaction of a store with a read cache: where the cached keys
+    /// this transaction changes are noted, and the cache (which says which record
+    /// kinds it holds).
+    pub(super) track: Option<(&'c mut Touched, &'c ReadCache)>,
+}
+
+impl SqlTxn<'_> {
+    pub(super) fn touch_secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
+        if let Some((touched, _)) = &mut self.track {
+            touched.secret(arn, scope_and_name);
+        }
+    }
+
+    pub(super) fn touch_versions(&mut self, arn: &str) {
+        if let Some((touched, _)) = &mut self.track {
+            touched.versions(arn);
+        }
+    }
+
+    pub(super) fn touch_record(&mut self, kind: &str, key: &str) {
+        if let Some((touched, cache)) = &mut self.track
+            && cache.caches_kind(kind)
+        {
+            touched.record(kind, key);
+        }
+    }
+}
+
+pub(super) const SECRET_COLUMNS: &str = "seq, arn, account, region, name, meta";
+
+/// A `secrets` row as read, before its JSON is parsed.
+pub(super) struct SecretRow {
+    pub(super) seq: i64,
+    pub(super) arn: String,
+    pub(super) account: String,
+    pub(super) region: String,
+    pub(super) name: String,
+    pub(super) meta: String,
+}
+
+impl SecretRow {
+    pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SecretRow {
+            seq: row.get(0)?,
+            arn: row.get(1)?,
+            account: row.get(2)?,
+            region: row.get(3)?,
+            name: row.get(4)?,
+            meta: row.get(5)?,
+        })
+    }
+
+    /// The metadata, with its identity taken from the columns, which are the
+    /// authority: `seq` is assigned on insertion and the name and scope never change.
+    pub(super) fn decode(self) -> StoreResult<SecretMeta> {
+        let mut meta: SecretMeta =
+            serde_json::from_str(&self.meta).map_err(|e| unreadable("secret metadata", &e))?;
+        meta.seq = self.seq;
+        meta.arn = self.arn;
+        meta.scope = Scope { account: self.account, region: self.region };
+        meta.name = self.name;
+        Ok(meta)
+    }
+}
+
+/// The SQL expression a listing sorts on.
+pub(super) fn sort_key_sql(sort_by: SortBy) -> &'static str {
+    match sort_by {
+        SortBy::CreatedDate => "created_ms",
+        SortBy::LastChangedDate => "last_changed_ms",
+        SortBy::LastAccessedDate => "accessed_sort_ms",
+        SortBy::Name => "name",
+    }
+}
+
+/// The query for one chunk of a listing. Parameters: account, region, limit,
+/// then, when resuming, the cursor's key and seq.
+pub(super) fn listing_sql(sort_by: SortBy, descending: bool, resuming: bool) -> String {
+    let key = sort_key_sql(sort_by);
+    let (after, direction) = if descending { ("<", "DESC") } else { (">", "ASC") };
+    let resume =
+        if resuming { format!(" AND ({key}, seq) {after} (?4, ?5)") } else { String::new() };
+    format!(
+        "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = ?1 AND region = ?2{resume} \
+         ORDER BY {key} {direction}, seq {direction} LIMIT ?3"
+    )
+}
+
+impl SqlTxn<'_> {
+    /// One chunk of a listing, strictly after `after` when given.
+    pub(super) fn listing_chunk(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        after: Option<&crate::Cursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<SecretRow>> {
+        let sql = listing_sql(query.sort_by, query.descending, after.is_some());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = match after {
+            None => {
+                stmt.query_map(params![scope.account, scope.region, limit], SecretRow::from_row)
+            }
+            Some(cursor) => {
+                let key: &dyn ToSql = match (&cursor.key, query.sort_by) {
+                    (CursorKey::Name(name), SortBy::Name) => name,
+                    (CursorKey::Date(ms), SortBy::CreatedDate)
+                    | (CursorKey::Date(ms), SortBy::LastChangedDate)
+                    | (CursorKey::Date(ms), SortBy::LastAccessedDate) => ms,
+                    _ => {
+                        return Err(StoreError::Backend(
+                            "the listing cursor does not match the sort order".to_owned(),
+                        ));
+                    }
+                };
+                stmt.query_map(
+                    params![scope.account, scope.region, limit, key, cursor.seq],
+                    SecretRow::from_row,
+                )
+            }
+        }?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+impl ReadTxn for SqlTxn<'_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        let sql = format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = ?1 AND region = ?2 AND name = ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let row = stmt
+            .query_row(params![scope.account, scope.region, name], SecretRow::from_row)
+            .optional()?;
+        row.map(SecretRow::decode).transpose()
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let row = stmt.query_row(params![arn], SecretRow::from_row).optional()?;
+        row.map(SecretRow::decode).transpose()
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        // The rows come in version id order (the table's key); the few of one secret
+        // are put in creation order here rather than by a sort in SQLite.
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT version_id, meta, ord FROM version_meta WHERE arn = ?1")?;
+        let mut rows = stmt
+            .query_map(params![arn], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.sort_unstable_by_key(|(_, _, ord)| *ord);
+        rows.into_iter()
+            .map(|(version_id, json, _)| {
+                let mut meta: VersionMeta =
+                    serde_json::from_str(&json).map_err(|e| unreadable("version metadata", &e))?;
+                meta.version_id = version_id;
+                Ok(meta)
+            })
+            .collect()
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT v.value FROM version_meta m JOIN version_values v ON v.id = m.value_id \
+             WHERE m.arn = ?1 AND m.version_id = ?2",
+        )?;
+        let value = stmt.query_row(params![arn, version_id], |row| row.get(0)).optional()?;
+        Ok(value.map(SealedValue))
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        let mut after = query.after.clone();
+        // The first chunk is what the caller expects to need (usually one query
+        // for a whole page); later ones double.
+        let mut limit = query.expected.map_or(FIRST_CHUNK, |n| (n as i64).clamp(1, MAX_CHUNK));
+        loop {
+            let rows = self.listing_chunk(scope, query, after.as_ref(), limit)?;
+            let complete = (rows.len() as i64) < limit;
+            let mut last = None;
+            for row in rows {
+                let meta = row.decode()?;
+                if !visit(&meta) {
+                    return Ok(());
+                }
+                last = Some(meta);
+            }
+            match last {
+                Some(meta) if !complete => after = Some(cursor_of(&meta, query.sort_by)),
+                _ => return Ok(()),
+            }
+            limit = (limit * 2).min(MAX_CHUNK);
+        }
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT arn FROM secrets WHERE deletion_ms IS NOT NULL AND deletion_ms <= ?1 \
+             ORDER BY deletion_ms, seq",
+        )?;
+        let arns = stmt.query_map(params![now], |row| row.get(0))?;
+        Ok(arns.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT wrapped FROM wrapped_keys WHERE key_id = ?1")?;
+        Ok(stmt.query_row(params![key_id], |row| row.get(0)).optional()?)
+    }
+
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2")?;
+        Ok(stmt.query_row(params![kind, key], |row| row.get(0)).optional()?)
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        // Keys are compared as strings: a prefix range is `key >= prefix`, checked with
+        // `substr` so that no LIKE escaping is needed. Without `after`, every key
+        // counts, the empty one included.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value FROM records WHERE kind = ?1 AND key >= ?2 \
+             AND (?3 IS NULL OR key > ?3) \
+             AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?4",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![kind, prefix, after, limit], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut stmt = self.conn.prepare_cached("SELECT value FROM settings WHERE name = ?1")?;
+        Ok(stmt.query_row(params![name], |row| row.get(0)).optional()?)
+    }
+}

@@ -1,0 +1,270 @@
+//! The single writer: its thread, group commit of batches in savepoints, WAL checkpoints.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::SqliteStore;
+use super::open::{BUSY_TIMEOUT, configure};
+use super::txn::SqlTxn;
+use crate::lend::{Job, Member};
+use crate::read_cache::{ReadCache, Touched};
+use crate::{StoreError, StoreResult, WriteTxn};
+
+/// A batch stops taking new members once it has this many...
+pub(super) const BATCH_MAX_MEMBERS: usize = 256;
+
+/// ...or is this old, so waiting for a shared commit stays short.
+pub(super) const BATCH_MAX_AGE: Duration = Duration::from_millis(2);
+
+/// How often the background thread copies the WAL back into the database.
+pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A WAL this large is started over (and its file truncated to this size): it
+/// bounds the disk the WAL holds and the time opening the database takes to replay it.
+pub(super) const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long the writer waits for readers to leave the WAL when starting it over.
+pub(super) const RESTART_WAIT: Duration = Duration::from_millis(2);
+
+/// How soon the writer tries again when readers kept it from starting the WAL over.
+pub(super) const RESTART_RETRY: Duration = Duration::from_millis(20);
+
+/// The writer connection.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    /// Transactions committed on this connection.
+    pub(super) commits: u64,
+    /// The read cache this writer keeps coherent, and what the open batch changed in it.
+    pub(super) cache: Option<Arc<ReadCache>>,
+    pub(super) touched: Touched,
+}
+
+impl Writer {
+    /// Ends the open batch: commits it if `keep`, else rolls it back.
+    pub(super) fn end_batch(&mut self, keep: bool) -> StoreResult<()> {
+        let touched = std::mem::take(&mut self.touched);
+        let result = if !keep {
+            // Nothing succeeded in this batch: nothing to keep, nothing to sync.
+            self.conn.execute_batch("ROLLBACK").map_err(StoreError::from)
+        } else {
+            // Cached entries the batch changed go before the commit makes the change
+            // visible, and again once it is done (see `read_cache`).
+            let cache = self.cache.as_deref().filter(|_| !touched.is_empty());
+            if let Some(cache) = cache {
+                cache.commit_begins(&touched);
+            }
+            let committed = self.conn.execute_batch("COMMIT").map_err(StoreError::from);
+            if let Some(cache) = cache {
+                cache.commit_ended(&touched);
+            }
+            self.commits += u64::from(committed.is_ok());
+            committed
+        };
+        if !self.conn.is_autocommit() {
+            // A failed COMMIT can leave the transaction open; end it so the
+            // next write starts clean.
+            if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(%error, "could not roll back a failed SQLite transaction");
+            }
+        }
+        result
+    }
+}
+
+/// The writer thread: takes the next write, begins a transaction, runs it and every
+/// write that is waiting (up to [`BATCH_MAX_MEMBERS`], for at most [`BATCH_MAX_AGE`])
+/// each in a savepoint, commits them with one sync, and only then answers each caller.
+/// Writes that arrive during a commit form the next batch, so batches grow with the
+/// load, and the writes of a batch run back to back on one thread instead of handing
+/// a lock from thread to thread.
+pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &AtomicBool) {
+    // When the last try to start the WAL over found readers in it.
+    let mut last_try: Option<Instant> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Asked for by the checkpoint thread, and tried again every RESTART_RETRY until
+        // it succeeds: under steady reads a try often finds a reader in the WAL.
+        let due = last_try.is_none_or(|at| at.elapsed() >= RESTART_RETRY);
+        if due && restart.load(Ordering::SeqCst) {
+            if restart_wal(&writer.conn) {
+                restart.store(false, Ordering::SeqCst);
+                last_try = None;
+            } else {
+                last_try = Some(Instant::now());
+            }
+        }
+        if let Err(error) =
+            writer.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]))
+        {
+            first.answer(Member::Done(Err(error.into())));
+            continue;
+        }
+        let opened = Instant::now();
+        let mut done: Vec<(Job, Member)> = Vec::new();
+        let mut next = Some(first);
+        let mut rolled_back = false;
+        while let Some(mut job) = next.take() {
+            let w = &mut *writer;
+            let track = w.cache.as_deref().map(|c| (&mut w.touched, c));
+            // SAFETY: the job is answered below, after its last use here.
+            let own = run_in_savepoint(&w.conn, track, unsafe { job.closure() });
+            done.push((job, own));
+            if writer.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (an I/O error, a full
+                // disk): every member's work is gone, and nothing it did was seen.
+                rolled_back = true;
+                break;
+            }
+            if done.len() < BATCH_MAX_MEMBERS && opened.elapsed() < BATCH_MAX_AGE {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let committed = if rolled_back {
+            writer.touched.clear();
+            Err("the database rolled back the transaction after an error".to_owned())
+        } else {
+            let keep = done.iter().any(|(_, own)| matches!(own, Member::Done(Ok(()))));
+            writer.end_batch(keep).map_err(|e| e.to_string())
+        };
+        drop(writer);
+        for (job, own) in done {
+            let reply = match (own, &committed) {
+                (Member::Done(Ok(())), Err(message)) => {
+                    Member::Done(Err(StoreError::Backend(message.clone())))
+                }
+                (own, _) => own,
+            };
+            job.answer(reply);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Starts the writer thread (see [`run_writer`]).
+    pub(super) fn start_writer(&mut self) -> StoreResult<()> {
+        let (jobs, queue) = mpsc::channel();
+        let (writer, restart) = (self.writer.clone(), self.restart_wal.clone());
+        let thread = std::thread::Builder::new()
+            .name("coffer-sqlite-writer".to_owned())
+            .spawn(move || run_writer(&writer, &queue, &restart))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        self.jobs = Some(jobs);
+        self.writer_thread = Some(thread);
+        Ok(())
+    }
+
+    /// Takes the writer connection between batches (the writer thread holds it for a
+    /// whole batch, so no transaction is open on it here).
+    pub(super) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Starts the thread that checkpoints the WAL of the database at `path` every
+/// [`CHECKPOINT_INTERVAL`], until the returned sender is dropped. A passive
+/// checkpoint never blocks readers or the writer.
+///
+/// A passive checkpoint copies frames but cannot start the WAL over while readers
+/// and the writer keep it in use, which under steady load is always: the file would
+/// grow without end, and opening the database replays all of it. So once the WAL is
+/// past [`WAL_RESTART_BYTES`], the thread raises `restart_wal`, and
+/// the writer finishes the copy before its next batch, which lets SQLite start the
+/// WAL over (see [`restart_wal`]).
+pub(super) fn start_checkpointer(
+    path: &Path,
+    restart_wal: Arc<AtomicBool>,
+) -> StoreResult<SyncSender<()>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    let (stop, stopped) = mpsc::sync_channel::<()>(0);
+    std::thread::Builder::new()
+        .name("coffer-sqlite-checkpoint".to_owned())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(%error, "could not checkpoint the SQLite WAL");
+                }
+                // Under steady writes the copy is never complete when looked at, so the
+                // size alone decides; the writer finishes the copy with no writes coming.
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                if size > WAL_RESTART_BYTES {
+                    restart_wal.store(true, Ordering::SeqCst);
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(stop)
+}
+
+/// Starts the WAL over from the writer, between batches: copies what is left of it
+/// into the database, waits, at most [`RESTART_WAIT`], for readers that began before
+/// the copy to finish (later ones read the database file only), and truncates the
+/// file; the next batch writes from its start. The wait is short because every write
+/// waits meanwhile, and a reader of this process may itself be waiting for the writer.
+/// If readers stay, the writer tries again [`RESTART_RETRY`] later. (`RESTART`, which
+/// leaves the truncation to the next commit through `journal_size_limit`, sometimes
+/// left the file at its size under CPU contention although it reported success.)
+pub(super) fn restart_wal(conn: &Connection) -> bool {
+    let _ = conn.busy_timeout(RESTART_WAIT);
+    let restarted =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+    if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!(%error, "could not restore the SQLite busy timeout");
+    }
+    match restarted {
+        Ok(0) => true,
+        Ok(_) => {
+            tracing::debug!("readers still use the WAL; trying again shortly");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not checkpoint the SQLite WAL");
+            false
+        }
+    }
+}
+
+/// Runs `f` in a savepoint of the open transaction: kept if it succeeds,
+/// undone (alone) if it fails or panics.
+pub(super) fn run_in_savepoint(
+    conn: &Connection,
+    track: Option<(&mut Touched, &ReadCache)>,
+    f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+) -> Member {
+    if let Err(error) = conn.execute_batch("SAVEPOINT coffer_write") {
+        return Member::Done(Err(error.into()));
+    }
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn { conn, track })));
+    let keep = matches!(ran, Ok(Ok(())));
+    let ended = if keep {
+        conn.execute_batch("RELEASE coffer_write")
+    } else {
+        conn.execute_batch("ROLLBACK TO coffer_write; RELEASE coffer_write")
+    };
+    if let Err(error) = ended
+        && !conn.is_autocommit()
+    {
+        // The savepoint cannot be ended, so the batch is in an unknown state:
+        // give it up whole (the caller sees the transaction gone).
+        tracing::error!(%error, "could not end a SQLite savepoint; rolling the batch back");
+        if let Err(error) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(%error, "could not roll back a SQLite transaction");
+        }
+    }
+    match ran {
+        Ok(result) => Member::Done(result),
+        Err(payload) => Member::Panicked(payload),
+    }
+}
