@@ -24,9 +24,15 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroize;
 
-/// The router: every path and method goes to the one JSON 1.1 handler.
+/// The router: `GET /health` and `GET /ready` are the probes (`probes`); every other
+/// path and method goes to the one JSON 1.1 handler.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+    use axum::routing::get;
+    Router::new()
+        .route("/health", get(crate::probes::health))
+        .route("/ready", get(crate::probes::ready))
+        .fallback(handle)
+        .with_state(app)
 }
 
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod kms_api;
 mod paging;
 pub mod policies;
+pub mod probes;
 pub mod secrets;
 pub mod sts;
 
