@@ -39,11 +39,25 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
+    let access_key_id = header_str(request.headers(), "authorization").and_then(credential_key_id);
     let query_protocol = target.is_empty()
         && sts::is_query_request(
             header_str(request.headers(), "content-type"),
             request.uri().query().unwrap_or(""),
         );
+    // Labels for the log line and the metrics: fixed names from the operation tables, never
+    // the client's own string (which could carry anything, a secret name included).
+    let (service, operation) = if query_protocol {
+        ("sts", "Query")
+    } else if coffer_wire::cloudtrail::operation(&target).is_some() {
+        ("cloudtrail", CloudTrailOp::LookupEvents.name())
+    } else {
+        match parse_target(&target) {
+            Ok(op) => (op.signing_name(), op.name()),
+            Err(_) => ("unknown", "Unknown"),
+        }
+    };
+    let mut error_code = None;
     let (status, content_type, body) = if query_protocol {
         let (status, body) = answer_sts(&app, request, &request_id).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
@@ -56,24 +70,78 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
             Err(e) => {
                 let status =
                     StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                error_code = Some(e.code);
                 (status, CONTENT_TYPE, error_body(&e))
             }
         }
     };
-    tracing::info!(
-        target: "coffer::request",
-        %request_id,
-        operation = %if query_protocol { "sts" } else { &target },
-        status = status.as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    let elapsed = started.elapsed();
+    // One line per request (at info; off by default, see `coffer serve --help`): who, what,
+    // how it ended and how long it took. Never a body, a value or a secret's name.
+    if tracing::enabled!(target: "coffer::request", tracing::Level::INFO) {
+        let authenticated =
+            status == StatusCode::OK || error_code.is_some_and(|c| !before_authentication(c));
+        let principal = match (authenticated, &access_key_id) {
+            (true, Some(key)) => principal_arn(&app, key).await,
+            _ => None,
+        };
+        tracing::info!(
+            target: "coffer::request",
+            %request_id,
+            principal = principal.as_deref().unwrap_or("-"),
+            access_key_id = access_key_id.as_deref().unwrap_or("-"),
+            service,
+            operation,
+            status = status.as_u16(),
+            error = error_code.map_or("-", |c| c.as_str()),
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
     Response::builder()
         .status(status)
         .header("x-amzn-RequestId", request_id)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .expect("static response parts are valid")
+}
+
+/// The access key id of a SigV4 `Authorization` header (not a secret: CloudTrail shows it).
+fn credential_key_id(authorization: &str) -> Option<String> {
+    let credential = authorization.split([' ', ',']).find_map(|p| p.strip_prefix("Credential="))?;
+    let key = credential.split('/').next()?;
+    (!key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| key.to_string())
+}
+
+/// Errors returned before the caller is authenticated: their line names no principal.
+fn before_authentication(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::MissingAuthenticationToken
+            | ErrorCode::IncompleteSignature
+            | ErrorCode::UnrecognizedClient
+            | ErrorCode::InvalidSignature
+            | ErrorCode::UnknownOperation
+            | ErrorCode::RequestTimeout
+            | ErrorCode::RequestEntityTooLarge
+    )
+}
+
+/// The ARN of the user `access_key_id` belongs to, for the request line (without `--dev`).
+/// The lookup reads the store unless cached, so off the async workers where that waits.
+async fn principal_arn(app: &Arc<App>, access_key_id: &str) -> Option<String> {
+    app.iam.as_ref()?;
+    let lookup = |app: &App, key: &str| {
+        let iam = app.iam.as_ref()?;
+        let known = iam.lookup(app.store.as_ref(), key).ok().flatten()?;
+        Some(known.caller.principal.arn.clone())
+    };
+    if app.reads_inline() {
+        return lookup(app, access_key_id);
+    }
+    let (app, key) = (app.clone(), access_key_id.to_string());
+    tokio::task::spawn_blocking(move || lookup(&app, &key)).await.ok().flatten()
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

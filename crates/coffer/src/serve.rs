@@ -68,6 +68,18 @@ pub struct ServeArgs {
     /// Seconds a request's body has to arrive once its headers have.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
+    /// How log lines (on standard error) are written: `text` (colored only on a terminal) or
+    /// `json` (one object per line). The level is set with COFFER_LOG (default
+    /// `info,coffer::request=warn`; `COFFER_LOG=info` adds one line per request).
+    #[arg(long, env = "COFFER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The shape of log lines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How many events the in-memory `--dev` store keeps per account and region.
@@ -85,7 +97,7 @@ fn parse_account(s: &str) -> Result<String, String> {
 const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
-    init_logging();
+    init_logging(args.log_format);
     let (store, data_dir) = crate::store_select::open_for_serve(
         args.store.as_ref(),
         args.data_dir.as_deref(),
@@ -177,10 +189,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     served
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,coffer::request=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a person at a terminal: in a file or journald they are noise.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level (not under "fields"), the span list left out: one flat
+        // object per line is what log shippers index best.
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init()
+        }
+    }
 }
 
 /// Finds the master key: `COFFER_MASTER_KEY`, `--master-key-file`, or
@@ -215,8 +237,9 @@ fn load_master_key(
         .map_err(|e| format!("cannot read or create the master key {}: {e}", path.display()))?;
     warn_if_exposed(&path);
     if created {
-        eprintln!(
-            "coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
+        // A log line rather than a bare print, so `--log-format json` stays one object a line.
+        tracing::warn!(
+            "created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
             path.display()
         );
     }
