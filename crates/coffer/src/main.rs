@@ -19,9 +19,13 @@ use std::sync::Mutex;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The version and the commit built (`build.rs`; "unknown" outside a git checkout).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COFFER_GIT_COMMIT"), ")");
+
 /// Coffer: a self-hostable AWS Secrets Manager.
 #[derive(Parser)]
-#[command(name = "coffer", version, about)]
+#[command(name = "coffer", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
