@@ -38,6 +38,8 @@ pub struct RawRequest {
     pub query: String,
     pub headers: Vec<(String, Vec<u8>)>,
     pub source_ip: Option<IpAddr>,
+    /// Whether it arrived over TLS (`aws:SecureTransport`).
+    pub secure: bool,
 }
 
 /// Maps a signature failure to the AWS JSON error a client sees.
@@ -239,7 +241,13 @@ fn secret_target(
 }
 
 /// The request context every call shares: who is calling, from where, and when.
-fn base_context(caller: &Caller, region: &str, source_ip: Option<IpAddr>, now_ms: i64) -> Context {
+fn base_context(
+    caller: &Caller,
+    region: &str,
+    source_ip: Option<IpAddr>,
+    secure: bool,
+    now_ms: i64,
+) -> Context {
     let p = &caller.principal;
     let mut ctx = Context::default();
     ctx.set("aws:PrincipalArn", p.arn.clone());
@@ -250,7 +258,7 @@ fn base_context(caller: &Caller, region: &str, source_ip: Option<IpAddr>, now_ms
     ctx.set("aws:CurrentTime", format_iso8601(now_ms));
     ctx.set("aws:EpochTime", (now_ms / 1000).to_string());
     ctx.set("aws:RequestedRegion", region);
-    ctx.set("aws:SecureTransport", "false");
+    ctx.set("aws:SecureTransport", if secure { "true" } else { "false" });
     if let Some(ip) = source_ip {
         ctx.set("aws:SourceIp", ip.to_string());
     }
@@ -394,6 +402,7 @@ pub struct Gate {
     caller: Arc<Caller>,
     region: String,
     source_ip: Option<IpAddr>,
+    secure: bool,
     now_ms: i64,
 }
 
@@ -405,7 +414,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     fn context(&self) -> Context {
-        base_context(&self.caller, &self.region, self.source_ip, self.now_ms)
+        base_context(&self.caller, &self.region, self.source_ip, self.secure, self.now_ms)
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller (so the AWS
@@ -461,12 +470,14 @@ pub fn authorize(
     op: Operation,
     body: &Value,
     source_ip: Option<IpAddr>,
+    secure: bool,
 ) -> Result<RequestContext, AwsError> {
     let now_ms = crate::clock::now_ms();
     let gate = Arc::new(Gate {
         caller: who.caller.clone(),
         region: who.region.clone(),
         source_ip,
+        secure,
         now_ms,
     });
     let mut context = gate.context();

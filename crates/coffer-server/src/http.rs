@@ -220,6 +220,7 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
             .collect(),
         source_ip,
+        secure: parts.extensions.get::<crate::connections::SecureTransport>().is_some(),
     };
     (raw, body)
 }
@@ -396,7 +397,7 @@ fn serve_identified(
     let Some(who) = who else {
         return dispatch(app, &ctx, op, body);
     };
-    let ctx = auth::authorize(app, &who, ctx, op, &body, raw.source_ip)?;
+    let ctx = auth::authorize(app, &who, ctx, op, &body, raw.source_ip, raw.secure)?;
     // Authorization moves a call another account makes through a resource policy to the
     // owner's scope: its event goes to both accounts' trails.
     crate::audit::deliver_also_to(&ctx.scope);

@@ -26,6 +26,7 @@ pub mod policies;
 pub mod probes;
 pub mod secrets;
 pub mod sts;
+pub mod tls;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};

@@ -3,6 +3,7 @@
 use clap::Args;
 use coffer_crypto::MasterKey;
 use coffer_server::iam::Iam;
+use coffer_server::tls::Tls;
 use coffer_server::{App, Config, KeyRing};
 use coffer_store::Store;
 use std::io::Write;
@@ -73,6 +74,19 @@ pub struct ServeArgs {
     /// `info,coffer::request=warn`; `COFFER_LOG=info` adds one line per request).
     #[arg(long, env = "COFFER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve HTTPS with this certificate (PEM: the server's certificate, then its chain).
+    /// TLS 1.2 and 1.3 only. Sent SIGHUP, the server reads the certificate and key again:
+    /// new connections get the new certificate, open ones are not dropped.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With `--dev`: serve HTTPS with a throwaway self-signed certificate for localhost,
+    /// written to `<data-dir>/tls/` (or a temporary directory) and printed with its
+    /// SHA-256 fingerprint, for clients to trust (`--ca-bundle`).
+    #[arg(long, requires = "dev")]
+    tls_self_signed: bool,
 }
 
 /// The shape of log lines.
@@ -151,6 +165,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         header_timeout: Duration::from_secs(args.header_timeout),
     };
 
+    let tls = open_tls(&args, data_dir.as_deref())?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -164,7 +180,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = match &data_dir {
             Some(dir) => writeln!(out, "data in {} ({})", dir.display(), store.describe()),
             None => writeln!(out, "data in memory only (--dev): nothing is kept after exit"),
@@ -172,10 +189,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let _ = out.flush();
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
-        coffer_server::connections::serve(
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        if let Some(tls) = tls {
+            tokio::spawn(reload_on_sighup(tls));
+        }
+        coffer_server::connections::serve_with_tls(
             listener,
             coffer_server::http::router(app),
             limits,
+            acceptor,
             shutdown_signal(),
         )
         .await
@@ -187,6 +209,55 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         tracing::warn!(error = %e, "could not release the background-work lease");
     }
     served
+}
+
+/// The TLS configuration `--tls-cert`/`--tls-key` or `--tls-self-signed` ask for, if any.
+fn open_tls(
+    args: &ServeArgs,
+    data_dir: Option<&Path>,
+) -> Result<Option<std::sync::Arc<Tls>>, String> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => (cert.clone(), key.clone()),
+        (_, _, true) => {
+            let dir = match data_dir {
+                Some(dir) => dir.join("tls"),
+                None => std::env::temp_dir().join(format!("coffer-tls-{}", std::process::id())),
+            };
+            coffer_server::tls::write_self_signed(&dir)?
+        }
+        _ => return Ok(None),
+    };
+    let tls = Tls::load(&cert, &key)?;
+    // On stdout with the listening line: what a developer needs to trust the certificate.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "TLS certificate {} (SHA-256 {}){}",
+        cert.display(),
+        tls.fingerprint(),
+        if args.tls_self_signed { ", self-signed: trust it with --ca-bundle" } else { "" }
+    );
+    let _ = out.flush();
+    Ok(Some(std::sync::Arc::new(tls)))
+}
+
+/// Reads the certificate again on each SIGHUP (a renewed certificate, without a restart).
+async fn reload_on_sighup(tls: std::sync::Arc<Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch for SIGHUP: the TLS certificate will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => {
+                tracing::info!(fingerprint = %tls.fingerprint(), "reloaded the TLS certificate")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; still serving the previous one")
+            }
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
