@@ -138,6 +138,7 @@ pub async fn serve_with_tls(
         let tls = tls.clone();
         let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
+            crate::metrics::connection(true);
             let served = match tls {
                 None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
                 Some(acceptor) => {
@@ -161,6 +162,7 @@ pub async fn serve_with_tls(
             if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            crate::metrics::connection(false);
             drop(slot);
         });
     }

@@ -24,14 +24,27 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroize;
 
-/// The router: `GET /health` and `GET /ready` are the probes (`probes`); every other
-/// path and method goes to the one JSON 1.1 handler.
+/// The router: `GET /health` and `GET /ready` are the probes (`probes`), `GET /metrics`
+/// the metrics (unless they have a listener of their own); every other path and method goes
+/// to the one JSON 1.1 handler.
 pub fn router(app: Arc<App>) -> Router {
     use axum::routing::get;
+    let mut router = Router::new()
+        .route("/health", get(crate::probes::health))
+        .route("/ready", get(crate::probes::ready));
+    if app.config.metrics_on_main_listener {
+        router = router.route("/metrics", get(crate::metrics::serve_metrics));
+    }
+    router.fallback(handle).with_state(app)
+}
+
+/// The router of `--metrics-listen`: the metrics and the probes, nothing else.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    use axum::routing::get;
     Router::new()
+        .route("/metrics", get(crate::metrics::serve_metrics))
         .route("/health", get(crate::probes::health))
         .route("/ready", get(crate::probes::ready))
-        .fallback(handle)
         .with_state(app)
 }
 
@@ -76,6 +89,7 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         }
     };
     let elapsed = started.elapsed();
+    crate::metrics::observe_request(service, operation, status.as_u16(), elapsed);
     // One line per request (at info; off by default, see `coffer serve --help`): who, what,
     // how it ended and how long it took. Never a body, a value or a secret's name.
     if tracing::enabled!(target: "coffer::request", tracing::Level::INFO) {

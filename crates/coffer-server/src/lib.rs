@@ -21,6 +21,7 @@ pub mod http;
 pub mod iam;
 pub mod keys;
 pub mod kms_api;
+pub mod metrics;
 mod paging;
 pub mod policies;
 pub mod probes;
@@ -51,6 +52,9 @@ pub struct Config {
     pub body_timeout: std::time::Duration,
     /// How the audit trail is kept.
     pub audit: audit::Settings,
+    /// Whether the main listener serves `GET /metrics` (not when `--metrics-listen` gives
+    /// the metrics a listener of their own).
+    pub metrics_on_main_listener: bool,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             body_timeout: std::time::Duration::from_secs(60),
             audit: audit::Settings::default(),
+            metrics_on_main_listener: true,
         }
     }
 }

@@ -87,6 +87,11 @@ pub struct ServeArgs {
     /// SHA-256 fingerprint, for clients to trust (`--ca-bundle`).
     #[arg(long, requires = "dev")]
     tls_self_signed: bool,
+    /// Serve `GET /metrics` (Prometheus/OpenMetrics text, unauthenticated) on this address,
+    /// over plain HTTP with `/health` and `/ready`, instead of on the main listener. Without
+    /// it the main listener serves `/metrics`.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The shape of log lines.
@@ -136,8 +141,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         default_account: args.default_account.clone(),
         body_timeout: Duration::from_secs(args.body_timeout),
         audit,
+        metrics_on_main_listener: args.metrics_listen.is_none(),
         ..Config::default()
     };
+    coffer_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("COFFER_GIT_COMMIT"));
     let app = match (iam_master, &data_dir) {
         (Some(master), Some(dir)) => {
             let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
@@ -186,6 +193,22 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             Some(dir) => writeln!(out, "data in {} ({})", dir.display(), store.describe()),
             None => writeln!(out, "data in memory only (--dev): nothing is kept after exit"),
         };
+        if let Some(metrics_addr) = args.metrics_listen {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {metrics_addr} for metrics: {e}"))?;
+            let bound = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+            let _ = writeln!(out, "metrics on http://{bound}/metrics");
+            // A few connections suffice for scrapers and probes.
+            let metrics_limits =
+                coffer_server::connections::Limits { max_connections: 16, ..limits };
+            tokio::spawn(coffer_server::connections::serve(
+                metrics_listener,
+                coffer_server::http::metrics_router(app.clone()),
+                metrics_limits,
+                shutdown_signal(),
+            ));
+        }
         let _ = out.flush();
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
