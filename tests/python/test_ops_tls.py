@@ -278,3 +278,13 @@ def test_certificate_swap_with_sighup_fails_no_call(tmp_path):
         assert sm.get_secret_value(SecretId=name)["SecretString"] == "steady"
     finally:
         srv.stop()
+
+
+def test_a_throwaway_certificate_outside_a_data_dir_goes_with_the_server():
+    srv, url = start_https(["serve", "--dev", "--listen", "127.0.0.1:0", "--tls-self-signed"])
+    cert = Path(CERT_RE.search(srv.output()).group(1))
+    assert cert.exists()
+    assert requests.get(url + "/health", verify=str(cert), timeout=10).status_code == 200
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.wait_exit(timeout=30) == 0
+    assert not cert.parent.exists()

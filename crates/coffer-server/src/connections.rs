@@ -24,9 +24,6 @@ use tower_service::Service;
 /// the database, its WAL and readers, the audit log, pooled PostgreSQL connections).
 const RESERVED_FILES: u64 = 32;
 
-/// How long a stopping server waits for connections that are still answering.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// The longest pause after a failed accept (out of files, out of memory).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -38,6 +35,9 @@ pub struct Limits {
     /// Time a connection has to deliver a request's headers, from when it is accepted or
     /// from the end of its previous response (so also the keep-alive idle timeout).
     pub header_timeout: Duration,
+    /// How long a stopping server lets open connections finish their requests before it
+    /// drops them (idle keep-alive connections are closed at once).
+    pub shutdown_grace: Duration,
 }
 
 /// The number of connections to serve at once: `requested`, but no more than the open-file
@@ -65,7 +65,7 @@ pub fn connection_cap(requested: usize) -> (usize, Option<u64>) {
 pub struct SecureTransport;
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets open
-/// connections finish (for at most [`SHUTDOWN_GRACE`]).
+/// connections finish (for at most `limits.shutdown_grace`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -166,11 +166,20 @@ pub async fn serve_with_tls(
             drop(slot);
         });
     }
+    // Closing the listener refuses new connections at once (a load balancer moves on).
     drop(listener);
+    let open = graceful.count();
+    if open > 0 {
+        tracing::info!(
+            open,
+            grace_seconds = limits.shutdown_grace.as_secs_f64(),
+            "stopped accepting; letting open connections finish"
+        );
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("connections still open after the shutdown grace period");
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("connections still open after the shutdown grace period: dropped");
         }
     }
     Ok(())

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// it the main listener serves `/metrics`.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, seconds to let calls in progress finish before their
+    /// connections are dropped. New connections are refused at once; idle ones are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_grace: u64,
 }
 
 /// The shape of log lines.
@@ -170,8 +174,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let limits = coffer_server::connections::Limits {
         max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
 
+    // A throwaway certificate outside a data directory goes when the server does.
+    let temp_tls_dir = (args.tls_self_signed && data_dir.is_none()).then(self_signed_temp_dir);
     let tls = open_tls(&args, data_dir.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -231,6 +238,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(e) = lease_store.release_lease(lease, &lease_node.id) {
         tracing::warn!(error = %e, "could not release the background-work lease");
     }
+    if let Some(dir) = temp_tls_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if served.is_ok() {
+        tracing::info!("stopped");
+    }
     served
 }
 
@@ -244,7 +257,7 @@ fn open_tls(
         (_, _, true) => {
             let dir = match data_dir {
                 Some(dir) => dir.join("tls"),
-                None => std::env::temp_dir().join(format!("coffer-tls-{}", std::process::id())),
+                None => self_signed_temp_dir(),
             };
             coffer_server::tls::write_self_signed(&dir)?
         }
@@ -262,6 +275,11 @@ fn open_tls(
     );
     let _ = out.flush();
     Ok(Some(std::sync::Arc::new(tls)))
+}
+
+/// Where `--dev --tls-self-signed` without a data directory writes its certificate.
+fn self_signed_temp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("coffer-tls-{}", std::process::id()))
 }
 
 /// Reads the certificate again on each SIGHUP (a renewed certificate, without a restart).
@@ -364,8 +382,9 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    let name = tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(signal = name, "shutting down");
 }
