@@ -3,6 +3,7 @@
 mod admin;
 mod audit_cmd;
 mod backup;
+mod config_file;
 mod serve;
 mod store_select;
 
@@ -45,6 +46,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// The audit trail: `coffer audit verify` checks its hash chains.
     Audit(audit_cmd::AuditArgs),
+    /// Configuration files for `coffer serve --config`: `coffer config check FILE`.
+    Config(config_file::ConfigArgs),
 }
 
 /// The environment variable that may hold the master key (`coffer serve`, `coffer admin`).
@@ -93,12 +96,16 @@ fn main() -> ExitCode {
     take_master_key_from_env();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        // The process's arguments from `serve` on, to tell flags given from the file's.
+        Command::Serve(args) => {
+            config_file::apply(args, std::env::args_os().skip(1).collect()).and_then(serve::run)
+        }
         Command::Migrate(args) => store_select::migrate(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Admin(args) => admin::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Config(args) => config_file::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

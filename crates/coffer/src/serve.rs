@@ -96,6 +96,18 @@ pub struct ServeArgs {
     /// connections are dropped. New connections are refused at once; idle ones are closed.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     shutdown_grace: u64,
+    /// Read settings from this TOML file: keys are these flags' long names (`listen`,
+    /// `data-dir`, `dev = true`, ...). A flag given on the command line, then its environment
+    /// variable, wins over the file. `coffer config check FILE` validates one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The `--config` file, if any.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
 }
 
 /// The shape of log lines.
