@@ -5,7 +5,20 @@
 use std::process::Command;
 
 fn main() {
-    let commit = Command::new("git")
+    // A build without the git history (a container build context, a tarball) may name it.
+    println!("cargo:rerun-if-env-changed=COFFER_GIT_COMMIT");
+    let given = std::env::var("COFFER_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty() && c.len() <= 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let commit = given.or_else(git_commit).unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=COFFER_GIT_COMMIT={commit}");
+    watch_git_head();
+    println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// `git rev-parse --short=12 HEAD`, if this is a git checkout and git is installed.
+fn git_commit() -> Option<String> {
+    Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
         .ok()
@@ -13,8 +26,9 @@ fn main() {
         .and_then(|out| String::from_utf8(out.stdout).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .unwrap_or_else(|| "unknown".to_string());
-    println!("cargo:rustc-env=COFFER_GIT_COMMIT={commit}");
+}
+
+fn watch_git_head() {
     // Rebuild when the checked-out commit moves (HEAD, or the branch it points to).
     if let Some(git_dir) = Command::new("git")
         .args(["rev-parse", "--git-dir"])
@@ -44,5 +58,4 @@ fn main() {
             }
         }
     }
-    println!("cargo:rerun-if-changed=build.rs");
 }

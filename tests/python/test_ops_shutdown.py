@@ -134,3 +134,15 @@ def test_sigterm_releases_the_background_lease_to_the_next_node(tmp_path):
         for node in nodes:
             node.stop()
         pg.stop()
+
+
+def test_sighup_without_tls_does_not_stop_the_server(tmp_path):
+    # `systemctl reload` sends SIGHUP; without a certificate to reload it must be harmless.
+    srv = start_server(["serve", "--dev", "--listen", "127.0.0.1:0"])
+    try:
+        srv.proc.send_signal(signal.SIGHUP)
+        assert "nothing to reload" in srv.output_once_it_shows("nothing to reload")
+        assert srv.proc.poll() is None
+        make_client(srv.url).list_secrets()
+    finally:
+        srv.stop()

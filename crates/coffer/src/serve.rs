@@ -205,6 +205,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // Before the listening line: from then on SIGHUP reloads (without TLS, it is ignored
+        // rather than ending the process, so `systemctl reload` is harmless).
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
         let mut out = std::io::stdout().lock();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let _ = writeln!(out, "listening on {scheme}://{addr}");
@@ -232,9 +236,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-        if let Some(tls) = tls {
-            tokio::spawn(reload_on_sighup(tls));
-        }
+        tokio::spawn(reload_on_sighup(hangups, tls));
         coffer_server::connections::serve_with_tls(
             listener,
             coffer_server::http::router(app),
@@ -295,13 +297,15 @@ fn self_signed_temp_dir() -> PathBuf {
 }
 
 /// Reads the certificate again on each SIGHUP (a renewed certificate, without a restart).
-async fn reload_on_sighup(tls: std::sync::Arc<Tls>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch for SIGHUP: the TLS certificate will not be reloaded");
-        return;
-    };
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    tls: Option<std::sync::Arc<Tls>>,
+) {
     while hangups.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            tracing::info!("SIGHUP: nothing to reload (no TLS certificate)");
+            continue;
+        };
         match tls.reload() {
             Ok(()) => {
                 tracing::info!(fingerprint = %tls.fingerprint(), "reloaded the TLS certificate")
