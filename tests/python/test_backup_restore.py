@@ -218,6 +218,12 @@ def read_everything(url: str) -> dict:
     return out
 
 
+def key_of(data_dir: Path) -> list[str]:
+    """The master key option of a command reading or writing a backup of `data_dir`'s data:
+    backups are authenticated under a key derived from it."""
+    return ["--master-key-file", str(data_dir / MASTER_KEY_FILE)]
+
+
 def serve(args: list[str], key_file: Path) -> object:
     return start_server(["serve", "--dev", "--listen", "127.0.0.1:0", *args,
                          "--master-key-file", str(key_file)])
@@ -266,7 +272,7 @@ def test_sqlite_backup_restored_into_postgres_reads_back_identical(sqlite_backup
     migrated = coffer("migrate", "--store", url)
     assert "migrated from version 0" in migrated.stdout, migrated.stdout
     assert "already at version" in coffer("migrate", "--store", url).stdout
-    restored = coffer("restore", "--store", url, "--in", str(backup))
+    restored = coffer("restore", "--store", url, "--in", str(backup), *key_of(data_dir))
     assert "restored 5 secrets" in restored.stdout, restored.stdout
     assert "postgres://postgres@127.0.0.1" in restored.stdout
 
@@ -277,14 +283,14 @@ def test_sqlite_backup_restored_into_postgres_reads_back_identical(sqlite_backup
         server.stop()
 
     # Restoring twice would duplicate or clobber data: the second attempt is refused.
-    second = coffer("restore", "--store", url, "--in", str(backup), check=False)
+    second = coffer("restore", "--store", url, "--in", str(backup), *key_of(data_dir), check=False)
     assert second.returncode != 0 and "not empty" in second.stderr, second.stderr
 
 
 def test_sqlite_backup_restored_into_a_new_sqlite_store_reads_back_identical(sqlite_backup, tmp_path):
     data_dir, expected, backup = sqlite_backup
     target = tmp_path / "restored"
-    coffer("restore", "--data-dir", str(target), "--in", str(backup))
+    coffer("restore", "--data-dir", str(target), "--in", str(backup), *key_of(data_dir))
     server = serve(["--data-dir", str(target)], data_dir / MASTER_KEY_FILE)
     try:
         assert read_everything(server.url) == expected
@@ -295,11 +301,11 @@ def test_sqlite_backup_restored_into_a_new_sqlite_store_reads_back_identical(sql
 def test_a_postgres_store_backs_up_and_restores_into_sqlite(sqlite_backup, postgres, tmp_path):
     data_dir, expected, backup = sqlite_backup
     url = postgres.create_database()
-    coffer("restore", "--store", url, "--in", str(backup))
+    coffer("restore", "--store", url, "--in", str(backup), *key_of(data_dir))
     second_backup = tmp_path / "from-postgres.jsonl"
-    coffer("backup", "--store", url, "--out", str(second_backup))
+    coffer("backup", "--store", url, "--out", str(second_backup), *key_of(data_dir))
     target = tmp_path / "back-to-sqlite"
-    coffer("restore", "--store", f"sqlite:{target / 'coffer.db'}", "--in", str(second_backup))
+    coffer("restore", "--store", f"sqlite:{target / 'coffer.db'}", "--in", str(second_backup), *key_of(data_dir))
     server = serve(["--data-dir", str(target)], data_dir / MASTER_KEY_FILE)
     try:
         assert read_everything(server.url) == expected
@@ -313,6 +319,6 @@ def test_a_truncated_backup_is_refused_and_restores_nothing(sqlite_backup, tmp_p
     truncated = tmp_path / "truncated.jsonl"
     truncated.write_text("\n".join(lines[:-1]) + "\n")
     target = tmp_path / "target"
-    proc = coffer("restore", "--data-dir", str(target), "--in", str(truncated), check=False)
+    proc = coffer("restore", "--data-dir", str(target), "--in", str(truncated), *key_of(sqlite_backup[0]), check=False)
     assert proc.returncode != 0 and "incomplete" in proc.stderr, proc.stderr
     assert not (target / "coffer.db").exists()

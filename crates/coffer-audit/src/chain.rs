@@ -1,11 +1,22 @@
 //! The hash chain that makes the trail tamper-evident, and its verifier.
 //!
 //! Events are chained per account and region. Each stored [`Record`] carries its
-//! sequence number (1, 2, ...), its time, the previous record's hash and its own hash:
-//! SHA-256 over a domain tag, the sequence number, the time, the previous hash and the
+//! sequence number (1, 2, ...), its time, the previous record's hash and its own hash
+//! over a domain tag, the sequence number, the time, the previous hash and the
 //! canonical JSON of the event (keys sorted at every depth). A [`Head`] per chain
 //! holds the newest sequence number and hash, so that removing the newest events is
 //! seen too.
+//!
+//! Two formats share one chain. Version 1 records (written before chains were keyed)
+//! carry a plain SHA-256, which anyone with the database can recompute: dropping the
+//! newest events and rewriting the head went unseen. Version 2 records (`"v":2`) carry
+//! an HMAC-SHA256 under the [`ChainKey`], a random key wrapped by the master key, and
+//! the head carries an HMAC too (binding the chain id, the newest sequence number and
+//! hash). Without the key, no event can be added, changed or dropped and no head
+//! rewritten without `coffer audit verify` seeing it. A chain switches once: the first
+//! keyed event links to the last unkeyed one's hash, and an unkeyed event after a keyed
+//! one is a downgrade, reported as such. Events before the switch still verify as the
+//! unkeyed format, protected by the keyed events and the keyed head after them.
 //!
 //! Records are stored under keys that sort newest first (`<account>/<region>/<u64::MAX -
 //! seq>`), because LookupEvents answers newest first and the store lists keys in
@@ -14,7 +25,8 @@
 //! was changed, removed or reordered.
 
 use crate::event::Event;
-use aws_lc_rs::digest;
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::{digest, hmac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -26,6 +38,51 @@ pub const HEAD_KIND: &str = "audit.head";
 /// The previous hash of the first event of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const DOMAIN: &str = "coffer-audit-chain-v1";
+/// The domain tag of keyed (version 2) records.
+const KEYED_DOMAIN: &str = "coffer-audit-chain-v2";
+/// The domain tag of a keyed head's MAC.
+const HEAD_DOMAIN: &str = "coffer-audit-head-v2";
+/// The format version of keyed records.
+pub const KEYED: u8 = 2;
+
+/// The key that authenticates keyed records and heads (HMAC-SHA256). It is a random key
+/// wrapped by the master key in the store; the server holds it, and `coffer audit
+/// verify` unwraps it with the master key.
+#[derive(Clone)]
+pub struct ChainKey(hmac::Key);
+
+impl ChainKey {
+    /// A chain key from its 32 random bytes.
+    pub fn new(bytes: &[u8]) -> ChainKey {
+        ChainKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+}
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChainKey(***)")
+    }
+}
+
+fn hex_into(bytes: &[u8], hex: &mut String) {
+    for byte in bytes {
+        hex.push(char::from_digit(u32::from(byte >> 4), 16).expect("a nibble"));
+        hex.push(char::from_digit(u32::from(byte & 0xf), 16).expect("a nibble"));
+    }
+}
+
+/// Whether `hex` is the lowercase hex of `expected`, compared in constant time.
+fn hex_matches(hex: &str, expected: &str) -> bool {
+    verify_slices_are_equal(hex.as_bytes(), expected.as_bytes()).is_ok()
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn is_one(v: &u8) -> bool {
+    *v == 1
+}
 
 /// The key prefix of one chain's events, and the key of its head.
 pub fn chain_id(account: &str, region: &str) -> String {
@@ -56,12 +113,43 @@ pub fn seq_of_key(key: &str) -> Option<u64> {
 pub struct Head {
     pub seq: u64,
     pub hash: String,
+    /// HMAC-SHA256 (hex) under the [`ChainKey`] of the chain id, `seq` and `hash`:
+    /// absent on heads written before chains were keyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl Head {
+    /// The MAC of a head of `chain` at `seq` and `hash`.
+    fn compute_mac(key: &ChainKey, chain: &str, seq: u64, hash: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&key.0);
+        ctx.update(format!("{HEAD_DOMAIN}\n{chain}\n{seq}\n{hash}").as_bytes());
+        let mut hex = String::with_capacity(64);
+        hex_into(ctx.sign().as_ref(), &mut hex);
+        hex
+    }
+
+    /// This head with its MAC for `chain` under `key`, as it is stored.
+    pub fn sealed(mut self, chain: &str, key: &ChainKey) -> Head {
+        self.mac = Some(Head::compute_mac(key, chain, self.seq, &self.hash));
+        self
+    }
+
+    /// Whether this head carries the MAC of `chain` under `key`.
+    pub fn mac_is_valid(&self, chain: &str, key: &ChainKey) -> bool {
+        self.mac.as_deref().is_some_and(|mac| {
+            hex_matches(mac, &Head::compute_mac(key, chain, self.seq, &self.hash))
+        })
+    }
 }
 
 /// One stored event with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
+    /// The format: 1 (unkeyed SHA-256, not written out) or [`KEYED`].
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub v: u8,
     pub seq: u64,
     pub time_ms: i64,
     pub prev_hash: String,
@@ -111,22 +199,50 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// The hash of a record with these contents, as lowercase hex.
+/// The unkeyed (version 1) hash of a record with these contents, as lowercase hex.
 pub fn hash_record(seq: u64, time_ms: i64, prev_hash: &str, event: &Value) -> String {
     let mut canonical = Vec::with_capacity(2048);
     write_canonical(event, &mut canonical);
-    hash_canonical(seq, time_ms, prev_hash, &canonical)
+    hash_canonical(None, seq, time_ms, prev_hash, &canonical)
 }
 
-/// [`hash_record`] of an event already in canonical JSON.
-fn hash_canonical(seq: u64, time_ms: i64, prev_hash: &str, canonical: &[u8]) -> String {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(format!("{DOMAIN}\n{seq}\n{time_ms}\n{prev_hash}\n").as_bytes());
-    ctx.update(canonical);
+/// The keyed (version 2) hash of a record with these contents, as lowercase hex.
+pub fn mac_record(
+    key: &ChainKey,
+    seq: u64,
+    time_ms: i64,
+    prev_hash: &str,
+    event: &Value,
+) -> String {
+    let mut canonical = Vec::with_capacity(2048);
+    write_canonical(event, &mut canonical);
+    hash_canonical(Some(key), seq, time_ms, prev_hash, &canonical)
+}
+
+/// The hash of an event already in canonical JSON: HMAC-SHA256 under `key` (version 2)
+/// or, without a key, SHA-256 (version 1). Both cost about one pass of SHA-256 over the
+/// event; the HMAC's key schedule is computed once, when the [`ChainKey`] is made.
+fn hash_canonical(
+    key: Option<&ChainKey>,
+    seq: u64,
+    time_ms: i64,
+    prev_hash: &str,
+    canonical: &[u8],
+) -> String {
     let mut hex = String::with_capacity(64);
-    for byte in ctx.finish().as_ref() {
-        hex.push(char::from_digit(u32::from(byte >> 4), 16).expect("a nibble"));
-        hex.push(char::from_digit(u32::from(byte & 0xf), 16).expect("a nibble"));
+    match key {
+        Some(key) => {
+            let mut ctx = hmac::Context::with_key(&key.0);
+            ctx.update(format!("{KEYED_DOMAIN}\n{seq}\n{time_ms}\n{prev_hash}\n").as_bytes());
+            ctx.update(canonical);
+            hex_into(ctx.sign().as_ref(), &mut hex);
+        }
+        None => {
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            ctx.update(format!("{DOMAIN}\n{seq}\n{time_ms}\n{prev_hash}\n").as_bytes());
+            ctx.update(canonical);
+            hex_into(ctx.finish().as_ref(), &mut hex);
+        }
     }
     hex
 }
@@ -241,41 +357,58 @@ fn write_event_canonical(event: &Event, out: &mut Vec<u8>) {
 /// [`Record::seal`] (the same fields in the same order, the event in canonical JSON,
 /// which is also how serde_json writes a `Value`), at a fraction of the cost, since the
 /// event is serialized once instead of three times. Every call's event goes through here.
-pub fn seal_to_bytes(prev: Option<&Head>, time_ms: i64, event: &Event) -> (Vec<u8>, Head) {
+/// With `key`, the record is keyed (version 2); the head returned carries no MAC yet:
+/// the caller seals it ([`Head::sealed`]) once per transaction, when it stores it.
+pub fn seal_to_bytes(
+    prev: Option<&Head>,
+    time_ms: i64,
+    event: &Event,
+    key: Option<&ChainKey>,
+) -> (Vec<u8>, Head) {
     let (seq, prev_hash) = match prev {
         Some(h) => (h.seq + 1, h.hash.as_str()),
         None => (1, GENESIS),
     };
     let mut canonical = Vec::with_capacity(1536);
     write_event_canonical(event, &mut canonical);
-    let hash = hash_canonical(seq, time_ms, prev_hash, &canonical);
+    let hash = hash_canonical(key, seq, time_ms, prev_hash, &canonical);
     let mut bytes = Vec::with_capacity(canonical.len() + 200);
+    let version = if key.is_some() { r#"{"v":2,"# } else { "{" };
     bytes.extend_from_slice(
         format!(
-            r#"{{"seq":{seq},"timeMs":{time_ms},"prevHash":"{prev_hash}","hash":"{hash}","event":"#
+            r#"{version}"seq":{seq},"timeMs":{time_ms},"prevHash":"{prev_hash}","hash":"{hash}","event":"#
         )
         .as_bytes(),
     );
     bytes.extend_from_slice(&canonical);
     bytes.push(b'}');
-    (bytes, Head { seq, hash })
+    (bytes, Head { seq, hash, mac: None })
 }
 
 impl Record {
-    /// Seals `event` as the record following `prev` (or as the first of its chain).
-    pub fn seal(prev: Option<&Head>, time_ms: i64, event: &Event) -> Record {
+    /// Seals `event` as the record following `prev` (or as the first of its chain), keyed
+    /// when `key` is given.
+    pub fn seal(
+        prev: Option<&Head>,
+        time_ms: i64,
+        event: &Event,
+        key: Option<&ChainKey>,
+    ) -> Record {
         let event = serde_json::to_value(event).expect("events serialize");
         let (seq, prev_hash) = match prev {
             Some(h) => (h.seq + 1, h.hash.clone()),
             None => (1, GENESIS.to_string()),
         };
-        let hash = hash_record(seq, time_ms, &prev_hash, &event);
-        Record { seq, time_ms, prev_hash, hash, event }
+        let (v, hash) = match key {
+            Some(key) => (KEYED, mac_record(key, seq, time_ms, &prev_hash, &event)),
+            None => (1, hash_record(seq, time_ms, &prev_hash, &event)),
+        };
+        Record { v, seq, time_ms, prev_hash, hash, event }
     }
 
-    /// The head a chain has once this record is its newest.
+    /// The head a chain has once this record is its newest (without its MAC).
     pub fn head(&self) -> Head {
-        Head { seq: self.seq, hash: self.hash.clone() }
+        Head { seq: self.seq, hash: self.hash.clone(), mac: None }
     }
 
     /// The stored bytes.
@@ -296,9 +429,19 @@ impl Record {
         self.event.get("eventID").and_then(Value::as_str)
     }
 
-    /// Whether the stored hash is the hash of the stored contents.
-    pub fn hash_is_valid(&self) -> bool {
-        hash_record(self.seq, self.time_ms, &self.prev_hash, &self.event) == self.hash
+    /// Whether the stored hash is the hash of the stored contents: an unkeyed record's
+    /// SHA-256, or a keyed record's HMAC under `key` (never valid without the key).
+    pub fn hash_is_valid(&self, key: Option<&ChainKey>) -> bool {
+        match (self.v, key) {
+            (1, _) => {
+                hash_record(self.seq, self.time_ms, &self.prev_hash, &self.event) == self.hash
+            }
+            (KEYED, Some(key)) => hex_matches(
+                &self.hash,
+                &mac_record(key, self.seq, self.time_ms, &self.prev_hash, &self.event),
+            ),
+            _ => false,
+        }
     }
 }
 
@@ -317,6 +460,12 @@ pub enum BrokenKind {
     Reordered { found_seq: u64 },
     /// The chain's head is missing or does not match its newest event.
     HeadMismatch,
+    /// The chain's head carries no valid MAC: it was written without the chain key.
+    HeadForged,
+    /// An unkeyed event follows a keyed one: the chain was rewritten in the old format.
+    Downgraded,
+    /// The event is keyed and no chain key was given to check it.
+    NoKey,
 }
 
 /// The first event (in time order) of a chain found changed, removed or reordered.
@@ -351,6 +500,17 @@ impl fmt::Display for Broken {
             BrokenKind::HeadMismatch => {
                 write!(f, "{at}: the chain head does not match its newest event")
             }
+            BrokenKind::HeadForged => write!(
+                f,
+                "{at}: the chain head's MAC does not verify under the audit chain key (the head was rewritten, or newest events dropped)"
+            ),
+            BrokenKind::Downgraded => write!(
+                f,
+                "{at}: an unkeyed event follows a keyed one (the chain was rewritten without the key)"
+            ),
+            BrokenKind::NoKey => {
+                write!(f, "{at}: the event is keyed but the audit chain key is not available")
+            }
         }
     }
 }
@@ -361,16 +521,29 @@ impl fmt::Display for Broken {
 pub struct Verifier {
     chain: String,
     head: Option<Head>,
+    /// The chain key: with it, the head must carry a valid MAC and keyed records are
+    /// checked; without it (a store whose chains were never keyed), neither can be.
+    key: Option<ChainKey>,
     /// The record visited before (one newer): its key's seq, its prev_hash, its event id,
-    /// and whether it was readable and in its place (only then does its link count).
-    newer: Option<(u64, String, Option<String>, bool)>,
+    /// whether it was readable and in its place (only then does its link count), and
+    /// whether it was keyed.
+    newer: Option<(u64, String, Option<String>, bool, bool)>,
     worst: Option<Broken>,
     count: u64,
 }
 
 impl Verifier {
-    pub fn new(chain: &str, head: Option<Head>) -> Verifier {
-        Verifier { chain: chain.to_string(), head, newer: None, worst: None, count: 0 }
+    pub fn new(chain: &str, head: Option<Head>, key: Option<ChainKey>) -> Verifier {
+        Verifier { chain: chain.to_string(), head, key, newer: None, worst: None, count: 0 }
+    }
+
+    /// Whether the head's MAC verifies, when a key is given (without one, not checked).
+    fn head_authentic(&self) -> bool {
+        match (&self.key, &self.head) {
+            (None, _) => true,
+            (Some(key), Some(head)) => head.mac_is_valid(&self.chain, key),
+            (Some(_), None) => false,
+        }
     }
 
     fn broken(&mut self, seq: u64, event_id: Option<String>, kind: BrokenKind) {
@@ -383,18 +556,24 @@ impl Verifier {
         let key_seq = seq_of_key(key).unwrap_or(0);
         let Some(record) = Record::from_bytes(bytes) else {
             self.broken(key_seq, None, BrokenKind::Unreadable);
-            self.newer = Some((key_seq, String::new(), None, false));
+            self.newer = Some((key_seq, String::new(), None, false, false));
             return;
         };
         let id = record.event_id().map(str::to_string);
+        let keyed = record.v != 1;
         match &self.newer {
             None => {
-                // The newest record must be the one the head names.
+                // The newest record must be the one the head names, and the head must be
+                // authentic: else the newest events may have been dropped with it.
                 let head_ok = self
                     .head
                     .as_ref()
                     .is_some_and(|h| h.seq == record.seq && h.hash == record.hash);
+                let authentic = self.head_authentic();
                 match &self.head {
+                    Some(_) if !authentic => {
+                        self.broken(key_seq, id.clone(), BrokenKind::HeadForged)
+                    }
                     Some(h) if h.seq > key_seq => self.broken(
                         key_seq,
                         id.clone(),
@@ -404,9 +583,17 @@ impl Verifier {
                     _ => {}
                 }
             }
-            Some((newer_seq, newer_prev, newer_id, newer_in_place)) => {
-                let (newer_seq, newer_prev, newer_id, newer_in_place) =
-                    (*newer_seq, newer_prev.clone(), newer_id.clone(), *newer_in_place);
+            Some((newer_seq, newer_prev, newer_id, newer_in_place, newer_keyed)) => {
+                let (newer_seq, newer_prev, newer_id, newer_in_place, newer_keyed) = (
+                    *newer_seq,
+                    newer_prev.clone(),
+                    newer_id.clone(),
+                    *newer_in_place,
+                    *newer_keyed,
+                );
+                if keyed && !newer_keyed && newer_in_place && key_seq + 1 == newer_seq {
+                    self.broken(newer_seq, newer_id.clone(), BrokenKind::Downgraded);
+                }
                 if key_seq + 1 != newer_seq {
                     // Keys between this one and the newer one are gone.
                     self.broken(
@@ -425,11 +612,13 @@ impl Verifier {
         }
         if record.seq != key_seq {
             self.broken(key_seq, id.clone(), BrokenKind::Reordered { found_seq: record.seq });
-        } else if !record.hash_is_valid() {
+        } else if keyed && self.key.is_none() {
+            self.broken(key_seq, id.clone(), BrokenKind::NoKey);
+        } else if !record.hash_is_valid(self.key.as_ref()) {
             self.broken(key_seq, id.clone(), BrokenKind::Changed);
         }
         let in_place = record.seq == key_seq;
-        self.newer = Some((key_seq, record.prev_hash.clone(), id, in_place));
+        self.newer = Some((key_seq, record.prev_hash.clone(), id, in_place, keyed));
     }
 
     /// Ends the walk: the number of events checked, or the first bad one.
@@ -437,15 +626,16 @@ impl Verifier {
         match self.newer.clone() {
             None if self.count == 0 => {
                 if let Some(h) = self.head.clone() {
-                    self.broken(
-                        h.seq,
-                        None,
-                        BrokenKind::Removed { missing_from: 1, missing_to: h.seq },
-                    );
+                    let kind = if self.head_authentic() {
+                        BrokenKind::Removed { missing_from: 1, missing_to: h.seq }
+                    } else {
+                        BrokenKind::HeadForged
+                    };
+                    self.broken(h.seq, None, kind);
                 }
             }
             None => {}
-            Some((oldest_seq, oldest_prev, oldest_id, oldest_in_place)) => {
+            Some((oldest_seq, oldest_prev, oldest_id, oldest_in_place, _)) => {
                 if oldest_seq != 1 {
                     self.broken(
                         oldest_seq,
@@ -468,9 +658,10 @@ impl Verifier {
 pub fn verify<'a>(
     chain: &str,
     head: Option<Head>,
+    key: Option<ChainKey>,
     records_newest_first: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Result<u64, Broken> {
-    let mut v = Verifier::new(chain, head);
+    let mut v = Verifier::new(chain, head, key);
     for (key, bytes) in records_newest_first {
         v.push(key, bytes);
     }
@@ -551,37 +742,185 @@ mod tests {
 
     #[test]
     fn sealing_to_bytes_gives_the_bytes_and_head_of_a_sealed_record() {
-        let prev = Head { seq: 41, hash: "ab".repeat(32) };
+        let prev = Head { seq: 41, hash: "ab".repeat(32), mac: None };
         for e in varied_events() {
             for prev in [None, Some(&prev)] {
-                let (bytes, head) = seal_to_bytes(prev, 1_700_000_000_123, &e);
-                let record = Record::seal(prev, 1_700_000_000_123, &e);
-                assert_eq!(bytes, record.to_bytes());
-                assert_eq!(head, record.head());
-                assert!(Record::from_bytes(&bytes).unwrap().hash_is_valid());
+                for key in [None, Some(&test_key())] {
+                    let (bytes, head) = seal_to_bytes(prev, 1_700_000_000_123, &e, key);
+                    let record = Record::seal(prev, 1_700_000_000_123, &e, key);
+                    assert_eq!(bytes, record.to_bytes());
+                    assert_eq!(head, record.head());
+                    let read = Record::from_bytes(&bytes).unwrap();
+                    assert_eq!(read, record);
+                    assert!(read.hash_is_valid(key));
+                    assert_eq!(read.v, if key.is_some() { KEYED } else { 1 });
+                }
             }
         }
     }
 
+    const CHAIN: &str = "111122223333/us-east-1";
+
+    fn test_key() -> ChainKey {
+        ChainKey::new(&[9; 32])
+    }
+
     /// A chain of `n` records as the store holds them: (key, bytes) newest first, and its head.
     fn chain(n: u64) -> (Vec<(String, Vec<u8>)>, Head) {
+        mixed_chain(n, 0, None)
+    }
+
+    /// A chain of `unkeyed` unkeyed records followed by `keyed` records keyed under
+    /// `key`, and its head (sealed under `key` when given).
+    fn mixed_chain(
+        unkeyed: u64,
+        keyed: u64,
+        key: Option<&ChainKey>,
+    ) -> (Vec<(String, Vec<u8>)>, Head) {
         let mut head: Option<Head> = None;
         let mut out = Vec::new();
-        for i in 1..=n {
-            let r = Record::seal(head.as_ref(), 1000 * i as i64, &event(i));
+        for i in 1..=unkeyed + keyed {
+            let r = Record::seal(
+                head.as_ref(),
+                1000 * i as i64,
+                &event(i),
+                key.filter(|_| i > unkeyed),
+            );
             head = Some(r.head());
             out.push((event_key("111122223333", "us-east-1", r.seq), r.to_bytes()));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        (out, head.unwrap())
+        let head = head.unwrap();
+        (
+            out,
+            match key {
+                Some(key) => head.sealed(CHAIN, key),
+                None => head,
+            },
+        )
     }
 
     fn check(records: &[(String, Vec<u8>)], head: Option<Head>) -> Result<u64, Broken> {
-        verify(
-            "111122223333/us-east-1",
-            head,
-            records.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-        )
+        check_with(records, head, None)
+    }
+
+    fn check_with(
+        records: &[(String, Vec<u8>)],
+        head: Option<Head>,
+        key: Option<ChainKey>,
+    ) -> Result<u64, Broken> {
+        verify(CHAIN, head, key, records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+
+    #[test]
+    fn a_keyed_chain_and_a_chain_keyed_after_unkeyed_events_verify() {
+        let key = test_key();
+        let (records, head) = mixed_chain(0, 5, Some(&key));
+        assert_eq!(check_with(&records, Some(head), Some(key.clone())), Ok(5));
+        let (records, head) = mixed_chain(3, 2, Some(&key));
+        assert_eq!(check_with(&records, Some(head), Some(key.clone())), Ok(5));
+        // An unkeyed chain whose head was sealed when the key was made.
+        let (records, head) = mixed_chain(3, 0, None);
+        assert_eq!(check_with(&records, Some(head.sealed(CHAIN, &key)), Some(key)), Ok(3));
+    }
+
+    /// The attack the unkeyed chain missed: with the database but not the key, drop the
+    /// newest events and point the head at the newest one left.
+    #[test]
+    fn dropping_the_newest_events_and_rewriting_the_head_is_seen_without_the_key() {
+        let key = test_key();
+        for unkeyed in [0, 3] {
+            let (mut records, _) = mixed_chain(unkeyed, 5 - unkeyed, Some(&key));
+            records.drain(..2);
+            let newest = Record::from_bytes(&records[0].1).unwrap();
+            for head in [newest.head(), newest.head().sealed(CHAIN, &ChainKey::new(&[1; 32]))] {
+                let broken = check_with(&records, Some(head), Some(key.clone())).unwrap_err();
+                assert_eq!((broken.seq, broken.kind.clone()), (3, BrokenKind::HeadForged));
+                assert!(broken.to_string().contains("head"), "{broken}");
+            }
+            // Removing the head altogether is seen too.
+            let broken = check_with(&records, None, Some(key.clone())).unwrap_err();
+            assert_eq!(broken.kind, BrokenKind::HeadMismatch);
+        }
+        // The unkeyed chain's blind spot, for the record: without a key it passes.
+        let (mut records, _) = chain(5);
+        records.drain(..2);
+        let newest = Record::from_bytes(&records[0].1).unwrap();
+        assert_eq!(check(&records, Some(newest.head())), Ok(3));
+    }
+
+    #[test]
+    fn a_keyed_event_rewritten_with_any_other_hash_is_changed() {
+        let key = test_key();
+        let (mut records, head) = mixed_chain(0, 5, Some(&key));
+        let mut r = Record::from_bytes(&records[2].1).unwrap();
+        r.event["requestParameters"]["name"] = "forged".into();
+        // Recomputed as an unkeyed hash, or as a keyed one under another key.
+        for hash in [
+            hash_record(r.seq, r.time_ms, &r.prev_hash, &r.event),
+            mac_record(&ChainKey::new(&[1; 32]), r.seq, r.time_ms, &r.prev_hash, &r.event),
+        ] {
+            r.hash = hash;
+            records[2].1 = r.to_bytes();
+            let broken = check_with(&records, Some(head.clone()), Some(key.clone())).unwrap_err();
+            assert_eq!((broken.seq, broken.kind), (3, BrokenKind::Changed));
+        }
+    }
+
+    #[test]
+    fn an_unkeyed_event_edited_before_the_switch_is_seen_by_the_first_keyed_one() {
+        let key = test_key();
+        let (mut records, head) = mixed_chain(3, 2, Some(&key));
+        // Rewrite the whole unkeyed part consistently: only the keyed link shows it.
+        let mut prev: Option<Head> = None;
+        for index in (2..5).rev() {
+            let mut r = Record::from_bytes(&records[index].1).unwrap();
+            r.event["requestParameters"]["name"] = "forged".into();
+            r.prev_hash = prev.as_ref().map_or(GENESIS.to_string(), |h| h.hash.clone());
+            r.hash = hash_record(r.seq, r.time_ms, &r.prev_hash, &r.event);
+            prev = Some(r.head());
+            records[index].1 = r.to_bytes();
+        }
+        let broken = check_with(&records, Some(head), Some(key)).unwrap_err();
+        assert_eq!((broken.seq, broken.kind), (3, BrokenKind::Changed));
+    }
+
+    #[test]
+    fn an_unkeyed_event_after_a_keyed_one_is_a_downgrade() {
+        let key = test_key();
+        let mut head: Option<Head> = None;
+        let mut records = Vec::new();
+        for i in 1..=4u64 {
+            let r =
+                Record::seal(head.as_ref(), 1000 * i as i64, &event(i), (i < 4).then_some(&key));
+            head = Some(r.head());
+            records.push((event_key("111122223333", "us-east-1", r.seq), r.to_bytes()));
+        }
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        let head = head.unwrap().sealed(CHAIN, &key);
+        let broken = check_with(&records, Some(head), Some(key)).unwrap_err();
+        assert_eq!((broken.seq, broken.kind), (4, BrokenKind::Downgraded));
+    }
+
+    #[test]
+    fn keyed_events_without_the_key_are_reported_not_passed() {
+        let key = test_key();
+        let (records, head) = mixed_chain(0, 2, Some(&key));
+        let broken = check_with(&records, Some(head), None).unwrap_err();
+        assert_eq!(broken.kind, BrokenKind::NoKey);
+    }
+
+    #[test]
+    fn a_head_mac_binds_its_chain() {
+        let key = test_key();
+        let head = Head { seq: 3, hash: "ab".repeat(32), mac: None }.sealed(CHAIN, &key);
+        assert!(head.mac_is_valid(CHAIN, &key));
+        assert!(!head.mac_is_valid("111122223333/eu-west-1", &key));
+        assert!(!Head { seq: 4, ..head.clone() }.mac_is_valid(CHAIN, &key));
+        assert!(!head.mac_is_valid(CHAIN, &ChainKey::new(&[1; 32])));
+        // A head serializes as before when it has no MAC.
+        let plain = Head { seq: 1, hash: "x".into(), mac: None };
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"seq":1,"hash":"x"}"#);
     }
 
     #[test]
@@ -686,7 +1025,7 @@ mod tests {
         let (records, head) = chain(3);
         let broken = check(&records, None).unwrap_err();
         assert_eq!(broken.kind, BrokenKind::HeadMismatch);
-        let wrong = Head { seq: 3, hash: GENESIS.into() };
+        let wrong = Head { seq: 3, hash: GENESIS.into(), mac: None };
         assert_eq!(check(&records, Some(wrong)).unwrap_err().kind, BrokenKind::HeadMismatch);
         assert_eq!(check(&records, Some(head)), Ok(3));
     }

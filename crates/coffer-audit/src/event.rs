@@ -148,12 +148,16 @@ fn lower_camel(name: &str) -> String {
 /// `value` as CloudTrail records it: every member named in `sensitive` or in
 /// [`ALWAYS_REDACTED`] removed at any depth (inside structures, lists and maps), and the
 /// remaining member names in lower camel case. `null` stays `null`.
+///
+/// Names compare without regard to case (`secretString` is removed like `SecretString`):
+/// what reaches here should already be the members of the model only
+/// (`ServiceModel::input_members_only`), and this keeps a miss there from being a leak.
 pub fn redact_parameters(value: &Value, sensitive: &BTreeSet<String>) -> Value {
     match value {
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, v) in map {
-                if sensitive.contains(k) || ALWAYS_REDACTED.contains(&k.as_str()) {
+                if is_redacted(k, sensitive) {
                     continue;
                 }
                 out.insert(lower_camel(k), redact_parameters(v, sensitive));
@@ -165,6 +169,89 @@ pub fn redact_parameters(value: &Value, sensitive: &BTreeSet<String>) -> Value {
         }
         other => other.clone(),
     }
+}
+
+/// Whether member `name` is never recorded: sensitive in the model or always redacted,
+/// compared without regard to case.
+fn is_redacted(name: &str, sensitive: &BTreeSet<String>) -> bool {
+    sensitive.contains(name)
+        || ALWAYS_REDACTED.iter().any(|r| r.eq_ignore_ascii_case(name))
+        || sensitive.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// The longest string (in bytes) an event records of one request parameter; longer ones
+/// are cut at a character boundary and end with [`TRUNCATED`].
+pub const MAX_PARAMETER_BYTES: usize = 1024;
+/// The most bytes an event's request parameters take, as JSON, for a call that ran.
+pub const MAX_PARAMETERS_BYTES: usize = 10 * 1024;
+/// The same for a call that failed (denied, invalid, not found): what it asked for
+/// matters less than that it was refused, and a refused call costs its caller nothing.
+pub const MAX_FAILED_PARAMETERS_BYTES: usize = 2 * 1024;
+/// Ends a string cut to [`MAX_PARAMETER_BYTES`].
+pub const TRUNCATED: &str = "...(truncated)";
+/// The member that lists the top-level parameters left out to keep an event within its cap.
+pub const OMITTED_MEMBER: &str = "omittedParameters";
+
+/// Request parameters bounded for the trail: every string (map keys too) at most
+/// [`MAX_PARAMETER_BYTES`], then whole top-level members left out, largest first, until
+/// the JSON is at most `max_bytes` (their names listed under [`OMITTED_MEMBER`]). Members
+/// that name the resource (`secretId`, `name`, `keyId`, ...) are kept: LookupEvents finds
+/// events by them, and each is one capped string. Any caller can make a request as large
+/// as the body limit, so without this one denied call would write a megabyte to the trail.
+pub fn cap_parameters(value: Value, max_bytes: usize) -> Value {
+    let value = cap_strings(value);
+    let Value::Object(mut map) = value else {
+        return if json_len(&value) <= max_bytes { value } else { Value::Null };
+    };
+    let mut omitted = Vec::new();
+    while json_len_map(&map) > max_bytes {
+        let largest = map
+            .iter()
+            .filter(|(k, _)| {
+                !RESOURCE_MEMBERS.contains(&k.as_str()) && k.as_str() != OMITTED_MEMBER
+            })
+            .max_by_key(|(_, v)| json_len(v))
+            .map(|(k, _)| k.clone());
+        let Some(largest) = largest else { break };
+        map.remove(&largest);
+        omitted.push(Value::String(largest));
+        map.insert(OMITTED_MEMBER.to_string(), Value::Array(omitted.clone()));
+    }
+    Value::Object(map)
+}
+
+fn cap_strings(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(cap_string(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(cap_strings).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (cap_string(k), cap_strings(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// `s` cut to [`MAX_PARAMETER_BYTES`] at a character boundary, ending with [`TRUNCATED`]
+/// when cut. Also for error messages, which may quote what the caller sent.
+pub fn cap_string(mut s: String) -> String {
+    if s.len() <= MAX_PARAMETER_BYTES {
+        return s;
+    }
+    let mut end = MAX_PARAMETER_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(TRUNCATED);
+    s
+}
+
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+fn json_len_map(map: &Map<String, Value>) -> usize {
+    serde_json::to_vec(map).map_or(usize::MAX, |v| v.len())
 }
 
 #[cfg(test)]
@@ -254,6 +341,38 @@ mod tests {
             assert!(!text.contains(secret), "{secret} leaked");
         }
         assert_eq!(redact_parameters(&Value::Null, &sensitive), Value::Null);
+    }
+
+    #[test]
+    fn redaction_ignores_case() {
+        let sensitive: BTreeSet<String> = ["SecretString".to_string()].into();
+        let request =
+            json!({"secretString": "a", "SECRETBINARY": "b", "plaintext": "c", "Name": "n"});
+        assert_eq!(redact_parameters(&request, &sensitive), json!({"name": "n"}));
+    }
+
+    #[test]
+    fn parameters_are_capped_per_string_and_in_total() {
+        let long = "é".repeat(2000);
+        let capped = cap_parameters(json!({"secretId": long, "list": [long.clone()]}), 1 << 20);
+        let id = capped["secretId"].as_str().unwrap();
+        assert!(id.len() <= MAX_PARAMETER_BYTES + TRUNCATED.len() && id.ends_with(TRUNCATED));
+        assert!(capped["list"][0].as_str().unwrap().ends_with(TRUNCATED));
+        // Too large as a whole: the largest members go first, identifiers stay.
+        let many: Vec<Value> =
+            (0..100).map(|i| json!({"key": format!("k{i}"), "value": "v".repeat(500)})).collect();
+        let big = json!({"name": "db", "description": "short", "tags": many});
+        let capped = cap_parameters(big, 2048);
+        assert!(serde_json::to_vec(&capped).unwrap().len() <= 2048);
+        assert_eq!(capped["name"], "db");
+        assert_eq!(capped["description"], "short");
+        assert_eq!(capped[OMITTED_MEMBER], json!(["tags"]));
+        assert_eq!(cap_parameters(Value::Null, 10), Value::Null);
+        // Map keys are strings too.
+        let key = "k".repeat(5000);
+        let capped = cap_parameters(json!({"encryptionContext": {key: "v"}}), 1 << 20);
+        let kept = capped["encryptionContext"].as_object().unwrap();
+        assert!(kept.keys().all(|k| k.len() <= MAX_PARAMETER_BYTES + TRUNCATED.len()));
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod event;
 pub mod lookup;
 mod time;
 
-pub use chain::{Broken, BrokenKind, Head, Record, verify};
+pub use chain::{Broken, BrokenKind, ChainKey, Head, Record, verify};
 pub use event::{Event, Resource, UserIdentity, redact_parameters};
 pub use lookup::{Attribute, LookupError, Query};
 pub use time::format_iso8601;

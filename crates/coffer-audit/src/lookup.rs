@@ -198,21 +198,59 @@ pub struct Page {
 /// Runs `query` over the chain of `account` and `region`. `fetch(prefix, after, limit)`
 /// returns up to `limit` stored records under `prefix` with keys strictly after `after`,
 /// in key order (newest event first).
-pub fn run<E, F>(account: &str, region: &str, query: &Query, mut fetch: F) -> Result<Page, E>
+///
+/// The work of one call is bounded: it examines at most [`SCAN_BUDGET`] records and
+/// [`SCAN_BYTES`] bytes of them, then answers what it found so far (possibly nothing)
+/// with a NextToken that resumes below the last record examined, as CloudTrail may answer
+/// fewer events than MaxResults with a NextToken. Without this, an attribute nothing
+/// matches read the caller's whole trail in one call.
+pub fn run<E, F>(account: &str, region: &str, query: &Query, fetch: F) -> Result<Page, E>
 where
     F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
 {
-    const BATCH: usize = 200;
+    run_with_budget(account, region, query, SCAN_BUDGET, SCAN_BYTES, fetch)
+}
+
+/// How many stored records one LookupEvents call examines at most.
+pub const SCAN_BUDGET: usize = 1000;
+/// How many bytes of stored records one LookupEvents call reads at most (besides the
+/// batch that crosses it): events are capped at a few KiB, but a trail written before
+/// the caps may hold larger ones.
+pub const SCAN_BYTES: usize = 8 * 1024 * 1024;
+/// Records fetched at a time: small, so a batch of large old events stays small too.
+const BATCH: usize = 50;
+
+/// [`run`] with explicit bounds (tests use small ones).
+pub fn run_with_budget<E, F>(
+    account: &str,
+    region: &str,
+    query: &Query,
+    budget: usize,
+    byte_budget: usize,
+    mut fetch: F,
+) -> Result<Page, E>
+where
+    F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
+{
     let prefix = event_prefix(account, region);
     let mut after = query.before_seq.map(|seq| crate::chain::event_key(account, region, seq));
     let mut events = Vec::new();
+    let (mut examined, mut bytes_read) = (0usize, 0usize);
     loop {
-        let batch = fetch(&prefix, after.as_deref(), BATCH)?;
-        let exhausted = batch.len() < BATCH;
+        if examined >= budget || bytes_read >= byte_budget {
+            // Out of budget: resume below the last record examined.
+            let seq = after.as_deref().and_then(seq_of_key);
+            let next_token = seq.filter(|&seq| seq > 1).map(encode_token);
+            return Ok(Page { events, next_token });
+        }
+        let batch = fetch(&prefix, after.as_deref(), BATCH.min(budget - examined))?;
+        let exhausted = batch.len() < BATCH.min(budget - examined);
         for (key, bytes) in &batch {
             after = Some(key.clone());
+            examined += 1;
+            bytes_read = bytes_read.saturating_add(bytes.len());
             let Some(record) = Record::from_bytes(bytes) else { continue };
-            if query.start_ms.is_some_and(|s| record.time_ms < s - TIME_SLACK_MS) {
+            if query.start_ms.is_some_and(|s| record.time_ms < s.saturating_sub(TIME_SLACK_MS)) {
                 return Ok(Page { events, next_token: None });
             }
             if !query.matches(&record) {
@@ -283,7 +321,7 @@ mod tests {
         let mut head: Option<Head> = None;
         let mut out = BTreeMap::new();
         for i in 1..=n {
-            let r = Record::seal(head.as_ref(), i as i64 * 1000, &event(i));
+            let r = Record::seal(head.as_ref(), i as i64 * 1000, &event(i), None);
             head = Some(r.head());
             out.insert(event_key("1", "us-east-1", i), r.to_bytes());
         }
@@ -370,6 +408,71 @@ mod tests {
         }
         assert_eq!(all.len(), 11);
         assert_eq!(all.last().unwrap(), "id-10");
+    }
+
+    #[test]
+    fn a_lookup_examines_a_bounded_number_of_records_and_pages_on() {
+        let s = store(450);
+        let fetches = std::cell::Cell::new(0usize);
+        let bounded = |q: &Query| {
+            let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
+                fetches.set(fetches.get() + limit.min(450));
+                Ok::<_, ()>(
+                    s.iter()
+                        .filter(|(k, _)| {
+                            k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a)
+                        })
+                        .take(limit)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            };
+            run_with_budget("1", "us-east-1", q, 100, usize::MAX, fetch).unwrap()
+        };
+        // Nothing matches: each call reads at most the budget and says where to go on.
+        let none = attr("EventName", "NoSuchOperation");
+        let mut q = Query::new(&none, None, None, None, None).unwrap();
+        let mut calls = 0;
+        loop {
+            fetches.set(0);
+            let page = bounded(&q);
+            calls += 1;
+            assert!(page.events.is_empty());
+            assert!(fetches.get() <= 100, "{} records examined", fetches.get());
+            match page.next_token {
+                Some(t) => q = Query::new(&none, None, None, None, Some(&t)).unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(calls, 5);
+        // Sparse matches are all found across budget-limited pages, none twice.
+        let some = attr("EventName", "GetSecretValue");
+        let mut q = Query::new(&some, None, None, Some(50), None).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let page = bounded(&q);
+            seen.extend(ids(&page));
+            match page.next_token {
+                Some(t) => q = Query::new(&some, None, None, Some(50), Some(&t)).unwrap(),
+                None => break,
+            }
+        }
+        let expected: Vec<String> =
+            (1..=450).rev().filter(|i| i % 3 == 0).map(|i| format!("id-{i}")).collect();
+        assert_eq!(seen, expected);
+        // A byte budget stops a scan of large records early too.
+        let q = Query::new(&none, None, None, None, None).unwrap();
+        let page = run_with_budget("1", "us-east-1", &q, 1000, 1, |prefix, after, limit| {
+            Ok::<_, ()>(
+                s.iter()
+                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .unwrap();
+        assert!(page.next_token.is_some());
     }
 
     #[test]

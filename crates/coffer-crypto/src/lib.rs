@@ -11,11 +11,13 @@
 //! This crate does no I/O except reading and creating the master key file.
 
 mod aead;
+mod derive;
 mod envelope;
 mod error;
 mod keys;
 mod master;
 
+pub use derive::{Mac, MacKey};
 pub use envelope::{ENVELOPE_VERSION, SEAL_OVERHEAD, open, seal};
 pub use error::CryptoError;
 pub use keys::{KEY_LEN, KeyMaterial, SecretBytes};

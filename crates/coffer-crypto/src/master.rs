@@ -36,7 +36,7 @@ const MAX_KEY_FILE_LEN: u64 = 1024;
 
 /// The root of the key hierarchy. It only wraps other keys and seals its own check value.
 pub struct MasterKey {
-    key: KeyMaterial,
+    pub(crate) key: KeyMaterial,
 }
 
 impl MasterKey {

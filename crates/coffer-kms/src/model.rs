@@ -129,10 +129,6 @@ impl KeyRecord {
     pub fn material(&self, version: u32) -> Option<&Material> {
         self.materials.iter().find(|m| m.version == version)
     }
-
-    pub fn is_enabled(&self) -> bool {
-        self.state == KeyState::Enabled
-    }
 }
 
 /// An alias: a friendly name pointing at one key of the same account and region.

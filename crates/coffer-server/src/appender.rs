@@ -82,7 +82,7 @@ fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
         }
         let Some(app) = app.upgrade() else { return };
         let committed = app.store.write(&mut |tx| {
-            let mut heads = crate::audit::Heads::default();
+            let mut heads = crate::audit::Heads::new(app.audit.chain_key());
             for (event, _) in &batch {
                 crate::audit::append_unwritten(&app, tx, &mut heads, event)
                     .map_err(|_| StoreError::Aborted)?;

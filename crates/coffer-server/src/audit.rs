@@ -14,7 +14,7 @@
 
 use crate::auth::{Authenticated, RawRequest};
 use crate::{App, RequestContext, clock};
-use coffer_audit::chain::{self, EVENT_KIND, HEAD_KIND, Head, Record};
+use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record};
 use coffer_audit::event::{self, EVENT_VERSION, Event, Resource, UserIdentity};
 use coffer_audit::lookup::{self, LookupError, Query};
 use coffer_core::{AwsError, ErrorCode, Scope};
@@ -67,6 +67,8 @@ impl Default for Settings {
 pub struct Auditor {
     settings: Settings,
     sink: Mutex<Option<(File, u64)>>,
+    /// The key of the chains ([`open_chain_key`]); without it events are chained unkeyed.
+    chain_key: std::sync::OnceLock<ChainKey>,
     failures: Mutex<HashMap<String, FailureWindow>>,
 }
 
@@ -108,7 +110,21 @@ impl std::fmt::Debug for Auditor {
 
 impl Auditor {
     pub fn new(settings: Settings) -> Auditor {
-        Auditor { settings, sink: Mutex::new(None), failures: Mutex::new(HashMap::new()) }
+        Auditor {
+            settings,
+            sink: Mutex::new(None),
+            failures: Mutex::new(HashMap::new()),
+            chain_key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Keys every event appended from now on (set once, at start, before serving).
+    pub fn set_chain_key(&self, key: ChainKey) {
+        let _ = self.chain_key.set(key);
+    }
+
+    pub(crate) fn chain_key(&self) -> Option<&ChainKey> {
+        self.chain_key.get()
     }
 
     /// Counts a failed signature of the known access key `key_id` and says whether to
@@ -243,6 +259,10 @@ struct Pending {
     time_ms: i64,
     event: Event,
     sensitive: Arc<BTreeSet<String>>,
+    /// The model whose input shape says which request members are recorded (`None`:
+    /// CloudTrail's LookupEvents, whose shape `coffer-wire::cloudtrail` knows, or a call
+    /// with no JSON body).
+    model: Option<&'static ServiceModel>,
     /// Set once the event committed with the call's change.
     committed: bool,
     /// Secrets a batch call read, each recorded with an event of its own
@@ -333,7 +353,7 @@ fn begin_named(
         event_name: op.to_string(),
         aws_region: ctx.scope.region.clone(),
         source_ip_address: source_ip(raw.source_ip),
-        user_agent: header(raw, "user-agent").unwrap_or("").chars().take(1024).collect(),
+        user_agent: event::cap_string(header(raw, "user-agent").unwrap_or("").to_string()),
         error_code: None,
         error_message: None,
         request_parameters: Value::Null,
@@ -348,11 +368,18 @@ fn begin_named(
         event_category: "Management".to_string(),
     };
     let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
+    // The embedded models are 'static; which one is named by the event source.
+    let model = model.and_then(|_| match source {
+        "secretsmanager.amazonaws.com" => Some(ServiceModel::secretsmanager()),
+        "kms.amazonaws.com" => Some(ServiceModel::kms()),
+        _ => None,
+    });
     let pending = Pending {
         scope: ctx.scope.clone(),
         time_ms: now,
         event,
         sensitive,
+        model,
         committed: false,
         secrets_read: Vec::new(),
         also: None,
@@ -423,11 +450,23 @@ fn append_delivered(
     Ok(())
 }
 
-/// Records the request parameters of the call on this thread, redacted.
+/// Records the request parameters of the call on this thread: only the members of the
+/// operation's input shape (the request is not validated yet, and anything else in it is
+/// the caller's to fill), redacted, and capped (`event::cap_parameters`).
 pub fn set_request(body: &Value) {
     PENDING.with(|p| {
         if let Some(pending) = p.borrow_mut().as_mut() {
-            pending.event.request_parameters = parameters(body, &pending.sensitive);
+            let known = match pending.model {
+                Some(model) => model.input_members_only(&pending.event.event_name, body),
+                None if pending.event.event_source == "cloudtrail.amazonaws.com" => {
+                    coffer_wire::cloudtrail::input_members_only(body)
+                }
+                None => Value::Null,
+            };
+            pending.event.request_parameters = event::cap_parameters(
+                parameters(&known, &pending.sensitive),
+                event::MAX_PARAMETERS_BYTES,
+            );
         }
     });
 }
@@ -449,7 +488,9 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
     let found = as_json::<sm::SecretRefResponse>(result)
         .or_else(|| as_json::<sm::DeleteSecretResponse>(result))
         .or_else(|| as_json::<sm::EmptyResponse>(result));
-    found.map(|v| parameters(&v, sensitive)).unwrap_or(Value::Null)
+    found
+        .map(|v| event::cap_parameters(parameters(&v, sensitive), event::MAX_PARAMETERS_BYTES))
+        .unwrap_or(Value::Null)
 }
 
 /// Adds the secret an event names to its `resources`.
@@ -483,43 +524,275 @@ fn error_code(e: &AwsError) -> String {
 }
 
 /// The chain heads a transaction has moved, stored once when it is done: a batch of
-/// events reads and writes each chain's head once instead of once per event.
-#[derive(Default)]
-pub(crate) struct Heads(HashMap<String, Head>);
+/// events reads and writes each chain's head once instead of once per event (and, with
+/// a chain key, checks and computes each head's MAC once).
+pub(crate) struct Heads<'k> {
+    moved: HashMap<String, Head>,
+    key: Option<&'k ChainKey>,
+}
 
-impl Heads {
+impl<'k> Heads<'k> {
+    /// Heads keyed with `key` (the app's chain key, if it has one).
+    pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
+        Heads { moved: HashMap::new(), key }
+    }
+
     /// The head of chain `id` (of `scope`) as this transaction has left it.
+    ///
+    /// With a chain key, a stored head must carry its MAC: a head rewritten without the
+    /// key (newest events dropped) is never continued, since the next keyed event and
+    /// head would launder the cut. The call then fails closed, like any audit failure.
     fn current(
         &mut self,
         tx: &dyn WriteTxn,
         id: &str,
         scope: &Scope,
     ) -> Result<Option<Head>, StoreError> {
-        if let Some(head) = self.0.get(id) {
+        if let Some(head) = self.moved.get(id) {
             return Ok(Some(head.clone()));
         }
+        let forged = || {
+            StoreError::Backend(format!(
+                "the audit chain head of {id} does not verify under the chain key; refusing to continue the chain (run `coffer audit verify`)"
+            ))
+        };
         if let Some(bytes) = tx.record(HEAD_KIND, id)?
             && let Ok(head) = serde_json::from_slice::<Head>(&bytes)
         {
+            if let Some(key) = self.key
+                && !head.mac_is_valid(id, key)
+            {
+                return Err(forged());
+            }
             return Ok(Some(head));
         }
         // Without a head (never written, or removed), continue after the newest stored
-        // event rather than overwrite the chain from its start.
+        // event rather than overwrite the chain from its start; with a chain key, a chain
+        // that has events but lost its head is refused as above.
         let prefix = chain::event_prefix(&scope.account, &scope.region);
-        Ok(tx
+        let newest = tx
             .records(EVENT_KIND, &prefix, None, 1)?
             .first()
             .and_then(|(_, bytes)| Record::from_bytes(bytes))
-            .map(|r| r.head()))
+            .map(|r| r.head());
+        if newest.is_some() && self.key.is_some() {
+            return Err(forged());
+        }
+        Ok(newest)
     }
 
-    /// Stores every moved head.
+    /// Stores every moved head, with its MAC when keyed.
     pub(crate) fn store(self, tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
-        for (id, head) in self.0 {
+        for (id, head) in self.moved {
+            let head = match self.key {
+                Some(key) => head.sealed(&id, key),
+                None => head,
+            };
             let bytes = serde_json::to_vec(&head).expect("heads serialize");
             tx.put_record(HEAD_KIND, &id, &bytes)?;
         }
         Ok(())
+    }
+}
+
+/// The wrapped-key id of the audit chain key.
+pub const CHAIN_KEY_ID: &str = "audit-chain-key";
+const CHAIN_KEY_CONTEXT: &[u8] = b"coffer audit chain key v2";
+
+/// Loads the audit chain key (wrapped under `master`), creating it on first use. When it
+/// is created, the heads of chains written before chains were keyed are sealed under it,
+/// in the same transaction: that is the one moment an unkeyed head is trusted, so a head
+/// rewritten later without the key is never sealed. Returns the key and how many heads
+/// were sealed. Call after the master key was checked against the store.
+pub fn open_chain_key(
+    master: &coffer_crypto::MasterKey,
+    store: &dyn coffer_store::Store,
+) -> Result<(ChainKey, usize), String> {
+    let mut out = None;
+    let mut failure = None;
+    store
+        .write(&mut |tx| {
+            if let Some(wrapped) = tx.wrapped_key(CHAIN_KEY_ID)? {
+                match master.unwrap_key(&wrapped, CHAIN_KEY_CONTEXT) {
+                    Ok(key) => out = Some((ChainKey::new(key.expose()), 0)),
+                    Err(e) => {
+                        failure = Some(format!("cannot unwrap the audit chain key: {e}"));
+                        return Err(StoreError::Aborted);
+                    }
+                }
+                return Ok(());
+            }
+            let material = coffer_crypto::KeyMaterial::generate();
+            tx.put_wrapped_key(CHAIN_KEY_ID, &master.wrap_key(&material, CHAIN_KEY_CONTEXT))?;
+            let key = ChainKey::new(material.expose());
+            let mut sealed = 0;
+            let mut after: Option<String> = None;
+            loop {
+                let page = tx.records(HEAD_KIND, "", after.as_deref(), 500)?;
+                for (id, bytes) in &page {
+                    if let Ok(head) = serde_json::from_slice::<Head>(bytes)
+                        && head.mac.is_none()
+                    {
+                        let head = head.sealed(id, &key);
+                        tx.put_record(
+                            HEAD_KIND,
+                            id,
+                            &serde_json::to_vec(&head).expect("heads serialize"),
+                        )?;
+                        sealed += 1;
+                    }
+                }
+                match page.last() {
+                    Some((id, _)) if page.len() == 500 => after = Some(id.clone()),
+                    _ => break,
+                }
+            }
+            out = Some((key, sealed));
+            Ok(())
+        })
+        .map_err(|e| {
+            failure.take().unwrap_or_else(|| format!("cannot open the audit chain key: {e}"))
+        })?;
+    out.ok_or_else(|| "the audit chain key transaction did not run".to_string())
+}
+
+/// The audit chain key of a store, read only (for `coffer audit verify`): `None` when the
+/// store has none (its chains were never keyed).
+pub fn load_chain_key(
+    master: &coffer_crypto::MasterKey,
+    tx: &dyn ReadTxn,
+) -> Result<Option<ChainKey>, String> {
+    let wrapped =
+        tx.wrapped_key(CHAIN_KEY_ID).map_err(|e| format!("cannot read the store: {e}"))?;
+    wrapped
+        .map(|wrapped| {
+            master
+                .unwrap_key(&wrapped, CHAIN_KEY_CONTEXT)
+                .map(|key| ChainKey::new(key.expose()))
+                .map_err(|e| format!("cannot unwrap the audit chain key with this master key: {e}"))
+        })
+        .transpose()
+}
+
+/// Re-wraps the audit chain key from `old` to `new` master key, in the transaction of a
+/// master-key rotation (`crate::rotate_master_key`), so the chains keep verifying.
+/// Returns whether anything changed; a no-op when already done or when there is no key.
+pub(crate) fn rewrap_chain_key_in(
+    tx: &mut dyn WriteTxn,
+    old: &coffer_crypto::MasterKey,
+    new: &coffer_crypto::MasterKey,
+) -> Result<bool, String> {
+    let Some(wrapped) = tx.wrapped_key(CHAIN_KEY_ID).map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    if new.unwrap_key(&wrapped, CHAIN_KEY_CONTEXT).is_ok() {
+        return Ok(false);
+    }
+    let key = old
+        .unwrap_key(&wrapped, CHAIN_KEY_CONTEXT)
+        .map_err(|e| format!("cannot unwrap the audit chain key: {e}"))?;
+    tx.put_wrapped_key(CHAIN_KEY_ID, &new.wrap_key(&key, CHAIN_KEY_CONTEXT))
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// [`rewrap_chain_key_in`] in a transaction of its own.
+pub fn rewrap_chain_key(
+    store: &dyn coffer_store::Store,
+    old: &coffer_crypto::MasterKey,
+    new: &coffer_crypto::MasterKey,
+) -> Result<bool, String> {
+    let mut outcome = Ok(false);
+    store
+        .write(&mut |tx| {
+            outcome = rewrap_chain_key_in(tx, old, new);
+            if outcome.is_err() { Err(StoreError::Aborted) } else { Ok(()) }
+        })
+        .or_else(
+            |e| if outcome.is_err() { Ok(()) } else { Err(format!("the store failed: {e}")) },
+        )?;
+    outcome
+}
+
+#[cfg(test)]
+mod chain_key_tests {
+    use super::*;
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, Store};
+
+    fn scope() -> Scope {
+        Scope::new("111122223333", "us-east-1")
+    }
+
+    fn put_head(store: &dyn Store, head: &Head) {
+        let id = chain::chain_id("111122223333", "us-east-1");
+        store
+            .write(&mut |tx| tx.put_record(HEAD_KIND, &id, &serde_json::to_vec(head).unwrap()))
+            .unwrap();
+    }
+
+    fn current(store: &dyn Store, key: Option<&ChainKey>) -> Result<Option<Head>, StoreError> {
+        let id = chain::chain_id("111122223333", "us-east-1");
+        let mut out = None;
+        let result = store.write(&mut |tx| {
+            out = Some(Heads::new(key).current(tx, &id, &scope()));
+            Ok(())
+        });
+        result.unwrap();
+        out.unwrap()
+    }
+
+    #[test]
+    fn the_chain_key_seals_existing_heads_once_when_it_is_created() {
+        let store = MemoryStore::new();
+        let master = MasterKey::generate();
+        let legacy = Head { seq: 3, hash: "ab".repeat(32), mac: None };
+        put_head(&store, &legacy);
+        let (key, sealed) = open_chain_key(&master, &store).unwrap();
+        assert_eq!(sealed, 1);
+        let head = current(&store, Some(&key)).unwrap().unwrap();
+        assert!(head.mac_is_valid("111122223333/us-east-1", &key));
+        // Later, a head written without the key is never sealed, and never continued.
+        put_head(&store, &legacy);
+        let (again, sealed) = open_chain_key(&master, &store).unwrap();
+        assert_eq!(sealed, 0);
+        let refused = current(&store, Some(&again)).unwrap_err();
+        assert!(refused.to_string().contains("does not verify"), "{refused}");
+        // Another master key cannot open it.
+        assert!(open_chain_key(&MasterKey::generate(), &store).is_err());
+    }
+
+    #[test]
+    fn the_chain_key_moves_with_a_master_key_rotation() {
+        let store = MemoryStore::new();
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let (key, _) = open_chain_key(&old, &store).unwrap();
+        assert!(rewrap_chain_key(&store, &old, &new).unwrap());
+        assert!(!rewrap_chain_key(&store, &old, &new).unwrap());
+        let (moved, _) = open_chain_key(&new, &store).unwrap();
+        let head = Head { seq: 1, hash: "x".into(), mac: None }.sealed("c", &key);
+        assert!(head.mac_is_valid("c", &moved));
+    }
+
+    #[test]
+    fn a_keyed_chain_that_lost_its_head_is_not_continued() {
+        let store = MemoryStore::new();
+        let (key, _) = open_chain_key(&MasterKey::generate(), &store).unwrap();
+        assert_eq!(current(&store, Some(&key)).unwrap(), None);
+        store
+            .write(&mut |tx| {
+                let mut heads = Heads::new(Some(&key));
+                let event = service_event(&scope(), "secretsmanager", "RotationStarted", "arn", 0);
+                append_in(tx, &mut heads, &scope(), 0, &event)?;
+                heads.store(tx)
+            })
+            .unwrap();
+        assert_eq!(current(&store, Some(&key)).unwrap().unwrap().seq, 1);
+        let id = chain::chain_id("111122223333", "us-east-1");
+        store.write(&mut |tx| tx.delete_record(HEAD_KIND, &id)).unwrap();
+        assert!(current(&store, Some(&key)).is_err());
+        // Without a key (an unkeyed store), the chain continues after its newest event.
+        assert_eq!(current(&store, None).unwrap().unwrap().seq, 1);
     }
 }
 
@@ -534,10 +807,10 @@ fn append_in(
 ) -> Result<u64, StoreError> {
     let id = chain::chain_id(&scope.account, &scope.region);
     let head = heads.current(tx, &id, scope)?;
-    let (bytes, head) = chain::seal_to_bytes(head.as_ref(), time_ms, event);
+    let (bytes, head) = chain::seal_to_bytes(head.as_ref(), time_ms, event, heads.key);
     let seq = head.seq;
     tx.put_record(EVENT_KIND, &chain::event_key(&scope.account, &scope.region, seq), &bytes)?;
-    heads.0.insert(id, head);
+    heads.moved.insert(id, head);
     Ok(seq)
 }
 
@@ -589,7 +862,7 @@ fn append_alone(
     time_ms: i64,
     event: &Event,
 ) -> Result<(), AwsError> {
-    let mut heads = Heads::default();
+    let mut heads = Heads::new(app.audit.chain_key());
     append_and_stream(app, tx, &mut heads, scope, time_ms, event)?;
     heads.store(tx).map_err(crate::store_error)
 }
@@ -636,7 +909,7 @@ pub(crate) fn in_transaction(
     let mut event = pending.event.clone();
     event.response_elements = response_of(result, &pending.sensitive);
     add_resources(&mut event);
-    let mut heads = Heads::default();
+    let mut heads = Heads::new(app.audit.chain_key());
     let also = pending.also.as_ref();
     append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event)?;
     heads.store(tx).map_err(crate::store_error)
@@ -724,13 +997,24 @@ fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten>
     match outcome {
         Ok(bytes) if !event.read_only => {
             event.response_elements = serde_json::from_slice::<Value>(bytes)
-                .map(|v| parameters(&v, &pending.sensitive))
+                .map(|v| {
+                    event::cap_parameters(
+                        parameters(&v, &pending.sensitive),
+                        event::MAX_PARAMETERS_BYTES,
+                    )
+                })
                 .unwrap_or(Value::Null);
         }
         Ok(_) => {}
         Err((code, message)) => {
-            event.error_code = Some(code);
-            event.error_message = Some(message);
+            // A refused call is kept small: its parameters under a tighter cap, and its
+            // message (a ValidationException quotes the values it refused) cut.
+            event.request_parameters = event::cap_parameters(
+                std::mem::take(&mut event.request_parameters),
+                event::MAX_FAILED_PARAMETERS_BYTES,
+            );
+            event.error_code = Some(event::cap_string(code));
+            event.error_message = Some(event::cap_string(message));
         }
     }
     add_resources(&mut event);
@@ -770,7 +1054,7 @@ pub(crate) fn append_unwritten(
 /// Writes one event in a transaction of its own.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let written = app.store.write(&mut |tx| {
-        let mut heads = Heads::default();
+        let mut heads = Heads::new(app.audit.chain_key());
         append_unwritten(app, tx, &mut heads, unwritten)
             .map_err(|_| StoreError::Aborted)
             .and_then(|()| heads.store(tx))
@@ -805,14 +1089,35 @@ pub fn record_sts_call(
     finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
 
+/// The most scheduled deletions one sweep transaction carries out: a backlog (many
+/// secrets falling due at once, or a server down for long) is worked off in
+/// transactions of this size, so the sweep never holds the store's write lock, or
+/// builds a transaction, in proportion to the backlog.
+const SWEEP_BATCH: usize = 256;
+
 /// Carries out every scheduled secret deletion due at `now`, each with its
 /// `DeleteSecret` service event in the same transaction, as Secrets Manager records
-/// the end of a recovery window. Returns how many secrets were removed.
+/// the end of a recovery window, in transactions of at most [`SWEEP_BATCH`]
+/// secrets. Returns how many secrets were removed.
 pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
+    let mut total = 0;
+    loop {
+        let (deleted, more) = purge_due_batch(app, now, SWEEP_BATCH)?;
+        total += deleted;
+        if !more {
+            return Ok(total);
+        }
+    }
+}
+
+/// One transaction of [`purge_due_deletions`]: carries out at most `max` due deletions.
+/// Returns how many, and whether more were due.
+fn purge_due_batch(app: &App, now: i64, max: usize) -> Result<(usize, bool), AwsError> {
     forget_pending();
-    app.write(|tx| {
+    app.write(move |tx| {
         let due = tx.secrets_due_for_deletion(now).map_err(crate::store_error)?;
-        for arn in &due {
+        let batch = &due[..due.len().min(max)];
+        for arn in batch {
             let Some(meta) = tx.secret_by_arn(arn).map_err(crate::store_error)? else { continue };
             tx.delete_secret(arn).map_err(crate::store_error)?;
             record_service_event(
@@ -825,8 +1130,68 @@ pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
                 now,
             )?;
         }
-        Ok(due.len())
+        Ok((batch.len(), due.len() > batch.len()))
     })
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_core::model::SecretMeta;
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, Store};
+
+    /// The review could not tell whether the sweep bounds its transactions: it did not,
+    /// deleting every due secret in one. Now one transaction deletes at most its batch.
+    #[test]
+    fn the_deletion_sweep_works_off_a_backlog_in_bounded_transactions() {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let scope = Scope::new("111122223333", "us-east-1");
+        store
+            .write(&mut |tx| {
+                for i in 0..5 {
+                    tx.insert_secret(&SecretMeta {
+                        scope: scope.clone(),
+                        arn: format!(
+                            "arn:aws:secretsmanager:us-east-1:111122223333:secret:s{i}-AbCdEf"
+                        ),
+                        name: format!("s{i}"),
+                        seq: 0,
+                        description: None,
+                        kms_key_id: None,
+                        tags: None,
+                        created_ms: 1,
+                        last_changed_ms: 1,
+                        last_accessed_ms: None,
+                        deletion_ms: Some(10),
+                        owning_service: None,
+                        secret_type: None,
+                        resource_policy: None,
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let due = |store: &MemoryStore| {
+            let mut n = 0;
+            store
+                .read(&mut |tx| {
+                    n = tx.secrets_due_for_deletion(100)?.len();
+                    Ok(())
+                })
+                .unwrap();
+            n
+        };
+        assert_eq!(purge_due_batch(&app, 100, 2).unwrap(), (2, true));
+        assert_eq!(due(&store), 3);
+        assert_eq!(purge_due_batch(&app, 100, 2).unwrap(), (2, true));
+        assert_eq!(purge_due_batch(&app, 100, 2).unwrap(), (1, false));
+        assert_eq!(due(&store), 0);
+        assert_eq!(purge_due_deletions(&app, 100).unwrap(), 0);
+    }
 }
 
 /// An event of work Secrets Manager does by itself (`AwsServiceEvent`).

@@ -25,7 +25,8 @@ use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::{KeyManager, KeyRecord};
 use coffer_store::ReadTxn;
 use coffer_wire::operation::{KmsOp, Operation, SecretsManagerOp as Sm};
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -174,8 +175,55 @@ struct Target {
     meta: Option<SecretMeta>,
 }
 
-fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
-    body.get(name).and_then(Value::as_str)
+/// The members of a request that authorization reads, typed: the resource it names and
+/// the values its condition keys take. Decoded once from the validated body; a secret value
+/// is only noted as present (`IgnoredAny`), never copied.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Requested {
+    secret_id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    kms_key_id: Option<String>,
+    version_id: Option<String>,
+    version_stage: Option<String>,
+    version_stages: Option<Vec<String>>,
+    force_delete_without_recovery: Option<bool>,
+    recovery_window_in_days: Option<i64>,
+    block_public_policy: Option<bool>,
+    #[serde(rename = "RotationLambdaARN")]
+    rotation_lambda_arn: Option<String>,
+    rotate_immediately: Option<bool>,
+    force_overwrite_replica_secret: Option<bool>,
+    add_replica_regions: Option<Vec<ReplicaRegion>>,
+    tags: Option<Vec<RequestTag>>,
+    tag_keys: Option<Vec<String>>,
+    secret_string: Option<IgnoredAny>,
+    secret_binary: Option<IgnoredAny>,
+    key_id: Option<String>,
+    target_key_id: Option<String>,
+    alias_name: Option<String>,
+    source_key_id: Option<String>,
+    destination_key_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReplicaRegion {
+    region: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RequestTag {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+impl Requested {
+    fn has_value(&self) -> bool {
+        self.secret_string.is_some() || self.secret_binary.is_some()
+    }
 }
 
 /// The scope a SecretId is looked up in: the caller's, or for a full or partial ARN of
@@ -226,15 +274,17 @@ fn secret_target(
     app: &App,
     scope: &Scope,
     op: Sm,
-    body: &Value,
+    requested: &Requested,
 ) -> Result<(Target, Scope), AwsError> {
     let anything = || Target { arn: "*".to_string(), account: scope.account.clone(), meta: None };
     if op == Sm::CreateSecret {
-        let Some(name) = str_field(body, "Name") else { return Ok((anything(), scope.clone())) };
+        let Some(name) = &requested.name else { return Ok((anything(), scope.clone())) };
         let arn = names::new_secret_arn(scope, name, &mut rand::rng());
         return Ok((Target { arn, account: scope.account.clone(), meta: None }, scope.clone()));
     }
-    let Some(id) = str_field(body, "SecretId") else { return Ok((anything(), scope.clone())) };
+    let Some(id) = requested.secret_id.as_deref() else {
+        return Ok((anything(), scope.clone()));
+    };
     let owner = lookup_scope(id, scope);
     let meta = find_secret(app, &owner, id)?;
     Ok((target_of(&owner, id, meta), owner))
@@ -265,15 +315,6 @@ fn base_context(
     ctx
 }
 
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// Adds the condition keys of the secret a call acts on (its ARN, tags and type).
 fn resource_context(ctx: &mut Context, id_given: Option<&str>, target: &Target) {
     if let Some(meta) = &target.meta {
@@ -294,54 +335,58 @@ fn resource_context(ctx: &mut Context, id_given: Option<&str>, target: &Target) 
 }
 
 /// Adds the Secrets Manager condition keys a request carries.
-fn secret_context(ctx: &mut Context, id_given: Option<&str>, target: &Target, body: &Value) {
-    resource_context(ctx, id_given, target);
-    for (key, field) in [
-        ("secretsmanager:Name", "Name"),
-        ("secretsmanager:Description", "Description"),
-        ("secretsmanager:KmsKeyId", "KmsKeyId"),
-        ("secretsmanager:VersionId", "VersionId"),
-        ("secretsmanager:ForceDeleteWithoutRecovery", "ForceDeleteWithoutRecovery"),
-        ("secretsmanager:RecoveryWindowInDays", "RecoveryWindowInDays"),
-        ("secretsmanager:BlockPublicPolicy", "BlockPublicPolicy"),
-        ("secretsmanager:RotationLambdaARN", "RotationLambdaARN"),
-        ("secretsmanager:RotateImmediately", "RotateImmediately"),
-        ("secretsmanager:ForceOverwriteReplicaSecret", "ForceOverwriteReplicaSecret"),
-    ] {
-        if let Some(v) = body.get(field).and_then(scalar) {
-            ctx.set(key, v);
+fn request_context(ctx: &mut Context, requested: &Requested) {
+    let r = requested;
+    let texts = [
+        ("secretsmanager:Name", &r.name),
+        ("secretsmanager:Description", &r.description),
+        ("secretsmanager:KmsKeyId", &r.kms_key_id),
+        ("secretsmanager:VersionId", &r.version_id),
+        ("secretsmanager:RotationLambdaARN", &r.rotation_lambda_arn),
+    ];
+    for (key, value) in texts {
+        if let Some(v) = value {
+            ctx.set(key, v.clone());
         }
     }
-    if let Some(key) = str_field(body, "KmsKeyId").filter(|k| k.starts_with("arn:")) {
+    let flags = [
+        ("secretsmanager:ForceDeleteWithoutRecovery", r.force_delete_without_recovery),
+        ("secretsmanager:BlockPublicPolicy", r.block_public_policy),
+        ("secretsmanager:RotateImmediately", r.rotate_immediately),
+        ("secretsmanager:ForceOverwriteReplicaSecret", r.force_overwrite_replica_secret),
+    ];
+    for (key, value) in flags {
+        if let Some(v) = value {
+            ctx.set(key, v.to_string());
+        }
+    }
+    if let Some(days) = r.recovery_window_in_days {
+        ctx.set("secretsmanager:RecoveryWindowInDays", days.to_string());
+    }
+    if let Some(key) = r.kms_key_id.as_deref().filter(|k| k.starts_with("arn:")) {
         ctx.set("secretsmanager:KmsKeyArn", key);
     }
-    let mut stages: Vec<String> = Vec::new();
-    if let Some(s) = str_field(body, "VersionStage") {
-        stages.push(s.to_string());
-    }
-    if let Some(list) = body.get("VersionStages").and_then(Value::as_array) {
-        stages.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
-    }
+    let stages: Vec<String> =
+        r.version_stage.iter().chain(r.version_stages.iter().flatten()).cloned().collect();
     if !stages.is_empty() {
         ctx.set_all("secretsmanager:VersionStage", stages);
     }
-    if let Some(regions) = body.get("AddReplicaRegions").and_then(Value::as_array) {
-        let list = regions.iter().filter_map(|r| str_field(r, "Region").map(str::to_string));
-        ctx.set_all("secretsmanager:AddReplicaRegions", list.collect());
+    if let Some(regions) = &r.add_replica_regions {
+        let list = regions.iter().filter_map(|r| r.region.clone()).collect();
+        ctx.set_all("secretsmanager:AddReplicaRegions", list);
     }
-    if let Some(tags) = body.get("Tags").and_then(Value::as_array) {
+    if let Some(tags) = &r.tags {
         let mut keys = Vec::new();
         for tag in tags {
-            if let (Some(k), Some(v)) = (str_field(tag, "Key"), str_field(tag, "Value")) {
-                ctx.set(&format!("aws:RequestTag/{k}"), v);
-                keys.push(k.to_string());
+            if let (Some(k), Some(v)) = (&tag.key, &tag.value) {
+                ctx.set(&format!("aws:RequestTag/{k}"), v.clone());
+                keys.push(k.clone());
             }
         }
         ctx.set_all("aws:TagKeys", keys);
     }
-    if let Some(keys) = body.get("TagKeys").and_then(Value::as_array) {
-        let keys = keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect();
-        ctx.set_all("aws:TagKeys", keys);
+    if let Some(keys) = &r.tag_keys {
+        ctx.set_all("aws:TagKeys", keys.clone());
     }
 }
 
@@ -404,6 +449,22 @@ pub struct Gate {
     source_ip: Option<IpAddr>,
     secure: bool,
     now_ms: i64,
+    /// What was decided about the secret the request names, if it names one.
+    secret: Option<SecretDecision>,
+}
+
+/// The decision on the secret a request names, kept so that the handler uses the secret
+/// authorization resolved ([`Gate::resolved`], in the same read snapshot) and decides again
+/// when its write transaction sees the secret otherwise ([`Gate::confirm`]): a resource
+/// policy or tag changed between authorization and the write cannot be missed.
+struct SecretDecision {
+    action: &'static str,
+    owner: Scope,
+    id: String,
+    /// The request's own condition keys (caller, time, request members), without the
+    /// secret's, which are added from the secret as it is decided on.
+    request: Context,
+    meta: Option<SecretMeta>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -452,6 +513,29 @@ impl Gate {
         decide(&self.caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
     }
 
+    /// The secret authorization resolved for the SecretId `id` in `scope`; the handler of a
+    /// read-only call runs in the same snapshot, so it need not look the secret up again.
+    pub fn resolved(&self, scope: &Scope, id: &str) -> Option<&SecretMeta> {
+        let decided = self.secret.as_ref()?;
+        (decided.id == id && &decided.owner == scope).then_some(decided.meta.as_ref()).flatten()
+    }
+
+    /// Decides the call's action again on `meta` as a write transaction sees it, unless it
+    /// is the secret authorization decided on: the decision then holds in the snapshot the
+    /// change is made in.
+    pub fn confirm(&self, meta: &SecretMeta) -> Result<(), AwsError> {
+        let Some(decided) = &self.secret else { return Ok(()) };
+        if decided.meta.as_ref() == Some(meta) {
+            return Ok(());
+        }
+        let target = target_of(&decided.owner, &decided.id, Some(meta.clone()));
+        let mut context = decided.request.clone();
+        resource_context(&mut context, Some(&decided.id), &target);
+        let policy = resource_policy(target.meta.as_ref());
+        let (arn, account) = (&target.arn, &target.account);
+        decide(&self.caller, decided.action, arn, account, &context, policy.as_ref(), &decided.id)
+    }
+
     /// `action` on no particular resource (`*`), from identity policies alone.
     pub fn anything(&self, action: &str) -> Result<(), AwsError> {
         let context = self.context();
@@ -462,30 +546,45 @@ impl Gate {
 
 /// Authorizes a validated request and returns the context its handler runs in (the
 /// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
-/// handler authorizes the rest with.
+/// handler authorizes the rest with. For a request that did not come over TLS.
 pub fn authorize(
     app: &App,
     who: &Authenticated,
     ctx: RequestContext,
     op: Operation,
-    body: &Value,
+    requested: &Requested,
+    source_ip: Option<IpAddr>,
+) -> Result<RequestContext, AwsError> {
+    authorize_over(app, who, ctx, op, requested, source_ip, false)
+}
+
+/// [`authorize`], `secure` saying whether the request came over TLS (`aws:SecureTransport`).
+pub fn authorize_over(
+    app: &App,
+    who: &Authenticated,
+    ctx: RequestContext,
+    op: Operation,
+    requested: &Requested,
     source_ip: Option<IpAddr>,
     secure: bool,
 ) -> Result<RequestContext, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let gate = Arc::new(Gate {
+    let mut gate = Gate {
         caller: who.caller.clone(),
         region: who.region.clone(),
         source_ip,
         secure,
         now_ms,
-    });
+        secret: None,
+    };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
-            let (target, owner) = secret_target(app, &ctx.scope, op, body)?;
-            let id_given = str_field(body, "SecretId");
-            secret_context(&mut context, id_given, &target, body);
+            let (target, owner) = secret_target(app, &ctx.scope, op, requested)?;
+            let id_given = requested.secret_id.as_deref();
+            request_context(&mut context, requested);
+            let request_only = context.clone();
+            resource_context(&mut context, id_given, &target);
             let policy = resource_policy(target.meta.as_ref());
             let quoted = id_given.unwrap_or(&target.arn);
             decide(
@@ -497,7 +596,7 @@ pub fn authorize(
                 policy.as_ref(),
                 quoted,
             )?;
-            for (key, actions) in kms_key_checks(op, body, target.meta.as_ref()) {
+            for (key, actions) in kms_key_checks(op, requested, target.meta.as_ref()) {
                 let key = resolve_kms_key(app, &owner, &key)?;
                 if key.customer_managed {
                     for action in actions {
@@ -505,12 +604,19 @@ pub fn authorize(
                     }
                 }
             }
-            Ok(RequestContext { scope: owner, gate: Some(gate), ..ctx })
+            gate.secret = id_given.map(|id| SecretDecision {
+                action: op.iam_action(),
+                owner: owner.clone(),
+                id: id.to_string(),
+                request: request_only,
+                meta: target.meta,
+            });
+            Ok(RequestContext { scope: owner, gate: Some(Arc::new(gate)), ..ctx })
         }
         Operation::Kms(op) => {
             context.set("kms:CallerAccount", who.caller.principal.account.clone());
-            authorize_kms(app, who, &ctx.scope, op, body, &context)?;
-            Ok(RequestContext { gate: Some(gate), ..ctx })
+            authorize_kms(app, who, &ctx.scope, op, requested, &context)?;
+            Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
         }
         // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
         Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
@@ -528,7 +634,7 @@ fn authorize_kms(
     who: &Authenticated,
     scope: &Scope,
     op: KmsOp,
-    body: &Value,
+    requested: &Requested,
     context: &Context,
 ) -> Result<(), AwsError> {
     let account = &scope.account;
@@ -539,7 +645,7 @@ fn authorize_kms(
     let action = op.iam_action();
     match op {
         KmsOp::CreateAlias | KmsOp::UpdateAlias | KmsOp::DeleteAlias => {
-            if let Some(alias) = str_field(body, "AliasName") {
+            if let Some(alias) = requested.alias_name.as_deref() {
                 let alias_arn = kms_key_arn(scope, alias);
                 decide(&who.caller, action, &alias_arn, account, context, None, &alias_arn)?;
                 if op != KmsOp::CreateAlias {
@@ -550,21 +656,21 @@ fn authorize_kms(
                     }
                 }
             }
-            if let Some(target) = str_field(body, "TargetKeyId") {
+            if let Some(target) = requested.target_key_id.as_deref() {
                 on_key(action, target)?;
             }
             Ok(())
         }
         KmsOp::ReEncrypt => {
-            if let Some(source) = str_field(body, "SourceKeyId") {
+            if let Some(source) = requested.source_key_id.as_deref() {
                 on_key("kms:ReEncryptFrom", source)?;
             }
-            match str_field(body, "DestinationKeyId") {
+            match requested.destination_key_id.as_deref() {
                 Some(destination) => on_key("kms:ReEncryptTo", destination),
                 None => Ok(()),
             }
         }
-        _ => match str_field(body, "KeyId") {
+        _ => match requested.key_id.as_deref() {
             Some(key) => on_key(action, key),
             // The ciphertext names the key: the handler decides on it.
             None if op == KmsOp::Decrypt => Ok(()),
@@ -587,18 +693,18 @@ pub fn sealing_key(app: &App, tx: &dyn ReadTxn, scope: &Scope, blob: &[u8]) -> O
 /// handler on the key that sealed the version it opens.
 fn kms_key_checks(
     op: Sm,
-    body: &Value,
+    requested: &Requested,
     meta: Option<&SecretMeta>,
 ) -> Vec<(String, &'static [&'static str])> {
     const WRITE: &[&str] = &["kms:GenerateDataKey", "kms:Decrypt"];
     const UPDATE: &[&str] = &["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
-    let has_value = body.get("SecretString").is_some() || body.get("SecretBinary").is_some();
+    let has_value = requested.has_value();
     let existing = meta.and_then(|m| m.kms_key_id.clone());
-    let requested = str_field(body, "KmsKeyId").map(str::to_string);
+    let named = requested.kms_key_id.clone();
     let (key, actions) = match op {
         Sm::PutSecretValue => (existing, WRITE),
-        Sm::CreateSecret if has_value => (requested, WRITE),
-        Sm::UpdateSecret if has_value || requested.is_some() => (requested.or(existing), UPDATE),
+        Sm::CreateSecret if has_value => (named, WRITE),
+        Sm::UpdateSecret if has_value || named.is_some() => (named.or(existing), UPDATE),
         _ => (None, WRITE),
     };
     key.filter(|k| !is_aws_managed_key(k)).map(|k| (k, actions)).into_iter().collect()
@@ -722,13 +828,16 @@ mod tests {
 
     #[test]
     fn only_customer_managed_keys_need_kms_permissions() {
-        let body = serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/aws/secretsmanager"});
+        let body = serde_json::from_value::<Requested>(serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/aws/secretsmanager"})).unwrap();
         assert!(kms_key_checks(Sm::CreateSecret, &body, None).is_empty());
-        let body = serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/app"});
+        let body = serde_json::from_value::<Requested>(
+            serde_json::json!({"Name": "x", "SecretString": "v", "KmsKeyId": "alias/app"}),
+        )
+        .unwrap();
         let checks = kms_key_checks(Sm::CreateSecret, &body, None);
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].1, &["kms:GenerateDataKey", "kms:Decrypt"]);
-        let update = serde_json::json!({"SecretId": "x", "KmsKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab"});
+        let update = serde_json::from_value::<Requested>(serde_json::json!({"SecretId": "x", "KmsKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab"})).unwrap();
         assert_eq!(kms_key_checks(Sm::UpdateSecret, &update, None)[0].1.len(), 3);
         assert!(kms_key_checks(Sm::DescribeSecret, &update, None).is_empty());
         let scope = Scope::new("111122223333", "us-east-1");

@@ -19,6 +19,7 @@ use coffer_wire::model::ServiceModel;
 use coffer_wire::operation::{CloudTrailOp, Operation, Service};
 use coffer_wire::protocol::{CONTENT_TYPE, error_body, parse_target};
 use coffer_wire::validate::validate_input;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -281,7 +282,16 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
-    let inline = app.writes_inline() || (app.reads_inline() && op.read_only());
+    // A listing with filters may examine up to a scan budget of secrets: it goes to the
+    // blocking pool, off the workers that serve every other caller.
+    let inline = app.writes_inline()
+        || (app.reads_inline()
+            && op.read_only()
+            && !crate::secrets::may_scan(
+                op.service() == Service::SecretsManager,
+                op.name(),
+                &buffer,
+            ));
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let result = serve_in_read_scope(app, dev_ctx, &raw, buffer, op, model, request_id);
@@ -411,7 +421,11 @@ fn serve_identified(
     let Some(who) = who else {
         return dispatch(app, &ctx, op, body);
     };
-    let ctx = auth::authorize(app, &who, ctx, op, &body, raw.source_ip, raw.secure)?;
+    // Authorization reads the request typed, never the raw document.
+    let requested = auth::Requested::deserialize(&body).map_err(|e| {
+        AwsError::new(ErrorCode::Serialization, format!("The request body is not valid ({e})."))
+    })?;
+    let ctx = auth::authorize_over(app, &who, ctx, op, &requested, raw.source_ip, raw.secure)?;
     // Authorization moves a call another account makes through a resource policy to the
     // owner's scope: its event goes to both accounts' trails.
     crate::audit::deliver_also_to(&ctx.scope);

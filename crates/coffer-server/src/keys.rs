@@ -84,6 +84,7 @@ impl KeyRing {
                 )));
             }
         };
+        crate::paging::install_key(master.derive_key(crate::paging::KEY_PURPOSE.as_bytes()));
         Ok(KeyRing { kms: Kms::bound(master, &check) })
     }
 
@@ -127,7 +128,10 @@ pub fn rotate_master_key(
                 if new.verify_check_value(check) {
                     // Committed by an earlier run. A rotation by an older Coffer re-wrapped
                     // the credentials key in a second transaction: finish that if needed.
-                    match crate::iam::rewrap_credentials_key_in(tx, old, new) {
+                    match crate::iam::rewrap_credentials_key_in(tx, old, new)
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| crate::audit::rewrap_chain_key_in(tx, old, new))
+                    {
                         Ok(_) => outcome = Some(MasterKeyRotation::AlreadyRotated),
                         Err(e) => {
                             failure = Some(MasterKeyError::Rewrap(e.to_string()));
@@ -149,6 +153,8 @@ pub fn rotate_master_key(
                     .map(|credentials| (materials, credentials))
                     .map_err(|e| e.to_string())
             })
+            // The audit chain key moves with them, so the chains keep verifying.
+            .and_then(|done| crate::audit::rewrap_chain_key_in(tx, old, new).map(|_| done))
             .and_then(|(materials, credentials)| match rekey_at {
                 Some(now) => Kms::rekey_all(tx, new, &new_check, now)
                     .map(|rekeyed| (materials, credentials, rekeyed))

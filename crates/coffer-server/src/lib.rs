@@ -18,7 +18,6 @@ pub mod clock;
 pub mod connections;
 mod dispatch;
 pub mod http;
-pub mod iam;
 pub mod keys;
 pub mod kms_api;
 pub mod metrics;
@@ -33,6 +32,8 @@ use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
 use std::sync::Arc;
 
+/// Users, access keys and policies live in their own crate, shared with `coffer admin`.
+pub use coffer_iam as iam;
 pub use keys::{KeyRing, MasterKeyError, MasterKeyRotation, rotate_master_key};
 
 /// Record kinds that only the serving process changes (KMS keys and aliases), which a

@@ -3,7 +3,9 @@
 //! `coffer-auth` here; `auth` enforces them on every call.
 
 use crate::iam::{USER_KIND, UserRecord};
-use crate::secrets::{resolve_existing, resolve_secret_id_checked};
+use crate::secrets::{
+    resolve_existing, resolve_for_read, resolve_for_write, resolve_secret_id_checked,
+};
 use crate::{App, RequestContext, store_error};
 use coffer_auth::policy::{
     Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
@@ -107,7 +109,7 @@ pub fn put_resource_policy(
         return Err(AwsError::new(ErrorCode::PublicPolicy, PUBLIC_POLICY));
     }
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
@@ -122,7 +124,7 @@ pub fn get_resource_policy(
 ) -> Result<wire::GetResourcePolicyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
         let resource_policy =
             meta.resource_policy.map(|text| show_user_principals(tx, text)).transpose()?;
         Ok(wire::GetResourcePolicyResponse { arn: meta.arn, name: meta.name, resource_policy })
@@ -136,7 +138,7 @@ pub fn delete_resource_policy(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;
         }

@@ -7,7 +7,7 @@
 use crate::auth::{Gate, sealing_key};
 use crate::paging;
 use crate::{App, RequestContext, clock, store_error};
-use coffer_core::filters::{Filter, FilterKey, matches_all};
+use coffer_core::filters::{Filter, FilterKey, Filters};
 use coffer_core::model::{
     AWSCURRENT, AWSPENDING, AWSPREVIOUS, DAY_MS, SecretMeta, Tag, VersionMeta, truncate_to_day,
 };
@@ -168,6 +168,33 @@ pub(crate) fn resolve_existing(
     secret_id: &str,
 ) -> Result<SecretMeta, AwsError> {
     resolve(tx, scope, secret_id)?.ok_or_else(AwsError::secret_not_found)
+}
+
+/// The secret a read-only call names: the one authorization resolved, in the same read
+/// snapshot (read-only calls run in one `read_scope`), else looked up.
+pub(crate) fn resolve_for_read(
+    tx: &dyn ReadTxn,
+    ctx: &RequestContext,
+    secret_id: &str,
+) -> Result<SecretMeta, AwsError> {
+    match ctx.gate.as_deref().and_then(|gate| gate.resolved(&ctx.scope, secret_id)) {
+        Some(meta) => Ok(meta.clone()),
+        None => resolve_existing(tx, &ctx.scope, secret_id),
+    }
+}
+
+/// The secret a mutating call names, as its write transaction sees it, with the call's
+/// authorization confirmed on it there (decided again if it changed since).
+pub(crate) fn resolve_for_write(
+    tx: &dyn ReadTxn,
+    ctx: &RequestContext,
+    secret_id: &str,
+) -> Result<SecretMeta, AwsError> {
+    let meta = resolve_existing(tx, &ctx.scope, secret_id)?;
+    if let Some(gate) = ctx.gate.as_deref() {
+        gate.confirm(&meta)?;
+    }
+    Ok(meta)
 }
 
 /// Validates a SecretId and checks that it names an existing secret of the caller.
@@ -447,7 +474,7 @@ pub fn update_secret(
     let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&new_kms_key_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let now = clock::now_ms();
@@ -507,7 +534,7 @@ pub fn put_secret_value(
         AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
     })?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
@@ -707,7 +734,7 @@ pub fn get_secret_value(
         read_value(
             app,
             tx,
-            resolve_existing(tx, &ctx.scope, &req.secret_id)?,
+            resolve_for_read(tx, ctx, &req.secret_id)?,
             req.version_id.as_deref(),
             req.version_stage.as_deref(),
             today,
@@ -720,8 +747,9 @@ pub fn get_secret_value(
     Ok(response)
 }
 
-fn parse_filters(filters: &[wire::Filter]) -> Result<Vec<Filter>, AwsError> {
-    filters
+/// A request's filters, checked and compiled once for the whole listing.
+fn parse_filters(filters: &[wire::Filter]) -> Result<Filters, AwsError> {
+    let filters = filters
         .iter()
         .map(|f| {
             let key = FilterKey::parse(&f.key).ok_or_else(|| {
@@ -729,7 +757,8 @@ fn parse_filters(filters: &[wire::Filter]) -> Result<Vec<Filter>, AwsError> {
             })?;
             Ok(Filter { key, values: f.values.clone() })
         })
-        .collect()
+        .collect::<Result<Vec<Filter>, AwsError>>()?;
+    Ok(Filters::compile(&filters))
 }
 
 pub fn batch_get_secret_value(
@@ -866,60 +895,103 @@ pub fn describe_secret(
 ) -> Result<wire::SecretDescription, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         Ok(describe(&meta, &versions, false))
     })
+}
+
+/// Whether a Secrets Manager call may scan many secrets (up to [`SCAN_BUDGET`]): a
+/// ListSecrets or BatchGetSecretValue whose body names `Filters`. `http` runs those on the
+/// blocking pool even where reads otherwise run on the async workers (SQLite). A byte
+/// search, before parsing: a false positive only costs a thread hand-off.
+pub fn may_scan(secrets_manager: bool, op: &str, body: &[u8]) -> bool {
+    const FILTERS: &[u8] = b"\"Filters\"";
+    secrets_manager
+        && matches!(op, "ListSecrets" | "BatchGetSecretValue")
+        && body.windows(FILTERS.len()).any(|w| w == FILTERS)
 }
 
 /// One page of a listing and the token of the next, if any.
 struct Page {
     secrets: Vec<SecretMeta>,
     next_token: Option<String>,
+    /// How many stored secrets the page looked at (at most [`SCAN_BUDGET`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    examined: usize,
 }
 
-/// One page of secrets matching `filters`, in the requested order, read in `tx`.
+/// How many stored secrets one ListSecrets (or BatchGetSecretValue with Filters) call
+/// examines at most. A call that runs out answers the matches it found, maybe none, with a
+/// NextToken that resumes after the last secret examined, as AWS may answer fewer than
+/// MaxResults with a NextToken. Without it a filter that matches nothing read and matched
+/// every secret of the account in one call, whatever MaxResults said.
+pub(crate) const SCAN_BUDGET: usize = 1000;
+
+/// How much matching work one listing call does at most, in (filter value, attribute
+/// string) comparisons (`Filters::cost`): with ten filters of ten values over secrets
+/// with fifty tags each, about 25 secrets per call instead of 1000.
+pub(crate) const MATCH_BUDGET: usize = 250_000;
+
+/// One page of secrets matching `filters`, in the requested order, read in `tx`, looking
+/// at no more than [`SCAN_BUDGET`] secrets and [`MATCH_BUDGET`] of matching work. Its token
+/// is sealed and bound to the caller's scope, the filters and the order (`paging`).
 #[allow(clippy::too_many_arguments)]
 fn list_page(
     tx: &dyn ReadTxn,
     ctx: &RequestContext,
-    filters: &[Filter],
+    filters: &Filters,
     sort_by: SortBy,
     descending: bool,
     include_planned_deletion: bool,
     max: usize,
     next_token: Option<&str>,
 ) -> Result<Page, AwsError> {
+    let binding = paging::binding(&[
+        "ListSecrets",
+        &ctx.scope.account,
+        &ctx.scope.region,
+        &filters.canonical(),
+        if include_planned_deletion { "planned" } else { "" },
+    ]);
     let after = match next_token {
-        Some(token) => Some(paging::decode_list_token(token, sort_by, descending)?),
+        Some(token) => Some(paging::decode_list_token(token, sort_by, descending, &binding)?),
         None => None,
     };
     // One more than a page: whether it exists says if another page follows.
-    let query = ListQuery { sort_by, descending, after, expected: Some(max + 1) };
+    let expected = (max + 1).min(SCAN_BUDGET + 1);
+    let query = ListQuery { sort_by, descending, after, expected: Some(expected) };
     let mut secrets = Vec::new();
     let mut more = false;
+    let mut examined = 0;
+    let mut work = 0;
+    let mut last_examined = None;
+    let mut out_of_budget = false;
     tx.visit_secrets(&ctx.scope, &query, &mut |meta| {
-        if meta.is_scheduled_for_deletion() && !include_planned_deletion {
-            return true;
+        if examined == SCAN_BUDGET || work >= MATCH_BUDGET {
+            // Another secret exists past the budget: stop, and resume here next time.
+            out_of_budget = true;
+            return false;
         }
-        if !matches_all(meta, filters) {
-            return true;
-        }
-        if secrets.len() == max {
+        let wanted = (include_planned_deletion || !meta.is_scheduled_for_deletion())
+            && filters.matches(meta);
+        if wanted && secrets.len() == max {
             more = true;
             return false;
         }
-        secrets.push(meta.clone());
+        examined += 1;
+        work += filters.cost(meta);
+        if wanted {
+            secrets.push(meta.clone());
+        }
+        last_examined = Some(cursor_of(meta, sort_by));
         true
     })
     .map_err(store_error)?;
-    let next_token = match (more, secrets.last()) {
-        (true, Some(last)) => {
-            Some(paging::encode_list_token(&cursor_of(last, sort_by), sort_by, descending))
-        }
-        _ => None,
-    };
-    Ok(Page { secrets, next_token })
+    let resume = if out_of_budget || more { last_examined } else { None };
+    let next_token =
+        resume.map(|cursor| paging::encode_list_token(&cursor, sort_by, descending, &binding));
+    Ok(Page { secrets, next_token, examined })
 }
 
 pub fn list_secrets(
@@ -969,12 +1041,18 @@ pub fn list_secret_version_ids(
     names::validate_secret_id(&req.secret_id)?;
     let include_deprecated = req.include_deprecated.unwrap_or(false);
     let max = req.max_results.unwrap_or(100) as usize;
-    let start = match &req.next_token {
-        Some(token) => paging::decode_offset_token(token)?,
-        None => 0,
-    };
     app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
+        // The token is sealed and bound to this secret and to the IncludeDeprecated flag.
+        let binding = paging::binding(&[
+            "ListSecretVersionIds",
+            &meta.arn,
+            if include_deprecated { "deprecated" } else { "" },
+        ]);
+        let start = match &req.next_token {
+            Some(token) => paging::decode_offset_token(token, &binding)?,
+            None => 0,
+        };
         let versions: Vec<VersionMeta> = tx
             .versions(&meta.arn)
             .map_err(store_error)?
@@ -996,7 +1074,7 @@ pub fn list_secret_version_ids(
             })
             .collect();
         let end = start + page.len();
-        let next_token = (end < versions.len()).then(|| paging::encode_offset_token(end));
+        let next_token = (end < versions.len()).then(|| paging::encode_offset_token(end, &binding));
         Ok(wire::ListSecretVersionIdsResponse {
             versions: page,
             next_token,
@@ -1013,7 +1091,7 @@ pub fn update_secret_version_stage(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let mut labels = staging::labels_of(&versions);
@@ -1066,7 +1144,11 @@ pub fn delete_secret(
     let days = req.recovery_window_in_days.unwrap_or(30);
     app.write(|tx| {
         let now = clock::now_ms();
-        let Some(mut meta) = resolve(tx, &ctx.scope, &req.secret_id)? else {
+        let found = resolve(tx, &ctx.scope, &req.secret_id)?;
+        if let (Some(gate), Some(meta)) = (ctx.gate.as_deref(), &found) {
+            gate.confirm(meta)?;
+        }
+        let Some(mut meta) = found else {
             if force {
                 // AWS answers a forced delete of an unknown secret as if it had existed.
                 let name = match names::parse_secret_id(&req.secret_id, &ctx.scope) {
@@ -1110,7 +1192,7 @@ pub fn restore_secret(
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.deletion_ms.take().is_some() {
             meta.last_changed_ms = clock::now_ms();
             tx.update_secret(&meta).map_err(store_error)?;
@@ -1143,7 +1225,7 @@ pub fn tag_resource(
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         let tags = merge_tags(meta.tags.as_deref().unwrap_or(&[]), &req.tags);
         if tags.len() > 50 {
@@ -1165,7 +1247,7 @@ pub fn untag_resource(
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
     app.write(|tx| {
-        let mut meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         if let Some(tags) = &mut meta.tags {
             tags.retain(|t| !req.tag_keys.contains(&t.key));
@@ -1226,6 +1308,76 @@ mod tests {
             ..Default::default()
         };
         create_secret(app, &ctx(), req).unwrap();
+    }
+
+    /// A caller authorized with an allow-everything identity policy, as `http` would.
+    fn authorized(
+        app: &App,
+        op: coffer_wire::operation::SecretsManagerOp,
+        body: serde_json::Value,
+    ) -> Result<RequestContext, AwsError> {
+        use coffer_auth::{Policy, PolicyKind, Principal};
+        let policy = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        let principal = Principal::user("000000000000", "writer", "AIDAWRITEREXAMPLE");
+        let who = crate::auth::Authenticated {
+            caller: Arc::new(crate::iam::Caller { principal, policies: vec![policy] }),
+            access_key_id: "AKIDEXAMPLE".into(),
+            region: "us-east-1".into(),
+        };
+        let requested: crate::auth::Requested = serde_json::from_value(body).unwrap();
+        crate::auth::authorize(app, &who, ctx(), op.into(), &requested, None)
+    }
+
+    /// A resource policy put between a write's authorization and its transaction is not
+    /// missed: the write decides again on the secret as its transaction sees it.
+    #[test]
+    fn a_policy_changed_after_authorization_still_decides_the_write() {
+        use coffer_wire::operation::SecretsManagerOp as Sm;
+        let app = app();
+        create(&app, "raced");
+        let body = serde_json::json!({"SecretId": "raced", "SecretString": "new"});
+        let authorized_ctx = authorized(&app, Sm::PutSecretValue, body).unwrap();
+        let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"secretsmanager:PutSecretValue","Resource":"*"}]}"#;
+        app.write(|tx| {
+            let mut meta = tx.secret_by_name(&ctx().scope, "raced").unwrap().unwrap();
+            meta.resource_policy = Some(deny.into());
+            tx.update_secret(&meta).map_err(store_error)
+        })
+        .unwrap();
+        let req = wire::PutSecretValueRequest {
+            secret_id: "raced".into(),
+            client_request_token: Some("00000000-0000-4000-8000-000000000099".into()),
+            secret_string: Some(SensitiveString::new("new".into())),
+            ..Default::default()
+        };
+        let err = put_secret_value(&app, &authorized_ctx, req).unwrap_err();
+        assert_eq!(err.code, ErrorCode::AccessDenied);
+        assert!(
+            err.message.contains("explicit deny in a resource-based policy"),
+            "{}",
+            err.message
+        );
+        let value = get_secret_value(
+            &app,
+            &ctx(),
+            wire::GetSecretValueRequest { secret_id: "raced".into(), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(value.secret_string.unwrap().expose(), "value");
+        // Unchanged, the decision stands without being made again.
+        let body = serde_json::json!({"SecretId": "kept", "Description": "d"});
+        create(&app, "kept");
+        let ctx_kept = authorized(&app, Sm::UpdateSecret, body).unwrap();
+        let update = wire::UpdateSecretRequest {
+            secret_id: "kept".into(),
+            description: Some("d".into()),
+            ..Default::default()
+        };
+        update_secret(&app, &ctx_kept, update).unwrap();
     }
 
     #[test]
@@ -1304,5 +1456,127 @@ mod tests {
         )
         .unwrap();
         assert_eq!(current.secret_string.unwrap().expose(), "v100");
+    }
+
+    /// Issue 23.2: 2,000 secrets with 50 tags each and ten filters that match nothing. One
+    /// ListSecrets call looks at no more than the scan budget and pages on with a NextToken;
+    /// following the tokens covers every secret exactly once.
+    #[test]
+    fn a_listing_with_filters_that_match_nothing_is_bounded_by_the_scan_budget() {
+        let app = app();
+        let tags: Vec<wire::Tag> = (0..50)
+            .map(|i| wire::Tag { key: format!("TeamKey{i}"), value: format!("some-Value.{i}") })
+            .collect();
+        app.write(|tx| {
+            for i in 0..2000 {
+                let name = format!("bulk/s{i:05}");
+                let meta = SecretMeta {
+                    scope: ctx().scope,
+                    arn: format!(
+                        "arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}-AbCdEf"
+                    ),
+                    name,
+                    seq: 0,
+                    description: Some("a long description of the secret".into()),
+                    kms_key_id: None,
+                    tags: Some(
+                        tags.iter()
+                            .map(|t| Tag { key: t.key.clone(), value: t.value.clone() })
+                            .collect(),
+                    ),
+                    created_ms: i,
+                    last_changed_ms: i,
+                    last_accessed_ms: None,
+                    deletion_ms: None,
+                    owning_service: None,
+                    secret_type: None,
+                    resource_policy: None,
+                };
+                tx.insert_secret(&meta).map_err(store_error)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let wire_filters: Vec<wire::Filter> = (0..10)
+            .map(|i| wire::Filter {
+                key: "all".into(),
+                values: (0..10).map(|j| format!("nomatch{i}x{j}")).collect(),
+            })
+            .collect();
+        let filters = parse_filters(&wire_filters).unwrap();
+        let mut token: Option<String> = None;
+        let mut calls = 0;
+        let mut examined = 0;
+        loop {
+            let page = app
+                .read(|tx| {
+                    list_page(
+                        tx,
+                        &ctx(),
+                        &filters,
+                        SortBy::CreatedDate,
+                        false,
+                        false,
+                        100,
+                        token.as_deref(),
+                    )
+                })
+                .unwrap();
+            calls += 1;
+            assert!(page.secrets.is_empty());
+            assert!(page.examined <= SCAN_BUDGET, "{} secrets examined", page.examined);
+            // Ten filters of ten values against 102 attribute strings: 10,200 per secret.
+            assert!(page.examined <= MATCH_BUDGET / 10_200 + 1, "{}", page.examined);
+            examined += page.examined;
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(examined, 2000);
+        assert_eq!(calls, 2000usize.div_ceil(MATCH_BUDGET.div_ceil(10_200)));
+        // Through the handler: an empty page with a NextToken.
+        let req =
+            wire::ListSecretsRequest { filters: Some(wire_filters.clone()), ..Default::default() };
+        let first = list_secrets(&app, &ctx(), req).unwrap();
+        assert!(first.secret_list.is_empty());
+        let next = first.next_token.expect("a NextToken after the scan budget");
+        // The token belongs to this account, region and these filters only.
+        let elsewhere = RequestContext { scope: Scope::new("111111111111", "us-east-1"), ..ctx() };
+        let req = wire::ListSecretsRequest {
+            filters: Some(wire_filters.clone()),
+            next_token: Some(next.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            list_secrets(&app, &elsewhere, req).unwrap_err().code,
+            ErrorCode::InvalidNextToken
+        );
+        let req = wire::ListSecretsRequest {
+            filters: Some(wire_filters[..9].to_vec()),
+            next_token: Some(next),
+            ..Default::default()
+        };
+        assert_eq!(list_secrets(&app, &ctx(), req).unwrap_err().code, ErrorCode::InvalidNextToken);
+        // A filter that matches pages through all its matches across budgets.
+        let hits =
+            parse_filters(&[wire::Filter { key: "name".into(), values: vec!["bulk/s019".into()] }])
+                .unwrap();
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = app
+                .read(|tx| {
+                    list_page(tx, &ctx(), &hits, SortBy::Name, true, false, 7, token.as_deref())
+                })
+                .unwrap();
+            found.extend(page.secrets.iter().map(|m| m.name.clone()));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let expected: Vec<String> = (1900..2000).rev().map(|i| format!("bulk/s{i:05}")).collect();
+        assert_eq!(found, expected);
     }
 }

@@ -73,6 +73,7 @@ pub const CASES: &[(&str, Case)] = case_list![
     import_refuses_a_store_that_is_not_empty,
     import_refuses_a_store_holding_only_a_setting,
     failed_import_changes_nothing,
+    a_streamed_import_refused_after_its_last_item_changes_nothing,
 ];
 
 /// Runs every case, each on a store from `make`.
@@ -145,6 +146,7 @@ macro_rules! conformance_tests {
             import_refuses_a_store_that_is_not_empty,
             import_refuses_a_store_holding_only_a_setting,
             failed_import_changes_nothing,
+            a_streamed_import_refused_after_its_last_item_changes_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1502,5 +1504,40 @@ pub fn failed_import_changes_nothing(store: &dyn Store) {
     assert!(store.import(&broken).is_err());
     assert!(export_all(store).is_empty(), "a failed import left something behind");
     store.import(&broken[..3]).expect("the store is still empty and usable");
+    assert_eq!(value(store, &s.arn, "v1"), Some(b"one".to_vec()));
+}
+
+/// What a restore relies on to check a backup's MAC while streaming it: the producer
+/// can refuse after it has handed over every item, and then nothing is kept.
+pub fn a_streamed_import_refused_after_its_last_item_changes_nothing(store: &dyn Store) {
+    let s = secret(&scope(), "streamed", T0);
+    let items = [
+        SnapshotItem::Secret(s.clone()),
+        SnapshotItem::Version {
+            arn: s.arn.clone(),
+            meta: version("v1", &["AWSCURRENT"], T0),
+            value: sealed(b"one"),
+        },
+        SnapshotItem::Setting { name: "streamed".to_owned(), value: b"1".to_vec() },
+    ];
+    let refused = store.import_from(&mut |sink| {
+        for item in &items {
+            sink(item)?;
+        }
+        Err(StoreError::Aborted)
+    });
+    assert!(refused.is_err());
+    assert!(export_all(store).is_empty(), "a refused import left something behind");
+    let mut handed = 0;
+    store
+        .import_from(&mut |sink| {
+            for item in &items {
+                handed += 1;
+                sink(item)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(handed >= items.len());
     assert_eq!(value(store, &s.arn, "v1"), Some(b"one".to_vec()));
 }

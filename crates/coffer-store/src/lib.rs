@@ -227,7 +227,19 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. Fails with [`StoreError::Conflict`], changing nothing,
     /// unless the store is empty: no secret, key, setting or record. Secrets
     /// get new `seq` numbers in the order they come.
-    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()>;
+    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+        self.import_from(&mut |sink| items.iter().try_for_each(&mut *sink))
+    }
+
+    /// [`Store::import`] of items streamed by `produce`, so a snapshot is never
+    /// held in memory whole: `produce` hands each item, in export order, to the
+    /// sink it is given, which writes it in the import's one transaction. An
+    /// error from `produce` (or the sink) aborts the import, changing nothing;
+    /// so `produce` can check what it reads (a backup's MAC) up to its last
+    /// byte before anything is committed. `produce` may be called again from
+    /// the start when the transaction is retried, and must then produce the
+    /// same items.
+    fn import_from(&self, produce: &mut ImportProducer<'_>) -> StoreResult<()>;
 
     /// Tries to become, or stay, the holder of the lease `name` for `ttl`:
     /// true when `holder` now holds it. A lease held by another holder is
@@ -284,10 +296,18 @@ pub enum SnapshotItem {
     },
 }
 
-/// Writes `items` through `tx`, for [`Store::import`] implementations once
-/// they have checked that the store is empty.
-pub(crate) fn import_items(tx: &mut dyn WriteTxn, items: &[SnapshotItem]) -> StoreResult<()> {
-    for item in items {
+/// What streams a snapshot into [`Store::import_from`]: it calls the sink once
+/// per item.
+pub type ImportProducer<'a> =
+    dyn FnMut(&mut dyn FnMut(&SnapshotItem) -> StoreResult<()>) -> StoreResult<()> + 'a;
+
+/// Writes the items `produce` streams through `tx`, for [`Store::import_from`]
+/// implementations once they have checked that the store is empty.
+pub(crate) fn import_items(
+    tx: &mut dyn WriteTxn,
+    produce: &mut ImportProducer<'_>,
+) -> StoreResult<()> {
+    produce(&mut |item| {
         match item {
             SnapshotItem::Secret(meta) => {
                 tx.insert_secret(meta)?;
@@ -297,8 +317,8 @@ pub(crate) fn import_items(tx: &mut dyn WriteTxn, items: &[SnapshotItem]) -> Sto
             SnapshotItem::Setting { name, value } => tx.put_setting(name, value)?,
             SnapshotItem::Record { kind, key, value } => tx.put_record(kind, key, value)?,
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The error of an import into a store that already holds something.

@@ -117,7 +117,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+    fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
         let mut state = self.write_state();
         let empty = state.secrets.is_empty()
             && state.wrapped_keys.is_empty()
@@ -127,7 +127,7 @@ impl Store for MemoryStore {
             return Err(crate::not_empty());
         }
         let mut txn = MemTxn::new(&mut state);
-        let result = crate::import_items(&mut txn, items);
+        let result = crate::import_items(&mut txn, produce);
         if result.is_ok() {
             txn.commit();
         }

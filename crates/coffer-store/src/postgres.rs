@@ -497,7 +497,7 @@ impl Store for PostgresStore {
         }
     }
 
-    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+    fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
         self.write_pg(&mut |txn| {
             let occupied: bool = get(
                 &txn.query_one(
@@ -510,7 +510,7 @@ impl Store for PostgresStore {
             if occupied {
                 return Err(crate::not_empty());
             }
-            crate::import_items(txn, items)
+            crate::import_items(txn, produce)
         })
     }
 

@@ -725,7 +725,7 @@ impl Store for SqliteStore {
         }
     }
 
-    fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
+    fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
         let mut writer = self.lock_writer();
         // Everything may change: the cache starts over, with the generation bumped
         // before the commit and after it, as for any batch (see `read_cache`).
@@ -746,7 +746,7 @@ impl Store for SqliteStore {
             if occupied {
                 return Err(crate::not_empty());
             }
-            crate::import_items(&mut SqlTxn { conn: &tx, track: None }, items)?;
+            crate::import_items(&mut SqlTxn { conn: &tx, track: None }, produce)?;
             Ok(tx.commit()?)
         })();
         if let Some(cache) = &self.cache {

@@ -48,6 +48,37 @@ pub struct LookupEventsResponse {
     pub next_token: Option<String>,
 }
 
+/// `body` with only the members of the `LookupEventsRequest` shape (the audit trail
+/// records nothing else of a request; see `ServiceModel::input_members_only`).
+pub fn input_members_only(body: &Value) -> Value {
+    const SCALARS: &[&str] = &["StartTime", "EndTime", "EventCategory", "MaxResults", "NextToken"];
+    let Value::Object(object) = body else { return Value::Null };
+    let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+    let mut out = serde_json::Map::new();
+    for name in SCALARS {
+        if let Some(v) = object.get(*name).filter(|v| scalar(v)) {
+            out.insert((*name).to_string(), v.clone());
+        }
+    }
+    if let Some(Value::Array(items)) = object.get("LookupAttributes") {
+        let attributes = items
+            .iter()
+            .filter_map(Value::as_object)
+            .map(|item| {
+                let kept = ["AttributeKey", "AttributeValue"]
+                    .iter()
+                    .filter_map(|k| {
+                        Some(((*k).to_string(), item.get(*k).filter(|v| scalar(v))?.clone()))
+                    })
+                    .collect();
+                Value::Object(kept)
+            })
+            .collect();
+        out.insert("LookupAttributes".to_string(), Value::Array(attributes));
+    }
+    Value::Object(out)
+}
+
 /// A CloudTrail error body. CloudTrail's JSON errors name the exception in `__type`.
 pub fn error_body(code: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "__type": code, "Message": message }))
@@ -60,6 +91,7 @@ fn timestamp_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_f64()
+            .filter(|secs| (MIN_SECONDS..=MAX_SECONDS).contains(secs))
             .map(|secs| Some((secs * 1000.0).round() as i64))
             .ok_or_else(|| serde::de::Error::custom("timestamp out of range")),
         Some(Value::String(s)) => parse_iso8601(&s)
@@ -69,16 +101,25 @@ fn timestamp_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (or without a time) into epoch milliseconds.
+/// The earliest and latest times accepted, in epoch seconds: years 1 to 9999, what
+/// CloudTrail's timestamps can say. Anything beyond is refused, not saturated or wrapped.
+const MIN_SECONDS: f64 = -62_135_596_800.0;
+const MAX_SECONDS: f64 = 253_402_300_799.0;
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (or without a time) into epoch milliseconds; `None`
+/// for a field out of its range (years 1 to 9999), so no arithmetic below can overflow.
 fn parse_iso8601(s: &str) -> Option<i64> {
-    let num = |t: &str| t.parse::<i64>().ok();
+    let num = |t: &str, range: std::ops::RangeInclusive<i64>| {
+        t.parse::<i64>().ok().filter(|n| range.contains(n))
+    };
     let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00Z"));
     let mut d = date.splitn(3, '-');
-    let (y, mo, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let (y, mo, day) =
+        (num(d.next()?, 1..=9999)?, num(d.next()?, 1..=12)?, num(d.next()?, 1..=31)?);
     let time = time.trim_end_matches('Z');
     let mut t = time.splitn(3, ':');
-    let (h, mi) = (num(t.next()?)?, num(t.next()?)?);
-    let secs: f64 = t.next().unwrap_or("0").parse().ok()?;
+    let (h, mi) = (num(t.next()?, 0..=23)?, num(t.next()?, 0..=59)?);
+    let secs: f64 = t.next().unwrap_or("0").parse().ok().filter(|s| (0.0..61.0).contains(s))?;
     // Days from civil (Howard Hinnant's algorithm).
     let y2 = if mo <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -116,6 +157,19 @@ mod tests {
         assert_eq!(req.start_time, Some(1_714_564_800_000));
         assert_eq!(req.end_time, Some(1_714_564_801_500));
         assert_eq!(req.lookup_attributes.unwrap()[0].attribute_value, "CreateSecret");
+        for bad in [
+            serde_json::json!({"StartTime": 1e300}),
+            serde_json::json!({"EndTime": -1e300}),
+            serde_json::json!({"StartTime": 9.3e15}),
+            serde_json::json!({"StartTime": "99999999999-01-01T00:00:00Z"}),
+            serde_json::json!({"StartTime": "2024-13-01T00:00:00Z"}),
+            serde_json::json!({"EndTime": "2024-01-01T25:00:00Z"}),
+        ] {
+            assert!(serde_json::from_value::<LookupEventsRequest>(bad.clone()).is_err(), "{bad}");
+        }
+        let last: LookupEventsRequest =
+            serde_json::from_value(serde_json::json!({"EndTime": "9999-12-31T23:59:59Z"})).unwrap();
+        assert_eq!(last.end_time, Some(253_402_300_799_000));
         let empty: LookupEventsRequest = serde_json::from_value(serde_json::json!({})).unwrap();
         assert!(empty.start_time.is_none() && empty.next_token.is_none());
     }

@@ -37,7 +37,37 @@ pub(crate) struct Shape {
     pub(crate) pattern: Option<Pattern>,
     pub(crate) enum_values: Vec<String>,
     pub(crate) sensitive: bool,
+    /// Values may hold no control character (see [`CONTROL_FREE_SHAPES`]).
+    pub(crate) control_free: bool,
 }
+
+/// String shapes that name, identify or page something: tokens, ids, names, labels, tag
+/// keys and values, paging tokens and markers. The models give most of them no pattern,
+/// yet AWS refuses control characters in them, and a NUL cannot be stored at all in
+/// PostgreSQL's text (a 500 there, and a backup that no longer restores into it).
+const CONTROL_FREE_SHAPES: &[&str] = &[
+    // Secrets Manager
+    "ClientRequestTokenType",
+    "NextTokenType",
+    "SecretVersionStageType",
+    "SecretVersionIdType",
+    "SecretIdType",
+    "NameType",
+    "SecretNameType",
+    "TagKeyType",
+    "TagValueType",
+    "KmsKeyIdType",
+    "OwningServiceType",
+    "RotationLambdaARNType",
+    "FilterValueStringType",
+    // KMS
+    "KeyIdType",
+    "ArnType",
+    "GrantTokenType",
+    "GrantIdType",
+    "MarkerType",
+    "CustomKeyStoreIdType",
+];
 
 pub(crate) enum ShapeKind {
     Structure(Vec<Member>),
@@ -91,7 +121,8 @@ impl ServiceModel {
         let raw: RawModel = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let mut shapes = HashMap::with_capacity(raw.shapes.len());
         for (name, shape) in raw.shapes {
-            let shape = shape.into_shape().map_err(|e| format!("shape {name}: {e}"))?;
+            let mut shape = shape.into_shape().map_err(|e| format!("shape {name}: {e}"))?;
+            shape.control_free = CONTROL_FREE_SHAPES.contains(&name.as_str());
             shapes.insert(name, shape);
         }
         let operations: BTreeMap<String, Operation> = raw
@@ -195,6 +226,57 @@ impl ServiceModel {
         }
     }
 
+    /// `body` with only the members the operation's input shape defines, at any depth:
+    /// unknown members (`secretString` where the model says `SecretString`, padding, a
+    /// megabyte of anything) are dropped, as are objects and lists where the model wants a
+    /// scalar. What the audit trail records of a request, before validation has run:
+    /// the request as AWS would have understood it, and nothing a caller adds to it.
+    /// `Value::Null` for an unknown operation.
+    pub fn input_members_only(
+        &self,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        match self.input_shape(operation) {
+            Some(shape) => self.project(shape, body).unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// [`ServiceModel::input_members_only`] of one value against its shape: `None` when
+    /// the value's JSON type cannot be the shape's.
+    fn project(&self, shape: &Shape, value: &serde_json::Value) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        match (&shape.kind, value) {
+            (ShapeKind::Structure(members), Value::Object(object)) => {
+                let mut out = serde_json::Map::new();
+                for member in members {
+                    if let Some(v) = object.get(&member.name)
+                        && let Some(v) = self.project(self.shape(&member.shape), v)
+                    {
+                        out.insert(member.name.clone(), v);
+                    }
+                }
+                Some(Value::Object(out))
+            }
+            (ShapeKind::List(member), Value::Array(items)) => {
+                let member = self.shape(member);
+                Some(Value::Array(items.iter().filter_map(|v| self.project(member, v)).collect()))
+            }
+            (ShapeKind::Map { value: value_shape, .. }, Value::Object(entries)) => {
+                let value_shape = self.shape(value_shape);
+                let out = entries
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.project(value_shape, v)?)))
+                    .collect();
+                Some(Value::Object(out))
+            }
+            (ShapeKind::Structure(_) | ShapeKind::List(_) | ShapeKind::Map { .. }, _) => None,
+            (_, Value::Object(_) | Value::Array(_)) => None,
+            (_, scalar) => Some(scalar.clone()),
+        }
+    }
+
     /// The input shape of an operation: `None` for an unknown operation, and an empty
     /// structure for one that takes no input.
     pub(crate) fn input_shape(&self, operation: &str) -> Option<&Shape> {
@@ -205,6 +287,7 @@ impl ServiceModel {
             pattern: None,
             enum_values: Vec::new(),
             sensitive: false,
+            control_free: false,
         };
         let op = self.operations.get(operation)?;
         Some(op.input.as_deref().map_or(&EMPTY, |name| self.shape(name)))
@@ -340,6 +423,7 @@ impl RawShape {
             pattern,
             enum_values: self.enum_values,
             sensitive: self.sensitive,
+            control_free: false,
         })
     }
 }

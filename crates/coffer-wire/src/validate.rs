@@ -18,6 +18,11 @@ use crate::model::{ServiceModel, Shape, ShapeKind};
 /// What AWS writes in place of a sensitive value.
 const REDACTED: &str = "*** Sensitive Data Redacted ***";
 
+/// The constraint reported for a control character where none may be: AWS's wording
+/// for a pattern, with the pattern that holds for these shapes.
+const CONTROL_CONSTRAINT: &str =
+    "Member must satisfy regular expression pattern: [^\\u0000-\\u001F\\u007F-\\u009F]*";
+
 /// Standard base64, with or without padding, as the SDKs send blobs.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &STANDARD,
@@ -47,7 +52,7 @@ pub fn validate_input(
     let mut checker = Checker { model, violations: Vec::new() };
     checker.check(input, false, body, "")?;
     match checker.violations.len() {
-        0 => Ok(()),
+        0 => check_quotas(model, operation, body),
         1 => Err(AwsError::validation(format!(
             "1 validation error detected: {}",
             checker.violations[0]
@@ -58,6 +63,26 @@ pub fn validate_input(
         ))),
     }
 }
+
+/// The most tags a secret may have (AWS's quota; the model's `TagListType` has no max).
+pub const MAX_SECRET_TAGS: usize = 50;
+
+/// Quotas AWS enforces beyond the model, on a request that is otherwise valid. CreateSecret
+/// may carry at most [`MAX_SECRET_TAGS`] tags, with the error TagResource gives when a
+/// merge would pass the quota (KMS checks its own tag quota in `coffer-kms`).
+fn check_quotas(model: &ServiceModel, operation: &str, body: &Value) -> Result<(), AwsError> {
+    if operation == "CreateSecret"
+        && std::ptr::eq(model, ServiceModel::secretsmanager())
+        && body.get("Tags").and_then(Value::as_array).is_some_and(|t| t.len() > MAX_SECRET_TAGS)
+    {
+        return Err(AwsError::new(ErrorCode::LimitExceeded, TOO_MANY_SECRET_TAGS));
+    }
+    Ok(())
+}
+
+/// AWS's message when a secret would have more than [`MAX_SECRET_TAGS`] tags.
+pub const TOO_MANY_SECRET_TAGS: &str =
+    "The request failed because it would exceed the limit of 50 tags per secret.";
 
 struct Checker<'m> {
     model: &'m ServiceModel,
@@ -116,6 +141,7 @@ impl Checker<'_> {
             (ShapeKind::String, Value::String(s)) => {
                 self.check_length(shape, sensitive, value, s.chars().count(), path);
                 self.check_pattern_and_enum(shape, sensitive, value, s, path);
+                self.check_control_characters(shape, sensitive, value, s, path);
             }
             (ShapeKind::Blob, Value::String(s)) => {
                 let mut bytes = BASE64
@@ -230,6 +256,27 @@ impl Checker<'_> {
                 path,
                 &format!("Member must satisfy enum value set: [{}]", shape.enum_values.join(", ")),
             );
+        }
+    }
+
+    /// Refuses control characters where the model names an identifier, token, label or
+    /// tag (see `CONTROL_FREE_SHAPES`), and a NUL in any other string but a secret value:
+    /// no store can keep it as text (PostgreSQL refuses it outright).
+    fn check_control_characters(
+        &mut self,
+        shape: &Shape,
+        sensitive: bool,
+        value: &Value,
+        s: &str,
+        path: &str,
+    ) {
+        if sensitive || shape.sensitive {
+            return;
+        }
+        let refused =
+            if shape.control_free { s.chars().any(|c| c.is_control()) } else { s.contains('\0') };
+        if refused {
+            self.violation(shape, sensitive, value, path, CONTROL_CONSTRAINT);
         }
     }
 

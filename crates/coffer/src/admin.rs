@@ -21,14 +21,17 @@
 //!
 //! `create-user`, `delete-user`, `list-users`, `create-access-key`, `delete-access-key`,
 //! `attach-policy` and `detach-policy` manage the IAM users that `coffer serve`
-//! authenticates; `bootstrap_admin` creates the first administrator when a data directory
-//! is first served.
+//! authenticates, through `coffer-iam` as the server does, on the store `coffer serve`
+//! with the same `--store` and `--data-dir` uses (SQLite, PostgreSQL, a `--dev` server's
+//! data directory); `bootstrap_admin` creates the first administrator when a data
+//! directory is first served.
 
+use crate::master_arg::MasterKeyArg;
 use crate::store_select::{STORE_ENV, StoreSpec};
 use clap::{Args, Subcommand};
 use coffer_auth::principal::SecretAccessKey;
 use coffer_crypto::MasterKey;
-use coffer_server::iam::Iam;
+use coffer_iam::Iam;
 use coffer_server::{MasterKeyRotation, rotate_master_key};
 use coffer_store::{SqliteStore, Store};
 use std::fs::{self, File, OpenOptions};
@@ -300,19 +303,25 @@ fn install_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
 
 // ---- IAM users, access keys and policies -------------------------------------------------
 //
-// These commands change the IAM records of a data directory directly; a running server
-// sees the change on its next request (it reads users and keys per request).
+// These commands change the IAM records of the store directly, in transactions that also
+// move the store's IAM generation: a running server (every node on a shared PostgreSQL
+// database) sees the change on its next request.
 
-/// Where the IAM commands find the data: the data directory, its master key, the account.
+/// Where the IAM commands find the data: the store, its master key, the account. The store
+/// and the master key are found as `coffer serve` finds them with the same flags.
 #[derive(Args, Debug)]
 struct IamTarget {
-    /// The data directory of the server (holding coffer.db and master.key).
-    #[arg(long, default_value = "coffer-data")]
-    data_dir: PathBuf,
-    /// The master key file, when it is not `<data-dir>/master.key` (`COFFER_MASTER_KEY` is
-    /// used when set).
+    /// The store, as for `coffer serve`: postgres://user:password@host/db (TLS with
+    /// ?sslmode=...) or sqlite:<file>. Without it, the SQLite file in the data directory.
+    #[arg(long, env = STORE_ENV, hide_env_values = true, value_parser = StoreSpec::parse)]
+    store: Option<StoreSpec>,
+    /// The data directory of the server: its coffer.db is the store unless --store names
+    /// another, and it holds master.key. Default `coffer-data` (with --store sqlite:<file>,
+    /// that file's directory).
     #[arg(long)]
-    master_key_file: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    master_key: MasterKeyArg,
     /// The account the user belongs to (12 digits).
     #[arg(long, default_value = DEFAULT_ACCOUNT, value_parser = parse_account)]
     account: String,
@@ -363,10 +372,10 @@ struct DetachPolicyArgs {
 /// `<account>/<region>/`, so an account holding anything else (a `/`) could make one
 /// scope's keys a prefix of another's.
 fn parse_account(text: &str) -> Result<String, String> {
-    if coffer_server::iam::is_account_id(text) {
+    if coffer_iam::is_account_id(text) {
         Ok(text.to_owned())
     } else {
-        Err(coffer_server::iam::account_id_error(text))
+        Err(coffer_iam::account_id_error(text))
     }
 }
 
@@ -385,35 +394,44 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Opens the store and the IAM records of a data directory, after checking the master key.
-fn open_iam(target: &IamTarget) -> Result<(SqliteStore, Iam), String> {
-    let db = target.data_dir.join("coffer.db");
-    if !db.is_file() {
+/// Opens the store a server with the same flags uses and its IAM records, after checking
+/// the master key against the store. A store no server has started on yet is refused:
+/// its master key is chosen by that first start, never here.
+fn open_iam(target: &IamTarget) -> Result<(Arc<dyn Store>, Iam), String> {
+    let (spec, dir) =
+        crate::store_select::locate(target.store.as_ref(), target.data_dir.as_deref(), false);
+    let Some(dir) = dir.filter(|_| spec != StoreSpec::Memory) else {
+        return Err("the memory store keeps nothing; name a postgres:// or sqlite: store".into());
+    };
+    let first_start = match &target.store {
+        None => format!("coffer serve --data-dir {}", dir.display()),
+        Some(StoreSpec::Sqlite(path)) => format!("coffer serve --store sqlite:{}", path.display()),
+        Some(_) => "coffer serve --store ...".to_string(),
+    };
+    if let StoreSpec::Sqlite(db) = &spec
+        && !db.is_file()
+    {
+        return Err(if target.store.is_none() {
+            format!(
+                "{} holds no database (no {}); start `{first_start}` once first",
+                dir.display(),
+                db.display(),
+            )
+        } else {
+            format!("there is no database at {}; start `{first_start}` once first", db.display())
+        });
+    }
+    let master = target.master_key.load(&dir)?;
+    let store = spec.open()?;
+    if !coffer_server::KeyRing::store_has_data(store.as_ref()).map_err(|e| e.to_string())? {
         return Err(format!(
-            "{} holds no database (no {}); start `coffer serve --data-dir {}` once first",
-            target.data_dir.display(),
-            db.display(),
-            target.data_dir.display()
+            "{} was never served, so it has no master key yet; start `{first_start}` once first",
+            store.describe()
         ));
     }
-    let master = match (crate::master_key_from_env(), &target.master_key_file) {
-        (Some(text), _) => {
-            MasterKey::from_text(std::str::from_utf8(text.expose()).unwrap_or_default())
-                .map_err(|e| format!("{MASTER_KEY_ENV} is not a valid master key: {e}"))?
-        }
-        (None, Some(path)) => MasterKey::load(path)
-            .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?,
-        (None, None) => {
-            let path = target.data_dir.join("master.key");
-            MasterKey::load(&path)
-                .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?
-        }
-    };
-    let store = SqliteStore::open(&db)
-        .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
     let copy = MasterKey::from_text(&master.to_text()).expect("a key's own text form parses");
-    coffer_server::KeyRing::open(copy, &store).map_err(|e| e.to_string())?;
-    let iam = Iam::open(&master, &store).map_err(|e| e.to_string())?;
+    coffer_server::KeyRing::open(copy, store.as_ref()).map_err(|e| e.to_string())?;
+    let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
     Ok((store, iam))
 }
 
@@ -425,7 +443,7 @@ fn credentials_section(profile: &str, id: &str, secret: &SecretAccessKey) -> Str
 fn create_user(args: UserArgs) -> Result<(), String> {
     let (store, iam) = open_iam(&args.target)?;
     let user = iam
-        .create_user(&store, &args.target.account, &args.user, now_ms())
+        .create_user(store.as_ref(), &args.target.account, &args.user, now_ms())
         .map_err(|e| e.to_string())?;
     println!("created user {} ({})", user.principal().arn, user.user_id);
     Ok(())
@@ -433,15 +451,16 @@ fn create_user(args: UserArgs) -> Result<(), String> {
 
 fn delete_user(args: UserArgs) -> Result<(), String> {
     let (store, iam) = open_iam(&args.target)?;
-    let keys =
-        iam.delete_user(&store, &args.target.account, &args.user).map_err(|e| e.to_string())?;
+    let keys = iam
+        .delete_user(store.as_ref(), &args.target.account, &args.user)
+        .map_err(|e| e.to_string())?;
     println!("deleted user {} and {} access key(s)", args.user, keys.len());
     Ok(())
 }
 
 fn list_users(target: IamTarget) -> Result<(), String> {
     let (store, iam) = open_iam(&target)?;
-    for (user, keys) in iam.list_users(&store).map_err(|e| e.to_string())? {
+    for (user, keys) in iam.list_users(store.as_ref()).map_err(|e| e.to_string())? {
         let policies: Vec<&str> = user.policies.keys().map(String::as_str).collect();
         println!(
             "{}\tkeys: {}\tpolicies: {}",
@@ -458,7 +477,7 @@ fn list_users(target: IamTarget) -> Result<(), String> {
 fn create_access_key(args: UserArgs) -> Result<(), String> {
     let (store, iam) = open_iam(&args.target)?;
     let (id, secret) = iam
-        .create_access_key(&store, &args.target.account, &args.user, now_ms())
+        .create_access_key(store.as_ref(), &args.target.account, &args.user, now_ms())
         .map_err(|e| e.to_string())?;
     print!("{}", credentials_section(&args.user, &id, &secret));
     eprintln!("coffer: this secret access key is shown once only; store it now");
@@ -467,7 +486,8 @@ fn create_access_key(args: UserArgs) -> Result<(), String> {
 
 fn delete_access_key(args: AccessKeyArgs) -> Result<(), String> {
     let (store, iam) = open_iam(&args.target)?;
-    let key = iam.delete_access_key(&store, &args.access_key_id).map_err(|e| e.to_string())?;
+    let key =
+        iam.delete_access_key(store.as_ref(), &args.access_key_id).map_err(|e| e.to_string())?;
     println!("deleted access key {} of user {}", key.access_key_id, key.user_name);
     Ok(())
 }
@@ -483,7 +503,7 @@ fn attach_policy(args: AttachPolicyArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot read the policy {}: {e}", args.file.display()))?
     };
     let (store, iam) = open_iam(&args.target)?;
-    iam.put_user_policy(&store, &args.target.account, &args.user, &args.name, &document)
+    iam.put_user_policy(store.as_ref(), &args.target.account, &args.user, &args.name, &document)
         .map_err(|e| e.to_string())?;
     println!("attached policy {} to user {}", args.name, args.user);
     Ok(())
@@ -491,7 +511,7 @@ fn attach_policy(args: AttachPolicyArgs) -> Result<(), String> {
 
 fn detach_policy(args: DetachPolicyArgs) -> Result<(), String> {
     let (store, iam) = open_iam(&args.target)?;
-    iam.delete_user_policy(&store, &args.target.account, &args.user, &args.name)
+    iam.delete_user_policy(store.as_ref(), &args.target.account, &args.user, &args.name)
         .map_err(|e| e.to_string())?;
     println!("detached policy {} from user {}", args.name, args.user);
     Ok(())
@@ -510,7 +530,7 @@ pub fn bootstrap_admin(
     let mut publish = |id: &str, secret: &SecretAccessKey| {
         let text = format!(
             "# The first administrator of this Coffer server ({}).\n# Use it unchanged: AWS_SHARED_CREDENTIALS_FILE={} aws --profile {ADMIN_PROFILE} --endpoint-url <url> ...\n{}",
-            coffer_auth::principal::user_arn(account, coffer_server::iam::ADMIN_USER),
+            coffer_auth::principal::user_arn(account, coffer_iam::ADMIN_USER),
             path.display(),
             credentials_section(ADMIN_PROFILE, id, secret)
         );

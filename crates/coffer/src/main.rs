@@ -4,6 +4,7 @@ mod admin;
 mod audit_cmd;
 mod backup;
 mod config_file;
+mod master_arg;
 mod serve;
 mod store_select;
 
@@ -42,7 +43,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Load a backup into an empty store (SQLite or PostgreSQL).
     Restore(backup::RestoreArgs),
-    /// Offline maintenance of a data directory (for example rotating the master key).
+    /// IAM users, access keys and policies of any store (also while servers run), and
+    /// master-key rotation.
     Admin(admin::AdminArgs),
     /// The audit trail: `coffer audit verify` checks its hash chains.
     Audit(audit_cmd::AuditArgs),

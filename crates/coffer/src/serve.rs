@@ -143,7 +143,19 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     // the secret access keys), once the key ring has checked it against the store.
     let iam_master = (!args.dev)
         .then(|| MasterKey::from_text(&master.to_text()).expect("a key's own text form parses"));
+    let audit_master =
+        MasterKey::from_text(&master.to_text()).expect("a key's own text form parses");
     let keys = KeyRing::open(master, store.as_ref()).map_err(|e| e.to_string())?;
+    // The audit chain key (wrapped under the master key in the store) keys every event.
+    let (chain_key, sealed_heads) =
+        coffer_server::audit::open_chain_key(&audit_master, store.as_ref())?;
+    drop(audit_master);
+    if sealed_heads > 0 {
+        tracing::info!(
+            heads = sealed_heads,
+            "created the audit chain key and sealed the heads of the existing (unkeyed) chains"
+        );
+    }
     let audit = coffer_server::audit::Settings {
         fail_open: args.audit_fail_open,
         log: args.audit_log.clone(),
@@ -170,6 +182,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         (Some(_), None) => return Err("serving without --dev needs a data directory".into()),
         (None, _) => App::new(store.clone(), keys, config),
     };
+    app.audit.set_chain_key(chain_key);
     if let Err(e) = app.audit.open_sink() {
         if !args.audit_fail_open {
             return Err(format!("cannot open the audit log: {e}"));

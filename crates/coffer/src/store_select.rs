@@ -133,6 +133,21 @@ pub fn open_for_serve(
     data_dir: Option<&Path>,
     dev: bool,
 ) -> Result<(Arc<dyn Store>, Option<PathBuf>), String> {
+    let (spec, dir) = locate(store, data_dir, dev);
+    if let Some(dir) = &dir {
+        create_private_dir(dir)?;
+    }
+    Ok((spec.open_exclusive()?, dir))
+}
+
+/// Which store `coffer serve` with these flags uses and where its master key lives (see
+/// [`open_for_serve`]), without opening or creating anything: `coffer admin` finds a
+/// server's data by the same rule.
+pub fn locate(
+    store: Option<&StoreSpec>,
+    data_dir: Option<&Path>,
+    dev: bool,
+) -> (StoreSpec, Option<PathBuf>) {
     let dir_or_default =
         || data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), Path::to_owned);
     let (spec, dir) = match store {
@@ -152,10 +167,7 @@ pub fn open_for_serve(
             (StoreSpec::Sqlite(dir.join(SQLITE_FILE)), Some(dir))
         }
     };
-    if let Some(dir) = &dir {
-        create_private_dir(dir)?;
-    }
-    Ok((spec.open_exclusive()?, dir))
+    (spec, dir)
 }
 
 /// `coffer migrate`: bring a store's schema up to date, and nothing else.
@@ -225,6 +237,29 @@ mod tests {
         assert!(!error.contains("hunter2"), "{error}");
         let spec = StoreSpec::parse("postgres://u:hunter2@h/db").unwrap();
         assert!(!format!("{spec:?}").contains("hunter2"));
+    }
+
+    /// `coffer admin` finds a server's store and master key by this rule, so it must be
+    /// the one `coffer serve` opens by.
+    #[test]
+    fn locate_finds_the_store_and_key_directory_as_serve_does() {
+        let pg = StoreSpec::Postgres("postgres://h/db".into());
+        let dir = Path::new("/srv/c");
+        assert_eq!(
+            locate(None, Some(dir), false),
+            (StoreSpec::Sqlite("/srv/c/coffer.db".into()), Some(dir.to_owned()))
+        );
+        assert_eq!(
+            locate(None, None, false),
+            (StoreSpec::Sqlite("coffer-data/coffer.db".into()), Some("coffer-data".into()))
+        );
+        assert_eq!(locate(None, Some(dir), true).1, Some(dir.to_owned()));
+        assert_eq!(locate(None, None, true), (StoreSpec::Memory, None));
+        let file = StoreSpec::Sqlite("/x/y.db".into());
+        assert_eq!(locate(Some(&file), None, false), (file.clone(), Some("/x".into())));
+        assert_eq!(locate(Some(&file), Some(dir), false), (file, Some(dir.to_owned())));
+        assert_eq!(locate(Some(&pg), None, false), (pg.clone(), Some("coffer-data".into())));
+        assert_eq!(locate(Some(&pg), Some(dir), true), (pg, Some(dir.to_owned())));
     }
 
     #[test]

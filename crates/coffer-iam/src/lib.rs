@@ -1,5 +1,8 @@
-//! IAM users and access keys, persisted as store records, and the lookup that turns
-//! an access key id into a verified caller.
+//! Coffer's IAM: users, access keys and inline policies, persisted as store records, and
+//! the lookup that turns an access key id into a verified caller. No HTTP here: the
+//! server authenticates through [`Iam::lookup`], and `coffer admin` makes its changes
+//! through the same [`Iam`] on any store (SQLite, PostgreSQL), so both seal, bind and
+//! count generations the same way.
 //!
 //! Records: `iam-user` under `<account>/<name>` (the user and its inline policies) and
 //! `iam-access-key` under the access key id (owner, status and the secret access key
@@ -8,6 +11,12 @@
 //! never reach the store in plaintext, and SigV4 needs the secret itself, so a hash
 //! would not do.
 //!
+//! A sealed secret is bound (in its AES-GCM additional data) to its account, user name,
+//! user id and key id, so a record moved to another user (an edited backup pointing a
+//! reader's key at `admin`) opens for nobody. Records sealed by older builds, bound to the
+//! key id only, are re-sealed once, when this version first opens the store
+//! ([`Iam::open`]); after that, a record in the old format is refused.
+//!
 //! Every signed request needs its access key's owner, policies and opened secret, so
 //! [`Iam::lookup`] keeps them in a small cache. Every IAM write also increments the
 //! store's IAM generation (the setting [`GENERATION_SETTING`]) in its own transaction, in
@@ -15,7 +24,6 @@
 //! database, `coffer admin` on the data directory), so a cached entry is confirmed by
 //! reading that one setting instead of the key, the user and the sealed secret.
 
-use crate::store_error;
 use coffer_auth::policy::{Policy, PolicyKind, malformed_message};
 use coffer_auth::principal::{
     ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey, access_key_id, secret_access_key,
@@ -40,6 +48,11 @@ pub const CREDENTIALS_KEY_ID: &str = "iam-credentials-kek";
 const CREDENTIALS_KEY_CONTEXT: &[u8] = b"coffer iam credentials key";
 /// Set once the first administrator was created, so it is never silently re-created.
 const BOOTSTRAP_SETTING: &str = "iam-admin-bootstrapped";
+/// Set once every access key was re-sealed bound to its user; from then on, records
+/// sealed in the old format (bound to the key id only) are refused.
+const BOUND_SETTING: &str = "iam-access-keys-bound";
+/// The `seal_version` of secrets bound to account, user and key ([`bound_secret_aad`]).
+const BOUND_SEAL: u32 = 2;
 
 /// The administrator `coffer serve` creates on first start.
 pub const ADMIN_USER: &str = "admin";
@@ -76,6 +89,9 @@ pub struct AccessKeyRecord {
     pub created_ms: i64,
     /// The secret access key sealed under the credentials key (base64).
     sealed_secret: String,
+    /// How the secret is bound: [`BOUND_SEAL`], or absent (0) for the old format.
+    #[serde(default)]
+    seal_version: u32,
 }
 
 impl fmt::Debug for AccessKeyRecord {
@@ -119,12 +135,69 @@ pub fn account_id_error(account: &str) -> String {
     )
 }
 
+/// Maps a store failure to the error a client sees: internal, its cause logged, never
+/// sent (as the server does for its own store failures).
+fn store_error(e: StoreError) -> AwsError {
+    if !matches!(e, StoreError::Aborted) {
+        tracing::error!(error = %e, "store failure");
+    }
+    AwsError::internal()
+}
+
 fn user_key(account: &str, name: &str) -> String {
     format!("{account}/{name}")
 }
 
-fn secret_aad(access_key_id: &str) -> Vec<u8> {
+/// The additional data of secrets sealed by older builds: the key id only, so a record
+/// could be moved to another user. Read only to migrate them.
+fn legacy_secret_aad(access_key_id: &str) -> Vec<u8> {
     format!("coffer iam secret access key\0{access_key_id}").into_bytes()
+}
+
+/// The additional data of a sealed secret: its account, user name, user id (a user
+/// deleted and made again under the same name is another user) and key id. The fields
+/// cannot contain NUL (account digits, IAM user names, ids), so the encoding is unique.
+fn bound_secret_aad(account: &str, user_name: &str, user_id: &str, access_key_id: &str) -> Vec<u8> {
+    format!("coffer iam secret access key v2\0{account}\0{user_name}\0{user_id}\0{access_key_id}")
+        .into_bytes()
+}
+
+/// Seals `secret` for access key `id` of `user`.
+fn seal_secret(key: &KeyMaterial, user: &UserRecord, id: &str, secret: &[u8]) -> String {
+    use base64::Engine;
+    let aad = bound_secret_aad(&user.account, &user.name, &user.user_id, id);
+    base64::engine::general_purpose::STANDARD.encode(coffer_crypto::seal(key, secret, &aad))
+}
+
+/// Re-seals every access key sealed in the old format bound to its user, in `tx`, and
+/// records that it was done; a no-op once done. Returns how many were re-sealed.
+fn bind_legacy_keys(tx: &mut dyn WriteTxn, key: &KeyMaterial) -> Result<usize, IamError> {
+    if tx.setting(BOUND_SETTING)?.is_some() {
+        return Ok(0);
+    }
+    use base64::Engine;
+    let mut bound = 0;
+    for (id, bytes) in all_records(tx, ACCESS_KEY_KIND)? {
+        let mut record: AccessKeyRecord = decode(&bytes)?;
+        if record.seal_version == BOUND_SEAL {
+            continue;
+        }
+        // A key whose user is gone cannot authenticate anyway; it stays as it is.
+        let Some(user) = load_user(tx, &record.account, &record.user_name)? else { continue };
+        let sealed =
+            base64::engine::general_purpose::STANDARD.decode(&record.sealed_secret).map_err(
+                |_| IamError::Crypto(format!("access key {id} holds no readable sealed secret")),
+            )?;
+        let opened = coffer_crypto::open(key, &sealed, &legacy_secret_aad(&id)).map_err(|e| {
+            IamError::Crypto(format!("cannot open the secret of access key {id}: {e}"))
+        })?;
+        record.sealed_secret = seal_secret(key, &user, &id, opened.expose());
+        record.seal_version = BOUND_SEAL;
+        tx.put_record(ACCESS_KEY_KIND, &id, &encode(&record))?;
+        bound += 1;
+    }
+    tx.put_setting(BOUND_SETTING, b"1")?;
+    Ok(bound)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -349,20 +422,31 @@ impl fmt::Debug for Iam {
 impl Iam {
     /// Loads the credentials key (wrapped under `master`), creating it on first use. Call
     /// after the master key was checked against the store.
+    /// Access keys sealed by older builds are re-sealed bound to their user here, in the
+    /// same transaction, the first time this version opens the store.
     pub fn open(master: &MasterKey, store: &dyn Store) -> Result<Iam, IamError> {
-        let key = write(store, |tx| match tx.wrapped_key(CREDENTIALS_KEY_ID)? {
-            Some(wrapped) => master.unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT).map_err(|e| {
-                IamError::Crypto(format!("cannot unwrap the IAM credentials key: {e}"))
-            }),
-            None => {
-                let key = KeyMaterial::generate();
-                tx.put_wrapped_key(
-                    CREDENTIALS_KEY_ID,
-                    &master.wrap_key(&key, CREDENTIALS_KEY_CONTEXT),
-                )?;
-                Ok(key)
-            }
+        let (key, bound) = write(store, |tx| {
+            let key = match tx.wrapped_key(CREDENTIALS_KEY_ID)? {
+                Some(wrapped) => {
+                    master.unwrap_key(&wrapped, CREDENTIALS_KEY_CONTEXT).map_err(|e| {
+                        IamError::Crypto(format!("cannot unwrap the IAM credentials key: {e}"))
+                    })?
+                }
+                None => {
+                    let key = KeyMaterial::generate();
+                    tx.put_wrapped_key(
+                        CREDENTIALS_KEY_ID,
+                        &master.wrap_key(&key, CREDENTIALS_KEY_CONTEXT),
+                    )?;
+                    key
+                }
+            };
+            let bound = bind_legacy_keys(tx, &key)?;
+            Ok((key, bound))
         })?;
+        if bound > 0 {
+            tracing::info!(keys = bound, "re-sealed access keys bound to their users");
+        }
         Ok(Iam {
             credentials_key: key,
             lookups: LookupCache::new(LOOKUP_CACHE_TTL),
@@ -508,24 +592,22 @@ impl Iam {
         let secret_random: &[u8; SECRET_KEY_LEN] =
             secret_random[..].try_into().expect("requested length");
         let secret = secret_access_key(secret_random);
-        let sealed = coffer_crypto::seal(
-            &self.credentials_key,
-            secret.expose().as_bytes(),
-            &secret_aad(&id),
-        );
-        use base64::Engine;
-        let record = AccessKeyRecord {
-            access_key_id: id.clone(),
-            account: account.to_string(),
-            user_name: name.to_string(),
-            status: "Active".to_string(),
-            created_ms: now_ms,
-            sealed_secret: base64::engine::general_purpose::STANDARD.encode(sealed),
-        };
         self.write(store, |tx| {
-            if load_user(tx, account, name)?.is_none() {
-                return Err(no_such_user(account, name));
-            }
+            let user = load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
+            let record = AccessKeyRecord {
+                access_key_id: id.clone(),
+                account: account.to_string(),
+                user_name: name.to_string(),
+                status: "Active".to_string(),
+                created_ms: now_ms,
+                sealed_secret: seal_secret(
+                    &self.credentials_key,
+                    &user,
+                    &id,
+                    secret.expose().as_bytes(),
+                ),
+                seal_version: BOUND_SEAL,
+            };
             if tx.record(ACCESS_KEY_KIND, &id)?.is_some() {
                 return Err(IamError::Exists(format!("access key {id} already exists")));
             }
@@ -732,12 +814,23 @@ impl Iam {
                 tracing::error!(access_key_id, "access key record holds no readable sealed secret");
                 AwsError::internal()
             })?;
-        let opened =
-            coffer_crypto::open(&self.credentials_key, &sealed, &secret_aad(access_key_id))
-                .map_err(|e| {
-                    tracing::error!(access_key_id, error = %e, "cannot open a secret access key");
-                    AwsError::internal()
-                })?;
+        // The record's key id, account and user must be those it was sealed for: a record
+        // in the old format, or moved to another user or key id, is an unknown key.
+        if key.seal_version != BOUND_SEAL || key.access_key_id != access_key_id {
+            tracing::error!(
+                access_key_id,
+                "access key record is not bound to its user (old format or edited); refused"
+            );
+            return Ok(None);
+        }
+        let aad = bound_secret_aad(&key.account, &key.user_name, &user.user_id, access_key_id);
+        let Ok(opened) = coffer_crypto::open(&self.credentials_key, &sealed, &aad) else {
+            tracing::error!(
+                access_key_id,
+                "access key record does not match its sealed secret (moved to another user?); refused"
+            );
+            return Ok(None);
+        };
         let text = std::str::from_utf8(opened.expose()).map_err(|_| AwsError::internal())?;
         let secret = SecretAccessKey::new(Zeroizing::new(text.to_string()));
         let policies = user
@@ -839,6 +932,112 @@ mod tests {
         assert_eq!(known.caller.principal.arn, "arn:aws:iam::111122223333:user/alice");
         assert_eq!(known.caller.policies.len(), 1);
         assert!(iam.lookup(&store, "AKIANOTAKEY").unwrap().is_none());
+    }
+
+    /// Edits the stored record of access key `id` as someone with the store (or a backup)
+    /// but not the master key could.
+    fn edit_key_record(store: &dyn Store, id: &str, edit: impl Fn(&mut serde_json::Value)) {
+        let raw = read(store, |tx| tx.record(ACCESS_KEY_KIND, id)).unwrap().unwrap();
+        let mut record: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        edit(&mut record);
+        let bytes = serde_json::to_vec(&record).unwrap();
+        store.write(&mut |tx| tx.put_record(ACCESS_KEY_KIND, id, &bytes)).unwrap();
+    }
+
+    /// Reads access key `id` from the store itself (no cache), as a fresh process would.
+    fn opens(iam: &Iam, store: &dyn Store, id: &str) -> Option<KnownKey> {
+        read(store, |tx| Ok(iam.load(tx, id).unwrap())).unwrap()
+    }
+
+    /// The attack of a backup edited to point a reader's key at `admin`: the sealed
+    /// secret is bound to its account, user and user id, so the moved key opens for nobody.
+    #[test]
+    fn an_access_key_record_moved_to_another_user_does_not_authenticate() {
+        let store = MemoryStore::new();
+        let (iam, _) = iam(&store);
+        iam.create_user(&store, "111122223333", "admin", 1).unwrap();
+        iam.put_user_policy(&store, "111122223333", "admin", "all", ADMIN_POLICY).unwrap();
+        iam.create_user(&store, "111122223333", "reader", 1).unwrap();
+        iam.create_user(&store, "444455556666", "reader", 1).unwrap();
+        let (id, _) = iam.create_access_key(&store, "111122223333", "reader", 2).unwrap();
+        assert!(opens(&iam, &store, &id).is_some());
+        edit_key_record(&store, &id, |r| r["user_name"] = "admin".into());
+        assert!(opens(&iam, &store, &id).is_none());
+        edit_key_record(&store, &id, |r| {
+            r["user_name"] = "reader".into();
+            r["account"] = "444455556666".into();
+        });
+        assert!(opens(&iam, &store, &id).is_none());
+        edit_key_record(&store, &id, |r| r["account"] = "111122223333".into());
+        assert!(opens(&iam, &store, &id).is_some());
+        // A user deleted and made again under the same name is another user.
+        let (other, _) = iam.create_access_key(&store, "111122223333", "reader", 2).unwrap();
+        let kept = read(&store, |tx| tx.record(ACCESS_KEY_KIND, &other)).unwrap().unwrap();
+        iam.delete_user(&store, "111122223333", "reader").unwrap();
+        iam.create_user(&store, "111122223333", "reader", 3).unwrap();
+        store.write(&mut |tx| tx.put_record(ACCESS_KEY_KIND, &other, &kept)).unwrap();
+        assert!(opens(&iam, &store, &other).is_none());
+    }
+
+    /// Records sealed before the binding (only to the key id) are re-sealed once, when the
+    /// store is first opened by this version; a legacy record appearing later is refused.
+    #[test]
+    fn legacy_sealed_keys_are_migrated_at_open_and_refused_afterwards() {
+        use base64::Engine;
+        let store = MemoryStore::new();
+        let master = MasterKey::generate();
+        let iam = Iam::open(&master, &store).unwrap();
+        iam.create_user(&store, "111122223333", "alice", 1).unwrap();
+        let (id, secret) = iam.create_access_key(&store, "111122223333", "alice", 2).unwrap();
+        // Rewrite the record as an older build sealed it, and forget the migration.
+        let legacy = |iam: &Iam| {
+            let sealed = coffer_crypto::seal(
+                &iam.credentials_key,
+                secret.expose().as_bytes(),
+                &legacy_secret_aad(&id),
+            );
+            let text = base64::engine::general_purpose::STANDARD.encode(sealed);
+            edit_key_record(&store, &id, |r| {
+                r["sealed_secret"] = text.clone().into();
+                r.as_object_mut().unwrap().remove("seal_version");
+            });
+        };
+        legacy(&iam);
+        // The store as an older build left it: without the migration's setting.
+        let mut items = Vec::new();
+        store
+            .export(&mut |item| {
+                if !matches!(&item, coffer_store::SnapshotItem::Setting { name, .. } if name == BOUND_SETTING)
+                {
+                    items.push(item);
+                }
+                Ok(())
+            })
+            .unwrap();
+        let store = MemoryStore::new();
+        store.import(&items).unwrap();
+        let legacy = |iam: &Iam| {
+            let sealed = coffer_crypto::seal(
+                &iam.credentials_key,
+                secret.expose().as_bytes(),
+                &legacy_secret_aad(&id),
+            );
+            let text = base64::engine::general_purpose::STANDARD.encode(sealed);
+            edit_key_record(&store, &id, |r| {
+                r["sealed_secret"] = text.clone().into();
+                r.as_object_mut().unwrap().remove("seal_version");
+            });
+        };
+        let reopened = Iam::open(&master, &store).unwrap();
+        let raw = read(&store, |tx| tx.record(ACCESS_KEY_KIND, &id)).unwrap().unwrap();
+        let record: AccessKeyRecord = decode(&raw).unwrap();
+        assert_eq!(record.seal_version, BOUND_SEAL);
+        let known = reopened.lookup(&store, &id).unwrap().unwrap();
+        assert_eq!(known.secret().expose(), secret.expose());
+        // Once migrated, a record in the old format is never trusted again.
+        legacy(&reopened);
+        let again = Iam::open(&master, &store).unwrap();
+        assert!(again.lookup(&store, &id).unwrap().is_none());
     }
 
     #[test]
