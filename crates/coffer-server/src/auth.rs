@@ -39,6 +39,8 @@ pub struct RawRequest {
     pub query: String,
     pub headers: Vec<(String, Vec<u8>)>,
     pub source_ip: Option<IpAddr>,
+    /// Whether it arrived over TLS (`aws:SecureTransport`).
+    pub secure: bool,
 }
 
 /// Maps a signature failure to the AWS JSON error a client sees.
@@ -296,7 +298,13 @@ fn secret_target(
 }
 
 /// The request context every call shares: who is calling, from where, and when.
-fn base_context(caller: &Caller, region: &str, source_ip: Option<IpAddr>, now_ms: i64) -> Context {
+fn base_context(
+    caller: &Caller,
+    region: &str,
+    source_ip: Option<IpAddr>,
+    secure: bool,
+    now_ms: i64,
+) -> Context {
     let p = &caller.principal;
     let mut ctx = Context::default();
     ctx.set("aws:PrincipalArn", p.arn.clone());
@@ -307,7 +315,7 @@ fn base_context(caller: &Caller, region: &str, source_ip: Option<IpAddr>, now_ms
     ctx.set("aws:CurrentTime", format_iso8601(now_ms));
     ctx.set("aws:EpochTime", (now_ms / 1000).to_string());
     ctx.set("aws:RequestedRegion", region);
-    ctx.set("aws:SecureTransport", "false");
+    ctx.set("aws:SecureTransport", if secure { "true" } else { "false" });
     if let Some(ip) = source_ip {
         ctx.set("aws:SourceIp", ip.to_string());
     }
@@ -446,6 +454,7 @@ pub struct Gate {
     caller: Arc<Caller>,
     region: String,
     source_ip: Option<IpAddr>,
+    secure: bool,
     now_ms: i64,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
@@ -473,7 +482,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     fn context(&self) -> Context {
-        base_context(&self.caller, &self.region, self.source_ip, self.now_ms)
+        base_context(&self.caller, &self.region, self.source_ip, self.secure, self.now_ms)
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -550,7 +559,7 @@ impl Gate {
 
 /// Authorizes a validated request and returns the context its handler runs in (the
 /// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
-/// handler authorizes the rest with.
+/// handler authorizes the rest with. For a request that did not come over TLS.
 pub fn authorize(
     app: &App,
     who: &Authenticated,
@@ -559,11 +568,25 @@ pub fn authorize(
     requested: &Requested,
     source_ip: Option<IpAddr>,
 ) -> Result<RequestContext, AwsError> {
+    authorize_over(app, who, ctx, op, requested, source_ip, false)
+}
+
+/// [`authorize`], `secure` saying whether the request came over TLS (`aws:SecureTransport`).
+pub fn authorize_over(
+    app: &App,
+    who: &Authenticated,
+    ctx: RequestContext,
+    op: Operation,
+    requested: &Requested,
+    source_ip: Option<IpAddr>,
+    secure: bool,
+) -> Result<RequestContext, AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut gate = Gate {
         caller: who.caller.clone(),
         region: who.region.clone(),
         source_ip,
+        secure,
         now_ms,
         secret: None,
     };

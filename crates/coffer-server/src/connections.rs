@@ -24,9 +24,6 @@ use tower_service::Service;
 /// the database, its WAL and readers, the audit log, pooled PostgreSQL connections).
 const RESERVED_FILES: u64 = 32;
 
-/// How long a stopping server waits for connections that are still answering.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// The longest pause after a failed accept (out of files, out of memory).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -38,6 +35,9 @@ pub struct Limits {
     /// Time a connection has to deliver a request's headers, from when it is accepted or
     /// from the end of its previous response (so also the keep-alive idle timeout).
     pub header_timeout: Duration,
+    /// How long a stopping server lets open connections finish their requests before it
+    /// drops them (idle keep-alive connections are closed at once).
+    pub shutdown_grace: Duration,
 }
 
 /// The number of connections to serve at once: `requested`, but no more than the open-file
@@ -60,12 +60,29 @@ pub fn connection_cap(requested: usize) -> (usize, Option<u64>) {
     (requested.clamp(1, room), Some(soft))
 }
 
+/// Marks a request that arrived over TLS (a request extension): `aws:SecureTransport`.
+#[derive(Debug, Clone, Copy)]
+pub struct SecureTransport;
+
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets open
-/// connections finish (for at most [`SHUTDOWN_GRACE`]).
+/// connections finish (for at most `limits.shutdown_grace`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with_tls(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], speaking TLS on every connection when `tls` is given. The handshake runs in
+/// the connection's own task, within the header timeout, so a client that stalls in it
+/// holds only its own slot.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -105,24 +122,64 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         let router = router.clone();
-        // The peer address feeds the `aws:SourceIp` condition key.
+        let secure = tls.is_some();
+        // The peer address feeds the `aws:SourceIp` condition key, the transport
+        // `aws:SecureTransport`.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+            if secure {
+                request.extensions_mut().insert(SecureTransport);
+            }
             router.clone().call(request)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        // Watched from before the handshake, so a stopping server waits for it too.
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            crate::metrics::connection(true);
+            let served = match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            crate::metrics::connection(false);
             drop(slot);
         });
     }
+    // Closing the listener refuses new connections at once (a load balancer moves on).
     drop(listener);
+    let open = graceful.count();
+    if open > 0 {
+        tracing::info!(
+            open,
+            grace_seconds = limits.shutdown_grace.as_secs_f64(),
+            "stopped accepting; letting open connections finish"
+        );
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("connections still open after the shutdown grace period");
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("connections still open after the shutdown grace period: dropped");
         }
     }
     Ok(())

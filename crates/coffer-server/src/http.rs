@@ -25,20 +25,53 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroize;
 
-/// The router: every path and method goes to the one JSON 1.1 handler.
+/// The router: `GET /health` and `GET /ready` are the probes (`probes`), `GET /metrics`
+/// the metrics (unless they have a listener of their own); every other path and method goes
+/// to the one JSON 1.1 handler.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+    use axum::routing::get;
+    let mut router = Router::new()
+        .route("/health", get(crate::probes::health))
+        .route("/ready", get(crate::probes::ready));
+    if app.config.metrics_on_main_listener {
+        router = router.route("/metrics", get(crate::metrics::serve_metrics));
+    }
+    router.fallback(handle).with_state(app)
+}
+
+/// The router of `--metrics-listen`: the metrics and the probes, nothing else.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route("/metrics", get(crate::metrics::serve_metrics))
+        .route("/health", get(crate::probes::health))
+        .route("/ready", get(crate::probes::ready))
+        .with_state(app)
 }
 
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
+    let access_key_id = header_str(request.headers(), "authorization").and_then(credential_key_id);
     let query_protocol = target.is_empty()
         && sts::is_query_request(
             header_str(request.headers(), "content-type"),
             request.uri().query().unwrap_or(""),
         );
+    // Labels for the log line and the metrics: fixed names from the operation tables, never
+    // the client's own string (which could carry anything, a secret name included).
+    let (service, operation) = if query_protocol {
+        ("sts", "Query")
+    } else if coffer_wire::cloudtrail::operation(&target).is_some() {
+        ("cloudtrail", CloudTrailOp::LookupEvents.name())
+    } else {
+        match parse_target(&target) {
+            Ok(op) => (op.signing_name(), op.name()),
+            Err(_) => ("unknown", "Unknown"),
+        }
+    };
+    let mut error_code = None;
     let (status, content_type, body) = if query_protocol {
         let (status, body) = answer_sts(&app, request, &request_id).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
@@ -51,24 +84,79 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
             Err(e) => {
                 let status =
                     StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                error_code = Some(e.code);
                 (status, CONTENT_TYPE, error_body(&e))
             }
         }
     };
-    tracing::info!(
-        target: "coffer::request",
-        %request_id,
-        operation = %if query_protocol { "sts" } else { &target },
-        status = status.as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    let elapsed = started.elapsed();
+    crate::metrics::observe_request(service, operation, status.as_u16(), elapsed);
+    // One line per request (at info; off by default, see `coffer serve --help`): who, what,
+    // how it ended and how long it took. Never a body, a value or a secret's name.
+    if tracing::enabled!(target: "coffer::request", tracing::Level::INFO) {
+        let authenticated =
+            status == StatusCode::OK || error_code.is_some_and(|c| !before_authentication(c));
+        let principal = match (authenticated, &access_key_id) {
+            (true, Some(key)) => principal_arn(&app, key).await,
+            _ => None,
+        };
+        tracing::info!(
+            target: "coffer::request",
+            %request_id,
+            principal = principal.as_deref().unwrap_or("-"),
+            access_key_id = access_key_id.as_deref().unwrap_or("-"),
+            service,
+            operation,
+            status = status.as_u16(),
+            error = error_code.map_or("-", |c| c.as_str()),
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
     Response::builder()
         .status(status)
         .header("x-amzn-RequestId", request_id)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .expect("static response parts are valid")
+}
+
+/// The access key id of a SigV4 `Authorization` header (not a secret: CloudTrail shows it).
+fn credential_key_id(authorization: &str) -> Option<String> {
+    let credential = authorization.split([' ', ',']).find_map(|p| p.strip_prefix("Credential="))?;
+    let key = credential.split('/').next()?;
+    (!key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| key.to_string())
+}
+
+/// Errors returned before the caller is authenticated: their line names no principal.
+fn before_authentication(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::MissingAuthenticationToken
+            | ErrorCode::IncompleteSignature
+            | ErrorCode::UnrecognizedClient
+            | ErrorCode::InvalidSignature
+            | ErrorCode::UnknownOperation
+            | ErrorCode::RequestTimeout
+            | ErrorCode::RequestEntityTooLarge
+    )
+}
+
+/// The ARN of the user `access_key_id` belongs to, for the request line (without `--dev`).
+/// The lookup reads the store unless cached, so off the async workers where that waits.
+async fn principal_arn(app: &Arc<App>, access_key_id: &str) -> Option<String> {
+    app.iam.as_ref()?;
+    let lookup = |app: &App, key: &str| {
+        let iam = app.iam.as_ref()?;
+        let known = iam.lookup(app.store.as_ref(), key).ok().flatten()?;
+        Some(known.caller.principal.arn.clone())
+    };
+    if app.reads_inline() {
+        return lookup(app, access_key_id);
+    }
+    let (app, key) = (app.clone(), access_key_id.to_string());
+    tokio::task::spawn_blocking(move || lookup(&app, &key)).await.ok().flatten()
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -147,6 +235,7 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
             .collect(),
         source_ip,
+        secure: parts.extensions.get::<crate::connections::SecureTransport>().is_some(),
     };
     (raw, body)
 }
@@ -336,7 +425,7 @@ fn serve_identified(
     let requested = auth::Requested::deserialize(&body).map_err(|e| {
         AwsError::new(ErrorCode::Serialization, format!("The request body is not valid ({e})."))
     })?;
-    let ctx = auth::authorize(app, &who, ctx, op, &requested, raw.source_ip)?;
+    let ctx = auth::authorize_over(app, &who, ctx, op, &requested, raw.source_ip, raw.secure)?;
     // Authorization moves a call another account makes through a resource policy to the
     // owner's scope: its event goes to both accounts' trails.
     crate::audit::deliver_also_to(&ctx.scope);

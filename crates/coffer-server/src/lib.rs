@@ -20,10 +20,13 @@ mod dispatch;
 pub mod http;
 pub mod keys;
 pub mod kms_api;
+pub mod metrics;
 mod paging;
 pub mod policies;
+pub mod probes;
 pub mod secrets;
 pub mod sts;
+pub mod tls;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
@@ -50,6 +53,9 @@ pub struct Config {
     pub body_timeout: std::time::Duration,
     /// How the audit trail is kept.
     pub audit: audit::Settings,
+    /// Whether the main listener serves `GET /metrics` (not when `--metrics-listen` gives
+    /// the metrics a listener of their own).
+    pub metrics_on_main_listener: bool,
 }
 
 impl Default for Config {
@@ -59,6 +65,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             body_timeout: std::time::Duration::from_secs(60),
             audit: audit::Settings::default(),
+            metrics_on_main_listener: true,
         }
     }
 }

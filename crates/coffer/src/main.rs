@@ -3,6 +3,7 @@
 mod admin;
 mod audit_cmd;
 mod backup;
+mod config_file;
 mod master_arg;
 mod serve;
 mod store_select;
@@ -20,9 +21,13 @@ use std::sync::Mutex;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The version and the commit built (`build.rs`; "unknown" outside a git checkout).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COFFER_GIT_COMMIT"), ")");
+
 /// Coffer: a self-hostable AWS Secrets Manager.
 #[derive(Parser)]
-#[command(name = "coffer", version, about)]
+#[command(name = "coffer", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,6 +48,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// The audit trail: `coffer audit verify` checks its hash chains.
     Audit(audit_cmd::AuditArgs),
+    /// Configuration files for `coffer serve --config`: `coffer config check FILE`.
+    Config(config_file::ConfigArgs),
 }
 
 /// The environment variable that may hold the master key (`coffer serve`, `coffer admin`).
@@ -91,12 +98,16 @@ fn main() -> ExitCode {
     take_master_key_from_env();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        // The process's arguments from `serve` on, to tell flags given from the file's.
+        Command::Serve(args) => {
+            config_file::apply(args, std::env::args_os().skip(1).collect()).and_then(serve::run)
+        }
         Command::Migrate(args) => store_select::migrate(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Admin(args) => admin::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Config(args) => config_file::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

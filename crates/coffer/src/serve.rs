@@ -3,6 +3,7 @@
 use clap::Args;
 use coffer_crypto::MasterKey;
 use coffer_server::iam::Iam;
+use coffer_server::tls::Tls;
 use coffer_server::{App, Config, KeyRing};
 use coffer_store::Store;
 use std::io::Write;
@@ -68,6 +69,52 @@ pub struct ServeArgs {
     /// Seconds a request's body has to arrive once its headers have.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
+    /// How log lines (on standard error) are written: `text` (colored only on a terminal) or
+    /// `json` (one object per line). The level is set with COFFER_LOG (default
+    /// `info,coffer::request=warn`; `COFFER_LOG=info` adds one line per request).
+    #[arg(long, env = "COFFER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Serve HTTPS with this certificate (PEM: the server's certificate, then its chain).
+    /// TLS 1.2 and 1.3 only. Sent SIGHUP, the server reads the certificate and key again:
+    /// new connections get the new certificate, open ones are not dropped.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With `--dev`: serve HTTPS with a throwaway self-signed certificate for localhost,
+    /// written to `<data-dir>/tls/` (or a temporary directory) and printed with its
+    /// SHA-256 fingerprint, for clients to trust (`--ca-bundle`).
+    #[arg(long, requires = "dev")]
+    tls_self_signed: bool,
+    /// Serve `GET /metrics` (Prometheus/OpenMetrics text, unauthenticated) on this address,
+    /// over plain HTTP with `/health` and `/ready`, instead of on the main listener. Without
+    /// it the main listener serves `/metrics`.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, seconds to let calls in progress finish before their
+    /// connections are dropped. New connections are refused at once; idle ones are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_grace: u64,
+    /// Read settings from this TOML file: keys are these flags' long names (`listen`,
+    /// `data-dir`, `dev = true`, ...). A flag given on the command line, then its environment
+    /// variable, wins over the file. `coffer config check FILE` validates one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The `--config` file, if any.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+}
+
+/// The shape of log lines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How many events the in-memory `--dev` store keeps per account and region.
@@ -85,7 +132,7 @@ fn parse_account(s: &str) -> Result<String, String> {
 const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
-    init_logging();
+    init_logging(args.log_format);
     let (store, data_dir) = crate::store_select::open_for_serve(
         args.store.as_ref(),
         args.data_dir.as_deref(),
@@ -122,8 +169,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         default_account: args.default_account.clone(),
         body_timeout: Duration::from_secs(args.body_timeout),
         audit,
+        metrics_on_main_listener: args.metrics_listen.is_none(),
         ..Config::default()
     };
+    coffer_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("COFFER_GIT_COMMIT"));
     let app = match (iam_master, &data_dir) {
         (Some(master), Some(dir)) => {
             let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
@@ -150,7 +199,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let limits = coffer_server::connections::Limits {
         max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
+
+    // A throwaway certificate outside a data directory goes when the server does.
+    let temp_tls_dir = (args.tls_self_signed && data_dir.is_none()).then(self_signed_temp_dir);
+    let tls = open_tls(&args, data_dir.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -164,19 +218,43 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // Before the listening line: from then on SIGHUP reloads (without TLS, it is ignored
+        // rather than ending the process, so `systemctl reload` is harmless).
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = match &data_dir {
             Some(dir) => writeln!(out, "data in {} ({})", dir.display(), store.describe()),
             None => writeln!(out, "data in memory only (--dev): nothing is kept after exit"),
         };
+        if let Some(metrics_addr) = args.metrics_listen {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {metrics_addr} for metrics: {e}"))?;
+            let bound = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+            let _ = writeln!(out, "metrics on http://{bound}/metrics");
+            // A few connections suffice for scrapers and probes.
+            let metrics_limits =
+                coffer_server::connections::Limits { max_connections: 16, ..limits };
+            tokio::spawn(coffer_server::connections::serve(
+                metrics_listener,
+                coffer_server::http::metrics_router(app.clone()),
+                metrics_limits,
+                shutdown_signal(),
+            ));
+        }
         let _ = out.flush();
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
-        coffer_server::connections::serve(
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        tokio::spawn(reload_on_sighup(hangups, tls));
+        coffer_server::connections::serve_with_tls(
             listener,
             coffer_server::http::router(app),
             limits,
+            acceptor,
             shutdown_signal(),
         )
         .await
@@ -187,13 +265,85 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(e) = lease_store.release_lease(lease, &lease_node.id) {
         tracing::warn!(error = %e, "could not release the background-work lease");
     }
+    if let Some(dir) = temp_tls_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if served.is_ok() {
+        tracing::info!("stopped");
+    }
     served
 }
 
-fn init_logging() {
+/// The TLS configuration `--tls-cert`/`--tls-key` or `--tls-self-signed` ask for, if any.
+fn open_tls(
+    args: &ServeArgs,
+    data_dir: Option<&Path>,
+) -> Result<Option<std::sync::Arc<Tls>>, String> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => (cert.clone(), key.clone()),
+        (_, _, true) => {
+            let dir = match data_dir {
+                Some(dir) => dir.join("tls"),
+                None => self_signed_temp_dir(),
+            };
+            coffer_server::tls::write_self_signed(&dir)?
+        }
+        _ => return Ok(None),
+    };
+    let tls = Tls::load(&cert, &key)?;
+    // On stdout with the listening line: what a developer needs to trust the certificate.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "TLS certificate {} (SHA-256 {}){}",
+        cert.display(),
+        tls.fingerprint(),
+        if args.tls_self_signed { ", self-signed: trust it with --ca-bundle" } else { "" }
+    );
+    let _ = out.flush();
+    Ok(Some(std::sync::Arc::new(tls)))
+}
+
+/// Where `--dev --tls-self-signed` without a data directory writes its certificate.
+fn self_signed_temp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("coffer-tls-{}", std::process::id()))
+}
+
+/// Reads the certificate again on each SIGHUP (a renewed certificate, without a restart).
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    tls: Option<std::sync::Arc<Tls>>,
+) {
+    while hangups.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            tracing::info!("SIGHUP: nothing to reload (no TLS certificate)");
+            continue;
+        };
+        match tls.reload() {
+            Ok(()) => {
+                tracing::info!(fingerprint = %tls.fingerprint(), "reloaded the TLS certificate")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; still serving the previous one")
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,coffer::request=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a person at a terminal: in a file or journald they are noise.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level (not under "fields"), the span list left out: one flat
+        // object per line is what log shippers index best.
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init()
+        }
+    }
 }
 
 /// Finds the master key: `COFFER_MASTER_KEY`, `--master-key-file`, or
@@ -228,8 +378,9 @@ fn load_master_key(
         .map_err(|e| format!("cannot read or create the master key {}: {e}", path.display()))?;
     warn_if_exposed(&path);
     if created {
-        eprintln!(
-            "coffer: created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
+        // A log line rather than a bare print, so `--log-format json` stays one object a line.
+        tracing::warn!(
+            "created a new master key in {} (mode 0600); back it up: without it the data cannot be read",
             path.display()
         );
     }
@@ -260,8 +411,9 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    let name = tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(signal = name, "shutting down");
 }
