@@ -410,3 +410,18 @@ def test_writes_decide_a_key_with_the_key_s_context_not_the_secret_s(world):
     sm, _ = clients(world, "smonly")
     sm.put_secret_value(SecretId="kms/via", SecretString="v2")
     assert sm.get_secret_value(SecretId="kms/via")["SecretString"] == "v2"
+
+
+def test_a_deny_on_the_key_s_aliases_applies_on_every_route(world):
+    srv = world["srv"]
+    admin_kms = srv.client(srv.admin_key, service="kms")
+    key = admin_kms.create_key()["KeyMetadata"]["Arn"]
+    admin_kms.create_alias(AliasName="alias/k6-guarded", TargetKeyId=key)
+    blob = admin_kms.encrypt(KeyId=key, Plaintext=b"k6")["CiphertextBlob"]
+    srv.admin().create_secret(Name="aliasdeny/s", SecretString="k6-secret", KmsKeyId=key)
+    user = srv.user("aliasdeny", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:*", "secretsmanager:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:*", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/k6-guarded"}}}]})
+    expect(srv.client(user, service="kms").decrypt, "AccessDeniedException", CiphertextBlob=blob)
+    expect(srv.client(user).get_secret_value, "AccessDeniedException", SecretId="aliasdeny/s")

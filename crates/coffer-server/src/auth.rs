@@ -490,24 +490,28 @@ impl Gate {
     /// and `kms:EncryptionContext:*` conditions hold as on AWS.
     pub fn kms_via_secrets_manager(
         &self,
+        (app, tx): (&App, &dyn ReadTxn),
         action: &str,
         key: &KeyRecord,
         encryption_context: &BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
-        decide_kms(&self.caller, action, &KmsKey::of(key), &key.scope.account, &context, &call)
+        let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, &call)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
     pub fn kms_direct(
         &self,
+        (app, tx): (&App, &dyn ReadTxn),
         action: &str,
         key: &KeyRecord,
         call: &KmsCall<'_>,
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
-        decide_kms(&self.caller, action, &KmsKey::of(key), &key.scope.account, &context, call)
+        let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, call)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -613,7 +617,7 @@ pub fn authorize_over(
             if !kms_checks.is_empty() {
                 let via = kms_context(gate.context(), &who.caller, Some(&owner.region));
                 for (reference, actions) in kms_checks {
-                    let key = resolve_kms_key(app, &owner, &reference)?;
+                    let key = resolve_kms_key(app, &who.caller, &owner, &reference)?;
                     let call = KmsCall::naming(&reference, None);
                     if key.customer_managed {
                         for action in actions {
@@ -696,7 +700,7 @@ fn authorize_kms(
 ) -> Result<(), AwsError> {
     let account = &scope.account;
     let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
-        let key = resolve_kms_key(app, scope, reference)?;
+        let key = resolve_kms_key(app, &who.caller, scope, reference)?;
         let call = KmsCall::naming(reference, encryption_context);
         decide_kms(&who.caller, action, &key, account, context, &call)
     };
@@ -710,7 +714,8 @@ fn authorize_kms(
                     let current =
                         app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, alias, true).ok()))?;
                     if let Some(current) = current {
-                        let key = KmsKey::of(&current);
+                        let key =
+                            app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
                         let call = KmsCall::default();
                         decide_kms(&who.caller, action, &key, account, context, &call)?;
                     }
@@ -807,6 +812,9 @@ struct KmsKey {
     policy: Option<Arc<Policy>>,
     /// The key's tags (`aws:ResourceTag/*`).
     tags: Vec<(String, String)>,
+    /// The aliases that point at the key (`kms:ResourceAliases`), read only when a policy
+    /// that decides uses that key.
+    aliases: Vec<String>,
 }
 
 impl KmsKey {
@@ -818,7 +826,23 @@ impl KmsKey {
             Some(aws_managed_key_policy(&record.scope))
         };
         let tags = record.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-        KmsKey { arn: record.arn.clone(), customer_managed, policy, tags }
+        KmsKey { arn: record.arn.clone(), customer_managed, policy, tags, aliases: Vec::new() }
+    }
+
+    /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
+    /// policy have a condition on `kms:ResourceAliases` (listing aliases costs a scan).
+    fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
+        const ALIASES: &str = "kms:ResourceAliases";
+        let mut key = KmsKey::of(record);
+        let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
+            || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
+        if used {
+            let kms = app.keys.kms();
+            let page = kms.list_aliases(tx, &record.scope, Some(&record.key_id), None, 1000);
+            key.aliases =
+                page.map(|p| p.items.into_iter().map(|a| a.name).collect()).unwrap_or_default();
+        }
+        key
     }
 }
 
@@ -849,15 +873,24 @@ fn aws_managed_key_policy(scope: &Scope) -> Arc<Policy> {
 /// Resolves a key reference (id, ARN, alias name or alias ARN) in `scope` with the key
 /// service. An unknown key is named by the ARN the reference spells; its handler answers
 /// NotFoundException once the caller may use it.
-fn resolve_kms_key(app: &App, scope: &Scope, key: &str) -> Result<KmsKey, AwsError> {
-    let found = app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, key, true).ok()))?;
+fn resolve_kms_key(
+    app: &App,
+    caller: &Caller,
+    scope: &Scope,
+    key: &str,
+) -> Result<KmsKey, AwsError> {
+    let found = app.read(|tx| {
+        let record = app.keys.kms().find_key(tx, scope, key, true).ok();
+        Ok(record.map(|record| KmsKey::seen_by(caller, app, tx, &record)))
+    })?;
     Ok(match found {
-        Some(record) => KmsKey::of(&record),
+        Some(key) => key,
         None => KmsKey {
             arn: kms_key_arn(scope, key),
             customer_managed: !is_aws_managed_key(key),
             policy: None,
             tags: Vec::new(),
+            aliases: Vec::new(),
         },
     })
 }
@@ -884,6 +917,9 @@ fn decide_kms(
     }
     if let Some(alias) = call.alias {
         context.set("kms:RequestAlias", alias);
+    }
+    if !key.aliases.is_empty() {
+        context.set_all("kms:ResourceAliases", key.aliases.clone());
     }
     let context = &context;
     let req = Request {

@@ -434,7 +434,7 @@ fn authorize_blob_key(
     if let Some(gate) = &ctx.gate
         && let Some(key) = crate::auth::sealing_key(app, tx, &ctx.scope, blob)
     {
-        gate.kms_direct(action, &key, call)?;
+        gate.kms_direct((app, tx), action, &key, call)?;
     }
     Ok(())
 }
@@ -492,7 +492,7 @@ pub fn re_encrypt(
                     .find("alias/")
                     .map(|at| &req.destination_key_id[at..]),
             };
-            gate.kms_direct("kms:ReEncryptTo", &destination, &to)?;
+            gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
         check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
             .map_err(self::kms)?;

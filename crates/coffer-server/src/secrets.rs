@@ -243,7 +243,8 @@ fn open_value(
     if let Some(gate) = gate
         && let Some(key) = sealing_key(app, tx, &meta.scope, &sealed.0)
     {
-        gate.kms_via_secrets_manager("kms:Decrypt", &key, &secret_context(&meta.arn, version_id))?;
+        let context = secret_context(&meta.arn, version_id);
+        gate.kms_via_secrets_manager((app, tx), "kms:Decrypt", &key, &context)?;
     }
     app.keys
         .kms()
@@ -275,7 +276,7 @@ fn reencrypt_labelled_versions(
             let plaintext = open_value(app, tx, meta, &version.version_id, gate)?;
             if let Some(gate) = gate {
                 let context = secret_context(&meta.arn, &version.version_id);
-                gate.kms_via_secrets_manager("kms:GenerateDataKey", key, &context)?;
+                gate.kms_via_secrets_manager((app, &*tx), "kms:GenerateDataKey", key, &context)?;
             }
             let resealed =
                 seal_value(app, key, &meta.arn, &version.version_id, plaintext.expose())?;
@@ -368,7 +369,7 @@ fn add_version(
     let key = key_for(app, tx, meta, now)?;
     if let Some(gate) = gate {
         let context = secret_context(&meta.arn, version_id);
-        gate.kms_via_secrets_manager("kms:GenerateDataKey", &key, &context)?;
+        gate.kms_via_secrets_manager((app, &*tx), "kms:GenerateDataKey", &key, &context)?;
     }
     let sealed = seal_value(app, &key, &meta.arn, version_id, value.to_plaintext().expose())?;
     tx.insert_version(&meta.arn, &new_version, &sealed).map_err(|e| match e {

@@ -370,6 +370,12 @@ pub fn map_aws_principals<E>(
 }
 
 impl Policy {
+    /// Whether any statement has a condition on `key` (compared without regard to case):
+    /// lets a caller skip computing a costly condition key no policy reads.
+    pub fn uses_condition_key(&self, key: &str) -> bool {
+        self.statements.iter().flat_map(|s| &s.conditions).any(|c| c.key.eq_ignore_ascii_case(key))
+    }
+
     /// Parses a policy document. `Err` holds every grammar problem, in document order.
     pub fn parse(text: &str, kind: PolicyKind) -> Result<Policy, Vec<String>> {
         let doc: Value = serde_json::from_str(text)
