@@ -149,8 +149,8 @@ def test_a_bad_key_stops_the_server_at_start(tmp_path):
 # ---- aws:SecureTransport ------------------------------------------------------------------------
 
 SECURE_ONLY = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
-    {"Effect": "Deny", "Action": "secretsmanager:*", "Resource": "*",
+    {"Effect": "Allow", "Action": ["secretsmanager:*", "cloudtrail:LookupEvents"], "Resource": "*"},
+    {"Effect": "Deny", "Action": ["secretsmanager:*", "cloudtrail:LookupEvents"], "Resource": "*",
      "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
 
 
@@ -189,9 +189,20 @@ def test_secure_transport_is_true_over_tls_and_false_over_plain_http(tmp_path):
                                  aws_access_key_id=admin_key(data_dir)[0],
                                  aws_secret_access_key=admin_key(data_dir)[1], config=NO_RETRY)
             admin.create_secret(Name="st/value", SecretString="transport")
-        over_tls = client(tls_url, ca, secure_only_user(tls_dir))
+        tls_key = secure_only_user(tls_dir)
+        over_tls = client(tls_url, ca, tls_key)
         assert over_tls.get_secret_value(SecretId="st/value")["SecretString"] == "transport"
+        # LookupEvents is decided with the same context: allowed over TLS, denied in clear.
+        boto3.client("cloudtrail", endpoint_url=tls_url, region_name=REGION, verify=str(ca),
+                     aws_access_key_id=tls_key[0], aws_secret_access_key=tls_key[1],
+                     config=NO_RETRY).lookup_events(MaxResults=1)
         plain_key = secure_only_user(plain_dir)
+        trail_in_clear = boto3.client("cloudtrail", endpoint_url=plain_srv.url, region_name=REGION,
+                                      aws_access_key_id=plain_key[0], aws_secret_access_key=plain_key[1],
+                                      config=NO_RETRY)
+        with pytest.raises(ClientError) as refused:
+            trail_in_clear.lookup_events(MaxResults=1)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
         over_http = boto3.client("secretsmanager", endpoint_url=plain_srv.url, region_name=REGION,
                                  aws_access_key_id=plain_key[0], aws_secret_access_key=plain_key[1],
                                  config=NO_RETRY)

@@ -1256,33 +1256,6 @@ fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) 
     }
 }
 
-/// Checks that a verified caller may call `cloudtrail:LookupEvents`.
-pub fn authorize_lookup(who: &Authenticated, source_ip: Option<IpAddr>) -> Result<(), AwsError> {
-    use coffer_auth::policy::{Context, Request, evaluate};
-    let p = &who.caller.principal;
-    let mut context = Context::default();
-    context.set("aws:PrincipalArn", p.arn.clone());
-    context.set("aws:PrincipalAccount", p.account.clone());
-    context.set("aws:username", p.name.clone());
-    context.set("aws:userid", p.user_id.clone());
-    context.set("aws:RequestedRegion", who.region.clone());
-    context.set("aws:CurrentTime", coffer_audit::format_iso8601(clock::now_ms()));
-    if let Some(ip) = source_ip {
-        context.set("aws:SourceIp", ip.to_string());
-    }
-    let req = Request {
-        principal: p,
-        action: "cloudtrail:LookupEvents",
-        resource: "*",
-        resource_account: &p.account,
-        context: &context,
-    };
-    match evaluate(&req, &who.caller.policies, None).denial_message(&req) {
-        None => Ok(()),
-        Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
-    }
-}
-
 /// Answers LookupEvents over the chain of `scope`, newest event first.
 pub fn lookup_events(
     app: &App,

@@ -561,6 +561,20 @@ impl Gate {
     }
 }
 
+/// Authorizes an operation on no particular resource (`*`), such as CloudTrail's
+/// LookupEvents, from the caller's identity policies, with the same request context as
+/// every other call (`aws:SecureTransport` included).
+pub fn authorize_unscoped(
+    who: &Authenticated,
+    op: Operation,
+    raw: &RawRequest,
+) -> Result<(), AwsError> {
+    let now_ms = crate::clock::now_ms();
+    let context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    let account = &who.caller.principal.account;
+    decide(&who.caller, op.iam_action(), "*", account, &context, None, "*")
+}
+
 /// Authorizes a validated request and returns the context its handler runs in (the
 /// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
 /// handler authorizes the rest with. For a request that did not come over TLS.

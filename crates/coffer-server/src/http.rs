@@ -545,7 +545,7 @@ fn lookup(
         ))
     })?;
     if let Some(who) = who {
-        crate::audit::authorize_lookup(who, raw.source_ip).map_err(aws)?;
+        auth::authorize_unscoped(who, CloudTrailOp::LookupEvents.into(), raw).map_err(aws)?;
     }
     let response = crate::audit::lookup_events(app, &ctx.scope, req).map_err(|e| {
         (if e.code == "InternalFailure" { 500 } else { 400 }, e.code.to_string(), e.message)
