@@ -113,9 +113,7 @@ def test_an_unknown_key_leaves_no_event_in_any_trail(secured):
     assert events(secured, secured.admin_key, AccessKeyId="AKIAUNKNOWNUNKNOWN00") == before == []
 
 
-def test_a_cross_account_read_is_in_both_trails(secured, request):
-    if "postgres" in request.node.name:
-        pytest.skip("`coffer admin` makes the second account's user in SQLite data directories only")
+def test_a_cross_account_read_is_in_both_trails(secured):
     admin = secured.admin()
     # Reads across accounts need a customer managed key the partner may decrypt with.
     key_policy = {"Version": "2012-10-17", "Statement": [
