@@ -90,7 +90,9 @@ def test_kms_answers_throttling_exception_too(quota_server):
             break
     assert error is not None
     assert error.response["Error"]["Code"] == "ThrottlingException"
-    assert error.response["Error"]["Message"] == "Rate exceeded"
+    assert error.response["Error"]["Message"] == (
+        "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+    )
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     # Another group of the same account is not affected.
     kms.list_keys()

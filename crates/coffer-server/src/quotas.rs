@@ -8,13 +8,17 @@
 //! are dropped every [`SWEEP_EVERY`] checks, so the state is bounded by the keys seen
 //! within about a second, whatever regions callers sign with.
 
-use coffer_core::{AwsError, Scope};
-use coffer_wire::operation::Operation;
+use coffer_core::{AwsError, ErrorCode, Scope};
 pub use coffer_wire::operation::QuotaGroup;
+use coffer_wire::operation::{Operation, Service};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// KMS's message for a throttled call.
+pub const KMS_THROTTLED: &str =
+    "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.";
 
 /// How many checks pass between sweeps of the limiters' idle keys.
 const SWEEP_EVERY: u64 = 1024;
@@ -99,7 +103,11 @@ impl Quotas {
         let key = (scope.account.clone(), scope.region.clone());
         limiter.check_key(&key).map_err(|_| {
             tracing::debug!(operation = op.name(), account = %scope.account, "throttled");
-            AwsError::throttled()
+            match op.service() {
+                // KMS words it its own way (developer guide, "Throttling AWS KMS requests").
+                Service::Kms => AwsError::new(ErrorCode::Throttling, KMS_THROTTLED),
+                _ => AwsError::throttled(),
+            }
         })
     }
 
@@ -112,7 +120,6 @@ impl Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_core::ErrorCode;
     use coffer_wire::operation::{KmsOp, SecretsManagerOp};
 
     fn tight(group: &str, rate: u32) -> Quotas {
@@ -149,6 +156,16 @@ mod tests {
         assert!(quotas.check(&Scope::new("222222222222", "us-east-1"), create).is_ok());
         assert!(quotas.check(&Scope::new("111111111111", "eu-west-1"), create).is_ok());
         assert!(quotas.check(&a, SecretsManagerOp::DeleteSecret.into()).is_ok());
+    }
+
+    #[test]
+    fn kms_words_its_throttling_its_own_way() {
+        let quotas = tight("kms-cryptographic", 1);
+        let scope = Scope::new("111111111111", "us-east-1");
+        let error = (0..50)
+            .find_map(|_| quotas.check(&scope, KmsOp::GenerateRandom.into()).err())
+            .expect("throttled");
+        assert_eq!((error.code, error.message.as_str()), (ErrorCode::Throttling, KMS_THROTTLED));
     }
 
     #[test]
