@@ -27,6 +27,8 @@ pub enum ErrorCode {
     /// The request's body did not arrive in time.
     RequestTimeout,
     NotImplemented,
+    /// A request quota is exhausted (`Rate exceeded`): SDKs retry it with backoff.
+    Throttling,
     /// SigV4: the access key id or security token is not known.
     UnrecognizedClient,
     /// SigV4: the signature, its scope or its date is wrong.
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => "RequestEntityTooLargeException",
             ErrorCode::RequestTimeout => "RequestTimeoutException",
             ErrorCode::NotImplemented => "NotImplementedException",
+            ErrorCode::Throttling => "ThrottlingException",
             ErrorCode::UnrecognizedClient => "UnrecognizedClientException",
             ErrorCode::InvalidSignature => "InvalidSignatureException",
             ErrorCode::KmsNotFound => "NotFoundException",
@@ -140,6 +143,11 @@ impl AwsError {
     /// An internal failure: the cause is logged by the caller, never sent.
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalServiceError, "An error occurred on the server side.")
+    }
+
+    /// AWS's answer to a call over a request quota (both Secrets Manager and KMS).
+    pub fn throttled() -> Self {
+        Self::new(ErrorCode::Throttling, "Rate exceeded")
     }
 
     /// `You can't perform this operation on the secret because it was marked for deletion.`

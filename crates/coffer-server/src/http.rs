@@ -403,6 +403,13 @@ fn serve_identified(
     op: Operation,
     model: &ServiceModel,
 ) -> Result<Vec<u8>, AwsError> {
+    // The caller's own account is counted (as AWS counts a cross-account call), before
+    // anything is parsed or done: a throttled call changes nothing; its event records
+    // the error like any other failed call's.
+    if let Err(e) = app.quotas.check(&ctx.scope, op) {
+        buffer.zeroize();
+        return Err(e);
+    }
     let parsed = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
         Ok(serde_json::Value::Object(Default::default()))
     } else {

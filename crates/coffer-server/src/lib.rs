@@ -24,6 +24,7 @@ pub mod metrics;
 mod paging;
 pub mod policies;
 pub mod probes;
+pub mod quotas;
 pub mod secrets;
 pub mod sts;
 pub mod tls;
@@ -56,6 +57,8 @@ pub struct Config {
     /// Whether the main listener serves `GET /metrics` (not when `--metrics-listen` gives
     /// the metrics a listener of their own).
     pub metrics_on_main_listener: bool,
+    /// Request quotas (off unless enabled).
+    pub quotas: quotas::Settings,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             body_timeout: std::time::Duration::from_secs(60),
             audit: audit::Settings::default(),
             metrics_on_main_listener: true,
+            quotas: quotas::Settings::default(),
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct App {
     pub audit: audit::Auditor,
     /// Commits the audit events of calls that changed nothing, in batches.
     appender: appender::Appender,
+    /// The request-rate limiters, per account, region and quota group.
+    pub quotas: quotas::Quotas,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -127,7 +133,9 @@ impl App {
         iam: Option<iam::Iam>,
     ) -> Arc<App> {
         let audit = audit::Auditor::new(config.audit.clone());
+        let quotas = quotas::Quotas::new(&config.quotas);
         Arc::new_cyclic(|app| App {
+            quotas,
             store,
             keys,
             config,

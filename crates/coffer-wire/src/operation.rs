@@ -126,6 +126,229 @@ impl Operation {
     }
 }
 
+/// A request quota: the bucket an operation's calls are counted in, per account and region.
+///
+/// Secrets Manager counts several operations together (its published quotas are combined
+/// rates); KMS counts its cryptographic operations together and every other operation on
+/// its own. The defaults are AWS's published per-second quotas (docs/design/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaGroup {
+    /// GetSecretValue and DescribeSecret.
+    SecretsManagerGet,
+    /// PutSecretValue, UpdateSecret, UpdateSecretVersionStage and the replication calls.
+    SecretsManagerUpdate,
+    /// Delete/Get/Put/ValidateResourcePolicy.
+    SecretsManagerResourcePolicy,
+    SecretsManagerCreate,
+    SecretsManagerDelete,
+    SecretsManagerRestore,
+    /// TagResource and UntagResource.
+    SecretsManagerTag,
+    SecretsManagerList,
+    SecretsManagerListVersions,
+    /// RotateSecret and CancelRotateSecret.
+    SecretsManagerRotate,
+    SecretsManagerRandomPassword,
+    SecretsManagerBatchGet,
+    /// Every KMS cryptographic operation, shared.
+    KmsCryptographic,
+    /// A KMS operation that is not cryptographic: its own quota.
+    Kms(KmsOp),
+}
+
+impl QuotaGroup {
+    /// Every group, for `--quota` parsing and listings.
+    pub fn all() -> impl Iterator<Item = QuotaGroup> {
+        use QuotaGroup::*;
+        [
+            SecretsManagerGet,
+            SecretsManagerUpdate,
+            SecretsManagerResourcePolicy,
+            SecretsManagerCreate,
+            SecretsManagerDelete,
+            SecretsManagerRestore,
+            SecretsManagerTag,
+            SecretsManagerList,
+            SecretsManagerListVersions,
+            SecretsManagerRotate,
+            SecretsManagerRandomPassword,
+            SecretsManagerBatchGet,
+            KmsCryptographic,
+        ]
+        .into_iter()
+        .chain(KmsOp::ALL.iter().filter_map(|op| match op.quota_group() {
+            g @ QuotaGroup::Kms(_) => Some(g),
+            _ => None,
+        }))
+    }
+
+    /// The name `--quota NAME=RATE` uses: `secretsmanager-create`, `kms-cryptographic`,
+    /// `kms-CreateKey` (a KMS operation's own quota is named after it).
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        use QuotaGroup::*;
+        std::borrow::Cow::Borrowed(match self {
+            SecretsManagerGet => "secretsmanager-get",
+            SecretsManagerUpdate => "secretsmanager-update",
+            SecretsManagerResourcePolicy => "secretsmanager-resource-policy",
+            SecretsManagerCreate => "secretsmanager-create",
+            SecretsManagerDelete => "secretsmanager-delete",
+            SecretsManagerRestore => "secretsmanager-restore",
+            SecretsManagerTag => "secretsmanager-tag",
+            SecretsManagerList => "secretsmanager-list",
+            SecretsManagerListVersions => "secretsmanager-list-versions",
+            SecretsManagerRotate => "secretsmanager-rotate",
+            SecretsManagerRandomPassword => "secretsmanager-random-password",
+            SecretsManagerBatchGet => "secretsmanager-batch-get",
+            KmsCryptographic => "kms-cryptographic",
+            Kms(op) => return std::borrow::Cow::Owned(format!("kms-{}", op.name())),
+        })
+    }
+
+    /// The group `--quota` names, if any.
+    pub fn from_name(name: &str) -> Option<QuotaGroup> {
+        QuotaGroup::all().find(|g| g.name() == name)
+    }
+
+    /// AWS's default quota, in requests per second.
+    pub fn default_rate(self) -> u32 {
+        use QuotaGroup::*;
+        match self {
+            SecretsManagerGet => 10_000,
+            SecretsManagerList | SecretsManagerBatchGet => 100,
+            SecretsManagerUpdate
+            | SecretsManagerResourcePolicy
+            | SecretsManagerCreate
+            | SecretsManagerDelete
+            | SecretsManagerRestore
+            | SecretsManagerTag
+            | SecretsManagerListVersions
+            | SecretsManagerRotate
+            | SecretsManagerRandomPassword => 50,
+            KmsCryptographic => 5_500,
+            Kms(op) => op.own_quota(),
+        }
+    }
+}
+
+impl SecretsManagerOp {
+    /// The quota the operation's calls count against.
+    pub fn quota_group(self) -> QuotaGroup {
+        use QuotaGroup as Q;
+        use SecretsManagerOp::*;
+        match self {
+            GetSecretValue | DescribeSecret => Q::SecretsManagerGet,
+            PutSecretValue
+            | UpdateSecret
+            | UpdateSecretVersionStage
+            | RemoveRegionsFromReplication
+            | ReplicateSecretToRegions
+            | StopReplicationToReplica => Q::SecretsManagerUpdate,
+            DeleteResourcePolicy
+            | GetResourcePolicy
+            | PutResourcePolicy
+            | ValidateResourcePolicy => Q::SecretsManagerResourcePolicy,
+            CreateSecret => Q::SecretsManagerCreate,
+            DeleteSecret => Q::SecretsManagerDelete,
+            RestoreSecret => Q::SecretsManagerRestore,
+            TagResource | UntagResource => Q::SecretsManagerTag,
+            ListSecrets => Q::SecretsManagerList,
+            ListSecretVersionIds => Q::SecretsManagerListVersions,
+            RotateSecret | CancelRotateSecret => Q::SecretsManagerRotate,
+            GetRandomPassword => Q::SecretsManagerRandomPassword,
+            BatchGetSecretValue => Q::SecretsManagerBatchGet,
+        }
+    }
+}
+
+impl KmsOp {
+    /// The quota the operation's calls count against: the shared cryptographic one, or
+    /// its own.
+    pub fn quota_group(self) -> QuotaGroup {
+        use KmsOp::*;
+        match self {
+            Decrypt
+            | DeriveSharedSecret
+            | Encrypt
+            | GenerateDataKey
+            | GenerateDataKeyPair
+            | GenerateDataKeyPairWithoutPlaintext
+            | GenerateDataKeyWithoutPlaintext
+            | GenerateMac
+            | GenerateRandom
+            | ReEncrypt
+            | Sign
+            | Verify
+            | VerifyMac => QuotaGroup::KmsCryptographic,
+            _ => QuotaGroup::Kms(self),
+        }
+    }
+
+    /// AWS's default per-second quota of a non-cryptographic operation (KMS developer
+    /// guide, "Request quotas").
+    fn own_quota(self) -> u32 {
+        use KmsOp::*;
+        match self {
+            DescribeKey | GetPublicKey => 2_000,
+            GetKeyPolicy | GetKeyRotationStatus | GetKeyLastUsage => 1_000,
+            ListAliases | ListGrants | ListKeyPolicies | ListKeyRotations | ListKeys
+            | ListResourceTags | ListRetirableGrants => 100,
+            CreateKey | CreateGrant => 50,
+            RetireGrant | RevokeGrant => 30,
+            PutKeyPolicy => 15,
+            TagResource => 10,
+            GetParametersForImport => 1,
+            CancelKeyDeletion
+            | ConnectCustomKeyStore
+            | CreateAlias
+            | CreateCustomKeyStore
+            | DeleteAlias
+            | DeleteCustomKeyStore
+            | DeleteImportedKeyMaterial
+            | DescribeCustomKeyStores
+            | DisableKey
+            | DisableKeyRotation
+            | DisconnectCustomKeyStore
+            | EnableKey
+            | EnableKeyRotation
+            | ImportKeyMaterial
+            | ReplicateKey
+            | RotateKeyOnDemand
+            | ScheduleKeyDeletion
+            | UntagResource
+            | UpdateAlias
+            | UpdateCustomKeyStore
+            | UpdateKeyDescription
+            | UpdatePrimaryRegion => 5,
+            // The cryptographic operations share the cryptographic quota instead.
+            Decrypt
+            | DeriveSharedSecret
+            | Encrypt
+            | GenerateDataKey
+            | GenerateDataKeyPair
+            | GenerateDataKeyPairWithoutPlaintext
+            | GenerateDataKeyWithoutPlaintext
+            | GenerateMac
+            | GenerateRandom
+            | ReEncrypt
+            | Sign
+            | Verify
+            | VerifyMac => QuotaGroup::KmsCryptographic.default_rate(),
+        }
+    }
+}
+
+impl Operation {
+    /// The request quota the call counts against; `None` for the services Coffer does
+    /// not throttle (its CloudTrail and STS).
+    pub fn quota_group(self) -> Option<QuotaGroup> {
+        match self {
+            Operation::SecretsManager(op) => Some(op.quota_group()),
+            Operation::Kms(op) => Some(op.quota_group()),
+            Operation::CloudTrail(_) | Operation::Sts(_) => None,
+        }
+    }
+}
+
 operations! {
     /// The Secrets Manager API (`secretsmanager.<Op>`).
     SecretsManager, "secretsmanager" => SecretsManagerOp {
@@ -243,6 +466,36 @@ mod tests {
             }
             assert_eq!(model.operation_names().count(), names.len());
         }
+    }
+
+    #[test]
+    fn every_quota_group_has_a_unique_name_that_parses_back_and_a_rate() {
+        let groups: Vec<_> = QuotaGroup::all().collect();
+        let names: std::collections::HashSet<_> = groups.iter().map(|g| g.name()).collect();
+        assert_eq!(names.len(), groups.len());
+        for g in groups {
+            assert_eq!(QuotaGroup::from_name(&g.name()), Some(g));
+            assert!(g.default_rate() > 0);
+        }
+        assert_eq!(QuotaGroup::from_name("secretsmanager-nothing"), None);
+    }
+
+    #[test]
+    fn operations_count_against_aws_published_quotas() {
+        use QuotaGroup as Q;
+        let sm = |op: SecretsManagerOp| op.quota_group();
+        assert_eq!(sm(SecretsManagerOp::GetSecretValue), sm(SecretsManagerOp::DescribeSecret));
+        assert_eq!(sm(SecretsManagerOp::GetSecretValue).default_rate(), 10_000);
+        assert_eq!(sm(SecretsManagerOp::UpdateSecret), Q::SecretsManagerUpdate);
+        assert_eq!(sm(SecretsManagerOp::CreateSecret).default_rate(), 50);
+        assert_eq!(sm(SecretsManagerOp::ListSecrets).default_rate(), 100);
+        assert_eq!(KmsOp::Encrypt.quota_group(), KmsOp::GenerateDataKey.quota_group());
+        assert_eq!(KmsOp::Decrypt.quota_group().default_rate(), 5_500);
+        assert_eq!(KmsOp::CreateKey.quota_group().name(), "kms-CreateKey");
+        assert_eq!(KmsOp::DescribeKey.quota_group().default_rate(), 2_000);
+        assert_eq!(KmsOp::CreateAlias.quota_group().default_rate(), 5);
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        assert_eq!(lookup.quota_group(), None);
     }
 
     #[test]

@@ -96,6 +96,18 @@ pub struct ServeArgs {
     /// connections are dropped. New connections are refused at once; idle ones are closed.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     shutdown_grace: u64,
+    /// Throttle calls over AWS's per-account, per-region request quotas with
+    /// ThrottlingException (`Rate exceeded`). Default: on, off with `--dev`.
+    #[arg(long, value_enum)]
+    quotas: Option<OnOff>,
+    /// Set one quota group's rate in requests per second, e.g. `secretsmanager-create=2`,
+    /// `kms-cryptographic=1000`, `kms-CreateKey=10`. Repeatable, or comma-separated.
+    #[arg(long = "quota", value_name = "GROUP=RATE", value_delimiter = ',',
+          value_parser = coffer_server::quotas::parse_override)]
+    quota: Vec<(coffer_server::quotas::QuotaGroup, u32)>,
+    /// Multiply every default quota not set by `--quota` by this factor (at least 1 per second).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    quota_scale: f64,
     /// Read settings from this TOML file: keys are these flags' long names (`listen`,
     /// `data-dir`, `dev = true`, ...). A flag given on the command line, then its environment
     /// variable, wins over the file. `coffer config check FILE` validates one.
@@ -115,6 +127,20 @@ impl ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// A switch given a value (`--quotas on|off`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err("the scale is a positive number (e.g. 0.5 or 10)".to_string()),
+    }
 }
 
 /// How many events the in-memory `--dev` store keeps per account and region.
@@ -170,6 +196,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         body_timeout: Duration::from_secs(args.body_timeout),
         audit,
         metrics_on_main_listener: args.metrics_listen.is_none(),
+        quotas: coffer_server::quotas::Settings {
+            enabled: args.quotas.map_or(!args.dev, |q| q == OnOff::On),
+            scale: args.quota_scale,
+            overrides: args.quota.clone(),
+        },
         ..Config::default()
     };
     coffer_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("COFFER_GIT_COMMIT"));
