@@ -99,6 +99,9 @@ pub enum CofferMode {
 fn coffer_command(bin: &Path, mode: &CofferMode, listen: &str, log: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("serve").arg("--listen").arg(listen);
+    // The benchmark measures how fast Coffer can answer, far beyond AWS's request quotas,
+    // which `coffer serve` enforces by default outside --dev.
+    cmd.arg("--quotas").arg("off");
     match mode {
         CofferMode::Sqlite(dir) => {
             cmd.arg("--data-dir").arg(dir);
