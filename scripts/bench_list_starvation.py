@@ -37,7 +37,9 @@ CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeo
 
 
 def start(coffer: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([coffer, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+    # Quotas off: this measures the scan budget, not AWS's ListSecrets rate limit (100/s).
+    proc = subprocess.Popen([coffer, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
+                             "--quotas", "off"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         found = re.search(r"listening on (http://\S+)", line)
