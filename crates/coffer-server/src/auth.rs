@@ -20,7 +20,7 @@ use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evalua
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
-use coffer_core::names::{self, SecretRef};
+use coffer_core::names;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::{KeyManager, KeyRecord};
 use coffer_store::ReadTxn;
@@ -249,20 +249,7 @@ pub(crate) fn lookup_scope(id: &str, caller_scope: &Scope) -> Scope {
 }
 
 fn find_secret(app: &App, scope: &Scope, id: &str) -> Result<Option<SecretMeta>, AwsError> {
-    app.read(|tx| find_secret_in(tx, scope, id))
-}
-
-fn find_secret_in(
-    tx: &dyn ReadTxn,
-    scope: &Scope,
-    id: &str,
-) -> Result<Option<SecretMeta>, AwsError> {
-    let found = match names::parse_secret_id(id, scope) {
-        SecretRef::Name(name) => tx.secret_by_name(scope, &name),
-        SecretRef::Arn(arn) => tx.secret_by_arn(&arn),
-        SecretRef::Foreign => return Ok(None),
-    };
-    Ok(found.map_err(crate::store_error)?.filter(|m| &m.scope == scope))
+    app.read(|tx| crate::secrets::resolve(tx, scope, id))
 }
 
 /// The ARN authorization names for a SecretId in `owner`'s scope: the secret's own, or
@@ -674,7 +661,7 @@ pub struct KmsCall<'a> {
 
 impl<'a> KmsCall<'a> {
     /// The alias a key reference names (`alias/x` or an alias ARN), if it names one.
-    fn naming(
+    pub(crate) fn naming(
         reference: &'a str,
         encryption_context: Option<&'a BTreeMap<String, String>>,
     ) -> Self {

@@ -485,13 +485,8 @@ pub fn re_encrypt(
             KmsCall { encryption_context: req.source_encryption_context.as_ref(), alias: None };
         authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom", &from)?;
         if let Some(gate) = &ctx.gate {
-            let to = KmsCall {
-                encryption_context: req.destination_encryption_context.as_ref(),
-                alias: req
-                    .destination_key_id
-                    .find("alias/")
-                    .map(|at| &req.destination_key_id[at..]),
-            };
+            let context = req.destination_encryption_context.as_ref();
+            let to = KmsCall::naming(&req.destination_key_id, context);
             gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
         check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)

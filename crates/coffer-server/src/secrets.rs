@@ -147,8 +147,8 @@ fn require_token(token: &Option<String>) -> Result<&str, AwsError> {
     token.as_deref().ok_or_else(|| AwsError::invalid_request(TOKEN_REQUIRED))
 }
 
-/// Looks up a SecretId in the caller's scope.
-fn resolve(
+/// Looks up a SecretId in `scope` (authorization and handlers alike).
+pub(crate) fn resolve(
     tx: &dyn ReadTxn,
     scope: &Scope,
     secret_id: &str,
