@@ -826,6 +826,7 @@ fn append_and_stream(
 ) -> Result<(), AwsError> {
     let fail = |what: &str, cause: String| {
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
+        crate::metrics::audit_write_failures(1);
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
     match append_in(tx, heads, scope, time_ms, event) {

@@ -12,6 +12,7 @@
 
 mod appender;
 pub mod audit;
+pub mod audit_retention;
 pub mod auth;
 pub mod background;
 pub mod clock;
@@ -59,6 +60,8 @@ pub struct Config {
     pub metrics_on_main_listener: bool,
     /// Request quotas (off unless enabled).
     pub quotas: quotas::Settings,
+    /// How long audit events stay in the store before they are archived (off unless set).
+    pub audit_retention: audit_retention::Settings,
 }
 
 impl Default for Config {
@@ -70,6 +73,7 @@ impl Default for Config {
             audit: audit::Settings::default(),
             metrics_on_main_listener: true,
             quotas: quotas::Settings::default(),
+            audit_retention: audit_retention::Settings::default(),
         }
     }
 }
