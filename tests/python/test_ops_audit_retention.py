@@ -227,3 +227,36 @@ def test_bad_retention_periods_are_refused_at_start():
         done = subprocess.run([coffer_bin(), "serve", "--dev", "--audit-retention", bad],
                               capture_output=True, text=True, timeout=30)
         assert done.returncode != 0 and "audit-retention" in done.stderr, done.stderr
+
+
+def test_retention_on_postgresql_archives_and_verifies(tmp_path):
+    from test_backup_restore import Postgres
+
+    pg = Postgres()
+    server = None
+    try:
+        store = pg.create_database()
+        data_dir = tmp_path / "data"
+        server = start_server(["serve", "--dev", "--store", store, "--data-dir", str(data_dir),
+                               "--listen", "127.0.0.1:0", "--sweep-interval", "1",
+                               "--audit-retention", f"{RETENTION_SECONDS}s"])
+        archive_dir = data_dir / "audit-archive"
+        client = make_client(server.url)
+        for i in range(3):
+            client.create_secret(Name=f"pg-old-{i}", SecretString=VALUE)
+        wait_for(lambda: any(b'"pg-old-2"' in f.read_bytes() for f in archive_dir.glob("*.jsonl")),
+                 what="an archive on PostgreSQL")
+        client.create_secret(Name="pg-new", SecretString=VALUE)
+        names = names_in_trail(server.url)
+        assert "pg-new" in names and not any(n.startswith("pg-old-") for n in names), names
+        server.stop()
+        server = None
+        done = subprocess.run([coffer_bin(), "audit", "verify", "--store", store, "--data-dir",
+                               str(data_dir), "--archives", str(archive_dir)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "audit archives intact" in done.stdout
+    finally:
+        if server is not None:
+            server.stop()
+        pg.stop()
