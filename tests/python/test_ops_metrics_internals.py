@@ -4,6 +4,8 @@ archived, connections accepted. Scraped and parsed, and seen to move with calls.
 
 from __future__ import annotations
 
+import time
+
 import botocore.exceptions
 import pytest
 import requests
@@ -13,7 +15,8 @@ from test_ops_metrics import scrape, value
 
 
 def test_store_commits_and_appender_batches_move_with_calls(tmp_path):
-    srv = start_server(["serve", "--dev", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"])
+    srv = start_server(["serve", "--dev", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                        "--sweep-interval", "1"])
     try:
         text, before = scrape(srv.url)
         for name in ("coffer_store_commit_duration_seconds", "coffer_store_commit_batch_size",
@@ -45,6 +48,16 @@ def test_store_commits_and_appender_batches_move_with_calls(tmp_path):
         assert moved("coffer_audit_write_failures_total") == 0
         assert moved("coffer_connections_accepted_total") >= 1
         assert value(after, "coffer_audit_events_archived_total") == 0
+        # The space the store takes: its files, and the trail's events in it (counted by the
+        # background round from each chain's head and cut, without a scan).
+        assert value(after, "coffer_store_file_bytes") > 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, latest = scrape(srv.url)
+            if value(latest, "coffer_audit_events_stored") >= 6:
+                break
+            time.sleep(0.2)
+        assert value(latest, "coffer_audit_events_stored") >= 6
     finally:
         srv.stop()
 

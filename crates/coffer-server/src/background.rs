@@ -84,6 +84,13 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
         if let Some(iam) = &app.iam {
             iam.prune_cache();
         }
+        // Every node: how many audit events the store holds, for /metrics.
+        let measure_app = app.clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::audit_retention::measure(&measure_app)).await
+        {
+            tracing::warn!(error = %e, "could not count the stored audit events");
+        }
         if !node.lead(&app, &mut leading).await {
             tokio::time::sleep(node.interval).await;
             continue;

@@ -59,6 +59,7 @@ struct Metrics {
     appender_batch: Histogram,
     audit_write_failures: Counter,
     audit_archived: Counter,
+    audit_events_stored: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -73,7 +74,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     appender_batch: Histogram::new(BATCH_BUCKETS),
     audit_write_failures: Counter::default(),
     audit_archived: Counter::default(),
+    audit_events_stored: Gauge::default(),
 });
+
+/// The files the store keeps its data in (SQLite: the database and its WAL), whose size
+/// `/metrics` reports; none for the memory store and PostgreSQL (whose size is the
+/// database server's `pg_database_size`).
+static STORE_FILES: OnceLock<Vec<std::path::PathBuf>> = OnceLock::new();
+
+/// Names the store's files, once, at start.
+pub fn set_store_files(files: Vec<std::path::PathBuf>) {
+    let _ = STORE_FILES.set(files);
+}
 
 /// The version and commit the binary was built from, set once at start (`coffer serve`).
 static BUILD: OnceLock<(String, String)> = OnceLock::new();
@@ -145,6 +157,11 @@ pub fn audit_archived(events: u64) {
     METRICS.audit_archived.inc_by(events);
 }
 
+/// Audit events in the store now (every chain's head minus its archived part).
+pub fn audit_events_stored(events: u64) {
+    METRICS.audit_events_stored.set(i64::try_from(events).unwrap_or(i64::MAX));
+}
+
 /// The OpenMetrics text of every metric.
 pub fn render() -> String {
     let metrics = &*METRICS;
@@ -200,6 +217,23 @@ pub fn render() -> String {
         "Audit events moved from the store to archive files by retention",
         metrics.audit_archived.clone(),
     );
+    registry.register(
+        "audit_events_stored",
+        "Audit events held in the store (not yet archived), as of the last background round",
+        metrics.audit_events_stored.clone(),
+    );
+    if let Some(files) = STORE_FILES.get().filter(|f| !f.is_empty()) {
+        // Read at scrape time: one stat per file.
+        let bytes: u64 =
+            files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let gauge: Gauge = Gauge::default();
+        gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        registry.register(
+            "store_file_bytes",
+            "Bytes of the store's files on disk (SQLite: the database and its WAL)",
+            gauge,
+        );
+    }
     let (version, commit) = BUILD
         .get()
         .cloned()

@@ -247,6 +247,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     coffer_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("COFFER_GIT_COMMIT"));
     coffer_store::observe::set_commit_hook(coffer_server::metrics::store_commit);
+    let sqlite_file = match &args.store {
+        Some(crate::store_select::StoreSpec::Sqlite(path)) => Some(path.clone()),
+        Some(_) => None,
+        None if store.describe() == "memory" => None,
+        None => data_dir.as_ref().map(|d| d.join(crate::store_select::SQLITE_FILE)),
+    };
+    if let Some(db) = sqlite_file {
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        coffer_server::metrics::set_store_files(vec![db, wal.into()]);
+    }
     let app = match (iam_master, &data_dir) {
         (Some(master), Some(dir)) => {
             let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
