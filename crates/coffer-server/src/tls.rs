@@ -13,6 +13,11 @@
 //! byte of HTTP is read. It is an extra gate, not an identity: requests are still
 //! authenticated by SigV4 and authorized by IAM exactly as without it. The CA file is read
 //! at start only.
+//!
+//! Besides SIGHUP, [`Tls::watch_files`] reloads when the certificate or key file changes
+//! (modification time, size or inode, looked at every few seconds: no inotify dependency,
+//! and it sees a file replaced by rename, as certificate managers do). A reload that fails
+//! because only one of the two files was replaced yet is tried again when the other is.
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -96,6 +101,40 @@ impl Tls {
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         self.acceptor.clone()
+    }
+
+    /// What the two files look like now: their modification times, sizes and inodes.
+    fn stamp(&self) -> Option<[(std::time::SystemTime, u64, u64); 2]> {
+        use std::os::unix::fs::MetadataExt;
+        let one = |path: &Path| {
+            let m = std::fs::metadata(path).ok()?;
+            Some((m.modified().ok()?, m.len(), m.ino()))
+        };
+        Some([one(&self.cert_path)?, one(&self.key_path)?])
+    }
+
+    /// Runs forever: every `every`, reloads if either file changed since the last look.
+    pub async fn watch_files(self: Arc<Self>, every: std::time::Duration) {
+        let mut seen = self.stamp();
+        loop {
+            tokio::time::sleep(every).await;
+            let now = self.stamp();
+            // A file missing for a moment (being replaced) is looked at again next time.
+            if now.is_none() || now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload() {
+                Ok(()) => tracing::info!(
+                    fingerprint = %self.fingerprint(),
+                    "reloaded the TLS certificate (its files changed)"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the TLS certificate files changed but do not load (yet); still serving the previous certificate"
+                ),
+            }
+        }
     }
 }
 

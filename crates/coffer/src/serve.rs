@@ -180,6 +180,9 @@ fn parse_account(s: &str) -> Result<String, String> {
     }
 }
 
+/// How often the TLS certificate and key files are looked at for a change.
+const TLS_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The environment variable that may hold the master key (base64 of 32 bytes).
 const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
@@ -334,6 +337,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().watch_files(TLS_WATCH_INTERVAL));
+        }
         tokio::spawn(reload_on_sighup(hangups, tls));
         coffer_server::connections::serve_with_tls(
             listener,
