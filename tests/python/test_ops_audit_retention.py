@@ -265,3 +265,38 @@ def test_retention_on_postgresql_archives_and_verifies(tmp_path):
         if server is not None:
             server.stop()
         pg.stop()
+
+
+def test_a_cut_stops_before_a_tampered_event_and_never_seals_over_it(tmp_path):
+    """Archiving past an edited event would seal a checkpoint over it and launder the edit."""
+    server = start_server(["serve", "--dev", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                           "--audit-retention", "off"])
+    try:
+        client = make_client(server.url)
+        for i in range(4):
+            client.create_secret(Name=f"chained-{i}", SecretString=VALUE)
+    finally:
+        server.stop()
+    db = tmp_path / "coffer.db"
+    rows = db_rows(db, "SELECT key, value FROM records WHERE kind = 'audit.event' ORDER BY key DESC")
+    # Oldest first: edit the third event.
+    key, value = rows[2]
+    edited = value.replace(b"chained-2", b"chained-X")
+    assert edited != value
+    tamper(db, "UPDATE records SET value = ? WHERE kind = 'audit.event' AND key = ?", edited, key)
+
+    server = start_server(["serve", "--dev", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                           "--sweep-interval", "1", "--audit-retention", "1s"])
+    try:
+        out = server.output_once_it_shows("stopped before a damaged event", timeout=30)
+        assert "stopped before a damaged event" in out, out
+    finally:
+        server.stop()
+    archive_dir = tmp_path / "audit-archive"
+    archived = b"".join(f.read_bytes() for f in archive_dir.glob("*.jsonl"))
+    assert b"chained-1" in archived and b"chained-X" not in archived
+    # The edit is still in the store, and still named.
+    (_, still), = db_rows(db, "SELECT key, value FROM records WHERE kind = 'audit.event' AND key = ?", key)
+    assert still == edited
+    bad = verify(tmp_path, archive_dir)
+    assert bad.returncode != 0 and "changed" in bad.stderr, bad.stderr
