@@ -30,19 +30,27 @@ use std::time::Duration;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The most events moved to one archive file (one transaction deletes them).
-const EVENTS_PER_FILE: usize = 10_000;
+pub const EVENTS_PER_FILE: usize = 10_000;
 
 /// The most events moved per chain in one sweep round, so that a large backlog drains over
 /// several rounds without holding up the rest of the background work.
 const EVENTS_PER_ROUND: usize = 200_000;
 
 /// How old events are kept.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Events older than this are archived and removed from the store; `None`: kept forever.
     pub max_age: Option<Duration>,
     /// Where archive files are written (required for retention to run).
     pub archive_dir: Option<PathBuf>,
+    /// The most events in one archive file ([`EVENTS_PER_FILE`]).
+    pub events_per_file: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { max_age: None, archive_dir: None, events_per_file: EVENTS_PER_FILE }
+    }
 }
 
 /// What one round did.
@@ -65,17 +73,18 @@ pub fn run_round(app: &App, now_ms: i64) -> Result<Outcome, String> {
         return Err("audit retention needs the audit chain key; events are kept".into());
     };
     let cutoff = now_ms.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+    let per_file = settings.events_per_file.max(1);
     let mut outcome = Outcome::default();
     for chain_id in chains(app)? {
         let mut moved = 0usize;
         while moved < EVENTS_PER_ROUND {
-            match cut_once(app, key, dir, &chain_id, cutoff)? {
+            match cut_once(app, key, dir, &chain_id, cutoff, per_file)? {
                 Some((events, file)) => {
                     moved += events;
                     outcome.archived += events as u64;
                     crate::metrics::audit_archived(events as u64);
                     outcome.files.push(file);
-                    if events < EVENTS_PER_FILE {
+                    if events < per_file {
                         break;
                     }
                 }
@@ -151,6 +160,7 @@ fn cut_once(
     dir: &Path,
     chain_id: &str,
     cutoff: i64,
+    per_file: usize,
 ) -> Result<Option<(usize, PathBuf)>, String> {
     let Some((account, region)) = chain_id.split_once('/') else { return Ok(None) };
     let mut base = Checkpoint::genesis();
@@ -167,9 +177,9 @@ fn cut_once(
             }
             // Keys sort newest first: the records after the key of event base+N+1 are
             // events base+N, base+N-1, ..., down to base+1, the oldest kept.
-            let bound = chain::event_key(account, region, base.seq + EVENTS_PER_FILE as u64 + 1);
+            let bound = chain::event_key(account, region, base.seq + per_file as u64 + 1);
             let prefix = chain::event_prefix(account, region);
-            let mut page = tx.records(EVENT_KIND, &prefix, Some(&bound), EVENTS_PER_FILE)?;
+            let mut page = tx.records(EVENT_KIND, &prefix, Some(&bound), per_file)?;
             page.reverse();
             let (mut seq, mut hash) = (base.seq, base.hash.clone());
             for (stored_key, bytes) in page {
@@ -297,6 +307,116 @@ pub fn parse_period(text: &str) -> Result<Option<Duration>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_audit::chain::{HEAD_KIND, Head, Verifier};
+    use coffer_core::Scope;
+    use coffer_crypto::MasterKey;
+    use coffer_store::MemoryStore;
+    use std::sync::Arc;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// An app on a memory store whose trail (one chain) has `old` events an hour old, then
+    /// `recent` events of now; archives of at most 3 events go to `dir`.
+    fn trail(dir: &Path, old: usize, recent: usize) -> (Arc<crate::App>, ChainKey) {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let config = Config {
+            audit_retention: Settings {
+                max_age: Some(Duration::from_secs(60)),
+                archive_dir: Some(dir.to_path_buf()),
+                events_per_file: 3,
+            },
+            ..Config::default()
+        };
+        let app = crate::App::new(store, keys, config);
+        let key = ChainKey::new(&[5; 32]);
+        app.audit.set_chain_key(key.clone());
+        let scope = Scope::new("111122223333", "us-east-1");
+        for i in 0..old + recent {
+            let when = if i < old { NOW - 3_600_000 + i as i64 } else { NOW + i as i64 };
+            app.store
+                .write(&mut |tx| {
+                    crate::audit::record_service_event(
+                        &app,
+                        tx,
+                        &scope,
+                        "secretsmanager.amazonaws.com",
+                        "DeleteSecret",
+                        &format!("arn:aws:secretsmanager:us-east-1:111122223333:secret:s{i}"),
+                        when,
+                    )
+                    .map_err(|_| StoreError::Aborted)
+                })
+                .unwrap();
+        }
+        (app, key)
+    }
+
+    /// `verify` of what the store keeps, from its base.
+    fn verify_store(app: &crate::App, key: &ChainKey) -> Result<u64, String> {
+        let chain_id = "111122223333/us-east-1";
+        let mut result = Err(String::new());
+        app.store
+            .read(&mut |tx| {
+                let head: Option<Head> =
+                    tx.record(HEAD_KIND, chain_id)?.and_then(|b| serde_json::from_slice(&b).ok());
+                let base = tx.record(BASE_KIND, chain_id)?.and_then(|b| Checkpoint::from_bytes(&b));
+                let mut v = Verifier::new(chain_id, head, Some(key.clone())).with_base(base);
+                for (k, bytes) in tx.records(EVENT_KIND, "111122223333/us-east-1/", None, 1000)? {
+                    v.push(&k, &bytes);
+                }
+                result = v.finish().map_err(|b| b.to_string());
+                Ok(())
+            })
+            .unwrap();
+        result
+    }
+
+    #[test]
+    fn old_events_go_to_linked_files_of_bounded_size_and_recent_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, key) = trail(dir.path(), 7, 2);
+        assert_eq!(verify_store(&app, &key), Ok(9));
+        let outcome = run_round(&app, NOW).unwrap();
+        assert_eq!(outcome.archived, 7);
+        assert_eq!(outcome.files.len(), 3, "{:?}", outcome.files);
+        // The two recent events stay, and verify from the cut.
+        assert_eq!(verify_store(&app, &key), Ok(2));
+        // Each file verifies alone, holds at most 3 events, and continues the one before.
+        let mut from = Checkpoint::genesis();
+        for file in &outcome.files {
+            let bytes = std::fs::read(file).unwrap();
+            let v = archive::verify_archive(bytes.split(|b| *b == b'\n'), Some(&key)).unwrap();
+            assert!(v.events <= 3);
+            assert_eq!(v.from, from);
+            from = v.end;
+        }
+        assert_eq!(from.seq, 7);
+        // Nothing more is due: a second round does nothing.
+        assert_eq!(run_round(&app, NOW).unwrap(), Outcome::default());
+        // Once the recent events age too, they follow, and the chain is wholly archived.
+        let later = run_round(&app, NOW + 3_600_000).unwrap();
+        assert_eq!(later.archived, 2);
+        assert_eq!(verify_store(&app, &key), Ok(0));
+    }
+
+    #[test]
+    fn retention_off_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, key) = trail(dir.path(), 4, 0);
+        let mut off = app.config.audit_retention.clone();
+        off.max_age = None;
+        let app_off = crate::App::new(
+            app.store.clone(),
+            KeyRing::open(MasterKey::generate(), &MemoryStore::new()).unwrap(),
+            Config { audit_retention: off, ..Config::default() },
+        );
+        app_off.audit.set_chain_key(key.clone());
+        assert_eq!(run_round(&app_off, NOW).unwrap(), Outcome::default());
+        assert_eq!(verify_store(&app, &key), Ok(4));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     #[test]
     fn periods_parse_with_units_or_off() {

@@ -236,6 +236,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 .audit_archive_dir
                 .clone()
                 .or_else(|| data_dir.as_ref().map(|d| d.join("audit-archive"))),
+            ..Default::default()
         },
         ..Config::default()
     };
