@@ -130,17 +130,19 @@ pub fn trailer_line(end: &Checkpoint, events: u64) -> Vec<u8> {
 }
 
 /// The file name of the archive of `chain` whose first event is `first_seq`: one name per
-/// cut, so a cut retried after a crash rewrites the same file. Account ids and regions
-/// hold no `/`; anything else outside `[A-Za-z0-9-]` becomes `_`.
+/// cut, so a cut retried after a crash rewrites the same file. The `/` between account and
+/// region becomes `_`; any other byte outside `[A-Za-z0-9-]` is written `%XX`, so two
+/// chains never share a name (a region is whatever a client signed with) and no name
+/// holds a path.
 pub fn file_name(chain: &str, first_seq: u64) -> String {
-    let safe: String = chain
-        .chars()
-        .map(|c| match c {
-            '/' => '_',
-            c if c.is_ascii_alphanumeric() || c == '-' => c,
-            _ => '_',
-        })
-        .collect();
+    let mut safe = String::with_capacity(chain.len());
+    for b in chain.bytes() {
+        match b {
+            b'/' => safe.push('_'),
+            b if b.is_ascii_alphanumeric() || b == b'-' => safe.push(char::from(b)),
+            b => safe.push_str(&format!("%{b:02X}")),
+        }
+    }
     format!("audit-{safe}-{first_seq:020}.jsonl")
 }
 
@@ -404,6 +406,9 @@ mod tests {
     fn file_names_sort_by_first_event_and_hold_no_path() {
         assert_eq!(file_name(CHAIN, 42), "audit-111122223333_us-east-1-00000000000000000042.jsonl");
         assert!(!file_name("../x/..", 1).contains('/'));
+        // Chains that differ only in characters outside the safe set keep their own names.
+        assert_ne!(file_name("111122223333/x_y", 1), file_name("111122223333/x.y", 1));
+        assert_ne!(file_name("111122223333/x_y", 1), file_name("111122223333/x/y", 1));
         assert!(file_name(CHAIN, 9) < file_name(CHAIN, 10));
     }
 }
