@@ -1169,6 +1169,7 @@ mod sweep_tests {
                         owning_service: None,
                         secret_type: None,
                         resource_policy: None,
+                        replication: Default::default(),
                     })?;
                 }
                 Ok(())

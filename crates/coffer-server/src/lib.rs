@@ -25,6 +25,7 @@ mod paging;
 pub mod policies;
 pub mod probes;
 pub mod quotas;
+pub mod replication;
 pub mod secrets;
 pub mod sts;
 pub mod tls;

@@ -113,6 +113,7 @@ pub fn put_resource_policy(
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
 }
@@ -141,6 +142,7 @@ pub fn delete_resource_policy(
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
@@ -188,6 +190,7 @@ pub fn rotate_secret(
     }
     app.read(|tx| {
         let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        crate::replication::refuse_on_replica(&meta)?;
         if meta.is_scheduled_for_deletion() {
             return Err(AwsError::marked_for_deletion());
         }
