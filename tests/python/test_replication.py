@@ -487,3 +487,20 @@ def test_sigkill_during_mixed_load_leaves_every_replica_equal_to_its_primary(nod
         assert_replicas_equal(node, name)
         status = node.client().describe_secret(SecretId=name)["ReplicationStatus"]
         assert [s["Status"] for s in status] == ["InSync", "InSync"]
+
+
+def test_the_calls_own_events_name_the_secret(node):
+    """CreateSecret with replicas and the replication calls record their response and the
+    secret's ARN as a resource, as every other write does."""
+    name = unique_name("events")
+    created = replicated(node, name)
+    node.client().remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=[AP])
+    trail = node.client(REGION, "cloudtrail")
+    events = trail.lookup_events(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": created["ARN"]}])["Events"]
+    names = [e["EventName"] for e in events]
+    assert "CreateSecret" in names and "RemoveRegionsFromReplication" in names, names
+    stopped = node.client(EU).stop_replication_to_replica(SecretId=name)
+    events = node.client(EU, "cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": stopped["ARN"]}])["Events"]
+    assert "StopReplicationToReplica" in [e["EventName"] for e in events]

@@ -487,7 +487,10 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
     }
     let found = as_json::<sm::SecretRefResponse>(result)
         .or_else(|| as_json::<sm::DeleteSecretResponse>(result))
-        .or_else(|| as_json::<sm::EmptyResponse>(result));
+        .or_else(|| as_json::<sm::EmptyResponse>(result))
+        .or_else(|| as_json::<sm::CreateSecretResponse>(result))
+        .or_else(|| as_json::<sm::ReplicationResponse>(result))
+        .or_else(|| as_json::<sm::ArnResponse>(result));
     found
         .map(|v| event::cap_parameters(parameters(&v, sensitive), event::MAX_PARAMETERS_BYTES))
         .unwrap_or(Value::Null)
