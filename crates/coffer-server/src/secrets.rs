@@ -913,7 +913,8 @@ fn describe(
         owning_service: meta.owning_service.clone(),
         created_date: epoch_seconds(meta.created_ms),
         primary_region: meta.replication.primary_region.clone(),
-        replication_status: crate::replication::status_of(meta),
+        // ListSecrets entries have no ReplicationStatus in their shape.
+        replication_status: if for_list { None } else { crate::replication::status_of(meta) },
     }
 }
 
