@@ -483,7 +483,7 @@ def test_sigkill_during_mixed_load_leaves_every_replica_equal_to_its_primary(nod
     sm = node.client()
     while sum(len(sm.list_secret_version_ids(SecretId=n, IncludeDeprecated=True)["Versions"])
               for n in names) < 30:
-        pass
+        assert any(t.is_alive() for t in threads), errors
     os.kill(node.server.proc.pid, signal.SIGKILL)
     node.server.kill()
     stop.set()
