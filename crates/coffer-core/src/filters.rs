@@ -596,6 +596,17 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_matches_its_primarys_region_not_its_own() {
+        let mut s = secret("x");
+        s.scope.region = "eu-west-1".into();
+        s.replication.primary_region = Some("us-east-1".into());
+        assert!(s.is_replica());
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["us-east-1"]));
+        assert!(!hits(&s, FilterKey::PrimaryRegion, &["eu-west-1"]));
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["!eu-west-1"]));
+    }
+
+    #[test]
     fn owning_service_matches_words_of_the_owning_service() {
         let s = SecretMeta { owning_service: Some("appflow".into()), ..secret("x") };
         assert!(hits(&s, FilterKey::OwningService, &["appflow"]));
