@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -228,6 +230,12 @@ def test_a_name_taken_in_the_replica_region_fails_unless_overwritten(node):
     assert out["ReplicationStatus"][0]["Status"] == "InSync"
     assert node.client(EU).get_secret_value(SecretId=name)["SecretString"] == "primary"
     assert_replicas_equal(node, name, regions=(EU,))
+    # The replica region's trail tells the failure, the overwrite and the new replica.
+    arn = replica_arn(sm.describe_secret(SecretId=name)["ARN"], EU)
+    events = node.client(EU, "cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": arn}])["Events"]
+    names = [e["EventName"] for e in events]
+    assert "ReplicationFailed" in names and "ReplicationStarted" in names, names
 
 
 def test_create_secret_force_overwrite_replaces_a_standalone_secret(node):
@@ -426,8 +434,6 @@ def test_replica_reads_show_in_the_primary_replication_status(node):
 
 
 def test_the_aws_cli_replicates_removes_and_promotes(node):
-    from test_cli import aws_json
-
     name = unique_name("cli")
     sm = node.client()
     sm.create_secret(Name=name, SecretString="cli")
@@ -441,8 +447,28 @@ def test_the_aws_cli_replicates_removes_and_promotes(node):
     assert [s["Region"] for s in out["ReplicationStatus"]] == [EU]
     eu = node.client(EU)
     assert eu.get_secret_value(SecretId=name)["SecretString"] == "cli"
-    promoted = eu.stop_replication_to_replica(SecretId=name)
+    promoted = aws_json(node.url, "stop-replication-to-replica", "--secret-id", name, region=EU)
     assert promoted["ARN"].split(":")[3] == EU
+    assert "PrimaryRegion" not in eu.describe_secret(SecretId=name)
+    # CreateSecret's replica members through the CLI.
+    other = unique_name("cli")
+    created = aws_json(node.url, "create-secret", "--name", other, "--secret-string", "c",
+                       "--add-replica-regions", f"Region={AP}", "--force-overwrite-replica-secret")
+    assert [s["Status"] for s in created["ReplicationStatus"]] == ["InSync"]
+    assert node.client(AP).get_secret_value(SecretId=other)["SecretString"] == "c"
+
+
+def aws_json(url: str, *args: str, region: str = REGION) -> dict:
+    """The AWS CLI (as test_cli runs it) in `region`; its JSON output."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_PAGER="")
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "awscli", "secretsmanager", *args,
+           "--endpoint-url", url, "--region", region, "--output", "json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{args}: rc={proc.returncode}\n{proc.stderr}"
+    return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
 def mixed_load(node, names: list[str], stop: threading.Event, errors: list):
