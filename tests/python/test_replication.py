@@ -375,7 +375,15 @@ def test_stop_replication_promotes_the_replica_to_a_standalone_secret(node):
     sm.put_secret_value(SecretId=name, SecretString="primary-only")
     assert eu.get_secret_value(SecretId=name)["SecretString"] == "independent"
     assert node.client(AP).get_secret_value(SecretId=name)["SecretString"] == "primary-only"
-    eu.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    # The promoted secret (same ARN as the replica was) is standalone: replicating there again
+    # needs ForceOverwriteReplicaSecret, which replaces it with a replica of the same ARN.
+    out = sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": EU}])
+    assert {s["Region"]: s["Status"] for s in out["ReplicationStatus"]}[EU] == "Failed"
+    out = sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": EU}],
+                                         ForceOverwriteReplicaSecret=True)
+    assert {s["Region"]: s["Status"] for s in out["ReplicationStatus"]}[EU] == "InSync"
+    assert eu.describe_secret(SecretId=name)["ARN"] == replica_arn(created["ARN"], EU)
+    assert_replicas_equal(node, name)
 
 
 def test_the_primary_region_filter(node):
