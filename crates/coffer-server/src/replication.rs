@@ -430,7 +430,7 @@ pub fn replicate_secret_to_regions(
     names::validate_secret_id(&req.secret_id)?;
     check_regions(&ctx.scope, &req.add_replica_regions)?;
     let force = req.force_overwrite_replica_secret.unwrap_or(false);
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = primary_for_write(tx, ctx, &req.secret_id)?;
         let gate = ctx.gate.as_deref();
         let replication_status =
@@ -445,7 +445,7 @@ pub fn remove_regions_from_replication(
     req: wire::RemoveRegionsFromReplicationRequest,
 ) -> Result<wire::ReplicationResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = primary_for_write(tx, ctx, &req.secret_id)?;
         let now = clock::now_ms();
         for region in &req.remove_replica_regions {
@@ -484,7 +484,7 @@ pub fn stop_replication_to_replica(
     req: wire::SecretIdRequest,
 ) -> Result<wire::ArnResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = secrets::resolve_existing(tx, &ctx.scope, &req.secret_id)?;
         if let Some(gate) = ctx.gate.as_deref() {
             gate.confirm(&meta)?;
