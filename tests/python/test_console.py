@@ -25,7 +25,7 @@ selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "console"
@@ -102,9 +102,7 @@ class Browser:
             return
         old = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
-        WebDriverWait(self.driver, 20).until(
-            lambda d: d.execute_script("return document.readyState") == "complete")
+        wait_for_new_page(self.driver, old)
 
     def field(self, label: str):
         """The input a <label> with exactly this text names (labels tie every input)."""
@@ -157,6 +155,21 @@ class Browser:
         self.click("Search")
         self.click(name)
         assert self.h1() == name, self.text()
+
+
+def wait_for_new_page(driver, old) -> None:
+    """Waits until `old` (the previous page's root) is gone and the new page has loaded."""
+
+    def gone(_):
+        try:
+            old.tag_name
+            return False
+        except WebDriverException:
+            # Stale, or (Chromium, mid-navigation) "does not belong to the document".
+            return True
+
+    WebDriverWait(driver, 20).until(gone)
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def xpath_literal(s: str) -> str:
@@ -538,7 +551,7 @@ def test_keyboard_navigation_reaches_the_actions(console, browser):
     link = browser.control("Edit description")
     old = browser.driver.find_element(By.TAG_NAME, "html")
     link.send_keys(Keys.ENTER)
-    WebDriverWait(browser.driver, 20).until(expected_conditions.staleness_of(old))
+    wait_for_new_page(browser.driver, old)
     assert browser.h1().startswith("Edit description")
 
 

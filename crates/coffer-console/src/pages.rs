@@ -338,7 +338,10 @@ async fn signin(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response 
             );
             response
         }
-        Err(e) => retry(e, StatusCode::UNAUTHORIZED),
+        Err(e) => {
+            console.sessions.note_failed_signin(ctx.origin.addr.ip(), &console.limits);
+            retry(e, StatusCode::UNAUTHORIZED)
+        }
     }
 }
 

@@ -113,8 +113,20 @@ impl Sessions {
         self.by_id.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
-    /// Counts a sign-in attempt from `ip`; `false` when over the limit.
+    /// Whether `ip` may try to sign in: fewer than the limit of failed attempts in the window.
     pub fn allow_signin(&self, ip: IpAddr, limits: &Limits) -> bool {
+        let now = Instant::now();
+        let map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&ip) {
+            Some((start, failures)) if now.duration_since(*start) < limits.signin_window => {
+                *failures < limits.signin_attempts
+            }
+            _ => true,
+        }
+    }
+
+    /// Counts a failed sign-in from `ip`.
+    pub fn note_failed_signin(&self, ip: IpAddr, limits: &Limits) {
         let now = Instant::now();
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED_ADDRESSES {
@@ -124,8 +136,7 @@ impl Sessions {
         if now.duration_since(entry.0) >= limits.signin_window {
             *entry = (now, 0);
         }
-        entry.1 += 1;
-        entry.1 <= limits.signin_attempts
+        entry.1 = entry.1.saturating_add(1);
     }
 }
 
@@ -164,7 +175,9 @@ mod tests {
         let limits = Limits { signin_attempts: 2, ..Limits::default() };
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(sessions.allow_signin(ip, &limits));
+        sessions.note_failed_signin(ip, &limits);
         assert!(sessions.allow_signin(ip, &limits));
+        sessions.note_failed_signin(ip, &limits);
         assert!(!sessions.allow_signin(ip, &limits));
         assert!(sessions.allow_signin("127.0.0.2".parse().unwrap(), &limits));
     }
