@@ -14,8 +14,8 @@
 //! a BatchGetSecretValue before its value is opened, the secret a replayed
 //! ClientRequestToken names before its value is compared, and the key a KMS ciphertext
 //! names. A stored policy that does not parse denies everything.
+use crate::App;
 use crate::iam::{Caller, Iam};
-use crate::{App, RequestContext};
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
@@ -548,44 +548,25 @@ impl Gate {
     }
 }
 
-/// Authorizes an operation on no particular resource (`*`), such as CloudTrail's
-/// LookupEvents, from the caller's identity policies, with the same request context as
-/// every other call (`aws:SecureTransport` included).
-pub fn authorize_unscoped(
-    who: &Authenticated,
-    op: Operation,
-    raw: &RawRequest,
-) -> Result<(), AwsError> {
-    let now_ms = crate::clock::now_ms();
-    let context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
-    let account = &who.caller.principal.account;
-    decide(&who.caller, op.iam_action(), "*", account, &context, None, "*")
+/// What authorization grants a call: the scope its handler acts in (the secret owner's,
+/// for an allowed cross-account call) and the [`Gate`] the handler decides the rest with
+/// (the keys of what it opens or seals, each secret of a batch).
+pub struct Authorized {
+    pub scope: Scope,
+    pub gate: Arc<Gate>,
 }
 
-/// Authorizes a validated request and returns the context its handler runs in (the
-/// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
-/// handler authorizes the rest with. For a request that did not come over TLS.
+/// Authorizes a validated request of `who` in `scope`; `secure` says whether it came over
+/// TLS (`aws:SecureTransport`).
 pub fn authorize(
     app: &App,
     who: &Authenticated,
-    ctx: RequestContext,
-    op: Operation,
-    requested: &Requested,
-    source_ip: Option<IpAddr>,
-) -> Result<RequestContext, AwsError> {
-    authorize_over(app, who, ctx, op, requested, source_ip, false)
-}
-
-/// [`authorize`], `secure` saying whether the request came over TLS (`aws:SecureTransport`).
-pub fn authorize_over(
-    app: &App,
-    who: &Authenticated,
-    ctx: RequestContext,
+    scope: &Scope,
     op: Operation,
     requested: &Requested,
     source_ip: Option<IpAddr>,
     secure: bool,
-) -> Result<RequestContext, AwsError> {
+) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut gate = Gate {
         caller: who.caller.clone(),
@@ -598,7 +579,7 @@ pub fn authorize_over(
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
-            let (target, owner) = secret_target(app, &ctx.scope, op, requested)?;
+            let (target, owner) = secret_target(app, scope, op, requested)?;
             let id_given = requested.secret_id.as_deref();
             request_context(&mut context, requested);
             let request_only = context.clone();
@@ -634,7 +615,7 @@ pub fn authorize_over(
                 request: request_only,
                 meta: target.meta,
             });
-            Ok(RequestContext { scope: owner, gate: Some(Arc::new(gate)), ..ctx })
+            Ok(Authorized { scope: owner, gate: Arc::new(gate) })
         }
         Operation::Kms(op) => {
             let mut context = kms_context(context, &who.caller, None);
@@ -642,11 +623,15 @@ pub fn authorize_over(
             if let Some(days) = requested.pending_window_in_days {
                 context.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
             }
-            authorize_kms(app, who, &ctx.scope, op, requested, &context)?;
-            Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
+            authorize_kms(app, who, scope, op, requested, &context)?;
+            Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
-        // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        // LookupEvents names no resource; STS's GetCallerIdentity needs no permission.
+        Operation::CloudTrail(_) => {
+            decide(&who.caller, op.iam_action(), "*", &scope.account, &context, None, "*")?;
+            Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
+        }
+        Operation::Sts(_) => Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) }),
     }
 }
 
