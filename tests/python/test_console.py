@@ -30,7 +30,6 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "console"
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-CONSOLE_AGENT = "coffer-console"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -509,7 +508,13 @@ def test_audit_page_and_every_console_action_in_lookup_events(console, browser):
     # Every action above left its event, marked as a console call, found by the AWS CLI.
     found = console.cli("cloudtrail", "lookup-events", "--lookup-attributes",
                         f"AttributeKey=AccessKeyId,AttributeValue={console.admin_key[0]}")["Events"]
-    by_console = {e["EventName"] for e in found if CONSOLE_AGENT in json.loads(e["CloudTrailEvent"]).get("userAgent", "")}
+    by_console = set()
+    for e in found:
+        record = json.loads(e["CloudTrailEvent"])
+        # Marked as CloudTrail marks console calls.
+        if record.get("sessionCredentialFromConsole") == "true":
+            assert record["userAgent"] == "AWS Internal"
+            by_console.add(e["EventName"])
     expected = {
         "ListSecrets", "DescribeSecret", "CreateSecret", "GetSecretValue", "PutSecretValue",
         "UpdateSecret", "TagResource", "UntagResource", "GetResourcePolicy", "PutResourcePolicy",

@@ -1,8 +1,8 @@
 //! Coffer's web console: server-rendered HTML at `/console` on the API's own listener.
 //!
 //! The console holds no data of its own beyond sessions: every page calls the API's
-//! operations as the signed-in principal (`backend`), so it decides, validates and audits
-//! exactly as an SDK call would. Pages carry no script; the stylesheet is embedded in the
+//! operations as the signed-in principal through `coffer_server::pipeline` (`backend`), so
+//! it decides, validates and audits exactly as an SDK call would. Pages carry no script; the stylesheet is embedded in the
 //! binary. Every response is `no-store`, framed by nobody, and under a CSP that allows
 //! only this origin's stylesheet and forms.
 
@@ -42,10 +42,11 @@ pub struct Console {
 
 /// The console's router, to be nested at `/console` on the main listener.
 pub fn router(app: Arc<coffer_server::App>, limits: Limits) -> Router {
+    let backend = Backend::new(app.clone());
     let console = Arc::new(Console {
-        dev: app.iam.is_none(),
+        dev: backend.dev(),
         default_account: app.config.default_account.clone(),
-        backend: Backend::new(app),
+        backend,
         sessions: Sessions::default(),
         limits,
     });

@@ -71,7 +71,7 @@ struct Signed<'a> {
 
 impl Signed<'_> {
     async fn call(&self, target: &str, body: Value) -> Result<Value, ApiError> {
-        self.console.backend.call(&self.session.creds, self.ctx.origin, target, &body).await
+        self.console.backend.call(&self.session.who, self.ctx.origin, target, &body).await
     }
 
     async fn sm(&self, op: &str, body: Value) -> Result<Value, ApiError> {
@@ -85,7 +85,7 @@ impl Signed<'_> {
     fn header(&self) -> Header<'_> {
         Header {
             arn: &self.session.arn,
-            region: &self.session.creds.region,
+            region: self.session.who.region(),
             csrf: &self.session.csrf,
         }
     }
@@ -298,37 +298,37 @@ async fn signin(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response 
     let region = f.get("region").trim().to_string();
     if !coffer_server::auth::is_known_region(&region) {
         return retry(
-            ApiError { code: "InvalidRegion".into(), message: "Choose a valid AWS Region.".into() },
+            ApiError {
+                code: "InvalidParameterException".into(),
+                message: "The region is not known.".into(),
+            },
             StatusCode::BAD_REQUEST,
         );
     }
-    let creds = if console.dev {
-        // --dev takes the account from a 12-digit access key id; the secret is not checked.
+    let signed_in = if console.dev {
+        // --dev: any credentials work, so the session acts in the account and region chosen.
         let account = f.get("account").trim();
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
             return retry(
                 ApiError {
-                    code: "InvalidAccount".into(),
+                    code: "InvalidParameterException".into(),
                     message: "The account ID must be 12 digits.".into(),
                 },
                 StatusCode::BAD_REQUEST,
             );
         }
-        crate::backend::Credentials {
+        let who = crate::backend::Principal::Dev {
+            scope: coffer_core::Scope::new(account, region.as_str()),
             access_key_id: account.to_string(),
-            secret_access_key: zeroize::Zeroizing::new("coffer-console-dev".to_string()),
-            region,
-        }
+        };
+        Ok((who, format!("arn:aws:iam::{account}:root"), account.to_string()))
     } else {
-        crate::backend::Credentials {
-            access_key_id: f.get("access_key_id").trim().to_string(),
-            secret_access_key: zeroize::Zeroizing::new(f.get("secret_access_key").to_string()),
-            region,
-        }
+        let secret = zeroize::Zeroizing::new(f.get("secret_access_key").to_string());
+        console.backend.sign_in(f.get("access_key_id").trim().to_string(), secret, region).await
     };
-    match console.backend.caller_identity(&creds, ctx.origin).await {
-        Ok((arn, account)) => {
-            let id = console.sessions.open(creds, arn, account);
+    match signed_in {
+        Ok((who, arn, account)) => {
+            let id = console.sessions.open(who, arn, account);
             let mut response = redirect("/console/secrets");
             let headers = response.headers_mut();
             headers.append(header::SET_COOKIE, cookie(session::COOKIE, &id, ctx.origin.tls, None));

@@ -1,7 +1,8 @@
 //! Console sessions (server-side, idle and absolute expiry), their CSRF tokens, and the
-//! sign-in rate limit. A session cookie holds only a random id; the credentials stay here.
+//! sign-in rate limit. A session cookie holds only a random id; the principal stays here
+//! (verified once at sign-in; no secret access key is kept).
 
-use crate::backend::Credentials;
+use crate::backend::Principal;
 use rand::RngCore;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,7 +39,7 @@ impl Default for Limits {
 
 /// One signed-in principal.
 pub struct Session {
-    pub creds: Credentials,
+    pub who: Principal,
     pub arn: String,
     pub account: String,
     pub csrf: String,
@@ -71,17 +72,11 @@ pub fn same_token(a: &str, b: &str) -> bool {
 
 impl Sessions {
     /// Opens a session; answers its id (the cookie value).
-    pub fn open(&self, creds: Credentials, arn: String, account: String) -> String {
+    pub fn open(&self, who: Principal, arn: String, account: String) -> String {
         let id = token();
         let now = Instant::now();
-        let session = Session {
-            creds,
-            arn,
-            account,
-            csrf: token(),
-            created: now,
-            last_seen: Mutex::new(now),
-        };
+        let session =
+            Session { who, arn, account, csrf: token(), created: now, last_seen: Mutex::new(now) };
         let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
         let oldest = (map.len() >= MAX_SESSIONS)
             .then(|| map.iter().min_by_key(|(_, s)| s.created).map(|(k, _)| k.clone()))
@@ -143,13 +138,11 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zeroize::Zeroizing;
 
-    fn creds() -> Credentials {
-        Credentials {
-            access_key_id: "AKIA".into(),
-            secret_access_key: Zeroizing::new("s".into()),
-            region: "us-east-1".into(),
+    fn creds() -> Principal {
+        Principal::Dev {
+            scope: coffer_core::Scope::new("111122223333", "us-east-1"),
+            access_key_id: "111122223333".into(),
         }
     }
 
