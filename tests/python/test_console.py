@@ -567,3 +567,27 @@ def test_details_screenshot_for_the_readme(console, browser):
     if console.store == "sqlite":
         shutil.copy(shot, DOCS_IMAGES / "console-secret-details.png")
     browser.driver.set_window_size(1280, 900)
+
+
+def test_every_input_has_a_label(console, browser):
+    """Labels on every input (issue 15, item 5), on the pages that have forms."""
+    pages = ["/console/secrets", "/console/secrets/new", "/console/keys",
+             "/console/secret/description?id=production%2FMyAwesomeAppSecret",
+             "/console/secret/key?id=production%2FMyAwesomeAppSecret",
+             "/console/secret/policy?id=production%2FMyAwesomeAppSecret",
+             "/console/secret/tags?id=production%2FMyAwesomeAppSecret",
+             "/console/secret/delete?id=production%2FMyAwesomeAppSecret"]
+    for path in pages:
+        browser.open(path)
+        for element in browser.driver.find_elements(By.CSS_SELECTOR, "input, select, textarea"):
+            if element.get_attribute("type") == "hidden":
+                continue
+            element_id = element.get_attribute("id")
+            assert element_id, f"an input without an id on {path}"
+            labels = browser.driver.find_elements(By.CSS_SELECTOR, f"label[for='{element_id}']")
+            assert labels, f"input {element_id} on {path} has no label"
+    browser.open("/console/secret?id=production%2FMyAwesomeAppSecret")
+    browser.click("Retrieve secret value")
+    browser.click("Edit")
+    for element in browser.driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), textarea"):
+        assert browser.driver.find_elements(By.CSS_SELECTOR, f"label[for='{element.get_attribute('id')}']")
