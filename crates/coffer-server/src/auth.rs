@@ -439,10 +439,9 @@ fn decide(
 /// documentation). `None` in a call's context means `--dev`: nothing is authorized.
 pub struct Gate {
     caller: Arc<Caller>,
-    region: String,
-    source_ip: Option<IpAddr>,
-    secure: bool,
-    now_ms: i64,
+    /// The condition keys every decision of the call shares (who, from where, when),
+    /// built once: a call decides on every key it opens or seals.
+    base: Context,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
 }
@@ -469,7 +468,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     fn context(&self) -> Context {
-        base_context(&self.caller, &self.region, self.source_ip, self.secure, self.now_ms)
+        self.base.clone()
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -485,7 +484,7 @@ impl Gate {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
         let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, &call)
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, &call)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -498,7 +497,7 @@ impl Gate {
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
         let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, call)
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, call)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -568,14 +567,8 @@ pub fn authorize(
     secure: bool,
 ) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let mut gate = Gate {
-        caller: who.caller.clone(),
-        region: who.region.clone(),
-        source_ip,
-        secure,
-        now_ms,
-        secret: None,
-    };
+    let base = base_context(&who.caller, &who.region, source_ip, secure, now_ms);
+    let mut gate = Gate { caller: who.caller.clone(), base, secret: None };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
@@ -603,7 +596,14 @@ pub fn authorize(
                     let call = KmsCall::naming(&reference, None);
                     if key.customer_managed {
                         for action in actions {
-                            decide_kms(&who.caller, action, &key, &owner.account, &via, &call)?;
+                            decide_kms(
+                                &who.caller,
+                                action,
+                                &key,
+                                &owner.account,
+                                via.clone(),
+                                &call,
+                            )?;
                         }
                     }
                 }
@@ -688,7 +688,7 @@ fn authorize_kms(
     let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
         let key = resolve_kms_key(app, &who.caller, scope, reference)?;
         let call = KmsCall::naming(reference, encryption_context);
-        decide_kms(&who.caller, action, &key, account, context, &call)
+        decide_kms(&who.caller, action, &key, account, context.clone(), &call)
     };
     let action = op.iam_action();
     match op {
@@ -703,7 +703,7 @@ fn authorize_kms(
                         let key =
                             app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
                         let call = KmsCall::default();
-                        decide_kms(&who.caller, action, &key, account, context, &call)?;
+                        decide_kms(&who.caller, action, &key, account, context.clone(), &call)?;
                     }
                 }
             }
@@ -888,10 +888,9 @@ fn decide_kms(
     action: &str,
     key: &KmsKey,
     key_account: &str,
-    context: &Context,
+    mut context: Context,
     call: &KmsCall<'_>,
 ) -> Result<(), AwsError> {
-    let mut context = context.clone();
     for (k, v) in &key.tags {
         context.set(&format!("aws:ResourceTag/{k}"), v.clone());
     }
