@@ -572,7 +572,7 @@ impl Iam {
         name: &str,
     ) -> Result<Vec<AccessKeyRecord>, IamError> {
         read(store, |tx| {
-            Ok(load_user(tx, account, name)?.map(|_| keys_of(tx, account, name)).transpose()?)
+            load_user(tx, account, name)?.map(|_| keys_of(tx, account, name)).transpose()
         })?
         .ok_or_else(|| no_such_user(account, name))
     }

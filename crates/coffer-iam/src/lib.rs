@@ -27,7 +27,6 @@
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::{
     ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey, access_key_id, secret_access_key,
-    user_id,
 };
 use coffer_auth::sigv4::SigningKeyCache;
 use coffer_core::AwsError;

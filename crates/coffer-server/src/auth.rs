@@ -562,6 +562,25 @@ pub fn authorize_unscoped(
     decide(&who.caller, op.iam_action(), "*", account, &context, None, "*")
 }
 
+/// Authorizes `action` on `resource` (an ARN of the caller's own account: IAM's users,
+/// roles and policies) from the caller's identity policies, with the base request
+/// context and `extra` condition keys (`iam:PolicyARN`, ...).
+pub fn authorize_action(
+    who: &Authenticated,
+    action: &str,
+    resource: &str,
+    raw: &RawRequest,
+    extra: &[(&str, String)],
+) -> Result<(), AwsError> {
+    let now_ms = crate::clock::now_ms();
+    let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    for (key, value) in extra {
+        context.set(key, value.clone());
+    }
+    let account = &who.caller.principal.account;
+    decide(&who.caller, action, resource, account, &context, None, resource)
+}
+
 /// Authorizes a validated request and returns the context its handler runs in (the
 /// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
 /// handler authorizes the rest with. For a request that did not come over TLS.
@@ -646,7 +665,9 @@ pub fn authorize_over(
             Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
         }
         // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        Operation::CloudTrail(_) | Operation::Sts(_) | Operation::Iam(_) => {
+            Err(AwsError::internal())
+        }
     }
 }
 

@@ -18,7 +18,9 @@ pub fn dispatch(
         Operation::Kms(op) => kms_api::dispatch(app, ctx, op, body)
             .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {}", op.name())))),
         // These speak protocols of their own and are answered by `http` before dispatch.
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        Operation::CloudTrail(_) | Operation::Sts(_) | Operation::Iam(_) => {
+            Err(AwsError::internal())
+        }
     }
 }
 

@@ -61,7 +61,10 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         );
     // Labels for the log line and the metrics: fixed names from the operation tables, never
     // the client's own string (which could carry anything, a secret name included).
-    let (service, operation) = if query_protocol {
+    let iam_protocol = query_protocol && crate::iam_api::is_iam_request(request.headers());
+    let (service, operation) = if iam_protocol {
+        ("iam", "Query")
+    } else if query_protocol {
         ("sts", "Query")
     } else if coffer_wire::cloudtrail::operation(&target).is_some() {
         ("cloudtrail", CloudTrailOp::LookupEvents.name())
@@ -72,7 +75,10 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         }
     };
     let mut error_code = None;
-    let (status, content_type, body) = if query_protocol {
+    let (status, content_type, body) = if iam_protocol {
+        let (status, body) = crate::iam_api::answer(&app, request, &request_id).await;
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
+    } else if query_protocol {
         let (status, body) = answer_sts(&app, request, &request_id).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
     } else if coffer_wire::cloudtrail::operation(&target).is_some() {
@@ -163,7 +169,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
@@ -172,7 +178,7 @@ fn now_secs() -> i64 {
 /// failed call is to be audited, and a warning line naming the key and its user. Both are
 /// rate-limited per key (`audit::Auditor::note_failed_signature`). `None` for other
 /// failures (an unknown key id leaves no trail to write to), and for failures over the limit.
-fn failed_signature(
+pub(crate) fn failed_signature(
     app: &App,
     iam: &crate::iam::Iam,
     raw: &RawRequest,
@@ -222,7 +228,7 @@ fn failed_signature(
 }
 
 /// Splits a request into the owned parts authentication needs and its body stream.
-fn raw_parts(request: Request) -> (RawRequest, Body) {
+pub(crate) fn raw_parts(request: Request) -> (RawRequest, Body) {
     let (parts, body) = request.into_parts();
     let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let raw = RawRequest {
@@ -243,7 +249,7 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
 /// Reads the whole body, at most `app.config.max_body_bytes` of it, within
 /// `app.config.body_timeout`: a client that stops sending half-way must not hold its
 /// connection (and a file) for ever.
-async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
+pub(crate) async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
     let limit = app.config.max_body_bytes;
     let deadline = app.config.body_timeout;
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
