@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub mod directory;
+pub mod sessions;
 
 pub const USER_KIND: &str = "iam-user";
 pub const ACCESS_KEY_KIND: &str = "iam-access-key";
@@ -287,6 +288,17 @@ fn read<T>(
 pub struct Caller {
     pub principal: Principal,
     pub policies: Vec<Policy>,
+    /// A session's own policy: the session may do only what it allows too.
+    pub session_policy: Option<Policy>,
+    /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
+    pub principal_tags: BTreeMap<String, String>,
+}
+
+impl Caller {
+    /// A caller with identity policies only (a user's access key).
+    pub fn new(principal: Principal, policies: Vec<Policy>) -> Caller {
+        Caller { principal, policies, session_policy: None, principal_tags: BTreeMap::new() }
+    }
 }
 
 /// An active access key as authentication needs it: who owns it, the owner's identity
@@ -852,7 +864,16 @@ impl Iam {
             })
             .collect();
         Ok(Some(KnownKey {
-            caller: Arc::new(Caller { principal: user.principal(), policies }),
+            caller: Arc::new(Caller {
+                principal: user.principal(),
+                policies,
+                session_policy: None,
+                principal_tags: user
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+            }),
             secret,
         }))
     }

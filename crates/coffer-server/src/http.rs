@@ -654,9 +654,17 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
             String::from_utf8_lossy(&buffer).into_owned()
         };
         let action = sts::form_value(&form, "Action").unwrap_or_default();
-        let (status, body) = sts::answer(&form, &identity, &request_id);
-        let error = (status != 200)
-            .then(|| ("InvalidAction".to_string(), format!("Could not find operation {action}")));
+        let (status, body, error) =
+            match crate::sessions::answer(&app, who.as_ref(), &raw, &form, &request_id) {
+                Some(answered) => answered,
+                None => {
+                    let (status, body) = sts::answer(&form, &identity, &request_id);
+                    let error = (status != 200).then(|| {
+                        ("InvalidAction".to_string(), format!("Could not find operation {action}"))
+                    });
+                    (status, body, error)
+                }
+            };
         // STS calls are audited like every other call, and fail closed in the same way.
         let audit_identity = crate::audit::identity(who.as_ref(), &ctx);
         match crate::audit::record_sts_call(&app, &ctx, audit_identity, &raw, &action, error) {

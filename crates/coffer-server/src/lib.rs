@@ -27,6 +27,7 @@ pub mod policies;
 pub mod probes;
 pub mod quotas;
 pub mod secrets;
+pub mod sessions;
 pub mod sts;
 pub mod tls;
 

@@ -1,0 +1,282 @@
+"""Roles and temporary credentials (issue 18, part 2): STS AssumeRole and GetSessionToken,
+requests signed with a session's key and X-Amz-Security-Token, the assumed-role identity,
+session policies narrowing access, refusals (trust naming another principal, a wrong
+ExternalId, a missing or wrong token, a deleted role; expiry is in coffer-iam's unit tests,
+as no session lasts less than AWS's 15 minutes), and the AWS CLI assuming a role by
+itself through a ``role_arn`` + ``source_profile`` profile.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config
+
+from conftest import REGION, start_server
+
+ACCOUNT = "000000000000"
+NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+READ_ALL = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:ListSecrets"], "Resource": "*"}],
+}
+
+
+def trust(principal: str, condition: dict | None = None) -> str:
+    statement = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+    if condition:
+        statement["Condition"] = condition
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+class Server:
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"])
+        self.url = self.server.url
+        self.credentials_file = data_dir / "admin-credentials"
+        parsed = configparser.ConfigParser()
+        parsed.read(self.credentials_file)
+        self.admin_key = (parsed["coffer"]["aws_access_key_id"], parsed["coffer"]["aws_secret_access_key"])
+
+    def client(self, service: str, key=None, token: str | None = None):
+        key = key or self.admin_key
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=key[0],
+            aws_secret_access_key=key[1],
+            aws_session_token=token,
+            config=NO_RETRY,
+        )
+
+    def session_client(self, service: str, creds: dict):
+        return self.client(service, (creds["AccessKeyId"], creds["SecretAccessKey"]), creds["SessionToken"])
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("roles"))
+    yield s
+    s.server.stop()
+
+
+@pytest.fixture(scope="module")
+def secret(srv):
+    sm = srv.client("secretsmanager")
+    name = f"role-secret-{uuid.uuid4().hex[:8]}"
+    sm.create_secret(Name=name, SecretString="role-value")
+    return name
+
+
+def uname(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_role(srv, trust_doc: str, policy: dict | None = READ_ALL, **kwargs) -> str:
+    iam = srv.client("iam")
+    name = uname("role")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_doc, **kwargs)["Role"]["Arn"]
+    if policy is not None:
+        iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    return arn
+
+
+def make_user(srv, policy: dict | None) -> tuple[str, tuple[str, str]]:
+    iam = srv.client("iam")
+    name = uname("user")
+    iam.create_user(UserName=name)
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return name, (key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def error_code(fn, **kwargs) -> tuple[str, str]:
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        fn(**kwargs)
+    err = excinfo.value.response["Error"]
+    return err["Code"], err.get("Message", "")
+
+
+def test_assume_role_issues_temporary_credentials_that_read_a_secret(srv, secret):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    role_name = role_arn.rsplit("/", 1)[1]
+    got = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="app-1", DurationSeconds=900)
+    creds = got["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA") and len(creds["SecretAccessKey"]) == 40
+    assert creds["SessionToken"]
+    assert got["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/app-1"
+    assert got["AssumedRoleUser"]["AssumedRoleId"].startswith("AROA")
+    assert got["AssumedRoleUser"]["AssumedRoleId"].endswith(":app-1")
+    who = srv.session_client("sts", creds).get_caller_identity()
+    assert who["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/app-1"
+    assert who["UserId"] == got["AssumedRoleUser"]["AssumedRoleId"]
+    sm = srv.session_client("secretsmanager", creds)
+    assert sm.get_secret_value(SecretId=secret)["SecretString"] == "role-value"
+    # The role grants nothing else.
+    code, message = error_code(sm.create_secret, Name=uname("nope"), SecretString="x")
+    assert code == "AccessDeniedException"
+    assert message.startswith(f"User: arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/app-1 is not authorized")
+
+
+def test_the_session_token_is_required_and_checked(srv, secret):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    key = (creds["AccessKeyId"], creds["SecretAccessKey"])
+    no_token = srv.client("secretsmanager", key)
+    assert error_code(no_token.list_secrets)[0] == "UnrecognizedClientException"
+    wrong = srv.client("secretsmanager", key, creds["SessionToken"][:-4] + "AAAA")
+    assert error_code(wrong.list_secrets)[0] == "UnrecognizedClientException"
+    # A long-term key with a session token is refused too.
+    with_token = srv.client("secretsmanager", srv.admin_key, creds["SessionToken"])
+    assert error_code(with_token.list_secrets)[0] == "UnrecognizedClientException"
+
+
+def test_sessions_stop_when_their_role_is_deleted(srv, secret):
+    iam = srv.client("iam")
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    name = role_arn.rsplit("/", 1)[1]
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    sm = srv.session_client("secretsmanager", creds)
+    sm.list_secrets()
+    iam.delete_role_policy(RoleName=name, PolicyName="p")
+    iam.delete_role(RoleName=name)
+    assert error_code(sm.list_secrets)[0] == "UnrecognizedClientException"
+    # A role made again under the same name is another role: the old session stays dead.
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps(READ_ALL))
+    assert error_code(sm.list_secrets)[0] == "UnrecognizedClientException"
+
+
+def test_a_session_policy_narrows_access(srv, secret):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    only_list = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}]}
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="narrow", Policy=json.dumps(only_list))["Credentials"]
+    sm = srv.session_client("secretsmanager", creds)
+    sm.list_secrets()
+    code, message = error_code(sm.get_secret_value, SecretId=secret)
+    assert code == "AccessDeniedException"
+    assert "because no session policy allows the secretsmanager:GetSecretValue action" in message
+    # A session policy cannot widen what the role allows.
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="wide", Policy=json.dumps(everything))["Credentials"]
+    code, _ = error_code(srv.session_client("secretsmanager", creds).create_secret, Name=uname("x"), SecretString="x")
+    assert code == "AccessDeniedException"
+
+
+def test_trust_policy_refusals(srv):
+    assume_only = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+    user, key = make_user(srv, assume_only)
+    other_user, _ = make_user(srv, None)
+    sts = srv.client("sts", key)
+    # A trust policy that names another principal.
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:user/{other_user}"))
+    code, message = error_code(sts.assume_role, RoleArn=role_arn, RoleSessionName="s1")
+    assert code == "AccessDenied"
+    assert message == f"User: arn:aws:iam::{ACCOUNT}:user/{user} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+    # A trust policy naming the user lets it in.
+    named = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:user/{user}"))
+    sts.assume_role(RoleArn=named, RoleSessionName="s1")
+    # ExternalId conditions.
+    external = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:user/{user}", {"StringEquals": {"sts:ExternalId": "ext-123"}}))
+    assert error_code(sts.assume_role, RoleArn=external, RoleSessionName="s1")[0] == "AccessDenied"
+    assert error_code(sts.assume_role, RoleArn=external, RoleSessionName="s1", ExternalId="wrong")[0] == "AccessDenied"
+    sts.assume_role(RoleArn=external, RoleSessionName="s1", ExternalId="ext-123")
+    # An unknown role answers like a refusal.
+    missing = f"arn:aws:iam::{ACCOUNT}:role/{uname('none')}"
+    assert error_code(sts.assume_role, RoleArn=missing, RoleSessionName="s1")[0] == "AccessDenied"
+    # A trust policy naming the account needs an identity Allow as well.
+    account_trust = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    _, no_rights = make_user(srv, None)
+    assert error_code(srv.client("sts", no_rights).assume_role, RoleArn=account_trust, RoleSessionName="s1")[0] == "AccessDenied"
+
+
+def test_principal_tag_conditions_in_trust_policies(srv):
+    assume_only = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+    iam = srv.client("iam")
+    user, key = make_user(srv, assume_only)
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root", {"StringEquals": {"aws:PrincipalTag/team": "blue"}}))
+    sts = srv.client("sts", key)
+    assert error_code(sts.assume_role, RoleArn=role_arn, RoleSessionName="s1")[0] == "AccessDenied"
+    iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "blue"}])
+    sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")
+
+
+def test_duration_is_bounded_by_the_role(srv):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    sts = srv.client("sts")
+    code, message = error_code(sts.assume_role, RoleArn=role_arn, RoleSessionName="s1", DurationSeconds=7200)
+    assert code == "ValidationError"
+    assert message == "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+    long_role = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"), MaxSessionDuration=7200)
+    sts.assume_role(RoleArn=long_role, RoleSessionName="s1", DurationSeconds=7200)
+
+
+def test_get_session_token_acts_as_the_user(srv):
+    user, key = make_user(srv, READ_ALL)
+    creds = srv.client("sts", key).get_session_token(DurationSeconds=900)["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA")
+    who = srv.session_client("sts", creds).get_caller_identity()
+    assert who["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/{user}"
+    srv.session_client("secretsmanager", creds).list_secrets()
+    code, message = error_code(srv.session_client("sts", creds).get_session_token)
+    assert code == "AccessDenied" and message == "Cannot call GetSessionToken with session credentials"
+
+
+def test_assume_role_is_audited_as_the_caller_and_session_calls_as_assumed_role(srv, secret):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    got = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="audited")
+    creds = got["Credentials"]
+    srv.session_client("secretsmanager", creds).get_secret_value(SecretId=secret)
+    trail = srv.client("cloudtrail")
+    events = trail.lookup_events(LookupAttributes=[{"AttributeKey": "AccessKeyId", "AttributeValue": creds["AccessKeyId"]}])["Events"]
+    assert events, "the session's call was not audited"
+    record = json.loads(events[0]["CloudTrailEvent"])
+    assert record["userIdentity"]["type"] == "AssumedRole"
+    assert record["userIdentity"]["arn"] == got["AssumedRoleUser"]["Arn"]
+    assumed = trail.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "AssumeRole"}])["Events"]
+    dumped = json.dumps([json.loads(e["CloudTrailEvent"]) for e in assumed])
+    assert assumed and creds["SecretAccessKey"] not in dumped and creds["SessionToken"] not in dumped
+
+
+def test_the_aws_cli_assumes_a_role_from_a_source_profile(srv, secret, tmp_path):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile app]\n"
+        f"role_arn = {role_arn}\n"
+        "source_profile = coffer\n"
+        "role_session_name = cli-session\n"
+        f"region = {REGION}\n"
+        f"endpoint_url = {srv.url}\n"
+        "[profile coffer]\n"
+        f"region = {REGION}\n"
+        f"endpoint_url = {srv.url}\n"
+    )
+    env = dict(os.environ)
+    env.update({
+        "AWS_SHARED_CREDENTIALS_FILE": str(srv.credentials_file),
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_MAX_ATTEMPTS": "1",
+    })
+    env.pop("AWS_ACCESS_KEY_ID", None)
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+
+    def aws(*args: str) -> dict:
+        done = subprocess.run(["aws", *args, "--profile", "app", "--output", "json"], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    who = aws("sts", "get-caller-identity")
+    assert who["Arn"].endswith(f"/{role_arn.rsplit('/', 1)[1]}/cli-session")
+    assert aws("secretsmanager", "get-secret-value", "--secret-id", secret)["SecretString"] == "role-value"
