@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub mod directory;
+pub mod oidc;
 pub mod sessions;
 
 pub const USER_KIND: &str = "iam-user";

@@ -589,6 +589,10 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
             return sts::error(code, &e.message, request_id, e.code.http_status());
         }
     };
+    // AssumeRoleWithWebIdentity is not signed: the token it carries is the credential.
+    if let Some(answered) = crate::web_identity::intercept(app, &raw, &buffer, request_id).await {
+        return answered;
+    }
     let app = app.clone();
     let id = request_id.to_string();
     let answered = tokio::task::spawn_blocking(move || {

@@ -719,16 +719,53 @@ impl Call<'_> {
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
                 iam.update_trust_policy(store, account, name, doc)?;
             }
-            CreateOpenIDConnectProvider
-            | GetOpenIDConnectProvider
-            | DeleteOpenIDConnectProvider
-            | ListOpenIDConnectProviders => {
+            CreateOpenIDConnectProvider => {
+                let url = f.required("Url", "url")?;
+                let host_path = crate::iam::oidc::host_path(url);
+                self.authorize(op, &self.arn("oidc-provider/", "", host_path))?;
+                let provider = iam.create_oidc_provider(
+                    store,
+                    account,
+                    url,
+                    f.list("ClientIDList"),
+                    f.list("ThumbprintList"),
+                    f.tags(),
+                    now,
+                )?;
+                x.field("OpenIDConnectProviderArn", &provider.arn());
+                if !provider.tags.is_empty() {
+                    x.tags(&provider.tags);
+                }
+            }
+            GetOpenIDConnectProvider => {
+                let arn = f.required("OpenIDConnectProviderArn", "openIDConnectProviderArn")?;
+                self.authorize(op, arn)?;
+                let p = iam.get_oidc_provider(store, account, arn)?;
+                x.field("Url", p.host_path());
+                x.open("ClientIDList");
+                for id in &p.client_ids {
+                    x.field("member", id);
+                }
+                x.close("ClientIDList").open("ThumbprintList");
+                for t in &p.thumbprints {
+                    x.field("member", t);
+                }
+                x.close("ThumbprintList").date("CreateDate", p.created_ms);
+                if !p.tags.is_empty() {
+                    x.tags(&p.tags);
+                }
+            }
+            ListOpenIDConnectProviders => {
                 self.authorize(op, "*")?;
-                return Err(Failure::new(
-                    "NotImplemented",
-                    format!("{} is not implemented by Coffer yet.", op.name()),
-                    501,
-                ));
+                let all = iam.oidc_providers_in(store, account)?;
+                x.members("OpenIDConnectProviderList", &all, |x, p| {
+                    x.field("Arn", &p.arn());
+                });
+            }
+            DeleteOpenIDConnectProvider => {
+                let arn = f.required("OpenIDConnectProviderArn", "openIDConnectProviderArn")?;
+                self.authorize(op, arn)?;
+                iam.delete_oidc_provider(store, account, arn)?;
             }
         }
         Ok(x.0)

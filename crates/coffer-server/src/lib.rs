@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod sts;
 pub mod tls;
+pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};

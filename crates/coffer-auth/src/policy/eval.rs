@@ -139,6 +139,11 @@ fn principal_reach(p: &Principals, caller: &Principal) -> Option<Reach> {
     if p.everyone || p.aws.iter().any(|id| names_caller(id, caller)) {
         return Some(Reach::Direct);
     }
+    // A web identity caller is its OIDC provider, which trust policies name as
+    // `Federated`; no IAM user or role has such an ARN.
+    if caller.arn.contains(":oidc-provider/") && p.other.iter().any(|id| id == &caller.arn) {
+        return Some(Reach::Direct);
+    }
     let root = account_root_arn(&caller.account);
     p.aws.iter().any(|id| id == &caller.account || id == &root).then_some(Reach::Account)
 }
