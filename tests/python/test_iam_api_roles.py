@@ -280,3 +280,29 @@ def test_the_aws_cli_assumes_a_role_from_a_source_profile(srv, secret, tmp_path)
     who = aws("sts", "get-caller-identity")
     assert who["Arn"].endswith(f"/{role_arn.rsplit('/', 1)[1]}/cli-session")
     assert aws("secretsmanager", "get-secret-value", "--secret-id", secret)["SecretString"] == "role-value"
+
+
+def test_a_secret_policy_naming_the_role_works_for_its_sessions(srv):
+    sm = srv.client("secretsmanager")
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"), policy=None)
+    name = uname("by-role")
+    sm.create_secret(Name=name, SecretString="for-the-role")
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="rp")["Credentials"]
+    session = srv.session_client("secretsmanager", creds)
+    assert error_code(session.get_secret_value, SecretId=name)[0] == "AccessDeniedException"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}],
+    }
+    sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy))
+    assert session.get_secret_value(SecretId=name)["SecretString"] == "for-the-role"
+
+
+def test_a_role_session_must_name_the_user_for_iam_user_calls(srv):
+    admin_role = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"), policy={"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]})
+    creds = srv.client("sts").assume_role(RoleArn=admin_role, RoleSessionName="admin")["Credentials"]
+    iam = srv.session_client("iam", creds)
+    code, message = error_code(iam.get_user)
+    assert (code, message) == ("ValidationError", "Must specify userName when calling with non-User credentials")
+    assert error_code(iam.create_access_key)[0] == "ValidationError"
+    assert iam.get_user(UserName="admin")["User"]["UserName"] == "admin"

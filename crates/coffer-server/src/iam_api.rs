@@ -430,6 +430,10 @@ impl Call<'_> {
     fn user_or_caller(&self) -> Result<String, Failure> {
         match self.form.get("UserName") {
             Some(name) => Ok(name.to_string()),
+            // A role's session is no user: its session name must not be taken for one.
+            None if self.who.caller.principal.is_assumed_role() => Err(Failure::invalid(
+                "Must specify userName when calling with non-User credentials",
+            )),
             None => Ok(self.who.caller.principal.name.clone()),
         }
     }
