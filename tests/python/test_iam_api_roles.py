@@ -296,6 +296,19 @@ def test_a_secret_policy_naming_the_role_works_for_its_sessions(srv):
     }
     sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy))
     assert session.get_secret_value(SecretId=name)["SecretString"] == "for-the-role"
+    shown = json.loads(sm.get_resource_policy(SecretId=name)["ResourcePolicy"])
+    assert shown["Statement"][0]["Principal"]["AWS"] == role_arn
+    # The policy names that role, not whichever role later takes its name.
+    iam = srv.client("iam")
+    role_name = role_arn.rsplit("/", 1)[1]
+    iam.delete_role(RoleName=role_name)
+    iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="rp")["Credentials"]
+    again = srv.session_client("secretsmanager", creds)
+    assert error_code(again.get_secret_value, SecretId=name)[0] == "AccessDeniedException"
+    # A policy naming a role that does not exist is refused, as one naming a missing user is.
+    missing = dict(policy, Statement=[dict(policy["Statement"][0], Principal={"AWS": f"arn:aws:iam::{ACCOUNT}:role/none-{uuid.uuid4().hex[:6]}"})])
+    assert error_code(sm.put_resource_policy, SecretId=name, ResourcePolicy=json.dumps(missing))[0] == "MalformedPolicyDocumentException"
 
 
 def test_a_role_session_must_name_the_user_for_iam_user_calls(srv):

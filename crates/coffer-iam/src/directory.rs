@@ -1101,6 +1101,41 @@ fn check_max_session(secs: i64) -> Result<(), IamError> {
     }
 }
 
+/// `arn:aws:iam::<account>:role[/path]/<name>` -> (account, name).
+pub fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, rest) = rest.split_once(':')?;
+    let name = rest.strip_prefix("role/")?.rsplit('/').next()?;
+    (crate::is_account_id(account) && !name.is_empty()).then_some((account, name))
+}
+
+/// The unique id of the role a role ARN names, as a resource policy is stored with it
+/// (so a role deleted and made again under the same name is not granted); `None` when
+/// no such role exists.
+pub fn bound_role_id(tx: &dyn ReadTxn, arn: &str) -> Result<Option<String>, StoreError> {
+    let Some((account, name)) = role_arn_parts(arn) else { return Ok(None) };
+    Ok(role_in(tx, account, name)?.filter(|r| r.arn() == arn).map(|r| r.role_id))
+}
+
+/// The ARN of the role with unique id `id`, if it still exists (any account).
+pub fn role_arn_of_id(tx: &dyn ReadTxn, id: &str) -> Result<Option<String>, StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.records(ROLE_KIND, "", after.as_deref(), 256)?;
+        let done = page.len() < 256;
+        after = page.last().map(|(k, _)| k.clone());
+        for (_, bytes) in &page {
+            let role: RoleRecord = decode(bytes)?;
+            if role.role_id == id {
+                return Ok(Some(role.arn()));
+            }
+        }
+        if done {
+            return Ok(None);
+        }
+    }
+}
+
 /// Loads a role in a read transaction (authentication of its sessions).
 pub fn role_in(
     tx: &dyn ReadTxn,

@@ -10,7 +10,7 @@
 //! reach the audit trail: STS events carry no response elements.
 
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
-use crate::iam::directory::Tag;
+use crate::iam::directory::{Tag, role_arn_parts};
 use crate::iam::sessions::{Expired, IssuedSession, SessionRequest, Subject};
 use crate::iam::{Iam, IamError, KnownKey};
 use crate::{App, sts};
@@ -177,15 +177,6 @@ fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
         )));
     }
     Ok(tags)
-}
-
-/// `arn:aws:iam::<account>:role[/path]/<name>` -> (account, name).
-fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
-    let (account, rest) = rest.split_once(':')?;
-    let path_name = rest.strip_prefix("role/")?;
-    let name = path_name.rsplit('/').next()?;
-    (crate::iam::is_account_id(account) && !name.is_empty()).then_some((account, name))
 }
 
 fn assume_role(

@@ -16,6 +16,7 @@
 
 use crate::auth::RawRequest;
 use crate::iam::Iam;
+use crate::iam::directory::role_arn_parts;
 use crate::iam::oidc::{OidcProvider, host_path, provider_in};
 use crate::iam::sessions::{SessionRequest, Subject};
 use crate::{App, RequestContext, sts};
@@ -380,13 +381,6 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
 
 fn iss_matches(url: &str, iss: &str) -> bool {
     url.trim_end_matches('/') == iss.trim_end_matches('/')
-}
-
-fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
-    let (account, rest) = rest.split_once(':')?;
-    let name = rest.strip_prefix("role/")?.rsplit('/').next()?;
-    (crate::iam::is_account_id(account) && !name.is_empty()).then_some((account, name))
 }
 
 /// The trust decision and the session, on a blocking thread.
