@@ -6,55 +6,27 @@ next signed request.
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import subprocess
 import uuid
-from pathlib import Path
 
-import boto3
 import botocore.exceptions
 import pytest
-from botocore.config import Config
 
-from conftest import REGION, coffer_bin, start_server
+from conftest import REGION
+from iam_api_support import STORES, serve
 
 ACCOUNT = "000000000000"
-NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 READ_SECRETS = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:ListSecrets"], "Resource": "*"}],
 }
 
 
-class Server:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"])
-        self.url = self.server.url
-        self.credentials_file = data_dir / "admin-credentials"
-        parsed = configparser.ConfigParser()
-        parsed.read(self.credentials_file)
-        self.admin_key = (parsed["coffer"]["aws_access_key_id"], parsed["coffer"]["aws_secret_access_key"])
-
-    def client(self, service: str, key: tuple[str, str] | None = None):
-        key = key or self.admin_key
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id=key[0],
-            aws_secret_access_key=key[1],
-            config=NO_RETRY,
-        )
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("iam"))
-    yield s
-    s.server.stop()
+@pytest.fixture(scope="module", params=STORES)
+def srv(request, tmp_path_factory):
+    return serve(request, tmp_path_factory, "iam")
 
 
 @pytest.fixture

@@ -13,17 +13,14 @@ import json
 import os
 import subprocess
 import uuid
-from pathlib import Path
 
-import boto3
 import botocore.exceptions
 import pytest
-from botocore.config import Config
 
-from conftest import REGION, start_server
+from conftest import REGION
+from iam_api_support import STORES, serve
 
 ACCOUNT = "000000000000"
-NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 READ_ALL = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:ListSecrets"], "Resource": "*"}],
@@ -37,37 +34,9 @@ def trust(principal: str, condition: dict | None = None) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
-class Server:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"])
-        self.url = self.server.url
-        self.credentials_file = data_dir / "admin-credentials"
-        parsed = configparser.ConfigParser()
-        parsed.read(self.credentials_file)
-        self.admin_key = (parsed["coffer"]["aws_access_key_id"], parsed["coffer"]["aws_secret_access_key"])
-
-    def client(self, service: str, key=None, token: str | None = None):
-        key = key or self.admin_key
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id=key[0],
-            aws_secret_access_key=key[1],
-            aws_session_token=token,
-            config=NO_RETRY,
-        )
-
-    def session_client(self, service: str, creds: dict):
-        return self.client(service, (creds["AccessKeyId"], creds["SecretAccessKey"]), creds["SessionToken"])
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("roles"))
-    yield s
-    s.server.stop()
+@pytest.fixture(scope="module", params=STORES)
+def srv(request, tmp_path_factory):
+    return serve(request, tmp_path_factory, "roles")
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +288,30 @@ def test_a_role_session_must_name_the_user_for_iam_user_calls(srv):
     assert (code, message) == ("ValidationError", "Must specify userName when calling with non-User credentials")
     assert error_code(iam.create_access_key)[0] == "ValidationError"
     assert iam.get_user(UserName="admin")["User"]["UserName"] == "admin"
+
+
+def test_a_role_of_another_account_needs_both_its_trust_and_the_callers_policy(srv):
+    partner = "111122223333"
+    srv.coffer_admin("create-user", "partner-admin", "--account", partner)
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    srv.coffer_admin("attach-policy", "partner-admin", "--name", "all", "--file", "-", "--account", partner,
+                     stdin=json.dumps(everything))
+    printed = configparser.ConfigParser()
+    printed.read_string(srv.coffer_admin("create-access-key", "partner-admin", "--account", partner))
+    partner_key = (printed["partner-admin"]["aws_access_key_id"], printed["partner-admin"]["aws_secret_access_key"])
+    partner_iam = srv.client("iam", partner_key)
+    role = uname("shared")
+    role_arn = partner_iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust(f"arn:aws:iam::{ACCOUNT}:root"))["Role"]["Arn"]
+    assert role_arn == f"arn:aws:iam::{partner}:role/{role}"
+    partner_iam.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps(READ_ALL))
+    secret_name = uname("partner-secret")
+    srv.client("secretsmanager", partner_key).create_secret(Name=secret_name, SecretString="partner-value")
+    # The trust policy names the caller's account, so the caller's own policies must allow too.
+    _, no_rights = make_user(srv, None)
+    assert error_code(srv.client("sts", no_rights).assume_role, RoleArn=role_arn, RoleSessionName="x1")[0] == "AccessDenied"
+    allowed = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}]}
+    _, key = make_user(srv, allowed)
+    creds = srv.client("sts", key).assume_role(RoleArn=role_arn, RoleSessionName="x1")["Credentials"]
+    who = srv.session_client("sts", creds).get_caller_identity()
+    assert who["Account"] == partner and who["Arn"] == f"arn:aws:sts::{partner}:assumed-role/{role}/x1"
+    assert srv.session_client("secretsmanager", creds).get_secret_value(SecretId=secret_name)["SecretString"] == "partner-value"

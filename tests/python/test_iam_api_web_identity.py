@@ -9,7 +9,6 @@ own ``web_identity_token_file`` profile reading a secret with no static key.
 from __future__ import annotations
 
 import base64
-import configparser
 import http.server
 import json
 import os
@@ -19,18 +18,14 @@ import time
 import uuid
 from pathlib import Path
 
-import boto3
 import botocore.exceptions
 import pytest
-from botocore import UNSIGNED
-from botocore.config import Config
 
-from conftest import REGION, start_server
+from conftest import REGION
+from iam_api_support import STORES, serve
 
-ACCOUNT = "000000000000"
 AUDIENCE = "sts.amazonaws.com"
 SUBJECT = "system:serviceaccount:payments:api"
-NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 READ_ALL = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:ListSecrets"], "Resource": "*"}],
@@ -70,34 +65,9 @@ class Issuer:
         return f"{header}.{claims}.{b64url(signature)}"
 
 
-class Server:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"])
-        self.url = self.server.url
-        self.credentials_file = data_dir / "admin-credentials"
-        parsed = configparser.ConfigParser()
-        parsed.read(self.credentials_file)
-        self.admin_key = (parsed["coffer"]["aws_access_key_id"], parsed["coffer"]["aws_secret_access_key"])
-
-    def client(self, service: str):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, aws_access_key_id=self.admin_key[0],
-                            aws_secret_access_key=self.admin_key[1], config=NO_RETRY)
-
-    def anonymous_sts(self):
-        return boto3.client("sts", endpoint_url=self.url, region_name=REGION,
-                            config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}))
-
-    def session_client(self, service: str, creds: dict):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, aws_access_key_id=creds["AccessKeyId"],
-                            aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"], config=NO_RETRY)
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("webid"))
-    yield s
-    s.server.stop()
+@pytest.fixture(scope="module", params=STORES)
+def srv(request, tmp_path_factory):
+    return serve(request, tmp_path_factory, "webid")
 
 
 @pytest.fixture(scope="module")
