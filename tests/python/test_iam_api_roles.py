@@ -315,3 +315,17 @@ def test_a_role_of_another_account_needs_both_its_trust_and_the_callers_policy(s
     who = srv.session_client("sts", creds).get_caller_identity()
     assert who["Account"] == partner and who["Arn"] == f"arn:aws:sts::{partner}:assumed-role/{role}/x1"
     assert srv.session_client("secretsmanager", creds).get_secret_value(SecretId=secret_name)["SecretString"] == "partner-value"
+
+
+def test_session_tags_are_principal_tags_of_the_session(srv, secret):
+    tagged_only = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+                       "Condition": {"StringEquals": {"aws:PrincipalTag/team": "blue"}}}],
+    }
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"), policy=tagged_only)
+    sts = srv.client("sts")
+    untagged = sts.assume_role(RoleArn=role_arn, RoleSessionName="t0")["Credentials"]
+    assert error_code(srv.session_client("secretsmanager", untagged).get_secret_value, SecretId=secret)[0] == "AccessDeniedException"
+    tagged = sts.assume_role(RoleArn=role_arn, RoleSessionName="t1", Tags=[{"Key": "team", "Value": "blue"}])["Credentials"]
+    assert srv.session_client("secretsmanager", tagged).get_secret_value(SecretId=secret)["SecretString"] == "role-value"
