@@ -345,3 +345,38 @@ def test_aws_iam_through_the_cli(srv, tmp_path):
     assert aws("iam", "list-access-keys", "--user-name", name)["AccessKeyMetadata"][0]["Status"] == "Inactive"
     aws("iam", "delete-access-key", "--user-name", name, "--access-key-id", key["AccessKeyId"])
     aws("iam", "delete-user", "--user-name", name)
+
+
+def test_policy_versions_change_what_applies_on_the_next_request(srv, iam):
+    name, key = user_with_key(iam)
+    nothing = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:DescribeSecret", "Resource": "*"}]}
+    arn = iam.create_policy(PolicyName=uname("ver"), PolicyDocument=json.dumps(nothing))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    assert not can_list_secrets(srv, key)
+    v2 = iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(READ_SECRETS), SetAsDefault=True)["PolicyVersion"]
+    assert v2["VersionId"] == "v2" and v2["IsDefaultVersion"] is True
+    assert can_list_secrets(srv, key)
+    versions = {v["VersionId"]: v["IsDefaultVersion"] for v in iam.list_policy_versions(PolicyArn=arn)["Versions"]}
+    assert versions == {"v1": False, "v2": True}
+    iam.set_default_policy_version(PolicyArn=arn, VersionId="v1")
+    assert not can_list_secrets(srv, key)
+    expect(iam.delete_policy_version, "DeleteConflict", "Cannot delete the default version of a policy.", PolicyArn=arn, VersionId="v1")
+    for _ in range(3):
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(nothing))
+    expect(iam.create_policy_version, "LimitExceeded", status=409, PolicyArn=arn, PolicyDocument=json.dumps(nothing))
+    iam.detach_user_policy(UserName=name, PolicyArn=arn)
+    expect(iam.delete_policy, "DeleteConflict", PolicyArn=arn)
+    for v in ("v2", "v3", "v4", "v5"):
+        iam.delete_policy_version(PolicyArn=arn, VersionId=v)
+    iam.delete_policy(PolicyArn=arn)
+
+
+def test_roles_are_tagged(iam):
+    role = uname("r")
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=doc, Tags=[{"Key": "team", "Value": "blue"}])
+    iam.tag_role(RoleName=role, Tags=[{"Key": "env", "Value": "prod"}])
+    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role)["Tags"]} == {"team": "blue", "env": "prod"}
+    iam.untag_role(RoleName=role, TagKeys=["team"])
+    assert iam.get_role(RoleName=role)["Role"]["Tags"] == [{"Key": "env", "Value": "prod"}]
+    iam.delete_role(RoleName=role)

@@ -35,6 +35,7 @@ pub const ROLE_KIND: &str = "iam-role";
 pub const MAX_TAGS: usize = 50;
 pub const MAX_ATTACHED: usize = 10;
 pub const MAX_GROUPS_PER_USER: usize = 10;
+pub const MAX_POLICY_VERSIONS: usize = 5;
 /// A role's session may last 1 to 12 hours; 1 hour unless set.
 pub const DEFAULT_MAX_SESSION_SECS: i64 = 3600;
 
@@ -280,6 +281,12 @@ pub fn policy_arn_parts(arn: &str) -> Option<(&str, &str)> {
 
 fn policy_not_found(arn: &str) -> IamError {
     IamError::NotFound(format!("Policy {arn} was not found."))
+}
+
+fn no_such_version(arn: &str, version: &str) -> IamError {
+    IamError::NotFound(format!(
+        "Policy {arn} version {version} does not exist or is not attachable."
+    ))
 }
 
 fn not_attachable(arn: &str) -> IamError {
@@ -539,13 +546,7 @@ impl Iam {
         name: &str,
         tags: Vec<Tag>,
     ) -> Result<(), IamError> {
-        self.write(store, |tx| {
-            let mut user =
-                load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
-            merge_tags(&mut user.tags, tags.clone())?;
-            tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
-            Ok(())
-        })
+        self.tag_entity(store, Entity::User, account, name, tags)
     }
 
     pub fn untag_user(
@@ -555,13 +556,7 @@ impl Iam {
         name: &str,
         keys: &[String],
     ) -> Result<(), IamError> {
-        self.write(store, |tx| {
-            let mut user =
-                load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
-            user.tags.retain(|t| !keys.contains(&t.key));
-            tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
-            Ok(())
-        })
+        self.untag_entity(store, Entity::User, account, name, keys)
     }
 
     /// The access keys of a user (no secrets: they are never shown again).
@@ -838,7 +833,152 @@ impl Iam {
                     "Cannot delete a policy attached to entities.".to_string(),
                 ));
             }
+            if policy.versions.len() > 1 {
+                return Err(IamError::Conflict(
+                    "This policy has more than one version. Before you delete a policy, you must \
+                     delete the policy's versions. The default version is deleted with the policy."
+                        .to_string(),
+                ));
+            }
             tx.delete_record(POLICY_KIND, &user_key(account, &policy.name))?;
+            Ok(())
+        })
+    }
+
+    /// Adds a version to a managed policy (at most [`MAX_POLICY_VERSIONS`]), optionally
+    /// making it the default.
+    pub fn create_policy_version(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+        document: &str,
+        set_default: bool,
+        now_ms: i64,
+    ) -> Result<PolicyVersion, IamError> {
+        check_policy(document)?;
+        self.write(store, |tx| {
+            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if policy.versions.len() >= MAX_POLICY_VERSIONS {
+                return Err(IamError::Limit(
+                    "A managed policy can have up to 5 versions. Before you create a new version, \
+                     you must delete an existing version."
+                        .to_string(),
+                ));
+            }
+            let next = policy
+                .versions
+                .iter()
+                .filter_map(|v| v.id.strip_prefix('v')?.parse::<u32>().ok())
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let version = PolicyVersion {
+                id: format!("v{next}"),
+                document: document.to_string(),
+                created_ms: now_ms,
+            };
+            policy.versions.push(version.clone());
+            if set_default {
+                policy.default_version = version.id.clone();
+            }
+            policy.updated_ms = now_ms;
+            put(tx, POLICY_KIND, account, &policy.name, &policy)?;
+            Ok(version)
+        })
+    }
+
+    /// Deletes a version that is not the default.
+    pub fn delete_policy_version(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+        version: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if policy.default_version == version {
+                return Err(IamError::Conflict(
+                    "Cannot delete the default version of a policy.".to_string(),
+                ));
+            }
+            let before = policy.versions.len();
+            policy.versions.retain(|v| v.id != version);
+            if policy.versions.len() == before {
+                return Err(no_such_version(arn, version));
+            }
+            put(tx, POLICY_KIND, account, &policy.name, &policy)?;
+            Ok(())
+        })
+    }
+
+    /// Makes an existing version the default: it is what applies from the next request.
+    pub fn set_default_policy_version(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+        version: &str,
+        now_ms: i64,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if !policy.versions.iter().any(|v| v.id == version) {
+                return Err(no_such_version(arn, version));
+            }
+            policy.default_version = version.to_string();
+            policy.updated_ms = now_ms;
+            put(tx, POLICY_KIND, account, &policy.name, &policy)?;
+            Ok(())
+        })
+    }
+
+    /// Adds or replaces tags of a user or role.
+    pub fn tag_entity(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        tags: Vec<Tag>,
+    ) -> Result<(), IamError> {
+        self.edit_tags(store, entity, account, name, |current| merge_tags(current, tags.clone()))
+    }
+
+    /// Removes tags of a user or role by key.
+    pub fn untag_entity(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), IamError> {
+        self.edit_tags(store, entity, account, name, |current| {
+            current.retain(|t| !keys.contains(&t.key));
+            Ok(())
+        })
+    }
+
+    fn edit_tags(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        f: impl Fn(&mut Vec<Tag>) -> Result<(), IamError> + Send + Sync,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let key = user_key(account, name);
+            let bytes = tx.record(entity.kind(), &key)?.ok_or_else(|| entity.not_found(name))?;
+            let mut value: serde_json::Value = decode(&bytes)?;
+            let mut tags: Vec<Tag> =
+                serde_json::from_value(value.get("tags").cloned().unwrap_or_default())
+                    .unwrap_or_default();
+            f(&mut tags)?;
+            value["tags"] = serde_json::to_value(&tags).expect("serializes");
+            tx.put_record(entity.kind(), &key, &encode(&value))?;
             Ok(())
         })
     }

@@ -632,6 +632,57 @@ impl Call<'_> {
                 policies.retain(|(p, n)| p.path.starts_with(prefix) && (!only_attached || *n > 0));
                 x.members("Policies", &policies, |x, (p, n)| policy_xml(x, p, *n)).untruncated();
             }
+            CreatePolicyVersion => {
+                let arn = f.required("PolicyArn", "policyArn")?;
+                let doc = f.required("PolicyDocument", "policyDocument")?;
+                self.authorize(op, arn)?;
+                let default = f.get("SetAsDefault") == Some("true");
+                let v = iam.create_policy_version(store, account, arn, doc, default, now)?;
+                x.open("PolicyVersion")
+                    .field("VersionId", &v.id)
+                    .field("IsDefaultVersion", &default.to_string())
+                    .date("CreateDate", v.created_ms)
+                    .close("PolicyVersion");
+            }
+            ListPolicyVersions => {
+                let arn = f.required("PolicyArn", "policyArn")?;
+                self.authorize(op, arn)?;
+                let (policy, _) = iam.get_policy(store, account, arn)?;
+                x.members("Versions", &policy.versions, |x, v| {
+                    x.field("VersionId", &v.id)
+                        .field("IsDefaultVersion", &(v.id == policy.default_version).to_string())
+                        .date("CreateDate", v.created_ms);
+                })
+                .untruncated();
+            }
+            DeletePolicyVersion => {
+                let arn = f.required("PolicyArn", "policyArn")?;
+                let version = f.required("VersionId", "versionId")?;
+                self.authorize(op, arn)?;
+                iam.delete_policy_version(store, account, arn, version)?;
+            }
+            SetDefaultPolicyVersion => {
+                let arn = f.required("PolicyArn", "policyArn")?;
+                let version = f.required("VersionId", "versionId")?;
+                self.authorize(op, arn)?;
+                iam.set_default_policy_version(store, account, arn, version, now)?;
+            }
+            TagRole => {
+                let name = f.required("RoleName", "roleName")?;
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                iam.tag_entity(store, Entity::Role, account, name, f.tags())?;
+            }
+            UntagRole => {
+                let name = f.required("RoleName", "roleName")?;
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                iam.untag_entity(store, Entity::Role, account, name, &f.list("TagKeys"))?;
+            }
+            ListRoleTags => {
+                let name = f.required("RoleName", "roleName")?;
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                let role = iam.get_role(store, account, name)?;
+                x.tags(&role.tags).untruncated();
+            }
             DeletePolicy => {
                 let arn = f.required("PolicyArn", "policyArn")?;
                 self.authorize(op, arn)?;
