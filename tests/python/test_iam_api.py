@@ -380,3 +380,16 @@ def test_roles_are_tagged(iam):
     iam.untag_role(RoleName=role, TagKeys=["team"])
     assert iam.get_role(RoleName=role)["Role"]["Tags"] == [{"Key": "env", "Value": "prod"}]
     iam.delete_role(RoleName=role)
+
+
+def test_listings_page_with_max_items_and_marker(iam):
+    prefix = f"/page-{uuid.uuid4().hex[:6]}/"
+    names = sorted(uname("p") for _ in range(5))
+    for n in names:
+        iam.create_user(UserName=n, Path=prefix)
+    first = iam.list_users(PathPrefix=prefix, MaxItems=2)
+    assert first["IsTruncated"] is True and len(first["Users"]) == 2
+    pages = iam.get_paginator("list_users").paginate(PathPrefix=prefix, PaginationConfig={"PageSize": 2})
+    seen = [u["UserName"] for p in pages for u in p["Users"]]
+    assert seen == names
+    expect(iam.list_users, "ValidationError", MaxItems=1001)

@@ -36,6 +36,19 @@ pub const MAX_TAGS: usize = 50;
 pub const MAX_ATTACHED: usize = 10;
 pub const MAX_GROUPS_PER_USER: usize = 10;
 pub const MAX_POLICY_VERSIONS: usize = 5;
+/// AWS's per-account IAM quotas. Enforcing them also bounds every scan of an account's
+/// users, groups, roles or policies (listings, name checks, attachment counts).
+pub const MAX_USERS: usize = 5000;
+pub const MAX_GROUPS: usize = 300;
+pub const MAX_ROLES: usize = 1000;
+pub const MAX_POLICIES: usize = 1500;
+
+fn account_quota(existing: usize, max: usize, what: &str) -> Result<(), IamError> {
+    if existing >= max {
+        return Err(IamError::Limit(format!("Cannot exceed quota for {what}: {max}")));
+    }
+    Ok(())
+}
 /// A role's session may last 1 to 12 hours; 1 hour unless set.
 pub const DEFAULT_MAX_SESSION_SECS: i64 = 3600;
 
@@ -483,6 +496,7 @@ impl Iam {
             if all.iter().any(|u| u.name.eq_ignore_ascii_case(name)) {
                 return Err(IamError::Exists(format!("User with name {name} already exists.")));
             }
+            account_quota(all.len(), MAX_USERS, "UsersPerAccount")?;
             tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
             Ok(())
         })?;
@@ -782,6 +796,8 @@ impl Iam {
                     "A policy called {name} already exists. Duplicate names are not allowed."
                 )));
             }
+            let existing = records_in::<serde_json::Value>(tx, POLICY_KIND, account)?.len();
+            account_quota(existing, MAX_POLICIES, "PoliciesPerAccount")?;
             put(tx, POLICY_KIND, account, name, &policy)?;
             Ok(())
         })?;
@@ -810,12 +826,21 @@ impl Iam {
     ) -> Result<Vec<(ManagedPolicy, usize)>, IamError> {
         Ok(read(store, |tx| {
             let all: Vec<ManagedPolicy> = records_in(tx, POLICY_KIND, account)?;
-            all.into_iter()
+            // One pass over the account's users, groups and roles counts every policy.
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for kind in [USER_KIND, GROUP_KIND, ROLE_KIND] {
+                let holders: Vec<Policies> = records_in(tx, kind, account)?;
+                for arn in holders.iter().flat_map(|h| &h.attached) {
+                    *counts.entry(arn.clone()).or_default() += 1;
+                }
+            }
+            Ok(all
+                .into_iter()
                 .map(|p| {
-                    let n = attachment_count(tx, account, &p.arn())?;
-                    Ok((p, n))
+                    let n = counts.get(&p.arn()).copied().unwrap_or(0);
+                    (p, n)
                 })
-                .collect()
+                .collect())
         })?)
     }
 
@@ -1008,6 +1033,7 @@ impl Iam {
             if all.iter().any(|g| g.name.eq_ignore_ascii_case(name)) {
                 return Err(IamError::Exists(format!("Group with name {name} already exists.")));
             }
+            account_quota(all.len(), MAX_GROUPS, "GroupsPerAccount")?;
             put(tx, GROUP_KIND, account, name, &group)?;
             Ok(())
         })?;
@@ -1164,6 +1190,7 @@ impl Iam {
             if all.iter().any(|r| r.name.eq_ignore_ascii_case(name)) {
                 return Err(IamError::Exists(format!("Role with name {name} already exists.")));
             }
+            account_quota(all.len(), MAX_ROLES, "RolesPerAccount")?;
             put(tx, ROLE_KIND, account, name, &role)?;
             Ok(())
         })?;

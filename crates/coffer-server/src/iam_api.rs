@@ -201,6 +201,52 @@ impl Xml {
     fn untruncated(&mut self) -> &mut Self {
         self.field("IsTruncated", "false")
     }
+
+    /// `IsTruncated` and, when there is more, the `Marker` to continue from.
+    fn truncation(&mut self, marker: Option<String>) -> &mut Self {
+        match marker {
+            Some(m) => self.field("IsTruncated", "true").field("Marker", &m),
+            None => self.untruncated(),
+        }
+    }
+}
+
+/// One page of a listing sorted by name: at most `MaxItems` (1 to 1000, 100 by default)
+/// after `Marker` (the last name of the previous page, base64url), and the marker of the
+/// next page if there is one.
+fn page<T>(
+    form: &Form,
+    items: Vec<T>,
+    name: impl Fn(&T) -> &str,
+) -> Result<(Vec<T>, Option<String>), Failure> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let max = match form.get("MaxItems") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(Failure::invalid(format!(
+                    "1 validation error detected: Value '{v}' at 'maxItems' failed to satisfy \
+                     constraint: Member must have value between 1 and 1000"
+                )));
+            }
+        },
+    };
+    let after = match form.get("Marker") {
+        None => None,
+        Some(m) => Some(
+            b64.decode(m)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Failure::invalid("Invalid Marker."))?,
+        ),
+    };
+    let mut rest: Vec<T> =
+        items.into_iter().filter(|i| after.as_deref().is_none_or(|a| name(i) > a)).collect();
+    let marker = (rest.len() > max).then(|| b64.encode(name(&rest[max - 1])));
+    rest.truncate(max);
+    Ok((rest, marker))
 }
 
 fn user_arn(u: &UserRecord) -> String {
@@ -472,8 +518,8 @@ impl Call<'_> {
             ListUsers => {
                 let prefix = self.path("PathPrefix");
                 self.authorize(op, &self.arn("user", prefix, "*"))?;
-                let users = iam.users_in(store, account, prefix)?;
-                x.members("Users", &users, |x, u| user_xml(x, u, false)).untruncated();
+                let (users, marker) = page(f, iam.users_in(store, account, prefix)?, |u| &u.name)?;
+                x.members("Users", &users, |x, u| user_xml(x, u, false)).truncation(marker);
             }
             DeleteUser => {
                 let name = f.required("UserName", "userName")?;
@@ -630,7 +676,9 @@ impl Call<'_> {
                 let mut policies =
                     if scope == "AWS" { Vec::new() } else { iam.policies_in(store, account)? };
                 policies.retain(|(p, n)| p.path.starts_with(prefix) && (!only_attached || *n > 0));
-                x.members("Policies", &policies, |x, (p, n)| policy_xml(x, p, *n)).untruncated();
+                let (policies, marker) = page(f, policies, |(p, _)| &p.name)?;
+                x.members("Policies", &policies, |x, (p, n)| policy_xml(x, p, *n))
+                    .truncation(marker);
             }
             CreatePolicyVersion => {
                 let arn = f.required("PolicyArn", "policyArn")?;
@@ -711,7 +759,8 @@ impl Call<'_> {
                 self.authorize(op, &self.arn("group", prefix, "*"))?;
                 let mut groups = iam.groups_in(store, account)?;
                 groups.retain(|g| g.path.starts_with(prefix));
-                x.members("Groups", &groups, group_xml).untruncated();
+                let (groups, marker) = page(f, groups, |g| &g.name)?;
+                x.members("Groups", &groups, group_xml).truncation(marker);
             }
             ListGroupsForUser => {
                 let name = f.required("UserName", "userName")?;
@@ -761,7 +810,8 @@ impl Call<'_> {
                 self.authorize(op, &self.arn("role", prefix, "*"))?;
                 let mut roles = iam.roles_in(store, account)?;
                 roles.retain(|r| r.path.starts_with(prefix));
-                x.members("Roles", &roles, role_xml).untruncated();
+                let (roles, marker) = page(f, roles, |r| &r.name)?;
+                x.members("Roles", &roles, role_xml).truncation(marker);
             }
             DeleteRole => {
                 let name = f.required("RoleName", "roleName")?;
