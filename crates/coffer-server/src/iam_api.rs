@@ -11,6 +11,7 @@
 //! audited (event source `iam.amazonaws.com`) without parameters or response elements,
 //! so no secret access key reaches the trail.
 
+use crate::audit::{CallRecord, Source};
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::iam::directory::{Entity, GroupRecord, ManagedPolicy, RoleRecord, Tag};
 use crate::iam::{AccessKeyRecord, Iam, IamError, UserRecord};
@@ -351,14 +352,23 @@ fn answer_blocking(app: &App, raw: &RawRequest, buffer: &[u8], request_id: &str)
     let who = match auth::authenticate(app, iam, raw, buffer, signing, crate::http::now_secs()) {
         Ok(who) => who,
         Err(AuthFailure::Signature(e)) => {
-            if let Some((ctx, identity)) =
-                crate::http::failed_signature(app, iam, raw, &e, request_id)
-            {
+            if let Some((scope, signer)) = crate::pipeline::failed_signer(app, iam, raw, &e) {
                 let name = form_of(raw, buffer).get("Action").unwrap_or_default().to_string();
                 if let Some(op) = IamOp::from_name(&name) {
-                    crate::audit::begin(&ctx, identity, raw, op.into(), None);
+                    let key = signer.access_key_id.clone();
+                    let ctx = RequestContext::new(scope, key, request_id.to_string());
+                    let identity = crate::audit::identity(Some(&signer), &ctx);
+                    let record = CallRecord::begin(
+                        &ctx.scope,
+                        request_id,
+                        identity,
+                        &Source::of(raw),
+                        op.into(),
+                        None,
+                    );
                     let error = Err((e.query_code().to_string(), e.query_message()));
-                    let _ = crate::audit::finish_outcome(app, error);
+                    // The call fails either way; a trail failure is logged there.
+                    let _ = record.finish_outcome(app, error);
                 }
             }
             return error(e.query_code(), &e.query_message(), request_id, 403);
@@ -376,13 +386,11 @@ fn answer_blocking(app: &App, raw: &RawRequest, buffer: &[u8], request_id: &str)
             400,
         );
     };
-    let ctx = RequestContext {
-        scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
-        access_key_id: who.access_key_id.clone(),
-        request_id: request_id.to_string(),
-        gate: None,
-    };
-    crate::audit::begin(&ctx, crate::audit::identity(Some(&who), &ctx), raw, op.into(), None);
+    let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
+    let ctx = RequestContext::new(scope, who.access_key_id.clone(), request_id.to_string());
+    let identity = crate::audit::identity(Some(&who), &ctx);
+    let record =
+        CallRecord::begin(&ctx.scope, request_id, identity, &Source::of(raw), op.into(), None);
     let result = Call { app, iam, who: &who, raw, form: &form }.run(op);
     // Neither parameters nor response elements are recorded: the answer of
     // CreateAccessKey holds a secret access key.
@@ -390,7 +398,7 @@ fn answer_blocking(app: &App, raw: &RawRequest, buffer: &[u8], request_id: &str)
         Ok(_) => Ok(&[][..]),
         Err(f) => Err((f.code.to_string(), f.message.clone())),
     };
-    if crate::audit::finish_outcome(app, outcome).is_err() {
+    if record.finish_outcome(app, outcome).is_err() {
         return internal();
     }
     match result {

@@ -114,12 +114,8 @@ pub async fn intercept(
     if let Some(audit) = audit {
         let (app, raw, id) = (app.clone(), raw.clone(), request_id.to_string());
         let recorded = tokio::task::spawn_blocking(move || {
-            let ctx = RequestContext {
-                scope: Scope::new(audit.account.clone(), REGION),
-                access_key_id: String::new(),
-                request_id: id,
-                gate: None,
-            };
+            let scope = Scope::new(audit.account.clone(), REGION);
+            let ctx = RequestContext::new(scope, String::new(), id);
             let identity = coffer_audit::event::UserIdentity {
                 kind: "WebIdentityUser".to_string(),
                 principal_id: Some(audit.principal_id),
