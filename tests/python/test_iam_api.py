@@ -393,3 +393,25 @@ def test_listings_page_with_max_items_and_marker(iam):
     seen = [u["UserName"] for p in pages for u in p["Users"]]
     assert seen == names
     expect(iam.list_users, "ValidationError", MaxItems=1001)
+
+
+def test_an_iam_change_whose_event_cannot_be_written_is_not_made(tmp_path):
+    from conftest import start_server
+    from iam_api_support import Server
+
+    first = Server(tmp_path)
+    first.server.stop()
+    full = start_server(["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0", "--audit-log", "/dev/full"])
+    try:
+        first.url = full.url
+        name = uname("never")
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            first.client("iam").create_user(UserName=name)
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    finally:
+        full.stop()
+    again = Server(tmp_path)
+    try:
+        expect(again.client("iam").get_user, "NoSuchEntity", UserName=name)
+    finally:
+        again.server.stop()

@@ -24,6 +24,7 @@ use coffer_wire::operation::{IamOp, Service};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const XMLNS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 pub const VERSION: &str = "2010-05-08";
@@ -345,7 +346,12 @@ pub async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
         .unwrap_or_else(|_| error("ServiceFailure", "An internal error occurred.", request_id, 500))
 }
 
-fn answer_blocking(app: &App, raw: &RawRequest, buffer: &[u8], request_id: &str) -> (u16, Vec<u8>) {
+fn answer_blocking(
+    app: &Arc<App>,
+    raw: &RawRequest,
+    buffer: &[u8],
+    request_id: &str,
+) -> (u16, Vec<u8>) {
     let internal = || error("ServiceFailure", "An internal error occurred.", request_id, 500);
     let Some(iam) = app.iam.as_ref() else { return internal() };
     let signing = Service::Iam.signing_name();
@@ -391,7 +397,16 @@ fn answer_blocking(app: &App, raw: &RawRequest, buffer: &[u8], request_id: &str)
     let identity = crate::audit::identity(Some(&who), &ctx);
     let record =
         CallRecord::begin(&ctx.scope, request_id, identity, &Source::of(raw), op.into(), None);
-    let result = Call { app, iam, who: &who, raw, form: &form }.run(op);
+    // A change and its event commit in one transaction, as every mutating call's do.
+    let store = RecordedStore {
+        app: app.clone(),
+        event: record.for_write(),
+        appended: AtomicBool::new(false),
+    };
+    let result = Call { store: &store, iam, who: &who, raw, form: &form }.run(op);
+    if store.appended.load(Ordering::SeqCst) {
+        record.committed();
+    }
     // Neither parameters nor response elements are recorded: the answer of
     // CreateAccessKey holds a secret access key.
     let outcome = match &result {
@@ -427,9 +442,79 @@ fn form_of(raw: &RawRequest, buffer: &[u8]) -> Form {
     }
 }
 
+/// The store as an IAM API call sees it: its first committed write transaction also
+/// appends the call's audit event (`audit::in_transaction`), so the change and its record
+/// commit together and a change whose event cannot be written is not made (unless the
+/// trail is fail-open), as for every other mutating call. `coffer-iam` needs no audit
+/// knowledge for it: it writes to whatever store it is given.
+struct RecordedStore {
+    app: Arc<App>,
+    event: Option<crate::audit::ForWrite>,
+    appended: AtomicBool,
+}
+
+impl coffer_store::Store for RecordedStore {
+    fn latency(&self) -> coffer_store::Latency {
+        self.app.store.latency()
+    }
+
+    fn read(
+        &self,
+        f: &mut dyn FnMut(&dyn coffer_store::ReadTxn) -> coffer_store::StoreResult<()>,
+    ) -> coffer_store::StoreResult<()> {
+        self.app.store.read(f)
+    }
+
+    fn read_scope(&self, f: &mut dyn FnMut()) {
+        self.app.store.read_scope(f)
+    }
+
+    fn write(
+        &self,
+        f: &mut (
+                 dyn FnMut(&mut dyn coffer_store::WriteTxn) -> coffer_store::StoreResult<()> + Send
+             ),
+    ) -> coffer_store::StoreResult<()> {
+        let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
+        let Some(event) = event else { return self.app.store.write(f) };
+        let app = &self.app;
+        let result = app.store.write(&mut |tx| {
+            f(tx)?;
+            crate::audit::in_transaction(app, tx, &(), Some(event)).map_err(|_| {
+                coffer_store::StoreError::Backend(
+                    "the call's audit event could not be written".into(),
+                )
+            })
+        });
+        if result.is_ok() {
+            self.appended.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn describe(&self) -> String {
+        self.app.store.describe()
+    }
+
+    fn export(
+        &self,
+        visit: &mut dyn FnMut(coffer_store::SnapshotItem) -> coffer_store::StoreResult<()>,
+    ) -> coffer_store::StoreResult<()> {
+        self.app.store.export(visit)
+    }
+
+    fn import_from(
+        &self,
+        produce: &mut coffer_store::ImportProducer<'_>,
+    ) -> coffer_store::StoreResult<()> {
+        self.app.store.import_from(produce)
+    }
+}
+
 /// One authenticated IAM call.
 struct Call<'a> {
-    app: &'a App,
+    /// Writes through it carry the call's event.
+    store: &'a RecordedStore,
     iam: &'a Iam,
     who: &'a Authenticated,
     raw: &'a RawRequest,
@@ -442,7 +527,7 @@ impl Call<'_> {
     }
 
     fn store(&self) -> &dyn coffer_store::Store {
-        self.app.store.as_ref()
+        self.store
     }
 
     fn authorize(&self, op: IamOp, resource: &str) -> Result<(), Failure> {
