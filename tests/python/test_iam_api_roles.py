@@ -200,6 +200,9 @@ def test_get_session_token_acts_as_the_user(srv):
     srv.session_client("secretsmanager", creds).list_secrets()
     code, message = error_code(srv.session_client("sts", creds).get_session_token)
     assert code == "AccessDenied" and message == "Cannot call GetSessionToken with session credentials"
+    # IAM refuses GetSessionToken credentials obtained without MFA.
+    code, _ = error_code(srv.session_client("iam", creds).get_user)
+    assert code == "InvalidClientTokenId"
 
 
 def test_assume_role_is_audited_as_the_caller_and_session_calls_as_assumed_role(srv, secret):

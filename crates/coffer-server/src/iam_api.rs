@@ -381,6 +381,11 @@ fn answer_blocking(
         }
         Err(AuthFailure::Internal(_)) => return internal(),
     };
+    // A user's GetSessionToken credentials carry no MFA here, and IAM refuses those.
+    if who.access_key_id.starts_with("ASIA") && !who.caller.principal.is_assumed_role() {
+        let e = coffer_auth::SigV4Error::UnrecognizedClient;
+        return error(e.query_code(), &e.query_message(), request_id, 403);
+    }
     let form = form_of(raw, buffer);
     let action = form.get("Action").unwrap_or_default().to_string();
     let Some(op) = IamOp::from_name(&action) else {
