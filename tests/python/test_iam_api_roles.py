@@ -332,3 +332,20 @@ def test_session_tags_are_principal_tags_of_the_session(srv, secret):
     assert error_code(srv.session_client("secretsmanager", untagged).get_secret_value, SecretId=secret)[0] == "AccessDeniedException"
     tagged = sts.assume_role(RoleArn=role_arn, RoleSessionName="t1", Tags=[{"Key": "team", "Value": "blue"}])["Credentials"]
     assert srv.session_client("secretsmanager", tagged).get_secret_value(SecretId=secret)["SecretString"] == "role-value"
+
+
+def test_a_key_policy_naming_the_role_works_for_its_sessions(srv):
+    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"), policy=None)
+    key_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "role", "Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+        ],
+    }
+    key_id = srv.client("kms").create_key(Policy=json.dumps(key_policy))["KeyMetadata"]["KeyId"]
+    creds = srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="kms1")["Credentials"]
+    kms = srv.session_client("kms", creds)
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"hello")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"hello"
+    assert error_code(kms.describe_key, KeyId=key_id)[0] == "AccessDeniedException"
