@@ -349,3 +349,32 @@ def test_a_key_policy_naming_the_role_works_for_its_sessions(srv):
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"hello")["CiphertextBlob"]
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"hello"
     assert error_code(kms.describe_key, KeyId=key_id)[0] == "AccessDeniedException"
+
+
+def test_request_lines_name_the_assumed_role(tmp_path):
+    import time as _time
+
+    from conftest import start_server
+    from iam_api_support import Server
+
+    first = Server(tmp_path)
+    first.server.stop()
+    logged = start_server(["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0", "--log-format", "json"],
+                          env={"COFFER_LOG": "info"})
+    try:
+        first.url = logged.url
+        role_arn = make_role(first, trust(f"arn:aws:iam::{ACCOUNT}:root"))
+        creds = first.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="logged")["Credentials"]
+        first.session_client("secretsmanager", creds).list_secrets()
+        wrong = dict(creds, SessionToken=creds["SessionToken"][:-4] + "AAAA")
+        with pytest.raises(botocore.exceptions.ClientError):
+            first.session_client("secretsmanager", wrong).list_secrets()
+        deadline = _time.monotonic() + 5
+        while _time.monotonic() < deadline and logged.output().count('"operation":"ListSecrets"') < 2:
+            _time.sleep(0.05)
+        lines = [json.loads(line) for line in logged.output().splitlines() if line.startswith("{")]
+        listed = [e for e in lines if e.get("target") == "coffer::request" and e.get("operation") == "ListSecrets"]
+        assert [e["principal"] for e in listed] == [f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_arn.rsplit('/', 1)[1]}/logged", "-"]
+        assert all(creds["SessionToken"] not in line and creds["SecretAccessKey"] not in line for line in logged.output().splitlines())
+    finally:
+        logged.stop()

@@ -210,6 +210,25 @@ impl Iam {
         out.ok_or_else(AwsError::internal)?
     }
 
+    /// The ARN a session acts as, for the request log line of a call it already made
+    /// (nothing is verified here: the call was authenticated before).
+    pub fn session_arn(&self, store: &dyn Store, access_key_id: &str) -> Option<String> {
+        let mut found = None;
+        store
+            .read(&mut |tx| {
+                found = tx.record(SESSION_KIND, access_key_id)?;
+                Ok(())
+            })
+            .ok()?;
+        let record: SessionRecord = decode(&found?).ok()?;
+        Some(match record.subject {
+            Subject::Role { name, session_name, .. } => {
+                format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", record.account)
+            }
+            Subject::User { name, .. } => coffer_auth::principal::user_arn(&record.account, &name),
+        })
+    }
+
     fn load_session(
         &self,
         tx: &dyn ReadTxn,

@@ -152,6 +152,9 @@ async fn principal_arn(app: &Arc<App>, access_key_id: &str) -> Option<String> {
     app.iam.as_ref()?;
     let lookup = |app: &App, key: &str| {
         let iam = app.iam.as_ref()?;
+        if key.starts_with("ASIA") {
+            return iam.session_arn(app.store.as_ref(), key);
+        }
         let known = iam.lookup(app.store.as_ref(), key).ok().flatten()?;
         Some(known.caller.principal.arn.clone())
     };
