@@ -311,6 +311,18 @@ impl Source {
 /// the root identity of the account the access key maps to.
 pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdentity {
     match who {
+        Some(who) if who.caller.principal.is_assumed_role() => {
+            let p = &who.caller.principal;
+            UserIdentity {
+                kind: "AssumedRole".to_string(),
+                principal_id: Some(p.user_id.clone()),
+                arn: Some(p.arn.clone()),
+                account_id: Some(p.account.clone()),
+                access_key_id: Some(who.access_key_id.clone()),
+                user_name: None,
+                invoked_by: None,
+            }
+        }
         Some(who) => {
             let p = &who.caller.principal;
             let root = p.arn.ends_with(":root");

@@ -20,6 +20,8 @@ pub fn dispatch(
         Operation::CloudTrail(CloudTrailOp::LookupEvents) => lookup_events(app, ctx, body),
         // STS speaks the query protocol and is answered by `sts`.
         Operation::Sts(_) => Err(AwsError::internal()),
+        // IAM speaks the query protocol and is answered by `iam_api`.
+        Operation::Iam(_) => Err(AwsError::internal()),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod connections;
 mod dispatch;
 pub mod http;
+pub mod iam_api;
 pub mod keys;
 pub mod kms_api;
 pub mod metrics;
@@ -28,8 +29,10 @@ pub mod probes;
 pub mod quotas;
 pub mod replication;
 pub mod secrets;
+pub mod sessions;
 pub mod sts;
 pub mod tls;
+pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};

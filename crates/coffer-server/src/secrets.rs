@@ -1355,7 +1355,7 @@ mod tests {
         .unwrap();
         let principal = Principal::user("000000000000", "writer", "AIDAWRITEREXAMPLE");
         let who = crate::auth::Authenticated {
-            caller: Arc::new(crate::iam::Caller { principal, policies: vec![policy] }),
+            caller: Arc::new(crate::iam::Caller::new(principal, vec![policy])),
             access_key_id: "AKIDEXAMPLE".into(),
             region: "us-east-1".into(),
         };
