@@ -298,6 +298,7 @@ mod tests {
             management_event: true,
             recipient_account_id: "111122223333".into(),
             event_category: "Management".into(),
+            session_credential_from_console: None,
         }
     }
 
