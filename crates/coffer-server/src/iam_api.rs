@@ -93,33 +93,16 @@ impl From<AwsError> for Failure {
     }
 }
 
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+pub(crate) use crate::sts::escape;
 
 /// IAM returns policy documents URL-encoded (RFC 3986), which the SDKs decode.
 fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    crate::sts::percent_encode(s)
 }
 
 /// An IAM error body and its HTTP status.
 pub fn error(code: &str, message: &str, request_id: &str, status: u16) -> (u16, Vec<u8>) {
-    let kind = if status >= 500 { "Receiver" } else { "Sender" };
-    let body = format!(
-        "<ErrorResponse xmlns=\"{XMLNS}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
-        escape(code),
-        escape(message),
-        escape(request_id)
-    );
-    (status, body.into_bytes())
+    crate::sts::query_error(XMLNS, code, message, request_id, status)
 }
 
 /// The form parameters of a request: the query string's, or the body's.
