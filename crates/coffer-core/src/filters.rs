@@ -370,6 +370,7 @@ mod tests {
             owning_service: None,
             secret_type: None,
             resource_policy: None,
+            rotation: None,
         }
     }
 

@@ -99,6 +99,17 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
             Ok(Err(e)) => tracing::error!(error = %e, "scheduled deletion sweep failed"),
             Err(e) => tracing::error!(error = %e, "scheduled deletion sweep panicked"),
         }
+        let rotation_app = app.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::rotation::runner::sweep(&rotation_app, crate::clock::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(rotations = n, "started or resumed due rotations"),
+            Ok(Err(e)) => tracing::error!(error = %e.message, "rotation sweep failed"),
+            Err(e) => tracing::error!(error = %e, "rotation sweep panicked"),
+        }
         let key_app = app.clone();
         match tokio::task::spawn_blocking(move || {
             crate::kms_api::carry_out_due(&key_app, crate::clock::now_ms())

@@ -1,6 +1,6 @@
 //! One exhaustive table from operation to handler.
 
-use crate::{App, RequestContext, kms_api, policies, secrets};
+use crate::{App, RequestContext, kms_api, policies, rotation, secrets};
 use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::operation::{Operation, SecretsManagerOp as Sm};
 use coffer_wire::protocol::{decode_request, encode_response};
@@ -85,13 +85,15 @@ fn secretsmanager(
             encode_response(&policies::validate_resource_policy(app, ctx, decode_request(body)?)?)
         }
         Sm::RotateSecret => {
-            encode_response(&policies::rotate_secret(app, ctx, decode_request(body)?)?)
+            encode_response(&rotation::rotate_secret(app, ctx, decode_request(body)?)?)
+        }
+        Sm::CancelRotateSecret => {
+            encode_response(&rotation::cancel_rotate_secret(app, ctx, decode_request(body)?)?)
         }
         Sm::GetRandomPassword => {
             encode_response(&secrets::get_random_password(decode_request(body)?)?)
         }
-        Sm::CancelRotateSecret
-        | Sm::ReplicateSecretToRegions
+        Sm::ReplicateSecretToRegions
         | Sm::RemoveRegionsFromReplication
         | Sm::StopReplicationToReplica => {
             return Err(not_implemented(&format!("The operation {}", op.name())));

@@ -25,6 +25,7 @@ mod paging;
 pub mod policies;
 pub mod probes;
 pub mod quotas;
+pub mod rotation;
 pub mod secrets;
 pub mod sts;
 pub mod tls;
@@ -59,6 +60,8 @@ pub struct Config {
     pub metrics_on_main_listener: bool,
     /// Request quotas (off unless enabled).
     pub quotas: quotas::Settings,
+    /// Where rotation functions are invoked; `None`: only built-in rotators.
+    pub lambda: Option<rotation::lambda::LambdaSettings>,
 }
 
 impl Default for Config {
@@ -70,6 +73,7 @@ impl Default for Config {
             audit: audit::Settings::default(),
             metrics_on_main_listener: true,
             quotas: quotas::Settings::default(),
+            lambda: None,
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct App {
     appender: appender::Appender,
     /// The request-rate limiters, per account, region and quota group.
     pub quotas: quotas::Quotas,
+    /// The rotations this process carries out.
+    pub rotation: rotation::Hub,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -142,6 +148,7 @@ impl App {
             iam,
             audit,
             appender: appender::Appender::start(app.clone()),
+            rotation: rotation::Hub::new(app.clone()),
         })
     }
 
