@@ -75,6 +75,8 @@ impl Node {
 /// work once between them. The work is transactional, so even the rare
 /// overlap of an old and a new lease holder does no harm.
 pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
+    // A rotation claimed by a node that died is taken over once its lease would have run out.
+    app.rotation.set_claim_ttl(node.lease_ttl());
     let mut leading = false;
     loop {
         // Every node, leader or not: unwrapped key materials and opened access-key

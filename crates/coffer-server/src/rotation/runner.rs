@@ -12,6 +12,7 @@ use crate::{App, clock, store_error};
 use coffer_core::model::{AWSCURRENT, AWSPENDING, InFlight, Millis};
 use coffer_core::{AwsError, staging};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -19,8 +20,9 @@ use std::time::Duration;
 pub const MAX_ATTEMPTS: u32 = 3;
 /// The first retry's delay; each further one doubles it.
 pub const FIRST_BACKOFF_MS: Millis = 1_000;
-/// How long a node's claim on a rotation lasts without progress (renewed at each step).
-pub const CLAIM_TTL_MS: Millis = 60_000;
+/// How long a node's claim on a rotation lasts without progress (renewed at each step),
+/// until the background work sets it to the background lease's length.
+pub const CLAIM_TTL_MS: Millis = 90_000;
 /// How many due rotations one scheduler round looks at.
 const SCAN_LIMIT: usize = 1000;
 
@@ -29,12 +31,28 @@ pub struct Hub {
     app: Weak<App>,
     running: Mutex<HashSet<String>>,
     node: String,
+    claim_ttl_ms: AtomicI64,
 }
 
 impl Hub {
     pub fn new(app: Weak<App>) -> Hub {
         let node = format!("{}:{:08x}", std::process::id(), rand::random::<u32>());
-        Hub { app, running: Mutex::new(HashSet::new()), node }
+        Hub {
+            app,
+            running: Mutex::new(HashSet::new()),
+            node,
+            claim_ttl_ms: AtomicI64::new(CLAIM_TTL_MS),
+        }
+    }
+
+    /// How long a claim lasts: a rotation of a node that died is taken over after it.
+    /// Background work sets it to its lease's length (three rounds).
+    pub fn set_claim_ttl(&self, ttl: Duration) {
+        self.claim_ttl_ms.store(ttl.as_millis() as Millis, Ordering::Relaxed);
+    }
+
+    fn claim_ttl(&self) -> Millis {
+        self.claim_ttl_ms.load(Ordering::Relaxed)
     }
 
     /// Starts carrying out the rotation of `arn`, unless this process already is. Without
@@ -98,7 +116,7 @@ async fn drive(app: Arc<App>, arn: String) {
                 break;
             }
             let (a, t) = (arn.clone(), job.token.clone());
-            match blocking(&app, move |app| progress(app, &a, &t, step)).await {
+            match blocking(&app, move |app| progress(app, &a, &t, step, clock::now_ms())).await {
                 Ok(true) => {}
                 Ok(false) => {
                     app.rotation.done(&arn);
@@ -168,7 +186,7 @@ fn claim(app: &App, arn: &str, node: &str, now: Millis) -> Result<Option<Job>, A
             return Ok(None);
         }
         flight.claimed_by = Some(node.to_string());
-        flight.claimed_until_ms = now + CLAIM_TTL_MS;
+        flight.claimed_until_ms = now + app.rotation.claim_ttl();
         let job = Job {
             function,
             token: flight.token.clone(),
@@ -183,7 +201,7 @@ fn claim(app: &App, arn: &str, node: &str, now: Millis) -> Result<Option<Job>, A
 
 /// Records that `step` of the rotation to `token` succeeded; false when the rotation is
 /// no longer to be carried out (abandoned or cancelled meanwhile).
-fn progress(app: &App, arn: &str, token: &str, step: u8) -> Result<bool, AwsError> {
+fn progress(app: &App, arn: &str, token: &str, step: u8, now: Millis) -> Result<bool, AwsError> {
     app.write(|tx| {
         let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else { return Ok(false) };
         let Some(flight) = meta.rotation.as_mut().and_then(|r| r.in_flight.as_mut()) else {
@@ -193,7 +211,7 @@ fn progress(app: &App, arn: &str, token: &str, step: u8) -> Result<bool, AwsErro
             return Ok(false);
         }
         flight.next_step = step + 1;
-        flight.claimed_until_ms = clock::now_ms() + CLAIM_TTL_MS;
+        flight.claimed_until_ms = now + app.rotation.claim_ttl();
         let versions = tx.versions(arn).map_err(store_error)?;
         save(tx, &meta, &versions)?;
         Ok(true)
@@ -371,4 +389,165 @@ pub fn start_due(app: &App, arn: &str, now: Millis) -> Result<bool, AwsError> {
         )?;
         Ok(true)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::builtin::RANDOM_PASSWORD;
+    use crate::{Config, KeyRing, RequestContext};
+    use coffer_core::Scope;
+    use coffer_core::model::DAY_MS;
+    use coffer_crypto::MasterKey;
+    use coffer_store::MemoryStore;
+    use coffer_wire::protocol::SensitiveString;
+    use coffer_wire::secretsmanager as wire;
+
+    const FUNCTION: &str =
+        "arn:aws:lambda:us-east-1:000000000000:function:coffer-builtin-random-password";
+
+    fn app() -> Arc<App> {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        App::new(store, keys, Config::default())
+    }
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            scope: Scope::new("000000000000", "us-east-1"),
+            access_key_id: "AKIDEXAMPLE".into(),
+            request_id: "test".into(),
+            gate: None,
+        }
+    }
+
+    /// A secret with a value and rotation configured with `rules` (its first rotation
+    /// carried out), returning its ARN.
+    fn rotating(app: &App, name: &str, rules: serde_json::Value) -> String {
+        let created = crate::secrets::create_secret(
+            app,
+            &ctx(),
+            wire::CreateSecretRequest {
+                name: name.into(),
+                client_request_token: Some(uuid::Uuid::new_v4().to_string()),
+                secret_string: Some(SensitiveString::new("value".into())),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        crate::rotation::rotate_secret(
+            app,
+            &ctx(),
+            wire::RotateSecretRequest {
+                secret_id: name.into(),
+                client_request_token: Some(uuid::Uuid::new_v4().to_string()),
+                rotation_lambda_arn: Some(FUNCTION.into()),
+                rotation_rules: Some(rules),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        run(app, &created.arn, "node-a", clock::now_ms());
+        created.arn
+    }
+
+    /// Carries out a claimed rotation's steps here, as `drive` does.
+    fn run(app: &App, arn: &str, node: &str, now: Millis) -> bool {
+        let Some(job) = claim(app, arn, node, now).unwrap() else { return false };
+        assert_eq!(job.function.rsplit(':').next(), Some(RANDOM_PASSWORD));
+        for step in job.next_step..4 {
+            super::super::builtin::run(app, &job.function, arn, &job.token, STEPS[step as usize])
+                .unwrap();
+            assert!(progress(app, arn, &job.token, step, now).unwrap());
+        }
+        assert_eq!(finish(app, arn, &job.token).unwrap(), None);
+        true
+    }
+
+    fn rotation(app: &App, arn: &str) -> coffer_core::model::RotationConfig {
+        let meta = app.read(|tx| Ok(tx.secret_by_arn(arn).unwrap().unwrap())).unwrap();
+        *meta.rotation.unwrap()
+    }
+
+    #[test]
+    fn a_rotation_falls_due_after_its_days_and_runs_once() {
+        let app = app();
+        let arn = rotating(&app, "days", serde_json::json!({"AutomaticallyAfterDays": 2}));
+        let first = rotation(&app, &arn).last_rotated_ms.unwrap();
+        let now = clock::now_ms();
+        // Not due the next day; due two days on (00:00 UTC of the day), also long after.
+        assert_eq!(sweep(&app, now + DAY_MS).unwrap(), 0);
+        let window = now - now.rem_euclid(DAY_MS) + 2 * DAY_MS;
+        assert_eq!(sweep(&app, window - 1).unwrap(), 0);
+        assert_eq!(sweep(&app, window + 30 * DAY_MS).unwrap(), 1);
+        // A second sweep finds the same rotation (resumed, not started twice).
+        assert_eq!(sweep(&app, window + 30 * DAY_MS).unwrap(), 1);
+        let versions = app.read(|tx| Ok(tx.versions(&arn).unwrap())).unwrap();
+        assert_eq!(
+            versions
+                .iter()
+                .filter(|v| v.stages.contains(AWSPENDING) && !v.stages.contains(AWSCURRENT))
+                .count(),
+            1
+        );
+        assert!(run(&app, &arn, "node-a", window + 30 * DAY_MS));
+        assert!(rotation(&app, &arn).last_rotated_ms.unwrap() > first);
+        assert!(rotation(&app, &arn).in_flight.is_none());
+    }
+
+    #[test]
+    fn schedules_in_hours_and_cron_fall_due_at_their_windows() {
+        let app = app();
+        let cron = rotating(
+            &app,
+            "cron",
+            serde_json::json!({"ScheduleExpression": "cron(0 4 * * ? *)", "Duration": "2h"}),
+        );
+        let hours =
+            rotating(&app, "hours", serde_json::json!({"ScheduleExpression": "rate(6 hours)"}));
+        let now = clock::now_ms();
+        let midnight = now - now.rem_euclid(DAY_MS) + DAY_MS;
+        // Tomorrow 00:00 opens a rate(6 hours) window; cron waits for 04:00.
+        assert_eq!(sweep(&app, midnight).unwrap(), 1);
+        assert!(rotation(&app, &hours).in_flight.is_some());
+        assert!(rotation(&app, &cron).in_flight.is_none());
+        assert_eq!(sweep(&app, midnight + 4 * 3_600_000).unwrap(), 2);
+        assert!(rotation(&app, &cron).in_flight.is_some());
+    }
+
+    #[test]
+    fn another_node_takes_over_a_claim_only_once_it_has_expired() {
+        let app = app();
+        let arn = rotating(&app, "claimed", serde_json::json!({"AutomaticallyAfterDays": 1}));
+        let later = clock::now_ms() + 3 * DAY_MS;
+        assert_eq!(sweep(&app, later).unwrap(), 1);
+        // Node a claims it and completes createSecret, then dies.
+        let job = claim(&app, &arn, "node-a", later).unwrap().unwrap();
+        super::super::builtin::run(&app, &job.function, &arn, &job.token, "createSecret").unwrap();
+        assert!(progress(&app, &arn, &job.token, 0, later).unwrap());
+        let claimed_until = rotation(&app, &arn).in_flight.unwrap().claimed_until_ms;
+        assert!(claim(&app, &arn, "node-b", later).unwrap().is_none());
+        // Once the claim has run out node b resumes after the step that was done.
+        let resumed = claim(&app, &arn, "node-b", claimed_until + 1).unwrap().unwrap();
+        assert_eq!((resumed.token.as_str(), resumed.next_step), (job.token.as_str(), 1));
+        assert!(run(&app, &arn, "node-b", claimed_until + 1));
+        let versions = app.read(|tx| Ok(tx.versions(&arn).unwrap())).unwrap();
+        assert_eq!(versions.iter().filter(|v| v.stages.contains(AWSCURRENT)).count(), 1);
+        assert!(
+            versions.iter().any(|v| v.version_id == job.token && v.stages.contains(AWSCURRENT))
+        );
+    }
+
+    #[test]
+    fn a_cancelled_rotation_is_not_due() {
+        let app = app();
+        let arn = rotating(&app, "off", serde_json::json!({"AutomaticallyAfterDays": 1}));
+        crate::rotation::cancel_rotate_secret(
+            &app,
+            &ctx(),
+            wire::SecretIdRequest { secret_id: arn.clone() },
+        )
+        .unwrap();
+        assert_eq!(sweep(&app, clock::now_ms() + 100 * DAY_MS).unwrap(), 0);
+    }
 }
