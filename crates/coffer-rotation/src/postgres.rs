@@ -323,7 +323,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn single_user_rotation_changes_the_password_on_the_database() {
-        let pg = tokio::task::spawn_blocking(|| server_with_passwords()).await.unwrap();
+        let pg = tokio::task::spawn_blocking(server_with_passwords).await.unwrap();
         pg.admin_query("CREATE ROLE rot_single LOGIN PASSWORD 'old-pass''q'");
         let current = secret(&pg, "rot_single", "old-pass'q");
         test_login(&current).await.unwrap();
@@ -339,7 +339,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn alternating_users_rotation_creates_the_clone_in_the_current_role() {
-        let pg = tokio::task::spawn_blocking(|| server_with_passwords()).await.unwrap();
+        let pg = tokio::task::spawn_blocking(server_with_passwords).await.unwrap();
         pg.admin_query("CREATE ROLE rot_master LOGIN CREATEROLE PASSWORD 'master-pass'");
         pg.admin_query("CREATE ROLE rot_app LOGIN PASSWORD 'app-pass'");
         pg.admin_query("GRANT rot_app TO rot_master WITH ADMIN OPTION");

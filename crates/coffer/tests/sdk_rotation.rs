@@ -100,3 +100,93 @@ async fn rotation_with_the_builtin_rotator_through_the_sdk() {
         client.rotate_secret().secret_id("sdk-rot").rotation_rules(bad).send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidParameterException"));
 }
+
+/// The roles the PostgreSQL rotation tests make, which must log in with their password.
+const PG_ROLES: &str = "sdk_single,sdk_app,sdk_app_clone,sdk_master";
+
+/// A throwaway PostgreSQL whose test roles log in with passwords (it trusts everyone else).
+fn postgres_with_passwords() -> coffer_store::testing::TestPostgres {
+    let pg = coffer_store::testing::TestPostgres::start();
+    let hba = pg.admin_query("SHOW hba_file")[0][0].clone().unwrap();
+    let text = std::fs::read_to_string(&hba).unwrap();
+    let lines = format!(
+        "host all {PG_ROLES} 127.0.0.1/32 scram-sha-256\nhost all {PG_ROLES} ::1/128 scram-sha-256\n"
+    );
+    std::fs::write(&hba, format!("{lines}{text}")).unwrap();
+    pg.admin_query("SELECT pg_reload_conf()");
+    pg
+}
+
+async fn logs_in(value: &str) -> bool {
+    let secret = coffer_rotation::postgres::DbSecret::parse(value.as_bytes()).unwrap();
+    coffer_rotation::postgres::test_login(&secret).await.is_ok()
+}
+
+async fn current_value(client: &aws_sdk_secretsmanager::Client, name: &str) -> String {
+    let out = client.get_secret_value().secret_id(name).send().await.unwrap();
+    out.secret_string().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builtin_postgres_rotators_change_real_credentials() {
+    let pg = tokio::task::spawn_blocking(postgres_with_passwords).await.unwrap();
+    let port = pg.port();
+    let admin = |sql: &'static str| {
+        let pg = &pg;
+        pg.admin_query(sql);
+    };
+    admin("CREATE ROLE sdk_single LOGIN PASSWORD 'single-old'");
+    admin("CREATE ROLE sdk_master LOGIN CREATEROLE PASSWORD 'master-pass'");
+    admin("CREATE ROLE sdk_app LOGIN PASSWORD 'app-old'");
+    admin("GRANT sdk_app TO sdk_master WITH ADMIN OPTION");
+    let value = |user: &str, password: &str, extra: &str| {
+        format!(
+            r#"{{"engine":"postgres","host":"127.0.0.1","port":{port},"username":"{user}","password":"{password}","dbname":"postgres"{extra}}}"#
+        )
+    };
+    let server = Server::dev();
+    let client = server.client();
+
+    // Single user: the new password logs in, the old one no longer does.
+    let old = value("sdk_single", "single-old", "");
+    assert!(logs_in(&old).await);
+    client.create_secret().name("pg-single").secret_string(&old).send().await.unwrap();
+    let arn = "arn:aws:lambda:us-east-1:000000000000:function:coffer-builtin-postgres-single-user";
+    let rotated = client
+        .rotate_secret()
+        .secret_id("pg-single")
+        .rotation_lambda_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    wait_current(&client, "pg-single", rotated.version_id().unwrap()).await;
+    let new = current_value(&client, "pg-single").await;
+    assert_ne!(new, old);
+    assert!(logs_in(&new).await, "AWSCURRENT logs in");
+    assert!(!logs_in(&old).await, "the old password no longer logs in");
+
+    // Alternating users: the clone is created; both users log in.
+    let master = client
+        .create_secret()
+        .name("pg-master")
+        .secret_string(value("sdk_master", "master-pass", ""))
+        .send()
+        .await
+        .unwrap();
+    let old = value("sdk_app", "app-old", &format!(r#","masterarn":"{}""#, master.arn().unwrap()));
+    client.create_secret().name("pg-app").secret_string(&old).send().await.unwrap();
+    let arn =
+        "arn:aws:lambda:us-east-1:000000000000:function:coffer-builtin-postgres-alternating-users";
+    let rotated =
+        client.rotate_secret().secret_id("pg-app").rotation_lambda_arn(arn).send().await.unwrap();
+    wait_current(&client, "pg-app", rotated.version_id().unwrap()).await;
+    let new = current_value(&client, "pg-app").await;
+    let parsed: serde_json::Value = serde_json::from_str(&new).unwrap();
+    assert_eq!(parsed["username"], "sdk_app_clone");
+    assert!(logs_in(&new).await, "AWSCURRENT (the clone) logs in");
+    assert!(logs_in(&old).await, "the previous user still logs in");
+    let roles =
+        pg.admin_query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'sdk_app%' ORDER BY 1");
+    assert_eq!(roles.len(), 2);
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+}

@@ -157,10 +157,7 @@ async fn drive(app: Arc<App>, arn: String) {
 async fn run_step(app: &Arc<App>, arn: &str, job: &Job, step: u8) -> Result<(), String> {
     let name = STEPS[step as usize];
     if super::builtin::is_builtin(&job.function) {
-        let (a, f, t) = (arn.to_string(), job.function.clone(), job.token.clone());
-        return blocking(app, move |app| Ok(super::builtin::run(app, &f, &a, &t, name)))
-            .await
-            .unwrap_or_else(|e| Err(e.message));
+        return super::builtin::run(app, &job.function, arn, &job.token, name).await;
     }
     let event = serde_json::json!({
         "Step": name,
@@ -456,12 +453,18 @@ mod tests {
         let Some(job) = claim(app, arn, node, now).unwrap() else { return false };
         assert_eq!(job.function.rsplit(':').next(), Some(RANDOM_PASSWORD));
         for step in job.next_step..4 {
-            super::super::builtin::run(app, &job.function, arn, &job.token, STEPS[step as usize])
-                .unwrap();
+            builtin_step(app, &job.function, arn, &job.token, STEPS[step as usize]);
             assert!(progress(app, arn, &job.token, step, now).unwrap());
         }
         assert_eq!(finish(app, arn, &job.token).unwrap(), None);
         true
+    }
+
+    /// Runs one built-in step to completion on a runtime of its own.
+    fn builtin_step(app: &App, function: &str, arn: &str, token: &str, step: &str) {
+        let app = app.rotation.app.upgrade().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(super::super::builtin::run(&app, function, arn, token, step)).unwrap();
     }
 
     fn rotation(app: &App, arn: &str) -> coffer_core::model::RotationConfig {
@@ -523,7 +526,7 @@ mod tests {
         assert_eq!(sweep(&app, later).unwrap(), 1);
         // Node a claims it and completes createSecret, then dies.
         let job = claim(&app, &arn, "node-a", later).unwrap().unwrap();
-        super::super::builtin::run(&app, &job.function, &arn, &job.token, "createSecret").unwrap();
+        builtin_step(&app, &job.function, &arn, &job.token, "createSecret");
         assert!(progress(&app, &arn, &job.token, 0, later).unwrap());
         let claimed_until = rotation(&app, &arn).in_flight.unwrap().claimed_until_ms;
         assert!(claim(&app, &arn, "node-b", later).unwrap().is_none());
