@@ -31,6 +31,8 @@ pub enum ErrorCode {
     Throttling,
     /// SigV4: the access key id or security token is not known.
     UnrecognizedClient,
+    /// Temporary credentials whose session has ended.
+    ExpiredToken,
     /// SigV4: the signature, its scope or its date is wrong.
     InvalidSignature,
     // The Key Management Service's own codes (TrentService.*).
@@ -49,6 +51,8 @@ pub enum ErrorCode {
     KmsDryRunOperation,
     KmsCustomKeyStoreNotFound,
     KmsInternal,
+    /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
+    CloudTrail(&'static str),
 }
 
 impl ErrorCode {
@@ -78,6 +82,7 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "NotImplementedException",
             ErrorCode::Throttling => "ThrottlingException",
             ErrorCode::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorCode::ExpiredToken => "ExpiredTokenException",
             ErrorCode::InvalidSignature => "InvalidSignatureException",
             ErrorCode::KmsNotFound => "NotFoundException",
             ErrorCode::KmsDisabled => "DisabledException",
@@ -94,6 +99,7 @@ impl ErrorCode {
             ErrorCode::KmsDryRunOperation => "DryRunOperationException",
             ErrorCode::KmsCustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
             ErrorCode::KmsInternal => "KMSInternalException",
+            ErrorCode::CloudTrail(code) => code,
         }
     }
 
@@ -106,6 +112,7 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => 413,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
+            ErrorCode::CloudTrail("InternalFailure") => 500,
             _ => 400,
         }
     }

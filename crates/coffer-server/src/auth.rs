@@ -14,8 +14,8 @@
 //! a BatchGetSecretValue before its value is opened, the secret a replayed
 //! ClientRequestToken names before its value is compared, and the key a KMS ciphertext
 //! names. A stored policy that does not parse denies everything.
+use crate::App;
 use crate::iam::{Caller, Iam};
-use crate::{App, RequestContext};
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
@@ -51,6 +51,7 @@ pub fn json_error(e: &SigV4Error) -> AwsError {
             ErrorCode::IncompleteSignature
         }
         SigV4Error::UnrecognizedClient => ErrorCode::UnrecognizedClient,
+        SigV4Error::ExpiredToken => ErrorCode::ExpiredToken,
         SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_) => {
             ErrorCode::InvalidSignature
         }
@@ -150,11 +151,15 @@ pub fn authenticate(
     };
     let expect = Expectation { service, now_secs, region_is_valid: &is_known_region };
     let pre = prevalidate(&parts, &expect).map_err(AuthFailure::Signature)?;
-    if pre.session_token.is_some() {
-        return Err(AuthFailure::Signature(SigV4Error::UnrecognizedClient));
-    }
-    let found =
-        iam.lookup(app.store.as_ref(), pre.access_key_id()).map_err(AuthFailure::Internal)?;
+    // Temporary credentials (`ASIA...`) need their session token; long-term keys take none.
+    let found = if pre.access_key_id().starts_with("ASIA") {
+        crate::sessions::lookup(app, iam, pre.access_key_id(), pre.session_token.as_deref())?
+    } else {
+        if pre.session_token.is_some() {
+            return Err(AuthFailure::Signature(SigV4Error::UnrecognizedClient));
+        }
+        iam.lookup(app.store.as_ref(), pre.access_key_id()).map_err(AuthFailure::Internal)?
+    };
     let Some(key) = found else {
         return Err(AuthFailure::Signature(SigV4Error::UnrecognizedClient));
     };
@@ -294,11 +299,23 @@ fn base_context(
 ) -> Context {
     let p = &caller.principal;
     let mut ctx = Context::default();
-    ctx.set("aws:PrincipalArn", p.arn.clone());
+    match &p.role_arn {
+        // A role's session: AWS sets the role's ARN as aws:PrincipalArn, no username.
+        Some(role_arn) => {
+            ctx.set("aws:PrincipalArn", role_arn.clone());
+            ctx.set("aws:PrincipalType", "AssumedRole");
+        }
+        None => {
+            ctx.set("aws:PrincipalArn", p.arn.clone());
+            ctx.set("aws:PrincipalType", "User");
+            ctx.set("aws:username", p.name.clone());
+        }
+    }
     ctx.set("aws:PrincipalAccount", p.account.clone());
-    ctx.set("aws:PrincipalType", "User");
-    ctx.set("aws:username", p.name.clone());
     ctx.set("aws:userid", p.user_id.clone());
+    for (k, v) in &caller.principal_tags {
+        ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
+    }
     ctx.set("aws:CurrentTime", format_iso8601(now_ms));
     ctx.set("aws:EpochTime", (now_ms / 1000).to_string());
     ctx.set("aws:RequestedRegion", region);
@@ -430,8 +447,36 @@ fn decide(
     let req = Request { principal: &caller.principal, action, resource, resource_account, context };
     let decision = evaluate(&req, &caller.policies, resource_policy);
     match decision.denial_message(&Request { resource: quoted, ..req }) {
-        None => Ok(()),
+        None => session_allows(caller, &Request { resource: quoted, ..req }, &req),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
+    }
+}
+
+/// A session's permissions are its identity's intersected with its session policy: what
+/// the policies allowed must be allowed by the session policy too.
+fn session_allows(
+    caller: &Caller,
+    quoted: &Request<'_>,
+    req: &Request<'_>,
+) -> Result<(), AwsError> {
+    let Some(session) = &caller.session_policy else { return Ok(()) };
+    let req = Request { resource_account: &caller.principal.account, ..*req };
+    match evaluate(&req, std::slice::from_ref(session), None) {
+        coffer_auth::policy::Decision::Allow => Ok(()),
+        coffer_auth::policy::Decision::ExplicitDeny(_) => Err(AwsError::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "User: {} is not authorized to perform: {} on resource: {} with an explicit deny in a session policy",
+                quoted.principal.arn, quoted.action, quoted.resource
+            ),
+        )),
+        coffer_auth::policy::Decision::NoAllow(_) => Err(AwsError::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "User: {} is not authorized to perform: {} on resource: {} because no session policy allows the {} action",
+                quoted.principal.arn, quoted.action, quoted.resource, quoted.action
+            ),
+        )),
     }
 }
 
@@ -439,10 +484,9 @@ fn decide(
 /// documentation). `None` in a call's context means `--dev`: nothing is authorized.
 pub struct Gate {
     caller: Arc<Caller>,
-    region: String,
-    source_ip: Option<IpAddr>,
-    secure: bool,
-    now_ms: i64,
+    /// The condition keys every decision of the call shares (who, from where, when),
+    /// built once: a call decides on every key it opens or seals.
+    base: Context,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
 }
@@ -469,7 +513,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     fn context(&self) -> Context {
-        base_context(&self.caller, &self.region, self.source_ip, self.secure, self.now_ms)
+        self.base.clone()
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -485,7 +529,7 @@ impl Gate {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
         let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, &call)
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, &call)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -498,7 +542,7 @@ impl Gate {
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
         let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, call)
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, call)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -558,57 +602,87 @@ impl Gate {
     }
 }
 
-/// Authorizes an operation on no particular resource (`*`), such as CloudTrail's
-/// LookupEvents, from the caller's identity policies, with the same request context as
-/// every other call (`aws:SecureTransport` included).
-pub fn authorize_unscoped(
-    who: &Authenticated,
-    op: Operation,
-    raw: &RawRequest,
-) -> Result<(), AwsError> {
-    let now_ms = crate::clock::now_ms();
-    let context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
-    let account = &who.caller.principal.account;
-    decide(&who.caller, op.iam_action(), "*", account, &context, None, "*")
+/// What authorization grants a call: the scope its handler acts in (the secret owner's,
+/// for an allowed cross-account call) and the [`Gate`] the handler decides the rest with
+/// (the keys of what it opens or seals, each secret of a batch).
+pub struct Authorized {
+    pub scope: Scope,
+    pub gate: Arc<Gate>,
 }
 
-/// Authorizes a validated request and returns the context its handler runs in (the
-/// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
-/// handler authorizes the rest with. For a request that did not come over TLS.
+/// Authorizes `action` on `resource` (an ARN of the caller's own account: IAM's users,
+/// roles and policies) from the caller's identity policies, with the base request
+/// context and `extra` condition keys (`iam:PolicyARN`, ...).
+pub fn authorize_action(
+    who: &Authenticated,
+    action: &str,
+    resource: &str,
+    raw: &RawRequest,
+    extra: &[(&str, String)],
+) -> Result<(), AwsError> {
+    let now_ms = crate::clock::now_ms();
+    let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    for (key, value) in extra {
+        context.set(key, value.clone());
+    }
+    let account = &who.caller.principal.account;
+    decide(&who.caller, action, resource, account, &context, None, resource)
+}
+
+/// Decides whether the caller may assume a role: `sts:AssumeRole` on the role, from the
+/// caller's identity policies and the role's trust policy (as a resource policy: a
+/// trust policy naming the caller or its role lets it in alone within the account; one
+/// naming the account, or another account's caller, needs an identity Allow too).
+pub fn authorize_assume(
+    who: &Authenticated,
+    raw: &RawRequest,
+    role_arn: &str,
+    role_account: &str,
+    trust: &Policy,
+    extra: &[(String, String)],
+) -> Result<(), AwsError> {
+    let now_ms = crate::clock::now_ms();
+    let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    for (key, value) in extra {
+        if key.eq_ignore_ascii_case("aws:TagKeys") {
+            context.set_all(key, vec![value.clone()]);
+        } else {
+            context.set(key, value.clone());
+        }
+    }
+    // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
+    // whatever the caller's identity policies say.
+    let req = Request {
+        principal: &who.caller.principal,
+        action: "sts:AssumeRole",
+        resource: role_arn,
+        resource_account: role_account,
+        context: &context,
+    };
+    match evaluate_key_policy(&req, &who.caller.policies, Some(trust)).denial_message(&req) {
+        None => session_allows(&who.caller, &req, &req),
+        Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
+    }
+}
+
+/// Authorizes a validated request of `who` in `scope`; `secure` says whether it came over
+/// TLS (`aws:SecureTransport`).
 pub fn authorize(
     app: &App,
     who: &Authenticated,
-    ctx: RequestContext,
-    op: Operation,
-    requested: &Requested,
-    source_ip: Option<IpAddr>,
-) -> Result<RequestContext, AwsError> {
-    authorize_over(app, who, ctx, op, requested, source_ip, false)
-}
-
-/// [`authorize`], `secure` saying whether the request came over TLS (`aws:SecureTransport`).
-pub fn authorize_over(
-    app: &App,
-    who: &Authenticated,
-    ctx: RequestContext,
+    scope: &Scope,
     op: Operation,
     requested: &Requested,
     source_ip: Option<IpAddr>,
     secure: bool,
-) -> Result<RequestContext, AwsError> {
+) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let mut gate = Gate {
-        caller: who.caller.clone(),
-        region: who.region.clone(),
-        source_ip,
-        secure,
-        now_ms,
-        secret: None,
-    };
+    let base = base_context(&who.caller, &who.region, source_ip, secure, now_ms);
+    let mut gate = Gate { caller: who.caller.clone(), base, secret: None };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
-            let (target, owner) = secret_target(app, &ctx.scope, op, requested)?;
+            let (target, owner) = secret_target(app, scope, op, requested)?;
             let id_given = requested.secret_id.as_deref();
             request_context(&mut context, requested);
             let request_only = context.clone();
@@ -632,7 +706,14 @@ pub fn authorize_over(
                     let call = KmsCall::naming(&reference, None);
                     if key.customer_managed {
                         for action in actions {
-                            decide_kms(&who.caller, action, &key, &owner.account, &via, &call)?;
+                            decide_kms(
+                                &who.caller,
+                                action,
+                                &key,
+                                &owner.account,
+                                via.clone(),
+                                &call,
+                            )?;
                         }
                     }
                 }
@@ -644,7 +725,7 @@ pub fn authorize_over(
                 request: request_only,
                 meta: target.meta,
             });
-            Ok(RequestContext { scope: owner, gate: Some(Arc::new(gate)), ..ctx })
+            Ok(Authorized { scope: owner, gate: Arc::new(gate) })
         }
         Operation::Kms(op) => {
             let mut context = kms_context(context, &who.caller, None);
@@ -652,11 +733,17 @@ pub fn authorize_over(
             if let Some(days) = requested.pending_window_in_days {
                 context.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
             }
-            authorize_kms(app, who, &ctx.scope, op, requested, &context)?;
-            Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
+            authorize_kms(app, who, scope, op, requested, &context)?;
+            Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
-        // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        // LookupEvents names no resource; STS's GetCallerIdentity needs no permission.
+        Operation::CloudTrail(_) => {
+            decide(&who.caller, op.iam_action(), "*", &scope.account, &context, None, "*")?;
+            Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
+        }
+        Operation::Sts(_) => Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) }),
+        // Authorized where it is answered (`iam_api`).
+        Operation::Iam(_) => Err(AwsError::internal()),
     }
 }
 
@@ -713,7 +800,7 @@ fn authorize_kms(
     let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
         let key = resolve_kms_key(app, &who.caller, scope, reference)?;
         let call = KmsCall::naming(reference, encryption_context);
-        decide_kms(&who.caller, action, &key, account, context, &call)
+        decide_kms(&who.caller, action, &key, account, context.clone(), &call)
     };
     let action = op.iam_action();
     match op {
@@ -728,7 +815,7 @@ fn authorize_kms(
                         let key =
                             app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
                         let call = KmsCall::default();
-                        decide_kms(&who.caller, action, &key, account, context, &call)?;
+                        decide_kms(&who.caller, action, &key, account, context.clone(), &call)?;
                     }
                 }
             }
@@ -913,10 +1000,9 @@ fn decide_kms(
     action: &str,
     key: &KmsKey,
     key_account: &str,
-    context: &Context,
+    mut context: Context,
     call: &KmsCall<'_>,
 ) -> Result<(), AwsError> {
-    let mut context = context.clone();
     for (k, v) in &key.tags {
         context.set(&format!("aws:ResourceTag/{k}"), v.clone());
     }
@@ -942,7 +1028,7 @@ fn decide_kms(
     };
     let decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
     match decision.denial_message(&req) {
-        None => Ok(()),
+        None => session_allows(caller, &req, &req),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
 }

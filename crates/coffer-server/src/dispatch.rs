@@ -1,8 +1,8 @@
 //! One exhaustive table from operation to handler.
 
-use crate::{App, RequestContext, kms_api, policies, rotation, secrets};
+use crate::{App, RequestContext, kms_api, policies, replication, rotation, secrets};
 use coffer_core::{AwsError, ErrorCode};
-use coffer_wire::operation::{Operation, SecretsManagerOp as Sm};
+use coffer_wire::operation::{CloudTrailOp, Operation, SecretsManagerOp as Sm};
 use coffer_wire::protocol::{decode_request, encode_response};
 use serde_json::Value;
 
@@ -17,8 +17,11 @@ pub fn dispatch(
         Operation::SecretsManager(op) => secretsmanager(app, ctx, op, body),
         Operation::Kms(op) => kms_api::dispatch(app, ctx, op, body)
             .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {}", op.name())))),
-        // These speak protocols of their own and are answered by `http` before dispatch.
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        Operation::CloudTrail(CloudTrailOp::LookupEvents) => lookup_events(app, ctx, body),
+        // STS speaks the query protocol and is answered by `sts`.
+        Operation::Sts(_) => Err(AwsError::internal()),
+        // IAM speaks the query protocol and is answered by `iam_api`.
+        Operation::Iam(_) => Err(AwsError::internal()),
     }
 }
 
@@ -93,11 +96,32 @@ fn secretsmanager(
         Sm::GetRandomPassword => {
             encode_response(&secrets::get_random_password(decode_request(body)?)?)
         }
-        Sm::ReplicateSecretToRegions
-        | Sm::RemoveRegionsFromReplication
-        | Sm::StopReplicationToReplica => {
-            return Err(not_implemented(&format!("The operation {}", op.name())));
-        }
+        Sm::ReplicateSecretToRegions => encode_response(&replication::replicate_secret_to_regions(
+            app,
+            ctx,
+            decode_request(body)?,
+        )?),
+        Sm::RemoveRegionsFromReplication => encode_response(
+            &replication::remove_regions_from_replication(app, ctx, decode_request(body)?)?,
+        ),
+        Sm::StopReplicationToReplica => encode_response(&replication::stop_replication_to_replica(
+            app,
+            ctx,
+            decode_request(body)?,
+        )?),
     };
     Ok(out)
+}
+
+/// CloudTrail's LookupEvents over the trail of the caller's scope.
+fn lookup_events(app: &App, ctx: &RequestContext, body: Value) -> Result<Vec<u8>, AwsError> {
+    let request = serde_json::from_value(body).map_err(|e| {
+        AwsError::new(
+            ErrorCode::Serialization,
+            format!("The request does not match LookupEvents ({e})."),
+        )
+    })?;
+    let response = crate::audit::lookup_events(app, &ctx.scope, request)
+        .map_err(|e| AwsError::new(ErrorCode::CloudTrail(e.code), e.message))?;
+    serde_json::to_vec(&response).map_err(|_| AwsError::internal())
 }

@@ -37,6 +37,16 @@ pub(crate) fn bind_user_principals(
         malformed("This resource policy contains a syntax error: it is not valid JSON.".into())
     })?;
     let changed = map_aws_principals(&mut doc, &mut |id| {
+        if id.contains(":role/") {
+            // Role ARNs are bound to the role's unique id the same way.
+            return match crate::iam::directory::bound_role_id(tx, id).map_err(store_error)? {
+                Some(role_id) => Ok(Some(role_id)),
+                None if crate::iam::directory::role_arn_parts(id).is_some() => {
+                    Err(malformed(unknown_user.to_string()))
+                }
+                None => Ok(None),
+            };
+        }
         let Some((account, name)) = user_arn_parts(id) else { return Ok(None) };
         let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
         let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
@@ -54,7 +64,7 @@ pub(crate) fn bind_user_principals(
 /// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
 /// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
 fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
-    if !text.contains("AIDA") {
+    if !text.contains("AIDA") && !text.contains("AROA") {
         return Ok(text);
     }
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(text) };
@@ -62,6 +72,9 @@ fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsErr
     let changed = map_aws_principals(&mut doc, &mut |id| {
         if !is_unique_id(id) {
             return Ok(None);
+        }
+        if id.starts_with("AROA") {
+            return crate::iam::directory::role_arn_of_id(tx, id).map_err(store_error);
         }
         if users.is_none() {
             users = Some(all_users(tx)?);
@@ -105,11 +118,12 @@ pub fn put_resource_policy(
     if req.block_public_policy.unwrap_or(false) && policy.grants_public_access() {
         return Err(AwsError::new(ErrorCode::PublicPolicy, PUBLIC_POLICY));
     }
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
 }
@@ -134,10 +148,11 @@ pub fn delete_resource_policy(
     req: wire::SecretIdRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })

@@ -70,6 +70,7 @@ fn secret(name: &str) -> SecretMeta {
         secret_type: None,
         resource_policy: None,
         rotation: None,
+        replication: Default::default(),
     }
 }
 

@@ -36,6 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Secrets Manager API.
+    // Boxed: its flags make it far larger than the other commands.
     Serve(Box<serve::ServeArgs>),
     /// Bring a store's schema up to date and exit (serve does this too, at start).
     Migrate(store_select::MigrateArgs),

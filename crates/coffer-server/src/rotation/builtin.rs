@@ -58,13 +58,10 @@ pub async fn run(
     let kind = function_name(function).to_string();
     let (a, t, k, s) = (arn.to_string(), token.to_string(), kind.clone(), step.to_string());
     let store_app = app.clone();
-    let values = tokio::task::spawn_blocking(move || {
-        crate::audit::forget_pending();
-        store_step(&store_app, &k, &a, &t, &s)
-    })
-    .await
-    .unwrap_or_else(|_| Err(AwsError::internal()))
-    .map_err(|e| e.message)?;
+    let values = tokio::task::spawn_blocking(move || store_step(&store_app, &k, &a, &t, &s))
+        .await
+        .unwrap_or_else(|_| Err(AwsError::internal()))
+        .map_err(|e| e.message)?;
     let Some(values) = values else { return Ok(()) };
     match (kind.as_str(), values.step.as_str()) {
         (_, "testSecret") => postgres::test_login(&values.pending).await,
@@ -129,7 +126,7 @@ fn store_step(
     token: &str,
     step: &str,
 ) -> Result<Option<Values>, AwsError> {
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let mut meta =
             tx.secret_by_arn(arn).map_err(store_error)?.ok_or_else(AwsError::secret_not_found)?;
         let versions = tx.versions(arn).map_err(store_error)?;
@@ -161,6 +158,7 @@ fn store_step(
                 apply_labels(tx, arn, &versions, &labels)?;
                 meta.last_changed_ms = clock::now_ms();
                 tx.update_secret(&meta).map_err(store_error)?;
+                crate::replication::propagate(app, tx, &meta)?;
                 Ok(None)
             }
             "setSecret" | "testSecret" => {
@@ -254,7 +252,8 @@ fn create(
     let sealed = secrets::seal_value(app, &key, &meta.arn, token, value.expose())?;
     tx.replace_version_value(&meta.arn, token, &sealed).map_err(store_error)?;
     meta.last_changed_ms = now;
-    tx.update_secret(meta).map_err(store_error)
+    tx.update_secret(meta).map_err(store_error)?;
+    crate::replication::propagate(app, tx, meta)
 }
 
 /// A JSON object value gets a new `password`; any other value is replaced whole.

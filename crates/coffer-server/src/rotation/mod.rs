@@ -206,6 +206,7 @@ pub fn rotate_secret(
         let meta = secrets::resolve_for_read(tx, ctx, &req.secret_id)?;
         Ok(meta)
     })?;
+    crate::replication::refuse_on_replica(&stored)?;
     refuse_if_scheduled(&stored)?;
     let function = req
         .rotation_lambda_arn
@@ -221,8 +222,9 @@ pub fn rotate_secret(
     if !builtin::is_builtin(&function) && !lambda::can_invoke(app, &function) {
         return Err(AwsError::new(ErrorCode::AccessDenied, CANNOT_INVOKE));
     }
-    let result = app.write(|tx| {
+    let result = app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        crate::replication::refuse_on_replica(&meta)?;
         refuse_if_scheduled(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let response = |meta: &SecretMeta| wire::SecretRefResponse {
@@ -288,8 +290,9 @@ pub fn cancel_rotate_secret(
     req: wire::SecretIdRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        crate::replication::refuse_on_replica(&meta)?;
         refuse_if_scheduled(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let Some(mut config) = meta.rotation.clone() else {

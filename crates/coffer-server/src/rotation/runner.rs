@@ -87,12 +87,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&App) -> Result<T, AwsError> + Send + 'static,
 ) -> Result<T, AwsError> {
     let app = app.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::audit::forget_pending();
-        f(&app)
-    })
-    .await
-    .unwrap_or_else(|_| Err(AwsError::internal()))
+    tokio::task::spawn_blocking(move || f(&app)).await.unwrap_or_else(|_| Err(AwsError::internal()))
 }
 
 async fn drive(app: Arc<App>, arn: String) {
@@ -170,7 +165,7 @@ async fn run_step(app: &Arc<App>, arn: &str, job: &Job, step: u8) -> Result<(), 
 
 /// Claims the rotation of `arn` for `node`: `None` if there is none to carry out now.
 fn claim(app: &App, arn: &str, node: &str, now: Millis) -> Result<Option<Job>, AwsError> {
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else {
             tx.delete_record(super::DUE_KIND, arn).map_err(store_error)?;
             return Ok(None);
@@ -199,7 +194,7 @@ fn claim(app: &App, arn: &str, node: &str, now: Millis) -> Result<Option<Job>, A
 /// Records that `step` of the rotation to `token` succeeded; false when the rotation is
 /// no longer to be carried out (abandoned or cancelled meanwhile).
 fn progress(app: &App, arn: &str, token: &str, step: u8, now: Millis) -> Result<bool, AwsError> {
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else { return Ok(false) };
         let Some(flight) = meta.rotation.as_mut().and_then(|r| r.in_flight.as_mut()) else {
             return Ok(false);
@@ -218,7 +213,7 @@ fn progress(app: &App, arn: &str, token: &str, step: u8, now: Millis) -> Result<
 /// Ends a rotation whose steps all succeeded. `Some(reason)` when it did not in fact
 /// succeed (finishSecret left AWSCURRENT where it was).
 fn finish(app: &App, arn: &str, token: &str) -> Result<Option<String>, AwsError> {
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else { return Ok(None) };
         let Some(config) = meta.rotation.as_mut() else { return Ok(None) };
         let Some(flight) = config.in_flight.clone().filter(|f| f.token == token) else {
@@ -258,7 +253,7 @@ fn fail(
     step: u8,
     why: &str,
 ) -> Result<Option<Millis>, AwsError> {
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else { return Ok(None) };
         let Some(config) = meta.rotation.as_mut() else { return Ok(None) };
         let function = config.lambda_arn.clone().unwrap_or_default();
@@ -331,7 +326,7 @@ pub fn sweep(app: &App, now: Millis) -> Result<usize, AwsError> {
 /// there is a rotation to carry out. A version still labelled AWSPENDING from a rotation
 /// that failed is rotated again under its own token ("that rotation will be reattempted").
 pub fn start_due(app: &App, arn: &str, now: Millis) -> Result<bool, AwsError> {
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else {
             tx.delete_record(super::DUE_KIND, arn).map_err(store_error)?;
             return Ok(false);
@@ -410,12 +405,11 @@ mod tests {
     }
 
     fn ctx() -> RequestContext {
-        RequestContext {
-            scope: Scope::new("000000000000", "us-east-1"),
-            access_key_id: "AKIDEXAMPLE".into(),
-            request_id: "test".into(),
-            gate: None,
-        }
+        RequestContext::new(
+            Scope::new("000000000000", "us-east-1"),
+            "AKIDEXAMPLE".into(),
+            "test".into(),
+        )
     }
 
     /// A secret with a value and rotation configured with `rules` (its first rotation
@@ -444,8 +438,8 @@ mod tests {
             },
         )
         .unwrap();
-        run(app, &created.arn, "node-a", clock::now_ms());
-        created.arn
+        run(app, &created.secret.arn, "node-a", clock::now_ms());
+        created.secret.arn
     }
 
     /// Carries out a claimed rotation's steps here, as `drive` does.
