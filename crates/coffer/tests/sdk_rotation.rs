@@ -190,3 +190,68 @@ async fn builtin_postgres_rotators_change_real_credentials() {
     assert_eq!(roles.len(), 2);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
+
+/// Two nodes on one PostgreSQL database: rotations started on a node that is then killed
+/// are carried out by the other, each exactly once (one AWSCURRENT, one new version).
+#[tokio::test(flavor = "multi_thread")]
+async fn rotations_of_a_killed_node_complete_once_on_the_other_node() {
+    const MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
+    let database = tokio::task::spawn_blocking(|| {
+        coffer_store::testing::TestPostgres::shared().create_database()
+    })
+    .await
+    .unwrap();
+    let node = |dir: &std::path::Path| {
+        Server::start(
+            &[
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &database.url,
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--sweep-interval",
+                "1",
+            ],
+            &[("COFFER_MASTER_KEY", MASTER_KEY)],
+        )
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path());
+    let b = node(dir_b.path());
+    let (client_a, client_b) = (a.client(), b.client());
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        let name = format!("two-nodes-{i}");
+        client_b.create_secret().name(&name).secret_string("v").send().await.unwrap();
+        let out = client_a
+            .rotate_secret()
+            .secret_id(&name)
+            .rotation_lambda_arn(BUILTIN)
+            .send()
+            .await
+            .unwrap();
+        tokens.push((name, out.version_id().unwrap().to_string()));
+    }
+    a.kill();
+    for (name, token) in &tokens {
+        // A claim of the dead node runs out after three background rounds.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = client_b.describe_secret().secret_id(name).send().await.unwrap();
+            let stages = d.version_ids_to_stages().cloned().unwrap_or_default();
+            let current: Vec<_> =
+                stages.iter().filter(|(_, s)| s.iter().any(|l| l == "AWSCURRENT")).collect();
+            assert_eq!(current.len(), 1, "{name}: {stages:?}");
+            if current[0].0 == token {
+                assert_eq!(stages.len(), 2, "{name}: one new version only: {stages:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} was never rotated: {stages:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(b);
+}
