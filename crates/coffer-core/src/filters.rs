@@ -374,6 +374,7 @@ mod tests {
             owning_service: None,
             secret_type: None,
             resource_policy: None,
+            rotation: None,
             replication: Default::default(),
         }
     }

@@ -1239,6 +1239,7 @@ mod sweep_tests {
                         owning_service: None,
                         secret_type: None,
                         resource_policy: None,
+                        rotation: None,
                         replication: Default::default(),
                     })?;
                 }
@@ -1279,6 +1280,22 @@ pub fn record_service_event(
     now: i64,
 ) -> Result<(), AwsError> {
     let event = service_event(scope, service, name, arn, now);
+    append_alone(app, tx, scope, now, &event)
+}
+
+/// Appends, inside `tx`, a rotation's service event (`RotationStarted`, `RotationFailed`
+/// with AWS's "Error when executing lambda ... during <step> step", ...).
+pub fn record_rotation_event(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    scope: &Scope,
+    name: &str,
+    arn: &str,
+    error_message: Option<String>,
+    now: i64,
+) -> Result<(), AwsError> {
+    let mut event = service_event(scope, SECRETS_MANAGER_SERVICE, name, arn, now);
+    event.error_message = error_message;
     append_alone(app, tx, scope, now, &event)
 }
 

@@ -584,6 +584,16 @@ impl Gate {
         decide(&self.caller, decided.action, arn, account, &context, policy.as_ref(), &decided.id)
     }
 
+    /// `action` on a resource of another service (a Lambda function), from identity
+    /// policies alone: RotateSecret needs `lambda:InvokeFunction` on its function.
+    pub fn resource(&self, action: &str, arn: &str) -> Result<(), AwsError> {
+        let context = self.context();
+        let account = arn.split(':').nth(4).filter(|a| !a.is_empty());
+        let account =
+            account.map(str::to_owned).unwrap_or_else(|| self.caller.principal.account.clone());
+        decide(&self.caller, action, arn, &account, &context, None, arn)
+    }
+
     /// `action` on no particular resource (`*`), from identity policies alone.
     pub fn anything(&self, action: &str) -> Result<(), AwsError> {
         let context = self.context();

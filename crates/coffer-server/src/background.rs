@@ -75,6 +75,8 @@ impl Node {
 /// work once between them. The work is transactional, so even the rare
 /// overlap of an old and a new lease holder does no harm.
 pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
+    // A rotation claimed by a node that died is taken over once its lease would have run out.
+    app.rotation.set_claim_ttl(node.lease_ttl());
     let mut leading = false;
     loop {
         // Every node, leader or not: unwrapped key materials and opened access-key
@@ -105,6 +107,17 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
             Ok(Ok(n)) => tracing::info!(deleted = n, "carried out scheduled secret deletions"),
             Ok(Err(e)) => tracing::error!(error = %e, "scheduled deletion sweep failed"),
             Err(e) => tracing::error!(error = %e, "scheduled deletion sweep panicked"),
+        }
+        let rotation_app = app.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::rotation::runner::sweep(&rotation_app, crate::clock::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(rotations = n, "started or resumed due rotations"),
+            Ok(Err(e)) => tracing::error!(error = %e.message, "rotation sweep failed"),
+            Err(e) => tracing::error!(error = %e, "rotation sweep panicked"),
         }
         let key_app = app.clone();
         match tokio::task::spawn_blocking(move || {

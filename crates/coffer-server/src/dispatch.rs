@@ -1,6 +1,6 @@
 //! One exhaustive table from operation to handler.
 
-use crate::{App, RequestContext, kms_api, policies, replication, secrets};
+use crate::{App, RequestContext, kms_api, policies, replication, rotation, secrets};
 use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::operation::{CloudTrailOp, Operation, SecretsManagerOp as Sm};
 use coffer_wire::protocol::{decode_request, encode_response};
@@ -88,7 +88,10 @@ fn secretsmanager(
             encode_response(&policies::validate_resource_policy(app, ctx, decode_request(body)?)?)
         }
         Sm::RotateSecret => {
-            encode_response(&policies::rotate_secret(app, ctx, decode_request(body)?)?)
+            encode_response(&rotation::rotate_secret(app, ctx, decode_request(body)?)?)
+        }
+        Sm::CancelRotateSecret => {
+            encode_response(&rotation::cancel_rotate_secret(app, ctx, decode_request(body)?)?)
         }
         Sm::GetRandomPassword => {
             encode_response(&secrets::get_random_password(decode_request(body)?)?)
@@ -106,9 +109,6 @@ fn secretsmanager(
             ctx,
             decode_request(body)?,
         )?),
-        Sm::CancelRotateSecret => {
-            return Err(not_implemented(&format!("The operation {}", op.name())));
-        }
     };
     Ok(out)
 }

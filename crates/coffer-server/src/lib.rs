@@ -29,6 +29,7 @@ pub mod policies;
 pub mod probes;
 pub mod quotas;
 pub mod replication;
+pub mod rotation;
 pub mod secrets;
 pub mod sessions;
 pub mod sts;
@@ -67,6 +68,8 @@ pub struct Config {
     pub quotas: quotas::Settings,
     /// How long audit events stay in the store before they are archived (off unless set).
     pub audit_retention: audit_retention::Settings,
+    /// Where rotation functions are invoked; `None`: only built-in rotators.
+    pub lambda: Option<rotation::lambda::LambdaSettings>,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             metrics_on_main_listener: true,
             quotas: quotas::Settings::default(),
             audit_retention: audit_retention::Settings::default(),
+            lambda: None,
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct App {
     appender: appender::Appender,
     /// The request-rate limiters, per account, region and quota group.
     pub quotas: quotas::Quotas,
+    /// The rotations this process carries out.
+    pub rotation: rotation::Hub,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -171,6 +177,7 @@ impl App {
             iam,
             audit,
             appender: appender::Appender::start(app.clone()),
+            rotation: rotation::Hub::new(app.clone()),
         })
     }
 

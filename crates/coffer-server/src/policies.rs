@@ -1,11 +1,8 @@
-//! Resource policies (Put/Get/Delete/ValidateResourcePolicy) and RotateSecret's
-//! refusals. Policies are parsed and checked (grammar, public access, lock-out) with
+//! Resource policies (Put/Get/Delete/ValidateResourcePolicy). Policies are parsed and checked (grammar, public access, lock-out) with
 //! `coffer-auth` here; `auth` enforces them on every call.
 
 use crate::iam::{USER_KIND, UserRecord};
-use crate::secrets::{
-    resolve_existing, resolve_for_read, resolve_for_write, resolve_secret_id_checked,
-};
+use crate::secrets::{resolve_for_read, resolve_for_write, resolve_secret_id_checked};
 use crate::{App, RequestContext, store_error};
 use coffer_auth::policy::{
     Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
@@ -184,35 +181,5 @@ pub fn validate_resource_policy(
     Ok(wire::ValidateResourcePolicyResponse {
         policy_validation_passed: errors.is_empty(),
         validation_errors: errors,
-    })
-}
-
-/// RotateSecret. Coffer has no Lambda service to invoke, so a rotation function
-/// can never be called: AWS answers that case with AccessDeniedException and
-/// records no rotation settings, and so does Coffer. Built-in rotators come later.
-pub fn rotate_secret(
-    app: &App,
-    ctx: &RequestContext,
-    req: wire::RotateSecretRequest,
-) -> Result<wire::SecretRefResponse, AwsError> {
-    names::validate_secret_id(&req.secret_id)?;
-    if req.client_request_token.is_none() {
-        return Err(AwsError::invalid_parameter(
-            "You must provide a ClientRequestToken value. We recommend a UUID-type value.",
-        ));
-    }
-    app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
-        crate::replication::refuse_on_replica(&meta)?;
-        if meta.is_scheduled_for_deletion() {
-            return Err(AwsError::marked_for_deletion());
-        }
-        match &req.rotation_lambda_arn {
-            None => Err(AwsError::invalid_request("No Lambda rotation function ARN is associated with this secret.")),
-            Some(_) => Err(AwsError::new(
-                ErrorCode::AccessDenied,
-                "Secrets Manager cannot invoke the specified Lambda function. Ensure that the function policy grants access to the principal secretsmanager.amazonaws.com.",
-            )),
-        }
     })
 }

@@ -264,6 +264,11 @@ fn sync_replica(
         if have.contains_key(version.version_id.as_str()) {
             continue;
         }
+        // RotateSecret's AWSPENDING placeholder has no value yet: it is copied once filled.
+        let value = tx.version_value(&primary.arn, &version.version_id).map_err(store_error)?;
+        if value.is_some_and(|v| crate::rotation::is_placeholder(&v)) {
+            continue;
+        }
         let context = secrets::secret_context(&arn, &version.version_id);
         if let Some(gate) = gate {
             for action in ["kms:GenerateDataKey", "kms:Encrypt"] {
@@ -305,6 +310,7 @@ fn sync_replica(
         secret_type: primary.secret_type.clone(),
         resource_policy: primary.resource_policy.clone(),
         replication: Replication { primary_region: Some(primary_region.clone()), replicas: vec![] },
+        rotation: None,
     };
     let mut changed = !new_versions.is_empty();
     if let Some(old) = &overwrite {

@@ -116,7 +116,7 @@ fn validate_kms_key_id(key: &Option<Option<String>>) -> Result<(), AwsError> {
 }
 
 /// The KMS key a write to `meta` seals under (its KmsKeyId, or `aws/secretsmanager`).
-fn key_for(
+pub(crate) fn key_for(
     app: &App,
     tx: &mut dyn WriteTxn,
     meta: &SecretMeta,
@@ -128,7 +128,7 @@ fn key_for(
         .map_err(encryption_failure)
 }
 
-fn seal_value(
+pub(crate) fn seal_value(
     app: &App,
     key: &KeyRecord,
     arn: &str,
@@ -208,7 +208,7 @@ pub(crate) fn resolve_secret_id_checked(
     app.read(|tx| resolve_existing(tx, &ctx.scope, secret_id))
 }
 
-fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {
+pub(crate) fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {
     if meta.is_scheduled_for_deletion() { Err(AwsError::marked_for_deletion()) } else { Ok(()) }
 }
 
@@ -241,6 +241,15 @@ pub(crate) fn open_value(
         .version_value(&meta.arn, version_id)
         .map_err(store_error)?
         .ok_or_else(AwsError::internal)?;
+    if crate::rotation::is_placeholder(&sealed) {
+        // RotateSecret's AWSPENDING placeholder: a version without a value yet.
+        return Err(AwsError::new(
+            ErrorCode::ResourceNotFound,
+            format!(
+                "Secrets Manager can't find the specified secret value for VersionId: {version_id}"
+            ),
+        ));
+    }
     if let Some(gate) = gate
         && let Some(key) = sealing_key(app, tx, &meta.scope, &sealed.0)
     {
@@ -272,6 +281,9 @@ fn reencrypt_labelled_versions(
             .version_value(&meta.arn, &version.version_id)
             .map_err(store_error)?
             .ok_or_else(AwsError::internal)?;
+        if crate::rotation::is_placeholder(&sealed) {
+            continue; // RotateSecret's placeholder: nothing to re-encrypt
+        }
         let sealed_by = coffer_kms::ciphertext::parse(&sealed.0).map(|(header, _)| header.key_id);
         if sealed_by.as_deref().ok() != Some(key.key_id.as_str()) {
             let plaintext = open_value(app, tx, meta, &version.version_id, gate)?;
@@ -317,6 +329,15 @@ fn replay_of_existing_version(
     let Some(existing) = versions.iter().find(|v| v.version_id == token) else {
         return Ok(None);
     };
+    if tx
+        .version_value(&meta.arn, token)
+        .map_err(store_error)?
+        .is_some_and(|v| crate::rotation::is_placeholder(&v))
+    {
+        // The AWSPENDING placeholder is filled by PutSecretValue (put_secret_value), and
+        // is no value to compare with for other writes.
+        return Err(token_in_use(token, meta));
+    }
     let in_use = || token_in_use(token, meta);
     let denied = |e: AwsError| if e.code == ErrorCode::AccessDenied { refused() } else { e };
     if let Some(gate) = gate {
@@ -464,6 +485,7 @@ pub fn create_secret(
             owning_service: None,
             secret_type: req.secret_type.clone().filter(|t| !t.is_empty()),
             resource_policy: None,
+            rotation: None,
             replication: Default::default(),
         };
         meta.seq = tx.insert_secret(&meta).map_err(store_error)?;
@@ -526,7 +548,8 @@ pub fn update_secret(
                     version_stages: None,
                 });
             }
-            add_version(app, tx, &meta, &versions, token, value, None, now, gate)?;
+            let stages = add_version(app, tx, &meta, &versions, token, value, None, now, gate)?;
+            crate::rotation::after_value_written(app, tx, &mut meta, token, &stages, now)?;
             version_id = Some(token.to_string());
         }
         if new_kms_key_id.is_some() {
@@ -560,8 +583,19 @@ pub fn put_secret_value(
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
-        let versions = tx.versions(&meta.arn).map_err(store_error)?;
+        let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
         let gate = ctx.gate.as_deref();
+        // PutSecretValue with the token of RotateSecret's placeholder fills it (the
+        // templates' createSecret): the empty version is replaced by the real one.
+        if versions.iter().any(|v| v.version_id == token)
+            && tx
+                .version_value(&meta.arn, token)
+                .map_err(store_error)?
+                .is_some_and(|v| crate::rotation::is_placeholder(&v))
+        {
+            tx.delete_version(&meta.arn, token).map_err(store_error)?;
+            versions.retain(|v| v.version_id != token);
+        }
         let in_use = || token_in_use(token, &meta);
         let replay =
             replay_of_existing_version(app, tx, &meta, &versions, token, &value, gate, in_use)?;
@@ -585,6 +619,7 @@ pub fn put_secret_value(
             now,
             gate,
         )?;
+        crate::rotation::after_value_written(app, tx, &mut meta, token, &stages, now)?;
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
         crate::replication::propagate(app, tx, &meta)?;
@@ -647,7 +682,17 @@ fn read_value(
     refuse_if_scheduled(&meta)?;
     let versions = tx.versions(&meta.arn).map_err(store_error)?;
     let version = select_version(&versions, version_id, version_stage)?;
-    let plaintext = open_value(app, tx, &meta, &version.version_id, gate)?;
+    let plaintext =
+        open_value(app, tx, &meta, &version.version_id, gate).map_err(|e| match version_id {
+            None if e.code == ErrorCode::ResourceNotFound => AwsError::new(
+                ErrorCode::ResourceNotFound,
+                format!(
+                    "Secrets Manager can't find the specified secret value for staging label: {}",
+                    version_stage.unwrap_or(AWSCURRENT)
+                ),
+            ),
+            _ => e,
+        })?;
     let (kind, bytes) = plaintext.expose().split_first().ok_or_else(AwsError::internal)?;
     let (secret_string, secret_binary) = match kind {
         b's' => {
@@ -896,7 +941,7 @@ fn describe(
     let stages = stage_map(versions);
     let (version_ids_to_stages, secret_versions_to_stages) =
         if for_list { (None, stages) } else { (stages, None) };
-    wire::SecretDescription {
+    let mut d = wire::SecretDescription {
         arn: meta.arn.clone(),
         name: meta.name.clone(),
         secret_type: meta.secret_type.clone(),
@@ -915,7 +960,14 @@ fn describe(
         primary_region: meta.replication.primary_region.clone(),
         // ListSecrets entries have no ReplicationStatus in their shape.
         replication_status: if for_list { None } else { crate::replication::status_of(meta) },
-    }
+        rotation_enabled: None,
+        rotation_lambda_arn: None,
+        rotation_rules: None,
+        last_rotated_date: None,
+        next_rotation_date: None,
+    };
+    crate::rotation::describe_into(&mut d, meta, versions);
+    d
 }
 
 pub fn describe_secret(
@@ -1524,6 +1576,7 @@ mod tests {
                     owning_service: None,
                     secret_type: None,
                     resource_policy: None,
+                    rotation: None,
                     replication: Default::default(),
                 };
                 tx.insert_secret(&meta).map_err(store_error)?;

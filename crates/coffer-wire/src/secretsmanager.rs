@@ -232,6 +232,16 @@ pub struct SecretDescription {
     pub owning_service: Option<String>,
     pub created_date: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_enabled: Option<bool>,
+    #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
+    pub rotation_lambda_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_rules: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rotated_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication_status: Option<Vec<ReplicationStatus>>,

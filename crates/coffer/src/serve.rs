@@ -43,6 +43,24 @@ pub struct ServeArgs {
     /// one database, one of them does it, and another takes over within three rounds if it dies.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     sweep_interval: u64,
+    /// Where rotation functions are invoked: the base URL of a Lambda-compatible endpoint
+    /// speaking the Invoke API (AWS Lambda through a local proxy, LocalStack, a local runner).
+    /// http:// only. Without it only the built-in rotators are available.
+    #[arg(long, env = "COFFER_LAMBDA_ENDPOINT")]
+    lambda_endpoint: Option<String>,
+    /// The access key id Coffer signs Lambda Invoke calls with (SigV4, service `lambda`).
+    #[arg(long, env = "COFFER_LAMBDA_ACCESS_KEY_ID", default_value = "coffer")]
+    lambda_access_key_id: String,
+    /// A file holding the secret access key for `--lambda-access-key-id` (else the
+    /// environment variable COFFER_LAMBDA_SECRET_ACCESS_KEY; never on the command line).
+    #[arg(long)]
+    lambda_secret_access_key_file: Option<PathBuf>,
+    /// The region Lambda calls are signed for when the function ARN names none.
+    #[arg(long, default_value = "us-east-1")]
+    lambda_region: String,
+    /// Seconds one rotation step (one Invoke call) may take.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=900))]
+    lambda_timeout: u64,
     /// Also write every audit event as a JSON line to this file (`-` for standard output).
     #[arg(long)]
     audit_log: Option<PathBuf>,
@@ -247,6 +265,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 .or_else(|| data_dir.as_ref().map(|d| d.join("audit-archive"))),
             ..Default::default()
         },
+        lambda: lambda_settings(&args)?,
         ..Config::default()
     };
     if let (Some(age), Some(dir)) =
@@ -532,4 +551,28 @@ async fn shutdown_signal() {
         () = terminate => "SIGTERM",
     };
     tracing::info!(signal = name, "shutting down");
+}
+
+/// The Lambda endpoint rotation functions are invoked at, with its signing credentials.
+fn lambda_settings(
+    args: &ServeArgs,
+) -> Result<Option<coffer_server::rotation::lambda::LambdaSettings>, String> {
+    let Some(endpoint) = args.lambda_endpoint.clone() else { return Ok(None) };
+    let secret = match &args.lambda_secret_access_key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => {
+            std::env::var("COFFER_LAMBDA_SECRET_ACCESS_KEY").unwrap_or_else(|_| "coffer".into())
+        }
+    };
+    let settings = coffer_server::rotation::lambda::LambdaSettings {
+        endpoint,
+        access_key_id: args.lambda_access_key_id.clone(),
+        secret_access_key: zeroize::Zeroizing::new(secret),
+        region: args.lambda_region.clone(),
+        timeout: Duration::from_secs(args.lambda_timeout),
+    };
+    settings.check().map_err(|e| format!("--lambda-endpoint: {e}"))?;
+    Ok(Some(settings))
 }
