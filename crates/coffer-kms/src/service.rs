@@ -323,24 +323,23 @@ pub fn check_algorithm(algorithm: Option<&str>, key: &KeyRecord) -> Result<(), K
 }
 
 fn check_tags(existing: &[Tag], new: &[Tag]) -> Result<Vec<Tag>, KmsError> {
+    let mut seen = std::collections::HashSet::new();
+    if !new.iter().all(|t| seen.insert(t.key.as_str())) {
+        return Err(KmsError::tag("Duplicate tag keys"));
+    }
+    // KMS reserves the prefix in any case (`AWS:` too).
+    if new.iter().any(|t| t.key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))) {
+        return Err(KmsError::tag("Tags beginning with aws: are reserved"));
+    }
     let mut tags = existing.to_vec();
     for tag in new {
-        if tag.key.starts_with("aws:") {
-            return Err(KmsError::rejected(
-                ErrorCode::KmsTag,
-                "Tags beginning with aws: are reserved for AWS use.",
-            ));
-        }
         match tags.iter_mut().find(|t| t.key == tag.key) {
             Some(t) => t.value = tag.value.clone(),
             None => tags.push(tag.clone()),
         }
     }
     if tags.len() > MAX_TAGS {
-        return Err(KmsError::rejected(
-            ErrorCode::LimitExceeded,
-            format!("A KMS key can have at most {MAX_TAGS} tags."),
-        ));
+        return Err(KmsError::tag("Too many tags"));
     }
     Ok(tags)
 }
@@ -566,6 +565,9 @@ impl Kms {
                 .load_key(tx, scope, &id)?
                 .ok_or_else(|| KmsError::key_not_found(&key_arn(scope, &id))),
             KeyRef::KeyArn { scope: named, key_id: id } => {
+                if named.region != scope.region {
+                    return Err(KmsError::invalid_arn_region(&named.region));
+                }
                 if &named != scope {
                     return Err(KmsError::key_not_found(key_id));
                 }
@@ -573,6 +575,9 @@ impl Kms {
             }
             KeyRef::AliasName(alias) => self.alias_target(tx, scope, &alias),
             KeyRef::AliasArn { scope: named, alias } => {
+                if named.region != scope.region {
+                    return Err(KmsError::invalid_arn_region(&named.region));
+                }
                 if &named != scope {
                     return Err(KmsError::alias_not_found(key_id));
                 }
@@ -1043,7 +1048,8 @@ impl Kms {
             return Err(KmsError::rejected(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                    "The on-demand rotations limit has been reached for the given keyId. No more \
+                     on-demand rotations can be performed for this key: {}",
                     key.arn
                 ),
             ));

@@ -294,7 +294,16 @@ fn on_demand_rotations_are_limited() {
         f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
     }
     let err = f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW));
-    assert_eq!(code(err), ErrorCode::LimitExceeded);
+    let err = err.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded));
+    assert_eq!(
+        err.client_message(),
+        format!(
+            "The on-demand rotations limit has been reached for the given keyId. No more \
+             on-demand rotations can be performed for this key: {}",
+            key.arn
+        )
+    );
 }
 
 #[test]
@@ -363,7 +372,7 @@ fn key_management_operations_take_no_aliases() {
     let key = f.create();
     f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &key.key_id, NOW)).unwrap();
     let err = f.write(|kms, tx| kms.disable_key(tx, &scope(), "alias/app")).unwrap_err();
-    assert_eq!(err.client_message(), "Invalid keyId alias/app");
+    assert_eq!(err.client_message(), "Invalid keyId 'alias/app'");
 }
 
 #[test]
@@ -460,10 +469,54 @@ fn tags_merge_by_key_refuse_the_aws_prefix_and_page() {
         f.read(|kms, tx| kms.list_resource_tags(tx, &scope(), &key.key_id, None, 50)).unwrap();
     assert_eq!(left.items, vec![tag("b", "2")]);
     let many: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+    let err = f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &many)).unwrap_err();
+    assert_eq!((err.code(), err.client_message()), (Some(ErrorCode::KmsTag), "Too many tags"));
+}
+
+#[test]
+fn tag_rules_are_kms_own() {
+    let f = Fixture::new();
+    let key = f.create();
+    let tag = |k: &str, v: &str| Tag { key: k.into(), value: v.into() };
+    let refused = |tags: &[Tag]| {
+        let err = f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, tags)).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::KmsTag));
+        err.client_message().to_string()
+    };
+    assert_eq!(refused(&[tag("a", "1"), tag("a", "2")]), "Duplicate tag keys");
+    for reserved in ["aws:x", "AWS:x", "aWs:"] {
+        assert_eq!(refused(&[tag(reserved, "1")]), "Tags beginning with aws: are reserved");
+    }
+    // "aws" without the colon, or a multi-byte first character, is an ordinary key.
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &[tag("awsx", "1")])).unwrap();
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &[tag("é:x", "1")])).unwrap();
+    let fifty: Vec<Tag> = (0..48).map(|i| tag(&format!("k{i}"), "v")).collect();
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &fifty)).unwrap();
+    assert_eq!(refused(&[tag("one-more", "v")]), "Too many tags");
+    let request = NewKey { tags: vec![tag("d", "1"), tag("d", "1")], ..NewKey::default() };
+    let err = f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap_err();
+    assert_eq!(err.client_message(), "Duplicate tag keys");
+}
+
+#[test]
+fn not_found_texts_are_kms_own() {
+    let f = Fixture::new();
+    let key = f.create();
+    let find = |id: &str| {
+        f.read(|kms, tx| kms.find_key(tx, &scope(), id, true))
+            .unwrap_err()
+            .client_message()
+            .to_string()
+    };
+    let other_region = key.arn.replace("us-east-1", "eu-west-1");
+    assert_eq!(find(&other_region), "Invalid arn eu-west-1");
+    assert_eq!(find("arn:aws:kms:eu-west-1:111122223333:alias/x"), "Invalid arn eu-west-1");
+    let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
     assert_eq!(
-        code(f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &many))),
-        ErrorCode::LimitExceeded
+        find(mrk),
+        format!("Key 'arn:aws:kms:us-east-1:111122223333:key/{mrk}' does not exist")
     );
+    assert_eq!(find("nope"), "Invalid keyId 'nope'");
 }
 
 #[test]

@@ -556,11 +556,8 @@ pub fn generate_random_bytes(
             format!("Custom key store {store} does not exist."),
         ));
     }
-    let n = req.number_of_bytes.ok_or_else(|| {
-        AwsError::validation(
-            "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null",
-        )
-    })?;
+    let n =
+        req.number_of_bytes.ok_or_else(|| AwsError::validation("NumberOfBytes is required."))?;
     // The model bounds NumberOfBytes to 1..=1024 before we get here.
     let bytes = generate_random(usize::try_from(n).unwrap_or(0));
     Ok(wire::GenerateRandomResponse { plaintext: SensitiveBlob::new(bytes.expose().to_vec()) })
@@ -621,7 +618,7 @@ pub fn rotate_key_on_demand(
     let key = app.write(|tx| {
         app.keys.kms().rotate_key_on_demand(tx, scope, &req.key_id, clock::now_ms()).map_err(kms)
     })?;
-    Ok(wire::KeyIdResponse { key_id: key.key_id })
+    Ok(wire::KeyIdResponse { key_id: key.arn })
 }
 
 pub fn tag_resource(

@@ -279,7 +279,7 @@ async fn bad_input_gets_kms_errors() {
     for malformed in ["not-a-key", "alias/", "arn:aws:kms:us-east-1:000000000000:key/nope"] {
         let err = encrypt(malformed).await.unwrap_err();
         assert_eq!(err.code(), Some("NotFoundException"), "{malformed}");
-        assert_eq!(err.message(), Some(format!("Invalid keyId {malformed}").as_str()));
+        assert_eq!(err.message(), Some(format!("Invalid keyId '{malformed}'").as_str()));
     }
     let foreign = format!("arn:aws:kms:us-east-1:111122223333:key/{key_id}");
     let err = encrypt(&foreign).await.unwrap_err();
