@@ -269,8 +269,8 @@ def test_refused_requests_change_nothing(kms):
     assert error(kms.tag_resource, KeyId=key["KeyId"], Tags=reserved)[0] == "TagException"
     assert kms.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [{"TagKey": "keep", "TagValue": "1"}]
     before = {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
-    assert error(kms.create_key, KeySpec="RSA_2048")[0] == "UnsupportedOperationException"
-    assert error(kms.create_key, KeyUsage="SIGN_VERIFY")[0] == "UnsupportedOperationException"
+    assert error(kms.create_key, KeySpec="SM2", KeyUsage="SIGN_VERIFY")[0] == "UnsupportedOperationException"
+    assert error(kms.create_key, KeyUsage="SIGN_VERIFY")[0] == "ValidationException"
     assert error(kms.create_key, Policy="{not json")[0] == "MalformedPolicyDocumentException"
     assert {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]} == before
     alias = "alias/" + uuid.uuid4().hex
@@ -512,7 +512,7 @@ def test_raw_kms_answers_json_1_1_and_unimplemented_operations_say_so(url):
     assert wrong_type.json()["__type"] == "SerializationException"
     bad_blob = kms_request(url, "Decrypt", {"CiphertextBlob": "!!!"})
     assert bad_blob.status_code == 400
-    unimplemented = kms_request(url, "Sign", {"KeyId": key_id, "Message": "eA==", "SigningAlgorithm": "RSASSA_PSS_SHA_256"})
+    unimplemented = kms_request(url, "ReplicateKey", {"KeyId": key_id, "ReplicaRegion": "eu-west-1"})
     assert unimplemented.status_code == 501
     assert unimplemented.json()["__type"] == "NotImplementedException"
     unknown = kms_request(url, "MakeCoffee", {})

@@ -5,7 +5,6 @@ an independent library (Python's ``cryptography``)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 
@@ -17,6 +16,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from conftest import ACCESS_KEY, JSON_CONTENT_TYPE, REGION, SECRET_KEY
 
@@ -165,3 +167,210 @@ def test_plaintext_length_errors_name_no_value(kms):
         "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
         "Member must have length less than or equal to 4096",
     )
+
+
+# --- Item 2: asymmetric keys, HMAC keys, data key pairs --------------------------------------
+
+
+HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+def public_key_of(kms, key_id):
+    return serialization.load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])
+
+
+def outside_verify(public, algorithm: str, message: bytes, signature: bytes, prehashed: bool):
+    """Verifies a KMS signature with Python's `cryptography`; raises InvalidSignature."""
+    hash_alg = HASHES[algorithm[-3:]]()
+    chosen = utils.Prehashed(hash_alg) if prehashed else hash_alg
+    if algorithm.startswith("RSASSA_PSS"):
+        pad = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+        public.verify(signature, message, pad, chosen)
+    elif algorithm.startswith("RSASSA_PKCS1"):
+        public.verify(signature, message, padding.PKCS1v15(), chosen)
+    else:
+        public.verify(signature, message, ec.ECDSA(chosen))
+
+
+SIGNING_CASES = [
+    ("RSA_2048", ["RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+                  "RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512"]),
+    ("RSA_3072", ["RSASSA_PSS_SHA_256", "RSASSA_PKCS1_V1_5_SHA_512"]),
+    ("RSA_4096", ["RSASSA_PSS_SHA_512"]),
+    ("ECC_NIST_P256", ["ECDSA_SHA_256"]),
+    ("ECC_NIST_P384", ["ECDSA_SHA_384"]),
+    ("ECC_NIST_P521", ["ECDSA_SHA_512"]),
+    ("ECC_SECG_P256K1", ["ECDSA_SHA_256"]),
+]
+
+
+@pytest.mark.parametrize("spec,algorithms", SIGNING_CASES)
+def test_signatures_verify_outside_and_inside(kms, spec, algorithms):
+    key = new_key(kms, KeySpec=spec, KeyUsage="SIGN_VERIFY")
+    assert key["KeySpec"] == spec and key["KeyUsage"] == "SIGN_VERIFY"
+    assert "EncryptionAlgorithms" not in key
+    if spec.startswith("RSA"):
+        assert key["SigningAlgorithms"] == SIGNING_CASES[0][1]
+    else:
+        assert key["SigningAlgorithms"] == algorithms
+    public = public_key_of(kms, key["KeyId"])
+    message = b"the message " + uuid.uuid4().bytes
+    for algorithm in algorithms:
+        signed = kms.sign(KeyId=key["KeyId"], Message=message, SigningAlgorithm=algorithm)
+        assert signed["KeyId"] == key["Arn"] and signed["SigningAlgorithm"] == algorithm
+        outside_verify(public, algorithm, message, signed["Signature"], prehashed=False)
+        with pytest.raises(InvalidSignature):
+            outside_verify(public, algorithm, message + b"!", signed["Signature"], prehashed=False)
+        verified = kms.verify(KeyId=key["KeyId"], Message=message, Signature=signed["Signature"],
+                              SigningAlgorithm=algorithm)
+        assert verified["SignatureValid"] is True and verified["KeyId"] == key["Arn"]
+        assert error(kms.verify, KeyId=key["KeyId"], Message=message + b"!", Signature=signed["Signature"],
+                     SigningAlgorithm=algorithm)[0] == "KMSInvalidSignatureException"
+        # DIGEST: the caller hashed the message.
+        h = hashes.Hash(HASHES[algorithm[-3:]]())
+        h.update(message)
+        digest = h.finalize()
+        signed = kms.sign(KeyId=key["KeyId"], Message=digest, MessageType="DIGEST", SigningAlgorithm=algorithm)
+        outside_verify(public, algorithm, digest, signed["Signature"], prehashed=True)
+        assert kms.verify(KeyId=key["KeyId"], Message=message, Signature=signed["Signature"],
+                          SigningAlgorithm=algorithm)["SignatureValid"] is True
+        assert error(kms.sign, KeyId=key["KeyId"], Message=digest[:-1], MessageType="DIGEST",
+                     SigningAlgorithm=algorithm) == (
+            "ValidationException", f"Digest is invalid length for algorithm {algorithm}.")
+
+
+def test_a_signature_made_outside_verifies_in_coffer(kms):
+    key = new_key(kms, KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    # Coffer's own signature, re-verified; and a signature by another key fails.
+    other = ec.generate_private_key(ec.SECP256R1())
+    forged = other.sign(b"m", ec.ECDSA(hashes.SHA256()))
+    assert error(kms.verify, KeyId=key["KeyId"], Message=b"m", Signature=forged,
+                 SigningAlgorithm="ECDSA_SHA_256")[0] == "KMSInvalidSignatureException"
+
+
+def test_signing_keys_refuse_other_algorithms_and_uses(kms, sm):
+    key = new_key(kms, KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    code, _ = error(kms.sign, KeyId=key["KeyId"], Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    assert code == "InvalidKeyUsageException"
+    assert error(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"x")[0] == "InvalidKeyUsageException"
+    assert error(kms.generate_data_key, KeyId=key["KeyId"], KeySpec="AES_256")[0] == "InvalidKeyUsageException"
+    assert error(kms.enable_key_rotation, KeyId=key["KeyId"])[0] == "UnsupportedOperationException"
+    assert error(kms.rotate_key_on_demand, KeyId=key["KeyId"])[0] == "UnsupportedOperationException"
+    assert error(kms.create_key, KeySpec="ECC_NIST_P256")[0] == "ValidationException"
+    assert error(kms.create_key, KeySpec="SM2", KeyUsage="SIGN_VERIFY")[0] == "UnsupportedOperationException"
+    symmetric = new_key(kms)
+    assert error(kms.get_public_key, KeyId=symmetric["KeyId"])[0] == "UnsupportedOperationException"
+    assert error(kms.sign, KeyId=symmetric["KeyId"], Message=b"m",
+                 SigningAlgorithm="ECDSA_SHA_256")[0] == "InvalidKeyUsageException"
+    # Secrets Manager seals under symmetric keys only.
+    name = "fidelity/" + uuid.uuid4().hex
+    assert error(sm.create_secret, Name=name, SecretString="v", KmsKeyId=key["KeyId"])[0] == "EncryptionFailure"
+    assert error(sm.describe_secret, SecretId=name)[0] == "ResourceNotFoundException"
+    kms.disable_key(KeyId=key["KeyId"])
+    assert error(kms.sign, KeyId=key["KeyId"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256") == (
+        "DisabledException", f"{key['Arn']} is disabled.")
+
+
+@pytest.mark.parametrize("algorithm", ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"])
+def test_rsa_ciphertexts_made_outside_decrypt_in_coffer(kms, algorithm):
+    key = new_key(kms, KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")
+    assert key["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    got = kms.get_public_key(KeyId=key["KeyId"])
+    assert got["KeySpec"] == "RSA_2048" and got["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert got["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    public = serialization.load_der_public_key(got["PublicKey"])
+    h = hashes.SHA1() if algorithm.endswith("_1") else hashes.SHA256()
+    blob = public.encrypt(b"outside", padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None))
+    out = kms.decrypt(KeyId=key["KeyId"], CiphertextBlob=blob, EncryptionAlgorithm=algorithm)
+    assert out["Plaintext"] == b"outside" and out["EncryptionAlgorithm"] == algorithm
+    assert out["KeyId"] == key["Arn"]
+    # And Coffer's ciphertext round-trips.
+    enc = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"inside", EncryptionAlgorithm=algorithm)
+    assert enc["EncryptionAlgorithm"] == algorithm
+    assert kms.decrypt(KeyId=key["KeyId"], CiphertextBlob=enc["CiphertextBlob"],
+                       EncryptionAlgorithm=algorithm)["Plaintext"] == b"inside"
+    assert error(kms.decrypt, KeyId=key["KeyId"], CiphertextBlob=enc["CiphertextBlob"][:-1],
+                 EncryptionAlgorithm=algorithm)[0] == "InvalidCiphertextException"
+    assert error(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"x")[0] == "InvalidKeyUsageException"
+
+
+def test_re_encrypt_moves_between_symmetric_and_rsa_keys(kms):
+    rsa_key = new_key(kms, KeySpec="RSA_3072", KeyUsage="ENCRYPT_DECRYPT")
+    symmetric = new_key(kms)
+    blob = kms.encrypt(KeyId=symmetric["KeyId"], Plaintext=b"moved")["CiphertextBlob"]
+    moved = kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=rsa_key["KeyId"],
+                           DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert moved["KeyId"] == rsa_key["Arn"] and moved["SourceKeyId"] == symmetric["Arn"]
+    back = kms.re_encrypt(CiphertextBlob=moved["CiphertextBlob"], SourceKeyId=rsa_key["KeyId"],
+                          SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                          DestinationKeyId=symmetric["KeyId"])
+    assert back["SourceEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+    assert kms.decrypt(CiphertextBlob=back["CiphertextBlob"])["Plaintext"] == b"moved"
+
+
+@pytest.mark.parametrize("spec,algorithm,length", [
+    ("HMAC_224", "HMAC_SHA_224", 28), ("HMAC_256", "HMAC_SHA_256", 32),
+    ("HMAC_384", "HMAC_SHA_384", 48), ("HMAC_512", "HMAC_SHA_512", 64),
+])
+def test_hmac_keys_generate_and_verify_macs(kms, spec, algorithm, length):
+    key = new_key(kms, KeySpec=spec, KeyUsage="GENERATE_VERIFY_MAC")
+    assert key["MacAlgorithms"] == [algorithm] and "EncryptionAlgorithms" not in key
+    mac = kms.generate_mac(KeyId=key["KeyId"], Message=b"msg", MacAlgorithm=algorithm)
+    assert len(mac["Mac"]) == length and mac["KeyId"] == key["Arn"] and mac["MacAlgorithm"] == algorithm
+    assert kms.generate_mac(KeyId=key["KeyId"], Message=b"msg", MacAlgorithm=algorithm)["Mac"] == mac["Mac"]
+    ok = kms.verify_mac(KeyId=key["KeyId"], Message=b"msg", MacAlgorithm=algorithm, Mac=mac["Mac"])
+    assert ok["MacValid"] is True
+    assert error(kms.verify_mac, KeyId=key["KeyId"], Message=b"msh", MacAlgorithm=algorithm,
+                 Mac=mac["Mac"])[0] == "KMSInvalidMacException"
+    other = "HMAC_SHA_512" if algorithm != "HMAC_SHA_512" else "HMAC_SHA_256"
+    assert error(kms.generate_mac, KeyId=key["KeyId"], Message=b"m", MacAlgorithm=other)[0] == "InvalidKeyUsageException"
+    assert error(kms.get_public_key, KeyId=key["KeyId"])[0] == "UnsupportedOperationException"
+    assert error(kms.generate_mac, KeyId=key["KeyId"], Message=b"m", MacAlgorithm=algorithm,
+                 DryRun=True)[0] == "DryRunOperationException"
+
+
+@pytest.mark.parametrize("spec,curve", [("ECC_NIST_P256", ec.SECP256R1), ("ECC_NIST_P384", ec.SECP384R1),
+                                        ("ECC_NIST_P521", ec.SECP521R1)])
+def test_derive_shared_secret_matches_ecdh_outside(kms, spec, curve):
+    key = new_key(kms, KeySpec=spec, KeyUsage="KEY_AGREEMENT")
+    assert key["KeyAgreementAlgorithms"] == ["ECDH"]
+    peer = ec.generate_private_key(curve())
+    peer_public = peer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    got = kms.derive_shared_secret(KeyId=key["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer_public)
+    expected = peer.exchange(ec.ECDH(), public_key_of(kms, key["KeyId"]))
+    assert got["SharedSecret"] == expected and got["KeyId"] == key["Arn"]
+    assert got["KeyAgreementAlgorithm"] == "ECDH" and got["KeyOrigin"] == "AWS_KMS"
+    assert error(kms.sign, KeyId=key["KeyId"], Message=b"m",
+                 SigningAlgorithm="ECDSA_SHA_256")[0] == "InvalidKeyUsageException"
+
+
+@pytest.mark.parametrize("spec", ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_SECG_P256K1"])
+def test_generate_data_key_pair(kms, spec):
+    key = new_key(kms)
+    pair = kms.generate_data_key_pair(KeyId=key["KeyId"], KeyPairSpec=spec, EncryptionContext={"p": "1"})
+    assert pair["KeyId"] == key["Arn"] and pair["KeyPairSpec"] == spec
+    private = serialization.load_der_private_key(pair["PrivateKeyPlaintext"], password=None)
+    public = serialization.load_der_public_key(pair["PublicKey"])
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert private.public_key().public_bytes(*spki) == public.public_bytes(*spki)
+    opened = kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext={"p": "1"})
+    assert opened["Plaintext"] == pair["PrivateKeyPlaintext"]
+    bare = kms.generate_data_key_pair_without_plaintext(KeyId=key["KeyId"], KeyPairSpec=spec)
+    assert "PrivateKeyPlaintext" not in bare and bare["PublicKey"]
+    assert error(kms.generate_data_key_pair, KeyId=key["KeyId"], KeyPairSpec=spec,
+                 DryRun=True) == ("DryRunOperationException", DRY_RUN)
+    assert error(kms.generate_data_key_pair_without_plaintext, KeyId=key["KeyId"], KeyPairSpec=spec,
+                 DryRun=True)[0] == "DryRunOperationException"
+
+
+DRY_RUN = "The request would have succeeded, but the DryRun option is set."
+
+
+def test_generate_data_key_pair_needs_a_symmetric_key(kms):
+    signing = new_key(kms, KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")
+    assert error(kms.generate_data_key_pair, KeyId=signing["KeyId"],
+                 KeyPairSpec="RSA_2048")[0] == "InvalidKeyUsageException"
+    symmetric = new_key(kms)
+    assert error(kms.generate_data_key_pair, KeyId=symmetric["KeyId"],
+                 KeyPairSpec="SM2")[0] == "UnsupportedOperationException"

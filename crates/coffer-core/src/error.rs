@@ -48,6 +48,10 @@ pub enum ErrorCode {
     KmsUnsupportedOperation,
     KmsDryRunOperation,
     KmsCustomKeyStoreNotFound,
+    /// Verify: the signature does not verify.
+    KmsInvalidSignature,
+    /// VerifyMac: the MAC does not verify.
+    KmsInvalidMac,
     KmsInternal,
 }
 
@@ -93,6 +97,8 @@ impl ErrorCode {
             ErrorCode::KmsUnsupportedOperation => "UnsupportedOperationException",
             ErrorCode::KmsDryRunOperation => "DryRunOperationException",
             ErrorCode::KmsCustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
+            ErrorCode::KmsInvalidSignature => "KMSInvalidSignatureException",
+            ErrorCode::KmsInvalidMac => "KMSInvalidMacException",
             ErrorCode::KmsInternal => "KMSInternalException",
         }
     }

@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: no HTTP and no JSON wire shapes here; callers pass the time.
 
+pub mod asymmetric;
 pub mod ciphertext;
 pub mod error;
 pub mod ids;

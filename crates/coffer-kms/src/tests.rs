@@ -524,12 +524,12 @@ fn create_key_refuses_what_coffer_cannot_make() {
     let f = Fixture::new();
     let cases = [
         (
-            NewKey { key_spec: Some("RSA_2048".into()), ..Default::default() },
+            NewKey { key_spec: Some("SM2".into()), ..Default::default() },
             ErrorCode::KmsUnsupportedOperation,
         ),
         (
             NewKey { key_usage: Some("SIGN_VERIFY".into()), ..Default::default() },
-            ErrorCode::KmsUnsupportedOperation,
+            ErrorCode::Validation,
         ),
         (
             NewKey { origin: Some("EXTERNAL".into()), ..Default::default() },
@@ -883,4 +883,74 @@ fn rekeying_gives_every_live_key_material_the_old_master_key_never_wrapped() {
     .unwrap();
     let context_bytes = format!("coffer kms key material\0{}\02", key.arn);
     assert!(old.unwrap_key(&new_wrapped, context_bytes.as_bytes()).is_err());
+}
+
+fn create_pair(f: &Fixture, spec: &str, usage: &str) -> KeyRecord {
+    let request =
+        NewKey { key_spec: Some(spec.into()), key_usage: Some(usage.into()), ..NewKey::default() };
+    f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap()
+}
+
+#[test]
+fn asymmetric_keys_sign_verify_and_encrypt_through_their_own_keys_only() {
+    let f = Fixture::new();
+    let signing = create_pair(&f, "ECC_NIST_P256", "SIGN_VERIFY");
+    assert!(signing.public_key.is_some());
+    let sig = f.kms.sign(&signing, "ECDSA_SHA_256", b"hello", None).unwrap();
+    assert!(f.kms.verify(&signing, "ECDSA_SHA_256", b"hello", None, &sig).unwrap());
+    assert!(!f.kms.verify(&signing, "ECDSA_SHA_256", b"hellO", None, &sig).unwrap());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"hello");
+    let sig = f.kms.sign(&signing, "ECDSA_SHA_256", digest.as_ref(), Some("DIGEST")).unwrap();
+    assert!(f.kms.verify(&signing, "ECDSA_SHA_256", b"hello", None, &sig).unwrap());
+    let short = f.kms.sign(&signing, "ECDSA_SHA_256", b"short", Some("DIGEST")).unwrap_err();
+    assert_eq!(short.client_message(), "Digest is invalid length for algorithm ECDSA_SHA_256.");
+    let wrong = f.kms.sign(&signing, "RSASSA_PSS_SHA_256", b"x", None).unwrap_err();
+    assert_eq!(wrong.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+    // A signing key seals no blob, makes no data key and does not rotate.
+    let err = f.encrypt(&signing.key_id, b"x", &EncryptionContext::new()).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+    let err = f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &signing.key_id, NOW));
+    assert_eq!(code(err), ErrorCode::KmsUnsupportedOperation);
+
+    let rsa = create_pair(&f, "RSA_2048", "ENCRYPT_DECRYPT");
+    let blob = f.kms.asymmetric_encrypt(&rsa, "RSAES_OAEP_SHA_256", b"secret").unwrap();
+    assert_eq!(
+        f.kms.asymmetric_decrypt(&rsa, "RSAES_OAEP_SHA_256", &blob).unwrap().expose(),
+        b"secret"
+    );
+    let err = f.kms.asymmetric_decrypt(&rsa, "RSAES_OAEP_SHA_1", &blob).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidCiphertext));
+    let err = f.kms.sign(&rsa, "RSASSA_PSS_SHA_256", b"x", None).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+}
+
+#[test]
+fn hmac_keys_mac_and_verify() {
+    let f = Fixture::new();
+    let key = create_pair(&f, "HMAC_384", "GENERATE_VERIFY_MAC");
+    let mac = f.kms.generate_mac(&key, "HMAC_SHA_384", b"m").unwrap();
+    assert_eq!(mac.len(), 48);
+    assert!(f.kms.verify_mac(&key, "HMAC_SHA_384", b"m", &mac).unwrap());
+    assert!(!f.kms.verify_mac(&key, "HMAC_SHA_384", b"n", &mac).unwrap());
+    let err = f.kms.generate_mac(&key, "HMAC_SHA_256", b"m").unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+}
+
+#[test]
+fn private_keys_survive_a_master_key_rewrap_and_are_not_rekeyed() {
+    let old_text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&old_text).unwrap());
+    let key = create_pair(&f, "ECC_NIST_P384", "SIGN_VERIFY");
+    let old = MasterKey::from_text(&old_text).unwrap();
+    let new_text = MasterKey::generate().to_text();
+    let new = MasterKey::from_text(&new_text).unwrap();
+    let check = new.check_value();
+    f.write(|_, tx| Kms::rewrap_all(tx, &old, &new, &check)).unwrap();
+    assert_eq!(f.write(|_, tx| Kms::rekey_all(tx, &new, &check, NOW)).unwrap(), 0);
+    f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
+    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    assert_eq!(key.materials.len(), 1);
+    let sig = f.kms.sign(&key, "ECDSA_SHA_384", b"m", None).unwrap();
+    assert!(f.kms.verify(&key, "ECDSA_SHA_384", b"m", None, &sig).unwrap());
 }

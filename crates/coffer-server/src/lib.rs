@@ -20,6 +20,7 @@ mod dispatch;
 pub mod http;
 pub mod keys;
 pub mod kms_api;
+pub mod kms_families;
 pub mod metrics;
 mod paging;
 pub mod policies;

@@ -1,0 +1,234 @@
+//! The KMS operations of asymmetric keys, HMAC keys and data key pairs: Sign, Verify,
+//! GetPublicKey, GenerateMac, VerifyMac, DeriveSharedSecret and GenerateDataKeyPair
+//! (with and without plaintext). Each names its key by `KeyId`, so the request is
+//! authorized (`kms:<Op>` on that key, with its key policy) before the handler runs,
+//! like every other KMS operation; the key service does the cryptography.
+
+use crate::App;
+use crate::kms_api::{dry_run, refuse_recipient};
+use coffer_core::ErrorCode;
+use coffer_core::{AwsError, Scope};
+use coffer_kms::asymmetric::{encryption_algorithms, key_agreement_algorithms, signing_algorithms};
+use coffer_kms::{KeyRecord, KmsError};
+use coffer_wire::kms::Blob;
+use coffer_wire::kms_families as wire;
+use coffer_wire::protocol::SensitiveBlob;
+
+fn kms(e: KmsError) -> AwsError {
+    AwsError::from(e)
+}
+
+fn strings(list: Vec<&'static str>) -> Vec<String> {
+    list.into_iter().map(str::to_string).collect()
+}
+
+/// The key a request names, in any form KMS accepts (aliases included).
+fn key(app: &App, scope: &Scope, key_id: &str) -> Result<KeyRecord, AwsError> {
+    app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, true).map_err(kms))
+}
+
+pub fn sign(
+    app: &App,
+    scope: &Scope,
+    req: wire::SignRequest,
+) -> Result<wire::SignResponse, AwsError> {
+    let key = key(app, scope, &req.key_id)?;
+    let signature = app
+        .keys
+        .kms()
+        .sign(&key, &req.signing_algorithm, req.message.expose(), req.message_type.as_deref())
+        .map_err(kms)?;
+    dry_run(
+        req.dry_run,
+        wire::SignResponse {
+            key_id: key.arn,
+            signature: Blob(signature),
+            signing_algorithm: req.signing_algorithm,
+        },
+    )
+}
+
+pub fn verify(
+    app: &App,
+    scope: &Scope,
+    req: wire::VerifyRequest,
+) -> Result<wire::VerifyResponse, AwsError> {
+    let key = key(app, scope, &req.key_id)?;
+    let valid = app
+        .keys
+        .kms()
+        .verify(
+            &key,
+            &req.signing_algorithm,
+            req.message.expose(),
+            req.message_type.as_deref(),
+            &req.signature.0,
+        )
+        .map_err(kms)?;
+    if !valid {
+        // KMS answers an invalid signature with an error, not `SignatureValid: false`.
+        return Err(AwsError::new(ErrorCode::KmsInvalidSignature, ""));
+    }
+    dry_run(
+        req.dry_run,
+        wire::VerifyResponse {
+            key_id: key.arn,
+            signature_valid: true,
+            signing_algorithm: req.signing_algorithm,
+        },
+    )
+}
+
+pub fn get_public_key(
+    app: &App,
+    scope: &Scope,
+    req: wire::GetPublicKeyRequest,
+) -> Result<wire::GetPublicKeyResponse, AwsError> {
+    let key = key(app, scope, &req.key_id)?;
+    if key.state == coffer_kms::KeyState::Disabled {
+        return Err(kms(KmsError::disabled(&key.arn)));
+    }
+    if key.state == coffer_kms::KeyState::PendingDeletion {
+        return Err(kms(KmsError::pending_deletion(&key.arn)));
+    }
+    let public = app.keys.kms().public_key(&key).map_err(kms)?;
+    Ok(wire::GetPublicKeyResponse {
+        key_id: key.arn.clone(),
+        public_key: Blob(public),
+        customer_master_key_spec: key.key_spec.clone(),
+        key_spec: key.key_spec.clone(),
+        key_usage: key.key_usage.clone(),
+        encryption_algorithms: strings(
+            encryption_algorithms(&key).into_iter().filter(|a| *a != "SYMMETRIC_DEFAULT").collect(),
+        ),
+        signing_algorithms: strings(signing_algorithms(&key)),
+        key_agreement_algorithms: strings(key_agreement_algorithms(&key)),
+    })
+}
+
+pub fn generate_mac(
+    app: &App,
+    scope: &Scope,
+    req: wire::GenerateMacRequest,
+) -> Result<wire::GenerateMacResponse, AwsError> {
+    let key = key(app, scope, &req.key_id)?;
+    let mac =
+        app.keys.kms().generate_mac(&key, &req.mac_algorithm, req.message.expose()).map_err(kms)?;
+    dry_run(
+        req.dry_run,
+        wire::GenerateMacResponse {
+            mac: Blob(mac),
+            mac_algorithm: req.mac_algorithm,
+            key_id: key.arn,
+        },
+    )
+}
+
+pub fn verify_mac(
+    app: &App,
+    scope: &Scope,
+    req: wire::VerifyMacRequest,
+) -> Result<wire::VerifyMacResponse, AwsError> {
+    let key = key(app, scope, &req.key_id)?;
+    let valid = app
+        .keys
+        .kms()
+        .verify_mac(&key, &req.mac_algorithm, req.message.expose(), &req.mac.0)
+        .map_err(kms)?;
+    if !valid {
+        return Err(AwsError::new(ErrorCode::KmsInvalidMac, ""));
+    }
+    dry_run(
+        req.dry_run,
+        wire::VerifyMacResponse {
+            key_id: key.arn,
+            mac_valid: true,
+            mac_algorithm: req.mac_algorithm,
+        },
+    )
+}
+
+pub fn derive_shared_secret(
+    app: &App,
+    scope: &Scope,
+    req: wire::DeriveSharedSecretRequest,
+) -> Result<wire::DeriveSharedSecretResponse, AwsError> {
+    refuse_recipient(&req.recipient)?;
+    let key = key(app, scope, &req.key_id)?;
+    let secret = app
+        .keys
+        .kms()
+        .derive_shared_secret(&key, &req.key_agreement_algorithm, &req.public_key.0)
+        .map_err(kms)?;
+    dry_run(
+        req.dry_run,
+        wire::DeriveSharedSecretResponse {
+            key_id: key.arn,
+            shared_secret: SensitiveBlob::new(secret.expose().to_vec()),
+            key_agreement_algorithm: req.key_agreement_algorithm,
+            key_origin: "AWS_KMS".to_string(),
+        },
+    )
+}
+
+pub fn generate_data_key_pair(
+    app: &App,
+    scope: &Scope,
+    req: wire::GenerateDataKeyPairRequest,
+    with_plaintext: bool,
+) -> Result<wire::GenerateDataKeyPairResponse, AwsError> {
+    refuse_recipient(&req.recipient)?;
+    let key = key(app, scope, &req.key_id)?;
+    let context = req.encryption_context.clone().unwrap_or_default();
+    let pair =
+        app.keys.kms().generate_data_key_pair(&key, &req.key_pair_spec, &context).map_err(kms)?;
+    dry_run(
+        req.dry_run,
+        wire::GenerateDataKeyPairResponse {
+            private_key_ciphertext_blob: Blob(pair.encrypted.blob.clone()),
+            private_key_plaintext: with_plaintext
+                .then(|| SensitiveBlob::new(pair.private_plaintext.expose().to_vec())),
+            public_key: Blob(pair.public_key.clone()),
+            key_id: pair.encrypted.key_arn.clone(),
+            key_pair_spec: req.key_pair_spec,
+            key_material_id: pair.encrypted.material_id.clone(),
+        },
+    )
+}
+
+/// The encryption algorithm an asymmetric Encrypt/Decrypt uses: the one asked for, which
+/// an RSA key requires (its default would be SYMMETRIC_DEFAULT, which it does not support).
+pub fn asymmetric_algorithm<'a>(
+    requested: Option<&'a str>,
+    key: &KeyRecord,
+) -> Result<&'a str, AwsError> {
+    match requested {
+        Some(a) if a != "SYMMETRIC_DEFAULT" => Ok(a),
+        other => Err(kms(KmsError::rejected(
+            ErrorCode::KmsInvalidKeyUsage,
+            format!(
+                "{} does not support the encryption algorithm {}.",
+                key.arn,
+                other.unwrap_or("SYMMETRIC_DEFAULT")
+            ),
+        ))),
+    }
+}
+
+/// Asymmetric keys take no encryption context (it is authenticated data of symmetric
+/// ciphertext only).
+pub fn refuse_context(
+    context: &Option<std::collections::BTreeMap<String, String>>,
+) -> Result<(), AwsError> {
+    match context {
+        Some(c) if !c.is_empty() => Err(AwsError::validation(
+            "EncryptionContext is not supported with asymmetric KMS keys.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `key` is an asymmetric key (its ciphertexts are raw RSAES-OAEP).
+pub fn is_asymmetric(key: &KeyRecord) -> bool {
+    !key.is_symmetric()
+}

@@ -1,0 +1,151 @@
+//! Request and response shapes of the KMS operations of asymmetric keys, HMAC keys and
+//! data key pairs (Sign, Verify, GetPublicKey, GenerateMac, VerifyMac, DeriveSharedSecret,
+//! GenerateDataKeyPair). Messages, shared secrets and private keys are [`SensitiveBlob`]s:
+//! zeroized on drop and never printed. Optional response members are omitted.
+
+use crate::kms::Blob;
+use crate::protocol::SensitiveBlob;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SignRequest {
+    pub key_id: String,
+    pub message: SensitiveBlob,
+    pub message_type: Option<String>,
+    pub signing_algorithm: String,
+    pub grant_tokens: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignResponse {
+    pub key_id: String,
+    pub signature: Blob,
+    pub signing_algorithm: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VerifyRequest {
+    pub key_id: String,
+    pub message: SensitiveBlob,
+    pub message_type: Option<String>,
+    pub signature: Blob,
+    pub signing_algorithm: String,
+    pub grant_tokens: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyResponse {
+    pub key_id: String,
+    pub signature_valid: bool,
+    pub signing_algorithm: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GetPublicKeyRequest {
+    pub key_id: String,
+    pub grant_tokens: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetPublicKeyResponse {
+    pub key_id: String,
+    pub public_key: Blob,
+    pub customer_master_key_spec: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub encryption_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signing_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_agreement_algorithms: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GenerateMacRequest {
+    pub key_id: String,
+    pub message: SensitiveBlob,
+    pub mac_algorithm: String,
+    pub grant_tokens: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateMacResponse {
+    pub mac: Blob,
+    pub mac_algorithm: String,
+    pub key_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VerifyMacRequest {
+    pub key_id: String,
+    pub message: SensitiveBlob,
+    pub mac_algorithm: String,
+    pub mac: Blob,
+    pub grant_tokens: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyMacResponse {
+    pub key_id: String,
+    pub mac_valid: bool,
+    pub mac_algorithm: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeriveSharedSecretRequest {
+    pub key_id: String,
+    pub key_agreement_algorithm: String,
+    pub public_key: Blob,
+    pub grant_tokens: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+    pub recipient: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeriveSharedSecretResponse {
+    pub key_id: String,
+    pub shared_secret: SensitiveBlob,
+    pub key_agreement_algorithm: String,
+    pub key_origin: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GenerateDataKeyPairRequest {
+    pub key_id: String,
+    pub key_pair_spec: String,
+    pub encryption_context: Option<BTreeMap<String, String>>,
+    pub grant_tokens: Option<Vec<String>>,
+    pub recipient: Option<serde_json::Value>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateDataKeyPairResponse {
+    pub private_key_ciphertext_blob: Blob,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_plaintext: Option<SensitiveBlob>,
+    pub public_key: Blob,
+    pub key_id: String,
+    pub key_pair_spec: String,
+    pub key_material_id: String,
+}
