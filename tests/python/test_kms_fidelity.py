@@ -374,3 +374,120 @@ def test_generate_data_key_pair_needs_a_symmetric_key(kms):
     symmetric = new_key(kms)
     assert error(kms.generate_data_key_pair, KeyId=symmetric["KeyId"],
                  KeyPairSpec="SM2")[0] == "UnsupportedOperationException"
+
+
+# --- Grants ------------------------------------------------------------------------------------
+
+
+def test_grants_list_page_retire_by_token_and_revoke(kms):
+    key = new_key(kms)
+    grantee = "arn:aws:iam::000000000000:user/someone"
+    made = [kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=grantee, Operations=["Decrypt"],
+                             RetiringPrincipal="arn:aws:iam::000000000000:user/admin",
+                             Name=f"g{i}") for i in range(3)]
+    # The same name and terms again is the same grant.
+    again = kms.create_grant(KeyId=key["KeyId"], GranteePrincipal=grantee, Operations=["Decrypt"],
+                             RetiringPrincipal="arn:aws:iam::000000000000:user/admin", Name="g0")
+    assert again["GrantId"] == made[0]["GrantId"]
+    listed = kms.list_grants(KeyId=key["KeyId"], Limit=2)
+    assert listed["Truncated"] is True and len(listed["Grants"]) == 2
+    rest = kms.list_grants(KeyId=key["KeyId"], Marker=listed["NextMarker"])
+    grants = listed["Grants"] + rest["Grants"]
+    assert sorted(g["GrantId"] for g in grants) == sorted(m["GrantId"] for m in made)
+    entry = grants[0]
+    assert entry["KeyId"] == key["Arn"] and entry["GranteePrincipal"] == grantee
+    assert entry["Operations"] == ["Decrypt"] and entry["IssuingAccount"] == "arn:aws:iam::000000000000:root"
+    retirable = kms.list_retirable_grants(RetiringPrincipal="arn:aws:iam::000000000000:user/admin")
+    assert {m["GrantId"] for m in made} <= {g["GrantId"] for g in retirable["Grants"]}
+    kms.retire_grant(GrantToken=made[0]["GrantToken"])
+    kms.retire_grant(KeyId=key["KeyId"], GrantId=made[1]["GrantId"])
+    kms.revoke_grant(KeyId=key["KeyId"], GrantId=made[2]["GrantId"])
+    assert kms.list_grants(KeyId=key["KeyId"])["Grants"] == []
+    assert error(kms.revoke_grant, KeyId=key["KeyId"], GrantId=made[2]["GrantId"])[0] == "NotFoundException"
+    assert error(kms.retire_grant, GrantToken="bm90LWEtdG9rZW4")[0] == "InvalidGrantTokenException"
+    assert error(kms.create_grant, KeyId=key["KeyId"], GranteePrincipal=grantee, Operations=["Decrypt"],
+                 DryRun=True)[0] == "DryRunOperationException"
+    assert kms.list_grants(KeyId=key["KeyId"])["Grants"] == []
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    from test_auth import Secured
+
+    srv = Secured(tmp_path_factory.mktemp("kmsgrants"))
+    yield srv
+    srv.server.stop()
+
+
+def user_arn(name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:user/{name}"
+
+
+NO_KMS = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}]}
+
+
+def denied(fn, **kwargs):
+    assert error(fn, **kwargs)[0] == "AccessDeniedException"
+
+
+def test_a_grantee_with_no_policy_uses_the_key_through_its_grant_until_retired(secured):
+    admin = secured.client(secured.admin_key, service="kms")
+    name = "grantee-" + uuid.uuid4().hex[:8]
+    kms = secured.client(secured.user(name, NO_KMS), service="kms")
+    key = admin.create_key()["KeyMetadata"]["Arn"]
+    blob = admin.encrypt(KeyId=key, Plaintext=b"granted")["CiphertextBlob"]
+    denied(kms.decrypt, CiphertextBlob=blob)
+    grant = admin.create_grant(KeyId=key, GranteePrincipal=user_arn(name),
+                               Operations=["Decrypt", "Encrypt", "RetireGrant"])
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"granted"
+    assert kms.decrypt(CiphertextBlob=blob, KeyId=key)["Plaintext"] == b"granted"
+    kms.encrypt(KeyId=key, Plaintext=b"x")
+    denied(kms.generate_data_key, KeyId=key, KeySpec="AES_256")
+    denied(kms.describe_key, KeyId=key)
+    kms.retire_grant(GrantToken=grant["GrantToken"])
+    denied(kms.decrypt, CiphertextBlob=blob)
+    denied(kms.encrypt, KeyId=key, Plaintext=b"x")
+
+
+def test_a_revoked_or_constrained_grant_allows_nothing_more(secured):
+    admin = secured.client(secured.admin_key, service="kms")
+    name = "constrained-" + uuid.uuid4().hex[:8]
+    kms = secured.client(secured.user(name, NO_KMS), service="kms")
+    key = admin.create_key()["KeyMetadata"]["Arn"]
+    with_ctx = admin.encrypt(KeyId=key, Plaintext=b"a", EncryptionContext={"tenant": "a"})["CiphertextBlob"]
+    other_ctx = admin.encrypt(KeyId=key, Plaintext=b"b", EncryptionContext={"tenant": "b"})["CiphertextBlob"]
+    grant = admin.create_grant(KeyId=key, GranteePrincipal=user_arn(name), Operations=["Decrypt"],
+                               Constraints={"EncryptionContextEquals": {"tenant": "a"}})
+    assert kms.decrypt(CiphertextBlob=with_ctx, EncryptionContext={"tenant": "a"})["Plaintext"] == b"a"
+    denied(kms.decrypt, CiphertextBlob=other_ctx, EncryptionContext={"tenant": "b"})
+    # The grantee may not retire a grant without RetireGrant that does not name it retiring.
+    denied(kms.retire_grant, GrantToken=grant["GrantToken"])
+    admin.revoke_grant(KeyId=key, GrantId=grant["GrantId"])
+    denied(kms.decrypt, CiphertextBlob=with_ctx, EncryptionContext={"tenant": "a"})
+
+
+def test_an_explicit_deny_wins_over_a_grant(secured):
+    admin = secured.client(secured.admin_key, service="kms")
+    key = admin.create_key()["KeyMetadata"]["Arn"]
+    name = "denied-" + uuid.uuid4().hex[:8]
+    kms = secured.client(secured.user(name, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "kms:Decrypt", "Resource": key}]}), service="kms")
+    blob = admin.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+    admin.create_grant(KeyId=key, GranteePrincipal=user_arn(name), Operations=["Decrypt"])
+    denied(kms.decrypt, CiphertextBlob=blob)
+
+
+def test_signing_needs_kms_sign_on_the_key(secured):
+    admin = secured.client(secured.admin_key, service="kms")
+    key = admin.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    name = "verifier-" + uuid.uuid4().hex[:8]
+    kms = secured.client(secured.user(name, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:Verify", "kms:GetPublicKey"], "Resource": key}]}), service="kms")
+    signature = admin.sign(KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    assert kms.verify(KeyId=key, Message=b"m", Signature=signature,
+                      SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"] is True
+    kms.get_public_key(KeyId=key)
+    denied(kms.sign, KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    admin.create_grant(KeyId=key, GranteePrincipal=user_arn(name), Operations=["Sign"])
+    kms.sign(KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     KmsInvalidSignature,
     /// VerifyMac: the MAC does not verify.
     KmsInvalidMac,
+    /// RetireGrant: the grant token names no grant.
+    KmsInvalidGrantToken,
     KmsInternal,
 }
 
@@ -99,6 +101,7 @@ impl ErrorCode {
             ErrorCode::KmsCustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
             ErrorCode::KmsInvalidSignature => "KMSInvalidSignatureException",
             ErrorCode::KmsInvalidMac => "KMSInvalidMacException",
+            ErrorCode::KmsInvalidGrantToken => "InvalidGrantTokenException",
             ErrorCode::KmsInternal => "KMSInternalException",
         }
     }

@@ -12,6 +12,7 @@
 pub mod asymmetric;
 pub mod ciphertext;
 pub mod error;
+pub mod grants;
 pub mod ids;
 pub mod model;
 pub mod service;

@@ -1256,6 +1256,7 @@ impl Kms {
                 tx.delete_record(ALIAS_KIND, &record_key)?;
             }
         }
+        crate::grants::delete_grants_of(tx, key)?;
         tx.delete_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id))?;
         self.forget(key);
         Ok(())

@@ -16,7 +16,9 @@
 //! names. A stored policy that does not parse denies everything.
 use crate::iam::{Caller, Iam};
 use crate::{App, RequestContext};
-use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
+use coffer_auth::policy::{
+    Context, Decision, Policy, PolicyKind, Request, evaluate, evaluate_key_policy,
+};
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
@@ -468,6 +470,11 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
+    /// The caller's ARN (KMS grants name their grantee and retiring principal by it).
+    pub fn caller_arn(&self) -> &str {
+        &self.caller.principal.arn
+    }
+
     fn context(&self) -> Context {
         base_context(&self.caller, &self.region, self.source_ip, self.secure, self.now_ms)
     }
@@ -727,6 +734,9 @@ fn authorize_kms(
             }
             Ok(())
         }
+        // The grant decides who may retire it (its retiring principal, or its grantee when
+        // it includes RetireGrant): the handler checks that.
+        KmsOp::RetireGrant => Ok(()),
         KmsOp::ReEncrypt => {
             if let Some(source) = requested.source_key_id.as_deref() {
                 on_key("kms:ReEncryptFrom", source, requested.source_encryption_context.as_ref())?;
@@ -816,6 +826,8 @@ struct KmsKey {
     /// The aliases that point at the key (`kms:ResourceAliases`), read only when a policy
     /// that decides uses that key.
     aliases: Vec<String>,
+    /// The key's grants: what the policies do not allow, a grant to the caller may.
+    grants: Vec<coffer_kms::grants::GrantRecord>,
 }
 
 impl KmsKey {
@@ -827,7 +839,14 @@ impl KmsKey {
             Some(aws_managed_key_policy(&record.scope))
         };
         let tags = record.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-        KmsKey { arn: record.arn.clone(), customer_managed, policy, tags, aliases: Vec::new() }
+        KmsKey {
+            arn: record.arn.clone(),
+            customer_managed,
+            policy,
+            tags,
+            aliases: Vec::new(),
+            grants: Vec::new(),
+        }
     }
 
     /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
@@ -835,6 +854,7 @@ impl KmsKey {
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
+        key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
         let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
             || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
         if used {
@@ -892,6 +912,7 @@ fn resolve_kms_key(
             policy: None,
             tags: Vec::new(),
             aliases: Vec::new(),
+            grants: Vec::new(),
         },
     })
 }
@@ -930,7 +951,17 @@ fn decide_kms(
         resource_account: key_account,
         context,
     };
-    let decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
+    let mut decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
+    // KMS evaluates grants alongside the policies: a grant allows what no policy allows,
+    // but never what a policy explicitly denies.
+    if matches!(decision, Decision::NoAllow(_))
+        && key
+            .grants
+            .iter()
+            .any(|g| g.allows(&caller.principal.arn, action, call.encryption_context))
+    {
+        decision = Decision::Allow;
+    }
     match decision.denial_message(&req) {
         None => Ok(()),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),

@@ -109,9 +109,23 @@ pub fn dispatch(
         KmsOp::GenerateDataKeyPairWithoutPlaintext => decode_request(body)
             .and_then(|r| families::generate_data_key_pair(app, scope, r, false))
             .map(json),
+        KmsOp::CreateGrant => {
+            decode_request(body).and_then(|r| families::create_grant(app, scope, r)).map(json)
+        }
+        KmsOp::ListGrants => {
+            decode_request(body).and_then(|r| families::list_grants(app, scope, r)).map(json)
+        }
+        KmsOp::ListRetirableGrants => decode_request(body)
+            .and_then(|r| families::list_retirable_grants(app, scope, r))
+            .map(json),
+        KmsOp::RetireGrant => {
+            decode_request(body).and_then(|r| families::retire_grant(app, ctx, r)).map(json)
+        }
+        KmsOp::RevokeGrant => {
+            decode_request(body).and_then(|r| families::revoke_grant(app, scope, r)).map(json)
+        }
         KmsOp::ConnectCustomKeyStore
         | KmsOp::CreateCustomKeyStore
-        | KmsOp::CreateGrant
         | KmsOp::DeleteCustomKeyStore
         | KmsOp::DeleteImportedKeyMaterial
         | KmsOp::DescribeCustomKeyStores
@@ -120,14 +134,10 @@ pub fn dispatch(
         | KmsOp::GetKeyPolicy
         | KmsOp::GetParametersForImport
         | KmsOp::ImportKeyMaterial
-        | KmsOp::ListGrants
         | KmsOp::ListKeyPolicies
         | KmsOp::ListKeyRotations
-        | KmsOp::ListRetirableGrants
         | KmsOp::PutKeyPolicy
         | KmsOp::ReplicateKey
-        | KmsOp::RetireGrant
-        | KmsOp::RevokeGrant
         | KmsOp::UpdateCustomKeyStore
         | KmsOp::UpdateKeyDescription
         | KmsOp::UpdatePrimaryRegion => return None,

@@ -232,3 +232,162 @@ pub fn refuse_context(
 pub fn is_asymmetric(key: &KeyRecord) -> bool {
     !key.is_symmetric()
 }
+
+// --- Grants ----------------------------------------------------------------------------------
+
+fn grant_entry(grant: &coffer_kms::grants::GrantRecord) -> wire::GrantListEntry {
+    wire::GrantListEntry {
+        key_id: grant.key_arn.clone(),
+        grant_id: grant.grant_id.clone(),
+        name: grant.name.clone(),
+        creation_date: coffer_wire::protocol::epoch_seconds(grant.created_ms),
+        grantee_principal: grant.grantee_principal.clone(),
+        retiring_principal: grant.retiring_principal.clone(),
+        issuing_account: grant.issuing_account.clone(),
+        operations: grant.operations.clone(),
+        constraints: grant.constraints.as_ref().map(|c| wire::GrantConstraints {
+            encryption_context_subset: c.encryption_context_subset.clone(),
+            encryption_context_equals: c.encryption_context_equals.clone(),
+        }),
+    }
+}
+
+/// Runs `f` in a write transaction; with DryRun the checks run and nothing is kept.
+fn write_unless_dry_run<T: Send + 'static>(
+    app: &App,
+    dry: Option<bool>,
+    mut f: impl FnMut(&mut dyn coffer_store::WriteTxn) -> Result<T, AwsError> + Send,
+) -> Result<T, AwsError> {
+    app.write(|tx| {
+        let value = f(tx)?;
+        dry_run(dry, value)
+    })
+}
+
+pub fn create_grant(
+    app: &App,
+    scope: &Scope,
+    req: wire::CreateGrantRequest,
+) -> Result<wire::CreateGrantResponse, AwsError> {
+    let request = coffer_kms::grants::NewGrant {
+        grantee_principal: req.grantee_principal.clone(),
+        retiring_principal: req.retiring_principal.clone(),
+        operations: req.operations.clone(),
+        constraints: req.constraints.as_ref().map(|c| coffer_kms::grants::GrantConstraints {
+            encryption_context_subset: c.encryption_context_subset.clone(),
+            encryption_context_equals: c.encryption_context_equals.clone(),
+        }),
+        name: req.name.clone(),
+    };
+    let grant = write_unless_dry_run(app, req.dry_run, |tx| {
+        app.keys
+            .kms()
+            .create_grant(tx, scope, &req.key_id, request.clone(), crate::clock::now_ms())
+            .map_err(kms)
+    })?;
+    Ok(wire::CreateGrantResponse { grant_token: grant.token(), grant_id: grant.grant_id })
+}
+
+fn limit(requested: Option<i32>) -> usize {
+    requested.and_then(|l| usize::try_from(l).ok()).unwrap_or(50).clamp(1, 100)
+}
+
+pub fn list_grants(
+    app: &App,
+    scope: &Scope,
+    req: wire::ListGrantsRequest,
+) -> Result<wire::ListGrantsResponse, AwsError> {
+    let page = app.read(|tx| {
+        app.keys
+            .kms()
+            .list_grants(
+                tx,
+                scope,
+                &req.key_id,
+                req.grant_id.as_deref(),
+                req.grantee_principal.as_deref(),
+                req.marker.as_deref(),
+                limit(req.limit),
+            )
+            .map_err(kms)
+    })?;
+    Ok(wire::ListGrantsResponse {
+        grants: page.items.iter().map(grant_entry).collect(),
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker,
+    })
+}
+
+pub fn list_retirable_grants(
+    app: &App,
+    scope: &Scope,
+    req: wire::ListRetirableGrantsRequest,
+) -> Result<wire::ListGrantsResponse, AwsError> {
+    let page = app.read(|tx| {
+        app.keys
+            .kms()
+            .list_retirable_grants(
+                tx,
+                scope,
+                &req.retiring_principal,
+                req.marker.as_deref(),
+                limit(req.limit),
+            )
+            .map_err(kms)
+    })?;
+    Ok(wire::ListGrantsResponse {
+        grants: page.items.iter().map(grant_entry).collect(),
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker,
+    })
+}
+
+/// RetireGrant: the grant's retiring principal, or its grantee when the grant includes
+/// RetireGrant, may retire it (KMS decides this by the grant, not by policies).
+pub fn retire_grant(
+    app: &App,
+    ctx: &crate::RequestContext,
+    req: wire::RetireGrantRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
+    write_unless_dry_run(app, req.dry_run, |tx| {
+        let kms_service = app.keys.kms();
+        let grant = kms_service
+            .grant_to_retire(
+                &*tx,
+                scope,
+                req.grant_token.as_deref(),
+                req.key_id.as_deref(),
+                req.grant_id.as_deref(),
+            )
+            .map_err(kms)?;
+        if let Some(gate) = &ctx.gate {
+            let caller = gate.caller_arn();
+            let retiring = grant.retiring_principal.as_deref() == Some(caller);
+            let grantee_may = grant.grantee_principal == caller
+                && grant.operations.iter().any(|o| o == "RetireGrant");
+            if !retiring && !grantee_may {
+                return Err(AwsError::new(
+                    ErrorCode::AccessDenied,
+                    format!(
+                        "User: {caller} is not authorized to perform: kms:RetireGrant on resource: {}",
+                        grant.key_arn
+                    ),
+                ));
+            }
+        }
+        kms_service.delete_grant(tx, scope, &grant).map_err(kms)?;
+        Ok(wire::EmptyResponse {})
+    })
+}
+
+pub fn revoke_grant(
+    app: &App,
+    scope: &Scope,
+    req: wire::RevokeGrantRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    write_unless_dry_run(app, req.dry_run, |tx| {
+        app.keys.kms().revoke_grant(tx, scope, &req.key_id, &req.grant_id).map_err(kms)?;
+        Ok(wire::EmptyResponse {})
+    })
+}

@@ -4,6 +4,7 @@
 //! zeroized on drop and never printed. Optional response members are omitted.
 
 use crate::kms::Blob;
+pub use crate::kms::EmptyResponse;
 use crate::protocol::SensitiveBlob;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,4 +149,95 @@ pub struct GenerateDataKeyPairResponse {
     pub key_id: String,
     pub key_pair_spec: String,
     pub key_material_id: String,
+}
+
+/// A grant's constraints as KMS spells them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GrantConstraints {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_context_subset: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_context_equals: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateGrantRequest {
+    pub key_id: String,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraints>,
+    pub grant_tokens: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateGrantResponse {
+    pub grant_token: String,
+    pub grant_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListGrantsRequest {
+    pub key_id: String,
+    pub limit: Option<i32>,
+    pub marker: Option<String>,
+    pub grant_id: Option<String>,
+    pub grantee_principal: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListRetirableGrantsRequest {
+    pub retiring_principal: String,
+    pub limit: Option<i32>,
+    pub marker: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantListEntry {
+    pub key_id: String,
+    pub grant_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub creation_date: f64,
+    pub grantee_principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    pub issuing_account: String,
+    pub operations: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<GrantConstraints>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListGrantsResponse {
+    pub grants: Vec<GrantListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RetireGrantRequest {
+    pub grant_token: Option<String>,
+    pub key_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RevokeGrantRequest {
+    pub key_id: String,
+    pub grant_id: String,
+    pub dry_run: Option<bool>,
 }
