@@ -491,3 +491,50 @@ def test_signing_needs_kms_sign_on_the_key(secured):
     denied(kms.sign, KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
     admin.create_grant(KeyId=key, GranteePrincipal=user_arn(name), Operations=["Sign"])
     kms.sign(KeyId=key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+
+
+# --- Key policies and description ---------------------------------------------------------------
+
+
+def test_key_policies_are_read_written_and_refused_when_they_do_not_parse(kms, url):
+    key = new_key(kms)
+    got = kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")
+    assert got["PolicyName"] == "default"
+    default = json.loads(got["Policy"])
+    assert default["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert default["Statement"][0]["Action"] == "kms:*"
+    assert kms.list_key_policies(KeyId=key["KeyId"])["PolicyNames"] == ["default"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "mine", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        "Action": "kms:*", "Resource": "*"}]})
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=policy)
+    assert json.loads(kms.get_key_policy(KeyId=key["KeyId"])["Policy"])["Statement"][0]["Sid"] == "mine"
+    typo = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
+        "Condition": {"StringNotEqual": {"aws:username": "x"}}}]})
+    for bad in ["{not json", typo]:
+        assert error(kms.put_key_policy, KeyId=key["KeyId"], Policy=bad)[0] == "MalformedPolicyDocumentException"
+    assert json.loads(kms.get_key_policy(KeyId=key["KeyId"])["Policy"])["Statement"][0]["Sid"] == "mine"
+    assert error(kms.get_key_policy, KeyId=key["KeyId"], PolicyName="other")[0] == "NotFoundException"
+    kms.update_key_description(KeyId=key["KeyId"], Description="new words")
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["Description"] == "new words"
+    missing = str(uuid.uuid4())
+    assert error(kms.update_key_description, KeyId=missing, Description="x")[0] == "NotFoundException"
+
+
+def test_a_new_key_policy_decides_the_next_request(secured):
+    admin = secured.client(secured.admin_key, service="kms")
+    name = "policyuser-" + uuid.uuid4().hex[:8]
+    kms = secured.client(secured.user(name, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}), service="kms")
+    key = admin.create_key()["KeyMetadata"]["Arn"]
+    kms.encrypt(KeyId=key, Plaintext=b"x")
+    admin_only = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/admin"},
+        "Action": "kms:*", "Resource": "*"}]})
+    admin.put_key_policy(KeyId=key, Policy=admin_only)
+    denied(kms.encrypt, KeyId=key, Plaintext=b"x")
+    admin.encrypt(KeyId=key, Plaintext=b"x")
+    # GetKeyPolicy shows the user ARN as given (stored bound to the user's unique id).
+    shown = json.loads(admin.get_key_policy(KeyId=key)["Policy"])
+    assert shown["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::000000000000:user/admin"}

@@ -14,6 +14,7 @@ pub mod ciphertext;
 pub mod error;
 pub mod grants;
 pub mod ids;
+pub mod key_admin;
 pub mod model;
 pub mod service;
 

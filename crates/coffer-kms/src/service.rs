@@ -180,7 +180,7 @@ impl Kms {
     }
 }
 
-fn save_key(tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+pub(crate) fn save_key(tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
     tx.put_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id), &encode(key))?;
     Ok(())
 }

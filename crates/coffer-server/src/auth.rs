@@ -877,18 +877,23 @@ fn aws_managed_key_policy(scope: &Scope) -> Arc<Policy> {
     if let Some(found) = policies.read().ok().and_then(|m| m.get(scope).cloned()) {
         return found;
     }
-    let (account, region) = (&scope.account, &scope.region);
-    let text = format!(
-        r#"{{"Version":"2012-10-17","Id":"auto-secretsmanager-2","Statement":[
-{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}","kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
-{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:GenerateDataKey*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}"}},"StringLike":{{"kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
-{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
-    );
+    let text = aws_managed_key_policy_text(scope);
     let policy = Arc::new(stored_policy(&text, "AWS managed key policy"));
     if let Ok(mut map) = policies.write() {
         map.insert(scope.clone(), policy.clone());
     }
     policy
+}
+
+/// The text of the AWS managed key policy of `scope` (GetKeyPolicy shows it).
+pub(crate) fn aws_managed_key_policy_text(scope: &Scope) -> String {
+    let (account, region) = (&scope.account, &scope.region);
+    format!(
+        r#"{{"Version":"2012-10-17","Id":"auto-secretsmanager-2","Statement":[
+{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}","kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
+{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:GenerateDataKey*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}"}},"StringLike":{{"kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
+{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
+    )
 }
 
 /// Resolves a key reference (id, ARN, alias name or alias ARN) in `scope` with the key

@@ -124,6 +124,18 @@ pub fn dispatch(
         KmsOp::RevokeGrant => {
             decode_request(body).and_then(|r| families::revoke_grant(app, scope, r)).map(json)
         }
+        KmsOp::GetKeyPolicy => {
+            decode_request(body).and_then(|r| families::get_key_policy(app, scope, r)).map(json)
+        }
+        KmsOp::PutKeyPolicy => {
+            decode_request(body).and_then(|r| families::put_key_policy(app, scope, r)).map(json)
+        }
+        KmsOp::ListKeyPolicies => {
+            decode_request(body).and_then(|r| families::list_key_policies(app, scope, r)).map(json)
+        }
+        KmsOp::UpdateKeyDescription => decode_request(body)
+            .and_then(|r| families::update_key_description(app, scope, r))
+            .map(json),
         KmsOp::ConnectCustomKeyStore
         | KmsOp::CreateCustomKeyStore
         | KmsOp::DeleteCustomKeyStore
@@ -131,15 +143,11 @@ pub fn dispatch(
         | KmsOp::DescribeCustomKeyStores
         | KmsOp::DisconnectCustomKeyStore
         | KmsOp::GetKeyLastUsage
-        | KmsOp::GetKeyPolicy
         | KmsOp::GetParametersForImport
         | KmsOp::ImportKeyMaterial
-        | KmsOp::ListKeyPolicies
         | KmsOp::ListKeyRotations
-        | KmsOp::PutKeyPolicy
         | KmsOp::ReplicateKey
         | KmsOp::UpdateCustomKeyStore
-        | KmsOp::UpdateKeyDescription
         | KmsOp::UpdatePrimaryRegion => return None,
     };
     // KMS reports its own internal failures as KMSInternalException.
@@ -217,14 +225,15 @@ fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
 }
 
-const INVALID_PRINCIPALS: &str = "Policy contains a statement with one or more invalid principals.";
+pub(crate) const INVALID_PRINCIPALS: &str =
+    "Policy contains a statement with one or more invalid principals.";
 
 /// Refuses a key policy that is a JSON object but not a valid policy, as KMS does with
 /// MalformedPolicyDocumentException. Authorization reads the stored policy with the same
 /// parser, so a policy accepted here is one it can enforce (a typo such as `StringNotEqual`
 /// must never be stored and then read as "no policy"). Text that is not a JSON object is
 /// left to the key service, which answers it in KMS's words.
-fn check_key_policy(text: &str) -> Result<(), AwsError> {
+pub(crate) fn check_key_policy(text: &str) -> Result<(), AwsError> {
     if !matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_))) {
         return Ok(());
     }

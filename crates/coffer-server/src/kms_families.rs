@@ -9,6 +9,7 @@ use crate::kms_api::{dry_run, refuse_recipient};
 use coffer_core::ErrorCode;
 use coffer_core::{AwsError, Scope};
 use coffer_kms::asymmetric::{encryption_algorithms, key_agreement_algorithms, signing_algorithms};
+use coffer_kms::key_admin;
 use coffer_kms::{KeyRecord, KmsError};
 use coffer_wire::kms::Blob;
 use coffer_wire::kms_families as wire;
@@ -390,4 +391,78 @@ pub fn revoke_grant(
         app.keys.kms().revoke_grant(tx, scope, &req.key_id, &req.grant_id).map_err(kms)?;
         Ok(wire::EmptyResponse {})
     })
+}
+
+// --- Key policies and description -------------------------------------------------------------
+
+pub fn get_key_policy(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyPolicyRequest,
+) -> Result<wire::GetKeyPolicyResponse, AwsError> {
+    key_admin::check_policy_name(req.policy_name.as_deref()).map_err(kms)?;
+    let policy = app.read(|tx| {
+        let key = app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms)?;
+        if key.manager == coffer_kms::KeyManager::Aws {
+            return Ok(crate::auth::aws_managed_key_policy_text(&key.scope));
+        }
+        match key.policy {
+            Some(text) => crate::policies::show_user_principals(tx, text),
+            None => Ok(key_admin::default_key_policy(&key.scope.account)),
+        }
+    })?;
+    Ok(wire::GetKeyPolicyResponse {
+        policy,
+        policy_name: key_admin::DEFAULT_POLICY_NAME.to_string(),
+    })
+}
+
+pub fn put_key_policy(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyPolicyRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    key_admin::check_policy_name(req.policy_name.as_deref()).map_err(kms)?;
+    let text = req.policy.clone().unwrap_or_default();
+    // The same checks as CreateKey: a policy that does not parse is refused, never stored.
+    crate::kms_api::check_key_policy(&text)?;
+    app.write(|tx| {
+        let mut policy = text.clone();
+        if matches!(
+            serde_json::from_str::<serde_json::Value>(&policy),
+            Ok(serde_json::Value::Object(_))
+        ) {
+            policy = crate::policies::bind_user_principals(
+                app,
+                &*tx,
+                &policy,
+                crate::kms_api::INVALID_PRINCIPALS,
+            )?;
+        }
+        app.keys.kms().put_key_policy(tx, scope, &req.key_id, &policy).map_err(kms)
+    })?;
+    Ok(wire::EmptyResponse {})
+}
+
+pub fn list_key_policies(
+    app: &App,
+    scope: &Scope,
+    req: wire::KeyPolicyRequest,
+) -> Result<wire::ListKeyPoliciesResponse, AwsError> {
+    app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms))?;
+    Ok(wire::ListKeyPoliciesResponse {
+        policy_names: vec![key_admin::DEFAULT_POLICY_NAME.to_string()],
+        truncated: false,
+    })
+}
+
+pub fn update_key_description(
+    app: &App,
+    scope: &Scope,
+    req: wire::UpdateKeyDescriptionRequest,
+) -> Result<wire::EmptyResponse, AwsError> {
+    app.write(|tx| {
+        app.keys.kms().update_key_description(tx, scope, &req.key_id, &req.description).map_err(kms)
+    })?;
+    Ok(wire::EmptyResponse {})
 }

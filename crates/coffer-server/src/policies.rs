@@ -56,7 +56,7 @@ pub(crate) fn bind_user_principals(
 
 /// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
 /// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
-fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
+pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
     if !text.contains("AIDA") {
         return Ok(text);
     }
