@@ -55,6 +55,8 @@ pub enum ErrorCode {
     /// RetireGrant: the grant token names no grant.
     KmsInvalidGrantToken,
     KmsInternal,
+    /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
+    CloudTrail(&'static str),
 }
 
 impl ErrorCode {
@@ -103,6 +105,7 @@ impl ErrorCode {
             ErrorCode::KmsInvalidMac => "KMSInvalidMacException",
             ErrorCode::KmsInvalidGrantToken => "InvalidGrantTokenException",
             ErrorCode::KmsInternal => "KMSInternalException",
+            ErrorCode::CloudTrail(code) => code,
         }
     }
 
@@ -115,6 +118,7 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => 413,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
+            ErrorCode::CloudTrail("InternalFailure") => 500,
             _ => 400,
         }
     }

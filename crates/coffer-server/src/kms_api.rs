@@ -29,29 +29,27 @@ pub fn dispatch(
 ) -> Option<Result<Vec<u8>, AwsError>> {
     let scope = &ctx.scope;
     let result = match op {
-        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
+        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, ctx, r)).map(json),
         KmsOp::DescribeKey => {
             decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json)
         }
         KmsOp::ListKeys => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
-        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
-        KmsOp::DisableKey => {
-            decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json)
-        }
+        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, ctx, r)).map(json),
+        KmsOp::DisableKey => decode_request(body).and_then(|r| disable_key(app, ctx, r)).map(json),
         KmsOp::ScheduleKeyDeletion => {
-            decode_request(body).and_then(|r| schedule_key_deletion(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| schedule_key_deletion(app, ctx, r)).map(json)
         }
         KmsOp::CancelKeyDeletion => {
-            decode_request(body).and_then(|r| cancel_key_deletion(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| cancel_key_deletion(app, ctx, r)).map(json)
         }
         KmsOp::CreateAlias => {
-            decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| create_alias(app, ctx, r)).map(json)
         }
         KmsOp::UpdateAlias => {
-            decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| update_alias(app, ctx, r)).map(json)
         }
         KmsOp::DeleteAlias => {
-            decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| delete_alias(app, ctx, r)).map(json)
         }
         KmsOp::ListAliases => {
             decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json)
@@ -67,22 +65,22 @@ pub fn dispatch(
         }
         KmsOp::GenerateRandom => decode_request(body).and_then(generate_random_bytes).map(json),
         KmsOp::EnableKeyRotation => {
-            decode_request(body).and_then(|r| enable_key_rotation(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| enable_key_rotation(app, ctx, r)).map(json)
         }
         KmsOp::DisableKeyRotation => {
-            decode_request(body).and_then(|r| disable_key_rotation(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| disable_key_rotation(app, ctx, r)).map(json)
         }
         KmsOp::GetKeyRotationStatus => {
             decode_request(body).and_then(|r| get_key_rotation_status(app, scope, r)).map(json)
         }
         KmsOp::RotateKeyOnDemand => {
-            decode_request(body).and_then(|r| rotate_key_on_demand(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| rotate_key_on_demand(app, ctx, r)).map(json)
         }
         KmsOp::TagResource => {
-            decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| tag_resource(app, ctx, r)).map(json)
         }
         KmsOp::UntagResource => {
-            decode_request(body).and_then(|r| untag_resource(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| untag_resource(app, ctx, r)).map(json)
         }
         KmsOp::ListResourceTags => {
             decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
@@ -110,7 +108,7 @@ pub fn dispatch(
             .and_then(|r| families::generate_data_key_pair(app, scope, r, false))
             .map(json),
         KmsOp::CreateGrant => {
-            decode_request(body).and_then(|r| families::create_grant(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| families::create_grant(app, ctx, r)).map(json)
         }
         KmsOp::ListGrants => {
             decode_request(body).and_then(|r| families::list_grants(app, scope, r)).map(json)
@@ -122,19 +120,19 @@ pub fn dispatch(
             decode_request(body).and_then(|r| families::retire_grant(app, ctx, r)).map(json)
         }
         KmsOp::RevokeGrant => {
-            decode_request(body).and_then(|r| families::revoke_grant(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| families::revoke_grant(app, ctx, r)).map(json)
         }
         KmsOp::GetKeyPolicy => {
             decode_request(body).and_then(|r| families::get_key_policy(app, scope, r)).map(json)
         }
         KmsOp::PutKeyPolicy => {
-            decode_request(body).and_then(|r| families::put_key_policy(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| families::put_key_policy(app, ctx, r)).map(json)
         }
         KmsOp::ListKeyPolicies => {
             decode_request(body).and_then(|r| families::list_key_policies(app, scope, r)).map(json)
         }
         KmsOp::UpdateKeyDescription => decode_request(body)
-            .and_then(|r| families::update_key_description(app, scope, r))
+            .and_then(|r| families::update_key_description(app, ctx, r))
             .map(json),
         KmsOp::ConnectCustomKeyStore
         | KmsOp::CreateCustomKeyStore
@@ -250,9 +248,10 @@ pub(crate) fn check_key_policy(text: &str) -> Result<(), AwsError> {
 
 pub fn create_key(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::CreateKeyRequest,
 ) -> Result<wire::KeyMetadataResponse, AwsError> {
+    let scope = &ctx.scope;
     if let Some(text) = &req.policy {
         check_key_policy(text)?;
     }
@@ -268,7 +267,7 @@ pub fn create_key(
         policy: req.policy,
         tags: to_tags(req.tags.unwrap_or_default()),
     };
-    let key = app.write(|tx| {
+    let key = app.write(ctx, |tx| {
         let mut request = request.clone();
         // IAM users named in the key policy are bound to their unique ids, as for resource
         // policies: a user recreated under the same name is not the one the policy names.
@@ -314,28 +313,31 @@ pub fn list_keys(
 
 pub fn enable_key(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().enable_key(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().enable_key(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
 pub fn disable_key(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().disable_key(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().disable_key(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
 pub fn schedule_key_deletion(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::ScheduleKeyDeletionRequest,
 ) -> Result<wire::ScheduleKeyDeletionResponse, AwsError> {
-    let key = app.write(|tx| {
+    let scope = &ctx.scope;
+    let key = app.write(ctx, |tx| {
         app.keys
             .kms()
             .schedule_key_deletion(
@@ -357,11 +359,12 @@ pub fn schedule_key_deletion(
 
 pub fn cancel_key_deletion(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::KeyIdResponse, AwsError> {
-    let key =
-        app.write(|tx| app.keys.kms().cancel_key_deletion(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    let key = app
+        .write(ctx, |tx| app.keys.kms().cancel_key_deletion(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::KeyIdResponse { key_id: key.arn })
 }
 
@@ -385,11 +388,12 @@ fn target_key_id(req: &wire::AliasRequest) -> Result<&str, AwsError> {
 
 pub fn create_alias(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::AliasRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
     let target = target_key_id(&req)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         app.keys
             .kms()
             .create_alias(tx, scope, &req.alias_name, target, clock::now_ms())
@@ -400,11 +404,12 @@ pub fn create_alias(
 
 pub fn update_alias(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::AliasRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
     let target = target_key_id(&req)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         app.keys
             .kms()
             .update_alias(tx, scope, &req.alias_name, target, clock::now_ms())
@@ -415,10 +420,11 @@ pub fn update_alias(
 
 pub fn delete_alias(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::AliasRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().delete_alias(tx, scope, &req.alias_name).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().delete_alias(tx, scope, &req.alias_name).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
@@ -681,10 +687,11 @@ pub fn generate_random_bytes(
 
 pub fn enable_key_rotation(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::EnableKeyRotationRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| {
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| {
         app.keys
             .kms()
             .enable_key_rotation(
@@ -701,10 +708,11 @@ pub fn enable_key_rotation(
 
 pub fn disable_key_rotation(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().disable_key_rotation(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().disable_key_rotation(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
@@ -728,10 +736,11 @@ pub fn get_key_rotation_status(
 
 pub fn rotate_key_on_demand(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::KeyIdResponse, AwsError> {
-    let key = app.write(|tx| {
+    let scope = &ctx.scope;
+    let key = app.write(ctx, |tx| {
         app.keys.kms().rotate_key_on_demand(tx, scope, &req.key_id, clock::now_ms()).map_err(kms)
     })?;
     Ok(wire::KeyIdResponse { key_id: key.arn })
@@ -739,20 +748,22 @@ pub fn rotate_key_on_demand(
 
 pub fn tag_resource(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::TagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
     let tags = to_tags(req.tags);
-    app.write(|tx| app.keys.kms().tag_resource(tx, scope, &req.key_id, &tags).map_err(kms))?;
+    app.write(ctx, |tx| app.keys.kms().tag_resource(tx, scope, &req.key_id, &tags).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
 pub fn untag_resource(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::UntagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| {
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| {
         app.keys.kms().untag_resource(tx, scope, &req.key_id, &req.tag_keys).map_err(kms)
     })?;
     Ok(wire::EmptyResponse {})
@@ -782,12 +793,10 @@ pub fn list_resource_tags(
     })
 }
 
-/// Carries out due key deletions and automatic rotations (called by the background sweeper).
-/// Carries out due key deletions and rotations, each with its KMS service event
-/// (`DeleteKey`, `RotateKey`) in the same transaction.
+/// Carries out due key deletions and rotations (called by the background sweeper), each
+/// with its KMS service event (`DeleteKey`, `RotateKey`) in the same transaction.
 pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsError> {
-    crate::audit::forget_pending();
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let work = app.keys.kms().carry_out_due(tx, now).map_err(kms)?;
         for (scope, arn) in &work.deleted {
             crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "DeleteKey", arn, now)?;

@@ -256,10 +256,11 @@ fn grant_entry(grant: &coffer_kms::grants::GrantRecord) -> wire::GrantListEntry 
 /// Runs `f` in a write transaction; with DryRun the checks run and nothing is kept.
 fn write_unless_dry_run<T: Send + 'static>(
     app: &App,
+    ctx: &crate::RequestContext,
     dry: Option<bool>,
     mut f: impl FnMut(&mut dyn coffer_store::WriteTxn) -> Result<T, AwsError> + Send,
 ) -> Result<T, AwsError> {
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let value = f(tx)?;
         dry_run(dry, value)
     })
@@ -267,7 +268,7 @@ fn write_unless_dry_run<T: Send + 'static>(
 
 pub fn create_grant(
     app: &App,
-    scope: &Scope,
+    ctx: &crate::RequestContext,
     req: wire::CreateGrantRequest,
 ) -> Result<wire::CreateGrantResponse, AwsError> {
     let request = coffer_kms::grants::NewGrant {
@@ -280,10 +281,10 @@ pub fn create_grant(
         }),
         name: req.name.clone(),
     };
-    let grant = write_unless_dry_run(app, req.dry_run, |tx| {
+    let grant = write_unless_dry_run(app, ctx, req.dry_run, |tx| {
         app.keys
             .kms()
-            .create_grant(tx, scope, &req.key_id, request.clone(), crate::clock::now_ms())
+            .create_grant(tx, &ctx.scope, &req.key_id, request.clone(), crate::clock::now_ms())
             .map_err(kms)
     })?;
     Ok(wire::CreateGrantResponse { grant_token: grant.token(), grant_id: grant.grant_id })
@@ -351,7 +352,7 @@ pub fn retire_grant(
     req: wire::RetireGrantRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
     let scope = &ctx.scope;
-    write_unless_dry_run(app, req.dry_run, |tx| {
+    write_unless_dry_run(app, ctx, req.dry_run, |tx| {
         let kms_service = app.keys.kms();
         let grant = kms_service
             .grant_to_retire(
@@ -384,11 +385,11 @@ pub fn retire_grant(
 
 pub fn revoke_grant(
     app: &App,
-    scope: &Scope,
+    ctx: &crate::RequestContext,
     req: wire::RevokeGrantRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    write_unless_dry_run(app, req.dry_run, |tx| {
-        app.keys.kms().revoke_grant(tx, scope, &req.key_id, &req.grant_id).map_err(kms)?;
+    write_unless_dry_run(app, ctx, req.dry_run, |tx| {
+        app.keys.kms().revoke_grant(tx, &ctx.scope, &req.key_id, &req.grant_id).map_err(kms)?;
         Ok(wire::EmptyResponse {})
     })
 }
@@ -419,14 +420,15 @@ pub fn get_key_policy(
 
 pub fn put_key_policy(
     app: &App,
-    scope: &Scope,
+    ctx: &crate::RequestContext,
     req: wire::KeyPolicyRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
     key_admin::check_policy_name(req.policy_name.as_deref()).map_err(kms)?;
     let text = req.policy.clone().unwrap_or_default();
     // The same checks as CreateKey: a policy that does not parse is refused, never stored.
     crate::kms_api::check_key_policy(&text)?;
-    app.write(|tx| {
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| {
         let mut policy = text.clone();
         if matches!(
             serde_json::from_str::<serde_json::Value>(&policy),
@@ -458,11 +460,14 @@ pub fn list_key_policies(
 
 pub fn update_key_description(
     app: &App,
-    scope: &Scope,
+    ctx: &crate::RequestContext,
     req: wire::UpdateKeyDescriptionRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| {
-        app.keys.kms().update_key_description(tx, scope, &req.key_id, &req.description).map_err(kms)
+    app.write(ctx, |tx| {
+        let kms_service = app.keys.kms();
+        kms_service
+            .update_key_description(tx, &ctx.scope, &req.key_id, &req.description)
+            .map_err(kms)
     })?;
     Ok(wire::EmptyResponse {})
 }
