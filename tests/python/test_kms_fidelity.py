@@ -538,3 +538,50 @@ def test_a_new_key_policy_decides_the_next_request(secured):
     # GetKeyPolicy shows the user ARN as given (stored bound to the user's unique id).
     shown = json.loads(admin.get_key_policy(KeyId=key)["Policy"])
     assert shown["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::000000000000:user/admin"}
+
+
+# --- The aws kms CLI over the new operations -----------------------------------------------------
+
+
+def test_cli_drives_the_new_kms_operations(url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def aws(*args: str) -> dict:
+        env = dict(os.environ)
+        env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                   AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_PAGER="")
+        for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+            env.pop(var, None)
+        proc = subprocess.run([sys.executable, "-m", "awscli", "kms", *args, "--endpoint-url", url,
+                               "--region", REGION, "--output", "json"],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+    key = aws("create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY")["KeyMetadata"]
+    message = tmp_path / "message"
+    message.write_bytes(b"signed by the cli")
+    signed = aws("sign", "--key-id", key["KeyId"], "--message", f"fileb://{message}",
+                 "--signing-algorithm", "ECDSA_SHA_256")
+    signature = tmp_path / "signature"
+    signature.write_bytes(__import__("base64").b64decode(signed["Signature"]))
+    verified = aws("verify", "--key-id", key["KeyId"], "--message", f"fileb://{message}",
+                   "--signature", f"fileb://{signature}", "--signing-algorithm", "ECDSA_SHA_256")
+    assert verified["SignatureValid"] is True
+    assert aws("get-public-key", "--key-id", key["KeyId"])["KeySpec"] == "ECC_NIST_P256"
+    grant = aws("create-grant", "--key-id", key["KeyId"], "--grantee-principal",
+                f"arn:aws:iam::{ACCOUNT}:user/cli", "--operations", "Sign", "Verify")
+    assert [g["GrantId"] for g in aws("list-grants", "--key-id", key["KeyId"])["Grants"]] == [grant["GrantId"]]
+    aws("revoke-grant", "--key-id", key["KeyId"], "--grant-id", grant["GrantId"])
+    aws("update-key-description", "--key-id", key["KeyId"], "--description", "from the cli")
+    assert aws("describe-key", "--key-id", key["KeyId"])["KeyMetadata"]["Description"] == "from the cli"
+    assert aws("list-key-policies", "--key-id", key["KeyId"])["PolicyNames"] == ["default"]
+    hmac_key = aws("create-key", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC")["KeyMetadata"]
+    mac = aws("generate-mac", "--key-id", hmac_key["KeyId"], "--message", f"fileb://{message}",
+              "--mac-algorithm", "HMAC_SHA_256")
+    assert len(__import__("base64").b64decode(mac["Mac"])) == 32
+    symmetric = aws("create-key")["KeyMetadata"]
+    pair = aws("generate-data-key-pair", "--key-id", symmetric["KeyId"], "--key-pair-spec", "RSA_2048")
+    assert pair["KeyPairSpec"] == "RSA_2048" and pair["PrivateKeyPlaintext"]
