@@ -585,3 +585,18 @@ def test_cli_drives_the_new_kms_operations(url, tmp_path):
     symmetric = aws("create-key")["KeyMetadata"]
     pair = aws("generate-data-key-pair", "--key-id", symmetric["KeyId"], "--key-pair-spec", "RSA_2048")
     assert pair["KeyPairSpec"] == "RSA_2048" and pair["PrivateKeyPlaintext"]
+
+
+def test_a_recreated_user_does_not_inherit_a_grant(secured):
+    admin = secured.client(secured.admin_key, service="kms")
+    name = "regrant-" + uuid.uuid4().hex[:8]
+    first = secured.client(secured.user(name, NO_KMS), service="kms")
+    key = admin.create_key()["KeyMetadata"]["Arn"]
+    admin.create_grant(KeyId=key, GranteePrincipal=user_arn(name), Operations=["Encrypt"])
+    first.encrypt(KeyId=key, Plaintext=b"x")
+    secured.coffer_admin("delete-user", name)
+    second = secured.client(secured.user(name, NO_KMS), service="kms")
+    denied(second.encrypt, KeyId=key, Plaintext=b"x")
+    # A grant to a user that does not exist is refused (it would go to whoever is created later).
+    assert error(admin.create_grant, KeyId=key, GranteePrincipal=user_arn("nobody-" + uuid.uuid4().hex[:6]),
+                 Operations=["Encrypt"])[0] == "ValidationException"

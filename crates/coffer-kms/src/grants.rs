@@ -46,6 +46,13 @@ pub struct GrantRecord {
     pub constraints: Option<GrantConstraints>,
     /// The random part of the grant's token.
     token_secret: String,
+    /// The unique id of the IAM user the grantee ARN named when the grant was made: a
+    /// user deleted and recreated under that name (a new id) does not inherit the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grantee_user_id: Option<String>,
+    /// The same, for the retiring principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_user_id: Option<String>,
 }
 
 /// What CreateGrant asks for.
@@ -56,6 +63,9 @@ pub struct NewGrant {
     pub operations: Vec<String>,
     pub constraints: Option<GrantConstraints>,
     pub name: Option<String>,
+    /// The unique ids of the IAM users the grantee and retiring principal name, if any.
+    pub grantee_user_id: Option<String>,
+    pub retiring_user_id: Option<String>,
 }
 
 fn grant_prefix(scope: &Scope, key_id: &str) -> String {
@@ -80,15 +90,29 @@ impl GrantRecord {
         URL_SAFE_NO_PAD.encode(format!("{}/{}/{}", self.key_id, self.grant_id, self.token_secret))
     }
 
-    /// Whether the grant lets `principal` do `action` (`kms:Decrypt`) with `context`.
+    /// Whether the grant names the caller (`arn`, unique id `user_id`) as its grantee.
+    pub fn is_grantee(&self, arn: &str, user_id: &str) -> bool {
+        self.grantee_principal == arn
+            && self.grantee_user_id.as_deref().is_none_or(|id| id == user_id)
+    }
+
+    /// Whether the grant names the caller as its retiring principal.
+    pub fn is_retiring(&self, arn: &str, user_id: &str) -> bool {
+        self.retiring_principal.as_deref() == Some(arn)
+            && self.retiring_user_id.as_deref().is_none_or(|id| id == user_id)
+    }
+
+    /// Whether the grant lets the caller (`arn`, `user_id`) do `action` (`kms:Decrypt`)
+    /// with `context`.
     pub fn allows(
         &self,
-        principal: &str,
+        arn: &str,
+        user_id: &str,
         action: &str,
         context: Option<&EncryptionContext>,
     ) -> bool {
         let Some(operation) = action.strip_prefix("kms:") else { return false };
-        if self.grantee_principal != principal || !self.operations.iter().any(|o| o == operation) {
+        if !self.is_grantee(arn, user_id) || !self.operations.iter().any(|o| o == operation) {
             return false;
         }
         let Some(constraints) = &self.constraints else { return true };
@@ -171,6 +195,8 @@ impl Kms {
             operations: request.operations,
             constraints: request.constraints,
             token_secret: hex(&coffer_crypto::random_bytes(16)),
+            grantee_user_id: request.grantee_user_id,
+            retiring_user_id: request.retiring_user_id,
         };
         save(tx, scope, &grant)?;
         Ok(grant)
@@ -322,6 +348,8 @@ mod tests {
             operations: vec!["Decrypt".into()],
             constraints,
             token_secret: "s".into(),
+            grantee_user_id: Some("AIDAAPP".into()),
+            retiring_user_id: None,
         }
     }
 
@@ -331,26 +359,45 @@ mod tests {
         let ctx = |pairs: &[(&str, &str)]| -> EncryptionContext {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
-        assert!(grant(None).allows(me, "kms:Decrypt", None));
-        assert!(!grant(None).allows(me, "kms:Encrypt", None));
-        assert!(!grant(None).allows("arn:aws:iam::111122223333:user/other", "kms:Decrypt", None));
+        assert!(grant(None).allows(me, "AIDAAPP", "kms:Decrypt", None));
+        assert!(!grant(None).allows(me, "AIDAAPP", "kms:Encrypt", None));
+        assert!(!grant(None).allows(
+            "arn:aws:iam::111122223333:user/other",
+            "AIDAAPP",
+            "kms:Decrypt",
+            None
+        ));
+        // The same name with another unique id is another user.
+        assert!(!grant(None).allows(me, "AIDARECREATED", "kms:Decrypt", None));
         let subset = GrantConstraints {
             encryption_context_subset: Some(ctx(&[("a", "1")])),
             ..Default::default()
         };
         assert!(grant(Some(subset.clone())).allows(
             me,
+            "AIDAAPP",
             "kms:Decrypt",
             Some(&ctx(&[("a", "1"), ("b", "2")]))
         ));
-        assert!(!grant(Some(subset)).allows(me, "kms:Decrypt", Some(&ctx(&[("a", "2")]))));
+        assert!(!grant(Some(subset)).allows(
+            me,
+            "AIDAAPP",
+            "kms:Decrypt",
+            Some(&ctx(&[("a", "2")]))
+        ));
         let equals = GrantConstraints {
             encryption_context_equals: Some(ctx(&[("a", "1")])),
             ..Default::default()
         };
-        assert!(grant(Some(equals.clone())).allows(me, "kms:Decrypt", Some(&ctx(&[("a", "1")]))));
+        assert!(grant(Some(equals.clone())).allows(
+            me,
+            "AIDAAPP",
+            "kms:Decrypt",
+            Some(&ctx(&[("a", "1")]))
+        ));
         assert!(!grant(Some(equals)).allows(
             me,
+            "AIDAAPP",
             "kms:Decrypt",
             Some(&ctx(&[("a", "1"), ("b", "2")]))
         ));

@@ -469,9 +469,10 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
-    /// The caller's ARN (KMS grants name their grantee and retiring principal by it).
-    pub fn caller_arn(&self) -> &str {
-        &self.caller.principal.arn
+    /// The caller's ARN and unique id (KMS grants name their grantee and retiring
+    /// principal by them).
+    pub fn caller_ids(&self) -> (&str, &str) {
+        (&self.caller.principal.arn, &self.caller.principal.user_id)
     }
 
     fn context(&self) -> Context {
@@ -943,11 +944,9 @@ fn decide_kms(
     let mut decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
     // KMS evaluates grants alongside the policies: a grant allows what no policy allows,
     // but never what a policy explicitly denies.
+    let p = &caller.principal;
     if matches!(decision, Decision::NoAllow(_))
-        && key
-            .grants
-            .iter()
-            .any(|g| g.allows(&caller.principal.arn, action, call.encryption_context))
+        && key.grants.iter().any(|g| g.allows(&p.arn, &p.user_id, action, call.encryption_context))
     {
         decision = Decision::Allow;
     }

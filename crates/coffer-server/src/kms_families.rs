@@ -280,11 +280,20 @@ pub fn create_grant(
             encryption_context_equals: c.encryption_context_equals.clone(),
         }),
         name: req.name.clone(),
+        grantee_user_id: None,
+        retiring_user_id: None,
     };
     let grant = write_unless_dry_run(app, ctx, req.dry_run, |tx| {
+        let mut request = request.clone();
+        // IAM users are bound by unique id, as key policies bind them.
+        request.grantee_user_id =
+            crate::policies::user_id_of(app, &*tx, &request.grantee_principal)?;
+        if let Some(retiring) = &request.retiring_principal {
+            request.retiring_user_id = crate::policies::user_id_of(app, &*tx, retiring)?;
+        }
         app.keys
             .kms()
-            .create_grant(tx, &ctx.scope, &req.key_id, request.clone(), crate::clock::now_ms())
+            .create_grant(tx, &ctx.scope, &req.key_id, request, crate::clock::now_ms())
             .map_err(kms)
     })?;
     Ok(wire::CreateGrantResponse { grant_token: grant.token(), grant_id: grant.grant_id })
@@ -364,9 +373,9 @@ pub fn retire_grant(
             )
             .map_err(kms)?;
         if let Some(gate) = &ctx.gate {
-            let caller = gate.caller_arn();
-            let retiring = grant.retiring_principal.as_deref() == Some(caller);
-            let grantee_may = grant.grantee_principal == caller
+            let (caller, user_id) = gate.caller_ids();
+            let retiring = grant.is_retiring(caller, user_id);
+            let grantee_may = grant.is_grantee(caller, user_id)
                 && grant.operations.iter().any(|o| o == "RetireGrant");
             if !retiring && !grantee_may {
                 return Err(AwsError::new(
