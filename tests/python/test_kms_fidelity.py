@@ -600,3 +600,24 @@ def test_a_recreated_user_does_not_inherit_a_grant(secured):
     # A grant to a user that does not exist is refused (it would go to whoever is created later).
     assert error(admin.create_grant, KeyId=key, GranteePrincipal=user_arn("nobody-" + uuid.uuid4().hex[:6]),
                  Operations=["Encrypt"])[0] == "ValidationException"
+
+
+def test_list_key_rotations_names_each_rotation(kms):
+    key = new_key(kms)
+    assert kms.list_key_rotations(KeyId=key["KeyId"])["Rotations"] == []
+    kms.rotate_key_on_demand(KeyId=key["KeyId"])
+    kms.rotate_key_on_demand(KeyId=key["KeyId"])
+    rotations = kms.list_key_rotations(KeyId=key["KeyId"])["Rotations"]
+    assert [r["RotationType"] for r in rotations] == ["ON_DEMAND", "ON_DEMAND"]
+    assert [r["KeyMaterialState"] for r in rotations] == ["NON_CURRENT", "CURRENT"]
+    assert all(r["KeyId"] == key["Arn"] and "RotationDate" in r for r in rotations)
+    current = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert rotations[-1]["KeyMaterialId"] == current
+    every = kms.list_key_rotations(KeyId=key["KeyId"], IncludeKeyMaterial="ALL_KEY_MATERIAL")["Rotations"]
+    assert len(every) == 3 and "RotationType" not in every[0]
+    page = kms.list_key_rotations(KeyId=key["KeyId"], Limit=1)
+    assert page["Truncated"] is True and len(page["Rotations"]) == 1
+    rest = kms.list_key_rotations(KeyId=key["KeyId"], Marker=page["NextMarker"])
+    assert [r["KeyMaterialId"] for r in page["Rotations"] + rest["Rotations"]] == [r["KeyMaterialId"] for r in rotations]
+    signing = new_key(kms, KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    assert error(kms.list_key_rotations, KeyId=signing["KeyId"])[0] == "UnsupportedOperationException"

@@ -27,6 +27,7 @@ pub use model::{
 pub use service::{
     DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, MASTER_CHECK_SETTING,
     ReEncrypted, SECRETS_MANAGER_ALIAS, check_algorithm, data_key_length, generate_random,
+    refuse_rotation_of_key_pairs,
 };
 
 #[cfg(test)]

@@ -249,7 +249,7 @@ fn refuse_rotation_change(key: &KeyRecord) -> Result<(), KmsError> {
 }
 
 /// Asymmetric and HMAC keys have no rotation in KMS (their key pair or HMAC key is fixed).
-fn refuse_rotation_of_key_pairs(key: &KeyRecord) -> Result<(), KmsError> {
+pub fn refuse_rotation_of_key_pairs(key: &KeyRecord) -> Result<(), KmsError> {
     if key.is_symmetric() {
         Ok(())
     } else {

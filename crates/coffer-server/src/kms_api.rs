@@ -134,6 +134,9 @@ pub fn dispatch(
         KmsOp::UpdateKeyDescription => decode_request(body)
             .and_then(|r| families::update_key_description(app, ctx, r))
             .map(json),
+        KmsOp::ListKeyRotations => {
+            decode_request(body).and_then(|r| families::list_key_rotations(app, scope, r)).map(json)
+        }
         KmsOp::ConnectCustomKeyStore
         | KmsOp::CreateCustomKeyStore
         | KmsOp::DeleteCustomKeyStore
@@ -143,7 +146,6 @@ pub fn dispatch(
         | KmsOp::GetKeyLastUsage
         | KmsOp::GetParametersForImport
         | KmsOp::ImportKeyMaterial
-        | KmsOp::ListKeyRotations
         | KmsOp::ReplicateKey
         | KmsOp::UpdateCustomKeyStore
         | KmsOp::UpdatePrimaryRegion => return None,

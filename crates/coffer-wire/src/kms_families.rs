@@ -273,3 +273,33 @@ pub struct UpdateKeyDescriptionRequest {
     pub key_id: String,
     pub description: String,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListKeyRotationsRequest {
+    pub key_id: String,
+    pub include_key_material: Option<String>,
+    pub limit: Option<i32>,
+    pub marker: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationsListEntry {
+    pub key_id: String,
+    pub key_material_id: String,
+    pub key_material_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_type: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeyRotationsResponse {
+    pub rotations: Vec<RotationsListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
