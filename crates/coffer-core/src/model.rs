@@ -65,11 +65,54 @@ pub struct SecretMeta {
     pub secret_type: Option<String>,
     /// The resource policy document, as given.
     pub resource_policy: Option<String>,
+    /// Where the secret stands in multi-region replication; empty for a secret never
+    /// replicated. Defaulted so metadata stored before replication existed still reads.
+    #[serde(default, skip_serializing_if = "Replication::is_empty")]
+    pub replication: Replication,
+}
+
+/// A secret's part in replication: a primary names its replicas, a replica its primary's
+/// region. A replica is a secret of its own region (ARN = the primary's with the region
+/// changed), sealed under a key of that region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    /// Set once the secret took part in replication: a primary's own region, or the
+    /// region of a replica's primary. `None`: never replicated (no `PrimaryRegion` shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_region: Option<String>,
+    /// On a primary, each replica region in the order it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaState>,
+}
+
+impl Replication {
+    pub fn is_empty(&self) -> bool {
+        self.primary_region.is_none() && self.replicas.is_empty()
+    }
+}
+
+/// What a primary knows of one of its replicas (its `ReplicationStatus` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub region: String,
+    /// The key as the caller named it; `None` is that region's `aws/secretsmanager`.
+    pub kms_key_id: Option<String>,
+    /// `InSync` or `Failed`: replication is synchronous here, so never `InProgress`.
+    pub status: String,
+    pub status_message: Option<String>,
+    /// Day-truncated time of the last GetSecretValue of the replica.
+    #[serde(default)]
+    pub last_accessed_ms: Option<Millis>,
 }
 
 impl SecretMeta {
     pub fn is_scheduled_for_deletion(&self) -> bool {
         self.deletion_ms.is_some()
+    }
+
+    /// A replica of a secret in another region: it refuses every write.
+    pub fn is_replica(&self) -> bool {
+        self.replication.primary_region.as_deref().is_some_and(|p| p != self.scope.region)
     }
 }
 

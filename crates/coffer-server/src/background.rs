@@ -84,6 +84,13 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
         if let Some(iam) = &app.iam {
             iam.prune_cache();
         }
+        // Every node: how many audit events the store holds, for /metrics.
+        let measure_app = app.clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::audit_retention::measure(&measure_app)).await
+        {
+            tracing::warn!(error = %e, "could not count the stored audit events");
+        }
         if !node.lead(&app, &mut leading).await {
             tokio::time::sleep(node.interval).await;
             continue;
@@ -113,6 +120,17 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
             ),
             Ok(Err(e)) => tracing::error!(error = %e, "KMS key sweep failed"),
             Err(e) => tracing::error!(error = %e, "KMS key sweep panicked"),
+        }
+        // Audit events past the retention period go to archive files (no-op when off).
+        let retention_app = app.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::audit_retention::run_round(&retention_app, crate::clock::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+            Err(e) => tracing::error!(error = %e, "audit retention panicked"),
         }
         // Deleted rows (due deletions just now, ForceDeleteWithoutRecovery and key
         // material replaced since the last round) must leave the store's files, not only

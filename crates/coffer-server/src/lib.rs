@@ -12,12 +12,14 @@
 
 mod appender;
 pub mod audit;
+pub mod audit_retention;
 pub mod auth;
 pub mod background;
 pub mod clock;
 pub mod connections;
 mod dispatch;
 pub mod http;
+pub mod iam_api;
 pub mod keys;
 pub mod kms_api;
 pub mod kms_families;
@@ -27,9 +29,12 @@ pub mod pipeline;
 pub mod policies;
 pub mod probes;
 pub mod quotas;
+pub mod replication;
 pub mod secrets;
+pub mod sessions;
 pub mod sts;
 pub mod tls;
+pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
@@ -61,6 +66,8 @@ pub struct Config {
     pub metrics_on_main_listener: bool,
     /// Request quotas (off unless enabled).
     pub quotas: quotas::Settings,
+    /// How long audit events stay in the store before they are archived (off unless set).
+    pub audit_retention: audit_retention::Settings,
 }
 
 impl Default for Config {
@@ -72,6 +79,7 @@ impl Default for Config {
             audit: audit::Settings::default(),
             metrics_on_main_listener: true,
             quotas: quotas::Settings::default(),
+            audit_retention: audit_retention::Settings::default(),
         }
     }
 }

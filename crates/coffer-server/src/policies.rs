@@ -40,6 +40,16 @@ pub(crate) fn bind_user_principals(
         malformed("This resource policy contains a syntax error: it is not valid JSON.".into())
     })?;
     let changed = map_aws_principals(&mut doc, &mut |id| {
+        if id.contains(":role/") {
+            // Role ARNs are bound to the role's unique id the same way.
+            return match crate::iam::directory::bound_role_id(tx, id).map_err(store_error)? {
+                Some(role_id) => Ok(Some(role_id)),
+                None if crate::iam::directory::role_arn_parts(id).is_some() => {
+                    Err(malformed(unknown_user.to_string()))
+                }
+                None => Ok(None),
+            };
+        }
         let Some((account, name)) = user_arn_parts(id) else { return Ok(None) };
         let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
         let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
@@ -77,7 +87,7 @@ pub(crate) fn user_id_of(
 /// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
 /// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
 pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
-    if !text.contains("AIDA") {
+    if !text.contains("AIDA") && !text.contains("AROA") {
         return Ok(text);
     }
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(text) };
@@ -85,6 +95,9 @@ pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<Str
     let changed = map_aws_principals(&mut doc, &mut |id| {
         if !is_unique_id(id) {
             return Ok(None);
+        }
+        if id.starts_with("AROA") {
+            return crate::iam::directory::role_arn_of_id(tx, id).map_err(store_error);
         }
         if users.is_none() {
             users = Some(all_users(tx)?);
@@ -133,6 +146,7 @@ pub fn put_resource_policy(
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
 }
@@ -161,6 +175,7 @@ pub fn delete_resource_policy(
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
@@ -208,6 +223,7 @@ pub fn rotate_secret(
     }
     app.read(|tx| {
         let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
+        crate::replication::refuse_on_replica(&meta)?;
         if meta.is_scheduled_for_deletion() {
             return Err(AwsError::marked_for_deletion());
         }

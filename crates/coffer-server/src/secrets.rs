@@ -65,7 +65,7 @@ impl NewValue<'_> {
 
 /// The encryption context of a version's value, as Secrets Manager gives KMS: it binds the
 /// value to its secret and version, so a sealed value cannot be moved elsewhere.
-fn secret_context(arn: &str, version_id: &str) -> EncryptionContext {
+pub(crate) fn secret_context(arn: &str, version_id: &str) -> EncryptionContext {
     [
         ("SecretARN".to_string(), arn.to_string()),
         ("SecretVersionId".to_string(), version_id.to_string()),
@@ -194,6 +194,7 @@ pub(crate) fn resolve_for_write(
     if let Some(gate) = ctx.gate.as_deref() {
         gate.confirm(&meta)?;
     }
+    crate::replication::refuse_on_replica(&meta)?;
     Ok(meta)
 }
 
@@ -229,7 +230,7 @@ fn normalize_kms_key(key: &Option<String>) -> Option<Option<String>> {
 /// Opens a stored value. Returns the kind byte and the bytes. The caller must be
 /// allowed `kms:Decrypt` on the key that sealed this very version: not the key the
 /// secret names now, nor what an alias points to now.
-fn open_value(
+pub(crate) fn open_value(
     app: &App,
     tx: &dyn ReadTxn,
     meta: &SecretMeta,
@@ -404,17 +405,13 @@ pub fn create_secret(
     app: &App,
     ctx: &RequestContext,
     req: wire::CreateSecretRequest,
-) -> Result<wire::SecretRefResponse, AwsError> {
+) -> Result<wire::CreateSecretResponse, AwsError> {
     names::validate_name(&req.name)?;
     let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
     let token =
         if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
-    if req.add_replica_regions.is_some() {
-        return Err(AwsError::new(
-            ErrorCode::NotImplemented,
-            "Replication to other regions is not supported by Coffer yet.",
-        ));
-    }
+    let replicas = req.add_replica_regions.as_deref();
+    crate::replication::check_regions(&ctx.scope, replicas.unwrap_or_default())?;
     let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags));
     let kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&kms_key_id)?;
@@ -440,12 +437,13 @@ pub fn create_secret(
                     exists,
                 )?;
                 if let Some(v) = replay {
-                    return Ok(wire::SecretRefResponse {
+                    let secret = wire::SecretRefResponse {
                         arn: existing.arn,
                         name: existing.name,
                         version_id: Some(v.version_id),
                         version_stages: None,
-                    });
+                    };
+                    return Ok(wire::CreateSecretResponse { secret, replication_status: None });
                 }
             }
             return Err(already_exists(&req.name));
@@ -466,6 +464,7 @@ pub fn create_secret(
             owning_service: None,
             secret_type: req.secret_type.clone().filter(|t| !t.is_empty()),
             resource_policy: None,
+            replication: Default::default(),
         };
         meta.seq = tx.insert_secret(&meta).map_err(store_error)?;
         let mut version_id = None;
@@ -476,7 +475,13 @@ pub fn create_secret(
             // No value to seal yet, but a named key must exist and be usable now.
             key_for(app, tx, &meta, now)?;
         }
-        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None })
+        let force = req.force_overwrite_replica_secret.unwrap_or(false);
+        let gate = ctx.gate.as_deref();
+        let replication_status =
+            crate::replication::on_create(app, tx, &mut meta, replicas, force, gate)?;
+        let secret =
+            wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None };
+        Ok(wire::CreateSecretResponse { secret, replication_status })
     })
 }
 
@@ -530,6 +535,7 @@ pub fn update_secret(
         }
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
             name: meta.name,
@@ -581,6 +587,7 @@ pub fn put_secret_value(
         )?;
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
             name: meta.name,
@@ -729,6 +736,7 @@ fn write_access(
             if meta.last_accessed_ms != Some(today) {
                 meta.last_accessed_ms = Some(today);
                 tx.update_secret(&meta).map_err(store_error)?;
+                crate::replication::note_access(tx, &meta, today)?;
             }
             let versions = tx.versions(arn).map_err(store_error)?;
             if let Some(v) = versions.into_iter().find(|v| &v.version_id == version_id)
@@ -904,6 +912,9 @@ fn describe(
         secret_versions_to_stages,
         owning_service: meta.owning_service.clone(),
         created_date: epoch_seconds(meta.created_ms),
+        primary_region: meta.replication.primary_region.clone(),
+        // ListSecrets entries have no ReplicationStatus in their shape.
+        replication_status: if for_list { None } else { crate::replication::status_of(meta) },
     }
 }
 
@@ -1132,6 +1143,7 @@ pub fn update_secret_version_stage(
         }
         meta.last_changed_ms = clock::now_ms();
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
             name: meta.name,
@@ -1182,6 +1194,7 @@ pub fn delete_secret(
             }
             return Err(AwsError::secret_not_found());
         };
+        crate::replication::check_delete(&meta, &req.secret_id)?;
         if force {
             tx.delete_secret(&meta.arn).map_err(store_error)?;
             return Ok(wire::DeleteSecretResponse {
@@ -1215,6 +1228,7 @@ pub fn restore_secret(
         if meta.deletion_ms.take().is_some() {
             meta.last_changed_ms = clock::now_ms();
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
@@ -1255,6 +1269,7 @@ pub fn tag_resource(
         }
         meta.tags = Some(tags);
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::EmptyResponse {})
     })
 }
@@ -1271,6 +1286,7 @@ pub fn untag_resource(
         if let Some(tags) = &mut meta.tags {
             tags.retain(|t| !req.tag_keys.contains(&t.key));
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::EmptyResponse {})
     })
@@ -1339,7 +1355,7 @@ mod tests {
         .unwrap();
         let principal = Principal::user("000000000000", "writer", "AIDAWRITEREXAMPLE");
         let who = crate::auth::Authenticated {
-            caller: Arc::new(crate::iam::Caller { principal, policies: vec![policy] }),
+            caller: Arc::new(crate::iam::Caller::new(principal, vec![policy])),
             access_key_id: "AKIDEXAMPLE".into(),
             region: "us-east-1".into(),
         };
@@ -1508,6 +1524,7 @@ mod tests {
                     owning_service: None,
                     secret_type: None,
                     resource_policy: None,
+                    replication: Default::default(),
                 };
                 tx.insert_secret(&meta).map_err(store_error)?;
             }

@@ -18,6 +18,7 @@ use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 pub mod conformance;
 mod lend;
 pub mod memory;
+pub mod observe;
 pub mod postgres;
 mod read_cache;
 pub mod sqlite;

@@ -55,6 +55,7 @@ fn secret(name: &str) -> SecretMeta {
         owning_service: None,
         secret_type: None,
         resource_policy: None,
+        replication: Default::default(),
     }
 }
 

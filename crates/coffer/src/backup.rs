@@ -531,6 +531,7 @@ mod tests {
             owning_service: None,
             secret_type: None,
             resource_policy: None,
+            replication: Default::default(),
         };
         let version = VersionMeta {
             version_id: "v1".into(),
