@@ -229,7 +229,7 @@ def test_malformed_and_foreign_key_ids_get_kms_errors(kms):
     key = new_key(kms)
     for bad in ["nonsense", "alias/", "arn:aws:kms:us-east-1:000000000000:key/", "12345678-1234-1234-1234-12345678901z"]:
         code, message = error(kms.encrypt, KeyId=bad, Plaintext=b"x")
-        assert (code, message) == ("NotFoundException", f"Invalid keyId {bad}")
+        assert (code, message) == ("NotFoundException", f"Invalid keyId '{bad}'")
     foreign = f"arn:aws:kms:{REGION}:111122223333:key/{key['KeyId']}"
     assert error(kms.encrypt, KeyId=foreign, Plaintext=b"x") == ("NotFoundException", f"Key '{foreign}' does not exist")
     other_region = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key['KeyId']}"
@@ -238,7 +238,7 @@ def test_malformed_and_foreign_key_ids_get_kms_errors(kms):
     # Key management takes key ids and ARNs only.
     alias = "alias/" + uuid.uuid4().hex
     kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
-    assert error(kms.disable_key, KeyId=alias) == ("NotFoundException", f"Invalid keyId {alias}")
+    assert error(kms.disable_key, KeyId=alias) == ("NotFoundException", f"Invalid keyId '{alias}'")
 
 
 def test_key_states_refuse_cryptography_with_kms_errors(kms):
@@ -269,8 +269,8 @@ def test_refused_requests_change_nothing(kms):
     assert error(kms.tag_resource, KeyId=key["KeyId"], Tags=reserved)[0] == "TagException"
     assert kms.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [{"TagKey": "keep", "TagValue": "1"}]
     before = {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
-    assert error(kms.create_key, KeySpec="RSA_2048")[0] == "UnsupportedOperationException"
-    assert error(kms.create_key, KeyUsage="SIGN_VERIFY")[0] == "UnsupportedOperationException"
+    assert error(kms.create_key, KeySpec="SM2", KeyUsage="SIGN_VERIFY")[0] == "UnsupportedOperationException"
+    assert error(kms.create_key, KeyUsage="SIGN_VERIFY")[0] == "ValidationException"
     assert error(kms.create_key, Policy="{not json")[0] == "MalformedPolicyDocumentException"
     assert {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]} == before
     alias = "alias/" + uuid.uuid4().hex
@@ -504,7 +504,7 @@ def test_raw_kms_answers_json_1_1_and_unimplemented_operations_say_so(url):
     too_many = kms_request(url, "GenerateRandom", {"NumberOfBytes": 2000})
     assert too_many.json() == {
         "__type": "ValidationException",
-        "Message": "1 validation error detected: Value '2000' at 'numberOfBytes' failed to satisfy constraint: Member must have value less than or equal to 1024",
+        "message": "1 validation error detected: Value '2000' at 'numberOfBytes' failed to satisfy constraint: Member must have value less than or equal to 1024",
     }
     short_period = kms_request(url, "EnableKeyRotation", {"KeyId": key_id, "RotationPeriodInDays": 10})
     assert short_period.json()["__type"] == "ValidationException"
@@ -512,7 +512,7 @@ def test_raw_kms_answers_json_1_1_and_unimplemented_operations_say_so(url):
     assert wrong_type.json()["__type"] == "SerializationException"
     bad_blob = kms_request(url, "Decrypt", {"CiphertextBlob": "!!!"})
     assert bad_blob.status_code == 400
-    unimplemented = kms_request(url, "Sign", {"KeyId": key_id, "Message": "eA==", "SigningAlgorithm": "RSASSA_PSS_SHA_256"})
+    unimplemented = kms_request(url, "ReplicateKey", {"KeyId": key_id, "ReplicaRegion": "eu-west-1"})
     assert unimplemented.status_code == 501
     assert unimplemented.json()["__type"] == "NotImplementedException"
     unknown = kms_request(url, "MakeCoffee", {})

@@ -50,6 +50,12 @@ pub enum ErrorCode {
     KmsUnsupportedOperation,
     KmsDryRunOperation,
     KmsCustomKeyStoreNotFound,
+    /// Verify: the signature does not verify.
+    KmsInvalidSignature,
+    /// VerifyMac: the MAC does not verify.
+    KmsInvalidMac,
+    /// RetireGrant: the grant token names no grant.
+    KmsInvalidGrantToken,
     KmsInternal,
     /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
     CloudTrail(&'static str),
@@ -98,6 +104,9 @@ impl ErrorCode {
             ErrorCode::KmsUnsupportedOperation => "UnsupportedOperationException",
             ErrorCode::KmsDryRunOperation => "DryRunOperationException",
             ErrorCode::KmsCustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
+            ErrorCode::KmsInvalidSignature => "KMSInvalidSignatureException",
+            ErrorCode::KmsInvalidMac => "KMSInvalidMacException",
+            ErrorCode::KmsInvalidGrantToken => "InvalidGrantTokenException",
             ErrorCode::KmsInternal => "KMSInternalException",
             ErrorCode::CloudTrail(code) => code,
         }

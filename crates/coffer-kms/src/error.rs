@@ -31,9 +31,19 @@ impl KmsError {
         }
     }
 
-    /// `NotFoundException: Invalid keyId <id>`: the string is no key id, ARN or alias.
+    /// `NotFoundException: Invalid keyId '<id>'`: the string is no key id, ARN or alias.
     pub fn invalid_key_id(id: &str) -> Self {
-        Self::rejected(ErrorCode::KmsNotFound, format!("Invalid keyId {id}"))
+        Self::rejected(ErrorCode::KmsNotFound, format!("Invalid keyId '{id}'"))
+    }
+
+    /// `NotFoundException: Invalid arn <region>`: a key or alias ARN of another region.
+    pub fn invalid_arn_region(region: &str) -> Self {
+        Self::rejected(ErrorCode::KmsNotFound, format!("Invalid arn {region}"))
+    }
+
+    /// `TagException` with KMS's message.
+    pub fn tag(message: &str) -> Self {
+        Self::rejected(ErrorCode::KmsTag, message)
     }
 
     /// `NotFoundException: Key '<arn>' does not exist`.

@@ -33,11 +33,13 @@ pub fn alias_arn(scope: &Scope, alias: &str) -> String {
     format!("arn:aws:kms:{}:{}:{alias}", scope.region, scope.account)
 }
 
-/// True for a key id as KMS writes them: a lowercase or uppercase hex UUID, optionally
-/// with the `mrk-` prefix of multi-Region keys.
+/// True for a key id as KMS writes them: a lowercase or uppercase hex UUID, or a
+/// multi-Region key id: `mrk-` and 32 hex digits.
 pub fn is_key_id(s: &str) -> bool {
-    let uuid = s.strip_prefix("mrk-").unwrap_or(s);
-    let bytes = uuid.as_bytes();
+    if let Some(hex) = s.strip_prefix("mrk-") {
+        return hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    let bytes = s.as_bytes();
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => *b == b'-',
@@ -130,14 +132,15 @@ mod tests {
         ] {
             let err = parse_key_ref(bad).unwrap_err();
             assert_eq!(err.code(), Some(ErrorCode::KmsNotFound), "{bad}");
-            assert_eq!(err.client_message(), format!("Invalid keyId {bad}"));
+            assert_eq!(err.client_message(), format!("Invalid keyId '{bad}'"));
         }
     }
 
     #[test]
     fn multi_region_key_ids_have_the_right_shape() {
-        assert!(!is_key_id("mrk-1234abcd12ab34cd56ef1234567890ab"));
-        assert!(is_key_id(&format!("mrk-{ID}")));
+        assert!(is_key_id("mrk-1234abcd12ab34cd56ef1234567890ab"));
+        assert!(!is_key_id(&format!("mrk-{ID}")));
+        assert!(!is_key_id("mrk-1234abcd12ab34cd56ef1234567890a"));
     }
 
     #[test]

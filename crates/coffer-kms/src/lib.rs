@@ -9,9 +9,12 @@
 //!
 //! Architecture invariant: no HTTP and no JSON wire shapes here; callers pass the time.
 
+pub mod asymmetric;
 pub mod ciphertext;
 pub mod error;
+pub mod grants;
 pub mod ids;
+pub mod key_admin;
 pub mod model;
 pub mod service;
 
@@ -24,6 +27,7 @@ pub use model::{
 pub use service::{
     DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, MASTER_CHECK_SETTING,
     ReEncrypted, SECRETS_MANAGER_ALIAS, check_algorithm, data_key_length, generate_random,
+    refuse_rotation_of_key_pairs,
 };
 
 #[cfg(test)]

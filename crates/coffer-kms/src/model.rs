@@ -4,10 +4,18 @@ use coffer_core::Scope;
 use coffer_core::model::Millis;
 use serde::{Deserialize, Serialize};
 
-/// The only key spec Coffer creates: AES-256-GCM symmetric keys.
+/// The key spec of symmetric keys (AES-256-GCM), and the default of CreateKey.
 pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
-/// The only key usage of a symmetric key.
+/// The key usage of symmetric keys, and the default of CreateKey.
 pub const ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
+
+fn symmetric_default() -> String {
+    SYMMETRIC_DEFAULT.to_string()
+}
+
+fn encrypt_decrypt() -> String {
+    ENCRYPT_DECRYPT.to_string()
+}
 /// Where Coffer's key material comes from: its own CSPRNG.
 pub const ORIGIN_AWS_KMS: &str = "AWS_KMS";
 
@@ -68,6 +76,11 @@ pub struct Material {
     pub created_ms: Millis,
     /// `None` for the original material.
     pub rotation: Option<RotationType>,
+    /// For asymmetric and HMAC keys: the private key (PKCS #8 DER) or HMAC key, sealed
+    /// (base64) under this version's material with the key ARN as context. The material
+    /// itself stays wrapped by the master key, so a master-key rewrap covers this too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
     /// The master-key generation that wrapped it ([`coffer_crypto::MasterKey::generation_of`]
     /// of the store's check value); `None` for material wrapped before generations were
     /// recorded.
@@ -81,6 +94,7 @@ impl std::fmt::Debug for Material {
             .field("version", &self.version)
             .field("id", &self.id)
             .field("wrapped", &"***")
+            .field("sealed", &self.sealed.as_ref().map(|_| "***"))
             .field("generation", &self.generation)
             .finish()
     }
@@ -118,6 +132,16 @@ pub struct KeyRecord {
     pub tags: Vec<Tag>,
     /// The key policy as given at creation (stored; Coffer does not evaluate key policies).
     pub policy: Option<String>,
+    /// `SYMMETRIC_DEFAULT`, `RSA_2048`, `ECC_NIST_P256`, `HMAC_256`, ... (records written
+    /// before asymmetric keys existed are symmetric).
+    #[serde(default = "symmetric_default")]
+    pub key_spec: String,
+    /// `ENCRYPT_DECRYPT`, `SIGN_VERIFY`, `GENERATE_VERIFY_MAC` or `KEY_AGREEMENT`.
+    #[serde(default = "encrypt_decrypt")]
+    pub key_usage: String,
+    /// The public key of an asymmetric key (X.509 SubjectPublicKeyInfo DER, base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 impl KeyRecord {
@@ -128,6 +152,11 @@ impl KeyRecord {
 
     pub fn material(&self, version: u32) -> Option<&Material> {
         self.materials.iter().find(|m| m.version == version)
+    }
+
+    /// True for a symmetric encryption key (the only kind that seals ciphertext blobs).
+    pub fn is_symmetric(&self) -> bool {
+        self.key_spec == SYMMETRIC_DEFAULT
     }
 }
 

@@ -4,6 +4,7 @@
 //! needed it (creating `aws/secretsmanager`, re-encrypting versions) commit or roll back
 //! together. Nothing here knows HTTP or JSON wire shapes; times are passed in by the caller.
 
+use crate::asymmetric;
 use crate::ciphertext::{self, EncryptionContext};
 use crate::error::{CIPHERTEXT_KEY_UNKNOWN, KmsError};
 use crate::ids::{KeyRef, alias_arn, key_arn, parse_key_ref};
@@ -179,7 +180,7 @@ impl Kms {
     }
 }
 
-fn save_key(tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+pub(crate) fn save_key(tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
     tx.put_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id), &encode(key))?;
     Ok(())
 }
@@ -201,7 +202,7 @@ fn save_alias(tx: &mut dyn WriteTxn, scope: &Scope, alias: &AliasRecord) -> Resu
 }
 
 /// Refuses a key that cannot be used for cryptography in its current state.
-fn require_enabled(key: &KeyRecord) -> Result<(), KmsError> {
+pub(crate) fn require_enabled(key: &KeyRecord) -> Result<(), KmsError> {
     match key.state {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(KmsError::disabled(&key.arn)),
@@ -233,6 +234,7 @@ fn refuse_aws_managed(key: &KeyRecord, action: &str) -> Result<(), KmsError> {
 }
 
 fn refuse_rotation_change(key: &KeyRecord) -> Result<(), KmsError> {
+    refuse_rotation_of_key_pairs(key)?;
     if key.manager == KeyManager::Aws {
         Err(KmsError::rejected(
             ErrorCode::KmsUnsupportedOperation,
@@ -243,6 +245,21 @@ fn refuse_rotation_change(key: &KeyRecord) -> Result<(), KmsError> {
         ))
     } else {
         Ok(())
+    }
+}
+
+/// Asymmetric and HMAC keys have no rotation in KMS (their key pair or HMAC key is fixed).
+pub fn refuse_rotation_of_key_pairs(key: &KeyRecord) -> Result<(), KmsError> {
+    if key.is_symmetric() {
+        Ok(())
+    } else {
+        Err(KmsError::rejected(
+            ErrorCode::KmsUnsupportedOperation,
+            format!(
+                "{} key spec is {} which does not support key rotation.",
+                key.arn, key.key_spec
+            ),
+        ))
     }
 }
 
@@ -323,24 +340,23 @@ pub fn check_algorithm(algorithm: Option<&str>, key: &KeyRecord) -> Result<(), K
 }
 
 fn check_tags(existing: &[Tag], new: &[Tag]) -> Result<Vec<Tag>, KmsError> {
+    let mut seen = std::collections::HashSet::new();
+    if !new.iter().all(|t| seen.insert(t.key.as_str())) {
+        return Err(KmsError::tag("Duplicate tag keys"));
+    }
+    // KMS reserves the prefix in any case (`AWS:` too).
+    if new.iter().any(|t| t.key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))) {
+        return Err(KmsError::tag("Tags beginning with aws: are reserved"));
+    }
     let mut tags = existing.to_vec();
     for tag in new {
-        if tag.key.starts_with("aws:") {
-            return Err(KmsError::rejected(
-                ErrorCode::KmsTag,
-                "Tags beginning with aws: are reserved for AWS use.",
-            ));
-        }
         match tags.iter_mut().find(|t| t.key == tag.key) {
             Some(t) => t.value = tag.value.clone(),
             None => tags.push(tag.clone()),
         }
     }
     if tags.len() > MAX_TAGS {
-        return Err(KmsError::rejected(
-            ErrorCode::LimitExceeded,
-            format!("A KMS key can have at most {MAX_TAGS} tags."),
-        ));
+        return Err(KmsError::tag("Too many tags"));
     }
     Ok(tags)
 }
@@ -452,6 +468,7 @@ impl Kms {
             wrapped: STANDARD.encode(wrapped),
             created_ms: now,
             rotation,
+            sealed: None,
             generation: self.generation.clone(),
         })
     }
@@ -459,6 +476,15 @@ impl Kms {
     fn unwrap_material(
         &self,
         key: &KeyRecord,
+        material: &Material,
+    ) -> Result<Arc<KeyMaterial>, KmsError> {
+        self.unwrap_for(&key.arn, material)
+    }
+
+    /// The unwrapped material `material` of the key `arn` (from the cache when there).
+    pub(crate) fn unwrap_for(
+        &self,
+        arn: &str,
         material: &Material,
     ) -> Result<Arc<KeyMaterial>, KmsError> {
         if let Some((found, at)) = self.cache.read().expect("material cache lock").get(&material.id)
@@ -470,7 +496,7 @@ impl Kms {
             && mine != theirs
         {
             tracing::error!(
-                key = %key.arn,
+                key = %arn,
                 node_generation = %mine,
                 material_generation = %theirs,
                 "key material is wrapped under another master-key generation than this \
@@ -479,22 +505,19 @@ impl Kms {
             return Err(KmsError::Internal(format!(
                 "material {} of {} is wrapped under master-key generation {theirs}, this node \
                  holds {mine}: restart it with the current master key",
-                material.version, key.arn
+                material.version, arn
             )));
         }
         let wrapped = STANDARD.decode(&material.wrapped).map_err(|_| {
-            KmsError::Internal(format!(
-                "material {} of {} is not base64",
-                material.version, key.arn
-            ))
+            KmsError::Internal(format!("material {} of {} is not base64", material.version, arn))
         })?;
         let unwrapped = self
             .master
-            .unwrap_key(&wrapped, &material_context(&key.arn, material.version))
+            .unwrap_key(&wrapped, &material_context(arn, material.version))
             .map_err(|e| {
                 KmsError::Internal(format!(
                     "material {} of {} does not unwrap: {e}",
-                    material.version, key.arn
+                    material.version, arn
                 ))
             })?;
         let unwrapped = Arc::new(unwrapped);
@@ -545,6 +568,9 @@ impl Kms {
             materials: vec![material],
             tags,
             policy,
+            key_spec: SYMMETRIC_DEFAULT.to_string(),
+            key_usage: ENCRYPT_DECRYPT.to_string(),
+            public_key: None,
         })
     }
 
@@ -566,6 +592,9 @@ impl Kms {
                 .load_key(tx, scope, &id)?
                 .ok_or_else(|| KmsError::key_not_found(&key_arn(scope, &id))),
             KeyRef::KeyArn { scope: named, key_id: id } => {
+                if named.region != scope.region {
+                    return Err(KmsError::invalid_arn_region(&named.region));
+                }
                 if &named != scope {
                     return Err(KmsError::key_not_found(key_id));
                 }
@@ -573,6 +602,9 @@ impl Kms {
             }
             KeyRef::AliasName(alias) => self.alias_target(tx, scope, &alias),
             KeyRef::AliasArn { scope: named, alias } => {
+                if named.region != scope.region {
+                    return Err(KmsError::invalid_arn_region(&named.region));
+                }
                 if &named != scope {
                     return Err(KmsError::alias_not_found(key_id));
                 }
@@ -608,16 +640,8 @@ impl Kms {
         let spec = request.key_spec.as_deref().or(request.customer_master_key_spec.as_deref());
         let unsupported =
             |what: String| Err(KmsError::rejected(ErrorCode::KmsUnsupportedOperation, what));
-        if let Some(spec) = spec.filter(|s| *s != SYMMETRIC_DEFAULT) {
-            return unsupported(format!(
-                "KeySpec {spec} is not supported: Coffer creates only SYMMETRIC_DEFAULT keys."
-            ));
-        }
-        if let Some(usage) = request.key_usage.as_deref().filter(|u| *u != ENCRYPT_DECRYPT) {
-            return unsupported(format!(
-                "KeyUsage {usage} is not supported: symmetric keys are used for ENCRYPT_DECRYPT."
-            ));
-        }
+        let spec = spec.unwrap_or(SYMMETRIC_DEFAULT);
+        let (family, usage) = asymmetric::check_new_key(spec, request.key_usage.as_deref())?;
         if let Some(origin) = request.origin.as_deref().filter(|o| *o != ORIGIN_AWS_KMS) {
             return unsupported(format!(
                 "Origin {origin} is not supported: Coffer generates all key material itself (AWS_KMS)."
@@ -647,7 +671,7 @@ impl Kms {
             }
         }
         let tags = check_tags(&[], &request.tags)?;
-        let key = self.new_key_record(
+        let mut key = self.new_key_record(
             tx,
             scope,
             request.description.unwrap_or_default(),
@@ -656,6 +680,11 @@ impl Kms {
             request.policy,
             now,
         )?;
+        if family != asymmetric::Family::Symmetric {
+            key.key_spec = spec.to_string();
+            key.key_usage = usage;
+            self.attach_key_pair(&mut key, family)?;
+        }
         save_key(tx, &key)?;
         Ok(key)
     }
@@ -876,6 +905,7 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<Encrypted, KmsError> {
         require_enabled(key)?;
+        asymmetric::require_symmetric(key, "Encrypt")?;
         let material = key
             .current_material()
             .ok_or_else(|| KmsError::Internal(format!("{} has no key material", key.arn)))?;
@@ -933,6 +963,7 @@ impl Kms {
     ) -> Result<DataKey, KmsError> {
         let key = self.find_key(tx, scope, key_id, true)?;
         require_enabled(&key)?;
+        asymmetric::require_symmetric(&key, "GenerateDataKey")?;
         let plaintext = generate_random(length);
         let encrypted = self.encrypt_under(&key, plaintext.expose(), context)?;
         Ok(DataKey { plaintext, encrypted })
@@ -1012,6 +1043,7 @@ impl Kms {
     ) -> Result<KeyRecord, KmsError> {
         let key = self.find_key(tx, scope, key_id, false)?;
         refuse_pending_deletion(&key)?;
+        refuse_rotation_of_key_pairs(&key)?;
         Ok(key)
     }
 
@@ -1043,7 +1075,8 @@ impl Kms {
             return Err(KmsError::rejected(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                    "The on-demand rotations limit has been reached for the given keyId. No more \
+                     on-demand rotations can be performed for this key: {}",
                     key.arn
                 ),
             ));
@@ -1163,6 +1196,8 @@ impl Kms {
             _ => self.secrets_manager_key(tx, scope, now)?,
         };
         require_enabled(&key)?;
+        // Secrets are sealed under symmetric keys only, as AWS refuses the others.
+        asymmetric::require_symmetric(&key, "GenerateDataKey")?;
         Ok(key)
     }
 
@@ -1221,6 +1256,7 @@ impl Kms {
                 tx.delete_record(ALIAS_KIND, &record_key)?;
             }
         }
+        crate::grants::delete_grants_of(tx, key)?;
         tx.delete_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id))?;
         self.forget(key);
         Ok(())
@@ -1273,7 +1309,7 @@ impl Kms {
         Ok(rewrapped)
     }
 
-    /// Gives every key not pending deletion a new material version wrapped under `new`
+    /// Gives every symmetric key not pending deletion a new material version wrapped under `new`
     /// (stamped with the generation of `new_check`), in the caller's transaction, so that
     /// what is encrypted from now on is under material the old master key never wrapped.
     /// Earlier versions stay (their ciphertexts must still decrypt), and nothing is
@@ -1294,7 +1330,9 @@ impl Kms {
             let done = rows.len() < 256;
             for (record_key, bytes) in rows {
                 let mut key: KeyRecord = decode("key record", &bytes)?;
-                if key.state != KeyState::PendingDeletion {
+                // Asymmetric and HMAC keys keep their one key pair or HMAC key: a new
+                // material version would have no private key to seal.
+                if key.state != KeyState::PendingDeletion && key.is_symmetric() {
                     let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
                     let material = KeyMaterial::generate();
                     let wrapped = new.wrap_key(&material, &material_context(&key.arn, version));
@@ -1304,6 +1342,7 @@ impl Kms {
                         wrapped: STANDARD.encode(wrapped),
                         created_ms: now,
                         rotation: Some(RotationType::OnDemand),
+                        sealed: None,
                         generation: Some(generation.clone()),
                     });
                     tx.put_record(KEY_KIND, &record_key, &encode(&key))?;

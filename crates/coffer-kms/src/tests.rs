@@ -294,7 +294,16 @@ fn on_demand_rotations_are_limited() {
         f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW)).unwrap();
     }
     let err = f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &key.key_id, NOW));
-    assert_eq!(code(err), ErrorCode::LimitExceeded);
+    let err = err.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded));
+    assert_eq!(
+        err.client_message(),
+        format!(
+            "The on-demand rotations limit has been reached for the given keyId. No more \
+             on-demand rotations can be performed for this key: {}",
+            key.arn
+        )
+    );
 }
 
 #[test]
@@ -363,7 +372,7 @@ fn key_management_operations_take_no_aliases() {
     let key = f.create();
     f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &key.key_id, NOW)).unwrap();
     let err = f.write(|kms, tx| kms.disable_key(tx, &scope(), "alias/app")).unwrap_err();
-    assert_eq!(err.client_message(), "Invalid keyId alias/app");
+    assert_eq!(err.client_message(), "Invalid keyId 'alias/app'");
 }
 
 #[test]
@@ -460,10 +469,54 @@ fn tags_merge_by_key_refuse_the_aws_prefix_and_page() {
         f.read(|kms, tx| kms.list_resource_tags(tx, &scope(), &key.key_id, None, 50)).unwrap();
     assert_eq!(left.items, vec![tag("b", "2")]);
     let many: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+    let err = f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &many)).unwrap_err();
+    assert_eq!((err.code(), err.client_message()), (Some(ErrorCode::KmsTag), "Too many tags"));
+}
+
+#[test]
+fn tag_rules_are_kms_own() {
+    let f = Fixture::new();
+    let key = f.create();
+    let tag = |k: &str, v: &str| Tag { key: k.into(), value: v.into() };
+    let refused = |tags: &[Tag]| {
+        let err = f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, tags)).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::KmsTag));
+        err.client_message().to_string()
+    };
+    assert_eq!(refused(&[tag("a", "1"), tag("a", "2")]), "Duplicate tag keys");
+    for reserved in ["aws:x", "AWS:x", "aWs:"] {
+        assert_eq!(refused(&[tag(reserved, "1")]), "Tags beginning with aws: are reserved");
+    }
+    // "aws" without the colon, or a multi-byte first character, is an ordinary key.
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &[tag("awsx", "1")])).unwrap();
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &[tag("é:x", "1")])).unwrap();
+    let fifty: Vec<Tag> = (0..48).map(|i| tag(&format!("k{i}"), "v")).collect();
+    f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &fifty)).unwrap();
+    assert_eq!(refused(&[tag("one-more", "v")]), "Too many tags");
+    let request = NewKey { tags: vec![tag("d", "1"), tag("d", "1")], ..NewKey::default() };
+    let err = f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap_err();
+    assert_eq!(err.client_message(), "Duplicate tag keys");
+}
+
+#[test]
+fn not_found_texts_are_kms_own() {
+    let f = Fixture::new();
+    let key = f.create();
+    let find = |id: &str| {
+        f.read(|kms, tx| kms.find_key(tx, &scope(), id, true))
+            .unwrap_err()
+            .client_message()
+            .to_string()
+    };
+    let other_region = key.arn.replace("us-east-1", "eu-west-1");
+    assert_eq!(find(&other_region), "Invalid arn eu-west-1");
+    assert_eq!(find("arn:aws:kms:eu-west-1:111122223333:alias/x"), "Invalid arn eu-west-1");
+    let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
     assert_eq!(
-        code(f.write(|kms, tx| kms.tag_resource(tx, &scope(), &key.key_id, &many))),
-        ErrorCode::LimitExceeded
+        find(mrk),
+        format!("Key 'arn:aws:kms:us-east-1:111122223333:key/{mrk}' does not exist")
     );
+    assert_eq!(find("nope"), "Invalid keyId 'nope'");
 }
 
 #[test]
@@ -471,12 +524,12 @@ fn create_key_refuses_what_coffer_cannot_make() {
     let f = Fixture::new();
     let cases = [
         (
-            NewKey { key_spec: Some("RSA_2048".into()), ..Default::default() },
+            NewKey { key_spec: Some("SM2".into()), ..Default::default() },
             ErrorCode::KmsUnsupportedOperation,
         ),
         (
             NewKey { key_usage: Some("SIGN_VERIFY".into()), ..Default::default() },
-            ErrorCode::KmsUnsupportedOperation,
+            ErrorCode::Validation,
         ),
         (
             NewKey { origin: Some("EXTERNAL".into()), ..Default::default() },
@@ -830,4 +883,74 @@ fn rekeying_gives_every_live_key_material_the_old_master_key_never_wrapped() {
     .unwrap();
     let context_bytes = format!("coffer kms key material\0{}\02", key.arn);
     assert!(old.unwrap_key(&new_wrapped, context_bytes.as_bytes()).is_err());
+}
+
+fn create_pair(f: &Fixture, spec: &str, usage: &str) -> KeyRecord {
+    let request =
+        NewKey { key_spec: Some(spec.into()), key_usage: Some(usage.into()), ..NewKey::default() };
+    f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap()
+}
+
+#[test]
+fn asymmetric_keys_sign_verify_and_encrypt_through_their_own_keys_only() {
+    let f = Fixture::new();
+    let signing = create_pair(&f, "ECC_NIST_P256", "SIGN_VERIFY");
+    assert!(signing.public_key.is_some());
+    let sig = f.kms.sign(&signing, "ECDSA_SHA_256", b"hello", None).unwrap();
+    assert!(f.kms.verify(&signing, "ECDSA_SHA_256", b"hello", None, &sig).unwrap());
+    assert!(!f.kms.verify(&signing, "ECDSA_SHA_256", b"hellO", None, &sig).unwrap());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"hello");
+    let sig = f.kms.sign(&signing, "ECDSA_SHA_256", digest.as_ref(), Some("DIGEST")).unwrap();
+    assert!(f.kms.verify(&signing, "ECDSA_SHA_256", b"hello", None, &sig).unwrap());
+    let short = f.kms.sign(&signing, "ECDSA_SHA_256", b"short", Some("DIGEST")).unwrap_err();
+    assert_eq!(short.client_message(), "Digest is invalid length for algorithm ECDSA_SHA_256.");
+    let wrong = f.kms.sign(&signing, "RSASSA_PSS_SHA_256", b"x", None).unwrap_err();
+    assert_eq!(wrong.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+    // A signing key seals no blob, makes no data key and does not rotate.
+    let err = f.encrypt(&signing.key_id, b"x", &EncryptionContext::new()).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+    let err = f.write(|kms, tx| kms.rotate_key_on_demand(tx, &scope(), &signing.key_id, NOW));
+    assert_eq!(code(err), ErrorCode::KmsUnsupportedOperation);
+
+    let rsa = create_pair(&f, "RSA_2048", "ENCRYPT_DECRYPT");
+    let blob = f.kms.asymmetric_encrypt(&rsa, "RSAES_OAEP_SHA_256", b"secret").unwrap();
+    assert_eq!(
+        f.kms.asymmetric_decrypt(&rsa, "RSAES_OAEP_SHA_256", &blob).unwrap().expose(),
+        b"secret"
+    );
+    let err = f.kms.asymmetric_decrypt(&rsa, "RSAES_OAEP_SHA_1", &blob).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidCiphertext));
+    let err = f.kms.sign(&rsa, "RSASSA_PSS_SHA_256", b"x", None).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+}
+
+#[test]
+fn hmac_keys_mac_and_verify() {
+    let f = Fixture::new();
+    let key = create_pair(&f, "HMAC_384", "GENERATE_VERIFY_MAC");
+    let mac = f.kms.generate_mac(&key, "HMAC_SHA_384", b"m").unwrap();
+    assert_eq!(mac.len(), 48);
+    assert!(f.kms.verify_mac(&key, "HMAC_SHA_384", b"m", &mac).unwrap());
+    assert!(!f.kms.verify_mac(&key, "HMAC_SHA_384", b"n", &mac).unwrap());
+    let err = f.kms.generate_mac(&key, "HMAC_SHA_256", b"m").unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidKeyUsage));
+}
+
+#[test]
+fn private_keys_survive_a_master_key_rewrap_and_are_not_rekeyed() {
+    let old_text = MasterKey::generate().to_text();
+    let mut f = Fixture::new();
+    f.kms = Kms::new(MasterKey::from_text(&old_text).unwrap());
+    let key = create_pair(&f, "ECC_NIST_P384", "SIGN_VERIFY");
+    let old = MasterKey::from_text(&old_text).unwrap();
+    let new_text = MasterKey::generate().to_text();
+    let new = MasterKey::from_text(&new_text).unwrap();
+    let check = new.check_value();
+    f.write(|_, tx| Kms::rewrap_all(tx, &old, &new, &check)).unwrap();
+    assert_eq!(f.write(|_, tx| Kms::rekey_all(tx, &new, &check, NOW)).unwrap(), 0);
+    f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
+    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    assert_eq!(key.materials.len(), 1);
+    let sig = f.kms.sign(&key, "ECDSA_SHA_384", b"m", None).unwrap();
+    assert!(f.kms.verify(&key, "ECDSA_SHA_384", b"m", None, &sig).unwrap());
 }

@@ -16,7 +16,9 @@
 //! names. A stored policy that does not parse denies everything.
 use crate::App;
 use crate::iam::{Caller, Iam};
-use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
+use coffer_auth::policy::{
+    Context, Decision, Policy, PolicyKind, Request, evaluate, evaluate_key_policy,
+};
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
@@ -512,6 +514,12 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
+    /// The caller's ARN and unique id (KMS grants name their grantee and retiring
+    /// principal by them).
+    pub fn caller_ids(&self) -> (&str, &str) {
+        (&self.caller.principal.arn, &self.caller.principal.user_id)
+    }
+
     fn context(&self) -> Context {
         self.base.clone()
     }
@@ -824,6 +832,9 @@ fn authorize_kms(
             }
             Ok(())
         }
+        // The grant decides who may retire it (its retiring principal, or its grantee when
+        // it includes RetireGrant): the handler checks that.
+        KmsOp::RetireGrant => Ok(()),
         KmsOp::ReEncrypt => {
             if let Some(source) = requested.source_key_id.as_deref() {
                 on_key("kms:ReEncryptFrom", source, requested.source_encryption_context.as_ref())?;
@@ -913,6 +924,8 @@ struct KmsKey {
     /// The aliases that point at the key (`kms:ResourceAliases`), read only when a policy
     /// that decides uses that key.
     aliases: Vec<String>,
+    /// The key's grants: what the policies do not allow, a grant to the caller may.
+    grants: Vec<coffer_kms::grants::GrantRecord>,
 }
 
 impl KmsKey {
@@ -924,7 +937,14 @@ impl KmsKey {
             Some(aws_managed_key_policy(&record.scope))
         };
         let tags = record.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-        KmsKey { arn: record.arn.clone(), customer_managed, policy, tags, aliases: Vec::new() }
+        KmsKey {
+            arn: record.arn.clone(),
+            customer_managed,
+            policy,
+            tags,
+            aliases: Vec::new(),
+            grants: Vec::new(),
+        }
     }
 
     /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
@@ -932,6 +952,7 @@ impl KmsKey {
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
+        key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
         let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
             || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
         if used {
@@ -954,18 +975,23 @@ fn aws_managed_key_policy(scope: &Scope) -> Arc<Policy> {
     if let Some(found) = policies.read().ok().and_then(|m| m.get(scope).cloned()) {
         return found;
     }
-    let (account, region) = (&scope.account, &scope.region);
-    let text = format!(
-        r#"{{"Version":"2012-10-17","Id":"auto-secretsmanager-2","Statement":[
-{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}","kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
-{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:GenerateDataKey*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}"}},"StringLike":{{"kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
-{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
-    );
+    let text = aws_managed_key_policy_text(scope);
     let policy = Arc::new(stored_policy(&text, "AWS managed key policy"));
     if let Ok(mut map) = policies.write() {
         map.insert(scope.clone(), policy.clone());
     }
     policy
+}
+
+/// The text of the AWS managed key policy of `scope` (GetKeyPolicy shows it).
+pub(crate) fn aws_managed_key_policy_text(scope: &Scope) -> String {
+    let (account, region) = (&scope.account, &scope.region);
+    format!(
+        r#"{{"Version":"2012-10-17","Id":"auto-secretsmanager-2","Statement":[
+{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}","kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
+{{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:GenerateDataKey*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}"}},"StringLike":{{"kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
+{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
+    )
 }
 
 /// Resolves a key reference (id, ARN, alias name or alias ARN) in `scope` with the key
@@ -989,6 +1015,7 @@ fn resolve_kms_key(
             policy: None,
             tags: Vec::new(),
             aliases: Vec::new(),
+            grants: Vec::new(),
         },
     })
 }
@@ -1026,7 +1053,15 @@ fn decide_kms(
         resource_account: key_account,
         context,
     };
-    let decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
+    let mut decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
+    // KMS evaluates grants alongside the policies: a grant allows what no policy allows,
+    // but never what a policy explicitly denies.
+    let p = &caller.principal;
+    if matches!(decision, Decision::NoAllow(_))
+        && key.grants.iter().any(|g| g.allows(&p.arn, &p.user_id, action, call.encryption_context))
+    {
+        decision = Decision::Allow;
+    }
     match decision.denial_message(&req) {
         None => session_allows(caller, &req, &req),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),

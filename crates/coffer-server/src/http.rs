@@ -1,5 +1,5 @@
 //! The HTTP side of AWS JSON 1.1: `POST /` with `X-Amz-Target`, JSON bodies,
-//! `x-amzn-RequestId` on every response and errors as `{"__type", "Message"}`.
+//! `x-amzn-RequestId` on every response and errors as `{"__type", "Message"}` (KMS: lowercase `message`).
 //! Query-protocol requests (no target, a form body) go to STS's GetCallerIdentity.
 //!
 //! Without `--dev`, every request is authenticated (SigV4, `auth::authenticate`) and
@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_wire::operation::{CloudTrailOp, Operation, Service};
-use coffer_wire::protocol::{CONTENT_TYPE, error_body, parse_target};
+use coffer_wire::protocol::{CONTENT_TYPE, error_body, kms_error_body, parse_target};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -88,7 +88,9 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
                 let status =
                     StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
                 error_code = Some(e.code);
-                (status, CONTENT_TYPE, error_body(&e))
+                // KMS writes its message member in lowercase; Secrets Manager does not.
+                let body = if service == "kms" { kms_error_body(&e) } else { error_body(&e) };
+                (status, CONTENT_TYPE, body)
             }
         }
     };

@@ -3,10 +3,12 @@
 //! KMS's answer. Operations not listed here answer `NotImplementedException`.
 
 use crate::auth::KmsCall;
+use crate::kms_families as families;
 use crate::policies::bind_user_principals;
 use crate::{App, RequestContext, clock};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_kms::asymmetric;
 use coffer_kms::{
     AliasRecord, DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, NewKey, Tag,
     check_algorithm, data_key_length, generate_random,
@@ -83,36 +85,70 @@ pub fn dispatch(
         KmsOp::ListResourceTags => {
             decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
         }
+        KmsOp::Sign => decode_request(body).and_then(|r| families::sign(app, scope, r)).map(json),
+        KmsOp::Verify => {
+            decode_request(body).and_then(|r| families::verify(app, scope, r)).map(json)
+        }
+        KmsOp::GetPublicKey => {
+            decode_request(body).and_then(|r| families::get_public_key(app, scope, r)).map(json)
+        }
+        KmsOp::GenerateMac => {
+            decode_request(body).and_then(|r| families::generate_mac(app, scope, r)).map(json)
+        }
+        KmsOp::VerifyMac => {
+            decode_request(body).and_then(|r| families::verify_mac(app, scope, r)).map(json)
+        }
+        KmsOp::DeriveSharedSecret => decode_request(body)
+            .and_then(|r| families::derive_shared_secret(app, scope, r))
+            .map(json),
+        KmsOp::GenerateDataKeyPair => decode_request(body)
+            .and_then(|r| families::generate_data_key_pair(app, scope, r, true))
+            .map(json),
+        KmsOp::GenerateDataKeyPairWithoutPlaintext => decode_request(body)
+            .and_then(|r| families::generate_data_key_pair(app, scope, r, false))
+            .map(json),
+        KmsOp::CreateGrant => {
+            decode_request(body).and_then(|r| families::create_grant(app, ctx, r)).map(json)
+        }
+        KmsOp::ListGrants => {
+            decode_request(body).and_then(|r| families::list_grants(app, scope, r)).map(json)
+        }
+        KmsOp::ListRetirableGrants => decode_request(body)
+            .and_then(|r| families::list_retirable_grants(app, scope, r))
+            .map(json),
+        KmsOp::RetireGrant => {
+            decode_request(body).and_then(|r| families::retire_grant(app, ctx, r)).map(json)
+        }
+        KmsOp::RevokeGrant => {
+            decode_request(body).and_then(|r| families::revoke_grant(app, ctx, r)).map(json)
+        }
+        KmsOp::GetKeyPolicy => {
+            decode_request(body).and_then(|r| families::get_key_policy(app, scope, r)).map(json)
+        }
+        KmsOp::PutKeyPolicy => {
+            decode_request(body).and_then(|r| families::put_key_policy(app, ctx, r)).map(json)
+        }
+        KmsOp::ListKeyPolicies => {
+            decode_request(body).and_then(|r| families::list_key_policies(app, scope, r)).map(json)
+        }
+        KmsOp::UpdateKeyDescription => decode_request(body)
+            .and_then(|r| families::update_key_description(app, ctx, r))
+            .map(json),
+        KmsOp::ListKeyRotations => {
+            decode_request(body).and_then(|r| families::list_key_rotations(app, scope, r)).map(json)
+        }
         KmsOp::ConnectCustomKeyStore
         | KmsOp::CreateCustomKeyStore
-        | KmsOp::CreateGrant
         | KmsOp::DeleteCustomKeyStore
         | KmsOp::DeleteImportedKeyMaterial
-        | KmsOp::DeriveSharedSecret
         | KmsOp::DescribeCustomKeyStores
         | KmsOp::DisconnectCustomKeyStore
-        | KmsOp::GenerateDataKeyPair
-        | KmsOp::GenerateDataKeyPairWithoutPlaintext
-        | KmsOp::GenerateMac
         | KmsOp::GetKeyLastUsage
-        | KmsOp::GetKeyPolicy
         | KmsOp::GetParametersForImport
-        | KmsOp::GetPublicKey
         | KmsOp::ImportKeyMaterial
-        | KmsOp::ListGrants
-        | KmsOp::ListKeyPolicies
-        | KmsOp::ListKeyRotations
-        | KmsOp::ListRetirableGrants
-        | KmsOp::PutKeyPolicy
         | KmsOp::ReplicateKey
-        | KmsOp::RetireGrant
-        | KmsOp::RevokeGrant
-        | KmsOp::Sign
         | KmsOp::UpdateCustomKeyStore
-        | KmsOp::UpdateKeyDescription
-        | KmsOp::UpdatePrimaryRegion
-        | KmsOp::Verify
-        | KmsOp::VerifyMac => return None,
+        | KmsOp::UpdatePrimaryRegion => return None,
     };
     // KMS reports its own internal failures as KMSInternalException.
     Some(result.map_err(|e| match e.code {
@@ -138,17 +174,24 @@ fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
         creation_date: epoch_seconds(key.created_ms),
         enabled: key.state == KeyState::Enabled,
         description: key.description.clone(),
-        key_usage: "ENCRYPT_DECRYPT".to_string(),
+        key_usage: key.key_usage.clone(),
         key_state: key.state.as_str().to_string(),
         deletion_date: key.deletion_ms.map(epoch_seconds),
         origin: "AWS_KMS".to_string(),
         key_manager: key.manager.as_str().to_string(),
-        customer_master_key_spec: SYMMETRIC_DEFAULT.to_string(),
-        key_spec: SYMMETRIC_DEFAULT.to_string(),
-        encryption_algorithms: vec![SYMMETRIC_DEFAULT.to_string()],
+        customer_master_key_spec: key.key_spec.clone(),
+        key_spec: key.key_spec.clone(),
+        encryption_algorithms: names(asymmetric::encryption_algorithms(key)),
+        signing_algorithms: names(asymmetric::signing_algorithms(key)),
+        mac_algorithms: names(asymmetric::mac_algorithms(key)),
+        key_agreement_algorithms: names(asymmetric::key_agreement_algorithms(key)),
         multi_region: false,
         current_key_material_id: key.current_material().map(|m| m.id.clone()),
     }
+}
+
+fn names(list: Vec<&'static str>) -> Vec<String> {
+    list.into_iter().map(str::to_string).collect()
 }
 
 fn context(context: Option<std::collections::BTreeMap<String, String>>) -> EncryptionContext {
@@ -159,7 +202,7 @@ fn to_tags(tags: Vec<wire::Tag>) -> Vec<Tag> {
     tags.into_iter().map(|t| Tag { key: t.tag_key, value: t.tag_value }).collect()
 }
 
-fn dry_run<T>(requested: Option<bool>, result: T) -> Result<T, AwsError> {
+pub(crate) fn dry_run<T>(requested: Option<bool>, result: T) -> Result<T, AwsError> {
     if requested == Some(true) {
         Err(AwsError::new(ErrorCode::KmsDryRunOperation, DRY_RUN_MESSAGE))
     } else {
@@ -167,7 +210,7 @@ fn dry_run<T>(requested: Option<bool>, result: T) -> Result<T, AwsError> {
     }
 }
 
-fn refuse_recipient(recipient: &Option<Value>) -> Result<(), AwsError> {
+pub(crate) fn refuse_recipient(recipient: &Option<Value>) -> Result<(), AwsError> {
     match recipient {
         Some(_) => Err(AwsError::new(
             ErrorCode::KmsUnsupportedOperation,
@@ -182,14 +225,15 @@ fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
 }
 
-const INVALID_PRINCIPALS: &str = "Policy contains a statement with one or more invalid principals.";
+pub(crate) const INVALID_PRINCIPALS: &str =
+    "Policy contains a statement with one or more invalid principals.";
 
 /// Refuses a key policy that is a JSON object but not a valid policy, as KMS does with
 /// MalformedPolicyDocumentException. Authorization reads the stored policy with the same
 /// parser, so a policy accepted here is one it can enforce (a typo such as `StringNotEqual`
 /// must never be stored and then read as "no policy"). Text that is not a JSON object is
 /// left to the key service, which answers it in KMS's words.
-fn check_key_policy(text: &str) -> Result<(), AwsError> {
+pub(crate) fn check_key_policy(text: &str) -> Result<(), AwsError> {
     if !matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_))) {
         return Ok(());
     }
@@ -411,18 +455,30 @@ pub fn encrypt(
     req: wire::EncryptRequest,
 ) -> Result<wire::EncryptResponse, AwsError> {
     let context = context(req.encryption_context.clone());
-    let encrypted = app.read(|tx| {
+    let (blob, key_arn, algorithm) = app.read(|tx| {
         let kms = app.keys.kms();
         let key = kms.find_key(tx, scope, &req.key_id, true).map_err(self::kms)?;
+        if families::is_asymmetric(&key) {
+            // RSAES-OAEP under the key's public key: the blob is the raw RSA ciphertext.
+            let algorithm =
+                families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
+            families::refuse_context(&req.encryption_context)?;
+            let blob = kms
+                .asymmetric_encrypt(&key, algorithm, req.plaintext.expose())
+                .map_err(self::kms)?;
+            return Ok((blob, key.arn.clone(), algorithm.to_string()));
+        }
         check_algorithm(req.encryption_algorithm.as_deref(), &key).map_err(self::kms)?;
-        kms.encrypt_under(&key, req.plaintext.expose(), &context).map_err(self::kms)
+        let encrypted =
+            kms.encrypt_under(&key, req.plaintext.expose(), &context).map_err(self::kms)?;
+        Ok((encrypted.blob, encrypted.key_arn, SYMMETRIC_DEFAULT.to_string()))
     })?;
     dry_run(
         req.dry_run,
         wire::EncryptResponse {
-            ciphertext_blob: wire::Blob(encrypted.blob),
-            key_id: encrypted.key_arn,
-            encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
+            ciphertext_blob: wire::Blob(blob),
+            key_id: key_arn,
+            encryption_algorithm: algorithm,
         },
     )
 }
@@ -453,6 +509,30 @@ pub fn decrypt(
     refuse_recipient(&req.recipient)?;
     let scope = &ctx.scope;
     let context = context(req.encryption_context.clone());
+    // A ciphertext of an asymmetric key is raw RSA: the request names its key (which was
+    // authorized before the handler), and the key decrypts it.
+    if let Some(key_id) = req.key_id.as_deref() {
+        let key = app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, true).map_err(kms))?;
+        if families::is_asymmetric(&key) {
+            let algorithm =
+                families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
+            families::refuse_context(&req.encryption_context)?;
+            let plaintext = app
+                .keys
+                .kms()
+                .asymmetric_decrypt(&key, algorithm, &req.ciphertext_blob.0)
+                .map_err(kms)?;
+            return dry_run(
+                req.dry_run,
+                wire::DecryptResponse {
+                    key_id: key.arn.clone(),
+                    plaintext: SensitiveBlob::new(plaintext.expose().to_vec()),
+                    encryption_algorithm: algorithm.to_string(),
+                    key_material_id: String::new(),
+                },
+            );
+        }
+    }
     let decrypted = app.read(|tx| {
         let call = KmsCall { encryption_context: req.encryption_context.as_ref(), alias: None };
         authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt", &call)?;
@@ -495,37 +575,75 @@ pub fn re_encrypt(
             let to = KmsCall::naming(&req.destination_key_id, context);
             gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
-        check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
-            .map_err(self::kms)?;
-        let source = kms
-            .decrypt(
-                tx,
-                scope,
-                &req.ciphertext_blob.0,
-                &source_context,
-                req.source_key_id.as_deref(),
-            )
-            .map_err(self::kms)?;
-        check_algorithm(req.source_encryption_algorithm.as_deref(), &source.key)
-            .map_err(self::kms)?;
-        let encrypted = kms
-            .encrypt_under(&destination, source.plaintext.expose(), &destination_context)
-            .map_err(self::kms)?;
-        Ok((source.key.arn.clone(), source.material_id.clone(), encrypted))
+        let destination_algorithm = if families::is_asymmetric(&destination) {
+            families::refuse_context(&req.destination_encryption_context)?;
+            families::asymmetric_algorithm(
+                req.destination_encryption_algorithm.as_deref(),
+                &destination,
+            )?
+            .to_string()
+        } else {
+            check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
+                .map_err(self::kms)?;
+            SYMMETRIC_DEFAULT.to_string()
+        };
+        // A source named by an asymmetric key is raw RSA ciphertext of that key (the
+        // request names it, so it was authorized before the handler).
+        let asymmetric_source = match req.source_key_id.as_deref() {
+            Some(id) => Some(kms.find_key(tx, scope, id, true).map_err(self::kms)?)
+                .filter(families::is_asymmetric),
+            None => None,
+        };
+        let (plaintext, source_arn, source_material, source_algorithm) = match &asymmetric_source {
+            Some(source) => {
+                families::refuse_context(&req.source_encryption_context)?;
+                let algorithm = families::asymmetric_algorithm(
+                    req.source_encryption_algorithm.as_deref(),
+                    source,
+                )?;
+                let plaintext = kms
+                    .asymmetric_decrypt(source, algorithm, &req.ciphertext_blob.0)
+                    .map_err(self::kms)?;
+                (plaintext, source.arn.clone(), String::new(), algorithm.to_string())
+            }
+            None => {
+                let source = kms
+                    .decrypt(
+                        tx,
+                        scope,
+                        &req.ciphertext_blob.0,
+                        &source_context,
+                        req.source_key_id.as_deref(),
+                    )
+                    .map_err(self::kms)?;
+                check_algorithm(req.source_encryption_algorithm.as_deref(), &source.key)
+                    .map_err(self::kms)?;
+                let arn = source.key.arn.clone();
+                (source.plaintext, arn, source.material_id, SYMMETRIC_DEFAULT.to_string())
+            }
+        };
+        let (blob, key_arn, destination_material) = if families::is_asymmetric(&destination) {
+            let blob = kms
+                .asymmetric_encrypt(&destination, &destination_algorithm, plaintext.expose())
+                .map_err(self::kms)?;
+            (blob, destination.arn.clone(), String::new())
+        } else {
+            let encrypted = kms
+                .encrypt_under(&destination, plaintext.expose(), &destination_context)
+                .map_err(self::kms)?;
+            (encrypted.blob, encrypted.key_arn, encrypted.material_id)
+        };
+        Ok(wire::ReEncryptResponse {
+            ciphertext_blob: wire::Blob(blob),
+            source_key_id: source_arn,
+            key_id: key_arn,
+            source_encryption_algorithm: source_algorithm,
+            destination_encryption_algorithm: destination_algorithm,
+            source_key_material_id: source_material,
+            destination_key_material_id: destination_material,
+        })
     })?;
-    let (source_key_id, source_key_material_id, encrypted) = moved;
-    dry_run(
-        req.dry_run,
-        wire::ReEncryptResponse {
-            ciphertext_blob: wire::Blob(encrypted.blob),
-            source_key_id,
-            key_id: encrypted.key_arn,
-            source_encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
-            destination_encryption_algorithm: SYMMETRIC_DEFAULT.to_string(),
-            source_key_material_id,
-            destination_key_material_id: encrypted.material_id,
-        },
-    )
+    dry_run(req.dry_run, moved)
 }
 
 pub fn generate_data_key(
@@ -562,11 +680,8 @@ pub fn generate_random_bytes(
             format!("Custom key store {store} does not exist."),
         ));
     }
-    let n = req.number_of_bytes.ok_or_else(|| {
-        AwsError::validation(
-            "1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null",
-        )
-    })?;
+    let n =
+        req.number_of_bytes.ok_or_else(|| AwsError::validation("NumberOfBytes is required."))?;
     // The model bounds NumberOfBytes to 1..=1024 before we get here.
     let bytes = generate_random(usize::try_from(n).unwrap_or(0));
     Ok(wire::GenerateRandomResponse { plaintext: SensitiveBlob::new(bytes.expose().to_vec()) })
@@ -630,7 +745,7 @@ pub fn rotate_key_on_demand(
     let key = app.write(ctx, |tx| {
         app.keys.kms().rotate_key_on_demand(tx, scope, &req.key_id, clock::now_ms()).map_err(kms)
     })?;
-    Ok(wire::KeyIdResponse { key_id: key.key_id })
+    Ok(wire::KeyIdResponse { key_id: key.arn })
 }
 
 pub fn tag_resource(

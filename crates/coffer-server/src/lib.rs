@@ -22,6 +22,7 @@ pub mod http;
 pub mod iam_api;
 pub mod keys;
 pub mod kms_api;
+pub mod kms_families;
 pub mod metrics;
 mod paging;
 pub mod pipeline;

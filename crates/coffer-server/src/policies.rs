@@ -61,9 +61,29 @@ pub(crate) fn bind_user_principals(
     serde_json::to_string(&doc).map_err(|_| AwsError::internal())
 }
 
+/// The unique id of the IAM user `arn` names, for a grant's grantee or retiring principal
+/// (`None` for other principals, or without IAM). A user ARN that names no user is
+/// refused: a user created later under that name must not get the grant.
+pub(crate) fn user_id_of(
+    app: &App,
+    tx: &dyn ReadTxn,
+    arn: &str,
+) -> Result<Option<String>, AwsError> {
+    if app.iam.is_none() {
+        return Ok(None);
+    }
+    let Some((account, name)) = coffer_auth::policy::user_arn_parts(arn) else { return Ok(None) };
+    let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
+    let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    match user {
+        Some(user) => Ok(Some(user.user_id)),
+        None => Err(AwsError::validation(format!("Invalid principal: {arn} does not exist."))),
+    }
+}
+
 /// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
 /// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
-fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
+pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
     if !text.contains("AIDA") && !text.contains("AROA") {
         return Ok(text);
     }

@@ -96,7 +96,14 @@ pub struct KeyMetadata {
     pub key_manager: String,
     pub customer_master_key_spec: String,
     pub key_spec: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub encryption_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signing_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mac_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_agreement_algorithms: Vec<String>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_key_material_id: Option<String>,
@@ -218,6 +225,8 @@ pub struct DecryptResponse {
     pub key_id: String,
     pub plaintext: SensitiveBlob,
     pub encryption_algorithm: String,
+    /// Absent for asymmetric keys.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub key_material_id: String,
 }
 
@@ -243,7 +252,9 @@ pub struct ReEncryptResponse {
     pub key_id: String,
     pub source_encryption_algorithm: String,
     pub destination_encryption_algorithm: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub source_key_material_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub destination_key_material_id: String,
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cloudtrail;
 pub mod kms;
+pub mod kms_families;
 pub mod model;
 pub mod operation;
 pub mod protocol;

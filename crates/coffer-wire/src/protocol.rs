@@ -38,6 +38,20 @@ pub fn error_body(error: &AwsError) -> Vec<u8> {
         .expect("error body serializes")
 }
 
+#[derive(Serialize)]
+struct KmsErrorBody<'a> {
+    #[serde(rename = "__type")]
+    kind: &'a str,
+    message: &'a str,
+}
+
+/// The JSON body of a KMS error response: `{"__type": "<Code>", "message": "..."}`, with
+/// the lowercase member the real KMS service sends (Secrets Manager keeps `Message`).
+pub fn kms_error_body(error: &AwsError) -> Vec<u8> {
+    serde_json::to_vec(&KmsErrorBody { kind: error.code.as_str(), message: &error.message })
+        .expect("error body serializes")
+}
+
 /// Epoch milliseconds rendered as epoch seconds with a fractional part, as AWS does.
 pub fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0

@@ -288,6 +288,13 @@ impl Checker<'_> {
         path: &str,
         constraint: &str,
     ) {
+        // KMS names no value at all for a sensitive member (`Value at 'plaintext' ...`);
+        // Secrets Manager writes the redaction marker in its place.
+        if (sensitive || shape.sensitive) && std::ptr::eq(self.model, ServiceModel::kms()) {
+            self.violations
+                .push(format!("Value at '{path}' failed to satisfy constraint: {constraint}"));
+            return;
+        }
         let rendered = self.render(shape, sensitive, value);
         self.violations.push(format!(
             "Value '{rendered}' at '{path}' failed to satisfy constraint: {constraint}"

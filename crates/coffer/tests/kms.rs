@@ -279,7 +279,7 @@ async fn bad_input_gets_kms_errors() {
     for malformed in ["not-a-key", "alias/", "arn:aws:kms:us-east-1:000000000000:key/nope"] {
         let err = encrypt(malformed).await.unwrap_err();
         assert_eq!(err.code(), Some("NotFoundException"), "{malformed}");
-        assert_eq!(err.message(), Some(format!("Invalid keyId {malformed}").as_str()));
+        assert_eq!(err.message(), Some(format!("Invalid keyId '{malformed}'").as_str()));
     }
     let foreign = format!("arn:aws:kms:us-east-1:111122223333:key/{key_id}");
     let err = encrypt(&foreign).await.unwrap_err();
@@ -357,8 +357,13 @@ async fn bad_input_gets_kms_errors() {
     assert_eq!(key_state(&kms, &key_id).await, KeyState::Enabled, "nothing was half-written");
     let err = kms.cancel_key_deletion().key_id(&key_id).send().await.unwrap_err();
     assert_eq!(err.code(), Some("KMSInvalidStateException"));
-    let err =
-        kms.create_key().key_spec(aws_sdk_kms::types::KeySpec::Rsa2048).send().await.unwrap_err();
+    let err = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Sm2)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("UnsupportedOperationException"));
     kms.create_alias().alias_name("alias/once").target_key_id(&key_id).send().await.unwrap();
     let err =
@@ -828,4 +833,120 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
         service_events.contains(&("kms.amazonaws.com".into(), "RotateKey".into(), rotating_arn)),
         "{service_events:?}"
     );
+}
+
+/// Issue 22: asymmetric signing, RSA encryption, HMAC and data key pairs through the Rust SDK.
+#[tokio::test]
+async fn asymmetric_hmac_and_data_key_pair_operations_work_through_the_sdk() {
+    use aws_sdk_kms::types::{
+        DataKeyPairSpec, EncryptionAlgorithmSpec, KeySpec, KeyUsageType, MacAlgorithmSpec,
+        MessageType, SigningAlgorithmSpec,
+    };
+    let server = Server::dev();
+    let kms = kms_client(&server.url);
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        kms.create_key().key_spec(spec).key_usage(usage).send()
+    };
+    let signing = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await.unwrap();
+    let signing = signing.key_metadata().unwrap().key_id().to_string();
+    let signed = kms
+        .sign()
+        .key_id(&signing)
+        .message(Blob::new("m"))
+        .message_type(MessageType::Raw)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    let verified = kms
+        .verify()
+        .key_id(&signing)
+        .message(Blob::new("m"))
+        .signature(signed.signature().unwrap().clone())
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(verified.signature_valid());
+    let err = kms
+        .verify()
+        .key_id(&signing)
+        .message(Blob::new("n"))
+        .signature(signed.signature().unwrap().clone())
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("KMSInvalidSignatureException"));
+    let public = kms.get_public_key().key_id(&signing).send().await.unwrap();
+    assert_eq!(public.key_spec(), Some(&KeySpec::EccNistP256));
+    assert!(public.public_key().is_some());
+
+    let rsa = create(KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await.unwrap();
+    let rsa = rsa.key_metadata().unwrap().key_id().to_string();
+    let blob = kms
+        .encrypt()
+        .key_id(&rsa)
+        .plaintext(Blob::new("secret"))
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .send()
+        .await
+        .unwrap();
+    let plain = kms
+        .decrypt()
+        .key_id(&rsa)
+        .ciphertext_blob(blob.ciphertext_blob().unwrap().clone())
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.plaintext().unwrap().as_ref(), b"secret");
+
+    let hmac = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await.unwrap();
+    let hmac = hmac.key_metadata().unwrap().key_id().to_string();
+    let mac = kms
+        .generate_mac()
+        .key_id(&hmac)
+        .message(Blob::new("m"))
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap();
+    let ok = kms
+        .verify_mac()
+        .key_id(&hmac)
+        .message(Blob::new("m"))
+        .mac(mac.mac().unwrap().clone())
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.mac_valid());
+
+    let (symmetric, _) = create_key(&kms).await;
+    let pair = kms
+        .generate_data_key_pair()
+        .key_id(&symmetric)
+        .key_pair_spec(DataKeyPairSpec::EccNistP384)
+        .send()
+        .await
+        .unwrap();
+    let opened = kms
+        .decrypt()
+        .ciphertext_blob(pair.private_key_ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.plaintext().unwrap().as_ref(),
+        pair.private_key_plaintext().unwrap().as_ref()
+    );
+    let bare = kms
+        .generate_data_key_pair_without_plaintext()
+        .key_id(&symmetric)
+        .key_pair_spec(DataKeyPairSpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    assert!(bare.public_key().is_some());
 }
