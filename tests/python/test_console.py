@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -366,6 +367,41 @@ def test_edit_description_through_actions(console, browser):
     assert "The description was saved." in browser.text()
     assert console.admin().describe_secret(SecretId=name)["Description"] == (
         "This is the description I want to attach to the secret.")
+
+
+def test_rotation_configuration_is_edited_in_the_console(console, browser):
+    """Rotation configuration, shown and editable (issue 14, item 6): turned on with a
+    built-in rotator, rotated, then disabled; each checked as an API client sees it."""
+    admin = console.admin()
+    name = "rotated/by-console"
+    admin.create_secret(Name=name, SecretString=json.dumps({"username": "svc", "password": "first"}))
+    before = admin.get_secret_value(SecretId=name)["VersionId"]
+    browser.open_secret(name)
+    browser.click("Edit rotation")
+    browser.fill("Rotation function ARN",
+                 "arn:aws:lambda:us-east-1:000000000000:function:coffer-builtin-random-password")
+    browser.fill("Rotation schedule (rate(N days), cron(...) or a number of days)", "rate(30 days)")
+    browser.fill("Window duration (for example 4h; optional)", "4h")
+    browser.shot("rotation-editor")
+    browser.click("Save")
+    assert "The rotation configuration was saved." in browser.text()
+    described = admin.describe_secret(SecretId=name)
+    assert described["RotationEnabled"] is True
+    assert described["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+    assert described["RotationRules"]["Duration"] == "4h"
+    deadline = time.time() + 30
+    while admin.get_secret_value(SecretId=name)["VersionId"] == before:
+        assert time.time() < deadline, "the rotation did not complete"
+        time.sleep(0.2)
+    rotated = json.loads(admin.get_secret_value(SecretId=name)["SecretString"])
+    assert rotated["username"] == "svc" and rotated["password"] != "first"
+    assert admin.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")["VersionId"] == before
+    browser.open_secret(name)
+    assert "Enabled" in browser.text()
+    browser.click("Edit rotation")
+    browser.click("Disable rotation")
+    assert "The rotation configuration was saved." in browser.text()
+    assert admin.describe_secret(SecretId=name)["RotationEnabled"] is False
 
 
 def test_kms_keys_and_edit_encryption_key(console, browser):

@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/secret/value/edit", post(edit_value))
         .route("/secret/value/save", post(save_value))
         .route("/secret/description", get(description_form).post(description_save))
+        .route("/secret/rotation", get(rotation_form).post(rotation_post))
         .route("/secret/key", get(key_form).post(key_save))
         .route("/secret/policy", get(policy_form).post(policy_post))
         .route("/secret/tags", get(tags_form).post(tags_post))
@@ -182,6 +183,7 @@ fn message(params: &HashMap<String, String>) -> String {
     let text = match params.get("msg").map(String::as_str) {
         Some("value-saved") => "The secret value was saved as a new version.",
         Some("description-saved") => "The description was saved.",
+        Some("rotation-saved") => "The rotation configuration was saved.",
         Some("key-saved") => "The encryption key was saved.",
         Some("policy-saved") => "The resource policy was saved.",
         Some("policy-deleted") => "The resource policy was deleted.",
@@ -528,11 +530,11 @@ async fn render_details(
     );
     b.push_str(&tags_table(&d));
     b.push_str("</section>");
-    // Rotation configuration. ROTATION: shown here from DescribeSecret; editing is to be
-    // added by the rotation work (a form calling RotateSecret / CancelRotateSecret).
+    // Rotation configuration, edited through RotateSecret and CancelRotateSecret.
     let _ = write!(
         b,
-        r#"<section aria-labelledby="rotation-h" class="card"><h2 id="rotation-h">Rotation configuration</h2><dl>"#
+        r#"<section aria-labelledby="rotation-h" class="card"><div class="section-head"><h2 id="rotation-h">Rotation configuration</h2><a class="button" href="/console/secret/rotation?id={}">Edit rotation</a></div><dl>"#,
+        esc(&url(&name))
     );
     let enabled = d.get("RotationEnabled").and_then(Value::as_bool).unwrap_or(false);
     let _ = write!(
@@ -878,6 +880,127 @@ async fn save_value(State(console): St, ctx: Ctx, Form(fields): Fields) -> Respo
             let mut page = editor_page(&s, &id, &ed, Some(&format!("{}: {}", e.code, e.message)));
             *page.status_mut() = status_of(&e);
             page
+        }
+    }
+}
+
+// ---------------------------------------------------------------- rotation
+
+async fn rotation_form(State(console): St, ctx: Ctx, Query(params): Params) -> Response {
+    let s = signed_or_return!(console, ctx);
+    let id = params.get("id").cloned().unwrap_or_default();
+    match s.sm("DescribeSecret", json!({"SecretId": id})).await {
+        Ok(d) => {
+            let rules = d.get("RotationRules").cloned().unwrap_or(Value::Null);
+            let schedule = match rules.get("ScheduleExpression").and_then(Value::as_str) {
+                Some(expression) => expression.to_string(),
+                None => rules
+                    .get("AutomaticallyAfterDays")
+                    .and_then(Value::as_i64)
+                    .map(|days| format!("rate({days} days)"))
+                    .unwrap_or_default(),
+            };
+            let current = RotationFields {
+                function: js(&d, "RotationLambdaARN").to_string(),
+                schedule,
+                duration: rules.get("Duration").and_then(Value::as_str).unwrap_or("").to_string(),
+                enabled: d.get("RotationEnabled").and_then(Value::as_bool).unwrap_or(false),
+            };
+            rotation_page(&s, &id, &current, None)
+        }
+        Err(e) => s.error_page("Edit rotation", &e),
+    }
+}
+
+/// The rotation form's fields.
+struct RotationFields {
+    function: String,
+    schedule: String,
+    duration: String,
+    enabled: bool,
+}
+
+fn rotation_page(
+    s: &Signed<'_>,
+    id: &str,
+    current: &RotationFields,
+    error: Option<&ApiError>,
+) -> Response {
+    let mut b = error.map(|e| error_box(&e.code, &e.message)).unwrap_or_default();
+    let _ = write!(
+        b,
+        r#"<form method="post" action="/console/secret/rotation" class="card">{}{}
+<p class="field"><label for="function">Rotation function ARN</label><input id="function" name="function" value="{}" placeholder="arn:aws:lambda:REGION:ACCOUNT:function:coffer-builtin-random-password"></p>
+<p class="field"><label for="schedule">Rotation schedule (rate(N days), cron(...) or a number of days)</label><input id="schedule" name="schedule" value="{}"></p>
+<p class="field"><label for="duration">Window duration (for example 4h; optional)</label><input id="duration" name="duration" value="{}"></p>
+<p class="field"><input type="checkbox" id="immediately" name="immediately" value="true" checked> <label for="immediately">Rotate immediately when saved</label></p>
+<p><button type="submit" class="primary" name="action" value="save">Save</button> <button type="submit" name="action" value="rotate">Rotate secret immediately</button> {} <a class="button" href="{}">Cancel</a></p></form>"#,
+        s.csrf(),
+        hidden("id", id),
+        esc(&current.function),
+        esc(&current.schedule),
+        esc(&current.duration),
+        if current.enabled {
+            r#"<button type="submit" name="action" value="cancel">Disable rotation</button>"#
+        } else {
+            ""
+        },
+        esc(&details_url(id))
+    );
+    s.page(&format!("Edit rotation: {id}"), &b)
+}
+
+async fn rotation_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response {
+    let s = signed_or_return!(console, ctx);
+    let f = F::new(fields);
+    if let Err(r) = s.check_csrf(&f) {
+        return *r;
+    }
+    let id = f.get("id");
+    let token = uuid::Uuid::new_v4().to_string();
+    let result = match f.get("action") {
+        "cancel" => s.sm("CancelRotateSecret", json!({"SecretId": id})).await,
+        // Rotates again from the stored configuration, as a call without parameters does.
+        "rotate" => {
+            s.sm("RotateSecret", json!({"SecretId": id, "ClientRequestToken": token})).await
+        }
+        _ => {
+            let schedule = f.get("schedule").trim();
+            let mut rules = serde_json::Map::new();
+            match schedule.parse::<i64>() {
+                Ok(days) => {
+                    rules.insert("AutomaticallyAfterDays".into(), days.into());
+                }
+                Err(_) if !schedule.is_empty() => {
+                    rules.insert("ScheduleExpression".into(), schedule.into());
+                }
+                Err(_) => {}
+            }
+            if !f.get("duration").trim().is_empty() {
+                rules.insert("Duration".into(), f.get("duration").trim().into());
+            }
+            let mut request = json!({
+                "SecretId": id,
+                "ClientRequestToken": token,
+                "RotateImmediately": f.get("immediately") == "true",
+                "RotationRules": rules,
+            });
+            if !f.get("function").trim().is_empty() {
+                request["RotationLambdaARN"] = f.get("function").trim().into();
+            }
+            s.sm("RotateSecret", request).await
+        }
+    };
+    match result {
+        Ok(_) => redirect(&format!("{}&msg=rotation-saved", details_url(id))),
+        Err(e) => {
+            let current = RotationFields {
+                function: f.get("function").to_string(),
+                schedule: f.get("schedule").to_string(),
+                duration: f.get("duration").to_string(),
+                enabled: true,
+            };
+            rotation_page(&s, id, &current, Some(&e))
         }
     }
 }
