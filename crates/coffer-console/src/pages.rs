@@ -933,7 +933,7 @@ fn rotation_page(
 <p class="field"><label for="function">Rotation function ARN</label><input id="function" name="function" value="{}" placeholder="arn:aws:lambda:REGION:ACCOUNT:function:coffer-builtin-random-password"></p>
 <p class="field"><label for="schedule">Rotation schedule (rate(N days), cron(...) or a number of days)</label><input id="schedule" name="schedule" value="{}"></p>
 <p class="field"><label for="duration">Window duration (for example 4h; optional)</label><input id="duration" name="duration" value="{}"></p>
-<p class="field"><input type="checkbox" id="immediately" name="immediately" value="true" checked> <label for="immediately">Rotate immediately when saved</label></p>
+<p class="field check"><input type="checkbox" id="immediately" name="immediately" value="true" checked><label for="immediately">Rotate immediately when saved</label></p>
 <p><button type="submit" class="primary" name="action" value="save">Save</button> <button type="submit" name="action" value="rotate">Rotate secret immediately</button> {} <a class="button" href="{}">Cancel</a></p></form>"#,
         s.csrf(),
         hidden("id", id),
