@@ -675,7 +675,8 @@ thread_local! {
 /// Runs `f` (a read-only call, typically inside a shared read transaction) with its
 /// LastAccessedDate updates put off, then writes them: a write inside the read would
 /// hold a second pooled connection, or block a reader on the writer. An update that
-/// cannot be written turns the call's result into the failure it would have been.
+/// cannot be written (a full disk) is logged and the read still answered: the date is
+/// bookkeeping, and the call's audit event is what must be stored (issue 19).
 pub fn deferring_access_records<T>(
     app: &App,
     f: impl FnOnce() -> Result<T, AwsError>,
@@ -696,7 +697,7 @@ pub fn deferring_access_records<T>(
     let result = result?;
     let deferred = deferred.unwrap_or_default();
     if !deferred.is_empty() {
-        write_access(app, &deferred)?;
+        write_access_or_log(app, &deferred);
     }
     Ok(result)
 }
@@ -711,10 +712,16 @@ fn record_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(
         }
         None => false,
     });
-    if deferred {
-        Ok(())
-    } else {
-        write_access(app, &[(arn.to_owned(), version_id.to_owned(), today)])
+    if !deferred {
+        write_access_or_log(app, &[(arn.to_owned(), version_id.to_owned(), today)]);
+    }
+    Ok(())
+}
+
+/// [`write_access`], whose failure does not fail the read that asked for it.
+fn write_access_or_log(app: &App, accesses: &[(String, String, i64)]) {
+    if let Err(error) = write_access(app, accesses) {
+        tracing::warn!(code = ?error.code, "could not record LastAccessedDate; the read is answered");
     }
 }
 
