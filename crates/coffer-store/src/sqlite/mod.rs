@@ -23,6 +23,8 @@ use crate::read_cache::ReadCache;
 use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
 
 mod export;
+#[cfg(feature = "testing")]
+pub mod faults;
 mod open;
 mod read;
 mod schema;
