@@ -10,8 +10,8 @@ mod common;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use coffer_store::testing::{TestDatabase, TestPostgres};
 use coffer_store::PostgresStore;
+use coffer_store::testing::{TestDatabase, TestPostgres};
 use common::{Server, all_versions, client_for, count_label};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
