@@ -18,6 +18,7 @@ pub mod clock;
 pub mod connections;
 mod dispatch;
 pub mod http;
+pub mod hygiene;
 pub mod keys;
 pub mod kms_api;
 pub mod metrics;
