@@ -337,6 +337,7 @@ fn write_event_canonical(event: &Event, out: &mut Vec<u8>) {
         out.push(b']');
     }
     m.value("responseElements", &event.response_elements);
+    m.optional("sessionCredentialFromConsole", &event.session_credential_from_console);
     m.string("sourceIPAddress", &event.source_ip_address);
     m.string("userAgent", &event.user_agent);
     let who = &event.user_identity;
@@ -694,6 +695,7 @@ mod tests {
             event_type: "AwsApiCall".into(),
             management_event: true,
             recipient_account_id: "111122223333".into(),
+            session_credential_from_console: None,
             event_category: "Management".into(),
         }
     }
@@ -705,6 +707,7 @@ mod tests {
         full.error_code = Some("AccessDenied".into());
         full.error_message = Some("quote \" back \\ tab \t é \u{1} </>".into());
         full.request_id = Some("req-1".into());
+        full.session_credential_from_console = Some("true".into());
         full.read_only = true;
         full.management_event = false;
         full.request_parameters = serde_json::json!({"z": {"b": 1, "a": [true, null, 2.5]},

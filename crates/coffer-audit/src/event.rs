@@ -92,6 +92,9 @@ pub struct Event {
     pub event_type: String,
     pub management_event: bool,
     pub recipient_account_id: String,
+    /// `"true"` on a call made through the console, as CloudTrail marks one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_credential_from_console: Option<String>,
     pub event_category: String,
 }
 
@@ -288,6 +291,7 @@ mod tests {
             event_type: "AwsApiCall".into(),
             management_event: true,
             recipient_account_id: "111122223333".into(),
+            session_credential_from_console: None,
             event_category: "Management".into(),
         }
     }

@@ -312,6 +312,7 @@ mod tests {
             event_type: "AwsApiCall".into(),
             management_event: true,
             recipient_account_id: "1".into(),
+            session_credential_from_console: None,
             event_category: "Management".into(),
         }
     }

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     KmsDryRunOperation,
     KmsCustomKeyStoreNotFound,
     KmsInternal,
+    /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
+    CloudTrail(&'static str),
 }
 
 impl ErrorCode {
@@ -94,6 +96,7 @@ impl ErrorCode {
             ErrorCode::KmsDryRunOperation => "DryRunOperationException",
             ErrorCode::KmsCustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
             ErrorCode::KmsInternal => "KMSInternalException",
+            ErrorCode::CloudTrail(code) => code,
         }
     }
 
@@ -106,6 +109,7 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => 413,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
+            ErrorCode::CloudTrail("InternalFailure") => 500,
             _ => 400,
         }
     }

@@ -25,7 +25,6 @@ use coffer_wire::operation::{Operation, SecretsManagerOp, Service, StsOp};
 use coffer_wire::secretsmanager as sm;
 use serde_json::Value;
 use std::any::Any;
-use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -272,8 +271,40 @@ struct Pending {
     also: Option<Scope>,
 }
 
-thread_local! {
-    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+/// The audit record of one call. Begun once the caller is known ([`CallRecord::begin`]),
+/// completed as the call goes (its request, the secrets a batch read, the owner's trail),
+/// then written with the change it records (`App::write`, through [`CallRecord::for_write`])
+/// or once the call ends ([`CallRecord::conclude`]). It travels in the call's
+/// `RequestContext`, so every stage that adds to it takes it as an argument. The lock is
+/// never contended: a call runs on one thread at a time; it only lets the context cross to
+/// the store's writer thread.
+#[derive(Default)]
+pub struct CallRecord(Mutex<Option<Box<Pending>>>);
+
+impl std::fmt::Debug for CallRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallRecord")
+    }
+}
+
+/// Where a call came from, as its event records it.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub ip: Option<IpAddr>,
+    pub user_agent: String,
+    /// Made through the console: marked as CloudTrail marks console calls.
+    pub console: bool,
+}
+
+impl Source {
+    /// The source of a request that came over the wire.
+    pub fn of(raw: &RawRequest) -> Source {
+        Source {
+            ip: raw.source_ip,
+            user_agent: header(raw, "user-agent").unwrap_or("").to_string(),
+            console: false,
+        }
+    }
 }
 
 /// `userIdentity` of a verified caller, or (with `--dev`, where nothing is verified)
@@ -316,19 +347,6 @@ fn source_ip(ip: Option<IpAddr>) -> String {
     ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Starts the event of a call of `op` by `identity` in the caller's scope. Replaces any
-/// event a panicked call left behind on this thread.
-pub fn begin(
-    ctx: &RequestContext,
-    identity: UserIdentity,
-    raw: &RawRequest,
-    op: Operation,
-    model: Option<&ServiceModel>,
-) {
-    let name = EventName { source: op.event_source(), name: op.name(), read_only: op.read_only() };
-    begin_named(ctx, identity, raw, name, model);
-}
-
 /// What an event says was called: an [`Operation`], or (for a query-protocol request
 /// naming an action no service has) the name as it was sent, recorded and never matched.
 struct EventName<'a> {
@@ -337,79 +355,77 @@ struct EventName<'a> {
     read_only: bool,
 }
 
-fn begin_named(
-    ctx: &RequestContext,
-    identity: UserIdentity,
-    raw: &RawRequest,
-    EventName { source, name: op, read_only }: EventName<'_>,
-    model: Option<&ServiceModel>,
-) {
-    let now = clock::now_ms();
-    let event = Event {
-        event_version: EVENT_VERSION.to_string(),
-        user_identity: identity,
-        event_time: coffer_audit::format_iso8601(now),
-        event_source: source.to_string(),
-        event_name: op.to_string(),
-        aws_region: ctx.scope.region.clone(),
-        source_ip_address: source_ip(raw.source_ip),
-        user_agent: event::cap_string(header(raw, "user-agent").unwrap_or("").to_string()),
-        error_code: None,
-        error_message: None,
-        request_parameters: Value::Null,
-        response_elements: Value::Null,
-        request_id: Some(ctx.request_id.clone()),
-        event_id: uuid::Uuid::new_v4().to_string(),
-        read_only,
-        resources: Vec::new(),
-        event_type: "AwsApiCall".to_string(),
-        management_event: true,
-        recipient_account_id: ctx.scope.account.clone(),
-        event_category: "Management".to_string(),
-    };
-    let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
-    // The embedded models are 'static; which one is named by the event source.
-    let model = model.and_then(|_| match source {
-        "secretsmanager.amazonaws.com" => Some(ServiceModel::secretsmanager()),
-        "kms.amazonaws.com" => Some(ServiceModel::kms()),
-        _ => None,
-    });
-    let pending = Pending {
-        scope: ctx.scope.clone(),
-        time_ms: now,
-        event,
-        sensitive,
-        model,
-        committed: false,
-        secrets_read: Vec::new(),
-        also: None,
-    };
-    PENDING.with(|p| *p.borrow_mut() = Some(pending));
-}
+impl CallRecord {
+    /// Starts the record of a call of `op` by `identity` in the caller's scope.
+    pub fn begin(
+        scope: &Scope,
+        request_id: &str,
+        identity: UserIdentity,
+        source: &Source,
+        op: Operation,
+        model: Option<&ServiceModel>,
+    ) -> CallRecord {
+        let name =
+            EventName { source: op.event_source(), name: op.name(), read_only: op.read_only() };
+        CallRecord::begin_named(scope, request_id, identity, source, name, model)
+    }
 
-/// Notes that the call on this thread (BatchGetSecretValue) read the secret `arn` as
-/// `name` (GetSecretValue) would: the secret gets an event of its own, as AWS records
-/// one per secret a batch returns, findable by the secret's ARN.
-pub fn add_secret_event(name: SecretsManagerOp, arn: &str) {
-    PENDING.with(|p| {
-        if let Some(pending) = p.borrow_mut().as_mut() {
-            pending.secrets_read.push((name, arn.to_string()));
-        }
-    });
-}
-
-/// Also delivers the event of the call on this thread to the trail of `owner`, when that is
-/// not the caller's scope: a call another account makes on a secret (through its resource
-/// policy) is recorded in both accounts with one event id, as CloudTrail delivers it, and
-/// the owner's copy names the owner as `recipientAccountId`.
-pub fn deliver_also_to(owner: &Scope) {
-    PENDING.with(|p| {
-        if let Some(pending) = p.borrow_mut().as_mut()
-            && pending.scope != *owner
-        {
-            pending.also = Some(owner.clone());
-        }
-    });
+    fn begin_named(
+        scope: &Scope,
+        request_id: &str,
+        identity: UserIdentity,
+        from: &Source,
+        EventName { source, name: op, read_only }: EventName<'_>,
+        model: Option<&ServiceModel>,
+    ) -> CallRecord {
+        let now = clock::now_ms();
+        let event = Event {
+            event_version: EVENT_VERSION.to_string(),
+            user_identity: identity,
+            event_time: coffer_audit::format_iso8601(now),
+            event_source: source.to_string(),
+            event_name: op.to_string(),
+            aws_region: scope.region.clone(),
+            source_ip_address: source_ip(from.ip),
+            // CloudTrail records a console call's agent as "AWS Internal".
+            user_agent: if from.console {
+                "AWS Internal".to_string()
+            } else {
+                event::cap_string(from.user_agent.clone())
+            },
+            error_code: None,
+            error_message: None,
+            request_parameters: Value::Null,
+            response_elements: Value::Null,
+            request_id: Some(request_id.to_string()),
+            event_id: uuid::Uuid::new_v4().to_string(),
+            read_only,
+            resources: Vec::new(),
+            event_type: "AwsApiCall".to_string(),
+            management_event: true,
+            recipient_account_id: scope.account.clone(),
+            session_credential_from_console: from.console.then(|| "true".to_string()),
+            event_category: "Management".to_string(),
+        };
+        let sensitive = model.map(|m| m.sensitive_set(op)).unwrap_or_default();
+        // The embedded models are 'static; which one is named by the event source.
+        let model = model.and_then(|_| match source {
+            "secretsmanager.amazonaws.com" => Some(ServiceModel::secretsmanager()),
+            "kms.amazonaws.com" => Some(ServiceModel::kms()),
+            _ => None,
+        });
+        let pending = Pending {
+            scope: scope.clone(),
+            time_ms: now,
+            event,
+            sensitive,
+            model,
+            committed: false,
+            secrets_read: Vec::new(),
+            also: None,
+        };
+        CallRecord(Mutex::new(Some(Box::new(pending))))
+    }
 }
 
 /// The events of the secrets a successful batch call read, made from the call's own.
@@ -448,27 +464,6 @@ fn append_delivered(
         append_and_stream(app, tx, heads, owner, time_ms, &copy)?;
     }
     Ok(())
-}
-
-/// Records the request parameters of the call on this thread: only the members of the
-/// operation's input shape (the request is not validated yet, and anything else in it is
-/// the caller's to fill), redacted, and capped (`event::cap_parameters`).
-pub fn set_request(body: &Value) {
-    PENDING.with(|p| {
-        if let Some(pending) = p.borrow_mut().as_mut() {
-            let known = match pending.model {
-                Some(model) => model.input_members_only(&pending.event.event_name, body),
-                None if pending.event.event_source == "cloudtrail.amazonaws.com" => {
-                    coffer_wire::cloudtrail::input_members_only(body)
-                }
-                None => Value::Null,
-            };
-            pending.event.request_parameters = event::cap_parameters(
-                parameters(&known, &pending.sensitive),
-                event::MAX_PARAMETERS_BYTES,
-            );
-        }
-    });
 }
 
 /// Redacted parameters; an empty object is written as `null`, as CloudTrail does.
@@ -878,25 +873,6 @@ pub(crate) struct ForWrite {
     also: Option<Scope>,
 }
 
-/// What [`in_transaction`] will need: the event of the mutating call running on this
-/// thread, unless it has been committed already or the call is read-only.
-pub(crate) fn for_write() -> Option<ForWrite> {
-    PENDING.with(|p| {
-        let p = p.borrow();
-        let pending = p.as_ref()?;
-        if pending.committed || pending.event.read_only {
-            return None;
-        }
-        Some(ForWrite {
-            scope: pending.scope.clone(),
-            time_ms: pending.time_ms,
-            event: pending.event.clone(),
-            sensitive: pending.sensitive.clone(),
-            also: pending.also.clone(),
-        })
-    })
-}
-
 /// Called by `App::write` inside its transaction once the closure succeeded: appends
 /// the event of the mutating call (taken by [`for_write`]), if any.
 pub(crate) fn in_transaction(
@@ -915,27 +891,168 @@ pub(crate) fn in_transaction(
     heads.store(tx).map_err(crate::store_error)
 }
 
-/// Called by `App::write` once its transaction committed.
-pub(crate) fn committed() {
-    PENDING.with(|p| {
-        if let Some(pending) = p.borrow_mut().as_mut()
-            && !pending.event.read_only
-        {
-            pending.committed = true;
-        }
-    });
-}
-
-/// Ends the call on this thread: writes its event unless it committed with the
-/// change, and turns the call into InternalServiceError if that fails (fail-closed).
-pub fn finish(app: &App, result: Result<Vec<u8>, AwsError>) -> Result<Vec<u8>, AwsError> {
-    if let Some(unwritten) = conclude(&result) {
-        write_unwritten(app, unwritten)?;
+impl CallRecord {
+    /// A record of nothing: for work no client asked for, whose events are written
+    /// where it happens (`record_service_event`).
+    pub fn none() -> CallRecord {
+        CallRecord::default()
     }
-    result
+
+    fn with(&self, f: impl FnOnce(&mut Pending)) {
+        if let Ok(mut guard) = self.0.lock()
+            && let Some(pending) = guard.as_mut()
+        {
+            f(pending);
+        }
+    }
+
+    /// Notes that the call (BatchGetSecretValue) read the secret `arn` as `name`
+    /// (GetSecretValue) would: the secret gets an event of its own, as AWS records one per
+    /// secret a batch returns, findable by the secret's ARN.
+    pub fn add_secret_event(&self, name: SecretsManagerOp, arn: &str) {
+        self.with(|pending| pending.secrets_read.push((name, arn.to_string())));
+    }
+
+    /// Also delivers the event to the trail of `owner`, when that is not the caller's
+    /// scope: a call another account makes on a secret (through its resource policy) is
+    /// recorded in both accounts with one event id, as CloudTrail delivers it, and the
+    /// owner's copy names the owner as `recipientAccountId`.
+    pub fn deliver_also_to(&self, owner: &Scope) {
+        self.with(|pending| {
+            if pending.scope != *owner {
+                pending.also = Some(owner.clone());
+            }
+        });
+    }
+
+    /// Records the request parameters: only the members of the operation's input shape
+    /// (the request is not validated yet, and anything else in it is the caller's to fill),
+    /// redacted, and capped (`event::cap_parameters`).
+    pub fn set_request(&self, body: &Value) {
+        self.with(|pending| {
+            let known = match pending.model {
+                Some(model) => model.input_members_only(&pending.event.event_name, body),
+                None if pending.event.event_source == "cloudtrail.amazonaws.com" => {
+                    coffer_wire::cloudtrail::input_members_only(body)
+                }
+                None => Value::Null,
+            };
+            pending.event.request_parameters = event::cap_parameters(
+                parameters(&known, &pending.sensitive),
+                event::MAX_PARAMETERS_BYTES,
+            );
+        });
+    }
+
+    /// What [`in_transaction`] will need: the event of a mutating call, unless it has
+    /// been committed already. Taken before the transaction starts: the store may run
+    /// the transaction on a thread of its own.
+    pub(crate) fn for_write(&self) -> Option<ForWrite> {
+        let guard = self.0.lock().ok()?;
+        let pending = guard.as_ref()?;
+        if pending.committed || pending.event.read_only {
+            return None;
+        }
+        Some(ForWrite {
+            scope: pending.scope.clone(),
+            time_ms: pending.time_ms,
+            event: pending.event.clone(),
+            sensitive: pending.sensitive.clone(),
+            also: pending.also.clone(),
+        })
+    }
+
+    /// Called by `App::write` once its transaction committed with the event.
+    pub(crate) fn committed(&self) {
+        self.with(|pending| {
+            if !pending.event.read_only {
+                pending.committed = true;
+            }
+        });
+    }
+
+    /// Ends the call: writes its event unless it committed with the change, and turns
+    /// the call into InternalServiceError if that fails (fail-closed).
+    pub fn finish(
+        &self,
+        app: &App,
+        result: Result<Vec<u8>, AwsError>,
+    ) -> Result<Vec<u8>, AwsError> {
+        if let Some(unwritten) = self.conclude(&result) {
+            write_unwritten(app, unwritten)?;
+        }
+        result
+    }
+
+    /// Ends the call and returns its event, when it was not committed with a change and
+    /// still has to be written.
+    pub fn conclude(&self, result: &Result<Vec<u8>, AwsError>) -> Option<Unwritten> {
+        let outcome = match result {
+            Ok(bytes) => Ok(bytes.as_slice()),
+            Err(e) => Err((error_code(e), e.message.clone())),
+        };
+        self.take_unwritten(outcome)
+    }
+
+    /// [`CallRecord::finish`] for calls whose errors are not `AwsError`s: `Ok(response
+    /// body)` or `Err((error code, message))`.
+    pub fn finish_outcome(
+        &self,
+        app: &App,
+        outcome: Result<&[u8], (String, String)>,
+    ) -> Result<(), AwsError> {
+        match self.take_unwritten(outcome) {
+            Some(unwritten) => write_unwritten(app, unwritten),
+            None => Ok(()),
+        }
+    }
+
+    /// Completes the event with the call's outcome, unless it committed with the change.
+    fn take_unwritten(&self, outcome: Result<&[u8], (String, String)>) -> Option<Unwritten> {
+        let pending = *self.0.lock().ok()?.take()?;
+        if pending.committed {
+            return None;
+        }
+        let mut event = pending.event;
+        let secret_events = match outcome {
+            Ok(_) => secret_events(&event, pending.secrets_read),
+            Err(_) => Vec::new(),
+        };
+        match outcome {
+            Ok(bytes) if !event.read_only => {
+                event.response_elements = serde_json::from_slice::<Value>(bytes)
+                    .map(|v| {
+                        event::cap_parameters(
+                            parameters(&v, &pending.sensitive),
+                            event::MAX_PARAMETERS_BYTES,
+                        )
+                    })
+                    .unwrap_or(Value::Null);
+            }
+            Ok(_) => {}
+            Err((code, message)) => {
+                // A refused call is kept small: its parameters under a tighter cap, and its
+                // message (a ValidationException quotes the values it refused) cut.
+                event.request_parameters = event::cap_parameters(
+                    std::mem::take(&mut event.request_parameters),
+                    event::MAX_FAILED_PARAMETERS_BYTES,
+                );
+                event.error_code = Some(event::cap_string(code));
+                event.error_message = Some(event::cap_string(message));
+            }
+        }
+        add_resources(&mut event);
+        Some(Unwritten {
+            scope: pending.scope,
+            time_ms: pending.time_ms,
+            event,
+            secret_events,
+            also: pending.also,
+        })
+    }
 }
 
-/// Writes the event [`conclude`] returned, for an async caller: into a memory store
+/// Writes the event [`CallRecord::conclude`] returned, for an async caller: into a memory store
 /// at once, else through the appender while the task waits without holding a thread.
 pub async fn write_async(app: &App, unwritten: Option<Unwritten>) -> Result<(), AwsError> {
     match unwritten {
@@ -944,25 +1061,6 @@ pub async fn write_async(app: &App, unwritten: Option<Unwritten>) -> Result<(), 
             Latency::Memory => write_own(app, &unwritten),
             Latency::LocalDisk | Latency::Network => app.appender.append(unwritten).await,
         },
-    }
-}
-
-/// Ends the call on this thread and returns its event, when it was not committed with
-/// a change and still has to be written.
-pub fn conclude(result: &Result<Vec<u8>, AwsError>) -> Option<Unwritten> {
-    let outcome = match result {
-        Ok(bytes) => Ok(bytes.as_slice()),
-        Err(e) => Err((error_code(e), e.message.clone())),
-    };
-    take_unwritten(outcome)
-}
-
-/// [`finish`] for calls whose errors are not `AwsError`s: `Ok(response body)` or
-/// `Err((error code, message))`.
-pub fn finish_outcome(app: &App, outcome: Result<&[u8], (String, String)>) -> Result<(), AwsError> {
-    match take_unwritten(outcome) {
-        Some(unwritten) => write_unwritten(app, unwritten),
-        None => Ok(()),
     }
 }
 
@@ -983,53 +1081,9 @@ impl Unwritten {
     }
 }
 
-/// Completes the event of the call on this thread with its outcome.
-fn take_unwritten(outcome: Result<&[u8], (String, String)>) -> Option<Unwritten> {
-    let pending = PENDING.with(|p| p.borrow_mut().take())?;
-    if pending.committed {
-        return None;
-    }
-    let mut event = pending.event;
-    let secret_events = match outcome {
-        Ok(_) => secret_events(&event, pending.secrets_read),
-        Err(_) => Vec::new(),
-    };
-    match outcome {
-        Ok(bytes) if !event.read_only => {
-            event.response_elements = serde_json::from_slice::<Value>(bytes)
-                .map(|v| {
-                    event::cap_parameters(
-                        parameters(&v, &pending.sensitive),
-                        event::MAX_PARAMETERS_BYTES,
-                    )
-                })
-                .unwrap_or(Value::Null);
-        }
-        Ok(_) => {}
-        Err((code, message)) => {
-            // A refused call is kept small: its parameters under a tighter cap, and its
-            // message (a ValidationException quotes the values it refused) cut.
-            event.request_parameters = event::cap_parameters(
-                std::mem::take(&mut event.request_parameters),
-                event::MAX_FAILED_PARAMETERS_BYTES,
-            );
-            event.error_code = Some(event::cap_string(code));
-            event.error_message = Some(event::cap_string(message));
-        }
-    }
-    add_resources(&mut event);
-    Some(Unwritten {
-        scope: pending.scope,
-        time_ms: pending.time_ms,
-        event,
-        secret_events,
-        also: pending.also,
-    })
-}
-
 /// Writes an event from a thread that may block: directly into a memory store, else
 /// through the appender, which commits it with those of concurrent calls.
-fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
+pub(crate) fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
     match app.store.latency() {
         Latency::Memory => write_own(app, &unwritten),
         Latency::LocalDisk | Latency::Network => app.appender.append_blocking(unwritten),
@@ -1078,15 +1132,16 @@ pub fn record_sts_call(
     action: &str,
     error: Option<(String, String)>,
 ) -> Result<(), AwsError> {
-    match StsOp::from_name(action) {
-        Some(op) => begin(ctx, identity, raw, op.into(), None),
+    let (scope, id, from) = (&ctx.scope, &ctx.request_id, &Source::of(raw));
+    let record = match StsOp::from_name(action) {
+        Some(op) => CallRecord::begin(scope, id, identity, from, op.into(), None),
         None => {
             let source = Service::Sts.event_source();
             let name = EventName { source, name: action, read_only: false };
-            begin_named(ctx, identity, raw, name, None);
+            CallRecord::begin_named(scope, id, identity, from, name, None)
         }
-    }
-    finish_outcome(app, error.map_or(Ok(&[][..]), Err))
+    };
+    record.finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
 
 /// The most scheduled deletions one sweep transaction carries out: a backlog (many
@@ -1113,8 +1168,7 @@ pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
 /// One transaction of [`purge_due_deletions`]: carries out at most `max` due deletions.
 /// Returns how many, and whether more were due.
 fn purge_due_batch(app: &App, now: i64, max: usize) -> Result<(usize, bool), AwsError> {
-    forget_pending();
-    app.write(move |tx| {
+    app.write_unrecorded(move |tx| {
         let due = tx.secrets_due_for_deletion(now).map_err(crate::store_error)?;
         let batch = &due[..due.len().min(max)];
         for arn in batch {
@@ -1195,12 +1249,6 @@ mod sweep_tests {
 }
 
 /// An event of work Secrets Manager does by itself (`AwsServiceEvent`).
-/// Drops any request event left on this (pooled) thread, so background work done
-/// here is not taken for a client call.
-pub fn forget_pending() {
-    PENDING.with(|p| *p.borrow_mut() = None);
-}
-
 const SECRETS_MANAGER_SERVICE: &str = "secretsmanager.amazonaws.com";
 
 /// Appends, inside `tx`, the event of work a service did by itself on `arn`.
@@ -1252,6 +1300,7 @@ fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) 
         event_type: "AwsServiceEvent".to_string(),
         management_event: true,
         recipient_account_id: scope.account.clone(),
+        session_credential_from_console: None,
         event_category: "Management".to_string(),
     }
 }

@@ -14,8 +14,8 @@
 //! a BatchGetSecretValue before its value is opened, the secret a replayed
 //! ClientRequestToken names before its value is compared, and the key a KMS ciphertext
 //! names. A stored policy that does not parse denies everything.
+use crate::App;
 use crate::iam::{Caller, Iam};
-use crate::{App, RequestContext};
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate, evaluate_key_policy};
 use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
@@ -439,10 +439,9 @@ fn decide(
 /// documentation). `None` in a call's context means `--dev`: nothing is authorized.
 pub struct Gate {
     caller: Arc<Caller>,
-    region: String,
-    source_ip: Option<IpAddr>,
-    secure: bool,
-    now_ms: i64,
+    /// The condition keys every decision of the call shares (who, from where, when),
+    /// built once: a call decides on every key it opens or seals.
+    base: Context,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
 }
@@ -469,7 +468,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     fn context(&self) -> Context {
-        base_context(&self.caller, &self.region, self.source_ip, self.secure, self.now_ms)
+        self.base.clone()
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -485,7 +484,7 @@ impl Gate {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
         let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, &call)
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, &call)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -498,7 +497,7 @@ impl Gate {
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
         let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, &context, call)
+        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, call)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -548,57 +547,32 @@ impl Gate {
     }
 }
 
-/// Authorizes an operation on no particular resource (`*`), such as CloudTrail's
-/// LookupEvents, from the caller's identity policies, with the same request context as
-/// every other call (`aws:SecureTransport` included).
-pub fn authorize_unscoped(
-    who: &Authenticated,
-    op: Operation,
-    raw: &RawRequest,
-) -> Result<(), AwsError> {
-    let now_ms = crate::clock::now_ms();
-    let context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
-    let account = &who.caller.principal.account;
-    decide(&who.caller, op.iam_action(), "*", account, &context, None, "*")
+/// What authorization grants a call: the scope its handler acts in (the secret owner's,
+/// for an allowed cross-account call) and the [`Gate`] the handler decides the rest with
+/// (the keys of what it opens or seals, each secret of a batch).
+pub struct Authorized {
+    pub scope: Scope,
+    pub gate: Arc<Gate>,
 }
 
-/// Authorizes a validated request and returns the context its handler runs in (the
-/// secret owner's scope for an allowed cross-account call), carrying the [`Gate`] the
-/// handler authorizes the rest with. For a request that did not come over TLS.
+/// Authorizes a validated request of `who` in `scope`; `secure` says whether it came over
+/// TLS (`aws:SecureTransport`).
 pub fn authorize(
     app: &App,
     who: &Authenticated,
-    ctx: RequestContext,
-    op: Operation,
-    requested: &Requested,
-    source_ip: Option<IpAddr>,
-) -> Result<RequestContext, AwsError> {
-    authorize_over(app, who, ctx, op, requested, source_ip, false)
-}
-
-/// [`authorize`], `secure` saying whether the request came over TLS (`aws:SecureTransport`).
-pub fn authorize_over(
-    app: &App,
-    who: &Authenticated,
-    ctx: RequestContext,
+    scope: &Scope,
     op: Operation,
     requested: &Requested,
     source_ip: Option<IpAddr>,
     secure: bool,
-) -> Result<RequestContext, AwsError> {
+) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let mut gate = Gate {
-        caller: who.caller.clone(),
-        region: who.region.clone(),
-        source_ip,
-        secure,
-        now_ms,
-        secret: None,
-    };
+    let base = base_context(&who.caller, &who.region, source_ip, secure, now_ms);
+    let mut gate = Gate { caller: who.caller.clone(), base, secret: None };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
-            let (target, owner) = secret_target(app, &ctx.scope, op, requested)?;
+            let (target, owner) = secret_target(app, scope, op, requested)?;
             let id_given = requested.secret_id.as_deref();
             request_context(&mut context, requested);
             let request_only = context.clone();
@@ -622,7 +596,14 @@ pub fn authorize_over(
                     let call = KmsCall::naming(&reference, None);
                     if key.customer_managed {
                         for action in actions {
-                            decide_kms(&who.caller, action, &key, &owner.account, &via, &call)?;
+                            decide_kms(
+                                &who.caller,
+                                action,
+                                &key,
+                                &owner.account,
+                                via.clone(),
+                                &call,
+                            )?;
                         }
                     }
                 }
@@ -634,7 +615,7 @@ pub fn authorize_over(
                 request: request_only,
                 meta: target.meta,
             });
-            Ok(RequestContext { scope: owner, gate: Some(Arc::new(gate)), ..ctx })
+            Ok(Authorized { scope: owner, gate: Arc::new(gate) })
         }
         Operation::Kms(op) => {
             let mut context = kms_context(context, &who.caller, None);
@@ -642,11 +623,15 @@ pub fn authorize_over(
             if let Some(days) = requested.pending_window_in_days {
                 context.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
             }
-            authorize_kms(app, who, &ctx.scope, op, requested, &context)?;
-            Ok(RequestContext { gate: Some(Arc::new(gate)), ..ctx })
+            authorize_kms(app, who, scope, op, requested, &context)?;
+            Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
-        // Authorized where they are answered (`audit::authorize_lookup`, `sts`).
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        // LookupEvents names no resource; STS's GetCallerIdentity needs no permission.
+        Operation::CloudTrail(_) => {
+            decide(&who.caller, op.iam_action(), "*", &scope.account, &context, None, "*")?;
+            Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
+        }
+        Operation::Sts(_) => Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) }),
     }
 }
 
@@ -703,7 +688,7 @@ fn authorize_kms(
     let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
         let key = resolve_kms_key(app, &who.caller, scope, reference)?;
         let call = KmsCall::naming(reference, encryption_context);
-        decide_kms(&who.caller, action, &key, account, context, &call)
+        decide_kms(&who.caller, action, &key, account, context.clone(), &call)
     };
     let action = op.iam_action();
     match op {
@@ -718,7 +703,7 @@ fn authorize_kms(
                         let key =
                             app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
                         let call = KmsCall::default();
-                        decide_kms(&who.caller, action, &key, account, context, &call)?;
+                        decide_kms(&who.caller, action, &key, account, context.clone(), &call)?;
                     }
                 }
             }
@@ -903,10 +888,9 @@ fn decide_kms(
     action: &str,
     key: &KmsKey,
     key_account: &str,
-    context: &Context,
+    mut context: Context,
     call: &KmsCall<'_>,
 ) -> Result<(), AwsError> {
-    let mut context = context.clone();
     for (k, v) in &key.tags {
         context.set(&format!("aws:ResourceTag/{k}"), v.clone());
     }

@@ -2,7 +2,7 @@
 
 use crate::{App, RequestContext, kms_api, policies, secrets};
 use coffer_core::{AwsError, ErrorCode};
-use coffer_wire::operation::{Operation, SecretsManagerOp as Sm};
+use coffer_wire::operation::{CloudTrailOp, Operation, SecretsManagerOp as Sm};
 use coffer_wire::protocol::{decode_request, encode_response};
 use serde_json::Value;
 
@@ -17,8 +17,9 @@ pub fn dispatch(
         Operation::SecretsManager(op) => secretsmanager(app, ctx, op, body),
         Operation::Kms(op) => kms_api::dispatch(app, ctx, op, body)
             .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {}", op.name())))),
-        // These speak protocols of their own and are answered by `http` before dispatch.
-        Operation::CloudTrail(_) | Operation::Sts(_) => Err(AwsError::internal()),
+        Operation::CloudTrail(CloudTrailOp::LookupEvents) => lookup_events(app, ctx, body),
+        // STS speaks the query protocol and is answered by `sts`.
+        Operation::Sts(_) => Err(AwsError::internal()),
     }
 }
 
@@ -98,4 +99,17 @@ fn secretsmanager(
         }
     };
     Ok(out)
+}
+
+/// CloudTrail's LookupEvents over the trail of the caller's scope.
+fn lookup_events(app: &App, ctx: &RequestContext, body: Value) -> Result<Vec<u8>, AwsError> {
+    let request = serde_json::from_value(body).map_err(|e| {
+        AwsError::new(
+            ErrorCode::Serialization,
+            format!("The request does not match LookupEvents ({e})."),
+        )
+    })?;
+    let response = crate::audit::lookup_events(app, &ctx.scope, request)
+        .map_err(|e| AwsError::new(ErrorCode::CloudTrail(e.code), e.message))?;
+    serde_json::to_vec(&response).map_err(|_| AwsError::internal())
 }

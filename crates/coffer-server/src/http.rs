@@ -6,8 +6,9 @@
 //! authorized (`auth::authorize`) before its handler runs; with `--dev` any credentials
 //! are accepted and only the credential scope is read.
 
+use crate::audit::Source;
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
-use crate::dispatch::dispatch;
+use crate::pipeline::{self, Caller, Credentials, Outcome};
 use crate::{App, RequestContext, sts};
 use axum::Router;
 use axum::body::Body;
@@ -15,15 +16,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use coffer_core::{AwsError, ErrorCode, Scope};
-use coffer_wire::model::ServiceModel;
 use coffer_wire::operation::{CloudTrailOp, Operation, Service};
 use coffer_wire::protocol::{CONTENT_TYPE, error_body, parse_target};
-use coffer_wire::validate::validate_input;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use zeroize::Zeroize;
 
 /// The router: `GET /health` and `GET /ready` are the probes (`probes`), `GET /metrics`
 /// the metrics (unless they have a listener of their own); every other path and method goes
@@ -167,60 +164,6 @@ fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// For a signature that failed although its access key is known (a wrong secret, a
-/// changed request, an expired date): the key owner's scope and identity, in which the
-/// failed call is to be audited, and a warning line naming the key and its user. Both are
-/// rate-limited per key (`audit::Auditor::note_failed_signature`). `None` for other
-/// failures (an unknown key id leaves no trail to write to), and for failures over the limit.
-fn failed_signature(
-    app: &App,
-    iam: &crate::iam::Iam,
-    raw: &RawRequest,
-    failure: &coffer_auth::SigV4Error,
-    request_id: &str,
-) -> Option<(RequestContext, coffer_audit::event::UserIdentity)> {
-    use coffer_auth::sigv4::{SigV4Error, parse_authorization};
-    if !matches!(failure, SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_)) {
-        return None;
-    }
-    let header = raw
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())?;
-    let parsed = parse_authorization(header).ok()?;
-    let key = iam.lookup(app.store.as_ref(), &parsed.access_key_id).ok().flatten()?;
-    let principal = &key.caller.principal;
-    let notice = app.audit.note_failed_signature(&parsed.access_key_id);
-    if let Some((not_logged, not_audited)) = notice.log {
-        tracing::warn!(
-            access_key_id = %parsed.access_key_id,
-            user = %principal.arn,
-            source_ip = %raw.source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
-            earlier_failures_not_logged = not_logged,
-            earlier_failures_not_audited = not_audited,
-            "failed signature for a known access key (at most one line per key per minute)"
-        );
-    }
-    // A region outside the known list has no trail; the line above still tells.
-    if !notice.audit || !auth::is_known_region(&parsed.scope.region) {
-        return None;
-    }
-    let who = Authenticated {
-        caller: key.caller.clone(),
-        access_key_id: parsed.access_key_id.clone(),
-        region: parsed.scope.region.clone(),
-    };
-    let ctx = RequestContext {
-        scope: Scope::new(principal.account.clone(), parsed.scope.region.clone()),
-        access_key_id: parsed.access_key_id,
-        request_id: request_id.to_string(),
-        gate: None,
-    };
-    let identity = crate::audit::identity(Some(&who), &ctx);
-    Some((ctx, identity))
-}
-
 /// Splits a request into the owned parts authentication needs and its body stream.
 fn raw_parts(request: Request) -> (RawRequest, Body) {
     let (parts, body) = request.into_parts();
@@ -264,9 +207,9 @@ async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
 
 async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
     // With --dev the credential scope alone says who is calling; without, the signature
-    // is checked below, once the body (which it covers) has been read.
-    let dev_ctx = match &app.iam {
-        None => Some(caller(request.headers(), &app.config.default_account, request_id)?),
+    // is checked by the pipeline, once the body (which it covers) has been read.
+    let dev = match &app.iam {
+        None => Some(caller(request.headers(), &app.config.default_account)?),
         Some(_) => None,
     };
     if request.method() != Method::POST {
@@ -276,30 +219,44 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
         AwsError::new(ErrorCode::UnknownOperation, "Missing X-Amz-Target header.")
     })?;
     let op = parse_target(target)?;
-    let model = ServiceModel::of(op.service()).ok_or_else(AwsError::internal)?;
+    through_pipeline(app, request, request_id, op, dev).await
+}
+
+/// Reads the body of a request for `op` and runs the call through the pipeline.
+async fn through_pipeline(
+    app: &Arc<App>,
+    request: Request,
+    request_id: &str,
+    op: Operation,
+    dev: Option<Credentials>,
+) -> Result<Vec<u8>, AwsError> {
     let (raw, body) = raw_parts(request);
     let buffer = read_body(app, body).await?;
+    let source = Source::of(&raw);
+    let secure = raw.secure;
+    let credentials = dev.unwrap_or(Credentials::Signed(raw));
+    let caller = Caller { credentials, request_id: request_id.to_string(), source, secure };
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its
     // own, is awaited below without holding the worker.
-    // A listing with filters may examine up to a scan budget of secrets: it goes to the
-    // blocking pool, off the workers that serve every other caller.
-    let inline = app.writes_inline()
-        || (app.reads_inline()
-            && op.read_only()
-            && !crate::secrets::may_scan(
-                op.service() == Service::SecretsManager,
-                op.name(),
-                &buffer,
-            ));
+    // A listing with filters may examine up to a scan budget of secrets, and a trail
+    // lookup many events: they go to the blocking pool, off the workers that serve every
+    // other caller.
+    let json = matches!(op.service(), Service::SecretsManager | Service::Kms);
+    let inline = json
+        && (app.writes_inline()
+            || (app.reads_inline()
+                && op.read_only()
+                && !crate::secrets::may_scan(
+                    op.service() == Service::SecretsManager,
+                    op.name(),
+                    &buffer,
+                )));
     if inline {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let result = serve_in_read_scope(app, dev_ctx, &raw, buffer, op, model, request_id);
-            let unwritten = crate::audit::conclude(&result);
-            (result, unwritten)
+            pipeline::run(app, &caller, op, buffer)
         }));
-        let Ok((result, unwritten)) = served else {
-            crate::audit::forget_pending();
+        let Ok(Outcome { result, unwritten }) = served else {
             tracing::error!("handler panicked");
             return Err(AwsError::internal());
         };
@@ -307,148 +264,25 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
         return result;
     }
     let app = app.clone();
-    let request_id = request_id.to_string();
-    tokio::task::spawn_blocking(move || {
-        let result = if op.read_only() {
-            serve_in_read_scope(&app, dev_ctx, &raw, buffer, op, model, &request_id)
-        } else {
-            serve_json(&app, dev_ctx, &raw, buffer, op, model, &request_id)
-        };
-        crate::audit::finish(&app, result)
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "handler panicked");
-        AwsError::internal()
-    })?
-}
-
-/// [`serve_json`] with the call's reads (authentication, authorization and the handler)
-/// sharing one read transaction where the store can, and its LastAccessedDate update, if
-/// any, written once that transaction is over. For read-only calls, and for every call
-/// on a store whose transactions never wait (`--dev`), where sharing costs nothing.
-#[allow(clippy::too_many_arguments)]
-fn serve_in_read_scope(
-    app: &App,
-    dev_ctx: Option<RequestContext>,
-    raw: &RawRequest,
-    buffer: Vec<u8>,
-    op: Operation,
-    model: &ServiceModel,
-    request_id: &str,
-) -> Result<Vec<u8>, AwsError> {
-    let (mut dev_ctx, mut buffer, mut result) = (dev_ctx, Some(buffer), None);
-    crate::secrets::deferring_access_records(app, || {
-        app.store.read_scope(&mut || {
-            let buffer = buffer.take().unwrap_or_default();
-            let ctx = dev_ctx.take();
-            result = Some(serve_json(app, ctx, raw, buffer, op, model, request_id));
-        });
-        result.take().unwrap_or_else(|| Err(AwsError::internal()))
-    })
-}
-
-/// Authenticates (unless --dev), parses, validates, authorizes and dispatches one JSON
-/// request. Its audit event is left for the caller to finish.
-#[allow(clippy::too_many_arguments)]
-fn serve_json(
-    app: &App,
-    dev_ctx: Option<RequestContext>,
-    raw: &RawRequest,
-    mut buffer: Vec<u8>,
-    op: Operation,
-    model: &ServiceModel,
-    request_id: &str,
-) -> Result<Vec<u8>, AwsError> {
-    // An event left on this thread by a call that panicked must not be taken for
-    // this call's, should it fail before its own event begins.
-    crate::audit::forget_pending();
-    let (ctx, who) = match (&app.iam, dev_ctx) {
-        (Some(iam), _) => {
-            let who = auth::authenticate(app, iam, raw, &buffer, op.signing_name(), now_secs())
-                .map_err(|e| {
-                    buffer.zeroize();
-                    // Its event, if any, is written with the call's error by the caller.
-                    if let AuthFailure::Signature(sig) = &e
-                        && let Some((ctx, identity)) =
-                            failed_signature(app, iam, raw, sig, request_id)
-                    {
-                        crate::audit::begin(&ctx, identity, raw, op, None);
-                    }
-                    e.into_json()
-                })?;
-            let ctx = RequestContext {
-                scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
-                access_key_id: who.access_key_id.clone(),
-                request_id: request_id.to_string(),
-                gate: None,
-            };
-            (ctx, Some(who))
-        }
-        (None, Some(ctx)) => (ctx, None),
-        (None, None) => return Err(AwsError::internal()),
-    };
-    crate::audit::begin(&ctx, crate::audit::identity(who.as_ref(), &ctx), raw, op, Some(model));
-    serve_identified(app, ctx, who, raw, buffer, op, model)
-}
-
-/// The part of [`serve_json`] after the caller is known, whose outcome is audited.
-#[allow(clippy::too_many_arguments)]
-fn serve_identified(
-    app: &App,
-    ctx: RequestContext,
-    who: Option<Authenticated>,
-    raw: &RawRequest,
-    mut buffer: Vec<u8>,
-    op: Operation,
-    model: &ServiceModel,
-) -> Result<Vec<u8>, AwsError> {
-    // The caller's own account is counted (as AWS counts a cross-account call), before
-    // anything is parsed or done: a throttled call changes nothing; its event records
-    // the error like any other failed call's.
-    if let Err(e) = app.quotas.check(&ctx.scope, op) {
-        buffer.zeroize();
-        return Err(e);
-    }
-    let parsed = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
-        Ok(serde_json::Value::Object(Default::default()))
-    } else {
-        serde_json::from_slice::<serde_json::Value>(&buffer)
-    };
-    // The body may hold a secret value: wipe our copy as soon as it is parsed.
-    buffer.zeroize();
-    let body = parsed.map_err(|e| {
-        AwsError::new(
-            ErrorCode::Serialization,
-            format!("The request body is not valid JSON ({}).", e.classify_message()),
-        )
-    })?;
-    crate::audit::set_request(&body);
-    validate_input(model, op.name(), &body)?;
-    let Some(who) = who else {
-        return dispatch(app, &ctx, op, body);
-    };
-    // Authorization reads the request typed, never the raw document.
-    let requested = auth::Requested::deserialize(&body).map_err(|e| {
-        AwsError::new(ErrorCode::Serialization, format!("The request body is not valid ({e})."))
-    })?;
-    let ctx = auth::authorize_over(app, &who, ctx, op, &requested, raw.source_ip, raw.secure)?;
-    // Authorization moves a call another account makes through a resource policy to the
-    // owner's scope: its event goes to both accounts' trails.
-    crate::audit::deliver_also_to(&ctx.scope);
-    dispatch(app, &ctx, op, body)
+    tokio::task::spawn_blocking(move || pipeline::call(&app, &caller, op, buffer)).await.map_err(
+        |e| {
+            tracing::error!(error = %e, "handler panicked");
+            AwsError::internal()
+        },
+    )?
 }
 
 /// Answers a CloudTrail request (LookupEvents over the audit trail): `(status, body)`.
-/// The call is audited like any other; reading the trail needs `cloudtrail:LookupEvents`.
+/// The call goes through the pipeline like any other; reading the trail needs
+/// `cloudtrail:LookupEvents`.
 async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
     use coffer_wire::cloudtrail;
     let fail =
         |code: &str, message: &str, status: u16| (status, cloudtrail::error_body(code, message));
     let aws = move |e: AwsError| fail(e.code.as_str(), &e.message, e.code.http_status());
-    let dev_ctx = match &app.iam {
-        None => match caller(request.headers(), &app.config.default_account, request_id) {
-            Ok(ctx) => Some(ctx),
+    let dev = match &app.iam {
+        None => match caller(request.headers(), &app.config.default_account) {
+            Ok(credentials) => Some(credentials),
             Err(e) => return aws(e),
         },
         Some(_) => None,
@@ -458,113 +292,21 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
     if request.method() != Method::POST || lookup_events != Some(CloudTrailOp::LookupEvents) {
         return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
     }
-    let (raw, body) = raw_parts(request);
-    let buffer = match read_body(app, body).await {
-        Ok(b) => b,
-        Err(e) => return aws(e),
-    };
-    let app = app.clone();
-    let request_id = request_id.to_string();
-    let answered = tokio::task::spawn_blocking(move || {
-        let (ctx, who) = match (&app.iam, dev_ctx) {
-            (Some(iam), _) => {
-                let lookup_events = Operation::from(CloudTrailOp::LookupEvents);
-                let signing_name = lookup_events.signing_name();
-                match auth::authenticate(&app, iam, &raw, &buffer, signing_name, now_secs()) {
-                    Ok(who) => {
-                        let ctx = RequestContext {
-                            scope: Scope::new(
-                                who.caller.principal.account.clone(),
-                                who.region.clone(),
-                            ),
-                            access_key_id: who.access_key_id.clone(),
-                            request_id: request_id.clone(),
-                            gate: None,
-                        };
-                        (ctx, Some(who))
-                    }
-                    Err(e) => {
-                        let failed = match &e {
-                            AuthFailure::Signature(e) => {
-                                failed_signature(&app, iam, &raw, e, &request_id)
-                            }
-                            AuthFailure::Internal(_) => None,
-                        };
-                        let e = e.into_json();
-                        if let Some((ctx, identity)) = failed {
-                            let op = Operation::from(CloudTrailOp::LookupEvents);
-                            crate::audit::begin(&ctx, identity, &raw, op, None);
-                            let outcome = Err((e.code.as_str().to_string(), e.message.clone()));
-                            // The call fails either way; a trail failure is logged there.
-                            let _ = crate::audit::finish_outcome(&app, outcome);
-                        }
-                        return aws(e);
-                    }
-                }
-            }
-            (None, Some(ctx)) => (ctx, None),
-            (None, None) => return aws(AwsError::internal()),
-        };
-        let identity = crate::audit::identity(who.as_ref(), &ctx);
-        crate::audit::begin(&ctx, identity, &raw, CloudTrailOp::LookupEvents.into(), None);
-        let outcome = lookup(&app, &ctx, who.as_ref(), &raw, &buffer);
-        let audited = match &outcome {
-            Ok(body) => crate::audit::finish_outcome(&app, Ok(body)),
-            Err((_, code, message)) => {
-                crate::audit::finish_outcome(&app, Err((code.clone(), message.clone())))
-            }
-        };
-        match (audited, outcome) {
-            (Err(e), _) => aws(e),
-            (Ok(()), Ok(body)) => (200, body),
-            (Ok(()), Err((status, code, message))) => fail(&code, &message, status),
-        }
-    })
-    .await;
-    answered.unwrap_or_else(|_| aws(AwsError::internal()))
-}
-
-/// Decodes, authorizes and answers one LookupEvents request: the response body, or
-/// `(status, code, message)`.
-fn lookup(
-    app: &App,
-    ctx: &RequestContext,
-    who: Option<&Authenticated>,
-    raw: &RawRequest,
-    buffer: &[u8],
-) -> Result<Vec<u8>, (u16, String, String)> {
-    let aws = |e: AwsError| (e.code.http_status(), e.code.as_str().to_string(), e.message);
-    let body: serde_json::Value = if buffer.iter().all(|b| b.is_ascii_whitespace()) {
-        serde_json::Value::Object(Default::default())
-    } else {
-        serde_json::from_slice(buffer).map_err(|e| {
-            aws(AwsError::new(
-                ErrorCode::Serialization,
-                format!("The request body is not valid JSON ({}).", e.classify_message()),
-            ))
-        })?
-    };
-    crate::audit::set_request(&body);
-    let req = serde_json::from_value(body).map_err(|e| {
-        aws(AwsError::new(
-            ErrorCode::Serialization,
-            format!("The request does not match LookupEvents ({e})."),
-        ))
-    })?;
-    if let Some(who) = who {
-        auth::authorize_unscoped(who, CloudTrailOp::LookupEvents.into(), raw).map_err(aws)?;
+    let op = Operation::from(CloudTrailOp::LookupEvents);
+    match through_pipeline(app, request, request_id, op, dev).await {
+        Ok(body) => (200, body),
+        Err(e) => aws(e),
     }
-    let response = crate::audit::lookup_events(app, &ctx.scope, req).map_err(|e| {
-        (if e.code == "InternalFailure" { 500 } else { 400 }, e.code.to_string(), e.message)
-    })?;
-    serde_json::to_vec(&response).map_err(|_| aws(AwsError::internal()))
 }
 
 /// Answers a query-protocol (STS) request: `(status, XML body)`.
 async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
     let dev_ctx = match &app.iam {
-        None => match caller(request.headers(), &app.config.default_account, request_id) {
-            Ok(ctx) => Some(ctx),
+        None => match caller(request.headers(), &app.config.default_account) {
+            Ok(Credentials::Unverified { scope, access_key_id }) => {
+                Some(RequestContext::new(scope, access_key_id, request_id.to_string()))
+            }
+            Ok(_) => None,
             Err(_) => {
                 return sts::signature_error(
                     &coffer_auth::SigV4Error::MissingAuthenticationToken,
@@ -599,18 +341,16 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
                 now_secs(),
             ) {
                 Ok(who) => {
-                    let ctx = RequestContext {
-                        scope: Scope::new(who.caller.principal.account.clone(), who.region.clone()),
-                        access_key_id: who.access_key_id.clone(),
-                        request_id: request_id.clone(),
-                        gate: None,
-                    };
-                    (ctx, Some(who))
+                    let scope =
+                        Scope::new(who.caller.principal.account.clone(), who.region.clone());
+                    let key = who.access_key_id.clone();
+                    (RequestContext::new(scope, key, request_id.clone()), Some(who))
                 }
                 Err(AuthFailure::Signature(e)) => {
-                    if let Some((ctx, identity)) =
-                        failed_signature(&app, iam, &raw, &e, &request_id)
-                    {
+                    if let Some((scope, who)) = pipeline::failed_signer(&app, iam, &raw, &e) {
+                        let key = who.access_key_id.clone();
+                        let ctx = RequestContext::new(scope, key, request_id.clone());
+                        let identity = crate::audit::identity(Some(&who), &ctx);
                         let form = if raw.query.contains("Action=") {
                             raw.query.clone()
                         } else {
@@ -669,11 +409,7 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
 /// This is how `--dev` identifies callers: signatures are not verified and any access
 /// key is accepted. A 12-digit access key id is taken as the account id, any other maps
 /// to the default account.
-pub fn caller(
-    headers: &HeaderMap,
-    default_account: &str,
-    request_id: &str,
-) -> Result<RequestContext, AwsError> {
+pub fn caller(headers: &HeaderMap, default_account: &str) -> Result<Credentials, AwsError> {
     let auth = header_str(headers, "authorization").ok_or_else(|| {
         AwsError::new(ErrorCode::MissingAuthenticationToken, "Missing Authentication Token")
     })?;
@@ -708,30 +444,10 @@ pub fn caller(
     } else {
         default_account.to_string()
     };
-    Ok(RequestContext {
-        scope: Scope::new(account, parts[2]),
-        access_key_id,
-        request_id: request_id.to_string(),
-        gate: None,
-    })
+    Ok(Credentials::Unverified { scope: Scope::new(account, parts[2]), access_key_id })
 }
 
 /// The algorithm and credential of an Authorization header, without the signature.
 fn redact_authorization(auth: &str) -> String {
     auth.split(',').next().unwrap_or("").chars().take(200).collect()
-}
-
-trait ClassifyMessage {
-    fn classify_message(&self) -> &'static str;
-}
-
-impl ClassifyMessage for serde_json::Error {
-    fn classify_message(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Eof => "unexpected end of input",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Io => "read error",
-        }
-    }
 }

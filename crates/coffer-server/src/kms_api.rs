@@ -27,29 +27,27 @@ pub fn dispatch(
 ) -> Option<Result<Vec<u8>, AwsError>> {
     let scope = &ctx.scope;
     let result = match op {
-        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, scope, r)).map(json),
+        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, ctx, r)).map(json),
         KmsOp::DescribeKey => {
             decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json)
         }
         KmsOp::ListKeys => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
-        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, scope, r)).map(json),
-        KmsOp::DisableKey => {
-            decode_request(body).and_then(|r| disable_key(app, scope, r)).map(json)
-        }
+        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, ctx, r)).map(json),
+        KmsOp::DisableKey => decode_request(body).and_then(|r| disable_key(app, ctx, r)).map(json),
         KmsOp::ScheduleKeyDeletion => {
-            decode_request(body).and_then(|r| schedule_key_deletion(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| schedule_key_deletion(app, ctx, r)).map(json)
         }
         KmsOp::CancelKeyDeletion => {
-            decode_request(body).and_then(|r| cancel_key_deletion(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| cancel_key_deletion(app, ctx, r)).map(json)
         }
         KmsOp::CreateAlias => {
-            decode_request(body).and_then(|r| create_alias(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| create_alias(app, ctx, r)).map(json)
         }
         KmsOp::UpdateAlias => {
-            decode_request(body).and_then(|r| update_alias(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| update_alias(app, ctx, r)).map(json)
         }
         KmsOp::DeleteAlias => {
-            decode_request(body).and_then(|r| delete_alias(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| delete_alias(app, ctx, r)).map(json)
         }
         KmsOp::ListAliases => {
             decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json)
@@ -65,22 +63,22 @@ pub fn dispatch(
         }
         KmsOp::GenerateRandom => decode_request(body).and_then(generate_random_bytes).map(json),
         KmsOp::EnableKeyRotation => {
-            decode_request(body).and_then(|r| enable_key_rotation(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| enable_key_rotation(app, ctx, r)).map(json)
         }
         KmsOp::DisableKeyRotation => {
-            decode_request(body).and_then(|r| disable_key_rotation(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| disable_key_rotation(app, ctx, r)).map(json)
         }
         KmsOp::GetKeyRotationStatus => {
             decode_request(body).and_then(|r| get_key_rotation_status(app, scope, r)).map(json)
         }
         KmsOp::RotateKeyOnDemand => {
-            decode_request(body).and_then(|r| rotate_key_on_demand(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| rotate_key_on_demand(app, ctx, r)).map(json)
         }
         KmsOp::TagResource => {
-            decode_request(body).and_then(|r| tag_resource(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| tag_resource(app, ctx, r)).map(json)
         }
         KmsOp::UntagResource => {
-            decode_request(body).and_then(|r| untag_resource(app, scope, r)).map(json)
+            decode_request(body).and_then(|r| untag_resource(app, ctx, r)).map(json)
         }
         KmsOp::ListResourceTags => {
             decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
@@ -208,9 +206,10 @@ fn check_key_policy(text: &str) -> Result<(), AwsError> {
 
 pub fn create_key(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::CreateKeyRequest,
 ) -> Result<wire::KeyMetadataResponse, AwsError> {
+    let scope = &ctx.scope;
     if let Some(text) = &req.policy {
         check_key_policy(text)?;
     }
@@ -226,7 +225,7 @@ pub fn create_key(
         policy: req.policy,
         tags: to_tags(req.tags.unwrap_or_default()),
     };
-    let key = app.write(|tx| {
+    let key = app.write(ctx, |tx| {
         let mut request = request.clone();
         // IAM users named in the key policy are bound to their unique ids, as for resource
         // policies: a user recreated under the same name is not the one the policy names.
@@ -272,28 +271,31 @@ pub fn list_keys(
 
 pub fn enable_key(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().enable_key(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().enable_key(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
 pub fn disable_key(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().disable_key(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().disable_key(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
 pub fn schedule_key_deletion(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::ScheduleKeyDeletionRequest,
 ) -> Result<wire::ScheduleKeyDeletionResponse, AwsError> {
-    let key = app.write(|tx| {
+    let scope = &ctx.scope;
+    let key = app.write(ctx, |tx| {
         app.keys
             .kms()
             .schedule_key_deletion(
@@ -315,11 +317,12 @@ pub fn schedule_key_deletion(
 
 pub fn cancel_key_deletion(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::KeyIdResponse, AwsError> {
-    let key =
-        app.write(|tx| app.keys.kms().cancel_key_deletion(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    let key = app
+        .write(ctx, |tx| app.keys.kms().cancel_key_deletion(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::KeyIdResponse { key_id: key.arn })
 }
 
@@ -343,11 +346,12 @@ fn target_key_id(req: &wire::AliasRequest) -> Result<&str, AwsError> {
 
 pub fn create_alias(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::AliasRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
     let target = target_key_id(&req)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         app.keys
             .kms()
             .create_alias(tx, scope, &req.alias_name, target, clock::now_ms())
@@ -358,11 +362,12 @@ pub fn create_alias(
 
 pub fn update_alias(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::AliasRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
     let target = target_key_id(&req)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         app.keys
             .kms()
             .update_alias(tx, scope, &req.alias_name, target, clock::now_ms())
@@ -373,10 +378,11 @@ pub fn update_alias(
 
 pub fn delete_alias(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::AliasRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().delete_alias(tx, scope, &req.alias_name).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().delete_alias(tx, scope, &req.alias_name).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
@@ -568,10 +574,11 @@ pub fn generate_random_bytes(
 
 pub fn enable_key_rotation(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::EnableKeyRotationRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| {
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| {
         app.keys
             .kms()
             .enable_key_rotation(
@@ -588,10 +595,11 @@ pub fn enable_key_rotation(
 
 pub fn disable_key_rotation(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| app.keys.kms().disable_key_rotation(tx, scope, &req.key_id).map_err(kms))?;
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| app.keys.kms().disable_key_rotation(tx, scope, &req.key_id).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
@@ -615,10 +623,11 @@ pub fn get_key_rotation_status(
 
 pub fn rotate_key_on_demand(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::KeyIdRequest,
 ) -> Result<wire::KeyIdResponse, AwsError> {
-    let key = app.write(|tx| {
+    let scope = &ctx.scope;
+    let key = app.write(ctx, |tx| {
         app.keys.kms().rotate_key_on_demand(tx, scope, &req.key_id, clock::now_ms()).map_err(kms)
     })?;
     Ok(wire::KeyIdResponse { key_id: key.key_id })
@@ -626,20 +635,22 @@ pub fn rotate_key_on_demand(
 
 pub fn tag_resource(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::TagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
+    let scope = &ctx.scope;
     let tags = to_tags(req.tags);
-    app.write(|tx| app.keys.kms().tag_resource(tx, scope, &req.key_id, &tags).map_err(kms))?;
+    app.write(ctx, |tx| app.keys.kms().tag_resource(tx, scope, &req.key_id, &tags).map_err(kms))?;
     Ok(wire::EmptyResponse {})
 }
 
 pub fn untag_resource(
     app: &App,
-    scope: &Scope,
+    ctx: &RequestContext,
     req: wire::UntagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
-    app.write(|tx| {
+    let scope = &ctx.scope;
+    app.write(ctx, |tx| {
         app.keys.kms().untag_resource(tx, scope, &req.key_id, &req.tag_keys).map_err(kms)
     })?;
     Ok(wire::EmptyResponse {})
@@ -669,12 +680,10 @@ pub fn list_resource_tags(
     })
 }
 
-/// Carries out due key deletions and automatic rotations (called by the background sweeper).
-/// Carries out due key deletions and rotations, each with its KMS service event
-/// (`DeleteKey`, `RotateKey`) in the same transaction.
+/// Carries out due key deletions and rotations (called by the background sweeper), each
+/// with its KMS service event (`DeleteKey`, `RotateKey`) in the same transaction.
 pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsError> {
-    crate::audit::forget_pending();
-    app.write(|tx| {
+    app.write_unrecorded(|tx| {
         let work = app.keys.kms().carry_out_due(tx, now).map_err(kms)?;
         for (scope, arn) in &work.deleted {
             crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "DeleteKey", arn, now)?;

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod kms_api;
 pub mod metrics;
 mod paging;
+pub mod pipeline;
 pub mod policies;
 pub mod probes;
 pub mod quotas;
@@ -75,8 +76,10 @@ impl Default for Config {
     }
 }
 
-/// Who is calling and where: derived from the request's SigV4 credential scope.
-#[derive(Debug, Clone)]
+/// One call as its handler sees it: who is calling and where (from the request's SigV4
+/// credential scope, or the console session), what the handler still authorizes itself,
+/// and what the call records as it goes.
+#[derive(Debug)]
 pub struct RequestContext {
     pub scope: Scope,
     pub access_key_id: String,
@@ -84,6 +87,24 @@ pub struct RequestContext {
     /// What the handler still authorizes itself (keys that sealed what it opens, each
     /// secret of a batch); `None` with `--dev`, where nothing is authorized.
     pub gate: Option<std::sync::Arc<auth::Gate>>,
+    /// The call's audit record, written with its change ([`App::write`]) or after it.
+    pub audit: audit::CallRecord,
+    /// The call's LastAccessedDate updates, when they are put off until its read is over.
+    pub access: secrets::AccessRecords,
+}
+
+impl RequestContext {
+    /// The context of a call in `scope` that records nothing yet.
+    pub fn new(scope: Scope, access_key_id: String, request_id: String) -> RequestContext {
+        RequestContext {
+            scope,
+            access_key_id,
+            request_id,
+            gate: None,
+            audit: audit::CallRecord::none(),
+            access: secrets::AccessRecords::immediate(),
+        }
+    }
 }
 
 /// Everything a handler needs.
@@ -176,17 +197,36 @@ impl App {
         finish(result, out)
     }
 
-    /// Runs `f` in a write transaction: committed durably iff `f` returns `Ok`.
+    /// Runs `f` in a write transaction for the call `ctx`: committed durably iff `f`
+    /// returns `Ok`.
     ///
-    /// The audit event of the mutating call running on this thread (if any) is appended
-    /// in the same transaction, so the change and its record commit together; if the
-    /// event cannot be written, nothing is committed (unless the trail is fail-open).
+    /// The call's audit event (a mutating call's) is appended in the same transaction, so
+    /// the change and its record commit together; if the event cannot be written, nothing
+    /// is committed (unless the trail is fail-open).
     pub fn write<T: Send + 'static>(
         &self,
+        ctx: &RequestContext,
+        f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+    ) -> Result<T, AwsError> {
+        self.write_recorded(&ctx.audit, f)
+    }
+
+    /// Runs `f` in a write transaction that no call's event goes with: work the service
+    /// does by itself, which records its own events inside `f`.
+    pub fn write_unrecorded<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+    ) -> Result<T, AwsError> {
+        self.write_recorded(&audit::CallRecord::none(), f)
+    }
+
+    fn write_recorded<T: Send + 'static>(
+        &self,
+        record: &audit::CallRecord,
         mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         let mut out = None;
-        let event = audit::for_write();
+        let event = record.for_write();
         let result = self.store.write(&mut |tx| match f(tx) {
             Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
                 Ok(()) => {
@@ -205,7 +245,7 @@ impl App {
         });
         let done = finish(result, out);
         if done.is_ok() {
-            audit::committed();
+            record.committed();
         }
         done
     }

@@ -108,7 +108,7 @@ pub fn put_resource_policy(
     if req.block_public_policy.unwrap_or(false) && policy.grants_public_access() {
         return Err(AwsError::new(ErrorCode::PublicPolicy, PUBLIC_POLICY));
     }
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
@@ -137,7 +137,7 @@ pub fn delete_resource_policy(
     req: wire::SecretIdRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;

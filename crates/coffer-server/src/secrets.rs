@@ -419,7 +419,7 @@ pub fn create_secret(
     let kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&kms_key_id)?;
     let scope = &ctx.scope;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         if let Some(existing) = tx.secret_by_name(scope, &req.name).map_err(store_error)? {
             if existing.is_scheduled_for_deletion() {
                 return Err(AwsError::invalid_request(
@@ -491,7 +491,7 @@ pub fn update_secret(
         if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
     let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&new_kms_key_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
@@ -550,7 +550,7 @@ pub fn put_secret_value(
     let value = value.ok_or_else(|| {
         AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
     })?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
@@ -665,62 +665,62 @@ fn read_value(
     ))
 }
 
-thread_local! {
-    /// LastAccessedDate updates of the read-only call on this thread, while
-    /// [`deferring_access_records`] runs it: written once its read transaction is over.
-    static DEFERRED_ACCESS: std::cell::RefCell<Option<Vec<(String, String, i64)>>> =
-        const { std::cell::RefCell::new(None) };
-}
+/// The LastAccessedDate updates of one call: written at once, or, for a read-only call
+/// inside a shared read transaction, put off until that transaction is over
+/// ([`AccessRecords::deferred`]): a write inside the read would hold a second pooled
+/// connection, or block a reader on the writer. It travels in the call's
+/// `RequestContext`; the lock is never contended.
+#[derive(Debug, Default)]
+pub struct AccessRecords(std::sync::Mutex<Option<Vec<(String, String, i64)>>>);
 
-/// Runs `f` (a read-only call, typically inside a shared read transaction) with its
-/// LastAccessedDate updates put off, then writes them: a write inside the read would
-/// hold a second pooled connection, or block a reader on the writer. An update that
-/// cannot be written (a full disk) is logged and the read still answered: the date is
-/// bookkeeping, and the call's audit event is what must be stored (issue 19).
-pub fn deferring_access_records<T>(
-    app: &App,
-    f: impl FnOnce() -> Result<T, AwsError>,
-) -> Result<T, AwsError> {
-    /// Puts the outer state back when `f` ends, also by a panic (the thread is reused).
-    struct Restore(Option<Option<Vec<(String, String, i64)>>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(outer) = self.0.take() {
-                DEFERRED_ACCESS.with(|d| *d.borrow_mut() = outer);
-            }
+impl AccessRecords {
+    /// Updates written as they happen.
+    pub fn immediate() -> AccessRecords {
+        AccessRecords(std::sync::Mutex::new(None))
+    }
+
+    /// Updates kept until [`AccessRecords::write_deferred`].
+    pub fn deferred() -> AccessRecords {
+        AccessRecords(std::sync::Mutex::new(Some(Vec::new())))
+    }
+
+    /// Writes the updates put off, all in one transaction. An update that cannot be
+    /// written (a full disk) is logged and the read still answered: the date is
+    /// bookkeeping, and the call's audit event is what must be stored (issue 19).
+    pub fn write_deferred(&self, app: &App, ctx: &RequestContext) -> Result<(), AwsError> {
+        let deferred = self.0.lock().ok().and_then(|mut list| list.take()).unwrap_or_default();
+        if !deferred.is_empty() {
+            write_access_or_log(app, ctx, &deferred);
         }
+        Ok(())
     }
-    let mut restore = Restore(Some(DEFERRED_ACCESS.with(|d| d.borrow_mut().replace(Vec::new()))));
-    let result = f();
-    let outer = restore.0.take().unwrap_or_default();
-    let deferred = DEFERRED_ACCESS.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
-    let result = result?;
-    let deferred = deferred.unwrap_or_default();
-    if !deferred.is_empty() {
-        write_access_or_log(app, &deferred);
-    }
-    Ok(result)
 }
 
 /// Records LastAccessedDate (day precision), at most one write per secret and day; put
-/// off until the end of the call inside [`deferring_access_records`].
-fn record_access(app: &App, arn: &str, version_id: &str, today: i64) -> Result<(), AwsError> {
-    let deferred = DEFERRED_ACCESS.with(|d| match d.borrow_mut().as_mut() {
-        Some(list) => {
-            list.push((arn.to_owned(), version_id.to_owned(), today));
-            true
-        }
-        None => false,
-    });
-    if !deferred {
-        write_access_or_log(app, &[(arn.to_owned(), version_id.to_owned(), today)]);
+/// off until the end of the call when its context defers them.
+fn record_access(
+    app: &App,
+    ctx: &RequestContext,
+    arn: &str,
+    version_id: &str,
+    today: i64,
+) -> Result<(), AwsError> {
+    let entry = (arn.to_owned(), version_id.to_owned(), today);
+    let mut entry = Some(entry);
+    if let Ok(mut list) = ctx.access.0.lock()
+        && let Some(list) = list.as_mut()
+    {
+        list.extend(entry.take());
+    }
+    if let Some(entry) = entry {
+        write_access_or_log(app, ctx, &[entry]);
     }
     Ok(())
 }
 
 /// [`write_access`], whose failure does not fail the read that asked for it.
-fn write_access_or_log(app: &App, accesses: &[(String, String, i64)]) {
-    if let Err(error) = write_access(app, accesses) {
+fn write_access_or_log(app: &App, ctx: &RequestContext, accesses: &[(String, String, i64)]) {
+    if let Err(error) = write_access(app, ctx, accesses) {
         tracing::warn!(code = ?error.code, "could not record LastAccessedDate; the read is answered");
     }
 }
@@ -728,8 +728,12 @@ fn write_access_or_log(app: &App, accesses: &[(String, String, i64)]) {
 /// Writes LastAccessedDate of each (secret ARN, version id, day), all in one transaction:
 /// the first BatchGetSecretValue of a day touches up to twenty secrets, which made as
 /// many commits, each waiting for its own sync.
-fn write_access(app: &App, accesses: &[(String, String, i64)]) -> Result<(), AwsError> {
-    app.write(|tx| {
+fn write_access(
+    app: &App,
+    ctx: &RequestContext,
+    accesses: &[(String, String, i64)],
+) -> Result<(), AwsError> {
+    app.write(ctx, |tx| {
         for (arn, version_id, today) in accesses {
             let today = *today;
             let Some(mut meta) = tx.secret_by_arn(arn).map_err(store_error)? else { continue };
@@ -768,7 +772,7 @@ pub fn get_secret_value(
         )
     })?;
     if let Some((arn, version_id)) = touch {
-        record_access(app, &arn, &version_id, today)?;
+        record_access(app, ctx, &arn, &version_id, today)?;
     }
     Ok(response)
 }
@@ -831,7 +835,7 @@ pub fn batch_get_secret_value(
         });
         match result {
             Ok((value, touch)) => {
-                crate::audit::add_secret_event(SecretsManagerOp::GetSecretValue, &value.arn);
+                ctx.audit.add_secret_event(SecretsManagerOp::GetSecretValue, &value.arn);
                 response.secret_values.push(value);
                 touches.extend(touch);
             }
@@ -873,7 +877,7 @@ pub fn batch_get_secret_value(
         })?;
     }
     for (arn, version_id) in touches {
-        record_access(app, &arn, &version_id, today)?;
+        record_access(app, ctx, &arn, &version_id, today)?;
     }
     Ok(response)
 }
@@ -1116,7 +1120,7 @@ pub fn update_secret_version_stage(
     req: wire::UpdateSecretVersionStageRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
@@ -1168,7 +1172,7 @@ pub fn delete_secret(
         }
     }
     let days = req.recovery_window_in_days.unwrap_or(30);
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let now = clock::now_ms();
         let found = resolve(tx, &ctx.scope, &req.secret_id)?;
         if let (Some(gate), Some(meta)) = (ctx.gate.as_deref(), &found) {
@@ -1217,7 +1221,7 @@ pub fn restore_secret(
     req: wire::SecretIdRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.deletion_ms.take().is_some() {
             meta.last_changed_ms = clock::now_ms();
@@ -1250,7 +1254,7 @@ pub fn tag_resource(
     req: wire::TagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         let tags = merge_tags(meta.tags.as_deref().unwrap_or(&[]), &req.tags);
@@ -1272,7 +1276,7 @@ pub fn untag_resource(
     req: wire::UntagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
-    app.write(|tx| {
+    app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         if let Some(tags) = &mut meta.tags {
@@ -1318,12 +1322,8 @@ mod tests {
     }
 
     fn ctx() -> RequestContext {
-        RequestContext {
-            scope: Scope::new("000000000000", "us-east-1"),
-            access_key_id: "AKIDEXAMPLE".into(),
-            request_id: "test".into(),
-            gate: None,
-        }
+        let scope = Scope::new("000000000000", "us-east-1");
+        RequestContext::new(scope, "AKIDEXAMPLE".into(), "test".into())
     }
 
     fn create(app: &App, name: &str) {
@@ -1355,7 +1355,9 @@ mod tests {
             region: "us-east-1".into(),
         };
         let requested: crate::auth::Requested = serde_json::from_value(body).unwrap();
-        crate::auth::authorize(app, &who, ctx(), op.into(), &requested, None)
+        let authorized =
+            crate::auth::authorize(app, &who, &ctx().scope, op.into(), &requested, None, false)?;
+        Ok(RequestContext { scope: authorized.scope, gate: Some(authorized.gate), ..ctx() })
     }
 
     /// A resource policy put between a write's authorization and its transaction is not
@@ -1368,7 +1370,7 @@ mod tests {
         let body = serde_json::json!({"SecretId": "raced", "SecretString": "new"});
         let authorized_ctx = authorized(&app, Sm::PutSecretValue, body).unwrap();
         let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"secretsmanager:PutSecretValue","Resource":"*"}]}"#;
-        app.write(|tx| {
+        app.write_unrecorded(|tx| {
             let mut meta = tx.secret_by_name(&ctx().scope, "raced").unwrap().unwrap();
             meta.resource_policy = Some(deny.into());
             tx.update_secret(&meta).map_err(store_error)
@@ -1435,7 +1437,7 @@ mod tests {
     fn a_managed_secret_refuses_updates() {
         let app = app();
         create(&app, "managed");
-        app.write(|tx| {
+        app.write_unrecorded(|tx| {
             let mut meta = tx.secret_by_name(&ctx().scope, "managed").unwrap().unwrap();
             meta.owning_service = Some("rds".into());
             tx.update_secret(&meta).map_err(store_error)
@@ -1493,7 +1495,7 @@ mod tests {
         let tags: Vec<wire::Tag> = (0..50)
             .map(|i| wire::Tag { key: format!("TeamKey{i}"), value: format!("some-Value.{i}") })
             .collect();
-        app.write(|tx| {
+        app.write_unrecorded(|tx| {
             for i in 0..2000 {
                 let name = format!("bulk/s{i:05}");
                 let meta = SecretMeta {

@@ -157,29 +157,19 @@ pub enum QuotaGroup {
 }
 
 impl QuotaGroup {
-    /// Every group, for `--quota` parsing and listings.
+    /// Every group, for `--quota` parsing and listings: those the operations count in, each
+    /// once, in the order of the operation table.
     pub fn all() -> impl Iterator<Item = QuotaGroup> {
-        use QuotaGroup::*;
-        [
-            SecretsManagerGet,
-            SecretsManagerUpdate,
-            SecretsManagerResourcePolicy,
-            SecretsManagerCreate,
-            SecretsManagerDelete,
-            SecretsManagerRestore,
-            SecretsManagerTag,
-            SecretsManagerList,
-            SecretsManagerListVersions,
-            SecretsManagerRotate,
-            SecretsManagerRandomPassword,
-            SecretsManagerBatchGet,
-            KmsCryptographic,
-        ]
-        .into_iter()
-        .chain(KmsOp::ALL.iter().filter_map(|op| match op.quota_group() {
-            g @ QuotaGroup::Kms(_) => Some(g),
-            _ => None,
-        }))
+        let mut seen = Vec::new();
+        SecretsManagerOp::ALL
+            .iter()
+            .map(|op| op.quota_group())
+            .chain(KmsOp::ALL.iter().map(|op| op.quota_group()))
+            .filter(move |group| {
+                let new = !seen.contains(group);
+                seen.push(*group);
+                new
+            })
     }
 
     /// The name `--quota NAME=RATE` uses: `secretsmanager-create`, `kms-cryptographic`,

@@ -36,7 +36,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Secrets Manager API.
-    Serve(serve::ServeArgs),
+    // Boxed: its flags make it far larger than the other commands.
+    Serve(Box<serve::ServeArgs>),
     /// Bring a store's schema up to date and exit (serve does this too, at start).
     Migrate(store_select::MigrateArgs),
     /// Write a consistent, still-encrypted snapshot of a store to a file.
@@ -100,7 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // The process's arguments from `serve` on, to tell flags given from the file's.
         Command::Serve(args) => {
-            config_file::apply(args, std::env::args_os().skip(1).collect()).and_then(serve::run)
+            config_file::apply(*args, std::env::args_os().skip(1).collect()).and_then(serve::run)
         }
         Command::Migrate(args) => store_select::migrate(args),
         Command::Backup(args) => backup::backup(args),

@@ -108,6 +108,15 @@ pub struct ServeArgs {
     /// Multiply every default quota not set by `--quota` by this factor (at least 1 per second).
     #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
     quota_scale: f64,
+    /// Serve the web console at `/console` on this listener. Default: on.
+    #[arg(long, value_enum)]
+    console: Option<OnOff>,
+    /// Seconds a console session may sit unused before it ends.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    console_idle_timeout: u64,
+    /// Seconds a console session lasts at most, used or not.
+    #[arg(long, default_value_t = 28800, value_parser = clap::value_parser!(u64).range(1..=604800))]
+    console_session_lifetime: u64,
     /// Read settings from this TOML file: keys are these flags' long names (`listen`,
     /// `data-dir`, `dev = true`, ...). A flag given on the command line, then its environment
     /// variable, wins over the file. `coffer config check FILE` validates one.
@@ -236,6 +245,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         header_timeout: Duration::from_secs(args.header_timeout),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
+    let console = args.console;
+    let console_limits = coffer_console::SessionLimits {
+        idle: Duration::from_secs(args.console_idle_timeout),
+        absolute: Duration::from_secs(args.console_session_lifetime),
+        ..Default::default()
+    };
 
     // A throwaway certificate outside a data directory goes when the server does.
     let temp_tls_dir = (args.tls_self_signed && data_dir.is_none()).then(self_signed_temp_dir);
@@ -285,9 +300,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(reload_on_sighup(hangups, tls));
+        let mut router = coffer_server::http::router(app.clone());
+        if console != Some(OnOff::Off) {
+            router = router.nest("/console", coffer_console::router(app, console_limits));
+        }
         coffer_server::connections::serve_with_tls(
             listener,
-            coffer_server::http::router(app),
+            router,
             limits,
             acceptor,
             shutdown_signal(),

@@ -1,0 +1,414 @@
+//! The one path every call takes, whoever makes it: the API's front door (`http`), the
+//! console, and the service's own callers. Its stages, in order, each with what it takes
+//! and gives in its signature:
+//!
+//! identify ([`identify`]: credentials → the caller's context, or a refusal) → begin the
+//! audit record (`audit::CallRecord::begin`) → quota → decode and validate ([`decode`]) →
+//! authorize (`auth::authorize`, typed) → handle (`dispatch`) → conclude the record.
+//!
+//! The audit record and the LastAccessedDate updates travel in the call's
+//! [`RequestContext`]; nothing of a call is kept in a thread-local. Read-only calls share
+//! one read transaction for all their stages (the store's `read_scope`: see
+//! `coffer_store::Store::read_scope` for why that one is per thread).
+
+use crate::audit::{self, CallRecord, Source, Unwritten};
+use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
+use crate::dispatch::dispatch;
+use crate::secrets::AccessRecords;
+use crate::{App, RequestContext};
+use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_wire::model::ServiceModel;
+use coffer_wire::operation::Operation;
+use coffer_wire::validate::validate_input;
+use serde::Deserialize;
+use serde_json::Value;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+use zeroize::Zeroize;
+
+/// How a caller proves who it is.
+#[derive(Debug)]
+pub enum Credentials {
+    /// A SigV4-signed request, verified against its body as the call's first stage.
+    Signed(RawRequest),
+    /// A principal verified already: a console session's ([`sign_in`]).
+    Verified(Authenticated),
+    /// `--dev`: the account and region the credentials name. Nothing is verified, and
+    /// nothing is authorized.
+    Unverified { scope: Scope, access_key_id: String },
+}
+
+/// Who makes a call, and from where.
+#[derive(Debug)]
+pub struct Caller {
+    pub credentials: Credentials,
+    pub request_id: String,
+    /// Where the call came from, as its event records it.
+    pub source: Source,
+    /// Whether it arrived over TLS (`aws:SecureTransport`).
+    pub secure: bool,
+}
+
+impl Caller {
+    /// A request that came over the wire, signed (or, with `--dev`, only naming its scope).
+    pub fn over_the_wire(
+        credentials: Credentials,
+        raw_source: &RawRequest,
+        request_id: &str,
+    ) -> Caller {
+        Caller {
+            source: Source::of(raw_source),
+            secure: raw_source.secure,
+            credentials,
+            request_id: request_id.to_string(),
+        }
+    }
+
+    /// A call made through the console by a signed-in principal (`Credentials::Verified`,
+    /// or `Unverified` with `--dev`). Its event is marked as CloudTrail marks console calls.
+    pub fn console(
+        credentials: Credentials,
+        ip: Option<IpAddr>,
+        user_agent: &str,
+        secure: bool,
+    ) -> Caller {
+        Caller {
+            credentials,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            source: Source { ip, user_agent: user_agent.to_string(), console: true },
+            secure,
+        }
+    }
+}
+
+/// What a call came to: its answer, and its audit event when that was not committed with
+/// the call's change and still has to be written (before the answer is sent).
+pub struct Outcome {
+    pub result: Result<Vec<u8>, AwsError>,
+    pub unwritten: Option<Unwritten>,
+}
+
+/// Runs a call through every stage and writes its event: for callers that may block (the
+/// console, a worker thread). `body` is the operation's JSON request.
+pub fn call(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Result<Vec<u8>, AwsError> {
+    let Outcome { result, unwritten } = run(app, caller, op, body);
+    if let Some(unwritten) = unwritten {
+        audit::write_unwritten(app, unwritten)?;
+    }
+    result
+}
+
+/// Runs a call through every stage but the last write of its event, which is returned
+/// for the caller to write ([`call`], or the front door without holding a thread).
+pub fn run(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Outcome {
+    // A read-only call, and every call on a store whose transactions never wait (`--dev`),
+    // reads through one transaction from authentication to its answer; its LastAccessedDate
+    // updates are written once that transaction is over.
+    if !(op.read_only() || app.writes_inline()) {
+        let (result, record, _) = serve(app, caller, op, body, AccessRecords::immediate());
+        let unwritten = record.conclude(&result);
+        return Outcome { result, unwritten };
+    }
+    let (mut body, mut served) = (Some(body), None);
+    app.store.read_scope(&mut || {
+        let body = body.take().unwrap_or_default();
+        served = Some(serve(app, caller, op, body, AccessRecords::deferred()));
+    });
+    let Some((result, record, ctx)) = served else {
+        return Outcome { result: Err(AwsError::internal()), unwritten: None };
+    };
+    let result = match (result, &ctx) {
+        (Ok(answer), Some(ctx)) => ctx.access.write_deferred(app, ctx).map(|()| answer),
+        (result, _) => result,
+    };
+    let unwritten = record.conclude(&result);
+    Outcome { result, unwritten }
+}
+
+/// Every stage from identification to the handler's answer. Returns the answer, the
+/// call's audit record (to conclude) and its context, when it got one.
+fn serve(
+    app: &App,
+    caller: &Caller,
+    op: Operation,
+    mut body: Vec<u8>,
+    access: AccessRecords,
+) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
+    let model = ServiceModel::of(op.service());
+    let (mut ctx, who) = match identify(app, caller, op, &body) {
+        Ok(identified) => identified,
+        Err((e, record)) => {
+            body.zeroize();
+            return (Err(e), record.unwrap_or_default(), None);
+        }
+    };
+    ctx.access = access;
+    let identity = audit::identity(who.as_ref(), &ctx);
+    ctx.audit = CallRecord::begin(&ctx.scope, &ctx.request_id, identity, &caller.source, op, model);
+    let result = serve_identified(app, caller, &mut ctx, who.as_ref(), op, body);
+    let record = std::mem::take(&mut ctx.audit);
+    (result, record, Some(ctx))
+}
+
+/// Identifies the caller: verifies a signature, or takes a verified or `--dev` identity.
+/// A failed signature of a known access key comes back with the record its owner's trail
+/// gets (rate-limited, see `audit::Auditor::note_failed_signature`).
+pub fn identify(
+    app: &App,
+    caller: &Caller,
+    op: Operation,
+    body: &[u8],
+) -> Result<(RequestContext, Option<Authenticated>), (AwsError, Option<CallRecord>)> {
+    let request_id = caller.request_id.clone();
+    let who = match (&caller.credentials, &app.iam) {
+        (Credentials::Unverified { scope, access_key_id }, None) => {
+            let ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
+            return Ok((ctx, None));
+        }
+        (Credentials::Verified(who), Some(_)) => who.clone(),
+        (Credentials::Signed(raw), Some(iam)) => {
+            match auth::authenticate(app, iam, raw, body, op.signing_name(), now_secs()) {
+                Ok(who) => who,
+                Err(e) => {
+                    let record = match &e {
+                        AuthFailure::Signature(failure) => {
+                            failed_signature(app, iam, raw, failure, caller, op)
+                        }
+                        AuthFailure::Internal(_) => None,
+                    };
+                    return Err((e.into_json(), record));
+                }
+            }
+        }
+        // A console session of another mode, or a signature `--dev` does not check.
+        _ => return Err((AwsError::internal(), None)),
+    };
+    let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
+    Ok((RequestContext::new(scope, who.access_key_id.clone(), request_id), Some(who)))
+}
+
+/// The stages after the caller is known, whose outcome is audited: quota, decode and
+/// validate, authorize, handle.
+fn serve_identified(
+    app: &App,
+    caller: &Caller,
+    ctx: &mut RequestContext,
+    who: Option<&Authenticated>,
+    op: Operation,
+    mut body: Vec<u8>,
+) -> Result<Vec<u8>, AwsError> {
+    // The caller's own account is counted (as AWS counts a cross-account call), before
+    // anything is parsed or done: a throttled call changes nothing; its event records
+    // the error like any other failed call's.
+    if let Err(e) = app.quotas.check(&ctx.scope, op) {
+        body.zeroize();
+        return Err(e);
+    }
+    let request = decode(body)?;
+    ctx.audit.set_request(&request);
+    if let Some(model) = ServiceModel::of(op.service()) {
+        validate_input(model, op.name(), &request)?;
+    }
+    if let Some(who) = who {
+        // Authorization reads the request typed, never the raw document.
+        let requested = auth::Requested::deserialize(&request).map_err(|e| {
+            AwsError::new(ErrorCode::Serialization, format!("The request body is not valid ({e})."))
+        })?;
+        let source_ip = caller.source.ip;
+        let authorized =
+            auth::authorize(app, who, &ctx.scope, op, &requested, source_ip, caller.secure)?;
+        // A call another account makes through a resource policy acts in the owner's
+        // scope: its event goes to both accounts' trails.
+        ctx.audit.deliver_also_to(&authorized.scope);
+        ctx.scope = authorized.scope;
+        ctx.gate = Some(authorized.gate);
+    }
+    dispatch(app, ctx, op, request)
+}
+
+/// Parses the JSON body (an empty one is `{}`), wiping the bytes: they may hold a value.
+fn decode(mut body: Vec<u8>) -> Result<Value, AwsError> {
+    let parsed = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_slice::<Value>(&body)
+    };
+    body.zeroize();
+    parsed.map_err(|e| {
+        let message = format!("The request body is not valid JSON ({}).", classify(&e));
+        AwsError::new(ErrorCode::Serialization, message)
+    })
+}
+
+fn classify(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Io => "read error",
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// For a signature that failed although its access key is known (a wrong secret, a
+/// changed request, an expired date): the record of the failed call in the key owner's
+/// trail, and a warning line naming the key and its user. Both are rate-limited per key
+/// (`audit::Auditor::note_failed_signature`). `None` for other failures (an unknown key
+/// id leaves no trail to write to), and for failures over the limit.
+fn failed_signature(
+    app: &App,
+    iam: &crate::iam::Iam,
+    raw: &RawRequest,
+    failure: &coffer_auth::SigV4Error,
+    caller: &Caller,
+    op: Operation,
+) -> Option<CallRecord> {
+    let (scope, who) = failed_signer(app, iam, raw, failure)?;
+    let ctx = RequestContext::new(scope, who.access_key_id.clone(), caller.request_id.clone());
+    let identity = audit::identity(Some(&who), &ctx);
+    Some(CallRecord::begin(&ctx.scope, &ctx.request_id, identity, &caller.source, op, None))
+}
+
+/// The known signer of a request whose signature failed, with the scope its event goes
+/// to; logs the warning line. See [`failed_signature`].
+pub(crate) fn failed_signer(
+    app: &App,
+    iam: &crate::iam::Iam,
+    raw: &RawRequest,
+    failure: &coffer_auth::SigV4Error,
+) -> Option<(Scope, Authenticated)> {
+    use coffer_auth::sigv4::{SigV4Error, parse_authorization};
+    if !matches!(failure, SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_)) {
+        return None;
+    }
+    let header = raw
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())?;
+    let parsed = parse_authorization(header).ok()?;
+    let key = iam.lookup(app.store.as_ref(), &parsed.access_key_id).ok().flatten()?;
+    let principal = &key.caller.principal;
+    let notice = app.audit.note_failed_signature(&parsed.access_key_id);
+    if let Some((not_logged, not_audited)) = notice.log {
+        tracing::warn!(
+            access_key_id = %parsed.access_key_id,
+            user = %principal.arn,
+            source_ip = %raw.source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            earlier_failures_not_logged = not_logged,
+            earlier_failures_not_audited = not_audited,
+            "failed signature for a known access key (at most one line per key per minute)"
+        );
+    }
+    // A region outside the known list has no trail; the line above still tells.
+    if !notice.audit || !auth::is_known_region(&parsed.scope.region) {
+        return None;
+    }
+    let scope = Scope::new(principal.account.clone(), parsed.scope.region.clone());
+    let who = Authenticated {
+        caller: key.caller.clone(),
+        access_key_id: parsed.access_key_id,
+        region: parsed.scope.region,
+    };
+    Some((scope, who))
+}
+
+/// Checks console credentials: the access key id and secret access key of an active key,
+/// and the region the session will act in. The secret is compared in constant time. Every
+/// refusal is the same error, so a caller cannot tell an unknown key from a wrong secret.
+pub fn sign_in(
+    app: &App,
+    access_key_id: &str,
+    secret_access_key: &str,
+    region: &str,
+) -> Result<Authenticated, AwsError> {
+    let refused = || {
+        AwsError::new(
+            ErrorCode::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        )
+    };
+    let Some(iam) = &app.iam else { return Err(AwsError::internal()) };
+    if !auth::is_known_region(region) {
+        return Err(AwsError::new(ErrorCode::InvalidParameter, "The region is not known."));
+    }
+    let key = iam.lookup(app.store.as_ref(), access_key_id).map_err(|_| AwsError::internal())?;
+    let Some(key) = key else { return Err(refused()) };
+    let expected = key.secret().expose().as_bytes();
+    if aws_lc_rs::constant_time::verify_slices_are_equal(expected, secret_access_key.as_bytes())
+        .is_err()
+    {
+        return Err(refused());
+    }
+    Ok(Authenticated {
+        caller: key.caller.clone(),
+        access_key_id: access_key_id.to_string(),
+        region: region.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_crypto::MasterKey;
+    use coffer_store::MemoryStore;
+    use coffer_wire::operation::{CloudTrailOp, SecretsManagerOp};
+    use std::sync::Arc;
+
+    fn dev_app() -> Arc<App> {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        App::new(store, keys, Config::default())
+    }
+
+    fn console_caller() -> Caller {
+        let scope = Scope::new("111122223333", "eu-west-1");
+        let credentials = Credentials::Unverified { scope, access_key_id: "AKIDCONSOLE".into() };
+        Caller::console(credentials, Some([127, 0, 0, 1].into()), "Mozilla/5.0", false)
+    }
+
+    /// The console calls an operation as any client does, and its event says so the way
+    /// CloudTrail marks console calls.
+    #[test]
+    fn a_console_call_is_audited_as_one() {
+        let app = dev_app();
+        let caller = console_caller();
+        let create = br#"{"Name":"from-console","SecretString":"v","ClientRequestToken":"00000000-0000-4000-8000-000000000001"}"#;
+        let create = create.to_vec();
+        let op = Operation::from(SecretsManagerOp::CreateSecret);
+        call(&app, &caller, op, create).unwrap();
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        let events = call(&app, &caller, lookup, b"{}".to_vec()).unwrap();
+        let events: Value = serde_json::from_slice(&events).unwrap();
+        let create = events["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["EventName"] == "CreateSecret")
+            .expect("the CreateSecret event");
+        let record: Value =
+            serde_json::from_str(create["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(record["sessionCredentialFromConsole"], "true");
+        assert_eq!(record["userAgent"], "AWS Internal");
+        assert_eq!(record["awsRegion"], "eu-west-1");
+    }
+
+    /// A call's bad input is refused by the same validation as over the wire, and its
+    /// refusal is audited.
+    #[test]
+    fn a_console_call_with_bad_input_is_refused_and_audited() {
+        let app = dev_app();
+        let caller = console_caller();
+        let op = Operation::from(SecretsManagerOp::CreateSecret);
+        let err = call(&app, &caller, op, br#"{"Name":""}"#.to_vec()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Validation);
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        let events = call(&app, &caller, lookup, b"{}".to_vec()).unwrap();
+        let text = String::from_utf8(events).unwrap();
+        assert!(text.contains("ValidationException"), "{text}");
+    }
+}
