@@ -48,6 +48,7 @@ fn a_commit_whose_wal_sync_fails_is_not_acknowledged_and_no_write_follows_until_
             .expect("a healthy write");
     }
 
+    assert_eq!(store.refusing_writes(), None);
     let failed_before = faults::failed_wal_syncs();
     faults::fail_wal_syncs(1);
     let failed = put(&store, "unacknowledged", b"never promised");
@@ -62,6 +63,8 @@ fn a_commit_whose_wal_sync_fails_is_not_acknowledged_and_no_write_follows_until_
     // The disk answers again, but this process cannot tell what of it holds: no write.
     let refused = put(&store, "after", b"x").expect_err("a write after a failed sync was taken");
     assert!(refused.to_string().contains("stopped accepting writes"), "{refused}");
+    // `/ready` says so.
+    assert!(store.refusing_writes().is_some_and(|why| why.contains("stopped accepting writes")));
     // Reads go on, and show what was acknowledged.
     for i in 0..10 {
         assert_eq!(get(&store, &format!("acked-{i}")), Some(format!("value-{i}").into_bytes()));

@@ -153,6 +153,10 @@ impl Store for SqliteStore {
         }
     }
 
+    fn refusing_writes(&self) -> Option<String> {
+        self.lock_writer().fenced.clone()
+    }
+
     fn describe(&self) -> String {
         match &self.path {
             Some(path) => format!("sqlite:{}", path.display()),
