@@ -49,7 +49,7 @@ pub const KEYED: u8 = 2;
 /// wrapped by the master key in the store; the server holds it, and `coffer audit
 /// verify` unwraps it with the master key.
 #[derive(Clone)]
-pub struct ChainKey(hmac::Key);
+pub struct ChainKey(pub(crate) hmac::Key);
 
 impl ChainKey {
     /// A chain key from its 32 random bytes.
@@ -64,7 +64,7 @@ impl fmt::Debug for ChainKey {
     }
 }
 
-fn hex_into(bytes: &[u8], hex: &mut String) {
+pub(crate) fn hex_into(bytes: &[u8], hex: &mut String) {
     for byte in bytes {
         hex.push(char::from_digit(u32::from(byte >> 4), 16).expect("a nibble"));
         hex.push(char::from_digit(u32::from(byte & 0xf), 16).expect("a nibble"));
@@ -72,7 +72,7 @@ fn hex_into(bytes: &[u8], hex: &mut String) {
 }
 
 /// Whether `hex` is the lowercase hex of `expected`, compared in constant time.
-fn hex_matches(hex: &str, expected: &str) -> bool {
+pub(crate) fn hex_matches(hex: &str, expected: &str) -> bool {
     verify_slices_are_equal(hex.as_bytes(), expected.as_bytes()).is_ok()
 }
 
@@ -467,6 +467,9 @@ pub enum BrokenKind {
     Downgraded,
     /// The event is keyed and no chain key was given to check it.
     NoKey,
+    /// The chain's base (the checkpoint of its latest cut to an archive) carries no valid
+    /// MAC, or the oldest event kept does not follow it.
+    CutForged,
 }
 
 /// The first event (in time order) of a chain found changed, removed or reordered.
@@ -512,6 +515,10 @@ impl fmt::Display for Broken {
             BrokenKind::NoKey => {
                 write!(f, "{at}: the event is keyed but the audit chain key is not available")
             }
+            BrokenKind::CutForged => write!(
+                f,
+                "{at}: the chain's archive checkpoint does not verify under the audit chain key, or the oldest event kept does not follow it"
+            ),
         }
     }
 }
@@ -531,11 +538,29 @@ pub struct Verifier {
     newer: Option<(u64, String, Option<String>, bool, bool)>,
     worst: Option<Broken>,
     count: u64,
+    /// Where the chain was last cut to an archive ([`crate::archive`]): its oldest event
+    /// kept must follow this checkpoint instead of the genesis.
+    base: Option<crate::archive::Checkpoint>,
 }
 
 impl Verifier {
     pub fn new(chain: &str, head: Option<Head>, key: Option<ChainKey>) -> Verifier {
-        Verifier { chain: chain.to_string(), head, key, newer: None, worst: None, count: 0 }
+        Verifier {
+            chain: chain.to_string(),
+            head,
+            key,
+            newer: None,
+            worst: None,
+            count: 0,
+            base: None,
+        }
+    }
+
+    /// The checkpoint of the chain's latest cut to an archive, if it was ever cut: the
+    /// oldest event kept must follow it, and its MAC must verify.
+    pub fn with_base(mut self, base: Option<crate::archive::Checkpoint>) -> Verifier {
+        self.base = base;
+        self
     }
 
     /// Whether the head's MAC verifies, when a key is given (without one, not checked).
@@ -624,7 +649,18 @@ impl Verifier {
 
     /// Ends the walk: the number of events checked, or the first bad one.
     pub fn finish(mut self) -> Result<u64, Broken> {
+        let base = self.base.clone().unwrap_or_else(crate::archive::Checkpoint::genesis);
+        let base_authentic = base.is_authentic(&self.chain, self.key.as_ref());
         match self.newer.clone() {
+            None if self.count == 0 && !base.is_genesis() => {
+                // Every event was archived: the head must be the cut.
+                let head_ok = self.head.as_ref().is_some_and(|h| {
+                    h.seq == base.seq && h.hash == base.hash && self.head_authentic()
+                });
+                if !base_authentic || !head_ok {
+                    self.broken(base.seq, None, BrokenKind::CutForged);
+                }
+            }
             None if self.count == 0 => {
                 if let Some(h) = self.head.clone() {
                     let kind = if self.head_authentic() {
@@ -637,13 +673,16 @@ impl Verifier {
             }
             None => {}
             Some((oldest_seq, oldest_prev, oldest_id, oldest_in_place, _)) => {
-                if oldest_seq != 1 {
+                let first = base.seq + 1;
+                if !base_authentic || oldest_seq < first {
+                    self.broken(oldest_seq, oldest_id, BrokenKind::CutForged);
+                } else if oldest_seq != first {
                     self.broken(
                         oldest_seq,
                         oldest_id,
-                        BrokenKind::Removed { missing_from: 1, missing_to: oldest_seq - 1 },
+                        BrokenKind::Removed { missing_from: first, missing_to: oldest_seq - 1 },
                     );
-                } else if oldest_in_place && oldest_prev != GENESIS {
+                } else if oldest_in_place && oldest_prev != base.hash {
                     self.broken(oldest_seq, oldest_id, BrokenKind::Changed);
                 }
             }
@@ -813,6 +852,51 @@ mod tests {
         key: Option<ChainKey>,
     ) -> Result<u64, Broken> {
         verify(CHAIN, head, key, records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+
+    #[test]
+    fn a_chain_cut_to_an_archive_verifies_from_its_base_and_only_from_it() {
+        use crate::archive::Checkpoint;
+        let key = test_key();
+        let (records, head) = mixed_chain(0, 10, Some(&key));
+        // Newest first: records[6..] are events 4..1.
+        let cut = Record::from_bytes(&records[6].1).unwrap();
+        let base = Checkpoint::sealed(CHAIN, cut.seq, &cut.hash, &key);
+        let kept = &records[..6];
+        let run = |records: &[(String, Vec<u8>)], base: Option<Checkpoint>| {
+            let mut v = Verifier::new(CHAIN, Some(head.clone()), Some(key.clone())).with_base(base);
+            for (k, b) in records {
+                v.push(k, b);
+            }
+            v.finish()
+        };
+        assert_eq!(run(kept, Some(base.clone())), Ok(6));
+        // Without the base, the cut is a removal.
+        assert_eq!(
+            run(kept, None).unwrap_err().kind,
+            BrokenKind::Removed { missing_from: 1, missing_to: 4 }
+        );
+        // One more event removed below the kept part.
+        assert_eq!(
+            run(&kept[..5], Some(base.clone())).unwrap_err().kind,
+            BrokenKind::Removed { missing_from: 5, missing_to: 5 }
+        );
+        // A base moved forward without the key (hiding a removal) or with another key.
+        let five = Record::from_bytes(&records[5].1).unwrap();
+        for forged in [
+            Checkpoint { seq: 5, hash: five.hash.clone(), mac: None },
+            Checkpoint::sealed(CHAIN, 5, &five.hash, &ChainKey::new(&[1; 32])),
+            Checkpoint {
+                mac: base.mac.clone(),
+                ..Checkpoint { seq: 5, hash: five.hash.clone(), mac: None }
+            },
+        ] {
+            assert_eq!(run(&kept[..5], Some(forged)).unwrap_err().kind, BrokenKind::CutForged);
+        }
+        // Everything archived: the head must be the cut.
+        let all = Checkpoint::sealed(CHAIN, head.seq, &head.hash, &key);
+        assert_eq!(run(&[], Some(all)), Ok(0));
+        assert_eq!(run(&[], Some(base)).unwrap_err().kind, BrokenKind::CutForged);
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //!   and response elements (every sensitive member of the service models, at any depth).
 //! * [`chain`]: the hash chain per account and region, the stored record layout and the
 //!   verifier that names the first event changed, removed or reordered.
+//! * [`archive`]: the oldest part of a chain cut into a file that verifies on its own,
+//!   and the checkpoint that keeps the chain verifiable across the cut.
 //! * [`lookup`]: CloudTrail's LookupEvents: lookup attributes, time range, paging.
 //!
 //! The server (`coffer-server::audit`) builds events, appends them inside its store
 //! transactions and answers LookupEvents with these pieces.
 
+pub mod archive;
 pub mod chain;
 pub mod event;
 pub mod lookup;

@@ -14,8 +14,11 @@ pub struct Principal {
     pub account: String,
     /// The unique id (`AIDA...`), `aws:userid`.
     pub user_id: String,
-    /// The user name, `aws:username`.
+    /// The user name, `aws:username`; for an assumed-role session, the session name.
     pub name: String,
+    /// For an assumed-role session, the role's ARN (`aws:PrincipalArn`, and what
+    /// resource and trust policies name the session by); `None` for users.
+    pub role_arn: Option<String>,
 }
 
 impl Principal {
@@ -25,7 +28,32 @@ impl Principal {
             account: account.to_string(),
             user_id: user_id.to_string(),
             name: name.to_string(),
+            role_arn: None,
         }
+    }
+
+    /// A session of role `role` (ARN `role_arn`, unique id `role_id`) named `session`:
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`, user id
+    /// `<role id>:<session>`, as AWS names them.
+    pub fn assumed_role(
+        account: &str,
+        role: &str,
+        role_arn: &str,
+        role_id: &str,
+        session: &str,
+    ) -> Principal {
+        Principal {
+            arn: format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+            account: account.to_string(),
+            user_id: format!("{role_id}:{session}"),
+            name: session.to_string(),
+            role_arn: Some(role_arn.to_string()),
+        }
+    }
+
+    /// True for an assumed-role session.
+    pub fn is_assumed_role(&self) -> bool {
+        self.role_arn.is_some()
     }
 }
 

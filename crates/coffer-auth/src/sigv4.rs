@@ -48,6 +48,8 @@ pub enum SigV4Error {
     InvalidSignature(String),
     /// Query-string authentication was used.
     PresignedUrlNotSupported,
+    /// Temporary credentials whose session has ended.
+    ExpiredToken,
 }
 
 impl SigV4Error {
@@ -59,6 +61,7 @@ impl SigV4Error {
                 "IncompleteSignatureException"
             }
             SigV4Error::UnrecognizedClient => "UnrecognizedClientException",
+            SigV4Error::ExpiredToken => "ExpiredTokenException",
             SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_) => {
                 "InvalidSignatureException"
             }
@@ -73,6 +76,7 @@ impl SigV4Error {
                 "IncompleteSignature"
             }
             SigV4Error::UnrecognizedClient => "InvalidClientTokenId",
+            SigV4Error::ExpiredToken => "ExpiredToken",
             SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_) => {
                 "SignatureDoesNotMatch"
             }
@@ -88,6 +92,9 @@ impl SigV4Error {
                 "The security token included in the request is invalid.".to_string()
             }
             SigV4Error::SignatureMismatch => MISMATCH.to_string(),
+            SigV4Error::ExpiredToken => {
+                "The security token included in the request is expired".to_string()
+            }
             SigV4Error::PresignedUrlNotSupported => "Coffer accepts only requests signed in the Authorization header (AWS4-HMAC-SHA256); presigned URLs are not supported.".to_string(),
         }
     }

@@ -21,15 +21,7 @@ pub fn esc(s: &str) -> String {
 
 /// `s` percent-encoded for a query parameter value (names may hold `/+=@!`).
 pub fn url(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    coffer_server::sts::percent_encode(s)
 }
 
 /// Who is signed in, for the page header.

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     Throttling,
     /// SigV4: the access key id or security token is not known.
     UnrecognizedClient,
+    /// Temporary credentials whose session has ended.
+    ExpiredToken,
     /// SigV4: the signature, its scope or its date is wrong.
     InvalidSignature,
     // The Key Management Service's own codes (TrentService.*).
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "NotImplementedException",
             ErrorCode::Throttling => "ThrottlingException",
             ErrorCode::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorCode::ExpiredToken => "ExpiredTokenException",
             ErrorCode::InvalidSignature => "InvalidSignatureException",
             ErrorCode::KmsNotFound => "NotFoundException",
             ErrorCode::KmsDisabled => "DisabledException",

@@ -246,8 +246,12 @@ impl Compiled {
                 let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
                 prefix_match(&self.values, &values)
             }
-            // Secrets here are never replicated, so every secret's primary region is its own.
-            FilterKey::PrimaryRegion => prefix_match(&self.values, &[secret.scope.region.as_str()]),
+            // A replica's primary region is its primary's; a secret never replicated is
+            // its own primary.
+            FilterKey::PrimaryRegion => {
+                let primary = secret.replication.primary_region.as_deref();
+                prefix_match(&self.values, &[primary.unwrap_or(secret.scope.region.as_str())])
+            }
             FilterKey::Description => {
                 let attrs = group(&mut words.description, non_empty(secret.description.as_deref()));
                 word_match(&self.values, &mut [attrs])
@@ -370,6 +374,8 @@ mod tests {
             owning_service: None,
             secret_type: None,
             resource_policy: None,
+            rotation: None,
+            replication: Default::default(),
         }
     }
 
@@ -586,6 +592,17 @@ mod tests {
         let s = secret("x");
         assert!(hits(&s, FilterKey::PrimaryRegion, &["us-east-1"]));
         assert!(hits(&s, FilterKey::PrimaryRegion, &["us-"]));
+        assert!(!hits(&s, FilterKey::PrimaryRegion, &["eu-west-1"]));
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["!eu-west-1"]));
+    }
+
+    #[test]
+    fn a_replica_matches_its_primarys_region_not_its_own() {
+        let mut s = secret("x");
+        s.scope.region = "eu-west-1".into();
+        s.replication.primary_region = Some("us-east-1".into());
+        assert!(s.is_replica());
+        assert!(hits(&s, FilterKey::PrimaryRegion, &["us-east-1"]));
         assert!(!hits(&s, FilterKey::PrimaryRegion, &["eu-west-1"]));
         assert!(hits(&s, FilterKey::PrimaryRegion, &["!eu-west-1"]));
     }

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod model;
 pub mod names;
 pub mod password;
+pub mod schedule;
 pub mod staging;
 
 pub use error::{AwsError, ErrorCode};

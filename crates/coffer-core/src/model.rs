@@ -65,11 +65,117 @@ pub struct SecretMeta {
     pub secret_type: Option<String>,
     /// The resource policy document, as given.
     pub resource_policy: Option<String>,
+    /// Rotation: `None` until RotateSecret first succeeds, so the rotation members of
+    /// DescribeSecret stay absent on a secret whose rotation was never configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Box<RotationConfig>>,
+    /// Where the secret stands in multi-region replication; empty for a secret never
+    /// replicated. Defaulted so metadata stored before replication existed still reads.
+    #[serde(default, skip_serializing_if = "Replication::is_empty")]
+    pub replication: Replication,
+}
+
+/// `RotationRules` as the caller gave them (checked by `schedule::Schedule::parse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+}
+
+/// A secret's rotation configuration and the state of its rotation, if one is running.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationConfig {
+    /// False after CancelRotateSecret; the rest stays visible, as on AWS.
+    pub enabled: bool,
+    /// The rotation function (a Lambda ARN, or a built-in rotator's reserved ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_arn: Option<String>,
+    /// `None` when RotateSecret never gave rules (rotation only on demand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RotationRules>,
+    /// When the last rotation finished (LastRotatedDate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated_ms: Option<Millis>,
+    /// When rotation was (re)configured: the schedule's base before any rotation.
+    #[serde(default)]
+    pub configured_ms: Millis,
+    /// The rotation being carried out, if any: survives a restart, so a rotation cut
+    /// short by a crash is resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
+}
+
+/// A rotation in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The AWSPENDING version (the ClientRequestToken of the rotation).
+    pub token: String,
+    /// RotateImmediately=false: only testSecret, on a copy of the current value.
+    #[serde(default)]
+    pub test_only: bool,
+    /// The index (0..4) of the next step to run.
+    #[serde(default)]
+    pub next_step: u8,
+    /// Failed attempts of the whole rotation so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not to be (re)tried before this time (backoff after a failure).
+    #[serde(default)]
+    pub not_before_ms: Millis,
+    /// The node carrying it out and until when it holds it: another node (or this one
+    /// after a restart) takes over once the claim has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
+    #[serde(default)]
+    pub claimed_until_ms: Millis,
+}
+
+/// A secret's part in replication: a primary names its replicas, a replica its primary's
+/// region. A replica is a secret of its own region (ARN = the primary's with the region
+/// changed), sealed under a key of that region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    /// Set once the secret took part in replication: a primary's own region, or the
+    /// region of a replica's primary. `None`: never replicated (no `PrimaryRegion` shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_region: Option<String>,
+    /// On a primary, each replica region in the order it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaState>,
+}
+
+impl Replication {
+    pub fn is_empty(&self) -> bool {
+        self.primary_region.is_none() && self.replicas.is_empty()
+    }
+}
+
+/// What a primary knows of one of its replicas (its `ReplicationStatus` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub region: String,
+    /// The key as the caller named it; `None` is that region's `aws/secretsmanager`.
+    pub kms_key_id: Option<String>,
+    /// `InSync` or `Failed`: replication is synchronous here, so never `InProgress`.
+    pub status: String,
+    pub status_message: Option<String>,
+    /// Day-truncated time of the last GetSecretValue of the replica.
+    #[serde(default)]
+    pub last_accessed_ms: Option<Millis>,
 }
 
 impl SecretMeta {
     pub fn is_scheduled_for_deletion(&self) -> bool {
         self.deletion_ms.is_some()
+    }
+
+    /// A replica of a secret in another region: it refuses every write.
+    pub fn is_replica(&self) -> bool {
+        self.replication.primary_region.as_deref().is_some_and(|p| p != self.scope.region)
     }
 }
 

@@ -24,22 +24,25 @@
 //! database, `coffer admin` on the data directory), so a cached entry is confirmed by
 //! reading that one setting instead of the key, the user and the sealed secret.
 
-use coffer_auth::policy::{Policy, PolicyKind, malformed_message};
+use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::{
     ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey, access_key_id, secret_access_key,
-    user_id, validate_user_name,
 };
 use coffer_auth::sigv4::SigningKeyCache;
 use coffer_core::AwsError;
 use coffer_crypto::{KeyMaterial, MasterKey, random_bytes};
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
+
+pub mod directory;
+pub mod oidc;
+pub mod sessions;
 
 pub const USER_KIND: &str = "iam-user";
 pub const ACCESS_KEY_KIND: &str = "iam-access-key";
@@ -53,6 +56,9 @@ const BOOTSTRAP_SETTING: &str = "iam-admin-bootstrapped";
 const BOUND_SETTING: &str = "iam-access-keys-bound";
 /// The `seal_version` of secrets bound to account, user and key ([`bound_secret_aad`]).
 const BOUND_SEAL: u32 = 2;
+
+/// How many access keys a user may have, as in AWS.
+pub const MAX_ACCESS_KEYS: usize = 2;
 
 /// The administrator `coffer serve` creates on first start.
 pub const ADMIN_USER: &str = "admin";
@@ -70,6 +76,17 @@ pub struct UserRecord {
     /// Inline policy documents by name, as given.
     #[serde(default)]
     pub policies: BTreeMap<String, String>,
+    /// The IAM path (`/` unless given).
+    #[serde(default = "directory::root_path")]
+    pub path: String,
+    #[serde(default)]
+    pub tags: Vec<directory::Tag>,
+    /// ARNs of the managed policies attached to the user.
+    #[serde(default)]
+    pub attached: BTreeSet<String>,
+    /// Names of the groups the user is a member of (the group records list them too).
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
 }
 
 impl UserRecord {
@@ -118,6 +135,15 @@ pub enum IamError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Crypto(String),
+    /// A quota is reached (IAM's `LimitExceeded`).
+    #[error("{0}")]
+    Limit(String),
+    /// The entity is still in use (IAM's `DeleteConflict`).
+    #[error("{0}")]
+    Conflict(String),
+    /// A policy document does not parse (IAM's `MalformedPolicyDocument`).
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// True for an AWS account id: exactly 12 ASCII digits. Every store key of a scope starts
@@ -218,7 +244,8 @@ fn load_user(
 }
 
 fn no_such_user(account: &str, name: &str) -> IamError {
-    IamError::NotFound(format!("no user '{name}' in account {account}"))
+    let _ = account;
+    IamError::NotFound(format!("The user with name {name} cannot be found."))
 }
 
 /// Runs `f` in a write transaction, carrying its own error out.
@@ -262,6 +289,17 @@ fn read<T>(
 pub struct Caller {
     pub principal: Principal,
     pub policies: Vec<Policy>,
+    /// A session's own policy: the session may do only what it allows too.
+    pub session_policy: Option<Policy>,
+    /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
+    pub principal_tags: BTreeMap<String, String>,
+}
+
+impl Caller {
+    /// A caller with identity policies only (a user's access key).
+    pub fn new(principal: Principal, policies: Vec<Policy>) -> Caller {
+        Caller { principal, policies, session_policy: None, principal_tags: BTreeMap::new() }
+    }
 }
 
 /// An active access key as authentication needs it: who owns it, the owner's identity
@@ -495,7 +533,7 @@ impl Iam {
         result
     }
 
-    /// Creates a user with no policies.
+    /// Creates a user with no policies, at path `/` and without tags.
     pub fn create_user(
         &self,
         store: &dyn Store,
@@ -503,29 +541,7 @@ impl Iam {
         name: &str,
         now_ms: i64,
     ) -> Result<UserRecord, IamError> {
-        if !is_account_id(account) {
-            return Err(IamError::Invalid(account_id_error(account)));
-        }
-        validate_user_name(name).map_err(IamError::Invalid)?;
-        let id_random: [u8; ID_RANDOM_LEN] =
-            random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
-        let user = UserRecord {
-            account: account.to_string(),
-            name: name.to_string(),
-            user_id: user_id(&id_random),
-            created_ms: now_ms,
-            policies: BTreeMap::new(),
-        };
-        self.write(store, |tx| {
-            if load_user(tx, account, name)?.is_some() {
-                return Err(IamError::Exists(format!(
-                    "user '{name}' already exists in account {account}"
-                )));
-            }
-            tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
-            Ok(())
-        })?;
-        Ok(user)
+        self.create_user_with(store, account, name, "/", Vec::new(), now_ms)
     }
 
     /// Removes a user with its access keys and policies. Returns the removed key ids.
@@ -544,6 +560,7 @@ impl Iam {
             for id in &keys {
                 tx.delete_record(ACCESS_KEY_KIND, id)?;
             }
+            directory::leave_groups(tx, account, name)?;
             tx.delete_record(USER_KIND, &user_key(account, name))?;
             Ok(keys.clone())
         })
@@ -594,6 +611,11 @@ impl Iam {
         let secret = secret_access_key(secret_random);
         self.write(store, |tx| {
             let user = load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
+            if keys_of(tx, account, name)?.len() >= MAX_ACCESS_KEYS {
+                return Err(IamError::Limit(format!(
+                    "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS}"
+                )));
+            }
             let record = AccessKeyRecord {
                 access_key_id: id.clone(),
                 account: account.to_string(),
@@ -626,7 +648,11 @@ impl Iam {
         self.write(store, |tx| {
             let record: AccessKeyRecord = match tx.record(ACCESS_KEY_KIND, access_key_id)? {
                 Some(b) => decode(&b)?,
-                None => return Err(IamError::NotFound(format!("no access key {access_key_id}"))),
+                None => {
+                    return Err(IamError::NotFound(format!(
+                        "The Access Key with id {access_key_id} cannot be found."
+                    )));
+                }
             };
             tx.delete_record(ACCESS_KEY_KIND, access_key_id)?;
             Ok(record)
@@ -642,14 +668,8 @@ impl Iam {
         policy_name: &str,
         document: &str,
     ) -> Result<(), IamError> {
-        if policy_name.is_empty() || policy_name.len() > 128 {
-            return Err(IamError::Invalid("a policy name has 1 to 128 characters".into()));
-        }
-        Policy::parse(document, PolicyKind::Identity).map_err(|problems| {
-            IamError::Invalid(
-                malformed_message(&problems).replace("resource policy", "identity policy"),
-            )
-        })?;
+        directory::validate_name(policy_name, "policyName", 128)?;
+        directory::check_policy(document)?;
         self.write(store, |tx| {
             let mut user =
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
@@ -672,7 +692,7 @@ impl Iam {
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             if user.policies.remove(policy_name).is_none() {
                 return Err(IamError::NotFound(format!(
-                    "user '{name}' has no policy '{policy_name}'"
+                    "The user policy with name {policy_name} cannot be found."
                 )));
             }
             tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
@@ -833,8 +853,8 @@ impl Iam {
         };
         let text = std::str::from_utf8(opened.expose()).map_err(|_| AwsError::internal())?;
         let secret = SecretAccessKey::new(Zeroizing::new(text.to_string()));
-        let policies = user
-            .policies
+        let documents = directory::identity_documents(tx, &user).map_err(store_error)?;
+        let policies = documents
             .iter()
             .filter_map(|(name, doc)| match Policy::parse(doc, PolicyKind::Identity) {
                 Ok(p) => Some(p),
@@ -845,7 +865,16 @@ impl Iam {
             })
             .collect();
         Ok(Some(KnownKey {
-            caller: Arc::new(Caller { principal: user.principal(), policies }),
+            caller: Arc::new(Caller {
+                principal: user.principal(),
+                policies,
+                session_policy: None,
+                principal_tags: user
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+            }),
             secret,
         }))
     }
@@ -1052,7 +1081,7 @@ mod tests {
         let bad = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*"}}"#;
         assert!(matches!(
             iam.put_user_policy(&store, "111122223333", "bob", "p", bad),
-            Err(IamError::Invalid(_))
+            Err(IamError::Malformed(_))
         ));
         let (id, _) = iam.create_access_key(&store, "111122223333", "bob", 2).unwrap();
         assert_eq!(iam.delete_user(&store, "111122223333", "bob").unwrap(), vec![id.clone()]);

@@ -45,7 +45,9 @@ impl Appender {
         let (written, receiver) = oneshot::channel();
         // If the thread is gone, `written` is dropped with the job and the
         // caller sees the event unwritten.
-        let _ = self.jobs.send((event, written));
+        if self.jobs.send((event, written)).is_ok() {
+            crate::metrics::appender_queue(1);
+        }
         receiver
     }
 
@@ -80,6 +82,8 @@ fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
                 Err(_) => break,
             }
         }
+        crate::metrics::appender_queue(-(batch.len() as i64));
+        crate::metrics::appender_batch(batch.len());
         let Some(app) = app.upgrade() else { return };
         let committed = app.store.write(&mut |tx| {
             let mut heads = crate::audit::Heads::new(app.audit.chain_key());
@@ -93,6 +97,7 @@ fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(%error, events = batch.len(), "could not commit audit events");
+                crate::metrics::audit_write_failures(batch.len() as u64);
                 app.audit.settings().fail_open
             }
         };

@@ -311,6 +311,18 @@ impl Source {
 /// the root identity of the account the access key maps to.
 pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdentity {
     match who {
+        Some(who) if who.caller.principal.is_assumed_role() => {
+            let p = &who.caller.principal;
+            UserIdentity {
+                kind: "AssumedRole".to_string(),
+                principal_id: Some(p.user_id.clone()),
+                arn: Some(p.arn.clone()),
+                account_id: Some(p.account.clone()),
+                access_key_id: Some(who.access_key_id.clone()),
+                user_name: None,
+                invoked_by: None,
+            }
+        }
         Some(who) => {
             let p = &who.caller.principal;
             let root = p.arn.ends_with(":root");
@@ -482,7 +494,10 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
     }
     let found = as_json::<sm::SecretRefResponse>(result)
         .or_else(|| as_json::<sm::DeleteSecretResponse>(result))
-        .or_else(|| as_json::<sm::EmptyResponse>(result));
+        .or_else(|| as_json::<sm::EmptyResponse>(result))
+        .or_else(|| as_json::<sm::CreateSecretResponse>(result))
+        .or_else(|| as_json::<sm::ReplicationResponse>(result))
+        .or_else(|| as_json::<sm::ArnResponse>(result));
     found
         .map(|v| event::cap_parameters(parameters(&v, sensitive), event::MAX_PARAMETERS_BYTES))
         .unwrap_or(Value::Null)
@@ -821,6 +836,7 @@ fn append_and_stream(
 ) -> Result<(), AwsError> {
     let fail = |what: &str, cause: String| {
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
+        crate::metrics::audit_write_failures(1);
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
     match append_in(tx, heads, scope, time_ms, event) {
@@ -1223,6 +1239,8 @@ mod sweep_tests {
                         owning_service: None,
                         secret_type: None,
                         resource_policy: None,
+                        rotation: None,
+                        replication: Default::default(),
                     })?;
                 }
                 Ok(())
@@ -1262,6 +1280,22 @@ pub fn record_service_event(
     now: i64,
 ) -> Result<(), AwsError> {
     let event = service_event(scope, service, name, arn, now);
+    append_alone(app, tx, scope, now, &event)
+}
+
+/// Appends, inside `tx`, a rotation's service event (`RotationStarted`, `RotationFailed`
+/// with AWS's "Error when executing lambda ... during <step> step", ...).
+pub fn record_rotation_event(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    scope: &Scope,
+    name: &str,
+    arn: &str,
+    error_message: Option<String>,
+    now: i64,
+) -> Result<(), AwsError> {
+    let mut event = service_event(scope, SECRETS_MANAGER_SERVICE, name, arn, now);
+    event.error_message = error_message;
     append_alone(app, tx, scope, now, &event)
 }
 

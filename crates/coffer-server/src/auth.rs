@@ -51,6 +51,7 @@ pub fn json_error(e: &SigV4Error) -> AwsError {
             ErrorCode::IncompleteSignature
         }
         SigV4Error::UnrecognizedClient => ErrorCode::UnrecognizedClient,
+        SigV4Error::ExpiredToken => ErrorCode::ExpiredToken,
         SigV4Error::SignatureMismatch | SigV4Error::InvalidSignature(_) => {
             ErrorCode::InvalidSignature
         }
@@ -150,11 +151,15 @@ pub fn authenticate(
     };
     let expect = Expectation { service, now_secs, region_is_valid: &is_known_region };
     let pre = prevalidate(&parts, &expect).map_err(AuthFailure::Signature)?;
-    if pre.session_token.is_some() {
-        return Err(AuthFailure::Signature(SigV4Error::UnrecognizedClient));
-    }
-    let found =
-        iam.lookup(app.store.as_ref(), pre.access_key_id()).map_err(AuthFailure::Internal)?;
+    // Temporary credentials (`ASIA...`) need their session token; long-term keys take none.
+    let found = if pre.access_key_id().starts_with("ASIA") {
+        crate::sessions::lookup(app, iam, pre.access_key_id(), pre.session_token.as_deref())?
+    } else {
+        if pre.session_token.is_some() {
+            return Err(AuthFailure::Signature(SigV4Error::UnrecognizedClient));
+        }
+        iam.lookup(app.store.as_ref(), pre.access_key_id()).map_err(AuthFailure::Internal)?
+    };
     let Some(key) = found else {
         return Err(AuthFailure::Signature(SigV4Error::UnrecognizedClient));
     };
@@ -294,11 +299,23 @@ fn base_context(
 ) -> Context {
     let p = &caller.principal;
     let mut ctx = Context::default();
-    ctx.set("aws:PrincipalArn", p.arn.clone());
+    match &p.role_arn {
+        // A role's session: AWS sets the role's ARN as aws:PrincipalArn, no username.
+        Some(role_arn) => {
+            ctx.set("aws:PrincipalArn", role_arn.clone());
+            ctx.set("aws:PrincipalType", "AssumedRole");
+        }
+        None => {
+            ctx.set("aws:PrincipalArn", p.arn.clone());
+            ctx.set("aws:PrincipalType", "User");
+            ctx.set("aws:username", p.name.clone());
+        }
+    }
     ctx.set("aws:PrincipalAccount", p.account.clone());
-    ctx.set("aws:PrincipalType", "User");
-    ctx.set("aws:username", p.name.clone());
     ctx.set("aws:userid", p.user_id.clone());
+    for (k, v) in &caller.principal_tags {
+        ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
+    }
     ctx.set("aws:CurrentTime", format_iso8601(now_ms));
     ctx.set("aws:EpochTime", (now_ms / 1000).to_string());
     ctx.set("aws:RequestedRegion", region);
@@ -430,8 +447,36 @@ fn decide(
     let req = Request { principal: &caller.principal, action, resource, resource_account, context };
     let decision = evaluate(&req, &caller.policies, resource_policy);
     match decision.denial_message(&Request { resource: quoted, ..req }) {
-        None => Ok(()),
+        None => session_allows(caller, &Request { resource: quoted, ..req }, &req),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
+    }
+}
+
+/// A session's permissions are its identity's intersected with its session policy: what
+/// the policies allowed must be allowed by the session policy too.
+fn session_allows(
+    caller: &Caller,
+    quoted: &Request<'_>,
+    req: &Request<'_>,
+) -> Result<(), AwsError> {
+    let Some(session) = &caller.session_policy else { return Ok(()) };
+    let req = Request { resource_account: &caller.principal.account, ..*req };
+    match evaluate(&req, std::slice::from_ref(session), None) {
+        coffer_auth::policy::Decision::Allow => Ok(()),
+        coffer_auth::policy::Decision::ExplicitDeny(_) => Err(AwsError::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "User: {} is not authorized to perform: {} on resource: {} with an explicit deny in a session policy",
+                quoted.principal.arn, quoted.action, quoted.resource
+            ),
+        )),
+        coffer_auth::policy::Decision::NoAllow(_) => Err(AwsError::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "User: {} is not authorized to perform: {} on resource: {} because no session policy allows the {} action",
+                quoted.principal.arn, quoted.action, quoted.resource, quoted.action
+            ),
+        )),
     }
 }
 
@@ -539,6 +584,16 @@ impl Gate {
         decide(&self.caller, decided.action, arn, account, &context, policy.as_ref(), &decided.id)
     }
 
+    /// `action` on a resource of another service (a Lambda function), from identity
+    /// policies alone: RotateSecret needs `lambda:InvokeFunction` on its function.
+    pub fn resource(&self, action: &str, arn: &str) -> Result<(), AwsError> {
+        let context = self.context();
+        let account = arn.split(':').nth(4).filter(|a| !a.is_empty());
+        let account =
+            account.map(str::to_owned).unwrap_or_else(|| self.caller.principal.account.clone());
+        decide(&self.caller, action, arn, &account, &context, None, arn)
+    }
+
     /// `action` on no particular resource (`*`), from identity policies alone.
     pub fn anything(&self, action: &str) -> Result<(), AwsError> {
         let context = self.context();
@@ -553,6 +608,61 @@ impl Gate {
 pub struct Authorized {
     pub scope: Scope,
     pub gate: Arc<Gate>,
+}
+
+/// Authorizes `action` on `resource` (an ARN of the caller's own account: IAM's users,
+/// roles and policies) from the caller's identity policies, with the base request
+/// context and `extra` condition keys (`iam:PolicyARN`, ...).
+pub fn authorize_action(
+    who: &Authenticated,
+    action: &str,
+    resource: &str,
+    raw: &RawRequest,
+    extra: &[(&str, String)],
+) -> Result<(), AwsError> {
+    let now_ms = crate::clock::now_ms();
+    let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    for (key, value) in extra {
+        context.set(key, value.clone());
+    }
+    let account = &who.caller.principal.account;
+    decide(&who.caller, action, resource, account, &context, None, resource)
+}
+
+/// Decides whether the caller may assume a role: `sts:AssumeRole` on the role, from the
+/// caller's identity policies and the role's trust policy (as a resource policy: a
+/// trust policy naming the caller or its role lets it in alone within the account; one
+/// naming the account, or another account's caller, needs an identity Allow too).
+pub fn authorize_assume(
+    who: &Authenticated,
+    raw: &RawRequest,
+    role_arn: &str,
+    role_account: &str,
+    trust: &Policy,
+    extra: &[(String, String)],
+) -> Result<(), AwsError> {
+    let now_ms = crate::clock::now_ms();
+    let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    for (key, value) in extra {
+        if key.eq_ignore_ascii_case("aws:TagKeys") {
+            context.set_all(key, vec![value.clone()]);
+        } else {
+            context.set(key, value.clone());
+        }
+    }
+    // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
+    // whatever the caller's identity policies say.
+    let req = Request {
+        principal: &who.caller.principal,
+        action: "sts:AssumeRole",
+        resource: role_arn,
+        resource_account: role_account,
+        context: &context,
+    };
+    match evaluate_key_policy(&req, &who.caller.policies, Some(trust)).denial_message(&req) {
+        None => session_allows(&who.caller, &req, &req),
+        Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
+    }
 }
 
 /// Authorizes a validated request of `who` in `scope`; `secure` says whether it came over
@@ -632,6 +742,8 @@ pub fn authorize(
             Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
         Operation::Sts(_) => Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) }),
+        // Authorized where it is answered (`iam_api`).
+        Operation::Iam(_) => Err(AwsError::internal()),
     }
 }
 
@@ -916,7 +1028,7 @@ fn decide_kms(
     };
     let decision = evaluate_key_policy(&req, &caller.policies, key.policy.as_deref());
     match decision.denial_message(&req) {
-        None => Ok(()),
+        None => session_allows(caller, &req, &req),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
 }

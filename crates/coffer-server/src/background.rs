@@ -75,6 +75,8 @@ impl Node {
 /// work once between them. The work is transactional, so even the rare
 /// overlap of an old and a new lease holder does no harm.
 pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
+    // A rotation claimed by a node that died is taken over once its lease would have run out.
+    app.rotation.set_claim_ttl(node.lease_ttl());
     let mut leading = false;
     loop {
         // Every node, leader or not: unwrapped key materials and opened access-key
@@ -83,6 +85,13 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
         app.keys.kms().prune_cache();
         if let Some(iam) = &app.iam {
             iam.prune_cache();
+        }
+        // Every node: how many audit events the store holds, for /metrics.
+        let measure_app = app.clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::audit_retention::measure(&measure_app)).await
+        {
+            tracing::warn!(error = %e, "could not count the stored audit events");
         }
         if !node.lead(&app, &mut leading).await {
             tokio::time::sleep(node.interval).await;
@@ -99,6 +108,17 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
             Ok(Err(e)) => tracing::error!(error = %e, "scheduled deletion sweep failed"),
             Err(e) => tracing::error!(error = %e, "scheduled deletion sweep panicked"),
         }
+        let rotation_app = app.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::rotation::runner::sweep(&rotation_app, crate::clock::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(rotations = n, "started or resumed due rotations"),
+            Ok(Err(e)) => tracing::error!(error = %e.message, "rotation sweep failed"),
+            Err(e) => tracing::error!(error = %e, "rotation sweep panicked"),
+        }
         let key_app = app.clone();
         match tokio::task::spawn_blocking(move || {
             crate::kms_api::carry_out_due(&key_app, crate::clock::now_ms())
@@ -113,6 +133,17 @@ pub async fn run_deletion_sweeper(app: Arc<App>, node: Node) {
             ),
             Ok(Err(e)) => tracing::error!(error = %e, "KMS key sweep failed"),
             Err(e) => tracing::error!(error = %e, "KMS key sweep panicked"),
+        }
+        // Audit events past the retention period go to archive files (no-op when off).
+        let retention_app = app.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::audit_retention::run_round(&retention_app, crate::clock::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+            Err(e) => tracing::error!(error = %e, "audit retention panicked"),
         }
         // Deleted rows (due deletions just now, ForceDeleteWithoutRecovery and key
         // material replaced since the last round) must leave the store's files, not only

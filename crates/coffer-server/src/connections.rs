@@ -150,10 +150,12 @@ pub async fn serve_with_tls(
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, %remote, "TLS handshake failed");
+                            crate::metrics::tls_handshake_failed();
                             Ok(())
                         }
                         Err(_) => {
                             tracing::debug!(%remote, "TLS handshake timed out");
+                            crate::metrics::tls_handshake_failed();
                             Ok(())
                         }
                     }

@@ -1,6 +1,6 @@
 //! One exhaustive table from operation to handler.
 
-use crate::{App, RequestContext, kms_api, policies, secrets};
+use crate::{App, RequestContext, kms_api, policies, replication, rotation, secrets};
 use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::operation::{CloudTrailOp, Operation, SecretsManagerOp as Sm};
 use coffer_wire::protocol::{decode_request, encode_response};
@@ -20,6 +20,8 @@ pub fn dispatch(
         Operation::CloudTrail(CloudTrailOp::LookupEvents) => lookup_events(app, ctx, body),
         // STS speaks the query protocol and is answered by `sts`.
         Operation::Sts(_) => Err(AwsError::internal()),
+        // IAM speaks the query protocol and is answered by `iam_api`.
+        Operation::Iam(_) => Err(AwsError::internal()),
     }
 }
 
@@ -86,17 +88,27 @@ fn secretsmanager(
             encode_response(&policies::validate_resource_policy(app, ctx, decode_request(body)?)?)
         }
         Sm::RotateSecret => {
-            encode_response(&policies::rotate_secret(app, ctx, decode_request(body)?)?)
+            encode_response(&rotation::rotate_secret(app, ctx, decode_request(body)?)?)
+        }
+        Sm::CancelRotateSecret => {
+            encode_response(&rotation::cancel_rotate_secret(app, ctx, decode_request(body)?)?)
         }
         Sm::GetRandomPassword => {
             encode_response(&secrets::get_random_password(decode_request(body)?)?)
         }
-        Sm::CancelRotateSecret
-        | Sm::ReplicateSecretToRegions
-        | Sm::RemoveRegionsFromReplication
-        | Sm::StopReplicationToReplica => {
-            return Err(not_implemented(&format!("The operation {}", op.name())));
-        }
+        Sm::ReplicateSecretToRegions => encode_response(&replication::replicate_secret_to_regions(
+            app,
+            ctx,
+            decode_request(body)?,
+        )?),
+        Sm::RemoveRegionsFromReplication => encode_response(
+            &replication::remove_regions_from_replication(app, ctx, decode_request(body)?)?,
+        ),
+        Sm::StopReplicationToReplica => encode_response(&replication::stop_replication_to_replica(
+            app,
+            ctx,
+            decode_request(body)?,
+        )?),
     };
     Ok(out)
 }

@@ -58,7 +58,10 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         );
     // Labels for the log line and the metrics: fixed names from the operation tables, never
     // the client's own string (which could carry anything, a secret name included).
-    let (service, operation) = if query_protocol {
+    let iam_protocol = query_protocol && crate::iam_api::is_iam_request(request.headers());
+    let (service, operation) = if iam_protocol {
+        ("iam", "Query")
+    } else if query_protocol {
         ("sts", "Query")
     } else if coffer_wire::cloudtrail::operation(&target).is_some() {
         ("cloudtrail", CloudTrailOp::LookupEvents.name())
@@ -69,7 +72,10 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         }
     };
     let mut error_code = None;
-    let (status, content_type, body) = if query_protocol {
+    let (status, content_type, body) = if iam_protocol {
+        let (status, body) = crate::iam_api::answer(&app, request, &request_id).await;
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
+    } else if query_protocol {
         let (status, body) = answer_sts(&app, request, &request_id).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
     } else if coffer_wire::cloudtrail::operation(&target).is_some() {
@@ -146,6 +152,9 @@ async fn principal_arn(app: &Arc<App>, access_key_id: &str) -> Option<String> {
     app.iam.as_ref()?;
     let lookup = |app: &App, key: &str| {
         let iam = app.iam.as_ref()?;
+        if key.starts_with("ASIA") {
+            return iam.session_arn(app.store.as_ref(), key);
+        }
         let known = iam.lookup(app.store.as_ref(), key).ok().flatten()?;
         Some(known.caller.principal.arn.clone())
     };
@@ -160,12 +169,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Splits a request into the owned parts authentication needs and its body stream.
-fn raw_parts(request: Request) -> (RawRequest, Body) {
+pub(crate) fn raw_parts(request: Request) -> (RawRequest, Body) {
     let (parts, body) = request.into_parts();
     let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let raw = RawRequest {
@@ -186,7 +195,7 @@ fn raw_parts(request: Request) -> (RawRequest, Body) {
 /// Reads the whole body, at most `app.config.max_body_bytes` of it, within
 /// `app.config.body_timeout`: a client that stops sending half-way must not hold its
 /// connection (and a file) for ever.
-async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
+pub(crate) async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
     let limit = app.config.max_body_bytes;
     let deadline = app.config.body_timeout;
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
@@ -325,6 +334,10 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
             return sts::error(code, &e.message, request_id, e.code.http_status());
         }
     };
+    // AssumeRoleWithWebIdentity is not signed: the token it carries is the credential.
+    if let Some(answered) = crate::web_identity::intercept(app, &raw, &buffer, request_id).await {
+        return answered;
+    }
     let app = app.clone();
     let id = request_id.to_string();
     let answered = tokio::task::spawn_blocking(move || {
@@ -388,9 +401,17 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
             String::from_utf8_lossy(&buffer).into_owned()
         };
         let action = sts::form_value(&form, "Action").unwrap_or_default();
-        let (status, body) = sts::answer(&form, &identity, &request_id);
-        let error = (status != 200)
-            .then(|| ("InvalidAction".to_string(), format!("Could not find operation {action}")));
+        let (status, body, error) =
+            match crate::sessions::answer(&app, who.as_ref(), &raw, &form, &request_id) {
+                Some(answered) => answered,
+                None => {
+                    let (status, body) = sts::answer(&form, &identity, &request_id);
+                    let error = (status != 200).then(|| {
+                        ("InvalidAction".to_string(), format!("Could not find operation {action}"))
+                    });
+                    (status, body, error)
+                }
+            };
         // STS calls are audited like every other call, and fail closed in the same way.
         let audit_identity = crate::audit::identity(who.as_ref(), &ctx);
         match crate::audit::record_sts_call(&app, &ctx, audit_identity, &raw, &action, error) {

@@ -12,6 +12,7 @@
 
 mod appender;
 pub mod audit;
+pub mod audit_retention;
 pub mod auth;
 pub mod background;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod connections;
 mod dispatch;
 pub mod http;
 pub mod hygiene;
+pub mod iam_api;
 pub mod keys;
 pub mod kms_api;
 pub mod metrics;
@@ -27,9 +29,13 @@ pub mod pipeline;
 pub mod policies;
 pub mod probes;
 pub mod quotas;
+pub mod replication;
+pub mod rotation;
 pub mod secrets;
+pub mod sessions;
 pub mod sts;
 pub mod tls;
+pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
 use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
@@ -61,6 +67,10 @@ pub struct Config {
     pub metrics_on_main_listener: bool,
     /// Request quotas (off unless enabled).
     pub quotas: quotas::Settings,
+    /// How long audit events stay in the store before they are archived (off unless set).
+    pub audit_retention: audit_retention::Settings,
+    /// Where rotation functions are invoked; `None`: only built-in rotators.
+    pub lambda: Option<rotation::lambda::LambdaSettings>,
 }
 
 impl Default for Config {
@@ -72,6 +82,8 @@ impl Default for Config {
             audit: audit::Settings::default(),
             metrics_on_main_listener: true,
             quotas: quotas::Settings::default(),
+            audit_retention: audit_retention::Settings::default(),
+            lambda: None,
         }
     }
 }
@@ -121,6 +133,8 @@ pub struct App {
     appender: appender::Appender,
     /// The request-rate limiters, per account, region and quota group.
     pub quotas: quotas::Quotas,
+    /// The rotations this process carries out.
+    pub rotation: rotation::Hub,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -164,6 +178,7 @@ impl App {
             iam,
             audit,
             appender: appender::Appender::start(app.clone()),
+            rotation: rotation::Hub::new(app.clone()),
         })
     }
 

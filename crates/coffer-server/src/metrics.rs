@@ -43,17 +43,49 @@ struct BuildLabels {
 
 type LatencyFamily = Family<OperationLabels, Histogram, fn() -> Histogram>;
 
+/// Sizes of batches (store group commits, audit appender batches): powers of two up to the
+/// largest batch either takes (256 and 512 members).
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     connections: Gauge,
+    connections_accepted: Counter,
+    tls_handshake_failures: Counter,
+    store_commit_seconds: Histogram,
+    store_commit_members: Histogram,
+    appender_queue: Gauge,
+    appender_batch: Histogram,
+    audit_write_failures: Counter,
+    audit_archived: Counter,
+    audit_events_stored: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     requests: Family::default(),
     latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
     connections: Gauge::default(),
+    connections_accepted: Counter::default(),
+    tls_handshake_failures: Counter::default(),
+    store_commit_seconds: Histogram::new(LATENCY_BUCKETS),
+    store_commit_members: Histogram::new(BATCH_BUCKETS),
+    appender_queue: Gauge::default(),
+    appender_batch: Histogram::new(BATCH_BUCKETS),
+    audit_write_failures: Counter::default(),
+    audit_archived: Counter::default(),
+    audit_events_stored: Gauge::default(),
 });
+
+/// The files the store keeps its data in (SQLite: the database and its WAL), whose size
+/// `/metrics` reports; none for the memory store and PostgreSQL (whose size is the
+/// database server's `pg_database_size`).
+static STORE_FILES: OnceLock<Vec<std::path::PathBuf>> = OnceLock::new();
+
+/// Names the store's files, once, at start.
+pub fn set_store_files(files: Vec<std::path::PathBuf>) {
+    let _ = STORE_FILES.set(files);
+}
 
 /// The version and commit the binary was built from, set once at start (`coffer serve`).
 static BUILD: OnceLock<(String, String)> = OnceLock::new();
@@ -87,9 +119,47 @@ pub fn observe_request(
 pub fn connection(opened: bool) {
     if opened {
         METRICS.connections.inc();
+        METRICS.connections_accepted.inc();
     } else {
         METRICS.connections.dec();
     }
+}
+
+/// A TLS handshake that failed or timed out (a client certificate refused among them).
+pub fn tls_handshake_failed() {
+    METRICS.tls_handshake_failures.inc();
+}
+
+/// One store group commit (the store's commit hook, `coffer_store::observe`): how many
+/// write transactions it carried and how long it took.
+pub fn store_commit(members: usize, elapsed: Duration) {
+    METRICS.store_commit_seconds.observe(elapsed.as_secs_f64());
+    METRICS.store_commit_members.observe(members as f64);
+}
+
+/// Events handed to the audit appender (`n > 0`) or taken by it (`n < 0`).
+pub fn appender_queue(n: i64) {
+    METRICS.appender_queue.inc_by(n);
+}
+
+/// One batch of events the audit appender committed (or failed to).
+pub fn appender_batch(events: usize) {
+    METRICS.appender_batch.observe(events as f64);
+}
+
+/// Audit events that could not be written (to the store or the audit log).
+pub fn audit_write_failures(events: u64) {
+    METRICS.audit_write_failures.inc_by(events);
+}
+
+/// Audit events moved from the store to archive files by retention.
+pub fn audit_archived(events: u64) {
+    METRICS.audit_archived.inc_by(events);
+}
+
+/// Audit events in the store now (every chain's head minus its archived part).
+pub fn audit_events_stored(events: u64) {
+    METRICS.audit_events_stored.set(i64::try_from(events).unwrap_or(i64::MAX));
 }
 
 /// The OpenMetrics text of every metric.
@@ -107,6 +177,63 @@ pub fn render() -> String {
         metrics.latency.clone(),
     );
     registry.register("connections_open", "Connections being served", metrics.connections.clone());
+    registry.register(
+        "connections_accepted",
+        "Connections accepted since start",
+        metrics.connections_accepted.clone(),
+    );
+    registry.register(
+        "tls_handshake_failures",
+        "TLS handshakes that failed or timed out (refused client certificates included)",
+        metrics.tls_handshake_failures.clone(),
+    );
+    registry.register(
+        "store_commit_duration_seconds",
+        "Time from a store group commit's start to its durable end",
+        metrics.store_commit_seconds.clone(),
+    );
+    registry.register(
+        "store_commit_batch_size",
+        "Write transactions carried by one store group commit",
+        metrics.store_commit_members.clone(),
+    );
+    registry.register(
+        "audit_appender_queue_depth",
+        "Audit events waiting for the appender",
+        metrics.appender_queue.clone(),
+    );
+    registry.register(
+        "audit_appender_batch_size",
+        "Audit events committed by the appender in one transaction",
+        metrics.appender_batch.clone(),
+    );
+    registry.register(
+        "audit_write_failures",
+        "Audit events that could not be written to the store or the audit log",
+        metrics.audit_write_failures.clone(),
+    );
+    registry.register(
+        "audit_events_archived",
+        "Audit events moved from the store to archive files by retention",
+        metrics.audit_archived.clone(),
+    );
+    registry.register(
+        "audit_events_stored",
+        "Audit events held in the store (not yet archived), as of the last background round",
+        metrics.audit_events_stored.clone(),
+    );
+    if let Some(files) = STORE_FILES.get().filter(|f| !f.is_empty()) {
+        // Read at scrape time: one stat per file.
+        let bytes: u64 =
+            files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let gauge: Gauge = Gauge::default();
+        gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        registry.register(
+            "store_file_bytes",
+            "Bytes of the store's files on disk (SQLite: the database and its WAL)",
+            gauge,
+        );
+    }
     let (version, commit) = BUILD
         .get()
         .cloned()

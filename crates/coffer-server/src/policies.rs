@@ -1,11 +1,8 @@
-//! Resource policies (Put/Get/Delete/ValidateResourcePolicy) and RotateSecret's
-//! refusals. Policies are parsed and checked (grammar, public access, lock-out) with
+//! Resource policies (Put/Get/Delete/ValidateResourcePolicy). Policies are parsed and checked (grammar, public access, lock-out) with
 //! `coffer-auth` here; `auth` enforces them on every call.
 
 use crate::iam::{USER_KIND, UserRecord};
-use crate::secrets::{
-    resolve_existing, resolve_for_read, resolve_for_write, resolve_secret_id_checked,
-};
+use crate::secrets::{resolve_for_read, resolve_for_write, resolve_secret_id_checked};
 use crate::{App, RequestContext, store_error};
 use coffer_auth::policy::{
     Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
@@ -40,6 +37,16 @@ pub(crate) fn bind_user_principals(
         malformed("This resource policy contains a syntax error: it is not valid JSON.".into())
     })?;
     let changed = map_aws_principals(&mut doc, &mut |id| {
+        if id.contains(":role/") {
+            // Role ARNs are bound to the role's unique id the same way.
+            return match crate::iam::directory::bound_role_id(tx, id).map_err(store_error)? {
+                Some(role_id) => Ok(Some(role_id)),
+                None if crate::iam::directory::role_arn_parts(id).is_some() => {
+                    Err(malformed(unknown_user.to_string()))
+                }
+                None => Ok(None),
+            };
+        }
         let Some((account, name)) = user_arn_parts(id) else { return Ok(None) };
         let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
         let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
@@ -57,7 +64,7 @@ pub(crate) fn bind_user_principals(
 /// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
 /// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
 fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
-    if !text.contains("AIDA") {
+    if !text.contains("AIDA") && !text.contains("AROA") {
         return Ok(text);
     }
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(text) };
@@ -65,6 +72,9 @@ fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsErr
     let changed = map_aws_principals(&mut doc, &mut |id| {
         if !is_unique_id(id) {
             return Ok(None);
+        }
+        if id.starts_with("AROA") {
+            return crate::iam::directory::role_arn_of_id(tx, id).map_err(store_error);
         }
         if users.is_none() {
             users = Some(all_users(tx)?);
@@ -113,6 +123,7 @@ pub fn put_resource_policy(
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
 }
@@ -141,6 +152,7 @@ pub fn delete_resource_policy(
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
     })
@@ -169,34 +181,5 @@ pub fn validate_resource_policy(
     Ok(wire::ValidateResourcePolicyResponse {
         policy_validation_passed: errors.is_empty(),
         validation_errors: errors,
-    })
-}
-
-/// RotateSecret. Coffer has no Lambda service to invoke, so a rotation function
-/// can never be called: AWS answers that case with AccessDeniedException and
-/// records no rotation settings, and so does Coffer. Built-in rotators come later.
-pub fn rotate_secret(
-    app: &App,
-    ctx: &RequestContext,
-    req: wire::RotateSecretRequest,
-) -> Result<wire::SecretRefResponse, AwsError> {
-    names::validate_secret_id(&req.secret_id)?;
-    if req.client_request_token.is_none() {
-        return Err(AwsError::invalid_parameter(
-            "You must provide a ClientRequestToken value. We recommend a UUID-type value.",
-        ));
-    }
-    app.read(|tx| {
-        let meta = resolve_existing(tx, &ctx.scope, &req.secret_id)?;
-        if meta.is_scheduled_for_deletion() {
-            return Err(AwsError::marked_for_deletion());
-        }
-        match &req.rotation_lambda_arn {
-            None => Err(AwsError::invalid_request("No Lambda rotation function ARN is associated with this secret.")),
-            Some(_) => Err(AwsError::new(
-                ErrorCode::AccessDenied,
-                "Secrets Manager cannot invoke the specified Lambda function. Ensure that the function policy grants access to the principal secretsmanager.amazonaws.com.",
-            )),
-        }
     })
 }

@@ -65,7 +65,7 @@ impl NewValue<'_> {
 
 /// The encryption context of a version's value, as Secrets Manager gives KMS: it binds the
 /// value to its secret and version, so a sealed value cannot be moved elsewhere.
-fn secret_context(arn: &str, version_id: &str) -> EncryptionContext {
+pub(crate) fn secret_context(arn: &str, version_id: &str) -> EncryptionContext {
     [
         ("SecretARN".to_string(), arn.to_string()),
         ("SecretVersionId".to_string(), version_id.to_string()),
@@ -116,7 +116,7 @@ fn validate_kms_key_id(key: &Option<Option<String>>) -> Result<(), AwsError> {
 }
 
 /// The KMS key a write to `meta` seals under (its KmsKeyId, or `aws/secretsmanager`).
-fn key_for(
+pub(crate) fn key_for(
     app: &App,
     tx: &mut dyn WriteTxn,
     meta: &SecretMeta,
@@ -128,7 +128,7 @@ fn key_for(
         .map_err(encryption_failure)
 }
 
-fn seal_value(
+pub(crate) fn seal_value(
     app: &App,
     key: &KeyRecord,
     arn: &str,
@@ -194,6 +194,7 @@ pub(crate) fn resolve_for_write(
     if let Some(gate) = ctx.gate.as_deref() {
         gate.confirm(&meta)?;
     }
+    crate::replication::refuse_on_replica(&meta)?;
     Ok(meta)
 }
 
@@ -207,7 +208,7 @@ pub(crate) fn resolve_secret_id_checked(
     app.read(|tx| resolve_existing(tx, &ctx.scope, secret_id))
 }
 
-fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {
+pub(crate) fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {
     if meta.is_scheduled_for_deletion() { Err(AwsError::marked_for_deletion()) } else { Ok(()) }
 }
 
@@ -229,7 +230,7 @@ fn normalize_kms_key(key: &Option<String>) -> Option<Option<String>> {
 /// Opens a stored value. Returns the kind byte and the bytes. The caller must be
 /// allowed `kms:Decrypt` on the key that sealed this very version: not the key the
 /// secret names now, nor what an alias points to now.
-fn open_value(
+pub(crate) fn open_value(
     app: &App,
     tx: &dyn ReadTxn,
     meta: &SecretMeta,
@@ -240,6 +241,15 @@ fn open_value(
         .version_value(&meta.arn, version_id)
         .map_err(store_error)?
         .ok_or_else(AwsError::internal)?;
+    if crate::rotation::is_placeholder(&sealed) {
+        // RotateSecret's AWSPENDING placeholder: a version without a value yet.
+        return Err(AwsError::new(
+            ErrorCode::ResourceNotFound,
+            format!(
+                "Secrets Manager can't find the specified secret value for VersionId: {version_id}"
+            ),
+        ));
+    }
     if let Some(gate) = gate
         && let Some(key) = sealing_key(app, tx, &meta.scope, &sealed.0)
     {
@@ -271,6 +281,9 @@ fn reencrypt_labelled_versions(
             .version_value(&meta.arn, &version.version_id)
             .map_err(store_error)?
             .ok_or_else(AwsError::internal)?;
+        if crate::rotation::is_placeholder(&sealed) {
+            continue; // RotateSecret's placeholder: nothing to re-encrypt
+        }
         let sealed_by = coffer_kms::ciphertext::parse(&sealed.0).map(|(header, _)| header.key_id);
         if sealed_by.as_deref().ok() != Some(key.key_id.as_str()) {
             let plaintext = open_value(app, tx, meta, &version.version_id, gate)?;
@@ -316,6 +329,15 @@ fn replay_of_existing_version(
     let Some(existing) = versions.iter().find(|v| v.version_id == token) else {
         return Ok(None);
     };
+    if tx
+        .version_value(&meta.arn, token)
+        .map_err(store_error)?
+        .is_some_and(|v| crate::rotation::is_placeholder(&v))
+    {
+        // The AWSPENDING placeholder is filled by PutSecretValue (put_secret_value), and
+        // is no value to compare with for other writes.
+        return Err(token_in_use(token, meta));
+    }
     let in_use = || token_in_use(token, meta);
     let denied = |e: AwsError| if e.code == ErrorCode::AccessDenied { refused() } else { e };
     if let Some(gate) = gate {
@@ -404,17 +426,13 @@ pub fn create_secret(
     app: &App,
     ctx: &RequestContext,
     req: wire::CreateSecretRequest,
-) -> Result<wire::SecretRefResponse, AwsError> {
+) -> Result<wire::CreateSecretResponse, AwsError> {
     names::validate_name(&req.name)?;
     let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
     let token =
         if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
-    if req.add_replica_regions.is_some() {
-        return Err(AwsError::new(
-            ErrorCode::NotImplemented,
-            "Replication to other regions is not supported by Coffer yet.",
-        ));
-    }
+    let replicas = req.add_replica_regions.as_deref();
+    crate::replication::check_regions(&ctx.scope, replicas.unwrap_or_default())?;
     let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags));
     let kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&kms_key_id)?;
@@ -440,12 +458,13 @@ pub fn create_secret(
                     exists,
                 )?;
                 if let Some(v) = replay {
-                    return Ok(wire::SecretRefResponse {
+                    let secret = wire::SecretRefResponse {
                         arn: existing.arn,
                         name: existing.name,
                         version_id: Some(v.version_id),
                         version_stages: None,
-                    });
+                    };
+                    return Ok(wire::CreateSecretResponse { secret, replication_status: None });
                 }
             }
             return Err(already_exists(&req.name));
@@ -466,6 +485,8 @@ pub fn create_secret(
             owning_service: None,
             secret_type: req.secret_type.clone().filter(|t| !t.is_empty()),
             resource_policy: None,
+            rotation: None,
+            replication: Default::default(),
         };
         meta.seq = tx.insert_secret(&meta).map_err(store_error)?;
         let mut version_id = None;
@@ -476,7 +497,13 @@ pub fn create_secret(
             // No value to seal yet, but a named key must exist and be usable now.
             key_for(app, tx, &meta, now)?;
         }
-        Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None })
+        let force = req.force_overwrite_replica_secret.unwrap_or(false);
+        let gate = ctx.gate.as_deref();
+        let replication_status =
+            crate::replication::on_create(app, tx, &mut meta, replicas, force, gate)?;
+        let secret =
+            wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None };
+        Ok(wire::CreateSecretResponse { secret, replication_status })
     })
 }
 
@@ -521,7 +548,8 @@ pub fn update_secret(
                     version_stages: None,
                 });
             }
-            add_version(app, tx, &meta, &versions, token, value, None, now, gate)?;
+            let stages = add_version(app, tx, &meta, &versions, token, value, None, now, gate)?;
+            crate::rotation::after_value_written(app, tx, &mut meta, token, &stages, now)?;
             version_id = Some(token.to_string());
         }
         if new_kms_key_id.is_some() {
@@ -530,6 +558,7 @@ pub fn update_secret(
         }
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
             name: meta.name,
@@ -554,8 +583,19 @@ pub fn put_secret_value(
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
-        let versions = tx.versions(&meta.arn).map_err(store_error)?;
+        let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
         let gate = ctx.gate.as_deref();
+        // PutSecretValue with the token of RotateSecret's placeholder fills it (the
+        // templates' createSecret): the empty version is replaced by the real one.
+        if versions.iter().any(|v| v.version_id == token)
+            && tx
+                .version_value(&meta.arn, token)
+                .map_err(store_error)?
+                .is_some_and(|v| crate::rotation::is_placeholder(&v))
+        {
+            tx.delete_version(&meta.arn, token).map_err(store_error)?;
+            versions.retain(|v| v.version_id != token);
+        }
         let in_use = || token_in_use(token, &meta);
         let replay =
             replay_of_existing_version(app, tx, &meta, &versions, token, &value, gate, in_use)?;
@@ -579,8 +619,10 @@ pub fn put_secret_value(
             now,
             gate,
         )?;
+        crate::rotation::after_value_written(app, tx, &mut meta, token, &stages, now)?;
         meta.last_changed_ms = now;
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
             name: meta.name,
@@ -640,7 +682,17 @@ fn read_value(
     refuse_if_scheduled(&meta)?;
     let versions = tx.versions(&meta.arn).map_err(store_error)?;
     let version = select_version(&versions, version_id, version_stage)?;
-    let plaintext = open_value(app, tx, &meta, &version.version_id, gate)?;
+    let plaintext =
+        open_value(app, tx, &meta, &version.version_id, gate).map_err(|e| match version_id {
+            None if e.code == ErrorCode::ResourceNotFound => AwsError::new(
+                ErrorCode::ResourceNotFound,
+                format!(
+                    "Secrets Manager can't find the specified secret value for staging label: {}",
+                    version_stage.unwrap_or(AWSCURRENT)
+                ),
+            ),
+            _ => e,
+        })?;
     let (kind, bytes) = plaintext.expose().split_first().ok_or_else(AwsError::internal)?;
     let (secret_string, secret_binary) = match kind {
         b's' => {
@@ -740,6 +792,7 @@ fn write_access(
             if meta.last_accessed_ms != Some(today) {
                 meta.last_accessed_ms = Some(today);
                 tx.update_secret(&meta).map_err(store_error)?;
+                crate::replication::note_access(tx, &meta, today)?;
             }
             let versions = tx.versions(arn).map_err(store_error)?;
             if let Some(v) = versions.into_iter().find(|v| &v.version_id == version_id)
@@ -899,7 +952,7 @@ fn describe(
     let stages = stage_map(versions);
     let (version_ids_to_stages, secret_versions_to_stages) =
         if for_list { (None, stages) } else { (stages, None) };
-    wire::SecretDescription {
+    let mut d = wire::SecretDescription {
         arn: meta.arn.clone(),
         name: meta.name.clone(),
         secret_type: meta.secret_type.clone(),
@@ -915,7 +968,17 @@ fn describe(
         secret_versions_to_stages,
         owning_service: meta.owning_service.clone(),
         created_date: epoch_seconds(meta.created_ms),
-    }
+        primary_region: meta.replication.primary_region.clone(),
+        // ListSecrets entries have no ReplicationStatus in their shape.
+        replication_status: if for_list { None } else { crate::replication::status_of(meta) },
+        rotation_enabled: None,
+        rotation_lambda_arn: None,
+        rotation_rules: None,
+        last_rotated_date: None,
+        next_rotation_date: None,
+    };
+    crate::rotation::describe_into(&mut d, meta, versions);
+    d
 }
 
 pub fn describe_secret(
@@ -1143,6 +1206,7 @@ pub fn update_secret_version_stage(
         }
         meta.last_changed_ms = clock::now_ms();
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
             name: meta.name,
@@ -1193,6 +1257,7 @@ pub fn delete_secret(
             }
             return Err(AwsError::secret_not_found());
         };
+        crate::replication::check_delete(&meta, &req.secret_id)?;
         if force {
             tx.delete_secret(&meta.arn).map_err(store_error)?;
             return Ok(wire::DeleteSecretResponse {
@@ -1226,6 +1291,7 @@ pub fn restore_secret(
         if meta.deletion_ms.take().is_some() {
             meta.last_changed_ms = clock::now_ms();
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::SecretRefResponse {
             arn: meta.arn,
@@ -1266,6 +1332,7 @@ pub fn tag_resource(
         }
         meta.tags = Some(tags);
         tx.update_secret(&meta).map_err(store_error)?;
+        crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::EmptyResponse {})
     })
 }
@@ -1282,6 +1349,7 @@ pub fn untag_resource(
         if let Some(tags) = &mut meta.tags {
             tags.retain(|t| !req.tag_keys.contains(&t.key));
             tx.update_secret(&meta).map_err(store_error)?;
+            crate::replication::propagate(app, tx, &meta)?;
         }
         Ok(wire::EmptyResponse {})
     })
@@ -1350,7 +1418,7 @@ mod tests {
         .unwrap();
         let principal = Principal::user("000000000000", "writer", "AIDAWRITEREXAMPLE");
         let who = crate::auth::Authenticated {
-            caller: Arc::new(crate::iam::Caller { principal, policies: vec![policy] }),
+            caller: Arc::new(crate::iam::Caller::new(principal, vec![policy])),
             access_key_id: "AKIDEXAMPLE".into(),
             region: "us-east-1".into(),
         };
@@ -1519,6 +1587,8 @@ mod tests {
                     owning_service: None,
                     secret_type: None,
                     resource_policy: None,
+                    rotation: None,
+                    replication: Default::default(),
                 };
                 tx.insert_secret(&meta).map_err(store_error)?;
             }

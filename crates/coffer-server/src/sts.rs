@@ -56,15 +56,33 @@ pub fn form_value(form: &str, name: &str) -> Option<String> {
     })
 }
 
-fn escape(s: &str) -> String {
+/// `s` percent-encoded as RFC 3986 wants (every byte but `A-Za-z0-9-_.~`).
+pub fn percent_encode(s: &str) -> String {
+    const RFC3986: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, RFC3986).to_string()
+}
+
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// An STS error body and its HTTP status.
 pub fn error(code: &str, message: &str, request_id: &str, status: u16) -> (u16, Vec<u8>) {
+    query_error(XMLNS, code, message, request_id, status)
+}
+
+/// An error body of a query-protocol service (`xmlns` names it) and its HTTP status.
+pub(crate) fn query_error(
+    xmlns: &str,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    status: u16,
+) -> (u16, Vec<u8>) {
     let kind = if status >= 500 { "Receiver" } else { "Sender" };
     let body = format!(
-        "<ErrorResponse xmlns=\"{XMLNS}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
+        "<ErrorResponse xmlns=\"{xmlns}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
         escape(code),
         escape(message),
         escape(request_id)

@@ -201,6 +201,8 @@ fn secret(scope: &Scope, name: &str, created_ms: Millis) -> SecretMeta {
         owning_service: None,
         secret_type: None,
         resource_policy: None,
+        rotation: None,
+        replication: Default::default(),
     }
 }
 
@@ -461,6 +463,8 @@ pub fn secret_metadata_round_trips_every_field(store: &dyn Store) {
         owning_service: Some("rds".to_owned()),
         secret_type: Some("partner".to_owned()),
         resource_policy: Some(r#"{"Version":"2012-10-17","Statement":[]}"#.to_owned()),
+        rotation: None,
+        replication: Default::default(),
         last_changed_ms: T0 + 42,
         ..secret(&scope(), "full", T0)
     };
@@ -1284,6 +1288,8 @@ fn snapshot_fixture(store: &dyn Store) -> Vec<SecretMeta> {
         last_accessed_ms: Some(T0 + DAY),
         deletion_ms: Some(T0 + 7 * DAY),
         resource_policy: Some("{}".to_owned()),
+        rotation: None,
+        replication: Default::default(),
         ..secret(&scope(), "full", T0 + 5)
     };
     let first = insert(store, &full);

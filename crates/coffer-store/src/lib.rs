@@ -18,6 +18,7 @@ use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 pub mod conformance;
 mod lend;
 pub mod memory;
+pub mod observe;
 pub mod postgres;
 mod read_cache;
 pub mod sqlite;
@@ -280,6 +281,9 @@ pub trait Store: Send + Sync + 'static {
 
 /// One piece of a store's contents, as backup writes it and restore reads it.
 /// Nothing here is plaintext: values are sealed and keys wrapped.
+// Secrets are as many as versions in a snapshot: boxing the larger variant would only add
+// an allocation per secret.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotItem {
     /// A secret with the `seq` its store gave it; an importing store assigns its own.

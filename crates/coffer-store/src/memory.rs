@@ -234,7 +234,7 @@ impl State {
         match step {
             Undo::Secret { arn, previous } => match previous {
                 Some(meta) => {
-                    self.put_secret(meta);
+                    self.put_secret(*meta);
                 }
                 None => {
                     self.take_secret(&arn);
@@ -434,7 +434,8 @@ enum Undo {
     /// Restore the secret at `arn` to `previous` (`None`: it did not exist).
     Secret {
         arn: String,
-        previous: Option<SecretMeta>,
+        /// Boxed: a secret's metadata is far larger than the other steps.
+        previous: Option<Box<SecretMeta>>,
     },
     /// Restore a secret's whole version list (used when deleting a secret moves it out).
     Versions {
@@ -595,7 +596,7 @@ impl WriteTxn for MemTxn<'_> {
         stored.name = existing.name.clone();
         stored.seq = existing.seq;
         let previous = self.state.put_secret(stored);
-        self.undo.push(Undo::Secret { arn: meta.arn.clone(), previous });
+        self.undo.push(Undo::Secret { arn: meta.arn.clone(), previous: previous.map(Box::new) });
         Ok(())
     }
 
@@ -603,7 +604,7 @@ impl WriteTxn for MemTxn<'_> {
         let Some(previous) = self.state.take_secret(arn) else {
             return Ok(());
         };
-        self.undo.push(Undo::Secret { arn: arn.to_owned(), previous: Some(previous) });
+        self.undo.push(Undo::Secret { arn: arn.to_owned(), previous: Some(Box::new(previous)) });
         let versions = self.state.versions.remove(arn);
         if versions.is_some() {
             self.undo.push(Undo::Versions { arn: arn.to_owned(), previous: versions });

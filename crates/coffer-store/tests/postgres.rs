@@ -55,6 +55,8 @@ fn secret(name: &str) -> SecretMeta {
         owning_service: None,
         secret_type: None,
         resource_policy: None,
+        rotation: None,
+        replication: Default::default(),
     }
 }
 

@@ -162,7 +162,7 @@ impl ServiceModel {
         match service {
             Service::SecretsManager => Some(ServiceModel::secretsmanager()),
             Service::Kms => Some(ServiceModel::kms()),
-            Service::CloudTrail | Service::Sts => None,
+            Service::CloudTrail | Service::Sts | Service::Iam => None,
         }
     }
 

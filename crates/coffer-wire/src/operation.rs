@@ -14,6 +14,7 @@ pub enum Service {
     Kms,
     CloudTrail,
     Sts,
+    Iam,
 }
 
 impl Service {
@@ -24,6 +25,7 @@ impl Service {
             Service::Kms => "kms",
             Service::CloudTrail => "cloudtrail",
             Service::Sts => "sts",
+            Service::Iam => "iam",
         }
     }
 
@@ -34,6 +36,7 @@ impl Service {
             Service::Kms => "kms.amazonaws.com",
             Service::CloudTrail => "cloudtrail.amazonaws.com",
             Service::Sts => "sts.amazonaws.com",
+            Service::Iam => "iam.amazonaws.com",
         }
     }
 }
@@ -334,7 +337,7 @@ impl Operation {
         match self {
             Operation::SecretsManager(op) => Some(op.quota_group()),
             Operation::Kms(op) => Some(op.quota_group()),
-            Operation::CloudTrail(_) | Operation::Sts(_) => None,
+            Operation::CloudTrail(_) | Operation::Sts(_) | Operation::Iam(_) => None,
         }
     }
 }
@@ -433,7 +436,74 @@ operations! {
 
     /// STS (query protocol).
     Sts, "sts" => StsOp {
+        AssumeRole: Read,
+        AssumeRoleWithWebIdentity: Read,
         GetCallerIdentity: Read,
+        GetSessionToken: Read,
+    }
+
+    /// IAM (query protocol, `Version=2010-05-08`): the operations Coffer implements.
+    Iam, "iam" => IamOp {
+        AddUserToGroup: Write,
+        AttachGroupPolicy: Write,
+        AttachRolePolicy: Write,
+        AttachUserPolicy: Write,
+        CreateAccessKey: Write,
+        CreateGroup: Write,
+        CreateOpenIDConnectProvider: Write,
+        CreatePolicy: Write,
+        CreatePolicyVersion: Write,
+        CreateRole: Write,
+        CreateUser: Write,
+        DeleteAccessKey: Write,
+        DeleteGroup: Write,
+        DeleteGroupPolicy: Write,
+        DeleteOpenIDConnectProvider: Write,
+        DeletePolicy: Write,
+        DeletePolicyVersion: Write,
+        DeleteRole: Write,
+        DeleteRolePolicy: Write,
+        DeleteUser: Write,
+        DeleteUserPolicy: Write,
+        DetachGroupPolicy: Write,
+        DetachRolePolicy: Write,
+        DetachUserPolicy: Write,
+        GetGroup: Read,
+        GetGroupPolicy: Read,
+        GetOpenIDConnectProvider: Read,
+        GetPolicy: Read,
+        GetPolicyVersion: Read,
+        GetRole: Read,
+        GetRolePolicy: Read,
+        GetUser: Read,
+        GetUserPolicy: Read,
+        ListAccessKeys: Read,
+        ListAttachedGroupPolicies: Read,
+        ListAttachedRolePolicies: Read,
+        ListAttachedUserPolicies: Read,
+        ListGroupPolicies: Read,
+        ListGroups: Read,
+        ListGroupsForUser: Read,
+        ListOpenIDConnectProviders: Read,
+        ListPolicies: Read,
+        ListPolicyVersions: Read,
+        ListRolePolicies: Read,
+        ListRoleTags: Read,
+        ListRoles: Read,
+        ListUserPolicies: Read,
+        ListUserTags: Read,
+        ListUsers: Read,
+        PutGroupPolicy: Write,
+        PutRolePolicy: Write,
+        PutUserPolicy: Write,
+        RemoveUserFromGroup: Write,
+        SetDefaultPolicyVersion: Write,
+        TagRole: Write,
+        TagUser: Write,
+        UntagRole: Write,
+        UntagUser: Write,
+        UpdateAccessKey: Write,
+        UpdateAssumeRolePolicy: Write,
     }
 }
 

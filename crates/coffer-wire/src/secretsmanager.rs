@@ -33,7 +33,7 @@ pub struct CreateSecretRequest {
     pub secret_binary: Option<SensitiveBlob>,
     pub secret_string: Option<SensitiveString>,
     pub tags: Option<Vec<Tag>>,
-    pub add_replica_regions: Option<Vec<serde_json::Value>>,
+    pub add_replica_regions: Option<Vec<ReplicaRegionType>>,
     pub force_overwrite_replica_secret: Option<bool>,
     #[serde(rename = "Type")]
     pub secret_type: Option<String>,
@@ -231,6 +231,20 @@ pub struct SecretDescription {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owning_service: Option<String>,
     pub created_date: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_enabled: Option<bool>,
+    #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
+    pub rotation_lambda_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_rules: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rotated_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_status: Option<Vec<ReplicationStatus>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -324,4 +338,68 @@ pub struct RotateSecretRequest {
     pub rotate_immediately: Option<bool>,
     pub external_secret_rotation_metadata: Option<serde_json::Value>,
     pub external_secret_rotation_role_arn: Option<String>,
+}
+
+/// A region to replicate to, and the key of that region to seal the replica under.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ReplicaRegionType {
+    pub region: String,
+    pub kms_key_id: Option<String>,
+}
+
+/// One replica's entry of `ReplicationStatus`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReplicationStatus {
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+}
+
+/// CreateSecret's answer: the usual `{ARN, Name, VersionId}` and, with replicas, their status.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateSecretResponse {
+    #[serde(flatten)]
+    pub secret: SecretRefResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_status: Option<Vec<ReplicationStatus>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ReplicateSecretToRegionsRequest {
+    pub secret_id: String,
+    pub add_replica_regions: Vec<ReplicaRegionType>,
+    pub force_overwrite_replica_secret: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RemoveRegionsFromReplicationRequest {
+    pub secret_id: String,
+    pub remove_replica_regions: Vec<String>,
+}
+
+/// ReplicateSecretToRegions' and RemoveRegionsFromReplication's answer: the primary's ARN.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReplicationResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub replication_status: Vec<ReplicationStatus>,
+}
+
+/// StopReplicationToReplica's answer: the ARN of the secret promoted.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ArnResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
 }

@@ -73,6 +73,8 @@ pub struct RestoreArgs {
 }
 
 /// One line of a backup file.
+// Read and written one at a time: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Line {
@@ -531,6 +533,8 @@ mod tests {
             owning_service: None,
             secret_type: None,
             resource_policy: None,
+            rotation: None,
+            replication: Default::default(),
         };
         let version = VersionMeta {
             version_id: "v1".into(),

@@ -43,6 +43,24 @@ pub struct ServeArgs {
     /// one database, one of them does it, and another takes over within three rounds if it dies.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     sweep_interval: u64,
+    /// Where rotation functions are invoked: the base URL of a Lambda-compatible endpoint
+    /// speaking the Invoke API (AWS Lambda through a local proxy, LocalStack, a local runner).
+    /// http:// only. Without it only the built-in rotators are available.
+    #[arg(long, env = "COFFER_LAMBDA_ENDPOINT")]
+    lambda_endpoint: Option<String>,
+    /// The access key id Coffer signs Lambda Invoke calls with (SigV4, service `lambda`).
+    #[arg(long, env = "COFFER_LAMBDA_ACCESS_KEY_ID", default_value = "coffer")]
+    lambda_access_key_id: String,
+    /// A file holding the secret access key for `--lambda-access-key-id` (else the
+    /// environment variable COFFER_LAMBDA_SECRET_ACCESS_KEY; never on the command line).
+    #[arg(long)]
+    lambda_secret_access_key_file: Option<PathBuf>,
+    /// The region Lambda calls are signed for when the function ARN names none.
+    #[arg(long, default_value = "us-east-1")]
+    lambda_region: String,
+    /// Seconds one rotation step (one Invoke call) may take.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=900))]
+    lambda_timeout: u64,
     /// Also write every audit event as a JSON line to this file (`-` for standard output).
     #[arg(long)]
     audit_log: Option<PathBuf>,
@@ -58,6 +76,17 @@ pub struct ServeArgs {
     /// long test run does not grow without bound.
     #[arg(long)]
     audit_retain_events: Option<u64>,
+    /// Move audit events older than this (`90d`, `12h`, `30m`, `10s`) out of the store into
+    /// JSON-lines archive files (`--audit-archive-dir`), which `coffer audit verify
+    /// --archives DIR` checks; `off` keeps every event in the store. Runs with the
+    /// background work (`--sweep-interval`).
+    #[arg(long, default_value = "90d", value_parser = parse_retention)]
+    audit_retention: Retention,
+    /// Where audit archives are written. Default: `<data-dir>/audit-archive`; without a data
+    /// directory (in memory, or PostgreSQL without `--data-dir`) retention is off unless this
+    /// is given.
+    #[arg(long)]
+    audit_archive_dir: Option<PathBuf>,
     /// Serve at most this many connections at once (further ones wait to be accepted). Never
     /// more than the open-file limit allows once the server's own files are set aside.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -82,6 +111,12 @@ pub struct ServeArgs {
     /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Also require a client certificate issued under one of the CA certificates in this
+    /// PEM file: a connection without one is refused in the TLS handshake. An extra gate,
+    /// not a replacement for SigV4: requests are authenticated and authorized as without it.
+    /// Read at start (not on SIGHUP).
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// With `--dev`: serve HTTPS with a throwaway self-signed certificate for localhost,
     /// written to `<data-dir>/tls/` (or a temporary directory) and printed with its
     /// SHA-256 fingerprint, for clients to trust (`--ca-bundle`).
@@ -131,6 +166,15 @@ impl ServeArgs {
     }
 }
 
+/// `--audit-retention`: a period, or `None` for `off` (a newtype, since clap reads an
+/// `Option` field as an optional flag).
+#[derive(Clone, Copy, Debug)]
+pub struct Retention(Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    coffer_server::audit_retention::parse_period(text).map(Retention)
+}
+
 /// The shape of log lines.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -162,6 +206,9 @@ fn parse_account(s: &str) -> Result<String, String> {
         Err("an account id is exactly 12 digits".to_string())
     }
 }
+
+/// How often the TLS certificate and key files are looked at for a change.
+const TLS_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The environment variable that may hold the master key (base64 of 32 bytes).
 const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
@@ -214,9 +261,39 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             scale: args.quota_scale,
             overrides: args.quota.clone(),
         },
+        audit_retention: coffer_server::audit_retention::Settings {
+            max_age: args.audit_retention.0,
+            archive_dir: args
+                .audit_archive_dir
+                .clone()
+                .or_else(|| data_dir.as_ref().map(|d| d.join("audit-archive"))),
+            ..Default::default()
+        },
+        lambda: lambda_settings(&args)?,
         ..Config::default()
     };
+    if let (Some(age), Some(dir)) =
+        (config.audit_retention.max_age, config.audit_retention.archive_dir.as_ref())
+    {
+        tracing::info!(
+            retention_seconds = age.as_secs(),
+            archive_dir = %dir.display(),
+            "audit events past the retention period are archived"
+        );
+    }
     coffer_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("COFFER_GIT_COMMIT"));
+    coffer_store::observe::set_commit_hook(coffer_server::metrics::store_commit);
+    let sqlite_file = match &args.store {
+        Some(crate::store_select::StoreSpec::Sqlite(path)) => Some(path.clone()),
+        Some(_) => None,
+        None if store.describe() == "memory" => None,
+        None => data_dir.as_ref().map(|d| d.join(crate::store_select::SQLITE_FILE)),
+    };
+    if let Some(db) = sqlite_file {
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        coffer_server::metrics::set_store_files(vec![db, wal.into()]);
+    }
     let app = match (iam_master, &data_dir) {
         (Some(master), Some(dir)) => {
             let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
@@ -299,6 +376,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         drop(out);
         tokio::spawn(coffer_server::background::run_deletion_sweeper(app.clone(), node));
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().watch_files(TLS_WATCH_INTERVAL));
+        }
         tokio::spawn(reload_on_sighup(hangups, tls));
         let mut router = coffer_server::http::router(app.clone());
         if console != Some(OnOff::Off) {
@@ -342,9 +422,14 @@ fn open_tls(
             };
             coffer_server::tls::write_self_signed(&dir)?
         }
+        _ if args.tls_client_ca.is_some() => {
+            return Err(
+                "--tls-client-ca needs TLS: --tls-cert and --tls-key (or --tls-self-signed)".into(),
+            );
+        }
         _ => return Ok(None),
     };
-    let tls = Tls::load(&cert, &key)?;
+    let tls = Tls::load(&cert, &key, args.tls_client_ca.as_deref())?;
     // On stdout with the listening line: what a developer needs to trust the certificate.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -470,4 +555,28 @@ async fn shutdown_signal() {
         () = terminate => "SIGTERM",
     };
     tracing::info!(signal = name, "shutting down");
+}
+
+/// The Lambda endpoint rotation functions are invoked at, with its signing credentials.
+fn lambda_settings(
+    args: &ServeArgs,
+) -> Result<Option<coffer_server::rotation::lambda::LambdaSettings>, String> {
+    let Some(endpoint) = args.lambda_endpoint.clone() else { return Ok(None) };
+    let secret = match &args.lambda_secret_access_key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => {
+            std::env::var("COFFER_LAMBDA_SECRET_ACCESS_KEY").unwrap_or_else(|_| "coffer".into())
+        }
+    };
+    let settings = coffer_server::rotation::lambda::LambdaSettings {
+        endpoint,
+        access_key_id: args.lambda_access_key_id.clone(),
+        secret_access_key: zeroize::Zeroizing::new(secret),
+        region: args.lambda_region.clone(),
+        timeout: Duration::from_secs(args.lambda_timeout),
+    };
+    settings.check().map_err(|e| format!("--lambda-endpoint: {e}"))?;
+    Ok(Some(settings))
 }

@@ -127,12 +127,21 @@ enum Reach {
 /// Whether a principal entry names the caller itself: by ARN, or by unique id, which is
 /// how a stored resource policy names an IAM user (bound when the policy was put, so a
 /// user recreated under the same name, with a new id, is not named).
+/// A session of a role is named by its role's ARN too (or, bound, by the role's id).
 fn names_caller(id: &str, caller: &Principal) -> bool {
-    id == caller.arn || (!caller.user_id.is_empty() && id == caller.user_id)
+    id == caller.arn
+        || (!caller.user_id.is_empty() && id == caller.user_id)
+        || caller.role_arn.as_deref() == Some(id)
+        || (caller.is_assumed_role() && caller.user_id.split(':').next() == Some(id))
 }
 
 fn principal_reach(p: &Principals, caller: &Principal) -> Option<Reach> {
     if p.everyone || p.aws.iter().any(|id| names_caller(id, caller)) {
+        return Some(Reach::Direct);
+    }
+    // A web identity caller is its OIDC provider, which trust policies name as
+    // `Federated`; no IAM user or role has such an ARN.
+    if caller.arn.contains(":oidc-provider/") && p.other.iter().any(|id| id == &caller.arn) {
         return Some(Reach::Direct);
     }
     let root = account_root_arn(&caller.account);

@@ -78,6 +78,7 @@ impl PostgresStore {
             attempt += 1;
             match self.batch_attempt(&mut jobs) {
                 BatchAttempt::Done(members) => {
+                    crate::observe::group_committed(jobs.len(), started.elapsed());
                     for (job, member) in jobs.into_iter().zip(members) {
                         job.answer(member);
                     }

@@ -168,6 +168,7 @@ pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, res
             writer.end_batch(keep).map_err(|e| e.to_string())
         };
         drop(writer);
+        crate::observe::group_committed(done.len(), opened.elapsed());
         for (job, own) in done {
             let reply = match (own, &committed) {
                 (Member::Done(Ok(())), Err(message)) => {

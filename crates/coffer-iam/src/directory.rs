@@ -1,0 +1,1405 @@
+//! The rest of IAM's directory, as the IAM API manages it: user paths and tags, access
+//! key status, managed policies and their attachments, groups and their members, and
+//! roles with their trust policies. Each change is one IAM write ([`Iam::write`]), so it
+//! bumps the store's IAM generation and every node's lookup cache sees it on the next
+//! request.
+//!
+//! Records (besides `iam-user` and `iam-access-key`, see the crate root): `iam-policy`,
+//! `iam-group` and `iam-role`, each under `<account>/<name>`. Users, groups and roles
+//! share the shape of their policies (`policies`: inline documents by name; `attached`:
+//! managed policy ARNs), so the inline/attached operations are written once over
+//! [`Entity`]. A user's groups are kept on both sides (the group's `members`, the user's
+//! `groups`) in the same transaction, so authentication reads a user's group policies
+//! without scanning groups.
+//!
+//! Messages are IAM's own (`The user with name bob cannot be found.`), as the IAM API
+//! answers them.
+
+use super::{
+    AccessKeyRecord, IamError, UserRecord, decode, encode, keys_of, load_user, no_such_user, read,
+    user_key,
+};
+use crate::{ACCESS_KEY_KIND, Iam, USER_KIND};
+use coffer_auth::policy::{Policy, PolicyKind};
+use coffer_auth::principal::{ID_RANDOM_LEN, user_id};
+use coffer_crypto::random_bytes;
+use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const POLICY_KIND: &str = "iam-policy";
+pub const GROUP_KIND: &str = "iam-group";
+pub const ROLE_KIND: &str = "iam-role";
+
+/// IAM's quotas that the API enforces.
+pub const MAX_TAGS: usize = 50;
+pub const MAX_ATTACHED: usize = 10;
+pub const MAX_GROUPS_PER_USER: usize = 10;
+pub const MAX_POLICY_VERSIONS: usize = 5;
+/// AWS's per-account IAM quotas. Enforcing them also bounds every scan of an account's
+/// users, groups, roles or policies (listings, name checks, attachment counts).
+pub const MAX_USERS: usize = 5000;
+pub const MAX_GROUPS: usize = 300;
+pub const MAX_ROLES: usize = 1000;
+pub const MAX_POLICIES: usize = 1500;
+
+fn account_quota(existing: usize, max: usize, what: &str) -> Result<(), IamError> {
+    if existing >= max {
+        return Err(IamError::Limit(format!("Cannot exceed quota for {what}: {max}")));
+    }
+    Ok(())
+}
+/// A role's session may last 1 to 12 hours; 1 hour unless set.
+pub const DEFAULT_MAX_SESSION_SECS: i64 = 3600;
+
+pub(crate) fn root_path() -> String {
+    "/".to_string()
+}
+
+/// A tag on a user or role, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// One version of a managed policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    /// `v1`, `v2`, ...
+    pub id: String,
+    pub document: String,
+    pub created_ms: i64,
+}
+
+/// A customer managed policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagedPolicy {
+    pub account: String,
+    pub name: String,
+    pub path: String,
+    pub policy_id: String,
+    #[serde(default)]
+    pub description: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub default_version: String,
+    pub versions: Vec<PolicyVersion>,
+}
+
+impl ManagedPolicy {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:policy{}{}", self.account, self.path, self.name)
+    }
+
+    /// The document of the default version.
+    pub fn document(&self) -> Option<&str> {
+        self.versions.iter().find(|v| v.id == self.default_version).map(|v| v.document.as_str())
+    }
+}
+
+/// An IAM group: its members and policies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub account: String,
+    pub name: String,
+    pub path: String,
+    pub group_id: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub policies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attached: BTreeSet<String>,
+    #[serde(default)]
+    pub members: BTreeSet<String>,
+}
+
+impl GroupRecord {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:group{}{}", self.account, self.path, self.name)
+    }
+}
+
+/// An IAM role: who may assume it (the trust policy) and what its sessions may do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleRecord {
+    pub account: String,
+    pub name: String,
+    pub path: String,
+    pub role_id: String,
+    pub created_ms: i64,
+    /// The trust (assume-role) policy document, as given.
+    pub trust_policy: String,
+    #[serde(default)]
+    pub description: String,
+    pub max_session_secs: i64,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub policies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attached: BTreeSet<String>,
+}
+
+impl RoleRecord {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:role{}{}", self.account, self.path, self.name)
+    }
+}
+
+/// The kinds of identity that carry policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    User,
+    Group,
+    Role,
+}
+
+impl Entity {
+    fn kind(self) -> &'static str {
+        match self {
+            Entity::User => USER_KIND,
+            Entity::Group => GROUP_KIND,
+            Entity::Role => ROLE_KIND,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Entity::User => "user",
+            Entity::Group => "group",
+            Entity::Role => "role",
+        }
+    }
+
+    pub fn not_found(self, name: &str) -> IamError {
+        IamError::NotFound(format!("The {} with name {name} cannot be found.", self.noun()))
+    }
+}
+
+/// The policies of a user, group or role, read from its record.
+#[derive(Debug, Default, Deserialize)]
+struct Policies {
+    #[serde(default)]
+    policies: BTreeMap<String, String>,
+    #[serde(default)]
+    attached: BTreeSet<String>,
+}
+
+/// A fresh unique id with IAM's prefix for the kind (`AGPA` groups, `AROA` roles,
+/// `ANPA` policies).
+fn unique_id(prefix: &str) -> String {
+    let random: [u8; ID_RANDOM_LEN] =
+        random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
+    format!("{prefix}{}", &user_id(&random)[4..])
+}
+
+/// IAM's validation message for a member that does not satisfy its pattern.
+fn validation(value: &str, member: &str, pattern: &str) -> IamError {
+    IamError::Invalid(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
+         constraint: Member must satisfy regular expression pattern: {pattern}"
+    ))
+}
+
+/// Names of users, groups, roles and policies: 1 to `max` of `[\w+=,.@-]`.
+pub fn validate_name(name: &str, member: &str, max: usize) -> Result<(), IamError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+    if ok {
+        return Ok(());
+    }
+    if name.len() > max {
+        return Err(IamError::Invalid(format!(
+            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy \
+             constraint: Member must have length less than or equal to {max}"
+        )));
+    }
+    Err(validation(name, member, "[\\w+=,.@-]+"))
+}
+
+/// Paths: `/` or `/` ... `/`, printable ASCII, at most 512 characters.
+pub fn validate_path(path: &str) -> Result<(), IamError> {
+    let ok = path.len() <= 512
+        && path.starts_with('/')
+        && path.ends_with('/')
+        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(validation(path, "path", "(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)"))
+    }
+}
+
+/// Checks an identity policy document as IAM does before storing it.
+pub fn check_policy(document: &str) -> Result<Policy, IamError> {
+    check_document(document, PolicyKind::Identity)
+}
+
+/// Checks a role's trust policy (it names principals, as resource policies do).
+pub fn check_trust_policy(document: &str) -> Result<Policy, IamError> {
+    check_document(document, PolicyKind::Resource)
+}
+
+fn check_document(document: &str, kind: PolicyKind) -> Result<Policy, IamError> {
+    Policy::parse(document, kind).map_err(|problems| {
+        IamError::Malformed(match problems.first() {
+            Some(p) if p == "The policy is not valid JSON." => "Syntax errors in policy.".into(),
+            Some(p) => p.clone(),
+            None => "Syntax errors in policy.".into(),
+        })
+    })
+}
+
+fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
+    if tags.len() > MAX_TAGS {
+        return Err(IamError::Limit(format!("Cannot exceed quota for TagsPerEntity: {MAX_TAGS}")));
+    }
+    for tag in tags {
+        if tag.key.is_empty() || tag.key.chars().count() > 128 {
+            return Err(validation(&tag.key, "tags.member.key", "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+"));
+        }
+        if tag.value.chars().count() > 256 {
+            return Err(IamError::Invalid(format!(
+                "1 validation error detected: Value '{}' at 'tags.member.value' failed to \
+                 satisfy constraint: Member must have length less than or equal to 256",
+                tag.value
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Adds `new` tags to `tags`, a key given again replacing its value.
+fn merge_tags(tags: &mut Vec<Tag>, new: Vec<Tag>) -> Result<(), IamError> {
+    for tag in new {
+        match tags.iter_mut().find(|t| t.key == tag.key) {
+            Some(t) => t.value = tag.value,
+            None => tags.push(tag),
+        }
+    }
+    check_tags(tags)
+}
+
+/// Splits a customer managed policy ARN into account and name; `None` for anything else
+/// (AWS managed policies are not provided).
+pub fn policy_arn_parts(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, rest) = rest.split_once(':')?;
+    let path_name = rest.strip_prefix("policy/")?;
+    let name = path_name.rsplit('/').next()?;
+    (crate::is_account_id(account) && !name.is_empty()).then_some((account, name))
+}
+
+fn policy_not_found(arn: &str) -> IamError {
+    IamError::NotFound(format!("Policy {arn} was not found."))
+}
+
+fn no_such_version(arn: &str, version: &str) -> IamError {
+    IamError::NotFound(format!(
+        "Policy {arn} version {version} does not exist or is not attachable."
+    ))
+}
+
+fn not_attachable(arn: &str) -> IamError {
+    IamError::NotFound(format!("Policy {arn} does not exist or is not attachable."))
+}
+
+/// The managed policy an ARN names, if it exists in `account`.
+fn load_policy(
+    tx: &dyn ReadTxn,
+    account: &str,
+    arn: &str,
+) -> Result<Option<ManagedPolicy>, StoreError> {
+    let Some((owner, name)) = policy_arn_parts(arn) else { return Ok(None) };
+    if owner != account {
+        return Ok(None);
+    }
+    let Some(bytes) = tx.record(POLICY_KIND, &user_key(account, name))? else { return Ok(None) };
+    let policy: ManagedPolicy = decode(&bytes)?;
+    Ok((policy.arn() == arn).then_some(policy))
+}
+
+fn load_entity<T: serde::de::DeserializeOwned>(
+    tx: &dyn ReadTxn,
+    entity: Entity,
+    account: &str,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
+    tx.record(entity.kind(), &user_key(account, name))?.map(|b| decode(&b)).transpose()
+}
+
+fn load_group(tx: &dyn ReadTxn, account: &str, name: &str) -> Result<GroupRecord, IamError> {
+    load_entity(tx, Entity::Group, account, name)?.ok_or_else(|| Entity::Group.not_found(name))
+}
+
+fn load_role(tx: &dyn ReadTxn, account: &str, name: &str) -> Result<RoleRecord, IamError> {
+    load_entity(tx, Entity::Role, account, name)?.ok_or_else(|| Entity::Role.not_found(name))
+}
+
+fn put<T: Serialize>(
+    tx: &mut dyn WriteTxn,
+    kind: &str,
+    account: &str,
+    name: &str,
+    record: &T,
+) -> Result<(), StoreError> {
+    tx.put_record(kind, &user_key(account, name), &encode(record))
+}
+
+/// Every record of `kind` in `account`.
+fn records_in<T: serde::de::DeserializeOwned>(
+    tx: &dyn ReadTxn,
+    kind: &str,
+    account: &str,
+) -> Result<Vec<T>, StoreError> {
+    let prefix = format!("{account}/");
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    loop {
+        let after = out.last().map(|(k, _)| k.clone());
+        let page = tx.records(kind, &prefix, after.as_deref(), 256)?;
+        let done = page.len() < 256;
+        out.extend(page);
+        if done {
+            break;
+        }
+    }
+    out.iter().map(|(_, b)| decode(b)).collect()
+}
+
+/// The policy documents that apply to `user`: its inline policies, the default versions
+/// of its attached managed policies, and those of each of its groups. Labels name where
+/// each came from, for the log line of one that does not parse.
+pub(crate) fn identity_documents(
+    tx: &dyn ReadTxn,
+    user: &UserRecord,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out: Vec<(String, String)> =
+        user.policies.iter().map(|(n, d)| (n.clone(), d.clone())).collect();
+    attached_documents(tx, &user.account, &user.attached, &mut out)?;
+    for group in &user.groups {
+        let Some(g) = load_entity::<GroupRecord>(tx, Entity::Group, &user.account, group)? else {
+            continue;
+        };
+        out.extend(g.policies.iter().map(|(n, d)| (format!("group {group}: {n}"), d.clone())));
+        attached_documents(tx, &user.account, &g.attached, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The documents of a role's inline and attached policies.
+pub fn role_documents(
+    tx: &dyn ReadTxn,
+    role: &RoleRecord,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out: Vec<(String, String)> =
+        role.policies.iter().map(|(n, d)| (n.clone(), d.clone())).collect();
+    attached_documents(tx, &role.account, &role.attached, &mut out)?;
+    Ok(out)
+}
+
+fn attached_documents(
+    tx: &dyn ReadTxn,
+    account: &str,
+    arns: &BTreeSet<String>,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), StoreError> {
+    for arn in arns {
+        if let Some(policy) = load_policy(tx, account, arn)?
+            && let Some(doc) = policy.document()
+        {
+            out.push((arn.clone(), doc.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Removes user `name` from every group it is in (when the user is deleted).
+pub(crate) fn leave_groups(
+    tx: &mut dyn WriteTxn,
+    account: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let Some(user) = load_user(tx, account, name)? else { return Ok(()) };
+    for group in &user.groups {
+        if let Some(mut g) = load_entity::<GroupRecord>(tx, Entity::Group, account, group)? {
+            g.members.remove(name);
+            put(tx, GROUP_KIND, account, group, &g)?;
+        }
+    }
+    Ok(())
+}
+
+/// How many users, groups and roles of `account` have `arn` attached.
+fn attachment_count(tx: &dyn ReadTxn, account: &str, arn: &str) -> Result<usize, StoreError> {
+    let mut count = 0;
+    for kind in [USER_KIND, GROUP_KIND, ROLE_KIND] {
+        let all: Vec<Policies> = records_in(tx, kind, account)?;
+        count += all.iter().filter(|p| p.attached.contains(arn)).count();
+    }
+    Ok(count)
+}
+
+/// Reads and rewrites the policies of one user, group or role in `tx`.
+fn edit_policies<T>(
+    tx: &mut dyn WriteTxn,
+    entity: Entity,
+    account: &str,
+    name: &str,
+    f: impl FnOnce(&mut BTreeMap<String, String>, &mut BTreeSet<String>) -> Result<T, IamError>,
+) -> Result<T, IamError> {
+    let key = user_key(account, name);
+    let bytes = tx.record(entity.kind(), &key)?.ok_or_else(|| entity.not_found(name))?;
+    let mut value: serde_json::Value = decode(&bytes)?;
+    let mut current: Policies = serde_json::from_value(value.clone()).unwrap_or_default();
+    let out = f(&mut current.policies, &mut current.attached)?;
+    value["policies"] = serde_json::to_value(&current.policies).expect("serializes");
+    value["attached"] = serde_json::to_value(&current.attached).expect("serializes");
+    tx.put_record(entity.kind(), &key, &encode(&value))?;
+    Ok(out)
+}
+
+impl Iam {
+    /// Creates a user with a path and tags.
+    pub fn create_user_with(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        path: &str,
+        tags: Vec<Tag>,
+        now_ms: i64,
+    ) -> Result<UserRecord, IamError> {
+        if !crate::is_account_id(account) {
+            return Err(IamError::Invalid(crate::account_id_error(account)));
+        }
+        validate_name(name, "userName", 64)?;
+        validate_path(path)?;
+        check_tags(&tags)?;
+        let id_random: [u8; ID_RANDOM_LEN] =
+            random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
+        let user = UserRecord {
+            account: account.to_string(),
+            name: name.to_string(),
+            user_id: user_id(&id_random),
+            created_ms: now_ms,
+            policies: BTreeMap::new(),
+            path: path.to_string(),
+            tags,
+            attached: BTreeSet::new(),
+            groups: BTreeSet::new(),
+        };
+        self.write(store, |tx| {
+            // User names are unique without regard to case in IAM.
+            let all: Vec<UserRecord> = records_in(tx, USER_KIND, account)?;
+            if all.iter().any(|u| u.name.eq_ignore_ascii_case(name)) {
+                return Err(IamError::Exists(format!("User with name {name} already exists.")));
+            }
+            account_quota(all.len(), MAX_USERS, "UsersPerAccount")?;
+            tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
+            Ok(())
+        })?;
+        Ok(user)
+    }
+
+    pub fn get_user(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<UserRecord, IamError> {
+        read(store, |tx| load_user(tx, account, name))?.ok_or_else(|| no_such_user(account, name))
+    }
+
+    /// The users of `account` whose path starts with `path_prefix`, by name.
+    pub fn users_in(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        path_prefix: &str,
+    ) -> Result<Vec<UserRecord>, IamError> {
+        let all: Vec<UserRecord> = read(store, |tx| records_in(tx, USER_KIND, account))?;
+        Ok(all.into_iter().filter(|u| u.path.starts_with(path_prefix)).collect())
+    }
+
+    /// DeleteUser as IAM does it: refused while the user has access keys, policies or
+    /// groups.
+    pub fn delete_user_checked(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let user = load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
+            let conflict = |what: &str| {
+                Err(IamError::Conflict(format!("Cannot delete entity, must {what} first.")))
+            };
+            if !keys_of(tx, account, name)?.is_empty() {
+                return conflict("delete access keys");
+            }
+            if !user.policies.is_empty() {
+                return conflict("delete policies");
+            }
+            if !user.attached.is_empty() {
+                return conflict("detach all policies");
+            }
+            if !user.groups.is_empty() {
+                return conflict("remove user from all groups");
+            }
+            tx.delete_record(USER_KIND, &user_key(account, name))?;
+            Ok(())
+        })
+    }
+
+    pub fn tag_user(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        tags: Vec<Tag>,
+    ) -> Result<(), IamError> {
+        self.tag_entity(store, Entity::User, account, name, tags)
+    }
+
+    pub fn untag_user(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), IamError> {
+        self.untag_entity(store, Entity::User, account, name, keys)
+    }
+
+    /// The access keys of a user (no secrets: they are never shown again).
+    pub fn access_keys_of(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<Vec<AccessKeyRecord>, IamError> {
+        read(store, |tx| {
+            load_user(tx, account, name)?.map(|_| keys_of(tx, account, name)).transpose()
+        })?
+        .ok_or_else(|| no_such_user(account, name))
+    }
+
+    /// The access key `id` if it belongs to `user` of `account`.
+    fn key_of(
+        tx: &dyn ReadTxn,
+        account: &str,
+        user: &str,
+        id: &str,
+    ) -> Result<AccessKeyRecord, IamError> {
+        if load_user(tx, account, user)?.is_none() {
+            return Err(no_such_user(account, user));
+        }
+        let record: Option<AccessKeyRecord> =
+            tx.record(ACCESS_KEY_KIND, id)?.map(|b| decode(&b)).transpose()?;
+        record.filter(|k| k.account == account && k.user_name == user).ok_or_else(|| {
+            IamError::NotFound(format!("The Access Key with id {id} cannot be found."))
+        })
+    }
+
+    /// Sets an access key `Active` or `Inactive`; an inactive key does not authenticate.
+    pub fn update_access_key(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        user: &str,
+        id: &str,
+        status: &str,
+    ) -> Result<(), IamError> {
+        if !matches!(status, "Active" | "Inactive") {
+            return Err(IamError::Invalid(format!(
+                "1 validation error detected: Value '{status}' at 'status' failed to satisfy \
+                 constraint: Member must satisfy enum value set: [Active, Inactive]"
+            )));
+        }
+        self.write(store, |tx| {
+            let mut record = Self::key_of(tx, account, user, id)?;
+            record.status = status.to_string();
+            tx.put_record(ACCESS_KEY_KIND, id, &encode(&record))?;
+            Ok(())
+        })
+    }
+
+    /// Deletes access key `id` of `user`.
+    pub fn delete_access_key_of(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        user: &str,
+        id: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            Self::key_of(tx, account, user, id)?;
+            tx.delete_record(ACCESS_KEY_KIND, id)?;
+            Ok(())
+        })
+    }
+
+    /// Puts (or replaces) an inline policy of a user, group or role.
+    pub fn put_inline_policy(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<(), IamError> {
+        validate_name(policy_name, "policyName", 128)?;
+        check_policy(document)?;
+        self.write(store, |tx| {
+            edit_policies(tx, entity, account, name, |inline, _| {
+                inline.insert(policy_name.to_string(), document.to_string());
+                Ok(())
+            })
+        })
+    }
+
+    /// An inline policy's document.
+    pub fn inline_policy(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        policy_name: &str,
+    ) -> Result<String, IamError> {
+        let p = self.policies_of(store, entity, account, name)?;
+        p.0.get(policy_name).cloned().ok_or_else(|| {
+            IamError::NotFound(format!(
+                "The {} policy with name {policy_name} cannot be found.",
+                entity.noun()
+            ))
+        })
+    }
+
+    /// The inline policies (by name) and attached policy ARNs of a user, group or role.
+    pub fn policies_of(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+    ) -> Result<(BTreeMap<String, String>, BTreeSet<String>), IamError> {
+        let found: Option<Policies> = read(store, |tx| load_entity(tx, entity, account, name))?;
+        let p = found.ok_or_else(|| entity.not_found(name))?;
+        Ok((p.policies, p.attached))
+    }
+
+    pub fn delete_inline_policy(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        policy_name: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            edit_policies(tx, entity, account, name, |inline, _| {
+                inline.remove(policy_name).map(|_| ()).ok_or_else(|| {
+                    IamError::NotFound(format!(
+                        "The {} policy with name {policy_name} cannot be found.",
+                        entity.noun()
+                    ))
+                })
+            })
+        })
+    }
+
+    /// Attaches a customer managed policy of the same account.
+    pub fn attach_policy(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        arn: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            // The entity first: IAM names a missing user before a missing policy.
+            load_entity::<Policies>(tx, entity, account, name)?
+                .ok_or_else(|| entity.not_found(name))?;
+            load_policy(tx, account, arn)?.ok_or_else(|| not_attachable(arn))?;
+            edit_policies(tx, entity, account, name, |_, attached| {
+                if !attached.contains(arn) && attached.len() >= MAX_ATTACHED {
+                    return Err(IamError::Limit(
+                        format!("Cannot exceed quota for PoliciesPerUser: {MAX_ATTACHED}").replace(
+                            "PerUser",
+                            match entity {
+                                Entity::User => "PerUser",
+                                Entity::Group => "PerGroup",
+                                Entity::Role => "PerRole",
+                            },
+                        ),
+                    ));
+                }
+                attached.insert(arn.to_string());
+                Ok(())
+            })
+        })
+    }
+
+    pub fn detach_policy(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        arn: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            edit_policies(tx, entity, account, name, |_, attached| {
+                if attached.remove(arn) { Ok(()) } else { Err(policy_not_found(arn)) }
+            })
+        })
+    }
+
+    /// Creates a customer managed policy (version `v1`, the default).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_policy(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        path: &str,
+        document: &str,
+        description: &str,
+        now_ms: i64,
+    ) -> Result<ManagedPolicy, IamError> {
+        validate_name(name, "policyName", 128)?;
+        validate_path(path)?;
+        check_policy(document)?;
+        let policy = ManagedPolicy {
+            account: account.to_string(),
+            name: name.to_string(),
+            path: path.to_string(),
+            policy_id: unique_id("ANPA"),
+            description: description.to_string(),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            default_version: "v1".to_string(),
+            versions: vec![PolicyVersion {
+                id: "v1".to_string(),
+                document: document.to_string(),
+                created_ms: now_ms,
+            }],
+        };
+        self.write(store, |tx| {
+            if tx.record(POLICY_KIND, &user_key(account, name))?.is_some() {
+                return Err(IamError::Exists(format!(
+                    "A policy called {name} already exists. Duplicate names are not allowed."
+                )));
+            }
+            let existing = records_in::<serde_json::Value>(tx, POLICY_KIND, account)?.len();
+            account_quota(existing, MAX_POLICIES, "PoliciesPerAccount")?;
+            put(tx, POLICY_KIND, account, name, &policy)?;
+            Ok(())
+        })?;
+        Ok(policy)
+    }
+
+    /// A managed policy and how many entities it is attached to.
+    pub fn get_policy(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+    ) -> Result<(ManagedPolicy, usize), IamError> {
+        read(store, |tx| {
+            let Some(policy) = load_policy(tx, account, arn)? else { return Ok(None) };
+            Ok(Some((policy, attachment_count(tx, account, arn)?)))
+        })?
+        .ok_or_else(|| policy_not_found(arn))
+    }
+
+    /// The customer managed policies of `account` and their attachment counts.
+    pub fn policies_in(
+        &self,
+        store: &dyn Store,
+        account: &str,
+    ) -> Result<Vec<(ManagedPolicy, usize)>, IamError> {
+        Ok(read(store, |tx| {
+            let all: Vec<ManagedPolicy> = records_in(tx, POLICY_KIND, account)?;
+            // One pass over the account's users, groups and roles counts every policy.
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for kind in [USER_KIND, GROUP_KIND, ROLE_KIND] {
+                let holders: Vec<Policies> = records_in(tx, kind, account)?;
+                for arn in holders.iter().flat_map(|h| &h.attached) {
+                    *counts.entry(arn.clone()).or_default() += 1;
+                }
+            }
+            Ok(all
+                .into_iter()
+                .map(|p| {
+                    let n = counts.get(&p.arn()).copied().unwrap_or(0);
+                    (p, n)
+                })
+                .collect())
+        })?)
+    }
+
+    /// Deletes a managed policy that is attached to nothing.
+    pub fn delete_policy(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if attachment_count(tx, account, arn)? > 0 {
+                return Err(IamError::Conflict(
+                    "Cannot delete a policy attached to entities.".to_string(),
+                ));
+            }
+            if policy.versions.len() > 1 {
+                return Err(IamError::Conflict(
+                    "This policy has more than one version. Before you delete a policy, you must \
+                     delete the policy's versions. The default version is deleted with the policy."
+                        .to_string(),
+                ));
+            }
+            tx.delete_record(POLICY_KIND, &user_key(account, &policy.name))?;
+            Ok(())
+        })
+    }
+
+    /// Adds a version to a managed policy (at most [`MAX_POLICY_VERSIONS`]), optionally
+    /// making it the default.
+    pub fn create_policy_version(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+        document: &str,
+        set_default: bool,
+        now_ms: i64,
+    ) -> Result<PolicyVersion, IamError> {
+        check_policy(document)?;
+        self.write(store, |tx| {
+            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if policy.versions.len() >= MAX_POLICY_VERSIONS {
+                return Err(IamError::Limit(
+                    "A managed policy can have up to 5 versions. Before you create a new version, \
+                     you must delete an existing version."
+                        .to_string(),
+                ));
+            }
+            let next = policy
+                .versions
+                .iter()
+                .filter_map(|v| v.id.strip_prefix('v')?.parse::<u32>().ok())
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let version = PolicyVersion {
+                id: format!("v{next}"),
+                document: document.to_string(),
+                created_ms: now_ms,
+            };
+            policy.versions.push(version.clone());
+            if set_default {
+                policy.default_version = version.id.clone();
+            }
+            policy.updated_ms = now_ms;
+            put(tx, POLICY_KIND, account, &policy.name, &policy)?;
+            Ok(version)
+        })
+    }
+
+    /// Deletes a version that is not the default.
+    pub fn delete_policy_version(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+        version: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if policy.default_version == version {
+                return Err(IamError::Conflict(
+                    "Cannot delete the default version of a policy.".to_string(),
+                ));
+            }
+            let before = policy.versions.len();
+            policy.versions.retain(|v| v.id != version);
+            if policy.versions.len() == before {
+                return Err(no_such_version(arn, version));
+            }
+            put(tx, POLICY_KIND, account, &policy.name, &policy)?;
+            Ok(())
+        })
+    }
+
+    /// Makes an existing version the default: it is what applies from the next request.
+    pub fn set_default_policy_version(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+        version: &str,
+        now_ms: i64,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            if !policy.versions.iter().any(|v| v.id == version) {
+                return Err(no_such_version(arn, version));
+            }
+            policy.default_version = version.to_string();
+            policy.updated_ms = now_ms;
+            put(tx, POLICY_KIND, account, &policy.name, &policy)?;
+            Ok(())
+        })
+    }
+
+    /// Adds or replaces tags of a user or role.
+    pub fn tag_entity(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        tags: Vec<Tag>,
+    ) -> Result<(), IamError> {
+        self.edit_tags(store, entity, account, name, |current| merge_tags(current, tags.clone()))
+    }
+
+    /// Removes tags of a user or role by key.
+    pub fn untag_entity(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), IamError> {
+        self.edit_tags(store, entity, account, name, |current| {
+            current.retain(|t| !keys.contains(&t.key));
+            Ok(())
+        })
+    }
+
+    fn edit_tags(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        f: impl Fn(&mut Vec<Tag>) -> Result<(), IamError> + Send + Sync,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let key = user_key(account, name);
+            let bytes = tx.record(entity.kind(), &key)?.ok_or_else(|| entity.not_found(name))?;
+            let mut value: serde_json::Value = decode(&bytes)?;
+            let mut tags: Vec<Tag> =
+                serde_json::from_value(value.get("tags").cloned().unwrap_or_default())
+                    .unwrap_or_default();
+            f(&mut tags)?;
+            value["tags"] = serde_json::to_value(&tags).expect("serializes");
+            tx.put_record(entity.kind(), &key, &encode(&value))?;
+            Ok(())
+        })
+    }
+
+    pub fn create_group(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        path: &str,
+        now_ms: i64,
+    ) -> Result<GroupRecord, IamError> {
+        validate_name(name, "groupName", 128)?;
+        validate_path(path)?;
+        let group = GroupRecord {
+            account: account.to_string(),
+            name: name.to_string(),
+            path: path.to_string(),
+            group_id: unique_id("AGPA"),
+            created_ms: now_ms,
+            policies: BTreeMap::new(),
+            attached: BTreeSet::new(),
+            members: BTreeSet::new(),
+        };
+        self.write(store, |tx| {
+            let all: Vec<GroupRecord> = records_in(tx, GROUP_KIND, account)?;
+            if all.iter().any(|g| g.name.eq_ignore_ascii_case(name)) {
+                return Err(IamError::Exists(format!("Group with name {name} already exists.")));
+            }
+            account_quota(all.len(), MAX_GROUPS, "GroupsPerAccount")?;
+            put(tx, GROUP_KIND, account, name, &group)?;
+            Ok(())
+        })?;
+        Ok(group)
+    }
+
+    /// A group and its members.
+    pub fn get_group(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<(GroupRecord, Vec<UserRecord>), IamError> {
+        read(store, |tx| {
+            let Some(group) = load_entity::<GroupRecord>(tx, Entity::Group, account, name)? else {
+                return Ok(None);
+            };
+            let mut users = Vec::new();
+            for member in &group.members {
+                if let Some(u) = load_user(tx, account, member)? {
+                    users.push(u);
+                }
+            }
+            Ok(Some((group, users)))
+        })?
+        .ok_or_else(|| Entity::Group.not_found(name))
+    }
+
+    pub fn groups_in(
+        &self,
+        store: &dyn Store,
+        account: &str,
+    ) -> Result<Vec<GroupRecord>, IamError> {
+        Ok(read(store, |tx| records_in(tx, GROUP_KIND, account))?)
+    }
+
+    /// The groups `user` is a member of.
+    pub fn groups_of(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        user: &str,
+    ) -> Result<Vec<GroupRecord>, IamError> {
+        read(store, |tx| {
+            let Some(u) = load_user(tx, account, user)? else { return Ok(None) };
+            let mut out = Vec::new();
+            for g in &u.groups {
+                if let Some(group) = load_entity(tx, Entity::Group, account, g)? {
+                    out.push(group);
+                }
+            }
+            Ok(Some(out))
+        })?
+        .ok_or_else(|| no_such_user(account, user))
+    }
+
+    /// DeleteGroup: refused while it has members or policies.
+    pub fn delete_group(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let group = load_group(tx, account, name)?;
+            if !group.members.is_empty() {
+                return Err(IamError::Conflict(
+                    "Cannot delete entity, must remove users from group first.".into(),
+                ));
+            }
+            if !group.policies.is_empty() {
+                return Err(IamError::Conflict(
+                    "Cannot delete entity, must delete policies first.".into(),
+                ));
+            }
+            if !group.attached.is_empty() {
+                return Err(IamError::Conflict(
+                    "Cannot delete entity, must detach all policies first.".into(),
+                ));
+            }
+            tx.delete_record(GROUP_KIND, &user_key(account, name))?;
+            Ok(())
+        })
+    }
+
+    /// Adds or removes a member, on both records in one transaction.
+    pub fn set_membership(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        group: &str,
+        user: &str,
+        member: bool,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let mut g = load_group(tx, account, group)?;
+            let mut u = load_user(tx, account, user)?.ok_or_else(|| no_such_user(account, user))?;
+            if member {
+                if !u.groups.contains(group) && u.groups.len() >= MAX_GROUPS_PER_USER {
+                    return Err(IamError::Limit(format!(
+                        "Cannot exceed quota for GroupsPerUser: {MAX_GROUPS_PER_USER}"
+                    )));
+                }
+                g.members.insert(user.to_string());
+                u.groups.insert(group.to_string());
+            } else {
+                if !g.members.remove(user) {
+                    return Err(IamError::NotFound(format!(
+                        "The user with name {user} cannot be found."
+                    )));
+                }
+                u.groups.remove(group);
+            }
+            put(tx, GROUP_KIND, account, group, &g)?;
+            tx.put_record(USER_KIND, &user_key(account, user), &encode(&u))?;
+            Ok(())
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_role(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        path: &str,
+        trust_policy: &str,
+        description: &str,
+        max_session_secs: Option<i64>,
+        tags: Vec<Tag>,
+        now_ms: i64,
+    ) -> Result<RoleRecord, IamError> {
+        validate_name(name, "roleName", 64)?;
+        validate_path(path)?;
+        check_trust_policy(trust_policy)?;
+        check_tags(&tags)?;
+        let max = max_session_secs.unwrap_or(DEFAULT_MAX_SESSION_SECS);
+        check_max_session(max)?;
+        let role = RoleRecord {
+            account: account.to_string(),
+            name: name.to_string(),
+            path: path.to_string(),
+            role_id: unique_id("AROA"),
+            created_ms: now_ms,
+            trust_policy: trust_policy.to_string(),
+            description: description.to_string(),
+            max_session_secs: max,
+            tags,
+            policies: BTreeMap::new(),
+            attached: BTreeSet::new(),
+        };
+        self.write(store, |tx| {
+            let all: Vec<RoleRecord> = records_in(tx, ROLE_KIND, account)?;
+            if all.iter().any(|r| r.name.eq_ignore_ascii_case(name)) {
+                return Err(IamError::Exists(format!("Role with name {name} already exists.")));
+            }
+            account_quota(all.len(), MAX_ROLES, "RolesPerAccount")?;
+            put(tx, ROLE_KIND, account, name, &role)?;
+            Ok(())
+        })?;
+        Ok(role)
+    }
+
+    pub fn get_role(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<RoleRecord, IamError> {
+        read(store, |tx| Ok(load_role(tx, account, name)))?
+    }
+
+    pub fn roles_in(&self, store: &dyn Store, account: &str) -> Result<Vec<RoleRecord>, IamError> {
+        Ok(read(store, |tx| records_in(tx, ROLE_KIND, account))?)
+    }
+
+    /// DeleteRole: refused while it has policies. Its sessions stop working at once
+    /// (authentication reads the role with each session).
+    pub fn delete_role(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+    ) -> Result<(), IamError> {
+        self.write(store, |tx| {
+            let role = load_role(tx, account, name)?;
+            if !role.policies.is_empty() {
+                return Err(IamError::Conflict(
+                    "Cannot delete entity, must delete policies first.".into(),
+                ));
+            }
+            if !role.attached.is_empty() {
+                return Err(IamError::Conflict(
+                    "Cannot delete entity, must detach all policies first.".into(),
+                ));
+            }
+            tx.delete_record(ROLE_KIND, &user_key(account, name))?;
+            Ok(())
+        })
+    }
+
+    pub fn update_trust_policy(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), IamError> {
+        check_trust_policy(document)?;
+        self.write(store, |tx| {
+            let mut role = load_role(tx, account, name)?;
+            role.trust_policy = document.to_string();
+            put(tx, ROLE_KIND, account, name, &role)?;
+            Ok(())
+        })
+    }
+}
+
+fn check_max_session(secs: i64) -> Result<(), IamError> {
+    if (3600..=43200).contains(&secs) {
+        Ok(())
+    } else {
+        Err(IamError::Invalid(format!(
+            "1 validation error detected: Value '{secs}' at 'maxSessionDuration' failed to \
+             satisfy constraint: Member must have value {}",
+            if secs < 3600 {
+                "greater than or equal to 3600"
+            } else {
+                "less than or equal to 43200"
+            }
+        )))
+    }
+}
+
+/// `arn:aws:iam::<account>:role[/path]/<name>` -> (account, name).
+pub fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, rest) = rest.split_once(':')?;
+    let name = rest.strip_prefix("role/")?.rsplit('/').next()?;
+    (crate::is_account_id(account) && !name.is_empty()).then_some((account, name))
+}
+
+/// The unique id of the role a role ARN names, as a resource policy is stored with it
+/// (so a role deleted and made again under the same name is not granted); `None` when
+/// no such role exists.
+pub fn bound_role_id(tx: &dyn ReadTxn, arn: &str) -> Result<Option<String>, StoreError> {
+    let Some((account, name)) = role_arn_parts(arn) else { return Ok(None) };
+    Ok(role_in(tx, account, name)?.filter(|r| r.arn() == arn).map(|r| r.role_id))
+}
+
+/// The ARN of the role with unique id `id`, if it still exists (any account).
+pub fn role_arn_of_id(tx: &dyn ReadTxn, id: &str) -> Result<Option<String>, StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.records(ROLE_KIND, "", after.as_deref(), 256)?;
+        let done = page.len() < 256;
+        after = page.last().map(|(k, _)| k.clone());
+        for (_, bytes) in &page {
+            let role: RoleRecord = decode(bytes)?;
+            if role.role_id == id {
+                return Ok(Some(role.arn()));
+            }
+        }
+        if done {
+            return Ok(None);
+        }
+    }
+}
+
+/// Loads a role in a read transaction (authentication of its sessions).
+pub fn role_in(
+    tx: &dyn ReadTxn,
+    account: &str,
+    name: &str,
+) -> Result<Option<RoleRecord>, StoreError> {
+    load_entity(tx, Entity::Role, account, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_crypto::MasterKey;
+    use coffer_store::MemoryStore;
+
+    const ACCOUNT: &str = "111122223333";
+    const READ_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+
+    fn setup() -> (MemoryStore, Iam) {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        (store, iam)
+    }
+
+    fn policies_seen(iam: &Iam, store: &dyn Store, key: &str) -> usize {
+        let mut n = 0;
+        store
+            .read(&mut |tx| {
+                n = iam.load(tx, key).unwrap().unwrap().caller.policies.len();
+                Ok(())
+            })
+            .unwrap();
+        n
+    }
+
+    #[test]
+    fn a_third_access_key_is_refused_and_inactive_keys_do_not_authenticate() {
+        let (store, iam) = setup();
+        iam.create_user(&store, ACCOUNT, "bob", 0).unwrap();
+        let (first, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        let third = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap_err();
+        assert!(
+            matches!(&third, IamError::Limit(m) if m == "Cannot exceed quota for AccessKeysPerUser: 2")
+        );
+        iam.update_access_key(&store, ACCOUNT, "bob", &first, "Inactive").unwrap();
+        assert!(iam.lookup(&store, &first).unwrap().is_none());
+        iam.update_access_key(&store, ACCOUNT, "bob", &first, "Active").unwrap();
+        assert!(iam.lookup(&store, &first).unwrap().is_some());
+        let other = iam.update_access_key(&store, ACCOUNT, "carol", &first, "Active").unwrap_err();
+        assert!(matches!(other, IamError::NotFound(_)));
+    }
+
+    #[test]
+    fn managed_and_group_policies_apply_to_the_caller() {
+        let (store, iam) = setup();
+        iam.create_user(&store, ACCOUNT, "bob", 0).unwrap();
+        let (key, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 0);
+        let policy = iam.create_policy(&store, ACCOUNT, "read", "/", READ_ALL, "", 0).unwrap();
+        iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", &policy.arn()).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 1);
+        iam.create_group(&store, ACCOUNT, "ops", "/", 0).unwrap();
+        iam.put_inline_policy(&store, Entity::Group, ACCOUNT, "ops", "g", READ_ALL).unwrap();
+        iam.set_membership(&store, ACCOUNT, "ops", "bob", true).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 2);
+        let conflict = iam.delete_policy(&store, ACCOUNT, &policy.arn()).unwrap_err();
+        assert!(matches!(conflict, IamError::Conflict(_)));
+        assert_eq!(iam.get_policy(&store, ACCOUNT, &policy.arn()).unwrap().1, 1);
+        iam.detach_policy(&store, Entity::User, ACCOUNT, "bob", &policy.arn()).unwrap();
+        iam.delete_policy(&store, ACCOUNT, &policy.arn()).unwrap();
+        assert!(matches!(iam.delete_group(&store, ACCOUNT, "ops"), Err(IamError::Conflict(_))));
+        iam.set_membership(&store, ACCOUNT, "ops", "bob", false).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 0);
+    }
+
+    #[test]
+    fn delete_user_is_refused_while_the_user_has_keys() {
+        let (store, iam) = setup();
+        iam.create_user(&store, ACCOUNT, "bob", 0).unwrap();
+        let (key, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        let e = iam.delete_user_checked(&store, ACCOUNT, "bob").unwrap_err();
+        assert_eq!(e.to_string(), "Cannot delete entity, must delete access keys first.");
+        iam.delete_access_key_of(&store, ACCOUNT, "bob", &key).unwrap();
+        iam.delete_user_checked(&store, ACCOUNT, "bob").unwrap();
+        assert_eq!(
+            iam.get_user(&store, ACCOUNT, "bob").unwrap_err().to_string(),
+            "The user with name bob cannot be found."
+        );
+    }
+
+    #[test]
+    fn policy_arns_name_account_and_policy() {
+        assert_eq!(
+            policy_arn_parts("arn:aws:iam::111122223333:policy/team/read"),
+            Some(("111122223333", "read"))
+        );
+        assert_eq!(policy_arn_parts("arn:aws:iam::aws:policy/AdministratorAccess"), None);
+    }
+}

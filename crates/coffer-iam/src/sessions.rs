@@ -1,0 +1,411 @@
+//! Temporary credentials: the sessions STS issues (AssumeRole, AssumeRoleWithWebIdentity,
+//! GetSessionToken) and their lookup when a request signs with one.
+//!
+//! A session is an `iam-session` record under its access key id (`ASIA...`): whose
+//! session it is (a role, or a user for GetSessionToken), when it ends, its session
+//! policy and tags, the SHA-256 of its session token and its secret access key sealed
+//! under the credentials key. Neither the secret nor the token is stored in plaintext:
+//! the token is random (256 bits), so its hash is enough to recognise it and useless to
+//! whoever reads the store; the secret must be opened to verify signatures, so it is
+//! sealed like an access key's, bound to the key id, the subject's unique id and the
+//! token hash, so a record edited to point at another role opens for nobody.
+//!
+//! Sessions are not cached: each request reads its session and subject, so a session
+//! ends at its expiry on the very next request, and one of a deleted role (or a role
+//! deleted and made again under the same name, which has another id) stops at once.
+
+use super::{Caller, IamError, KnownKey, decode, encode, load_user, store_error, write};
+use crate::Iam;
+use crate::directory::{Tag, identity_documents, role_documents, role_in};
+use coffer_auth::policy::{Policy, PolicyKind};
+use coffer_auth::principal::{ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey};
+use coffer_core::AwsError;
+use coffer_crypto::random_bytes;
+use coffer_store::{ReadTxn, Store};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+pub const SESSION_KIND: &str = "iam-session";
+/// Bytes of randomness in a session token.
+const TOKEN_BYTES: usize = 32;
+/// At most this many ended sessions are removed by each new one, so issuing stays cheap
+/// and the records of ended sessions do not pile up.
+const PURGE_BATCH: usize = 64;
+
+/// Whose session it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type")]
+pub enum Subject {
+    /// An assumed role: its name and the unique id it had when assumed.
+    Role { name: String, role_id: String, session_name: String },
+    /// GetSessionToken: the user, with its unique id.
+    User { name: String, user_id: String },
+}
+
+impl Subject {
+    fn unique_id(&self) -> &str {
+        match self {
+            Subject::Role { role_id, .. } => role_id,
+            Subject::User { user_id, .. } => user_id,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct SessionRecord {
+    access_key_id: String,
+    account: String,
+    subject: Subject,
+    created_ms: i64,
+    expires_ms: i64,
+    /// Hex SHA-256 of the session token.
+    token_hash: String,
+    /// The secret access key sealed under the credentials key (base64).
+    sealed_secret: String,
+    /// The session policy, as given: the session may do only what it also allows.
+    #[serde(default)]
+    session_policy: Option<String>,
+    /// Session tags (`aws:PrincipalTag/<key>`), over the role's own tags.
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+/// Temporary credentials as issued: shown once, then only their hash and sealed secret
+/// remain.
+pub struct IssuedSession {
+    pub access_key_id: String,
+    pub secret: SecretAccessKey,
+    pub token: Zeroizing<String>,
+    pub expires_ms: i64,
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>` (roles) or the user's ARN.
+    pub arn: String,
+    /// `<role id>:<session>` (roles) or the user's id.
+    pub assumed_id: String,
+}
+
+impl std::fmt::Debug for IssuedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedSession")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a new session is for.
+pub struct SessionRequest<'a> {
+    pub account: &'a str,
+    pub subject: Subject,
+    pub duration_secs: i64,
+    pub session_policy: Option<&'a str>,
+    pub tags: Vec<Tag>,
+    pub now_ms: i64,
+}
+
+fn token_hash(token: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn session_aad(account: &str, id: &str, subject: &Subject, hash: &str) -> Vec<u8> {
+    format!("coffer iam session v1\0{account}\0{}\0{id}\0{hash}", subject.unique_id()).into_bytes()
+}
+
+/// A temporary access key id: `ASIA` and 16 base-32 characters.
+fn session_key_id() -> String {
+    let random: [u8; ID_RANDOM_LEN] =
+        random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
+    let id = coffer_auth::principal::access_key_id(&random);
+    format!("ASIA{}", &id[4..])
+}
+
+impl Iam {
+    /// Issues temporary credentials. The caller has already decided that the session may
+    /// be had (trust policy, web identity token); this records it.
+    pub fn issue_session(
+        &self,
+        store: &dyn Store,
+        req: SessionRequest<'_>,
+    ) -> Result<IssuedSession, IamError> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if let Some(doc) = req.session_policy {
+            crate::directory::check_policy(doc)?;
+        }
+        let id = session_key_id();
+        let secret_random: Zeroizing<Vec<u8>> = Zeroizing::new(random_bytes(SECRET_KEY_LEN));
+        let secret_random: &[u8; SECRET_KEY_LEN] =
+            secret_random[..].try_into().expect("requested length");
+        let secret = coffer_auth::principal::secret_access_key(secret_random);
+        let token_random = Zeroizing::new(random_bytes(TOKEN_BYTES));
+        // Shaped like AWS's tokens (base64, starting `IQo`), so clients that look at it
+        // are content; only its hash is kept.
+        let token = Zeroizing::new(format!("IQoJb3JpZ2luX2Vj{}", b64.encode(&token_random[..])));
+        let hash = token_hash(&token);
+        let expires_ms = req.now_ms + req.duration_secs * 1000;
+        let aad = session_aad(req.account, &id, &req.subject, &hash);
+        let sealed = b64.encode(coffer_crypto::seal(
+            &self.credentials_key,
+            secret.expose().as_bytes(),
+            &aad,
+        ));
+        let record = SessionRecord {
+            access_key_id: id.clone(),
+            account: req.account.to_string(),
+            subject: req.subject.clone(),
+            created_ms: req.now_ms,
+            expires_ms,
+            token_hash: hash,
+            sealed_secret: sealed,
+            session_policy: req.session_policy.map(str::to_string),
+            tags: req.tags,
+        };
+        let now = req.now_ms;
+        // Not an IAM write: a new session changes nothing any cached lookup holds.
+        write(store, |tx| {
+            let ended: Vec<String> = tx
+                .records(SESSION_KIND, "", None, 4 * PURGE_BATCH)?
+                .into_iter()
+                .filter_map(|(k, b)| {
+                    let r: SessionRecord = decode(&b).ok()?;
+                    (r.expires_ms <= now).then_some(k)
+                })
+                .take(PURGE_BATCH)
+                .collect();
+            for k in ended {
+                tx.delete_record(SESSION_KIND, &k)?;
+            }
+            tx.put_record(SESSION_KIND, &id, &encode(&record))?;
+            Ok(())
+        })?;
+        let (arn, assumed_id) = match &req.subject {
+            Subject::Role { name, role_id, session_name } => (
+                format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", req.account),
+                format!("{role_id}:{session_name}"),
+            ),
+            Subject::User { name, user_id } => {
+                (coffer_auth::principal::user_arn(req.account, name), user_id.clone())
+            }
+        };
+        Ok(IssuedSession { access_key_id: id, secret, token, expires_ms, arn, assumed_id })
+    }
+
+    /// The caller behind temporary credentials: `Ok(None)` for an unknown key, a wrong
+    /// token or a session whose role or user is gone; `Ok(Err(Expired))` past its expiry.
+    pub fn lookup_session(
+        &self,
+        store: &dyn Store,
+        access_key_id: &str,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Result<Option<KnownKey>, Expired>, AwsError> {
+        let mut out = None;
+        store
+            .read(&mut |tx| {
+                out = Some(self.load_session(tx, access_key_id, token, now_ms));
+                Ok(())
+            })
+            .map_err(store_error)?;
+        out.ok_or_else(AwsError::internal)?
+    }
+
+    /// The ARN a session acts as, for the request log line of a call it already made
+    /// (nothing is verified here: the call was authenticated before).
+    pub fn session_arn(&self, store: &dyn Store, access_key_id: &str) -> Option<String> {
+        let mut found = None;
+        store
+            .read(&mut |tx| {
+                found = tx.record(SESSION_KIND, access_key_id)?;
+                Ok(())
+            })
+            .ok()?;
+        let record: SessionRecord = decode(&found?).ok()?;
+        Some(match record.subject {
+            Subject::Role { name, session_name, .. } => {
+                format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", record.account)
+            }
+            Subject::User { name, .. } => coffer_auth::principal::user_arn(&record.account, &name),
+        })
+    }
+
+    fn load_session(
+        &self,
+        tx: &dyn ReadTxn,
+        access_key_id: &str,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Result<Option<KnownKey>, Expired>, AwsError> {
+        let Some(bytes) = tx.record(SESSION_KIND, access_key_id).map_err(store_error)? else {
+            return Ok(Ok(None));
+        };
+        let record: SessionRecord = decode(&bytes).map_err(store_error)?;
+        let hash = token_hash(token);
+        if record.access_key_id != access_key_id
+            || aws_lc_rs::constant_time::verify_slices_are_equal(
+                hash.as_bytes(),
+                record.token_hash.as_bytes(),
+            )
+            .is_err()
+        {
+            return Ok(Ok(None));
+        }
+        if record.expires_ms <= now_ms {
+            return Ok(Err(Expired));
+        }
+        let (principal, documents, mut tags) = match &record.subject {
+            Subject::Role { name, role_id, session_name } => {
+                let Some(role) = role_in(tx, &record.account, name).map_err(store_error)? else {
+                    return Ok(Ok(None));
+                };
+                if &role.role_id != role_id {
+                    return Ok(Ok(None));
+                }
+                let docs = role_documents(tx, &role).map_err(store_error)?;
+                let principal = Principal::assumed_role(
+                    &record.account,
+                    name,
+                    &role.arn(),
+                    role_id,
+                    session_name,
+                );
+                let tags: BTreeMap<String, String> =
+                    role.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                (principal, docs, tags)
+            }
+            Subject::User { name, user_id } => {
+                let Some(user) = load_user(tx, &record.account, name).map_err(store_error)? else {
+                    return Ok(Ok(None));
+                };
+                if &user.user_id != user_id {
+                    return Ok(Ok(None));
+                }
+                let docs = identity_documents(tx, &user).map_err(store_error)?;
+                let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                (user.principal(), docs, tags)
+            }
+        };
+        for t in &record.tags {
+            tags.insert(t.key.clone(), t.value.clone());
+        }
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(&record.sealed_secret)
+            .map_err(|_| AwsError::internal())?;
+        let aad = session_aad(&record.account, access_key_id, &record.subject, &record.token_hash);
+        let Ok(opened) = coffer_crypto::open(&self.credentials_key, &sealed, &aad) else {
+            tracing::error!(
+                access_key_id,
+                "session record does not match its sealed secret; refused"
+            );
+            return Ok(Ok(None));
+        };
+        let text = std::str::from_utf8(opened.expose()).map_err(|_| AwsError::internal())?;
+        let secret = SecretAccessKey::new(Zeroizing::new(text.to_string()));
+        let policies = parse_all(&documents);
+        // A session policy that no longer parses allows nothing (fail closed).
+        let session_policy = record.session_policy.as_ref().map(|doc| {
+            Policy::parse(doc, PolicyKind::Identity).unwrap_or_else(|_| deny_nothing_allowed())
+        });
+        Ok(Ok(Some(KnownKey {
+            caller: Arc::new(Caller { principal, policies, session_policy, principal_tags: tags }),
+            secret,
+        })))
+    }
+}
+
+/// Temporary credentials past their expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired;
+
+pub(crate) fn parse_all(documents: &[(String, String)]) -> Vec<Policy> {
+    documents
+        .iter()
+        .filter_map(|(name, doc)| match Policy::parse(doc, PolicyKind::Identity) {
+            Ok(p) => Some(p),
+            Err(problems) => {
+                tracing::error!(policy = %name, ?problems, "stored policy does not parse; ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+/// A session policy that allows nothing.
+fn deny_nothing_allowed() -> Policy {
+    Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#,
+        PolicyKind::Identity,
+    )
+    .expect("fixed policy parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Entity;
+    use coffer_crypto::MasterKey;
+    use coffer_store::MemoryStore;
+
+    const ACCOUNT: &str = "111122223333";
+    const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}"#;
+    const READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+
+    #[test]
+    fn a_session_authenticates_until_it_expires_and_stops_when_its_role_is_deleted() {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        let role = iam
+            .create_role(&store, ACCOUNT, "reader", "/", TRUST, "", None, Vec::new(), 0)
+            .unwrap();
+        iam.put_inline_policy(&store, Entity::Role, ACCOUNT, "reader", "read", READ).unwrap();
+        let subject = Subject::Role {
+            name: "reader".into(),
+            role_id: role.role_id.clone(),
+            session_name: "s1".into(),
+        };
+        let issued = iam
+            .issue_session(
+                &store,
+                SessionRequest {
+                    account: ACCOUNT,
+                    subject,
+                    duration_secs: 900,
+                    session_policy: None,
+                    tags: Vec::new(),
+                    now_ms: 1_000,
+                },
+            )
+            .unwrap();
+        assert!(issued.access_key_id.starts_with("ASIA"));
+        assert_eq!(issued.arn, "arn:aws:sts::111122223333:assumed-role/reader/s1");
+        // Neither the token nor the secret is in the stored record.
+        let mut raw = Vec::new();
+        store
+            .read(&mut |tx| {
+                raw = tx.record(SESSION_KIND, &issued.access_key_id)?.unwrap();
+                Ok(())
+            })
+            .unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        assert!(!raw.contains(issued.token.as_str()) && !raw.contains(issued.secret.expose()));
+        let found =
+            iam.lookup_session(&store, &issued.access_key_id, &issued.token, 2_000).unwrap();
+        let key = found.unwrap().unwrap();
+        assert_eq!(key.secret().expose(), issued.secret.expose());
+        assert_eq!(
+            key.caller.principal.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/reader")
+        );
+        assert_eq!(key.caller.policies.len(), 1);
+        let wrong = iam.lookup_session(&store, &issued.access_key_id, "IQoWRONG", 2_000).unwrap();
+        assert!(matches!(wrong, Ok(None)));
+        let late =
+            iam.lookup_session(&store, &issued.access_key_id, &issued.token, 901_000).unwrap();
+        assert_eq!(late.err(), Some(Expired));
+        iam.delete_inline_policy(&store, Entity::Role, ACCOUNT, "reader", "read").unwrap();
+        iam.delete_role(&store, ACCOUNT, "reader").unwrap();
+        let gone = iam.lookup_session(&store, &issued.access_key_id, &issued.token, 2_000).unwrap();
+        assert!(matches!(gone, Ok(None)));
+    }
+}

@@ -1,0 +1,292 @@
+//! Built-in rotators: rotation functions Coffer runs itself, for teams without a Lambda.
+//!
+//! A secret names one through its RotationLambdaARN with a reserved function name, in any
+//! region and account: `arn:aws:lambda:<region>:<account>:function:<name>` where `<name>` is
+//! - `coffer-builtin-random-password`: a new random password, the whole value or the
+//!   `password` key of a JSON object value (no service behind it);
+//! - `coffer-builtin-postgres-single-user`: AWS's PostgreSQL single-user template;
+//! - `coffer-builtin-postgres-alternating-users`: AWS's PostgreSQL alternating-users
+//!   template (the master credentials come from the secret `masterarn` names, which must
+//!   be in the same account and region).
+//!
+//! The same four steps run, and leave the same labels, as with a Lambda: createSecret fills
+//! the AWSPENDING placeholder, finishSecret moves AWSCURRENT. Store work runs on the
+//! blocking pool; database work (`coffer-rotation`) on the async workers.
+
+use super::apply_labels;
+use crate::secrets;
+use crate::{App, clock, store_error};
+use coffer_core::model::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, SecretMeta, VersionMeta};
+use coffer_core::password::{PasswordSpec, generate_password};
+use coffer_core::{AwsError, staging};
+use coffer_crypto::SecretBytes;
+use coffer_rotation::postgres::{self, DbSecret};
+use coffer_store::WriteTxn;
+use std::sync::Arc;
+
+/// A new random password for a value without a service behind it.
+pub const RANDOM_PASSWORD: &str = "coffer-builtin-random-password";
+/// AWS's PostgreSQL single-user rotation.
+pub const POSTGRES_SINGLE_USER: &str = "coffer-builtin-postgres-single-user";
+/// AWS's PostgreSQL alternating-users rotation.
+pub const POSTGRES_ALTERNATING_USERS: &str = "coffer-builtin-postgres-alternating-users";
+
+/// The characters AWS's templates exclude from generated passwords (`EXCLUDE_CHARACTERS`).
+const TEMPLATE_EXCLUDED: &str = ":/@\"'\\";
+
+/// The function name of an ARN (or the name itself).
+fn function_name(function: &str) -> &str {
+    function.rsplit(':').next().unwrap_or(function)
+}
+
+/// Whether `function` names a built-in rotator Coffer has.
+pub fn is_builtin(function: &str) -> bool {
+    matches!(
+        function_name(function),
+        RANDOM_PASSWORD | POSTGRES_SINGLE_USER | POSTGRES_ALTERNATING_USERS
+    )
+}
+
+/// Runs `step` of a built-in rotation of `arn` to version `token`; `Err` says why it failed.
+pub async fn run(
+    app: &Arc<App>,
+    function: &str,
+    arn: &str,
+    token: &str,
+    step: &str,
+) -> Result<(), String> {
+    let kind = function_name(function).to_string();
+    let (a, t, k, s) = (arn.to_string(), token.to_string(), kind.clone(), step.to_string());
+    let store_app = app.clone();
+    let values = tokio::task::spawn_blocking(move || store_step(&store_app, &k, &a, &t, &s))
+        .await
+        .unwrap_or_else(|_| Err(AwsError::internal()))
+        .map_err(|e| e.message)?;
+    let Some(values) = values else { return Ok(()) };
+    match (kind.as_str(), values.step.as_str()) {
+        (_, "testSecret") => postgres::test_login(&values.pending).await,
+        (POSTGRES_SINGLE_USER, "setSecret") => {
+            let current = values.current.ok_or("no AWSCURRENT version")?;
+            postgres::set_single_user(&current, values.previous.as_ref(), &values.pending).await
+        }
+        (POSTGRES_ALTERNATING_USERS, "setSecret") => {
+            let current = values.current.ok_or("no AWSCURRENT version")?;
+            let master = values.master.ok_or("masterarn key is missing from secret JSON")?;
+            postgres::set_alternating(&current, &values.pending, &master).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The credentials a database step needs, read in the step's store transaction.
+struct Values {
+    step: String,
+    pending: DbSecret,
+    current: Option<DbSecret>,
+    previous: Option<DbSecret>,
+    master: Option<DbSecret>,
+}
+
+/// The value of the version holding `label` (or with id `version`), opened as the service.
+fn value_of(
+    app: &App,
+    tx: &dyn coffer_store::ReadTxn,
+    meta: &SecretMeta,
+    versions: &[VersionMeta],
+    version: Option<&str>,
+    label: &str,
+) -> Result<Option<SecretBytes>, AwsError> {
+    let found = versions.iter().find(|v| match version {
+        Some(id) => v.version_id == id,
+        None => v.stages.contains(label),
+    });
+    match found {
+        None => Ok(None),
+        Some(v) => match secrets::open_value(app, tx, meta, &v.version_id, None) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if e.code == coffer_core::ErrorCode::ResourceNotFound => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// A stored value's text (after its kind byte), as a PostgreSQL secret.
+fn db_secret(value: &SecretBytes) -> Result<DbSecret, AwsError> {
+    let text = value.expose().strip_prefix(b"s").ok_or_else(|| {
+        AwsError::invalid_request("The secret value must be a JSON string (SecretString).")
+    })?;
+    DbSecret::parse(text).map_err(AwsError::invalid_request)
+}
+
+/// The store part of a step. Returns the credentials of a database step still to do.
+fn store_step(
+    app: &App,
+    kind: &str,
+    arn: &str,
+    token: &str,
+    step: &str,
+) -> Result<Option<Values>, AwsError> {
+    app.write_unrecorded(|tx| {
+        let mut meta =
+            tx.secret_by_arn(arn).map_err(store_error)?.ok_or_else(AwsError::secret_not_found)?;
+        let versions = tx.versions(arn).map_err(store_error)?;
+        let pending = versions.iter().find(|v| v.version_id == token).ok_or_else(|| {
+            AwsError::invalid_request(format!(
+                "Secret version {token} has no stage for rotation of secret {arn}."
+            ))
+        })?;
+        if pending.stages.contains(AWSCURRENT) {
+            return Ok(None); // already rotated: every step is a no-op, as in the templates
+        }
+        if !pending.stages.contains(AWSPENDING) {
+            return Err(AwsError::invalid_request(format!(
+                "Secret version {token} not set as AWSPENDING for rotation of secret {arn}."
+            )));
+        }
+        let pending_value = value_of(app, tx, &meta, &versions, Some(token), AWSPENDING)?;
+        match step {
+            "createSecret" => {
+                if pending_value.is_none() {
+                    create(app, tx, &mut meta, &versions, kind, token)?;
+                }
+                Ok(None)
+            }
+            "finishSecret" => {
+                let mut labels = staging::labels_of(&versions);
+                let current = staging::holder(&labels, AWSCURRENT).map(str::to_owned);
+                staging::move_label(&mut labels, AWSCURRENT, current.as_deref(), Some(token))?;
+                apply_labels(tx, arn, &versions, &labels)?;
+                meta.last_changed_ms = clock::now_ms();
+                tx.update_secret(&meta).map_err(store_error)?;
+                crate::replication::propagate(app, tx, &meta)?;
+                Ok(None)
+            }
+            "setSecret" | "testSecret" => {
+                let pending_value = pending_value.ok_or_else(|| {
+                    AwsError::invalid_request("The AWSPENDING version has no value.")
+                })?;
+                if kind == RANDOM_PASSWORD {
+                    return Ok(None);
+                }
+                let current = value_of(app, tx, &meta, &versions, None, AWSCURRENT)?;
+                let previous = value_of(app, tx, &meta, &versions, None, AWSPREVIOUS)?;
+                let current = current.as_ref().map(db_secret).transpose()?;
+                let master = match (kind, &current) {
+                    (POSTGRES_ALTERNATING_USERS, Some(c)) if step == "setSecret" => {
+                        Some(master_of(app, tx, &meta, c.masterarn.as_deref())?)
+                    }
+                    _ => None,
+                };
+                Ok(Some(Values {
+                    step: step.to_string(),
+                    pending: db_secret(&pending_value)?,
+                    current,
+                    previous: previous.as_ref().and_then(|p| db_secret(p).ok()),
+                    master,
+                }))
+            }
+            other => Err(AwsError::invalid_parameter(format!("Invalid step parameter {other}"))),
+        }
+    })
+}
+
+/// The master credentials of alternating-users rotation: AWSCURRENT of the secret
+/// `masterarn` names, only within the rotated secret's own account and region.
+fn master_of(
+    app: &App,
+    tx: &dyn coffer_store::ReadTxn,
+    meta: &SecretMeta,
+    masterarn: Option<&str>,
+) -> Result<DbSecret, AwsError> {
+    let masterarn = masterarn
+        .ok_or_else(|| AwsError::invalid_request("masterarn key is missing from secret JSON"))?;
+    let master = tx
+        .secret_by_arn(masterarn)
+        .map_err(store_error)?
+        .filter(|m| m.scope == meta.scope && !m.is_scheduled_for_deletion())
+        .ok_or_else(AwsError::secret_not_found)?;
+    let versions = tx.versions(&master.arn).map_err(store_error)?;
+    let value = value_of(app, tx, &master, &versions, None, AWSCURRENT)?
+        .ok_or_else(AwsError::secret_not_found)?;
+    db_secret(&value)
+}
+
+/// createSecret: fills the placeholder with the rotator's new value.
+fn create(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    meta: &mut SecretMeta,
+    versions: &[VersionMeta],
+    kind: &str,
+    token: &str,
+) -> Result<(), AwsError> {
+    let current = value_of(app, tx, meta, versions, None, AWSCURRENT)?;
+    let value = if kind == RANDOM_PASSWORD {
+        let password = generate_password(&PasswordSpec::default(), &mut rand::rng())?;
+        SecretBytes::new(random_value(current.as_ref().map(|v| v.expose()), &password))
+    } else {
+        let current = current.ok_or_else(|| {
+            AwsError::invalid_request("The secret has no AWSCURRENT value to rotate.")
+        })?;
+        let text = current.expose().strip_prefix(b"s").unwrap_or_default();
+        let parsed = DbSecret::parse(text).map_err(AwsError::invalid_request)?;
+        let username = match kind {
+            POSTGRES_ALTERNATING_USERS => Some(
+                postgres::alternate_user(&parsed.username).map_err(AwsError::invalid_request)?,
+            ),
+            _ => None,
+        };
+        let spec = PasswordSpec {
+            exclude_characters: TEMPLATE_EXCLUDED.to_string(),
+            ..PasswordSpec::default()
+        };
+        let password = zeroize::Zeroizing::new(generate_password(&spec, &mut rand::rng())?);
+        let json = postgres::pending_value(text, username.as_deref(), &password)
+            .map_err(AwsError::invalid_request)?;
+        let mut out = b"s".to_vec();
+        out.extend(json);
+        SecretBytes::new(out)
+    };
+    let now = clock::now_ms();
+    let key = secrets::key_for(app, tx, meta, now)?;
+    let sealed = secrets::seal_value(app, &key, &meta.arn, token, value.expose())?;
+    tx.replace_version_value(&meta.arn, token, &sealed).map_err(store_error)?;
+    meta.last_changed_ms = now;
+    tx.update_secret(meta).map_err(store_error)?;
+    crate::replication::propagate(app, tx, meta)
+}
+
+/// A JSON object value gets a new `password`; any other value is replaced whole.
+fn random_value(current: Option<&[u8]>, password: &str) -> Vec<u8> {
+    if let Some(text) = current.and_then(|c| c.strip_prefix(b"s"))
+        && let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(text)
+        && obj.contains_key("password")
+    {
+        obj.insert("password".into(), password.into());
+        let mut out = b"s".to_vec();
+        out.extend(serde_json::to_vec(&obj).unwrap_or_default());
+        return out;
+    }
+    let mut out = b"s".to_vec();
+    out.extend_from_slice(password.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_value_keeps_its_other_keys() {
+        let v = random_value(Some(br#"s{"username":"u","password":"old"}"#), "new");
+        let obj: serde_json::Value = serde_json::from_slice(&v[1..]).unwrap();
+        assert_eq!(obj, serde_json::json!({"username": "u", "password": "new"}));
+        assert_eq!(random_value(Some(b"splain"), "new"), b"snew");
+        assert_eq!(random_value(None, "new"), b"snew");
+        let arn = "arn:aws:lambda:us-east-1:000000000000:function:";
+        assert!(is_builtin(&format!("{arn}coffer-builtin-random-password")));
+        assert!(is_builtin(&format!("{arn}coffer-builtin-postgres-single-user")));
+        assert!(is_builtin(&format!("{arn}coffer-builtin-postgres-alternating-users")));
+        assert!(!is_builtin(&format!("{arn}rotator")));
+    }
+}

@@ -1,0 +1,684 @@
+//! STS AssumeRoleWithWebIdentity: a workload trades an OIDC token (a Kubernetes service
+//! account's projected token, a CI job's token) for a role's temporary credentials,
+//! with no static key. The call is not signed; the token is the credential.
+//!
+//! The token is a JWT, verified before anything else is believed: its issuer must be an
+//! OIDC provider registered in the role's account (`CreateOpenIDConnectProvider`), its
+//! signature must verify (RS256 or ES256) against one of the provider's keys, its `aud`
+//! must be one of the provider's client ids, and it must be within `nbf`..`exp`. The
+//! provider's keys come from the issuer's discovery document (`/.well-known/
+//! openid-configuration` -> `jwks_uri`, over HTTPS or, for issuers on a private network,
+//! HTTP) or from the JWKS file its `coffer:jwks-file` tag names. Keys are cached for five
+//! minutes; an unknown `kid` refetches at most every 30 seconds.
+//!
+//! Then the role's trust policy decides, for the provider as `Federated` principal, with
+//! `<issuer host/path>:sub`, `:aud` and `sts:RoleSessionName` as condition keys.
+
+use crate::auth::RawRequest;
+use crate::iam::Iam;
+use crate::iam::directory::role_arn_parts;
+use crate::iam::oidc::{OidcProvider, host_path, provider_in};
+use crate::iam::sessions::{SessionRequest, Subject};
+use crate::{App, RequestContext, sts};
+use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use base64::Engine;
+use coffer_auth::Principal;
+use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate_key_policy};
+use coffer_auth::time::format_iso8601;
+use coffer_core::Scope;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const ACTION: &str = "AssumeRoleWithWebIdentity";
+const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// The region web identity calls are recorded in: the call carries no credential scope.
+const REGION: &str = "us-east-1";
+const KEYS_TTL: Duration = Duration::from_secs(300);
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DOCUMENT: usize = 256 * 1024;
+/// Tokens longer than AWS accepts are refused before they are decoded.
+const MAX_TOKEN: usize = 20_000;
+/// Clock skew allowed on `nbf` and `iat`.
+const SKEW_SECS: i64 = 300;
+
+/// An STS error: code, message, status.
+struct Failure(&'static str, String, u16);
+
+fn invalid_token(message: impl Into<String>) -> Failure {
+    Failure("InvalidIdentityToken", message.into(), 400)
+}
+
+fn idp_error() -> Failure {
+    Failure(
+        "IDPCommunicationError",
+        "Couldn't retrieve verification key from your identity provider, please reference \
+         AssumeRoleWithWebIdentity documentation for requirements"
+            .into(),
+        400,
+    )
+}
+
+fn internal() -> Failure {
+    Failure("InternalFailure", "An internal error occurred.".into(), 500)
+}
+
+/// Answers AssumeRoleWithWebIdentity, which is not signed; `None` for every other action.
+pub async fn intercept(
+    app: &Arc<App>,
+    raw: &RawRequest,
+    body: &[u8],
+    request_id: &str,
+) -> Option<(u16, Vec<u8>)> {
+    let form = if raw.query.contains("Action=") {
+        raw.query.clone()
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    if sts::form_value(&form, "Action").as_deref() != Some(ACTION) {
+        return None;
+    }
+    if app.iam.is_none() {
+        let message = format!("{ACTION} is not served with --dev.");
+        return Some(sts::error("InvalidAction", &message, request_id, 400));
+    };
+    let answered = match prepare(app, &form).await {
+        Err(refusal) => Err(refusal),
+        Ok(mut prepared) => {
+            prepared.source_ip = raw.source_ip;
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || match app.iam.as_ref() {
+                Some(iam) => finish(&app, iam, prepared),
+                None => Err((internal(), None)),
+            })
+            .await
+            .unwrap_or_else(|_| Err((internal(), None)))
+        }
+    };
+    let (status, body, audit, error) = match answered {
+        Ok((body, audit)) => {
+            let body = format!(
+                "<{ACTION}Response xmlns=\"{XMLNS}\">\n  <{ACTION}Result>{body}</{ACTION}Result>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{ACTION}Response>\n",
+                crate::iam_api::escape(request_id)
+            );
+            (200, body.into_bytes(), Some(audit), None)
+        }
+        Err((Failure(code, message, status), audit)) => {
+            let (status, body) = sts::error(code, &message, request_id, status);
+            (status, body, audit, Some((code.to_string(), message)))
+        }
+    };
+    // A call whose token named no registered provider has no account to be audited in.
+    if let Some(audit) = audit {
+        let (app, raw, id) = (app.clone(), raw.clone(), request_id.to_string());
+        let recorded = tokio::task::spawn_blocking(move || {
+            let scope = Scope::new(audit.account.clone(), REGION);
+            let ctx = RequestContext::new(scope, String::new(), id);
+            let identity = coffer_audit::event::UserIdentity {
+                kind: "WebIdentityUser".to_string(),
+                principal_id: Some(audit.principal_id),
+                arn: None,
+                account_id: None,
+                access_key_id: None,
+                user_name: Some(audit.subject),
+                invoked_by: None,
+            };
+            crate::audit::record_sts_call(&app, &ctx, identity, &raw, ACTION, error)
+        })
+        .await;
+        if !matches!(recorded, Ok(Ok(()))) {
+            return Some(sts::error(
+                "InternalFailure",
+                "An internal error occurred.",
+                request_id,
+                500,
+            ));
+        }
+    }
+    Some((status, body))
+}
+
+/// Who the audit event names.
+struct Audited {
+    account: String,
+    principal_id: String,
+    subject: String,
+}
+
+/// A token whose signature was verified, with the call's other parameters.
+struct Prepared {
+    role_arn: String,
+    role_account: String,
+    role_name: String,
+    session_name: String,
+    duration: Option<i64>,
+    session_policy: Option<String>,
+    provider: OidcProvider,
+    claims: Claims,
+    audience: String,
+    source_ip: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Audience,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn values(&self) -> Vec<&str> {
+        match self {
+            Audience::None => Vec::new(),
+            Audience::One(a) => vec![a.as_str()],
+            Audience::Many(list) => list.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+fn b64url(part: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
+}
+
+fn required(form: &str, name: &str, member: &str) -> Result<String, Failure> {
+    sts::form_value(form, name).ok_or_else(|| {
+        Failure(
+            "ValidationError",
+            format!(
+                "1 validation error detected: Value null at '{member}' failed to satisfy \
+                 constraint: Member must not be null"
+            ),
+            400,
+        )
+    })
+}
+
+type Refusal = (Failure, Option<Audited>);
+
+/// Everything up to and including the signature check (it may fetch the keys).
+async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
+    let no_audit = |f: Failure| (f, None);
+    let role_arn = required(form, "RoleArn", "roleArn").map_err(no_audit)?;
+    let session_name = required(form, "RoleSessionName", "roleSessionName").map_err(no_audit)?;
+    let token = required(form, "WebIdentityToken", "webIdentityToken").map_err(no_audit)?;
+    let name_ok = (2..=64).contains(&session_name.len())
+        && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+    if !name_ok {
+        return Err(no_audit(Failure(
+            "ValidationError",
+            format!(
+                "1 validation error detected: Value '{session_name}' at 'roleSessionName' \
+                 failed to satisfy constraint: Member must satisfy regular expression \
+                 pattern: [\\w+=,.@-]*"
+            ),
+            400,
+        )));
+    }
+    if token.len() > MAX_TOKEN {
+        return Err(no_audit(invalid_token("The web identity token is too long.")));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header_b64, claims_b64, signature_b64] = parts[..] else {
+        return Err(no_audit(invalid_token("The web identity token is not a JWT.")));
+    };
+    let header: Header = b64url(header_b64)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| no_audit(invalid_token("The web identity token has no readable header.")))?;
+    let claims: Claims = b64url(claims_b64)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| no_audit(invalid_token("The web identity token has no readable claims.")))?;
+    let signature_bytes = b64url(signature_b64).ok_or_else(|| {
+        no_audit(invalid_token("The web identity token has no readable signature."))
+    })?;
+    let Some((role_account, role_name)) = role_arn_parts(&role_arn) else {
+        return Err(no_audit(Failure("ValidationError", format!("{role_arn} is invalid"), 400)));
+    };
+    let (role_account, role_name) = (role_account.to_string(), role_name.to_string());
+    // The provider is looked up in the role's account, by the (not yet trusted) issuer.
+    let hp = host_path(&claims.iss).to_string();
+    let lookup = {
+        let (app, account, hp) = (app.clone(), role_account.clone(), hp.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut found = None;
+            app.store
+                .read(&mut |tx| {
+                    found = Some(provider_in(tx, &account, &hp));
+                    Ok(())
+                })
+                .map(|_| found)
+        })
+        .await
+    };
+    let provider = match lookup {
+        Ok(Ok(Some(Ok(Some(p))))) if iss_matches(&p.url, &claims.iss) => p,
+        Ok(Ok(Some(Ok(_)))) => {
+            let shown: String = claims.iss.chars().take(256).collect();
+            return Err(no_audit(invalid_token(format!(
+                "No OpenIDConnect provider found in your account for {shown}"
+            ))));
+        }
+        _ => return Err(no_audit(internal())),
+    };
+    let audit = |claims: &Claims| Audited {
+        account: role_account.clone(),
+        principal_id: format!(
+            "{}:{}:{}",
+            provider.arn(),
+            claims.aud.values().first().copied().unwrap_or(""),
+            claims.sub.as_deref().unwrap_or("")
+        ),
+        subject: claims.sub.clone().unwrap_or_default(),
+    };
+    let keys = provider_keys(&provider, header.kid.as_deref())
+        .await
+        .map_err(|f| (f, Some(audit(&claims))))?;
+    let signed = format!("{header_b64}.{claims_b64}");
+    let verified = keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.kid == header.kid)
+        .any(|k| k.verify(&header.alg, signed.as_bytes(), &signature_bytes));
+    if !verified {
+        return Err((
+            invalid_token(
+                "The web identity token's signature does not verify with the provider's keys.",
+            ),
+            Some(audit(&claims)),
+        ));
+    }
+    let now = crate::clock::now_ms() / 1000;
+    let exp = claims.exp.ok_or_else(|| {
+        (invalid_token("The web identity token has no exp claim."), Some(audit(&claims)))
+    })?;
+    if exp <= now {
+        return Err((
+            Failure(
+                "ExpiredTokenException",
+                format!(
+                    "Token expired: current date/time {now} must be before the expiration date/time {exp}"
+                ),
+                400,
+            ),
+            Some(audit(&claims)),
+        ));
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now + SKEW_SECS)
+        || claims.iat.is_some_and(|iat| iat > now + SKEW_SECS)
+    {
+        return Err((
+            invalid_token("The web identity token is not valid yet."),
+            Some(audit(&claims)),
+        ));
+    }
+    let Some(audience) =
+        claims.aud.values().into_iter().find(|a| provider.client_ids.iter().any(|c| c == a))
+    else {
+        return Err((invalid_token("Incorrect token audience"), Some(audit(&claims))));
+    };
+    let audience = audience.to_string();
+    if claims.sub.as_deref().is_none_or(str::is_empty) {
+        return Err((
+            invalid_token("The web identity token has no sub claim."),
+            Some(audit(&claims)),
+        ));
+    }
+    let duration = match sts::form_value(form, "DurationSeconds") {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            (
+                Failure("ValidationError", format!("Invalid value for DurationSeconds: {v}"), 400),
+                Some(audit(&claims)),
+            )
+        })?),
+    };
+    if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
+        return Err((
+            Failure(
+                "ValidationError",
+                "PolicyArns are not supported by Coffer; pass Policy instead.".into(),
+                400,
+            ),
+            Some(audit(&claims)),
+        ));
+    }
+    Ok(Prepared {
+        role_arn,
+        role_account,
+        role_name,
+        session_name,
+        duration,
+        session_policy: sts::form_value(form, "Policy"),
+        provider,
+        claims,
+        audience,
+        source_ip: None,
+    })
+}
+
+fn iss_matches(url: &str, iss: &str) -> bool {
+    url.trim_end_matches('/') == iss.trim_end_matches('/')
+}
+
+/// The trust decision and the session, on a blocking thread.
+fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusal> {
+    let sub = p.claims.sub.clone().unwrap_or_default();
+    let audited = || Audited {
+        account: p.role_account.clone(),
+        principal_id: format!("{}:{}:{sub}", p.provider.arn(), p.audience),
+        subject: sub.clone(),
+    };
+    let denied = || {
+        (
+            Failure("AccessDenied", format!("Not authorized to perform sts:{ACTION}"), 403),
+            Some(audited()),
+        )
+    };
+    let role = match iam.get_role(app.store.as_ref(), &p.role_account, &p.role_name) {
+        Ok(role) if role.arn() == p.role_arn => role,
+        Ok(_) | Err(crate::iam::IamError::NotFound(_)) => return Err(denied()),
+        Err(_) => return Err((internal(), Some(audited()))),
+    };
+    let Ok(trust) = Policy::parse(&role.trust_policy, PolicyKind::Resource) else {
+        return Err(denied());
+    };
+    let provider_arn = p.provider.arn();
+    let principal = Principal {
+        arn: provider_arn.clone(),
+        account: p.role_account.clone(),
+        user_id: format!("{}:{}:{sub}", p.provider.host_path(), p.audience),
+        name: sub.clone(),
+        role_arn: None,
+    };
+    let hp = p.provider.host_path();
+    let now_ms = crate::clock::now_ms();
+    let mut context = Context::default();
+    context.set(&format!("{hp}:sub"), sub.clone());
+    context.set(&format!("{hp}:aud"), p.audience.clone());
+    context.set("aws:FederatedProvider", provider_arn.clone());
+    context.set("sts:RoleSessionName", p.session_name.clone());
+    context.set("aws:CurrentTime", format_iso8601(now_ms));
+    context.set("aws:EpochTime", (now_ms / 1000).to_string());
+    if let Some(ip) = p.source_ip {
+        context.set("aws:SourceIp", ip.to_string());
+    }
+    let req = Request {
+        principal: &principal,
+        action: "sts:AssumeRoleWithWebIdentity",
+        resource: &p.role_arn,
+        resource_account: &p.role_account,
+        context: &context,
+    };
+    if !evaluate_key_policy(&req, &[], Some(&trust)).is_allowed() {
+        return Err(denied());
+    }
+    let max = role.max_session_secs;
+    let secs = p.duration.unwrap_or(3600.min(max));
+    if secs < 900 || secs > max {
+        return Err((
+            Failure(
+                "ValidationError",
+                if secs > max {
+                    "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.".into()
+                } else {
+                    format!(
+                        "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
+                    )
+                },
+                400,
+            ),
+            Some(audited()),
+        ));
+    }
+    let issued = iam
+        .issue_session(
+            app.store.as_ref(),
+            SessionRequest {
+                account: &p.role_account,
+                subject: Subject::Role {
+                    name: role.name.clone(),
+                    role_id: role.role_id.clone(),
+                    session_name: p.session_name.clone(),
+                },
+                duration_secs: secs,
+                session_policy: p.session_policy.as_deref(),
+                tags: Vec::new(),
+                now_ms,
+            },
+        )
+        .map_err(|e| {
+            let f = match e {
+                crate::iam::IamError::Malformed(m) => Failure("MalformedPolicyDocument", m, 400),
+                _ => internal(),
+            };
+            (f, Some(audited()))
+        })?;
+    use crate::iam_api::escape;
+    let body = format!(
+        "<Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken><Expiration>{}</Expiration></Credentials><SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken><AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser><Provider>{}</Provider><Audience>{}</Audience><PackedPolicySize>0</PackedPolicySize>",
+        escape(&issued.access_key_id),
+        escape(issued.secret.expose()),
+        escape(&issued.token),
+        format_iso8601(issued.expires_ms),
+        escape(&sub),
+        escape(&issued.assumed_id),
+        escape(&issued.arn),
+        escape(hp),
+        escape(&p.audience),
+    );
+    Ok((body, audited()))
+}
+
+/// One public key of a provider.
+#[derive(Debug, Clone)]
+struct Jwk {
+    kid: Option<String>,
+    key: KeyMaterial,
+}
+
+#[derive(Debug, Clone)]
+enum KeyMaterial {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// An uncompressed P-256 point (`04 || x || y`).
+    P256(Vec<u8>),
+}
+
+impl Jwk {
+    fn verify(&self, alg: &str, message: &[u8], sig: &[u8]) -> bool {
+        match (&self.key, alg) {
+            (KeyMaterial::Rsa { n, e }, "RS256") => RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
+                .is_ok(),
+            (KeyMaterial::P256(point), "ES256") => {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok()
+            }
+            // `none`, HMAC (a shared secret is no public key) and the rest: refused.
+            _ => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<serde_json::Value>,
+}
+
+/// Reads the RSA and P-256 signing keys of a JWKS document; others are skipped.
+fn parse_jwks(bytes: &[u8]) -> Option<Vec<Jwk>> {
+    let set: JwkSet = serde_json::from_slice(bytes).ok()?;
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    Some(
+        set.keys
+            .iter()
+            .filter(|k| text(k, "use").is_none_or(|u| u == "sig"))
+            .filter_map(|k| {
+                let kid = text(k, "kid");
+                let key = match text(k, "kty")?.as_str() {
+                    "RSA" => {
+                        KeyMaterial::Rsa { n: b64url(&text(k, "n")?)?, e: b64url(&text(k, "e")?)? }
+                    }
+                    "EC" if text(k, "crv").as_deref() == Some("P-256") => {
+                        let (x, y) = (b64url(&text(k, "x")?)?, b64url(&text(k, "y")?)?);
+                        if x.len() != 32 || y.len() != 32 {
+                            return None;
+                        }
+                        let mut point = vec![4u8];
+                        point.extend(x);
+                        point.extend(y);
+                        KeyMaterial::P256(point)
+                    }
+                    _ => return None,
+                };
+                Some(Jwk { kid, key })
+            })
+            .collect(),
+    )
+}
+
+struct Cached {
+    keys: Arc<Vec<Jwk>>,
+    fetched: Instant,
+}
+
+fn cache() -> &'static Mutex<HashMap<String, Cached>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The provider's keys, from the cache while fresh and holding `kid`.
+async fn provider_keys(
+    provider: &OidcProvider,
+    kid: Option<&str>,
+) -> Result<Arc<Vec<Jwk>>, Failure> {
+    let source = match provider.jwks_file() {
+        Some(path) => format!("file:{path}"),
+        None => provider.url.clone(),
+    };
+    {
+        let cache = cache().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = cache.get(&source) {
+            let age = entry.fetched.elapsed();
+            let has_kid =
+                kid.is_none_or(|kid| entry.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
+            if age < KEYS_TTL && (has_kid || age < REFETCH_AFTER) {
+                return Ok(entry.keys.clone());
+            }
+        }
+    }
+    let bytes = match provider.jwks_file() {
+        Some(path) => {
+            let path = path.to_string();
+            tokio::task::spawn_blocking(move || std::fs::read(&path))
+                .await
+                .map_err(|_| internal())?
+                .map_err(|e| {
+                    tracing::warn!(provider = %provider.arn(), error = %e, "cannot read the provider's JWKS file");
+                    idp_error()
+                })?
+        }
+        None => {
+            let discovery = format!("{}/.well-known/openid-configuration", provider.url);
+            let document = fetch(&discovery).await?;
+            let jwks_uri = serde_json::from_slice::<serde_json::Value>(&document)
+                .ok()
+                .and_then(|v| v.get("jwks_uri").and_then(|u| u.as_str()).map(str::to_string))
+                .ok_or_else(idp_error)?;
+            fetch(&jwks_uri).await?
+        }
+    };
+    let keys = Arc::new(parse_jwks(&bytes).ok_or_else(|| {
+        tracing::warn!(provider = %provider.arn(), "the provider's key set is not a JWKS document");
+        idp_error()
+    })?);
+    cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(source, Cached { keys: keys.clone(), fetched: Instant::now() });
+    Ok(keys)
+}
+
+/// GETs a small document over HTTPS (system roots) or HTTP, within [`FETCH_TIMEOUT`].
+async fn fetch(url: &str) -> Result<Vec<u8>, Failure> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let uri: axum::http::Uri = url.parse().map_err(|_| idp_error())?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no TLS roots to reach an OIDC provider");
+            idp_error()
+        })?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Empty<axum::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let work = async {
+        let response = client.get(uri).await.map_err(|e| {
+            tracing::warn!(url, error = %e, "cannot reach an OIDC provider");
+            idp_error()
+        })?;
+        if !response.status().is_success() {
+            tracing::warn!(url, status = %response.status(), "an OIDC provider refused a request");
+            return Err(idp_error());
+        }
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT)
+            .collect()
+            .await
+            .map_err(|_| idp_error())?;
+        Ok(body.to_bytes().to_vec())
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, work).await.map_err(|_| idp_error())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_documents_yield_rsa_and_p256_keys() {
+        let doc = br#"{"keys":[
+            {"kty":"RSA","kid":"r1","n":"AQAB","e":"AQAB"},
+            {"kty":"EC","crv":"P-256","kid":"e1","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","y":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+            {"kty":"oct","k":"c2VjcmV0"},
+            {"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}]}"#;
+        let keys = parse_jwks(doc).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].kid.as_deref(), Some("r1"));
+        // Algorithms other than RS256/ES256 never verify, whatever the key.
+        assert!(!keys[0].verify("none", b"m", b""));
+        assert!(!keys[0].verify("HS256", b"m", b"x"));
+    }
+
+    #[test]
+    fn issuers_match_with_or_without_a_trailing_slash() {
+        assert!(iss_matches("https://issuer.example/a", "https://issuer.example/a/"));
+        assert!(!iss_matches("https://issuer.example/a", "https://issuer.example/b"));
+    }
+}
