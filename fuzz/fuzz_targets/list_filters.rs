@@ -39,6 +39,8 @@ fuzz_target!(|data: &[u8]| {
         owning_service: None,
         secret_type: None,
         resource_policy: None,
+        rotation: None,
+        replication: Default::default(),
     };
     let _ = Filters::compile(&filters).matches(&secret);
 });

@@ -166,6 +166,8 @@ proptest! {
             owning_service: None,
             secret_type: None,
             resource_policy: None,
+            rotation: None,
+            replication: Default::default(),
         };
         let _ = Filters::compile(&compiled).matches(&secret);
     }
