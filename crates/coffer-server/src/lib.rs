@@ -19,6 +19,7 @@ pub mod clock;
 pub mod connections;
 mod dispatch;
 pub mod http;
+pub mod hygiene;
 pub mod iam_api;
 pub mod keys;
 pub mod kms_api;

@@ -26,8 +26,8 @@ pub async fn health() -> Response {
     plain(StatusCode::OK, "ok\n")
 }
 
-/// `GET /ready`: 200 once the store answers a read and the audit log file can be written,
-/// else 503 (the cause is logged, not sent).
+/// `GET /ready`: 200 once the store answers a read, still takes writes, and the audit log
+/// file can be written, else 503 (the cause is logged, not sent).
 pub async fn ready(State(app): State<Arc<App>>) -> Response {
     let check = {
         let app = app.clone();
@@ -51,6 +51,9 @@ pub async fn ready(State(app): State<Arc<App>>) -> Response {
 /// read that succeeds now means it is reachable with the expected schema.
 fn store_and_audit_ready(app: &App) -> Result<(), String> {
     app.store.read(&mut |tx| tx.setting(PROBE_SETTING).map(|_| ())).map_err(|e| e.to_string())?;
+    if let Some(why) = app.store.refusing_writes() {
+        return Err(why);
+    }
     let settings = app.audit.settings();
     if let Some(path) = &settings.log
         && path.as_os_str() != "-"

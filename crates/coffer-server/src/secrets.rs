@@ -737,10 +737,14 @@ impl AccessRecords {
     }
 
     /// Writes the updates put off, all in one transaction. An update that cannot be
-    /// written turns the call's result into the failure it would have been.
+    /// written (a full disk) is logged and the read still answered: the date is
+    /// bookkeeping, and the call's audit event is what must be stored (issue 19).
     pub fn write_deferred(&self, app: &App, ctx: &RequestContext) -> Result<(), AwsError> {
         let deferred = self.0.lock().ok().and_then(|mut list| list.take()).unwrap_or_default();
-        if deferred.is_empty() { Ok(()) } else { write_access(app, ctx, &deferred) }
+        if !deferred.is_empty() {
+            write_access_or_log(app, ctx, &deferred);
+        }
+        Ok(())
     }
 }
 
@@ -760,9 +764,16 @@ fn record_access(
     {
         list.extend(entry.take());
     }
-    match entry {
-        None => Ok(()),
-        Some(entry) => write_access(app, ctx, &[entry]),
+    if let Some(entry) = entry {
+        write_access_or_log(app, ctx, &[entry]);
+    }
+    Ok(())
+}
+
+/// [`write_access`], whose failure does not fail the read that asked for it.
+fn write_access_or_log(app: &App, ctx: &RequestContext, accesses: &[(String, String, i64)]) {
+    if let Err(error) = write_access(app, ctx, accesses) {
+        tracing::warn!(code = ?error.code, "could not record LastAccessedDate; the read is answered");
     }
 }
 

@@ -218,6 +218,13 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs: `memory`, `sqlite:<path>` or `postgres://user@host:port/db`.
     fn describe(&self) -> String;
 
+    /// Why the store takes no more writes, once it has stopped taking them (SQLite after
+    /// a commit failed with an I/O error, see `docs/design/faults.md`); `None` while it
+    /// takes them. `/ready` reports it.
+    fn refusing_writes(&self) -> Option<String> {
+        None
+    }
+
     /// Visits everything the store holds, in one read transaction, so that the
     /// items are one consistent state even while writers go on. Every secret
     /// comes before its versions, secrets in insertion (`seq`) order and each

@@ -111,6 +111,77 @@ impl TestPostgres {
     }
 }
 
+/// Faults a test can cause (issue 19): each returns once the server answers again.
+impl TestPostgres {
+    /// Stops the server with a fast shutdown (clients are disconnected, transactions in
+    /// flight rolled back) and starts it again.
+    pub fn restart(&self) {
+        self.stop_and_start("restart");
+    }
+
+    /// SIGKILLs the postmaster (its backends follow when they notice) and starts the
+    /// server again, which recovers from its WAL.
+    pub fn crash(&self) {
+        self.stop_and_start("crash");
+    }
+
+    /// Stops the server (fast shutdown) and leaves it stopped until [`TestPostgres::start_again`].
+    pub fn stop(&self) {
+        self.command("stop");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while self.postmaster_pid().is_some() {
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts a server [`TestPostgres::stop`] stopped.
+    pub fn start_again(&self) {
+        self.stop_and_start("start");
+    }
+
+    /// Ends every connection to `database` but the caller's (`pg_terminate_backend`);
+    /// returns how many were ended.
+    pub fn terminate_connections(&self, database: &str) -> usize {
+        let rows = self.admin_query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            database.replace('\'', "''")
+        ));
+        rows.iter().filter(|row| row.first() == Some(&Some("t".to_owned()))).count()
+    }
+
+    /// The postmaster's pid, from its lock file.
+    fn postmaster_pid(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.base.join("data/postmaster.pid")).ok()?;
+        text.lines().next().map(str::to_owned)
+    }
+
+    fn command(&self, command: &str) {
+        use std::io::Write;
+        let mut watchdog = self.watchdog.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, stdin) = watchdog.as_mut().expect("the server is running");
+        writeln!(stdin, "{command}").expect("the watchdog takes commands");
+        stdin.flush().expect("the watchdog takes commands");
+    }
+
+    fn stop_and_start(&self, command: &str) {
+        let before = self.postmaster_pid();
+        self.command(command);
+        let url = self.url("127.0.0.1", "postgres", "?sslmode=disable&connect_timeout=2");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let new = self.postmaster_pid();
+            if new.is_some() && new != before && admin_query_result(&url, "SELECT 1").is_ok() {
+                return;
+            }
+            let log = std::fs::read_to_string(self.base.join("server.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "the server did not come back ({command}):\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         let taken = self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -281,10 +352,31 @@ fn prepare_and_launch(
     // The watchdog starts the server, then waits for its stdin to close and
     // stops the server (immediate shutdown: the data is thrown away anyway)
     // and deletes the directory.
+    // It also takes commands, one a line, for fault tests (see `TestPostgres::restart`
+    // and `TestPostgres::crash`): it stops the server as told and starts it again,
+    // trying until the new one stays up (backends of a SIGKILLed postmaster hold its
+    // shared memory until they notice it is gone).
     let script = r#"base=$1; shift
 "$@" >"$base/server.log" 2>&1 &
 pg=$!
-cat >/dev/null
+while read -r cmd; do
+  case "$cmd" in
+    restart|stop) kill -INT "$pg" ;;
+    crash) kill -KILL "$pg" ;;
+    start) ;;
+    *) continue ;;
+  esac
+  wait "$pg" 2>/dev/null
+  [ "$cmd" = stop ] && continue
+  tries=0
+  while [ "$tries" -lt 200 ]; do
+    "$@" >>"$base/server.log" 2>&1 &
+    pg=$!
+    sleep 0.5
+    kill -0 "$pg" 2>/dev/null && break
+    tries=$((tries + 1))
+  done
+done
 kill -QUIT "$pg" 2>/dev/null
 wait "$pg" 2>/dev/null
 rm -rf "$base""#;

@@ -215,6 +215,10 @@ const MASTER_KEY_ENV: &str = "COFFER_MASTER_KEY";
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
+    // Before any key or value is in memory: no core dump may carry them out.
+    for problem in coffer_server::hygiene::disable_core_dumps() {
+        tracing::warn!("{problem}; a crash could write keys and secret values to a core file");
+    }
     let (store, data_dir) = crate::store_select::open_for_serve(
         args.store.as_ref(),
         args.data_dir.as_deref(),

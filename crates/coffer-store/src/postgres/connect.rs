@@ -67,6 +67,11 @@ impl PostgresStore {
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    commit_durably(client).await.map_err(deadpool_postgres::HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
         let store = PostgresStore {
@@ -227,6 +232,28 @@ impl ConnectOptions {
             description,
         })
     }
+}
+
+/// Makes a new session wait for its commits' WAL to be flushed: a write is acknowledged
+/// only once it is durable. A server, database or role whose `synchronous_commit` is `off`
+/// (a setting chosen for speed) answers COMMIT before the WAL is flushed, and a crash of
+/// PostgreSQL then forgets writes Coffer acknowledged (issue 19; `faults_postgres.rs`
+/// saw it). Any other value (`local`, `on`, `remote_write`, `remote_apply`) already
+/// waits for the local flush and is kept, so a stronger replication setting stands.
+async fn commit_durably(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let row = client.query_one("SELECT current_setting('synchronous_commit')", &[]).await?;
+    let setting: String = row.get(0);
+    if setting == "off" {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "PostgreSQL's synchronous_commit is off for this database or role; \
+                 Coffer's sessions turn it on, so an acknowledged write survives a crash"
+            );
+        });
+        client.batch_execute("SET synchronous_commit = on").await?;
+    }
+    Ok(())
 }
 
 /// `postgres://user@host:port/db`, never the password.

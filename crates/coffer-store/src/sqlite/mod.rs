@@ -23,6 +23,8 @@ use crate::read_cache::ReadCache;
 use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
 
 mod export;
+#[cfg(feature = "testing")]
+pub mod faults;
 mod open;
 mod read;
 mod schema;
@@ -149,6 +151,10 @@ impl Store for SqliteStore {
             Some(_) => crate::Latency::LocalDisk,
             None => crate::Latency::Memory,
         }
+    }
+
+    fn refusing_writes(&self) -> Option<String> {
+        self.lock_writer().fenced.clone()
     }
 
     fn describe(&self) -> String {

@@ -23,11 +23,26 @@ pub(super) const STATEMENT_CACHE: usize = 64;
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_through(path, None)
+    }
+
+    /// [`SqliteStore::open`] with the writer's files opened through the fault-injection
+    /// VFS ([`super::faults`]), whose WAL syncs a test can make fail.
+    #[cfg(feature = "testing")]
+    pub fn open_with_faults(path: &Path) -> StoreResult<Self> {
+        Self::open_through(path, Some(super::faults::register()))
+    }
+
+    /// Opens the store, its writer connection through `vfs` (default: SQLite's own).
+    fn open_through(path: &Path, vfs: Option<&str>) -> StoreResult<Self> {
         make_private(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut writer = Connection::open_with_flags(path, flags)?;
+        let mut writer = match vfs {
+            Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+            None => Connection::open_with_flags(path, flags)?,
+        };
         configure(&writer)?;
         let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -50,8 +65,13 @@ impl SqliteStore {
         let checkpointer = start_checkpointer(path, restart_wal.clone())?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         let cache = Some(Arc::new(ReadCache::new(Vec::new())));
-        let writer =
-            Writer { conn: writer, commits: 0, cache: cache.clone(), touched: Touched::default() };
+        let writer = Writer {
+            conn: writer,
+            commits: 0,
+            cache: cache.clone(),
+            touched: Touched::default(),
+            fenced: None,
+        };
         let mut store = SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             jobs: None,
@@ -121,7 +141,8 @@ impl SqliteStore {
         configure(&conn)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
-        let writer = Writer { conn, commits: 0, cache: None, touched: Touched::default() };
+        let writer =
+            Writer { conn, commits: 0, cache: None, touched: Touched::default(), fenced: None };
         let mut store = SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             jobs: None,

@@ -43,6 +43,22 @@ pub(super) struct Writer {
     /// The read cache this writer keeps coherent, and what the open batch changed in it.
     pub(super) cache: Option<Arc<ReadCache>>,
     pub(super) touched: Touched,
+    /// Why this writer stopped accepting writes: a commit failed with an I/O error
+    /// (a failed sync of the WAL), after which the page cache may hold what the disk
+    /// does not. Only reopening the store, which reads the WAL back from the file and
+    /// checks every frame's checksum, ends it (see `docs/design/faults.md`).
+    pub(super) fenced: Option<String>,
+}
+
+/// Whether a failed COMMIT leaves the files in a state this process cannot vouch for:
+/// an I/O error (above all a failed `fsync`: Linux reports it once, then marks the
+/// pages clean, so a later sync succeeding proves nothing) or corruption. A full disk
+/// does not: SQLite rolled the transaction back before anything claimed to be durable.
+fn fences(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
 }
 
 impl Writer {
@@ -59,7 +75,21 @@ impl Writer {
             if let Some(cache) = cache {
                 cache.commit_begins(&touched);
             }
-            let committed = self.conn.execute_batch("COMMIT").map_err(StoreError::from);
+            let committed = self.conn.execute_batch("COMMIT");
+            if let Err(error) = &committed
+                && fences(error)
+            {
+                tracing::error!(
+                    %error,
+                    "a SQLite commit failed with an I/O error; the store accepts no more \
+                     writes until it is reopened (restart the server once the disk is sound)"
+                );
+                self.fenced = Some(format!(
+                    "the store stopped accepting writes after a commit failed ({error}); \
+                     restart once the disk is sound"
+                ));
+            }
+            let committed = committed.map_err(StoreError::from);
             if let Some(cache) = cache {
                 cache.commit_ended(&touched);
             }
@@ -98,6 +128,11 @@ pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, res
             } else {
                 last_try = Some(Instant::now());
             }
+        }
+        if let Some(reason) = &writer.fenced {
+            // Nothing more is written on top of a state that may not be on disk.
+            first.answer(Member::Done(Err(StoreError::Backend(reason.clone()))));
+            continue;
         }
         if let Err(error) =
             writer.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]))
