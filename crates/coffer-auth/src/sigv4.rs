@@ -176,7 +176,15 @@ pub const MAX_ECHO_CHARS: usize = 512;
 /// `value` as an error message may quote it: at most [`MAX_ECHO_CHARS`] characters, cut on
 /// a character boundary and marked when cut.
 pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
-    match value.char_indices().nth(MAX_ECHO_CHARS) {
+    echo_at_most(value, MAX_ECHO_CHARS)
+}
+
+/// How much of an unsupported algorithm's name its message quotes.
+const ALGORITHM_ECHO_CHARS: usize = 64;
+
+/// `value` cut at `max` characters (marked `...`).
+fn echo_at_most(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(max) {
         None => std::borrow::Cow::Borrowed(value),
         Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &value[..cut])),
     }
@@ -208,13 +216,14 @@ const MUST_SIGN_IF_PRESENT: &[(&str, &str)] =
 pub fn parse_authorization(header: &str) -> Result<Authorization, SigV4Error> {
     let (algorithm, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     if algorithm != ALGORITHM {
-        return Err(incomplete(
-            &format!(
-                "Unsupported AWS 'algorithm': '{}'; only {ALGORITHM} is accepted.",
-                echo(algorithm)
-            ),
-            header,
-        ));
+        // The algorithm is quoted short and the header after it in what is left of the
+        // budget: a header with no space in it is all algorithm, and would be quoted twice.
+        let algorithm = echo_at_most(algorithm, ALGORITHM_ECHO_CHARS);
+        return Err(SigV4Error::Incomplete(format!(
+            "Unsupported AWS 'algorithm': '{algorithm}'; only {ALGORITHM} is accepted. \
+             Authorization={}",
+            echo_at_most(header, MAX_ECHO_CHARS - ALGORITHM_ECHO_CHARS)
+        )));
     }
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',').map(str::trim) {
