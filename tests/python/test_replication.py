@@ -545,3 +545,30 @@ def test_the_calls_own_events_name_the_secret(node):
     events = node.client(EU, "cloudtrail").lookup_events(
         LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": stopped["ARN"]}])["Events"]
     assert "StopReplicationToReplica" in [e["EventName"] for e in events]
+
+
+def test_a_real_rotation_reaches_the_replicas(node):
+    """Rotation runs only on the primary, and its results reach the replicas (issue 16,
+    item 4): a built-in rotator's four steps, checked on every replica once done."""
+    import time
+
+    name = unique_name("rot")
+    sm = node.client()
+    replicated(node, name, value=json.dumps({"username": "svc", "password": "first"}))
+    before = current_version(sm, name)
+    arn = sm.describe_secret(SecretId=name)["ARN"]
+    account, region = arn.split(":")[4], arn.split(":")[3]
+    function = f"arn:aws:lambda:{region}:{account}:function:coffer-builtin-random-password"
+    # Rotation is refused on a replica, and runs on the primary.
+    with pytest.raises(sm.exceptions.InvalidParameterException):
+        node.client(EU).rotate_secret(SecretId=name, RotationLambdaARN=function,
+                                      RotationRules={"AutomaticallyAfterDays": 30})
+    sm.rotate_secret(SecretId=name, RotationLambdaARN=function,
+                     RotationRules={"AutomaticallyAfterDays": 30})
+    deadline = time.time() + 30
+    while current_version(sm, name) == before:
+        assert time.time() < deadline, "the rotation did not complete"
+        time.sleep(0.2)
+    assert_replicas_equal(node, name)
+    rotated = json.loads(node.client(EU).get_secret_value(SecretId=name)["SecretString"])
+    assert rotated["username"] == "svc" and rotated["password"] != "first"
