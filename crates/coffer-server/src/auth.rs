@@ -536,8 +536,7 @@ impl Gate {
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
-        let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, &call)
+        decide_kms_grants_last(&self.caller, (app, tx), action, key, context, &call)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -549,8 +548,7 @@ impl Gate {
         call: &KmsCall<'_>,
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
-        let key_seen = KmsKey::seen_by(&self.caller, app, tx, key);
-        decide_kms(&self.caller, action, &key_seen, &key.scope.account, context, call)
+        decide_kms_grants_last(&self.caller, (app, tx), action, key, context, call)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -950,9 +948,20 @@ impl KmsKey {
     /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
     /// policy have a condition on `kms:ResourceAliases` (listing aliases costs a scan).
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
+        let mut key = KmsKey::seen_by_policies(caller, app, tx, record);
+        key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
+        key
+    }
+
+    /// [`KmsKey::seen_by`] without the key's grants.
+    fn seen_by_policies(
+        caller: &Caller,
+        app: &App,
+        tx: &dyn ReadTxn,
+        record: &KeyRecord,
+    ) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
-        key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
         let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
             || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
         if used {
@@ -1018,6 +1027,31 @@ fn resolve_kms_key(
             grants: Vec::new(),
         },
     })
+}
+
+/// [`decide_kms`] on `record`, reading the key's grants only when its policies do not allow:
+/// a grant can only add an Allow (never over an explicit Deny), and reading the grants is a
+/// scan, which every opened value would otherwise pay (issue 20's measurements: it doubled
+/// the CPU of a GetSecretValue).
+fn decide_kms_grants_last(
+    caller: &Caller,
+    (app, tx): (&App, &dyn ReadTxn),
+    action: &str,
+    record: &KeyRecord,
+    context: Context,
+    call: &KmsCall<'_>,
+) -> Result<(), AwsError> {
+    let mut key = KmsKey::seen_by_policies(caller, app, tx, record);
+    let account = &record.scope.account;
+    let denied = match decide_kms(caller, action, &key, account, context.clone(), call) {
+        Ok(()) => return Ok(()),
+        Err(denied) => denied,
+    };
+    key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
+    if key.grants.is_empty() {
+        return Err(denied);
+    }
+    decide_kms(caller, action, &key, account, context, call)
 }
 
 /// Decides a kms action on a key with its key policy, in AWS KMS's words when denied. The
