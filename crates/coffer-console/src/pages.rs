@@ -72,7 +72,15 @@ struct Signed<'a> {
 
 impl Signed<'_> {
     async fn call(&self, target: &str, body: Value) -> Result<Value, ApiError> {
-        self.console.backend.call(&self.session.who, self.ctx.origin, target, &body).await
+        let answer =
+            self.console.backend.call(&self.session.who, self.ctx.origin, target, &body).await;
+        // The key was revoked since this request began: the session ends here.
+        if let (Err(e), Some((id, _))) = (&answer, &self.ctx.session)
+            && e.code == crate::backend::REVOKED
+        {
+            self.console.sessions.close(id);
+        }
+        answer
     }
 
     async fn sm(&self, op: &str, body: Value) -> Result<Value, ApiError> {

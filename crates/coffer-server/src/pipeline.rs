@@ -31,7 +31,8 @@ use zeroize::Zeroize;
 pub enum Credentials {
     /// A SigV4-signed request, verified against its body as the call's first stage.
     Signed(RawRequest),
-    /// A principal verified already: a console session's ([`sign_in`]).
+    /// A principal verified already: a console session's, looked up again for each call
+    /// ([`sign_in`], [`resume`]).
     Verified(Authenticated),
     /// `--dev`: the account and region the credentials name. Nothing is verified, and
     /// nothing is authorized.
@@ -343,6 +344,26 @@ pub fn sign_in(
     {
         return Err(refused());
     }
+    Ok(Authenticated {
+        caller: key.caller.clone(),
+        access_key_id: access_key_id.to_string(),
+        region: region.to_string(),
+    })
+}
+
+/// The principal a console session signed in with, looked up again for one of its calls:
+/// the same lookup SigV4 authentication makes, so a key deactivated or deleted (or its
+/// user deleted) ends the session, and the caller's policies are the ones in force now,
+/// not those of sign-in. A key that is no longer active answers `UnrecognizedClient`.
+pub fn resume(app: &App, access_key_id: &str, region: &str) -> Result<Authenticated, AwsError> {
+    let Some(iam) = &app.iam else { return Err(AwsError::internal()) };
+    let key = iam.lookup(app.store.as_ref(), access_key_id)?;
+    let Some(key) = key else {
+        return Err(AwsError::new(
+            ErrorCode::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        ));
+    };
     Ok(Authenticated {
         caller: key.caller.clone(),
         access_key_id: access_key_id.to_string(),
