@@ -178,9 +178,10 @@ def test_02_session_tags_need_sts_tag_session(srv):
 
 
 def test_02_tag_session_needs_the_callers_identity_policy_too(srv):
+    """A trust policy naming the account (not the caller) needs the caller's own Allow."""
     key, user_arn = srv.iam_user("r7-dora", {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
-    role = abac_role(srv, user_arn, "r7-tagging-2", ["sts:AssumeRole", "sts:TagSession"])
+    role = abac_role(srv, f"arn:aws:iam::{ACCOUNT}:root", "r7-tagging-2", ["sts:AssumeRole", "sts:TagSession"])
     sts = srv.any_client("sts", key)
     code, message = code_of(sts.assume_role, RoleArn=role, RoleSessionName="tt",
                             Tags=[{"Key": "team", "Value": "red"}])

@@ -635,13 +635,15 @@ pub fn authorize_action(
     decide(&who.caller, action, resource, account, &context, None, resource)
 }
 
-/// Decides whether the caller may assume a role: `sts:AssumeRole` on the role, from the
+/// Decides whether the caller may assume a role: `action` (`sts:AssumeRole`, and
+/// `sts:TagSession` when session tags are passed) on the role, from the
 /// caller's identity policies and the role's trust policy (as a resource policy: a
 /// trust policy naming the caller or its role lets it in alone within the account; one
 /// naming the account, or another account's caller, needs an identity Allow too).
 pub fn authorize_assume(
     who: &Authenticated,
     raw: &RawRequest,
+    action: &str,
     role_arn: &str,
     role_account: &str,
     trust: &Policy,
@@ -649,18 +651,23 @@ pub fn authorize_assume(
 ) -> Result<(), AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    // aws:TagKeys holds every tag key of the request (a multi-valued key), not the last.
+    let mut tag_keys = Vec::new();
     for (key, value) in extra {
         if key.eq_ignore_ascii_case("aws:TagKeys") {
-            context.set_all(key, vec![value.clone()]);
+            tag_keys.push(value.clone());
         } else {
             context.set(key, value.clone());
         }
+    }
+    if !tag_keys.is_empty() {
+        context.set_all("aws:TagKeys", tag_keys);
     }
     // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
     // whatever the caller's identity policies say.
     let req = Request {
         principal: &who.caller.principal,
-        action: "sts:AssumeRole",
+        action,
         resource: role_arn,
         resource_account: role_account,
         context: &context,
