@@ -308,6 +308,8 @@ def test_03_kms_request_condition_keys(srv):
     k = srv.any_client("kms", user)
     code, _ = code_of(k.encrypt, KeyId=key, Plaintext=b"x")
     assert code == "AccessDeniedException"
+    code, _ = code_of(k.encrypt, KeyId=key, Plaintext=b"x", EncryptionAlgorithm="SYMMETRIC_DEFAULT")
+    assert code == "AccessDeniedException"
     code, _ = code_of(k.create_key, KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
     assert code == "AccessDeniedException"
 
