@@ -532,6 +532,35 @@ impl Call<'_> {
             .map_err(Failure::from)
     }
 
+    /// A trust policy as it is stored: IAM user and role ARNs among its principals bound
+    /// to their unique ids, as resource and key policies are bound, so a user or role
+    /// deleted and created again under the same name is not trusted; one that names no
+    /// principal is refused. A document that is not JSON is left to IAM's validation.
+    fn bound_trust(&self, doc: &str) -> Result<String, Failure> {
+        if serde_json::from_str::<serde_json::Value>(doc).is_err() {
+            return Ok(doc.to_string());
+        }
+        let app = &self.store.app;
+        let bound = app.read(|tx| {
+            crate::policies::bind_user_principals(app, tx, doc, "Invalid principal in policy.")
+        });
+        bound.map_err(|e| match e.code {
+            ErrorCode::MalformedPolicyDocument => {
+                Failure::new("MalformedPolicyDocument", e.message, 400)
+            }
+            _ => Failure::from(e),
+        })
+    }
+
+    /// A role as IAM shows it: its trust policy's unique ids shown as the ARNs of the
+    /// principals that still exist (a deleted one stays an id, as AWS shows it).
+    fn shown_role(&self, mut role: RoleRecord) -> Result<RoleRecord, Failure> {
+        let text = std::mem::take(&mut role.trust_policy);
+        role.trust_policy =
+            self.store.app.read(|tx| crate::policies::show_user_principals(tx, text.clone()))?;
+        Ok(role)
+    }
+
     fn arn(&self, kind: &str, path: &str, name: &str) -> String {
         format!("arn:aws:iam::{}:{kind}{path}{name}", self.account())
     }
@@ -872,8 +901,10 @@ impl Call<'_> {
                     })?),
                 };
                 let desc = f.get("Description").unwrap_or("");
+                let trust = self.bound_trust(trust)?;
                 let role =
-                    iam.create_role(store, account, name, path, trust, desc, max, f.tags(), now)?;
+                    iam.create_role(store, account, name, path, &trust, desc, max, f.tags(), now)?;
+                let role = self.shown_role(role)?;
                 x.open("Role");
                 role_xml(&mut x, &role);
                 x.close("Role");
@@ -881,7 +912,7 @@ impl Call<'_> {
             GetRole => {
                 let name = f.required("RoleName", "roleName")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
-                let role = iam.get_role(store, account, name)?;
+                let role = self.shown_role(iam.get_role(store, account, name)?)?;
                 x.open("Role");
                 role_xml(&mut x, &role);
                 x.close("Role");
@@ -892,6 +923,8 @@ impl Call<'_> {
                 let mut roles = iam.roles_in(store, account)?;
                 roles.retain(|r| r.path.starts_with(prefix));
                 let (roles, marker) = page(f, roles, |r| &r.name)?;
+                let roles =
+                    roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
                 x.members("Roles", &roles, role_xml).truncation(marker);
             }
             DeleteRole => {
@@ -903,7 +936,8 @@ impl Call<'_> {
                 let name = f.required("RoleName", "roleName")?;
                 let doc = f.required("PolicyDocument", "policyDocument")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
-                iam.update_trust_policy(store, account, name, doc)?;
+                let doc = self.bound_trust(doc)?;
+                iam.update_trust_policy(store, account, name, &doc)?;
             }
             CreateOpenIDConnectProvider => {
                 let url = f.required("Url", "url")?;
