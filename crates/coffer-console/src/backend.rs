@@ -133,10 +133,12 @@ impl Backend {
         access_key_id: String,
         secret_access_key: Zeroizing<String>,
         region: String,
+        origin: Origin,
     ) -> Result<(Principal, String, String), ApiError> {
         let app = self.app.clone();
         let who = tokio::task::spawn_blocking(move || {
-            pipeline::sign_in(&app, &access_key_id, &secret_access_key, &region)
+            let ip = Some(origin.addr.ip());
+            pipeline::sign_in(&app, &access_key_id, &secret_access_key, &region, ip, USER_AGENT)
         })
         .await
         .map_err(|_| ApiError::internal())??;

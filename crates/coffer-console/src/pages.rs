@@ -334,7 +334,8 @@ async fn signin(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response 
         Ok((who, format!("arn:aws:iam::{account}:root"), account.to_string()))
     } else {
         let secret = zeroize::Zeroizing::new(f.get("secret_access_key").to_string());
-        console.backend.sign_in(f.get("access_key_id").trim().to_string(), secret, region).await
+        let key_id = f.get("access_key_id").trim().to_string();
+        console.backend.sign_in(key_id, secret, region, ctx.origin).await
     };
     match signed_in {
         Ok((who, arn, account)) => {
