@@ -391,6 +391,12 @@ def test_09_trust_policies_are_bound_to_unique_ids(srv):
     assert code == "AccessDenied"
     shown = iam.get_role(RoleName="r7-R2")["Role"]["AssumeRolePolicyDocument"]
     assert shown["Statement"][0]["Principal"] == {"AWS": r1_id}
+    # A trust policy naming a user that does not exist is refused, as IAM refuses it.
+    ghost = f"arn:aws:iam::{ACCOUNT}:user/r7-nobody"
+    bad = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:root", ghost]}, "Action": "sts:AssumeRole"}]}
+    code, message = code_of(iam.create_role, RoleName="r7-ghost", AssumeRolePolicyDocument=json.dumps(bad))
+    assert (code, message) == ("MalformedPolicyDocument", f'Invalid principal in policy: "AWS":"{ghost}"')
     # UpdateAssumeRolePolicy binds too: trusting the new R1 now lets it in.
     iam.update_assume_role_policy(RoleName="r7-R2", PolicyDocument=json.dumps(t2))
     srv.session_client("sts", creds).assume_role(RoleArn=r2["Arn"], RoleSessionName="x4")

@@ -537,19 +537,36 @@ impl Call<'_> {
     /// deleted and created again under the same name is not trusted; one that names no
     /// principal is refused. A document that is not JSON is left to IAM's validation.
     fn bound_trust(&self, doc: &str) -> Result<String, Failure> {
-        if serde_json::from_str::<serde_json::Value>(doc).is_err() {
+        let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(doc) else {
             return Ok(doc.to_string());
-        }
+        };
         let app = &self.store.app;
-        let bound = app.read(|tx| {
-            crate::policies::bind_user_principals(app, tx, doc, "Invalid principal in policy.")
+        let bind = |text: &str| {
+            app.read(|tx| crate::policies::bind_user_principals(app, tx, text, "invalid"))
+        };
+        match bind(doc) {
+            Err(e) if e.code == ErrorCode::MalformedPolicyDocument => {}
+            other => return other.map_err(Failure::from),
+        }
+        // Name the principal that does not exist, in IAM's words: each is tried alone.
+        let mut named = Vec::new();
+        let _ = coffer_auth::policy::map_aws_principals::<()>(&mut parsed, &mut |id| {
+            named.push(id.to_string());
+            Ok(None)
         });
-        bound.map_err(|e| match e.code {
-            ErrorCode::MalformedPolicyDocument => {
-                Failure::new("MalformedPolicyDocument", e.message, 400)
+        let unknown = named.into_iter().find(|id| {
+            let alone = serde_json::json!({"Statement": [{"Principal": {"AWS": id}}]});
+            bind(&alone.to_string()).is_err()
+        });
+        let message = match unknown {
+            // Bounded, as every echo of the request is.
+            Some(id) => {
+                let id: String = id.chars().take(256).collect();
+                format!("Invalid principal in policy: \"AWS\":\"{id}\"")
             }
-            _ => Failure::from(e),
-        })
+            None => "Invalid principal in policy.".to_string(),
+        };
+        Err(Failure::new("MalformedPolicyDocument", message, 400))
     }
 
     /// A role as IAM shows it: its trust policy's unique ids shown as the ARNs of the
