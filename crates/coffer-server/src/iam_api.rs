@@ -562,7 +562,7 @@ impl Call<'_> {
         let message = match unknown {
             // Bounded, as every echo of the request is.
             Some(id) => {
-                let id: String = id.chars().take(256).collect();
+                let id = coffer_auth::sigv4::echo(&id);
                 format!("Invalid principal in policy: \"AWS\":\"{id}\"")
             }
             None => "Invalid principal in policy.".to_string(),

@@ -138,9 +138,7 @@ fn credentials_xml(issued: &IssuedSession) -> String {
 
 fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
     let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
-    let secs: i64 = text
-        .parse()
-        .map_err(|_| {
+    let secs: i64 = text.parse().map_err(|_| {
         let text = coffer_auth::sigv4::echo(&text);
         Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
     })?;
