@@ -90,7 +90,7 @@ pub(crate) fn index(
 ) -> Result<(), AwsError> {
     let due = meta.rotation.as_ref().and_then(|r| match &r.in_flight {
         Some(f) => Some(f.not_before_ms.max(f.claimed_until_ms)),
-        None if r.enabled => next_window(r, versions).map(|w| w.start_ms),
+        None if r.enabled => next_window(r, versions).map(|w| w.moment(&meta.arn)),
         None => None,
     });
     match due {
