@@ -342,6 +342,11 @@ pub fn start_due(app: &App, arn: &str, now: Millis) -> Result<bool, AwsError> {
         if config.in_flight.is_some() {
             return Ok(true);
         }
+        if config.lambda_arn.is_none() {
+            // Managed rotation: carried out outside Coffer, never started here.
+            tx.delete_record(super::DUE_KIND, arn).map_err(store_error)?;
+            return Ok(false);
+        }
         // Due at the secret's moment in the window (AWS: a random time within it).
         if !config.enabled
             || super::next_window(config, &versions).is_none_or(|w| w.moment(arn) > now)
