@@ -4,12 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== libpq headers (PyGreSQL, which AWS's PostgreSQL rotation templates import, builds against them)"
-if ! command -v pg_config >/dev/null 2>&1; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libpq-dev
-fi
-
 echo "== Python test environment"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

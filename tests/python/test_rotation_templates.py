@@ -42,7 +42,7 @@ def load_template(folder: str):
     """Imports a template's lambda_function.py as it is, checking it is the upstream file."""
     path = TEMPLATES / folder / "lambda_function.py"
     if not path.is_file():
-        pytest.skip(f"{path} is not present: see {TEMPLATES / 'README.md'} for how to add it")
+        pytest.fail(f"{path} is not present: see {TEMPLATES / 'README.md'} for how to add it")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert digest == SHA256[folder], f"{path} differs from the upstream template"
     spec = importlib.util.spec_from_file_location(f"aws_template_{folder}", path)
