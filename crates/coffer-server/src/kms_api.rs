@@ -148,7 +148,7 @@ pub fn dispatch(
         | KmsOp::ImportKeyMaterial
         | KmsOp::ReplicateKey
         | KmsOp::UpdateCustomKeyStore
-        | KmsOp::UpdatePrimaryRegion => return None,
+        | KmsOp::UpdatePrimaryRegion => crate::kms_rest::dispatch(app, ctx, op, body)?,
     };
     // KMS reports its own internal failures as KMSInternalException.
     Some(result.map_err(|e| match e.code {
@@ -166,7 +166,7 @@ fn kms(e: KmsError) -> AwsError {
     AwsError::from(e)
 }
 
-fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
+pub(crate) fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
     wire::KeyMetadata {
         aws_account_id: key.scope.account.clone(),
         key_id: key.key_id.clone(),
@@ -177,7 +177,7 @@ fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
         key_usage: key.key_usage.clone(),
         key_state: key.state.as_str().to_string(),
         deletion_date: key.deletion_ms.map(epoch_seconds),
-        origin: "AWS_KMS".to_string(),
+        origin: key.origin.clone(),
         key_manager: key.manager.as_str().to_string(),
         customer_master_key_spec: key.key_spec.clone(),
         key_spec: key.key_spec.clone(),
@@ -185,8 +185,11 @@ fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
         signing_algorithms: names(asymmetric::signing_algorithms(key)),
         mac_algorithms: names(asymmetric::mac_algorithms(key)),
         key_agreement_algorithms: names(asymmetric::key_agreement_algorithms(key)),
-        multi_region: false,
+        multi_region: key.multi_region.is_some(),
+        multi_region_configuration: crate::kms_rest::multi_region_configuration(key),
         current_key_material_id: key.current_material().map(|m| m.id.clone()),
+        expiration_model: key.imported.as_ref().and_then(|i| i.expiration_model.clone()),
+        valid_to: key.imported.as_ref().and_then(|i| i.valid_to_ms).map(epoch_seconds),
     }
 }
 
@@ -223,6 +226,14 @@ pub(crate) fn refuse_recipient(recipient: &Option<Value>) -> Result<(), AwsError
 /// A page size: the requested `Limit` or the operation's default, at most `max`.
 fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
+}
+
+/// KMS's policy lockout safety check refusal.
+pub(crate) fn lockout() -> AwsError {
+    AwsError::new(
+        ErrorCode::MalformedPolicyDocument,
+        "The new key policy will not allow you to update the key policy in the future.",
+    )
 }
 
 pub(crate) const INVALID_PRINCIPALS: &str =
@@ -279,7 +290,14 @@ pub fn create_key(
             let bound = bind_user_principals(app, &*tx, text, INVALID_PRINCIPALS)?;
             request.policy = Some(bound);
         }
-        app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)
+        let key = app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)?;
+        if req.bypass_policy_lockout_safety_check != Some(true)
+            && let (Some(gate), Some(text)) = (&ctx.gate, &key.policy)
+            && !gate.key_policy_keeps_caller(text, &key)
+        {
+            return Err(lockout());
+        }
+        Ok(key)
     })?;
     Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
 }
@@ -805,6 +823,10 @@ pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsErro
         }
         for (scope, arn) in &work.rotated {
             crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "RotateKey", arn, now)?;
+        }
+        for (scope, arn) in &work.expired {
+            let event = "DeleteExpiredKeyMaterial";
+            crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, event, arn, now)?;
         }
         Ok(work)
     })

@@ -106,7 +106,14 @@ pub struct KeyMetadata {
     pub key_agreement_algorithms: Vec<String>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<crate::kms_rest::MultiRegionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub current_key_material_id: Option<String>,
+    /// For imported material: `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
