@@ -182,6 +182,12 @@ def test_import_refusals(kms):
     assert kms.describe_key(KeyId=one)["KeyMetadata"]["KeyState"] == "PendingImport"
     code, _ = error(kms.enable_key_rotation, KeyId=one)
     assert code == "UnsupportedOperationException"
+    # Without material a key cannot be enabled; a cancelled deletion waits for material again.
+    code, message = error(kms.enable_key, KeyId=one)
+    assert (code, message) == ("KMSInvalidStateException", f"{one} is pending import.")
+    kms.schedule_key_deletion(KeyId=one, PendingWindowInDays=7)
+    kms.cancel_key_deletion(KeyId=one)
+    assert kms.describe_key(KeyId=one)["KeyMetadata"]["KeyState"] == "PendingImport"
 
 
 # ---- multi-Region keys ------------------------------------------------------------------------

@@ -808,6 +808,10 @@ impl Kms {
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, operation)?;
         refuse_pending_deletion(&key)?;
+        // A key without its imported material stays PendingImport until it is imported.
+        if key.state == KeyState::PendingImport {
+            require_enabled(&key)?;
+        }
         if key.state != state {
             key.state = state;
             save_key(tx, &key)?;
@@ -856,7 +860,11 @@ impl Kms {
                 format!("{} is not pending deletion.", key.arn),
             ));
         }
-        key.state = KeyState::Disabled;
+        key.state = if key.is_external() && key.materials.is_empty() {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         key.deletion_ms = None;
         key.pending_window_days = None;
         save_key(tx, &key)?;
