@@ -221,6 +221,15 @@ def test_a_multi_region_key_and_its_replica_share_material(kms, url):
     assert code == "AlreadyExistsException"
     code, _ = error(kms.replicate_key, KeyId=key_id, ReplicaRegion="us-east-1")
     assert code == "ValidationException"
+    # Rotation goes through the primary, and the replica gets the new material too.
+    code, _ = error(west.rotate_key_on_demand, KeyId=key_id)
+    assert code == "UnsupportedOperationException"
+    kms.rotate_key_on_demand(KeyId=key_id)
+    rotated = kms.encrypt(KeyId=key_id, Plaintext=b"after rotation")
+    opened = west.decrypt(CiphertextBlob=rotated["CiphertextBlob"])
+    assert opened["Plaintext"] == b"after rotation"
+    current = kms.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert opened["KeyMaterialId"] == current
     kms.update_primary_region(KeyId=key["Arn"], PrimaryRegion="eu-west-1")
     west_config = west.describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
     assert west_config["MultiRegionKeyType"] == "PRIMARY"

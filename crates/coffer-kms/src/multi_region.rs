@@ -190,6 +190,33 @@ impl Kms {
         self.save_set(tx, &primary, &updated)
     }
 
+    /// Gives every other key of `key`'s multi-Region set the new material version
+    /// `material` of `key` (re-wrapped with each key's ARN), so the set keeps opening what
+    /// any of them seals. Nothing for a single-Region key.
+    pub(crate) fn share_material(
+        &self,
+        tx: &mut dyn WriteTxn,
+        key: &KeyRecord,
+        material: &Material,
+    ) -> Result<(), KmsError> {
+        let Some(set) = &key.multi_region else { return Ok(()) };
+        let unwrapped = self.unwrap_for(&key.arn, material)?;
+        let others = std::iter::once(&set.primary_region)
+            .chain(&set.replica_regions)
+            .filter(|r| **r != key.scope.region);
+        for region in others {
+            if let Some(mut member) = self.member(tx, key, region)? {
+                let context = material_context(&member.arn, material.version);
+                let wrapped = self.master_key().wrap_key(&unwrapped, &context);
+                member
+                    .materials
+                    .push(Material { wrapped: STANDARD.encode(wrapped), ..material.clone() });
+                save_key(tx, &member)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes a deleted key's region from the rest of its multi-Region set.
     pub(crate) fn leave_set(&self, tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
         let Some(set) = &key.multi_region else { return Ok(()) };

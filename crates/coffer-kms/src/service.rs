@@ -250,16 +250,22 @@ fn refuse_aws_managed(key: &KeyRecord, action: &str) -> Result<(), KmsError> {
 
 fn refuse_rotation_change(key: &KeyRecord) -> Result<(), KmsError> {
     refuse_rotation_of_key_pairs(key)?;
-    // Imported material is the customer's: Coffer cannot make more of it. Multi-Region
-    // keys share their material across regions, which Coffer's rotation does not carry.
-    if key.is_external() || key.multi_region.is_some() {
+    // Imported material is the customer's: Coffer cannot make more of it.
+    if key.is_external() {
+        return Err(KmsError::rejected(
+            ErrorCode::KmsUnsupportedOperation,
+            format!("{} origin is {} which is not valid for this operation.", key.arn, key.origin),
+        ));
+    }
+    // A multi-Region set rotates through its primary, which shares the new material.
+    if let Some(set) = &key.multi_region
+        && set.primary_region != key.scope.region
+    {
         return Err(KmsError::rejected(
             ErrorCode::KmsUnsupportedOperation,
             format!(
-                "{} origin is {}{} which is not valid for this operation.",
-                key.arn,
-                key.origin,
-                if key.multi_region.is_some() { " (multi-Region)" } else { "" }
+                "{} is a multi-Region replica key: rotation is managed by its primary key in {}.",
+                key.arn, set.primary_region
             ),
         ));
     }
@@ -1136,13 +1142,15 @@ impl Kms {
 
     fn rotate(
         &self,
-        tx: &dyn ReadTxn,
+        tx: &mut dyn WriteTxn,
         key: &mut KeyRecord,
         rotation: RotationType,
         now: Millis,
     ) -> Result<(), KmsError> {
         let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
         let material = self.new_material(tx, &key.arn, version, now, Some(rotation))?;
+        // A multi-Region primary's replicas get the same new material.
+        self.share_material(tx, key, &material)?;
         key.materials.push(material);
         Ok(())
     }
