@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
+from conftest import ACCESS_KEY, REGION, SECRET_KEY
 from iam_api_support import Server
 from test_kms_fidelity import error, kms_client, new_key
 
@@ -147,6 +148,23 @@ def test_deleting_and_reimporting_the_same_material(kms):
     assert meta["ExpirationModel"] == "KEY_MATERIAL_EXPIRES"
     assert abs((meta["ValidTo"] - valid_to).total_seconds()) < 2
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
+
+
+def test_the_trail_keeps_no_wrapped_material_or_import_token(kms, url):
+    import boto3
+
+    key = new_key(kms, Origin="EXTERNAL")["Arn"]
+    import_material(kms, key, os.urandom(32))
+    trail = boto3.client("cloudtrail", endpoint_url=url, region_name=REGION,
+                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    events = trail.lookup_events(LookupAttributes=[
+        {"AttributeKey": "ResourceName", "AttributeValue": key}])["Events"]
+    imported = [json.loads(e["CloudTrailEvent"]) for e in events
+                if e["EventName"] == "ImportKeyMaterial"]
+    assert imported, [e["EventName"] for e in events]
+    params = imported[0]["requestParameters"]
+    assert params["keyId"] == key
+    assert "encryptedKeyMaterial" not in params and "importToken" not in params
 
 
 def test_import_refusals(kms):
