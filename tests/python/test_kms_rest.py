@@ -258,6 +258,23 @@ def test_a_multi_region_key_and_its_replica_share_material(kms, url):
     assert code == "UnsupportedOperationException"
 
 
+def test_deleting_a_primary_waits_for_its_replicas(kms, url):
+    key = new_key(kms, MultiRegion=True)
+    kms.replicate_key(KeyId=key["KeyId"], ReplicaRegion="ap-south-1")
+    scheduled = kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    assert scheduled["KeyState"] == "PendingReplicaDeletion"
+    assert "DeletionDate" not in scheduled
+    meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+    assert meta["KeyState"] == "PendingReplicaDeletion" and "DeletionDate" not in meta
+    code, _ = error(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"x")
+    assert code == "KMSInvalidStateException"
+    # The replica still works; cancelling leaves the primary disabled.
+    south = kms_client(url, "ap-south-1")
+    assert south.encrypt(KeyId=key["KeyId"], Plaintext=b"x")["KeyId"].endswith(key["KeyId"])
+    kms.cancel_key_deletion(KeyId=key["KeyId"])
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
+
+
 def test_single_region_keys_cannot_be_replicated(kms):
     key = new_key(kms)
     assert "MultiRegionConfiguration" not in key

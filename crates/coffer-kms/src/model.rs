@@ -33,6 +33,9 @@ pub enum KeyState {
     PendingDeletion,
     /// A key of origin EXTERNAL without (or no longer with) its imported material.
     PendingImport,
+    /// A multi-Region primary scheduled for deletion while it still has replicas: its
+    /// waiting period starts when the last replica is deleted.
+    PendingReplicaDeletion,
 }
 
 impl KeyState {
@@ -42,6 +45,7 @@ impl KeyState {
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
             KeyState::PendingImport => "PendingImport",
+            KeyState::PendingReplicaDeletion => "PendingReplicaDeletion",
         }
     }
 }

@@ -218,7 +218,14 @@ impl Kms {
     }
 
     /// Removes a deleted key's region from the rest of its multi-Region set.
-    pub(crate) fn leave_set(&self, tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+    /// A primary waiting for its replicas' deletion (PendingReplicaDeletion) starts its
+    /// own waiting period when the last one is gone.
+    pub(crate) fn leave_set(
+        &self,
+        tx: &mut dyn WriteTxn,
+        key: &KeyRecord,
+        now: Millis,
+    ) -> Result<(), KmsError> {
         let Some(set) = &key.multi_region else { return Ok(()) };
         let region = &key.scope.region;
         let others: Vec<String> = std::iter::once(&set.primary_region)
@@ -232,6 +239,13 @@ impl Kms {
         for other in others {
             if let Some(mut member) = self.member(tx, key, &other)? {
                 member.multi_region = Some(remaining.clone());
+                if member.state == KeyState::PendingReplicaDeletion
+                    && remaining.replica_regions.is_empty()
+                {
+                    let days = i64::from(member.pending_window_days.unwrap_or(30));
+                    member.state = KeyState::PendingDeletion;
+                    member.deletion_ms = Some(now + days * coffer_core::model::DAY_MS);
+                }
                 save_key(tx, &member)?;
             }
         }

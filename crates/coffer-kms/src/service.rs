@@ -222,14 +222,18 @@ pub(crate) fn require_enabled(key: &KeyRecord) -> Result<(), KmsError> {
             ErrorCode::KmsInvalidState,
             format!("{} is pending import.", key.arn),
         )),
+        KeyState::PendingReplicaDeletion => Err(KmsError::rejected(
+            ErrorCode::KmsInvalidState,
+            format!("{} is pending replica deletion.", key.arn),
+        )),
     }
 }
 
 fn refuse_pending_deletion(key: &KeyRecord) -> Result<(), KmsError> {
-    if key.state == KeyState::PendingDeletion {
-        Err(KmsError::pending_deletion(&key.arn))
-    } else {
-        Ok(())
+    match key.state {
+        KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn)),
+        KeyState::PendingReplicaDeletion => require_enabled(key),
+        _ => Ok(()),
     }
 }
 
@@ -844,9 +848,18 @@ impl Kms {
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, "ScheduleKeyDeletion")?;
         refuse_pending_deletion(&key)?;
-        key.state = KeyState::PendingDeletion;
-        key.deletion_ms = Some(now + i64::from(days) * DAY_MS);
         key.pending_window_days = Some(days);
+        // A multi-Region primary waits for its replicas: its window starts after them.
+        let waits_for_replicas = key.multi_region.as_ref().is_some_and(|set| {
+            set.primary_region == key.scope.region && !set.replica_regions.is_empty()
+        });
+        if waits_for_replicas {
+            key.state = KeyState::PendingReplicaDeletion;
+            key.deletion_ms = None;
+        } else {
+            key.state = KeyState::PendingDeletion;
+            key.deletion_ms = Some(now + i64::from(days) * DAY_MS);
+        }
         save_key(tx, &key)?;
         Ok(key)
     }
@@ -860,7 +873,7 @@ impl Kms {
     ) -> Result<KeyRecord, KmsError> {
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, "CancelKeyDeletion")?;
-        if key.state != KeyState::PendingDeletion {
+        if !matches!(key.state, KeyState::PendingDeletion | KeyState::PendingReplicaDeletion) {
             return Err(KmsError::rejected(
                 ErrorCode::KmsInvalidState,
                 format!("{} is not pending deletion.", key.arn),
@@ -1327,7 +1340,7 @@ impl Kms {
         }
         for mut key in keys {
             if key.state == KeyState::PendingDeletion {
-                self.delete_key(tx, &key)?;
+                self.delete_key(tx, &key, now)?;
                 work.deleted.push((key.scope.clone(), key.arn.clone()));
             } else if key.imported.as_ref().and_then(|i| i.valid_to_ms).is_some_and(|t| t <= now) {
                 self.drop_material(&mut key);
@@ -1350,7 +1363,12 @@ impl Kms {
     }
 
     /// Deletes a key, its material and the aliases that point at it.
-    fn delete_key(&self, tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+    fn delete_key(
+        &self,
+        tx: &mut dyn WriteTxn,
+        key: &KeyRecord,
+        now: Millis,
+    ) -> Result<(), KmsError> {
         let prefix = scope_prefix(&key.scope);
         let aliases = tx.records(ALIAS_KIND, &prefix, None, usize::MAX)?;
         for (record_key, bytes) in aliases {
@@ -1360,7 +1378,7 @@ impl Kms {
             }
         }
         crate::grants::delete_grants_of(tx, key)?;
-        self.leave_set(tx, key)?;
+        self.leave_set(tx, key, now)?;
         tx.delete_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id))?;
         self.forget(key);
         Ok(())

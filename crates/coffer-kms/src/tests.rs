@@ -1092,3 +1092,34 @@ fn a_master_key_rekey_leaves_imported_material_and_keeps_a_multi_region_set_toge
     assert_eq!(opened.plaintext.expose(), b"set");
     assert_eq!(opened.material_id, replica.materials[1].id);
 }
+
+#[test]
+fn a_primary_with_replicas_waits_for_them_before_its_deletion_window() {
+    let f = Fixture::new();
+    let request = NewKey { multi_region: true, ..Default::default() };
+    let primary = f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap();
+    let west = Scope::new("111122223333", "eu-west-1");
+    f.write(|kms, tx| {
+        let replica = multi_region::NewReplica::default();
+        kms.replicate_key(tx, &scope(), &primary.key_id, "eu-west-1", replica, NOW)
+    })
+    .unwrap();
+    let scheduled = f
+        .write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &primary.key_id, Some(7), NOW))
+        .unwrap();
+    assert_eq!(scheduled.state, KeyState::PendingReplicaDeletion);
+    assert_eq!(scheduled.deletion_ms, None);
+    assert_eq!(code(f.encrypt(&primary.key_id, b"x", &context(&[]))), ErrorCode::KmsInvalidState);
+    // Nothing is deleted while the replica exists.
+    let later = NOW + 30 * DAY_MS;
+    assert!(f.write(|kms, tx| kms.carry_out_due(tx, later)).unwrap().deleted.is_empty());
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &west, &primary.key_id, Some(7), later))
+        .unwrap();
+    let gone = later + 7 * DAY_MS;
+    let due = f.write(|kms, tx| kms.carry_out_due(tx, gone)).unwrap();
+    assert_eq!(due.deleted.len(), 1, "only the replica");
+    let waiting = f.read(|kms, tx| kms.find_key(tx, &scope(), &primary.key_id, false)).unwrap();
+    assert_eq!(waiting.state, KeyState::PendingDeletion);
+    assert_eq!(waiting.deletion_ms, Some(gone + 7 * DAY_MS));
+    assert_eq!(waiting.multi_region.unwrap().replica_regions, Vec::<String>::new());
+}

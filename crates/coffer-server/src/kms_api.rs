@@ -371,7 +371,7 @@ pub fn schedule_key_deletion(
     })?;
     Ok(wire::ScheduleKeyDeletionResponse {
         key_id: key.arn.clone(),
-        deletion_date: key.deletion_ms.map(epoch_seconds).unwrap_or_default(),
+        deletion_date: key.deletion_ms.map(epoch_seconds),
         key_state: key.state.as_str().to_string(),
         pending_window_in_days: key.pending_window_days.unwrap_or(30),
     })

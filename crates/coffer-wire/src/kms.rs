@@ -157,7 +157,9 @@ pub struct ScheduleKeyDeletionRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct ScheduleKeyDeletionResponse {
     pub key_id: String,
-    pub deletion_date: f64,
+    /// Absent while a multi-Region primary waits for its replicas' deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
     pub key_state: String,
     pub pending_window_in_days: i32,
 }
