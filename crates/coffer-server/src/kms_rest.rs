@@ -10,7 +10,7 @@
 //! GetKeyLastUsage is derived from the audit trail (newest first, down to the key's
 //! creation): no crypto operation writes anything for it.
 
-use crate::kms_api::metadata;
+use crate::kms_api::{metadata, run};
 use crate::{App, RequestContext, clock};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::import::ImportRequest;
@@ -20,15 +20,11 @@ use coffer_wire::cloudtrail::LookupEventsRequest;
 use coffer_wire::kms::Blob;
 use coffer_wire::kms_rest as wire;
 use coffer_wire::operation::KmsOp;
-use coffer_wire::protocol::{decode_request, encode_response, epoch_seconds};
+use coffer_wire::protocol::epoch_seconds;
 use serde_json::Value;
 
 fn kms(e: KmsError) -> AwsError {
     AwsError::from(e)
-}
-
-fn json<T: serde::Serialize>(response: T) -> Vec<u8> {
-    encode_response(&response)
 }
 
 /// Runs one of this module's operations; `None` for any other.
@@ -40,35 +36,25 @@ pub fn dispatch(
 ) -> Option<Result<Vec<u8>, AwsError>> {
     let scope = &ctx.scope;
     Some(match op {
-        KmsOp::GetParametersForImport => {
-            decode_request(body).and_then(|r| get_parameters_for_import(app, scope, r)).map(json)
-        }
-        KmsOp::ImportKeyMaterial => {
-            decode_request(body).and_then(|r| import_key_material(app, ctx, r)).map(json)
-        }
+        KmsOp::GetParametersForImport => run(body, |r| get_parameters_for_import(app, scope, r)),
+        KmsOp::ImportKeyMaterial => run(body, |r| import_key_material(app, ctx, r)),
         KmsOp::DeleteImportedKeyMaterial => {
-            decode_request(body).and_then(|r| delete_imported_key_material(app, ctx, r)).map(json)
+            run(body, |r| delete_imported_key_material(app, ctx, r))
         }
-        KmsOp::ReplicateKey => {
-            decode_request(body).and_then(|r| replicate_key(app, ctx, r)).map(json)
-        }
-        KmsOp::UpdatePrimaryRegion => {
-            decode_request(body).and_then(|r| update_primary_region(app, ctx, r)).map(json)
-        }
-        KmsOp::DescribeCustomKeyStores => {
-            decode_request(body).and_then(describe_custom_key_stores).map(json)
-        }
+        KmsOp::ReplicateKey => run(body, |r| replicate_key(app, ctx, r)),
+        KmsOp::UpdatePrimaryRegion => run(body, |r| update_primary_region(app, ctx, r)),
+        KmsOp::DescribeCustomKeyStores => run(body, describe_custom_key_stores),
         KmsOp::ConnectCustomKeyStore
         | KmsOp::DisconnectCustomKeyStore
         | KmsOp::DeleteCustomKeyStore
-        | KmsOp::UpdateCustomKeyStore => decode_request(body).and_then(no_such_store),
+        | KmsOp::UpdateCustomKeyStore => {
+            run::<wire::CustomKeyStoreRequest, ()>(body, no_such_store)
+        }
         KmsOp::CreateCustomKeyStore => Err(AwsError::new(
             ErrorCode::KmsUnsupportedOperation,
             "Custom key stores (AWS CloudHSM and external key stores) are not supported by Coffer.",
         )),
-        KmsOp::GetKeyLastUsage => {
-            decode_request(body).and_then(|r| get_key_last_usage(app, scope, r)).map(json)
-        }
+        KmsOp::GetKeyLastUsage => run(body, |r| get_key_last_usage(app, scope, r)),
         _ => return None,
     })
 }
@@ -267,7 +253,7 @@ pub fn describe_custom_key_stores(
     Ok(wire::DescribeCustomKeyStoresResponse { custom_key_stores: Vec::new(), truncated: false })
 }
 
-fn no_such_store(_req: wire::CustomKeyStoreRequest) -> Result<Vec<u8>, AwsError> {
+fn no_such_store(_req: wire::CustomKeyStoreRequest) -> Result<(), AwsError> {
     Err(store_not_found())
 }
 
