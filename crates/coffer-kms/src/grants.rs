@@ -92,8 +92,12 @@ impl GrantRecord {
 
     /// Whether the grant names the caller (`arn`, unique id `user_id`) as its grantee.
     pub fn is_grantee(&self, arn: &str, user_id: &str) -> bool {
-        self.grantee_principal == arn
-            && self.grantee_user_id.as_deref().is_none_or(|id| id == user_id)
+        if self.grantee_principal == arn {
+            return self.grantee_user_id.as_deref().is_none_or(|id| id == user_id);
+        }
+        // A grant to a role applies to the role's sessions, as at AWS: the session ARN
+        // names the role (without its path) and its user id begins with the role's id.
+        session_of_role(arn, user_id, &self.grantee_principal, self.grantee_user_id.as_deref())
     }
 
     /// Whether the grant names the caller as its retiring principal.
@@ -164,6 +168,37 @@ impl GrantRecord {
         });
         equals_ok && subset_ok
     }
+}
+
+/// Whether `session_arn` (`arn:aws:sts::<account>:assumed-role/<role>/<session>`, unique id
+/// `<role id>:<session>`) is a session of the role `role_arn`
+/// (`arn:aws:iam::<account>:role[/path]/<role>`), bound to unique id `role_id` if known.
+fn session_of_role(
+    session_arn: &str,
+    session_user_id: &str,
+    role_arn: &str,
+    role_id: Option<&str>,
+) -> bool {
+    let Some(session) = session_arn.strip_prefix("arn:aws:sts::") else { return false };
+    let Some(role) = role_arn.strip_prefix("arn:aws:iam::") else { return false };
+    let (Some((session_account, session_rest)), Some((role_account, role_rest))) =
+        (session.split_once(':'), role.split_once(':'))
+    else {
+        return false;
+    };
+    let Some(session_role) =
+        session_rest.strip_prefix("assumed-role/").and_then(|r| r.split_once('/')).map(|p| p.0)
+    else {
+        return false;
+    };
+    let Some(role_name) = role_rest.strip_prefix("role/").and_then(|r| r.rsplit('/').next()) else {
+        return false;
+    };
+    session_account == role_account
+        && session_role == role_name
+        && role_id.is_none_or(|id| {
+            session_user_id.strip_prefix(id).is_some_and(|rest| rest.starts_with(':'))
+        })
 }
 
 fn decode(bytes: &[u8]) -> Result<GrantRecord, KmsError> {
@@ -407,6 +442,18 @@ mod tests {
         ));
         // The same name with another unique id is another user.
         assert!(!grant(None).allows(me, "AIDARECREATED", "kms:Decrypt", None));
+        // A grant to a role reaches its sessions, bound to the role's id.
+        let role = "arn:aws:iam::111122223333:role/team/app-role";
+        let session = "arn:aws:sts::111122223333:assumed-role/app-role/s1";
+        assert!(session_of_role(session, "AROAAPP:s1", role, Some("AROAAPP")));
+        assert!(session_of_role(session, "AROAAPP:s1", role, None));
+        assert!(!session_of_role(session, "AROARECREATED:s1", role, Some("AROAAPP")));
+        assert!(!session_of_role(session, "AROAAPPX:s1", role, Some("AROAAPP")));
+        let other_role = "arn:aws:sts::111122223333:assumed-role/app-role2/s1";
+        assert!(!session_of_role(other_role, "AROAAPP:s1", role, None));
+        let other_account = "arn:aws:sts::444455556666:assumed-role/app-role/s1";
+        assert!(!session_of_role(other_account, "AROAAPP:s1", role, None));
+        assert!(!session_of_role(me, "AIDAAPP", role, None));
         let subset = GrantConstraints {
             encryption_context_subset: Some(ctx(&[("a", "1")])),
             ..Default::default()

@@ -578,6 +578,22 @@ impl Gate {
         decide_kms_grants_last(&self.caller, (app, tx), action, key, context, call)
     }
 
+    /// KMS's policy lockout safety check: whether the key policy `text` (as it will be
+    /// stored) on `key` would still let the caller call PutKeyPolicy on it. A policy that
+    /// does not parse is left to the policy checks, which refuse it in their own words.
+    pub fn key_policy_keeps_caller(&self, text: &str, key: &KeyRecord) -> bool {
+        let Ok(policy) = Policy::parse(text, PolicyKind::Resource) else { return true };
+        let context = kms_context(self.context(), &self.caller, None);
+        let req = Request {
+            principal: &self.caller.principal,
+            action: "kms:PutKeyPolicy",
+            resource: &key.arn,
+            resource_account: &key.scope.account,
+            context: &context,
+        };
+        evaluate_key_policy(&req, &self.caller.policies, Some(&policy)).is_allowed()
+    }
+
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
     /// it exists), with the secret's resource policy and tags.
     pub fn secret(

@@ -72,6 +72,14 @@ pub(crate) fn user_id_of(
     if app.iam.is_none() {
         return Ok(None);
     }
+    // A role is bound to its unique id too: its sessions get the grant, a role made
+    // again under the same name does not.
+    if crate::iam::directory::role_arn_parts(arn).is_some() {
+        return match crate::iam::directory::bound_role_id(tx, arn).map_err(store_error)? {
+            Some(role_id) => Ok(Some(role_id)),
+            None => Err(AwsError::validation(format!("Invalid principal: {arn} does not exist."))),
+        };
+    }
     let Some((account, name)) = coffer_auth::policy::user_arn_parts(arn) else { return Ok(None) };
     let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
     let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
