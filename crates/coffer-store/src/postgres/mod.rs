@@ -53,6 +53,7 @@ mod writer;
 use read::{SHARED_READ, SharedReadGuard, end_read};
 pub use schema::{Migration, SCHEMA_VERSION};
 use txn::{Failure, PgTxn};
+pub use txn::{SECRET_AND_VERSIONS_BY_NAME_SQL, SECRET_BY_NAME_SQL, statements_on_this_thread};
 
 /// A store in one PostgreSQL database, shared by any number of nodes.
 pub struct PostgresStore {
