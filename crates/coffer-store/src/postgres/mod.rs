@@ -108,7 +108,7 @@ impl Store for PostgresStore {
                 ran = true;
                 f();
             }
-            end_read(rt, tx);
+            end_read(tx);
         });
         if opened.is_err() && !ran {
             // No transaction could be had: the reads open their own (and report why).
@@ -126,7 +126,7 @@ impl Store for PostgresStore {
                 let txn = PgTxn::reading(rt, &tx);
                 let result = f(&txn);
                 let failure = txn.failure.get();
-                end_read(rt, tx);
+                end_read(tx);
                 (result, failure)
             })?;
         match (result, failure) {
