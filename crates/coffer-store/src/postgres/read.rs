@@ -4,8 +4,8 @@ use std::cell::Cell;
 
 use deadpool_postgres::Transaction;
 
-use super::txn::{Failure, PgTxn};
 use super::PostgresStore;
+use super::txn::{Failure, PgTxn};
 use crate::{ReadTxn, StoreError, StoreResult};
 
 thread_local! {
