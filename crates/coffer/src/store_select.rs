@@ -88,12 +88,26 @@ impl StoreSpec {
                 Ok(Arc::new(store))
             }
             StoreSpec::Postgres(url) => {
-                let store = PostgresStore::open(url).map_err(|e| e.to_string())?;
+                // Every process on a shared database (servers, `coffer admin`) caches and
+                // announces the same records, so each one's changes reach the others'
+                // caches within `coffer_store::postgres::STALE_BOUND`.
+                let store = PostgresStore::open(url)
+                    .map_err(|e| e.to_string())?
+                    .cache_records(&RECORDS_SHARED_ACROSS_NODES, &[coffer_iam::GENERATION_SETTING]);
                 Ok(Arc::new(store))
             }
         }
     }
 }
+
+/// The records every read call reads and almost nothing changes: cached per node on
+/// PostgreSQL (see `PostgresStore::cache_records`).
+const RECORDS_SHARED_ACROSS_NODES: [&str; 4] = [
+    coffer_iam::USER_KIND,
+    coffer_iam::ACCESS_KEY_KIND,
+    coffer_server::RECORDS_ONLY_THE_SERVER_CHANGES[0],
+    coffer_server::RECORDS_ONLY_THE_SERVER_CHANGES[1],
+];
 
 /// `--store` and `--data-dir` for the commands that work on a durable store.
 #[derive(Args, Debug)]

@@ -57,6 +57,7 @@ impl PostgresStore {
                 StoreError::Backend(format!("cannot start the PostgreSQL runtime: {e}"))
             })?;
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let watcher_config = (options.config.clone(), options.tls.clone());
         let manager = match options.tls {
             None => Manager::from_config(options.config, NoTls, manager_config),
             Some(tls) => Manager::from_config(options.config, tls, manager_config),
@@ -80,12 +81,32 @@ impl PostgresStore {
             queue: std::sync::Mutex::default(),
             runtime: Some(runtime),
             description: options.description,
+            shared: None,
+            watcher_config,
         };
         // Fail now, with the reason, rather than at the first request.
         drop(store.checkout().map_err(|e| {
             StoreError::Backend(format!("cannot connect to {}: {e}", store.description))
         })?);
         Ok(store)
+    }
+
+    /// Caches records of `kinds` and the settings `settings` across read transactions,
+    /// coherent with every node within [`super::STALE_BOUND`], and announces this node's
+    /// writes of them to the other nodes (see `shared_cache`). Every process that writes
+    /// them on a shared database must be opened with the same lists, or its changes
+    /// reach the other nodes only through their own generation reads (never, for
+    /// records it changes without such a write).
+    pub fn cache_records(mut self, kinds: &[&str], settings: &[&str]) -> Self {
+        let cache = std::sync::Arc::new(super::shared_cache::SharedCache::new(kinds, settings));
+        let (config, tls) = self.watcher_config.clone();
+        let watched = cache.clone();
+        match tls {
+            None => self.rt().spawn(super::shared_cache::watch(watched, config, NoTls)),
+            Some(tls) => self.rt().spawn(super::shared_cache::watch(watched, config, tls)),
+        };
+        self.shared = Some(cache);
+        self
     }
 
     pub(super) fn rt(&self) -> &tokio::runtime::Runtime {

@@ -43,6 +43,7 @@ mod export;
 mod lease;
 mod read;
 mod schema;
+mod shared_cache;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -52,6 +53,7 @@ mod writer;
 
 use read::{SHARED_READ, SharedReadGuard, end_read};
 pub use schema::{Migration, SCHEMA_VERSION};
+pub use shared_cache::{GENERATION_SETTING as CACHE_GENERATION_SETTING, STALE_BOUND};
 use txn::{Failure, PgTxn};
 pub use txn::{SECRET_AND_VERSIONS_BY_NAME_SQL, SECRET_BY_NAME_SQL, statements_on_this_thread};
 
@@ -69,6 +71,11 @@ pub struct PostgresStore {
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     description: String,
+    /// The records and settings this node caches across transactions, and the kinds
+    /// whose writes it announces to the others (`shared_cache`); `None`: neither.
+    shared: Option<std::sync::Arc<shared_cache::SharedCache>>,
+    /// How the watcher connects: the pool's configuration and TLS.
+    watcher_config: (tokio_postgres::Config, Option<tokio_postgres_rustls::MakeRustlsConnect>),
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -100,7 +107,7 @@ impl Store for PostgresStore {
         let rt = self.rt();
         let mut ran = false;
         let opened = self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-            let txn = PgTxn::reading(rt, &tx);
+            let txn = PgTxn::reading_cached(rt, &tx, self.shared.as_deref());
             {
                 let _guard = SharedReadGuard;
                 let erased = &txn as *const PgTxn<'_, '_> as *const ();
@@ -123,7 +130,7 @@ impl Store for PostgresStore {
         let rt = self.rt();
         let (result, failure) =
             self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-                let txn = PgTxn::reading(rt, &tx);
+                let txn = PgTxn::reading_cached(rt, &tx, self.shared.as_deref());
                 let result = f(&txn);
                 let failure = txn.failure.get();
                 end_read(tx);

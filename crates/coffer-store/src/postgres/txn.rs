@@ -9,6 +9,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::shared_cache::{ANNOUNCE_SQL, GENERATION_SETTING, SharedCache};
 use super::writer::is_retryable;
 use super::{backend, get, unreadable};
 use crate::read_cache::{arn_key, name_key};
@@ -51,6 +52,13 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) prefetched: std::cell::RefCell<Prefetched>,
     /// Records put and not yet sent (see [`PgTxn::flush`]); empty in read transactions.
     pub(super) pending: std::cell::RefCell<PendingRecords>,
+    /// The node's cache of rarely changed records (`shared_cache`), if it keeps one.
+    pub(super) shared: Option<&'a SharedCache>,
+    /// In a read-only transaction, the cache's epoch noted before the snapshot, while the
+    /// cache may be used.
+    pub(super) shared_epoch: Option<u64>,
+    /// A write put or deleted something the cache holds (see `announce_shared_change`).
+    pub(super) shared_touched: Cell<bool>,
 }
 
 /// A secret's versions and its current version's value, read with the secret in one
@@ -96,7 +104,84 @@ impl<'a, 't> PgTxn<'a, 't> {
             seen: None,
             prefetched: Default::default(),
             pending: Default::default(),
+            shared: None,
+            shared_epoch: None,
+            shared_touched: Cell::new(false),
         }
+    }
+
+    /// A write transaction of a store that keeps `shared` (it then announces changes).
+    pub(super) fn writing(
+        rt: &'a tokio::runtime::Runtime,
+        tx: &'a Transaction<'t>,
+        shared: Option<&'a SharedCache>,
+    ) -> Self {
+        PgTxn { shared, ..PgTxn::new(rt, tx) }
+    }
+
+    /// A read-only transaction that may use `shared`.
+    pub(super) fn reading_cached(
+        rt: &'a tokio::runtime::Runtime,
+        tx: &'a Transaction<'t>,
+        shared: Option<&'a SharedCache>,
+    ) -> Self {
+        // Noted before the transaction's first statement, which takes its snapshot.
+        let shared_epoch = shared.and_then(|cache| cache.begin_read(std::time::Instant::now()));
+        PgTxn { shared, shared_epoch, ..PgTxn::reading(rt, tx) }
+    }
+
+    /// Notes a write of `kind` (`None`: a setting) `key`, announced before commit if cached.
+    pub(super) fn note_shared_write(&self, kind: Option<&str>, key: &str) {
+        if let Some(cache) = self.shared {
+            let cached = match kind {
+                Some(kind) => cache.caches_kind(kind),
+                None => cache.caches_setting(key),
+            };
+            if cached {
+                self.shared_touched.set(true);
+            }
+        }
+    }
+
+    /// Called once the write's work is done and before it commits: if it changed cached
+    /// records or settings, bumps the cache generation and notifies every node, in this
+    /// transaction (delivered on commit), and empties this node's cache. Returns whether
+    /// it did so, in which case `SharedCache::commit_ended` must follow the commit.
+    pub(super) fn announce_shared_change(&self) -> StoreResult<bool> {
+        let Some(cache) = self.shared.filter(|_| self.shared_touched.get()) else {
+            return Ok(false);
+        };
+        cache.commit_begins();
+        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&GENERATION_SETTING]) {
+            cache.commit_ended();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// A cached record or setting, read from the database (and cached) if not held.
+    fn shared_read(
+        &self,
+        kind: Option<&str>,
+        key: &str,
+        read: impl FnOnce() -> StoreResult<Option<Vec<u8>>>,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let (Some(cache), Some(epoch)) = (self.shared, self.shared_epoch) else { return read() };
+        let cached = match kind {
+            Some(kind) => cache.caches_kind(kind),
+            None => cache.caches_setting(key),
+        };
+        if !cached {
+            return read();
+        }
+        if let Some(value) = cache.get(epoch, kind, key) {
+            return Ok(Some(value));
+        }
+        let found = read()?;
+        if let Some(value) = &found {
+            cache.put(epoch, kind, key, value);
+        }
+        Ok(found)
     }
 
     /// A read-only transaction's, which remembers the secrets it looked up.
@@ -466,14 +551,20 @@ impl ReadTxn for PgTxn<'_, '_> {
     }
 
     fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = self.query_opt("SELECT value FROM settings WHERE name = $1", &[&name])?;
-        row.map(|row| get(&row, 0)).transpose()
+        self.shared_read(None, name, || {
+            let row = self.query_opt("SELECT value FROM settings WHERE name = $1", &[&name])?;
+            row.map(|row| get(&row, 0)).transpose()
+        })
     }
 
     fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = self
-            .query_opt("SELECT value FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
-        row.map(|row| get(&row, 0)).transpose()
+        self.shared_read(Some(kind), key, || {
+            let row = self.query_opt(
+                "SELECT value FROM records WHERE kind = $1 AND key = $2",
+                &[&kind, &key],
+            )?;
+            row.map(|row| get(&row, 0)).transpose()
+        })
     }
 
     fn records(

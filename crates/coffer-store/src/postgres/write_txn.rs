@@ -130,6 +130,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
+        self.note_shared_write(None, name);
         self.execute(
             "INSERT INTO settings (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
@@ -139,12 +140,14 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.note_shared_write(Some(kind), key);
         // Sent with the next statement's turn, together with every record put before it.
         self.pending.borrow_mut().put(kind, key, value);
         Ok(())
     }
 
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
+        self.note_shared_write(Some(kind), key);
         self.execute("DELETE FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
         Ok(())
     }

@@ -109,6 +109,8 @@ impl PostgresStore {
         let every = |result: &dyn Fn() -> StoreResult<()>| {
             BatchAttempt::Done((0..count).map(|_| Member::Done(result())).collect())
         };
+        // Members that changed cached records: their commit has begun for the cache.
+        let mut announced = 0;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
             let mut members = Vec::with_capacity(jobs.len());
             let mut broken = None;
@@ -117,13 +119,16 @@ impl PostgresStore {
                     broken = Some(e);
                     break;
                 }
-                let mut txn = PgTxn::new(rt, &tx);
+                let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref());
                 // SAFETY: every job is answered only after this batch (`run_batch`).
                 let closure = unsafe { job.closure() };
                 let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
                 if matches!(ran, Ok(Ok(()))) {
                     // A failure is noted in `txn.failure`, read next.
                     let _ = txn.flush();
+                    if let Ok(true) = txn.announce_shared_change() {
+                        announced += 1;
+                    }
                 }
                 let failure = txn.failure.get();
                 if failure == Failure::Retry {
@@ -197,6 +202,7 @@ impl PostgresStore {
                 }
             }
         });
+        self.shared_commits_ended(announced);
         match outcome {
             Ok(attempt) => attempt,
             Err(e) => {
@@ -241,12 +247,16 @@ impl PostgresStore {
         f: &mut dyn FnMut(&mut PgTxn<'_, '_>) -> StoreResult<()>,
     ) -> Attempt {
         let rt = self.rt();
+        let mut announced = 0;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
-            let mut txn = PgTxn::new(rt, &tx);
+            let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref());
             let result = f(&mut txn);
             if result.is_ok() {
                 // A failure is noted in `txn.failure`, read next.
                 let _ = txn.flush();
+                if let Ok(true) = txn.announce_shared_change() {
+                    announced += 1;
+                }
             }
             let failure = txn.failure.get();
             let attempt = match (failure, result) {
@@ -276,9 +286,19 @@ impl PostgresStore {
             }
             attempt
         });
+        self.shared_commits_ended(announced);
         match outcome {
             Ok(attempt) => attempt,
             Err(e) => Attempt::Finished(Err(e)),
+        }
+    }
+
+    /// Ends, for this node's cache, the commits `announce_shared_change` began.
+    fn shared_commits_ended(&self, announced: usize) {
+        if let Some(cache) = &self.shared {
+            for _ in 0..announced {
+                cache.commit_ended();
+            }
         }
     }
 }

@@ -1,0 +1,286 @@
+//! A per-node cache of the records and settings every call reads and almost nothing
+//! changes (IAM users and access keys, the IAM generation, KMS keys and aliases), kept
+//! coherent across every node on the database within [`STALE_BOUND`].
+//!
+//! Why: on PostgreSQL each of those reads is a round trip, and round trips are nearly all
+//! of a read call's cost (docs/design/postgres-performance.md).
+//!
+//! How a change reaches every node:
+//! - A write transaction that puts or deletes a cached record or setting also bumps the
+//!   setting [`GENERATION_SETTING`] and calls `pg_notify` on [`CHANNEL`], in that
+//!   transaction: PostgreSQL delivers the notification only if and when it commits.
+//! - Each node keeps one connection of its own (the *watcher*) that `LISTEN`s on the
+//!   channel and empties the cache on every notification (typically milliseconds after the
+//!   commit), and that also reads the generation row every [`POLL_EVERY`], emptying the
+//!   cache when it moved. A notification lost with its connection is thus still seen.
+//! - Entries are used only while the last poll that *began* less than [`STALE_BOUND`] ago
+//!   has confirmed the generation. A poll that begins after a commit sees it; so if no
+//!   poll begun after the commit completes (the watcher's connection is down, the
+//!   database is slow), the cache stops being used at most [`STALE_BOUND`] after the
+//!   commit and every read goes to the database, as without a cache. Hence: a change
+//!   committed at time t is seen by every node's reads from t + [`STALE_BOUND`] on.
+//! - A node's own writes empty its cache before they commit and again after, and nothing
+//!   is cached while one is in flight, so its own readers see its changes at once (the
+//!   rules of `crate::read_cache`).
+//! - Absent records and settings are not cached, so something created on one node is
+//!   found by the next read on every other node.
+//!
+//! Only read-only transactions use the cache; a write always reads the database. Values
+//! are cached as stored (access keys' secrets stay sealed).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::AsyncMessage;
+
+/// The notification channel of changes to cached records and settings.
+pub(super) const CHANNEL: &str = "coffer_changes";
+
+/// The setting every write of a cached record or setting increments.
+pub const GENERATION_SETTING: &str = "coffer-cache-generation";
+
+/// A change committed on any node is seen by every node's reads at most this long after.
+pub const STALE_BOUND: Duration = Duration::from_secs(1);
+
+/// How often the watcher reads the generation row (a quarter of the bound, so a poll or
+/// two may fail or be slow without the cache falling back to the database).
+pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// At most this many entries; a full cache starts over (the hot set is small: the access
+/// keys and KMS keys in use).
+const MAX_ENTRIES: usize = 16 * 1024;
+
+/// The bump of [`GENERATION_SETTING`] and the notification, in one statement.
+pub(super) const ANNOUNCE_SQL: &str = "WITH bumped AS (\
+     INSERT INTO settings (name, value) VALUES ($1, convert_to('1', 'UTF8')) \
+     ON CONFLICT (name) DO UPDATE SET value = \
+     convert_to((convert_from(settings.value, 'UTF8')::bigint + 1)::text, 'UTF8') \
+     RETURNING 1) SELECT pg_notify('coffer_changes', '') FROM bumped";
+
+/// Cache key: a record (kind, key) or a setting (`None`, name).
+type Key = (Option<String>, String);
+
+/// See the module documentation.
+pub(super) struct SharedCache {
+    kinds: Vec<String>,
+    settings: Vec<String>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Moves on whenever entries may have become stale; an entry read under an older
+    /// epoch is never cached.
+    epoch: u64,
+    /// This node's writes of cached things between their two invalidations.
+    committing: usize,
+    /// When the last poll that confirmed the generation began; `None`: not confirmed.
+    confirmed: Option<Instant>,
+    /// The generation that poll read.
+    generation: Option<Vec<u8>>,
+    entries: HashMap<Key, Arc<Vec<u8>>>,
+}
+
+impl State {
+    fn invalidate(&mut self) {
+        self.entries.clear();
+        self.epoch += 1;
+    }
+}
+
+impl SharedCache {
+    pub(super) fn new(kinds: &[&str], settings: &[&str]) -> SharedCache {
+        SharedCache {
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn caches_kind(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k == kind)
+    }
+
+    pub(super) fn caches_setting(&self, name: &str) -> bool {
+        self.settings.iter().any(|s| s == name)
+    }
+
+    /// The epoch a read transaction notes before its snapshot, if the cache may be used.
+    pub(super) fn begin_read(&self, now: Instant) -> Option<u64> {
+        let state = self.lock();
+        let confirmed = state.confirmed?;
+        (now.saturating_duration_since(confirmed) < STALE_BOUND).then_some(state.epoch)
+    }
+
+    pub(super) fn get(&self, epoch: u64, kind: Option<&str>, key: &str) -> Option<Vec<u8>> {
+        let state = self.lock();
+        if state.epoch != epoch {
+            return None;
+        }
+        let confirmed = state.confirmed?;
+        if confirmed.elapsed() >= STALE_BOUND {
+            return None;
+        }
+        state.entries.get(&(kind.map(str::to_owned), key.to_owned())).map(|v| v.to_vec())
+    }
+
+    /// Caches what a read that noted `epoch` found, unless anything moved since.
+    pub(super) fn put(&self, epoch: u64, kind: Option<&str>, key: &str, value: &[u8]) {
+        let mut state = self.lock();
+        if state.epoch != epoch || state.committing > 0 {
+            return;
+        }
+        if state.entries.len() >= MAX_ENTRIES {
+            state.entries.clear();
+        }
+        state.entries.insert((kind.map(str::to_owned), key.to_owned()), Arc::new(value.to_vec()));
+    }
+
+    /// A write of this node that changed cached things is about to commit.
+    pub(super) fn commit_begins(&self) {
+        let mut state = self.lock();
+        state.invalidate();
+        state.committing += 1;
+    }
+
+    /// ... and has ended, committed or not.
+    pub(super) fn commit_ended(&self) {
+        let mut state = self.lock();
+        state.invalidate();
+        state.committing = state.committing.saturating_sub(1);
+    }
+
+    /// A poll that began at `started` read `generation`.
+    pub(super) fn observed(&self, started: Instant, generation: Option<Vec<u8>>) {
+        let mut state = self.lock();
+        if state.generation != generation || state.confirmed.is_none() {
+            state.invalidate();
+            state.generation = generation;
+        }
+        if state.confirmed.is_none_or(|at| at < started) {
+            state.confirmed = Some(started);
+        }
+    }
+
+    /// Another node (or this one) committed a change.
+    pub(super) fn notified(&self) {
+        self.lock().invalidate();
+    }
+
+    /// The watcher lost its connection: nothing is used until a poll confirms again.
+    pub(super) fn lost(&self) {
+        let mut state = self.lock();
+        state.confirmed = None;
+        state.invalidate();
+    }
+}
+
+/// The watcher: forever, a connection that listens on [`CHANNEL`] and polls the
+/// generation; reconnects after [`POLL_EVERY`] when it is lost.
+pub(super) async fn watch<T>(cache: Arc<SharedCache>, config: tokio_postgres::Config, tls: T)
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
+    loop {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
+            let notified = cache.clone();
+            let driver = tokio::spawn(async move {
+                while let Some(message) =
+                    std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    match message {
+                        Ok(AsyncMessage::Notification(_)) => notified.notified(),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                notified.lost();
+            });
+            if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                loop {
+                    let started = Instant::now();
+                    let read = client
+                        .query_opt(
+                            "SELECT value FROM settings WHERE name = $1",
+                            &[&GENERATION_SETTING],
+                        )
+                        .await;
+                    match read {
+                        Ok(row) => cache.observed(started, row.and_then(|r| r.try_get(0).ok())),
+                        Err(_) => break,
+                    }
+                    tokio::time::sleep(POLL_EVERY).await;
+                }
+            }
+            driver.abort();
+        }
+        cache.lost();
+        tracing::debug!("the PostgreSQL cache watcher is reconnecting");
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn confirmed_cache() -> (SharedCache, Instant) {
+        let cache = SharedCache::new(&["k"], &["s"]);
+        let now = Instant::now();
+        cache.observed(now, Some(b"1".to_vec()));
+        (cache, now)
+    }
+
+    #[test]
+    fn nothing_is_used_before_a_poll_confirms_or_once_the_bound_has_passed() {
+        let cache = SharedCache::new(&["k"], &[]);
+        assert_eq!(cache.begin_read(Instant::now()), None);
+        let now = Instant::now();
+        cache.observed(now, None);
+        assert!(cache.begin_read(now).is_some());
+        assert_eq!(cache.begin_read(now + STALE_BOUND), None);
+    }
+
+    #[test]
+    fn a_moved_generation_a_notification_or_a_lost_watcher_empty_the_cache() {
+        let (cache, now) = confirmed_cache();
+        let changes: [fn(&SharedCache); 3] =
+            [|c| c.observed(Instant::now(), Some(b"2".to_vec())), |c| c.notified(), |c| c.lost()];
+        for change in changes {
+            cache.observed(Instant::now(), Some(b"1".to_vec()));
+            let epoch = cache.begin_read(now).unwrap();
+            cache.put(epoch, Some("k"), "a", b"v");
+            assert_eq!(cache.get(epoch, Some("k"), "a"), Some(b"v".to_vec()));
+            change(&cache);
+            let later = cache.begin_read(Instant::now());
+            assert!(later.is_none_or(|e| cache.get(e, Some("k"), "a").is_none()));
+            // A read that began before the change caches nothing.
+            cache.put(epoch, Some("k"), "a", b"old");
+            cache.observed(Instant::now(), Some(b"2".to_vec()));
+            let now = cache.begin_read(Instant::now()).unwrap();
+            assert_eq!(cache.get(now, Some("k"), "a"), None);
+        }
+    }
+
+    #[test]
+    fn nothing_is_cached_while_a_local_commit_is_in_flight() {
+        let (cache, _) = confirmed_cache();
+        cache.commit_begins();
+        let during = cache.begin_read(Instant::now()).unwrap();
+        cache.put(during, None, "s", b"old");
+        assert_eq!(cache.get(during, None, "s"), None);
+        cache.commit_ended();
+        let after = cache.begin_read(Instant::now()).unwrap();
+        assert_eq!(cache.get(after, None, "s"), None);
+        cache.put(after, None, "s", b"new");
+        assert_eq!(cache.get(after, None, "s"), Some(b"new".to_vec()));
+    }
+}

@@ -1,0 +1,145 @@
+//! Two nodes on one PostgreSQL database, each caching IAM and KMS key records
+//! (`PostgresStore::cache_records`, as `coffer serve` opens it): a cached read needs no
+//! statement, and a change committed through one node is seen by the other's reads from
+//! `STALE_BOUND` after the commit on (usually within milliseconds, by notification).
+//!
+//! The database is a throwaway server started from the installed PostgreSQL binaries;
+//! without them these tests fail, never skip.
+
+use coffer_crypto::MasterKey;
+use coffer_iam::Iam;
+use coffer_store::postgres::{STALE_BOUND, statements_on_this_thread};
+use coffer_store::testing::TestPostgres;
+use coffer_store::{PostgresStore, Store};
+use std::time::{Duration, Instant};
+
+/// The kinds and settings `coffer`'s store selection caches on PostgreSQL.
+const KINDS: [&str; 4] =
+    [coffer_iam::USER_KIND, coffer_iam::ACCESS_KEY_KIND, "kms-key", "kms-alias"];
+
+fn node(url: &str) -> PostgresStore {
+    PostgresStore::open(url).unwrap().cache_records(&KINDS, &[coffer_iam::GENERATION_SETTING])
+}
+
+/// How many statements `f` ran on this thread.
+fn statements<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = statements_on_this_thread();
+    let out = f();
+    (out, statements_on_this_thread() - before)
+}
+
+/// Repeats `f` until it runs no statement (the node's watcher has confirmed its cache
+/// and the entries are cached); fails after 10 s.
+fn until_cached(mut f: impl FnMut()) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while statements(&mut f).1 != 0 {
+        assert!(Instant::now() < deadline, "the cache was never used");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sleeps until `STALE_BOUND` after `committed`.
+fn wait_out_the_bound(committed: Instant) {
+    std::thread::sleep((committed + STALE_BOUND).saturating_duration_since(Instant::now()));
+}
+
+fn record(store: &PostgresStore, kind: &str, key: &str) -> Option<Vec<u8>> {
+    let mut found = None;
+    store
+        .read(&mut |tx| {
+            found = tx.record(kind, key)?;
+            Ok(())
+        })
+        .unwrap();
+    found
+}
+
+#[test]
+fn a_removed_policy_and_a_deleted_access_key_are_refused_on_the_other_node_within_the_bound() {
+    let database = TestPostgres::shared().create_database();
+    let (a, b) = (node(&database.url), node(&database.url));
+    let master = MasterKey::generate();
+    let (iam_a, iam_b) = (Iam::open(&master, &a).unwrap(), Iam::open(&master, &b).unwrap());
+    iam_a.create_user(&a, "111122223333", "reader", 0).unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+    iam_a.put_user_policy(&a, "111122223333", "reader", "read", policy).unwrap();
+    let (id, _) = iam_a.create_access_key(&a, "111122223333", "reader", 0).unwrap();
+
+    // Created on A, found on B at once (absent records are never cached) ...
+    let policies = |iam: &Iam, store: &PostgresStore| {
+        iam.lookup(store, &id).unwrap().map(|key| key.caller.policies.len())
+    };
+    assert_eq!(policies(&iam_b, &b), Some(1));
+    // ... and then served from B's memory, without a statement.
+    until_cached(|| assert_eq!(policies(&iam_b, &b), Some(1)));
+
+    iam_a.delete_user_policy(&a, "111122223333", "reader", "read").unwrap();
+    let committed = Instant::now();
+    wait_out_the_bound(committed);
+    assert_eq!(policies(&iam_b, &b), Some(0), "B still allows what A's policy did");
+
+    until_cached(|| assert_eq!(policies(&iam_b, &b), Some(0)));
+    iam_a.delete_access_key(&a, &id).unwrap();
+    let committed = Instant::now();
+    wait_out_the_bound(committed);
+    assert_eq!(policies(&iam_b, &b), None, "B still accepts a key deleted on A");
+}
+
+#[test]
+fn a_kms_key_disabled_on_one_node_is_read_as_disabled_on_the_other_within_the_bound() {
+    let database = TestPostgres::shared().create_database();
+    let (a, b) = (node(&database.url), node(&database.url));
+    a.write(&mut |tx| tx.put_record("kms-key", "k1", b"Enabled")).unwrap();
+    assert_eq!(record(&b, "kms-key", "k1").as_deref(), Some(&b"Enabled"[..]));
+    until_cached(|| assert_eq!(record(&b, "kms-key", "k1").as_deref(), Some(&b"Enabled"[..])));
+
+    a.write(&mut |tx| tx.put_record("kms-key", "k1", b"Disabled")).unwrap();
+    let committed = Instant::now();
+    // The writing node sees its own change at once.
+    assert_eq!(record(&a, "kms-key", "k1").as_deref(), Some(&b"Disabled"[..]));
+    wait_out_the_bound(committed);
+    assert_eq!(record(&b, "kms-key", "k1").as_deref(), Some(&b"Disabled"[..]));
+
+    // Records of kinds not cached are read every time.
+    a.write(&mut |tx| tx.put_record("other", "k", b"1")).unwrap();
+    let (_, ran) = statements(|| record(&b, "other", "k"));
+    assert_eq!(ran, 1);
+}
+
+/// With its watcher's connection gone, a node stops using its cache within the bound
+/// (every read goes to the database) and resumes once it reconnected.
+#[test]
+fn a_node_whose_watcher_lost_its_connection_reads_the_database() {
+    let database = TestPostgres::shared().create_database();
+    let (a, b) = (node(&database.url), node(&database.url));
+    a.write(&mut |tx| tx.put_record("kms-key", "k1", b"Enabled")).unwrap();
+    until_cached(|| assert!(record(&b, "kms-key", "k1").is_some()));
+    // Every connection to the database goes, the watchers' too; pools reconnect.
+    TestPostgres::shared().terminate_connections(&database.name);
+    // A pooled connection may fail once before the pool replaces it.
+    let mut tries = 0;
+    while a.write(&mut |tx| tx.put_record("kms-key", "k1", b"Disabled")).is_err() {
+        tries += 1;
+        assert!(tries < 10, "the write never succeeded");
+    }
+    let committed = Instant::now();
+    wait_out_the_bound(committed);
+    let read = || loop {
+        if let Ok(found) = try_record(&b, "kms-key", "k1") {
+            return found;
+        }
+    };
+    assert_eq!(read().as_deref(), Some(&b"Disabled"[..]));
+    until_cached(|| assert_eq!(read().as_deref(), Some(&b"Disabled"[..])));
+}
+
+fn try_record(store: &PostgresStore, kind: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+    let mut found = None;
+    store
+        .read(&mut |tx| {
+            found = tx.record(kind, key)?;
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(found)
+}
