@@ -49,6 +49,11 @@ fn admin_ok(args: &[&str], store: &[String], stdin: Option<&str>) -> String {
         "coffer admin {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // On PostgreSQL a running server caches IAM records, and a change reaches it by
+    // notification (usually at once) and at the latest `STALE_BOUND` after its commit.
+    if store.iter().any(|arg| arg.starts_with("postgres")) {
+        std::thread::sleep(coffer_store::postgres::STALE_BOUND);
+    }
     String::from_utf8(output.stdout).unwrap()
 }
 
