@@ -6,6 +6,9 @@
 //! The database is a throwaway server started from the installed PostgreSQL binaries;
 //! without them these tests fail, never skip.
 
+mod common;
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use coffer_crypto::MasterKey;
 use coffer_iam::Iam;
 use coffer_store::postgres::{STALE_BOUND, statements_on_this_thread};
@@ -142,4 +145,70 @@ fn try_record(store: &PostgresStore, kind: &str, key: &str) -> Result<Option<Vec
         })
         .map_err(|e| e.to_string())?;
     Ok(found)
+}
+
+/// A `--dev` node of `coffer serve` on `url` (as in `postgres_nodes.rs`).
+fn server(url: &str, dir: &std::path::Path) -> common::Server {
+    common::Server::start(
+        &[
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            url,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[("COFFER_MASTER_KEY", "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=")],
+    )
+}
+
+fn kms_client(url: &str) -> aws_sdk_kms::Client {
+    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+/// Through two `coffer serve` nodes: a secret under a KMS key is read through node B
+/// (which caches the key's record), the key is disabled through node A, and node B
+/// refuses the secret, as A does, once the bound has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_key_disabled_through_one_server_refuses_its_secrets_on_the_other_within_the_bound() {
+    let database =
+        tokio::task::spawn_blocking(|| TestPostgres::shared().create_database()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (server(&database.url, dir.path()), server(&database.url, dir.path()));
+    let kms_a = kms_client(&a.url);
+    let key = kms_a.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    let (sm_a, sm_b) = (
+        common::client_for(&a.url, "AKIAIOSFODNN7EXAMPLE", "us-east-1"),
+        common::client_for(&b.url, "AKIAIOSFODNN7EXAMPLE", "us-east-1"),
+    );
+    sm_a.create_secret().name("db").kms_key_id(&key_id).secret_string("v").send().await.unwrap();
+    for _ in 0..3 {
+        let got = sm_b.get_secret_value().secret_id("db").send().await.unwrap();
+        assert_eq!(got.secret_string(), Some("v"));
+    }
+
+    kms_a.disable_key().key_id(&key_id).send().await.unwrap();
+    let committed = Instant::now();
+    let on_a = sm_a.get_secret_value().secret_id("db").send().await.unwrap_err();
+    let code = on_a.into_service_error().code().map(str::to_owned);
+    assert!(code.is_some());
+    tokio::time::sleep((committed + STALE_BOUND).saturating_duration_since(Instant::now())).await;
+    let on_b = sm_b.get_secret_value().secret_id("db").send().await.unwrap_err();
+    assert_eq!(on_b.into_service_error().code().map(str::to_owned), code);
 }
