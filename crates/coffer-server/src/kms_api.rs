@@ -534,7 +534,11 @@ pub fn decrypt(
         }
     }
     let decrypted = app.read(|tx| {
-        let call = KmsCall { encryption_context: req.encryption_context.as_ref(), alias: None };
+        let call = KmsCall {
+            encryption_context: req.encryption_context.as_ref(),
+            algorithm: Some(req.encryption_algorithm.as_deref().unwrap_or(SYMMETRIC_DEFAULT)),
+            ..KmsCall::default()
+        };
         authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt", &call)?;
         let opened = app
             .keys
@@ -567,12 +571,21 @@ pub fn re_encrypt(
         let kms = app.keys.kms();
         let destination =
             kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
-        let from =
-            KmsCall { encryption_context: req.source_encryption_context.as_ref(), alias: None };
+        let from = KmsCall {
+            encryption_context: req.source_encryption_context.as_ref(),
+            algorithm: Some(
+                req.source_encryption_algorithm.as_deref().unwrap_or(SYMMETRIC_DEFAULT),
+            ),
+            ..KmsCall::default()
+        };
         authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom", &from)?;
         if let Some(gate) = &ctx.gate {
             let context = req.destination_encryption_context.as_ref();
-            let to = KmsCall::naming(&req.destination_key_id, context);
+            let algorithm = req.destination_encryption_algorithm.as_deref();
+            let to = KmsCall {
+                algorithm: Some(algorithm.unwrap_or(SYMMETRIC_DEFAULT)),
+                ..KmsCall::naming(&req.destination_key_id, context)
+            };
             gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
         let destination_algorithm = if families::is_asymmetric(&destination) {
