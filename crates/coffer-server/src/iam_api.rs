@@ -105,15 +105,16 @@ pub fn error(code: &str, message: &str, request_id: &str, status: u16) -> (u16, 
     crate::sts::query_error(XMLNS, code, message, request_id, status)
 }
 
-/// The form parameters of a request: the query string's, or the body's.
-struct Form(BTreeMap<String, String>);
+/// The form parameters of a request: the query string's, or the body's. Public for the
+/// fuzz target `fuzz/fuzz_targets/query.rs` (the IAM query parser).
+pub struct Form(BTreeMap<String, String>);
 
 impl Form {
-    fn parse(text: &[u8]) -> Form {
+    pub fn parse(text: &[u8]) -> Form {
         Form(form_urlencoded::parse(text).into_owned().collect())
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
@@ -127,11 +128,11 @@ impl Form {
     }
 
     /// `Name.member.1`, `Name.member.2`, ... in order.
-    fn list(&self, name: &str) -> Vec<String> {
+    pub fn list(&self, name: &str) -> Vec<String> {
         (1..).map_while(|i| self.get(&format!("{name}.member.{i}")).map(str::to_string)).collect()
     }
 
-    fn tags(&self) -> Vec<Tag> {
+    pub fn tags(&self) -> Vec<Tag> {
         (1..)
             .map_while(|i| {
                 let key = self.get(&format!("Tags.member.{i}.Key"))?;
