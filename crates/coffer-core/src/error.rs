@@ -59,6 +59,13 @@ pub enum ErrorCode {
     KmsInternal,
     /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
     CloudTrail(&'static str),
+    /// A query-protocol service's own code (STS, IAM: `NoSuchEntity`, `SignatureDoesNotMatch`,
+    /// ...) and the HTTP status it is answered with: the query protocol names its errors
+    /// without the JSON protocol's `Exception` suffix, and IAM's statuses vary by code.
+    Query {
+        code: &'static str,
+        status: u16,
+    },
 }
 
 impl ErrorCode {
@@ -109,6 +116,7 @@ impl ErrorCode {
             ErrorCode::KmsInvalidGrantToken => "InvalidGrantTokenException",
             ErrorCode::KmsInternal => "KMSInternalException",
             ErrorCode::CloudTrail(code) => code,
+            ErrorCode::Query { code, .. } => code,
         }
     }
 
@@ -122,6 +130,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
             ErrorCode::CloudTrail("InternalFailure") => 500,
+            ErrorCode::Query { status, .. } => status,
             _ => 400,
         }
     }

@@ -83,7 +83,7 @@ impl From<IamError> for Failure {
 }
 
 /// An STS answer: status, XML body, and the error (code, message) for the audit event.
-pub type Answered = (u16, Vec<u8>, Option<(String, String)>);
+pub type Answered = (u16, Vec<u8>, Option<(&'static str, String)>);
 
 /// Answers the STS actions that issue credentials; `None` for any other action (which
 /// `sts::answer` handles). Returns `(status, body, error for the audit event)`.
@@ -120,7 +120,7 @@ pub fn answer(
         }
         Err(Failure(code, message, status)) => {
             let (status, body) = sts::error(code, &message, request_id, status);
-            (status, body, Some((code.to_string(), message)))
+            (status, body, Some((code, message)))
         }
     })
 }
