@@ -155,6 +155,7 @@ pub fn is_account_id(account: &str) -> bool {
 
 /// AWS's validation message for an account id that is not 12 digits.
 pub fn account_id_error(account: &str) -> String {
+    let account = coffer_auth::sigv4::echo(account);
     format!(
         "1 validation error detected: Value '{account}' at 'accountId' failed to satisfy \
          constraint: Member must satisfy regular expression pattern: ^\\d{{12}}$"

@@ -200,6 +200,7 @@ fn page<T>(
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
+                let v = coffer_auth::sigv4::echo(v);
                 return Err(Failure::invalid(format!(
                     "1 validation error detected: Value '{v}' at 'maxItems' failed to satisfy \
                      constraint: Member must have value between 1 and 1000"

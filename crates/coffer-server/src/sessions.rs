@@ -140,7 +140,10 @@ fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, F
     let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
     let secs: i64 = text
         .parse()
-        .map_err(|_| Failure::invalid(format!("Invalid value for DurationSeconds: {text}")))?;
+        .map_err(|_| {
+        let text = coffer_auth::sigv4::echo(&text);
+        Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
+    })?;
     if secs < MIN_DURATION {
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy \
@@ -199,6 +202,7 @@ fn assume_role(
     let name_ok = (2..=64).contains(&session_name.len())
         && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
     if !name_ok {
+        let session_name = coffer_auth::sigv4::echo(&session_name);
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to \
              satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"

@@ -216,10 +216,12 @@ pub fn rotate_secret(
         .ok_or_else(|| AwsError::invalid_request(NO_LAMBDA))?;
     if let Some(gate) = ctx.gate.as_deref() {
         // AWS requires lambda:InvokeFunction on the function from whoever calls RotateSecret.
-        gate.resource("lambda:InvokeFunction", &function)?;
+        gate.resource("lambda:InvokeFunction", &builtin::function_arn(&function, &stored.arn))?;
     }
     // A function that cannot be invoked is AccessDeniedException, and nothing is stored.
-    if !builtin::is_builtin(&function) && !lambda::can_invoke(app, &function) {
+    if builtin::builtin_kind(&function, &stored.arn).is_none()
+        && !lambda::can_invoke(app, &function)
+    {
         return Err(AwsError::new(ErrorCode::AccessDenied, CANNOT_INVOKE));
     }
     let result = app.write(ctx, |tx| {

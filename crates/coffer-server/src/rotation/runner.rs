@@ -151,7 +151,7 @@ async fn drive(app: Arc<App>, arn: String) {
 
 async fn run_step(app: &Arc<App>, arn: &str, job: &Job, step: u8) -> Result<(), String> {
     let name = STEPS[step as usize];
-    if super::builtin::is_builtin(&job.function) {
+    if super::builtin::builtin_kind(&job.function, arn).is_some() {
         return super::builtin::run(app, &job.function, arn, &job.token, name).await;
     }
     let event = serde_json::json!({
