@@ -107,13 +107,8 @@ pub fn handle(
             Ok(caller_identity(&identity, &ctx.request_id))
         }
         StsOp::AssumeRole | StsOp::GetSessionToken => {
-            match crate::sessions::answer(app, who, raw, form.text(), &ctx.request_id) {
-                Some((_, body, None)) => Ok(body),
-                Some((status, _, Some((code, message)))) => {
-                    Err(crate::query::failure(code, message, status))
-                }
-                None => Err(AwsError::internal()),
-            }
+            crate::sessions::answer(app, who, raw, op, form.text(), &ctx.request_id)
+                .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
         // Unsigned (the token is the credential), so answered by `web_identity` before
         // the pipeline; a request never reaches here with it.
