@@ -255,7 +255,7 @@ fn serve(
 ) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
     // The service's model, looked up once: the record and validation both use it.
     let model = ServiceModel::of(asked.service());
-    let (mut ctx, who) = match identify_as(app, caller, asked, request.signed()) {
+    let (mut ctx, who) = match identify(app, caller, asked, request.signed()) {
         Ok(identified) => identified,
         Err((e, record)) => {
             request.wipe();
@@ -276,20 +276,11 @@ fn serve(
     (result, record, Some(ctx))
 }
 
-/// Identifies the caller: verifies a signature, or takes a verified or `--dev` identity.
-/// A failed signature of a known access key comes back with the record its owner's trail
-/// gets (rate-limited, see `audit::Auditor::note_failed_signature`).
-pub fn identify(
-    app: &App,
-    caller: &Caller,
-    op: Operation,
-    body: &[u8],
-) -> Result<(RequestContext, Option<Authenticated>), (AwsError, Option<CallRecord>)> {
-    identify_as(app, caller, Asked::Op(op), body)
-}
-
-/// [`identify`] for what a call asks for; a refusal is in its protocol's terms.
-fn identify_as(
+/// Identifies the caller: verifies a signature (for the signing name of the service
+/// asked), or takes a verified or `--dev` identity. A refusal is in the protocol's terms
+/// of that service. A failed signature of a known access key comes back with the record
+/// its owner's trail gets (rate-limited, see `audit::Auditor::note_failed_signature`).
+fn identify(
     app: &App,
     caller: &Caller,
     asked: Asked<'_>,
