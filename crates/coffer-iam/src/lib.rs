@@ -90,8 +90,10 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// The user as requests are evaluated: its ARN carries its IAM path, as IAM shows it,
+    /// so policies naming the path (`user/contractors/*`) match it.
     pub fn principal(&self) -> Principal {
-        Principal::user(&self.account, &self.name, &self.user_id)
+        Principal::user_at(&self.account, &self.path, &self.name, &self.user_id)
     }
 }
 

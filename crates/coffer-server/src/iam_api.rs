@@ -428,6 +428,52 @@ impl Call<'_> {
             .map_err(Failure::from)
     }
 
+    /// A trust policy as it is stored: IAM user and role ARNs among its principals bound
+    /// to their unique ids, as resource and key policies are bound, so a user or role
+    /// deleted and created again under the same name is not trusted; one that names no
+    /// principal is refused. A document that is not JSON is left to IAM's validation.
+    fn bound_trust(&self, doc: &str) -> Result<String, Failure> {
+        let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(doc) else {
+            return Ok(doc.to_string());
+        };
+        let app = &self.store.app;
+        let bind = |text: &str| {
+            app.read(|tx| crate::policies::bind_user_principals(app, tx, text, "invalid"))
+        };
+        match bind(doc) {
+            Err(e) if e.code == ErrorCode::MalformedPolicyDocument => {}
+            other => return other.map_err(Failure::from),
+        }
+        // Name the principal that does not exist, in IAM's words: each is tried alone.
+        let mut named = Vec::new();
+        let _ = coffer_auth::policy::map_aws_principals::<()>(&mut parsed, &mut |id| {
+            named.push(id.to_string());
+            Ok(None)
+        });
+        let unknown = named.into_iter().find(|id| {
+            let alone = serde_json::json!({"Statement": [{"Principal": {"AWS": id}}]});
+            bind(&alone.to_string()).is_err()
+        });
+        let message = match unknown {
+            // Bounded, as every echo of the request is.
+            Some(id) => {
+                let id = coffer_auth::sigv4::echo(&id);
+                format!("Invalid principal in policy: \"AWS\":\"{id}\"")
+            }
+            None => "Invalid principal in policy.".to_string(),
+        };
+        Err(Failure::new("MalformedPolicyDocument", message, 400))
+    }
+
+    /// A role as IAM shows it: its trust policy's unique ids shown as the ARNs of the
+    /// principals that still exist (a deleted one stays an id, as AWS shows it).
+    fn shown_role(&self, mut role: RoleRecord) -> Result<RoleRecord, Failure> {
+        let text = std::mem::take(&mut role.trust_policy);
+        role.trust_policy =
+            self.store.app.read(|tx| crate::policies::show_user_principals(tx, text.clone()))?;
+        Ok(role)
+    }
+
     fn arn(&self, kind: &str, path: &str, name: &str) -> String {
         format!("arn:aws:iam::{}:{kind}{path}{name}", self.account())
     }
@@ -768,8 +814,10 @@ impl Call<'_> {
                     })?),
                 };
                 let desc = f.get("Description").unwrap_or("");
+                let trust = self.bound_trust(trust)?;
                 let role =
-                    iam.create_role(store, account, name, path, trust, desc, max, f.tags(), now)?;
+                    iam.create_role(store, account, name, path, &trust, desc, max, f.tags(), now)?;
+                let role = self.shown_role(role)?;
                 x.open("Role");
                 role_xml(&mut x, &role);
                 x.close("Role");
@@ -777,7 +825,7 @@ impl Call<'_> {
             GetRole => {
                 let name = f.required("RoleName", "roleName")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
-                let role = iam.get_role(store, account, name)?;
+                let role = self.shown_role(iam.get_role(store, account, name)?)?;
                 x.open("Role");
                 role_xml(&mut x, &role);
                 x.close("Role");
@@ -788,6 +836,8 @@ impl Call<'_> {
                 let mut roles = iam.roles_in(store, account)?;
                 roles.retain(|r| r.path.starts_with(prefix));
                 let (roles, marker) = page(f, roles, |r| &r.name)?;
+                let roles =
+                    roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
                 x.members("Roles", &roles, role_xml).truncation(marker);
             }
             DeleteRole => {
@@ -799,7 +849,8 @@ impl Call<'_> {
                 let name = f.required("RoleName", "roleName")?;
                 let doc = f.required("PolicyDocument", "policyDocument")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
-                iam.update_trust_policy(store, account, name, doc)?;
+                let doc = self.bound_trust(doc)?;
+                iam.update_trust_policy(store, account, name, &doc)?;
             }
             CreateOpenIDConnectProvider => {
                 let url = f.required("Url", "url")?;

@@ -205,16 +205,22 @@ fn assume_role(
         ));
     }
     let tags = session_tags(form)?;
-    let denied = || {
+    // Session tags become the session's aws:PrincipalTag/*: passing them (or naming
+    // transitive ones) needs sts:TagSession too, from the trust policy and the caller's
+    // identity policies, as on AWS; otherwise a role's ABAC tags could be overridden by
+    // whoever may assume it.
+    let tagging = !tags.is_empty() || sts::form_value(form, "TransitiveTagKeys.member.1").is_some();
+    let refused = |action: &str| {
         Failure(
             "AccessDenied",
             format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
                 who.caller.principal.arn
             ),
             403,
         )
     };
+    let denied = || refused("sts:AssumeRole");
     // An unknown role is answered as a refusal, as AWS does: it reveals no more.
     let Some((account, name)) = role_arn_parts(&role_arn) else { return Err(denied()) };
     let role = match iam.get_role(app.store.as_ref(), account, name) {
@@ -233,7 +239,14 @@ fn assume_role(
         extra.push((format!("aws:RequestTag/{}", tag.key), tag.value.clone()));
         extra.push(("aws:TagKeys".to_string(), tag.key.clone()));
     }
-    auth::authorize_assume(who, raw, &role_arn, account, &trust, &extra).map_err(|_| denied())?;
+    let assume = |action: &str| {
+        auth::authorize_assume(who, raw, action, &role_arn, account, &trust, &extra)
+            .map_err(|_| refused(action))
+    };
+    assume("sts:AssumeRole")?;
+    if tagging {
+        assume("sts:TagSession")?;
+    }
     let max = if who.caller.principal.is_assumed_role() {
         role.max_session_secs.min(CHAINED_MAX)
     } else {
