@@ -1,10 +1,12 @@
 //! The STS and IAM query-protocol parsers: any bytes as a form-encoded body or query
 //! string, as `sts` (is_query_request, form_value) and the IAM API
-//! (`coffer_server::iam_api::Form`: parameters, `Name.member.N` lists and tags) read them.
+//! (`coffer_server::query::Form`: parameters, `Name.member.N` lists, tags; and the
+//! `Action` that names the operation) read them.
 //! Must never panic.
 #![no_main]
 
-use coffer_server::iam_api::Form;
+use coffer_wire::operation::Service;
+use coffer_server::query::{self, Form};
 use coffer_server::sts;
 use libfuzzer_sys::fuzz_target;
 
@@ -15,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = form.list("PolicyArns");
     let _ = form.list("UserNames");
-    let _ = form.tags();
+    for i in 1..=3 {
+        let _ = form.get(&format!("Tags.member.{i}.Key"));
+    }
+    let _ = query::operation(Service::Sts, &form);
+    let _ = query::operation(Service::Iam, &form);
+    let _ = Form::of_request(std::str::from_utf8(data).unwrap_or(""), data);
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = sts::is_query_request(Some("application/x-www-form-urlencoded"), text);
     let _ = sts::is_query_request(None, text);
