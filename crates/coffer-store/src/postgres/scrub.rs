@@ -8,22 +8,24 @@
 //! 1. A transaction that destroys something (a secret's or version's value, a KMS key's
 //!    record with its wrapped material, a wrapping superseded by a master-key rotation)
 //!    also inserts a row into `scrub_pending` naming the tables to rewrite and its own
-//!    transaction id (`note`). Plain inserts of fresh rows, so concurrent SERIALIZABLE
-//!    writers never conflict over them.
-//! 2. The background lease holder calls [`PostgresStore::scrub`] every round. It waits
+//!    transaction id (`note_destroyed`). Plain inserts of fresh rows, so concurrent
+//!    SERIALIZABLE writers never conflict over them.
+//! 2. The background lease holder calls `PostgresStore::scrub` every round. It waits
 //!    until the oldest pending row is `scrub_delay` old (one scrub per delay covers every
-//!    deletion made in it: the batching), and until no snapshot, prepared transaction or
-//!    replication slot could still see the deleted rows (otherwise VACUUM FULL would copy
-//!    them, as "recently dead", into the new file).
+//!    deletion made in it: the batching). It then takes every pending deletion that no
+//!    snapshot, prepared transaction or replication slot can still see (VACUUM FULL would
+//!    copy rows still visible to one, as "recently dead", into the new file); younger
+//!    ones wait for a later scrub.
 //! 3. `VACUUM FULL` of those tables writes them (and their TOAST tables and indexes) to
 //!    new files holding only live rows; the old files are truncated at commit and unlinked
 //!    at the next checkpoint.
 //! 4. `CHECKPOINT`, `pg_switch_wal()`, `CHECKPOINT`: the last checkpoint's redo point lies
 //!    in a segment written after the rewrite, so every older segment, all that ever held
 //!    the rows, is removed (removed, not renamed for reuse, only with `wal_recycle = off`).
-//! 5. Only then are the pending rows deleted and the rows called destroyed. Whatever stops
-//!    a step (a privilege the role lacks, a server setting that keeps old segments) is an
-//!    error naming it; the pending rows stay, and the scrub is tried again after the delay.
+//! 5. Only then are the batch's pending rows deleted and the rows called destroyed.
+//!    Whatever stops a step (a privilege the role lacks, a server setting that keeps old
+//!    segments) is an error naming it; the pending rows stay, and the scrub is tried
+//!    again after the delay.
 //!
 //! What the server needs is in docs/design/postgres-scrub.md.
 
@@ -126,15 +128,21 @@ const WAL_SETTINGS: &str = "SELECT current_setting('wal_recycle'), current_setti
      pg_size_bytes(current_setting('wal_keep_size')), \
      coalesce(current_setting('vacuum_defer_cleanup_age', true), '0')";
 
-/// Sessions (any database: walsenders with hot_standby_feedback count for all), prepared
-/// transactions and replication slots that could still see rows deleted by transaction
-/// `$1` (a txid_current() value): VACUUM keeps those rows.
-const HORIZON_BLOCKERS: &str = "WITH d AS (SELECT (($1::bigint % 4294967296)::text)::xid AS x) \
-     SELECT (SELECT count(*) FROM pg_stat_activity, d WHERE pid <> pg_backend_pid() AND \
-       ((backend_xmin IS NOT NULL AND age(backend_xmin) >= age(d.x)) OR \
-        (backend_xid IS NOT NULL AND age(backend_xid) >= age(d.x)))) \
-     + (SELECT count(*) FROM pg_prepared_xacts, d WHERE age(transaction) >= age(d.x)) \
-     + (SELECT count(*) FROM pg_replication_slots, d WHERE xmin IS NOT NULL AND age(xmin) >= age(d.x))";
+/// Every pending deletion, with whether it is due (`$1`: the delay in seconds), how long
+/// it has waited, and whether no snapshot can still see the rows it deleted: none of the
+/// sessions (in any database; walsenders with hot_standby_feedback count for all),
+/// prepared transactions and replication slots has an xmin or xid at or before its
+/// transaction. VACUUM FULL would copy rows some snapshot still sees into the new file.
+/// (`age` compares transaction ids across wraparound; the stored id is 64-bit.)
+const PENDING: &str = "WITH h AS (SELECT max(a) AS oldest FROM ( \
+       SELECT greatest(age(backend_xmin), age(backend_xid)) AS a FROM pg_stat_activity \
+       WHERE pid <> pg_backend_pid() \
+       UNION ALL SELECT age(transaction) FROM pg_prepared_xacts \
+       UNION ALL SELECT age(xmin) FROM pg_replication_slots) s) \
+     SELECT id, tables, noted_at <= now() - make_interval(secs => $1), \
+       extract(epoch FROM now() - noted_at)::float8, \
+       h.oldest IS NULL OR age(((xid % 4294967296)::text)::xid) > h.oldest \
+     FROM scrub_pending, h ORDER BY id";
 
 impl PostgresStore {
     /// One round of the scrub: see the module's documentation. `Ok` when there was nothing
@@ -183,41 +191,32 @@ fn failed(step: &str, e: &tokio_postgres::Error, hint: &str) -> StoreError {
 }
 
 async fn scrub_round(client: &tokio_postgres::Client, delay: Duration) -> StoreResult<()> {
-    let pending = client
-        .query_one(
-            "SELECT count(*), max(id), max(xid), \
-             coalesce(min(noted_at) <= now() - make_interval(secs => $1), false), \
-             coalesce(string_agg(tables, ','), ''), \
-             coalesce(extract(epoch FROM now() - min(noted_at)), 0)::float8 \
-             FROM scrub_pending",
-            &[&delay.as_secs_f64()],
-        )
+    let rows = client
+        .query(PENDING, &[&delay.as_secs_f64()])
         .await
         .map_err(|e| failed("reading scrub_pending", &e, "it must own the table"))?;
-    let count: i64 = get(&pending, 0)?;
-    let due: bool = get(&pending, 3)?;
-    if count == 0 || !due {
+    let (mut due, mut waited) = (false, 0f64);
+    let (mut batch, mut tables) = (Vec::new(), BTreeSet::new());
+    for row in &rows {
+        due |= get::<bool>(row, 2)?;
+        waited = waited.max(get(row, 3)?);
+        // Deletions some snapshot still predates wait for a later scrub, so that fresh
+        // deletions under load never hold back the ones before them.
+        if get::<bool>(row, 4)? {
+            batch.push(get::<i64>(row, 0)?);
+            tables.extend(get::<&str>(row, 1)?.split(',').filter_map(Table::named));
+        }
+    }
+    if !due {
         return Ok(());
     }
-    let (upto, last_xid): (i64, i64) = (get(&pending, 1)?, get(&pending, 2)?);
-    let listed: String = get(&pending, 4)?;
-    let waited: f64 = get(&pending, 5)?;
-    let tables: BTreeSet<Table> = listed.split(',').filter_map(Table::named).collect();
-
-    // Rows deleted by a transaction some snapshot still predates would be copied by VACUUM
-    // FULL into the new file: wait for those snapshots to end (the next round).
-    let row = client
-        .query_one(HORIZON_BLOCKERS, &[&last_xid])
-        .await
-        .map_err(|e| failed("checking for older snapshots", &e, ""))?;
-    let blockers: i64 = get(&row, 0)?;
-    if blockers > 0 {
+    if batch.is_empty() {
         let message = "deleted rows wait for older transactions, prepared transactions or \
-                       replication slots before they can be destroyed";
+                       replication slots to end before they can be destroyed";
         if waited > delay.as_secs_f64() + 600.0 {
-            tracing::warn!(blockers, waited_s = waited as u64, "{message}");
+            tracing::warn!(pending = rows.len(), waited_s = waited as u64, "{message}");
         } else {
-            tracing::debug!(blockers, "{message}");
+            tracing::debug!(pending = rows.len(), "{message}");
         }
         return Ok(());
     }
@@ -237,26 +236,26 @@ async fn scrub_round(client: &tokio_postgres::Client, delay: Duration) -> StoreR
         rewrite(client, &tables).await?;
         // Done once, even if the WAL step fails now and is tried again later.
         client
-            .execute("UPDATE scrub_pending SET tables = '' WHERE id <= $1", &[&upto])
+            .execute("UPDATE scrub_pending SET tables = '' WHERE id = ANY($1)", &[&batch])
             .await
             .map_err(|e| failed("recording the rewrite", &e, ""))?;
     }
     let archive = remove_old_wal(client, &settings).await?;
     client
-        .execute("DELETE FROM scrub_pending WHERE id <= $1", &[&upto])
+        .execute("DELETE FROM scrub_pending WHERE id = ANY($1)", &[&batch])
         .await
         .map_err(|e| failed("clearing scrub_pending", &e, ""))?;
     let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
     if archive {
         tracing::warn!(
-            deletions = count,
+            deletions = batch.len(),
             tables = ?names,
             "destroyed deleted rows in the database's files (tables rewritten, older WAL \
              segments removed), but archive_mode is on: the WAL archive still holds them"
         );
     } else {
         tracing::info!(
-            deletions = count,
+            deletions = batch.len(),
             tables = ?names,
             "destroyed deleted rows: tables rewritten, older WAL segments removed"
         );
