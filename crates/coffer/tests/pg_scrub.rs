@@ -294,3 +294,39 @@ async fn a_role_that_may_not_checkpoint_is_told_so_and_nothing_is_called_destroy
     drop(server);
     drop(database);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_master_key_rotation_on_postgres_no_old_wrapping_is_left_in_the_files() {
+    let pg = server_without_wal_recycling();
+    let data = data_directory(&pg);
+    let database = pg.create_database();
+    let url = format!("{}&scrub_delay=1", database.url);
+    let dir = tempfile::tempdir().unwrap();
+    let server = node(&url, dir.path(), std::process::Stdio::inherit());
+    let doomed = create(&server, &url).await;
+    let old_wrapping = doomed.needles[0].clone();
+    pg.admin_query("CHECKPOINT");
+    assert!(!files_holding(&data, &[&old_wrapping]).is_empty(), "the probe finds it");
+
+    let new_key = dir.path().join("new.key");
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["admin", "rotate-master-key", "--store", &url, "--data-dir"])
+        .arg(dir.path())
+        .arg("--new-master-key-file")
+        .arg(&new_key)
+        .env("COFFER_MASTER_KEY", MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+
+    // The running node's scrub (it needs no master key) destroys the old wrappings.
+    let deadline = Instant::now() + SCRUB_WAIT;
+    let mut holding = files_holding(&data, &[&old_wrapping]);
+    while !holding.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        holding = files_holding(&data, &[&old_wrapping]);
+    }
+    assert!(holding.is_empty(), "the old wrapping is still in {holding:?}");
+    drop(server);
+    drop(database);
+}
