@@ -56,6 +56,12 @@ pub enum ErrorCode {
     KmsInvalidMac,
     /// RetireGrant: the grant token names no grant.
     KmsInvalidGrantToken,
+    /// ImportKeyMaterial: the import token is not one GetParametersForImport gave for the key.
+    KmsInvalidImportToken,
+    /// ImportKeyMaterial: the import token's 24 hours have passed.
+    KmsExpiredImportToken,
+    /// ImportKeyMaterial: the material is not the key's (or not a valid key material).
+    KmsIncorrectKeyMaterial,
     KmsInternal,
     /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
     CloudTrail(&'static str),
@@ -107,6 +113,9 @@ impl ErrorCode {
             ErrorCode::KmsInvalidSignature => "KMSInvalidSignatureException",
             ErrorCode::KmsInvalidMac => "KMSInvalidMacException",
             ErrorCode::KmsInvalidGrantToken => "InvalidGrantTokenException",
+            ErrorCode::KmsInvalidImportToken => "InvalidImportTokenException",
+            ErrorCode::KmsExpiredImportToken => "ExpiredImportTokenException",
+            ErrorCode::KmsIncorrectKeyMaterial => "IncorrectKeyMaterialException",
             ErrorCode::KmsInternal => "KMSInternalException",
             ErrorCode::CloudTrail(code) => code,
         }

@@ -22,6 +22,7 @@ use super::{
 use crate::{ACCESS_KEY_KIND, Iam, USER_KIND};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::{ID_RANDOM_LEN, user_id};
+use coffer_auth::sigv4::echo;
 use coffer_crypto::random_bytes;
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -196,6 +197,7 @@ fn unique_id(prefix: &str) -> String {
 
 /// IAM's validation message for a member that does not satisfy its pattern.
 fn validation(value: &str, member: &str, pattern: &str) -> IamError {
+    let value = echo(value);
     IamError::Invalid(format!(
         "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
          constraint: Member must satisfy regular expression pattern: {pattern}"
@@ -211,6 +213,7 @@ pub fn validate_name(name: &str, member: &str, max: usize) -> Result<(), IamErro
         return Ok(());
     }
     if name.len() > max {
+        let name = echo(name);
         return Err(IamError::Invalid(format!(
             "1 validation error detected: Value '{name}' at '{member}' failed to satisfy \
              constraint: Member must have length less than or equal to {max}"
@@ -264,7 +267,7 @@ fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
             return Err(IamError::Invalid(format!(
                 "1 validation error detected: Value '{}' at 'tags.member.value' failed to \
                  satisfy constraint: Member must have length less than or equal to 256",
-                tag.value
+                echo(&tag.value)
             )));
         }
     }
@@ -613,6 +616,7 @@ impl Iam {
         status: &str,
     ) -> Result<(), IamError> {
         if !matches!(status, "Active" | "Inactive") {
+            let status = echo(status);
             return Err(IamError::Invalid(format!(
                 "1 validation error detected: Value '{status}' at 'status' failed to satisfy \
                  constraint: Member must satisfy enum value set: [Active, Inactive]"

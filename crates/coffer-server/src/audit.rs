@@ -1299,6 +1299,48 @@ pub fn record_rotation_event(
     append_alone(app, tx, scope, now, &event)
 }
 
+/// Records a console sign-in as CloudTrail records one: `ConsoleLogin` from
+/// `signin.amazonaws.com` (event type `AwsConsoleSignIn`), `responseElements.ConsoleLogin`
+/// `Success` or `Failure` (then `errorMessage` "Failed authentication"), in the trail of the
+/// key's owner in the region chosen at sign-in, in a transaction of its own. Nothing of
+/// the secret that was tried is recorded.
+pub fn record_console_login(
+    app: &App,
+    who: &Authenticated,
+    ip: Option<IpAddr>,
+    user_agent: &str,
+    success: bool,
+) -> Result<(), AwsError> {
+    let now = clock::now_ms();
+    let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
+    let ctx = RequestContext::new(scope.clone(), who.access_key_id.clone(), String::new());
+    let outcome = if success { "Success" } else { "Failure" };
+    let event = Event {
+        event_version: EVENT_VERSION.to_string(),
+        user_identity: identity(Some(who), &ctx),
+        event_time: coffer_audit::format_iso8601(now),
+        event_source: "signin.amazonaws.com".to_string(),
+        event_name: "ConsoleLogin".to_string(),
+        aws_region: scope.region.clone(),
+        source_ip_address: source_ip(ip),
+        user_agent: user_agent.to_string(),
+        error_code: None,
+        error_message: (!success).then(|| "Failed authentication".to_string()),
+        request_parameters: Value::Null,
+        response_elements: serde_json::json!({ "ConsoleLogin": outcome }),
+        request_id: None,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: false,
+        resources: Vec::new(),
+        event_type: "AwsConsoleSignIn".to_string(),
+        management_event: true,
+        recipient_account_id: scope.account.clone(),
+        session_credential_from_console: None,
+        event_category: "Management".to_string(),
+    };
+    app.write_unrecorded(move |tx| append_alone(app, tx, &scope, now, &event))
+}
+
 fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) -> Event {
     let resource_type = if service == SECRETS_MANAGER_SERVICE {
         "AWS::SecretsManager::Secret"

@@ -105,15 +105,16 @@ pub fn error(code: &str, message: &str, request_id: &str, status: u16) -> (u16, 
     crate::sts::query_error(XMLNS, code, message, request_id, status)
 }
 
-/// The form parameters of a request: the query string's, or the body's.
-struct Form(BTreeMap<String, String>);
+/// The form parameters of a request: the query string's, or the body's. Public for the
+/// fuzz target `fuzz/fuzz_targets/query.rs` (the IAM query parser).
+pub struct Form(BTreeMap<String, String>);
 
 impl Form {
-    fn parse(text: &[u8]) -> Form {
+    pub fn parse(text: &[u8]) -> Form {
         Form(form_urlencoded::parse(text).into_owned().collect())
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
@@ -127,11 +128,11 @@ impl Form {
     }
 
     /// `Name.member.1`, `Name.member.2`, ... in order.
-    fn list(&self, name: &str) -> Vec<String> {
+    pub fn list(&self, name: &str) -> Vec<String> {
         (1..).map_while(|i| self.get(&format!("{name}.member.{i}")).map(str::to_string)).collect()
     }
 
-    fn tags(&self) -> Vec<Tag> {
+    pub fn tags(&self) -> Vec<Tag> {
         (1..)
             .map_while(|i| {
                 let key = self.get(&format!("Tags.member.{i}.Key"))?;
@@ -211,6 +212,7 @@ fn page<T>(
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
+                let v = coffer_auth::sigv4::echo(v);
                 return Err(Failure::invalid(format!(
                     "1 validation error detected: Value '{v}' at 'maxItems' failed to satisfy \
                      constraint: Member must have value between 1 and 1000"
@@ -530,6 +532,52 @@ impl Call<'_> {
     ) -> Result<(), Failure> {
         auth::authorize_action(self.who, op.iam_action(), resource, self.raw, extra)
             .map_err(Failure::from)
+    }
+
+    /// A trust policy as it is stored: IAM user and role ARNs among its principals bound
+    /// to their unique ids, as resource and key policies are bound, so a user or role
+    /// deleted and created again under the same name is not trusted; one that names no
+    /// principal is refused. A document that is not JSON is left to IAM's validation.
+    fn bound_trust(&self, doc: &str) -> Result<String, Failure> {
+        let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(doc) else {
+            return Ok(doc.to_string());
+        };
+        let app = &self.store.app;
+        let bind = |text: &str| {
+            app.read(|tx| crate::policies::bind_user_principals(app, tx, text, "invalid"))
+        };
+        match bind(doc) {
+            Err(e) if e.code == ErrorCode::MalformedPolicyDocument => {}
+            other => return other.map_err(Failure::from),
+        }
+        // Name the principal that does not exist, in IAM's words: each is tried alone.
+        let mut named = Vec::new();
+        let _ = coffer_auth::policy::map_aws_principals::<()>(&mut parsed, &mut |id| {
+            named.push(id.to_string());
+            Ok(None)
+        });
+        let unknown = named.into_iter().find(|id| {
+            let alone = serde_json::json!({"Statement": [{"Principal": {"AWS": id}}]});
+            bind(&alone.to_string()).is_err()
+        });
+        let message = match unknown {
+            // Bounded, as every echo of the request is.
+            Some(id) => {
+                let id = coffer_auth::sigv4::echo(&id);
+                format!("Invalid principal in policy: \"AWS\":\"{id}\"")
+            }
+            None => "Invalid principal in policy.".to_string(),
+        };
+        Err(Failure::new("MalformedPolicyDocument", message, 400))
+    }
+
+    /// A role as IAM shows it: its trust policy's unique ids shown as the ARNs of the
+    /// principals that still exist (a deleted one stays an id, as AWS shows it).
+    fn shown_role(&self, mut role: RoleRecord) -> Result<RoleRecord, Failure> {
+        let text = std::mem::take(&mut role.trust_policy);
+        role.trust_policy =
+            self.store.app.read(|tx| crate::policies::show_user_principals(tx, text.clone()))?;
+        Ok(role)
     }
 
     fn arn(&self, kind: &str, path: &str, name: &str) -> String {
@@ -872,8 +920,10 @@ impl Call<'_> {
                     })?),
                 };
                 let desc = f.get("Description").unwrap_or("");
+                let trust = self.bound_trust(trust)?;
                 let role =
-                    iam.create_role(store, account, name, path, trust, desc, max, f.tags(), now)?;
+                    iam.create_role(store, account, name, path, &trust, desc, max, f.tags(), now)?;
+                let role = self.shown_role(role)?;
                 x.open("Role");
                 role_xml(&mut x, &role);
                 x.close("Role");
@@ -881,7 +931,7 @@ impl Call<'_> {
             GetRole => {
                 let name = f.required("RoleName", "roleName")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
-                let role = iam.get_role(store, account, name)?;
+                let role = self.shown_role(iam.get_role(store, account, name)?)?;
                 x.open("Role");
                 role_xml(&mut x, &role);
                 x.close("Role");
@@ -892,6 +942,8 @@ impl Call<'_> {
                 let mut roles = iam.roles_in(store, account)?;
                 roles.retain(|r| r.path.starts_with(prefix));
                 let (roles, marker) = page(f, roles, |r| &r.name)?;
+                let roles =
+                    roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
                 x.members("Roles", &roles, role_xml).truncation(marker);
             }
             DeleteRole => {
@@ -903,7 +955,8 @@ impl Call<'_> {
                 let name = f.required("RoleName", "roleName")?;
                 let doc = f.required("PolicyDocument", "policyDocument")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
-                iam.update_trust_policy(store, account, name, doc)?;
+                let doc = self.bound_trust(doc)?;
+                iam.update_trust_policy(store, account, name, &doc)?;
             }
             CreateOpenIDConnectProvider => {
                 let url = f.required("Url", "url")?;

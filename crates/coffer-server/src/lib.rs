@@ -24,6 +24,7 @@ pub mod iam_api;
 pub mod keys;
 pub mod kms_api;
 pub mod kms_families;
+pub mod kms_rest;
 pub mod metrics;
 mod paging;
 pub mod pipeline;

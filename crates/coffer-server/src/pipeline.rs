@@ -31,7 +31,8 @@ use zeroize::Zeroize;
 pub enum Credentials {
     /// A SigV4-signed request, verified against its body as the call's first stage.
     Signed(RawRequest),
-    /// A principal verified already: a console session's ([`sign_in`]).
+    /// A principal verified already: a console session's, looked up again for each call
+    /// ([`sign_in`], [`resume`]).
     Verified(Authenticated),
     /// `--dev`: the account and region the credentials name. Nothing is verified, and
     /// nothing is authorized.
@@ -319,11 +320,17 @@ pub(crate) fn failed_signer(
 /// Checks console credentials: the access key id and secret access key of an active key,
 /// and the region the session will act in. The secret is compared in constant time. Every
 /// refusal is the same error, so a caller cannot tell an unknown key from a wrong secret.
+/// Each sign-in leaves a trace, as a signed request does: a `ConsoleLogin` event in the
+/// key owner's trail (`Success`, or `Failure` for a wrong secret, the latter rate-limited
+/// per key with failed signatures), and a warning line for a failure. A sign-in whose
+/// event cannot be written fails.
 pub fn sign_in(
     app: &App,
     access_key_id: &str,
     secret_access_key: &str,
     region: &str,
+    source_ip: Option<IpAddr>,
+    user_agent: &str,
 ) -> Result<Authenticated, AwsError> {
     let refused = || {
         AwsError::new(
@@ -335,14 +342,57 @@ pub fn sign_in(
     if !auth::is_known_region(region) {
         return Err(AwsError::new(ErrorCode::InvalidParameter, "The region is not known."));
     }
+    let ip = || source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     let key = iam.lookup(app.store.as_ref(), access_key_id).map_err(|_| AwsError::internal())?;
-    let Some(key) = key else { return Err(refused()) };
+    let Some(key) = key else {
+        // No owner, so no trail to write to: the line tells.
+        tracing::warn!(source_ip = %ip(), "console sign-in refused: unknown or inactive access key");
+        return Err(refused());
+    };
+    let who = Authenticated {
+        caller: key.caller.clone(),
+        access_key_id: access_key_id.to_string(),
+        region: region.to_string(),
+    };
     let expected = key.secret().expose().as_bytes();
     if aws_lc_rs::constant_time::verify_slices_are_equal(expected, secret_access_key.as_bytes())
         .is_err()
     {
+        let notice = app.audit.note_failed_signature(access_key_id);
+        if let Some((not_logged, not_audited)) = notice.log {
+            tracing::warn!(
+                access_key_id = %access_key_id,
+                user = %who.caller.principal.arn,
+                source_ip = %ip(),
+                earlier_failures_not_logged = not_logged,
+                earlier_failures_not_audited = not_audited,
+                "failed console sign-in for a known access key (at most one line per key per minute)"
+            );
+        }
+        if notice.audit
+            && let Err(e) = audit::record_console_login(app, &who, source_ip, user_agent, false)
+        {
+            tracing::error!(code = e.code.as_str(), "could not record a failed console sign-in");
+        }
         return Err(refused());
     }
+    audit::record_console_login(app, &who, source_ip, user_agent, true)?;
+    Ok(who)
+}
+
+/// The principal a console session signed in with, looked up again for one of its calls:
+/// the same lookup SigV4 authentication makes, so a key deactivated or deleted (or its
+/// user deleted) ends the session, and the caller's policies are the ones in force now,
+/// not those of sign-in. A key that is no longer active answers `UnrecognizedClient`.
+pub fn resume(app: &App, access_key_id: &str, region: &str) -> Result<Authenticated, AwsError> {
+    let Some(iam) = &app.iam else { return Err(AwsError::internal()) };
+    let key = iam.lookup(app.store.as_ref(), access_key_id)?;
+    let Some(key) = key else {
+        return Err(AwsError::new(
+            ErrorCode::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        ));
+    };
     Ok(Authenticated {
         caller: key.caller.clone(),
         access_key_id: access_key_id.to_string(),

@@ -138,9 +138,10 @@ fn credentials_xml(issued: &IssuedSession) -> String {
 
 fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
     let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
-    let secs: i64 = text
-        .parse()
-        .map_err(|_| Failure::invalid(format!("Invalid value for DurationSeconds: {text}")))?;
+    let secs: i64 = text.parse().map_err(|_| {
+        let text = coffer_auth::sigv4::echo(&text);
+        Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
+    })?;
     if secs < MIN_DURATION {
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy \
@@ -199,6 +200,7 @@ fn assume_role(
     let name_ok = (2..=64).contains(&session_name.len())
         && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
     if !name_ok {
+        let session_name = coffer_auth::sigv4::echo(&session_name);
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to \
              satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
@@ -213,16 +215,22 @@ fn assume_role(
         ));
     }
     let tags = session_tags(form)?;
-    let denied = || {
+    // Session tags become the session's aws:PrincipalTag/*: passing them (or naming
+    // transitive ones) needs sts:TagSession too, from the trust policy and the caller's
+    // identity policies, as on AWS; otherwise a role's ABAC tags could be overridden by
+    // whoever may assume it.
+    let tagging = !tags.is_empty() || sts::form_value(form, "TransitiveTagKeys.member.1").is_some();
+    let refused = |action: &str| {
         Failure(
             "AccessDenied",
             format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
                 who.caller.principal.arn
             ),
             403,
         )
     };
+    let denied = || refused("sts:AssumeRole");
     // An unknown role is answered as a refusal, as AWS does: it reveals no more.
     let Some((account, name)) = role_arn_parts(&role_arn) else { return Err(denied()) };
     let role = match iam.get_role(app.store.as_ref(), account, name) {
@@ -241,7 +249,14 @@ fn assume_role(
         extra.push((format!("aws:RequestTag/{}", tag.key), tag.value.clone()));
         extra.push(("aws:TagKeys".to_string(), tag.key.clone()));
     }
-    auth::authorize_assume(who, raw, &role_arn, account, &trust, &extra).map_err(|_| denied())?;
+    let assume = |action: &str| {
+        auth::authorize_assume(who, raw, action, &role_arn, account, &trust, &extra)
+            .map_err(|_| refused(action))
+    };
+    assume("sts:AssumeRole")?;
+    if tagging {
+        assume("sts:TagSession")?;
+    }
     let max = if who.caller.principal.is_assumed_role() {
         role.max_session_secs.min(CHAINED_MAX)
     } else {
