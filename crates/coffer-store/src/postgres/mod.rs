@@ -43,6 +43,7 @@ mod export;
 mod lease;
 mod read;
 mod schema;
+mod scrub;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -69,6 +70,8 @@ pub struct PostgresStore {
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     description: String,
+    /// The scrub of destroyed rows (`scrub.rs`).
+    scrub: scrub::ScrubState,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -167,6 +170,12 @@ impl Store for PostgresStore {
 
     fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         self.give_up_lease(name, holder)
+    }
+
+    /// Rewrites the tables that hold destroyed rows and has the WAL segments that held
+    /// them removed, batched: see `scrub.rs`.
+    fn scrub_deleted(&self) -> StoreResult<()> {
+        self.scrub()
     }
 }
 
