@@ -536,7 +536,9 @@ impl Gate {
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
-        decide_kms_grants_last(&self.caller, (app, tx), action, key, context, &call)
+        let seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        let grants = Grants::In(tx, key);
+        decide_kms(&self.caller, action, &seen, &key.scope.account, context, &call, grants)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -548,7 +550,9 @@ impl Gate {
         call: &KmsCall<'_>,
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
-        decide_kms_grants_last(&self.caller, (app, tx), action, key, context, call)
+        let seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        let grants = Grants::In(tx, key);
+        decide_kms(&self.caller, action, &seen, &key.scope.account, context, call, grants)
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -719,6 +723,7 @@ pub fn authorize(
                                 &owner.account,
                                 via.clone(),
                                 &call,
+                                key.grants(app),
                             )?;
                         }
                     }
@@ -806,7 +811,7 @@ fn authorize_kms(
     let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
         let key = resolve_kms_key(app, &who.caller, scope, reference)?;
         let call = KmsCall::naming(reference, encryption_context);
-        decide_kms(&who.caller, action, &key, account, context.clone(), &call)
+        decide_kms(&who.caller, action, &key, account, context.clone(), &call, key.grants(app))
     };
     let action = op.iam_action();
     match op {
@@ -821,7 +826,16 @@ fn authorize_kms(
                         let key =
                             app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
                         let call = KmsCall::default();
-                        decide_kms(&who.caller, action, &key, account, context.clone(), &call)?;
+                        let grants = Grants::Read(app, &current);
+                        decide_kms(
+                            &who.caller,
+                            action,
+                            &key,
+                            account,
+                            context.clone(),
+                            &call,
+                            grants,
+                        )?;
                     }
                 }
             }
@@ -922,8 +936,8 @@ struct KmsKey {
     /// The aliases that point at the key (`kms:ResourceAliases`), read only when a policy
     /// that decides uses that key.
     aliases: Vec<String>,
-    /// The key's grants: what the policies do not allow, a grant to the caller may.
-    grants: Vec<coffer_kms::grants::GrantRecord>,
+    /// The key's record when it exists, for its grants ([`KmsKey::grants`]).
+    record: Option<KeyRecord>,
 }
 
 impl KmsKey {
@@ -941,25 +955,23 @@ impl KmsKey {
             policy,
             tags,
             aliases: Vec::new(),
-            grants: Vec::new(),
+            record: None,
+        }
+    }
+
+    /// Where a decision outside a transaction reads this key's grants: in a read of its
+    /// own, only if the policies do not allow (an unknown key has none).
+    fn grants<'a>(&'a self, app: &'a App) -> Grants<'a> {
+        match &self.record {
+            Some(record) => Grants::Read(app, record),
+            None => Grants::None,
         }
     }
 
     /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
     /// policy have a condition on `kms:ResourceAliases` (listing aliases costs a scan).
+    /// Its grants are not read here: see [`Grants`].
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
-        let mut key = KmsKey::seen_by_policies(caller, app, tx, record);
-        key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
-        key
-    }
-
-    /// [`KmsKey::seen_by`] without the key's grants.
-    fn seen_by_policies(
-        caller: &Caller,
-        app: &App,
-        tx: &dyn ReadTxn,
-        record: &KeyRecord,
-    ) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
         let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
@@ -1014,7 +1026,11 @@ fn resolve_kms_key(
 ) -> Result<KmsKey, AwsError> {
     let found = app.read(|tx| {
         let record = app.keys.kms().find_key(tx, scope, key, true).ok();
-        Ok(record.map(|record| KmsKey::seen_by(caller, app, tx, &record)))
+        Ok(record.map(|record| {
+            let mut seen = KmsKey::seen_by(caller, app, tx, &record);
+            seen.record = Some(record);
+            seen
+        }))
     })?;
     Ok(match found {
         Some(key) => key,
@@ -1024,34 +1040,36 @@ fn resolve_kms_key(
             policy: None,
             tags: Vec::new(),
             aliases: Vec::new(),
-            grants: Vec::new(),
+            record: None,
         },
     })
 }
 
-/// [`decide_kms`] on `record`, reading the key's grants only when its policies do not allow:
-/// a grant can only add an Allow (never over an explicit Deny), and reading the grants is a
-/// scan, which every opened value would otherwise pay (issue 20's measurements: it doubled
-/// the CPU of a GetSecretValue).
-fn decide_kms_grants_last(
-    caller: &Caller,
-    (app, tx): (&App, &dyn ReadTxn),
-    action: &str,
-    record: &KeyRecord,
-    context: Context,
-    call: &KmsCall<'_>,
-) -> Result<(), AwsError> {
-    let mut key = KmsKey::seen_by_policies(caller, app, tx, record);
-    let account = &record.scope.account;
-    let denied = match decide_kms(caller, action, &key, account, context.clone(), call) {
-        Ok(()) => return Ok(()),
-        Err(denied) => denied,
-    };
-    key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
-    if key.grants.is_empty() {
-        return Err(denied);
+/// Where [`decide_kms`] reads a key's grants, which it does only when the key's policies
+/// do not allow: a grant can only add an Allow (never over an explicit Deny), and reading
+/// the grants is a scan of the key's grant records, which every opened value would
+/// otherwise pay (issue 20's measurements: it doubled the CPU of a GetSecretValue).
+enum Grants<'a> {
+    /// In the transaction the caller decides in (a handler opening or sealing a value).
+    In(&'a dyn ReadTxn, &'a KeyRecord),
+    /// In a read of its own (authorization, before the handler's transaction).
+    Read(&'a App, &'a KeyRecord),
+    /// A key that does not exist has none.
+    None,
+}
+
+impl Grants<'_> {
+    /// The grants; one that cannot be read grants nothing (fails closed).
+    fn load(self) -> Vec<coffer_kms::grants::GrantRecord> {
+        use coffer_kms::grants::grants_of;
+        match self {
+            Grants::In(tx, record) => grants_of(tx, record).unwrap_or_default(),
+            Grants::Read(app, record) => {
+                app.read(|tx| Ok(grants_of(tx, record).unwrap_or_default())).unwrap_or_default()
+            }
+            Grants::None => Vec::new(),
+        }
     }
-    decide_kms(caller, action, &key, account, context, call)
 }
 
 /// Decides a kms action on a key with its key policy, in AWS KMS's words when denied. The
@@ -1063,6 +1081,7 @@ fn decide_kms(
     key_account: &str,
     mut context: Context,
     call: &KmsCall<'_>,
+    grants: Grants<'_>,
 ) -> Result<(), AwsError> {
     for (k, v) in &key.tags {
         context.set(&format!("aws:ResourceTag/{k}"), v.clone());
@@ -1092,7 +1111,10 @@ fn decide_kms(
     // but never what a policy explicitly denies.
     let p = &caller.principal;
     if matches!(decision, Decision::NoAllow(_))
-        && key.grants.iter().any(|g| g.allows(&p.arn, &p.user_id, action, call.encryption_context))
+        && grants
+            .load()
+            .iter()
+            .any(|g| g.allows(&p.arn, &p.user_id, action, call.encryption_context))
     {
         decision = Decision::Allow;
     }
