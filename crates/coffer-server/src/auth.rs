@@ -487,8 +487,9 @@ fn session_allows(
 pub struct Gate {
     caller: Arc<Caller>,
     /// The condition keys every decision of the call shares (who, from where, when),
-    /// built once: a call decides on every key it opens or seals.
-    base: Context,
+    /// built once: a call decides on every key it opens or seals. Each decision's context
+    /// is laid over it ([`Context::over`]) rather than copying it.
+    base: Arc<Context>,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
 }
@@ -521,7 +522,7 @@ impl Gate {
     }
 
     fn context(&self) -> Context {
-        self.base.clone()
+        Context::over(self.base.clone())
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -688,7 +689,7 @@ pub fn authorize(
 ) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
     let base = base_context(&who.caller, &who.region, source_ip, secure, now_ms);
-    let mut gate = Gate { caller: who.caller.clone(), base, secret: None };
+    let mut gate = Gate { caller: who.caller.clone(), base: Arc::new(base), secret: None };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
