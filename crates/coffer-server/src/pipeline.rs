@@ -104,8 +104,19 @@ pub fn run(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Outcome 
     // A read-only call, and every call on a store whose transactions never wait (`--dev`),
     // reads through one transaction from authentication to its answer; its LastAccessedDate
     // updates are written once that transaction is over.
+    // Any other call reads in one transaction too up to its handler (the caller's key, the
+    // secret authorization decides on): its handler's write then runs after that
+    // transaction ended, so no snapshot is held while the write waits for its commit.
     if !(op.read_only() || app.writes_inline()) {
-        let (result, record, _) = serve(app, caller, op, body, AccessRecords::immediate());
+        let (mut body, mut admitted) = (Some(body), None);
+        app.store.read_scope(&mut || {
+            let body = body.take().unwrap_or_default();
+            admitted = Some(admit(app, caller, op, body, AccessRecords::immediate()));
+        });
+        let Some(admitted) = admitted else {
+            return Outcome { result: Err(AwsError::internal()), unwritten: None };
+        };
+        let (result, record, _) = handle(app, op, admitted);
         let unwritten = record.conclude(&result);
         return Outcome { result, unwritten };
     }
@@ -131,23 +142,60 @@ fn serve(
     app: &App,
     caller: &Caller,
     op: Operation,
-    mut body: Vec<u8>,
+    body: Vec<u8>,
     access: AccessRecords,
 ) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
+    handle(app, op, admit(app, caller, op, body, access))
+}
+
+/// A call after every stage before its handler.
+enum Admitted {
+    /// Refused before its caller was known, with the record of a failed signature of a
+    /// known key (empty otherwise).
+    Refused(AwsError, CallRecord),
+    /// Identified: its context, and the decoded request it was admitted with or why not.
+    Identified(RequestContext, Result<Value, AwsError>),
+}
+
+/// The stages before the handler: identify, begin the record, quota, decode and validate,
+/// authorize.
+fn admit(
+    app: &App,
+    caller: &Caller,
+    op: Operation,
+    mut body: Vec<u8>,
+    access: AccessRecords,
+) -> Admitted {
     let model = ServiceModel::of(op.service());
     let (mut ctx, who) = match identify(app, caller, op, &body) {
         Ok(identified) => identified,
         Err((e, record)) => {
             body.zeroize();
-            return (Err(e), record.unwrap_or_default(), None);
+            return Admitted::Refused(e, record.unwrap_or_default());
         }
     };
     ctx.access = access;
     let identity = audit::identity(who.as_ref(), &ctx);
     ctx.audit = CallRecord::begin(&ctx.scope, &ctx.request_id, identity, &caller.source, op, model);
-    let result = serve_identified(app, caller, &mut ctx, who.as_ref(), op, body);
-    let record = std::mem::take(&mut ctx.audit);
-    (result, record, Some(ctx))
+    let request = admit_identified(app, caller, &mut ctx, who.as_ref(), op, body);
+    Admitted::Identified(ctx, request)
+}
+
+/// The handler, on an admitted call. Returns the answer, the call's audit record (to
+/// conclude) and its context, when it got one.
+fn handle(
+    app: &App,
+    op: Operation,
+    admitted: Admitted,
+) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
+    match admitted {
+        Admitted::Refused(e, record) => (Err(e), record, None),
+        Admitted::Identified(mut ctx, request) => {
+            let result = request.and_then(|request| dispatch(app, &ctx, op, request));
+            let record = std::mem::take(&mut ctx.audit);
+            (result, record, Some(ctx))
+        }
+    }
 }
 
 /// Identifies the caller: verifies a signature, or takes a verified or `--dev` identity.
@@ -187,16 +235,16 @@ pub fn identify(
     Ok((RequestContext::new(scope, who.access_key_id.clone(), request_id), Some(who)))
 }
 
-/// The stages after the caller is known, whose outcome is audited: quota, decode and
-/// validate, authorize, handle.
-fn serve_identified(
+/// The stages after the caller is known and before its handler, whose outcome is
+/// audited: quota, decode and validate, authorize. Returns the decoded request.
+fn admit_identified(
     app: &App,
     caller: &Caller,
     ctx: &mut RequestContext,
     who: Option<&Authenticated>,
     op: Operation,
     mut body: Vec<u8>,
-) -> Result<Vec<u8>, AwsError> {
+) -> Result<Value, AwsError> {
     // The caller's own account is counted (as AWS counts a cross-account call), before
     // anything is parsed or done: a throttled call changes nothing; its event records
     // the error like any other failed call's.
@@ -223,7 +271,7 @@ fn serve_identified(
         ctx.scope = authorized.scope;
         ctx.gate = Some(authorized.gate);
     }
-    dispatch(app, ctx, op, request)
+    Ok(request)
 }
 
 /// Parses the JSON body (an empty one is `{}`), wiping the bytes: they may hold a value.
