@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 class Runner:
-    def __init__(self):
+    """``ssl_context``: serve https with it (a server-side ``ssl.SSLContext``)."""
+
+    def __init__(self, ssl_context=None):
         self.functions: dict[str, object] = {}
         self.invocations: list[tuple[str, dict]] = []
         self.dry_runs: list[str] = []
@@ -86,7 +88,11 @@ class Runner:
                     pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

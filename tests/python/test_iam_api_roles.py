@@ -326,7 +326,10 @@ def test_session_tags_are_principal_tags_of_the_session(srv, secret):
         "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
                        "Condition": {"StringEquals": {"aws:PrincipalTag/team": "blue"}}}],
     }
-    role_arn = make_role(srv, trust(f"arn:aws:iam::{ACCOUNT}:root"), policy=tagged_only)
+    # Passing session tags needs sts:TagSession in the trust policy, as on AWS.
+    tagging_trust = json.loads(trust(f"arn:aws:iam::{ACCOUNT}:root"))
+    tagging_trust["Statement"][0]["Action"] = ["sts:AssumeRole", "sts:TagSession"]
+    role_arn = make_role(srv, json.dumps(tagging_trust), policy=tagged_only)
     sts = srv.client("sts")
     untagged = sts.assume_role(RoleArn=role_arn, RoleSessionName="t0")["Credentials"]
     assert error_code(srv.session_client("secretsmanager", untagged).get_secret_value, SecretId=secret)[0] == "AccessDeniedException"

@@ -512,8 +512,10 @@ def test_raw_kms_answers_json_1_1_and_unimplemented_operations_say_so(url):
     assert wrong_type.json()["__type"] == "SerializationException"
     bad_blob = kms_request(url, "Decrypt", {"CiphertextBlob": "!!!"})
     assert bad_blob.status_code == 400
-    unimplemented = kms_request(url, "ReplicateKey", {"KeyId": key_id, "ReplicaRegion": "eu-west-1"})
-    assert unimplemented.status_code == 501
-    assert unimplemented.json()["__type"] == "NotImplementedException"
+    # Every operation of the model is served now (issue 22): ReplicateKey of a single-Region
+    # key answers as KMS does.
+    single = kms_request(url, "ReplicateKey", {"KeyId": key_id, "ReplicaRegion": "eu-west-1"})
+    assert single.status_code == 400
+    assert single.json()["__type"] == "UnsupportedOperationException"
     unknown = kms_request(url, "MakeCoffee", {})
     assert unknown.json()["__type"] == "UnknownOperationException"

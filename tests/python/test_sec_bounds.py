@@ -348,3 +348,70 @@ def test_on_postgresql_nul_is_a_validation_error_and_tokens_continue_on_another_
     assert [s["Name"] for s in second["SecretList"]] == [f"{prefix}/1"]
     expect(b.list_secrets, "InvalidNextTokenException", MSG_BAD_TOKEN,
            Filters=filters, MaxResults=1, NextToken=flip(first["NextToken"], 5))
+
+
+def query_raw(url: str, key: tuple[str, str] | None, service: str, form: dict) -> requests.Response:
+    """A query-protocol (STS, IAM) call, signed for `service` unless `key` is None."""
+    import urllib.parse
+
+    body = urllib.parse.urlencode(form)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    endpoint = url.rstrip("/") + "/"
+    if key is not None:
+        req = AWSRequest(method="POST", url=endpoint, data=body, headers=headers)
+        SigV4Auth(Credentials(*key), service, REGION).add_auth(req)
+        headers = dict(req.prepare().headers)
+    return requests.post(endpoint, data=body, headers=headers, timeout=60)
+
+
+def test_sts_and_iam_errors_quote_at_most_512_characters_of_the_input(secured):
+    """Review 7, finding 05: STS and the IAM API echoed a rejected value whole (a 900 KB
+    RoleSessionName came back in a 900 KB answer)."""
+    big = "A" * 200_000
+    sts = {"Version": "2011-06-15", "RoleArn": "arn:aws:iam::000000000000:role/r"}
+    iam = {"Version": "2010-05-08"}
+    calls = [
+        (None, "sts", {**sts, "Action": "AssumeRoleWithWebIdentity", "RoleSessionName": big,
+                       "WebIdentityToken": "x.y.z"}),
+        (secured.admin_key, "sts", {**sts, "Action": "AssumeRole", "RoleSessionName": big}),
+        (secured.admin_key, "sts", {**sts, "Action": "AssumeRole", "RoleSessionName": "ok",
+                                    "DurationSeconds": "9" * 200_000 + "x"}),
+        (secured.admin_key, "iam", {**iam, "Action": "CreateUser", "UserName": big}),
+        (secured.admin_key, "iam", {**iam, "Action": "CreateUser", "UserName": "a b" + big}),
+        (secured.admin_key, "iam", {**iam, "Action": "UpdateAccessKey", "AccessKeyId": "AKIAX",
+                                    "Status": big}),
+        (secured.admin_key, "iam", {**iam, "Action": "ListUsers", "MaxItems": big}),
+    ]
+    for key, service, form in calls:
+        answer = query_raw(secured.url, key, service, form)
+        assert 400 <= answer.status_code < 500, (form["Action"], answer.status_code)
+        assert answer.text.count("A" * 10) <= 512 // 10 + 1 and answer.text.count("9" * 10) <= 52, (
+            form["Action"], len(answer.content))
+        assert len(answer.content) < 2_000, (form["Action"], len(answer.content))
+
+
+def test_a_deny_on_the_builtin_rotators_holds_whatever_the_spelling(secured):
+    """Review 7, finding 07: a built-in was recognised by the last `:`-separated part of
+    RotationLambdaARN while lambda:InvokeFunction was decided on the string as given, so
+    `function:x:coffer-builtin-random-password` rotated a value the Deny protected."""
+    from test_auth import expect
+
+    admin = secured.admin()
+    name = f"svc/pw-{uuid.uuid4().hex[:8]}"
+    admin.create_secret(Name=name, SecretString=json.dumps({"username": "u", "password": "keep"}))
+    key = secured.user(f"rot-{uuid.uuid4().hex[:8]}", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Resource": "*", "Action": [
+            "secretsmanager:RotateSecret", "secretsmanager:DescribeSecret", "lambda:InvokeFunction"]},
+        {"Effect": "Deny", "Action": "lambda:InvokeFunction",
+         "Resource": "arn:aws:lambda:*:*:function:coffer-builtin-*"}]})
+    rotator = secured.client(key)
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:"
+    for spelling in [f"{arn}coffer-builtin-random-password", "coffer-builtin-random-password",
+                     f"{arn}x:coffer-builtin-random-password",
+                     f"{arn}coffer-builtin-random-password:1"]:
+        expect(rotator.rotate_secret, "AccessDeniedException", SecretId=name,
+               RotationLambdaARN=spelling)
+    value = admin.get_secret_value(SecretId=name)["SecretString"]
+    assert json.loads(value)["password"] == "keep"
+    assert "RotationEnabled" not in admin.describe_secret(SecretId=name) or \
+        not admin.describe_secret(SecretId=name)["RotationEnabled"]

@@ -25,6 +25,10 @@ pub const ALWAYS_REDACTED: &[&str] = &[
     "KeyMaterial",
     "PrivateKeyPlaintext",
     "PrivateKeyCiphertextBlob",
+    // ImportKeyMaterial's wrapped material and GetParametersForImport's token (which
+    // carries the wrapping private key): CloudTrail records neither.
+    "EncryptedKeyMaterial",
+    "ImportToken",
 ];
 
 /// Who made a call (CloudTrail's `userIdentity`).

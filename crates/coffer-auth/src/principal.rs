@@ -23,8 +23,13 @@ pub struct Principal {
 
 impl Principal {
     pub fn user(account: &str, name: &str, user_id: &str) -> Principal {
+        Principal::user_at(account, "/", name, user_id)
+    }
+
+    /// A user under an IAM path: its ARN carries the path ([`user_arn_at`]).
+    pub fn user_at(account: &str, path: &str, name: &str, user_id: &str) -> Principal {
         Principal {
-            arn: user_arn(account, name),
+            arn: user_arn_at(account, path, name),
             account: account.to_string(),
             user_id: user_id.to_string(),
             name: name.to_string(),
@@ -60,6 +65,14 @@ impl Principal {
 /// The ARN of an IAM user.
 pub fn user_arn(account: &str, name: &str) -> String {
     format!("arn:aws:iam::{account}:user/{name}")
+}
+
+/// The ARN of an IAM user with its IAM path (`/` or `/a/b/`), as IAM names it
+/// (`arn:aws:iam::<account>:user/a/b/<name>`): what `aws:PrincipalArn`, policies'
+/// principals and denial messages see.
+pub fn user_arn_at(account: &str, path: &str, name: &str) -> String {
+    let path = if path.starts_with('/') && path.ends_with('/') { path } else { "/" };
+    format!("arn:aws:iam::{account}:user{path}{name}")
 }
 
 /// The ARN of an account's root principal, as resource policies name whole accounts.

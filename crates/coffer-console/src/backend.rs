@@ -6,7 +6,6 @@
 
 use coffer_core::{AwsError, Scope};
 use coffer_server::App;
-use coffer_server::auth::Authenticated;
 use coffer_server::pipeline::{self, Caller, Credentials};
 use coffer_wire::operation::{CloudTrailOp, Operation};
 use serde_json::Value;
@@ -37,10 +36,13 @@ impl From<AwsError> for ApiError {
 }
 
 /// Who a session acts as. No secret access key is kept: it is checked once, at sign-in.
+/// Nor is the principal itself: only its access key id, which every call looks up again
+/// (`pipeline::resume`), so revoking the key or the user ends the session and a policy
+/// change applies to the session's next call, as it does to a signed request.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// A principal whose access key and secret `pipeline::sign_in` verified.
-    Verified(Authenticated),
+    /// The access key `pipeline::sign_in` verified, and the region the session acts in.
+    Verified { access_key_id: String, region: String },
     /// `--dev`: the account and region chosen at sign-in (nothing is verified there).
     Dev { scope: Scope, access_key_id: String },
 }
@@ -48,21 +50,27 @@ pub enum Principal {
 impl Principal {
     pub fn region(&self) -> &str {
         match self {
-            Principal::Verified(who) => &who.region,
+            Principal::Verified { region, .. } => region,
             Principal::Dev { scope, .. } => &scope.region,
         }
     }
 
-    fn credentials(&self) -> Credentials {
-        match self {
-            Principal::Verified(who) => Credentials::Verified(who.clone()),
+    /// The call's credentials: for a verified session, its key looked up now (blocking).
+    fn credentials(&self, app: &App) -> Result<Credentials, AwsError> {
+        Ok(match self {
+            Principal::Verified { access_key_id, region } => {
+                Credentials::Verified(pipeline::resume(app, access_key_id, region)?)
+            }
             Principal::Dev { scope, access_key_id } => Credentials::Unverified {
                 scope: scope.clone(),
                 access_key_id: access_key_id.clone(),
             },
-        }
+        })
     }
 }
+
+/// The code a call answers when the session's access key is no longer active.
+pub const REVOKED: &str = "UnrecognizedClientException";
 
 /// Where the browser is, for the call's source IP and `aws:SecureTransport`.
 #[derive(Debug, Clone, Copy)]
@@ -104,8 +112,9 @@ impl Backend {
         };
         let payload = serde_json::to_vec(body).map_err(|_| ApiError::internal())?;
         let app = self.app.clone();
-        let credentials = who.credentials();
+        let who = who.clone();
         let answer = tokio::task::spawn_blocking(move || {
+            let credentials = who.credentials(&app)?;
             let caller =
                 Caller::console(credentials, Some(origin.addr.ip()), USER_AGENT, origin.tls);
             pipeline::call(&app, &caller, op, payload)
@@ -124,16 +133,39 @@ impl Backend {
         access_key_id: String,
         secret_access_key: Zeroizing<String>,
         region: String,
+        origin: Origin,
     ) -> Result<(Principal, String, String), ApiError> {
         let app = self.app.clone();
         let who = tokio::task::spawn_blocking(move || {
-            pipeline::sign_in(&app, &access_key_id, &secret_access_key, &region)
+            let ip = Some(origin.addr.ip());
+            pipeline::sign_in(&app, &access_key_id, &secret_access_key, &region, ip, USER_AGENT)
         })
         .await
         .map_err(|_| ApiError::internal())??;
         let (arn, account) =
             (who.caller.principal.arn.clone(), who.caller.principal.account.clone());
-        Ok((Principal::Verified(who), arn, account))
+        Ok((
+            Principal::Verified { access_key_id: who.access_key_id, region: who.region },
+            arn,
+            account,
+        ))
+    }
+
+    /// Whether a session's principal may still act: for a verified session, whether its
+    /// access key is still active (looked up as each call looks it up). `Err` when the
+    /// store could not say.
+    pub async fn still_active(&self, who: &Principal) -> Result<bool, ApiError> {
+        let Principal::Verified { access_key_id, region } = who else { return Ok(true) };
+        let (app, id, region) = (self.app.clone(), access_key_id.clone(), region.clone());
+        let resumed =
+            tokio::task::spawn_blocking(move || pipeline::resume(&app, &id, &region).map(drop))
+                .await
+                .map_err(|_| ApiError::internal())?;
+        match resumed {
+            Ok(()) => Ok(true),
+            Err(e) if e.code.as_str() == REVOKED => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

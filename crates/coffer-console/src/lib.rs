@@ -101,9 +101,18 @@ impl FromRequestParts<Arc<Console>> for Ctx {
                 }
             }
         }
-        let session = session_id
+        let mut session = session_id
             .as_deref()
             .and_then(|id| console.sessions.get(id, &console.limits).map(|s| (id.to_string(), s)));
+        // A session whose access key was deactivated or deleted (or its user deleted) is
+        // over, as a signed request with that key would be refused. (A store that cannot
+        // answer leaves the session; its calls fail on their own lookup.)
+        if let Some((id, live)) = &session
+            && let Ok(false) = console.backend.still_active(&live.who).await
+        {
+            console.sessions.close(id);
+            session = None;
+        }
         Ok(Ctx {
             origin: Origin { addr, tls },
             expired: session_id.is_some() && session.is_none(),

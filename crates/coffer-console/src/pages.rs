@@ -72,7 +72,15 @@ struct Signed<'a> {
 
 impl Signed<'_> {
     async fn call(&self, target: &str, body: Value) -> Result<Value, ApiError> {
-        self.console.backend.call(&self.session.who, self.ctx.origin, target, &body).await
+        let answer =
+            self.console.backend.call(&self.session.who, self.ctx.origin, target, &body).await;
+        // The key was revoked since this request began: the session ends here.
+        if let (Err(e), Some((id, _))) = (&answer, &self.ctx.session)
+            && e.code == crate::backend::REVOKED
+        {
+            self.console.sessions.close(id);
+        }
+        answer
     }
 
     async fn sm(&self, op: &str, body: Value) -> Result<Value, ApiError> {
@@ -326,7 +334,8 @@ async fn signin(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response 
         Ok((who, format!("arn:aws:iam::{account}:root"), account.to_string()))
     } else {
         let secret = zeroize::Zeroizing::new(f.get("secret_access_key").to_string());
-        console.backend.sign_in(f.get("access_key_id").trim().to_string(), secret, region).await
+        let key_id = f.get("access_key_id").trim().to_string();
+        console.backend.sign_in(key_id, secret, region, ctx.origin).await
     };
     match signed_in {
         Ok((who, arn, account)) => {

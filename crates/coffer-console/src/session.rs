@@ -1,6 +1,7 @@
 //! Console sessions (server-side, idle and absolute expiry), their CSRF tokens, and the
-//! sign-in rate limit. A session cookie holds only a random id; the principal stays here
-//! (verified once at sign-in; no secret access key is kept).
+//! sign-in rate limit. A session cookie holds only a random id; the session's access key id
+//! stays here (its secret is checked once at sign-in and not kept; the key itself is
+//! looked up again for every call, see `backend::Principal`).
 
 use crate::backend::Principal;
 use rand::RngCore;

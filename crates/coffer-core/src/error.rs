@@ -56,9 +56,22 @@ pub enum ErrorCode {
     KmsInvalidMac,
     /// RetireGrant: the grant token names no grant.
     KmsInvalidGrantToken,
+    /// ImportKeyMaterial: the import token is not one GetParametersForImport gave for the key.
+    KmsInvalidImportToken,
+    /// ImportKeyMaterial: the import token's 24 hours have passed.
+    KmsExpiredImportToken,
+    /// ImportKeyMaterial: the material is not the key's (or not a valid key material).
+    KmsIncorrectKeyMaterial,
     KmsInternal,
     /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
     CloudTrail(&'static str),
+    /// A query-protocol service's own code (STS, IAM: `NoSuchEntity`, `SignatureDoesNotMatch`,
+    /// ...) and the HTTP status it is answered with: the query protocol names its errors
+    /// without the JSON protocol's `Exception` suffix, and IAM's statuses vary by code.
+    Query {
+        code: &'static str,
+        status: u16,
+    },
 }
 
 impl ErrorCode {
@@ -107,8 +120,12 @@ impl ErrorCode {
             ErrorCode::KmsInvalidSignature => "KMSInvalidSignatureException",
             ErrorCode::KmsInvalidMac => "KMSInvalidMacException",
             ErrorCode::KmsInvalidGrantToken => "InvalidGrantTokenException",
+            ErrorCode::KmsInvalidImportToken => "InvalidImportTokenException",
+            ErrorCode::KmsExpiredImportToken => "ExpiredImportTokenException",
+            ErrorCode::KmsIncorrectKeyMaterial => "IncorrectKeyMaterialException",
             ErrorCode::KmsInternal => "KMSInternalException",
             ErrorCode::CloudTrail(code) => code,
+            ErrorCode::Query { code, .. } => code,
         }
     }
 
@@ -122,6 +139,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
             ErrorCode::CloudTrail("InternalFailure") => 500,
+            ErrorCode::Query { status, .. } => status,
             _ => 400,
         }
     }

@@ -107,6 +107,14 @@ pub struct RotationConfig {
     /// short by a crash is resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// Managed external secrets: the role Secrets Manager assumes at the partner
+    /// (`ExternalSecretRotationRoleArn`), stored and reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_role_arn: Option<String>,
+    /// Managed external secrets: the partner's `ExternalSecretRotationMetadata`, (Key, Value)
+    /// in the caller's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_metadata: Option<Vec<(String, String)>>,
 }
 
 /// A rotation in progress.

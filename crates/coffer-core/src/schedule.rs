@@ -51,6 +51,39 @@ impl Window {
     pub fn next_rotation_date(&self) -> Millis {
         self.end_ms - 1000
     }
+
+    /// The moment in this window at which the secret named by `seed` (its ARN) rotates.
+    ///
+    /// AWS rotates "at a random time within the window"; Coffer picks a whole second
+    /// uniformly in `[start_ms, next_rotation_date()]` from a hash of `seed` and the
+    /// window's start, so every node (and every restart) computes the same moment without
+    /// storing it, secrets sharing a schedule spread over the window instead of all
+    /// rotating at its first second, and the moment is never past NextRotationDate.
+    pub fn moment(&self, seed: &str) -> Millis {
+        let seconds = (self.end_ms - self.start_ms) / 1000;
+        if seconds <= 0 {
+            return self.start_ms;
+        }
+        let h = stable_hash(seed.as_bytes(), self.start_ms);
+        self.start_ms + (h % seconds as u64) as Millis * 1000
+    }
+}
+
+/// A hash that is the same on every build and platform (FNV-1a, then SplitMix64's
+/// finaliser to spread the low bits): the nodes of a cluster must agree on it, which
+/// `std`'s unspecified `DefaultHasher` does not promise. It needs no secrecy: it only
+/// spreads rotations over their windows.
+fn stable_hash(bytes: &[u8], salt: Millis) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes.iter().chain(salt.to_le_bytes().iter()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 fn bad(message: impl Into<String>) -> AwsError {
@@ -546,5 +579,71 @@ mod tests {
         assert!(Plan::parse(&rules(None, Some("cron(0 0,12 * * ? *)"), Some("13h"))).is_err());
         assert!(Plan::parse(&rules(None, Some("cron(0 20 * * ? *)"), Some("4h"))).is_ok());
         assert!(Plan::parse(&rules(Some(1), None, Some("24h"))).is_ok());
+    }
+
+    #[test]
+    fn the_rotation_moment_is_fixed_per_secret_and_window_and_spread_over_it() {
+        let p = Plan::parse(&rules(Some(30), None, Some("4h"))).unwrap();
+        let w = p.next_window(LAB);
+        let arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:db-AbCdEf";
+        // The same on every call (every node computes it alone), a whole second, and
+        // within [start, NextRotationDate].
+        assert_eq!(w.moment(arn), w.moment(arn));
+        assert_eq!(w.moment(arn) % 1000, 0);
+        assert!((w.start_ms..=w.next_rotation_date()).contains(&w.moment(arn)));
+        // A pinned value: the hash must not change between builds or nodes would disagree.
+        assert_eq!(iso(w.moment(arn)), "2026-03-05T00:48:23Z");
+        // Another window of the same secret gets another moment (not always the same offset).
+        let next = p.next_window(w.start_ms);
+        let offsets: std::collections::BTreeSet<Millis> = (0..20)
+            .map(|i| {
+                let w = p.next_window(LAB + i * 31 * DAY_MS);
+                w.moment(arn) - w.start_ms
+            })
+            .collect();
+        assert!(offsets.len() > 10, "{offsets:?}");
+        assert!(next.start_ms > w.start_ms);
+        // Many secrets on one schedule spread over the whole window: every hour of a 4h
+        // window is used, none starts all at the first second.
+        let mut per_hour = [0u32; 4];
+        for i in 0..400 {
+            let m = w.moment(&format!("{arn}-{i}"));
+            per_hour[((m - w.start_ms) / HOUR_MS) as usize] += 1;
+        }
+        assert!(per_hour.iter().all(|n| *n > 50), "{per_hour:?}");
+        // A degenerate window is its start.
+        assert_eq!(Window { start_ms: 5000, end_ms: 5000 }.moment(arn), 5000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_moment_never_leaves_its_window(
+            seed in ".{0,80}",
+            base in 0i64..4_000_000_000_000,
+            days in 1i64..1000,
+            hours in proptest::option::of(1u32..=24),
+        ) {
+            let duration = hours.map(|h| format!("{h}h"));
+            let p = Plan::parse(&rules(Some(days), None, duration.as_deref())).unwrap();
+            let w = p.next_window(base);
+            let m = w.moment(&seed);
+            proptest::prop_assert!(m >= w.start_ms && m <= w.next_rotation_date());
+            proptest::prop_assert!(m < w.end_ms);
+            proptest::prop_assert_eq!(m, w.moment(&seed));
+        }
+
+        #[test]
+        fn the_moment_of_schedule_expressions_stays_in_the_window(
+            seed in "[a-z0-9:-]{1,60}",
+            base in 0i64..4_000_000_000_000,
+            expr in proptest::sample::select(vec![
+                "rate(4 hours)", "rate(6 hours)", "rate(7 days)", "cron(0 4 * * ? *)",
+                "cron(0 0/6 * * ? *)", "cron(0 16 1,15 * ? *)", "cron(0 4 ? * 6L *)",
+            ]),
+        ) {
+            let w = plan(expr).next_window(base);
+            let m = w.moment(&seed);
+            proptest::prop_assert!(m >= w.start_ms && m <= w.next_rotation_date());
+        }
     }
 }

@@ -90,8 +90,10 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// The user as requests are evaluated: its ARN carries its IAM path, as IAM shows it,
+    /// so policies naming the path (`user/contractors/*`) match it.
     pub fn principal(&self) -> Principal {
-        Principal::user(&self.account, &self.name, &self.user_id)
+        Principal::user_at(&self.account, &self.path, &self.name, &self.user_id)
     }
 }
 
@@ -155,6 +157,7 @@ pub fn is_account_id(account: &str) -> bool {
 
 /// AWS's validation message for an account id that is not 12 digits.
 pub fn account_id_error(account: &str) -> String {
+    let account = coffer_auth::sigv4::echo(account);
     format!(
         "1 validation error detected: Value '{account}' at 'accountId' failed to satisfy \
          constraint: Member must satisfy regular expression pattern: ^\\d{{12}}$"

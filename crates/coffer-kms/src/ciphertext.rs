@@ -29,6 +29,10 @@ pub const BLOB_VERSION: u8 = 2;
 /// The first format version, still accepted by [`parse`].
 pub const BLOB_VERSION_1: u8 = 1;
 
+/// Format version 2 for a multi-Region key: the 16 id bytes are the 32 hex digits of an
+/// `mrk-` id rather than a UUID. Everything else is format 2.
+pub const BLOB_VERSION_MRK: u8 = 0x12;
+
 /// Bytes before the envelope.
 pub const HEADER_LEN: usize = 1 + 16 + 4;
 
@@ -45,10 +49,13 @@ pub struct BlobHeader {
 
 /// Writes the header of a blob sealed by `key_id` (a UUID) at `material_version`.
 pub fn header(key_id: &str, material_version: u32) -> Result<Vec<u8>, KmsError> {
-    let uuid = uuid::Uuid::parse_str(key_id)
-        .map_err(|_| KmsError::Internal(format!("key id {key_id} is not a UUID")))?;
+    let (version, id) = match key_id.strip_prefix("mrk-") {
+        Some(hex) => (BLOB_VERSION_MRK, uuid::Uuid::try_parse(hex).ok()),
+        None => (BLOB_VERSION, uuid::Uuid::parse_str(key_id).ok()),
+    };
+    let uuid = id.ok_or_else(|| KmsError::Internal(format!("key id {key_id} is not a UUID")))?;
     let mut out = Vec::with_capacity(HEADER_LEN);
-    out.push(BLOB_VERSION);
+    out.push(version);
     out.extend_from_slice(uuid.as_bytes());
     out.extend_from_slice(&material_version.to_be_bytes());
     Ok(out)
@@ -56,15 +63,19 @@ pub fn header(key_id: &str, material_version: u32) -> Result<Vec<u8>, KmsError> 
 
 /// Splits a blob into its header and envelope; anything malformed is `InvalidCiphertextException`.
 pub fn parse(blob: &[u8]) -> Result<(BlobHeader, &[u8]), KmsError> {
-    if blob.len() <= HEADER_LEN || !matches!(blob[0], BLOB_VERSION | BLOB_VERSION_1) {
+    if blob.len() <= HEADER_LEN
+        || !matches!(blob[0], BLOB_VERSION | BLOB_VERSION_1 | BLOB_VERSION_MRK)
+    {
         return Err(KmsError::invalid_ciphertext());
     }
     let uuid = uuid::Uuid::from_slice(&blob[1..17]).map_err(|_| KmsError::invalid_ciphertext())?;
     let version = u32::from_be_bytes([blob[17], blob[18], blob[19], blob[20]]);
-    Ok((
-        BlobHeader { key_id: uuid.hyphenated().to_string(), material_version: version },
-        &blob[HEADER_LEN..],
-    ))
+    let key_id = if blob[0] == BLOB_VERSION_MRK {
+        format!("mrk-{}", uuid.simple())
+    } else {
+        uuid.hyphenated().to_string()
+    };
+    Ok((BlobHeader { key_id, material_version: version }, &blob[HEADER_LEN..]))
 }
 
 /// The additional authenticated data of a blob whose header is `header` (its first
@@ -115,6 +126,15 @@ mod tests {
         let (parsed, rest) = parse(&blob).unwrap();
         assert_eq!(parsed, BlobHeader { key_id: ID.into(), material_version: 7 });
         assert_eq!(rest, b"envelope");
+    }
+
+    #[test]
+    fn a_multi_region_header_round_trips_through_parse() {
+        let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
+        let mut blob = header(mrk, 2).unwrap();
+        assert_eq!(blob[0], BLOB_VERSION_MRK);
+        blob.extend_from_slice(b"envelope");
+        assert_eq!(parse(&blob).unwrap().0, BlobHeader { key_id: mrk.into(), material_version: 2 });
     }
 
     #[test]

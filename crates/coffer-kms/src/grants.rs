@@ -92,8 +92,12 @@ impl GrantRecord {
 
     /// Whether the grant names the caller (`arn`, unique id `user_id`) as its grantee.
     pub fn is_grantee(&self, arn: &str, user_id: &str) -> bool {
-        self.grantee_principal == arn
-            && self.grantee_user_id.as_deref().is_none_or(|id| id == user_id)
+        if self.grantee_principal == arn {
+            return self.grantee_user_id.as_deref().is_none_or(|id| id == user_id);
+        }
+        // A grant to a role applies to the role's sessions, as at AWS: the session ARN
+        // names the role (without its path) and its user id begins with the role's id.
+        session_of_role(arn, user_id, &self.grantee_principal, self.grantee_user_id.as_deref())
     }
 
     /// Whether the grant names the caller as its retiring principal.
@@ -126,6 +130,75 @@ impl GrantRecord {
             constraints.encryption_context_equals.as_ref().is_none_or(|want| want == context);
         subset_ok && equals_ok
     }
+
+    /// Whether the grant lets the caller create a grant of `operations` with
+    /// `constraints`: as KMS allows a grant-authorized CreateGrant, only when this grant
+    /// includes CreateGrant, the new one asks for no operation this grant lacks, and its
+    /// constraints are at least as strict as this grant's (every encryption context the
+    /// new grant accepts, this grant accepts too).
+    pub fn allows_create_grant(
+        &self,
+        arn: &str,
+        user_id: &str,
+        operations: &[String],
+        constraints: Option<&GrantConstraints>,
+    ) -> bool {
+        if !self.is_grantee(arn, user_id) || !self.operations.iter().any(|o| o == "CreateGrant") {
+            return false;
+        }
+        if !operations.iter().all(|o| self.operations.contains(o)) {
+            return false;
+        }
+        let Some(mine) = &self.constraints else { return true };
+        let asked = constraints.cloned().unwrap_or_default();
+        // Exactly these pairs: the new grant must require exactly them too.
+        let equals_ok = mine
+            .encryption_context_equals
+            .as_ref()
+            .is_none_or(|want| asked.encryption_context_equals.as_ref() == Some(want));
+        // At least these pairs: every context the new grant accepts must hold them, so
+        // its exact context, or else its own required pairs, must include them.
+        let subset_ok = mine.encryption_context_subset.as_ref().is_none_or(|want| {
+            let holds = |have: &EncryptionContext| want.iter().all(|(k, v)| have.get(k) == Some(v));
+            match (&asked.encryption_context_equals, &asked.encryption_context_subset) {
+                (Some(exact), _) => holds(exact),
+                (None, Some(at_least)) => holds(at_least),
+                (None, None) => false,
+            }
+        });
+        equals_ok && subset_ok
+    }
+}
+
+/// Whether `session_arn` (`arn:aws:sts::<account>:assumed-role/<role>/<session>`, unique id
+/// `<role id>:<session>`) is a session of the role `role_arn`
+/// (`arn:aws:iam::<account>:role[/path]/<role>`), bound to unique id `role_id` if known.
+fn session_of_role(
+    session_arn: &str,
+    session_user_id: &str,
+    role_arn: &str,
+    role_id: Option<&str>,
+) -> bool {
+    let Some(session) = session_arn.strip_prefix("arn:aws:sts::") else { return false };
+    let Some(role) = role_arn.strip_prefix("arn:aws:iam::") else { return false };
+    let (Some((session_account, session_rest)), Some((role_account, role_rest))) =
+        (session.split_once(':'), role.split_once(':'))
+    else {
+        return false;
+    };
+    let Some(session_role) =
+        session_rest.strip_prefix("assumed-role/").and_then(|r| r.split_once('/')).map(|p| p.0)
+    else {
+        return false;
+    };
+    let Some(role_name) = role_rest.strip_prefix("role/").and_then(|r| r.rsplit('/').next()) else {
+        return false;
+    };
+    session_account == role_account
+        && session_role == role_name
+        && role_id.is_none_or(|id| {
+            session_user_id.strip_prefix(id).is_some_and(|rest| rest.starts_with(':'))
+        })
 }
 
 fn decode(bytes: &[u8]) -> Result<GrantRecord, KmsError> {
@@ -369,6 +442,18 @@ mod tests {
         ));
         // The same name with another unique id is another user.
         assert!(!grant(None).allows(me, "AIDARECREATED", "kms:Decrypt", None));
+        // A grant to a role reaches its sessions, bound to the role's id.
+        let role = "arn:aws:iam::111122223333:role/team/app-role";
+        let session = "arn:aws:sts::111122223333:assumed-role/app-role/s1";
+        assert!(session_of_role(session, "AROAAPP:s1", role, Some("AROAAPP")));
+        assert!(session_of_role(session, "AROAAPP:s1", role, None));
+        assert!(!session_of_role(session, "AROARECREATED:s1", role, Some("AROAAPP")));
+        assert!(!session_of_role(session, "AROAAPPX:s1", role, Some("AROAAPP")));
+        let other_role = "arn:aws:sts::111122223333:assumed-role/app-role2/s1";
+        assert!(!session_of_role(other_role, "AROAAPP:s1", role, None));
+        let other_account = "arn:aws:sts::444455556666:assumed-role/app-role/s1";
+        assert!(!session_of_role(other_account, "AROAAPP:s1", role, None));
+        assert!(!session_of_role(me, "AIDAAPP", role, None));
         let subset = GrantConstraints {
             encryption_context_subset: Some(ctx(&[("a", "1")])),
             ..Default::default()
@@ -401,5 +486,75 @@ mod tests {
             "kms:Decrypt",
             Some(&ctx(&[("a", "1"), ("b", "2")]))
         ));
+    }
+}
+
+#[cfg(test)]
+mod create_grant_through_a_grant {
+    use super::*;
+
+    const ME: &str = "arn:aws:iam::111122223333:user/app";
+
+    fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn ops(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn holding(operations: &[&str], constraints: Option<GrantConstraints>) -> GrantRecord {
+        GrantRecord {
+            grant_id: "g".into(),
+            key_id: "k".into(),
+            key_arn: "arn".into(),
+            name: None,
+            created_ms: 0,
+            grantee_principal: ME.into(),
+            retiring_principal: None,
+            issuing_account: "arn:aws:iam::111122223333:root".into(),
+            operations: ops(operations),
+            constraints,
+            token_secret: "s".into(),
+            grantee_user_id: Some("AIDAAPP".into()),
+            retiring_user_id: None,
+        }
+    }
+
+    #[test]
+    fn only_the_same_or_fewer_operations() {
+        let g = holding(&["Encrypt", "CreateGrant"], None);
+        assert!(g.allows_create_grant(ME, "AIDAAPP", &ops(&["Encrypt"]), None));
+        assert!(g.allows_create_grant(ME, "AIDAAPP", &ops(&["Encrypt", "CreateGrant"]), None));
+        assert!(!g.allows_create_grant(ME, "AIDAAPP", &ops(&["Decrypt"]), None));
+        assert!(!g.allows_create_grant(ME, "AIDAAPP", &ops(&["Encrypt", "Decrypt"]), None));
+        assert!(!g.allows_create_grant(ME, "AIDAOTHER", &ops(&["Encrypt"]), None));
+        let without = holding(&["Encrypt", "Decrypt"], None);
+        assert!(!without.allows_create_grant(ME, "AIDAAPP", &ops(&["Encrypt"]), None));
+    }
+
+    #[test]
+    fn only_equally_strict_or_stricter_constraints() {
+        let subset = |pairs| GrantConstraints {
+            encryption_context_subset: Some(ctx(pairs)),
+            ..Default::default()
+        };
+        let equals = |pairs| GrantConstraints {
+            encryption_context_equals: Some(ctx(pairs)),
+            ..Default::default()
+        };
+        let d = ops(&["Decrypt"]);
+        let g = holding(&["Decrypt", "CreateGrant"], Some(subset(&[("app", "a")])));
+        assert!(!g.allows_create_grant(ME, "AIDAAPP", &d, None));
+        assert!(!g.allows_create_grant(ME, "AIDAAPP", &d, Some(&subset(&[("other", "b")]))));
+        assert!(g.allows_create_grant(ME, "AIDAAPP", &d, Some(&subset(&[("app", "a")]))));
+        let more = subset(&[("app", "a"), ("env", "prod")]);
+        assert!(g.allows_create_grant(ME, "AIDAAPP", &d, Some(&more)));
+        assert!(g.allows_create_grant(ME, "AIDAAPP", &d, Some(&equals(&[("app", "a")]))));
+        assert!(!g.allows_create_grant(ME, "AIDAAPP", &d, Some(&equals(&[("app", "b")]))));
+        let exact = holding(&["Decrypt", "CreateGrant"], Some(equals(&[("app", "a")])));
+        assert!(exact.allows_create_grant(ME, "AIDAAPP", &d, Some(&equals(&[("app", "a")]))));
+        assert!(!exact.allows_create_grant(ME, "AIDAAPP", &d, Some(&subset(&[("app", "a")]))));
+        assert!(!exact.allows_create_grant(ME, "AIDAAPP", &d, None));
     }
 }

@@ -14,8 +14,10 @@ pub mod ciphertext;
 pub mod error;
 pub mod grants;
 pub mod ids;
+pub mod import;
 pub mod key_admin;
 pub mod model;
+pub mod multi_region;
 pub mod service;
 
 pub use ciphertext::EncryptionContext;

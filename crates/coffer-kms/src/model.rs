@@ -18,6 +18,12 @@ fn encrypt_decrypt() -> String {
 }
 /// Where Coffer's key material comes from: its own CSPRNG.
 pub const ORIGIN_AWS_KMS: &str = "AWS_KMS";
+/// Key material the customer imports (ImportKeyMaterial).
+pub const ORIGIN_EXTERNAL: &str = "EXTERNAL";
+
+fn aws_kms() -> String {
+    ORIGIN_AWS_KMS.to_string()
+}
 
 /// The key states Coffer's keys can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +31,11 @@ pub enum KeyState {
     Enabled,
     Disabled,
     PendingDeletion,
+    /// A key of origin EXTERNAL without (or no longer with) its imported material.
+    PendingImport,
+    /// A multi-Region primary scheduled for deletion while it still has replicas: its
+    /// waiting period starts when the last replica is deleted.
+    PendingReplicaDeletion,
 }
 
 impl KeyState {
@@ -33,6 +44,8 @@ impl KeyState {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
+            KeyState::PendingReplicaDeletion => "PendingReplicaDeletion",
         }
     }
 }
@@ -142,6 +155,36 @@ pub struct KeyRecord {
     /// The public key of an asymmetric key (X.509 SubjectPublicKeyInfo DER, base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// `AWS_KMS` (Coffer made the material) or `EXTERNAL` (imported).
+    #[serde(default = "aws_kms")]
+    pub origin: String,
+    /// For keys of origin EXTERNAL: what was imported, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
+    /// For multi-Region keys (`mrk-` ids): the primary's region and the replicas' regions,
+    /// the same in every key of the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<MultiRegion>,
+}
+
+/// The imported material of a key of origin EXTERNAL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The material's id, derived from the material itself, so a reimport is checked to be
+    /// the same material (KMS accepts no other) without keeping the material once deleted.
+    pub material_id: String,
+    /// `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`; `None` while none is imported.
+    pub expiration_model: Option<String>,
+    /// When the material expires (the key goes back to PendingImport).
+    pub valid_to_ms: Option<Millis>,
+}
+
+/// A multi-Region key's set: where its primary is and where its replicas are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiRegion {
+    pub primary_region: String,
+    /// Replica regions in the order they were made.
+    pub replica_regions: Vec<String>,
 }
 
 impl KeyRecord {
@@ -157,6 +200,11 @@ impl KeyRecord {
     /// True for a symmetric encryption key (the only kind that seals ciphertext blobs).
     pub fn is_symmetric(&self) -> bool {
         self.key_spec == SYMMETRIC_DEFAULT
+    }
+
+    /// True for a key whose material was imported (origin EXTERNAL).
+    pub fn is_external(&self) -> bool {
+        self.origin == ORIGIN_EXTERNAL
     }
 }
 

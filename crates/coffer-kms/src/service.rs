@@ -10,7 +10,7 @@ use crate::error::{CIPHERTEXT_KEY_UNKNOWN, KmsError};
 use crate::ids::{KeyRef, alias_arn, key_arn, parse_key_ref};
 use crate::model::{
     AliasRecord, ENCRYPT_DECRYPT, KeyManager, KeyRecord, KeyState, Material, NewKey,
-    ORIGIN_AWS_KMS, Page, RotationType, SYMMETRIC_DEFAULT, Tag,
+    ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, Page, RotationType, SYMMETRIC_DEFAULT, Tag,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -88,11 +88,13 @@ pub struct ReEncrypted {
 pub struct DueWork {
     pub deleted: Vec<(Scope, String)>,
     pub rotated: Vec<(Scope, String)>,
+    /// Keys whose imported material expired (now PendingImport).
+    pub expired: Vec<(Scope, String)>,
 }
 
 impl DueWork {
     pub fn is_empty(&self) -> bool {
-        self.deleted.is_empty() && self.rotated.is_empty()
+        self.deleted.is_empty() && self.rotated.is_empty() && self.expired.is_empty()
     }
 }
 
@@ -138,7 +140,7 @@ fn alias_record_key(scope: &Scope, alias: &str) -> String {
 
 /// The context a material is wrapped with: the key ARN and the material version, so a
 /// wrapped material cannot be moved to another key or version.
-fn material_context(arn: &str, version: u32) -> Vec<u8> {
+pub(crate) fn material_context(arn: &str, version: u32) -> Vec<u8> {
     format!("coffer kms key material\0{arn}\0{version}").into_bytes()
 }
 
@@ -201,20 +203,37 @@ fn save_alias(tx: &mut dyn WriteTxn, scope: &Scope, alias: &AliasRecord) -> Resu
     Ok(())
 }
 
+/// The key name a ciphertext's AAD binds: the key ARN, or for a multi-Region key the ARN
+/// without its region, so every key of the set opens what any of them sealed.
+fn sealing_identity(key: &KeyRecord) -> std::borrow::Cow<'_, str> {
+    match key.multi_region {
+        Some(_) => format!("arn:aws:kms::{}:key/{}", key.scope.account, key.key_id).into(),
+        None => std::borrow::Cow::Borrowed(&key.arn),
+    }
+}
+
 /// Refuses a key that cannot be used for cryptography in its current state.
 pub(crate) fn require_enabled(key: &KeyRecord) -> Result<(), KmsError> {
     match key.state {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(KmsError::disabled(&key.arn)),
         KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn)),
+        KeyState::PendingImport => Err(KmsError::rejected(
+            ErrorCode::KmsInvalidState,
+            format!("{} is pending import.", key.arn),
+        )),
+        KeyState::PendingReplicaDeletion => Err(KmsError::rejected(
+            ErrorCode::KmsInvalidState,
+            format!("{} is pending replica deletion.", key.arn),
+        )),
     }
 }
 
 fn refuse_pending_deletion(key: &KeyRecord) -> Result<(), KmsError> {
-    if key.state == KeyState::PendingDeletion {
-        Err(KmsError::pending_deletion(&key.arn))
-    } else {
-        Ok(())
+    match key.state {
+        KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn)),
+        KeyState::PendingReplicaDeletion => require_enabled(key),
+        _ => Ok(()),
     }
 }
 
@@ -235,6 +254,25 @@ fn refuse_aws_managed(key: &KeyRecord, action: &str) -> Result<(), KmsError> {
 
 fn refuse_rotation_change(key: &KeyRecord) -> Result<(), KmsError> {
     refuse_rotation_of_key_pairs(key)?;
+    // Imported material is the customer's: Coffer cannot make more of it.
+    if key.is_external() {
+        return Err(KmsError::rejected(
+            ErrorCode::KmsUnsupportedOperation,
+            format!("{} origin is {} which is not valid for this operation.", key.arn, key.origin),
+        ));
+    }
+    // A multi-Region set rotates through its primary, which shares the new material.
+    if let Some(set) = &key.multi_region
+        && set.primary_region != key.scope.region
+    {
+        return Err(KmsError::rejected(
+            ErrorCode::KmsUnsupportedOperation,
+            format!(
+                "{} is a multi-Region replica key: rotation is managed by its primary key in {}.",
+                key.arn, set.primary_region
+            ),
+        ));
+    }
     if key.manager == KeyManager::Aws {
         Err(KmsError::rejected(
             ErrorCode::KmsUnsupportedOperation,
@@ -361,6 +399,11 @@ fn check_tags(existing: &[Tag], new: &[Tag]) -> Result<Vec<Tag>, KmsError> {
     Ok(tags)
 }
 
+/// The tag rules of a new key's tags (ReplicateKey's too).
+pub(crate) fn check_new_tags(tags: &[Tag]) -> Result<Vec<Tag>, KmsError> {
+    check_tags(&[], tags)
+}
+
 fn check_alias_name(alias: &str) -> Result<(), KmsError> {
     if !alias.starts_with("alias/") {
         return Err(KmsError::validation(
@@ -430,8 +473,13 @@ impl Kms {
         self.generation.as_deref()
     }
 
+    /// The master key (imported material and import tokens are wrapped under it).
+    pub(crate) fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// Refuses to wrap unless the store still expects this node's master-key generation.
-    fn check_generation(&self, tx: &dyn ReadTxn) -> Result<(), KmsError> {
+    pub(crate) fn check_generation(&self, tx: &dyn ReadTxn) -> Result<(), KmsError> {
         let Some(mine) = &self.generation else { return Ok(()) };
         let stored = tx.setting(MASTER_CHECK_SETTING)?.map(|c| MasterKey::generation_of(&c));
         if stored.as_deref() == Some(mine.as_str()) {
@@ -529,6 +577,10 @@ impl Kms {
         Ok(unwrapped)
     }
 
+    pub(crate) fn forget_materials(&self, key: &KeyRecord) {
+        self.forget(key);
+    }
+
     fn forget(&self, key: &KeyRecord) {
         let mut cache = self.cache.write().expect("material cache lock");
         for material in &key.materials {
@@ -541,13 +593,13 @@ impl Kms {
         &self,
         tx: &dyn ReadTxn,
         scope: &Scope,
+        key_id: String,
         description: String,
         manager: KeyManager,
         tags: Vec<Tag>,
         policy: Option<String>,
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
-        let key_id = uuid::Uuid::new_v4().hyphenated().to_string();
         let arn = key_arn(scope, &key_id);
         let material = self.new_material(tx, &arn, 1, now, None)?;
         let aws = manager == KeyManager::Aws;
@@ -571,6 +623,9 @@ impl Kms {
             key_spec: SYMMETRIC_DEFAULT.to_string(),
             key_usage: ENCRYPT_DECRYPT.to_string(),
             public_key: None,
+            origin: ORIGIN_AWS_KMS.to_string(),
+            imported: None,
+            multi_region: None,
         })
     }
 
@@ -642,24 +697,35 @@ impl Kms {
             |what: String| Err(KmsError::rejected(ErrorCode::KmsUnsupportedOperation, what));
         let spec = spec.unwrap_or(SYMMETRIC_DEFAULT);
         let (family, usage) = asymmetric::check_new_key(spec, request.key_usage.as_deref())?;
-        if let Some(origin) = request.origin.as_deref().filter(|o| *o != ORIGIN_AWS_KMS) {
-            return unsupported(format!(
-                "Origin {origin} is not supported: Coffer generates all key material itself (AWS_KMS)."
-            ));
-        }
         if let Some(store) = &request.custom_key_store_id {
             return Err(KmsError::rejected(
                 ErrorCode::KmsCustomKeyStoreNotFound,
                 format!("Custom key store {store} does not exist."),
             ));
         }
+        let external = match request.origin.as_deref() {
+            None | Some(ORIGIN_AWS_KMS) => false,
+            Some(ORIGIN_EXTERNAL) if family == asymmetric::Family::Symmetric => true,
+            Some(ORIGIN_EXTERNAL) => {
+                return unsupported(format!(
+                    "Origin EXTERNAL is supported by Coffer for SYMMETRIC_DEFAULT keys only, not {spec}."
+                ));
+            }
+            Some(origin) => {
+                return unsupported(format!(
+                    "Origin {origin} needs a custom key store, which Coffer does not have."
+                ));
+            }
+        };
         if request.xks_key_id.is_some() {
             return unsupported(
                 "XksKeyId requires an external key store, which Coffer does not have.".into(),
             );
         }
-        if request.multi_region {
-            return unsupported("Multi-Region keys are not supported by Coffer.".into());
+        if request.multi_region && family != asymmetric::Family::Symmetric {
+            return unsupported(format!(
+                "Multi-Region keys are supported by Coffer for SYMMETRIC_DEFAULT keys only, not {spec}."
+            ));
         }
         if let Some(policy) = &request.policy {
             let parsed: Result<serde_json::Value, _> = serde_json::from_str(policy);
@@ -671,9 +737,15 @@ impl Kms {
             }
         }
         let tags = check_tags(&[], &request.tags)?;
+        let key_id = if request.multi_region {
+            format!("mrk-{}", uuid::Uuid::new_v4().simple())
+        } else {
+            uuid::Uuid::new_v4().hyphenated().to_string()
+        };
         let mut key = self.new_key_record(
             tx,
             scope,
+            key_id,
             request.description.unwrap_or_default(),
             KeyManager::Customer,
             tags,
@@ -684,6 +756,18 @@ impl Kms {
             key.key_spec = spec.to_string();
             key.key_usage = usage;
             self.attach_key_pair(&mut key, family)?;
+        }
+        if external {
+            // No material until ImportKeyMaterial.
+            key.origin = ORIGIN_EXTERNAL.to_string();
+            key.materials.clear();
+            key.state = KeyState::PendingImport;
+        }
+        if request.multi_region {
+            key.multi_region = Some(crate::model::MultiRegion {
+                primary_region: scope.region.clone(),
+                replica_regions: Vec::new(),
+            });
         }
         save_key(tx, &key)?;
         Ok(key)
@@ -734,6 +818,10 @@ impl Kms {
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, operation)?;
         refuse_pending_deletion(&key)?;
+        // A key without its imported material stays PendingImport until it is imported.
+        if key.state == KeyState::PendingImport {
+            require_enabled(&key)?;
+        }
         if key.state != state {
             key.state = state;
             save_key(tx, &key)?;
@@ -760,9 +848,18 @@ impl Kms {
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, "ScheduleKeyDeletion")?;
         refuse_pending_deletion(&key)?;
-        key.state = KeyState::PendingDeletion;
-        key.deletion_ms = Some(now + i64::from(days) * DAY_MS);
         key.pending_window_days = Some(days);
+        // A multi-Region primary waits for its replicas: its window starts after them.
+        let waits_for_replicas = key.multi_region.as_ref().is_some_and(|set| {
+            set.primary_region == key.scope.region && !set.replica_regions.is_empty()
+        });
+        if waits_for_replicas {
+            key.state = KeyState::PendingReplicaDeletion;
+            key.deletion_ms = None;
+        } else {
+            key.state = KeyState::PendingDeletion;
+            key.deletion_ms = Some(now + i64::from(days) * DAY_MS);
+        }
         save_key(tx, &key)?;
         Ok(key)
     }
@@ -776,13 +873,17 @@ impl Kms {
     ) -> Result<KeyRecord, KmsError> {
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, "CancelKeyDeletion")?;
-        if key.state != KeyState::PendingDeletion {
+        if !matches!(key.state, KeyState::PendingDeletion | KeyState::PendingReplicaDeletion) {
             return Err(KmsError::rejected(
                 ErrorCode::KmsInvalidState,
                 format!("{} is not pending deletion.", key.arn),
             ));
         }
-        key.state = KeyState::Disabled;
+        key.state = if key.is_external() && key.materials.is_empty() {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         key.deletion_ms = None;
         key.pending_window_days = None;
         save_key(tx, &key)?;
@@ -911,7 +1012,7 @@ impl Kms {
             .ok_or_else(|| KmsError::Internal(format!("{} has no key material", key.arn)))?;
         let unwrapped = self.unwrap_material(key, material)?;
         let mut blob = ciphertext::header(&key.key_id, material.version)?;
-        let aad = ciphertext::aad(&blob, &key.arn, material.version, context);
+        let aad = ciphertext::aad(&blob, &sealing_identity(key), material.version, context);
         blob.extend_from_slice(&coffer_crypto::seal(&unwrapped, plaintext, &aad));
         Ok(Encrypted { blob, key_arn: key.arn.clone(), material_id: material.id.clone() })
     }
@@ -962,7 +1063,12 @@ impl Kms {
         let plaintext = coffer_crypto::open(
             &unwrapped,
             envelope,
-            &ciphertext::aad(&blob[..ciphertext::HEADER_LEN], &key.arn, material.version, context),
+            &ciphertext::aad(
+                &blob[..ciphertext::HEADER_LEN],
+                &sealing_identity(&key),
+                material.version,
+                context,
+            ),
         )
         .map_err(|_| KmsError::invalid_ciphertext())?;
         let material_id = material.id.clone();
@@ -1066,13 +1172,15 @@ impl Kms {
 
     fn rotate(
         &self,
-        tx: &dyn ReadTxn,
+        tx: &mut dyn WriteTxn,
         key: &mut KeyRecord,
         rotation: RotationType,
         now: Millis,
     ) -> Result<(), KmsError> {
         let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
         let material = self.new_material(tx, &key.arn, version, now, Some(rotation))?;
+        // A multi-Region primary's replicas get the same new material.
+        self.share_material(tx, key, &material)?;
         key.materials.push(material);
         Ok(())
     }
@@ -1171,6 +1279,7 @@ impl Kms {
         let key = self.new_key_record(
             tx,
             scope,
+            uuid::Uuid::new_v4().hyphenated().to_string(),
             SECRETS_MANAGER_KEY_DESCRIPTION.to_string(),
             KeyManager::Aws,
             Vec::new(),
@@ -1234,7 +1343,10 @@ impl Kms {
                 let rotation_due = key.state == KeyState::Enabled
                     && key.rotation_enabled
                     && key.next_rotation_ms.is_some_and(|r| r <= now);
-                if deletion_due || rotation_due {
+                let expiry_due = !key.materials.is_empty()
+                    && key.state != KeyState::PendingDeletion
+                    && key.imported.as_ref().and_then(|i| i.valid_to_ms).is_some_and(|t| t <= now);
+                if deletion_due || rotation_due || expiry_due {
                     keys.push(key);
                 }
                 after = Some(record_key);
@@ -1245,8 +1357,12 @@ impl Kms {
         }
         for mut key in keys {
             if key.state == KeyState::PendingDeletion {
-                self.delete_key(tx, &key)?;
+                self.delete_key(tx, &key, now)?;
                 work.deleted.push((key.scope.clone(), key.arn.clone()));
+            } else if key.imported.as_ref().and_then(|i| i.valid_to_ms).is_some_and(|t| t <= now) {
+                self.drop_material(&mut key);
+                save_key(tx, &key)?;
+                work.expired.push((key.scope.clone(), key.arn.clone()));
             } else {
                 let period = i64::from(key.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
                 self.rotate(tx, &mut key, RotationType::Automatic, now)?;
@@ -1264,7 +1380,12 @@ impl Kms {
     }
 
     /// Deletes a key, its material and the aliases that point at it.
-    fn delete_key(&self, tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
+    fn delete_key(
+        &self,
+        tx: &mut dyn WriteTxn,
+        key: &KeyRecord,
+        now: Millis,
+    ) -> Result<(), KmsError> {
         let prefix = scope_prefix(&key.scope);
         let aliases = tx.records(ALIAS_KIND, &prefix, None, usize::MAX)?;
         for (record_key, bytes) in aliases {
@@ -1274,6 +1395,7 @@ impl Kms {
             }
         }
         crate::grants::delete_grants_of(tx, key)?;
+        self.leave_set(tx, key, now)?;
         tx.delete_record(KEY_KIND, &key_record_key(&key.scope, &key.key_id))?;
         self.forget(key);
         Ok(())
@@ -1342,6 +1464,9 @@ impl Kms {
         let generation = MasterKey::generation_of(new_check);
         let mut rekeyed = 0;
         let mut after: Option<String> = None;
+        // The keys of a multi-Region set get the same new material (each wrapped with its
+        // own ARN), so each still opens what the others seal.
+        let mut shared: HashMap<(String, String), (u32, Arc<KeyMaterial>, String)> = HashMap::new();
         loop {
             let rows = tx.records(KEY_KIND, "", after.as_deref(), 256)?;
             let done = rows.len() < 256;
@@ -1349,13 +1474,30 @@ impl Kms {
                 let mut key: KeyRecord = decode("key record", &bytes)?;
                 // Asymmetric and HMAC keys keep their one key pair or HMAC key: a new
                 // material version would have no private key to seal.
-                if key.state != KeyState::PendingDeletion && key.is_symmetric() {
+                // Imported material is the customer's: no other material is made for it.
+                if key.state != KeyState::PendingDeletion
+                    && key.is_symmetric()
+                    && !key.is_external()
+                {
                     let version = key.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1;
-                    let material = KeyMaterial::generate();
+                    let fresh = || {
+                        (
+                            version,
+                            Arc::new(KeyMaterial::generate()),
+                            hex(&coffer_crypto::random_bytes(32)),
+                        )
+                    };
+                    let (version, material, id) = match key.multi_region {
+                        Some(_) => shared
+                            .entry((key.scope.account.clone(), key.key_id.clone()))
+                            .or_insert_with(fresh)
+                            .clone(),
+                        None => fresh(),
+                    };
                     let wrapped = new.wrap_key(&material, &material_context(&key.arn, version));
                     key.materials.push(Material {
                         version,
-                        id: hex(&coffer_crypto::random_bytes(32)),
+                        id,
                         wrapped: STANDARD.encode(wrapped),
                         created_ms: now,
                         rotation: Some(RotationType::OnDemand),

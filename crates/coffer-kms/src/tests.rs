@@ -532,10 +532,27 @@ fn create_key_refuses_what_coffer_cannot_make() {
             ErrorCode::Validation,
         ),
         (
-            NewKey { origin: Some("EXTERNAL".into()), ..Default::default() },
+            NewKey {
+                origin: Some("EXTERNAL".into()),
+                key_spec: Some("RSA_2048".into()),
+                key_usage: Some("SIGN_VERIFY".into()),
+                ..Default::default()
+            },
             ErrorCode::KmsUnsupportedOperation,
         ),
-        (NewKey { multi_region: true, ..Default::default() }, ErrorCode::KmsUnsupportedOperation),
+        (
+            NewKey { origin: Some("AWS_CLOUDHSM".into()), ..Default::default() },
+            ErrorCode::KmsUnsupportedOperation,
+        ),
+        (
+            NewKey {
+                multi_region: true,
+                key_spec: Some("HMAC_256".into()),
+                key_usage: Some("GENERATE_VERIFY_MAC".into()),
+                ..Default::default()
+            },
+            ErrorCode::KmsUnsupportedOperation,
+        ),
         (
             NewKey {
                 key_spec: Some("SYMMETRIC_DEFAULT".into()),
@@ -953,4 +970,156 @@ fn private_keys_survive_a_master_key_rewrap_and_are_not_rekeyed() {
     assert_eq!(key.materials.len(), 1);
     let sig = f.kms.sign(&key, "ECDSA_SHA_384", b"m", None).unwrap();
     assert!(f.kms.verify(&key, "ECDSA_SHA_384", b"m", None, &sig).unwrap());
+}
+
+// --- Imported key material and multi-Region keys ---------------------------------------------
+
+/// Wraps `material` with RSAES-OAEP-SHA-256 under the public key GetParametersForImport gave.
+fn wrap_for_import(public_der: &[u8], material: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::rsa;
+    let public = rsa::PublicEncryptingKey::from_der(public_der).unwrap();
+    let oaep = rsa::OaepPublicEncryptingKey::new(public).unwrap();
+    let mut out = vec![0u8; oaep.ciphertext_size()];
+    oaep.encrypt(&rsa::OAEP_SHA256_MGF1SHA256, material, &mut out, None).unwrap().to_vec()
+}
+
+fn external_key(f: &Fixture) -> KeyRecord {
+    let request = NewKey { origin: Some("EXTERNAL".into()), ..Default::default() };
+    f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap()
+}
+
+fn import_at(
+    f: &Fixture,
+    key: &KeyRecord,
+    material: &[u8],
+    issued: i64,
+    used: i64,
+    valid_to: Option<i64>,
+) -> Result<KeyRecord, KmsError> {
+    let params = f
+        .read(|kms, tx| {
+            kms.parameters_for_import(
+                tx,
+                &scope(),
+                &key.arn,
+                "RSAES_OAEP_SHA_256",
+                "RSA_2048",
+                issued,
+            )
+        })
+        .unwrap();
+    let wrapped = wrap_for_import(&params.public_key, material);
+    f.write(|kms, tx| {
+        let request = import::ImportRequest {
+            import_token: &params.import_token,
+            encrypted_key_material: &wrapped,
+            expiration_model: Some(if valid_to.is_some() {
+                import::KEY_MATERIAL_EXPIRES
+            } else {
+                import::KEY_MATERIAL_DOES_NOT_EXPIRE
+            }),
+            valid_to_ms: valid_to,
+        };
+        kms.import_key_material(tx, &scope(), &key.arn, &request, used)
+    })
+}
+
+#[test]
+fn an_import_token_expires_after_a_day() {
+    let f = Fixture::new();
+    let key = external_key(&f);
+    let material = [7u8; 32];
+    let late = NOW + import::IMPORT_PARAMETERS_TTL_MS;
+    assert_eq!(
+        code(import_at(&f, &key, &material, NOW, late, None)),
+        ErrorCode::KmsExpiredImportToken
+    );
+    let stored = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.arn, false)).unwrap();
+    assert_eq!(stored.state, KeyState::PendingImport);
+    let imported = import_at(&f, &key, &material, NOW, late - 1, None).unwrap();
+    assert_eq!(imported.state, KeyState::Enabled);
+}
+
+#[test]
+fn imported_material_expires_back_to_pending_import_and_comes_back() {
+    let f = Fixture::new();
+    let key = external_key(&f);
+    let material = [9u8; 32];
+    import_at(&f, &key, &material, NOW, NOW, Some(NOW + DAY_MS)).unwrap();
+    let blob = f.encrypt(&key.key_id, b"imported", &context(&[])).unwrap().blob;
+    let early = f.write(|kms, tx| kms.carry_out_due(tx, NOW + DAY_MS - 1)).unwrap();
+    assert!(early.expired.is_empty());
+    let due = f.write(|kms, tx| kms.carry_out_due(tx, NOW + DAY_MS)).unwrap();
+    assert_eq!(due.expired, vec![(scope(), key.arn.clone())]);
+    assert_eq!(code(f.decrypt(&blob, &context(&[]))), ErrorCode::KmsInvalidState);
+    // The same material again opens what it sealed; other material is refused.
+    let later = NOW + 2 * DAY_MS;
+    let other = import_at(&f, &key, &[1u8; 32], later, later, None);
+    assert_eq!(code(other), ErrorCode::KmsIncorrectKeyMaterial);
+    import_at(&f, &key, &material, later, later, None).unwrap();
+    assert_eq!(f.decrypt(&blob, &context(&[])).unwrap().plaintext.expose(), b"imported");
+}
+
+#[test]
+fn a_master_key_rekey_leaves_imported_material_and_keeps_a_multi_region_set_together() {
+    let master = |byte: u8| {
+        MasterKey::from_key_material(coffer_crypto::KeyMaterial::from_bytes(&[byte; 32]).unwrap())
+    };
+    let f = Fixture { store: MemoryStore::new(), kms: Kms::new(master(5)) };
+    let external = external_key(&f);
+    import_at(&f, &external, &[3u8; 32], NOW, NOW, None).unwrap();
+    let request = NewKey { multi_region: true, ..Default::default() };
+    let primary = f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap();
+    let west = Scope::new("111122223333", "eu-west-1");
+    f.write(|kms, tx| {
+        let replica = multi_region::NewReplica::default();
+        kms.replicate_key(tx, &scope(), &primary.key_id, "eu-west-1", replica, NOW)
+    })
+    .unwrap();
+    let f = Fixture { store: f.store, kms: Kms::new(master(6)) };
+    // Rewrap under the new master key first, as a master-key rotation does.
+    f.write(|_, tx| {
+        Kms::rewrap_all(tx, &master(5), &master(6), b"check")?;
+        Kms::rekey_all(tx, &master(6), b"check", NOW)
+    })
+    .unwrap();
+    let external = f.read(|kms, tx| kms.find_key(tx, &scope(), &external.arn, false)).unwrap();
+    assert_eq!(external.materials.len(), 1, "imported material stays the only material");
+    let replica = f.read(|kms, tx| kms.find_key(tx, &west, &primary.key_id, false)).unwrap();
+    assert_eq!(replica.materials.len(), 2);
+    let blob = f.encrypt(&primary.key_id, b"set", &context(&[])).unwrap().blob;
+    let opened = f.read(|kms, tx| kms.decrypt(tx, &west, &blob, &context(&[]), None)).unwrap();
+    assert_eq!(opened.plaintext.expose(), b"set");
+    assert_eq!(opened.material_id, replica.materials[1].id);
+}
+
+#[test]
+fn a_primary_with_replicas_waits_for_them_before_its_deletion_window() {
+    let f = Fixture::new();
+    let request = NewKey { multi_region: true, ..Default::default() };
+    let primary = f.write(|kms, tx| kms.create_key(tx, &scope(), request.clone(), NOW)).unwrap();
+    let west = Scope::new("111122223333", "eu-west-1");
+    f.write(|kms, tx| {
+        let replica = multi_region::NewReplica::default();
+        kms.replicate_key(tx, &scope(), &primary.key_id, "eu-west-1", replica, NOW)
+    })
+    .unwrap();
+    let scheduled = f
+        .write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &primary.key_id, Some(7), NOW))
+        .unwrap();
+    assert_eq!(scheduled.state, KeyState::PendingReplicaDeletion);
+    assert_eq!(scheduled.deletion_ms, None);
+    assert_eq!(code(f.encrypt(&primary.key_id, b"x", &context(&[]))), ErrorCode::KmsInvalidState);
+    // Nothing is deleted while the replica exists.
+    let later = NOW + 30 * DAY_MS;
+    assert!(f.write(|kms, tx| kms.carry_out_due(tx, later)).unwrap().deleted.is_empty());
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &west, &primary.key_id, Some(7), later))
+        .unwrap();
+    let gone = later + 7 * DAY_MS;
+    let due = f.write(|kms, tx| kms.carry_out_due(tx, gone)).unwrap();
+    assert_eq!(due.deleted.len(), 1, "only the replica");
+    let waiting = f.read(|kms, tx| kms.find_key(tx, &scope(), &primary.key_id, false)).unwrap();
+    assert_eq!(waiting.state, KeyState::PendingDeletion);
+    assert_eq!(waiting.deletion_ms, Some(gone + 7 * DAY_MS));
+    assert_eq!(waiting.multi_region.unwrap().replica_regions, Vec::<String>::new());
 }

@@ -192,10 +192,29 @@ pub async fn set_single_user(
     if pending.host != current.host {
         return Err("Attempting to modify user for host other than current host".into());
     }
+    if pending.port != current.port {
+        return Err("Attempting to modify user for port other than current port".into());
+    }
     let client = match connect(current).await {
         Ok(c) => c,
         Err(e) => match previous {
-            Some(p) => connect(p).await.map_err(|_| e)?,
+            // The previous credentials are the ones whoever wrote the current value may not
+            // be able to read: they are used only on the very server and user the pending
+            // value names, or a value pointed at another server would have them change the
+            // real user's password to one its author already saw (review finding 04).
+            Some(p)
+                if p.host == pending.host
+                    && p.port == pending.port
+                    && p.username == pending.username =>
+            {
+                connect(p).await.map_err(|_| e)?
+            }
+            Some(_) => {
+                return Err(
+                    "Previous secret does not match the pending secret's host, port and user"
+                        .into(),
+                );
+            }
             None => return Err(e),
         },
     };
@@ -334,6 +353,24 @@ mod tests {
         assert!(test_login(&current).await.is_err(), "the old password must no longer log in");
         // Run again (a retried step): nothing to do.
         set_single_user(&current, None, &pending).await.unwrap();
+        tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn single_user_rotation_never_uses_previous_credentials_for_another_server() {
+        let pg = tokio::task::spawn_blocking(server_with_passwords).await.unwrap();
+        pg.admin_query("CREATE ROLE rot_single LOGIN PASSWORD 'real-pass'");
+        let previous = secret(&pg, "rot_single", "real-pass");
+        // Whoever can write the value (but not read it) points the current and pending
+        // values at a server of their own, here a port nobody listens on.
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = elsewhere.local_addr().unwrap().port();
+        drop(elsewhere);
+        let current = DbSecret { port, ..secret(&pg, "rot_single", "anything") };
+        let pending = DbSecret { port, ..secret(&pg, "rot_single", "attacker-knows-this") };
+        let refused = set_single_user(&current, Some(&previous), &pending).await.unwrap_err();
+        assert!(refused.contains("does not match"), "{refused}");
+        test_login(&previous).await.expect("the real password must be unchanged");
         tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
     }
 

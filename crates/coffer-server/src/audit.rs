@@ -382,6 +382,20 @@ impl CallRecord {
         CallRecord::begin_named(scope, request_id, identity, source, name, model)
     }
 
+    /// Starts the record of a query-protocol call naming an action `service` does not
+    /// have: recorded under the name as sent (cut by the caller), never matched.
+    pub fn begin_unknown(
+        scope: &Scope,
+        request_id: &str,
+        identity: UserIdentity,
+        from: &Source,
+        service: Service,
+        action: &str,
+    ) -> CallRecord {
+        let name = EventName { source: service.event_source(), name: action, read_only: false };
+        CallRecord::begin_named(scope, request_id, identity, from, name, None)
+    }
+
     fn begin_named(
         scope: &Scope,
         request_id: &str,
@@ -1138,8 +1152,9 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     }
 }
 
-/// Records a call answered outside the JSON path (STS's query protocol): its event in
-/// a transaction of its own. An error means the call must fail (fail-closed).
+/// Records a call answered before the pipeline: AssumeRoleWithWebIdentity, which is not
+/// signed (its token is the credential, and names the account only once verified). Its
+/// event goes in a transaction of its own; an error means the call must fail (fail-closed).
 pub fn record_sts_call(
     app: &App,
     ctx: &RequestContext,
@@ -1151,11 +1166,7 @@ pub fn record_sts_call(
     let (scope, id, from) = (&ctx.scope, &ctx.request_id, &Source::of(raw));
     let record = match StsOp::from_name(action) {
         Some(op) => CallRecord::begin(scope, id, identity, from, op.into(), None),
-        None => {
-            let source = Service::Sts.event_source();
-            let name = EventName { source, name: action, read_only: false };
-            CallRecord::begin_named(scope, id, identity, from, name, None)
-        }
+        None => CallRecord::begin_unknown(scope, id, identity, from, Service::Sts, action),
     };
     record.finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
@@ -1297,6 +1308,48 @@ pub fn record_rotation_event(
     let mut event = service_event(scope, SECRETS_MANAGER_SERVICE, name, arn, now);
     event.error_message = error_message;
     append_alone(app, tx, scope, now, &event)
+}
+
+/// Records a console sign-in as CloudTrail records one: `ConsoleLogin` from
+/// `signin.amazonaws.com` (event type `AwsConsoleSignIn`), `responseElements.ConsoleLogin`
+/// `Success` or `Failure` (then `errorMessage` "Failed authentication"), in the trail of the
+/// key's owner in the region chosen at sign-in, in a transaction of its own. Nothing of
+/// the secret that was tried is recorded.
+pub fn record_console_login(
+    app: &App,
+    who: &Authenticated,
+    ip: Option<IpAddr>,
+    user_agent: &str,
+    success: bool,
+) -> Result<(), AwsError> {
+    let now = clock::now_ms();
+    let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
+    let ctx = RequestContext::new(scope.clone(), who.access_key_id.clone(), String::new());
+    let outcome = if success { "Success" } else { "Failure" };
+    let event = Event {
+        event_version: EVENT_VERSION.to_string(),
+        user_identity: identity(Some(who), &ctx),
+        event_time: coffer_audit::format_iso8601(now),
+        event_source: "signin.amazonaws.com".to_string(),
+        event_name: "ConsoleLogin".to_string(),
+        aws_region: scope.region.clone(),
+        source_ip_address: source_ip(ip),
+        user_agent: user_agent.to_string(),
+        error_code: None,
+        error_message: (!success).then(|| "Failed authentication".to_string()),
+        request_parameters: Value::Null,
+        response_elements: serde_json::json!({ "ConsoleLogin": outcome }),
+        request_id: None,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: false,
+        resources: Vec::new(),
+        event_type: "AwsConsoleSignIn".to_string(),
+        management_event: true,
+        recipient_account_id: scope.account.clone(),
+        session_credential_from_console: None,
+        event_category: "Management".to_string(),
+    };
+    app.write_unrecorded(move |tx| append_alone(app, tx, &scope, now, &event))
 }
 
 fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) -> Event {

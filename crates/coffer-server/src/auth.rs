@@ -216,6 +216,29 @@ pub struct Requested {
     alias_name: Option<String>,
     source_key_id: Option<String>,
     destination_key_id: Option<String>,
+    // KMS's request condition keys (kms:Grant*, kms:*Algorithm, kms:KeySpec, ...).
+    grantee_principal: Option<String>,
+    retiring_principal: Option<String>,
+    operations: Option<Vec<String>>,
+    constraints: Option<RequestedConstraints>,
+    encryption_algorithm: Option<String>,
+    source_encryption_algorithm: Option<String>,
+    destination_encryption_algorithm: Option<String>,
+    signing_algorithm: Option<String>,
+    message_type: Option<String>,
+    mac_algorithm: Option<String>,
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_usage: Option<String>,
+    key_pair_spec: Option<String>,
+}
+
+/// CreateGrant's `Constraints`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RequestedConstraints {
+    encryption_context_subset: Option<BTreeMap<String, String>>,
+    encryption_context_equals: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -536,7 +559,11 @@ impl Gate {
         encryption_context: &BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
-        let call = KmsCall { encryption_context: Some(encryption_context), alias: None };
+        let call = KmsCall {
+            encryption_context: Some(encryption_context),
+            algorithm: Some(SYMMETRIC_DEFAULT),
+            ..KmsCall::default()
+        };
         let seen = KmsKey::seen_by(&self.caller, app, tx, key);
         let grants = Grants::In(tx, key);
         decide_kms(&self.caller, action, &seen, &key.scope.account, context, &call, grants)
@@ -554,6 +581,22 @@ impl Gate {
         let seen = KmsKey::seen_by(&self.caller, app, tx, key);
         let grants = Grants::In(tx, key);
         decide_kms(&self.caller, action, &seen, &key.scope.account, context, call, grants)
+    }
+
+    /// KMS's policy lockout safety check: whether the key policy `text` (as it will be
+    /// stored) on `key` would still let the caller call PutKeyPolicy on it. A policy that
+    /// does not parse is left to the policy checks, which refuse it in their own words.
+    pub fn key_policy_keeps_caller(&self, text: &str, key: &KeyRecord) -> bool {
+        let Ok(policy) = Policy::parse(text, PolicyKind::Resource) else { return true };
+        let context = kms_context(self.context(), &self.caller, None);
+        let req = Request {
+            principal: &self.caller.principal,
+            action: "kms:PutKeyPolicy",
+            resource: &key.arn,
+            resource_account: &key.scope.account,
+            context: &context,
+        };
+        evaluate_key_policy(&req, &self.caller.policies, Some(&policy)).is_allowed()
     }
 
     /// `secretsmanager:<action>` on the secret `id` names in `owner`'s scope (`meta` when
@@ -640,13 +683,15 @@ pub fn authorize_action(
     decide(&who.caller, action, resource, account, &context, None, resource)
 }
 
-/// Decides whether the caller may assume a role: `sts:AssumeRole` on the role, from the
+/// Decides whether the caller may assume a role: `action` (`sts:AssumeRole`, and
+/// `sts:TagSession` when session tags are passed) on the role, from the
 /// caller's identity policies and the role's trust policy (as a resource policy: a
 /// trust policy naming the caller or its role lets it in alone within the account; one
 /// naming the account, or another account's caller, needs an identity Allow too).
 pub fn authorize_assume(
     who: &Authenticated,
     raw: &RawRequest,
+    action: &str,
     role_arn: &str,
     role_account: &str,
     trust: &Policy,
@@ -654,18 +699,23 @@ pub fn authorize_assume(
 ) -> Result<(), AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    // aws:TagKeys holds every tag key of the request (a multi-valued key), not the last.
+    let mut tag_keys = Vec::new();
     for (key, value) in extra {
         if key.eq_ignore_ascii_case("aws:TagKeys") {
-            context.set_all(key, vec![value.clone()]);
+            tag_keys.push(value.clone());
         } else {
             context.set(key, value.clone());
         }
+    }
+    if !tag_keys.is_empty() {
+        context.set_all("aws:TagKeys", tag_keys);
     }
     // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
     // whatever the caller's identity policies say.
     let req = Request {
         principal: &who.caller.principal,
-        action: "sts:AssumeRole",
+        action,
         resource: role_arn,
         resource_account: role_account,
         context: &context,
@@ -742,10 +792,13 @@ pub fn authorize(
         Operation::Kms(op) => {
             let mut context = kms_context(context, &who.caller, None);
             request_context(&mut context, requested);
+            kms_request_context(&mut context, op, requested);
             if let Some(days) = requested.pending_window_in_days {
                 context.set("kms:ScheduleKeyDeletionPendingWindowInDays", days.to_string());
             }
             authorize_kms(app, who, scope, op, requested, &context)?;
+            // The handler decides again on the key a ciphertext names: with the same keys.
+            gate.base = Arc::new(context);
             Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
         // LookupEvents names no resource; STS's GetCallerIdentity needs no permission.
@@ -759,13 +812,107 @@ pub fn authorize(
     }
 }
 
+/// The KMS condition keys a request carries that hold for every key it names (AWS's
+/// "KMS condition keys"): the grant CreateGrant asks for (`kms:GrantOperations`,
+/// `kms:GranteePrincipal`, `kms:RetiringPrincipal`, `kms:GrantConstraintType`,
+/// `kms:GrantIsForAWSResource`), the algorithms and message type of Sign/Verify and
+/// GenerateMac/VerifyMac, the spec and usage CreateKey asks for, and
+/// GenerateDataKeyPair's `kms:DataKeyPairSpec`. Left unset, a condition on them could
+/// never match: an Allow with `ForAllValues` would hold vacuously, a Deny never apply.
+/// (`kms:EncryptionAlgorithm` is per key: [`KmsCall::algorithm`].)
+fn kms_request_context(ctx: &mut Context, op: KmsOp, r: &Requested) {
+    if op == KmsOp::CreateGrant {
+        ctx.set_all("kms:GrantOperations", r.operations.clone().unwrap_or_default());
+        if let Some(grantee) = &r.grantee_principal {
+            ctx.set("kms:GranteePrincipal", grantee.clone());
+        }
+        if let Some(retiring) = &r.retiring_principal {
+            ctx.set("kms:RetiringPrincipal", retiring.clone());
+        }
+        let types: Vec<String> = r
+            .constraints
+            .iter()
+            .flat_map(|c| {
+                [
+                    c.encryption_context_equals.as_ref().map(|_| "EncryptionContextEquals"),
+                    c.encryption_context_subset.as_ref().map(|_| "EncryptionContextSubset"),
+                ]
+            })
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        if !types.is_empty() {
+            ctx.set_all("kms:GrantConstraintType", types);
+        }
+    }
+    // Coffer's services never make grants for a caller: every grant is the caller's own.
+    if matches!(op, KmsOp::CreateGrant | KmsOp::ListGrants | KmsOp::RevokeGrant) {
+        ctx.set("kms:GrantIsForAWSResource", "false");
+    }
+    if matches!(op, KmsOp::Sign | KmsOp::Verify) {
+        if let Some(algorithm) = &r.signing_algorithm {
+            ctx.set("kms:SigningAlgorithm", algorithm.clone());
+        }
+        ctx.set("kms:MessageType", r.message_type.clone().unwrap_or_else(|| "RAW".into()));
+    }
+    if matches!(op, KmsOp::GenerateMac | KmsOp::VerifyMac)
+        && let Some(algorithm) = &r.mac_algorithm
+    {
+        ctx.set("kms:MacAlgorithm", algorithm.clone());
+    }
+    if op == KmsOp::CreateKey {
+        let spec = r.key_spec.as_ref().or(r.customer_master_key_spec.as_ref());
+        ctx.set("kms:KeySpec", spec.cloned().unwrap_or_else(|| "SYMMETRIC_DEFAULT".into()));
+        ctx.set("kms:KeyUsage", r.key_usage.clone().unwrap_or_else(|| "ENCRYPT_DECRYPT".into()));
+    }
+    if matches!(op, KmsOp::GenerateDataKeyPair | KmsOp::GenerateDataKeyPairWithoutPlaintext)
+        && let Some(spec) = &r.key_pair_spec
+    {
+        ctx.set("kms:DataKeyPairSpec", spec.clone());
+    }
+}
+
+/// The encryption algorithm a request of `op` uses, as `kms:EncryptionAlgorithm` sees it:
+/// the one it names, or `SYMMETRIC_DEFAULT`, the default of every operation that takes one
+/// (so a Deny on it is not escaped by leaving the parameter out). `None` for operations
+/// that encrypt nothing.
+fn encryption_algorithm(op: KmsOp, named: Option<&str>) -> Option<String> {
+    let encrypts = matches!(
+        op,
+        KmsOp::Encrypt
+            | KmsOp::Decrypt
+            | KmsOp::ReEncrypt
+            | KmsOp::GenerateDataKey
+            | KmsOp::GenerateDataKeyWithoutPlaintext
+            | KmsOp::GenerateDataKeyPair
+            | KmsOp::GenerateDataKeyPairWithoutPlaintext
+    );
+    encrypts.then(|| named.unwrap_or(SYMMETRIC_DEFAULT).to_string())
+}
+
+/// `kms:EncryptionAlgorithm`'s value when a request leaves it out.
+pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
+/// The grant a CreateGrant request asks for, as a grant that allows CreateGrant must
+/// cover it (only the same or fewer operations, equally strict or stricter constraints).
+#[derive(Debug, Clone, Copy)]
+pub struct GrantAsk<'a> {
+    pub operations: &'a [String],
+    pub constraints: Option<&'a coffer_kms::grants::GrantConstraints>,
+}
+
 /// The request's condition keys that concern a KMS key: the encryption context it uses and
 /// the alias it named the key by (`kms:EncryptionContext:*`, `kms:EncryptionContextKeys`,
-/// `kms:RequestAlias`).
+/// `kms:RequestAlias`), the encryption algorithm it uses with this key, and the grant it
+/// asks for (CreateGrant).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KmsCall<'a> {
     pub encryption_context: Option<&'a BTreeMap<String, String>>,
     pub alias: Option<&'a str>,
+    /// `kms:EncryptionAlgorithm`, for the operations that take one.
+    pub algorithm: Option<&'a str>,
+    /// CreateGrant's grant: a grant allows CreateGrant only for a grant it covers.
+    pub new_grant: Option<GrantAsk<'a>>,
 }
 
 impl<'a> KmsCall<'a> {
@@ -775,7 +922,7 @@ impl<'a> KmsCall<'a> {
         encryption_context: Option<&'a BTreeMap<String, String>>,
     ) -> Self {
         let alias = reference.find("alias/").map(|at| &reference[at..]);
-        KmsCall { encryption_context, alias }
+        KmsCall { encryption_context, alias, ..KmsCall::default() }
     }
 }
 
@@ -809,9 +956,26 @@ fn authorize_kms(
     context: &Context,
 ) -> Result<(), AwsError> {
     let account = &scope.account;
-    let on_key = |action: &str, reference: &str, encryption_context| -> Result<(), AwsError> {
+    let constraints =
+        requested.constraints.as_ref().map(|c| coffer_kms::grants::GrantConstraints {
+            encryption_context_subset: c.encryption_context_subset.clone(),
+            encryption_context_equals: c.encryption_context_equals.clone(),
+        });
+    let new_grant = (op == KmsOp::CreateGrant).then(|| GrantAsk {
+        operations: requested.operations.as_deref().unwrap_or_default(),
+        constraints: constraints.as_ref(),
+    });
+    let on_key = |action: &str,
+                  reference: &str,
+                  encryption_context,
+                  algorithm: Option<String>|
+     -> Result<(), AwsError> {
         let key = resolve_kms_key(app, &who.caller, scope, reference)?;
-        let call = KmsCall::naming(reference, encryption_context);
+        let call = KmsCall {
+            algorithm: algorithm.as_deref(),
+            new_grant,
+            ..KmsCall::naming(reference, encryption_context)
+        };
         decide_kms(&who.caller, action, &key, account, context.clone(), &call, key.grants(app))
     };
     let action = op.iam_action();
@@ -841,7 +1005,7 @@ fn authorize_kms(
                 }
             }
             if let Some(target) = requested.target_key_id.as_deref() {
-                on_key(action, target, None)?;
+                on_key(action, target, None, None)?;
             }
             Ok(())
         }
@@ -850,19 +1014,28 @@ fn authorize_kms(
         KmsOp::RetireGrant => Ok(()),
         KmsOp::ReEncrypt => {
             if let Some(source) = requested.source_key_id.as_deref() {
-                on_key("kms:ReEncryptFrom", source, requested.source_encryption_context.as_ref())?;
+                let algorithm =
+                    encryption_algorithm(op, requested.source_encryption_algorithm.as_deref());
+                let context = requested.source_encryption_context.as_ref();
+                on_key("kms:ReEncryptFrom", source, context, algorithm)?;
             }
             match requested.destination_key_id.as_deref() {
                 Some(destination) => on_key(
                     "kms:ReEncryptTo",
                     destination,
                     requested.destination_encryption_context.as_ref(),
+                    encryption_algorithm(op, requested.destination_encryption_algorithm.as_deref()),
                 ),
                 None => Ok(()),
             }
         }
         _ => match requested.key_id.as_deref() {
-            Some(key) => on_key(action, key, requested.encryption_context.as_ref()),
+            Some(key) => on_key(
+                action,
+                key,
+                requested.encryption_context.as_ref(),
+                encryption_algorithm(op, requested.encryption_algorithm.as_deref()),
+            ),
             // The ciphertext names the key: the handler decides on it.
             None if op == KmsOp::Decrypt => Ok(()),
             None => decide(&who.caller, action, "*", account, context, None, "*"),
@@ -939,6 +1112,8 @@ struct KmsKey {
     aliases: Vec<String>,
     /// The key's record when it exists, for its grants ([`KmsKey::grants`]).
     record: Option<KeyRecord>,
+    /// The key's spec and usage (`kms:KeySpec`, `kms:KeyUsage`), when it exists.
+    spec: Option<(String, String)>,
 }
 
 impl KmsKey {
@@ -957,6 +1132,7 @@ impl KmsKey {
             tags,
             aliases: Vec::new(),
             record: None,
+            spec: Some((record.key_spec.clone(), record.key_usage.clone())),
         }
     }
 
@@ -1042,6 +1218,7 @@ fn resolve_kms_key(
             tags: Vec::new(),
             aliases: Vec::new(),
             record: None,
+            spec: None,
         },
     })
 }
@@ -1096,6 +1273,14 @@ fn decide_kms(
     if let Some(alias) = call.alias {
         context.set("kms:RequestAlias", alias);
     }
+    if let Some(algorithm) = call.algorithm {
+        context.set("kms:EncryptionAlgorithm", algorithm);
+    }
+    // The key's own spec and usage (CreateKey's request sets them for the key it asks for).
+    if let Some((spec, usage)) = &key.spec {
+        context.set("kms:KeySpec", spec.clone());
+        context.set("kms:KeyUsage", usage.clone());
+    }
     if !key.aliases.is_empty() {
         context.set_all("kms:ResourceAliases", key.aliases.clone());
     }
@@ -1111,12 +1296,14 @@ fn decide_kms(
     // KMS evaluates grants alongside the policies: a grant allows what no policy allows,
     // but never what a policy explicitly denies.
     let p = &caller.principal;
-    if matches!(decision, Decision::NoAllow(_))
-        && grants
-            .load()
-            .iter()
-            .any(|g| g.allows(&p.arn, &p.user_id, action, call.encryption_context))
-    {
+    let granted = |g: &coffer_kms::grants::GrantRecord| match call.new_grant {
+        // A grant's CreateGrant hands on only what the grant itself holds.
+        Some(ask) if action == "kms:CreateGrant" => {
+            g.allows_create_grant(&p.arn, &p.user_id, ask.operations, ask.constraints)
+        }
+        _ => g.allows(&p.arn, &p.user_id, action, call.encryption_context),
+    };
+    if matches!(decision, Decision::NoAllow(_)) && grants.load().iter().any(granted) {
         decision = Decision::Allow;
     }
     match decision.denial_message(&req) {

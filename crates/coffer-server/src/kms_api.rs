@@ -1,6 +1,7 @@
 //! The KMS operations (`X-Amz-Target: TrentService.<Op>`): one function per operation, each
 //! decoding its wire shape, running the key service in one store transaction and encoding
-//! KMS's answer. Operations not listed here answer `NotImplementedException`.
+//! KMS's answer. Every arm of the dispatch table has that shape ([`run`]); imported key
+//! material, multi-Region keys, custom key stores and GetKeyLastUsage are in `kms_rest`.
 
 use crate::auth::KmsCall;
 use crate::kms_families as families;
@@ -29,114 +30,54 @@ pub fn dispatch(
 ) -> Option<Result<Vec<u8>, AwsError>> {
     let scope = &ctx.scope;
     let result = match op {
-        KmsOp::CreateKey => decode_request(body).and_then(|r| create_key(app, ctx, r)).map(json),
-        KmsOp::DescribeKey => {
-            decode_request(body).and_then(|r| describe_key(app, scope, r)).map(json)
-        }
-        KmsOp::ListKeys => decode_request(body).and_then(|r| list_keys(app, scope, r)).map(json),
-        KmsOp::EnableKey => decode_request(body).and_then(|r| enable_key(app, ctx, r)).map(json),
-        KmsOp::DisableKey => decode_request(body).and_then(|r| disable_key(app, ctx, r)).map(json),
-        KmsOp::ScheduleKeyDeletion => {
-            decode_request(body).and_then(|r| schedule_key_deletion(app, ctx, r)).map(json)
-        }
-        KmsOp::CancelKeyDeletion => {
-            decode_request(body).and_then(|r| cancel_key_deletion(app, ctx, r)).map(json)
-        }
-        KmsOp::CreateAlias => {
-            decode_request(body).and_then(|r| create_alias(app, ctx, r)).map(json)
-        }
-        KmsOp::UpdateAlias => {
-            decode_request(body).and_then(|r| update_alias(app, ctx, r)).map(json)
-        }
-        KmsOp::DeleteAlias => {
-            decode_request(body).and_then(|r| delete_alias(app, ctx, r)).map(json)
-        }
-        KmsOp::ListAliases => {
-            decode_request(body).and_then(|r| list_aliases(app, scope, r)).map(json)
-        }
-        KmsOp::Encrypt => decode_request(body).and_then(|r| encrypt(app, scope, r)).map(json),
-        KmsOp::Decrypt => decode_request(body).and_then(|r| decrypt(app, ctx, r)).map(json),
-        KmsOp::ReEncrypt => decode_request(body).and_then(|r| re_encrypt(app, ctx, r)).map(json),
-        KmsOp::GenerateDataKey => {
-            decode_request(body).and_then(|r| generate_data_key(app, scope, r, true)).map(json)
-        }
+        KmsOp::CreateKey => run(body, |r| create_key(app, ctx, r)),
+        KmsOp::DescribeKey => run(body, |r| describe_key(app, scope, r)),
+        KmsOp::ListKeys => run(body, |r| list_keys(app, scope, r)),
+        KmsOp::EnableKey => run(body, |r| enable_key(app, ctx, r)),
+        KmsOp::DisableKey => run(body, |r| disable_key(app, ctx, r)),
+        KmsOp::ScheduleKeyDeletion => run(body, |r| schedule_key_deletion(app, ctx, r)),
+        KmsOp::CancelKeyDeletion => run(body, |r| cancel_key_deletion(app, ctx, r)),
+        KmsOp::CreateAlias => run(body, |r| create_alias(app, ctx, r)),
+        KmsOp::UpdateAlias => run(body, |r| update_alias(app, ctx, r)),
+        KmsOp::DeleteAlias => run(body, |r| delete_alias(app, ctx, r)),
+        KmsOp::ListAliases => run(body, |r| list_aliases(app, scope, r)),
+        KmsOp::Encrypt => run(body, |r| encrypt(app, scope, r)),
+        KmsOp::Decrypt => run(body, |r| decrypt(app, ctx, r)),
+        KmsOp::ReEncrypt => run(body, |r| re_encrypt(app, ctx, r)),
+        KmsOp::GenerateDataKey => run(body, |r| generate_data_key(app, scope, r, true)),
         KmsOp::GenerateDataKeyWithoutPlaintext => {
-            decode_request(body).and_then(|r| generate_data_key(app, scope, r, false)).map(json)
+            run(body, |r| generate_data_key(app, scope, r, false))
         }
-        KmsOp::GenerateRandom => decode_request(body).and_then(generate_random_bytes).map(json),
-        KmsOp::EnableKeyRotation => {
-            decode_request(body).and_then(|r| enable_key_rotation(app, ctx, r)).map(json)
+        KmsOp::GenerateRandom => run(body, generate_random_bytes),
+        KmsOp::EnableKeyRotation => run(body, |r| enable_key_rotation(app, ctx, r)),
+        KmsOp::DisableKeyRotation => run(body, |r| disable_key_rotation(app, ctx, r)),
+        KmsOp::GetKeyRotationStatus => run(body, |r| get_key_rotation_status(app, scope, r)),
+        KmsOp::RotateKeyOnDemand => run(body, |r| rotate_key_on_demand(app, ctx, r)),
+        KmsOp::TagResource => run(body, |r| tag_resource(app, ctx, r)),
+        KmsOp::UntagResource => run(body, |r| untag_resource(app, ctx, r)),
+        KmsOp::ListResourceTags => run(body, |r| list_resource_tags(app, scope, r)),
+        KmsOp::Sign => run(body, |r| families::sign(app, scope, r)),
+        KmsOp::Verify => run(body, |r| families::verify(app, scope, r)),
+        KmsOp::GetPublicKey => run(body, |r| families::get_public_key(app, scope, r)),
+        KmsOp::GenerateMac => run(body, |r| families::generate_mac(app, scope, r)),
+        KmsOp::VerifyMac => run(body, |r| families::verify_mac(app, scope, r)),
+        KmsOp::DeriveSharedSecret => run(body, |r| families::derive_shared_secret(app, scope, r)),
+        KmsOp::GenerateDataKeyPair => {
+            run(body, |r| families::generate_data_key_pair(app, scope, r, true))
         }
-        KmsOp::DisableKeyRotation => {
-            decode_request(body).and_then(|r| disable_key_rotation(app, ctx, r)).map(json)
+        KmsOp::GenerateDataKeyPairWithoutPlaintext => {
+            run(body, |r| families::generate_data_key_pair(app, scope, r, false))
         }
-        KmsOp::GetKeyRotationStatus => {
-            decode_request(body).and_then(|r| get_key_rotation_status(app, scope, r)).map(json)
-        }
-        KmsOp::RotateKeyOnDemand => {
-            decode_request(body).and_then(|r| rotate_key_on_demand(app, ctx, r)).map(json)
-        }
-        KmsOp::TagResource => {
-            decode_request(body).and_then(|r| tag_resource(app, ctx, r)).map(json)
-        }
-        KmsOp::UntagResource => {
-            decode_request(body).and_then(|r| untag_resource(app, ctx, r)).map(json)
-        }
-        KmsOp::ListResourceTags => {
-            decode_request(body).and_then(|r| list_resource_tags(app, scope, r)).map(json)
-        }
-        KmsOp::Sign => decode_request(body).and_then(|r| families::sign(app, scope, r)).map(json),
-        KmsOp::Verify => {
-            decode_request(body).and_then(|r| families::verify(app, scope, r)).map(json)
-        }
-        KmsOp::GetPublicKey => {
-            decode_request(body).and_then(|r| families::get_public_key(app, scope, r)).map(json)
-        }
-        KmsOp::GenerateMac => {
-            decode_request(body).and_then(|r| families::generate_mac(app, scope, r)).map(json)
-        }
-        KmsOp::VerifyMac => {
-            decode_request(body).and_then(|r| families::verify_mac(app, scope, r)).map(json)
-        }
-        KmsOp::DeriveSharedSecret => decode_request(body)
-            .and_then(|r| families::derive_shared_secret(app, scope, r))
-            .map(json),
-        KmsOp::GenerateDataKeyPair => decode_request(body)
-            .and_then(|r| families::generate_data_key_pair(app, scope, r, true))
-            .map(json),
-        KmsOp::GenerateDataKeyPairWithoutPlaintext => decode_request(body)
-            .and_then(|r| families::generate_data_key_pair(app, scope, r, false))
-            .map(json),
-        KmsOp::CreateGrant => {
-            decode_request(body).and_then(|r| families::create_grant(app, ctx, r)).map(json)
-        }
-        KmsOp::ListGrants => {
-            decode_request(body).and_then(|r| families::list_grants(app, scope, r)).map(json)
-        }
-        KmsOp::ListRetirableGrants => decode_request(body)
-            .and_then(|r| families::list_retirable_grants(app, scope, r))
-            .map(json),
-        KmsOp::RetireGrant => {
-            decode_request(body).and_then(|r| families::retire_grant(app, ctx, r)).map(json)
-        }
-        KmsOp::RevokeGrant => {
-            decode_request(body).and_then(|r| families::revoke_grant(app, ctx, r)).map(json)
-        }
-        KmsOp::GetKeyPolicy => {
-            decode_request(body).and_then(|r| families::get_key_policy(app, scope, r)).map(json)
-        }
-        KmsOp::PutKeyPolicy => {
-            decode_request(body).and_then(|r| families::put_key_policy(app, ctx, r)).map(json)
-        }
-        KmsOp::ListKeyPolicies => {
-            decode_request(body).and_then(|r| families::list_key_policies(app, scope, r)).map(json)
-        }
-        KmsOp::UpdateKeyDescription => decode_request(body)
-            .and_then(|r| families::update_key_description(app, ctx, r))
-            .map(json),
-        KmsOp::ListKeyRotations => {
-            decode_request(body).and_then(|r| families::list_key_rotations(app, scope, r)).map(json)
-        }
+        KmsOp::CreateGrant => run(body, |r| families::create_grant(app, ctx, r)),
+        KmsOp::ListGrants => run(body, |r| families::list_grants(app, scope, r)),
+        KmsOp::ListRetirableGrants => run(body, |r| families::list_retirable_grants(app, scope, r)),
+        KmsOp::RetireGrant => run(body, |r| families::retire_grant(app, ctx, r)),
+        KmsOp::RevokeGrant => run(body, |r| families::revoke_grant(app, ctx, r)),
+        KmsOp::GetKeyPolicy => run(body, |r| families::get_key_policy(app, scope, r)),
+        KmsOp::PutKeyPolicy => run(body, |r| families::put_key_policy(app, ctx, r)),
+        KmsOp::ListKeyPolicies => run(body, |r| families::list_key_policies(app, scope, r)),
+        KmsOp::UpdateKeyDescription => run(body, |r| families::update_key_description(app, ctx, r)),
+        KmsOp::ListKeyRotations => run(body, |r| families::list_key_rotations(app, scope, r)),
         KmsOp::ConnectCustomKeyStore
         | KmsOp::CreateCustomKeyStore
         | KmsOp::DeleteCustomKeyStore
@@ -148,7 +89,7 @@ pub fn dispatch(
         | KmsOp::ImportKeyMaterial
         | KmsOp::ReplicateKey
         | KmsOp::UpdateCustomKeyStore
-        | KmsOp::UpdatePrimaryRegion => return None,
+        | KmsOp::UpdatePrimaryRegion => crate::kms_rest::dispatch(app, ctx, op, body)?,
     };
     // KMS reports its own internal failures as KMSInternalException.
     Some(result.map_err(|e| match e.code {
@@ -157,16 +98,20 @@ pub fn dispatch(
     }))
 }
 
-/// Encodes any response; a generic so the dispatch table stays one line per operation.
-fn json<T: serde::Serialize>(response: T) -> Vec<u8> {
-    encode_response(&response)
+/// The shape of every arm of the dispatch table: decode the request (the model checked it
+/// and authorization ran before), run its handler, encode the answer.
+pub(crate) fn run<R: serde::de::DeserializeOwned, T: serde::Serialize>(
+    body: Value,
+    handler: impl FnOnce(R) -> Result<T, AwsError>,
+) -> Result<Vec<u8>, AwsError> {
+    decode_request(body).and_then(handler).map(|response| encode_response(&response))
 }
 
 fn kms(e: KmsError) -> AwsError {
     AwsError::from(e)
 }
 
-fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
+pub(crate) fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
     wire::KeyMetadata {
         aws_account_id: key.scope.account.clone(),
         key_id: key.key_id.clone(),
@@ -177,7 +122,7 @@ fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
         key_usage: key.key_usage.clone(),
         key_state: key.state.as_str().to_string(),
         deletion_date: key.deletion_ms.map(epoch_seconds),
-        origin: "AWS_KMS".to_string(),
+        origin: key.origin.clone(),
         key_manager: key.manager.as_str().to_string(),
         customer_master_key_spec: key.key_spec.clone(),
         key_spec: key.key_spec.clone(),
@@ -185,8 +130,11 @@ fn metadata(key: &KeyRecord) -> wire::KeyMetadata {
         signing_algorithms: names(asymmetric::signing_algorithms(key)),
         mac_algorithms: names(asymmetric::mac_algorithms(key)),
         key_agreement_algorithms: names(asymmetric::key_agreement_algorithms(key)),
-        multi_region: false,
+        multi_region: key.multi_region.is_some(),
+        multi_region_configuration: crate::kms_rest::multi_region_configuration(key),
         current_key_material_id: key.current_material().map(|m| m.id.clone()),
+        expiration_model: key.imported.as_ref().and_then(|i| i.expiration_model.clone()),
+        valid_to: key.imported.as_ref().and_then(|i| i.valid_to_ms).map(epoch_seconds),
     }
 }
 
@@ -223,6 +171,14 @@ pub(crate) fn refuse_recipient(recipient: &Option<Value>) -> Result<(), AwsError
 /// A page size: the requested `Limit` or the operation's default, at most `max`.
 fn limit(requested: Option<i32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |l| usize::try_from(l).unwrap_or(default)).clamp(1, max)
+}
+
+/// KMS's policy lockout safety check refusal.
+pub(crate) fn lockout() -> AwsError {
+    AwsError::new(
+        ErrorCode::MalformedPolicyDocument,
+        "The new key policy will not allow you to update the key policy in the future.",
+    )
 }
 
 pub(crate) const INVALID_PRINCIPALS: &str =
@@ -279,7 +235,14 @@ pub fn create_key(
             let bound = bind_user_principals(app, &*tx, text, INVALID_PRINCIPALS)?;
             request.policy = Some(bound);
         }
-        app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)
+        let key = app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)?;
+        if req.bypass_policy_lockout_safety_check != Some(true)
+            && let (Some(gate), Some(text)) = (&ctx.gate, &key.policy)
+            && !gate.key_policy_keeps_caller(text, &key)
+        {
+            return Err(lockout());
+        }
+        Ok(key)
     })?;
     Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
 }
@@ -353,7 +316,7 @@ pub fn schedule_key_deletion(
     })?;
     Ok(wire::ScheduleKeyDeletionResponse {
         key_id: key.arn.clone(),
-        deletion_date: key.deletion_ms.map(epoch_seconds).unwrap_or_default(),
+        deletion_date: key.deletion_ms.map(epoch_seconds),
         key_state: key.state.as_str().to_string(),
         pending_window_in_days: key.pending_window_days.unwrap_or(30),
     })
@@ -534,7 +497,11 @@ pub fn decrypt(
         }
     }
     let decrypted = app.read(|tx| {
-        let call = KmsCall { encryption_context: req.encryption_context.as_ref(), alias: None };
+        let call = KmsCall {
+            encryption_context: req.encryption_context.as_ref(),
+            algorithm: Some(req.encryption_algorithm.as_deref().unwrap_or(SYMMETRIC_DEFAULT)),
+            ..KmsCall::default()
+        };
         authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:Decrypt", &call)?;
         let opened = app
             .keys
@@ -567,12 +534,21 @@ pub fn re_encrypt(
         let kms = app.keys.kms();
         let destination =
             kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
-        let from =
-            KmsCall { encryption_context: req.source_encryption_context.as_ref(), alias: None };
+        let from = KmsCall {
+            encryption_context: req.source_encryption_context.as_ref(),
+            algorithm: Some(
+                req.source_encryption_algorithm.as_deref().unwrap_or(SYMMETRIC_DEFAULT),
+            ),
+            ..KmsCall::default()
+        };
         authorize_blob_key(app, ctx, tx, &req.ciphertext_blob.0, "kms:ReEncryptFrom", &from)?;
         if let Some(gate) = &ctx.gate {
             let context = req.destination_encryption_context.as_ref();
-            let to = KmsCall::naming(&req.destination_key_id, context);
+            let algorithm = req.destination_encryption_algorithm.as_deref();
+            let to = KmsCall {
+                algorithm: Some(algorithm.unwrap_or(SYMMETRIC_DEFAULT)),
+                ..KmsCall::naming(&req.destination_key_id, context)
+            };
             gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
         let destination_algorithm = if families::is_asymmetric(&destination) {
@@ -805,6 +781,10 @@ pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsErro
         }
         for (scope, arn) in &work.rotated {
             crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "RotateKey", arn, now)?;
+        }
+        for (scope, arn) in &work.expired {
+            let event = "DeleteExpiredKeyMaterial";
+            crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, event, arn, now)?;
         }
         Ok(work)
     })

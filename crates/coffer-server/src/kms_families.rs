@@ -450,6 +450,14 @@ pub fn put_key_policy(
                 crate::kms_api::INVALID_PRINCIPALS,
             )?;
         }
+        if req.bypass_policy_lockout_safety_check != Some(true)
+            && let Some(gate) = &ctx.gate
+        {
+            let key = app.keys.kms().find_key(&*tx, scope, &req.key_id, false).map_err(kms)?;
+            if !gate.key_policy_keeps_caller(&policy, &key) {
+                return Err(crate::kms_api::lockout());
+            }
+        }
         app.keys.kms().put_key_policy(tx, scope, &req.key_id, &policy).map_err(kms)
     })?;
     Ok(wire::EmptyResponse {})

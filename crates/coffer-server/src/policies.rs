@@ -8,7 +8,6 @@ use coffer_auth::policy::{
     Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
     validate_resource_policy as findings,
 };
-use coffer_auth::principal::user_arn;
 use coffer_core::{AwsError, ErrorCode, names};
 use coffer_store::ReadTxn;
 use coffer_wire::secretsmanager as wire;
@@ -50,7 +49,8 @@ pub(crate) fn bind_user_principals(
         let Some((account, name)) = user_arn_parts(id) else { return Ok(None) };
         let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
         let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        match user {
+        // The ARN must be the user's own, path included.
+        match user.filter(|u| u.principal().arn == id) {
             Some(user) => Ok(Some(user.user_id)),
             None => Err(malformed(unknown_user.to_string())),
         }
@@ -72,10 +72,18 @@ pub(crate) fn user_id_of(
     if app.iam.is_none() {
         return Ok(None);
     }
+    // A role is bound to its unique id too: its sessions get the grant, a role made
+    // again under the same name does not.
+    if crate::iam::directory::role_arn_parts(arn).is_some() {
+        return match crate::iam::directory::bound_role_id(tx, arn).map_err(store_error)? {
+            Some(role_id) => Ok(Some(role_id)),
+            None => Err(AwsError::validation(format!("Invalid principal: {arn} does not exist."))),
+        };
+    }
     let Some((account, name)) = coffer_auth::policy::user_arn_parts(arn) else { return Ok(None) };
     let record = tx.record(USER_KIND, &format!("{account}/{name}")).map_err(store_error)?;
     let user: Option<UserRecord> = record.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    match user {
+    match user.filter(|u| u.principal().arn == arn) {
         Some(user) => Ok(Some(user.user_id)),
         None => Err(AwsError::validation(format!("Invalid principal: {arn} does not exist."))),
     }
@@ -100,7 +108,7 @@ pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<Str
             users = Some(all_users(tx)?);
         }
         let found = users.iter().flatten().find(|u| u.user_id == id);
-        Ok::<_, AwsError>(found.map(|u| user_arn(&u.account, &u.name)))
+        Ok::<_, AwsError>(found.map(|u| u.principal().arn))
     })?;
     if !changed {
         return Ok(text);

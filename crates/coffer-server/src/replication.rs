@@ -240,6 +240,12 @@ fn sync_replica(
         None if mode == Mode::Update => return Ok(Err(failed("the replica secret is gone"))),
         None => (None, None),
     };
+    // Overwriting deletes a secret of the replica region: the caller must be allowed to
+    // delete that secret itself (its identity policies and that secret's resource policy,
+    // explicit denials included), or a caller denied everything there could replace it.
+    if let (Some(victim), Some(gate)) = (&overwrite, gate) {
+        gate.secret("secretsmanager:DeleteSecret", &scope, &victim.arn, Some(victim))?;
+    }
     // The replica region's key: named there, or its aws/secretsmanager.
     let key = match app.keys.kms().key_for_secret(tx, &scope, state.kms_key_id.as_deref(), now) {
         Ok(key) => key,

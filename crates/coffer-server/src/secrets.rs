@@ -978,6 +978,8 @@ fn describe(
         rotation_rules: None,
         last_rotated_date: None,
         next_rotation_date: None,
+        external_secret_rotation_role_arn: None,
+        external_secret_rotation_metadata: None,
     };
     crate::rotation::describe_into(&mut d, meta, versions);
     d

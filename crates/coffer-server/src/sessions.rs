@@ -17,9 +17,9 @@ use crate::{App, sts};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
+use coffer_wire::operation::{Service, StsOp};
 use std::sync::Arc;
 
-const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 /// AssumeRole's bounds and default, in seconds.
 const MIN_DURATION: i64 = 900;
 const DEFAULT_DURATION: i64 = 3600;
@@ -82,26 +82,25 @@ impl From<IamError> for Failure {
     }
 }
 
-/// An STS answer: status, XML body, and the error (code, message) for the audit event.
-pub type Answered = (u16, Vec<u8>, Option<(String, String)>);
-
-/// Answers the STS actions that issue credentials; `None` for any other action (which
-/// `sts::answer` handles). Returns `(status, body, error for the audit event)`.
+/// Answers the STS actions that issue credentials, AssumeRole and GetSessionToken
+/// (`sts::handle` answers the others): `Ok(the XML answer)`, or the error as STS names it
+/// (code, message, HTTP status), which the pipeline encodes and records.
 pub fn answer(
     app: &App,
     who: Option<&Authenticated>,
     raw: &RawRequest,
+    op: StsOp,
     form: &str,
     request_id: &str,
-) -> Option<Answered> {
-    let action = sts::form_value(form, "Action").unwrap_or_default();
-    if !matches!(action.as_str(), "AssumeRole" | "GetSessionToken") {
-        return None;
-    }
+) -> Result<Vec<u8>, (&'static str, String, u16)> {
+    let action = op.name();
     let result = match (who, app.iam.as_ref()) {
-        (Some(who), Some(iam)) => match action.as_str() {
-            "AssumeRole" => assume_role(app, iam, who, raw, form),
-            _ => session_token(app, iam, who, form),
+        (Some(who), Some(iam)) => match op {
+            StsOp::AssumeRole => assume_role(app, iam, who, raw, form),
+            StsOp::GetSessionToken => session_token(app, iam, who, form),
+            StsOp::GetCallerIdentity | StsOp::AssumeRoleWithWebIdentity => {
+                Err(Failure("InternalFailure", "An internal error occurred.".into(), 500))
+            }
         },
         // `--dev` verifies nobody, so it has nobody to issue credentials to.
         _ => Err(Failure(
@@ -110,19 +109,10 @@ pub fn answer(
             400,
         )),
     };
-    Some(match result {
-        Ok(body) => {
-            let body = format!(
-                "<{action}Response xmlns=\"{XMLNS}\">\n  <{action}Result>{body}</{action}Result>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{action}Response>\n",
-                crate::iam_api::escape(request_id)
-            );
-            (200, body.into_bytes(), None)
-        }
-        Err(Failure(code, message, status)) => {
-            let (status, body) = sts::error(code, &message, request_id, status);
-            (status, body, Some((code.to_string(), message)))
-        }
-    })
+    match result {
+        Ok(body) => Ok(crate::query::response(Service::Sts, action, &body, request_id)),
+        Err(Failure(code, message, status)) => Err((code, message, status)),
+    }
 }
 
 fn credentials_xml(issued: &IssuedSession) -> String {
@@ -138,9 +128,10 @@ fn credentials_xml(issued: &IssuedSession) -> String {
 
 fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
     let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
-    let secs: i64 = text
-        .parse()
-        .map_err(|_| Failure::invalid(format!("Invalid value for DurationSeconds: {text}")))?;
+    let secs: i64 = text.parse().map_err(|_| {
+        let text = coffer_auth::sigv4::echo(&text);
+        Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
+    })?;
     if secs < MIN_DURATION {
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy \
@@ -199,6 +190,7 @@ fn assume_role(
     let name_ok = (2..=64).contains(&session_name.len())
         && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
     if !name_ok {
+        let session_name = coffer_auth::sigv4::echo(&session_name);
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to \
              satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
@@ -213,16 +205,22 @@ fn assume_role(
         ));
     }
     let tags = session_tags(form)?;
-    let denied = || {
+    // Session tags become the session's aws:PrincipalTag/*: passing them (or naming
+    // transitive ones) needs sts:TagSession too, from the trust policy and the caller's
+    // identity policies, as on AWS; otherwise a role's ABAC tags could be overridden by
+    // whoever may assume it.
+    let tagging = !tags.is_empty() || sts::form_value(form, "TransitiveTagKeys.member.1").is_some();
+    let refused = |action: &str| {
         Failure(
             "AccessDenied",
             format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
                 who.caller.principal.arn
             ),
             403,
         )
     };
+    let denied = || refused("sts:AssumeRole");
     // An unknown role is answered as a refusal, as AWS does: it reveals no more.
     let Some((account, name)) = role_arn_parts(&role_arn) else { return Err(denied()) };
     let role = match iam.get_role(app.store.as_ref(), account, name) {
@@ -241,7 +239,14 @@ fn assume_role(
         extra.push((format!("aws:RequestTag/{}", tag.key), tag.value.clone()));
         extra.push(("aws:TagKeys".to_string(), tag.key.clone()));
     }
-    auth::authorize_assume(who, raw, &role_arn, account, &trust, &extra).map_err(|_| denied())?;
+    let assume = |action: &str| {
+        auth::authorize_assume(who, raw, action, &role_arn, account, &trust, &extra)
+            .map_err(|_| refused(action))
+    };
+    assume("sts:AssumeRole")?;
+    if tagging {
+        assume("sts:TagSession")?;
+    }
     let max = if who.caller.principal.is_assumed_role() {
         role.max_session_secs.min(CHAINED_MAX)
     } else {

@@ -225,6 +225,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     let name_ok = (2..=64).contains(&session_name.len())
         && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
     if !name_ok {
+        let session_name = coffer_auth::sigv4::echo(&session_name);
         return Err(no_audit(Failure(
             "ValidationError",
             format!(

@@ -205,6 +205,13 @@ impl TestDatabase {
         let url = self.admin_url.replacen("/postgres?", &format!("/{}?", self.name), 1);
         admin_execute(&url, sql);
     }
+
+    /// Runs `sql` (one or more statements, in one session) as the superuser in this
+    /// database and returns every row they answer, as text (`None` for NULL).
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let url = self.admin_url.replacen("/postgres?", &format!("/{}?", self.name), 1);
+        admin_query(&url, sql)
+    }
 }
 
 impl Drop for TestDatabase {

@@ -85,7 +85,7 @@ pub fn error_body(code: &str, message: &str) -> Vec<u8> {
         .expect("error body serializes")
 }
 
-fn timestamp_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn timestamp_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let value = Option::<Value>::deserialize(d)?;
     match value {
         None | Some(Value::Null) => Ok(None),

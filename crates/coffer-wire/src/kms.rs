@@ -106,7 +106,14 @@ pub struct KeyMetadata {
     pub key_agreement_algorithms: Vec<String>,
     pub multi_region: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<crate::kms_rest::MultiRegionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub current_key_material_id: Option<String>,
+    /// For imported material: `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -150,7 +157,9 @@ pub struct ScheduleKeyDeletionRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct ScheduleKeyDeletionResponse {
     pub key_id: String,
-    pub deletion_date: f64,
+    /// Absent while a multi-Region primary waits for its replicas' deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
     pub key_state: String,
     pub pending_window_in_days: i32,
 }

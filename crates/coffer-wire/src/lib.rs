@@ -10,6 +10,7 @@
 pub mod cloudtrail;
 pub mod kms;
 pub mod kms_families;
+pub mod kms_rest;
 pub mod model;
 pub mod operation;
 pub mod protocol;

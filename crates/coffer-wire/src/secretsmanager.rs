@@ -242,6 +242,10 @@ pub struct SecretDescription {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_rotation_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_secret_rotation_role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_secret_rotation_metadata: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary_region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication_status: Option<Vec<ReplicationStatus>>,

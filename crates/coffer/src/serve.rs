@@ -45,9 +45,13 @@ pub struct ServeArgs {
     sweep_interval: u64,
     /// Where rotation functions are invoked: the base URL of a Lambda-compatible endpoint
     /// speaking the Invoke API (AWS Lambda through a local proxy, LocalStack, a local runner).
-    /// http:// only. Without it only the built-in rotators are available.
+    /// http:// or https://. Without it only the built-in rotators are available.
     #[arg(long, env = "COFFER_LAMBDA_ENDPOINT")]
     lambda_endpoint: Option<String>,
+    /// For an https:// Lambda endpoint: a PEM file of the CA certificates its certificate is
+    /// checked against (else the system's roots).
+    #[arg(long)]
+    lambda_ca: Option<PathBuf>,
     /// The access key id Coffer signs Lambda Invoke calls with (SigV4, service `lambda`).
     #[arg(long, env = "COFFER_LAMBDA_ACCESS_KEY_ID", default_value = "coffer")]
     lambda_access_key_id: String,
@@ -225,6 +229,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         args.dev,
     )?;
     let master = load_master_key(&args, data_dir.as_deref(), store.as_ref())?;
+    // Key material lives in pages locked in RAM where the system allows it; say so when not.
+    match coffer_crypto::locked::lock_failure() {
+        Some(problem) => tracing::warn!("{problem}"),
+        None => tracing::debug!("key material is locked in memory"),
+    }
     // Without --dev every request is authenticated: IAM needs the master key too (it seals
     // the secret access keys), once the key ring has checked it against the store.
     let iam_master = (!args.dev)
@@ -561,7 +570,23 @@ async fn shutdown_signal() {
 fn lambda_settings(
     args: &ServeArgs,
 ) -> Result<Option<coffer_server::rotation::lambda::LambdaSettings>, String> {
-    let Some(endpoint) = args.lambda_endpoint.clone() else { return Ok(None) };
+    let Some(endpoint) = args.lambda_endpoint.clone() else {
+        if args.lambda_ca.is_some() {
+            return Err("--lambda-ca: needs an https:// --lambda-endpoint".into());
+        }
+        return Ok(None);
+    };
+    let tls = if endpoint.starts_with("https://") {
+        let ca = args.lambda_ca.as_deref();
+        Some(
+            coffer_server::rotation::lambda::tls_config(ca)
+                .map_err(|e| format!("--lambda-ca: {e}"))?,
+        )
+    } else if args.lambda_ca.is_some() {
+        return Err("--lambda-ca: needs an https:// --lambda-endpoint".into());
+    } else {
+        None
+    };
     let secret = match &args.lambda_secret_access_key_file {
         Some(path) => std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
@@ -572,6 +597,7 @@ fn lambda_settings(
     };
     let settings = coffer_server::rotation::lambda::LambdaSettings {
         endpoint,
+        tls,
         access_key_id: args.lambda_access_key_id.clone(),
         secret_access_key: zeroize::Zeroizing::new(secret),
         region: args.lambda_region.clone(),

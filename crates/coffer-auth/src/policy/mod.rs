@@ -326,7 +326,9 @@ pub fn user_arn_parts(id: &str) -> Option<(&str, &str)> {
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[3].is_empty() {
         return None;
     }
-    let name = parts[5].strip_prefix("user/")?;
+    // A user ARN may carry an IAM path (`user/a/b/name`): the name is the last segment
+    // (callers compare the whole ARN with the user's own).
+    let name = parts[5].strip_prefix("user/")?.rsplit('/').next()?;
     (is_account_id(parts[4]) && !name.is_empty()).then_some((parts[4], name))
 }
 
@@ -669,6 +671,10 @@ mod tests {
         assert_eq!(user_arn_parts("arn:aws:sts::111122223333:user/x"), None);
         assert_eq!(
             user_arn_parts("arn:aws:iam::111122223333:user/bob"),
+            Some(("111122223333", "bob"))
+        );
+        assert_eq!(
+            user_arn_parts("arn:aws:iam::111122223333:user/contractors/bob"),
             Some(("111122223333", "bob"))
         );
         let refused = map_aws_principals(&mut doc, &mut |_| Err("no"));

@@ -34,17 +34,47 @@ pub const POSTGRES_ALTERNATING_USERS: &str = "coffer-builtin-postgres-alternatin
 /// The characters AWS's templates exclude from generated passwords (`EXCLUDE_CHARACTERS`).
 const TEMPLATE_EXCLUDED: &str = ":/@\"'\\";
 
-/// The function name of an ARN (or the name itself).
-fn function_name(function: &str) -> &str {
-    function.rsplit(':').next().unwrap_or(function)
+/// The built-in rotator `function` names for the secret `secret_arn`, if any: the bare
+/// name, or the exact unqualified ARN `arn:<partition>:lambda:<region>:<account>:function:<name>`
+/// in the secret's own region and account. Anything else (a qualifier, another account, a
+/// name hidden after an extra `:`) is an ordinary Lambda function, so a Deny on the
+/// built-in's ARN cannot be sidestepped by spelling it differently.
+pub fn builtin_kind(function: &str, secret_arn: &str) -> Option<&'static str> {
+    let known = |name: &str| {
+        [RANDOM_PASSWORD, POSTGRES_SINGLE_USER, POSTGRES_ALTERNATING_USERS]
+            .into_iter()
+            .find(|builtin| *builtin == name)
+    };
+    if !function.contains(':') {
+        return known(function);
+    }
+    let parts: Vec<&str> = function.split(':').collect();
+    let secret: Vec<&str> = secret_arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "lambda", region, account, "function", name]
+            if secret.get(1) == Some(partition)
+                && secret.get(3) == Some(region)
+                && secret.get(4) == Some(account) =>
+        {
+            known(name)
+        }
+        _ => None,
+    }
 }
 
-/// Whether `function` names a built-in rotator Coffer has.
-pub fn is_builtin(function: &str) -> bool {
-    matches!(
-        function_name(function),
-        RANDOM_PASSWORD | POSTGRES_SINGLE_USER | POSTGRES_ALTERNATING_USERS
-    )
+/// The ARN `lambda:InvokeFunction` is decided on: a bare function name is expanded to the
+/// secret's region and account, as Lambda resolves it, so a policy written on ARNs applies.
+pub fn function_arn(function: &str, secret_arn: &str) -> String {
+    if function.starts_with("arn:") {
+        return function.to_owned();
+    }
+    let secret: Vec<&str> = secret_arn.split(':').collect();
+    match (secret.get(1), secret.get(3), secret.get(4)) {
+        (Some(partition), Some(region), Some(account)) => {
+            format!("arn:{partition}:lambda:{region}:{account}:function:{function}")
+        }
+        _ => function.to_owned(),
+    }
 }
 
 /// Runs `step` of a built-in rotation of `arn` to version `token`; `Err` says why it failed.
@@ -55,7 +85,7 @@ pub async fn run(
     token: &str,
     step: &str,
 ) -> Result<(), String> {
-    let kind = function_name(function).to_string();
+    let kind = builtin_kind(function, arn).ok_or("not a built-in rotator")?.to_string();
     let (a, t, k, s) = (arn.to_string(), token.to_string(), kind.clone(), step.to_string());
     let store_app = app.clone();
     let values = tokio::task::spawn_blocking(move || store_step(&store_app, &k, &a, &t, &s))
@@ -283,10 +313,36 @@ mod tests {
         assert_eq!(obj, serde_json::json!({"username": "u", "password": "new"}));
         assert_eq!(random_value(Some(b"splain"), "new"), b"snew");
         assert_eq!(random_value(None, "new"), b"snew");
+    }
+
+    const SECRET: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:db-AbCdEf";
+
+    #[test]
+    fn a_builtin_is_named_exactly_or_not_at_all() {
         let arn = "arn:aws:lambda:us-east-1:000000000000:function:";
-        assert!(is_builtin(&format!("{arn}coffer-builtin-random-password")));
-        assert!(is_builtin(&format!("{arn}coffer-builtin-postgres-single-user")));
-        assert!(is_builtin(&format!("{arn}coffer-builtin-postgres-alternating-users")));
-        assert!(!is_builtin(&format!("{arn}rotator")));
+        for name in [RANDOM_PASSWORD, POSTGRES_SINGLE_USER, POSTGRES_ALTERNATING_USERS] {
+            assert_eq!(builtin_kind(&format!("{arn}{name}"), SECRET), Some(name));
+            assert_eq!(builtin_kind(name, SECRET), Some(name));
+        }
+        assert_eq!(builtin_kind(&format!("{arn}rotator"), SECRET), None);
+        // A built-in's name hidden as a qualifier, behind an extra `:`, in another
+        // account or region: an ordinary function (the finding of review 07).
+        assert_eq!(builtin_kind(&format!("{arn}x:{RANDOM_PASSWORD}"), SECRET), None);
+        assert_eq!(builtin_kind(&format!("{arn}{RANDOM_PASSWORD}:1"), SECRET), None);
+        assert_eq!(builtin_kind(&format!("x:{RANDOM_PASSWORD}"), SECRET), None);
+        let other = format!("arn:aws:lambda:us-east-1:111111111111:function:{RANDOM_PASSWORD}");
+        assert_eq!(builtin_kind(&other, SECRET), None);
+        let region = format!("arn:aws:lambda:eu-west-1:000000000000:function:{RANDOM_PASSWORD}");
+        assert_eq!(builtin_kind(&region, SECRET), None);
+    }
+
+    #[test]
+    fn a_bare_name_is_authorized_as_its_arn() {
+        assert_eq!(
+            function_arn(RANDOM_PASSWORD, SECRET),
+            format!("arn:aws:lambda:us-east-1:000000000000:function:{RANDOM_PASSWORD}")
+        );
+        let full = "arn:aws:lambda:us-east-1:000000000000:function:rotator";
+        assert_eq!(function_arn(full, SECRET), full);
     }
 }

@@ -1,20 +1,29 @@
 //! Invoking rotation functions through the Lambda Invoke API of a configurable endpoint
-//! (AWS Lambda behind a plain-HTTP proxy, LocalStack, or a local runner): one synchronous
+//! (AWS Lambda, LocalStack, or a local runner), over `http://` or `https://`: one synchronous
 //! `POST /2015-03-31/functions/{name}/invocations` per step, signed with SigV4 for service
 //! `lambda`. A step failed when the call fails or answers `X-Amz-Function-Error`.
+//!
+//! An https endpoint's certificate is checked against the CA certificates of `--lambda-ca`
+//! when given, else against the system's roots, and must name the endpoint's host.
 
 use crate::App;
 use coffer_auth::sigv4::{self, CredentialScope, RequestParts};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroizing;
 
 /// Where rotation functions are invoked, and the credentials to sign for it.
 #[derive(Clone)]
 pub struct LambdaSettings {
-    /// `http://host:port` (a path prefix is kept).
+    /// `http://host[:port]` or `https://host[:port]` (a path prefix is kept).
     pub endpoint: String,
+    /// For an https endpoint: the TLS client configuration ([`tls_config`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub access_key_id: String,
     pub secret_access_key: Zeroizing<String>,
     /// The signing region when the function's ARN names none.
@@ -34,29 +43,102 @@ impl std::fmt::Debug for LambdaSettings {
 }
 
 impl LambdaSettings {
-    /// Checks the endpoint's form: only `http://` is supported.
+    /// Checks the endpoint's form (`http://` or `https://`), and that an https endpoint has
+    /// its TLS configuration.
     pub fn check(&self) -> Result<(), String> {
-        split_endpoint(&self.endpoint).map(|_| ())
+        let endpoint = Endpoint::parse(&self.endpoint)?;
+        if endpoint.tls && self.tls.is_none() {
+            return Err(format!("the Lambda endpoint {} needs a TLS configuration", self.endpoint));
+        }
+        Ok(())
     }
 }
 
-/// (host:port, path prefix) of an `http://` endpoint.
-fn split_endpoint(endpoint: &str) -> Result<(String, String), String> {
-    let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
-        format!(
-            "the Lambda endpoint {endpoint} must be an http:// URL (https is not supported yet)"
-        )
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.is_empty() {
-        return Err(format!("the Lambda endpoint {endpoint} names no host"));
+/// The TLS client configuration for an https Lambda endpoint: certificates are checked
+/// against the PEM CA certificates in `ca_file` when given, else against the system's roots.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| {
+                    format!("{} holds an unusable certificate: {e}", path.display())
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{} holds no certificate", path.display()));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
     }
-    let authority =
-        if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
-    Ok((authority, path.to_string()))
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A Lambda endpoint URL, taken apart.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
+    tls: bool,
+    /// The Host header: the authority as written (no default port added, as SDKs sign it).
+    host_header: String,
+    /// The host alone (the TLS server name).
+    host: String,
+    /// Where to connect: host:port, the scheme's default port when none is written.
+    address: String,
+    /// A path prefix, without a trailing slash.
+    prefix: String,
+}
+
+impl Endpoint {
+    fn parse(endpoint: &str) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = endpoint.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!(
+                "the Lambda endpoint {endpoint} must be an http:// or https:// URL"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        // host[:port], or [v6]:port
+        let (host, port) = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => {
+                (&authority[..i], Some(&authority[i + 1..]))
+            }
+            _ => (authority, None),
+        };
+        if host.is_empty() {
+            return Err(format!("the Lambda endpoint {endpoint} names no host"));
+        }
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("the Lambda endpoint {endpoint} has a bad port"))?,
+            None if tls => 443,
+            None => 80,
+        };
+        Ok(Endpoint {
+            tls,
+            host_header: authority.to_string(),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            address: format!("{host}:{port}"),
+            prefix: path.to_string(),
+        })
+    }
 }
 
 /// Percent-encodes a path segment (unreserved characters kept), as SDKs encode a function ARN.
@@ -91,8 +173,13 @@ async fn invoke(
     payload: Vec<u8>,
     dry_run: bool,
 ) -> Result<Answer, String> {
-    let (authority, prefix) = split_endpoint(&settings.endpoint)?;
-    let path = format!("{prefix}/2015-03-31/functions/{}/invocations", encode_segment(function));
+    let endpoint = Endpoint::parse(&settings.endpoint)?;
+    let authority = endpoint.host_header.clone();
+    let path = format!(
+        "{}/2015-03-31/functions/{}/invocations",
+        endpoint.prefix,
+        encode_segment(function)
+    );
     let now = crate::clock::now_ms() / 1000;
     let amz_date = coffer_auth::time::format_amz_date(now);
     let region = region_of(function).unwrap_or(&settings.region).to_string();
@@ -125,22 +212,41 @@ async fn invoke(
         .body(Full::new(Bytes::from(payload)))
         .map_err(|e| e.to_string())?;
     let call = async {
-        let stream = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let function_error = response.headers().contains_key("x-amz-function-error");
-        // The payload is read and dropped: a function's answer may quote a value.
-        let _ = response.into_body().collect().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(Answer { status, function_error })
+        let stream =
+            tokio::net::TcpStream::connect(&endpoint.address).await.map_err(|e| e.to_string())?;
+        if !endpoint.tls {
+            return exchange(stream, request).await;
+        }
+        let config = settings.tls.clone().ok_or("no TLS configuration for an https endpoint")?;
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|e| format!("the Lambda endpoint's host is not a TLS server name: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS with the Lambda endpoint failed: {e}"))?;
+        exchange(stream, request).await
     };
     tokio::time::timeout(settings.timeout, call)
         .await
         .map_err(|_| format!("the invocation took longer than {:?}", settings.timeout))?
+}
+
+/// Sends `request` over `io` (plain TCP or TLS) and reads the answer.
+async fn exchange<IO>(io: IO, request: hyper::Request<Full<Bytes>>) -> Result<Answer, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let function_error = response.headers().contains_key("x-amz-function-error");
+    // The payload is read and dropped: a function's answer may quote a value.
+    let _ = response.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok(Answer { status, function_error })
 }
 
 /// Runs one rotation step; `Err` says why it failed (for the log, never the response).
@@ -187,12 +293,30 @@ mod tests {
 
     #[test]
     fn endpoints_and_arns_are_read() {
+        let e = Endpoint::parse("http://127.0.0.1:9000").unwrap();
         assert_eq!(
-            split_endpoint("http://127.0.0.1:9000").unwrap(),
-            ("127.0.0.1:9000".into(), "".into())
+            (e.tls, e.address.as_str(), e.host_header.as_str()),
+            (false, "127.0.0.1:9000", "127.0.0.1:9000")
         );
-        assert_eq!(split_endpoint("http://lambda/x/").unwrap(), ("lambda:80".into(), "/x".into()));
-        assert!(split_endpoint("https://lambda.us-east-1.amazonaws.com").is_err());
+        assert_eq!(e.prefix, "");
+        let e = Endpoint::parse("http://lambda/x/").unwrap();
+        assert_eq!(
+            (e.address.as_str(), e.host_header.as_str(), e.prefix.as_str()),
+            ("lambda:80", "lambda", "/x")
+        );
+        let e = Endpoint::parse("https://lambda.us-east-1.amazonaws.com").unwrap();
+        assert!(e.tls);
+        assert_eq!(e.address, "lambda.us-east-1.amazonaws.com:443");
+        assert_eq!(e.host_header, "lambda.us-east-1.amazonaws.com");
+        assert_eq!(e.host, "lambda.us-east-1.amazonaws.com");
+        let e = Endpoint::parse("https://[::1]:8443/p").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.address.as_str(), e.prefix.as_str()),
+            ("::1", "[::1]:8443", "/p")
+        );
+        for bad in ["ftp://x", "lambda:80", "https://", "http://:80", "https://h:notaport"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             region_of("arn:aws:lambda:eu-west-1:123456789012:function:f"),
             Some("eu-west-1")

@@ -10,6 +10,7 @@
 
 pub mod builtin;
 pub mod lambda;
+mod managed;
 pub mod runner;
 
 use crate::secrets::{self, refuse_if_scheduled, resolve_for_write};
@@ -90,7 +91,10 @@ pub(crate) fn index(
 ) -> Result<(), AwsError> {
     let due = meta.rotation.as_ref().and_then(|r| match &r.in_flight {
         Some(f) => Some(f.not_before_ms.max(f.claimed_until_ms)),
-        None if r.enabled => next_window(r, versions).map(|w| w.start_ms),
+        // Without a function (managed rotation) Coffer has nothing to run on a schedule.
+        None if r.enabled && r.lambda_arn.is_some() => {
+            next_window(r, versions).map(|w| w.moment(&meta.arn))
+        }
         None => None,
     });
     match due {
@@ -208,18 +212,25 @@ pub fn rotate_secret(
     })?;
     crate::replication::refuse_on_replica(&stored)?;
     refuse_if_scheduled(&stored)?;
+    let external = managed::check_external(&req, &stored)?;
     let function = req
         .rotation_lambda_arn
         .clone()
         .filter(|a| !a.is_empty())
-        .or_else(|| stored.rotation.as_ref().and_then(|r| r.lambda_arn.clone()))
-        .ok_or_else(|| AwsError::invalid_request(NO_LAMBDA))?;
+        .or_else(|| stored.rotation.as_ref().and_then(|r| r.lambda_arn.clone()));
+    // No function for a secret another service or a partner rotates: managed rotation.
+    if function.is_none() && managed::is_managed(&stored) {
+        return managed::rotate(app, ctx, &req, &stored, rules, external);
+    }
+    let function = function.ok_or_else(|| AwsError::invalid_request(NO_LAMBDA))?;
     if let Some(gate) = ctx.gate.as_deref() {
         // AWS requires lambda:InvokeFunction on the function from whoever calls RotateSecret.
-        gate.resource("lambda:InvokeFunction", &function)?;
+        gate.resource("lambda:InvokeFunction", &builtin::function_arn(&function, &stored.arn))?;
     }
     // A function that cannot be invoked is AccessDeniedException, and nothing is stored.
-    if !builtin::is_builtin(&function) && !lambda::can_invoke(app, &function) {
+    if builtin::builtin_kind(&function, &stored.arn).is_none()
+        && !lambda::can_invoke(app, &function)
+    {
         return Err(AwsError::new(ErrorCode::AccessDenied, CANNOT_INVOKE));
     }
     let result = app.write(ctx, |tx| {
@@ -337,6 +348,15 @@ pub fn describe_into(d: &mut wire::SecretDescription, meta: &SecretMeta, version
             out.insert("ScheduleExpression".into(), e.clone().into());
         }
         d.rotation_rules = Some(serde_json::Value::Object(out));
+    }
+    d.external_secret_rotation_role_arn = config.external_role_arn.clone();
+    d.external_secret_rotation_metadata = config.external_metadata.as_ref().map(|items| {
+        items.iter().map(|(k, v)| serde_json::json!({"Key": k, "Value": v})).collect()
+    });
+    // NextRotationDate only when Coffer itself will rotate (a function is configured).
+    if config.enabled && config.lambda_arn.is_none() {
+        d.last_rotated_date = config.last_rotated_ms.map(epoch_seconds);
+        return;
     }
     if config.enabled {
         d.last_rotated_date = config.last_rotated_ms.map(epoch_seconds);

@@ -151,7 +151,7 @@ async fn drive(app: Arc<App>, arn: String) {
 
 async fn run_step(app: &Arc<App>, arn: &str, job: &Job, step: u8) -> Result<(), String> {
     let name = STEPS[step as usize];
-    if super::builtin::is_builtin(&job.function) {
+    if super::builtin::builtin_kind(&job.function, arn).is_some() {
         return super::builtin::run(app, &job.function, arn, &job.token, name).await;
     }
     let event = serde_json::json!({
@@ -342,7 +342,14 @@ pub fn start_due(app: &App, arn: &str, now: Millis) -> Result<bool, AwsError> {
         if config.in_flight.is_some() {
             return Ok(true);
         }
-        if !config.enabled || super::next_window(config, &versions).is_none_or(|w| w.start_ms > now)
+        if config.lambda_arn.is_none() {
+            // Managed rotation: carried out outside Coffer, never started here.
+            tx.delete_record(super::DUE_KIND, arn).map_err(store_error)?;
+            return Ok(false);
+        }
+        // Due at the secret's moment in the window (AWS: a random time within it).
+        if !config.enabled
+            || super::next_window(config, &versions).is_none_or(|w| w.moment(arn) > now)
         {
             super::index(tx, &meta, &versions)?;
             return Ok(false);
@@ -502,14 +509,72 @@ mod tests {
         );
         let hours =
             rotating(&app, "hours", serde_json::json!({"ScheduleExpression": "rate(6 hours)"}));
-        let now = clock::now_ms();
-        let midnight = now - now.rem_euclid(DAY_MS) + DAY_MS;
-        // Tomorrow 00:00 opens a rate(6 hours) window; cron waits for 04:00.
-        assert_eq!(sweep(&app, midnight).unwrap(), 1);
+        let window = |arn: &str| {
+            let (meta, versions) = app
+                .read(|tx| Ok((tx.secret_by_arn(arn).unwrap().unwrap(), tx.versions(arn).unwrap())))
+                .unwrap();
+            super::super::next_window(meta.rotation.as_ref().unwrap(), &versions).unwrap()
+        };
+        let (w_cron, w_hours) = (window(&cron), window(&hours));
+        let hour = 3_600_000;
+        // cron(0 4 …) opens at 04:00 for 2h; rate(6 hours) at 00, 06, 12 or 18 for 1h.
+        assert_eq!(w_cron.start_ms.rem_euclid(DAY_MS), 4 * hour);
+        assert_eq!(w_cron.end_ms - w_cron.start_ms, 2 * hour);
+        assert_eq!(w_hours.start_ms.rem_euclid(6 * hour), 0);
+        assert_eq!(w_hours.end_ms - w_hours.start_ms, hour);
+        // Neither is due before its window; each is by the window's last second.
+        assert_eq!(sweep(&app, w_cron.start_ms.min(w_hours.start_ms) - 1).unwrap(), 0);
+        let (first, second) = if w_hours.start_ms < w_cron.start_ms {
+            ((&hours, w_hours), (&cron, w_cron))
+        } else {
+            ((&cron, w_cron), (&hours, w_hours))
+        };
+        assert_eq!(sweep(&app, first.1.next_rotation_date()).unwrap(), 1);
+        assert!(rotation(&app, first.0).in_flight.is_some());
+        assert!(rotation(&app, second.0).in_flight.is_none());
+        assert_eq!(sweep(&app, second.1.next_rotation_date().max(first.1.end_ms)).unwrap(), 2);
         assert!(rotation(&app, &hours).in_flight.is_some());
-        assert!(rotation(&app, &cron).in_flight.is_none());
-        assert_eq!(sweep(&app, midnight + 4 * 3_600_000).unwrap(), 2);
         assert!(rotation(&app, &cron).in_flight.is_some());
+    }
+
+    /// AWS rotates at a random time within the window: each secret at its own moment,
+    /// the same on every node, never after NextRotationDate.
+    #[test]
+    fn a_scheduled_rotation_starts_at_its_moment_in_the_window() {
+        let app = app();
+        let rules = serde_json::json!({"AutomaticallyAfterDays": 2, "Duration": "4h"});
+        let mut later_than_start = 0;
+        for i in 0..4 {
+            let arn = rotating(&app, &format!("moment-{i}"), rules.clone());
+            let (meta, versions) = app
+                .read(|tx| {
+                    Ok((tx.secret_by_arn(&arn).unwrap().unwrap(), tx.versions(&arn).unwrap()))
+                })
+                .unwrap();
+            let window =
+                super::super::next_window(meta.rotation.as_ref().unwrap(), &versions).unwrap();
+            let moment = window.moment(&arn);
+            assert!(moment >= window.start_ms && moment <= window.next_rotation_date());
+            // The scheduler's index holds that moment, so any node finds it due then.
+            let indexed = app
+                .read(|tx| Ok(tx.records(super::super::DUE_KIND, "", None, 100).unwrap()))
+                .unwrap()
+                .into_iter()
+                .find(|(k, _)| k == &arn)
+                .map(|(_, v)| String::from_utf8(v).unwrap());
+            assert_eq!(indexed, Some(moment.to_string()));
+            if moment > window.start_ms {
+                later_than_start += 1;
+                assert!(
+                    !start_due(&app, &arn, window.start_ms).unwrap(),
+                    "not due at the window's start"
+                );
+                assert!(!start_due(&app, &arn, moment - 1).unwrap());
+            }
+            assert!(start_due(&app, &arn, moment).unwrap());
+            assert!(rotation(&app, &arn).in_flight.is_some());
+        }
+        assert!(later_than_start >= 3, "moments spread over the window");
     }
 
     #[test]

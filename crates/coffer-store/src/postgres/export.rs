@@ -77,7 +77,7 @@ impl PostgresStore {
                 let txn = PgTxn::new(rt, &tx);
                 let result = txn.export_all(visit);
                 let failure = txn.failure.get();
-                end_read(rt, tx);
+                end_read(tx);
                 (result, failure)
             })?;
         match (result, failure) {

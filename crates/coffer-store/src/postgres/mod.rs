@@ -53,6 +53,7 @@ mod writer;
 use read::{SHARED_READ, SharedReadGuard, end_read};
 pub use schema::{Migration, SCHEMA_VERSION};
 use txn::{Failure, PgTxn};
+pub use txn::{SECRET_AND_VERSIONS_BY_NAME_SQL, SECRET_BY_NAME_SQL, statements_on_this_thread};
 
 /// A store in one PostgreSQL database, shared by any number of nodes.
 pub struct PostgresStore {
@@ -107,7 +108,7 @@ impl Store for PostgresStore {
                 ran = true;
                 f();
             }
-            end_read(rt, tx);
+            end_read(tx);
         });
         if opened.is_err() && !ran {
             // No transaction could be had: the reads open their own (and report why).
@@ -125,7 +126,7 @@ impl Store for PostgresStore {
                 let txn = PgTxn::reading(rt, &tx);
                 let result = f(&txn);
                 let failure = txn.failure.get();
-                end_read(rt, tx);
+                end_read(tx);
                 (result, failure)
             })?;
         match (result, failure) {

@@ -46,11 +46,57 @@ pub(super) struct PgTxn<'a, 't> {
     /// snapshot does not change, and a call looks its secret up twice (authorization,
     /// then the handler), each a round trip. `None` in write transactions.
     pub(super) seen: Option<std::cell::RefCell<HashMap<String, Option<SecretMeta>>>>,
+    /// What a read-only transaction's secret lookups brought along (see
+    /// [`SECRET_AND_VERSIONS_BY_NAME_SQL`]); always empty in write transactions.
+    pub(super) prefetched: std::cell::RefCell<Prefetched>,
+    /// Records put and not yet sent (see [`PgTxn::flush`]); empty in read transactions.
+    pub(super) pending: std::cell::RefCell<PendingRecords>,
+}
+
+/// A secret's versions and its current version's value, read with the secret in one
+/// statement instead of three: one snapshot holds them all, so they stay right for the
+/// rest of the read transaction.
+#[derive(Default)]
+pub(super) struct Prefetched {
+    versions: HashMap<String, Vec<VersionMeta>>,
+    /// Sealed values by ARN and version id.
+    values: HashMap<(String, String), Vec<u8>>,
+}
+
+/// Upserts of records, sent together as one statement: the audit appender puts hundreds
+/// of events in one transaction, and one round trip each was most of its cost.
+#[derive(Default)]
+pub(super) struct PendingRecords {
+    /// (kind, key, value), each (kind, key) once: a later put replaces the earlier value,
+    /// as it would have one statement at a time (and one `INSERT ... ON CONFLICT` cannot
+    /// touch a row twice).
+    rows: Vec<(String, String, Vec<u8>)>,
+    index: HashMap<(String, String), usize>,
+}
+
+impl PendingRecords {
+    pub(super) fn put(&mut self, kind: &str, key: &str, value: &[u8]) {
+        let id = (kind.to_owned(), key.to_owned());
+        match self.index.get(&id) {
+            Some(&at) => self.rows[at].2 = value.to_vec(),
+            None => {
+                self.index.insert(id, self.rows.len());
+                self.rows.push((kind.to_owned(), key.to_owned(), value.to_vec()));
+            }
+        }
+    }
 }
 
 impl<'a, 't> PgTxn<'a, 't> {
     pub(super) fn new(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
-        PgTxn { rt, tx, failure: Cell::new(Failure::None), seen: None }
+        PgTxn {
+            rt,
+            tx,
+            failure: Cell::new(Failure::None),
+            seen: None,
+            prefetched: Default::default(),
+            pending: Default::default(),
+        }
     }
 
     /// A read-only transaction's, which remembers the secrets it looked up.
@@ -80,6 +126,51 @@ impl<'a, 't> PgTxn<'a, 't> {
 }
 
 pub(super) const SECRET_COLUMNS: &str = "seq, arn, account, region, name, meta";
+
+/// The lookup of a secret by scope and name (parameters: account, region, name).
+///
+/// The row comparison repeats the equalities so that only `secrets_by_name` can serve
+/// all of them: before the table has statistics (a new database, until autovacuum first
+/// analyzes it), PostgreSQL rated every index on `(account, region)` the same and could
+/// cache a plan that reads every secret of the account to find one.
+pub const SECRET_BY_NAME_SQL: &str = "SELECT seq, arn, account, region, name, meta FROM secrets \
+     WHERE account = $1 AND region = $2 AND name = $3 AND (account, region, name) >= ($1, $2, $3)";
+
+/// What a read-only lookup of a secret adds to the secret's row: its versions' ids and
+/// metadata in order, and the id and sealed value of the version labelled AWSCURRENT
+/// (found by the label's JSON text: a version that merely mentions it costs one value
+/// read too much, never a wrong one, since values are remembered by version id).
+macro_rules! with_versions {
+    () => {
+        "SELECT s.seq, s.arn, s.account, s.region, s.name, s.meta, \
+     vs.ids, vs.metas, cur.version_id, cur.value FROM secrets s \
+     LEFT JOIN LATERAL (SELECT array_agg(v.version_id ORDER BY v.ord) AS ids, \
+     array_agg(v.meta ORDER BY v.ord) AS metas FROM versions v WHERE v.arn = s.arn) vs ON true \
+     LEFT JOIN LATERAL (SELECT v.version_id, v.value FROM versions v WHERE v.arn = s.arn \
+     AND strpos(v.meta, '\"AWSCURRENT\"') > 0 ORDER BY v.ord DESC LIMIT 1) cur ON true"
+    };
+}
+
+/// [`SECRET_BY_NAME_SQL`] with the secret's versions and current value, in one statement.
+pub const SECRET_AND_VERSIONS_BY_NAME_SQL: &str = concat!(
+    with_versions!(),
+    " WHERE s.account = $1 AND s.region = $2 AND s.name = $3 \
+     AND (s.account, s.region, s.name) >= ($1, $2, $3)"
+);
+
+/// The same by ARN (parameter: the ARN).
+const SECRET_AND_VERSIONS_BY_ARN_SQL: &str = concat!(with_versions!(), " WHERE s.arn = $1");
+
+thread_local! {
+    /// Statements this thread ran through a [`PgTxn`]: each is a round trip to the database.
+    static STATEMENTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many statements this thread has run in PostgreSQL transactions (for tests that
+/// hold a call to a fixed number of round trips).
+pub fn statements_on_this_thread() -> u64 {
+    STATEMENTS.with(Cell::get)
+}
 
 /// A `secrets` row, with its identity taken from the columns, which are the
 /// authority: `seq` is assigned on insertion and the name and scope never change.
@@ -132,6 +223,7 @@ impl PgTxn<'_, '_> {
         &self,
         call: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> StoreResult<T> {
+        STATEMENTS.with(|n| n.set(n.get() + 1));
         self.rt.block_on(call).map_err(|e| self.failed(&e))
     }
 
@@ -149,6 +241,7 @@ impl PgTxn<'_, '_> {
     }
 
     pub(super) fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        self.flush()?;
         self.run(async {
             let statement = self.tx.prepare_cached(sql).await?;
             self.tx.query(&statement, params).await
@@ -156,6 +249,7 @@ impl PgTxn<'_, '_> {
     }
 
     pub(super) fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+        self.flush()?;
         self.run(async {
             let statement = self.tx.prepare_cached(sql).await?;
             self.tx.query_opt(&statement, params).await
@@ -163,6 +257,7 @@ impl PgTxn<'_, '_> {
     }
 
     pub(super) fn query_one(&self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
+        self.flush()?;
         self.run(async {
             let statement = self.tx.prepare_cached(sql).await?;
             self.tx.query_one(&statement, params).await
@@ -170,10 +265,77 @@ impl PgTxn<'_, '_> {
     }
 
     pub(super) fn execute(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+        self.flush()?;
         self.run(async {
             let statement = self.tx.prepare_cached(sql).await?;
             self.tx.execute(&statement, params).await
         })
+    }
+
+    /// Sends the records put since the last statement, as one statement. Every other
+    /// statement calls it first, so the transaction reads and changes exactly what it
+    /// would have one statement at a time; the store calls it once more before a write
+    /// ends (before its savepoint is released or its commit).
+    pub(super) fn flush(&self) -> StoreResult<()> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.rows.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = pending.rows.iter().map(|(kind, _, _)| kind.as_str()).collect();
+        let keys: Vec<&str> = pending.rows.iter().map(|(_, key, _)| key.as_str()).collect();
+        let values: Vec<&[u8]> =
+            pending.rows.iter().map(|(_, _, value)| value.as_slice()).collect();
+        self.run(async {
+            let statement = self
+                .tx
+                .prepare_cached(
+                    "INSERT INTO records (kind, key, value) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+                     ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+                )
+                .await?;
+            self.tx.execute(&statement, &[&kinds, &keys, &values]).await
+        })?;
+        Ok(())
+    }
+
+    /// The secret `sql` finds with `params`; in a read-only transaction, with its
+    /// versions and current value remembered for the rest of the transaction.
+    fn lookup_secret(
+        &self,
+        plain_sql: &str,
+        with_versions_sql: &str,
+        params: Params<'_>,
+    ) -> StoreResult<Option<SecretMeta>> {
+        if self.seen.is_none() {
+            let row = self.query_opt(plain_sql, params)?;
+            return row.as_ref().map(decode_secret).transpose();
+        }
+        let Some(row) = self.query_opt(with_versions_sql, params)? else { return Ok(None) };
+        let meta = decode_secret(&row)?;
+        let ids: Option<Vec<String>> = get(&row, 6)?;
+        let metas: Option<Vec<&str>> = get(&row, 7)?;
+        let versions = match (ids, metas) {
+            (Some(ids), Some(metas)) if ids.len() == metas.len() => ids
+                .into_iter()
+                .zip(metas)
+                .map(|(id, json)| decode_version(id, json))
+                .collect::<StoreResult<Vec<_>>>()?,
+            (None, None) => Vec::new(),
+            _ => {
+                return Err(StoreError::Backend(
+                    "a secret's versions were read inconsistently".to_owned(),
+                ));
+            }
+        };
+        let current: Option<String> = get(&row, 8)?;
+        let value: Option<Vec<u8>> = get(&row, 9)?;
+        let mut prefetched = self.prefetched.borrow_mut();
+        if let (Some(id), Some(value)) = (current, value) {
+            prefetched.values.insert((meta.arn.clone(), id), value);
+        }
+        prefetched.versions.insert(meta.arn.clone(), versions);
+        Ok(Some(meta))
     }
 }
 
@@ -210,23 +372,25 @@ impl PgTxn<'_, '_> {
 impl ReadTxn for PgTxn<'_, '_> {
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
         self.remembered(name_key(scope, name), || {
-            let sql = format!(
-                "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = $1 AND region = $2 AND name = $3"
-            );
-            let row = self.query_opt(&sql, &[&scope.account, &scope.region, &name])?;
-            row.as_ref().map(decode_secret).transpose()
+            self.lookup_secret(
+                SECRET_BY_NAME_SQL,
+                SECRET_AND_VERSIONS_BY_NAME_SQL,
+                &[&scope.account, &scope.region, &name],
+            )
         })
     }
 
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
         self.remembered(arn_key(arn), || {
-            let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
-            let row = self.query_opt(&sql, &[&arn])?;
-            row.as_ref().map(decode_secret).transpose()
+            let plain = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
+            self.lookup_secret(&plain, SECRET_AND_VERSIONS_BY_ARN_SQL, &[&arn])
         })
     }
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        if let Some(versions) = self.prefetched.borrow().versions.get(arn) {
+            return Ok(versions.clone());
+        }
         let rows = self
             .query("SELECT version_id, meta FROM versions WHERE arn = $1 ORDER BY ord", &[&arn])?;
         rows.iter().map(|row| decode_version(get(row, 0)?, get(row, 1)?)).collect()
@@ -246,6 +410,10 @@ impl ReadTxn for PgTxn<'_, '_> {
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        let id = (arn.to_owned(), version_id.to_owned());
+        if let Some(value) = self.prefetched.borrow().values.get(&id) {
+            return Ok(Some(SealedValue(value.clone())));
+        }
         let row = self.query_opt(
             "SELECT value FROM versions WHERE arn = $1 AND version_id = $2",
             &[&arn, &version_id],

@@ -139,11 +139,8 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.execute(
-            "INSERT INTO records (kind, key, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
-            &[&kind, &key, &value],
-        )?;
+        // Sent with the next statement's turn, together with every record put before it.
+        self.pending.borrow_mut().put(kind, key, value);
         Ok(())
     }
 

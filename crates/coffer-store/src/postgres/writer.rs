@@ -121,6 +121,10 @@ impl PostgresStore {
                 // SAFETY: every job is answered only after this batch (`run_batch`).
                 let closure = unsafe { job.closure() };
                 let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
+                if matches!(ran, Ok(Ok(()))) {
+                    // A failure is noted in `txn.failure`, read next.
+                    let _ = txn.flush();
+                }
                 let failure = txn.failure.get();
                 if failure == Failure::Retry {
                     members.clear();
@@ -240,6 +244,10 @@ impl PostgresStore {
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
             let mut txn = PgTxn::new(rt, &tx);
             let result = f(&mut txn);
+            if result.is_ok() {
+                // A failure is noted in `txn.failure`, read next.
+                let _ = txn.flush();
+            }
             let failure = txn.failure.get();
             let attempt = match (failure, result) {
                 (Failure::Retry, _) => Attempt::Conflicted,
