@@ -5,17 +5,34 @@
 #   scripts/fuzz.sh                 every target for FUZZ_SECONDS (default 30) each
 #   scripts/fuzz.sh policy 3600     one target for an hour
 #   FUZZ_JOBS=4 scripts/fuzz.sh     several processes per target (libFuzzer's -fork)
+#   FUZZ_SECONDS=3600 scripts/fuzz.sh   every target for an hour (the long run)
+#   FUZZ_CI=1 FUZZ_SECONDS=10 scripts/fuzz.sh   what CI runs (scripts/test.sh): the committed
+#                                   corpora are read, not written (new inputs go to a
+#                                   temporary directory), so the checkout stays clean
 #
 # Corpora are kept in fuzz/corpus/<target> (commit what a long run adds: it is the next
 # run's start). A crash leaves fuzz/artifacts/<target>/crash-<hash>; reproduce it with
-# `fuzz/target/<host>/release/<target> <file>`, then turn it into a regression test named after
+# `target/fuzz/<host>/release/<target> <file>`, then turn it into a regression test named after
 # it (see docs/design/faults.md) before fixing.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-targets=(wire_json sigv4 policy list_filters)
+# The targets that build without the store and the server; CI fuzzes these (the others
+# need `--features deep`, whose cold instrumented build is longer than CI's fuzz budget).
+light=(wire_json sigv4 policy list_filters schedule)
+deep=(kms_blob backup query)
+if [[ -n "${FUZZ_CI:-}" ]]; then
+  targets=("${light[@]}")
+  features=()
+else
+  targets=("${light[@]}" "${deep[@]}")
+  features=(--features deep)
+fi
 seconds=${FUZZ_SECONDS:-30}
-if [[ $# -ge 1 ]]; then targets=("$1"); fi
+if [[ $# -ge 1 ]]; then
+  targets=("$1")
+  if [[ " ${light[*]} " == *" $1 "* ]]; then features=(); else features=(--features deep); fi
+fi
 if [[ $# -ge 2 ]]; then seconds=$2; fi
 
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -25,17 +42,32 @@ export CARGO_INCREMENTAL=0
 # With an explicit target, RUSTFLAGS (the instrumentation) apply to the fuzzed code and
 # not to build scripts, which have no libFuzzer to link against.
 host=$(rustc -vV | sed -n 's/^host: //p')
-cargo build --release --bins --target "$host"
-bin="target/$host/release"
+# The instrumented build goes under the main target directory (target/fuzz), which CI
+# keeps between runs where it keeps target/ at all; with an explicit --target its
+# artifacts never mix with the workspace's own.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-../target/fuzz}
+cargo build --release --bins --target "$host" "${features[@]}"
+bin="$CARGO_TARGET_DIR/$host/release"
 
 status=0
+scratch=""
+if [[ -n "${FUZZ_CI:-}" ]]; then
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+fi
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
   echo "== $target for ${seconds}s"
   fork=()
   if [[ -n "${FUZZ_JOBS:-}" ]]; then fork=("-fork=$FUZZ_JOBS"); fi
-  if ! "$bin/$target" "corpus/$target" "${fork[@]}" \
-      -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+  # libFuzzer writes new inputs to the first directory it is given.
+  dirs=("corpus/$target")
+  if [[ -n "$scratch" ]]; then mkdir -p "$scratch/$target"; dirs=("$scratch/$target" "corpus/$target"); fi
+  # A backup file is larger than a request: its seeds are whole files of several KiB.
+  max_len=16384
+  if [[ $target == backup ]]; then max_len=65536; fi
+  if ! "$bin/$target" "${dirs[@]}" "${fork[@]}" \
+      -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="artifacts/$target/" -print_final_stats=1; then
     echo "!! $target found a crash: see fuzz/artifacts/$target/" >&2
     status=1

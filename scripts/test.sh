@@ -39,5 +39,8 @@ fi
 echo "== Python: boto3 and aws CLI tests"
 COFFER_BIN="$PWD/target/debug/coffer" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
 
+echo "== Fuzz: every target of fuzz/ for a few seconds (scripts/fuzz.sh runs them for hours)"
+FUZZ_CI=1 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" ./scripts/fuzz.sh
+
 echo "== README: its first command, verbatim, serves"
 ./scripts/readme_first_command.sh

@@ -5,7 +5,8 @@
 //! `coffer-bench all` runs everything and prints a Markdown report;
 //! `footprint` measures memory as secrets accumulate; `load` drives one
 //! scenario against a server already running (for profiling);
-//! `ceiling-server` is the bare HTTP server `all` starts as a child process.
+//! `ceiling-server` is the bare HTTP server `all` starts as a child process;
+//! `soak` runs a mixed load for half an hour under periodic SIGKILLs.
 
 mod bench;
 mod ceiling;
@@ -18,6 +19,7 @@ mod report;
 mod scenarios;
 mod servers;
 mod sigv4;
+mod soak;
 
 use bench::{Settings, TargetKind};
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +47,46 @@ enum Cmd {
     Load(LoadArgs),
     /// The bare HTTP server used as the ceiling (started by `all`).
     CeilingServer(CeilingArgs),
+    /// A mixed load on one store for a long time under periodic SIGKILLs: checks no
+    /// acknowledged write is lost and reports memory, database, WAL and archive sizes.
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// sqlite or postgres.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// Minutes the soak runs.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Keep-alive connections, each the only writer of its own secrets.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Secrets per connection.
+    #[arg(long, default_value_t = 8)]
+    secrets_per_connection: usize,
+    /// Requests per second over all connections.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Mean seconds between SIGKILLs of the server.
+    #[arg(long, default_value_t = 120.0)]
+    kill_every: f64,
+    /// With PostgreSQL, crash the database server too every this many cycles (0: never).
+    #[arg(long, default_value_t = 4)]
+    postgres_crash_every: u32,
+    /// The server's --audit-retention (events older leave the store for archive files).
+    #[arg(long, default_value = "2m")]
+    audit_retention: String,
+    #[arg(long)]
+    coffer_bin: Option<PathBuf>,
+    /// Where the data and logs go (default: a new temporary directory, removed after a
+    /// run that lost nothing).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Also write the report to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -169,6 +211,7 @@ fn main() -> ExitCode {
         Cmd::Load(args) => {
             runtime(args.common.client_threads).and_then(|rt| rt.block_on(load_one(args)))
         }
+        Cmd::Soak(args) => runtime(1).and_then(|rt| rt.block_on(until_interrupted(soak(args)))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -335,6 +378,59 @@ async fn footprint(args: FootprintArgs) -> Result<(), String> {
         bench::footprint(&bin, &dir, args.count, args.steps, args.common.connections).await?;
     println!("{}", report::render_footprint(&steps, &restart, after));
     Ok(())
+}
+
+async fn soak(args: SoakArgs) -> Result<(), String> {
+    let store = soak::StoreKind::parse(&args.store)
+        .ok_or_else(|| format!("unknown store {} (sqlite or postgres)", args.store))?;
+    let mut temp = None;
+    let work_dir = match args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            dir
+        }
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("coffer-soak-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            let path = dir.path().to_path_buf();
+            temp = Some(dir);
+            path
+        }
+    };
+    let settings = soak::SoakSettings {
+        store,
+        duration: Duration::from_secs_f64(args.minutes * 60.0),
+        connections: args.connections,
+        slots_per_connection: args.secrets_per_connection,
+        kill_every: Duration::from_secs_f64(args.kill_every),
+        postgres_crash_every: args.postgres_crash_every,
+        rate: args.rate,
+        coffer_bin: default_coffer_bin(args.coffer_bin)?,
+        work_dir: work_dir.clone(),
+        audit_retention: args.audit_retention,
+    };
+    let report = soak::run(settings).await?;
+    let text = soak::render(&report);
+    if let Some(path) = args.output {
+        std::fs::write(&path, &text)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    println!("{text}");
+    if report.lost.is_empty() {
+        Ok(())
+    } else {
+        // Keep the data and logs of a run that lost a write, for reading.
+        if let Some(dir) = temp {
+            let _ = dir.keep();
+        }
+        Err(format!(
+            "{} acknowledged writes lost (data and logs kept in {})",
+            report.lost.len(),
+            work_dir.display()
+        ))
+    }
 }
 
 async fn load_one(args: LoadArgs) -> Result<(), String> {

@@ -378,6 +378,17 @@ impl Postgres {
         self.shut_down(libc::SIGINT)
     }
 
+    /// Stops the server the way a crash would (immediate shutdown: no checkpoint, so the
+    /// next start replays the WAL), and waits for it to exit.
+    pub fn crash(mut self) -> Result<(), String> {
+        self.shut_down(libc::SIGQUIT)
+    }
+
+    /// The server's data directory's `pg_wal`, to watch the WAL's size.
+    pub fn wal_dir(base: &Path) -> PathBuf {
+        base.join("data").join("pg_wal")
+    }
+
     fn shut_down(&mut self, signal: libc::c_int) -> Result<(), String> {
         if let Ok(Some(_)) = self.child.try_wait() {
             return Ok(());

@@ -96,9 +96,15 @@ pub enum CofferMode {
     Dev,
 }
 
-fn coffer_command(bin: &Path, mode: &CofferMode, listen: &str, log: &Path) -> Command {
+fn coffer_command(
+    bin: &Path,
+    mode: &CofferMode,
+    listen: &str,
+    log: &Path,
+    extra: &[String],
+) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.arg("serve").arg("--listen").arg(listen);
+    cmd.arg("serve").arg("--listen").arg(listen).args(extra);
     // The benchmark measures how fast Coffer can answer, far beyond AWS's request quotas,
     // which `coffer serve` enforces by default outside --dev.
     cmd.arg("--quotas").arg("off");
@@ -184,7 +190,18 @@ pub fn start_coffer(
     label: &str,
     log: &Path,
 ) -> Result<Server, String> {
-    let mut child = coffer_command(bin, &mode, "127.0.0.1:0", log)
+    start_coffer_with(bin, mode, label, log, &[])
+}
+
+/// [`start_coffer`] with more `coffer serve` arguments (the soak's retention settings).
+pub fn start_coffer_with(
+    bin: &Path,
+    mode: CofferMode,
+    label: &str,
+    log: &Path,
+    extra: &[String],
+) -> Result<Server, String> {
+    let mut child = coffer_command(bin, &mode, "127.0.0.1:0", log, extra)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let addr = match wait_for_listening(&mut child, label) {
@@ -283,7 +300,7 @@ pub async fn time_coffer_start(
     let port = free_port().map_err(|e| e.to_string())?;
     let listen = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let mut child = coffer_command(bin, &mode, &listen, log)
+    let mut child = coffer_command(bin, &mode, &listen, log, &[])
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;

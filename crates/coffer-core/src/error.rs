@@ -65,6 +65,13 @@ pub enum ErrorCode {
     KmsInternal,
     /// CloudTrail's own codes (`InvalidTimeRangeException`, ...), named as it names them.
     CloudTrail(&'static str),
+    /// A query-protocol service's own code (STS, IAM: `NoSuchEntity`, `SignatureDoesNotMatch`,
+    /// ...) and the HTTP status it is answered with: the query protocol names its errors
+    /// without the JSON protocol's `Exception` suffix, and IAM's statuses vary by code.
+    Query {
+        code: &'static str,
+        status: u16,
+    },
 }
 
 impl ErrorCode {
@@ -118,6 +125,7 @@ impl ErrorCode {
             ErrorCode::KmsIncorrectKeyMaterial => "IncorrectKeyMaterialException",
             ErrorCode::KmsInternal => "KMSInternalException",
             ErrorCode::CloudTrail(code) => code,
+            ErrorCode::Query { code, .. } => code,
         }
     }
 
@@ -131,6 +139,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::NotImplemented => 501,
             ErrorCode::CloudTrail("InternalFailure") => 500,
+            ErrorCode::Query { status, .. } => status,
             _ => 400,
         }
     }

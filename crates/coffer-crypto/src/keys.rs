@@ -3,21 +3,23 @@
 use std::fmt;
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::aead::fill_random;
 use crate::error::CryptoError;
+use crate::locked::LockedKey;
 
 /// Length in bytes of every key in the hierarchy (AES-256).
 pub const KEY_LEN: usize = 32;
 
 /// 32 bytes of key material, zeroized on drop.
 ///
-/// The bytes live on the heap so that moving a `KeyMaterial` around does not leave copies of
-/// the key in old stack frames. There is deliberately no `Clone` and no `PartialEq`: keys are
+/// The bytes live on the heap, in a page locked in memory (`crate::locked`), so that moving a
+/// `KeyMaterial` around does not leave copies of the key in old stack frames and the kernel
+/// does not write it to swap. There is deliberately no `Clone` and no `PartialEq`: keys are
 /// compared through check values or by opening data, never with a short-circuiting `==`.
 pub struct KeyMaterial {
-    bytes: Box<[u8; KEY_LEN]>,
+    bytes: LockedKey,
 }
 
 impl KeyMaterial {
@@ -26,8 +28,8 @@ impl KeyMaterial {
     /// # Panics
     /// Panics if the system random generator fails.
     pub fn generate() -> KeyMaterial {
-        let mut bytes = Box::new([0u8; KEY_LEN]);
-        fill_random(&mut bytes[..]);
+        let mut bytes = LockedKey::new();
+        fill_random(&mut bytes.bytes_mut()[..]);
         KeyMaterial { bytes }
     }
 
@@ -39,21 +41,15 @@ impl KeyMaterial {
         if b.len() != KEY_LEN {
             return Err(CryptoError::MalformedKey);
         }
-        let mut bytes = Box::new([0u8; KEY_LEN]);
-        bytes.copy_from_slice(b);
+        let mut bytes = LockedKey::new();
+        bytes.bytes_mut().copy_from_slice(b);
         Ok(KeyMaterial { bytes })
     }
 
     /// The raw key bytes. Callers must not copy them into anything that outlives this value
     /// without zeroizing it.
     pub fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.bytes
-    }
-}
-
-impl Drop for KeyMaterial {
-    fn drop(&mut self) {
-        self.bytes.zeroize();
+        self.bytes.bytes()
     }
 }
 

@@ -15,6 +15,7 @@ mod derive;
 mod envelope;
 mod error;
 mod keys;
+pub mod locked;
 mod master;
 
 pub use derive::{Mac, MacKey};

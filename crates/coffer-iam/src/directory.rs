@@ -341,6 +341,21 @@ fn load_role(tx: &dyn ReadTxn, account: &str, name: &str) -> Result<RoleRecord, 
     load_entity(tx, Entity::Role, account, name)?.ok_or_else(|| Entity::Role.not_found(name))
 }
 
+/// What must go before an entity with these policies is deleted: its inline policies,
+/// then its attached managed policies.
+fn policies_first(
+    inline: &BTreeMap<String, String>,
+    attached: &BTreeSet<String>,
+) -> Option<&'static str> {
+    if !inline.is_empty() {
+        Some("delete policies")
+    } else if !attached.is_empty() {
+        Some("detach all policies")
+    } else {
+        None
+    }
+}
+
 fn put<T: Serialize>(
     tx: &mut dyn WriteTxn,
     kind: &str,
@@ -534,24 +549,37 @@ impl Iam {
         account: &str,
         name: &str,
     ) -> Result<(), IamError> {
+        self.delete_detached(store, Entity::User, account, name, |tx, user: &UserRecord| {
+            Ok(if !keys_of(tx, account, name)?.is_empty() {
+                Some("delete access keys")
+            } else {
+                policies_first(&user.policies, &user.attached)
+                    .or((!user.groups.is_empty()).then_some("remove user from all groups"))
+            })
+        })
+    }
+
+    /// Deletes a user, group or role as IAM does, in one transaction: loads it
+    /// (`NoSuchEntity` if it is not there), refuses with `DeleteConflict` while anything is
+    /// still attached to it (`attached` names the first such thing as what must be done
+    /// first, "delete policies"), then deletes its record.
+    fn delete_detached<T: serde::de::DeserializeOwned>(
+        &self,
+        store: &dyn Store,
+        entity: Entity,
+        account: &str,
+        name: &str,
+        attached: impl Fn(&dyn ReadTxn, &T) -> Result<Option<&'static str>, IamError> + Sync,
+    ) -> Result<(), IamError> {
         self.write(store, |tx| {
-            let user = load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
-            let conflict = |what: &str| {
-                Err(IamError::Conflict(format!("Cannot delete entity, must {what} first.")))
-            };
-            if !keys_of(tx, account, name)?.is_empty() {
-                return conflict("delete access keys");
+            let record: T =
+                load_entity(tx, entity, account, name)?.ok_or_else(|| entity.not_found(name))?;
+            if let Some(what) = attached(tx, &record)? {
+                return Err(IamError::Conflict(format!(
+                    "Cannot delete entity, must {what} first."
+                )));
             }
-            if !user.policies.is_empty() {
-                return conflict("delete policies");
-            }
-            if !user.attached.is_empty() {
-                return conflict("detach all policies");
-            }
-            if !user.groups.is_empty() {
-                return conflict("remove user from all groups");
-            }
-            tx.delete_record(USER_KIND, &user_key(account, name))?;
+            tx.delete_record(entity.kind(), &user_key(account, name))?;
             Ok(())
         })
     }
@@ -1101,25 +1129,12 @@ impl Iam {
         account: &str,
         name: &str,
     ) -> Result<(), IamError> {
-        self.write(store, |tx| {
-            let group = load_group(tx, account, name)?;
-            if !group.members.is_empty() {
-                return Err(IamError::Conflict(
-                    "Cannot delete entity, must remove users from group first.".into(),
-                ));
-            }
-            if !group.policies.is_empty() {
-                return Err(IamError::Conflict(
-                    "Cannot delete entity, must delete policies first.".into(),
-                ));
-            }
-            if !group.attached.is_empty() {
-                return Err(IamError::Conflict(
-                    "Cannot delete entity, must detach all policies first.".into(),
-                ));
-            }
-            tx.delete_record(GROUP_KIND, &user_key(account, name))?;
-            Ok(())
+        self.delete_detached(store, Entity::Group, account, name, |_, group: &GroupRecord| {
+            Ok(if !group.members.is_empty() {
+                Some("remove users from group")
+            } else {
+                policies_first(&group.policies, &group.attached)
+            })
         })
     }
 
@@ -1222,20 +1237,8 @@ impl Iam {
         account: &str,
         name: &str,
     ) -> Result<(), IamError> {
-        self.write(store, |tx| {
-            let role = load_role(tx, account, name)?;
-            if !role.policies.is_empty() {
-                return Err(IamError::Conflict(
-                    "Cannot delete entity, must delete policies first.".into(),
-                ));
-            }
-            if !role.attached.is_empty() {
-                return Err(IamError::Conflict(
-                    "Cannot delete entity, must detach all policies first.".into(),
-                ));
-            }
-            tx.delete_record(ROLE_KIND, &user_key(account, name))?;
-            Ok(())
+        self.delete_detached(store, Entity::Role, account, name, |_, role: &RoleRecord| {
+            Ok(policies_first(&role.policies, &role.attached))
         })
     }
 
@@ -1381,6 +1384,56 @@ mod tests {
         assert!(matches!(iam.delete_group(&store, ACCOUNT, "ops"), Err(IamError::Conflict(_))));
         iam.set_membership(&store, ACCOUNT, "ops", "bob", false).unwrap();
         assert_eq!(policies_seen(&iam, &store, &key), 0);
+    }
+
+    #[test]
+    fn users_groups_and_roles_are_deleted_only_once_nothing_is_attached_in_iams_order() {
+        let (store, iam) = setup();
+        let conflict = |r: Result<(), IamError>| match r {
+            Err(IamError::Conflict(m)) => m,
+            other => panic!("not a conflict: {other:?}"),
+        };
+        let policy = iam.create_policy(&store, ACCOUNT, "read", "/", READ_ALL, "", 0).unwrap();
+        let arn = policy.arn();
+        // A user: keys, then inline policies, then managed ones, then groups.
+        iam.create_user(&store, ACCOUNT, "bob", 0).unwrap();
+        iam.create_group(&store, ACCOUNT, "ops", "/", 0).unwrap();
+        iam.set_membership(&store, ACCOUNT, "ops", "bob", true).unwrap();
+        iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", &arn).unwrap();
+        iam.put_inline_policy(&store, Entity::User, ACCOUNT, "bob", "p", READ_ALL).unwrap();
+        let (key, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        let user = || iam.delete_user_checked(&store, ACCOUNT, "bob");
+        assert_eq!(conflict(user()), "Cannot delete entity, must delete access keys first.");
+        iam.delete_access_key_of(&store, ACCOUNT, "bob", &key).unwrap();
+        assert_eq!(conflict(user()), "Cannot delete entity, must delete policies first.");
+        iam.delete_inline_policy(&store, Entity::User, ACCOUNT, "bob", "p").unwrap();
+        assert_eq!(conflict(user()), "Cannot delete entity, must detach all policies first.");
+        iam.detach_policy(&store, Entity::User, ACCOUNT, "bob", &arn).unwrap();
+        assert_eq!(
+            conflict(user()),
+            "Cannot delete entity, must remove user from all groups first."
+        );
+        // A group: members first.
+        iam.put_inline_policy(&store, Entity::Group, ACCOUNT, "ops", "g", READ_ALL).unwrap();
+        let group = || iam.delete_group(&store, ACCOUNT, "ops");
+        assert_eq!(conflict(group()), "Cannot delete entity, must remove users from group first.");
+        iam.set_membership(&store, ACCOUNT, "ops", "bob", false).unwrap();
+        assert_eq!(conflict(group()), "Cannot delete entity, must delete policies first.");
+        iam.delete_inline_policy(&store, Entity::Group, ACCOUNT, "ops", "g").unwrap();
+        group().unwrap();
+        user().unwrap();
+        // A role: its policies.
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#;
+        iam.create_role(&store, ACCOUNT, "r", "/", trust, "", None, Vec::new(), 0).unwrap();
+        iam.attach_policy(&store, Entity::Role, ACCOUNT, "r", &arn).unwrap();
+        let role = || iam.delete_role(&store, ACCOUNT, "r");
+        assert_eq!(conflict(role()), "Cannot delete entity, must detach all policies first.");
+        iam.detach_policy(&store, Entity::Role, ACCOUNT, "r", &arn).unwrap();
+        role().unwrap();
+        // Gone, each answered as IAM answers a missing entity.
+        assert_eq!(role().unwrap_err().to_string(), "The role with name r cannot be found.");
+        assert_eq!(group().unwrap_err().to_string(), "The group with name ops cannot be found.");
+        assert_eq!(user().unwrap_err().to_string(), "The user with name bob cannot be found.");
     }
 
     #[test]

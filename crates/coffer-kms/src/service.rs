@@ -1026,7 +1026,7 @@ impl Kms {
         context: &EncryptionContext,
         key_id: Option<&str>,
     ) -> Result<Decrypted, KmsError> {
-        let (header, envelope) = ciphertext::parse(blob)?;
+        let (header, _) = ciphertext::parse(blob)?;
         if let Some(id) = key_id {
             let named = self.find_key(tx, scope, id, true)?;
             if named.key_id != header.key_id {
@@ -1039,6 +1039,23 @@ impl Kms {
         let key = self
             .load_key(tx, scope, &header.key_id)?
             .ok_or_else(|| KmsError::rejected(ErrorCode::AccessDenied, CIPHERTEXT_KEY_UNKNOWN))?;
+        self.decrypt_under(key, blob, context)
+    }
+
+    /// [`Kms::decrypt`] with the record of the key `blob` names, read by the caller in the
+    /// same transaction (Secrets Manager reads it first to authorize `kms:Decrypt` on it):
+    /// the record is not read and decoded a second time. A key that is not the one the
+    /// blob names cannot open it.
+    pub fn decrypt_under(
+        &self,
+        key: KeyRecord,
+        blob: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Decrypted, KmsError> {
+        let (header, envelope) = ciphertext::parse(blob)?;
+        if header.key_id != key.key_id {
+            return Err(KmsError::rejected(ErrorCode::AccessDenied, CIPHERTEXT_KEY_UNKNOWN));
+        }
         require_enabled(&key)?;
         let material =
             key.material(header.material_version).ok_or_else(KmsError::invalid_ciphertext)?;

@@ -382,6 +382,20 @@ impl CallRecord {
         CallRecord::begin_named(scope, request_id, identity, source, name, model)
     }
 
+    /// Starts the record of a query-protocol call naming an action `service` does not
+    /// have: recorded under the name as sent (cut by the caller), never matched.
+    pub fn begin_unknown(
+        scope: &Scope,
+        request_id: &str,
+        identity: UserIdentity,
+        from: &Source,
+        service: Service,
+        action: &str,
+    ) -> CallRecord {
+        let name = EventName { source: service.event_source(), name: action, read_only: false };
+        CallRecord::begin_named(scope, request_id, identity, from, name, None)
+    }
+
     fn begin_named(
         scope: &Scope,
         request_id: &str,
@@ -1138,8 +1152,9 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     }
 }
 
-/// Records a call answered outside the JSON path (STS's query protocol): its event in
-/// a transaction of its own. An error means the call must fail (fail-closed).
+/// Records a call answered before the pipeline: AssumeRoleWithWebIdentity, which is not
+/// signed (its token is the credential, and names the account only once verified). Its
+/// event goes in a transaction of its own; an error means the call must fail (fail-closed).
 pub fn record_sts_call(
     app: &App,
     ctx: &RequestContext,
@@ -1151,11 +1166,7 @@ pub fn record_sts_call(
     let (scope, id, from) = (&ctx.scope, &ctx.request_id, &Source::of(raw));
     let record = match StsOp::from_name(action) {
         Some(op) => CallRecord::begin(scope, id, identity, from, op.into(), None),
-        None => {
-            let source = Service::Sts.event_source();
-            let name = EventName { source, name: action, read_only: false };
-            CallRecord::begin_named(scope, id, identity, from, name, None)
-        }
+        None => CallRecord::begin_unknown(scope, id, identity, from, Service::Sts, action),
     };
     record.finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }

@@ -510,8 +510,9 @@ fn session_allows(
 pub struct Gate {
     caller: Arc<Caller>,
     /// The condition keys every decision of the call shares (who, from where, when),
-    /// built once: a call decides on every key it opens or seals.
-    base: Context,
+    /// built once: a call decides on every key it opens or seals. Each decision's context
+    /// is laid over it ([`Context::over`]) rather than copying it.
+    base: Arc<Context>,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
 }
@@ -544,7 +545,7 @@ impl Gate {
     }
 
     fn context(&self) -> Context {
-        self.base.clone()
+        Context::over(self.base.clone())
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -563,7 +564,9 @@ impl Gate {
             algorithm: Some(SYMMETRIC_DEFAULT),
             ..KmsCall::default()
         };
-        decide_kms_grants_last(&self.caller, (app, tx), action, key, context, &call)
+        let seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        let grants = Grants::In(tx, key);
+        decide_kms(&self.caller, action, &seen, &key.scope.account, context, &call, grants)
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -575,7 +578,9 @@ impl Gate {
         call: &KmsCall<'_>,
     ) -> Result<(), AwsError> {
         let context = kms_context(self.context(), &self.caller, None);
-        decide_kms_grants_last(&self.caller, (app, tx), action, key, context, call)
+        let seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        let grants = Grants::In(tx, key);
+        decide_kms(&self.caller, action, &seen, &key.scope.account, context, call, grants)
     }
 
     /// KMS's policy lockout safety check: whether the key policy `text` (as it will be
@@ -734,7 +739,7 @@ pub fn authorize(
 ) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
     let base = base_context(&who.caller, &who.region, source_ip, secure, now_ms);
-    let mut gate = Gate { caller: who.caller.clone(), base, secret: None };
+    let mut gate = Gate { caller: who.caller.clone(), base: Arc::new(base), secret: None };
     let mut context = gate.context();
     match op {
         Operation::SecretsManager(op) => {
@@ -769,6 +774,7 @@ pub fn authorize(
                                 &owner.account,
                                 via.clone(),
                                 &call,
+                                key.grants(app),
                             )?;
                         }
                     }
@@ -792,7 +798,7 @@ pub fn authorize(
             }
             authorize_kms(app, who, scope, op, requested, &context)?;
             // The handler decides again on the key a ciphertext names: with the same keys.
-            gate.base = context;
+            gate.base = Arc::new(context);
             Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
         // LookupEvents names no resource; STS's GetCallerIdentity needs no permission.
@@ -970,7 +976,7 @@ fn authorize_kms(
             new_grant,
             ..KmsCall::naming(reference, encryption_context)
         };
-        decide_kms(&who.caller, action, &key, account, context.clone(), &call)
+        decide_kms(&who.caller, action, &key, account, context.clone(), &call, key.grants(app))
     };
     let action = op.iam_action();
     match op {
@@ -985,7 +991,16 @@ fn authorize_kms(
                         let key =
                             app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
                         let call = KmsCall::default();
-                        decide_kms(&who.caller, action, &key, account, context.clone(), &call)?;
+                        let grants = Grants::Read(app, &current);
+                        decide_kms(
+                            &who.caller,
+                            action,
+                            &key,
+                            account,
+                            context.clone(),
+                            &call,
+                            grants,
+                        )?;
                     }
                 }
             }
@@ -1095,8 +1110,8 @@ struct KmsKey {
     /// The aliases that point at the key (`kms:ResourceAliases`), read only when a policy
     /// that decides uses that key.
     aliases: Vec<String>,
-    /// The key's grants: what the policies do not allow, a grant to the caller may.
-    grants: Vec<coffer_kms::grants::GrantRecord>,
+    /// The key's record when it exists, for its grants ([`KmsKey::grants`]).
+    record: Option<KeyRecord>,
     /// The key's spec and usage (`kms:KeySpec`, `kms:KeyUsage`), when it exists.
     spec: Option<(String, String)>,
 }
@@ -1116,26 +1131,24 @@ impl KmsKey {
             policy,
             tags,
             aliases: Vec::new(),
-            grants: Vec::new(),
+            record: None,
             spec: Some((record.key_spec.clone(), record.key_usage.clone())),
+        }
+    }
+
+    /// Where a decision outside a transaction reads this key's grants: in a read of its
+    /// own, only if the policies do not allow (an unknown key has none).
+    fn grants<'a>(&'a self, app: &'a App) -> Grants<'a> {
+        match &self.record {
+            Some(record) => Grants::Read(app, record),
+            None => Grants::None,
         }
     }
 
     /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
     /// policy have a condition on `kms:ResourceAliases` (listing aliases costs a scan).
+    /// Its grants are not read here: see [`Grants`].
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
-        let mut key = KmsKey::seen_by_policies(caller, app, tx, record);
-        key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
-        key
-    }
-
-    /// [`KmsKey::seen_by`] without the key's grants.
-    fn seen_by_policies(
-        caller: &Caller,
-        app: &App,
-        tx: &dyn ReadTxn,
-        record: &KeyRecord,
-    ) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
         let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
@@ -1190,7 +1203,11 @@ fn resolve_kms_key(
 ) -> Result<KmsKey, AwsError> {
     let found = app.read(|tx| {
         let record = app.keys.kms().find_key(tx, scope, key, true).ok();
-        Ok(record.map(|record| KmsKey::seen_by(caller, app, tx, &record)))
+        Ok(record.map(|record| {
+            let mut seen = KmsKey::seen_by(caller, app, tx, &record);
+            seen.record = Some(record);
+            seen
+        }))
     })?;
     Ok(match found {
         Some(key) => key,
@@ -1200,35 +1217,37 @@ fn resolve_kms_key(
             policy: None,
             tags: Vec::new(),
             aliases: Vec::new(),
-            grants: Vec::new(),
+            record: None,
             spec: None,
         },
     })
 }
 
-/// [`decide_kms`] on `record`, reading the key's grants only when its policies do not allow:
-/// a grant can only add an Allow (never over an explicit Deny), and reading the grants is a
-/// scan, which every opened value would otherwise pay (issue 20's measurements: it doubled
-/// the CPU of a GetSecretValue).
-fn decide_kms_grants_last(
-    caller: &Caller,
-    (app, tx): (&App, &dyn ReadTxn),
-    action: &str,
-    record: &KeyRecord,
-    context: Context,
-    call: &KmsCall<'_>,
-) -> Result<(), AwsError> {
-    let mut key = KmsKey::seen_by_policies(caller, app, tx, record);
-    let account = &record.scope.account;
-    let denied = match decide_kms(caller, action, &key, account, context.clone(), call) {
-        Ok(()) => return Ok(()),
-        Err(denied) => denied,
-    };
-    key.grants = coffer_kms::grants::grants_of(tx, record).unwrap_or_default();
-    if key.grants.is_empty() {
-        return Err(denied);
+/// Where [`decide_kms`] reads a key's grants, which it does only when the key's policies
+/// do not allow: a grant can only add an Allow (never over an explicit Deny), and reading
+/// the grants is a scan of the key's grant records, which every opened value would
+/// otherwise pay (issue 20's measurements: it doubled the CPU of a GetSecretValue).
+enum Grants<'a> {
+    /// In the transaction the caller decides in (a handler opening or sealing a value).
+    In(&'a dyn ReadTxn, &'a KeyRecord),
+    /// In a read of its own (authorization, before the handler's transaction).
+    Read(&'a App, &'a KeyRecord),
+    /// A key that does not exist has none.
+    None,
+}
+
+impl Grants<'_> {
+    /// The grants; one that cannot be read grants nothing (fails closed).
+    fn load(self) -> Vec<coffer_kms::grants::GrantRecord> {
+        use coffer_kms::grants::grants_of;
+        match self {
+            Grants::In(tx, record) => grants_of(tx, record).unwrap_or_default(),
+            Grants::Read(app, record) => {
+                app.read(|tx| Ok(grants_of(tx, record).unwrap_or_default())).unwrap_or_default()
+            }
+            Grants::None => Vec::new(),
+        }
     }
-    decide_kms(caller, action, &key, account, context, call)
 }
 
 /// Decides a kms action on a key with its key policy, in AWS KMS's words when denied. The
@@ -1240,6 +1259,7 @@ fn decide_kms(
     key_account: &str,
     mut context: Context,
     call: &KmsCall<'_>,
+    grants: Grants<'_>,
 ) -> Result<(), AwsError> {
     for (k, v) in &key.tags {
         context.set(&format!("aws:ResourceTag/{k}"), v.clone());
@@ -1283,7 +1303,7 @@ fn decide_kms(
         }
         _ => g.allows(&p.arn, &p.user_id, action, call.encryption_context),
     };
-    if matches!(decision, Decision::NoAllow(_)) && key.grants.iter().any(granted) {
+    if matches!(decision, Decision::NoAllow(_)) && grants.load().iter().any(granted) {
         decision = Decision::Allow;
     }
     match decision.denial_message(&req) {

@@ -1,10 +1,13 @@
 //! One exhaustive table from operation to handler.
 
-use crate::{App, RequestContext, kms_api, policies, replication, rotation, secrets};
+use crate::auth::{Authenticated, RawRequest};
+use crate::query::Form;
+use crate::{App, RequestContext, iam_api, kms_api, policies, replication, rotation, secrets, sts};
 use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::operation::{CloudTrailOp, Operation, SecretsManagerOp as Sm};
 use coffer_wire::protocol::{decode_request, encode_response};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Runs one validated request and returns the response body.
 pub fn dispatch(
@@ -18,10 +21,30 @@ pub fn dispatch(
         Operation::Kms(op) => kms_api::dispatch(app, ctx, op, body)
             .unwrap_or_else(|| Err(not_implemented(&format!("The KMS operation {}", op.name())))),
         Operation::CloudTrail(CloudTrailOp::LookupEvents) => lookup_events(app, ctx, body),
-        // STS speaks the query protocol and is answered by `sts`.
-        Operation::Sts(_) => Err(AwsError::internal()),
-        // IAM speaks the query protocol and is answered by `iam_api`.
-        Operation::Iam(_) => Err(AwsError::internal()),
+        // STS and IAM speak the query protocol: `dispatch_query`.
+        Operation::Sts(_) | Operation::Iam(_) => Err(AwsError::internal()),
+    }
+}
+
+/// Runs one query-protocol call (STS, IAM) and returns its XML answer. Their handlers
+/// authorize what they do themselves, on the entity the form names (read from the store)
+/// or, for AssumeRole, on the role's trust policy: they need the caller and the request's
+/// source.
+pub fn dispatch_query(
+    app: &Arc<App>,
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
+    raw: &RawRequest,
+    op: Operation,
+    form: &Form,
+) -> Result<Vec<u8>, AwsError> {
+    match op {
+        Operation::Sts(op) => sts::handle(app, ctx, who, raw, op, form),
+        Operation::Iam(op) => iam_api::handle(app, ctx, who, raw, op, form),
+        // The JSON services: `dispatch`.
+        Operation::SecretsManager(_) | Operation::Kms(_) | Operation::CloudTrail(_) => {
+            Err(AwsError::internal())
+        }
     }
 }
 

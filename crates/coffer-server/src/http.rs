@@ -1,15 +1,16 @@
 //! The HTTP side of AWS JSON 1.1: `POST /` with `X-Amz-Target`, JSON bodies,
 //! `x-amzn-RequestId` on every response and errors as `{"__type", "Message"}` (KMS: lowercase `message`).
-//! Query-protocol requests (no target, a form body) go to STS's GetCallerIdentity.
+//! Query-protocol requests (no target, a form body) are STS's, or the IAM API's when signed
+//! for `iam`; they go through the same pipeline (`pipeline::call_query`).
 //!
 //! Without `--dev`, every request is authenticated (SigV4, `auth::authenticate`) and
 //! authorized (`auth::authorize`) before its handler runs; with `--dev` any credentials
 //! are accepted and only the credential scope is read.
 
 use crate::audit::Source;
-use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
+use crate::auth::RawRequest;
 use crate::pipeline::{self, Caller, Credentials, Outcome};
-use crate::{App, RequestContext, sts};
+use crate::{App, query, sts};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -20,7 +21,7 @@ use coffer_wire::operation::{CloudTrailOp, Operation, Service};
 use coffer_wire::protocol::{CONTENT_TYPE, error_body, kms_error_body, parse_target};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The router: `GET /health` and `GET /ready` are the probes (`probes`), `GET /metrics`
 /// the metrics (unless they have a listener of their own); every other path and method goes
@@ -72,11 +73,9 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         }
     };
     let mut error_code = None;
-    let (status, content_type, body) = if iam_protocol {
-        let (status, body) = crate::iam_api::answer(&app, request, &request_id).await;
-        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
-    } else if query_protocol {
-        let (status, body) = answer_sts(&app, request, &request_id).await;
+    let (status, content_type, body) = if query_protocol {
+        let service = if iam_protocol { Service::Iam } else { Service::Sts };
+        let (status, body) = answer_query(&app, request, &request_id, service).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
     } else if coffer_wire::cloudtrail::operation(&target).is_some() {
         let (status, body) = answer_cloudtrail(&app, request, &request_id).await;
@@ -169,10 +168,6 @@ async fn principal_arn(app: &Arc<App>, access_key_id: &str) -> Option<String> {
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-pub(crate) fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Splits a request into the owned parts authentication needs and its body stream.
@@ -310,19 +305,27 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
     }
 }
 
-/// Answers a query-protocol (STS) request: `(status, XML body)`.
-async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
-    let dev_ctx = match &app.iam {
+/// Answers a query-protocol request (STS, or the IAM API): `(status, XML body)`. The call
+/// goes through the pipeline like any other, on the blocking pool (AssumeRole and the IAM
+/// API's changes wait for the store).
+async fn answer_query(
+    app: &Arc<App>,
+    request: Request,
+    request_id: &str,
+    service: Service,
+) -> (u16, Vec<u8>) {
+    let refuse = |e: AwsError| query::error_body(service, &e, request_id);
+    let dev = match &app.iam {
+        // `--dev` verifies no one, so it has no one to manage.
+        None if service == Service::Iam => {
+            let message = "The IAM API needs authentication: it is not served with --dev.";
+            return refuse(query::failure("InvalidAction", message, 400));
+        }
         None => match caller(request.headers(), &app.config.default_account) {
-            Ok(Credentials::Unverified { scope, access_key_id }) => {
-                Some(RequestContext::new(scope, access_key_id, request_id.to_string()))
-            }
-            Ok(_) => None,
+            Ok(credentials) => Some(credentials),
             Err(_) => {
-                return sts::signature_error(
-                    &coffer_auth::SigV4Error::MissingAuthenticationToken,
-                    request_id,
-                );
+                let missing = coffer_auth::SigV4Error::MissingAuthenticationToken;
+                return refuse(query::signature_error(&missing));
             }
         },
         Some(_) => None,
@@ -330,101 +333,31 @@ async fn answer_sts(app: &Arc<App>, request: Request, request_id: &str) -> (u16,
     let (raw, body) = raw_parts(request);
     let buffer = match read_body(app, body).await {
         Ok(b) => b,
-        Err(e) => {
-            // The query protocol names its errors without the JSON protocol's suffix.
-            let code = e.code.as_str().trim_end_matches("Exception");
-            return sts::error(code, &e.message, request_id, e.code.http_status());
-        }
+        Err(e) => return refuse(e),
     };
     // AssumeRoleWithWebIdentity is not signed: the token it carries is the credential.
-    if let Some(answered) = crate::web_identity::intercept(app, &raw, &buffer, request_id).await {
+    if service == Service::Sts
+        && let Some(answered) = crate::web_identity::intercept(app, &raw, &buffer, request_id).await
+    {
         return answered;
     }
+    let form = query::Form::of_request(&raw.query, &buffer);
+    let (source, secure) = (Source::of(&raw), raw.secure);
+    let credentials = dev.unwrap_or(Credentials::Signed(raw));
+    let caller = Caller { credentials, request_id: request_id.to_string(), source, secure };
     let app = app.clone();
-    let id = request_id.to_string();
     let answered = tokio::task::spawn_blocking(move || {
-        let request_id = id;
-        let internal =
-            |id: &str| sts::error("InternalFailure", "An internal error occurred.", id, 500);
-        let (ctx, who) = match (&app.iam, dev_ctx) {
-            (Some(iam), _) => match auth::authenticate(
-                &app,
-                iam,
-                &raw,
-                &buffer,
-                Service::Sts.signing_name(),
-                now_secs(),
-            ) {
-                Ok(who) => {
-                    let scope =
-                        Scope::new(who.caller.principal.account.clone(), who.region.clone());
-                    let key = who.access_key_id.clone();
-                    (RequestContext::new(scope, key, request_id.clone()), Some(who))
-                }
-                Err(AuthFailure::Signature(e)) => {
-                    if let Some((scope, who)) = pipeline::failed_signer(&app, iam, &raw, &e) {
-                        let key = who.access_key_id.clone();
-                        let ctx = RequestContext::new(scope, key, request_id.clone());
-                        let identity = crate::audit::identity(Some(&who), &ctx);
-                        let form = if raw.query.contains("Action=") {
-                            raw.query.clone()
-                        } else {
-                            String::from_utf8_lossy(&buffer).into_owned()
-                        };
-                        let action = sts::form_value(&form, "Action").unwrap_or_default();
-                        let error = Some((e.query_code().to_string(), e.query_message()));
-                        // The call fails either way; a trail failure is logged there.
-                        let _ = crate::audit::record_sts_call(
-                            &app, &ctx, identity, &raw, &action, error,
-                        );
-                    }
-                    return sts::signature_error(&e, &request_id);
-                }
-                Err(AuthFailure::Internal(_)) => return internal(&request_id),
-            },
-            (None, Some(ctx)) => (ctx, None),
-            (None, None) => return internal(&request_id),
-        };
-        let identity = match &who {
-            Some(Authenticated { caller, .. }) => sts::Identity {
-                arn: caller.principal.arn.clone(),
-                user_id: caller.principal.user_id.clone(),
-                account: caller.principal.account.clone(),
-            },
-            None => sts::Identity {
-                arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
-                user_id: ctx.scope.account.clone(),
-                account: ctx.scope.account.clone(),
-            },
-        };
-        let form = if raw.query.contains("Action=") {
-            raw.query.clone()
-        } else {
-            String::from_utf8_lossy(&buffer).into_owned()
-        };
-        let action = sts::form_value(&form, "Action").unwrap_or_default();
-        let (status, body, error) =
-            match crate::sessions::answer(&app, who.as_ref(), &raw, &form, &request_id) {
-                Some(answered) => answered,
-                None => {
-                    let (status, body) = sts::answer(&form, &identity, &request_id);
-                    let error = (status != 200).then(|| {
-                        ("InvalidAction".to_string(), format!("Could not find operation {action}"))
-                    });
-                    (status, body, error)
-                }
-            };
-        // STS calls are audited like every other call, and fail closed in the same way.
-        let audit_identity = crate::audit::identity(who.as_ref(), &ctx);
-        match crate::audit::record_sts_call(&app, &ctx, audit_identity, &raw, &action, error) {
-            Ok(()) => (status, body),
-            Err(_) => internal(&request_id),
-        }
+        pipeline::call_query(&app, &caller, service, buffer, form)
     })
     .await;
-    answered.unwrap_or_else(|_| {
-        sts::error("InternalFailure", "An internal error occurred.", request_id, 500)
-    })
+    match answered {
+        Ok(Ok(body)) => (200, body),
+        Ok(Err(e)) => refuse(e),
+        Err(e) => {
+            tracing::error!(error = %e, "handler panicked");
+            refuse(AwsError::internal())
+        }
+    }
 }
 
 /// Reads the caller's access key and region from the SigV4 `Authorization` header.

@@ -5,28 +5,26 @@
 //! `ValidationError`, `AccessDenied`). `aws iam ...`, boto3's `iam` client and Terraform
 //! manage users, keys, policies, groups and roles here.
 //!
-//! Every call is authenticated like any other and authorized by the caller's identity
-//! policies for `iam:<Action>` on the entity it names (the user, group, role or policy
-//! ARN), then carried out through `coffer-iam` (the same code `coffer admin` uses), and
-//! audited (event source `iam.amazonaws.com`) without parameters or response elements,
-//! so no secret access key reaches the trail.
+//! Every call runs through the pipeline like any other (`pipeline::call_query`: identified,
+//! audited, counted against the `iam` quota); its handler ([`handle`]) authorizes it by the
+//! caller's identity policies for `iam:<Action>` on the entity it names (the user, group,
+//! role or policy ARN, read with its path), carries it out through `coffer-iam` (the same
+//! code `coffer admin` uses), and its event (event source `iam.amazonaws.com`) holds no
+//! parameters or response elements, so no secret access key reaches the trail.
 
-use crate::audit::{CallRecord, Source};
-use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
+use crate::auth::{self, Authenticated, RawRequest};
 use crate::iam::directory::{Entity, GroupRecord, ManagedPolicy, RoleRecord, Tag};
 use crate::iam::{AccessKeyRecord, Iam, IamError, UserRecord};
+use crate::query::Form;
 use crate::{App, RequestContext};
-use axum::extract::Request;
 use axum::http::HeaderMap;
 use coffer_auth::time::format_iso8601;
-use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_core::{AwsError, ErrorCode};
 use coffer_wire::operation::{IamOp, Service};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-const XMLNS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 pub const VERSION: &str = "2010-05-08";
 
 /// True when a query-protocol request is signed for IAM (its credential scope names the
@@ -84,6 +82,12 @@ impl From<IamError> for Failure {
     }
 }
 
+impl From<Failure> for AwsError {
+    fn from(f: Failure) -> AwsError {
+        crate::query::failure(f.code, f.message, f.status)
+    }
+}
+
 impl From<AwsError> for Failure {
     fn from(e: AwsError) -> Failure {
         match e.code {
@@ -93,30 +97,20 @@ impl From<AwsError> for Failure {
     }
 }
 
-pub(crate) use crate::sts::escape;
+pub(crate) use crate::query::escape;
 
 /// IAM returns policy documents URL-encoded (RFC 3986), which the SDKs decode.
 fn url_encode(s: &str) -> String {
     crate::sts::percent_encode(s)
 }
 
-/// An IAM error body and its HTTP status.
-pub fn error(code: &str, message: &str, request_id: &str, status: u16) -> (u16, Vec<u8>) {
-    crate::sts::query_error(XMLNS, code, message, request_id, status)
+/// What IAM's handlers read from a form beyond [`Form`]'s own.
+trait IamForm {
+    fn required(&self, name: &str, member: &str) -> Result<&str, Failure>;
+    fn tags(&self) -> Vec<Tag>;
 }
 
-/// The form parameters of a request: the query string's, or the body's.
-struct Form(BTreeMap<String, String>);
-
-impl Form {
-    fn parse(text: &[u8]) -> Form {
-        Form(form_urlencoded::parse(text).into_owned().collect())
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
+impl IamForm for Form {
     fn required(&self, name: &str, member: &str) -> Result<&str, Failure> {
         self.get(name).ok_or_else(|| {
             Failure::invalid(format!(
@@ -124,11 +118,6 @@ impl Form {
                  constraint: Member must not be null"
             ))
         })
-    }
-
-    /// `Name.member.1`, `Name.member.2`, ... in order.
-    fn list(&self, name: &str) -> Vec<String> {
-        (1..).map_while(|i| self.get(&format!("{name}.member.{i}")).map(str::to_string)).collect()
     }
 
     fn tags(&self) -> Vec<Tag> {
@@ -304,131 +293,37 @@ fn attached_xml(x: &mut Xml, arns: &[String]) {
     x.untruncated();
 }
 
-/// Answers an IAM query-protocol request: `(status, XML body)`.
-pub async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> (u16, Vec<u8>) {
-    if app.iam.is_none() {
-        // `--dev` verifies no one, so it has no one to manage.
-        return error(
-            "InvalidAction",
-            "The IAM API needs authentication: it is not served with --dev.",
-            request_id,
-            400,
-        );
-    }
-    let (raw, body) = crate::http::raw_parts(request);
-    let buffer = match crate::http::read_body(app, body).await {
-        Ok(b) => b,
-        Err(e) => {
-            let code = e.code.as_str().trim_end_matches("Exception");
-            return error(code, &e.message, request_id, e.code.http_status());
-        }
-    };
-    let app = app.clone();
-    let id = request_id.to_string();
-    tokio::task::spawn_blocking(move || answer_blocking(&app, &raw, &buffer, &id))
-        .await
-        .unwrap_or_else(|_| error("ServiceFailure", "An internal error occurred.", request_id, 500))
-}
-
-fn answer_blocking(
+/// Runs one IAM call, its caller identified, audited and counted by the pipeline:
+/// `Ok(the XML answer)`, or the error in IAM's terms. A change and its event commit in one
+/// transaction, as every mutating call's do.
+pub fn handle(
     app: &Arc<App>,
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
     raw: &RawRequest,
-    buffer: &[u8],
-    request_id: &str,
-) -> (u16, Vec<u8>) {
-    let internal = || error("ServiceFailure", "An internal error occurred.", request_id, 500);
-    let Some(iam) = app.iam.as_ref() else { return internal() };
-    let signing = Service::Iam.signing_name();
-    let who = match auth::authenticate(app, iam, raw, buffer, signing, crate::http::now_secs()) {
-        Ok(who) => who,
-        Err(AuthFailure::Signature(e)) => {
-            if let Some((scope, signer)) = crate::pipeline::failed_signer(app, iam, raw, &e) {
-                let name = form_of(raw, buffer).get("Action").unwrap_or_default().to_string();
-                if let Some(op) = IamOp::from_name(&name) {
-                    let key = signer.access_key_id.clone();
-                    let ctx = RequestContext::new(scope, key, request_id.to_string());
-                    let identity = crate::audit::identity(Some(&signer), &ctx);
-                    let record = CallRecord::begin(
-                        &ctx.scope,
-                        request_id,
-                        identity,
-                        &Source::of(raw),
-                        op.into(),
-                        None,
-                    );
-                    let error = Err((e.query_code().to_string(), e.query_message()));
-                    // The call fails either way; a trail failure is logged there.
-                    let _ = record.finish_outcome(app, error);
-                }
-            }
-            return error(e.query_code(), &e.query_message(), request_id, 403);
-        }
-        Err(AuthFailure::Internal(_)) => return internal(),
+    op: IamOp,
+    form: &Form,
+) -> Result<Vec<u8>, AwsError> {
+    let (Some(iam), Some(who)) = (app.iam.as_ref(), who) else {
+        // `--dev` verifies no one, so it has no one to manage.
+        let message = "The IAM API needs authentication: it is not served with --dev.";
+        return Err(crate::query::failure("InvalidAction", message, 400));
     };
     // A user's GetSessionToken credentials carry no MFA here, and IAM refuses those.
     if who.access_key_id.starts_with("ASIA") && !who.caller.principal.is_assumed_role() {
-        let e = coffer_auth::SigV4Error::UnrecognizedClient;
-        return error(e.query_code(), &e.query_message(), request_id, 403);
+        return Err(crate::query::signature_error(&coffer_auth::SigV4Error::UnrecognizedClient));
     }
-    let form = form_of(raw, buffer);
-    let action = form.get("Action").unwrap_or_default().to_string();
-    let Some(op) = IamOp::from_name(&action) else {
-        let shown: String = action.chars().take(128).collect();
-        return error(
-            "InvalidAction",
-            &format!("Could not find operation {shown} for version {VERSION}"),
-            request_id,
-            400,
-        );
-    };
-    let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
-    let ctx = RequestContext::new(scope, who.access_key_id.clone(), request_id.to_string());
-    let identity = crate::audit::identity(Some(&who), &ctx);
-    let record =
-        CallRecord::begin(&ctx.scope, request_id, identity, &Source::of(raw), op.into(), None);
-    // A change and its event commit in one transaction, as every mutating call's do.
     let store = RecordedStore {
         app: app.clone(),
-        event: record.for_write(),
+        event: ctx.audit.for_write(),
         appended: AtomicBool::new(false),
     };
-    let result = Call { store: &store, iam, who: &who, raw, form: &form }.run(op);
+    let result = Call { store: &store, iam, who, raw, form }.run(op);
     if store.appended.load(Ordering::SeqCst) {
-        record.committed();
+        ctx.audit.committed();
     }
-    // Neither parameters nor response elements are recorded: the answer of
-    // CreateAccessKey holds a secret access key.
-    let outcome = match &result {
-        Ok(_) => Ok(&[][..]),
-        Err(f) => Err((f.code.to_string(), f.message.clone())),
-    };
-    if record.finish_outcome(app, outcome).is_err() {
-        return internal();
-    }
-    match result {
-        Ok(body) => {
-            let name = op.name();
-            let result = if body.is_empty() {
-                String::new()
-            } else {
-                format!("  <{name}Result>{body}</{name}Result>\n")
-            };
-            let body = format!(
-                "<{name}Response xmlns=\"{XMLNS}\">\n{result}  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{name}Response>\n",
-                escape(request_id)
-            );
-            (200, body.into_bytes())
-        }
-        Err(f) => error(f.code, &f.message, request_id, f.status),
-    }
-}
-
-fn form_of(raw: &RawRequest, buffer: &[u8]) -> Form {
-    if raw.query.contains("Action=") {
-        Form::parse(raw.query.as_bytes())
-    } else {
-        Form::parse(buffer)
-    }
+    let body = result?;
+    Ok(crate::query::response(Service::Iam, op.name(), &body, &ctx.request_id))
 }
 
 /// The store as an IAM API call sees it: its first committed write transaction also

@@ -30,6 +30,7 @@ mod paging;
 pub mod pipeline;
 pub mod policies;
 pub mod probes;
+pub mod query;
 pub mod quotas;
 pub mod replication;
 pub mod rotation;

@@ -6,6 +6,12 @@
 //! audit record (`audit::CallRecord::begin`) → quota → decode and validate ([`decode`]) →
 //! authorize (`auth::authorize`, typed) → handle (`dispatch`) → conclude the record.
 //!
+//! The JSON 1.1 services enter through [`run`]/[`call`]; STS and the IAM API (AWS's query
+//! protocol) through [`run_query`]/[`call_query`], which decode the form (`query`) and take
+//! the same stages: their calls are identified, audited and counted against their quotas
+//! as every other call is, and their handlers (`dispatch::dispatch_query`) authorize on the
+//! entity or role the form names.
+//!
 //! The audit record and the LastAccessedDate updates travel in the call's
 //! [`RequestContext`]; nothing of a call is kept in a thread-local. Read-only calls share
 //! one read transaction for all their stages (the store's `read_scope`: see
@@ -13,16 +19,19 @@
 
 use crate::audit::{self, CallRecord, Source, Unwritten};
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
-use crate::dispatch::dispatch;
+use crate::dispatch::{dispatch, dispatch_query};
+use crate::query::{self, Form};
 use crate::secrets::AccessRecords;
 use crate::{App, RequestContext};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_wire::model::ServiceModel;
-use coffer_wire::operation::Operation;
+use coffer_wire::operation::{Operation, Service};
 use coffer_wire::validate::validate_input;
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroize;
 
@@ -89,9 +98,74 @@ pub struct Outcome {
     pub unwritten: Option<Unwritten>,
 }
 
+/// What a call carries, as its protocol decodes it.
+enum Request {
+    /// AWS JSON 1.1: the operation's JSON document (which the signature covers).
+    Json(Vec<u8>),
+    /// The query protocol (STS, IAM): the body the signature covers, and the form that
+    /// holds the parameters (the body's, or the query string's).
+    Query { body: Vec<u8>, form: Form },
+}
+
+impl Request {
+    /// The bytes the signature covers.
+    fn signed(&self) -> &[u8] {
+        match self {
+            Request::Json(body) | Request::Query { body, .. } => body,
+        }
+    }
+
+    /// Wipes the body of a call that ends here: it may hold a value.
+    fn wipe(self) {
+        match self {
+            Request::Json(mut body) | Request::Query { mut body, .. } => body.zeroize(),
+        }
+    }
+}
+
+/// What a call asks for: an operation, or (query protocol) an action its service does not
+/// have, refused once the caller is identified (`InvalidAction`, as AWS answers it) and
+/// recorded under the name sent, cut to `query::MAX_ECHOED_ACTION` characters.
+#[derive(Clone, Copy)]
+enum Asked<'a> {
+    Op(Operation),
+    Unknown { service: Service, action: &'a str },
+}
+
+impl Asked<'_> {
+    fn service(self) -> Service {
+        match self {
+            Asked::Op(op) => op.service(),
+            Asked::Unknown { service, .. } => service,
+        }
+    }
+
+    /// Begins the call's record once its caller is known.
+    fn begin_record(
+        self,
+        ctx: &RequestContext,
+        identity: coffer_audit::event::UserIdentity,
+        source: &Source,
+        model: Option<&ServiceModel>,
+    ) -> CallRecord {
+        let (scope, id) = (&ctx.scope, &ctx.request_id);
+        match self {
+            Asked::Op(op) => CallRecord::begin(scope, id, identity, source, op, model),
+            Asked::Unknown { service, action } => {
+                CallRecord::begin_unknown(scope, id, identity, source, service, action)
+            }
+        }
+    }
+}
+
 /// Runs a call through every stage and writes its event: for callers that may block (the
 /// console, a worker thread). `body` is the operation's JSON request.
-pub fn call(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Result<Vec<u8>, AwsError> {
+pub fn call(
+    app: &Arc<App>,
+    caller: &Caller,
+    op: Operation,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, AwsError> {
     let Outcome { result, unwritten } = run(app, caller, op, body);
     if let Some(unwritten) = unwritten {
         audit::write_unwritten(app, unwritten)?;
@@ -99,21 +173,66 @@ pub fn call(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Result<
     result
 }
 
+/// Runs a query-protocol call (STS, IAM) through every stage and writes its event, for a
+/// caller that may block. `body` is what the signature covers, `form` the parameters (the
+/// body's, or the query string's). Errors come back in the query protocol's terms.
+pub fn call_query(
+    app: &Arc<App>,
+    caller: &Caller,
+    service: Service,
+    body: Vec<u8>,
+    form: Form,
+) -> Result<Vec<u8>, AwsError> {
+    let Outcome { result, unwritten } = run_query(app, caller, service, body, form);
+    if let Some(unwritten) = unwritten {
+        audit::write_unwritten(app, unwritten).map_err(|e| query::in_query_terms(service, e))?;
+    }
+    result
+}
+
+/// [`call_query`] but for the last write of the call's event, which is returned.
+pub fn run_query(
+    app: &Arc<App>,
+    caller: &Caller,
+    service: Service,
+    body: Vec<u8>,
+    form: Form,
+) -> Outcome {
+    // Decode: the form's Action names the operation. An action the service does not have
+    // is refused only once the caller is identified, as AWS does.
+    let decoded = query::operation(service, &form);
+    let asked = match &decoded {
+        Ok(op) => Asked::Op(*op),
+        Err((_, shown)) => Asked::Unknown { service, action: shown },
+    };
+    // No shared read: STS and IAM calls read little, and AssumeRole and GetSessionToken
+    // write (a session) although they count as reads.
+    let request = Request::Query { body, form };
+    let (result, record, _) = serve(app, caller, asked, request, AccessRecords::immediate());
+    // Errors in the protocol's terms, which the event records as the answer names them.
+    let result = result.map_err(|e| query::in_query_terms(service, e));
+    // The answer itself is never recorded: STS's and IAM's may hold credentials.
+    let unwritten = record.conclude(&result.as_ref().map(|_| Vec::new()).map_err(Clone::clone));
+    Outcome { result, unwritten }
+}
+
 /// Runs a call through every stage but the last write of its event, which is returned
 /// for the caller to write ([`call`], or the front door without holding a thread).
-pub fn run(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Outcome {
+pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Outcome {
+    let asked = Asked::Op(op);
     // A read-only call, and every call on a store whose transactions never wait (`--dev`),
     // reads through one transaction from authentication to its answer; its LastAccessedDate
     // updates are written once that transaction is over.
     if !(op.read_only() || app.writes_inline()) {
-        let (result, record, _) = serve(app, caller, op, body, AccessRecords::immediate());
+        let request = Request::Json(body);
+        let (result, record, _) = serve(app, caller, asked, request, AccessRecords::immediate());
         let unwritten = record.conclude(&result);
         return Outcome { result, unwritten };
     }
     let (mut body, mut served) = (Some(body), None);
     app.store.read_scope(&mut || {
-        let body = body.take().unwrap_or_default();
-        served = Some(serve(app, caller, op, body, AccessRecords::deferred()));
+        let request = Request::Json(body.take().unwrap_or_default());
+        served = Some(serve(app, caller, asked, request, AccessRecords::deferred()));
     });
     let Some((result, record, ctx)) = served else {
         return Outcome { result: Err(AwsError::internal()), unwritten: None };
@@ -129,35 +248,43 @@ pub fn run(app: &App, caller: &Caller, op: Operation, body: Vec<u8>) -> Outcome 
 /// Every stage from identification to the handler's answer. Returns the answer, the
 /// call's audit record (to conclude) and its context, when it got one.
 fn serve(
-    app: &App,
+    app: &Arc<App>,
     caller: &Caller,
-    op: Operation,
-    mut body: Vec<u8>,
+    asked: Asked<'_>,
+    request: Request,
     access: AccessRecords,
 ) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
-    let model = ServiceModel::of(op.service());
-    let (mut ctx, who) = match identify(app, caller, op, &body) {
+    // The service's model, looked up once: the record and validation both use it.
+    let model = ServiceModel::of(asked.service());
+    let (mut ctx, who) = match identify(app, caller, asked, request.signed()) {
         Ok(identified) => identified,
         Err((e, record)) => {
-            body.zeroize();
+            request.wipe();
             return (Err(e), record.unwrap_or_default(), None);
         }
     };
     ctx.access = access;
     let identity = audit::identity(who.as_ref(), &ctx);
-    ctx.audit = CallRecord::begin(&ctx.scope, &ctx.request_id, identity, &caller.source, op, model);
-    let result = serve_identified(app, caller, &mut ctx, who.as_ref(), op, body);
+    ctx.audit = asked.begin_record(&ctx, identity, &caller.source, model);
+    let result = match asked {
+        Asked::Op(op) => serve_identified(app, caller, &mut ctx, who.as_ref(), model, op, request),
+        Asked::Unknown { service, action } => {
+            request.wipe();
+            Err(query::invalid_action(service, action))
+        }
+    };
     let record = std::mem::take(&mut ctx.audit);
     (result, record, Some(ctx))
 }
 
-/// Identifies the caller: verifies a signature, or takes a verified or `--dev` identity.
-/// A failed signature of a known access key comes back with the record its owner's trail
-/// gets (rate-limited, see `audit::Auditor::note_failed_signature`).
-pub fn identify(
+/// Identifies the caller: verifies a signature (for the signing name of the service
+/// asked), or takes a verified or `--dev` identity. A refusal is in the protocol's terms
+/// of that service. A failed signature of a known access key comes back with the record
+/// its owner's trail gets (rate-limited, see `audit::Auditor::note_failed_signature`).
+fn identify(
     app: &App,
     caller: &Caller,
-    op: Operation,
+    asked: Asked<'_>,
     body: &[u8],
 ) -> Result<(RequestContext, Option<Authenticated>), (AwsError, Option<CallRecord>)> {
     let request_id = caller.request_id.clone();
@@ -168,16 +295,23 @@ pub fn identify(
         }
         (Credentials::Verified(who), Some(_)) => who.clone(),
         (Credentials::Signed(raw), Some(iam)) => {
-            match auth::authenticate(app, iam, raw, body, op.signing_name(), now_secs()) {
+            let signing_name = asked.service().signing_name();
+            match auth::authenticate(app, iam, raw, body, signing_name, now_secs()) {
                 Ok(who) => who,
                 Err(e) => {
                     let record = match &e {
                         AuthFailure::Signature(failure) => {
-                            failed_signature(app, iam, raw, failure, caller, op)
+                            failed_signature(app, iam, raw, failure, caller, asked)
                         }
                         AuthFailure::Internal(_) => None,
                     };
-                    return Err((e.into_json(), record));
+                    let e = match e {
+                        AuthFailure::Signature(e) if query::speaks_query(asked.service()) => {
+                            query::signature_error(&e)
+                        }
+                        e => e.into_json(),
+                    };
+                    return Err((e, record));
                 }
             }
         }
@@ -191,23 +325,35 @@ pub fn identify(
 /// The stages after the caller is known, whose outcome is audited: quota, decode and
 /// validate, authorize, handle.
 fn serve_identified(
-    app: &App,
+    app: &Arc<App>,
     caller: &Caller,
     ctx: &mut RequestContext,
     who: Option<&Authenticated>,
+    model: Option<&ServiceModel>,
     op: Operation,
-    mut body: Vec<u8>,
+    request: Request,
 ) -> Result<Vec<u8>, AwsError> {
     // The caller's own account is counted (as AWS counts a cross-account call), before
     // anything is parsed or done: a throttled call changes nothing; its event records
     // the error like any other failed call's.
     if let Err(e) = app.quotas.check(&ctx.scope, op) {
-        body.zeroize();
+        request.wipe();
         return Err(e);
     }
+    let body = match request {
+        Request::Json(body) => body,
+        Request::Query { mut body, form } => {
+            // The form holds the parameters; the body was needed for the signature only.
+            // No model of STS or IAM is embedded: their handlers check their parameters
+            // as the services do, and authorize on what the form names. Their events
+            // record no parameters.
+            body.zeroize();
+            return dispatch_query(app, ctx, who, &raw_of(caller), op, &form);
+        }
+    };
     let request = decode(body)?;
     ctx.audit.set_request(&request);
-    if let Some(model) = ServiceModel::of(op.service()) {
+    if let Some(model) = model {
         validate_input(model, op.name(), &request)?;
     }
     if let Some(who) = who {
@@ -225,6 +371,23 @@ fn serve_identified(
         ctx.gate = Some(authorized.gate);
     }
     dispatch(app, ctx, op, request)
+}
+
+/// The request as a handler that decides on its source sees it (`aws:SourceIp`,
+/// `aws:SecureTransport`): the signed request, or for a caller identified otherwise (a
+/// console session, `--dev`) its source alone.
+fn raw_of(caller: &Caller) -> Cow<'_, RawRequest> {
+    match &caller.credentials {
+        Credentials::Signed(raw) => Cow::Borrowed(raw),
+        Credentials::Verified(_) | Credentials::Unverified { .. } => Cow::Owned(RawRequest {
+            method: "POST".to_string(),
+            path: "/".to_string(),
+            query: String::new(),
+            headers: Vec::new(),
+            source_ip: caller.source.ip,
+            secure: caller.secure,
+        }),
+    }
 }
 
 /// Parses the JSON body (an empty one is `{}`), wiping the bytes: they may hold a value.
@@ -265,17 +428,17 @@ fn failed_signature(
     raw: &RawRequest,
     failure: &coffer_auth::SigV4Error,
     caller: &Caller,
-    op: Operation,
+    asked: Asked<'_>,
 ) -> Option<CallRecord> {
     let (scope, who) = failed_signer(app, iam, raw, failure)?;
     let ctx = RequestContext::new(scope, who.access_key_id.clone(), caller.request_id.clone());
     let identity = audit::identity(Some(&who), &ctx);
-    Some(CallRecord::begin(&ctx.scope, &ctx.request_id, identity, &caller.source, op, None))
+    Some(asked.begin_record(&ctx, identity, &caller.source, None))
 }
 
 /// The known signer of a request whose signature failed, with the scope its event goes
 /// to; logs the warning line. See [`failed_signature`].
-pub(crate) fn failed_signer(
+fn failed_signer(
     app: &App,
     iam: &crate::iam::Iam,
     raw: &RawRequest,
@@ -445,6 +608,34 @@ mod tests {
         assert_eq!(record["sessionCredentialFromConsole"], "true");
         assert_eq!(record["userAgent"], "AWS Internal");
         assert_eq!(record["awsRegion"], "eu-west-1");
+    }
+
+    /// An STS call takes the same stages: answered in XML, and audited in the caller's
+    /// trail; an action STS does not have is refused and recorded under its name, cut.
+    #[test]
+    fn a_query_protocol_call_is_answered_and_audited() {
+        let app = dev_app();
+        let caller = console_caller();
+        let form = b"Action=GetCallerIdentity&Version=2011-06-15";
+        let answer =
+            call_query(&app, &caller, Service::Sts, form.to_vec(), Form::parse(form)).unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.contains("<Arn>arn:aws:iam::111122223333:root</Arn>"), "{answer}");
+        let unknown = format!("Action={}&Version=2011-06-15", "X".repeat(300));
+        let form = Form::parse(unknown.as_bytes());
+        let err = call_query(&app, &caller, Service::Sts, unknown.into_bytes(), form).unwrap_err();
+        assert_eq!((err.code.as_str(), err.code.http_status()), ("InvalidAction", 400));
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        let events = call(&app, &caller, lookup, b"{}".to_vec()).unwrap();
+        let events: Value = serde_json::from_slice(&events).unwrap();
+        let names: Vec<&str> = events["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["EventName"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"GetCallerIdentity"), "{names:?}");
+        assert!(names.contains(&"X".repeat(query::MAX_ECHOED_ACTION).as_str()), "{names:?}");
     }
 
     /// A call's bad input is refused by the same validation as over the wire, and its

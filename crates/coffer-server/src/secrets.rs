@@ -250,17 +250,19 @@ pub(crate) fn open_value(
             ),
         ));
     }
-    if let Some(gate) = gate
-        && let Some(key) = sealing_key(app, tx, &meta.scope, &sealed.0)
-    {
-        let context = secret_context(&meta.arn, version_id);
-        gate.kms_via_secrets_manager((app, tx), "kms:Decrypt", &key, &context)?;
-    }
-    app.keys
-        .kms()
-        .decrypt(tx, &meta.scope, &sealed.0, &secret_context(&meta.arn, version_id), None)
-        .map(|opened| opened.plaintext)
-        .map_err(decryption_failure)
+    let context = secret_context(&meta.arn, version_id);
+    let kms = app.keys.kms();
+    let opened = match sealing_key(app, tx, &meta.scope, &sealed.0) {
+        // The key decided on is the one that opens the value, read once.
+        Some(key) => {
+            if let Some(gate) = gate {
+                gate.kms_via_secrets_manager((app, tx), "kms:Decrypt", &key, &context)?;
+            }
+            kms.decrypt_under(key, &sealed.0, &context)
+        }
+        None => kms.decrypt(tx, &meta.scope, &sealed.0, &context, None),
+    };
+    opened.map(|opened| opened.plaintext).map_err(decryption_failure)
 }
 
 /// Re-encrypts the versions labelled AWSCURRENT, AWSPENDING or AWSPREVIOUS under `key`

@@ -17,9 +17,9 @@ use crate::{App, sts};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
+use coffer_wire::operation::{Service, StsOp};
 use std::sync::Arc;
 
-const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 /// AssumeRole's bounds and default, in seconds.
 const MIN_DURATION: i64 = 900;
 const DEFAULT_DURATION: i64 = 3600;
@@ -82,26 +82,25 @@ impl From<IamError> for Failure {
     }
 }
 
-/// An STS answer: status, XML body, and the error (code, message) for the audit event.
-pub type Answered = (u16, Vec<u8>, Option<(String, String)>);
-
-/// Answers the STS actions that issue credentials; `None` for any other action (which
-/// `sts::answer` handles). Returns `(status, body, error for the audit event)`.
+/// Answers the STS actions that issue credentials, AssumeRole and GetSessionToken
+/// (`sts::handle` answers the others): `Ok(the XML answer)`, or the error as STS names it
+/// (code, message, HTTP status), which the pipeline encodes and records.
 pub fn answer(
     app: &App,
     who: Option<&Authenticated>,
     raw: &RawRequest,
+    op: StsOp,
     form: &str,
     request_id: &str,
-) -> Option<Answered> {
-    let action = sts::form_value(form, "Action").unwrap_or_default();
-    if !matches!(action.as_str(), "AssumeRole" | "GetSessionToken") {
-        return None;
-    }
+) -> Result<Vec<u8>, (&'static str, String, u16)> {
+    let action = op.name();
     let result = match (who, app.iam.as_ref()) {
-        (Some(who), Some(iam)) => match action.as_str() {
-            "AssumeRole" => assume_role(app, iam, who, raw, form),
-            _ => session_token(app, iam, who, form),
+        (Some(who), Some(iam)) => match op {
+            StsOp::AssumeRole => assume_role(app, iam, who, raw, form),
+            StsOp::GetSessionToken => session_token(app, iam, who, form),
+            StsOp::GetCallerIdentity | StsOp::AssumeRoleWithWebIdentity => {
+                Err(Failure("InternalFailure", "An internal error occurred.".into(), 500))
+            }
         },
         // `--dev` verifies nobody, so it has nobody to issue credentials to.
         _ => Err(Failure(
@@ -110,19 +109,10 @@ pub fn answer(
             400,
         )),
     };
-    Some(match result {
-        Ok(body) => {
-            let body = format!(
-                "<{action}Response xmlns=\"{XMLNS}\">\n  <{action}Result>{body}</{action}Result>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{action}Response>\n",
-                crate::iam_api::escape(request_id)
-            );
-            (200, body.into_bytes(), None)
-        }
-        Err(Failure(code, message, status)) => {
-            let (status, body) = sts::error(code, &message, request_id, status);
-            (status, body, Some((code.to_string(), message)))
-        }
-    })
+    match result {
+        Ok(body) => Ok(crate::query::response(Service::Sts, action, &body, request_id)),
+        Err(Failure(code, message, status)) => Err((code, message, status)),
+    }
 }
 
 fn credentials_xml(issued: &IssuedSession) -> String {

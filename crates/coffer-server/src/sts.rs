@@ -1,8 +1,15 @@
-//! `sts:GetCallerIdentity` on Coffer's endpoint, in the AWS query protocol STS speaks:
-//! a form-encoded `Action=GetCallerIdentity&Version=2011-06-15` request and an XML answer,
-//! so `aws sts get-caller-identity --endpoint-url ...` works against Coffer.
+//! STS on Coffer's endpoint, in the AWS query protocol STS speaks: a form-encoded
+//! `Action=GetCallerIdentity&Version=2011-06-15` request and an XML answer, so
+//! `aws sts get-caller-identity --endpoint-url ...` works against Coffer. Its calls run
+//! through the pipeline like every other (`pipeline::call_query`); this module is its
+//! handler ([`handle`]), the credential-issuing actions being in `sessions` and
+//! AssumeRoleWithWebIdentity (unsigned) in `web_identity`.
 
-use coffer_auth::sigv4::SigV4Error;
+use crate::auth::{Authenticated, RawRequest};
+use crate::query::Form;
+use crate::{App, RequestContext};
+use coffer_core::AwsError;
+use coffer_wire::operation::StsOp;
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 pub const VERSION: &str = "2011-06-15";
@@ -63,57 +70,62 @@ pub fn percent_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, RFC3986).to_string()
 }
 
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+pub(crate) use crate::query::escape;
 
 /// An STS error body and its HTTP status.
 pub fn error(code: &str, message: &str, request_id: &str, status: u16) -> (u16, Vec<u8>) {
-    query_error(XMLNS, code, message, request_id, status)
+    crate::query::error_xml(XMLNS, code, message, request_id, status)
 }
 
-/// An error body of a query-protocol service (`xmlns` names it) and its HTTP status.
-pub(crate) fn query_error(
-    xmlns: &str,
-    code: &str,
-    message: &str,
-    request_id: &str,
-    status: u16,
-) -> (u16, Vec<u8>) {
-    let kind = if status >= 500 { "Receiver" } else { "Sender" };
-    let body = format!(
-        "<ErrorResponse xmlns=\"{xmlns}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
-        escape(code),
-        escape(message),
-        escape(request_id)
-    );
-    (status, body.into_bytes())
-}
-
-/// A signature failure as STS reports it: 403 with the query protocol's codes.
-pub fn signature_error(e: &SigV4Error, request_id: &str) -> (u16, Vec<u8>) {
-    error(e.query_code(), &e.query_message(), request_id, 403)
-}
-
-/// Answers a query-protocol request whose form parameters are in `form`.
-pub fn answer(form: &str, identity: &Identity, request_id: &str) -> (u16, Vec<u8>) {
-    let action = form_value(form, "Action").unwrap_or_default();
-    if action != "GetCallerIdentity" {
-        return error(
-            "InvalidAction",
-            &format!("Could not find operation {action} for version {VERSION}"),
-            request_id,
-            400,
-        );
+/// Runs one STS call, its caller identified, audited and counted by the pipeline:
+/// `Ok(the XML answer)`, or the error in STS's terms. GetCallerIdentity needs no
+/// permission (as in AWS); AssumeRole is decided on the role's trust policy and the
+/// caller's policies (`sessions`).
+pub fn handle(
+    app: &App,
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
+    raw: &RawRequest,
+    op: StsOp,
+    form: &Form,
+) -> Result<Vec<u8>, AwsError> {
+    match op {
+        StsOp::GetCallerIdentity => {
+            let identity = match who {
+                Some(Authenticated { caller, .. }) => Identity {
+                    arn: caller.principal.arn.clone(),
+                    user_id: caller.principal.user_id.clone(),
+                    account: caller.principal.account.clone(),
+                },
+                // `--dev`: the root of the account the access key maps to.
+                None => Identity {
+                    arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
+                    user_id: ctx.scope.account.clone(),
+                    account: ctx.scope.account.clone(),
+                },
+            };
+            Ok(caller_identity(&identity, &ctx.request_id))
+        }
+        StsOp::AssumeRole | StsOp::GetSessionToken => {
+            crate::sessions::answer(app, who, raw, op, form.text(), &ctx.request_id)
+                .map_err(|(code, message, status)| crate::query::failure(code, message, status))
+        }
+        // Unsigned (the token is the credential), so answered by `web_identity` before
+        // the pipeline; a request never reaches here with it.
+        StsOp::AssumeRoleWithWebIdentity => Err(AwsError::internal()),
     }
-    let body = format!(
+}
+
+/// GetCallerIdentity's answer.
+pub fn caller_identity(identity: &Identity, request_id: &str) -> Vec<u8> {
+    format!(
         "<GetCallerIdentityResponse xmlns=\"{XMLNS}\">\n  <GetCallerIdentityResult>\n    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{}</Account>\n  </GetCallerIdentityResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</GetCallerIdentityResponse>\n",
         escape(&identity.arn),
         escape(&identity.user_id),
         escape(&identity.account),
         escape(request_id)
-    );
-    (200, body.into_bytes())
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -132,19 +144,15 @@ mod tests {
     }
 
     #[test]
-    fn get_caller_identity_answers_in_xml_and_other_actions_are_invalid() {
+    fn get_caller_identity_answers_in_xml() {
         let id = Identity {
             arn: "arn:aws:iam::000000000000:user/admin".into(),
             user_id: "AIDAEXAMPLE".into(),
             account: "000000000000".into(),
         };
-        let (status, body) = answer("Action=GetCallerIdentity&Version=2011-06-15", &id, "r-1");
-        let body = String::from_utf8(body).unwrap();
-        assert_eq!(status, 200);
+        let body = String::from_utf8(caller_identity(&id, "r-1")).unwrap();
         assert!(body.contains("<Arn>arn:aws:iam::000000000000:user/admin</Arn>"));
         assert!(body.contains("<Account>000000000000</Account>"));
-        let (status, body) = answer("Action=AssumeRole", &id, "r-2");
-        assert_eq!(status, 400);
-        assert!(String::from_utf8(body).unwrap().contains("<Code>InvalidAction</Code>"));
+        assert!(body.contains("<RequestId>r-1</RequestId>"));
     }
 }

@@ -26,6 +26,7 @@ use coffer_auth::Principal;
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate_key_policy};
 use coffer_auth::time::format_iso8601;
 use coffer_core::Scope;
+use coffer_wire::operation::{Service, StsOp};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -77,7 +78,9 @@ pub async fn intercept(
     } else {
         String::from_utf8_lossy(body).into_owned()
     };
-    if sts::form_value(&form, "Action").as_deref() != Some(ACTION) {
+    // The operation comes from the one table (`query::operation`), never a string compare.
+    let asked = crate::query::operation(Service::Sts, &crate::query::Form::parse(form.as_bytes()));
+    if asked.ok() != Some(StsOp::AssumeRoleWithWebIdentity.into()) {
         return None;
     }
     if app.iam.is_none() {

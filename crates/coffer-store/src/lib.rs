@@ -264,9 +264,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes from the store's files what deleted rows left behind, where the store can:
     /// the SQLite store truncates its WAL (its rows are zeroed on deletion by
-    /// `secure_delete`). Called after deletions are carried out. A PostgreSQL store does
-    /// nothing: dead rows stay in its files until VACUUM reuses their space (see
-    /// docs/design/key-hierarchy.md).
+    /// `secure_delete`). Called after deletions are carried out. The PostgreSQL store
+    /// rewrites the tables that hold destroyed rows and has the WAL segments that held them
+    /// removed, batched and only once due (docs/design/postgres-scrub.md); an error says
+    /// what is not destroyed yet.
     fn scrub_deleted(&self) -> StoreResult<()> {
         Ok(())
     }

@@ -157,6 +157,10 @@ pub enum QuotaGroup {
     KmsCryptographic,
     /// A KMS operation that is not cryptographic: its own quota.
     Kms(KmsOp),
+    /// Every STS operation, shared (AWS's STS request quota counts them together).
+    Sts,
+    /// Every IAM API operation, shared (AWS publishes no IAM rates; see `default_rate`).
+    Iam,
 }
 
 impl QuotaGroup {
@@ -168,6 +172,7 @@ impl QuotaGroup {
             .iter()
             .map(|op| op.quota_group())
             .chain(KmsOp::ALL.iter().map(|op| op.quota_group()))
+            .chain([QuotaGroup::Sts, QuotaGroup::Iam])
             .filter(move |group| {
                 let new = !seen.contains(group);
                 seen.push(*group);
@@ -193,6 +198,8 @@ impl QuotaGroup {
             SecretsManagerRandomPassword => "secretsmanager-random-password",
             SecretsManagerBatchGet => "secretsmanager-batch-get",
             KmsCryptographic => "kms-cryptographic",
+            Sts => "sts",
+            Iam => "iam",
             Kms(op) => return std::borrow::Cow::Owned(format!("kms-{}", op.name())),
         })
     }
@@ -219,6 +226,11 @@ impl QuotaGroup {
             | SecretsManagerRandomPassword => 50,
             KmsCryptographic => 5_500,
             Kms(op) => op.own_quota(),
+            // AWS STS's default request quota per account and region.
+            Sts => 600,
+            // AWS throttles its IAM API without publishing the rates; Coffer's default is
+            // that of Secrets Manager's listings, ample for automation (Terraform, CI).
+            Iam => 100,
         }
     }
 }
@@ -331,13 +343,15 @@ impl KmsOp {
 }
 
 impl Operation {
-    /// The request quota the call counts against; `None` for the services Coffer does
-    /// not throttle (its CloudTrail and STS).
+    /// The request quota the call counts against; `None` for the service Coffer does
+    /// not throttle (its own CloudTrail's LookupEvents).
     pub fn quota_group(self) -> Option<QuotaGroup> {
         match self {
             Operation::SecretsManager(op) => Some(op.quota_group()),
             Operation::Kms(op) => Some(op.quota_group()),
-            Operation::CloudTrail(_) | Operation::Sts(_) | Operation::Iam(_) => None,
+            Operation::Sts(_) => Some(QuotaGroup::Sts),
+            Operation::Iam(_) => Some(QuotaGroup::Iam),
+            Operation::CloudTrail(_) => None,
         }
     }
 }
@@ -556,6 +570,17 @@ mod tests {
         assert_eq!(KmsOp::CreateAlias.quota_group().default_rate(), 5);
         let lookup = Operation::from(CloudTrailOp::LookupEvents);
         assert_eq!(lookup.quota_group(), None);
+        // STS and the IAM API are counted too, each service in one bucket.
+        let sts = Operation::from(StsOp::GetCallerIdentity).quota_group();
+        assert_eq!(sts, Operation::from(StsOp::AssumeRole).quota_group());
+        assert_eq!(
+            sts.map(|g| (g.name().into_owned(), g.default_rate())),
+            Some(("sts".into(), 600))
+        );
+        let iam = Operation::from(IamOp::CreateUser).quota_group();
+        assert_eq!(iam, Operation::from(IamOp::ListUsers).quota_group());
+        assert_eq!(iam.map(|g| g.name().into_owned()), Some("iam".into()));
+        assert_eq!(QuotaGroup::from_name("iam"), Some(QuotaGroup::Iam));
     }
 
     #[test]

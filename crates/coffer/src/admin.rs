@@ -197,7 +197,15 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
     }
     // The superseded wrappings were overwritten in place (SQLite's secure_delete); their
     // copies in the WAL go now, before the old key file is moved aside.
-    store.scrub_deleted().map_err(|e| format!("cannot scrub the old wrappings: {e}"))?;
+    // On PostgreSQL the rotation is committed whatever the scrub does, and the background
+    // scrub of the nodes tries again: a scrub that cannot run yet must not stop the key
+    // file's replacement.
+    if let Err(e) = store.scrub_deleted() {
+        if !matches!(args.store, Some(StoreSpec::Postgres(_))) {
+            return Err(format!("cannot scrub the old wrappings: {e}"));
+        }
+        eprintln!("warning: {e}");
+    }
     match source {
         CurrentKey::DataDir(path) => {
             let kept = keep_old_key_file(&path, &old)
@@ -226,8 +234,10 @@ fn rotate(args: RotateMasterKeyArgs) -> Result<(), String> {
     println!("backups taken before this rotation still need the old master key");
     if matches!(args.store, Some(StoreSpec::Postgres(_))) {
         println!(
-            "PostgreSQL keeps the superseded wrappings in dead rows until VACUUM reuses their \
-             space: with the old key they still open the KMS key material"
+            "PostgreSQL keeps the superseded wrappings in dead rows and in its WAL until the \
+             scrub of a running node destroys them (within the store's scrub_delay, 300 s by \
+             default; docs/design/postgres-scrub.md): until then the old key still opens the \
+             KMS key material with them"
         );
     }
     Ok(())

@@ -3,6 +3,7 @@
 mod admin;
 mod audit_cmd;
 mod backup;
+mod backup_format;
 mod config_file;
 mod master_arg;
 mod serve;

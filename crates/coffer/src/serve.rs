@@ -229,6 +229,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         args.dev,
     )?;
     let master = load_master_key(&args, data_dir.as_deref(), store.as_ref())?;
+    // Key material lives in pages locked in RAM where the system allows it; say so when not.
+    match coffer_crypto::locked::lock_failure() {
+        Some(problem) => tracing::warn!("{problem}"),
+        None => tracing::debug!("key material is locked in memory"),
+    }
     // Without --dev every request is authenticated: IAM needs the master key too (it seals
     // the secret access keys), once the key ring has checked it against the store.
     let iam_master = (!args.dev)

@@ -6,6 +6,7 @@ use super::eval::Context;
 use super::wildcard::wildcard_match;
 use crate::time::parse_policy_date;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// A condition operator, without its `IfExists` suffix or set qualifier.
@@ -234,11 +235,15 @@ fn positive(op: ConditionOp, actual: &str, wanted: &str, fold_case: bool) -> boo
 /// values are also compared without regard to case, and the reading that fails closed wins.
 const TAG_KEY_VALUED: &[&str] = &["aws:tagkeys"];
 
+/// Substitutes policy variables in a policy value: borrowed when there are none, `None`
+/// when a variable has no value (that policy value then matches nothing).
+pub type Expand<'a> = dyn Fn(&str) -> Option<Cow<'_, str>> + 'a;
+
 impl Condition {
     /// Evaluates the condition against the request context. `expand` substitutes policy
     /// variables in a policy value (`None` when a variable has no value: that policy value
     /// then matches nothing).
-    pub fn matches(&self, ctx: &Context, expand: &dyn Fn(&str) -> Option<String>) -> bool {
+    pub fn matches(&self, ctx: &Context, expand: &Expand<'_>) -> bool {
         self.matches_values(ctx.get(&self.key), expand, false)
     }
 
@@ -247,39 +252,35 @@ impl Condition {
     /// values ([`Context::is_ambiguous`], read once per value) and string comparisons of tag
     /// keys (read as written and without regard to case). An Allow needs the condition on
     /// every reading; a Deny applies when it holds on any.
-    pub fn holds(
-        &self,
-        effect: Effect,
-        ctx: &Context,
-        expand: &dyn Fn(&str) -> Option<String>,
-    ) -> bool {
+    pub fn holds(&self, effect: Effect, ctx: &Context, expand: &Expand<'_>) -> bool {
         let present = ctx.get(&self.key);
-        let mut readings: Vec<bool> = Vec::with_capacity(2);
+        // Whether the condition held on every reading, and on any.
+        let (mut every, mut some) = (true, false);
+        let mut reading = |held: bool| {
+            every &= held;
+            some |= held;
+        };
         match present {
             Some(values) if values.len() > 1 && ctx.is_ambiguous(&self.key) => {
                 for value in values {
-                    readings.push(self.matches_values(
-                        Some(std::slice::from_ref(value)),
-                        expand,
-                        false,
-                    ));
+                    reading(self.matches_values(Some(std::slice::from_ref(value)), expand, false));
                 }
             }
-            _ => readings.push(self.matches_values(present, expand, false)),
+            _ => reading(self.matches_values(present, expand, false)),
         }
-        if TAG_KEY_VALUED.contains(&self.key.to_ascii_lowercase().as_str()) {
-            readings.push(self.matches_values(present, expand, true));
+        if TAG_KEY_VALUED.iter().any(|key| key.eq_ignore_ascii_case(&self.key)) {
+            reading(self.matches_values(present, expand, true));
         }
         match effect {
-            Effect::Allow => readings.iter().all(|r| *r),
-            Effect::Deny => readings.iter().any(|r| *r),
+            Effect::Allow => every,
+            Effect::Deny => some,
         }
     }
 
     fn matches_values(
         &self,
         present: Option<&[String]>,
-        expand: &dyn Fn(&str) -> Option<String>,
+        expand: &Expand<'_>,
         fold_case: bool,
     ) -> bool {
         let present = present.filter(|v| !v.is_empty());
@@ -299,7 +300,7 @@ impl Condition {
                     None => negated.is_some(),
                 };
         };
-        let wanted: Vec<String> = self.values.iter().filter_map(|v| expand(v)).collect();
+        let wanted: Vec<Cow<'_, str>> = self.values.iter().filter_map(|v| expand(v)).collect();
         let base = negated.unwrap_or(self.op);
         let satisfied = |value: &String| {
             let hit = wanted.iter().any(|w| positive(base, value, w, fold_case));
@@ -431,7 +432,7 @@ mod tests {
     }
 
     fn eval(c: &Condition, context: &Context) -> bool {
-        c.matches(context, &|v| Some(v.to_string()))
+        c.matches(context, &|v| Some(Cow::Borrowed(v)))
     }
 
     #[test]

@@ -5,7 +5,9 @@
 use super::wildcard::wildcard_match;
 use super::{Effect, Patterns, Policy, PolicyKind, Principals, Statement};
 use crate::principal::{Principal, account_root_arn};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The request context: condition keys (matched without regard to case) and their values.
 ///
@@ -14,31 +16,67 @@ use std::collections::{BTreeMap, BTreeSet};
 /// `Class=public` are both `aws:ResourceTag/class`, and dropping either would let one tag
 /// hide the other from a policy. A single-valued key that ends up with several values is
 /// *ambiguous*, and conditions on it fail closed (see [`Context::is_ambiguous`]).
+///
+/// A context may be laid over a shared base ([`Context::over`]): the keys every decision
+/// of one call shares (who, from where, when) are then built once and read through, not
+/// copied into each decision's context. A key set on top starts from the base's values,
+/// so it reads exactly as if the base had been copied.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
+    base: Option<Arc<Context>>,
     values: BTreeMap<String, Vec<String>>,
     ambiguous: BTreeSet<String>,
 }
 
+/// `key` as stored (condition keys match without regard to case): borrowed when it has
+/// no upper-case letter, as the keys Coffer sets and most policies name have not.
+fn folded(key: &str) -> Cow<'_, str> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(key)
+    }
+}
+
 impl Context {
+    /// An empty context laid over `base`, whose keys it reads as its own.
+    pub fn over(base: Arc<Context>) -> Context {
+        Context { base: Some(base), ..Context::default() }
+    }
+
+    /// The values of `key` (folded) as this context holds them, to be extended: seeded
+    /// with the base's values (and ambiguity) the first time the key is set on top.
+    fn own_values(&mut self, key: Cow<'_, str>) -> (&mut Vec<String>, &mut BTreeSet<String>) {
+        let Context { base, values, ambiguous } = self;
+        if !values.contains_key(key.as_ref()) {
+            let inherited = base.as_deref().and_then(|b| b.lookup(&key));
+            if base.as_deref().is_some_and(|b| b.ambiguous_folded(&key)) {
+                ambiguous.insert(key.to_string());
+            }
+            values.insert(key.to_string(), inherited.map(<[String]>::to_vec).unwrap_or_default());
+        }
+        let list = values.get_mut(key.as_ref()).expect("inserted above");
+        (list, ambiguous)
+    }
+
     /// Sets a single-valued key. Set again (under a name equal but for case) with another
     /// value, the key keeps both and becomes ambiguous.
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        let key = key.to_ascii_lowercase();
+        let key = folded(key);
         let value = value.into();
-        let list = self.values.entry(key.clone()).or_default();
+        let (list, ambiguous) = self.own_values(key.clone());
         if !list.contains(&value) {
             list.push(value);
         }
-        if list.len() > 1 {
-            self.ambiguous.insert(key);
+        if list.len() > 1 && !ambiguous.contains(key.as_ref()) {
+            ambiguous.insert(key.into_owned());
         }
     }
 
     /// Sets a multi-valued key (`aws:TagKeys`); an empty list counts as absent. Values set
     /// before are kept, so the key holds the union.
     pub fn set_all(&mut self, key: &str, values: Vec<String>) {
-        let list = self.values.entry(key.to_ascii_lowercase()).or_default();
+        let (list, _) = self.own_values(folded(key));
         for value in values {
             if !list.contains(&value) {
                 list.push(value);
@@ -47,14 +85,28 @@ impl Context {
     }
 
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.values.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+        self.lookup(&folded(key))
+    }
+
+    fn lookup(&self, folded: &str) -> Option<&[String]> {
+        match self.values.get(folded) {
+            Some(list) => Some(list),
+            None => self.base.as_deref()?.lookup(folded),
+        }
     }
 
     /// True when a single-valued key was given several values. A condition on it is read
     /// once per value: an Allow needs it to hold on every reading, a Deny applies when it
     /// holds on any.
     pub fn is_ambiguous(&self, key: &str) -> bool {
-        self.ambiguous.contains(&key.to_ascii_lowercase())
+        self.ambiguous_folded(&folded(key))
+    }
+
+    fn ambiguous_folded(&self, folded: &str) -> bool {
+        if self.values.contains_key(folded) {
+            return self.ambiguous.contains(folded);
+        }
+        self.base.as_deref().is_some_and(|b| b.ambiguous_folded(folded))
     }
 }
 
@@ -150,9 +202,11 @@ fn principal_reach(p: &Principals, caller: &Principal) -> Option<Reach> {
 
 /// Substitutes `${key}` policy variables from the context. `None` when a variable has
 /// no single value: the pattern then matches nothing.
-fn expand(pattern: &str, ctx: &Context, enabled: bool) -> Option<String> {
+fn expand<'p>(pattern: &'p str, ctx: &Context, enabled: bool) -> Option<Cow<'p, str>> {
+    // Borrowed when there is nothing to substitute: every pattern of every statement
+    // decided on comes through here.
     if !enabled || !pattern.contains("${") {
-        return Some(pattern.to_string());
+        return Some(Cow::Borrowed(pattern));
     }
     let mut out = String::with_capacity(pattern.len());
     let mut rest = pattern;
@@ -171,7 +225,7 @@ fn expand(pattern: &str, ctx: &Context, enabled: bool) -> Option<String> {
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 fn any_matches(
@@ -215,8 +269,8 @@ fn applies(s: &Statement, req: &Request<'_>, vars: bool) -> Option<Reach> {
     if !resource_hit {
         return None;
     }
-    let expand_value = |v: &str| expand(v, req.context, vars);
-    s.conditions.iter().all(|c| c.holds(s.effect, req.context, &expand_value)).then_some(reach)
+    let expand_value: &super::condition::Expand<'_> = &|v: &str| expand(v, req.context, vars);
+    s.conditions.iter().all(|c| c.holds(s.effect, req.context, expand_value)).then_some(reach)
 }
 
 /// What the statements of one kind of policy say about a request.
@@ -299,6 +353,48 @@ pub fn evaluate_key_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sets the same keys on a copy of `base` and on a context laid over it.
+    fn both(base: &Context, change: impl Fn(&mut Context)) -> (Context, Context) {
+        let mut copied = base.clone();
+        change(&mut copied);
+        let mut layered = Context::over(Arc::new(base.clone()));
+        change(&mut layered);
+        (copied, layered)
+    }
+
+    #[test]
+    fn a_context_over_a_base_reads_as_a_copy_of_it() {
+        let mut base = Context::default();
+        base.set("aws:username", "alice");
+        base.set("aws:PrincipalTag/team", "a");
+        base.set("aws:principaltag/Team", "b");
+        base.set_all("aws:TagKeys", vec!["x".into()]);
+        let (copied, layered) = both(&base, |c| {
+            c.set("AWS:UserName", "bob");
+            c.set("aws:ResourceTag/env", "prod");
+            c.set_all("aws:tagkeys", vec!["y".into(), "x".into()]);
+            c.set("aws:principaltag/team", "a");
+        });
+        for key in [
+            "aws:username",
+            "AWS:USERNAME",
+            "aws:principaltag/team",
+            "aws:tagkeys",
+            "aws:resourcetag/env",
+            "aws:SourceIp",
+        ] {
+            assert_eq!(copied.get(key), layered.get(key), "{key}");
+            assert_eq!(copied.is_ambiguous(key), layered.is_ambiguous(key), "{key}");
+        }
+        assert!(layered.is_ambiguous("aws:username"));
+        assert!(layered.is_ambiguous("aws:PrincipalTag/team"));
+        assert_eq!(layered.get("aws:TagKeys").unwrap(), ["x", "y"]);
+        // The base itself is untouched.
+        let (_, untouched) = both(&base, |_| {});
+        assert_eq!(untouched.get("aws:username").unwrap(), ["alice"]);
+        assert!(!untouched.is_ambiguous("aws:username"));
+    }
 
     #[test]
     fn policy_variables_expand_from_the_context() {

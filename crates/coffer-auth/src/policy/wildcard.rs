@@ -2,20 +2,41 @@
 
 /// True when `text` matches `pattern`. Actions compare without regard to case, ARNs and
 /// condition values with it, so the caller chooses.
+///
+/// Every statement of every policy a call is decided on passes through here (actions,
+/// resources, `StringLike` conditions), so the common case, ASCII on both sides, compares
+/// bytes in place; anything else compares characters, folding case as Unicode does.
 pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        let eq = |a: &u8, b: &u8| if ignore_case { a.eq_ignore_ascii_case(b) } else { a == b };
+        return matches(pattern.as_bytes(), text.as_bytes(), b'*', b'?', eq);
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    let eq = |a: char, b: char| {
+    let eq = |a: &char, b: &char| {
         if ignore_case { a.to_lowercase().eq(b.to_lowercase()) } else { a == b }
     };
-    // Greedy matching with one backtrack point: the position after the last `*` seen.
+    matches(&p, &t, '*', '?', eq)
+}
+
+/// Greedy matching with one backtrack point: the position after the last `*` seen.
+fn matches<T: Copy + PartialEq>(
+    p: &[T],
+    t: &[T],
+    star_sym: T,
+    one: T,
+    eq: impl Fn(&T, &T) -> bool,
+) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && eq(p[pi], t[ti]))) {
+        if pi < p.len() && (p[pi] == one || (p[pi] != star_sym && eq(&p[pi], &t[ti]))) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_sym {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -26,7 +47,7 @@ pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == star_sym)
 }
 
 #[cfg(test)]
@@ -54,5 +75,30 @@ mod tests {
         assert!(!wildcard_match("arn:aws:secretsmanager:*:*:secret:dev/*", arn, false));
         assert!(wildcard_match("a*b*c", "aXbYbZc", false));
         assert!(!wildcard_match("a*b*c", "aXbYbZ", false));
+    }
+
+    #[test]
+    fn bytes_and_characters_match_alike() {
+        // The ASCII path (bytes) and the general one (characters) must agree; a non-ASCII
+        // text sends the same pattern through the general path.
+        let cases = [
+            ("kms:ReEncrypt*", "kms:ReEncryptFrom", true),
+            ("KMS:reencrypt*", "kms:ReEncryptFrom", true),
+            ("kms:Decrypt", "kms:decrypt", true),
+            ("kms:Decrypt", "kms:decrypt", false),
+            ("*:*", "a:b", false),
+            ("a?c*", "abcdef", false),
+            ("a?c*", "ac", false),
+            ("*x", "yyyyx", false),
+            ("", "", false),
+            ("", "a", false),
+        ];
+        for (pattern, text, fold) in cases {
+            let ascii = wildcard_match(pattern, text, fold);
+            let wide = wildcard_match(&format!("{pattern}é"), &format!("{text}é"), fold);
+            assert_eq!(ascii, wide, "{pattern} {text} {fold}");
+        }
+        assert!(wildcard_match("ÉTÉ*", "été", true));
+        assert!(!wildcard_match("ÉTÉ*", "été", false));
     }
 }

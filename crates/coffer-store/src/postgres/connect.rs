@@ -29,7 +29,8 @@ impl PostgresStore {
     /// `sslmode` takes `disable`, `prefer` (the default), `require`,
     /// `verify-ca` and `verify-full`, with `sslrootcert=<PEM file>` or
     /// `sslrootcert=system` for the trusted roots; `pool_max_size=N` sizes the
-    /// connection pool.
+    /// connection pool; `scrub_delay=<seconds>` is how long a destructive deletion waits
+    /// for others to share its scrub (default 300, see `scrub.rs`).
     pub fn open(url: &str) -> StoreResult<Self> {
         let store = Self::connect(url)?;
         let migration = store.migrate()?;
@@ -83,6 +84,7 @@ impl PostgresStore {
             description: options.description,
             shared: None,
             watcher_config,
+            scrub: super::scrub::ScrubState::new(options.scrub_delay),
         };
         // Fail now, with the reason, rather than at the first request.
         drop(store.checkout().map_err(|e| {
@@ -155,6 +157,7 @@ pub(super) struct ConnectOptions {
     /// `None` for `sslmode=disable`.
     pub(super) tls: Option<MakeRustlsConnect>,
     pub(super) pool_size: usize,
+    pub(super) scrub_delay: Duration,
     /// The database for logs and errors, without the password.
     pub(super) description: String,
 }
@@ -182,6 +185,7 @@ impl ConnectOptions {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut kept = Vec::new();
         let (mut sslmode, mut sslrootcert, mut pool_size) = (None, None, None);
+        let mut scrub_delay = super::scrub::DEFAULT_SCRUB_DELAY;
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value =
@@ -194,6 +198,12 @@ impl ConnectOptions {
                         invalid("pool_max_size must be a positive number".to_owned())
                     })?;
                     pool_size = Some(size);
+                }
+                "scrub_delay" => {
+                    let seconds: u64 = value.parse().map_err(|_| {
+                        invalid("scrub_delay must be a number of seconds".to_owned())
+                    })?;
+                    scrub_delay = Duration::from_secs(seconds);
                 }
                 "sslcert" | "sslkey" | "sslpassword" | "sslcrl" => {
                     return Err(invalid(format!("`{key}` (client certificates) is not supported")));
@@ -250,6 +260,7 @@ impl ConnectOptions {
             config,
             tls,
             pool_size: pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+            scrub_delay,
             description,
         })
     }

@@ -43,6 +43,7 @@ mod export;
 mod lease;
 mod read;
 mod schema;
+mod scrub;
 mod shared_cache;
 #[cfg(test)]
 mod tests;
@@ -76,6 +77,8 @@ pub struct PostgresStore {
     shared: Option<std::sync::Arc<shared_cache::SharedCache>>,
     /// How the watcher connects: the pool's configuration and TLS.
     watcher_config: (tokio_postgres::Config, Option<tokio_postgres_rustls::MakeRustlsConnect>),
+    /// The scrub of destroyed rows (`scrub.rs`).
+    scrub: scrub::ScrubState,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -174,6 +177,12 @@ impl Store for PostgresStore {
 
     fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         self.give_up_lease(name, holder)
+    }
+
+    /// Rewrites the tables that hold destroyed rows and has the WAL segments that held
+    /// them removed, batched: see `scrub.rs`.
+    fn scrub_deleted(&self) -> StoreResult<()> {
+        self.scrub()
     }
 }
 

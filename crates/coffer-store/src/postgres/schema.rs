@@ -67,6 +67,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
     "#,
+    // 2: the destructive deletions the scrub has not destroyed in the files yet
+    // (docs/design/postgres-scrub.md).
+    super::scrub::MIGRATION,
 ];
 
 /// The schema version this build creates and understands.

@@ -2,6 +2,7 @@
 
 use coffer_core::model::{SecretMeta, VersionMeta};
 
+use super::scrub::{KMS_KEY_KIND, MASTER_CHECK_SETTING, REWRAPPED, Table};
 use super::txn::{PgTxn, accessed_sort_ms};
 use super::{get, to_json};
 use crate::{SealedValue, StoreError, StoreResult, WriteTxn};
@@ -59,7 +60,9 @@ impl WriteTxn for PgTxn<'_, '_> {
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
         // The versions go with it through ON DELETE CASCADE.
-        self.execute("DELETE FROM secrets WHERE arn = $1", &[&arn])?;
+        if self.execute("DELETE FROM secrets WHERE arn = $1", &[&arn])? > 0 {
+            self.note_destroyed(&[Table::Versions])?;
+        }
         Ok(())
     }
 
@@ -109,28 +112,57 @@ impl WriteTxn for PgTxn<'_, '_> {
         if changed == 0 {
             return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
         }
-        Ok(())
+        // The value it replaced stays in a dead row.
+        self.note_destroyed(&[Table::Versions])
     }
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
-        self.execute(
+        let deleted = self.execute(
             "DELETE FROM versions WHERE arn = $1 AND version_id = $2",
             &[&arn, &version_id],
         )?;
+        if deleted > 0 {
+            self.note_destroyed(&[Table::Versions])?;
+        }
         Ok(())
     }
 
     fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()> {
-        self.execute(
-            "INSERT INTO wrapped_keys (key_id, wrapped) VALUES ($1, $2) \
-             ON CONFLICT (key_id) DO UPDATE SET wrapped = EXCLUDED.wrapped",
-            &[&key_id, &wrapped],
+        // `xmax <> 0` only on a row that was updated: the old wrapping is then a dead row.
+        let replaced: bool = get(
+            &self.query_one(
+                "INSERT INTO wrapped_keys AS w (key_id, wrapped) VALUES ($1, $2) \
+                 ON CONFLICT (key_id) DO UPDATE SET wrapped = EXCLUDED.wrapped \
+                 RETURNING w.xmax::text <> '0'",
+                &[&key_id, &wrapped],
+            )?,
+            0,
         )?;
+        if replaced {
+            self.note_destroyed(&[Table::WrappedKeys])?;
+        }
         Ok(())
     }
 
     fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
         self.note_shared_write(None, name);
+        if name == MASTER_CHECK_SETTING {
+            // A new check value over an old one is a master-key rotation: every wrapping
+            // under the old key is now a dead row (`xmax <> 0` only on an updated row).
+            let replaced: bool = get(
+                &self.query_one(
+                    "INSERT INTO settings AS s (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value \
+                     RETURNING s.xmax::text <> '0'",
+                    &[&name, &value],
+                )?,
+                0,
+            )?;
+            if replaced {
+                self.note_destroyed(REWRAPPED)?;
+            }
+            return Ok(());
+        }
         self.execute(
             "INSERT INTO settings (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
@@ -148,7 +180,12 @@ impl WriteTxn for PgTxn<'_, '_> {
 
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
         self.note_shared_write(Some(kind), key);
-        self.execute("DELETE FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
+        let deleted =
+            self.execute("DELETE FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
+        if deleted > 0 && kind == KMS_KEY_KIND {
+            // The key's record holds every wrapped material version of the key.
+            self.note_destroyed(&[Table::Records])?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,39 @@
+//! The STS and IAM query-protocol parsers: any bytes as a form-encoded body or query
+//! string, as `sts` (is_query_request, form_value) and the IAM API
+//! (`coffer_server::query::Form`: parameters, `Name.member.N` lists, tags; and the
+//! `Action` that names the operation) read them.
+//! Must never panic.
+#![no_main]
+
+use coffer_wire::operation::Service;
+use coffer_server::query::{self, Form};
+use coffer_server::sts;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let form = Form::parse(data);
+    for name in ["Action", "Version", "UserName", "PolicyDocument", "RoleName"] {
+        let _ = form.get(name);
+    }
+    let _ = form.list("PolicyArns");
+    let _ = form.list("UserNames");
+    for i in 1..=3 {
+        let _ = form.get(&format!("Tags.member.{i}.Key"));
+    }
+    let _ = query::operation(Service::Sts, &form);
+    let _ = query::operation(Service::Iam, &form);
+    let _ = Form::of_request(std::str::from_utf8(data).unwrap_or(""), data);
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = sts::is_query_request(Some("application/x-www-form-urlencoded"), text);
+    let _ = sts::is_query_request(None, text);
+    for name in ["Action", "Version", "RoleArn", "RoleSessionName", "DurationSeconds"] {
+        if let Some(value) = sts::form_value(text, name) {
+            // What an answer echoes is encoded again; it must round-trip through the decoder.
+            let encoded = sts::percent_encode(&value);
+            assert_eq!(
+                sts::form_value(&format!("{name}={encoded}"), name).as_deref(),
+                Some(value.as_str())
+            );
+        }
+    }
+});
