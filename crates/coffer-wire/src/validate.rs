@@ -14,6 +14,7 @@ use coffer_core::{AwsError, ErrorCode};
 use serde_json::Value;
 
 use crate::model::{ServiceModel, Shape, ShapeKind};
+use crate::operation::SecretsManagerOp;
 
 /// What AWS writes in place of a sensitive value.
 const REDACTED: &str = "*** Sensitive Data Redacted ***";
@@ -71,8 +72,8 @@ pub const MAX_SECRET_TAGS: usize = 50;
 /// may carry at most [`MAX_SECRET_TAGS`] tags, with the error TagResource gives when a
 /// merge would pass the quota (KMS checks its own tag quota in `coffer-kms`).
 fn check_quotas(model: &ServiceModel, operation: &str, body: &Value) -> Result<(), AwsError> {
-    if operation == "CreateSecret"
-        && std::ptr::eq(model, ServiceModel::secretsmanager())
+    if std::ptr::eq(model, ServiceModel::secretsmanager())
+        && SecretsManagerOp::from_name(operation) == Some(SecretsManagerOp::CreateSecret)
         && body.get("Tags").and_then(Value::as_array).is_some_and(|t| t.len() > MAX_SECRET_TAGS)
     {
         return Err(AwsError::new(ErrorCode::LimitExceeded, TOO_MANY_SECRET_TAGS));
