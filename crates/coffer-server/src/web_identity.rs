@@ -73,21 +73,18 @@ pub async fn intercept(
     body: &[u8],
     request_id: &str,
 ) -> Option<(u16, Vec<u8>)> {
-    let form = if raw.query.contains("Action=") {
-        raw.query.clone()
-    } else {
-        String::from_utf8_lossy(body).into_owned()
-    };
+    let form = crate::query::Form::of_request(&raw.query, body);
     // The operation comes from the one table (`query::operation`), never a string compare.
-    let asked = crate::query::operation(Service::Sts, &crate::query::Form::parse(form.as_bytes()));
-    if asked.ok() != Some(StsOp::AssumeRoleWithWebIdentity.into()) {
+    if crate::query::operation(Service::Sts, &form).ok()
+        != Some(StsOp::AssumeRoleWithWebIdentity.into())
+    {
         return None;
     }
     if app.iam.is_none() {
         let message = format!("{ACTION} is not served with --dev.");
         return Some(sts::error("InvalidAction", &message, request_id, 400));
     };
-    let answered = match prepare(app, &form).await {
+    let answered = match prepare(app, form.text()).await {
         Err(refusal) => Err(refusal),
         Ok(mut prepared) => {
             prepared.source_ip = raw.source_ip;
