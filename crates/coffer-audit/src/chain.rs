@@ -89,6 +89,53 @@ pub fn chain_id(account: &str, region: &str) -> String {
     format!("{account}/{region}")
 }
 
+/// What separates a scope from a node in a node's chain id (`<account>/<region>@<node>`).
+/// It sorts after `/`, so the events of a scope's single-node chain
+/// (`<account>/<region>/...`) keep their own contiguous key range, and each node's chain
+/// has one too.
+pub const NODE_SEPARATOR: char = '@';
+
+/// The chain a node appends to in one scope: the scope's own chain
+/// (`<account>/<region>`, single-node stores and every event written before chains were
+/// per node) when `node` is `None`, else `<account>/<region>@<node>`. With one chain per
+/// node, nodes never write the same head row, so they never conflict over the trail.
+pub fn node_chain_id(account: &str, region: &str, node: Option<&str>) -> String {
+    match node {
+        None => chain_id(account, region),
+        Some(node) => format!("{account}/{region}{NODE_SEPARATOR}{node}"),
+    }
+}
+
+/// A node name usable in a chain id and a store key: ASCII letters, digits, `.`, `-`,
+/// `_` and `:` kept, anything else (a `/` or the separator above) replaced by `-`.
+pub fn node_tag(name: &str) -> String {
+    let tag: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || ".-_:".contains(c) { c } else { '-' })
+        .collect();
+    if tag.is_empty() { "node".to_string() } else { tag }
+}
+
+/// Whether `chain` is a chain of the scope `account`/`region`: its own or a node's.
+pub fn is_chain_of(chain: &str, account: &str, region: &str) -> bool {
+    let base = chain_id(account, region);
+    chain == base
+        || chain.strip_prefix(base.as_str()).is_some_and(|rest| {
+            rest.strip_prefix(NODE_SEPARATOR).is_some_and(|node| !node.is_empty())
+        })
+}
+
+/// The key prefix under which the events of chain `chain` are stored.
+pub fn chain_event_prefix(chain: &str) -> String {
+    format!("{chain}/")
+}
+
+/// The key of event `seq` of chain `chain`: newest events sort first.
+pub fn chain_event_key(chain: &str, seq: u64) -> String {
+    format!("{chain}/{:020}", u64::MAX - seq)
+}
+
 /// The key prefix under which one chain's events are stored.
 pub fn event_prefix(account: &str, region: &str) -> String {
     format!("{account}/{region}/")
@@ -1008,6 +1055,32 @@ mod tests {
         // A head serializes as before when it has no MAC.
         let plain = Head { seq: 1, hash: "x".into(), mac: None };
         assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"seq":1,"hash":"x"}"#);
+    }
+
+    #[test]
+    fn node_chains_have_their_own_key_ranges_next_to_the_scope_chain() {
+        let base = chain_id("1", "us-east-1");
+        let a = node_chain_id("1", "us-east-1", Some("host-a:8080"));
+        let b = node_chain_id("1", "us-east-1", Some("host-b:8080"));
+        assert_eq!(node_chain_id("1", "us-east-1", None), base);
+        assert_eq!(a, "1/us-east-1@host-a:8080");
+        for chain in [&base, &a, &b] {
+            assert!(is_chain_of(chain, "1", "us-east-1"));
+            assert_eq!(seq_of_key(&chain_event_key(chain, 9)), Some(9));
+            assert!(chain_event_key(chain, 9).starts_with(&chain_event_prefix(chain)));
+        }
+        assert!(!is_chain_of("1/us-east-10", "1", "us-east-1"));
+        assert!(!is_chain_of("1/us-east-1@", "1", "us-east-1"));
+        assert!(!is_chain_of("2/us-east-1@a", "1", "us-east-1"));
+        // The scope chain's keys are what they always were, and no node chain's key falls
+        // inside its range (nor inside another node's).
+        assert_eq!(chain_event_key(&base, 3), event_key("1", "us-east-1", 3));
+        let node_key = chain_event_key(&a, 1);
+        assert!(!node_key.starts_with(&event_prefix("1", "us-east-1")));
+        assert!(!node_key.starts_with(&chain_event_prefix(&b)));
+        assert!(node_key > chain_event_key(&base, 1));
+        assert_eq!(node_tag("h/x@y z"), "h-x-y-z");
+        assert_eq!(node_tag(""), "node");
     }
 
     #[test]

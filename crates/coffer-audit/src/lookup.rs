@@ -5,10 +5,11 @@
 //! key), so this module needs no store. Errors carry CloudTrail's exception names and
 //! messages.
 
-use crate::chain::{Record, event_prefix, seq_of_key};
+use crate::chain::{Record, chain_event_key, chain_event_prefix, event_prefix, seq_of_key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// The lookup attributes CloudTrail accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +66,13 @@ pub struct Query {
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
     pub max_results: usize,
-    /// The sequence number to continue below (exclusive), from a NextToken.
+    /// The sequence number to continue below (exclusive), from a NextToken of the
+    /// scope's single chain.
     pub before_seq: Option<u64>,
+    /// Where to continue in each chain (below that sequence number, exclusive), from a
+    /// NextToken of a scope with several chains ([`run_chains`]). Chains it does not name
+    /// are done.
+    pub positions: Option<BTreeMap<String, u64>>,
 }
 
 impl Query {
@@ -120,8 +126,13 @@ impl Query {
                 ));
             }
         };
-        let before_seq = next_token.map(decode_token).transpose()?;
-        Ok(Query { attribute, start_ms, end_ms, max_results, before_seq })
+        let (mut before_seq, mut positions) = (None, None);
+        match next_token.map(decode_token).transpose()? {
+            None => {}
+            Some(Position::Seq(seq)) => before_seq = Some(seq),
+            Some(Position::Chains(map)) => positions = Some(map),
+        }
+        Ok(Query { attribute, start_ms, end_ms, max_results, before_seq, positions })
     }
 
     /// Whether a record passes the attribute and the time range.
@@ -150,12 +161,40 @@ fn encode_token(seq: u64) -> String {
     STANDARD.encode(format!("coffer-lookup:{seq}"))
 }
 
-fn decode_token(token: &str) -> Result<u64, LookupError> {
+/// Where a NextToken resumes: below a sequence number of the scope's single chain, or
+/// below one in each of several chains.
+enum Position {
+    Seq(u64),
+    Chains(BTreeMap<String, u64>),
+}
+
+const CHAINS_TOKEN: &str = "coffer-lookup-chains:";
+
+fn encode_chains_token(positions: &BTreeMap<String, u64>) -> String {
+    let json = serde_json::to_string(positions).expect("positions serialize");
+    STANDARD.encode(format!("{CHAINS_TOKEN}{json}"))
+}
+
+fn decode_token(token: &str) -> Result<Position, LookupError> {
     let invalid = || LookupError::new("InvalidNextTokenException", "Invalid NextToken.");
     let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("coffer-lookup:").and_then(|n| n.parse().ok()).ok_or_else(invalid)
+    if let Some(json) = text.strip_prefix(CHAINS_TOKEN) {
+        let map: BTreeMap<String, u64> = serde_json::from_str(json).map_err(|_| invalid())?;
+        if map.is_empty() || map.len() > MAX_CHAINS_IN_TOKEN {
+            return Err(invalid());
+        }
+        return Ok(Position::Chains(map));
+    }
+    text.strip_prefix("coffer-lookup:")
+        .and_then(|n| n.parse().ok())
+        .map(Position::Seq)
+        .ok_or_else(invalid)
 }
+
+/// The most chains a NextToken may name: a token is the caller's input, and each chain
+/// it names costs a read.
+const MAX_CHAINS_IN_TOKEN: usize = 256;
 
 /// One entry of a LookupEvents answer, in CloudTrail's `Event` shape.
 pub fn lookup_entry(record: &Record) -> Value {
@@ -266,6 +305,137 @@ where
         }
         if exhausted {
             return Ok(Page { events, next_token: None });
+        }
+    }
+}
+
+/// Runs `query` over every chain of the scope `account`/`region` (its own chain and
+/// one per node that appended to it, as listed by their heads), merged newest first by
+/// event time. With the scope's own chain alone (single-node stores), this is [`run`]
+/// and its tokens. `fetch` is as for [`run`].
+pub fn run_chains<E, F>(
+    account: &str,
+    region: &str,
+    chains: &[String],
+    query: &Query,
+    fetch: F,
+) -> Result<Page, E>
+where
+    F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
+{
+    run_chains_with_budget(account, region, chains, query, SCAN_BUDGET, SCAN_BYTES, fetch)
+}
+
+/// One chain being read by [`run_chains`]: records fetched and not yet taken.
+struct Cursor {
+    chain: String,
+    /// The key of the last record fetched.
+    after: Option<String>,
+    /// Below which sequence number the chain is still to be taken (`u64::MAX`: all).
+    below: u64,
+    fetched: std::collections::VecDeque<(String, Option<Record>, usize)>,
+    /// Nothing is left in the store after what was fetched.
+    drained: bool,
+}
+
+impl Cursor {
+    fn done(&self) -> bool {
+        self.fetched.is_empty() && (self.drained || self.below <= 1)
+    }
+
+    /// The time of the next record, to merge by: unreadable records first (they are
+    /// skipped at once).
+    fn next_time(&self) -> Option<i64> {
+        self.fetched.front().map(|(_, r, _)| r.as_ref().map_or(i64::MAX, |r| r.time_ms))
+    }
+}
+
+/// [`run_chains`] with explicit bounds (tests use small ones).
+pub fn run_chains_with_budget<E, F>(
+    account: &str,
+    region: &str,
+    chains: &[String],
+    query: &Query,
+    budget: usize,
+    byte_budget: usize,
+    mut fetch: F,
+) -> Result<Page, E>
+where
+    F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
+{
+    let base = crate::chain::chain_id(account, region);
+    let positions: BTreeMap<String, u64> = match &query.positions {
+        Some(map) => map
+            .iter()
+            .filter(|(chain, _)| crate::chain::is_chain_of(chain, account, region))
+            .map(|(chain, below)| (chain.clone(), *below))
+            .collect(),
+        None if chains.iter().all(|c| *c == base) => {
+            return run_with_budget(account, region, query, budget, byte_budget, fetch);
+        }
+        // A token of the scope's single chain: the other chains were not there yet.
+        None if query.before_seq.is_some() => {
+            BTreeMap::from([(base.clone(), query.before_seq.unwrap_or(u64::MAX))])
+        }
+        None => chains.iter().map(|c| (c.clone(), u64::MAX)).collect(),
+    };
+    let mut cursors: Vec<Cursor> = positions
+        .into_iter()
+        .map(|(chain, below)| Cursor {
+            after: (below != u64::MAX).then(|| chain_event_key(&chain, below)),
+            chain,
+            below,
+            fetched: Default::default(),
+            drained: false,
+        })
+        .collect();
+    let token = |cursors: &[Cursor]| {
+        let left: BTreeMap<String, u64> =
+            cursors.iter().filter(|c| !c.done()).map(|c| (c.chain.clone(), c.below)).collect();
+        (!left.is_empty()).then(|| encode_chains_token(&left))
+    };
+    let mut events = Vec::new();
+    let (mut examined, mut bytes_read) = (0usize, 0usize);
+    loop {
+        if examined >= budget || bytes_read >= byte_budget {
+            return Ok(Page { events, next_token: token(&cursors) });
+        }
+        for cursor in cursors.iter_mut() {
+            if cursor.fetched.is_empty() && !cursor.done() {
+                let limit = BATCH.min(budget - examined);
+                let prefix = chain_event_prefix(&cursor.chain);
+                let batch = fetch(&prefix, cursor.after.as_deref(), limit)?;
+                cursor.drained = batch.len() < limit;
+                for (key, bytes) in batch {
+                    cursor.after = Some(key.clone());
+                    let len = bytes.len();
+                    cursor.fetched.push_back((key, Record::from_bytes(&bytes), len));
+                }
+            }
+        }
+        // The chain whose next event is the newest.
+        let Some(cursor) =
+            cursors.iter_mut().filter(|c| !c.fetched.is_empty()).max_by_key(|c| c.next_time())
+        else {
+            return Ok(Page { events, next_token: None });
+        };
+        let (key, record, len) = cursor.fetched.pop_front().expect("a fetched record");
+        examined += 1;
+        bytes_read = bytes_read.saturating_add(len);
+        cursor.below = seq_of_key(&key).unwrap_or(1);
+        let Some(record) = record else { continue };
+        if query.start_ms.is_some_and(|s| record.time_ms < s.saturating_sub(TIME_SLACK_MS)) {
+            // This chain has nothing newer left; the others may.
+            cursor.fetched.clear();
+            cursor.below = 1;
+            continue;
+        }
+        if !query.matches(&record) {
+            continue;
+        }
+        events.push(lookup_entry(&record));
+        if events.len() == query.max_results {
+            return Ok(Page { events, next_token: token(&cursors) });
         }
     }
 }
@@ -499,5 +669,100 @@ mod tests {
             Query::new(&[], None, None, None, Some("garbage!")).unwrap_err().code,
             "InvalidNextTokenException"
         );
+    }
+
+    /// Three chains in one scope (the scope's own, older, and two nodes' interleaved in
+    /// time), plus another scope's: `(store, event ids newest first)`.
+    fn node_store() -> (BTreeMap<String, Vec<u8>>, Vec<String>, Vec<String>) {
+        use crate::chain::node_chain_id;
+        let mut out = BTreeMap::new();
+        let mut all: Vec<(i64, String)> = Vec::new();
+        let chains = [
+            (node_chain_id("1", "us-east-1", None), 0..5i64, 1),
+            (node_chain_id("1", "us-east-1", Some("a")), 5..40, 2),
+            (node_chain_id("1", "us-east-1", Some("b")), 6..40, 3),
+            (node_chain_id("1", "us-east-2", Some("a")), 0..40, 1),
+        ];
+        for (chain, times, step) in chains.iter().cloned() {
+            let mut head: Option<Head> = None;
+            for t in times.step_by(step) {
+                let mut e = event(t as u64);
+                e.event_id = format!("{chain}#{t}");
+                let r = Record::seal(head.as_ref(), t * 1000, &e, None);
+                head = Some(r.head());
+                out.insert(crate::chain::chain_event_key(&chain, r.seq), r.to_bytes());
+                if chain.starts_with("1/us-east-1") {
+                    all.push((t, e.event_id.clone()));
+                }
+            }
+        }
+        all.sort_by(|a, b| b.cmp(a));
+        let ids = all.into_iter().map(|(_, id)| id).collect();
+        (out, chains[..3].iter().map(|c| c.0.clone()).collect(), ids)
+    }
+
+    fn fetch_from<'a>(
+        s: &'a BTreeMap<String, Vec<u8>>,
+    ) -> impl FnMut(&str, Option<&str>, usize) -> Result<Batch, ()> + 'a {
+        move |prefix, after, limit| {
+            Ok(s.iter()
+                .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn several_chains_are_merged_newest_first_and_paged_without_loss_or_repeat() {
+        let (s, chains, want) = node_store();
+        for (max, budget) in [(50, 1000), (3, 1000), (7, 5), (50, 1)] {
+            let mut got: Vec<String> = Vec::new();
+            let mut token: Option<String> = None;
+            for _ in 0..1000 {
+                let q = Query::new(&[], None, None, Some(max), token.as_deref()).unwrap();
+                let page = run_chains_with_budget(
+                    "1",
+                    "us-east-1",
+                    &chains,
+                    &q,
+                    budget,
+                    usize::MAX,
+                    fetch_from(&s),
+                )
+                .unwrap();
+                assert!(page.events.len() <= max as usize);
+                got.extend(page.events.iter().map(|e| e["EventId"].as_str().unwrap().to_string()));
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(got, want, "max {max} budget {budget}");
+        }
+        // A filter and a time range apply across chains.
+        let q = Query::new(&[], Some(30_000), Some(35_000), None, None).unwrap();
+        let page = run_chains("1", "us-east-1", &chains, &q, fetch_from(&s)).unwrap();
+        let times: Vec<f64> =
+            page.events.iter().map(|e| e["EventTime"].as_f64().unwrap()).collect();
+        // Node a wrote at odd seconds from 5, node b every third second from 6.
+        assert_eq!(times, [35.0, 33.0, 33.0, 31.0, 30.0]);
+        // A token naming another scope's chain reads nothing of it.
+        let mut foreign = BTreeMap::new();
+        foreign.insert(crate::chain::node_chain_id("1", "us-east-2", Some("a")), u64::MAX);
+        let token = encode_chains_token(&foreign);
+        let q = Query::new(&[], None, None, None, Some(&token)).unwrap();
+        let page = run_chains("1", "us-east-1", &chains, &q, fetch_from(&s)).unwrap();
+        assert!(page.events.is_empty());
+    }
+
+    #[test]
+    fn a_single_chain_scope_answers_as_before() {
+        let s = store(7);
+        let chains = vec![crate::chain::chain_id("1", "us-east-1")];
+        let q = Query::new(&[], None, None, Some(3), None).unwrap();
+        let merged = run_chains("1", "us-east-1", &chains, &q, fetch_from(&s)).unwrap();
+        let single = run("1", "us-east-1", &q, fetch_from(&s)).unwrap();
+        assert_eq!(merged, single);
     }
 }

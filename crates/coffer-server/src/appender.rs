@@ -86,7 +86,7 @@ fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
         crate::metrics::appender_batch(batch.len());
         let Some(app) = app.upgrade() else { return };
         let committed = app.store.write(&mut |tx| {
-            let mut heads = crate::audit::Heads::new(app.audit.chain_key());
+            let mut heads = app.audit.heads();
             for (event, _) in &batch {
                 crate::audit::append_unwritten(&app, tx, &mut heads, event)
                     .map_err(|_| StoreError::Aborted)?;

@@ -68,6 +68,10 @@ pub struct Auditor {
     sink: Mutex<Option<(File, u64)>>,
     /// The key of the chains ([`open_chain_key`]); without it events are chained unkeyed.
     chain_key: std::sync::OnceLock<ChainKey>,
+    /// This node's name in its chains' ids ([`chain::node_chain_id`]), on stores several
+    /// nodes share: each node then appends to a chain of its own per scope, so no head row
+    /// is written by two nodes. Without it, one chain per scope.
+    chain_node: std::sync::OnceLock<String>,
     failures: Mutex<HashMap<String, FailureWindow>>,
 }
 
@@ -114,7 +118,24 @@ impl Auditor {
             sink: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
             chain_key: std::sync::OnceLock::new(),
+            chain_node: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Appends every event from now on to this node's own chain of each scope (set once,
+    /// at start, before serving; see [`chain::node_tag`] for the characters kept).
+    pub fn set_chain_node(&self, node: &str) {
+        let _ = self.chain_node.set(chain::node_tag(node));
+    }
+
+    /// The node name of this server's chains, if it has its own.
+    pub fn chain_node(&self) -> Option<&str> {
+        self.chain_node.get().map(String::as_str)
+    }
+
+    /// The heads of one transaction's appends: this node's chains, keyed.
+    pub(crate) fn heads(&self) -> Heads<'_> {
+        Heads { moved: HashMap::new(), key: self.chain_key(), node: self.chain_node() }
     }
 
     /// Keys every event appended from now on (set once, at start, before serving).
@@ -553,25 +574,28 @@ fn error_code(e: &AwsError) -> String {
 pub(crate) struct Heads<'k> {
     moved: HashMap<String, Head>,
     key: Option<&'k ChainKey>,
+    /// The node whose chains these are (`None`: each scope's single chain).
+    node: Option<&'k str>,
 }
 
 impl<'k> Heads<'k> {
     /// Heads keyed with `key` (the app's chain key, if it has one).
+    #[cfg(test)]
     pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
-        Heads { moved: HashMap::new(), key }
+        Heads { moved: HashMap::new(), key, node: None }
     }
 
-    /// The head of chain `id` (of `scope`) as this transaction has left it.
+    /// The chain these heads append to in `scope`.
+    fn chain_of(&self, scope: &Scope) -> String {
+        chain::node_chain_id(&scope.account, &scope.region, self.node)
+    }
+
+    /// The head of chain `id` as this transaction has left it.
     ///
     /// With a chain key, a stored head must carry its MAC: a head rewritten without the
     /// key (newest events dropped) is never continued, since the next keyed event and
     /// head would launder the cut. The call then fails closed, like any audit failure.
-    fn current(
-        &mut self,
-        tx: &dyn WriteTxn,
-        id: &str,
-        scope: &Scope,
-    ) -> Result<Option<Head>, StoreError> {
+    fn current(&mut self, tx: &dyn WriteTxn, id: &str) -> Result<Option<Head>, StoreError> {
         if let Some(head) = self.moved.get(id) {
             return Ok(Some(head.clone()));
         }
@@ -593,7 +617,7 @@ impl<'k> Heads<'k> {
         // Without a head (never written, or removed), continue after the newest stored
         // event rather than overwrite the chain from its start; with a chain key, a chain
         // that has events but lost its head is refused as above.
-        let prefix = chain::event_prefix(&scope.account, &scope.region);
+        let prefix = chain::chain_event_prefix(id);
         let newest = tx
             .records(EVENT_KIND, &prefix, None, 1)?
             .first()
@@ -759,7 +783,7 @@ mod chain_key_tests {
         let id = chain::chain_id("111122223333", "us-east-1");
         let mut out = None;
         let result = store.write(&mut |tx| {
-            out = Some(Heads::new(key).current(tx, &id, &scope()));
+            out = Some(Heads::new(key).current(tx, &id));
             Ok(())
         });
         result.unwrap();
@@ -821,7 +845,7 @@ mod chain_key_tests {
 }
 
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
-/// to be stored by the caller. Returns the event's sequence number.
+/// to be stored by the caller. Returns the event's sequence number in that chain.
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
@@ -829,11 +853,11 @@ fn append_in(
     time_ms: i64,
     event: &Event,
 ) -> Result<u64, StoreError> {
-    let id = chain::chain_id(&scope.account, &scope.region);
-    let head = heads.current(tx, &id, scope)?;
+    let id = heads.chain_of(scope);
+    let head = heads.current(tx, &id)?;
     let (bytes, head) = chain::seal_to_bytes(head.as_ref(), time_ms, event, heads.key);
     let seq = head.seq;
-    tx.put_record(EVENT_KIND, &chain::event_key(&scope.account, &scope.region, seq), &bytes)?;
+    tx.put_record(EVENT_KIND, &chain::chain_event_key(&id, seq), &bytes)?;
     heads.moved.insert(id, head);
     Ok(seq)
 }
@@ -859,7 +883,7 @@ fn append_and_stream(
             if let Some(keep) = app.audit.settings.retain_events
                 && seq > keep
             {
-                let old = chain::event_key(&scope.account, &scope.region, seq - keep);
+                let old = chain::chain_event_key(&heads.chain_of(scope), seq - keep);
                 if let Err(e) = tx.delete_record(EVENT_KIND, &old) {
                     return fail("store", e.to_string());
                 }
@@ -887,7 +911,7 @@ fn append_alone(
     time_ms: i64,
     event: &Event,
 ) -> Result<(), AwsError> {
-    let mut heads = Heads::new(app.audit.chain_key());
+    let mut heads = app.audit.heads();
     append_and_stream(app, tx, &mut heads, scope, time_ms, event)?;
     heads.store(tx).map_err(crate::store_error)
 }
@@ -915,7 +939,7 @@ pub(crate) fn in_transaction(
     let mut event = pending.event.clone();
     event.response_elements = response_of(result, &pending.sensitive);
     add_resources(&mut event);
-    let mut heads = Heads::new(app.audit.chain_key());
+    let mut heads = app.audit.heads();
     let also = pending.also.as_ref();
     append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event)?;
     heads.store(tx).map_err(crate::store_error)
@@ -1138,7 +1162,7 @@ pub(crate) fn append_unwritten(
 /// Writes one event in a transaction of its own.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let written = app.store.write(&mut |tx| {
-        let mut heads = Heads::new(app.audit.chain_key());
+        let mut heads = app.audit.heads();
         append_unwritten(app, tx, &mut heads, unwritten)
             .map_err(|_| StoreError::Aborted)
             .and_then(|()| heads.store(tx))
@@ -1423,9 +1447,24 @@ pub fn lookup_events(
     )?;
     let mut page = None;
     let read = app.store.read(&mut |tx: &dyn ReadTxn| {
-        let found = lookup::run(&scope.account, &scope.region, &query, |prefix, after, limit| {
-            tx.records(EVENT_KIND, prefix, after, limit)
-        })?;
+        // The scope's chains: its own (events of single-node stores, and those written
+        // before chains were per node) and one per node that appended to it.
+        let base = chain::chain_id(&scope.account, &scope.region);
+        let mut chains = vec![base.clone()];
+        let heads = tx.records(HEAD_KIND, &base, None, MAX_CHAINS_PER_SCOPE)?;
+        chains.extend(
+            heads
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| *id != base && chain::is_chain_of(id, &scope.account, &scope.region)),
+        );
+        let found = lookup::run_chains(
+            &scope.account,
+            &scope.region,
+            &chains,
+            &query,
+            |prefix, after, limit| tx.records(EVENT_KIND, prefix, after, limit),
+        )?;
         page = Some(found);
         Ok(())
     });
@@ -1444,6 +1483,10 @@ pub fn lookup_events(
         }
     }
 }
+
+/// The most chains of one scope LookupEvents merges (each costs a read per page): one per
+/// node that ever appended to the scope.
+const MAX_CHAINS_PER_SCOPE: usize = 256;
 
 #[cfg(test)]
 mod tests {

@@ -162,7 +162,9 @@ fn cut_once(
     cutoff: i64,
     per_file: usize,
 ) -> Result<Option<(usize, PathBuf)>, String> {
-    let Some((account, region)) = chain_id.split_once('/') else { return Ok(None) };
+    if !chain_id.contains('/') {
+        return Ok(None);
+    }
     let mut base = Checkpoint::genesis();
     let mut due: Vec<(Record, Vec<u8>)> = Vec::new();
     let mut stopped: Option<String> = None;
@@ -177,8 +179,8 @@ fn cut_once(
             }
             // Keys sort newest first: the records after the key of event base+N+1 are
             // events base+N, base+N-1, ..., down to base+1, the oldest kept.
-            let bound = chain::event_key(account, region, base.seq + per_file as u64 + 1);
-            let prefix = chain::event_prefix(account, region);
+            let bound = chain::chain_event_key(chain_id, base.seq + per_file as u64 + 1);
+            let prefix = chain::chain_event_prefix(chain_id);
             let mut page = tx.records(EVENT_KIND, &prefix, Some(&bound), per_file)?;
             page.reverse();
             let (mut seq, mut hash) = (base.seq, base.hash.clone());
@@ -232,7 +234,7 @@ fn cut_once(
                 return Err(StoreError::Aborted);
             }
             for (record, _) in &due {
-                tx.delete_record(EVENT_KIND, &chain::event_key(account, region, record.seq))?;
+                tx.delete_record(EVENT_KIND, &chain::chain_event_key(chain_id, record.seq))?;
             }
             tx.put_record(BASE_KIND, chain_id, &end_bytes)
         })

@@ -347,6 +347,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let node = coffer_server::background::Node::new(Duration::from_secs(args.sweep_interval));
+    let shared_store = matches!(args.store, Some(crate::store_select::StoreSpec::Postgres(_)));
     let lease_store = store.clone();
     let lease_node = node.clone();
     let served = runtime.block_on(async move {
@@ -354,6 +355,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        if shared_store {
+            // Nodes sharing a database each append to an audit chain of their own, named
+            // by host and port: stable across restarts, distinct between running nodes.
+            app.audit.set_chain_node(&format!("{}:{}", chain_host(), addr.port()));
+        }
         // Before the listening line: from then on SIGHUP reloads (without TLS, it is ignored
         // rather than ending the process, so `systemctl reload` is harmless).
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -605,4 +611,15 @@ fn lambda_settings(
     };
     settings.check().map_err(|e| format!("--lambda-endpoint: {e}"))?;
     Ok(Some(settings))
+}
+
+/// This host's name for audit chain ids: `COFFER_AUDIT_NODE` if set (for hosts whose
+/// name changes on every start, such as containers), else the kernel's host name.
+fn chain_host() -> String {
+    std::env::var("COFFER_AUDIT_NODE")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
