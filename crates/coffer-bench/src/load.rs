@@ -92,6 +92,20 @@ pub async fn run(
     make: MakeRequest,
     server_pids: &[u32],
 ) -> Outcome {
+    run_on(std::slice::from_ref(endpoint), connections, timing, max_requests, make, server_pids)
+        .await
+}
+
+/// [`run`] against several servers at once (nodes sharing one database): connection `i`
+/// goes to `endpoints[i % n]`, and the outcome is their aggregate.
+pub async fn run_on(
+    endpoints: &[Endpoint],
+    connections: usize,
+    timing: Timing,
+    max_requests: u64,
+    make: MakeRequest,
+    server_pids: &[u32],
+) -> Outcome {
     let start = Instant::now();
     let window_start = start + timing.warmup;
     let deadline = window_start + timing.measure;
@@ -105,8 +119,8 @@ pub async fn run(
     });
     let counter = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let endpoint = endpoint.clone();
+    for i in 0..connections {
+        let endpoint = endpoints[i % endpoints.len()].clone();
         let make = make.clone();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {

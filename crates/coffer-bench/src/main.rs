@@ -165,9 +165,11 @@ struct FootprintArgs {
 struct LoadArgs {
     #[command(flatten)]
     common: Common,
-    /// The server's address, 127.0.0.1:PORT.
-    #[arg(long)]
-    addr: SocketAddr,
+    /// The server's address, 127.0.0.1:PORT. Repeat it for several nodes sharing one
+    /// database: the connections are split among them (round robin) and the figures are
+    /// their aggregate; seeding goes through the first.
+    #[arg(long, required = true)]
+    addr: Vec<SocketAddr>,
     /// get, describe, batch-get, update, put, mixed or list.
     #[arg(long, default_value = "get")]
     scenario: String,
@@ -440,15 +442,17 @@ async fn load_one(args: LoadArgs) -> Result<(), String> {
         Some(dir) => servers::coffer_credentials(&servers::CofferMode::Sqlite(dir.clone())),
         None => servers::bench_credentials(),
     };
-    let endpoint = client::Endpoint::new(args.addr, creds);
+    let endpoints: Vec<client::Endpoint> =
+        args.addr.iter().map(|addr| client::Endpoint::new(*addr, creds.clone())).collect();
+    let endpoint = &endpoints[0];
     let pools = Pools::new(256, 2000);
     if args.seed {
-        let seeded = pools.seed(&endpoint, args.common.connections).await?;
+        let seeded = pools.seed(endpoint, args.common.connections).await?;
         eprintln!("seeded {} secrets in {:.1} s", seeded.count, seeded.elapsed.as_secs_f64());
     }
     if let Some(to) = args.fill {
         let seeded =
-            scenarios::seed_filler(&endpoint, args.common.connections, args.fill_from, to).await?;
+            scenarios::seed_filler(endpoint, args.common.connections, args.fill_from, to).await?;
         eprintln!(
             "created {} filler secrets in {:.1} s ({:.0}/s)",
             seeded.count,
@@ -459,7 +463,7 @@ async fn load_one(args: LoadArgs) -> Result<(), String> {
     let timing =
         Timing { warmup: Duration::from_secs(1), measure: Duration::from_secs_f64(args.duration) };
     let (make, bound) = pools.maker(scenario);
-    let o = load::run(&endpoint, args.common.connections, timing, bound, make, &args.pid).await;
+    let o = load::run_on(&endpoints, args.common.connections, timing, bound, make, &args.pid).await;
     let cpu = match (o.cpu, o.server_cpu_us_per_answer()) {
         (Some(u), Some(per)) => format!(
             ", server {:.2} cores ({per:.0} µs CPU/answer), bench {:.2}, others {:.2}",
@@ -467,8 +471,12 @@ async fn load_one(args: LoadArgs) -> Result<(), String> {
         ),
         _ => String::new(),
     };
+    let nodes = match endpoints.len() {
+        1 => String::new(),
+        n => format!(" (aggregate of {n} nodes)"),
+    };
     println!(
-        "{}: {:.0}/s ok, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{cpu}, errors {} {}",
+        "{}{nodes}: {:.0}/s ok, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{cpu}, errors {} {}",
         args.scenario,
         o.throughput(),
         o.quantile_ms(0.5).unwrap_or(f64::NAN),
