@@ -6,8 +6,7 @@ use crate::error::KmsError;
 use coffer_crypto::kms_blob;
 
 pub use kms_blob::{
-    BLOB_VERSION, BLOB_VERSION_1, BLOB_VERSION_MRK, BlobHeader, EncryptionContext, HEADER_LEN,
-    aad,
+    BLOB_VERSION, BLOB_VERSION_1, BLOB_VERSION_MRK, BlobHeader, EncryptionContext, HEADER_LEN, aad,
 };
 
 /// Writes the header of a blob sealed by `key_id` (a UUID) at `material_version`.
