@@ -223,9 +223,20 @@ pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Out
     // A read-only call, and every call on a store whose transactions never wait (`--dev`),
     // reads through one transaction from authentication to its answer; its LastAccessedDate
     // updates are written once that transaction is over.
+    // Any other call reads in one transaction too up to its handler (the caller's key, the
+    // secret authorization decides on), ended before the handler's write waits for its
+    // commit: one snapshot (on PostgreSQL, one BEGIN) instead of one per stage.
     if !(op.read_only() || app.writes_inline()) {
-        let request = Request::Json(body);
-        let (result, record, _) = serve(app, caller, asked, request, AccessRecords::immediate());
+        let (mut request, mut admitted) = (Some(Request::Json(body)), None);
+        app.store.read_scope(&mut || {
+            if let Some(request) = request.take() {
+                admitted = Some(admit(app, caller, asked, request, AccessRecords::immediate()));
+            }
+        });
+        let Some(admitted) = admitted else {
+            return Outcome { result: Err(AwsError::internal()), unwritten: None };
+        };
+        let (result, record, _) = handle(app, admitted);
         let unwritten = record.conclude(&result);
         return Outcome { result, unwritten };
     }
@@ -254,27 +265,74 @@ fn serve(
     request: Request,
     access: AccessRecords,
 ) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
+    handle(app, admit(app, caller, asked, request, access))
+}
+
+/// A call after every stage before its handler.
+enum Admitted {
+    /// Refused before its caller was known, with the record of a failed signature of a
+    /// known key (empty otherwise).
+    Refused(AwsError, CallRecord),
+    /// Identified: its context, and what is left to do (or why nothing is).
+    Identified(RequestContext, Result<Next, AwsError>),
+}
+
+/// What an identified call has left to do.
+enum Next {
+    /// Its answer is known (a query-protocol call's handler has run).
+    Answered(Vec<u8>),
+    /// Its handler, on the decoded and authorized request.
+    Handle(Operation, Value),
+}
+
+/// The stages before the handler: identify, begin the record, quota, decode and
+/// validate, authorize.
+fn admit(
+    app: &Arc<App>,
+    caller: &Caller,
+    asked: Asked<'_>,
+    request: Request,
+    access: AccessRecords,
+) -> Admitted {
     // The service's model, looked up once: the record and validation both use it.
     let model = ServiceModel::of(asked.service());
     let (mut ctx, who) = match identify(app, caller, asked, request.signed()) {
         Ok(identified) => identified,
         Err((e, record)) => {
             request.wipe();
-            return (Err(e), record.unwrap_or_default(), None);
+            return Admitted::Refused(e, record.unwrap_or_default());
         }
     };
     ctx.access = access;
     let identity = audit::identity(who.as_ref(), &ctx);
     ctx.audit = asked.begin_record(&ctx, identity, &caller.source, model);
-    let result = match asked {
+    let next = match asked {
         Asked::Op(op) => serve_identified(app, caller, &mut ctx, who.as_ref(), model, op, request),
         Asked::Unknown { service, action } => {
             request.wipe();
             Err(query::invalid_action(service, action))
         }
     };
-    let record = std::mem::take(&mut ctx.audit);
-    (result, record, Some(ctx))
+    Admitted::Identified(ctx, next)
+}
+
+/// The handler, on an admitted call. Returns the answer, the call's audit record (to
+/// conclude) and its context, when it got one.
+fn handle(
+    app: &Arc<App>,
+    admitted: Admitted,
+) -> (Result<Vec<u8>, AwsError>, CallRecord, Option<RequestContext>) {
+    match admitted {
+        Admitted::Refused(e, record) => (Err(e), record, None),
+        Admitted::Identified(mut ctx, next) => {
+            let result = next.and_then(|next| match next {
+                Next::Answered(answer) => Ok(answer),
+                Next::Handle(op, request) => dispatch(app, &ctx, op, request),
+            });
+            let record = std::mem::take(&mut ctx.audit);
+            (result, record, Some(ctx))
+        }
+    }
 }
 
 /// Identifies the caller: verifies a signature (for the signing name of the service
@@ -322,8 +380,9 @@ fn identify(
     Ok((RequestContext::new(scope, who.access_key_id.clone(), request_id), Some(who)))
 }
 
-/// The stages after the caller is known, whose outcome is audited: quota, decode and
-/// validate, authorize, handle.
+/// The stages after the caller is known and before its handler, whose outcome is
+/// audited: quota, decode and validate, authorize (a query-protocol call's handler runs
+/// here: it authorizes on what its form names).
 fn serve_identified(
     app: &Arc<App>,
     caller: &Caller,
@@ -332,7 +391,7 @@ fn serve_identified(
     model: Option<&ServiceModel>,
     op: Operation,
     request: Request,
-) -> Result<Vec<u8>, AwsError> {
+) -> Result<Next, AwsError> {
     // The caller's own account is counted (as AWS counts a cross-account call), before
     // anything is parsed or done: a throttled call changes nothing; its event records
     // the error like any other failed call's.
@@ -348,7 +407,7 @@ fn serve_identified(
             // as the services do, and authorize on what the form names. Their events
             // record no parameters.
             body.zeroize();
-            return dispatch_query(app, ctx, who, &raw_of(caller), op, &form);
+            return dispatch_query(app, ctx, who, &raw_of(caller), op, &form).map(Next::Answered);
         }
     };
     let request = decode(body)?;
@@ -370,7 +429,7 @@ fn serve_identified(
         ctx.scope = authorized.scope;
         ctx.gate = Some(authorized.gate);
     }
-    dispatch(app, ctx, op, request)
+    Ok(Next::Handle(op, request))
 }
 
 /// The request as a handler that decides on its source sees it (`aws:SourceIp`,

@@ -41,6 +41,7 @@ use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
 mod connect;
 mod export;
 mod lease;
+mod pipelined;
 mod read;
 mod schema;
 mod scrub;

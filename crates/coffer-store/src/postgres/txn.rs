@@ -9,6 +9,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
 use super::shared_cache::{ANNOUNCE_SQL, GENERATION_SETTING, SharedCache};
 use super::writer::is_retryable;
 use super::{backend, get, unreadable};
@@ -59,6 +60,8 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) shared_epoch: Option<u64>,
     /// A write put or deleted something the cache holds (see `announce_shared_change`).
     pub(super) shared_touched: Cell<bool>,
+    /// A write's deferred statements and record memo (`pipelined`); `None` in reads.
+    pub(super) batch: Option<&'a WriteBatch>,
 }
 
 /// A secret's versions and its current version's value, read with the secret in one
@@ -80,6 +83,14 @@ pub(super) struct PendingRecords {
     /// touch a row twice).
     rows: Vec<(String, String, Vec<u8>)>,
     index: HashMap<(String, String), usize>,
+}
+
+impl Prefetched {
+    /// Drops what was read of `arn`'s versions: a write changed them.
+    pub(super) fn forget(&mut self, arn: &str) {
+        self.versions.remove(arn);
+        self.values.retain(|(of, _), _| of != arn);
+    }
 }
 
 impl PendingRecords {
@@ -107,16 +118,19 @@ impl<'a, 't> PgTxn<'a, 't> {
             shared: None,
             shared_epoch: None,
             shared_touched: Cell::new(false),
+            batch: None,
         }
     }
 
-    /// A write transaction of a store that keeps `shared` (it then announces changes).
+    /// A write transaction (a member of `batch`) of a store that keeps `shared` (it then
+    /// announces changes).
     pub(super) fn writing(
         rt: &'a tokio::runtime::Runtime,
         tx: &'a Transaction<'t>,
         shared: Option<&'a SharedCache>,
+        batch: &'a WriteBatch,
     ) -> Self {
-        PgTxn { shared, ..PgTxn::new(rt, tx) }
+        PgTxn { shared, batch: Some(batch), ..PgTxn::new(rt, tx) }
     }
 
     /// A read-only transaction that may use `shared`.
@@ -247,8 +261,9 @@ pub const SECRET_AND_VERSIONS_BY_NAME_SQL: &str = concat!(
 const SECRET_AND_VERSIONS_BY_ARN_SQL: &str = concat!(with_versions!(), " WHERE s.arn = $1");
 
 thread_local! {
-    /// Statements this thread ran through a [`PgTxn`]: each is a round trip to the database.
-    static STATEMENTS: Cell<u64> = const { Cell::new(0) };
+    /// Round trips this thread made through a [`PgTxn`] (a write's deferred statements
+    /// travel with one, see `pipelined`).
+    pub(super) static STATEMENTS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// How many statements this thread has run in PostgreSQL transactions (for tests that
@@ -309,6 +324,9 @@ impl PgTxn<'_, '_> {
         call: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> StoreResult<T> {
         STATEMENTS.with(|n| n.set(n.get() + 1));
+        if let Some(batch) = self.batch.filter(|batch| batch.has_deferred()) {
+            return self.run_pipelined(batch, call);
+        }
         self.rt.block_on(call).map_err(|e| self.failed(&e))
     }
 
@@ -366,19 +384,25 @@ impl PgTxn<'_, '_> {
         if pending.rows.is_empty() {
             return Ok(());
         }
+        if let Some(batch) = self.batch {
+            // Sent ahead of the write's next statement, or before it is judged or commits.
+            let mut params = (Vec::new(), Vec::new(), Vec::new());
+            for (kind, key, value) in pending.rows {
+                params.0.push(kind);
+                params.1.push(key);
+                params.2.push(value);
+            }
+            let params: Vec<Param> =
+                vec![Box::new(params.0), Box::new(params.1), Box::new(params.2)];
+            batch.defer(UPSERT_RECORDS_SQL, Some(params), Expect::Done);
+            return Ok(());
+        }
         let kinds: Vec<&str> = pending.rows.iter().map(|(kind, _, _)| kind.as_str()).collect();
         let keys: Vec<&str> = pending.rows.iter().map(|(_, key, _)| key.as_str()).collect();
         let values: Vec<&[u8]> =
             pending.rows.iter().map(|(_, _, value)| value.as_slice()).collect();
         self.run(async {
-            let statement = self
-                .tx
-                .prepare_cached(
-                    "INSERT INTO records (kind, key, value) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
-                     ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
-                )
-                .await?;
+            let statement = self.tx.prepare_cached(UPSERT_RECORDS_SQL).await?;
             self.tx.execute(&statement, &[&kinds, &keys, &values]).await
         })?;
         Ok(())
@@ -392,7 +416,8 @@ impl PgTxn<'_, '_> {
         with_versions_sql: &str,
         params: Params<'_>,
     ) -> StoreResult<Option<SecretMeta>> {
-        if self.seen.is_none() {
+        // A write reads the versions with the secret too (forgotten when it changes them).
+        if self.seen.is_none() && self.batch.is_none() {
             let row = self.query_opt(plain_sql, params)?;
             return row.as_ref().map(decode_secret).transpose();
         }
@@ -558,6 +583,9 @@ impl ReadTxn for PgTxn<'_, '_> {
     }
 
     fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(batch) = self.batch {
+            return self.record_remembered(batch, kind, key);
+        }
         self.shared_read(Some(kind), key, || {
             let row = self.query_opt(
                 "SELECT value FROM records WHERE kind = $1 AND key = $2",

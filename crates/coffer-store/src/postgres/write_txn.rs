@@ -2,6 +2,7 @@
 
 use coffer_core::model::{SecretMeta, VersionMeta};
 
+use super::pipelined::Expect;
 use super::scrub::{KMS_KEY_KIND, MASTER_CHECK_SETTING, REWRAPPED, Table};
 use super::txn::{PgTxn, accessed_sort_ms};
 use super::{get, to_json};
@@ -40,25 +41,24 @@ impl WriteTxn for PgTxn<'_, '_> {
 
     fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
         let json = to_json("secret metadata", meta)?;
-        let changed = self.execute(
+        // Nothing waits for its answer: sent with the write's next round trip.
+        self.defer(
             "UPDATE secrets SET created_ms = $2, last_changed_ms = $3, accessed_sort_ms = $4, \
              deletion_ms = $5, meta = $6 WHERE arn = $1",
-            &[
-                &meta.arn,
-                &meta.created_ms,
-                &meta.last_changed_ms,
-                &accessed_sort_ms(meta),
-                &meta.deletion_ms,
-                &json,
+            vec![
+                Box::new(meta.arn.clone()),
+                Box::new(meta.created_ms),
+                Box::new(meta.last_changed_ms),
+                Box::new(accessed_sort_ms(meta)),
+                Box::new(meta.deletion_ms),
+                Box::new(json),
             ],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::Backend("no secret has that ARN".to_owned()));
-        }
-        Ok(())
+            Expect::Changed("no secret has that ARN"),
+        )
     }
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        self.prefetched.borrow_mut().forget(arn);
         // The versions go with it through ON DELETE CASCADE.
         if self.execute("DELETE FROM secrets WHERE arn = $1", &[&arn])? > 0 {
             self.note_destroyed(&[Table::Versions])?;
@@ -73,6 +73,7 @@ impl WriteTxn for PgTxn<'_, '_> {
         value: &SealedValue,
     ) -> StoreResult<()> {
         let json = to_json("version metadata", meta)?;
+        self.prefetched.borrow_mut().forget(arn);
         let row = self.query_opt(
             "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
              ($1, $2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM versions WHERE arn = $1), $3, $4, $5) \
@@ -88,15 +89,19 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        self.prefetched.borrow_mut().forget(arn);
         let json = to_json("version metadata", meta)?;
-        let changed = self.execute(
+        // Nothing waits for its answer: sent with the write's next round trip.
+        self.defer(
             "UPDATE versions SET created_ms = $3, meta = $4 WHERE arn = $1 AND version_id = $2",
-            &[&arn, &meta.version_id, &meta.created_ms, &json],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
-        }
-        Ok(())
+            vec![
+                Box::new(arn.to_owned()),
+                Box::new(meta.version_id.clone()),
+                Box::new(meta.created_ms),
+                Box::new(json),
+            ],
+            Expect::Changed("the secret has no version with that id"),
+        )
     }
 
     fn replace_version_value(
@@ -105,6 +110,7 @@ impl WriteTxn for PgTxn<'_, '_> {
         version_id: &str,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.prefetched.borrow_mut().forget(arn);
         let changed = self.execute(
             "UPDATE versions SET value = $3 WHERE arn = $1 AND version_id = $2",
             &[&arn, &version_id, &value.0],
@@ -117,6 +123,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        self.prefetched.borrow_mut().forget(arn);
         let deleted = self.execute(
             "DELETE FROM versions WHERE arn = $1 AND version_id = $2",
             &[&arn, &version_id],
@@ -173,6 +180,9 @@ impl WriteTxn for PgTxn<'_, '_> {
 
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
         self.note_shared_write(Some(kind), key);
+        if let Some(batch) = self.batch {
+            batch.wrote(kind, key, Some(value));
+        }
         // Sent with the next statement's turn, together with every record put before it.
         self.pending.borrow_mut().put(kind, key, value);
         Ok(())
@@ -182,6 +192,9 @@ impl WriteTxn for PgTxn<'_, '_> {
         self.note_shared_write(Some(kind), key);
         let deleted =
             self.execute("DELETE FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
+        if let Some(batch) = self.batch {
+            batch.wrote(kind, key, None);
+        }
         if deleted > 0 && kind == KMS_KEY_KIND {
             // The key's record holds every wrapped material version of the key.
             self.note_destroyed(&[Table::Records])?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
 
+use super::pipelined::{Expect, Rerun, WriteBatch};
 use super::txn::{Failure, PgTxn};
 use super::{PostgresStore, describe_error};
 use crate::lend::{Job, Member, WriteFn, lend};
@@ -36,6 +37,9 @@ pub(super) enum BatchAttempt {
     Done(Vec<Member>),
     /// PostgreSQL aborted the transaction to keep transactions serializable; run it again.
     Conflicted,
+    /// A statement of a member already judged failed (see `pipelined`): run it again,
+    /// one member's statements at a time.
+    Carefully,
 }
 
 impl PostgresStore {
@@ -74,9 +78,12 @@ impl PostgresStore {
         }
         let started = Instant::now();
         let mut attempt = 0u32;
+        // Members are judged before their last statements answered (`pipelined`), until
+        // a failure among those makes the batch run again one member at a time.
+        let mut careful = false;
         loop {
             attempt += 1;
-            match self.batch_attempt(&mut jobs) {
+            let conflicted = match self.batch_attempt(&mut jobs, careful) {
                 BatchAttempt::Done(members) => {
                     crate::observe::group_committed(jobs.len(), started.elapsed());
                     for (job, member) in jobs.into_iter().zip(members) {
@@ -84,26 +91,31 @@ impl PostgresStore {
                     }
                     return;
                 }
-                BatchAttempt::Conflicted => {
-                    if attempt >= MAX_WRITE_ATTEMPTS || started.elapsed() >= WRITE_RETRY_BUDGET {
-                        let message = format!(
-                            "a write kept conflicting with concurrent writes and was given up after {attempt} attempts"
-                        );
-                        for job in jobs {
-                            job.answer(Member::Done(Err(StoreError::Backend(message.clone()))));
-                        }
-                        return;
-                    }
-                    tracing::debug!(attempt, "retrying writes after a serialization conflict");
-                    std::thread::sleep(backoff(attempt));
+                BatchAttempt::Conflicted => true,
+                BatchAttempt::Carefully => false,
+            };
+            if attempt >= MAX_WRITE_ATTEMPTS || started.elapsed() >= WRITE_RETRY_BUDGET {
+                let message = format!(
+                    "a write kept conflicting with concurrent writes and was given up after {attempt} attempts"
+                );
+                for job in jobs {
+                    job.answer(Member::Done(Err(StoreError::Backend(message.clone()))));
                 }
+                return;
+            }
+            if conflicted {
+                tracing::debug!(attempt, "retrying writes after a serialization conflict");
+                std::thread::sleep(backoff(attempt));
+            } else {
+                careful = true;
             }
         }
     }
 
     /// One attempt at a batch, ended with COMMIT when a member succeeded and with
-    /// ROLLBACK otherwise.
-    pub(super) fn batch_attempt(&self, jobs: &mut [Job]) -> BatchAttempt {
+    /// ROLLBACK otherwise. `careful`: each member's statements have all answered before
+    /// it is judged (see `pipelined`).
+    pub(super) fn batch_attempt(&self, jobs: &mut [Job], careful: bool) -> BatchAttempt {
         let rt = self.rt();
         let count = jobs.len();
         let every = |result: &dyn Fn() -> StoreResult<()>| {
@@ -112,22 +124,26 @@ impl PostgresStore {
         // Members that changed cached records: their commit has begun for the cache.
         let mut announced = 0;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
+            let batch = WriteBatch::new(careful);
             let mut members = Vec::with_capacity(jobs.len());
             let mut broken = None;
             for job in jobs.iter_mut() {
-                if let Err(e) = rt.block_on(tx.batch_execute("SAVEPOINT coffer_member")) {
-                    broken = Some(e);
-                    break;
-                }
-                let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref());
+                batch.begin_member();
+                // Sent with the member's first statement.
+                batch.defer("SAVEPOINT coffer_member", None, Expect::Done);
+                let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch);
                 // SAFETY: every job is answered only after this batch (`run_batch`).
                 let closure = unsafe { job.closure() };
                 let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
+                let mut settled = Ok(());
                 if matches!(ran, Ok(Ok(()))) {
                     // A failure is noted in `txn.failure`, read next.
                     let _ = txn.flush();
                     if let Ok(true) = txn.announce_shared_change() {
                         announced += 1;
+                    }
+                    if careful {
+                        settled = txn.settle();
                     }
                 }
                 let failure = txn.failure.get();
@@ -137,6 +153,8 @@ impl PostgresStore {
                 }
                 let member = match ran {
                     Ok(Ok(())) if failure == Failure::None => Member::Done(Ok(())),
+                    // What the member's last deferred statements reported.
+                    Ok(Ok(())) if settled.is_err() => Member::Done(settled),
                     Ok(Ok(())) => Member::Done(Err(StoreError::Backend(
                         "a statement failed inside the transaction, so PostgreSQL abandoned \
                          it; nothing was written"
@@ -145,27 +163,39 @@ impl PostgresStore {
                     Ok(Err(e)) => Member::Done(Err(e)),
                     Err(payload) => Member::Panicked(payload),
                 };
+                let kept = matches!(member, Member::Done(Ok(())));
+                drop(txn);
+                batch.judge_member(kept);
                 // A savepoint rolled back to is still open: released too, so the next
                 // member's does not nest inside it.
-                let end = if matches!(member, Member::Done(Ok(()))) {
+                let end = if kept {
                     "RELEASE SAVEPOINT coffer_member"
                 } else {
                     "ROLLBACK TO SAVEPOINT coffer_member; RELEASE SAVEPOINT coffer_member"
                 };
                 members.push(member);
-                if let Err(e) = rt.block_on(tx.batch_execute(end)) {
-                    broken = Some(e);
+                batch.defer(end, None, Expect::Done);
+                if careful && let Some(fault) = batch.sync(rt, &tx) {
+                    broken = Some(fault);
                     break;
                 }
             }
+            // What is still deferred is answered before COMMIT is sent, so COMMIT never
+            // follows a statement that failed (see `pipelined`).
+            if broken.is_none() && members.len() == jobs.len() && batch.has_deferred() {
+                broken = batch.sync(rt, &tx);
+            }
+            let rerun = batch.rerun();
             let conflicted = members.len() < jobs.len() && broken.is_none();
-            if conflicted || broken.is_some() {
+            if conflicted || broken.is_some() || rerun.is_some() {
                 if let Err(e) = rt.block_on(tx.rollback()) {
                     tracing::warn!(error = %describe_error(&e), "could not roll back a PostgreSQL transaction");
                 }
-                return match broken {
-                    Some(e) if !is_retryable(&e) => {
-                        let message = describe_error(&e);
+                return match (rerun, broken) {
+                    (Some(Rerun::Carefully), _) => BatchAttempt::Carefully,
+                    (Some(Rerun::AsBefore), _) => BatchAttempt::Conflicted,
+                    (None, Some(fault)) if !fault.retryable() => {
+                        let message = fault.describe();
                         every(&|| Err(StoreError::Backend(message.clone())))
                     }
                     _ => BatchAttempt::Conflicted,
@@ -249,14 +279,17 @@ impl PostgresStore {
         let rt = self.rt();
         let mut announced = 0;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
-            let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref());
-            let result = f(&mut txn);
+            // One member, whose statements have all answered before it commits.
+            let batch = WriteBatch::new(true);
+            batch.begin_member();
+            let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch);
+            let mut result = f(&mut txn);
             if result.is_ok() {
                 // A failure is noted in `txn.failure`, read next.
-                let _ = txn.flush();
                 if let Ok(true) = txn.announce_shared_change() {
                     announced += 1;
                 }
+                result = txn.settle();
             }
             let failure = txn.failure.get();
             let attempt = match (failure, result) {

@@ -1,0 +1,403 @@
+//! A write transaction's statements sent without waiting for their answers, and the
+//! records it has read or written, remembered for the rest of it.
+//!
+//! On PostgreSQL a write's CPU is mostly round trips (each wakes the caller, the store's
+//! runtime thread and a backend, on both ends of a socket), not the statements. Many of
+//! a write's statements need no answer before the next one is sent: a group commit
+//! member's `SAVEPOINT` and its `RELEASE`, the buffered upsert of its records, the
+//! updates of a secret's row and of its versions' labels. Those are *deferred*: queued
+//! in order, and sent in the same round trip as the next statement whose answer the
+//! write does need (or before the transaction commits), ahead of it on the same
+//! connection, so PostgreSQL runs everything in exactly the order the write made it.
+//!
+//! Their answers are still checked, in order, before the answer of the statement they
+//! travelled with is used: an error (or an update that changed no row) fails the write
+//! as it would have failed at once. One thing changes: a group-commit member is judged
+//! (released, its answer decided) before its last deferred statements have come back;
+//! they travel with the next member's first statement, or with the final sync before
+//! `COMMIT`. If one of them then fails, the whole attempt is rolled back and run again
+//! *carefully* (each member's statements all answered before it is judged, as before
+//! this module), so a member is never answered on a failure it did not see; a
+//! serialization failure among them reruns the attempt as any conflict does. `COMMIT`
+//! itself is only sent once every deferred statement has answered without a fault, so a
+//! deferred statement that failed without aborting the transaction (an update of no
+//! row) is never committed.
+//!
+//! The record memo: within one transaction a record reads the same until the
+//! transaction writes it (one snapshot), so a record read or written once is answered
+//! from memory for the rest of the transaction: the audit chain head and the KMS key
+//! record, read by every member of a group, are read from the database once per group.
+//! What a member read or wrote is kept apart until the member is released, and dropped
+//! if it is rolled back to its savepoint, since its writes are then undone.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::Error;
+use tokio_postgres::types::ToSql;
+
+use super::txn::{Failure, PgTxn, STATEMENTS};
+use super::writer::is_retryable;
+use super::{describe_error, get};
+use crate::{StoreError, StoreResult};
+
+/// An owned statement parameter.
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// What a deferred statement must have done for the write to go on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Expect {
+    /// Anything but an error.
+    Done,
+    /// Changed at least one row; otherwise the write fails with this message (as a
+    /// statement run at once would have reported it).
+    Changed(&'static str),
+}
+
+/// A statement sent with the next one that needs an answer.
+struct Deferred {
+    sql: Cow<'static, str>,
+    /// `None`: sent as a simple query (`SAVEPOINT` and the like, without parameters).
+    params: Option<Vec<Param>>,
+    expect: Expect,
+    /// The group-commit member that made it (see [`WriteBatch::begin_member`]).
+    member: u32,
+}
+
+/// What went wrong among deferred statements, the first fault in order (any later one
+/// follows from it: PostgreSQL refuses every statement of a transaction after an error).
+pub(super) struct Fault {
+    /// The member that made the failed statement was judged already: the attempt must be
+    /// rerun (see the module's documentation).
+    pub(super) judged: bool,
+    pub(super) kind: FaultKind,
+}
+
+pub(super) enum FaultKind {
+    /// PostgreSQL's error.
+    Error(Error),
+    /// The statement ran but changed no row; the message says what was missing.
+    Unchanged(&'static str),
+}
+
+impl Fault {
+    /// What went wrong, without the detail of PostgreSQL's error (it can quote values).
+    pub(super) fn describe(&self) -> String {
+        match &self.kind {
+            FaultKind::Error(e) => describe_error(e),
+            FaultKind::Unchanged(missing) => (*missing).to_owned(),
+        }
+    }
+
+    /// A serialization failure or deadlock: the attempt succeeds when run again as it is.
+    pub(super) fn retryable(&self) -> bool {
+        matches!(&self.kind, FaultKind::Error(e) if is_retryable(e))
+    }
+}
+
+/// The state one write transaction's members share: the deferred statements and the
+/// record memo. One per attempt: a rerun starts from nothing.
+#[derive(Default)]
+pub(super) struct WriteBatch {
+    deferred: RefCell<Vec<Deferred>>,
+    memo: RefCell<Memo>,
+    /// The member running now (numbered from 1; 0 before the first).
+    member: Cell<u32>,
+    /// Every member up to this one has been judged.
+    judged: Cell<u32>,
+    /// A judged member's deferred statement failed: the attempt is to be run again,
+    /// carefully unless the failure was a serialization failure.
+    rerun: Cell<Option<Rerun>>,
+    /// Each member's deferred statements are answered before it is judged.
+    pub(super) careful: bool,
+}
+
+/// How an attempt whose judged member's statement failed is run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rerun {
+    /// As it was: a serialization failure, which a rerun resolves.
+    AsBefore,
+    /// One member's statements at a time, so the failure reaches the member it belongs to.
+    Carefully,
+}
+
+impl WriteBatch {
+    pub(super) fn new(careful: bool) -> WriteBatch {
+        WriteBatch { careful, ..WriteBatch::default() }
+    }
+
+    /// Starts the next member: its statements, reads and writes are its own from here.
+    pub(super) fn begin_member(&self) {
+        self.member.set(self.member.get() + 1);
+        self.memo.borrow_mut().member.clear();
+    }
+
+    /// The current member is judged: its records become the transaction's if `kept`
+    /// (released), and are forgotten otherwise (rolled back to its savepoint).
+    pub(super) fn judge_member(&self, kept: bool) {
+        self.judged.set(self.member.get());
+        let mut memo = self.memo.borrow_mut();
+        let member = std::mem::take(&mut memo.member);
+        if kept {
+            memo.transaction.extend(member);
+        }
+    }
+
+    /// Whether the attempt must be run again (see [`Rerun`]).
+    pub(super) fn rerun(&self) -> Option<Rerun> {
+        self.rerun.get()
+    }
+
+    /// Queues `sql` (with `params`; `None` for a simple query) for the next round trip.
+    pub(super) fn defer(
+        &self,
+        sql: impl Into<Cow<'static, str>>,
+        params: Option<Vec<Param>>,
+        expect: Expect,
+    ) {
+        let member = self.member.get();
+        self.deferred.borrow_mut().push(Deferred { sql: sql.into(), params, expect, member });
+    }
+
+    pub(super) fn has_deferred(&self) -> bool {
+        !self.deferred.borrow().is_empty()
+    }
+
+    /// Sends every deferred statement and then `call`, in order, in one round trip, and
+    /// returns the first fault among the deferred statements (noting a rerun if it was a
+    /// judged member's) and `call`'s own answer.
+    pub(super) fn send_with<T>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        tx: &Transaction<'_>,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> (Option<Fault>, Result<T, Error>) {
+        let items = std::mem::take(&mut *self.deferred.borrow_mut());
+        let (answers, answer) = rt.block_on(send_in_order(tx, &items, call));
+        let mut fault = None;
+        for (item, answered) in items.iter().zip(answers) {
+            let kind = match (answered, item.expect) {
+                (Err(e), _) => FaultKind::Error(e),
+                (Ok(0), Expect::Changed(missing)) => FaultKind::Unchanged(missing),
+                (Ok(_), _) => continue,
+            };
+            let found = Fault { judged: item.member <= self.judged.get(), kind };
+            // A careful batch's caller handles its judged members' faults itself.
+            if found.judged && !self.careful {
+                let rerun = if found.retryable() { Rerun::AsBefore } else { Rerun::Carefully };
+                self.rerun.set(Some(rerun));
+            }
+            fault = Some(found);
+            break;
+        }
+        (fault, answer)
+    }
+
+    /// Sends every deferred statement and waits for their answers: the first fault, if any.
+    pub(super) fn sync(&self, rt: &tokio::runtime::Runtime, tx: &Transaction<'_>) -> Option<Fault> {
+        if !self.has_deferred() {
+            return None;
+        }
+        STATEMENTS.with(|n| n.set(n.get() + 1));
+        self.send_with(rt, tx, async { Ok(()) }).0
+    }
+
+    /// The record (`kind`, `key`) as this transaction last read or wrote it, if it did:
+    /// `Some(None)` when it is known not to exist.
+    pub(super) fn remembered(&self, kind: &str, key: &str) -> Option<Option<Vec<u8>>> {
+        let memo = self.memo.borrow();
+        let id = record_id(kind, key);
+        memo.member.get(&id).or_else(|| memo.transaction.get(&id)).cloned()
+    }
+
+    /// Notes a record read from the database by the current member.
+    pub(super) fn read(&self, kind: &str, key: &str, value: Option<&[u8]>) {
+        self.memo.borrow_mut().member.insert(record_id(kind, key), value.map(<[u8]>::to_vec));
+    }
+
+    /// Notes a record the current member put (`Some`) or deleted (`None`). Only records
+    /// already remembered are kept: one never read is read from the database if asked
+    /// for, after the write was sent, so a transaction that writes many records and reads
+    /// none (an import) holds none of them in memory.
+    pub(super) fn wrote(&self, kind: &str, key: &str, value: Option<&[u8]>) {
+        let mut memo = self.memo.borrow_mut();
+        let id = record_id(kind, key);
+        if memo.member.contains_key(&id) || memo.transaction.contains_key(&id) {
+            memo.member.insert(id, value.map(<[u8]>::to_vec));
+        }
+    }
+}
+
+/// Records by (kind, key): what the transaction's judged and kept members left, and what
+/// the current member read or wrote.
+#[derive(Default)]
+struct Memo {
+    transaction: HashMap<String, Option<Vec<u8>>>,
+    member: HashMap<String, Option<Vec<u8>>>,
+}
+
+fn record_id(kind: &str, key: &str) -> String {
+    // A kind never holds a NUL (they are the store's own names).
+    format!("{kind}\0{key}")
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<u64, Error>> + 'a>>;
+
+/// Sends `items`, then `call`, without waiting in between, and waits for every answer.
+///
+/// tokio-postgres puts a request on the connection when its future is first polled,
+/// and each statement is its own Bind/Execute/Sync (or simple query), so polling the
+/// futures in order pipelines them in that order, and an error in one fails only those
+/// after it (PostgreSQL refuses them: the transaction is aborted). The statements are
+/// prepared first (from the connection's cache; a statement not yet prepared on it costs
+/// one round trip, once), so no `Parse` lands between them.
+async fn send_in_order<T>(
+    tx: &Transaction<'_>,
+    items: &[Deferred],
+    call: impl Future<Output = Result<T, Error>>,
+) -> (Vec<Result<u64, Error>>, Result<T, Error>) {
+    let mut prepared = Vec::with_capacity(items.len());
+    for item in items {
+        prepared.push(match &item.params {
+            Some(_) => Some(tx.prepare_cached(&item.sql).await),
+            None => None,
+        });
+    }
+    let mut sends: Vec<Answer<'_>> = Vec::with_capacity(items.len());
+    for (item, statement) in items.iter().zip(prepared) {
+        sends.push(match (statement, &item.params) {
+            (Some(Ok(statement)), Some(params)) => Box::pin(async move {
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+                tx.execute(&statement, &params).await
+            }),
+            (Some(Err(e)), _) => Box::pin(std::future::ready(Err(e))),
+            _ => Box::pin(async move { tx.batch_execute(&item.sql).await.map(|()| 0) }),
+        });
+    }
+    let mut answers: Vec<Option<Result<u64, Error>>> = (0..sends.len()).map(|_| None).collect();
+    let mut call = std::pin::pin!(call);
+    let mut answer = None;
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (send, slot) in sends.iter_mut().zip(answers.iter_mut()) {
+            if slot.is_none() {
+                match send.as_mut().poll(cx) {
+                    Poll::Ready(result) => *slot = Some(result),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if answer.is_none() {
+            match call.as_mut().poll(cx) {
+                Poll::Ready(result) => answer = Some(result),
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    let answers = answers.into_iter().map(|a| a.expect("every answer arrived")).collect();
+    (answers, answer.expect("the answer arrived"))
+}
+
+/// The upsert of a write's buffered records, all in one statement (`PgTxn::flush`).
+pub(super) const UPSERT_RECORDS_SQL: &str = "INSERT INTO records (kind, key, value) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+     ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value";
+
+impl PgTxn<'_, '_> {
+    /// `call`, sent after the deferred statements of `batch` in the same round trip.
+    pub(super) fn run_pipelined<T>(
+        &self,
+        batch: &WriteBatch,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> StoreResult<T> {
+        let (fault, answer) = batch.send_with(self.rt, self.tx, call);
+        match fault {
+            Some(fault) => Err(self.faulted(fault)),
+            None => answer.map_err(|e| self.failed(&e)),
+        }
+    }
+
+    /// Sends what is deferred, and waits for it: the write then knows whether all of its
+    /// statements succeeded.
+    pub(super) fn settle(&self) -> StoreResult<()> {
+        self.flush()?;
+        match self.batch {
+            Some(batch) if batch.has_deferred() => self.run(async { Ok(()) }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `sql` with the write's next round trip instead of now (see the module's
+    /// documentation). Records put before it are sent before it.
+    pub(super) fn defer(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+        expect: Expect,
+    ) -> StoreResult<()> {
+        self.flush()?;
+        match self.batch {
+            Some(batch) => {
+                batch.defer(sql, Some(params), expect);
+                Ok(())
+            }
+            None => {
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+                let changed = self.execute(sql, &params)?;
+                match expect {
+                    Expect::Changed(missing) if changed == 0 => {
+                        Err(StoreError::Backend(missing.to_owned()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// What a fault among deferred statements means for the statement it travelled with.
+    fn faulted(&self, fault: Fault) -> StoreError {
+        if fault.judged {
+            // An earlier member's: the attempt is rerun (`WriteBatch::rerun`), and the
+            // closure stops as it does on a conflict.
+            self.failure.set(Failure::Retry);
+            return StoreError::Aborted;
+        }
+        match fault.kind {
+            FaultKind::Error(e) => self.failed(&e),
+            FaultKind::Unchanged(missing) => {
+                // Not an error to PostgreSQL, but the write must not commit.
+                if self.failure.get() == Failure::None {
+                    self.failure.set(Failure::Fatal);
+                }
+                StoreError::Backend(missing.to_owned())
+            }
+        }
+    }
+
+    /// A record in a write transaction: from the memo when this transaction read or
+    /// wrote it already, else from the database (and remembered).
+    pub(super) fn record_remembered(
+        &self,
+        batch: &WriteBatch,
+        kind: &str,
+        key: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(known) = batch.remembered(kind, key) {
+            return Ok(known);
+        }
+        let row = self
+            .query_opt("SELECT value FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;
+        let value: Option<Vec<u8>> = row.map(|row| get(&row, 0)).transpose()?;
+        batch.read(kind, key, value.as_deref());
+        Ok(value)
+    }
+}
