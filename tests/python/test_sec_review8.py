@@ -1,0 +1,126 @@
+"""Regression tests for the eighth adversarial review's findings (the seventh session's
+features: KMS multi-Region keys and imported material, the query pipeline, rotation, the
+PostgreSQL cache).
+
+Each test drives the real binary through boto3 on an enforcing server whose users are made
+through the IAM API, the way the review's reproduction did.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import REGION
+from test_sec_review7 import Server
+
+ACCOUNT = "000000000000"
+REPLICA_REGION = "us-west-2"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("review8"))
+    yield s
+    s.server.stop()
+
+
+def code_of(fn, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as e:
+        fn(**kwargs)
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+def allow(*actions: str, **extra) -> dict:
+    statement = {"Effect": "Allow", "Action": list(actions), "Resource": "*", **extra}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def owned_by(arn: str) -> str:
+    """A key policy giving `arn` every kms action (and so passing the lockout check)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": arn}, "Action": "kms:*", "Resource": "*"}]})
+
+
+# ---------------------------------------------- 01: ReplicateKey needs kms:CreateKey there
+
+def test_01_replicate_key_alone_cannot_mint_a_replica_of_ones_own(srv):
+    """kms:ReplicateKey on the primary is not enough: AWS also needs kms:CreateKey in an IAM
+    policy in the replica Region. Without that check, a principal allowed only to replicate
+    gave itself a replica with a key policy of its choosing, and with it kms:Decrypt over
+    every ciphertext of the primary (the set shares its material)."""
+    admin = srv.any_client("kms")
+    primary = admin.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    blob = admin.encrypt(KeyId=primary, Plaintext=b"R8-01-PLAINTEXT")["CiphertextBlob"]
+    key, arn = srv.iam_user(unique("r8-replicator"), allow("kms:ReplicateKey"))
+    caller = srv.any_client("kms", key)
+    assert code_of(caller.decrypt, CiphertextBlob=blob)[0] == "AccessDeniedException"
+    code, message = code_of(caller.replicate_key, KeyId=primary, ReplicaRegion=REPLICA_REGION,
+                            Policy=owned_by(arn))
+    assert code == "AccessDeniedException"
+    assert "kms:CreateKey" in message
+    # No replica was made, and the ciphertext opens for nobody in the replica Region.
+    replica_admin = srv.any_client("kms", region=REPLICA_REGION)
+    assert code_of(replica_admin.describe_key, KeyId=primary)[0] == "NotFoundException"
+    caller_there = srv.any_client("kms", key, region=REPLICA_REGION)
+    assert code_of(caller_there.decrypt, CiphertextBlob=blob)[0] != "OK"
+
+
+def test_01_replicate_key_with_create_key_in_the_replica_region_works(srv):
+    admin = srv.any_client("kms")
+    primary = admin.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    key, arn = srv.iam_user(unique("r8-replicator"), allow("kms:ReplicateKey", "kms:CreateKey"))
+    caller = srv.any_client("kms", key)
+    made = caller.replicate_key(KeyId=primary, ReplicaRegion=REPLICA_REGION, Policy=owned_by(arn))
+    assert made["ReplicaKeyMetadata"]["KeyId"] == primary
+    # Tags on the replica need kms:TagResource there too.
+    code, message = code_of(caller.replicate_key, KeyId=primary, ReplicaRegion="eu-west-1",
+                            Tags=[{"TagKey": "team", "TagValue": "a"}])
+    assert code == "AccessDeniedException" and "kms:TagResource" in message
+
+
+def test_01_replica_region_condition_key_is_set(srv):
+    """kms:ReplicaRegion lets a policy say where a key may be replicated; unset, a Deny on
+    it never applied."""
+    admin = srv.any_client("kms")
+    primary = admin.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    policy = allow("kms:ReplicateKey", "kms:CreateKey")
+    policy["Statement"].append({"Effect": "Deny", "Action": "kms:ReplicateKey", "Resource": "*",
+                                "Condition": {"StringEquals": {"kms:ReplicaRegion": "eu-west-1"}}})
+    key, arn = srv.iam_user(unique("r8-regions"), policy)
+    caller = srv.any_client("kms", key)
+    code, _ = code_of(caller.replicate_key, KeyId=primary, ReplicaRegion="eu-west-1",
+                      Policy=owned_by(arn))
+    assert code == "AccessDeniedException"
+    caller.replicate_key(KeyId=primary, ReplicaRegion=REPLICA_REGION, Policy=owned_by(arn))
+
+
+# ------------------------------ 02: UpdatePrimaryRegion needs the permission on the replica too
+
+def test_02_update_primary_region_is_decided_on_the_replica_too(srv):
+    """AWS needs kms:UpdatePrimaryRegion on the current primary and on the replica that
+    becomes primary, each in its own key policy. A replica whose key policy refuses the
+    caller could be promoted by anyone allowed on the primary."""
+    key, arn = srv.iam_user(unique("r8-promoter"), allow("kms:UpdatePrimaryRegion"))
+    admin = srv.any_client("kms")
+    admin_arn = srv.any_client("sts").get_caller_identity()["Arn"]
+    primary = admin.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    # The replica's policy is its owner's alone (no delegation to IAM policies).
+    admin.replicate_key(KeyId=primary, ReplicaRegion=REPLICA_REGION, Policy=owned_by(admin_arn))
+    caller = srv.any_client("kms", key)
+    code, message = code_of(caller.update_primary_region, KeyId=primary, PrimaryRegion=REPLICA_REGION)
+    assert code == "AccessDeniedException", message
+    assert REPLICA_REGION in message
+    described = admin.describe_key(KeyId=primary)["KeyMetadata"]["MultiRegionConfiguration"]
+    assert described["MultiRegionKeyType"] == "PRIMARY"
+    # Allowed on both, it moves.
+    admin.update_primary_region(KeyId=primary, PrimaryRegion=REPLICA_REGION)
+    described = admin.describe_key(KeyId=primary)["KeyMetadata"]["MultiRegionConfiguration"]
+    assert described["MultiRegionKeyType"] == "REPLICA"
