@@ -124,3 +124,39 @@ def test_02_update_primary_region_is_decided_on_the_replica_too(srv):
     admin.update_primary_region(KeyId=primary, PrimaryRegion=REPLICA_REGION)
     described = admin.describe_key(KeyId=primary)["KeyMetadata"]["MultiRegionConfiguration"]
     assert described["MultiRegionKeyType"] == "REPLICA"
+
+
+# ------------------------------------ 03: imported material is unusable from its ValidTo on
+
+def test_03_expired_imported_material_is_not_used_before_the_sweep(srv):
+    """At ValidTo KMS deletes imported material and the key waits for it again. The sweep
+    that drops it runs every 30 s on the background node (or not at all while no node holds
+    the lease), and until then the expired material still encrypted and decrypted."""
+    import datetime
+    import os
+    import time
+
+    from test_kms_rest import wrap
+
+    kms = srv.any_client("kms")
+    key = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                           WrappingKeySpec="RSA_2048")
+    material = os.urandom(32)
+    valid_to = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"],
+                            EncryptedKeyMaterial=wrap(params["PublicKey"], material, "RSAES_OAEP_SHA_256"),
+                            ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=valid_to)
+    blob = kms.encrypt(KeyId=key, Plaintext=b"R8-03")["CiphertextBlob"]
+    while datetime.datetime.now(datetime.timezone.utc) <= valid_to + datetime.timedelta(milliseconds=200):
+        time.sleep(0.2)
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    assert code_of(kms.encrypt, KeyId=key, Plaintext=b"y")[0] == "KMSInvalidStateException"
+    assert code_of(kms.decrypt, CiphertextBlob=blob)[0] == "KMSInvalidStateException"
+    # The same material imported again makes the key usable again, as at AWS.
+    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                           WrappingKeySpec="RSA_2048")
+    kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"],
+                            EncryptedKeyMaterial=wrap(params["PublicKey"], material, "RSAES_OAEP_SHA_256"),
+                            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"R8-03"

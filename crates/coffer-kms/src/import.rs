@@ -317,6 +317,22 @@ impl Kms {
     }
 }
 
+/// A key as it stands at `now`: imported material past its ValidTo is gone (the key waits
+/// for it again, PendingImport), as at AWS, whether or not the sweep that drops it from the
+/// store (`carry_out_due`, every 30 s on the background node) has run yet. Without this the
+/// expired material kept encrypting and decrypting until that sweep (review 8, finding 03).
+pub(crate) fn expire_if_due(key: &mut KeyRecord, now: Millis) {
+    let due = key.imported.as_ref().and_then(|i| i.valid_to_ms).is_some_and(|t| t <= now);
+    if due && !key.materials.is_empty() && key.state != KeyState::PendingDeletion {
+        key.materials.clear();
+        key.state = KeyState::PendingImport;
+        if let Some(imported) = &mut key.imported {
+            imported.expiration_model = None;
+            imported.valid_to_ms = None;
+        }
+    }
+}
+
 /// The expiration model and ValidTo of a request, checked as KMS checks them.
 fn check_expiry<'a>(
     request: &ImportRequest<'a>,
