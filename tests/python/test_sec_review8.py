@@ -160,3 +160,47 @@ def test_03_expired_imported_material_is_not_used_before_the_sweep(srv):
                             EncryptedKeyMaterial=wrap(params["PublicKey"], material, "RSAES_OAEP_SHA_256"),
                             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"R8-03"
+
+
+# -------------------------------- 04: STS errors quote at most 512 characters of the request
+
+def test_04_unsigned_web_identity_errors_quote_at_most_512_characters(srv):
+    """AssumeRoleWithWebIdentity is answered before authentication: a RoleArn of 100,000
+    characters came back whole in the error, where every other error quotes at most 512."""
+    import base64
+
+    import requests
+
+    def b64(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    token = f"{b64({'alg': 'RS256'})}.{b64({'iss': 'https://idp.example', 'sub': 's', 'aud': 'a'})}.AAAA"
+    form = {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15", "RoleSessionName": "abc",
+            "RoleArn": "arn:bad:" + "Z" * 100_000, "WebIdentityToken": token}
+    answer = requests.post(srv.url + "/", data=form)
+    assert answer.status_code == 400 and "<Code>ValidationError</Code>" in answer.text
+    assert "Z" * 400 in answer.text and "Z" * 513 not in answer.text
+
+
+def test_04_assume_role_denial_quotes_at_most_512_characters_of_the_role_arn(srv):
+    key, _ = srv.iam_user(unique("r8-assumer"), allow("sts:AssumeRole"))
+    sts = srv.any_client("sts", key)
+    code, message = code_of(sts.assume_role, RoleArn="arn:aws:iam::000000000000:role/" + "R" * 2000,
+                            RoleSessionName="abc")
+    assert code == "AccessDenied"
+    assert "R" * 400 in message and "R" * 513 not in message
+
+
+def test_04_iam_errors_quote_at_most_512_characters(srv):
+    """The IAM API's refusals quoted the names they were given whole (5,000 characters
+    here, up to the 1 MiB body), in the answer and in the trail."""
+    key, _ = srv.iam_user(unique("r8-nobody"), allow("sts:GetCallerIdentity"))
+    iam = srv.any_client("iam", key)
+    code, message = code_of(iam.create_role, RoleName="R" * 5000, AssumeRolePolicyDocument="{}")
+    assert code == "AccessDenied" and "R" * 300 in message and "R" * 513 not in message
+    assert message.endswith("because no identity-based policy allows the iam:CreateRole action")
+    code, message = code_of(iam.get_user, UserName="U" * 5000)
+    assert code == "AccessDenied" and "U" * 300 in message and "U" * 513 not in message
+    admin = srv.any_client("iam")
+    code, message = code_of(admin.get_user, UserName="U" * 5000)
+    assert code == "NoSuchEntity" and len(message) <= 515

@@ -684,7 +684,10 @@ pub fn authorize_action(
         context.set(key, value.clone());
     }
     let account = &who.caller.principal.account;
-    decide(&who.caller, action, resource, account, &context, None, resource)
+    // The resource is built from the names the request gave, unvalidated yet: its denial
+    // quotes it cut, as every error quotes what the client sent (review 8, finding 04).
+    let quoted = coffer_auth::sigv4::echo(resource);
+    decide(&who.caller, action, resource, account, &context, None, &quoted)
 }
 
 /// Decides whether the caller may assume a role: `action` (`sts:AssumeRole`, and

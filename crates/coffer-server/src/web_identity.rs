@@ -253,6 +253,8 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
         no_audit(invalid_token("The web identity token has no readable signature."))
     })?;
     let Some((role_account, role_name)) = role_arn_parts(&role_arn) else {
+        // Quoted cut, as every error quotes what the client sent (this one before any check).
+        let role_arn = coffer_auth::sigv4::echo(&role_arn);
         return Err(no_audit(Failure("ValidationError", format!("{role_arn} is invalid"), 400)));
     };
     let (role_account, role_name) = (role_account.to_string(), role_name.to_string());
@@ -346,6 +348,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     let duration = match sts::form_value(form, "DurationSeconds") {
         None => None,
         Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            let v = coffer_auth::sigv4::echo(&v);
             (
                 Failure("ValidationError", format!("Invalid value for DurationSeconds: {v}"), 400),
                 Some(audit(&claims)),
