@@ -140,8 +140,7 @@ def test_03_expired_imported_material_is_not_used_before_the_sweep(srv):
 
     kms = srv.any_client("kms")
     key = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
-    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256",
-                                           WrappingKeySpec="RSA_2048")
+    params = import_parameters(kms, key)
     material = os.urandom(32)
     valid_to = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
     kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"],
@@ -154,8 +153,7 @@ def test_03_expired_imported_material_is_not_used_before_the_sweep(srv):
     assert code_of(kms.encrypt, KeyId=key, Plaintext=b"y")[0] == "KMSInvalidStateException"
     assert code_of(kms.decrypt, CiphertextBlob=blob)[0] == "KMSInvalidStateException"
     # The same material imported again makes the key usable again, as at AWS.
-    params = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256",
-                                           WrappingKeySpec="RSA_2048")
+    params = import_parameters(kms, key)
     kms.import_key_material(KeyId=key, ImportToken=params["ImportToken"],
                             EncryptedKeyMaterial=wrap(params["PublicKey"], material, "RSAES_OAEP_SHA_256"),
                             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
@@ -204,3 +202,70 @@ def test_04_iam_errors_quote_at_most_512_characters(srv):
     admin = srv.any_client("iam")
     code, message = code_of(admin.get_user, UserName="U" * 5000)
     assert code == "NoSuchEntity" and len(message) <= 515
+
+
+# -------------------------- 05: a replica of an imported key gets no material but the importer's
+
+def import_parameters(kms, key_id: str) -> dict:
+    """GetParametersForImport, waiting out its quota (one call a second per account and
+    Region, as at AWS)."""
+    import time
+
+    while True:
+        try:
+            return kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                                 WrappingKeySpec="RSA_2048")
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ThrottlingException":
+                raise
+            time.sleep(0.25)
+
+
+def _import(kms, key_id: str, material: bytes):
+    from test_kms_rest import wrap
+
+    params = import_parameters(kms, key_id)
+    return kms.import_key_material(
+        KeyId=key_id, ImportToken=params["ImportToken"],
+        EncryptedKeyMaterial=wrap(params["PublicKey"], material, "RSAES_OAEP_SHA_256"),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+
+
+def test_05_a_replica_of_an_imported_key_is_created_without_its_material(srv):
+    """At AWS a replica of a primary with imported material is created with none: whoever
+    replicates must import the same material, which only its owner holds. Coffer copied the
+    primary's material into the replica, so a principal allowed to replicate (and to create
+    keys there) got working imported material under a key policy of its own, without ever
+    holding the material; and the replica kept it after its owner deleted it from the primary."""
+    import os
+
+    admin = srv.any_client("kms")
+    there = srv.any_client("kms", region=REPLICA_REGION)
+    primary = admin.create_key(Origin="EXTERNAL", MultiRegion=True)["KeyMetadata"]["KeyId"]
+    material = os.urandom(32)
+    _import(admin, primary, material)
+    blob = admin.encrypt(KeyId=primary, Plaintext=b"R8-05")["CiphertextBlob"]
+    made = admin.replicate_key(KeyId=primary, ReplicaRegion=REPLICA_REGION)["ReplicaKeyMetadata"]
+    assert made["KeyState"] == "PendingImport" and made["Origin"] == "EXTERNAL"
+    assert code_of(there.decrypt, CiphertextBlob=blob)[0] == "KMSInvalidStateException"
+    # Only the primary's material is accepted, and then the replica opens what it sealed.
+    code, _ = code_of(_import, kms=there, key_id=primary, material=os.urandom(32))
+    assert code == "IncorrectKeyMaterialException"
+    _import(there, primary, material)
+    assert there.decrypt(CiphertextBlob=blob)["Plaintext"] == b"R8-05"
+
+
+def test_05_a_replica_imports_only_the_material_of_its_set(srv):
+    """Replicated before the primary had material: the first material imported anywhere in
+    the set is the set's, as at AWS (the same material in every related key)."""
+    import os
+
+    admin = srv.any_client("kms")
+    there = srv.any_client("kms", region=REPLICA_REGION)
+    primary = admin.create_key(Origin="EXTERNAL", MultiRegion=True)["KeyMetadata"]["KeyId"]
+    admin.replicate_key(KeyId=primary, ReplicaRegion=REPLICA_REGION)
+    material = os.urandom(32)
+    _import(admin, primary, material)
+    code, _ = code_of(_import, kms=there, key_id=primary, material=os.urandom(32))
+    assert code == "IncorrectKeyMaterialException"
+    _import(there, primary, material)

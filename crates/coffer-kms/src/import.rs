@@ -243,7 +243,11 @@ impl Kms {
             incorrect("The key material must be 256 bits (32 bytes) for a SYMMETRIC_DEFAULT key.")
         })?;
         let id = material_id(&key, material.expose());
-        if key.imported.as_ref().is_some_and(|i| i.material_id != id) {
+        let expected = match &key.imported {
+            Some(imported) => Some(imported.material_id.clone()),
+            None => self.set_material_id(tx, &key)?,
+        };
+        if expected.is_some_and(|expected| expected != id) {
             return Err(incorrect(
                 "The key material that you supplied is not the key material previously imported into this KMS key.",
             ));
