@@ -269,3 +269,47 @@ def test_05_a_replica_imports_only_the_material_of_its_set(srv):
     code, _ = code_of(_import, kms=there, key_id=primary, material=os.urandom(32))
     assert code == "IncorrectKeyMaterialException"
     _import(there, primary, material)
+
+
+# ------------------- 06: unsigned web-identity refusals cannot fill the trail at the caller's rate
+
+def test_06_forged_web_identity_tokens_are_audited_at_a_bounded_rate(srv, tmp_path):
+    """AssumeRoleWithWebIdentity is not signed. A token naming a registered issuer but not
+    signed by it was recorded in the role account's trail every time: anyone who knows an
+    issuer's URL (they are public) could write events, each a synced commit, as fast as the
+    server answers. Like failed signatures of a known access key, refusals are now audited at
+    most ten times per provider and minute (and logged once)."""
+    import base64
+
+    import requests
+
+    def b64(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    issuer = f"https://oidc-{uuid.uuid4().hex[:8]}.example.test"
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}))
+    srv.any_client("iam").create_open_id_connect_provider(
+        Url=issuer, ClientIDList=["aud"], ThumbprintList=["a" * 40],
+        Tags=[{"Key": "coffer:jwks-file", "Value": str(jwks)}])
+    role = f"arn:aws:iam::{ACCOUNT}:role/r8-web-{uuid.uuid4().hex[:6]}"
+    marker = f"forger-{uuid.uuid4().hex[:8]}"
+    for i in range(40):
+        claims = {"iss": issuer, "sub": marker, "aud": "aud", "exp": 9_999_999_999}
+        token = f"{b64({'alg': 'RS256', 'kid': 'k1'})}.{b64(claims)}.AAAA"
+        answer = requests.post(srv.url + "/", data={
+            "Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15", "RoleArn": role,
+            "RoleSessionName": f"s{i}", "WebIdentityToken": token})
+        assert answer.status_code == 400 and "InvalidIdentityToken" in answer.text
+    trail = srv.any_client("cloudtrail")
+    events, token = [], None
+    while True:
+        page = trail.lookup_events(
+            LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "AssumeRoleWithWebIdentity"}],
+            **({"NextToken": token} if token else {}))
+        events += [e for e in page["Events"] if marker in e["CloudTrailEvent"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert 1 <= len(events) <= 10
+    assert "failed web identity" in srv.server.output_once_it_shows("failed web identity")
