@@ -313,3 +313,49 @@ def test_06_forged_web_identity_tokens_are_audited_at_a_bounded_rate(srv, tmp_pa
             break
     assert 1 <= len(events) <= 10
     assert "failed web identity" in srv.server.output_once_it_shows("failed web identity")
+
+
+# ----------------- 07: an unreachable issuer is not fetched again for every unsigned call
+
+def test_07_a_failed_key_fetch_is_not_repeated_for_every_forged_token(srv):
+    """Each unsigned call naming a registered issuer whose keys could not be fetched fetched
+    them again (up to 5 s each): anyone could make Coffer send requests to the issuer at the
+    rate they send tokens. A failed fetch now waits 30 s before the next, as a refetch for an
+    unknown key id does."""
+    import base64
+    import http.server
+    import threading
+
+    hits = []
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the handler's name is fixed)
+            hits.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    def b64(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        import requests
+
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        srv.any_client("iam").create_open_id_connect_provider(
+            Url=url, ClientIDList=["aud"], ThumbprintList=["d" * 40])
+        for i in range(10):
+            claims = {"iss": url, "sub": "s", "aud": "aud", "exp": 9_999_999_999}
+            token = f"{b64({'alg': 'RS256', 'kid': f'k{i}'})}.{b64(claims)}.AAAA"
+            answer = requests.post(srv.url + "/", data={
+                "Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+                "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r8-unreachable", "RoleSessionName": f"s{i}",
+                "WebIdentityToken": token})
+            assert answer.status_code == 400 and "IDPCommunicationError" in answer.text
+        assert len(hits) == 1
+    finally:
+        httpd.shutdown()

@@ -622,6 +622,45 @@ async fn provider_keys(
             }
         }
     }
+    // A fetch that failed is not tried again for REFETCH_AFTER: the call is not signed,
+    // so otherwise anyone could have Coffer send requests to the issuer (each up to
+    // FETCH_TIMEOUT) at the rate they send tokens (review 8, finding 07).
+    {
+        let failed = failures().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failed.get(&source).is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+            return Err(idp_error());
+        }
+    }
+    let keys = load_keys(provider).await;
+    let mut failed = failures().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match keys {
+        Err(failure) => {
+            if failed.len() >= 1024 {
+                failed.retain(|_, at| at.elapsed() < REFETCH_AFTER);
+            }
+            failed.insert(source, Instant::now());
+            Err(failure)
+        }
+        Ok(keys) => {
+            failed.remove(&source);
+            drop(failed);
+            cache()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(source, Cached { keys: keys.clone(), fetched: Instant::now() });
+            Ok(keys)
+        }
+    }
+}
+
+/// When a provider's keys last failed to load, by source (URL or file).
+fn failures() -> &'static Mutex<HashMap<String, Instant>> {
+    static FAILURES: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    FAILURES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Reads or fetches a provider's key set.
+async fn load_keys(provider: &OidcProvider) -> Result<Arc<Vec<Jwk>>, Failure> {
     let bytes = match provider.jwks_file() {
         Some(path) => {
             let path = path.to_string();
@@ -647,10 +686,6 @@ async fn provider_keys(
         tracing::warn!(provider = %provider.arn(), "the provider's key set is not a JWKS document");
         idp_error()
     })?);
-    cache()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(source, Cached { keys: keys.clone(), fetched: Instant::now() });
     Ok(keys)
 }
 
