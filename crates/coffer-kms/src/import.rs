@@ -243,7 +243,11 @@ impl Kms {
             incorrect("The key material must be 256 bits (32 bytes) for a SYMMETRIC_DEFAULT key.")
         })?;
         let id = material_id(&key, material.expose());
-        if key.imported.as_ref().is_some_and(|i| i.material_id != id) {
+        let expected = match &key.imported {
+            Some(imported) => Some(imported.material_id.clone()),
+            None => self.set_material_id(tx, &key)?,
+        };
+        if expected.is_some_and(|expected| expected != id) {
             return Err(incorrect(
                 "The key material that you supplied is not the key material previously imported into this KMS key.",
             ));
@@ -308,6 +312,22 @@ impl Kms {
     /// Forgets a key's imported material (deleted or expired): PendingImport.
     pub(crate) fn drop_material(&self, key: &mut KeyRecord) {
         self.forget_materials(key);
+        key.materials.clear();
+        key.state = KeyState::PendingImport;
+        if let Some(imported) = &mut key.imported {
+            imported.expiration_model = None;
+            imported.valid_to_ms = None;
+        }
+    }
+}
+
+/// A key as it stands at `now`: imported material past its ValidTo is gone (the key waits
+/// for it again, PendingImport), as at AWS, whether or not the sweep that drops it from the
+/// store (`carry_out_due`, every 30 s on the background node) has run yet. Without this the
+/// expired material kept encrypting and decrypting until that sweep (review 8, finding 03).
+pub(crate) fn expire_if_due(key: &mut KeyRecord, now: Millis) {
+    let due = key.imported.as_ref().and_then(|i| i.valid_to_ms).is_some_and(|t| t <= now);
+    if due && !key.materials.is_empty() && key.state != KeyState::PendingDeletion {
         key.materials.clear();
         key.state = KeyState::PendingImport;
         if let Some(imported) = &mut key.imported {

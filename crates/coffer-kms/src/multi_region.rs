@@ -10,7 +10,7 @@
 
 use crate::error::KmsError;
 use crate::ids::key_arn;
-use crate::model::{KeyManager, KeyRecord, KeyState, Material, MultiRegion, Tag};
+use crate::model::{Imported, KeyManager, KeyRecord, KeyState, Material, MultiRegion, Tag};
 use crate::service::{Kms, material_context, require_enabled, save_key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -114,9 +114,14 @@ impl Kms {
         }
         crate::service::check_new_tags(&request.tags)?;
         self.check_generation(tx)?;
+        // Imported material is not copied, as at AWS: the replica waits for the same
+        // material, imported by whoever holds it. Copying it gave whoever may replicate a
+        // key of their own over it without ever holding the material, and kept it in the
+        // replica after its owner deleted it (review 8, finding 05).
+        let external = primary.is_external();
         // The same material versions, re-wrapped with the replica's ARN.
         let mut materials = Vec::with_capacity(primary.materials.len());
-        for material in &primary.materials {
+        for material in primary.materials.iter().filter(|_| !external) {
             let unwrapped = self.unwrap_for(&primary.arn, material)?;
             let wrapped = self
                 .master_key()
@@ -134,7 +139,7 @@ impl Kms {
             arn: replica_arn,
             description: request.description.unwrap_or_default(),
             manager: KeyManager::Customer,
-            state: primary.state,
+            state: if external { KeyState::PendingImport } else { primary.state },
             created_ms: now,
             deletion_ms: None,
             pending_window_days: None,
@@ -149,7 +154,12 @@ impl Kms {
             key_usage: primary.key_usage.clone(),
             public_key: primary.public_key.clone(),
             origin: primary.origin.clone(),
-            imported: primary.imported.clone(),
+            // Which material the set holds (a reimport must be that one), not its expiry.
+            imported: primary.imported.as_ref().map(|i| Imported {
+                material_id: i.material_id.clone(),
+                expiration_model: None,
+                valid_to_ms: None,
+            }),
             multi_region: Some(set.clone()),
         };
         save_key(tx, &replica)?;
@@ -188,6 +198,26 @@ impl Kms {
         replicas.push(scope.region.clone());
         let updated = MultiRegion { primary_region: region.to_string(), replica_regions: replicas };
         self.save_set(tx, &primary, &updated)
+    }
+
+    /// The id of the material imported into another key of `key`'s multi-Region set, if
+    /// any: every key of a set holds the same material, so the first import into any of
+    /// them decides what the others accept.
+    pub(crate) fn set_material_id(
+        &self,
+        tx: &dyn coffer_store::ReadTxn,
+        key: &KeyRecord,
+    ) -> Result<Option<String>, KmsError> {
+        let Some(set) = &key.multi_region else { return Ok(None) };
+        let others = std::iter::once(&set.primary_region)
+            .chain(&set.replica_regions)
+            .filter(|r| **r != key.scope.region);
+        for region in others {
+            if let Some(imported) = self.member(tx, key, region)?.and_then(|m| m.imported) {
+                return Ok(Some(imported.material_id));
+            }
+        }
+        Ok(None)
     }
 
     /// Gives every other key of `key`'s multi-Region set the new material version

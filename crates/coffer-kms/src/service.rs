@@ -112,6 +112,9 @@ pub struct Kms {
     /// read again with the same bytes is not parsed again (every secret read and write
     /// loads its key). Keyed by record key; bounded by [`MAX_DECODED_KEYS`].
     decoded: Mutex<HashMap<String, DecodedKey>>,
+    /// The time now, for what stored times decide on every read of a key (imported
+    /// material's ValidTo): the wall clock unless set ([`Kms::with_clock`], tests).
+    clock: fn() -> Millis,
 }
 
 /// A key record's stored bytes and what they decode to.
@@ -168,18 +171,28 @@ impl Kms {
         let record_key = key_record_key(scope, key_id);
         let Some(bytes) = tx.record(KEY_KIND, &record_key)? else { return Ok(None) };
         let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seen, key)) = decoded.get(&record_key)
-            && *seen == bytes
-        {
-            return Ok(Some(KeyRecord::clone(key)));
-        }
-        let key: KeyRecord = decode("key record", &bytes)?;
-        if decoded.len() >= MAX_DECODED_KEYS {
-            decoded.clear();
-        }
-        decoded.insert(record_key, (bytes, Arc::new(key.clone())));
+        let mut key = match decoded.get(&record_key) {
+            Some((seen, key)) if *seen == bytes => KeyRecord::clone(key),
+            _ => {
+                let key: KeyRecord = decode("key record", &bytes)?;
+                if decoded.len() >= MAX_DECODED_KEYS {
+                    decoded.clear();
+                }
+                decoded.insert(record_key, (bytes, Arc::new(key.clone())));
+                key
+            }
+        };
+        drop(decoded);
+        crate::import::expire_if_due(&mut key, (self.clock)());
         Ok(Some(key))
     }
+}
+
+/// The wall clock, in milliseconds since the epoch.
+fn wall_clock_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
 }
 
 pub(crate) fn save_key(tx: &mut dyn WriteTxn, key: &KeyRecord) -> Result<(), KmsError> {
@@ -436,7 +449,14 @@ impl Kms {
             cache: RwLock::new(HashMap::new()),
             material_ttl: MATERIAL_CACHE_TTL,
             decoded: Mutex::default(),
+            clock: wall_clock_ms,
         }
+    }
+
+    /// Replaces the clock key reads judge stored times by (tests with fixed times).
+    pub fn with_clock(mut self, clock: fn() -> Millis) -> Kms {
+        self.clock = clock;
+        self
     }
 
     /// A service bound to the master-key generation whose check value `check` the store

@@ -21,7 +21,10 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        Fixture { store: MemoryStore::new(), kms: Kms::new(MasterKey::generate()) }
+        Fixture {
+            store: MemoryStore::new(),
+            kms: Kms::new(MasterKey::generate()).with_clock(|| NOW),
+        }
     }
 
     fn write<T: Send>(
@@ -1122,4 +1125,22 @@ fn a_primary_with_replicas_waits_for_them_before_its_deletion_window() {
     assert_eq!(waiting.state, KeyState::PendingDeletion);
     assert_eq!(waiting.deletion_ms, Some(gone + 7 * DAY_MS));
     assert_eq!(waiting.multi_region.unwrap().replica_regions, Vec::<String>::new());
+}
+
+#[test]
+fn expired_imported_material_is_unusable_before_the_sweep_drops_it() {
+    let mut f = Fixture::new();
+    let key = external_key(&f);
+    import_at(&f, &key, &[7u8; 32], NOW, NOW, Some(NOW + DAY_MS)).unwrap();
+    let blob = f.encrypt(&key.key_id, b"imported", &context(&[])).unwrap().blob;
+    // The same service, its clock at ValidTo, before any sweep ran.
+    let kms = std::mem::replace(&mut f.kms, Kms::new(MasterKey::generate()));
+    f.kms = kms.with_clock(|| NOW + DAY_MS);
+    assert_eq!(code(f.decrypt(&blob, &context(&[]))), ErrorCode::KmsInvalidState);
+    assert_eq!(code(f.encrypt(&key.key_id, b"x", &context(&[]))), ErrorCode::KmsInvalidState);
+    let seen = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    assert_eq!(seen.state, KeyState::PendingImport);
+    // The sweep still finds it due and drops it from the store.
+    let due = f.write(|kms, tx| kms.carry_out_due(tx, NOW + DAY_MS)).unwrap();
+    assert_eq!(due.expired, vec![(scope(), key.arn.clone())]);
 }

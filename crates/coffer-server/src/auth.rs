@@ -231,6 +231,10 @@ pub struct Requested {
     customer_master_key_spec: Option<String>,
     key_usage: Option<String>,
     key_pair_spec: Option<String>,
+    // Multi-Region keys: where ReplicateKey replicates (`kms:ReplicaRegion`) and where
+    // UpdatePrimaryRegion moves the primary (`kms:PrimaryRegion`).
+    replica_region: Option<String>,
+    primary_region: Option<String>,
 }
 
 /// CreateGrant's `Constraints`.
@@ -680,7 +684,10 @@ pub fn authorize_action(
         context.set(key, value.clone());
     }
     let account = &who.caller.principal.account;
-    decide(&who.caller, action, resource, account, &context, None, resource)
+    // The resource is built from the names the request gave, unvalidated yet: its denial
+    // quotes it cut, as every error quotes what the client sent (review 8, finding 04).
+    let quoted = coffer_auth::sigv4::echo(resource);
+    decide(&who.caller, action, resource, account, &context, None, &quoted)
 }
 
 /// Decides whether the caller may assume a role: `action` (`sts:AssumeRole`, and
@@ -865,6 +872,16 @@ fn kms_request_context(ctx: &mut Context, op: KmsOp, r: &Requested) {
         ctx.set("kms:KeySpec", spec.cloned().unwrap_or_else(|| "SYMMETRIC_DEFAULT".into()));
         ctx.set("kms:KeyUsage", r.key_usage.clone().unwrap_or_else(|| "ENCRYPT_DECRYPT".into()));
     }
+    if op == KmsOp::ReplicateKey
+        && let Some(region) = &r.replica_region
+    {
+        ctx.set("kms:ReplicaRegion", region.clone());
+    }
+    if op == KmsOp::UpdatePrimaryRegion
+        && let Some(region) = &r.primary_region
+    {
+        ctx.set("kms:PrimaryRegion", region.clone());
+    }
     if matches!(op, KmsOp::GenerateDataKeyPair | KmsOp::GenerateDataKeyPairWithoutPlaintext)
         && let Some(spec) = &r.key_pair_spec
     {
@@ -965,18 +982,28 @@ fn authorize_kms(
         operations: requested.operations.as_deref().unwrap_or_default(),
         constraints: constraints.as_ref(),
     });
-    let on_key = |action: &str,
-                  reference: &str,
-                  encryption_context,
-                  algorithm: Option<String>|
-     -> Result<(), AwsError> {
+    let on_key_in = |scope: &Scope,
+                     context: &Context,
+                     action: &str,
+                     reference: &str,
+                     encryption_context,
+                     algorithm: Option<String>|
+     -> Result<KmsKey, AwsError> {
         let key = resolve_kms_key(app, &who.caller, scope, reference)?;
         let call = KmsCall {
             algorithm: algorithm.as_deref(),
             new_grant,
             ..KmsCall::naming(reference, encryption_context)
         };
-        decide_kms(&who.caller, action, &key, account, context.clone(), &call, key.grants(app))
+        decide_kms(&who.caller, action, &key, account, context.clone(), &call, key.grants(app))?;
+        Ok(key)
+    };
+    let on_key = |action: &str,
+                  reference: &str,
+                  encryption_context,
+                  algorithm: Option<String>|
+     -> Result<(), AwsError> {
+        on_key_in(scope, context, action, reference, encryption_context, algorithm).map(|_| ())
     };
     let action = op.iam_action();
     match op {
@@ -1012,6 +1039,32 @@ fn authorize_kms(
         // The grant decides who may retire it (its retiring principal, or its grantee when
         // it includes RetireGrant): the handler checks that.
         KmsOp::RetireGrant => Ok(()),
+        KmsOp::ReplicateKey => {
+            let (Some(reference), Some(region)) =
+                (requested.key_id.as_deref(), requested.replica_region.as_deref())
+            else {
+                return Ok(());
+            };
+            let primary = on_key_in(scope, context, action, reference, None, None)?;
+            authorize_replica(who, scope, region, &primary, requested, context)
+        }
+        KmsOp::UpdatePrimaryRegion => {
+            let (Some(reference), Some(region)) =
+                (requested.key_id.as_deref(), requested.primary_region.as_deref())
+            else {
+                return Ok(());
+            };
+            let primary = on_key_in(scope, context, action, reference, None, None)?;
+            // AWS decides it on the replica that becomes primary as well, with that key's
+            // own policy: a replica's policy is not overruled by its primary's.
+            match member_reference(&primary, region) {
+                Some(replica) => {
+                    let there = Scope::new(&scope.account, region);
+                    on_key_in(&there, context, action, &replica, None, None).map(|_| ())
+                }
+                None => Ok(()),
+            }
+        }
         KmsOp::ReEncrypt => {
             if let Some(source) = requested.source_key_id.as_deref() {
                 let algorithm =
@@ -1041,6 +1094,42 @@ fn authorize_kms(
             None => decide(&who.caller, action, "*", account, context, None, "*"),
         },
     }
+}
+
+/// ReplicateKey's checks in the replica Region, as AWS documents them: `kms:CreateKey` (and
+/// `kms:TagResource` when it passes `Tags`) in an IAM policy there, since the replica is a
+/// new key whose policy the caller chooses; without them, `kms:ReplicateKey` alone would
+/// give a key of the caller's own over every ciphertext of the set (review 8, finding 01).
+fn authorize_replica(
+    who: &Authenticated,
+    scope: &Scope,
+    region: &str,
+    primary: &KmsKey,
+    requested: &Requested,
+    context: &Context,
+) -> Result<(), AwsError> {
+    let account = &scope.account;
+    let mut there = context.clone();
+    there.set("aws:RequestedRegion", region);
+    there.set("kms:MultiRegion", "true");
+    if let Some((spec, usage)) = &primary.spec {
+        there.set("kms:KeySpec", spec.clone());
+        there.set("kms:KeyUsage", usage.clone());
+    }
+    decide(&who.caller, "kms:CreateKey", "*", account, &there, None, "*")?;
+    if requested.tags.as_ref().is_some_and(|t| !t.is_empty()) {
+        let arn = member_reference(primary, region).unwrap_or_else(|| "*".to_string());
+        decide(&who.caller, "kms:TagResource", &arn, account, &there, None, &arn)?;
+    }
+    Ok(())
+}
+
+/// The ARN of the key of `key`'s multi-Region set in `region` (whether or not it exists);
+/// `None` when `key` is not named by a key ARN.
+fn member_reference(key: &KmsKey, region: &str) -> Option<String> {
+    let (head, id) = key.arn.split_once(":key/")?;
+    let account = head.rsplit(':').next()?;
+    Some(format!("arn:aws:kms:{region}:{account}:key/{id}"))
 }
 
 /// The key a KMS ciphertext names, found in `scope`; `None` when the blob does not parse

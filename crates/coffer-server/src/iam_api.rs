@@ -62,14 +62,18 @@ impl Failure {
 }
 
 impl From<IamError> for Failure {
+    /// coffer-iam's messages quote the names they were given (`The user with name <name>
+    /// cannot be found.`), unvalidated for lookups: cut at 512 characters, as every error
+    /// quotes what the client sent (review 8, finding 04).
     fn from(e: IamError) -> Failure {
+        let cut = |m: String| coffer_auth::sigv4::echo(&m).into_owned();
         match e {
-            IamError::NotFound(m) => Failure::new("NoSuchEntity", m, 404),
-            IamError::Exists(m) => Failure::new("EntityAlreadyExists", m, 409),
-            IamError::Invalid(m) => Failure::invalid(m),
-            IamError::Limit(m) => Failure::new("LimitExceeded", m, 409),
-            IamError::Conflict(m) => Failure::new("DeleteConflict", m, 409),
-            IamError::Malformed(m) => Failure::new("MalformedPolicyDocument", m, 400),
+            IamError::NotFound(m) => Failure::new("NoSuchEntity", cut(m), 404),
+            IamError::Exists(m) => Failure::new("EntityAlreadyExists", cut(m), 409),
+            IamError::Invalid(m) => Failure::invalid(cut(m)),
+            IamError::Limit(m) => Failure::new("LimitExceeded", cut(m), 409),
+            IamError::Conflict(m) => Failure::new("DeleteConflict", cut(m), 409),
+            IamError::Malformed(m) => Failure::new("MalformedPolicyDocument", cut(m), 400),
             IamError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 Failure::internal()
@@ -677,7 +681,9 @@ impl Call<'_> {
                     Failure::new(
                         "NoSuchEntity",
                         format!(
-                            "Policy {arn} version {version} does not exist or is not attachable."
+                            "Policy {} version {} does not exist or is not attachable.",
+                            coffer_auth::sigv4::echo(arn),
+                            coffer_auth::sigv4::echo(version)
                         ),
                         404,
                     )
@@ -810,6 +816,7 @@ impl Call<'_> {
                 let max = match f.get("MaxSessionDuration") {
                     None => None,
                     Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                        let v = coffer_auth::sigv4::echo(v);
                         Failure::invalid(format!("Invalid value for MaxSessionDuration: {v}"))
                     })?),
                 };

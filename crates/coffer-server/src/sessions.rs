@@ -214,8 +214,9 @@ fn assume_role(
         Failure(
             "AccessDenied",
             format!(
-                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
-                who.caller.principal.arn
+                "User: {} is not authorized to perform: {action} on resource: {}",
+                who.caller.principal.arn,
+                coffer_auth::sigv4::echo(&role_arn)
             ),
             403,
         )

@@ -107,8 +107,32 @@ pub async fn intercept(
         }
         Err((Failure(code, message, status), audit)) => {
             let (status, body) = sts::error(code, &message, request_id, status);
-            (status, body, audit, Some((code.to_string(), message)))
+            (status, body, audit.map(|a| *a), Some((code.to_string(), message)))
         }
+    };
+    // The call is not signed, so anyone who knows a registered issuer's URL (they are
+    // public) can have it refused: like failed signatures of a known access key, a token
+    // refused for itself (not verified, expired, wrong audience) is audited at most ten
+    // times and logged once per provider and minute, or whoever sends forged tokens would
+    // write synced events at their own rate (review 8, finding 06). A valid token the trust
+    // policy refuses is an authenticated call, audited every time.
+    let audit = match (audit, &error) {
+        (Some(audit), Some((code, _))) if code != "AccessDenied" => {
+            let notice =
+                app.audit.note_failed_signature(&format!("web identity {}", audit.provider));
+            if let Some((not_logged, not_audited)) = notice.log {
+                tracing::warn!(
+                    provider = %audit.provider,
+                    code = %code,
+                    source_ip = %raw.source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+                    earlier_failures_not_logged = not_logged,
+                    earlier_failures_not_audited = not_audited,
+                    "failed web identity call for a registered provider (at most one line per provider per minute)"
+                );
+            }
+            notice.audit.then_some(audit)
+        }
+        (audit, _) => audit,
     };
     // A call whose token named no registered provider has no account to be audited in.
     if let Some(audit) = audit {
@@ -145,6 +169,8 @@ struct Audited {
     account: String,
     principal_id: String,
     subject: String,
+    /// The provider the token named, whose refusals are counted together.
+    provider: String,
 }
 
 /// A token whose signature was verified, with the call's other parameters.
@@ -214,7 +240,7 @@ fn required(form: &str, name: &str, member: &str) -> Result<String, Failure> {
     })
 }
 
-type Refusal = (Failure, Option<Audited>);
+type Refusal = (Failure, Option<Box<Audited>>);
 
 /// Everything up to and including the signature check (it may fetch the keys).
 async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
@@ -253,6 +279,8 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
         no_audit(invalid_token("The web identity token has no readable signature."))
     })?;
     let Some((role_account, role_name)) = role_arn_parts(&role_arn) else {
+        // Quoted cut, as every error quotes what the client sent (this one before any check).
+        let role_arn = coffer_auth::sigv4::echo(&role_arn);
         return Err(no_audit(Failure("ValidationError", format!("{role_arn} is invalid"), 400)));
     };
     let (role_account, role_name) = (role_account.to_string(), role_name.to_string());
@@ -283,6 +311,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     };
     let audit = |claims: &Claims| Audited {
         account: role_account.clone(),
+        provider: provider.arn(),
         principal_id: format!(
             "{}:{}:{}",
             provider.arn(),
@@ -293,7 +322,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     };
     let keys = provider_keys(&provider, header.kid.as_deref())
         .await
-        .map_err(|f| (f, Some(audit(&claims))))?;
+        .map_err(|f| (f, Some(Box::new(audit(&claims)))))?;
     let signed = format!("{header_b64}.{claims_b64}");
     let verified = keys
         .iter()
@@ -304,12 +333,12 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
             invalid_token(
                 "The web identity token's signature does not verify with the provider's keys.",
             ),
-            Some(audit(&claims)),
+            Some(Box::new(audit(&claims))),
         ));
     }
     let now = crate::clock::now_ms() / 1000;
     let exp = claims.exp.ok_or_else(|| {
-        (invalid_token("The web identity token has no exp claim."), Some(audit(&claims)))
+        (invalid_token("The web identity token has no exp claim."), Some(Box::new(audit(&claims))))
     })?;
     if exp <= now {
         return Err((
@@ -320,7 +349,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
                 ),
                 400,
             ),
-            Some(audit(&claims)),
+            Some(Box::new(audit(&claims))),
         ));
     }
     if claims.nbf.is_some_and(|nbf| nbf > now + SKEW_SECS)
@@ -328,27 +357,28 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     {
         return Err((
             invalid_token("The web identity token is not valid yet."),
-            Some(audit(&claims)),
+            Some(Box::new(audit(&claims))),
         ));
     }
     let Some(audience) =
         claims.aud.values().into_iter().find(|a| provider.client_ids.iter().any(|c| c == a))
     else {
-        return Err((invalid_token("Incorrect token audience"), Some(audit(&claims))));
+        return Err((invalid_token("Incorrect token audience"), Some(Box::new(audit(&claims)))));
     };
     let audience = audience.to_string();
     if claims.sub.as_deref().is_none_or(str::is_empty) {
         return Err((
             invalid_token("The web identity token has no sub claim."),
-            Some(audit(&claims)),
+            Some(Box::new(audit(&claims))),
         ));
     }
     let duration = match sts::form_value(form, "DurationSeconds") {
         None => None,
         Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            let v = coffer_auth::sigv4::echo(&v);
             (
                 Failure("ValidationError", format!("Invalid value for DurationSeconds: {v}"), 400),
-                Some(audit(&claims)),
+                Some(Box::new(audit(&claims))),
             )
         })?),
     };
@@ -359,7 +389,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
                 "PolicyArns are not supported by Coffer; pass Policy instead.".into(),
                 400,
             ),
-            Some(audit(&claims)),
+            Some(Box::new(audit(&claims))),
         ));
     }
     Ok(Prepared {
@@ -385,19 +415,20 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
     let sub = p.claims.sub.clone().unwrap_or_default();
     let audited = || Audited {
         account: p.role_account.clone(),
+        provider: p.provider.arn(),
         principal_id: format!("{}:{}:{sub}", p.provider.arn(), p.audience),
         subject: sub.clone(),
     };
     let denied = || {
         (
             Failure("AccessDenied", format!("Not authorized to perform sts:{ACTION}"), 403),
-            Some(audited()),
+            Some(Box::new(audited())),
         )
     };
     let role = match iam.get_role(app.store.as_ref(), &p.role_account, &p.role_name) {
         Ok(role) if role.arn() == p.role_arn => role,
         Ok(_) | Err(crate::iam::IamError::NotFound(_)) => return Err(denied()),
-        Err(_) => return Err((internal(), Some(audited()))),
+        Err(_) => return Err((internal(), Some(Box::new(audited())))),
     };
     let Ok(trust) = Policy::parse(&role.trust_policy, PolicyKind::Resource) else {
         return Err(denied());
@@ -447,7 +478,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
                 },
                 400,
             ),
-            Some(audited()),
+            Some(Box::new(audited())),
         ));
     }
     let issued = iam
@@ -471,7 +502,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
                 crate::iam::IamError::Malformed(m) => Failure("MalformedPolicyDocument", m, 400),
                 _ => internal(),
             };
-            (f, Some(audited()))
+            (f, Some(Box::new(audited())))
         })?;
     use crate::iam_api::escape;
     let body = format!(
@@ -591,6 +622,45 @@ async fn provider_keys(
             }
         }
     }
+    // A fetch that failed is not tried again for REFETCH_AFTER: the call is not signed,
+    // so otherwise anyone could have Coffer send requests to the issuer (each up to
+    // FETCH_TIMEOUT) at the rate they send tokens (review 8, finding 07).
+    {
+        let failed = failures().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failed.get(&source).is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+            return Err(idp_error());
+        }
+    }
+    let keys = load_keys(provider).await;
+    let mut failed = failures().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match keys {
+        Err(failure) => {
+            if failed.len() >= 1024 {
+                failed.retain(|_, at| at.elapsed() < REFETCH_AFTER);
+            }
+            failed.insert(source, Instant::now());
+            Err(failure)
+        }
+        Ok(keys) => {
+            failed.remove(&source);
+            drop(failed);
+            cache()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(source, Cached { keys: keys.clone(), fetched: Instant::now() });
+            Ok(keys)
+        }
+    }
+}
+
+/// When a provider's keys last failed to load, by source (URL or file).
+fn failures() -> &'static Mutex<HashMap<String, Instant>> {
+    static FAILURES: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    FAILURES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Reads or fetches a provider's key set.
+async fn load_keys(provider: &OidcProvider) -> Result<Arc<Vec<Jwk>>, Failure> {
     let bytes = match provider.jwks_file() {
         Some(path) => {
             let path = path.to_string();
@@ -616,10 +686,6 @@ async fn provider_keys(
         tracing::warn!(provider = %provider.arn(), "the provider's key set is not a JWKS document");
         idp_error()
     })?);
-    cache()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(source, Cached { keys: keys.clone(), fetched: Instant::now() });
     Ok(keys)
 }
 
