@@ -224,8 +224,22 @@ pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Out
     // reads through one transaction from authentication to its answer; its LastAccessedDate
     // updates are written once that transaction is over.
     if !(op.read_only() || app.writes_inline()) {
-        let request = Request::Json(body);
-        let (result, record, _) = serve(app, caller, asked, request, AccessRecords::immediate());
+        // On a store whose reads are local (SQLite), identification and authorization read
+        // through one transaction too; the store ends it before the handler's write waits
+        // for its commit (see `coffer_store::Store::read_scope`).
+        let (mut body, mut served) = (Some(body), None);
+        let mut serve_write = || {
+            let request = Request::Json(body.take().unwrap_or_default());
+            served = Some(serve(app, caller, asked, request, AccessRecords::immediate()));
+        };
+        if app.reads_inline() {
+            app.store.read_scope(&mut serve_write);
+        } else {
+            serve_write();
+        }
+        let Some((result, record, _)) = served else {
+            return Outcome { result: Err(AwsError::internal()), unwritten: None };
+        };
         let unwritten = record.conclude(&result);
         return Outcome { result, unwritten };
     }

@@ -20,6 +20,11 @@ thread_local! {
     /// The read transaction a [`Store::read_scope`] holds open on this thread: the
     /// store it belongs to and the connection it is open on.
     pub(super) static SHARED_READ: Cell<Option<SharedRead>> = const { Cell::new(None) };
+
+    /// How many reads of this thread are running in its shared read transaction: a
+    /// write ends that transaction early only when none is (see
+    /// [`SqliteStore::end_shared_read`]).
+    static READS_IN_SHARED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A read transaction shared by a scope: its store, its connection, and the cache
@@ -29,6 +34,26 @@ pub(super) struct SharedRead {
     pub(super) store: *const SqliteStore,
     pub(super) conn: *const Connection,
     pub(super) generation: u64,
+    /// The scope's reader, which the scope owns; a write takes it through this pointer
+    /// to end the transaction and give the connection back before it waits for its
+    /// commit (see [`SqliteStore::end_shared_read`]).
+    pub(super) reader: *mut Option<PooledReader<'static>>,
+}
+
+/// Counts a read running in the shared read transaction while it lives.
+struct InShared;
+
+impl InShared {
+    fn enter() -> InShared {
+        READS_IN_SHARED.with(|n| n.set(n.get() + 1));
+        InShared
+    }
+}
+
+impl Drop for InShared {
+    fn drop(&mut self) {
+        READS_IN_SHARED.with(|n| n.set(n.get() - 1));
+    }
 }
 
 /// Clears [`SHARED_READ`] when the scope ends, also by a panic.
@@ -52,6 +77,41 @@ impl SqliteStore {
         // that scope owns for as long as the pointer is set (its guard clears it before
         // the connection goes back to the pool), and it is only used on this thread.
         Some((unsafe { &*shared.conn }, shared.generation))
+    }
+
+    /// Runs `f` in this thread's shared read transaction, counted so that a write `f`
+    /// makes does not end the transaction under it.
+    pub(super) fn read_shared(
+        &self,
+        conn: &Connection,
+        generation: u64,
+        f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let _counted = InShared::enter();
+        self.read_in(conn, generation, f)
+    }
+
+    /// Ends this thread's shared read transaction on this store, when it has one and no
+    /// read runs in it, and gives its connection back to the pool: called by a write
+    /// before it waits for its commit. Holding the snapshot through that wait would keep
+    /// a pooled connection from other readers for the length of a group commit (the
+    /// pool has [`MAX_READERS`]) and the WAL from being started over; the scope's later
+    /// reads take transactions of their own, which see the write.
+    pub(super) fn end_shared_read(&self) {
+        let Some(shared) = SHARED_READ.with(Cell::get) else { return };
+        if !std::ptr::eq(shared.store, self) || READS_IN_SHARED.with(Cell::get) > 0 {
+            return;
+        }
+        SHARED_READ.with(|cell| cell.set(None));
+        // SAFETY: `read_scope` set the pointer on this thread to the reader it owns and
+        // does not touch until its closure has returned; no read runs in the transaction
+        // (counted above), so nothing borrows the connection; and the pointer was
+        // cleared just now, so it is not used again.
+        let reader = unsafe { (*shared.reader).take() };
+        if let Some(reader) = reader {
+            // Dropped after the rollback: back to the pool, or closed if it failed.
+            let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        }
     }
 
     /// Runs `f` in a read transaction of its own on `conn`: one snapshot for every

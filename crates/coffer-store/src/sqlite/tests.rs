@@ -1,10 +1,10 @@
-//! Tests of the SQLite store's internals: connection settings and query plans.
+//! Tests of the SQLite store's internals: connection settings, query plans, the shared read.
 
 use rusqlite::{Connection, ToSql};
 
 use super::SqliteStore;
 use super::txn::listing_sql;
-use crate::SortBy;
+use crate::{ReadTxn, SortBy, Store, WriteTxn};
 
 fn plan(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> String {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -78,4 +78,67 @@ fn due_deletions_and_versions_use_their_indexes() {
             && value.contains("USING INTEGER PRIMARY KEY (rowid=?)"),
         "{value}"
     );
+}
+
+fn put(store: &SqliteStore, value: &[u8]) {
+    store.write(&mut |tx| tx.put_record("test", "k", value)).unwrap();
+}
+
+fn get(store: &SqliteStore) -> Option<Vec<u8>> {
+    let mut out = None;
+    store
+        .read(&mut |tx| {
+            out = tx.record("test", "k")?;
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+fn idle_readers(store: &SqliteStore) -> usize {
+    store.readers.as_ref().unwrap().state.lock().unwrap().idle.len()
+}
+
+#[test]
+fn a_write_in_a_read_scope_ends_its_shared_read_and_gives_the_reader_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+    put(&store, b"one");
+    let (mut before, mut later, mut held, mut after) = (None, None, 0, 0);
+    store.read_scope(&mut || {
+        before = get(&store);
+        // The scope holds its reader until a write, which gives it back before it
+        // waits for its commit, so a batch's writers never hold the pool's readers.
+        held = idle_readers(&store);
+        put(&store, b"two");
+        after = idle_readers(&store);
+        later = get(&store);
+    });
+    assert_eq!(before.as_deref(), Some(&b"one"[..]));
+    assert_eq!(after, held + 1, "the write gave the scope's reader back");
+    assert_eq!(later.as_deref(), Some(&b"two"[..]), "later reads see the write");
+    assert_eq!(get(&store).as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
+fn a_write_inside_a_shared_read_leaves_that_read_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+    put(&store, b"one");
+    let mut seen = Vec::new();
+    store.read_scope(&mut || {
+        store
+            .read(&mut |tx| {
+                seen.push(tx.record("test", "k")?);
+                put(&store, b"two");
+                // Still the scope's snapshot: the transaction was not ended under it.
+                seen.push(tx.record("test", "k")?);
+                Ok(())
+            })
+            .unwrap();
+        seen.push(get(&store));
+    });
+    assert_eq!(seen[0].as_deref(), Some(&b"one"[..]));
+    assert_eq!(seen[1].as_deref(), Some(&b"one"[..]));
+    assert_eq!(get(&store).as_deref(), Some(&b"two"[..]));
 }
