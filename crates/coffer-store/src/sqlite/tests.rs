@@ -4,7 +4,7 @@ use rusqlite::{Connection, ToSql};
 
 use super::SqliteStore;
 use super::txn::listing_sql;
-use crate::{ReadTxn, SortBy, Store, WriteTxn};
+use crate::{SortBy, Store};
 
 fn plan(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> String {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
