@@ -226,14 +226,14 @@ pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Out
     if !(op.read_only() || app.writes_inline()) {
         // On a store whose reads are local (SQLite), identification and authorization read
         // through one transaction too; the store ends it before the handler's write waits
-        // for its commit (see `coffer_store::Store::read_scope`).
+        // for its commit (see `coffer_store::Store::read_scope_until_write`).
         let (mut body, mut served) = (Some(body), None);
         let mut serve_write = || {
             let request = Request::Json(body.take().unwrap_or_default());
             served = Some(serve(app, caller, asked, request, AccessRecords::immediate()));
         };
         if app.reads_inline() {
-            app.store.read_scope(&mut serve_write);
+            app.store.read_scope_until_write(&mut serve_write);
         } else {
             serve_write();
         }

@@ -201,11 +201,17 @@ pub trait Store: Send + Sync + 'static {
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()>;
     /// Runs `f` with every [`Store::read`] it makes on this thread sharing one read
     /// transaction, where the store can: one snapshot and one transaction's cost for a
-    /// request that reads several times. Whether writes inside `f` are seen by its later
-    /// reads is the store's choice (SQLite ends the shared transaction at a write, which
-    /// its later reads then see). `f` must not wait for other threads' reads. Stores that
-    /// cannot share simply run `f`.
+    /// request that reads several times. Writes inside `f` are not seen by its later
+    /// reads. `f` must not wait for other threads' reads. Stores that cannot share
+    /// simply run `f`.
     fn read_scope(&self, f: &mut dyn FnMut()) {
+        f()
+    }
+    /// [`Store::read_scope`] for a call that writes: its reads share one transaction only
+    /// until its first write, which ends it before waiting for its commit (so no snapshot
+    /// or read connection is held through a commit); later reads see the write. Stores
+    /// that cannot end a shared read early simply run `f`.
+    fn read_scope_until_write(&self, f: &mut dyn FnMut()) {
         f()
     }
     /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.

@@ -10,7 +10,6 @@
 //! checkpoints run on a background thread, off the path of acknowledged writes. The
 //! schema is created and upgraded by numbered migrations recorded in `PRAGMA user_version`.
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -34,7 +33,7 @@ mod txn;
 mod write_txn;
 mod writer;
 
-use read::{PooledReader, ReaderPool, SHARED_READ, SharedRead, SharedReadGuard, begin_snapshot};
+use read::ReaderPool;
 pub use schema::SCHEMA_VERSION;
 use writer::{RESTART_RETRY, Writer, restart_wal};
 
@@ -101,38 +100,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn read_scope(&self, f: &mut dyn FnMut()) {
+        self.shared_scope(f, false);
+    }
+
     /// The scope's reads share one transaction until the scope ends or, first, until a
     /// write of the scope (see [`SqliteStore::end_shared_read`]).
-    fn read_scope(&self, f: &mut dyn FnMut()) {
-        let Some(pool) = &self.readers else { return f() };
-        if SHARED_READ.with(Cell::get).is_some() {
-            return f();
-        }
-        let Ok(reader) = pool.take() else { return f() };
-        let Ok(generation) = begin_snapshot(reader.conn(), self.cache.as_deref()) else {
-            return f();
-        };
-        // The reader is reached only through this pointer until `f` has returned: a write
-        // in `f` may take it out of the slot (`conn` points into the slot, and is used
-        // only while SHARED_READ names it, which the write clears first).
-        let mut slot = Some(reader);
-        let reader_ptr: *mut Option<PooledReader<'_>> = &mut slot;
-        // SAFETY: the slot was just filled, and nothing else refers to it.
-        let conn: *const rusqlite::Connection = unsafe { (*reader_ptr).as_ref() }
-            .map_or(std::ptr::null(), |reader| reader.conn() as *const _);
-        {
-            let _guard = SharedReadGuard;
-            let shared = SharedRead { store: self, conn, generation, reader: reader_ptr.cast() };
-            SHARED_READ.with(|cell| cell.set(Some(shared)));
-            f();
-        }
-        // SAFETY: the guard cleared SHARED_READ, so the pointer is no longer used.
-        let left = unsafe { (*reader_ptr).take() };
-        if let Some(reader) = left {
-            // Nothing was written, so ending with a rollback loses nothing. If it fails,
-            // dropping the reader keeps the connection out of the pool.
-            let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
-        }
+    fn read_scope_until_write(&self, f: &mut dyn FnMut()) {
+        self.shared_scope(f, true);
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {

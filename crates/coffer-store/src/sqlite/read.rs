@@ -38,6 +38,8 @@ pub(super) struct SharedRead {
     /// to end the transaction and give the connection back before it waits for its
     /// commit (see [`SqliteStore::end_shared_read`]).
     pub(super) reader: *mut Option<PooledReader<'static>>,
+    /// Whether a write ends it (`read_scope_until_write`), or it lasts the whole scope.
+    pub(super) ends_at_write: bool,
 }
 
 /// Counts a read running in the shared read transaction while it lives.
@@ -91,15 +93,19 @@ impl SqliteStore {
         self.read_in(conn, generation, f)
     }
 
-    /// Ends this thread's shared read transaction on this store, when it has one and no
-    /// read runs in it, and gives its connection back to the pool: called by a write
+    /// Ends this thread's shared read transaction on this store, when a
+    /// `read_scope_until_write` holds it and no read runs in it, and gives its connection
+    /// back to the pool: called by a write
     /// before it waits for its commit. Holding the snapshot through that wait would keep
     /// a pooled connection from other readers for the length of a group commit (the
     /// pool has [`MAX_READERS`]) and the WAL from being started over; the scope's later
     /// reads take transactions of their own, which see the write.
     pub(super) fn end_shared_read(&self) {
         let Some(shared) = SHARED_READ.with(Cell::get) else { return };
-        if !std::ptr::eq(shared.store, self) || READS_IN_SHARED.with(Cell::get) > 0 {
+        if !shared.ends_at_write
+            || !std::ptr::eq(shared.store, self)
+            || READS_IN_SHARED.with(Cell::get) > 0
+        {
             return;
         }
         SHARED_READ.with(|cell| cell.set(None));
@@ -110,6 +116,41 @@ impl SqliteStore {
         let reader = unsafe { (*shared.reader).take() };
         if let Some(reader) = reader {
             // Dropped after the rollback: back to the pool, or closed if it failed.
+            let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        }
+    }
+
+    /// `read_scope` (`ends_at_write` false) and `read_scope_until_write` (true): `f`'s
+    /// reads on this thread share one read transaction on a pooled connection.
+    pub(super) fn shared_scope(&self, f: &mut dyn FnMut(), ends_at_write: bool) {
+        let Some(pool) = &self.readers else { return f() };
+        if SHARED_READ.with(Cell::get).is_some() {
+            return f();
+        }
+        let Ok(reader) = pool.take() else { return f() };
+        let Ok(generation) = begin_snapshot(reader.conn(), self.cache.as_deref()) else {
+            return f();
+        };
+        // The reader is reached only through this pointer until `f` has returned: a write
+        // in `f` may take it out of the slot (`conn` points into the slot, and is used
+        // only while SHARED_READ names it, which the write clears first).
+        let mut slot = Some(reader);
+        let reader_ptr: *mut Option<PooledReader<'_>> = &mut slot;
+        // SAFETY: the slot was just filled, and nothing else refers to it.
+        let conn: *const rusqlite::Connection = unsafe { (*reader_ptr).as_ref() }
+            .map_or(std::ptr::null(), |reader| reader.conn() as *const _);
+        {
+            let _guard = SharedReadGuard;
+            let reader = reader_ptr.cast();
+            let shared = SharedRead { store: self, conn, generation, reader, ends_at_write };
+            SHARED_READ.with(|cell| cell.set(Some(shared)));
+            f();
+        }
+        // SAFETY: the guard cleared SHARED_READ, so the pointer is no longer used.
+        let left = unsafe { (*reader_ptr).take() };
+        if let Some(reader) = left {
+            // Nothing was written, so ending with a rollback loses nothing. If it fails,
+            // dropping the reader keeps the connection out of the pool.
             let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
         }
     }

@@ -100,12 +100,12 @@ fn idle_readers(store: &SqliteStore) -> usize {
 }
 
 #[test]
-fn a_write_in_a_read_scope_ends_its_shared_read_and_gives_the_reader_back() {
+fn a_write_ends_a_read_scope_until_write_and_gives_the_reader_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
     put(&store, b"one");
     let (mut before, mut later, mut held, mut after) = (None, None, 0, 0);
-    store.read_scope(&mut || {
+    store.read_scope_until_write(&mut || {
         before = get(&store);
         // The scope holds its reader until a write, which gives it back before it
         // waits for its commit, so a batch's writers never hold the pool's readers.
@@ -126,7 +126,7 @@ fn a_write_inside_a_shared_read_leaves_that_read_its_snapshot() {
     let store = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
     put(&store, b"one");
     let mut seen = Vec::new();
-    store.read_scope(&mut || {
+    store.read_scope_until_write(&mut || {
         store
             .read(&mut |tx| {
                 seen.push(tx.record("test", "k")?);
