@@ -95,11 +95,11 @@ impl SqliteStore {
 
     /// Ends this thread's shared read transaction on this store, when a
     /// `read_scope_until_write` holds it and no read runs in it, and gives its connection
-    /// back to the pool: called by a write
-    /// before it waits for its commit. Holding the snapshot through that wait would keep
-    /// a pooled connection from other readers for the length of a group commit (the
-    /// pool has [`MAX_READERS`]) and the WAL from being started over; the scope's later
-    /// reads take transactions of their own, which see the write.
+    /// back to the pool: called by a write before it waits for its commit. Holding the
+    /// snapshot through that wait would keep a pooled connection from other readers for
+    /// the length of a group commit (the pool has [`MAX_READERS`]) and the WAL from being
+    /// started over; the scope's later reads take transactions of their own, which see
+    /// the write.
     pub(super) fn end_shared_read(&self) {
         let Some(shared) = SHARED_READ.with(Cell::get) else { return };
         if !shared.ends_at_write
