@@ -48,14 +48,22 @@ impl Context {
     /// with the base's values (and ambiguity) the first time the key is set on top.
     fn own_values(&mut self, key: Cow<'_, str>) -> (&mut Vec<String>, &mut BTreeSet<String>) {
         let Context { base, values, ambiguous } = self;
+        // Most keys are set once, on a context with no base or whose base lacks them: one
+        // search of the map when the key is already there, and no copy of the key to
+        // look it up (this runs a dozen times per decision).
         if !values.contains_key(key.as_ref()) {
-            let inherited = base.as_deref().and_then(|b| b.lookup(&key));
-            if base.as_deref().is_some_and(|b| b.ambiguous_folded(&key)) {
-                ambiguous.insert(key.to_string());
-            }
-            values.insert(key.to_string(), inherited.map(<[String]>::to_vec).unwrap_or_default());
+            let inherited = match base.as_deref() {
+                Some(b) => {
+                    if b.ambiguous_folded(&key) {
+                        ambiguous.insert(key.to_string());
+                    }
+                    b.lookup(&key).map(<[String]>::to_vec).unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
+            return (values.entry(key.into_owned()).or_insert(inherited), ambiguous);
         }
-        let list = values.get_mut(key.as_ref()).expect("inserted above");
+        let list = values.get_mut(key.as_ref()).expect("present");
         (list, ambiguous)
     }
 
@@ -64,7 +72,7 @@ impl Context {
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
         let key = folded(key);
         let value = value.into();
-        let (list, ambiguous) = self.own_values(key.clone());
+        let (list, ambiguous) = self.own_values(Cow::Borrowed(key.as_ref()));
         if !list.contains(&value) {
             list.push(value);
         }
