@@ -9,6 +9,7 @@ use crate::{SealedValue, StoreError, StoreResult, WriteTxn};
 
 impl WriteTxn for PgTxn<'_, '_> {
     fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
+        self.note_secret_write();
         let json = to_json("secret metadata", meta)?;
         // DO NOTHING instead of an error keeps the transaction usable, so the
         // caller can recover from the conflict as on the other stores. A
@@ -39,6 +40,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
+        self.note_secret_write();
         let json = to_json("secret metadata", meta)?;
         let changed = self.execute(
             "UPDATE secrets SET created_ms = $2, last_changed_ms = $3, accessed_sort_ms = $4, \
@@ -59,6 +61,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        self.note_secret_write();
         // The versions go with it through ON DELETE CASCADE.
         if self.execute("DELETE FROM secrets WHERE arn = $1", &[&arn])? > 0 {
             self.note_destroyed(&[Table::Versions])?;
@@ -72,6 +75,7 @@ impl WriteTxn for PgTxn<'_, '_> {
         meta: &VersionMeta,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.note_secret_write();
         let json = to_json("version metadata", meta)?;
         let row = self.query_opt(
             "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
@@ -88,6 +92,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        self.note_secret_write();
         let json = to_json("version metadata", meta)?;
         let changed = self.execute(
             "UPDATE versions SET created_ms = $3, meta = $4 WHERE arn = $1 AND version_id = $2",
@@ -105,6 +110,7 @@ impl WriteTxn for PgTxn<'_, '_> {
         version_id: &str,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.note_secret_write();
         let changed = self.execute(
             "UPDATE versions SET value = $3 WHERE arn = $1 AND version_id = $2",
             &[&arn, &version_id, &value.0],
@@ -117,6 +123,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        self.note_secret_write();
         let deleted = self.execute(
             "DELETE FROM versions WHERE arn = $1 AND version_id = $2",
             &[&arn, &version_id],
