@@ -349,6 +349,46 @@ mod tests {
         }
     }
 
+    fn entry(value: &[u8]) -> SecretEntry {
+        let meta: coffer_core::model::SecretMeta = serde_json::from_value(serde_json::json!({
+            "scope": {"account": "111111111111", "region": "us-east-1"},
+            "arn": "arn:s", "name": "s", "seq": 1, "created_ms": 0, "last_changed_ms": 0
+        }))
+        .unwrap();
+        SecretEntry { meta, versions: Vec::new(), current: Some(("v".to_owned(), value.to_vec())) }
+    }
+
+    #[test]
+    fn secrets_follow_the_same_rules_as_records() {
+        let (cache, _) = confirmed_cache();
+        let keys = || ["arn".to_owned(), "name".to_owned()];
+        let epoch = cache.begin_read(Instant::now()).unwrap();
+        cache.put_secret(epoch, keys(), entry(b"one"));
+        for key in keys() {
+            let found = cache.secret(epoch, &key).unwrap();
+            assert_eq!(found.current.as_ref().unwrap().1, b"one");
+        }
+        // A local commit empties them, and a read that began before it caches nothing.
+        cache.commit_begins();
+        assert!(cache.secret(epoch, "arn").is_none());
+        let during = cache.begin_read(Instant::now()).unwrap();
+        cache.put_secret(during, keys(), entry(b"old"));
+        cache.commit_ended();
+        cache.put_secret(during, keys(), entry(b"old"));
+        let after = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.secret(after, "arn").is_none());
+        // A notification (another node's commit) empties them too.
+        cache.put_secret(after, keys(), entry(b"two"));
+        assert!(cache.secret(after, "name").is_some());
+        cache.notified();
+        let now = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.secret(now, "name").is_none());
+        // Each node announces secrets on a row of its own.
+        let other = SharedCache::new(&[], &[]);
+        assert!(cache.node_setting().starts_with(NODE_GENERATION_PREFIX));
+        assert_ne!(cache.node_setting(), other.node_setting());
+    }
+
     #[test]
     fn nothing_is_cached_while_a_local_commit_is_in_flight() {
         let (cache, _) = confirmed_cache();
