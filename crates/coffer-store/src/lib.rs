@@ -104,6 +104,13 @@ pub trait ReadTxn {
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>>;
     /// Every version of a secret, deprecated ones included, oldest first.
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>>;
+    /// Looks up together, where the store can, the secrets a call is about to look up
+    /// one at a time (by name in a scope, or by ARN), so that those lookups are answered
+    /// from what this read remembers: a batch is then a fixed number of round trips.
+    /// Stores for which a lookup is not a round trip do nothing.
+    fn prefetch_secrets(&self, _names: &[(&Scope, &str)], _arns: &[&str]) -> StoreResult<()> {
+        Ok(())
+    }
     /// [`ReadTxn::versions`] of each of `arns`, in their order (an empty list for a
     /// secret without versions or a missing one). A page of ListSecrets describes a
     /// hundred secrets: a store whose every query is a round trip answers in one.

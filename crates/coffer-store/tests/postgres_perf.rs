@@ -205,3 +205,52 @@ fn a_write_sees_its_own_records_and_stores_a_batch_of_them_in_one_statement() {
         })
         .unwrap();
 }
+
+/// BatchGetSecretValue's reads: every secret of a batch, with its versions and current
+/// value, in one statement whatever the batch's size, by name or by ARN, missing ones too.
+#[test]
+fn a_batch_of_secrets_is_looked_up_in_one_statement_whatever_its_size() {
+    let (store, _database) = open();
+    let mut arns = Vec::new();
+    store
+        .write(&mut |tx| {
+            for i in 0..40 {
+                let meta = secret(&format!("b{i:02}"));
+                tx.insert_secret(&meta)?;
+                let value = SealedValue(format!("value {i}").into_bytes());
+                tx.insert_version(&meta.arn, &version("v1", &[AWSCURRENT]), &value)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    arns.extend((0..40).map(|i| secret(&format!("b{i:02}")).arn));
+    for size in [2usize, 20, 40] {
+        let before = statements_on_this_thread();
+        store
+            .read(&mut |tx| {
+                // Half by name, half by ARN, and one that does not exist.
+                let scope = scope();
+                let names: Vec<String> = (0..size / 2).map(|i| format!("b{i:02}")).collect();
+                let mut by_name: Vec<(&Scope, &str)> =
+                    names.iter().map(|name| (&scope, name.as_str())).collect();
+                by_name.push((&scope, "missing"));
+                let by_arn: Vec<&str> = arns[size / 2..size].iter().map(String::as_str).collect();
+                tx.prefetch_secrets(&by_name, &by_arn)?;
+                for (i, name) in names.iter().enumerate() {
+                    let meta = tx.secret_by_name(&scope, name)?.unwrap();
+                    assert_eq!(tx.versions(&meta.arn)?.len(), 1);
+                    let value = tx.version_value(&meta.arn, "v1")?.unwrap();
+                    assert_eq!(value.0, format!("value {i}").into_bytes());
+                }
+                for (i, arn) in by_arn.iter().enumerate() {
+                    let meta = tx.secret_by_arn(arn)?.unwrap();
+                    let value = tx.version_value(&meta.arn, "v1")?.unwrap();
+                    assert_eq!(value.0, format!("value {}", size / 2 + i).into_bytes());
+                }
+                assert!(tx.secret_by_name(&scope, "missing")?.is_none());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(statements_on_this_thread() - before, 1, "a batch of {size}");
+    }
+}

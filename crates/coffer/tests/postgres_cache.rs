@@ -212,3 +212,171 @@ async fn a_kms_key_disabled_through_one_server_refuses_its_secrets_on_the_other_
     let on_b = sm_b.get_secret_value().secret_id("db").send().await.unwrap_err();
     assert_eq!(on_b.into_service_error().code().map(str::to_owned), code);
 }
+
+fn secret_meta(name: &str) -> coffer_core::model::SecretMeta {
+    coffer_core::model::SecretMeta {
+        scope: coffer_core::model::Scope::new("111111111111", "us-east-1"),
+        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
+        name: name.to_owned(),
+        seq: 0,
+        description: None,
+        kms_key_id: None,
+        tags: None,
+        created_ms: 1_700_000_000_000,
+        last_changed_ms: 1_700_000_000_000,
+        last_accessed_ms: None,
+        deletion_ms: None,
+        owning_service: None,
+        secret_type: None,
+        resource_policy: None,
+        rotation: None,
+        replication: Default::default(),
+    }
+}
+
+fn version_meta(id: &str, stages: &[&str]) -> coffer_core::model::VersionMeta {
+    coffer_core::model::VersionMeta {
+        version_id: id.to_owned(),
+        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
+        created_ms: 1_700_000_000_000,
+        last_accessed_ms: None,
+        kms_key_id: None,
+    }
+}
+
+/// What a GetSecretValue reads of secret `name` (in a read scope, as the server does):
+/// the id of its AWSCURRENT version and that version's sealed value, or `None` when there
+/// is no such secret.
+fn try_current_value(
+    store: &PostgresStore,
+    name: &str,
+) -> Result<Option<(String, Vec<u8>)>, String> {
+    let mut found = None;
+    let mut outcome = Ok(());
+    store.read_scope(&mut || {
+        outcome = store.read(&mut |tx| {
+            let scope = coffer_core::model::Scope::new("111111111111", "us-east-1");
+            let Some(meta) = tx.secret_by_name(&scope, name)? else {
+                found = None;
+                return Ok(());
+            };
+            let versions = tx.versions(&meta.arn)?;
+            let current = versions.iter().find(|v| v.stages.contains("AWSCURRENT")).unwrap();
+            let value = tx.version_value(&meta.arn, &current.version_id)?.unwrap();
+            found = Some((current.version_id.clone(), value.0));
+            Ok(())
+        });
+    });
+    outcome.map_err(|e| e.to_string())?;
+    Ok(found)
+}
+
+fn current_value(store: &PostgresStore, name: &str) -> Option<(String, Vec<u8>)> {
+    try_current_value(store, name).unwrap()
+}
+
+/// Secrets are cached per node too: a value put, a label moved and a secret deleted on
+/// node A are read by A at once and by node B from `STALE_BOUND` after the commit on,
+/// after B had served the secret from memory.
+#[test]
+fn a_secret_changed_on_one_node_is_read_as_changed_on_the_other_within_the_bound() {
+    use coffer_store::SealedValue;
+    let database = TestPostgres::shared().create_database();
+    let (a, b) = (node(&database.url), node(&database.url));
+    let meta = secret_meta("app");
+    a.write(&mut |tx| {
+        tx.insert_secret(&meta)?;
+        tx.insert_version(
+            &meta.arn,
+            &version_meta("v1", &["AWSCURRENT"]),
+            &SealedValue(b"one".to_vec()),
+        )
+    })
+    .unwrap();
+    let v1 = Some(("v1".to_owned(), b"one".to_vec()));
+    assert_eq!(current_value(&b, "app"), v1);
+    until_cached(|| assert_eq!(current_value(&b, "app"), v1));
+    until_cached(|| assert_eq!(current_value(&a, "app"), v1));
+
+    // A value put on A (a new version takes AWSCURRENT).
+    a.write(&mut |tx| {
+        tx.insert_version(
+            &meta.arn,
+            &version_meta("v2", &["AWSCURRENT"]),
+            &SealedValue(b"two".to_vec()),
+        )?;
+        tx.update_version(&meta.arn, &version_meta("v1", &["AWSPREVIOUS"]))
+    })
+    .unwrap();
+    let committed = Instant::now();
+    let v2 = Some(("v2".to_owned(), b"two".to_vec()));
+    assert_eq!(current_value(&a, "app"), v2, "A reads its own write at once");
+    wait_out_the_bound(committed);
+    assert_eq!(current_value(&b, "app"), v2, "B still reads the old value");
+
+    // AWSCURRENT moved back to v1 on A.
+    until_cached(|| assert_eq!(current_value(&b, "app"), v2));
+    a.write(&mut |tx| {
+        tx.update_version(&meta.arn, &version_meta("v1", &["AWSCURRENT"]))?;
+        tx.update_version(&meta.arn, &version_meta("v2", &["AWSPREVIOUS"]))
+    })
+    .unwrap();
+    let committed = Instant::now();
+    assert_eq!(current_value(&a, "app"), v1);
+    wait_out_the_bound(committed);
+    assert_eq!(current_value(&b, "app"), v1, "B still reads the label where it was");
+
+    // The secret deleted on A.
+    until_cached(|| assert_eq!(current_value(&b, "app"), v1));
+    a.write(&mut |tx| tx.delete_secret(&meta.arn)).unwrap();
+    let committed = Instant::now();
+    assert_eq!(current_value(&a, "app"), None);
+    wait_out_the_bound(committed);
+    assert_eq!(current_value(&b, "app"), None, "B still reads a deleted secret");
+}
+
+/// A node whose watcher lost its connection reads secrets from the database (within the
+/// bound), so a value put meanwhile on another node is read.
+#[test]
+fn a_node_whose_watcher_lost_its_connection_reads_secrets_from_the_database() {
+    use coffer_store::SealedValue;
+    let database = TestPostgres::shared().create_database();
+    let (a, b) = (node(&database.url), node(&database.url));
+    let meta = secret_meta("app");
+    a.write(&mut |tx| {
+        tx.insert_secret(&meta)?;
+        tx.insert_version(
+            &meta.arn,
+            &version_meta("v1", &["AWSCURRENT"]),
+            &SealedValue(b"one".to_vec()),
+        )
+    })
+    .unwrap();
+    until_cached(|| assert!(current_value(&b, "app").is_some()));
+    TestPostgres::shared().terminate_connections(&database.name);
+    let mut tries = 0;
+    while a
+        .write(&mut |tx| {
+            tx.insert_version(
+                &meta.arn,
+                &version_meta("v2", &["AWSCURRENT"]),
+                &SealedValue(b"two".to_vec()),
+            )?;
+            tx.update_version(&meta.arn, &version_meta("v1", &["AWSPREVIOUS"]))
+        })
+        .is_err()
+    {
+        tries += 1;
+        assert!(tries < 10, "the write never succeeded");
+    }
+    let committed = Instant::now();
+    wait_out_the_bound(committed);
+    let v2 = Some(("v2".to_owned(), b"two".to_vec()));
+    let read = || loop {
+        if let Ok(found) = try_current_value(&b, "app") {
+            return found;
+        }
+    };
+    assert_eq!(read(), v2);
+    until_cached(|| assert_eq!(read(), v2));
+}

@@ -18,11 +18,11 @@ impl PgTxn<'_, '_> {
         each: &mut dyn FnMut(&Row) -> StoreResult<()>,
     ) -> StoreResult<()> {
         let portal = self.run(async {
-            let statement = self.tx.prepare(sql).await?;
-            self.tx.bind(&statement, &[]).await
+            let statement = self.tx().prepare(sql).await?;
+            self.tx().bind(&statement, &[]).await
         })?;
         loop {
-            let rows = self.run(self.tx.query_portal(&portal, EXPORT_CHUNK))?;
+            let rows = self.run(self.tx().query_portal(&portal, EXPORT_CHUNK))?;
             for row in &rows {
                 each(row)?;
             }

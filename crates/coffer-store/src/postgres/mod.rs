@@ -31,9 +31,9 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
-use tokio_postgres::{IsolationLevel, Row};
 
 use crate::lend::Job;
 use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
@@ -53,7 +53,7 @@ mod txn;
 mod write_txn;
 mod writer;
 
-use read::{SHARED_READ, SharedReadGuard, end_read};
+use read::{LazyRead, SHARED_READ, SharedReadGuard};
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use shared_cache::{GENERATION_SETTING as CACHE_GENERATION_SETTING, STALE_BOUND};
 use txn::{Failure, PgTxn};
@@ -108,39 +108,22 @@ impl Store for PostgresStore {
         if SHARED_READ.with(Cell::get).is_some() {
             return f();
         }
-        let rt = self.rt();
-        let mut ran = false;
-        let opened = self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-            let txn = PgTxn::reading_cached(rt, &tx, self.shared.as_deref());
-            {
-                let _guard = SharedReadGuard;
-                let erased = &txn as *const PgTxn<'_, '_> as *const ();
-                SHARED_READ.with(|shared| shared.set(Some((self as *const _, erased))));
-                ran = true;
-                f();
-            }
-            end_read(tx);
-        });
-        if opened.is_err() && !ran {
-            // No transaction could be had: the reads open their own (and report why).
-            f();
-        }
+        let lazy = LazyRead::new(self);
+        let txn = PgTxn::reading_cached(self.rt(), &lazy, self.shared.as_deref());
+        let _guard = SharedReadGuard;
+        let erased = &txn as *const PgTxn<'_, '_> as *const ();
+        SHARED_READ.with(|shared| shared.set(Some((self as *const _, erased))));
+        f();
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
         if let Some(result) = self.read_shared(f) {
             return result;
         }
-        let rt = self.rt();
-        let (result, failure) =
-            self.in_transaction(IsolationLevel::RepeatableRead, true, &mut |tx| {
-                let txn = PgTxn::reading_cached(rt, &tx, self.shared.as_deref());
-                let result = f(&txn);
-                let failure = txn.failure.get();
-                end_read(tx);
-                (result, failure)
-            })?;
-        match (result, failure) {
+        let lazy = LazyRead::new(self);
+        let txn = PgTxn::reading_cached(self.rt(), &lazy, self.shared.as_deref());
+        let result = f(&txn);
+        match (result, txn.failure.get()) {
             (Err(e), _) => Err(e),
             (Ok(()), Failure::None) => Ok(()),
             (Ok(()), _) => Err(StoreError::Backend(

@@ -318,7 +318,7 @@ impl PgTxn<'_, '_> {
         batch: &WriteBatch,
         call: impl Future<Output = Result<T, Error>>,
     ) -> StoreResult<T> {
-        let (fault, answer) = batch.send_with(self.rt, self.tx, call);
+        let (fault, answer) = batch.send_with(self.rt, self.tx(), call);
         match fault {
             Some(fault) => Err(self.faulted(fault)),
             None => answer.map_err(|e| self.failed(&e)),

@@ -27,6 +27,14 @@
 //!
 //! Only read-only transactions use the cache; a write always reads the database. Values
 //! are cached as stored (access keys' secrets stay sealed).
+//!
+//! Secrets are cached too when the store caches anything: a secret looked up by name or
+//! ARN, its versions and its current version's sealed value ([`SecretEntry`]), read in one
+//! statement. A write that changes a secret or its versions announces itself like a write
+//! of a cached record, except that it bumps this node's own generation row
+//! ([`SharedCache::node_setting`]) rather than the shared one: writes of secrets on two
+//! nodes then never meet on a row they both write, and the watcher's poll reads every
+//! node's row, so the bound is the same.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -39,6 +47,33 @@ pub(super) const CHANNEL: &str = "coffer_changes";
 
 /// The setting every write of a cached record or setting increments.
 pub const GENERATION_SETTING: &str = "coffer-cache-generation";
+
+/// The prefix of each node's own generation row, which its writes of secrets increment.
+pub(super) const NODE_GENERATION_PREFIX: &str = "coffer-cache-generation/";
+
+/// What the watcher's poll reads: the shared generation and every node's, as one text.
+pub(super) const POLL_SQL: &str = "SELECT string_agg(name || '=' || encode(value, 'hex'), ',' \
+     ORDER BY name) FROM settings WHERE name = $1 OR starts_with(name, $2)";
+
+/// A cached secret: what a read-only lookup reads in one statement (the secret, its
+/// versions in order and, when one is labelled AWSCURRENT, that version's id and sealed
+/// value). Values stay sealed, as in the database.
+pub(super) struct SecretEntry {
+    pub(super) meta: coffer_core::model::SecretMeta,
+    pub(super) versions: Vec<coffer_core::model::VersionMeta>,
+    pub(super) current: Option<(String, Vec<u8>)>,
+}
+
+impl SecretEntry {
+    /// Roughly what it holds, to bound the cache's memory.
+    fn weight(&self) -> usize {
+        let value = self.current.as_ref().map_or(0, |(_, v)| v.len());
+        512 + 256 * self.versions.len() + value
+    }
+}
+
+/// Past this many bytes (roughly counted) of cached secrets the secrets start over.
+const MAX_SECRET_BYTES: usize = 32 * 1024 * 1024;
 
 /// A change committed on any node is seen by every node's reads at most this long after.
 pub const STALE_BOUND: Duration = Duration::from_secs(1);
@@ -65,6 +100,8 @@ type Key = (Option<String>, String);
 pub(super) struct SharedCache {
     kinds: Vec<String>,
     settings: Vec<String>,
+    /// This node's generation row, `NODE_GENERATION_PREFIX` and a random id.
+    node_setting: String,
     state: Mutex<State>,
 }
 
@@ -80,12 +117,22 @@ struct State {
     /// The generation that poll read.
     generation: Option<Vec<u8>>,
     entries: HashMap<Key, Arc<Vec<u8>>>,
+    /// Secrets by `read_cache::name_key` and `read_cache::arn_key`.
+    secrets: HashMap<String, Arc<SecretEntry>>,
+    secret_bytes: usize,
 }
 
 impl State {
     fn invalidate(&mut self) {
         self.entries.clear();
+        self.secrets.clear();
+        self.secret_bytes = 0;
         self.epoch += 1;
+    }
+
+    /// The epoch, if entries read under `epoch` may be used now.
+    fn usable(&self, epoch: u64) -> bool {
+        self.epoch == epoch && self.confirmed.is_some_and(|at| at.elapsed() < STALE_BOUND)
     }
 }
 
@@ -94,7 +141,40 @@ impl SharedCache {
         SharedCache {
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
             settings: settings.iter().map(|s| s.to_string()).collect(),
+            node_setting: format!("{NODE_GENERATION_PREFIX}{:016x}", rand::random::<u64>()),
             state: Mutex::default(),
+        }
+    }
+
+    /// The generation row this node's writes of secrets increment.
+    pub(super) fn node_setting(&self) -> &str {
+        &self.node_setting
+    }
+
+    /// The secret cached under `key`, if it may be used by a read that noted `epoch`.
+    pub(super) fn secret(&self, epoch: u64, key: &str) -> Option<Arc<SecretEntry>> {
+        let state = self.lock();
+        if !state.usable(epoch) {
+            return None;
+        }
+        state.secrets.get(key).cloned()
+    }
+
+    /// Caches a secret a read that noted `epoch` found, under `keys`, unless anything moved.
+    pub(super) fn put_secret(&self, epoch: u64, keys: [String; 2], entry: SecretEntry) {
+        let mut state = self.lock();
+        if state.epoch != epoch || state.committing > 0 {
+            return;
+        }
+        let weight = entry.weight();
+        if state.secret_bytes + weight > MAX_SECRET_BYTES {
+            state.secrets.clear();
+            state.secret_bytes = 0;
+        }
+        state.secret_bytes += weight;
+        let entry = Arc::new(entry);
+        for key in keys {
+            state.secrets.insert(key, entry.clone());
         }
     }
 
@@ -119,11 +199,7 @@ impl SharedCache {
 
     pub(super) fn get(&self, epoch: u64, kind: Option<&str>, key: &str) -> Option<Vec<u8>> {
         let state = self.lock();
-        if state.epoch != epoch {
-            return None;
-        }
-        let confirmed = state.confirmed?;
-        if confirmed.elapsed() >= STALE_BOUND {
+        if !state.usable(epoch) {
             return None;
         }
         state.entries.get(&(kind.map(str::to_owned), key.to_owned())).map(|v| v.to_vec())
@@ -208,13 +284,16 @@ where
                 loop {
                     let started = Instant::now();
                     let read = client
-                        .query_opt(
-                            "SELECT value FROM settings WHERE name = $1",
-                            &[&GENERATION_SETTING],
-                        )
+                        .query_one(POLL_SQL, &[&GENERATION_SETTING, &NODE_GENERATION_PREFIX])
                         .await;
                     match read {
-                        Ok(row) => cache.observed(started, row.and_then(|r| r.try_get(0).ok())),
+                        Ok(row) => cache.observed(
+                            started,
+                            row.try_get::<_, Option<String>>(0)
+                                .ok()
+                                .flatten()
+                                .map(String::into_bytes),
+                        ),
                         Err(_) => break,
                     }
                     tokio::time::sleep(POLL_EVERY).await;
@@ -268,6 +347,46 @@ mod tests {
             let now = cache.begin_read(Instant::now()).unwrap();
             assert_eq!(cache.get(now, Some("k"), "a"), None);
         }
+    }
+
+    fn entry(value: &[u8]) -> SecretEntry {
+        let meta: coffer_core::model::SecretMeta = serde_json::from_value(serde_json::json!({
+            "scope": {"account": "111111111111", "region": "us-east-1"},
+            "arn": "arn:s", "name": "s", "seq": 1, "created_ms": 0, "last_changed_ms": 0
+        }))
+        .unwrap();
+        SecretEntry { meta, versions: Vec::new(), current: Some(("v".to_owned(), value.to_vec())) }
+    }
+
+    #[test]
+    fn secrets_follow_the_same_rules_as_records() {
+        let (cache, _) = confirmed_cache();
+        let keys = || ["arn".to_owned(), "name".to_owned()];
+        let epoch = cache.begin_read(Instant::now()).unwrap();
+        cache.put_secret(epoch, keys(), entry(b"one"));
+        for key in keys() {
+            let found = cache.secret(epoch, &key).unwrap();
+            assert_eq!(found.current.as_ref().unwrap().1, b"one");
+        }
+        // A local commit empties them, and a read that began before it caches nothing.
+        cache.commit_begins();
+        assert!(cache.secret(epoch, "arn").is_none());
+        let during = cache.begin_read(Instant::now()).unwrap();
+        cache.put_secret(during, keys(), entry(b"old"));
+        cache.commit_ended();
+        cache.put_secret(during, keys(), entry(b"old"));
+        let after = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.secret(after, "arn").is_none());
+        // A notification (another node's commit) empties them too.
+        cache.put_secret(after, keys(), entry(b"two"));
+        assert!(cache.secret(after, "name").is_some());
+        cache.notified();
+        let now = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.secret(now, "name").is_none());
+        // Each node announces secrets on a row of its own.
+        let other = SharedCache::new(&[], &[]);
+        assert!(cache.node_setting().starts_with(NODE_GENERATION_PREFIX));
+        assert_ne!(cache.node_setting(), other.node_setting());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
-use super::shared_cache::{ANNOUNCE_SQL, GENERATION_SETTING, SharedCache};
+use super::read::LazyRead;
+use super::shared_cache::{ANNOUNCE_SQL, GENERATION_SETTING, SecretEntry, SharedCache};
 use super::writer::is_retryable;
 use super::{backend, get, unreadable};
 use crate::read_cache::{arn_key, name_key};
@@ -39,10 +40,18 @@ pub(super) enum Failure {
     Fatal,
 }
 
+/// Where a transaction's statements go.
+pub(super) enum Conn<'a, 't> {
+    /// A transaction begun before the first statement (writes, exports).
+    Tx(&'a Transaction<'t>),
+    /// A read-only transaction begun by its first statement, if it needs one (`read.rs`).
+    Lazy(&'a LazyRead<'a>),
+}
+
 /// A read or write transaction on one pooled connection.
 pub(super) struct PgTxn<'a, 't> {
     pub(super) rt: &'a tokio::runtime::Runtime,
-    pub(super) tx: &'a Transaction<'t>,
+    pub(super) conn: Conn<'a, 't>,
     pub(super) failure: Cell<Failure>,
     /// Secrets already looked up, by name and by ARN, in a read-only transaction: its
     /// snapshot does not change, and a call looks its secret up twice (authorization,
@@ -62,6 +71,8 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) shared_touched: Cell<bool>,
     /// A write's deferred statements and record memo (`pipelined`); `None` in reads.
     pub(super) batch: Option<&'a WriteBatch>,
+    /// A write changed a secret or its versions (announced on this node's generation row).
+    pub(super) secrets_touched: Cell<bool>,
 }
 
 /// A secret's versions and its current version's value, read with the secret in one
@@ -108,9 +119,13 @@ impl PendingRecords {
 
 impl<'a, 't> PgTxn<'a, 't> {
     pub(super) fn new(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
+        PgTxn::on(rt, Conn::Tx(tx))
+    }
+
+    fn on(rt: &'a tokio::runtime::Runtime, conn: Conn<'a, 't>) -> Self {
         PgTxn {
             rt,
-            tx,
+            conn,
             failure: Cell::new(Failure::None),
             seen: None,
             prefetched: Default::default(),
@@ -119,6 +134,15 @@ impl<'a, 't> PgTxn<'a, 't> {
             shared_epoch: None,
             shared_touched: Cell::new(false),
             batch: None,
+            secrets_touched: Cell::new(false),
+        }
+    }
+
+    /// The transaction begun before the first statement (exports only use those).
+    pub(super) fn tx(&self) -> &'a Transaction<'t> {
+        match self.conn {
+            Conn::Tx(tx) => tx,
+            Conn::Lazy(_) => unreachable!("exports run in a transaction begun beforehand"),
         }
     }
 
@@ -133,15 +157,25 @@ impl<'a, 't> PgTxn<'a, 't> {
         PgTxn { shared, batch: Some(batch), ..PgTxn::new(rt, tx) }
     }
 
-    /// A read-only transaction that may use `shared`.
+    /// A read-only transaction, begun by its first statement, that may use `shared`.
     pub(super) fn reading_cached(
         rt: &'a tokio::runtime::Runtime,
-        tx: &'a Transaction<'t>,
+        lazy: &'a LazyRead<'a>,
         shared: Option<&'a SharedCache>,
     ) -> Self {
         // Noted before the transaction's first statement, which takes its snapshot.
         let shared_epoch = shared.and_then(|cache| cache.begin_read(std::time::Instant::now()));
-        PgTxn { shared, shared_epoch, ..PgTxn::reading(rt, tx) }
+        PgTxn {
+            shared,
+            shared_epoch,
+            seen: Some(Default::default()),
+            ..PgTxn::on(rt, Conn::Lazy(lazy))
+        }
+    }
+
+    /// Notes a write of a secret or its versions (announced on commit, see `shared_cache`).
+    pub(super) fn note_secret_write(&self) {
+        self.secrets_touched.set(true);
     }
 
     /// Notes a write of `kind` (`None`: a setting) `key`, announced before commit if cached.
@@ -162,11 +196,17 @@ impl<'a, 't> PgTxn<'a, 't> {
     /// transaction (delivered on commit), and empties this node's cache. Returns whether
     /// it did so, in which case `SharedCache::commit_ended` must follow the commit.
     pub(super) fn announce_shared_change(&self) -> StoreResult<bool> {
-        let Some(cache) = self.shared.filter(|_| self.shared_touched.get()) else {
+        let Some(cache) =
+            self.shared.filter(|_| self.shared_touched.get() || self.secrets_touched.get())
+        else {
             return Ok(false);
         };
+        // Secrets alone move this node's own row: no row is written by two nodes' secret
+        // writes. The watcher's poll reads both kinds of row.
+        let generation =
+            if self.shared_touched.get() { GENERATION_SETTING } else { cache.node_setting() };
         cache.commit_begins();
-        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&GENERATION_SETTING]) {
+        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation]) {
             cache.commit_ended();
             return Err(e);
         }
@@ -198,11 +238,6 @@ impl<'a, 't> PgTxn<'a, 't> {
         Ok(found)
     }
 
-    /// A read-only transaction's, which remembers the secrets it looked up.
-    pub(super) fn reading(rt: &'a tokio::runtime::Runtime, tx: &'a Transaction<'t>) -> Self {
-        PgTxn { seen: Some(Default::default()), ..PgTxn::new(rt, tx) }
-    }
-
     /// The secret under `key`, looked up by `lookup` unless this read already did.
     pub(super) fn remembered(
         &self,
@@ -212,6 +247,11 @@ impl<'a, 't> PgTxn<'a, 't> {
         let Some(seen) = &self.seen else { return lookup() };
         if let Some(found) = seen.borrow().get(&key) {
             return Ok(found.clone());
+        }
+        if let (Some(cache), Some(epoch)) = (self.shared, self.shared_epoch)
+            && let Some(entry) = cache.secret(epoch, &key)
+        {
+            return Ok(Some(self.adopt(&entry)));
         }
         let found = lookup()?;
         let mut seen = seen.borrow_mut();
@@ -241,9 +281,18 @@ pub const SECRET_BY_NAME_SQL: &str = "SELECT seq, arn, account, region, name, me
 /// read too much, never a wrong one, since values are remembered by version id).
 macro_rules! with_versions {
     () => {
-        "SELECT s.seq, s.arn, s.account, s.region, s.name, s.meta, \
-     vs.ids, vs.metas, cur.version_id, cur.value FROM secrets s \
-     LEFT JOIN LATERAL (SELECT array_agg(v.version_id ORDER BY v.ord) AS ids, \
+        concat!(
+            "SELECT s.seq, s.arn, s.account, s.region, s.name, s.meta, \
+     vs.ids, vs.metas, cur.version_id, cur.value FROM secrets s",
+            versions_of_s!()
+        )
+    };
+}
+
+/// The two `LATERAL` subqueries of [`with_versions!`], over a row source named `s`.
+macro_rules! versions_of_s {
+    () => {
+        " LEFT JOIN LATERAL (SELECT array_agg(v.version_id ORDER BY v.ord) AS ids, \
      array_agg(v.meta ORDER BY v.ord) AS metas FROM versions v WHERE v.arn = s.arn) vs ON true \
      LEFT JOIN LATERAL (SELECT v.version_id, v.value FROM versions v WHERE v.arn = s.arn \
      AND strpos(v.meta, '\"AWSCURRENT\"') > 0 ORDER BY v.ord DESC LIMIT 1) cur ON true"
@@ -259,6 +308,20 @@ pub const SECRET_AND_VERSIONS_BY_NAME_SQL: &str = concat!(
 
 /// The same by ARN (parameter: the ARN).
 const SECRET_AND_VERSIONS_BY_ARN_SQL: &str = concat!(with_versions!(), " WHERE s.arn = $1");
+
+/// Many secrets with their versions and current values in one statement: by ARN
+/// (`$1`) and by account, region and name (`$2`, `$3`, `$4`, one entry per name). The
+/// name join repeats its equalities as a row comparison for the reason given at
+/// [`SECRET_BY_NAME_SQL`].
+pub(super) const SECRETS_AND_VERSIONS_SQL: &str = concat!(
+    "SELECT s.seq, s.arn, s.account, s.region, s.name, s.meta, \
+     vs.ids, vs.metas, cur.version_id, cur.value FROM (\
+     SELECT * FROM secrets WHERE arn = ANY($1) UNION ALL \
+     SELECT t.* FROM unnest($2::text[], $3::text[], $4::text[]) AS k(account, region, name) \
+     JOIN secrets t ON t.account = k.account AND t.region = k.region AND t.name = k.name \
+     AND (t.account, t.region, t.name) >= (k.account, k.region, k.name)) s",
+    versions_of_s!()
+);
 
 thread_local! {
     /// Round trips this thread made through a [`PgTxn`] (a write's deferred statements
@@ -344,35 +407,87 @@ impl PgTxn<'_, '_> {
     }
 
     pub(super) fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        let tx = match self.conn {
+            Conn::Tx(tx) => tx,
+            Conn::Lazy(lazy) => return self.lazy_query(lazy, sql, params),
+        };
         self.flush()?;
         self.run(async {
-            let statement = self.tx.prepare_cached(sql).await?;
-            self.tx.query(&statement, params).await
+            let statement = tx.prepare_cached(sql).await?;
+            tx.query(&statement, params).await
         })
     }
 
     pub(super) fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+        let tx = match self.conn {
+            Conn::Tx(tx) => tx,
+            Conn::Lazy(lazy) => {
+                let mut rows = self.lazy_query(lazy, sql, params)?;
+                return match rows.len() {
+                    0 | 1 => Ok(rows.pop()),
+                    _ => Err(self.lazy_failed("a query returned more than one row")),
+                };
+            }
+        };
         self.flush()?;
         self.run(async {
-            let statement = self.tx.prepare_cached(sql).await?;
-            self.tx.query_opt(&statement, params).await
+            let statement = tx.prepare_cached(sql).await?;
+            tx.query_opt(&statement, params).await
         })
     }
 
     pub(super) fn query_one(&self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
+        let tx = match self.conn {
+            Conn::Tx(tx) => tx,
+            Conn::Lazy(_) => {
+                let row = self.query_opt(sql, params)?;
+                return row.ok_or_else(|| self.lazy_failed("a query returned no row"));
+            }
+        };
         self.flush()?;
         self.run(async {
-            let statement = self.tx.prepare_cached(sql).await?;
-            self.tx.query_one(&statement, params).await
+            let statement = tx.prepare_cached(sql).await?;
+            tx.query_one(&statement, params).await
         })
     }
 
     pub(super) fn execute(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+        let tx = match self.conn {
+            Conn::Tx(tx) => tx,
+            // Read-only: nothing to change, and nothing executes there.
+            Conn::Lazy(lazy) => return Ok(self.lazy_query(lazy, sql, params)?.len() as u64),
+        };
         self.flush()?;
         self.run(async {
-            let statement = self.tx.prepare_cached(sql).await?;
-            self.tx.execute(&statement, params).await
+            let statement = tx.prepare_cached(sql).await?;
+            tx.execute(&statement, params).await
         })
+    }
+
+    /// One statement of a lazily begun read (see `LazyRead::query`).
+    fn lazy_query(
+        &self,
+        lazy: &LazyRead<'_>,
+        sql: &str,
+        params: Params<'_>,
+    ) -> StoreResult<Vec<Row>> {
+        STATEMENTS.with(|n| n.set(n.get() + 1));
+        lazy.query(sql, params).map_err(|e| match e {
+            super::read::LazyError::Postgres(e) => self.failed(&e),
+            super::read::LazyError::Store(e) => {
+                if self.failure.get() == Failure::None {
+                    self.failure.set(Failure::Fatal);
+                }
+                e
+            }
+        })
+    }
+
+    fn lazy_failed(&self, why: &str) -> StoreError {
+        if self.failure.get() == Failure::None {
+            self.failure.set(Failure::Fatal);
+        }
+        StoreError::Backend(format!("postgres: {why}"))
     }
 
     /// Sends the records put since the last statement, as one statement. Every other
@@ -401,9 +516,10 @@ impl PgTxn<'_, '_> {
         let keys: Vec<&str> = pending.rows.iter().map(|(_, key, _)| key.as_str()).collect();
         let values: Vec<&[u8]> =
             pending.rows.iter().map(|(_, _, value)| value.as_slice()).collect();
+        let tx = self.tx();
         self.run(async {
-            let statement = self.tx.prepare_cached(UPSERT_RECORDS_SQL).await?;
-            self.tx.execute(&statement, &[&kinds, &keys, &values]).await
+            let statement = tx.prepare_cached(UPSERT_RECORDS_SQL).await?;
+            tx.execute(&statement, &[&kinds, &keys, &values]).await
         })?;
         Ok(())
     }
@@ -422,9 +538,15 @@ impl PgTxn<'_, '_> {
             return row.as_ref().map(decode_secret).transpose();
         }
         let Some(row) = self.query_opt(with_versions_sql, params)? else { return Ok(None) };
-        let meta = decode_secret(&row)?;
-        let ids: Option<Vec<String>> = get(&row, 6)?;
-        let metas: Option<Vec<&str>> = get(&row, 7)?;
+        self.take_secret_row(&row).map(Some)
+    }
+
+    /// A row of [`with_versions!`]: the secret, with its versions and current value
+    /// remembered for the rest of the transaction and offered to the node's cache.
+    fn take_secret_row(&self, row: &Row) -> StoreResult<SecretMeta> {
+        let meta = decode_secret(row)?;
+        let ids: Option<Vec<String>> = get(row, 6)?;
+        let metas: Option<Vec<&str>> = get(row, 7)?;
         let versions = match (ids, metas) {
             (Some(ids), Some(metas)) if ids.len() == metas.len() => ids
                 .into_iter()
@@ -438,14 +560,41 @@ impl PgTxn<'_, '_> {
                 ));
             }
         };
-        let current: Option<String> = get(&row, 8)?;
-        let value: Option<Vec<u8>> = get(&row, 9)?;
+        let current: Option<String> = get(row, 8)?;
+        let value: Option<Vec<u8>> = get(row, 9)?;
+        let current = current.zip(value);
+        if let (Some(cache), Some(epoch)) = (self.shared, self.shared_epoch) {
+            let keys = [arn_key(&meta.arn), name_key(&meta.scope, &meta.name)];
+            let entry = SecretEntry {
+                meta: meta.clone(),
+                versions: versions.clone(),
+                current: current.clone(),
+            };
+            cache.put_secret(epoch, keys, entry);
+        }
         let mut prefetched = self.prefetched.borrow_mut();
-        if let (Some(id), Some(value)) = (current, value) {
+        if let Some((id, value)) = current {
             prefetched.values.insert((meta.arn.clone(), id), value);
         }
         prefetched.versions.insert(meta.arn.clone(), versions);
-        Ok(Some(meta))
+        Ok(meta)
+    }
+
+    /// Takes a cached secret into this read: it is then remembered, with its versions
+    /// and current value, as if this transaction had looked it up.
+    fn adopt(&self, entry: &SecretEntry) -> SecretMeta {
+        let meta = entry.meta.clone();
+        if let Some(seen) = &self.seen {
+            let mut seen = seen.borrow_mut();
+            seen.insert(arn_key(&meta.arn), Some(meta.clone()));
+            seen.insert(name_key(&meta.scope, &meta.name), Some(meta.clone()));
+        }
+        let mut prefetched = self.prefetched.borrow_mut();
+        if let Some((id, value)) = &entry.current {
+            prefetched.values.insert((meta.arn.clone(), id.clone()), value.clone());
+        }
+        prefetched.versions.insert(meta.arn.clone(), entry.versions.clone());
+        meta
     }
 }
 
@@ -495,6 +644,64 @@ impl ReadTxn for PgTxn<'_, '_> {
             let plain = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
             self.lookup_secret(&plain, SECRET_AND_VERSIONS_BY_ARN_SQL, &[&arn])
         })
+    }
+
+    /// One statement for every secret named that this read has not seen and the node's
+    /// cache does not hold: a batch is then a fixed number of round trips.
+    fn prefetch_secrets(&self, names: &[(&Scope, &str)], arns: &[&str]) -> StoreResult<()> {
+        let Some(seen) = &self.seen else { return Ok(()) };
+        let wanted = |key: &String| {
+            if seen.borrow().contains_key(key) {
+                return false;
+            }
+            let cached = self
+                .shared
+                .zip(self.shared_epoch)
+                .and_then(|(cache, epoch)| cache.secret(epoch, key));
+            match cached {
+                Some(entry) => {
+                    self.adopt(&entry);
+                    false
+                }
+                None => true,
+            }
+        };
+        let mut keys = Vec::new();
+        let (mut accounts, mut regions, mut wanted_names) = (Vec::new(), Vec::new(), Vec::new());
+        for (scope, name) in names {
+            let key = name_key(scope, name);
+            if wanted(&key) && !keys.contains(&key) {
+                keys.push(key);
+                accounts.push(scope.account.as_str());
+                regions.push(scope.region.as_str());
+                wanted_names.push(*name);
+            }
+        }
+        let mut wanted_arns = Vec::new();
+        for arn in arns {
+            let key = arn_key(arn);
+            if wanted(&key) && !keys.contains(&key) {
+                keys.push(key);
+                wanted_arns.push(*arn);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .query(SECRETS_AND_VERSIONS_SQL, &[&wanted_arns, &accounts, &regions, &wanted_names])?;
+        for row in &rows {
+            let meta = self.take_secret_row(row)?;
+            let mut seen = seen.borrow_mut();
+            seen.insert(arn_key(&meta.arn), Some(meta.clone()));
+            seen.insert(name_key(&meta.scope, &meta.name), Some(meta));
+        }
+        // What was not found is not there, in this snapshot.
+        let mut seen = seen.borrow_mut();
+        for key in keys {
+            seen.entry(key).or_insert(None);
+        }
+        Ok(())
     }
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {

@@ -10,6 +10,7 @@ use crate::{SealedValue, StoreError, StoreResult, WriteTxn};
 
 impl WriteTxn for PgTxn<'_, '_> {
     fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
+        self.note_secret_write();
         let json = to_json("secret metadata", meta)?;
         // DO NOTHING instead of an error keeps the transaction usable, so the
         // caller can recover from the conflict as on the other stores. A
@@ -40,6 +41,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
+        self.note_secret_write();
         let json = to_json("secret metadata", meta)?;
         // Nothing waits for its answer: sent with the write's next round trip.
         self.defer(
@@ -58,6 +60,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
+        self.note_secret_write();
         self.prefetched.borrow_mut().forget(arn);
         // The versions go with it through ON DELETE CASCADE.
         if self.execute("DELETE FROM secrets WHERE arn = $1", &[&arn])? > 0 {
@@ -72,6 +75,7 @@ impl WriteTxn for PgTxn<'_, '_> {
         meta: &VersionMeta,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.note_secret_write();
         let json = to_json("version metadata", meta)?;
         self.prefetched.borrow_mut().forget(arn);
         let row = self.query_opt(
@@ -89,6 +93,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        self.note_secret_write();
         self.prefetched.borrow_mut().forget(arn);
         let json = to_json("version metadata", meta)?;
         // Nothing waits for its answer: sent with the write's next round trip.
@@ -110,6 +115,7 @@ impl WriteTxn for PgTxn<'_, '_> {
         version_id: &str,
         value: &SealedValue,
     ) -> StoreResult<()> {
+        self.note_secret_write();
         self.prefetched.borrow_mut().forget(arn);
         let changed = self.execute(
             "UPDATE versions SET value = $3 WHERE arn = $1 AND version_id = $2",
@@ -123,6 +129,7 @@ impl WriteTxn for PgTxn<'_, '_> {
     }
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
+        self.note_secret_write();
         self.prefetched.borrow_mut().forget(arn);
         let deleted = self.execute(
             "DELETE FROM versions WHERE arn = $1 AND version_id = $2",
