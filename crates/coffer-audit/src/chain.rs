@@ -850,6 +850,61 @@ mod tests {
         }
     }
 
+    /// The cost of each form, by hand: `cargo test --release -p coffer-audit --
+    /// --ignored --nocapture each_form_costs`. Prints; asserts nothing about time.
+    #[test]
+    #[ignore]
+    fn each_form_costs() {
+        let e = &varied_events()[1];
+        let (bytes, _) = seal_to_bytes(None, 1_700_000_000_123, e, Some(&test_key()));
+        let r = Record::from_bytes(&bytes).unwrap();
+        let canonical = canonical_json(&r.event);
+        let json = r.to_bytes();
+        let n = 20_000;
+        // `ONLY=<name>` runs one of them, to count its instructions with `perf stat`.
+        let only = std::env::var("ONLY").ok();
+        let time = |what: &str, f: &mut dyn FnMut()| {
+            if only.as_deref().is_some_and(|o| o != what) {
+                return;
+            }
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            println!("{what}: {:.2} µs", start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        };
+        time("encode json", &mut || {
+            std::hint::black_box(json_bytes(
+                2,
+                r.seq,
+                r.time_ms,
+                &r.prev_hash,
+                &r.hash,
+                canonical.as_bytes(),
+            ));
+        });
+        time("encode compact", &mut || {
+            std::hint::black_box(crate::stored::encode(
+                2,
+                r.seq,
+                r.time_ms,
+                &r.prev_hash,
+                &r.hash,
+                canonical.as_bytes(),
+            ));
+        });
+        time("seal_to_bytes (compact)", &mut || {
+            std::hint::black_box(seal_to_bytes(None, 1_700_000_000_123, e, Some(&test_key())));
+        });
+        time("read json", &mut || {
+            std::hint::black_box(Record::from_bytes(&json));
+        });
+        time("read compact", &mut || {
+            std::hint::black_box(Record::from_bytes(&bytes));
+        });
+        println!("bytes: json {} compact {}", json.len(), bytes.len());
+    }
+
     const CHAIN: &str = "111122223333/us-east-1";
 
     fn test_key() -> ChainKey {
