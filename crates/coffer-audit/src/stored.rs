@@ -47,10 +47,9 @@ static DECODER: LazyLock<zstd::dict::DecoderDictionary<'static>> =
     LazyLock::new(|| zstd::dict::DecoderDictionary::copy(DICT_1));
 
 thread_local! {
-    // One compression and one decompression context per thread. The contexts are used
-    // with `*_using_cdict`/`*_using_ddict` (not a referenced dictionary and
-    // `compress2`), which attach the prepared dictionary's tables for a small input
-    // instead of rebuilding them each call.
+    // One compression and one decompression context per thread, used with the
+    // dictionary prepared once per process (`*_using_cdict`/`*_using_ddict`): preparing
+    // it costs far more than compressing an event.
     static CCTX: RefCell<zstd::zstd_safe::CCtx<'static>> = RefCell::new(zstd::zstd_safe::CCtx::create());
     static DCTX: RefCell<zstd::zstd_safe::DCtx<'static>> = RefCell::new(zstd::zstd_safe::DCtx::create());
 }
