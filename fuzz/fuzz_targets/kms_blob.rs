@@ -1,5 +1,5 @@
 //! KMS ciphertext blobs, format 2 and the older format 1: the blob header parser
-//! (`coffer_kms::ciphertext::parse`) and the envelope inside (`coffer_crypto::open`, both
+//! (`coffer_crypto::kms_blob::parse`, which `coffer_kms::ciphertext` wraps) and the envelope inside (`coffer_crypto::open`, both
 //! envelope formats) under a fixed key, as Decrypt runs them. The first byte picks a mode:
 //! even, the rest is a blob from a client (it must never panic and, being unsealed by this
 //! key, never open); odd, the rest is a plaintext sealed here into a blob, which must open
@@ -7,7 +7,7 @@
 #![no_main]
 
 use coffer_crypto::KeyMaterial;
-use coffer_kms::ciphertext::{self, EncryptionContext, HEADER_LEN};
+use coffer_crypto::kms_blob::{self as ciphertext, EncryptionContext, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 const KEY_ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";

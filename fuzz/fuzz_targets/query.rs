@@ -1,13 +1,12 @@
 //! The STS and IAM query-protocol parsers: any bytes as a form-encoded body or query
-//! string, as `sts` (is_query_request, form_value) and the IAM API
-//! (`coffer_server::query::Form`: parameters, `Name.member.N` lists, tags; and the
-//! `Action` that names the operation) read them.
+//! string, as `sts` (is_query_request, form_value) and the IAM API (`Form`: parameters,
+//! `Name.member.N` lists, tags; and the `Action` that names the operation) read them:
+//! `coffer_wire::query_form`, which the server's `query` and `sts` modules re-export.
 //! Must never panic.
 #![no_main]
 
 use coffer_wire::operation::Service;
-use coffer_server::query::{self, Form};
-use coffer_server::sts;
+use coffer_wire::query_form::{self, Form};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,18 +19,18 @@ fuzz_target!(|data: &[u8]| {
     for i in 1..=3 {
         let _ = form.get(&format!("Tags.member.{i}.Key"));
     }
-    let _ = query::operation(Service::Sts, &form);
-    let _ = query::operation(Service::Iam, &form);
+    let _ = query_form::operation(Service::Sts, &form);
+    let _ = query_form::operation(Service::Iam, &form);
     let _ = Form::of_request(std::str::from_utf8(data).unwrap_or(""), data);
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = sts::is_query_request(Some("application/x-www-form-urlencoded"), text);
-    let _ = sts::is_query_request(None, text);
+    let _ = query_form::is_query_request(Some("application/x-www-form-urlencoded"), text);
+    let _ = query_form::is_query_request(None, text);
     for name in ["Action", "Version", "RoleArn", "RoleSessionName", "DurationSeconds"] {
-        if let Some(value) = sts::form_value(text, name) {
+        if let Some(value) = query_form::form_value(text, name) {
             // What an answer echoes is encoded again; it must round-trip through the decoder.
-            let encoded = sts::percent_encode(&value);
+            let encoded = query_form::percent_encode(&value);
             assert_eq!(
-                sts::form_value(&format!("{name}={encoded}"), name).as_deref(),
+                query_form::form_value(&format!("{name}={encoded}"), name).as_deref(),
                 Some(value.as_str())
             );
         }

@@ -11,6 +11,7 @@ pub mod model;
 pub mod names;
 pub mod password;
 pub mod schedule;
+pub mod snapshot;
 pub mod staging;
 
 pub use error::{AwsError, ErrorCode};

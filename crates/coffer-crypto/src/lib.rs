@@ -8,6 +8,8 @@
 //! encrypts more than once under a random nonce except the master key, which wraps only
 //! key material. Every layer uses AES-256-GCM from aws-lc-rs.
 //!
+//! [`kms_blob`] is the KMS ciphertext blob format (header and AAD) around an envelope.
+//!
 //! This crate does no I/O except reading and creating the master key file.
 
 mod aead;
@@ -15,6 +17,7 @@ mod derive;
 mod envelope;
 mod error;
 mod keys;
+pub mod kms_blob;
 pub mod locked;
 mod master;
 

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub const VERSION: &str = "2010-05-08";
+pub const VERSION: &str = coffer_wire::query_form::IAM_VERSION;
 
 /// True when a query-protocol request is signed for IAM (its credential scope names the
 /// `iam` service), as every IAM client signs.

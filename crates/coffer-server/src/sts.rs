@@ -12,7 +12,9 @@ use coffer_core::AwsError;
 use coffer_wire::operation::StsOp;
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
-pub const VERSION: &str = "2011-06-15";
+pub const VERSION: &str = coffer_wire::query_form::STS_VERSION;
+// The form parsing is pure and lives in coffer-wire (fuzzed there without the server).
+pub use coffer_wire::query_form::{form_value, is_query_request, percent_encode};
 
 /// The identity GetCallerIdentity reports.
 #[derive(Debug, Clone)]
@@ -20,54 +22,6 @@ pub struct Identity {
     pub arn: String,
     pub user_id: String,
     pub account: String,
-}
-
-/// True when a request without `X-Amz-Target` is a query-protocol call: a form body,
-/// or an `Action` in the query string.
-pub fn is_query_request(content_type: Option<&str>, query: &str) -> bool {
-    content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-        || form_value(query, "Action").is_some()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The value of `name` in a form-encoded string.
-pub fn form_value(form: &str, name: &str) -> Option<String> {
-    form.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
-}
-
-/// `s` percent-encoded as RFC 3986 wants (every byte but `A-Za-z0-9-_.~`).
-pub fn percent_encode(s: &str) -> String {
-    const RFC3986: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    percent_encoding::utf8_percent_encode(s, RFC3986).to_string()
 }
 
 pub(crate) use crate::query::escape;
@@ -131,17 +85,6 @@ pub fn caller_identity(identity: &Identity, request_id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_values_are_decoded() {
-        let form = "Action=GetCallerIdentity&Version=2011-06-15&X=a%2Fb+c";
-        assert_eq!(form_value(form, "Action").as_deref(), Some("GetCallerIdentity"));
-        assert_eq!(form_value(form, "X").as_deref(), Some("a/b c"));
-        assert_eq!(form_value(form, "Missing"), None);
-        assert!(is_query_request(Some("application/x-www-form-urlencoded; charset=utf-8"), ""));
-        assert!(is_query_request(None, "Action=GetCallerIdentity"));
-        assert!(!is_query_request(Some("application/x-amz-json-1.1"), ""));
-    }
 
     #[test]
     fn get_caller_identity_answers_in_xml() {

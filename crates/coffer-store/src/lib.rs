@@ -45,15 +45,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A version's value as `coffer-crypto` sealed it. Opaque to the store.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealedValue(pub Vec<u8>);
-
-impl std::fmt::Debug for SealedValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedValue({} bytes)", self.0.len())
-    }
-}
+// A sealed value and a snapshot item are plain data, defined in coffer-core so that the
+// backup file's reader (fuzzed) builds without the store.
+pub use coffer_core::snapshot::{SealedValue, SnapshotItem};
 
 /// The orders ListSecrets can return secrets in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,36 +272,6 @@ pub trait Store: Send + Sync + 'static {
         let _ = (name, holder);
         Ok(())
     }
-}
-
-/// One piece of a store's contents, as backup writes it and restore reads it.
-/// Nothing here is plaintext: values are sealed and keys wrapped.
-// Secrets are as many as versions in a snapshot: boxing the larger variant would only add
-// an allocation per secret.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotItem {
-    /// A secret with the `seq` its store gave it; an importing store assigns its own.
-    Secret(SecretMeta),
-    /// A version of the secret with this ARN, and its sealed value.
-    Version {
-        arn: String,
-        meta: VersionMeta,
-        value: SealedValue,
-    },
-    WrappedKey {
-        key_id: String,
-        wrapped: Vec<u8>,
-    },
-    Setting {
-        name: String,
-        value: Vec<u8>,
-    },
-    Record {
-        kind: String,
-        key: String,
-        value: Vec<u8>,
-    },
 }
 
 /// What streams a snapshot into [`Store::import_from`]: it calls the sink once

@@ -6,6 +6,7 @@
 //! * [`protocol`] holds the pieces every operation shares: targets, errors,
 //!   timestamps and blobs.
 //! * [`operation`] is the one table of every operation of every service Coffer speaks.
+//! * [`query_form`] reads the query protocol's forms (STS, IAM) and the operation they name.
 
 pub mod cloudtrail;
 pub mod kms;
@@ -14,5 +15,6 @@ pub mod kms_rest;
 pub mod model;
 pub mod operation;
 pub mod protocol;
+pub mod query_form;
 pub mod secretsmanager;
 pub mod validate;

@@ -6,8 +6,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use coffer_core::model::{SecretMeta, VersionMeta};
+use coffer_core::snapshot::{SealedValue, SnapshotItem};
 use coffer_crypto::{MacKey, MasterKey};
-use coffer_store::{SealedValue, SnapshotItem};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
 

@@ -1,0 +1,187 @@
+//! AWS's query protocol, as STS and the IAM API speak it, on the way in: the form a
+//! request carries (`Action=...&Version=...&...`, in the body or the query string) and the
+//! operation its `Action` names. These are the parsers a client reaches before it is
+//! authenticated; they live here, apart from the server (which re-exports them from
+//! `coffer_server::query` and `coffer_server::sts`), so the fuzz target `query` builds
+//! without the store and the server. The answers' XML stays in the server.
+
+use crate::operation::{Operation, Service};
+use coffer_core::{AwsError, ErrorCode};
+use std::collections::BTreeMap;
+
+/// The API version STS's forms name.
+pub const STS_VERSION: &str = "2011-06-15";
+
+/// The API version the IAM API's forms name.
+pub const IAM_VERSION: &str = "2010-05-08";
+
+/// The most characters of an unknown action's name an error or an event repeats.
+pub const MAX_ECHOED_ACTION: usize = 128;
+
+/// The form parameters of a request, decoded, with the text they came from (STS's
+/// handlers read it with [`form_value`]).
+#[derive(Debug, Default)]
+pub struct Form {
+    text: String,
+    fields: BTreeMap<String, String>,
+}
+
+impl Form {
+    /// Parses a form (`application/x-www-form-urlencoded`): names and values percent- and
+    /// `+`-decoded; a name given twice keeps its last value. Never fails: what does not
+    /// decode is kept as sent (invalid UTF-8 replaced).
+    pub fn parse(text: &[u8]) -> Form {
+        Form {
+            text: String::from_utf8_lossy(text).into_owned(),
+            fields: form_urlencoded::parse(text).into_owned().collect(),
+        }
+    }
+
+    /// The form of a request: its query string when that names the `Action`, else its body.
+    pub fn of_request(query: &str, body: &[u8]) -> Form {
+        if query.contains("Action=") { Form::parse(query.as_bytes()) } else { Form::parse(body) }
+    }
+
+    /// The form as it was sent (still encoded).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    /// `Name.member.1`, `Name.member.2`, ... in order, up to the first gap.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        (1..).map_while(|i| self.get(&format!("{name}.member.{i}")).map(str::to_string)).collect()
+    }
+}
+
+/// The API version a query-protocol service's forms name.
+pub fn version(service: Service) -> &'static str {
+    match service {
+        Service::Iam => IAM_VERSION,
+        _ => STS_VERSION,
+    }
+}
+
+/// The operation the form's `Action` names in `service`, or the error an unknown action
+/// gets (`InvalidAction`, the name cut to [`MAX_ECHOED_ACTION`] characters) with that cut
+/// name, which its event records.
+pub fn operation(service: Service, form: &Form) -> Result<Operation, (AwsError, String)> {
+    let action = form.get("Action").unwrap_or_default();
+    if let Some(op) = Operation::from_name(service, action) {
+        return Ok(op);
+    }
+    let shown: String = action.chars().take(MAX_ECHOED_ACTION).collect();
+    Err((invalid_action(service, &shown), shown))
+}
+
+/// The refusal of an action `service` does not have (`shown`: its name, cut).
+pub fn invalid_action(service: Service, shown: &str) -> AwsError {
+    let message = format!("Could not find operation {shown} for version {}", version(service));
+    failure("InvalidAction", message, 400)
+}
+
+/// A query-protocol error: the service's own code and the HTTP status it is answered with.
+pub fn failure(code: &'static str, message: impl Into<String>, status: u16) -> AwsError {
+    AwsError::new(ErrorCode::Query { code, status }, message)
+}
+
+/// True when a request without `X-Amz-Target` is a query-protocol call: a form body,
+/// or an `Action` in the query string.
+pub fn is_query_request(content_type: Option<&str>, query: &str) -> bool {
+    content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+        || form_value(query, "Action").is_some()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of `name` in a form-encoded string.
+pub fn form_value(form: &str, name: &str) -> Option<String> {
+    form.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+/// `s` percent-encoded as RFC 3986 wants (every byte but `A-Za-z0-9-_.~`).
+pub fn percent_encode(s: &str) -> String {
+    const RFC3986: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, RFC3986).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::{IamOp, StsOp};
+
+    #[test]
+    fn a_form_names_its_operation() {
+        let form = Form::parse(b"Action=GetCallerIdentity&Version=2011-06-15");
+        assert_eq!(operation(Service::Sts, &form).unwrap(), StsOp::GetCallerIdentity.into());
+        let form = Form::of_request("Action=ListUsers&Version=2010-05-08", b"ignored");
+        assert_eq!(operation(Service::Iam, &form).unwrap(), IamOp::ListUsers.into());
+        // An STS action is no IAM operation.
+        let form = Form::parse(b"Action=GetCallerIdentity");
+        let (e, shown) = operation(Service::Iam, &form).unwrap_err();
+        assert_eq!(shown, "GetCallerIdentity");
+        assert_eq!(e.code.as_str(), "InvalidAction");
+        assert_eq!(e.message, "Could not find operation GetCallerIdentity for version 2010-05-08");
+    }
+
+    #[test]
+    fn an_unknown_action_is_echoed_at_most_128_characters() {
+        let long = "A".repeat(10_000);
+        let (e, shown) =
+            operation(Service::Sts, &Form::parse(format!("Action={long}").as_bytes())).unwrap_err();
+        assert_eq!(shown.len(), MAX_ECHOED_ACTION);
+        assert!(e.message.len() < 200);
+        let (_, shown) = operation(Service::Sts, &Form::parse(b"Version=1")).unwrap_err();
+        assert_eq!(shown, "");
+    }
+
+    #[test]
+    fn form_values_are_decoded() {
+        let form = "Action=GetCallerIdentity&Version=2011-06-15&X=a%2Fb+c";
+        assert_eq!(form_value(form, "Action").as_deref(), Some("GetCallerIdentity"));
+        assert_eq!(form_value(form, "X").as_deref(), Some("a/b c"));
+        assert_eq!(form_value(form, "Missing"), None);
+        assert!(is_query_request(Some("application/x-www-form-urlencoded; charset=utf-8"), ""));
+        assert!(is_query_request(None, "Action=GetCallerIdentity"));
+        assert!(!is_query_request(Some("application/x-amz-json-1.1"), ""));
+    }
+
+    #[test]
+    fn an_encoded_value_decodes_to_itself() {
+        for value in ["a/b c", "100%", "x+y=z&w", "é ☃", ""] {
+            let text = format!("V={}", percent_encode(value));
+            assert_eq!(form_value(&text, "V").as_deref(), Some(value));
+        }
+    }
+}
