@@ -16,6 +16,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
+from audit_records import as_json, decode
 from conftest import REGION, coffer_bin, make_client, start_server
 from test_auth import NO_RETRY, PROFILE, Secured, expect
 
@@ -159,9 +160,10 @@ def test_verify_names_an_edited_a_removed_and_a_swapped_event(tmp_path):
     conn.close()
     # Newest first: rows[1] is the third event of the chain.
     key, value = rows[1]
-    event_id = json.loads(value)["event"]["eventID"]
+    event_id = decode(value)["event"]["eventID"]
 
-    edited = value.replace(b"chain-2", b"chain-X")
+    # Edited in the JSON form, which readers still accept.
+    edited = as_json(value).replace(b"chain-2", b"chain-X")
     assert edited != value
     tamper(db, "UPDATE records SET value = ? WHERE kind = 'audit.event' AND key = ?", edited, key)
     bad = verify(tmp_path)
@@ -171,7 +173,7 @@ def test_verify_names_an_edited_a_removed_and_a_swapped_event(tmp_path):
 
     tamper(db, "DELETE FROM records WHERE kind = 'audit.event' AND key = ?", key)
     bad = verify(tmp_path)
-    newer_id = json.loads(rows[0][1])["event"]["eventID"]
+    newer_id = decode(rows[0][1])["event"]["eventID"]
     assert bad.returncode != 0 and "removed" in bad.stderr and newer_id in bad.stderr
     tamper(db, "INSERT INTO records (kind, key, value) VALUES ('audit.event', ?, ?)", key, value)
     assert verify(tmp_path).returncode == 0

@@ -17,6 +17,7 @@ import pytest
 import requests
 from botocore.config import Config
 
+from audit_records import as_json, decode
 from conftest import ACCESS_KEY, REGION, SECRET_KEY, coffer_bin, make_client, start_server
 
 RETENTION_SECONDS = 2
@@ -192,7 +193,7 @@ def test_the_store_cut_cannot_be_moved_or_dropped_without_the_key(cut_twice):
         bad = verify(data_dir)
         assert bad.returncode != 0 and "removed" in bad.stderr, bad.stderr
         # ... and the base moved over the gap without the key: forged.
-        oldest = json.loads(oldest_value)
+        oldest = decode(oldest_value)
         moved = json.dumps({"seq": oldest["seq"], "hash": oldest["hash"],
                             "mac": json.loads(base)["mac"]}).encode()
         tamper(db, "UPDATE records SET value = ? WHERE kind = 'audit.base'", moved)
@@ -281,7 +282,7 @@ def test_a_cut_stops_before_a_tampered_event_and_never_seals_over_it(tmp_path):
     rows = db_rows(db, "SELECT key, value FROM records WHERE kind = 'audit.event' ORDER BY key DESC")
     # Oldest first: edit the third event.
     key, value = rows[2]
-    edited = value.replace(b"chained-2", b"chained-X")
+    edited = as_json(value).replace(b"chained-2", b"chained-X")
     assert edited != value
     tamper(db, "UPDATE records SET value = ? WHERE kind = 'audit.event' AND key = ?", edited, key)
 

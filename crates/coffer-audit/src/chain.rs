@@ -400,11 +400,35 @@ fn write_event_canonical(event: &Event, out: &mut Vec<u8>) {
     m.close();
 }
 
+/// The JSON form of a record whose event is already in canonical JSON: the bytes of
+/// [`Record::to_bytes`] (the same fields in the same order, the event in canonical JSON,
+/// which is also how serde_json writes a `Value`).
+fn json_bytes(
+    v: u8,
+    seq: u64,
+    time_ms: i64,
+    prev_hash: &str,
+    hash: &str,
+    canonical: &[u8],
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(canonical.len() + 200);
+    let version = if v == 1 { "{" } else { r#"{"v":2,"# };
+    bytes.extend_from_slice(
+        format!(
+            r#"{version}"seq":{seq},"timeMs":{time_ms},"prevHash":"{prev_hash}","hash":"{hash}","event":"#
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(canonical);
+    bytes.push(b'}');
+    bytes
+}
+
 /// Seals `event` as the record following `prev` (or as the first of its chain), straight
-/// to its stored bytes and the chain's new head: the bytes of [`Record::to_bytes`] of
-/// [`Record::seal`] (the same fields in the same order, the event in canonical JSON,
-/// which is also how serde_json writes a `Value`), at a fraction of the cost, since the
-/// event is serialized once instead of three times. Every call's event goes through here.
+/// to its stored bytes and the chain's new head: the bytes of [`Record::to_stored_bytes`]
+/// of [`Record::seal`] (the compact form of [`crate::stored`]), at a fraction of the cost,
+/// since the event is serialized once instead of three times. Every call's event goes
+/// through here.
 /// With `key`, the record is keyed (version 2); the head returned carries no MAC yet:
 /// the caller seals it ([`Head::sealed`]) once per transaction, when it stores it.
 pub fn seal_to_bytes(
@@ -420,16 +444,9 @@ pub fn seal_to_bytes(
     let mut canonical = Vec::with_capacity(1536);
     write_event_canonical(event, &mut canonical);
     let hash = hash_canonical(key, seq, time_ms, prev_hash, &canonical);
-    let mut bytes = Vec::with_capacity(canonical.len() + 200);
-    let version = if key.is_some() { r#"{"v":2,"# } else { "{" };
-    bytes.extend_from_slice(
-        format!(
-            r#"{version}"seq":{seq},"timeMs":{time_ms},"prevHash":"{prev_hash}","hash":"{hash}","event":"#
-        )
-        .as_bytes(),
-    );
-    bytes.extend_from_slice(&canonical);
-    bytes.push(b'}');
+    let v = if key.is_some() { KEYED } else { 1 };
+    let bytes = crate::stored::encode(v, seq, time_ms, prev_hash, &hash, &canonical)
+        .unwrap_or_else(|| json_bytes(v, seq, time_ms, prev_hash, &hash, &canonical));
     (bytes, Head { seq, hash, mac: None })
 }
 
@@ -459,12 +476,32 @@ impl Record {
         Head { seq: self.seq, hash: self.hash.clone(), mac: None }
     }
 
-    /// The stored bytes.
+    /// The JSON form: what archives hold, one record a line, and what the store held
+    /// before the compact form.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("records serialize")
     }
 
+    /// The compact form the store holds ([`crate::stored`]), or the JSON form when a hash
+    /// is not lowercase hex SHA-256.
+    pub fn to_stored_bytes(&self) -> Vec<u8> {
+        let canonical = canonical_json(&self.event);
+        crate::stored::encode(
+            self.v,
+            self.seq,
+            self.time_ms,
+            &self.prev_hash,
+            &self.hash,
+            canonical.as_bytes(),
+        )
+        .unwrap_or_else(|| self.to_bytes())
+    }
+
+    /// Reads a record in either form: compact ([`crate::stored`]) or JSON.
     pub fn from_bytes(bytes: &[u8]) -> Option<Record> {
+        if crate::stored::is_compact(bytes) {
+            return crate::stored::decode(bytes);
+        }
         serde_json::from_slice(bytes).ok()
     }
 
@@ -837,7 +874,19 @@ mod tests {
                 for key in [None, Some(&test_key())] {
                     let (bytes, head) = seal_to_bytes(prev, 1_700_000_000_123, &e, key);
                     let record = Record::seal(prev, 1_700_000_000_123, &e, key);
-                    assert_eq!(bytes, record.to_bytes());
+                    assert_eq!(bytes, record.to_stored_bytes());
+                    assert!(crate::stored::is_compact(&bytes));
+                    let canonical = canonical_json(&record.event);
+                    let json = json_bytes(
+                        record.v,
+                        record.seq,
+                        record.time_ms,
+                        &record.prev_hash,
+                        &record.hash,
+                        canonical.as_bytes(),
+                    );
+                    assert_eq!(json, record.to_bytes());
+                    assert_eq!(Record::from_bytes(&json).unwrap(), record);
                     assert_eq!(head, record.head());
                     let read = Record::from_bytes(&bytes).unwrap();
                     assert_eq!(read, record);
@@ -846,6 +895,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The cost of each form, by hand: `cargo test --release -p coffer-audit --
+    /// --ignored --nocapture each_form_costs`. Prints; asserts nothing about time.
+    #[test]
+    #[ignore]
+    fn each_form_costs() {
+        let e = &varied_events()[1];
+        let (bytes, _) = seal_to_bytes(None, 1_700_000_000_123, e, Some(&test_key()));
+        let r = Record::from_bytes(&bytes).unwrap();
+        let canonical = canonical_json(&r.event);
+        let json = r.to_bytes();
+        let n = 20_000;
+        // `ONLY=<name>` runs one of them, to count its instructions with `perf stat`.
+        let only = std::env::var("ONLY").ok();
+        let time = |what: &str, f: &mut dyn FnMut()| {
+            if only.as_deref().is_some_and(|o| o != what) {
+                return;
+            }
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            println!("{what}: {:.2} µs", start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        };
+        time("encode json", &mut || {
+            std::hint::black_box(json_bytes(
+                2,
+                r.seq,
+                r.time_ms,
+                &r.prev_hash,
+                &r.hash,
+                canonical.as_bytes(),
+            ));
+        });
+        time("encode compact", &mut || {
+            std::hint::black_box(crate::stored::encode(
+                2,
+                r.seq,
+                r.time_ms,
+                &r.prev_hash,
+                &r.hash,
+                canonical.as_bytes(),
+            ));
+        });
+        time("seal_to_bytes (compact)", &mut || {
+            std::hint::black_box(seal_to_bytes(None, 1_700_000_000_123, e, Some(&test_key())));
+        });
+        time("read json", &mut || {
+            std::hint::black_box(Record::from_bytes(&json));
+        });
+        time("read compact", &mut || {
+            std::hint::black_box(Record::from_bytes(&bytes));
+        });
+        println!("bytes: json {} compact {}", json.len(), bytes.len());
     }
 
     const CHAIN: &str = "111122223333/us-east-1";
@@ -887,6 +991,70 @@ mod tests {
                 None => head,
             },
         )
+    }
+
+    /// The same records in the compact stored form, from `from` (an index) on: older
+    /// records stay in the JSON form, as in a store written before the compact form.
+    fn compacted(records: &[(String, Vec<u8>)], upto: usize) -> Vec<(String, Vec<u8>)> {
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| {
+                let bytes = if i < upto {
+                    Record::from_bytes(v).unwrap().to_stored_bytes()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compact_chains_and_chains_compact_after_json_records_verify() {
+        let key = test_key();
+        let (records, head) = mixed_chain(3, 4, Some(&key));
+        // Newest first: all compact, the newest 2 compact, none.
+        for upto in [records.len(), 2, 0] {
+            let stored = compacted(&records, upto);
+            assert_eq!(check_with(&stored, Some(head.clone()), Some(key.clone())), Ok(7));
+            for ((_, json), (_, compact)) in records.iter().zip(&stored) {
+                assert_eq!(Record::from_bytes(json), Record::from_bytes(compact));
+            }
+        }
+        let (records, head) = chain(5);
+        assert_eq!(check(&compacted(&records, 5), Some(head)), Ok(5));
+    }
+
+    #[test]
+    fn a_compact_record_is_under_a_third_of_its_json_form() {
+        let (records, _) = mixed_chain(0, 3, Some(&test_key()));
+        for (_, json) in &records {
+            let compact = Record::from_bytes(json).unwrap().to_stored_bytes();
+            assert!(compact.len() * 3 < json.len(), "{} vs {}", compact.len(), json.len());
+        }
+    }
+
+    #[test]
+    fn a_changed_compact_record_is_named() {
+        let key = test_key();
+        let (records, head) = mixed_chain(0, 5, Some(&key));
+        let records = compacted(&records, 5);
+        // The event rewritten (and re-encoded) without the key, under its old hash.
+        let mut edited = records.clone();
+        let mut r = Record::from_bytes(&edited[2].1).unwrap();
+        r.event["requestParameters"]["name"] = "forged".into();
+        edited[2].1 = r.to_stored_bytes();
+        let broken = check_with(&edited, Some(head.clone()), Some(key.clone())).unwrap_err();
+        assert_eq!((broken.seq, broken.kind), (3, BrokenKind::Changed));
+        assert_eq!(broken.event_id.as_deref(), Some("event-3"));
+        // Any byte flipped: the record is changed or unreadable, never passed.
+        for at in 0..records[2].1.len() {
+            let mut flipped = records.clone();
+            flipped[2].1[at] ^= 0x01;
+            let broken = check_with(&flipped, Some(head.clone()), Some(key.clone()));
+            assert!(broken.is_err(), "byte {at} flipped passed");
+        }
     }
 
     fn check(records: &[(String, Vec<u8>)], head: Option<Head>) -> Result<u64, Broken> {

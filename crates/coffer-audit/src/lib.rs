@@ -7,6 +7,7 @@
 //! * [`archive`]: the oldest part of a chain cut into a file that verifies on its own,
 //!   and the checkpoint that keeps the chain verifiable across the cut.
 //! * [`lookup`]: CloudTrail's LookupEvents: lookup attributes, time range, paging.
+//! * [`stored`]: the compact form the store holds records in, and reading both forms.
 //!
 //! The server (`coffer-server::audit`) builds events, appends them inside its store
 //! transactions and answers LookupEvents with these pieces.
@@ -15,6 +16,7 @@ pub mod archive;
 pub mod chain;
 pub mod event;
 pub mod lookup;
+pub mod stored;
 mod time;
 
 pub use chain::{Broken, BrokenKind, ChainKey, Head, Record, verify};

@@ -499,6 +499,45 @@ mod tests {
         out
     }
 
+    /// The answers of LookupEvents are the same, byte for byte, whether the store holds
+    /// the compact form `seal_to_bytes` writes now or the JSON form it wrote before.
+    #[test]
+    fn lookup_answers_the_same_bytes_from_compact_and_json_records() {
+        let key = crate::chain::ChainKey::new(&[3; 32]);
+        let (mut compact, mut json) = (BTreeMap::new(), BTreeMap::new());
+        let mut head: Option<Head> = None;
+        for i in 1..=120u64 {
+            let mut e = event(i);
+            if i % 3 == 0 {
+                e.error_code = Some("AccessDenied".into());
+                e.error_message = Some(format!("quote \" é \u{1} </> \u{1F600} {i}"));
+                e.request_parameters = json!({"secretId": "x", "n": -1.5, "z": [true, null, {}]});
+                e.response_elements = json!({"arn": format!("arn:{i}"), "versionStages": []});
+            }
+            let (bytes, next) =
+                crate::chain::seal_to_bytes(head.as_ref(), i as i64 * 1000, &e, Some(&key));
+            head = Some(next);
+            assert!(crate::stored::is_compact(&bytes));
+            let k = event_key("1", "us-east-1", i);
+            json.insert(k.clone(), Record::from_bytes(&bytes).unwrap().to_bytes());
+            compact.insert(k, bytes);
+        }
+        let mut q = Query::new(&[], None, None, Some(7), None).unwrap();
+        let mut pages = 0;
+        loop {
+            let (a, b) = (lookup(&compact, &q), lookup(&json, &q));
+            assert_eq!(
+                serde_json::to_string(&a.events).unwrap(),
+                serde_json::to_string(&b.events).unwrap()
+            );
+            assert_eq!(a, b);
+            pages += 1;
+            let Some(token) = a.next_token else { break };
+            q = Query::new(&[], None, None, Some(7), Some(&token)).unwrap();
+        }
+        assert_eq!(pages, 18);
+    }
+
     fn lookup(store: &BTreeMap<String, Vec<u8>>, q: &Query) -> Page {
         let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
             Ok::<_, ()>(

@@ -268,8 +268,9 @@ fn write_archive(
     let mut out = std::io::BufWriter::new(file);
     out.write_all(&archive::header_line(chain_id, from))?;
     out.write_all(b"\n")?;
-    for (_, bytes) in records {
-        out.write_all(bytes)?;
+    // Archives hold the JSON form, one record a line, whatever form the store held.
+    for (record, _) in records {
+        out.write_all(&record.to_bytes())?;
         out.write_all(b"\n")?;
     }
     out.write_all(&archive::trailer_line(end, records.len() as u64))?;

@@ -416,6 +416,42 @@ fn records_of_a_version_2_database_survive_the_migration() {
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
 }
 
+/// A database of schema version 4 (the records' key index ascending) gets the
+/// descending index on opening, its records kept and still listed in ascending key order.
+#[test]
+fn records_of_a_version_4_database_survive_the_descending_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE records;
+         CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+             PRIMARY KEY (kind, key));
+         INSERT INTO records VALUES ('audit.event', 'c/3', x'03'), ('audit.event', 'c/1', x'01'),
+             ('audit.event', 'c/2', x'02'), ('audit.head', 'c', x'09');
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let listed = read(&store, |txn| txn.records("audit.event", "c/", None, 10));
+    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["c/1", "c/2", "c/3"]);
+    let after = read(&store, |txn| txn.records("audit.event", "c/", Some("c/1"), 1));
+    assert_eq!(after, vec![("c/2".to_string(), vec![2])]);
+    assert_eq!(read(&store, |txn| txn.record("audit.head", "c")), Some(vec![9]));
+    // Upserts still find the key through the descending index.
+    write(&store, |txn| txn.put_record("audit.head", "c", &[8]));
+    assert_eq!(read(&store, |txn| txn.record("audit.head", "c")), Some(vec![8]));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let sql: String = conn
+        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'records'", [], |row| row.get(0))
+        .unwrap();
+    assert!(sql.contains("key DESC"), "{sql}");
+}
+
 /// Puts back the `versions` table of schema versions 1 to 3 in place of the current ones.
 fn versions_as_in_version_3(conn: &rusqlite::Connection) {
     conn.execute_batch(

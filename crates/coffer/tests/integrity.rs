@@ -260,8 +260,8 @@ async fn dropping_the_newest_audit_events_and_rewriting_the_head_is_reported() {
             for (key, _) in &events[..2] {
                 tx.delete_record("audit.event", key)?;
             }
-            let newest: serde_json::Value = serde_json::from_slice(&events[2].1).unwrap();
-            let head = serde_json::json!({"seq": newest["seq"], "hash": newest["hash"]});
+            let newest = coffer_audit::Record::from_bytes(&events[2].1).unwrap();
+            let head = serde_json::json!({"seq": newest.seq, "hash": newest.hash});
             tx.put_record("audit.head", &chain, &serde_json::to_vec(&head).unwrap())
         })
         .unwrap();

@@ -812,8 +812,8 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
     let mut service_events = Vec::new();
     coffer_store::Store::read(&store, &mut |tx| {
         for (_, bytes) in tx.records("audit.event", "", None, 10_000)? {
-            let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let event = &record["event"];
+            let record = coffer_audit::Record::from_bytes(&bytes).unwrap();
+            let event = &record.event;
             if event["eventType"] == "AwsServiceEvent" {
                 service_events.push((
                     event["eventSource"].as_str().unwrap_or("").to_string(),

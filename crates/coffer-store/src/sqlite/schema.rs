@@ -106,6 +106,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
         SELECT arn, version_id, ord, created_ms, rowid, meta FROM versions;
     DROP TABLE versions;
     "#,
+    // Version 5: the records' key index in descending key order. Audit event keys
+    // decrease (newest first), so each new event went to the left edge of an ascending
+    // index, whose pages split half full: the index took ~128 bytes per event for ~65 of
+    // entry. In descending order, new keys append at the right edge and pages fill.
+    // Reads are unchanged (SQLite walks the index either way, ORDER BY key included).
+    r#"
+    CREATE TABLE records_v5 (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (kind, key DESC)
+    );
+    INSERT INTO records_v5 (kind, key, value) SELECT kind, key, value FROM records ORDER BY rowid;
+    DROP TABLE records;
+    ALTER TABLE records_v5 RENAME TO records;
+    "#,
 ];
 
 /// The schema version this build creates and understands.
