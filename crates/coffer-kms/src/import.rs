@@ -306,6 +306,8 @@ impl Kms {
         }
         self.drop_material(&mut key);
         save_key(tx, &key)?;
+        // The material is gone from the record; the store destroys the old copy.
+        tx.note_material_overwritten()?;
         Ok((key, current))
     }
 

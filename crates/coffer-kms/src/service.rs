@@ -1382,6 +1382,7 @@ impl Kms {
             } else if key.imported.as_ref().and_then(|i| i.valid_to_ms).is_some_and(|t| t <= now) {
                 self.drop_material(&mut key);
                 save_key(tx, &key)?;
+                tx.note_material_overwritten()?;
                 work.expired.push((key.scope.clone(), key.arn.clone()));
             } else {
                 let period = i64::from(key.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));

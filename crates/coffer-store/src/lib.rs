@@ -180,6 +180,13 @@ pub trait WriteTxn: ReadTxn {
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()>;
     /// Removes a record; removing a missing one is not an error.
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()>;
+    /// Says that a record put in this transaction overwrote key material that must now be
+    /// destroyed (imported KMS material deleted or expired). Stores that overwrite in place
+    /// (SQLite with `secure_delete`, memory) have nothing to do; PostgreSQL notes the table
+    /// for its scrub, as for any other destroying write (docs/design/postgres-scrub.md).
+    fn note_material_overwritten(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// How long a transaction can keep the calling thread: where the server may run

@@ -195,6 +195,11 @@ impl WriteTxn for PgTxn<'_, '_> {
         Ok(())
     }
 
+    fn note_material_overwritten(&mut self) -> StoreResult<()> {
+        // The old row version (and its WAL) still holds the material until the scrub.
+        self.note_destroyed(&[Table::Records])
+    }
+
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
         self.note_shared_write(Some(kind), key);
         let deleted =
