@@ -160,8 +160,12 @@ fn two_nodes_append_to_chains_of_their_own_and_verify_names_the_one_tampered_wit
     let victim = &nodes[1];
     let events = records(&store, EVENT_KIND, &chain::chain_event_prefix(victim));
     let (key, bytes) = events[5].clone();
-    let forged = String::from_utf8(bytes).unwrap().replacen("\"db\"", "\"xx\"", 1);
-    store.write(&mut |tx| tx.put_record(EVENT_KIND, &key, forged.as_bytes())).unwrap();
+    // Stored compact: decoded, changed in its JSON form and stored compact again.
+    let json = Record::from_bytes(&bytes).unwrap().to_bytes();
+    let forged = String::from_utf8(json).unwrap().replacen("\"db\"", "\"xx\"", 1);
+    let forged = Record::from_bytes(forged.as_bytes()).unwrap().to_stored_bytes();
+    assert_ne!(forged, bytes, "the forgery changes the stored record");
+    store.write(&mut |tx| tx.put_record(EVENT_KIND, &key, &forged)).unwrap();
     let broken = verify(&database.url);
     assert!(!broken.status.success());
     let message = String::from_utf8_lossy(&broken.stderr).to_string();
