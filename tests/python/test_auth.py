@@ -42,9 +42,11 @@ NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect
 class Secured:
     """A ``coffer serve`` without --dev on its own data directory."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None):
         self.data_dir = data_dir
-        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"])
+        self.server = start_server(
+            ["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *(extra_args or [])]
+        )
         self.url = self.server.url
         self.credentials_file = data_dir / "admin-credentials"
         parsed = configparser.ConfigParser()

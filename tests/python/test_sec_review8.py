@@ -23,7 +23,9 @@ REPLICA_REGION = "us-west-2"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("review8"))
+    # KMS holds ReplicateKey and UpdatePrimaryRegion to 5 calls a second per account and
+    # Region, which these tests, made one after another without retries, go past.
+    s = Server(tmp_path_factory.mktemp("review8"), ["--quota-scale", "100"])
     yield s
     s.server.stop()
 
