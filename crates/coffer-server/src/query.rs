@@ -76,6 +76,10 @@ pub fn error_body(service: Service, e: &AwsError, request_id: &str) -> (u16, Vec
 }
 
 /// An error body of a query-protocol service (`xmlns` names it) and its HTTP status.
+/// The most characters of an error message a query-protocol answer carries: room for a
+/// message of AWS's wording with two quoted values of 512 characters each.
+const MAX_MESSAGE_CHARS: usize = 2048;
+
 pub fn error_xml(
     xmlns: &str,
     code: &str,
@@ -84,10 +88,17 @@ pub fn error_xml(
     status: u16,
 ) -> (u16, Vec<u8>) {
     let kind = if status >= 500 { "Receiver" } else { "Sender" };
+    // A backstop: each message quotes at most 512 characters of what the client sent
+    // (`sigv4::echo`), but a message written later that forgets to must not echo a
+    // megabyte back either.
+    let message = match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => std::borrow::Cow::Borrowed(message),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &message[..cut])),
+    };
     let body = format!(
         "<ErrorResponse xmlns=\"{xmlns}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
         escape(code),
-        escape(message),
+        escape(&message),
         escape(request_id)
     );
     (status, body.into_bytes())
@@ -101,6 +112,20 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_message_is_cut_whatever_it_quotes() {
+        let long = format!("User: {} is not authorized", "é".repeat(100_000));
+        let (status, body) = error_xml("urn:x", "AccessDenied", &long, "req", 403);
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, 403);
+        assert!(body.len() < 2 * MAX_MESSAGE_CHARS + 400, "{} bytes", body.len());
+        assert!(body.contains("...</Message>"));
+        let (_, short) =
+            error_xml("urn:x", "AccessDenied", "User: x is not authorized", "req", 403);
+        let short = String::from_utf8(short).unwrap();
+        assert!(short.contains("<Message>User: x is not authorized</Message>"), "{short}");
+    }
 
     #[test]
     fn errors_take_the_query_protocols_codes() {
