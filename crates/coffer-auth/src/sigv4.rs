@@ -183,7 +183,7 @@ pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
 const ALGORITHM_ECHO_CHARS: usize = 64;
 
 /// `value` cut at `max` characters (marked `...`).
-fn echo_at_most(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub fn echo_at_most(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
     match value.char_indices().nth(max) {
         None => std::borrow::Cow::Borrowed(value),
         Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &value[..cut])),

@@ -91,10 +91,7 @@ pub fn error_xml(
     // A backstop: each message quotes at most 512 characters of what the client sent
     // (`sigv4::echo`), but a message written later that forgets to must not echo a
     // megabyte back either.
-    let message = match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        None => std::borrow::Cow::Borrowed(message),
-        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &message[..cut])),
-    };
+    let message = coffer_auth::sigv4::echo_at_most(message, MAX_MESSAGE_CHARS);
     let body = format!(
         "<ErrorResponse xmlns=\"{xmlns}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
         escape(code),
