@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use coffer_core::model::{AWSCURRENT, AWSPREVIOUS, Scope, SecretMeta, VersionMeta};
+use coffer_core::model::{AWSCURRENT, AWSPREVIOUS, SecretMeta};
+use coffer_store::fixtures::{scope, secret, version};
 use coffer_store::postgres::statements_on_this_thread;
 use coffer_store::testing::{TestDatabase, TestPostgres};
 use coffer_store::{PostgresStore, SealedValue, Store, StoreError};
@@ -15,41 +16,6 @@ fn open() -> (Arc<PostgresStore>, TestDatabase) {
     let database = TestPostgres::shared().create_database();
     let store = PostgresStore::open(&database.url).expect("the test database opens");
     (Arc::new(store), database)
-}
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
-fn secret(name: &str) -> SecretMeta {
-    SecretMeta {
-        scope: scope(),
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
-
-fn version(id: &str, stages: &[&str]) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
-        created_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
 }
 
 /// A secret with AWSCURRENT and AWSPREVIOUS, a KMS key record and an audit head.
