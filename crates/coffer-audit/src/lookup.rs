@@ -498,17 +498,7 @@ mod tests {
     }
 
     fn lookup(store: &BTreeMap<String, Vec<u8>>, q: &Query) -> Page {
-        let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
-            Ok::<_, ()>(
-                store
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )
-        };
-        run_chains("1", "us-east-1", &[], q, fetch).unwrap()
+        run_chains("1", "us-east-1", &[], q, fetch_from(store)).unwrap()
     }
 
     fn ids(page: &Page) -> Vec<String> {
@@ -584,17 +574,10 @@ mod tests {
         let s = store(450);
         let fetches = std::cell::Cell::new(0usize);
         let bounded = |q: &Query| {
+            let mut from_store = fetch_from(&s);
             let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
                 fetches.set(fetches.get() + limit.min(450));
-                Ok::<_, ()>(
-                    s.iter()
-                        .filter(|(k, _)| {
-                            k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a)
-                        })
-                        .take(limit)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                )
+                from_store(prefix, after, limit)
             };
             run_chains_with_budget("1", "us-east-1", &[], q, 100, usize::MAX, fetch).unwrap()
         };
@@ -632,18 +615,7 @@ mod tests {
         // A byte budget stops a scan of large records early too.
         let q = Query::new(&none, None, None, None, None).unwrap();
         let page =
-            run_chains_with_budget("1", "us-east-1", &[], &q, 1000, 1, |prefix, after, limit| {
-                Ok::<_, ()>(
-                    s.iter()
-                        .filter(|(k, _)| {
-                            k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a)
-                        })
-                        .take(limit)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                )
-            })
-            .unwrap();
+            run_chains_with_budget("1", "us-east-1", &[], &q, 1000, 1, fetch_from(&s)).unwrap();
         assert!(page.next_token.is_some());
     }
 
