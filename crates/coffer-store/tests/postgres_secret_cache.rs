@@ -125,3 +125,63 @@ fn a_secret_cached_on_one_node_follows_the_other_nodes_changes_within_the_bound(
     after_the_bound(Instant::now());
     assert_eq!(get(&b).0, None, "B still serves a deleted secret");
 }
+
+/// Review 9: `coffer_iam` reads the IAM generation first and trusts the user and key
+/// records it reads after it to be at least as new (`Iam::lookup`; an entry is then kept
+/// for as long as the generation does not move, up to `LOOKUP_MAX_AGE`). A read whose
+/// generation missed the node's cache (read from the database, after another node's
+/// change) found the user record still cached from before that change, while the change's
+/// notification was on its way: a revoked policy then outlived the bound by a minute. A
+/// user record cached without the generation is ordinary: a request signed with a
+/// GetSessionToken session reads its user and never the generation.
+///
+/// The other node's change is made here by hand, without a notification, which holds that
+/// moment open.
+#[test]
+fn a_record_read_after_a_setting_is_never_older_than_it() {
+    let database = TestPostgres::shared().create_database();
+    let b = PostgresStore::open(&database.url)
+        .unwrap()
+        .cache_records(&["iam-user"], &["iam-generation"]);
+    b.write(&mut |tx| {
+        tx.put_setting("iam-generation", b"1")?;
+        tx.put_record("iam-user", "111111111111/u", b"policy: allow")
+    })
+    .unwrap();
+    let read_user = |store: &PostgresStore| {
+        let before = statements_on_this_thread();
+        let mut user = None;
+        store
+            .read(&mut |tx| {
+                user = tx.record("iam-user", "111111111111/u")?;
+                Ok(())
+            })
+            .unwrap();
+        (user, statements_on_this_thread() - before)
+    };
+    // The user record alone is cached, as a session's request leaves it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_user(&b).1 != 0 {
+        assert!(Instant::now() < deadline, "the cache was never used");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another node revokes the policy and moves the generation (its notification not
+    // yet arrived).
+    database.execute(
+        "UPDATE records SET value = convert_to('policy: none', 'UTF8') WHERE kind = 'iam-user'; \
+         UPDATE settings SET value = convert_to('2', 'UTF8') WHERE name = 'iam-generation'",
+    );
+    let (mut generation, mut user) = (None, None);
+    b.read(&mut |tx| {
+        generation = tx.setting("iam-generation")?;
+        user = tx.record("iam-user", "111111111111/u")?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(generation.as_deref(), Some(&b"2"[..]));
+    assert_eq!(
+        user.as_deref(),
+        Some(&b"policy: none"[..]),
+        "the user record read after the new generation is older than it"
+    );
+}
