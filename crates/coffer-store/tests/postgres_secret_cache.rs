@@ -6,7 +6,8 @@
 //! The database is a throwaway server started from the installed PostgreSQL binaries;
 //! without them these tests fail, never skip.
 
-use coffer_core::model::{AWSCURRENT, AWSPREVIOUS, Scope, SecretMeta, VersionMeta};
+use coffer_core::model::{AWSCURRENT, AWSPREVIOUS, SecretMeta};
+use coffer_store::fixtures::{self, scope, version};
 use coffer_store::postgres::{STALE_BOUND, statements_on_this_thread};
 use coffer_store::testing::TestPostgres;
 use coffer_store::{PostgresStore, SealedValue, Store};
@@ -16,39 +17,9 @@ fn node(url: &str) -> PostgresStore {
     PostgresStore::open(url).unwrap().cache_records(&["kms-key"], &[])
 }
 
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
+/// The secret both nodes read (the fixtures' plain secret `app`).
 fn secret() -> SecretMeta {
-    SecretMeta {
-        scope: scope(),
-        arn: "arn:aws:secretsmanager:us-east-1:111111111111:secret:app-AbCdEf".to_owned(),
-        name: "app".to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
-
-fn version(id: &str, stages: &[&str]) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
-        created_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
+    fixtures::secret("app")
 }
 
 /// What a GetSecretValue-shaped read sees on `store`: the resource policy and the
