@@ -75,6 +75,26 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) secrets_touched: Cell<bool>,
 }
 
+/// Which generation row a write's announcement bumps (see `shared_cache`); the greater
+/// of two writes' covers both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Announce {
+    /// Secrets alone: this node's own row, so that no row is written by two nodes'
+    /// secret writes. The watcher's poll reads every node's row and the shared one.
+    Node,
+    /// Cached records or settings (and perhaps secrets): the shared row.
+    Shared,
+}
+
+impl Announce {
+    pub(super) fn setting(self, cache: &SharedCache) -> &str {
+        match self {
+            Announce::Node => cache.node_setting(),
+            Announce::Shared => GENERATION_SETTING,
+        }
+    }
+}
+
 /// A secret's versions and its current version's value, read with the secret in one
 /// statement instead of three: one snapshot holds them all, so they stay right for the
 /// rest of the read transaction.
@@ -191,20 +211,29 @@ impl<'a, 't> PgTxn<'a, 't> {
         }
     }
 
+    /// What this write must announce before it commits, if it changed cached records or
+    /// settings, or secrets (see `shared_cache`).
+    pub(super) fn announcement(&self) -> Option<Announce> {
+        self.shared?;
+        if self.shared_touched.get() {
+            Some(Announce::Shared)
+        } else if self.secrets_touched.get() {
+            Some(Announce::Node)
+        } else {
+            None
+        }
+    }
+
     /// Called once the write's work is done and before it commits: if it changed cached
     /// records or settings, bumps the cache generation and notifies every node, in this
     /// transaction (delivered on commit), and empties this node's cache. Returns whether
     /// it did so, in which case `SharedCache::commit_ended` must follow the commit.
+    /// (A group commit announces once for all its members instead: `batch_attempt`.)
     pub(super) fn announce_shared_change(&self) -> StoreResult<bool> {
-        let Some(cache) =
-            self.shared.filter(|_| self.shared_touched.get() || self.secrets_touched.get())
-        else {
+        let (Some(cache), Some(what)) = (self.shared, self.announcement()) else {
             return Ok(false);
         };
-        // Secrets alone move this node's own row: no row is written by two nodes' secret
-        // writes. The watcher's poll reads both kinds of row.
-        let generation =
-            if self.shared_touched.get() { GENERATION_SETTING } else { cache.node_setting() };
+        let generation = what.setting(cache);
         cache.commit_begins();
         if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation]) {
             cache.commit_ended();
