@@ -82,6 +82,7 @@ impl Shared {
         drop(state);
         self.changed.notify_all();
         crate::metrics::appender_queue(-(batch.len() as i64));
+        crate::metrics::appender_batch(batch.len());
         batch
     }
 }
@@ -192,7 +193,6 @@ fn run(app: &Weak<App>, shared: &Shared) {
         let mut batch: Option<Vec<Job>> = None;
         let committed = app.store.write(&mut |tx| {
             let events = batch.get_or_insert_with(|| shared.take(ticket));
-            crate::metrics::appender_batch(events.len());
             let mut heads = app.audit.heads();
             for job in events.iter() {
                 crate::audit::append_unwritten(&app, tx, &mut heads, &job.event)
