@@ -192,9 +192,10 @@ fn decode_token(token: &str) -> Result<Position, LookupError> {
         .ok_or_else(invalid)
 }
 
-/// The most chains a NextToken may name: a token is the caller's input, and each chain
-/// it names costs a read.
-const MAX_CHAINS_IN_TOKEN: usize = 256;
+/// The most chains a NextToken may name. Only chains the scope has are read, whatever a
+/// token names (see [`run_chains`]), so this bounds only the token's parse; it is far
+/// above any real number of chains, so a scope with many never gets its own token refused.
+const MAX_CHAINS_IN_TOKEN: usize = 1 << 16;
 
 /// One entry of a LookupEvents answer, in CloudTrail's `Event` shape.
 pub fn lookup_entry(record: &Record) -> Value {
@@ -365,9 +366,13 @@ where
 {
     let base = crate::chain::chain_id(account, region);
     let positions: BTreeMap<String, u64> = match &query.positions {
+        // Only the scope's chains that exist: a token is the caller's input, and each
+        // chain read costs a range read.
         Some(map) => map
             .iter()
-            .filter(|(chain, _)| crate::chain::is_chain_of(chain, account, region))
+            .filter(|(chain, _)| {
+                crate::chain::is_chain_of(chain, account, region) && chains.contains(chain)
+            })
             .map(|(chain, below)| (chain.clone(), *below))
             .collect(),
         None if chains.iter().all(|c| *c == base) => {
@@ -400,9 +405,12 @@ where
         if examined >= budget || bytes_read >= byte_budget {
             return Ok(Page { events, next_token: token(&cursors) });
         }
+        // What is fetched and not yet examined stays within the budget however many
+        // chains the scope has: each chain still to be read gets its share of it.
+        let live = cursors.iter().filter(|c| !c.done()).count().max(1);
+        let limit = ((budget - examined) / live).clamp(1, BATCH);
         for cursor in cursors.iter_mut() {
             if cursor.fetched.is_empty() && !cursor.done() {
-                let limit = BATCH.min(budget - examined);
                 let prefix = chain_event_prefix(&cursor.chain);
                 let batch = fetch(&prefix, cursor.after.as_deref(), limit)?;
                 cursor.drained = batch.len() < limit;
@@ -803,5 +811,47 @@ mod tests {
         let merged = run_chains("1", "us-east-1", &chains, &q, fetch_from(&s)).unwrap();
         let single = run("1", "us-east-1", &q, fetch_from(&s)).unwrap();
         assert_eq!(merged, single);
+    }
+    /// Review 9: each chain fetched a batch of 50 records whatever the budget, so a scope
+    /// with hundreds of chains read tens of thousands of records for one page; and a token
+    /// naming chains that do not exist had each of them read.
+    #[test]
+    fn many_chains_stay_within_the_budget_and_a_token_reads_only_chains_that_exist() {
+        use crate::chain::node_chain_id;
+        let mut s = BTreeMap::new();
+        let mut chains = vec![crate::chain::chain_id("1", "us-east-1")];
+        for n in 0..300 {
+            let chain = node_chain_id("1", "us-east-1", Some(&format!("n{n:03}")));
+            let mut head: Option<Head> = None;
+            for t in 0..10i64 {
+                let r = Record::seal(head.as_ref(), t * 1000 + n, &event(t as u64), None);
+                head = Some(r.head());
+                s.insert(crate::chain::chain_event_key(&chain, r.seq), r.to_bytes());
+            }
+            chains.push(chain);
+        }
+        let (mut fetched, mut reads) = (0usize, 0usize);
+        let q = Query::new(&[], None, None, Some(50), None).unwrap();
+        let mut fetch = fetch_from(&s);
+        let page = run_chains("1", "us-east-1", &chains, &q, |p, a, l| {
+            let batch = fetch(p, a, l)?;
+            fetched += batch.len();
+            Ok::<_, ()>(batch)
+        })
+        .unwrap();
+        assert_eq!(page.events.len(), 50);
+        assert!(fetched <= SCAN_BUDGET + chains.len(), "{fetched} records fetched");
+        // A token naming 1,000 chains of the scope that do not exist reads none of them.
+        let forged: BTreeMap<String, u64> = (0..1000)
+            .map(|n| (node_chain_id("1", "us-east-1", Some(&format!("ghost{n}"))), u64::MAX))
+            .collect();
+        let q = Query::new(&[], None, None, None, Some(&encode_chains_token(&forged))).unwrap();
+        let page = run_chains("1", "us-east-1", &chains, &q, |p, a, l| {
+            reads += 1;
+            fetch_from(&s)(p, a, l)
+        })
+        .unwrap();
+        assert!(page.events.is_empty());
+        assert_eq!(reads, 0);
     }
 }
