@@ -14,7 +14,7 @@
 
 use crate::auth::{Authenticated, RawRequest};
 use crate::{App, RequestContext, clock};
-use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record};
+use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record, StoredForm};
 use coffer_audit::event::{self, EVENT_VERSION, Event, Resource, UserIdentity};
 use coffer_audit::lookup::{self, LookupError, Query};
 use coffer_core::{AwsError, ErrorCode, Scope};
@@ -72,6 +72,9 @@ pub struct Auditor {
     /// nodes share: each node then appends to a chain of its own per scope, so no head row
     /// is written by two nodes. Without it, one chain per scope.
     chain_node: std::sync::OnceLock<String>,
+    /// The form records are stored in: compact on disk, JSON in `--dev`'s memory
+    /// ([`Auditor::for_store`]).
+    form: StoredForm,
     failures: Mutex<HashMap<String, FailureWindow>>,
 }
 
@@ -119,7 +122,20 @@ impl Auditor {
             failures: Mutex::new(HashMap::new()),
             chain_key: std::sync::OnceLock::new(),
             chain_node: std::sync::OnceLock::new(),
+            form: StoredForm::Compact,
         }
+    }
+
+    /// The auditor of an app over a store of this latency: the in-memory store keeps its
+    /// records in the JSON form, since compressing each event (a few µs of every call)
+    /// would only save memory the store drops soon (its trail is bounded), and every
+    /// reader reads both forms.
+    pub(crate) fn for_store(settings: Settings, latency: Latency) -> Auditor {
+        let form = match latency {
+            Latency::Memory => StoredForm::Json,
+            Latency::LocalDisk | Latency::Network => StoredForm::Compact,
+        };
+        Auditor { form, ..Auditor::new(settings) }
     }
 
     /// Appends every event from now on to this node's own chain of each scope (set once,
@@ -135,7 +151,12 @@ impl Auditor {
 
     /// The heads of one transaction's appends: this node's chains, keyed.
     pub(crate) fn heads(&self) -> Heads<'_> {
-        Heads { moved: HashMap::new(), key: self.chain_key(), node: self.chain_node() }
+        Heads {
+            moved: HashMap::new(),
+            key: self.chain_key(),
+            node: self.chain_node(),
+            form: self.form,
+        }
     }
 
     /// Keys every event appended from now on (set once, at start, before serving).
@@ -576,13 +597,15 @@ pub(crate) struct Heads<'k> {
     key: Option<&'k ChainKey>,
     /// The node whose chains these are (`None`: each scope's single chain).
     node: Option<&'k str>,
+    /// The form of the records appended.
+    form: StoredForm,
 }
 
 impl<'k> Heads<'k> {
     /// Heads keyed with `key` (the app's chain key, if it has one).
     #[cfg(test)]
     pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
-        Heads { moved: HashMap::new(), key, node: None }
+        Heads { moved: HashMap::new(), key, node: None, form: StoredForm::Compact }
     }
 
     /// The chain these heads append to in `scope`.
@@ -855,7 +878,8 @@ fn append_in(
 ) -> Result<u64, StoreError> {
     let id = heads.chain_of(scope);
     let head = heads.current(tx, &id)?;
-    let (bytes, head) = chain::seal_to_bytes(head.as_ref(), time_ms, event, heads.key);
+    let (bytes, head) =
+        chain::seal_to_bytes_as(heads.form, head.as_ref(), time_ms, event, heads.key);
     let seq = head.seq;
     tx.put_record(EVENT_KIND, &chain::chain_event_key(&id, seq), &bytes)?;
     heads.moved.insert(id, head);
@@ -1539,5 +1563,50 @@ mod tests {
         let auditor =
             Auditor::new(Settings { log: Some(PathBuf::from("/dev/full")), ..Settings::default() });
         assert!(auditor.write_line(b"{}").is_err());
+    }
+}
+
+#[cfg(test)]
+mod stored_form_tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, SqliteStore};
+
+    /// The stored bytes of the one event appended through an app over `store`.
+    fn appended_bytes(store: Arc<dyn coffer_store::Store>) -> Vec<u8> {
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let scope = Scope::new("111122223333", "us-east-1");
+        store
+            .write(&mut |tx| {
+                record_service_event(&app, tx, &scope, "secretsmanager.amazonaws.com", "X", "a", 5)
+                    .map_err(|_| StoreError::Aborted)
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        store
+            .read(&mut |tx| {
+                out = tx.records(EVENT_KIND, "", None, 10)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        out.pop().unwrap().1
+    }
+
+    /// `--dev`'s memory store keeps its records in the JSON form (compressing each event
+    /// would cost CPU on every call to save memory it soon drops); stores on disk keep the
+    /// compact form. Both read back as the same record.
+    #[test]
+    fn the_memory_store_keeps_json_records_and_a_durable_store_compact_ones() {
+        let json = appended_bytes(Arc::new(MemoryStore::new()));
+        assert_eq!(json.first(), Some(&b'{'), "{}", String::from_utf8_lossy(&json));
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+        let compact = appended_bytes(Arc::new(sqlite));
+        assert!(coffer_audit::stored::is_compact(&compact));
+        let (a, b) = (Record::from_bytes(&json).unwrap(), Record::from_bytes(&compact).unwrap());
+        assert_eq!((a.seq, a.event["eventName"].clone()), (b.seq, b.event["eventName"].clone()));
     }
 }
