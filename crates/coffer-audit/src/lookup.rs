@@ -1,11 +1,11 @@
-//! CloudTrail's LookupEvents over one chain: lookup attributes, time range and paging,
-//! newest event first.
+//! CloudTrail's LookupEvents over a scope's chains: lookup attributes, time range and
+//! paging, newest event first.
 //!
-//! The caller supplies the chain's records page by page (newest first, strictly after a
+//! The caller supplies each chain's records page by page (newest first, strictly after a
 //! key), so this module needs no store. Errors carry CloudTrail's exception names and
 //! messages.
 
-use crate::chain::{Record, chain_event_key, chain_event_prefix, event_prefix, seq_of_key};
+use crate::chain::{Record, chain_event_key, chain_event_prefix, seq_of_key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -192,9 +192,10 @@ fn decode_token(token: &str) -> Result<Position, LookupError> {
         .ok_or_else(invalid)
 }
 
-/// The most chains a NextToken may name: a token is the caller's input, and each chain
-/// it names costs a read.
-const MAX_CHAINS_IN_TOKEN: usize = 256;
+/// The most chains a NextToken may name. Only chains the scope has are read, whatever a
+/// token names (see [`run_chains`]), so this bounds only the token's parse; it is far
+/// above any real number of chains, so a scope with many never gets its own token refused.
+const MAX_CHAINS_IN_TOKEN: usize = 1 << 16;
 
 /// One entry of a LookupEvents answer, in CloudTrail's `Event` shape.
 pub fn lookup_entry(record: &Record) -> Value {
@@ -234,22 +235,6 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
-/// Runs `query` over the chain of `account` and `region`. `fetch(prefix, after, limit)`
-/// returns up to `limit` stored records under `prefix` with keys strictly after `after`,
-/// in key order (newest event first).
-///
-/// The work of one call is bounded: it examines at most [`SCAN_BUDGET`] records and
-/// [`SCAN_BYTES`] bytes of them, then answers what it found so far (possibly nothing)
-/// with a NextToken that resumes below the last record examined, as CloudTrail may answer
-/// fewer events than MaxResults with a NextToken. Without this, an attribute nothing
-/// matches read the caller's whole trail in one call.
-pub fn run<E, F>(account: &str, region: &str, query: &Query, fetch: F) -> Result<Page, E>
-where
-    F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
-{
-    run_with_budget(account, region, query, SCAN_BUDGET, SCAN_BYTES, fetch)
-}
-
 /// How many stored records one LookupEvents call examines at most.
 pub const SCAN_BUDGET: usize = 1000;
 /// How many bytes of stored records one LookupEvents call reads at most (besides the
@@ -259,60 +244,21 @@ pub const SCAN_BYTES: usize = 8 * 1024 * 1024;
 /// Records fetched at a time: small, so a batch of large old events stays small too.
 const BATCH: usize = 50;
 
-/// [`run`] with explicit bounds (tests use small ones).
-pub fn run_with_budget<E, F>(
-    account: &str,
-    region: &str,
-    query: &Query,
-    budget: usize,
-    byte_budget: usize,
-    mut fetch: F,
-) -> Result<Page, E>
-where
-    F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
-{
-    let prefix = event_prefix(account, region);
-    let mut after = query.before_seq.map(|seq| crate::chain::event_key(account, region, seq));
-    let mut events = Vec::new();
-    let (mut examined, mut bytes_read) = (0usize, 0usize);
-    loop {
-        if examined >= budget || bytes_read >= byte_budget {
-            // Out of budget: resume below the last record examined.
-            let seq = after.as_deref().and_then(seq_of_key);
-            let next_token = seq.filter(|&seq| seq > 1).map(encode_token);
-            return Ok(Page { events, next_token });
-        }
-        let batch = fetch(&prefix, after.as_deref(), BATCH.min(budget - examined))?;
-        let exhausted = batch.len() < BATCH.min(budget - examined);
-        for (key, bytes) in &batch {
-            after = Some(key.clone());
-            examined += 1;
-            bytes_read = bytes_read.saturating_add(bytes.len());
-            let Some(record) = Record::from_bytes(bytes) else { continue };
-            if query.start_ms.is_some_and(|s| record.time_ms < s.saturating_sub(TIME_SLACK_MS)) {
-                return Ok(Page { events, next_token: None });
-            }
-            if !query.matches(&record) {
-                continue;
-            }
-            events.push(lookup_entry(&record));
-            if events.len() == query.max_results {
-                let seq = seq_of_key(key).unwrap_or(record.seq);
-                // A token only when something older may remain.
-                let next_token = (seq > 1).then(|| encode_token(seq));
-                return Ok(Page { events, next_token });
-            }
-        }
-        if exhausted {
-            return Ok(Page { events, next_token: None });
-        }
-    }
-}
-
 /// Runs `query` over every chain of the scope `account`/`region` (its own chain and
 /// one per node that appended to it, as listed by their heads), merged newest first by
-/// event time. With the scope's own chain alone (single-node stores), this is [`run`]
-/// and its tokens. `fetch` is as for [`run`].
+/// event time. `fetch(prefix, after, limit)` returns up to `limit` stored records under
+/// `prefix` with keys strictly after `after`, in key order (newest event first).
+///
+/// With the scope's own chain alone (single-node stores, or no chain listed) and no
+/// token naming several chains, the answer is the single chain's, with its own token
+/// format (`coffer-lookup:<seq>`), which tokens given out before chains were per node
+/// still use.
+///
+/// The work of one call is bounded: it examines at most [`SCAN_BUDGET`] records, and
+/// fetches no more once it has read [`SCAN_BYTES`] bytes of them, then answers what it
+/// found so far (possibly nothing) with a NextToken that resumes below the last record
+/// examined, as CloudTrail may answer fewer events than MaxResults with a NextToken.
+/// Without this, an attribute nothing matches read the caller's whole trail in one call.
 pub fn run_chains<E, F>(
     account: &str,
     region: &str,
@@ -326,14 +272,14 @@ where
     run_chains_with_budget(account, region, chains, query, SCAN_BUDGET, SCAN_BYTES, fetch)
 }
 
-/// One chain being read by [`run_chains`]: records fetched and not yet taken.
+/// One chain being read by [`run_chains`]: records fetched and not yet examined.
 struct Cursor {
     chain: String,
     /// The key of the last record fetched.
     after: Option<String>,
     /// Below which sequence number the chain is still to be taken (`u64::MAX`: all).
     below: u64,
-    fetched: std::collections::VecDeque<(String, Option<Record>, usize)>,
+    fetched: std::collections::VecDeque<(String, Option<Record>)>,
     /// Nothing is left in the store after what was fetched.
     drained: bool,
 }
@@ -346,7 +292,7 @@ impl Cursor {
     /// The time of the next record, to merge by: unreadable records first (they are
     /// skipped at once).
     fn next_time(&self) -> Option<i64> {
-        self.fetched.front().map(|(_, r, _)| r.as_ref().map_or(i64::MAX, |r| r.time_ms))
+        self.fetched.front().map(|(_, r)| r.as_ref().map_or(i64::MAX, |r| r.time_ms))
     }
 }
 
@@ -364,18 +310,22 @@ where
     F: FnMut(&str, Option<&str>, usize) -> Result<Batch, E>,
 {
     let base = crate::chain::chain_id(account, region);
+    // The scope's own chain alone answers with its own token format.
+    let single = query.positions.is_none() && chains.iter().all(|c| *c == base);
     let positions: BTreeMap<String, u64> = match &query.positions {
+        // Only the scope's chains that exist: a token is the caller's input, and each
+        // chain read costs a range read.
         Some(map) => map
             .iter()
-            .filter(|(chain, _)| crate::chain::is_chain_of(chain, account, region))
+            .filter(|(chain, _)| {
+                crate::chain::is_chain_of(chain, account, region) && chains.contains(chain)
+            })
             .map(|(chain, below)| (chain.clone(), *below))
             .collect(),
-        None if chains.iter().all(|c| *c == base) => {
-            return run_with_budget(account, region, query, budget, byte_budget, fetch);
-        }
-        // A token of the scope's single chain: the other chains were not there yet.
-        None if query.before_seq.is_some() => {
-            BTreeMap::from([(base.clone(), query.before_seq.unwrap_or(u64::MAX))])
+        // A token of the scope's single chain (and, with other chains there, one given
+        // out before they were).
+        None if single || query.before_seq.is_some() => {
+            BTreeMap::from([(base, query.before_seq.unwrap_or(u64::MAX))])
         }
         None => chains.iter().map(|c| (c.clone(), u64::MAX)).collect(),
     };
@@ -390,6 +340,15 @@ where
         })
         .collect();
     let token = |cursors: &[Cursor]| {
+        if single {
+            // As the single chain always answered: a token whenever older events may
+            // remain, even when the batch just read was the chain's last.
+            // (`u64::MAX`: nothing was examined yet, so no position to name.)
+            return cursors
+                .first()
+                .filter(|c| (2..u64::MAX).contains(&c.below))
+                .map(|c| encode_token(c.below));
+        }
         let left: BTreeMap<String, u64> =
             cursors.iter().filter(|c| !c.done()).map(|c| (c.chain.clone(), c.below)).collect();
         (!left.is_empty()).then(|| encode_chains_token(&left))
@@ -397,19 +356,28 @@ where
     let mut events = Vec::new();
     let (mut examined, mut bytes_read) = (0usize, 0usize);
     loop {
-        if examined >= budget || bytes_read >= byte_budget {
+        if cursors.iter().all(Cursor::done) {
+            return Ok(Page { events, next_token: None });
+        }
+        // Records already fetched are examined within the record budget; the byte budget
+        // stops the next fetch (the batch that crosses it is read whole).
+        let must_fetch = cursors.iter().any(|c| c.fetched.is_empty() && !c.done());
+        if examined >= budget || (must_fetch && bytes_read >= byte_budget) {
             return Ok(Page { events, next_token: token(&cursors) });
         }
+        // What is fetched and not yet examined stays within the budget however many
+        // chains the scope has: each chain still to be read gets its share of it.
+        let live = cursors.iter().filter(|c| !c.done()).count().max(1);
+        let limit = ((budget - examined) / live).clamp(1, BATCH);
         for cursor in cursors.iter_mut() {
             if cursor.fetched.is_empty() && !cursor.done() {
-                let limit = BATCH.min(budget - examined);
                 let prefix = chain_event_prefix(&cursor.chain);
                 let batch = fetch(&prefix, cursor.after.as_deref(), limit)?;
                 cursor.drained = batch.len() < limit;
                 for (key, bytes) in batch {
                     cursor.after = Some(key.clone());
-                    let len = bytes.len();
-                    cursor.fetched.push_back((key, Record::from_bytes(&bytes), len));
+                    bytes_read = bytes_read.saturating_add(bytes.len());
+                    cursor.fetched.push_back((key, Record::from_bytes(&bytes)));
                 }
             }
         }
@@ -419,9 +387,8 @@ where
         else {
             return Ok(Page { events, next_token: None });
         };
-        let (key, record, len) = cursor.fetched.pop_front().expect("a fetched record");
+        let (key, record) = cursor.fetched.pop_front().expect("a fetched record");
         examined += 1;
-        bytes_read = bytes_read.saturating_add(len);
         cursor.below = seq_of_key(&key).unwrap_or(1);
         let Some(record) = record else { continue };
         if query.start_ms.is_some_and(|s| record.time_ms < s.saturating_sub(TIME_SLACK_MS)) {
@@ -539,17 +506,7 @@ mod tests {
     }
 
     fn lookup(store: &BTreeMap<String, Vec<u8>>, q: &Query) -> Page {
-        let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
-            Ok::<_, ()>(
-                store
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )
-        };
-        run("1", "us-east-1", q, fetch).unwrap()
+        run_chains("1", "us-east-1", &[], q, fetch_from(store)).unwrap()
     }
 
     fn ids(page: &Page) -> Vec<String> {
@@ -625,19 +582,12 @@ mod tests {
         let s = store(450);
         let fetches = std::cell::Cell::new(0usize);
         let bounded = |q: &Query| {
+            let mut from_store = fetch_from(&s);
             let fetch = |prefix: &str, after: Option<&str>, limit: usize| {
                 fetches.set(fetches.get() + limit.min(450));
-                Ok::<_, ()>(
-                    s.iter()
-                        .filter(|(k, _)| {
-                            k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a)
-                        })
-                        .take(limit)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                )
+                from_store(prefix, after, limit)
             };
-            run_with_budget("1", "us-east-1", q, 100, usize::MAX, fetch).unwrap()
+            run_chains_with_budget("1", "us-east-1", &[], q, 100, usize::MAX, fetch).unwrap()
         };
         // Nothing matches: each call reads at most the budget and says where to go on.
         let none = attr("EventName", "NoSuchOperation");
@@ -672,16 +622,8 @@ mod tests {
         assert_eq!(seen, expected);
         // A byte budget stops a scan of large records early too.
         let q = Query::new(&none, None, None, None, None).unwrap();
-        let page = run_with_budget("1", "us-east-1", &q, 1000, 1, |prefix, after, limit| {
-            Ok::<_, ()>(
-                s.iter()
-                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-                    .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )
-        })
-        .unwrap();
+        let page =
+            run_chains_with_budget("1", "us-east-1", &[], &q, 1000, 1, fetch_from(&s)).unwrap();
         assert!(page.next_token.is_some());
     }
 
@@ -795,13 +737,78 @@ mod tests {
         assert!(page.events.is_empty());
     }
 
+    /// A scope with its own chain alone answers with the single chain's token format, and
+    /// a token of that format (as given out before chains were per node, spelled out here)
+    /// pages on, in a single-chain scope and in one where node chains appeared since.
     #[test]
-    fn a_single_chain_scope_answers_as_before() {
+    fn a_single_chain_token_pages_on_in_the_format_it_always_had() {
         let s = store(7);
-        let chains = vec![crate::chain::chain_id("1", "us-east-1")];
-        let q = Query::new(&[], None, None, Some(3), None).unwrap();
-        let merged = run_chains("1", "us-east-1", &chains, &q, fetch_from(&s)).unwrap();
-        let single = run("1", "us-east-1", &q, fetch_from(&s)).unwrap();
-        assert_eq!(merged, single);
+        let base = [crate::chain::chain_id("1", "us-east-1")];
+        let page = |chains: &[String], s: &BTreeMap<String, Vec<u8>>, token: Option<&str>| {
+            let q = Query::new(&[], None, None, Some(3), token).unwrap();
+            run_chains("1", "us-east-1", chains, &q, fetch_from(s)).unwrap()
+        };
+        // "coffer-lookup:5", "coffer-lookup:2": below event 5, below event 2.
+        let (below_5, below_2) = ("Y29mZmVyLWxvb2t1cDo1", "Y29mZmVyLWxvb2t1cDoy");
+        for chains in [&base[..], &[]] {
+            let first = page(chains, &s, None);
+            assert_eq!(ids(&first), ["id-7", "id-6", "id-5"]);
+            assert_eq!(first.next_token.as_deref(), Some(below_5));
+            let second = page(chains, &s, Some(below_5));
+            assert_eq!(ids(&second), ["id-4", "id-3", "id-2"]);
+            assert_eq!(second.next_token.as_deref(), Some(below_2));
+            let last = page(chains, &s, Some(below_2));
+            assert_eq!(ids(&last), ["id-1"]);
+            assert_eq!(last.next_token, None);
+        }
+        // Node chains appeared after the token was given out: it pages on through the
+        // scope's own chain (events 4 to 0 at seq 5 to 1), the only one there was.
+        let (nodes, chains, _) = node_store();
+        let below_4 = "Y29mZmVyLWxvb2t1cDo0";
+        let on = page(&chains, &nodes, Some(below_4));
+        assert_eq!(ids(&on), ["1/us-east-1#2", "1/us-east-1#1", "1/us-east-1#0"]);
+        assert_eq!(on.next_token, None);
+    }
+    /// Review 9: each chain fetched a batch of 50 records whatever the budget, so a scope
+    /// with hundreds of chains read tens of thousands of records for one page; and a token
+    /// naming chains that do not exist had each of them read.
+    #[test]
+    fn many_chains_stay_within_the_budget_and_a_token_reads_only_chains_that_exist() {
+        use crate::chain::node_chain_id;
+        let mut s = BTreeMap::new();
+        let mut chains = vec![crate::chain::chain_id("1", "us-east-1")];
+        for n in 0..300 {
+            let chain = node_chain_id("1", "us-east-1", Some(&format!("n{n:03}")));
+            let mut head: Option<Head> = None;
+            for t in 0..10i64 {
+                let r = Record::seal(head.as_ref(), t * 1000 + n, &event(t as u64), None);
+                head = Some(r.head());
+                s.insert(crate::chain::chain_event_key(&chain, r.seq), r.to_bytes());
+            }
+            chains.push(chain);
+        }
+        let (mut fetched, mut reads) = (0usize, 0usize);
+        let q = Query::new(&[], None, None, Some(50), None).unwrap();
+        let mut fetch = fetch_from(&s);
+        let page = run_chains("1", "us-east-1", &chains, &q, |p, a, l| {
+            let batch = fetch(p, a, l)?;
+            fetched += batch.len();
+            Ok::<_, ()>(batch)
+        })
+        .unwrap();
+        assert_eq!(page.events.len(), 50);
+        assert!(fetched <= SCAN_BUDGET + chains.len(), "{fetched} records fetched");
+        // A token naming 1,000 chains of the scope that do not exist reads none of them.
+        let forged: BTreeMap<String, u64> = (0..1000)
+            .map(|n| (node_chain_id("1", "us-east-1", Some(&format!("ghost{n}"))), u64::MAX))
+            .collect();
+        let q = Query::new(&[], None, None, None, Some(&encode_chains_token(&forged))).unwrap();
+        let page = run_chains("1", "us-east-1", &chains, &q, |p, a, l| {
+            reads += 1;
+            fetch_from(&s)(p, a, l)
+        })
+        .unwrap();
+        assert!(page.events.is_empty());
+        assert_eq!(reads, 0);
     }
 }

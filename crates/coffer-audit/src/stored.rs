@@ -67,6 +67,11 @@ fn decompress(dict: u8, frame: &[u8]) -> Option<Vec<u8>> {
     if dict != DICT_ID {
         return None;
     }
+    // Exactly one frame: zstd would read on past it (a skippable frame, an empty one),
+    // and bytes no reader shows must not ride along a record that verifies.
+    if zstd::zstd_safe::find_frame_compressed_size(frame).ok()? != frame.len() {
+        return None;
+    }
     let size = zstd::zstd_safe::get_frame_content_size(frame).ok()??;
     let size = usize::try_from(size).ok().filter(|s| *s <= MAX_EVENT)?;
     let mut out = Vec::with_capacity(size);
@@ -226,5 +231,29 @@ mod tests {
         other_dict[1] = 9;
         assert!(decode(&other_dict).is_none());
         assert!(decode(b"{\"seq\":1}").is_none());
+    }
+    /// Review 9: nothing may follow the record's one zstd frame. zstd itself reads on
+    /// past a frame (skippable frames, empty frames), so without the check a record could
+    /// carry bytes that no reader shows and that verification, which hashes the decoded
+    /// event, never sees.
+    #[test]
+    fn bytes_after_the_frame_make_the_record_unreadable() {
+        let h = "ab".repeat(32);
+        let bytes = encode(2, 3, 4, &h, &h, br#"{"eventID":"e"}"#).unwrap();
+        assert!(decode(&bytes).is_some());
+        // A skippable frame (magic 0x184D2A50, little-endian length, payload).
+        let mut skippable = bytes.clone();
+        skippable.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+        skippable.extend_from_slice(&5u32.to_le_bytes());
+        skippable.extend_from_slice(b"hide!");
+        assert!(decode(&skippable).is_none(), "a skippable frame rode along");
+        // A second frame of nothing.
+        let mut empty = bytes.clone();
+        compress(b"", &mut empty).unwrap();
+        assert!(decode(&empty).is_none(), "an empty second frame rode along");
+        // Any stray byte.
+        let mut stray = bytes.clone();
+        stray.push(0);
+        assert!(decode(&stray).is_none(), "a stray byte rode along");
     }
 }

@@ -176,6 +176,45 @@ impl Entity {
     pub fn not_found(self, name: &str) -> IamError {
         IamError::NotFound(format!("The {} with name {name} cannot be found.", self.noun()))
     }
+
+    /// How many of this kind an account may hold, and the quota's name in IAM's error.
+    fn quota(self) -> (usize, &'static str) {
+        match self {
+            Entity::User => (MAX_USERS, "UsersPerAccount"),
+            Entity::Group => (MAX_GROUPS, "GroupsPerAccount"),
+            Entity::Role => (MAX_ROLES, "RolesPerAccount"),
+        }
+    }
+
+    fn exists(self, name: &str) -> IamError {
+        let title = match self {
+            Entity::User => "User",
+            Entity::Group => "Group",
+            Entity::Role => "Role",
+        };
+        IamError::Exists(format!("{title} with name {name} already exists."))
+    }
+}
+
+/// Stores `record`, a new `entity` called `name`, in `account`. IAM refuses a name that
+/// another of its kind in the account has, without regard to case, and one past the
+/// account's quota.
+fn insert_new<T: Serialize + serde::de::DeserializeOwned>(
+    tx: &mut dyn WriteTxn,
+    entity: Entity,
+    account: &str,
+    name: &str,
+    record: &T,
+    name_of: fn(&T) -> &str,
+) -> Result<(), IamError> {
+    let all: Vec<T> = records_in(tx, entity.kind(), account)?;
+    if all.iter().any(|r| name_of(r).eq_ignore_ascii_case(name)) {
+        return Err(entity.exists(name));
+    }
+    let (max, quota) = entity.quota();
+    account_quota(all.len(), max, quota)?;
+    put(tx, entity.kind(), account, name, record)?;
+    Ok(())
 }
 
 /// The policies of a user, group or role, read from its record.
@@ -509,14 +548,7 @@ impl Iam {
             groups: BTreeSet::new(),
         };
         self.write(store, |tx| {
-            // User names are unique without regard to case in IAM.
-            let all: Vec<UserRecord> = records_in(tx, USER_KIND, account)?;
-            if all.iter().any(|u| u.name.eq_ignore_ascii_case(name)) {
-                return Err(IamError::Exists(format!("User with name {name} already exists.")));
-            }
-            account_quota(all.len(), MAX_USERS, "UsersPerAccount")?;
-            tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;
-            Ok(())
+            insert_new(tx, Entity::User, account, name, &user, |u: &UserRecord| &u.name)
         })?;
         Ok(user)
     }
@@ -1061,13 +1093,7 @@ impl Iam {
             members: BTreeSet::new(),
         };
         self.write(store, |tx| {
-            let all: Vec<GroupRecord> = records_in(tx, GROUP_KIND, account)?;
-            if all.iter().any(|g| g.name.eq_ignore_ascii_case(name)) {
-                return Err(IamError::Exists(format!("Group with name {name} already exists.")));
-            }
-            account_quota(all.len(), MAX_GROUPS, "GroupsPerAccount")?;
-            put(tx, GROUP_KIND, account, name, &group)?;
-            Ok(())
+            insert_new(tx, Entity::Group, account, name, &group, |g: &GroupRecord| &g.name)
         })?;
         Ok(group)
     }
@@ -1205,13 +1231,7 @@ impl Iam {
             attached: BTreeSet::new(),
         };
         self.write(store, |tx| {
-            let all: Vec<RoleRecord> = records_in(tx, ROLE_KIND, account)?;
-            if all.iter().any(|r| r.name.eq_ignore_ascii_case(name)) {
-                return Err(IamError::Exists(format!("Role with name {name} already exists.")));
-            }
-            account_quota(all.len(), MAX_ROLES, "RolesPerAccount")?;
-            put(tx, ROLE_KIND, account, name, &role)?;
-            Ok(())
+            insert_new(tx, Entity::Role, account, name, &role, |r: &RoleRecord| &r.name)
         })?;
         Ok(role)
     }
@@ -1343,6 +1363,42 @@ mod tests {
             })
             .unwrap();
         n
+    }
+
+    /// Users, groups and roles take a name no other of their kind in the account has,
+    /// without regard to case, up to the account's quota; another account or kind may
+    /// use the name.
+    #[test]
+    fn a_new_user_group_or_role_needs_a_free_name_and_room_in_the_quota() {
+        let (store, iam) = setup();
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#;
+        let role = |account: &str, name: &str| {
+            iam.create_role(&store, account, name, "/", trust, "", None, Vec::new(), 0).map(drop)
+        };
+        let exists = |e: IamError| match e {
+            IamError::Exists(m) => m,
+            other => panic!("{other:?}"),
+        };
+        iam.create_user(&store, ACCOUNT, "ops", 0).unwrap();
+        iam.create_group(&store, ACCOUNT, "ops", "/", 0).unwrap();
+        role(ACCOUNT, "ops").unwrap();
+        let user = iam.create_user(&store, ACCOUNT, "OPS", 0).unwrap_err();
+        assert_eq!(exists(user), "User with name OPS already exists.");
+        let group = iam.create_group(&store, ACCOUNT, "Ops", "/", 0).unwrap_err();
+        assert_eq!(exists(group), "Group with name Ops already exists.");
+        assert_eq!(exists(role(ACCOUNT, "oPs").unwrap_err()), "Role with name oPs already exists.");
+        iam.create_user(&store, "444455556666", "OPS", 0).unwrap();
+        iam.create_group(&store, "444455556666", "Ops", "/", 0).unwrap();
+        role("444455556666", "oPs").unwrap();
+
+        for i in 1..MAX_GROUPS {
+            iam.create_group(&store, ACCOUNT, &format!("g{i}"), "/", 0).unwrap();
+        }
+        let full = iam.create_group(&store, ACCOUNT, "one-more", "/", 0).unwrap_err();
+        assert!(
+            matches!(&full, IamError::Limit(m) if m == "Cannot exceed quota for GroupsPerAccount: 300"),
+            "{full:?}"
+        );
     }
 
     #[test]

@@ -1,26 +1,96 @@
 //! Commits the audit events that are not part of a change (read-only calls, failed
-//! calls) in batches: concurrent calls hand their event to one thread, which appends
-//! every event waiting in one write transaction, so a thousand reads cost a few
-//! commits instead of a thousand. A call is answered only once its batch committed
-//! (fail-closed stays as it was), and an async caller waits without holding a thread.
+//! calls) in batches: concurrent calls hand their event to a shared queue, and a write
+//! transaction takes every event waiting and appends them, so a thousand reads cost a
+//! few commits instead of a thousand. A call is answered only once the transaction
+//! holding its event committed (fail-closed stays as it was), and an async caller
+//! waits without holding a thread.
+//!
+//! The events are taken from the queue by the transaction itself, when the store runs
+//! it, not before it is handed to the store: while one batch's write waits for the store
+//! (the SQLite writer busy with the batch before, PostgreSQL's round trips), the events
+//! arriving meanwhile are taken by the next write, which is already waiting in the store
+//! behind it. On SQLite that write joins the open group commit when it is handed over
+//! before its COMMIT, so an event waits for one commit, not for the one in flight and
+//! then its own. Several threads (each blocked in its own write) keep one write always
+//! waiting in the store while events do; at most one write that has not yet taken its
+//! events waits at a time, so no write runs empty.
+//!
+//! Chaining is unchanged: each batch reads its chains' heads inside its own
+//! transaction, so a batch that ran after another in the same transaction continues its
+//! events, and one in a later transaction continues what was committed (a failed batch's
+//! events are not in the chain, and neither is anything chained on them, since a failed
+//! commit fails every batch in it).
 
 use crate::App;
 use crate::audit::Unwritten;
 use coffer_core::AwsError;
 use coffer_store::StoreError;
-use std::sync::Weak;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// The most events committed in one transaction.
+/// The most events committed in one batch.
 const MAX_BATCH: usize = 512;
+
+/// Threads that hand batches to the store: one whose write is waiting for the store to
+/// run it, the others waiting for the commit of the writes already run (on SQLite
+/// several run in one group commit).
+const WRITERS: usize = 3;
 
 /// Whether an event was committed (or the trail is fail-open): `false` fails its call.
 type Written = oneshot::Sender<bool>;
 
-/// The sending side of the appender thread; dropping it stops the thread.
+/// An event waiting to be written, whom to tell, and since when it waits.
+struct Job {
+    event: Unwritten,
+    written: Written,
+    since: Instant,
+}
+
+/// The events waiting for a write, and whether a write that will take them is already
+/// waiting in the store.
+struct State {
+    waiting: Vec<Job>,
+    /// A write was handed to the store and has not yet taken its events (its ticket).
+    pending: Option<u64>,
+    tickets: u64,
+    /// The appender was dropped: the threads end once the queue is empty.
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when events arrive, a pending write took its events, or on close.
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the events waiting (up to [`MAX_BATCH`]) for the write holding `ticket`, and
+    /// lets another write be handed to the store for the events that come next.
+    fn take(&self, ticket: u64) -> Vec<Job> {
+        let mut state = self.lock();
+        if state.pending == Some(ticket) {
+            state.pending = None;
+        }
+        let cut = state.waiting.len().min(MAX_BATCH);
+        let rest = state.waiting.split_off(cut);
+        let batch = std::mem::replace(&mut state.waiting, rest);
+        drop(state);
+        self.changed.notify_all();
+        crate::metrics::appender_queue(-(batch.len() as i64));
+        crate::metrics::appender_batch(batch.len());
+        batch
+    }
+}
+
+/// The sending side of the appender threads; dropping it stops them once the events
+/// already handed over are written.
 pub struct Appender {
-    jobs: Sender<(Unwritten, Written)>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Appender {
@@ -29,24 +99,46 @@ impl std::fmt::Debug for Appender {
     }
 }
 
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_all();
+    }
+}
+
 impl Appender {
-    /// Starts the thread appending to `app`'s store. It holds `app` weakly, so the
-    /// app can be dropped; the thread ends when its `Appender` is.
+    /// Starts the threads appending to `app`'s store. They hold `app` weakly, so the
+    /// app can be dropped; they end when their `Appender` is.
     pub fn start(app: Weak<App>) -> Appender {
-        let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("coffer-audit-appender".to_owned())
-            .spawn(move || run(&app, &queue))
-            .expect("the audit appender thread starts");
-        Appender { jobs }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                waiting: Vec::new(),
+                pending: None,
+                tickets: 0,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        });
+        for _ in 0..WRITERS {
+            let (app, shared) = (app.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("coffer-audit-appender".to_owned())
+                .spawn(move || run(&app, &shared))
+                .expect("the audit appender thread starts");
+        }
+        Appender { shared }
     }
 
     fn submit(&self, event: Unwritten) -> oneshot::Receiver<bool> {
         let (written, receiver) = oneshot::channel();
-        // If the thread is gone, `written` is dropped with the job and the
-        // caller sees the event unwritten.
-        if self.jobs.send((event, written)).is_ok() {
-            crate::metrics::appender_queue(1);
+        let mut state = self.shared.lock();
+        state.waiting.push(Job { event, written, since: Instant::now() });
+        // Only a thread can act on it, and only when no write is pending already.
+        let wake = state.pending.is_none();
+        drop(state);
+        crate::metrics::appender_queue(1);
+        if wake {
+            self.shared.changed.notify_one();
         }
         receiver
     }
@@ -70,29 +162,46 @@ fn outcome(written: Result<bool, oneshot::error::RecvError>) -> Result<(), AwsEr
     }
 }
 
-/// The appender thread: takes whatever events are waiting (up to [`MAX_BATCH`]),
-/// appends them in one transaction, tells each caller, and starts over. Events that
-/// arrive during a commit form the next batch, so batches grow with the load.
-fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// One appender thread: waits until events wait and no other write is pending, hands
+/// the store a write that takes the events waiting when it runs, appends them in that
+/// transaction, and tells each caller once it committed (or failed).
+fn run(app: &Weak<App>, shared: &Shared) {
+    loop {
+        let ticket = {
+            let mut state = shared.lock();
+            loop {
+                if state.pending.is_none() && !state.waiting.is_empty() {
+                    break;
+                }
+                if state.closed && state.waiting.is_empty() {
+                    return;
+                }
+                state = shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
-        }
-        crate::metrics::appender_queue(-(batch.len() as i64));
-        crate::metrics::appender_batch(batch.len());
-        let Some(app) = app.upgrade() else { return };
+            state.tickets += 1;
+            state.pending = Some(state.tickets);
+            state.tickets
+        };
+        let Some(app) = app.upgrade() else {
+            // No store to write to: whatever waits is failed (the senders dropped).
+            let batch = shared.take(ticket);
+            drop(batch);
+            continue;
+        };
+        // Taken on the closure's first run; a store that runs it again (PostgreSQL after
+        // a serialization conflict) appends the same events again.
+        let mut batch: Option<Vec<Job>> = None;
         let committed = app.store.write(&mut |tx| {
+            let events = batch.get_or_insert_with(|| shared.take(ticket));
             let mut heads = app.audit.heads();
-            for (event, _) in &batch {
-                crate::audit::append_unwritten(&app, tx, &mut heads, event)
+            for job in events.iter() {
+                crate::audit::append_unwritten(&app, tx, &mut heads, &job.event)
                     .map_err(|_| StoreError::Aborted)?;
             }
             heads.store(tx)
         });
+        // A store that failed without running the write: the events it was for fail.
+        let batch = batch.unwrap_or_else(|| shared.take(ticket));
         let written = match committed {
             Ok(()) => true,
             Err(error) => {
@@ -102,8 +211,153 @@ fn run(app: &Weak<App>, queue: &Receiver<(Unwritten, Written)>) {
             }
         };
         drop(app);
-        for (_, caller) in batch {
-            let _ = caller.send(written);
+        let now = Instant::now();
+        for job in batch {
+            crate::metrics::appender_wait(now.saturating_duration_since(job.since));
+            let _ = job.written.send(written);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{CallRecord, Source};
+    use crate::{Config, KeyRing};
+    use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Verifier};
+    use coffer_audit::event::UserIdentity;
+    use coffer_core::Scope;
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, Store, StoreResult, WriteTxn};
+    use coffer_wire::operation::{Operation, SecretsManagerOp};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A store whose writes, in turn: commit; fail after running (rolled back, as a
+    /// failed COMMIT leaves nothing); run once, are rolled back and run again (as
+    /// PostgreSQL reruns a transaction after a serialization conflict), then commit.
+    struct Flaky {
+        inner: MemoryStore,
+        writes: AtomicU64,
+    }
+
+    impl Store for Flaky {
+        fn latency(&self) -> coffer_store::Latency {
+            coffer_store::Latency::LocalDisk
+        }
+        fn read(
+            &self,
+            f: &mut dyn FnMut(&dyn coffer_store::ReadTxn) -> StoreResult<()>,
+        ) -> StoreResult<()> {
+            self.inner.read(f)
+        }
+        fn write(
+            &self,
+            f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+        ) -> StoreResult<()> {
+            match self.writes.fetch_add(1, Ordering::SeqCst) % 3 {
+                0 => self.inner.write(f),
+                1 => self.inner.write(&mut |tx| {
+                    f(tx)?;
+                    Err(StoreError::Backend("the commit failed".into()))
+                }),
+                _ => {
+                    let _ = self.inner.write(&mut |tx| {
+                        f(tx)?;
+                        Err(StoreError::Aborted)
+                    });
+                    self.inner.write(f)
+                }
+            }
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+        fn export(
+            &self,
+            visit: &mut dyn FnMut(coffer_store::SnapshotItem) -> StoreResult<()>,
+        ) -> StoreResult<()> {
+            self.inner.export(visit)
+        }
+        fn import_from(&self, produce: &mut coffer_store::ImportProducer<'_>) -> StoreResult<()> {
+            self.inner.import_from(produce)
+        }
+    }
+
+    fn read_event(scope: &Scope) -> Unwritten {
+        let source = Source { ip: None, user_agent: "test".into(), console: false };
+        let op = Operation::SecretsManager(SecretsManagerOp::GetSecretValue);
+        let record = CallRecord::begin(scope, "r", UserIdentity::default(), &source, op, None);
+        record.conclude(&Ok(b"{}".to_vec())).expect("a read's event is written apart")
+    }
+
+    /// The events stored in `scope`'s chain, verified from its head under `key`.
+    fn verified(store: &dyn Store, scope: &Scope, key: &ChainKey) -> Result<u64, String> {
+        let id = chain::chain_id(&scope.account, &scope.region);
+        let mut result = Err(String::new());
+        store
+            .read(&mut |tx| {
+                let head: Option<Head> =
+                    tx.record(HEAD_KIND, &id)?.and_then(|b| serde_json::from_slice(&b).ok());
+                let mut v = Verifier::new(&id, head, Some(key.clone()));
+                for (k, bytes) in
+                    tx.records(EVENT_KIND, &chain::chain_event_prefix(&id), None, 10_000)?
+                {
+                    v.push(&k, &bytes);
+                }
+                result = v.finish().map_err(|b| b.to_string());
+                Ok(())
+            })
+            .unwrap();
+        result
+    }
+
+    /// Concurrent reads whose batches commit, fail, or are run twice: exactly the calls
+    /// told "written" have their event in the chain (a failed batch fails every call in
+    /// it, a rerun batch appends its events once), and the chain verifies, each batch
+    /// continuing what was committed before it.
+    #[test]
+    fn only_committed_events_are_answered_and_the_chain_verifies_across_failed_and_rerun_batches() {
+        let store = Arc::new(Flaky { inner: MemoryStore::new(), writes: AtomicU64::new(0) });
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let key = ChainKey::new(&[7; 32]);
+        app.audit.set_chain_key(key.clone());
+        let scope = Scope::new("111122223333", "us-east-1");
+        let answered = std::thread::scope(|s| {
+            let callers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..40)
+                            .map(|_| app.appender.append_blocking(read_event(&scope)))
+                            .map(|r| (u64::from(r.is_ok()), u64::from(r.is_err())))
+                            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+                    })
+                })
+                .collect();
+            callers
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        });
+        let (ok, failed) = answered;
+        assert_eq!(ok + failed, 320);
+        assert!(ok > 0 && failed > 0, "both outcomes are exercised: {ok} ok, {failed} failed");
+        assert_eq!(verified(store.as_ref(), &scope, &key), Ok(ok));
+    }
+
+    /// Events handed over while the appender is dropped are still written (or failed),
+    /// never left waiting.
+    #[test]
+    fn every_event_handed_over_is_answered() {
+        let store = Arc::new(Flaky { inner: MemoryStore::new(), writes: AtomicU64::new(0) });
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let scope = Scope::new("111122223333", "us-east-1");
+        let waiting: Vec<_> = (0..50).map(|_| app.appender.submit(read_event(&scope))).collect();
+        drop(app);
+        for receiver in waiting {
+            // Written, failed, or dropped with the app: never left hanging.
+            let _ = receiver.blocking_recv();
         }
     }
 }

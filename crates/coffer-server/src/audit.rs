@@ -1470,28 +1470,36 @@ pub fn lookup_events(
         req.next_token.as_deref(),
     )?;
     let mut page = None;
-    let read = app.store.read(&mut |tx: &dyn ReadTxn| {
-        // The scope's chains: its own (events of single-node stores, and those written
-        // before chains were per node) and one per node that appended to it.
-        let base = chain::chain_id(&scope.account, &scope.region);
-        let mut chains = vec![base.clone()];
-        let heads = tx.records(HEAD_KIND, &base, None, MAX_CHAINS_PER_SCOPE)?;
-        chains.extend(
-            heads
-                .into_iter()
-                .map(|(id, _)| id)
-                .filter(|id| *id != base && chain::is_chain_of(id, &scope.account, &scope.region)),
-        );
-        let found = lookup::run_chains(
-            &scope.account,
-            &scope.region,
-            &chains,
-            &query,
-            |prefix, after, limit| tx.records(EVENT_KIND, prefix, after, limit),
-        )?;
-        page = Some(found);
-        Ok(())
-    });
+    let read =
+        app.store.read(&mut |tx: &dyn ReadTxn| {
+            // The scope's chains: its own (events of single-node stores, and those written
+            // before chains were per node) and one per node that appended to it.
+            let base = chain::chain_id(&scope.account, &scope.region);
+            // Every one of them, a page of heads at a time: a chain left out would have its
+            // events never shown.
+            let mut chains = vec![base.clone()];
+            let mut after: Option<String> = None;
+            loop {
+                let heads = tx.records(HEAD_KIND, &base, after.as_deref(), HEADS_PAGE)?;
+                let full = heads.len() == HEADS_PAGE;
+                after = heads.last().map(|(id, _)| id.clone());
+                chains.extend(heads.into_iter().map(|(id, _)| id).filter(|id| {
+                    *id != base && chain::is_chain_of(id, &scope.account, &scope.region)
+                }));
+                if !full {
+                    break;
+                }
+            }
+            let found = lookup::run_chains(
+                &scope.account,
+                &scope.region,
+                &chains,
+                &query,
+                |prefix, after, limit| tx.records(EVENT_KIND, prefix, after, limit),
+            )?;
+            page = Some(found);
+            Ok(())
+        });
     match (read, page) {
         (Ok(()), Some(page)) => {
             Ok(LookupEventsResponse { events: page.events, next_token: page.next_token })
@@ -1508,9 +1516,9 @@ pub fn lookup_events(
     }
 }
 
-/// The most chains of one scope LookupEvents merges (each costs a read per page): one per
-/// node that ever appended to the scope.
-const MAX_CHAINS_PER_SCOPE: usize = 256;
+/// Heads LookupEvents lists at a time to find a scope's chains (one per node that ever
+/// appended to the scope; each costs a read per page).
+const HEADS_PAGE: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -1608,5 +1616,74 @@ mod stored_form_tests {
         assert!(coffer_audit::stored::is_compact(&compact));
         let (a, b) = (Record::from_bytes(&json).unwrap(), Record::from_bytes(&compact).unwrap());
         assert_eq!((a.seq, a.event["eventName"].clone()), (b.seq, b.event["eventName"].clone()));
+    }
+}
+
+#[cfg(test)]
+mod node_chain_lookup_tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, Store};
+
+    /// Review 9: LookupEvents listed at most 256 heads of a scope, so the events of every
+    /// chain past the 256th (nodes whose names change on each start, such as containers
+    /// without COFFER_AUDIT_NODE, leave one chain per start) were silently never shown.
+    /// Every chain of the scope is read, and a token is refused for none of them.
+    #[test]
+    fn lookup_events_shows_the_events_of_every_node_chain_of_the_scope() {
+        let store = Arc::new(MemoryStore::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let scope = Scope::new("111122223333", "us-east-1");
+        let chains = 300;
+        store
+            .write(&mut |tx| {
+                for n in 0..chains {
+                    let chain = chain::node_chain_id(
+                        "111122223333",
+                        "us-east-1",
+                        Some(&format!("host-{n:03}:8080")),
+                    );
+                    let mut event = service_event(
+                        &scope,
+                        "secretsmanager.amazonaws.com",
+                        "X",
+                        "arn:x",
+                        1_000 + n,
+                    );
+                    event.event_id = format!("event-{n}");
+                    let record = Record::seal(None, 1_000 + n, &event, None);
+                    tx.put_record(
+                        EVENT_KIND,
+                        &chain::chain_event_key(&chain, record.seq),
+                        &record.to_stored_bytes(),
+                    )?;
+                    tx.put_record(HEAD_KIND, &chain, &serde_json::to_vec(&record.head()).unwrap())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut token = None;
+        for _ in 0..100 {
+            let request = LookupEventsRequest {
+                lookup_attributes: None,
+                start_time: None,
+                end_time: None,
+                event_category: None,
+                max_results: Some(50),
+                next_token: token.take(),
+            };
+            let page = lookup_events(&app, &scope, request).map_err(|e| e.message).unwrap();
+            for event in &page.events {
+                assert!(seen.insert(event["EventId"].as_str().unwrap().to_owned()), "repeated");
+            }
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), chains as usize, "events of some node chains were never shown");
     }
 }

@@ -57,6 +57,7 @@ struct Metrics {
     store_commit_members: Histogram,
     appender_queue: Gauge,
     appender_batch: Histogram,
+    appender_wait: Histogram,
     audit_write_failures: Counter,
     audit_archived: Counter,
     audit_events_stored: Gauge,
@@ -72,6 +73,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     store_commit_members: Histogram::new(BATCH_BUCKETS),
     appender_queue: Gauge::default(),
     appender_batch: Histogram::new(BATCH_BUCKETS),
+    appender_wait: Histogram::new(LATENCY_BUCKETS),
     audit_write_failures: Counter::default(),
     audit_archived: Counter::default(),
     audit_events_stored: Gauge::default(),
@@ -147,6 +149,13 @@ pub fn appender_batch(events: usize) {
     METRICS.appender_batch.observe(events as f64);
 }
 
+/// How long one event waited in the audit appender, from its hand-over to its caller
+/// being told it was committed (or not): the part of a read's latency that is its
+/// durable record.
+pub fn appender_wait(waited: Duration) {
+    METRICS.appender_wait.observe(waited.as_secs_f64());
+}
+
 /// Audit events that could not be written (to the store or the audit log).
 pub fn audit_write_failures(events: u64) {
     METRICS.audit_write_failures.inc_by(events);
@@ -206,6 +215,11 @@ pub fn render() -> String {
         "audit_appender_batch_size",
         "Audit events committed by the appender in one transaction",
         metrics.appender_batch.clone(),
+    );
+    registry.register(
+        "audit_appender_wait_seconds",
+        "Time from an audit event's hand-over to the appender to its caller being told it committed",
+        metrics.appender_wait.clone(),
     );
     registry.register(
         "audit_write_failures",

@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 
 use coffer_core::model::{Millis, Scope, SecretMeta, Tag, VersionMeta};
 
+// The plain secret and version every case starts from (`secret`, `version` take the
+// scope and the creation time).
+use crate::fixtures::{T0, arn, scope, secret_in as secret, version_at as version};
 use crate::{
     Cursor, CursorKey, ListQuery, MemoryStore, ReadTxn, SealedValue, SnapshotItem, SortBy, Store,
     StoreError, StoreResult, WriteTxn, cursor_of,
@@ -174,47 +177,6 @@ macro_rules! conformance_tests {
 // Helpers.
 
 const DAY: Millis = 86_400_000;
-const T0: Millis = 1_700_000_000_000;
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
-fn arn(scope: &Scope, name: &str) -> String {
-    format!("arn:aws:secretsmanager:{}:{}:secret:{name}-AbCdEf", scope.region, scope.account)
-}
-
-/// A plain secret; `seq` is left at zero for the store to assign.
-fn secret(scope: &Scope, name: &str, created_ms: Millis) -> SecretMeta {
-    SecretMeta {
-        scope: scope.clone(),
-        arn: arn(scope, name),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms,
-        last_changed_ms: created_ms,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
-
-fn version(id: &str, stages: &[&str], created_ms: Millis) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: stages.iter().map(|s| s.to_string()).collect(),
-        created_ms,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
-}
 
 fn sealed(bytes: &[u8]) -> SealedValue {
     SealedValue(bytes.to_vec())

@@ -16,6 +16,8 @@ use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod fixtures;
 mod lend;
 pub mod memory;
 pub mod observe;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use coffer_core::model::{Scope, SecretMeta, VersionMeta};
+use coffer_store::fixtures::{scope, secret, version};
 use coffer_store::postgres::SCHEMA_VERSION;
 use coffer_store::testing::{TestDatabase, TestPostgres};
 use coffer_store::{PostgresStore, SealedValue, Store, StoreError, WriteTxn};
@@ -34,41 +34,6 @@ impl AsRef<dyn Store> for Fixture {
 }
 
 coffer_store::conformance_tests!(Fixture::new());
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
-fn secret(name: &str) -> SecretMeta {
-    SecretMeta {
-        scope: scope(),
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
-
-fn version(id: &str) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: Default::default(),
-        created_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
-}
 
 #[test]
 fn opening_applies_every_migration_once_and_reopening_changes_nothing() {
@@ -257,7 +222,7 @@ fn writers_on_two_nodes_never_lose_an_update() {
                             txn.put_setting("count", &(count + 1).to_be_bytes())?;
                             txn.insert_version(
                                 &arn,
-                                &version(&id),
+                                &version(&id, &[]),
                                 &SealedValue(id.clone().into_bytes()),
                             )
                         })
@@ -288,7 +253,7 @@ fn a_closure_that_swallows_a_failed_statement_does_not_commit() {
         // A version for a secret that does not exist breaks a foreign key,
         // which aborts the PostgreSQL transaction; ignoring the error must not
         // turn the abandoned transaction into a success.
-        let ignored = txn.insert_version("arn:missing", &version("v1"), &SealedValue(vec![1]));
+        let ignored = txn.insert_version("arn:missing", &version("v1", &[]), &SealedValue(vec![1]));
         assert!(ignored.is_err());
         Ok(())
     });

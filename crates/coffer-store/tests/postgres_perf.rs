@@ -2,7 +2,8 @@
 //! the database has statistics, and how many statements a GetSecretValue-shaped read and
 //! the audit appender's batch run. Each statement is a round trip and most of a call's CPU.
 
-use coffer_core::model::{AWSCURRENT, Scope, SecretMeta, VersionMeta};
+use coffer_core::model::{AWSCURRENT, Scope};
+use coffer_store::fixtures::{scope, secret, version};
 use coffer_store::postgres::{
     SECRET_AND_VERSIONS_BY_NAME_SQL, SECRET_BY_NAME_SQL, statements_on_this_thread,
 };
@@ -13,41 +14,6 @@ fn open() -> (PostgresStore, TestDatabase) {
     let database = TestPostgres::shared().create_database();
     let store = PostgresStore::open(&database.url).expect("the test database opens");
     (store, database)
-}
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
-fn secret(name: &str) -> SecretMeta {
-    SecretMeta {
-        scope: scope(),
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
-
-fn version(id: &str, stages: &[&str]) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
-        created_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
 }
 
 /// The plan PostgreSQL caches for the name lookup (a generic plan, as a pooled

@@ -2,7 +2,8 @@
 //! those that leave destroyed bytes in dead rows, and no others. What the scrub then does
 //! to the files is tested end to end in crates/coffer/tests/pg_scrub.rs.
 
-use coffer_core::model::{Scope, SecretMeta, VersionMeta};
+use coffer_core::model::{Scope, SecretMeta};
+use coffer_store::fixtures::{secret_in, version_at};
 use coffer_store::testing::TestPostgres;
 use coffer_store::{PostgresStore, SealedValue, Store, StoreResult, WriteTxn};
 
@@ -15,31 +16,9 @@ fn destructive_writes_are_noted_for_the_scrub_and_others_are_not() {
     let database = TestPostgres::shared().create_database();
     let store = PostgresStore::open(&database.url).unwrap();
     let scope = Scope::new("111111111111", "us-east-1");
-    let meta = SecretMeta {
-        scope,
-        arn: "arn:s".to_owned(),
-        name: "s".to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1,
-        last_changed_ms: 1,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    };
-    let version = VersionMeta {
-        version_id: "v1".to_owned(),
-        stages: ["AWSCURRENT".to_owned()].into(),
-        created_ms: 1,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    };
+    // Under the short ARN the writes below name.
+    let meta = SecretMeta { arn: "arn:s".to_owned(), ..secret_in(&scope, "s", 1) };
+    let version = version_at("v1", &["AWSCURRENT"], 1);
     let write =
         |f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send)| store.write(f).unwrap();
 

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use coffer_core::model::{AWSCURRENT, AWSPREVIOUS, Scope, SecretMeta, VersionMeta};
+use coffer_core::model::{AWSCURRENT, AWSPREVIOUS, SecretMeta};
+use coffer_store::fixtures::{scope, secret, version};
 use coffer_store::postgres::statements_on_this_thread;
 use coffer_store::testing::{TestDatabase, TestPostgres};
 use coffer_store::{PostgresStore, SealedValue, Store, StoreError};
@@ -15,41 +16,6 @@ fn open() -> (Arc<PostgresStore>, TestDatabase) {
     let database = TestPostgres::shared().create_database();
     let store = PostgresStore::open(&database.url).expect("the test database opens");
     (Arc::new(store), database)
-}
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
-fn secret(name: &str) -> SecretMeta {
-    SecretMeta {
-        scope: scope(),
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
-
-fn version(id: &str, stages: &[&str]) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
-        created_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
 }
 
 /// A secret with AWSCURRENT and AWSPREVIOUS, a KMS key record and an audit head.
@@ -104,16 +70,17 @@ fn put_shaped(store: &PostgresStore, name: &str, new_id: &str) -> StoreResult {
 type StoreResult = Result<(), StoreError>;
 
 #[test]
-fn a_put_shaped_write_takes_five_round_trips() {
+fn a_put_shaped_write_takes_four_round_trips() {
     let (store, _database) = open();
     seed(&store, "app");
     let before = statements_on_this_thread();
     put_shaped(&store, "app", "v3").unwrap();
     // The secret with its versions (and the savepoint), the KMS key record (and the two
-    // label updates), the new version, the audit head (and the secret's update), and the
-    // event and head upserts with the savepoint's release before COMMIT. One statement
-    // and one round trip each, it was 9 round trips and the savepoint's 2.
-    assert_eq!(statements_on_this_thread() - before, 5);
+    // label updates), the audit head (and the new version and the secret's update), and
+    // the event and head upserts with the savepoint's release before COMMIT. One statement
+    // and one round trip each, it was 9 round trips and the savepoint's 2; then 5, the
+    // new version awaited on its own.
+    assert_eq!(statements_on_this_thread() - before, 4);
     store
         .read(&mut |tx| {
             let meta = tx.secret_by_name(&scope(), "app")?.unwrap();
@@ -133,6 +100,79 @@ fn a_put_shaped_write_takes_five_round_trips() {
             );
             assert_eq!(tx.record("audit.head", "head")?.as_deref(), Some(&b"1"[..]));
             assert!(tx.record("audit.event", "event-1")?.is_some());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// As `coffer` opens it: caching records, so each write of a secret is announced to the
+/// other nodes (a bump of this node's generation row and a notification) before it commits.
+fn open_caching() -> (Arc<PostgresStore>, TestDatabase) {
+    let database = TestPostgres::shared().create_database();
+    let store = PostgresStore::open(&database.url)
+        .expect("the test database opens")
+        .cache_records(&["kms-key"], &[]);
+    (Arc::new(store), database)
+}
+
+#[test]
+fn a_put_shaped_write_on_a_caching_store_takes_four_round_trips() {
+    let (store, _database) = open_caching();
+    seed(&store, "app");
+    let before = statements_on_this_thread();
+    put_shaped(&store, "app", "v3").unwrap();
+    // The secret with its versions (and the savepoint), the KMS key record (and the two
+    // label updates), the audit head (and the new version and the secret's update), and
+    // the upserts, the announcement and the savepoint's release before COMMIT. The new
+    // version and the announcement were each a round trip of their own: 6.
+    assert_eq!(statements_on_this_thread() - before, 4);
+    store
+        .read(&mut |tx| {
+            let meta = tx.secret_by_name(&scope(), "app")?.unwrap();
+            assert_eq!(meta.last_changed_ms, 1_700_000_000_001);
+            let ids: Vec<String> =
+                tx.versions(&meta.arn)?.into_iter().map(|v| v.version_id).collect();
+            assert_eq!(ids, ["v1", "v2", "v3"]);
+            assert_eq!(tx.version_value(&meta.arn, "v3")?.unwrap().0, b"new");
+            assert_eq!(tx.record("audit.head", "head")?.as_deref(), Some(&b"1"[..]));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A version insert sent with the next round trip still refuses a version id the secret
+/// has, as a conflict, and keeps nothing of the write; and one for a missing secret fails.
+#[test]
+fn a_deferred_version_insert_still_reports_a_reused_id_as_a_conflict() {
+    let (store, _database) = open_caching();
+    let meta = seed(&store, "app");
+    let result = store.write(&mut |tx| {
+        tx.put_record("audit.event", "lost", b"x")?;
+        tx.insert_version(&meta.arn, &version("v2", &[]), &SealedValue(b"again".to_vec()))?;
+        tx.record("audit.head", "head")?;
+        Ok(())
+    });
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    // The closure that looks at the error gets it itself, as a conflict.
+    let mut seen = None;
+    let result = store.write(&mut |tx| {
+        tx.insert_version(&meta.arn, &version("v2", &[]), &SealedValue(b"again".to_vec()))
+            .inspect_err(|e| seen = Some(matches!(e, StoreError::Conflict(_))))?;
+        tx.record("audit.head", "head")?;
+        Ok(())
+    });
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    assert_eq!(seen, Some(true));
+    let ghost = secret("ghost");
+    let result = store.write(&mut |tx| {
+        tx.insert_version(&ghost.arn, &version("v1", &[]), &SealedValue(b"x".to_vec()))
+    });
+    assert!(result.is_err(), "{result:?}");
+    store
+        .read(&mut |tx| {
+            assert!(tx.record("audit.event", "lost")?.is_none());
+            assert_eq!(tx.version_value(&meta.arn, "v2")?.unwrap().0, b"2");
+            assert!(tx.versions(&ghost.arn)?.is_empty());
             Ok(())
         })
         .unwrap();

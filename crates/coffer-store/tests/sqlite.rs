@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use coffer_core::model::{Scope, SecretMeta, VersionMeta};
+use coffer_core::model::{SecretMeta, VersionMeta};
+use coffer_store::fixtures::{self, scope};
 use coffer_store::sqlite::SCHEMA_VERSION;
 use coffer_store::{ReadTxn, SealedValue, SqliteStore, Store, StoreError, StoreResult, WriteTxn};
 use tempfile::TempDir;
@@ -46,42 +47,17 @@ mod in_memory {
     ) as Box<dyn Store>);
 }
 
-const T0: i64 = 1_700_000_000_000;
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
+/// The fixtures' secret with a description and an empty tag list.
 fn secret(name: &str) -> SecretMeta {
-    let scope = scope();
     SecretMeta {
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        scope,
-        name: name.to_owned(),
-        seq: 0,
         description: Some(format!("the {name} secret")),
-        kms_key_id: None,
         tags: Some(vec![]),
-        created_ms: T0,
-        last_changed_ms: T0,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
+        ..fixtures::secret(name)
     }
 }
 
 fn version(id: &str) -> VersionMeta {
-    VersionMeta {
-        version_id: id.to_owned(),
-        stages: ["AWSCURRENT".to_owned()].into(),
-        created_ms: T0,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
+    fixtures::version(id, &["AWSCURRENT"])
 }
 
 fn read<T>(store: &dyn Store, mut f: impl FnMut(&dyn ReadTxn) -> StoreResult<T>) -> T {

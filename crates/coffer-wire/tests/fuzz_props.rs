@@ -5,12 +5,14 @@
 //! refused with SerializationException.
 
 use coffer_core::ErrorCode;
-use coffer_core::filters::{Filter, FilterKey, Filters};
-use coffer_core::model::{Scope, SecretMeta, Tag};
 use coffer_wire::model::ServiceModel;
 use coffer_wire::validate::validate_input;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+
+mod support {
+    pub mod list_filters;
+}
 
 /// Member names the two models use, so generated bodies reach past the top level.
 const MEMBERS: &[&str] = &[
@@ -140,35 +142,6 @@ proptest! {
         let value = json!({
             "Filters": filters.iter().map(|(k, v)| json!({"Key": k, "Values": v})).collect::<Vec<_>>()
         });
-        if validate_input(ServiceModel::secretsmanager(), "ListSecrets", &value).is_err() {
-            return Ok(());
-        }
-        let request = coffer_wire::protocol::decode_request::<coffer_wire::secretsmanager::ListSecretsRequest>(value);
-        let request = match request { Ok(r) => r, Err(_) => return Ok(()) };
-        let compiled: Vec<Filter> = request
-            .filters
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|f| Some(Filter::new(FilterKey::parse(&f.key)?, f.values)))
-            .collect();
-        let secret = SecretMeta {
-            scope: Scope::new("111122223333", "us-east-1"),
-            arn: "arn:aws:secretsmanager:us-east-1:111122223333:secret:prod/db-AbCdEf".to_owned(),
-            name: "prod/db".to_owned(),
-            seq: 1,
-            description: Some("the production database".to_owned()),
-            kms_key_id: None,
-            tags: Some(vec![Tag { key: "env".to_owned(), value: "prod".to_owned() }]),
-            created_ms: 0,
-            last_changed_ms: 0,
-            last_accessed_ms: None,
-            deletion_ms: None,
-            owning_service: None,
-            secret_type: None,
-            resource_policy: None,
-            rotation: None,
-            replication: Default::default(),
-        };
-        let _ = Filters::compile(&compiled).matches(&secret);
+        support::list_filters::validate_decode_and_match(value);
     }
 }

@@ -19,25 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The master key every node shares (base64 of 32 bytes).
-const MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
-
 fn node(url: &str, dir: &Path) -> Server {
-    Server::start(
-        &[
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            url,
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-            "--sweep-interval",
-            "1",
-        ],
-        &[("COFFER_MASTER_KEY", MASTER_KEY)],
-    )
+    Server::on_postgres(url, dir, &["--sweep-interval", "1"])
 }
 
 fn client(server: &Server) -> Client {

@@ -149,22 +149,11 @@ fn two_first_starts_racing_on_an_empty_postgres_database_bind_it_to_one_master_k
 }
 
 /// The master key the PostgreSQL nodes start with (base64 of 32 bytes).
-const OLD_MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
+const OLD_MASTER_KEY: &str = common::SHARED_MASTER_KEY;
 
 /// A `coffer serve --dev` node on the PostgreSQL database `url`.
 fn node(url: &str, dir: &Path, key: &[(&str, &str)], args: &[&str]) -> Server {
-    let mut all = vec![
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        url,
-        "--data-dir",
-        dir.to_str().expect("utf-8 path"),
-    ];
-    all.extend_from_slice(args);
-    Server::start(&all, key)
+    Server::start(&common::postgres_node_args(url, dir, args), key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const REGION: &str = "us-east-1";
-const MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
+const MASTER_KEY: &str = common::SHARED_MASTER_KEY;
 
 /// How long the scrub may take to show in the files (the node works every second and the
 /// store URL asks for a one-second batching delay).
@@ -86,18 +86,7 @@ fn files_holding(dir: &Path, needles: &[&[u8]]) -> Vec<(PathBuf, usize)> {
 /// `coffer serve --dev` on the PostgreSQL database `url`, working every second.
 fn node(url: &str, dir: &Path, stderr: std::process::Stdio) -> Server {
     Server::start_with_stderr(
-        &[
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            url,
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-            "--sweep-interval",
-            "1",
-        ],
+        &common::postgres_node_args(url, dir, &["--sweep-interval", "1"]),
         &[("COFFER_MASTER_KEY", MASTER_KEY)],
         stderr,
     )

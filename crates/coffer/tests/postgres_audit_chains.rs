@@ -13,23 +13,11 @@ use coffer_store::testing::TestPostgres;
 use coffer_store::{PostgresStore, Store};
 use std::process::{Command, Output};
 
-const MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
+const MASTER_KEY: &str = common::SHARED_MASTER_KEY;
 const SCOPE: (&str, &str) = ("000000000000", "us-east-1");
 
 fn server(url: &str, dir: &std::path::Path) -> common::Server {
-    common::Server::start(
-        &[
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            url,
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[("COFFER_MASTER_KEY", MASTER_KEY)],
-    )
+    common::Server::on_postgres(url, dir, &[])
 }
 
 fn verify(url: &str) -> Output {

@@ -9,11 +9,13 @@
 mod common;
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use coffer_core::model::SecretMeta;
 use coffer_crypto::MasterKey;
 use coffer_iam::Iam;
+use coffer_store::fixtures::{scope, secret, version};
 use coffer_store::postgres::{STALE_BOUND, statements_on_this_thread};
 use coffer_store::testing::TestPostgres;
-use coffer_store::{PostgresStore, Store};
+use coffer_store::{PostgresStore, SealedValue, Store, StoreResult, WriteTxn};
 use std::time::{Duration, Instant};
 
 /// The kinds and settings `coffer`'s store selection caches on PostgreSQL.
@@ -149,19 +151,7 @@ fn try_record(store: &PostgresStore, kind: &str, key: &str) -> Result<Option<Vec
 
 /// A `--dev` node of `coffer serve` on `url` (as in `postgres_nodes.rs`).
 fn server(url: &str, dir: &std::path::Path) -> common::Server {
-    common::Server::start(
-        &[
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            url,
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[("COFFER_MASTER_KEY", "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=")],
-    )
+    common::Server::on_postgres(url, dir, &[])
 }
 
 fn kms_client(url: &str) -> aws_sdk_kms::Client {
@@ -213,35 +203,23 @@ async fn a_kms_key_disabled_through_one_server_refuses_its_secrets_on_the_other_
     assert_eq!(on_b.into_service_error().code().map(str::to_owned), code);
 }
 
-fn secret_meta(name: &str) -> coffer_core::model::SecretMeta {
-    coffer_core::model::SecretMeta {
-        scope: coffer_core::model::Scope::new("111111111111", "us-east-1"),
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
+/// Creates secret `meta` with `value` as its AWSCURRENT version `id`.
+fn create(tx: &mut dyn WriteTxn, meta: &SecretMeta, id: &str, value: &[u8]) -> StoreResult<()> {
+    tx.insert_secret(meta)?;
+    tx.insert_version(&meta.arn, &version(id, &["AWSCURRENT"]), &SealedValue(value.to_vec()))
 }
 
-fn version_meta(id: &str, stages: &[&str]) -> coffer_core::model::VersionMeta {
-    coffer_core::model::VersionMeta {
-        version_id: id.to_owned(),
-        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
-        created_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        kms_key_id: None,
-    }
+/// Puts `value` as version `id`, which takes AWSCURRENT from version `previous` (as
+/// PutSecretValue does).
+fn put(
+    tx: &mut dyn WriteTxn,
+    arn: &str,
+    id: &str,
+    value: &[u8],
+    previous: &str,
+) -> StoreResult<()> {
+    tx.insert_version(arn, &version(id, &["AWSCURRENT"]), &SealedValue(value.to_vec()))?;
+    tx.update_version(arn, &version(previous, &["AWSPREVIOUS"]))
 }
 
 /// What a GetSecretValue reads of secret `name` (in a read scope, as the server does):
@@ -255,8 +233,7 @@ fn try_current_value(
     let mut outcome = Ok(());
     store.read_scope(&mut || {
         outcome = store.read(&mut |tx| {
-            let scope = coffer_core::model::Scope::new("111111111111", "us-east-1");
-            let Some(meta) = tx.secret_by_name(&scope, name)? else {
+            let Some(meta) = tx.secret_by_name(&scope(), name)? else {
                 found = None;
                 return Ok(());
             };
@@ -280,34 +257,17 @@ fn current_value(store: &PostgresStore, name: &str) -> Option<(String, Vec<u8>)>
 /// after B had served the secret from memory.
 #[test]
 fn a_secret_changed_on_one_node_is_read_as_changed_on_the_other_within_the_bound() {
-    use coffer_store::SealedValue;
     let database = TestPostgres::shared().create_database();
     let (a, b) = (node(&database.url), node(&database.url));
-    let meta = secret_meta("app");
-    a.write(&mut |tx| {
-        tx.insert_secret(&meta)?;
-        tx.insert_version(
-            &meta.arn,
-            &version_meta("v1", &["AWSCURRENT"]),
-            &SealedValue(b"one".to_vec()),
-        )
-    })
-    .unwrap();
+    let meta = secret("app");
+    a.write(&mut |tx| create(tx, &meta, "v1", b"one")).unwrap();
     let v1 = Some(("v1".to_owned(), b"one".to_vec()));
     assert_eq!(current_value(&b, "app"), v1);
     until_cached(|| assert_eq!(current_value(&b, "app"), v1));
     until_cached(|| assert_eq!(current_value(&a, "app"), v1));
 
     // A value put on A (a new version takes AWSCURRENT).
-    a.write(&mut |tx| {
-        tx.insert_version(
-            &meta.arn,
-            &version_meta("v2", &["AWSCURRENT"]),
-            &SealedValue(b"two".to_vec()),
-        )?;
-        tx.update_version(&meta.arn, &version_meta("v1", &["AWSPREVIOUS"]))
-    })
-    .unwrap();
+    a.write(&mut |tx| put(tx, &meta.arn, "v2", b"two", "v1")).unwrap();
     let committed = Instant::now();
     let v2 = Some(("v2".to_owned(), b"two".to_vec()));
     assert_eq!(current_value(&a, "app"), v2, "A reads its own write at once");
@@ -317,8 +277,8 @@ fn a_secret_changed_on_one_node_is_read_as_changed_on_the_other_within_the_bound
     // AWSCURRENT moved back to v1 on A.
     until_cached(|| assert_eq!(current_value(&b, "app"), v2));
     a.write(&mut |tx| {
-        tx.update_version(&meta.arn, &version_meta("v1", &["AWSCURRENT"]))?;
-        tx.update_version(&meta.arn, &version_meta("v2", &["AWSPREVIOUS"]))
+        tx.update_version(&meta.arn, &version("v1", &["AWSCURRENT"]))?;
+        tx.update_version(&meta.arn, &version("v2", &["AWSPREVIOUS"]))
     })
     .unwrap();
     let committed = Instant::now();
@@ -339,33 +299,14 @@ fn a_secret_changed_on_one_node_is_read_as_changed_on_the_other_within_the_bound
 /// bound), so a value put meanwhile on another node is read.
 #[test]
 fn a_node_whose_watcher_lost_its_connection_reads_secrets_from_the_database() {
-    use coffer_store::SealedValue;
     let database = TestPostgres::shared().create_database();
     let (a, b) = (node(&database.url), node(&database.url));
-    let meta = secret_meta("app");
-    a.write(&mut |tx| {
-        tx.insert_secret(&meta)?;
-        tx.insert_version(
-            &meta.arn,
-            &version_meta("v1", &["AWSCURRENT"]),
-            &SealedValue(b"one".to_vec()),
-        )
-    })
-    .unwrap();
+    let meta = secret("app");
+    a.write(&mut |tx| create(tx, &meta, "v1", b"one")).unwrap();
     until_cached(|| assert!(current_value(&b, "app").is_some()));
     TestPostgres::shared().terminate_connections(&database.name);
     let mut tries = 0;
-    while a
-        .write(&mut |tx| {
-            tx.insert_version(
-                &meta.arn,
-                &version_meta("v2", &["AWSCURRENT"]),
-                &SealedValue(b"two".to_vec()),
-            )?;
-            tx.update_version(&meta.arn, &version_meta("v1", &["AWSPREVIOUS"]))
-        })
-        .is_err()
-    {
+    while a.write(&mut |tx| put(tx, &meta.arn, "v2", b"two", "v1")).is_err() {
         tries += 1;
         assert!(tries < 10, "the write never succeeded");
     }

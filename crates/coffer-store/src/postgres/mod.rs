@@ -40,6 +40,8 @@ use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
 
 mod connect;
 mod export;
+#[cfg(test)]
+mod group_tests;
 mod lease;
 mod pipelined;
 mod read;

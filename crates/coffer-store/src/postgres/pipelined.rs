@@ -57,6 +57,10 @@ pub(super) enum Expect {
     /// Changed at least one row; otherwise the write fails with this message (as a
     /// statement run at once would have reported it).
     Changed(&'static str),
+    /// Inserted its row (`ON CONFLICT DO NOTHING`); otherwise the row's key was taken, a
+    /// conflict the closure may recover from, which it can only do if told at once: the
+    /// attempt is run again carefully, where such an insert is not deferred.
+    Inserted(&'static str),
 }
 
 /// A statement sent with the next one that needs an answer.
@@ -72,9 +76,10 @@ struct Deferred {
 /// What went wrong among deferred statements, the first fault in order (any later one
 /// follows from it: PostgreSQL refuses every statement of a transaction after an error).
 pub(super) struct Fault {
-    /// The member that made the failed statement was judged already: the attempt must be
-    /// rerun (see the module's documentation).
-    pub(super) judged: bool,
+    /// The attempt must be run again (see [`Rerun`]): the member that made the failed
+    /// statement was judged already, or the statement was an insert whose conflict its
+    /// closure was not told of in time.
+    pub(super) rerun: bool,
     pub(super) kind: FaultKind,
 }
 
@@ -83,6 +88,8 @@ pub(super) enum FaultKind {
     Error(Error),
     /// The statement ran but changed no row; the message says what was missing.
     Unchanged(&'static str),
+    /// The insert found its key taken; the message says which.
+    NotInserted(&'static str),
 }
 
 impl Fault {
@@ -90,7 +97,9 @@ impl Fault {
     pub(super) fn describe(&self) -> String {
         match &self.kind {
             FaultKind::Error(e) => describe_error(e),
-            FaultKind::Unchanged(missing) => (*missing).to_owned(),
+            FaultKind::Unchanged(missing) | FaultKind::NotInserted(missing) => {
+                (*missing).to_owned()
+            }
         }
     }
 
@@ -184,11 +193,15 @@ impl WriteBatch {
             let kind = match (answered, item.expect) {
                 (Err(e), _) => FaultKind::Error(e),
                 (Ok(0), Expect::Changed(missing)) => FaultKind::Unchanged(missing),
+                (Ok(0), Expect::Inserted(taken)) => FaultKind::NotInserted(taken),
                 (Ok(_), _) => continue,
             };
-            let found = Fault { judged: item.member <= self.judged.get(), kind };
-            // A careful batch's caller handles its judged members' faults itself.
-            if found.judged && !self.careful {
+            let judged = item.member <= self.judged.get();
+            let inserted = matches!(item.expect, Expect::Inserted(_));
+            // A careful batch's caller handles its judged members' faults itself, and
+            // defers no insert.
+            let found = Fault { rerun: (judged || inserted) && !self.careful, kind };
+            if found.rerun {
                 let rerun = if found.retryable() { Rerun::AsBefore } else { Rerun::Carefully };
                 self.rerun.set(Some(rerun));
             }
@@ -357,6 +370,9 @@ impl PgTxn<'_, '_> {
                     Expect::Changed(missing) if changed == 0 => {
                         Err(StoreError::Backend(missing.to_owned()))
                     }
+                    Expect::Inserted(taken) if changed == 0 => {
+                        Err(StoreError::Conflict(taken.to_owned()))
+                    }
                     _ => Ok(()),
                 }
             }
@@ -365,9 +381,9 @@ impl PgTxn<'_, '_> {
 
     /// What a fault among deferred statements means for the statement it travelled with.
     fn faulted(&self, fault: Fault) -> StoreError {
-        if fault.judged {
-            // An earlier member's: the attempt is rerun (`WriteBatch::rerun`), and the
-            // closure stops as it does on a conflict.
+        if fault.rerun {
+            // An earlier member's, or a deferred insert's: the attempt is rerun
+            // (`WriteBatch::rerun`), and the closure stops as it does on a conflict.
             self.failure.set(Failure::Retry);
             return StoreError::Aborted;
         }
@@ -380,6 +396,8 @@ impl PgTxn<'_, '_> {
                 }
                 StoreError::Backend(missing.to_owned())
             }
+            // Only in a careful attempt, which defers no insert; as one run at once.
+            FaultKind::NotInserted(taken) => StoreError::Conflict(taken.to_owned()),
         }
     }
 

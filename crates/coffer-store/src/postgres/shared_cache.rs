@@ -120,6 +120,8 @@ struct State {
     /// Secrets by `read_cache::name_key` and `read_cache::arn_key`.
     secrets: HashMap<String, Arc<SecretEntry>>,
     secret_bytes: usize,
+    /// The value each cached setting was last read with, whatever the epoch.
+    settings_seen: HashMap<String, Vec<u8>>,
 }
 
 impl State {
@@ -206,13 +208,31 @@ impl SharedCache {
     }
 
     /// Caches what a read that noted `epoch` found, unless anything moved since.
+    ///
+    /// A cached setting is a generation (the IAM generation): every change of the records
+    /// it counts moves it in the same commit. A read that finds it moved (read from the
+    /// database, the entry having been dropped) has seen a change whose notification may
+    /// not have arrived, and records cached before that change would be older than it:
+    /// the epoch moves, so that read and every later one take them from the database.
+    /// `coffer_iam` reads the generation first and trusts the records read after it to be
+    /// at least as new, for as long as the generation does not move (review 9).
     pub(super) fn put(&self, epoch: u64, kind: Option<&str>, key: &str, value: &[u8]) {
         let mut state = self.lock();
         if state.epoch != epoch || state.committing > 0 {
             return;
         }
+        if kind.is_none() && state.settings_seen.get(key).is_none_or(|seen| seen != value) {
+            state.settings_seen.insert(key.to_owned(), value.to_vec());
+            state.invalidate();
+            return;
+        }
         if state.entries.len() >= MAX_ENTRIES {
-            state.entries.clear();
+            // Starting over moves the epoch, as any invalidation: within one epoch every
+            // entry kept was read no earlier than those dropped, so a reader never finds
+            // an older record beside a newer setting (the IAM generation is trusted to be
+            // read no later than the records read after it).
+            state.invalidate();
+            return;
         }
         state.entries.insert((kind.map(str::to_owned), key.to_owned()), Arc::new(value.to_vec()));
     }
@@ -399,7 +419,65 @@ mod tests {
         cache.commit_ended();
         let after = cache.begin_read(Instant::now()).unwrap();
         assert_eq!(cache.get(after, None, "s"), None);
+        // A setting's new value moves the epoch where it is first read (see the next test),
+        // and the read after caches it.
         cache.put(after, None, "s", b"new");
-        assert_eq!(cache.get(after, None, "s"), Some(b"new".to_vec()));
+        let next = cache.begin_read(Instant::now()).unwrap();
+        cache.put(next, None, "s", b"new");
+        assert_eq!(cache.get(next, None, "s"), Some(b"new".to_vec()));
+    }
+
+    /// Review 9: a setting (the IAM generation) read from the database with a value the
+    /// node had not seen was cached beside records cached before the change that moved
+    /// it, while that change's notification was on its way; `coffer_iam` then kept the old
+    /// records under the new generation (a revoked policy for up to a minute). The epoch
+    /// now moves instead: the records go, and reads begun before cache nothing more.
+    #[test]
+    fn a_setting_read_with_a_new_value_moves_the_epoch() {
+        let (cache, _) = confirmed_cache();
+        let first = cache.begin_read(Instant::now()).unwrap();
+        cache.put(first, None, "s", b"1");
+        let epoch = cache.begin_read(Instant::now()).unwrap();
+        cache.put(epoch, None, "s", b"1");
+        cache.put(epoch, Some("k"), "user", b"before the change");
+        assert_eq!(cache.get(epoch, None, "s"), Some(b"1".to_vec()));
+        // The same value again changes nothing.
+        cache.put(epoch, None, "s", b"1");
+        assert!(cache.get(epoch, Some("k"), "user").is_some());
+        // A read of the new generation (its entry dropped meanwhile, say by a full cache).
+        let slow = cache.begin_read(Instant::now()).unwrap();
+        cache.put(slow, None, "s", b"2");
+        assert!(cache.get(slow, Some("k"), "user").is_none(), "an older record beside it");
+        // A read begun before, with the old records, caches nothing now.
+        cache.put(slow, Some("k"), "user", b"before the change");
+        let now = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.get(now, Some("k"), "user").is_none());
+        cache.put(now, None, "s", b"2");
+        assert_eq!(cache.get(now, None, "s"), Some(b"2".to_vec()));
+    }
+
+    /// Review 9: a full cache emptied its records and kept caching in the same epoch, so
+    /// a record cached just after (read before another node's change) could sit beside a
+    /// setting read after that change, before its notification arrived. `coffer_iam`
+    /// reads the IAM generation first and trusts records read after it to be at least as
+    /// new: with a stale user beside a fresh generation it kept a revoked policy for up to
+    /// `LOOKUP_MAX_AGE`, past the bound. Starting over now moves the epoch.
+    #[test]
+    fn a_full_cache_starts_over_in_a_new_epoch() {
+        let (cache, _) = confirmed_cache();
+        let epoch = cache.begin_read(Instant::now()).unwrap();
+        cache.put(epoch, None, "s", b"generation 1");
+        for i in 0..MAX_ENTRIES {
+            cache.put(epoch, Some("k"), &format!("r{i}"), b"old");
+        }
+        assert_eq!(cache.get(epoch, None, "s"), None);
+        let kept = (0..MAX_ENTRIES)
+            .filter(|i| cache.get(epoch, Some("k"), &format!("r{i}")).is_some())
+            .count();
+        cache.put(epoch, None, "s", b"generation 2");
+        assert!(
+            kept == 0 || cache.get(epoch, None, "s").is_none(),
+            "{kept} record(s) read before the setting are cached beside it in one epoch"
+        );
     }
 }

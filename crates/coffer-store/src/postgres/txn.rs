@@ -6,8 +6,8 @@ use std::future::Future;
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 use deadpool_postgres::Transaction;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
 use super::read::LazyRead;
@@ -73,6 +73,26 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) batch: Option<&'a WriteBatch>,
     /// A write changed a secret or its versions (announced on this node's generation row).
     pub(super) secrets_touched: Cell<bool>,
+}
+
+/// Which generation row a write's announcement bumps (see `shared_cache`); the greater
+/// of two writes' covers both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Announce {
+    /// Secrets alone: this node's own row, so that no row is written by two nodes'
+    /// secret writes. The watcher's poll reads every node's row and the shared one.
+    Node,
+    /// Cached records or settings (and perhaps secrets): the shared row.
+    Shared,
+}
+
+impl Announce {
+    pub(super) fn setting(self, cache: &SharedCache) -> &str {
+        match self {
+            Announce::Node => cache.node_setting(),
+            Announce::Shared => GENERATION_SETTING,
+        }
+    }
 }
 
 /// A secret's versions and its current version's value, read with the secret in one
@@ -191,20 +211,29 @@ impl<'a, 't> PgTxn<'a, 't> {
         }
     }
 
+    /// What this write must announce before it commits, if it changed cached records or
+    /// settings, or secrets (see `shared_cache`).
+    pub(super) fn announcement(&self) -> Option<Announce> {
+        self.shared?;
+        if self.shared_touched.get() {
+            Some(Announce::Shared)
+        } else if self.secrets_touched.get() {
+            Some(Announce::Node)
+        } else {
+            None
+        }
+    }
+
     /// Called once the write's work is done and before it commits: if it changed cached
     /// records or settings, bumps the cache generation and notifies every node, in this
     /// transaction (delivered on commit), and empties this node's cache. Returns whether
     /// it did so, in which case `SharedCache::commit_ended` must follow the commit.
+    /// (A group commit announces once for all its members instead: `batch_attempt`.)
     pub(super) fn announce_shared_change(&self) -> StoreResult<bool> {
-        let Some(cache) =
-            self.shared.filter(|_| self.shared_touched.get() || self.secrets_touched.get())
-        else {
+        let (Some(cache), Some(what)) = (self.shared, self.announcement()) else {
             return Ok(false);
         };
-        // Secrets alone move this node's own row: no row is written by two nodes' secret
-        // writes. The watcher's poll reads both kinds of row.
-        let generation =
-            if self.shared_touched.get() { GENERATION_SETTING } else { cache.node_setting() };
+        let generation = what.setting(cache);
         cache.commit_begins();
         if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation]) {
             cache.commit_ended();
@@ -380,6 +409,80 @@ pub(super) fn listing_sql(sort_by: SortBy, descending: bool, resuming: bool) -> 
 
 pub(super) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
+/// What a statement answers, and how: tokio-postgres's `query`, `query_opt`, `query_one`
+/// or `execute` on a transaction begun beforehand, or taken from the rows of a lazily
+/// begun read (which runs every statement as a query: it changes nothing).
+trait Answer: Sized {
+    async fn run(
+        tx: &Transaction<'_>,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error>;
+
+    fn from_rows(txn: &PgTxn<'_, '_>, rows: Vec<Row>) -> StoreResult<Self>;
+}
+
+impl Answer for Vec<Row> {
+    async fn run(
+        tx: &Transaction<'_>,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        tx.query(statement, params).await
+    }
+
+    fn from_rows(_: &PgTxn<'_, '_>, rows: Vec<Row>) -> StoreResult<Self> {
+        Ok(rows)
+    }
+}
+
+impl Answer for Option<Row> {
+    async fn run(
+        tx: &Transaction<'_>,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        tx.query_opt(statement, params).await
+    }
+
+    fn from_rows(txn: &PgTxn<'_, '_>, mut rows: Vec<Row>) -> StoreResult<Self> {
+        match rows.len() {
+            0 | 1 => Ok(rows.pop()),
+            _ => Err(txn.lazy_failed("a query returned more than one row")),
+        }
+    }
+}
+
+impl Answer for Row {
+    async fn run(
+        tx: &Transaction<'_>,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        tx.query_one(statement, params).await
+    }
+
+    fn from_rows(txn: &PgTxn<'_, '_>, rows: Vec<Row>) -> StoreResult<Self> {
+        Option::<Row>::from_rows(txn, rows)?
+            .ok_or_else(|| txn.lazy_failed("a query returned no row"))
+    }
+}
+
+impl Answer for u64 {
+    async fn run(
+        tx: &Transaction<'_>,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        tx.execute(statement, params).await
+    }
+
+    /// Read-only: nothing to change, and nothing executes there.
+    fn from_rows(_: &PgTxn<'_, '_>, rows: Vec<Row>) -> StoreResult<Self> {
+        Ok(rows.len() as u64)
+    }
+}
+
 impl PgTxn<'_, '_> {
     /// Blocks on one database call, noting a failure for the end of the transaction.
     pub(super) fn run<T>(
@@ -406,61 +509,42 @@ impl PgTxn<'_, '_> {
         backend(e)
     }
 
+    /// Rows of a statement.
     pub(super) fn query(&self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
-        let tx = match self.conn {
-            Conn::Tx(tx) => tx,
-            Conn::Lazy(lazy) => return self.lazy_query(lazy, sql, params),
-        };
-        self.flush()?;
-        self.run(async {
-            let statement = tx.prepare_cached(sql).await?;
-            tx.query(&statement, params).await
-        })
+        self.statement(sql, params)
     }
 
+    /// The row of a statement that returns at most one.
     pub(super) fn query_opt(&self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+        self.statement(sql, params)
+    }
+
+    /// The row of a statement that returns exactly one.
+    pub(super) fn query_one(&self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
+        self.statement(sql, params)
+    }
+
+    /// The rows a statement changed.
+    pub(super) fn execute(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+        self.statement(sql, params)
+    }
+
+    /// Every statement's one path: on a lazily begun read, sent (with `BEGIN` if it is the
+    /// first) and its rows taken as `A`; on a transaction begun beforehand, the records put
+    /// so far sent first, then the statement prepared from the connection's cache and run
+    /// as `A` asks (with a write's deferred statements ahead of it, see [`PgTxn::run`]).
+    fn statement<A: Answer>(&self, sql: &str, params: Params<'_>) -> StoreResult<A> {
         let tx = match self.conn {
             Conn::Tx(tx) => tx,
             Conn::Lazy(lazy) => {
-                let mut rows = self.lazy_query(lazy, sql, params)?;
-                return match rows.len() {
-                    0 | 1 => Ok(rows.pop()),
-                    _ => Err(self.lazy_failed("a query returned more than one row")),
-                };
+                let rows = self.lazy_query(lazy, sql, params)?;
+                return A::from_rows(self, rows);
             }
         };
         self.flush()?;
         self.run(async {
             let statement = tx.prepare_cached(sql).await?;
-            tx.query_opt(&statement, params).await
-        })
-    }
-
-    pub(super) fn query_one(&self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
-        let tx = match self.conn {
-            Conn::Tx(tx) => tx,
-            Conn::Lazy(_) => {
-                let row = self.query_opt(sql, params)?;
-                return row.ok_or_else(|| self.lazy_failed("a query returned no row"));
-            }
-        };
-        self.flush()?;
-        self.run(async {
-            let statement = tx.prepare_cached(sql).await?;
-            tx.query_one(&statement, params).await
-        })
-    }
-
-    pub(super) fn execute(&self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
-        let tx = match self.conn {
-            Conn::Tx(tx) => tx,
-            // Read-only: nothing to change, and nothing executes there.
-            Conn::Lazy(lazy) => return Ok(self.lazy_query(lazy, sql, params)?.len() as u64),
-        };
-        self.flush()?;
-        self.run(async {
-            let statement = tx.prepare_cached(sql).await?;
-            tx.execute(&statement, params).await
+            A::run(tx, &statement, params).await
         })
     }
 

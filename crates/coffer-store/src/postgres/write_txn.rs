@@ -8,6 +8,15 @@ use super::txn::{PgTxn, accessed_sort_ms};
 use super::{get, to_json};
 use crate::{SealedValue, StoreError, StoreResult, WriteTxn};
 
+/// A new version, numbered after the secret's last one. DO NOTHING on a taken id keeps
+/// the transaction usable, so the caller can recover from the conflict (a conflict with
+/// a concurrent, uncommitted insert is a serialization failure instead).
+const INSERT_VERSION_SQL: &str = "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) \
+     VALUES ($1, $2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM versions WHERE arn = $1), $3, $4, $5) \
+     ON CONFLICT (arn, version_id) DO NOTHING";
+
+const VERSION_TAKEN: &str = "the secret already has a version with this id";
+
 impl WriteTxn for PgTxn<'_, '_> {
     fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
         self.note_secret_write();
@@ -78,17 +87,29 @@ impl WriteTxn for PgTxn<'_, '_> {
         self.note_secret_write();
         let json = to_json("version metadata", meta)?;
         self.prefetched.borrow_mut().forget(arn);
-        let row = self.query_opt(
-            "INSERT INTO versions (arn, version_id, ord, created_ms, meta, value) VALUES \
-             ($1, $2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM versions WHERE arn = $1), $3, $4, $5) \
-             ON CONFLICT (arn, version_id) DO NOTHING RETURNING ord",
+        if self.batch.is_some_and(|batch| !batch.careful) {
+            // Nothing waits for its answer: sent with the write's next round trip. A
+            // taken version id (which a closure that read the versions never meets) then
+            // reruns the attempt carefully, where the closure is told at once, as here.
+            return self.defer(
+                INSERT_VERSION_SQL,
+                vec![
+                    Box::new(arn.to_owned()),
+                    Box::new(meta.version_id.clone()),
+                    Box::new(meta.created_ms),
+                    Box::new(json),
+                    Box::new(value.0.clone()),
+                ],
+                Expect::Inserted(VERSION_TAKEN),
+            );
+        }
+        let inserted = self.execute(
+            INSERT_VERSION_SQL,
             &[&arn, &meta.version_id, &meta.created_ms, &json, &value.0],
         )?;
-        match row {
-            Some(_) => Ok(()),
-            None => Err(StoreError::Conflict(
-                "the secret already has a version with this id".to_owned(),
-            )),
+        match inserted {
+            0 => Err(StoreError::Conflict(VERSION_TAKEN.to_owned())),
+            _ => Ok(()),
         }
     }
 

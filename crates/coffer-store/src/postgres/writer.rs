@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
 
-use super::pipelined::{Expect, Rerun, WriteBatch};
+use super::pipelined::{Expect, Param, Rerun, WriteBatch};
+use super::shared_cache::ANNOUNCE_SQL;
 use super::txn::{Failure, PgTxn};
 use super::{PostgresStore, describe_error};
 use crate::lend::{Job, Member, WriteFn, lend};
@@ -121,12 +122,14 @@ impl PostgresStore {
         let every = |result: &dyn Fn() -> StoreResult<()>| {
             BatchAttempt::Done((0..count).map(|_| Member::Done(result())).collect())
         };
-        // Members that changed cached records: their commit has begun for the cache.
+        // Whether the group's announcement was made: its commit has begun for the cache.
         let mut announced = 0;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
             let batch = WriteBatch::new(careful);
             let mut members = Vec::with_capacity(jobs.len());
             let mut broken = None;
+            // What the kept members changed, announced once for them all before COMMIT.
+            let mut to_announce = None;
             for job in jobs.iter_mut() {
                 batch.begin_member();
                 // Sent with the member's first statement.
@@ -139,9 +142,6 @@ impl PostgresStore {
                 if matches!(ran, Ok(Ok(()))) {
                     // A failure is noted in `txn.failure`, read next.
                     let _ = txn.flush();
-                    if let Ok(true) = txn.announce_shared_change() {
-                        announced += 1;
-                    }
                     if careful {
                         settled = txn.settle();
                     }
@@ -164,6 +164,9 @@ impl PostgresStore {
                     Err(payload) => Member::Panicked(payload),
                 };
                 let kept = matches!(member, Member::Done(Ok(())));
+                if kept {
+                    to_announce = to_announce.max(txn.announcement());
+                }
                 drop(txn);
                 batch.judge_member(kept);
                 // A savepoint rolled back to is still open: released too, so the next
@@ -180,9 +183,21 @@ impl PostgresStore {
                     break;
                 }
             }
+            let complete = broken.is_none() && members.len() == jobs.len();
+            // One announcement for the group (one bump, one notification, delivered on
+            // commit), deferred like the members' last statements: if it fails, nothing
+            // is committed and the attempt is rerun carefully, then refused as a whole.
+            if complete
+                && let (Some(what), Some(cache)) = (to_announce, self.shared.as_deref())
+            {
+                cache.commit_begins();
+                announced += 1;
+                let generation: Param = Box::new(what.setting(cache).to_owned());
+                batch.defer(ANNOUNCE_SQL, Some(vec![generation]), Expect::Done);
+            }
             // What is still deferred is answered before COMMIT is sent, so COMMIT never
             // follows a statement that failed (see `pipelined`).
-            if broken.is_none() && members.len() == jobs.len() && batch.has_deferred() {
+            if complete && batch.has_deferred() {
                 broken = batch.sync(rt, &tx);
             }
             let rerun = batch.rerun();

@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -53,7 +53,7 @@ pub struct SqliteStore {
     /// Dropping this stops the checkpoint thread.
     _checkpointer: Option<SyncSender<()>>,
     /// Raised by the checkpoint thread when the WAL should start over.
-    restart_wal: Arc<AtomicBool>,
+    restart_wal: Arc<AtomicU8>,
     /// Lookups kept across commits (file databases only: an in-memory one reads
     /// through the writer, whose page cache no commit empties).
     cache: Option<Arc<ReadCache>>,
@@ -97,7 +97,7 @@ impl Store for SqliteStore {
             }
             std::thread::sleep(RESTART_RETRY);
         }
-        self.restart_wal.store(true, Ordering::SeqCst);
+        self.restart_wal.fetch_max(writer::WAL_TRUNCATE, Ordering::SeqCst);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Opening a SQLite store: the file and its permissions, the exclusive lock, connection settings.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::SqliteStore;
 use super::read::ReaderPool;
 use super::schema::migrate;
-use super::writer::{WAL_RESTART_BYTES, Writer, start_checkpointer};
+use super::writer::{WAL_KEEP, WAL_RESTART_BYTES, Writer, start_checkpointer};
 use crate::read_cache::{ReadCache, Touched};
 use crate::{StoreError, StoreResult};
 
@@ -61,7 +61,7 @@ impl SqliteStore {
         writer.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_RESTART_BYTES};"
         ))?;
-        let restart_wal = Arc::new(AtomicBool::new(false));
+        let restart_wal = Arc::new(AtomicU8::new(WAL_KEEP));
         let checkpointer = start_checkpointer(path, restart_wal.clone())?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         let cache = Some(Arc::new(ReadCache::new(Vec::new())));

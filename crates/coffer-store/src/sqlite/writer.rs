@@ -2,7 +2,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,6 +28,13 @@ pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// A WAL this large is started over (and its file truncated to this size): it
 /// bounds the disk the WAL holds and the time opening the database takes to replay it.
 pub(super) const WAL_RESTART_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What the writer is asked to do with the WAL before its next batch (the store's
+/// `restart_wal`): nothing, start it over in place (the checkpoint thread, when it is past
+/// [`WAL_RESTART_BYTES`]), or truncate it (a scrub of deleted rows that readers delayed).
+pub(super) const WAL_KEEP: u8 = 0;
+pub(super) const WAL_START_OVER: u8 = 1;
+pub(super) const WAL_TRUNCATE: u8 = 2;
 
 /// How long the writer waits for readers to leave the WAL when starting it over.
 pub(super) const RESTART_WAIT: Duration = Duration::from_millis(2);
@@ -113,7 +120,7 @@ impl Writer {
 /// Writes that arrive during a commit form the next batch, so batches grow with the
 /// load, and the writes of a batch run back to back on one thread instead of handing
 /// a lock from thread to thread.
-pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &AtomicBool) {
+pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, restart: &AtomicU8) {
     // When the last try to start the WAL over found readers in it.
     let mut last_try: Option<Instant> = None;
     while let Ok(first) = jobs.recv() {
@@ -121,9 +128,17 @@ pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, res
         // Asked for by the checkpoint thread, and tried again every RESTART_RETRY until
         // it succeeds: under steady reads a try often finds a reader in the WAL.
         let due = last_try.is_none_or(|at| at.elapsed() >= RESTART_RETRY);
-        if due && restart.load(Ordering::SeqCst) {
-            if restart_wal(&writer.conn) {
-                restart.store(false, Ordering::SeqCst);
+        let asked = restart.load(Ordering::SeqCst);
+        if due && asked != WAL_KEEP {
+            let ok = if asked == WAL_TRUNCATE {
+                restart_wal(&writer.conn)
+            } else {
+                start_wal_over(&writer.conn)
+            };
+            if ok {
+                // Unless a truncation was asked for meanwhile.
+                let _ =
+                    restart.compare_exchange(asked, WAL_KEEP, Ordering::SeqCst, Ordering::SeqCst);
                 last_try = None;
             } else {
                 last_try = Some(Instant::now());
@@ -211,10 +226,10 @@ impl SqliteStore {
 /// grow without end, and opening the database replays all of it. So once the WAL is
 /// past [`WAL_RESTART_BYTES`], the thread raises `restart_wal`, and
 /// the writer finishes the copy before its next batch, which lets SQLite start the
-/// WAL over (see [`restart_wal`]).
+/// WAL over (see [`start_wal_over`]).
 pub(super) fn start_checkpointer(
     path: &Path,
-    restart_wal: Arc<AtomicBool>,
+    restart_wal: Arc<AtomicU8>,
 ) -> StoreResult<SyncSender<()>> {
     let conn = Connection::open_with_flags(
         path,
@@ -236,12 +251,28 @@ pub(super) fn start_checkpointer(
                 // size alone decides; the writer finishes the copy with no writes coming.
                 let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
                 if size > WAL_RESTART_BYTES {
-                    restart_wal.store(true, Ordering::SeqCst);
+                    restart_wal.fetch_max(WAL_START_OVER, Ordering::SeqCst);
                 }
             }
         })
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(stop)
+}
+
+/// Starts the WAL over from the writer, between batches, when the checkpoint thread
+/// finds it past [`WAL_RESTART_BYTES`]: copies the few frames written since that thread's
+/// last passive checkpoint into the database, waits, at most [`RESTART_WAIT`], for readers
+/// that began before the copy, and has the next commit write the WAL from its start,
+/// over the old frames (`RESTART`), the file cut back to [`WAL_RESTART_BYTES`] by
+/// `journal_size_limit`. Unlike [`restart_wal`]'s `TRUNCATE`, it leaves the file in place:
+/// cutting a 16 MiB file to nothing on every turn of the WAL kept every write waiting
+/// 15-140 ms (the truncation's own file system work on a busy disk), about every 1-3 s
+/// under load, which made SQLite's p99.9 (see BENCHMARKS.md, "Ninth session"), and the
+/// commits after it extended the file again. The file stays bounded all the same, and
+/// opening the database replays only the frames since the restart. Returns whether the
+/// WAL will start over.
+pub(super) fn start_wal_over(conn: &Connection) -> bool {
+    checkpoint_between_batches(conn, "PRAGMA wal_checkpoint(RESTART)")
 }
 
 /// Starts the WAL over from the writer, between batches: copies what is left of it
@@ -252,10 +283,17 @@ pub(super) fn start_checkpointer(
 /// If readers stay, the writer tries again [`RESTART_RETRY`] later. (`RESTART`, which
 /// leaves the truncation to the next commit through `journal_size_limit`, sometimes
 /// left the file at its size under CPU contention although it reported success.)
+/// [`SqliteStore::scrub_deleted`] uses it, since only a truncation takes the frames of
+/// deleted rows out of the file at once.
 pub(super) fn restart_wal(conn: &Connection) -> bool {
+    checkpoint_between_batches(conn, "PRAGMA wal_checkpoint(TRUNCATE)")
+}
+
+/// Runs the checkpoint `pragma` on the writer connection with the short [`RESTART_WAIT`]
+/// for readers; true when it completed (no reader kept it from the WAL's end).
+fn checkpoint_between_batches(conn: &Connection, pragma: &str) -> bool {
     let _ = conn.busy_timeout(RESTART_WAIT);
-    let restarted =
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+    let restarted = conn.query_row(pragma, [], |row| row.get::<_, i64>(0));
     if let Err(error) = conn.busy_timeout(BUSY_TIMEOUT) {
         tracing::warn!(%error, "could not restore the SQLite busy timeout");
     }

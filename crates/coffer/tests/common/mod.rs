@@ -10,6 +10,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The master key every node of the PostgreSQL tests shares (base64 of 32 bytes).
+pub const SHARED_MASTER_KEY: &str = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLWFsbC1ub2RlcyE=";
+
+/// The arguments of `coffer serve --dev` on the PostgreSQL database `url` with data
+/// directory `dir`, an ephemeral port and `extra` after them: one node of the tests that
+/// run several on one database.
+pub fn postgres_node_args<'a>(url: &'a str, dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        url,
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A running server, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -36,6 +57,15 @@ impl Server {
                 dir.to_str().expect("utf-8 path"),
             ],
             &[],
+        )
+    }
+
+    /// A node on the PostgreSQL database `url` (see [`postgres_node_args`]) with the
+    /// shared master key.
+    pub fn on_postgres(url: &str, dir: &Path, extra: &[&str]) -> Server {
+        Server::start(
+            &postgres_node_args(url, dir, extra),
+            &[("COFFER_MASTER_KEY", SHARED_MASTER_KEY)],
         )
     }
 

@@ -1,0 +1,113 @@
+//! Group commit on a test server, with the writes of one group chosen by the test: what
+//! a whole group sends, which the per-thread counts of the integration tests cannot see
+//! (the group runs on whichever writer has the turn).
+
+use std::sync::{Arc, PoisonError};
+
+use coffer_core::model::{Scope, SecretMeta};
+
+use super::PostgresStore;
+use super::txn::statements_on_this_thread;
+use crate::Store;
+use crate::testing::TestPostgres;
+
+fn scope() -> Scope {
+    Scope::new("111111111111", "us-east-1")
+}
+
+fn secret(name: &str) -> SecretMeta {
+    SecretMeta {
+        scope: scope(),
+        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
+        name: name.to_owned(),
+        seq: 0,
+        description: None,
+        kms_key_id: None,
+        tags: None,
+        created_ms: 1_700_000_000_000,
+        last_changed_ms: 1_700_000_000_000,
+        last_accessed_ms: None,
+        deletion_ms: None,
+        owning_service: None,
+        secret_type: None,
+        resource_policy: None,
+        rotation: None,
+        replication: Default::default(),
+    }
+}
+
+/// This node's generation row, as a number (how many announcements it counts).
+fn node_generation(store: &PostgresStore) -> u64 {
+    let name = store.shared.as_ref().expect("caching").node_setting().to_owned();
+    let mut value = None;
+    store
+        .read(&mut |tx| {
+            value = tx.setting(&name)?;
+            Ok(())
+        })
+        .unwrap();
+    String::from_utf8(value.expect("announced before")).unwrap().parse().unwrap()
+}
+
+/// Four writes of secrets run as one group commit: one announcement of their change
+/// (one bump of the node's generation row, sent with the last round trip before COMMIT),
+/// not one per write, each awaited.
+#[test]
+fn a_group_of_secret_writes_announces_its_change_once() {
+    let database = TestPostgres::shared().create_database();
+    let store =
+        Arc::new(PostgresStore::open(&database.url).unwrap().cache_records(&["kms-key"], &[]));
+    let names: [&'static str; 4] = ["a", "b", "c", "d"];
+    store
+        .write(&mut |tx| {
+            for name in names {
+                tx.insert_secret(&secret(name))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(node_generation(&store), 1);
+    // The turn is held here, so the writes queue up until this thread runs them.
+    let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
+    let writers: Vec<_> = names
+        .iter()
+        .map(|&name| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                store.write(&mut |tx| {
+                    let mut meta = tx.secret_by_name(&scope(), name)?.expect("seeded");
+                    meta.last_changed_ms += 1;
+                    tx.update_secret(&meta)
+                })
+            })
+        })
+        .collect();
+    let jobs = loop {
+        let mut queue = store.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() == names.len() {
+            break std::mem::take(&mut *queue);
+        }
+        drop(queue);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let before = statements_on_this_thread();
+    store.run_batch(jobs);
+    let round_trips = statements_on_this_thread() - before;
+    drop(turn);
+    for writer in writers {
+        writer.join().unwrap().unwrap();
+    }
+    // One per member (its lookup, with what the member before it left deferred), and
+    // the last sync before COMMIT. With an announcement awaited per member: 9.
+    assert_eq!(round_trips, 5);
+    assert_eq!(node_generation(&store), 2);
+    store
+        .read(&mut |tx| {
+            for name in names {
+                let meta = tx.secret_by_name(&scope(), name)?.unwrap();
+                assert_eq!(meta.last_changed_ms, 1_700_000_000_001);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
