@@ -460,20 +460,36 @@ pub fn seal_to_bytes_as(
     event: &Event,
     key: Option<&ChainKey>,
 ) -> (Vec<u8>, Head) {
+    seal_canonical_as(form, prev, time_ms, &canonical_event(event), key)
+}
+
+/// An event's canonical JSON, the bytes its record's hash covers: written before the
+/// chain's head is known (a store's lock need not be held for it).
+pub fn canonical_event(event: &Event) -> Vec<u8> {
+    let mut canonical = Vec::with_capacity(1536);
+    write_event_canonical(event, &mut canonical);
+    canonical
+}
+
+/// [`seal_to_bytes_as`] of an event already written as [`canonical_event`].
+pub fn seal_canonical_as(
+    form: StoredForm,
+    prev: Option<&Head>,
+    time_ms: i64,
+    canonical: &[u8],
+    key: Option<&ChainKey>,
+) -> (Vec<u8>, Head) {
     let (seq, prev_hash) = match prev {
         Some(h) => (h.seq + 1, h.hash.as_str()),
         None => (1, GENESIS),
     };
-    let mut canonical = Vec::with_capacity(1536);
-    write_event_canonical(event, &mut canonical);
-    let hash = hash_canonical(key, seq, time_ms, prev_hash, &canonical);
+    let hash = hash_canonical(key, seq, time_ms, prev_hash, canonical);
     let v = if key.is_some() { KEYED } else { 1 };
     let compact = match form {
-        StoredForm::Compact => crate::stored::encode(v, seq, time_ms, prev_hash, &hash, &canonical),
+        StoredForm::Compact => crate::stored::encode(v, seq, time_ms, prev_hash, &hash, canonical),
         StoredForm::Json => None,
     };
-    let bytes =
-        compact.unwrap_or_else(|| json_bytes(v, seq, time_ms, prev_hash, &hash, &canonical));
+    let bytes = compact.unwrap_or_else(|| json_bytes(v, seq, time_ms, prev_hash, &hash, canonical));
     (bytes, Head { seq, hash, mac: None })
 }
 

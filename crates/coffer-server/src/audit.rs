@@ -516,6 +516,7 @@ fn secret_events(call: &Event, secrets_read: Vec<(SecretsManagerOp, String)>) ->
 
 /// Appends `event` to the chain of `scope` and, when `also` names another scope, a copy
 /// addressed to that account to its chain (same event id).
+#[allow(clippy::too_many_arguments)] // the event, where it goes, and its prepared JSON
 fn append_delivered(
     app: &App,
     tx: &mut dyn WriteTxn,
@@ -524,12 +525,13 @@ fn append_delivered(
     also: Option<&Scope>,
     time_ms: i64,
     event: &Event,
+    canonical: Option<&[u8]>,
 ) -> Result<(), AwsError> {
-    append_and_stream(app, tx, heads, scope, time_ms, event)?;
+    append_and_stream(app, tx, heads, scope, time_ms, event, canonical)?;
     if let Some(owner) = also.filter(|owner| *owner != scope) {
         let mut copy = event.clone();
         copy.recipient_account_id = owner.account.clone();
-        append_and_stream(app, tx, heads, owner, time_ms, &copy)?;
+        append_and_stream(app, tx, heads, owner, time_ms, &copy, None)?;
     }
     Ok(())
 }
@@ -854,7 +856,7 @@ mod chain_key_tests {
             .write(&mut |tx| {
                 let mut heads = Heads::new(Some(&key));
                 let event = service_event(&scope(), "secretsmanager", "RotationStarted", "arn", 0);
-                append_in(tx, &mut heads, &scope(), 0, &event)?;
+                append_in(tx, &mut heads, &scope(), 0, &event, None)?;
                 heads.store(tx)
             })
             .unwrap();
@@ -869,17 +871,24 @@ mod chain_key_tests {
 
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
 /// to be stored by the caller. Returns the event's sequence number in that chain.
+/// `canonical`: the event's canonical JSON, when the caller wrote it before the
+/// transaction ([`chain::canonical_event`]).
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
+    canonical: Option<&[u8]>,
 ) -> Result<u64, StoreError> {
     let id = heads.chain_of(scope);
     let head = heads.current(tx, &id)?;
-    let (bytes, head) =
-        chain::seal_to_bytes_as(heads.form, head.as_ref(), time_ms, event, heads.key);
+    let (bytes, head) = match canonical {
+        Some(canonical) => {
+            chain::seal_canonical_as(heads.form, head.as_ref(), time_ms, canonical, heads.key)
+        }
+        None => chain::seal_to_bytes_as(heads.form, head.as_ref(), time_ms, event, heads.key),
+    };
     let seq = head.seq;
     tx.put_record(EVENT_KIND, &chain::chain_event_key(&id, seq), &bytes)?;
     heads.moved.insert(id, head);
@@ -895,13 +904,14 @@ fn append_and_stream(
     scope: &Scope,
     time_ms: i64,
     event: &Event,
+    canonical: Option<&[u8]>,
 ) -> Result<(), AwsError> {
     let fail = |what: &str, cause: String| {
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
         crate::metrics::audit_write_failures(1);
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
-    match append_in(tx, heads, scope, time_ms, event) {
+    match append_in(tx, heads, scope, time_ms, event, canonical) {
         Ok(seq) => {
             // With a retention limit, each new event retires the one that falls out of it.
             if let Some(keep) = app.audit.settings.retain_events
@@ -936,7 +946,7 @@ fn append_alone(
     event: &Event,
 ) -> Result<(), AwsError> {
     let mut heads = app.audit.heads();
-    append_and_stream(app, tx, &mut heads, scope, time_ms, event)?;
+    append_and_stream(app, tx, &mut heads, scope, time_ms, event, None)?;
     heads.store(tx).map_err(crate::store_error)
 }
 
@@ -965,7 +975,7 @@ pub(crate) fn in_transaction(
     add_resources(&mut event);
     let mut heads = app.audit.heads();
     let also = pending.also.as_ref();
-    append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event)?;
+    append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event, None)?;
     heads.store(tx).map_err(crate::store_error)
 }
 
@@ -1153,12 +1163,6 @@ pub struct Unwritten {
     also: Option<Scope>,
 }
 
-impl Unwritten {
-    fn events(&self) -> impl Iterator<Item = &Event> {
-        std::iter::once(&self.event).chain(&self.secret_events)
-    }
-}
-
 /// Writes an event from a thread that may block: directly into a memory store, else
 /// through the appender, which commits it with those of concurrent calls.
 pub(crate) fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
@@ -1176,18 +1180,33 @@ pub(crate) fn append_unwritten(
     heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    for event in unwritten.events() {
-        let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
-        append_delivered(app, tx, heads, scope, also, unwritten.time_ms, event)?;
+    append_unwritten_with(app, tx, heads, unwritten, None)
+}
+
+/// [`append_unwritten`], the call's own event already written as its canonical JSON.
+fn append_unwritten_with(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
+    unwritten: &Unwritten,
+    canonical: Option<&[u8]>,
+) -> Result<(), AwsError> {
+    let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
+    append_delivered(app, tx, heads, scope, also, unwritten.time_ms, &unwritten.event, canonical)?;
+    for event in &unwritten.secret_events {
+        append_delivered(app, tx, heads, scope, also, unwritten.time_ms, event, None)?;
     }
     Ok(())
 }
 
-/// Writes one event in a transaction of its own.
+/// Writes one event in a transaction of its own. On the memory store the transaction
+/// holds the one lock every reader waits for, so the event's canonical JSON (all of its
+/// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
+    let canonical = chain::canonical_event(&unwritten.event);
     let written = app.store.write(&mut |tx| {
         let mut heads = app.audit.heads();
-        append_unwritten(app, tx, &mut heads, unwritten)
+        append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
             .map_err(|_| StoreError::Aborted)
             .and_then(|()| heads.store(tx))
     });
