@@ -437,16 +437,59 @@ pub fn seal_to_bytes(
     event: &Event,
     key: Option<&ChainKey>,
 ) -> (Vec<u8>, Head) {
+    seal_to_bytes_as(StoredForm::Compact, prev, time_ms, event, key)
+}
+
+/// The form in which a store keeps its records. Every reader reads both
+/// ([`Record::from_bytes`]), so a chain may mix them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredForm {
+    /// [`crate::stored`]: about a third of the JSON form's bytes, for stores on disk.
+    Compact,
+    /// The JSON form ([`Record::to_bytes`]): for the in-memory `--dev` store, where
+    /// compressing each event (~3.5 µs) would buy nothing but memory it soon drops
+    /// (its trail keeps a bounded number of events).
+    Json,
+}
+
+/// [`seal_to_bytes`] in the form `form`: the same record, chain and head either way.
+pub fn seal_to_bytes_as(
+    form: StoredForm,
+    prev: Option<&Head>,
+    time_ms: i64,
+    event: &Event,
+    key: Option<&ChainKey>,
+) -> (Vec<u8>, Head) {
+    seal_canonical_as(form, prev, time_ms, &canonical_event(event), key)
+}
+
+/// An event's canonical JSON, the bytes its record's hash covers: written before the
+/// chain's head is known (a store's lock need not be held for it).
+pub fn canonical_event(event: &Event) -> Vec<u8> {
+    let mut canonical = Vec::with_capacity(1536);
+    write_event_canonical(event, &mut canonical);
+    canonical
+}
+
+/// [`seal_to_bytes_as`] of an event already written as [`canonical_event`].
+pub fn seal_canonical_as(
+    form: StoredForm,
+    prev: Option<&Head>,
+    time_ms: i64,
+    canonical: &[u8],
+    key: Option<&ChainKey>,
+) -> (Vec<u8>, Head) {
     let (seq, prev_hash) = match prev {
         Some(h) => (h.seq + 1, h.hash.as_str()),
         None => (1, GENESIS),
     };
-    let mut canonical = Vec::with_capacity(1536);
-    write_event_canonical(event, &mut canonical);
-    let hash = hash_canonical(key, seq, time_ms, prev_hash, &canonical);
+    let hash = hash_canonical(key, seq, time_ms, prev_hash, canonical);
     let v = if key.is_some() { KEYED } else { 1 };
-    let bytes = crate::stored::encode(v, seq, time_ms, prev_hash, &hash, &canonical)
-        .unwrap_or_else(|| json_bytes(v, seq, time_ms, prev_hash, &hash, &canonical));
+    let compact = match form {
+        StoredForm::Compact => crate::stored::encode(v, seq, time_ms, prev_hash, &hash, canonical),
+        StoredForm::Json => None,
+    };
+    let bytes = compact.unwrap_or_else(|| json_bytes(v, seq, time_ms, prev_hash, &hash, canonical));
     (bytes, Head { seq, hash, mac: None })
 }
 
@@ -875,6 +918,10 @@ mod tests {
                     let (bytes, head) = seal_to_bytes(prev, 1_700_000_000_123, &e, key);
                     let record = Record::seal(prev, 1_700_000_000_123, &e, key);
                     assert_eq!(bytes, record.to_stored_bytes());
+                    let (as_json, json_head) =
+                        seal_to_bytes_as(StoredForm::Json, prev, 1_700_000_000_123, &e, key);
+                    assert_eq!(as_json, record.to_bytes());
+                    assert_eq!(json_head, head);
                     assert!(crate::stored::is_compact(&bytes));
                     let canonical = canonical_json(&record.event);
                     let json = json_bytes(

@@ -14,7 +14,7 @@
 
 use crate::auth::{Authenticated, RawRequest};
 use crate::{App, RequestContext, clock};
-use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record};
+use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record, StoredForm};
 use coffer_audit::event::{self, EVENT_VERSION, Event, Resource, UserIdentity};
 use coffer_audit::lookup::{self, LookupError, Query};
 use coffer_core::{AwsError, ErrorCode, Scope};
@@ -72,6 +72,9 @@ pub struct Auditor {
     /// nodes share: each node then appends to a chain of its own per scope, so no head row
     /// is written by two nodes. Without it, one chain per scope.
     chain_node: std::sync::OnceLock<String>,
+    /// The form records are stored in: compact on disk, JSON in `--dev`'s memory
+    /// ([`Auditor::for_store`]).
+    form: StoredForm,
     failures: Mutex<HashMap<String, FailureWindow>>,
 }
 
@@ -119,7 +122,20 @@ impl Auditor {
             failures: Mutex::new(HashMap::new()),
             chain_key: std::sync::OnceLock::new(),
             chain_node: std::sync::OnceLock::new(),
+            form: StoredForm::Compact,
         }
+    }
+
+    /// The auditor of an app over a store of this latency: the in-memory store keeps its
+    /// records in the JSON form, since compressing each event (a few µs of every call)
+    /// would only save memory the store drops soon (its trail is bounded), and every
+    /// reader reads both forms.
+    pub(crate) fn for_store(settings: Settings, latency: Latency) -> Auditor {
+        let form = match latency {
+            Latency::Memory => StoredForm::Json,
+            Latency::LocalDisk | Latency::Network => StoredForm::Compact,
+        };
+        Auditor { form, ..Auditor::new(settings) }
     }
 
     /// Appends every event from now on to this node's own chain of each scope (set once,
@@ -135,7 +151,12 @@ impl Auditor {
 
     /// The heads of one transaction's appends: this node's chains, keyed.
     pub(crate) fn heads(&self) -> Heads<'_> {
-        Heads { moved: HashMap::new(), key: self.chain_key(), node: self.chain_node() }
+        Heads {
+            moved: HashMap::new(),
+            key: self.chain_key(),
+            node: self.chain_node(),
+            form: self.form,
+        }
     }
 
     /// Keys every event appended from now on (set once, at start, before serving).
@@ -495,6 +516,7 @@ fn secret_events(call: &Event, secrets_read: Vec<(SecretsManagerOp, String)>) ->
 
 /// Appends `event` to the chain of `scope` and, when `also` names another scope, a copy
 /// addressed to that account to its chain (same event id).
+#[allow(clippy::too_many_arguments)] // the event, where it goes, and its prepared JSON
 fn append_delivered(
     app: &App,
     tx: &mut dyn WriteTxn,
@@ -503,12 +525,13 @@ fn append_delivered(
     also: Option<&Scope>,
     time_ms: i64,
     event: &Event,
+    canonical: Option<&[u8]>,
 ) -> Result<(), AwsError> {
-    append_and_stream(app, tx, heads, scope, time_ms, event)?;
+    append_and_stream(app, tx, heads, scope, time_ms, event, canonical)?;
     if let Some(owner) = also.filter(|owner| *owner != scope) {
         let mut copy = event.clone();
         copy.recipient_account_id = owner.account.clone();
-        append_and_stream(app, tx, heads, owner, time_ms, &copy)?;
+        append_and_stream(app, tx, heads, owner, time_ms, &copy, None)?;
     }
     Ok(())
 }
@@ -576,13 +599,15 @@ pub(crate) struct Heads<'k> {
     key: Option<&'k ChainKey>,
     /// The node whose chains these are (`None`: each scope's single chain).
     node: Option<&'k str>,
+    /// The form of the records appended.
+    form: StoredForm,
 }
 
 impl<'k> Heads<'k> {
     /// Heads keyed with `key` (the app's chain key, if it has one).
     #[cfg(test)]
     pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
-        Heads { moved: HashMap::new(), key, node: None }
+        Heads { moved: HashMap::new(), key, node: None, form: StoredForm::Compact }
     }
 
     /// The chain these heads append to in `scope`.
@@ -831,7 +856,7 @@ mod chain_key_tests {
             .write(&mut |tx| {
                 let mut heads = Heads::new(Some(&key));
                 let event = service_event(&scope(), "secretsmanager", "RotationStarted", "arn", 0);
-                append_in(tx, &mut heads, &scope(), 0, &event)?;
+                append_in(tx, &mut heads, &scope(), 0, &event, None)?;
                 heads.store(tx)
             })
             .unwrap();
@@ -846,16 +871,24 @@ mod chain_key_tests {
 
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
 /// to be stored by the caller. Returns the event's sequence number in that chain.
+/// `canonical`: the event's canonical JSON, when the caller wrote it before the
+/// transaction ([`chain::canonical_event`]).
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
+    canonical: Option<&[u8]>,
 ) -> Result<u64, StoreError> {
     let id = heads.chain_of(scope);
     let head = heads.current(tx, &id)?;
-    let (bytes, head) = chain::seal_to_bytes(head.as_ref(), time_ms, event, heads.key);
+    let (bytes, head) = match canonical {
+        Some(canonical) => {
+            chain::seal_canonical_as(heads.form, head.as_ref(), time_ms, canonical, heads.key)
+        }
+        None => chain::seal_to_bytes_as(heads.form, head.as_ref(), time_ms, event, heads.key),
+    };
     let seq = head.seq;
     tx.put_record(EVENT_KIND, &chain::chain_event_key(&id, seq), &bytes)?;
     heads.moved.insert(id, head);
@@ -871,13 +904,14 @@ fn append_and_stream(
     scope: &Scope,
     time_ms: i64,
     event: &Event,
+    canonical: Option<&[u8]>,
 ) -> Result<(), AwsError> {
     let fail = |what: &str, cause: String| {
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
         crate::metrics::audit_write_failures(1);
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
-    match append_in(tx, heads, scope, time_ms, event) {
+    match append_in(tx, heads, scope, time_ms, event, canonical) {
         Ok(seq) => {
             // With a retention limit, each new event retires the one that falls out of it.
             if let Some(keep) = app.audit.settings.retain_events
@@ -912,7 +946,7 @@ fn append_alone(
     event: &Event,
 ) -> Result<(), AwsError> {
     let mut heads = app.audit.heads();
-    append_and_stream(app, tx, &mut heads, scope, time_ms, event)?;
+    append_and_stream(app, tx, &mut heads, scope, time_ms, event, None)?;
     heads.store(tx).map_err(crate::store_error)
 }
 
@@ -941,7 +975,7 @@ pub(crate) fn in_transaction(
     add_resources(&mut event);
     let mut heads = app.audit.heads();
     let also = pending.also.as_ref();
-    append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event)?;
+    append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event, None)?;
     heads.store(tx).map_err(crate::store_error)
 }
 
@@ -1129,12 +1163,6 @@ pub struct Unwritten {
     also: Option<Scope>,
 }
 
-impl Unwritten {
-    fn events(&self) -> impl Iterator<Item = &Event> {
-        std::iter::once(&self.event).chain(&self.secret_events)
-    }
-}
-
 /// Writes an event from a thread that may block: directly into a memory store, else
 /// through the appender, which commits it with those of concurrent calls.
 pub(crate) fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
@@ -1152,18 +1180,33 @@ pub(crate) fn append_unwritten(
     heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    for event in unwritten.events() {
-        let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
-        append_delivered(app, tx, heads, scope, also, unwritten.time_ms, event)?;
+    append_unwritten_with(app, tx, heads, unwritten, None)
+}
+
+/// [`append_unwritten`], the call's own event already written as its canonical JSON.
+fn append_unwritten_with(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
+    unwritten: &Unwritten,
+    canonical: Option<&[u8]>,
+) -> Result<(), AwsError> {
+    let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
+    append_delivered(app, tx, heads, scope, also, unwritten.time_ms, &unwritten.event, canonical)?;
+    for event in &unwritten.secret_events {
+        append_delivered(app, tx, heads, scope, also, unwritten.time_ms, event, None)?;
     }
     Ok(())
 }
 
-/// Writes one event in a transaction of its own.
+/// Writes one event in a transaction of its own. On the memory store the transaction
+/// holds the one lock every reader waits for, so the event's canonical JSON (all of its
+/// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
+    let canonical = chain::canonical_event(&unwritten.event);
     let written = app.store.write(&mut |tx| {
         let mut heads = app.audit.heads();
-        append_unwritten(app, tx, &mut heads, unwritten)
+        append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
             .map_err(|_| StoreError::Aborted)
             .and_then(|()| heads.store(tx))
     });
@@ -1547,6 +1590,51 @@ mod tests {
         let auditor =
             Auditor::new(Settings { log: Some(PathBuf::from("/dev/full")), ..Settings::default() });
         assert!(auditor.write_line(b"{}").is_err());
+    }
+}
+
+#[cfg(test)]
+mod stored_form_tests {
+    use super::*;
+    use crate::{Config, KeyRing};
+    use coffer_crypto::MasterKey;
+    use coffer_store::{MemoryStore, SqliteStore};
+
+    /// The stored bytes of the one event appended through an app over `store`.
+    fn appended_bytes(store: Arc<dyn coffer_store::Store>) -> Vec<u8> {
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let scope = Scope::new("111122223333", "us-east-1");
+        store
+            .write(&mut |tx| {
+                record_service_event(&app, tx, &scope, "secretsmanager.amazonaws.com", "X", "a", 5)
+                    .map_err(|_| StoreError::Aborted)
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        store
+            .read(&mut |tx| {
+                out = tx.records(EVENT_KIND, "", None, 10)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        out.pop().unwrap().1
+    }
+
+    /// `--dev`'s memory store keeps its records in the JSON form (compressing each event
+    /// would cost CPU on every call to save memory it soon drops); stores on disk keep the
+    /// compact form. Both read back as the same record.
+    #[test]
+    fn the_memory_store_keeps_json_records_and_a_durable_store_compact_ones() {
+        let json = appended_bytes(Arc::new(MemoryStore::new()));
+        assert_eq!(json.first(), Some(&b'{'), "{}", String::from_utf8_lossy(&json));
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+        let compact = appended_bytes(Arc::new(sqlite));
+        assert!(coffer_audit::stored::is_compact(&compact));
+        let (a, b) = (Record::from_bytes(&json).unwrap(), Record::from_bytes(&compact).unwrap());
+        assert_eq!((a.seq, a.event["eventName"].clone()), (b.seq, b.event["eventName"].clone()));
     }
 }
 

@@ -171,7 +171,7 @@ impl App {
         config: Config,
         iam: Option<iam::Iam>,
     ) -> Arc<App> {
-        let audit = audit::Auditor::new(config.audit.clone());
+        let audit = audit::Auditor::for_store(config.audit.clone(), store.latency());
         let quotas = quotas::Quotas::new(&config.quotas);
         Arc::new_cyclic(|app| App {
             quotas,

@@ -1167,6 +1167,11 @@ pub fn records_list_by_prefix_in_key_order_with_paging(store: &dyn Store) {
     assert_eq!(keys("acct1/", None, 10).len(), 4);
     assert_eq!(keys("", None, 10).len(), 5);
     assert!(keys("acct3/", None, 10).is_empty());
+    // A cursor before the prefix, inside it, at its end and past it.
+    assert_eq!(keys("acct1/us-east-1/", Some("acct0"), 10).len(), 3);
+    assert_eq!(keys("acct1/", Some("acct1/eu/a"), 2), ["acct1/us-east-1/a", "acct1/us-east-1/b"]);
+    assert!(keys("acct1/us-east-1/", Some("acct1/us-east-1/c"), 10).is_empty());
+    assert!(keys("acct1/us-east-1/", Some("acct2"), 10).is_empty());
 }
 
 pub fn failed_write_undoes_record_changes(store: &dyn Store) {

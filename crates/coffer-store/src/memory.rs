@@ -107,12 +107,14 @@ impl Store for MemoryStore {
         for (name, value) in sorted(&state.settings) {
             visit(SnapshotItem::Setting { name, value })?;
         }
-        for ((kind, key), value) in &state.records {
-            visit(SnapshotItem::Record {
-                kind: kind.clone(),
-                key: key.clone(),
-                value: value.clone(),
-            })?;
+        for (kind, records) in &state.records {
+            for (key, value) in records {
+                visit(SnapshotItem::Record {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })?;
+            }
         }
         Ok(())
     }
@@ -198,8 +200,10 @@ struct State {
     versions: HashMap<String, Vec<Version>>,
     wrapped_keys: HashMap<String, Vec<u8>>,
     settings: HashMap<String, Vec<u8>>,
-    /// Records of other subsystems, by kind and key, in key order for prefix scans.
-    records: BTreeMap<(String, String), Vec<u8>>,
+    /// Records of other subsystems, by kind and key, in key order for prefix scans. Kept
+    /// per kind so that a lookup borrows its kind and key instead of allocating a copy of
+    /// both (every call's audit event reads and writes a few records).
+    records: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// The last `seq` handed out; the next secret gets one more.
     last_seq: i64,
 }
@@ -224,6 +228,16 @@ impl State {
             }
         }
         Some(old)
+    }
+
+    /// Removes a record, and its kind's map once empty (so `records` holds no empty kind).
+    fn remove_record(&mut self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        let records = self.records.get_mut(kind)?;
+        let previous = records.remove(key);
+        if records.is_empty() {
+            self.records.remove(kind);
+        }
+        previous
     }
 
     fn version_position(&self, arn: &str, version_id: &str) -> Option<usize> {
@@ -290,10 +304,10 @@ impl State {
             },
             Undo::Record { kind, key, previous } => match previous {
                 Some(value) => {
-                    self.records.insert((kind, key), value);
+                    self.records.entry(kind).or_default().insert(key, value);
                 }
                 None => {
-                    self.records.remove(&(kind, key));
+                    self.remove_record(&kind, &key);
                 }
             },
             Undo::LastSeq(previous) => self.last_seq = previous,
@@ -379,7 +393,7 @@ impl ReadTxn for State {
     }
 
     fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.records.get(&(kind.to_owned(), key.to_owned())).cloned())
+        Ok(self.records.get(kind).and_then(|records| records.get(key)).cloned())
     }
 
     fn records(
@@ -389,14 +403,20 @@ impl ReadTxn for State {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        let start = (kind.to_owned(), prefix.to_owned());
-        Ok(self
-            .records
-            .range(start..)
-            .take_while(|((k, key), _)| k == kind && key.starts_with(prefix))
-            .filter(|((_, key), _)| after.is_none_or(|a| key.as_str() > a))
+        let Some(records) = self.records.get(kind) else {
+            return Ok(Vec::new());
+        };
+        // The keys with `prefix` are contiguous: start at the prefix, or just after `after`
+        // when that is further on.
+        let from = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        Ok(records
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
             .take(limit)
-            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
     }
 }
@@ -681,13 +701,17 @@ impl WriteTxn for MemTxn<'_> {
     }
 
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        let previous = self.state.records.insert((kind.to_owned(), key.to_owned()), value.to_vec());
+        let records = match self.state.records.get_mut(kind) {
+            Some(records) => records,
+            None => self.state.records.entry(kind.to_owned()).or_default(),
+        };
+        let previous = records.insert(key.to_owned(), value.to_vec());
         self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
         Ok(())
     }
 
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
-        let previous = self.state.records.remove(&(kind.to_owned(), key.to_owned()));
+        let previous = self.state.remove_record(kind, key);
         if previous.is_some() {
             self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
         }
