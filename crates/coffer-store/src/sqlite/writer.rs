@@ -243,6 +243,8 @@ pub(super) fn start_checkpointer(
     std::thread::Builder::new()
         .name("coffer-sqlite-checkpoint".to_owned())
         .spawn(move || {
+            // Consecutive checks that found the WAL past its bound.
+            let mut checks_over = 0u32;
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
                 if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
                     tracing::warn!(%error, "could not checkpoint the SQLite WAL");
@@ -250,13 +252,35 @@ pub(super) fn start_checkpointer(
                 // Under steady writes the copy is never complete when looked at, so the
                 // size alone decides; the writer finishes the copy with no writes coming.
                 let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-                if size > WAL_RESTART_BYTES {
-                    restart_wal.fetch_max(WAL_START_OVER, Ordering::SeqCst);
+                checks_over = if size > WAL_RESTART_BYTES { checks_over + 1 } else { 0 };
+                let asked = wal_request(checks_over);
+                if asked != WAL_KEEP {
+                    restart_wal.fetch_max(asked, Ordering::SeqCst);
                 }
             }
         })
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(stop)
+}
+
+/// How many consecutive checks ([`CHECKPOINT_INTERVAL`] apart) may find the WAL past its
+/// bound before starting it over in place gives way to truncating it.
+const CHECKS_BEFORE_TRUNCATE: u32 = 5;
+
+/// What the checkpoint thread asks of the writer after `checks_over` consecutive checks
+/// found the WAL past [`WAL_RESTART_BYTES`]: nothing, then a start over in place
+/// (`RESTART`, cheap), and a truncation once that has not brought the file back within
+/// [`CHECKS_BEFORE_TRUNCATE`] checks. A `RESTART` can report success and still leave the
+/// file at its size: the next commit writes from the WAL's start (and `journal_size_limit`
+/// cuts the file) only if no reader holds a read mark in it when that commit begins, which
+/// steady reads on a loaded machine prevented for 20 s in a test run; a truncation cuts
+/// the file itself.
+fn wal_request(checks_over: u32) -> u8 {
+    match checks_over {
+        0 => WAL_KEEP,
+        n if n < CHECKS_BEFORE_TRUNCATE => WAL_START_OVER,
+        _ => WAL_TRUNCATE,
+    }
 }
 
 /// Starts the WAL over from the writer, between batches, when the checkpoint thread
@@ -347,5 +371,20 @@ pub(super) fn run_in_savepoint(
     match ran {
         Ok(result) => Member::Done(result),
         Err(payload) => Member::Panicked(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wal_past_its_bound_is_started_over_then_truncated_if_that_did_not_bring_it_back() {
+        assert_eq!(wal_request(0), WAL_KEEP);
+        for checks in 1..CHECKS_BEFORE_TRUNCATE {
+            assert_eq!(wal_request(checks), WAL_START_OVER, "after {checks} checks");
+        }
+        assert_eq!(wal_request(CHECKS_BEFORE_TRUNCATE), WAL_TRUNCATE);
+        assert_eq!(wal_request(u32::MAX), WAL_TRUNCATE);
     }
 }
