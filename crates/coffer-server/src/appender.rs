@@ -184,8 +184,7 @@ fn run(app: &Weak<App>, shared: &Shared) {
         };
         let Some(app) = app.upgrade() else {
             // No store to write to: whatever waits is failed (the senders dropped).
-            let batch = shared.take(ticket);
-            drop(batch);
+            drop(shared.take(ticket));
             continue;
         };
         // Taken on the closure's first run; a store that runs it again (PostgreSQL after
@@ -224,7 +223,7 @@ mod tests {
     use super::*;
     use crate::audit::{CallRecord, Source};
     use crate::{Config, KeyRing};
-    use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Verifier};
+    use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head};
     use coffer_audit::event::UserIdentity;
     use coffer_core::Scope;
     use coffer_crypto::MasterKey;
@@ -298,13 +297,11 @@ mod tests {
             .read(&mut |tx| {
                 let head: Option<Head> =
                     tx.record(HEAD_KIND, &id)?.and_then(|b| serde_json::from_slice(&b).ok());
-                let mut v = Verifier::new(&id, head, Some(key.clone()));
-                for (k, bytes) in
-                    tx.records(EVENT_KIND, &chain::chain_event_prefix(&id), None, 10_000)?
-                {
-                    v.push(&k, &bytes);
-                }
-                result = v.finish().map_err(|b| b.to_string());
+                let records =
+                    tx.records(EVENT_KIND, &chain::chain_event_prefix(&id), None, 10_000)?;
+                let newest_first = records.iter().map(|(k, b)| (k.as_str(), b.as_slice()));
+                result = chain::verify(&id, head, Some(key.clone()), newest_first)
+                    .map_err(|b| b.to_string());
                 Ok(())
             })
             .unwrap();
