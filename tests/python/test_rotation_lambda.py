@@ -98,6 +98,9 @@ def test_full_rotation_runs_four_steps_and_reports_dates(sm, runner, rotator, na
     new = resp["VersionId"]
     assert set(resp) - {"ResponseMetadata"} == {"ARN", "Name", "VersionId"}
     wait_for(lambda: current_is(sm, name, new))
+    # The rotation ends after finishSecret has returned (the function moves AWSCURRENT
+    # within it), and records its date then, in a write of its own: wait for that end.
+    wait_for(lambda: "LastRotatedDate" in sm.describe_secret(SecretId=name))
     events = runner.events()[before:]
     assert [e["Step"] for e in events] == ["createSecret", "setSecret", "testSecret", "finishSecret"]
     for e in events:
