@@ -1,0 +1,115 @@
+"""Regression tests for the tenth adversarial review's findings (the ninth session's
+features and the leftovers it named: the `coffer:jwks-file` tag, GetSessionToken's session
+ARN, the region of `--dev` callers).
+
+Each test drives the real binary: boto3 against an enforcing server whose users are made
+through the IAM API, or raw signed HTTP against `--dev`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from conftest import error_of, signed_request, start_dev_server
+from test_sec_review7 import Server
+
+ACCOUNT = "000000000000"
+AUDIENCE = "sts.amazonaws.com"
+
+
+def code_of(fn, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as e:
+        fn(**kwargs)
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+# ------------------------- 01: the coffer:jwks-file tag reads only the operator's files
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """An enforcing server started without --jwks-dir."""
+    s = Server(tmp_path_factory.mktemp("review10-plain"))
+    yield s
+    s.server.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """An enforcing server whose operator allows key set files from one directory."""
+    jwks_dir = tmp_path_factory.mktemp("review10-jwks")
+    s = Server(tmp_path_factory.mktemp("review10-keyed"), ["--jwks-dir", str(jwks_dir)])
+    s.jwks_dir = jwks_dir
+    yield s
+    s.server.stop()
+
+
+def provider(srv, path: str) -> dict:
+    issuer = f"https://oidc-{uuid.uuid4().hex[:8]}.example.test"
+    return dict(Url=issuer, ClientIDList=[AUDIENCE], ThumbprintList=["a" * 40],
+                Tags=[{"Key": "coffer:jwks-file", "Value": path}])
+
+
+def test_01_without_jwks_dir_a_tenant_cannot_make_the_server_read_a_file(plain, tmp_path):
+    """Any account's administrator (CreateOpenIDConnectProvider) could name any absolute
+    `.json` path the server can read as its provider's key set: another tenant's key set,
+    a FIFO that holds a worker thread for ever, a file of any size read whole, and learn
+    from the answers whether a path held a key set. The tag is now refused unless the
+    operator names the directory of key set files (--jwks-dir)."""
+    jwks = tmp_path / "someone-elses.json"
+    jwks.write_text(json.dumps({"keys": []}))
+    iam = plain.any_client("iam")
+    code, message = code_of(iam.create_open_id_connect_provider, **provider(plain, str(jwks)))
+    assert code == "ValidationError"
+    assert "--jwks-dir" in message
+    assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
+
+
+def test_01_with_jwks_dir_only_regular_bounded_files_inside_it_are_read(keyed, tmp_path):
+    iam = keyed.any_client("iam")
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"keys": []}))
+    for path in [str(outside), f"{keyed.jwks_dir}/../{outside.parent.name}/outside.json",
+                 f"{keyed.jwks_dir}x/a.json"]:
+        code, _ = code_of(iam.create_open_id_connect_provider, **provider(keyed, path))
+        assert code == "ValidationError", path
+
+    def web_identity(issuer: str) -> requests.Response:
+        import base64
+
+        def b64(doc: dict) -> str:
+            return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+        claims = {"iss": issuer, "sub": "s", "aud": AUDIENCE, "exp": 9_999_999_999}
+        token = f"{b64({'alg': 'RS256', 'kid': 'k1'})}.{b64(claims)}.AAAA"
+        return requests.post(keyed.url + "/", timeout=20, data={
+            "Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r10-{uuid.uuid4().hex[:6]}",
+            "RoleSessionName": "review10", "WebIdentityToken": token})
+
+    # A FIFO in the directory: answered at once, not a worker blocked until a writer comes.
+    fifo = keyed.jwks_dir / f"fifo-{uuid.uuid4().hex[:6]}.json"
+    os.mkfifo(fifo)
+    # A link out of the directory, and a file larger than a key set: neither is read.
+    link = keyed.jwks_dir / f"link-{uuid.uuid4().hex[:6]}.json"
+    link.symlink_to(outside)
+    big = keyed.jwks_dir / f"big-{uuid.uuid4().hex[:6]}.json"
+    big.write_text(json.dumps({"keys": [], "pad": " " * (300 * 1024)}))
+    for path in (fifo, link, big):
+        args = provider(keyed, str(path))
+        iam.create_open_id_connect_provider(**args)
+        answer = web_identity(args["Url"])
+        assert answer.status_code == 400 and "IDPCommunicationError" in answer.text, (path, answer.text)
+    # A key set inside the directory is read: the token is then refused on its signature.
+    good = keyed.jwks_dir / f"good-{uuid.uuid4().hex[:6]}.json"
+    good.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}))
+    args = provider(keyed, str(good))
+    iam.create_open_id_connect_provider(**args)
+    answer = web_identity(args["Url"])
+    assert answer.status_code == 400 and "InvalidIdentityToken" in answer.text, answer.text
