@@ -113,3 +113,36 @@ def test_01_with_jwks_dir_only_regular_bounded_files_inside_it_are_read(keyed, t
     iam.create_open_id_connect_provider(**args)
     answer = web_identity(args["Url"])
     assert answer.status_code == 400 and "InvalidIdentityToken" in answer.text, answer.text
+
+
+# ---------------------------- 02: GetSessionToken's session is named with the user's path
+
+def test_02_a_user_session_is_logged_with_the_users_path(tmp_path):
+    """The request log named calls made with GetSessionToken credentials
+    `user/<name>`, while the same user's own key's calls were `user/<path>/<name>`: a
+    search of the log for the user's ARN missed its sessions."""
+    from conftest import start_server
+
+    srv = Server(tmp_path)
+    srv.server.stop()
+    srv.server = start_server(["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                               "--log-format", "json"], env={"COFFER_LOG": "info"})
+    srv.url = srv.server.url
+    try:
+        name = f"r10-pathed-{uuid.uuid4().hex[:6]}"
+        key, arn = srv.iam_user(name, {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}]},
+            path="/team/ops/")
+        assert arn == f"arn:aws:iam::{ACCOUNT}:user/team/ops/{name}"
+        srv.any_client("secretsmanager", key).list_secrets()
+        creds = srv.any_client("sts", key).get_session_token()["Credentials"]
+        srv.session_client("secretsmanager", creds).list_secrets()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and srv.server.output().count('"operation":"ListSecrets"') < 2:
+            time.sleep(0.05)
+        lines = [json.loads(ln) for ln in srv.server.output().splitlines() if ln.startswith("{")]
+        listed = [e for e in lines if e.get("target") == "coffer::request" and e.get("operation") == "ListSecrets"]
+        assert [(e["access_key_id"], e["principal"]) for e in listed] == [
+            (key[0], arn), (creds["AccessKeyId"], arn)]
+    finally:
+        srv.server.stop()
