@@ -146,3 +146,43 @@ def test_02_a_user_session_is_logged_with_the_users_path(tmp_path):
             (key[0], arn), (creds["AccessKeyId"], arn)]
     finally:
         srv.server.stop()
+
+
+# ----------------------------------- 03: a --dev caller's region is shaped like a region
+
+@pytest.fixture(scope="module")
+def dev():
+    s = start_dev_server()
+    yield s
+    s.stop()
+
+
+def test_03_dev_refuses_a_region_that_names_another_regions_node_chain(dev):
+    """`--dev` took any region from the credential scope. `us-east-1@x` made a scope whose
+    chain id (`<account>/us-east-1@x`) is read back as a node's chain of `us-east-1`: a
+    secret made there had its event in us-east-1's LookupEvents. Regions must now be
+    lowercase letters, digits and hyphens, as every AWS region is; the refusal is the one an
+    enforcing server gives."""
+    import boto3
+
+    name = f"r10-dev-{uuid.uuid4().hex[:6]}"
+
+    def create(region: str) -> requests.Response:
+        return signed_request(dev.url, "CreateSecret", {
+            "Name": name, "SecretString": "v", "ClientRequestToken": str(uuid.uuid4())}, region=region)
+
+    for region in ("us-east-1@x", "US-EAST-1", "a" * 40):
+        answer = create(region)
+        assert answer.status_code == 400, (region, answer.text)
+        code, message = error_of(answer)
+        assert code == "InvalidSignatureException"
+        assert message == f"Credential should be scoped to a valid region, not '{region}'. "
+    trail = boto3.client("cloudtrail", endpoint_url=dev.url, region_name="us-east-1",
+                         aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x")
+    events = trail.lookup_events(LookupAttributes=[
+        {"AttributeKey": "EventName", "AttributeValue": "CreateSecret"}])["Events"]
+    assert not [e for e in events if name in e["CloudTrailEvent"]]
+    assert create("us-east-1").status_code == 200
+    # A made-up but well-formed region still works with --dev (tests use their own).
+    other = signed_request(dev.url, "ListSecrets", {}, region="local-test-1")
+    assert other.status_code == 200, other.text
