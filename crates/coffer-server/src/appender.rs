@@ -192,7 +192,7 @@ fn run(app: &Weak<App>, shared: &Shared) {
         let mut batch: Option<Vec<Job>> = None;
         // The audit log's lines of the attempt that commits, written before the callers
         // are told their events are durable.
-        let lines = crate::audit_file::Lines::default();
+        let lines = crate::audit_file::Lines::of(app.audit.log_file());
         let committed = app.store.write(&mut |tx| {
             let events = batch.get_or_insert_with(|| shared.take(ticket));
             lines.attempt(|| {

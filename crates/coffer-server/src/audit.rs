@@ -1144,7 +1144,7 @@ fn append_unwritten_with(
 /// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let canonical = chain::canonical_event(&unwritten.event);
-    let lines = Lines::default();
+    let lines = Lines::of(app.audit.log_file());
     let written = app.store.write(&mut |tx| {
         lines.attempt(|| {
             let mut heads = app.audit.heads();

@@ -81,6 +81,8 @@ struct Open {
     can_reserve: bool,
     /// A line was written since it was opened: the zero-length probe is no longer needed.
     proven: bool,
+    /// A regular file (which rotates), not a pipe or a device.
+    regular: bool,
 }
 
 impl AuditFile {
@@ -187,14 +189,17 @@ impl AuditFile {
             let (buf, count) = match target {
                 Target::Stdout => batch(&state.queue, u64::MAX, 0),
                 Target::File(path) => {
-                    let size = state.open(path)?.size;
+                    let open = state.open(path)?;
+                    let (size, regular) = (open.size, open.regular);
                     let first = state.queue[0].len() as u64 + 1;
                     if size > 0 && size + first > self.max_bytes && is_regular_file(path) {
                         state.file = None;
                         rotate(path, self.keep)?;
                         continue;
                     }
-                    batch(&state.queue, self.max_bytes, size)
+                    // A pipe or a device is never rotated: no size bounds its writes.
+                    let max_bytes = if regular { self.max_bytes } else { u64::MAX };
+                    batch(&state.queue, max_bytes, size)
                 }
             };
             let (written, result) = self.write_out(state, &buf);
@@ -293,12 +298,20 @@ impl State {
     fn open(&mut self, path: &Path) -> std::io::Result<&mut Open> {
         if self.file.is_none() {
             let (mut file, mut size) = open_append(path)?;
+            let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
             if self.torn && size > 0 && !ends_a_line(path, size) {
                 file.write_all(b"\n")?;
                 size += 1;
             }
             self.torn = false;
-            self.file = Some(Open { file, size, reserved_to: 0, can_reserve: true, proven: false });
+            self.file = Some(Open {
+                file,
+                size,
+                reserved_to: 0,
+                can_reserve: regular,
+                proven: false,
+                regular,
+            });
         }
         Ok(self.file.as_mut().expect("opened above"))
     }
@@ -381,13 +394,25 @@ thread_local! {
 /// ran last until it acknowledges the commit. Wrap each attempt in [`Lines::attempt`]
 /// (the store may run it on a thread of its own, and more than once), then call
 /// [`Lines::committed`] once the write returned `Ok`.
-#[derive(Debug, Default)]
-pub(crate) struct Lines(Mutex<Vec<Vec<u8>>>);
+#[derive(Debug)]
+pub(crate) struct Lines {
+    /// Whether there is a log: without one, attempts run as they are (no line is made).
+    on: bool,
+    kept: Mutex<Vec<Vec<u8>>>,
+}
 
 impl Lines {
+    /// The lines of one store write for the log `file`.
+    pub(crate) fn of(file: &AuditFile) -> Lines {
+        Lines { on: file.enabled(), kept: Mutex::new(Vec::new()) }
+    }
+
     /// Runs one attempt of the transaction, keeping the lines it makes in place of those
     /// of an earlier attempt (which was rolled back).
     pub(crate) fn attempt<T>(&self, f: impl FnOnce() -> T) -> T {
+        if !self.on {
+            return f();
+        }
         /// Puts back what collected before (nothing, unless writes nest), even on a panic.
         struct Restore(Option<Vec<Vec<u8>>>);
         impl Drop for Restore {
@@ -401,13 +426,16 @@ impl Lines {
         let out = f();
         let mine = COLLECTING.with(|c| c.take()).unwrap_or_default();
         drop(restore);
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = mine;
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = mine;
         out
     }
 
     /// Writes the lines of the attempt that committed.
     pub(crate) fn committed(&self, file: &AuditFile) {
-        let lines = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        if !self.on {
+            return;
+        }
+        let lines = std::mem::take(&mut *self.kept.lock().unwrap_or_else(PoisonError::into_inner));
         file.write_committed(lines);
     }
 }

@@ -366,7 +366,7 @@ impl coffer_store::Store for RecordedStore {
         let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
         let Some(event) = event else { return self.app.store.write(f) };
         let app = &self.app;
-        let lines = crate::audit_file::Lines::default();
+        let lines = crate::audit_file::Lines::of(app.audit.log_file());
         let result = app.store.write(&mut |tx| {
             lines.attempt(|| {
                 f(tx)?;

@@ -247,7 +247,7 @@ impl App {
         let mut out = None;
         let event = record.for_write();
         // The audit log's lines of the attempt that commits, written once it has.
-        let lines = audit_file::Lines::default();
+        let lines = audit_file::Lines::of(self.audit.log_file());
         let result = self.store.write(&mut |tx| {
             lines.attempt(|| match f(tx) {
                 Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
