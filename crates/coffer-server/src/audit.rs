@@ -12,6 +12,7 @@
 //! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
 //! `Settings::fail_open` is set, in which case the failure is only logged.
 
+use crate::audit_file::{AuditFile, Lines};
 use crate::auth::{Authenticated, RawRequest};
 use crate::{App, RequestContext, clock};
 use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record, StoredForm};
@@ -26,10 +27,8 @@ use coffer_wire::secretsmanager as sm;
 use serde_json::Value;
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// How the trail is kept.
@@ -65,7 +64,8 @@ impl Default for Settings {
 /// signatures of each known access key.
 pub struct Auditor {
     settings: Settings,
-    sink: Mutex<Option<(File, u64)>>,
+    /// The `--audit-log` copy, written after each commit (`crate::audit_file`).
+    file: AuditFile,
     /// The key of the chains ([`open_chain_key`]); without it events are chained unkeyed.
     chain_key: std::sync::OnceLock<ChainKey>,
     /// This node's name in its chains' ids ([`chain::node_chain_id`]), on stores several
@@ -117,8 +117,8 @@ impl std::fmt::Debug for Auditor {
 impl Auditor {
     pub fn new(settings: Settings) -> Auditor {
         Auditor {
+            file: AuditFile::new(&settings),
             settings,
-            sink: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
             chain_key: std::sync::OnceLock::new(),
             chain_node: std::sync::OnceLock::new(),
@@ -217,81 +217,13 @@ impl Auditor {
 
     /// Opens the JSON-lines file now, so that a bad path stops the server at start.
     pub fn open_sink(&self) -> std::io::Result<()> {
-        match &self.settings.log {
-            Some(path) if path.as_os_str() != "-" => {
-                let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-                *sink = Some(open_append(path)?);
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+        self.file.open()
     }
 
-    /// Writes one line to the sink (if any), rotating the file by size first.
-    fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let Some(path) = &self.settings.log else { return Ok(()) };
-        if path.as_os_str() == "-" {
-            let mut out = std::io::stdout().lock();
-            out.write_all(line)?;
-            out.write_all(b"\n")?;
-            return out.flush();
-        }
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if sink.is_none() {
-            *sink = Some(open_append(path)?);
-        }
-        let len = line.len() as u64 + 1;
-        let size = sink.as_ref().map_or(0, |s| s.1);
-        if size > 0 && size + len > self.settings.log_max_bytes && is_regular_file(path) {
-            *sink = None;
-            rotate(path, self.settings.log_keep)?;
-            *sink = Some(open_append(path)?);
-        }
-        let (file, size) = sink.as_mut().expect("opened above");
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-        // A failed write may leave a partial line; drop the handle so the next write
-        // reopens the file rather than appending to a torn line's tail blindly.
-        if let Err(e) = file.write_all(&buf).and_then(|()| file.flush()) {
-            *sink = None;
-            return Err(e);
-        }
-        *size += len;
-        Ok(())
+    /// The `--audit-log` copy of the trail.
+    pub(crate) fn log_file(&self) -> &AuditFile {
+        &self.file
     }
-}
-
-/// Opens the log for appending, creating it readable by its owner alone whatever the
-/// umask (rotated files keep that mode). A file that already exists keeps its mode: an
-/// operator may have opened it to a log shipper's group on purpose.
-fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    Ok((file, size))
-}
-
-fn is_regular_file(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
-}
-
-/// `FILE` -> `FILE.1`, `FILE.1` -> `FILE.2`, ..., dropping the oldest beyond `keep`.
-fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
-    let numbered = |n: usize| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    };
-    let keep = keep.max(1);
-    let _ = std::fs::remove_file(numbered(keep));
-    for n in (1..keep).rev() {
-        let from = numbered(n);
-        if from.exists() {
-            std::fs::rename(&from, numbered(n + 1))?;
-        }
-    }
-    std::fs::rename(path, numbered(1))
 }
 
 /// The event of the call running on this thread, until it is written.
@@ -895,8 +827,9 @@ fn append_in(
     Ok(seq)
 }
 
-/// Appends to the store and streams to the sink, inside `tx`. A failure is an error
-/// (aborting the transaction) unless the trail is fail-open.
+/// Appends to the store inside `tx` and keeps the event's log line for after the commit.
+/// A failure (of the store, or of the log's check) is an error (aborting the transaction)
+/// unless the trail is fail-open.
 fn append_and_stream(
     app: &App,
     tx: &mut dyn WriteTxn,
@@ -928,10 +861,17 @@ fn append_and_stream(
         Err(StoreError::Aborted) => return Err(crate::store_error(StoreError::Aborted)),
         Err(e) => return fail("store", e.to_string()),
     }
-    if app.audit.settings.log.is_some() {
+    // The line is written once the transaction commits (`audit_file::Lines`); here the
+    // log is only checked, so that a log that cannot take it stops the call unchanged.
+    let file = app.audit.log_file();
+    if file.enabled() {
         let line = serde_json::to_vec(event).expect("events serialize");
-        if let Err(e) = app.audit.write_line(&line) {
-            return fail("audit log", e.to_string());
+        if let Err(e) = file.check(line.len() as u64 + 1) {
+            fail("audit log", e.to_string())?;
+        }
+        if let Some(line) = crate::audit_file::keep(line) {
+            // Appended by a write that does not collect lines: written now, as before.
+            file.write_committed(vec![line]);
         }
     }
     Ok(())
@@ -1209,14 +1149,20 @@ fn append_unwritten_with(
 /// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let canonical = chain::canonical_event(&unwritten.event);
+    let lines = Lines::of(app.audit.log_file());
     let written = app.store.write(&mut |tx| {
-        let mut heads = app.audit.heads();
-        append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
-            .map_err(|_| StoreError::Aborted)
-            .and_then(|()| heads.store(tx))
+        lines.attempt(|| {
+            let mut heads = app.audit.heads();
+            append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
+                .map_err(|_| StoreError::Aborted)
+                .and_then(|()| heads.store(tx))
+        })
     });
     match written {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            lines.committed(app.audit.log_file());
+            Ok(())
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not commit the audit event");
             if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
@@ -1549,29 +1495,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_log_rotates_by_size_and_keeps_a_bounded_number_of_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let auditor = Auditor::new(Settings {
-            log: Some(path.clone()),
-            log_max_bytes: 100,
-            log_keep: 2,
-            ..Settings::default()
-        });
-        let line = vec![b'x'; 39];
-        for _ in 0..10 {
-            auditor.write_line(&line).unwrap();
-        }
-        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        assert!(size(&path) <= 100);
-        let one = dir.path().join("audit.jsonl.1");
-        let two = dir.path().join("audit.jsonl.2");
-        assert_eq!(size(&one), 80);
-        assert_eq!(size(&two), 80);
-        assert!(!dir.path().join("audit.jsonl.3").exists());
-    }
-
-    #[test]
     fn failed_signatures_are_logged_once_and_audited_a_bounded_number_of_times_per_interval() {
         let auditor = Auditor::new(Settings::default());
         let start = std::time::Instant::now();
@@ -1588,13 +1511,6 @@ mod tests {
         let next = auditor.note_failed_signature_at("AKIA1", later);
         assert_eq!(next, FailureNotice { audit: true, log: Some((24, 15)) });
         assert_eq!(auditor.note_failed_signature_at("AKIA1", later).log, None);
-    }
-
-    #[test]
-    fn a_sink_that_cannot_be_written_is_an_error() {
-        let auditor =
-            Auditor::new(Settings { log: Some(PathBuf::from("/dev/full")), ..Settings::default() });
-        assert!(auditor.write_line(b"{}").is_err());
     }
 }
 

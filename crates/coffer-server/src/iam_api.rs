@@ -366,15 +366,19 @@ impl coffer_store::Store for RecordedStore {
         let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
         let Some(event) = event else { return self.app.store.write(f) };
         let app = &self.app;
+        let lines = crate::audit_file::Lines::of(app.audit.log_file());
         let result = app.store.write(&mut |tx| {
-            f(tx)?;
-            crate::audit::in_transaction(app, tx, &(), Some(event)).map_err(|_| {
-                coffer_store::StoreError::Backend(
-                    "the call's audit event could not be written".into(),
-                )
+            lines.attempt(|| {
+                f(tx)?;
+                crate::audit::in_transaction(app, tx, &(), Some(event)).map_err(|_| {
+                    coffer_store::StoreError::Backend(
+                        "the call's audit event could not be written".into(),
+                    )
+                })
             })
         });
         if result.is_ok() {
+            lines.committed(app.audit.log_file());
             self.appended.store(true, Ordering::SeqCst);
         }
         result

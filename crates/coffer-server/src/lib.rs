@@ -12,6 +12,7 @@
 
 mod appender;
 pub mod audit;
+mod audit_file;
 pub mod audit_retention;
 pub mod auth;
 pub mod background;
@@ -250,22 +251,29 @@ impl App {
     ) -> Result<T, AwsError> {
         let mut out = None;
         let event = record.for_write();
-        let result = self.store.write(&mut |tx| match f(tx) {
-            Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
-                Ok(()) => {
-                    out = Some(Ok(v));
-                    Ok(())
-                }
+        // The audit log's lines of the attempt that commits, written once it has.
+        let lines = audit_file::Lines::of(self.audit.log_file());
+        let result = self.store.write(&mut |tx| {
+            lines.attempt(|| match f(tx) {
+                Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
+                    Ok(()) => {
+                        out = Some(Ok(v));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        out = Some(Err(e));
+                        Err(StoreError::Aborted)
+                    }
+                },
                 Err(e) => {
                     out = Some(Err(e));
                     Err(StoreError::Aborted)
                 }
-            },
-            Err(e) => {
-                out = Some(Err(e));
-                Err(StoreError::Aborted)
-            }
+            })
         });
+        if result.is_ok() {
+            lines.committed(self.audit.log_file());
+        }
         let done = finish(result, out);
         if done.is_ok() {
             record.committed();
