@@ -407,6 +407,73 @@ mod tests {
         assert_eq!(verify_store(&app, &key), Ok(0));
     }
 
+    /// Tidy 10: a node's chain (`<account>/<region>@<node>`) whose node is gone (nothing
+    /// appends to it any more) ages out like every other chain: its old events go to
+    /// archives and leave the store, and what stays (its head and base, as for every cut
+    /// chain) still verifies, so a node coming back under that name continues it.
+    #[test]
+    fn the_chain_of_a_gone_node_is_cut_like_any_other_and_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, key) = trail(dir.path(), 0, 2);
+        let gone = crate::App::new(
+            live.store.clone(),
+            KeyRing::open(MasterKey::generate(), &MemoryStore::new()).unwrap(),
+            live.config.clone(),
+        );
+        gone.audit.set_chain_key(key.clone());
+        gone.audit.set_chain_node("gone-host:8080");
+        let scope = Scope::new("111122223333", "us-east-1");
+        for i in 0..4 {
+            gone.store
+                .write(&mut |tx| {
+                    crate::audit::record_service_event(
+                        &gone,
+                        tx,
+                        &scope,
+                        "secretsmanager.amazonaws.com",
+                        "DeleteSecret",
+                        "arn:aws:secretsmanager:us-east-1:111122223333:secret:g",
+                        NOW - 3_600_000 + i,
+                    )
+                    .map_err(|_| StoreError::Aborted)
+                })
+                .unwrap();
+        }
+        let node_chain = "111122223333/us-east-1@gone-host:8080";
+        assert_eq!(verify_chain(&live, &key, node_chain), Ok(4));
+        assert_eq!(measure(&live).unwrap(), 6);
+        // The live node's sweep cuts the gone node's chain; its own recent events stay.
+        let outcome = run_round(&live, NOW).unwrap();
+        assert_eq!(outcome.archived, 4);
+        assert_eq!(verify_chain(&live, &key, node_chain), Ok(0));
+        assert_eq!(verify_store(&live, &key), Ok(2));
+        assert_eq!(measure(&live).unwrap(), 2);
+        let mut from = Checkpoint::genesis();
+        for file in &outcome.files {
+            let bytes = std::fs::read(file).unwrap();
+            let v = archive::verify_archive(bytes.split(|b| *b == b'\n'), Some(&key)).unwrap();
+            assert_eq!((v.chain.as_str(), &v.from), (node_chain, &from));
+            from = v.end;
+        }
+        assert_eq!(from.seq, 4);
+        // The node comes back under its name: its chain continues after the cut.
+        gone.store
+            .write(&mut |tx| {
+                crate::audit::record_service_event(
+                    &gone,
+                    tx,
+                    &scope,
+                    "secretsmanager.amazonaws.com",
+                    "DeleteSecret",
+                    "arn:aws:secretsmanager:us-east-1:111122223333:secret:g",
+                    NOW,
+                )
+                .map_err(|_| StoreError::Aborted)
+            })
+            .unwrap();
+        assert_eq!(verify_chain(&live, &key, node_chain), Ok(1));
+    }
+
     /// The sweep's listing of chain heads goes on past its first page: every chain's
     /// events are counted (and so cut), not only those of the first thousand chains.
     #[test]
