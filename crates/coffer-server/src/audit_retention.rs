@@ -332,25 +332,30 @@ mod tests {
         let app = crate::App::new(store, keys, config);
         let key = ChainKey::new(&[5; 32]);
         app.audit.set_chain_key(key.clone());
-        let scope = Scope::new("111122223333", "us-east-1");
         for i in 0..old + recent {
             let when = if i < old { NOW - 3_600_000 + i as i64 } else { NOW + i as i64 };
-            app.store
-                .write(&mut |tx| {
-                    crate::audit::record_service_event(
-                        &app,
-                        tx,
-                        &scope,
-                        "secretsmanager.amazonaws.com",
-                        "DeleteSecret",
-                        &format!("arn:aws:secretsmanager:us-east-1:111122223333:secret:s{i}"),
-                        when,
-                    )
-                    .map_err(|_| StoreError::Aborted)
-                })
-                .unwrap();
+            append(&app, &format!("s{i}"), when);
         }
         (app, key)
+    }
+
+    /// Appends a service event about secret `name`, at `when`, to `app`'s chain of the scope.
+    fn append(app: &crate::App, name: &str, when: i64) {
+        let scope = Scope::new("111122223333", "us-east-1");
+        app.store
+            .write(&mut |tx| {
+                crate::audit::record_service_event(
+                    app,
+                    tx,
+                    &scope,
+                    "secretsmanager.amazonaws.com",
+                    "DeleteSecret",
+                    &format!("arn:aws:secretsmanager:us-east-1:111122223333:secret:{name}"),
+                    when,
+                )
+                .map_err(|_| StoreError::Aborted)
+            })
+            .unwrap();
     }
 
     /// `verify` of what the store keeps of the scope's chain, from its base.
@@ -422,22 +427,8 @@ mod tests {
         );
         gone.audit.set_chain_key(key.clone());
         gone.audit.set_chain_node("gone-host:8080");
-        let scope = Scope::new("111122223333", "us-east-1");
         for i in 0..4 {
-            gone.store
-                .write(&mut |tx| {
-                    crate::audit::record_service_event(
-                        &gone,
-                        tx,
-                        &scope,
-                        "secretsmanager.amazonaws.com",
-                        "DeleteSecret",
-                        "arn:aws:secretsmanager:us-east-1:111122223333:secret:g",
-                        NOW - 3_600_000 + i,
-                    )
-                    .map_err(|_| StoreError::Aborted)
-                })
-                .unwrap();
+            append(&gone, "g", NOW - 3_600_000 + i);
         }
         let node_chain = "111122223333/us-east-1@gone-host:8080";
         assert_eq!(verify_chain(&live, &key, node_chain), Ok(4));
@@ -457,20 +448,7 @@ mod tests {
         }
         assert_eq!(from.seq, 4);
         // The node comes back under its name: its chain continues after the cut.
-        gone.store
-            .write(&mut |tx| {
-                crate::audit::record_service_event(
-                    &gone,
-                    tx,
-                    &scope,
-                    "secretsmanager.amazonaws.com",
-                    "DeleteSecret",
-                    "arn:aws:secretsmanager:us-east-1:111122223333:secret:g",
-                    NOW,
-                )
-                .map_err(|_| StoreError::Aborted)
-            })
-            .unwrap();
+        append(&gone, "g", NOW);
         assert_eq!(verify_chain(&live, &key, node_chain), Ok(1));
     }
 
