@@ -1019,10 +1019,15 @@ impl CallRecord {
         CallRecord::default()
     }
 
+    /// The record, also behind a lock a panic poisoned: the call it records may still
+    /// answer (the panic caught further up), and a record taken for "no event" would let
+    /// that answer out unrecorded (review 10).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<Pending>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn with(&self, f: impl FnOnce(&mut Pending)) {
-        if let Ok(mut guard) = self.0.lock()
-            && let Some(pending) = guard.as_mut()
-        {
+        if let Some(pending) = self.lock().as_mut() {
             f(pending);
         }
     }
@@ -1069,7 +1074,7 @@ impl CallRecord {
     /// been committed already. Taken before the transaction starts: the store may run
     /// the transaction on a thread of its own.
     pub(crate) fn for_write(&self) -> Option<ForWrite> {
-        let guard = self.0.lock().ok()?;
+        let guard = self.lock();
         let pending = guard.as_ref()?;
         if pending.committed || pending.event.read_only {
             return None;
@@ -1130,7 +1135,7 @@ impl CallRecord {
 
     /// Completes the event with the call's outcome, unless it committed with the change.
     fn take_unwritten(&self, outcome: Result<&[u8], (String, String)>) -> Option<Unwritten> {
-        let pending = *self.0.lock().ok()?.take()?;
+        let pending = *self.lock().take()?;
         if pending.committed {
             return None;
         }
@@ -1731,5 +1736,33 @@ mod node_chain_lookup_tests {
             }
         }
         assert_eq!(seen.len(), chains as usize, "events of some node chains were never shown");
+    }
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use super::*;
+    use coffer_audit::event::UserIdentity;
+    use coffer_wire::operation::{Operation, SecretsManagerOp};
+
+    /// Review 10: a call's record behind a poisoned lock (a panic while it was held, caught
+    /// further up) was taken for "no event to write", so the call's answer, a secret value
+    /// for GetSecretValue, went out with no event. The record is still the call's: its
+    /// event is written, or the call fails.
+    #[test]
+    fn a_poisoned_record_still_yields_its_event() {
+        let scope = Scope::new("111122223333", "us-east-1");
+        let source = Source { ip: None, user_agent: "test".into(), console: false };
+        let op = Operation::SecretsManager(SecretsManagerOp::GetSecretValue);
+        let record = CallRecord::begin(&scope, "r", UserIdentity::default(), &source, op, None);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            record.with(|_| panic!("a panic while the record is held"));
+        }));
+        assert!(panicked.is_err());
+        assert!(record.0.is_poisoned());
+        record.add_secret_event(SecretsManagerOp::GetSecretValue, "arn:aws:secretsmanager:x");
+        let unwritten = record.conclude(&Ok(b"{}".to_vec()));
+        let unwritten = unwritten.expect("the event of a read that answered is written");
+        assert_eq!(unwritten.event.event_name, "GetSecretValue");
     }
 }

@@ -863,13 +863,24 @@ impl Call<'_> {
                 let url = f.required("Url", "url")?;
                 let host_path = crate::iam::oidc::host_path(url);
                 self.authorize(op, &self.arn("oidc-provider/", "", host_path))?;
+                let tags = f.tags();
+                if let Some(why) =
+                    tags.iter().filter(|t| t.key == crate::iam::oidc::JWKS_FILE_TAG).find_map(|t| {
+                        crate::jwks_file::refusal(
+                            self.store.app.config.jwks_dir.as_deref(),
+                            &t.value,
+                        )
+                    })
+                {
+                    return Err(IamError::Invalid(why).into());
+                }
                 let provider = iam.create_oidc_provider(
                     store,
                     account,
                     url,
                     f.list("ClientIDList"),
                     f.list("ThumbprintList"),
-                    f.tags(),
+                    tags,
                     now,
                 )?;
                 x.field("OpenIDConnectProviderArn", &provider.arn());

@@ -21,6 +21,7 @@ mod dispatch;
 pub mod http;
 pub mod hygiene;
 pub mod iam_api;
+pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
 pub mod kms_families;
@@ -74,6 +75,9 @@ pub struct Config {
     pub audit_retention: audit_retention::Settings,
     /// Where rotation functions are invoked; `None`: only built-in rotators.
     pub lambda: Option<rotation::lambda::LambdaSettings>,
+    /// The only directory an OIDC provider's `coffer:jwks-file` tag may name a file in
+    /// (`--jwks-dir`); `None`: the tag is refused.
+    pub jwks_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
             quotas: quotas::Settings::default(),
             audit_retention: audit_retention::Settings::default(),
             lambda: None,
+            jwks_dir: None,
         }
     }
 }
