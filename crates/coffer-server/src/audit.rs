@@ -631,25 +631,21 @@ pub fn open_chain_key(
             tx.put_wrapped_key(CHAIN_KEY_ID, &master.wrap_key(&material, CHAIN_KEY_CONTEXT))?;
             let key = ChainKey::new(material.expose());
             let mut sealed = 0;
-            let mut after: Option<String> = None;
-            loop {
-                let page = tx.records(HEAD_KIND, "", after.as_deref(), 500)?;
-                for (id, bytes) in &page {
-                    if let Ok(head) = serde_json::from_slice::<Head>(bytes)
+            // A page of heads is read, then its unkeyed ones rewritten, before the next.
+            let mut pages = coffer_store::RecordPages::new(HEAD_KIND, "", 500);
+            while let Some(page) = pages.next_page(&*tx)? {
+                for (id, bytes) in page {
+                    if let Ok(head) = serde_json::from_slice::<Head>(&bytes)
                         && head.mac.is_none()
                     {
-                        let head = head.sealed(id, &key);
+                        let head = head.sealed(&id, &key);
                         tx.put_record(
                             HEAD_KIND,
-                            id,
+                            &id,
                             &serde_json::to_vec(&head).expect("heads serialize"),
                         )?;
                         sealed += 1;
                     }
-                }
-                match page.last() {
-                    Some((id, _)) if page.len() == 500 => after = Some(id.clone()),
-                    _ => break,
                 }
             }
             out = Some((key, sealed));
@@ -659,6 +655,43 @@ pub fn open_chain_key(
             failure.take().unwrap_or_else(|| format!("cannot open the audit chain key: {e}"))
         })?;
     out.ok_or_else(|| "the audit chain key transaction did not run".to_string())
+}
+
+#[cfg(test)]
+mod chain_key_sealing_tests {
+    use super::*;
+    use coffer_store::{MemoryStore, Store};
+
+    /// Making the chain key seals every unkeyed head, on every page of heads (500 a page).
+    #[test]
+    fn every_unkeyed_head_is_sealed_when_the_chain_key_is_made() {
+        let store = MemoryStore::new();
+        let ids: Vec<String> = (0..1234).map(|n| format!("1/r@n{n:04}")).collect();
+        store
+            .write(&mut |tx| {
+                for id in &ids {
+                    let head = Head { seq: 1, hash: chain::GENESIS.to_string(), mac: None };
+                    tx.put_record(HEAD_KIND, id, &serde_json::to_vec(&head).unwrap())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let master = coffer_crypto::MasterKey::generate();
+        let (key, sealed) = open_chain_key(&master, &store).unwrap();
+        assert_eq!(sealed, ids.len());
+        store
+            .read(&mut |tx| {
+                for id in &ids {
+                    let head: Head = serde_json::from_slice(&tx.record(HEAD_KIND, id)?.unwrap())
+                        .expect("a head");
+                    assert!(head.mac_is_valid(id, &key), "{id} was not sealed");
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Once made, the key is only opened: nothing is sealed again.
+        assert_eq!(open_chain_key(&master, &store).unwrap().1, 0);
+    }
 }
 
 /// The audit chain key of a store, read only (for `coffer audit verify`): `None` when the
@@ -1448,17 +1481,11 @@ pub fn lookup_events(
             // Every one of them, a page of heads at a time: a chain left out would have its
             // events never shown.
             let mut chains = vec![base.clone()];
-            let mut after: Option<String> = None;
-            loop {
-                let heads = tx.records(HEAD_KIND, &base, after.as_deref(), HEADS_PAGE)?;
-                let full = heads.len() == HEADS_PAGE;
-                after = heads.last().map(|(id, _)| id.clone());
-                chains.extend(heads.into_iter().map(|(id, _)| id).filter(|id| {
+            let mut heads = coffer_store::RecordPages::new(HEAD_KIND, &base, HEADS_PAGE);
+            while let Some(page) = heads.next_page(tx)? {
+                chains.extend(page.into_iter().map(|(id, _)| id).filter(|id| {
                     *id != base && chain::is_chain_of(id, &scope.account, &scope.region)
                 }));
-                if !full {
-                    break;
-                }
             }
             let found = lookup::run_chains(
                 &scope.account,
