@@ -156,6 +156,7 @@ impl Auditor {
             key: self.chain_key(),
             node: self.chain_node(),
             form: self.form,
+            last_uses: Default::default(),
         }
     }
 
@@ -533,13 +534,16 @@ pub(crate) struct Heads<'k> {
     node: Option<&'k str>,
     /// The form of the records appended.
     form: StoredForm,
+    /// The KMS keys the appended events used, stored with the heads (`kms_last_use`).
+    last_uses: crate::kms_last_use::LastUses,
 }
 
 impl<'k> Heads<'k> {
     /// Heads keyed with `key` (the app's chain key, if it has one).
     #[cfg(test)]
     pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
-        Heads { moved: HashMap::new(), key, node: None, form: StoredForm::Compact }
+        let last_uses = Default::default();
+        Heads { moved: HashMap::new(), key, node: None, form: StoredForm::Compact, last_uses }
     }
 
     /// The chain these heads append to in `scope`.
@@ -588,6 +592,7 @@ impl<'k> Heads<'k> {
 
     /// Stores every moved head, with its MAC when keyed.
     pub(crate) fn store(self, tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
+        self.last_uses.store(tx, self.node)?;
         for (id, head) in self.moved {
             let head = match self.key {
                 Some(key) => head.sealed(&id, key),
@@ -857,6 +862,7 @@ fn append_in(
     let seq = head.seq;
     tx.put_record(EVENT_KIND, &chain::chain_event_key(&id, seq), &bytes)?;
     heads.moved.insert(id, head);
+    heads.last_uses.note(scope, time_ms, event);
     Ok(seq)
 }
 

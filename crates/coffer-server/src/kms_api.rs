@@ -777,6 +777,7 @@ pub fn carry_out_due(app: &App, now: i64) -> Result<coffer_kms::DueWork, AwsErro
     app.write_unrecorded(|tx| {
         let work = app.keys.kms().carry_out_due(tx, now).map_err(kms)?;
         for (scope, arn) in &work.deleted {
+            crate::kms_last_use::forget(tx, arn).map_err(crate::store_error)?;
             crate::audit::record_service_event(app, tx, scope, KMS_SERVICE, "DeleteKey", arn, now)?;
         }
         for (scope, arn) in &work.rotated {

@@ -7,8 +7,9 @@
 //! naming a store finds none (CustomKeyStoreNotFoundException) and creating a CloudHSM or
 //! external key store is UnsupportedOperationException.
 //!
-//! GetKeyLastUsage is derived from the audit trail (newest first, down to the key's
-//! creation): no crypto operation writes anything for it.
+//! GetKeyLastUsage answers the key's last-use records (`kms_last_use`, written with the
+//! events of its uses); a key created before those were kept, with no record since, is
+//! answered from the audit trail (newest first, down to the key's creation).
 
 use crate::kms_api::{metadata, run};
 use crate::{App, RequestContext, clock};
@@ -259,22 +260,6 @@ fn no_such_store(_req: wire::CustomKeyStoreRequest) -> Result<(), AwsError> {
 
 // --- GetKeyLastUsage -----------------------------------------------------------------------------
 
-/// The operations KMS tracks for GetKeyLastUsage.
-const TRACKED: &[&str] = &[
-    "Decrypt",
-    "DeriveSharedSecret",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateMac",
-    "ReEncrypt",
-    "Sign",
-    "Verify",
-    "VerifyMac",
-];
-
 /// Pages of the trail GetKeyLastUsage reads at most (each examines at most
 /// `coffer_audit::lookup::SCAN_BUDGET` events): the answer's cost is bounded.
 const MAX_PAGES: usize = 50;
@@ -286,7 +271,7 @@ fn used(entry: &Value, key: &KeyRecord) -> bool {
     let field = |name: &str| event.get(name).and_then(Value::as_str);
     if field("eventSource") != Some("kms.amazonaws.com")
         || event.get("errorCode").is_some_and(|c| !c.is_null())
-        || !field("eventName").is_some_and(|n| TRACKED.contains(&n))
+        || !field("eventName").is_some_and(|n| crate::kms_last_use::TRACKED.contains(&n))
     {
         return false;
     }
@@ -312,7 +297,35 @@ pub fn get_key_last_usage(
     scope: &Scope,
     req: wire::GetKeyLastUsageRequest,
 ) -> Result<wire::GetKeyLastUsageResponse, AwsError> {
-    let key = app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms))?;
+    let (key, recorded) = app.read(|tx| {
+        let key = app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms)?;
+        let recorded = crate::kms_last_use::last_use(tx, &key.arn, key.created_ms)
+            .map_err(crate::store_error)?;
+        Ok((key, recorded))
+    })?;
+    let last = match recorded {
+        Some(recorded) => recorded.map(|used| wire::KeyLastUsageData {
+            operation: used.operation,
+            timestamp: epoch_seconds(used.time_ms),
+            cloud_trail_event_id: used.event_id,
+            kms_request_id: used.request_id,
+        }),
+        None => scan_for_last_use(app, scope, &key)?,
+    };
+    Ok(wire::GetKeyLastUsageResponse {
+        key_id: key.arn.clone(),
+        key_last_usage: last,
+        tracking_start_date: epoch_seconds(key.created_ms),
+        key_creation_date: epoch_seconds(key.created_ms),
+    })
+}
+
+/// The last use of a key created before last uses were recorded, found in the trail.
+fn scan_for_last_use(
+    app: &App,
+    scope: &Scope,
+    key: &KeyRecord,
+) -> Result<Option<wire::KeyLastUsageData>, AwsError> {
     let mut last = None;
     let mut next_token = None;
     for _ in 0..MAX_PAGES {
@@ -327,11 +340,12 @@ pub fn get_key_last_usage(
             },
         )
         .map_err(|e| AwsError::new(ErrorCode::KmsInternal, e.message))?;
-        if let Some(entry) = page.events.iter().find(|e| used(e, &key)) {
+        if let Some(entry) = page.events.iter().find(|e| used(e, key)) {
             last = Some(wire::KeyLastUsageData {
                 operation: entry["EventName"].as_str().unwrap_or_default().to_string(),
                 timestamp: entry["EventTime"].as_f64().unwrap_or_default(),
                 cloud_trail_event_id: entry["EventId"].as_str().unwrap_or_default().to_string(),
+                kms_request_id: None,
             });
             break;
         }
@@ -340,10 +354,5 @@ pub fn get_key_last_usage(
             None => break,
         }
     }
-    Ok(wire::GetKeyLastUsageResponse {
-        key_id: key.arn.clone(),
-        key_last_usage: last,
-        tracking_start_date: epoch_seconds(key.created_ms),
-        key_creation_date: epoch_seconds(key.created_ms),
-    })
+    Ok(last)
 }

@@ -26,6 +26,7 @@ pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
 pub mod kms_families;
+pub mod kms_last_use;
 pub mod kms_rest;
 pub mod metrics;
 mod paging;

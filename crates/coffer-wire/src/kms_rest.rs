@@ -114,6 +114,8 @@ pub struct KeyLastUsageData {
     pub operation: String,
     pub timestamp: f64,
     pub cloud_trail_event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_request_id: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -250,6 +250,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let (chain_key, sealed_heads) =
         coffer_server::audit::open_chain_key(&audit_master, store.as_ref())?;
     drop(audit_master);
+    // Keys created from now on are answered by GetKeyLastUsage from their records alone.
+    coffer_server::kms_last_use::start_tracking(store.as_ref(), coffer_server::clock::now_ms())?;
     if sealed_heads > 0 {
         tracing::info!(
             heads = sealed_heads,
