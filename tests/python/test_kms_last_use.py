@@ -7,9 +7,12 @@ holds, nor on whether the event itself is still in the store.
 
 from __future__ import annotations
 
+import json
+
+import boto3
 import pytest
 
-from conftest import start_durable_server, start_server
+from conftest import ACCESS_KEY, REGION, SECRET_KEY, start_durable_server, start_server
 from test_kms_fidelity import kms_client, new_key
 
 # More events than GetKeyLastUsage's trail scan ever looked at (50 pages of 50).
@@ -80,3 +83,31 @@ def test_a_use_whose_event_retention_dropped_is_still_the_last_use(tmp_path):
         assert usage["KeyLastUsage"]["Operation"] == "GenerateDataKey"
     finally:
         srv.stop()
+
+
+def test_a_use_through_an_alias_or_a_decrypt_naming_no_key_is_a_use(dev):
+    kms = kms_client(dev.url)
+    key = new_key(kms)
+    kms.create_alias(AliasName="alias/last-use", TargetKeyId=key["KeyId"])
+    blob = kms.encrypt(KeyId="alias/last-use", Plaintext=b"x")["CiphertextBlob"]
+    assert kms.get_key_last_usage(KeyId=key["KeyId"])["KeyLastUsage"]["Operation"] == "Encrypt"
+    kms.decrypt(CiphertextBlob=blob)  # the ciphertext names the key
+    assert kms.get_key_last_usage(KeyId=key["KeyId"])["KeyLastUsage"]["Operation"] == "Decrypt"
+
+
+def test_the_event_of_a_use_names_the_key_as_its_resource(dev):
+    kms = kms_client(dev.url)
+    key = new_key(kms)
+    blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")["CiphertextBlob"]
+    kms.decrypt(CiphertextBlob=blob)
+    ct = boto3.client("cloudtrail", endpoint_url=dev.url, region_name=REGION,
+                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    events = ct.lookup_events(LookupAttributes=[
+        {"AttributeKey": "ResourceName", "AttributeValue": key["Arn"]}])["Events"]
+    names = [e["EventName"] for e in events]
+    assert "Decrypt" in names and "Encrypt" in names, names
+    decrypt = next(e for e in events if e["EventName"] == "Decrypt")
+    assert {"ResourceType": "AWS::KMS::Key", "ResourceName": key["Arn"]} in decrypt["Resources"]
+    detail = json.loads(decrypt["CloudTrailEvent"])
+    assert detail["resources"] == [
+        {"accountId": key["AWSAccountId"], "type": "AWS::KMS::Key", "ARN": key["Arn"]}]

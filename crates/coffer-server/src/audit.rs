@@ -1101,7 +1101,7 @@ impl CallRecord {
                     })
                     .unwrap_or(Value::Null);
             }
-            Ok(_) => {}
+            Ok(bytes) => crate::kms_last_use::add_key_resources(&mut event, bytes),
             Err((code, message)) => {
                 // A refused call is kept small: its parameters under a tighter cap, and its
                 // message (a ValidationException quotes the values it refused) cut.

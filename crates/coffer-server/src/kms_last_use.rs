@@ -9,7 +9,7 @@
 //! record, so two nodes never write one row. Keys that have no record and were created
 //! before tracking started ([`start_tracking`]) are still answered from the trail scan.
 
-use coffer_audit::event::Event;
+use coffer_audit::event::{Event, Resource};
 use coffer_core::Scope;
 use coffer_store::{ReadTxn, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,48 @@ pub fn keys_used(scope: &Scope, event: &Event, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// Names the keys a successful tracked KMS call used as its event's resources, as
+/// CloudTrail's KMS events do, from the call's response: every tracked operation answers
+/// `KeyId` (the key ARN), ReEncrypt also `SourceKeyId`. So a Decrypt whose ciphertext
+/// named the key, or a call naming the key by alias, is a use of the key (and found by a
+/// LookupEvents of the key ARN). Only these calls' responses are read.
+pub fn add_key_resources(event: &mut Event, response: &[u8]) {
+    if event.event_source != KMS_SOURCE
+        || event.error_code.is_some()
+        || !TRACKED.contains(&event.event_name.as_str())
+    {
+        return;
+    }
+    /// The members naming keys; serde skips the rest (ciphertexts, plaintexts) unread
+    /// into values.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Named {
+        #[serde(default)]
+        source_key_id: Option<String>,
+        #[serde(default)]
+        key_id: Option<String>,
+    }
+    let Ok(named) = serde_json::from_slice::<Named>(response) else { return };
+    for arn in [named.source_key_id, named.key_id].into_iter().flatten() {
+        // A key ARN's fifth field is its account.
+        let Some(account) = arn.split(':').nth(4).filter(|_| key_arn_of(&arn)) else { continue };
+        if !event.resources.iter().any(|r| r.arn == arn) {
+            let account_id = Some(account.to_string());
+            event.resources.push(Resource { arn, account_id, kind: KEY_TYPE.to_string() });
+        }
+    }
+}
+
+/// The resource type of a KMS key in an event.
+const KEY_TYPE: &str = "AWS::KMS::Key";
+
+/// Whether `s` is a key ARN.
+fn key_arn_of(s: &str) -> bool {
+    let scope = Scope { account: String::new(), region: String::new() };
+    s.starts_with("arn:") && key_arn(&scope, s).is_some()
 }
 
 /// The key ARN `named` denotes: a key ARN itself, or a bare key id in `scope`.

@@ -764,6 +764,8 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
         .send()
         .await
         .unwrap();
+    // A use: its GetKeyLastUsage record must go with the key.
+    kms.encrypt().key_id(&doomed).plaintext(Blob::new("used")).send().await.unwrap();
     kms.schedule_key_deletion().key_id(&doomed).pending_window_in_days(7).send().await.unwrap();
     kms.enable_key_rotation().key_id(&rotating).send().await.unwrap();
     let old_blob =
@@ -810,7 +812,9 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
     // Both were recorded as KMS service events in the audit trail.
     let store = coffer_store::SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
     let mut service_events = Vec::new();
+    let mut last_uses = Vec::new();
     coffer_store::Store::read(&store, &mut |tx| {
+        last_uses = tx.records("kms.last_use", &format!("{doomed_arn}@"), None, 10)?;
         for (_, bytes) in tx.records("audit.event", "", None, 10_000)? {
             let record = coffer_audit::Record::from_bytes(&bytes).unwrap();
             let event = &record.event;
@@ -825,6 +829,7 @@ async fn a_key_deletion_and_a_rotation_that_fell_due_while_down_are_carried_out_
         Ok(())
     })
     .unwrap();
+    assert!(last_uses.is_empty(), "the deleted key's last-use records went with it");
     assert!(
         service_events.contains(&("kms.amazonaws.com".into(), "DeleteKey".into(), doomed_arn)),
         "{service_events:?}"
