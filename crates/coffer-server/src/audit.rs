@@ -2,7 +2,7 @@
 //! store, optionally streamed as JSON lines; and CloudTrail's LookupEvents over it.
 //!
 //! A call's event is prepared by [`begin`] (on the thread that runs the call)
-//! and kept in a thread-local until the call ends. A mutating call's event is appended
+//! and kept in the call's [`CallRecord`] (its `RequestContext`) until the call ends. A mutating call's event is appended
 //! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
 //! the change and its record commit together or not at all. Read-only calls, failures
 //! and calls that changed nothing get their event written when the call ends
