@@ -192,17 +192,15 @@ fn run(app: &Weak<App>, shared: &Shared) {
         let mut batch: Option<Vec<Job>> = None;
         // The audit log's lines of the attempt that commits, written before the callers
         // are told their events are durable.
-        let lines = crate::audit_file::Lines::of(app.audit.log_file());
+        let mut lines = crate::audit_file::Lines::default();
         let committed = app.store.write(&mut |tx| {
             let events = batch.get_or_insert_with(|| shared.take(ticket));
-            lines.attempt(|| {
-                let mut heads = app.audit.heads();
-                for job in events.iter() {
-                    crate::audit::append_unwritten(&app, tx, &mut heads, &job.event)
-                        .map_err(|_| StoreError::Aborted)?;
-                }
-                heads.store(tx)
-            })
+            let mut heads = app.audit.heads().collecting(lines.attempt());
+            for job in events.iter() {
+                crate::audit::append_unwritten(&app, tx, &mut heads, &job.event)
+                    .map_err(|_| StoreError::Aborted)?;
+            }
+            heads.store(tx)
         });
         if committed.is_ok() {
             lines.committed(app.audit.log_file());

@@ -2,7 +2,7 @@
 //! store, optionally streamed as JSON lines; and CloudTrail's LookupEvents over it.
 //!
 //! A call's event is prepared by [`begin`] (on the thread that runs the call)
-//! and kept in a thread-local until the call ends. A mutating call's event is appended
+//! and kept in the call's [`CallRecord`] (its `RequestContext`) until the call ends. A mutating call's event is appended
 //! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
 //! the change and its record commit together or not at all. Read-only calls, failures
 //! and calls that changed nothing get their event written when the call ends
@@ -12,6 +12,7 @@
 //! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
 //! `Settings::fail_open` is set, in which case the failure is only logged.
 
+use crate::Txn;
 use crate::audit_file::{AuditFile, Lines};
 use crate::auth::{Authenticated, RawRequest};
 use crate::{App, RequestContext, clock};
@@ -156,6 +157,7 @@ impl Auditor {
             key: self.chain_key(),
             node: self.chain_node(),
             form: self.form,
+            lines: None,
             last_uses: Default::default(),
         }
     }
@@ -534,6 +536,9 @@ pub(crate) struct Heads<'k> {
     node: Option<&'k str>,
     /// The form of the records appended.
     form: StoredForm,
+    /// Where the `--audit-log` lines of the events appended go until the write commits
+    /// (`None`: the write collects none, and each line is written at once).
+    lines: Option<&'k mut Lines>,
     /// The KMS keys the appended events used, stored with the heads (`kms_last_use`).
     last_uses: crate::kms_last_use::LastUses,
 }
@@ -542,8 +547,17 @@ impl<'k> Heads<'k> {
     /// Heads keyed with `key` (the app's chain key, if it has one).
     #[cfg(test)]
     pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
-        let last_uses = Default::default();
-        Heads { moved: HashMap::new(), key, node: None, form: StoredForm::Compact, last_uses }
+        let (form, last_uses) = (StoredForm::Compact, Default::default());
+        Heads { moved: HashMap::new(), key, node: None, form, lines: None, last_uses }
+    }
+
+    /// These heads, keeping the log lines of the events appended in `lines` (the running
+    /// attempt's), to be written once the write commits.
+    pub(crate) fn collecting<'a>(self, lines: &'a mut Lines) -> Heads<'a>
+    where
+        'k: 'a,
+    {
+        Heads { lines: Some(lines), ..self }
     }
 
     /// The chain these heads append to in `scope`.
@@ -900,33 +914,36 @@ fn append_and_stream(
         Err(StoreError::Aborted) => return Err(crate::store_error(StoreError::Aborted)),
         Err(e) => return fail("store", e.to_string()),
     }
-    // The line is written once the transaction commits (`audit_file::Lines`); here the
-    // log is only checked, so that a log that cannot take it stops the call unchanged.
+    // The line is written once the transaction commits (the `Lines` the heads carry);
+    // here the log is only checked, so that a log that cannot take it stops the call
+    // unchanged.
     let file = app.audit.log_file();
     if file.enabled() {
         let line = serde_json::to_vec(event).expect("events serialize");
         if let Err(e) = file.check(line.len() as u64 + 1) {
             fail("audit log", e.to_string())?;
         }
-        if let Some(line) = crate::audit_file::keep(line) {
-            // Appended by a write that does not collect lines: written now, as before.
-            file.write_committed(vec![line]);
+        match heads.lines.as_deref_mut() {
+            Some(lines) => lines.keep(line),
+            // Appended by a write that does not collect lines: written now.
+            None => file.write_committed(vec![line]),
         }
     }
     Ok(())
 }
 
-/// [`append_and_stream`] of one event, its chain head stored at once.
+/// [`append_and_stream`] of one event, its chain head stored at once, its log line kept
+/// with `tx`'s attempt.
 fn append_alone(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
 ) -> Result<(), AwsError> {
-    let mut heads = app.audit.heads();
-    append_and_stream(app, tx, &mut heads, scope, time_ms, event, None)?;
-    heads.store(tx).map_err(crate::store_error)
+    let mut heads = app.audit.heads().collecting(tx.lines);
+    append_and_stream(app, tx.tx, &mut heads, scope, time_ms, event, None)?;
+    heads.store(tx.tx).map_err(crate::store_error)
 }
 
 /// The event a mutating call's write transaction must append, taken from the thread
@@ -941,10 +958,11 @@ pub(crate) struct ForWrite {
 }
 
 /// Called by `App::write` inside its transaction once the closure succeeded: appends
-/// the event of the mutating call (taken by [`for_write`]), if any.
+/// the event of the mutating call (taken by [`for_write`]), if any, its log line kept with
+/// `tx`'s attempt.
 pub(crate) fn in_transaction(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     result: &dyn Any,
     pending: Option<&ForWrite>,
 ) -> Result<(), AwsError> {
@@ -952,8 +970,9 @@ pub(crate) fn in_transaction(
     let mut event = pending.event.clone();
     event.response_elements = response_of(result, &pending.sensitive);
     add_resources(&mut event);
-    let mut heads = app.audit.heads();
+    let mut heads = app.audit.heads().collecting(tx.lines);
     let also = pending.also.as_ref();
+    let tx = &mut *tx.tx;
     append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event, None)?;
     heads.store(tx).map_err(crate::store_error)
 }
@@ -1188,14 +1207,12 @@ fn append_unwritten_with(
 /// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let canonical = chain::canonical_event(&unwritten.event);
-    let lines = Lines::of(app.audit.log_file());
+    let mut lines = Lines::default();
     let written = app.store.write(&mut |tx| {
-        lines.attempt(|| {
-            let mut heads = app.audit.heads();
-            append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
-                .map_err(|_| StoreError::Aborted)
-                .and_then(|()| heads.store(tx))
-        })
+        let mut heads = app.audit.heads().collecting(lines.attempt());
+        append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
+            .map_err(|_| StoreError::Aborted)
+            .and_then(|()| heads.store(tx))
     });
     match written {
         Ok(()) => {
@@ -1337,10 +1354,11 @@ mod sweep_tests {
 /// An event of work Secrets Manager does by itself (`AwsServiceEvent`).
 const SECRETS_MANAGER_SERVICE: &str = "secretsmanager.amazonaws.com";
 
-/// Appends, inside `tx`, the event of work a service did by itself on `arn`.
+/// Appends, inside `tx`, the event of work a service did by itself on `arn` (its log line
+/// kept with `tx`'s attempt, written once the write commits).
 pub fn record_service_event(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     scope: &Scope,
     service: &str,
     name: &str,
@@ -1355,7 +1373,7 @@ pub fn record_service_event(
 /// with AWS's "Error when executing lambda ... during <step> step", ...).
 pub fn record_rotation_event(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     scope: &Scope,
     name: &str,
     arn: &str,
@@ -1559,12 +1577,10 @@ mod stored_form_tests {
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let app = crate::App::new(store.clone(), keys, Config::default());
         let scope = Scope::new("111122223333", "us-east-1");
-        store
-            .write(&mut |tx| {
-                record_service_event(&app, tx, &scope, "secretsmanager.amazonaws.com", "X", "a", 5)
-                    .map_err(|_| StoreError::Aborted)
-            })
-            .unwrap();
+        app.write_unrecorded(|tx| {
+            record_service_event(&app, tx, &scope, "secretsmanager.amazonaws.com", "X", "a", 5)
+        })
+        .unwrap();
         let mut out = Vec::new();
         store
             .read(&mut |tx| {

@@ -7,9 +7,10 @@
 //! broken pipe), and space for the line is reserved in a regular file (`fallocate` past its
 //! end, keeping its size). A failed check fails the call before anything changes (unless
 //! the trail is fail-open). The lines are kept with the transaction's attempt that made
-//! them ([`Lines`]) and written only once the store returned `Ok`: a transaction the store
-//! runs again (PostgreSQL after a serialization conflict) keeps only its last attempt's
-//! lines, and one that never commits leaves none. So every committed event has its line
+//! them ([`Lines`], which the writer passes down to each append: no thread-local) and
+//! written only once the store returned `Ok`: a transaction the store runs again
+//! (PostgreSQL after a serialization conflict) keeps only its last attempt's lines, and
+//! one that never commits leaves none. So every committed event has its line
 //! once, and no line names an event the store does not hold.
 //!
 //! A line that still cannot be written after its commit (the disk filled beyond the
@@ -21,7 +22,6 @@
 //! calls on one chain may have their lines swapped (the store's chain is the order).
 
 use crate::audit::Settings;
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -385,71 +385,34 @@ fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
-thread_local! {
-    /// The lines of the write transaction attempt running on this thread, if one collects.
-    static COLLECTING: RefCell<Option<Vec<Vec<u8>>>> = const { RefCell::new(None) };
-}
-
 /// The log lines of the events one store write appends, kept from the attempt the store
-/// ran last until it acknowledges the commit. Wrap each attempt in [`Lines::attempt`]
-/// (the store may run it on a thread of its own, and more than once), then call
+/// ran last until it acknowledges the commit. The writer owns it and hands it, by `&mut`,
+/// to every append of the transaction (through [`crate::audit::Heads`], or the
+/// [`crate::Txn`] of `App::write`'s closure): call [`Lines::attempt`] as each run of the
+/// transaction's closure starts (the store may run it more than once), then
 /// [`Lines::committed`] once the write returned `Ok`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Lines {
-    /// Whether there is a log: without one, attempts run as they are (no line is made).
-    on: bool,
-    kept: Mutex<Vec<Vec<u8>>>,
+    kept: Vec<Vec<u8>>,
 }
 
 impl Lines {
-    /// The lines of one store write for the log `file`.
-    pub(crate) fn of(file: &AuditFile) -> Lines {
-        Lines { on: file.enabled(), kept: Mutex::new(Vec::new()) }
+    /// Starts one attempt of the transaction: the lines of an earlier attempt (which was
+    /// rolled back) are dropped.
+    pub(crate) fn attempt(&mut self) -> &mut Lines {
+        self.kept.clear();
+        self
     }
 
-    /// Runs one attempt of the transaction, keeping the lines it makes in place of those
-    /// of an earlier attempt (which was rolled back).
-    pub(crate) fn attempt<T>(&self, f: impl FnOnce() -> T) -> T {
-        if !self.on {
-            return f();
-        }
-        /// Puts back what collected before (nothing, unless writes nest), even on a panic.
-        struct Restore(Option<Vec<Vec<u8>>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let outer = self.0.take();
-                let _ = COLLECTING.try_with(|c| c.replace(outer));
-            }
-        }
-        let outer = COLLECTING.with(|c| c.replace(Some(Vec::new())));
-        let restore = Restore(outer);
-        let out = f();
-        let mine = COLLECTING.with(|c| c.take()).unwrap_or_default();
-        drop(restore);
-        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = mine;
-        out
+    /// Keeps the line of an event appended by the running attempt.
+    pub(crate) fn keep(&mut self, line: Vec<u8>) {
+        self.kept.push(line);
     }
 
     /// Writes the lines of the attempt that committed.
-    pub(crate) fn committed(&self, file: &AuditFile) {
-        if !self.on {
-            return;
-        }
-        let lines = std::mem::take(&mut *self.kept.lock().unwrap_or_else(PoisonError::into_inner));
-        file.write_committed(lines);
+    pub(crate) fn committed(self, file: &AuditFile) {
+        file.write_committed(self.kept);
     }
-}
-
-/// Keeps `line` with the write attempt running on this thread; gives it back when no
-/// write collects lines here (the caller then writes it at once).
-pub(crate) fn keep(line: Vec<u8>) -> Option<Vec<u8>> {
-    COLLECTING.with(|c| match c.borrow_mut().as_mut() {
-        Some(lines) => {
-            lines.push(line);
-            None
-        }
-        None => Some(line),
-    })
 }
 
 #[cfg(test)]
@@ -631,6 +594,35 @@ mod tests {
         let names: Vec<String> = logged(&log_path(&dir)).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["CreateSecret"]);
         assert!(stored(&store, "kept"));
+    }
+
+    /// A service event appended inside `App::write`'s closure (with the call's own event,
+    /// or in a write no call's event goes with) has its line kept with the attempt like the
+    /// call's: once for a transaction run again, none for one whose commit fails.
+    #[test]
+    fn service_events_inside_a_write_are_logged_once_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, app) = app_logging_to(&log_path(&dir));
+        let service = |app: &App, tx: &mut crate::Txn, name: &str| {
+            let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:s";
+            crate::audit::record_service_event(app, tx, &scope(), "test", name, arn, 5)
+        };
+        store.then(&[Next::Rerun]);
+        let ctx = call(SecretsManagerOp::RotateSecret);
+        app.write(&ctx, |tx| {
+            tx.put_record("test", "a", b"v").map_err(crate::store_error)?;
+            service(&app, tx, "RotationStarted")
+        })
+        .unwrap();
+        store.then(&[Next::Rerun]);
+        app.write_unrecorded(|tx| service(&app, tx, "DeleteSecret")).unwrap();
+        store.then(&[Next::FailCommit]);
+        assert!(app.write_unrecorded(|tx| service(&app, tx, "Lost")).is_err());
+        store.then(&[Next::FailCommit]);
+        let ctx = call(SecretsManagerOp::RotateSecret);
+        assert!(app.write(&ctx, |tx| service(&app, tx, "AlsoLost")).is_err());
+        let names: Vec<String> = logged(&log_path(&dir)).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["RotationStarted", "RotateSecret", "DeleteSecret"]);
     }
 
     /// A log that cannot be written fails a mutating call before it changes anything.

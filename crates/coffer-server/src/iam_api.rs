@@ -366,15 +366,14 @@ impl coffer_store::Store for RecordedStore {
         let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
         let Some(event) = event else { return self.app.store.write(f) };
         let app = &self.app;
-        let lines = crate::audit_file::Lines::of(app.audit.log_file());
+        let mut lines = crate::audit_file::Lines::default();
         let result = app.store.write(&mut |tx| {
-            lines.attempt(|| {
-                f(tx)?;
-                crate::audit::in_transaction(app, tx, &(), Some(event)).map_err(|_| {
-                    coffer_store::StoreError::Backend(
-                        "the call's audit event could not be written".into(),
-                    )
-                })
+            f(tx)?;
+            let mut txn = crate::Txn::new(tx, lines.attempt());
+            crate::audit::in_transaction(app, &mut txn, &(), Some(event)).map_err(|_| {
+                coffer_store::StoreError::Backend(
+                    "the call's audit event could not be written".into(),
+                )
             })
         });
         if result.is_ok() {

@@ -41,15 +41,17 @@ pub mod secrets;
 pub mod sessions;
 pub mod sts;
 pub mod tls;
+mod txn;
 pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
-use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
+use coffer_store::{Latency, ReadTxn, Store, StoreError};
 use std::sync::Arc;
 
 /// Users, access keys and policies live in their own crate, shared with `coffer admin`.
 pub use coffer_iam as iam;
 pub use keys::{KeyRing, MasterKeyError, MasterKeyRotation, rotate_master_key};
+pub use txn::Txn;
 
 /// Record kinds that only the serving process changes (KMS keys and aliases), which a
 /// store may therefore cache in memory across reads. IAM records are not among them:
@@ -231,7 +233,7 @@ impl App {
     pub fn write<T: Send + 'static>(
         &self,
         ctx: &RequestContext,
-        f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+        f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         self.write_recorded(&ctx.audit, f)
     }
@@ -240,7 +242,7 @@ impl App {
     /// does by itself, which records its own events inside `f`.
     pub fn write_unrecorded<T: Send + 'static>(
         &self,
-        f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+        f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         self.write_recorded(&audit::CallRecord::none(), f)
     }
@@ -248,15 +250,16 @@ impl App {
     fn write_recorded<T: Send + 'static>(
         &self,
         record: &audit::CallRecord,
-        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+        mut f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         let mut out = None;
         let event = record.for_write();
         // The audit log's lines of the attempt that commits, written once it has.
-        let lines = audit_file::Lines::of(self.audit.log_file());
+        let mut lines = audit_file::Lines::default();
         let result = self.store.write(&mut |tx| {
-            lines.attempt(|| match f(tx) {
-                Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
+            let mut txn = Txn::new(tx, lines.attempt());
+            match f(&mut txn) {
+                Ok(v) => match audit::in_transaction(self, &mut txn, &v, event.as_ref()) {
                     Ok(()) => {
                         out = Some(Ok(v));
                         Ok(())
@@ -270,7 +273,7 @@ impl App {
                     out = Some(Err(e));
                     Err(StoreError::Aborted)
                 }
-            })
+            }
         });
         if result.is_ok() {
             lines.committed(self.audit.log_file());
