@@ -251,7 +251,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         coffer_server::audit::open_chain_key(&audit_master, store.as_ref())?;
     drop(audit_master);
     // Keys created from now on are answered by GetKeyLastUsage from their records alone.
-    coffer_server::kms_last_use::start_tracking(store.as_ref(), coffer_server::clock::now_ms())?;
+    // Without the note every key without a record is answered from the trail, as before.
+    let now = coffer_server::clock::now_ms();
+    if let Err(e) = coffer_server::kms_last_use::start_tracking(store.as_ref(), now) {
+        tracing::warn!(error = %e, "GetKeyLastUsage keeps scanning the trail for unused keys");
+    }
     if sealed_heads > 0 {
         tracing::info!(
             heads = sealed_heads,
