@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from conftest import ACCESS_KEY, REGION, SECRET_KEY, start_durable_server, start_server
-from test_kms_fidelity import kms_client, new_key
+from test_kms_fidelity import error, kms_client, new_key
 
 # More events than GetKeyLastUsage's trail scan ever looked at (50 pages of 50).
 BEYOND_THE_SCAN = 2_600
@@ -57,8 +57,8 @@ def test_a_failed_use_is_not_a_use(dev):
     kms = kms_client(dev.url)
     key = new_key(kms)
     kms.disable_key(KeyId=key["KeyId"])
-    with pytest.raises(Exception):
-        kms.encrypt(KeyId=key["KeyId"], Plaintext=b"refused")
+    code, _ = error(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"refused")
+    assert code == "DisabledException"
     assert not kms.get_key_last_usage(KeyId=key["KeyId"]).get("KeyLastUsage")
 
 
