@@ -11,7 +11,7 @@ use tokio_postgres::{Row, Statement};
 
 use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
 use super::read::LazyRead;
-use super::shared_cache::{ANNOUNCE_SQL, GENERATION_SETTING, SecretEntry, SharedCache};
+use super::shared_cache::{ANNOUNCE_SQL, Epoch, GENERATION_SETTING, SecretEntry, SharedCache};
 use super::writer::is_retryable;
 use super::{backend, get, unreadable};
 use crate::read_cache::{arn_key, name_key};
@@ -66,7 +66,7 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) shared: Option<&'a SharedCache>,
     /// In a read-only transaction, the cache's epoch noted before the snapshot, while the
     /// cache may be used.
-    pub(super) shared_epoch: Option<u64>,
+    pub(super) shared_epoch: Option<Epoch>,
     /// A write put or deleted something the cache holds (see `announce_shared_change`).
     pub(super) shared_touched: Cell<bool>,
     /// A write's deferred statements and record memo (`pipelined`); `None` in reads.
@@ -91,6 +91,14 @@ impl Announce {
         match self {
             Announce::Node => cache.node_setting(),
             Announce::Shared => GENERATION_SETTING,
+        }
+    }
+
+    /// The notification's payload: what the nodes must drop (see `shared_cache`).
+    pub(super) fn payload(self) -> &'static str {
+        match self {
+            Announce::Node => super::shared_cache::SECRETS_ONLY,
+            Announce::Shared => "",
         }
     }
 }
@@ -227,19 +235,19 @@ impl<'a, 't> PgTxn<'a, 't> {
     /// Called once the write's work is done and before it commits: if it changed cached
     /// records or settings, bumps the cache generation and notifies every node, in this
     /// transaction (delivered on commit), and empties this node's cache. Returns whether
-    /// it did so, in which case `SharedCache::commit_ended` must follow the commit.
+    /// what it announced, in which case `SharedCache::commit_ended` must follow the commit.
     /// (A group commit announces once for all its members instead: `batch_attempt`.)
-    pub(super) fn announce_shared_change(&self) -> StoreResult<bool> {
+    pub(super) fn announce_shared_change(&self) -> StoreResult<Option<Announce>> {
         let (Some(cache), Some(what)) = (self.shared, self.announcement()) else {
-            return Ok(false);
+            return Ok(None);
         };
         let generation = what.setting(cache);
-        cache.commit_begins();
-        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation]) {
-            cache.commit_ended();
+        cache.commit_begins(what);
+        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation, &what.payload()]) {
+            cache.commit_ended(what);
             return Err(e);
         }
-        Ok(true)
+        Ok(Some(what))
     }
 
     /// A cached record or setting, read from the database (and cached) if not held.
