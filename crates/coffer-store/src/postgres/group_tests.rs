@@ -111,3 +111,74 @@ fn a_group_of_secret_writes_announces_its_change_once() {
         })
         .unwrap();
 }
+
+/// Tenth session: the label updates of a put (the old AWSCURRENT to AWSPREVIOUS, the old
+/// AWSPREVIOUS to none) travel as one statement, not one each, and still land exactly.
+#[test]
+fn a_puts_label_updates_are_one_statement() {
+    use coffer_core::model::{AWSCURRENT, AWSPREVIOUS};
+
+    use super::pipelined::WriteBatch;
+    use super::txn::PgTxn;
+    use crate::{SealedValue, WriteTxn};
+
+    let database = TestPostgres::shared().create_database();
+    let store = PostgresStore::open(&database.url).unwrap();
+    let meta = secret("a");
+    use crate::fixtures::version;
+    store
+        .write(&mut |tx| {
+            tx.insert_secret(&meta)?;
+            tx.insert_version(
+                &meta.arn,
+                &version("v1", &[AWSPREVIOUS]),
+                &SealedValue(b"1".into()),
+            )?;
+            tx.insert_version(&meta.arn, &version("v2", &[AWSCURRENT]), &SealedValue(b"2".into()))
+        })
+        .unwrap();
+    let rt = store.rt();
+    store
+        .in_transaction(tokio_postgres::IsolationLevel::Serializable, false, &mut |tx| {
+            let batch = WriteBatch::new(false);
+            batch.begin_member();
+            let mut txn = PgTxn::writing(rt, &tx, None, &batch);
+            txn.update_version(&meta.arn, &version("v1", &[])).unwrap();
+            txn.update_version(&meta.arn, &version("v2", &[AWSPREVIOUS])).unwrap();
+            txn.flush().unwrap();
+            // Before: one UPDATE per version.
+            assert_eq!(batch.deferred_count(), 1);
+            assert!(batch.sync(rt, &tx).is_none());
+            drop(txn);
+            rt.block_on(tx.commit()).unwrap();
+        })
+        .unwrap();
+    store
+        .read(&mut |tx| {
+            let stages: Vec<(String, usize, bool)> = tx
+                .versions(&meta.arn)?
+                .into_iter()
+                .map(|v| (v.version_id, v.stages.len(), v.stages.contains(AWSPREVIOUS)))
+                .collect();
+            assert_eq!(stages, [("v1".to_owned(), 0, false), ("v2".to_owned(), 1, true)]);
+            Ok(())
+        })
+        .unwrap();
+    // One of several updates finding no version fails the write and keeps none of it.
+    let result = store.write(&mut |tx| {
+        tx.update_version(&meta.arn, &version("v1", &[AWSCURRENT]))?;
+        tx.update_version(&meta.arn, &version("v9", &[]))?;
+        tx.put_record("audit.event", "lost", b"x")
+    });
+    assert!(
+        matches!(&result, Err(crate::StoreError::Backend(m)) if m.contains("no version with that id")),
+        "{result:?}"
+    );
+    store
+        .read(&mut |tx| {
+            assert!(tx.record("audit.event", "lost")?.is_none());
+            assert!(tx.versions(&meta.arn)?[0].stages.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
