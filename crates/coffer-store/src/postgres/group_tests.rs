@@ -66,7 +66,7 @@ fn a_group_of_secret_writes_announces_its_change_once() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(node_generation(&store), 1);
+    let first = node_generation(&store);
     // The turn is held here, so the writes queue up until this thread runs them.
     let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
     let writers: Vec<_> = names
@@ -100,7 +100,7 @@ fn a_group_of_secret_writes_announces_its_change_once() {
     // One per member (its lookup, with what the member before it left deferred), and
     // the last sync before COMMIT. With an announcement awaited per member: 9.
     assert_eq!(round_trips, 5);
-    assert_eq!(node_generation(&store), 2);
+    assert_eq!(node_generation(&store), first + 1);
     store
         .read(&mut |tx| {
             for name in names {
@@ -181,4 +181,39 @@ fn a_puts_label_updates_are_one_statement() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Tenth session: a node's generation row that no process bumps any more (its process
+/// ended) is deleted by the watchers once it has stood still for `PRUNE_AFTER` (seconds
+/// in these tests); before, every process that wrote left one for good, and every node's
+/// poll read them all. A live node's own row stays.
+#[test]
+fn a_dead_nodes_generation_row_is_pruned() {
+    use super::shared_cache::NODE_GENERATION_PREFIX;
+
+    let database = TestPostgres::shared().create_database();
+    let store =
+        Arc::new(PostgresStore::open(&database.url).unwrap().cache_records(&["kms-key"], &[]));
+    store.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
+    let own = store.shared.as_ref().expect("caching").node_setting().to_owned();
+    let dead = format!("{NODE_GENERATION_PREFIX}00000000deadbeef");
+    database.execute(&format!(
+        "INSERT INTO settings (name, value) VALUES ('{dead}', convert_to('7', 'UTF8'))"
+    ));
+    let setting = |name: &str| {
+        let mut value = None;
+        store
+            .read(&mut |tx| {
+                value = tx.setting(name)?;
+                Ok(())
+            })
+            .unwrap();
+        value
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while setting(&dead).is_some() {
+        assert!(std::time::Instant::now() < deadline, "the dead node's row was never pruned");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(setting(&own).is_some(), "the node's own row was pruned");
 }

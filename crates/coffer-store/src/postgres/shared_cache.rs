@@ -46,6 +46,12 @@
 //! them, and the next read scope re-read them). A change of a cached record or setting,
 //! a setting read with a value the node had not seen, a full cache, a lost watcher and
 //! any notification without that payload (an older node's) still empty everything.
+//!
+//! Each process that writes secrets makes a row of its own, and every node's poll reads
+//! them all, so a row no process bumps any more is deleted by the watchers once its value
+//! has stood still for [`PRUNE_AFTER`] (a live node's row then comes back with its next
+//! write). A row starts at the database's clock in microseconds, not at 1, so a row
+//! deleted and made again never shows a poll the value it had before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -103,6 +109,14 @@ pub const STALE_BOUND: Duration = Duration::from_secs(1);
 /// two may fail or be slow without the cache falling back to the database).
 pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
 
+/// A node's generation row whose value has not moved for this long is deleted (see the
+/// module documentation). Seconds in the crate's own tests, so that they can see it.
+const PRUNE_AFTER: Duration =
+    if cfg!(test) { Duration::from_secs(2) } else { Duration::from_secs(3600) };
+
+/// The deletion of a node's generation row, if it still has the value it stood still at.
+const PRUNE_SQL: &str = "DELETE FROM settings WHERE name = $1 AND encode(value, 'hex') = $2";
+
 /// A watcher's connection, `LISTEN` or poll that takes longer is given up and made anew:
 /// past the bound the cache is unused anyway, and a half-open connection never answers.
 pub(super) const POLL_TIMEOUT: Duration = STALE_BOUND;
@@ -114,7 +128,8 @@ const MAX_ENTRIES: usize = 16 * 1024;
 /// The bump of a generation row (`$1`) and the notification (payload `$2`: what
 /// changed, see [`SECRETS_ONLY`]), in one statement.
 pub(super) const ANNOUNCE_SQL: &str = "WITH bumped AS (\
-     INSERT INTO settings (name, value) VALUES ($1, convert_to('1', 'UTF8')) \
+     INSERT INTO settings (name, value) VALUES ($1, convert_to(\
+     (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text, 'UTF8')) \
      ON CONFLICT (name) DO UPDATE SET value = \
      convert_to((convert_from(settings.value, 'UTF8')::bigint + 1)::text, 'UTF8') \
      RETURNING 1) SELECT pg_notify('coffer_changes', $2::text) FROM bumped";
@@ -362,6 +377,8 @@ where
     T::TlsConnect: Send,
     <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
 {
+    // Each other node's row: its value and since when this watcher has seen it so.
+    let mut rows: HashMap<String, (String, Instant)> = HashMap::new();
     loop {
         let connected = tokio::time::timeout(POLL_TIMEOUT, config.connect(tls.clone())).await;
         if let Ok(Ok((client, mut connection))) = connected {
@@ -388,15 +405,24 @@ where
                     // A poll that does not answer (a half-open connection) ends this
                     // connection: the cache is unused from the bound on, until a new one
                     // confirms the generation again.
-                    match tokio::time::timeout(POLL_TIMEOUT, poll).await {
-                        Ok(Ok(row)) => cache.observed(
-                            started,
-                            (
-                                row.try_get::<_, Option<String>>(0).ok().flatten(),
-                                row.try_get::<_, Option<String>>(1).ok().flatten(),
-                            ),
+                    let generations = match tokio::time::timeout(POLL_TIMEOUT, poll).await {
+                        Ok(Ok(row)) => (
+                            row.try_get::<_, Option<String>>(0).ok().flatten(),
+                            row.try_get::<_, Option<String>>(1).ok().flatten(),
                         ),
                         Ok(Err(_)) | Err(_) => break,
+                    };
+                    let stale =
+                        stale_rows(&mut rows, generations.1.as_deref(), cache.node_setting());
+                    cache.observed(started, generations);
+                    for (name, value) in stale {
+                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                            [&name, &value];
+                        let prune = client.execute(PRUNE_SQL, &params);
+                        if !matches!(tokio::time::timeout(POLL_TIMEOUT, prune).await, Ok(Ok(_))) {
+                            break;
+                        }
+                        rows.remove(&name);
                     }
                     tokio::time::sleep(POLL_EVERY).await;
                 }
@@ -407,6 +433,33 @@ where
         tracing::debug!("the PostgreSQL cache watcher is reconnecting");
         tokio::time::sleep(POLL_EVERY).await;
     }
+}
+
+/// Notes what a poll read of the nodes' rows (`name=hex,...`), and returns the rows,
+/// other than `own`, whose value has not moved for [`PRUNE_AFTER`].
+fn stale_rows(
+    rows: &mut HashMap<String, (String, Instant)>,
+    read: Option<&str>,
+    own: &str,
+) -> Vec<(String, String)> {
+    let now = Instant::now();
+    let mut present = std::collections::HashSet::new();
+    for pair in read.unwrap_or_default().split(',').filter(|pair| !pair.is_empty()) {
+        let Some((name, value)) = pair.split_once('=') else { continue };
+        present.insert(name);
+        match rows.get_mut(name) {
+            Some(seen) if seen.0 == value => {}
+            Some(seen) => *seen = (value.to_owned(), now),
+            None => {
+                rows.insert(name.to_owned(), (value.to_owned(), now));
+            }
+        }
+    }
+    rows.retain(|name, _| present.contains(name.as_str()));
+    rows.iter()
+        .filter(|(name, (_, since))| name.as_str() != own && since.elapsed() >= PRUNE_AFTER)
+        .map(|(name, (value, _))| (name.clone(), value.clone()))
+        .collect()
 }
 
 #[cfg(test)]
