@@ -12,6 +12,7 @@
 
 mod appender;
 pub mod audit;
+mod audit_file;
 pub mod audit_retention;
 pub mod auth;
 pub mod background;
@@ -21,6 +22,7 @@ mod dispatch;
 pub mod http;
 pub mod hygiene;
 pub mod iam_api;
+pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
 pub mod kms_families;
@@ -74,6 +76,9 @@ pub struct Config {
     pub audit_retention: audit_retention::Settings,
     /// Where rotation functions are invoked; `None`: only built-in rotators.
     pub lambda: Option<rotation::lambda::LambdaSettings>,
+    /// The only directory an OIDC provider's `coffer:jwks-file` tag may name a file in
+    /// (`--jwks-dir`); `None`: the tag is refused.
+    pub jwks_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -87,6 +92,7 @@ impl Default for Config {
             quotas: quotas::Settings::default(),
             audit_retention: audit_retention::Settings::default(),
             lambda: None,
+            jwks_dir: None,
         }
     }
 }
@@ -245,22 +251,29 @@ impl App {
     ) -> Result<T, AwsError> {
         let mut out = None;
         let event = record.for_write();
-        let result = self.store.write(&mut |tx| match f(tx) {
-            Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
-                Ok(()) => {
-                    out = Some(Ok(v));
-                    Ok(())
-                }
+        // The audit log's lines of the attempt that commits, written once it has.
+        let lines = audit_file::Lines::of(self.audit.log_file());
+        let result = self.store.write(&mut |tx| {
+            lines.attempt(|| match f(tx) {
+                Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
+                    Ok(()) => {
+                        out = Some(Ok(v));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        out = Some(Err(e));
+                        Err(StoreError::Aborted)
+                    }
+                },
                 Err(e) => {
                     out = Some(Err(e));
                     Err(StoreError::Aborted)
                 }
-            },
-            Err(e) => {
-                out = Some(Err(e));
-                Err(StoreError::Aborted)
-            }
+            })
         });
+        if result.is_ok() {
+            lines.committed(self.audit.log_file());
+        }
         let done = finish(result, out);
         if done.is_ok() {
             record.committed();
