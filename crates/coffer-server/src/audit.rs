@@ -1055,7 +1055,13 @@ fn append_alone(
 pub(crate) struct ForWrite {
     scope: Scope,
     time_ms: i64,
-    event: Event,
+    /// Completed in place by each attempt of the transaction ([`in_transaction`]), which
+    /// sets its response and resources anew: one copy of the event per call, not one more
+    /// per attempt. The lock is never contended (one transaction at a time uses it); it
+    /// lets the store's writer thread borrow it.
+    event: Mutex<Event>,
+    /// The resources the event named before the transaction (kept by every attempt).
+    resources_before: usize,
     sensitive: Arc<BTreeSet<String>>,
     also: Option<Scope>,
 }
@@ -1069,8 +1075,9 @@ pub(crate) fn in_transaction(
     pending: Option<&ForWrite>,
 ) -> Result<(), AwsError> {
     let Some(pending) = pending else { return Ok(()) };
-    let mut event = pending.event.clone();
+    let mut event = pending.event.lock().map_err(|_| AwsError::internal())?;
     event.response_elements = response_of(result, &pending.sensitive);
+    event.resources.truncate(pending.resources_before);
     add_resources(&mut event);
     let mut heads = app.audit.heads();
     let also = pending.also.as_ref();
@@ -1143,7 +1150,8 @@ impl CallRecord {
         Some(ForWrite {
             scope: pending.scope.clone(),
             time_ms: pending.time_ms,
-            event: pending.event.clone(),
+            event: Mutex::new(pending.event.clone()),
+            resources_before: pending.event.resources.len(),
             sensitive: pending.sensitive.clone(),
             also: pending.also.clone(),
         })
