@@ -23,7 +23,10 @@ class Server:
         self.data_dir = data_dir
         self.store_url = store_url
         store = ["--store", store_url] if store_url else []
-        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *store])
+        # Key set files (the coffer:jwks-file tag) are read only from --jwks-dir: here the
+        # test run's temporary directory, where the tests write them.
+        jwks = ["--jwks-dir", str(data_dir.parent)]
+        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *store, *jwks])
         self.url = self.server.url
         self.credentials_file = data_dir / "admin-credentials"
         parsed = configparser.ConfigParser()

@@ -25,7 +25,9 @@ REPLICA_REGION = "us-west-2"
 def srv(tmp_path_factory):
     # KMS holds ReplicateKey and UpdatePrimaryRegion to 5 calls a second per account and
     # Region, which these tests, made one after another without retries, go past.
-    s = Server(tmp_path_factory.mktemp("review8"), ["--quota-scale", "100"])
+    # Key set files are read only from --jwks-dir (review 10): the run's temporary directory.
+    s = Server(tmp_path_factory.mktemp("review8"),
+               ["--quota-scale", "100", "--jwks-dir", str(tmp_path_factory.getbasetemp())])
     yield s
     s.server.stop()
 

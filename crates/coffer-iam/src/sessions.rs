@@ -163,7 +163,7 @@ impl Iam {
         };
         let now = req.now_ms;
         // Not an IAM write: a new session changes nothing any cached lookup holds.
-        write(store, |tx| {
+        let user_path = write(store, |tx| {
             let ended: Vec<String> = tx
                 .records(SESSION_KIND, "", None, 4 * PURGE_BATCH)?
                 .into_iter()
@@ -177,16 +177,25 @@ impl Iam {
                 tx.delete_record(SESSION_KIND, &k)?;
             }
             tx.put_record(SESSION_KIND, &id, &encode(&record))?;
-            Ok(())
+            // A user's session is named as the user is, with its IAM path.
+            Ok(match &req.subject {
+                Subject::User { name, .. } => load_user(tx, req.account, name)?.map(|u| u.path),
+                Subject::Role { .. } => None,
+            })
         })?;
         let (arn, assumed_id) = match &req.subject {
             Subject::Role { name, role_id, session_name } => (
                 format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", req.account),
                 format!("{role_id}:{session_name}"),
             ),
-            Subject::User { name, user_id } => {
-                (coffer_auth::principal::user_arn(req.account, name), user_id.clone())
-            }
+            Subject::User { name, user_id } => (
+                coffer_auth::principal::user_arn_at(
+                    req.account,
+                    user_path.as_deref().unwrap_or("/"),
+                    name,
+                ),
+                user_id.clone(),
+            ),
         };
         Ok(IssuedSession { access_key_id: id, secret, token, expires_ms, arn, assumed_id })
     }
@@ -216,16 +225,30 @@ impl Iam {
         let mut found = None;
         store
             .read(&mut |tx| {
-                found = tx.record(SESSION_KIND, access_key_id)?;
+                found = None;
+                let Some(bytes) = tx.record(SESSION_KIND, access_key_id)? else { return Ok(()) };
+                let Ok(record) = decode::<SessionRecord>(&bytes) else { return Ok(()) };
+                // A user's session is named as the user is, with its IAM path (review 10).
+                let path = match &record.subject {
+                    Subject::User { name, .. } => {
+                        load_user(tx, &record.account, name)?.map(|u| u.path)
+                    }
+                    Subject::Role { .. } => None,
+                };
+                found = Some((record, path));
                 Ok(())
             })
             .ok()?;
-        let record: SessionRecord = decode(&found?).ok()?;
+        let (record, path) = found?;
         Some(match record.subject {
             Subject::Role { name, session_name, .. } => {
                 format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", record.account)
             }
-            Subject::User { name, .. } => coffer_auth::principal::user_arn(&record.account, &name),
+            Subject::User { name, .. } => coffer_auth::principal::user_arn_at(
+                &record.account,
+                path.as_deref().unwrap_or("/"),
+                &name,
+            ),
         })
     }
 
@@ -407,5 +430,38 @@ mod tests {
         iam.delete_role(&store, ACCOUNT, "reader").unwrap();
         let gone = iam.lookup_session(&store, &issued.access_key_id, &issued.token, 2_000).unwrap();
         assert!(matches!(gone, Ok(None)));
+    }
+
+    /// GetSessionToken's session acts as its user, path included: the ARN it is issued
+    /// with and the one the request log names are the user's own (`user/<path>/<name>`),
+    /// as policies and long-term keys see it (review 10, finding 02).
+    #[test]
+    fn a_user_session_is_named_with_the_users_path() {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        let user =
+            iam.create_user_with(&store, ACCOUNT, "alice", "/team/ops/", Vec::new(), 0).unwrap();
+        let issued = iam
+            .issue_session(
+                &store,
+                SessionRequest {
+                    account: ACCOUNT,
+                    subject: Subject::User { name: "alice".into(), user_id: user.user_id.clone() },
+                    duration_secs: 900,
+                    session_policy: None,
+                    tags: Vec::new(),
+                    now_ms: 1_000,
+                },
+            )
+            .unwrap();
+        let expected = "arn:aws:iam::111122223333:user/team/ops/alice";
+        assert_eq!(issued.arn, expected);
+        assert_eq!(iam.session_arn(&store, &issued.access_key_id).as_deref(), Some(expected));
+        let key = iam
+            .lookup_session(&store, &issued.access_key_id, &issued.token, 2_000)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.caller.principal.arn, expected);
     }
 }

@@ -190,15 +190,21 @@ fn run(app: &Weak<App>, shared: &Shared) {
         // Taken on the closure's first run; a store that runs it again (PostgreSQL after
         // a serialization conflict) appends the same events again.
         let mut batch: Option<Vec<Job>> = None;
+        // The audit log's lines of the attempt that commits, written before the callers
+        // are told their events are durable.
+        let mut lines = crate::audit_file::Lines::default();
         let committed = app.store.write(&mut |tx| {
             let events = batch.get_or_insert_with(|| shared.take(ticket));
-            let mut heads = app.audit.heads();
+            let mut heads = app.audit.heads().collecting(lines.attempt());
             for job in events.iter() {
                 crate::audit::append_unwritten(&app, tx, &mut heads, &job.event)
                     .map_err(|_| StoreError::Aborted)?;
             }
             heads.store(tx)
         });
+        if committed.is_ok() {
+            lines.committed(app.audit.log_file());
+        }
         // A store that failed without running the write: the events it was for fail.
         let batch = batch.unwrap_or_else(|| shared.take(ticket));
         let written = match committed {

@@ -2,7 +2,7 @@
 //! store, optionally streamed as JSON lines; and CloudTrail's LookupEvents over it.
 //!
 //! A call's event is prepared by [`begin`] (on the thread that runs the call)
-//! and kept in a thread-local until the call ends. A mutating call's event is appended
+//! and kept in the call's [`CallRecord`] (its `RequestContext`) until the call ends. A mutating call's event is appended
 //! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
 //! the change and its record commit together or not at all. Read-only calls, failures
 //! and calls that changed nothing get their event written when the call ends
@@ -12,6 +12,8 @@
 //! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
 //! `Settings::fail_open` is set, in which case the failure is only logged.
 
+use crate::Txn;
+use crate::audit_file::{AuditFile, Lines};
 use crate::auth::{Authenticated, RawRequest};
 use crate::{App, RequestContext, clock};
 use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head, Record, StoredForm};
@@ -26,10 +28,8 @@ use coffer_wire::secretsmanager as sm;
 use serde_json::Value;
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// How the trail is kept.
@@ -65,7 +65,8 @@ impl Default for Settings {
 /// signatures of each known access key.
 pub struct Auditor {
     settings: Settings,
-    sink: Mutex<Option<(File, u64)>>,
+    /// The `--audit-log` copy, written after each commit (`crate::audit_file`).
+    file: AuditFile,
     /// The key of the chains ([`open_chain_key`]); without it events are chained unkeyed.
     chain_key: std::sync::OnceLock<ChainKey>,
     /// This node's name in its chains' ids ([`chain::node_chain_id`]), on stores several
@@ -152,8 +153,8 @@ impl std::fmt::Debug for Auditor {
 impl Auditor {
     pub fn new(settings: Settings) -> Auditor {
         Auditor {
+            file: AuditFile::new(&settings),
             settings,
-            sink: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
             chain_key: std::sync::OnceLock::new(),
             chain_node: std::sync::OnceLock::new(),
@@ -193,6 +194,7 @@ impl Auditor {
             node: self.chain_node(),
             form: self.form,
             sealed: Some(&self.sealed_heads),
+            lines: None,
         }
     }
 
@@ -254,81 +256,13 @@ impl Auditor {
 
     /// Opens the JSON-lines file now, so that a bad path stops the server at start.
     pub fn open_sink(&self) -> std::io::Result<()> {
-        match &self.settings.log {
-            Some(path) if path.as_os_str() != "-" => {
-                let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-                *sink = Some(open_append(path)?);
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+        self.file.open()
     }
 
-    /// Writes one line to the sink (if any), rotating the file by size first.
-    fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let Some(path) = &self.settings.log else { return Ok(()) };
-        if path.as_os_str() == "-" {
-            let mut out = std::io::stdout().lock();
-            out.write_all(line)?;
-            out.write_all(b"\n")?;
-            return out.flush();
-        }
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if sink.is_none() {
-            *sink = Some(open_append(path)?);
-        }
-        let len = line.len() as u64 + 1;
-        let size = sink.as_ref().map_or(0, |s| s.1);
-        if size > 0 && size + len > self.settings.log_max_bytes && is_regular_file(path) {
-            *sink = None;
-            rotate(path, self.settings.log_keep)?;
-            *sink = Some(open_append(path)?);
-        }
-        let (file, size) = sink.as_mut().expect("opened above");
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-        // A failed write may leave a partial line; drop the handle so the next write
-        // reopens the file rather than appending to a torn line's tail blindly.
-        if let Err(e) = file.write_all(&buf).and_then(|()| file.flush()) {
-            *sink = None;
-            return Err(e);
-        }
-        *size += len;
-        Ok(())
+    /// The `--audit-log` copy of the trail.
+    pub(crate) fn log_file(&self) -> &AuditFile {
+        &self.file
     }
-}
-
-/// Opens the log for appending, creating it readable by its owner alone whatever the
-/// umask (rotated files keep that mode). A file that already exists keeps its mode: an
-/// operator may have opened it to a log shipper's group on purpose.
-fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    Ok((file, size))
-}
-
-fn is_regular_file(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
-}
-
-/// `FILE` -> `FILE.1`, `FILE.1` -> `FILE.2`, ..., dropping the oldest beyond `keep`.
-fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
-    let numbered = |n: usize| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    };
-    let keep = keep.max(1);
-    let _ = std::fs::remove_file(numbered(keep));
-    for n in (1..keep).rev() {
-        let from = numbered(n);
-        if from.exists() {
-            std::fs::rename(&from, numbered(n + 1))?;
-        }
-    }
-    std::fs::rename(path, numbered(1))
 }
 
 /// The event of the call running on this thread, until it is written.
@@ -640,13 +574,32 @@ pub(crate) struct Heads<'k> {
     form: StoredForm,
     /// The keyed heads this process stored last (`None`: none remembered).
     sealed: Option<&'k SealedHeads>,
+    /// Where the `--audit-log` lines of the events appended go until the write commits
+    /// (`None`: the write collects none, and each line is written at once).
+    lines: Option<&'k mut Lines>,
 }
 
 impl<'k> Heads<'k> {
     /// Heads keyed with `key` (the app's chain key, if it has one).
     #[cfg(test)]
     pub(crate) fn new(key: Option<&'k ChainKey>) -> Heads<'k> {
-        Heads { moved: HashMap::new(), key, node: None, form: StoredForm::Compact, sealed: None }
+        Heads {
+            moved: HashMap::new(),
+            key,
+            node: None,
+            form: StoredForm::Compact,
+            sealed: None,
+            lines: None,
+        }
+    }
+
+    /// These heads, keeping the log lines of the events appended in `lines` (the running
+    /// attempt's), to be written once the write commits.
+    pub(crate) fn collecting<'a>(self, lines: &'a mut Lines) -> Heads<'a>
+    where
+        'k: 'a,
+    {
+        Heads { lines: Some(lines), ..self }
     }
 
     /// The chain these heads append to in `scope`.
@@ -756,25 +709,21 @@ pub fn open_chain_key(
             tx.put_wrapped_key(CHAIN_KEY_ID, &master.wrap_key(&material, CHAIN_KEY_CONTEXT))?;
             let key = ChainKey::new(material.expose());
             let mut sealed = 0;
-            let mut after: Option<String> = None;
-            loop {
-                let page = tx.records(HEAD_KIND, "", after.as_deref(), 500)?;
-                for (id, bytes) in &page {
-                    if let Ok(head) = serde_json::from_slice::<Head>(bytes)
+            // A page of heads is read, then its unkeyed ones rewritten, before the next.
+            let mut pages = coffer_store::RecordPages::new(HEAD_KIND, "", 500);
+            while let Some(page) = pages.next_page(&*tx)? {
+                for (id, bytes) in page {
+                    if let Ok(head) = serde_json::from_slice::<Head>(&bytes)
                         && head.mac.is_none()
                     {
-                        let head = head.sealed(id, &key);
+                        let head = head.sealed(&id, &key);
                         tx.put_record(
                             HEAD_KIND,
-                            id,
+                            &id,
                             &serde_json::to_vec(&head).expect("heads serialize"),
                         )?;
                         sealed += 1;
                     }
-                }
-                match page.last() {
-                    Some((id, _)) if page.len() == 500 => after = Some(id.clone()),
-                    _ => break,
                 }
             }
             out = Some((key, sealed));
@@ -784,6 +733,43 @@ pub fn open_chain_key(
             failure.take().unwrap_or_else(|| format!("cannot open the audit chain key: {e}"))
         })?;
     out.ok_or_else(|| "the audit chain key transaction did not run".to_string())
+}
+
+#[cfg(test)]
+mod chain_key_sealing_tests {
+    use super::*;
+    use coffer_store::{MemoryStore, Store};
+
+    /// Making the chain key seals every unkeyed head, on every page of heads (500 a page).
+    #[test]
+    fn every_unkeyed_head_is_sealed_when_the_chain_key_is_made() {
+        let store = MemoryStore::new();
+        let ids: Vec<String> = (0..1234).map(|n| format!("1/r@n{n:04}")).collect();
+        store
+            .write(&mut |tx| {
+                for id in &ids {
+                    let head = Head { seq: 1, hash: chain::GENESIS.to_string(), mac: None };
+                    tx.put_record(HEAD_KIND, id, &serde_json::to_vec(&head).unwrap())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let master = coffer_crypto::MasterKey::generate();
+        let (key, sealed) = open_chain_key(&master, &store).unwrap();
+        assert_eq!(sealed, ids.len());
+        store
+            .read(&mut |tx| {
+                for id in &ids {
+                    let head: Head = serde_json::from_slice(&tx.record(HEAD_KIND, id)?.unwrap())
+                        .expect("a head");
+                    assert!(head.mac_is_valid(id, &key), "{id} was not sealed");
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Once made, the key is only opened: nothing is sealed again.
+        assert_eq!(open_chain_key(&master, &store).unwrap().1, 0);
+    }
 }
 
 /// The audit chain key of a store, read only (for `coffer audit verify`): `None` when the
@@ -994,8 +980,9 @@ fn append_in(
     Ok(seq)
 }
 
-/// Appends to the store and streams to the sink, inside `tx`. A failure is an error
-/// (aborting the transaction) unless the trail is fail-open.
+/// Appends to the store inside `tx` and keeps the event's log line for after the commit.
+/// A failure (of the store, or of the log's check) is an error (aborting the transaction)
+/// unless the trail is fail-open.
 fn append_and_stream(
     app: &App,
     tx: &mut dyn WriteTxn,
@@ -1027,26 +1014,36 @@ fn append_and_stream(
         Err(StoreError::Aborted) => return Err(crate::store_error(StoreError::Aborted)),
         Err(e) => return fail("store", e.to_string()),
     }
-    if app.audit.settings.log.is_some() {
+    // The line is written once the transaction commits (the `Lines` the heads carry);
+    // here the log is only checked, so that a log that cannot take it stops the call
+    // unchanged.
+    let file = app.audit.log_file();
+    if file.enabled() {
         let line = serde_json::to_vec(event).expect("events serialize");
-        if let Err(e) = app.audit.write_line(&line) {
-            return fail("audit log", e.to_string());
+        if let Err(e) = file.check(line.len() as u64 + 1) {
+            fail("audit log", e.to_string())?;
+        }
+        match heads.lines.as_deref_mut() {
+            Some(lines) => lines.keep(line),
+            // Appended by a write that does not collect lines: written now.
+            None => file.write_committed(vec![line]),
         }
     }
     Ok(())
 }
 
-/// [`append_and_stream`] of one event, its chain head stored at once.
+/// [`append_and_stream`] of one event, its chain head stored at once, its log line kept
+/// with `tx`'s attempt.
 fn append_alone(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
 ) -> Result<(), AwsError> {
-    let mut heads = app.audit.heads();
-    append_and_stream(app, tx, &mut heads, scope, time_ms, event, None)?;
-    heads.store(tx).map_err(crate::store_error)
+    let mut heads = app.audit.heads().collecting(tx.lines);
+    append_and_stream(app, tx.tx, &mut heads, scope, time_ms, event, None)?;
+    heads.store(tx.tx).map_err(crate::store_error)
 }
 
 /// The event a mutating call's write transaction must append, taken from the thread
@@ -1067,10 +1064,11 @@ pub(crate) struct ForWrite {
 }
 
 /// Called by `App::write` inside its transaction once the closure succeeded: appends
-/// the event of the mutating call (taken by [`for_write`]), if any.
+/// the event of the mutating call (taken by [`for_write`]), if any, its log line kept with
+/// `tx`'s attempt.
 pub(crate) fn in_transaction(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     result: &dyn Any,
     pending: Option<&ForWrite>,
 ) -> Result<(), AwsError> {
@@ -1079,8 +1077,9 @@ pub(crate) fn in_transaction(
     event.response_elements = response_of(result, &pending.sensitive);
     event.resources.truncate(pending.resources_before);
     add_resources(&mut event);
-    let mut heads = app.audit.heads();
+    let mut heads = app.audit.heads().collecting(tx.lines);
     let also = pending.also.as_ref();
+    let tx = &mut *tx.tx;
     append_delivered(app, tx, &mut heads, &pending.scope, also, pending.time_ms, &event, None)?;
     heads.store(tx).map_err(crate::store_error)
 }
@@ -1092,10 +1091,15 @@ impl CallRecord {
         CallRecord::default()
     }
 
+    /// The record, also behind a lock a panic poisoned: the call it records may still
+    /// answer (the panic caught further up), and a record taken for "no event" would let
+    /// that answer out unrecorded (review 10).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<Pending>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn with(&self, f: impl FnOnce(&mut Pending)) {
-        if let Ok(mut guard) = self.0.lock()
-            && let Some(pending) = guard.as_mut()
-        {
+        if let Some(pending) = self.lock().as_mut() {
             f(pending);
         }
     }
@@ -1142,7 +1146,7 @@ impl CallRecord {
     /// been committed already. Taken before the transaction starts: the store may run
     /// the transaction on a thread of its own.
     pub(crate) fn for_write(&self) -> Option<ForWrite> {
-        let guard = self.0.lock().ok()?;
+        let guard = self.lock();
         let pending = guard.as_ref()?;
         if pending.committed || pending.event.read_only {
             return None;
@@ -1204,7 +1208,7 @@ impl CallRecord {
 
     /// Completes the event with the call's outcome, unless it committed with the change.
     fn take_unwritten(&self, outcome: Result<&[u8], (String, String)>) -> Option<Unwritten> {
-        let pending = *self.0.lock().ok()?.take()?;
+        let pending = *self.lock().take()?;
         if pending.committed {
             return None;
         }
@@ -1311,14 +1315,18 @@ fn append_unwritten_with(
 /// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let canonical = chain::canonical_event(&unwritten.event);
+    let mut lines = Lines::default();
     let written = app.store.write(&mut |tx| {
-        let mut heads = app.audit.heads();
+        let mut heads = app.audit.heads().collecting(lines.attempt());
         append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
             .map_err(|_| StoreError::Aborted)
             .and_then(|()| heads.store(tx))
     });
     match written {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            lines.committed(app.audit.log_file());
+            Ok(())
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not commit the audit event");
             if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
@@ -1454,10 +1462,11 @@ mod sweep_tests {
 /// An event of work Secrets Manager does by itself (`AwsServiceEvent`).
 const SECRETS_MANAGER_SERVICE: &str = "secretsmanager.amazonaws.com";
 
-/// Appends, inside `tx`, the event of work a service did by itself on `arn`.
+/// Appends, inside `tx`, the event of work a service did by itself on `arn` (its log line
+/// kept with `tx`'s attempt, written once the write commits).
 pub fn record_service_event(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     scope: &Scope,
     service: &str,
     name: &str,
@@ -1472,7 +1481,7 @@ pub fn record_service_event(
 /// with AWS's "Error when executing lambda ... during <step> step", ...).
 pub fn record_rotation_event(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     scope: &Scope,
     name: &str,
     arn: &str,
@@ -1604,17 +1613,11 @@ pub fn lookup_events(
             // Every one of them, a page of heads at a time: a chain left out would have its
             // events never shown.
             let mut chains = vec![base.clone()];
-            let mut after: Option<String> = None;
-            loop {
-                let heads = tx.records(HEAD_KIND, &base, after.as_deref(), HEADS_PAGE)?;
-                let full = heads.len() == HEADS_PAGE;
-                after = heads.last().map(|(id, _)| id.clone());
-                chains.extend(heads.into_iter().map(|(id, _)| id).filter(|id| {
+            let mut heads = coffer_store::RecordPages::new(HEAD_KIND, &base, HEADS_PAGE);
+            while let Some(page) = heads.next_page(tx)? {
+                chains.extend(page.into_iter().map(|(id, _)| id).filter(|id| {
                     *id != base && chain::is_chain_of(id, &scope.account, &scope.region)
                 }));
-                if !full {
-                    break;
-                }
             }
             let found = lookup::run_chains(
                 &scope.account,
@@ -1651,29 +1654,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_log_rotates_by_size_and_keeps_a_bounded_number_of_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let auditor = Auditor::new(Settings {
-            log: Some(path.clone()),
-            log_max_bytes: 100,
-            log_keep: 2,
-            ..Settings::default()
-        });
-        let line = vec![b'x'; 39];
-        for _ in 0..10 {
-            auditor.write_line(&line).unwrap();
-        }
-        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        assert!(size(&path) <= 100);
-        let one = dir.path().join("audit.jsonl.1");
-        let two = dir.path().join("audit.jsonl.2");
-        assert_eq!(size(&one), 80);
-        assert_eq!(size(&two), 80);
-        assert!(!dir.path().join("audit.jsonl.3").exists());
-    }
-
-    #[test]
     fn failed_signatures_are_logged_once_and_audited_a_bounded_number_of_times_per_interval() {
         let auditor = Auditor::new(Settings::default());
         let start = std::time::Instant::now();
@@ -1691,13 +1671,6 @@ mod tests {
         assert_eq!(next, FailureNotice { audit: true, log: Some((24, 15)) });
         assert_eq!(auditor.note_failed_signature_at("AKIA1", later).log, None);
     }
-
-    #[test]
-    fn a_sink_that_cannot_be_written_is_an_error() {
-        let auditor =
-            Auditor::new(Settings { log: Some(PathBuf::from("/dev/full")), ..Settings::default() });
-        assert!(auditor.write_line(b"{}").is_err());
-    }
 }
 
 #[cfg(test)]
@@ -1712,12 +1685,10 @@ mod stored_form_tests {
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let app = crate::App::new(store.clone(), keys, Config::default());
         let scope = Scope::new("111122223333", "us-east-1");
-        store
-            .write(&mut |tx| {
-                record_service_event(&app, tx, &scope, "secretsmanager.amazonaws.com", "X", "a", 5)
-                    .map_err(|_| StoreError::Aborted)
-            })
-            .unwrap();
+        app.write_unrecorded(|tx| {
+            record_service_event(&app, tx, &scope, "secretsmanager.amazonaws.com", "X", "a", 5)
+        })
+        .unwrap();
         let mut out = Vec::new();
         store
             .read(&mut |tx| {
@@ -1811,5 +1782,33 @@ mod node_chain_lookup_tests {
             }
         }
         assert_eq!(seen.len(), chains as usize, "events of some node chains were never shown");
+    }
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use super::*;
+    use coffer_audit::event::UserIdentity;
+    use coffer_wire::operation::{Operation, SecretsManagerOp};
+
+    /// Review 10: a call's record behind a poisoned lock (a panic while it was held, caught
+    /// further up) was taken for "no event to write", so the call's answer, a secret value
+    /// for GetSecretValue, went out with no event. The record is still the call's: its
+    /// event is written, or the call fails.
+    #[test]
+    fn a_poisoned_record_still_yields_its_event() {
+        let scope = Scope::new("111122223333", "us-east-1");
+        let source = Source { ip: None, user_agent: "test".into(), console: false };
+        let op = Operation::SecretsManager(SecretsManagerOp::GetSecretValue);
+        let record = CallRecord::begin(&scope, "r", UserIdentity::default(), &source, op, None);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            record.with(|_| panic!("a panic while the record is held"));
+        }));
+        assert!(panicked.is_err());
+        assert!(record.0.is_poisoned());
+        record.add_secret_event(SecretsManagerOp::GetSecretValue, "arn:aws:secretsmanager:x");
+        let unwritten = record.conclude(&Ok(b"{}".to_vec()));
+        let unwritten = unwritten.expect("the event of a read that answered is written");
+        assert_eq!(unwritten.event.event_name, "GetSecretValue");
     }
 }

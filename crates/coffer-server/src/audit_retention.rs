@@ -21,7 +21,8 @@
 use crate::App;
 use coffer_audit::archive::{self, BASE_KIND, Checkpoint};
 use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Record};
-use coffer_store::StoreError;
+use coffer_store::pages::Page;
+use coffer_store::{RecordPages, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,51 +99,47 @@ pub fn run_round(app: &App, now_ms: i64) -> Result<Outcome, String> {
 /// Counts the events the store holds (each chain's head minus its base: two small records
 /// per chain, no scan of events) for `coffer_audit_events_stored`.
 pub fn measure(app: &App) -> Result<u64, String> {
-    const PAGE: usize = 1000;
     let mut total = 0u64;
-    let mut after: Option<String> = None;
-    loop {
-        let mut page_len = 0;
-        app.store
-            .read(&mut |tx| {
-                let page = tx.records(HEAD_KIND, "", after.as_deref(), PAGE)?;
-                page_len = page.len();
-                for (chain_id, bytes) in &page {
-                    let head = serde_json::from_slice::<chain::Head>(bytes).map_or(0, |h| h.seq);
-                    let base = read_base(tx, chain_id)?.seq;
-                    total += head.saturating_sub(base);
-                }
-                after = page.last().map(|(k, _)| k.clone());
-                Ok(())
-            })
-            .map_err(|e| format!("cannot count the audit events: {e}"))?;
-        if page_len < PAGE {
-            crate::metrics::audit_events_stored(total);
-            return Ok(total);
+    each_head_page(app, "count the audit events", &mut |tx, page| {
+        for (chain_id, bytes) in page {
+            let head = serde_json::from_slice::<chain::Head>(&bytes).map_or(0, |h| h.seq);
+            let base = read_base(tx, &chain_id)?.seq;
+            total += head.saturating_sub(base);
         }
-    }
+        Ok(())
+    })?;
+    crate::metrics::audit_events_stored(total);
+    Ok(total)
 }
 
-/// Every chain id (`<account>/<region>`), from the heads.
+/// Every chain id (`<account>/<region>`, or `<account>/<region>@<node>`), from the heads.
 fn chains(app: &App) -> Result<Vec<String>, String> {
-    const PAGE: usize = 1000;
     let mut ids = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut page = Vec::new();
+    each_head_page(app, "list the audit chains", &mut |_, page| {
+        ids.extend(page.into_iter().map(|(id, _)| id));
+        Ok(())
+    })?;
+    Ok(ids)
+}
+
+/// Hands every chain head to `visit`, a page at a time, each page in a read transaction of
+/// its own: the sweep never holds one snapshot open over a long listing.
+fn each_head_page(
+    app: &App,
+    what: &str,
+    visit: &mut dyn FnMut(&dyn coffer_store::ReadTxn, Page) -> Result<(), StoreError>,
+) -> Result<(), String> {
+    const PAGE: usize = 1000;
+    let mut pages = RecordPages::new(HEAD_KIND, "", PAGE);
+    while !pages.finished() {
         app.store
-            .read(&mut |tx| {
-                page = tx.records(HEAD_KIND, "", after.as_deref(), PAGE)?;
-                Ok(())
+            .read(&mut |tx| match pages.next_page(tx)? {
+                Some(page) => visit(tx, page),
+                None => Ok(()),
             })
-            .map_err(|e| format!("cannot list the audit chains: {e}"))?;
-        let full = page.len() == PAGE;
-        after = page.last().map(|(k, _)| k.clone());
-        ids.extend(page.into_iter().map(|(k, _)| k));
-        if !full {
-            return Ok(ids);
-        }
+            .map_err(|e| format!("cannot {what}: {e}"))?;
     }
+    Ok(())
 }
 
 fn read_base(tx: &dyn coffer_store::ReadTxn, chain_id: &str) -> Result<Checkpoint, StoreError> {
@@ -335,30 +332,37 @@ mod tests {
         let app = crate::App::new(store, keys, config);
         let key = ChainKey::new(&[5; 32]);
         app.audit.set_chain_key(key.clone());
-        let scope = Scope::new("111122223333", "us-east-1");
         for i in 0..old + recent {
             let when = if i < old { NOW - 3_600_000 + i as i64 } else { NOW + i as i64 };
-            app.store
-                .write(&mut |tx| {
-                    crate::audit::record_service_event(
-                        &app,
-                        tx,
-                        &scope,
-                        "secretsmanager.amazonaws.com",
-                        "DeleteSecret",
-                        &format!("arn:aws:secretsmanager:us-east-1:111122223333:secret:s{i}"),
-                        when,
-                    )
-                    .map_err(|_| StoreError::Aborted)
-                })
-                .unwrap();
+            append(&app, &format!("s{i}"), when);
         }
         (app, key)
     }
 
-    /// `verify` of what the store keeps, from its base.
+    /// Appends a service event about secret `name`, at `when`, to `app`'s chain of the scope.
+    fn append(app: &crate::App, name: &str, when: i64) {
+        let scope = Scope::new("111122223333", "us-east-1");
+        app.write_unrecorded(|tx| {
+            crate::audit::record_service_event(
+                app,
+                tx,
+                &scope,
+                "secretsmanager.amazonaws.com",
+                "DeleteSecret",
+                &format!("arn:aws:secretsmanager:us-east-1:111122223333:secret:{name}"),
+                when,
+            )
+        })
+        .unwrap();
+    }
+
+    /// `verify` of what the store keeps of the scope's chain, from its base.
     fn verify_store(app: &crate::App, key: &ChainKey) -> Result<u64, String> {
-        let chain_id = "111122223333/us-east-1";
+        verify_chain(app, key, "111122223333/us-east-1")
+    }
+
+    /// `verify` of what the store keeps of chain `chain_id`, from its base.
+    fn verify_chain(app: &crate::App, key: &ChainKey, chain_id: &str) -> Result<u64, String> {
         let mut result = Err(String::new());
         app.store
             .read(&mut |tx| {
@@ -366,7 +370,9 @@ mod tests {
                     tx.record(HEAD_KIND, chain_id)?.and_then(|b| serde_json::from_slice(&b).ok());
                 let base = tx.record(BASE_KIND, chain_id)?.and_then(|b| Checkpoint::from_bytes(&b));
                 let mut v = Verifier::new(chain_id, head, Some(key.clone())).with_base(base);
-                for (k, bytes) in tx.records(EVENT_KIND, "111122223333/us-east-1/", None, 1000)? {
+                for (k, bytes) in
+                    tx.records(EVENT_KIND, &chain::chain_event_prefix(chain_id), None, 1000)?
+                {
                     v.push(&k, &bytes);
                 }
                 result = v.finish().map_err(|b| b.to_string());
@@ -402,6 +408,66 @@ mod tests {
         let later = run_round(&app, NOW + 3_600_000).unwrap();
         assert_eq!(later.archived, 2);
         assert_eq!(verify_store(&app, &key), Ok(0));
+    }
+
+    /// Tidy 10: a node's chain (`<account>/<region>@<node>`) whose node is gone (nothing
+    /// appends to it any more) ages out like every other chain: its old events go to
+    /// archives and leave the store, and what stays (its head and base, as for every cut
+    /// chain) still verifies, so a node coming back under that name continues it.
+    #[test]
+    fn the_chain_of_a_gone_node_is_cut_like_any_other_and_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, key) = trail(dir.path(), 0, 2);
+        let gone = crate::App::new(
+            live.store.clone(),
+            KeyRing::open(MasterKey::generate(), &MemoryStore::new()).unwrap(),
+            live.config.clone(),
+        );
+        gone.audit.set_chain_key(key.clone());
+        gone.audit.set_chain_node("gone-host:8080");
+        for i in 0..4 {
+            append(&gone, "g", NOW - 3_600_000 + i);
+        }
+        let node_chain = "111122223333/us-east-1@gone-host:8080";
+        assert_eq!(verify_chain(&live, &key, node_chain), Ok(4));
+        assert_eq!(measure(&live).unwrap(), 6);
+        // The live node's sweep cuts the gone node's chain; its own recent events stay.
+        let outcome = run_round(&live, NOW).unwrap();
+        assert_eq!(outcome.archived, 4);
+        assert_eq!(verify_chain(&live, &key, node_chain), Ok(0));
+        assert_eq!(verify_store(&live, &key), Ok(2));
+        assert_eq!(measure(&live).unwrap(), 2);
+        let mut from = Checkpoint::genesis();
+        for file in &outcome.files {
+            let bytes = std::fs::read(file).unwrap();
+            let v = archive::verify_archive(bytes.split(|b| *b == b'\n'), Some(&key)).unwrap();
+            assert_eq!((v.chain.as_str(), &v.from), (node_chain, &from));
+            from = v.end;
+        }
+        assert_eq!(from.seq, 4);
+        // The node comes back under its name: its chain continues after the cut.
+        append(&gone, "g", NOW);
+        assert_eq!(verify_chain(&live, &key, node_chain), Ok(1));
+    }
+
+    /// The sweep's listing of chain heads goes on past its first page: every chain's
+    /// events are counted (and so cut), not only those of the first thousand chains.
+    #[test]
+    fn every_chain_is_counted_past_the_first_page_of_heads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, _) = trail(dir.path(), 0, 1);
+        app.store
+            .write(&mut |tx| {
+                for n in 0..1500 {
+                    let chain = chain::node_chain_id("1", "r", Some(&format!("n{n:04}")));
+                    let head = chain::Head { seq: 2, hash: chain::GENESIS.to_string(), mac: None };
+                    tx.put_record(HEAD_KIND, &chain, &serde_json::to_vec(&head).unwrap())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(chains(&app).unwrap().len(), 1501);
+        assert_eq!(measure(&app).unwrap(), 1 + 1500 * 2);
     }
 
     #[test]

@@ -418,6 +418,21 @@ pub fn caller(headers: &HeaderMap, default_account: &str) -> Result<Credentials,
             "a well-formed 'Credential' parameter (<key>/<date>/<region>/<service>/aws4_request)",
         ));
     }
+    // Any region name is taken (a test may use its own), but only one shaped like a region:
+    // the region is part of store keys and chain ids, and `us-east-1@x` was read back as a
+    // node's chain of `us-east-1` (review 10, finding 03).
+    let region = parts[2];
+    if region.len() > 32
+        || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(AwsError::new(
+            ErrorCode::InvalidSignature,
+            format!(
+                "Credential should be scoped to a valid region, not '{}'. ",
+                coffer_auth::sigv4::echo(region)
+            ),
+        ));
+    }
     let access_key_id = parts[0].to_string();
     let account = if access_key_id.len() == 12 && access_key_id.bytes().all(|b| b.is_ascii_digit())
     {

@@ -366,15 +366,18 @@ impl coffer_store::Store for RecordedStore {
         let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
         let Some(event) = event else { return self.app.store.write(f) };
         let app = &self.app;
+        let mut lines = crate::audit_file::Lines::default();
         let result = app.store.write(&mut |tx| {
             f(tx)?;
-            crate::audit::in_transaction(app, tx, &(), Some(event)).map_err(|_| {
+            let mut txn = crate::Txn::new(tx, lines.attempt());
+            crate::audit::in_transaction(app, &mut txn, &(), Some(event)).map_err(|_| {
                 coffer_store::StoreError::Backend(
                     "the call's audit event could not be written".into(),
                 )
             })
         });
         if result.is_ok() {
+            lines.committed(app.audit.log_file());
             self.appended.store(true, Ordering::SeqCst);
         }
         result
@@ -863,13 +866,24 @@ impl Call<'_> {
                 let url = f.required("Url", "url")?;
                 let host_path = crate::iam::oidc::host_path(url);
                 self.authorize(op, &self.arn("oidc-provider/", "", host_path))?;
+                let tags = f.tags();
+                if let Some(why) =
+                    tags.iter().filter(|t| t.key == crate::iam::oidc::JWKS_FILE_TAG).find_map(|t| {
+                        crate::jwks_file::refusal(
+                            self.store.app.config.jwks_dir.as_deref(),
+                            &t.value,
+                        )
+                    })
+                {
+                    return Err(IamError::Invalid(why).into());
+                }
                 let provider = iam.create_oidc_provider(
                     store,
                     account,
                     url,
                     f.list("ClientIDList"),
                     f.list("ThumbprintList"),
-                    f.tags(),
+                    tags,
                     now,
                 )?;
                 x.field("OpenIDConnectProviderArn", &provider.arn());

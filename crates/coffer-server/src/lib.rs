@@ -12,6 +12,7 @@
 
 mod appender;
 pub mod audit;
+mod audit_file;
 pub mod audit_retention;
 pub mod auth;
 pub mod background;
@@ -21,6 +22,7 @@ mod dispatch;
 pub mod http;
 pub mod hygiene;
 pub mod iam_api;
+pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
 pub mod kms_families;
@@ -38,15 +40,17 @@ pub mod secrets;
 pub mod sessions;
 pub mod sts;
 pub mod tls;
+mod txn;
 pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
-use coffer_store::{Latency, ReadTxn, Store, StoreError, WriteTxn};
+use coffer_store::{Latency, ReadTxn, Store, StoreError};
 use std::sync::Arc;
 
 /// Users, access keys and policies live in their own crate, shared with `coffer admin`.
 pub use coffer_iam as iam;
 pub use keys::{KeyRing, MasterKeyError, MasterKeyRotation, rotate_master_key};
+pub use txn::Txn;
 
 /// Record kinds that only the serving process changes (KMS keys and aliases), which a
 /// store may therefore cache in memory across reads. IAM records are not among them:
@@ -74,6 +78,9 @@ pub struct Config {
     pub audit_retention: audit_retention::Settings,
     /// Where rotation functions are invoked; `None`: only built-in rotators.
     pub lambda: Option<rotation::lambda::LambdaSettings>,
+    /// The only directory an OIDC provider's `coffer:jwks-file` tag may name a file in
+    /// (`--jwks-dir`); `None`: the tag is refused.
+    pub jwks_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -87,6 +94,7 @@ impl Default for Config {
             quotas: quotas::Settings::default(),
             audit_retention: audit_retention::Settings::default(),
             lambda: None,
+            jwks_dir: None,
         }
     }
 }
@@ -224,7 +232,7 @@ impl App {
     pub fn write<T: Send + 'static>(
         &self,
         ctx: &RequestContext,
-        f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+        f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         self.write_recorded(&ctx.audit, f)
     }
@@ -233,7 +241,7 @@ impl App {
     /// does by itself, which records its own events inside `f`.
     pub fn write_unrecorded<T: Send + 'static>(
         &self,
-        f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+        f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         self.write_recorded(&audit::CallRecord::none(), f)
     }
@@ -241,26 +249,34 @@ impl App {
     fn write_recorded<T: Send + 'static>(
         &self,
         record: &audit::CallRecord,
-        mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T, AwsError> + Send,
+        mut f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         let mut out = None;
         let event = record.for_write();
-        let result = self.store.write(&mut |tx| match f(tx) {
-            Ok(v) => match audit::in_transaction(self, tx, &v, event.as_ref()) {
-                Ok(()) => {
-                    out = Some(Ok(v));
-                    Ok(())
-                }
+        // The audit log's lines of the attempt that commits, written once it has.
+        let mut lines = audit_file::Lines::default();
+        let result = self.store.write(&mut |tx| {
+            let mut txn = Txn::new(tx, lines.attempt());
+            match f(&mut txn) {
+                Ok(v) => match audit::in_transaction(self, &mut txn, &v, event.as_ref()) {
+                    Ok(()) => {
+                        out = Some(Ok(v));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        out = Some(Err(e));
+                        Err(StoreError::Aborted)
+                    }
+                },
                 Err(e) => {
                     out = Some(Err(e));
                     Err(StoreError::Aborted)
                 }
-            },
-            Err(e) => {
-                out = Some(Err(e));
-                Err(StoreError::Aborted)
             }
         });
+        if result.is_ok() {
+            lines.committed(self.audit.log_file());
+        }
         let done = finish(result, out);
         if done.is_ok() {
             record.committed();

@@ -61,6 +61,7 @@ struct Metrics {
     audit_write_failures: Counter,
     audit_archived: Counter,
     audit_events_stored: Gauge,
+    audit_log_queued: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -77,6 +78,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     audit_write_failures: Counter::default(),
     audit_archived: Counter::default(),
     audit_events_stored: Gauge::default(),
+    audit_log_queued: Gauge::default(),
 });
 
 /// The files the store keeps its data in (SQLite: the database and its WAL), whose size
@@ -171,6 +173,11 @@ pub fn audit_events_stored(events: u64) {
     METRICS.audit_events_stored.set(i64::try_from(events).unwrap_or(i64::MAX));
 }
 
+/// Committed events' `--audit-log` lines waiting to be written (the log failed a write).
+pub fn audit_log_queued(lines: usize) {
+    METRICS.audit_log_queued.set(i64::try_from(lines).unwrap_or(i64::MAX));
+}
+
 /// The OpenMetrics text of every metric.
 pub fn render() -> String {
     let metrics = &*METRICS;
@@ -235,6 +242,11 @@ pub fn render() -> String {
         "audit_events_stored",
         "Audit events held in the store (not yet archived), as of the last background round",
         metrics.audit_events_stored.clone(),
+    );
+    registry.register(
+        "audit_log_queued_lines",
+        "Committed audit events whose --audit-log line waits to be written",
+        metrics.audit_log_queued.clone(),
     );
     if let Some(files) = STORE_FILES.get().filter(|f| !f.is_empty()) {
         // Read at scrape time: one stat per file.

@@ -1,6 +1,7 @@
 //! Health probes for load balancers and orchestrators: `GET /health` (liveness: the
 //! process answers HTTP) and `GET /ready` (readiness: the store answers a read
-//! transaction, and the audit log file, if one is configured, can be opened for appending).
+//! transaction, and the audit log file, if one is configured, can be opened for appending
+//! and has no committed event's line waiting to be written).
 //!
 //! Both are unauthenticated and carry no data (a word of plain text and a status code), so
 //! they reveal nothing a port scan would not. AWS clients only ever `POST /`, so these
@@ -67,6 +68,12 @@ fn store_and_audit_ready(app: &App) -> Result<(), String> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("the audit log {} is not writable: {e}", path.display())),
         }
+    }
+    // Committed events whose lines could not be written yet: calls that would add events
+    // fail until they are (`audit_file`).
+    let queued = app.audit.log_file().queued();
+    if queued > 0 && !settings.fail_open {
+        return Err(format!("{queued} audit log lines are waiting to be written"));
     }
     Ok(())
 }

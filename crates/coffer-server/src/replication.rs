@@ -18,7 +18,7 @@
 //! is reported in `ReplicationStatus` as `Failed` with a message; the call succeeds, as on
 //! AWS. Every change to a replica leaves a service event in the replica's region's trail.
 
-use crate::{App, RequestContext, audit, auth::Gate, clock, secrets, store_error};
+use crate::{App, RequestContext, Txn, audit, auth::Gate, clock, secrets, store_error};
 use coffer_core::model::{ReplicaState, Replication, SecretMeta, VersionMeta};
 use coffer_core::{AwsError, ErrorCode, Scope, names};
 use coffer_store::WriteTxn;
@@ -99,7 +99,7 @@ pub fn check_regions(scope: &Scope, regions: &[wire::ReplicaRegionType]) -> Resu
 /// CreateSecret's hook, in its transaction once the secret and its first version exist.
 pub fn on_create(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     meta: &mut SecretMeta,
     regions: Option<&[wire::ReplicaRegionType]>,
     force: bool,
@@ -144,7 +144,7 @@ pub fn note_access(
 /// The hook after every change to a secret: if it is a primary, brings each of its
 /// replicas to its state in this transaction. Work Secrets Manager does for the caller
 /// (not under the caller's permissions, as AWS replicates with its own), so no `Gate`.
-pub fn propagate(app: &App, tx: &mut dyn WriteTxn, primary: &SecretMeta) -> Result<(), AwsError> {
+pub fn propagate(app: &App, tx: &mut Txn, primary: &SecretMeta) -> Result<(), AwsError> {
     if primary.is_replica() || primary.replication.replicas.is_empty() {
         return Ok(());
     }
@@ -208,7 +208,7 @@ struct NewVersion {
 /// `Err` fails the whole call (a store failure).
 fn sync_replica(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     primary: &SecretMeta,
     state: &ReplicaState,
     gate: Option<&Gate>,
@@ -378,7 +378,7 @@ fn sync_replica(
 /// Adds (or retries) `regions` as replicas of `primary`, which is updated in `tx`.
 fn add_regions(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     primary: &mut SecretMeta,
     regions: &[wire::ReplicaRegionType],
     force: bool,

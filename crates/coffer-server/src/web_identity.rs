@@ -320,7 +320,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
         ),
         subject: claims.sub.clone().unwrap_or_default(),
     };
-    let keys = provider_keys(&provider, header.kid.as_deref())
+    let keys = provider_keys(app, &provider, header.kid.as_deref())
         .await
         .map_err(|f| (f, Some(Box::new(audit(&claims)))))?;
     let signed = format!("{header_b64}.{claims_b64}");
@@ -604,6 +604,7 @@ fn cache() -> &'static Mutex<HashMap<String, Cached>> {
 
 /// The provider's keys, from the cache while fresh and holding `kid`.
 async fn provider_keys(
+    app: &App,
     provider: &OidcProvider,
     kid: Option<&str>,
 ) -> Result<Arc<Vec<Jwk>>, Failure> {
@@ -631,7 +632,7 @@ async fn provider_keys(
             return Err(idp_error());
         }
     }
-    let keys = load_keys(provider).await;
+    let keys = load_keys(app, provider).await;
     let mut failed = failures().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match keys {
         Err(failure) => {
@@ -660,11 +661,14 @@ fn failures() -> &'static Mutex<HashMap<String, Instant>> {
 }
 
 /// Reads or fetches a provider's key set.
-async fn load_keys(provider: &OidcProvider) -> Result<Arc<Vec<Jwk>>, Failure> {
+async fn load_keys(app: &App, provider: &OidcProvider) -> Result<Arc<Vec<Jwk>>, Failure> {
     let bytes = match provider.jwks_file() {
         Some(path) => {
+            // Only a regular file, bounded, inside the operator's --jwks-dir (a provider
+            // made before the directory was set or moved is refused here, not read).
             let path = path.to_string();
-            tokio::task::spawn_blocking(move || std::fs::read(&path))
+            let dir = app.config.jwks_dir.clone();
+            tokio::task::spawn_blocking(move || crate::jwks_file::read(dir.as_deref(), &path))
                 .await
                 .map_err(|_| internal())?
                 .map_err(|e| {

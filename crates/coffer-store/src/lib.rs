@@ -21,6 +21,7 @@ pub mod fixtures;
 mod lend;
 pub mod memory;
 pub mod observe;
+pub mod pages;
 pub mod postgres;
 mod read_cache;
 pub mod sqlite;
@@ -28,6 +29,7 @@ pub mod sqlite;
 pub mod testing;
 
 pub use memory::MemoryStore;
+pub use pages::RecordPages;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -435,7 +435,7 @@ rm -rf "$base""#;
             Ok(_) => return Ok(server),
             Err(error) => {
                 let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-                if log_text.contains("FATAL") || Instant::now() >= deadline {
+                if server_failed(&log_text) || Instant::now() >= deadline {
                     // Dropping `server` stops the watchdog, which removes the directory.
                     return Err(format!("{error}; server log:\n{log_text}"));
                 }
@@ -443,6 +443,15 @@ rm -rf "$base""#;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether the server's log shows it failed. A connection tried while the server is still
+/// recovering is turned away with a FATAL line of its own ("the database system is starting
+/// up"), which says nothing about the server: the next try gets in.
+fn server_failed(log_text: &str) -> bool {
+    log_text
+        .lines()
+        .any(|line| line.contains("FATAL") && !line.contains("the database system is starting up"))
 }
 
 fn free_port() -> Result<u16, String> {
@@ -561,4 +570,20 @@ fn admin_query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
 
 fn admin_execute(url: &str, sql: &str) {
     admin_query(url, sql);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_failed;
+
+    #[test]
+    fn a_connection_turned_away_during_startup_is_not_a_failed_server() {
+        let starting = "LOG:  database system was shut down\n\
+            FATAL:  the database system is starting up\n\
+            LOG:  database system is ready to accept connections\n";
+        assert!(!server_failed(starting));
+        let failed = "FATAL:  could not create lock file \"/tmp/x/.s.PGSQL.5432.lock\"\n";
+        assert!(server_failed(failed));
+        assert!(server_failed(&format!("{starting}{failed}")));
+    }
 }

@@ -12,6 +12,7 @@
 use clap::{Args, Subcommand};
 use coffer_audit::archive::{self, BASE_KIND, Checkpoint};
 use coffer_audit::chain::{ChainKey, EVENT_KIND, HEAD_KIND, Head, Verifier};
+use coffer_store::RecordPages;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -70,34 +71,25 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
             };
             // Every chain head, by chain.
             let mut heads: BTreeMap<String, Option<Head>> = BTreeMap::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = tx.records(HEAD_KIND, "", after.as_deref(), PAGE)?;
-                for (key, bytes) in &page {
-                    heads.insert(key.clone(), serde_json::from_slice(bytes).ok());
-                }
-                match page.last() {
-                    Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
-                    _ => break,
+            let mut pages = RecordPages::new(HEAD_KIND, "", PAGE);
+            while let Some(page) = pages.next_page(tx)? {
+                for (key, bytes) in page {
+                    let head = serde_json::from_slice(&bytes).ok();
+                    heads.insert(key, head);
                 }
             }
             // Each cut chain's base: its oldest event kept follows it.
             bases.clear();
-            let mut after: Option<String> = None;
-            loop {
-                let page = tx.records(BASE_KIND, "", after.as_deref(), PAGE)?;
-                for (key, bytes) in &page {
+            let mut pages = RecordPages::new(BASE_KIND, "", PAGE);
+            while let Some(page) = pages.next_page(tx)? {
+                for (key, bytes) in page {
                     // Unreadable bytes stand for a base that cannot verify.
-                    let base = Checkpoint::from_bytes(bytes).unwrap_or(Checkpoint {
+                    let base = Checkpoint::from_bytes(&bytes).unwrap_or(Checkpoint {
                         seq: u64::MAX,
                         hash: String::new(),
                         mac: None,
                     });
-                    bases.insert(key.clone(), base);
-                }
-                match page.last() {
-                    Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
-                    _ => break,
+                    bases.insert(key, base);
                 }
             }
             // Events come grouped by chain, each chain newest first.
@@ -114,9 +106,8 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
                     }
                 }
             };
-            let mut after: Option<String> = None;
-            loop {
-                let page = tx.records(EVENT_KIND, "", after.as_deref(), PAGE)?;
+            let mut pages = RecordPages::new(EVENT_KIND, "", PAGE);
+            while let Some(page) = pages.next_page(tx)? {
                 for (key, bytes) in &page {
                     let chain = chain_of(key).to_string();
                     if current.as_ref().is_none_or(|(c, _)| *c != chain) {
@@ -131,10 +122,6 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
                     if let Some((_, v)) = current.as_mut() {
                         v.push(key, bytes);
                     }
-                }
-                match page.last() {
-                    Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
-                    _ => break,
                 }
             }
             close(current.take(), &mut total, &mut chains);

@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Also write every audit event as a JSON line to this file (`-` for standard output).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// The directory of JWKS files an OIDC provider's `coffer:jwks-file` tag may name (for
+    /// issuers the server cannot reach). Without it the tag is refused: the IAM API is open
+    /// to every account's administrators, and only the operator chooses what is read.
+    #[arg(long, env = "COFFER_JWKS_DIR")]
+    jwks_dir: Option<PathBuf>,
     /// Rotate the audit log file once it would grow past this many bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     audit_log_max_bytes: u64,
@@ -279,6 +284,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             ..Default::default()
         },
         lambda: lambda_settings(&args)?,
+        jwks_dir: jwks_dir(&args)?,
         ..Config::default()
     };
     if let (Some(age), Some(dir)) =
@@ -573,6 +579,16 @@ async fn shutdown_signal() {
 }
 
 /// The Lambda endpoint rotation functions are invoked at, with its signing credentials.
+/// `--jwks-dir` as an absolute path (tags are compared with it as written), if it is a
+/// directory.
+fn jwks_dir(args: &ServeArgs) -> Result<Option<PathBuf>, String> {
+    let Some(dir) = &args.jwks_dir else { return Ok(None) };
+    if !dir.is_dir() {
+        return Err(format!("--jwks-dir {} is not a directory", dir.display()));
+    }
+    std::path::absolute(dir).map(Some).map_err(|e| format!("--jwks-dir {}: {e}", dir.display()))
+}
+
 fn lambda_settings(
     args: &ServeArgs,
 ) -> Result<Option<coffer_server::rotation::lambda::LambdaSettings>, String> {

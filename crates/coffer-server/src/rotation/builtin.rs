@@ -15,7 +15,7 @@
 
 use super::apply_labels;
 use crate::secrets;
-use crate::{App, clock, store_error};
+use crate::{App, Txn, clock, store_error};
 use coffer_core::model::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, SecretMeta, VersionMeta};
 use coffer_core::password::{PasswordSpec, generate_password};
 use coffer_core::{AwsError, staging};
@@ -244,7 +244,7 @@ fn master_of(
 /// createSecret: fills the placeholder with the rotator's new value.
 fn create(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     meta: &mut SecretMeta,
     versions: &[VersionMeta],
     kind: &str,

@@ -14,7 +14,7 @@ mod managed;
 pub mod runner;
 
 use crate::secrets::{self, refuse_if_scheduled, resolve_for_write};
-use crate::{App, RequestContext, clock, store_error};
+use crate::{App, RequestContext, Txn, clock, store_error};
 use coffer_core::model::{
     AWSCURRENT, AWSPENDING, InFlight, Millis, RotationConfig, RotationRules, SecretMeta,
     VersionMeta,
@@ -371,7 +371,7 @@ pub fn describe_into(d: &mut wire::SecretDescription, meta: &SecretMeta, version
 /// the schedule, which counts a manual value change as a rotation.
 pub fn after_value_written(
     app: &App,
-    tx: &mut dyn WriteTxn,
+    tx: &mut Txn,
     meta: &mut SecretMeta,
     new_version: &str,
     stages: &[String],

@@ -4,37 +4,11 @@
 
 use std::sync::{Arc, PoisonError};
 
-use coffer_core::model::{Scope, SecretMeta};
-
 use super::PostgresStore;
 use super::txn::statements_on_this_thread;
 use crate::Store;
+use crate::fixtures::{scope, secret};
 use crate::testing::TestPostgres;
-
-fn scope() -> Scope {
-    Scope::new("111111111111", "us-east-1")
-}
-
-fn secret(name: &str) -> SecretMeta {
-    SecretMeta {
-        scope: scope(),
-        arn: format!("arn:aws:secretsmanager:us-east-1:111111111111:secret:{name}-AbCdEf"),
-        name: name.to_owned(),
-        seq: 0,
-        description: None,
-        kms_key_id: None,
-        tags: None,
-        created_ms: 1_700_000_000_000,
-        last_changed_ms: 1_700_000_000_000,
-        last_accessed_ms: None,
-        deletion_ms: None,
-        owning_service: None,
-        secret_type: None,
-        resource_policy: None,
-        rotation: None,
-        replication: Default::default(),
-    }
-}
 
 /// This node's generation row, as a number (how many announcements it counts).
 fn node_generation(store: &PostgresStore) -> u64 {
