@@ -227,14 +227,28 @@ pub fn cap_parameters(value: Value, max_bytes: usize) -> Value {
     Value::Object(map)
 }
 
-fn cap_strings(value: Value) -> Value {
+fn cap_strings(mut value: Value) -> Value {
+    cap_strings_in_place(&mut value);
+    value
+}
+
+/// [`cap_strings`] in place: nearly every string is short already, so only an object
+/// with a key to cut is rebuilt (as before, keys cut alike are merged, the later kept).
+fn cap_strings_in_place(value: &mut Value) {
     match value {
-        Value::String(s) => Value::String(cap_string(s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(cap_strings).collect()),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (cap_string(k), cap_strings(v))).collect())
+        Value::String(s) if s.len() > MAX_PARAMETER_BYTES => *s = cap_string(std::mem::take(s)),
+        Value::Array(items) => items.iter_mut().for_each(cap_strings_in_place),
+        Value::Object(map) if map.keys().any(|k| k.len() > MAX_PARAMETER_BYTES) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    cap_strings_in_place(&mut v);
+                    (cap_string(k), v)
+                })
+                .collect();
         }
-        other => other,
+        Value::Object(map) => map.values_mut().for_each(cap_strings_in_place),
+        _ => {}
     }
 }
 
@@ -254,11 +268,28 @@ pub fn cap_string(mut s: String) -> String {
 }
 
 fn json_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+    json_len_of(value)
 }
 
 fn json_len_map(map: &Map<String, Value>) -> usize {
-    serde_json::to_vec(map).map_or(usize::MAX, |v| v.len())
+    json_len_of(map)
+}
+
+/// The length of `value`'s compact JSON, counted as it is written rather than written
+/// into a buffer only to be measured.
+fn json_len_of(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
 #[cfg(test)]
@@ -381,6 +412,16 @@ mod tests {
         let capped = cap_parameters(json!({"encryptionContext": {key: "v"}}), 1 << 20);
         let kept = capped["encryptionContext"].as_object().unwrap();
         assert!(kept.keys().all(|k| k.len() <= MAX_PARAMETER_BYTES + TRUNCATED.len()));
+    }
+
+    /// The capped size is the length of the JSON written, escapes and multi-byte
+    /// characters included; short strings and keys come through unchanged.
+    #[test]
+    fn the_measured_length_is_the_written_length_and_short_parameters_are_kept() {
+        let v = json!({"a\"b": ["é\n\u{1}", 1.5, null, {"k": true}], "name": "x"});
+        assert_eq!(json_len(&v), serde_json::to_vec(&v).unwrap().len());
+        assert_eq!(json_len_map(v.as_object().unwrap()), serde_json::to_vec(&v).unwrap().len());
+        assert_eq!(cap_parameters(v.clone(), 1 << 20), v);
     }
 
     #[test]

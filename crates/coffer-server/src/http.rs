@@ -51,7 +51,11 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
-    let access_key_id = header_str(request.headers(), "authorization").and_then(credential_key_id);
+    // The request line is off by default: its access key id is read only when it is on.
+    let log_line = tracing::enabled!(target: "coffer::request", tracing::Level::INFO);
+    let access_key_id = log_line
+        .then(|| header_str(request.headers(), "authorization").and_then(credential_key_id))
+        .flatten();
     let query_protocol = target.is_empty()
         && sts::is_query_request(
             header_str(request.headers(), "content-type"),
@@ -97,7 +101,7 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     crate::metrics::observe_request(service, operation, status.as_u16(), elapsed);
     // One line per request (at info; off by default, see `coffer serve --help`): who, what,
     // how it ended and how long it took. Never a body, a value or a secret's name.
-    if tracing::enabled!(target: "coffer::request", tracing::Level::INFO) {
+    if log_line {
         let authenticated =
             status == StatusCode::OK || error_code.is_some_and(|c| !before_authentication(c));
         let principal = match (authenticated, &access_key_id) {
@@ -236,11 +240,32 @@ async fn through_pipeline(
     op: Operation,
     dev: Option<Credentials>,
 ) -> Result<Vec<u8>, AwsError> {
-    let (raw, body) = raw_parts(request);
+    let (credentials, source, secure, body) = match dev {
+        // `--dev` verifies no signature, so the request's headers are not copied for one:
+        // its event needs only where it came from.
+        Some(credentials) => {
+            let (parts, body) = request.into_parts();
+            let source = Source {
+                ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+                // As `Source::of` reads it: any UTF-8, not only visible ASCII.
+                user_agent: parts
+                    .headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                    .unwrap_or("")
+                    .to_string(),
+                console: false,
+            };
+            let secure = parts.extensions.get::<crate::connections::SecureTransport>().is_some();
+            (credentials, source, secure, body)
+        }
+        None => {
+            let (raw, body) = raw_parts(request);
+            let (source, secure) = (Source::of(&raw), raw.secure);
+            (Credentials::Signed(raw), source, secure, body)
+        }
+    };
     let buffer = read_body(app, body).await?;
-    let source = Source::of(&raw);
-    let secure = raw.secure;
-    let credentials = dev.unwrap_or(Credentials::Signed(raw));
     let caller = Caller { credentials, request_id: request_id.to_string(), source, secure };
     // A call that waits for no disk runs here, on the async worker: a thread hand-off
     // would cost more than the call. Its audit event, if it must be committed on its

@@ -368,7 +368,14 @@ fn add_version(
     now: i64,
     gate: Option<&Gate>,
 ) -> Result<Vec<String>, AwsError> {
-    let mut labels = staging::labels_of(versions);
+    // Only the versions that carry labels: a deprecated version (no label) has none to
+    // move and adds nothing to the label count, so leaving it out changes no outcome of
+    // `staging::add_version`, and a put no longer copies every version (up to 100) twice.
+    let mut labels: staging::Labels = versions
+        .iter()
+        .filter(|v| !v.is_deprecated())
+        .map(|v| (v.version_id.clone(), v.stages.clone()))
+        .collect();
     let stages = staging::add_version(&mut labels, version_id, requested_stages)?;
     let new_version = VersionMeta {
         version_id: version_id.to_string(),
@@ -377,17 +384,27 @@ fn add_version(
         last_accessed_ms: None,
         kms_key_id: meta.kms_key_id.clone(),
     };
-    let mut after: Vec<VersionMeta> = versions
-        .iter()
-        .map(|v| VersionMeta { stages: labels[&v.version_id].clone(), ..v.clone() })
-        .collect();
-    after.push(new_version.clone());
-    let pruned = staging::versions_to_prune(&after, now)?;
-    for (before, changed) in versions.iter().zip(&after) {
+    let unlabelled = std::collections::BTreeSet::new();
+    let stages_after = |v: &VersionMeta| labels.get(&v.version_id).unwrap_or(&unlabelled);
+    // Pruning is decided on every version with its labels after the move, which is only
+    // worth building once the new version passes the quota.
+    let pruned = if versions.len() < staging::MAX_VERSIONS {
+        Vec::new()
+    } else {
+        let mut after: Vec<VersionMeta> = versions
+            .iter()
+            .map(|v| VersionMeta { stages: stages_after(v).clone(), ..v.clone() })
+            .collect();
+        after.push(new_version.clone());
+        staging::versions_to_prune(&after, now)?
+    };
+    for before in versions {
+        let stages = stages_after(before);
         if pruned.contains(&before.version_id) {
             tx.delete_version(&meta.arn, &before.version_id).map_err(store_error)?;
-        } else if before.stages != changed.stages {
-            tx.update_version(&meta.arn, changed).map_err(store_error)?;
+        } else if before.stages != *stages {
+            let changed = VersionMeta { stages: stages.clone(), ..before.clone() };
+            tx.update_version(&meta.arn, &changed).map_err(store_error)?;
         }
     }
     let key = key_for(app, tx, meta, now)?;

@@ -40,7 +40,7 @@ fn a_group_of_secret_writes_announces_its_change_once() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(node_generation(&store), 1);
+    let first = node_generation(&store);
     // The turn is held here, so the writes queue up until this thread runs them.
     let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
     let writers: Vec<_> = names
@@ -74,7 +74,7 @@ fn a_group_of_secret_writes_announces_its_change_once() {
     // One per member (its lookup, with what the member before it left deferred), and
     // the last sync before COMMIT. With an announcement awaited per member: 9.
     assert_eq!(round_trips, 5);
-    assert_eq!(node_generation(&store), 2);
+    assert_eq!(node_generation(&store), first + 1);
     store
         .read(&mut |tx| {
             for name in names {
@@ -84,4 +84,110 @@ fn a_group_of_secret_writes_announces_its_change_once() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Tenth session: the label updates of a put (the old AWSCURRENT to AWSPREVIOUS, the old
+/// AWSPREVIOUS to none) travel as one statement, not one each, and still land exactly.
+#[test]
+fn a_puts_label_updates_are_one_statement() {
+    use coffer_core::model::{AWSCURRENT, AWSPREVIOUS};
+
+    use super::pipelined::WriteBatch;
+    use super::txn::PgTxn;
+    use crate::{SealedValue, WriteTxn};
+
+    let database = TestPostgres::shared().create_database();
+    let store = PostgresStore::open(&database.url).unwrap();
+    let meta = secret("a");
+    use crate::fixtures::version;
+    store
+        .write(&mut |tx| {
+            tx.insert_secret(&meta)?;
+            tx.insert_version(
+                &meta.arn,
+                &version("v1", &[AWSPREVIOUS]),
+                &SealedValue(b"1".into()),
+            )?;
+            tx.insert_version(&meta.arn, &version("v2", &[AWSCURRENT]), &SealedValue(b"2".into()))
+        })
+        .unwrap();
+    let rt = store.rt();
+    store
+        .in_transaction(tokio_postgres::IsolationLevel::Serializable, false, &mut |tx| {
+            let batch = WriteBatch::new(false);
+            batch.begin_member();
+            let mut txn = PgTxn::writing(rt, &tx, None, &batch);
+            txn.update_version(&meta.arn, &version("v1", &[])).unwrap();
+            txn.update_version(&meta.arn, &version("v2", &[AWSPREVIOUS])).unwrap();
+            txn.flush().unwrap();
+            // Before: one UPDATE per version.
+            assert_eq!(batch.deferred_count(), 1);
+            assert!(batch.sync(rt, &tx).is_none());
+            drop(txn);
+            rt.block_on(tx.commit()).unwrap();
+        })
+        .unwrap();
+    store
+        .read(&mut |tx| {
+            let stages: Vec<(String, usize, bool)> = tx
+                .versions(&meta.arn)?
+                .into_iter()
+                .map(|v| (v.version_id, v.stages.len(), v.stages.contains(AWSPREVIOUS)))
+                .collect();
+            assert_eq!(stages, [("v1".to_owned(), 0, false), ("v2".to_owned(), 1, true)]);
+            Ok(())
+        })
+        .unwrap();
+    // One of several updates finding no version fails the write and keeps none of it.
+    let result = store.write(&mut |tx| {
+        tx.update_version(&meta.arn, &version("v1", &[AWSCURRENT]))?;
+        tx.update_version(&meta.arn, &version("v9", &[]))?;
+        tx.put_record("audit.event", "lost", b"x")
+    });
+    assert!(
+        matches!(&result, Err(crate::StoreError::Backend(m)) if m.contains("no version with that id")),
+        "{result:?}"
+    );
+    store
+        .read(&mut |tx| {
+            assert!(tx.record("audit.event", "lost")?.is_none());
+            assert!(tx.versions(&meta.arn)?[0].stages.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Tenth session: a node's generation row that no process bumps any more (its process
+/// ended) is deleted by the watchers once it has stood still for `PRUNE_AFTER` (seconds
+/// in these tests); before, every process that wrote left one for good, and every node's
+/// poll read them all. A live node's own row stays.
+#[test]
+fn a_dead_nodes_generation_row_is_pruned() {
+    use super::shared_cache::NODE_GENERATION_PREFIX;
+
+    let database = TestPostgres::shared().create_database();
+    let store =
+        Arc::new(PostgresStore::open(&database.url).unwrap().cache_records(&["kms-key"], &[]));
+    store.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
+    let own = store.shared.as_ref().expect("caching").node_setting().to_owned();
+    let dead = format!("{NODE_GENERATION_PREFIX}00000000deadbeef");
+    database.execute(&format!(
+        "INSERT INTO settings (name, value) VALUES ('{dead}', convert_to('7', 'UTF8'))"
+    ));
+    let setting = |name: &str| {
+        let mut value = None;
+        store
+            .read(&mut |tx| {
+                value = tx.setting(name)?;
+                Ok(())
+            })
+            .unwrap();
+        value
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while setting(&dead).is_some() {
+        assert!(std::time::Instant::now() < deadline, "the dead node's row was never pruned");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(setting(&own).is_some(), "the node's own row was pruned");
 }

@@ -12,7 +12,10 @@
 //! - Each node keeps one connection of its own (the *watcher*) that `LISTEN`s on the
 //!   channel and empties the cache on every notification (typically milliseconds after the
 //!   commit), and that also reads the generation row every [`POLL_EVERY`], emptying the
-//!   cache when it moved. A notification lost with its connection is thus still seen.
+//!   cache when it moved. A notification lost with its connection is thus still seen. A
+//!   poll that does not answer within [`POLL_TIMEOUT`] drops the connection and makes a
+//!   new one (a half-open connection would otherwise hold the watcher until TCP gives up,
+//!   and the cache unused all that time).
 //! - Entries are used only while the last poll that *began* less than [`STALE_BOUND`] ago
 //!   has confirmed the generation. A poll that begins after a commit sees it; so if no
 //!   poll begun after the commit completes (the watcher's connection is down, the
@@ -35,12 +38,28 @@
 //! ([`SharedCache::node_setting`]) rather than the shared one: writes of secrets on two
 //! nodes then never meet on a row they both write, and the watcher's poll reads every
 //! node's row, so the bound is the same.
+//!
+//! Two epochs (tenth session): a write that changed secrets alone announces so (its
+//! notification's payload is [`SECRETS_ONLY`], its bump is of a node's row), and it
+//! empties only the cached secrets, on every node: the IAM and KMS records and the IAM
+//! generation the next call's authorization reads stay cached (before, every put emptied
+//! them, and the next read scope re-read them). A change of a cached record or setting,
+//! a setting read with a value the node had not seen, a full cache, a lost watcher and
+//! any notification without that payload (an older node's) still empty everything.
+//!
+//! Each process that writes secrets makes a row of its own, and every node's poll reads
+//! them all, so a row no process bumps any more is deleted by the watchers once its value
+//! has stood still for [`PRUNE_AFTER`] (a live node's row then comes back with its next
+//! write). A row starts at the database's clock in microseconds, not at 1, so a row
+//! deleted and made again never shows a poll the value it had before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::AsyncMessage;
+
+use super::txn::Announce;
 
 /// The notification channel of changes to cached records and settings.
 pub(super) const CHANNEL: &str = "coffer_changes";
@@ -52,8 +71,16 @@ pub const GENERATION_SETTING: &str = "coffer-cache-generation";
 pub(super) const NODE_GENERATION_PREFIX: &str = "coffer-cache-generation/";
 
 /// What the watcher's poll reads: the shared generation and every node's, as one text.
-pub(super) const POLL_SQL: &str = "SELECT string_agg(name || '=' || encode(value, 'hex'), ',' \
-     ORDER BY name) FROM settings WHERE name = $1 OR starts_with(name, $2)";
+/// The shared generation and every node's, apart: a change of the shared one empties
+/// the whole cache, one of a node's only the secrets.
+pub(super) const POLL_SQL: &str = "SELECT \
+     (SELECT encode(value, 'hex') FROM settings WHERE name = $1), \
+     (SELECT string_agg(name || '=' || encode(value, 'hex'), ',' ORDER BY name) \
+     FROM settings WHERE starts_with(name, $2))";
+
+/// The payload of a notification of a change of secrets alone (see the module's
+/// documentation); any other payload means anything may have changed.
+pub(super) const SECRETS_ONLY: &str = "secrets";
 
 /// A cached secret: what a read-only lookup reads in one statement (the secret, its
 /// versions in order and, when one is labelled AWSCURRENT, that version's id and sealed
@@ -82,16 +109,39 @@ pub const STALE_BOUND: Duration = Duration::from_secs(1);
 /// two may fail or be slow without the cache falling back to the database).
 pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
 
+/// A node's generation row whose value has not moved for this long is deleted (see the
+/// module documentation). Seconds in the crate's own tests, so that they can see it.
+const PRUNE_AFTER: Duration =
+    if cfg!(test) { Duration::from_secs(2) } else { Duration::from_secs(3600) };
+
+/// The deletion of a node's generation row, if it still has the value it stood still at.
+const PRUNE_SQL: &str = "DELETE FROM settings WHERE name = $1 AND encode(value, 'hex') = $2";
+
+/// A watcher's connection, `LISTEN` or poll that takes longer is given up and made anew:
+/// past the bound the cache is unused anyway, and a half-open connection never answers.
+pub(super) const POLL_TIMEOUT: Duration = STALE_BOUND;
+
 /// At most this many entries; a full cache starts over (the hot set is small: the access
 /// keys and KMS keys in use).
 const MAX_ENTRIES: usize = 16 * 1024;
 
-/// The bump of [`GENERATION_SETTING`] and the notification, in one statement.
+/// The bump of a generation row (`$1`) and the notification (payload `$2`: what
+/// changed, see [`SECRETS_ONLY`]), in one statement.
 pub(super) const ANNOUNCE_SQL: &str = "WITH bumped AS (\
-     INSERT INTO settings (name, value) VALUES ($1, convert_to('1', 'UTF8')) \
+     INSERT INTO settings (name, value) VALUES ($1, convert_to(\
+     (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text, 'UTF8')) \
      ON CONFLICT (name) DO UPDATE SET value = \
      convert_to((convert_from(settings.value, 'UTF8')::bigint + 1)::text, 'UTF8') \
-     RETURNING 1) SELECT pg_notify('coffer_changes', '') FROM bumped";
+     RETURNING 1) SELECT pg_notify('coffer_changes', $2::text) FROM bumped";
+
+/// The epochs a read notes before its snapshot: records and settings are used while the
+/// first has not moved, secrets while the second has not. Whatever moves the first moves
+/// the second too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Epoch {
+    records: u64,
+    secrets: u64,
+}
 
 /// Cache key: a record (kind, key) or a setting (`None`, name).
 type Key = (Option<String>, String);
@@ -109,13 +159,15 @@ pub(super) struct SharedCache {
 struct State {
     /// Moves on whenever entries may have become stale; an entry read under an older
     /// epoch is never cached.
-    epoch: u64,
-    /// This node's writes of cached things between their two invalidations.
+    epoch: Epoch,
+    /// This node's writes of cached records or settings between their two invalidations.
     committing: usize,
+    /// ... and its writes of secrets alone.
+    committing_secrets: usize,
     /// When the last poll that confirmed the generation began; `None`: not confirmed.
     confirmed: Option<Instant>,
-    /// The generation that poll read.
-    generation: Option<Vec<u8>>,
+    /// The shared generation and the nodes' generations that poll read.
+    generation: Option<Generations>,
     entries: HashMap<Key, Arc<Vec<u8>>>,
     /// Secrets by `read_cache::name_key` and `read_cache::arn_key`.
     secrets: HashMap<String, Arc<SecretEntry>>,
@@ -124,17 +176,26 @@ struct State {
     settings_seen: HashMap<String, Vec<u8>>,
 }
 
+/// What a poll reads: the shared generation row and every node's, as text.
+pub(super) type Generations = (Option<String>, Option<String>);
+
 impl State {
+    /// Anything may have changed: everything goes, and both epochs move.
     fn invalidate(&mut self) {
         self.entries.clear();
-        self.secrets.clear();
-        self.secret_bytes = 0;
-        self.epoch += 1;
+        self.epoch.records += 1;
+        self.invalidate_secrets();
     }
 
-    /// The epoch, if entries read under `epoch` may be used now.
-    fn usable(&self, epoch: u64) -> bool {
-        self.epoch == epoch && self.confirmed.is_some_and(|at| at.elapsed() < STALE_BOUND)
+    /// Secrets alone may have changed.
+    fn invalidate_secrets(&mut self) {
+        self.secrets.clear();
+        self.secret_bytes = 0;
+        self.epoch.secrets += 1;
+    }
+
+    fn confirmed(&self) -> bool {
+        self.confirmed.is_some_and(|at| at.elapsed() < STALE_BOUND)
     }
 }
 
@@ -154,18 +215,22 @@ impl SharedCache {
     }
 
     /// The secret cached under `key`, if it may be used by a read that noted `epoch`.
-    pub(super) fn secret(&self, epoch: u64, key: &str) -> Option<Arc<SecretEntry>> {
+    pub(super) fn secret(&self, epoch: Epoch, key: &str) -> Option<Arc<SecretEntry>> {
         let state = self.lock();
-        if !state.usable(epoch) {
+        if state.epoch.secrets != epoch.secrets || !state.confirmed() {
             return None;
         }
         state.secrets.get(key).cloned()
     }
 
-    /// Caches a secret a read that noted `epoch` found, under `keys`, unless anything moved.
-    pub(super) fn put_secret(&self, epoch: u64, keys: [String; 2], entry: SecretEntry) {
+    /// Caches a secret a read that noted `epoch` found, under `keys`, unless secrets may
+    /// have changed since.
+    pub(super) fn put_secret(&self, epoch: Epoch, keys: [String; 2], entry: SecretEntry) {
         let mut state = self.lock();
-        if state.epoch != epoch || state.committing > 0 {
+        if state.epoch.secrets != epoch.secrets
+            || state.committing > 0
+            || state.committing_secrets > 0
+        {
             return;
         }
         let weight = entry.weight();
@@ -193,15 +258,15 @@ impl SharedCache {
     }
 
     /// The epoch a read transaction notes before its snapshot, if the cache may be used.
-    pub(super) fn begin_read(&self, now: Instant) -> Option<u64> {
+    pub(super) fn begin_read(&self, now: Instant) -> Option<Epoch> {
         let state = self.lock();
         let confirmed = state.confirmed?;
         (now.saturating_duration_since(confirmed) < STALE_BOUND).then_some(state.epoch)
     }
 
-    pub(super) fn get(&self, epoch: u64, kind: Option<&str>, key: &str) -> Option<Vec<u8>> {
+    pub(super) fn get(&self, epoch: Epoch, kind: Option<&str>, key: &str) -> Option<Vec<u8>> {
         let state = self.lock();
-        if !state.usable(epoch) {
+        if state.epoch.records != epoch.records || !state.confirmed() {
             return None;
         }
         state.entries.get(&(kind.map(str::to_owned), key.to_owned())).map(|v| v.to_vec())
@@ -216,9 +281,9 @@ impl SharedCache {
     /// the epoch moves, so that read and every later one take them from the database.
     /// `coffer_iam` reads the generation first and trusts the records read after it to be
     /// at least as new, for as long as the generation does not move (review 9).
-    pub(super) fn put(&self, epoch: u64, kind: Option<&str>, key: &str, value: &[u8]) {
+    pub(super) fn put(&self, epoch: Epoch, kind: Option<&str>, key: &str, value: &[u8]) {
         let mut state = self.lock();
-        if state.epoch != epoch || state.committing > 0 {
+        if state.epoch.records != epoch.records || state.committing > 0 {
             return;
         }
         if kind.is_none() && state.settings_seen.get(key).is_none_or(|seen| seen != value) {
@@ -237,35 +302,62 @@ impl SharedCache {
         state.entries.insert((kind.map(str::to_owned), key.to_owned()), Arc::new(value.to_vec()));
     }
 
-    /// A write of this node that changed cached things is about to commit.
-    pub(super) fn commit_begins(&self) {
+    /// A write of this node that changed cached things (`what`) is about to commit.
+    pub(super) fn commit_begins(&self, what: Announce) {
         let mut state = self.lock();
-        state.invalidate();
-        state.committing += 1;
+        match what {
+            Announce::Shared => {
+                state.invalidate();
+                state.committing += 1;
+            }
+            Announce::Node => {
+                state.invalidate_secrets();
+                state.committing_secrets += 1;
+            }
+        }
     }
 
     /// ... and has ended, committed or not.
-    pub(super) fn commit_ended(&self) {
+    pub(super) fn commit_ended(&self, what: Announce) {
         let mut state = self.lock();
-        state.invalidate();
-        state.committing = state.committing.saturating_sub(1);
+        match what {
+            Announce::Shared => {
+                state.invalidate();
+                state.committing = state.committing.saturating_sub(1);
+            }
+            Announce::Node => {
+                state.invalidate_secrets();
+                state.committing_secrets = state.committing_secrets.saturating_sub(1);
+            }
+        }
     }
 
-    /// A poll that began at `started` read `generation`.
-    pub(super) fn observed(&self, started: Instant, generation: Option<Vec<u8>>) {
+    /// A poll that began at `started` read `generation` (the shared row, the nodes' rows).
+    pub(super) fn observed(&self, started: Instant, generation: Generations) {
         let mut state = self.lock();
-        if state.generation != generation || state.confirmed.is_none() {
+        let (shared_same, nodes_same) = match &state.generation {
+            Some((shared, nodes)) => (*shared == generation.0, *nodes == generation.1),
+            None => (false, false),
+        };
+        if !shared_same || state.confirmed.is_none() {
             state.invalidate();
-            state.generation = generation;
+        } else if !nodes_same {
+            state.invalidate_secrets();
         }
+        state.generation = Some(generation);
         if state.confirmed.is_none_or(|at| at < started) {
             state.confirmed = Some(started);
         }
     }
 
-    /// Another node (or this one) committed a change.
-    pub(super) fn notified(&self) {
-        self.lock().invalidate();
+    /// Another node (or this one) committed a change; `payload` says what changed.
+    pub(super) fn notified(&self, payload: &str) {
+        let mut state = self.lock();
+        if payload == SECRETS_ONLY {
+            state.invalidate_secrets();
+        } else {
+            state.invalidate();
+        }
     }
 
     /// The watcher lost its connection: nothing is used until a poll confirms again.
@@ -285,36 +377,52 @@ where
     T::TlsConnect: Send,
     <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
 {
+    // Each other node's row: its value and since when this watcher has seen it so.
+    let mut rows: HashMap<String, (String, Instant)> = HashMap::new();
     loop {
-        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
+        let connected = tokio::time::timeout(POLL_TIMEOUT, config.connect(tls.clone())).await;
+        if let Ok(Ok((client, mut connection))) = connected {
             let notified = cache.clone();
             let driver = tokio::spawn(async move {
                 while let Some(message) =
                     std::future::poll_fn(|cx| connection.poll_message(cx)).await
                 {
                     match message {
-                        Ok(AsyncMessage::Notification(_)) => notified.notified(),
+                        Ok(AsyncMessage::Notification(n)) => notified.notified(n.payload()),
                         Ok(_) => {}
                         Err(_) => break,
                     }
                 }
                 notified.lost();
             });
-            if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+            let listen = format!("LISTEN {CHANNEL}");
+            let listening = client.batch_execute(&listen);
+            if let Ok(Ok(())) = tokio::time::timeout(POLL_TIMEOUT, listening).await {
                 loop {
                     let started = Instant::now();
-                    let read = client
-                        .query_one(POLL_SQL, &[&GENERATION_SETTING, &NODE_GENERATION_PREFIX])
-                        .await;
-                    match read {
-                        Ok(row) => cache.observed(
-                            started,
-                            row.try_get::<_, Option<String>>(0)
-                                .ok()
-                                .flatten()
-                                .map(String::into_bytes),
+                    let poll =
+                        client.query_one(POLL_SQL, &[&GENERATION_SETTING, &NODE_GENERATION_PREFIX]);
+                    // A poll that does not answer (a half-open connection) ends this
+                    // connection: the cache is unused from the bound on, until a new one
+                    // confirms the generation again.
+                    let generations = match tokio::time::timeout(POLL_TIMEOUT, poll).await {
+                        Ok(Ok(row)) => (
+                            row.try_get::<_, Option<String>>(0).ok().flatten(),
+                            row.try_get::<_, Option<String>>(1).ok().flatten(),
                         ),
-                        Err(_) => break,
+                        Ok(Err(_)) | Err(_) => break,
+                    };
+                    let stale =
+                        stale_rows(&mut rows, generations.1.as_deref(), cache.node_setting());
+                    cache.observed(started, generations);
+                    for (name, value) in stale {
+                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                            [&name, &value];
+                        let prune = client.execute(PRUNE_SQL, &params);
+                        if !matches!(tokio::time::timeout(POLL_TIMEOUT, prune).await, Ok(Ok(_))) {
+                            break;
+                        }
+                        rows.remove(&name);
                     }
                     tokio::time::sleep(POLL_EVERY).await;
                 }
@@ -327,14 +435,46 @@ where
     }
 }
 
+/// Notes what a poll read of the nodes' rows (`name=hex,...`), and returns the rows,
+/// other than `own`, whose value has not moved for [`PRUNE_AFTER`].
+fn stale_rows(
+    rows: &mut HashMap<String, (String, Instant)>,
+    read: Option<&str>,
+    own: &str,
+) -> Vec<(String, String)> {
+    let now = Instant::now();
+    let mut present = std::collections::HashSet::new();
+    for pair in read.unwrap_or_default().split(',').filter(|pair| !pair.is_empty()) {
+        let Some((name, value)) = pair.split_once('=') else { continue };
+        present.insert(name);
+        match rows.get_mut(name) {
+            Some(seen) if seen.0 == value => {}
+            Some(seen) => *seen = (value.to_owned(), now),
+            None => {
+                rows.insert(name.to_owned(), (value.to_owned(), now));
+            }
+        }
+    }
+    rows.retain(|name, _| present.contains(name.as_str()));
+    rows.iter()
+        .filter(|(name, (_, since))| name.as_str() != own && since.elapsed() >= PRUNE_AFTER)
+        .map(|(name, (value, _))| (name.clone(), value.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What a poll reads when the shared generation is `g` and no node has a row.
+    fn shared(g: &str) -> Generations {
+        (Some(g.to_owned()), None)
+    }
+
     fn confirmed_cache() -> (SharedCache, Instant) {
         let cache = SharedCache::new(&["k"], &["s"]);
         let now = Instant::now();
-        cache.observed(now, Some(b"1".to_vec()));
+        cache.observed(now, shared("1"));
         (cache, now)
     }
 
@@ -343,7 +483,7 @@ mod tests {
         let cache = SharedCache::new(&["k"], &[]);
         assert_eq!(cache.begin_read(Instant::now()), None);
         let now = Instant::now();
-        cache.observed(now, None);
+        cache.observed(now, (None, None));
         assert!(cache.begin_read(now).is_some());
         assert_eq!(cache.begin_read(now + STALE_BOUND), None);
     }
@@ -352,9 +492,9 @@ mod tests {
     fn a_moved_generation_a_notification_or_a_lost_watcher_empty_the_cache() {
         let (cache, now) = confirmed_cache();
         let changes: [fn(&SharedCache); 3] =
-            [|c| c.observed(Instant::now(), Some(b"2".to_vec())), |c| c.notified(), |c| c.lost()];
+            [|c| c.observed(Instant::now(), shared("2")), |c| c.notified(""), |c| c.lost()];
         for change in changes {
-            cache.observed(Instant::now(), Some(b"1".to_vec()));
+            cache.observed(Instant::now(), shared("1"));
             let epoch = cache.begin_read(now).unwrap();
             cache.put(epoch, Some("k"), "a", b"v");
             assert_eq!(cache.get(epoch, Some("k"), "a"), Some(b"v".to_vec()));
@@ -363,7 +503,7 @@ mod tests {
             assert!(later.is_none_or(|e| cache.get(e, Some("k"), "a").is_none()));
             // A read that began before the change caches nothing.
             cache.put(epoch, Some("k"), "a", b"old");
-            cache.observed(Instant::now(), Some(b"2".to_vec()));
+            cache.observed(Instant::now(), shared("2"));
             let now = cache.begin_read(Instant::now()).unwrap();
             assert_eq!(cache.get(now, Some("k"), "a"), None);
         }
@@ -389,18 +529,18 @@ mod tests {
             assert_eq!(found.current.as_ref().unwrap().1, b"one");
         }
         // A local commit empties them, and a read that began before it caches nothing.
-        cache.commit_begins();
+        cache.commit_begins(Announce::Shared);
         assert!(cache.secret(epoch, "arn").is_none());
         let during = cache.begin_read(Instant::now()).unwrap();
         cache.put_secret(during, keys(), entry(b"old"));
-        cache.commit_ended();
+        cache.commit_ended(Announce::Shared);
         cache.put_secret(during, keys(), entry(b"old"));
         let after = cache.begin_read(Instant::now()).unwrap();
         assert!(cache.secret(after, "arn").is_none());
         // A notification (another node's commit) empties them too.
         cache.put_secret(after, keys(), entry(b"two"));
         assert!(cache.secret(after, "name").is_some());
-        cache.notified();
+        cache.notified("");
         let now = cache.begin_read(Instant::now()).unwrap();
         assert!(cache.secret(now, "name").is_none());
         // Each node announces secrets on a row of its own.
@@ -412,11 +552,11 @@ mod tests {
     #[test]
     fn nothing_is_cached_while_a_local_commit_is_in_flight() {
         let (cache, _) = confirmed_cache();
-        cache.commit_begins();
+        cache.commit_begins(Announce::Shared);
         let during = cache.begin_read(Instant::now()).unwrap();
         cache.put(during, None, "s", b"old");
         assert_eq!(cache.get(during, None, "s"), None);
-        cache.commit_ended();
+        cache.commit_ended(Announce::Shared);
         let after = cache.begin_read(Instant::now()).unwrap();
         assert_eq!(cache.get(after, None, "s"), None);
         // A setting's new value moves the epoch where it is first read (see the next test),
@@ -479,5 +619,60 @@ mod tests {
             kept == 0 || cache.get(epoch, None, "s").is_none(),
             "{kept} record(s) read before the setting are cached beside it in one epoch"
         );
+    }
+
+    /// Tenth session: a change of secrets alone (a local commit, a notification or a
+    /// node's row that moved) empties the secrets and keeps the records and settings; a
+    /// change of the shared generation still empties both.
+    #[test]
+    fn a_change_of_secrets_alone_keeps_the_records() {
+        let (cache, _) = confirmed_cache();
+        let keys = || ["arn".to_owned(), "name".to_owned()];
+        let nodes = |g: &str| (Some("1".to_owned()), Some(format!("n={g}")));
+        cache.observed(Instant::now(), nodes("1"));
+        let changes: [fn(&SharedCache); 3] = [
+            |c| {
+                c.commit_begins(Announce::Node);
+                c.commit_ended(Announce::Node);
+            },
+            |c| c.notified(SECRETS_ONLY),
+            |c| c.observed(Instant::now(), (Some("1".to_owned()), Some("n=2".to_owned()))),
+        ];
+        for change in changes {
+            let epoch = cache.begin_read(Instant::now()).unwrap();
+            cache.put(epoch, Some("k"), "a", b"v");
+            cache.put_secret(epoch, keys(), entry(b"one"));
+            assert!(cache.secret(epoch, "arn").is_some());
+            change(&cache);
+            let now = cache.begin_read(Instant::now()).unwrap();
+            assert!(cache.secret(now, "arn").is_none(), "a changed secret is kept");
+            assert_eq!(cache.get(now, Some("k"), "a"), Some(b"v".to_vec()));
+            // A read begun before the change caches no secret (it may have read the old).
+            cache.put_secret(epoch, keys(), entry(b"old"));
+            assert!(cache.secret(now, "arn").is_none());
+        }
+        // While a local write of secrets is in flight no secret is cached; records are.
+        cache.commit_begins(Announce::Node);
+        let during = cache.begin_read(Instant::now()).unwrap();
+        cache.put_secret(during, keys(), entry(b"old"));
+        cache.put(during, Some("k"), "b", b"w");
+        assert!(cache.secret(during, "arn").is_none());
+        assert_eq!(cache.get(during, Some("k"), "b"), Some(b"w".to_vec()));
+        cache.commit_ended(Announce::Node);
+        // The shared generation moving empties both.
+        let epoch = cache.begin_read(Instant::now()).unwrap();
+        cache.put_secret(epoch, keys(), entry(b"two"));
+        cache.observed(Instant::now(), (Some("2".to_owned()), Some("n=2".to_owned())));
+        let now = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.secret(now, "arn").is_none());
+        assert_eq!(cache.get(now, Some("k"), "a"), None);
+        // And so does a notification that does not say secrets alone changed (an older
+        // node's, or a record's change).
+        cache.put(now, Some("k"), "a", b"v");
+        cache.put_secret(now, keys(), entry(b"three"));
+        cache.notified("");
+        let later = cache.begin_read(Instant::now()).unwrap();
+        assert!(cache.secret(later, "arn").is_none());
+        assert_eq!(cache.get(later, Some("k"), "a"), None);
     }
 }

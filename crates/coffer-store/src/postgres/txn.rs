@@ -9,9 +9,12 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
+use super::pipelined::{
+    Expect, Param, UPDATE_VERSION_SQL, UPDATE_VERSIONS_SQL, UPSERT_RECORDS_SQL, VERSION_MISSING,
+    WriteBatch,
+};
 use super::read::LazyRead;
-use super::shared_cache::{ANNOUNCE_SQL, GENERATION_SETTING, SecretEntry, SharedCache};
+use super::shared_cache::{ANNOUNCE_SQL, Epoch, GENERATION_SETTING, SecretEntry, SharedCache};
 use super::writer::is_retryable;
 use super::{backend, get, unreadable};
 use crate::read_cache::{arn_key, name_key};
@@ -62,11 +65,14 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) prefetched: std::cell::RefCell<Prefetched>,
     /// Records put and not yet sent (see [`PgTxn::flush`]); empty in read transactions.
     pub(super) pending: std::cell::RefCell<PendingRecords>,
+    /// Versions' metadata updated and not yet sent (see [`PgTxn::flush`]); only in a
+    /// group-commit member.
+    pub(super) pending_versions: std::cell::RefCell<PendingVersions>,
     /// The node's cache of rarely changed records (`shared_cache`), if it keeps one.
     pub(super) shared: Option<&'a SharedCache>,
     /// In a read-only transaction, the cache's epoch noted before the snapshot, while the
     /// cache may be used.
-    pub(super) shared_epoch: Option<u64>,
+    pub(super) shared_epoch: Option<Epoch>,
     /// A write put or deleted something the cache holds (see `announce_shared_change`).
     pub(super) shared_touched: Cell<bool>,
     /// A write's deferred statements and record memo (`pipelined`); `None` in reads.
@@ -93,6 +99,14 @@ impl Announce {
             Announce::Shared => GENERATION_SETTING,
         }
     }
+
+    /// The notification's payload: what the nodes must drop (see `shared_cache`).
+    pub(super) fn payload(self) -> &'static str {
+        match self {
+            Announce::Node => super::shared_cache::SECRETS_ONLY,
+            Announce::Shared => "",
+        }
+    }
 }
 
 /// A secret's versions and its current version's value, read with the secret in one
@@ -114,6 +128,23 @@ pub(super) struct PendingRecords {
     /// touch a row twice).
     rows: Vec<(String, String, Vec<u8>)>,
     index: HashMap<(String, String), usize>,
+}
+
+/// Updates of versions' metadata, sent together as one statement (a put moves two labels).
+#[derive(Default)]
+pub(super) struct PendingVersions {
+    /// (ARN, version id, created, metadata JSON), each version once: a later update
+    /// replaces the earlier, as it would have one statement at a time.
+    rows: Vec<(String, String, Millis, String)>,
+}
+
+impl PendingVersions {
+    pub(super) fn put(&mut self, arn: &str, id: &str, created_ms: Millis, json: String) {
+        match self.rows.iter_mut().find(|(a, i, _, _)| a == arn && i == id) {
+            Some(row) => (row.2, row.3) = (created_ms, json),
+            None => self.rows.push((arn.to_owned(), id.to_owned(), created_ms, json)),
+        }
+    }
 }
 
 impl Prefetched {
@@ -150,6 +181,7 @@ impl<'a, 't> PgTxn<'a, 't> {
             seen: None,
             prefetched: Default::default(),
             pending: Default::default(),
+            pending_versions: Default::default(),
             shared: None,
             shared_epoch: None,
             shared_touched: Cell::new(false),
@@ -227,19 +259,19 @@ impl<'a, 't> PgTxn<'a, 't> {
     /// Called once the write's work is done and before it commits: if it changed cached
     /// records or settings, bumps the cache generation and notifies every node, in this
     /// transaction (delivered on commit), and empties this node's cache. Returns whether
-    /// it did so, in which case `SharedCache::commit_ended` must follow the commit.
+    /// what it announced, in which case `SharedCache::commit_ended` must follow the commit.
     /// (A group commit announces once for all its members instead: `batch_attempt`.)
-    pub(super) fn announce_shared_change(&self) -> StoreResult<bool> {
+    pub(super) fn announce_shared_change(&self) -> StoreResult<Option<Announce>> {
         let (Some(cache), Some(what)) = (self.shared, self.announcement()) else {
-            return Ok(false);
+            return Ok(None);
         };
         let generation = what.setting(cache);
-        cache.commit_begins();
-        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation]) {
-            cache.commit_ended();
+        cache.commit_begins(what);
+        if let Err(e) = self.execute(ANNOUNCE_SQL, &[&generation, &what.payload()]) {
+            cache.commit_ended(what);
             return Err(e);
         }
-        Ok(true)
+        Ok(Some(what))
     }
 
     /// A cached record or setting, read from the database (and cached) if not held.
@@ -579,6 +611,7 @@ impl PgTxn<'_, '_> {
     /// would have one statement at a time; the store calls it once more before a write
     /// ends (before its savepoint is released or its commit).
     pub(super) fn flush(&self) -> StoreResult<()> {
+        self.flush_versions();
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         if pending.rows.is_empty() {
             return Ok(());
@@ -606,6 +639,39 @@ impl PgTxn<'_, '_> {
             tx.execute(&statement, &[&kinds, &keys, &values]).await
         })?;
         Ok(())
+    }
+
+    /// Defers the versions' updates buffered since the last statement, as one statement
+    /// (as [`UPDATE_VERSION_SQL`] when there is one), which must find every version.
+    fn flush_versions(&self) {
+        let rows = std::mem::take(&mut self.pending_versions.borrow_mut().rows);
+        let (Some(batch), Some(first)) = (self.batch, rows.first()) else { return };
+        if rows.len() == 1 {
+            let (arn, id, created_ms, json) = first.clone();
+            let params: Vec<Param> =
+                vec![Box::new(arn), Box::new(id), Box::new(created_ms), Box::new(json)];
+            batch.defer(UPDATE_VERSION_SQL, Some(params), Expect::Changed(VERSION_MISSING));
+            return;
+        }
+        let every = rows.len() as u64;
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (arn, id, created_ms, json) in rows {
+            columns.0.push(arn);
+            columns.1.push(id);
+            columns.2.push(created_ms);
+            columns.3.push(json);
+        }
+        let params: Vec<Param> = vec![
+            Box::new(columns.0),
+            Box::new(columns.1),
+            Box::new(columns.2),
+            Box::new(columns.3),
+        ];
+        batch.defer(
+            UPDATE_VERSIONS_SQL,
+            Some(params),
+            Expect::ChangedEvery(every, VERSION_MISSING),
+        );
     }
 
     /// The secret `sql` finds with `params`; in a read-only transaction, with its

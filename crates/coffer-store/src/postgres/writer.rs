@@ -122,8 +122,8 @@ impl PostgresStore {
         let every = |result: &dyn Fn() -> StoreResult<()>| {
             BatchAttempt::Done((0..count).map(|_| Member::Done(result())).collect())
         };
-        // Whether the group's announcement was made: its commit has begun for the cache.
-        let mut announced = 0;
+        // The group's announcement, once made: its commit has begun for the cache.
+        let mut announced = None;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
             let batch = WriteBatch::new(careful);
             let mut members = Vec::with_capacity(jobs.len());
@@ -190,10 +190,11 @@ impl PostgresStore {
             if complete
                 && let (Some(what), Some(cache)) = (to_announce, self.shared.as_deref())
             {
-                cache.commit_begins();
-                announced += 1;
+                cache.commit_begins(what);
+                announced = Some(what);
                 let generation: Param = Box::new(what.setting(cache).to_owned());
-                batch.defer(ANNOUNCE_SQL, Some(vec![generation]), Expect::Done);
+                let payload: Param = Box::new(what.payload());
+                batch.defer(ANNOUNCE_SQL, Some(vec![generation, payload]), Expect::Done);
             }
             // What is still deferred is answered before COMMIT is sent, so COMMIT never
             // follows a statement that failed (see `pipelined`).
@@ -292,7 +293,7 @@ impl PostgresStore {
         f: &mut dyn FnMut(&mut PgTxn<'_, '_>) -> StoreResult<()>,
     ) -> Attempt {
         let rt = self.rt();
-        let mut announced = 0;
+        let mut announced = None;
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
             // One member, whose statements have all answered before it commits.
             let batch = WriteBatch::new(true);
@@ -301,8 +302,8 @@ impl PostgresStore {
             let mut result = f(&mut txn);
             if result.is_ok() {
                 // A failure is noted in `txn.failure`, read next.
-                if let Ok(true) = txn.announce_shared_change() {
-                    announced += 1;
+                if let Ok(Some(what)) = txn.announce_shared_change() {
+                    announced = Some(what);
                 }
                 result = txn.settle();
             }
@@ -341,12 +342,10 @@ impl PostgresStore {
         }
     }
 
-    /// Ends, for this node's cache, the commits `announce_shared_change` began.
-    fn shared_commits_ended(&self, announced: usize) {
-        if let Some(cache) = &self.shared {
-            for _ in 0..announced {
-                cache.commit_ended();
-            }
+    /// Ends, for this node's cache, the commit `announce_shared_change` began.
+    fn shared_commits_ended(&self, announced: Option<super::txn::Announce>) {
+        if let (Some(cache), Some(what)) = (&self.shared, announced) {
+            cache.commit_ended(what);
         }
     }
 }

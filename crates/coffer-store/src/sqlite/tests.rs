@@ -120,3 +120,35 @@ fn the_writers_restart_of_the_wal_reuses_the_file_from_its_start() {
     assert!(super::writer::restart_wal(conn));
     assert_eq!(wal_bytes(&db), 0);
 }
+
+/// A reader that finds every connection lent out waits, and is handed the first one given
+/// back (the pool wakes waiters only when there are some, so this guards that it still
+/// wakes them), also when several wait at once.
+#[test]
+fn readers_waiting_for_a_full_pool_get_the_connections_given_back() {
+    use super::read::{MAX_READERS, ReaderPool};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.db");
+    drop(crate::SqliteStore::open(&path).unwrap());
+    let pool = ReaderPool::new(path);
+    let lent: Vec<_> = (0..MAX_READERS).map(|_| pool.take().unwrap()).collect();
+    let served = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let reader = pool.take().unwrap();
+                served.fetch_add(1, Ordering::SeqCst);
+                drop(reader);
+            });
+        }
+        // Every waiter is blocked until a connection comes back.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(served.load(Ordering::SeqCst), 0);
+        drop(lent);
+    });
+    assert_eq!(served.load(Ordering::SeqCst), 3);
+    let state = pool.lock();
+    assert_eq!(state.open, MAX_READERS);
+    assert_eq!(state.idle.len(), MAX_READERS);
+}
