@@ -57,9 +57,6 @@ pub(super) enum Expect {
     /// Changed at least one row; otherwise the write fails with this message (as a
     /// statement run at once would have reported it).
     Changed(&'static str),
-    /// Changed this many rows (one statement for several updates of distinct rows, each
-    /// of which must have found its row); otherwise as [`Expect::Changed`].
-    ChangedEvery(u64, &'static str),
     /// Inserted its row (`ON CONFLICT DO NOTHING`); otherwise the row's key was taken, a
     /// conflict the closure may recover from, which it can only do if told at once: the
     /// attempt is run again carefully, where such an insert is not deferred.
@@ -176,12 +173,6 @@ impl WriteBatch {
         self.deferred.borrow_mut().push(Deferred { sql: sql.into(), params, expect, member });
     }
 
-    /// How many statements are deferred now (for tests that count them).
-    #[cfg(test)]
-    pub(super) fn deferred_count(&self) -> usize {
-        self.deferred.borrow().len()
-    }
-
     pub(super) fn has_deferred(&self) -> bool {
         !self.deferred.borrow().is_empty()
     }
@@ -202,9 +193,6 @@ impl WriteBatch {
             let kind = match (answered, item.expect) {
                 (Err(e), _) => FaultKind::Error(e),
                 (Ok(0), Expect::Changed(missing)) => FaultKind::Unchanged(missing),
-                (Ok(n), Expect::ChangedEvery(every, missing)) if n < every => {
-                    FaultKind::Unchanged(missing)
-                }
                 (Ok(0), Expect::Inserted(taken)) => FaultKind::NotInserted(taken),
                 (Ok(_), _) => continue,
             };
@@ -331,23 +319,6 @@ async fn send_in_order<T>(
     (answers, answer.expect("the answer arrived"))
 }
 
-/// The update of one version's metadata (`$1` ARN, `$2` id, `$3` created, `$4` JSON).
-pub(super) const UPDATE_VERSION_SQL: &str =
-    "UPDATE versions SET created_ms = $3, meta = $4 WHERE arn = $1 AND version_id = $2";
-
-/// The updates of several versions' metadata in one statement (`PgTxn::flush`): a put
-/// moves two labels (AWSCURRENT to the new version, AWSPREVIOUS to the old current one,
-/// off the one before), one statement each until the tenth session. Parameters as
-/// [`UPDATE_VERSION_SQL`]'s, as arrays, each version once.
-pub(super) const UPDATE_VERSIONS_SQL: &str = "UPDATE versions AS v \
-     SET created_ms = u.created_ms, meta = u.meta \
-     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) \
-     AS u(arn, version_id, created_ms, meta) \
-     WHERE v.arn = u.arn AND v.version_id = u.version_id";
-
-/// What a deferred update of versions reports when one of them is missing.
-pub(super) const VERSION_MISSING: &str = "the secret has no version with that id";
-
 /// The upsert of a write's buffered records, all in one statement (`PgTxn::flush`).
 pub(super) const UPSERT_RECORDS_SQL: &str = "INSERT INTO records (kind, key, value) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
@@ -397,9 +368,6 @@ impl PgTxn<'_, '_> {
                 let changed = self.execute(sql, &params)?;
                 match expect {
                     Expect::Changed(missing) if changed == 0 => {
-                        Err(StoreError::Backend(missing.to_owned()))
-                    }
-                    Expect::ChangedEvery(every, missing) if changed < every => {
                         Err(StoreError::Backend(missing.to_owned()))
                     }
                     Expect::Inserted(taken) if changed == 0 => {

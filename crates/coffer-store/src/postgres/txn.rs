@@ -9,10 +9,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use super::pipelined::{
-    Expect, Param, UPDATE_VERSION_SQL, UPDATE_VERSIONS_SQL, UPSERT_RECORDS_SQL, VERSION_MISSING,
-    WriteBatch,
-};
+use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
 use super::read::LazyRead;
 use super::shared_cache::{ANNOUNCE_SQL, Epoch, GENERATION_SETTING, SecretEntry, SharedCache};
 use super::writer::is_retryable;
@@ -65,9 +62,6 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) prefetched: std::cell::RefCell<Prefetched>,
     /// Records put and not yet sent (see [`PgTxn::flush`]); empty in read transactions.
     pub(super) pending: std::cell::RefCell<PendingRecords>,
-    /// Versions' metadata updated and not yet sent (see [`PgTxn::flush`]); only in a
-    /// group-commit member.
-    pub(super) pending_versions: std::cell::RefCell<PendingVersions>,
     /// The node's cache of rarely changed records (`shared_cache`), if it keeps one.
     pub(super) shared: Option<&'a SharedCache>,
     /// In a read-only transaction, the cache's epoch noted before the snapshot, while the
@@ -130,23 +124,6 @@ pub(super) struct PendingRecords {
     index: HashMap<(String, String), usize>,
 }
 
-/// Updates of versions' metadata, sent together as one statement (a put moves two labels).
-#[derive(Default)]
-pub(super) struct PendingVersions {
-    /// (ARN, version id, created, metadata JSON), each version once: a later update
-    /// replaces the earlier, as it would have one statement at a time.
-    rows: Vec<(String, String, Millis, String)>,
-}
-
-impl PendingVersions {
-    pub(super) fn put(&mut self, arn: &str, id: &str, created_ms: Millis, json: String) {
-        match self.rows.iter_mut().find(|(a, i, _, _)| a == arn && i == id) {
-            Some(row) => (row.2, row.3) = (created_ms, json),
-            None => self.rows.push((arn.to_owned(), id.to_owned(), created_ms, json)),
-        }
-    }
-}
-
 impl Prefetched {
     /// Drops what was read of `arn`'s versions: a write changed them.
     pub(super) fn forget(&mut self, arn: &str) {
@@ -181,7 +158,6 @@ impl<'a, 't> PgTxn<'a, 't> {
             seen: None,
             prefetched: Default::default(),
             pending: Default::default(),
-            pending_versions: Default::default(),
             shared: None,
             shared_epoch: None,
             shared_touched: Cell::new(false),
@@ -611,7 +587,6 @@ impl PgTxn<'_, '_> {
     /// would have one statement at a time; the store calls it once more before a write
     /// ends (before its savepoint is released or its commit).
     pub(super) fn flush(&self) -> StoreResult<()> {
-        self.flush_versions();
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         if pending.rows.is_empty() {
             return Ok(());
@@ -639,39 +614,6 @@ impl PgTxn<'_, '_> {
             tx.execute(&statement, &[&kinds, &keys, &values]).await
         })?;
         Ok(())
-    }
-
-    /// Defers the versions' updates buffered since the last statement, as one statement
-    /// (as [`UPDATE_VERSION_SQL`] when there is one), which must find every version.
-    fn flush_versions(&self) {
-        let rows = std::mem::take(&mut self.pending_versions.borrow_mut().rows);
-        let (Some(batch), Some(first)) = (self.batch, rows.first()) else { return };
-        if rows.len() == 1 {
-            let (arn, id, created_ms, json) = first.clone();
-            let params: Vec<Param> =
-                vec![Box::new(arn), Box::new(id), Box::new(created_ms), Box::new(json)];
-            batch.defer(UPDATE_VERSION_SQL, Some(params), Expect::Changed(VERSION_MISSING));
-            return;
-        }
-        let every = rows.len() as u64;
-        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (arn, id, created_ms, json) in rows {
-            columns.0.push(arn);
-            columns.1.push(id);
-            columns.2.push(created_ms);
-            columns.3.push(json);
-        }
-        let params: Vec<Param> = vec![
-            Box::new(columns.0),
-            Box::new(columns.1),
-            Box::new(columns.2),
-            Box::new(columns.3),
-        ];
-        batch.defer(
-            UPDATE_VERSIONS_SQL,
-            Some(params),
-            Expect::ChangedEvery(every, VERSION_MISSING),
-        );
     }
 
     /// The secret `sql` finds with `params`; in a read-only transaction, with its

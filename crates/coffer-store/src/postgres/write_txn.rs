@@ -2,7 +2,7 @@
 
 use coffer_core::model::{SecretMeta, VersionMeta};
 
-use super::pipelined::{Expect, UPDATE_VERSION_SQL, VERSION_MISSING};
+use super::pipelined::Expect;
 use super::scrub::{KMS_KEY_KIND, MASTER_CHECK_SETTING, REWRAPPED, Table};
 use super::txn::{PgTxn, accessed_sort_ms};
 use super::{get, to_json};
@@ -117,21 +117,16 @@ impl WriteTxn for PgTxn<'_, '_> {
         self.note_secret_write();
         self.prefetched.borrow_mut().forget(arn);
         let json = to_json("version metadata", meta)?;
-        if self.batch.is_some() {
-            // Nothing waits for its answer: buffered, and sent with the write's next
-            // round trip together with the other versions' updates made before it.
-            self.pending_versions.borrow_mut().put(arn, &meta.version_id, meta.created_ms, json);
-            return Ok(());
-        }
+        // Nothing waits for its answer: sent with the write's next round trip.
         self.defer(
-            UPDATE_VERSION_SQL,
+            "UPDATE versions SET created_ms = $3, meta = $4 WHERE arn = $1 AND version_id = $2",
             vec![
                 Box::new(arn.to_owned()),
                 Box::new(meta.version_id.clone()),
                 Box::new(meta.created_ms),
                 Box::new(json),
             ],
-            Expect::Changed(VERSION_MISSING),
+            Expect::Changed("the secret has no version with that id"),
         )
     }
 
