@@ -228,64 +228,20 @@ fn run(app: &Weak<App>, shared: &Shared) {
 mod tests {
     use super::*;
     use crate::audit::{CallRecord, Source};
+    use crate::scripted_store::{Next, Scripted};
     use crate::{Config, KeyRing};
     use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head};
     use coffer_audit::event::UserIdentity;
     use coffer_core::Scope;
     use coffer_crypto::MasterKey;
-    use coffer_store::{MemoryStore, Store, StoreResult, WriteTxn};
+    use coffer_store::Store;
     use coffer_wire::operation::{Operation, SecretsManagerOp};
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A store whose writes, in turn: commit; fail after running (rolled back, as a
     /// failed COMMIT leaves nothing); run once, are rolled back and run again (as
     /// PostgreSQL reruns a transaction after a serialization conflict), then commit.
-    struct Flaky {
-        inner: MemoryStore,
-        writes: AtomicU64,
-    }
-
-    impl Store for Flaky {
-        fn latency(&self) -> coffer_store::Latency {
-            coffer_store::Latency::LocalDisk
-        }
-        fn read(
-            &self,
-            f: &mut dyn FnMut(&dyn coffer_store::ReadTxn) -> StoreResult<()>,
-        ) -> StoreResult<()> {
-            self.inner.read(f)
-        }
-        fn write(
-            &self,
-            f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
-        ) -> StoreResult<()> {
-            match self.writes.fetch_add(1, Ordering::SeqCst) % 3 {
-                0 => self.inner.write(f),
-                1 => self.inner.write(&mut |tx| {
-                    f(tx)?;
-                    Err(StoreError::Backend("the commit failed".into()))
-                }),
-                _ => {
-                    let _ = self.inner.write(&mut |tx| {
-                        f(tx)?;
-                        Err(StoreError::Aborted)
-                    });
-                    self.inner.write(f)
-                }
-            }
-        }
-        fn describe(&self) -> String {
-            "flaky".into()
-        }
-        fn export(
-            &self,
-            visit: &mut dyn FnMut(coffer_store::SnapshotItem) -> StoreResult<()>,
-        ) -> StoreResult<()> {
-            self.inner.export(visit)
-        }
-        fn import_from(&self, produce: &mut coffer_store::ImportProducer<'_>) -> StoreResult<()> {
-            self.inner.import_from(produce)
-        }
+    fn flaky() -> Scripted {
+        Scripted::repeating(&[Next::Commit, Next::FailCommit, Next::Rerun])
     }
 
     fn read_event(scope: &Scope) -> Unwritten {
@@ -320,7 +276,7 @@ mod tests {
     /// continuing what was committed before it.
     #[test]
     fn only_committed_events_are_answered_and_the_chain_verifies_across_failed_and_rerun_batches() {
-        let store = Arc::new(Flaky { inner: MemoryStore::new(), writes: AtomicU64::new(0) });
+        let store = Arc::new(flaky());
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let app = crate::App::new(store.clone(), keys, Config::default());
         let key = ChainKey::new(&[7; 32]);
@@ -352,7 +308,7 @@ mod tests {
     /// never left waiting.
     #[test]
     fn every_event_handed_over_is_answered() {
-        let store = Arc::new(Flaky { inner: MemoryStore::new(), writes: AtomicU64::new(0) });
+        let store = Arc::new(flaky());
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let app = crate::App::new(store.clone(), keys, Config::default());
         let scope = Scope::new("111122223333", "us-east-1");

@@ -419,88 +419,18 @@ impl Lines {
 mod tests {
     use super::AuditFile;
     use crate::audit::{CallRecord, Settings, Source};
+    use crate::scripted_store::{Next, Scripted};
     use crate::{App, Config, KeyRing, RequestContext};
     use coffer_audit::event::UserIdentity;
     use coffer_core::Scope;
     use coffer_crypto::MasterKey;
-    use coffer_store::{MemoryStore, Store, StoreError, StoreResult, WriteTxn};
+    use coffer_store::Store;
     use coffer_wire::operation::{Operation, SecretsManagerOp};
-    use std::collections::VecDeque;
     use std::path::{Path, PathBuf};
-    use std::sync::{Arc, Mutex};
-
-    /// What the store does with its next write.
-    #[derive(Debug, Clone, Copy)]
-    enum Next {
-        /// Runs it once and commits.
-        Commit,
-        /// Runs it, then fails its commit (rolled back, as a failed COMMIT leaves nothing).
-        FailCommit,
-        /// Runs it, rolls it back and runs it again, then commits: PostgreSQL's rerun after
-        /// a serialization conflict.
-        Rerun,
-    }
-
-    /// A memory store whose writes follow a script (then commit), on "disk" so that events
-    /// of calls that change nothing go through the appender.
-    struct Scripted {
-        inner: MemoryStore,
-        script: Mutex<VecDeque<Next>>,
-    }
-
-    impl Scripted {
-        fn then(&self, next: &[Next]) {
-            self.script.lock().unwrap().extend(next.iter().copied());
-        }
-    }
-
-    impl Store for Scripted {
-        fn latency(&self) -> coffer_store::Latency {
-            coffer_store::Latency::LocalDisk
-        }
-        fn read(
-            &self,
-            f: &mut dyn FnMut(&dyn coffer_store::ReadTxn) -> StoreResult<()>,
-        ) -> StoreResult<()> {
-            self.inner.read(f)
-        }
-        fn write(
-            &self,
-            f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
-        ) -> StoreResult<()> {
-            let next = self.script.lock().unwrap().pop_front().unwrap_or(Next::Commit);
-            match next {
-                Next::Commit => self.inner.write(f),
-                Next::FailCommit => self.inner.write(&mut |tx| {
-                    f(tx)?;
-                    Err(StoreError::Backend("the commit failed".into()))
-                }),
-                Next::Rerun => {
-                    let _ = self.inner.write(&mut |tx| {
-                        f(tx)?;
-                        Err(StoreError::Aborted)
-                    });
-                    self.inner.write(f)
-                }
-            }
-        }
-        fn describe(&self) -> String {
-            "scripted".into()
-        }
-        fn export(
-            &self,
-            visit: &mut dyn FnMut(coffer_store::SnapshotItem) -> StoreResult<()>,
-        ) -> StoreResult<()> {
-            self.inner.export(visit)
-        }
-        fn import_from(&self, produce: &mut coffer_store::ImportProducer<'_>) -> StoreResult<()> {
-            self.inner.import_from(produce)
-        }
-    }
+    use std::sync::Arc;
 
     fn app_logging_to(log: &Path) -> (Arc<Scripted>, Arc<App>) {
-        let store =
-            Arc::new(Scripted { inner: MemoryStore::new(), script: Mutex::new(VecDeque::new()) });
+        let store = Arc::new(Scripted::new());
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let audit = Settings { log: Some(log.to_path_buf()), ..Settings::default() };
         let app = App::new(store.clone(), keys, Config { audit, ..Config::default() });

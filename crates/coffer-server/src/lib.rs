@@ -37,6 +37,8 @@ pub mod query;
 pub mod quotas;
 pub mod replication;
 pub mod rotation;
+#[cfg(test)]
+mod scripted_store;
 pub mod secrets;
 pub mod sessions;
 pub mod sts;
