@@ -5,7 +5,8 @@
 
 mod common;
 
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use common::kms_client;
+
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use common::{Server, client_for};
@@ -14,22 +15,6 @@ use std::process::{Command, Output};
 
 const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const REGION: &str = "us-east-1";
-
-fn kms_client(url: &str) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY,
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
 
 async fn value_of(sm: &aws_sdk_secretsmanager::Client, name: &str) -> Result<String, String> {
     sm.get_secret_value()

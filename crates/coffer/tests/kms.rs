@@ -5,31 +5,15 @@
 
 mod common;
 
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use common::kms_client;
+
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyManagerType, KeyState, Tag};
 use common::Server;
 use std::process::Command;
 
-const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const REGION: &str = "us-east-1";
-
-fn kms_client(url: &str) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY,
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().tag_key(key).tag_value(value).build().unwrap()

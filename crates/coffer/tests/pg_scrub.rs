@@ -7,7 +7,8 @@
 
 mod common;
 
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use common::kms_client;
+
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
@@ -17,29 +18,12 @@ use common::Server;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const REGION: &str = "us-east-1";
 const MASTER_KEY: &str = common::SHARED_MASTER_KEY;
 
 /// How long the scrub may take to show in the files (the node works every second and the
 /// store URL asks for a one-second batching delay).
 const SCRUB_WAIT: Duration = Duration::from_secs(90);
-
-fn kms_client(url: &str) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY,
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
 
 /// A server of its own, set as the scrub needs it: WAL segments are removed, not recycled
 /// under new names with their old contents.

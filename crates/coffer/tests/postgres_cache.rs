@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::kms_client;
+
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use coffer_core::model::SecretMeta;
 use coffer_crypto::MasterKey;
@@ -152,23 +154,6 @@ fn try_record(store: &PostgresStore, kind: &str, key: &str) -> Result<Option<Vec
 /// A `--dev` node of `coffer serve` on `url` (as in `postgres_nodes.rs`).
 fn server(url: &str, dir: &std::path::Path) -> common::Server {
     common::Server::on_postgres(url, dir, &[])
-}
-
-fn kms_client(url: &str) -> aws_sdk_kms::Client {
-    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
 }
 
 /// Through two `coffer serve` nodes: a secret under a KMS key is read through node B

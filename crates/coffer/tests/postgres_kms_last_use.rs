@@ -7,26 +7,11 @@
 
 mod common;
 
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use common::kms_client;
+
 use aws_sdk_kms::primitives::Blob;
 use coffer_store::testing::TestPostgres;
 use coffer_store::{PostgresStore, Store};
-
-fn kms_client(url: &str) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
 
 #[test]
 fn each_node_keeps_its_own_last_use_record_and_both_answer_the_newest() {

@@ -132,6 +132,23 @@ pub fn client_for(url: &str, access_key: &str, region: &str) -> aws_sdk_secretsm
     aws_sdk_secretsmanager::Client::from_conf(config)
 }
 
+/// A KMS SDK client for `url`, as the admin (`AKIAIOSFODNN7EXAMPLE`) in us-east-1.
+pub fn kms_client(url: &str) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
