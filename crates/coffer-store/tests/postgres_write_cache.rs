@@ -76,10 +76,12 @@ fn put(store: &PostgresStore, id: &str, previous: &str) {
         .unwrap();
 }
 
-#[test]
-fn a_secret_write_keeps_the_cached_iam_and_kms_records_on_every_node() {
-    let database = TestPostgres::shared().create_database();
-    let (a, b) = (node(&database.url), node(&database.url));
+/// Two nodes on `url`, and through the first an IAM generation, a user, a KMS key and the
+/// secret `app` with its AWSCURRENT `v1`; returned once the bound has passed, so each
+/// node's watcher has seen the seed's bump of the shared generation (and emptied its cache
+/// for it) before the cache is used again.
+fn two_seeded_nodes(url: &str) -> (PostgresStore, PostgresStore) {
+    let (a, b) = (node(url), node(url));
     let meta = secret("app");
     a.write(&mut |tx| {
         tx.put_setting("iam-generation", b"1")?;
@@ -89,9 +91,14 @@ fn a_secret_write_keeps_the_cached_iam_and_kms_records_on_every_node() {
         tx.insert_version(&meta.arn, &version("v1", &[AWSCURRENT]), &SealedValue(b"v1".into()))
     })
     .unwrap();
-    // Past the bound, each node's watcher has seen the seed's bump of the shared
-    // generation (and emptied its cache for it) before the cache is used again.
     std::thread::sleep(STALE_BOUND);
+    (a, b)
+}
+
+#[test]
+fn a_secret_write_keeps_the_cached_iam_and_kms_records_on_every_node() {
+    let database = TestPostgres::shared().create_database();
+    let (a, b) = two_seeded_nodes(&database.url);
     for store in [&a, &b] {
         until_cached("the records", || read_records(store));
     }
@@ -110,17 +117,7 @@ fn a_secret_write_keeps_the_cached_iam_and_kms_records_on_every_node() {
 #[test]
 fn a_record_write_still_empties_the_cached_secrets_on_every_node() {
     let database = TestPostgres::shared().create_database();
-    let (a, b) = (node(&database.url), node(&database.url));
-    let meta = secret("app");
-    a.write(&mut |tx| {
-        tx.put_setting("iam-generation", b"1")?;
-        tx.put_record("iam-user", "111111111111/u", b"user")?;
-        tx.put_record("kms-key", "key", b"material")?;
-        tx.insert_secret(&meta)?;
-        tx.insert_version(&meta.arn, &version("v1", &[AWSCURRENT]), &SealedValue(b"v1".into()))
-    })
-    .unwrap();
-    std::thread::sleep(STALE_BOUND);
+    let (a, b) = two_seeded_nodes(&database.url);
     for store in [&a, &b] {
         until_cached("the secret", || read_secret(store).1);
     }
