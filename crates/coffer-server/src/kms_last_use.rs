@@ -220,6 +220,18 @@ pub fn last_use(
 /// Notes, once per store, when it started keeping last uses (`now_ms`), so that keys
 /// created after that are never answered from the trail scan.
 pub fn start_tracking(store: &dyn coffer_store::Store, now_ms: i64) -> Result<(), String> {
+    // Every start after the first finds the note: a read, not a write transaction (on
+    // PostgreSQL a serializable one beside the other nodes' starts).
+    let mut noted = false;
+    store
+        .read(&mut |tx| {
+            noted = tx.record(KIND, SINCE_KEY)?.is_some();
+            Ok(())
+        })
+        .map_err(|e| format!("cannot read the start of KMS key last-use tracking: {e}"))?;
+    if noted {
+        return Ok(());
+    }
     store
         .write(&mut |tx| {
             if tx.record(KIND, SINCE_KEY)?.is_none() {
