@@ -63,7 +63,8 @@ pub struct Encrypted {
 #[derive(Debug)]
 pub struct Decrypted {
     pub plaintext: SecretBytes,
-    pub key: KeyRecord,
+    /// The key record as the key service keeps it (shared, not copied per call).
+    pub key: Arc<KeyRecord>,
     pub material_id: String,
 }
 
@@ -161,29 +162,40 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 impl Kms {
     /// The key record `key_id` of `scope` as `tx` sees it, decoded once per version of
-    /// its stored bytes (the memo is checked against them, so it is never stale).
+    /// its stored bytes (the memo is checked against them, so it is never stale) and
+    /// shared: every secret read loads its key, and a copy of the record per call was
+    /// issue 20's "key record parse" share. The same bytes give the same `Arc`, so its
+    /// address names one version of the record (the server's decision memo keys on it).
     fn load_key(
         &self,
         tx: &dyn ReadTxn,
         scope: &Scope,
         key_id: &str,
-    ) -> Result<Option<KeyRecord>, KmsError> {
+    ) -> Result<Option<Arc<KeyRecord>>, KmsError> {
         let record_key = key_record_key(scope, key_id);
         let Some(bytes) = tx.record(KEY_KIND, &record_key)? else { return Ok(None) };
         let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut key = match decoded.get(&record_key) {
-            Some((seen, key)) if *seen == bytes => KeyRecord::clone(key),
+        let key = match decoded.get(&record_key) {
+            Some((seen, key)) if *seen == bytes => key.clone(),
             _ => {
-                let key: KeyRecord = decode("key record", &bytes)?;
+                let key: Arc<KeyRecord> = Arc::new(decode("key record", &bytes)?);
                 if decoded.len() >= MAX_DECODED_KEYS {
                     decoded.clear();
                 }
-                decoded.insert(record_key, (bytes, Arc::new(key.clone())));
+                decoded.insert(record_key, (bytes, key.clone()));
                 key
             }
         };
         drop(decoded);
-        crate::import::expire_if_due(&mut key, (self.clock)());
+        // Imported material's ValidTo is decided on the clock, not on the bytes: a key it
+        // changes is a copy of its own (a new `Arc`), never the memo's.
+        if key.imported.is_some() {
+            let mut copy = KeyRecord::clone(&key);
+            crate::import::expire_if_due(&mut copy, (self.clock)());
+            if copy != *key {
+                return Ok(Some(Arc::new(copy)));
+            }
+        }
         Ok(Some(key))
     }
 }
@@ -658,6 +670,18 @@ impl Kms {
         key_id: &str,
         allow_alias: bool,
     ) -> Result<KeyRecord, KmsError> {
+        self.find_key_shared(tx, scope, key_id, allow_alias).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Kms::find_key`] without copying the record: the decoded record as the key
+    /// service keeps it for these bytes (the hot path of every secret read and write).
+    pub fn find_key_shared(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        allow_alias: bool,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         let reference = parse_key_ref(key_id)?;
         if reference.is_alias() && !allow_alias {
             return Err(KmsError::invalid_key_id(key_id));
@@ -693,7 +717,7 @@ impl Kms {
         tx: &dyn ReadTxn,
         scope: &Scope,
         alias: &str,
-    ) -> Result<KeyRecord, KmsError> {
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         let not_found = || KmsError::alias_not_found(&alias_arn(scope, alias));
         let record = load_alias(tx, scope, alias)?.ok_or_else(not_found)?;
         self.load_key(tx, scope, &record.target_key_id)?.ok_or_else(not_found)
@@ -1068,7 +1092,7 @@ impl Kms {
     /// blob names cannot open it.
     pub fn decrypt_under(
         &self,
-        key: KeyRecord,
+        key: Arc<KeyRecord>,
         blob: &[u8],
         context: &EncryptionContext,
     ) -> Result<Decrypted, KmsError> {
@@ -1291,6 +1315,16 @@ impl Kms {
         scope: &Scope,
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
+        self.secrets_manager_key_shared(tx, scope, now).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Kms::secrets_manager_key`] without copying the record once it exists.
+    fn secrets_manager_key_shared(
+        &self,
+        tx: &mut dyn WriteTxn,
+        scope: &Scope,
+        now: Millis,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         if let Some(alias) = load_alias(tx, scope, SECRETS_MANAGER_ALIAS)?
             && let Some(key) = self.load_key(tx, scope, &alias.target_key_id)?
         {
@@ -1314,7 +1348,7 @@ impl Kms {
             updated_ms: now,
         };
         save_alias(tx, scope, &alias)?;
-        Ok(key)
+        Ok(Arc::new(key))
     }
 
     /// The key a Secrets Manager write seals under: `None` or `""` is `aws/secretsmanager`
@@ -1325,7 +1359,7 @@ impl Kms {
         scope: &Scope,
         given: Option<&str>,
         now: Millis,
-    ) -> Result<KeyRecord, KmsError> {
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         let given = given.filter(|g| !g.is_empty());
         let managed = match given {
             None => true,
@@ -1338,8 +1372,8 @@ impl Kms {
             },
         };
         let key = match given {
-            Some(id) if !managed => self.find_key(tx, scope, id, true)?,
-            _ => self.secrets_manager_key(tx, scope, now)?,
+            Some(id) if !managed => self.find_key_shared(tx, scope, id, true)?,
+            _ => self.secrets_manager_key_shared(tx, scope, now)?,
         };
         require_enabled(&key)?;
         // Secrets are sealed under symmetric keys only, as AWS refuses the others.

@@ -559,9 +559,16 @@ impl Gate {
         &self,
         (app, tx): (&App, &dyn ReadTxn),
         action: &str,
-        key: &KeyRecord,
+        key: &Arc<KeyRecord>,
         encryption_context: &BTreeMap<String, String>,
     ) -> Result<(), AwsError> {
+        // The call's region (`aws:RequestedRegion`), the one value of the memo's key that
+        // is the request's rather than the caller's or the key's.
+        let region = self.base.get("aws:RequestedRegion").and_then(<[String]>::first);
+        let region = region.map_or("", String::as_str);
+        if crate::kms_decisions::allowed(&self.caller, key, action, region) {
+            return Ok(());
+        }
         let context = kms_context(self.context(), &self.caller, Some(&key.scope.region));
         let call = KmsCall {
             encryption_context: Some(encryption_context),
@@ -569,8 +576,14 @@ impl Gate {
             ..KmsCall::default()
         };
         let seen = KmsKey::seen_by(&self.caller, app, tx, key);
+        let memo = crate::kms_decisions::may_remember(&self.caller, seen.policy.as_deref());
         let grants = Grants::In(tx, key);
-        decide_kms(&self.caller, action, &seen, &key.scope.account, context, &call, grants)
+        let allowed =
+            decide_kms_by(&self.caller, action, &seen, &key.scope.account, context, &call, grants)?;
+        if memo && allowed == Allowed::ByPolicy {
+            crate::kms_decisions::remember(&self.caller, key, action, region);
+        }
+        Ok(())
     }
 
     /// `kms:<action>` on `key` called through the KMS API, with the request's own kms keys.
@@ -1134,9 +1147,14 @@ fn member_reference(key: &KmsKey, region: &str) -> Option<String> {
 
 /// The key a KMS ciphertext names, found in `scope`; `None` when the blob does not parse
 /// or names no key there (opening it then fails with KMS's own error).
-pub fn sealing_key(app: &App, tx: &dyn ReadTxn, scope: &Scope, blob: &[u8]) -> Option<KeyRecord> {
+pub fn sealing_key(
+    app: &App,
+    tx: &dyn ReadTxn,
+    scope: &Scope,
+    blob: &[u8],
+) -> Option<Arc<KeyRecord>> {
     let (header, _) = coffer_kms::ciphertext::parse(blob).ok()?;
-    app.keys.kms().find_key(tx, scope, &header.key_id, false).ok()
+    app.keys.kms().find_key_shared(tx, scope, &header.key_id, false).ok()
 }
 
 /// The customer managed key a call seals or opens under, and the kms actions that need,
@@ -1209,7 +1227,11 @@ impl KmsKey {
     fn of(record: &KeyRecord) -> KmsKey {
         let customer_managed = record.manager == KeyManager::Customer;
         let policy = if customer_managed {
-            record.policy.as_deref().map(|text| Arc::new(stored_policy(text, "key policy")))
+            // Parsed once per text, not per decision.
+            record.policy.as_deref().map(|text| {
+                crate::kms_decisions::key_policy(text)
+                    .unwrap_or_else(|| Arc::new(stored_policy(text, "key policy")))
+            })
         } else {
             Some(aws_managed_key_policy(&record.scope))
         };
@@ -1346,10 +1368,31 @@ fn decide_kms(
     action: &str,
     key: &KmsKey,
     key_account: &str,
-    mut context: Context,
+    context: Context,
     call: &KmsCall<'_>,
     grants: Grants<'_>,
 ) -> Result<(), AwsError> {
+    decide_kms_by(caller, action, key, key_account, context, call, grants).map(|_| ())
+}
+
+/// What allowed a kms action: the policies, or a grant (a record of its own, which can be
+/// retired or revoked without the key's record changing: never memoized).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    ByPolicy,
+    ByGrant,
+}
+
+/// [`decide_kms`], saying what allowed.
+fn decide_kms_by(
+    caller: &Caller,
+    action: &str,
+    key: &KmsKey,
+    key_account: &str,
+    mut context: Context,
+    call: &KmsCall<'_>,
+    grants: Grants<'_>,
+) -> Result<Allowed, AwsError> {
     for (k, v) in &key.tags {
         context.set(&format!("aws:ResourceTag/{k}"), v.clone());
     }
@@ -1392,11 +1435,13 @@ fn decide_kms(
         }
         _ => g.allows(&p.arn, &p.user_id, action, call.encryption_context),
     };
+    let mut allowed = Allowed::ByPolicy;
     if matches!(decision, Decision::NoAllow(_)) && grants.load().iter().any(granted) {
         decision = Decision::Allow;
+        allowed = Allowed::ByGrant;
     }
     match decision.denial_message(&req) {
-        None => session_allows(caller, &req, &req),
+        None => session_allows(caller, &req, &req).map(|()| allowed),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
 }

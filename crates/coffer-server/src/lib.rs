@@ -25,6 +25,7 @@ pub mod iam_api;
 pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
+mod kms_decisions;
 pub mod kms_families;
 pub mod kms_last_use;
 pub mod kms_rest;

@@ -21,6 +21,7 @@ use coffer_wire::operation::SecretsManagerOp;
 use coffer_wire::protocol::{SensitiveBlob, SensitiveString, epoch_seconds};
 use coffer_wire::secretsmanager as wire;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const TOKEN_REQUIRED: &str =
     "You must provide a ClientRequestToken value. We recommend a UUID-type value.";
@@ -121,7 +122,7 @@ pub(crate) fn key_for(
     tx: &mut dyn WriteTxn,
     meta: &SecretMeta,
     now: i64,
-) -> Result<KeyRecord, AwsError> {
+) -> Result<Arc<KeyRecord>, AwsError> {
     app.keys
         .kms()
         .key_for_secret(tx, &meta.scope, meta.kms_key_id.as_deref(), now)
@@ -271,7 +272,7 @@ fn reencrypt_labelled_versions(
     app: &App,
     tx: &mut dyn WriteTxn,
     meta: &SecretMeta,
-    key: &KeyRecord,
+    key: &Arc<KeyRecord>,
     gate: Option<&Gate>,
 ) -> Result<(), AwsError> {
     let versions = tx.versions(&meta.arn).map_err(store_error)?;

@@ -378,6 +378,31 @@ impl Policy {
         self.statements.iter().flat_map(|s| &s.conditions).any(|c| c.key.eq_ignore_ascii_case(key))
     }
 
+    /// Whether every request-context key this policy can read is one `stable` accepts:
+    /// each condition's key, and no policy variable (`${...}`, which reads a key named
+    /// at evaluation) anywhere in a statement of a policy that enables them. A decision
+    /// made from such policies depends on nothing of the context but those keys, so a
+    /// caller may keep it for as long as their values and the policies stay the same.
+    pub fn reads_only(&self, stable: impl Fn(&str) -> bool) -> bool {
+        let has_variable = |patterns: &[String]| patterns.iter().any(|p| p.contains("${"));
+        let patterns = |p: &Patterns| match p {
+            Patterns::Only(v) | Patterns::AllBut(v) => has_variable(v),
+        };
+        self.statements.iter().all(|s| {
+            let conditions_stable = s.conditions.iter().all(|c| {
+                stable(&c.key.to_ascii_lowercase()) && !(self.variables && has_variable(&c.values))
+            });
+            let names_variable = self.variables
+                && (patterns(&s.action)
+                    || s.resource.as_ref().is_some_and(patterns)
+                    || [&s.principal, &s.not_principal]
+                        .into_iter()
+                        .flatten()
+                        .any(|p| has_variable(&p.aws) || has_variable(&p.other)));
+            conditions_stable && !names_variable
+        })
+    }
+
     /// Parses a policy document. `Err` holds every grammar problem, in document order.
     pub fn parse(text: &str, kind: PolicyKind) -> Result<Policy, Vec<String>> {
         let doc: Value = serde_json::from_str(text)
@@ -494,6 +519,33 @@ pub fn malformed_message(problems: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_only_sees_every_condition_key_and_every_policy_variable() {
+        let stable = |k: &str| k == "kms:calleraccount" || k.starts_with("aws:principaltag/");
+        let parse = |text: &str| Policy::parse(text, PolicyKind::Resource).unwrap();
+        let fixed = parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"1","aws:PrincipalTag/Team":"a"}}}]}"#,
+        );
+        assert!(fixed.reads_only(stable));
+        let per_request = parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"1"},"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#,
+        );
+        assert!(!per_request.reads_only(stable));
+        let variable_in_value = parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"${aws:SourceIp}"}}}]}"#,
+        );
+        assert!(!variable_in_value.reads_only(stable));
+        let variable_in_resource = parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"arn:aws:kms:*:*:key/${aws:username}"}]}"#,
+        );
+        assert!(!variable_in_resource.reads_only(stable));
+        // Without variables enabled, `${...}` is literal text and reads nothing.
+        let literal = parse(
+            r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"arn:aws:kms:*:*:key/${aws:username}"}]}"#,
+        );
+        assert!(literal.reads_only(stable));
+    }
 
     const GOOD: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
 
