@@ -117,3 +117,39 @@ def test_a_condition_on_the_encryption_context_is_decided_on_every_call(world):
     read_twice(sm, first)
     expect(sm.get_secret_value, "AccessDeniedException", SecretId=second)
     read_twice(sm, first)
+
+
+# ---- the base context is built only when a policy reads a condition key ----------------------
+
+LOOPBACK = {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}
+
+
+def test_an_identity_condition_on_the_source_address_still_decides(world):
+    srv = world["srv"]
+    user = srv.user("hotnoloopback", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": LOOPBACK}]})
+    name = unique_name("hot")
+    srv.admin().create_secret(Name=name, SecretString="v1")
+    sm = srv.client(user)
+    sm.describe_secret(SecretId=name)
+    expect(sm.get_secret_value, "AccessDeniedException", SecretId=name)
+
+
+def test_a_resource_policy_condition_decides_for_a_caller_whose_policies_read_none(world):
+    srv = world["srv"]
+    admin = srv.admin()
+    name = unique_name("hot")
+    arn = admin.create_secret(Name=name, SecretString="v1")["ARN"]
+    sm = srv.client(world["reader"])
+    read_twice(sm, name)
+    admin.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": {"AWS": READER_ARN},
+            "Action": "secretsmanager:GetSecretValue", "Resource": arn, "Condition": LOOPBACK}]}))
+    expect(sm.get_secret_value, "AccessDeniedException", SecretId=name)
+    # BatchGetSecretValue decides each secret with its own policy the same way.
+    batch = sm.batch_get_secret_value(SecretIdList=[name])
+    assert batch["SecretValues"] == []
+    assert batch["Errors"][0]["ErrorCode"] == "AccessDeniedException"

@@ -514,9 +514,12 @@ fn session_allows(
 pub struct Gate {
     caller: Arc<Caller>,
     /// The condition keys every decision of the call shares (who, from where, when),
-    /// built once: a call decides on every key it opens or seals. Each decision's context
-    /// is laid over it ([`Context::over`]) rather than copying it.
-    base: Arc<Context>,
+    /// built once, on the first decision whose policies read a condition key (a call
+    /// whose policies read none, and whose KMS decisions are remembered, builds none).
+    /// Each decision's context is laid over it ([`Context::over`]) rather than copying it.
+    base: OnceLock<Arc<Context>>,
+    /// What [`Gate::base`] is built from.
+    origin: Origin,
     /// What was decided about the secret the request names, if it names one.
     secret: Option<SecretDecision>,
 }
@@ -529,8 +532,9 @@ struct SecretDecision {
     action: &'static str,
     owner: Scope,
     id: String,
-    /// The request's own condition keys (caller, time, request members), without the
-    /// secret's, which are added from the secret as it is decided on.
+    /// The request's own condition keys (its members), without the base (caller, time,
+    /// place: [`Gate::base`]) and without the secret's, which are added from the secret as
+    /// it is decided on.
     request: Context,
     meta: Option<SecretMeta>,
 }
@@ -541,7 +545,36 @@ impl std::fmt::Debug for Gate {
     }
 }
 
+/// The request's part of the base context: the region it was signed for, where it came
+/// from and when.
+struct Origin {
+    region: String,
+    source_ip: Option<IpAddr>,
+    secure: bool,
+    now_ms: i64,
+}
+
+/// Whether any of the policies a decision evaluates reads a condition key (a condition,
+/// or a policy variable): when none does, the decision is the same whatever the context
+/// holds, and none needs building.
+fn reads_context(caller: &Caller, resource_policy: Option<&Policy>) -> bool {
+    !caller
+        .policies
+        .iter()
+        .chain(&caller.session_policy)
+        .chain(resource_policy)
+        .all(|p| p.reads_only(|_| false))
+}
+
 impl Gate {
+    /// The base context, built on first use.
+    fn base(&self) -> &Arc<Context> {
+        self.base.get_or_init(|| {
+            let o = &self.origin;
+            Arc::new(base_context(&self.caller, &o.region, o.source_ip, o.secure, o.now_ms))
+        })
+    }
+
     /// The caller's ARN and unique id (KMS grants name their grantee and retiring
     /// principal by them).
     pub fn caller_ids(&self) -> (&str, &str) {
@@ -549,7 +582,7 @@ impl Gate {
     }
 
     fn context(&self) -> Context {
-        Context::over(self.base.clone())
+        Context::over(self.base().clone())
     }
 
     /// `kms:<action>` on `key` when Secrets Manager uses it for the caller, with the
@@ -564,8 +597,7 @@ impl Gate {
     ) -> Result<(), AwsError> {
         // The call's region (`aws:RequestedRegion`), the one value of the memo's key that
         // is the request's rather than the caller's or the key's.
-        let region = self.base.get("aws:RequestedRegion").and_then(<[String]>::first);
-        let region = region.map_or("", String::as_str);
+        let region = self.origin.region.as_str();
         if crate::kms_decisions::allowed(&self.caller, key, action, region) {
             return Ok(());
         }
@@ -626,9 +658,12 @@ impl Gate {
         meta: Option<&SecretMeta>,
     ) -> Result<(), AwsError> {
         let target = target_of(owner, id, meta.cloned());
-        let mut context = self.context();
-        resource_context(&mut context, Some(id), &target);
         let policy = resource_policy(target.meta.as_ref());
+        let mut context = Context::default();
+        if reads_context(&self.caller, policy.as_ref()) {
+            context = self.context();
+            resource_context(&mut context, Some(id), &target);
+        }
         decide(&self.caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
     }
 
@@ -648,7 +683,7 @@ impl Gate {
             return Ok(());
         }
         let target = target_of(&decided.owner, &decided.id, Some(meta.clone()));
-        let mut context = decided.request.clone();
+        let mut context = decided.request.clone().laid_over(self.base().clone());
         resource_context(&mut context, Some(&decided.id), &target);
         let policy = resource_policy(target.meta.as_ref());
         let (arn, account) = (&target.arn, &target.account);
@@ -758,17 +793,26 @@ pub fn authorize(
     secure: bool,
 ) -> Result<Authorized, AwsError> {
     let now_ms = crate::clock::now_ms();
-    let base = base_context(&who.caller, &who.region, source_ip, secure, now_ms);
-    let mut gate = Gate { caller: who.caller.clone(), base: Arc::new(base), secret: None };
-    let mut context = gate.context();
+    let origin = Origin { region: who.region.clone(), source_ip, secure, now_ms };
+    let mut gate = Gate { caller: who.caller.clone(), base: OnceLock::new(), origin, secret: None };
     match op {
         Operation::SecretsManager(op) => {
             let (target, owner) = secret_target(app, scope, op, requested)?;
             let id_given = requested.secret_id.as_deref();
-            request_context(&mut context, requested);
-            let request_only = context.clone();
-            resource_context(&mut context, id_given, &target);
+            // The request's own keys, apart from the base (their names never meet: see
+            // `Context::laid_over`), kept for `Gate::confirm`.
+            let mut request_only = Context::default();
+            request_context(&mut request_only, requested);
             let policy = resource_policy(target.meta.as_ref());
+            // Policies that read no condition key decide alike on any context: the
+            // common identity policy without conditions builds none.
+            let context = if reads_context(&who.caller, policy.as_ref()) {
+                let mut context = request_only.clone().laid_over(gate.base().clone());
+                resource_context(&mut context, id_given, &target);
+                context
+            } else {
+                Context::default()
+            };
             let quoted = id_given.unwrap_or(&target.arn);
             decide(
                 &who.caller,
@@ -810,7 +854,7 @@ pub fn authorize(
             Ok(Authorized { scope: owner, gate: Arc::new(gate) })
         }
         Operation::Kms(op) => {
-            let mut context = kms_context(context, &who.caller, None);
+            let mut context = kms_context(gate.context(), &who.caller, None);
             request_context(&mut context, requested);
             kms_request_context(&mut context, op, requested);
             if let Some(days) = requested.pending_window_in_days {
@@ -818,11 +862,12 @@ pub fn authorize(
             }
             authorize_kms(app, who, scope, op, requested, &context)?;
             // The handler decides again on the key a ciphertext names: with the same keys.
-            gate.base = Arc::new(context);
+            gate.base = OnceLock::from(Arc::new(context));
             Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }
         // LookupEvents names no resource; STS's GetCallerIdentity needs no permission.
         Operation::CloudTrail(_) => {
+            let context = gate.context();
             decide(&who.caller, op.iam_action(), "*", &scope.account, &context, None, "*")?;
             Ok(Authorized { scope: scope.clone(), gate: Arc::new(gate) })
         }

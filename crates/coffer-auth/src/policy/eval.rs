@@ -44,6 +44,14 @@ impl Context {
         Context { base: Some(base), ..Context::default() }
     }
 
+    /// This context, built without a base, laid over `base`: for keys `base` does not
+    /// hold (a request's own condition keys over the caller's), it reads as if its keys
+    /// had been set over `base`, without building `base` before they were set.
+    pub fn laid_over(self, base: Arc<Context>) -> Context {
+        debug_assert!(self.base.is_none(), "a context is laid over one base");
+        Context { base: Some(base), ..self }
+    }
+
     /// The values of `key` (folded) as this context holds them, to be extended: seeded
     /// with the base's values (and ambiguity) the first time the key is set on top.
     fn own_values(&mut self, key: Cow<'_, str>) -> (&mut Vec<String>, &mut BTreeSet<String>) {
