@@ -88,29 +88,69 @@ pub struct Auditor {
 /// be checked again nor its JSON parsed: one HMAC and one parse less per appended event.
 /// Any other bytes (another node's head, a head rewritten by anyone, or the bytes of a
 /// transaction that rolled back) are parsed and checked as before.
+///
+/// It also keeps, per chain, the highest sequence number of a head this process knows
+/// committed ([`Lines::committed`] reports it once the store acknowledged the commit). A
+/// stored head below it is an older head put back, its MAC genuine, with the newest events
+/// removed: neither the MAC nor `coffer audit verify` can tell, so the chain is not
+/// continued from it (review 11). Only while this process runs: a restart forgets.
 #[derive(Default)]
-struct SealedHeads(Mutex<HashMap<String, (Vec<u8>, Head)>>);
+struct SealedHeads(Mutex<Known>);
+
+#[derive(Default)]
+struct Known {
+    /// Per chain: the bytes last stored here and the head they hold.
+    bytes: HashMap<String, (Vec<u8>, Head)>,
+    /// Per chain: the highest sequence number of a head this process committed.
+    committed: HashMap<String, u64>,
+}
 
 /// Chains remembered at most: past it the memory starts over (heads are then checked
 /// again once each), so a server with many scopes keeps a bounded map.
 const SEALED_HEADS_KEPT: usize = 4096;
 
 impl SealedHeads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        // Nothing here is left half-changed by a panic: a poisoned lock is still good.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The head stored as `bytes` in chain `id`, if these are the bytes last stored here.
     fn known(&self, id: &str, bytes: &[u8]) -> Option<Head> {
-        let known = self.0.lock().ok()?;
-        known.get(id).filter(|(stored, _)| stored.as_slice() == bytes).map(|(_, head)| head.clone())
+        let known = self.lock();
+        known
+            .bytes
+            .get(id)
+            .filter(|(stored, _)| stored.as_slice() == bytes)
+            .map(|(_, head)| head.clone())
     }
 
     /// Remembers the heads just stored (sealed under the chain key) as `(chain, bytes, head)`.
     fn remember(&self, stored: Vec<(String, Vec<u8>, Head)>) {
-        let Ok(mut known) = self.0.lock() else { return };
+        let mut known = self.lock();
         for (id, bytes, head) in stored {
-            if known.len() >= SEALED_HEADS_KEPT && !known.contains_key(&id) {
-                known.clear();
+            if known.bytes.len() >= SEALED_HEADS_KEPT && !known.bytes.contains_key(&id) {
+                known.bytes.clear();
             }
-            known.insert(id, (bytes, head));
+            known.bytes.insert(id, (bytes, head));
         }
+    }
+
+    /// Notes heads whose transaction committed, as `(chain, seq)`.
+    fn committed(&self, heads: &[(String, u64)]) {
+        let mut known = self.lock();
+        for (id, seq) in heads {
+            if known.committed.len() >= SEALED_HEADS_KEPT && !known.committed.contains_key(id) {
+                known.committed.clear();
+            }
+            let floor = known.committed.entry(id.clone()).or_default();
+            *floor = (*floor).max(*seq);
+        }
+    }
+
+    /// The highest sequence number of chain `id` this process committed, if known.
+    fn committed_seq(&self, id: &str) -> Option<u64> {
+        self.lock().committed.get(id).copied()
     }
 }
 
@@ -263,6 +303,14 @@ impl Auditor {
     /// The `--audit-log` copy of the trail.
     pub(crate) fn log_file(&self) -> &AuditFile {
         &self.file
+    }
+
+    /// Notes the chain heads `(chain, seq)` of a write the store acknowledged
+    /// ([`SealedHeads::committed`]).
+    pub(crate) fn heads_committed(&self, heads: &[(String, u64)]) {
+        if !heads.is_empty() {
+            self.sealed_heads.committed(heads);
+        }
     }
 }
 
@@ -620,12 +668,34 @@ impl<'k> Heads<'k> {
         if let Some(head) = self.moved.get(id) {
             return Ok(Some(head.clone()));
         }
+        let stored = tx.record(HEAD_KIND, id)?;
+        let head = self.stored_head(tx, id, stored)?;
+        // Behind a head this process committed: an older head (its MAC genuine) put back,
+        // or the chain removed, with the newest events. Continuing would hide the cut.
+        let committed = self.sealed.and_then(|sealed| sealed.committed_seq(id));
+        if let Some(committed) = committed
+            && head.as_ref().is_none_or(|head| head.seq < committed)
+        {
+            return Err(StoreError::Backend(format!(
+                "the audit chain head of {id} is behind the head this server committed (event {committed}): \
+                 its newest events were removed; refusing to continue the chain (run `coffer audit verify`)"
+            )));
+        }
+        Ok(head)
+    }
+
+    /// The head of chain `id` stored as `stored`, checked as [`Heads::current`] says.
+    fn stored_head(
+        &self,
+        tx: &dyn WriteTxn,
+        id: &str,
+        stored: Option<Vec<u8>>,
+    ) -> Result<Option<Head>, StoreError> {
         let forged = || {
             StoreError::Backend(format!(
                 "the audit chain head of {id} does not verify under the chain key; refusing to continue the chain (run `coffer audit verify`)"
             ))
         };
-        let stored = tx.record(HEAD_KIND, id)?;
         // The bytes this process sealed last for this chain: their MAC is known good.
         if let (Some(bytes), Some(sealed), Some(_)) = (&stored, self.sealed, self.key)
             && let Some(head) = sealed.known(id, bytes)
@@ -661,7 +731,9 @@ impl<'k> Heads<'k> {
     pub(crate) fn store(self, tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
         self.last_uses.store(tx, self.node)?;
         let mut sealed = Vec::new();
+        let mut moved = Vec::new();
         for (id, head) in self.moved {
+            moved.push((id.clone(), head.seq));
             let head = match self.key {
                 Some(key) => head.sealed(&id, key),
                 None => head,
@@ -678,6 +750,16 @@ impl<'k> Heads<'k> {
             && !sealed.is_empty()
         {
             known.remember(sealed);
+        }
+        // Their sequence numbers count once the store acknowledged the commit (a head of a
+        // transaction that rolled back is no floor): the lines report them then.
+        match self.lines {
+            Some(lines) => lines.keep_heads(moved),
+            None => {
+                if let Some(known) = self.sealed {
+                    known.committed(&moved);
+                }
+            }
         }
         Ok(())
     }
@@ -956,6 +1038,73 @@ mod chain_key_tests {
             })
             .unwrap();
         assert_eq!(out.unwrap().unwrap().unwrap().seq, 3);
+    }
+
+    /// An older head of the chain, genuine (its MAC is good: this process stored it), put
+    /// back with the events after it removed, would drop the chain's newest events where
+    /// neither the MAC nor `coffer audit verify` can see it (review 11, finding 01). A
+    /// server that committed a later head refuses to continue the chain from it; a
+    /// transaction that rolled back moves nothing.
+    #[test]
+    fn an_older_genuine_head_put_back_is_refused() {
+        let store = MemoryStore::new();
+        let (key, _) = open_chain_key(&MasterKey::generate(), &store).unwrap();
+        let auditor = Auditor::new(Settings::default());
+        auditor.set_chain_key(key.clone());
+        let id = chain::chain_id("111122223333", "us-east-1");
+        // One append as production makes it: lines collected, committed after the store.
+        let append = |auditor: &Auditor, fail: bool| {
+            let mut lines = Lines::default();
+            let written = store.write(&mut |tx| {
+                let mut heads = auditor.heads().collecting(lines.attempt());
+                let event = service_event(&scope(), "secretsmanager", "RotationStarted", "arn", 0);
+                append_in(tx, &mut heads, &scope(), 0, &event, None)?;
+                heads.store(tx)?;
+                if fail { Err(StoreError::Aborted) } else { Ok(()) }
+            });
+            if written.is_ok() {
+                lines.committed(auditor);
+            }
+            written
+        };
+        let head_bytes = || {
+            let mut out = None;
+            store
+                .read(&mut |tx| {
+                    out = tx.record(HEAD_KIND, &id)?;
+                    Ok(())
+                })
+                .unwrap();
+            out.unwrap()
+        };
+        append(&auditor, false).unwrap();
+        let first = head_bytes();
+        // A transaction that rolls back after storing its head moves nothing.
+        assert!(append(&auditor, true).is_err());
+        append(&auditor, false).unwrap();
+        append(&auditor, false).unwrap();
+        // Events 2 and 3 removed, the head of event 1 put back byte for byte.
+        store
+            .write(&mut |tx| {
+                for seq in [2, 3] {
+                    tx.delete_record(EVENT_KIND, &chain::chain_event_key(&id, seq))?;
+                }
+                tx.put_record(HEAD_KIND, &id, &first)
+            })
+            .unwrap();
+        assert!(append(&auditor, false).is_err(), "the chain was continued after a rollback");
+        // The whole chain removed (head and events): not started again from its genesis.
+        store
+            .write(&mut |tx| {
+                tx.delete_record(EVENT_KIND, &chain::chain_event_key(&id, 1))?;
+                tx.delete_record(HEAD_KIND, &id)
+            })
+            .unwrap();
+        assert!(append(&auditor, false).is_err(), "a removed chain was started again");
+        // Another process (a restart) has no memory of it: the limit of the check.
+        let restarted = Auditor::new(Settings::default());
+        restarted.set_chain_key(key);
+        append(&restarted, false).unwrap();
     }
 }
 
@@ -1330,7 +1479,7 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     });
     match written {
         Ok(()) => {
-            lines.committed(app.audit.log_file());
+            lines.committed(&app.audit);
             Ok(())
         }
         Err(e) => {

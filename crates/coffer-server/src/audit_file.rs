@@ -391,9 +391,14 @@ fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
 /// [`crate::Txn`] of `App::write`'s closure): call [`Lines::attempt`] as each run of the
 /// transaction's closure starts (the store may run it more than once), then
 /// [`Lines::committed`] once the write returned `Ok`.
+///
+/// It carries the chain heads the attempt stored too, `(chain, seq)`, reported to the
+/// auditor on commit: a head below one this process committed is refused
+/// (`audit::SealedHeads`), and only a committed head may set that floor.
 #[derive(Debug, Default)]
 pub(crate) struct Lines {
     kept: Vec<Vec<u8>>,
+    heads: Vec<(String, u64)>,
 }
 
 impl Lines {
@@ -401,7 +406,13 @@ impl Lines {
     /// rolled back) are dropped.
     pub(crate) fn attempt(&mut self) -> &mut Lines {
         self.kept.clear();
+        self.heads.clear();
         self
+    }
+
+    /// Keeps the chain heads the running attempt stored, as `(chain, seq)`.
+    pub(crate) fn keep_heads(&mut self, heads: Vec<(String, u64)>) {
+        self.heads.extend(heads);
     }
 
     /// Keeps the line of an event appended by the running attempt.
@@ -409,9 +420,10 @@ impl Lines {
         self.kept.push(line);
     }
 
-    /// Writes the lines of the attempt that committed.
-    pub(crate) fn committed(self, file: &AuditFile) {
-        file.write_committed(self.kept);
+    /// Writes the lines of the attempt that committed, and notes its chain heads.
+    pub(crate) fn committed(self, audit: &crate::audit::Auditor) {
+        audit.heads_committed(&self.heads);
+        audit.log_file().write_committed(self.kept);
     }
 }
 
