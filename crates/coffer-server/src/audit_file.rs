@@ -25,6 +25,7 @@ use crate::audit::Settings;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -83,6 +84,8 @@ struct Open {
     proven: bool,
     /// A regular file (which rotates), not a pipe or a device.
     regular: bool,
+    /// The file's device and inode, to see it moved or deleted under the server.
+    identity: Option<(u64, u64)>,
 }
 
 impl AuditFile {
@@ -185,6 +188,9 @@ impl AuditFile {
             state.queued_bytes = 0;
             return Ok(());
         };
+        if let Target::File(path) = target {
+            state.close_if_moved(path);
+        }
         while !state.queue.is_empty() {
             let (buf, count) = match target {
                 Target::Stdout => batch(&state.queue, u64::MAX, 0),
@@ -298,7 +304,9 @@ impl State {
     fn open(&mut self, path: &Path) -> std::io::Result<&mut Open> {
         if self.file.is_none() {
             let (mut file, mut size) = open_append(path)?;
-            let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+            let metadata = file.metadata().ok();
+            let regular = metadata.as_ref().is_some_and(|m| m.is_file());
+            let identity = metadata.filter(|_| regular).map(|m| (m.dev(), m.ino()));
             if self.torn && size > 0 && !ends_a_line(path, size) {
                 file.write_all(b"\n")?;
                 size += 1;
@@ -311,9 +319,23 @@ impl State {
                 can_reserve: regular,
                 proven: false,
                 regular,
+                identity,
             });
         }
         Ok(self.file.as_mut().expect("opened above"))
+    }
+
+    /// Closes the open file if the path no longer names it: renamed by an external rotation
+    /// (`logrotate` without `copytruncate`), deleted, or replaced. Lines written to it would
+    /// be out of the shipper's sight, or lost with the deleted file; the next open makes
+    /// the file again at the path. One `stat` per committed write, not per check.
+    fn close_if_moved(&mut self, path: &Path) {
+        let Some(identity) = self.file.as_ref().and_then(|open| open.identity) else { return };
+        let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        if now != Some(identity) {
+            tracing::warn!(path = %path.display(), "the audit log was moved or deleted; writing a new one at its path");
+            self.file = None;
+        }
     }
 }
 
@@ -632,6 +654,35 @@ mod tests {
         file.lock().torn = true;
         file.write_committed(vec![b"{}".to_vec()]);
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"eventID\":\"torn\n{}\n");
+    }
+
+    /// A log moved away under the server (an external `logrotate` that renames and does not
+    /// signal) or deleted: the next committed lines go to a new file at the configured path,
+    /// not to the moved file for ever, nor to a deleted file where nobody can read them
+    /// (review 11, finding 02).
+    #[test]
+    fn a_log_moved_or_deleted_under_the_server_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        let file = AuditFile::new(&Settings { log: Some(path.clone()), ..Settings::default() });
+        let write = |line: &[u8]| {
+            file.check(line.len() as u64 + 1).unwrap();
+            file.write_committed(vec![line.to_vec()]);
+        };
+        write(b"{\"n\":1}");
+        let moved = dir.path().join("audit.jsonl-20261205");
+        std::fs::rename(&path, &moved).unwrap();
+        write(b"{\"n\":2}");
+        assert_eq!(std::fs::read(&moved).unwrap(), b"{\"n\":1}\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"n\":2}\n");
+        std::fs::remove_file(&path).unwrap();
+        write(b"{\"n\":3}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"n\":3}\n");
+        // Replaced by another file: written to the file now at the path.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{\"other\":1}\n").unwrap();
+        write(b"{\"n\":4}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"other\":1}\n{\"n\":4}\n");
     }
 
     /// A log whose writes fail (`/dev/full`) fails the check, before any commit.
