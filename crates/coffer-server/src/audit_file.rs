@@ -68,6 +68,10 @@ struct State {
     queued_bytes: usize,
     /// A write failed partway: the file may end in a torn line, ended before the next.
     torn: bool,
+    /// Whether the log's path may be a symbolic link: only if it was one when the server
+    /// started (the operator's choice). Otherwise every open refuses a link, so one swapped
+    /// in later by whoever may write the directory cannot send the lines elsewhere.
+    follow_links: bool,
 }
 
 #[derive(Debug)]
@@ -98,7 +102,12 @@ impl AuditFile {
             target,
             max_bytes: settings.log_max_bytes,
             keep: settings.log_keep,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                follow_links: settings.log.as_deref().is_some_and(|path| {
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+                }),
+                ..State::default()
+            }),
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicU32::new(0),
         }
@@ -303,7 +312,7 @@ impl State {
     /// The open file, opened (and a torn last line ended) if need be.
     fn open(&mut self, path: &Path) -> std::io::Result<&mut Open> {
         if self.file.is_none() {
-            let (mut file, mut size) = open_append(path)?;
+            let (mut file, mut size) = open_append(path, self.follow_links)?;
             let metadata = file.metadata().ok();
             let regular = metadata.as_ref().is_some_and(|m| m.is_file());
             let identity = metadata.filter(|_| regular).map(|m| (m.dev(), m.ino()));
@@ -378,9 +387,12 @@ fn ends_a_line(path: &Path, size: u64) -> bool {
 /// Opens the log for appending, creating it readable by its owner alone whatever the
 /// umask (rotated files keep that mode). A file that already exists keeps its mode: an
 /// operator may have opened it to a log shipper's group on purpose.
-fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+/// Without `follow_links`, a symbolic link at the path is refused (`O_NOFOLLOW`).
+fn open_append(path: &Path, follow_links: bool) -> std::io::Result<(File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let flags = if follow_links { 0 } else { rustix::fs::OFlags::NOFOLLOW.bits() as i32 };
+    let file =
+        OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(flags).open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }
@@ -683,6 +695,35 @@ mod tests {
         std::fs::write(&path, b"{\"other\":1}\n").unwrap();
         write(b"{\"n\":4}");
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"other\":1}\n{\"n\":4}\n");
+    }
+
+    /// A symbolic link put in the log's place (by whoever may write its directory) does not
+    /// redirect the lines into the file it names: the log, a plain file at start, is never
+    /// opened through a link. The line stays queued and the log is unhealthy instead. A log
+    /// that is a link at start (the operator's choice) is followed as before.
+    #[test]
+    fn a_link_swapped_in_for_the_log_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        std::fs::write(&path, b"").unwrap();
+        let file = AuditFile::new(&Settings { log: Some(path.clone()), ..Settings::default() });
+        file.check(3).unwrap();
+        file.write_committed(vec![b"{}".to_vec()]);
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        file.write_committed(vec![b"{\"n\":2}".to_vec()]);
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"", "the lines followed the link");
+        assert_eq!(file.queued(), 1);
+        assert!(file.check(3).is_err());
+        // A log that is a link from the start is the operator's: it is followed.
+        let linked = dir.path().join("linked.jsonl");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        let file = AuditFile::new(&Settings { log: Some(linked), ..Settings::default() });
+        file.check(3).unwrap();
+        file.write_committed(vec![b"{}".to_vec()]);
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"{}\n");
     }
 
     /// A log whose writes fail (`/dev/full`) fails the check, before any commit.
