@@ -305,6 +305,20 @@ impl Auditor {
         &self.file
     }
 
+    /// Called as the server stops: writes the `--audit-log` lines still queued if the log
+    /// takes them now, and says how many committed events are left without a line if not
+    /// (they are in the store's trail: LookupEvents, `coffer audit`).
+    pub fn flush_log_at_exit(&self) {
+        let left = self.file.retry_queued();
+        if left > 0 {
+            tracing::error!(
+                lost = left,
+                "stopping with committed events whose audit log lines could not be written; \
+                 they are in the store's trail (LookupEvents, coffer audit verify)"
+            );
+        }
+    }
+
     /// Notes the chain heads `(chain, seq)` of a write the store acknowledged
     /// ([`SealedHeads::committed`]).
     pub(crate) fn heads_committed(&self, heads: &[(String, u64)]) {
