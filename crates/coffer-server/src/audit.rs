@@ -109,6 +109,11 @@ struct Known {
 /// again once each), so a server with many scopes keeps a bounded map.
 const SEALED_HEADS_KEPT: usize = 4096;
 
+/// Chains whose committed sequence number is remembered at most (a few MiB): more than the
+/// heads' bytes, since a floor forgotten is a rollback no longer seen. Past it one floor
+/// is forgotten for each new chain, not all of them.
+const COMMITTED_FLOORS_KEPT: usize = 65_536;
+
 impl SealedHeads {
     fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
         // Nothing here is left half-changed by a panic: a poisoned lock is still good.
@@ -140,8 +145,11 @@ impl SealedHeads {
     fn committed(&self, heads: &[(String, u64)]) {
         let mut known = self.lock();
         for (id, seq) in heads {
-            if known.committed.len() >= SEALED_HEADS_KEPT && !known.committed.contains_key(id) {
-                known.committed.clear();
+            if known.committed.len() >= COMMITTED_FLOORS_KEPT
+                && !known.committed.contains_key(id)
+                && let Some(gone) = known.committed.keys().next().cloned()
+            {
+                known.committed.remove(&gone);
             }
             let floor = known.committed.entry(id.clone()).or_default();
             *floor = (*floor).max(*seq);
