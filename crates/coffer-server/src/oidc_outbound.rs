@@ -223,6 +223,17 @@ impl tower_service::Service<axum::http::Uri> for GuardedConnector {
 
     fn call(&mut self, uri: axum::http::Uri) -> Self::Future {
         let host = uri.host().unwrap_or_default().to_string();
+        // A `jwks_uri` comes from the issuer's document: any other scheme would still get a
+        // connection (HttpConnector takes any once the TLS layer passes it on), so only the
+        // two a key set is served over are taken.
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            tracing::warn!(
+                host,
+                "refused to fetch from an OIDC provider: not an http or https URL"
+            );
+            let refused = io::Error::new(io::ErrorKind::PermissionDenied, "not http or https");
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
         if let Some(ip) = literal(&uri)
             && let Some(why) = self.policy.refusal(ip)
         {
@@ -370,6 +381,11 @@ mod tests {
             std::future::poll_fn(|cx| connector.poll_ready(cx)).await.unwrap();
             assert!(connector.call(uri).await.is_err(), "{host} connected");
         }
+        // Nor does another scheme get a connection, even to an allowed network.
+        let mut open = GuardedConnector::new(Policy::new(&["127.0.0.0/8".parse().unwrap()]));
+        let uri: axum::http::Uri = format!("gopher://127.0.0.1:{port}/").parse().unwrap();
+        std::future::poll_fn(|cx| open.poll_ready(cx)).await.unwrap();
+        assert!(open.call(uri).await.is_err(), "gopher connected");
         // With the network allowed, the same connector connects, and that connection is
         // the first the listener accepts (a refused one would have been queued before it).
         let mut connector = GuardedConnector::new(Policy::new(&["127.0.0.0/8".parse().unwrap()]));
