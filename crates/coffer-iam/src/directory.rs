@@ -1,6 +1,6 @@
 //! The rest of IAM's directory, as the IAM API manages it: user paths and tags, access
 //! key status, managed policies and their attachments, groups and their members, and
-//! roles with their trust policies. Each change is one IAM write ([`Iam::write`]), so it
+//! roles with their trust policies. Each change is one IAM write (`Iam::write`), so it
 //! bumps the store's IAM generation and every node's lookup cache sees it on the next
 //! request.
 //!

@@ -34,7 +34,7 @@ pub struct ServeArgs {
     default_account: String,
     /// The store, when not the SQLite file in the data directory: postgres://user:password@host/db
     /// (a database several nodes share; TLS with ?sslmode=require, verify-ca or verify-full and
-    /// sslrootcert=<file>), sqlite:<file> or memory. With PostgreSQL the data directory holds
+    /// `sslrootcert=<file>`), `sqlite:<file>` or memory. With PostgreSQL the data directory holds
     /// only the master key (unless COFFER_MASTER_KEY or --master-key-file gives it).
     #[arg(long, env = crate::store_select::STORE_ENV, hide_env_values = true,
           value_parser = crate::store_select::StoreSpec::parse)]
