@@ -77,10 +77,9 @@ thread_local! {
     static DCTX: RefCell<zstd::zstd_safe::DCtx<'static>> = RefCell::new(zstd::zstd_safe::DCtx::create());
 }
 
+#[cfg(test)]
 fn compress(data: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
-    CCTX.with(|cctx| cctx.borrow_mut().compress2(&mut frame, data).ok())?;
-    out.extend_from_slice(&frame);
+    out.extend_from_slice(&frame(data)?);
     Some(())
 }
 
@@ -162,14 +161,35 @@ pub fn encode(
     hash: &str,
     canonical: &[u8],
 ) -> Option<Vec<u8>> {
+    encode_framed(v, seq, time_ms, prev_hash, hash, &frame(canonical)?)
+}
+
+/// The zstd frame of an event's canonical JSON: the part of its compact record that does
+/// not depend on the record's place in its chain, so it can be made before the write
+/// that appends the record (off SQLite's one writer thread).
+pub fn frame(canonical: &[u8]) -> Option<Vec<u8>> {
+    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(canonical.len()));
+    CCTX.with(|cctx| cctx.borrow_mut().compress2(&mut frame, canonical).ok())?;
+    Some(frame)
+}
+
+/// [`encode`] with the event's [`frame`] already made.
+pub fn encode_framed(
+    v: u8,
+    seq: u64,
+    time_ms: i64,
+    prev_hash: &str,
+    hash: &str,
+    frame: &[u8],
+) -> Option<Vec<u8>> {
     let (prev, own) = (hash_bytes(prev_hash)?, hash_bytes(hash)?);
-    let mut out = Vec::with_capacity(96 + canonical.len() / 3);
+    let mut out = Vec::with_capacity(3 + 20 + 64 + frame.len());
     out.extend_from_slice(&[TAG, DICT_ID, v]);
     put_varint(&mut out, seq);
     put_varint(&mut out, ((time_ms << 1) ^ (time_ms >> 63)) as u64);
     out.extend_from_slice(&prev);
     out.extend_from_slice(&own);
-    compress(canonical, &mut out)?;
+    out.extend_from_slice(frame);
     Some(out)
 }
 
