@@ -10,10 +10,12 @@
 //! ```
 //!
 //! where the zstd frame holds the event's canonical JSON (the exact bytes the hash covers),
-//! compressed with a raw-content dictionary of typical events (`dict/events-<id>.jsonl`,
-//! embedded in the binary). `TAG` cannot start a JSON record (`{`), so every reader tells the
-//! two forms apart by the first byte and reads both: stores written by earlier builds
-//! stay readable and verifiable, and a chain may mix the forms. A dictionary is never
+//! compressed with the dictionary `dict` names, embedded in the binary: 1, a raw-content
+//! dictionary of typical events (`dict/events-1.jsonl`), or 2, the same content with
+//! entropy tables (`dict/events-2.zdict`), which new records use. `TAG` cannot start a
+//! JSON record (`{`), so every reader tells the two forms apart by the first byte and
+//! reads both: stores written by earlier builds stay readable and verifiable, and a
+//! chain may mix the forms. A dictionary is never
 //! changed once released: a better one gets a new id and the old stays in the table.
 //!
 //! Decoding yields the same [`Record`] as the JSON form (the hashes as lowercase hex, the
@@ -40,9 +42,8 @@ const DICT_1: &[u8] = include_bytes!("dict/events-1.jsonl");
 /// (`FSE_buildCTable_wksp` per frame with dictionary 1): ~2.1 µs and ~270 bytes per
 /// event against ~3.1 µs and ~290 bytes with dictionary 1. Literals stay uncompressed
 /// (level -3): compressing them with the dictionary's Huffman table would save ~55 bytes
-/// more for ~0.3 µs, but a frame with Huffman literals was found to decode one flipped
-/// bit to the same event (`chain::tests::a_changed_compact_record_is_named`), and a
-/// stored record must not change unnoticed. Never edit it: records name it.
+/// more for ~0.3 µs, through zstd's experimental API (`ZSTD_c_literalCompressionMode`),
+/// which this crate does not use. Never edit it: records name it.
 const DICT_2: &[u8] = include_bytes!("dict/events-2.zdict");
 /// zstd's level: -3, a fast level whose literals stay uncompressed (see `DICT_2`).
 const LEVEL: i32 = -3;
