@@ -567,7 +567,7 @@ fn append_delivered(
     also: Option<&Scope>,
     time_ms: i64,
     event: &Event,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<(), AwsError> {
     append_and_stream(app, tx, heads, scope, time_ms, event, canonical)?;
     if let Some(owner) = also.filter(|owner| *owner != scope) {
@@ -1132,21 +1132,21 @@ mod chain_key_tests {
 
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
 /// to be stored by the caller. Returns the event's sequence number in that chain.
-/// `canonical`: the event's canonical JSON, when the caller wrote it before the
-/// transaction ([`chain::canonical_event`]).
+/// `canonical`: the event's canonical JSON (and compressed form), when the caller made
+/// it before the transaction ([`chain::Prepared`]).
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<u64, StoreError> {
     let id = heads.chain_of(scope);
     let head = heads.current(tx, &id)?;
     let (bytes, head) = match canonical {
-        Some(canonical) => {
-            chain::seal_canonical_as(heads.form, head.as_ref(), time_ms, canonical, heads.key)
+        Some(prepared) => {
+            chain::seal_prepared(heads.form, head.as_ref(), time_ms, prepared, heads.key)
         }
         None => chain::seal_to_bytes_as(heads.form, head.as_ref(), time_ms, event, heads.key),
     };
@@ -1167,7 +1167,7 @@ fn append_and_stream(
     scope: &Scope,
     time_ms: i64,
     event: &Event,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<(), AwsError> {
     let fail = |what: &str, cause: String| {
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
@@ -1424,6 +1424,7 @@ impl CallRecord {
             event,
             secret_events,
             also: pending.also,
+            prepared: None,
         })
     }
 }
@@ -1435,7 +1436,9 @@ pub async fn write_async(app: &App, unwritten: Option<Unwritten>) -> Result<(), 
         None => Ok(()),
         Some(unwritten) => match app.store.latency() {
             Latency::Memory => write_own(app, &unwritten),
-            Latency::LocalDisk | Latency::Network => app.appender.append(unwritten).await,
+            Latency::LocalDisk | Latency::Network => {
+                app.appender.append(unwritten.prepared(app.audit.form)).await
+            }
         },
     }
 }
@@ -1449,6 +1452,17 @@ pub struct Unwritten {
     /// One event per secret a batch call returned (see [`add_secret_event`]).
     secret_events: Vec<Event>,
     also: Option<Scope>,
+    /// The event's record made ready before its write ([`Unwritten::prepared`]).
+    prepared: Option<chain::Prepared>,
+}
+
+impl Unwritten {
+    /// With its event's canonical JSON and compressed form made on the caller's thread:
+    /// the appender's write then only chains it (SQLite runs every write on one thread).
+    fn prepared(mut self, form: StoredForm) -> Unwritten {
+        self.prepared = Some(chain::Prepared::new(form, &self.event));
+        self
+    }
 }
 
 /// Writes an event from a thread that may block: directly into a memory store, else
@@ -1456,7 +1470,9 @@ pub struct Unwritten {
 pub(crate) fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
     match app.store.latency() {
         Latency::Memory => write_own(app, &unwritten),
-        Latency::LocalDisk | Latency::Network => app.appender.append_blocking(unwritten),
+        Latency::LocalDisk | Latency::Network => {
+            app.appender.append_blocking(unwritten.prepared(app.audit.form))
+        }
     }
 }
 
@@ -1468,16 +1484,16 @@ pub(crate) fn append_unwritten(
     heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    append_unwritten_with(app, tx, heads, unwritten, None)
+    append_unwritten_with(app, tx, heads, unwritten, unwritten.prepared.as_ref())
 }
 
-/// [`append_unwritten`], the call's own event already written as its canonical JSON.
+/// [`append_unwritten`], the call's own event already prepared.
 fn append_unwritten_with(
     app: &App,
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     unwritten: &Unwritten,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<(), AwsError> {
     let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
     append_delivered(app, tx, heads, scope, also, unwritten.time_ms, &unwritten.event, canonical)?;
@@ -1491,7 +1507,7 @@ fn append_unwritten_with(
 /// holds the one lock every reader waits for, so the event's canonical JSON (all of its
 /// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
-    let canonical = chain::canonical_event(&unwritten.event);
+    let canonical = chain::Prepared::new(app.audit.form, &unwritten.event);
     let mut lines = Lines::default();
     let written = app.store.write(&mut |tx| {
         let mut heads = app.audit.heads().collecting(lines.attempt());
