@@ -25,8 +25,11 @@ use coffer_kms::KeyRecord;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-/// Past this many remembered decisions (or parsed key policies) the memo starts over.
+/// Past this many remembered decisions the memo starts over.
 const MAX_ENTRIES: usize = 4096;
+/// Past this many parsed key policies their memo starts over (a key policy may be 32 KiB
+/// of text: at most 16 MiB of texts kept).
+const MAX_POLICIES: usize = 512;
 
 /// Whether a (lower-case) condition key's value is fixed by the caller, the key record
 /// and the call's region, as [`crate::auth`] builds a Secrets Manager call's KMS context:
@@ -132,7 +135,7 @@ pub(crate) fn key_policy(text: &str) -> Option<Arc<Policy>> {
     }
     let policy = Policy::parse(text, PolicyKind::Resource).ok().map(Arc::new);
     let mut map = parsed.write().unwrap_or_else(PoisonError::into_inner);
-    if map.len() >= MAX_ENTRIES {
+    if map.len() >= MAX_POLICIES {
         map.clear();
     }
     map.insert(text.to_string(), policy.clone());
