@@ -49,28 +49,25 @@ const GUARD_SQL: &str = "SELECT 1 FROM secrets s WHERE s.arn = $1 AND s.xmin::te
 /// the attempt is run again, carefully).
 const CHANGED_SINCE_READ: &str = "the secret changed after the read it was handed from";
 
-/// One secret a read scope looked up.
-struct HandedSecret {
-    meta: SecretMeta,
-    versions: Vec<VersionMeta>,
-    witness: Witness,
-}
-
-/// The secrets a read scope looked up, by the keys it looked them up by (`read_cache`'s
-/// name and ARN keys).
+/// The secrets a read scope looked up, moved out of its transaction as it ends (nothing
+/// is copied): by the keys it looked them up by (`read_cache`'s name and ARN keys), and
+/// their versions and witnesses by ARN.
 #[derive(Default)]
 pub(super) struct Handed {
-    secrets: Vec<HandedSecret>,
-    by_key: HashMap<String, usize>,
+    seen: HashMap<String, Option<SecretMeta>>,
+    versions: HashMap<String, Vec<VersionMeta>>,
+    witnesses: HashMap<String, Witness>,
 }
 
 impl Handed {
-    fn get(&self, key: &str) -> Option<&HandedSecret> {
-        self.by_key.get(key).map(|&at| &self.secrets[at])
+    /// The secret under `key` with its versions and witness, if it was read with them.
+    fn get(&self, key: &str) -> Option<(&SecretMeta, &Vec<VersionMeta>, &Witness)> {
+        let meta = self.seen.get(key)?.as_ref()?;
+        Some((meta, self.versions.get(&meta.arn)?, self.witnesses.get(&meta.arn)?))
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.witnesses.is_empty()
     }
 }
 
@@ -106,35 +103,16 @@ pub(super) fn take(store: &PostgresStore) -> Option<Handed> {
 }
 
 impl PgTxn<'_, '_> {
-    /// A read transaction's lookups that found a secret with a witness, to hand over.
+    /// A read transaction's lookups, moved out of it (it ends): its secrets, their
+    /// versions and witnesses; not the sealed values it read.
     fn handed_over(&self) -> Handed {
-        let mut handed = Handed::default();
-        let Some(seen) = &self.seen else { return handed };
-        let prefetched = self.prefetched.borrow();
-        let mut by_arn: HashMap<&str, usize> = HashMap::new();
-        for (key, found) in seen.borrow().iter() {
-            let Some(meta) = found else { continue };
-            let (Some(versions), Some(witness)) =
-                (prefetched.versions.get(&meta.arn), prefetched.witnesses.get(&meta.arn))
-            else {
-                continue;
-            };
-            let at = match by_arn.get(meta.arn.as_str()) {
-                Some(&at) => at,
-                None => {
-                    handed.secrets.push(HandedSecret {
-                        meta: meta.clone(),
-                        versions: versions.clone(),
-                        witness: witness.clone(),
-                    });
-                    let at = handed.secrets.len() - 1;
-                    by_arn.insert(&meta.arn, at);
-                    at
-                }
-            };
-            handed.by_key.insert(key.clone(), at);
+        let Some(seen) = &self.seen else { return Handed::default() };
+        let mut prefetched = self.prefetched.borrow_mut();
+        Handed {
+            seen: std::mem::take(&mut *seen.borrow_mut()),
+            versions: std::mem::take(&mut prefetched.versions),
+            witnesses: std::mem::take(&mut prefetched.witnesses),
         }
-        handed
     }
 
     /// The secret under `key` as the write was handed it, if it was and may use it: with
@@ -145,20 +123,17 @@ impl PgTxn<'_, '_> {
         if self.secrets_touched.get() {
             return Ok(None);
         }
-        let Some(secret) = handed.get(key) else { return Ok(None) };
+        let Some((meta, versions, witness)) = handed.get(key) else { return Ok(None) };
         self.defer(
             GUARD_SQL,
             vec![
-                Box::new(secret.meta.arn.clone()),
-                Box::new(secret.witness.secret.clone()),
-                Box::new(secret.witness.versions.clone()),
+                Box::new(meta.arn.clone()),
+                Box::new(witness.secret.clone()),
+                Box::new(witness.versions.clone()),
             ],
             Expect::Current(CHANGED_SINCE_READ),
         )?;
-        self.prefetched
-            .borrow_mut()
-            .versions
-            .insert(secret.meta.arn.clone(), secret.versions.clone());
-        Ok(Some(secret.meta.clone()))
+        self.prefetched.borrow_mut().versions.insert(meta.arn.clone(), versions.clone());
+        Ok(Some(meta.clone()))
     }
 }
