@@ -26,7 +26,11 @@ class Server:
         # Key set files (the coffer:jwks-file tag) are read only from --jwks-dir: here the
         # test run's temporary directory, where the tests write them.
         jwks = ["--jwks-dir", str(data_dir.parent)]
-        self.server = start_server(["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *store, *jwks])
+        # Issuers are fetched only from public addresses unless the operator allows a
+        # network (ssrf11): the tests' issuers listen on loopback.
+        oidc = ["--oidc-allow-net", "127.0.0.0/8"]
+        self.server = start_server(
+            ["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *store, *jwks, *oidc])
         self.url = self.server.url
         self.credentials_file = data_dir / "admin-credentials"
         parsed = configparser.ConfigParser()

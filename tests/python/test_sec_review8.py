@@ -26,8 +26,10 @@ def srv(tmp_path_factory):
     # KMS holds ReplicateKey and UpdatePrimaryRegion to 5 calls a second per account and
     # Region, which these tests, made one after another without retries, go past.
     # Key set files are read only from --jwks-dir (review 10): the run's temporary directory.
+    # Issuers are fetched from loopback only as the operator allows it (ssrf11).
     s = Server(tmp_path_factory.mktemp("review8"),
-               ["--quota-scale", "100", "--jwks-dir", str(tmp_path_factory.getbasetemp())])
+               ["--quota-scale", "100", "--jwks-dir", str(tmp_path_factory.getbasetemp()),
+                "--oidc-allow-net", "127.0.0.0/8"])
     yield s
     s.server.stop()
 

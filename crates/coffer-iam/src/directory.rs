@@ -1,6 +1,6 @@
 //! The rest of IAM's directory, as the IAM API manages it: user paths and tags, access
 //! key status, managed policies and their attachments, groups and their members, and
-//! roles with their trust policies. Each change is one IAM write ([`Iam::write`]), so it
+//! roles with their trust policies. Each change is one IAM write (`Iam::write`), so it
 //! bumps the store's IAM generation and every node's lookup cache sees it on the next
 //! request.
 //!
@@ -412,17 +412,14 @@ fn records_in<T: serde::de::DeserializeOwned>(
     account: &str,
 ) -> Result<Vec<T>, StoreError> {
     let prefix = format!("{account}/");
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    loop {
-        let after = out.last().map(|(k, _)| k.clone());
-        let page = tx.records(kind, &prefix, after.as_deref(), 256)?;
-        let done = page.len() < 256;
-        out.extend(page);
-        if done {
-            break;
+    let mut out: Vec<T> = Vec::new();
+    let mut pages = coffer_store::RecordPages::new(kind, &prefix, 256);
+    while let Some(page) = pages.next_page(tx)? {
+        for (_, bytes) in &page {
+            out.push(decode(bytes)?);
         }
     }
-    out.iter().map(|(_, b)| decode(b)).collect()
+    Ok(out)
 }
 
 /// The policy documents that apply to `user`: its inline policies, the default versions
@@ -1313,21 +1310,16 @@ pub fn bound_role_id(tx: &dyn ReadTxn, arn: &str) -> Result<Option<String>, Stor
 
 /// The ARN of the role with unique id `id`, if it still exists (any account).
 pub fn role_arn_of_id(tx: &dyn ReadTxn, id: &str) -> Result<Option<String>, StoreError> {
-    let mut after: Option<String> = None;
-    loop {
-        let page = tx.records(ROLE_KIND, "", after.as_deref(), 256)?;
-        let done = page.len() < 256;
-        after = page.last().map(|(k, _)| k.clone());
+    let mut pages = coffer_store::RecordPages::new(ROLE_KIND, "", 256);
+    while let Some(page) = pages.next_page(tx)? {
         for (_, bytes) in &page {
             let role: RoleRecord = decode(bytes)?;
             if role.role_id == id {
                 return Ok(Some(role.arn()));
             }
         }
-        if done {
-            return Ok(None);
-        }
     }
+    Ok(None)
 }
 
 /// Loads a role in a read transaction (authentication of its sessions).

@@ -915,15 +915,11 @@ pub fn rewrap_credentials_key_in(
 
 fn all_records(tx: &dyn ReadTxn, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    loop {
-        let after = out.last().map(|(k, _)| k.clone());
-        let page = tx.records(kind, "", after.as_deref(), 256)?;
-        let done = page.len() < 256;
+    let mut pages = coffer_store::RecordPages::new(kind, "", 256);
+    while let Some(page) = pages.next_page(tx)? {
         out.extend(page);
-        if done {
-            return Ok(out);
-        }
     }
+    Ok(out)
 }
 
 fn keys_of(

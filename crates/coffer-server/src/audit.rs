@@ -1,12 +1,12 @@
 //! The audit trail: one CloudTrail event per call, chained per account and region in the
 //! store, optionally streamed as JSON lines; and CloudTrail's LookupEvents over it.
 //!
-//! A call's event is prepared by [`begin`] (on the thread that runs the call)
+//! A call's event is prepared by [`CallRecord::begin`] (on the thread that runs the call)
 //! and kept in the call's [`CallRecord`] (its `RequestContext`) until the call ends. A mutating call's event is appended
-//! by `App::write` inside the transaction that makes the change ([`in_transaction`]), so
+//! by `App::write` inside the transaction that makes the change (`in_transaction`), so
 //! the change and its record commit together or not at all. Read-only calls, failures
 //! and calls that changed nothing get their event written when the call ends
-//! ([`finish`], or [`conclude`] then [`write_async`]): on a durable store by the
+//! ([`CallRecord::finish`], or [`CallRecord::conclude`] then [`write_async`]): on a durable store by the
 //! appender (`crate::appender`), which commits the events of concurrent calls
 //! together. When an event cannot be written the call fails with
 //! InternalServiceError and, for a mutating call, changes nothing (fail-closed), unless
@@ -209,8 +209,8 @@ impl Auditor {
     }
 
     /// Counts a failed signature of the known access key `key_id` and says whether to
-    /// audit and log it: at most [`FAILURE_EVENTS_PER_INTERVAL`] events and one log line per
-    /// key per [`FAILURE_INTERVAL`], the line counting what was left out since the last.
+    /// audit and log it: at most `FAILURE_EVENTS_PER_INTERVAL` events and one log line per
+    /// key per `FAILURE_INTERVAL`, the line counting what was left out since the last.
     pub fn note_failed_signature(&self, key_id: &str) -> FailureNotice {
         self.note_failed_signature_at(key_id, std::time::Instant::now())
     }
@@ -287,7 +287,7 @@ struct Pending {
 
 /// The audit record of one call. Begun once the caller is known ([`CallRecord::begin`]),
 /// completed as the call goes (its request, the secrets a batch read, the owner's trail),
-/// then written with the change it records (`App::write`, through [`CallRecord::for_write`])
+/// then written with the change it records (`App::write`, through `CallRecord::for_write`)
 /// or once the call ends ([`CallRecord::conclude`]). It travels in the call's
 /// `RequestContext`, so every stage that adds to it takes it as an argument. The lock is
 /// never contended: a call runs on one thread at a time; it only lets the context cross to
@@ -817,7 +817,7 @@ pub(crate) fn rewrap_chain_key_in(
     Ok(true)
 }
 
-/// [`rewrap_chain_key_in`] in a transaction of its own.
+/// `rewrap_chain_key_in` in a transaction of its own.
 pub fn rewrap_chain_key(
     store: &dyn coffer_store::Store,
     old: &coffer_crypto::MasterKey,
@@ -1367,7 +1367,7 @@ const SWEEP_BATCH: usize = 256;
 
 /// Carries out every scheduled secret deletion due at `now`, each with its
 /// `DeleteSecret` service event in the same transaction, as Secrets Manager records
-/// the end of a recovery window, in transactions of at most [`SWEEP_BATCH`]
+/// the end of a recovery window, in transactions of at most `SWEEP_BATCH`
 /// secrets. Returns how many secrets were removed.
 pub fn purge_due_deletions(app: &App, now: i64) -> Result<usize, AwsError> {
     let mut total = 0;
@@ -1484,7 +1484,7 @@ pub fn record_service_event(
 }
 
 /// Appends, inside `tx`, a rotation's service event (`RotationStarted`, `RotationFailed`
-/// with AWS's "Error when executing lambda ... during <step> step", ...).
+/// with AWS's "Error when executing lambda ... during `<step>` step", ...).
 pub fn record_rotation_event(
     app: &App,
     tx: &mut Txn,

@@ -1,6 +1,6 @@
 //! The KMS operations (`X-Amz-Target: TrentService.<Op>`): one function per operation, each
 //! decoding its wire shape, running the key service in one store transaction and encoding
-//! KMS's answer. Every arm of the dispatch table has that shape ([`run`]); imported key
+//! KMS's answer. Every arm of the dispatch table has that shape (`run`); imported key
 //! material, multi-Region keys, custom key stores and GetKeyLastUsage are in `kms_rest`.
 
 use crate::auth::KmsCall;

@@ -29,6 +29,7 @@ pub mod kms_families;
 pub mod kms_last_use;
 pub mod kms_rest;
 pub mod metrics;
+pub mod oidc_outbound;
 mod paging;
 pub mod pipeline;
 pub mod policies;
@@ -84,6 +85,9 @@ pub struct Config {
     /// The only directory an OIDC provider's `coffer:jwks-file` tag may name a file in
     /// (`--jwks-dir`); `None`: the tag is refused.
     pub jwks_dir: Option<std::path::PathBuf>,
+    /// Networks outbound OIDC fetches may connect to beside public addresses
+    /// (`--oidc-allow-net`); empty: public addresses only.
+    pub oidc_allow_nets: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             audit_retention: audit_retention::Settings::default(),
             lambda: None,
             jwks_dir: None,
+            oidc_allow_nets: Vec::new(),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! console, and the service's own callers. Its stages, in order, each with what it takes
 //! and gives in its signature:
 //!
-//! identify ([`identify`]: credentials → the caller's context, or a refusal) → begin the
-//! audit record (`audit::CallRecord::begin`) → quota → decode and validate ([`decode`]) →
+//! identify (`identify`: credentials → the caller's context, or a refusal) → begin the
+//! audit record (`audit::CallRecord::begin`) → quota → decode and validate (`decode`) →
 //! authorize (`auth::authorize`, typed) → handle (`dispatch`) → conclude the record.
 //!
 //! The JSON 1.1 services enter through [`run`]/[`call`]; STS and the IAM API (AWS's query

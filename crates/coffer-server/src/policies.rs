@@ -119,16 +119,11 @@ pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<Str
 /// Every IAM user record (of every account: a policy may name users of others).
 fn all_users(tx: &dyn ReadTxn) -> Result<Vec<UserRecord>, AwsError> {
     let mut out: Vec<UserRecord> = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = tx.records(USER_KIND, "", after.as_deref(), 256).map_err(store_error)?;
-        let done = page.len() < 256;
-        after = page.last().map(|(k, _)| k.clone());
+    let mut pages = coffer_store::RecordPages::new(USER_KIND, "", 256);
+    while let Some(page) = pages.next_page(tx).map_err(store_error)? {
         out.extend(page.iter().filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok()));
-        if done {
-            return Ok(out);
-        }
     }
+    Ok(out)
 }
 
 fn malformed(message: String) -> AwsError {

@@ -5,7 +5,7 @@
 //! Each [`QuotaGroup`] (the operation table's data) has one keyed GCRA limiter from
 //! `governor`, keyed by the caller's (account, region): a token bucket refilled at the
 //! group's rate per second, holding one second's worth. Keys whose bucket is full again
-//! are dropped every [`SWEEP_EVERY`] checks, so the state is bounded by the keys seen
+//! are dropped every `SWEEP_EVERY` checks, so the state is bounded by the keys seen
 //! within about a second, whatever regions callers sign with.
 
 use coffer_core::{AwsError, ErrorCode, Scope};

@@ -1037,7 +1037,7 @@ pub fn describe_secret(
     })
 }
 
-/// Whether a Secrets Manager call may scan many secrets (up to [`SCAN_BUDGET`]): a
+/// Whether a Secrets Manager call may scan many secrets (up to `SCAN_BUDGET`): a
 /// ListSecrets or BatchGetSecretValue whose body names `Filters`. `http` runs those on the
 /// blocking pool even where reads otherwise run on the async workers (SQLite). A byte
 /// search, before parsing: a false positive only costs a thread hand-off.

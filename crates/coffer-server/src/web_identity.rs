@@ -7,9 +7,10 @@
 //! signature must verify (RS256 or ES256) against one of the provider's keys, its `aud`
 //! must be one of the provider's client ids, and it must be within `nbf`..`exp`. The
 //! provider's keys come from the issuer's discovery document (`/.well-known/
-//! openid-configuration` -> `jwks_uri`, over HTTPS or, for issuers on a private network,
-//! HTTP) or from the JWKS file its `coffer:jwks-file` tag names. Keys are cached for five
-//! minutes; an unknown `kid` refetches at most every 30 seconds.
+//! openid-configuration` -> `jwks_uri`, over HTTPS or HTTP, connecting to public addresses
+//! only unless the operator allows a network with `--oidc-allow-net`: `oidc_outbound`) or
+//! from the JWKS file its `coffer:jwks-file` tag names. Keys are cached for five minutes;
+//! an unknown `kid` refetches at most every 30 seconds.
 //!
 //! Then the role's trust policy decides, for the provider as `Federated` principal, with
 //! `<issuer host/path>:sub`, `:aud` and `sts:RoleSessionName` as condition keys.
@@ -678,12 +679,13 @@ async fn load_keys(app: &App, provider: &OidcProvider) -> Result<Arc<Vec<Jwk>>, 
         }
         None => {
             let discovery = format!("{}/.well-known/openid-configuration", provider.url);
-            let document = fetch(&discovery).await?;
+            let policy = crate::oidc_outbound::Policy::new(&app.config.oidc_allow_nets);
+            let document = fetch(&discovery, &policy).await?;
             let jwks_uri = serde_json::from_slice::<serde_json::Value>(&document)
                 .ok()
                 .and_then(|v| v.get("jwks_uri").and_then(|u| u.as_str()).map(str::to_string))
                 .ok_or_else(idp_error)?;
-            fetch(&jwks_uri).await?
+            fetch(&jwks_uri, &policy).await?
         }
     };
     let keys = Arc::new(parse_jwks(&bytes).ok_or_else(|| {
@@ -693,8 +695,10 @@ async fn load_keys(app: &App, provider: &OidcProvider) -> Result<Arc<Vec<Jwk>>, 
     Ok(keys)
 }
 
-/// GETs a small document over HTTPS (system roots) or HTTP, within [`FETCH_TIMEOUT`].
-async fn fetch(url: &str) -> Result<Vec<u8>, Failure> {
+/// GETs a small document over HTTPS (system roots) or HTTP, within [`FETCH_TIMEOUT`],
+/// connecting only to the addresses `policy` lets through (`oidc_outbound`): a refused
+/// address fails as an unreachable provider does. Redirects are not followed.
+async fn fetch(url: &str, policy: &crate::oidc_outbound::Policy) -> Result<Vec<u8>, Failure> {
     use http_body_util::{BodyExt, Empty, Limited};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -707,7 +711,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, Failure> {
         })?
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(crate::oidc_outbound::GuardedConnector::new(policy.clone()));
     let client: Client<_, Empty<axum::body::Bytes>> =
         Client::builder(TokioExecutor::new()).build(connector);
     let work = async {

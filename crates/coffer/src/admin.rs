@@ -77,7 +77,7 @@ struct RotateMasterKeyArgs {
     /// names another store).
     #[arg(long)]
     data_dir: PathBuf,
-    /// The store, as for `coffer serve`: postgres://... or sqlite:<file>. Without it, the
+    /// The store, as for `coffer serve`: postgres://... or `sqlite:<file>`. Without it, the
     /// SQLite file in the data directory.
     #[arg(long, env = STORE_ENV, hide_env_values = true, value_parser = StoreSpec::parse)]
     store: Option<StoreSpec>,
@@ -322,11 +322,11 @@ fn install_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
 #[derive(Args, Debug)]
 struct IamTarget {
     /// The store, as for `coffer serve`: postgres://user:password@host/db (TLS with
-    /// ?sslmode=...) or sqlite:<file>. Without it, the SQLite file in the data directory.
+    /// ?sslmode=...) or `sqlite:<file>`. Without it, the SQLite file in the data directory.
     #[arg(long, env = STORE_ENV, hide_env_values = true, value_parser = StoreSpec::parse)]
     store: Option<StoreSpec>,
     /// The data directory of the server: its coffer.db is the store unless --store names
-    /// another, and it holds master.key. Default `coffer-data` (with --store sqlite:<file>,
+    /// another, and it holds master.key. Default `coffer-data` (with `--store sqlite:<file>`,
     /// that file's directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,

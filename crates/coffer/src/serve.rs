@@ -34,7 +34,7 @@ pub struct ServeArgs {
     default_account: String,
     /// The store, when not the SQLite file in the data directory: postgres://user:password@host/db
     /// (a database several nodes share; TLS with ?sslmode=require, verify-ca or verify-full and
-    /// sslrootcert=<file>), sqlite:<file> or memory. With PostgreSQL the data directory holds
+    /// `sslrootcert=<file>`), `sqlite:<file>` or memory. With PostgreSQL the data directory holds
     /// only the master key (unless COFFER_MASTER_KEY or --master-key-file gives it).
     #[arg(long, env = crate::store_select::STORE_ENV, hide_env_values = true,
           value_parser = crate::store_select::StoreSpec::parse)]
@@ -73,6 +73,14 @@ pub struct ServeArgs {
     /// to every account's administrators, and only the operator chooses what is read.
     #[arg(long, env = "COFFER_JWKS_DIR")]
     jwks_dir: Option<PathBuf>,
+    /// A network (CIDR, or one address) outbound OIDC fetches (an issuer's discovery
+    /// document and key set) may connect to besides public addresses; repeat it or separate
+    /// networks with commas. Without it loopback, private, link-local (cloud metadata) and
+    /// other non-public addresses are refused: issuer URLs are chosen by every account's
+    /// administrators, and only the operator lets the server reach its internal networks.
+    #[arg(long = "oidc-allow-net", env = "COFFER_OIDC_ALLOW_NET", value_name = "CIDR",
+          value_delimiter = ',', value_parser = parse_net)]
+    oidc_allow_net: Vec<ipnet::IpNet>,
     /// Rotate the audit log file once it would grow past this many bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     audit_log_max_bytes: u64,
@@ -291,6 +299,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         },
         lambda: lambda_settings(&args)?,
         jwks_dir: jwks_dir(&args)?,
+        oidc_allow_nets: args.oidc_allow_net.clone(),
         ..Config::default()
     };
     if let (Some(age), Some(dir)) =
@@ -585,6 +594,15 @@ async fn shutdown_signal() {
 }
 
 /// The Lambda endpoint rotation functions are invoked at, with its signing credentials.
+/// A `--oidc-allow-net` network: `10.0.0.0/8`, `fd00::/8`, or one address (`10.1.2.3`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("`{text}` is not a network (CIDR such as 10.0.0.0/8) or an address"))
+}
+
 /// `--jwks-dir` as an absolute path (tags are compared with it as written), if it is a
 /// directory.
 fn jwks_dir(args: &ServeArgs) -> Result<Option<PathBuf>, String> {

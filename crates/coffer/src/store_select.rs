@@ -113,7 +113,7 @@ const RECORDS_SHARED_ACROSS_NODES: [&str; 4] = [
 #[derive(Args, Debug)]
 pub struct StoreArgs {
     /// The store: postgres://user:password@host:port/db (TLS with ?sslmode=require,
-    /// verify-ca or verify-full and sslrootcert=<file>), or sqlite:<file>.
+    /// verify-ca or verify-full and `sslrootcert=<file>`), or `sqlite:<file>`.
     /// Without it, the SQLite file in the data directory.
     #[arg(long, env = STORE_ENV, hide_env_values = true, value_parser = StoreSpec::parse)]
     pub store: Option<StoreSpec>,

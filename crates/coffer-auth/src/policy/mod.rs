@@ -1,6 +1,6 @@
 //! IAM policy documents: parsing into typed statements, grammar findings for
 //! ValidateResourcePolicy and MalformedPolicyDocumentException, the public-access
-//! check behind `BlockPublicPolicy`, and evaluation ([`eval`]).
+//! check behind `BlockPublicPolicy`, and evaluation (`eval`).
 
 mod condition;
 mod eval;
@@ -429,7 +429,7 @@ impl Policy {
     /// an account, organization or ARN. This is what `BlockPublicPolicy` refuses and what
     /// BROAD_ACCESS_CHECK reports. A condition pins only with fixed values: a wildcard in
     /// the account part (`arn:aws:iam::*:user/*`, `0*`...`9*`) or IP ranges that add up to
-    /// more than a /8 still match everyone ([`Condition::restricts_principal`]).
+    /// more than a /8 still match everyone (`Condition::restricts_principal`).
     pub fn grants_public_access(&self) -> bool {
         self.statements.iter().any(|s| {
             s.effect == Effect::Allow

@@ -131,7 +131,7 @@ impl Store for SqliteStore {
         }
     }
 
-    /// Group commit: the closure is lent to the writer thread (see [`run_writer`](writer::run_writer)),
+    /// Group commit: the closure is lent to the writer thread (see `writer::run_writer`),
     /// which runs it in a savepoint of a batch transaction, so a failing closure undoes
     /// only its own work, and answers once the batch's commit is synced. If the commit
     /// fails, every member fails. A panic in the closure continues here.
