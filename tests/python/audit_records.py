@@ -10,7 +10,11 @@ from pathlib import Path
 import zstandard
 
 TAG = 0xC1
-DICTS = {1: Path(__file__).resolve().parents[2] / "crates/coffer-audit/src/dict/events-1.jsonl"}
+_DICT_DIR = Path(__file__).resolve().parents[2] / "crates/coffer-audit/src/dict"
+# Dictionary 1 is raw content; dictionary 2 is a full zstd dictionary (the same content
+# with entropy tables).
+DICTS = {1: (_DICT_DIR / "events-1.jsonl", zstandard.DICT_TYPE_RAWCONTENT),
+         2: (_DICT_DIR / "events-2.zdict", zstandard.DICT_TYPE_FULLDICT)}
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -33,9 +37,9 @@ def decode(value: bytes) -> dict:
     zigzag, at = _varint(value, at)
     time_ms = (zigzag >> 1) ^ -(zigzag & 1)
     prev_hash, hash_ = value[at:at + 32].hex(), value[at + 32:at + 64].hex()
-    raw = zstandard.ZstdCompressionDict(DICTS[dict_id].read_bytes(),
-                                        dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    event = json.loads(zstandard.ZstdDecompressor(dict_data=raw).decompress(value[at + 64:]))
+    path, dict_type = DICTS[dict_id]
+    zdict = zstandard.ZstdCompressionDict(path.read_bytes(), dict_type=dict_type)
+    event = json.loads(zstandard.ZstdDecompressor(dict_data=zdict).decompress(value[at + 64:]))
     record = {"seq": seq, "timeMs": time_ms, "prevHash": prev_hash, "hash": hash_, "event": event}
     if v != 1:
         record = {"v": v, **record}

@@ -203,7 +203,7 @@ fn run(app: &Weak<App>, shared: &Shared) {
             heads.store(tx)
         });
         if committed.is_ok() {
-            lines.committed(app.audit.log_file());
+            lines.committed(&app.audit);
         }
         // A store that failed without running the write: the events it was for fail.
         let batch = batch.unwrap_or_else(|| shared.take(ticket));

@@ -88,29 +88,77 @@ pub struct Auditor {
 /// be checked again nor its JSON parsed: one HMAC and one parse less per appended event.
 /// Any other bytes (another node's head, a head rewritten by anyone, or the bytes of a
 /// transaction that rolled back) are parsed and checked as before.
+///
+/// It also keeps, per chain, the highest sequence number of a head this process knows
+/// committed ([`Lines::committed`] reports it once the store acknowledged the commit). A
+/// stored head below it is an older head put back, its MAC genuine, with the newest events
+/// removed: neither the MAC nor `coffer audit verify` can tell, so the chain is not
+/// continued from it (review 11). Only while this process runs: a restart forgets.
 #[derive(Default)]
-struct SealedHeads(Mutex<HashMap<String, (Vec<u8>, Head)>>);
+struct SealedHeads(Mutex<Known>);
+
+#[derive(Default)]
+struct Known {
+    /// Per chain: the bytes last stored here and the head they hold.
+    bytes: HashMap<String, (Vec<u8>, Head)>,
+    /// Per chain: the highest sequence number of a head this process committed.
+    committed: HashMap<String, u64>,
+}
 
 /// Chains remembered at most: past it the memory starts over (heads are then checked
 /// again once each), so a server with many scopes keeps a bounded map.
 const SEALED_HEADS_KEPT: usize = 4096;
 
+/// Chains whose committed sequence number is remembered at most (a few MiB): more than the
+/// heads' bytes, since a floor forgotten is a rollback no longer seen. Past it one floor
+/// is forgotten for each new chain, not all of them.
+const COMMITTED_FLOORS_KEPT: usize = 65_536;
+
 impl SealedHeads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        // Nothing here is left half-changed by a panic: a poisoned lock is still good.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The head stored as `bytes` in chain `id`, if these are the bytes last stored here.
     fn known(&self, id: &str, bytes: &[u8]) -> Option<Head> {
-        let known = self.0.lock().ok()?;
-        known.get(id).filter(|(stored, _)| stored.as_slice() == bytes).map(|(_, head)| head.clone())
+        let known = self.lock();
+        known
+            .bytes
+            .get(id)
+            .filter(|(stored, _)| stored.as_slice() == bytes)
+            .map(|(_, head)| head.clone())
     }
 
     /// Remembers the heads just stored (sealed under the chain key) as `(chain, bytes, head)`.
     fn remember(&self, stored: Vec<(String, Vec<u8>, Head)>) {
-        let Ok(mut known) = self.0.lock() else { return };
+        let mut known = self.lock();
         for (id, bytes, head) in stored {
-            if known.len() >= SEALED_HEADS_KEPT && !known.contains_key(&id) {
-                known.clear();
+            if known.bytes.len() >= SEALED_HEADS_KEPT && !known.bytes.contains_key(&id) {
+                known.bytes.clear();
             }
-            known.insert(id, (bytes, head));
+            known.bytes.insert(id, (bytes, head));
         }
+    }
+
+    /// Notes heads whose transaction committed, as `(chain, seq)`.
+    fn committed(&self, heads: &[(String, u64)]) {
+        let mut known = self.lock();
+        for (id, seq) in heads {
+            if known.committed.len() >= COMMITTED_FLOORS_KEPT
+                && !known.committed.contains_key(id)
+                && let Some(gone) = known.committed.keys().next().cloned()
+            {
+                known.committed.remove(&gone);
+            }
+            let floor = known.committed.entry(id.clone()).or_default();
+            *floor = (*floor).max(*seq);
+        }
+    }
+
+    /// The highest sequence number of chain `id` this process committed, if known.
+    fn committed_seq(&self, id: &str) -> Option<u64> {
+        self.lock().committed.get(id).copied()
     }
 }
 
@@ -263,6 +311,28 @@ impl Auditor {
     /// The `--audit-log` copy of the trail.
     pub(crate) fn log_file(&self) -> &AuditFile {
         &self.file
+    }
+
+    /// Called as the server stops: writes the `--audit-log` lines still queued if the log
+    /// takes them now, and says how many committed events are left without a line if not
+    /// (they are in the store's trail: LookupEvents, `coffer audit`).
+    pub fn flush_log_at_exit(&self) {
+        let left = self.file.retry_queued();
+        if left > 0 {
+            tracing::error!(
+                lost = left,
+                "stopping with committed events whose audit log lines could not be written; \
+                 they are in the store's trail (LookupEvents, coffer audit verify)"
+            );
+        }
+    }
+
+    /// Notes the chain heads `(chain, seq)` of a write the store acknowledged
+    /// ([`SealedHeads::committed`]).
+    pub(crate) fn heads_committed(&self, heads: &[(String, u64)]) {
+        if !heads.is_empty() {
+            self.sealed_heads.committed(heads);
+        }
     }
 }
 
@@ -497,7 +567,7 @@ fn append_delivered(
     also: Option<&Scope>,
     time_ms: i64,
     event: &Event,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<(), AwsError> {
     append_and_stream(app, tx, heads, scope, time_ms, event, canonical)?;
     if let Some(owner) = also.filter(|owner| *owner != scope) {
@@ -620,12 +690,34 @@ impl<'k> Heads<'k> {
         if let Some(head) = self.moved.get(id) {
             return Ok(Some(head.clone()));
         }
+        let stored = tx.record(HEAD_KIND, id)?;
+        let head = self.stored_head(tx, id, stored)?;
+        // Behind a head this process committed: an older head (its MAC genuine) put back,
+        // or the chain removed, with the newest events. Continuing would hide the cut.
+        let committed = self.sealed.and_then(|sealed| sealed.committed_seq(id));
+        if let Some(committed) = committed
+            && head.as_ref().is_none_or(|head| head.seq < committed)
+        {
+            return Err(StoreError::Backend(format!(
+                "the audit chain head of {id} is behind the head this server committed (event {committed}): \
+                 its newest events were removed; refusing to continue the chain (run `coffer audit verify`)"
+            )));
+        }
+        Ok(head)
+    }
+
+    /// The head of chain `id` stored as `stored`, checked as [`Heads::current`] says.
+    fn stored_head(
+        &self,
+        tx: &dyn WriteTxn,
+        id: &str,
+        stored: Option<Vec<u8>>,
+    ) -> Result<Option<Head>, StoreError> {
         let forged = || {
             StoreError::Backend(format!(
                 "the audit chain head of {id} does not verify under the chain key; refusing to continue the chain (run `coffer audit verify`)"
             ))
         };
-        let stored = tx.record(HEAD_KIND, id)?;
         // The bytes this process sealed last for this chain: their MAC is known good.
         if let (Some(bytes), Some(sealed), Some(_)) = (&stored, self.sealed, self.key)
             && let Some(head) = sealed.known(id, bytes)
@@ -661,7 +753,9 @@ impl<'k> Heads<'k> {
     pub(crate) fn store(self, tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
         self.last_uses.store(tx, self.node)?;
         let mut sealed = Vec::new();
+        let mut moved = Vec::new();
         for (id, head) in self.moved {
+            moved.push((id.clone(), head.seq));
             let head = match self.key {
                 Some(key) => head.sealed(&id, key),
                 None => head,
@@ -678,6 +772,16 @@ impl<'k> Heads<'k> {
             && !sealed.is_empty()
         {
             known.remember(sealed);
+        }
+        // Their sequence numbers count once the store acknowledged the commit (a head of a
+        // transaction that rolled back is no floor): the lines report them then.
+        match self.lines {
+            Some(lines) => lines.keep_heads(moved),
+            None => {
+                if let Some(known) = self.sealed {
+                    known.committed(&moved);
+                }
+            }
         }
         Ok(())
     }
@@ -957,25 +1061,92 @@ mod chain_key_tests {
             .unwrap();
         assert_eq!(out.unwrap().unwrap().unwrap().seq, 3);
     }
+
+    /// An older head of the chain, genuine (its MAC is good: this process stored it), put
+    /// back with the events after it removed, would drop the chain's newest events where
+    /// neither the MAC nor `coffer audit verify` can see it (review 11, finding 01). A
+    /// server that committed a later head refuses to continue the chain from it; a
+    /// transaction that rolled back moves nothing.
+    #[test]
+    fn an_older_genuine_head_put_back_is_refused() {
+        let store = MemoryStore::new();
+        let (key, _) = open_chain_key(&MasterKey::generate(), &store).unwrap();
+        let auditor = Auditor::new(Settings::default());
+        auditor.set_chain_key(key.clone());
+        let id = chain::chain_id("111122223333", "us-east-1");
+        // One append as production makes it: lines collected, committed after the store.
+        let append = |auditor: &Auditor, fail: bool| {
+            let mut lines = Lines::default();
+            let written = store.write(&mut |tx| {
+                let mut heads = auditor.heads().collecting(lines.attempt());
+                let event = service_event(&scope(), "secretsmanager", "RotationStarted", "arn", 0);
+                append_in(tx, &mut heads, &scope(), 0, &event, None)?;
+                heads.store(tx)?;
+                if fail { Err(StoreError::Aborted) } else { Ok(()) }
+            });
+            if written.is_ok() {
+                lines.committed(auditor);
+            }
+            written
+        };
+        let head_bytes = || {
+            let mut out = None;
+            store
+                .read(&mut |tx| {
+                    out = tx.record(HEAD_KIND, &id)?;
+                    Ok(())
+                })
+                .unwrap();
+            out.unwrap()
+        };
+        append(&auditor, false).unwrap();
+        let first = head_bytes();
+        // A transaction that rolls back after storing its head moves nothing.
+        assert!(append(&auditor, true).is_err());
+        append(&auditor, false).unwrap();
+        append(&auditor, false).unwrap();
+        // Events 2 and 3 removed, the head of event 1 put back byte for byte.
+        store
+            .write(&mut |tx| {
+                for seq in [2, 3] {
+                    tx.delete_record(EVENT_KIND, &chain::chain_event_key(&id, seq))?;
+                }
+                tx.put_record(HEAD_KIND, &id, &first)
+            })
+            .unwrap();
+        assert!(append(&auditor, false).is_err(), "the chain was continued after a rollback");
+        // The whole chain removed (head and events): not started again from its genesis.
+        store
+            .write(&mut |tx| {
+                tx.delete_record(EVENT_KIND, &chain::chain_event_key(&id, 1))?;
+                tx.delete_record(HEAD_KIND, &id)
+            })
+            .unwrap();
+        assert!(append(&auditor, false).is_err(), "a removed chain was started again");
+        // Another process (a restart) has no memory of it: the limit of the check.
+        let restarted = Auditor::new(Settings::default());
+        restarted.set_chain_key(key);
+        append(&restarted, false).unwrap();
+    }
 }
 
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
 /// to be stored by the caller. Returns the event's sequence number in that chain.
-/// `canonical`: the event's canonical JSON, when the caller wrote it before the
-/// transaction ([`chain::canonical_event`]).
+/// `canonical`: the event's canonical JSON (and compressed form), when the caller made
+/// it before the transaction ([`chain::Prepared`]).
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     scope: &Scope,
     time_ms: i64,
     event: &Event,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<u64, StoreError> {
     let id = heads.chain_of(scope);
     let head = heads.current(tx, &id)?;
     let (bytes, head) = match canonical {
-        Some(canonical) => {
-            chain::seal_canonical_as(heads.form, head.as_ref(), time_ms, canonical, heads.key)
+        Some(prepared) => {
+            chain::seal_prepared(heads.form, head.as_ref(), time_ms, prepared, heads.key)
         }
         None => chain::seal_to_bytes_as(heads.form, head.as_ref(), time_ms, event, heads.key),
     };
@@ -996,7 +1167,7 @@ fn append_and_stream(
     scope: &Scope,
     time_ms: i64,
     event: &Event,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<(), AwsError> {
     let fail = |what: &str, cause: String| {
         tracing::error!(event_id = %event.event_id, cause = %cause, "could not write the audit event to the {what}");
@@ -1253,6 +1424,7 @@ impl CallRecord {
             event,
             secret_events,
             also: pending.also,
+            prepared: None,
         })
     }
 }
@@ -1264,7 +1436,9 @@ pub async fn write_async(app: &App, unwritten: Option<Unwritten>) -> Result<(), 
         None => Ok(()),
         Some(unwritten) => match app.store.latency() {
             Latency::Memory => write_own(app, &unwritten),
-            Latency::LocalDisk | Latency::Network => app.appender.append(unwritten).await,
+            Latency::LocalDisk | Latency::Network => {
+                app.appender.append(unwritten.prepared(app.audit.form)).await
+            }
         },
     }
 }
@@ -1278,6 +1452,17 @@ pub struct Unwritten {
     /// One event per secret a batch call returned (see [`add_secret_event`]).
     secret_events: Vec<Event>,
     also: Option<Scope>,
+    /// The event's record made ready before its write ([`Unwritten::prepared`]).
+    prepared: Option<chain::Prepared>,
+}
+
+impl Unwritten {
+    /// With its event's canonical JSON and compressed form made on the caller's thread:
+    /// the appender's write then only chains it (SQLite runs every write on one thread).
+    fn prepared(mut self, form: StoredForm) -> Unwritten {
+        self.prepared = Some(chain::Prepared::new(form, &self.event));
+        self
+    }
 }
 
 /// Writes an event from a thread that may block: directly into a memory store, else
@@ -1285,7 +1470,9 @@ pub struct Unwritten {
 pub(crate) fn write_unwritten(app: &App, unwritten: Unwritten) -> Result<(), AwsError> {
     match app.store.latency() {
         Latency::Memory => write_own(app, &unwritten),
-        Latency::LocalDisk | Latency::Network => app.appender.append_blocking(unwritten),
+        Latency::LocalDisk | Latency::Network => {
+            app.appender.append_blocking(unwritten.prepared(app.audit.form))
+        }
     }
 }
 
@@ -1297,16 +1484,16 @@ pub(crate) fn append_unwritten(
     heads: &mut Heads,
     unwritten: &Unwritten,
 ) -> Result<(), AwsError> {
-    append_unwritten_with(app, tx, heads, unwritten, None)
+    append_unwritten_with(app, tx, heads, unwritten, unwritten.prepared.as_ref())
 }
 
-/// [`append_unwritten`], the call's own event already written as its canonical JSON.
+/// [`append_unwritten`], the call's own event already prepared.
 fn append_unwritten_with(
     app: &App,
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
     unwritten: &Unwritten,
-    canonical: Option<&[u8]>,
+    canonical: Option<&chain::Prepared>,
 ) -> Result<(), AwsError> {
     let (scope, also) = (&unwritten.scope, unwritten.also.as_ref());
     append_delivered(app, tx, heads, scope, also, unwritten.time_ms, &unwritten.event, canonical)?;
@@ -1320,7 +1507,7 @@ fn append_unwritten_with(
 /// holds the one lock every reader waits for, so the event's canonical JSON (all of its
 /// record but the chain's part) is written before it.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
-    let canonical = chain::canonical_event(&unwritten.event);
+    let canonical = chain::Prepared::new(app.audit.form, &unwritten.event);
     let mut lines = Lines::default();
     let written = app.store.write(&mut |tx| {
         let mut heads = app.audit.heads().collecting(lines.attempt());
@@ -1330,7 +1517,7 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     });
     match written {
         Ok(()) => {
-            lines.committed(app.audit.log_file());
+            lines.committed(&app.audit);
             Ok(())
         }
         Err(e) => {

@@ -25,6 +25,7 @@ use crate::audit::Settings;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -67,6 +68,10 @@ struct State {
     queued_bytes: usize,
     /// A write failed partway: the file may end in a torn line, ended before the next.
     torn: bool,
+    /// Whether the log's path may be a symbolic link: only if it was one when the server
+    /// started (the operator's choice). Otherwise every open refuses a link, so one swapped
+    /// in later by whoever may write the directory cannot send the lines elsewhere.
+    follow_links: bool,
 }
 
 #[derive(Debug)]
@@ -83,6 +88,8 @@ struct Open {
     proven: bool,
     /// A regular file (which rotates), not a pipe or a device.
     regular: bool,
+    /// The file's device and inode, to see it moved or deleted under the server.
+    identity: Option<(u64, u64)>,
 }
 
 impl AuditFile {
@@ -95,7 +102,12 @@ impl AuditFile {
             target,
             max_bytes: settings.log_max_bytes,
             keep: settings.log_keep,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                follow_links: settings.log.as_deref().is_some_and(|path| {
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+                }),
+                ..State::default()
+            }),
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicU32::new(0),
         }
@@ -118,9 +130,26 @@ impl AuditFile {
         Ok(())
     }
 
-    /// Lines committed but not yet written (`/ready` fails while there are any).
+    /// Lines committed but not yet written.
+    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.lock().queue.len()
+    }
+
+    /// Tries to write the queued lines now, if any; returns how many are still queued.
+    /// Called by `/ready` and by a server stopping: otherwise only a call's check wrote
+    /// them, and a node taken out of service for being unready receives no call, so it
+    /// stayed unready and its lines were lost at the restart (review 11, finding 04).
+    pub(crate) fn retry_queued(&self) -> usize {
+        let mut state = self.lock();
+        if state.queue.is_empty() {
+            return 0;
+        }
+        if let Err(e) = self.drain(&mut state) {
+            tracing::debug!(cause = %e, "the audit log still cannot take its queued lines");
+        }
+        crate::metrics::audit_log_queued(state.queue.len());
+        state.queue.len()
     }
 
     /// Called inside a write transaction before it appends an event whose line is `len`
@@ -185,6 +214,9 @@ impl AuditFile {
             state.queued_bytes = 0;
             return Ok(());
         };
+        if let Target::File(path) = target {
+            state.close_if_moved(path);
+        }
         while !state.queue.is_empty() {
             let (buf, count) = match target {
                 Target::Stdout => batch(&state.queue, u64::MAX, 0),
@@ -297,8 +329,10 @@ impl State {
     /// The open file, opened (and a torn last line ended) if need be.
     fn open(&mut self, path: &Path) -> std::io::Result<&mut Open> {
         if self.file.is_none() {
-            let (mut file, mut size) = open_append(path)?;
-            let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+            let (mut file, mut size) = open_append(path, self.follow_links)?;
+            let metadata = file.metadata().ok();
+            let regular = metadata.as_ref().is_some_and(|m| m.is_file());
+            let identity = metadata.filter(|_| regular).map(|m| (m.dev(), m.ino()));
             if self.torn && size > 0 && !ends_a_line(path, size) {
                 file.write_all(b"\n")?;
                 size += 1;
@@ -311,9 +345,23 @@ impl State {
                 can_reserve: regular,
                 proven: false,
                 regular,
+                identity,
             });
         }
         Ok(self.file.as_mut().expect("opened above"))
+    }
+
+    /// Closes the open file if the path no longer names it: renamed by an external rotation
+    /// (`logrotate` without `copytruncate`), deleted, or replaced. Lines written to it would
+    /// be out of the shipper's sight, or lost with the deleted file; the next open makes
+    /// the file again at the path. One `stat` per committed write, not per check.
+    fn close_if_moved(&mut self, path: &Path) {
+        let Some(identity) = self.file.as_ref().and_then(|open| open.identity) else { return };
+        let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        if now != Some(identity) {
+            tracing::warn!(path = %path.display(), "the audit log was moved or deleted; writing a new one at its path");
+            self.file = None;
+        }
     }
 }
 
@@ -356,9 +404,12 @@ fn ends_a_line(path: &Path, size: u64) -> bool {
 /// Opens the log for appending, creating it readable by its owner alone whatever the
 /// umask (rotated files keep that mode). A file that already exists keeps its mode: an
 /// operator may have opened it to a log shipper's group on purpose.
-fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+/// Without `follow_links`, a symbolic link at the path is refused (`O_NOFOLLOW`).
+fn open_append(path: &Path, follow_links: bool) -> std::io::Result<(File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let flags = if follow_links { 0 } else { rustix::fs::OFlags::NOFOLLOW.bits() as i32 };
+    let file =
+        OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(flags).open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }
@@ -391,9 +442,14 @@ fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
 /// [`crate::Txn`] of `App::write`'s closure): call [`Lines::attempt`] as each run of the
 /// transaction's closure starts (the store may run it more than once), then
 /// [`Lines::committed`] once the write returned `Ok`.
+///
+/// It carries the chain heads the attempt stored too, `(chain, seq)`, reported to the
+/// auditor on commit: a head below one this process committed is refused
+/// (`audit::SealedHeads`), and only a committed head may set that floor.
 #[derive(Debug, Default)]
 pub(crate) struct Lines {
     kept: Vec<Vec<u8>>,
+    heads: Vec<(String, u64)>,
 }
 
 impl Lines {
@@ -401,7 +457,13 @@ impl Lines {
     /// rolled back) are dropped.
     pub(crate) fn attempt(&mut self) -> &mut Lines {
         self.kept.clear();
+        self.heads.clear();
         self
+    }
+
+    /// Keeps the chain heads the running attempt stored, as `(chain, seq)`.
+    pub(crate) fn keep_heads(&mut self, heads: Vec<(String, u64)>) {
+        self.heads.extend(heads);
     }
 
     /// Keeps the line of an event appended by the running attempt.
@@ -409,9 +471,10 @@ impl Lines {
         self.kept.push(line);
     }
 
-    /// Writes the lines of the attempt that committed.
-    pub(crate) fn committed(self, file: &AuditFile) {
-        file.write_committed(self.kept);
+    /// Writes the lines of the attempt that committed, and notes its chain heads.
+    pub(crate) fn committed(self, audit: &crate::audit::Auditor) {
+        audit.heads_committed(&self.heads);
+        audit.log_file().write_committed(self.kept);
     }
 }
 
@@ -620,6 +683,64 @@ mod tests {
         file.lock().torn = true;
         file.write_committed(vec![b"{}".to_vec()]);
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"eventID\":\"torn\n{}\n");
+    }
+
+    /// A log moved away under the server (an external `logrotate` that renames and does not
+    /// signal) or deleted: the next committed lines go to a new file at the configured path,
+    /// not to the moved file for ever, nor to a deleted file where nobody can read them
+    /// (review 11, finding 02).
+    #[test]
+    fn a_log_moved_or_deleted_under_the_server_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        let file = AuditFile::new(&Settings { log: Some(path.clone()), ..Settings::default() });
+        let write = |line: &[u8]| {
+            file.check(line.len() as u64 + 1).unwrap();
+            file.write_committed(vec![line.to_vec()]);
+        };
+        write(b"{\"n\":1}");
+        let moved = dir.path().join("audit.jsonl-20261205");
+        std::fs::rename(&path, &moved).unwrap();
+        write(b"{\"n\":2}");
+        assert_eq!(std::fs::read(&moved).unwrap(), b"{\"n\":1}\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"n\":2}\n");
+        std::fs::remove_file(&path).unwrap();
+        write(b"{\"n\":3}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"n\":3}\n");
+        // Replaced by another file: written to the file now at the path.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{\"other\":1}\n").unwrap();
+        write(b"{\"n\":4}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"other\":1}\n{\"n\":4}\n");
+    }
+
+    /// A symbolic link put in the log's place (by whoever may write its directory) does not
+    /// redirect the lines into the file it names: the log, a plain file at start, is never
+    /// opened through a link. The line stays queued and the log is unhealthy instead. A log
+    /// that is a link at start (the operator's choice) is followed as before.
+    #[test]
+    fn a_link_swapped_in_for_the_log_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        std::fs::write(&path, b"").unwrap();
+        let file = AuditFile::new(&Settings { log: Some(path.clone()), ..Settings::default() });
+        file.check(3).unwrap();
+        file.write_committed(vec![b"{}".to_vec()]);
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        file.write_committed(vec![b"{\"n\":2}".to_vec()]);
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"", "the lines followed the link");
+        assert_eq!(file.queued(), 1);
+        assert!(file.check(3).is_err());
+        // A log that is a link from the start is the operator's: it is followed.
+        let linked = dir.path().join("linked.jsonl");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        let file = AuditFile::new(&Settings { log: Some(linked), ..Settings::default() });
+        file.check(3).unwrap();
+        file.write_committed(vec![b"{}".to_vec()]);
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"{}\n");
     }
 
     /// A log whose writes fail (`/dev/full`) fails the check, before any commit.

@@ -377,7 +377,7 @@ impl coffer_store::Store for RecordedStore {
             })
         });
         if result.is_ok() {
-            lines.committed(app.audit.log_file());
+            lines.committed(&app.audit);
             self.appended.store(true, Ordering::SeqCst);
         }
         result

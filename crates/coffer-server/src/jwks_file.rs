@@ -38,6 +38,12 @@ fn lexically_inside(dir: &Path, path: &Path) -> bool {
 
 /// Reads the key set file `path`, if it is a regular file inside `dir` once every link is
 /// resolved, and at most [`MAX_FILE`] bytes long. Blocking: call off the async workers.
+///
+/// The path is checked first (so that a link to a device outside the directory is never
+/// even opened), then opened beneath the directory (`openat2` with `RESOLVE_BENEATH`: no
+/// component, link or `..` may leave it, whatever was swapped in since the checks), without
+/// blocking (a FIFO would wait for a writer) and never as a controlling terminal; what was
+/// opened is checked again to be a regular file (review 11, finding 05).
 pub fn read(dir: Option<&Path>, path: &str) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind};
     let refused = |why: &str| Error::new(ErrorKind::PermissionDenied, why.to_string());
@@ -47,11 +53,13 @@ pub fn read(dir: Option<&Path>, path: &str) -> std::io::Result<Vec<u8>> {
     if !lexically_inside(&dir, &file) {
         return Err(refused("the file is outside --jwks-dir"));
     }
-    // Checked before opening: opening a FIFO blocks until a writer comes.
+    // Checked before opening: opening some devices has effects of its own.
     if !std::fs::metadata(&file)?.is_file() {
         return Err(refused("not a regular file"));
     }
-    let opened = std::fs::File::open(&file)?;
+    #[cfg(test)]
+    BEFORE_OPEN.with(|hook| hook.take().map(|f| f()));
+    let opened = open_beneath(&dir, &file)?;
     if !opened.metadata()?.is_file() {
         return Err(refused("not a regular file"));
     }
@@ -63,9 +71,87 @@ pub fn read(dir: Option<&Path>, path: &str) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Opens `file` (inside `dir`, both canonical) for reading, resolved beneath `dir`.
+fn open_beneath(dir: &Path, file: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::os::fd::AsRawFd;
+    let relative = file.strip_prefix(dir).map_err(std::io::Error::other)?;
+    let dir_fd =
+        rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(&dir_fd, relative, flags, Mode::empty(), resolve) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        // A kernel before 5.6, or a seccomp filter that refuses openat2: the path has no
+        // link left in its last component, and the descriptor must name a file inside.
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+            let fd = rustix::fs::open(file, flags | OFlags::NOFOLLOW, Mode::empty())?;
+            let opened = std::fs::File::from(fd);
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))?;
+            if !lexically_inside(dir, &real) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the file is outside --jwks-dir",
+                ));
+            }
+            Ok(opened)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Runs between the checks of a path and its open (a swap an attacker races in).
+    static BEFORE_OPEN: std::cell::Cell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::Cell::new(None) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file swapped for a link to a file outside the directory, or for a FIFO, between
+    /// the checks and the open (by whoever may write the directory) is not read: the open
+    /// itself stays beneath the directory and never blocks (review 11, finding 05).
+    #[test]
+    fn a_file_swapped_after_its_checks_is_not_read() {
+        let temp = tempfile::tempdir().unwrap();
+        let base = temp.path();
+        let dir = base.join("keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(base.join("outside.json"), b"{\"outside\":1}").unwrap();
+        let file = dir.join("ok.json");
+        let path = file.to_string_lossy().into_owned();
+        let swap = {
+            let (file, outside) = (file.clone(), base.join("outside.json"));
+            move || {
+                std::fs::remove_file(&file).unwrap();
+                std::os::unix::fs::symlink(&outside, &file).unwrap();
+            }
+        };
+        std::fs::write(&file, b"{\"keys\":[]}").unwrap();
+        BEFORE_OPEN.with(|hook| hook.set(Some(Box::new(swap))));
+        assert!(read(Some(&dir), &path).is_err(), "a file outside the directory was read");
+        // A FIFO swapped in: refused at once (the open used to wait for a writer for ever).
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, b"{\"keys\":[]}").unwrap();
+        let fifo = file.clone();
+        BEFORE_OPEN.with(|hook| {
+            hook.set(Some(Box::new(move || {
+                std::fs::remove_file(&fifo).unwrap();
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &fifo,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap();
+            })))
+        });
+        assert!(read(Some(&dir), &path).is_err());
+    }
 
     #[test]
     fn only_paths_inside_the_directory_are_taken() {

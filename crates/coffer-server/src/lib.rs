@@ -283,7 +283,7 @@ impl App {
             }
         });
         if result.is_ok() {
-            lines.committed(self.audit.log_file());
+            lines.committed(&self.audit);
         }
         let done = finish(result, out);
         if done.is_ok() {

@@ -111,12 +111,49 @@ pub fn observe_request(
         400..=499 => "client_error",
         _ => "server_error",
     };
-    let metrics = &*METRICS;
-    metrics.requests.get_or_create(&RequestLabels { service, operation, outcome }).inc();
-    metrics
-        .latency
-        .get_or_create(&OperationLabels { service, operation })
-        .observe(elapsed.as_secs_f64());
+    RESOLVED.with_borrow_mut(|resolved| {
+        let found = resolved
+            .iter()
+            .position(|h| h.operation == operation && h.outcome == outcome && h.service == service);
+        let handles = match found {
+            Some(i) => &resolved[i],
+            None => {
+                let metrics = &*METRICS;
+                resolved.push(Resolved {
+                    service,
+                    operation,
+                    outcome,
+                    requests: metrics
+                        .requests
+                        .get_or_create(&RequestLabels { service, operation, outcome })
+                        .clone(),
+                    latency: metrics
+                        .latency
+                        .get_or_create(&OperationLabels { service, operation })
+                        .clone(),
+                });
+                resolved.last().expect("just pushed")
+            }
+        };
+        handles.requests.inc();
+        handles.latency.observe(elapsed.as_secs_f64());
+    });
+}
+
+/// The series of one (service, operation, outcome), resolved from the families once per
+/// thread: a family's lookup takes its read lock and hashes the label set, per request
+/// twice; the handles share their series with the family, so `/metrics` reads the same
+/// counts. The labels are fixed names, so each thread's list stays small and bounded.
+struct Resolved {
+    service: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
+    requests: Counter,
+    latency: Histogram,
+}
+
+thread_local! {
+    static RESOLVED: std::cell::RefCell<Vec<Resolved>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One connection more (`true`) or fewer (`false`) being served.
@@ -285,4 +322,39 @@ pub async fn serve_metrics() -> axum::response::Response {
         .header(axum::http::header::CACHE_CONTROL, "no-store")
         .body(axum::body::Body::from(render()))
         .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests counted through the per-thread handles land in the families `/metrics`
+    /// renders, one series per outcome, from any thread.
+    #[test]
+    fn resolved_handles_count_into_the_rendered_families() {
+        let op = "DevcpuTestOperation";
+        observe_request("secretsmanager", op, 200, Duration::from_millis(1));
+        observe_request("secretsmanager", op, 200, Duration::from_millis(1));
+        observe_request("secretsmanager", op, 404, Duration::from_millis(1));
+        std::thread::spawn(move || observe_request("secretsmanager", op, 200, Duration::ZERO))
+            .join()
+            .unwrap();
+        let text = render();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let labels = format!("service=\"secretsmanager\",operation=\"{op}\"");
+        assert_eq!(line(&format!("coffer_requests_total{{{labels},outcome=\"success\"}}")), "3");
+        assert_eq!(
+            line(&format!("coffer_requests_total{{{labels},outcome=\"client_error\"}}")),
+            "1"
+        );
+        assert_eq!(line(&format!("coffer_request_duration_seconds_count{{{labels}}}")), "4");
+    }
 }

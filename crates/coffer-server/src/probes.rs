@@ -70,8 +70,9 @@ fn store_and_audit_ready(app: &App) -> Result<(), String> {
         }
     }
     // Committed events whose lines could not be written yet: calls that would add events
-    // fail until they are (`audit_file`).
-    let queued = app.audit.log_file().queued();
+    // fail until they are (`audit_file`). Written here if the log takes them again: a node
+    // out of service receives no call that would.
+    let queued = app.audit.log_file().retry_queued();
     if queued > 0 && !settings.fail_open {
         return Err(format!("{queued} audit log lines are waiting to be written"));
     }

@@ -172,6 +172,35 @@ impl ScopeIndex {
         self.by_accessed.remove(&(accessed_key(meta), seq));
     }
 
+    /// Moves the entries of `old` whose sort key differs in `new` (the same secret, ARN
+    /// and scope): what [`ScopeIndex::remove`] then [`ScopeIndex::add`] would leave.
+    fn replace(&mut self, old: &SecretMeta, new: &SecretMeta) {
+        fn moved<K: Ord>(map: &mut BTreeMap<K, String>, old: K, new: K, arn: &str) {
+            if old != new {
+                map.remove(&old);
+                map.insert(new, arn.to_owned());
+            }
+        }
+        let arn = new.arn.as_str();
+        if (&old.name, old.seq) != (&new.name, new.seq) {
+            self.by_name.remove(&(old.name.clone(), old.seq));
+            self.by_name.insert((new.name.clone(), new.seq), arn.to_owned());
+        }
+        moved(&mut self.by_created, (old.created_ms, old.seq), (new.created_ms, new.seq), arn);
+        moved(
+            &mut self.by_changed,
+            (old.last_changed_ms, old.seq),
+            (new.last_changed_ms, new.seq),
+            arn,
+        );
+        moved(
+            &mut self.by_accessed,
+            (accessed_key(old), old.seq),
+            (accessed_key(new), new.seq),
+            arn,
+        );
+    }
+
     fn is_empty(&self) -> bool {
         self.by_created.is_empty()
     }
@@ -212,6 +241,17 @@ impl State {
     /// Puts `meta` in place of whatever secret has its ARN, keeping the indexes in step.
     /// Returns the secret it replaced.
     fn put_secret(&mut self, meta: SecretMeta) -> Option<SecretMeta> {
+        // Replacing a secret in its own scope (every update, and every undo of one) moves
+        // only the index entries whose sort key changed, in place: a PutSecretValue
+        // changes the last-changed date alone, so one of the four entries moves, and
+        // neither the ARN key nor the scope is copied again.
+        if let Some(existing) = self.secrets.get_mut(&meta.arn)
+            && existing.scope == meta.scope
+            && let Some(index) = self.scopes.get_mut(&meta.scope)
+        {
+            index.replace(existing, &meta);
+            return Some(std::mem::replace(existing, meta));
+        }
         let old = self.take_secret(&meta.arn);
         self.scopes.entry(meta.scope.clone()).or_default().add(&meta);
         self.secrets.insert(meta.arn.clone(), meta);
@@ -716,5 +756,95 @@ impl WriteTxn for MemTxn<'_> {
             self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::fixtures::{scope, secret};
+
+    /// Each of a scope's four indexes holds exactly one entry per secret, at the secret's
+    /// current sort keys: what `put_secret`'s in-place move must keep, through updates that
+    /// change each key, and through the undo of a failed write.
+    fn assert_indexed(store: &MemoryStore) {
+        let state = store.read_state();
+        let index = &state.scopes[&scope()];
+        let mut expected: Vec<(String, i64, i64, i64, i64, String)> = state
+            .secrets
+            .values()
+            .map(|m| {
+                let accessed = accessed_key(m);
+                (m.name.clone(), m.seq, m.created_ms, m.last_changed_ms, accessed, m.arn.clone())
+            })
+            .collect();
+        expected.sort();
+        let mut by_name: Vec<_> =
+            index.by_name.iter().map(|((n, s), a)| (n.clone(), *s, a.clone())).collect();
+        by_name.sort();
+        let want: Vec<_> = expected.iter().map(|e| (e.0.clone(), e.1, e.5.clone())).collect();
+        assert_eq!(by_name, want);
+        for (map, pick) in
+            [(&index.by_created, 2usize), (&index.by_changed, 3), (&index.by_accessed, 4)]
+        {
+            let mut got: Vec<_> = map.iter().map(|((k, s), a)| (*k, *s, a.clone())).collect();
+            got.sort();
+            let mut want: Vec<_> =
+                expected.iter().map(|e| ([e.2, e.3, e.4][pick - 2], e.1, e.5.clone())).collect();
+            want.sort();
+            assert_eq!(got, want, "index {pick}");
+        }
+    }
+
+    #[test]
+    fn updates_and_their_undo_keep_one_index_entry_per_secret_at_its_keys() {
+        let store = MemoryStore::new();
+        store
+            .write(&mut |tx| {
+                for name in ["a", "b", "c"] {
+                    tx.insert_secret(&secret(name))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_indexed(&store);
+        let current = |name: &str| {
+            store.read_state().secrets.values().find(|m| m.name == name).cloned().unwrap()
+        };
+        // Each sort key changed in turn, and one update that changes none.
+        let mut b = current("b");
+        b.last_changed_ms += 10;
+        store.write(&mut |tx| tx.update_secret(&b)).unwrap();
+        assert_indexed(&store);
+        b.last_accessed_ms = Some(b.created_ms + 86_400_000);
+        store.write(&mut |tx| tx.update_secret(&b)).unwrap();
+        assert_indexed(&store);
+        b.created_ms -= 5;
+        store.write(&mut |tx| tx.update_secret(&b)).unwrap();
+        assert_indexed(&store);
+        b.description = Some("same keys".to_owned());
+        store.write(&mut |tx| tx.update_secret(&b)).unwrap();
+        assert_indexed(&store);
+        // A failed write's updates are undone, the indexes with them.
+        let before = (current("a"), current("b"));
+        let failed = store.write(&mut |tx| {
+            let mut a = current_in(tx, "a");
+            a.last_changed_ms += 7;
+            a.last_accessed_ms = Some(1);
+            tx.update_secret(&a)?;
+            a.last_changed_ms += 7;
+            tx.update_secret(&a)?;
+            let mut b = current_in(tx, "b");
+            b.last_accessed_ms = None;
+            tx.update_secret(&b)?;
+            Err(StoreError::Aborted)
+        });
+        assert!(failed.is_err());
+        assert_eq!((current("a"), current("b")), before);
+        assert_indexed(&store);
+    }
+
+    fn current_in(tx: &dyn WriteTxn, name: &str) -> SecretMeta {
+        tx.secret_by_name(&scope(), name).unwrap().unwrap()
     }
 }

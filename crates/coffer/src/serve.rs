@@ -371,6 +371,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let shared_store = matches!(args.store, Some(crate::store_select::StoreSpec::Postgres(_)));
     let lease_store = store.clone();
     let lease_node = node.clone();
+    // Kept to write the audit log's queued lines once serving has ended.
+    let audit_app = app.clone();
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -430,6 +432,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("server failed: {e}"))
     });
+    audit_app.audit.flush_log_at_exit();
     // Hand the background work over at once instead of when the lease runs out.
     let lease = coffer_server::background::BACKGROUND_LEASE;
     if let Err(e) = lease_store.release_lease(lease, &lease_node.id) {
