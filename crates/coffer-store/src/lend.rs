@@ -22,6 +22,9 @@ pub(crate) struct Job {
     /// The caller's closure with its lifetime erased.
     closure: *mut WriteFn<'static>,
     reply: mpsc::SyncSender<Member>,
+    /// What the caller hands along to whoever runs the closure (the PostgreSQL store's
+    /// read-scope lookups, `postgres::handoff`), taken once by that thread.
+    handed: Option<Box<dyn Any + Send>>,
 }
 
 // SAFETY: the closure is only called (through `Job::closure`) while its caller is blocked
@@ -39,6 +42,11 @@ impl Job {
     pub(crate) unsafe fn closure(&mut self) -> &mut WriteFn<'static> {
         // SAFETY: see `Job`; the caller keeps the closure alive until answered.
         unsafe { &mut *self.closure }
+    }
+
+    /// What the caller handed along with the closure, taken (`None` the second time).
+    pub(crate) fn take_handed(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.handed.take()
     }
 
     /// Tells the caller how its closure ended; the closure is not used again.
@@ -83,6 +91,15 @@ pub(crate) fn lend(
     f: &mut WriteFn<'_>,
     run: impl FnOnce(Job, &Answer) -> Result<(), Job>,
 ) -> StoreResult<()> {
+    lend_handing(f, None, run)
+}
+
+/// [`lend`], with `handed` for the thread that runs `f` ([`Job::take_handed`]).
+pub(crate) fn lend_handing(
+    f: &mut WriteFn<'_>,
+    handed: Option<Box<dyn Any + Send>>,
+    run: impl FnOnce(Job, &Answer) -> Result<(), Job>,
+) -> StoreResult<()> {
     let stopped = || StoreError::Backend("the store's writer has stopped".to_owned());
     let f: *mut WriteFn<'_> = f;
     // SAFETY: only the lifetime bound changes (same pointer layout). The closure stays
@@ -91,7 +108,7 @@ pub(crate) fn lend(
     let closure = unsafe { std::mem::transmute::<*mut WriteFn<'_>, *mut WriteFn<'static>>(f) };
     let (reply, replied) = mpsc::sync_channel(1);
     let answer = Answer { replied, early: std::cell::Cell::new(None) };
-    if run(Job { closure, reply }, &answer).is_err() {
+    if run(Job { closure, reply, handed }, &answer).is_err() {
         return Err(stopped());
     }
     match answer.wait() {

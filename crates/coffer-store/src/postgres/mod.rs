@@ -42,6 +42,9 @@ mod connect;
 mod export;
 #[cfg(test)]
 mod group_tests;
+mod handoff;
+#[cfg(test)]
+mod handoff_tests;
 mod lease;
 mod pipelined;
 mod read;
@@ -110,12 +113,18 @@ impl Store for PostgresStore {
         if SHARED_READ.with(Cell::get).is_some() {
             return f();
         }
+        handoff::clear();
         let lazy = LazyRead::new(self);
         let txn = PgTxn::reading_cached(self.rt(), &lazy, self.shared.as_deref());
         let _guard = SharedReadGuard;
         let erased = &txn as *const PgTxn<'_, '_> as *const ();
         SHARED_READ.with(|shared| shared.set(Some((self as *const _, erased))));
         f();
+        // The secrets it looked up, for the write that usually follows (a mutating call
+        // authorizes in the scope, then writes): see `handoff`.
+        if txn.failure.get() == Failure::None {
+            handoff::leave(self, &txn);
+        }
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {

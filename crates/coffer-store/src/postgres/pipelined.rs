@@ -61,6 +61,10 @@ pub(super) enum Expect {
     /// conflict the closure may recover from, which it can only do if told at once: the
     /// attempt is run again carefully, where such an insert is not deferred.
     Inserted(&'static str),
+    /// A guard (`handoff`): found its row, else what the write was handed is stale and the
+    /// attempt is run again carefully, where nothing handed is used (the message is
+    /// never shown).
+    Current(&'static str),
 }
 
 /// A statement sent with the next one that needs an answer.
@@ -192,15 +196,18 @@ impl WriteBatch {
         for (item, answered) in items.iter().zip(answers) {
             let kind = match (answered, item.expect) {
                 (Err(e), _) => FaultKind::Error(e),
-                (Ok(0), Expect::Changed(missing)) => FaultKind::Unchanged(missing),
+                (Ok(0), Expect::Changed(missing) | Expect::Current(missing)) => {
+                    FaultKind::Unchanged(missing)
+                }
                 (Ok(0), Expect::Inserted(taken)) => FaultKind::NotInserted(taken),
                 (Ok(_), _) => continue,
             };
             let judged = item.member <= self.judged.get();
-            let inserted = matches!(item.expect, Expect::Inserted(_));
+            // Its member must not be told (nor judged on) it: the attempt is run again.
+            let rerun_anyway = matches!(item.expect, Expect::Inserted(_) | Expect::Current(_));
             // A careful batch's caller handles its judged members' faults itself, and
-            // defers no insert.
-            let found = Fault { rerun: (judged || inserted) && !self.careful, kind };
+            // defers no insert and no guard.
+            let found = Fault { rerun: (judged || rerun_anyway) && !self.careful, kind };
             if found.rerun {
                 let rerun = if found.retryable() { Rerun::AsBefore } else { Rerun::Carefully };
                 self.rerun.set(Some(rerun));
@@ -367,7 +374,7 @@ impl PgTxn<'_, '_> {
                     params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
                 let changed = self.execute(sql, &params)?;
                 match expect {
-                    Expect::Changed(missing) if changed == 0 => {
+                    Expect::Changed(missing) | Expect::Current(missing) if changed == 0 => {
                         Err(StoreError::Backend(missing.to_owned()))
                     }
                     Expect::Inserted(taken) if changed == 0 => {

@@ -89,6 +89,8 @@ pub(super) struct SecretEntry {
     pub(super) meta: coffer_core::model::SecretMeta,
     pub(super) versions: Vec<coffer_core::model::VersionMeta>,
     pub(super) current: Option<(String, Vec<u8>)>,
+    /// What its rows were when read (`handoff`), when the lookup read it.
+    pub(super) witness: Option<super::handoff::Witness>,
 }
 
 impl SecretEntry {
@@ -515,7 +517,12 @@ mod tests {
             "arn": "arn:s", "name": "s", "seq": 1, "created_ms": 0, "last_changed_ms": 0
         }))
         .unwrap();
-        SecretEntry { meta, versions: Vec::new(), current: Some(("v".to_owned(), value.to_vec())) }
+        SecretEntry {
+            meta,
+            versions: Vec::new(),
+            current: Some(("v".to_owned(), value.to_vec())),
+            witness: None,
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
+use super::handoff::{Handed, Witness};
 use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
 use super::read::LazyRead;
 use super::shared_cache::{ANNOUNCE_SQL, Epoch, GENERATION_SETTING, SecretEntry, SharedCache};
@@ -71,6 +72,9 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) shared_touched: Cell<bool>,
     /// A write's deferred statements and record memo (`pipelined`); `None` in reads.
     pub(super) batch: Option<&'a WriteBatch>,
+    /// In a group-commit member, the secrets the caller's read scope looked up
+    /// (`handoff`), answered from there with a guard; `None` elsewhere.
+    pub(super) handed: Option<&'a Handed>,
     /// A write changed a secret or its versions (announced on this node's generation row).
     pub(super) secrets_touched: Cell<bool>,
 }
@@ -108,9 +112,11 @@ impl Announce {
 /// rest of the read transaction.
 #[derive(Default)]
 pub(super) struct Prefetched {
-    versions: HashMap<String, Vec<VersionMeta>>,
+    pub(super) versions: HashMap<String, Vec<VersionMeta>>,
     /// Sealed values by ARN and version id.
     values: HashMap<(String, String), Vec<u8>>,
+    /// What the secret's rows were when read, by ARN (`handoff`).
+    pub(super) witnesses: HashMap<String, Witness>,
 }
 
 /// Upserts of records, sent together as one statement: the audit appender puts hundreds
@@ -129,6 +135,7 @@ impl Prefetched {
     pub(super) fn forget(&mut self, arn: &str) {
         self.versions.remove(arn);
         self.values.retain(|(of, _), _| of != arn);
+        self.witnesses.remove(arn);
     }
 }
 
@@ -162,6 +169,7 @@ impl<'a, 't> PgTxn<'a, 't> {
             shared_epoch: None,
             shared_touched: Cell::new(false),
             batch: None,
+            handed: None,
             secrets_touched: Cell::new(false),
         }
     }
@@ -181,8 +189,9 @@ impl<'a, 't> PgTxn<'a, 't> {
         tx: &'a Transaction<'t>,
         shared: Option<&'a SharedCache>,
         batch: &'a WriteBatch,
+        handed: Option<&'a Handed>,
     ) -> Self {
-        PgTxn { shared, batch: Some(batch), ..PgTxn::new(rt, tx) }
+        PgTxn { shared, batch: Some(batch), handed, ..PgTxn::new(rt, tx) }
     }
 
     /// A read-only transaction, begun by its first statement, that may use `shared`.
@@ -320,7 +329,7 @@ macro_rules! with_versions {
     () => {
         concat!(
             "SELECT s.seq, s.arn, s.account, s.region, s.name, s.meta, \
-     vs.ids, vs.metas, cur.version_id, cur.value FROM secrets s",
+     vs.ids, vs.metas, cur.version_id, cur.value, s.xmin::text, vs.xmins FROM secrets s",
             versions_of_s!()
         )
     };
@@ -330,7 +339,8 @@ macro_rules! with_versions {
 macro_rules! versions_of_s {
     () => {
         " LEFT JOIN LATERAL (SELECT array_agg(v.version_id ORDER BY v.ord) AS ids, \
-     array_agg(v.meta ORDER BY v.ord) AS metas FROM versions v WHERE v.arn = s.arn) vs ON true \
+     array_agg(v.meta ORDER BY v.ord) AS metas, \
+     string_agg(v.xmin::text, ',' ORDER BY v.ord) AS xmins FROM versions v WHERE v.arn = s.arn) vs ON true \
      LEFT JOIN LATERAL (SELECT v.version_id, v.value FROM versions v WHERE v.arn = s.arn \
      AND strpos(v.meta, '\"AWSCURRENT\"') > 0 ORDER BY v.ord DESC LIMIT 1) cur ON true"
     };
@@ -352,7 +362,7 @@ const SECRET_AND_VERSIONS_BY_ARN_SQL: &str = concat!(with_versions!(), " WHERE s
 /// [`SECRET_BY_NAME_SQL`].
 pub(super) const SECRETS_AND_VERSIONS_SQL: &str = concat!(
     "SELECT s.seq, s.arn, s.account, s.region, s.name, s.meta, \
-     vs.ids, vs.metas, cur.version_id, cur.value FROM (\
+     vs.ids, vs.metas, cur.version_id, cur.value, NULL::text, vs.xmins FROM (\
      SELECT * FROM secrets WHERE arn = ANY($1) UNION ALL \
      SELECT t.* FROM unnest($2::text[], $3::text[], $4::text[]) AS k(account, region, name) \
      JOIN secrets t ON t.account = k.account AND t.region = k.region AND t.name = k.name \
@@ -655,16 +665,25 @@ impl PgTxn<'_, '_> {
         let current: Option<String> = get(row, 8)?;
         let value: Option<Vec<u8>> = get(row, 9)?;
         let current = current.zip(value);
+        // The batch lookup (`SECRETS_AND_VERSIONS_SQL`) reads no `xmin` of the secret.
+        let witness = get::<Option<String>>(row, 10)?
+            .map(|secret| Ok::<_, StoreError>(Witness { secret, versions: get(row, 11)? }))
+            .transpose()?;
         if let (Some(cache), Some(epoch)) = (self.shared, self.shared_epoch) {
             let keys = [arn_key(&meta.arn), name_key(&meta.scope, &meta.name)];
             let entry = SecretEntry {
                 meta: meta.clone(),
                 versions: versions.clone(),
                 current: current.clone(),
+                witness: witness.clone(),
             };
             cache.put_secret(epoch, keys, entry);
         }
         let mut prefetched = self.prefetched.borrow_mut();
+        match witness {
+            Some(witness) => prefetched.witnesses.insert(meta.arn.clone(), witness),
+            None => prefetched.witnesses.remove(&meta.arn),
+        };
         if let Some((id, value)) = current {
             prefetched.values.insert((meta.arn.clone(), id), value);
         }
@@ -686,6 +705,10 @@ impl PgTxn<'_, '_> {
             prefetched.values.insert((meta.arn.clone(), id.clone()), value.clone());
         }
         prefetched.versions.insert(meta.arn.clone(), entry.versions.clone());
+        match &entry.witness {
+            Some(witness) => prefetched.witnesses.insert(meta.arn.clone(), witness.clone()),
+            None => prefetched.witnesses.remove(&meta.arn),
+        };
         meta
     }
 }
@@ -722,7 +745,11 @@ impl PgTxn<'_, '_> {
 
 impl ReadTxn for PgTxn<'_, '_> {
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
-        self.remembered(name_key(scope, name), || {
+        let key = name_key(scope, name);
+        if let Some(meta) = self.handed_secret(&key)? {
+            return Ok(Some(meta));
+        }
+        self.remembered(key, || {
             self.lookup_secret(
                 SECRET_BY_NAME_SQL,
                 SECRET_AND_VERSIONS_BY_NAME_SQL,
@@ -732,7 +759,11 @@ impl ReadTxn for PgTxn<'_, '_> {
     }
 
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
-        self.remembered(arn_key(arn), || {
+        let key = arn_key(arn);
+        if let Some(meta) = self.handed_secret(&key)? {
+            return Ok(Some(meta));
+        }
+        self.remembered(key, || {
             let plain = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = $1");
             self.lookup_secret(&plain, SECRET_AND_VERSIONS_BY_ARN_SQL, &[&arn])
         })

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
 
+use super::handoff::{self, Handed};
 use super::pipelined::{Expect, Param, Rerun, WriteBatch};
 use super::shared_cache::ANNOUNCE_SQL;
 use super::txn::{Failure, PgTxn};
 use super::{PostgresStore, describe_error};
-use crate::lend::{Job, Member, WriteFn, lend};
+use crate::lend::{Job, Member, WriteFn, lend_handing};
 use crate::{StoreError, StoreResult};
 
 /// Conflicting writes are retried at most this often and this long before
@@ -49,7 +50,9 @@ impl PostgresStore {
     /// (a failing one undoes only its own work), commits them with one round trip and
     /// one WAL flush, and answers each. A conflict with another node reruns the batch.
     pub(super) fn write_grouped(&self, f: &mut WriteFn<'_>) -> StoreResult<()> {
-        lend(f, |job, answer| {
+        // What this thread's read scope looked up, for the member to start from (guarded).
+        let handed = handoff::take(self).map(|h| Box::new(h) as Box<dyn std::any::Any + Send>);
+        lend_handing(f, handed, |job, answer| {
             self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
             while !answer.ready() {
                 // A poisoned lock only means a closure panicked; its work was rolled back.
@@ -79,12 +82,17 @@ impl PostgresStore {
         }
         let started = Instant::now();
         let mut attempt = 0u32;
+        // What each member's caller handed along (`handoff`), kept for the reruns.
+        let handed: Vec<Option<Box<dyn std::any::Any + Send>>> =
+            jobs.iter_mut().map(Job::take_handed).collect();
+        let handed: Vec<Option<&Handed>> =
+            handed.iter().map(|h| h.as_ref().and_then(|h| h.downcast_ref())).collect();
         // Members are judged before their last statements answered (`pipelined`), until
         // a failure among those makes the batch run again one member at a time.
         let mut careful = false;
         loop {
             attempt += 1;
-            let conflicted = match self.batch_attempt(&mut jobs, careful) {
+            let conflicted = match self.batch_attempt(&mut jobs, &handed, careful) {
                 BatchAttempt::Done(members) => {
                     crate::observe::group_committed(jobs.len(), started.elapsed());
                     for (job, member) in jobs.into_iter().zip(members) {
@@ -116,7 +124,13 @@ impl PostgresStore {
     /// One attempt at a batch, ended with COMMIT when a member succeeded and with
     /// ROLLBACK otherwise. `careful`: each member's statements have all answered before
     /// it is judged (see `pipelined`).
-    pub(super) fn batch_attempt(&self, jobs: &mut [Job], careful: bool) -> BatchAttempt {
+    /// `handed`: what each member's caller handed along, used unless `careful`.
+    pub(super) fn batch_attempt(
+        &self,
+        jobs: &mut [Job],
+        handed: &[Option<&Handed>],
+        careful: bool,
+    ) -> BatchAttempt {
         let rt = self.rt();
         let count = jobs.len();
         let every = |result: &dyn Fn() -> StoreResult<()>| {
@@ -130,11 +144,13 @@ impl PostgresStore {
             let mut broken = None;
             // What the kept members changed, announced once for them all before COMMIT.
             let mut to_announce = None;
-            for job in jobs.iter_mut() {
+            for (at, job) in jobs.iter_mut().enumerate() {
                 batch.begin_member();
                 // Sent with the member's first statement.
                 batch.defer("SAVEPOINT coffer_member", None, Expect::Done);
-                let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch);
+                // A careful attempt follows a fault, perhaps a guard's: nothing handed.
+                let handed = if careful { None } else { handed.get(at).copied().flatten() };
+                let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch, handed);
                 // SAFETY: every job is answered only after this batch (`run_batch`).
                 let closure = unsafe { job.closure() };
                 let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
@@ -298,7 +314,7 @@ impl PostgresStore {
             // One member, whose statements have all answered before it commits.
             let batch = WriteBatch::new(true);
             batch.begin_member();
-            let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch);
+            let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch, None);
             let mut result = f(&mut txn);
             if result.is_ok() {
                 // A failure is noted in `txn.failure`, read next.
