@@ -23,6 +23,40 @@ fn node_generation(store: &PostgresStore) -> u64 {
     String::from_utf8(value.expect("announced before")).unwrap().parse().unwrap()
 }
 
+/// Runs `each(store, name)` on a thread per name while this thread holds the writers'
+/// turn, so their writes queue up, then runs the whole queue here as one group commit:
+/// the round trips that group took (every writer has its answer when this returns).
+pub(super) fn one_group_of(
+    store: &Arc<PostgresStore>,
+    names: &[&'static str],
+    each: fn(&PostgresStore, &'static str) -> crate::StoreResult<()>,
+) -> u64 {
+    let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
+    let writers: Vec<_> = names
+        .iter()
+        .map(|&name| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || each(&store, name))
+        })
+        .collect();
+    let jobs = loop {
+        let mut queue = store.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() == names.len() {
+            break std::mem::take(&mut *queue);
+        }
+        drop(queue);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let before = statements_on_this_thread();
+    store.run_batch(jobs);
+    let round_trips = statements_on_this_thread() - before;
+    drop(turn);
+    for writer in writers {
+        writer.join().unwrap().unwrap();
+    }
+    round_trips
+}
+
 /// Four writes of secrets run as one group commit: one announcement of their change
 /// (one bump of the node's generation row, sent with the last round trip before COMMIT),
 /// not one per write, each awaited.
@@ -41,36 +75,13 @@ fn a_group_of_secret_writes_announces_its_change_once() {
         })
         .unwrap();
     let first = node_generation(&store);
-    // The turn is held here, so the writes queue up until this thread runs them.
-    let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
-    let writers: Vec<_> = names
-        .iter()
-        .map(|&name| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                store.write(&mut |tx| {
-                    let mut meta = tx.secret_by_name(&scope(), name)?.expect("seeded");
-                    meta.last_changed_ms += 1;
-                    tx.update_secret(&meta)
-                })
-            })
+    let round_trips = one_group_of(&store, &names, |store, name| {
+        store.write(&mut |tx| {
+            let mut meta = tx.secret_by_name(&scope(), name)?.expect("seeded");
+            meta.last_changed_ms += 1;
+            tx.update_secret(&meta)
         })
-        .collect();
-    let jobs = loop {
-        let mut queue = store.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.len() == names.len() {
-            break std::mem::take(&mut *queue);
-        }
-        drop(queue);
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
-    let before = statements_on_this_thread();
-    store.run_batch(jobs);
-    let round_trips = statements_on_this_thread() - before;
-    drop(turn);
-    for writer in writers {
-        writer.join().unwrap().unwrap();
-    }
+    });
     // One per member (its lookup, with what the member before it left deferred), and
     // the last sync before COMMIT. With an announcement awaited per member: 9.
     assert_eq!(round_trips, 5);

@@ -2,7 +2,7 @@
 //! saves, and that nothing stale is ever written over a concurrent change (one node or
 //! two racing on one secret).
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use coffer_core::model::SecretMeta;
 
@@ -85,33 +85,10 @@ fn a_group_of_writes_after_their_read_scopes_is_one_round_trip() {
             Ok(())
         })
         .unwrap();
-    // The turn is held here, so the writes queue up until this thread runs them.
-    let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
-    let writers: Vec<_> = names
-        .iter()
-        .map(|&name| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                authorize(&store, name);
-                store.write(&mut |tx| bump(tx, name, 1))
-            })
-        })
-        .collect();
-    let jobs = loop {
-        let mut queue = store.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.len() == names.len() {
-            break std::mem::take(&mut *queue);
-        }
-        drop(queue);
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
-    let before = statements_on_this_thread();
-    store.run_batch(jobs);
-    let round_trips = statements_on_this_thread() - before;
-    drop(turn);
-    for writer in writers {
-        writer.join().unwrap().unwrap();
-    }
+    let round_trips = super::group_tests::one_group_of(&store, &names, |store, name| {
+        authorize(store, name);
+        store.write(&mut |tx| bump(tx, name, 1))
+    });
     assert_eq!(round_trips, 1);
     for name in names {
         assert_eq!(read_secret(&store, name).last_changed_ms, crate::fixtures::T0 + 1);
