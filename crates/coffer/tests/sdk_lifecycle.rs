@@ -37,19 +37,7 @@ async fn seed_update_secret_examples_work_through_the_sdk() {
     assert_eq!(out.version_id(), None);
 
     // Example 2: a KMS key made with CreateKey is stored and reported (an unknown key is refused).
-    let kms_config = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(&server.url)
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    let created_key = aws_sdk_kms::Client::from_conf(kms_config).create_key().send().await.unwrap();
+    let created_key = common::kms_client(&server.url).create_key().send().await.unwrap();
     let key = created_key.key_metadata().unwrap().arn().unwrap();
     let out = client
         .update_secret()

@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::types::{
     Filter, FilterNameStringType, ReplicaRegionType, StatusType, Tag,
 };
 use coffer_store::testing::TestPostgres;
-use common::{Server, client_for};
+use common::{Server, client_for, kms_client_in};
 
 const PRIMARY: &str = "us-east-1";
 const EU: &str = "eu-west-1";
@@ -20,22 +20,6 @@ const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 const MASTER_KEY: &str = "cmVwbGljYXRpb24tdGVzdHMtbWFzdGVyLWtleS0zMiE=";
 const REFUSAL: &str =
     "Operation not permitted on a replica secret. Call must be made in primary secret's region.";
-
-fn kms(url: &str, region: &str) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new(region.to_string()))
-        .endpoint_url(url)
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            KEY_ID,
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
-}
 
 fn region(name: &str) -> ReplicaRegionType {
     ReplicaRegionType::builder().region(name).build()
@@ -139,9 +123,9 @@ async fn exercise(url: &str) {
     // A disabled key in the replica region fails that region; the call succeeds.
     let us_west = client_for(url, KEY_ID, "us-west-2");
     us_west.create_secret().name("app/db").secret_string("theirs").send().await.unwrap();
-    let key = kms(url, "us-west-2").create_key().send().await.unwrap();
+    let key = kms_client_in(url, "us-west-2").create_key().send().await.unwrap();
     let key = key.key_metadata().unwrap().arn().unwrap().to_string();
-    kms(url, "us-west-2").disable_key().key_id(&key).send().await.unwrap();
+    kms_client_in(url, "us-west-2").disable_key().key_id(&key).send().await.unwrap();
     let out = primary
         .replicate_secret_to_regions()
         .secret_id("app/db")

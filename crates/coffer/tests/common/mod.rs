@@ -134,9 +134,14 @@ pub fn client_for(url: &str, access_key: &str, region: &str) -> aws_sdk_secretsm
 
 /// A KMS SDK client for `url`, as the admin (`AKIAIOSFODNN7EXAMPLE`) in us-east-1.
 pub fn kms_client(url: &str) -> aws_sdk_kms::Client {
+    kms_client_in(url, "us-east-1")
+}
+
+/// A KMS SDK client for `url`, as the admin (`AKIAIOSFODNN7EXAMPLE`) in `region`.
+pub fn kms_client_in(url: &str, region: &str) -> aws_sdk_kms::Client {
     let config = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .region(aws_sdk_kms::config::Region::new(region.to_string()))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
             "AKIAIOSFODNN7EXAMPLE",
