@@ -23,6 +23,18 @@ fn node_generation(store: &PostgresStore) -> u64 {
     String::from_utf8(value.expect("announced before")).unwrap().parse().unwrap()
 }
 
+/// Stores a secret under each of `names`, in one write.
+pub(super) fn seed_secrets(store: &PostgresStore, names: &[&'static str]) {
+    store
+        .write(&mut |tx| {
+            for &name in names {
+                tx.insert_secret(&secret(name))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// Runs `each(store, name)` on a thread per name while this thread holds the writers'
 /// turn, so their writes queue up, then runs the whole queue here as one group commit:
 /// the round trips that group took (every writer has its answer when this returns).
@@ -66,14 +78,7 @@ fn a_group_of_secret_writes_announces_its_change_once() {
     let store =
         Arc::new(PostgresStore::open(&database.url).unwrap().cache_records(&["kms-key"], &[]));
     let names: [&'static str; 4] = ["a", "b", "c", "d"];
-    store
-        .write(&mut |tx| {
-            for name in names {
-                tx.insert_secret(&secret(name))?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    seed_secrets(&store, &names);
     let first = node_generation(&store);
     let round_trips = one_group_of(&store, &names, |store, name| {
         store.write(&mut |tx| {

@@ -77,14 +77,7 @@ fn a_group_of_writes_after_their_read_scopes_is_one_round_trip() {
     let database = TestPostgres::shared().create_database();
     let store = node(&database);
     let names: [&'static str; 4] = ["a", "b", "c", "d"];
-    store
-        .write(&mut |tx| {
-            for name in names {
-                tx.insert_secret(&secret(name))?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    super::group_tests::seed_secrets(&store, &names);
     let round_trips = super::group_tests::one_group_of(&store, &names, |store, name| {
         authorize(store, name);
         store.write(&mut |tx| bump(tx, name, 1))
