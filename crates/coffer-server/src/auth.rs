@@ -558,12 +558,23 @@ struct Origin {
 /// or a policy variable): when none does, the decision is the same whatever the context
 /// holds, and none needs building.
 fn reads_context(caller: &Caller, resource_policy: Option<&Policy>) -> bool {
-    !caller
+    !policies_read_only(caller, resource_policy, |_| false)
+}
+
+/// Whether every policy a decision evaluates (the caller's identity policies, its session
+/// policy, and `other`: the resource's or the key's) reads only the condition keys
+/// `allowed` accepts, and no policy variable.
+pub(crate) fn policies_read_only(
+    caller: &Caller,
+    other: Option<&Policy>,
+    allowed: impl Fn(&str) -> bool,
+) -> bool {
+    caller
         .policies
         .iter()
         .chain(&caller.session_policy)
-        .chain(resource_policy)
-        .all(|p| p.reads_only(|_| false))
+        .chain(other)
+        .all(|p| p.reads_only(&allowed))
 }
 
 impl Gate {

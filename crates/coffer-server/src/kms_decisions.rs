@@ -59,12 +59,7 @@ pub(crate) fn is_stable_key(key: &str) -> bool {
 /// Whether a decision made with these policies may be remembered (see the module
 /// documentation): each of them reads stable condition keys only.
 pub(crate) fn may_remember(caller: &Caller, key_policy: Option<&Policy>) -> bool {
-    caller
-        .policies
-        .iter()
-        .chain(&caller.session_policy)
-        .chain(key_policy)
-        .all(|p| p.reads_only(is_stable_key))
+    crate::auth::policies_read_only(caller, key_policy, is_stable_key)
 }
 
 struct Entry {
