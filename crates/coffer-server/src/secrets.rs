@@ -540,6 +540,10 @@ pub fn update_secret(
     validate_kms_key_id(&new_kms_key_id)?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        if value.is_some() {
+            // A new value is sealed as PutSecretValue's is, with the same refusal.
+            crate::cross_account::refuse_default_key(ctx, &meta)?;
+        }
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let now = clock::now_ms();
@@ -601,6 +605,7 @@ pub fn put_secret_value(
     })?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        crate::cross_account::refuse_default_key(ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
@@ -834,10 +839,12 @@ pub fn get_secret_value(
     names::validate_secret_id(&req.secret_id)?;
     let today = truncate_to_day(clock::now_ms());
     let (response, touch) = app.read(|tx| {
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
+        crate::cross_account::refuse_default_key(ctx, &meta)?;
         read_value(
             app,
             tx,
-            resolve_for_read(tx, ctx, &req.secret_id)?,
+            meta,
             req.version_id.as_deref(),
             req.version_stage.as_deref(),
             today,
@@ -902,8 +909,21 @@ pub fn batch_get_secret_value(
             let meta = resolve(tx, &owner, secret_id)?;
             if let Some(gate) = gate {
                 gate.secret("secretsmanager:GetSecretValue", &owner, secret_id, meta.as_ref())?;
+            } else if owner != ctx.scope {
+                // `--dev`: another account's secret only through its resource policy.
+                let (account, region) = (&ctx.caller_account, &ctx.scope.region);
+                let action = "secretsmanager:GetSecretValue";
+                crate::auth::dev_cross_account(
+                    account,
+                    region,
+                    action,
+                    &owner,
+                    secret_id,
+                    meta.as_ref(),
+                )?;
             }
             let meta = meta.ok_or_else(AwsError::secret_not_found)?;
+            crate::cross_account::refuse_default_key(ctx, &meta)?;
             read_value(app, tx, meta, None, None, today, gate)
         });
         match result {
