@@ -26,6 +26,10 @@ pub(crate) fn dev_owner(
         return Ok(None);
     }
     let Some(id) = request.get("SecretId").and_then(Value::as_str) else { return Ok(None) };
+    if !id.starts_with("arn:") {
+        // A name is always the caller's own: nothing to parse on the common path.
+        return Ok(None);
+    }
     let owner = auth::lookup_scope(id, caller);
     if owner == *caller {
         return Ok(None);
