@@ -1268,14 +1268,16 @@ pub fn delete_secret(
     names::validate_secret_id(&req.secret_id)?;
     let force = req.force_delete_without_recovery.unwrap_or(false);
     if let Some(days) = req.recovery_window_in_days {
-        if force {
-            return Err(AwsError::invalid_parameter(
-                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
-            ));
-        }
+        // AWS checks the window's range first: a forced delete with an out-of-range window
+        // gets the range error, and only an in-range one the "in conjunction" error.
         if !(7..=30).contains(&days) {
             return Err(AwsError::invalid_parameter(
                 "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
+            ));
+        }
+        if force {
+            return Err(AwsError::invalid_parameter(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
             ));
         }
     }

@@ -1,0 +1,55 @@
+"""Conformance findings from running moto's Secrets Manager test suite against Coffer.
+
+Each test pins a behaviour where moto agrees with the real service and Coffer did not;
+the source of the AWS behaviour is named in the test's docstring. Divergences where moto
+itself differs from AWS are not tested here (they are listed in docs/design/conf-moto.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import expect_error, unique_name
+
+RECOVERY_WINDOW_RANGE = "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
+FORCE_WITH_WINDOW = (
+    "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
+)
+
+
+# --- DeleteSecret: the window's range is checked before its clash with a forced delete ---
+
+
+@pytest.mark.parametrize("days", [0, 2, 6, 31, 100])
+def test_force_delete_with_out_of_range_window_reports_the_range(sm, days):
+    """AWS answers RecoveryWindowInDays=0 with ForceDeleteWithoutRecovery=true with the
+    range error, not the "in conjunction" one (moto issue 6461, reproduced on AWS): the
+    range is checked first, whether the secret exists or not."""
+    name = unique_name("force-window")
+    for secret_id in (name, unique_name("never-made")):
+        if secret_id == name:
+            sm.create_secret(Name=name, SecretString="s")
+        expect_error(
+            sm.delete_secret,
+            "InvalidParameterException",
+            RECOVERY_WINDOW_RANGE,
+            SecretId=secret_id,
+            RecoveryWindowInDays=days,
+            ForceDeleteWithoutRecovery=True,
+        )
+    # Nothing changed: the secret is neither deleted nor scheduled.
+    assert "DeletedDate" not in sm.describe_secret(SecretId=name)
+
+
+def test_force_delete_with_in_range_window_still_clashes(sm):
+    name = unique_name("force-window-ok")
+    sm.create_secret(Name=name, SecretString="s")
+    expect_error(
+        sm.delete_secret,
+        "InvalidParameterException",
+        FORCE_WITH_WINDOW,
+        SecretId=name,
+        RecoveryWindowInDays=7,
+        ForceDeleteWithoutRecovery=True,
+    )
+    assert "DeletedDate" not in sm.describe_secret(SecretId=name)
