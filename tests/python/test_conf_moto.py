@@ -53,3 +53,28 @@ def test_force_delete_with_in_range_window_still_clashes(sm):
         ForceDeleteWithoutRecovery=True,
     )
     assert "DeletedDate" not in sm.describe_secret(SecretId=name)
+
+
+# --- ListSecrets: a filter without Key or without Values ---
+
+
+def test_filter_without_key_is_an_invalid_parameter(sm):
+    """Key is not a required member of Filter in the model, so a filter without one is not
+    a serialization error: the service refuses it as an invalid filter key."""
+    for call in (sm.list_secrets, sm.batch_get_secret_value):
+        expect_error(
+            call, "InvalidParameterException", "Invalid filter key", Filters=[{"Values": ["foo"]}]
+        )
+
+
+def test_filter_without_values_is_an_invalid_parameter(sm):
+    """A filter that names a key but no values selects nothing meaningful: refused, naming
+    the key, rather than silently matching."""
+    sm.create_secret(Name=unique_name("no-values"), SecretString="s", Description="hello")
+    for key in ("description", "name", "tag-key", "all"):
+        expect_error(
+            sm.list_secrets,
+            "InvalidParameterException",
+            f"Invalid filter values for key: {key}",
+            Filters=[{"Key": key}],
+        )

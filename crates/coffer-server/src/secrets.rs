@@ -855,9 +855,16 @@ fn parse_filters(filters: &[wire::Filter]) -> Result<Filters, AwsError> {
     let filters = filters
         .iter()
         .map(|f| {
-            let key = FilterKey::parse(&f.key).ok_or_else(|| {
-                AwsError::invalid_parameter(format!("Invalid filter key: {}", f.key))
-            })?;
+            // The model requires neither member; AWS refuses a filter lacking either one
+            // (a key outside the enum never gets here: the model check answers it).
+            let key = FilterKey::parse(&f.key)
+                .ok_or_else(|| AwsError::invalid_parameter("Invalid filter key"))?;
+            if f.values.is_empty() {
+                return Err(AwsError::invalid_parameter(format!(
+                    "Invalid filter values for key: {}",
+                    f.key
+                )));
+            }
             Ok(Filter { key, values: f.values.clone() })
         })
         .collect::<Result<Vec<Filter>, AwsError>>()?;
