@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import expect_error, unique_name
+from conftest import expect_error, make_client, unique_name
 
 RECOVERY_WINDOW_RANGE = "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
 FORCE_WITH_WINDOW = (
@@ -78,3 +78,29 @@ def test_filter_without_values_is_an_invalid_parameter(sm):
             f"Invalid filter values for key: {key}",
             Filters=[{"Key": key}],
         )
+
+
+# --- ListSecrets: primary-region selects replicated secrets only ---
+
+
+def test_primary_region_filter_skips_secrets_never_replicated(fresh_server):
+    """A secret that was never replicated has no PrimaryRegion (every DescribeSecret snapshot
+    of AWS), so the primary-region filter, which filters on that attribute, does not select
+    it, negated or not; a primary with replicas and its replicas are selected."""
+    use1 = make_client(fresh_server.url, region="us-east-1")
+    use2 = make_client(fresh_server.url, region="us-east-2")
+    use1.create_secret(Name="simple", SecretString="s")
+    use1.create_secret(Name="dup", SecretString="s", AddReplicaRegions=[{"Region": "us-east-2"}])
+
+    def names(client, values):
+        listed = client.list_secrets(Filters=[{"Key": "primary-region", "Values": values}])
+        return sorted(s["Name"] for s in listed["SecretList"])
+
+    assert names(use1, ["us-east-1"]) == ["dup"]
+    assert names(use1, ["us-east-2"]) == []
+    assert names(use1, ["!us-east-2"]) == ["dup"]
+    assert sorted(s["Name"] for s in use1.list_secrets()["SecretList"]) == ["dup", "simple"]
+    replicas = use2.list_secrets(Filters=[{"Key": "primary-region", "Values": ["us-east-1"]}])
+    assert [(s["Name"], s["PrimaryRegion"]) for s in replicas["SecretList"]] == [
+        ("dup", "us-east-1")
+    ]
