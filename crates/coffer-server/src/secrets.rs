@@ -862,9 +862,16 @@ fn parse_filters(filters: &[wire::Filter]) -> Result<Filters, AwsError> {
     let filters = filters
         .iter()
         .map(|f| {
-            let key = FilterKey::parse(&f.key).ok_or_else(|| {
-                AwsError::invalid_parameter(format!("Invalid filter key: {}", f.key))
-            })?;
+            // The model requires neither member; AWS refuses a filter lacking either one
+            // (a key outside the enum never gets here: the model check answers it).
+            let key = FilterKey::parse(&f.key)
+                .ok_or_else(|| AwsError::invalid_parameter("Invalid filter key"))?;
+            if f.values.is_empty() {
+                return Err(AwsError::invalid_parameter(format!(
+                    "Invalid filter values for key: {}",
+                    f.key
+                )));
+            }
             Ok(Filter { key, values: f.values.clone() })
         })
         .collect::<Result<Vec<Filter>, AwsError>>()?;
@@ -1288,14 +1295,16 @@ pub fn delete_secret(
     names::validate_secret_id(&req.secret_id)?;
     let force = req.force_delete_without_recovery.unwrap_or(false);
     if let Some(days) = req.recovery_window_in_days {
-        if force {
-            return Err(AwsError::invalid_parameter(
-                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
-            ));
-        }
+        // AWS checks the window's range first: a forced delete with an out-of-range window
+        // gets the range error, and only an in-range one the "in conjunction" error.
         if !(7..=30).contains(&days) {
             return Err(AwsError::invalid_parameter(
                 "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
+            ));
+        }
+        if force {
+            return Err(AwsError::invalid_parameter(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
             ));
         }
     }
