@@ -30,6 +30,9 @@ const USER_SESSION_DEFAULT: i64 = 43_200;
 const USER_SESSION_MAX: i64 = 129_600;
 /// The most session tags a session may carry.
 const MAX_SESSION_TAGS: usize = 50;
+/// The compact length, in bytes, of session policy and tags that PackedPolicySize reports
+/// as 100%: AWS's limit on an inline session policy.
+const PACKED_ALLOWANCE: u64 = 2048;
 
 /// Finds the caller behind temporary credentials; a missing or wrong token is an unknown
 /// client, an ended session `ExpiredToken`.
@@ -161,6 +164,17 @@ fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
             Some(Tag { key, value })
         })
         .collect();
+    let duplicate = tags
+        .iter()
+        .enumerate()
+        .any(|(i, t)| tags[..i].iter().any(|u| u.key.eq_ignore_ascii_case(&t.key)));
+    if duplicate {
+        return Err(Failure(
+            "InvalidParameterValue",
+            "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into(),
+            400,
+        ));
+    }
     if tags.len() > MAX_SESSION_TAGS {
         return Err(Failure::invalid(format!(
             "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member \
@@ -187,14 +201,12 @@ fn assume_role(
     };
     let role_arn = required("RoleArn", "roleArn")?;
     let session_name = required("RoleSessionName", "roleSessionName")?;
-    let name_ok = (2..=64).contains(&session_name.len())
-        && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if !name_ok {
-        let session_name = coffer_auth::sigv4::echo(&session_name);
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to \
-             satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
-        )));
+    check_session_name(&session_name)?;
+    // A RoleArn that is not an ARN at all is invalid input (as AWS answers it); one that is
+    // an ARN but names no role the caller may assume is a refusal, further down.
+    if !is_arn(&role_arn) {
+        let role_arn = coffer_auth::sigv4::echo(&role_arn);
+        return Err(Failure::invalid(format!("{role_arn} is invalid")));
     }
     let session_policy = sts::form_value(form, "Policy");
     if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
@@ -205,11 +217,12 @@ fn assume_role(
         ));
     }
     let tags = session_tags(form)?;
+    let transitive = transitive_keys(form, &tags)?;
     // Session tags become the session's aws:PrincipalTag/*: passing them (or naming
     // transitive ones) needs sts:TagSession too, from the trust policy and the caller's
     // identity policies, as on AWS; otherwise a role's ABAC tags could be overridden by
     // whoever may assume it.
-    let tagging = !tags.is_empty() || sts::form_value(form, "TransitiveTagKeys.member.1").is_some();
+    let tagging = !tags.is_empty() || !transitive.is_empty();
     let refused = |action: &str| {
         Failure(
             "AccessDenied",
@@ -254,6 +267,10 @@ fn assume_role(
         role.max_session_secs
     };
     let secs = duration(form, DEFAULT_DURATION.min(max), max, true)?;
+    // AWS reports PackedPolicySize only when the session carries a policy or tags.
+    let packed = packed_policy_size(session_policy.as_deref(), &tags)
+        .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
+        .unwrap_or_default();
     let issued = iam.issue_session(
         app.store.as_ref(),
         SessionRequest {
@@ -270,11 +287,78 @@ fn assume_role(
         },
     )?;
     Ok(format!(
-        "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser><PackedPolicySize>0</PackedPolicySize>",
+        "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{packed}",
         credentials_xml(&issued),
         crate::iam_api::escape(&issued.assumed_id),
         crate::iam_api::escape(&issued.arn)
     ))
+}
+
+/// The session name's constraints, in the order and words of AWS's validation: length,
+/// then the pattern.
+fn check_session_name(name: &str) -> Result<(), Failure> {
+    let len = name.chars().count();
+    let broken = if len < 2 {
+        Some("Member must have length greater than or equal to 2")
+    } else if len > 64 {
+        Some("Member must have length less than or equal to 64")
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)) {
+        Some("Member must satisfy regular expression pattern: [\\w+=,.@-]*")
+    } else {
+        None
+    };
+    match broken {
+        None => Ok(()),
+        Some(constraint) => {
+            let name = coffer_auth::sigv4::echo(name);
+            Err(Failure::invalid(format!(
+                "1 validation error detected: Value '{name}' at 'roleSessionName' failed to \
+                 satisfy constraint: {constraint}"
+            )))
+        }
+    }
+}
+
+/// Whether `arn` has an ARN's shape: `arn:partition:service:region:account:resource`
+/// with partition, service and resource present (region and account may be empty).
+fn is_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, service, _, _, resource]
+        if !partition.is_empty() && !service.is_empty() && !resource.is_empty())
+}
+
+/// The TransitiveTagKeys given: each must name one of the session's tags (tag keys are
+/// case-insensitive), as AWS requires.
+fn transitive_keys(form: &str, tags: &[Tag]) -> Result<Vec<String>, Failure> {
+    let keys: Vec<String> = (1..)
+        .map_while(|i| sts::form_value(form, &format!("TransitiveTagKeys.member.{i}")))
+        .collect();
+    if keys.iter().any(|k| !tags.iter().any(|t| t.key.eq_ignore_ascii_case(k))) {
+        return Err(Failure(
+            "InvalidParameterValue",
+            "The specified transitive tag key must be included in the requested tags.".into(),
+            400,
+        ));
+    }
+    Ok(keys)
+}
+
+/// The percentage of AWS's packed-policy allowance the session policy and tags use (AWS
+/// compresses them in a format of its own, so this is an estimate from their compact
+/// length); `None` when there is neither, as AWS then leaves the member out.
+fn packed_policy_size(policy: Option<&str>, tags: &[Tag]) -> Option<u64> {
+    if policy.is_none() && tags.is_empty() {
+        return None;
+    }
+    let policy_len = policy
+        .map(|p| match serde_json::from_str::<serde_json::Value>(p) {
+            Ok(v) => v.to_string().len(),
+            Err(_) => p.len(),
+        })
+        .unwrap_or(0);
+    let tags_len: usize = tags.iter().map(|t| t.key.len() + t.value.len()).sum();
+    let packed = (policy_len + tags_len) as u64;
+    Some(((packed * 100).div_ceil(PACKED_ALLOWANCE)).clamp(1, 100))
 }
 
 fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Result<String, Failure> {

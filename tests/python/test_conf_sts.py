@@ -1,0 +1,136 @@
+"""STS and IAM conformance (confsts12): where Coffer's answers differed from the real
+service's, as recorded in other emulators' snapshots of AWS and in the API models. Each
+test pins one such divergence: the error code and message AWS gives, or the members its
+answer has (and has not)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config
+
+from iam_api_support import serve
+
+ACCOUNT = "000000000000"
+
+
+@pytest.fixture(scope="module", params=["sqlite"])
+def srv(request, tmp_path_factory):
+    return serve(request, tmp_path_factory, "confsts")
+
+
+def uname(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def trusting_account(actions=("sts:AssumeRole",)) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": list(actions)}],
+    })
+
+
+@pytest.fixture(scope="module")
+def role_arn(srv):
+    iam = srv.client("iam")
+    return iam.create_role(RoleName=uname("conf-role"),
+                           AssumeRolePolicyDocument=trusting_account(("sts:AssumeRole", "sts:TagSession")))["Role"]["Arn"]
+
+
+def unchecked_sts(srv):
+    """An STS client that sends what botocore would refuse to, as a raw caller can."""
+    return boto3.client("sts", endpoint_url=srv.url, region_name="us-east-1",
+                        aws_access_key_id=srv.admin_key[0], aws_secret_access_key=srv.admin_key[1],
+                        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
+
+
+def refused(call, code: str, message: str, status: int = 400):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    err = e.value.response["Error"]
+    assert (err["Code"], err["Message"]) == (code, message)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    return e.value.response
+
+
+# --- AssumeRole ---------------------------------------------------------------------------
+
+def test_a_session_name_too_long_is_refused_for_its_length(srv, role_arn):
+    name = "s" * 65
+    refused(lambda: srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=name),
+            "ValidationError",
+            f"1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy "
+            "constraint: Member must have length less than or equal to 64")
+
+
+def test_a_session_name_too_short_is_refused_for_its_length(srv, role_arn):
+    refused(lambda: unchecked_sts(srv).assume_role(RoleArn=role_arn, RoleSessionName="s"),
+            "ValidationError",
+            "1 validation error detected: Value 's' at 'roleSessionName' failed to satisfy "
+            "constraint: Member must have length greater than or equal to 2")
+
+
+def test_a_session_name_outside_the_pattern_names_the_pattern(srv, role_arn):
+    refused(lambda: srv.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="Session1:2"),
+            "ValidationError",
+            "1 validation error detected: Value 'Session1:2' at 'roleSessionName' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*")
+
+
+@pytest.mark.parametrize("arn", [
+    "nothing-valid-in-here",
+    "arn::b:::something/test-role",
+    "arn:a::::something/test-role",
+    "arn:a:::something/test-role",
+    "arn:a:a::aaaaaaaaaa:",
+])
+def test_a_malformed_role_arn_is_invalid_not_a_refusal(srv, arn):
+    refused(lambda: srv.client("sts").assume_role(RoleArn=arn, RoleSessionName="conf-session"),
+            "ValidationError", f"{arn} is invalid")
+
+
+def test_a_well_formed_arn_of_no_role_is_still_a_refusal(srv):
+    arn = f"arn:aws:iam::{ACCOUNT}:role/no-such-role-{uuid.uuid4().hex[:6]}"
+    refused(lambda: srv.client("sts").assume_role(RoleArn=arn, RoleSessionName="conf-session"),
+            "AccessDenied",
+            f"User: arn:aws:iam::{ACCOUNT}:user/admin is not authorized to perform: "
+            f"sts:AssumeRole on resource: {arn}", 403)
+
+
+def test_packed_policy_size_only_when_a_policy_or_tags_are_passed(srv, role_arn):
+    sts = srv.client("sts")
+    plain = sts.assume_role(RoleArn=role_arn, RoleSessionName="conf-plain")
+    assert "PackedPolicySize" not in plain
+    policy = json.dumps({"Version": "2012-10-17",
+                         "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]})
+    narrowed = sts.assume_role(RoleArn=role_arn, RoleSessionName="conf-policy", Policy=policy)
+    assert 0 < narrowed["PackedPolicySize"] <= 100
+    tagged = sts.assume_role(RoleArn=role_arn, RoleSessionName="conf-tags",
+                             Tags=[{"Key": "team", "Value": "blue"}])
+    assert 0 < tagged["PackedPolicySize"] <= 100
+
+
+def test_duplicate_session_tag_keys_differing_in_case_are_refused(srv, role_arn):
+    refused(lambda: srv.client("sts").assume_role(
+        RoleArn=role_arn, RoleSessionName="conf-dup",
+        Tags=[{"Key": "Team", "Value": "a"}, {"Key": "team", "Value": "b"}]),
+        "InvalidParameterValue",
+        "Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+
+
+def test_a_transitive_tag_key_must_be_one_of_the_session_tags(srv, role_arn):
+    refused(lambda: srv.client("sts").assume_role(
+        RoleArn=role_arn, RoleSessionName="conf-trans",
+        Tags=[{"Key": "team", "Value": "a"}], TransitiveTagKeys=["project"]),
+        "InvalidParameterValue",
+        "The specified transitive tag key must be included in the requested tags.")
+    # Named in another case it is the same key: accepted.
+    ok = srv.client("sts").assume_role(
+        RoleArn=role_arn, RoleSessionName="conf-trans",
+        Tags=[{"Key": "team", "Value": "a"}], TransitiveTagKeys=["Team"])
+    assert ok["AssumedRoleUser"]["Arn"].endswith("/conf-trans")
+
