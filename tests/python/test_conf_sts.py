@@ -134,3 +134,65 @@ def test_a_transitive_tag_key_must_be_one_of_the_session_tags(srv, role_arn):
         Tags=[{"Key": "team", "Value": "a"}], TransitiveTagKeys=["Team"])
     assert ok["AssumedRoleUser"]["Arn"].endswith("/conf-trans")
 
+
+# --- IAM roles ----------------------------------------------------------------------------
+
+EC2_TRUST = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole"}]}
+
+
+def test_a_trust_policy_that_is_not_json_is_invalid_json(srv):
+    iam = srv.client("iam")
+    refused(lambda: iam.create_role(RoleName=uname("bad-json"), AssumeRolePolicyDocument="{not json"),
+            "MalformedPolicyDocument", "This policy contains invalid Json")
+    name = uname("trust-json")
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    refused(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument="{not json"),
+            "MalformedPolicyDocument", "This policy contains invalid Json")
+
+
+def test_a_trust_policy_may_only_name_sts_actions(srv):
+    iam = srv.client("iam")
+    name = uname("trust-action")
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    doc = json.loads(json.dumps(EC2_TRUST))
+    doc["Statement"][0]["Action"] = ["sts:AssumeRole", "s3:GetObject"]
+    refused(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(doc)),
+            "MalformedPolicyDocument", "AssumeRole policy may only specify STS AssumeRole actions.")
+    refused(lambda: iam.create_role(RoleName=uname("trust-action"), AssumeRolePolicyDocument=json.dumps(doc)),
+            "MalformedPolicyDocument", "AssumeRole policy may only specify STS AssumeRole actions.")
+    # The role's trust is unchanged by the refused update.
+    got = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    assert got["Statement"][0]["Action"] == "sts:AssumeRole"
+
+
+def test_a_trust_policy_may_not_name_a_resource(srv):
+    iam = srv.client("iam")
+    name = uname("trust-resource")
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    for member in ("Resource", "NotResource"):
+        doc = json.loads(json.dumps(EC2_TRUST))
+        doc["Statement"][0][member] = "*"
+        refused(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(doc)),
+                "MalformedPolicyDocument", "Has prohibited field Resource")
+
+
+def test_role_members_as_each_operation_shows_them(srv):
+    """CreateRole shows no MaxSessionDuration; GetRole shows it and an empty RoleLastUsed;
+    ListRoles shows no tags (AWS's recorded answers)."""
+    iam = srv.client("iam")
+    name = uname("shape")
+    path = f"/{uname('p')}/"
+    created = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+                              Tags=[{"Key": "test", "Value": "value"}])["Role"]
+    assert set(created) == {"Arn", "AssumeRolePolicyDocument", "CreateDate", "Path", "RoleId",
+                            "RoleName", "Tags"}
+    got = iam.get_role(RoleName=name)["Role"]
+    assert set(got) == {"Arn", "AssumeRolePolicyDocument", "CreateDate", "MaxSessionDuration",
+                        "Path", "RoleId", "RoleLastUsed", "RoleName", "Tags"}
+    assert got["RoleLastUsed"] == {} and got["MaxSessionDuration"] == 3600
+    listed = iam.list_roles(PathPrefix=path)["Roles"]
+    assert [set(r) for r in listed] == [{"Arn", "AssumeRolePolicyDocument", "CreateDate",
+                                         "MaxSessionDuration", "Path", "RoleId", "RoleName"}]
+

@@ -279,8 +279,42 @@ pub fn check_policy(document: &str) -> Result<Policy, IamError> {
     check_document(document, PolicyKind::Identity)
 }
 
-/// Checks a role's trust policy (it names principals, as resource policies do).
+/// Checks a role's trust policy (it names principals, as resource policies do), with the
+/// rules IAM adds for trust policies and its words for them: a document that is not JSON,
+/// a statement naming a resource, an action outside STS.
 pub fn check_trust_policy(document: &str) -> Result<Policy, IamError> {
+    let Ok(parsed) = serde_json::from_str::<serde_json::Value>(document) else {
+        return Err(IamError::Malformed("This policy contains invalid Json".into()));
+    };
+    let statements = match parsed.get("Statement") {
+        Some(serde_json::Value::Array(all)) => all.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    for statement in &statements {
+        if statement.get("Resource").is_some() || statement.get("NotResource").is_some() {
+            return Err(IamError::Malformed("Has prohibited field Resource".into()));
+        }
+    }
+    // Only STS's own actions (`sts:AssumeRole`, `sts:TagSession`, ... or a wildcard over
+    // them) mean anything in a trust policy.
+    let sts_action = |a: &serde_json::Value| {
+        a.as_str().is_some_and(|a| {
+            a == "*" || a.get(..4).is_some_and(|prefix| prefix.eq_ignore_ascii_case("sts:"))
+        })
+    };
+    for statement in &statements {
+        let actions = match statement.get("Action") {
+            Some(serde_json::Value::Array(all)) => all.iter().collect(),
+            Some(one) => vec![one],
+            None => Vec::new(),
+        };
+        if !actions.into_iter().all(sts_action) {
+            return Err(IamError::Malformed(
+                "AssumeRole policy may only specify STS AssumeRole actions.".into(),
+            ));
+        }
+    }
     check_document(document, PolicyKind::Resource)
 }
 

@@ -251,19 +251,34 @@ fn group_xml(x: &mut Xml, g: &GroupRecord) {
         .date("CreateDate", g.created_ms);
 }
 
-fn role_xml(x: &mut Xml, r: &RoleRecord) {
+/// Which members of a role an operation shows: AWS's CreateRole answer has no
+/// MaxSessionDuration, GetRole's adds RoleLastUsed, ListRoles' has no tags.
+#[derive(Clone, Copy, PartialEq)]
+enum RoleView {
+    Created,
+    Got,
+    Listed,
+}
+
+fn role_xml(x: &mut Xml, r: &RoleRecord, view: RoleView) {
     x.field("Path", &r.path)
         .field("RoleName", &r.name)
         .field("RoleId", &r.role_id)
         .field("Arn", &r.arn())
         .date("CreateDate", r.created_ms)
-        .field("AssumeRolePolicyDocument", &url_encode(&r.trust_policy))
-        .field("MaxSessionDuration", &r.max_session_secs.to_string());
+        .field("AssumeRolePolicyDocument", &url_encode(&r.trust_policy));
+    if view != RoleView::Created {
+        x.field("MaxSessionDuration", &r.max_session_secs.to_string());
+    }
     if !r.description.is_empty() {
         x.field("Description", &r.description);
     }
-    if !r.tags.is_empty() {
+    if view != RoleView::Listed && !r.tags.is_empty() {
         x.tags(&r.tags);
+    }
+    if view == RoleView::Got {
+        // Coffer does not track a role's last use; AWS shows the member empty until then.
+        x.field("RoleLastUsed", "");
     }
 }
 
@@ -829,7 +844,7 @@ impl Call<'_> {
                     iam.create_role(store, account, name, path, &trust, desc, max, f.tags(), now)?;
                 let role = self.shown_role(role)?;
                 x.open("Role");
-                role_xml(&mut x, &role);
+                role_xml(&mut x, &role, RoleView::Created);
                 x.close("Role");
             }
             GetRole => {
@@ -837,7 +852,7 @@ impl Call<'_> {
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
                 let role = self.shown_role(iam.get_role(store, account, name)?)?;
                 x.open("Role");
-                role_xml(&mut x, &role);
+                role_xml(&mut x, &role, RoleView::Got);
                 x.close("Role");
             }
             ListRoles => {
@@ -848,7 +863,8 @@ impl Call<'_> {
                 let (roles, marker) = page(f, roles, |r| &r.name)?;
                 let roles =
                     roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
-                x.members("Roles", &roles, role_xml).truncation(marker);
+                x.members("Roles", &roles, |x, r| role_xml(x, r, RoleView::Listed))
+                    .truncation(marker);
             }
             DeleteRole => {
                 let name = f.required("RoleName", "roleName")?;
