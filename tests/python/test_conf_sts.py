@@ -196,3 +196,45 @@ def test_role_members_as_each_operation_shows_them(srv):
     assert [set(r) for r in listed] == [{"Arn", "AssumeRolePolicyDocument", "CreateDate",
                                          "MaxSessionDuration", "Path", "RoleId", "RoleName"}]
 
+
+# --- IAM managed policies -----------------------------------------------------------------
+
+def policy_doc(action: str) -> str:
+    return json.dumps({"Version": "2012-10-17",
+                       "Statement": [{"Effect": "Allow", "Action": [action], "Resource": "*"}]})
+
+
+def test_get_policy_shows_an_empty_tag_list_and_create_none(srv):
+    iam = srv.client("iam")
+    created = iam.create_policy(PolicyName=uname("pol"), PolicyDocument=policy_doc("s3:ListBucket"))["Policy"]
+    assert "Tags" not in created
+    got = iam.get_policy(PolicyArn=created["Arn"])["Policy"]
+    assert got["Tags"] == []
+
+
+def test_policy_versions_are_listed_newest_first(srv):
+    iam = srv.client("iam")
+    arn = iam.create_policy(PolicyName=uname("pol"), PolicyDocument=policy_doc("s3:ListBucket"))["Policy"]["Arn"]
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=policy_doc("s3:GetObject"), SetAsDefault=True)
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=policy_doc("ec2:DescribeInstances"))
+    listed = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    assert [(v["VersionId"], v["IsDefaultVersion"]) for v in listed] == [
+        ("v3", False), ("v2", True), ("v1", False)]
+
+
+def test_a_version_of_a_missing_policy_is_a_missing_version(srv):
+    iam = srv.client("iam")
+    arn = f"arn:aws:iam::{ACCOUNT}:policy/{uname('no-such-policy')}"
+    message = f"Policy {arn} version v1 does not exist or is not attachable."
+    refused(lambda: iam.get_policy_version(PolicyArn=arn, VersionId="v1"), "NoSuchEntity", message, 404)
+    refused(lambda: iam.set_default_policy_version(PolicyArn=arn, VersionId="v1"), "NoSuchEntity", message, 404)
+
+
+def test_a_malformed_version_id_is_a_validation_error(srv):
+    iam = srv.client("iam")
+    arn = iam.create_policy(PolicyName=uname("pol"), PolicyDocument=policy_doc("s3:ListBucket"))["Policy"]["Arn"]
+    refused(lambda: iam.set_default_policy_version(PolicyArn=arn, VersionId="wrong_version_id"),
+            "ValidationError",
+            "1 validation error detected: Value at 'versionId' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: v[1-9][0-9]*(\\.[A-Za-z0-9-]*)?")
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v1"

@@ -378,6 +378,26 @@ fn no_such_version(arn: &str, version: &str) -> IamError {
     ))
 }
 
+/// A policy version id as the model allows it (`v[1-9][0-9]*(\.[A-Za-z0-9-]*)?`); IAM's
+/// message for one that is not quotes no value.
+pub fn validate_version_id(version: &str) -> Result<(), IamError> {
+    let (number, suffix) = match version.strip_prefix('v') {
+        Some(rest) => rest.split_once('.').map_or((rest, None), |(n, s)| (n, Some(s))),
+        None => ("", None),
+    };
+    let ok = number.bytes().next().is_some_and(|b| (b'1'..=b'9').contains(&b))
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && suffix.is_none_or(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if ok {
+        return Ok(());
+    }
+    Err(IamError::Invalid(
+        "1 validation error detected: Value at 'versionId' failed to satisfy constraint: \
+         Member must satisfy regular expression pattern: v[1-9][0-9]*(\\.[A-Za-z0-9-]*)?"
+            .into(),
+    ))
+}
+
 fn not_attachable(arn: &str) -> IamError {
     IamError::NotFound(format!("Policy {arn} does not exist or is not attachable."))
 }
@@ -1043,7 +1063,10 @@ impl Iam {
         now_ms: i64,
     ) -> Result<(), IamError> {
         self.write(store, |tx| {
-            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            // A policy that does not exist is answered as its version not existing, as IAM
+            // words it.
+            let mut policy =
+                load_policy(tx, account, arn)?.ok_or_else(|| no_such_version(arn, version))?;
             if !policy.versions.iter().any(|v| v.id == version) {
                 return Err(no_such_version(arn, version));
             }

@@ -688,14 +688,17 @@ impl Call<'_> {
                 let (policy, n) = iam.get_policy(store, account, arn)?;
                 x.open("Policy");
                 policy_xml(&mut x, &policy, n);
+                // GetPolicy shows the policy's tags, an empty list when it has none (as
+                // AWS's answer does); Coffer keeps no tags on managed policies.
+                x.open("Tags").close("Tags");
                 x.close("Policy");
             }
             GetPolicyVersion => {
                 let arn = f.required("PolicyArn", "policyArn")?;
                 let version = f.required("VersionId", "versionId")?;
+                crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
-                let (policy, _) = iam.get_policy(store, account, arn)?;
-                let v = policy.versions.iter().find(|v| v.id == version).ok_or_else(|| {
+                let no_such_version = || {
                     Failure::new(
                         "NoSuchEntity",
                         format!(
@@ -705,7 +708,14 @@ impl Call<'_> {
                         ),
                         404,
                     )
+                };
+                // A missing policy is answered as its version missing, as IAM words it.
+                let (policy, _) = iam.get_policy(store, account, arn).map_err(|e| match e {
+                    IamError::NotFound(_) => no_such_version(),
+                    e => e.into(),
                 })?;
+                let v =
+                    policy.versions.iter().find(|v| v.id == version).ok_or_else(no_such_version)?;
                 x.open("PolicyVersion")
                     .field("Document", &url_encode(&v.document))
                     .field("VersionId", &v.id)
@@ -743,7 +753,9 @@ impl Call<'_> {
                 let arn = f.required("PolicyArn", "policyArn")?;
                 self.authorize(op, arn)?;
                 let (policy, _) = iam.get_policy(store, account, arn)?;
-                x.members("Versions", &policy.versions, |x, v| {
+                // Newest first, as IAM lists them.
+                let versions: Vec<_> = policy.versions.iter().rev().collect();
+                x.members("Versions", &versions, |x, v| {
                     x.field("VersionId", &v.id)
                         .field("IsDefaultVersion", &(v.id == policy.default_version).to_string())
                         .date("CreateDate", v.created_ms);
@@ -753,12 +765,14 @@ impl Call<'_> {
             DeletePolicyVersion => {
                 let arn = f.required("PolicyArn", "policyArn")?;
                 let version = f.required("VersionId", "versionId")?;
+                crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
                 iam.delete_policy_version(store, account, arn, version)?;
             }
             SetDefaultPolicyVersion => {
                 let arn = f.required("PolicyArn", "policyArn")?;
                 let version = f.required("VersionId", "versionId")?;
+                crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
                 iam.set_default_policy_version(store, account, arn, version, now)?;
             }
