@@ -48,6 +48,13 @@ def unchecked_sts(srv):
                         config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
 
 
+def unchecked_iam(srv):
+    """An IAM client that sends what botocore would refuse to, as a raw caller can."""
+    return boto3.client("iam", endpoint_url=srv.url, region_name="us-east-1",
+                        aws_access_key_id=srv.admin_key[0], aws_secret_access_key=srv.admin_key[1],
+                        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
+
+
 def refused(call, code: str, message: str, status: int = 400):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         call()
@@ -238,3 +245,58 @@ def test_a_malformed_version_id_is_a_validation_error(srv):
             "1 validation error detected: Value at 'versionId' failed to satisfy constraint: "
             "Member must satisfy regular expression pattern: v[1-9][0-9]*(\\.[A-Za-z0-9-]*)?")
     assert iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v1"
+
+
+# --- IAM OpenID Connect providers ---------------------------------------------------------
+
+THUMB = "b" * 40
+
+
+def test_an_oidc_url_that_is_not_https_is_an_invalid_provider_url(srv):
+    refused(lambda: srv.client("iam").create_open_id_connect_provider(
+        Url="example.org", ThumbprintList=[THUMB]),
+        "ValidationError", "Invalid Open ID Connect Provider URL")
+
+
+def test_more_than_five_thumbprints_is_invalid_input(srv):
+    refused(lambda: srv.client("iam").create_open_id_connect_provider(
+        Url=f"https://{uname('oidc')}.example.com", ThumbprintList=[THUMB] * 6),
+        "InvalidInput", "Thumbprint list must contain fewer than 5 entries.")
+
+
+def test_more_than_a_hundred_client_ids_is_a_quota(srv):
+    refused(lambda: srv.client("iam").create_open_id_connect_provider(
+        Url=f"https://{uname('oidc')}.example.com", ThumbprintList=[THUMB],
+        ClientIDList=[f"client-{i}" for i in range(101)]),
+        "LimitExceeded", "Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: 100", 409)
+
+
+def test_oidc_members_out_of_bounds_are_reported_together(srv):
+    refused(lambda: unchecked_iam(srv).create_open_id_connect_provider(
+        Url="https://" + "a" * 300, ThumbprintList=["c" * 41], ClientIDList=["x" * 256]),
+        "ValidationError",
+        "3 validation errors detected: Value at 'clientIDList' failed to satisfy constraint: "
+        "Member must satisfy constraint: [Member must have length less than or equal to 255, "
+        "Member must have length greater than or equal to 1]; Value at 'thumbprintList' failed "
+        "to satisfy constraint: Member must satisfy constraint: [Member must have length less "
+        "than or equal to 40, Member must have length greater than or equal to 40]; Value at "
+        "'url' failed to satisfy constraint: Member must have length less than or equal to 255")
+
+
+def test_get_oidc_provider_shows_an_empty_tag_list(srv):
+    iam = srv.client("iam")
+    arn = iam.create_open_id_connect_provider(
+        Url=f"https://{uname('oidc')}.example.com", ThumbprintList=[THUMB],
+        ClientIDList=["client-id-1"])["OpenIDConnectProviderArn"]
+    got = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+    assert got["Tags"] == [] and got["ClientIDList"] == ["client-id-1"]
+
+
+def test_deleting_an_oidc_provider_is_idempotent(srv):
+    iam = srv.client("iam")
+    arn = iam.create_open_id_connect_provider(
+        Url=f"https://{uname('oidc')}.example.com", ThumbprintList=[THUMB])["OpenIDConnectProviderArn"]
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+    refused(lambda: iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn),
+            "NoSuchEntity", f"OpenIDConnect Provider not found for arn {arn}", 404)

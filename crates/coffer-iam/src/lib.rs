@@ -146,6 +146,9 @@ pub enum IamError {
     /// A policy document does not parse (IAM's `MalformedPolicyDocument`).
     #[error("{0}")]
     Malformed(String),
+    /// A request IAM refuses as `InvalidInput` (rather than a `ValidationError`).
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 /// True for an AWS account id: exactly 12 ASCII digits. Every store key of a scope starts

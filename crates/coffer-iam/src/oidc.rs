@@ -66,6 +66,42 @@ pub fn provider_arn_parts(arn: &str) -> Option<(&str, &str)> {
     (crate::is_account_id(account) && !hp.is_empty()).then_some((account, hp))
 }
 
+/// The model's length bounds on CreateOpenIDConnectProvider's members, every one broken
+/// reported in one message, in IAM's words and order.
+fn check_bounds(url: &str, client_ids: &[String], thumbprints: &[String]) -> Result<(), IamError> {
+    let mut broken = Vec::new();
+    if client_ids.iter().any(|c| c.is_empty() || c.len() > 255) {
+        broken.push(
+            "Value at 'clientIDList' failed to satisfy constraint: Member must satisfy \
+             constraint: [Member must have length less than or equal to 255, Member must have \
+             length greater than or equal to 1]",
+        );
+    }
+    if thumbprints.iter().any(|t| t.len() != 40) {
+        broken.push(
+            "Value at 'thumbprintList' failed to satisfy constraint: Member must satisfy \
+             constraint: [Member must have length less than or equal to 40, Member must have \
+             length greater than or equal to 40]",
+        );
+    }
+    if url.is_empty() {
+        broken.push(
+            "Value at 'url' failed to satisfy constraint: Member must have length greater than \
+             or equal to 1",
+        );
+    } else if url.len() > 255 {
+        broken.push(
+            "Value at 'url' failed to satisfy constraint: Member must have length less than or \
+             equal to 255",
+        );
+    }
+    match broken.len() {
+        0 => Ok(()),
+        1 => Err(invalid(format!("1 validation error detected: {}", broken[0]))),
+        n => Err(invalid(format!("{n} validation errors detected: {}", broken.join("; ")))),
+    }
+}
+
 fn not_found(arn: &str) -> IamError {
     IamError::NotFound(format!("OpenIDConnect Provider not found for arn {arn}"))
 }
@@ -91,24 +127,24 @@ impl Iam {
         tags: Vec<Tag>,
         now_ms: i64,
     ) -> Result<OidcProvider, IamError> {
+        check_bounds(url, &client_ids, &thumbprints)?;
         // AWS takes https only; Coffer also takes http, for issuers on a private network
         // (the keys are still verified; only their transport is not).
         let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-        if !scheme_ok || url.len() > 255 || host_path(url).is_empty() || url.contains(['?', '#']) {
-            return Err(invalid(
-                "Invalid value for Url: use an https URL without query or fragment.",
+        if !scheme_ok || host_path(url).is_empty() || url.contains(['?', '#']) {
+            return Err(invalid("Invalid Open ID Connect Provider URL"));
+        }
+        if thumbprints.len() > MAX_THUMBPRINTS {
+            return Err(IamError::InvalidInput(
+                "Thumbprint list must contain fewer than 5 entries.".into(),
             ));
         }
-        if client_ids.len() > MAX_CLIENT_IDS
-            || client_ids.iter().any(|c| c.is_empty() || c.len() > 255)
-        {
-            return Err(invalid("Invalid value for ClientIDList."));
+        if client_ids.len() > MAX_CLIENT_IDS {
+            return Err(IamError::Limit(format!(
+                "Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: {MAX_CLIENT_IDS}"
+            )));
         }
-        if thumbprints.len() > MAX_THUMBPRINTS
-            || thumbprints
-                .iter()
-                .any(|t| t.len() != 40 || !t.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if thumbprints.iter().any(|t| !t.bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(invalid("Invalid value for ThumbprintList: each is 40 hex characters."));
         }
         if let Some(path) = tags.iter().find(|t| t.key == JWKS_FILE_TAG).map(|t| &t.value) {
@@ -174,11 +210,12 @@ impl Iam {
             return Err(not_found(arn));
         };
         let key = user_key(owner, hp);
+        // Deleting a provider that does not exist (any more) succeeds, as on AWS: the call
+        // is idempotent.
         self.write(store, |tx| {
-            if tx.record(OIDC_KIND, &key)?.is_none() {
-                return Err(not_found(arn));
+            if tx.record(OIDC_KIND, &key)?.is_some() {
+                tx.delete_record(OIDC_KIND, &key)?;
             }
-            tx.delete_record(OIDC_KIND, &key)?;
             Ok(())
         })
     }

@@ -74,6 +74,7 @@ impl From<IamError> for Failure {
             IamError::Limit(m) => Failure::new("LimitExceeded", cut(m), 409),
             IamError::Conflict(m) => Failure::new("DeleteConflict", cut(m), 409),
             IamError::Malformed(m) => Failure::new("MalformedPolicyDocument", cut(m), 400),
+            IamError::InvalidInput(m) => Failure::new("InvalidInput", cut(m), 400),
             IamError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 Failure::internal()
@@ -934,10 +935,8 @@ impl Call<'_> {
                 for t in &p.thumbprints {
                     x.field("member", t);
                 }
-                x.close("ThumbprintList").date("CreateDate", p.created_ms);
-                if !p.tags.is_empty() {
-                    x.tags(&p.tags);
-                }
+                // Tags are shown even when there are none, as AWS's answer does.
+                x.close("ThumbprintList").date("CreateDate", p.created_ms).tags(&p.tags);
             }
             ListOpenIDConnectProviders => {
                 self.authorize(op, "*")?;

@@ -68,7 +68,7 @@ impl From<IamError> for Failure {
     fn from(e: IamError) -> Failure {
         match e {
             IamError::Malformed(m) => Failure("MalformedPolicyDocument", m, 400),
-            IamError::Invalid(m) => Failure::invalid(m),
+            IamError::Invalid(m) | IamError::InvalidInput(m) => Failure::invalid(m),
             IamError::Limit(m) => Failure("PackedPolicyTooLarge", m, 400),
             IamError::NotFound(m) | IamError::Exists(m) | IamError::Conflict(m) => {
                 Failure::invalid(m)
