@@ -300,3 +300,24 @@ def test_deleting_an_oidc_provider_is_idempotent(srv):
     iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn)
     refused(lambda: iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn),
             "NoSuchEntity", f"OpenIDConnect Provider not found for arn {arn}", 404)
+
+
+# --- IAM groups ---------------------------------------------------------------------------
+
+def test_removing_a_user_who_is_not_a_member_succeeds(srv):
+    iam = srv.client("iam")
+    user, group = uname("u"), uname("g")
+    iam.create_user(UserName=user)
+    iam.create_group(GroupName=group)
+    iam.remove_user_from_group(GroupName=group, UserName=user)
+    iam.add_user_to_group(GroupName=group, UserName=user)
+    iam.remove_user_from_group(GroupName=group, UserName=user)
+    iam.remove_user_from_group(GroupName=group, UserName=user)
+    assert iam.get_group(GroupName=group)["Users"] == []
+    assert iam.list_groups_for_user(UserName=user)["Groups"] == []
+
+
+def test_membership_of_an_unknown_user_in_an_unknown_group_names_the_user(srv):
+    iam = srv.client("iam")
+    refused(lambda: iam.remove_user_from_group(GroupName=uname("no-group"), UserName="any-user"),
+            "NoSuchEntity", "The user with name any-user cannot be found.", 404)

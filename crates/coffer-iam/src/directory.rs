@@ -1228,8 +1228,9 @@ impl Iam {
         member: bool,
     ) -> Result<(), IamError> {
         self.write(store, |tx| {
-            let mut g = load_group(tx, account, group)?;
+            // The user is looked up first: when neither exists, IAM names the user.
             let mut u = load_user(tx, account, user)?.ok_or_else(|| no_such_user(account, user))?;
+            let mut g = load_group(tx, account, group)?;
             if member {
                 if !u.groups.contains(group) && u.groups.len() >= MAX_GROUPS_PER_USER {
                     return Err(IamError::Limit(format!(
@@ -1239,10 +1240,10 @@ impl Iam {
                 g.members.insert(user.to_string());
                 u.groups.insert(group.to_string());
             } else {
+                // Removing a user who is not a member succeeds and changes nothing, as on
+                // AWS.
                 if !g.members.remove(user) {
-                    return Err(IamError::NotFound(format!(
-                        "The user with name {user} cannot be found."
-                    )));
+                    return Ok(());
                 }
                 u.groups.remove(group);
             }
