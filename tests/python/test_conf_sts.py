@@ -321,3 +321,24 @@ def test_membership_of_an_unknown_user_in_an_unknown_group_names_the_user(srv):
     iam = srv.client("iam")
     refused(lambda: iam.remove_user_from_group(GroupName=uname("no-group"), UserName="any-user"),
             "NoSuchEntity", "The user with name any-user cannot be found.", 404)
+
+
+def test_a_managed_policy_keeps_the_tags_it_is_created_with(srv):
+    iam = srv.client("iam")
+    tags = [{"Key": "somekey", "Value": "somevalue"}, {"Key": "someotherkey", "Value": "someothervalue"}]
+    created = iam.create_policy(PolicyName=uname("pol"), PolicyDocument=policy_doc("s3:ListBucket"),
+                                Tags=tags)["Policy"]
+    assert created["Tags"] == tags
+    assert iam.get_policy(PolicyArn=created["Arn"])["Policy"]["Tags"] == tags
+    listed = [p for p in iam.list_policies(Scope="Local")["Policies"] if p["Arn"] == created["Arn"]]
+    assert listed and "Tags" not in listed[0]
+
+
+def test_a_managed_policy_with_too_many_tags_is_refused(srv):
+    iam = srv.client("iam")
+    name = uname("pol")
+    with pytest.raises(botocore.exceptions.ClientError):
+        iam.create_policy(PolicyName=name, PolicyDocument=policy_doc("s3:ListBucket"),
+                          Tags=[{"Key": str(i), "Value": str(i)} for i in range(51)])
+    arns = [p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]]
+    assert not any(a.endswith(f"/{name}") for a in arns)

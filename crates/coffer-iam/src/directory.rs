@@ -86,6 +86,9 @@ pub struct ManagedPolicy {
     pub updated_ms: i64,
     pub default_version: String,
     pub versions: Vec<PolicyVersion>,
+    /// Tags given at creation (records stored before policies kept tags have none).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
 }
 
 impl ManagedPolicy {
@@ -885,10 +888,12 @@ impl Iam {
         path: &str,
         document: &str,
         description: &str,
+        tags: Vec<Tag>,
         now_ms: i64,
     ) -> Result<ManagedPolicy, IamError> {
         validate_name(name, "policyName", 128)?;
         validate_path(path)?;
+        check_tags(&tags)?;
         check_policy(document)?;
         let policy = ManagedPolicy {
             account: account.to_string(),
@@ -904,6 +909,7 @@ impl Iam {
                 document: document.to_string(),
                 created_ms: now_ms,
             }],
+            tags,
         };
         self.write(store, |tx| {
             if tx.record(POLICY_KIND, &user_key(account, name))?.is_some() {
@@ -1475,7 +1481,8 @@ mod tests {
         iam.create_user(&store, ACCOUNT, "bob", 0).unwrap();
         let (key, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
         assert_eq!(policies_seen(&iam, &store, &key), 0);
-        let policy = iam.create_policy(&store, ACCOUNT, "read", "/", READ_ALL, "", 0).unwrap();
+        let policy =
+            iam.create_policy(&store, ACCOUNT, "read", "/", READ_ALL, "", Vec::new(), 0).unwrap();
         iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", &policy.arn()).unwrap();
         assert_eq!(policies_seen(&iam, &store, &key), 1);
         iam.create_group(&store, ACCOUNT, "ops", "/", 0).unwrap();
@@ -1499,7 +1506,8 @@ mod tests {
             Err(IamError::Conflict(m)) => m,
             other => panic!("not a conflict: {other:?}"),
         };
-        let policy = iam.create_policy(&store, ACCOUNT, "read", "/", READ_ALL, "", 0).unwrap();
+        let policy =
+            iam.create_policy(&store, ACCOUNT, "read", "/", READ_ALL, "", Vec::new(), 0).unwrap();
         let arn = policy.arn();
         // A user: keys, then inline policies, then managed ones, then groups.
         iam.create_user(&store, ACCOUNT, "bob", 0).unwrap();

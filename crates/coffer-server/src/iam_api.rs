@@ -678,9 +678,13 @@ impl Call<'_> {
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("policy", path, name))?;
                 let desc = f.get("Description").unwrap_or("");
-                let policy = iam.create_policy(store, account, name, path, doc, desc, now)?;
+                let policy =
+                    iam.create_policy(store, account, name, path, doc, desc, f.tags(), now)?;
                 x.open("Policy");
                 policy_xml(&mut x, &policy, 0);
+                if !policy.tags.is_empty() {
+                    x.tags(&policy.tags);
+                }
                 x.close("Policy");
             }
             GetPolicy => {
@@ -690,8 +694,8 @@ impl Call<'_> {
                 x.open("Policy");
                 policy_xml(&mut x, &policy, n);
                 // GetPolicy shows the policy's tags, an empty list when it has none (as
-                // AWS's answer does); Coffer keeps no tags on managed policies.
-                x.open("Tags").close("Tags");
+                // AWS's answer does).
+                x.tags(&policy.tags);
                 x.close("Policy");
             }
             GetPolicyVersion => {
