@@ -342,3 +342,32 @@ def test_a_managed_policy_with_too_many_tags_is_refused(srv):
                           Tags=[{"Key": str(i), "Value": str(i)} for i in range(51)])
     arns = [p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]]
     assert not any(a.endswith(f"/{name}") for a in arns)
+
+
+@pytest.mark.parametrize("entity", ["user", "role", "group"])
+def test_attaching_a_policy_arn_that_is_not_an_arn_is_invalid_input(srv, entity):
+    # Unchecked: botocore itself refuses a PolicyArn shorter than 20 characters.
+    iam = unchecked_iam(srv)
+    name = uname(entity)
+    if entity == "user":
+        iam.create_user(UserName=name)
+        attach = lambda arn: iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    elif entity == "role":
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+        attach = lambda arn: iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+    else:
+        iam.create_group(GroupName=name)
+        attach = lambda arn: iam.attach_group_policy(GroupName=name, PolicyArn=arn)
+    policy = iam.create_policy(PolicyName=uname("pol"), PolicyDocument=policy_doc("s3:ListBucket"))["Policy"]
+    refused(lambda: attach("longpolicynamebutnoarn"), "InvalidInput",
+            "ARN longpolicynamebutnoarn is not valid.")
+    refused(lambda: attach(policy["PolicyName"]), "InvalidInput",
+            f"ARN {policy['PolicyName']} is not valid.")
+    refused(lambda: attach(policy["Arn"] + "123"), "NoSuchEntity",
+            f"Policy {policy['Arn']}123 does not exist or is not attachable.", 404)
+    attach(policy["Arn"])
+
+
+def test_reading_a_policy_arn_that_is_not_an_arn_is_invalid_input(srv):
+    refused(lambda: unchecked_iam(srv).get_policy(PolicyArn="not-an-arn-at-all"), "InvalidInput",
+            "ARN not-an-arn-at-all is not valid.")

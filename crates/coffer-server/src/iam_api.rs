@@ -313,6 +313,21 @@ fn attached_xml(x: &mut Xml, arns: &[String]) {
     x.untruncated();
 }
 
+/// The request's PolicyArn, which must have an ARN's shape (`arn:partition:service:...:
+/// resource`): IAM refuses anything else as `InvalidInput`, before looking anything up.
+fn policy_arn(f: &Form) -> Result<&str, Failure> {
+    let arn = f.required("PolicyArn", "policyArn")?;
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let shaped = matches!(parts.as_slice(), ["arn", partition, service, _, _, resource]
+        if !partition.is_empty() && !service.is_empty() && !resource.is_empty());
+    if shaped {
+        Ok(arn)
+    } else {
+        let arn = coffer_auth::sigv4::echo(arn);
+        Err(Failure::new("InvalidInput", format!("ARN {arn} is not valid."), 400))
+    }
+}
+
 /// Runs one IAM call, its caller identified, audited and counted by the pipeline:
 /// `Ok(the XML answer)`, or the error in IAM's terms. A change and its event commit in one
 /// transaction, as every mutating call's do.
@@ -654,14 +669,14 @@ impl Call<'_> {
             }
             AttachUserPolicy | AttachGroupPolicy | AttachRolePolicy => {
                 let (entity, name) = self.entity_of(op)?;
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 let extra = [("iam:PolicyARN", arn.to_string())];
                 self.authorize_with(op, &self.entity_arn(entity, &name), &extra)?;
                 iam.attach_policy(store, entity, account, &name, arn)?;
             }
             DetachUserPolicy | DetachGroupPolicy | DetachRolePolicy => {
                 let (entity, name) = self.entity_of(op)?;
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 let extra = [("iam:PolicyARN", arn.to_string())];
                 self.authorize_with(op, &self.entity_arn(entity, &name), &extra)?;
                 iam.detach_policy(store, entity, account, &name, arn)?;
@@ -688,7 +703,7 @@ impl Call<'_> {
                 x.close("Policy");
             }
             GetPolicy => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 self.authorize(op, arn)?;
                 let (policy, n) = iam.get_policy(store, account, arn)?;
                 x.open("Policy");
@@ -699,7 +714,7 @@ impl Call<'_> {
                 x.close("Policy");
             }
             GetPolicyVersion => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
@@ -743,7 +758,7 @@ impl Call<'_> {
                     .truncation(marker);
             }
             CreatePolicyVersion => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 let doc = f.required("PolicyDocument", "policyDocument")?;
                 self.authorize(op, arn)?;
                 let default = f.get("SetAsDefault") == Some("true");
@@ -755,7 +770,7 @@ impl Call<'_> {
                     .close("PolicyVersion");
             }
             ListPolicyVersions => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 self.authorize(op, arn)?;
                 let (policy, _) = iam.get_policy(store, account, arn)?;
                 // Newest first, as IAM lists them.
@@ -768,14 +783,14 @@ impl Call<'_> {
                 .untruncated();
             }
             DeletePolicyVersion => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
                 iam.delete_policy_version(store, account, arn, version)?;
             }
             SetDefaultPolicyVersion => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
@@ -798,7 +813,7 @@ impl Call<'_> {
                 x.tags(&role.tags).untruncated();
             }
             DeletePolicy => {
-                let arn = f.required("PolicyArn", "policyArn")?;
+                let arn = policy_arn(f)?;
                 self.authorize(op, arn)?;
                 iam.delete_policy(store, account, arn)?;
             }
