@@ -86,3 +86,61 @@ def test_01_a_session_policy_deny_on_the_keys_aliases_applies(srv):
     assert code == "AccessDeniedException", message
     code, message = code_of(sm.put_secret_value, SecretId=name, SecretString="x")
     assert code == "AccessDeniedException", message
+
+
+# ------------------------------- 02: a FIFO swapped in for the --audit-log file
+
+def test_02_a_fifo_swapped_in_for_the_audit_log_does_not_hang_the_server(tmp_path):
+    """Since the log is made again at its path when moved or replaced (review 11), whoever
+    may write its directory could put a FIFO there: opening a FIFO for writing waits for a
+    reader, and the writer waited holding the log's lock, so every later call (and /ready)
+    hung. A reopen must not block: the call fails closed at once, and once the FIFO is gone
+    the log is made again."""
+    import os
+    import threading
+
+    import requests
+    from botocore.config import Config
+
+    import boto3
+
+    from conftest import ACCESS_KEY, REGION, SECRET_KEY, make_client, start_server
+
+    log = tmp_path / "audit.jsonl"
+    srv = start_server(["serve", "--dev", "--data-dir", str(tmp_path / "data"),
+                        "--listen", "127.0.0.1:0", "--audit-log", str(log)])
+    unblock = threading.Event()
+    try:
+        sm = make_client(srv.url)
+        sm.create_secret(Name=unique("r12-02-before"), SecretString="v")
+        log.unlink()
+        os.mkfifo(log)
+
+        def reader_after_timeout():
+            # Should the server wait on the FIFO, a reader lets it go at the end of the test.
+            if not unblock.wait(20):
+                fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+                unblock.wait(5)
+                os.close(fd)
+
+        threading.Thread(target=reader_after_timeout, daemon=True).start()
+        quick = boto3.client("secretsmanager", endpoint_url=srv.url, region_name=REGION,
+                             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                             config=Config(read_timeout=10, retries={"total_max_attempts": 1}))
+        hung = False
+        try:
+            quick.create_secret(Name=unique("r12-02-during"), SecretString="v")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "InternalFailure", e.response
+        except Exception as e:  # noqa: BLE001 (a read timeout: the server hung)
+            hung = "timed out" in str(e).lower() or "timeout" in type(e).__name__.lower()
+            if not hung:
+                raise
+        assert not hung, "the call waited on the FIFO"
+        assert requests.get(srv.url + "/ready", timeout=10).status_code == 503
+        os.unlink(log)
+        sm.create_secret(Name=unique("r12-02-after"), SecretString="v")
+        assert log.is_file()
+    finally:
+        unblock.set()
+        srv.stop()
