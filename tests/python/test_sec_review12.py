@@ -144,3 +144,39 @@ def test_02_a_fifo_swapped_in_for_the_audit_log_does_not_hang_the_server(tmp_pat
     finally:
         unblock.set()
         srv.stop()
+
+
+# ------------------------------- 03: what a remembered KMS decision keys on (held)
+
+def test_03_a_remembered_kms_allow_follows_the_callers_tags_and_groups(srv):
+    """The KMS decision memo (hot11) remembers an Allow per caller record: a change to the
+    caller's tags (aws:PrincipalTag, a stable key) or to the groups that gave it the
+    permission must refuse the very next read. Held: both are IAM writes, which give the
+    caller a new record."""
+    iam = srv.any_client("iam")
+    kms = srv.any_client("kms")
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    name = unique("r12-03")
+    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="R12-03")
+    user = unique("r12-03-user")
+    group = unique("r12-03-group")
+    (ak, user_arn) = srv.iam_user(user, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]})
+    iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "blue"}])
+    iam.create_group(GroupName=group)
+    iam.put_group_policy(GroupName=group, PolicyName="kms", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalTag/team": "blue"}}}))
+    iam.add_user_to_group(GroupName=group, UserName=user)
+    sm = srv.any_client("secretsmanager", ak)
+    for _ in range(2):
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R12-03"
+    iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "red"}])
+    code, _ = code_of(sm.get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException"
+    iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "blue"}])
+    for _ in range(2):
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R12-03"
+    iam.remove_user_from_group(GroupName=group, UserName=user)
+    code, _ = code_of(sm.get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException"
