@@ -407,11 +407,16 @@ impl Open {
     }
 }
 
-/// Whether the file's last byte (of `size`) is a newline.
+/// Whether the file's last byte (of `size`) is a newline. Opened without waiting: the
+/// path may have become a FIFO since the log was opened (review 12, finding 02).
 fn ends_a_line(path: &Path, size: u64) -> bool {
-    use std::os::unix::fs::FileExt;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let mut last = [0u8];
-    File::open(path)
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
         .and_then(|f| f.read_exact_at(&mut last, size - 1))
         .map(|()| last[0] == b'\n')
         .unwrap_or(true)
