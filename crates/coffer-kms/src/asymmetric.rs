@@ -420,7 +420,7 @@ impl Kms {
             rsa::OaepPublicEncryptingKey::new(public).map_err(|_| crypto_failure("RSA key"))?;
         if plaintext.len() > encrypting.max_plaintext_size(oaep) {
             return Err(KmsError::validation(format!(
-                "Plaintext is too long for {algorithm} with key spec {}: at most {} bytes.",
+                "Algorithm {algorithm} and key spec {} cannot encrypt data larger than {} bytes.",
                 key.key_spec,
                 encrypting.max_plaintext_size(oaep)
             )));
