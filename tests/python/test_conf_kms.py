@@ -66,3 +66,19 @@ def test_rsa_encrypt_too_long_plaintext_names_algorithm_spec_and_limit(kms, spec
     )
     # One byte less is within the limit.
     kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x" * limit, EncryptionAlgorithm=algorithm)
+
+
+@pytest.mark.parametrize("spec", ["HMAC_256", "RSA_2048", "ECC_NIST_P256"])
+def test_create_key_of_a_non_symmetric_spec_needs_a_key_usage(kms, spec):
+    before = {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
+    code, message = error(kms.create_key, Description="no usage", KeySpec=spec)
+    assert code == "ValidationException"
+    assert message == (
+        "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
+    )
+    assert {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]} == before
+
+
+def test_symmetric_key_without_key_usage_still_defaults_to_encrypt_decrypt(kms):
+    key = new_key(kms, KeySpec="SYMMETRIC_DEFAULT")
+    assert key["KeyUsage"] == "ENCRYPT_DECRYPT"
