@@ -82,3 +82,24 @@ def test_create_key_of_a_non_symmetric_spec_needs_a_key_usage(kms, spec):
 def test_symmetric_key_without_key_usage_still_defaults_to_encrypt_decrypt(kms):
     key = new_key(kms, KeySpec="SYMMETRIC_DEFAULT")
     assert key["KeyUsage"] == "ENCRYPT_DECRYPT"
+
+
+def test_import_without_expiration_model_needs_valid_to(kms):
+    key = new_key(kms, Origin="EXTERNAL")
+    params = kms.get_parameters_for_import(
+        KeyId=key["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+    )
+    wrapping = load_der_public_key(params["PublicKey"])
+    wrapped = wrapping.encrypt(
+        os.urandom(32),
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+    )
+    code, message = error(
+        kms.import_key_material,
+        KeyId=key["KeyId"],
+        ImportToken=params["ImportToken"],
+        EncryptedKeyMaterial=wrapped,
+    )
+    assert code == "ValidationException"
+    assert message == "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES"
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
