@@ -103,3 +103,25 @@ def test_import_without_expiration_model_needs_valid_to(kms):
     assert code == "ValidationException"
     assert message == "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES"
     assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
+
+
+def test_encrypt_with_a_signing_key_names_its_key_usage(kms):
+    key = new_key(kms, KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")
+    code, message = error(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"test message 123!@#")
+    assert code == "InvalidKeyUsageException"
+    assert message == f"{key['Arn']} key usage is SIGN_VERIFY which is not valid for Encrypt."
+
+
+def test_encrypt_with_an_hmac_key_names_its_key_usage(kms):
+    key = new_key(kms, KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_256")
+    code, message = error(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"m")
+    assert code == "InvalidKeyUsageException"
+    assert message == f"{key['Arn']} key usage is GENERATE_VERIFY_MAC which is not valid for Encrypt."
+
+
+def test_generated_data_key_blob_round_trips_base64_plaintext(kms):
+    # A guard for the encrypt fixes above: symmetric Encrypt/Decrypt is unchanged.
+    key = new_key(kms)
+    message = base64.b64encode(b"test message 123 !%$@ 1234567890")
+    blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=message)["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == message

@@ -235,6 +235,13 @@ pub fn require_usage(key: &KeyRecord, usage: &str, operation: &str) -> Result<()
     Ok(())
 }
 
+/// What Encrypt checks of an asymmetric or HMAC key before the algorithm: its state, then
+/// its usage (KMS names a signing or MAC key's usage, not the algorithm it lacks).
+pub fn require_usable_for(key: &KeyRecord, usage: &str, operation: &str) -> Result<(), KmsError> {
+    require_enabled(key)?;
+    require_usage(key, usage, operation)
+}
+
 /// Refuses an asymmetric or HMAC key where only a symmetric encryption key serves
 /// (GenerateDataKey, GenerateDataKeyPair, secrets).
 pub fn require_symmetric(key: &KeyRecord, operation: &str) -> Result<(), KmsError> {

@@ -422,6 +422,9 @@ pub fn encrypt(
         let kms = app.keys.kms();
         let key = kms.find_key(tx, scope, &req.key_id, true).map_err(self::kms)?;
         if families::is_asymmetric(&key) {
+            // A signing or MAC key is refused for its usage before any algorithm is looked at.
+            asymmetric::require_usable_for(&key, coffer_kms::model::ENCRYPT_DECRYPT, "Encrypt")
+                .map_err(self::kms)?;
             // RSAES-OAEP under the key's public key: the blob is the raw RSA ciphertext.
             let algorithm =
                 families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
