@@ -119,6 +119,23 @@ def test_encrypt_with_an_hmac_key_names_its_key_usage(kms):
     assert message == f"{key['Arn']} key usage is GENERATE_VERIFY_MAC which is not valid for Encrypt."
 
 
+def test_decrypt_naming_a_key_that_did_not_encrypt_is_incorrect_key(kms):
+    sealing = new_key(kms)
+    hmac_key = new_key(kms, KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_224")
+    signing = new_key(kms, KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")
+    blob = kms.encrypt(KeyId=sealing["KeyId"], Plaintext=b"test message 123!@#")["CiphertextBlob"]
+    for other in (hmac_key, signing):
+        code, message = error(kms.decrypt, CiphertextBlob=blob, KeyId=other["KeyId"])
+        assert code == "IncorrectKeyException", other["KeySpec"]
+        assert message == (
+            "The key ID in the request does not identify a CMK that can perform this operation."
+        )
+    # The key that did encrypt still decrypts it.
+    assert kms.decrypt(CiphertextBlob=blob, KeyId=sealing["KeyId"])["Plaintext"] == (
+        b"test message 123!@#"
+    )
+
+
 def test_generated_data_key_blob_round_trips_base64_plaintext(kms):
     # A guard for the encrypt fixes above: symmetric Encrypt/Decrypt is unchanged.
     key = new_key(kms)

@@ -479,7 +479,7 @@ pub fn decrypt(
     // authorized before the handler), and the key decrypts it.
     if let Some(key_id) = req.key_id.as_deref() {
         let key = app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, true).map_err(kms))?;
-        if families::is_asymmetric(&key) {
+        if families::decrypts_raw(&key) {
             let algorithm =
                 families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
             families::refuse_context(&req.encryption_context)?;
@@ -570,7 +570,7 @@ pub fn re_encrypt(
         // request names it, so it was authorized before the handler).
         let asymmetric_source = match req.source_key_id.as_deref() {
             Some(id) => Some(kms.find_key(tx, scope, id, true).map_err(self::kms)?)
-                .filter(families::is_asymmetric),
+                .filter(families::decrypts_raw),
             None => None,
         };
         let (plaintext, source_arn, source_material, source_algorithm) = match &asymmetric_source {
