@@ -136,6 +136,15 @@ def test_decrypt_naming_a_key_that_did_not_encrypt_is_incorrect_key(kms):
     )
 
 
+def test_create_alias_with_a_colon_is_a_validation_error(kms):
+    key = new_key(kms)
+    code, message = error(kms.create_alias, AliasName="alias/my:alias", TargetKeyId=key["KeyId"])
+    assert code == "ValidationException"
+    assert message == "alias/my:alias contains invalid characters for an alias"
+    names = [a["AliasName"] for a in kms.list_aliases(KeyId=key["KeyId"])["Aliases"]]
+    assert names == []
+
+
 def test_generated_data_key_blob_round_trips_base64_plaintext(kms):
     # A guard for the encrypt fixes above: symmetric Encrypt/Decrypt is unchanged.
     key = new_key(kms)

@@ -435,7 +435,13 @@ fn check_alias_name(alias: &str) -> Result<(), KmsError> {
             "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
         ));
     }
-    if alias == "alias/" || alias.contains(':') {
+    // KMS answers a colon with a plain ValidationException (the model's pattern allows it).
+    if alias.contains(':') {
+        return Err(KmsError::validation(format!(
+            "{alias} contains invalid characters for an alias"
+        )));
+    }
+    if alias == "alias/" {
         return Err(KmsError::rejected(
             ErrorCode::KmsInvalidAliasName,
             format!("{alias} contains invalid characters for an alias"),
