@@ -145,6 +145,21 @@ def test_create_alias_with_a_colon_is_a_validation_error(kms):
     assert names == []
 
 
+def test_replicate_key_without_tags_answers_no_replica_tags(url):
+    primary = kms_client(url, "us-east-1")
+    key = new_key(primary, MultiRegion=True, Description="test replicated key")
+    answer = primary.replicate_key(KeyId=key["KeyId"], ReplicaRegion="ap-southeast-2")
+    answer.pop("ResponseMetadata")
+    assert set(answer) == {"ReplicaKeyMetadata", "ReplicaPolicy"}
+    tagged = new_key(primary, MultiRegion=True)
+    answer = primary.replicate_key(
+        KeyId=tagged["KeyId"],
+        ReplicaRegion="ap-southeast-2",
+        Tags=[{"TagKey": "team", "TagValue": "blue"}],
+    )
+    assert answer["ReplicaTags"] == [{"TagKey": "team", "TagValue": "blue"}]
+
+
 def test_generated_data_key_blob_round_trips_base64_plaintext(kms):
     # A guard for the encrypt fixes above: symmetric Encrypt/Decrypt is unchanged.
     key = new_key(kms)
