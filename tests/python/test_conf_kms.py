@@ -166,3 +166,32 @@ def test_generated_data_key_blob_round_trips_base64_plaintext(kms):
     message = base64.b64encode(b"test message 123 !%$@ 1234567890")
     blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=message)["CiphertextBlob"]
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == message
+
+
+def test_re_encrypt_names_the_source_problem_first_and_the_destination_usage(kms):
+    source = new_key(kms)
+    blob = kms.encrypt(KeyId=source["KeyId"], Plaintext=b"test message 123")["CiphertextBlob"]
+    hmac_key = new_key(kms, KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_224")
+    code, message = error(
+        kms.re_encrypt,
+        CiphertextBlob=blob,
+        SourceKeyId=hmac_key["KeyId"],
+        DestinationKeyId=hmac_key["KeyId"],
+        SourceEncryptionAlgorithm="SYMMETRIC_DEFAULT",
+        DestinationEncryptionAlgorithm="SYMMETRIC_DEFAULT",
+    )
+    assert (code, message) == (
+        "IncorrectKeyException",
+        "The key ID in the request does not identify a CMK that can perform this operation.",
+    )
+    signing = new_key(kms, KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")
+    code, message = error(
+        kms.re_encrypt,
+        CiphertextBlob=blob,
+        SourceKeyId=source["KeyId"],
+        DestinationKeyId=signing["KeyId"],
+        SourceEncryptionAlgorithm="SYMMETRIC_DEFAULT",
+        DestinationEncryptionAlgorithm="SYMMETRIC_DEFAULT",
+    )
+    assert code == "InvalidKeyUsageException"
+    assert message == f"{signing['Arn']} key usage is SIGN_VERIFY which is not valid for ReEncrypt."

@@ -554,18 +554,6 @@ pub fn re_encrypt(
             };
             gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
-        let destination_algorithm = if families::is_asymmetric(&destination) {
-            families::refuse_context(&req.destination_encryption_context)?;
-            families::asymmetric_algorithm(
-                req.destination_encryption_algorithm.as_deref(),
-                &destination,
-            )?
-            .to_string()
-        } else {
-            check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
-                .map_err(self::kms)?;
-            SYMMETRIC_DEFAULT.to_string()
-        };
         // A source named by an asymmetric key is raw RSA ciphertext of that key (the
         // request names it, so it was authorized before the handler).
         let asymmetric_source = match req.source_key_id.as_deref() {
@@ -600,6 +588,26 @@ pub fn re_encrypt(
                 let arn = source.key.arn.clone();
                 (source.plaintext, arn, source.material_id, SYMMETRIC_DEFAULT.to_string())
             }
+        };
+        // KMS names a problem with the source before one with the destination, and a
+        // destination of the wrong usage by its usage (for ReEncrypt), before any algorithm.
+        let destination_algorithm = if families::is_asymmetric(&destination) {
+            asymmetric::require_usable_for(
+                &destination,
+                coffer_kms::model::ENCRYPT_DECRYPT,
+                "ReEncrypt",
+            )
+            .map_err(self::kms)?;
+            families::refuse_context(&req.destination_encryption_context)?;
+            families::asymmetric_algorithm(
+                req.destination_encryption_algorithm.as_deref(),
+                &destination,
+            )?
+            .to_string()
+        } else {
+            check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
+                .map_err(self::kms)?;
+            SYMMETRIC_DEFAULT.to_string()
         };
         let (blob, key_arn, destination_material) = if families::is_asymmetric(&destination) {
             let blob = kms
