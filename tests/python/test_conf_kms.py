@@ -195,3 +195,16 @@ def test_re_encrypt_names_the_source_problem_first_and_the_destination_usage(kms
     )
     assert code == "InvalidKeyUsageException"
     assert message == f"{signing['Arn']} key usage is SIGN_VERIFY which is not valid for ReEncrypt."
+
+
+def test_rotation_status_of_a_key_pending_deletion_is_false_and_comes_back_on_cancel(kms):
+    key = new_key(kms)
+    kms.enable_key_rotation(KeyId=key["KeyId"], RotationPeriodInDays=180)
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    status = kms.get_key_rotation_status(KeyId=key["KeyId"])
+    status.pop("ResponseMetadata")
+    assert status == {"KeyRotationEnabled": False, "KeyId": key["Arn"]}
+    kms.cancel_key_deletion(KeyId=key["KeyId"])
+    status = kms.get_key_rotation_status(KeyId=key["KeyId"])
+    assert status["KeyRotationEnabled"] is True
+    assert status["RotationPeriodInDays"] == 180

@@ -1215,7 +1215,11 @@ impl Kms {
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
         let key = self.find_key(tx, scope, key_id, false)?;
-        refuse_pending_deletion(&key)?;
+        // A key pending deletion answers (its status reads false until the deletion is
+        // canceled, as the model documents); one pending replica deletion does not.
+        if key.state == KeyState::PendingReplicaDeletion {
+            require_enabled(&key)?;
+        }
         refuse_rotation_of_key_pairs(&key)?;
         Ok(key)
     }

@@ -712,14 +712,14 @@ pub fn get_key_rotation_status(
 ) -> Result<wire::GetKeyRotationStatusResponse, AwsError> {
     let key =
         app.read(|tx| app.keys.kms().key_rotation_status(tx, scope, &req.key_id).map_err(kms))?;
+    // While a key is pending deletion its rotation status reads false (KMS does not rotate
+    // it); the stored setting is kept, so canceling the deletion brings it back.
+    let enabled = key.rotation_enabled && key.state != KeyState::PendingDeletion;
     Ok(wire::GetKeyRotationStatusResponse {
-        key_rotation_enabled: key.rotation_enabled,
+        key_rotation_enabled: enabled,
         key_id: key.arn.clone(),
-        rotation_period_in_days: key.rotation_period_days.filter(|_| key.rotation_enabled),
-        next_rotation_date: key
-            .next_rotation_ms
-            .filter(|_| key.rotation_enabled)
-            .map(epoch_seconds),
+        rotation_period_in_days: key.rotation_period_days.filter(|_| enabled),
+        next_rotation_date: key.next_rotation_ms.filter(|_| enabled).map(epoch_seconds),
     })
 }
 
