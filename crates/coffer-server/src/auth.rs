@@ -1274,7 +1274,7 @@ fn kms_key_checks(
 }
 
 /// The name and ARN forms of the AWS managed key, which needs no kms permission.
-fn is_aws_managed_key(key: &str) -> bool {
+pub(crate) fn is_aws_managed_key(key: &str) -> bool {
     key.is_empty()
         || key == "alias/aws/secretsmanager"
         || (key.starts_with("arn:") && key.ends_with(":alias/aws/secretsmanager"))
