@@ -774,14 +774,11 @@ impl<'k> Heads<'k> {
             known.remember(sealed);
         }
         // Their sequence numbers count once the store acknowledged the commit (a head of a
-        // transaction that rolled back is no floor): the lines report them then.
-        match self.lines {
-            Some(lines) => lines.keep_heads(moved),
-            None => {
-                if let Some(known) = self.sealed {
-                    known.committed(&moved);
-                }
-            }
+        // transaction that rolled back is no floor): the lines report them then. Heads
+        // without lines learn no floor at all: here, before the commit, a floor from a
+        // transaction that then rolls back would refuse the chain's genuine head for good.
+        if let Some(lines) = self.lines {
+            lines.keep_heads(moved);
         }
         Ok(())
     }
@@ -1127,6 +1124,29 @@ mod chain_key_tests {
         let restarted = Auditor::new(Settings::default());
         restarted.set_chain_key(key);
         append(&restarted, false).unwrap();
+    }
+
+    /// Heads stored without a line collector cannot know whether their transaction
+    /// commits, so they learn no floor: one learnt before a rollback would refuse the
+    /// chain's genuine head from then on.
+    #[test]
+    fn heads_without_lines_learn_no_floor_from_a_rolled_back_write() {
+        let store = MemoryStore::new();
+        let (key, _) = open_chain_key(&MasterKey::generate(), &store).unwrap();
+        let auditor = Auditor::new(Settings::default());
+        auditor.set_chain_key(key);
+        let append = |fail: bool| {
+            store.write(&mut |tx| {
+                let mut heads = auditor.heads();
+                let event = service_event(&scope(), "secretsmanager", "RotationStarted", "arn", 0);
+                append_in(tx, &mut heads, &scope(), 0, &event, None)?;
+                heads.store(tx)?;
+                if fail { Err(StoreError::Aborted) } else { Ok(()) }
+            })
+        };
+        append(false).unwrap();
+        assert!(append(true).is_err());
+        append(false).expect("the chain's genuine head was refused after a rolled-back write");
     }
 }
 
