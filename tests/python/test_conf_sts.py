@@ -371,3 +371,33 @@ def test_attaching_a_policy_arn_that_is_not_an_arn_is_invalid_input(srv, entity)
 def test_reading_a_policy_arn_that_is_not_an_arn_is_invalid_input(srv):
     refused(lambda: unchecked_iam(srv).get_policy(PolicyArn="not-an-arn-at-all"), "InvalidInput",
             "ARN not-an-arn-at-all is not valid.")
+
+
+def test_a_policy_description_is_shown_only_by_get_policy(srv):
+    iam = srv.client("iam")
+    path = f"/{uname('p')}/"
+    created = iam.create_policy(PolicyName=uname("pol"), Path=path, Description="test description",
+                                PolicyDocument=policy_doc("s3:ListBucket"))["Policy"]
+    assert "Description" not in created
+    assert iam.get_policy(PolicyArn=created["Arn"])["Policy"]["Description"] == "test description"
+    listed = iam.list_policies(PathPrefix=path)["Policies"]
+    assert len(listed) == 1 and "Description" not in listed[0]
+
+
+# --- What Coffer does not provide is refused, not ignored ---------------------------------
+
+def test_a_permissions_boundary_is_refused_rather_than_ignored(srv):
+    """Coffer has no permissions boundaries: dropping one silently would leave the user or
+    role with more access than its creator meant, so the request is refused and nothing is
+    made."""
+    iam = srv.client("iam")
+    boundary = iam.create_policy(PolicyName=uname("boundary"), PolicyDocument=policy_doc("s3:ListBucket"))["Policy"]["Arn"]
+    role, user = uname("bounded-role"), uname("bounded-user")
+    message = "PermissionsBoundary is not supported by Coffer."
+    refused(lambda: iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+                                    PermissionsBoundary=boundary), "ValidationError", message)
+    refused(lambda: iam.create_user(UserName=user, PermissionsBoundary=boundary), "ValidationError", message)
+    refused(lambda: iam.get_role(RoleName=role), "NoSuchEntity",
+            f"The role with name {role} cannot be found.", 404)
+    refused(lambda: iam.get_user(UserName=user), "NoSuchEntity",
+            f"The user with name {user} cannot be found.", 404)

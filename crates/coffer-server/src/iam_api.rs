@@ -283,7 +283,18 @@ fn role_xml(x: &mut Xml, r: &RoleRecord, view: RoleView) {
     }
 }
 
-fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize) {
+/// Coffer has no permissions boundaries. One given is refused rather than ignored: the
+/// user or role would otherwise get more access than its creator meant.
+fn no_permissions_boundary(f: &Form) -> Result<(), Failure> {
+    match f.get("PermissionsBoundary") {
+        None => Ok(()),
+        Some(_) => Err(Failure::invalid("PermissionsBoundary is not supported by Coffer.")),
+    }
+}
+
+/// A managed policy's members; its description only where AWS shows it (GetPolicy, not
+/// CreatePolicy's answer or ListPolicies).
+fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize, with_description: bool) {
     x.field("PolicyName", &p.name)
         .field("PolicyId", &p.policy_id)
         .field("Arn", &p.arn())
@@ -292,7 +303,7 @@ fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize) {
         .field("AttachmentCount", &attachments.to_string())
         .field("PermissionsBoundaryUsageCount", "0")
         .field("IsAttachable", "true");
-    if !p.description.is_empty() {
+    if with_description && !p.description.is_empty() {
         x.field("Description", &p.description);
     }
     x.date("CreateDate", p.created_ms).date("UpdateDate", p.updated_ms);
@@ -561,6 +572,7 @@ impl Call<'_> {
         match op {
             CreateUser => {
                 let name = f.required("UserName", "userName")?;
+                no_permissions_boundary(f)?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("user", path, name))?;
                 let user = iam.create_user_with(store, account, name, path, f.tags(), now)?;
@@ -696,7 +708,7 @@ impl Call<'_> {
                 let policy =
                     iam.create_policy(store, account, name, path, doc, desc, f.tags(), now)?;
                 x.open("Policy");
-                policy_xml(&mut x, &policy, 0);
+                policy_xml(&mut x, &policy, 0, false);
                 if !policy.tags.is_empty() {
                     x.tags(&policy.tags);
                 }
@@ -707,7 +719,7 @@ impl Call<'_> {
                 self.authorize(op, arn)?;
                 let (policy, n) = iam.get_policy(store, account, arn)?;
                 x.open("Policy");
-                policy_xml(&mut x, &policy, n);
+                policy_xml(&mut x, &policy, n, true);
                 // GetPolicy shows the policy's tags, an empty list when it has none (as
                 // AWS's answer does).
                 x.tags(&policy.tags);
@@ -754,7 +766,7 @@ impl Call<'_> {
                     if scope == "AWS" { Vec::new() } else { iam.policies_in(store, account)? };
                 policies.retain(|(p, n)| p.path.starts_with(prefix) && (!only_attached || *n > 0));
                 let (policies, marker) = page(f, policies, |(p, _)| &p.name)?;
-                x.members("Policies", &policies, |x, (p, n)| policy_xml(x, p, *n))
+                x.members("Policies", &policies, |x, (p, n)| policy_xml(x, p, *n, false))
                     .truncation(marker);
             }
             CreatePolicyVersion => {
@@ -863,6 +875,7 @@ impl Call<'_> {
             CreateRole => {
                 let name = f.required("RoleName", "roleName")?;
                 let trust = f.required("AssumeRolePolicyDocument", "assumeRolePolicyDocument")?;
+                no_permissions_boundary(f)?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("role", path, name))?;
                 let max = match f.get("MaxSessionDuration") {
