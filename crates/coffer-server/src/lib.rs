@@ -20,6 +20,8 @@ pub mod clock;
 pub mod connections;
 mod cross_account;
 mod dispatch;
+#[cfg(test)]
+mod handoff_tests;
 pub mod http;
 pub mod hygiene;
 pub mod iam_api;
