@@ -32,6 +32,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets --locked --quiet -- -D warnings
 
+# The API documentation builds without a warning (a broken intra-doc link is a broken map).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 echo "== Rust: build"
 cargo build --workspace --quiet
 

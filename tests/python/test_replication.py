@@ -396,9 +396,11 @@ def test_the_primary_region_filter(node):
     names = [s["Name"] for s in found]
     assert name in names and local not in names
     assert next(s for s in found if s["Name"] == name)["PrimaryRegion"] == REGION
+    # A secret never replicated shows no PrimaryRegion, so no primary-region filter selects
+    # it, not even its own region's (test_conf_moto.py).
     found = eu.list_secrets(Filters=[{"Key": "primary-region", "Values": [EU]}])["SecretList"]
     names = [s["Name"] for s in found]
-    assert local in names and name not in names
+    assert local not in names and name not in names
     found = node.client().list_secrets(Filters=[{"Key": "primary-region", "Values": ["!" + REGION]}])
     assert name not in [s["Name"] for s in found["SecretList"]]
     # ListSecrets entries carry PrimaryRegion; ReplicationStatus is not in their shape.

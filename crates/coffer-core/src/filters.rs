@@ -246,11 +246,12 @@ impl Compiled {
                 let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
                 prefix_match(&self.values, &values)
             }
-            // A replica's primary region is its primary's; a secret never replicated is
-            // its own primary.
+            // The attribute is the PrimaryRegion the secret shows: a replica's primary's
+            // region, a primary's own. A secret never replicated shows none, so like an
+            // untagged secret under a tag filter it matches no value, negated or not.
             FilterKey::PrimaryRegion => {
                 let primary = secret.replication.primary_region.as_deref();
-                prefix_match(&self.values, &[primary.unwrap_or(secret.scope.region.as_str())])
+                prefix_match(&self.values, &non_empty(primary))
             }
             FilterKey::Description => {
                 let attrs = group(&mut words.description, non_empty(secret.description.as_deref()));
@@ -588,8 +589,18 @@ mod tests {
     }
 
     #[test]
-    fn primary_region_is_a_prefix_of_the_secrets_region() {
+    fn secrets_never_replicated_match_no_primary_region_filter() {
         let s = secret("x");
+        assert!(s.replication.primary_region.is_none());
+        for value in ["us-east-1", "us-", "!eu-west-1", "!us-east-1"] {
+            assert!(!hits(&s, FilterKey::PrimaryRegion, &[value]), "{value}");
+        }
+    }
+
+    #[test]
+    fn primary_region_is_a_prefix_of_a_primarys_own_region() {
+        let mut s = secret("x");
+        s.replication.primary_region = Some(s.scope.region.clone());
         assert!(hits(&s, FilterKey::PrimaryRegion, &["us-east-1"]));
         assert!(hits(&s, FilterKey::PrimaryRegion, &["us-"]));
         assert!(!hits(&s, FilterKey::PrimaryRegion, &["eu-west-1"]));

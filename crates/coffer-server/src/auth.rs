@@ -318,6 +318,38 @@ fn secret_target(
     Ok((target_of(&owner, id, meta), owner))
 }
 
+/// `--dev` authorizes nothing within an account, but another account's secret is reached
+/// only as on AWS: through its resource policy (`action` on the secret `id` names in
+/// `owner`). The caller is its account's root, whose identity allows everything, so the
+/// owner's resource policy alone decides; a denial quotes `id` as given.
+pub(crate) fn dev_cross_account(
+    caller_account: &str,
+    region: &str,
+    action: &str,
+    owner: &Scope,
+    id: &str,
+    meta: Option<&SecretMeta>,
+) -> Result<(), AwsError> {
+    static ROOT: OnceLock<Policy> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        Policy::parse(text, PolicyKind::Identity).expect("the allow-everything policy parses")
+    });
+    let principal = coffer_auth::principal::Principal {
+        arn: coffer_auth::principal::account_root_arn(caller_account),
+        account: caller_account.to_string(),
+        user_id: caller_account.to_string(),
+        name: "root".to_string(),
+        role_arn: None,
+    };
+    let caller = Caller::new(principal, vec![root.clone()]);
+    let target = target_of(owner, id, meta.cloned());
+    let policy = resource_policy(target.meta.as_ref());
+    let mut context = base_context(&caller, region, None, false, crate::clock::now_ms());
+    resource_context(&mut context, Some(id), &target);
+    decide(&caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
+}
+
 /// The request context every call shares: who is calling, from where, and when.
 fn base_context(
     caller: &Caller,
@@ -1312,13 +1344,19 @@ impl KmsKey {
         }
     }
 
-    /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
-    /// policy have a condition on `kms:ResourceAliases` (listing aliases costs a scan).
-    /// Its grants are not read here: see [`Grants`].
+    /// [`KmsKey::of`], with the key's aliases when the caller's policies (its session
+    /// policy too) or the key's policy have a condition on `kms:ResourceAliases` (listing
+    /// aliases costs a scan). Its grants are not read here: see [`Grants`].
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
-        let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
+        // Every policy the decision evaluates: a session policy's Deny on the aliases must
+        // see them as much as an identity policy's (review 12, finding 01).
+        let used = caller
+            .policies
+            .iter()
+            .chain(&caller.session_policy)
+            .any(|p| p.uses_condition_key(ALIASES))
             || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
         if used {
             let kms = app.keys.kms();

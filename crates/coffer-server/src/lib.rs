@@ -18,6 +18,7 @@ pub mod auth;
 pub mod background;
 pub mod clock;
 pub mod connections;
+mod cross_account;
 mod dispatch;
 pub mod http;
 pub mod hygiene;
@@ -114,6 +115,9 @@ impl Default for Config {
 #[derive(Debug)]
 pub struct RequestContext {
     pub scope: Scope,
+    /// The caller's own account: `scope`'s, unless a resource policy let the call into
+    /// another account's secret (`scope` is then the owner's).
+    pub caller_account: String,
     pub access_key_id: String,
     pub request_id: String,
     /// What the handler still authorizes itself (keys that sealed what it opens, each
@@ -129,6 +133,7 @@ impl RequestContext {
     /// The context of a call in `scope` that records nothing yet.
     pub fn new(scope: Scope, access_key_id: String, request_id: String) -> RequestContext {
         RequestContext {
+            caller_account: scope.account.clone(),
             scope,
             access_key_id,
             request_id,

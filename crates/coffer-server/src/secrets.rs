@@ -540,6 +540,10 @@ pub fn update_secret(
     validate_kms_key_id(&new_kms_key_id)?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        if value.is_some() {
+            // A new value is sealed as PutSecretValue's is, with the same refusal.
+            crate::cross_account::refuse_default_key(ctx, &meta)?;
+        }
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let now = clock::now_ms();
@@ -601,6 +605,7 @@ pub fn put_secret_value(
     })?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        crate::cross_account::refuse_default_key(ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
@@ -834,10 +839,12 @@ pub fn get_secret_value(
     names::validate_secret_id(&req.secret_id)?;
     let today = truncate_to_day(clock::now_ms());
     let (response, touch) = app.read(|tx| {
+        let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
+        crate::cross_account::refuse_default_key(ctx, &meta)?;
         read_value(
             app,
             tx,
-            resolve_for_read(tx, ctx, &req.secret_id)?,
+            meta,
             req.version_id.as_deref(),
             req.version_stage.as_deref(),
             today,
@@ -855,9 +862,16 @@ fn parse_filters(filters: &[wire::Filter]) -> Result<Filters, AwsError> {
     let filters = filters
         .iter()
         .map(|f| {
-            let key = FilterKey::parse(&f.key).ok_or_else(|| {
-                AwsError::invalid_parameter(format!("Invalid filter key: {}", f.key))
-            })?;
+            // The model requires neither member; AWS refuses a filter lacking either one
+            // (a key outside the enum never gets here: the model check answers it).
+            let key = FilterKey::parse(&f.key)
+                .ok_or_else(|| AwsError::invalid_parameter("Invalid filter key"))?;
+            if f.values.is_empty() {
+                return Err(AwsError::invalid_parameter(format!(
+                    "Invalid filter values for key: {}",
+                    f.key
+                )));
+            }
             Ok(Filter { key, values: f.values.clone() })
         })
         .collect::<Result<Vec<Filter>, AwsError>>()?;
@@ -902,8 +916,21 @@ pub fn batch_get_secret_value(
             let meta = resolve(tx, &owner, secret_id)?;
             if let Some(gate) = gate {
                 gate.secret("secretsmanager:GetSecretValue", &owner, secret_id, meta.as_ref())?;
+            } else if owner != ctx.scope {
+                // `--dev`: another account's secret only through its resource policy.
+                let (account, region) = (&ctx.caller_account, &ctx.scope.region);
+                let action = "secretsmanager:GetSecretValue";
+                crate::auth::dev_cross_account(
+                    account,
+                    region,
+                    action,
+                    &owner,
+                    secret_id,
+                    meta.as_ref(),
+                )?;
             }
             let meta = meta.ok_or_else(AwsError::secret_not_found)?;
+            crate::cross_account::refuse_default_key(ctx, &meta)?;
             read_value(app, tx, meta, None, None, today, gate)
         });
         match result {
@@ -1268,14 +1295,16 @@ pub fn delete_secret(
     names::validate_secret_id(&req.secret_id)?;
     let force = req.force_delete_without_recovery.unwrap_or(false);
     if let Some(days) = req.recovery_window_in_days {
-        if force {
-            return Err(AwsError::invalid_parameter(
-                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
-            ));
-        }
+        // AWS checks the window's range first: a forced delete with an out-of-range window
+        // gets the range error, and only an in-range one the "in conjunction" error.
         if !(7..=30).contains(&days) {
             return Err(AwsError::invalid_parameter(
                 "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
+            ));
+        }
+        if force {
+            return Err(AwsError::invalid_parameter(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
             ));
         }
     }

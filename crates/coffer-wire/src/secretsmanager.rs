@@ -18,6 +18,9 @@ pub struct Tag {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Filter {
+    /// Not required by the model: a filter without a key decodes as `""` (an explicit
+    /// `""` fails the model's enum first), and the handler refuses it as AWS does.
+    #[serde(default)]
     pub key: String,
     #[serde(default)]
     pub values: Vec<String>,
