@@ -86,8 +86,10 @@ fn family(key: &KeyRecord) -> Result<Family, KmsError> {
     })
 }
 
-/// The key usage a new key gets: the one asked for (default `ENCRYPT_DECRYPT`), if the
-/// key spec allows it. Specs Coffer does not make are UnsupportedOperationException.
+/// The key usage a new key gets: the one asked for, if the key spec allows it. Only a
+/// symmetric encryption key may leave it out (it defaults to `ENCRYPT_DECRYPT`); KMS wants
+/// it named for every other spec. Specs Coffer does not make are
+/// UnsupportedOperationException.
 pub fn check_new_key(spec: &str, usage: Option<&str>) -> Result<(Family, String), KmsError> {
     let family = Family::of(spec).ok_or_else(|| {
         KmsError::rejected(
@@ -95,7 +97,15 @@ pub fn check_new_key(spec: &str, usage: Option<&str>) -> Result<(Family, String)
             format!("KeySpec {spec} is not supported by Coffer."),
         )
     })?;
-    let usage = usage.unwrap_or(ENCRYPT_DECRYPT);
+    let usage = match usage {
+        Some(usage) => usage,
+        None if family == Family::Symmetric => ENCRYPT_DECRYPT,
+        None => {
+            return Err(KmsError::validation(
+                "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.",
+            ));
+        }
+    };
     if !family.usages().contains(&usage) {
         return Err(KmsError::validation(format!(
             "KeyUsage {usage} is not compatible with KeySpec {spec}"
@@ -223,6 +233,13 @@ pub fn require_usage(key: &KeyRecord, usage: &str, operation: &str) -> Result<()
         return Err(wrong_usage(key, operation));
     }
     Ok(())
+}
+
+/// What Encrypt checks of an asymmetric or HMAC key before the algorithm: its state, then
+/// its usage (KMS names a signing or MAC key's usage, not the algorithm it lacks).
+pub fn require_usable_for(key: &KeyRecord, usage: &str, operation: &str) -> Result<(), KmsError> {
+    require_enabled(key)?;
+    require_usage(key, usage, operation)
 }
 
 /// Refuses an asymmetric or HMAC key where only a symmetric encryption key serves
@@ -420,7 +437,7 @@ impl Kms {
             rsa::OaepPublicEncryptingKey::new(public).map_err(|_| crypto_failure("RSA key"))?;
         if plaintext.len() > encrypting.max_plaintext_size(oaep) {
             return Err(KmsError::validation(format!(
-                "Plaintext is too long for {algorithm} with key spec {}: at most {} bytes.",
+                "Algorithm {algorithm} and key spec {} cannot encrypt data larger than {} bytes.",
                 key.key_spec,
                 encrypting.max_plaintext_size(oaep)
             )));
@@ -616,7 +633,18 @@ mod tests {
     #[test]
     fn key_specs_allow_kms_usages_only() {
         assert!(check_new_key("RSA_2048", Some(SIGN_VERIFY)).is_ok());
-        assert!(check_new_key("RSA_4096", None).is_ok());
+        assert!(check_new_key("RSA_4096", Some(ENCRYPT_DECRYPT)).is_ok());
+        assert_eq!(check_new_key("SYMMETRIC_DEFAULT", None).unwrap().1, ENCRYPT_DECRYPT);
+        // Only a symmetric encryption key may leave its usage out (the model: "optional when
+        // you are creating a symmetric encryption KMS key; otherwise, it is required").
+        for spec in ["RSA_4096", "ECC_NIST_P256", "HMAC_256"] {
+            let err = check_new_key(spec, None).unwrap_err();
+            assert_eq!(err.code(), Some(ErrorCode::Validation), "{spec}");
+            assert_eq!(
+                err.client_message(),
+                "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
+            );
+        }
         assert!(check_new_key("ECC_NIST_P256", Some(KEY_AGREEMENT)).is_ok());
         assert!(check_new_key("HMAC_256", Some(GENERATE_VERIFY_MAC)).is_ok());
         for (spec, usage) in [

@@ -351,7 +351,7 @@ fn check_expiry<'a>(
             "ValidTo must not be specified when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE.",
         )),
         (_, None) => Err(KmsError::validation(
-            "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.",
+            "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES",
         )),
         (_, Some(to)) if to <= now || to > now + MAX_VALID_DAYS * DAY_MS => {
             Err(KmsError::validation(

@@ -435,7 +435,13 @@ fn check_alias_name(alias: &str) -> Result<(), KmsError> {
             "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
         ));
     }
-    if alias == "alias/" || alias.contains(':') {
+    // KMS answers a colon with a plain ValidationException (the model's pattern allows it).
+    if alias.contains(':') {
+        return Err(KmsError::validation(format!(
+            "{alias} contains invalid characters for an alias"
+        )));
+    }
+    if alias == "alias/" {
         return Err(KmsError::rejected(
             ErrorCode::KmsInvalidAliasName,
             format!("{alias} contains invalid characters for an alias"),
@@ -1209,7 +1215,11 @@ impl Kms {
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
         let key = self.find_key(tx, scope, key_id, false)?;
-        refuse_pending_deletion(&key)?;
+        // A key pending deletion answers (its status reads false until the deletion is
+        // canceled, as the model documents); one pending replica deletion does not.
+        if key.state == KeyState::PendingReplicaDeletion {
+            require_enabled(&key)?;
+        }
         refuse_rotation_of_key_pairs(&key)?;
         Ok(key)
     }

@@ -346,6 +346,7 @@ fn aliases_are_unique_reserved_names_are_refused_and_updates_retarget() {
         ("app", ErrorCode::Validation),
         ("alias/aws/mine", ErrorCode::KmsInvalidAliasName),
         ("alias/", ErrorCode::KmsInvalidAliasName),
+        ("alias/my:alias", ErrorCode::Validation),
     ] {
         assert_eq!(
             code(f.write(|kms, tx| kms.create_alias(tx, &scope(), name, &a.key_id, NOW))),

@@ -72,6 +72,9 @@ struct State {
     /// started (the operator's choice). Otherwise every open refuses a link, so one swapped
     /// in later by whoever may write the directory cannot send the lines elsewhere.
     follow_links: bool,
+    /// A regular file was opened at the path: every later open (the file moved, replaced
+    /// or rotated) must find one too, and never waits to find out (see [`State::open`]).
+    regular_only: bool,
 }
 
 #[derive(Debug)]
@@ -329,9 +332,22 @@ impl State {
     /// The open file, opened (and a torn last line ended) if need be.
     fn open(&mut self, path: &Path) -> std::io::Result<&mut Open> {
         if self.file.is_none() {
-            let (mut file, mut size) = open_append(path, self.follow_links)?;
+            // Made again at its path once a regular file was there: whoever may write the
+            // directory could have put a FIFO there, whose open would wait for a reader
+            // with the log's lock held, hanging every call and `/ready` (review 12,
+            // finding 02). Such an open does not wait, and only a regular file is taken.
+            let reopen = self.regular_only;
+            let (mut file, mut size) = open_append(path, self.follow_links, reopen)?;
             let metadata = file.metadata().ok();
             let regular = metadata.as_ref().is_some_and(|m| m.is_file());
+            if reopen && !regular {
+                tracing::warn!(path = %path.display(), "the audit log's path is no longer a regular file; not written");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the audit log's path is not a regular file",
+                ));
+            }
+            self.regular_only |= regular;
             let identity = metadata.filter(|_| regular).map(|m| (m.dev(), m.ino()));
             if self.torn && size > 0 && !ends_a_line(path, size) {
                 file.write_all(b"\n")?;
@@ -391,11 +407,16 @@ impl Open {
     }
 }
 
-/// Whether the file's last byte (of `size`) is a newline.
+/// Whether the file's last byte (of `size`) is a newline. Opened without waiting: the
+/// path may have become a FIFO since the log was opened (review 12, finding 02).
 fn ends_a_line(path: &Path, size: u64) -> bool {
-    use std::os::unix::fs::FileExt;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let mut last = [0u8];
-    File::open(path)
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
         .and_then(|f| f.read_exact_at(&mut last, size - 1))
         .map(|()| last[0] == b'\n')
         .unwrap_or(true)
@@ -404,10 +425,20 @@ fn ends_a_line(path: &Path, size: u64) -> bool {
 /// Opens the log for appending, creating it readable by its owner alone whatever the
 /// umask (rotated files keep that mode). A file that already exists keeps its mode: an
 /// operator may have opened it to a log shipper's group on purpose.
-/// Without `follow_links`, a symbolic link at the path is refused (`O_NOFOLLOW`).
-fn open_append(path: &Path, follow_links: bool) -> std::io::Result<(File, u64)> {
+/// Without `follow_links`, a symbolic link at the path is refused (`O_NOFOLLOW`); with
+/// `nonblocking`, opening a FIFO fails rather than waits for a reader (`O_NONBLOCK`, which
+/// changes nothing for a regular file).
+fn open_append(path: &Path, follow_links: bool, nonblocking: bool) -> std::io::Result<(File, u64)> {
+    use rustix::fs::OFlags;
     use std::os::unix::fs::OpenOptionsExt;
-    let flags = if follow_links { 0 } else { rustix::fs::OFlags::NOFOLLOW.bits() as i32 };
+    let mut flags = OFlags::empty();
+    if !follow_links {
+        flags |= OFlags::NOFOLLOW;
+    }
+    if nonblocking {
+        flags |= OFlags::NONBLOCK;
+    }
+    let flags = flags.bits() as i32;
     let file =
         OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(flags).open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

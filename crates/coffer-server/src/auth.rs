@@ -1274,7 +1274,7 @@ fn kms_key_checks(
 }
 
 /// The name and ARN forms of the AWS managed key, which needs no kms permission.
-fn is_aws_managed_key(key: &str) -> bool {
+pub(crate) fn is_aws_managed_key(key: &str) -> bool {
     key.is_empty()
         || key == "alias/aws/secretsmanager"
         || (key.starts_with("arn:") && key.ends_with(":alias/aws/secretsmanager"))
@@ -1344,13 +1344,19 @@ impl KmsKey {
         }
     }
 
-    /// [`KmsKey::of`], with the key's aliases when the caller's policies or the key's
-    /// policy have a condition on `kms:ResourceAliases` (listing aliases costs a scan).
-    /// Its grants are not read here: see [`Grants`].
+    /// [`KmsKey::of`], with the key's aliases when the caller's policies (its session
+    /// policy too) or the key's policy have a condition on `kms:ResourceAliases` (listing
+    /// aliases costs a scan). Its grants are not read here: see [`Grants`].
     fn seen_by(caller: &Caller, app: &App, tx: &dyn ReadTxn, record: &KeyRecord) -> KmsKey {
         const ALIASES: &str = "kms:ResourceAliases";
         let mut key = KmsKey::of(record);
-        let used = caller.policies.iter().any(|p| p.uses_condition_key(ALIASES))
+        // Every policy the decision evaluates: a session policy's Deny on the aliases must
+        // see them as much as an identity policy's (review 12, finding 01).
+        let used = caller
+            .policies
+            .iter()
+            .chain(&caller.session_policy)
+            .any(|p| p.uses_condition_key(ALIASES))
             || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
         if used {
             let kms = app.keys.kms();

@@ -59,14 +59,7 @@ pub(crate) fn refuse_default_key(ctx: &RequestContext, meta: &SecretMeta) -> Res
 
 /// Whether a secret's KmsKeyId names the AWS managed key: none (the default), or its alias.
 fn sealed_by_managed_key(key: Option<&str>) -> bool {
-    match key {
-        None => true,
-        Some(key) => {
-            key.is_empty()
-                || key == "alias/aws/secretsmanager"
-                || (key.starts_with("arn:") && key.ends_with(":alias/aws/secretsmanager"))
-        }
-    }
+    key.is_none_or(auth::is_aws_managed_key)
 }
 
 #[cfg(test)]

@@ -422,6 +422,9 @@ pub fn encrypt(
         let kms = app.keys.kms();
         let key = kms.find_key(tx, scope, &req.key_id, true).map_err(self::kms)?;
         if families::is_asymmetric(&key) {
+            // A signing or MAC key is refused for its usage before any algorithm is looked at.
+            asymmetric::require_usable_for(&key, coffer_kms::model::ENCRYPT_DECRYPT, "Encrypt")
+                .map_err(self::kms)?;
             // RSAES-OAEP under the key's public key: the blob is the raw RSA ciphertext.
             let algorithm =
                 families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
@@ -476,7 +479,7 @@ pub fn decrypt(
     // authorized before the handler), and the key decrypts it.
     if let Some(key_id) = req.key_id.as_deref() {
         let key = app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, true).map_err(kms))?;
-        if families::is_asymmetric(&key) {
+        if families::decrypts_raw(&key) {
             let algorithm =
                 families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
             families::refuse_context(&req.encryption_context)?;
@@ -551,23 +554,11 @@ pub fn re_encrypt(
             };
             gate.kms_direct((app, tx), "kms:ReEncryptTo", &destination, &to)?;
         }
-        let destination_algorithm = if families::is_asymmetric(&destination) {
-            families::refuse_context(&req.destination_encryption_context)?;
-            families::asymmetric_algorithm(
-                req.destination_encryption_algorithm.as_deref(),
-                &destination,
-            )?
-            .to_string()
-        } else {
-            check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
-                .map_err(self::kms)?;
-            SYMMETRIC_DEFAULT.to_string()
-        };
         // A source named by an asymmetric key is raw RSA ciphertext of that key (the
         // request names it, so it was authorized before the handler).
         let asymmetric_source = match req.source_key_id.as_deref() {
             Some(id) => Some(kms.find_key(tx, scope, id, true).map_err(self::kms)?)
-                .filter(families::is_asymmetric),
+                .filter(families::decrypts_raw),
             None => None,
         };
         let (plaintext, source_arn, source_material, source_algorithm) = match &asymmetric_source {
@@ -597,6 +588,26 @@ pub fn re_encrypt(
                 let arn = source.key.arn.clone();
                 (source.plaintext, arn, source.material_id, SYMMETRIC_DEFAULT.to_string())
             }
+        };
+        // KMS names a problem with the source before one with the destination, and a
+        // destination of the wrong usage by its usage (for ReEncrypt), before any algorithm.
+        let destination_algorithm = if families::is_asymmetric(&destination) {
+            asymmetric::require_usable_for(
+                &destination,
+                coffer_kms::model::ENCRYPT_DECRYPT,
+                "ReEncrypt",
+            )
+            .map_err(self::kms)?;
+            families::refuse_context(&req.destination_encryption_context)?;
+            families::asymmetric_algorithm(
+                req.destination_encryption_algorithm.as_deref(),
+                &destination,
+            )?
+            .to_string()
+        } else {
+            check_algorithm(req.destination_encryption_algorithm.as_deref(), &destination)
+                .map_err(self::kms)?;
+            SYMMETRIC_DEFAULT.to_string()
         };
         let (blob, key_arn, destination_material) = if families::is_asymmetric(&destination) {
             let blob = kms
@@ -701,14 +712,14 @@ pub fn get_key_rotation_status(
 ) -> Result<wire::GetKeyRotationStatusResponse, AwsError> {
     let key =
         app.read(|tx| app.keys.kms().key_rotation_status(tx, scope, &req.key_id).map_err(kms))?;
+    // While a key is pending deletion its rotation status reads false (KMS does not rotate
+    // it); the stored setting is kept, so canceling the deletion brings it back.
+    let enabled = key.rotation_enabled && key.state != KeyState::PendingDeletion;
     Ok(wire::GetKeyRotationStatusResponse {
-        key_rotation_enabled: key.rotation_enabled,
+        key_rotation_enabled: enabled,
         key_id: key.arn.clone(),
-        rotation_period_in_days: key.rotation_period_days.filter(|_| key.rotation_enabled),
-        next_rotation_date: key
-            .next_rotation_ms
-            .filter(|_| key.rotation_enabled)
-            .map(epoch_seconds),
+        rotation_period_in_days: key.rotation_period_days.filter(|_| enabled),
+        next_rotation_date: key.next_rotation_ms.filter(|_| enabled).map(epoch_seconds),
     })
 }
 

@@ -15,15 +15,19 @@
 //!   (at once on SQLite and in memory; within PostgreSQL's cache bound across nodes);
 //! - the action and the region the call was signed for (`aws:RequestedRegion`).
 //!
-//! Each entry holds both `Arc`s, so an address it compares can never be reused by another
-//! caller or key record while the entry lives. Authentication (signature, session expiry)
+//! Each entry holds a `Weak` of both, so an address it compares can never be reused by
+//! another caller or key record while the entry lives (a `Weak` keeps the allocation,
+//! not its contents). It keeps neither alive: a session's caller is built anew for every
+//! call, so most entries are never asked again, and holding the `Arc`s kept 4,096 callers'
+//! parsed policies and key records (a key policy may be 32 KiB) in memory (review 12,
+//! finding 03). Authentication (signature, session expiry)
 //! and the key's state (checked by the key service before every use) are not decisions
 //! and are never skipped.
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_iam::Caller;
 use coffer_kms::KeyRecord;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 
 /// Past this many remembered decisions the memo starts over.
 const MAX_ENTRIES: usize = 4096;
@@ -63,8 +67,10 @@ pub(crate) fn may_remember(caller: &Caller, key_policy: Option<&Policy>) -> bool
 }
 
 struct Entry {
-    caller: Arc<Caller>,
-    key: Arc<KeyRecord>,
+    /// Weak: only the allocation is kept, so its address stays this caller's (see the
+    /// module documentation).
+    caller: Weak<Caller>,
+    key: Weak<KeyRecord>,
     action: String,
     region: String,
 }
@@ -91,8 +97,8 @@ pub(crate) fn allowed(
     let entries = entries().read().unwrap_or_else(PoisonError::into_inner);
     entries.get(&slot(caller, key)).is_some_and(|found| {
         found.iter().any(|e| {
-            Arc::ptr_eq(&e.caller, caller)
-                && Arc::ptr_eq(&e.key, key)
+            std::ptr::eq(e.caller.as_ptr(), Arc::as_ptr(caller))
+                && std::ptr::eq(e.key.as_ptr(), Arc::as_ptr(key))
                 && e.action == action
                 && e.region == region
         })
@@ -111,8 +117,8 @@ pub(crate) fn remember(caller: &Arc<Caller>, key: &Arc<KeyRecord>, action: &str,
         found.clear();
     }
     found.push(Entry {
-        caller: caller.clone(),
-        key: key.clone(),
+        caller: Arc::downgrade(caller),
+        key: Arc::downgrade(key),
         action: action.to_string(),
         region: region.to_string(),
     });
@@ -197,5 +203,36 @@ mod tests {
         // The same principal looked up again (its IAM records changed) is another caller.
         let again = Arc::new(Caller::clone(&me));
         assert!(!allowed(&again, &key, "kms:Decrypt", "us-east-1"));
+    }
+
+    /// A session's caller is built anew for every call (and a key record for every change of
+    /// its bytes), so most remembered decisions are never asked again: an entry must not
+    /// keep the caller's policies or the key record (a 32 KiB key policy) alive, or 4,096
+    /// of them stay in memory, as much as a role's policies times 4,096 (review 12,
+    /// finding 03). Only the decision's own address is kept.
+    #[test]
+    fn a_remembered_decision_keeps_neither_the_caller_nor_the_key_record_alive() {
+        let me = caller(ADMIN);
+        let key: Arc<KeyRecord> = Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "key_id": "k2", "scope": {"account": "111122223333", "region": "us-east-1"},
+                "arn": "arn:aws:kms:us-east-1:111122223333:key/k2", "description": "",
+                "manager": "CUSTOMER", "state": "Enabled", "created_ms": 0, "deletion_ms": null,
+                "pending_window_days": null, "rotation_enabled": false,
+                "rotation_period_days": null, "next_rotation_ms": null, "on_demand_rotations": 0,
+                "materials": [], "tags": [], "policy": null
+            }))
+            .unwrap(),
+        );
+        remember(&me, &key, "kms:Decrypt", "us-east-1");
+        assert!(allowed(&me, &key, "kms:Decrypt", "us-east-1"));
+        assert_eq!(Arc::strong_count(&me), 1, "the memo keeps the caller alive");
+        assert_eq!(Arc::strong_count(&key), 1, "the memo keeps the key record alive");
+        // Once dropped, no caller built later can take its place in the memo.
+        drop(me);
+        for _ in 0..64 {
+            let other = caller(ADMIN);
+            assert!(!allowed(&other, &key, "kms:Decrypt", "us-east-1"));
+        }
     }
 }

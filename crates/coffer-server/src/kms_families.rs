@@ -234,6 +234,14 @@ pub fn is_asymmetric(key: &KeyRecord) -> bool {
     !key.is_symmetric()
 }
 
+/// Whether a ciphertext given with this key named is raw RSA ciphertext of the key: only an
+/// asymmetric key for encryption makes such ciphertext. Named with any other key (a
+/// signing, MAC or key agreement key) the ciphertext is taken as a symmetric blob, whose
+/// own key then differs from the named one: IncorrectKeyException, as KMS answers.
+pub fn decrypts_raw(key: &KeyRecord) -> bool {
+    is_asymmetric(key) && key.key_usage == coffer_kms::model::ENCRYPT_DECRYPT
+}
+
 // --- Grants ----------------------------------------------------------------------------------
 
 fn grant_entry(grant: &coffer_kms::grants::GrantRecord) -> wire::GrantListEntry {

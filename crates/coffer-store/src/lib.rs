@@ -251,6 +251,18 @@ pub trait Store: Send + Sync + 'static {
         drop(handoff);
         self.write(f)
     }
+
+    /// [`Store::write`] of a closure that touches only the audit trail's records (events,
+    /// chain heads: [`memory::TRAIL_KINDS`]), e.g. a read's event. A store may then leave
+    /// readers and writers of secrets free meanwhile: the memory store takes only its
+    /// trail's lock, so a read's event never makes another read wait. Durable stores
+    /// write it as any other write.
+    fn write_trail(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        self.write(f)
+    }
     /// A short name for logs: `memory`, `sqlite:<path>` or `postgres://user@host:port/db`.
     fn describe(&self) -> String;
 

@@ -69,6 +69,8 @@ pub struct ReplicateKeyRequest {
 pub struct ReplicateKeyResponse {
     pub replica_key_metadata: KeyMetadata,
     pub replica_policy: String,
+    /// KMS leaves the member out when the replica has no tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replica_tags: Vec<Tag>,
 }
 
