@@ -1523,13 +1523,14 @@ fn append_unwritten_with(
     Ok(())
 }
 
-/// Writes one event in a transaction of its own. On the memory store the transaction
-/// holds the one lock every reader waits for, so the event's canonical JSON (all of its
-/// record but the chain's part) is written before it.
+/// Writes one event in a transaction of its own, which touches only the trail
+/// (`Store::write_trail`): on the memory store it takes the trail's lock alone, so readers
+/// of secrets never wait for it. The event's canonical JSON (all of its record but the
+/// chain's part) is made before, outside the lock.
 fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
     let canonical = chain::Prepared::new(app.audit.form, &unwritten.event);
     let mut lines = Lines::default();
-    let written = app.store.write(&mut |tx| {
+    let written = app.store.write_trail(&mut |tx| {
         let mut heads = app.audit.heads().collecting(lines.attempt());
         append_unwritten_with(app, tx, &mut heads, unwritten, Some(&canonical))
             .map_err(|_| StoreError::Aborted)
@@ -1883,6 +1884,18 @@ mod tests {
         let next = auditor.note_failed_signature_at("AKIA1", later);
         assert_eq!(next, FailureNotice { audit: true, log: Some((24, 15)) });
         assert_eq!(auditor.note_failed_signature_at("AKIA1", later).log, None);
+    }
+
+    /// A read's event is written with `Store::write_trail`, which the memory store refuses
+    /// for any record outside its trail: every kind that write touches must be listed.
+    #[test]
+    fn the_memory_stores_trail_holds_every_kind_a_reads_event_writes() {
+        let kinds = coffer_store::memory::TRAIL_KINDS;
+        for kind in
+            [EVENT_KIND, HEAD_KIND, coffer_audit::archive::BASE_KIND, crate::kms_last_use::KIND]
+        {
+            assert!(kinds.contains(&kind), "{kind} is not in the memory store's trail");
+        }
     }
 }
 

@@ -395,7 +395,7 @@ impl coffer_store::Store for RecordedStore {
         self.app.store.read(f)
     }
 
-    fn read_scope(&self, f: &mut dyn FnMut()) {
+    fn read_scope(&self, f: &mut dyn FnMut()) -> coffer_store::Handoff {
         self.app.store.read_scope(f)
     }
 

@@ -20,6 +20,8 @@ pub mod clock;
 pub mod connections;
 mod cross_account;
 mod dispatch;
+#[cfg(test)]
+mod handoff_tests;
 pub mod http;
 pub mod hygiene;
 pub mod iam_api;
@@ -50,7 +52,7 @@ mod txn;
 pub mod web_identity;
 
 use coffer_core::{AwsError, Scope};
-use coffer_store::{Latency, ReadTxn, Store, StoreError};
+use coffer_store::{Handoff, Latency, ReadTxn, Store, StoreError};
 use std::sync::Arc;
 
 /// Users, access keys and policies live in their own crate, shared with `coffer admin`.
@@ -127,6 +129,9 @@ pub struct RequestContext {
     pub audit: audit::CallRecord,
     /// The call's LastAccessedDate updates, when they are put off until its read is over.
     pub access: secrets::AccessRecords,
+    /// What the call's read scope looked up (`Store::read_scope`), for its first write
+    /// ([`App::write`]) to start from: kept with the call, so no other call's write gets it.
+    pub handoff: std::sync::Mutex<Handoff>,
 }
 
 impl RequestContext {
@@ -140,7 +145,20 @@ impl RequestContext {
             gate: None,
             audit: audit::CallRecord::none(),
             access: secrets::AccessRecords::immediate(),
+            handoff: std::sync::Mutex::default(),
         }
+    }
+
+    /// Keeps what the call's read scope handed, for its write.
+    pub fn hand(&mut self, handoff: Handoff) {
+        *self.handoff.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner) = handoff;
+    }
+
+    /// What the call's read scope handed, taken (its first write uses it; any later one
+    /// would find its own changes missing from it, and gets nothing).
+    fn take_handoff(&self) -> Handoff {
+        let mut handoff = self.handoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *handoff)
     }
 }
 
@@ -248,7 +266,7 @@ impl App {
         ctx: &RequestContext,
         f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
-        self.write_recorded(&ctx.audit, f)
+        self.write_recorded(&ctx.audit, ctx.take_handoff(), f)
     }
 
     /// Runs `f` in a write transaction that no call's event goes with: work the service
@@ -257,19 +275,20 @@ impl App {
         &self,
         f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
-        self.write_recorded(&audit::CallRecord::none(), f)
+        self.write_recorded(&audit::CallRecord::none(), Handoff::none(), f)
     }
 
     fn write_recorded<T: Send + 'static>(
         &self,
         record: &audit::CallRecord,
+        handoff: Handoff,
         mut f: impl FnMut(&mut Txn<'_>) -> Result<T, AwsError> + Send,
     ) -> Result<T, AwsError> {
         let mut out = None;
         let event = record.for_write();
         // The audit log's lines of the attempt that commits, written once it has.
         let mut lines = audit_file::Lines::default();
-        let result = self.store.write(&mut |tx| {
+        let result = self.store.write_after(handoff, &mut |tx| {
             let mut txn = Txn::new(tx, lines.attempt());
             match f(&mut txn) {
                 Ok(v) => match audit::in_transaction(self, &mut txn, &v, event.as_ref()) {

@@ -15,7 +15,8 @@
 //! The audit record and the LastAccessedDate updates travel in the call's
 //! [`RequestContext`]; nothing of a call is kept in a thread-local. Read-only calls share
 //! one read transaction for all their stages (the store's `read_scope`: see
-//! `coffer_store::Store::read_scope` for why that one is per thread).
+//! `coffer_store::Store::read_scope` for why that one is per thread); what that scope
+//! looked up reaches the call's write in its context too (`RequestContext::handoff`).
 
 use crate::audit::{self, CallRecord, Source, Unwritten};
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
@@ -228,26 +229,34 @@ pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Out
     // commit: one snapshot (on PostgreSQL, one BEGIN) instead of one per stage.
     if !(op.read_only() || app.writes_inline()) {
         let (mut request, mut admitted) = (Some(Request::Json(body)), None);
-        app.store.read_scope(&mut || {
+        let handoff = app.store.read_scope(&mut || {
             if let Some(request) = request.take() {
                 admitted = Some(admit(app, caller, asked, request, AccessRecords::immediate()));
             }
         });
-        let Some(admitted) = admitted else {
+        let Some(mut admitted) = admitted else {
             return Outcome { result: Err(AwsError::internal()), unwritten: None };
         };
+        // What the authorization looked up, for the handler's write to start from.
+        if let Admitted::Identified(ctx, _) = &mut admitted {
+            ctx.hand(handoff);
+        }
         let (result, record, _) = handle(app, admitted);
         let unwritten = record.conclude(&result);
         return Outcome { result, unwritten };
     }
     let (mut body, mut served) = (Some(body), None);
-    app.store.read_scope(&mut || {
+    let handoff = app.store.read_scope(&mut || {
         let request = Request::Json(body.take().unwrap_or_default());
         served = Some(serve(app, caller, asked, request, AccessRecords::deferred()));
     });
-    let Some((result, record, ctx)) = served else {
+    let Some((result, record, mut ctx)) = served else {
         return Outcome { result: Err(AwsError::internal()), unwritten: None };
     };
+    // The secrets the call read, for its LastAccessedDate write to start from.
+    if let Some(ctx) = &mut ctx {
+        ctx.hand(handoff);
+    }
     let result = match (result, &ctx) {
         (Ok(answer), Some(ctx)) => ctx.access.write_deferred(app, ctx).map(|()| answer),
         (result, _) => result,

@@ -9,11 +9,15 @@
 //! `write` returns, or returns an error and nothing it did is kept. A store may
 //! run the closure more than once (to retry a serialization conflict), so it
 //! must not have side effects outside the transaction.
+//!
+//! What a call's read scope looked up reaches its write as a value ([`Handoff`]), from
+//! [`Store::read_scope`] to [`Store::write_after`], not through a thread-local.
 
 use std::time::Duration;
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
+mod carried;
 #[cfg(feature = "testing")]
 pub mod conformance;
 #[cfg(feature = "testing")]
@@ -28,6 +32,7 @@ pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use carried::Handoff;
 pub use memory::MemoryStore;
 pub use pages::RecordPages;
 pub use postgres::PostgresStore;
@@ -216,8 +221,14 @@ pub trait Store: Send + Sync + 'static {
     /// request that reads several times. Writes inside `f` are not seen by its later
     /// reads. `f` must not wait for other threads' reads. Stores that cannot share
     /// simply run `f`.
-    fn read_scope(&self, f: &mut dyn FnMut()) {
-        f()
+    ///
+    /// Returns what the scope looked up that the call's write may start from, for
+    /// [`Store::write_after`] (a PostgreSQL write then awaits no lookup of its secret);
+    /// the caller keeps it with the call, so no other call's write gets it. Empty from a
+    /// scope inside another, and from stores whose lookups cost no round trip.
+    fn read_scope(&self, f: &mut dyn FnMut()) -> Handoff {
+        f();
+        Handoff::none()
     }
     /// Runs `f` in a write transaction; commits (durably) iff `f` returns `Ok`.
     /// Writes are serialized per store, so `f` sees no concurrent change. A store may
@@ -227,6 +238,31 @@ pub trait Store: Send + Sync + 'static {
         &self,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()>;
+    /// [`Store::write`] for the call whose read scope returned `handoff`: `f`'s lookups
+    /// may be answered from what that scope read, where the store proves it unchanged in
+    /// the write's own transaction (else `f` runs again reading everything itself), so
+    /// `f` sees exactly what [`Store::write`] would show it. A handoff made by another
+    /// store is ignored, as every store but PostgreSQL ignores them all.
+    fn write_after(
+        &self,
+        handoff: Handoff,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        drop(handoff);
+        self.write(f)
+    }
+
+    /// [`Store::write`] of a closure that touches only the audit trail's records (events,
+    /// chain heads: [`memory::TRAIL_KINDS`]), e.g. a read's event. A store may then leave
+    /// readers and writers of secrets free meanwhile: the memory store takes only its
+    /// trail's lock, so a read's event never makes another read wait. Durable stores
+    /// write it as any other write.
+    fn write_trail(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        self.write(f)
+    }
     /// A short name for logs: `memory`, `sqlite:<path>` or `postgres://user@host:port/db`.
     fn describe(&self) -> String;
 

@@ -1,4 +1,14 @@
-//! The in-memory store behind `--dev`: everything in one locked structure, lost on exit.
+//! The in-memory store behind `--dev`: secrets and records under one lock, the audit
+//! trail under a lock of its own, all lost on exit.
+//!
+//! The trail (the records of [`TRAIL_KINDS`]: events, chain heads, archive checkpoints
+//! and KMS key last uses) is kept apart so that a read's event, appended by
+//! [`Store::write_trail`] under the trail's lock alone, never makes a reader of secrets
+//! wait. A write that changes secrets takes the state's lock, then the trail's when it
+//! first touches a trail record, and holds both until it commits or is undone: nobody
+//! sees its change without its event, nor its event without its change. The locks are
+//! always taken in that order (state, then trail), and a trail-only write never asks for
+//! the state's, so no two transactions can wait for each other.
 //!
 //! A write transaction works on the live state and records an undo log; if the
 //! closure fails (or panics) the log is replayed backwards, so a failed write
@@ -6,9 +16,10 @@
 //! Listing walks ordered indexes kept per scope, so the first page of
 //! ListSecrets costs the same with a hundred secrets or a hundred thousand.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
@@ -17,14 +28,34 @@ use crate::{
     StoreResult, WriteTxn,
 };
 
+/// The record kinds kept in the memory store's trail, apart from the secrets: the audit
+/// events and chain heads (`coffer_audit::chain`), the retention archives' checkpoints
+/// (`coffer_audit::archive`), and the KMS keys' last uses written with the events that
+/// used them (the server's `kms_last_use`). Only these may be touched by
+/// [`Store::write_trail`].
+pub const TRAIL_KINDS: [&str; 4] = ["audit.event", "audit.head", "audit.base", "kms.last_use"];
+
+/// Whether records of `kind` are kept in the trail.
+fn in_trail(kind: &str) -> bool {
+    TRAIL_KINDS.contains(&kind)
+}
+
 /// A store that keeps everything in process memory.
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// The records of [`TRAIL_KINDS`]; taken after `state` when both are.
+    trail: Mutex<Records>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
-        MemoryStore { state: RwLock::new(State::default()) }
+        MemoryStore { state: RwLock::new(State::default()), trail: Mutex::new(Records::default()) }
+    }
+
+    /// The trail. A panic inside a write closure poisons it as it does the state, after
+    /// the transaction's undo log restored it.
+    fn lock_trail(&self) -> MutexGuard<'_, Records> {
+        lock_trail(&self.trail)
     }
 
     /// A panic inside a write closure poisons the lock, but the transaction's
@@ -53,7 +84,7 @@ impl std::fmt::Debug for MemoryStore {
 impl Store for MemoryStore {
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
         let state = self.read_state();
-        f(&*state)
+        f(&MemRead { state: &state, trail_lock: &self.trail, trail: OnceCell::new() })
     }
 
     fn write(
@@ -61,14 +92,17 @@ impl Store for MemoryStore {
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
         let mut state = self.write_state();
-        let mut txn = MemTxn::new(&mut state);
-        let result = f(&mut txn);
-        if result.is_ok() {
-            txn.commit();
-        }
-        // On failure, dropping the transaction replays its undo log.
-        drop(txn);
-        result
+        run(MemTxn::new(Some(&mut state), &self.trail), f)
+    }
+
+    /// Takes the trail's lock alone: readers and writers of secrets go on meanwhile. A
+    /// closure that touches anything but the records of [`TRAIL_KINDS`] gets an error
+    /// (taking the state's lock here, after the trail's, could deadlock).
+    fn write_trail(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        run(MemTxn::new(None, &self.trail), f)
     }
 
     fn latency(&self) -> crate::Latency {
@@ -107,7 +141,12 @@ impl Store for MemoryStore {
         for (name, value) in sorted(&state.settings) {
             visit(SnapshotItem::Setting { name, value })?;
         }
-        for (kind, records) in &state.records {
+        // Both maps' kinds in one order, as when they were one map.
+        let trail = self.lock_trail();
+        let mut kinds: Vec<(&String, &BTreeMap<String, Vec<u8>>)> =
+            state.records.0.iter().chain(trail.0.iter()).collect();
+        kinds.sort_by(|a, b| a.0.cmp(b.0));
+        for (kind, records) in kinds {
             for (key, value) in records {
                 visit(SnapshotItem::Record {
                     kind: kind.clone(),
@@ -124,17 +163,100 @@ impl Store for MemoryStore {
         let empty = state.secrets.is_empty()
             && state.wrapped_keys.is_empty()
             && state.settings.is_empty()
-            && state.records.is_empty();
+            && state.records.0.is_empty()
+            && self.lock_trail().0.is_empty();
         if !empty {
             return Err(crate::not_empty());
         }
-        let mut txn = MemTxn::new(&mut state);
-        let result = crate::import_items(&mut txn, produce);
-        if result.is_ok() {
-            txn.commit();
+        run(MemTxn::new(Some(&mut state), &self.trail), &mut |txn| {
+            crate::import_items(txn, produce)
+        })
+    }
+}
+
+/// Runs `f` in `txn` and commits it if `f` succeeds; on failure, dropping the transaction
+/// replays its undo log (the trail's lock, if taken, is released with it).
+fn run(
+    mut txn: MemTxn<'_>,
+    f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + '_),
+) -> StoreResult<()> {
+    let result = f(&mut txn);
+    if result.is_ok() {
+        txn.commit();
+    }
+    drop(txn);
+    result
+}
+
+fn lock_trail(trail: &Mutex<Records>) -> MutexGuard<'_, Records> {
+    trail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records of other subsystems, by kind and key, in key order for prefix scans. Kept per
+/// kind so that a lookup borrows its kind and key instead of allocating a copy of both
+/// (every call's audit event reads and writes a few records).
+#[derive(Default)]
+struct Records(BTreeMap<String, BTreeMap<String, Vec<u8>>>);
+
+impl Records {
+    fn get(&self, kind: &str, key: &str) -> Option<&Vec<u8>> {
+        self.0.get(kind).and_then(|records| records.get(key))
+    }
+
+    /// Sets a record, returning the value it replaced.
+    fn put(&mut self, kind: &str, key: String, value: Vec<u8>) -> Option<Vec<u8>> {
+        let records = match self.0.get_mut(kind) {
+            Some(records) => records,
+            None => self.0.entry(kind.to_owned()).or_default(),
+        };
+        records.insert(key, value)
+    }
+
+    /// Removes a record, and its kind's map once empty (so no empty kind is kept).
+    fn remove(&mut self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        let records = self.0.get_mut(kind)?;
+        let previous = records.remove(key);
+        if records.is_empty() {
+            self.0.remove(kind);
         }
-        drop(txn);
-        result
+        previous
+    }
+
+    /// Puts back what a record held before a change (`None`: it did not exist).
+    fn restore(&mut self, kind: String, key: String, previous: Option<Vec<u8>>) {
+        match previous {
+            Some(value) => {
+                self.0.entry(kind).or_default().insert(key, value);
+            }
+            None => {
+                self.remove(&kind, &key);
+            }
+        }
+    }
+
+    /// Up to `limit` records of `kind` whose key starts with `prefix`, after `after`.
+    fn scan(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, Vec<u8>)> {
+        let Some(records) = self.0.get(kind) else {
+            return Vec::new();
+        };
+        // The keys with `prefix` are contiguous: start at the prefix, or just after `after`
+        // when that is further on.
+        let from = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        records
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
     }
 }
 
@@ -229,10 +351,8 @@ struct State {
     versions: HashMap<String, Vec<Version>>,
     wrapped_keys: HashMap<String, Vec<u8>>,
     settings: HashMap<String, Vec<u8>>,
-    /// Records of other subsystems, by kind and key, in key order for prefix scans. Kept
-    /// per kind so that a lookup borrows its kind and key instead of allocating a copy of
-    /// both (every call's audit event reads and writes a few records).
-    records: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Records of other subsystems but the trail's ([`TRAIL_KINDS`]).
+    records: Records,
     /// The last `seq` handed out; the next secret gets one more.
     last_seq: i64,
 }
@@ -268,16 +388,6 @@ impl State {
             }
         }
         Some(old)
-    }
-
-    /// Removes a record, and its kind's map once empty (so `records` holds no empty kind).
-    fn remove_record(&mut self, kind: &str, key: &str) -> Option<Vec<u8>> {
-        let records = self.records.get_mut(kind)?;
-        let previous = records.remove(key);
-        if records.is_empty() {
-            self.records.remove(kind);
-        }
-        previous
     }
 
     fn version_position(&self, arn: &str, version_id: &str) -> Option<usize> {
@@ -342,14 +452,8 @@ impl State {
                     self.settings.remove(&name);
                 }
             },
-            Undo::Record { kind, key, previous } => match previous {
-                Some(value) => {
-                    self.records.entry(kind).or_default().insert(key, value);
-                }
-                None => {
-                    self.remove_record(&kind, &key);
-                }
-            },
+            Undo::Record { kind, key, previous } => self.records.restore(kind, key, previous),
+            Undo::TrailRecord { .. } => unreachable!("trail steps are undone on the trail"),
             Undo::LastSeq(previous) => self.last_seq = previous,
         }
     }
@@ -432,8 +536,9 @@ impl ReadTxn for State {
         Ok(self.settings.get(name).cloned())
     }
 
+    /// The state's records alone (never a trail kind: [`MemRead`] and [`MemTxn`] route those).
     fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.records.get(kind).and_then(|records| records.get(key)).cloned())
+        Ok(self.records.get(kind, key).cloned())
     }
 
     fn records(
@@ -443,21 +548,82 @@ impl ReadTxn for State {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        let Some(records) = self.records.get(kind) else {
-            return Ok(Vec::new());
-        };
-        // The keys with `prefix` are contiguous: start at the prefix, or just after `after`
-        // when that is further on.
-        let from = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
-        Ok(records
-            .range::<str, _>((from, Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect())
+        Ok(self.records.scan(kind, prefix, after, limit))
+    }
+}
+
+/// A read transaction: the state's read lock, and the trail's lock from the first trail
+/// record read to the end (so that one read sees one trail: a head and its events). Taken
+/// in the store's order, state then trail; a trail-only write, the trail's other holder
+/// besides writes of secrets (excluded by the state's lock), never waits for the state.
+struct MemRead<'a> {
+    state: &'a State,
+    trail_lock: &'a Mutex<Records>,
+    trail: OnceCell<MutexGuard<'a, Records>>,
+}
+
+impl MemRead<'_> {
+    fn trail(&self) -> &Records {
+        self.trail.get_or_init(|| lock_trail(self.trail_lock))
+    }
+}
+
+impl ReadTxn for MemRead<'_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        self.state.secret_by_name(scope, name)
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        self.state.secret_by_arn(arn)
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        self.state.versions(arn)
+    }
+
+    fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
+        self.state.version_value(arn, version_id)
+    }
+
+    fn visit_secrets(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        visit: &mut dyn FnMut(&SecretMeta) -> bool,
+    ) -> StoreResult<()> {
+        self.state.visit_secrets(scope, query, visit)
+    }
+
+    fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
+        self.state.secrets_due_for_deletion(now)
+    }
+
+    fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.state.wrapped_key(key_id)
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.state.setting(name)
+    }
+
+    fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        if in_trail(kind) {
+            return Ok(self.trail().get(kind, key).cloned());
+        }
+        self.state.record(kind, key)
+    }
+
+    fn records(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        if in_trail(kind) {
+            return Ok(self.trail().scan(kind, prefix, after, limit));
+        }
+        self.state.records(kind, prefix, after, limit)
     }
 }
 
@@ -533,22 +699,54 @@ enum Undo {
         key: String,
         previous: Option<Vec<u8>>,
     },
+    /// A record of the trail ([`TRAIL_KINDS`]).
+    TrailRecord {
+        kind: String,
+        key: String,
+        previous: Option<Vec<u8>>,
+    },
     LastSeq(i64),
 }
 
 /// A write transaction over the live state. Unless committed, dropping it undoes every change.
+///
+/// It holds the state's write lock (`state`; `None` in a trail-only write,
+/// [`Store::write_trail`]) and takes the trail's lock when it first touches a trail
+/// record, keeping it until it is dropped, after its changes were kept or undone.
 struct MemTxn<'a> {
-    state: &'a mut State,
+    state: Option<&'a mut State>,
+    trail_lock: &'a Mutex<Records>,
+    trail: OnceCell<MutexGuard<'a, Records>>,
     undo: Vec<Undo>,
 }
 
 impl<'a> MemTxn<'a> {
-    fn new(state: &'a mut State) -> Self {
-        MemTxn { state, undo: Vec::new() }
+    fn new(state: Option<&'a mut State>, trail_lock: &'a Mutex<Records>) -> Self {
+        MemTxn { state, trail_lock, trail: OnceCell::new(), undo: Vec::new() }
     }
 
     fn commit(&mut self) {
         self.undo.clear();
+    }
+
+    /// The state, which a trail-only write does not hold.
+    fn state(&self) -> StoreResult<&State> {
+        self.state.as_deref().ok_or_else(outside_trail)
+    }
+
+    fn state_mut(&mut self) -> StoreResult<&mut State> {
+        self.state.as_deref_mut().ok_or_else(outside_trail)
+    }
+
+    /// The trail, its lock taken on first use (a read too: the head a write reads is the
+    /// head it moves) and kept to the end; after the state's, if this write has it.
+    fn trail(&self) -> &Records {
+        self.trail.get_or_init(|| lock_trail(self.trail_lock))
+    }
+
+    fn trail_mut(&mut self) -> &mut Records {
+        self.trail();
+        self.trail.get_mut().expect("the trail's lock was just taken")
     }
 
     fn missing_secret() -> StoreError {
@@ -560,29 +758,46 @@ impl<'a> MemTxn<'a> {
     }
 }
 
+/// The error of a trail-only write that touched the state.
+fn outside_trail() -> StoreError {
+    StoreError::Backend("a write of the audit trail touched more than the trail".to_owned())
+}
+
 impl Drop for MemTxn<'_> {
     fn drop(&mut self) {
         while let Some(step) = self.undo.pop() {
-            self.state.undo(step);
+            match step {
+                Undo::TrailRecord { kind, key, previous } => {
+                    // A trail step was made under the trail's guard, still held.
+                    if let Some(trail) = self.trail.get_mut() {
+                        trail.restore(kind, key, previous);
+                    }
+                }
+                step => {
+                    if let Some(state) = self.state.as_mut() {
+                        state.undo(step);
+                    }
+                }
+            }
         }
     }
 }
 
 impl ReadTxn for MemTxn<'_> {
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
-        self.state.secret_by_name(scope, name)
+        self.state()?.secret_by_name(scope, name)
     }
 
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
-        self.state.secret_by_arn(arn)
+        self.state()?.secret_by_arn(arn)
     }
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
-        self.state.versions(arn)
+        self.state()?.versions(arn)
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
-        self.state.version_value(arn, version_id)
+        self.state()?.version_value(arn, version_id)
     }
 
     fn visit_secrets(
@@ -591,23 +806,26 @@ impl ReadTxn for MemTxn<'_> {
         query: &ListQuery,
         visit: &mut dyn FnMut(&SecretMeta) -> bool,
     ) -> StoreResult<()> {
-        self.state.visit_secrets(scope, query, visit)
+        self.state()?.visit_secrets(scope, query, visit)
     }
 
     fn secrets_due_for_deletion(&self, now: Millis) -> StoreResult<Vec<String>> {
-        self.state.secrets_due_for_deletion(now)
+        self.state()?.secrets_due_for_deletion(now)
     }
 
     fn wrapped_key(&self, key_id: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.state.wrapped_key(key_id)
+        self.state()?.wrapped_key(key_id)
     }
 
     fn setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.state.setting(name)
+        self.state()?.setting(name)
     }
 
     fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.state.record(kind, key)
+        if in_trail(kind) {
+            return Ok(self.trail().get(kind, key).cloned());
+        }
+        self.state()?.record(kind, key)
     }
 
     fn records(
@@ -617,17 +835,20 @@ impl ReadTxn for MemTxn<'_> {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.state.records(kind, prefix, after, limit)
+        if in_trail(kind) {
+            return Ok(self.trail().scan(kind, prefix, after, limit));
+        }
+        self.state()?.records(kind, prefix, after, limit)
     }
 }
 
 impl WriteTxn for MemTxn<'_> {
     fn insert_secret(&mut self, meta: &SecretMeta) -> StoreResult<i64> {
-        if self.state.secrets.contains_key(&meta.arn) {
+        let state = self.state_mut()?;
+        if state.secrets.contains_key(&meta.arn) {
             return Err(StoreError::Conflict("a secret with this ARN already exists".to_owned()));
         }
-        let name_taken = self
-            .state
+        let name_taken = state
             .scopes
             .get(&meta.scope)
             .is_some_and(|index| index.arn_of_name(&meta.name).is_some());
@@ -636,18 +857,20 @@ impl WriteTxn for MemTxn<'_> {
                 "a secret with this name already exists in its scope".to_owned(),
             ));
         }
-        self.undo.push(Undo::LastSeq(self.state.last_seq));
-        self.state.last_seq += 1;
-        let seq = self.state.last_seq;
+        let previous_seq = state.last_seq;
+        state.last_seq += 1;
+        let seq = state.last_seq;
         let mut stored = meta.clone();
         stored.seq = seq;
+        state.put_secret(stored);
+        self.undo.push(Undo::LastSeq(previous_seq));
         self.undo.push(Undo::Secret { arn: meta.arn.clone(), previous: None });
-        self.state.put_secret(stored);
         Ok(seq)
     }
 
     fn update_secret(&mut self, meta: &SecretMeta) -> StoreResult<()> {
-        let Some(existing) = self.state.secrets.get(&meta.arn) else {
+        let state = self.state_mut()?;
+        let Some(existing) = state.secrets.get(&meta.arn) else {
             return Err(Self::missing_secret());
         };
         // The identity of a secret (scope, name, seq) is fixed at insertion.
@@ -655,17 +878,18 @@ impl WriteTxn for MemTxn<'_> {
         stored.scope = existing.scope.clone();
         stored.name = existing.name.clone();
         stored.seq = existing.seq;
-        let previous = self.state.put_secret(stored);
+        let previous = state.put_secret(stored);
         self.undo.push(Undo::Secret { arn: meta.arn.clone(), previous: previous.map(Box::new) });
         Ok(())
     }
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
-        let Some(previous) = self.state.take_secret(arn) else {
+        let state = self.state_mut()?;
+        let Some(previous) = state.take_secret(arn) else {
             return Ok(());
         };
+        let versions = state.versions.remove(arn);
         self.undo.push(Undo::Secret { arn: arn.to_owned(), previous: Some(Box::new(previous)) });
-        let versions = self.state.versions.remove(arn);
         if versions.is_some() {
             self.undo.push(Undo::Versions { arn: arn.to_owned(), previous: versions });
         }
@@ -678,24 +902,26 @@ impl WriteTxn for MemTxn<'_> {
         meta: &VersionMeta,
         value: &SealedValue,
     ) -> StoreResult<()> {
-        if !self.state.secrets.contains_key(arn) {
+        let state = self.state_mut()?;
+        if !state.secrets.contains_key(arn) {
             return Err(Self::missing_secret());
         }
-        if self.state.version_position(arn, &meta.version_id).is_some() {
+        if state.version_position(arn, &meta.version_id).is_some() {
             return Err(StoreError::Conflict(
                 "the secret already has a version with this id".to_owned(),
             ));
         }
         let version = Version { meta: meta.clone(), value: value.clone() };
-        self.state.versions.entry(arn.to_owned()).or_default().push(version);
+        state.versions.entry(arn.to_owned()).or_default().push(version);
         self.undo.push(Undo::VersionAppended { arn: arn.to_owned() });
         Ok(())
     }
 
     fn update_version(&mut self, arn: &str, meta: &VersionMeta) -> StoreResult<()> {
+        let state = self.state_mut()?;
         let position =
-            self.state.version_position(arn, &meta.version_id).ok_or_else(Self::missing_version)?;
-        let version = &mut self.state.versions.get_mut(arn).expect("position found")[position];
+            state.version_position(arn, &meta.version_id).ok_or_else(Self::missing_version)?;
+        let version = &mut state.versions.get_mut(arn).expect("position found")[position];
         let previous = std::mem::replace(&mut version.meta, meta.clone());
         self.undo.push(Undo::VersionMeta { arn: arn.to_owned(), position, previous });
         Ok(())
@@ -707,53 +933,61 @@ impl WriteTxn for MemTxn<'_> {
         version_id: &str,
         value: &SealedValue,
     ) -> StoreResult<()> {
-        let position =
-            self.state.version_position(arn, version_id).ok_or_else(Self::missing_version)?;
-        let version = &mut self.state.versions.get_mut(arn).expect("position found")[position];
+        let state = self.state_mut()?;
+        let position = state.version_position(arn, version_id).ok_or_else(Self::missing_version)?;
+        let version = &mut state.versions.get_mut(arn).expect("position found")[position];
         let previous = std::mem::replace(&mut version.value, value.clone());
         self.undo.push(Undo::VersionValue { arn: arn.to_owned(), position, previous });
         Ok(())
     }
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
-        let Some(position) = self.state.version_position(arn, version_id) else {
+        let state = self.state_mut()?;
+        let Some(position) = state.version_position(arn, version_id) else {
             return Ok(());
         };
-        let list = self.state.versions.get_mut(arn).expect("position found");
+        let list = state.versions.get_mut(arn).expect("position found");
         let version = list.remove(position);
         if list.is_empty() {
-            self.state.versions.remove(arn);
+            state.versions.remove(arn);
         }
         self.undo.push(Undo::VersionRemoved { arn: arn.to_owned(), position, version });
         Ok(())
     }
 
     fn put_wrapped_key(&mut self, key_id: &str, wrapped: &[u8]) -> StoreResult<()> {
-        let previous = self.state.wrapped_keys.insert(key_id.to_owned(), wrapped.to_vec());
+        let previous = self.state_mut()?.wrapped_keys.insert(key_id.to_owned(), wrapped.to_vec());
         self.undo.push(Undo::WrappedKey { key_id: key_id.to_owned(), previous });
         Ok(())
     }
 
     fn put_setting(&mut self, name: &str, value: &[u8]) -> StoreResult<()> {
-        let previous = self.state.settings.insert(name.to_owned(), value.to_vec());
+        let previous = self.state_mut()?.settings.insert(name.to_owned(), value.to_vec());
         self.undo.push(Undo::Setting { name: name.to_owned(), previous });
         Ok(())
     }
 
     fn put_record(&mut self, kind: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        let records = match self.state.records.get_mut(kind) {
-            Some(records) => records,
-            None => self.state.records.entry(kind.to_owned()).or_default(),
-        };
-        let previous = records.insert(key.to_owned(), value.to_vec());
-        self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
+        let (value, undo_key) = (value.to_vec(), key.to_owned());
+        if in_trail(kind) {
+            let previous = self.trail_mut().put(kind, key.to_owned(), value);
+            self.undo.push(Undo::TrailRecord { kind: kind.to_owned(), key: undo_key, previous });
+        } else {
+            let previous = self.state_mut()?.records.put(kind, key.to_owned(), value);
+            self.undo.push(Undo::Record { kind: kind.to_owned(), key: undo_key, previous });
+        }
         Ok(())
     }
 
     fn delete_record(&mut self, kind: &str, key: &str) -> StoreResult<()> {
-        let previous = self.state.remove_record(kind, key);
-        if previous.is_some() {
-            self.undo.push(Undo::Record { kind: kind.to_owned(), key: key.to_owned(), previous });
+        if in_trail(kind) {
+            if let Some(previous) = self.trail_mut().remove(kind, key) {
+                let (kind, key) = (kind.to_owned(), key.to_owned());
+                self.undo.push(Undo::TrailRecord { kind, key, previous: Some(previous) });
+            }
+        } else if let Some(previous) = self.state_mut()?.records.remove(kind, key) {
+            let (kind, key) = (kind.to_owned(), key.to_owned());
+            self.undo.push(Undo::Record { kind, key, previous: Some(previous) });
         }
         Ok(())
     }
@@ -842,6 +1076,122 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!((current("a"), current("b")), before);
         assert_indexed(&store);
+    }
+
+    /// A read's event appended through `write_trail` holds the trail's lock alone: a
+    /// reader of secrets, started while such a write is held open mid-closure, completes.
+    /// With one lock for everything it would wait for the write (the test would hang; the
+    /// watchdog below turns that into a failure instead, and is no timing threshold: a
+    /// read that completes answers at once).
+    #[test]
+    fn a_reader_of_secrets_is_not_blocked_by_a_held_trail_write() {
+        use std::sync::mpsc;
+        let store = std::sync::Arc::new(MemoryStore::new());
+        store.write(&mut |tx| tx.insert_secret(&secret("a")).map(|_| ())).unwrap();
+        let (inside, is_inside) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.write_trail(&mut |tx| {
+                    tx.put_record("audit.event", "chain/1", b"event")?;
+                    tx.put_record("audit.head", "chain", b"head")?;
+                    inside.send(()).unwrap();
+                    released.lock().unwrap().recv().unwrap();
+                    Ok(())
+                })
+            })
+        };
+        is_inside.recv().unwrap();
+        let (read, was_read) = mpsc::channel();
+        let reader = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut found = None;
+                store
+                    .read(&mut |tx| {
+                        found = tx.secret_by_name(&scope(), "a")?;
+                        Ok(())
+                    })
+                    .unwrap();
+                read.send(found.is_some()).unwrap();
+            })
+        };
+        let outcome = was_read.recv_timeout(std::time::Duration::from_secs(60));
+        release.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+        reader.join().unwrap();
+        assert_eq!(outcome, Ok(true), "the read waited for the trail's write");
+        // The trail's write committed, and a reader of the trail sees it.
+        store
+            .read(&mut |tx| {
+                assert_eq!(tx.record("audit.head", "chain")?.as_deref(), Some(&b"head"[..]));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A write of secrets that appends an event holds the trail's lock from its first
+    /// trail record to its end, and a failed one takes back both its change and its event.
+    #[test]
+    fn a_failed_write_takes_back_its_change_and_its_event_together() {
+        let store = MemoryStore::new();
+        let failed = store.write(&mut |tx| {
+            tx.insert_secret(&secret("a"))?;
+            tx.put_record("audit.event", "chain/1", b"event")?;
+            tx.put_record("audit.head", "chain", b"head")?;
+            tx.put_record("iam-user", "u", b"user")?;
+            Err(StoreError::Aborted)
+        });
+        assert!(failed.is_err());
+        store
+            .read(&mut |tx| {
+                assert!(tx.secret_by_name(&scope(), "a")?.is_none());
+                assert!(tx.record("audit.head", "chain")?.is_none());
+                assert!(tx.records("audit.event", "", None, 10)?.is_empty());
+                assert!(tx.record("iam-user", "u")?.is_none());
+                Ok(())
+            })
+            .unwrap();
+        assert!(store.lock_trail().0.is_empty(), "an empty kind was left in the trail");
+        // The same, committed: both visible, and exported in kind order with the rest.
+        store
+            .write(&mut |tx| {
+                tx.insert_secret(&secret("a"))?;
+                tx.put_record("audit.head", "chain", b"head")?;
+                tx.put_record("iam-user", "u", b"user")?;
+                tx.put_record("kms-key", "k", b"key")
+            })
+            .unwrap();
+        let mut kinds = Vec::new();
+        store
+            .export(&mut |item| {
+                if let SnapshotItem::Record { kind, .. } = item {
+                    kinds.push(kind);
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(kinds, ["audit.head", "iam-user", "kms-key"]);
+    }
+
+    /// A trail-only write that touches a secret or another record is refused and leaves
+    /// nothing, not even its trail records.
+    #[test]
+    fn a_trail_write_that_touches_more_than_the_trail_is_refused() {
+        let store = MemoryStore::new();
+        let refused = store.write_trail(&mut |tx| {
+            tx.put_record("audit.event", "chain/1", b"event")?;
+            tx.insert_secret(&secret("a")).map(|_| ())
+        });
+        assert!(refused.is_err());
+        let refused = store.write_trail(&mut |tx| tx.put_record("iam-user", "u", b"user"));
+        assert!(refused.is_err());
+        let refused = store.write_trail(&mut |tx| tx.secret_by_name(&scope(), "a").map(|_| ()));
+        assert!(refused.is_err());
+        assert!(store.lock_trail().0.is_empty());
+        assert!(store.read_state().records.0.is_empty());
     }
 
     fn current_in(tx: &dyn WriteTxn, name: &str) -> SecretMeta {

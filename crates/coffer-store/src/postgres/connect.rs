@@ -85,6 +85,7 @@ impl PostgresStore {
             shared: None,
             watcher_config,
             scrub: super::scrub::ScrubState::new(options.scrub_delay),
+            id: super::handoff::store_id(),
         };
         // Fail now, with the reason, rather than at the first request.
         drop(store.checkout().map_err(|e| {

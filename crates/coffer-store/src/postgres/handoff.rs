@@ -1,34 +1,37 @@
-//! A read scope's secret lookups handed to the write that follows it on the same thread,
-//! guarded, so that a PutSecretValue looks its secret up once instead of twice.
+//! A read scope's secret lookups handed to the write of the same call, guarded, so that
+//! a PutSecretValue looks its secret up once instead of twice.
 //!
 //! A mutating call authorizes in a read scope (which looks the secret up, with its
 //! versions, to decide), then writes: before this module the write member looked the
 //! same secret up again inside the group's transaction, an awaited round trip of the
-//! ~2.3 a put cost. Now the scope, as it ends, leaves what it looked up (with each row's
-//! `xmin`: the witness) on its thread; the next write on that thread takes it along to
-//! whichever writer runs its group (`lend::Job`), and the member answers its lookups from
-//! it. Nothing read that way is trusted: the member defers, in the same round trip as its
-//! changes, a guard statement ([`GUARD_SQL`]) that finds the secret's row and its
-//! versions' rows still the very ones read (same `xmin`s, same versions in the same
-//! order). If they are not (another writer, on this node or another, changed them in
-//! between), the guard finds no row, the whole attempt is rolled back and run again
-//! carefully, where no member uses what it was handed: the member then reads the secret
-//! inside its own transaction as before. So a stale read is never written over a
-//! concurrent change; the guard reads the same rows the lookup read, inside the same
-//! SERIALIZABLE transaction, so PostgreSQL's conflict detection covers them as it did.
+//! ~2.3 a put cost. Now the scope, as it ends, returns what it looked up (with each row's
+//! `xmin`: the witness) as a [`Handoff`], a value the call keeps (the server, in its
+//! `RequestContext`) and gives its write ([`crate::Store::write_after`]), which takes it
+//! along to whichever writer runs its group (`lend::Job`); the member answers its lookups
+//! from it. Nothing travels through the thread, so no other call's write can pick it up,
+//! and a store opens only the handoffs it made itself. Nothing read that way is trusted:
+//! the member defers, in the same round trip as its changes, a guard statement
+//! ([`GUARD_SQL`]) that finds the secret's row and its versions' rows still the very ones
+//! read (same `xmin`s, same versions in the same order). If they are not (another writer,
+//! on this node or another, changed them in between), the guard finds no row, the whole
+//! attempt is rolled back and run again carefully, where no member uses what it was
+//! handed: the member then reads the secret inside its own transaction as before. So a
+//! stale read is never written over a concurrent change; the guard reads the same rows
+//! the lookup read, inside the same SERIALIZABLE transaction, so PostgreSQL's conflict
+//! detection covers them as it did.
 //!
 //! A handed secret is used only until the member writes a secret (after which its own
 //! writes would be missing from it), and sealed values are never handed (only metadata).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use coffer_core::model::{SecretMeta, VersionMeta};
 
 use super::PostgresStore;
 use super::pipelined::Expect;
 use super::txn::PgTxn;
-use crate::StoreResult;
+use crate::{Handoff, StoreResult};
 
 /// What a secret's rows were when read: the `secrets` row's `xmin`, and its versions'
 /// `xmin`s in version order (`None`: no version). A row keeps its `xmin` until it is
@@ -54,6 +57,8 @@ const CHANGED_SINCE_READ: &str = "the secret changed after the read it was hande
 /// their versions and witnesses by ARN.
 #[derive(Default)]
 pub(super) struct Handed {
+    /// The store whose read scope made it ([`store_id`]): only that store's writes use it.
+    store: u64,
     seen: HashMap<String, Option<SecretMeta>>,
     versions: HashMap<String, Vec<VersionMeta>>,
     witnesses: HashMap<String, Witness>,
@@ -71,44 +76,32 @@ impl Handed {
     }
 }
 
-thread_local! {
-    /// What the last read scope on this thread left for the next write, and the store
-    /// it read (by address: only that store's writes take it).
-    static LEFT: RefCell<Option<(usize, Handed)>> = const { RefCell::new(None) };
+/// A number no other store of this process has (an address could be a dropped store's).
+pub(super) fn store_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Drops what an earlier scope on this thread left and nothing took (a new scope begins).
-pub(super) fn clear() {
-    LEFT.with(|left| left.borrow_mut().take());
+/// What `txn` (a read scope's transaction on `store`, ending now) looked up, for the
+/// write of the call that made the scope.
+pub(super) fn hand(store: &PostgresStore, txn: &PgTxn<'_, '_>) -> Handoff {
+    let handed = txn.handed_over(store.id);
+    if handed.is_empty() { Handoff::none() } else { Handoff::new(handed) }
 }
 
-/// Leaves what `txn` (a read scope's transaction on `store`, ending now) looked up for
-/// the next write of `store` on this thread.
-pub(super) fn leave(store: &PostgresStore, txn: &PgTxn<'_, '_>) {
-    let handed = txn.handed_over();
-    if handed.is_empty() {
-        return clear();
-    }
-    let at = store as *const PostgresStore as usize;
-    LEFT.with(|left| *left.borrow_mut() = Some((at, handed)));
-}
-
-/// What the last read scope on this thread left for a write of `store`, taken.
-pub(super) fn take(store: &PostgresStore) -> Option<Handed> {
-    let at = store as *const PostgresStore as usize;
-    match LEFT.with(|left| left.borrow_mut().take()) {
-        Some((of, handed)) if of == at => Some(handed),
-        _ => None,
-    }
+/// What `handoff` hands a write of `store`: nothing unless `store` made it.
+pub(super) fn opened(store: &PostgresStore, handoff: Handoff) -> Option<Handed> {
+    handoff.open::<Handed>().filter(|handed| handed.store == store.id)
 }
 
 impl PgTxn<'_, '_> {
     /// A read transaction's lookups, moved out of it (it ends): its secrets, their
     /// versions and witnesses; not the sealed values it read.
-    fn handed_over(&self) -> Handed {
+    fn handed_over(&self, store: u64) -> Handed {
         let Some(seen) = &self.seen else { return Handed::default() };
         let mut prefetched = self.prefetched.borrow_mut();
         Handed {
+            store,
             seen: std::mem::take(&mut *seen.borrow_mut()),
             versions: std::mem::take(&mut prefetched.versions),
             witnesses: std::mem::take(&mut prefetched.witnesses),

@@ -10,15 +10,16 @@ use super::PostgresStore;
 use super::txn::statements_on_this_thread;
 use crate::fixtures::{scope, secret, version};
 use crate::testing::{TestDatabase, TestPostgres};
-use crate::{SealedValue, Store, WriteTxn};
+use crate::{Handoff, SealedValue, Store, WriteTxn};
 
 fn node(database: &TestDatabase) -> Arc<PostgresStore> {
     Arc::new(PostgresStore::open(&database.url).unwrap().cache_records(&["kms-key"], &[]))
 }
 
 /// What the server's mutating calls do before their write: authorize in a read scope,
-/// which looks the secret up (with its versions).
-fn authorize(store: &PostgresStore, name: &str) {
+/// which looks the secret up (with its versions). Returns what the scope hands the call's
+/// write.
+fn authorize(store: &PostgresStore, name: &str) -> Handoff {
     store.read_scope(&mut || {
         store
             .read(&mut |tx| {
@@ -27,7 +28,7 @@ fn authorize(store: &PostgresStore, name: &str) {
                 Ok(())
             })
             .unwrap();
-    });
+    })
 }
 
 fn read_secret(store: &PostgresStore, name: &str) -> SecretMeta {
@@ -57,16 +58,60 @@ fn a_write_after_its_read_scope_awaits_no_lookup() {
     let database = TestPostgres::shared().create_database();
     let store = node(&database);
     store.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
-    authorize(&store, "a");
+    let handoff = authorize(&store, "a");
+    assert!(!handoff.is_empty());
     let before = statements_on_this_thread();
-    store.write(&mut |tx| bump(tx, "a", 1)).unwrap();
+    store.write_after(handoff, &mut |tx| bump(tx, "a", 1)).unwrap();
     assert_eq!(statements_on_this_thread() - before, 1);
     assert_eq!(read_secret(&store, "a").last_changed_ms, crate::fixtures::T0 + 1);
-    // Taken once: the next write on the thread looks the secret up itself.
+    // Moved into that write: the next write looks the secret up itself.
     let before = statements_on_this_thread();
     store.write(&mut |tx| bump(tx, "a", 1)).unwrap();
     assert_eq!(statements_on_this_thread() - before, 2);
     assert_eq!(read_secret(&store, "a").last_changed_ms, crate::fixtures::T0 + 2);
+}
+
+/// A read scope's lookups go only to the write of the call that made the scope (it is a
+/// value the call keeps): another call's write on the same thread, which made no scope,
+/// looks its secret up itself, and another call's scope does not replace it.
+#[test]
+fn a_handoff_is_not_used_by_another_calls_write() {
+    let database = TestPostgres::shared().create_database();
+    let store = node(&database);
+    store.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
+    let handoff = authorize(&store, "a");
+    // Another call's write on this thread, which made no read scope.
+    let before = statements_on_this_thread();
+    store.write(&mut |tx| bump(tx, "a", 1)).unwrap();
+    assert_eq!(statements_on_this_thread() - before, 2);
+    assert_eq!(read_secret(&store, "a").last_changed_ms, crate::fixtures::T0 + 1);
+    // Another call's scope, which looked nothing up, hands nothing, and leaves the first
+    // call's handoff to it: that call's write still awaits no lookup (the guard finds the
+    // row the other call's write changed, and the write runs again, reading it).
+    assert!(store.read_scope(&mut || {}).is_empty());
+    let before = statements_on_this_thread();
+    store.write_after(handoff, &mut |tx| bump(tx, "a", 1)).unwrap();
+    assert_eq!(read_secret(&store, "a").last_changed_ms, crate::fixtures::T0 + 2);
+    assert!(statements_on_this_thread() - before >= 2, "the stale handoff was rerun");
+    // Fresh, it is one round trip again.
+    let handoff = authorize(&store, "a");
+    let before = statements_on_this_thread();
+    store.write_after(handoff, &mut |tx| bump(tx, "a", 1)).unwrap();
+    assert_eq!(statements_on_this_thread() - before, 1);
+}
+
+/// A store opens only the handoffs it made: another store's write (here on the same
+/// database, another node) given one looks its secret up itself.
+#[test]
+fn a_handoff_is_not_used_by_another_store() {
+    let database = TestPostgres::shared().create_database();
+    let (one, two) = (node(&database), node(&database));
+    one.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
+    let handoff = authorize(&one, "a");
+    let before = statements_on_this_thread();
+    two.write_after(handoff, &mut |tx| bump(tx, "a", 1)).unwrap();
+    assert_eq!(statements_on_this_thread() - before, 2);
+    assert_eq!(read_secret(&two, "a").last_changed_ms, crate::fixtures::T0 + 1);
 }
 
 /// Four such writes as one group commit: one round trip for the group (the last sync
@@ -79,8 +124,8 @@ fn a_group_of_writes_after_their_read_scopes_is_one_round_trip() {
     let names: [&'static str; 4] = ["a", "b", "c", "d"];
     super::group_tests::seed_secrets(&store, &names);
     let round_trips = super::group_tests::one_group_of(&store, &names, |store, name| {
-        authorize(store, name);
-        store.write(&mut |tx| bump(tx, name, 1))
+        let handoff = authorize(store, name);
+        store.write_after(handoff, &mut |tx| bump(tx, name, 1))
     });
     assert_eq!(round_trips, 1);
     for name in names {
@@ -96,11 +141,11 @@ fn a_secret_changed_after_the_read_scope_is_read_again() {
     let database = TestPostgres::shared().create_database();
     let (one, two) = (node(&database), node(&database));
     one.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
-    authorize(&one, "a");
+    let handoff = authorize(&one, "a");
     std::thread::scope(|s| s.spawn(|| two.write(&mut |tx| bump(tx, "a", 100))).join())
         .unwrap()
         .unwrap();
-    one.write(&mut |tx| bump(tx, "a", 1)).unwrap();
+    one.write_after(handoff, &mut |tx| bump(tx, "a", 1)).unwrap();
     assert_eq!(read_secret(&one, "a").last_changed_ms, crate::fixtures::T0 + 101);
 }
 
@@ -112,7 +157,7 @@ fn versions_changed_after_the_read_scope_are_read_again() {
     let (one, two) = (node(&database), node(&database));
     let arn = secret("a").arn;
     one.write(&mut |tx| tx.insert_secret(&secret("a")).map(drop)).unwrap();
-    authorize(&one, "a");
+    let handoff = authorize(&one, "a");
     std::thread::scope(|s| {
         s.spawn(|| {
             two.write(&mut |tx| {
@@ -123,7 +168,7 @@ fn versions_changed_after_the_read_scope_are_read_again() {
     })
     .unwrap()
     .unwrap();
-    one.write(&mut |tx| {
+    one.write_after(handoff, &mut |tx| {
         let mut meta = tx.secret_by_name(&scope(), "a")?.expect("seeded");
         let versions = tx.versions(&meta.arn)?;
         meta.description = Some(format!("{} versions", versions.len()));
@@ -156,8 +201,8 @@ fn two_nodes_racing_puts_on_one_secret_lose_nothing() {
             s.spawn(move || {
                 for p in 0..PUTS {
                     let id = format!("v-{w}-{p}");
-                    authorize(store, "a");
-                    store.write(&mut |tx| put(tx, &id)).unwrap();
+                    let handoff = authorize(store, "a");
+                    store.write_after(handoff, &mut |tx| put(tx, &id)).unwrap();
                 }
             });
         }

@@ -36,7 +36,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
 use crate::lend::Job;
-use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
+use crate::{Handoff, ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
 
 mod connect;
 mod export;
@@ -85,6 +85,8 @@ pub struct PostgresStore {
     watcher_config: (tokio_postgres::Config, Option<tokio_postgres_rustls::MakeRustlsConnect>),
     /// The scrub of destroyed rows (`scrub.rs`).
     scrub: scrub::ScrubState,
+    /// Which store this is, in the handoffs its read scopes make (`handoff`).
+    id: u64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -109,11 +111,12 @@ impl Store for PostgresStore {
     /// read `f` makes on this thread, instead of one each. A write inside `f` takes a
     /// second connection, so callers keep writes out of scopes (see the server's
     /// `deferring_access_records`).
-    fn read_scope(&self, f: &mut dyn FnMut()) {
+    fn read_scope(&self, f: &mut dyn FnMut()) -> Handoff {
         if SHARED_READ.with(Cell::get).is_some() {
-            return f();
+            // The outer scope's lookups, this one's among them, are the outer's to hand.
+            f();
+            return Handoff::none();
         }
-        handoff::clear();
         let lazy = LazyRead::new(self);
         let txn = PgTxn::reading_cached(self.rt(), &lazy, self.shared.as_deref());
         let _guard = SharedReadGuard;
@@ -122,9 +125,10 @@ impl Store for PostgresStore {
         f();
         // The secrets it looked up, for the write that usually follows (a mutating call
         // authorizes in the scope, then writes): see `handoff`.
-        if txn.failure.get() == Failure::None {
-            handoff::leave(self, &txn);
+        if txn.failure.get() != Failure::None {
+            return Handoff::none();
         }
+        handoff::hand(self, &txn)
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
@@ -147,7 +151,17 @@ impl Store for PostgresStore {
         &self,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
-        self.write_grouped(f)
+        self.write_grouped(Handoff::none(), f)
+    }
+
+    /// The write's member starts from the lookups of its call's read scope, guarded
+    /// (`handoff`), if this store made `handoff`.
+    fn write_after(
+        &self,
+        handoff: Handoff,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        self.write_grouped(handoff, f)
     }
 
     fn latency(&self) -> crate::Latency {

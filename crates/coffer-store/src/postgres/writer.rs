@@ -13,7 +13,7 @@ use super::shared_cache::ANNOUNCE_SQL;
 use super::txn::{Failure, PgTxn};
 use super::{PostgresStore, describe_error};
 use crate::lend::{Job, Member, WriteFn, lend_handing};
-use crate::{StoreError, StoreResult};
+use crate::{Handoff, StoreError, StoreResult};
 
 /// Conflicting writes are retried at most this often and this long before
 /// the caller gets an error.
@@ -49,9 +49,11 @@ impl PostgresStore {
     /// turn runs every queued write in one SERIALIZABLE transaction, each in a savepoint
     /// (a failing one undoes only its own work), commits them with one round trip and
     /// one WAL flush, and answers each. A conflict with another node reruns the batch.
-    pub(super) fn write_grouped(&self, f: &mut WriteFn<'_>) -> StoreResult<()> {
-        // What this thread's read scope looked up, for the member to start from (guarded).
-        let handed = handoff::take(self).map(|h| Box::new(h) as Box<dyn std::any::Any + Send>);
+    /// `handoff`: what the call's read scope looked up, for the member to start from
+    /// (guarded), if this store made it.
+    pub(super) fn write_grouped(&self, handoff: Handoff, f: &mut WriteFn<'_>) -> StoreResult<()> {
+        let handed = handoff::opened(self, handoff)
+            .map(|handed| Box::new(handed) as Box<dyn std::any::Any + Send>);
         lend_handing(f, handed, |job, answer| {
             self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
             while !answer.ready() {

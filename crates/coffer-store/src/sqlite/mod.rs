@@ -101,24 +101,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn read_scope(&self, f: &mut dyn FnMut()) {
-        let Some(pool) = &self.readers else { return f() };
-        if SHARED_READ.with(Cell::get).is_some() {
-            return f();
-        }
-        let Ok(reader) = pool.take() else { return f() };
-        let Ok(generation) = begin_snapshot(reader.conn(), self.cache.as_deref()) else {
-            return f();
-        };
-        {
-            let _guard = SharedReadGuard;
-            let shared = SharedRead { store: self, conn: reader.conn(), generation };
-            SHARED_READ.with(|cell| cell.set(Some(shared)));
-            f();
-        }
-        // Nothing was written, so ending with a rollback loses nothing. If it fails,
-        // dropping the reader keeps the connection out of the pool.
-        let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+    /// Hands nothing: a lookup in SQLite's write is no round trip.
+    fn read_scope(&self, f: &mut dyn FnMut()) -> crate::Handoff {
+        self.share_reads(f);
+        crate::Handoff::none()
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
@@ -170,6 +156,29 @@ impl Store for SqliteStore {
 
     fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
         self.import_snapshot(produce)
+    }
+}
+
+impl SqliteStore {
+    /// [`Store::read_scope`]: one reader's snapshot for every read `f` makes on this thread.
+    fn share_reads(&self, f: &mut dyn FnMut()) {
+        let Some(pool) = &self.readers else { return f() };
+        if SHARED_READ.with(Cell::get).is_some() {
+            return f();
+        }
+        let Ok(reader) = pool.take() else { return f() };
+        let Ok(generation) = begin_snapshot(reader.conn(), self.cache.as_deref()) else {
+            return f();
+        };
+        {
+            let _guard = SharedReadGuard;
+            let shared = SharedRead { store: self, conn: reader.conn(), generation };
+            SHARED_READ.with(|cell| cell.set(Some(shared)));
+            f();
+        }
+        // Nothing was written, so ending with a rollback loses nothing. If it fails,
+        // dropping the reader keeps the connection out of the pool.
+        let _ = reader.conn().prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
     }
 }
 
