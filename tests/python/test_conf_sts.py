@@ -401,3 +401,24 @@ def test_a_permissions_boundary_is_refused_rather_than_ignored(srv):
             f"The role with name {role} cannot be found.", 404)
     refused(lambda: iam.get_user(UserName=user), "NoSuchEntity",
             f"The user with name {user} cannot be found.", 404)
+
+
+def test_a_description_over_a_thousand_characters_is_refused(srv):
+    """AWS's model bound on role and policy descriptions. The value is quoted cut to 512
+    characters, as every error of Coffer's quotes what the client sent."""
+    iam = unchecked_iam(srv)
+    text = "d" * 1001
+    tail = "' at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000"
+    role = uname("long-desc")
+    for call in (
+        lambda: iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(EC2_TRUST), Description=text),
+        lambda: iam.create_policy(PolicyName=uname("long-desc"), PolicyDocument=policy_doc("s3:ListBucket"),
+                                  Description=text),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        err = e.value.response["Error"]
+        assert err["Code"] == "ValidationError"
+        assert err["Message"].startswith("1 validation error detected: Value 'ddd") and err["Message"].endswith(tail)
+    refused(lambda: iam.get_role(RoleName=role), "NoSuchEntity",
+            f"The role with name {role} cannot be found.", 404)

@@ -264,6 +264,20 @@ pub fn validate_name(name: &str, member: &str, max: usize) -> Result<(), IamErro
     Err(validation(name, member, "[\\w+=,.@-]+"))
 }
 
+/// Role and policy descriptions: at most 1000 characters (the models' bound).
+pub fn validate_description(description: &str) -> Result<(), IamError> {
+    if description.chars().count() <= 1000 {
+        return Ok(());
+    }
+    // Quoted shorter than other values, so the whole message stays within the 512
+    // characters an error may carry and keeps the constraint it names.
+    let description = coffer_auth::sigv4::echo_at_most(description, 256);
+    Err(IamError::Invalid(format!(
+        "1 validation error detected: Value '{description}' at 'description' failed to \
+         satisfy constraint: Member must have length less than or equal to 1000"
+    )))
+}
+
 /// Paths: `/` or `/` ... `/`, printable ASCII, at most 512 characters.
 pub fn validate_path(path: &str) -> Result<(), IamError> {
     let ok = path.len() <= 512
@@ -893,6 +907,7 @@ impl Iam {
     ) -> Result<ManagedPolicy, IamError> {
         validate_name(name, "policyName", 128)?;
         validate_path(path)?;
+        validate_description(description)?;
         check_tags(&tags)?;
         check_policy(document)?;
         let policy = ManagedPolicy {
@@ -1274,6 +1289,7 @@ impl Iam {
     ) -> Result<RoleRecord, IamError> {
         validate_name(name, "roleName", 64)?;
         validate_path(path)?;
+        validate_description(description)?;
         check_trust_policy(trust_policy)?;
         check_tags(&tags)?;
         let max = max_session_secs.unwrap_or(DEFAULT_MAX_SESSION_SECS);
