@@ -179,20 +179,25 @@ mod tests {
         assert!(!may_remember(&session, None));
     }
 
-    #[test]
-    fn a_remembered_decision_holds_only_for_the_same_caller_key_action_and_region() {
-        let me = caller(ADMIN);
-        let key: Arc<KeyRecord> = Arc::new(
+    /// An enabled customer managed key record `key_id`, as the key cache shares it.
+    fn key_record(key_id: &str) -> Arc<KeyRecord> {
+        Arc::new(
             serde_json::from_value(serde_json::json!({
-                "key_id": "k", "scope": {"account": "111122223333", "region": "us-east-1"},
-                "arn": "arn:aws:kms:us-east-1:111122223333:key/k", "description": "",
+                "key_id": key_id, "scope": {"account": "111122223333", "region": "us-east-1"},
+                "arn": format!("arn:aws:kms:us-east-1:111122223333:key/{key_id}"), "description": "",
                 "manager": "CUSTOMER", "state": "Enabled", "created_ms": 0, "deletion_ms": null,
                 "pending_window_days": null, "rotation_enabled": false,
                 "rotation_period_days": null, "next_rotation_ms": null, "on_demand_rotations": 0,
                 "materials": [], "tags": [], "policy": null
             }))
             .unwrap(),
-        );
+        )
+    }
+
+    #[test]
+    fn a_remembered_decision_holds_only_for_the_same_caller_key_action_and_region() {
+        let me = caller(ADMIN);
+        let key = key_record("k");
         remember(&me, &key, "kms:Decrypt", "us-east-1");
         assert!(allowed(&me, &key, "kms:Decrypt", "us-east-1"));
         assert!(!allowed(&me, &key, "kms:GenerateDataKey", "us-east-1"));
@@ -213,17 +218,7 @@ mod tests {
     #[test]
     fn a_remembered_decision_keeps_neither_the_caller_nor_the_key_record_alive() {
         let me = caller(ADMIN);
-        let key: Arc<KeyRecord> = Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "key_id": "k2", "scope": {"account": "111122223333", "region": "us-east-1"},
-                "arn": "arn:aws:kms:us-east-1:111122223333:key/k2", "description": "",
-                "manager": "CUSTOMER", "state": "Enabled", "created_ms": 0, "deletion_ms": null,
-                "pending_window_days": null, "rotation_enabled": false,
-                "rotation_period_days": null, "next_rotation_ms": null, "on_demand_rotations": 0,
-                "materials": [], "tags": [], "policy": null
-            }))
-            .unwrap(),
-        );
+        let key = key_record("k2");
         remember(&me, &key, "kms:Decrypt", "us-east-1");
         assert!(allowed(&me, &key, "kms:Decrypt", "us-east-1"));
         assert_eq!(Arc::strong_count(&me), 1, "the memo keeps the caller alive");
