@@ -18,6 +18,7 @@ pub mod import;
 pub mod key_admin;
 pub mod model;
 pub mod multi_region;
+pub mod predefined;
 pub mod service;
 
 pub use ciphertext::EncryptionContext;
@@ -26,6 +27,7 @@ pub use ids::{KeyRef, alias_arn, key_arn, parse_key_ref};
 pub use model::{
     AliasRecord, KeyManager, KeyRecord, KeyState, Material, NewKey, Page, RotationType, Tag,
 };
+pub use predefined::{ListedAlias, PREDEFINED_ALIASES};
 pub use service::{
     DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, MASTER_CHECK_SETTING,
     ReEncrypted, SECRETS_MANAGER_ALIAS, check_algorithm, data_key_length, generate_random,

@@ -326,11 +326,11 @@ pub fn refuse_rotation_of_key_pairs(key: &KeyRecord) -> Result<(), KmsError> {
     }
 }
 
-fn encode_marker(position: &str) -> String {
+pub(crate) fn encode_marker(position: &str) -> String {
     URL_SAFE_NO_PAD.encode(position)
 }
 
-fn decode_marker(marker: &str) -> Result<String, KmsError> {
+pub(crate) fn decode_marker(marker: &str) -> Result<String, KmsError> {
     URL_SAFE_NO_PAD
         .decode(marker)
         .ok()

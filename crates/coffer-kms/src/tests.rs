@@ -1145,3 +1145,49 @@ fn expired_imported_material_is_unusable_before_the_sweep_drops_it() {
     let due = f.write(|kms, tx| kms.carry_out_due(tx, NOW + DAY_MS)).unwrap();
     assert_eq!(due.expired, vec![(scope(), key.arn.clone())]);
 }
+
+#[test]
+fn listing_merges_the_predefined_aliases_and_pages_over_both_kinds_in_name_order() {
+    let f = Fixture::new();
+    let key = f.create();
+    let mine = ["alias/B", "alias/aws-x", "alias/aws0", "alias/z"];
+    for name in mine {
+        f.write(|kms, tx| kms.create_alias(tx, &scope(), name, &key.key_id, NOW)).unwrap();
+    }
+    let managed = f.write(|kms, tx| kms.key_for_secret(tx, &scope(), None, NOW)).unwrap();
+    let mut expected: Vec<&str> = mine.iter().chain(PREDEFINED_ALIASES.iter()).copied().collect();
+    expected.sort_unstable();
+    for limit in 1..=expected.len() + 1 {
+        let (mut walked, mut marker) = (Vec::new(), None::<String>);
+        loop {
+            let page = f
+                .read(|kms, tx| {
+                    kms.list_aliases_with_predefined(tx, &scope(), None, marker.as_deref(), limit)
+                })
+                .unwrap();
+            assert!(page.items.len() <= limit);
+            walked.extend(page.items);
+            match page.next_marker {
+                Some(next) => marker = Some(next),
+                None => break,
+            }
+        }
+        let names: Vec<&str> = walked.iter().map(ListedAlias::name).collect();
+        assert_eq!(names, expected, "limit {limit}");
+        for listed in &walked {
+            match listed {
+                ListedAlias::Stored(alias) if alias.name == SECRETS_MANAGER_ALIAS => {
+                    assert_eq!(alias.target_key_id, managed.key_id)
+                }
+                ListedAlias::Stored(alias) => assert_eq!(alias.target_key_id, key.key_id),
+                ListedAlias::Predefined(name) => assert_ne!(*name, SECRETS_MANAGER_ALIAS),
+            }
+        }
+    }
+    // By key: only that key's stored aliases, never a predefined one.
+    let of_key = f
+        .read(|kms, tx| kms.list_aliases_with_predefined(tx, &scope(), Some(&key.key_id), None, 50))
+        .unwrap();
+    assert_eq!(of_key.items.len(), mine.len());
+    assert!(of_key.items.iter().all(|a| matches!(a, ListedAlias::Stored(_))));
+}

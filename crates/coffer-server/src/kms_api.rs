@@ -11,7 +11,7 @@ use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::asymmetric;
 use coffer_kms::{
-    AliasRecord, DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, NewKey, Tag,
+    DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, ListedAlias, NewKey, Tag,
     check_algorithm, data_key_length, generate_random,
 };
 use coffer_wire::kms as wire;
@@ -333,13 +333,17 @@ pub fn cancel_key_deletion(
     Ok(wire::KeyIdResponse { key_id: key.arn })
 }
 
-fn alias_entry(scope: &Scope, alias: &AliasRecord) -> wire::AliasListEntry {
+fn alias_entry(scope: &Scope, listed: &ListedAlias) -> wire::AliasListEntry {
+    let stored = match listed {
+        ListedAlias::Stored(alias) => Some(alias),
+        ListedAlias::Predefined(_) => None,
+    };
     wire::AliasListEntry {
-        alias_name: alias.name.clone(),
-        alias_arn: coffer_kms::alias_arn(scope, &alias.name),
-        target_key_id: alias.target_key_id.clone(),
-        creation_date: epoch_seconds(alias.created_ms),
-        last_updated_date: epoch_seconds(alias.updated_ms),
+        alias_name: listed.name().to_owned(),
+        alias_arn: coffer_kms::alias_arn(scope, listed.name()),
+        target_key_id: stored.map(|alias| alias.target_key_id.clone()),
+        creation_date: stored.map(|alias| epoch_seconds(alias.created_ms)),
+        last_updated_date: stored.map(|alias| epoch_seconds(alias.updated_ms)),
     }
 }
 
@@ -402,7 +406,13 @@ pub fn list_aliases(
     let page = app.read(|tx| {
         app.keys
             .kms()
-            .list_aliases(tx, scope, req.key_id.as_deref(), req.marker.as_deref(), limit)
+            .list_aliases_with_predefined(
+                tx,
+                scope,
+                req.key_id.as_deref(),
+                req.marker.as_deref(),
+                limit,
+            )
             .map_err(kms)
     })?;
     Ok(wire::ListAliasesResponse {

@@ -183,9 +183,13 @@ pub struct AliasRequest {
 pub struct AliasListEntry {
     pub alias_name: String,
     pub alias_arn: String,
-    pub target_key_id: String,
-    pub creation_date: f64,
-    pub last_updated_date: f64,
+    /// Absent (with the dates) for a predefined AWS alias whose managed key does not exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_date: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
