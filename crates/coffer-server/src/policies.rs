@@ -1,8 +1,12 @@
 //! Resource policies (Put/Get/Delete/ValidateResourcePolicy). Policies are parsed and checked (grammar, public access, lock-out) with
-//! `coffer-auth` here; `auth` enforces them on every call.
+//! `coffer-auth` here; `auth` enforces them on every call. Put, Get and Delete refuse a secret
+//! scheduled for deletion, as AWS does (the Terraform provider matches that answer from Get
+//! and Delete; Put follows the other writes), after the policy's own checks.
 
 use crate::iam::{USER_KIND, UserRecord};
-use crate::secrets::{resolve_for_read, resolve_for_write, resolve_secret_id_checked};
+use crate::secrets::{
+    refuse_if_scheduled, resolve_for_read, resolve_for_write, resolve_secret_id_checked,
+};
 use crate::{App, RequestContext, store_error};
 use coffer_auth::policy::{
     Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
@@ -143,6 +147,7 @@ pub fn put_resource_policy(
     }
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
         meta.resource_policy =
             Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
         tx.update_secret(&meta).map_err(store_error)?;
@@ -159,6 +164,7 @@ pub fn get_resource_policy(
     names::validate_secret_id(&req.secret_id)?;
     app.read(|tx| {
         let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
         let resource_policy =
             meta.resource_policy.map(|text| show_user_principals(tx, text)).transpose()?;
         Ok(wire::GetResourcePolicyResponse { arn: meta.arn, name: meta.name, resource_policy })
@@ -173,6 +179,7 @@ pub fn delete_resource_policy(
     names::validate_secret_id(&req.secret_id)?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
+        refuse_if_scheduled(&meta)?;
         if meta.resource_policy.take().is_some() {
             tx.update_secret(&meta).map_err(store_error)?;
             crate::replication::propagate(app, tx, &meta)?;

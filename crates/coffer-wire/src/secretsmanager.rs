@@ -186,6 +186,9 @@ pub struct GetSecretValueResponse {
     pub secret_binary: Option<SensitiveBlob>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_string: Option<SensitiveString>,
+    /// Absent, not `[]`, for a version without labels (read by VersionId): the model's
+    /// list has at least one member, and AWS leaves the key out for such a version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub version_stages: Vec<String>,
     pub created_date: f64,
 }
