@@ -133,3 +133,23 @@ def test_replica_keeps_its_key_when_the_primary_changes_key(fresh_server):
     sm.update_secret(SecretId=name, KmsKeyId=primary_key)
     assert replica_keys(url, name) == (alias, {alias})
     assert client(url, WEST).get_secret_value(SecretId=name)["SecretString"] == "v"
+
+
+def test_a_key_change_the_replica_region_refuses_leaves_the_replica_as_it_was(fresh_server):
+    """Naming a key the replica region cannot use fails that region (the call succeeds, as
+    every replication failure) and changes nothing of the replica: it keeps its key and its
+    value, and what DescribeSecret names still opens it."""
+    url = fresh_server.url
+    sm = client(url)
+    alias, _ = west_key(url)
+    kms = client(url, WEST, "kms")
+    disabled = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.disable_key(KeyId=disabled)
+    name = unique_name("rekey-refused")
+    sm.create_secret(Name=name, SecretString="v")
+    sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": WEST, "KmsKeyId": alias}])
+    out = sm.replicate_secret_to_regions(
+        SecretId=name, AddReplicaRegions=[{"Region": WEST, "KmsKeyId": disabled}])
+    assert out["ReplicationStatus"][0]["Status"] == "Failed"
+    assert replica_keys(url, name) == (alias, {alias})
+    assert client(url, WEST).get_secret_value(SecretId=name)["SecretString"] == "v"
