@@ -251,6 +251,7 @@ fn load_user(
 
 fn no_such_user(account: &str, name: &str) -> IamError {
     let _ = account;
+    let name = coffer_auth::sigv4::echo(name);
     IamError::NotFound(format!("The user with name {name} cannot be found."))
 }
 
@@ -656,7 +657,8 @@ impl Iam {
                 Some(b) => decode(&b)?,
                 None => {
                     return Err(IamError::NotFound(format!(
-                        "The Access Key with id {access_key_id} cannot be found."
+                        "The Access Key with id {} cannot be found.",
+                        coffer_auth::sigv4::echo(access_key_id)
                     )));
                 }
             };
@@ -675,7 +677,7 @@ impl Iam {
         document: &str,
     ) -> Result<(), IamError> {
         directory::validate_name(policy_name, "policyName", 128)?;
-        directory::check_policy(document)?;
+        directory::check_inline_policy(document)?;
         self.write(store, |tx| {
             let mut user =
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
@@ -698,7 +700,8 @@ impl Iam {
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             if user.policies.remove(policy_name).is_none() {
                 return Err(IamError::NotFound(format!(
-                    "The user policy with name {policy_name} cannot be found."
+                    "The user policy with name {} cannot be found.",
+                    coffer_auth::sigv4::echo(policy_name)
                 )));
             }
             tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;

@@ -39,6 +39,10 @@ pub fn is_iam_request(headers: &HeaderMap) -> bool {
         .is_some_and(|service| service == "iam")
 }
 
+/// The longest IAM error message: what the client sent is quoted at most 512 characters
+/// (two values at most 256 each), and a message's own words are far fewer than the rest.
+const MESSAGE_CAP: usize = 1024;
+
 /// An IAM error: its code, message and HTTP status.
 #[derive(Debug)]
 pub struct Failure {
@@ -63,17 +67,25 @@ impl Failure {
 
 impl From<IamError> for Failure {
     /// coffer-iam's messages quote the names they were given (`The user with name <name>
-    /// cannot be found.`), unvalidated for lookups: cut at 512 characters, as every error
-    /// quotes what the client sent (review 8, finding 04).
+    /// cannot be found.`), unvalidated for lookups: each quotes at most 512 characters of
+    /// what the client sent (review 8, finding 04), and keeps its own words whole after it
+    /// (the constraint a value failed). The whole message is cut only as a last resort,
+    /// far above what any message of coffer-iam holds.
     fn from(e: IamError) -> Failure {
-        let cut = |m: String| coffer_auth::sigv4::echo(&m).into_owned();
+        let cut = |m: String| coffer_auth::sigv4::echo_at_most(&m, MESSAGE_CAP).into_owned();
         match e {
             IamError::NotFound(m) => Failure::new("NoSuchEntity", cut(m), 404),
             IamError::Exists(m) => Failure::new("EntityAlreadyExists", cut(m), 409),
             IamError::Invalid(m) => Failure::invalid(cut(m)),
             IamError::Limit(m) => Failure::new("LimitExceeded", cut(m), 409),
             IamError::Conflict(m) => Failure::new("DeleteConflict", cut(m), 409),
-            IamError::Malformed(m) => Failure::new("MalformedPolicyDocument", cut(m), 400),
+            // Coffer's own grammar messages quote a policy's values unbounded: cut whole at
+            // 512 characters. IAM's words (`policy::iam_refusal`) quote at most 200 each,
+            // so they always fit.
+            IamError::Malformed(m) => {
+                let m = coffer_auth::sigv4::echo(&m).into_owned();
+                Failure::new("MalformedPolicyDocument", m, 400)
+            }
             IamError::InvalidInput(m) => Failure::new("InvalidInput", cut(m), 400),
             IamError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
@@ -735,8 +747,8 @@ impl Call<'_> {
                         "NoSuchEntity",
                         format!(
                             "Policy {} version {} does not exist or is not attachable.",
-                            coffer_auth::sigv4::echo(arn),
-                            coffer_auth::sigv4::echo(version)
+                            coffer_auth::sigv4::echo_at_most(arn, 256),
+                            coffer_auth::sigv4::echo_at_most(version, 256)
                         ),
                         404,
                     )
