@@ -232,3 +232,167 @@ def test_a_long_quoted_value_keeps_the_words_after_it(srv):
     err = refused(lambda: iam.get_user(UserName=long_name), "NoSuchEntity")
     assert err["Message"].endswith(" cannot be found."), err["Message"]
     assert err["Message"].count("a" * 513) == 0
+
+
+# --- UpdateUser, UpdateGroup, UpdateRole, UpdateRoleDescription ----------------------------
+
+def account_of(srv) -> str:
+    return srv.client("sts").get_caller_identity()["Account"]
+
+
+def user_with_key(srv, name: str) -> tuple[str, str]:
+    iam = srv.client("iam")
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def test_a_renamed_user_keeps_its_keys_groups_policies_sessions_and_resource_grants(srv):
+    iam, sm = srv.client("iam"), srv.client("secretsmanager")
+    account = account_of(srv)
+    old, new, group = uname("bob"), uname("robert"), uname("team")
+    key = user_with_key(srv, old)
+    iam.create_group(GroupName=group)
+    iam.add_user_to_group(GroupName=group, UserName=old)
+    iam.put_group_policy(GroupName=group, PolicyName="list", PolicyDocument=json.dumps(
+        doc({"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"})))
+    iam.put_user_policy(UserName=old, PolicyName="own", PolicyDocument=json.dumps(doc(stmt())))
+    session = srv.client("sts", key).get_session_token()["Credentials"]
+    secret = uname("shared")
+    sm.create_secret(Name=secret, SecretString="s3cr3t")
+    grant = doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/{old}"},
+                 "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
+    sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps(grant))
+
+    iam.update_user(UserName=old, NewUserName=new, NewPath="/moved/")
+
+    refused(lambda: iam.get_user(UserName=old), "NoSuchEntity", f"The user with name {old} cannot be found.", 404)
+    user = iam.get_user(UserName=new)["User"]
+    assert (user["Path"], user["Arn"]) == ("/moved/", f"arn:aws:iam::{account}:user/moved/{new}")
+    # The access key authenticates as the renamed user, with the group's policy.
+    as_user = srv.client("sts", key).get_caller_identity()
+    assert as_user["Arn"] == f"arn:aws:iam::{account}:user/moved/{new}"
+    srv.client("secretsmanager", key).list_secrets()
+    assert [k["UserName"] for k in iam.list_access_keys(UserName=new)["AccessKeyMetadata"]] == [new]
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName=new)["Groups"]] == [group]
+    assert [u["UserName"] for u in iam.get_group(GroupName=group)["Users"]] == [new]
+    assert iam.list_user_policies(UserName=new)["PolicyNames"] == ["own"]
+    # Its GetSessionToken session goes on, as the renamed user.
+    as_session = srv.session_client("sts", session).get_caller_identity()
+    assert as_session["Arn"] == f"arn:aws:iam::{account}:user/moved/{new}"
+    # The resource policy named the user, bound to its unique id: it still grants, and
+    # shows the new ARN, as AWS updates resource policies naming a renamed user.
+    assert srv.client("secretsmanager", key).get_secret_value(SecretId=secret)["SecretString"] == "s3cr3t"
+    shown = sm.get_resource_policy(SecretId=secret)["ResourcePolicy"]
+    assert f"user/moved/{new}" in shown and f"user/{old}\"" not in shown
+    # The old ARN names nobody now.
+    refused(lambda: sm.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps(grant)),
+            "MalformedPolicyDocumentException")
+    events = srv.client("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "UpdateUser"}])["Events"]
+    assert events, "UpdateUser was not audited"
+
+
+def test_a_user_is_not_renamed_onto_another_nor_when_missing(srv):
+    iam = srv.client("iam")
+    first, second = uname("u"), uname("u")
+    iam.create_user(UserName=first)
+    iam.create_user(UserName=second)
+    refused(lambda: iam.update_user(UserName=first, NewUserName=second.upper()),
+            "EntityAlreadyExists", f"User with name {second.upper()} already exists.", 409)
+    iam.get_user(UserName=first)
+    refused(lambda: iam.update_user(UserName=uname("none"), NewUserName=uname("x")), "NoSuchEntity", status=404)
+    refused(lambda: unchecked(srv, "iam").update_user(UserName=first, NewUserName="bad name"), "ValidationError")
+    # A change of case only is the same user.
+    iam.update_user(UserName=first, NewUserName=first.upper())
+    assert iam.get_user(UserName=first.upper())["User"]["UserName"] == first.upper()
+
+
+def test_renaming_needs_the_permission_on_the_new_name_too(srv):
+    iam = srv.client("iam")
+    account = account_of(srv)
+    ops, target = uname("ops"), uname("bob")
+    key = user_with_key(srv, ops)
+    iam.create_user(UserName=target)
+    only_bob = doc({"Effect": "Allow", "Action": "iam:UpdateUser", "Resource": f"arn:aws:iam::{account}:user/{target}"})
+    iam.put_user_policy(UserName=ops, PolicyName="p", PolicyDocument=json.dumps(only_bob))
+    as_ops = srv.client("iam", key)
+    refused(lambda: as_ops.update_user(UserName=target, NewUserName=target + "-2"), "AccessDenied", status=403)
+    iam.get_user(UserName=target)
+    both = doc({"Effect": "Allow", "Action": "iam:UpdateUser", "Resource": f"arn:aws:iam::{account}:user/{target}*"})
+    iam.put_user_policy(UserName=ops, PolicyName="p", PolicyDocument=json.dumps(both))
+    as_ops.update_user(UserName=target, NewUserName=target + "-2")
+    iam.get_user(UserName=target + "-2")
+
+
+def test_a_renamed_group_keeps_its_members_and_policies(srv):
+    iam = srv.client("iam")
+    account = account_of(srv)
+    group, new, member = uname("g"), uname("g2"), uname("m")
+    key = user_with_key(srv, member)
+    iam.create_group(GroupName=group)
+    iam.add_user_to_group(GroupName=group, UserName=member)
+    iam.put_group_policy(GroupName=group, PolicyName="list", PolicyDocument=json.dumps(
+        doc({"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"})))
+    iam.update_group(GroupName=group, NewGroupName=new, NewPath="/teams/")
+    refused(lambda: iam.get_group(GroupName=group), "NoSuchEntity", status=404)
+    got = iam.get_group(GroupName=new)
+    assert got["Group"]["Arn"] == f"arn:aws:iam::{account}:group/teams/{new}"
+    assert [u["UserName"] for u in got["Users"]] == [member]
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName=member)["Groups"]] == [new]
+    assert iam.list_group_policies(GroupName=new)["PolicyNames"] == ["list"]
+    srv.client("secretsmanager", key).list_secrets()
+    other = uname("g")
+    iam.create_group(GroupName=other)
+    refused(lambda: iam.update_group(GroupName=other, NewGroupName=new), "EntityAlreadyExists", status=409)
+
+
+def test_update_role_and_update_role_description(srv):
+    iam = srv.client("iam")
+    account = account_of(srv)
+    role = uname("r")
+    trust_doc = trust({"Effect": "Allow", "Principal": {"AWS": account}, "Action": "sts:AssumeRole"})
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust_doc)
+    iam.update_role(RoleName=role, Description="first", MaxSessionDuration=7200)
+    got = iam.get_role(RoleName=role)["Role"]
+    assert (got["Description"], got["MaxSessionDuration"]) == ("first", 7200)
+    iam.update_role(RoleName=role, MaxSessionDuration=3600)
+    got = iam.get_role(RoleName=role)["Role"]
+    assert (got["Description"], got["MaxSessionDuration"]) == ("first", 3600)
+    shown = iam.update_role_description(RoleName=role, Description="second")["Role"]
+    assert (shown["RoleName"], shown["Description"]) == (role, "second")
+    assert iam.get_role(RoleName=role)["Role"]["Description"] == "second"
+    refused(lambda: unchecked(srv, "iam").update_role(RoleName=role, MaxSessionDuration=100), "ValidationError",
+            "1 validation error detected: Value '100' at 'maxSessionDuration' failed to satisfy "
+            "constraint: Member must have value greater than or equal to 3600", 400)
+    refused(lambda: iam.update_role(RoleName=uname("none"), Description="x"), "NoSuchEntity", status=404)
+    assert iam.get_role(RoleName=role)["Role"]["MaxSessionDuration"] == 3600
+
+
+# --- GetAccessKeyLastUsed, STS GetAccessKeyInfo ----------------------------------------------
+
+def test_get_access_key_last_used_names_the_keys_user(srv):
+    iam = srv.client("iam")
+    name = uname("k")
+    key = user_with_key(srv, name)
+    got = iam.get_access_key_last_used(AccessKeyId=key[0])
+    assert got["UserName"] == name
+    assert got["AccessKeyLastUsed"] == {"ServiceName": "N/A", "Region": "N/A"}
+    missing = "AKIA" + "Z" * 16
+    refused(lambda: iam.get_access_key_last_used(AccessKeyId=missing), "NoSuchEntity",
+            f"The Access Key with id {missing} cannot be found.", 404)
+
+
+def test_get_access_key_info_names_the_keys_account(srv):
+    account = account_of(srv)
+    key = user_with_key(srv, uname("k"))
+    sts = srv.client("sts")
+    assert sts.get_access_key_info(AccessKeyId=key[0])["Account"] == account
+    session = srv.client("sts", key).get_session_token()["Credentials"]
+    assert sts.get_access_key_info(AccessKeyId=session["AccessKeyId"])["Account"] == account
+    refused(lambda: sts.get_access_key_info(AccessKeyId="AKIA" + "Q" * 16), "InvalidParameterValue", status=400)
+    refused(lambda: unchecked(srv, "sts").get_access_key_info(AccessKeyId="short"), "ValidationError",
+            "1 validation error detected: Value 'short' at 'accessKeyId' failed to satisfy constraint: "
+            "Member must have length greater than or equal to 16", 400)
+    # A caller without the permission is refused.
+    refused(lambda: srv.client("sts", key).get_access_key_info(AccessKeyId=key[0]), "AccessDenied", status=403)

@@ -42,6 +42,7 @@ use zeroize::Zeroizing;
 
 pub mod directory;
 pub mod oidc;
+pub mod rename;
 pub mod sessions;
 
 pub const USER_KIND: &str = "iam-user";
@@ -122,6 +123,14 @@ impl fmt::Debug for AccessKeyRecord {
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
+}
+
+/// The owner of an access key id ([`Iam::key_owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub account: String,
+    /// The user of a long-term key; `None` for temporary credentials.
+    pub user_name: Option<String>,
 }
 
 /// What an administrative IAM change can fail with.
@@ -644,6 +653,19 @@ impl Iam {
             Ok(())
         })?;
         Ok((id, secret))
+    }
+
+    /// Whose access key `id` is: GetAccessKeyInfo and GetAccessKeyLastUsed. A long-term
+    /// key names its user; temporary credentials (`ASIA...`) only their account.
+    pub fn key_owner(&self, store: &dyn Store, id: &str) -> Result<Option<KeyOwner>, IamError> {
+        Ok(read(store, |tx| {
+            if let Some(bytes) = tx.record(ACCESS_KEY_KIND, id)? {
+                let key: AccessKeyRecord = decode(&bytes)?;
+                return Ok(Some(KeyOwner { account: key.account, user_name: Some(key.user_name) }));
+            }
+            Ok(sessions::session_account(tx, id)?
+                .map(|account| KeyOwner { account, user_name: None }))
+        })?)
     }
 
     /// Deletes an access key.

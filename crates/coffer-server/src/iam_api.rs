@@ -14,6 +14,7 @@
 
 use crate::auth::{self, Authenticated, RawRequest};
 use crate::iam::directory::{Entity, GroupRecord, ManagedPolicy, RoleRecord, Tag};
+use crate::iam::rename::{NewNameAndPath, RoleChanges};
 use crate::iam::{AccessKeyRecord, Iam, IamError, UserRecord};
 use crate::query::Form;
 use crate::{App, RequestContext};
@@ -306,6 +307,18 @@ fn no_permissions_boundary(f: &Form) -> Result<(), Failure> {
 
 /// A managed policy's members; its description only where AWS shows it (GetPolicy, not
 /// CreatePolicy's answer or ListPolicies).
+/// `MaxSessionDuration`, if given (CreateRole, UpdateRole).
+fn max_session_duration(f: &Form) -> Result<Option<i64>, Failure> {
+    f.get("MaxSessionDuration")
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                let v = coffer_auth::sigv4::echo(v);
+                Failure::invalid(format!("Invalid value for MaxSessionDuration: {v}"))
+            })
+        })
+        .transpose()
+}
+
 fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize, with_description: bool) {
     x.field("PolicyName", &p.name)
         .field("PolicyId", &p.policy_id)
@@ -556,6 +569,28 @@ impl Call<'_> {
         self.arn(kind, &path.unwrap_or_else(|_| "/".to_string()), name)
     }
 
+    /// Authorizes renaming a user or group, or moving it: as IAM, on the entity as it is
+    /// and on what it becomes (renaming Bob to Robert needs the permission on both).
+    fn authorize_rename(
+        &self,
+        op: IamOp,
+        entity: Entity,
+        name: &str,
+        new: NewNameAndPath<'_>,
+    ) -> Result<(), Failure> {
+        let current = self.entity_arn(entity, name);
+        self.authorize(op, &current)?;
+        if new.name.is_none() && new.path.is_none() {
+            return Ok(());
+        }
+        let kind = if entity == Entity::User { "user" } else { "group" };
+        let path = match new.path {
+            Some(p) => p.to_string(),
+            None => current_path(&current, kind, name),
+        };
+        self.authorize(op, &self.arn(kind, &path, new.name.unwrap_or(name)))
+    }
+
     /// `UserName`, or the caller's own user when it is absent (GetUser, access keys).
     fn user_or_caller(&self) -> Result<String, Failure> {
         match self.form.get("UserName") {
@@ -605,6 +640,32 @@ impl Call<'_> {
                 self.authorize(op, &self.arn("user", prefix, "*"))?;
                 let (users, marker) = page(f, iam.users_in(store, account, prefix)?, |u| &u.name)?;
                 x.members("Users", &users, |x, u| user_xml(x, u, false)).truncation(marker);
+            }
+            UpdateUser => {
+                let name = f.required("UserName", "userName")?;
+                let new = NewNameAndPath { name: f.get("NewUserName"), path: f.get("NewPath") };
+                self.authorize_rename(op, Entity::User, name, new)?;
+                iam.update_user(store, account, name, new)?;
+            }
+            GetAccessKeyLastUsed => {
+                let id = f.required("AccessKeyId", "accessKeyId")?;
+                let owner = iam.key_owner(store, id)?.filter(|o| o.account == account);
+                let Some(user) = owner.and_then(|o| o.user_name) else {
+                    // Decided on the account's users before saying the key is not one of
+                    // theirs, so a caller without the permission learns nothing.
+                    self.authorize(op, &self.arn("user", "/", "*"))?;
+                    let id = coffer_auth::sigv4::echo(id);
+                    let message = format!("The Access Key with id {id} cannot be found.");
+                    return Err(IamError::NotFound(message).into());
+                };
+                self.authorize(op, &self.entity_arn(Entity::User, &user))?;
+                // Coffer records no per-key use: the answer is AWS's for a key with no
+                // recorded use (docs/design/iam-and-sessions.md).
+                x.field("UserName", &user)
+                    .open("AccessKeyLastUsed")
+                    .field("ServiceName", "N/A")
+                    .field("Region", "N/A")
+                    .close("AccessKeyLastUsed");
             }
             DeleteUser => {
                 let name = f.required("UserName", "userName")?;
@@ -873,6 +934,12 @@ impl Call<'_> {
                 let groups = iam.groups_of(store, account, name)?;
                 x.members("Groups", &groups, group_xml).untruncated();
             }
+            UpdateGroup => {
+                let name = f.required("GroupName", "groupName")?;
+                let new = NewNameAndPath { name: f.get("NewGroupName"), path: f.get("NewPath") };
+                self.authorize_rename(op, Entity::Group, name, new)?;
+                iam.update_group(store, account, name, new)?;
+            }
             DeleteGroup => {
                 let name = f.required("GroupName", "groupName")?;
                 self.authorize(op, &self.entity_arn(Entity::Group, name))?;
@@ -890,13 +957,7 @@ impl Call<'_> {
                 no_permissions_boundary(f)?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("role", path, name))?;
-                let max = match f.get("MaxSessionDuration") {
-                    None => None,
-                    Some(v) => Some(v.parse::<i64>().map_err(|_| {
-                        let v = coffer_auth::sigv4::echo(v);
-                        Failure::invalid(format!("Invalid value for MaxSessionDuration: {v}"))
-                    })?),
-                };
+                let max = max_session_duration(f)?;
                 let desc = f.get("Description").unwrap_or("");
                 let trust = self.bound_trust(trust)?;
                 let role =
@@ -924,6 +985,28 @@ impl Call<'_> {
                     roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
                 x.members("Roles", &roles, |x, r| role_xml(x, r, RoleView::Listed))
                     .truncation(marker);
+            }
+            UpdateRole => {
+                let name = f.required("RoleName", "roleName")?;
+                let changes = RoleChanges {
+                    description: f.get("Description"),
+                    max_session_secs: max_session_duration(f)?,
+                };
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                iam.update_role(store, account, name, changes)?;
+                // Its output is an empty structure, whose (empty) UpdateRoleResult element
+                // the SDKs look for, unlike the operations with no output at all.
+                x.0.push('\n');
+            }
+            UpdateRoleDescription => {
+                let name = f.required("RoleName", "roleName")?;
+                let description = f.required("Description", "description")?;
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                let changes = RoleChanges { description: Some(description), ..Default::default() };
+                let role = self.shown_role(iam.update_role(store, account, name, changes)?)?;
+                x.open("Role");
+                role_xml(&mut x, &role, RoleView::Got);
+                x.close("Role");
             }
             DeleteRole => {
                 let name = f.required("RoleName", "roleName")?;
@@ -1010,6 +1093,14 @@ impl Call<'_> {
         };
         Ok((entity, self.form.required(wire, member)?.to_string()))
     }
+}
+
+/// The path of an entity ARN `arn:aws:iam::<account>:<kind><path><name>`.
+fn current_path(arn: &str, kind: &str, name: &str) -> String {
+    arn.split_once(&format!(":{kind}"))
+        .and_then(|(_, rest)| rest.strip_suffix(name))
+        .unwrap_or("/")
+        .to_string()
 }
 
 fn entity_member(entity: Entity) -> &'static str {

@@ -136,9 +136,11 @@ const IAM_RESOURCE_TYPES: &[&str] = &[
     "access-report/",
 ];
 
+type JsonObject = Map<String, Value>;
+
 /// The document's top level and statements when its grammar holds, `None` for IAM's
 /// "Syntax errors in policy.".
-fn grammar(doc: &Value) -> Option<(&Map<String, Value>, Vec<&Map<String, Value>>)> {
+fn grammar(doc: &Value) -> Option<(&Map<String, Value>, Vec<&JsonObject>)> {
     let top = doc.as_object()?;
     if !top.keys().all(|k| matches!(k.as_str(), "Version" | "Id" | "Statement")) {
         return None;

@@ -136,7 +136,8 @@ impl Parser {
                         && !name.is_empty()
                         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"*?".contains(&b))
                 });
-            if !valid && !(self.lenient && iam_words::action_is_accepted(a)) {
+            let accepted = valid || (self.lenient && iam_words::action_is_accepted(a));
+            if !accepted {
                 self.error(format!(
                     "{where_}: '{a}' is not a valid action; write <service>:<action>, for example secretsmanager:GetSecretValue."
                 ));
@@ -149,7 +150,8 @@ impl Parser {
         let resources = self.strings(where_, v);
         for r in &resources {
             let arn = r == "*" || (r.starts_with("arn:") && r.splitn(6, ':').count() == 6);
-            if !arn && !(self.lenient && iam_words::resource_is_accepted(r)) {
+            let accepted = arn || (self.lenient && iam_words::resource_is_accepted(r));
+            if !accepted {
                 self.error(format!(
                     "{where_}: '{r}' is not a valid resource; write \"*\" or an ARN (arn:partition:service:region:account:resource)."
                 ));
