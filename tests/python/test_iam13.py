@@ -383,6 +383,27 @@ def test_get_access_key_last_used_names_the_keys_user(srv):
             f"The Access Key with id {missing} cannot be found.", 404)
 
 
+def test_get_access_key_last_used_tells_when_where_and_for_what(srv):
+    import datetime
+    import time
+    iam = srv.client("iam")
+    name = uname("k")
+    key = user_with_key(srv, name)
+    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5)
+    srv.client("sts", key).get_caller_identity()
+    # Written apart from the request that used the key: it shows within moments.
+    for _ in range(50):
+        used = iam.get_access_key_last_used(AccessKeyId=key[0])["AccessKeyLastUsed"]
+        if "LastUsedDate" in used:
+            break
+        time.sleep(0.1)
+    assert (used["ServiceName"], used["Region"]) == ("sts", "us-east-1"), used
+    assert used["LastUsedDate"] >= before.replace(microsecond=0)
+    # Deleting the key leaves no use behind for an id that is gone.
+    iam.delete_access_key(UserName=name, AccessKeyId=key[0])
+    refused(lambda: iam.get_access_key_last_used(AccessKeyId=key[0]), "NoSuchEntity", status=404)
+
+
 def test_get_access_key_info_names_the_keys_account(srv):
     account = account_of(srv)
     key = user_with_key(srv, uname("k"))

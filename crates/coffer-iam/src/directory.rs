@@ -800,6 +800,7 @@ impl Iam {
         self.write(store, |tx| {
             Self::key_of(tx, account, user, id)?;
             tx.delete_record(ACCESS_KEY_KIND, id)?;
+            tx.delete_record(crate::key_use::KEY_USE_KIND, id)?;
             Ok(())
         })
     }

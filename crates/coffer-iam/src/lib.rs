@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub mod directory;
+pub mod key_use;
 pub mod oidc;
 pub mod rename;
 pub mod sessions;
@@ -465,6 +466,8 @@ pub struct Iam {
     credentials_key: KeyMaterial,
     lookups: LookupCache,
     signing_keys: SigningKeyCache,
+    /// When this node last wrote each key's use (`key_use`).
+    key_use_writes: key_use::KeyUseWrites,
 }
 
 impl fmt::Debug for Iam {
@@ -505,6 +508,7 @@ impl Iam {
             credentials_key: key,
             lookups: LookupCache::new(LOOKUP_CACHE_TTL),
             signing_keys: SigningKeyCache::new(),
+            key_use_writes: key_use::KeyUseWrites::default(),
         })
     }
 
@@ -575,6 +579,7 @@ impl Iam {
                 keys_of(tx, account, name)?.into_iter().map(|k| k.access_key_id).collect();
             for id in &keys {
                 tx.delete_record(ACCESS_KEY_KIND, id)?;
+                tx.delete_record(key_use::KEY_USE_KIND, id)?;
             }
             directory::leave_groups(tx, account, name)?;
             tx.delete_record(USER_KIND, &user_key(account, name))?;
@@ -685,6 +690,7 @@ impl Iam {
                 }
             };
             tx.delete_record(ACCESS_KEY_KIND, access_key_id)?;
+            tx.delete_record(key_use::KEY_USE_KIND, access_key_id)?;
             Ok(record)
         })
     }

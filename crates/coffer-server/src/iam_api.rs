@@ -659,13 +659,16 @@ impl Call<'_> {
                     return Err(IamError::NotFound(message).into());
                 };
                 self.authorize(op, &self.entity_arn(Entity::User, &user))?;
-                // Coffer records no per-key use: the answer is AWS's for a key with no
-                // recorded use (docs/design/iam-and-sessions.md).
-                x.field("UserName", &user)
-                    .open("AccessKeyLastUsed")
-                    .field("ServiceName", "N/A")
-                    .field("Region", "N/A")
-                    .close("AccessKeyLastUsed");
+                x.field("UserName", &user).open("AccessKeyLastUsed");
+                // A key never used answers "N/A" for both, as AWS's does.
+                match iam.key_last_used(store, id)? {
+                    Some(used) => x
+                        .date("LastUsedDate", used.last_used_ms)
+                        .field("ServiceName", &used.service)
+                        .field("Region", &used.region),
+                    None => x.field("ServiceName", "N/A").field("Region", "N/A"),
+                };
+                x.close("AccessKeyLastUsed");
             }
             DeleteUser => {
                 let name = f.required("UserName", "userName")?;
