@@ -417,3 +417,11 @@ def test_get_access_key_info_names_the_keys_account(srv):
             "Member must have length greater than or equal to 16", 400)
     # A caller without the permission is refused.
     refused(lambda: srv.client("sts", key).get_access_key_info(AccessKeyId=key[0]), "AccessDenied", status=403)
+
+
+def test_get_access_key_info_with_dev_names_the_account_dev_gives_the_key(url):
+    """`--dev` takes a 12-digit key id as the account and any other as the default one."""
+    sts = boto3.client("sts", endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+                       aws_secret_access_key="x", config=Config(retries={"total_max_attempts": 1}))
+    assert sts.get_access_key_info(AccessKeyId="AKIAIOSFODNN7EXAMPLE")["Account"] == "000000000000"
+    assert sts.get_access_key_info(AccessKeyId="1234567890123456")["Account"] == "000000000000"
