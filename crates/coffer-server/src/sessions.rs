@@ -101,7 +101,9 @@ pub fn answer(
         (Some(who), Some(iam)) => match op {
             StsOp::AssumeRole => assume_role(app, iam, who, raw, form),
             StsOp::GetSessionToken => session_token(app, iam, who, form),
-            StsOp::GetCallerIdentity | StsOp::AssumeRoleWithWebIdentity => {
+            StsOp::GetCallerIdentity
+            | StsOp::GetAccessKeyInfo
+            | StsOp::AssumeRoleWithWebIdentity => {
                 Err(Failure("InternalFailure", "An internal error occurred.".into(), 500))
             }
         },
