@@ -330,24 +330,7 @@ pub(crate) fn dev_cross_account(
     id: &str,
     meta: Option<&SecretMeta>,
 ) -> Result<(), AwsError> {
-    static ROOT: OnceLock<Policy> = OnceLock::new();
-    let root = ROOT.get_or_init(|| {
-        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-        Policy::parse(text, PolicyKind::Identity).expect("the allow-everything policy parses")
-    });
-    let principal = coffer_auth::principal::Principal {
-        arn: coffer_auth::principal::account_root_arn(caller_account),
-        account: caller_account.to_string(),
-        user_id: caller_account.to_string(),
-        name: "root".to_string(),
-        role_arn: None,
-    };
-    let caller = Caller::new(principal, vec![root.clone()]);
-    let target = target_of(owner, id, meta.cloned());
-    let policy = resource_policy(target.meta.as_ref());
-    let mut context = base_context(&caller, region, None, false, crate::clock::now_ms());
-    resource_context(&mut context, Some(id), &target);
-    decide(&caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
+    Gate::account_root(caller_account, region).secret(action, owner, id, meta)
 }
 
 /// The request context every call shares: who is calling, from where, and when.
@@ -610,6 +593,40 @@ pub(crate) fn policies_read_only(
 }
 
 impl Gate {
+    /// `--dev`: the gate of a call the root of `account` makes on another account's secret
+    /// (its resource policy let the call in, `dev_cross_account`). The root's identity
+    /// allows everything, so what the call opens or seals is decided by the policy of the
+    /// key that seals it, as on AWS: a key policy that does not name the caller's account
+    /// (the AWS managed key's, whose `kms:CallerAccount` is the owner's) keeps it out, on
+    /// every route (an old version, a batch, UpdateSecret re-encrypting under a new key).
+    /// No source address or transport is known here: conditions on them do not match.
+    pub(crate) fn account_root(account: &str, region: &str) -> Gate {
+        static ROOT: OnceLock<Policy> = OnceLock::new();
+        let root = ROOT.get_or_init(|| {
+            let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+            Policy::parse(text, PolicyKind::Identity).expect("the allow-everything policy parses")
+        });
+        let principal = coffer_auth::principal::Principal {
+            arn: coffer_auth::principal::account_root_arn(account),
+            account: account.to_string(),
+            user_id: account.to_string(),
+            name: "root".to_string(),
+            role_arn: None,
+        };
+        let origin = Origin {
+            region: region.to_string(),
+            source_ip: None,
+            secure: false,
+            now_ms: crate::clock::now_ms(),
+        };
+        Gate {
+            caller: Arc::new(Caller::new(principal, vec![root.clone()])),
+            base: OnceLock::new(),
+            origin,
+            secret: None,
+        }
+    }
+
     /// The base context, built on first use.
     fn base(&self) -> &Arc<Context> {
         self.base.get_or_init(|| {
