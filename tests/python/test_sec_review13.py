@@ -192,3 +192,79 @@ def test_01_enforcing_refuses_the_same_three_routes(srv, partner):
     admin.put_resource_policy(SecretId=arn, ResourcePolicy=let_in(PARTNER))
     code, message = code_of(sm.get_secret_value, SecretId=arn)
     assert code == "AccessDeniedException", message
+
+
+# ------------------------------- 02: TransitiveTagKeys were accepted and ignored
+
+def chain_world(srv, prefix: str):
+    """A broker user who assumes `first` with session tags; `first`'s sessions may assume
+    `second` (its trust policy allows sts:AssumeRole and sts:TagSession from `first`, AWS's
+    setup for chaining with session tags) and `untagging` (sts:AssumeRole only). The second
+    role reads a secret only if the secret's team tag is the session's. (broker STS client,
+    first, second, untagging, the red and blue secrets' names)"""
+    iam = srv.any_client("iam")
+    admin = srv.admin()
+    red, blue = unique(f"{prefix}-red"), unique(f"{prefix}-blue")
+    admin.create_secret(Name=red, SecretString="RED", Tags=[{"Key": "team", "Value": "red"}])
+    admin.create_secret(Name=blue, SecretString="BLUE", Tags=[{"Key": "team", "Value": "blue"}])
+    assume_and_tag = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]}
+    broker_key, broker_arn = srv.iam_user(unique(f"{prefix}-broker"), assume_and_tag)
+
+    def role(name: str, trusted: str, actions: list[str], policy: dict) -> str:
+        trust = doc({"Effect": "Allow", "Principal": {"AWS": trusted}, "Action": actions})
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+        return arn
+
+    first = role(unique(f"{prefix}-first"), broker_arn, ["sts:AssumeRole", "sts:TagSession"],
+                 assume_and_tag)
+    abac = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+        "Condition": {"StringEquals": {"secretsmanager:ResourceTag/team": "${aws:PrincipalTag/team}"}}}]}
+    second = role(unique(f"{prefix}-second"), first, ["sts:AssumeRole", "sts:TagSession"], abac)
+    untagging = role(unique(f"{prefix}-untagging"), first, ["sts:AssumeRole"], abac)
+    return srv.any_client("sts", broker_key), first, second, untagging, red, blue
+
+
+def test_02_a_transitive_session_tag_cannot_be_replaced_down_the_role_chain(srv):
+    """A broker hands out a session tagged team=blue, transitive, so that every role the
+    session goes on to assume acts for team blue (AWS's ABAC with role chaining: the tag
+    passes to each later session, and a later AssumeRole that passes the same key fails).
+    Coffer accepted TransitiveTagKeys and ignored them: the chained session carried only
+    the tags it was asked for, so it set team=red itself and read team red's secrets."""
+    broker, first, second, untagging, red, blue = chain_world(srv, "r13-02")
+    creds = broker.assume_role(RoleArn=first, RoleSessionName="broker",
+                               Tags=[{"Key": "team", "Value": "blue"}],
+                               TransitiveTagKeys=["team"])["Credentials"]
+    chained = srv.session_client("sts", creds)
+    code, message = code_of(chained.assume_role, RoleArn=second, RoleSessionName="escape",
+                            Tags=[{"Key": "Team", "Value": "red"}])
+    assert (code, message) == (
+        "InvalidParameterValue",
+        "One of the specified transitive tag keys can't be set because it conflicts with a "
+        "transitive tag key from the calling session.")
+    # Without tags of its own, the chained session inherits team=blue, and keeps it
+    # transitive for the next hop.
+    inherited = chained.assume_role(RoleArn=second, RoleSessionName="honest")["Credentials"]
+    sm = srv.session_client("secretsmanager", inherited)
+    assert sm.get_secret_value(SecretId=blue)["SecretString"] == "BLUE"
+    code, _ = code_of(sm.get_secret_value, SecretId=red)
+    assert code == "AccessDeniedException"
+    # Inherited tags are session tags of the new session: a role whose trust policy does
+    # not allow sts:TagSession cannot be chained to with them, as on AWS.
+    code, message = code_of(chained.assume_role, RoleArn=untagging, RoleSessionName="drop")
+    assert code == "AccessDenied" and "sts:TagSession" in message, message
+
+
+def test_02_tags_that_are_not_transitive_stay_with_their_session(srv):
+    """What did hold, and must keep holding: a session tag not named transitive does not
+    pass to the next session, which may set that key itself."""
+    broker, first, second, _, red, _ = chain_world(srv, "r13-02b")
+    creds = broker.assume_role(RoleArn=first, RoleSessionName="broker",
+                               Tags=[{"Key": "team", "Value": "blue"}])["Credentials"]
+    chained = srv.session_client("sts", creds)
+    own = chained.assume_role(RoleArn=second, RoleSessionName="own",
+                              Tags=[{"Key": "team", "Value": "red"}])["Credentials"]
+    sm = srv.session_client("secretsmanager", own)
+    assert sm.get_secret_value(SecretId=red)["SecretString"] == "RED"

@@ -70,6 +70,10 @@ struct SessionRecord {
     /// Session tags (`aws:PrincipalTag/<key>`), over the role's own tags.
     #[serde(default)]
     tags: Vec<Tag>,
+    /// The keys of `tags` that pass to every session this one assumes (TransitiveTagKeys,
+    /// and those it inherited itself), which such a session may not set again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    transitive: Vec<String>,
 }
 
 /// Temporary credentials as issued: shown once, then only their hash and sealed secret
@@ -100,6 +104,8 @@ pub struct SessionRequest<'a> {
     pub duration_secs: i64,
     pub session_policy: Option<&'a str>,
     pub tags: Vec<Tag>,
+    /// The keys of `tags` set as transitive (the caller checked each is one of them).
+    pub transitive: Vec<String>,
     pub now_ms: i64,
 }
 
@@ -160,6 +166,7 @@ impl Iam {
             sealed_secret: sealed,
             session_policy: req.session_policy.map(str::to_string),
             tags: req.tags,
+            transitive: req.transitive,
         };
         let now = req.now_ms;
         // Not an IAM write: a new session changes nothing any cached lookup holds.
@@ -217,6 +224,29 @@ impl Iam {
             })
             .map_err(store_error)?;
         out.ok_or_else(AwsError::internal)?
+    }
+
+    /// The transitive session tags of the session `access_key_id` (none for a long-term
+    /// key, or a session without any): the tags a role it assumes inherits. The caller
+    /// was authenticated with that session, whose record never changes.
+    pub fn transitive_tags(
+        &self,
+        store: &dyn Store,
+        access_key_id: &str,
+    ) -> Result<Vec<Tag>, IamError> {
+        let mut found = Vec::new();
+        store
+            .read(&mut |tx| {
+                found.clear();
+                let Some(bytes) = tx.record(SESSION_KIND, access_key_id)? else { return Ok(()) };
+                let record: SessionRecord = decode(&bytes)?;
+                let transitive =
+                    |t: &&Tag| record.transitive.iter().any(|k| k.eq_ignore_ascii_case(&t.key));
+                found = record.tags.iter().filter(transitive).cloned().collect();
+                Ok(())
+            })
+            .map_err(IamError::Store)?;
+        Ok(found)
     }
 
     /// The ARN a session acts as, for the request log line of a call it already made
@@ -396,6 +426,7 @@ mod tests {
                     duration_secs: 900,
                     session_policy: None,
                     tags: Vec::new(),
+                    transitive: Vec::new(),
                     now_ms: 1_000,
                 },
             )
@@ -450,6 +481,7 @@ mod tests {
                     duration_secs: 900,
                     session_policy: None,
                     tags: Vec::new(),
+                    transitive: Vec::new(),
                     now_ms: 1_000,
                 },
             )
