@@ -268,3 +268,25 @@ def test_02_tags_that_are_not_transitive_stay_with_their_session(srv):
                               Tags=[{"Key": "team", "Value": "red"}])["Credentials"]
     sm = srv.session_client("secretsmanager", own)
     assert sm.get_secret_value(SecretId=red)["SecretString"] == "RED"
+
+
+def test_02_a_trust_policy_limits_which_tags_may_be_set_transitive(srv):
+    """AWS's trust policies limit the keys a caller may set as transitive with the
+    condition key sts:TransitiveTagKeys (`ForAllValues:StringEquals`). Coffer never set
+    it, so such a limit held vacuously: any key could be made transitive, and so fixed for
+    the whole chain."""
+    iam = srv.any_client("iam")
+    assume_and_tag = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]}
+    key, user_arn = srv.iam_user(unique("r13-02c-user"), assume_and_tag)
+    trust = doc(
+        {"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:TagSession",
+         "Condition": {"ForAllValues:StringEquals": {"sts:TransitiveTagKeys": ["project"]}}})
+    role = iam.create_role(RoleName=unique("r13-02c"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    sts = srv.any_client("sts", key)
+    tags = [{"Key": "project", "Value": "p"}, {"Key": "team", "Value": "blue"}]
+    sts.assume_role(RoleArn=role, RoleSessionName="fine", Tags=tags, TransitiveTagKeys=["project"])
+    code, message = code_of(sts.assume_role, RoleArn=role, RoleSessionName="wider", Tags=tags,
+                            TransitiveTagKeys=["project", "team"])
+    assert code == "AccessDenied" and "sts:TagSession" in message, message

@@ -814,17 +814,21 @@ pub fn authorize_assume(
 ) -> Result<(), AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
-    // aws:TagKeys holds every tag key of the request (a multi-valued key), not the last.
-    let mut tag_keys = Vec::new();
+    // aws:TagKeys holds every tag key of the request (a multi-valued key), not the last;
+    // so does sts:TransitiveTagKeys every key the request sets as transitive (review 13,
+    // finding 02: it was missing, so a trust policy's limit on them never applied).
+    const MULTI_VALUED: [&str; 2] = ["aws:TagKeys", "sts:TransitiveTagKeys"];
+    let mut multi: [Vec<String>; 2] = Default::default();
     for (key, value) in extra {
-        if key.eq_ignore_ascii_case("aws:TagKeys") {
-            tag_keys.push(value.clone());
-        } else {
-            context.set(key, value.clone());
+        match MULTI_VALUED.iter().position(|m| key.eq_ignore_ascii_case(m)) {
+            Some(i) => multi[i].push(value.clone()),
+            None => context.set(key, value.clone()),
         }
     }
-    if !tag_keys.is_empty() {
-        context.set_all("aws:TagKeys", tag_keys);
+    for (key, values) in MULTI_VALUED.into_iter().zip(multi) {
+        if !values.is_empty() {
+            context.set_all(key, values);
+        }
     }
     // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
     // whatever the caller's identity policies say.

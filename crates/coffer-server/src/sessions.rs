@@ -221,6 +221,7 @@ fn assume_role(
     // A session's transitive tags pass to the session it assumes, which may not set them
     // again (review 13, finding 02: they were ignored, so a chained session set the very
     // tag a broker had fixed for the whole chain).
+    let asked_transitive = transitive.clone();
     let (tags, transitive) = with_inherited(iam, app, who, tags, transitive)?;
     // Session tags become the session's aws:PrincipalTag/*: passing them (or naming
     // transitive ones) needs sts:TagSession too, from the trust policy and the caller's
@@ -256,6 +257,10 @@ fn assume_role(
     for tag in &tags {
         extra.push((format!("aws:RequestTag/{}", tag.key), tag.value.clone()));
         extra.push(("aws:TagKeys".to_string(), tag.key.clone()));
+    }
+    // The keys the request sets as transitive (what a trust policy may limit).
+    for key in asked_transitive {
+        extra.push(("sts:TransitiveTagKeys".to_string(), key));
     }
     let assume = |action: &str| {
         auth::authorize_assume(who, raw, action, &role_arn, account, &trust, &extra)
