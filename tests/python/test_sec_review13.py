@@ -290,3 +290,76 @@ def test_02_a_trust_policy_limits_which_tags_may_be_set_transitive(srv):
     code, message = code_of(sts.assume_role, RoleArn=role, RoleSessionName="wider", Tags=tags,
                             TransitiveTagKeys=["project", "team"])
     assert code == "AccessDenied" and "sts:TagSession" in message, message
+
+
+# ------------------------------- 03: temporary credentials had no aws:MultiFactorAuthPresent
+
+NOT_WITHOUT_MFA = {"Effect": "Deny", "Action": "*", "Resource": "*",
+                   "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "false"}}}
+
+
+def test_03_a_deny_on_sessions_without_mfa_applies_to_sessions(srv):
+    """AWS sets aws:MultiFactorAuthPresent to false for temporary credentials obtained
+    without MFA (AssumeRole, GetSessionToken), and leaves it out only for long-term access
+    keys; its documented statement "Deny when `Bool aws:MultiFactorAuthPresent false`"
+    therefore refuses every session made without MFA. Coffer never set the key, so the
+    Deny never matched: sessions made without MFA (Coffer verifies none) did what it was
+    to refuse."""
+    admin = srv.admin()
+    name = unique("r13-03")
+    admin.create_secret(Name=name, SecretString="MFA-ONLY")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "sts:AssumeRole",
+                                       "sts:GetSessionToken"], "Resource": "*"},
+        NOT_WITHOUT_MFA]}
+    user = unique("r13-03-user")
+    key, user_arn = srv.iam_user(user, policy)
+    # A long-term key carries no such key (as on AWS): the Deny does not apply to it.
+    assert srv.any_client("secretsmanager", key).get_secret_value(SecretId=name)["SecretString"] == "MFA-ONLY"
+    token = srv.any_client("sts", key).get_session_token()["Credentials"]
+    code, message = code_of(srv.session_client("secretsmanager", token).get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException" and "explicit deny" in message, message
+    iam = srv.any_client("iam")
+    trust = doc({"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"})
+    role = iam.create_role(RoleName=unique("r13-03-role"), AssumeRolePolicyDocument=trust)["Role"]
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="p", PolicyDocument=json.dumps(policy))
+    # A role session made without MFA (by the long-term key, which the Deny lets through).
+    creds = srv.any_client("sts", key).assume_role(RoleArn=role["Arn"], RoleSessionName="no-mfa")["Credentials"]
+    code, message = code_of(srv.session_client("secretsmanager", creds).get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException" and "explicit deny" in message, message
+
+
+# ------------------------------- 04: managed policy versions and remembered decisions (held)
+
+def test_04_a_policy_version_made_default_applies_to_the_next_read(srv):
+    """Held: a managed policy's default version decides from the very next call, also where
+    the KMS decision memo remembered an Allow from the version before (every IAM write gives
+    the caller a new record)."""
+    iam = srv.any_client("iam")
+    key = srv.any_client("kms").create_key()["KeyMetadata"]["Arn"]
+    name = unique("r13-04")
+    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="R13-04")
+    both = doc({"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "kms:Decrypt"],
+                "Resource": "*"})
+    without_kms = doc({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
+    policy = iam.create_policy(PolicyName=unique("r13-04"), PolicyDocument=both)["Policy"]["Arn"]
+    user = unique("r13-04-user")
+    ak, _ = srv.iam_user(user)
+    iam.attach_user_policy(UserName=user, PolicyArn=policy)
+    sm = srv.any_client("secretsmanager", ak)
+    for _ in range(2):
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-04"
+    iam.create_policy_version(PolicyArn=policy, PolicyDocument=without_kms, SetAsDefault=True)
+    code, message = code_of(sm.get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException" and "kms:Decrypt" in message, message
+    iam.set_default_policy_version(PolicyArn=policy, VersionId="v1")
+    assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-04"
+    iam.set_default_policy_version(PolicyArn=policy, VersionId="v2")
+    code, _ = code_of(sm.get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException"
+    # The default version cannot be deleted; v1 can, and changes nothing.
+    code, _ = code_of(iam.delete_policy_version, PolicyArn=policy, VersionId="v2")
+    assert code == "DeleteConflict"
+    iam.delete_policy_version(PolicyArn=policy, VersionId="v1")
+    code, _ = code_of(sm.get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException"

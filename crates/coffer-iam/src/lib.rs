@@ -299,12 +299,22 @@ pub struct Caller {
     pub session_policy: Option<Policy>,
     /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
     pub principal_tags: BTreeMap<String, String>,
+    /// Whether the caller signs with temporary credentials (a session from STS), which
+    /// AWS's request context tells by `aws:MultiFactorAuthPresent` (`false` here: Coffer
+    /// verifies no MFA device); a long-term access key carries no such key.
+    pub temporary: bool,
 }
 
 impl Caller {
     /// A caller with identity policies only (a user's access key).
     pub fn new(principal: Principal, policies: Vec<Policy>) -> Caller {
-        Caller { principal, policies, session_policy: None, principal_tags: BTreeMap::new() }
+        Caller {
+            principal,
+            policies,
+            session_policy: None,
+            principal_tags: BTreeMap::new(),
+            temporary: false,
+        }
     }
 }
 
@@ -880,6 +890,7 @@ impl Iam {
                     .iter()
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
+                temporary: false,
             }),
             secret,
         }))

@@ -361,7 +361,13 @@ impl Iam {
             Policy::parse(doc, PolicyKind::Identity).unwrap_or_else(|_| deny_nothing_allowed())
         });
         Ok(Ok(Some(KnownKey {
-            caller: Arc::new(Caller { principal, policies, session_policy, principal_tags: tags }),
+            caller: Arc::new(Caller {
+                principal,
+                policies,
+                session_policy,
+                principal_tags: tags,
+                temporary: true,
+            }),
             secret,
         })))
     }

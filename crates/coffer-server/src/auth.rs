@@ -357,6 +357,13 @@ fn base_context(
     }
     ctx.set("aws:PrincipalAccount", p.account.clone());
     ctx.set("aws:userid", p.user_id.clone());
+    if caller.temporary {
+        // AWS's value for temporary credentials obtained without MFA (Coffer verifies no
+        // MFA device); a long-term key has no such key. Without it a Deny on
+        // `Bool aws:MultiFactorAuthPresent false` never refused a session (review 13,
+        // finding 03).
+        ctx.set("aws:MultiFactorAuthPresent", "false");
+    }
     for (k, v) in &caller.principal_tags {
         ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
     }
