@@ -329,31 +329,64 @@ def test_03_a_deny_on_sessions_without_mfa_applies_to_sessions(srv):
     assert code == "AccessDeniedException" and "explicit deny" in message, message
 
 
-# ------------------------------- 04: managed policy versions and remembered decisions (held)
+# ------------------------------- 04: a session policy of any size was kept with the session
 
-def test_04_a_policy_version_made_default_applies_to_the_next_read(srv):
+def padded_policy(length: int) -> str:
+    """A session policy of exactly `length` characters (spaces pad it, as JSON allows)."""
+    text = doc({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
+    assert len(text) <= length
+    return text[:-1] + " " * (length - len(text)) + text[-1]
+
+
+def test_04_a_session_policy_over_2048_characters_is_refused(srv):
+    """AWS refuses a session policy whose plain text exceeds 2,048 characters (the STS
+    model's documentation). Coffer took any size up to the 1 MiB body, stored it with the
+    session and parsed it on every call the session made: whoever may assume a role could
+    grow the store by a megabyte per AssumeRole (600 a second under the default quota)
+    and make each of its calls parse one."""
+    iam = srv.any_client("iam")
+    trust = doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                 "Action": "sts:AssumeRole"})
+    role = iam.create_role(RoleName=unique("r13-04"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role.rsplit("/", 1)[1], PolicyName="p", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    sts = srv.any_client("sts")
+    creds = sts.assume_role(RoleArn=role, RoleSessionName="fits", Policy=padded_policy(2048))
+    assert creds["Credentials"]["AccessKeyId"].startswith("ASIA")
+    for length in (2049, 200_000):
+        code, message = code_of(sts.assume_role, RoleArn=role, RoleSessionName="big",
+                                Policy=padded_policy(length))
+        assert code == "ValidationError", message
+        assert message.endswith("at 'policy' failed to satisfy constraint: Member must have "
+                                "length less than or equal to 2048"), message
+        assert len(message) <= 512
+
+
+# ------------------------------- 05: managed policy versions and remembered decisions (held)
+
+def test_05_a_policy_version_made_default_applies_to_the_next_read(srv):
     """Held: a managed policy's default version decides from the very next call, also where
     the KMS decision memo remembered an Allow from the version before (every IAM write gives
     the caller a new record)."""
     iam = srv.any_client("iam")
     key = srv.any_client("kms").create_key()["KeyMetadata"]["Arn"]
-    name = unique("r13-04")
-    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="R13-04")
+    name = unique("r13-05")
+    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="R13-05")
     both = doc({"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "kms:Decrypt"],
                 "Resource": "*"})
     without_kms = doc({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
-    policy = iam.create_policy(PolicyName=unique("r13-04"), PolicyDocument=both)["Policy"]["Arn"]
-    user = unique("r13-04-user")
+    policy = iam.create_policy(PolicyName=unique("r13-05"), PolicyDocument=both)["Policy"]["Arn"]
+    user = unique("r13-05-user")
     ak, _ = srv.iam_user(user)
     iam.attach_user_policy(UserName=user, PolicyArn=policy)
     sm = srv.any_client("secretsmanager", ak)
     for _ in range(2):
-        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-04"
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-05"
     iam.create_policy_version(PolicyArn=policy, PolicyDocument=without_kms, SetAsDefault=True)
     code, message = code_of(sm.get_secret_value, SecretId=name)
     assert code == "AccessDeniedException" and "kms:Decrypt" in message, message
     iam.set_default_policy_version(PolicyArn=policy, VersionId="v1")
-    assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-04"
+    assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-05"
     iam.set_default_policy_version(PolicyArn=policy, VersionId="v2")
     code, _ = code_of(sm.get_secret_value, SecretId=name)
     assert code == "AccessDeniedException"
