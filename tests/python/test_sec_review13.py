@@ -329,6 +329,45 @@ def test_03_a_deny_on_sessions_without_mfa_applies_to_sessions(srv):
     assert code == "AccessDeniedException" and "explicit deny" in message, message
 
 
+def test_03_revoking_a_roles_older_sessions_the_aws_way_refuses_them(srv):
+    """AWS revokes a role's active sessions (the IAM console's "Revoke active sessions")
+    with an inline policy on the role: Deny everything when `DateLessThan
+    aws:TokenIssueTime <now>`. Coffer never set aws:TokenIssueTime, so the Deny never
+    matched: sessions an operator meant to revoke (leaked credentials) went on working
+    until they expired, up to 12 hours later."""
+    import datetime
+    import time
+
+    admin = srv.admin()
+    name = unique("r13-03-revoke")
+    admin.create_secret(Name=name, SecretString="REVOKED")
+    iam = srv.any_client("iam")
+    trust = doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                 "Action": "sts:AssumeRole"})
+    role = iam.create_role(RoleName=unique("r13-03-revoke"), AssumeRolePolicyDocument=trust)["Role"]
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="read", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    sts = srv.any_client("sts")
+    leaked = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="leaked")["Credentials"]
+    sm = srv.session_client("secretsmanager", leaked)
+    assert sm.get_secret_value(SecretId=name)["SecretString"] == "REVOKED"
+    # The policy AWS attaches, with a time a second past now (whole seconds, as AWS
+    # writes it).
+    cutoff = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    cutoff += datetime.timedelta(seconds=1)
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="AWSRevokeOlderSessions",
+                        PolicyDocument=doc({"Effect": "Deny", "Action": "*", "Resource": "*",
+                                            "Condition": {"DateLessThan": {
+                                                "aws:TokenIssueTime": cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")}}}))
+    code, message = code_of(sm.get_secret_value, SecretId=name)
+    assert code == "AccessDeniedException" and "explicit deny" in message, message
+    # A session issued after the cutoff is not revoked.
+    time.sleep(max(0.0, (cutoff - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 1.1)
+    fresh = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="fresh")["Credentials"]
+    fresh_sm = srv.session_client("secretsmanager", fresh)
+    assert fresh_sm.get_secret_value(SecretId=name)["SecretString"] == "REVOKED"
+
+
 # ------------------------------- 04: a session policy of any size was kept with the session
 
 def padded_policy(length: int) -> str:

@@ -299,10 +299,11 @@ pub struct Caller {
     pub session_policy: Option<Policy>,
     /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
     pub principal_tags: BTreeMap<String, String>,
-    /// Whether the caller signs with temporary credentials (a session from STS), which
-    /// AWS's request context tells by `aws:MultiFactorAuthPresent` (`false` here: Coffer
-    /// verifies no MFA device); a long-term access key carries no such key.
-    pub temporary: bool,
+    /// When the caller's temporary credentials (a session from STS) were issued, in Unix
+    /// milliseconds; `None` for a long-term access key. AWS's request context tells it by
+    /// `aws:TokenIssueTime` and `aws:MultiFactorAuthPresent` (`false` here: Coffer verifies
+    /// no MFA device), neither of which a long-term key carries.
+    pub session_issued_ms: Option<i64>,
 }
 
 impl Caller {
@@ -313,7 +314,7 @@ impl Caller {
             policies,
             session_policy: None,
             principal_tags: BTreeMap::new(),
-            temporary: false,
+            session_issued_ms: None,
         }
     }
 }
@@ -890,7 +891,7 @@ impl Iam {
                     .iter()
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
-                temporary: false,
+                session_issued_ms: None,
             }),
             secret,
         }))

@@ -385,7 +385,7 @@ impl Iam {
                 policies,
                 session_policy,
                 principal_tags: tags,
-                temporary: true,
+                session_issued_ms: Some(record.created_ms),
             }),
             secret,
         })))

@@ -357,12 +357,14 @@ fn base_context(
     }
     ctx.set("aws:PrincipalAccount", p.account.clone());
     ctx.set("aws:userid", p.user_id.clone());
-    if caller.temporary {
-        // AWS's value for temporary credentials obtained without MFA (Coffer verifies no
-        // MFA device); a long-term key has no such key. Without it a Deny on
-        // `Bool aws:MultiFactorAuthPresent false` never refused a session (review 13,
-        // finding 03).
+    if let Some(issued_ms) = caller.session_issued_ms {
+        // What AWS's context holds for temporary credentials, and a long-term key's lacks
+        // (review 13, finding 03): MFA absent (Coffer verifies no MFA device), so a Deny
+        // on `Bool aws:MultiFactorAuthPresent false` refuses sessions; and when they were
+        // issued, so AWS's way of revoking a role's sessions (a Deny on
+        // `DateLessThan aws:TokenIssueTime`) refuses the older ones.
         ctx.set("aws:MultiFactorAuthPresent", "false");
+        ctx.set("aws:TokenIssueTime", format_iso8601(issued_ms));
     }
     for (k, v) in &caller.principal_tags {
         ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
