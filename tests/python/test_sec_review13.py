@@ -401,6 +401,38 @@ def test_04_a_session_policy_over_2048_characters_is_refused(srv):
         assert len(message) <= 512
 
 
+# ------------------------------- 06: aws:ViaAWSService was never in the context
+
+def test_06_a_key_denied_outside_secrets_manager_cannot_be_used_directly(srv):
+    """AWS's context always holds aws:ViaAWSService: true when a service (Secrets Manager)
+    uses the key for the caller, false when the caller calls KMS itself. A Deny on
+    `Bool aws:ViaAWSService false` is how a key is kept for use through services only.
+    Coffer never set it, so the Deny never matched: the caller, denied that route, called
+    KMS Decrypt and Encrypt with the key directly."""
+    kms = srv.any_client("kms")
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    name = unique("r13-06")
+    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="VIA-SERVICE-ONLY")
+    blob = kms.encrypt(KeyId=key, Plaintext=b"direct")["CiphertextBlob"]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+                                       "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+         "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:*", "Resource": "*",
+         "Condition": {"Bool": {"aws:ViaAWSService": "false"}}}]}
+    ak, _ = srv.iam_user(unique("r13-06-user"), policy)
+    sm = srv.any_client("secretsmanager", ak)
+    # Through Secrets Manager the key serves (reads and writes), twice (the memo).
+    for _ in range(2):
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "VIA-SERVICE-ONLY"
+    sm.put_secret_value(SecretId=name, SecretString="WRITTEN-VIA-SERVICE")
+    direct = srv.any_client("kms", ak)
+    for call, kwargs in ((direct.decrypt, {"CiphertextBlob": blob}),
+                         (direct.encrypt, {"KeyId": key, "Plaintext": b"x"})):
+        code, message = code_of(call, **kwargs)
+        assert code == "AccessDeniedException" and "explicit deny" in message, message
+
+
 # ------------------------------- 05: managed policy versions and remembered decisions (held)
 
 def test_05_a_policy_version_made_default_applies_to_the_next_read(srv):

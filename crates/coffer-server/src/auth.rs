@@ -357,6 +357,10 @@ fn base_context(
     }
     ctx.set("aws:PrincipalAccount", p.account.clone());
     ctx.set("aws:userid", p.user_id.clone());
+    // The caller calls us itself; where Secrets Manager uses a key for it, `kms_context`
+    // says true (review 13, finding 05: without the key, a Deny on `Bool aws:ViaAWSService
+    // false`, AWS's way of keeping a key for use through services, never applied).
+    ctx.set("aws:ViaAWSService", "false");
     if let Some(issued_ms) = caller.session_issued_ms {
         // What AWS's context holds for temporary credentials, and a long-term key's lacks
         // (review 13, finding 03): MFA absent (Coffer verifies no MFA device), so a Deny
@@ -1085,6 +1089,9 @@ fn kms_context(
     context.set("kms:CallerAccount", caller.principal.account.clone());
     if let Some(region) = via_secrets_manager_in {
         context.set("kms:ViaService", format!("secretsmanager.{region}.amazonaws.com"));
+        // Secrets Manager uses the key with the caller's credentials (AWS's forward access
+        // session): the one place the caller's own `false` does not hold.
+        context.replace("aws:ViaAWSService", "true");
     }
     context
 }
