@@ -401,9 +401,9 @@ def test_04_a_session_policy_over_2048_characters_is_refused(srv):
         assert len(message) <= 512
 
 
-# ------------------------------- 06: aws:ViaAWSService was never in the context
+# ------------------------------- 05: aws:ViaAWSService was never in the context
 
-def test_06_a_key_denied_outside_secrets_manager_cannot_be_used_directly(srv):
+def test_05_a_key_denied_outside_secrets_manager_cannot_be_used_directly(srv):
     """AWS's context always holds aws:ViaAWSService: true when a service (Secrets Manager)
     uses the key for the caller, false when the caller calls KMS itself. A Deny on
     `Bool aws:ViaAWSService false` is how a key is kept for use through services only.
@@ -411,7 +411,7 @@ def test_06_a_key_denied_outside_secrets_manager_cannot_be_used_directly(srv):
     KMS Decrypt and Encrypt with the key directly."""
     kms = srv.any_client("kms")
     key = kms.create_key()["KeyMetadata"]["Arn"]
-    name = unique("r13-06")
+    name = unique("r13-05")
     srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="VIA-SERVICE-ONLY")
     blob = kms.encrypt(KeyId=key, Plaintext=b"direct")["CiphertextBlob"]
     policy = {"Version": "2012-10-17", "Statement": [
@@ -420,7 +420,7 @@ def test_06_a_key_denied_outside_secrets_manager_cannot_be_used_directly(srv):
          "Resource": "*"},
         {"Effect": "Deny", "Action": "kms:*", "Resource": "*",
          "Condition": {"Bool": {"aws:ViaAWSService": "false"}}}]}
-    ak, _ = srv.iam_user(unique("r13-06-user"), policy)
+    ak, _ = srv.iam_user(unique("r13-05-user"), policy)
     sm = srv.any_client("secretsmanager", ak)
     # Through Secrets Manager the key serves (reads and writes), twice (the memo).
     for _ in range(2):
@@ -433,31 +433,31 @@ def test_06_a_key_denied_outside_secrets_manager_cannot_be_used_directly(srv):
         assert code == "AccessDeniedException" and "explicit deny" in message, message
 
 
-# ------------------------------- 05: managed policy versions and remembered decisions (held)
+# ------------------------------- 06: managed policy versions and remembered decisions (held)
 
-def test_05_a_policy_version_made_default_applies_to_the_next_read(srv):
+def test_06_a_policy_version_made_default_applies_to_the_next_read(srv):
     """Held: a managed policy's default version decides from the very next call, also where
     the KMS decision memo remembered an Allow from the version before (every IAM write gives
     the caller a new record)."""
     iam = srv.any_client("iam")
     key = srv.any_client("kms").create_key()["KeyMetadata"]["Arn"]
-    name = unique("r13-05")
-    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="R13-05")
+    name = unique("r13-06")
+    srv.admin().create_secret(Name=name, KmsKeyId=key, SecretString="R13-06")
     both = doc({"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "kms:Decrypt"],
                 "Resource": "*"})
     without_kms = doc({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
-    policy = iam.create_policy(PolicyName=unique("r13-05"), PolicyDocument=both)["Policy"]["Arn"]
-    user = unique("r13-05-user")
+    policy = iam.create_policy(PolicyName=unique("r13-06"), PolicyDocument=both)["Policy"]["Arn"]
+    user = unique("r13-06-user")
     ak, _ = srv.iam_user(user)
     iam.attach_user_policy(UserName=user, PolicyArn=policy)
     sm = srv.any_client("secretsmanager", ak)
     for _ in range(2):
-        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-05"
+        assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-06"
     iam.create_policy_version(PolicyArn=policy, PolicyDocument=without_kms, SetAsDefault=True)
     code, message = code_of(sm.get_secret_value, SecretId=name)
     assert code == "AccessDeniedException" and "kms:Decrypt" in message, message
     iam.set_default_policy_version(PolicyArn=policy, VersionId="v1")
-    assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-05"
+    assert sm.get_secret_value(SecretId=name)["SecretString"] == "R13-06"
     iam.set_default_policy_version(PolicyArn=policy, VersionId="v2")
     code, _ = code_of(sm.get_secret_value, SecretId=name)
     assert code == "AccessDeniedException"
