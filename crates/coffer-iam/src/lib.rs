@@ -310,12 +310,23 @@ pub struct Caller {
     pub session_policy: Option<Policy>,
     /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
     pub principal_tags: BTreeMap<String, String>,
+    /// When the caller's temporary credentials (a session from STS) were issued, in Unix
+    /// milliseconds; `None` for a long-term access key. AWS's request context tells it by
+    /// `aws:TokenIssueTime` and `aws:MultiFactorAuthPresent` (`false` here: Coffer verifies
+    /// no MFA device), neither of which a long-term key carries.
+    pub session_issued_ms: Option<i64>,
 }
 
 impl Caller {
     /// A caller with identity policies only (a user's access key).
     pub fn new(principal: Principal, policies: Vec<Policy>) -> Caller {
-        Caller { principal, policies, session_policy: None, principal_tags: BTreeMap::new() }
+        Caller {
+            principal,
+            policies,
+            session_policy: None,
+            principal_tags: BTreeMap::new(),
+            session_issued_ms: None,
+        }
     }
 }
 
@@ -911,6 +922,7 @@ impl Iam {
                     .iter()
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
+                session_issued_ms: None,
             }),
             secret,
         }))
