@@ -717,6 +717,13 @@ impl Gate {
     /// KMS's policy lockout safety check: whether the key policy `text` (as it will be
     /// stored) on `key` would still let the caller call PutKeyPolicy on it. A policy that
     /// does not parse is left to the policy checks, which refuse it in their own words.
+    ///
+    /// A session's own policy is not part of it: AWS documents the check as the key
+    /// policy allowing "the calling principal", for the key to stay manageable, and a
+    /// session policy narrows only that one session: the role (its other sessions, or
+    /// this one's successor) can still manage the key, so the key is not locked out. No
+    /// source says AWS counts the session policy; counting it would refuse, without
+    /// BypassPolicyLockoutSafetyCheck, every custom key policy a narrowed session makes.
     pub fn key_policy_keeps_caller(&self, text: &str, key: &KeyRecord) -> bool {
         let Ok(policy) = Policy::parse(text, PolicyKind::Resource) else { return true };
         let context = kms_context(self.context(), &self.caller, None);

@@ -50,7 +50,7 @@ pub fn lookup(
         .lookup_session(app.store.as_ref(), access_key_id, token, now)
         .map_err(AuthFailure::Internal)?
     {
-        Ok(found) => Ok(found.map(Arc::new)),
+        Ok(found) => Ok(found),
         Err(Expired) => Err(AuthFailure::Signature(SigV4Error::ExpiredToken)),
     }
 }
