@@ -604,6 +604,7 @@ mod tests {
             duration_secs: 900,
             session_policy: None,
             tags: Vec::new(),
+            transitive: Vec::new(),
             now_ms: 1_000,
         };
         let issued = iam.issue_session(&store, request).unwrap();
