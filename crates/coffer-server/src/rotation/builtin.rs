@@ -77,6 +77,16 @@ pub fn function_arn(function: &str, secret_arn: &str) -> String {
     }
 }
 
+/// Whether version `token` of `meta` is the placeholder of a rotation a built-in rotator
+/// runs, which only that rotator fills (createSecret keeps a value already there, as AWS's
+/// templates do, so a value put there by a caller would be the one set on the database).
+pub fn fills_placeholder(meta: &SecretMeta, token: &str) -> bool {
+    let Some(rotation) = &meta.rotation else { return false };
+    let in_flight = rotation.in_flight.as_ref().is_some_and(|f| f.token == token);
+    let function = rotation.lambda_arn.as_deref().unwrap_or_default();
+    in_flight && builtin_kind(function, &meta.arn).is_some()
+}
+
 /// Runs `step` of a built-in rotation of `arn` to version `token`; `Err` says why it failed.
 pub async fn run(
     app: &Arc<App>,
