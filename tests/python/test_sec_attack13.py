@@ -122,19 +122,64 @@ def test_02_a_writer_cannot_choose_the_password_a_builtin_rotator_sets(srv, post
     token = str(uuid.uuid4())
     sm.rotate_secret(SecretId=arn, RotationLambdaARN=SINGLE_USER, ClientRequestToken=token)
     chosen = dict(real, password="attacker-knows-this")
-    try:
-        sm.put_secret_value(SecretId=arn, ClientRequestToken=token,
-                            SecretString=json.dumps(chosen), VersionStages=["AWSPENDING"])
-        filled = True
-    except ClientError as refused:
-        assert refused.response["Error"]["Code"] == "ResourceExistsException"
-        filled = False
+    # As the templates' createSecret fills it (labelled AWSPENDING), and with the default
+    # labels: whichever check answers, the placeholder stays the rotator's to fill.
+    filled = []
+    for stages, code in [(["AWSPENDING"], "InvalidRequestException"),
+                         (None, "ResourceExistsException")]:
+        try:
+            sm.put_secret_value(SecretId=arn, ClientRequestToken=token,
+                                SecretString=json.dumps(chosen),
+                                **({"VersionStages": stages} if stages else {}))
+            filled.append(stages)
+        except ClientError as refused:
+            assert refused.response["Error"]["Code"] == code
     sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT",
                                    MoveToVersionId=original_id, RemoveFromVersionId=broken)
     wait_rotation_over(owner, name)
     assert not logs_in(postgres, chosen), "the writer's chosen password was set on the database"
-    assert not filled, "PutSecretValue filled the built-in rotator's AWSPENDING placeholder"
+    assert not filled, f"PutSecretValue filled the built-in rotator's placeholder: {filled}"
     # The rotation itself still works: the rotator's own password is set and stored.
     now = json.loads(owner.get_secret_value(SecretId=arn)["SecretString"])
     assert now["password"] not in ("real-pass", chosen["password"])
     assert logs_in(postgres, now)
+
+
+# ------------- 03: a writer who may not read labels its own version AWSPENDING instead
+
+def test_03_a_writer_cannot_label_a_value_of_theirs_awspending_under_a_builtin_rotator(srv):
+    """The scheduler reattempts a version left AWSPENDING under its own token, and the
+    built-in rotator's createSecret keeps the value it finds there, as AWS's templates do:
+    a writer who labelled a value of theirs AWSPENDING (PutSecretValue's VersionStages or
+    UpdateSecretVersionStage) had the next scheduled rotation set its password on the
+    database. Under a built-in rotator only the rotator labels a version AWSPENDING."""
+    owner = srv.any_client("secretsmanager")
+    name = unique("atk-sched")
+    value = {"engine": "postgres", "host": "127.0.0.1", "port": "1", "username": "u",
+             "password": "p"}
+    arn = owner.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
+    # A rotation configured with a built-in rotator, not due for days (its first run,
+    # against no database, fails and leaves its own AWSPENDING: cancelled and cleared).
+    first = owner.rotate_secret(SecretId=arn, RotationLambdaARN=SINGLE_USER,
+                                RotationRules={"AutomaticallyAfterDays": 30},
+                                RotateImmediately=False)["VersionId"]
+    desc = wait_rotation_over(owner, name)
+    stages = desc["VersionIdsToStages"]
+    if first in stages:
+        owner.update_secret_version_stage(SecretId=arn, VersionStage="AWSPENDING",
+                                          RemoveFromVersionId=first)
+    sm = attacker(srv, unique("labeller"), [
+        {"Effect": "Allow", "Resource": arn, "Action": [
+            "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"]},
+    ])
+    chosen = json.dumps(dict(value, password="attacker-knows-this"))
+    with pytest.raises(ClientError) as e:
+        sm.put_secret_value(SecretId=arn, SecretString=chosen, VersionStages=["AWSPENDING"])
+    assert e.value.response["Error"]["Code"] == "InvalidRequestException"
+    staged = sm.put_secret_value(SecretId=arn, SecretString=chosen, VersionStages=["mine"])
+    with pytest.raises(ClientError) as e:
+        sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSPENDING",
+                                       MoveToVersionId=staged["VersionId"])
+    assert e.value.response["Error"]["Code"] == "InvalidRequestException"
+    stages = owner.describe_secret(SecretId=arn)["VersionIdsToStages"]
+    assert not any("AWSPENDING" in s for s in stages.values()), stages

@@ -608,6 +608,9 @@ pub fn put_secret_value(
         crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
+        let labels_pending =
+            req.version_stages.as_ref().is_some_and(|s| s.iter().any(|s| s == AWSPENDING));
+        crate::rotation::builtin::refuse_pending_label(&meta, labels_pending)?;
         let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
         let gate = ctx.gate.as_deref();
         // PutSecretValue with the token of RotateSecret's placeholder fills it (the
@@ -1260,6 +1263,8 @@ pub fn update_secret_version_stage(
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
+        let labels_pending = req.version_stage == AWSPENDING && req.move_to_version_id.is_some();
+        crate::rotation::builtin::refuse_pending_label(&meta, labels_pending)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let mut labels = staging::labels_of(&versions);
         staging::move_label(

@@ -87,6 +87,22 @@ pub fn fills_placeholder(meta: &SecretMeta, token: &str) -> bool {
     in_flight && builtin_kind(function, &meta.arn).is_some()
 }
 
+/// Refuses to label a version AWSPENDING when a built-in rotator rotates `meta`: the
+/// scheduler reattempts a version left AWSPENDING under its own token and createSecret
+/// keeps the value it finds (as AWS's templates do), so a caller who may write but not
+/// read would choose the password the rotator sets on the database (attack13 finding 03).
+/// Only the rotator labels a version AWSPENDING; taking the label off stays allowed.
+pub fn refuse_pending_label(meta: &SecretMeta, adds_pending: bool) -> Result<(), AwsError> {
+    let function = meta.rotation.as_ref().and_then(|r| r.lambda_arn.as_deref());
+    match function.and_then(|f| builtin_kind(f, &meta.arn)) {
+        Some(kind) if adds_pending => Err(AwsError::invalid_request(format!(
+            "The staging label {AWSPENDING} of secret {} is set only by its built-in rotator {kind}.",
+            meta.arn
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `step` of a built-in rotation of `arn` to version `token`; `Err` says why it failed.
 pub async fn run(
     app: &Arc<App>,
