@@ -621,8 +621,8 @@ pub fn put_secret_value(
                 .map_err(store_error)?
                 .is_some_and(|v| crate::rotation::is_placeholder(&v))
         {
-            // Unless a built-in rotator fills it: no caller has to, and one who may write
-            // but not read would choose the password it then sets on the database
+            // Unless a built-in database rotator fills it: no caller has to, and one who may
+            // write but not read would choose the password it then sets on the database
             // (attack13 finding 02). Answered as any other write reusing the token.
             if crate::rotation::builtin::fills_placeholder(&meta, token) {
                 return Err(token_in_use(token, &meta));
