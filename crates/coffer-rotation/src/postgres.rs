@@ -238,6 +238,16 @@ pub async fn set_alternating(
         return Ok(());
     }
     test_login(current).await?;
+    // Only the current user's alternate, as AWS's templates: the master's session could
+    // otherwise set any role's password (the master's own included) to one the author of
+    // the pending value chose, though that author may not read the master secret.
+    let alternate = alternate_user(&current.username)?;
+    if pending.username != alternate {
+        return Err(format!(
+            "Attempting to modify user {} other than current user or clone {}",
+            pending.username, current.username
+        ));
+    }
     if master.host != current.host || master.port != current.port {
         return Err("Master database host does not match the current secret's host".into());
     }
@@ -400,6 +410,28 @@ mod tests {
         set_alternating(&pending, &again, &master).await.unwrap();
         test_login(&again).await.unwrap();
         test_login(&pending).await.unwrap();
+        tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+    }
+
+    /// Whoever may write the secret's value but not read the master secret (attack13
+    /// finding 01) names, as the pending user, the master itself: the rotator, logged in
+    /// as the master, must not set that role's password to one its author chose. AWS's
+    /// templates allow only the current user's alternate (`get_alt_username`).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn alternating_users_rotation_changes_only_the_current_users_alternate() {
+        let pg = tokio::task::spawn_blocking(server_with_passwords).await.unwrap();
+        pg.admin_query("CREATE ROLE rot_master LOGIN CREATEROLE PASSWORD 'master-pass'");
+        pg.admin_query("CREATE ROLE rot_app LOGIN PASSWORD 'app-pass'");
+        pg.admin_query("GRANT rot_app TO rot_master WITH ADMIN OPTION");
+        let master = secret(&pg, "rot_master", "master-pass");
+        let current = secret(&pg, "rot_app", "app-pass");
+        for victim in ["rot_master", "rot_app"] {
+            let pending = secret(&pg, victim, "attacker-knows-this");
+            let refused = set_alternating(&current, &pending, &master).await.unwrap_err();
+            assert!(refused.contains("other than current user or clone"), "{refused}");
+        }
+        test_login(&master).await.expect("the master's password must be unchanged");
+        test_login(&current).await.expect("the current password must be unchanged");
         tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
     }
 }

@@ -608,6 +608,9 @@ pub fn put_secret_value(
         crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
+        let labels_pending =
+            req.version_stages.as_ref().is_some_and(|s| s.iter().any(|s| s == AWSPENDING));
+        crate::rotation::builtin::refuse_pending_label(&meta, labels_pending)?;
         let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
         let gate = ctx.gate.as_deref();
         // PutSecretValue with the token of RotateSecret's placeholder fills it (the
@@ -618,6 +621,12 @@ pub fn put_secret_value(
                 .map_err(store_error)?
                 .is_some_and(|v| crate::rotation::is_placeholder(&v))
         {
+            // Unless a built-in database rotator fills it: no caller has to, and one who may
+            // write but not read would choose the password it then sets on the database
+            // (attack13 finding 02). Answered as any other write reusing the token.
+            if crate::rotation::builtin::fills_placeholder(&meta, token) {
+                return Err(token_in_use(token, &meta));
+            }
             tx.delete_version(&meta.arn, token).map_err(store_error)?;
             versions.retain(|v| v.version_id != token);
         }
@@ -1251,6 +1260,8 @@ pub fn update_secret_version_stage(
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
+        let labels_pending = req.version_stage == AWSPENDING && req.move_to_version_id.is_some();
+        crate::rotation::builtin::refuse_pending_label(&meta, labels_pending)?;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
         let mut labels = staging::labels_of(&versions);
         staging::move_label(

@@ -77,6 +77,40 @@ pub fn function_arn(function: &str, secret_arn: &str) -> String {
     }
 }
 
+/// Whether version `token` of `meta` is the placeholder of a rotation a built-in database
+/// rotator runs, which only that rotator fills (createSecret keeps a value already there, as AWS's
+/// templates do, so a value put there by a caller would be the one set on the database).
+pub fn fills_placeholder(meta: &SecretMeta, token: &str) -> bool {
+    let Some(rotation) = &meta.rotation else { return false };
+    let in_flight = rotation.in_flight.as_ref().is_some_and(|f| f.token == token);
+    let function = rotation.lambda_arn.as_deref().unwrap_or_default();
+    in_flight && sets_database_passwords(builtin_kind(function, &meta.arn))
+}
+
+/// Whether a built-in rotator sets a password on a database: the random-password rotator
+/// has no service behind it, so whoever may write the value could set it directly anyway.
+fn sets_database_passwords(kind: Option<&str>) -> bool {
+    matches!(kind, Some(POSTGRES_SINGLE_USER | POSTGRES_ALTERNATING_USERS))
+}
+
+/// Refuses to label a version AWSPENDING when a built-in database rotator rotates `meta`: the
+/// scheduler reattempts a version left AWSPENDING under its own token and createSecret
+/// keeps the value it finds (as AWS's templates do), so a caller who may write but not
+/// read would choose the password the rotator sets on the database (attack13 finding 03).
+/// Only the rotator labels a version AWSPENDING; taking the label off stays allowed.
+pub fn refuse_pending_label(meta: &SecretMeta, adds_pending: bool) -> Result<(), AwsError> {
+    let function = meta.rotation.as_ref().and_then(|r| r.lambda_arn.as_deref());
+    match function.and_then(|f| builtin_kind(f, &meta.arn)) {
+        Some(kind) if adds_pending && sets_database_passwords(Some(kind)) => {
+            Err(AwsError::invalid_request(format!(
+                "The staging label {AWSPENDING} of secret {} is set only by its built-in rotator {kind}.",
+                meta.arn
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs `step` of a built-in rotation of `arn` to version `token`; `Err` says why it failed.
 pub async fn run(
     app: &Arc<App>,
