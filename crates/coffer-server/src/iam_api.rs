@@ -350,15 +350,26 @@ pub fn handle(
     op: IamOp,
     form: &Form,
 ) -> Result<Vec<u8>, AwsError> {
-    let (Some(iam), Some(who)) = (app.iam.as_ref(), who) else {
-        // `--dev` verifies no one, so it has no one to manage.
-        let message = "The IAM API needs authentication: it is not served with --dev.";
-        return Err(crate::query::failure("InvalidAction", message, 400));
+    let dev_root;
+    let (iam, who) = match (app.iam.as_ref(), who, app.dev_iam.as_ref()) {
+        (Some(iam), Some(who), _) => {
+            // A user's GetSessionToken credentials carry no MFA here, and IAM refuses those.
+            if who.access_key_id.starts_with("ASIA") && !who.caller.principal.is_assumed_role() {
+                let refused = coffer_auth::SigV4Error::UnrecognizedClient;
+                return Err(crate::query::signature_error(&refused));
+            }
+            (iam, who)
+        }
+        (None, None, Some(directory)) => {
+            dev_root = dev_account_root(ctx);
+            (directory, &dev_root)
+        }
+        // An app without a directory has no one to manage.
+        _ => {
+            let message = "The IAM API needs authentication: it is not served with --dev.";
+            return Err(crate::query::failure("InvalidAction", message, 400));
+        }
     };
-    // A user's GetSessionToken credentials carry no MFA here, and IAM refuses those.
-    if who.access_key_id.starts_with("ASIA") && !who.caller.principal.is_assumed_role() {
-        return Err(crate::query::signature_error(&coffer_auth::SigV4Error::UnrecognizedClient));
-    }
     let store = RecordedStore {
         app: app.clone(),
         event: ctx.audit.for_write(),
@@ -370,6 +381,27 @@ pub fn handle(
     }
     let body = result?;
     Ok(crate::query::response(Service::Iam, op.name(), &body, &ctx.request_id))
+}
+
+/// `--dev`: the caller of an IAM API call, the root of the account it acts in (the
+/// account of the credentials STS issued it, or the one its access key id names), whose
+/// identity allows everything: nothing is authorized, and every call goes through the
+/// same validation and answers as in enforcing mode.
+fn dev_account_root(ctx: &RequestContext) -> Authenticated {
+    static ALLOW_ALL: std::sync::OnceLock<coffer_auth::policy::Policy> = std::sync::OnceLock::new();
+    let allow_all = ALLOW_ALL.get_or_init(|| {
+        coffer_auth::policy::Policy::parse(
+            crate::iam::ADMIN_POLICY,
+            coffer_auth::policy::PolicyKind::Identity,
+        )
+        .expect("the allow-everything policy parses")
+    });
+    let root = crate::dev_sessions::account_root(&ctx.scope.account);
+    Authenticated {
+        caller: Arc::new(crate::iam::Caller::new(root, vec![allow_all.clone()])),
+        access_key_id: ctx.access_key_id.clone(),
+        region: ctx.scope.region.clone(),
+    }
 }
 
 /// The store as an IAM API call sees it: its first committed write transaction also

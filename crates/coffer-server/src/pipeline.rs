@@ -357,7 +357,13 @@ fn identify(
     let request_id = caller.request_id.clone();
     let who = match (&caller.credentials, &app.iam) {
         (Credentials::Unverified { scope, access_key_id }, None) => {
-            let ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
+            let mut ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
+            if let Some(session) = dev_session(app, access_key_id, asked)? {
+                // Credentials STS issued in `--dev` act in their principal's account.
+                ctx.scope = Scope::new(session.account.clone(), scope.region.clone());
+                ctx.caller_account = session.account.clone();
+                ctx.dev_caller = Some(session);
+            }
             return Ok((ctx, None));
         }
         (Credentials::Verified(who), Some(_)) => who.clone(),
@@ -387,6 +393,32 @@ fn identify(
     };
     let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
     Ok((RequestContext::new(scope, who.access_key_id.clone(), request_id), Some(who)))
+}
+
+/// `--dev`: who a key STS issued in `--dev` acts as (`None` for any other key: only an
+/// `ASIA...` key is looked up, so other `--dev` calls read nothing more); one past its
+/// expiry is refused as in enforcing mode, in the terms of the service asked.
+fn dev_session(
+    app: &App,
+    access_key_id: &str,
+    asked: Asked<'_>,
+) -> Result<Option<Arc<coffer_auth::principal::Principal>>, (AwsError, Option<CallRecord>)> {
+    if app.dev_iam.is_none() || !access_key_id.starts_with("ASIA") {
+        return Ok(None);
+    }
+    match crate::dev_sessions::lookup(app, access_key_id, crate::clock::now_ms()) {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(crate::dev_sessions::Expired)) => {
+            let expired = coffer_auth::SigV4Error::ExpiredToken;
+            let e = if query::speaks_query(asked.service()) {
+                query::signature_error(&expired)
+            } else {
+                AuthFailure::Signature(expired).into_json()
+            };
+            Err((e, None))
+        }
+        Err(e) => Err((e, None)),
+    }
 }
 
 /// The stages after the caller is known and before its handler, whose outcome is

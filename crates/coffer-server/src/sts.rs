@@ -51,17 +51,25 @@ pub fn handle(
                     user_id: caller.principal.user_id.clone(),
                     account: caller.principal.account.clone(),
                 },
-                // `--dev`: the root of the account the access key maps to.
-                None => Identity {
-                    arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
-                    user_id: ctx.scope.account.clone(),
-                    account: ctx.scope.account.clone(),
+                // `--dev`: who credentials STS issued in `--dev` act as, else the root
+                // of the account the access key maps to.
+                None => match &ctx.dev_caller {
+                    Some(p) => Identity {
+                        arn: p.arn.clone(),
+                        user_id: p.user_id.clone(),
+                        account: p.account.clone(),
+                    },
+                    None => Identity {
+                        arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
+                        user_id: ctx.scope.account.clone(),
+                        account: ctx.scope.account.clone(),
+                    },
                 },
             };
             Ok(caller_identity(&identity, &ctx.request_id))
         }
         StsOp::AssumeRole | StsOp::GetSessionToken => {
-            crate::sessions::answer(app, who, raw, op, form.text(), &ctx.request_id)
+            crate::sessions::answer(app, ctx, who, raw, op, form.text())
                 .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
         // Unsigned (the token is the credential), so answered by `web_identity` before
