@@ -132,6 +132,12 @@ def test_a_role_that_does_not_exist_is_assumed_as_moto_and_localstack_do(dev):
     assert (me["Account"], me["UserId"]) == ("444455556666", f"{role_id}:s1")
     arn = with_credentials(dev.url, "secretsmanager", creds).create_secret(Name=uname("s"), SecretString="v")["ARN"]
     assert ":444455556666:secret:" in arn
+    # An ARN that names no role at all gives no role session: AWS's refusal.
+    code, message, status = error(lambda: sts.assume_role(
+        RoleArn="arn:aws:iam::444455556666:user/someone", RoleSessionName="s3"))
+    assert (code, status) == ("AccessDenied", 403)
+    assert message == ("User: arn:aws:iam::000000000000:root is not authorized to perform: sts:AssumeRole "
+                       "on resource: arn:aws:iam::444455556666:user/someone")
 
 
 def test_packed_policy_size_only_with_a_policy_or_tags(dev):
@@ -261,6 +267,24 @@ def refusals(sts, role_arn: str) -> dict:
     return out
 
 
+def iam_refusals(iam) -> dict:
+    role = uname("refused")
+    unknown_user = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT}:user/nobody-{role}"},
+        "Action": "sts:AssumeRole"}]})
+    cases = {
+        "trust naming an unknown user": lambda: iam.create_role(
+            RoleName=role, AssumeRolePolicyDocument=unknown_user),
+        "trust not json": lambda: iam.create_role(RoleName=role, AssumeRolePolicyDocument="{nope"),
+        "user name pattern": lambda: iam.create_user(UserName="bad name!"),
+        "policy not json": lambda: iam.create_policy(PolicyName=role, PolicyDocument="{nope"),
+        "no such user": lambda: iam.get_user(UserName=f"ghost-{role}"),
+        "max session too long": lambda: iam.create_role(
+            RoleName=role, AssumeRolePolicyDocument=trust(), MaxSessionDuration=43201),
+    }
+    return {case: error(call) for case, call in cases.items()}
+
+
 def test_bad_input_is_refused_as_in_enforcing_mode(dev, enforcing):
     name = uname("bad-input")
     enforcing.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=trust())
@@ -272,3 +296,14 @@ def test_bad_input_is_refused_as_in_enforcing_mode(dev, enforcing):
     got = refusals(client(dev.url, "sts", config=UNCHECKED), role_arn)
     assert got == expected
     assert all(status == 400 for _, _, status in got.values()), got
+    # The IAM API too: its validation, and the trust policy's principals checked as IAM does.
+    unchecked_iam = boto3.client("iam", endpoint_url=enforcing.url, region_name=REGION,
+                                 aws_access_key_id=enforcing.admin_key[0],
+                                 aws_secret_access_key=enforcing.admin_key[1], config=UNCHECKED)
+    expected = iam_refusals(unchecked_iam)
+    got = iam_refusals(client(dev.url, "iam", config=UNCHECKED))
+    # The names differ (each run makes its own), so the messages are compared with them cut.
+    assert {k: (c, st) for k, (c, _, st) in got.items()} == {k: (c, st) for k, (c, _, st) in expected.items()}
+    assert got["trust naming an unknown user"][1].startswith('Invalid principal in policy: "AWS":"arn:aws:iam::')
+    for case in ("trust not json", "user name pattern", "policy not json", "max session too long"):
+        assert got[case][1] == expected[case][1], case

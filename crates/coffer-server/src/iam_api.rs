@@ -518,9 +518,8 @@ impl Call<'_> {
             return Ok(doc.to_string());
         };
         let app = &self.store.app;
-        let bind = |text: &str| {
-            app.read(|tx| crate::policies::bind_user_principals(app, tx, text, "invalid"))
-        };
+        let bind =
+            |text: &str| app.read(|tx| crate::policies::bind_principals(tx, text, "invalid"));
         match bind(doc) {
             Err(e) if e.code == ErrorCode::MalformedPolicyDocument => {}
             other => return other.map_err(Failure::from),
