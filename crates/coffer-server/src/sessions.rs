@@ -8,6 +8,9 @@
 //! token kept only as a hash. The session's permissions are the role's policies
 //! intersected with the session policy given (see `auth::decide`). Credentials never
 //! reach the audit trail: STS events carry no response elements.
+//!
+//! `--dev` answers both with the same validation and answer shape, authorizing nothing:
+//! its sessions are `dev_sessions`' (docs/design/iam-and-sessions.md, `--dev`).
 
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::iam::directory::{Tag, role_arn_parts};
