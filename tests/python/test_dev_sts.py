@@ -174,6 +174,32 @@ def test_unknown_session_keys_keep_the_default_account(dev):
     assert (me["Arn"], me["Account"]) == (f"arn:aws:iam::{DEFAULT_ACCOUNT}:root", DEFAULT_ACCOUNT)
 
 
+def test_access_keys_the_iam_api_created_act_as_their_user(dev):
+    iam = client(dev.url, "iam", key=OTHER_ACCOUNT)
+    user = uname("key-user")
+    made = iam.create_user(UserName=user, Path="/ci/")["User"]
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+
+    def as_user(service: str):
+        return client(dev.url, service, key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+
+    me = as_user("sts").get_caller_identity()
+    assert (me["Arn"], me["UserId"], me["Account"]) == (made["Arn"], made["UserId"], OTHER_ACCOUNT)
+    arn = as_user("secretsmanager").create_secret(Name=uname("by-user"), SecretString="v")["ARN"]
+    assert f":{OTHER_ACCOUNT}:secret:" in arn
+    # Without UserName, the IAM API takes the caller's own user, as on AWS.
+    assert as_user("iam").get_user()["User"]["UserName"] == user
+    # GetSessionToken gives the user's session, 12 hours by default.
+    creds = as_user("sts").get_session_token()["Credentials"]
+    assert_credentials_shape(creds, 43200)
+    me = with_credentials(dev.url, "sts", creds).get_caller_identity()
+    assert (me["Arn"], me["UserId"]) == (made["Arn"], made["UserId"])
+    # A deleted key is any other --dev key again: its account's root.
+    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+    me = as_user("sts").get_caller_identity()
+    assert (me["Arn"], me["Account"]) == (f"arn:aws:iam::{DEFAULT_ACCOUNT}:root", DEFAULT_ACCOUNT)
+
+
 def test_a_role_session_is_audited_as_the_assumed_role(dev):
     arn = f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/audited"
     creds = client(dev.url, "sts").assume_role(RoleArn=arn, RoleSessionName="aud")["Credentials"]

@@ -364,7 +364,7 @@ pub fn handle(
             (iam, who)
         }
         (None, None, Some(directory)) => {
-            dev_root = dev_account_root(ctx);
+            dev_root = dev_caller(ctx);
             (directory, &dev_root)
         }
         // An app without a directory has no one to manage.
@@ -383,14 +383,17 @@ pub fn handle(
         ctx.audit.committed();
     }
     let body = result?;
+    if op == IamOp::CreateAccessKey && app.iam.is_none() {
+        app.note_dev_access_key();
+    }
     Ok(crate::query::response(Service::Iam, op.name(), &body, &ctx.request_id))
 }
 
-/// `--dev`: the caller of an IAM API call, the root of the account it acts in (the
-/// account of the credentials STS issued it, or the one its access key id names), whose
-/// identity allows everything: nothing is authorized, and every call goes through the
-/// same validation and answers as in enforcing mode.
-fn dev_account_root(ctx: &RequestContext) -> Authenticated {
+/// `--dev`: the caller of an IAM API call (the user or role session its credentials name
+/// in `--dev`, else the root of the account its access key id names), whose identity
+/// allows everything: nothing is authorized, and every call goes through the same
+/// validation and answers as in enforcing mode.
+fn dev_caller(ctx: &RequestContext) -> Authenticated {
     static ALLOW_ALL: std::sync::OnceLock<coffer_auth::policy::Policy> = std::sync::OnceLock::new();
     let allow_all = ALLOW_ALL.get_or_init(|| {
         coffer_auth::policy::Policy::parse(
@@ -399,9 +402,12 @@ fn dev_account_root(ctx: &RequestContext) -> Authenticated {
         )
         .expect("the allow-everything policy parses")
     });
-    let root = crate::dev_sessions::account_root(&ctx.scope.account);
+    let principal = match &ctx.dev_caller {
+        Some(p) => (**p).clone(),
+        None => crate::dev_sessions::account_root(&ctx.scope.account),
+    };
     Authenticated {
-        caller: Arc::new(crate::iam::Caller::new(root, vec![allow_all.clone()])),
+        caller: Arc::new(crate::iam::Caller::new(principal, vec![allow_all.clone()])),
         access_key_id: ctx.access_key_id.clone(),
         region: ctx.scope.region.clone(),
     }

@@ -179,6 +179,10 @@ pub struct App {
     /// sealing of the access keys it creates, with nothing authenticated or authorized
     /// (`iam_api`, `sessions`). `None` without `--dev`, where [`App::iam`] serves.
     pub dev_iam: Option<iam::Iam>,
+    /// `--dev`: whether its directory may hold access keys (some were in the store at
+    /// start, or its IAM API made one since). Until then no long-term key id is looked
+    /// up, so `--dev` calls read nothing more for the keys test code makes up.
+    dev_access_keys: std::sync::atomic::AtomicBool,
     /// The audit trail's settings and sink.
     pub audit: audit::Auditor,
     /// Commits the audit events of calls that changed nothing, in batches.
@@ -207,7 +211,27 @@ impl App {
     /// A `--dev` app that serves STS and the IAM API on `iam`'s directory, authenticating
     /// and authorizing no one.
     pub fn dev(store: Arc<dyn Store>, keys: KeyRing, config: Config, iam: iam::Iam) -> Arc<App> {
-        App::build(store, keys, config, None, Some(iam))
+        let app = App::build(store, keys, config, None, Some(iam));
+        let mut stored = false;
+        let read = app.store.read(&mut |tx| {
+            stored = !tx.records(iam::ACCESS_KEY_KIND, "", None, 1)?.is_empty();
+            Ok(())
+        });
+        // A store that cannot be read now has its keys looked up, to be safe.
+        if stored || read.is_err() {
+            app.note_dev_access_key();
+        }
+        app
+    }
+
+    /// `--dev`: its directory holds an access key from now on, which identifies its user.
+    pub fn note_dev_access_key(&self) {
+        self.dev_access_keys.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// `--dev`: whether a long-term access key id may name a user of its directory.
+    pub fn dev_access_keys_exist(&self) -> bool {
+        self.dev_access_keys.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// An app that authenticates and authorizes every request with `iam`.
@@ -236,6 +260,7 @@ impl App {
             config,
             iam,
             dev_iam,
+            dev_access_keys: std::sync::atomic::AtomicBool::new(false),
             audit,
             appender: appender::Appender::start(app.clone()),
             rotation: rotation::Hub::new(app.clone()),

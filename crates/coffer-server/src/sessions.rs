@@ -393,11 +393,11 @@ fn dev_assume_role(
     ))
 }
 
-/// `--dev`'s GetSessionToken: credentials that act as the caller, the root of its account
-/// (whose sessions last at most an hour, as on AWS). A session's own credentials are
-/// refused, as on AWS.
+/// `--dev`'s GetSessionToken: credentials that act as the caller, a user of `--dev`'s
+/// directory or its account's root (whose sessions last at most an hour, as on AWS). A
+/// session's own credentials are refused, as on AWS.
 fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<String, Failure> {
-    if ctx.dev_caller.is_some() {
+    if ctx.dev_caller.is_some() && ctx.access_key_id.starts_with("ASIA") {
         return Err(Failure(
             "AccessDenied",
             "Cannot call GetSessionToken with session credentials".to_string(),
@@ -405,15 +405,15 @@ fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Stri
         ));
     }
     let secs = duration(form, USER_SESSION_DEFAULT, USER_SESSION_MAX, false)?;
-    let root = dev_sessions::account_root(&ctx.scope.account);
-    let issued =
-        dev_sessions::issue(app, &root, secs.min(ROOT_SESSION_MAX), crate::clock::now_ms())
-            .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
+    let caller = dev_caller(ctx);
+    let secs = if ctx.dev_caller.is_none() { secs.min(ROOT_SESSION_MAX) } else { secs };
+    let issued = dev_sessions::issue(app, &caller, secs, crate::clock::now_ms())
+        .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
     Ok(dev_credentials_xml(&issued))
 }
 
-/// Who a `--dev` call acts as: the principal of the credentials STS issued it, else the
-/// root of its account.
+/// Who a `--dev` call acts as: the principal of the credentials STS or the IAM API issued
+/// it, else the root of its account.
 fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Principal {
     match &ctx.dev_caller {
         Some(p) => (**p).clone(),
