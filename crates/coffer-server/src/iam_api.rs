@@ -12,8 +12,8 @@
 //! code `coffer admin` uses), and its event (event source `iam.amazonaws.com`) holds no
 //! parameters or response elements, so no secret access key reaches the trail.
 //!
-//! `--dev` serves it on a directory of its own (`App::dev_iam`), the caller acting as its
-//! account's root with nothing authorized (`dev_account_root`).
+//! `--dev` serves it on a directory of its own (`App::dev_iam`), the caller acting with
+//! nothing authorized (`dev_caller`).
 
 use crate::auth::{self, Authenticated, RawRequest};
 use crate::iam::directory::{Entity, GroupRecord, ManagedPolicy, RoleRecord, Tag};

@@ -133,8 +133,8 @@ pub struct RequestContext {
     /// What the call's read scope looked up (`Store::read_scope`), for its first write
     /// ([`App::write`]) to start from: kept with the call, so no other call's write gets it.
     pub handoff: std::sync::Mutex<Handoff>,
-    /// `--dev`: who the call's temporary credentials act as, when STS issued them in
-    /// `--dev` (`dev_sessions`); `None`: the root of `scope`'s account, as ever in `--dev`.
+    /// `--dev`: who the call's credentials act as, when STS (`dev_sessions`) or the IAM
+    /// API issued them in `--dev`; `None`: the root of `scope`'s account, as ever in `--dev`.
     pub dev_caller: Option<Arc<coffer_auth::principal::Principal>>,
 }
 
