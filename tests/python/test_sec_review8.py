@@ -252,7 +252,9 @@ def test_05_a_replica_of_an_imported_key_is_created_without_its_material(srv):
     _import(admin, primary, material)
     blob = admin.encrypt(KeyId=primary, Plaintext=b"R8-05")["CiphertextBlob"]
     made = admin.replicate_key(KeyId=primary, ReplicaRegion=REPLICA_REGION)["ReplicaKeyMetadata"]
-    assert made["KeyState"] == "PendingImport" and made["Origin"] == "EXTERNAL"
+    # ReplicateKey answers the replica Creating, as AWS does; once made it waits for material.
+    assert made["KeyState"] == "Creating" and made["Origin"] == "EXTERNAL"
+    assert there.describe_key(KeyId=primary)["KeyMetadata"]["KeyState"] == "PendingImport"
     assert code_of(there.decrypt, CiphertextBlob=blob)[0] == "KMSInvalidStateException"
     # Only the primary's material is accepted, and then the replica opens what it sealed.
     code, _ = code_of(_import, kms=there, key_id=primary, material=os.urandom(32))

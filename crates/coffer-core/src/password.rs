@@ -47,35 +47,46 @@ impl Default for PasswordSpec {
 }
 
 impl PasswordSpec {
-    /// The character classes the password may draw from, each without the excluded
-    /// characters. A class that exclusions emptied is left out, so it is never required.
-    fn classes(&self) -> Vec<Vec<u8>> {
+    /// The character types RequireEachIncludedType requires one of, each without the
+    /// excluded characters: the four AWS names (lowercase, uppercase, numbers,
+    /// punctuation) that are not switched off. A type that exclusions emptied is left
+    /// out, so it is never required. The space is not one of them: with IncludeSpace the
+    /// password "can contain" spaces (AWS's model), so it is admitted, never required.
+    fn required_types(&self) -> Vec<Vec<u8>> {
         let wanted = [
             (!self.exclude_lowercase, LOWERCASE),
             (!self.exclude_uppercase, UPPERCASE),
             (!self.exclude_numbers, DIGITS),
             (!self.exclude_punctuation, PUNCTUATION),
-            (self.include_space, " "),
         ];
         wanted
             .into_iter()
             .filter(|(included, _)| *included)
-            .map(|(_, class)| {
-                class
-                    .bytes()
-                    .filter(|b| !self.exclude_characters.contains(char::from(*b)))
-                    .collect()
-            })
+            .map(|(_, class)| self.without_excluded(class))
             .filter(|class: &Vec<u8>| !class.is_empty())
             .collect()
+    }
+
+    /// Every character the password may hold: the types, and the space when included.
+    fn pool(&self, types: &[Vec<u8>]) -> Vec<u8> {
+        let mut pool = types.concat();
+        if self.include_space {
+            pool.extend(self.without_excluded(" "));
+        }
+        pool
+    }
+
+    fn without_excluded(&self, class: &str) -> Vec<u8> {
+        class.bytes().filter(|b| !self.exclude_characters.contains(char::from(*b))).collect()
     }
 }
 
 /// Generates a password as GetRandomPassword does.
 ///
 /// Every character is chosen uniformly from the allowed ones. With
-/// `require_each_included_type`, one character of each allowed class is drawn from that
-/// class and the password is then shuffled, so the required characters land anywhere.
+/// `require_each_included_type`, one character of each required type (not the space) is
+/// drawn from that type and the password is then shuffled, so the required characters
+/// land anywhere.
 pub fn generate_password<R: CryptoRng + ?Sized>(
     spec: &PasswordSpec,
     rng: &mut R,
@@ -86,14 +97,14 @@ pub fn generate_password<R: CryptoRng + ?Sized>(
         )));
     }
     let length = usize::try_from(spec.length).map_err(|_| AwsError::internal())?;
-    let classes = spec.classes();
-    let pool: Vec<u8> = classes.concat();
+    let types = spec.required_types();
+    let pool = spec.pool(&types);
     if pool.is_empty() {
         return Err(AwsError::invalid_parameter(
             "The password can't be generated because every character is excluded.",
         ));
     }
-    let required: &[Vec<u8>] = if spec.require_each_included_type { &classes } else { &[] };
+    let required: &[Vec<u8>] = if spec.require_each_included_type { &types } else { &[] };
     if length < required.len() {
         return Err(AwsError::invalid_parameter(
             "Password length is too short based on the required types.",
@@ -201,10 +212,41 @@ mod tests {
     }
 
     #[test]
-    fn space_appears_only_when_included_and_then_always_when_required() {
+    fn space_appears_only_when_included() {
         assert!(many(&PasswordSpec::default()).iter().all(|p| !p.contains(' ')));
-        let spec = PasswordSpec { include_space: true, ..PasswordSpec::default() };
-        assert!(many(&spec).iter().all(|p| p.contains(' ')));
+        let spec = PasswordSpec { length: 4096, include_space: true, ..PasswordSpec::default() };
+        assert!(generate(&spec, 0).contains(' '));
+    }
+
+    #[test]
+    fn space_is_admitted_but_never_required() {
+        // AWS's model: IncludeSpace means the password "can contain" spaces, and
+        // RequireEachIncludedType names four types (upper, lower, number, punctuation).
+        // Four characters under IncludeSpace are one of each of those four.
+        let spec = PasswordSpec { length: 4, include_space: true, ..PasswordSpec::default() };
+        for password in many(&spec) {
+            assert!(!password.contains(' '), "{password:?}");
+            assert!(password.chars().any(|c| c.is_ascii_lowercase()), "{password}");
+            assert!(password.chars().any(|c| c.is_ascii_uppercase()), "{password}");
+            assert!(password.chars().any(|c| c.is_ascii_digit()), "{password}");
+            assert!(password.chars().any(|c| PUNCTUATION.contains(c)), "{password}");
+        }
+        let too_short = PasswordSpec { length: 3, include_space: true, ..PasswordSpec::default() };
+        assert_eq!(
+            error_of(&too_short).message,
+            "Password length is too short based on the required types."
+        );
+        // Only the space left: nothing is required, and the password is all spaces.
+        let only_space = PasswordSpec {
+            length: 3,
+            include_space: true,
+            exclude_lowercase: true,
+            exclude_uppercase: true,
+            exclude_numbers: true,
+            exclude_punctuation: true,
+            ..PasswordSpec::default()
+        };
+        assert_eq!(generate(&only_space, 1), "   ");
     }
 
     #[test]
@@ -307,8 +349,6 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidParameter);
             assert_eq!(err.message, "Password length is too short based on the required types.");
         }
-        let five_types = PasswordSpec { length: 4, include_space: true, ..Default::default() };
-        assert_eq!(error_of(&five_types).code, ErrorCode::InvalidParameter);
         let three_types = PasswordSpec { length: 2, exclude_numbers: true, ..Default::default() };
         assert_eq!(error_of(&three_types).code, ErrorCode::InvalidParameter);
         let two_types = PasswordSpec { exclude_punctuation: true, ..three_types };

@@ -20,9 +20,9 @@ use super::{
     user_key,
 };
 use crate::{ACCESS_KEY_KIND, Iam, USER_KIND};
-use coffer_auth::policy::{Policy, PolicyKind};
+use coffer_auth::policy::{IamDocument, Policy, PolicyKind};
 use coffer_auth::principal::{ID_RANDOM_LEN, user_id};
-use coffer_auth::sigv4::echo;
+use coffer_auth::sigv4::{echo, echo_at_most};
 use coffer_crypto::random_bytes;
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -177,6 +177,7 @@ impl Entity {
     }
 
     pub fn not_found(self, name: &str) -> IamError {
+        let name = echo(name);
         IamError::NotFound(format!("The {} with name {name} cannot be found.", self.noun()))
     }
 
@@ -189,12 +190,13 @@ impl Entity {
         }
     }
 
-    fn exists(self, name: &str) -> IamError {
+    pub(crate) fn exists(self, name: &str) -> IamError {
         let title = match self {
             Entity::User => "User",
             Entity::Group => "Group",
             Entity::Role => "Role",
         };
+        let name = echo(name);
         IamError::Exists(format!("{title} with name {name} already exists."))
     }
 }
@@ -296,6 +298,29 @@ pub fn check_policy(document: &str) -> Result<Policy, IamError> {
     check_document(document, PolicyKind::Identity)
 }
 
+/// Checks an inline policy (Put*Policy) as IAM does, in IAM's words, then as Coffer
+/// evaluates it.
+pub fn check_inline_policy(document: &str) -> Result<Policy, IamError> {
+    refused_in_iam_words(document, IamDocument::Inline)?;
+    check_policy(document)
+}
+
+/// Checks a customer managed policy's document (CreatePolicy, CreatePolicyVersion) as
+/// IAM does, in IAM's words (version 2012-10-17 required), then as Coffer evaluates it.
+pub fn check_managed_policy(document: &str) -> Result<Policy, IamError> {
+    refused_in_iam_words(document, IamDocument::Managed)?;
+    check_policy(document)
+}
+
+/// IAM's own refusal of a document, if it has one. A document IAM accepts may still be
+/// refused by Coffer's parser (in its own words) when Coffer could not evaluate it.
+fn refused_in_iam_words(document: &str, kind: IamDocument) -> Result<(), IamError> {
+    match coffer_auth::policy::iam_refusal(document, kind) {
+        Some(message) => Err(IamError::Malformed(message)),
+        None => Ok(()),
+    }
+}
+
 /// Checks a role's trust policy (it names principals, as resource policies do), with the
 /// rules IAM adds for trust policies and its words for them: a document that is not JSON,
 /// a statement naming a resource, an action outside STS.
@@ -332,6 +357,7 @@ pub fn check_trust_policy(document: &str) -> Result<Policy, IamError> {
             ));
         }
     }
+    refused_in_iam_words(document, IamDocument::Trust)?;
     check_document(document, PolicyKind::Resource)
 }
 
@@ -386,10 +412,13 @@ pub fn policy_arn_parts(arn: &str) -> Option<(&str, &str)> {
 }
 
 fn policy_not_found(arn: &str) -> IamError {
+    let arn = echo(arn);
     IamError::NotFound(format!("Policy {arn} was not found."))
 }
 
 fn no_such_version(arn: &str, version: &str) -> IamError {
+    // Two quoted values: each cut shorter, so that together they stay within the cap.
+    let (arn, version) = (echo_at_most(arn, 256), echo_at_most(version, 256));
     IamError::NotFound(format!(
         "Policy {arn} version {version} does not exist or is not attachable."
     ))
@@ -416,6 +445,7 @@ pub fn validate_version_id(version: &str) -> Result<(), IamError> {
 }
 
 fn not_attachable(arn: &str) -> IamError {
+    let arn = echo(arn);
     IamError::NotFound(format!("Policy {arn} does not exist or is not attachable."))
 }
 
@@ -434,7 +464,7 @@ fn load_policy(
     Ok((policy.arn() == arn).then_some(policy))
 }
 
-fn load_entity<T: serde::de::DeserializeOwned>(
+pub(crate) fn load_entity<T: serde::de::DeserializeOwned>(
     tx: &dyn ReadTxn,
     entity: Entity,
     account: &str,
@@ -466,7 +496,7 @@ fn policies_first(
     }
 }
 
-fn put<T: Serialize>(
+pub(crate) fn put<T: Serialize>(
     tx: &mut dyn WriteTxn,
     kind: &str,
     account: &str,
@@ -477,7 +507,7 @@ fn put<T: Serialize>(
 }
 
 /// Every record of `kind` in `account`.
-fn records_in<T: serde::de::DeserializeOwned>(
+pub(crate) fn records_in<T: serde::de::DeserializeOwned>(
     tx: &dyn ReadTxn,
     kind: &str,
     account: &str,
@@ -730,6 +760,7 @@ impl Iam {
         let record: Option<AccessKeyRecord> =
             tx.record(ACCESS_KEY_KIND, id)?.map(|b| decode(&b)).transpose()?;
         record.filter(|k| k.account == account && k.user_name == user).ok_or_else(|| {
+            let id = echo(id);
             IamError::NotFound(format!("The Access Key with id {id} cannot be found."))
         })
     }
@@ -769,6 +800,7 @@ impl Iam {
         self.write(store, |tx| {
             Self::key_of(tx, account, user, id)?;
             tx.delete_record(ACCESS_KEY_KIND, id)?;
+            tx.delete_record(crate::key_use::KEY_USE_KIND, id)?;
             Ok(())
         })
     }
@@ -784,7 +816,7 @@ impl Iam {
         document: &str,
     ) -> Result<(), IamError> {
         validate_name(policy_name, "policyName", 128)?;
-        check_policy(document)?;
+        check_inline_policy(document)?;
         self.write(store, |tx| {
             edit_policies(tx, entity, account, name, |inline, _| {
                 inline.insert(policy_name.to_string(), document.to_string());
@@ -805,8 +837,9 @@ impl Iam {
         let p = self.policies_of(store, entity, account, name)?;
         p.0.get(policy_name).cloned().ok_or_else(|| {
             IamError::NotFound(format!(
-                "The {} policy with name {policy_name} cannot be found.",
-                entity.noun()
+                "The {} policy with name {} cannot be found.",
+                entity.noun(),
+                echo(policy_name)
             ))
         })
     }
@@ -836,8 +869,9 @@ impl Iam {
             edit_policies(tx, entity, account, name, |inline, _| {
                 inline.remove(policy_name).map(|_| ()).ok_or_else(|| {
                     IamError::NotFound(format!(
-                        "The {} policy with name {policy_name} cannot be found.",
-                        entity.noun()
+                        "The {} policy with name {} cannot be found.",
+                        entity.noun(),
+                        echo(policy_name)
                     ))
                 })
             })
@@ -909,7 +943,7 @@ impl Iam {
         validate_path(path)?;
         validate_description(description)?;
         check_tags(&tags)?;
-        check_policy(document)?;
+        check_managed_policy(document)?;
         let policy = ManagedPolicy {
             account: account.to_string(),
             name: name.to_string(),
@@ -1017,7 +1051,7 @@ impl Iam {
         set_default: bool,
         now_ms: i64,
     ) -> Result<PolicyVersion, IamError> {
-        check_policy(document)?;
+        check_managed_policy(document)?;
         self.write(store, |tx| {
             let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
             if policy.versions.len() >= MAX_POLICY_VERSIONS {
@@ -1356,7 +1390,7 @@ impl Iam {
     }
 }
 
-fn check_max_session(secs: i64) -> Result<(), IamError> {
+pub(crate) fn check_max_session(secs: i64) -> Result<(), IamError> {
     if (3600..=43200).contains(&secs) {
         Ok(())
     } else {

@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub mod directory;
+pub mod key_use;
 pub mod oidc;
+pub mod rename;
 pub mod sessions;
 
 pub const USER_KIND: &str = "iam-user";
@@ -122,6 +124,14 @@ impl fmt::Debug for AccessKeyRecord {
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
+}
+
+/// The owner of an access key id ([`Iam::key_owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub account: String,
+    /// The user of a long-term key; `None` for temporary credentials.
+    pub user_name: Option<String>,
 }
 
 /// What an administrative IAM change can fail with.
@@ -251,6 +261,7 @@ fn load_user(
 
 fn no_such_user(account: &str, name: &str) -> IamError {
     let _ = account;
+    let name = coffer_auth::sigv4::echo(name);
     IamError::NotFound(format!("The user with name {name} cannot be found."))
 }
 
@@ -455,6 +466,8 @@ pub struct Iam {
     credentials_key: KeyMaterial,
     lookups: LookupCache,
     signing_keys: SigningKeyCache,
+    /// When this node last wrote each key's use (`key_use`).
+    key_use_writes: key_use::KeyUseWrites,
 }
 
 impl fmt::Debug for Iam {
@@ -495,6 +508,7 @@ impl Iam {
             credentials_key: key,
             lookups: LookupCache::new(LOOKUP_CACHE_TTL),
             signing_keys: SigningKeyCache::new(),
+            key_use_writes: key_use::KeyUseWrites::default(),
         })
     }
 
@@ -565,6 +579,7 @@ impl Iam {
                 keys_of(tx, account, name)?.into_iter().map(|k| k.access_key_id).collect();
             for id in &keys {
                 tx.delete_record(ACCESS_KEY_KIND, id)?;
+                tx.delete_record(key_use::KEY_USE_KIND, id)?;
             }
             directory::leave_groups(tx, account, name)?;
             tx.delete_record(USER_KIND, &user_key(account, name))?;
@@ -645,6 +660,19 @@ impl Iam {
         Ok((id, secret))
     }
 
+    /// Whose access key `id` is: GetAccessKeyInfo and GetAccessKeyLastUsed. A long-term
+    /// key names its user; temporary credentials (`ASIA...`) only their account.
+    pub fn key_owner(&self, store: &dyn Store, id: &str) -> Result<Option<KeyOwner>, IamError> {
+        Ok(read(store, |tx| {
+            if let Some(bytes) = tx.record(ACCESS_KEY_KIND, id)? {
+                let key: AccessKeyRecord = decode(&bytes)?;
+                return Ok(Some(KeyOwner { account: key.account, user_name: Some(key.user_name) }));
+            }
+            Ok(sessions::session_account(tx, id)?
+                .map(|account| KeyOwner { account, user_name: None }))
+        })?)
+    }
+
     /// Deletes an access key.
     pub fn delete_access_key(
         &self,
@@ -656,11 +684,13 @@ impl Iam {
                 Some(b) => decode(&b)?,
                 None => {
                     return Err(IamError::NotFound(format!(
-                        "The Access Key with id {access_key_id} cannot be found."
+                        "The Access Key with id {} cannot be found.",
+                        coffer_auth::sigv4::echo(access_key_id)
                     )));
                 }
             };
             tx.delete_record(ACCESS_KEY_KIND, access_key_id)?;
+            tx.delete_record(key_use::KEY_USE_KIND, access_key_id)?;
             Ok(record)
         })
     }
@@ -675,7 +705,7 @@ impl Iam {
         document: &str,
     ) -> Result<(), IamError> {
         directory::validate_name(policy_name, "policyName", 128)?;
-        directory::check_policy(document)?;
+        directory::check_inline_policy(document)?;
         self.write(store, |tx| {
             let mut user =
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
@@ -698,7 +728,8 @@ impl Iam {
                 load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             if user.policies.remove(policy_name).is_none() {
                 return Err(IamError::NotFound(format!(
-                    "The user policy with name {policy_name} cannot be found."
+                    "The user policy with name {} cannot be found.",
+                    coffer_auth::sigv4::echo(policy_name)
                 )));
             }
             tx.put_record(USER_KIND, &user_key(account, name), &encode(&user))?;

@@ -103,6 +103,7 @@ fn check_bounds(url: &str, client_ids: &[String], thumbprints: &[String]) -> Res
 }
 
 fn not_found(arn: &str) -> IamError {
+    let arn = coffer_auth::sigv4::echo(arn);
     IamError::NotFound(format!("OpenIDConnect Provider not found for arn {arn}"))
 }
 

@@ -21,7 +21,7 @@ use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::{ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey};
 use coffer_core::AwsError;
 use coffer_crypto::random_bytes;
-use coffer_store::{ReadTxn, Store};
+use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,6 +70,40 @@ struct SessionRecord {
     /// Session tags (`aws:PrincipalTag/<key>`), over the role's own tags.
     #[serde(default)]
     tags: Vec<Tag>,
+}
+
+/// Names the user with unique id `user_id` `new_name` in its GetSessionToken sessions
+/// (UpdateUser): a session is bound to the unique id, which a rename keeps, so it goes on
+/// working under the new name. Sessions of the whole store are read, a page at a time;
+/// ended ones are few, being purged as new ones are issued.
+pub(crate) fn rename_user_sessions(
+    tx: &mut dyn WriteTxn,
+    account: &str,
+    user_id: &str,
+    new_name: &str,
+) -> Result<(), StoreError> {
+    let mut renamed = Vec::new();
+    let mut pages = coffer_store::RecordPages::new(SESSION_KIND, "", 256);
+    while let Some(page) = pages.next_page(tx)? {
+        for (key, bytes) in page {
+            let mut record: SessionRecord = decode(&bytes)?;
+            let Subject::User { name, user_id: id } = &mut record.subject else { continue };
+            if record.account == account && id == user_id {
+                *name = new_name.to_string();
+                renamed.push((key, record));
+            }
+        }
+    }
+    for (key, record) in renamed {
+        tx.put_record(SESSION_KIND, &key, &encode(&record))?;
+    }
+    Ok(())
+}
+
+/// The account of the temporary credentials with key id `id`, if they exist.
+pub(crate) fn session_account(tx: &dyn ReadTxn, id: &str) -> Result<Option<String>, StoreError> {
+    let Some(bytes) = tx.record(SESSION_KIND, id)? else { return Ok(None) };
+    Ok(Some(decode::<SessionRecord>(&bytes)?.account))
 }
 
 /// Temporary credentials as issued: shown once, then only their hash and sealed secret

@@ -238,9 +238,10 @@ impl Kms {
         now: Millis,
     ) -> Result<GrantRecord, KmsError> {
         let key = self.find_key(tx, scope, key_id, false)?;
-        if key.state == crate::KeyState::PendingDeletion {
-            return Err(KmsError::pending_deletion(&key.arn));
-        }
+        // AWS's key-state table: a grant is made only on a key that could be used
+        // (DisabledException for a disabled key, KMSInvalidStateException pending import,
+        // deletion or replica deletion).
+        crate::service::require_enabled(&key)?;
         if request.operations.is_empty() {
             return Err(KmsError::validation("Operations must not be empty."));
         }

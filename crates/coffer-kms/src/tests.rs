@@ -1191,3 +1191,31 @@ fn listing_merges_the_predefined_aliases_and_pages_over_both_kinds_in_name_order
     assert_eq!(of_key.items.len(), mine.len());
     assert!(of_key.items.iter().all(|a| matches!(a, ListedAlias::Stored(_))));
 }
+
+#[test]
+fn grants_are_made_only_on_a_key_that_could_be_used() {
+    // AWS's key-state table: CreateGrant on a disabled key is DisabledException, on a key
+    // pending deletion KMSInvalidStateException; enabled again, the grant is made.
+    let f = Fixture::new();
+    let key = f.create();
+    let grant = || crate::grants::NewGrant {
+        grantee_principal: "arn:aws:iam::111122223333:user/someone".to_string(),
+        retiring_principal: None,
+        operations: vec!["Decrypt".to_string()],
+        constraints: None,
+        name: None,
+        grantee_user_id: None,
+        retiring_user_id: None,
+    };
+    let create = || f.write(|kms, tx| kms.create_grant(tx, &scope(), &key.key_id, grant(), NOW));
+    f.write(|kms, tx| kms.disable_key(tx, &scope(), &key.key_id)).unwrap();
+    let err = create().unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsDisabled));
+    assert_eq!(err.client_message(), format!("{} is disabled.", key.arn));
+    f.write(|kms, tx| kms.enable_key(tx, &scope(), &key.key_id)).unwrap();
+    create().unwrap();
+    f.write(|kms, tx| kms.schedule_key_deletion(tx, &scope(), &key.key_id, Some(7), NOW)).unwrap();
+    let err = create().unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsInvalidState));
+    assert_eq!(err.client_message(), format!("{} is pending deletion.", key.arn));
+}

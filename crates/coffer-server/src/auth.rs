@@ -167,6 +167,15 @@ pub fn authenticate(
     };
     pre.verify_cached(&parts, key.secret().expose().as_bytes(), iam.signing_keys())
         .map_err(AuthFailure::Signature)?;
+    if !pre.access_key_id().starts_with("ASIA") {
+        // GetAccessKeyLastUsed's answer: written apart from this request, at most hourly.
+        let used = crate::iam::key_use::KeyUse {
+            last_used_ms: now_secs * 1000,
+            service: service.to_string(),
+            region: pre.scope().region.clone(),
+        };
+        iam.note_key_use(&app.store, pre.access_key_id(), used);
+    }
     Ok(Authenticated {
         caller: key.caller.clone(),
         access_key_id: pre.access_key_id().to_string(),

@@ -17,6 +17,7 @@
 
 use crate::auth::{self, Authenticated, RawRequest};
 use crate::iam::directory::{Entity, GroupRecord, ManagedPolicy, RoleRecord, Tag};
+use crate::iam::rename::{NewNameAndPath, RoleChanges};
 use crate::iam::{AccessKeyRecord, Iam, IamError, UserRecord};
 use crate::query::Form;
 use crate::{App, RequestContext};
@@ -42,6 +43,10 @@ pub fn is_iam_request(headers: &HeaderMap) -> bool {
         .is_some_and(|service| service == "iam")
 }
 
+/// The longest IAM error message: what the client sent is quoted at most 512 characters
+/// (two values at most 256 each), and a message's own words are far fewer than the rest.
+const MESSAGE_CAP: usize = 1024;
+
 /// An IAM error: its code, message and HTTP status.
 #[derive(Debug)]
 pub struct Failure {
@@ -66,17 +71,25 @@ impl Failure {
 
 impl From<IamError> for Failure {
     /// coffer-iam's messages quote the names they were given (`The user with name <name>
-    /// cannot be found.`), unvalidated for lookups: cut at 512 characters, as every error
-    /// quotes what the client sent (review 8, finding 04).
+    /// cannot be found.`), unvalidated for lookups: each quotes at most 512 characters of
+    /// what the client sent (review 8, finding 04), and keeps its own words whole after it
+    /// (the constraint a value failed). The whole message is cut only as a last resort,
+    /// far above what any message of coffer-iam holds.
     fn from(e: IamError) -> Failure {
-        let cut = |m: String| coffer_auth::sigv4::echo(&m).into_owned();
+        let cut = |m: String| coffer_auth::sigv4::echo_at_most(&m, MESSAGE_CAP).into_owned();
         match e {
             IamError::NotFound(m) => Failure::new("NoSuchEntity", cut(m), 404),
             IamError::Exists(m) => Failure::new("EntityAlreadyExists", cut(m), 409),
             IamError::Invalid(m) => Failure::invalid(cut(m)),
             IamError::Limit(m) => Failure::new("LimitExceeded", cut(m), 409),
             IamError::Conflict(m) => Failure::new("DeleteConflict", cut(m), 409),
-            IamError::Malformed(m) => Failure::new("MalformedPolicyDocument", cut(m), 400),
+            // Coffer's own grammar messages quote a policy's values unbounded: cut whole at
+            // 512 characters. IAM's words (`policy::iam_refusal`) quote at most 200 each,
+            // so they always fit.
+            IamError::Malformed(m) => {
+                let m = coffer_auth::sigv4::echo(&m).into_owned();
+                Failure::new("MalformedPolicyDocument", m, 400)
+            }
             IamError::InvalidInput(m) => Failure::new("InvalidInput", cut(m), 400),
             IamError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
@@ -297,6 +310,18 @@ fn no_permissions_boundary(f: &Form) -> Result<(), Failure> {
 
 /// A managed policy's members; its description only where AWS shows it (GetPolicy, not
 /// CreatePolicy's answer or ListPolicies).
+/// `MaxSessionDuration`, if given (CreateRole, UpdateRole).
+fn max_session_duration(f: &Form) -> Result<Option<i64>, Failure> {
+    f.get("MaxSessionDuration")
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                let v = coffer_auth::sigv4::echo(v);
+                Failure::invalid(format!("Invalid value for MaxSessionDuration: {v}"))
+            })
+        })
+        .transpose()
+}
+
 fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize, with_description: bool) {
     x.field("PolicyName", &p.name)
         .field("PolicyId", &p.policy_id)
@@ -584,6 +609,28 @@ impl Call<'_> {
         self.arn(kind, &path.unwrap_or_else(|_| "/".to_string()), name)
     }
 
+    /// Authorizes renaming a user or group, or moving it: as IAM, on the entity as it is
+    /// and on what it becomes (renaming Bob to Robert needs the permission on both).
+    fn authorize_rename(
+        &self,
+        op: IamOp,
+        entity: Entity,
+        name: &str,
+        new: NewNameAndPath<'_>,
+    ) -> Result<(), Failure> {
+        let current = self.entity_arn(entity, name);
+        self.authorize(op, &current)?;
+        if new.name.is_none() && new.path.is_none() {
+            return Ok(());
+        }
+        let kind = if entity == Entity::User { "user" } else { "group" };
+        let path = match new.path {
+            Some(p) => p.to_string(),
+            None => current_path(&current, kind, name),
+        };
+        self.authorize(op, &self.arn(kind, &path, new.name.unwrap_or(name)))
+    }
+
     /// `UserName`, or the caller's own user when it is absent (GetUser, access keys).
     fn user_or_caller(&self) -> Result<String, Failure> {
         match self.form.get("UserName") {
@@ -633,6 +680,35 @@ impl Call<'_> {
                 self.authorize(op, &self.arn("user", prefix, "*"))?;
                 let (users, marker) = page(f, iam.users_in(store, account, prefix)?, |u| &u.name)?;
                 x.members("Users", &users, |x, u| user_xml(x, u, false)).truncation(marker);
+            }
+            UpdateUser => {
+                let name = f.required("UserName", "userName")?;
+                let new = NewNameAndPath { name: f.get("NewUserName"), path: f.get("NewPath") };
+                self.authorize_rename(op, Entity::User, name, new)?;
+                iam.update_user(store, account, name, new)?;
+            }
+            GetAccessKeyLastUsed => {
+                let id = f.required("AccessKeyId", "accessKeyId")?;
+                let owner = iam.key_owner(store, id)?.filter(|o| o.account == account);
+                let Some(user) = owner.and_then(|o| o.user_name) else {
+                    // Decided on the account's users before saying the key is not one of
+                    // theirs, so a caller without the permission learns nothing.
+                    self.authorize(op, &self.arn("user", "/", "*"))?;
+                    let id = coffer_auth::sigv4::echo(id);
+                    let message = format!("The Access Key with id {id} cannot be found.");
+                    return Err(IamError::NotFound(message).into());
+                };
+                self.authorize(op, &self.entity_arn(Entity::User, &user))?;
+                x.field("UserName", &user).open("AccessKeyLastUsed");
+                // A key never used answers "N/A" for both, as AWS's does.
+                match iam.key_last_used(store, id)? {
+                    Some(used) => x
+                        .date("LastUsedDate", used.last_used_ms)
+                        .field("ServiceName", &used.service)
+                        .field("Region", &used.region),
+                    None => x.field("ServiceName", "N/A").field("Region", "N/A"),
+                };
+                x.close("AccessKeyLastUsed");
             }
             DeleteUser => {
                 let name = f.required("UserName", "userName")?;
@@ -775,8 +851,8 @@ impl Call<'_> {
                         "NoSuchEntity",
                         format!(
                             "Policy {} version {} does not exist or is not attachable.",
-                            coffer_auth::sigv4::echo(arn),
-                            coffer_auth::sigv4::echo(version)
+                            coffer_auth::sigv4::echo_at_most(arn, 256),
+                            coffer_auth::sigv4::echo_at_most(version, 256)
                         ),
                         404,
                     )
@@ -901,6 +977,12 @@ impl Call<'_> {
                 let groups = iam.groups_of(store, account, name)?;
                 x.members("Groups", &groups, group_xml).untruncated();
             }
+            UpdateGroup => {
+                let name = f.required("GroupName", "groupName")?;
+                let new = NewNameAndPath { name: f.get("NewGroupName"), path: f.get("NewPath") };
+                self.authorize_rename(op, Entity::Group, name, new)?;
+                iam.update_group(store, account, name, new)?;
+            }
             DeleteGroup => {
                 let name = f.required("GroupName", "groupName")?;
                 self.authorize(op, &self.entity_arn(Entity::Group, name))?;
@@ -918,13 +1000,7 @@ impl Call<'_> {
                 no_permissions_boundary(f)?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("role", path, name))?;
-                let max = match f.get("MaxSessionDuration") {
-                    None => None,
-                    Some(v) => Some(v.parse::<i64>().map_err(|_| {
-                        let v = coffer_auth::sigv4::echo(v);
-                        Failure::invalid(format!("Invalid value for MaxSessionDuration: {v}"))
-                    })?),
-                };
+                let max = max_session_duration(f)?;
                 let desc = f.get("Description").unwrap_or("");
                 let trust = self.bound_trust(trust)?;
                 let role =
@@ -952,6 +1028,28 @@ impl Call<'_> {
                     roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
                 x.members("Roles", &roles, |x, r| role_xml(x, r, RoleView::Listed))
                     .truncation(marker);
+            }
+            UpdateRole => {
+                let name = f.required("RoleName", "roleName")?;
+                let changes = RoleChanges {
+                    description: f.get("Description"),
+                    max_session_secs: max_session_duration(f)?,
+                };
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                iam.update_role(store, account, name, changes)?;
+                // Its output is an empty structure, whose (empty) UpdateRoleResult element
+                // the SDKs look for, unlike the operations with no output at all.
+                x.0.push('\n');
+            }
+            UpdateRoleDescription => {
+                let name = f.required("RoleName", "roleName")?;
+                let description = f.required("Description", "description")?;
+                self.authorize(op, &self.entity_arn(Entity::Role, name))?;
+                let changes = RoleChanges { description: Some(description), ..Default::default() };
+                let role = self.shown_role(iam.update_role(store, account, name, changes)?)?;
+                x.open("Role");
+                role_xml(&mut x, &role, RoleView::Got);
+                x.close("Role");
             }
             DeleteRole => {
                 let name = f.required("RoleName", "roleName")?;
@@ -1038,6 +1136,14 @@ impl Call<'_> {
         };
         Ok((entity, self.form.required(wire, member)?.to_string()))
     }
+}
+
+/// The path of an entity ARN `arn:aws:iam::<account>:<kind><path><name>`.
+fn current_path(arn: &str, kind: &str, name: &str) -> String {
+    arn.split_once(&format!(":{kind}"))
+        .and_then(|(_, rest)| rest.strip_suffix(name))
+        .unwrap_or("/")
+        .to_string()
 }
 
 fn entity_member(entity: Entity) -> &'static str {

@@ -18,7 +18,7 @@ use coffer_kms::import::ImportRequest;
 use coffer_kms::multi_region::NewReplica;
 use coffer_kms::{KeyRecord, KmsError, Tag, key_admin};
 use coffer_wire::cloudtrail::LookupEventsRequest;
-use coffer_wire::kms::Blob;
+use coffer_wire::kms::{Blob, KeyMetadata};
 use coffer_wire::kms_rest as wire;
 use coffer_wire::operation::KmsOp;
 use coffer_wire::protocol::epoch_seconds;
@@ -209,7 +209,7 @@ pub fn replicate_key(
         None => key_admin::default_key_policy(&replica.scope.account),
     };
     Ok(wire::ReplicateKeyResponse {
-        replica_key_metadata: metadata(&replica),
+        replica_key_metadata: as_just_made(metadata(&replica)),
         replica_policy: policy,
         replica_tags: replica
             .tags
@@ -217,6 +217,18 @@ pub fn replicate_key(
             .map(|t| coffer_wire::kms::Tag { tag_key: t.key.clone(), tag_value: t.value.clone() })
             .collect(),
     })
+}
+
+/// A replica's metadata as ReplicateKey answers it: AWS makes a replica in the transient
+/// `Creating` state, which becomes `Enabled` (or `PendingImport`) once the replication is
+/// done, often after ReplicateKey has answered. Coffer's replica is done when the answer
+/// is sent, so the answer says `Creating` as AWS's does, and the replica is stored in its
+/// final state: a DescribeKey right after (what a caller waiting for the replica polls)
+/// sees it done, and no test waits on a timer.
+fn as_just_made(mut metadata: KeyMetadata) -> KeyMetadata {
+    metadata.key_state = "Creating".to_string();
+    metadata.enabled = false;
+    metadata
 }
 
 pub fn update_primary_region(

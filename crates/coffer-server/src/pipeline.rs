@@ -479,7 +479,7 @@ fn serve_identified(
         ctx.audit.deliver_also_to(&authorized.scope);
         ctx.scope = authorized.scope;
         ctx.gate = Some(authorized.gate);
-    } else if let Some(owner) = crate::cross_account::dev_owner(app, &ctx.scope, op, &request)? {
+    } else if let Some(owner) = crate::cross_account::dev_owner(app, ctx, op, &request)? {
         // `--dev`: another account's secret, which its resource policy let the call reach.
         ctx.audit.deliver_also_to(&owner);
         ctx.scope = owner;

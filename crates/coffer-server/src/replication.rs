@@ -19,7 +19,9 @@
 //! AWS. Every change to a replica leaves a service event in the replica's region's trail.
 
 use crate::{App, RequestContext, Txn, audit, auth::Gate, clock, secrets, store_error};
-use coffer_core::model::{ReplicaState, Replication, SecretMeta, VersionMeta};
+use coffer_core::model::{
+    AWSCURRENT, AWSPENDING, AWSPREVIOUS, ReplicaState, Replication, SecretMeta, VersionMeta,
+};
 use coffer_core::{AwsError, ErrorCode, Scope, names};
 use coffer_store::WriteTxn;
 use coffer_wire::protocol::epoch_seconds;
@@ -263,35 +265,37 @@ fn sync_replica(
     };
     let have: BTreeMap<&str, &VersionMeta> =
         replica_versions.iter().map(|v| (v.version_id.as_str(), v)).collect();
+    // A replica whose key changes (ReplicateSecretToRegions naming another key of its
+    // region) has its labelled versions sealed again under the new key, as UpdateSecret's
+    // KmsKeyId does on a primary: what DescribeSecret names is then what opens the value.
+    let rekey = existing.as_ref().is_some_and(|m| m.kms_key_id != state.kms_key_id);
     // Everything is opened and sealed before anything is written, so a failure leaves
     // this replica exactly as it was.
     let mut new_versions = Vec::new();
+    let mut rekeyed: BTreeMap<&str, Option<coffer_store::SealedValue>> = BTreeMap::new();
     for version in &primary_versions {
-        if have.contains_key(version.version_id.as_str()) {
+        let id = version.version_id.as_str();
+        if have.contains_key(id) {
+            if rekey && is_labelled(version) {
+                let resealed = match sealed_under(tx, &arn, id, &key)? {
+                    true => None,
+                    false => match seal_for_replica(app, tx, primary, &arn, id, &key, gate)? {
+                        Ok(sealed) => Some(sealed),
+                        Err(message) => return Ok(Err(message)),
+                    },
+                };
+                rekeyed.insert(id, resealed);
+            }
             continue;
         }
         // RotateSecret's AWSPENDING placeholder has no value yet: it is copied once filled.
-        let value = tx.version_value(&primary.arn, &version.version_id).map_err(store_error)?;
+        let value = tx.version_value(&primary.arn, id).map_err(store_error)?;
         if value.is_some_and(|v| crate::rotation::is_placeholder(&v)) {
             continue;
         }
-        let context = secrets::secret_context(&arn, &version.version_id);
-        if let Some(gate) = gate {
-            for action in ["kms:GenerateDataKey", "kms:Encrypt"] {
-                if let Err(e) = gate.kms_via_secrets_manager((app, &*tx), action, &key, &context) {
-                    return Ok(Err(failed(&e.message)));
-                }
-            }
-        }
-        let plaintext = match secrets::open_value(app, &*tx, primary, &version.version_id, gate) {
-            Ok(p) => p,
-            Err(e) if e.code == ErrorCode::InternalServiceError => return Err(e),
-            Err(e) => return Ok(Err(failed(&e.message))),
-        };
-        let sealed = match app.keys.kms().encrypt_under(&key, plaintext.expose(), &context) {
-            Ok(encrypted) => coffer_store::SealedValue(encrypted.blob),
-            Err(coffer_kms::KmsError::Store(e)) => return Err(store_error(e)),
-            Err(e) => return Ok(Err(failed(&e.to_string()))),
+        let sealed = match seal_for_replica(app, tx, primary, &arn, id, &key, gate)? {
+            Ok(sealed) => sealed,
+            Err(message) => return Ok(Err(message)),
         };
         let meta = VersionMeta {
             last_accessed_ms: None,
@@ -353,16 +357,31 @@ fn sync_replica(
                 tx.delete_version(&arn, &version.version_id).map_err(store_error)?;
                 changed = true;
             }
-            Some(p) if p.stages != version.stages || p.created_ms != version.created_ms => {
-                let meta = VersionMeta {
-                    stages: p.stages.clone(),
-                    created_ms: p.created_ms,
-                    ..version.clone()
+            Some(p) => {
+                let rekeyed = rekeyed.remove(version.version_id.as_str());
+                if let Some(Some(sealed)) = &rekeyed {
+                    tx.replace_version_value(&arn, &version.version_id, sealed)
+                        .map_err(store_error)?;
+                    changed = true;
+                }
+                let kms_key_id = match rekeyed {
+                    Some(_) => state.kms_key_id.clone(),
+                    None => version.kms_key_id.clone(),
                 };
-                tx.update_version(&arn, &meta).map_err(store_error)?;
-                changed = true;
+                if p.stages != version.stages
+                    || p.created_ms != version.created_ms
+                    || kms_key_id != version.kms_key_id
+                {
+                    let meta = VersionMeta {
+                        stages: p.stages.clone(),
+                        created_ms: p.created_ms,
+                        kms_key_id,
+                        ..version.clone()
+                    };
+                    tx.update_version(&arn, &meta).map_err(store_error)?;
+                    changed = true;
+                }
             }
-            Some(_) => {}
         }
     }
     for version in &new_versions {
@@ -373,6 +392,57 @@ fn sync_replica(
         audit::record_service_event(app, tx, &scope, SECRETS_MANAGER, name, &arn, now)?;
     }
     Ok(Ok(()))
+}
+
+/// Whether `version` carries a label whose value a key change re-encrypts.
+fn is_labelled(version: &VersionMeta) -> bool {
+    [AWSCURRENT, AWSPENDING, AWSPREVIOUS].iter().any(|l| version.stages.iter().any(|s| s == l))
+}
+
+/// Whether the replica's stored value of `version_id` is sealed under `key` already.
+fn sealed_under(
+    tx: &Txn,
+    replica_arn: &str,
+    version_id: &str,
+    key: &coffer_kms::KeyRecord,
+) -> Result<bool, AwsError> {
+    let sealed = tx.version_value(replica_arn, version_id).map_err(store_error)?;
+    Ok(sealed.is_some_and(|sealed| {
+        coffer_kms::ciphertext::parse(&sealed.0)
+            .is_ok_and(|(header, _)| header.key_id == key.key_id)
+    }))
+}
+
+/// The primary's value of `version_id`, sealed for the replica under `key` with the
+/// replica's encryption context. `Ok(Err(message))` is a replication failure (the caller
+/// may not use a key, or a key refuses); `Err` a store failure.
+fn seal_for_replica(
+    app: &App,
+    tx: &Txn,
+    primary: &SecretMeta,
+    replica_arn: &str,
+    version_id: &str,
+    key: &std::sync::Arc<coffer_kms::KeyRecord>,
+    gate: Option<&Gate>,
+) -> Result<Result<coffer_store::SealedValue, String>, AwsError> {
+    let context = secrets::secret_context(replica_arn, version_id);
+    if let Some(gate) = gate {
+        for action in ["kms:GenerateDataKey", "kms:Encrypt"] {
+            if let Err(e) = gate.kms_via_secrets_manager((app, tx), action, key, &context) {
+                return Ok(Err(failed(&e.message)));
+            }
+        }
+    }
+    let plaintext = match secrets::open_value(app, tx, primary, version_id, gate) {
+        Ok(p) => p,
+        Err(e) if e.code == ErrorCode::InternalServiceError => return Err(e),
+        Err(e) => return Ok(Err(failed(&e.message))),
+    };
+    match app.keys.kms().encrypt_under(key, plaintext.expose(), &context) {
+        Ok(encrypted) => Ok(Ok(coffer_store::SealedValue(encrypted.blob))),
+        Err(coffer_kms::KmsError::Store(e)) => Err(store_error(e)),
+        Err(e) => Ok(Err(failed(&e.to_string()))),
+    }
 }
 
 /// Adds (or retries) `regions` as replicas of `primary`, which is updated in `tx`.
@@ -388,13 +458,23 @@ fn add_regions(
     primary.replication.primary_region = Some(primary.scope.region.clone());
     let now = clock::now_ms();
     for region in regions {
-        let kms_key_id = region.kms_key_id.clone().filter(|k| !k.is_empty());
+        let named = region.kms_key_id.clone().filter(|k| !k.is_empty());
         let state = match primary.replication.replicas.iter().find(|r| r.region == region.region) {
-            // Asking again retries the region, with the key named now.
-            Some(old) => ReplicaState { kms_key_id, ..old.clone() },
+            // Asking again retries the region with the key named now. Naming none keeps the
+            // key of a replica that exists (nothing in the call asks to change it); a region
+            // whose replica was never made has no key to keep and takes the default.
+            Some(old) => {
+                let replica_arn = arn_in_region(&primary.arn, &region.region);
+                let made = tx.secret_by_arn(&replica_arn).map_err(store_error)?.is_some();
+                let kms_key_id = match named {
+                    None if made => old.kms_key_id.clone(),
+                    named => named,
+                };
+                ReplicaState { kms_key_id, ..old.clone() }
+            }
             None => ReplicaState {
                 region: region.region.clone(),
-                kms_key_id,
+                kms_key_id: named,
                 status: IN_SYNC.to_string(),
                 status_message: None,
                 last_accessed_ms: None,

@@ -542,7 +542,7 @@ pub fn update_secret(
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if value.is_some() {
             // A new value is sealed as PutSecretValue's is, with the same refusal.
-            crate::cross_account::refuse_default_key(ctx, &meta)?;
+            crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         }
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
@@ -605,7 +605,7 @@ pub fn put_secret_value(
     })?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
-        crate::cross_account::refuse_default_key(ctx, &meta)?;
+        crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
         refuse_if_managed(&meta)?;
         let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
@@ -840,7 +840,7 @@ pub fn get_secret_value(
     let today = truncate_to_day(clock::now_ms());
     let (response, touch) = app.read(|tx| {
         let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
-        crate::cross_account::refuse_default_key(ctx, &meta)?;
+        crate::cross_account::refuse_default_key(app, tx, ctx, &meta)?;
         read_value(
             app,
             tx,
@@ -914,23 +914,20 @@ pub fn batch_get_secret_value(
         let result = names::validate_secret_id(secret_id).and_then(|_| {
             let owner = crate::auth::lookup_scope(secret_id, &ctx.scope);
             let meta = resolve(tx, &owner, secret_id)?;
-            if let Some(gate) = gate {
-                gate.secret("secretsmanager:GetSecretValue", &owner, secret_id, meta.as_ref())?;
-            } else if owner != ctx.scope {
+            const ACTION: &str = "secretsmanager:GetSecretValue";
+            match gate {
+                Some(gate) => gate.secret(ACTION, &owner, secret_id, meta.as_ref())?,
                 // `--dev`: another account's secret only through its resource policy.
-                let (account, region) = (&ctx.caller_account, &ctx.scope.region);
-                let action = "secretsmanager:GetSecretValue";
-                crate::auth::dev_cross_account(
-                    account,
-                    region,
-                    action,
+                None => crate::cross_account::allow_in_dev(
+                    ctx,
                     &owner,
                     secret_id,
                     meta.as_ref(),
-                )?;
+                    ACTION,
+                )?,
             }
             let meta = meta.ok_or_else(AwsError::secret_not_found)?;
-            crate::cross_account::refuse_default_key(ctx, &meta)?;
+            crate::cross_account::refuse_default_key(app, tx, ctx, &meta)?;
             read_value(app, tx, meta, None, None, today, gate)
         });
         match result {

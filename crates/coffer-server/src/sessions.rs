@@ -111,13 +111,17 @@ pub fn answer(
         (Some(who), Some(iam), _) => match op {
             StsOp::AssumeRole => assume_role(app, iam, who, raw, form),
             StsOp::GetSessionToken => session_token(app, iam, who, form),
-            StsOp::GetCallerIdentity | StsOp::AssumeRoleWithWebIdentity => internal(),
+            StsOp::GetCallerIdentity
+            | StsOp::GetAccessKeyInfo
+            | StsOp::AssumeRoleWithWebIdentity => internal(),
         },
         // `--dev`: the same validation and answers, with nothing authorized.
         (None, None, Some(directory)) => match op {
             StsOp::AssumeRole => dev_assume_role(app, directory, ctx, form),
             StsOp::GetSessionToken => dev_session_token(app, ctx, form),
-            StsOp::GetCallerIdentity | StsOp::AssumeRoleWithWebIdentity => internal(),
+            StsOp::GetCallerIdentity
+            | StsOp::GetAccessKeyInfo
+            | StsOp::AssumeRoleWithWebIdentity => internal(),
         },
         // An app without a directory has nobody to issue credentials to.
         _ => Err(Failure(

@@ -9,7 +9,7 @@ use crate::auth::{Authenticated, RawRequest};
 use crate::query::Form;
 use crate::{App, RequestContext};
 use coffer_core::AwsError;
-use coffer_wire::operation::StsOp;
+use coffer_wire::operation::{Service, StsOp};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 pub const VERSION: &str = coffer_wire::query_form::STS_VERSION;
@@ -72,10 +72,76 @@ pub fn handle(
             crate::sessions::answer(app, ctx, who, raw, op, form.text())
                 .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
+        StsOp::GetAccessKeyInfo => access_key_info(app, ctx, who, raw, form),
         // Unsigned (the token is the credential), so answered by `web_identity` before
         // the pipeline; a request never reaches here with it.
         StsOp::AssumeRoleWithWebIdentity => Err(AwsError::internal()),
     }
+}
+
+/// GetAccessKeyInfo: the account an access key id belongs to, for a caller allowed
+/// `sts:GetAccessKeyInfo`. AWS reads the account out of the key id itself, so it answers
+/// for any key; Coffer's key ids are random, so it answers for the keys it issued (long-term
+/// and temporary, of any account, as AWS does) and refuses others.
+fn access_key_info(
+    app: &App,
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
+    raw: &RawRequest,
+    form: &Form,
+) -> Result<Vec<u8>, AwsError> {
+    let id = form.get("AccessKeyId").unwrap_or_default();
+    if let Some(problem) = access_key_id_problem(form.get("AccessKeyId")) {
+        return Err(crate::query::failure("ValidationError", problem, 400));
+    }
+    let (Some(who), Some(iam)) = (who, app.iam.as_ref()) else {
+        // `--dev` takes the account of a request from its key id: a 12-digit id is the
+        // account, any other the default one, and an id given here is at least 16 long.
+        let body = format!("<Account>{}</Account>", escape(&app.config.default_account));
+        return Ok(crate::query::response(
+            Service::Sts,
+            "GetAccessKeyInfo",
+            &body,
+            &ctx.request_id,
+        ));
+    };
+    crate::auth::authorize_action(who, "sts:GetAccessKeyInfo", "*", raw, &[])?;
+    let owner = iam.key_owner(&*app.store, id).map_err(|e| {
+        tracing::error!(error = %e, "GetAccessKeyInfo: the store failed");
+        AwsError::internal()
+    })?;
+    let Some(owner) = owner else {
+        let id = coffer_auth::sigv4::echo(id);
+        let message = format!("The access key ID {id} was not issued by this service.");
+        return Err(crate::query::failure("InvalidParameterValue", message, 400));
+    };
+    let body = format!("<Account>{}</Account>", escape(&owner.account));
+    Ok(crate::query::response(Service::Sts, "GetAccessKeyInfo", &body, &ctx.request_id))
+}
+
+/// The model's constraints on `AccessKeyId` (16 to 128 word characters), in the
+/// validation message's words.
+fn access_key_id_problem(id: Option<&str>) -> Option<String> {
+    let Some(id) = id else {
+        return Some(
+            "1 validation error detected: Value null at 'accessKeyId' failed to satisfy \
+             constraint: Member must not be null"
+                .to_string(),
+        );
+    };
+    let quoted = coffer_auth::sigv4::echo(id);
+    let constraint = match id.chars().count() {
+        n if n < 16 => "Member must have length greater than or equal to 16",
+        n if n > 128 => "Member must have length less than or equal to 128",
+        _ if !id.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+            "Member must satisfy regular expression pattern: [\\w]*"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "1 validation error detected: Value '{quoted}' at 'accessKeyId' failed to satisfy \
+         constraint: {constraint}"
+    ))
 }
 
 /// GetCallerIdentity's answer.

@@ -452,6 +452,7 @@ operations! {
     Sts, "sts" => StsOp {
         AssumeRole: Read,
         AssumeRoleWithWebIdentity: Read,
+        GetAccessKeyInfo: Read,
         GetCallerIdentity: Read,
         GetSessionToken: Read,
     }
@@ -482,6 +483,7 @@ operations! {
         DetachGroupPolicy: Write,
         DetachRolePolicy: Write,
         DetachUserPolicy: Write,
+        GetAccessKeyLastUsed: Read,
         GetGroup: Read,
         GetGroupPolicy: Read,
         GetOpenIDConnectProvider: Read,
@@ -518,6 +520,10 @@ operations! {
         UntagUser: Write,
         UpdateAccessKey: Write,
         UpdateAssumeRolePolicy: Write,
+        UpdateGroup: Write,
+        UpdateRole: Write,
+        UpdateRoleDescription: Write,
+        UpdateUser: Write,
     }
 }
 

@@ -109,8 +109,11 @@ pub struct Condition {
     pub values: Vec<String>,
 }
 
-/// Parses a `Condition` block; `Err` lists every problem.
-pub(crate) fn parse_block(v: &Value) -> Result<Vec<Condition>, Vec<String>> {
+/// Parses a `Condition` block; `Err` lists every problem. `lenient` (identity policies)
+/// lets through what IAM accepts and evaluation can read safely: an operator IAM does not
+/// know with no keys (no condition), a key without a `prefix:` (never in a request, so
+/// missing), an empty list of values (matching nothing).
+pub(crate) fn parse_block(v: &Value, lenient: bool) -> Result<Vec<Condition>, Vec<String>> {
     let Some(block) = v.as_object() else {
         return Err(vec!["Condition must be an object.".to_string()]);
     };
@@ -129,6 +132,9 @@ pub(crate) fn parse_block(v: &Value) -> Result<Vec<Condition>, Vec<String>> {
             None => (rest, false),
         };
         let Some(&(_, op)) = OPERATORS.iter().find(|(n, _)| *n == name) else {
+            if lenient && keys.as_object().is_some_and(|k| k.is_empty()) {
+                continue;
+            }
             problems.push(format!(
                 "Condition operator '{operator}' is not a valid IAM condition operator."
             ));
@@ -143,7 +149,7 @@ pub(crate) fn parse_block(v: &Value) -> Result<Vec<Condition>, Vec<String>> {
             let valid_key = key.split_once(':').is_some_and(|(prefix, name)| {
                 !prefix.is_empty() && !name.is_empty() && !key.contains(char::is_whitespace)
             });
-            if !valid_key {
+            if !valid_key && !lenient {
                 problems.push(format!("Condition key '{key}' is not valid; write <prefix>:<name>, for example aws:PrincipalAccount."));
                 continue;
             }
@@ -154,7 +160,9 @@ pub(crate) fn parse_block(v: &Value) -> Result<Vec<Condition>, Vec<String>> {
                 _ => None,
             };
             let values: Option<Vec<String>> = match values {
-                Value::Array(items) if !items.is_empty() => items.iter().map(scalar).collect(),
+                Value::Array(items) if !items.is_empty() || lenient => {
+                    items.iter().map(scalar).collect()
+                }
                 other => scalar(other).map(|s| vec![s]),
             };
             match values {
@@ -418,7 +426,7 @@ mod tests {
 
     fn cond(json: &str) -> Condition {
         let v: Value = serde_json::from_str(json).unwrap();
-        let mut list = parse_block(&v).unwrap();
+        let mut list = parse_block(&v, false).unwrap();
         assert_eq!(list.len(), 1);
         list.remove(0)
     }
@@ -509,7 +517,7 @@ mod tests {
     fn unknown_operators_and_malformed_keys_are_grammar_errors() {
         let v: Value =
             serde_json::from_str(r#"{"StringEqualz":{"a:b":"c"},"Bool":{"nokey":"x"}}"#).unwrap();
-        let problems = parse_block(&v).unwrap_err();
+        let problems = parse_block(&v, false).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }

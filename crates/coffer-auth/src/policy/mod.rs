@@ -4,10 +4,12 @@
 
 mod condition;
 mod eval;
+mod iam_words;
 mod wildcard;
 
 pub use condition::{Condition, ConditionOp};
 pub use eval::{Context, Decision, Request, evaluate, evaluate_key_policy};
+pub use iam_words::{IamDocument, iam_refusal};
 pub use wildcard::wildcard_match;
 
 use serde_json::Value;
@@ -89,7 +91,16 @@ pub const LOCKOUT_CHECK: &str = "LOCKOUT_CHECK";
 
 struct Parser {
     findings: Vec<String>,
+    /// Identity policies: what IAM accepts and evaluation reads safely is let through
+    /// (`IAM_LENIENCY`).
+    lenient: bool,
 }
+
+// IAM_LENIENCY: IAM stores identity policies whose actions and resources no request can
+// match (`iam: a b`, `arn:aws:fdsasf`), condition keys without a prefix, operators it does
+// not know with no keys, empty value lists and nulls in lists (moto's valid documents,
+// checked against AWS). Each only ever matches nothing, so evaluation stays as strict:
+// resource and key policies keep Coffer's stricter grammar.
 
 impl Parser {
     fn error(&mut self, message: impl Into<String>) {
@@ -102,7 +113,8 @@ impl Parser {
             Value::Array(items) if !items.is_empty() => {
                 let out: Vec<String> =
                     items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
-                if out.len() != items.len() {
+                let nulls = items.iter().filter(|i| i.is_null()).count();
+                if out.len() != items.len() && !(self.lenient && out.len() + nulls == items.len()) {
                     self.error(format!("{where_} must hold only strings."));
                 }
                 out
@@ -124,7 +136,8 @@ impl Parser {
                         && !name.is_empty()
                         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"*?".contains(&b))
                 });
-            if !valid {
+            let accepted = valid || (self.lenient && iam_words::action_is_accepted(a));
+            if !accepted {
                 self.error(format!(
                     "{where_}: '{a}' is not a valid action; write <service>:<action>, for example secretsmanager:GetSecretValue."
                 ));
@@ -136,7 +149,9 @@ impl Parser {
     fn resources(&mut self, where_: &str, v: &Value) -> Vec<String> {
         let resources = self.strings(where_, v);
         for r in &resources {
-            if r != "*" && !(r.starts_with("arn:") && r.splitn(6, ':').count() == 6) {
+            let arn = r == "*" || (r.starts_with("arn:") && r.splitn(6, ':').count() == 6);
+            let accepted = arn || (self.lenient && iam_words::resource_is_accepted(r));
+            if !accepted {
                 self.error(format!(
                     "{where_}: '{r}' is not a valid resource; write \"*\" or an ARN (arn:partition:service:region:account:resource)."
                 ));
@@ -272,7 +287,7 @@ impl Parser {
         };
         let conditions = match s.get("Condition") {
             None => Vec::new(),
-            Some(c) => match condition::parse_block(c) {
+            Some(c) => match condition::parse_block(c, self.lenient) {
                 Ok(list) => list,
                 Err(problems) => {
                     for p in problems {
@@ -412,7 +427,7 @@ impl Policy {
 
     /// Parses an already decoded policy document.
     pub fn from_value(doc: &Value, kind: PolicyKind) -> Result<Policy, Vec<String>> {
-        let mut p = Parser { findings: Vec::new() };
+        let mut p = Parser { findings: Vec::new(), lenient: kind == PolicyKind::Identity };
         let Some(obj) = doc.as_object() else {
             return Err(vec!["The policy must be a JSON object.".to_string()]);
         };
