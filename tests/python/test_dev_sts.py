@@ -194,6 +194,10 @@ def test_access_keys_the_iam_api_created_act_as_their_user(dev):
     assert_credentials_shape(creds, 43200)
     me = with_credentials(dev.url, "sts", creds).get_caller_identity()
     assert (me["Arn"], me["UserId"]) == (made["Arn"], made["UserId"])
+    # GetAccessKeyInfo names the account of the keys --dev issued.
+    sts = client(dev.url, "sts")
+    assert sts.get_access_key_info(AccessKeyId=key["AccessKeyId"])["Account"] == OTHER_ACCOUNT
+    assert sts.get_access_key_info(AccessKeyId=creds["AccessKeyId"])["Account"] == OTHER_ACCOUNT
     # A deleted key is any other --dev key again: its account's root.
     iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
     me = as_user("sts").get_caller_identity()

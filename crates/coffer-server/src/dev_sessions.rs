@@ -101,6 +101,14 @@ pub fn lookup(
     Ok(Ok(Some(Arc::new(principal))))
 }
 
+/// The account of the session `access_key_id`, ended or not (GetAccessKeyInfo).
+pub fn account_of(app: &App, access_key_id: &str) -> Option<String> {
+    let found =
+        app.read(|tx| tx.record(DEV_SESSION_KIND, access_key_id).map_err(crate::store_error));
+    let bytes = found.ok().flatten()?;
+    serde_json::from_slice::<DevSession>(&bytes).ok().map(|s| s.account)
+}
+
 /// The root of `account`, as `--dev` takes every caller without credentials of its own.
 pub fn account_root(account: &str) -> Principal {
     Principal {
@@ -186,6 +194,8 @@ mod tests {
         assert_eq!(*found.unwrap(), role);
         let ended = lookup(&app, &issued.access_key_id, 1_000_000 + 900_000).unwrap();
         assert_eq!(ended, Err(Expired));
+        // Its account is still known to GetAccessKeyInfo.
+        assert_eq!(account_of(&app, &issued.access_key_id).as_deref(), Some("111122223333"));
         assert_eq!(lookup(&app, "ASIANOTISSUED000000", 0).unwrap(), Ok(None));
     }
 
