@@ -19,7 +19,7 @@ NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect
 
 
 class Server:
-    def __init__(self, data_dir: Path, store_url: str | None = None):
+    def __init__(self, data_dir: Path, store_url: str | None = None, extra: list[str] | None = None):
         self.data_dir = data_dir
         self.store_url = store_url
         store = ["--store", store_url] if store_url else []
@@ -30,7 +30,8 @@ class Server:
         # network (ssrf11): the tests' issuers listen on loopback.
         oidc = ["--oidc-allow-net", "127.0.0.0/8"]
         self.server = start_server(
-            ["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *store, *jwks, *oidc])
+            ["serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *store, *jwks, *oidc,
+             *(extra or [])])
         self.url = self.server.url
         self.credentials_file = data_dir / "admin-credentials"
         parsed = configparser.ConfigParser()

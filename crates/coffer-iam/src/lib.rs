@@ -310,12 +310,23 @@ pub struct Caller {
     pub session_policy: Option<Policy>,
     /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
     pub principal_tags: BTreeMap<String, String>,
+    /// When the caller's temporary credentials (a session from STS) were issued, in Unix
+    /// milliseconds; `None` for a long-term access key. AWS's request context tells it by
+    /// `aws:TokenIssueTime` and `aws:MultiFactorAuthPresent` (`false` here: Coffer verifies
+    /// no MFA device), neither of which a long-term key carries.
+    pub session_issued_ms: Option<i64>,
 }
 
 impl Caller {
     /// A caller with identity policies only (a user's access key).
     pub fn new(principal: Principal, policies: Vec<Policy>) -> Caller {
-        Caller { principal, policies, session_policy: None, principal_tags: BTreeMap::new() }
+        Caller {
+            principal,
+            policies,
+            session_policy: None,
+            principal_tags: BTreeMap::new(),
+            session_issued_ms: None,
+        }
     }
 }
 
@@ -365,9 +376,10 @@ fn store_generation(tx: &dyn ReadTxn) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::Backend(format!("unreadable setting {GENERATION_SETTING}")))
 }
 
-/// A cached lookup.
+/// A cached lookup: `V` is what was read (an access key's [`KnownKey`], or a session's
+/// with what each use must still check).
 #[derive(Clone)]
-struct CachedKey {
+struct CachedKey<V> {
     /// This process's generation when the store read began: the entry is dead once an
     /// IAM write through this [`Iam`] moves it on.
     local: u64,
@@ -378,33 +390,36 @@ struct CachedKey {
     loaded: Instant,
     /// When `stored` was last confirmed against the store.
     checked: Instant,
-    key: Arc<KnownKey>,
+    key: V,
 }
 
 /// What the store read of a lookup found.
-enum Read {
+enum Read<V> {
     /// The cached entry is still what the store holds.
     Confirmed,
     /// The key as read now (`None`: unknown or inactive) and the generation read with it.
-    Loaded(u64, Option<KnownKey>),
+    Loaded(u64, Option<V>),
 }
 
-/// Access key id -> [`KnownKey`]. An entry is used while this process's generation is
-/// the one it was read under and (once `ttl` has passed since its last check) the
-/// store's IAM generation still is too.
-struct LookupCache {
+/// Reads a key in the lookup's transaction, bypassing the cache (`None`: not to be used).
+type Loader<'a, V> = dyn FnMut(&dyn ReadTxn) -> Result<Option<V>, AwsError> + 'a;
+
+/// Access key id -> what its lookup read. An entry is used while this process's
+/// generation is the one it was read under and (once `ttl` has passed since its last
+/// check) the store's IAM generation still is too.
+struct LookupCache<V> {
     generation: AtomicU64,
     ttl: Duration,
-    clock: Box<dyn Fn() -> Instant + Send + Sync>,
-    entries: RwLock<HashMap<String, CachedKey>>,
+    clock: Arc<dyn Fn() -> Instant + Send + Sync>,
+    entries: RwLock<HashMap<String, CachedKey<V>>>,
 }
 
-impl LookupCache {
+impl<V: Clone> LookupCache<V> {
     fn new(ttl: Duration) -> Self {
         LookupCache {
             generation: AtomicU64::new(0),
             ttl,
-            clock: Box::new(Instant::now),
+            clock: Arc::new(Instant::now),
             entries: RwLock::new(HashMap::new()),
         }
     }
@@ -420,7 +435,7 @@ impl LookupCache {
 
     /// The entry of `access_key_id` if it is neither from before an IAM write through
     /// this process nor older than [`LOOKUP_MAX_AGE`].
-    fn get(&self, access_key_id: &str, local: u64, now: Instant) -> Option<CachedKey> {
+    fn get(&self, access_key_id: &str, local: u64, now: Instant) -> Option<CachedKey<V>> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(access_key_id)?;
         let alive =
@@ -431,7 +446,7 @@ impl LookupCache {
     /// Remembers an entry read from the store after `entry.local` was observed, unless
     /// an IAM write through this process moved the generation on since: the read may
     /// then predate that write, and caching it could resurrect a revoked key.
-    fn insert(&self, access_key_id: &str, entry: CachedKey) {
+    fn insert(&self, access_key_id: &str, entry: CachedKey<V>) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if self.current() != entry.local {
             return;
@@ -458,13 +473,84 @@ impl LookupCache {
             self.entries.write().unwrap_or_else(PoisonError::into_inner).remove(access_key_id);
         }
     }
+
+    fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Finds `access_key_id` through the cache: a live entry is used as it is while its
+    /// last check is younger than the TTL, else confirmed by one read of the store's IAM
+    /// generation; anything else is read by `load` in the same transaction, after the
+    /// generation, and cached unless `None`.
+    fn lookup(
+        &self,
+        store: &dyn Store,
+        access_key_id: &str,
+        load: &mut Loader<'_, V>,
+    ) -> Result<Option<V>, AwsError> {
+        // Both are taken before the store is read, so an entry is never trusted longer
+        // than the TTL after its check began, nor kept across a write that raced it.
+        let local = self.current();
+        let now = (self.clock)();
+        let cached = self.get(access_key_id, local, now);
+        if let Some(entry) = &cached
+            && now.saturating_duration_since(entry.checked) < self.ttl
+        {
+            return Ok(Some(entry.key.clone()));
+        }
+        let mut outcome = None;
+        store
+            .read(&mut |tx| {
+                outcome = Some(read_key(tx, cached.as_ref(), &mut *load));
+                Ok(())
+            })
+            .map_err(store_error)?;
+        match outcome.ok_or_else(AwsError::internal)?? {
+            Read::Confirmed => {
+                let entry = cached.ok_or_else(AwsError::internal)?;
+                let key = entry.key.clone();
+                if !self.ttl.is_zero() {
+                    self.insert(access_key_id, CachedKey { checked: now, ..entry });
+                }
+                Ok(Some(key))
+            }
+            Read::Loaded(_, None) => {
+                self.remove(access_key_id);
+                Ok(None)
+            }
+            Read::Loaded(stored, Some(key)) => {
+                let entry =
+                    CachedKey { local, stored, loaded: now, checked: now, key: key.clone() };
+                self.insert(access_key_id, entry);
+                Ok(Some(key))
+            }
+        }
+    }
+}
+
+/// The store read of a cached lookup: confirms `cached` if the store's IAM generation has
+/// not moved since it was read, else reads the key with `load`. The generation is read
+/// first, so the records read after it are at least that new.
+fn read_key<V>(
+    tx: &dyn ReadTxn,
+    cached: Option<&CachedKey<V>>,
+    load: &mut Loader<'_, V>,
+) -> Result<Read<V>, AwsError> {
+    let stored = store_generation(tx).map_err(store_error)?;
+    if cached.is_some_and(|entry| entry.stored == stored) {
+        return Ok(Read::Confirmed);
+    }
+    Ok(Read::Loaded(stored, load(tx)?))
 }
 
 /// Users, access keys and the key that seals their secrets, with the caches that spare
 /// every signed request a store read, an AES-GCM open and a SigV4 key derivation.
 pub struct Iam {
     credentials_key: KeyMaterial,
-    lookups: LookupCache,
+    lookups: LookupCache<Arc<KnownKey>>,
+    /// Sessions (`ASIA...`) apart from access keys, so neither lookup can ever be answered
+    /// with the other's entry (a session's needs its token checked on every use).
+    sessions: LookupCache<Arc<sessions::CachedSession>>,
     signing_keys: SigningKeyCache,
     /// When this node last wrote each key's use (`key_use`).
     key_use_writes: key_use::KeyUseWrites,
@@ -507,6 +593,7 @@ impl Iam {
         Ok(Iam {
             credentials_key: key,
             lookups: LookupCache::new(LOOKUP_CACHE_TTL),
+            sessions: LookupCache::new(LOOKUP_CACHE_TTL),
             signing_keys: SigningKeyCache::new(),
             key_use_writes: key_use::KeyUseWrites::default(),
         })
@@ -517,13 +604,16 @@ impl Iam {
     /// value, an IAM change made by another process takes effect within that long.
     pub fn with_lookup_ttl(mut self, ttl: Duration) -> Iam {
         self.lookups.ttl = ttl;
+        self.sessions.ttl = ttl;
         self
     }
 
     /// Replaces the clock the lookup cache ages entries with (tests).
     #[cfg(test)]
     fn with_lookup_clock(mut self, clock: impl Fn() -> Instant + Send + Sync + 'static) -> Iam {
-        self.lookups.clock = Box::new(clock);
+        let clock: Arc<dyn Fn() -> Instant + Send + Sync> = Arc::new(clock);
+        self.lookups.clock = clock.clone();
+        self.sessions.clock = clock;
         self
     }
 
@@ -546,11 +636,17 @@ impl Iam {
             let out = f(tx)?;
             let next = store_generation(tx)? + 1;
             tx.put_setting(GENERATION_SETTING, next.to_string().as_bytes())?;
-            self.lookups.invalidate();
+            self.invalidate_lookups();
             Ok(out)
         });
-        self.lookups.invalidate();
+        self.invalidate_lookups();
         result
+    }
+
+    /// Makes every cached lookup, of access keys and of sessions, unusable.
+    fn invalidate_lookups(&self) {
+        self.lookups.invalidate();
+        self.sessions.invalidate();
     }
 
     /// Creates a user with no policies, at path `/` and without tags.
@@ -771,11 +867,12 @@ impl Iam {
     /// the background work every round, on every node.
     pub fn prune_cache(&self) {
         self.lookups.prune((self.lookups.clock)());
+        self.sessions.prune((self.sessions.clock)());
     }
 
-    /// How many access keys are cached.
+    /// How many access keys and sessions are cached.
     pub fn cached_keys(&self) -> usize {
-        self.lookups.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.lookups.len() + self.sessions.len()
     }
 
     /// Finds the caller behind an access key: `None` for unknown or inactive keys.
@@ -791,60 +888,8 @@ impl Iam {
         store: &dyn Store,
         access_key_id: &str,
     ) -> Result<Option<Arc<KnownKey>>, AwsError> {
-        // Both are taken before the store is read, so an entry is never trusted longer
-        // than the TTL after its check began, nor kept across a write that raced it.
-        let local = self.lookups.current();
-        let now = (self.lookups.clock)();
-        let cached = self.lookups.get(access_key_id, local, now);
-        if let Some(entry) = &cached
-            && now.saturating_duration_since(entry.checked) < self.lookups.ttl
-        {
-            return Ok(Some(entry.key.clone()));
-        }
-        let mut outcome = None;
-        store
-            .read(&mut |tx| {
-                outcome = Some(self.read_key(tx, access_key_id, cached.as_ref()));
-                Ok(())
-            })
-            .map_err(store_error)?;
-        match outcome.ok_or_else(AwsError::internal)?? {
-            Read::Confirmed => {
-                let entry = cached.ok_or_else(AwsError::internal)?;
-                let key = entry.key.clone();
-                if !self.lookups.ttl.is_zero() {
-                    self.lookups.insert(access_key_id, CachedKey { checked: now, ..entry });
-                }
-                Ok(Some(key))
-            }
-            Read::Loaded(_, None) => {
-                self.lookups.remove(access_key_id);
-                Ok(None)
-            }
-            Read::Loaded(stored, Some(key)) => {
-                let key = Arc::new(key);
-                let entry =
-                    CachedKey { local, stored, loaded: now, checked: now, key: key.clone() };
-                self.lookups.insert(access_key_id, entry);
-                Ok(Some(key))
-            }
-        }
-    }
-
-    /// The store read of [`Iam::lookup`]: confirms `cached` if the store's IAM
-    /// generation has not moved since it was read, else reads the key. The generation
-    /// is read first, so the records read after it are at least that new.
-    fn read_key(
-        &self,
-        tx: &dyn ReadTxn,
-        access_key_id: &str,
-        cached: Option<&CachedKey>,
-    ) -> Result<Read, AwsError> {
-        let stored = store_generation(tx).map_err(store_error)?;
-        if cached.is_some_and(|entry| entry.stored == stored) {
-            return Ok(Read::Confirmed);
-        }
-        Ok(Read::Loaded(stored, self.load(tx, access_key_id)?))
+        self.lookups
+            .lookup(store, access_key_id, &mut |tx| Ok(self.load(tx, access_key_id)?.map(Arc::new)))
     }
 
     /// Reads the caller behind an access key in `tx`, bypassing the cache: `None` for
@@ -911,6 +956,7 @@ impl Iam {
                     .iter()
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
+                session_issued_ms: None,
             }),
             secret,
         }))

@@ -339,24 +339,7 @@ pub(crate) fn dev_cross_account(
     id: &str,
     meta: Option<&SecretMeta>,
 ) -> Result<(), AwsError> {
-    static ROOT: OnceLock<Policy> = OnceLock::new();
-    let root = ROOT.get_or_init(|| {
-        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-        Policy::parse(text, PolicyKind::Identity).expect("the allow-everything policy parses")
-    });
-    let principal = coffer_auth::principal::Principal {
-        arn: coffer_auth::principal::account_root_arn(caller_account),
-        account: caller_account.to_string(),
-        user_id: caller_account.to_string(),
-        name: "root".to_string(),
-        role_arn: None,
-    };
-    let caller = Caller::new(principal, vec![root.clone()]);
-    let target = target_of(owner, id, meta.cloned());
-    let policy = resource_policy(target.meta.as_ref());
-    let mut context = base_context(&caller, region, None, false, crate::clock::now_ms());
-    resource_context(&mut context, Some(id), &target);
-    decide(&caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
+    Gate::account_root(caller_account, region).secret(action, owner, id, meta)
 }
 
 /// The request context every call shares: who is calling, from where, and when.
@@ -383,6 +366,19 @@ fn base_context(
     }
     ctx.set("aws:PrincipalAccount", p.account.clone());
     ctx.set("aws:userid", p.user_id.clone());
+    // The caller calls us itself; where Secrets Manager uses a key for it, `kms_context`
+    // says true (review 13, finding 05: without the key, a Deny on `Bool aws:ViaAWSService
+    // false`, AWS's way of keeping a key for use through services, never applied).
+    ctx.set("aws:ViaAWSService", "false");
+    if let Some(issued_ms) = caller.session_issued_ms {
+        // What AWS's context holds for temporary credentials, and a long-term key's lacks
+        // (review 13, finding 03): MFA absent (Coffer verifies no MFA device), so a Deny
+        // on `Bool aws:MultiFactorAuthPresent false` refuses sessions; and when they were
+        // issued, so AWS's way of revoking a role's sessions (a Deny on
+        // `DateLessThan aws:TokenIssueTime`) refuses the older ones.
+        ctx.set("aws:MultiFactorAuthPresent", "false");
+        ctx.set("aws:TokenIssueTime", format_iso8601(issued_ms));
+    }
     for (k, v) in &caller.principal_tags {
         ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
     }
@@ -619,6 +615,40 @@ pub(crate) fn policies_read_only(
 }
 
 impl Gate {
+    /// `--dev`: the gate of a call the root of `account` makes on another account's secret
+    /// (its resource policy let the call in, `dev_cross_account`). The root's identity
+    /// allows everything, so what the call opens or seals is decided by the policy of the
+    /// key that seals it, as on AWS: a key policy that does not name the caller's account
+    /// (the AWS managed key's, whose `kms:CallerAccount` is the owner's) keeps it out, on
+    /// every route (an old version, a batch, UpdateSecret re-encrypting under a new key).
+    /// No source address or transport is known here: conditions on them do not match.
+    pub(crate) fn account_root(account: &str, region: &str) -> Gate {
+        static ROOT: OnceLock<Policy> = OnceLock::new();
+        let root = ROOT.get_or_init(|| {
+            let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+            Policy::parse(text, PolicyKind::Identity).expect("the allow-everything policy parses")
+        });
+        let principal = coffer_auth::principal::Principal {
+            arn: coffer_auth::principal::account_root_arn(account),
+            account: account.to_string(),
+            user_id: account.to_string(),
+            name: "root".to_string(),
+            role_arn: None,
+        };
+        let origin = Origin {
+            region: region.to_string(),
+            source_ip: None,
+            secure: false,
+            now_ms: crate::clock::now_ms(),
+        };
+        Gate {
+            caller: Arc::new(Caller::new(principal, vec![root.clone()])),
+            base: OnceLock::new(),
+            origin,
+            secret: None,
+        }
+    }
+
     /// The base context, built on first use.
     fn base(&self) -> &Arc<Context> {
         self.base.get_or_init(|| {
@@ -687,6 +717,13 @@ impl Gate {
     /// KMS's policy lockout safety check: whether the key policy `text` (as it will be
     /// stored) on `key` would still let the caller call PutKeyPolicy on it. A policy that
     /// does not parse is left to the policy checks, which refuse it in their own words.
+    ///
+    /// A session's own policy is not part of it: AWS documents the check as the key
+    /// policy allowing "the calling principal", for the key to stay manageable, and a
+    /// session policy narrows only that one session: the role (its other sessions, or
+    /// this one's successor) can still manage the key, so the key is not locked out. No
+    /// source says AWS counts the session policy; counting it would refuse, without
+    /// BypassPolicyLockoutSafetyCheck, every custom key policy a narrowed session makes.
     pub fn key_policy_keeps_caller(&self, text: &str, key: &KeyRecord) -> bool {
         let Ok(policy) = Policy::parse(text, PolicyKind::Resource) else { return true };
         let context = kms_context(self.context(), &self.caller, None);
@@ -806,17 +843,21 @@ pub fn authorize_assume(
 ) -> Result<(), AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
-    // aws:TagKeys holds every tag key of the request (a multi-valued key), not the last.
-    let mut tag_keys = Vec::new();
+    // aws:TagKeys holds every tag key of the request (a multi-valued key), not the last;
+    // so does sts:TransitiveTagKeys every key the request sets as transitive (review 13,
+    // finding 02: it was missing, so a trust policy's limit on them never applied).
+    const MULTI_VALUED: [&str; 2] = ["aws:TagKeys", "sts:TransitiveTagKeys"];
+    let mut multi: [Vec<String>; 2] = Default::default();
     for (key, value) in extra {
-        if key.eq_ignore_ascii_case("aws:TagKeys") {
-            tag_keys.push(value.clone());
-        } else {
-            context.set(key, value.clone());
+        match MULTI_VALUED.iter().position(|m| key.eq_ignore_ascii_case(m)) {
+            Some(i) => multi[i].push(value.clone()),
+            None => context.set(key, value.clone()),
         }
     }
-    if !tag_keys.is_empty() {
-        context.set_all("aws:TagKeys", tag_keys);
+    for (key, values) in MULTI_VALUED.into_iter().zip(multi) {
+        if !values.is_empty() {
+            context.set_all(key, values);
+        }
     }
     // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
     // whatever the caller's identity policies say.
@@ -1064,6 +1105,9 @@ fn kms_context(
     context.set("kms:CallerAccount", caller.principal.account.clone());
     if let Some(region) = via_secrets_manager_in {
         context.set("kms:ViaService", format!("secretsmanager.{region}.amazonaws.com"));
+        // Secrets Manager uses the key with the caller's credentials (AWS's forward access
+        // session): the one place the caller's own `false` does not hold.
+        context.replace("aws:ViaAWSService", "true");
     }
     context
 }

@@ -50,9 +50,10 @@ pub(crate) fn dev_owner(
 /// `--dev`'s one decision on a call of `ctx`'s caller reaching `id` (as given) in
 /// `owner`'s account, `meta` the secret found there (or none): the caller's own account
 /// needs none, and another's is reached only through the secret's resource policy
-/// allowing `action`, as on AWS. Every `--dev` cross-account call is decided here: the
-/// single-secret calls before their handler ([`dev_owner`]), each secret of a batch as it
-/// is read. Calls that authorization decided (a `Gate`) are not decided again here.
+/// allowing `action`, as on AWS. The single-secret calls are decided here before their
+/// handler ([`dev_owner`]); each foreign secret of a batch is decided as it is read, by
+/// the same account-root `Gate` that then also decides the keys that seal it (review 13).
+/// Calls that authorization decided (a `Gate`) are not decided again here.
 pub(crate) fn allow_in_dev(
     ctx: &RequestContext,
     owner: &Scope,

@@ -449,6 +449,41 @@ struct RecordedStore {
     appended: AtomicBool,
 }
 
+type WriteFn<'f> =
+    dyn FnMut(&mut dyn coffer_store::WriteTxn) -> coffer_store::StoreResult<()> + Send + 'f;
+
+impl RecordedStore {
+    /// Runs `f` through `commit` (one of the store's write methods), with the call's event
+    /// appended in the same transaction if this is the call's first committed write.
+    fn recorded(
+        &self,
+        f: &mut WriteFn<'_>,
+        commit: impl FnOnce(&mut WriteFn<'_>) -> coffer_store::StoreResult<()>,
+    ) -> coffer_store::StoreResult<()> {
+        let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
+        let Some(event) = event else { return commit(f) };
+        let app = &self.app;
+        let mut lines = crate::audit_file::Lines::default();
+        let result = commit(&mut |tx| {
+            f(tx)?;
+            let mut txn = crate::Txn::new(tx, lines.attempt());
+            crate::audit::in_transaction(app, &mut txn, &(), Some(event)).map_err(|_| {
+                coffer_store::StoreError::Backend(
+                    "the call's audit event could not be written".into(),
+                )
+            })
+        });
+        if result.is_ok() {
+            lines.committed(&app.audit);
+            self.appended.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+/// Every method is forwarded to the server's store, those the trait gives a default too:
+/// a default here would silently drop what the store does instead (a PostgreSQL write's
+/// handoff, the memory store's trail-only write, leases, `/ready`'s refusal, the scrub).
 impl coffer_store::Store for RecordedStore {
     fn latency(&self) -> coffer_store::Latency {
         self.app.store.latency()
@@ -465,34 +500,28 @@ impl coffer_store::Store for RecordedStore {
         self.app.store.read_scope(f)
     }
 
-    fn write(
+    fn write(&self, f: &mut WriteFn<'_>) -> coffer_store::StoreResult<()> {
+        self.recorded(f, |f| self.app.store.write(f))
+    }
+
+    fn write_after(
         &self,
-        f: &mut (
-                 dyn FnMut(&mut dyn coffer_store::WriteTxn) -> coffer_store::StoreResult<()> + Send
-             ),
+        handoff: coffer_store::Handoff,
+        f: &mut WriteFn<'_>,
     ) -> coffer_store::StoreResult<()> {
-        let event = self.event.as_ref().filter(|_| !self.appended.load(Ordering::SeqCst));
-        let Some(event) = event else { return self.app.store.write(f) };
-        let app = &self.app;
-        let mut lines = crate::audit_file::Lines::default();
-        let result = app.store.write(&mut |tx| {
-            f(tx)?;
-            let mut txn = crate::Txn::new(tx, lines.attempt());
-            crate::audit::in_transaction(app, &mut txn, &(), Some(event)).map_err(|_| {
-                coffer_store::StoreError::Backend(
-                    "the call's audit event could not be written".into(),
-                )
-            })
-        });
-        if result.is_ok() {
-            lines.committed(&app.audit);
-            self.appended.store(true, Ordering::SeqCst);
-        }
-        result
+        self.recorded(f, |f| self.app.store.write_after(handoff, f))
+    }
+
+    fn write_trail(&self, f: &mut WriteFn<'_>) -> coffer_store::StoreResult<()> {
+        self.recorded(f, |f| self.app.store.write_trail(f))
     }
 
     fn describe(&self) -> String {
         self.app.store.describe()
+    }
+
+    fn refusing_writes(&self) -> Option<String> {
+        self.app.store.refusing_writes()
     }
 
     fn export(
@@ -502,11 +531,32 @@ impl coffer_store::Store for RecordedStore {
         self.app.store.export(visit)
     }
 
+    fn import(&self, items: &[coffer_store::SnapshotItem]) -> coffer_store::StoreResult<()> {
+        self.app.store.import(items)
+    }
+
     fn import_from(
         &self,
         produce: &mut coffer_store::ImportProducer<'_>,
     ) -> coffer_store::StoreResult<()> {
         self.app.store.import_from(produce)
+    }
+
+    fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> coffer_store::StoreResult<bool> {
+        self.app.store.try_acquire_lease(name, holder, ttl)
+    }
+
+    fn scrub_deleted(&self) -> coffer_store::StoreResult<()> {
+        self.app.store.scrub_deleted()
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> coffer_store::StoreResult<()> {
+        self.app.store.release_lease(name, holder)
     }
 }
 
@@ -1153,6 +1203,9 @@ fn entity_member(entity: Entity) -> &'static str {
         Entity::Role => "RoleName",
     }
 }
+
+#[cfg(test)]
+mod recorded_store_tests;
 
 #[cfg(test)]
 mod tests {

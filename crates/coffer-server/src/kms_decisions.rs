@@ -17,10 +17,12 @@
 //!
 //! Each entry holds a `Weak` of both, so an address it compares can never be reused by
 //! another caller or key record while the entry lives (a `Weak` keeps the allocation,
-//! not its contents). It keeps neither alive: a session's caller is built anew for every
-//! call, so most entries are never asked again, and holding the `Arc`s kept 4,096 callers'
+//! not its contents). It keeps neither alive: callers are built anew whenever the IAM
+//! generation moves (and a session's was, before the thirteenth session, for every call),
+//! so many entries are never asked again, and holding the `Arc`s kept 4,096 callers'
 //! parsed policies and key records (a key policy may be 32 KiB) in memory (review 12,
-//! finding 03). Authentication (signature, session expiry)
+//! finding 03). A session's caller now comes from the IAM lookup cache, the same `Arc`
+//! from call to call, so its decisions are remembered as a user's are. Authentication (signature, session expiry)
 //! and the key's state (checked by the key service before every use) are not decisions
 //! and are never skipped.
 use coffer_auth::policy::{Policy, PolicyKind};

@@ -481,7 +481,10 @@ fn serve_identified(
         ctx.gate = Some(authorized.gate);
     } else if let Some(owner) = crate::cross_account::dev_owner(app, ctx, op, &request)? {
         // `--dev`: another account's secret, which its resource policy let the call reach.
+        // The keys that seal what the handler opens or seals decide the rest, for the
+        // caller's account root, as they would on AWS (review 13, finding 01).
         ctx.audit.deliver_also_to(&owner);
+        ctx.gate = Some(Arc::new(auth::Gate::account_root(&ctx.caller_account, &owner.region)));
         ctx.scope = owner;
     }
     Ok(Next::Handle(op, request))

@@ -1,7 +1,7 @@
 //! A test store whose writes commit, fail their commit or rerun as a script says: the
 //! failures a durable store's group commit meets, on a memory store (tests only).
 
-use coffer_store::{MemoryStore, Store, StoreError, StoreResult, WriteTxn};
+use coffer_store::{Handoff, MemoryStore, Store, StoreError, StoreResult, WriteTxn};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -54,6 +54,9 @@ impl Scripted {
     }
 }
 
+/// `write_trail` is left to the trait's default on purpose: it goes through `write`, so
+/// the script decides the fate of events' writes too (what the appender's tests need).
+/// `read_scope` and `write_after` are forwarded, so a handoff reaches the inner store.
 impl Store for Scripted {
     fn latency(&self) -> coffer_store::Latency {
         coffer_store::Latency::LocalDisk
@@ -64,22 +67,33 @@ impl Store for Scripted {
     ) -> StoreResult<()> {
         self.inner.read(f)
     }
+    fn read_scope(&self, f: &mut dyn FnMut()) -> Handoff {
+        self.inner.read_scope(f)
+    }
     fn write(
         &self,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
+        self.write_after(Handoff::none(), f)
+    }
+    fn write_after(
+        &self,
+        handoff: Handoff,
+        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
         match self.next() {
-            Next::Commit => self.inner.write(f),
-            Next::FailCommit => self.inner.write(&mut |tx| {
+            Next::Commit => self.inner.write_after(handoff, f),
+            Next::FailCommit => self.inner.write_after(handoff, &mut |tx| {
                 f(tx)?;
                 Err(StoreError::Backend("the commit failed".into()))
             }),
+            // The rolled-back run reads for itself; the handoff goes to the run that counts.
             Next::Rerun => {
                 let _ = self.inner.write(&mut |tx| {
                     f(tx)?;
                     Err(StoreError::Aborted)
                 });
-                self.inner.write(f)
+                self.inner.write_after(handoff, f)
             }
         }
     }

@@ -914,17 +914,14 @@ pub fn batch_get_secret_value(
         let result = names::validate_secret_id(secret_id).and_then(|_| {
             let owner = crate::auth::lookup_scope(secret_id, &ctx.scope);
             let meta = resolve(tx, &owner, secret_id)?;
-            const ACTION: &str = "secretsmanager:GetSecretValue";
-            match gate {
-                Some(gate) => gate.secret(ACTION, &owner, secret_id, meta.as_ref())?,
-                // `--dev`: another account's secret only through its resource policy.
-                None => crate::cross_account::allow_in_dev(
-                    ctx,
-                    &owner,
-                    secret_id,
-                    meta.as_ref(),
-                    ACTION,
-                )?,
+            // `--dev`: another account's secret only through its resource policy, and its
+            // value only through the policy of the key that sealed it, as for the caller's
+            // account root on AWS (review 13, finding 01).
+            let foreign = (gate.is_none() && owner != ctx.scope)
+                .then(|| crate::auth::Gate::account_root(&ctx.caller_account, &owner.region));
+            let gate = gate.or(foreign.as_ref());
+            if let Some(gate) = gate {
+                gate.secret("secretsmanager:GetSecretValue", &owner, secret_id, meta.as_ref())?;
             }
             let meta = meta.ok_or_else(AwsError::secret_not_found)?;
             crate::cross_account::refuse_default_key(app, tx, ctx, &meta)?;

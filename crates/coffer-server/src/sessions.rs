@@ -59,7 +59,7 @@ pub fn lookup(
         .lookup_session(app.store.as_ref(), access_key_id, token, now)
         .map_err(AuthFailure::Internal)?
     {
-        Ok(found) => Ok(found.map(Arc::new)),
+        Ok(found) => Ok(found),
         Err(Expired) => Err(AuthFailure::Signature(SigV4Error::ExpiredToken)),
     }
 }
@@ -265,10 +265,15 @@ fn assume_role(
 ) -> Result<String, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, tags, transitive } =
         assume_request(form)?;
+    // A session's transitive tags pass to the session it assumes, which may not set them
+    // again (review 13, finding 02: they were ignored, so a chained session set the very
+    // tag a broker had fixed for the whole chain).
+    let asked_transitive = transitive.clone();
+    let (tags, transitive) = with_inherited(iam, app, who, tags, transitive)?;
     // Session tags become the session's aws:PrincipalTag/*: passing them (or naming
     // transitive ones) needs sts:TagSession too, from the trust policy and the caller's
     // identity policies, as on AWS; otherwise a role's ABAC tags could be overridden by
-    // whoever may assume it.
+    // whoever may assume it. Inherited tags count: they are the new session's tags too.
     let tagging = !tags.is_empty() || !transitive.is_empty();
     let refused = |action: &str| {
         Failure(
@@ -300,6 +305,10 @@ fn assume_role(
         extra.push((format!("aws:RequestTag/{}", tag.key), tag.value.clone()));
         extra.push(("aws:TagKeys".to_string(), tag.key.clone()));
     }
+    // The keys the request sets as transitive (what a trust policy may limit).
+    for key in asked_transitive {
+        extra.push(("sts:TransitiveTagKeys".to_string(), key));
+    }
     let assume = |action: &str| {
         auth::authorize_assume(who, raw, action, &role_arn, account, &trust, &extra)
             .map_err(|_| refused(action))
@@ -330,6 +339,7 @@ fn assume_role(
             duration_secs: secs,
             session_policy: session_policy.as_deref(),
             tags,
+            transitive,
             now_ms: crate::clock::now_ms(),
         },
     )?;
@@ -474,6 +484,35 @@ fn transitive_keys(form: &str, tags: &[Tag]) -> Result<Vec<String>, Failure> {
     Ok(keys)
 }
 
+/// The session tags and transitive keys of a new session of `who`: the request's, and
+/// the transitive tags of the session `who` calls with (role chaining), which the request
+/// may not set again, in any case.
+fn with_inherited(
+    iam: &Iam,
+    app: &App,
+    who: &Authenticated,
+    mut tags: Vec<Tag>,
+    mut transitive: Vec<String>,
+) -> Result<(Vec<Tag>, Vec<String>), Failure> {
+    if !who.access_key_id.starts_with("ASIA") {
+        return Ok((tags, transitive));
+    }
+    let inherited = iam.transitive_tags(app.store.as_ref(), &who.access_key_id)?;
+    let clash = |t: &Tag| inherited.iter().any(|i| i.key.eq_ignore_ascii_case(&t.key));
+    if tags.iter().any(clash) {
+        return Err(Failure(
+            "InvalidParameterValue",
+            "One of the specified transitive tag keys can't be set because it conflicts with \
+             a transitive tag key from the calling session."
+                .into(),
+            400,
+        ));
+    }
+    transitive.extend(inherited.iter().map(|t| t.key.clone()));
+    tags.extend(inherited);
+    Ok((tags, transitive))
+}
+
 /// The percentage of AWS's packed-policy allowance the session policy and tags use (AWS
 /// compresses them in a format of its own, so this is an estimate from their compact
 /// length); `None` when there is neither, as AWS then leaves the member out.
@@ -510,6 +549,7 @@ fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Resul
             duration_secs: secs,
             session_policy: None,
             tags: Vec::new(),
+            transitive: Vec::new(),
             now_ms: crate::clock::now_ms(),
         },
     )?;

@@ -495,6 +495,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
                 duration_secs: secs,
                 session_policy: p.session_policy.as_deref(),
                 tags: Vec::new(),
+                transitive: Vec::new(),
                 now_ms,
             },
         )

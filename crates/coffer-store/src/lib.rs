@@ -24,6 +24,7 @@ pub mod conformance;
 pub mod fixtures;
 mod lend;
 pub mod memory;
+mod memory_held;
 pub mod observe;
 pub mod pages;
 pub mod postgres;

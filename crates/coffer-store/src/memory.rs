@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::memory_held::{Held, Lock, taking};
+
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 
 use crate::{
@@ -54,8 +56,13 @@ impl MemoryStore {
 
     /// The trail. A panic inside a write closure poisons it as it does the state, after
     /// the transaction's undo log restored it.
-    fn lock_trail(&self) -> MutexGuard<'_, Records> {
+    fn lock_trail(&self) -> TrailGuard<'_> {
         lock_trail(&self.trail)
+    }
+
+    /// Notes that this thread takes the state's lock (see [`crate::memory_held`]).
+    fn taking_state(&self) -> Held {
+        taking(store_key(&self.trail), Lock::State)
     }
 
     /// A panic inside a write closure poisons the lock, but the transaction's
@@ -83,6 +90,7 @@ impl std::fmt::Debug for MemoryStore {
 
 impl Store for MemoryStore {
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
+        let _held = self.taking_state();
         let state = self.read_state();
         f(&MemRead { state: &state, trail_lock: &self.trail, trail: OnceCell::new() })
     }
@@ -91,6 +99,7 @@ impl Store for MemoryStore {
         &self,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
+        let _held = self.taking_state();
         let mut state = self.write_state();
         run(MemTxn::new(Some(&mut state), &self.trail), f)
     }
@@ -114,6 +123,7 @@ impl Store for MemoryStore {
     }
 
     fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
+        let _held = self.taking_state();
         let state = self.read_state();
         let mut secrets: Vec<&SecretMeta> = state.secrets.values().collect();
         secrets.sort_by_key(|meta| meta.seq);
@@ -159,6 +169,7 @@ impl Store for MemoryStore {
     }
 
     fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
+        let _held = self.taking_state();
         let mut state = self.write_state();
         let empty = state.secrets.is_empty()
             && state.wrapped_keys.is_empty()
@@ -188,8 +199,40 @@ fn run(
     result
 }
 
-fn lock_trail(trail: &Mutex<Records>) -> MutexGuard<'_, Records> {
-    trail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Takes the trail's lock, noting that this thread holds it (see [`crate::memory_held`]).
+fn lock_trail(trail: &Mutex<Records>) -> TrailGuard<'_> {
+    let held = taking(store_key(trail), Lock::Trail);
+    TrailGuard {
+        records: trail.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        _held: held,
+    }
+}
+
+/// Identifies a store to [`crate::memory_held`]: the address of its trail's lock, which
+/// cannot be another store's while a lock of this one is held (the store is borrowed).
+fn store_key(trail: &Mutex<Records>) -> usize {
+    std::ptr::from_ref(trail) as usize
+}
+
+/// The trail's lock, with this thread's note that it holds it. The lock is released
+/// before the note is removed (fields drop in order).
+struct TrailGuard<'a> {
+    records: MutexGuard<'a, Records>,
+    _held: Held,
+}
+
+impl std::ops::Deref for TrailGuard<'_> {
+    type Target = Records;
+
+    fn deref(&self) -> &Records {
+        &self.records
+    }
+}
+
+impl std::ops::DerefMut for TrailGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Records {
+        &mut self.records
+    }
 }
 
 /// Records of other subsystems, by kind and key, in key order for prefix scans. Kept per
@@ -559,7 +602,7 @@ impl ReadTxn for State {
 struct MemRead<'a> {
     state: &'a State,
     trail_lock: &'a Mutex<Records>,
-    trail: OnceCell<MutexGuard<'a, Records>>,
+    trail: OnceCell<TrailGuard<'a>>,
 }
 
 impl MemRead<'_> {
@@ -716,7 +759,7 @@ enum Undo {
 struct MemTxn<'a> {
     state: Option<&'a mut State>,
     trail_lock: &'a Mutex<Records>,
-    trail: OnceCell<MutexGuard<'a, Records>>,
+    trail: OnceCell<TrailGuard<'a>>,
     undo: Vec<Undo>,
 }
 

@@ -89,6 +89,15 @@ impl Context {
         }
     }
 
+    /// Sets `key` to `value` alone, whatever it held or the base holds for it: for a key
+    /// whose value depends on the decision, not the caller (`aws:ViaAWSService`, false
+    /// in the caller's context and true where a service uses a key for the caller).
+    pub fn replace(&mut self, key: &str, value: impl Into<String>) {
+        let key = folded(key).into_owned();
+        self.ambiguous.remove(&key);
+        self.values.insert(key, vec![value.into()]);
+    }
+
     /// Sets a multi-valued key (`aws:TagKeys`); an empty list counts as absent. Values set
     /// before are kept, so the key holds the union.
     pub fn set_all(&mut self, key: &str, values: Vec<String>) {
@@ -410,6 +419,26 @@ mod tests {
         let (_, untouched) = both(&base, |_| {});
         assert_eq!(untouched.get("aws:username").unwrap(), ["alice"]);
         assert!(!untouched.is_ambiguous("aws:username"));
+    }
+
+    /// `replace` gives a key one value over whatever the base held (a decision's own
+    /// `aws:ViaAWSService` over the caller's), on a copy and on a layered context alike.
+    #[test]
+    fn a_replaced_key_holds_only_its_new_value() {
+        let mut base = Context::default();
+        base.set("aws:ViaAWSService", "false");
+        base.set("aws:username", "alice");
+        base.set("aws:username", "bob");
+        let (copied, layered) = both(&base, |c| {
+            c.replace("aws:viaawsservice", "true");
+            c.replace("AWS:UserName", "carol");
+        });
+        for c in [&copied, &layered] {
+            assert_eq!(c.get("aws:ViaAWSService").unwrap(), ["true"]);
+            assert_eq!(c.get("aws:username").unwrap(), ["carol"]);
+            assert!(!c.is_ambiguous("aws:username"));
+        }
+        assert_eq!(base.get("aws:viaawsservice").unwrap(), ["false"]);
     }
 
     #[test]
