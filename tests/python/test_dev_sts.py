@@ -15,7 +15,7 @@ import botocore.exceptions
 import pytest
 from botocore.config import Config
 
-from conftest import REGION, start_dev_server
+from conftest import REGION, start_dev_server, start_durable_server
 from iam_api_support import Server
 
 DEFAULT_ACCOUNT = "000000000000"
@@ -202,6 +202,28 @@ def test_access_keys_the_iam_api_created_act_as_their_user(dev):
     iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
     me = as_user("sts").get_caller_identity()
     assert (me["Arn"], me["Account"]) == (f"arn:aws:iam::{DEFAULT_ACCOUNT}:root", DEFAULT_ACCOUNT)
+
+
+def test_keys_and_sessions_outlive_a_restart_on_a_data_directory(tmp_path):
+    """`--dev --data-dir` keeps its directory: the keys its IAM API made and the sessions
+    STS issued act as before once the server starts again."""
+    srv = start_durable_server(tmp_path)
+    try:
+        iam = client(srv.url, "iam", key=OTHER_ACCOUNT)
+        iam.create_user(UserName="kept")
+        key = iam.create_access_key(UserName="kept")["AccessKey"]
+        creds = client(srv.url, "sts").assume_role(
+            RoleArn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/kept", RoleSessionName="kept")["Credentials"]
+    finally:
+        srv.stop()
+    srv = start_durable_server(tmp_path)
+    try:
+        me = client(srv.url, "sts", key=key["AccessKeyId"]).get_caller_identity()
+        assert me["Arn"] == f"arn:aws:iam::{OTHER_ACCOUNT}:user/kept"
+        me = with_credentials(srv.url, "sts", creds).get_caller_identity()
+        assert me["Arn"] == f"arn:aws:sts::{OTHER_ACCOUNT}:assumed-role/kept/kept"
+    finally:
+        srv.stop()
 
 
 def test_a_role_session_is_audited_as_the_assumed_role(dev):
