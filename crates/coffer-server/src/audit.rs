@@ -394,32 +394,12 @@ impl Source {
 /// `userIdentity` of a verified caller, or (with `--dev`, where nothing is verified)
 /// the root identity of the account the access key maps to.
 pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdentity {
+    // `--dev`: credentials STS issued in `--dev` are recorded as the principal they act as.
+    if let (None, Some(p)) = (who, &ctx.dev_caller) {
+        return principal_identity(p, &ctx.access_key_id);
+    }
     match who {
-        Some(who) if who.caller.principal.is_assumed_role() => {
-            let p = &who.caller.principal;
-            UserIdentity {
-                kind: "AssumedRole".to_string(),
-                principal_id: Some(p.user_id.clone()),
-                arn: Some(p.arn.clone()),
-                account_id: Some(p.account.clone()),
-                access_key_id: Some(who.access_key_id.clone()),
-                user_name: None,
-                invoked_by: None,
-            }
-        }
-        Some(who) => {
-            let p = &who.caller.principal;
-            let root = p.arn.ends_with(":root");
-            UserIdentity {
-                kind: if root { "Root" } else { "IAMUser" }.to_string(),
-                principal_id: Some(p.user_id.clone()),
-                arn: Some(p.arn.clone()),
-                account_id: Some(p.account.clone()),
-                access_key_id: Some(who.access_key_id.clone()),
-                user_name: (!root).then(|| p.name.clone()),
-                invoked_by: None,
-            }
-        }
+        Some(who) => principal_identity(&who.caller.principal, &who.access_key_id),
         None => UserIdentity {
             kind: "Root".to_string(),
             principal_id: Some(ctx.scope.account.clone()),
@@ -429,6 +409,28 @@ pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdenti
             user_name: None,
             invoked_by: None,
         },
+    }
+}
+
+/// How CloudTrail names `p` signing with `access_key_id`: an assumed role, an account's
+/// root or an IAM user.
+fn principal_identity(p: &coffer_auth::principal::Principal, access_key_id: &str) -> UserIdentity {
+    let root = p.arn.ends_with(":root");
+    let kind = if p.is_assumed_role() {
+        "AssumedRole"
+    } else if root {
+        "Root"
+    } else {
+        "IAMUser"
+    };
+    UserIdentity {
+        kind: kind.to_string(),
+        principal_id: Some(p.user_id.clone()),
+        arn: Some(p.arn.clone()),
+        account_id: Some(p.account.clone()),
+        access_key_id: Some(access_key_id.to_string()),
+        user_name: (!root && !p.is_assumed_role()).then(|| p.name.clone()),
+        invoked_by: None,
     }
 }
 

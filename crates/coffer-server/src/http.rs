@@ -341,8 +341,8 @@ async fn answer_query(
 ) -> (u16, Vec<u8>) {
     let refuse = |e: AwsError| query::error_body(service, &e, request_id);
     let dev = match &app.iam {
-        // `--dev` verifies no one, so it has no one to manage.
-        None if service == Service::Iam => {
+        // An app without a directory has no one to manage.
+        None if service == Service::Iam && app.dev_iam.is_none() => {
             let message = "The IAM API needs authentication: it is not served with --dev.";
             return refuse(query::failure("InvalidAction", message, 400));
         }

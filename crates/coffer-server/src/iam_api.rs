@@ -11,6 +11,9 @@
 //! role or policy ARN, read with its path), carries it out through `coffer-iam` (the same
 //! code `coffer admin` uses), and its event (event source `iam.amazonaws.com`) holds no
 //! parameters or response elements, so no secret access key reaches the trail.
+//!
+//! `--dev` serves it on a directory of its own (`App::dev_iam`), the caller acting with
+//! nothing authorized (`dev_caller`).
 
 use crate::auth::{self, Authenticated, RawRequest};
 use crate::iam::directory::{Entity, GroupRecord, ManagedPolicy, RoleRecord, Tag};
@@ -375,15 +378,26 @@ pub fn handle(
     op: IamOp,
     form: &Form,
 ) -> Result<Vec<u8>, AwsError> {
-    let (Some(iam), Some(who)) = (app.iam.as_ref(), who) else {
-        // `--dev` verifies no one, so it has no one to manage.
-        let message = "The IAM API needs authentication: it is not served with --dev.";
-        return Err(crate::query::failure("InvalidAction", message, 400));
+    let dev_root;
+    let (iam, who) = match (app.iam.as_ref(), who, app.dev_iam.as_ref()) {
+        (Some(iam), Some(who), _) => {
+            // A user's GetSessionToken credentials carry no MFA here, and IAM refuses those.
+            if who.access_key_id.starts_with("ASIA") && !who.caller.principal.is_assumed_role() {
+                let refused = coffer_auth::SigV4Error::UnrecognizedClient;
+                return Err(crate::query::signature_error(&refused));
+            }
+            (iam, who)
+        }
+        (None, None, Some(directory)) => {
+            dev_root = dev_caller(ctx);
+            (directory, &dev_root)
+        }
+        // An app without a directory has no one to manage.
+        _ => {
+            let message = "The IAM API needs authentication: it is not served with --dev.";
+            return Err(crate::query::failure("InvalidAction", message, 400));
+        }
     };
-    // A user's GetSessionToken credentials carry no MFA here, and IAM refuses those.
-    if who.access_key_id.starts_with("ASIA") && !who.caller.principal.is_assumed_role() {
-        return Err(crate::query::signature_error(&coffer_auth::SigV4Error::UnrecognizedClient));
-    }
     let store = RecordedStore {
         app: app.clone(),
         event: ctx.audit.for_write(),
@@ -394,7 +408,34 @@ pub fn handle(
         ctx.audit.committed();
     }
     let body = result?;
+    if op == IamOp::CreateAccessKey && app.iam.is_none() {
+        app.note_dev_access_key();
+    }
     Ok(crate::query::response(Service::Iam, op.name(), &body, &ctx.request_id))
+}
+
+/// `--dev`: the caller of an IAM API call (the user or role session its credentials name
+/// in `--dev`, else the root of the account its access key id names), whose identity
+/// allows everything: nothing is authorized, and every call goes through the same
+/// validation and answers as in enforcing mode.
+fn dev_caller(ctx: &RequestContext) -> Authenticated {
+    static ALLOW_ALL: std::sync::OnceLock<coffer_auth::policy::Policy> = std::sync::OnceLock::new();
+    let allow_all = ALLOW_ALL.get_or_init(|| {
+        coffer_auth::policy::Policy::parse(
+            crate::iam::ADMIN_POLICY,
+            coffer_auth::policy::PolicyKind::Identity,
+        )
+        .expect("the allow-everything policy parses")
+    });
+    let principal = match &ctx.dev_caller {
+        Some(p) => (**p).clone(),
+        None => crate::dev_sessions::account_root(&ctx.scope.account),
+    };
+    Authenticated {
+        caller: Arc::new(crate::iam::Caller::new(principal, vec![allow_all.clone()])),
+        access_key_id: ctx.access_key_id.clone(),
+        region: ctx.scope.region.clone(),
+    }
 }
 
 /// The store as an IAM API call sees it: its first committed write transaction also
@@ -561,9 +602,8 @@ impl Call<'_> {
             return Ok(doc.to_string());
         };
         let app = &self.store.app;
-        let bind = |text: &str| {
-            app.read(|tx| crate::policies::bind_user_principals(app, tx, text, "invalid"))
-        };
+        let bind =
+            |text: &str| app.read(|tx| crate::policies::bind_principals(tx, text, "invalid"));
         match bind(doc) {
             Err(e) if e.code == ErrorCode::MalformedPolicyDocument => {}
             other => return other.map_err(Failure::from),

@@ -19,6 +19,7 @@ pub mod background;
 pub mod clock;
 pub mod connections;
 mod cross_account;
+pub mod dev_sessions;
 mod dispatch;
 #[cfg(test)]
 mod handoff_tests;
@@ -132,6 +133,9 @@ pub struct RequestContext {
     /// What the call's read scope looked up (`Store::read_scope`), for its first write
     /// ([`App::write`]) to start from: kept with the call, so no other call's write gets it.
     pub handoff: std::sync::Mutex<Handoff>,
+    /// `--dev`: who the call's credentials act as, when STS (`dev_sessions`) or the IAM
+    /// API issued them in `--dev`; `None`: the root of `scope`'s account, as ever in `--dev`.
+    pub dev_caller: Option<Arc<coffer_auth::principal::Principal>>,
 }
 
 impl RequestContext {
@@ -146,6 +150,7 @@ impl RequestContext {
             audit: audit::CallRecord::none(),
             access: secrets::AccessRecords::immediate(),
             handoff: std::sync::Mutex::default(),
+            dev_caller: None,
         }
     }
 
@@ -170,6 +175,14 @@ pub struct App {
     /// Users and access keys; `None` with `--dev`, where any credentials are accepted
     /// and nothing is authorized.
     pub iam: Option<iam::Iam>,
+    /// `--dev`'s IAM directory: users, roles and policies the IAM API manages, and the
+    /// sealing of the access keys it creates, with nothing authenticated or authorized
+    /// (`iam_api`, `sessions`). `None` without `--dev`, where [`App::iam`] serves.
+    pub dev_iam: Option<iam::Iam>,
+    /// `--dev`: whether its directory may hold access keys (some were in the store at
+    /// start, or its IAM API made one since). Until then no long-term key id is looked
+    /// up, so `--dev` calls read nothing more for the keys test code makes up.
+    dev_access_keys: std::sync::atomic::AtomicBool,
     /// The audit trail's settings and sink.
     pub audit: audit::Auditor,
     /// Commits the audit events of calls that changed nothing, in batches.
@@ -192,7 +205,33 @@ pub(crate) fn store_error(e: StoreError) -> AwsError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: Config) -> Arc<App> {
-        App::build(store, keys, config, None)
+        App::build(store, keys, config, None, None)
+    }
+
+    /// A `--dev` app that serves STS and the IAM API on `iam`'s directory, authenticating
+    /// and authorizing no one.
+    pub fn dev(store: Arc<dyn Store>, keys: KeyRing, config: Config, iam: iam::Iam) -> Arc<App> {
+        let app = App::build(store, keys, config, None, Some(iam));
+        let mut stored = false;
+        let read = app.store.read(&mut |tx| {
+            stored = !tx.records(iam::ACCESS_KEY_KIND, "", None, 1)?.is_empty();
+            Ok(())
+        });
+        // A store that cannot be read now has its keys looked up, to be safe.
+        if stored || read.is_err() {
+            app.note_dev_access_key();
+        }
+        app
+    }
+
+    /// `--dev`: its directory holds an access key from now on, which identifies its user.
+    pub fn note_dev_access_key(&self) {
+        self.dev_access_keys.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// `--dev`: whether a long-term access key id may name a user of its directory.
+    pub fn dev_access_keys_exist(&self) -> bool {
+        self.dev_access_keys.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// An app that authenticates and authorizes every request with `iam`.
@@ -202,7 +241,7 @@ impl App {
         config: Config,
         iam: iam::Iam,
     ) -> Arc<App> {
-        App::build(store, keys, config, Some(iam))
+        App::build(store, keys, config, Some(iam), None)
     }
 
     fn build(
@@ -210,6 +249,7 @@ impl App {
         keys: KeyRing,
         config: Config,
         iam: Option<iam::Iam>,
+        dev_iam: Option<iam::Iam>,
     ) -> Arc<App> {
         let audit = audit::Auditor::for_store(config.audit.clone(), store.latency());
         let quotas = quotas::Quotas::new(&config.quotas);
@@ -219,6 +259,8 @@ impl App {
             keys,
             config,
             iam,
+            dev_iam,
+            dev_access_keys: std::sync::atomic::AtomicBool::new(false),
             audit,
             appender: appender::Appender::start(app.clone()),
             rotation: rotation::Hub::new(app.clone()),

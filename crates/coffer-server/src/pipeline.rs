@@ -357,7 +357,14 @@ fn identify(
     let request_id = caller.request_id.clone();
     let who = match (&caller.credentials, &app.iam) {
         (Credentials::Unverified { scope, access_key_id }, None) => {
-            let ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
+            let mut ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
+            if let Some(session) = dev_principal(app, access_key_id, asked)? {
+                // Credentials STS or the IAM API issued in `--dev` act in their
+                // principal's account.
+                ctx.scope = Scope::new(session.account.clone(), scope.region.clone());
+                ctx.caller_account = session.account.clone();
+                ctx.dev_caller = Some(session);
+            }
             return Ok((ctx, None));
         }
         (Credentials::Verified(who), Some(_)) => who.clone(),
@@ -387,6 +394,41 @@ fn identify(
     };
     let scope = Scope::new(who.caller.principal.account.clone(), who.region.clone());
     Ok((RequestContext::new(scope, who.access_key_id.clone(), request_id), Some(who)))
+}
+
+/// `--dev`: who a key STS issued in `--dev` acts as, or the user an access key of `--dev`'s
+/// IAM API belongs to (`None` for any other key: the root of the account its id names).
+/// A session past its expiry is refused as in enforcing mode, in the terms of the service
+/// asked. Long-term key ids are looked up only once the directory may hold keys, so the
+/// keys test code makes up cost no read.
+fn dev_principal(
+    app: &App,
+    access_key_id: &str,
+    asked: Asked<'_>,
+) -> Result<Option<Arc<coffer_auth::principal::Principal>>, (AwsError, Option<CallRecord>)> {
+    let Some(directory) = &app.dev_iam else { return Ok(None) };
+    if !access_key_id.starts_with("ASIA") {
+        if !app.dev_access_keys_exist() {
+            return Ok(None);
+        }
+        return match directory.lookup(app.store.as_ref(), access_key_id) {
+            Ok(known) => Ok(known.map(|k| Arc::new(k.caller.principal.clone()))),
+            Err(e) => Err((e, None)),
+        };
+    }
+    match crate::dev_sessions::lookup(app, access_key_id, crate::clock::now_ms()) {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(crate::dev_sessions::Expired)) => {
+            let expired = coffer_auth::SigV4Error::ExpiredToken;
+            let e = if query::speaks_query(asked.service()) {
+                query::signature_error(&expired)
+            } else {
+                AuthFailure::Signature(expired).into_json()
+            };
+            Err((e, None))
+        }
+        Err(e) => Err((e, None)),
+    }
 }
 
 /// The stages after the caller is known and before its handler, whose outcome is

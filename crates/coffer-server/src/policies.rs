@@ -36,6 +36,16 @@ pub(crate) fn bind_user_principals(
     if app.iam.is_none() {
         return Ok(text.to_string());
     }
+    bind_principals(tx, text, unknown_user)
+}
+
+/// [`bind_user_principals`] in any mode: also `--dev`'s IAM API binds a role's trust
+/// policy, as IAM checks that the principals it names exist.
+pub(crate) fn bind_principals(
+    tx: &dyn ReadTxn,
+    text: &str,
+    unknown_user: &str,
+) -> Result<String, AwsError> {
     let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|_| {
         malformed("This resource policy contains a syntax error: it is not valid JSON.".into())
     })?;

@@ -8,12 +8,15 @@
 //! token kept only as a hash. The session's permissions are the role's policies
 //! intersected with the session policy given (see `auth::decide`). Credentials never
 //! reach the audit trail: STS events carry no response elements.
+//!
+//! `--dev` answers both with the same validation and answer shape, authorizing nothing:
+//! its sessions are `dev_sessions`' (docs/design/iam-and-sessions.md, `--dev`).
 
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::iam::directory::{Tag, role_arn_parts};
 use crate::iam::sessions::{Expired, IssuedSession, SessionRequest, Subject};
 use crate::iam::{Iam, IamError, KnownKey};
-use crate::{App, sts};
+use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
@@ -28,6 +31,12 @@ const CHAINED_MAX: i64 = 3600;
 /// GetSessionToken's default and maximum.
 const USER_SESSION_DEFAULT: i64 = 43_200;
 const USER_SESSION_MAX: i64 = 129_600;
+/// An account root's GetSessionToken session lasts at most an hour, a longer one being
+/// cut to an hour (AWS's GetSessionToken reference).
+const ROOT_SESSION_MAX: i64 = 3600;
+/// `--dev`: the most a session of a role without a record may last: the highest
+/// MaxSessionDuration a role can have, as its own is not known.
+const UNRECORDED_ROLE_MAX: i64 = 43_200;
 /// The most session tags a session may carry.
 const MAX_SESSION_TAGS: usize = 50;
 /// The compact length, in bytes, of session policy and tags that PackedPolicySize reports
@@ -90,24 +99,31 @@ impl From<IamError> for Failure {
 /// (code, message, HTTP status), which the pipeline encodes and records.
 pub fn answer(
     app: &App,
+    ctx: &RequestContext,
     who: Option<&Authenticated>,
     raw: &RawRequest,
     op: StsOp,
     form: &str,
-    request_id: &str,
 ) -> Result<Vec<u8>, (&'static str, String, u16)> {
     let action = op.name();
-    let result = match (who, app.iam.as_ref()) {
-        (Some(who), Some(iam)) => match op {
+    let internal = || Err(Failure("InternalFailure", "An internal error occurred.".into(), 500));
+    let result = match (who, app.iam.as_ref(), app.dev_iam.as_ref()) {
+        (Some(who), Some(iam), _) => match op {
             StsOp::AssumeRole => assume_role(app, iam, who, raw, form),
             StsOp::GetSessionToken => session_token(app, iam, who, form),
             StsOp::GetCallerIdentity
             | StsOp::GetAccessKeyInfo
-            | StsOp::AssumeRoleWithWebIdentity => {
-                Err(Failure("InternalFailure", "An internal error occurred.".into(), 500))
-            }
+            | StsOp::AssumeRoleWithWebIdentity => internal(),
         },
-        // `--dev` verifies nobody, so it has nobody to issue credentials to.
+        // `--dev`: the same validation and answers, with nothing authorized.
+        (None, None, Some(directory)) => match op {
+            StsOp::AssumeRole => dev_assume_role(app, directory, ctx, form),
+            StsOp::GetSessionToken => dev_session_token(app, ctx, form),
+            StsOp::GetCallerIdentity
+            | StsOp::GetAccessKeyInfo
+            | StsOp::AssumeRoleWithWebIdentity => internal(),
+        },
+        // An app without a directory has nobody to issue credentials to.
         _ => Err(Failure(
             "InvalidAction",
             format!("{action} needs authentication: it is not served with --dev."),
@@ -115,19 +131,32 @@ pub fn answer(
         )),
     };
     match result {
-        Ok(body) => Ok(crate::query::response(Service::Sts, action, &body, request_id)),
+        Ok(body) => Ok(crate::query::response(Service::Sts, action, &body, &ctx.request_id)),
         Err(Failure(code, message, status)) => Err((code, message, status)),
     }
 }
 
 fn credentials_xml(issued: &IssuedSession) -> String {
+    credentials_parts_xml(&issued.access_key_id, &issued.secret, &issued.token, issued.expires_ms)
+}
+
+fn dev_credentials_xml(issued: &dev_sessions::Issued) -> String {
+    credentials_parts_xml(&issued.access_key_id, &issued.secret, &issued.token, issued.expires_ms)
+}
+
+fn credentials_parts_xml(
+    access_key_id: &str,
+    secret: &coffer_auth::principal::SecretAccessKey,
+    token: &str,
+    expires_ms: i64,
+) -> String {
     use crate::iam_api::escape;
     format!(
         "<Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken><Expiration>{}</Expiration></Credentials>",
-        escape(&issued.access_key_id),
-        escape(issued.secret.expose()),
-        escape(&issued.token),
-        format_iso8601(issued.expires_ms)
+        escape(access_key_id),
+        escape(secret.expose()),
+        escape(token),
+        format_iso8601(expires_ms)
     )
 }
 
@@ -186,13 +215,17 @@ fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
     Ok(tags)
 }
 
-fn assume_role(
-    app: &App,
-    iam: &Iam,
-    who: &Authenticated,
-    raw: &RawRequest,
-    form: &str,
-) -> Result<String, Failure> {
+/// What AssumeRole's form asks, checked in the order and words of AWS's validation,
+/// before any role is looked at (in enforcing mode and `--dev` alike).
+struct AssumeRequest {
+    role_arn: String,
+    session_name: String,
+    session_policy: Option<String>,
+    tags: Vec<Tag>,
+    transitive: Vec<String>,
+}
+
+fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
     let required = |name: &str, member: &str| {
         sts::form_value(form, name).ok_or_else(|| {
             Failure::invalid(format!(
@@ -220,6 +253,18 @@ fn assume_role(
     }
     let tags = session_tags(form)?;
     let transitive = transitive_keys(form, &tags)?;
+    Ok(AssumeRequest { role_arn, session_name, session_policy, tags, transitive })
+}
+
+fn assume_role(
+    app: &App,
+    iam: &Iam,
+    who: &Authenticated,
+    raw: &RawRequest,
+    form: &str,
+) -> Result<String, Failure> {
+    let AssumeRequest { role_arn, session_name, session_policy, tags, transitive } =
+        assume_request(form)?;
     // A session's transitive tags pass to the session it assumes, which may not set them
     // again (review 13, finding 02: they were ignored, so a chained session set the very
     // tag a broker had fixed for the whole chain).
@@ -304,6 +349,90 @@ fn assume_role(
         crate::iam_api::escape(&issued.assumed_id),
         crate::iam_api::escape(&issued.arn)
     ))
+}
+
+/// `--dev`'s AssumeRole: AWS's validation and answer, nothing authorized. A role that has
+/// no record is assumed all the same (AWS refuses it as AccessDenied, an authorization
+/// outcome, which `--dev` never gives; moto and LocalStack assume any role ARN): its
+/// sessions share an id derived from its ARN (`dev_sessions::unrecorded_role_id`).
+fn dev_assume_role(
+    app: &App,
+    directory: &Iam,
+    ctx: &RequestContext,
+    form: &str,
+) -> Result<String, Failure> {
+    let AssumeRequest { role_arn, session_name, session_policy, tags, .. } = assume_request(form)?;
+    let caller = dev_caller(ctx);
+    // An ARN that names no role gives no role session; AWS's answer, as in enforcing mode.
+    let Some((account, name)) = role_arn_parts(&role_arn) else {
+        return Err(Failure(
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
+                caller.arn,
+                coffer_auth::sigv4::echo(&role_arn)
+            ),
+            403,
+        ));
+    };
+    let (role_id, max) = match directory.get_role(app.store.as_ref(), account, name) {
+        Ok(role) if role.arn() == role_arn => (role.role_id, role.max_session_secs),
+        Ok(_) | Err(IamError::NotFound(_)) => {
+            (dev_sessions::unrecorded_role_id(&role_arn), UNRECORDED_ROLE_MAX)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let max = if caller.is_assumed_role() { max.min(CHAINED_MAX) } else { max };
+    let secs = duration(form, DEFAULT_DURATION.min(max), max, true)?;
+    if let Some(doc) = session_policy.as_deref() {
+        crate::iam::directory::check_policy(doc)?;
+    }
+    let packed = packed_policy_size(session_policy.as_deref(), &tags)
+        .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
+        .unwrap_or_default();
+    let principal = coffer_auth::principal::Principal::assumed_role(
+        account,
+        name,
+        &role_arn,
+        &role_id,
+        &session_name,
+    );
+    let issued = dev_sessions::issue(app, &principal, secs, crate::clock::now_ms())
+        .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
+    Ok(format!(
+        "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{packed}",
+        dev_credentials_xml(&issued),
+        crate::iam_api::escape(&principal.user_id),
+        crate::iam_api::escape(&principal.arn)
+    ))
+}
+
+/// `--dev`'s GetSessionToken: credentials that act as the caller, a user of `--dev`'s
+/// directory or its account's root (whose sessions last at most an hour, as on AWS). A
+/// session's own credentials are refused, as on AWS.
+fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<String, Failure> {
+    if ctx.dev_caller.is_some() && ctx.access_key_id.starts_with("ASIA") {
+        return Err(Failure(
+            "AccessDenied",
+            "Cannot call GetSessionToken with session credentials".to_string(),
+            403,
+        ));
+    }
+    let secs = duration(form, USER_SESSION_DEFAULT, USER_SESSION_MAX, false)?;
+    let caller = dev_caller(ctx);
+    let secs = if ctx.dev_caller.is_none() { secs.min(ROOT_SESSION_MAX) } else { secs };
+    let issued = dev_sessions::issue(app, &caller, secs, crate::clock::now_ms())
+        .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
+    Ok(dev_credentials_xml(&issued))
+}
+
+/// Who a `--dev` call acts as: the principal of the credentials STS or the IAM API issued
+/// it, else the root of its account.
+fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Principal {
+    match &ctx.dev_caller {
+        Some(p) => (**p).clone(),
+        None => dev_sessions::account_root(&ctx.scope.account),
+    }
 }
 
 /// The session name's constraints, in the order and words of AWS's validation: length,

@@ -51,17 +51,25 @@ pub fn handle(
                     user_id: caller.principal.user_id.clone(),
                     account: caller.principal.account.clone(),
                 },
-                // `--dev`: the root of the account the access key maps to.
-                None => Identity {
-                    arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
-                    user_id: ctx.scope.account.clone(),
-                    account: ctx.scope.account.clone(),
+                // `--dev`: who credentials STS issued in `--dev` act as, else the root
+                // of the account the access key maps to.
+                None => match &ctx.dev_caller {
+                    Some(p) => Identity {
+                        arn: p.arn.clone(),
+                        user_id: p.user_id.clone(),
+                        account: p.account.clone(),
+                    },
+                    None => Identity {
+                        arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
+                        user_id: ctx.scope.account.clone(),
+                        account: ctx.scope.account.clone(),
+                    },
                 },
             };
             Ok(caller_identity(&identity, &ctx.request_id))
         }
         StsOp::AssumeRole | StsOp::GetSessionToken => {
-            crate::sessions::answer(app, who, raw, op, form.text(), &ctx.request_id)
+            crate::sessions::answer(app, ctx, who, raw, op, form.text())
                 .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
         StsOp::GetAccessKeyInfo => access_key_info(app, ctx, who, raw, form),
@@ -88,8 +96,11 @@ fn access_key_info(
     }
     let (Some(who), Some(iam)) = (who, app.iam.as_ref()) else {
         // `--dev` takes the account of a request from its key id: a 12-digit id is the
-        // account, any other the default one, and an id given here is at least 16 long.
-        let body = format!("<Account>{}</Account>", escape(&app.config.default_account));
+        // account, any other the default one, and an id given here is at least 16 long;
+        // but the keys `--dev`'s IAM API and STS issued act in their own account.
+        let account =
+            dev_key_account(app, id).unwrap_or_else(|| app.config.default_account.clone());
+        let body = format!("<Account>{}</Account>", escape(&account));
         return Ok(crate::query::response(
             Service::Sts,
             "GetAccessKeyInfo",
@@ -109,6 +120,16 @@ fn access_key_info(
     };
     let body = format!("<Account>{}</Account>", escape(&owner.account));
     Ok(crate::query::response(Service::Sts, "GetAccessKeyInfo", &body, &ctx.request_id))
+}
+
+/// `--dev`: the account of a key its IAM API or STS issued (ended sessions too, as AWS
+/// answers for any key it issued); `None` for any other.
+fn dev_key_account(app: &App, id: &str) -> Option<String> {
+    let directory = app.dev_iam.as_ref()?;
+    if id.starts_with("ASIA") {
+        return crate::dev_sessions::account_of(app, id);
+    }
+    directory.key_owner(&*app.store, id).ok().flatten().map(|owner| owner.account)
 }
 
 /// The model's constraints on `AccessKeyId` (16 to 128 word characters), in the

@@ -247,10 +247,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         Some(problem) => tracing::warn!("{problem}"),
         None => tracing::debug!("key material is locked in memory"),
     }
-    // Without --dev every request is authenticated: IAM needs the master key too (it seals
-    // the secret access keys), once the key ring has checked it against the store.
-    let iam_master = (!args.dev)
-        .then(|| MasterKey::from_text(&master.to_text()).expect("a key's own text form parses"));
+    // IAM needs the master key too (it seals the secret access keys), once the key ring
+    // has checked it against the store: without --dev to authenticate every request, with
+    // --dev to serve the IAM API (its access keys sealed alike) with no one authenticated.
+    let iam_master = MasterKey::from_text(&master.to_text()).expect("a key's own text form parses");
     let audit_master =
         MasterKey::from_text(&master.to_text()).expect("a key's own text form parses");
     let keys = KeyRing::open(master, store.as_ref()).map_err(|e| e.to_string())?;
@@ -324,14 +324,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         wal.push("-wal");
         coffer_server::metrics::set_store_files(vec![db, wal.into()]);
     }
-    let app = match (iam_master, &data_dir) {
-        (Some(master), Some(dir)) => {
-            let iam = Iam::open(&master, store.as_ref()).map_err(|e| e.to_string())?;
+    if !args.dev && data_dir.is_none() {
+        return Err("serving without --dev needs a data directory".into());
+    }
+    let iam = Iam::open(&iam_master, store.as_ref()).map_err(|e| e.to_string())?;
+    drop(iam_master);
+    let app = match &data_dir {
+        Some(dir) if !args.dev => {
             crate::admin::bootstrap_admin(&iam, store.as_ref(), &args.default_account, dir)?;
             App::enforcing(store.clone(), keys, config, iam)
         }
-        (Some(_), None) => return Err("serving without --dev needs a data directory".into()),
-        (None, _) => App::new(store.clone(), keys, config),
+        _ => App::dev(store.clone(), keys, config, iam),
     };
     app.audit.set_chain_key(chain_key);
     if let Err(e) = app.audit.open_sink() {
