@@ -208,9 +208,12 @@ def read_everything(url: str) -> dict:
                  for version in versions["Versions"]),
                 key=lambda v: v["VersionId"],
             )
-            out[region, name, "policy"] = aws(url, region, "get-resource-policy", "--secret-id", name)
             if "DeletedDate" in described:
+                # A secret scheduled for deletion answers neither its value nor its resource
+                # policy (InvalidRequestException, as on AWS); its description and versions
+                # above still show it came back as it was.
                 continue
+            out[region, name, "policy"] = aws(url, region, "get-resource-policy", "--secret-id", name)
             for version in versions["Versions"]:
                 value = aws(url, region, "get-secret-value", "--secret-id", name,
                             "--version-id", version["VersionId"])
