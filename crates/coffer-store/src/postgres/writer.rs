@@ -68,7 +68,7 @@ impl PostgresStore {
             // PostgreSQL takes a SERIALIZABLE transaction's snapshot at its first
             // statement, not at BEGIN: the group still reads everything committed before
             // it had the turn, exactly as if it had begun then.
-            let mut client = if first { self.checkout().ok() } else { None };
+            let mut client = if first { self.spare_connection() } else { None };
             let mut early = client.as_mut().and_then(|client| self.begin_early(client));
             while !answer.ready() {
                 // A poisoned lock only means a closure panicked; its work was rolled back.
@@ -90,6 +90,25 @@ impl PostgresStore {
             }
             Ok(())
         })
+    }
+
+    /// A pooled connection for a transaction begun ahead of its group, only when taking
+    /// it makes nobody wait: nobody is waiting for one and at least half of the pool is
+    /// free (idle or not yet opened). Never waits itself. So a group begun early never
+    /// takes the connection that the writer with the turn, or a read holding one while
+    /// its call waits for a write (LastAccessedDate), would otherwise have had.
+    fn spare_connection(&self) -> Option<Object> {
+        let status = self.pool.status();
+        let free = status.available + status.max_size.saturating_sub(status.size);
+        if status.waiting > 0 || free * 2 < status.max_size.max(2) {
+            return None;
+        }
+        let now = deadpool_postgres::Timeouts {
+            wait: Some(Duration::ZERO),
+            create: Some(super::connect::CONNECT_TIMEOUT),
+            recycle: Some(super::connect::CONNECT_TIMEOUT),
+        };
+        self.rt().block_on(self.pool.timeout_get(&now)).ok()
     }
 
     /// A SERIALIZABLE transaction begun on `client` ahead of its group (see
