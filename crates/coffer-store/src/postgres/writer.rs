@@ -272,7 +272,7 @@ impl PostgresStore {
                 && batch.has_deferred()
                 && batch.expects_only_success()
             {
-                return commit_with_deferred(rt, tx, &batch, members, &every);
+                return commit_with_deferred(rt, tx, &batch, members);
             }
             // Otherwise what is still deferred is answered before COMMIT is sent, so COMMIT
             // never follows a statement that failed without an error (see `pipelined`).
@@ -428,15 +428,16 @@ fn commit_with_deferred(
     tx: Transaction<'_>,
     batch: &WriteBatch,
     members: Vec<Member>,
-    every: &dyn Fn(&dyn Fn() -> StoreResult<()>) -> BatchAttempt,
 ) -> BatchAttempt {
+    let count = members.len();
     let (fault, committed) = batch.commit_with_deferred(rt, tx);
     let rolled_back = |fault: super::pipelined::Fault| match batch.rerun() {
         Some(Rerun::Carefully) => BatchAttempt::Carefully,
         Some(Rerun::AsBefore) => BatchAttempt::Conflicted,
         None if !fault.retryable() => {
             let message = fault.describe();
-            every(&|| Err(StoreError::Backend(message.clone())))
+            let failed = || Member::Done(Err(StoreError::Backend(message.clone())));
+            BatchAttempt::Done((0..count).map(|_| failed()).collect())
         }
         None => BatchAttempt::Conflicted,
     };
