@@ -79,7 +79,6 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             writers: std::sync::Mutex::new(()),
-            waiting_for_turn: std::sync::atomic::AtomicUsize::new(0),
             queue: std::sync::Mutex::default(),
             runtime: Some(runtime),
             description: options.description,

@@ -72,10 +72,6 @@ pub struct PostgresStore {
     /// writes of one node almost always conflict and rerun; in turn they do not.
     /// Writes of other nodes still conflict and are rerun.
     writers: std::sync::Mutex<()>,
-    /// Writers of this node in `write_grouped` (waiting for the turn, or holding it): a
-    /// group is begun early only by a writer that waits alone, since among many the first
-    /// to queue seldom gets the turn first, and its early transaction would be wasted.
-    waiting_for_turn: std::sync::atomic::AtomicUsize,
     /// Writes of this node waiting for their turn: whoever has the turn runs all of
     /// them in one transaction (group commit, see `write_grouped`).
     queue: std::sync::Mutex<Vec<Job>>,

@@ -2,10 +2,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
 
@@ -57,27 +56,7 @@ impl PostgresStore {
         let handed = handoff::opened(self, handoff)
             .map(|handed| Box::new(handed) as Box<dyn std::any::Any + Send>);
         lend_handing(f, handed, |job, answer| {
-            let first = {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                queue.push(job);
-                queue.len() == 1
-            };
-            // The write that finds the queue empty most likely runs the next group (the
-            // writer with the turn took every write before it): its transaction is begun
-            // now, while it waits for the turn, so the group's BEGIN is no round trip on
-            // the path of its members (on the audit appender's, of every read's event).
-            // PostgreSQL takes a SERIALIZABLE transaction's snapshot at its first
-            // statement, not at BEGIN: the group still reads everything committed before
-            // it had the turn, exactly as if it had begun then.
-            // Only a writer waiting alone (besides, at most, the one with the turn, as the
-            // audit appender's next batch behind the one committing): among many, another
-            // usually gets the turn first and runs this write's group, and the early
-            // transaction is wasted (a put load of 64 connections spent ~5% more CPU per
-            // put on them).
-            let alone = self.waiting_for_turn.fetch_add(1, Ordering::SeqCst) <= 1;
-            let _waiting = Waiting(&self.waiting_for_turn);
-            let mut client = if first && alone { self.spare_connection() } else { None };
-            let mut early = client.as_mut().and_then(|client| self.begin_early(client));
+            self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
             while !answer.ready() {
                 // A poisoned lock only means a closure panicked; its work was rolled back.
                 let _turn = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -93,48 +72,14 @@ impl PostgresStore {
                     let rest = queue.split_off(taken);
                     std::mem::replace(&mut *queue, rest)
                 };
-                let early = early.take().filter(EarlyBegun::still_good);
-                self.run_batch_begun(batch, early.map(|early| early.tx));
+                self.run_batch(batch);
             }
             Ok(())
         })
     }
 
-    /// A pooled connection for a transaction begun ahead of its group, only when taking
-    /// it makes nobody wait: nobody is waiting for one and at least half of the pool is
-    /// free (idle or not yet opened). Never waits itself. So a group begun early never
-    /// takes the connection that the writer with the turn, or a read holding one while
-    /// its call waits for a write (LastAccessedDate), would otherwise have had.
-    fn spare_connection(&self) -> Option<Object> {
-        let status = self.pool.status();
-        let free = status.available + status.max_size.saturating_sub(status.size);
-        if status.waiting > 0 || free * 2 < status.max_size.max(2) {
-            return None;
-        }
-        let now = deadpool_postgres::Timeouts {
-            wait: Some(Duration::ZERO),
-            create: Some(super::connect::CONNECT_TIMEOUT),
-            recycle: Some(super::connect::CONNECT_TIMEOUT),
-        };
-        self.rt().block_on(self.pool.timeout_get(&now)).ok()
-    }
-
-    /// A SERIALIZABLE transaction begun on `client` ahead of its group (see
-    /// `write_grouped`); `None` if it could not be (the group then begins its own).
-    fn begin_early<'c>(&self, client: &'c mut Object) -> Option<EarlyBegun<'c>> {
-        let start = client.build_transaction().isolation_level(IsolationLevel::Serializable);
-        let tx = self.rt().block_on(start.start()).ok()?;
-        Some(EarlyBegun { tx, since: Instant::now() })
-    }
-
     /// Runs `jobs` in one transaction, again while it conflicts, and answers each.
-    #[cfg(test)]
-    pub(super) fn run_batch(&self, jobs: Vec<Job>) {
-        self.run_batch_begun(jobs, None);
-    }
-
-    /// [`PostgresStore::run_batch`], its first attempt in `early` if given.
-    fn run_batch_begun(&self, mut jobs: Vec<Job>, mut early: Option<Transaction<'_>>) {
+    pub(super) fn run_batch(&self, mut jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }
@@ -150,8 +95,7 @@ impl PostgresStore {
         let mut careful = false;
         loop {
             attempt += 1;
-            let begun = early.take();
-            let conflicted = match self.batch_attempt(&mut jobs, &handed, careful, begun) {
+            let conflicted = match self.batch_attempt(&mut jobs, &handed, careful) {
                 BatchAttempt::Done(members) => {
                     crate::observe::group_committed(jobs.len(), started.elapsed());
                     for (job, member) in jobs.into_iter().zip(members) {
@@ -184,13 +128,11 @@ impl PostgresStore {
     /// ROLLBACK otherwise. `careful`: each member's statements have all answered before
     /// it is judged (see `pipelined`).
     /// `handed`: what each member's caller handed along, used unless `careful`.
-    /// `begun`: the transaction to run it in, already begun (else one is begun here).
     pub(super) fn batch_attempt(
         &self,
         jobs: &mut [Job],
         handed: &[Option<&Handed>],
         careful: bool,
-        begun: Option<Transaction<'_>>,
     ) -> BatchAttempt {
         let rt = self.rt();
         let count = jobs.len();
@@ -319,10 +261,7 @@ impl PostgresStore {
                 Err(e) => unknown_outcome(members, &e),
             }
         };
-        let outcome = match begun {
-            Some(tx) => Ok(attempt(tx)),
-            None => self.in_transaction(IsolationLevel::Serializable, false, &mut attempt),
-        };
+        let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut attempt);
         self.shared_commits_ended(announced);
         match outcome {
             Ok(attempt) => attempt,
@@ -482,35 +421,6 @@ fn unknown_outcome(members: Vec<Member>, e: &tokio_postgres::Error) -> BatchAtte
             })
             .collect(),
     )
-}
-
-/// Counts a writer out of `waiting_for_turn` when it is done, also by a panic.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// How long a transaction begun ahead of its group may wait for it: well under the
-/// server's `idle_in_transaction_session_timeout` (`IDLE_IN_TRANSACTION_TIMEOUT_MS`), past
-/// which it would end the session under the waiting write.
-const EARLY_BEGUN_MAX_WAIT: Duration = Duration::from_secs(10);
-
-/// A group's transaction begun while the group waited for the writers' turn.
-struct EarlyBegun<'c> {
-    tx: Transaction<'c>,
-    since: Instant,
-}
-
-impl EarlyBegun<'_> {
-    /// Still fit to run the group: not waiting so long that the server may end it, and its
-    /// connection not found closed (a group then begins on a connection of its own, as
-    /// `in_transaction` replaces one found dead at BEGIN).
-    fn still_good(early: &EarlyBegun<'_>) -> bool {
-        early.since.elapsed() < EARLY_BEGUN_MAX_WAIT && !early.tx.client().is_closed()
-    }
 }
 
 /// A random wait before retry `attempt + 1`: exponential with full jitter, capped.
