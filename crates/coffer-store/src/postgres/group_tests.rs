@@ -43,6 +43,19 @@ pub(super) fn one_group_of(
     names: &[&'static str],
     each: fn(&PostgresStore, &'static str) -> crate::StoreResult<()>,
 ) -> u64 {
+    let (round_trips, results) = one_group_answering(store, names, each);
+    for result in results {
+        result.unwrap();
+    }
+    round_trips
+}
+
+/// [`one_group_of`], with each writer's result, in the order of `names`.
+fn one_group_answering(
+    store: &Arc<PostgresStore>,
+    names: &[&'static str],
+    each: fn(&PostgresStore, &'static str) -> crate::StoreResult<()>,
+) -> (u64, Vec<crate::StoreResult<()>>) {
     let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
     let writers: Vec<_> = names
         .iter()
@@ -63,10 +76,7 @@ pub(super) fn one_group_of(
     store.run_batch(jobs);
     let round_trips = statements_on_this_thread() - before;
     drop(turn);
-    for writer in writers {
-        writer.join().unwrap().unwrap();
-    }
-    round_trips
+    (round_trips, writers.into_iter().map(|writer| writer.join().unwrap()).collect())
 }
 
 /// Four writes of secrets run as one group commit: one announcement of their change
@@ -100,6 +110,56 @@ fn a_group_of_secret_writes_announces_its_change_once() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Reads record `key` of the test kind.
+fn test_record(store: &PostgresStore, key: &str) -> Option<Vec<u8>> {
+    let mut value = None;
+    store
+        .read(&mut |tx| {
+            value = tx.record("test", key)?;
+            Ok(())
+        })
+        .unwrap();
+    value
+}
+
+/// Thirteenth session: a group whose last statements only have to succeed (record
+/// upserts and savepoint releases, as every batch of the audit appender) sends `COMMIT`
+/// with them, in one round trip: before, the last statements were synced, then `COMMIT`
+/// sent alone (one round trip more per group, on the path of every read's event).
+#[test]
+fn a_group_of_record_writes_commits_with_its_last_statements() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "b", "c"];
+    let alone = super::txn::commits_alone_on_this_thread();
+    let round_trips = one_group_of(&store, &names, |store, name| {
+        store.write(&mut |tx| tx.put_record("test", name, name.as_bytes()))
+    });
+    assert_eq!(round_trips, 1, "the members' statements and COMMIT, in one flight");
+    assert_eq!(super::txn::commits_alone_on_this_thread() - alone, 0);
+    for name in names {
+        assert_eq!(test_record(&store, name).as_deref(), Some(name.as_bytes()));
+    }
+}
+
+/// ... and a statement among them that the server refuses (a key PostgreSQL cannot store:
+/// a NUL in text) rolls the whole transaction back with that `COMMIT`: the attempt runs
+/// again carefully, the failing member alone gets the error, and the others are committed.
+#[test]
+fn a_refused_last_statement_rolls_back_the_commit_that_travelled_with_it() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "b", "bad\0"];
+    let (_, results) = one_group_answering(&store, &names, |store, name| {
+        store.write(&mut |tx| tx.put_record("test", name, b"v"))
+    });
+    let results: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    // Whatever the members' order in the queue, the one with the NUL alone fails.
+    assert_eq!(results, [true, true, false]);
+    assert_eq!(test_record(&store, "a").as_deref(), Some(&b"v"[..]));
+    assert_eq!(test_record(&store, "b").as_deref(), Some(&b"v"[..]));
 }
 
 /// Tenth session: a node's generation row that no process bumps any more (its process

@@ -107,6 +107,12 @@ impl Fault {
         }
     }
 
+    /// An error the server sent: the transaction it happened in is aborted, and can no
+    /// longer commit.
+    pub(super) fn is_server_error(&self) -> bool {
+        matches!(&self.kind, FaultKind::Error(e) if e.as_db_error().is_some())
+    }
+
     /// A serialization failure or deadlock: the attempt succeeds when run again as it is.
     pub(super) fn retryable(&self) -> bool {
         matches!(&self.kind, FaultKind::Error(e) if is_retryable(e))
@@ -192,6 +198,12 @@ impl WriteBatch {
     ) -> (Option<Fault>, Result<T, Error>) {
         let items = std::mem::take(&mut *self.deferred.borrow_mut());
         let (answers, answer) = rt.block_on(send_in_order(tx, &items, call));
+        (self.first_fault(&items, answers), answer)
+    }
+
+    /// The first fault among the answers to `items` (noting a rerun if it was a judged
+    /// member's), as [`WriteBatch::send_with`] reports it.
+    fn first_fault(&self, items: &[Deferred], answers: Vec<Result<u64, Error>>) -> Option<Fault> {
         let mut fault = None;
         for (item, answered) in items.iter().zip(answers) {
             let kind = match (answered, item.expect) {
@@ -215,7 +227,7 @@ impl WriteBatch {
             fault = Some(found);
             break;
         }
-        (fault, answer)
+        fault
     }
 
     /// Sends every deferred statement and waits for their answers: the first fault, if any.
@@ -225,6 +237,40 @@ impl WriteBatch {
         }
         STATEMENTS.with(|n| n.set(n.get() + 1));
         self.send_with(rt, tx, async { Ok(()) }).0
+    }
+
+    /// Whether every deferred statement only has to succeed (none is judged on the rows it
+    /// changed): then PostgreSQL itself refuses a `COMMIT` sent behind one that failed,
+    /// and the two can travel together ([`WriteBatch::commit_with_deferred`]).
+    pub(super) fn expects_only_success(&self) -> bool {
+        self.deferred.borrow().iter().all(|item| matches!(item.expect, Expect::Done))
+    }
+
+    /// Sends every deferred statement and then `COMMIT`, in one round trip, ending `tx`:
+    /// the first fault among the deferred statements (as [`WriteBatch::sync`] reports it)
+    /// and the answer to `COMMIT`, `None` when it was not sent.
+    ///
+    /// Only for statements that [`WriteBatch::expects_only_success`]: their one way to fail
+    /// is an error, after which PostgreSQL ends the transaction with a rollback whatever
+    /// follows (a `COMMIT` in an aborted transaction rolls it back). So with a fault,
+    /// nothing was committed when the `COMMIT`'s answer arrived; without one, exactly what
+    /// a sync then a `COMMIT` would have committed is. A statement refused before it left
+    /// (a parameter that cannot be encoded, a closed connection) holds the `COMMIT` back.
+    pub(super) fn commit_with_deferred(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        tx: Transaction<'_>,
+    ) -> (Option<Fault>, Option<Result<(), Error>>) {
+        debug_assert!(self.expects_only_success());
+        STATEMENTS.with(|n| n.set(n.get() + 1));
+        let items = std::mem::take(&mut *self.deferred.borrow_mut());
+        let (answers, committed) = rt.block_on(send_then_commit(&tx, &items));
+        let fault = self.first_fault(&items, answers);
+        if committed.is_some() {
+            // `COMMIT` (or the rollback it became) ended the transaction on the server.
+            ended(tx);
+        }
+        (fault, committed)
     }
 
     /// The record (`kind`, `key`) as this transaction last read or wrote it, if it did:
@@ -281,6 +327,84 @@ async fn send_in_order<T>(
     items: &[Deferred],
     call: impl Future<Output = Result<T, Error>>,
 ) -> (Vec<Result<u64, Error>>, Result<T, Error>) {
+    let mut sends = sends_of(tx, items).await;
+    let mut answers: Vec<Option<Result<u64, Error>>> = (0..sends.len()).map(|_| None).collect();
+    let mut call = std::pin::pin!(call);
+    let mut answer = None;
+    std::future::poll_fn(|cx| {
+        let mut waiting = poll_each(&mut sends, &mut answers, cx);
+        if answer.is_none() {
+            match call.as_mut().poll(cx) {
+                Poll::Ready(result) => answer = Some(result),
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    let answers = answers.into_iter().map(|a| a.expect("every answer arrived")).collect();
+    (answers, answer.expect("the answer arrived"))
+}
+
+/// Sends `items`, then `COMMIT` if every one of them left (none was refused before it was
+/// sent: a request leaves when its future is first polled, and one refused before that
+/// is answered at once), without waiting in between, and waits for every answer.
+async fn send_then_commit(
+    tx: &Transaction<'_>,
+    items: &[Deferred],
+) -> (Vec<Result<u64, Error>>, Option<Result<(), Error>>) {
+    let mut sends = sends_of(tx, items).await;
+    let mut answers: Vec<Option<Result<u64, Error>>> = (0..sends.len()).map(|_| None).collect();
+    let mut commit: Option<Answer<'_>> = None;
+    let mut committed = None;
+    std::future::poll_fn(|cx| {
+        let mut waiting = poll_each(&mut sends, &mut answers, cx);
+        // Only on the first poll, when every item was just sent or refused.
+        if commit.is_none() && committed.is_none() {
+            let refused = answers.iter().any(|a| matches!(a, Some(Err(_))));
+            if refused {
+                return if waiting { Poll::Pending } else { Poll::Ready(()) };
+            }
+            commit = Some(Box::pin(async { tx.batch_execute("COMMIT").await.map(|()| 0) }));
+        }
+        if let Some(sent) = commit.as_mut() {
+            match sent.as_mut().poll(cx) {
+                Poll::Ready(result) => {
+                    committed = Some(result.map(drop));
+                    commit = None;
+                }
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    let answers = answers.into_iter().map(|a| a.expect("every answer arrived")).collect();
+    (answers, committed)
+}
+
+/// Polls every send not yet answered, noting answers: whether one is still waiting.
+fn poll_each(
+    sends: &mut [Answer<'_>],
+    answers: &mut [Option<Result<u64, Error>>],
+    cx: &mut std::task::Context<'_>,
+) -> bool {
+    let mut waiting = false;
+    for (send, slot) in sends.iter_mut().zip(answers.iter_mut()) {
+        if slot.is_none() {
+            match send.as_mut().poll(cx) {
+                Poll::Ready(result) => *slot = Some(result),
+                Poll::Pending => waiting = true,
+            }
+        }
+    }
+    waiting
+}
+
+/// The futures that send `items`, each prepared first (from the connection's cache; a
+/// statement not yet prepared on it costs one round trip, once), so no `Parse` lands
+/// between them.
+async fn sends_of<'a>(tx: &'a Transaction<'_>, items: &'a [Deferred]) -> Vec<Answer<'a>> {
     let mut prepared = Vec::with_capacity(items.len());
     for item in items {
         prepared.push(match &item.params {
@@ -300,30 +424,18 @@ async fn send_in_order<T>(
             _ => Box::pin(async move { tx.batch_execute(&item.sql).await.map(|()| 0) }),
         });
     }
-    let mut answers: Vec<Option<Result<u64, Error>>> = (0..sends.len()).map(|_| None).collect();
-    let mut call = std::pin::pin!(call);
-    let mut answer = None;
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (send, slot) in sends.iter_mut().zip(answers.iter_mut()) {
-            if slot.is_none() {
-                match send.as_mut().poll(cx) {
-                    Poll::Ready(result) => *slot = Some(result),
-                    Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if answer.is_none() {
-            match call.as_mut().poll(cx) {
-                Poll::Ready(result) => answer = Some(result),
-                Poll::Pending => waiting = true,
-            }
-        }
-        if waiting { Poll::Pending } else { Poll::Ready(()) }
-    })
-    .await;
-    let answers = answers.into_iter().map(|a| a.expect("every answer arrived")).collect();
-    (answers, answer.expect("the answer arrived"))
+    sends
+}
+
+/// Disposes of a transaction that a `COMMIT` sent as a statement ended, without the
+/// `ROLLBACK` its `Drop` would queue (which the server would answer with a warning in
+/// its log: no transaction in progress).
+fn ended(tx: Transaction<'_>) {
+    let tx = std::mem::ManuallyDrop::new(tx);
+    // SAFETY: the statement cache's handle is read out once and dropped here, and `tx` is
+    // never used or dropped again; what else it holds (a borrow of the pooled client and,
+    // for a transaction that is not a savepoint, no savepoint name) owns nothing.
+    drop(unsafe { std::ptr::read(&tx.statement_cache) });
 }
 
 /// The upsert of a write's buffered records, all in one statement (`PgTxn::flush`).

@@ -376,6 +376,18 @@ thread_local! {
     pub(super) static STATEMENTS: Cell<u64> = const { Cell::new(0) };
 }
 
+thread_local! {
+    /// Group commits this thread ended with a `COMMIT` in a round trip of its own (not
+    /// travelling with the group's last statements, see `writer::commit_with_deferred`).
+    pub(super) static COMMITS_ALONE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many group commits this thread ended with a `COMMIT` awaited on its own.
+#[cfg(test)]
+pub(super) fn commits_alone_on_this_thread() -> u64 {
+    COMMITS_ALONE.with(Cell::get)
+}
+
 /// How many statements this thread has run in PostgreSQL transactions (for tests that
 /// hold a call to a fixed number of round trips).
 pub fn statements_on_this_thread() -> u64 {

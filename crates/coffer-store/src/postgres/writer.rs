@@ -4,6 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
 
@@ -140,7 +141,7 @@ impl PostgresStore {
         };
         // The group's announcement, once made: its commit has begun for the cache.
         let mut announced = None;
-        let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut |tx| {
+        let mut attempt = |tx: Transaction<'_>| {
             let batch = WriteBatch::new(careful);
             let mut members = Vec::with_capacity(jobs.len());
             let mut broken = None;
@@ -205,17 +206,26 @@ impl PostgresStore {
             // One announcement for the group (one bump, one notification, delivered on
             // commit), deferred like the members' last statements: if it fails, nothing
             // is committed and the attempt is rerun carefully, then refused as a whole.
-            if complete
-                && let (Some(what), Some(cache)) = (to_announce, self.shared.as_deref())
-            {
+            if complete && let (Some(what), Some(cache)) = (to_announce, self.shared.as_deref()) {
                 cache.commit_begins(what);
                 announced = Some(what);
                 let generation: Param = Box::new(what.setting(cache).to_owned());
                 let payload: Param = Box::new(what.payload());
                 batch.defer(ANNOUNCE_SQL, Some(vec![generation, payload]), Expect::Done);
             }
-            // What is still deferred is answered before COMMIT is sent, so COMMIT never
-            // follows a statement that failed (see `pipelined`).
+            // What is still deferred and only has to succeed travels with COMMIT: one
+            // round trip fewer per group (every group of the audit appender's).
+            let kept_any = members.iter().any(|m| matches!(m, Member::Done(Ok(()))));
+            if complete
+                && kept_any
+                && batch.rerun().is_none()
+                && batch.has_deferred()
+                && batch.expects_only_success()
+            {
+                return commit_with_deferred(rt, tx, &batch, members);
+            }
+            // Otherwise what is still deferred is answered before COMMIT is sent, so COMMIT
+            // never follows a statement that failed without an error (see `pipelined`).
             if complete && batch.has_deferred() {
                 broken = batch.sync(rt, &tx);
             }
@@ -241,31 +251,17 @@ impl PostgresStore {
                 }
                 return BatchAttempt::Done(members);
             }
+            super::txn::COMMITS_ALONE.with(|n| n.set(n.get() + 1));
             match rt.block_on(tx.commit()) {
                 Ok(()) => BatchAttempt::Done(members),
                 Err(e) if is_retryable(&e) => BatchAttempt::Conflicted,
                 // The connection may have died after the server committed: the outcome
                 // is unknown, and the callers must be told so rather than told it failed
                 // cleanly.
-                Err(e) => {
-                    let message = format!(
-                        "the commit did not complete, so the write may or may not have been kept: {}",
-                        describe_error(&e)
-                    );
-                    BatchAttempt::Done(
-                        members
-                            .into_iter()
-                            .map(|m| match m {
-                                Member::Done(Ok(())) => {
-                                    Member::Done(Err(StoreError::Backend(message.clone())))
-                                }
-                                other => other,
-                            })
-                            .collect(),
-                    )
-                }
+                Err(e) => unknown_outcome(members, &e),
             }
-        });
+        };
+        let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut attempt);
         self.shared_commits_ended(announced);
         match outcome {
             Ok(attempt) => attempt,
@@ -366,6 +362,65 @@ impl PostgresStore {
             cache.commit_ended(what);
         }
     }
+}
+
+/// Ends a group's transaction by sending its last deferred statements (each of which only
+/// has to succeed) and `COMMIT` together (`WriteBatch::commit_with_deferred`), and says how
+/// the attempt ended, exactly as a sync followed by a `COMMIT` of its own would have: a
+/// statement that failed (PostgreSQL then rolled the transaction back) is handled as
+/// `batch_attempt` handles a fault found by the sync, and a `COMMIT` that failed as it
+/// handles one that failed alone.
+fn commit_with_deferred(
+    rt: &tokio::runtime::Runtime,
+    tx: Transaction<'_>,
+    batch: &WriteBatch,
+    members: Vec<Member>,
+) -> BatchAttempt {
+    let count = members.len();
+    let (fault, committed) = batch.commit_with_deferred(rt, tx);
+    let rolled_back = |fault: super::pipelined::Fault| match batch.rerun() {
+        Some(Rerun::Carefully) => BatchAttempt::Carefully,
+        Some(Rerun::AsBefore) => BatchAttempt::Conflicted,
+        None if !fault.retryable() => {
+            let message = fault.describe();
+            let failed = || Member::Done(Err(StoreError::Backend(message.clone())));
+            BatchAttempt::Done((0..count).map(|_| failed()).collect())
+        }
+        None => BatchAttempt::Conflicted,
+    };
+    match (fault, committed) {
+        (None, Some(Ok(()))) => BatchAttempt::Done(members),
+        (None, Some(Err(e))) if is_retryable(&e) => BatchAttempt::Conflicted,
+        // An error from the server aborted the transaction: the COMMIT behind it, if sent,
+        // rolled it back.
+        (Some(fault), Some(Ok(()))) => rolled_back(fault),
+        (Some(fault), _) if fault.is_server_error() => rolled_back(fault),
+        // Refused before it was sent (COMMIT then held back): the transaction was dropped
+        // with a ROLLBACK queued, and nothing committed.
+        (Some(fault), None) => rolled_back(fault),
+        // The connection failed with the COMMIT in flight: the outcome is unknown, and
+        // the callers must be told so rather than told it failed cleanly.
+        (_, Some(Err(e))) => unknown_outcome(members, &e),
+        (None, None) => unreachable!("COMMIT is held back only behind a refused statement"),
+    }
+}
+
+/// Each kept member of a group whose `COMMIT` did not complete: told the write may or may
+/// not have been kept.
+fn unknown_outcome(members: Vec<Member>, e: &tokio_postgres::Error) -> BatchAttempt {
+    let message = format!(
+        "the commit did not complete, so the write may or may not have been kept: {}",
+        describe_error(e)
+    );
+    BatchAttempt::Done(
+        members
+            .into_iter()
+            .map(|m| match m {
+                Member::Done(Ok(())) => Member::Done(Err(StoreError::Backend(message.clone()))),
+                other => other,
+            })
+            .collect(),
+    )
 }
 
 /// A random wait before retry `attempt + 1`: exponential with full jitter, capped.
