@@ -28,6 +28,20 @@ pub struct NewNameAndPath<'a> {
     pub path: Option<&'a str>,
 }
 
+impl NewNameAndPath<'_> {
+    /// Checks what is given as IAM does: the new name as the member `name_member`, at
+    /// most `max_name` characters, and the path.
+    fn validate(&self, name_member: &str, max_name: usize) -> Result<(), IamError> {
+        if let Some(n) = self.name {
+            validate_name(n, name_member, max_name)?;
+        }
+        if let Some(p) = self.path {
+            validate_path(p)?;
+        }
+        Ok(())
+    }
+}
+
 /// What UpdateRole may change: each `None` leaves it as it is.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RoleChanges<'a> {
@@ -45,12 +59,7 @@ impl Iam {
         name: &str,
         new: NewNameAndPath<'_>,
     ) -> Result<(), IamError> {
-        if let Some(n) = new.name {
-            validate_name(n, "newUserName", 64)?;
-        }
-        if let Some(p) = new.path {
-            validate_path(p)?;
-        }
+        new.validate("newUserName", 64)?;
         self.write(store, |tx| {
             let old = load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             let mut user = old.clone();
@@ -117,12 +126,7 @@ impl Iam {
         name: &str,
         new: NewNameAndPath<'_>,
     ) -> Result<(), IamError> {
-        if let Some(n) = new.name {
-            validate_name(n, "newGroupName", 128)?;
-        }
-        if let Some(p) = new.path {
-            validate_path(p)?;
-        }
+        new.validate("newGroupName", 128)?;
         self.write(store, |tx| {
             let mut group: GroupRecord = load_entity(tx, Entity::Group, account, name)?
                 .ok_or_else(|| Entity::Group.not_found(name))?;
