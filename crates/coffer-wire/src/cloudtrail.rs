@@ -1,16 +1,24 @@
 //! CloudTrail's LookupEvents on the wire (AWS JSON 1.1, target prefix
-//! `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.`), written by hand after
-//! botocore's public cloudtrail model, as no model file for it is embedded here.
+//! `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.` or `CloudTrail_20131101.`),
+//! written by hand after botocore's public cloudtrail model, as no model file for it is
+//! embedded here.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-/// The `X-Amz-Target` prefix of CloudTrail operations.
+/// The `X-Amz-Target` prefix of CloudTrail operations, as botocore and the CLI write it.
 pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
+
+/// The prefix the Smithy-generated SDKs (JavaScript v3, Go v2, Java v2, Rust, .NET v4)
+/// write: the service shape's name alone. AWS answers both, as those SDKs work against it.
+pub const SMITHY_TARGET_PREFIX: &str = "CloudTrail_20131101.";
 
 /// The CloudTrail operation a target names, if it names one.
 pub fn operation(target: &str) -> Option<&str> {
-    target.strip_prefix(TARGET_PREFIX).filter(|op| !op.is_empty())
+    target
+        .strip_prefix(TARGET_PREFIX)
+        .or_else(|| target.strip_prefix(SMITHY_TARGET_PREFIX))
+        .filter(|op| !op.is_empty())
 }
 
 /// A `LookupAttribute`: one key (EventId, EventName, ReadOnly, Username, ResourceType,
@@ -141,8 +149,11 @@ mod tests {
             operation("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"),
             Some("LookupEvents")
         );
+        assert_eq!(operation("CloudTrail_20131101.LookupEvents"), Some("LookupEvents"));
         assert_eq!(operation("secretsmanager.GetSecretValue"), None);
+        assert_eq!(operation("cloudtrail_20131101.LookupEvents"), None);
         assert_eq!(operation(TARGET_PREFIX), None);
+        assert_eq!(operation(SMITHY_TARGET_PREFIX), None);
     }
 
     #[test]
