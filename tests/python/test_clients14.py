@@ -13,7 +13,7 @@ from botocore.config import Config
 from conftest import ACCESS_KEY, REGION, SECRET_KEY, unique_name
 
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=60)
-# The Smithy-generated SDKs (JavaScript v3, Go v2, Java v2, Rust, Kotlin, .NET v4) name
+# The Smithy-generated SDKs (JavaScript v3, Go v2, Rust, Kotlin) and clients such as ExAws name
 # CloudTrail by its service shape, `CloudTrail_20131101`, in X-Amz-Target; botocore and the
 # CLI send the long `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101` prefix. AWS
 # answers both (the generated SDKs work against it), so Coffer must too.

@@ -9,7 +9,7 @@ use serde_json::Value;
 /// The `X-Amz-Target` prefix of CloudTrail operations, as botocore and the CLI write it.
 pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
 
-/// The prefix the Smithy-generated SDKs (JavaScript v3, Go v2, Java v2, Rust, .NET v4)
+/// The prefix the Smithy-generated SDKs (JavaScript v3, Go v2, Rust, Kotlin)
 /// write: the service shape's name alone. AWS answers both, as those SDKs work against it.
 pub const SMITHY_TARGET_PREFIX: &str = "CloudTrail_20131101.";
 
