@@ -107,3 +107,136 @@ def test_01_users_groups_and_managed_policies_are_bounded_too(srv):
     assert code_of(iam.create_policy_version, PolicyArn=managed["Arn"], PolicyDocument=too_big,
                    SetAsDefault=True) == ("LimitExceeded", "Cannot exceed quota for PolicySize: 6144")
     assert [v["VersionId"] for v in iam.list_policy_versions(PolicyArn=managed["Arn"])["Versions"]] == ["v1"]
+
+
+# ------------------------------------------------------------- what held: renames
+
+READ_ALL = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "sts:GetSessionToken"],
+     "Resource": "*"}]}
+
+
+def test_held_a_rename_into_a_deleted_users_name_gains_nothing_that_named_them(srv):
+    """A resource policy names the user it was stored for by unique id: whoever is renamed
+    into that user's name later (after the user was deleted) is not let in."""
+    admin = srv.admin()
+    iam = srv.any_client("iam")
+    _, bob_arn = srv.iam_user("r14-bob")
+    secret = admin.create_secret(Name=f"r14-named-{uuid.uuid4().hex[:6]}", SecretString="R14-NAMED")
+    admin.put_resource_policy(SecretId=secret["ARN"], ResourcePolicy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": bob_arn},
+                                                "Action": "secretsmanager:GetSecretValue",
+                                                "Resource": "*"}]}))
+    srv.delete_iam_user("r14-bob")
+    mallory_key, _ = srv.iam_user("r14-mallory", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]})
+    iam.update_user(UserName="r14-mallory", NewUserName="r14-bob")
+    time.sleep(0.2)
+    code, _ = code_of(srv.client(mallory_key).get_secret_value, SecretId=secret["ARN"])
+    assert code == "AccessDeniedException"
+
+
+def test_held_a_rename_needs_both_names_and_a_free_one(srv):
+    iam = srv.any_client("iam")
+    may_rename_self_only = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:UpdateUser",
+         "Resource": f"arn:aws:iam::{ACCOUNT}:user/r14-eve"}]}
+    eve_key, _ = srv.iam_user("r14-eve", may_rename_self_only)
+    srv.iam_user("r14-carol")
+    eve_iam = srv.any_client("iam", eve_key)
+    code, message = code_of(eve_iam.update_user, UserName="r14-eve", NewUserName="r14-admin2")
+    assert code == "AccessDenied" and "user/r14-admin2" in message
+    # Another user's name, in any case, is taken.
+    assert code_of(iam.update_user, UserName="r14-eve", NewUserName="R14-CAROL")[0] == "EntityAlreadyExists"
+    names = {u["UserName"] for u in iam.list_users()["Users"]}
+    assert {"r14-eve", "r14-carol"} <= names and "r14-admin2" not in names
+
+
+def test_held_a_renamed_users_session_follows_it_and_is_revoked_with_it(srv):
+    """GetSessionToken's session is bound to the unique id: it acts as the renamed user,
+    and AWS's revocation (a Deny on aws:TokenIssueTime) attached under the new name stops
+    it, cached or not."""
+    iam = srv.any_client("iam")
+    key, _ = srv.iam_user("r14-dave", READ_ALL)
+    secret = srv.admin().create_secret(Name=f"r14-sess-{uuid.uuid4().hex[:6]}", SecretString="R14-S")
+    creds = srv.any_client("sts", key).get_session_token()["Credentials"]
+    sm = srv.session_client("secretsmanager", creds)
+    assert sm.get_secret_value(SecretId=secret["ARN"])["SecretString"] == "R14-S"
+    iam.update_user(UserName="r14-dave", NewUserName="r14-david")
+    ident = srv.session_client("sts", creds).get_caller_identity()
+    assert ident["Arn"].endswith(":user/r14-david")
+    assert sm.get_secret_value(SecretId=secret["ARN"])["SecretString"] == "R14-S"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 5))
+    iam.put_user_policy(UserName="r14-david", PolicyName="revoke", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                                                "Condition": {"DateLessThan": {"aws:TokenIssueTime": stamp}}}]}))
+    assert code_of(sm.get_secret_value, SecretId=secret["ARN"])[0] == "AccessDeniedException"
+    # The old name, made again, is another user: the session is not theirs.
+    iam.delete_user_policy(UserName="r14-david", PolicyName="revoke")
+    iam.create_user(UserName="r14-dave")
+    assert srv.session_client("sts", creds).get_caller_identity()["Arn"].endswith(":user/r14-david")
+
+
+# ------------------------------------------------------- what held: the session cache
+
+def test_held_a_wrong_token_is_refused_and_evicts_nothing(srv):
+    iam = srv.any_client("iam")
+    me = srv.any_client("sts").get_caller_identity()["Arn"]
+    iam.create_role(RoleName="r14-cached", AssumeRolePolicyDocument=trust_for(me))
+    creds = srv.any_client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/r14-cached", RoleSessionName="s14")["Credentials"]
+    good = srv.session_client("sts", creds)
+    assert good.get_caller_identity()["Arn"].endswith(":assumed-role/r14-cached/s14")
+    forged = dict(creds, SessionToken=creds["SessionToken"][:-4] + "AAAA")
+    for _ in range(3):
+        code, _ = code_of(srv.session_client("sts", forged).get_caller_identity)
+        assert code in ("InvalidClientTokenId", "SignatureDoesNotMatch")
+        assert good.get_caller_identity()["Arn"].endswith(":assumed-role/r14-cached/s14")
+    # An IAM write (the cache's generation moves) with a wrong token in between.
+    iam.tag_role(RoleName="r14-cached", Tags=[{"Key": "k", "Value": "v"}])
+    assert code_of(srv.session_client("sts", forged).get_caller_identity)[0] in (
+        "InvalidClientTokenId", "SignatureDoesNotMatch")
+    assert good.get_caller_identity()["Arn"].endswith(":assumed-role/r14-cached/s14")
+
+
+# --------------------------------------- what held: key last use and GetAccessKeyInfo
+
+def test_held_key_last_use_is_told_only_in_the_keys_account(srv):
+    partner_key = srv.user("r14-partner", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:*", "sts:*"], "Resource": "*"}]}, account=PARTNER)
+    own_key, _ = srv.iam_user("r14-used", READ_ALL)
+    srv.any_client("sts", own_key).get_caller_identity()
+    partner_iam = srv.any_client("iam", partner_key)
+    code, message = code_of(partner_iam.get_access_key_last_used, AccessKeyId=own_key[0])
+    assert code == "NoSuchEntity" and own_key[0] in message
+    # GetAccessKeyInfo names the account to anyone, as AWS's does, and nothing more.
+    assert srv.any_client("sts", partner_key).get_access_key_info(AccessKeyId=own_key[0])["Account"] == ACCOUNT
+    # A caller with no IAM permission learns nothing either way.
+    none_key, _ = srv.iam_user("r14-nothing", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]})
+    none_iam = srv.any_client("iam", none_key)
+    assert code_of(none_iam.get_access_key_last_used, AccessKeyId=partner_key[0])[0] == "AccessDenied"
+
+
+# ----------------------------------------------- what held: IAM's words for documents
+
+@pytest.mark.parametrize("document", [
+    "[" * 1000 + "]" * 1000,
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:x",
+                                                        "Resource": "*", "Condition": {"Bool": {"a:b": [[[["x"]]]]}}}]}),
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "é" * 500, "Effect": "Allow",
+                                                        "Action": "s3:x", "Resource": "arn:" + "ü" * 400}]}),
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:x",
+                                                        "Resource": "*", "Condition": {"DateLessThan": {"aws:CurrentTime": "-" * 300}}}]}),
+])
+def test_held_crafted_documents_are_refused_in_iams_words(srv, document):
+    iam = srv.any_client("iam")
+    try:
+        iam.create_user(UserName="r14-docs")
+    except ClientError:
+        pass
+    code, message = code_of(iam.put_user_policy, UserName="r14-docs", PolicyName="p",
+                            PolicyDocument=document)
+    assert code in ("MalformedPolicyDocument", "LimitExceeded"), (code, message)
+    assert len(message) <= 1024
+    assert srv.any_client("sts").get_caller_identity()["Account"] == ACCOUNT
