@@ -109,6 +109,43 @@ def test_01_users_groups_and_managed_policies_are_bounded_too(srv):
     assert [v["VersionId"] for v in iam.list_policy_versions(PolicyArn=managed["Arn"])["Versions"]] == ["v1"]
 
 
+# ---------------------------------- 02: --dev sessions outliving or misnaming their user
+
+def dev_client(url: str, service: str, key: str = "AKIAIOSFODNN7EXAMPLE", secret: str = "x" * 40,
+               token: str | None = None):
+    from test_sec_review7 import NO_RETRY
+    import boto3
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key=secret, aws_session_token=token, config=NO_RETRY)
+
+
+def test_02_dev_user_sessions_follow_their_user_as_enforcing_mode_does(dev):
+    """`--dev`'s session records held a snapshot of their principal: a user's
+    GetSessionToken credentials went on acting as that user after the user was deleted
+    (enforcing mode refuses them at once: InvalidClientTokenId), and under the old name
+    after a rename (enforcing mode follows the unique id). `--dev` authorizes nothing, so
+    this is fidelity: what the credentials say they are is what enforcing mode says."""
+    iam = dev_client(dev.url, "iam")
+    name = f"r14-dev-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=name)
+    made = iam.create_access_key(UserName=name)["AccessKey"]
+    creds = dev_client(dev.url, "sts", made["AccessKeyId"], made["SecretAccessKey"]).get_session_token()["Credentials"]
+    session = dev_client(dev.url, "sts", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+    assert session.get_caller_identity()["Arn"].endswith(f":user/{name}")
+    iam.update_user(UserName=name, NewUserName=name + "-x")
+    assert session.get_caller_identity()["Arn"].endswith(f":user/{name}-x")
+    iam.delete_access_key(UserName=name + "-x", AccessKeyId=made["AccessKeyId"])
+    iam.delete_user(UserName=name + "-x")
+    code, _ = code_of(session.get_caller_identity)
+    assert code == "InvalidClientTokenId"
+    sm = dev_client(dev.url, "secretsmanager", creds["AccessKeyId"], creds["SecretAccessKey"],
+                    creds["SessionToken"])
+    assert code_of(sm.list_secrets)[0] == "UnrecognizedClientException"
+    # The old name made again is another user: the session is not theirs.
+    iam.create_user(UserName=name)
+    assert code_of(session.get_caller_identity)[0] == "InvalidClientTokenId"
+
+
 # ------------------------------------------------------------- what held: renames
 
 READ_ALL = {"Version": "2012-10-17", "Statement": [

@@ -718,6 +718,17 @@ impl Iam {
         Ok(all.into_iter().filter(|u| u.path.starts_with(path_prefix)).collect())
     }
 
+    /// The user of `account` with unique id `user_id`, whatever it is named now.
+    pub fn user_with_id(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        user_id: &str,
+    ) -> Result<Option<UserRecord>, IamError> {
+        let all: Vec<UserRecord> = read(store, |tx| records_in(tx, USER_KIND, account))?;
+        Ok(all.into_iter().find(|u| u.user_id == user_id))
+    }
+
     /// DeleteUser as IAM does it: refused while the user has access keys, policies or
     /// groups.
     pub fn delete_user_checked(
