@@ -146,6 +146,19 @@ def test_02_dev_user_sessions_follow_their_user_as_enforcing_mode_does(dev):
     assert code_of(session.get_caller_identity)[0] == "InvalidClientTokenId"
 
 
+def test_03_dev_assume_role_bounds_the_session_policy_as_enforcing_mode_does(dev):
+    """Review 13's 2,048-character bound on a session policy was applied where enforcing
+    mode issues sessions only: `--dev`'s AssumeRole took any size (it keeps no policy, so
+    this is fidelity: a client tested against `--dev` met AWS's refusal only in production)."""
+    sts = dev_client(dev.url, "sts")
+    big = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",
+                                                               "Resource": ["arn:aws:s3:::" + "a" * 60] * 40}]})
+    assert len(big) > 2048
+    code, message = code_of(sts.assume_role, RoleArn=f"arn:aws:iam::{ACCOUNT}:role/r14-any",
+                            RoleSessionName="r14", Policy=big)
+    assert code == "ValidationError" and "less than or equal to 2048" in message
+
+
 # ------------------------------------------------------------- what held: renames
 
 READ_ALL = {"Version": "2012-10-17", "Statement": [

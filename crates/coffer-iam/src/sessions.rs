@@ -187,7 +187,7 @@ const MAX_SESSION_POLICY_CHARS: usize = 2048;
 /// the request body was kept with the session and parsed on each of its calls). AWS's
 /// model no longer bounds the member, so the words are those of its bound elsewhere; the
 /// value is quoted short enough for the message to stay within 512 characters.
-fn check_session_policy_length(doc: &str) -> Result<(), IamError> {
+pub fn check_session_policy_length(doc: &str) -> Result<(), IamError> {
     if doc.chars().count() <= MAX_SESSION_POLICY_CHARS {
         return Ok(());
     }
