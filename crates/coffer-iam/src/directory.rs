@@ -44,6 +44,53 @@ pub const MAX_GROUPS: usize = 300;
 pub const MAX_ROLES: usize = 1000;
 pub const MAX_POLICIES: usize = 1500;
 
+/// IAM's limits on policy text, counted in characters other than whitespace as IAM counts
+/// them: a customer managed policy's document, and the aggregate of an entity's inline
+/// policies. Besides fidelity they bound what every cached caller holds: a session's
+/// caller keeps its role's parsed policies, once per session (review 14, finding 01).
+pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
+
+/// The most characters of inline policy text `entity` may hold, all its policies together.
+fn inline_policy_max_chars(entity: Entity) -> usize {
+    match entity {
+        Entity::User => 2048,
+        Entity::Group => 5120,
+        Entity::Role => 10_240,
+    }
+}
+
+/// A policy's size as IAM counts it against its limits (whitespace not counted).
+fn policy_chars(document: &str) -> usize {
+    document.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+/// Refuses a managed policy document past IAM's size limit, before it is parsed.
+fn check_managed_policy_size(document: &str) -> Result<(), IamError> {
+    if policy_chars(document) > MANAGED_POLICY_MAX_CHARS {
+        return Err(IamError::Limit(format!(
+            "Cannot exceed quota for PolicySize: {MANAGED_POLICY_MAX_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses inline policies of `entity` `name` whose text together passes IAM's limit.
+fn check_inline_policies_size<'a>(
+    entity: Entity,
+    name: &str,
+    documents: impl IntoIterator<Item = &'a str>,
+) -> Result<(), IamError> {
+    let max = inline_policy_max_chars(entity);
+    if documents.into_iter().map(policy_chars).sum::<usize>() > max {
+        return Err(IamError::Limit(format!(
+            "Maximum policy size of {max} bytes exceeded for {} {}",
+            entity.noun(),
+            echo(name)
+        )));
+    }
+    Ok(())
+}
+
 fn account_quota(existing: usize, max: usize, what: &str) -> Result<(), IamError> {
     if existing >= max {
         return Err(IamError::Limit(format!("Cannot exceed quota for {what}: {max}")));
@@ -671,6 +718,17 @@ impl Iam {
         Ok(all.into_iter().filter(|u| u.path.starts_with(path_prefix)).collect())
     }
 
+    /// The user of `account` with unique id `user_id`, whatever it is named now.
+    pub fn user_with_id(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        user_id: &str,
+    ) -> Result<Option<UserRecord>, IamError> {
+        let all: Vec<UserRecord> = read(store, |tx| records_in(tx, USER_KIND, account))?;
+        Ok(all.into_iter().find(|u| u.user_id == user_id))
+    }
+
     /// DeleteUser as IAM does it: refused while the user has access keys, policies or
     /// groups.
     pub fn delete_user_checked(
@@ -816,11 +874,13 @@ impl Iam {
         document: &str,
     ) -> Result<(), IamError> {
         validate_name(policy_name, "policyName", 128)?;
+        // A document past the limit alone is refused before it is parsed.
+        check_inline_policies_size(entity, name, [document])?;
         check_inline_policy(document)?;
         self.write(store, |tx| {
             edit_policies(tx, entity, account, name, |inline, _| {
                 inline.insert(policy_name.to_string(), document.to_string());
-                Ok(())
+                check_inline_policies_size(entity, name, inline.values().map(String::as_str))
             })
         })
     }
@@ -943,6 +1003,7 @@ impl Iam {
         validate_path(path)?;
         validate_description(description)?;
         check_tags(&tags)?;
+        check_managed_policy_size(document)?;
         check_managed_policy(document)?;
         let policy = ManagedPolicy {
             account: account.to_string(),
@@ -1051,6 +1112,7 @@ impl Iam {
         set_default: bool,
         now_ms: i64,
     ) -> Result<PolicyVersion, IamError> {
+        check_managed_policy_size(document)?;
         check_managed_policy(document)?;
         self.write(store, |tx| {
             let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;

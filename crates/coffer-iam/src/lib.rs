@@ -328,6 +328,47 @@ impl Caller {
             session_issued_ms: None,
         }
     }
+
+    /// About how many characters of policy text the caller holds parsed: the patterns and
+    /// condition values of every statement, which is what grows with a document's size.
+    pub fn policy_chars(&self) -> usize {
+        self.policies.iter().chain(&self.session_policy).map(policy_chars).sum()
+    }
+}
+
+fn policy_chars(policy: &Policy) -> usize {
+    let patterns = |p: &coffer_auth::policy::Patterns| match p {
+        coffer_auth::policy::Patterns::Only(list) | coffer_auth::policy::Patterns::AllBut(list) => {
+            list.iter().map(String::len).sum::<usize>()
+        }
+    };
+    policy
+        .statements
+        .iter()
+        .map(|s| {
+            let conditions: usize = s
+                .conditions
+                .iter()
+                .map(|c| c.key.len() + c.values.iter().map(String::len).sum::<usize>())
+                .sum();
+            s.sid.as_ref().map_or(0, String::len)
+                + patterns(&s.action)
+                + s.resource.as_ref().map_or(0, patterns)
+                + conditions
+        })
+        .sum()
+}
+
+/// What a cached lookup weighs against [`LOOKUP_CACHE_MAX_CHARS`]: the policy text its
+/// caller holds.
+trait Weighed {
+    fn weight(&self) -> usize;
+}
+
+impl Weighed for Arc<KnownKey> {
+    fn weight(&self) -> usize {
+        self.caller.policy_chars()
+    }
 }
 
 /// An active access key as authentication needs it: who owns it, the owner's identity
@@ -367,6 +408,11 @@ pub const LOOKUP_MAX_AGE: Duration = Duration::from_secs(60);
 /// one store read per key in use.
 const LOOKUP_CACHE_MAX: usize = 4096;
 
+/// At most about this many characters of policy text are held parsed by one cache's
+/// entries (32 Mi: some 45 MB parsed); past it the cache is emptied, as when full. Callers
+/// of a few KiB each never reach it before [`LOOKUP_CACHE_MAX`] entries.
+const LOOKUP_CACHE_MAX_CHARS: usize = 32 << 20;
+
 /// Reads the store's IAM generation (0 before the first IAM write).
 fn store_generation(tx: &dyn ReadTxn) -> Result<u64, StoreError> {
     let Some(bytes) = tx.setting(GENERATION_SETTING)? else { return Ok(0) };
@@ -390,6 +436,8 @@ struct CachedKey<V> {
     loaded: Instant,
     /// When `stored` was last confirmed against the store.
     checked: Instant,
+    /// The key's [`Weighed::weight`], taken once when it was read.
+    weight: usize,
     key: V,
 }
 
@@ -414,7 +462,7 @@ struct LookupCache<V> {
     entries: RwLock<HashMap<String, CachedKey<V>>>,
 }
 
-impl<V: Clone> LookupCache<V> {
+impl<V: Clone + Weighed> LookupCache<V> {
     fn new(ttl: Duration) -> Self {
         LookupCache {
             generation: AtomicU64::new(0),
@@ -451,7 +499,16 @@ impl<V: Clone> LookupCache<V> {
         if self.current() != entry.local {
             return;
         }
-        if entries.len() >= LOOKUP_CACHE_MAX && !entries.contains_key(access_key_id) {
+        let full = entries.len() >= LOOKUP_CACHE_MAX && !entries.contains_key(access_key_id);
+        // Each caller holds its policies parsed: a few large ones must not hold what
+        // 4,096 small ones would (review 14, finding 01). Summed only when an entry is
+        // read from the store, at most 4,096 numbers.
+        let held: usize = entries
+            .iter()
+            .filter(|(id, _)| id.as_str() != access_key_id)
+            .map(|(_, e)| e.weight)
+            .sum();
+        if full || held + entry.weight > LOOKUP_CACHE_MAX_CHARS {
             entries.clear();
         }
         entries.insert(access_key_id.to_string(), entry);
@@ -519,8 +576,15 @@ impl<V: Clone> LookupCache<V> {
                 Ok(None)
             }
             Read::Loaded(stored, Some(key)) => {
-                let entry =
-                    CachedKey { local, stored, loaded: now, checked: now, key: key.clone() };
+                let weight = key.weight();
+                let entry = CachedKey {
+                    local,
+                    stored,
+                    loaded: now,
+                    checked: now,
+                    weight,
+                    key: key.clone(),
+                };
                 self.insert(access_key_id, entry);
                 Ok(Some(key))
             }
@@ -1387,7 +1451,7 @@ mod tests {
             })
             .unwrap();
             let now = w.clock.now();
-            CachedKey { local, stored, loaded: now, checked: now, key: Arc::new(key) }
+            CachedKey { local, stored, loaded: now, checked: now, weight: 0, key: Arc::new(key) }
         };
         // What `lookup` does, with an IAM write landing between its store read and its
         // insert: the generation observed before the read is stale by then.

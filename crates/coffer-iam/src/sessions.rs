@@ -126,6 +126,12 @@ pub(crate) struct CachedSession {
     expires_ms: i64,
 }
 
+impl crate::Weighed for Arc<CachedSession> {
+    fn weight(&self) -> usize {
+        self.key.caller.policy_chars()
+    }
+}
+
 impl CachedSession {
     /// Whether `hash` (of the token presented) is this session's, compared in constant time.
     fn token_matches(&self, hash: &str) -> bool {
@@ -187,7 +193,7 @@ const MAX_SESSION_POLICY_CHARS: usize = 2048;
 /// the request body was kept with the session and parsed on each of its calls). AWS's
 /// model no longer bounds the member, so the words are those of its bound elsewhere; the
 /// value is quoted short enough for the message to stay within 512 characters.
-fn check_session_policy_length(doc: &str) -> Result<(), IamError> {
+pub fn check_session_policy_length(doc: &str) -> Result<(), IamError> {
     if doc.chars().count() <= MAX_SESSION_POLICY_CHARS {
         return Ok(());
     }
@@ -514,6 +520,68 @@ mod tests {
     const ACCOUNT: &str = "111122223333";
     const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}"#;
     const READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+
+    /// A document of about `chars` characters granting `secretsmanager:GetSecretValue` on
+    /// made-up secrets.
+    fn sized_policy(chars: usize, tag: &str) -> String {
+        let resources: Vec<String> = (0..chars / 70)
+            .map(|i| format!("\"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:{tag}-{i:06}\""))
+            .collect();
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":[{}]}}]}}"#,
+            resources.join(",")
+        )
+    }
+
+    /// Each cached session holds its role's policies parsed: the cache is bounded by the
+    /// policy text its entries hold, not only by their number, so sessions of a role with
+    /// as much policy as IAM allows cannot fill memory 4,096 times over (review 14,
+    /// finding 01: about 1 MB per session of a role of 0.8 MB of policy text).
+    #[test]
+    fn cached_sessions_hold_a_bounded_amount_of_policy_text() {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        let role =
+            iam.create_role(&store, ACCOUNT, "big", "/", TRUST, "", None, Vec::new(), 0).unwrap();
+        iam.put_inline_policy(
+            &store,
+            Entity::Role,
+            ACCOUNT,
+            "big",
+            "i",
+            &sized_policy(10_000, "i"),
+        )
+        .unwrap();
+        for n in 0..crate::directory::MAX_ATTACHED {
+            let doc = sized_policy(6_000, &format!("m{n}"));
+            let name = format!("m{n}");
+            let p =
+                iam.create_policy(&store, ACCOUNT, &name, "/", &doc, "", Vec::new(), 0).unwrap();
+            iam.attach_policy(&store, Entity::Role, ACCOUNT, "big", &p.arn()).unwrap();
+        }
+        let sessions = 800;
+        for n in 0..sessions {
+            let request = SessionRequest {
+                account: ACCOUNT,
+                subject: Subject::Role {
+                    name: "big".into(),
+                    role_id: role.role_id.clone(),
+                    session_name: format!("s{n}"),
+                },
+                duration_secs: 900,
+                session_policy: None,
+                tags: Vec::new(),
+                transitive: Vec::new(),
+                now_ms: 1_000,
+            };
+            let issued = iam.issue_session(&store, request).unwrap();
+            let found = iam.lookup_session(&store, &issued.access_key_id, &issued.token, 2_000);
+            assert!(found.unwrap().unwrap().is_some());
+        }
+        let cached = iam.cached_keys();
+        assert!(cached < sessions, "{cached} sessions of about 70,000 characters each cached");
+        assert!(cached > 0);
+    }
 
     #[test]
     fn a_session_authenticates_until_it_expires_and_stops_when_its_role_is_deleted() {

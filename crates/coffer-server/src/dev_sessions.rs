@@ -44,9 +44,14 @@ pub struct Issued {
     pub expires_ms: i64,
 }
 
-/// Temporary credentials past their expiry.
+/// Why temporary credentials `--dev` issued are refused, as enforcing mode refuses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expired;
+pub enum Ended {
+    /// Past their expiry (`ExpiredToken`).
+    Expired,
+    /// Those of a user that no longer exists (`InvalidClientTokenId`).
+    UserGone,
+}
 
 /// Issues credentials that act as `principal` for `duration_secs` from `now_ms`.
 pub fn issue(
@@ -78,18 +83,27 @@ pub fn issue(
 }
 
 /// Who the session `access_key_id` acts as: `Ok(None)` for a key `--dev` did not issue,
-/// `Err(Expired)` past its expiry.
+/// `Err(Ended)` past its expiry or its user.
 pub fn lookup(
     app: &App,
     access_key_id: &str,
     now_ms: i64,
-) -> Result<Result<Option<Arc<Principal>>, Expired>, AwsError> {
+) -> Result<Result<Option<Arc<Principal>>, Ended>, AwsError> {
     let found =
         app.read(|tx| tx.record(DEV_SESSION_KIND, access_key_id).map_err(crate::store_error))?;
     let Some(bytes) = found else { return Ok(Ok(None)) };
     let Ok(s) = serde_json::from_slice::<DevSession>(&bytes) else { return Ok(Ok(None)) };
     if s.expires_ms <= now_ms {
-        return Ok(Err(Expired));
+        return Ok(Err(Ended::Expired));
+    }
+    if s.role_arn.is_none() && coffer_auth::policy::user_arn_parts(&s.arn).is_some() {
+        // A user's session lives with its user, bound to the unique id, as in enforcing
+        // mode: refused once the user is deleted, acting under the name it has now
+        // (review 14, finding 02: the record's snapshot outlived both).
+        return Ok(match current_user(app, &s.account, &s.user_id)? {
+            Some(user) => Ok(Some(Arc::new(user))),
+            None => Err(Ended::UserGone),
+        });
     }
     let principal = Principal {
         arn: s.arn,
@@ -99,6 +113,18 @@ pub fn lookup(
         role_arn: s.role_arn,
     };
     Ok(Ok(Some(Arc::new(principal))))
+}
+
+/// The user of `account` with unique id `user_id` as it is now, from `--dev`'s directory.
+fn current_user(app: &App, account: &str, user_id: &str) -> Result<Option<Principal>, AwsError> {
+    let Some(directory) = &app.dev_iam else { return Ok(None) };
+    match directory.user_with_id(app.store.as_ref(), account, user_id) {
+        Ok(user) => Ok(user.map(|u| u.principal())),
+        Err(e) => {
+            tracing::error!(error = %e, "--dev: a session's user could not be read");
+            Err(AwsError::internal())
+        }
+    }
 }
 
 /// The account of the session `access_key_id`, ended or not (GetAccessKeyInfo).
@@ -193,7 +219,7 @@ mod tests {
         let found = lookup(&app, &issued.access_key_id, 1_000_000 + 899_999).unwrap().unwrap();
         assert_eq!(*found.unwrap(), role);
         let ended = lookup(&app, &issued.access_key_id, 1_000_000 + 900_000).unwrap();
-        assert_eq!(ended, Err(Expired));
+        assert_eq!(ended, Err(Ended::Expired));
         // Its account is still known to GetAccessKeyInfo.
         assert_eq!(account_of(&app, &issued.access_key_id).as_deref(), Some("111122223333"));
         assert_eq!(lookup(&app, "ASIANOTISSUED000000", 0).unwrap(), Ok(None));

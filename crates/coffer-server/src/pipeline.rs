@@ -418,12 +418,15 @@ fn dev_principal(
     }
     match crate::dev_sessions::lookup(app, access_key_id, crate::clock::now_ms()) {
         Ok(Ok(found)) => Ok(found),
-        Ok(Err(crate::dev_sessions::Expired)) => {
-            let expired = coffer_auth::SigV4Error::ExpiredToken;
+        Ok(Err(ended)) => {
+            let refused = match ended {
+                crate::dev_sessions::Ended::Expired => coffer_auth::SigV4Error::ExpiredToken,
+                crate::dev_sessions::Ended::UserGone => coffer_auth::SigV4Error::UnrecognizedClient,
+            };
             let e = if query::speaks_query(asked.service()) {
-                query::signature_error(&expired)
+                query::signature_error(&refused)
             } else {
-                AuthFailure::Signature(expired).into_json()
+                AuthFailure::Signature(refused).into_json()
             };
             Err((e, None))
         }

@@ -385,6 +385,8 @@ fn dev_assume_role(
     let max = if caller.is_assumed_role() { max.min(CHAINED_MAX) } else { max };
     let secs = duration(form, DEFAULT_DURATION.min(max), max, true)?;
     if let Some(doc) = session_policy.as_deref() {
+        // The bound enforcing mode's sessions keep (review 14, finding 03).
+        crate::iam::sessions::check_session_policy_length(doc)?;
         crate::iam::directory::check_policy(doc)?;
     }
     let packed = packed_policy_size(session_policy.as_deref(), &tags)
