@@ -7,6 +7,7 @@ found, a policy so naming a resource or principal does not match."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import boto3
@@ -165,7 +166,15 @@ def test_rotation_function_arns_are_in_the_regions_partition(dev, where):
     sm.rotate_secret(SecretId=arn, RotationLambdaARN=function, RotationRules={"AutomaticallyAfterDays": 30})
     described = sm.describe_secret(SecretId=arn)
     assert described["RotationLambdaARN"] == function
+    # The built-in rotator recognizes its ARN in the partition: the rotation completes.
+    deadline = time.monotonic() + 30
+    while sm.get_secret_value(SecretId=arn)["SecretString"] == "v" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sm.get_secret_value(SecretId=arn)["SecretString"] != "v"
+    # Another partition's ARN is not the built-in rotator: no such function can be invoked.
+    other = sm.create_secret(Name=uname("rot"), SecretString="v")["ARN"]
+    assert error_code(sm.rotate_secret, SecretId=other, RotationLambdaARN=in_aws(function, partition),
+                      RotationRules={"AutomaticallyAfterDays": 30}) == "AccessDeniedException"
 
 
 def test_lookup_events_name_resources_and_callers_in_the_partition(dev, where):
@@ -292,7 +301,8 @@ def test_key_policies_name_the_account_root_in_its_partition(enforcing, enforced
     kms = client(enforcing.url, "kms", region, key)
     # The default key policy delegates to the account by `arn:<partition>:iam::<acct>:root`.
     assert kms.describe_key(KeyId=made["Arn"])["KeyMetadata"]["KeyId"] == made["KeyId"]
-    for principal, allowed in ((f"arn:aws:iam::{ACCOUNT}:root", False), (f"arn:{partition}:iam::{ACCOUNT}:root", True)):
+    # The wrong partition's last: it locks out the administrator too, whose ARN is not it.
+    for principal, allowed in ((f"arn:{partition}:iam::{ACCOUNT}:root", True), (f"arn:aws:iam::{ACCOUNT}:root", False)):
         policy = {"Version": "2012-10-17", "Statement": [{"Sid": "s", "Effect": "Allow", "Principal": {"AWS": principal},
                   "Action": "kms:*", "Resource": "*"}]}
         kms_admin.put_key_policy(KeyId=made["KeyId"], PolicyName="default", Policy=json.dumps(policy),

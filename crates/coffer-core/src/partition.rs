@@ -40,7 +40,8 @@ impl Partition {
         let parts: Vec<&str> = region.split('-').collect();
         // Every regionRegex ends `-\w+-\d+`: the last two parts; what comes before decides.
         let [head @ .., word, number] = parts.as_slice() else { return Partition::Aws };
-        let is_word = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let is_word =
+            !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         let is_number = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
         if !is_word || !is_number {
             return Partition::Aws;
@@ -173,7 +174,9 @@ mod tests {
 
     #[test]
     fn what_matches_no_pattern_is_aws() {
-        for odd in ["", "cn", "cn-north", "cn-north-x", "us-gov-1", "cn--1", "local", "aws-cn-global"] {
+        for odd in
+            ["", "cn", "cn-north", "cn-north-x", "us-gov-1", "cn--1", "local", "aws-cn-global"]
+        {
             assert_eq!(Partition::of_region(odd), Partition::Aws, "{odd:?}");
         }
     }

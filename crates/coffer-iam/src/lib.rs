@@ -328,6 +328,17 @@ impl Caller {
             session_issued_ms: None,
         }
     }
+
+    /// The caller as a request signed for a region of `partition` sees it (IAM is global:
+    /// its ARNs take the request's partition). The cached caller itself, unchanged, in
+    /// the partition IAM's records are kept in.
+    pub fn in_partition(self: &Arc<Caller>, partition: coffer_core::Partition) -> Arc<Caller> {
+        if self.principal.partition() == partition {
+            return Arc::clone(self);
+        }
+        let principal = self.principal.in_partition(partition);
+        Arc::new(Caller { principal, ..Caller::clone(self) })
+    }
 }
 
 /// An active access key as authentication needs it: who owns it, the owner's identity

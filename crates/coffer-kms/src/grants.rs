@@ -13,7 +13,7 @@ use crate::service::Kms;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_core::model::Millis;
-use coffer_core::{ErrorCode, Scope};
+use coffer_core::{ErrorCode, Partition, Scope};
 use coffer_store::{ReadTxn, WriteTxn};
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +39,7 @@ pub struct GrantRecord {
     pub created_ms: Millis,
     pub grantee_principal: String,
     pub retiring_principal: Option<String>,
-    /// `arn:aws:iam::<account>:root` of the account that created the grant.
+    /// `arn:<partition>:iam::<account>:root` of the account that created the grant.
     pub issuing_account: String,
     /// Operation names without the `kms:` prefix (`Decrypt`, `Sign`, ...).
     pub operations: Vec<String>,
@@ -170,17 +170,20 @@ impl GrantRecord {
     }
 }
 
-/// Whether `session_arn` (`arn:aws:sts::<account>:assumed-role/<role>/<session>`, unique id
-/// `<role id>:<session>`) is a session of the role `role_arn`
-/// (`arn:aws:iam::<account>:role[/path]/<role>`), bound to unique id `role_id` if known.
+/// Whether `session_arn` (`arn:<partition>:sts::<account>:assumed-role/<role>/<session>`,
+/// unique id `<role id>:<session>`) is a session of the role `role_arn`
+/// (`arn:<partition>:iam::<account>:role[/path]/<role>`, the same partition), bound to
+/// unique id `role_id` if known.
 fn session_of_role(
     session_arn: &str,
     session_user_id: &str,
     role_arn: &str,
     role_id: Option<&str>,
 ) -> bool {
-    let Some(session) = session_arn.strip_prefix("arn:aws:sts::") else { return false };
-    let Some(role) = role_arn.strip_prefix("arn:aws:iam::") else { return false };
+    let Some(partition) = Partition::of_arn(session_arn) else { return false };
+    let head = |service: &str| format!("arn:{partition}:{service}::");
+    let Some(session) = session_arn.strip_prefix(&head("sts")) else { return false };
+    let Some(role) = role_arn.strip_prefix(&head("iam")) else { return false };
     let (Some((session_account, session_rest)), Some((role_account, role_rest))) =
         (session.split_once(':'), role.split_once(':'))
     else {
@@ -265,7 +268,7 @@ impl Kms {
             created_ms: now,
             grantee_principal: request.grantee_principal,
             retiring_principal: request.retiring_principal,
-            issuing_account: format!("arn:aws:iam::{}:root", scope.account),
+            issuing_account: scope.partition().arn("iam", "", &scope.account, "root"),
             operations: request.operations,
             constraints: request.constraints,
             token_secret: hex(&coffer_crypto::random_bytes(16)),

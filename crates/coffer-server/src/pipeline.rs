@@ -359,6 +359,14 @@ fn identify(
         (Credentials::Unverified { scope, access_key_id }, None) => {
             let mut ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
             if let Some(session) = dev_principal(app, access_key_id, asked)? {
+                // IAM is global: the principal's ARNs are in the partition of the region
+                // the request was signed for.
+                let partition = scope.partition();
+                let session = if session.partition() == partition {
+                    session
+                } else {
+                    Arc::new(session.in_partition(partition))
+                };
                 // Credentials STS or the IAM API issued in `--dev` act in their
                 // principal's account.
                 ctx.scope = Scope::new(session.account.clone(), scope.region.clone());
@@ -674,7 +682,7 @@ pub fn resume(app: &App, access_key_id: &str, region: &str) -> Result<Authentica
         ));
     };
     Ok(Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(coffer_core::Partition::of_region(region)),
         access_key_id: access_key_id.to_string(),
         region: region.to_string(),
     })
