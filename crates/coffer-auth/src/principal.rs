@@ -201,6 +201,36 @@ mod tests {
     }
 
     #[test]
+    fn a_principal_is_shown_in_the_requests_partition() {
+        let role = "arn:aws:iam::111122223333:role/r";
+        let p = Principal::assumed_role("111122223333", "r", role, "AROAX", "s");
+        assert_eq!(p.arn, "arn:aws:sts::111122223333:assumed-role/r/s");
+        let cn = p.in_partition(Partition::AwsCn);
+        assert_eq!(cn.arn, "arn:aws-cn:sts::111122223333:assumed-role/r/s");
+        assert_eq!(cn.role_arn.as_deref(), Some("arn:aws-cn:iam::111122223333:role/r"));
+        assert_eq!((cn.partition(), cn.user_id.as_str()), (Partition::AwsCn, "AROAX:s"));
+        assert_eq!(cn.in_partition(STORED), p);
+        assert_eq!(
+            account_root_arn(Partition::AwsUsGov, "111122223333"),
+            "arn:aws-us-gov:iam::111122223333:root"
+        );
+    }
+
+    #[test]
+    fn an_iam_arn_of_another_partition_names_nothing() {
+        let cn = "arn:aws-cn:iam::111122223333:user/bob";
+        let kept = "arn:aws:iam::111122223333:user/bob";
+        assert_eq!(stored_iam_arn(cn, Partition::AwsCn).as_deref(), Some(kept));
+        assert_eq!(stored_iam_arn(kept, Partition::Aws).as_deref(), Some(kept));
+        assert_eq!(stored_iam_arn(kept, Partition::AwsCn), None);
+        assert_eq!(stored_iam_arn(cn, Partition::Aws), None);
+        assert_eq!(
+            stored_iam_arn("111122223333", Partition::AwsCn).as_deref(),
+            Some("111122223333")
+        );
+    }
+
+    #[test]
     fn user_names_follow_iam_rules() {
         validate_user_name("alice.smith+ops@example_1-2=,").unwrap();
         for bad in ["", "a b", "a/b", &"x".repeat(65)] {

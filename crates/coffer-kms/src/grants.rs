@@ -457,6 +457,12 @@ mod tests {
         assert!(!session_of_role(other_role, "AROAAPP:s1", role, None));
         let other_account = "arn:aws:sts::444455556666:assumed-role/app-role/s1";
         assert!(!session_of_role(other_account, "AROAAPP:s1", role, None));
+        // Both in one partition, whichever it is.
+        let cn_role = "arn:aws-cn:iam::111122223333:role/team/app-role";
+        let cn_session = "arn:aws-cn:sts::111122223333:assumed-role/app-role/s1";
+        assert!(session_of_role(cn_session, "AROAAPP:s1", cn_role, Some("AROAAPP")));
+        assert!(!session_of_role(cn_session, "AROAAPP:s1", role, Some("AROAAPP")));
+        assert!(!session_of_role(session, "AROAAPP:s1", cn_role, Some("AROAAPP")));
         assert!(!session_of_role(me, "AIDAAPP", role, None));
         let subset = GrantConstraints {
             encryption_context_subset: Some(ctx(&[("a", "1")])),
