@@ -462,11 +462,10 @@ impl Iam {
         });
         let key = KnownKey {
             caller: Arc::new(Caller {
-                principal,
-                policies,
                 session_policy,
                 principal_tags: tags,
                 session_issued_ms: Some(record.created_ms),
+                ..Caller::new(principal, policies)
             }),
             secret,
         };
