@@ -7,12 +7,14 @@ found, a policy so naming a resource or principal does not match."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
 import boto3
 import botocore.exceptions
 import pytest
+import requests
 from botocore.config import Config
 
 from conftest import start_dev_server
@@ -312,3 +314,46 @@ def test_key_policies_name_the_account_root_in_its_partition(enforcing, enforced
         else:
             assert error_code(kms.describe_key, KeyId=made["Arn"]) == "AccessDeniedException"
     iam.delete_user_policy(UserName=user, PolicyName="kms")
+
+
+# --- the console -------------------------------------------------------------------------------
+
+
+def console_sign_in(base: str, fields: dict) -> requests.Session:
+    http = requests.Session()
+    form = http.get(f"{base}/console/signin")
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text).group(1)
+    done = http.post(f"{base}/console/signin", allow_redirects=False, data={"csrf": token, **fields})
+    assert done.status_code == 303, done.text
+    return http
+
+
+def test_the_console_names_the_caller_and_secrets_in_the_partition(dev, enforcing, where):
+    region, partition, _ = where
+    http = console_sign_in(dev.url, {"account": "111122223333", "region": region})
+    arn = client(dev.url, "secretsmanager", region, ("111122223333", "x" * 40)).create_secret(
+        Name=uname("console"), SecretString="v")["ARN"]
+    page = http.get(f"{dev.url}/console/secrets").text
+    assert f"arn:{partition}:iam::111122223333:root" in page
+    details = http.get(f"{dev.url}/console/secret", params={"id": arn}).text
+    assert arn in details
+    rotation = http.get(f"{dev.url}/console/secret/rotation", params={"id": arn}).text
+    assert f'placeholder="arn:{partition}:lambda:REGION:ACCOUNT:function:' in rotation
+    key_id, secret = enforcing.admin_key
+    http = console_sign_in(enforcing.url, {"access_key_id": key_id, "secret_access_key": secret, "region": region})
+    assert f"arn:{partition}:iam::{ACCOUNT}:user/admin" in http.get(f"{enforcing.url}/console/secrets").text
+
+
+def test_audit_records_name_the_caller_in_the_partition(enforcing, enforced, where):
+    region, partition, _ = where
+    iam, user, key = enforced
+    assert error_code(client(enforcing.url, "secretsmanager", region, (key[0], "x" * 40)).list_secrets) == \
+        "InvalidSignatureException"
+    client(enforcing.url, "sts", region, key).get_caller_identity()
+    trail = client(enforcing.url, "cloudtrail", region, enforcing.admin_key)
+    found = trail.lookup_events(LookupAttributes=[{"AttributeKey": "AccessKeyId", "AttributeValue": key[0]}])["Events"]
+    records = [json.loads(e["CloudTrailEvent"]) for e in found]
+    failed = [r for r in records if r.get("errorCode") == "InvalidSignatureException"]
+    assert len(failed) == 1, records
+    for r in records:
+        assert r["userIdentity"]["arn"] == f"arn:{partition}:iam::{ACCOUNT}:user/{user}", r

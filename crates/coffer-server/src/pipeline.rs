@@ -598,7 +598,7 @@ fn failed_signer(
     }
     let scope = Scope::new(principal.account.clone(), parsed.scope.region.clone());
     let who = Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(scope.partition()),
         access_key_id: parsed.access_key_id,
         region: parsed.scope.region,
     };
@@ -638,7 +638,7 @@ pub fn sign_in(
         return Err(refused());
     };
     let who = Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(coffer_core::Partition::of_region(region)),
         access_key_id: access_key_id.to_string(),
         region: region.to_string(),
     };
