@@ -3,13 +3,15 @@
 //! Generation takes its randomness as an argument so this crate stays free of I/O;
 //! the server draws the bytes from the system CSPRNG.
 
+use coffer_core::Partition;
 use std::fmt;
 use zeroize::Zeroizing;
 
 /// Who a verified request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// `arn:aws:iam::<account>:user/<name>`.
+    /// `arn:<partition>:iam::<account>:user/<name>`: in `aws` as IAM's records make it,
+    /// in the request's partition once authentication placed it ([`Principal::in_partition`]).
     pub arn: String,
     pub account: String,
     /// The unique id (`AIDA...`), `aws:userid`.
@@ -38,7 +40,8 @@ impl Principal {
     }
 
     /// A session of role `role` (ARN `role_arn`, unique id `role_id`) named `session`:
-    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`, user id
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>` (in `aws`, as IAM's records
+    /// are kept: [`Principal::in_partition`] shows it in the request's), user id
     /// `<role id>:<session>`, as AWS names them.
     pub fn assumed_role(
         account: &str,
@@ -48,7 +51,7 @@ impl Principal {
         session: &str,
     ) -> Principal {
         Principal {
-            arn: format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+            arn: STORED.arn("sts", "", account, &format!("assumed-role/{role}/{session}")),
             account: account.to_string(),
             user_id: format!("{role_id}:{session}"),
             name: session.to_string(),
@@ -60,24 +63,57 @@ impl Principal {
     pub fn is_assumed_role(&self) -> bool {
         self.role_arn.is_some()
     }
+
+    /// The principal as a request signed for a region of `partition` sees it: IAM is global,
+    /// so its ARNs (and its role's) take the partition of the region the request was
+    /// signed for.
+    pub fn in_partition(&self, partition: Partition) -> Principal {
+        Principal {
+            arn: partition.rewrite(&self.arn),
+            role_arn: self.role_arn.as_deref().map(|r| partition.rewrite(r)),
+            ..self.clone()
+        }
+    }
+
+    /// The partition the principal's ARN is in (`aws` for one without an ARN's shape).
+    pub fn partition(&self) -> Partition {
+        Partition::of_arn(&self.arn).unwrap_or(STORED)
+    }
+}
+
+/// The partition IAM's records (users, roles, groups, policies, sessions) are kept and
+/// compared in: IAM is global, one entity whatever partition a request sees it through;
+/// answers show it in the request's ([`Partition::rewrite`]).
+pub const STORED: Partition = Partition::Aws;
+
+/// An IAM or STS ARN a request signed for a region of `partition` names, as IAM's records
+/// keep it ([`STORED`]); `None` for an ARN of another partition, which names nothing here.
+/// What has no known partition (an account id, a unique id, a malformed ARN) is as given.
+pub fn stored_iam_arn(arn: &str, partition: Partition) -> Option<String> {
+    match Partition::of_arn(arn) {
+        Some(p) if p != partition => None,
+        Some(_) => Some(STORED.rewrite(arn)),
+        None => Some(arn.to_string()),
+    }
 }
 
 /// The ARN of an IAM user.
 pub fn user_arn(account: &str, name: &str) -> String {
-    format!("arn:aws:iam::{account}:user/{name}")
+    user_arn_at(account, "/", name)
 }
 
 /// The ARN of an IAM user with its IAM path (`/` or `/a/b/`), as IAM names it
-/// (`arn:aws:iam::<account>:user/a/b/<name>`): what `aws:PrincipalArn`, policies'
+/// (`arn:aws:iam::<account>:user/a/b/<name>`, kept in [`STORED`]): what `aws:PrincipalArn`, policies'
 /// principals and denial messages see.
 pub fn user_arn_at(account: &str, path: &str, name: &str) -> String {
     let path = if path.starts_with('/') && path.ends_with('/') { path } else { "/" };
-    format!("arn:aws:iam::{account}:user{path}{name}")
+    STORED.arn("iam", "", account, &format!("user{path}{name}"))
 }
 
-/// The ARN of an account's root principal, as resource policies name whole accounts.
-pub fn account_root_arn(account: &str) -> String {
-    format!("arn:aws:iam::{account}:root")
+/// The ARN of an account's root principal in `partition`, as resource policies name whole
+/// accounts.
+pub fn account_root_arn(partition: Partition, account: &str) -> String {
+    partition.arn("iam", "", account, "root")
 }
 
 /// IAM user names: 1 to 64 of letters, digits and `+=,.@_-`.
@@ -162,6 +198,36 @@ mod tests {
         let all: Vec<u8> = (0..40).collect();
         let secret = secret_access_key(&all.try_into().unwrap());
         assert!(secret.expose().bytes().all(|b| SECRET_ALPHABET.contains(&b)));
+    }
+
+    #[test]
+    fn a_principal_is_shown_in_the_requests_partition() {
+        let role = "arn:aws:iam::111122223333:role/r";
+        let p = Principal::assumed_role("111122223333", "r", role, "AROAX", "s");
+        assert_eq!(p.arn, "arn:aws:sts::111122223333:assumed-role/r/s");
+        let cn = p.in_partition(Partition::AwsCn);
+        assert_eq!(cn.arn, "arn:aws-cn:sts::111122223333:assumed-role/r/s");
+        assert_eq!(cn.role_arn.as_deref(), Some("arn:aws-cn:iam::111122223333:role/r"));
+        assert_eq!((cn.partition(), cn.user_id.as_str()), (Partition::AwsCn, "AROAX:s"));
+        assert_eq!(cn.in_partition(STORED), p);
+        assert_eq!(
+            account_root_arn(Partition::AwsUsGov, "111122223333"),
+            "arn:aws-us-gov:iam::111122223333:root"
+        );
+    }
+
+    #[test]
+    fn an_iam_arn_of_another_partition_names_nothing() {
+        let cn = "arn:aws-cn:iam::111122223333:user/bob";
+        let kept = "arn:aws:iam::111122223333:user/bob";
+        assert_eq!(stored_iam_arn(cn, Partition::AwsCn).as_deref(), Some(kept));
+        assert_eq!(stored_iam_arn(kept, Partition::Aws).as_deref(), Some(kept));
+        assert_eq!(stored_iam_arn(kept, Partition::AwsCn), None);
+        assert_eq!(stored_iam_arn(cn, Partition::Aws), None);
+        assert_eq!(
+            stored_iam_arn("111122223333", Partition::AwsCn).as_deref(),
+            Some("111122223333")
+        );
     }
 
     #[test]

@@ -331,7 +331,8 @@ async fn signin(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response 
             scope: coffer_core::Scope::new(account, region.as_str()),
             access_key_id: account.to_string(),
         };
-        Ok((who, format!("arn:aws:iam::{account}:root"), account.to_string()))
+        let root = coffer_core::Partition::of_region(&region).arn("iam", "", account, "root");
+        Ok((who, root, account.to_string()))
     } else {
         let secret = zeroize::Zeroizing::new(f.get("secret_access_key").to_string());
         let key_id = f.get("access_key_id").trim().to_string();
@@ -939,7 +940,7 @@ fn rotation_page(
     let _ = write!(
         b,
         r#"<form method="post" action="/console/secret/rotation" class="card">{}{}
-<p class="field"><label for="function">Rotation function ARN</label><input id="function" name="function" value="{}" placeholder="arn:aws:lambda:REGION:ACCOUNT:function:coffer-builtin-random-password"></p>
+<p class="field"><label for="function">Rotation function ARN</label><input id="function" name="function" value="{}" placeholder="arn:{}:lambda:REGION:ACCOUNT:function:coffer-builtin-random-password"></p>
 <p class="field"><label for="schedule">Rotation schedule (rate(N days), cron(...) or a number of days)</label><input id="schedule" name="schedule" value="{}"></p>
 <p class="field"><label for="duration">Window duration (for example 4h; optional)</label><input id="duration" name="duration" value="{}"></p>
 <p class="field check"><input type="checkbox" id="immediately" name="immediately" value="true" checked><label for="immediately">Rotate immediately when saved</label></p>
@@ -947,6 +948,7 @@ fn rotation_page(
         s.csrf(),
         hidden("id", id),
         esc(&current.function),
+        coffer_core::Partition::of_region(s.session.who.region()),
         esc(&current.schedule),
         esc(&current.duration),
         if current.enabled {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod filters;
 pub mod model;
 pub mod names;
+pub mod partition;
 pub mod password;
 pub mod schedule;
 pub mod snapshot;
@@ -16,3 +17,4 @@ pub mod staging;
 
 pub use error::{AwsError, ErrorCode};
 pub use model::{Scope, SecretMeta, Tag, VersionMeta};
+pub use partition::Partition;

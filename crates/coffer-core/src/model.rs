@@ -30,6 +30,16 @@ impl Scope {
     pub fn new(account: impl Into<String>, region: impl Into<String>) -> Self {
         Scope { account: account.into(), region: region.into() }
     }
+
+    /// The partition of the scope's region.
+    pub fn partition(&self) -> crate::Partition {
+        crate::Partition::of_region(&self.region)
+    }
+
+    /// The ARN of `resource` of `service` in this account and region, in its partition.
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        self.partition().arn(service, &self.region, &self.account, resource)
+    }
 }
 
 /// A tag as AWS stores it. Keys are unique per secret.

@@ -56,7 +56,11 @@ pub fn parse_secret_id(id: &str, scope: &Scope) -> SecretRef {
     if parts.len() != 7 || parts[2] != "secretsmanager" || parts[5] != "secret" {
         return SecretRef::Foreign;
     }
-    if parts[3] != scope.region || parts[4] != scope.account {
+    // Another partition's ARN names a secret that cannot be here, as another region's.
+    if parts[1] != scope.partition().as_str()
+        || parts[3] != scope.region
+        || parts[4] != scope.account
+    {
         return SecretRef::Foreign;
     }
     let tail = parts[6];
@@ -78,7 +82,7 @@ pub fn new_secret_arn(scope: &Scope, name: &str, rng: &mut impl Rng) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let suffix: String =
         (0..6).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-    format!("arn:aws:secretsmanager:{}:{}:secret:{}-{}", scope.region, scope.account, name, suffix)
+    scope.arn("secretsmanager", &format!("secret:{name}-{suffix}"))
 }
 
 #[cfg(test)]
@@ -119,6 +123,28 @@ mod tests {
     fn arn_of_another_region_never_resolves() {
         let id = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-abcdef";
         assert_eq!(parse_secret_id(id, &scope()), SecretRef::Foreign);
+    }
+
+    #[test]
+    fn arn_of_another_partition_never_resolves() {
+        let cn = Scope::new("123456789012", "cn-north-1");
+        for id in [
+            "arn:aws:secretsmanager:cn-north-1:123456789012:secret:prod/db-abcdef",
+            "arn:aws:secretsmanager:cn-north-1:123456789012:secret:prod/db",
+        ] {
+            assert_eq!(parse_secret_id(id, &cn), SecretRef::Foreign, "{id}");
+        }
+        let id = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:prod/db";
+        assert_eq!(parse_secret_id(id, &cn), SecretRef::Name("prod/db".into()));
+        let id = "arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:prod/db";
+        assert_eq!(parse_secret_id(id, &scope()), SecretRef::Foreign);
+    }
+
+    #[test]
+    fn new_arn_is_in_the_regions_partition() {
+        let cn = Scope::new("123456789012", "cn-northwest-1");
+        let arn = new_secret_arn(&cn, "x", &mut rand::rng());
+        assert!(arn.starts_with("arn:aws-cn:secretsmanager:cn-northwest-1:123456789012:secret:x-"));
     }
 
     #[test]

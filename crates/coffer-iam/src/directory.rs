@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{ACCESS_KEY_KIND, Iam, USER_KIND};
 use coffer_auth::policy::{IamDocument, Policy, PolicyKind};
-use coffer_auth::principal::{ID_RANDOM_LEN, user_id};
+use coffer_auth::principal::{ID_RANDOM_LEN, STORED, user_id};
 use coffer_auth::sigv4::{echo, echo_at_most};
 use coffer_crypto::random_bytes;
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
@@ -140,7 +140,7 @@ pub struct ManagedPolicy {
 
 impl ManagedPolicy {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:policy{}{}", self.account, self.path, self.name)
+        STORED.arn("iam", "", &self.account, &format!("policy{}{}", self.path, self.name))
     }
 
     /// The document of the default version.
@@ -167,7 +167,7 @@ pub struct GroupRecord {
 
 impl GroupRecord {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:group{}{}", self.account, self.path, self.name)
+        STORED.arn("iam", "", &self.account, &format!("group{}{}", self.path, self.name))
     }
 }
 
@@ -194,7 +194,7 @@ pub struct RoleRecord {
 
 impl RoleRecord {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:role{}{}", self.account, self.path, self.name)
+        STORED.arn("iam", "", &self.account, &format!("role{}{}", self.path, self.name))
     }
 }
 
@@ -448,10 +448,16 @@ fn merge_tags(tags: &mut Vec<Tag>, new: Vec<Tag>) -> Result<(), IamError> {
     check_tags(tags)
 }
 
+/// The rest of an IAM ARN after `arn:aws:iam::`, the partition IAM's records are kept in
+/// (an ARN a request gives is first brought there: `coffer_auth::principal::stored_iam_arn`).
+pub(crate) fn strip_stored_iam_prefix(arn: &str) -> Option<&str> {
+    arn.strip_prefix("arn:")?.strip_prefix(STORED.as_str())?.strip_prefix(":iam::")
+}
+
 /// Splits a customer managed policy ARN into account and name; `None` for anything else
 /// (AWS managed policies are not provided).
 pub fn policy_arn_parts(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let rest = strip_stored_iam_prefix(arn)?;
     let (account, rest) = rest.split_once(':')?;
     let path_name = rest.strip_prefix("policy/")?;
     let name = path_name.rsplit('/').next()?;
@@ -1470,7 +1476,7 @@ pub(crate) fn check_max_session(secs: i64) -> Result<(), IamError> {
 
 /// `arn:aws:iam::<account>:role[/path]/<name>` -> (account, name).
 pub fn role_arn_parts(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let rest = strip_stored_iam_prefix(arn)?;
     let (account, rest) = rest.split_once(':')?;
     let name = rest.strip_prefix("role/")?.rsplit('/').next()?;
     (crate::is_account_id(account) && !name.is_empty()).then_some((account, name))

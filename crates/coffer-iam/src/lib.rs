@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -315,6 +315,9 @@ pub struct Caller {
     /// `aws:TokenIssueTime` and `aws:MultiFactorAuthPresent` (`false` here: Coffer verifies
     /// no MFA device), neither of which a long-term key carries.
     pub session_issued_ms: Option<i64>,
+    /// The caller as requests of a partition other than `aws` see it, made by the first
+    /// such request and kept with the cached caller ([`Caller::in_partition`]).
+    partitioned: OnceLock<Arc<Caller>>,
 }
 
 impl Caller {
@@ -326,6 +329,7 @@ impl Caller {
             session_policy: None,
             principal_tags: BTreeMap::new(),
             session_issued_ms: None,
+            partitioned: OnceLock::new(),
         }
     }
 
@@ -333,6 +337,23 @@ impl Caller {
     /// condition values of every statement, which is what grows with a document's size.
     pub fn policy_chars(&self) -> usize {
         self.policies.iter().chain(&self.session_policy).map(policy_chars).sum()
+    }
+
+    /// The caller as a request signed for a region of `partition` sees it (IAM is global:
+    /// its ARNs take the request's partition). The cached caller itself, unchanged, in
+    /// the partition IAM's records are kept in.
+    pub fn in_partition(self: &Arc<Caller>, partition: coffer_core::Partition) -> Arc<Caller> {
+        if self.principal.partition() == partition {
+            return Arc::clone(self);
+        }
+        let copy = || {
+            let principal = self.principal.in_partition(partition);
+            Arc::new(Caller { principal, partitioned: OnceLock::new(), ..Caller::clone(self) })
+        };
+        // A deployment serves one partition besides `aws` at most, as a rule: that one is
+        // kept, so its requests share one caller (and its remembered KMS decisions).
+        let kept = self.partitioned.get_or_init(copy);
+        if kept.principal.partition() == partition { Arc::clone(kept) } else { copy() }
     }
 }
 
@@ -1021,6 +1042,7 @@ impl Iam {
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
                 session_issued_ms: None,
+                partitioned: OnceLock::new(),
             }),
             secret,
         }))
@@ -1086,6 +1108,24 @@ mod tests {
     fn iam(store: &dyn Store) -> (Iam, MasterKey) {
         let master = MasterKey::generate();
         (Iam::open(&master, store).unwrap(), master)
+    }
+
+    #[test]
+    fn a_caller_is_seen_in_the_requests_partition_one_copy_per_cached_caller() {
+        use coffer_core::Partition;
+        let store = MemoryStore::new();
+        let (iam, _) = iam(&store);
+        iam.create_user(&store, "111122223333", "alice", 1).unwrap();
+        let (id, _) = iam.create_access_key(&store, "111122223333", "alice", 2).unwrap();
+        let cached = iam.lookup(&store, &id).unwrap().unwrap().caller.clone();
+        assert!(Arc::ptr_eq(&cached.in_partition(Partition::Aws), &cached));
+        let cn = cached.in_partition(Partition::AwsCn);
+        assert_eq!(cn.principal.arn, "arn:aws-cn:iam::111122223333:user/alice");
+        assert_eq!(cn.principal.user_id, cached.principal.user_id);
+        assert!(Arc::ptr_eq(&cn, &cached.in_partition(Partition::AwsCn)));
+        let gov = cached.in_partition(Partition::AwsUsGov);
+        assert_eq!(gov.principal.arn, "arn:aws-us-gov:iam::111122223333:user/alice");
+        assert_eq!(cached.principal.arn, "arn:aws:iam::111122223333:user/alice");
     }
 
     #[test]

@@ -39,7 +39,12 @@ impl OidcProvider {
     }
 
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:oidc-provider/{}", self.account, self.host_path())
+        coffer_auth::principal::STORED.arn(
+            "iam",
+            "",
+            &self.account,
+            &format!("oidc-provider/{}", self.host_path()),
+        )
     }
 
     /// The JWKS file a `coffer:jwks-file` tag names, if any.
@@ -60,7 +65,7 @@ fn invalid(message: impl Into<String>) -> IamError {
 
 /// `arn:aws:iam::<account>:oidc-provider/<host/path>` -> (account, host/path).
 pub fn provider_arn_parts(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let rest = crate::directory::strip_stored_iam_prefix(arn)?;
     let (account, rest) = rest.split_once(':')?;
     let hp = rest.strip_prefix("oidc-provider/")?;
     (crate::is_account_id(account) && !hp.is_empty()).then_some((account, hp))
@@ -102,7 +107,8 @@ fn check_bounds(url: &str, client_ids: &[String], thumbprints: &[String]) -> Res
     }
 }
 
-fn not_found(arn: &str) -> IamError {
+/// IAM's answer for a provider ARN that names none (also one of another partition).
+pub fn not_found(arn: &str) -> IamError {
     let arn = coffer_auth::sigv4::echo(arn);
     IamError::NotFound(format!("OpenIDConnect Provider not found for arn {arn}"))
 }

@@ -279,7 +279,7 @@ impl Iam {
         })?;
         let (arn, assumed_id) = match &req.subject {
             Subject::Role { name, role_id, session_name } => (
-                format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", req.account),
+                assumed_role_arn(req.account, name, session_name),
                 format!("{role_id}:{session_name}"),
             ),
             Subject::User { name, user_id } => (
@@ -383,7 +383,7 @@ impl Iam {
         let (record, path) = found?;
         Some(match record.subject {
             Subject::Role { name, session_name, .. } => {
-                format!("arn:aws:sts::{}:assumed-role/{name}/{session_name}", record.account)
+                assumed_role_arn(&record.account, &name, &session_name)
             }
             Subject::User { name, .. } => coffer_auth::principal::user_arn_at(
                 &record.account,
@@ -468,11 +468,10 @@ impl Iam {
         });
         let key = KnownKey {
             caller: Arc::new(Caller {
-                principal,
-                policies,
                 session_policy,
                 principal_tags: tags,
                 session_issued_ms: Some(record.created_ms),
+                ..Caller::new(principal, policies)
             }),
             secret,
         };
@@ -508,6 +507,13 @@ fn deny_nothing_allowed() -> Policy {
         PolicyKind::Identity,
     )
     .expect("fixed policy parses")
+}
+
+/// The ARN of a role session, as IAM's records keep it (`arn:aws:sts::`; answers show it
+/// in the request's partition).
+fn assumed_role_arn(account: &str, role: &str, session_name: &str) -> String {
+    let resource = format!("assumed-role/{role}/{session_name}");
+    coffer_auth::principal::STORED.arn("sts", "", account, &resource)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::service::Kms;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_core::model::Millis;
-use coffer_core::{ErrorCode, Scope};
+use coffer_core::{ErrorCode, Partition, Scope};
 use coffer_store::{ReadTxn, WriteTxn};
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +39,7 @@ pub struct GrantRecord {
     pub created_ms: Millis,
     pub grantee_principal: String,
     pub retiring_principal: Option<String>,
-    /// `arn:aws:iam::<account>:root` of the account that created the grant.
+    /// `arn:<partition>:iam::<account>:root` of the account that created the grant.
     pub issuing_account: String,
     /// Operation names without the `kms:` prefix (`Decrypt`, `Sign`, ...).
     pub operations: Vec<String>,
@@ -170,17 +170,20 @@ impl GrantRecord {
     }
 }
 
-/// Whether `session_arn` (`arn:aws:sts::<account>:assumed-role/<role>/<session>`, unique id
-/// `<role id>:<session>`) is a session of the role `role_arn`
-/// (`arn:aws:iam::<account>:role[/path]/<role>`), bound to unique id `role_id` if known.
+/// Whether `session_arn` (`arn:<partition>:sts::<account>:assumed-role/<role>/<session>`,
+/// unique id `<role id>:<session>`) is a session of the role `role_arn`
+/// (`arn:<partition>:iam::<account>:role[/path]/<role>`, the same partition), bound to
+/// unique id `role_id` if known.
 fn session_of_role(
     session_arn: &str,
     session_user_id: &str,
     role_arn: &str,
     role_id: Option<&str>,
 ) -> bool {
-    let Some(session) = session_arn.strip_prefix("arn:aws:sts::") else { return false };
-    let Some(role) = role_arn.strip_prefix("arn:aws:iam::") else { return false };
+    let Some(partition) = Partition::of_arn(session_arn) else { return false };
+    let head = |service: &str| format!("arn:{partition}:{service}::");
+    let Some(session) = session_arn.strip_prefix(&head("sts")) else { return false };
+    let Some(role) = role_arn.strip_prefix(&head("iam")) else { return false };
     let (Some((session_account, session_rest)), Some((role_account, role_rest))) =
         (session.split_once(':'), role.split_once(':'))
     else {
@@ -265,7 +268,7 @@ impl Kms {
             created_ms: now,
             grantee_principal: request.grantee_principal,
             retiring_principal: request.retiring_principal,
-            issuing_account: format!("arn:aws:iam::{}:root", scope.account),
+            issuing_account: scope.partition().arn("iam", "", &scope.account, "root"),
             operations: request.operations,
             constraints: request.constraints,
             token_secret: hex(&coffer_crypto::random_bytes(16)),
@@ -454,6 +457,12 @@ mod tests {
         assert!(!session_of_role(other_role, "AROAAPP:s1", role, None));
         let other_account = "arn:aws:sts::444455556666:assumed-role/app-role/s1";
         assert!(!session_of_role(other_account, "AROAAPP:s1", role, None));
+        // Both in one partition, whichever it is.
+        let cn_role = "arn:aws-cn:iam::111122223333:role/team/app-role";
+        let cn_session = "arn:aws-cn:sts::111122223333:assumed-role/app-role/s1";
+        assert!(session_of_role(cn_session, "AROAAPP:s1", cn_role, Some("AROAAPP")));
+        assert!(!session_of_role(cn_session, "AROAAPP:s1", role, Some("AROAAPP")));
+        assert!(!session_of_role(session, "AROAAPP:s1", cn_role, Some("AROAAPP")));
         assert!(!session_of_role(me, "AIDAAPP", role, None));
         let subset = GrantConstraints {
             encryption_context_subset: Some(ctx(&[("a", "1")])),

@@ -8,11 +8,11 @@ use coffer_core::Scope;
 pub enum KeyRef {
     /// A bare key id (`1234abcd-12ab-34cd-56ef-1234567890ab`), in the caller's account and region.
     KeyId(String),
-    /// `arn:aws:kms:<region>:<account>:key/<key id>`.
+    /// `arn:<partition>:kms:<region>:<account>:key/<key id>`.
     KeyArn { scope: Scope, key_id: String },
     /// `alias/<name>`, in the caller's account and region.
     AliasName(String),
-    /// `arn:aws:kms:<region>:<account>:alias/<name>`; the alias name keeps its `alias/` prefix.
+    /// `arn:<partition>:kms:<region>:<account>:alias/<name>`; the alias name keeps its `alias/` prefix.
     AliasArn { scope: Scope, alias: String },
 }
 
@@ -25,12 +25,12 @@ impl KeyRef {
 
 /// The ARN of key `key_id` in `scope`.
 pub fn key_arn(scope: &Scope, key_id: &str) -> String {
-    format!("arn:aws:kms:{}:{}:key/{key_id}", scope.region, scope.account)
+    scope.arn("kms", &format!("key/{key_id}"))
 }
 
 /// The ARN of alias `alias` (with its `alias/` prefix) in `scope`.
 pub fn alias_arn(scope: &Scope, alias: &str) -> String {
-    format!("arn:aws:kms:{}:{}:{alias}", scope.region, scope.account)
+    scope.arn("kms", alias)
 }
 
 /// True for a key id as KMS writes them: a lowercase or uppercase hex UUID, or a
@@ -63,10 +63,15 @@ pub fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
         let [partition, service, region, account, resource] = parts[..] else {
             return Err(KmsError::invalid_key_id(s));
         };
-        if partition != "aws" || service != "kms" || !is_region(region) || !is_account(account) {
+        if service != "kms" || !is_region(region) || !is_account(account) {
             return Err(KmsError::invalid_key_id(s));
         }
         let scope = Scope::new(account, region);
+        // An ARN whose partition is not its region's names no key anywhere (`arn:aws:` in
+        // cn-north-1): KMS answers it as any ARN it cannot read.
+        if partition != scope.partition().as_str() {
+            return Err(KmsError::invalid_key_id(s));
+        }
         if let Some(key_id) = resource.strip_prefix("key/") {
             if is_key_id(key_id) {
                 return Ok(KeyRef::KeyArn { scope, key_id: key_id.to_string() });
@@ -148,5 +153,25 @@ mod tests {
         let scope = Scope::new("000000000000", "eu-west-1");
         assert_eq!(key_arn(&scope, ID), format!("arn:aws:kms:eu-west-1:000000000000:key/{ID}"));
         assert_eq!(alias_arn(&scope, "alias/x"), "arn:aws:kms:eu-west-1:000000000000:alias/x");
+        let gov = Scope::new("000000000000", "us-gov-east-1");
+        assert_eq!(
+            alias_arn(&gov, "alias/x"),
+            "arn:aws-us-gov:kms:us-gov-east-1:000000000000:alias/x"
+        );
+    }
+
+    #[test]
+    fn an_arn_must_be_in_its_regions_partition() {
+        let cn = format!("arn:aws-cn:kms:cn-north-1:111122223333:key/{ID}");
+        let scope = Scope::new("111122223333", "cn-north-1");
+        assert_eq!(parse_key_ref(&cn).unwrap(), KeyRef::KeyArn { scope, key_id: ID.into() });
+        for bad in [
+            format!("arn:aws:kms:cn-north-1:111122223333:key/{ID}"),
+            "arn:aws:kms:cn-north-1:111122223333:alias/x".to_string(),
+            format!("arn:aws-cn:kms:us-east-1:111122223333:key/{ID}"),
+        ] {
+            let err = parse_key_ref(&bad).unwrap_err();
+            assert_eq!(err.client_message(), format!("Invalid keyId '{bad}'"));
+        }
     }
 }

@@ -11,10 +11,12 @@ use coffer_store::WriteTxn;
 /// KMS's only key policy name.
 pub const DEFAULT_POLICY_NAME: &str = "default";
 
-/// The key policy KMS gives a key created without one: the account's IAM policies decide.
-pub fn default_key_policy(account: &str) -> String {
+/// The key policy KMS gives a key created without one in `scope`: the account's IAM
+/// policies decide (its root named in the partition of the key's region).
+pub fn default_key_policy(scope: &Scope) -> String {
+    let root = scope.partition().arn("iam", "", &scope.account, "root");
     format!(
-        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"{root}"}},"Action":"kms:*","Resource":"*"}}]}}"#
     )
 }
 

@@ -15,7 +15,7 @@ use crate::model::{
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use coffer_core::model::{DAY_MS, Millis};
-use coffer_core::{ErrorCode, Scope};
+use coffer_core::{ErrorCode, Partition, Scope};
 use coffer_crypto::{KeyMaterial, MasterKey, SecretBytes};
 use coffer_store::{ReadTxn, WriteTxn};
 use std::collections::HashMap;
@@ -232,7 +232,12 @@ fn save_alias(tx: &mut dyn WriteTxn, scope: &Scope, alias: &AliasRecord) -> Resu
 /// without its region, so every key of the set opens what any of them sealed.
 fn sealing_identity(key: &KeyRecord) -> std::borrow::Cow<'_, str> {
     match key.multi_region {
-        Some(_) => format!("arn:aws:kms::{}:key/{}", key.scope.account, key.key_id).into(),
+        // In the partition the key's ARN was made in (not its region's today): the bytes
+        // its set sealed under stay bound to the same name.
+        Some(_) => Partition::of_arn(&key.arn)
+            .unwrap_or(Partition::Aws)
+            .arn("kms", "", &key.scope.account, &format!("key/{}", key.key_id))
+            .into(),
         None => std::borrow::Cow::Borrowed(&key.arn),
     }
 }

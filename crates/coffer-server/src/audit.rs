@@ -403,7 +403,10 @@ pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdenti
         None => UserIdentity {
             kind: "Root".to_string(),
             principal_id: Some(ctx.scope.account.clone()),
-            arn: Some(format!("arn:aws:iam::{}:root", ctx.scope.account)),
+            arn: Some(coffer_auth::principal::account_root_arn(
+                ctx.scope.partition(),
+                &ctx.scope.account,
+            )),
             account_id: Some(ctx.scope.account.clone()),
             access_key_id: Some(ctx.access_key_id.clone()),
             user_name: None,
@@ -605,13 +608,19 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Whether `s` is a Secrets Manager ARN, in any partition.
+fn is_secret_arn(s: &str) -> bool {
+    coffer_core::Partition::of_arn(s)
+        .is_some_and(|p| s[4 + p.as_str().len()..].starts_with(":secretsmanager:"))
+}
+
 /// Adds the secret an event names to its `resources`.
 fn add_resources(event: &mut Event) {
     let arn = [&event.response_elements, &event.request_parameters].into_iter().find_map(|doc| {
         ["aRN", "arn", "secretId"]
             .iter()
             .find_map(|k| doc.get(k).and_then(Value::as_str))
-            .filter(|s| s.starts_with("arn:aws:secretsmanager:"))
+            .filter(|s| is_secret_arn(s))
             .map(str::to_string)
     });
     if let Some(arn) = arn {

@@ -23,7 +23,7 @@ use coffer_auth::sigv4::{Expectation, RequestParts, SigV4Error, prevalidate};
 use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
 use coffer_core::names;
-use coffer_core::{AwsError, ErrorCode, Scope};
+use coffer_core::{AwsError, ErrorCode, Partition, Scope};
 use coffer_kms::{KeyManager, KeyRecord};
 use coffer_store::ReadTxn;
 use coffer_wire::operation::{KmsOp, Operation, SecretsManagerOp as Sm};
@@ -177,7 +177,7 @@ pub fn authenticate(
         iam.note_key_use(&app.store, pre.access_key_id(), used);
     }
     Ok(Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(Partition::of_region(&pre.scope().region)),
         access_key_id: pre.access_key_id().to_string(),
         region: pre.scope().region.clone(),
     })
@@ -302,7 +302,7 @@ fn target_of(owner: &Scope, id: &str, meta: Option<SecretMeta>) -> Target {
     let arn = match &meta {
         Some(m) => m.arn.clone(),
         None if id.starts_with("arn:") => id.to_string(),
-        None => format!("arn:aws:secretsmanager:{}:{}:secret:{id}", owner.region, owner.account),
+        None => owner.arn("secretsmanager", &format!("secret:{id}")),
     };
     Target { arn, account: owner.account.clone(), meta }
 }
@@ -629,7 +629,7 @@ impl Gate {
             Policy::parse(text, PolicyKind::Identity).expect("the allow-everything policy parses")
         });
         let principal = coffer_auth::principal::Principal {
-            arn: coffer_auth::principal::account_root_arn(account),
+            arn: coffer_auth::principal::account_root_arn(Partition::of_region(region), account),
             account: account.to_string(),
             user_id: account.to_string(),
             name: "root".to_string(),
@@ -1283,7 +1283,7 @@ fn authorize_replica(
 fn member_reference(key: &KmsKey, region: &str) -> Option<String> {
     let (head, id) = key.arn.split_once(":key/")?;
     let account = head.rsplit(':').next()?;
-    Some(format!("arn:aws:kms:{region}:{account}:key/{id}"))
+    Some(Partition::of_region(region).arn("kms", region, account, &format!("key/{id}")))
 }
 
 /// The key a KMS ciphertext names, found in `scope`; `None` when the blob does not parse
@@ -1339,9 +1339,9 @@ fn kms_key_arn(scope: &Scope, key: &str) -> String {
     if key.starts_with("arn:") {
         key.to_string()
     } else if key.starts_with("alias/") {
-        format!("arn:aws:kms:{}:{}:{key}", scope.region, scope.account)
+        scope.arn("kms", key)
     } else {
-        format!("arn:aws:kms:{}:{}:key/{key}", scope.region, scope.account)
+        scope.arn("kms", &format!("key/{key}"))
     }
 }
 
@@ -1442,11 +1442,12 @@ fn aws_managed_key_policy(scope: &Scope) -> Arc<Policy> {
 /// The text of the AWS managed key policy of `scope` (GetKeyPolicy shows it).
 pub(crate) fn aws_managed_key_policy_text(scope: &Scope) -> String {
     let (account, region) = (&scope.account, &scope.region);
+    let root = coffer_auth::principal::account_root_arn(scope.partition(), account);
     format!(
         r#"{{"Version":"2012-10-17","Id":"auto-secretsmanager-2","Statement":[
 {{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}","kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
 {{"Sid":"Allow access through AWS Secrets Manager for all principals in the account that are authorized to use AWS Secrets Manager","Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:GenerateDataKey*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"{account}"}},"StringLike":{{"kms:ViaService":"secretsmanager.{region}.amazonaws.com"}}}}}},
-{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
+{{"Sid":"Allow direct access to key metadata to the account","Effect":"Allow","Principal":{{"AWS":"{root}"}},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:RevokeGrant"],"Resource":"*"}}]}}"#
     )
 }
 

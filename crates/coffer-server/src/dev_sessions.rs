@@ -135,10 +135,11 @@ pub fn account_of(app: &App, access_key_id: &str) -> Option<String> {
     serde_json::from_slice::<DevSession>(&bytes).ok().map(|s| s.account)
 }
 
-/// The root of `account`, as `--dev` takes every caller without credentials of its own.
+/// The root of `account`, as `--dev` takes every caller without credentials of its own
+/// (in the partition IAM's records are kept in).
 pub fn account_root(account: &str) -> Principal {
     Principal {
-        arn: coffer_auth::principal::account_root_arn(account),
+        arn: coffer_auth::principal::account_root_arn(coffer_auth::principal::STORED, account),
         account: account.to_string(),
         user_id: account.to_string(),
         name: "root".to_string(),

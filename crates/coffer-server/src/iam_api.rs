@@ -23,7 +23,7 @@ use crate::query::Form;
 use crate::{App, RequestContext};
 use axum::http::HeaderMap;
 use coffer_auth::time::format_iso8601;
-use coffer_core::{AwsError, ErrorCode};
+use coffer_core::{AwsError, ErrorCode, Partition};
 use coffer_wire::operation::{IamOp, Service};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -66,6 +66,23 @@ impl Failure {
 
     fn internal() -> Failure {
         Failure::new("ServiceFailure", "An internal error occurred.", 500)
+    }
+
+    /// The message with the ARNs the form gave named as given: coffer-iam was handed them
+    /// as its records keep them (`policy_arn`), in the `aws` partition.
+    fn naming_arns_as_given(mut self, form: &Form, partition: Partition) -> Failure {
+        if partition == coffer_auth::principal::STORED {
+            return self;
+        }
+        for name in ["PolicyArn", "OpenIDConnectProviderArn"] {
+            if let Some(given) = form.get(name) {
+                let stored = coffer_auth::principal::STORED.rewrite(given);
+                if stored != given {
+                    self.message = self.message.replace(&stored, given);
+                }
+            }
+        }
+        self
     }
 }
 
@@ -245,26 +262,22 @@ fn page<T>(
     Ok((rest, marker))
 }
 
-fn user_arn(u: &UserRecord) -> String {
-    format!("arn:aws:iam::{}:user{}{}", u.account, u.path, u.name)
-}
-
-fn user_xml(x: &mut Xml, u: &UserRecord, with_tags: bool) {
+fn user_xml(x: &mut Xml, u: &UserRecord, with_tags: bool, partition: Partition) {
     x.field("Path", &u.path)
         .field("UserName", &u.name)
         .field("UserId", &u.user_id)
-        .field("Arn", &user_arn(u))
+        .field("Arn", &partition.rewrite(&u.principal().arn))
         .date("CreateDate", u.created_ms);
     if with_tags && !u.tags.is_empty() {
         x.tags(&u.tags);
     }
 }
 
-fn group_xml(x: &mut Xml, g: &GroupRecord) {
+fn group_xml(x: &mut Xml, g: &GroupRecord, partition: Partition) {
     x.field("Path", &g.path)
         .field("GroupName", &g.name)
         .field("GroupId", &g.group_id)
-        .field("Arn", &g.arn())
+        .field("Arn", &partition.rewrite(&g.arn()))
         .date("CreateDate", g.created_ms);
 }
 
@@ -277,11 +290,11 @@ enum RoleView {
     Listed,
 }
 
-fn role_xml(x: &mut Xml, r: &RoleRecord, view: RoleView) {
+fn role_xml(x: &mut Xml, r: &RoleRecord, view: RoleView, partition: Partition) {
     x.field("Path", &r.path)
         .field("RoleName", &r.name)
         .field("RoleId", &r.role_id)
-        .field("Arn", &r.arn())
+        .field("Arn", &partition.rewrite(&r.arn()))
         .date("CreateDate", r.created_ms)
         .field("AssumeRolePolicyDocument", &url_encode(&r.trust_policy));
     if view != RoleView::Created {
@@ -322,10 +335,16 @@ fn max_session_duration(f: &Form) -> Result<Option<i64>, Failure> {
         .transpose()
 }
 
-fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize, with_description: bool) {
+fn policy_xml(
+    x: &mut Xml,
+    p: &ManagedPolicy,
+    attachments: usize,
+    with_description: bool,
+    partition: Partition,
+) {
     x.field("PolicyName", &p.name)
         .field("PolicyId", &p.policy_id)
-        .field("Arn", &p.arn())
+        .field("Arn", &partition.rewrite(&p.arn()))
         .field("Path", &p.path)
         .field("DefaultVersionId", &p.default_version)
         .field("AttachmentCount", &attachments.to_string())
@@ -344,23 +363,27 @@ fn key_xml(x: &mut Xml, k: &AccessKeyRecord) {
         .date("CreateDate", k.created_ms);
 }
 
-fn attached_xml(x: &mut Xml, arns: &[String]) {
+fn attached_xml(x: &mut Xml, arns: &[String], partition: Partition) {
     x.members("AttachedPolicies", arns, |x, arn| {
         let name = arn.rsplit('/').next().unwrap_or(arn);
-        x.field("PolicyName", name).field("PolicyArn", arn);
+        x.field("PolicyName", name).field("PolicyArn", &partition.rewrite(arn));
     });
     x.untruncated();
 }
 
 /// The request's PolicyArn, which must have an ARN's shape (`arn:partition:service:...:
-/// resource`): IAM refuses anything else as `InvalidInput`, before looking anything up.
-fn policy_arn(f: &Form) -> Result<&str, Failure> {
+/// resource`): IAM refuses anything else as `InvalidInput`, before looking anything up;
+/// so it refuses an ARN of another partition than the request's (AWS's known answer to
+/// `arn:aws:iam::aws:policy/...` attached in China regions). Gives the ARN as given
+/// (what authorization names) and as IAM's records keep it (what is looked up).
+fn policy_arn(f: &Form, partition: Partition) -> Result<(&str, String), Failure> {
     let arn = f.required("PolicyArn", "policyArn")?;
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let shaped = matches!(parts.as_slice(), ["arn", partition, service, _, _, resource]
         if !partition.is_empty() && !service.is_empty() && !resource.is_empty());
-    if shaped {
-        Ok(arn)
+    let stored = coffer_auth::principal::stored_iam_arn(arn, partition);
+    if let (true, Some(stored)) = (shaped, stored) {
+        Ok((arn, stored))
     } else {
         let arn = coffer_auth::sigv4::echo(arn);
         Err(Failure::new("InvalidInput", format!("ARN {arn} is not valid."), 400))
@@ -403,7 +426,10 @@ pub fn handle(
         event: ctx.audit.for_write(),
         appended: AtomicBool::new(false),
     };
-    let result = Call { store: &store, iam, who, raw, form }.run(op);
+    let partition = Partition::of_region(&who.region);
+    let result = Call { store: &store, iam, who, raw, form }
+        .run(op)
+        .map_err(|e| e.naming_arns_as_given(form, partition));
     if store.appended.load(Ordering::SeqCst) {
         ctx.audit.committed();
     }
@@ -429,7 +455,8 @@ fn dev_caller(ctx: &RequestContext) -> Authenticated {
     });
     let principal = match &ctx.dev_caller {
         Some(p) => (**p).clone(),
-        None => crate::dev_sessions::account_root(&ctx.scope.account),
+        None => crate::dev_sessions::account_root(&ctx.scope.account)
+            .in_partition(ctx.scope.partition()),
     };
     Authenticated {
         caller: Arc::new(crate::iam::Caller::new(principal, vec![allow_all.clone()])),
@@ -602,8 +629,10 @@ impl Call<'_> {
             return Ok(doc.to_string());
         };
         let app = &self.store.app;
-        let bind =
-            |text: &str| app.read(|tx| crate::policies::bind_principals(tx, text, "invalid"));
+        let partition = self.partition();
+        let bind = |text: &str| {
+            app.read(|tx| crate::policies::bind_principals(tx, text, "invalid", partition))
+        };
         match bind(doc) {
             Err(e) if e.code == ErrorCode::MalformedPolicyDocument => {}
             other => return other.map_err(Failure::from),
@@ -633,13 +662,29 @@ impl Call<'_> {
     /// principals that still exist (a deleted one stays an id, as AWS shows it).
     fn shown_role(&self, mut role: RoleRecord) -> Result<RoleRecord, Failure> {
         let text = std::mem::take(&mut role.trust_policy);
-        role.trust_policy =
-            self.store.app.read(|tx| crate::policies::show_user_principals(tx, text.clone()))?;
+        let partition = self.partition();
+        role.trust_policy = self
+            .store
+            .app
+            .read(|tx| crate::policies::show_user_principals(tx, text.clone(), partition))?;
         Ok(role)
     }
 
+    /// The partition of the region the request was signed for: IAM's ARNs are shown in it.
+    fn partition(&self) -> Partition {
+        Partition::of_region(&self.who.region)
+    }
+
+    /// An OpenID Connect provider's ARN as IAM's records keep it; one of another partition
+    /// than the request's names no provider.
+    fn stored_provider_arn(&self, arn: &str) -> Result<String, Failure> {
+        coffer_auth::principal::stored_iam_arn(arn, self.partition())
+            .ok_or_else(|| crate::iam::oidc::not_found(arn).into())
+    }
+
+    /// The ARN of an IAM entity as the request's partition names it (what policies match).
     fn arn(&self, kind: &str, path: &str, name: &str) -> String {
-        format!("arn:aws:iam::{}:{kind}{path}{name}", self.account())
+        self.partition().arn("iam", "", self.account(), &format!("{kind}{path}{name}"))
     }
 
     /// The ARN of an entity for authorization: with its path when it exists.
@@ -714,7 +759,7 @@ impl Call<'_> {
                 self.authorize(op, &self.arn("user", path, name))?;
                 let user = iam.create_user_with(store, account, name, path, f.tags(), now)?;
                 x.open("User");
-                user_xml(&mut x, &user, true);
+                user_xml(&mut x, &user, true, self.partition());
                 x.close("User");
             }
             GetUser => {
@@ -722,14 +767,15 @@ impl Call<'_> {
                 self.authorize(op, &self.entity_arn(Entity::User, &name))?;
                 let user = iam.get_user(store, account, &name)?;
                 x.open("User");
-                user_xml(&mut x, &user, true);
+                user_xml(&mut x, &user, true, self.partition());
                 x.close("User");
             }
             ListUsers => {
                 let prefix = self.path("PathPrefix");
                 self.authorize(op, &self.arn("user", prefix, "*"))?;
                 let (users, marker) = page(f, iam.users_in(store, account, prefix)?, |u| &u.name)?;
-                x.members("Users", &users, |x, u| user_xml(x, u, false)).truncation(marker);
+                x.members("Users", &users, |x, u| user_xml(x, u, false, self.partition()))
+                    .truncation(marker);
             }
             UpdateUser => {
                 let name = f.required("UserName", "userName")?;
@@ -847,23 +893,23 @@ impl Call<'_> {
             }
             AttachUserPolicy | AttachGroupPolicy | AttachRolePolicy => {
                 let (entity, name) = self.entity_of(op)?;
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 let extra = [("iam:PolicyARN", arn.to_string())];
                 self.authorize_with(op, &self.entity_arn(entity, &name), &extra)?;
-                iam.attach_policy(store, entity, account, &name, arn)?;
+                iam.attach_policy(store, entity, account, &name, &stored)?;
             }
             DetachUserPolicy | DetachGroupPolicy | DetachRolePolicy => {
                 let (entity, name) = self.entity_of(op)?;
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 let extra = [("iam:PolicyARN", arn.to_string())];
                 self.authorize_with(op, &self.entity_arn(entity, &name), &extra)?;
-                iam.detach_policy(store, entity, account, &name, arn)?;
+                iam.detach_policy(store, entity, account, &name, &stored)?;
             }
             ListAttachedUserPolicies | ListAttachedGroupPolicies | ListAttachedRolePolicies => {
                 let (entity, name) = self.entity_of(op)?;
                 self.authorize(op, &self.entity_arn(entity, &name))?;
                 let (_, attached) = iam.policies_of(store, entity, account, &name)?;
-                attached_xml(&mut x, &attached.into_iter().collect::<Vec<_>>());
+                attached_xml(&mut x, &attached.into_iter().collect::<Vec<_>>(), self.partition());
             }
             CreatePolicy => {
                 let name = f.required("PolicyName", "policyName")?;
@@ -874,25 +920,25 @@ impl Call<'_> {
                 let policy =
                     iam.create_policy(store, account, name, path, doc, desc, f.tags(), now)?;
                 x.open("Policy");
-                policy_xml(&mut x, &policy, 0, false);
+                policy_xml(&mut x, &policy, 0, false, self.partition());
                 if !policy.tags.is_empty() {
                     x.tags(&policy.tags);
                 }
                 x.close("Policy");
             }
             GetPolicy => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 self.authorize(op, arn)?;
-                let (policy, n) = iam.get_policy(store, account, arn)?;
+                let (policy, n) = iam.get_policy(store, account, &stored)?;
                 x.open("Policy");
-                policy_xml(&mut x, &policy, n, true);
+                policy_xml(&mut x, &policy, n, true, self.partition());
                 // GetPolicy shows the policy's tags, an empty list when it has none (as
                 // AWS's answer does).
                 x.tags(&policy.tags);
                 x.close("Policy");
             }
             GetPolicyVersion => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
@@ -908,7 +954,7 @@ impl Call<'_> {
                     )
                 };
                 // A missing policy is answered as its version missing, as IAM words it.
-                let (policy, _) = iam.get_policy(store, account, arn).map_err(|e| match e {
+                let (policy, _) = iam.get_policy(store, account, &stored).map_err(|e| match e {
                     IamError::NotFound(_) => no_such_version(),
                     e => e.into(),
                 })?;
@@ -932,15 +978,17 @@ impl Call<'_> {
                     if scope == "AWS" { Vec::new() } else { iam.policies_in(store, account)? };
                 policies.retain(|(p, n)| p.path.starts_with(prefix) && (!only_attached || *n > 0));
                 let (policies, marker) = page(f, policies, |(p, _)| &p.name)?;
-                x.members("Policies", &policies, |x, (p, n)| policy_xml(x, p, *n, false))
-                    .truncation(marker);
+                x.members("Policies", &policies, |x, (p, n)| {
+                    policy_xml(x, p, *n, false, self.partition())
+                })
+                .truncation(marker);
             }
             CreatePolicyVersion => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 let doc = f.required("PolicyDocument", "policyDocument")?;
                 self.authorize(op, arn)?;
                 let default = f.get("SetAsDefault") == Some("true");
-                let v = iam.create_policy_version(store, account, arn, doc, default, now)?;
+                let v = iam.create_policy_version(store, account, &stored, doc, default, now)?;
                 x.open("PolicyVersion")
                     .field("VersionId", &v.id)
                     .field("IsDefaultVersion", &default.to_string())
@@ -948,9 +996,9 @@ impl Call<'_> {
                     .close("PolicyVersion");
             }
             ListPolicyVersions => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 self.authorize(op, arn)?;
-                let (policy, _) = iam.get_policy(store, account, arn)?;
+                let (policy, _) = iam.get_policy(store, account, &stored)?;
                 // Newest first, as IAM lists them.
                 let versions: Vec<_> = policy.versions.iter().rev().collect();
                 x.members("Versions", &versions, |x, v| {
@@ -961,18 +1009,18 @@ impl Call<'_> {
                 .untruncated();
             }
             DeletePolicyVersion => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
-                iam.delete_policy_version(store, account, arn, version)?;
+                iam.delete_policy_version(store, account, &stored, version)?;
             }
             SetDefaultPolicyVersion => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
-                iam.set_default_policy_version(store, account, arn, version, now)?;
+                iam.set_default_policy_version(store, account, &stored, version, now)?;
             }
             TagRole => {
                 let name = f.required("RoleName", "roleName")?;
@@ -991,9 +1039,9 @@ impl Call<'_> {
                 x.tags(&role.tags).untruncated();
             }
             DeletePolicy => {
-                let arn = policy_arn(f)?;
+                let (arn, stored) = policy_arn(f, self.partition())?;
                 self.authorize(op, arn)?;
-                iam.delete_policy(store, account, arn)?;
+                iam.delete_policy(store, account, &stored)?;
             }
             CreateGroup => {
                 let name = f.required("GroupName", "groupName")?;
@@ -1001,7 +1049,7 @@ impl Call<'_> {
                 self.authorize(op, &self.arn("group", path, name))?;
                 let group = iam.create_group(store, account, name, path, now)?;
                 x.open("Group");
-                group_xml(&mut x, &group);
+                group_xml(&mut x, &group, self.partition());
                 x.close("Group");
             }
             GetGroup => {
@@ -1009,9 +1057,10 @@ impl Call<'_> {
                 self.authorize(op, &self.entity_arn(Entity::Group, name))?;
                 let (group, users) = iam.get_group(store, account, name)?;
                 x.open("Group");
-                group_xml(&mut x, &group);
+                group_xml(&mut x, &group, self.partition());
                 x.close("Group");
-                x.members("Users", &users, |x, u| user_xml(x, u, false)).untruncated();
+                x.members("Users", &users, |x, u| user_xml(x, u, false, self.partition()))
+                    .untruncated();
             }
             ListGroups => {
                 let prefix = self.path("PathPrefix");
@@ -1019,13 +1068,15 @@ impl Call<'_> {
                 let mut groups = iam.groups_in(store, account)?;
                 groups.retain(|g| g.path.starts_with(prefix));
                 let (groups, marker) = page(f, groups, |g| &g.name)?;
-                x.members("Groups", &groups, group_xml).truncation(marker);
+                x.members("Groups", &groups, |x, g| group_xml(x, g, self.partition()))
+                    .truncation(marker);
             }
             ListGroupsForUser => {
                 let name = f.required("UserName", "userName")?;
                 self.authorize(op, &self.entity_arn(Entity::User, name))?;
                 let groups = iam.groups_of(store, account, name)?;
-                x.members("Groups", &groups, group_xml).untruncated();
+                x.members("Groups", &groups, |x, g| group_xml(x, g, self.partition()))
+                    .untruncated();
             }
             UpdateGroup => {
                 let name = f.required("GroupName", "groupName")?;
@@ -1057,7 +1108,7 @@ impl Call<'_> {
                     iam.create_role(store, account, name, path, &trust, desc, max, f.tags(), now)?;
                 let role = self.shown_role(role)?;
                 x.open("Role");
-                role_xml(&mut x, &role, RoleView::Created);
+                role_xml(&mut x, &role, RoleView::Created, self.partition());
                 x.close("Role");
             }
             GetRole => {
@@ -1065,7 +1116,7 @@ impl Call<'_> {
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
                 let role = self.shown_role(iam.get_role(store, account, name)?)?;
                 x.open("Role");
-                role_xml(&mut x, &role, RoleView::Got);
+                role_xml(&mut x, &role, RoleView::Got, self.partition());
                 x.close("Role");
             }
             ListRoles => {
@@ -1076,8 +1127,10 @@ impl Call<'_> {
                 let (roles, marker) = page(f, roles, |r| &r.name)?;
                 let roles =
                     roles.into_iter().map(|r| self.shown_role(r)).collect::<Result<Vec<_>, _>>()?;
-                x.members("Roles", &roles, |x, r| role_xml(x, r, RoleView::Listed))
-                    .truncation(marker);
+                x.members("Roles", &roles, |x, r| {
+                    role_xml(x, r, RoleView::Listed, self.partition())
+                })
+                .truncation(marker);
             }
             UpdateRole => {
                 let name = f.required("RoleName", "roleName")?;
@@ -1098,7 +1151,7 @@ impl Call<'_> {
                 let changes = RoleChanges { description: Some(description), ..Default::default() };
                 let role = self.shown_role(iam.update_role(store, account, name, changes)?)?;
                 x.open("Role");
-                role_xml(&mut x, &role, RoleView::Got);
+                role_xml(&mut x, &role, RoleView::Got, self.partition());
                 x.close("Role");
             }
             DeleteRole => {
@@ -1137,7 +1190,7 @@ impl Call<'_> {
                     tags,
                     now,
                 )?;
-                x.field("OpenIDConnectProviderArn", &provider.arn());
+                x.field("OpenIDConnectProviderArn", &self.partition().rewrite(&provider.arn()));
                 if !provider.tags.is_empty() {
                     x.tags(&provider.tags);
                 }
@@ -1145,7 +1198,8 @@ impl Call<'_> {
             GetOpenIDConnectProvider => {
                 let arn = f.required("OpenIDConnectProviderArn", "openIDConnectProviderArn")?;
                 self.authorize(op, arn)?;
-                let p = iam.get_oidc_provider(store, account, arn)?;
+                let stored = self.stored_provider_arn(arn)?;
+                let p = iam.get_oidc_provider(store, account, &stored)?;
                 x.field("Url", p.host_path());
                 x.open("ClientIDList");
                 for id in &p.client_ids {
@@ -1162,13 +1216,14 @@ impl Call<'_> {
                 self.authorize(op, "*")?;
                 let all = iam.oidc_providers_in(store, account)?;
                 x.members("OpenIDConnectProviderList", &all, |x, p| {
-                    x.field("Arn", &p.arn());
+                    x.field("Arn", &self.partition().rewrite(&p.arn()));
                 });
             }
             DeleteOpenIDConnectProvider => {
                 let arn = f.required("OpenIDConnectProviderArn", "openIDConnectProviderArn")?;
                 self.authorize(op, arn)?;
-                iam.delete_oidc_provider(store, account, arn)?;
+                let stored = self.stored_provider_arn(arn)?;
+                iam.delete_oidc_provider(store, account, &stored)?;
             }
         }
         Ok(x.0)

@@ -232,7 +232,8 @@ pub fn create_key(
         if let Some(text) = &request.policy
             && matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_)))
         {
-            let bound = bind_user_principals(app, &*tx, text, INVALID_PRINCIPALS)?;
+            let bound =
+                bind_user_principals(app, &*tx, text, INVALID_PRINCIPALS, scope.partition())?;
             request.policy = Some(bound);
         }
         let key = app.keys.kms().create_key(tx, scope, request, clock::now_ms()).map_err(kms)?;

@@ -291,13 +291,14 @@ pub fn create_grant(
         grantee_user_id: None,
         retiring_user_id: None,
     };
+    let partition = ctx.scope.partition();
     let grant = write_unless_dry_run(app, ctx, req.dry_run, |tx| {
         let mut request = request.clone();
         // IAM users are bound by unique id, as key policies bind them.
         request.grantee_user_id =
-            crate::policies::user_id_of(app, &*tx, &request.grantee_principal)?;
+            crate::policies::user_id_of(app, &*tx, &request.grantee_principal, partition)?;
         if let Some(retiring) = &request.retiring_principal {
-            request.retiring_user_id = crate::policies::user_id_of(app, &*tx, retiring)?;
+            request.retiring_user_id = crate::policies::user_id_of(app, &*tx, retiring, partition)?;
         }
         app.keys
             .kms()
@@ -425,8 +426,8 @@ pub fn get_key_policy(
             return Ok(crate::auth::aws_managed_key_policy_text(&key.scope));
         }
         match key.policy {
-            Some(text) => crate::policies::show_user_principals(tx, text),
-            None => Ok(key_admin::default_key_policy(&key.scope.account)),
+            Some(text) => crate::policies::show_user_principals(tx, text, scope.partition()),
+            None => Ok(key_admin::default_key_policy(&key.scope)),
         }
     })?;
     Ok(wire::GetKeyPolicyResponse {
@@ -456,6 +457,7 @@ pub fn put_key_policy(
                 &*tx,
                 &policy,
                 crate::kms_api::INVALID_PRINCIPALS,
+                scope.partition(),
             )?;
         }
         if req.bypass_policy_lockout_safety_check != Some(true)

@@ -138,7 +138,7 @@ fn key_arn(scope: &Scope, named: &str) -> Option<String> {
         return (service == "kms" && is_key_id(resource.strip_prefix("key/")?))
             .then(|| named.to_string());
     }
-    is_key_id(named).then(|| format!("arn:aws:kms:{}:{}:key/{named}", scope.region, scope.account))
+    is_key_id(named).then(|| scope.arn("kms", &format!("key/{named}")))
 }
 
 /// A key id (a UUID, or `mrk-` and 32 hex digits), never an alias.

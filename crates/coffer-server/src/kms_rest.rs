@@ -178,7 +178,9 @@ pub fn replicate_key(
             && matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_)))
         {
             let invalid = crate::kms_api::INVALID_PRINCIPALS;
-            policy = Some(crate::policies::bind_user_principals(app, &*tx, text, invalid)?);
+            let partition = ctx.scope.partition();
+            policy =
+                Some(crate::policies::bind_user_principals(app, &*tx, text, invalid, partition)?);
         } else if policy.is_some() {
             return Err(crate::kms_api::lockout());
         }
@@ -205,8 +207,10 @@ pub fn replicate_key(
         Ok(replica)
     })?;
     let policy = match &replica.policy {
-        Some(text) => app.read(|tx| crate::policies::show_user_principals(tx, text.clone()))?,
-        None => key_admin::default_key_policy(&replica.scope.account),
+        Some(text) => app.read(|tx| {
+            crate::policies::show_user_principals(tx, text.clone(), ctx.scope.partition())
+        })?,
+        None => key_admin::default_key_policy(&replica.scope),
     };
     Ok(wire::ReplicateKeyResponse {
         replica_key_metadata: as_just_made(metadata(&replica)),

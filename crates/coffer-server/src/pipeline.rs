@@ -359,6 +359,14 @@ fn identify(
         (Credentials::Unverified { scope, access_key_id }, None) => {
             let mut ctx = RequestContext::new(scope.clone(), access_key_id.clone(), request_id);
             if let Some(session) = dev_principal(app, access_key_id, asked)? {
+                // IAM is global: the principal's ARNs are in the partition of the region
+                // the request was signed for.
+                let partition = scope.partition();
+                let session = if session.partition() == partition {
+                    session
+                } else {
+                    Arc::new(session.in_partition(partition))
+                };
                 // Credentials STS or the IAM API issued in `--dev` act in their
                 // principal's account.
                 ctx.scope = Scope::new(session.account.clone(), scope.region.clone());
@@ -593,7 +601,7 @@ fn failed_signer(
     }
     let scope = Scope::new(principal.account.clone(), parsed.scope.region.clone());
     let who = Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(scope.partition()),
         access_key_id: parsed.access_key_id,
         region: parsed.scope.region,
     };
@@ -633,7 +641,7 @@ pub fn sign_in(
         return Err(refused());
     };
     let who = Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(coffer_core::Partition::of_region(region)),
         access_key_id: access_key_id.to_string(),
         region: region.to_string(),
     };
@@ -677,7 +685,7 @@ pub fn resume(app: &App, access_key_id: &str, region: &str) -> Result<Authentica
         ));
     };
     Ok(Authenticated {
-        caller: key.caller.clone(),
+        caller: key.caller.in_partition(coffer_core::Partition::of_region(region)),
         access_key_id: access_key_id.to_string(),
         region: region.to_string(),
     })

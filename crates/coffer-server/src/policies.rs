@@ -12,7 +12,8 @@ use coffer_auth::policy::{
     Policy, PolicyKind, is_unique_id, malformed_message, map_aws_principals, user_arn_parts,
     validate_resource_policy as findings,
 };
-use coffer_core::{AwsError, ErrorCode, names};
+use coffer_auth::principal::{STORED, stored_iam_arn};
+use coffer_core::{AwsError, ErrorCode, Partition, names};
 use coffer_store::ReadTxn;
 use coffer_wire::secretsmanager as wire;
 
@@ -26,17 +27,19 @@ const UNSUPPORTED_PRINCIPAL: &str = "This resource policy contains an unsupporte
 /// kept as given when it names no user. Without IAM (`--dev`) nothing is enforced and
 /// nothing is bound. `unknown_user` is the MalformedPolicyDocumentException message for
 /// an ARN that names no user (Secrets Manager and KMS word it differently). CreateKey binds
-/// key policies the same way.
+/// key policies the same way. IAM ARNs are read in `partition`, the request's: one of
+/// another partition names no user or role here.
 pub(crate) fn bind_user_principals(
     app: &App,
     tx: &dyn ReadTxn,
     text: &str,
     unknown_user: &str,
+    partition: Partition,
 ) -> Result<String, AwsError> {
     if app.iam.is_none() {
         return Ok(text.to_string());
     }
-    bind_principals(tx, text, unknown_user)
+    bind_principals(tx, text, unknown_user, partition)
 }
 
 /// [`bind_user_principals`] in any mode: also `--dev`'s IAM API binds a role's trust
@@ -45,11 +48,21 @@ pub(crate) fn bind_principals(
     tx: &dyn ReadTxn,
     text: &str,
     unknown_user: &str,
+    partition: Partition,
 ) -> Result<String, AwsError> {
     let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|_| {
         malformed("This resource policy contains a syntax error: it is not valid JSON.".into())
     })?;
-    let changed = map_aws_principals(&mut doc, &mut |id| {
+    let changed = map_aws_principals(&mut doc, &mut |given| {
+        // Looked up as IAM's records keep ARNs; a user or role ARN of another partition
+        // names no one here, as one that does not exist.
+        let Some(id) = stored_iam_arn(given, partition) else {
+            let named = STORED.rewrite(given);
+            let names_entity = crate::iam::directory::role_arn_parts(&named).is_some()
+                || user_arn_parts(&named).is_some();
+            return if names_entity { Err(malformed(unknown_user.to_string())) } else { Ok(None) };
+        };
+        let id = id.as_str();
         if id.contains(":role/") {
             // Role ARNs are bound to the role's unique id the same way.
             return match crate::iam::directory::bound_role_id(tx, id).map_err(store_error)? {
@@ -81,11 +94,17 @@ pub(crate) fn bind_principals(
 pub(crate) fn user_id_of(
     app: &App,
     tx: &dyn ReadTxn,
-    arn: &str,
+    given: &str,
+    partition: Partition,
 ) -> Result<Option<String>, AwsError> {
     if app.iam.is_none() {
         return Ok(None);
     }
+    // An ARN of another partition than the request's names no one here.
+    let Some(arn) = stored_iam_arn(given, partition) else {
+        return Err(AwsError::validation(format!("Invalid principal: {given} does not exist.")));
+    };
+    let arn = arn.as_str();
     // A role is bound to its unique id too: its sessions get the grant, a role made
     // again under the same name does not.
     if crate::iam::directory::role_arn_parts(arn).is_some() {
@@ -105,7 +124,12 @@ pub(crate) fn user_id_of(
 
 /// A stored resource policy as GetResourcePolicy shows it: unique ids of users that still
 /// exist shown as their ARNs again; those of deleted users stay ids, as AWS shows them.
-pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<String, AwsError> {
+/// They are shown in `partition`, the request's.
+pub(crate) fn show_user_principals(
+    tx: &dyn ReadTxn,
+    text: String,
+    partition: Partition,
+) -> Result<String, AwsError> {
     if !text.contains("AIDA") && !text.contains("AROA") {
         return Ok(text);
     }
@@ -116,13 +140,14 @@ pub(crate) fn show_user_principals(tx: &dyn ReadTxn, text: String) -> Result<Str
             return Ok(None);
         }
         if id.starts_with("AROA") {
-            return crate::iam::directory::role_arn_of_id(tx, id).map_err(store_error);
+            let arn = crate::iam::directory::role_arn_of_id(tx, id).map_err(store_error)?;
+            return Ok(arn.map(|arn| partition.rewrite(&arn)));
         }
         if users.is_none() {
             users = Some(all_users(tx)?);
         }
         let found = users.iter().flatten().find(|u| u.user_id == id);
-        Ok::<_, AwsError>(found.map(|u| u.principal().arn))
+        Ok::<_, AwsError>(found.map(|u| partition.rewrite(&u.principal().arn)))
     })?;
     if !changed {
         return Ok(text);
@@ -158,8 +183,13 @@ pub fn put_resource_policy(
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
-        meta.resource_policy =
-            Some(bind_user_principals(app, &*tx, &req.resource_policy, UNSUPPORTED_PRINCIPAL)?);
+        meta.resource_policy = Some(bind_user_principals(
+            app,
+            &*tx,
+            &req.resource_policy,
+            UNSUPPORTED_PRINCIPAL,
+            ctx.scope.partition(),
+        )?);
         tx.update_secret(&meta).map_err(store_error)?;
         crate::replication::propagate(app, tx, &meta)?;
         Ok(wire::SecretRefResponse { arn: meta.arn, name: meta.name, ..Default::default() })
@@ -175,8 +205,11 @@ pub fn get_resource_policy(
     app.read(|tx| {
         let meta = resolve_for_read(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;
-        let resource_policy =
-            meta.resource_policy.map(|text| show_user_principals(tx, text)).transpose()?;
+        let partition = ctx.scope.partition();
+        let resource_policy = meta
+            .resource_policy
+            .map(|text| show_user_principals(tx, text, partition))
+            .transpose()?;
         Ok(wire::GetResourcePolicyResponse { arn: meta.arn, name: meta.name, resource_policy })
     })
 }

@@ -58,6 +58,15 @@ pub fn check_delete(meta: &SecretMeta, secret_id: &str) -> Result<(), AwsError> 
     )))
 }
 
+/// Whether `region` is one a replica of `primary` can be made in: a region Coffer knows, in
+/// the primary's partition. AWS replicates only within a partition (its partitions share
+/// no account, key or endpoint); a region of another one does not exist from the
+/// primary's, so its replica fails as in a region that is not enabled.
+fn region_exists_for(primary: &SecretMeta, region: &str) -> bool {
+    crate::auth::is_known_region(region)
+        && coffer_core::Partition::of_region(region) == primary.scope.partition()
+}
+
 /// The ARN of `arn`'s secret in `region`: only the region changes.
 pub fn arn_in_region(arn: &str, region: &str) -> String {
     let mut parts: Vec<&str> = arn.splitn(5, ':').collect();
@@ -480,12 +489,13 @@ fn add_regions(
                 last_accessed_ms: None,
             },
         };
-        let outcome = if crate::auth::is_known_region(&region.region) {
+        let exists = region_exists_for(primary, &region.region);
+        let outcome = if exists {
             sync_replica(app, tx, primary, &state, gate, Mode::Add { force })?
         } else {
             Err(failed(&format!("the region {} is not enabled", region.region)))
         };
-        if outcome.is_err() && crate::auth::is_known_region(&region.region) {
+        if outcome.is_err() && exists {
             let scope = Scope::new(&primary.scope.account, &region.region);
             let arn = arn_in_region(&primary.arn, &region.region);
             let name = "ReplicationFailed";

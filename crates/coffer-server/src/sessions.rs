@@ -18,8 +18,10 @@ use crate::iam::sessions::{Expired, IssuedSession, SessionRequest, Subject};
 use crate::iam::{Iam, IamError, KnownKey};
 use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::policy::{Policy, PolicyKind};
+use coffer_auth::principal::stored_iam_arn;
 use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
+use coffer_core::Partition;
 use coffer_wire::operation::{Service, StsOp};
 use std::sync::Arc;
 
@@ -287,10 +289,13 @@ fn assume_role(
         )
     };
     let denied = || refused("sts:AssumeRole");
-    // An unknown role is answered as a refusal, as AWS does: it reveals no more.
-    let Some((account, name)) = role_arn_parts(&role_arn) else { return Err(denied()) };
+    // An unknown role is answered as a refusal, as AWS does: it reveals no more. So is a
+    // role named in another partition than the request's, where it cannot be.
+    let partition = Partition::of_region(&who.region);
+    let Some(stored) = stored_iam_arn(&role_arn, partition) else { return Err(denied()) };
+    let Some((account, name)) = role_arn_parts(&stored) else { return Err(denied()) };
     let role = match iam.get_role(app.store.as_ref(), account, name) {
-        Ok(role) if role.arn() == role_arn => role,
+        Ok(role) if role.arn() == stored => role,
         Ok(_) | Err(IamError::NotFound(_)) => return Err(denied()),
         Err(e) => return Err(e.into()),
     };
@@ -347,7 +352,7 @@ fn assume_role(
         "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{packed}",
         credentials_xml(&issued),
         crate::iam_api::escape(&issued.assumed_id),
-        crate::iam_api::escape(&issued.arn)
+        crate::iam_api::escape(&partition.rewrite(&issued.arn))
     ))
 }
 
@@ -363,23 +368,27 @@ fn dev_assume_role(
 ) -> Result<String, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, tags, .. } = assume_request(form)?;
     let caller = dev_caller(ctx);
-    // An ARN that names no role gives no role session; AWS's answer, as in enforcing mode.
-    let Some((account, name)) = role_arn_parts(&role_arn) else {
+    // An ARN that names no role gives no role session; AWS's answer, as in enforcing mode
+    // (so does a role ARN of another partition than the request's).
+    let partition = ctx.scope.partition();
+    let stored = stored_iam_arn(&role_arn, partition);
+    let Some((account, name)) = stored.as_deref().and_then(role_arn_parts) else {
         return Err(Failure(
             "AccessDenied",
             format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
-                caller.arn,
+                partition.rewrite(&caller.arn),
                 coffer_auth::sigv4::echo(&role_arn)
             ),
             403,
         ));
     };
     let (role_id, max) = match directory.get_role(app.store.as_ref(), account, name) {
-        Ok(role) if role.arn() == role_arn => (role.role_id, role.max_session_secs),
-        Ok(_) | Err(IamError::NotFound(_)) => {
-            (dev_sessions::unrecorded_role_id(&role_arn), UNRECORDED_ROLE_MAX)
-        }
+        Ok(role) if Some(role.arn()) == stored => (role.role_id, role.max_session_secs),
+        Ok(_) | Err(IamError::NotFound(_)) => (
+            dev_sessions::unrecorded_role_id(stored.as_deref().unwrap_or(&role_arn)),
+            UNRECORDED_ROLE_MAX,
+        ),
         Err(e) => return Err(e.into()),
     };
     let max = if caller.is_assumed_role() { max.min(CHAINED_MAX) } else { max };
@@ -392,10 +401,11 @@ fn dev_assume_role(
     let packed = packed_policy_size(session_policy.as_deref(), &tags)
         .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
         .unwrap_or_default();
+    let stored_role = stored.as_deref().unwrap_or(&role_arn);
     let principal = coffer_auth::principal::Principal::assumed_role(
         account,
         name,
-        &role_arn,
+        stored_role,
         &role_id,
         &session_name,
     );
@@ -405,7 +415,7 @@ fn dev_assume_role(
         "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{packed}",
         dev_credentials_xml(&issued),
         crate::iam_api::escape(&principal.user_id),
-        crate::iam_api::escape(&principal.arn)
+        crate::iam_api::escape(&partition.rewrite(&principal.arn))
     ))
 }
 
@@ -432,7 +442,9 @@ fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Stri
 /// it, else the root of its account.
 fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Principal {
     match &ctx.dev_caller {
-        Some(p) => (**p).clone(),
+        // Kept as IAM's records are (the request's partition is given to it again on
+        // each use).
+        Some(p) => p.in_partition(coffer_auth::principal::STORED),
         None => dev_sessions::account_root(&ctx.scope.account),
     }
 }

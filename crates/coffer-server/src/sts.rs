@@ -60,7 +60,10 @@ pub fn handle(
                         account: p.account.clone(),
                     },
                     None => Identity {
-                        arn: format!("arn:aws:iam::{}:root", ctx.scope.account),
+                        arn: coffer_auth::principal::account_root_arn(
+                            ctx.scope.partition(),
+                            &ctx.scope.account,
+                        ),
                         user_id: ctx.scope.account.clone(),
                         account: ctx.scope.account.clone(),
                     },

@@ -26,7 +26,7 @@ use base64::Engine;
 use coffer_auth::Principal;
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate_key_policy};
 use coffer_auth::time::format_iso8601;
-use coffer_core::Scope;
+use coffer_core::{Partition, Scope};
 use coffer_wire::operation::{Service, StsOp};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -279,7 +279,10 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     let signature_bytes = b64url(signature_b64).ok_or_else(|| {
         no_audit(invalid_token("The web identity token has no readable signature."))
     })?;
-    let Some((role_account, role_name)) = role_arn_parts(&role_arn) else {
+    // Unsigned, so no signing region: the role ARN's partition is the request's. IAM's
+    // records are looked up as they are kept.
+    let stored_role = coffer_auth::principal::STORED.rewrite(&role_arn);
+    let Some((role_account, role_name)) = role_arn_parts(&stored_role) else {
         // Quoted cut, as every error quotes what the client sent (this one before any check).
         let role_arn = coffer_auth::sigv4::echo(&role_arn);
         return Err(no_audit(Failure("ValidationError", format!("{role_arn} is invalid"), 400)));
@@ -427,14 +430,16 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
         )
     };
     let role = match iam.get_role(app.store.as_ref(), &p.role_account, &p.role_name) {
-        Ok(role) if role.arn() == p.role_arn => role,
+        Ok(role) if role.arn() == coffer_auth::principal::STORED.rewrite(&p.role_arn) => role,
         Ok(_) | Err(crate::iam::IamError::NotFound(_)) => return Err(denied()),
         Err(_) => return Err((internal(), Some(Box::new(audited())))),
     };
     let Ok(trust) = Policy::parse(&role.trust_policy, PolicyKind::Resource) else {
         return Err(denied());
     };
-    let provider_arn = p.provider.arn();
+    // Trust policies name the provider in the partition the role is named in.
+    let partition = Partition::of_arn(&p.role_arn).unwrap_or(Partition::Aws);
+    let provider_arn = partition.rewrite(&p.provider.arn());
     let principal = Principal {
         arn: provider_arn.clone(),
         account: p.role_account.clone(),
@@ -515,7 +520,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
         format_iso8601(issued.expires_ms),
         escape(&sub),
         escape(&issued.assumed_id),
-        escape(&issued.arn),
+        escape(&partition.rewrite(&issued.arn)),
         escape(hp),
         escape(&p.audience),
     );

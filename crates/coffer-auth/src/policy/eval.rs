@@ -221,7 +221,7 @@ fn principal_reach(p: &Principals, caller: &Principal) -> Option<Reach> {
     if caller.arn.contains(":oidc-provider/") && p.other.iter().any(|id| id == &caller.arn) {
         return Some(Reach::Direct);
     }
-    let root = account_root_arn(&caller.account);
+    let root = account_root_arn(caller.partition(), &caller.account);
     p.aws.iter().any(|id| id == &caller.account || id == &root).then_some(Reach::Account)
 }
 

@@ -1,7 +1,7 @@
 //! Built-in rotators: rotation functions Coffer runs itself, for teams without a Lambda.
 //!
 //! A secret names one through its RotationLambdaARN with a reserved function name, in any
-//! region and account: `arn:aws:lambda:<region>:<account>:function:<name>` where `<name>` is
+//! region and account: `arn:<partition>:lambda:<region>:<account>:function:<name>` where `<name>` is
 //! - `coffer-builtin-random-password`: a new random password, the whole value or the
 //!   `password` key of a JSON object value (no service behind it);
 //! - `coffer-builtin-postgres-single-user`: AWS's PostgreSQL single-user template;
