@@ -456,8 +456,9 @@ fn serve_identified(
             // The form holds the parameters; the body was needed for the signature only.
             // No model of STS or IAM is embedded: their handlers check their parameters
             // as the services do, and authorize on what the form names. Their events
-            // record no parameters.
+            // record the members of the operation's input shape, no sensitive one.
             body.zeroize();
+            ctx.audit.set_query_request(op, &form);
             return dispatch_query(app, ctx, who, &raw_of(caller), op, &form).map(Next::Answered);
         }
     };
