@@ -74,6 +74,37 @@ def test_create_user_records_its_parameters(srv):
     assert event["requestParameters"] == {
         "userName": name, "path": "/audit/", "tags": [{"key": "team", "value": "blue"}]}
     assert event["readOnly"] is False
+    user = srv.client("iam").get_user(UserName=name)["User"]
+    created = event["responseElements"]["user"]
+    assert {k: created[k] for k in ("path", "userName", "userId", "arn")} == {
+        "path": "/audit/", "userName": name, "userId": user["UserId"], "arn": user["Arn"]}
+    assert CLOUDTRAIL_DATE.match(created["createDate"]), created
+
+
+def test_create_group_role_and_policy_record_what_they_created(srv):
+    iam = srv.client("iam")
+    group = iam.create_group(GroupName=uname("g"))["Group"]
+    event = latest(srv, "CreateGroup", groupName=group["GroupName"])
+    assert event["responseElements"]["group"]["groupId"] == group["GroupId"]
+    assert event["responseElements"]["group"]["arn"] == group["Arn"]
+    document = trust(f"arn:aws:iam::{ACCOUNT}:root")
+    role = iam.create_role(RoleName=uname("r"), AssumeRolePolicyDocument=document, MaxSessionDuration=7200)["Role"]
+    event = latest(srv, "CreateRole", roleName=role["RoleName"])
+    assert event["requestParameters"]["maxSessionDuration"] == 7200
+    assert event["requestParameters"]["assumeRolePolicyDocument"] == document
+    assert event["responseElements"]["role"]["roleId"] == role["RoleId"]
+    assert event["responseElements"]["role"]["arn"] == role["Arn"]
+    policy = iam.create_policy(PolicyName=uname("p"), PolicyDocument=json.dumps(READ_ALL))["Policy"]
+    event = latest(srv, "CreatePolicy", policyName=policy["PolicyName"])
+    assert event["responseElements"]["policy"]["policyId"] == policy["PolicyId"]
+    assert event["responseElements"]["policy"]["arn"] == policy["Arn"]
+    assert event["responseElements"]["policy"]["defaultVersionId"] == "v1"
+    version = iam.create_policy_version(PolicyArn=policy["Arn"], PolicyDocument=json.dumps(READ_ALL),
+                                        SetAsDefault=True)["PolicyVersion"]
+    event = latest(srv, "CreatePolicyVersion", policyArn=policy["Arn"])
+    assert event["requestParameters"]["setAsDefault"] is True
+    assert event["responseElements"]["policyVersion"]["versionId"] == version["VersionId"] == "v2"
+    assert event["responseElements"]["policyVersion"]["isDefaultVersion"] is True
 
 
 def test_put_user_policy_and_attach_record_the_document_and_arn(srv):
@@ -98,6 +129,9 @@ def test_create_access_key_records_the_user_and_never_the_secret(srv):
     srv.handed_out.append(key["SecretAccessKey"])
     event = latest(srv, "CreateAccessKey", userName=name)
     assert event["requestParameters"] == {"userName": name}
+    created = event["responseElements"]["accessKey"]
+    assert set(created) == {"userName", "accessKeyId", "status", "createDate"}
+    assert (created["userName"], created["accessKeyId"], created["status"]) == (name, key["AccessKeyId"], "Active")
     text = json.dumps(event)
     assert key["SecretAccessKey"] not in text
     assert "secretAccessKey" not in text.replace("\\", "")

@@ -588,6 +588,13 @@ fn parameters(body: &Value, sensitive: &BTreeSet<String>) -> Value {
     }
 }
 
+/// Response elements a mutating call built itself (the IAM API's, read in the transaction
+/// of its change: `iam_api::elements`), under the answer's member names; redacted and
+/// capped like any. A type of its own, so no other write's result is taken for them.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct ResponseElements(pub Value);
+
 /// The response elements of a mutating call, from the value its write transaction
 /// produced, when that value is the operation's response.
 fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
@@ -599,7 +606,8 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
         .or_else(|| as_json::<sm::EmptyResponse>(result))
         .or_else(|| as_json::<sm::CreateSecretResponse>(result))
         .or_else(|| as_json::<sm::ReplicationResponse>(result))
-        .or_else(|| as_json::<sm::ArnResponse>(result));
+        .or_else(|| as_json::<sm::ArnResponse>(result))
+        .or_else(|| as_json::<ResponseElements>(result).filter(|v| !v.is_null()));
     found
         .map(|v| event::cap_parameters(parameters(&v, sensitive), event::MAX_PARAMETERS_BYTES))
         .unwrap_or(Value::Null)
