@@ -220,6 +220,22 @@ def test_a_refused_call_records_its_error_and_parameters(srv):
     assert event["responseElements"] is None
 
 
+def test_a_large_form_is_capped_like_any_events_parameters(srv):
+    iam = srv.client("iam")
+    name = uname("erin")
+    iam.create_user(UserName=name)
+    huge = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",
+                                                               "Resource": "x" * 100_000}]})
+    with pytest.raises(botocore.exceptions.ClientError):
+        iam.put_user_policy(UserName=name, PolicyName="huge", PolicyDocument=huge)
+    event = latest(srv, "PutUserPolicy", userName=name)
+    assert event["errorCode"]
+    # A refused call's parameters take at most 2 KiB; the names it was on are kept.
+    assert len(json.dumps(event["requestParameters"], separators=(",", ":"))) <= 2048
+    assert event["requestParameters"]["policyName"] == "huge"
+    assert "x" * 2000 not in json.dumps(event)
+
+
 def test_no_secret_handed_out_is_in_any_event_the_log_or_the_data_directory(srv):
     assert len(srv.handed_out) >= 8, "run the whole module: the earlier tests hand the secrets out"
     trail = srv.client("cloudtrail")
