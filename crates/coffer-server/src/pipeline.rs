@@ -756,6 +756,32 @@ mod tests {
         assert!(names.contains(&"X".repeat(query::MAX_ECHOED_ACTION).as_str()), "{names:?}");
     }
 
+    /// A query-protocol call's event records the form's members of its input shape (not
+    /// the protocol's own `Action` and `Version`, nor a member the operation does not have).
+    #[test]
+    fn a_query_protocol_calls_event_records_its_parameters() {
+        let app = dev_app();
+        let caller = console_caller();
+        let form =
+            b"Action=GetAccessKeyInfo&Version=2011-06-15&AccessKeyId=AKIAIOSFODNN7EXAMPLE&Other=x";
+        call_query(&app, &caller, Service::Sts, form.to_vec(), Form::parse(form)).unwrap();
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        let events = call(&app, &caller, lookup, b"{}".to_vec()).unwrap();
+        let events: Value = serde_json::from_slice(&events).unwrap();
+        let info = events["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["EventName"] == "GetAccessKeyInfo")
+            .expect("the GetAccessKeyInfo event");
+        let record: Value =
+            serde_json::from_str(info["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            record["requestParameters"],
+            serde_json::json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"})
+        );
+    }
+
     /// A call's bad input is refused by the same validation as over the wire, and its
     /// refusal is audited.
     #[test]

@@ -42,7 +42,7 @@ pub(super) fn created_user(tx: &dyn ReadTxn, account: &str, name: &str) -> Value
         "Path": u.path,
         "UserName": u.name,
         "UserId": u.user_id,
-        "Arn": format!("arn:aws:iam::{}:user{}{}", u.account, u.path, u.name),
+        "Arn": super::user_arn(&u),
         "CreateDate": date(u.created_ms),
     });
     json!({ "User": with_tags(user, &u.tags) })
