@@ -130,8 +130,11 @@ def test_iam_calls_are_throttled_change_nothing_and_are_audited(secured):
     errors = [r for r in records if r.get("errorCode") == "Throttling"]
     assert len(errors) == len(throttled)
     assert all(r["errorMessage"] == "Rate exceeded" and r["eventSource"] == "iam.amazonaws.com" for r in errors)
-    # Neither parameters nor response elements: CreateAccessKey's answer holds a secret.
-    assert all(r.get("requestParameters") is None and r.get("responseElements") is None for r in records)
+    # A throttled call is refused before its form is read: no parameters, as a throttled
+    # JSON call's. The others record the user they named and made (test_audit_query.py).
+    assert all(r.get("requestParameters") is None and r.get("responseElements") is None for r in errors)
+    made = {r["requestParameters"]["userName"]: r for r in records if r.get("errorCode") is None}
+    assert all(made[name]["responseElements"]["user"]["userName"] == name for name in created)
 
 
 def test_a_failed_iam_signature_of_a_known_key_is_recorded(secured):
@@ -184,6 +187,8 @@ def test_an_sts_call_is_audited_like_a_json_call(secured):
     assert event["userIdentity"]["type"] == "IAMUser"
     assert event["awsRegion"] == REGION
     assert event["sourceIPAddress"] == "127.0.0.1"
-    # No credentials in the trail.
+    # No credentials in the trail: only their access key id and expiry.
     assert answer["Credentials"]["SecretAccessKey"] not in json.dumps(event)
-    assert event.get("responseElements") is None
+    assert answer["Credentials"]["SessionToken"] not in json.dumps(event)
+    assert event["requestParameters"] == {"durationSeconds": 900}
+    assert set(event["responseElements"]["credentials"]) == {"accessKeyId", "expiration"}

@@ -29,6 +29,23 @@ pub const ALWAYS_REDACTED: &[&str] = &[
     // carries the wrapping private key): CloudTrail records neither.
     "EncryptedKeyMaterial",
     "ImportToken",
+    // IAM's and STS's credentials (their events are built from forms and handlers'
+    // values, not a model's shapes): a secret access key, a session token (CloudTrail
+    // records it; Coffer keeps only its hash anywhere it stores it, so not in the trail
+    // either), a web identity token or SAML assertion, passwords, private keys, MFA codes.
+    "SecretAccessKey",
+    "SessionToken",
+    "WebIdentityToken",
+    "SAMLAssertion",
+    "Password",
+    "OldPassword",
+    "NewPassword",
+    "PrivateKey",
+    "AddPrivateKey",
+    "TokenCode",
+    "TradeInToken",
+    "ServicePassword",
+    "ServiceCredentialSecret",
 ];
 
 /// Who made a call (CloudTrail's `userIdentity`).

@@ -22,4 +22,4 @@ mod time;
 pub use chain::{Broken, BrokenKind, ChainKey, Head, Record, verify};
 pub use event::{Event, Resource, UserIdentity, redact_parameters};
 pub use lookup::{Attribute, LookupError, Query};
-pub use time::format_iso8601;
+pub use time::{format_iso8601, format_response_date};

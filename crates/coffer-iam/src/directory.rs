@@ -526,6 +526,26 @@ pub(crate) fn load_entity<T: serde::de::DeserializeOwned>(
     tx.record(entity.kind(), &user_key(account, name))?.map(|b| decode(&b)).transpose()
 }
 
+/// A user's, group's or role's record as `tx` sees it: for the audit trail, which reads
+/// back what a call created in the transaction that created it.
+pub fn entity_in<T: serde::de::DeserializeOwned>(
+    tx: &dyn ReadTxn,
+    entity: Entity,
+    account: &str,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
+    load_entity(tx, entity, account, name)
+}
+
+/// The managed policy named `name` in `account` as `tx` sees it (see [`entity_in`]).
+pub fn policy_named_in(
+    tx: &dyn ReadTxn,
+    account: &str,
+    name: &str,
+) -> Result<Option<ManagedPolicy>, StoreError> {
+    tx.record(POLICY_KIND, &user_key(account, name))?.map(|b| decode(&b)).transpose()
+}
+
 fn load_group(tx: &dyn ReadTxn, account: &str, name: &str) -> Result<GroupRecord, IamError> {
     load_entity(tx, Entity::Group, account, name)?.ok_or_else(|| Entity::Group.not_found(name))
 }

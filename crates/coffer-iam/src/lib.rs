@@ -186,6 +186,17 @@ fn store_error(e: StoreError) -> AwsError {
     AwsError::internal()
 }
 
+/// A new access key: its id and secret, random, not yet stored
+/// ([`Iam::create_access_key_as`]).
+pub fn new_access_key() -> (String, SecretAccessKey) {
+    let id_random: [u8; ID_RANDOM_LEN] =
+        random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
+    let secret_random: Zeroizing<Vec<u8>> = Zeroizing::new(random_bytes(SECRET_KEY_LEN));
+    let secret_random: &[u8; SECRET_KEY_LEN] =
+        secret_random[..].try_into().expect("requested length");
+    (access_key_id(&id_random), secret_access_key(secret_random))
+}
+
 fn user_key(account: &str, name: &str) -> String {
     format!("{account}/{name}")
 }
@@ -804,13 +815,22 @@ impl Iam {
         name: &str,
         now_ms: i64,
     ) -> Result<(String, SecretAccessKey), IamError> {
-        let id_random: [u8; ID_RANDOM_LEN] =
-            random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
-        let id = access_key_id(&id_random);
-        let secret_random: Zeroizing<Vec<u8>> = Zeroizing::new(random_bytes(SECRET_KEY_LEN));
-        let secret_random: &[u8; SECRET_KEY_LEN] =
-            secret_random[..].try_into().expect("requested length");
-        let secret = secret_access_key(secret_random);
+        let (id, secret) = new_access_key();
+        self.create_access_key_as(store, account, name, (&id, &secret), now_ms)?;
+        Ok((id, secret))
+    }
+
+    /// [`Iam::create_access_key`] with a key made beforehand ([`new_access_key`]), so the
+    /// caller knows its id before the transaction that stores it (the IAM API's event,
+    /// written in that transaction, records it).
+    pub fn create_access_key_as(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        name: &str,
+        (id, secret): (&str, &SecretAccessKey),
+        now_ms: i64,
+    ) -> Result<(), IamError> {
         self.write(store, |tx| {
             let user = load_user(tx, account, name)?.ok_or_else(|| no_such_user(account, name))?;
             if keys_of(tx, account, name)?.len() >= MAX_ACCESS_KEYS {
@@ -819,7 +839,7 @@ impl Iam {
                 )));
             }
             let record = AccessKeyRecord {
-                access_key_id: id.clone(),
+                access_key_id: id.to_string(),
                 account: account.to_string(),
                 user_name: name.to_string(),
                 status: "Active".to_string(),
@@ -827,18 +847,17 @@ impl Iam {
                 sealed_secret: seal_secret(
                     &self.credentials_key,
                     &user,
-                    &id,
+                    id,
                     secret.expose().as_bytes(),
                 ),
                 seal_version: BOUND_SEAL,
             };
-            if tx.record(ACCESS_KEY_KIND, &id)?.is_some() {
+            if tx.record(ACCESS_KEY_KIND, id)?.is_some() {
                 return Err(IamError::Exists(format!("access key {id} already exists")));
             }
-            tx.put_record(ACCESS_KEY_KIND, &id, &encode(&record))?;
+            tx.put_record(ACCESS_KEY_KIND, id, &encode(&record))?;
             Ok(())
-        })?;
-        Ok((id, secret))
+        })
     }
 
     /// Whose access key `id` is: GetAccessKeyInfo and GetAccessKeyLastUsed. A long-term

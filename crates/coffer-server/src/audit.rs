@@ -591,6 +591,13 @@ fn parameters(body: &Value, sensitive: &BTreeSet<String>) -> Value {
     }
 }
 
+/// Response elements a mutating call built itself (the IAM API's, read in the transaction
+/// of its change: `iam_api::elements`), under the answer's member names; redacted and
+/// capped like any. A type of its own, so no other write's result is taken for them.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct ResponseElements(pub Value);
+
 /// The response elements of a mutating call, from the value its write transaction
 /// produced, when that value is the operation's response.
 fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
@@ -602,7 +609,8 @@ fn response_of(result: &dyn Any, sensitive: &BTreeSet<String>) -> Value {
         .or_else(|| as_json::<sm::EmptyResponse>(result))
         .or_else(|| as_json::<sm::CreateSecretResponse>(result))
         .or_else(|| as_json::<sm::ReplicationResponse>(result))
-        .or_else(|| as_json::<sm::ArnResponse>(result));
+        .or_else(|| as_json::<sm::ArnResponse>(result))
+        .or_else(|| as_json::<ResponseElements>(result).filter(|v| !v.is_null()));
     found
         .map(|v| event::cap_parameters(parameters(&v, sensitive), event::MAX_PARAMETERS_BYTES))
         .unwrap_or(Value::Null)
@@ -1350,6 +1358,31 @@ impl CallRecord {
         });
     }
 
+    /// Records the request parameters of a query-protocol call (STS, the IAM API): the
+    /// form's members of the operation's input shape in CloudTrail's JSON shapes, never a
+    /// sensitive one (`coffer_wire::query_params`), redacted and capped as any call's.
+    pub fn set_query_request(&self, op: Operation, form: &coffer_wire::query_form::Form) {
+        let known = coffer_wire::query_params::request_parameters(op, form);
+        self.with(|pending| {
+            pending.event.request_parameters = event::cap_parameters(
+                parameters(&known, &pending.sensitive),
+                event::MAX_PARAMETERS_BYTES,
+            );
+        });
+    }
+
+    /// Records the response elements of a call whose answer is not JSON (STS's credentials):
+    /// `elements` under the model's member names, redacted (no secret access key or session
+    /// token, whatever a caller passes) and capped. Written only if the call succeeds.
+    pub fn set_response(&self, elements: &Value) {
+        self.with(|pending| {
+            pending.event.response_elements = event::cap_parameters(
+                parameters(elements, &pending.sensitive),
+                event::MAX_PARAMETERS_BYTES,
+            );
+        });
+    }
+
     /// What [`in_transaction`] will need: the event of a mutating call, unless it has
     /// been committed already. Taken before the transaction starts: the store may run
     /// the transaction on a thread of its own.
@@ -1560,21 +1593,25 @@ fn write_own(app: &App, unwritten: &Unwritten) -> Result<(), AwsError> {
 }
 
 /// Records a call answered before the pipeline: AssumeRoleWithWebIdentity, which is not
-/// signed (its token is the credential, and names the account only once verified). Its
-/// event goes in a transaction of its own; an error means the call must fail (fail-closed).
+/// signed (its token is the credential, and names the account only once verified), with
+/// the form's parameters (never the token) and, when it succeeded, `elements` (the
+/// credentials' key id and expiry, never their secrets). Its event goes in a transaction
+/// of its own; an error means the call must fail (fail-closed).
 pub fn record_sts_call(
     app: &App,
     ctx: &RequestContext,
     identity: UserIdentity,
     raw: &RawRequest,
-    action: &str,
+    (form, elements): (&coffer_wire::query_form::Form, &Value),
     error: Option<(String, String)>,
 ) -> Result<(), AwsError> {
     let (scope, id, from) = (&ctx.scope, &ctx.request_id, &Source::of(raw));
-    let record = match StsOp::from_name(action) {
-        Some(op) => CallRecord::begin(scope, id, identity, from, op.into(), None),
-        None => CallRecord::begin_unknown(scope, id, identity, from, Service::Sts, action),
-    };
+    let op = Operation::from(StsOp::AssumeRoleWithWebIdentity);
+    let record = CallRecord::begin(scope, id, identity, from, op, None);
+    record.set_query_request(op, form);
+    if error.is_none() {
+        record.set_response(elements);
+    }
     record.finish_outcome(app, error.map_or(Ok(&[][..]), Err))
 }
 

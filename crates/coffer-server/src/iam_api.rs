@@ -9,8 +9,9 @@
 //! audited, counted against the `iam` quota); its handler ([`handle`]) authorizes it by the
 //! caller's identity policies for `iam:<Action>` on the entity it names (the user, group,
 //! role or policy ARN, read with its path), carries it out through `coffer-iam` (the same
-//! code `coffer admin` uses), and its event (event source `iam.amazonaws.com`) holds no
-//! parameters or response elements, so no secret access key reaches the trail.
+//! code `coffer admin` uses), and its event (event source `iam.amazonaws.com`) records the
+//! form's parameters (`coffer_wire::query_params`) and, for the `Create*` calls, what they
+//! created (`elements`), never a secret access key.
 //!
 //! `--dev` serves it on a directory of its own (`App::dev_iam`), the caller acting with
 //! nothing authorized (`dev_caller`).
@@ -421,12 +422,8 @@ pub fn handle(
             return Err(crate::query::failure("InvalidAction", message, 400));
         }
     };
-    let store = RecordedStore {
-        app: app.clone(),
-        event: ctx.audit.for_write(),
-        appended: AtomicBool::new(false),
-    };
     let partition = Partition::of_region(&who.region);
+    let store = RecordedStore::new(app.clone(), ctx.audit.for_write(), partition);
     let result = Call { store: &store, iam, who, raw, form }
         .run(op)
         .map_err(|e| e.naming_arns_as_given(form, partition));
@@ -474,12 +471,60 @@ struct RecordedStore {
     app: Arc<App>,
     event: Option<crate::audit::ForWrite>,
     appended: AtomicBool,
+    /// Reads the call's response elements in the transaction its event is written in
+    /// (set by the handler before its write: `Create*` calls; `elements`).
+    respond: std::sync::Mutex<Option<Respond>>,
+    /// The request's partition: the elements read back from IAM's records (kept in `aws`)
+    /// show their ARNs in it, as the answer does.
+    partition: Partition,
+}
+
+/// How a call's response elements are read in the transaction of its change.
+type Respond = Box<dyn Fn(&dyn coffer_store::ReadTxn) -> serde_json::Value + Send + Sync>;
+
+/// Every ARN among `value`'s strings in `partition` (IAM's records keep theirs in `aws`).
+fn arns_in_partition(value: &mut serde_json::Value, partition: Partition) {
+    match value {
+        serde_json::Value::String(s) if s.starts_with("arn:") => *s = partition.rewrite(s),
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| arns_in_partition(v, partition));
+        }
+        serde_json::Value::Object(members) => {
+            members.values_mut().for_each(|v| arns_in_partition(v, partition));
+        }
+        _ => {}
+    }
 }
 
 type WriteFn<'f> =
     dyn FnMut(&mut dyn coffer_store::WriteTxn) -> coffer_store::StoreResult<()> + Send + 'f;
 
 impl RecordedStore {
+    fn new(
+        app: Arc<App>,
+        event: Option<crate::audit::ForWrite>,
+        partition: Partition,
+    ) -> RecordedStore {
+        let respond = std::sync::Mutex::new(None);
+        RecordedStore { app, event, appended: AtomicBool::new(false), respond, partition }
+    }
+
+    /// The call's event records what `read` gives, read in the transaction of its change.
+    fn respond_with(
+        &self,
+        read: impl Fn(&dyn coffer_store::ReadTxn) -> serde_json::Value + Send + Sync + 'static,
+    ) {
+        *self.respond.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Box::new(read));
+    }
+
+    fn elements_in(&self, tx: &dyn coffer_store::ReadTxn) -> serde_json::Value {
+        let respond = self.respond.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut elements = respond.as_ref().map_or(serde_json::Value::Null, |read| read(tx));
+        arns_in_partition(&mut elements, self.partition);
+        elements
+    }
+
     /// Runs `f` through `commit` (one of the store's write methods), with the call's event
     /// appended in the same transaction if this is the call's first committed write.
     fn recorded(
@@ -493,8 +538,9 @@ impl RecordedStore {
         let mut lines = crate::audit_file::Lines::default();
         let result = commit(&mut |tx| {
             f(tx)?;
+            let elements = crate::audit::ResponseElements(self.elements_in(&*tx));
             let mut txn = crate::Txn::new(tx, lines.attempt());
-            crate::audit::in_transaction(app, &mut txn, &(), Some(event)).map_err(|_| {
+            crate::audit::in_transaction(app, &mut txn, &elements, Some(event)).map_err(|_| {
                 coffer_store::StoreError::Backend(
                     "the call's audit event could not be written".into(),
                 )
@@ -757,6 +803,8 @@ impl Call<'_> {
                 no_permissions_boundary(f)?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("user", path, name))?;
+                let (owner, named) = (account.to_string(), name.to_string());
+                self.store.respond_with(move |tx| elements::created_user(tx, &owner, &named));
                 let user = iam.create_user_with(store, account, name, path, f.tags(), now)?;
                 x.open("User");
                 user_xml(&mut x, &user, true, self.partition());
@@ -830,7 +878,10 @@ impl Call<'_> {
             CreateAccessKey => {
                 let name = self.user_or_caller()?;
                 self.authorize(op, &self.entity_arn(Entity::User, &name))?;
-                let (id, secret) = iam.create_access_key(store, account, &name, now)?;
+                let (id, secret) = crate::iam::new_access_key();
+                let known = elements::created_access_key(&name, &id, now);
+                self.store.respond_with(move |_| known.clone());
+                iam.create_access_key_as(store, account, &name, (&id, &secret), now)?;
                 x.open("AccessKey")
                     .field("UserName", &name)
                     .field("AccessKeyId", &id)
@@ -917,6 +968,8 @@ impl Call<'_> {
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("policy", path, name))?;
                 let desc = f.get("Description").unwrap_or("");
+                let (owner, named) = (account.to_string(), name.to_string());
+                self.store.respond_with(move |tx| elements::created_policy(tx, &owner, &named));
                 let policy =
                     iam.create_policy(store, account, name, path, doc, desc, f.tags(), now)?;
                 x.open("Policy");
@@ -988,6 +1041,10 @@ impl Call<'_> {
                 let doc = f.required("PolicyDocument", "policyDocument")?;
                 self.authorize(op, arn)?;
                 let default = f.get("SetAsDefault") == Some("true");
+                // The elements are read back from the stored policy (its ARN in `aws`).
+                let (owner, policy) = (account.to_string(), stored.clone());
+                self.store
+                    .respond_with(move |tx| elements::created_policy_version(tx, &owner, &policy));
                 let v = iam.create_policy_version(store, account, &stored, doc, default, now)?;
                 x.open("PolicyVersion")
                     .field("VersionId", &v.id)
@@ -1047,6 +1104,8 @@ impl Call<'_> {
                 let name = f.required("GroupName", "groupName")?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("group", path, name))?;
+                let (owner, named) = (account.to_string(), name.to_string());
+                self.store.respond_with(move |tx| elements::created_group(tx, &owner, &named));
                 let group = iam.create_group(store, account, name, path, now)?;
                 x.open("Group");
                 group_xml(&mut x, &group, self.partition());
@@ -1104,6 +1163,8 @@ impl Call<'_> {
                 let max = max_session_duration(f)?;
                 let desc = f.get("Description").unwrap_or("");
                 let trust = self.bound_trust(trust)?;
+                let (owner, named) = (account.to_string(), name.to_string());
+                self.store.respond_with(move |tx| elements::created_role(tx, &owner, &named));
                 let role =
                     iam.create_role(store, account, name, path, &trust, desc, max, f.tags(), now)?;
                 let role = self.shown_role(role)?;
@@ -1259,6 +1320,7 @@ fn entity_member(entity: Entity) -> &'static str {
     }
 }
 
+mod elements;
 #[cfg(test)]
 mod recorded_store_tests;
 

@@ -467,8 +467,9 @@ fn serve_identified(
             // The form holds the parameters; the body was needed for the signature only.
             // No model of STS or IAM is embedded: their handlers check their parameters
             // as the services do, and authorize on what the form names. Their events
-            // record no parameters.
+            // record the members of the operation's input shape, no sensitive one.
             body.zeroize();
+            ctx.audit.set_query_request(op, &form);
             return dispatch_query(app, ctx, who, &raw_of(caller), op, &form).map(Next::Answered);
         }
     };
@@ -764,6 +765,32 @@ mod tests {
             .collect();
         assert!(names.contains(&"GetCallerIdentity"), "{names:?}");
         assert!(names.contains(&"X".repeat(query::MAX_ECHOED_ACTION).as_str()), "{names:?}");
+    }
+
+    /// A query-protocol call's event records the form's members of its input shape (not
+    /// the protocol's own `Action` and `Version`, nor a member the operation does not have).
+    #[test]
+    fn a_query_protocol_calls_event_records_its_parameters() {
+        let app = dev_app();
+        let caller = console_caller();
+        let form =
+            b"Action=GetAccessKeyInfo&Version=2011-06-15&AccessKeyId=AKIAIOSFODNN7EXAMPLE&Other=x";
+        call_query(&app, &caller, Service::Sts, form.to_vec(), Form::parse(form)).unwrap();
+        let lookup = Operation::from(CloudTrailOp::LookupEvents);
+        let events = call(&app, &caller, lookup, b"{}".to_vec()).unwrap();
+        let events: Value = serde_json::from_slice(&events).unwrap();
+        let info = events["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["EventName"] == "GetAccessKeyInfo")
+            .expect("the GetAccessKeyInfo event");
+        let record: Value =
+            serde_json::from_str(info["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            record["requestParameters"],
+            serde_json::json!({"accessKeyId": "AKIAIOSFODNN7EXAMPLE"})
+        );
     }
 
     /// A call's bad input is refused by the same validation as over the wire, and its

@@ -23,6 +23,7 @@ use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
 use coffer_core::Partition;
 use coffer_wire::operation::{Service, StsOp};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// AssumeRole's bounds and default, in seconds.
@@ -133,9 +134,42 @@ pub fn answer(
         )),
     };
     match result {
-        Ok(body) => Ok(crate::query::response(Service::Sts, action, &body, &ctx.request_id)),
+        Ok(Issued { xml, elements }) => {
+            ctx.audit.set_response(&elements);
+            Ok(crate::query::response(Service::Sts, action, &xml, &ctx.request_id))
+        }
         Err(Failure(code, message, status)) => Err((code, message, status)),
     }
+}
+
+/// What a call that issues credentials answers (XML) and records as its event's response
+/// elements (never the secret access key or the session token).
+struct Issued {
+    xml: String,
+    elements: Value,
+}
+
+/// The `credentials` CloudTrail records of credentials issued: their access key id and
+/// expiry. CloudTrail records the session token too; Coffer keeps only its hash wherever
+/// it stores it (`coffer-iam::sessions`), and a trail is read by more people than may act
+/// with it, so it is left out.
+pub(crate) fn credential_elements(access_key_id: &str, expires_ms: i64) -> Value {
+    json!({
+        "AccessKeyId": access_key_id,
+        "Expiration": coffer_audit::format_response_date(expires_ms),
+    })
+}
+
+/// AssumeRole's response elements.
+fn assumed_elements(credentials: Value, assumed_id: &str, arn: &str, packed: Option<u64>) -> Value {
+    let mut elements = json!({
+        "Credentials": credentials,
+        "AssumedRoleUser": {"AssumedRoleId": assumed_id, "Arn": arn},
+    });
+    if let Some(packed) = packed {
+        elements["PackedPolicySize"] = json!(packed);
+    }
+    elements
 }
 
 fn credentials_xml(issued: &IssuedSession) -> String {
@@ -264,7 +298,7 @@ fn assume_role(
     who: &Authenticated,
     raw: &RawRequest,
     form: &str,
-) -> Result<String, Failure> {
+) -> Result<Issued, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, tags, transitive } =
         assume_request(form)?;
     // A session's transitive tags pass to the session it assumes, which may not set them
@@ -329,7 +363,8 @@ fn assume_role(
     };
     let secs = duration(form, DEFAULT_DURATION.min(max), max, true)?;
     // AWS reports PackedPolicySize only when the session carries a policy or tags.
-    let packed = packed_policy_size(session_policy.as_deref(), &tags)
+    let packed_size = packed_policy_size(session_policy.as_deref(), &tags);
+    let packed = packed_size
         .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
         .unwrap_or_default();
     let issued = iam.issue_session(
@@ -348,12 +383,16 @@ fn assume_role(
             now_ms: crate::clock::now_ms(),
         },
     )?;
-    Ok(format!(
+    let xml = format!(
         "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{packed}",
         credentials_xml(&issued),
         crate::iam_api::escape(&issued.assumed_id),
         crate::iam_api::escape(&partition.rewrite(&issued.arn))
-    ))
+    );
+    let arn = partition.rewrite(&issued.arn);
+    let credentials = credential_elements(&issued.access_key_id, issued.expires_ms);
+    let elements = assumed_elements(credentials, &issued.assumed_id, &arn, packed_size);
+    Ok(Issued { xml, elements })
 }
 
 /// `--dev`'s AssumeRole: AWS's validation and answer, nothing authorized. A role that has
@@ -365,7 +404,7 @@ fn dev_assume_role(
     directory: &Iam,
     ctx: &RequestContext,
     form: &str,
-) -> Result<String, Failure> {
+) -> Result<Issued, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, tags, .. } = assume_request(form)?;
     let caller = dev_caller(ctx);
     // An ARN that names no role gives no role session; AWS's answer, as in enforcing mode
@@ -398,7 +437,8 @@ fn dev_assume_role(
         crate::iam::sessions::check_session_policy_length(doc)?;
         crate::iam::directory::check_policy(doc)?;
     }
-    let packed = packed_policy_size(session_policy.as_deref(), &tags)
+    let packed_size = packed_policy_size(session_policy.as_deref(), &tags);
+    let packed = packed_size
         .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
         .unwrap_or_default();
     let stored_role = stored.as_deref().unwrap_or(&role_arn);
@@ -411,18 +451,22 @@ fn dev_assume_role(
     );
     let issued = dev_sessions::issue(app, &principal, secs, crate::clock::now_ms())
         .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
-    Ok(format!(
+    let xml = format!(
         "{}<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{packed}",
         dev_credentials_xml(&issued),
         crate::iam_api::escape(&principal.user_id),
         crate::iam_api::escape(&partition.rewrite(&principal.arn))
-    ))
+    );
+    let arn = partition.rewrite(&principal.arn);
+    let credentials = credential_elements(&issued.access_key_id, issued.expires_ms);
+    let elements = assumed_elements(credentials, &principal.user_id, &arn, packed_size);
+    Ok(Issued { xml, elements })
 }
 
 /// `--dev`'s GetSessionToken: credentials that act as the caller, a user of `--dev`'s
 /// directory or its account's root (whose sessions last at most an hour, as on AWS). A
 /// session's own credentials are refused, as on AWS.
-fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<String, Failure> {
+fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Issued, Failure> {
     if ctx.dev_caller.is_some() && ctx.access_key_id.starts_with("ASIA") {
         return Err(Failure(
             "AccessDenied",
@@ -435,7 +479,8 @@ fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Stri
     let secs = if ctx.dev_caller.is_none() { secs.min(ROOT_SESSION_MAX) } else { secs };
     let issued = dev_sessions::issue(app, &caller, secs, crate::clock::now_ms())
         .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
-    Ok(dev_credentials_xml(&issued))
+    let credentials = credential_elements(&issued.access_key_id, issued.expires_ms);
+    Ok(Issued { xml: dev_credentials_xml(&issued), elements: json!({"Credentials": credentials}) })
 }
 
 /// Who a `--dev` call acts as: the principal of the credentials STS or the IAM API issued
@@ -545,7 +590,7 @@ fn packed_policy_size(policy: Option<&str>, tags: &[Tag]) -> Option<u64> {
     Some(((packed * 100).div_ceil(PACKED_ALLOWANCE)).clamp(1, 100))
 }
 
-fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Result<String, Failure> {
+fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Result<Issued, Failure> {
     let p = &who.caller.principal;
     if p.is_assumed_role() || who.access_key_id.starts_with("ASIA") {
         return Err(Failure(
@@ -567,7 +612,8 @@ fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Resul
             now_ms: crate::clock::now_ms(),
         },
     )?;
-    Ok(credentials_xml(&issued))
+    let credentials = credential_elements(&issued.access_key_id, issued.expires_ms);
+    Ok(Issued { xml: credentials_xml(&issued), elements: json!({"Credentials": credentials}) })
 }
 
 #[cfg(test)]

@@ -150,7 +150,8 @@ pub async fn intercept(
                 user_name: Some(audit.subject),
                 invoked_by: None,
             };
-            crate::audit::record_sts_call(&app, &ctx, identity, &raw, ACTION, error)
+            let params = (&form, &audit.elements);
+            crate::audit::record_sts_call(&app, &ctx, identity, &raw, params, error)
         })
         .await;
         if !matches!(recorded, Ok(Ok(()))) {
@@ -172,6 +173,8 @@ struct Audited {
     subject: String,
     /// The provider the token named, whose refusals are counted together.
     provider: String,
+    /// The response elements of a call that issued credentials (`Null` for a refusal).
+    elements: serde_json::Value,
 }
 
 /// A token whose signature was verified, with the call's other parameters.
@@ -323,6 +326,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
             claims.sub.as_deref().unwrap_or("")
         ),
         subject: claims.sub.clone().unwrap_or_default(),
+        elements: serde_json::Value::Null,
     };
     let keys = provider_keys(app, &provider, header.kid.as_deref())
         .await
@@ -422,6 +426,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
         provider: p.provider.arn(),
         principal_id: format!("{}:{}:{sub}", p.provider.arn(), p.audience),
         subject: sub.clone(),
+        elements: serde_json::Value::Null,
     };
     let denied = || {
         (
@@ -524,7 +529,15 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
         escape(hp),
         escape(&p.audience),
     );
-    Ok((body, audited()))
+    // What CloudTrail records of the answer: no secret access key, no session token.
+    let elements = serde_json::json!({
+        "Credentials": crate::sessions::credential_elements(&issued.access_key_id, issued.expires_ms),
+        "SubjectFromWebIdentityToken": sub,
+        "AssumedRoleUser": {"AssumedRoleId": issued.assumed_id, "Arn": issued.arn},
+        "Provider": hp,
+        "Audience": p.audience,
+    });
+    Ok((body, Audited { elements, ..audited() }))
 }
 
 /// One public key of a provider.

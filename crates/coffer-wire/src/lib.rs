@@ -7,6 +7,7 @@
 //!   timestamps and blobs.
 //! * [`operation`] is the one table of every operation of every service Coffer speaks.
 //! * [`query_form`] reads the query protocol's forms (STS, IAM) and the operation they name.
+//! * [`query_params`] turns a query-protocol form into the request parameters its event records.
 
 pub mod cloudtrail;
 pub mod kms;
@@ -16,5 +17,6 @@ pub mod model;
 pub mod operation;
 pub mod protocol;
 pub mod query_form;
+pub mod query_params;
 pub mod secretsmanager;
 pub mod validate;

@@ -4,12 +4,12 @@
 
 use super::RecordedStore;
 use crate::{App, Config, KeyRing};
+use coffer_core::Partition;
 use coffer_crypto::MasterKey;
 use coffer_store::{
     Handoff, ImportProducer, Latency, MemoryStore, ReadTxn, SnapshotItem, Store, StoreResult,
     WriteTxn,
 };
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ fn every_store_method_reaches_the_servers_store() {
     let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
     let app = App::new(store.clone(), keys, Config::default());
     store.seen.lock().unwrap().clear();
-    let recorded = RecordedStore { app, event: None, appended: AtomicBool::new(false) };
+    let recorded = RecordedStore::new(app, None, Partition::Aws);
     let put = |tx: &mut dyn WriteTxn| tx.put_record("test", "k", b"v");
 
     assert_eq!(recorded.read_scope(&mut || {}).open::<u64>(), Some(5));
