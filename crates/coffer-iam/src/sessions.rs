@@ -49,13 +49,17 @@ pub enum Subject {
     Role { name: String, role_id: String, session_name: String },
     /// GetSessionToken: the user, with its unique id.
     User { name: String, user_id: String },
+    /// GetFederationToken: the federated user `federated` of the user `name` (unique id
+    /// `user_id`), who acts with the user's current policies intersected with the session
+    /// policy; without a session policy, with no permission at all (as AWS documents).
+    Federated { name: String, user_id: String, federated: String },
 }
 
 impl Subject {
     fn unique_id(&self) -> &str {
         match self {
             Subject::Role { role_id, .. } => role_id,
-            Subject::User { user_id, .. } => user_id,
+            Subject::User { user_id, .. } | Subject::Federated { user_id, .. } => user_id,
         }
     }
 }
@@ -98,7 +102,12 @@ pub(crate) fn rename_user_sessions(
     while let Some(page) = pages.next_page(tx)? {
         for (key, bytes) in page {
             let mut record: SessionRecord = decode(&bytes)?;
-            let Subject::User { name, user_id: id } = &mut record.subject else { continue };
+            // A federated user's session names its user too, and goes on as well.
+            let (Subject::User { name, user_id: id }
+            | Subject::Federated { name, user_id: id, .. }) = &mut record.subject
+            else {
+                continue;
+            };
             if record.account == account && id == user_id {
                 *name = new_name.to_string();
                 renamed.push((key, record));
@@ -274,7 +283,7 @@ impl Iam {
             // A user's session is named as the user is, with its IAM path.
             Ok(match &req.subject {
                 Subject::User { name, .. } => load_user(tx, req.account, name)?.map(|u| u.path),
-                Subject::Role { .. } => None,
+                Subject::Role { .. } | Subject::Federated { .. } => None,
             })
         })?;
         let (arn, assumed_id) = match &req.subject {
@@ -290,6 +299,10 @@ impl Iam {
                 ),
                 user_id.clone(),
             ),
+            Subject::Federated { federated, .. } => {
+                let p = Principal::federated_user(req.account, federated);
+                (p.arn, p.user_id)
+            }
         };
         Ok(IssuedSession { access_key_id: id, secret, token, expires_ms, arn, assumed_id })
     }
@@ -374,7 +387,7 @@ impl Iam {
                     Subject::User { name, .. } => {
                         load_user(tx, &record.account, name)?.map(|u| u.path)
                     }
-                    Subject::Role { .. } => None,
+                    Subject::Role { .. } | Subject::Federated { .. } => None,
                 };
                 found = Some((record, path));
                 Ok(())
@@ -390,6 +403,9 @@ impl Iam {
                 path.as_deref().unwrap_or("/"),
                 &name,
             ),
+            Subject::Federated { federated, .. } => {
+                Principal::federated_user(&record.account, &federated).arn
+            }
         })
     }
 
@@ -443,6 +459,19 @@ impl Iam {
                 let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
                 (user.principal(), docs, tags)
             }
+            Subject::Federated { name, user_id, federated } => {
+                // The user's policies as they are now decide, as AWS evaluates them on each
+                // request; a deleted user (or one made again, with another id) ends it.
+                let Some(user) = load_user(tx, &record.account, name).map_err(store_error)? else {
+                    return Ok(Ok(None));
+                };
+                if &user.user_id != user_id {
+                    return Ok(Ok(None));
+                }
+                let docs = identity_documents(tx, &user).map_err(store_error)?;
+                let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                (Principal::federated_user(&record.account, federated), docs, tags)
+            }
         };
         for t in &record.tags {
             tags.insert(t.key.clone(), t.value.clone());
@@ -463,9 +492,15 @@ impl Iam {
         let secret = SecretAccessKey::new(Zeroizing::new(text.to_string()));
         let policies = parse_all(&documents);
         // A session policy that no longer parses allows nothing (fail closed).
-        let session_policy = record.session_policy.as_ref().map(|doc| {
+        let mut session_policy = record.session_policy.as_ref().map(|doc| {
             Policy::parse(doc, PolicyKind::Identity).unwrap_or_else(|_| deny_nothing_allowed())
         });
+        // A federated user without a session policy has no permissions (AWS: "If you do not
+        // pass a policy to this operation, the resulting federated user session has no
+        // permissions"), but for resource policies that name it.
+        if session_policy.is_none() && matches!(record.subject, Subject::Federated { .. }) {
+            session_policy = Some(allows_nothing());
+        }
         let key = KnownKey {
             caller: Arc::new(Caller {
                 principal,
@@ -499,6 +534,16 @@ pub(crate) fn parse_all(documents: &[(String, String)]) -> Vec<Policy> {
             }
         })
         .collect()
+}
+
+/// A session policy that allows no action (and denies none explicitly): what a federated
+/// user without a session policy may do, so a denial says no session policy allows it.
+fn allows_nothing() -> Policy {
+    Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"coffer:NoAction","Resource":"*"}]}"#,
+        PolicyKind::Identity,
+    )
+    .expect("fixed policy parses")
 }
 
 /// A session policy that allows nothing.

@@ -418,6 +418,8 @@ fn principal_identity(p: &coffer_auth::principal::Principal, access_key_id: &str
     let root = p.arn.ends_with(":root");
     let kind = if p.is_assumed_role() {
         "AssumedRole"
+    } else if p.is_federated_user() {
+        "FederatedUser"
     } else if root {
         "Root"
     } else {
@@ -429,7 +431,8 @@ fn principal_identity(p: &coffer_auth::principal::Principal, access_key_id: &str
         arn: Some(p.arn.clone()),
         account_id: Some(p.account.clone()),
         access_key_id: Some(access_key_id.to_string()),
-        user_name: (!root && !p.is_assumed_role()).then(|| p.name.clone()),
+        user_name: (!root && !p.is_assumed_role() && !p.is_federated_user())
+            .then(|| p.name.clone()),
         invoked_by: None,
     }
 }
