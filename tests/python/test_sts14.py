@@ -224,6 +224,11 @@ def test_federated_calls_are_audited_as_the_federated_user(srv, account, reader,
     assert identity["arn"] == f"arn:aws:sts::{account}:federated-user/audited"
     assert identity["principalId"] == f"{account}:audited"
     assert "userName" not in identity
+    issuer = identity["sessionContext"]["sessionIssuer"]
+    assert issuer["type"] == "IAMUser" and issuer["userName"] == reader.name
+    assert issuer["arn"] == f"arn:aws:iam::{account}:user/{reader.name}"
+    assert issuer["principalId"].startswith("AIDA") and issuer["accountId"] == account
+    assert identity["sessionContext"]["attributes"]["mfaAuthenticated"] == "false"
 
 
 def test_federated_credentials_outlive_the_users_key_but_not_the_user(srv):

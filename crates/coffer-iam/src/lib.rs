@@ -315,6 +315,9 @@ pub struct Caller {
     /// `aws:TokenIssueTime` and `aws:MultiFactorAuthPresent` (`false` here: Coffer verifies
     /// no MFA device), neither of which a long-term key carries.
     pub session_issued_ms: Option<i64>,
+    /// The IAM user whose GetFederationToken issued the caller's session (a federated
+    /// user's): CloudTrail's `sessionContext.sessionIssuer`.
+    pub session_issuer: Option<Principal>,
 }
 
 impl Caller {
@@ -326,6 +329,7 @@ impl Caller {
             session_policy: None,
             principal_tags: BTreeMap::new(),
             session_issued_ms: None,
+            session_issuer: None,
         }
     }
 
@@ -1021,6 +1025,7 @@ impl Iam {
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
                 session_issued_ms: None,
+                session_issuer: None,
             }),
             secret,
         }))

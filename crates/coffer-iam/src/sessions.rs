@@ -428,6 +428,7 @@ impl Iam {
         if record.expires_ms <= now_ms {
             return Ok(Err(Expired));
         }
+        let mut issuer = None;
         let (principal, documents, mut tags) = match &record.subject {
             Subject::Role { name, role_id, session_name } => {
                 let Some(role) = role_in(tx, &record.account, name).map_err(store_error)? else {
@@ -470,6 +471,7 @@ impl Iam {
                 }
                 let docs = identity_documents(tx, &user).map_err(store_error)?;
                 let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                issuer = Some(user.principal());
                 (Principal::federated_user(&record.account, federated), docs, tags)
             }
         };
@@ -508,6 +510,7 @@ impl Iam {
                 session_policy,
                 principal_tags: tags,
                 session_issued_ms: Some(record.created_ms),
+                session_issuer: issuer,
             }),
             secret,
         };

@@ -48,6 +48,7 @@ pub async fn answer(
                 access_key_id: None,
                 user_name: Some(who.subject),
                 invoked_by: None,
+                session_context: None,
             };
             if crate::audit::record_sts_call(&app, &ctx, identity, &raw, ACTION, error).is_err() {
                 return Err(internal());

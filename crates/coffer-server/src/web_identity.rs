@@ -147,6 +147,7 @@ pub async fn intercept(
                 access_key_id: None,
                 user_name: Some(audit.subject),
                 invoked_by: None,
+                session_context: None,
             };
             crate::audit::record_sts_call(&app, &ctx, identity, &raw, ACTION, error)
         })
