@@ -805,6 +805,58 @@ mod tests {
         assert!(matches!(s.at(2_000), Ok(None)));
     }
 
+    /// GetFederationToken's session acts as the federated user with the user's current
+    /// policies; without a session policy it allows nothing; it ends at its expiry and
+    /// with its user (sts14).
+    #[test]
+    fn a_federated_session_acts_as_the_federated_user_within_its_users_life() {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        let user = iam.create_user_with(&store, ACCOUNT, "alice", "/", Vec::new(), 0).unwrap();
+        iam.put_inline_policy(&store, Entity::User, ACCOUNT, "alice", "read", READ).unwrap();
+        let issue = |policy: Option<&str>| {
+            let subject = Subject::Federated {
+                name: "alice".into(),
+                user_id: user.user_id.clone(),
+                federated: "bob".into(),
+            };
+            let request = SessionRequest {
+                account: ACCOUNT,
+                subject,
+                duration_secs: 900,
+                session_policy: policy,
+                tags: Vec::new(),
+                transitive: Vec::new(),
+                now_ms: 1_000,
+            };
+            iam.issue_session(&store, request).unwrap()
+        };
+        let bare = issue(None);
+        assert_eq!(bare.arn, "arn:aws:sts::111122223333:federated-user/bob");
+        assert_eq!(bare.assumed_id, "111122223333:bob");
+        let look =
+            |s: &IssuedSession, now| iam.lookup_session(&store, &s.access_key_id, &s.token, now);
+        let caller = look(&bare, 2_000).unwrap().unwrap().unwrap().caller.clone();
+        assert!(caller.principal.is_federated_user());
+        assert_eq!(caller.policies.len(), 1, "the user's policies");
+        assert_eq!(caller.session_issuer.as_ref().map(|p| p.name.as_str()), Some("alice"));
+        let nothing = caller.session_policy.as_ref().expect("no session policy allows nothing");
+        let request = coffer_auth::policy::Request {
+            principal: &caller.principal,
+            action: "secretsmanager:GetSecretValue",
+            resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:x",
+            resource_account: ACCOUNT,
+            context: &coffer_auth::policy::Context::default(),
+        };
+        let decided = coffer_auth::policy::evaluate(&request, std::slice::from_ref(nothing), None);
+        assert!(!decided.is_allowed());
+        let with_policy = issue(Some(READ));
+        assert_eq!(look(&with_policy, 901_000).unwrap().err(), Some(Expired));
+        iam.delete_inline_policy(&store, Entity::User, ACCOUNT, "alice", "read").unwrap();
+        iam.delete_user(&store, ACCOUNT, "alice").unwrap();
+        assert!(matches!(look(&with_policy, 2_000), Ok(Ok(None))));
+    }
+
     /// GetSessionToken's session acts as its user, path included: the ARN it is issued
     /// with and the one the request log names are the user's own (`user/<path>/<name>`),
     /// as policies and long-term keys see it (review 10, finding 02).
