@@ -394,6 +394,9 @@ fn write_event_canonical(event: &Event, out: &mut Vec<u8>) {
     u.optional("arn", &who.arn);
     u.optional("invokedBy", &who.invoked_by);
     u.optional("principalId", &who.principal_id);
+    if let Some(context) = &who.session_context {
+        u.value("sessionContext", context);
+    }
     u.string("type", &who.kind);
     u.optional("userName", &who.user_name);
     u.close();
@@ -940,6 +943,9 @@ mod tests {
             access_key_id: Some("AKIA".into()),
             user_name: Some("u".into()),
             invoked_by: Some("secretsmanager.amazonaws.com".into()),
+            session_context: Some(serde_json::json!({
+                "sessionIssuer": {"type": "IAMUser", "userName": "u"},
+                "attributes": {"mfaAuthenticated": "false"}})),
         };
         vec![event(1), full]
     }

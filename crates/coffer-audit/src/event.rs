@@ -68,6 +68,10 @@ pub struct UserIdentity {
     /// The service acting, for events of background work.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub invoked_by: Option<String>,
+    /// For a federated user: the IAM user that issued its session (`sessionIssuer`) and
+    /// when (`attributes`), in CloudTrail's shape.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_context: Option<serde_json::Value>,
 }
 
 /// A resource an event refers to (CloudTrail's `resources` entries).
@@ -325,6 +329,7 @@ mod tests {
                 access_key_id: Some("AKIAEXAMPLE".into()),
                 user_name: Some("alice".into()),
                 invoked_by: None,
+                session_context: None,
             },
             event_time: "2024-05-01T12:00:00Z".into(),
             event_source: "secretsmanager.amazonaws.com".into(),

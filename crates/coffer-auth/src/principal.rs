@@ -79,6 +79,27 @@ impl Principal {
     pub fn partition(&self) -> Partition {
         Partition::of_arn(&self.arn).unwrap_or(STORED)
     }
+
+    /// The federated user GetFederationToken names `name` in `account`:
+    /// `arn:aws:sts::<account>:federated-user/<name>`, user id `<account>:<name>` (AWS's
+    /// `aws:userid` for federated users); it has no `aws:username`.
+    pub fn federated_user(account: &str, name: &str) -> Principal {
+        Principal {
+            arn: STORED.arn("sts", "", account, &format!("federated-user/{name}")),
+            account: account.to_string(),
+            user_id: format!("{account}:{name}"),
+            name: name.to_string(),
+            role_arn: None,
+        }
+    }
+
+    /// True for a federated user (GetFederationToken's credentials).
+    pub fn is_federated_user(&self) -> bool {
+        let parts: Vec<&str> = self.arn.splitn(6, ':').collect();
+        self.role_arn.is_none()
+            && matches!(parts.as_slice(), ["arn", _, "sts", _, _, resource]
+                if resource.starts_with("federated-user/"))
+    }
 }
 
 /// The partition IAM's records (users, roles, groups, policies, sessions) are kept and

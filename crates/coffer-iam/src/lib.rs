@@ -329,6 +329,9 @@ pub struct Caller {
     /// The caller as requests of a partition other than `aws` see it, made by the first
     /// such request and kept with the cached caller ([`Caller::in_partition`]).
     partitioned: OnceLock<Arc<Caller>>,
+    /// The IAM user whose GetFederationToken issued the caller's session (a federated
+    /// user's): CloudTrail's `sessionContext.sessionIssuer`.
+    pub session_issuer: Option<Principal>,
 }
 
 impl Caller {
@@ -341,6 +344,7 @@ impl Caller {
             principal_tags: BTreeMap::new(),
             session_issued_ms: None,
             partitioned: OnceLock::new(),
+            session_issuer: None,
         }
     }
 
@@ -1062,6 +1066,7 @@ impl Iam {
                     .collect(),
                 session_issued_ms: None,
                 partitioned: OnceLock::new(),
+                session_issuer: None,
             }),
             secret,
         }))

@@ -49,13 +49,17 @@ pub enum Subject {
     Role { name: String, role_id: String, session_name: String },
     /// GetSessionToken: the user, with its unique id.
     User { name: String, user_id: String },
+    /// GetFederationToken: the federated user `federated` of the user `name` (unique id
+    /// `user_id`), who acts with the user's current policies intersected with the session
+    /// policy; without a session policy, with no permission at all (as AWS documents).
+    Federated { name: String, user_id: String, federated: String },
 }
 
 impl Subject {
     fn unique_id(&self) -> &str {
         match self {
             Subject::Role { role_id, .. } => role_id,
-            Subject::User { user_id, .. } => user_id,
+            Subject::User { user_id, .. } | Subject::Federated { user_id, .. } => user_id,
         }
     }
 }
@@ -98,7 +102,12 @@ pub(crate) fn rename_user_sessions(
     while let Some(page) = pages.next_page(tx)? {
         for (key, bytes) in page {
             let mut record: SessionRecord = decode(&bytes)?;
-            let Subject::User { name, user_id: id } = &mut record.subject else { continue };
+            // A federated user's session names its user too, and goes on as well.
+            let (Subject::User { name, user_id: id }
+            | Subject::Federated { name, user_id: id, .. }) = &mut record.subject
+            else {
+                continue;
+            };
             if record.account == account && id == user_id {
                 *name = new_name.to_string();
                 renamed.push((key, record));
@@ -274,7 +283,7 @@ impl Iam {
             // A user's session is named as the user is, with its IAM path.
             Ok(match &req.subject {
                 Subject::User { name, .. } => load_user(tx, req.account, name)?.map(|u| u.path),
-                Subject::Role { .. } => None,
+                Subject::Role { .. } | Subject::Federated { .. } => None,
             })
         })?;
         let (arn, assumed_id) = match &req.subject {
@@ -290,6 +299,10 @@ impl Iam {
                 ),
                 user_id.clone(),
             ),
+            Subject::Federated { federated, .. } => {
+                let p = Principal::federated_user(req.account, federated);
+                (p.arn, p.user_id)
+            }
         };
         Ok(IssuedSession { access_key_id: id, secret, token, expires_ms, arn, assumed_id })
     }
@@ -374,7 +387,7 @@ impl Iam {
                     Subject::User { name, .. } => {
                         load_user(tx, &record.account, name)?.map(|u| u.path)
                     }
-                    Subject::Role { .. } => None,
+                    Subject::Role { .. } | Subject::Federated { .. } => None,
                 };
                 found = Some((record, path));
                 Ok(())
@@ -390,6 +403,9 @@ impl Iam {
                 path.as_deref().unwrap_or("/"),
                 &name,
             ),
+            Subject::Federated { federated, .. } => {
+                Principal::federated_user(&record.account, &federated).arn
+            }
         })
     }
 
@@ -412,6 +428,7 @@ impl Iam {
         if record.expires_ms <= now_ms {
             return Ok(Err(Expired));
         }
+        let mut issuer = None;
         let (principal, documents, mut tags) = match &record.subject {
             Subject::Role { name, role_id, session_name } => {
                 let Some(role) = role_in(tx, &record.account, name).map_err(store_error)? else {
@@ -443,6 +460,20 @@ impl Iam {
                 let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
                 (user.principal(), docs, tags)
             }
+            Subject::Federated { name, user_id, federated } => {
+                // The user's policies as they are now decide, as AWS evaluates them on each
+                // request; a deleted user (or one made again, with another id) ends it.
+                let Some(user) = load_user(tx, &record.account, name).map_err(store_error)? else {
+                    return Ok(Ok(None));
+                };
+                if &user.user_id != user_id {
+                    return Ok(Ok(None));
+                }
+                let docs = identity_documents(tx, &user).map_err(store_error)?;
+                let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                issuer = Some(user.principal());
+                (Principal::federated_user(&record.account, federated), docs, tags)
+            }
         };
         for t in &record.tags {
             tags.insert(t.key.clone(), t.value.clone());
@@ -463,14 +494,21 @@ impl Iam {
         let secret = SecretAccessKey::new(Zeroizing::new(text.to_string()));
         let policies = parse_all(&documents);
         // A session policy that no longer parses allows nothing (fail closed).
-        let session_policy = record.session_policy.as_ref().map(|doc| {
+        let mut session_policy = record.session_policy.as_ref().map(|doc| {
             Policy::parse(doc, PolicyKind::Identity).unwrap_or_else(|_| deny_nothing_allowed())
         });
+        // A federated user without a session policy has no permissions (AWS: "If you do not
+        // pass a policy to this operation, the resulting federated user session has no
+        // permissions"), but for resource policies that name it.
+        if session_policy.is_none() && matches!(record.subject, Subject::Federated { .. }) {
+            session_policy = Some(allows_nothing());
+        }
         let key = KnownKey {
             caller: Arc::new(Caller {
                 session_policy,
                 principal_tags: tags,
                 session_issued_ms: Some(record.created_ms),
+                session_issuer: issuer,
                 ..Caller::new(principal, policies)
             }),
             secret,
@@ -498,6 +536,16 @@ pub(crate) fn parse_all(documents: &[(String, String)]) -> Vec<Policy> {
             }
         })
         .collect()
+}
+
+/// A session policy that allows no action (and denies none explicitly): what a federated
+/// user without a session policy may do, so a denial says no session policy allows it.
+fn allows_nothing() -> Policy {
+    Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"coffer:NoAction","Resource":"*"}]}"#,
+        PolicyKind::Identity,
+    )
+    .expect("fixed policy parses")
 }
 
 /// A session policy that allows nothing.
@@ -761,6 +809,58 @@ mod tests {
             .create_role(&s.store, ACCOUNT, "reader", "/", TRUST, "", None, Vec::new(), 0)
             .unwrap();
         assert!(matches!(s.at(2_000), Ok(None)));
+    }
+
+    /// GetFederationToken's session acts as the federated user with the user's current
+    /// policies; without a session policy it allows nothing; it ends at its expiry and
+    /// with its user (sts14).
+    #[test]
+    fn a_federated_session_acts_as_the_federated_user_within_its_users_life() {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        let user = iam.create_user_with(&store, ACCOUNT, "alice", "/", Vec::new(), 0).unwrap();
+        iam.put_inline_policy(&store, Entity::User, ACCOUNT, "alice", "read", READ).unwrap();
+        let issue = |policy: Option<&str>| {
+            let subject = Subject::Federated {
+                name: "alice".into(),
+                user_id: user.user_id.clone(),
+                federated: "bob".into(),
+            };
+            let request = SessionRequest {
+                account: ACCOUNT,
+                subject,
+                duration_secs: 900,
+                session_policy: policy,
+                tags: Vec::new(),
+                transitive: Vec::new(),
+                now_ms: 1_000,
+            };
+            iam.issue_session(&store, request).unwrap()
+        };
+        let bare = issue(None);
+        assert_eq!(bare.arn, "arn:aws:sts::111122223333:federated-user/bob");
+        assert_eq!(bare.assumed_id, "111122223333:bob");
+        let look =
+            |s: &IssuedSession, now| iam.lookup_session(&store, &s.access_key_id, &s.token, now);
+        let caller = look(&bare, 2_000).unwrap().unwrap().unwrap().caller.clone();
+        assert!(caller.principal.is_federated_user());
+        assert_eq!(caller.policies.len(), 1, "the user's policies");
+        assert_eq!(caller.session_issuer.as_ref().map(|p| p.name.as_str()), Some("alice"));
+        let nothing = caller.session_policy.as_ref().expect("no session policy allows nothing");
+        let request = coffer_auth::policy::Request {
+            principal: &caller.principal,
+            action: "secretsmanager:GetSecretValue",
+            resource: "arn:aws:secretsmanager:us-east-1:111122223333:secret:x",
+            resource_account: ACCOUNT,
+            context: &coffer_auth::policy::Context::default(),
+        };
+        let decided = coffer_auth::policy::evaluate(&request, std::slice::from_ref(nothing), None);
+        assert!(!decided.is_allowed());
+        let with_policy = issue(Some(READ));
+        assert_eq!(look(&with_policy, 901_000).unwrap().err(), Some(Expired));
+        iam.delete_inline_policy(&store, Entity::User, ACCOUNT, "alice", "read").unwrap();
+        iam.delete_user(&store, ACCOUNT, "alice").unwrap();
+        assert!(matches!(look(&with_policy, 2_000), Ok(Ok(None))));
     }
 
     /// GetSessionToken's session acts as its user, path included: the ARN it is issued

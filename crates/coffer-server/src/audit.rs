@@ -399,7 +399,10 @@ pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdenti
         return principal_identity(p, &ctx.access_key_id);
     }
     match who {
-        Some(who) => principal_identity(&who.caller.principal, &who.access_key_id),
+        Some(who) => UserIdentity {
+            session_context: session_context(&who.caller),
+            ..principal_identity(&who.caller.principal, &who.access_key_id)
+        },
         None => UserIdentity {
             kind: "Root".to_string(),
             principal_id: Some(ctx.scope.account.clone()),
@@ -411,8 +414,30 @@ pub fn identity(who: Option<&Authenticated>, ctx: &RequestContext) -> UserIdenti
             access_key_id: Some(ctx.access_key_id.clone()),
             user_name: None,
             invoked_by: None,
+            session_context: None,
         },
     }
+}
+
+/// CloudTrail's `sessionContext` of a federated user: the IAM user whose
+/// GetFederationToken issued the session, and when.
+fn session_context(caller: &crate::iam::Caller) -> Option<serde_json::Value> {
+    let issuer = caller.session_issuer.as_ref()?;
+    let mut context = serde_json::json!({
+        "sessionIssuer": {
+            "type": "IAMUser",
+            "principalId": issuer.user_id,
+            "arn": issuer.arn,
+            "accountId": issuer.account,
+            "userName": issuer.name,
+        },
+        "attributes": {"mfaAuthenticated": "false"},
+    });
+    if let Some(issued_ms) = caller.session_issued_ms {
+        context["attributes"]["creationDate"] =
+            serde_json::Value::String(coffer_auth::time::format_iso8601(issued_ms));
+    }
+    Some(context)
 }
 
 /// How CloudTrail names `p` signing with `access_key_id`: an assumed role, an account's
@@ -421,6 +446,8 @@ fn principal_identity(p: &coffer_auth::principal::Principal, access_key_id: &str
     let root = p.arn.ends_with(":root");
     let kind = if p.is_assumed_role() {
         "AssumedRole"
+    } else if p.is_federated_user() {
+        "FederatedUser"
     } else if root {
         "Root"
     } else {
@@ -432,8 +459,10 @@ fn principal_identity(p: &coffer_auth::principal::Principal, access_key_id: &str
         arn: Some(p.arn.clone()),
         account_id: Some(p.account.clone()),
         access_key_id: Some(access_key_id.to_string()),
-        user_name: (!root && !p.is_assumed_role()).then(|| p.name.clone()),
+        user_name: (!root && !p.is_assumed_role() && !p.is_federated_user())
+            .then(|| p.name.clone()),
         invoked_by: None,
+        session_context: None,
     }
 }
 
@@ -1809,6 +1838,7 @@ fn service_event(scope: &Scope, service: &str, name: &str, arn: &str, now: i64) 
             kind: "AWSService".to_string(),
             account_id: Some(scope.account.clone()),
             invoked_by: Some(service.to_string()),
+            session_context: None,
             ..Default::default()
         },
         event_time: coffer_audit::format_iso8601(now),

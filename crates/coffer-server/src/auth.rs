@@ -358,6 +358,12 @@ fn base_context(
             ctx.set("aws:PrincipalArn", role_arn.clone());
             ctx.set("aws:PrincipalType", "AssumedRole");
         }
+        // A federated user (GetFederationToken): its own ARN, no username (AWS's global
+        // condition keys: aws:username is absent for federated users).
+        None if p.is_federated_user() => {
+            ctx.set("aws:PrincipalArn", p.arn.clone());
+            ctx.set("aws:PrincipalType", "FederatedUser");
+        }
         None => {
             ctx.set("aws:PrincipalArn", p.arn.clone());
             ctx.set("aws:PrincipalType", "User");
@@ -513,9 +519,58 @@ fn decide(
     let req = Request { principal: &caller.principal, action, resource, resource_account, context };
     let decision = evaluate(&req, &caller.policies, resource_policy);
     match decision.denial_message(&Request { resource: quoted, ..req }) {
-        None => session_allows(caller, &Request { resource: quoted, ..req }, &req),
+        None => match session_allows(caller, &Request { resource: quoted, ..req }, &req) {
+            Err(refused) if names_federated_session(caller, &req, resource_policy) => {
+                // AWS: a resource policy naming a federated user session's ARN grants it
+                // after the session policy is applied, unlimited by it (an explicit deny
+                // in the session policy still refuses).
+                match session_denies(caller, &req) {
+                    true => Err(refused),
+                    false => Ok(()),
+                }
+            }
+            decided => decided,
+        },
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
+}
+
+/// Whether `resource_policy` allows the request to the federated user the caller is,
+/// named by its own ARN (not its account, nor anyone).
+fn names_federated_session(
+    caller: &Caller,
+    req: &Request<'_>,
+    resource_policy: Option<&Policy>,
+) -> bool {
+    let (Some(policy), true) = (resource_policy, caller.principal.is_federated_user()) else {
+        return false;
+    };
+    // Matched as a principal known only by its ARN (no unique id) and with no identity
+    // policy: a statement naming its account only would need an identity Allow, so only
+    // one naming the federated user (or everyone) allows.
+    let by_arn =
+        coffer_auth::principal::Principal { user_id: String::new(), ..caller.principal.clone() };
+    let allows = |principal: &coffer_auth::principal::Principal| {
+        let req = Request { principal, ..*req };
+        matches!(evaluate(&req, &[], Some(policy)), coffer_auth::policy::Decision::Allow)
+    };
+    // A statement for everyone (`*`) allows another federated user as well: only one that
+    // names this one grants past its session policy.
+    let someone_else = coffer_auth::principal::Principal {
+        arn: format!("{}\u{0}other", by_arn.arn),
+        ..by_arn.clone()
+    };
+    allows(&by_arn) && !allows(&someone_else)
+}
+
+/// Whether the caller's session policy explicitly denies the request.
+fn session_denies(caller: &Caller, req: &Request<'_>) -> bool {
+    let Some(session) = &caller.session_policy else { return false };
+    let req = Request { resource_account: &caller.principal.account, ..*req };
+    matches!(
+        evaluate(&req, std::slice::from_ref(session), None),
+        coffer_auth::policy::Decision::ExplicitDeny(_)
+    )
 }
 
 /// A session's permissions are its identity's intersected with its session policy: what

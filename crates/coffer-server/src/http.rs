@@ -346,13 +346,9 @@ async fn answer_query(
             let message = "The IAM API needs authentication: it is not served with --dev.";
             return refuse(query::failure("InvalidAction", message, 400));
         }
-        None => match caller(request.headers(), &app.config.default_account) {
-            Ok(credentials) => Some(credentials),
-            Err(_) => {
-                let missing = coffer_auth::SigV4Error::MissingAuthenticationToken;
-                return refuse(query::signature_error(&missing));
-            }
-        },
+        // An unsigned `--dev` call is refused once it is known not to be
+        // AssumeRoleWithWebIdentity, which `--dev` serves unsigned too (`dev_web_identity`).
+        None => Some(caller(request.headers(), &app.config.default_account)),
         Some(_) => None,
     };
     let (raw, body) = raw_parts(request);
@@ -366,6 +362,14 @@ async fn answer_query(
     {
         return answered;
     }
+    let dev = match dev {
+        Some(Ok(credentials)) => Some(credentials),
+        Some(Err(_)) => {
+            let missing = coffer_auth::SigV4Error::MissingAuthenticationToken;
+            return refuse(query::signature_error(&missing));
+        }
+        None => None,
+    };
     let form = query::Form::of_request(&raw.query, &buffer);
     let (source, secure) = (Source::of(&raw), raw.secure);
     let credentials = dev.unwrap_or(Credentials::Signed(raw));

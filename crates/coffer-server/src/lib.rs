@@ -20,7 +20,9 @@ pub mod clock;
 pub mod connections;
 mod cross_account;
 pub mod dev_sessions;
+mod dev_web_identity;
 mod dispatch;
+mod federation;
 #[cfg(test)]
 mod handoff_tests;
 pub mod http;

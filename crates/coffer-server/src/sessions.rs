@@ -68,7 +68,7 @@ pub fn lookup(
 }
 
 /// An STS error: code, message, status.
-struct Failure(&'static str, String, u16);
+pub(crate) struct Failure(pub &'static str, pub String, pub u16);
 
 impl Failure {
     fn invalid(message: impl Into<String>) -> Failure {
@@ -116,6 +116,7 @@ pub fn answer(
             StsOp::GetSessionToken => session_token(app, iam, who, form),
             StsOp::GetCallerIdentity
             | StsOp::GetAccessKeyInfo
+            | StsOp::GetFederationToken
             | StsOp::AssumeRoleWithWebIdentity => internal(),
         },
         // `--dev`: the same validation and answers, with nothing authorized.
@@ -124,6 +125,7 @@ pub fn answer(
             StsOp::GetSessionToken => dev_session_token(app, ctx, form),
             StsOp::GetCallerIdentity
             | StsOp::GetAccessKeyInfo
+            | StsOp::GetFederationToken
             | StsOp::AssumeRoleWithWebIdentity => internal(),
         },
         // An app without a directory has nobody to issue credentials to.
@@ -172,11 +174,11 @@ fn assumed_elements(credentials: Value, assumed_id: &str, arn: &str, packed: Opt
     elements
 }
 
-fn credentials_xml(issued: &IssuedSession) -> String {
+pub(crate) fn credentials_xml(issued: &IssuedSession) -> String {
     credentials_parts_xml(&issued.access_key_id, &issued.secret, &issued.token, issued.expires_ms)
 }
 
-fn dev_credentials_xml(issued: &dev_sessions::Issued) -> String {
+pub(crate) fn dev_credentials_xml(issued: &dev_sessions::Issued) -> String {
     credentials_parts_xml(&issued.access_key_id, &issued.secret, &issued.token, issued.expires_ms)
 }
 
@@ -196,7 +198,7 @@ fn credentials_parts_xml(
     )
 }
 
-fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
+pub(crate) fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
     let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
     let secs: i64 = text.parse().map_err(|_| {
         let text = coffer_auth::sigv4::echo(&text);
@@ -222,7 +224,7 @@ fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, F
     Ok(secs)
 }
 
-fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
+pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
     let tags: Vec<Tag> = (1..)
         .map_while(|i| {
             let key = sts::form_value(form, &format!("Tags.member.{i}.Key"))?;
@@ -485,7 +487,7 @@ fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Issu
 
 /// Who a `--dev` call acts as: the principal of the credentials STS or the IAM API issued
 /// it, else the root of its account.
-fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Principal {
+pub(crate) fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Principal {
     match &ctx.dev_caller {
         // Kept as IAM's records are (the request's partition is given to it again on
         // each use).
@@ -575,7 +577,7 @@ fn with_inherited(
 /// The percentage of AWS's packed-policy allowance the session policy and tags use (AWS
 /// compresses them in a format of its own, so this is an estimate from their compact
 /// length); `None` when there is neither, as AWS then leaves the member out.
-fn packed_policy_size(policy: Option<&str>, tags: &[Tag]) -> Option<u64> {
+pub(crate) fn packed_policy_size(policy: Option<&str>, tags: &[Tag]) -> Option<u64> {
     if policy.is_none() && tags.is_empty() {
         return None;
     }

@@ -76,6 +76,7 @@ pub fn handle(
                 .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
         StsOp::GetAccessKeyInfo => access_key_info(app, ctx, who, raw, form),
+        StsOp::GetFederationToken => crate::federation::answer(app, ctx, who, raw, form.text()),
         // Unsigned (the token is the credential), so answered by `web_identity` before
         // the pipeline; a request never reaches here with it.
         StsOp::AssumeRoleWithWebIdentity => Err(AwsError::internal()),

@@ -33,23 +33,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const ACTION: &str = "AssumeRoleWithWebIdentity";
+pub(crate) const ACTION: &str = "AssumeRoleWithWebIdentity";
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 /// The region web identity calls are recorded in: the call carries no credential scope.
-const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 const KEYS_TTL: Duration = Duration::from_secs(300);
 const REFETCH_AFTER: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DOCUMENT: usize = 256 * 1024;
 /// Tokens longer than AWS accepts are refused before they are decoded.
-const MAX_TOKEN: usize = 20_000;
+pub(crate) const MAX_TOKEN: usize = 20_000;
 /// Clock skew allowed on `nbf` and `iat`.
-const SKEW_SECS: i64 = 300;
+pub(crate) const SKEW_SECS: i64 = 300;
 
 /// An STS error: code, message, status.
-struct Failure(&'static str, String, u16);
+pub(crate) struct Failure(pub &'static str, pub String, pub u16);
 
-fn invalid_token(message: impl Into<String>) -> Failure {
+pub(crate) fn invalid_token(message: impl Into<String>) -> Failure {
     Failure("InvalidIdentityToken", message.into(), 400)
 }
 
@@ -63,7 +63,7 @@ fn idp_error() -> Failure {
     )
 }
 
-fn internal() -> Failure {
+pub(crate) fn internal() -> Failure {
     Failure("InternalFailure", "An internal error occurred.".into(), 500)
 }
 
@@ -82,6 +82,10 @@ pub async fn intercept(
         return None;
     }
     if app.iam.is_none() {
+        // `--dev` takes a well-formed token without verifying it (`dev_web_identity`).
+        if app.dev_iam.is_some() {
+            return Some(crate::dev_web_identity::answer(app, raw, form.text(), request_id).await);
+        }
         let message = format!("{ACTION} is not served with --dev.");
         return Some(sts::error("InvalidAction", &message, request_id, 400));
     };
@@ -99,13 +103,7 @@ pub async fn intercept(
         }
     };
     let (status, body, audit, error) = match answered {
-        Ok((body, audit)) => {
-            let body = format!(
-                "<{ACTION}Response xmlns=\"{XMLNS}\">\n  <{ACTION}Result>{body}</{ACTION}Result>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{ACTION}Response>\n",
-                crate::iam_api::escape(request_id)
-            );
-            (200, body.into_bytes(), Some(audit), None)
-        }
+        Ok((body, audit)) => (200, envelope(&body, request_id), Some(audit), None),
         Err((Failure(code, message, status), audit)) => {
             let (status, body) = sts::error(code, &message, request_id, status);
             (status, body, audit.map(|a| *a), Some((code.to_string(), message)))
@@ -149,6 +147,7 @@ pub async fn intercept(
                 access_key_id: None,
                 user_name: Some(audit.subject),
                 invoked_by: None,
+                session_context: None,
             };
             let params = (&form, &audit.elements);
             crate::audit::record_sts_call(&app, &ctx, identity, &raw, params, error)
@@ -164,6 +163,15 @@ pub async fn intercept(
         }
     }
     Some((status, body))
+}
+
+/// A successful answer around its result `body`.
+pub(crate) fn envelope(body: &str, request_id: &str) -> Vec<u8> {
+    format!(
+        "<{ACTION}Response xmlns=\"{XMLNS}\">\n  <{ACTION}Result>{body}</{ACTION}Result>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</{ACTION}Response>\n",
+        crate::iam_api::escape(request_id)
+    )
+    .into_bytes()
 }
 
 /// Who the audit event names.
@@ -192,19 +200,19 @@ struct Prepared {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Claims {
-    iss: String,
-    sub: Option<String>,
+pub(crate) struct Claims {
+    pub(crate) iss: String,
+    pub(crate) sub: Option<String>,
     #[serde(default)]
-    aud: Audience,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
+    pub(crate) aud: Audience,
+    pub(crate) exp: Option<i64>,
+    pub(crate) nbf: Option<i64>,
+    pub(crate) iat: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(untagged)]
-enum Audience {
+pub(crate) enum Audience {
     #[default]
     None,
     One(String),
@@ -212,7 +220,7 @@ enum Audience {
 }
 
 impl Audience {
-    fn values(&self) -> Vec<&str> {
+    pub(crate) fn values(&self) -> Vec<&str> {
         match self {
             Audience::None => Vec::new(),
             Audience::One(a) => vec![a.as_str()],
@@ -222,16 +230,16 @@ impl Audience {
 }
 
 #[derive(Debug, Deserialize)]
-struct Header {
+pub(crate) struct Header {
     alg: String,
     kid: Option<String>,
 }
 
-fn b64url(part: &str) -> Option<Vec<u8>> {
+pub(crate) fn b64url(part: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
 }
 
-fn required(form: &str, name: &str, member: &str) -> Result<String, Failure> {
+pub(crate) fn required(form: &str, name: &str, member: &str) -> Result<String, Failure> {
     sts::form_value(form, name).ok_or_else(|| {
         Failure(
             "ValidationError",
@@ -533,7 +541,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
     let elements = serde_json::json!({
         "Credentials": crate::sessions::credential_elements(&issued.access_key_id, issued.expires_ms),
         "SubjectFromWebIdentityToken": sub,
-        "AssumedRoleUser": {"AssumedRoleId": issued.assumed_id, "Arn": issued.arn},
+        "AssumedRoleUser": {"AssumedRoleId": issued.assumed_id, "Arn": partition.rewrite(&issued.arn)},
         "Provider": hp,
         "Audience": p.audience,
     });

@@ -454,6 +454,7 @@ operations! {
         AssumeRoleWithWebIdentity: Read,
         GetAccessKeyInfo: Read,
         GetCallerIdentity: Read,
+        GetFederationToken: Read,
         GetSessionToken: Read,
     }
 

@@ -1,0 +1,217 @@
+//! STS GetFederationToken: an IAM user's long-term key buys credentials for a federated
+//! user (`arn:aws:sts::<account>:federated-user/<name>`, user id `<account>:<name>`), who
+//! acts with the user's identity policies (as they are at each request) intersected with
+//! the session policy passed; without one, with no permission at all, as AWS documents,
+//! bar what a resource policy naming the federated user grants (`auth::session_allows`).
+//! The session is an ordinary `coffer-iam` session (`Subject::Federated`), so lookup,
+//! caching, expiry and the IAM API's refusal of session credentials are the same code.
+//!
+//! `--dev` answers with the same validation and shape, authorizing nothing: credentials
+//! that act as the federated user (`dev_sessions`).
+
+use crate::auth::{Authenticated, RawRequest};
+use crate::iam::Iam;
+use crate::iam::sessions::{SessionRequest, Subject};
+use crate::sessions::{self, Failure};
+use crate::{App, RequestContext, dev_sessions, sts};
+use coffer_auth::principal::Principal;
+use coffer_core::AwsError;
+use coffer_wire::operation::Service;
+
+const ACTION: &str = "GetFederationToken";
+/// GetFederationToken's default and maximum duration, in seconds.
+const DEFAULT_DURATION: i64 = 43_200;
+const MAX_DURATION: i64 = 129_600;
+/// An account root's federated sessions last at most an hour; a longer one is cut to an
+/// hour (AWS's GetFederationToken reference).
+const ROOT_MAX: i64 = 3600;
+
+/// Answers GetFederationToken: `Ok(the XML answer)` or the error as STS names it.
+pub fn answer(
+    app: &App,
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
+    raw: &RawRequest,
+    form: &str,
+) -> Result<Vec<u8>, AwsError> {
+    let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
+    let body = match (who, app.iam.as_ref()) {
+        (Some(who), Some(iam)) => federate(app, iam, who, raw, form)?,
+        (None, None) if app.dev_iam.is_some() => dev_federate(app, ctx, form).map_err(failure)?,
+        _ => {
+            return Err(failure(Failure(
+                "InternalFailure",
+                "An internal error occurred.".into(),
+                500,
+            )));
+        }
+    };
+    Ok(crate::query::response(Service::Sts, ACTION, &body, &ctx.request_id))
+}
+
+/// What the form asks, checked in the order and words of AWS's validation.
+struct FederationRequest {
+    name: String,
+    policy: Option<String>,
+    tags: Vec<crate::iam::directory::Tag>,
+}
+
+fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
+    let Some(name) = sts::form_value(form, "Name") else {
+        return Err(Failure(
+            "ValidationError",
+            "1 validation error detected: Value null at 'name' failed to satisfy constraint: \
+             Member must not be null"
+                .into(),
+            400,
+        ));
+    };
+    check_name(&name)?;
+    let policy = sts::form_value(form, "Policy");
+    if let Some(doc) = policy.as_deref() {
+        crate::iam::sessions::check_session_policy_length(doc)?;
+    }
+    if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
+        // Managed session policies would need the policies' documents at each request;
+        // refused rather than ignored, as AssumeRole refuses them (ignoring would widen).
+        return Err(Failure(
+            "ValidationError",
+            "PolicyArns are not supported by Coffer; pass Policy instead.".into(),
+            400,
+        ));
+    }
+    let tags = sessions::session_tags(form)?;
+    Ok(FederationRequest { name, policy, tags })
+}
+
+/// The model's constraints on `Name` (2 to 32 of `[\w+=,.@-]`), length first.
+fn check_name(name: &str) -> Result<(), Failure> {
+    let len = name.chars().count();
+    let constraint = if len < 2 {
+        "Member must have length greater than or equal to 2"
+    } else if len > 32 {
+        "Member must have length less than or equal to 32"
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)) {
+        "Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+    } else {
+        return Ok(());
+    };
+    let name = coffer_auth::sigv4::echo(name);
+    Err(Failure(
+        "ValidationError",
+        format!(
+            "1 validation error detected: Value '{name}' at 'name' failed to satisfy \
+             constraint: {constraint}"
+        ),
+        400,
+    ))
+}
+
+/// Session credentials (a role's, GetSessionToken's, a federated user's) cannot federate:
+/// AWS's answer.
+fn session_credentials_refused() -> Failure {
+    Failure("AccessDenied", "Cannot call GetFederationToken with session credentials".into(), 403)
+}
+
+fn is_root(p: &Principal) -> bool {
+    p.arn.ends_with(":root")
+}
+
+fn federate(
+    app: &App,
+    iam: &Iam,
+    who: &Authenticated,
+    raw: &RawRequest,
+    form: &str,
+) -> Result<String, AwsError> {
+    let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
+    let p = &who.caller.principal;
+    if who.access_key_id.starts_with("ASIA") || p.is_assumed_role() || p.is_federated_user() {
+        return Err(failure(session_credentials_refused()));
+    }
+    let FederationRequest { name, policy, tags } = federation_request(form).map_err(failure)?;
+    let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false).map_err(failure)?;
+    let secs = if is_root(p) { secs.min(ROOT_MAX) } else { secs };
+    let federated = Principal::federated_user(&p.account, &name);
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    for tag in &tags {
+        extra.push(("aws:TagKeys", tag.key.clone()));
+    }
+    // IAM and STS are global: the request's partition shows (and policies name) the ARN.
+    let seen = p.partition().rewrite(&federated.arn);
+    crate::auth::authorize_action(who, "sts:GetFederationToken", &seen, raw, &extra)?;
+    let packed = sessions::packed_policy_size(policy.as_deref(), &tags);
+    let issued = iam
+        .issue_session(
+            app.store.as_ref(),
+            SessionRequest {
+                account: &p.account,
+                subject: Subject::Federated {
+                    name: p.name.clone(),
+                    user_id: p.user_id.clone(),
+                    federated: name,
+                },
+                duration_secs: secs,
+                session_policy: policy.as_deref(),
+                tags,
+                transitive: Vec::new(),
+                now_ms: crate::clock::now_ms(),
+            },
+        )
+        .map_err(|e| failure(e.into()))?;
+    Ok(answer_xml(&sessions::credentials_xml(&issued), &federated, p.partition(), packed))
+}
+
+/// `--dev`: the same validation and answer, nothing authorized; the credentials act as
+/// the federated user of the caller's account (a root caller's last at most an hour).
+fn dev_federate(app: &App, ctx: &RequestContext, form: &str) -> Result<String, Failure> {
+    if ctx.access_key_id.starts_with("ASIA") && ctx.dev_caller.is_some() {
+        return Err(session_credentials_refused());
+    }
+    let FederationRequest { name, policy, tags } = federation_request(form)?;
+    let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false)?;
+    let caller = sessions::dev_caller(ctx);
+    let secs = if is_root(&caller) { secs.min(ROOT_MAX) } else { secs };
+    if let Some(doc) = policy.as_deref() {
+        crate::iam::directory::check_policy(doc)?;
+    }
+    let federated = Principal::federated_user(&caller.account, &name);
+    let issued = dev_sessions::issue(app, &federated, secs, crate::clock::now_ms())
+        .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
+    let packed = sessions::packed_policy_size(policy.as_deref(), &tags);
+    let partition = caller.partition();
+    Ok(answer_xml(&sessions::dev_credentials_xml(&issued), &federated, partition, packed))
+}
+
+fn answer_xml(
+    credentials: &str,
+    federated: &Principal,
+    partition: coffer_core::Partition,
+    packed: Option<u64>,
+) -> String {
+    use crate::iam_api::escape;
+    let packed =
+        packed.map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>")).unwrap_or_default();
+    format!(
+        "{credentials}<FederatedUser><FederatedUserId>{}</FederatedUserId><Arn>{}</Arn></FederatedUser>{packed}",
+        escape(&federated.user_id),
+        escape(&partition.rewrite(&federated.arn))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_for_length_then_pattern() {
+        assert!(check_name("bo").is_ok());
+        assert!(check_name(&"n".repeat(32)).is_ok());
+        let Err(Failure(_, short, _)) = check_name("b") else { panic!() };
+        assert!(short.ends_with("greater than or equal to 2"));
+        let Err(Failure(_, long, _)) = check_name(&"n n".repeat(11)) else { panic!() };
+        assert!(long.ends_with("less than or equal to 32"));
+        let Err(Failure(_, pattern, _)) = check_name("a b") else { panic!() };
+        assert!(pattern.ends_with("[\\w+=,.@-]*"));
+    }
+}
