@@ -144,6 +144,22 @@ fn a_group_of_record_writes_commits_with_its_last_statements() {
     }
 }
 
+/// Fourteenth session: a member's `RELEASE SAVEPOINT` and the next member's `SAVEPOINT`
+/// travel as one simple query (one message, one answer for the backend to send), not two.
+#[test]
+fn a_release_and_the_next_savepoint_are_one_message() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "b", "c"];
+    let before = super::pipelined::deferred_sent_on_this_thread();
+    one_group_of(&store, &names, |store, name| {
+        store.write(&mut |tx| tx.put_record("test", name, name.as_bytes()))
+    });
+    // SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert,
+    // RELEASE (then COMMIT). Each savepoint statement its own message: 9.
+    assert_eq!(super::pipelined::deferred_sent_on_this_thread() - before, 7);
+}
+
 /// ... and a statement among them that the server refuses (a key PostgreSQL cannot store:
 /// a NUL in text) rolls the whole transaction back with that `COMMIT`: the attempt runs
 /// again carefully, the failing member alone gets the error, and the others are committed.

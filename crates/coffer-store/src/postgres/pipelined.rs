@@ -47,6 +47,18 @@ use super::writer::is_retryable;
 use super::{describe_error, get};
 use crate::{StoreError, StoreResult};
 
+thread_local! {
+    /// Deferred statements this thread sent, each its own message and answer (for tests
+    /// that count what a group sends).
+    static DEFERRED_SENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many deferred statements this thread has sent.
+#[cfg(test)]
+pub(super) fn deferred_sent_on_this_thread() -> u64 {
+    DEFERRED_SENT.with(Cell::get)
+}
+
 /// An owned statement parameter.
 pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -203,7 +215,20 @@ impl WriteBatch {
         expect: Expect,
     ) {
         let member = self.member.get();
-        self.deferred.borrow_mut().push(Deferred { sql: sql.into(), params, expect, member });
+        let mut deferred = self.deferred.borrow_mut();
+        // Simple queries in a row (a member's `RELEASE SAVEPOINT`, the next one's
+        // `SAVEPOINT`) go as one: one message, one answer. PostgreSQL runs them in order
+        // and skips the rest after an error, as it refuses every statement after one. The
+        // first statement's member owns the merged one, so an error in it is a judged
+        // member's (the attempt is run again).
+        if let (None, Some(last)) = (&params, deferred.last_mut())
+            && last.params.is_none()
+            && matches!((last.expect, expect), (Expect::Done, Expect::Done))
+        {
+            last.sql = format!("{}; {}", last.sql, sql.into()).into();
+            return;
+        }
+        deferred.push(Deferred { sql: sql.into(), params, expect, member });
     }
 
     pub(super) fn has_deferred(&self) -> bool {
@@ -220,6 +245,7 @@ impl WriteBatch {
         call: impl Future<Output = Result<T, Error>>,
     ) -> (Option<Fault>, Result<T, Error>) {
         let items = std::mem::take(&mut *self.deferred.borrow_mut());
+        DEFERRED_SENT.with(|n| n.set(n.get() + items.len() as u64));
         let (answers, answer) = rt.block_on(send_in_order(tx, &items, call));
         (self.first_fault(&items, answers), answer)
     }
@@ -311,6 +337,7 @@ impl WriteBatch {
         debug_assert!(self.expects_only_success());
         STATEMENTS.with(|n| n.set(n.get() + 1));
         let items = std::mem::take(&mut *self.deferred.borrow_mut());
+        DEFERRED_SENT.with(|n| n.set(n.get() + items.len() as u64));
         let (answers, committed) = rt.block_on(send_then_commit(&tx, &items));
         let fault = self.first_fault(&items, answers);
         if committed.is_some() {
