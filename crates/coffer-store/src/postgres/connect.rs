@@ -86,6 +86,7 @@ impl PostgresStore {
             watcher_config,
             scrub: super::scrub::ScrubState::new(options.scrub_delay),
             id: super::handoff::store_id(),
+            known: Default::default(),
         };
         // Fail now, with the reason, rather than at the first request.
         drop(store.checkout().map_err(|e| {

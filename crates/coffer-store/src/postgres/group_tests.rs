@@ -144,6 +144,22 @@ fn a_group_of_record_writes_commits_with_its_last_statements() {
     }
 }
 
+/// Fourteenth session: a member's `RELEASE SAVEPOINT` and the next member's `SAVEPOINT`
+/// travel as one simple query (one message, one answer for the backend to send), not two.
+#[test]
+fn a_release_and_the_next_savepoint_are_one_message() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "b", "c"];
+    let before = super::pipelined::deferred_sent_on_this_thread();
+    one_group_of(&store, &names, |store, name| {
+        store.write(&mut |tx| tx.put_record("test", name, name.as_bytes()))
+    });
+    // SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert,
+    // RELEASE (then COMMIT). Each savepoint statement its own message: 9.
+    assert_eq!(super::pipelined::deferred_sent_on_this_thread() - before, 7);
+}
+
 /// ... and a statement among them that the server refuses (a key PostgreSQL cannot store:
 /// a NUL in text) rolls the whole transaction back with that `COMMIT`: the attempt runs
 /// again carefully, the failing member alone gets the error, and the others are committed.
@@ -195,4 +211,107 @@ fn a_dead_nodes_generation_row_is_pruned() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(setting(&own).is_some(), "the node's own row was pruned");
+}
+
+/// What the audit appender's members do: read the chain head, append after it, move it.
+fn append_after_head(store: &PostgresStore, name: &'static str) -> crate::StoreResult<()> {
+    store.write(&mut |tx| {
+        let head = tx.record("audit.head", "chain")?.unwrap_or_else(|| b"0".to_vec());
+        let next = String::from_utf8(head).unwrap().parse::<u64>().unwrap() + 1;
+        tx.put_record("audit.event", &format!("{next:08}-{name}"), name.as_bytes())?;
+        tx.put_record("audit.head", "chain", next.to_string().as_bytes())
+    })
+}
+
+/// The head as stored, as a number.
+fn stored_head(store: &PostgresStore) -> u64 {
+    let mut value = None;
+    store
+        .read(&mut |tx| {
+            value = tx.record("audit.head", "chain")?;
+            Ok(())
+        })
+        .unwrap();
+    String::from_utf8(value.expect("a head")).unwrap().parse().unwrap()
+}
+
+/// Fourteenth session: a group whose members read the chain head this node committed last
+/// (every appender batch after the first) takes it from the node's memory with a guard
+/// deferred with the events, instead of awaiting its read: the whole group is one flight,
+/// `COMMIT` included. Before: the head's read, then the flight with `COMMIT` (2).
+#[test]
+fn a_group_reading_the_head_this_node_committed_last_is_one_flight() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "b", "c"];
+    // The first group reads the head from the database (nothing is known of it yet).
+    assert_eq!(one_group_of(&store, &names, append_after_head), 2);
+    let alone = super::txn::commits_alone_on_this_thread();
+    assert_eq!(one_group_of(&store, &names, append_after_head), 1, "guard, events and COMMIT");
+    assert_eq!(super::txn::commits_alone_on_this_thread() - alone, 0);
+    assert_eq!(stored_head(&store), 6);
+}
+
+/// ... and a head that moved behind the node's back (another process of the same name, a
+/// restore) fails the guard: the attempt is rolled back and run again reading the head, so
+/// every event follows the head as stored, with no sequence number used twice.
+#[test]
+fn a_head_moved_by_another_writer_fails_the_guard_and_is_read_again() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "b", "c"];
+    one_group_of(&store, &names, append_after_head);
+    assert_eq!(stored_head(&store), 3);
+    database.execute(
+        "UPDATE records SET value = convert_to('10', 'UTF8') WHERE kind = 'audit.head' AND key = 'chain'",
+    );
+    one_group_of(&store, &names, append_after_head);
+    assert_eq!(stored_head(&store), 13);
+    let mut events = Vec::new();
+    store
+        .read(&mut |tx| {
+            events = tx.records("audit.event", "", None, 100)?;
+            Ok(())
+        })
+        .unwrap();
+    let numbers: Vec<&str> = events.iter().map(|(key, _)| &key[..8]).collect();
+    assert_eq!(numbers, ["00000001", "00000002", "00000003", "00000011", "00000012", "00000013"]);
+    // The next group starts from what the careful attempt read and committed: one flight.
+    assert_eq!(one_group_of(&store, &names, append_after_head), 1);
+}
+
+/// ... and a member that failed on the head it was given (rolled back to its savepoint,
+/// its guard's error undone with it) still makes the attempt run again, before anything
+/// is committed: the other members' increments count once, not twice, and the failing
+/// member gets the answer the stored head gives.
+#[test]
+fn a_member_that_failed_on_a_stale_head_is_rerun_and_the_others_commit_once() {
+    fn check_or_count(store: &PostgresStore, name: &'static str) -> crate::StoreResult<()> {
+        store.write(&mut |tx| {
+            if name == "check" {
+                let head = tx.record("audit.head", "chain")?.unwrap();
+                if head != b"10" {
+                    return Err(crate::StoreError::Conflict("the head is not 10".to_owned()));
+                }
+                return tx.put_record("test", "checked", &head);
+            }
+            let n = tx.record("test", "n")?.map_or(0, |n| n[0]);
+            tx.put_record("test", "n", &[n + 1])
+        })
+    }
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    one_group_of(&store, &["a", "b"], append_after_head);
+    one_group_of(&store, &["count1", "count2"], check_or_count);
+    database.execute(
+        "UPDATE records SET value = convert_to('10', 'UTF8') WHERE kind = 'audit.head' AND key = 'chain'",
+    );
+    // Every record read is known: the whole group, the failing member included, is one
+    // flight, which must not carry COMMIT.
+    let (_, results) = one_group_answering(&store, &["check", "count1", "count2"], check_or_count);
+    for result in results {
+        result.unwrap();
+    }
+    assert_eq!(test_record(&store, "n").as_deref(), Some(&[4u8][..]));
+    assert_eq!(test_record(&store, "checked").as_deref(), Some(&b"10"[..]));
 }

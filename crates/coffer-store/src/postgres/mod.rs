@@ -45,6 +45,7 @@ mod group_tests;
 mod handoff;
 #[cfg(test)]
 mod handoff_tests;
+mod known;
 mod lease;
 mod pipelined;
 mod read;
@@ -87,6 +88,8 @@ pub struct PostgresStore {
     scrub: scrub::ScrubState,
     /// Which store this is, in the handoffs its read scopes make (`handoff`).
     id: u64,
+    /// Records as this node's last committed group left them (`known`).
+    known: known::KnownRecords,
 }
 
 impl std::fmt::Debug for PostgresStore {

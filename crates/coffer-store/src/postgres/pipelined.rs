@@ -41,10 +41,23 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Error;
 use tokio_postgres::types::ToSql;
 
+use super::known::{GUARD_FAILED, GUARD_SQL};
 use super::txn::{Failure, PgTxn, STATEMENTS};
 use super::writer::is_retryable;
 use super::{describe_error, get};
 use crate::{StoreError, StoreResult};
+
+thread_local! {
+    /// Deferred statements this thread sent, each its own message and answer (for tests
+    /// that count what a group sends).
+    static DEFERRED_SENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many deferred statements this thread has sent.
+#[cfg(test)]
+pub(super) fn deferred_sent_on_this_thread() -> u64 {
+    DEFERRED_SENT.with(Cell::get)
+}
 
 /// An owned statement parameter.
 pub(super) type Param = Box<dyn ToSql + Sync + Send>;
@@ -65,6 +78,10 @@ pub(super) enum Expect {
     /// attempt is run again carefully, where nothing handed is used (the message is
     /// never shown).
     Current(&'static str),
+    /// A guard that raises an error when it does not hold (`known`): it only has to
+    /// succeed, so it may travel with `COMMIT`; if it fails, what the write was given is
+    /// stale and the attempt is run again carefully (the message is never shown).
+    Holds(&'static str),
 }
 
 /// A statement sent with the next one that needs an answer.
@@ -134,6 +151,13 @@ pub(super) struct WriteBatch {
     rerun: Cell<Option<Rerun>>,
     /// Each member's deferred statements are answered before it is judged.
     pub(super) careful: bool,
+    /// A member rolled back to its savepoint left statements deferred: an error among them
+    /// is undone by the `ROLLBACK TO SAVEPOINT`, so a `COMMIT` sent behind them would
+    /// commit the others, and they must be answered before it is sent.
+    undone: Cell<bool>,
+    /// In a group commit, the records written without being remembered (`Memo`), which
+    /// the node's memory of records must forget once the group commits (`known`).
+    unremembered: RefCell<Option<std::collections::HashSet<String>>>,
 }
 
 /// How an attempt whose judged member's statement failed is run again.
@@ -150,6 +174,14 @@ impl WriteBatch {
         WriteBatch { careful, ..WriteBatch::default() }
     }
 
+    /// A group commit's batch: what it writes is learnt or forgotten by the node (`known`).
+    pub(super) fn of_group(careful: bool) -> WriteBatch {
+        WriteBatch {
+            unremembered: RefCell::new(Some(Default::default())),
+            ..WriteBatch::new(careful)
+        }
+    }
+
     /// Starts the next member: its statements, reads and writes are its own from here.
     pub(super) fn begin_member(&self) {
         self.member.set(self.member.get() + 1);
@@ -160,6 +192,9 @@ impl WriteBatch {
     /// (released), and are forgotten otherwise (rolled back to its savepoint).
     pub(super) fn judge_member(&self, kept: bool) {
         self.judged.set(self.member.get());
+        if !kept && self.deferred.borrow().iter().any(|item| item.member == self.member.get()) {
+            self.undone.set(true);
+        }
         let mut memo = self.memo.borrow_mut();
         let member = std::mem::take(&mut memo.member);
         if kept {
@@ -180,7 +215,20 @@ impl WriteBatch {
         expect: Expect,
     ) {
         let member = self.member.get();
-        self.deferred.borrow_mut().push(Deferred { sql: sql.into(), params, expect, member });
+        let mut deferred = self.deferred.borrow_mut();
+        // Simple queries in a row (a member's `RELEASE SAVEPOINT`, the next one's
+        // `SAVEPOINT`) go as one: one message, one answer. PostgreSQL runs them in order
+        // and skips the rest after an error, as it refuses every statement after one. The
+        // first statement's member owns the merged one, so an error in it is a judged
+        // member's (the attempt is run again).
+        if let (None, Some(last)) = (&params, deferred.last_mut())
+            && last.params.is_none()
+            && matches!((last.expect, expect), (Expect::Done, Expect::Done))
+        {
+            last.sql = format!("{}; {}", last.sql, sql.into()).into();
+            return;
+        }
+        deferred.push(Deferred { sql: sql.into(), params, expect, member });
     }
 
     pub(super) fn has_deferred(&self) -> bool {
@@ -197,6 +245,7 @@ impl WriteBatch {
         call: impl Future<Output = Result<T, Error>>,
     ) -> (Option<Fault>, Result<T, Error>) {
         let items = std::mem::take(&mut *self.deferred.borrow_mut());
+        DEFERRED_SENT.with(|n| n.set(n.get() + items.len() as u64));
         let (answers, answer) = rt.block_on(send_in_order(tx, &items, call));
         (self.first_fault(&items, answers), answer)
     }
@@ -208,15 +257,17 @@ impl WriteBatch {
         for (item, answered) in items.iter().zip(answers) {
             let kind = match (answered, item.expect) {
                 (Err(e), _) => FaultKind::Error(e),
-                (Ok(0), Expect::Changed(missing) | Expect::Current(missing)) => {
-                    FaultKind::Unchanged(missing)
-                }
+                (
+                    Ok(0),
+                    Expect::Changed(missing) | Expect::Current(missing) | Expect::Holds(missing),
+                ) => FaultKind::Unchanged(missing),
                 (Ok(0), Expect::Inserted(taken)) => FaultKind::NotInserted(taken),
                 (Ok(_), _) => continue,
             };
             let judged = item.member <= self.judged.get();
             // Its member must not be told (nor judged on) it: the attempt is run again.
-            let rerun_anyway = matches!(item.expect, Expect::Inserted(_) | Expect::Current(_));
+            let rerun_anyway =
+                matches!(item.expect, Expect::Inserted(_) | Expect::Current(_) | Expect::Holds(_));
             // A careful batch's caller handles its judged members' faults itself, and
             // defers no insert and no guard.
             let found = Fault { rerun: (judged || rerun_anyway) && !self.careful, kind };
@@ -241,9 +292,31 @@ impl WriteBatch {
 
     /// Whether every deferred statement only has to succeed (none is judged on the rows it
     /// changed): then PostgreSQL itself refuses a `COMMIT` sent behind one that failed,
-    /// and the two can travel together ([`WriteBatch::commit_with_deferred`]).
+    /// and the two can travel together ([`WriteBatch::commit_with_deferred`]). Not when a
+    /// member rolled back to its savepoint left some: its `ROLLBACK TO` would undo their
+    /// error, and the `COMMIT` behind it commit the others on an attempt about to rerun.
     pub(super) fn expects_only_success(&self) -> bool {
-        self.deferred.borrow().iter().all(|item| matches!(item.expect, Expect::Done))
+        !self.undone.get()
+            && self
+                .deferred
+                .borrow()
+                .iter()
+                .all(|item| matches!(item.expect, Expect::Done | Expect::Holds(_)))
+    }
+
+    /// What the transaction's kept members read or wrote of records (`None`: absent or
+    /// deleted), by memo id: learnt by the node once the transaction committed (`known`).
+    /// Records written without being remembered come as `None` (to be forgotten), unless
+    /// a later read remembered them.
+    pub(super) fn records_kept(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let memo = self.memo.borrow();
+        let mut kept: Vec<_> =
+            memo.transaction.iter().map(|(id, value)| (id.clone(), value.clone())).collect();
+        if let Some(unremembered) = self.unremembered.borrow().as_ref() {
+            let forgotten = unremembered.iter().filter(|id| !memo.transaction.contains_key(*id));
+            kept.extend(forgotten.map(|id| (id.clone(), None)));
+        }
+        kept
     }
 
     /// Sends every deferred statement and then `COMMIT`, in one round trip, ending `tx`:
@@ -264,6 +337,7 @@ impl WriteBatch {
         debug_assert!(self.expects_only_success());
         STATEMENTS.with(|n| n.set(n.get() + 1));
         let items = std::mem::take(&mut *self.deferred.borrow_mut());
+        DEFERRED_SENT.with(|n| n.set(n.get() + items.len() as u64));
         let (answers, committed) = rt.block_on(send_then_commit(&tx, &items));
         let fault = self.first_fault(&items, answers);
         if committed.is_some() {
@@ -295,6 +369,8 @@ impl WriteBatch {
         let id = record_id(kind, key);
         if memo.member.contains_key(&id) || memo.transaction.contains_key(&id) {
             memo.member.insert(id, value.map(<[u8]>::to_vec));
+        } else if let Some(unremembered) = self.unremembered.borrow_mut().as_mut() {
+            unremembered.insert(id);
         }
     }
 }
@@ -307,7 +383,7 @@ struct Memo {
     member: HashMap<String, Option<Vec<u8>>>,
 }
 
-fn record_id(kind: &str, key: &str) -> String {
+pub(super) fn record_id(kind: &str, key: &str) -> String {
     // A kind never holds a NUL (they are the store's own names).
     format!("{kind}\0{key}")
 }
@@ -486,7 +562,11 @@ impl PgTxn<'_, '_> {
                     params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
                 let changed = self.execute(sql, &params)?;
                 match expect {
-                    Expect::Changed(missing) | Expect::Current(missing) if changed == 0 => {
+                    Expect::Changed(missing)
+                    | Expect::Current(missing)
+                    | Expect::Holds(missing)
+                        if changed == 0 =>
+                    {
                         Err(StoreError::Backend(missing.to_owned()))
                     }
                     Expect::Inserted(taken) if changed == 0 => {
@@ -530,6 +610,14 @@ impl PgTxn<'_, '_> {
     ) -> StoreResult<Option<Vec<u8>>> {
         if let Some(known) = batch.remembered(kind, key) {
             return Ok(known);
+        }
+        if let Some(value) = self.known.and_then(|known| known.get(&record_id(kind, key))) {
+            // Given at once; the guard, in its place, reads the row in this snapshot.
+            let params: Vec<Param> =
+                vec![Box::new(kind.to_owned()), Box::new(key.to_owned()), Box::new(value.clone())];
+            self.defer(GUARD_SQL, params, Expect::Holds(GUARD_FAILED))?;
+            batch.read(kind, key, Some(&value));
+            return Ok(Some(value));
         }
         let row = self
             .query_opt("SELECT value FROM records WHERE kind = $1 AND key = $2", &[&kind, &key])?;

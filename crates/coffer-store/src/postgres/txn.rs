@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
 use super::handoff::{Handed, Witness};
+use super::known::KnownRecords;
 use super::pipelined::{Expect, Param, UPSERT_RECORDS_SQL, WriteBatch};
 use super::read::LazyRead;
 use super::shared_cache::{ANNOUNCE_SQL, Epoch, GENERATION_SETTING, SecretEntry, SharedCache};
@@ -77,6 +78,9 @@ pub(super) struct PgTxn<'a, 't> {
     pub(super) handed: Option<&'a Handed>,
     /// A write changed a secret or its versions (announced on this node's generation row).
     pub(super) secrets_touched: Cell<bool>,
+    /// In a group-commit member's first (not careful) attempt, the records this node's
+    /// last committed writes left, answered with a guard (`known`); `None` elsewhere.
+    pub(super) known: Option<&'a KnownRecords>,
 }
 
 /// Which generation row a write's announcement bumps (see `shared_cache`); the greater
@@ -171,6 +175,7 @@ impl<'a, 't> PgTxn<'a, 't> {
             batch: None,
             handed: None,
             secrets_touched: Cell::new(false),
+            known: None,
         }
     }
 

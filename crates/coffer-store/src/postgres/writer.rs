@@ -142,7 +142,7 @@ impl PostgresStore {
         // The group's announcement, once made: its commit has begun for the cache.
         let mut announced = None;
         let mut attempt = |tx: Transaction<'_>| {
-            let batch = WriteBatch::new(careful);
+            let batch = WriteBatch::of_group(careful);
             let mut members = Vec::with_capacity(jobs.len());
             let mut broken = None;
             // What the kept members changed, announced once for them all before COMMIT.
@@ -154,6 +154,8 @@ impl PostgresStore {
                 // A careful attempt follows a fault, perhaps a guard's: nothing handed.
                 let handed = if careful { None } else { handed.get(at).copied().flatten() };
                 let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch, handed);
+                // A careful attempt reads every record: a guard may have failed.
+                txn.known = (!careful).then_some(&self.known);
                 // SAFETY: every job is answered only after this batch (`run_batch`).
                 let closure = unsafe { job.closure() };
                 let ran = catch_unwind(AssertUnwindSafe(|| closure(&mut txn)));
@@ -222,7 +224,10 @@ impl PostgresStore {
                 && batch.has_deferred()
                 && batch.expects_only_success()
             {
-                return commit_with_deferred(rt, tx, &batch, members);
+                let kept = batch.records_kept();
+                let attempt = commit_with_deferred(rt, tx, &batch, members);
+                self.learn_from(&attempt, kept);
+                return attempt;
             }
             // Otherwise what is still deferred is answered before COMMIT is sent, so COMMIT
             // never follows a statement that failed without an error (see `pipelined`).
@@ -252,14 +257,17 @@ impl PostgresStore {
                 return BatchAttempt::Done(members);
             }
             super::txn::COMMITS_ALONE.with(|n| n.set(n.get() + 1));
-            match rt.block_on(tx.commit()) {
+            let kept = batch.records_kept();
+            let attempt = match rt.block_on(tx.commit()) {
                 Ok(()) => BatchAttempt::Done(members),
                 Err(e) if is_retryable(&e) => BatchAttempt::Conflicted,
                 // The connection may have died after the server committed: the outcome
                 // is unknown, and the callers must be told so rather than told it failed
                 // cleanly.
                 Err(e) => unknown_outcome(members, &e),
-            }
+            };
+            self.learn_from(&attempt, kept);
+            attempt
         };
         let outcome = self.in_transaction(IsolationLevel::Serializable, false, &mut attempt);
         self.shared_commits_ended(announced);
@@ -353,6 +361,22 @@ impl PostgresStore {
         match outcome {
             Ok(attempt) => attempt,
             Err(e) => Attempt::Finished(Err(e)),
+        }
+    }
+
+    /// What a group's attempt teaches the node's memory of records (`known`): the records
+    /// its transaction read or wrote, once its `COMMIT` was acknowledged; nothing after a
+    /// conflict; and to forget all after a failed guard (the attempt then runs carefully)
+    /// or a commit whose outcome is unknown (each member then holds an error).
+    fn learn_from(&self, attempt: &BatchAttempt, kept: Vec<(String, Option<Vec<u8>>)>) {
+        match attempt {
+            BatchAttempt::Done(members)
+                if members.iter().any(|m| matches!(m, Member::Done(Ok(())))) =>
+            {
+                self.known.learn(kept)
+            }
+            BatchAttempt::Conflicted => {}
+            BatchAttempt::Done(_) | BatchAttempt::Carefully => self.known.forget(),
         }
     }
 
