@@ -52,15 +52,15 @@ impl SqlTxn<'_> {
 
     /// A lookup the writer's batch makes, answered from the read cache when the batch
     /// has not touched its key (see [`ReadCache::latest`]), else by `lookup`, whose
-    /// answer for an untouched key is then cached. Why: every write's closure runs on
-    /// the one writer thread, so its lookups (the secret, the KMS key record) were
-    /// serialized SQL and JSON parsing that readers had mostly cached already.
-    /// Outside the writer (`track` is `None`) it is `lookup` alone.
+    /// answer for an untouched key is then cached when `fill` says how. Why: every
+    /// write's closure runs on the one writer thread, so its lookups (the secret, the
+    /// KMS key record) were serialized SQL and JSON parsing that readers had often
+    /// cached already. Outside the writer (`track` is `None`) it is `lookup` alone.
     fn untouched_or<T>(
         &self,
         key: impl FnOnce() -> String,
         cached: impl FnOnce(Entry) -> Option<T>,
-        entry: impl FnOnce(&T) -> Entry,
+        fill: Option<fn(&T) -> Entry>,
         lookup: impl FnOnce() -> StoreResult<T>,
     ) -> StoreResult<T> {
         let Some((touched, cache)) = &self.track else { return lookup() };
@@ -72,7 +72,9 @@ impl SqlTxn<'_> {
             return Ok(found);
         }
         let found = lookup()?;
-        cache.put_latest(key, entry(&found));
+        if let Some(entry) = fill {
+            cache.put_latest(key, entry(&found));
+        }
         Ok(found)
     }
 
@@ -88,7 +90,10 @@ impl SqlTxn<'_> {
                 Entry::Secret(found) => Some(found.map(|meta| (*meta).clone())),
                 _ => None,
             },
-            |found| Entry::Secret(found.clone().map(std::sync::Arc::new)),
+            // Not cached from here: a write looks a secret up to change it, and its
+            // commit would drop the entry (a measured cost, BENCHMARKS.md "Fourteenth
+            // session"); readers cache it.
+            None,
             lookup,
         )
     }
@@ -257,7 +262,7 @@ impl ReadTxn for SqlTxn<'_> {
                 Entry::Versions(versions) => Some(versions.to_vec()),
                 _ => None,
             },
-            |found| Entry::Versions(std::sync::Arc::new(found.clone())),
+            None,
             || self.versions_in_sql(arn),
         )
     }
@@ -329,7 +334,8 @@ impl ReadTxn for SqlTxn<'_> {
                     Entry::Record(found) => Some(found.map(|bytes| bytes.to_vec())),
                     _ => None,
                 },
-                |found| Entry::Record(found.clone().map(std::sync::Arc::new)),
+                // KMS keys and aliases: read by every write that seals, seldom written.
+                Some(|found| Entry::Record(found.clone().map(std::sync::Arc::new))),
                 lookup,
             ),
             _ => lookup(),
