@@ -22,7 +22,7 @@
 //! promises that (IAM records, which `coffer admin` changes from another process, are not).
 //! Values stay sealed here, as in the database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coffer_core::model::{Scope, SecretMeta, VersionMeta};
@@ -47,7 +47,8 @@ pub(crate) enum Entry {
 /// The keys a batch of writes changed, to be dropped from the cache when it commits.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
-    keys: Vec<String>,
+    /// A set, since the writer asks it of every lookup it makes (see [`Touched::covers`]).
+    keys: HashSet<String>,
     /// Secrets' ARNs, whose sealed values are dropped too.
     arns: Vec<String>,
     /// A secret whose name is not known changed (it was deleted): every name entry goes.
@@ -64,23 +65,31 @@ impl Touched {
     /// A secret's metadata, versions or values changed. Its name key is dropped when
     /// known; a deleted secret whose name is unknown drops every name entry.
     pub(crate) fn secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
-        self.keys.push(arn_key(arn));
-        self.keys.push(versions_key(arn));
+        self.keys.insert(arn_key(arn));
+        self.keys.insert(versions_key(arn));
         self.arns.push(arn.to_owned());
         match scope_and_name {
-            Some((scope, name)) => self.keys.push(name_key(scope, name)),
+            Some((scope, name)) => {
+                self.keys.insert(name_key(scope, name));
+            }
             None => self.all_names = true,
         }
     }
 
     /// A secret's versions or values changed (its metadata did not).
     pub(crate) fn versions(&mut self, arn: &str) {
-        self.keys.push(versions_key(arn));
+        self.keys.insert(versions_key(arn));
         self.arns.push(arn.to_owned());
     }
 
     pub(crate) fn record(&mut self, kind: &str, key: &str) {
-        self.keys.push(record_key(kind, key));
+        self.keys.insert(record_key(kind, key));
+    }
+
+    /// Whether the open batch may have changed what is cached under `key` (a member
+    /// whose savepoint was rolled back counts too: it is dropped all the same).
+    pub(crate) fn covers(&self, key: &str) -> bool {
+        self.all || (self.all_names && key.starts_with("n\0")) || self.keys.contains(key)
     }
 
     pub(crate) fn everything(&mut self) {
@@ -196,6 +205,25 @@ impl ReadCache {
             return None;
         }
         state.entries.get(key).cloned()
+    }
+
+    /// The entry under `key` for the writer, between its commits: with no commit in
+    /// flight every entry holds what the newest commit holds, which is what the writer's
+    /// open batch sees of every key it has not touched ([`Touched::covers`]).
+    pub(crate) fn latest(&self, key: &str) -> Option<Entry> {
+        let state = self.lock();
+        if state.committing > 0 {
+            return None;
+        }
+        state.entries.get(key).cloned()
+    }
+
+    /// Caches what the writer read of a key its open batch has not touched: the newest
+    /// commit's state, so it may serve readers of the current generation. Should the
+    /// batch touch the key later, its commit drops the entry as any other.
+    pub(crate) fn put_latest(&self, key: String, entry: Entry) {
+        let generation = self.lock().generation;
+        self.put(key, entry, generation);
     }
 
     /// Caches what a read transaction that began at `generation` found, unless a commit

@@ -697,3 +697,132 @@ fn an_exclusive_store_refuses_a_second_exclusive_opener_until_dropped() {
     drop(first);
     SqliteStore::open(&path).unwrap().exclusive().unwrap();
 }
+
+/// The description of the secret `name`, as `txn` sees it.
+fn description_in(txn: &dyn ReadTxn, name: &str) -> StoreResult<String> {
+    Ok(txn.secret_by_name(&scope(), name)?.expect("the secret").description.unwrap_or_default())
+}
+
+/// The writer answers a lookup of a key its batch has not touched from the read cache
+/// (a PutSecretValue's secret and KMS key, read on the one writer thread). Seen here by
+/// changing the row behind the store's back, which a server never does (its store is
+/// exclusive): the write still sees what the cache holds.
+#[test]
+fn the_writers_lookups_of_keys_its_batch_has_not_touched_come_from_the_read_cache() {
+    let fixture = file_fixture();
+    let store = &fixture.store;
+    let meta = secret("cached");
+    write(store, |txn| {
+        txn.insert_secret(&meta)?;
+        txn.put_record("kms-key", "k", b"before")
+    });
+    // A read caches both.
+    read(store, |txn| {
+        txn.secret_by_name(&scope(), "cached")?;
+        txn.record("kms-key", "k")
+    });
+    let behind = rusqlite::Connection::open(fixture._dir.path().join("coffer.db")).unwrap();
+    behind
+        .execute_batch(
+            "UPDATE secrets SET meta = json_set(meta, '$.description', 'behind'); \
+             UPDATE records SET value = CAST('behind' AS BLOB) WHERE kind = 'kms-key';",
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    write(store, |txn| {
+        seen = vec![
+            description_in(&*txn, "cached")?,
+            String::from_utf8(txn.record("kms-key", "k")?.unwrap()).unwrap(),
+        ];
+        Ok(())
+    });
+    assert_eq!(seen, ["the cached secret", "before"]);
+}
+
+/// What a batch changed is never answered from the read cache: a write sees its own
+/// changes, and the changes of a write whose savepoint was rolled back are gone for
+/// the next one, though the cache held the key before either.
+#[test]
+fn a_write_sees_its_own_changes_and_not_a_failed_writes_over_the_read_cache() {
+    let fixture = file_fixture();
+    let store = &fixture.store;
+    let meta = secret("mine");
+    write(store, |txn| {
+        txn.insert_secret(&meta)?;
+        txn.insert_version(&meta.arn, &version("v1"), &SealedValue(vec![1]))?;
+        txn.put_record("kms-key", "k", b"1")
+    });
+    let cache_everything = |txn: &dyn ReadTxn| {
+        txn.secret_by_name(&scope(), "mine")?;
+        txn.secret_by_arn(&meta.arn)?;
+        txn.versions(&meta.arn)?;
+        txn.record("kms-key", "k")
+    };
+    read(store, cache_everything);
+    let mut seen = Vec::new();
+    write(store, |txn| {
+        cache_everything(&*txn)?;
+        let changed = SecretMeta { description: Some("2".into()), ..meta.clone() };
+        txn.update_secret(&changed)?;
+        txn.insert_version(&meta.arn, &fixtures::version("v2", &[]), &SealedValue(vec![2]))?;
+        txn.put_record("kms-key", "k", b"2")?;
+        seen = vec![
+            description_in(&*txn, "mine")?,
+            txn.secret_by_arn(&meta.arn)?.unwrap().description.unwrap(),
+            txn.versions(&meta.arn)?.len().to_string(),
+            String::from_utf8(txn.record("kms-key", "k")?.unwrap()).unwrap(),
+        ];
+        Ok(())
+    });
+    assert_eq!(seen, ["2", "2", "2", "2"]);
+    read(store, cache_everything);
+    let failed = store.write(&mut |txn| {
+        let changed = SecretMeta { description: Some("failed".into()), ..meta.clone() };
+        txn.update_secret(&changed)?;
+        txn.put_record("kms-key", "k", b"failed")?;
+        Err(StoreError::Aborted)
+    });
+    assert!(failed.is_err());
+    write(store, |txn| {
+        seen = vec![
+            description_in(&*txn, "mine")?,
+            String::from_utf8(txn.record("kms-key", "k")?.unwrap()).unwrap(),
+        ];
+        Ok(())
+    });
+    assert_eq!(seen, ["2", "2"]);
+}
+
+/// Concurrent read-modify-write calls on one secret, many sharing a batch, with readers
+/// filling the cache meanwhile, lose no update: each writer's read of the counter sees
+/// every write committed or earlier in its batch.
+#[test]
+fn concurrent_increments_through_the_writers_cache_lose_no_update() {
+    let fixture = Arc::new(file_fixture());
+    write(&fixture.store, |txn| {
+        txn.insert_secret(&SecretMeta { description: Some("0".into()), ..secret("counter") })
+            .map(|_| ())
+    });
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let fixture = fixture.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    write(&fixture.store, |txn| {
+                        let meta = txn.secret_by_name(&scope(), "counter")?.unwrap();
+                        let n: u64 = meta.description.as_deref().unwrap().parse().unwrap();
+                        txn.update_secret(&SecretMeta {
+                            description: Some((n + 1).to_string()),
+                            ..meta
+                        })
+                    });
+                    read(&fixture.store, |txn| description_in(txn, "counter"));
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(read(&fixture.store, |txn| description_in(txn, "counter")), "400");
+}

@@ -4,7 +4,7 @@ use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::unreadable;
-use crate::read_cache::{ReadCache, Touched};
+use crate::read_cache::{self, Entry, ReadCache, Touched};
 use crate::{
     CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, StoreError, StoreResult, cursor_of,
 };
@@ -48,6 +48,54 @@ impl SqlTxn<'_> {
         {
             touched.record(kind, key);
         }
+    }
+
+    /// A lookup the writer's batch makes, answered from the read cache when the batch
+    /// has not touched its key (see [`ReadCache::latest`]), else by `lookup`, whose
+    /// answer for an untouched key is then cached when `fill` says how. Why: every
+    /// write's closure runs on the one writer thread, so its lookups (the secret, the
+    /// KMS key record) were serialized SQL and JSON parsing that readers had often
+    /// cached already. Outside the writer (`track` is `None`) it is `lookup` alone.
+    fn untouched_or<T>(
+        &self,
+        key: impl FnOnce() -> String,
+        cached: impl FnOnce(Entry) -> Option<T>,
+        fill: Option<fn(&T) -> Entry>,
+        lookup: impl FnOnce() -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let Some((touched, cache)) = &self.track else { return lookup() };
+        let key = key();
+        if touched.covers(&key) {
+            return lookup();
+        }
+        if let Some(found) = cache.latest(&key).and_then(cached) {
+            return Ok(found);
+        }
+        let found = lookup()?;
+        if let Some(entry) = fill {
+            cache.put_latest(key, entry(&found));
+        }
+        Ok(found)
+    }
+
+    /// [`Self::untouched_or`] for a secret looked up by name or ARN.
+    fn secret_untouched_or(
+        &self,
+        key: impl FnOnce() -> String,
+        lookup: impl FnOnce() -> StoreResult<Option<SecretMeta>>,
+    ) -> StoreResult<Option<SecretMeta>> {
+        self.untouched_or(
+            key,
+            |entry| match entry {
+                Entry::Secret(found) => Some(found.map(|meta| (*meta).clone())),
+                _ => None,
+            },
+            // Not cached from here: a write looks a secret up to change it, and its
+            // commit would drop the entry (a measured cost, BENCHMARKS.md "Fourteenth
+            // session"); readers cache it.
+            None,
+            lookup,
+        )
     }
 }
 
@@ -148,8 +196,13 @@ impl SqlTxn<'_> {
     }
 }
 
-impl ReadTxn for SqlTxn<'_> {
-    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+/// The lookups themselves, in SQL (the writer's go through the read cache first).
+impl SqlTxn<'_> {
+    pub(super) fn secret_by_name_in_sql(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> StoreResult<Option<SecretMeta>> {
         let sql = format!(
             "SELECT {SECRET_COLUMNS} FROM secrets WHERE account = ?1 AND region = ?2 AND name = ?3"
         );
@@ -160,14 +213,14 @@ impl ReadTxn for SqlTxn<'_> {
         row.map(SecretRow::decode).transpose()
     }
 
-    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+    pub(super) fn secret_by_arn_in_sql(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
         let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE arn = ?1");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let row = stmt.query_row(params![arn], SecretRow::from_row).optional()?;
         row.map(SecretRow::decode).transpose()
     }
 
-    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+    pub(super) fn versions_in_sql(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
         // The rows come in version id order (the table's key); the few of one secret
         // are put in creation order here rather than by a sort in SQLite.
         let mut stmt = self
@@ -187,6 +240,31 @@ impl ReadTxn for SqlTxn<'_> {
                 Ok(meta)
             })
             .collect()
+    }
+}
+
+impl ReadTxn for SqlTxn<'_> {
+    fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
+        self.secret_untouched_or(
+            || read_cache::name_key(scope, name),
+            || self.secret_by_name_in_sql(scope, name),
+        )
+    }
+
+    fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>> {
+        self.secret_untouched_or(|| read_cache::arn_key(arn), || self.secret_by_arn_in_sql(arn))
+    }
+
+    fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
+        self.untouched_or(
+            || read_cache::versions_key(arn),
+            |entry| match entry {
+                Entry::Versions(versions) => Some(versions.to_vec()),
+                _ => None,
+            },
+            None,
+            || self.versions_in_sql(arn),
+        )
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -243,9 +321,25 @@ impl ReadTxn for SqlTxn<'_> {
     }
 
     fn record(&self, kind: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2")?;
-        Ok(stmt.query_row(params![kind, key], |row| row.get(0)).optional()?)
+        let lookup = || -> StoreResult<Option<Vec<u8>>> {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2")?;
+            Ok(stmt.query_row(params![kind, key], |row| row.get(0)).optional()?)
+        };
+        match &self.track {
+            Some((_, cache)) if cache.caches_kind(kind) => self.untouched_or(
+                || read_cache::record_key(kind, key),
+                |entry| match entry {
+                    Entry::Record(found) => Some(found.map(|bytes| bytes.to_vec())),
+                    _ => None,
+                },
+                // KMS keys and aliases: read by every write that seals, seldom written.
+                Some(|found| Entry::Record(found.clone().map(std::sync::Arc::new))),
+                lookup,
+            ),
+            _ => lookup(),
+        }
     }
 
     fn records(
