@@ -517,6 +517,18 @@ impl ReadTxn for State {
         Ok(list.iter().map(|v| v.meta.clone()).collect())
     }
 
+    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
+        let position = self.version_position(arn, version_id);
+        Ok(position.map(|i| self.versions[arn][i].meta.clone()))
+    }
+
+    /// Copies only the versions with labels (two or three), not the deprecated ones.
+    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        let list = self.versions.get(arn).map(Vec::as_slice).unwrap_or_default();
+        let labelled = list.iter().filter(|v| !v.meta.is_deprecated()).map(|v| v.meta.clone());
+        Ok((labelled.collect(), list.len()))
+    }
+
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
         let position = self.version_position(arn, version_id);
         Ok(position.map(|i| self.versions[arn][i].value.clone()))
@@ -622,6 +634,14 @@ impl ReadTxn for MemRead<'_> {
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
         self.state.versions(arn)
+    }
+
+    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
+        self.state.version(arn, version_id)
+    }
+
+    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.state.labelled_versions(arn)
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -837,6 +857,14 @@ impl ReadTxn for MemTxn<'_> {
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
         self.state()?.versions(arn)
+    }
+
+    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
+        self.state()?.version(arn, version_id)
+    }
+
+    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.state()?.labelled_versions(arn)
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
