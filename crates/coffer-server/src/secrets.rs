@@ -355,21 +355,27 @@ fn replay_of_existing_version(
     }
 }
 
-/// What a new version's labels are moved among: a secret's versions that carry labels
-/// (a deprecated version has none to move and adds nothing to the label count, so leaving
-/// it out changes no outcome of `staging::add_version`), and how many versions it has in
-/// all, which decides whether the old ones must be read to be pruned. A put thus copies
-/// the two or three labelled versions, not every version (up to 100).
+/// What adding a version decides on: a secret's versions that carry labels (a deprecated
+/// version has none to move and adds nothing to the label count, so leaving it out
+/// changes no outcome of `staging::add_version`), the version of the new version's id if
+/// it exists (a replay), and how many versions the secret has in all, which decides
+/// whether the old ones must be read to be pruned. A put thus copies the two or three
+/// labelled versions, not every version (up to 100).
 struct Labelled {
     versions: Vec<VersionMeta>,
     count: usize,
 }
 
 impl Labelled {
-    /// The labelled versions of the secret `arn` as `tx` has them.
-    fn read(tx: &dyn ReadTxn, arn: &str) -> Result<Labelled, AwsError> {
-        let (versions, count) = tx.labelled_versions(arn).map_err(store_error)?;
+    /// The labelled versions of the secret `arn` as `tx` has them, and `token`'s.
+    fn read(tx: &dyn ReadTxn, arn: &str, token: &str) -> Result<Labelled, AwsError> {
+        let (versions, count) = tx.labelled_versions(arn, token).map_err(store_error)?;
         Ok(Labelled { versions, count })
+    }
+
+    /// The version `version_id`, if it exists (with labels, or the one read with them).
+    fn version(&self, version_id: &str) -> Option<&VersionMeta> {
+        self.versions.iter().find(|v| v.version_id == version_id)
     }
 
     /// A secret without versions (one being created).
@@ -398,8 +404,12 @@ fn add_version(
     now: i64,
     gate: Option<&Gate>,
 ) -> Result<Vec<String>, AwsError> {
-    let mut labels: staging::Labels =
-        known.versions.iter().map(|v| (v.version_id.clone(), v.stages.clone())).collect();
+    let mut labels: staging::Labels = known
+        .versions
+        .iter()
+        .filter(|v| !v.is_deprecated())
+        .map(|v| (v.version_id.clone(), v.stages.clone()))
+        .collect();
     let stages = staging::add_version(&mut labels, version_id, requested_stages)?;
     let new_version = VersionMeta {
         version_id: version_id.to_string(),
@@ -424,7 +434,7 @@ fn add_version(
         (staging::versions_to_prune(&after, now)?, Some(every))
     };
     // A version left out of `known` is deprecated and stays so (no label moves to it):
-    // only the labelled ones can change, unless some are pruned.
+    // only those in it can change, unless some are pruned.
     for before in every.as_deref().unwrap_or(&known.versions) {
         let stages = stages_after(before);
         if pruned.contains(&before.version_id) {
@@ -491,13 +501,13 @@ pub fn create_secret(
                 ));
             }
             if let (Some(token), Some(value)) = (token, &value) {
-                let version = tx.version(&existing.arn, token).map_err(store_error)?;
+                let known = Labelled::read(&*tx, &existing.arn, token)?;
                 let exists = || already_exists(&req.name);
                 let replay = replay_of_existing_version(
                     app,
                     tx,
                     &existing,
-                    version.as_ref(),
+                    known.version(token),
                     token,
                     value,
                     ctx.gate.as_deref(),
@@ -585,13 +595,13 @@ pub fn update_secret(
         }
         let mut version_id = None;
         if let (Some(token), Some(value)) = (token, &value) {
-            let existing = tx.version(&meta.arn, token).map_err(store_error)?;
+            let known = Labelled::read(&*tx, &meta.arn, token)?;
             let gate = ctx.gate.as_deref();
             if let Some(v) = replay_of_existing_version(
                 app,
                 tx,
                 &meta,
-                existing.as_ref(),
+                known.version(token),
                 token,
                 value,
                 gate,
@@ -604,7 +614,6 @@ pub fn update_secret(
                     version_stages: None,
                 });
             }
-            let known = Labelled::read(&*tx, &meta.arn)?;
             let stages = add_version(app, tx, &meta, &known, token, value, None, now, gate)?;
             crate::rotation::after_value_written(app, tx, &mut meta, token, &stages, now)?;
             version_id = Some(token.to_string());
@@ -644,12 +653,11 @@ pub fn put_secret_value(
         let labels_pending =
             req.version_stages.as_ref().is_some_and(|s| s.iter().any(|s| s == AWSPENDING));
         crate::rotation::builtin::refuse_pending_label(&meta, labels_pending)?;
-        let mut known = Labelled::read(&*tx, &meta.arn)?;
-        let mut existing = tx.version(&meta.arn, token).map_err(store_error)?;
+        let mut known = Labelled::read(&*tx, &meta.arn, token)?;
         let gate = ctx.gate.as_deref();
         // PutSecretValue with the token of RotateSecret's placeholder fills it (the
         // templates' createSecret): the empty version is replaced by the real one.
-        if existing.is_some()
+        if known.version(token).is_some()
             && tx
                 .version_value(&meta.arn, token)
                 .map_err(store_error)?
@@ -663,14 +671,13 @@ pub fn put_secret_value(
             }
             tx.delete_version(&meta.arn, token).map_err(store_error)?;
             known.forget(token);
-            existing = None;
         }
         let in_use = || token_in_use(token, &meta);
         let replay = replay_of_existing_version(
             app,
             tx,
             &meta,
-            existing.as_ref(),
+            known.version(token),
             token,
             &value,
             gate,

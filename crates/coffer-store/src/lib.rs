@@ -114,18 +114,17 @@ pub trait ReadTxn {
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>>;
     /// Every version of a secret, deprecated ones included, oldest first.
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>>;
-    /// The version `version_id` of a secret, if it has it.
-    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
-        Ok(self.versions(arn)?.into_iter().find(|v| v.version_id == version_id))
-    }
-    /// The versions of a secret that carry a staging label, oldest first, and how many
-    /// versions it has in all, deprecated ones included: what a new version's labels are
-    /// moved among (every PutSecretValue), without copying the deprecated versions (up to
-    /// a hundred) a store that holds them in memory would otherwise copy on every call.
-    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+    /// The versions of a secret that carry a staging label and the version `also`
+    /// whatever its labels (if the secret has it), oldest first, and how many versions it
+    /// has in all, deprecated ones included: what adding version `also` decides on (is it
+    /// a replay? which labels move?) in one lookup, without copying the deprecated
+    /// versions (up to a hundred) that a store holding them in memory would otherwise copy
+    /// on every PutSecretValue.
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
         let all = self.versions(arn)?;
         let count = all.len();
-        Ok((all.into_iter().filter(|v| !v.is_deprecated()).collect(), count))
+        let kept = all.into_iter().filter(|v| !v.is_deprecated() || v.version_id == also);
+        Ok((kept.collect(), count))
     }
     /// Looks up together, where the store can, the secrets a call is about to look up
     /// one at a time (by name in a scope, or by ARN), so that those lookups are answered

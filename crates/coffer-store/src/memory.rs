@@ -538,16 +538,16 @@ impl ReadTxn for State {
         Ok(list.iter().map(|v| v.meta.clone()).collect())
     }
 
-    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
-        let position = self.version_position(arn, version_id);
-        Ok(position.map(|i| self.versions[arn][i].meta.clone()))
-    }
-
-    /// Copies only the versions with labels (two or three), not the deprecated ones.
-    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+    /// Copies only the versions with labels (two or three) and `also`, not the
+    /// deprecated ones.
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
         let list = self.versions.get(arn).map(Vec::as_slice).unwrap_or_default();
-        let labelled = list.iter().filter(|v| !v.meta.is_deprecated()).map(|v| v.meta.clone());
-        Ok((labelled.collect(), list.len()))
+        let tag = id_tag(also);
+        let kept = list
+            .iter()
+            .filter(|v| !v.meta.is_deprecated() || (v.tag == tag && v.meta.version_id == also))
+            .map(|v| v.meta.clone());
+        Ok((kept.collect(), list.len()))
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -657,12 +657,8 @@ impl ReadTxn for MemRead<'_> {
         self.state.versions(arn)
     }
 
-    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
-        self.state.version(arn, version_id)
-    }
-
-    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
-        self.state.labelled_versions(arn)
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.state.labelled_versions(arn, also)
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -880,12 +876,8 @@ impl ReadTxn for MemTxn<'_> {
         self.state()?.versions(arn)
     }
 
-    fn version(&self, arn: &str, version_id: &str) -> StoreResult<Option<VersionMeta>> {
-        self.state()?.version(arn, version_id)
-    }
-
-    fn labelled_versions(&self, arn: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
-        self.state()?.labelled_versions(arn)
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.state()?.labelled_versions(arn, also)
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -1311,13 +1303,16 @@ mod tests {
         assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
         store
             .read(&mut |tx| {
-                assert_eq!(tx.version(&arn, a)?.unwrap().stages.len(), 1);
-                assert_eq!(tx.version(&arn, b)?.unwrap().version_id, b);
-                assert!(tx.version(&arn, "00000000-dddd")?.is_none());
                 assert_eq!(tx.version_value(&arn, c)?.unwrap().0, b"c");
-                let (labelled, count) = tx.labelled_versions(&arn)?;
-                let ids: Vec<&str> = labelled.iter().map(|v| v.version_id.as_str()).collect();
-                assert_eq!((ids, count), (vec![a, b], 3));
+                assert_eq!(tx.version_value(&arn, a)?.unwrap().0, b"a");
+                let ids = |also: &str| {
+                    let (kept, count) = tx.labelled_versions(&arn, also).unwrap();
+                    let ids: Vec<String> = kept.into_iter().map(|v| v.version_id).collect();
+                    (ids, count)
+                };
+                assert_eq!(ids("00000000-dddd"), (vec![a.to_owned(), b.to_owned()], 3));
+                assert_eq!(ids(c), (vec![a.to_owned(), b.to_owned(), c.to_owned()], 3));
+                assert_eq!(ids(b), (vec![a.to_owned(), b.to_owned()], 3));
                 Ok(())
             })
             .unwrap();
