@@ -996,7 +996,13 @@ impl WriteTxn for MemTxn<'_> {
             ));
         }
         let version = Version::new(meta.clone(), value.clone());
-        state.versions.entry(arn.to_owned()).or_default().push(version);
+        // The ARN is copied only for a secret's first version.
+        match state.versions.get_mut(arn) {
+            Some(list) => list.push(version),
+            None => {
+                state.versions.insert(arn.to_owned(), vec![version]);
+            }
+        }
         self.undo.push(Undo::VersionAppended { arn: arn.to_owned() });
         Ok(())
     }
