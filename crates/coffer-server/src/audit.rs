@@ -1155,7 +1155,9 @@ mod chain_key_tests {
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
 /// to be stored by the caller. Returns the event's sequence number in that chain.
 /// `canonical`: the event's canonical JSON (and compressed form), when the caller made
-/// it before the transaction ([`chain::Prepared`]).
+/// it before the transaction ([`chain::Prepared`]). The call paths use
+/// [`append_retiring`]; this form is the tests'.
+#[cfg(test)]
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
@@ -1167,8 +1169,9 @@ fn append_in(
     append_retiring(tx, heads, scope, time_ms, event, canonical, None).map(|(seq, _)| seq)
 }
 
-/// [`append_in`], also giving the key of the event that falls out of a retention limit of
-/// `keep` events (if one does), made from the chain id at hand.
+/// Appends `event` as `append_in` (the tests' form) says, and gives the key of the event
+/// that falls out of a retention limit of `keep` events (if one does), made from the chain
+/// id at hand.
 #[allow(clippy::too_many_arguments)] // append_in's, and the retention limit
 fn append_retiring(
     tx: &mut dyn WriteTxn,
