@@ -49,21 +49,35 @@ pub(crate) fn seal_into(
 ) {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
-    // The exact capacity means appending the tag never reallocates, so no copy of the
-    // plaintext is left behind in freed memory.
-    let mut buffer = Vec::with_capacity(plaintext.len() + TAG_LEN);
-    buffer.extend_from_slice(plaintext);
-    cipher(key)
-        .seal_in_place_append_tag(
+    seal_with_nonce_into(key, nonce, domain, context, plaintext, out);
+}
+
+/// [`seal_into`] with a nonce the caller drew from [`fill_random`] (with other random
+/// bytes it needed: one call to the generator instead of two). Each nonce must be fresh.
+pub(crate) fn seal_with_nonce_into(
+    key: &KeyMaterial,
+    nonce: [u8; NONCE_LEN],
+    domain: &[u8],
+    context: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) {
+    // Room for all of it first: appending the tag never reallocates, so no copy of the
+    // plaintext is left behind in freed memory. The plaintext is encrypted in place in
+    // `out`, without a buffer of its own (a value's allocation and copy fewer).
+    out.reserve(NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    let start = out.len();
+    out.extend_from_slice(plaintext);
+    let tag = cipher(key)
+        .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(associated_data(domain, context)),
-            &mut buffer,
+            &mut out[start..],
         )
         // AES-GCM refuses only inputs longer than about 64 GiB, far beyond any secret value.
         .expect("AES-256-GCM sealing failed");
-    out.reserve(NONCE_LEN + buffer.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&buffer);
+    out.extend_from_slice(tag.as_ref());
 }
 
 /// Opens `nonce || ciphertext || tag` produced by [`seal_into`] with the same key, domain and

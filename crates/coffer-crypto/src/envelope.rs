@@ -111,12 +111,24 @@ fn context_v2(header: &[u8], aad: &[u8]) -> Vec<u8> {
 /// # Panics
 /// Panics if the system random generator fails.
 pub fn seal(kek: &KeyMaterial, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    // The salt and the nonce drawn together: one call to the generator.
+    let mut random = [0u8; SALT_LEN + NONCE_LEN];
+    aead::fill_random(&mut random);
+    let (salt, nonce) = random.split_at(SALT_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
     let mut sealed = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
     sealed.push(ENVELOPE_VERSION);
-    sealed.extend_from_slice(&crate::random_bytes(SALT_LEN));
-    let value_key = derive_value_key(kek, &sealed[1..]);
+    sealed.extend_from_slice(salt);
+    let value_key = derive_value_key(kek, salt);
     let context = context_v2(&sealed, aad);
-    aead::seal_into(&value_key, VALUE_DOMAIN_V2, &context, plaintext, &mut sealed);
+    aead::seal_with_nonce_into(
+        &value_key,
+        nonce,
+        VALUE_DOMAIN_V2,
+        &context,
+        plaintext,
+        &mut sealed,
+    );
     debug_assert_eq!(sealed.len(), plaintext.len() + SEAL_OVERHEAD);
     sealed
 }

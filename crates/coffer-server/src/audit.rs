@@ -1201,7 +1201,9 @@ mod chain_key_tests {
 /// Appends `event` to its chain in `tx` after the chain's head, which is kept in `heads`
 /// to be stored by the caller. Returns the event's sequence number in that chain.
 /// `canonical`: the event's canonical JSON (and compressed form), when the caller made
-/// it before the transaction ([`chain::Prepared`]).
+/// it before the transaction ([`chain::Prepared`]). The call paths use
+/// [`append_retiring`]; this form is the tests'.
+#[cfg(test)]
 fn append_in(
     tx: &mut dyn WriteTxn,
     heads: &mut Heads,
@@ -1210,6 +1212,22 @@ fn append_in(
     event: &Event,
     canonical: Option<&chain::Prepared>,
 ) -> Result<u64, StoreError> {
+    append_retiring(tx, heads, scope, time_ms, event, canonical, None).map(|(seq, _)| seq)
+}
+
+/// Appends `event` as `append_in` (the tests' form) says, and gives the key of the event
+/// that falls out of a retention limit of `keep` events (if one does), made from the chain
+/// id at hand.
+#[allow(clippy::too_many_arguments)] // append_in's, and the retention limit
+fn append_retiring(
+    tx: &mut dyn WriteTxn,
+    heads: &mut Heads,
+    scope: &Scope,
+    time_ms: i64,
+    event: &Event,
+    canonical: Option<&chain::Prepared>,
+    keep: Option<u64>,
+) -> Result<(u64, Option<String>), StoreError> {
     let id = heads.chain_of(scope);
     let head = heads.current(tx, &id)?;
     let (bytes, head) = match canonical {
@@ -1220,9 +1238,11 @@ fn append_in(
     };
     let seq = head.seq;
     tx.put_record(EVENT_KIND, &chain::chain_event_key(&id, seq), &bytes)?;
+    let retired =
+        keep.filter(|keep| seq > *keep).map(|keep| chain::chain_event_key(&id, seq - keep));
     heads.moved.insert(id, head);
     heads.last_uses.note(scope, time_ms, event);
-    Ok(seq)
+    Ok((seq, retired))
 }
 
 /// Appends to the store inside `tx` and keeps the event's log line for after the commit.
@@ -1242,16 +1262,14 @@ fn append_and_stream(
         crate::metrics::audit_write_failures(1);
         if app.audit.settings.fail_open { Ok(()) } else { Err(AwsError::internal()) }
     };
-    match append_in(tx, heads, scope, time_ms, event, canonical) {
-        Ok(seq) => {
-            // With a retention limit, each new event retires the one that falls out of it.
-            if let Some(keep) = app.audit.settings.retain_events
-                && seq > keep
+    // With a retention limit, each new event retires the one that falls out of it.
+    let keep = app.audit.settings.retain_events;
+    match append_retiring(tx, heads, scope, time_ms, event, canonical, keep) {
+        Ok((_, retired)) => {
+            if let Some(old) = retired
+                && let Err(e) = tx.delete_record(EVENT_KIND, &old)
             {
-                let old = chain::chain_event_key(&heads.chain_of(scope), seq - keep);
-                if let Err(e) = tx.delete_record(EVENT_KIND, &old) {
-                    return fail("store", e.to_string());
-                }
+                return fail("store", e.to_string());
             }
         }
         // The store asked for the transaction to be run again (a serialization conflict on

@@ -323,13 +323,13 @@ fn replay_of_existing_version(
     app: &App,
     tx: &dyn ReadTxn,
     meta: &SecretMeta,
-    versions: &[VersionMeta],
+    existing: Option<&VersionMeta>,
     token: &str,
     value: &NewValue<'_>,
     gate: Option<&Gate>,
     refused: impl Fn() -> AwsError,
 ) -> Result<Option<VersionMeta>, AwsError> {
-    let Some(existing) = versions.iter().find(|v| v.version_id == token) else {
+    let Some(existing) = existing.filter(|v| v.version_id == token) else {
         return Ok(None);
     };
     if tx
@@ -355,6 +355,41 @@ fn replay_of_existing_version(
     }
 }
 
+/// What adding a version decides on: a secret's versions that carry labels (a deprecated
+/// version has none to move and adds nothing to the label count, so leaving it out
+/// changes no outcome of `staging::add_version`), the version of the new version's id if
+/// it exists (a replay), and how many versions the secret has in all, which decides
+/// whether the old ones must be read to be pruned. A put thus copies the two or three
+/// labelled versions, not every version (up to 100).
+struct Labelled {
+    versions: Vec<VersionMeta>,
+    count: usize,
+}
+
+impl Labelled {
+    /// The labelled versions of the secret `arn` as `tx` has them, and `token`'s.
+    fn read(tx: &dyn ReadTxn, arn: &str, token: &str) -> Result<Labelled, AwsError> {
+        let (versions, count) = tx.labelled_versions(arn, token).map_err(store_error)?;
+        Ok(Labelled { versions, count })
+    }
+
+    /// The version `version_id`, if it exists (with labels, or the one read with them).
+    fn version(&self, version_id: &str) -> Option<&VersionMeta> {
+        self.versions.iter().find(|v| v.version_id == version_id)
+    }
+
+    /// A secret without versions (one being created).
+    fn none() -> Labelled {
+        Labelled { versions: Vec::new(), count: 0 }
+    }
+
+    /// After the version `version_id` was deleted.
+    fn forget(&mut self, version_id: &str) {
+        self.versions.retain(|v| v.version_id != version_id);
+        self.count = self.count.saturating_sub(1);
+    }
+}
+
 /// Adds a version carrying `value`, moving labels and pruning old versions.
 /// Returns the new version's labels.
 #[allow(clippy::too_many_arguments)]
@@ -362,17 +397,15 @@ fn add_version(
     app: &App,
     tx: &mut dyn WriteTxn,
     meta: &SecretMeta,
-    versions: &[VersionMeta],
+    known: &Labelled,
     version_id: &str,
     value: &NewValue<'_>,
     requested_stages: Option<&[String]>,
     now: i64,
     gate: Option<&Gate>,
 ) -> Result<Vec<String>, AwsError> {
-    // Only the versions that carry labels: a deprecated version (no label) has none to
-    // move and adds nothing to the label count, so leaving it out changes no outcome of
-    // `staging::add_version`, and a put no longer copies every version (up to 100) twice.
-    let mut labels: staging::Labels = versions
+    let mut labels: staging::Labels = known
+        .versions
         .iter()
         .filter(|v| !v.is_deprecated())
         .map(|v| (v.version_id.clone(), v.stages.clone()))
@@ -388,18 +421,21 @@ fn add_version(
     let unlabelled = std::collections::BTreeSet::new();
     let stages_after = |v: &VersionMeta| labels.get(&v.version_id).unwrap_or(&unlabelled);
     // Pruning is decided on every version with its labels after the move, which is only
-    // worth building once the new version passes the quota.
-    let pruned = if versions.len() < staging::MAX_VERSIONS {
-        Vec::new()
+    // worth reading and building once the new version passes the quota.
+    let (pruned, every) = if known.count < staging::MAX_VERSIONS {
+        (Vec::new(), None)
     } else {
-        let mut after: Vec<VersionMeta> = versions
+        let every = tx.versions(&meta.arn).map_err(store_error)?;
+        let mut after: Vec<VersionMeta> = every
             .iter()
             .map(|v| VersionMeta { stages: stages_after(v).clone(), ..v.clone() })
             .collect();
         after.push(new_version.clone());
-        staging::versions_to_prune(&after, now)?
+        (staging::versions_to_prune(&after, now)?, Some(every))
     };
-    for before in versions {
+    // A version left out of `known` is deprecated and stays so (no label moves to it):
+    // only those in it can change, unless some are pruned.
+    for before in every.as_deref().unwrap_or(&known.versions) {
         let stages = stages_after(before);
         if pruned.contains(&before.version_id) {
             tx.delete_version(&meta.arn, &before.version_id).map_err(store_error)?;
@@ -465,13 +501,13 @@ pub fn create_secret(
                 ));
             }
             if let (Some(token), Some(value)) = (token, &value) {
-                let versions = tx.versions(&existing.arn).map_err(store_error)?;
+                let known = Labelled::read(&*tx, &existing.arn, token)?;
                 let exists = || already_exists(&req.name);
                 let replay = replay_of_existing_version(
                     app,
                     tx,
                     &existing,
-                    &versions,
+                    known.version(token),
                     token,
                     value,
                     ctx.gate.as_deref(),
@@ -511,7 +547,8 @@ pub fn create_secret(
         meta.seq = tx.insert_secret(&meta).map_err(store_error)?;
         let mut version_id = None;
         if let (Some(token), Some(value)) = (token, &value) {
-            add_version(app, tx, &meta, &[], token, value, None, now, ctx.gate.as_deref())?;
+            let none = Labelled::none();
+            add_version(app, tx, &meta, &none, token, value, None, now, ctx.gate.as_deref())?;
             version_id = Some(token.to_string());
         } else if meta.kms_key_id.is_some() {
             // No value to seal yet, but a named key must exist and be usable now.
@@ -558,13 +595,18 @@ pub fn update_secret(
         }
         let mut version_id = None;
         if let (Some(token), Some(value)) = (token, &value) {
-            let versions = tx.versions(&meta.arn).map_err(store_error)?;
+            let known = Labelled::read(&*tx, &meta.arn, token)?;
             let gate = ctx.gate.as_deref();
-            if let Some(v) =
-                replay_of_existing_version(app, tx, &meta, &versions, token, value, gate, || {
-                    token_in_use(token, &meta)
-                })?
-            {
+            if let Some(v) = replay_of_existing_version(
+                app,
+                tx,
+                &meta,
+                known.version(token),
+                token,
+                value,
+                gate,
+                || token_in_use(token, &meta),
+            )? {
                 return Ok(wire::SecretRefResponse {
                     arn: meta.arn,
                     name: meta.name,
@@ -572,7 +614,7 @@ pub fn update_secret(
                     version_stages: None,
                 });
             }
-            let stages = add_version(app, tx, &meta, &versions, token, value, None, now, gate)?;
+            let stages = add_version(app, tx, &meta, &known, token, value, None, now, gate)?;
             crate::rotation::after_value_written(app, tx, &mut meta, token, &stages, now)?;
             version_id = Some(token.to_string());
         }
@@ -611,11 +653,11 @@ pub fn put_secret_value(
         let labels_pending =
             req.version_stages.as_ref().is_some_and(|s| s.iter().any(|s| s == AWSPENDING));
         crate::rotation::builtin::refuse_pending_label(&meta, labels_pending)?;
-        let mut versions = tx.versions(&meta.arn).map_err(store_error)?;
+        let mut known = Labelled::read(&*tx, &meta.arn, token)?;
         let gate = ctx.gate.as_deref();
         // PutSecretValue with the token of RotateSecret's placeholder fills it (the
         // templates' createSecret): the empty version is replaced by the real one.
-        if versions.iter().any(|v| v.version_id == token)
+        if known.version(token).is_some()
             && tx
                 .version_value(&meta.arn, token)
                 .map_err(store_error)?
@@ -628,11 +670,19 @@ pub fn put_secret_value(
                 return Err(token_in_use(token, &meta));
             }
             tx.delete_version(&meta.arn, token).map_err(store_error)?;
-            versions.retain(|v| v.version_id != token);
+            known.forget(token);
         }
         let in_use = || token_in_use(token, &meta);
-        let replay =
-            replay_of_existing_version(app, tx, &meta, &versions, token, &value, gate, in_use)?;
+        let replay = replay_of_existing_version(
+            app,
+            tx,
+            &meta,
+            known.version(token),
+            token,
+            &value,
+            gate,
+            in_use,
+        )?;
         if let Some(v) = replay {
             return Ok(wire::SecretRefResponse {
                 arn: meta.arn,
@@ -646,7 +696,7 @@ pub fn put_secret_value(
             app,
             tx,
             &meta,
-            &versions,
+            &known,
             token,
             &value,
             req.version_stages.as_deref(),

@@ -51,6 +51,9 @@ impl ReadTxn for Txn<'_> {
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
         self.tx.versions(arn)
     }
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.tx.labelled_versions(arn, also)
+    }
     fn prefetch_secrets(&self, names: &[(&Scope, &str)], arns: &[&str]) -> StoreResult<()> {
         self.tx.prefetch_secrets(names, arns)
     }

@@ -43,6 +43,7 @@ pub const CASES: &[(&str, Case)] = case_list![
     delete_secret_cascades_to_its_versions,
     versions_come_back_oldest_first_with_metadata_round_tripped,
     versions_of_several_secrets_are_each_ones_versions_in_the_order_asked,
+    labelled_versions_are_those_with_labels_and_the_one_asked,
     version_values_round_trip_per_secret,
     update_version_changes_metadata_but_not_value,
     update_of_a_missing_version_fails,
@@ -116,6 +117,7 @@ macro_rules! conformance_tests {
             delete_secret_cascades_to_its_versions,
             versions_come_back_oldest_first_with_metadata_round_tripped,
             versions_of_several_secrets_are_each_ones_versions_in_the_order_asked,
+            labelled_versions_are_those_with_labels_and_the_one_asked,
             version_values_round_trip_per_secret,
             update_version_changes_metadata_but_not_value,
             update_of_a_missing_version_fails,
@@ -548,6 +550,46 @@ pub fn versions_come_back_oldest_first_with_metadata_round_tripped(store: &dyn S
         versions(store, &s.arn)[1].stages,
         ["AWSPREVIOUS", "custom-label"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
     );
+}
+
+/// What adding a version reads (`ReadTxn::labelled_versions`): the versions with labels
+/// and the one whose id is asked (labelled or not), oldest first, and every version's count.
+pub fn labelled_versions_are_those_with_labels_and_the_one_asked(store: &dyn Store) {
+    let s = insert(store, &secret(&scope(), "put", T0));
+    let bare = insert(store, &secret(&scope(), "bare", T0));
+    for (id, stages) in [
+        ("v1", &[][..]),
+        ("v2", &["AWSPREVIOUS"][..]),
+        ("v3", &[][..]),
+        ("v4", &["AWSCURRENT", "custom"][..]),
+        ("v5", &[][..]),
+    ] {
+        insert_version(store, &s.arn, &version(id, stages, T0), id.as_bytes());
+    }
+    let read = |arn: &str, also: &str| {
+        let mut out = None;
+        store
+            .read(&mut |tx| {
+                let (kept, count) = tx.labelled_versions(arn, also)?;
+                out = Some((kept, count));
+                Ok(())
+            })
+            .unwrap();
+        out.unwrap()
+    };
+    let ids = |arn: &str, also: &str| {
+        let (kept, count) = read(arn, also);
+        (kept.into_iter().map(|v| v.version_id).collect::<Vec<_>>(), count)
+    };
+    let want = |ids: &[&str], count: usize| (ids.iter().map(|id| id.to_string()).collect(), count);
+    assert_eq!(ids(&s.arn, "new"), want(&["v2", "v4"], 5));
+    assert_eq!(ids(&s.arn, "v3"), want(&["v2", "v3", "v4"], 5));
+    assert_eq!(ids(&s.arn, "v4"), want(&["v2", "v4"], 5));
+    assert_eq!(ids(&bare.arn, "new"), want(&[], 0));
+    assert_eq!(ids("arn:missing", "new"), want(&[], 0));
+    let expected: BTreeSet<String> =
+        ["AWSCURRENT", "custom"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(read(&s.arn, "new").0.pop().map(|v| v.stages), Some(expected));
 }
 
 pub fn versions_of_several_secrets_are_each_ones_versions_in_the_order_asked(store: &dyn Store) {

@@ -114,6 +114,18 @@ pub trait ReadTxn {
     fn secret_by_arn(&self, arn: &str) -> StoreResult<Option<SecretMeta>>;
     /// Every version of a secret, deprecated ones included, oldest first.
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>>;
+    /// The versions of a secret that carry a staging label and the version `also`
+    /// whatever its labels (if the secret has it), oldest first, and how many versions it
+    /// has in all, deprecated ones included: what adding version `also` decides on (is it
+    /// a replay? which labels move?) in one lookup, without copying the deprecated
+    /// versions (up to a hundred) that a store holding them in memory would otherwise copy
+    /// on every PutSecretValue.
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        let all = self.versions(arn)?;
+        let count = all.len();
+        let kept = all.into_iter().filter(|v| !v.is_deprecated() || v.version_id == also);
+        Ok((kept.collect(), count))
+    }
     /// Looks up together, where the store can, the secrets a call is about to look up
     /// one at a time (by name in a scope, or by ARN), so that those lookups are answered
     /// from what this read remembers: a batch is then a fixed number of round trips.

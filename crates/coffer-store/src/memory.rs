@@ -308,6 +308,26 @@ impl Records {
 struct Version {
     meta: VersionMeta,
     value: SealedValue,
+    /// [`id_tag`] of the version's id, which never changes: a search for a version (every
+    /// PutSecretValue looks its id up among up to a hundred, to find none) compares tags
+    /// held in the list itself, and reads an id's heap bytes only when its tag matches.
+    tag: u64,
+}
+
+impl Version {
+    fn new(meta: VersionMeta, value: SealedValue) -> Version {
+        let tag = id_tag(&meta.version_id);
+        Version { meta, value, tag }
+    }
+}
+
+/// A version id's first eight bytes and its length: ids are UUIDs (or a client's token),
+/// which differ within their first characters, so two ids' tags seldom match.
+fn id_tag(id: &str) -> u64 {
+    let mut head = [0u8; 8];
+    let n = id.len().min(8);
+    head[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_le_bytes(head) ^ (id.len() as u64).rotate_left(56)
 }
 
 /// The ordered indexes of one scope. Each maps a sort position to an ARN;
@@ -434,7 +454,8 @@ impl State {
     }
 
     fn version_position(&self, arn: &str, version_id: &str) -> Option<usize> {
-        self.versions.get(arn)?.iter().position(|v| v.meta.version_id == version_id)
+        let tag = id_tag(version_id);
+        self.versions.get(arn)?.iter().position(|v| v.tag == tag && v.meta.version_id == version_id)
     }
 
     fn undo(&mut self, step: Undo) {
@@ -515,6 +536,18 @@ impl ReadTxn for State {
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
         let list = self.versions.get(arn).map(Vec::as_slice).unwrap_or_default();
         Ok(list.iter().map(|v| v.meta.clone()).collect())
+    }
+
+    /// Copies only the versions with labels (two or three) and `also`, not the
+    /// deprecated ones.
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        let list = self.versions.get(arn).map(Vec::as_slice).unwrap_or_default();
+        let tag = id_tag(also);
+        let kept = list
+            .iter()
+            .filter(|v| !v.meta.is_deprecated() || (v.tag == tag && v.meta.version_id == also))
+            .map(|v| v.meta.clone());
+        Ok((kept.collect(), list.len()))
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -622,6 +655,10 @@ impl ReadTxn for MemRead<'_> {
 
     fn versions(&self, arn: &str) -> StoreResult<Vec<VersionMeta>> {
         self.state.versions(arn)
+    }
+
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.state.labelled_versions(arn, also)
     }
 
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
@@ -839,6 +876,10 @@ impl ReadTxn for MemTxn<'_> {
         self.state()?.versions(arn)
     }
 
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.state()?.labelled_versions(arn, also)
+    }
+
     fn version_value(&self, arn: &str, version_id: &str) -> StoreResult<Option<SealedValue>> {
         self.state()?.version_value(arn, version_id)
     }
@@ -954,8 +995,14 @@ impl WriteTxn for MemTxn<'_> {
                 "the secret already has a version with this id".to_owned(),
             ));
         }
-        let version = Version { meta: meta.clone(), value: value.clone() };
-        state.versions.entry(arn.to_owned()).or_default().push(version);
+        let version = Version::new(meta.clone(), value.clone());
+        // The ARN is copied only for a secret's first version.
+        match state.versions.get_mut(arn) {
+            Some(list) => list.push(version),
+            None => {
+                state.versions.insert(arn.to_owned(), vec![version]);
+            }
+        }
         self.undo.push(Undo::VersionAppended { arn: arn.to_owned() });
         Ok(())
     }
@@ -1235,6 +1282,46 @@ mod tests {
         assert!(refused.is_err());
         assert!(store.lock_trail().0.is_empty());
         assert!(store.read_state().records.0.is_empty());
+    }
+
+    /// Ids alike in their first eight bytes and their length (the same tag) are still
+    /// told apart by every lookup by id; the labelled versions are those with labels, the
+    /// count is every version's.
+    #[test]
+    fn versions_with_the_same_tag_are_told_apart_and_only_labelled_ones_are_copied() {
+        use crate::fixtures::version;
+        let (a, b, c) = ("00000000-aaaa", "00000000-bbbb", "00000000-cccc");
+        assert_eq!(id_tag(a), id_tag(b));
+        let store = MemoryStore::new();
+        let arn = secret("s").arn;
+        store
+            .write(&mut |tx| {
+                tx.insert_secret(&secret("s"))?;
+                tx.insert_version(&arn, &version(a, &[]), &SealedValue(b"a".to_vec()))?;
+                tx.insert_version(&arn, &version(b, &["AWSCURRENT"]), &SealedValue(b"b".to_vec()))?;
+                tx.insert_version(&arn, &version(c, &[]), &SealedValue(b"c".to_vec()))?;
+                tx.update_version(&arn, &version(a, &["AWSPREVIOUS"]))
+            })
+            .unwrap();
+        let duplicate = store.write(&mut |tx| {
+            tx.insert_version(&arn, &version(b, &[]), &SealedValue(b"again".to_vec()))
+        });
+        assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+        store
+            .read(&mut |tx| {
+                assert_eq!(tx.version_value(&arn, c)?.unwrap().0, b"c");
+                assert_eq!(tx.version_value(&arn, a)?.unwrap().0, b"a");
+                let ids = |also: &str| {
+                    let (kept, count) = tx.labelled_versions(&arn, also).unwrap();
+                    let ids: Vec<String> = kept.into_iter().map(|v| v.version_id).collect();
+                    (ids, count)
+                };
+                assert_eq!(ids("00000000-dddd"), (vec![a.to_owned(), b.to_owned()], 3));
+                assert_eq!(ids(c), (vec![a.to_owned(), b.to_owned(), c.to_owned()], 3));
+                assert_eq!(ids(b), (vec![a.to_owned(), b.to_owned()], 3));
+                Ok(())
+            })
+            .unwrap();
     }
 
     fn current_in(tx: &dyn WriteTxn, name: &str) -> SecretMeta {
