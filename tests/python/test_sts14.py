@@ -231,6 +231,25 @@ def test_federated_calls_are_audited_as_the_federated_user(srv, account, reader,
     assert identity["sessionContext"]["attributes"]["mfaAuthenticated"] == "false"
 
 
+def test_the_get_federation_token_event_records_its_parameters_and_no_secret(srv, account, reader):
+    answer = reader.client("sts").get_federation_token(
+        Name="recorded", DurationSeconds=900, Policy=allow(["secretsmanager:ListSecrets"]))
+    creds = answer["Credentials"]
+    events = srv.client("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "GetFederationToken"}])["Events"]
+    records = [json.loads(e["CloudTrailEvent"]) for e in events]
+    record = next(r for r in records if (r.get("requestParameters") or {}).get("name") == "recorded")
+    assert record["requestParameters"]["durationSeconds"] == 900
+    elements = record["responseElements"]
+    assert elements["credentials"]["accessKeyId"] == creds["AccessKeyId"]
+    assert elements["federatedUser"] == {
+        "federatedUserId": f"{account}:recorded",
+        "arn": f"arn:aws:sts::{account}:federated-user/recorded",
+    }
+    text = json.dumps(record)
+    assert creds["SecretAccessKey"] not in text and creds["SessionToken"] not in text
+
+
 def test_federated_credentials_outlive_the_users_key_but_not_the_user(srv):
     user = User(srv, allow(["sts:GetFederationToken", "secretsmanager:ListSecrets"]))
     creds = user.client("sts").get_federation_token(

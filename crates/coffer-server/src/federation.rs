@@ -35,7 +35,7 @@ pub fn answer(
     form: &str,
 ) -> Result<Vec<u8>, AwsError> {
     let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
-    let body = match (who, app.iam.as_ref()) {
+    let (body, elements) = match (who, app.iam.as_ref()) {
         (Some(who), Some(iam)) => federate(app, iam, who, raw, form)?,
         (None, None) if app.dev_iam.is_some() => dev_federate(app, ctx, form).map_err(failure)?,
         _ => {
@@ -46,6 +46,7 @@ pub fn answer(
             )));
         }
     };
+    ctx.audit.set_response(&elements);
     Ok(crate::query::response(Service::Sts, ACTION, &body, &ctx.request_id))
 }
 
@@ -123,7 +124,7 @@ fn federate(
     who: &Authenticated,
     raw: &RawRequest,
     form: &str,
-) -> Result<String, AwsError> {
+) -> Result<(String, serde_json::Value), AwsError> {
     let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
     let p = &who.caller.principal;
     if who.access_key_id.starts_with("ASIA") || p.is_assumed_role() || p.is_federated_user() {
@@ -159,12 +160,18 @@ fn federate(
             },
         )
         .map_err(|e| failure(e.into()))?;
-    Ok(answer_xml(&sessions::credentials_xml(&issued), &federated, p.partition(), packed))
+    let xml = answer_xml(&sessions::credentials_xml(&issued), &federated, p.partition(), packed);
+    let (key_id, expires_ms) = (&issued.access_key_id, issued.expires_ms);
+    Ok((xml, elements(key_id, expires_ms, &federated, p.partition(), packed)))
 }
 
 /// `--dev`: the same validation and answer, nothing authorized; the credentials act as
 /// the federated user of the caller's account (a root caller's last at most an hour).
-fn dev_federate(app: &App, ctx: &RequestContext, form: &str) -> Result<String, Failure> {
+fn dev_federate(
+    app: &App,
+    ctx: &RequestContext,
+    form: &str,
+) -> Result<(String, serde_json::Value), Failure> {
     if ctx.access_key_id.starts_with("ASIA") && ctx.dev_caller.is_some() {
         return Err(session_credentials_refused());
     }
@@ -180,7 +187,31 @@ fn dev_federate(app: &App, ctx: &RequestContext, form: &str) -> Result<String, F
         .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
     let packed = sessions::packed_policy_size(policy.as_deref(), &tags);
     let partition = caller.partition();
-    Ok(answer_xml(&sessions::dev_credentials_xml(&issued), &federated, partition, packed))
+    let xml = answer_xml(&sessions::dev_credentials_xml(&issued), &federated, partition, packed);
+    let (key_id, expires_ms) = (&issued.access_key_id, issued.expires_ms);
+    Ok((xml, elements(key_id, expires_ms, &federated, partition, packed)))
+}
+
+/// What the event records of the answer: the credentials' key id and expiry (never their
+/// secret or token), the federated user and the packed size.
+fn elements(
+    access_key_id: &str,
+    expires_ms: i64,
+    federated: &Principal,
+    partition: coffer_core::Partition,
+    packed: Option<u64>,
+) -> serde_json::Value {
+    let mut elements = serde_json::json!({
+        "Credentials": sessions::credential_elements(access_key_id, expires_ms),
+        "FederatedUser": {
+            "FederatedUserId": federated.user_id,
+            "Arn": partition.rewrite(&federated.arn),
+        },
+    });
+    if let Some(packed) = packed {
+        elements["PackedPolicySize"] = serde_json::json!(packed);
+    }
+    elements
 }
 
 fn answer_xml(

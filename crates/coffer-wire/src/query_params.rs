@@ -39,6 +39,7 @@ pub const INPUTS: Inputs = &[
     (Operation::Sts(StsOp::AssumeRoleWithWebIdentity), &[("RoleArn", Kind::Text), ("RoleSessionName", Kind::Text), ("WebIdentityToken", Kind::Sensitive), ("ProviderId", Kind::Text), ("PolicyArns", Kind::Records(&["arn"])), ("Policy", Kind::Text), ("DurationSeconds", Kind::Number)]),
     (Operation::Sts(StsOp::GetAccessKeyInfo), &[("AccessKeyId", Kind::Text)]),
     (Operation::Sts(StsOp::GetCallerIdentity), &[]),
+    (Operation::Sts(StsOp::GetFederationToken), &[("Name", Kind::Text), ("Policy", Kind::Text), ("PolicyArns", Kind::Records(&["arn"])), ("DurationSeconds", Kind::Number), ("Tags", Kind::Records(&["Key", "Value"]))]),
     (Operation::Sts(StsOp::GetSessionToken), &[("DurationSeconds", Kind::Number), ("SerialNumber", Kind::Text), ("TokenCode", Kind::Sensitive)]),
     (Operation::Iam(IamOp::AddUserToGroup), &[("GroupName", Kind::Text), ("UserName", Kind::Text)]),
     (Operation::Iam(IamOp::AttachGroupPolicy), &[("GroupName", Kind::Text), ("PolicyArn", Kind::Text)]),
