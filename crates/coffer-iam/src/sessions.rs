@@ -450,27 +450,19 @@ impl Iam {
                 (principal, docs, tags)
             }
             Subject::User { name, user_id } => {
-                let Some(user) = load_user(tx, &record.account, name).map_err(store_error)? else {
+                let Some((user, docs, tags)) = issuing_user(tx, &record.account, name, user_id)?
+                else {
                     return Ok(Ok(None));
                 };
-                if &user.user_id != user_id {
-                    return Ok(Ok(None));
-                }
-                let docs = identity_documents(tx, &user).map_err(store_error)?;
-                let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
                 (user.principal(), docs, tags)
             }
             Subject::Federated { name, user_id, federated } => {
                 // The user's policies as they are now decide, as AWS evaluates them on each
                 // request; a deleted user (or one made again, with another id) ends it.
-                let Some(user) = load_user(tx, &record.account, name).map_err(store_error)? else {
+                let Some((user, docs, tags)) = issuing_user(tx, &record.account, name, user_id)?
+                else {
                     return Ok(Ok(None));
                 };
-                if &user.user_id != user_id {
-                    return Ok(Ok(None));
-                }
-                let docs = identity_documents(tx, &user).map_err(store_error)?;
-                let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
                 issuer = Some(user.principal());
                 (Principal::federated_user(&record.account, federated), docs, tags)
             }
@@ -562,6 +554,28 @@ fn deny_nothing_allowed() -> Policy {
 fn assumed_role_arn(account: &str, role: &str, session_name: &str) -> String {
     let resource = format!("assumed-role/{role}/{session_name}");
     coffer_auth::principal::STORED.arn("sts", "", account, &resource)
+}
+
+/// A session's user record, its identity policy documents and its tags.
+type IssuingUser = (crate::UserRecord, Vec<(String, String)>, BTreeMap<String, String>);
+
+/// The user a session was issued to, as it is now, with its identity policies and tags:
+/// `None` once it is deleted or made again (another unique id), which ends the session.
+fn issuing_user(
+    tx: &dyn ReadTxn,
+    account: &str,
+    name: &str,
+    user_id: &str,
+) -> Result<Option<IssuingUser>, AwsError> {
+    let Some(user) = load_user(tx, account, name).map_err(store_error)? else {
+        return Ok(None);
+    };
+    if user.user_id != user_id {
+        return Ok(None);
+    }
+    let docs = identity_documents(tx, &user).map_err(store_error)?;
+    let tags = user.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+    Ok(Some((user, docs, tags)))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 
 use crate::auth::RawRequest;
 use crate::web_identity::{
-    Claims, Failure, Header, MAX_TOKEN, REGION, SKEW_SECS, b64url, envelope, internal,
-    invalid_token, required,
+    Claims, Failure, Header, MAX_TOKEN, REGION, SKEW_SECS, b64url, check_session_name, envelope,
+    internal, invalid_token, required,
 };
 use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::principal::Principal;
@@ -120,20 +120,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
     let role_arn = required(form, "RoleArn", "roleArn")?;
     let session_name = required(form, "RoleSessionName", "roleSessionName")?;
     let token = required(form, "WebIdentityToken", "webIdentityToken")?;
-    let name_ok = (2..=64).contains(&session_name.len())
-        && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if !name_ok {
-        let session_name = coffer_auth::sigv4::echo(&session_name);
-        return Err(Failure(
-            "ValidationError",
-            format!(
-                "1 validation error detected: Value '{session_name}' at 'roleSessionName' \
-                 failed to satisfy constraint: Member must satisfy regular expression \
-                 pattern: [\\w+=,.@-]*"
-            ),
-            400,
-        ));
-    }
+    check_session_name(&session_name)?;
     let claims = claims_of(&token)?;
     let Some((account, role_name)) = crate::iam::directory::role_arn_parts(&role_arn) else {
         let role_arn = coffer_auth::sigv4::echo(&role_arn);

@@ -254,26 +254,32 @@ pub(crate) fn required(form: &str, name: &str, member: &str) -> Result<String, F
 
 type Refusal = (Failure, Option<Box<Audited>>);
 
+/// RoleSessionName's length and pattern, in AWS's words (enforcing mode and `--dev`).
+pub(crate) fn check_session_name(session_name: &str) -> Result<(), Failure> {
+    let name_ok = (2..=64).contains(&session_name.len())
+        && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+    if name_ok {
+        return Ok(());
+    }
+    let session_name = coffer_auth::sigv4::echo(session_name);
+    Err(Failure(
+        "ValidationError",
+        format!(
+            "1 validation error detected: Value '{session_name}' at 'roleSessionName' \
+             failed to satisfy constraint: Member must satisfy regular expression \
+             pattern: [\\w+=,.@-]*"
+        ),
+        400,
+    ))
+}
+
 /// Everything up to and including the signature check (it may fetch the keys).
 async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
     let no_audit = |f: Failure| (f, None);
     let role_arn = required(form, "RoleArn", "roleArn").map_err(no_audit)?;
     let session_name = required(form, "RoleSessionName", "roleSessionName").map_err(no_audit)?;
     let token = required(form, "WebIdentityToken", "webIdentityToken").map_err(no_audit)?;
-    let name_ok = (2..=64).contains(&session_name.len())
-        && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if !name_ok {
-        let session_name = coffer_auth::sigv4::echo(&session_name);
-        return Err(no_audit(Failure(
-            "ValidationError",
-            format!(
-                "1 validation error detected: Value '{session_name}' at 'roleSessionName' \
-                 failed to satisfy constraint: Member must satisfy regular expression \
-                 pattern: [\\w+=,.@-]*"
-            ),
-            400,
-        )));
-    }
+    check_session_name(&session_name).map_err(no_audit)?;
     if token.len() > MAX_TOKEN {
         return Err(no_audit(invalid_token("The web identity token is too long.")));
     }

@@ -38,35 +38,27 @@ impl WriteTxn for SqlTxn<'_> {
         // which applies only when the other indexed columns hold these values already,
         // leaves their three indexes alone (fewer B-tree operations and pages to write at
         // the commit, on the one writer thread). Otherwise the full update runs.
-        let changed = self
-            .conn
-            .prepare_cached(
-                "UPDATE secrets SET last_changed_ms = ?3, meta = ?6 WHERE arn = ?1 \
-                 AND created_ms = ?2 AND accessed_sort_ms = ?4 AND deletion_ms IS ?5",
-            )?
-            .execute(params![
+        let update = |sql: &str| {
+            self.conn.prepare_cached(sql)?.execute(params![
                 meta.arn,
                 meta.created_ms,
                 meta.last_changed_ms,
                 accessed_sort_ms(meta),
                 meta.deletion_ms,
                 json,
-            ])?;
+            ])
+        };
+        let changed = update(
+            "UPDATE secrets SET last_changed_ms = ?3, meta = ?6 WHERE arn = ?1 \
+             AND created_ms = ?2 AND accessed_sort_ms = ?4 AND deletion_ms IS ?5",
+        )?;
         if changed == 1 {
             return Ok(());
         }
-        let mut stmt = self.conn.prepare_cached(
+        let changed = update(
             "UPDATE secrets SET created_ms = ?2, last_changed_ms = ?3, accessed_sort_ms = ?4, \
              deletion_ms = ?5, meta = ?6 WHERE arn = ?1",
         )?;
-        let changed = stmt.execute(params![
-            meta.arn,
-            meta.created_ms,
-            meta.last_changed_ms,
-            accessed_sort_ms(meta),
-            meta.deletion_ms,
-            json,
-        ])?;
         if changed == 0 {
             return Err(StoreError::Backend("no secret has that ARN".to_owned()));
         }
