@@ -589,6 +589,19 @@ mod tests {
     const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}"#;
     const READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
 
+    /// A 900-second session of `subject` in `ACCOUNT`, issued at 1 s, without tags.
+    fn request(subject: Subject, session_policy: Option<&str>) -> SessionRequest<'_> {
+        SessionRequest {
+            account: ACCOUNT,
+            subject,
+            duration_secs: 900,
+            session_policy,
+            tags: Vec::new(),
+            transitive: Vec::new(),
+            now_ms: 1_000,
+        }
+    }
+
     /// A document of about `chars` characters granting `secretsmanager:GetSecretValue` on
     /// made-up secrets.
     fn sized_policy(chars: usize, tag: &str) -> String {
@@ -629,19 +642,12 @@ mod tests {
         }
         let sessions = 800;
         for n in 0..sessions {
-            let request = SessionRequest {
-                account: ACCOUNT,
-                subject: Subject::Role {
-                    name: "big".into(),
-                    role_id: role.role_id.clone(),
-                    session_name: format!("s{n}"),
-                },
-                duration_secs: 900,
-                session_policy: None,
-                tags: Vec::new(),
-                transitive: Vec::new(),
-                now_ms: 1_000,
+            let subject = Subject::Role {
+                name: "big".into(),
+                role_id: role.role_id.clone(),
+                session_name: format!("s{n}"),
             };
+            let request = request(subject, None);
             let issued = iam.issue_session(&store, request).unwrap();
             let found = iam.lookup_session(&store, &issued.access_key_id, &issued.token, 2_000);
             assert!(found.unwrap().unwrap().is_some());
@@ -664,20 +670,7 @@ mod tests {
             role_id: role.role_id.clone(),
             session_name: "s1".into(),
         };
-        let issued = iam
-            .issue_session(
-                &store,
-                SessionRequest {
-                    account: ACCOUNT,
-                    subject,
-                    duration_secs: 900,
-                    session_policy: None,
-                    tags: Vec::new(),
-                    transitive: Vec::new(),
-                    now_ms: 1_000,
-                },
-            )
-            .unwrap();
+        let issued = iam.issue_session(&store, request(subject, None)).unwrap();
         assert!(issued.access_key_id.starts_with("ASIA"));
         assert_eq!(issued.arn, "arn:aws:sts::111122223333:assumed-role/reader/s1");
         // Neither the token nor the secret is in the stored record.
@@ -734,15 +727,7 @@ mod tests {
             role_id: role.role_id.clone(),
             session_name: "s1".into(),
         };
-        let request = SessionRequest {
-            account: ACCOUNT,
-            subject,
-            duration_secs: 900,
-            session_policy: None,
-            tags: Vec::new(),
-            transitive: Vec::new(),
-            now_ms: 1_000,
-        };
+        let request = request(subject, None);
         let issued = iam.issue_session(&store, request).unwrap();
         Assumed { store, iam, elsewhere, issued }
     }
@@ -840,15 +825,7 @@ mod tests {
                 user_id: user.user_id.clone(),
                 federated: "bob".into(),
             };
-            let request = SessionRequest {
-                account: ACCOUNT,
-                subject,
-                duration_secs: 900,
-                session_policy: policy,
-                tags: Vec::new(),
-                transitive: Vec::new(),
-                now_ms: 1_000,
-            };
+            let request = request(subject, policy);
             iam.issue_session(&store, request).unwrap()
         };
         let bare = issue(None);
@@ -889,15 +866,10 @@ mod tests {
         let issued = iam
             .issue_session(
                 &store,
-                SessionRequest {
-                    account: ACCOUNT,
-                    subject: Subject::User { name: "alice".into(), user_id: user.user_id.clone() },
-                    duration_secs: 900,
-                    session_policy: None,
-                    tags: Vec::new(),
-                    transitive: Vec::new(),
-                    now_ms: 1_000,
-                },
+                request(
+                    Subject::User { name: "alice".into(), user_id: user.user_id.clone() },
+                    None,
+                ),
             )
             .unwrap();
         let expected = "arn:aws:iam::111122223333:user/team/ops/alice";

@@ -8,6 +8,7 @@
 //! credentials that act as the assumed role, as `--dev`'s AssumeRole gives (`dev_sessions`).
 
 use crate::auth::RawRequest;
+use crate::sessions as sts_sessions;
 use crate::web_identity::{
     Claims, Failure, Header, MAX_TOKEN, REGION, SKEW_SECS, b64url, check_session_name, envelope,
     internal, invalid_token, required,
@@ -16,10 +17,6 @@ use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::principal::Principal;
 use coffer_core::Scope;
 use std::sync::Arc;
-
-/// The most a session of a role without a record may last (the highest maximum a role
-/// can have), as `--dev`'s AssumeRole allows.
-const UNRECORDED_ROLE_MAX: i64 = 43_200;
 
 /// Answers the call: the status and body.
 pub async fn answer(
@@ -170,7 +167,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
     let (role_id, max) = match directory.get_role(app.store.as_ref(), account, role_name) {
         Ok(role) if role.arn() == role_arn => (role.role_id, role.max_session_secs),
         Ok(_) | Err(crate::iam::IamError::NotFound(_)) => {
-            (dev_sessions::unrecorded_role_id(&role_arn), UNRECORDED_ROLE_MAX)
+            (dev_sessions::unrecorded_role_id(&role_arn), sts_sessions::UNRECORDED_ROLE_MAX)
         }
         Err(_) => return Err(internal()),
     };

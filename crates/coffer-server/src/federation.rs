@@ -22,9 +22,6 @@ const ACTION: &str = "GetFederationToken";
 /// GetFederationToken's default and maximum duration, in seconds.
 const DEFAULT_DURATION: i64 = 43_200;
 const MAX_DURATION: i64 = 129_600;
-/// An account root's federated sessions last at most an hour; a longer one is cut to an
-/// hour (AWS's GetFederationToken reference).
-const ROOT_MAX: i64 = 3600;
 
 /// Answers GetFederationToken: `Ok(the XML answer)` or the error as STS names it.
 pub fn answer(
@@ -132,7 +129,7 @@ fn federate(
     }
     let FederationRequest { name, policy, tags } = federation_request(form).map_err(failure)?;
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false).map_err(failure)?;
-    let secs = if is_root(p) { secs.min(ROOT_MAX) } else { secs };
+    let secs = if is_root(p) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
     let federated = Principal::federated_user(&p.account, &name);
     let mut extra: Vec<(&str, String)> = Vec::new();
     for tag in &tags {
@@ -178,7 +175,7 @@ fn dev_federate(
     let FederationRequest { name, policy, tags } = federation_request(form)?;
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false)?;
     let caller = sessions::dev_caller(ctx);
-    let secs = if is_root(&caller) { secs.min(ROOT_MAX) } else { secs };
+    let secs = if is_root(&caller) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
     if let Some(doc) = policy.as_deref() {
         crate::iam::directory::check_policy(doc)?;
     }

@@ -34,12 +34,12 @@ const CHAINED_MAX: i64 = 3600;
 /// GetSessionToken's default and maximum.
 const USER_SESSION_DEFAULT: i64 = 43_200;
 const USER_SESSION_MAX: i64 = 129_600;
-/// An account root's GetSessionToken session lasts at most an hour, a longer one being
-/// cut to an hour (AWS's GetSessionToken reference).
-const ROOT_SESSION_MAX: i64 = 3600;
+/// An account root's GetSessionToken and GetFederationToken sessions last at most an hour, a
+/// longer one being cut to an hour (AWS's references of both).
+pub(crate) const ROOT_SESSION_MAX: i64 = 3600;
 /// `--dev`: the most a session of a role without a record may last: the highest
 /// MaxSessionDuration a role can have, as its own is not known.
-const UNRECORDED_ROLE_MAX: i64 = 43_200;
+pub(crate) const UNRECORDED_ROLE_MAX: i64 = 43_200;
 /// The most session tags a session may carry.
 const MAX_SESSION_TAGS: usize = 50;
 /// The compact length, in bytes, of session policy and tags that PackedPolicySize reports
