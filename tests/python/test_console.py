@@ -544,7 +544,7 @@ def test_delete_with_recovery_window_and_restore(console, browser):
     browser.open("/console/secrets")
     browser.fill("Filter by name, description or tag", "gone/soon")
     browser.click("Search")
-    assert "No secrets." in browser.text()
+    assert "No secrets match the filter." in browser.text()
     browser.driver.find_element(By.ID, "deleted").click()
     browser.click("Search")
     browser.click("gone/soon")

@@ -288,8 +288,9 @@ BAD_ASSUME_ROLE = {
     "not an arn": {"RoleArn": "not-an-arn", "RoleSessionName": "ok"},
     "duration too short": {"RoleArn": "{role}", "RoleSessionName": "ok", "DurationSeconds": 899},
     "duration over the role's maximum": {"RoleArn": "{role}", "RoleSessionName": "ok", "DurationSeconds": 3601},
-    "policy arns": {"RoleArn": "{role}", "RoleSessionName": "ok",
-                    "PolicyArns": [{"arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}]},
+    # A policy ARN under the model's 20 characters (sts15: PolicyArns are served; `--dev`
+    # takes policies it does not hold, as it takes roles, so only their shape is compared).
+    "policy arns": {"RoleArn": "{role}", "RoleSessionName": "ok", "PolicyArns": [{"arn": "arn:aws:iam::1:p"}]},
     "duplicate tag keys": {"RoleArn": "{role}", "RoleSessionName": "ok",
                            "Tags": [{"Key": "a", "Value": "1"}, {"Key": "A", "Value": "2"}]},
     "transitive key not a tag": {"RoleArn": "{role}", "RoleSessionName": "ok",

@@ -235,7 +235,8 @@ def test_malformed_and_foreign_key_ids_get_kms_errors(kms):
     other_region = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key['KeyId']}"
     assert error(kms.describe_key, KeyId=other_region)[0] == "NotFoundException"
     assert error(kms.describe_key, KeyId=f"arn:aws:kms:{REGION}:111122223333:alias/x")[0] == "NotFoundException"
-    # Key management takes key ids and ARNs only.
+    # Key management takes key ids and ARNs only (CreateGrant in words of its own:
+    # test_conf_model15.py).
     alias = "alias/" + uuid.uuid4().hex
     kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
     assert error(kms.disable_key, KeyId=alias) == ("NotFoundException", f"Invalid keyId '{alias}'")

@@ -139,10 +139,11 @@ impl Event {
     }
 
     /// Every name a ResourceName lookup matches: the ARNs in `resources` and the
-    /// identifiers named in the request parameters and response elements.
+    /// identifiers named in the request parameters and response elements, and those of
+    /// the IAM entity a call created or answered (`user`, `role`, `group`, `policy`).
     pub fn resource_names(&self) -> BTreeSet<String> {
         let mut names: BTreeSet<String> = self.resources.iter().map(|r| r.arn.clone()).collect();
-        for doc in [&self.request_parameters, &self.response_elements] {
+        let mut add = |doc: &Value| {
             if let Value::Object(map) = doc {
                 for key in RESOURCE_MEMBERS {
                     if let Some(Value::String(s)) = map.get(*key) {
@@ -150,14 +151,45 @@ impl Event {
                     }
                 }
             }
+        };
+        for doc in [&self.request_parameters, &self.response_elements] {
+            add(doc);
+        }
+        if let Value::Object(map) = &self.response_elements {
+            for entity in IAM_ENTITY_ELEMENTS {
+                if let Some(member) = map.get(*entity) {
+                    add(member);
+                }
+            }
         }
         names
     }
 }
 
-/// Request and response members (after camel-casing) that name the resource a call is on.
-const RESOURCE_MEMBERS: &[&str] =
-    &["secretId", "name", "arn", "aRN", "keyId", "targetKeyId", "aliasName"];
+/// Request and response members (after camel-casing) that name the resource a call is on:
+/// Secrets Manager's and KMS's, and IAM's and STS's users, roles, groups, policies and
+/// OIDC providers, which CloudTrail records as an IAM call's resources (sts15: an IAM
+/// call was found by none of them).
+const RESOURCE_MEMBERS: &[&str] = &[
+    "secretId",
+    "name",
+    "arn",
+    "aRN",
+    "keyId",
+    "targetKeyId",
+    "aliasName",
+    "userName",
+    "roleName",
+    "groupName",
+    "policyArn",
+    "roleArn",
+    "openIDConnectProviderArn",
+];
+
+/// The response elements (after camel-casing) that hold the IAM entity a call created or
+/// answered, whose name and ARN name the call's resource too (CreatePolicy's policy is
+/// named only there).
+const IAM_ENTITY_ELEMENTS: &[&str] = &["user", "role", "group", "policy"];
 
 /// Lower camel case as CloudTrail writes member names: the first letter is lowered, so
 /// `SecretId` becomes `secretId`; an all-capital name is lowered whole (`ARN` -> `arn`, as

@@ -242,7 +242,7 @@ async fn run_in(settings: Settings, work_dir: &Path) -> Result<Report, String> {
                 {
                     Ok((pg, server)) => {
                         postgres_line = Some(format!(
-                            "{}: `coffer serve --store postgres://...` on {}, started for this run in the working directory (its other settings are PostgreSQL's defaults); its server CPU counts Coffer's and PostgreSQL's processes",
+                            "{}: `coffer serve --store postgres://...` on {}, started for this run in the working directory (settings not listed are PostgreSQL's defaults; 1 GiB of WAL recycled before the run, as a server that has been running reuses its segments); its server CPU counts Coffer's and PostgreSQL's processes",
                             kind.label(),
                             pg.facts.describe()
                         ));
@@ -414,6 +414,11 @@ async fn start_postgres_target(
     install.init(base)?;
     let pg = install.start(base, &work_dir.join("postgres.log")).await?;
     progress(format!("running {}", pg.facts.describe()));
+    let ready = pg.recycle_wal(postgres::WAL_READY).await?;
+    progress(format!(
+        "{ready} WAL segments recycled ({} MiB), as a server that has been running has them",
+        postgres::WAL_READY >> 20
+    ));
     let url = pg.create_database(BENCH_DATABASE).await?;
     let server = servers::start_coffer(
         &settings.coffer_bin,

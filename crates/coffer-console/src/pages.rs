@@ -39,6 +39,8 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/secret/description", get(description_form).post(description_save))
         .route("/secret/rotation", get(rotation_form).post(rotation_post))
         .route("/secret/key", get(key_form).post(key_save))
+        .route("/secret/replicate", get(replicate_form))
+        .route("/secret/replication", post(replication_post))
         .route("/secret/policy", get(policy_form).post(policy_post))
         .route("/secret/tags", get(tags_form).post(tags_post))
         .route("/secret/delete", get(delete_form).post(delete_post))
@@ -192,10 +194,17 @@ fn message(params: &HashMap<String, String>) -> String {
         Some("value-saved") => "The secret value was saved as a new version.",
         Some("description-saved") => "The description was saved.",
         Some("rotation-saved") => "The rotation configuration was saved.",
+        Some("rotation-started") => "A rotation of the secret was started.",
         Some("key-saved") => "The encryption key was saved.",
         Some("policy-saved") => "The resource policy was saved.",
         Some("policy-deleted") => "The resource policy was deleted.",
         Some("tags-saved") => "The tags were saved.",
+        Some("replication-started") => "Replication to the Region was started.",
+        Some("replication-failed") => {
+            "Replication to the Region failed: its status message says why."
+        }
+        Some("replica-removed") => "The replica was removed.",
+        Some("promoted") => "The replica is now a standalone secret.",
         Some("deleted") => "The secret is scheduled for deletion.",
         Some("restored") => "The secret was restored.",
         Some("created") => "The secret was stored.",
@@ -207,10 +216,28 @@ fn message(params: &HashMap<String, String>) -> String {
     notice(text)
 }
 
-/// An epoch-seconds date of an AWS JSON answer, as ISO 8601.
+/// An epoch-seconds date of an AWS JSON answer as HTML: "2026-12-06 10:28:06 UTC" for
+/// people (a bare trailing `Z` says nothing to most), ISO 8601 in the `<time>` element.
 fn date(v: Option<&Value>) -> String {
     match v.and_then(Value::as_f64) {
-        Some(secs) => coffer_auth::time::format_iso8601((secs * 1000.0) as i64),
+        Some(secs) => {
+            let iso = coffer_auth::time::format_iso8601((secs * 1000.0) as i64);
+            let shown = format!("{} UTC", iso.trim_end_matches('Z').replacen('T', " ", 1));
+            format!(r#"<time datetime="{}">{}</time>"#, esc(&iso), esc(&shown))
+        }
+        None => "-".to_string(),
+    }
+}
+
+/// A LastAccessedDate as HTML: the day only, as AWS keeps it (its midnight is no time of
+/// retrieval).
+fn day(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_f64) {
+        Some(secs) => {
+            let iso = coffer_auth::time::format_iso8601((secs * 1000.0) as i64);
+            let day = iso.split('T').next().unwrap_or_default();
+            format!(r#"<time datetime="{}">{}</time>"#, esc(day), esc(day))
+        }
         None => "-".to_string(),
     }
 }
@@ -403,7 +430,9 @@ async fn list_secrets(State(console): St, ctx: Ctx, Query(params): Params) -> Re
         Ok(answer) => {
             let list =
                 answer.get("SecretList").and_then(Value::as_array).cloned().unwrap_or_default();
-            if list.is_empty() {
+            if list.is_empty() && !filter.is_empty() {
+                body.push_str("<p>No secrets match the filter.</p>");
+            } else if list.is_empty() {
                 body.push_str("<p>No secrets.</p>");
             } else {
                 body.push_str(r#"<div class="scroll"><table><caption>Secrets</caption><thead><tr><th scope="col">Secret name</th><th scope="col">Description</th><th scope="col">Last retrieved</th><th scope="col">Deleted on</th></tr></thead><tbody>"#);
@@ -415,7 +444,7 @@ async fn list_secrets(State(console): St, ctx: Ctx, Query(params): Params) -> Re
                         esc(&details_url(name)),
                         esc(name),
                         esc(js(item, "Description")),
-                        date(item.get("LastAccessedDate")),
+                        day(item.get("LastAccessedDate")),
                         if item.get("DeletedDate").is_some() {
                             date(item.get("DeletedDate"))
                         } else {
@@ -425,14 +454,28 @@ async fn list_secrets(State(console): St, ctx: Ctx, Query(params): Params) -> Re
                 }
                 body.push_str("</tbody></table></div>");
             }
-            if let Some(next) = answer.get("NextToken").and_then(Value::as_str) {
-                let _ = write!(
-                    body,
-                    r#"<p><a href="/console/secrets?filter={}&amp;deleted={}&amp;next={}">Next page</a></p>"#,
-                    esc(&url(&filter)),
-                    if deleted { "on" } else { "" },
-                    esc(&url(next))
-                );
+            // Paging tokens only go forward: a later page leads back to the first.
+            let later_page = params.get("next").is_some_and(|t| !t.is_empty());
+            let next = answer.get("NextToken").and_then(Value::as_str);
+            if later_page || next.is_some() {
+                let query =
+                    format!("filter={}&deleted={}", url(&filter), if deleted { "on" } else { "" });
+                body.push_str(r#"<nav aria-label="Pages" class="pages"><p>"#);
+                if later_page {
+                    let _ = write!(
+                        body,
+                        r#"<a href="/console/secrets?{}">First page</a> "#,
+                        esc(&query)
+                    );
+                }
+                if let Some(next) = next {
+                    let _ = write!(
+                        body,
+                        r#"<a href="/console/secrets?{}">Next page</a>"#,
+                        esc(&format!("{query}&next={}", url(next)))
+                    );
+                }
+                body.push_str("</p></nav>");
             }
         }
     }
@@ -456,6 +499,16 @@ async fn render_details(
     let arn = s_str(&d, "ARN");
     let deleted = d.get("DeletedDate").is_some();
     let mut b = notice_html.to_string();
+    if deleted {
+        // Said first, as AWS does: what a person opening the page must know before the rest.
+        let _ = write!(
+            b,
+            r#"<div class="warning" role="status"><p>This secret is scheduled for deletion on {}. Until then it can be restored; its value and resource policy cannot be read.</p><form method="post" action="/console/secret/restore">{}{}<button type="submit">Restore secret</button></form></div>"#,
+            date(d.get("DeletedDate")),
+            s.csrf(),
+            hidden("id", &name)
+        );
+    }
     // Secrets details, with the seeds' Actions menu.
     let _ = write!(
         b,
@@ -479,7 +532,7 @@ async fn render_details(
         esc(if js(&d, "KmsKeyId").is_empty() { "aws/secretsmanager" } else { js(&d, "KmsKeyId") }),
         date(d.get("CreatedDate")),
         date(d.get("LastChangedDate")),
-        date(d.get("LastAccessedDate")),
+        day(d.get("LastAccessedDate")),
         q = esc(&url(&name))
     );
     if deleted {
@@ -489,16 +542,7 @@ async fn render_details(
             date(d.get("DeletedDate"))
         );
     }
-    b.push_str("</dl>");
-    if deleted {
-        let _ = write!(
-            b,
-            r#"<form method="post" action="/console/secret/restore">{}{}<button type="submit">Restore secret</button></form>"#,
-            s.csrf(),
-            hidden("id", &name)
-        );
-    }
-    b.push_str("</section>");
+    b.push_str("</dl></section>");
     // Secret value.
     let _ = write!(
         b,
@@ -506,6 +550,7 @@ async fn render_details(
     );
     match value_html {
         Some(v) => b.push_str(&v),
+        None if deleted => b.push_str("<p>Restore the secret to retrieve its value.</p>"),
         None => {
             let _ = write!(
                 b,
@@ -522,14 +567,21 @@ async fn render_details(
         r#"<section aria-labelledby="policy-h" class="card"><div class="section-head"><h2 id="policy-h">Resource permissions</h2><a class="button" href="/console/secret/policy?id={}">Edit permissions</a></div>"#,
         esc(&url(&name))
     );
-    match s.sm("GetResourcePolicy", json!({"SecretId": name})).await {
+    // A secret scheduled for deletion refuses GetResourcePolicy: not asked, not an error.
+    let policy = if deleted {
+        Err(None)
+    } else {
+        s.sm("GetResourcePolicy", json!({"SecretId": name})).await.map_err(Some)
+    };
+    match policy {
+        Err(None) => b.push_str("<p>Restore the secret to see its resource policy.</p>"),
         Ok(p) => match p.get("ResourcePolicy").and_then(Value::as_str) {
             Some(policy) => {
                 let _ = write!(b, r#"<pre class="policy">{}</pre>"#, esc(&pretty(policy)));
             }
             None => b.push_str("<p>No resource policy.</p>"),
         },
-        Err(e) => b.push_str(&error_box(&e.code, &e.message)),
+        Err(Some(e)) => b.push_str(&error_box(&e.code, &e.message)),
     }
     b.push_str("</section>");
     // Tags.
@@ -553,7 +605,10 @@ async fn render_details(
         if enabled { "Enabled" } else { "Disabled" }
     );
     if let Some(rules) = d.get("RotationRules") {
-        let _ = write!(b, "<dt>Rotation schedule</dt><dd>{}</dd>", esc(&rules.to_string()));
+        let _ = write!(b, "<dt>Rotation schedule</dt><dd>{}</dd>", esc(&schedule_of(rules)));
+        if let Some(duration) = rules.get("Duration").and_then(Value::as_str) {
+            let _ = write!(b, "<dt>Window duration</dt><dd>{}</dd>", esc(duration));
+        }
     }
     if !js(&d, "RotationLambdaARN").is_empty() {
         let _ =
@@ -564,6 +619,7 @@ async fn render_details(
         "<dt>Last rotated</dt><dd>{}</dd></dl></section>",
         date(d.get("LastRotatedDate"))
     );
+    b.push_str(&replication_section(s, &d, &name));
     // Versions.
     let _ = write!(
         b,
@@ -599,6 +655,66 @@ async fn render_details(
         esc(&url(&name))
     );
     s.page(&name, &b)
+}
+
+/// The details page's Replication section: on a primary its replicas (Region, key,
+/// status, last retrieved) with a Remove button each and the Replicate secret button; on
+/// a replica, seen from its own Region, the Promote button (StopReplicationToReplica).
+fn replication_section(s: &Signed<'_>, d: &Value, name: &str) -> String {
+    let primary = js(d, "PrimaryRegion");
+    let here = s.session.who.region();
+    let replica = !primary.is_empty() && primary != here;
+    let mut b = String::from(
+        r#"<section aria-labelledby="replication-h" class="card"><div class="section-head"><h2 id="replication-h">Replication</h2>"#,
+    );
+    if !replica {
+        let _ = write!(
+            b,
+            r#"<a class="button" href="/console/secret/replicate?id={}">Replicate secret</a>"#,
+            esc(&url(name))
+        );
+    }
+    b.push_str("</div>");
+    if !primary.is_empty() {
+        let _ = write!(b, "<dl><dt>Primary Region</dt><dd>{}</dd></dl>", esc(primary));
+    }
+    let replicas: Vec<&Value> =
+        d.get("ReplicationStatus").and_then(Value::as_array).into_iter().flatten().collect();
+    if replica {
+        let _ = write!(
+            b,
+            r#"<p>This secret is a replica: it is changed through its primary secret in {}. Promoting it makes it a standalone secret in {}.</p><form method="post" action="/console/secret/replication">{}{}{}<button type="submit">Promote to standalone secret</button></form>"#,
+            esc(primary),
+            esc(here),
+            s.csrf(),
+            hidden("id", name),
+            hidden("op", "promote")
+        );
+    } else if replicas.is_empty() {
+        b.push_str("<p>This secret is not replicated.</p>");
+    } else {
+        b.push_str(r#"<div class="scroll"><table class="replicas"><thead><tr><th scope="col">Region</th><th scope="col">Encryption key</th><th scope="col">Replication status</th><th scope="col">Status message</th><th scope="col">Last retrieved</th><th scope="col"><span class="visually-hidden">Remove</span></th></tr></thead><tbody>"#);
+        for r in replicas {
+            let region = js(r, "Region");
+            let _ = write!(
+                b,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method="post" action="/console/secret/replication" class="inline">{}{}{}{}<button type="submit" aria-label="Remove replica {}">Remove</button></form></td></tr>"#,
+                esc(region),
+                esc(js(r, "KmsKeyId")),
+                esc(js(r, "Status")),
+                esc(js(r, "StatusMessage")),
+                day(r.get("LastAccessedDate")),
+                s.csrf(),
+                hidden("id", name),
+                hidden("op", "remove"),
+                hidden("region", region),
+                esc(region)
+            );
+        }
+        b.push_str("</tbody></table></div>");
+    }
+    b.push_str("</section>");
+    b
 }
 
 fn s_str(v: &Value, name: &str) -> String {
@@ -696,12 +812,17 @@ struct Editor {
     plaintext: bool,
     rows: Vec<(String, String)>,
     plain: String,
+    /// Per row: its stored value was a JSON number, boolean or null, so text that still
+    /// reads as one is saved as one (editing a password must not turn `"port": 5432` into
+    /// `"5432"`). New rows are strings, as typed.
+    typed: Vec<bool>,
 }
 
 impl Editor {
     fn from_value(text: &str) -> Self {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(map)) if map.values().all(|v| !v.is_object() && !v.is_array()) => {
+                let typed = map.values().map(|v| !v.is_string()).collect();
                 let rows = map
                     .into_iter()
                     .map(|(k, v)| {
@@ -712,18 +833,20 @@ impl Editor {
                         (k, v)
                     })
                     .collect();
-                Editor { plaintext: false, rows, plain: text.to_string() }
+                Editor { plaintext: false, rows, plain: text.to_string(), typed }
             }
             _ => Editor {
                 plaintext: true,
                 rows: vec![(String::new(), String::new())],
                 plain: text.to_string(),
+                typed: Vec::new(),
             },
         }
     }
 
-    /// The editor as the form posted it, with its row/mode operation applied.
-    fn from_form(f: &F, prefix: &str) -> Result<Self, String> {
+    /// The editor as the form posted it, with its row/mode operation applied; a mode switch
+    /// that cannot be made answers why, with the editor to show again as it was.
+    fn from_form(f: &F, prefix: &str) -> Result<Self, (String, Self)> {
         let n: usize = f.get(&format!("{prefix}n")).parse().unwrap_or(0).min(200);
         let mut rows: Vec<(String, String)> = (0..n)
             .map(|i| {
@@ -733,44 +856,82 @@ impl Editor {
                 )
             })
             .collect();
+        let mut typed: Vec<bool> =
+            (0..n).map(|i| f.get(&format!("{prefix}t{i}")) == "json").collect();
         let mut ed = Editor {
             plaintext: f.get(&format!("{prefix}mode")) == "plain",
             rows: Vec::new(),
             plain: f.get(&format!("{prefix}plain")).to_string(),
+            typed: Vec::new(),
         };
         let op = f.get("op");
         if let Some(i) = f.0.get(&format!("{prefix}remove")).and_then(|v| v.parse::<usize>().ok()) {
             if i < rows.len() {
                 rows.remove(i);
+                typed.remove(i);
             }
         } else if op == format!("{prefix}add") {
             rows.push((String::new(), String::new()));
+            typed.push(false);
         } else if op == format!("{prefix}mode-plain") && !ed.plaintext {
-            ed.plaintext = true;
             ed.rows = rows;
+            ed.typed = typed;
+            // The JSON would keep one row of a key given twice, and none without a key.
+            if let Some(problem) = ed.problem() {
+                return Err((problem, ed));
+            }
+            ed.plaintext = true;
             ed.plain = ed.json();
             return Ok(ed);
         } else if op == format!("{prefix}mode-kv") && ed.plaintext {
             let parsed = Editor::from_value(&ed.plain);
             if parsed.plaintext && !ed.plain.trim().is_empty() {
-                ed.rows = rows;
-                return Err("The plaintext is not a JSON object of keys and values, so it cannot be shown as key/value pairs.".into());
+                return Err(("The plaintext is not a JSON object of keys and values, so it cannot be shown as key/value pairs.".into(), ed));
             }
             return Ok(Editor { plaintext: false, ..parsed });
         }
         if rows.is_empty() && !ed.plaintext {
             rows.push((String::new(), String::new()));
+            typed.push(false);
         }
         ed.rows = rows;
+        ed.typed = typed;
         Ok(ed)
+    }
+
+    /// Why the rows cannot be saved as they are: a value with no key, or a key given twice,
+    /// would silently vanish from the JSON object. Names the row or key, never a value.
+    fn problem(&self) -> Option<String> {
+        if self.plaintext {
+            return None;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, (k, v)) in self.rows.iter().enumerate() {
+            if k.is_empty() && !v.is_empty() {
+                return Some(format!(
+                    "Row {} has a value but no key: give it a key or remove the row.",
+                    i + 1
+                ));
+            }
+            if !k.is_empty() && !seen.insert(k.as_str()) {
+                return Some(format!(
+                    "The key {k} appears more than once: each key of a key/value secret must be unique."
+                ));
+            }
+        }
+        None
+    }
+
+    fn is_typed(&self, row: usize) -> bool {
+        self.typed.get(row).copied().unwrap_or(false)
     }
 
     /// The rows as a JSON object (empty keys skipped).
     fn json(&self) -> String {
         let mut map = Map::new();
-        for (k, v) in &self.rows {
+        for (i, (k, v)) in self.rows.iter().enumerate() {
             if !k.is_empty() {
-                map.insert(k.clone(), Value::String(v.clone()));
+                map.insert(k.clone(), row_value(v, self.is_typed(i)));
             }
         }
         Value::Object(map).to_string()
@@ -801,6 +962,9 @@ impl Editor {
             b.push_str(r#"<table class="kv-editor"><thead><tr><th scope="col">Secret key</th><th scope="col">Secret value</th><th scope="col"><span class="visually-hidden">Remove</span></th></tr></thead><tbody>"#);
             for (i, (k, v)) in self.rows.iter().enumerate() {
                 let n = i + 1;
+                if self.is_typed(i) {
+                    b.push_str(&hidden(&format!("{prefix}t{i}"), "json"));
+                }
                 let _ = write!(
                     b,
                     r#"<tr><td><label class="visually-hidden" for="{prefix}k{i}">Key {n}</label><input type="text" id="{prefix}k{i}" name="{prefix}k{i}" value="{}"></td><td><label class="visually-hidden" for="{prefix}v{i}">Value {n}</label><input type="text" id="{prefix}v{i}" name="{prefix}v{i}" value="{}" autocomplete="off"></td><td><button type="submit" name="{prefix}remove" value="{i}" aria-label="Remove row {n}">Remove</button></td></tr>"#,
@@ -815,6 +979,18 @@ impl Editor {
         }
         b
     }
+}
+
+/// A row's value as saved: a row that held a number, boolean or null keeps that type while
+/// its text still reads as one; everything else is the string typed.
+fn row_value(text: &str, typed: bool) -> Value {
+    if typed
+        && let Ok(v) = serde_json::from_str::<Value>(text.trim())
+        && (v.is_number() || v.is_boolean() || v.is_null())
+    {
+        return v;
+    }
+    Value::String(text.to_string())
 }
 
 fn editor_page(s: &Signed<'_>, id: &str, ed: &Editor, error: Option<&str>) -> Response {
@@ -853,11 +1029,7 @@ async fn edit_value(State(console): St, ctx: Ctx, Form(fields): Fields) -> Respo
     }
     match Editor::from_form(&f, "") {
         Ok(ed) => editor_page(&s, &id, &ed, None),
-        Err(msg) => {
-            let ed =
-                Editor { plaintext: true, rows: Vec::new(), plain: f.get("plain").to_string() };
-            editor_page(&s, &id, &ed, Some(&msg))
-        }
+        Err((msg, ed)) => editor_page(&s, &id, &ed, Some(&msg)),
     }
 }
 
@@ -870,15 +1042,13 @@ async fn save_value(State(console): St, ctx: Ctx, Form(fields): Fields) -> Respo
     let id = f.get("id").to_string();
     let ed = match Editor::from_form(&f, "") {
         Ok(ed) => ed,
-        Err(msg) => {
-            return editor_page(
-                &s,
-                &id,
-                &Editor { plaintext: true, rows: Vec::new(), plain: f.get("plain").to_string() },
-                Some(&msg),
-            );
-        }
+        Err((msg, ed)) => return editor_page(&s, &id, &ed, Some(&msg)),
     };
+    if let Some(problem) = ed.problem() {
+        let mut page = editor_page(&s, &id, &ed, Some(&problem));
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+        return page;
+    }
     let req = json!({
         "SecretId": id,
         "SecretString": ed.secret_string(),
@@ -902,14 +1072,7 @@ async fn rotation_form(State(console): St, ctx: Ctx, Query(params): Params) -> R
     match s.sm("DescribeSecret", json!({"SecretId": id})).await {
         Ok(d) => {
             let rules = d.get("RotationRules").cloned().unwrap_or(Value::Null);
-            let schedule = match rules.get("ScheduleExpression").and_then(Value::as_str) {
-                Some(expression) => expression.to_string(),
-                None => rules
-                    .get("AutomaticallyAfterDays")
-                    .and_then(Value::as_i64)
-                    .map(|days| format!("rate({days} days)"))
-                    .unwrap_or_default(),
-            };
+            let schedule = schedule_of(&rules);
             let current = RotationFields {
                 function: js(&d, "RotationLambdaARN").to_string(),
                 schedule,
@@ -919,6 +1082,19 @@ async fn rotation_form(State(console): St, ctx: Ctx, Query(params): Params) -> R
             rotation_page(&s, &id, &current, None)
         }
         Err(e) => s.error_page("Edit rotation", &e),
+    }
+}
+
+/// A rotation schedule as it is written: the expression, or `rate(N days)` for rules that
+/// give only a number of days.
+fn schedule_of(rules: &Value) -> String {
+    match rules.get("ScheduleExpression").and_then(Value::as_str) {
+        Some(expression) => expression.to_string(),
+        None => rules
+            .get("AutomaticallyAfterDays")
+            .and_then(Value::as_i64)
+            .map(|days| format!("rate({days} days)"))
+            .unwrap_or_default(),
     }
 }
 
@@ -969,6 +1145,7 @@ async fn rotation_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Re
     }
     let id = f.get("id");
     let token = uuid::Uuid::new_v4().to_string();
+    let notice = if f.get("action") == "rotate" { "rotation-started" } else { "rotation-saved" };
     let result = match f.get("action") {
         "cancel" => s.sm("CancelRotateSecret", json!({"SecretId": id})).await,
         // Rotates again from the stored configuration, as a call without parameters does.
@@ -1003,13 +1180,20 @@ async fn rotation_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Re
         }
     };
     match result {
-        Ok(_) => redirect(&format!("{}&msg=rotation-saved", details_url(id))),
+        Ok(_) => redirect(&format!("{}&msg={notice}", details_url(id))),
         Err(e) => {
+            // Whether rotation is on decides the Disable button: asked, not assumed.
+            let enabled = s
+                .sm("DescribeSecret", json!({"SecretId": id}))
+                .await
+                .ok()
+                .and_then(|d| d.get("RotationEnabled").and_then(Value::as_bool))
+                .unwrap_or(false);
             let current = RotationFields {
                 function: f.get("function").to_string(),
                 schedule: f.get("schedule").to_string(),
                 duration: f.get("duration").to_string(),
-                enabled: true,
+                enabled,
             };
             rotation_page(&s, id, &current, Some(&e))
         }
@@ -1075,6 +1259,43 @@ async fn key_choices(s: &Signed<'_>) -> Result<Vec<(String, String)>, ApiError> 
     Ok(out)
 }
 
+/// The encryption key field: a list of the account's keys, or, for a user who may not list
+/// keys or aliases (UpdateSecret and CreateSecret do not need it), a text field to type
+/// the key in, with the reason the list is missing.
+fn key_field(
+    choices: &Result<Vec<(String, String)>, ApiError>,
+    typed: &str,
+    selected: impl Fn(&str) -> bool,
+) -> String {
+    let mut b = String::new();
+    match choices {
+        Ok(choices) => {
+            b.push_str(r#"<p class="field"><label for="kms_key">Encryption key</label><select id="kms_key" name="kms_key">"#);
+            for (value, label) in choices {
+                let _ = write!(
+                    b,
+                    r#"<option value="{}"{}>{}</option>"#,
+                    esc(value),
+                    if selected(value) { " selected" } else { "" },
+                    esc(label)
+                );
+            }
+            b.push_str("</select></p>");
+        }
+        Err(e) => {
+            let _ = write!(
+                b,
+                r#"<p class="field"><label for="kms_key">Encryption key (key ID, key ARN or alias)</label><input type="text" id="kms_key" name="kms_key" value="{}" aria-describedby="kms_key_hint" spellcheck="false"></p>
+<p class="hint" id="kms_key_hint">The list of keys could not be read ({}: {}). Type the key instead; alias/aws/secretsmanager is the default key.</p>"#,
+                esc(typed),
+                esc(&e.code),
+                esc(&e.message)
+            );
+        }
+    }
+    b
+}
+
 async fn key_form(State(console): St, ctx: Ctx, Query(params): Params) -> Response {
     let s = signed_or_return!(console, ctx);
     let id = params.get("id").cloned().unwrap_or_default();
@@ -1087,32 +1308,21 @@ async fn key_page(s: &Signed<'_>, id: &str, error: Option<&ApiError>) -> Respons
         Err(e) => return s.error_page("Edit encryption key", &e),
     };
     let current = js(&d, "KmsKeyId");
-    let choices = match key_choices(s).await {
-        Ok(c) => c,
-        Err(e) => return s.error_page("Edit encryption key", &e),
-    };
+    let choices = key_choices(s).await;
     let mut b = error.map(|e| error_box(&e.code, &e.message)).unwrap_or_default();
     let _ = write!(
         b,
-        r#"<form method="post" action="/console/secret/key" class="card">{}{}<p>Current key: <span class="kms-key">{}</span></p>
-<p class="field"><label for="kms_key">Encryption key</label><select id="kms_key" name="kms_key">"#,
+        r#"<form method="post" action="/console/secret/key" class="card">{}{}<p>Current key: <span class="kms-key">{}</span></p>{}"#,
         s.csrf(),
         hidden("id", id),
-        esc(if current.is_empty() { "aws/secretsmanager" } else { current })
+        esc(if current.is_empty() { "aws/secretsmanager" } else { current }),
+        key_field(&choices, current, |value| {
+            !current.is_empty() && (value == current || value.ends_with(current))
+        })
     );
-    for (value, label) in &choices {
-        let selected = !current.is_empty() && (value == current || value.ends_with(current));
-        let _ = write!(
-            b,
-            r#"<option value="{}"{}>{}</option>"#,
-            esc(value),
-            if selected { " selected" } else { "" },
-            esc(label)
-        );
-    }
     let _ = write!(
         b,
-        r#"</select></p><p><button type="submit" class="primary">Save</button> <a class="button" href="{}">Cancel</a></p></form>"#,
+        r#"<p><button type="submit" class="primary">Save</button> <a class="button" href="{}">Cancel</a></p></form>"#,
         esc(&details_url(id))
     );
     s.page(&format!("Edit encryption key: {id}"), &b)
@@ -1128,6 +1338,91 @@ async fn key_save(State(console): St, ctx: Ctx, Form(fields): Fields) -> Respons
     match s.sm("UpdateSecret", json!({"SecretId": id, "KmsKeyId": f.get("kms_key")})).await {
         Ok(_) => redirect(&format!("{}&msg=key-saved", details_url(id))),
         Err(e) => key_page(&s, id, Some(&e)).await,
+    }
+}
+
+// ---------------------------------------------------------------- replication
+
+async fn replicate_form(State(console): St, ctx: Ctx, Query(params): Params) -> Response {
+    let s = signed_or_return!(console, ctx);
+    let id = params.get("id").cloned().unwrap_or_default();
+    replicate_page(&s, &id, "", "", None)
+}
+
+fn replicate_page(
+    s: &Signed<'_>,
+    id: &str,
+    region: &str,
+    key: &str,
+    error: Option<&ApiError>,
+) -> Response {
+    let mut b = error.map(|e| error_box(&e.code, &e.message)).unwrap_or_default();
+    let _ = write!(
+        b,
+        r#"<form method="post" action="/console/secret/replication" class="card">{}{}{}
+<p>A replica is a copy of this secret in another Region, kept in step with it: every change made here reaches it.</p>
+{}{}
+<p><button type="submit" class="primary">Replicate</button> <a class="button" href="{}">Cancel</a></p></form>"#,
+        s.csrf(),
+        hidden("id", id),
+        hidden("op", "add"),
+        text_input("region", "region", "AWS Region", region),
+        text_input(
+            "replica_kms_key",
+            "kms_key",
+            "Encryption key in that Region (key ID, key ARN or alias; empty for aws/secretsmanager)",
+            key
+        ),
+        esc(&details_url(id))
+    );
+    s.page(&format!("Replicate secret: {id}"), &b)
+}
+
+/// Replicate to a Region (ReplicateSecretToRegions), remove a replica
+/// (RemoveRegionsFromReplication), or promote a replica (StopReplicationToReplica).
+async fn replication_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Response {
+    let s = signed_or_return!(console, ctx);
+    let f = F::new(fields);
+    if let Err(r) = s.check_csrf(&f) {
+        return *r;
+    }
+    let id = f.get("id");
+    let region = f.get("region").trim();
+    match f.get("op") {
+        "remove" => {
+            let req = json!({"SecretId": id, "RemoveReplicaRegions": [region]});
+            match s.sm("RemoveRegionsFromReplication", req).await {
+                Ok(_) => redirect(&format!("{}&msg=replica-removed", details_url(id))),
+                Err(e) => s.error_page("Replication", &e),
+            }
+        }
+        "promote" => match s.sm("StopReplicationToReplica", json!({"SecretId": id})).await {
+            Ok(_) => redirect(&format!("{}&msg=promoted", details_url(id))),
+            Err(e) => s.error_page("Replication", &e),
+        },
+        _ => {
+            let key = f.get("kms_key").trim();
+            let mut add = json!({"Region": region});
+            if !key.is_empty() {
+                add["KmsKeyId"] = json!(key);
+            }
+            let req = json!({"SecretId": id, "AddReplicaRegions": [add]});
+            match s.sm("ReplicateSecretToRegions", req).await {
+                Ok(answer) => {
+                    // AWS answers a Region that could not take the replica with success and
+                    // a Failed status: the page must not call that a start.
+                    let failed = answer
+                        .get("ReplicationStatus")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|r| js(r, "Region") == region && js(r, "Status") == "Failed");
+                    let msg = if failed { "replication-failed" } else { "replication-started" };
+                    redirect(&format!("{}&msg={msg}", details_url(id)))
+                }
+                Err(e) => replicate_page(&s, id, region, key, Some(&e)),
+            }
+        }
     }
 }
 
@@ -1301,11 +1596,13 @@ async fn create_form(State(console): St, ctx: Ctx) -> Response {
         plaintext: false,
         rows: vec![(String::new(), String::new())],
         plain: String::new(),
+        typed: Vec::new(),
     };
     let tags = Editor {
         plaintext: false,
         rows: vec![(String::new(), String::new())],
         plain: String::new(),
+        typed: Vec::new(),
     };
     create_page(&s, "", "", "alias/aws/secretsmanager", &ed, &tags, None).await
 }
@@ -1319,30 +1616,20 @@ async fn create_page(
     tags: &Editor,
     error: Option<&ApiError>,
 ) -> Response {
-    let choices = key_choices(s).await.unwrap_or_else(|_| {
-        vec![("alias/aws/secretsmanager".to_string(), "aws/secretsmanager (default)".to_string())]
-    });
+    let choices = key_choices(s).await;
     let mut b = error.map(|e| error_box(&e.code, &e.message)).unwrap_or_default();
     let _ = write!(
         b,
         r#"<form method="post" action="/console/secrets/new" class="card">{}
 <button type="submit" name="op" value="store" class="visually-hidden" tabindex="-1" aria-hidden="true">Store</button>
 {}<p class="field"><label for="description">Description</label><textarea id="description" name="description" rows="2">{}</textarea></p>
-<p class="field"><label for="kms_key">Encryption key</label><select id="kms_key" name="kms_key">"#,
+{}"#,
         s.csrf(),
         text_input("name", "name", "Secret name", name),
-        esc(description)
+        esc(description),
+        key_field(&choices, key, |value| value == key)
     );
-    for (value, label) in &choices {
-        let _ = write!(
-            b,
-            r#"<option value="{}"{}>{}</option>"#,
-            esc(value),
-            if value == key { " selected" } else { "" },
-            esc(label)
-        );
-    }
-    b.push_str("</select></p><fieldset><legend>Secret value</legend>");
+    b.push_str("<fieldset><legend>Secret value</legend>");
     b.push_str(&ed.render(""));
     b.push_str("</fieldset><fieldset><legend>Tags</legend>");
     b.push_str(&hidden("tn", &tags.rows.len().to_string()));
@@ -1372,10 +1659,7 @@ async fn create_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Resp
     let key = f.get("kms_key");
     let (ed, ed_error) = match Editor::from_form(&f, "") {
         Ok(ed) => (ed, None),
-        Err(msg) => (
-            Editor { plaintext: true, rows: Vec::new(), plain: f.get("plain").to_string() },
-            Some(msg),
-        ),
+        Err((msg, ed)) => (ed, Some(msg)),
     };
     // Tag rows use the "t" prefix for their fields but their own buttons.
     let tn: usize = f.get("tn").parse().unwrap_or(0).min(50);
@@ -1389,13 +1673,17 @@ async fn create_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Resp
     } else if f.get("op") == "tadd" {
         tag_rows.push((String::new(), String::new()));
     }
-    let tags = Editor { plaintext: false, rows: tag_rows, plain: String::new() };
+    let tags = Editor { plaintext: false, rows: tag_rows, plain: String::new(), typed: Vec::new() };
     if let Some(msg) = ed_error {
         let e = ApiError { code: "ValidationException".into(), message: msg };
         return create_page(&s, name, description, key, &ed, &tags, Some(&e)).await;
     }
     if f.get("op") != "store" || f.0.contains_key("remove") || f.0.contains_key("tremove") {
         return create_page(&s, name, description, key, &ed, &tags, None).await;
+    }
+    if let Some(message) = ed.problem() {
+        let e = ApiError { code: "ValidationException".into(), message };
+        return create_page(&s, name, description, key, &ed, &tags, Some(&e)).await;
     }
     let mut req = json!({
         "Name": name,
@@ -1426,19 +1714,20 @@ async fn create_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Resp
 async fn delete_form(State(console): St, ctx: Ctx, Query(params): Params) -> Response {
     let s = signed_or_return!(console, ctx);
     let id = params.get("id").cloned().unwrap_or_default();
-    delete_page(&s, &id, None)
+    delete_page(&s, &id, "30", None)
 }
 
-fn delete_page(s: &Signed<'_>, id: &str, error: Option<&ApiError>) -> Response {
+fn delete_page(s: &Signed<'_>, id: &str, window: &str, error: Option<&ApiError>) -> Response {
     let mut b = error.map(|e| error_box(&e.code, &e.message)).unwrap_or_default();
     let _ = write!(
         b,
         r#"<form method="post" action="/console/secret/delete" class="card">{}{}
 <p>The secret can be restored until its waiting period ends; then it and all its versions are deleted.</p>
-<p class="field"><label for="recovery_window">Waiting period (days, 7 to 30)</label><input type="number" id="recovery_window" name="recovery_window" min="7" max="30" value="30"></p>
+<p class="field"><label for="recovery_window">Waiting period (days, 7 to 30)</label><input type="number" id="recovery_window" name="recovery_window" min="7" max="30" value="{}"></p>
 <p><button type="submit" class="danger">Schedule deletion</button> <a class="button" href="{}">Cancel</a></p></form>"#,
         s.csrf(),
         hidden("id", id),
+        esc(window),
         esc(&details_url(id))
     );
     s.page(&format!("Delete secret: {id}"), &b)
@@ -1458,12 +1747,12 @@ async fn delete_post(State(console): St, ctx: Ctx, Form(fields): Fields) -> Resp
                 code: "InvalidParameterException".into(),
                 message: "The waiting period must be a number of days from 7 to 30.".into(),
             };
-            return delete_page(&s, id, Some(&e));
+            return delete_page(&s, id, f.get("recovery_window"), Some(&e));
         }
     };
     match s.sm("DeleteSecret", json!({"SecretId": id, "RecoveryWindowInDays": window})).await {
         Ok(_) => redirect(&format!("{}&msg=deleted", details_url(id))),
-        Err(e) => delete_page(&s, id, Some(&e)),
+        Err(e) => delete_page(&s, id, f.get("recovery_window"), Some(&e)),
     }
 }
 

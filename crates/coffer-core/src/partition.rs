@@ -37,9 +37,13 @@ impl Partition {
     /// The partition `region` belongs to: `cn-north-1` is in `aws-cn`, `us-gov-west-1` in
     /// `aws-us-gov`, `us-east-1` (and anything unknown) in `aws`.
     pub fn of_region(region: &str) -> Partition {
-        let parts: Vec<&str> = region.split('-').collect();
         // Every regionRegex ends `-\w+-\d+`: the last two parts; what comes before decides.
-        let [head @ .., word, number] = parts.as_slice() else { return Partition::Aws };
+        // Split from the right without allocating: this runs for every ARN Coffer writes.
+        let mut parts = region.rsplitn(3, '-');
+        let (Some(number), Some(word), Some(head)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Partition::Aws;
+        };
         let is_word =
             !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         let is_number = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
@@ -47,13 +51,13 @@ impl Partition {
             return Partition::Aws;
         }
         match head {
-            ["cn"] => Partition::AwsCn,
-            ["us", "gov"] => Partition::AwsUsGov,
-            ["us", "iso"] => Partition::AwsIso,
-            ["us", "isob"] => Partition::AwsIsoB,
-            ["eu", "isoe"] => Partition::AwsIsoE,
-            ["us", "isof"] => Partition::AwsIsoF,
-            ["eusc", "de"] => Partition::AwsEusc,
+            "cn" => Partition::AwsCn,
+            "us-gov" => Partition::AwsUsGov,
+            "us-iso" => Partition::AwsIso,
+            "us-isob" => Partition::AwsIsoB,
+            "eu-isoe" => Partition::AwsIsoE,
+            "us-isof" => Partition::AwsIsoF,
+            "eusc-de" => Partition::AwsEusc,
             _ => Partition::Aws,
         }
     }

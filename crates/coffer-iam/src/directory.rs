@@ -50,6 +50,10 @@ pub const MAX_POLICIES: usize = 1500;
 /// caller keeps its role's parsed policies, once per session (review 14, finding 01).
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
 
+/// IAM's default quota on a role's trust policy (`ACLSizePerRole`), counted as the other
+/// policy limits are (whitespace not counted).
+pub const TRUST_POLICY_MAX_CHARS: usize = 2048;
+
 /// The most characters of inline policy text `entity` may hold, all its policies together.
 fn inline_policy_max_chars(entity: Entity) -> usize {
     match entity {
@@ -372,6 +376,13 @@ fn refused_in_iam_words(document: &str, kind: IamDocument) -> Result<(), IamErro
 /// rules IAM adds for trust policies and its words for them: a document that is not JSON,
 /// a statement naming a resource, an action outside STS.
 pub fn check_trust_policy(document: &str) -> Result<Policy, IamError> {
+    // Before it is parsed, as the other size limits (sts15: any size up to the request
+    // body was stored, and parsed whenever the role was assumed).
+    if policy_chars(document) > TRUST_POLICY_MAX_CHARS {
+        return Err(IamError::Limit(format!(
+            "Cannot exceed quota for ACLSizePerRole: {TRUST_POLICY_MAX_CHARS}"
+        )));
+    }
     let Ok(parsed) = serde_json::from_str::<serde_json::Value>(document) else {
         return Err(IamError::Malformed("This policy contains invalid Json".into()));
     };
@@ -503,7 +514,7 @@ fn not_attachable(arn: &str) -> IamError {
 }
 
 /// The managed policy an ARN names, if it exists in `account`.
-fn load_policy(
+pub(crate) fn load_policy(
     tx: &dyn ReadTxn,
     account: &str,
     arn: &str,
@@ -627,7 +638,7 @@ pub fn role_documents(
     Ok(out)
 }
 
-fn attached_documents(
+pub(crate) fn attached_documents(
     tx: &dyn ReadTxn,
     account: &str,
     arns: &BTreeSet<String>,

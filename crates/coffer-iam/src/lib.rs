@@ -317,8 +317,10 @@ fn read<T>(
 pub struct Caller {
     pub principal: Principal,
     pub policies: Vec<Policy>,
-    /// A session's own policy: the session may do only what it allows too.
-    pub session_policy: Option<Policy>,
+    /// A session's own policies (its inline session policy and managed session
+    /// policies): the session may do only what they, together, allow too. `None`: not
+    /// bounded by session policies (a long-term key, or a session given none).
+    pub session_policies: Option<Vec<Policy>>,
     /// `aws:PrincipalTag/<key>`: the user's tags, or the role's under a session's tags.
     pub principal_tags: BTreeMap<String, String>,
     /// When the caller's temporary credentials (a session from STS) were issued, in Unix
@@ -340,7 +342,7 @@ impl Caller {
         Caller {
             principal,
             policies,
-            session_policy: None,
+            session_policies: None,
             principal_tags: BTreeMap::new(),
             session_issued_ms: None,
             partitioned: OnceLock::new(),
@@ -351,7 +353,22 @@ impl Caller {
     /// About how many characters of policy text the caller holds parsed: the patterns and
     /// condition values of every statement, which is what grows with a document's size.
     pub fn policy_chars(&self) -> usize {
-        self.policies.iter().chain(&self.session_policy).map(policy_chars).sum()
+        self.policies.iter().chain(self.session_policies.iter().flatten()).map(policy_chars).sum()
+    }
+
+    /// The caller with every IAM or STS ARN its policies' Deny statements name written in
+    /// `partition` ([`Policy::with_global_arns_in`]): how a decision on an IAM or STS
+    /// resource, which a request names in its own partition, reads them.
+    pub fn with_global_arns_in(&self, partition: coffer_core::Partition) -> Caller {
+        Caller {
+            policies: self.policies.iter().map(|p| p.with_global_arns_in(partition)).collect(),
+            session_policies: self
+                .session_policies
+                .as_ref()
+                .map(|all| all.iter().map(|p| p.with_global_arns_in(partition)).collect()),
+            partitioned: OnceLock::new(),
+            ..self.clone()
+        }
     }
 
     /// The caller as a request signed for a region of `partition` sees it (IAM is global:
@@ -361,9 +378,13 @@ impl Caller {
         if self.principal.partition() == partition {
             return Arc::clone(self);
         }
+        // Its policies' Deny statements read IAM and STS ARNs in that partition too: one IAM
+        // serves every partition, so a Deny naming the caller (or a role, a user) by its
+        // `arn:aws:` ARN holds whichever partition a request is signed for (review 15,
+        // finding 02; `Policy::with_global_arns_in`).
         let copy = || {
             let principal = self.principal.in_partition(partition);
-            Arc::new(Caller { principal, partitioned: OnceLock::new(), ..Caller::clone(self) })
+            Arc::new(Caller { principal, ..self.with_global_arns_in(partition) })
         };
         // A deployment serves one partition besides `aws` at most, as a rule: that one is
         // kept, so its requests share one caller (and its remembered KMS decisions).
@@ -488,6 +509,34 @@ enum Read<V> {
 /// Reads a key in the lookup's transaction, bypassing the cache (`None`: not to be used).
 type Loader<'a, V> = dyn FnMut(&dyn ReadTxn) -> Result<Option<V>, AwsError> + 'a;
 
+/// Makes room for an entry of `weight` when the cache is at one of its bounds: drops the
+/// entries least recently confirmed against the store (with no TTL, least recently used)
+/// down to three quarters of both bounds, so the next inserts find room without sorting
+/// again. Emptying the whole cache instead let one tenant minting sessions evict every
+/// other tenant's callers at each fill.
+fn evict_least_recently_checked<V>(
+    entries: &mut HashMap<String, CachedKey<V>>,
+    access_key_id: &str,
+    mut held: usize,
+    weight: usize,
+) {
+    let keep_count = LOOKUP_CACHE_MAX * 3 / 4;
+    let keep_chars = (LOOKUP_CACHE_MAX_CHARS * 3 / 4).saturating_sub(weight);
+    let mut oldest_first: Vec<(Instant, String, usize)> = entries
+        .iter()
+        .filter(|(id, _)| id.as_str() != access_key_id)
+        .map(|(id, e)| (e.checked, id.clone(), e.weight))
+        .collect();
+    oldest_first.sort_unstable_by_key(|(checked, _, _)| *checked);
+    for (_, id, dropped) in oldest_first {
+        if entries.len() < keep_count && held <= keep_chars {
+            break;
+        }
+        entries.remove(&id);
+        held -= dropped;
+    }
+}
+
 /// Access key id -> what its lookup read. An entry is used while this process's
 /// generation is the one it was read under and (once `ttl` has passed since its last
 /// check) the store's IAM generation still is too.
@@ -545,7 +594,7 @@ impl<V: Clone + Weighed> LookupCache<V> {
             .map(|(_, e)| e.weight)
             .sum();
         if full || held + entry.weight > LOOKUP_CACHE_MAX_CHARS {
-            entries.clear();
+            evict_least_recently_checked(&mut entries, access_key_id, held, entry.weight);
         }
         entries.insert(access_key_id.to_string(), entry);
     }
@@ -1047,7 +1096,7 @@ impl Iam {
         let policies = documents
             .iter()
             .filter_map(|(name, doc)| match Policy::parse(doc, PolicyKind::Identity) {
-                Ok(p) => Some(p),
+                Ok(p) => Some(p.into_global_arns_in(coffer_auth::principal::STORED)),
                 Err(problems) => {
                     tracing::error!(user = %user.name, policy = %name, ?problems, "stored policy does not parse; ignored");
                     None
@@ -1058,7 +1107,7 @@ impl Iam {
             caller: Arc::new(Caller {
                 principal: user.principal(),
                 policies,
-                session_policy: None,
+                session_policies: None,
                 principal_tags: user
                     .tags
                     .iter()
@@ -1150,6 +1199,31 @@ mod tests {
         let gov = cached.in_partition(Partition::AwsUsGov);
         assert_eq!(gov.principal.arn, "arn:aws-us-gov:iam::111122223333:user/alice");
         assert_eq!(cached.principal.arn, "arn:aws:iam::111122223333:user/alice");
+    }
+
+    /// Review 15, finding 02: one IAM serves every partition, so a Deny naming an IAM ARN
+    /// in any partition reads in the request's (an Allow as written).
+    #[test]
+    fn a_callers_denies_read_iam_arns_in_the_requests_partition() {
+        use coffer_auth::policy::Patterns;
+        use coffer_core::Partition;
+        let store = MemoryStore::new();
+        let (iam, _) = iam(&store);
+        iam.create_user(&store, "111122223333", "alice", 1).unwrap();
+        let doc = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"sts:AssumeRole","Resource":"arn:aws-cn:iam::111122223333:role/a"},
+            {"Effect":"Deny","Action":"sts:AssumeRole","Resource":"arn:aws-cn:iam::111122223333:role/b"}]}"#;
+        iam.put_user_policy(&store, "111122223333", "alice", "p", doc).unwrap();
+        let (id, _) = iam.create_access_key(&store, "111122223333", "alice", 2).unwrap();
+        let cached = iam.lookup(&store, &id).unwrap().unwrap().caller.clone();
+        let resource =
+            |caller: &Caller, i: usize| caller.policies[0].statements[i].resource.clone();
+        let only = |arn: &str| Some(Patterns::Only(vec![arn.to_string()]));
+        assert_eq!(resource(&cached, 0), only("arn:aws-cn:iam::111122223333:role/a"));
+        assert_eq!(resource(&cached, 1), only("arn:aws:iam::111122223333:role/b"));
+        let gov = cached.in_partition(Partition::AwsUsGov);
+        assert_eq!(resource(&gov, 0), only("arn:aws-cn:iam::111122223333:role/a"));
+        assert_eq!(resource(&gov, 1), only("arn:aws-us-gov:iam::111122223333:role/b"));
     }
 
     #[test]
@@ -1503,6 +1577,38 @@ mod tests {
         assert!(w.lookup().is_none());
         w.set_status_by_hand("Active");
         assert!(w.lookup().is_some());
+    }
+
+    /// A weightless stand-in for a cached caller.
+    #[derive(Clone)]
+    struct Light;
+    impl Weighed for Light {
+        fn weight(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_least_recently_used_entries_not_all_of_them() {
+        let cache: LookupCache<Light> = LookupCache::new(Duration::ZERO);
+        let start = Instant::now();
+        let entry = |age: u64| {
+            let at = start + Duration::from_millis(age);
+            CachedKey { local: 0, stored: 0, loaded: at, checked: at, weight: 0, key: Light }
+        };
+        // One tenant's caller, used last, and a fill of other sessions used before it.
+        for i in 0..LOOKUP_CACHE_MAX - 1 {
+            cache.insert(&format!("ASIAFILL{i}"), entry(i as u64));
+        }
+        cache.insert("AKIAINUSE", entry(LOOKUP_CACHE_MAX as u64));
+        assert_eq!(cache.len(), LOOKUP_CACHE_MAX);
+        cache.insert("ASIANEW", entry(LOOKUP_CACHE_MAX as u64 + 1));
+        let entries = cache.entries.read().unwrap();
+        assert!(entries.contains_key("AKIAINUSE"), "the caller in use survives the fill");
+        assert!(entries.contains_key("ASIANEW"));
+        assert!(!entries.contains_key("ASIAFILL0"), "the least recently used went first");
+        assert!(entries.contains_key(&format!("ASIAFILL{}", LOOKUP_CACHE_MAX - 2)));
+        assert_eq!(entries.len(), LOOKUP_CACHE_MAX * 3 / 4, "room made for the next inserts");
     }
 
     #[test]

@@ -39,12 +39,13 @@ impl OidcProvider {
     }
 
     pub fn arn(&self) -> String {
-        coffer_auth::principal::STORED.arn(
-            "iam",
-            "",
-            &self.account,
-            &format!("oidc-provider/{}", self.host_path()),
-        )
+        OidcProvider::arn_of(&self.account, &self.url)
+    }
+
+    /// The ARN of the provider of `account` for `url`, as IAM's records keep it.
+    pub fn arn_of(account: &str, url: &str) -> String {
+        let resource = format!("oidc-provider/{}", host_path(url));
+        coffer_auth::principal::STORED.arn("iam", "", account, &resource)
     }
 
     /// The JWKS file a `coffer:jwks-file` tag names, if any.

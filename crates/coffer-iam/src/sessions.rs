@@ -35,6 +35,10 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub const SESSION_KIND: &str = "iam-session";
+/// The sessions issued to a user (GetSessionToken's and GetFederationToken's), one empty
+/// record each under `<account>/<user id>/<access key id>`: a rename finds the user's
+/// sessions through it instead of reading every session of the store (sts15).
+const USER_SESSION_KIND: &str = "iam-session-of-user";
 /// Bytes of randomness in a session token.
 const TOKEN_BYTES: usize = 32;
 /// At most this many ended sessions are removed by each new one, so issuing stays cheap
@@ -56,6 +60,15 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// The unique id of the user the session was issued to, for a user's or federated
+    /// session.
+    fn user_id(&self) -> Option<&str> {
+        match self {
+            Subject::User { user_id, .. } | Subject::Federated { user_id, .. } => Some(user_id),
+            Subject::Role { .. } => None,
+        }
+    }
+
     fn unique_id(&self) -> &str {
         match self {
             Subject::Role { role_id, .. } => role_id,
@@ -78,6 +91,11 @@ struct SessionRecord {
     /// The session policy, as given: the session may do only what it also allows.
     #[serde(default)]
     session_policy: Option<String>,
+    /// Managed session policies (PolicyArns, as IAM's records keep ARNs): the session may
+    /// do only what the session policies together allow. Their documents are read at each
+    /// lookup, as the policies are then (AWS packs only their ARNs into the token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    policy_arns: Vec<String>,
     /// Session tags (`aws:PrincipalTag/<key>`), over the role's own tags.
     #[serde(default)]
     tags: Vec<Tag>,
@@ -87,10 +105,17 @@ struct SessionRecord {
     transitive: Vec<String>,
 }
 
-/// Names the user with unique id `user_id` `new_name` in its GetSessionToken sessions
-/// (UpdateUser): a session is bound to the unique id, which a rename keeps, so it goes on
-/// working under the new name. Sessions of the whole store are read, a page at a time;
-/// ended ones are few, being purged as new ones are issued.
+/// Where the user session index keeps session `id` of the user `user_id` of `account`.
+fn user_session_key(account: &str, user_id: &str, id: &str) -> String {
+    format!("{account}/{user_id}/{id}")
+}
+
+/// Names the user with unique id `user_id` `new_name` in its GetSessionToken and
+/// GetFederationToken sessions (UpdateUser): a session is bound to the unique id, which a
+/// rename keeps, so it goes on working under the new name. The user's sessions are found
+/// through the user session index, a page at a time (ended ones are few, being purged as
+/// new sessions are issued). A session issued before the index existed is not found, and
+/// ends with the rename (its user is looked up by the old name): fail closed.
 pub(crate) fn rename_user_sessions(
     tx: &mut dyn WriteTxn,
     account: &str,
@@ -98,9 +123,12 @@ pub(crate) fn rename_user_sessions(
     new_name: &str,
 ) -> Result<(), StoreError> {
     let mut renamed = Vec::new();
-    let mut pages = coffer_store::RecordPages::new(SESSION_KIND, "", 256);
+    let prefix = user_session_key(account, user_id, "");
+    let mut pages = coffer_store::RecordPages::new(USER_SESSION_KIND, &prefix, 256);
     while let Some(page) = pages.next_page(tx)? {
-        for (key, bytes) in page {
+        for (key, _) in page {
+            let id = &key[prefix.len()..];
+            let Some(bytes) = tx.record(SESSION_KIND, id)? else { continue };
             let mut record: SessionRecord = decode(&bytes)?;
             // A federated user's session names its user too, and goes on as well.
             let (Subject::User { name, user_id: id }
@@ -110,12 +138,12 @@ pub(crate) fn rename_user_sessions(
             };
             if record.account == account && id == user_id {
                 *name = new_name.to_string();
-                renamed.push((key, record));
+                renamed.push(record);
             }
         }
     }
-    for (key, record) in renamed {
-        tx.put_record(SESSION_KIND, &key, &encode(&record))?;
+    for record in renamed {
+        tx.put_record(SESSION_KIND, &record.access_key_id, &encode(&record))?;
     }
     Ok(())
 }
@@ -180,6 +208,9 @@ pub struct SessionRequest<'a> {
     pub subject: Subject,
     pub duration_secs: i64,
     pub session_policy: Option<&'a str>,
+    /// Managed session policies: customer managed policies of `account`, as IAM's records
+    /// keep their ARNs (the caller found each with [`Iam::first_unknown_policy`]).
+    pub policy_arns: Vec<String>,
     pub tags: Vec<Tag>,
     /// The keys of `tags` set as transitive (the caller checked each is one of them).
     pub transitive: Vec<String>,
@@ -261,25 +292,39 @@ impl Iam {
             token_hash: hash,
             sealed_secret: sealed,
             session_policy: req.session_policy.map(str::to_string),
+            policy_arns: req.policy_arns,
             tags: req.tags,
             transitive: req.transitive,
         };
         let now = req.now_ms;
         // Not an IAM write: a new session changes nothing any cached lookup holds.
         let user_path = write(store, |tx| {
-            let ended: Vec<String> = tx
+            let ended: Vec<(String, SessionRecord)> = tx
                 .records(SESSION_KIND, "", None, 4 * PURGE_BATCH)?
                 .into_iter()
                 .filter_map(|(k, b)| {
                     let r: SessionRecord = decode(&b).ok()?;
-                    (r.expires_ms <= now).then_some(k)
+                    (r.expires_ms <= now).then_some((k, r))
                 })
                 .take(PURGE_BATCH)
                 .collect();
-            for k in ended {
+            for (k, r) in ended {
                 tx.delete_record(SESSION_KIND, &k)?;
+                if let Some(user_id) = r.subject.user_id() {
+                    tx.delete_record(
+                        USER_SESSION_KIND,
+                        &user_session_key(&r.account, user_id, &k),
+                    )?;
+                }
             }
             tx.put_record(SESSION_KIND, &id, &encode(&record))?;
+            if let Some(user_id) = req.subject.user_id() {
+                tx.put_record(
+                    USER_SESSION_KIND,
+                    &user_session_key(req.account, user_id, &id),
+                    b"",
+                )?;
+            }
             // A user's session is named as the user is, with its IAM path.
             Ok(match &req.subject {
                 Subject::User { name, .. } => load_user(tx, req.account, name)?.map(|u| u.path),
@@ -305,6 +350,32 @@ impl Iam {
             }
         };
         Ok(IssuedSession { access_key_id: id, secret, token, expires_ms, arn, assumed_id })
+    }
+
+    /// The index of the first of `arns` (as IAM's records keep ARNs) that names no
+    /// customer managed policy of `account`, if any: a managed session policy must be a
+    /// policy of the session's account (AWS: "The policies must exist in the same account
+    /// as the role", or as the IAM user that federates).
+    pub fn first_unknown_policy(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arns: &[String],
+    ) -> Result<Option<usize>, IamError> {
+        let mut unknown = None;
+        store
+            .read(&mut |tx| {
+                unknown = None;
+                for (i, arn) in arns.iter().enumerate() {
+                    if crate::directory::load_policy(tx, account, arn)?.is_none() {
+                        unknown = Some(i);
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(IamError::Store)?;
+        Ok(unknown)
     }
 
     /// The caller behind temporary credentials: `Ok(None)` for an unknown key, a wrong
@@ -485,19 +556,16 @@ impl Iam {
         let text = std::str::from_utf8(opened.expose()).map_err(|_| AwsError::internal())?;
         let secret = SecretAccessKey::new(Zeroizing::new(text.to_string()));
         let policies = parse_all(&documents);
-        // A session policy that no longer parses allows nothing (fail closed).
-        let mut session_policy = record.session_policy.as_ref().map(|doc| {
-            Policy::parse(doc, PolicyKind::Identity).unwrap_or_else(|_| deny_nothing_allowed())
-        });
+        let mut session_policies = session_policies_of(tx, &record).map_err(store_error)?;
         // A federated user without a session policy has no permissions (AWS: "If you do not
         // pass a policy to this operation, the resulting federated user session has no
         // permissions"), but for resource policies that name it.
-        if session_policy.is_none() && matches!(record.subject, Subject::Federated { .. }) {
-            session_policy = Some(allows_nothing());
+        if session_policies.is_none() && matches!(record.subject, Subject::Federated { .. }) {
+            session_policies = Some(vec![allows_nothing()]);
         }
         let key = KnownKey {
             caller: Arc::new(Caller {
-                session_policy,
+                session_policies,
                 principal_tags: tags,
                 session_issued_ms: Some(record.created_ms),
                 session_issuer: issuer,
@@ -513,6 +581,37 @@ impl Iam {
     }
 }
 
+/// The session policies of a session, parsed: its inline one and the current default
+/// version of each managed one, which together bound what it may do (AWS: a session's
+/// permissions are the intersection of its identity's policies and the session
+/// policies); `None` when it was given none. An inline policy that no longer parses
+/// allows nothing, and a managed one since deleted adds nothing, so a session given
+/// session policies never does more than they allowed (fail closed).
+fn session_policies_of(
+    tx: &dyn ReadTxn,
+    record: &SessionRecord,
+) -> Result<Option<Vec<Policy>>, StoreError> {
+    if record.session_policy.is_none() && record.policy_arns.is_empty() {
+        return Ok(None);
+    }
+    let mut policies: Vec<Policy> = record
+        .session_policy
+        .iter()
+        .map(|doc| {
+            // Read like the stored policies (`parse_all`): a Deny's IAM and STS ARNs in the
+            // records' partition, so `Caller::in_partition` reads them in a request's.
+            Policy::parse(doc, PolicyKind::Identity)
+                .unwrap_or_else(|_| deny_nothing_allowed())
+                .into_global_arns_in(coffer_auth::principal::STORED)
+        })
+        .collect();
+    let arns: std::collections::BTreeSet<String> = record.policy_arns.iter().cloned().collect();
+    let mut managed = Vec::new();
+    crate::directory::attached_documents(tx, &record.account, &arns, &mut managed)?;
+    policies.extend(parse_all(&managed));
+    Ok(Some(policies))
+}
+
 /// Temporary credentials past their expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expired;
@@ -521,7 +620,9 @@ pub(crate) fn parse_all(documents: &[(String, String)]) -> Vec<Policy> {
     documents
         .iter()
         .filter_map(|(name, doc)| match Policy::parse(doc, PolicyKind::Identity) {
-            Ok(p) => Some(p),
+            // IAM's records are kept in `aws`: a Deny written in another partition's ARNs
+            // reads in it (`Caller::in_partition` reads them in a request's).
+            Ok(p) => Some(p.into_global_arns_in(coffer_auth::principal::STORED)),
             Err(problems) => {
                 tracing::error!(policy = %name, ?problems, "stored policy does not parse; ignored");
                 None
@@ -596,6 +697,7 @@ mod tests {
             subject,
             duration_secs: 900,
             session_policy,
+            policy_arns: Vec::new(),
             tags: Vec::new(),
             transitive: Vec::new(),
             now_ms: 1_000,
@@ -837,7 +939,7 @@ mod tests {
         assert!(caller.principal.is_federated_user());
         assert_eq!(caller.policies.len(), 1, "the user's policies");
         assert_eq!(caller.session_issuer.as_ref().map(|p| p.name.as_str()), Some("alice"));
-        let nothing = caller.session_policy.as_ref().expect("no session policy allows nothing");
+        let nothing = caller.session_policies.as_ref().expect("no session policy allows nothing");
         let request = coffer_auth::policy::Request {
             principal: &caller.principal,
             action: "secretsmanager:GetSecretValue",
@@ -845,7 +947,7 @@ mod tests {
             resource_account: ACCOUNT,
             context: &coffer_auth::policy::Context::default(),
         };
-        let decided = coffer_auth::policy::evaluate(&request, std::slice::from_ref(nothing), None);
+        let decided = coffer_auth::policy::evaluate(&request, nothing, None);
         assert!(!decided.is_allowed());
         let with_policy = issue(Some(READ));
         assert_eq!(look(&with_policy, 901_000).unwrap().err(), Some(Expired));
@@ -881,5 +983,57 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(key.caller.principal.arn, expected);
+    }
+
+    /// A rename finds its user's sessions (GetSessionToken's and GetFederationToken's)
+    /// through the user session index, not by reading every session, and names them as
+    /// the renamed user; another user's sessions are left alone; an ended session's index
+    /// entry goes with it.
+    #[test]
+    fn a_rename_moves_the_users_sessions_found_through_its_index() {
+        let store = MemoryStore::new();
+        let iam = Iam::open(&MasterKey::generate(), &store).unwrap();
+        let alice = iam.create_user_with(&store, ACCOUNT, "alice", "/", Vec::new(), 0).unwrap();
+        let bob = iam.create_user_with(&store, ACCOUNT, "bob", "/", Vec::new(), 0).unwrap();
+        let issue = |subject: Subject| iam.issue_session(&store, request(subject, None)).unwrap();
+        let user = issue(Subject::User { name: "alice".into(), user_id: alice.user_id.clone() });
+        let federated = issue(Subject::Federated {
+            name: "alice".into(),
+            user_id: alice.user_id.clone(),
+            federated: "fed".into(),
+        });
+        let other = issue(Subject::User { name: "bob".into(), user_id: bob.user_id.clone() });
+        let indexed = |user_id: &str| {
+            let mut keys = 0;
+            store
+                .read(&mut |tx| {
+                    let prefix = user_session_key(ACCOUNT, user_id, "");
+                    keys = tx.records(USER_SESSION_KIND, &prefix, None, 100)?.len();
+                    Ok(())
+                })
+                .unwrap();
+            keys
+        };
+        assert_eq!((indexed(&alice.user_id), indexed(&bob.user_id)), (2, 1));
+        let new = crate::rename::NewNameAndPath { name: Some("carol"), path: None };
+        iam.update_user(&store, ACCOUNT, "alice", new).unwrap();
+        let caller = |s: &IssuedSession| {
+            iam.lookup_session(&store, &s.access_key_id, &s.token, 2_000)
+                .unwrap()
+                .unwrap()
+                .expect("the session goes on")
+                .caller
+                .clone()
+        };
+        assert_eq!(caller(&user).principal.name, "carol");
+        assert_eq!(caller(&federated).session_issuer.as_ref().unwrap().name, "carol");
+        assert_eq!(caller(&other).principal.name, "bob");
+        // Issued past the others' end: its issue purges them, index entries too.
+        let later = SessionRequest {
+            now_ms: 2_000_000,
+            ..request(Subject::User { name: "bob".into(), user_id: bob.user_id.clone() }, None)
+        };
+        iam.issue_session(&store, later).unwrap();
+        assert_eq!((indexed(&alice.user_id), indexed(&bob.user_id)), (0, 1));
     }
 }

@@ -36,6 +36,19 @@ impl KmsError {
         Self::rejected(ErrorCode::KmsNotFound, format!("Invalid keyId '{id}'"))
     }
 
+    /// `InvalidArnException: Key Aliases are not supported for this operation.`: an alias
+    /// name or ARN given to CreateGrant. Real KMS's words, quoted by Lambda in two public
+    /// reports (hashicorp/terraform issue 20813, ministryofjustice/modernisation-platform
+    /// PR 8298). Other operations that take a key id or key ARN only answer
+    /// [`KmsError::invalid_key_id`]: moto's tests expect NotFoundException there (e.g.
+    /// EnableKeyRotation) and no recording of real KMS says otherwise.
+    pub fn aliases_not_supported() -> Self {
+        Self::rejected(
+            ErrorCode::KmsInvalidArn,
+            "Key Aliases are not supported for this operation.",
+        )
+    }
+
     /// `NotFoundException: Invalid arn <region>`: a key or alias ARN of another region.
     pub fn invalid_arn_region(region: &str) -> Self {
         Self::rejected(ErrorCode::KmsNotFound, format!("Invalid arn {region}"))

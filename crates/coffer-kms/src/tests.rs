@@ -375,8 +375,13 @@ fn key_management_operations_take_no_aliases() {
     let f = Fixture::new();
     let key = f.create();
     f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &key.key_id, NOW)).unwrap();
-    let err = f.write(|kms, tx| kms.disable_key(tx, &scope(), "alias/app")).unwrap_err();
-    assert_eq!(err.client_message(), "Invalid keyId 'alias/app'");
+    // NotFoundException, as moto's tests of key-only operations expect (see
+    // `KmsError::aliases_not_supported`); CreateGrant alone has real KMS's own words.
+    for alias in ["alias/app", "alias/none", "arn:aws:kms:us-east-1:111122223333:alias/app"] {
+        let err = f.write(|kms, tx| kms.disable_key(tx, &scope(), alias)).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::KmsNotFound));
+        assert_eq!(err.client_message(), format!("Invalid keyId '{alias}'"));
+    }
 }
 
 #[test]
@@ -1218,4 +1223,93 @@ fn grants_are_made_only_on_a_key_that_could_be_used() {
     let err = create().unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::KmsInvalidState));
     assert_eq!(err.client_message(), format!("{} is pending deletion.", key.arn));
+}
+
+fn grant_of(
+    operations: &[&str],
+    constraints: Option<crate::grants::GrantConstraints>,
+) -> crate::grants::NewGrant {
+    crate::grants::NewGrant {
+        grantee_principal: "arn:aws:iam::111122223333:user/someone".to_string(),
+        retiring_principal: None,
+        operations: operations.iter().map(|op| op.to_string()).collect(),
+        constraints,
+        name: None,
+        grantee_user_id: None,
+        retiring_user_id: None,
+    }
+}
+
+fn validation_message(result: Result<crate::grants::GrantRecord, KmsError>) -> String {
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Validation));
+    err.client_message().to_string()
+}
+
+#[test]
+fn grants_give_only_operations_their_key_can_do() {
+    let f = Fixture::new();
+    let symmetric = f.create();
+    let signing = create_pair(&f, "ECC_NIST_P256", "SIGN_VERIFY");
+    let hmac = create_pair(&f, "HMAC_256", "GENERATE_VERIFY_MAC");
+    let create = |key: &KeyRecord, ops: &[&str]| {
+        f.write(|kms, tx| kms.create_grant(tx, &scope(), &key.key_id, grant_of(ops, None), NOW))
+    };
+    // AWS's words for a grant of CreateGrant alone (a real answer, ansible PR 31960).
+    assert_eq!(
+        validation_message(create(&symmetric, &["CreateGrant"])),
+        "Grants must not contain only the CreateGrant operation."
+    );
+    assert_eq!(
+        validation_message(create(&symmetric, &["DescribeKey", "Sign", "GenerateMac"])),
+        "Grant operations [Sign, GenerateMac] are not supported for a KMS key with KeyUsage \
+         ENCRYPT_DECRYPT and KeySpec SYMMETRIC_DEFAULT."
+    );
+    assert!(validation_message(create(&signing, &["Decrypt"])).contains("[Decrypt]"));
+    assert!(validation_message(create(&hmac, &["Verify"])).contains("[Verify]"));
+    create(&symmetric, &["CreateGrant", "Decrypt", "GenerateDataKeyPair", "RetireGrant"]).unwrap();
+    create(&signing, &["Sign", "Verify", "GetPublicKey", "DescribeKey"]).unwrap();
+    create(&hmac, &["GenerateMac", "VerifyMac"]).unwrap();
+}
+
+#[test]
+fn grant_constraints_are_bounded_and_only_on_symmetric_keys() {
+    use crate::grants::GrantConstraints;
+    let f = Fixture::new();
+    let symmetric = f.create();
+    let rsa = create_pair(&f, "RSA_2048", "ENCRYPT_DECRYPT");
+    let subset = |pairs: &[(&str, String)]| {
+        Some(GrantConstraints {
+            encryption_context_subset: Some(
+                pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            ),
+            encryption_context_equals: None,
+        })
+    };
+    let create = |key: &KeyRecord, constraints: Option<GrantConstraints>| {
+        f.write(|kms, tx| {
+            kms.create_grant(
+                tx,
+                &scope(),
+                &key.key_id,
+                grant_of(&["Decrypt"], constraints.clone()),
+                NOW,
+            )
+        })
+    };
+    let one = subset(&[("purpose", "test".to_string())]);
+    assert!(validation_message(create(&rsa, one.clone())).contains("KeySpec RSA_2048"));
+    create(&rsa, Some(GrantConstraints::default())).unwrap();
+    create(&symmetric, one).unwrap();
+    let pairs = |n: usize| {
+        (0..n)
+            .map(|i| (["a", "b", "c", "d", "e", "f", "g", "h", "i"][i], "v".to_string()))
+            .collect::<Vec<_>>()
+    };
+    create(&symmetric, subset(&pairs(8))).unwrap();
+    assert!(validation_message(create(&symmetric, subset(&pairs(9)))).contains("at most 8"));
+    create(&symmetric, subset(&[("k", "v".repeat(383))])).unwrap();
+    assert!(
+        validation_message(create(&symmetric, subset(&[("k", "v".repeat(384))]))).contains("384")
+    );
 }

@@ -15,6 +15,13 @@
 //! waiting in the store while events do; at most one write that has not yet taken its
 //! events waits at a time, so no write runs empty.
 //!
+//! On a local disk, commits are cheap enough that few events wait when a write runs: with
+//! many callers, nearly every event paid a commit of its own (its statements' framing, the
+//! chain head's page and a few more WAL frames, an `fsync`, the hand-offs between threads).
+//! So when events have been arriving fast, a write that runs waits a little (at most
+//! [`GATHER`]) for as many as are expected meanwhile before taking them, as PostgreSQL's
+//! `commit_delay` does; events arriving slower than that never wait (see [`gather_target`]).
+//!
 //! Chaining is unchanged: each batch reads its chains' heads inside its own
 //! transaction, so a batch that ran after another in the same transaction continues its
 //! events, and one in a later transaction continues what was committed (a failed batch's
@@ -26,7 +33,7 @@ use crate::audit::Unwritten;
 use coffer_core::AwsError;
 use coffer_store::StoreError;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The most events committed in one batch.
@@ -36,6 +43,20 @@ const MAX_BATCH: usize = 512;
 /// run it, the others waiting for the commit of the writes already run (on SQLite
 /// several run in one group commit).
 const WRITERS: usize = 3;
+
+/// The longest a write that runs waits for more events, on a store whose commits are cheap
+/// (a local disk). Measured on a tmpfs at 64 connections (BENCHMARKS.md, fifteenth session):
+/// 1.6-2.0 events per commit and 150-170 µs of CPU per GetSecretValue without it, 5.8-9.8
+/// and 88-130 µs with 500 µs.
+pub(crate) const GATHER: Duration = Duration::from_micros(500);
+
+/// How many events a write waits for within `gather`, when events have been arriving at
+/// `per_second`: those expected meanwhile, if that is at least two (a write runs because
+/// one waits already), else none. So a lone caller, or a few, never wait.
+pub(crate) fn gather_target(per_second: f64, gather: Duration) -> usize {
+    let expected = (per_second * gather.as_secs_f64()) as usize;
+    if expected >= 2 { expected.min(MAX_BATCH) } else { 0 }
+}
 
 /// Whether an event was committed (or the trail is fail-open): `false` fails its call.
 type Written = oneshot::Sender<bool>;
@@ -54,14 +75,25 @@ struct State {
     /// A write was handed to the store and has not yet taken its events (its ticket).
     pending: Option<u64>,
     tickets: u64,
+    /// Events handed over per second, averaged over the last takes, and the last take.
+    arriving: f64,
+    last_take: Option<Instant>,
+    /// A write waits for events to gather ([`Shared::gather`]): arrivals wake it.
+    gathering: bool,
     /// The appender was dropped: the threads end once the queue is empty.
     closed: bool,
+    /// Writes that took their events so far (what the tests count batches by).
+    takes: u64,
 }
 
 struct Shared {
     state: Mutex<State>,
     /// Signalled when events arrive, a pending write took its events, or on close.
     changed: Condvar,
+    /// Signalled when an event arrives while a write gathers.
+    arrived: Condvar,
+    /// How long a write may wait for events to gather (zero: never).
+    gather: Duration,
 }
 
 impl Shared {
@@ -72,10 +104,12 @@ impl Shared {
     /// Takes the events waiting (up to [`MAX_BATCH`]) for the write holding `ticket`, and
     /// lets another write be handed to the store for the events that come next.
     fn take(&self, ticket: u64) -> Vec<Job> {
-        let mut state = self.lock();
+        let mut state = self.gather(self.lock());
         if state.pending == Some(ticket) {
             state.pending = None;
         }
+        state.takes += 1;
+        state.last_take = Some(Instant::now());
         let cut = state.waiting.len().min(MAX_BATCH);
         let rest = state.waiting.split_off(cut);
         let batch = std::mem::replace(&mut state.waiting, rest);
@@ -84,6 +118,37 @@ impl Shared {
         crate::metrics::appender_queue(-(batch.len() as i64));
         crate::metrics::appender_batch(batch.len());
         batch
+    }
+}
+
+impl Shared {
+    /// Notes the arrival rate since the last take and, when events have been arriving
+    /// fast enough to fill a write, waits (at most [`Shared::gather`]) for as many as are
+    /// expected meanwhile. It runs inside the store's write, on SQLite on the writer
+    /// thread: other writes wait behind it as long, as they would behind a larger batch.
+    fn gather<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let now = Instant::now();
+        if let Some(last) = state.last_take {
+            let since = now.saturating_duration_since(last).as_secs_f64().max(1e-6);
+            let rate = state.waiting.len() as f64 / since;
+            state.arriving = 0.7 * state.arriving + 0.3 * rate;
+        }
+        let target = gather_target(state.arriving, self.gather);
+        if state.waiting.len() >= target {
+            return state;
+        }
+        let until = now + self.gather;
+        state.gathering = true;
+        while state.waiting.len() < target && !state.closed {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state =
+                self.arrived.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        state.gathering = false;
+        state
     }
 }
 
@@ -103,19 +168,26 @@ impl Drop for Appender {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.changed.notify_all();
+        self.shared.arrived.notify_all();
     }
 }
 
 impl Appender {
     /// Starts the threads appending to `app`'s store. They hold `app` weakly, so the
     /// app can be dropped; they end when their `Appender` is.
-    pub fn start(app: Weak<App>) -> Appender {
+    pub fn start(app: Weak<App>, gather: Duration) -> Appender {
         let shared = Arc::new(Shared {
+            arrived: Condvar::new(),
+            gather,
             state: Mutex::new(State {
                 waiting: Vec::new(),
                 pending: None,
                 tickets: 0,
+                arriving: 0.0,
+                last_take: None,
+                gathering: false,
                 closed: false,
+                takes: 0,
             }),
             changed: Condvar::new(),
         });
@@ -133,10 +205,15 @@ impl Appender {
         let (written, receiver) = oneshot::channel();
         let mut state = self.shared.lock();
         state.waiting.push(Job { event, written, since: Instant::now() });
-        // Only a thread can act on it, and only when no write is pending already.
+        // Only a thread can act on it, and only when no write is pending already; or the
+        // write gathering events.
         let wake = state.pending.is_none();
+        let gathering = state.gathering;
         drop(state);
         crate::metrics::appender_queue(1);
+        if gathering {
+            self.shared.arrived.notify_one();
+        }
         if wake {
             self.shared.changed.notify_one();
         }
@@ -302,6 +379,47 @@ mod tests {
         assert_eq!(ok + failed, 320);
         assert!(ok > 0 && failed > 0, "both outcomes are exercised: {ok} ok, {failed} failed");
         assert_eq!(verified(store.as_ref(), &scope, &key), Ok(ok));
+    }
+
+    /// Many callers in closed loops (as the benchmark's 64 connections) on a store whose
+    /// commits are instant: each write takes the events waiting when it runs, and on such
+    /// a store few wait, so without gathering nearly every event paid a commit of its own
+    /// (1.6-2.0 events per commit on a tmpfs, BENCHMARKS.md, fifteenth session). With
+    /// events arriving this fast, a write waits for more before taking them.
+    #[test]
+    fn a_write_gathers_events_that_arrive_fast_instead_of_committing_each_alone() {
+        let store = Arc::new(Scripted::new());
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        let scope = Scope::new("111122223333", "us-east-1");
+        let (callers, each) = (16, 60);
+        std::thread::scope(|s| {
+            for _ in 0..callers {
+                s.spawn(|| {
+                    for _ in 0..each {
+                        app.appender.append_blocking(read_event(&scope)).unwrap();
+                    }
+                });
+            }
+        });
+        let writes = app.appender.shared.lock().takes;
+        let events = (callers * each) as u64;
+        assert!(
+            writes * 4 <= events,
+            "{events} events in {writes} writes: fewer than 4 events a write"
+        );
+    }
+
+    /// A lone caller, or a few, never wait; many fast callers wait for those expected
+    /// within the gathering time, at most a write's worth.
+    #[test]
+    fn only_events_arriving_faster_than_two_per_gathering_time_are_waited_for() {
+        assert_eq!(gather_target(0.0, GATHER), 0);
+        assert_eq!(gather_target(3_000.0, GATHER), 0);
+        assert_eq!(gather_target(4_000.0, GATHER), 2);
+        assert_eq!(gather_target(20_000.0, GATHER), 10);
+        assert_eq!(gather_target(1e9, GATHER), MAX_BATCH);
+        assert_eq!(gather_target(1e9, Duration::ZERO), 0);
     }
 
     /// Events handed over while the appender is dropped are still written (or failed),

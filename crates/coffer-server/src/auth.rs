@@ -565,24 +565,22 @@ fn names_federated_session(
 
 /// Whether the caller's session policy explicitly denies the request.
 fn session_denies(caller: &Caller, req: &Request<'_>) -> bool {
-    let Some(session) = &caller.session_policy else { return false };
+    let Some(session) = &caller.session_policies else { return false };
     let req = Request { resource_account: &caller.principal.account, ..*req };
-    matches!(
-        evaluate(&req, std::slice::from_ref(session), None),
-        coffer_auth::policy::Decision::ExplicitDeny(_)
-    )
+    matches!(evaluate(&req, session, None), coffer_auth::policy::Decision::ExplicitDeny(_))
 }
 
-/// A session's permissions are its identity's intersected with its session policy: what
-/// the policies allowed must be allowed by the session policy too.
+/// A session's permissions are its identity's intersected with its session policies: what
+/// the policies allowed must be allowed by one of the session policies too (inline or
+/// managed, evaluated together: any explicit deny among them refuses).
 fn session_allows(
     caller: &Caller,
     quoted: &Request<'_>,
     req: &Request<'_>,
 ) -> Result<(), AwsError> {
-    let Some(session) = &caller.session_policy else { return Ok(()) };
+    let Some(session) = &caller.session_policies else { return Ok(()) };
     let req = Request { resource_account: &caller.principal.account, ..*req };
-    match evaluate(&req, std::slice::from_ref(session), None) {
+    match evaluate(&req, session, None) {
         coffer_auth::policy::Decision::Allow => Ok(()),
         coffer_auth::policy::Decision::ExplicitDeny(_) => Err(AwsError::new(
             ErrorCode::AccessDenied,
@@ -664,7 +662,7 @@ pub(crate) fn policies_read_only(
     caller
         .policies
         .iter()
-        .chain(&caller.session_policy)
+        .chain(caller.session_policies.iter().flatten())
         .chain(other)
         .all(|p| p.reads_only(&allowed))
 }
@@ -879,6 +877,8 @@ pub fn authorize_action(
     // The resource is built from the names the request gave, unvalidated yet: its denial
     // quotes it cut, as every error quotes what the client sent (review 8, finding 04).
     let quoted = coffer_auth::sigv4::echo(resource);
+    // The caller's Deny statements already read IAM and STS ARNs in the request's
+    // partition (`Caller::in_partition`; review 15, finding 02).
     decide(&who.caller, action, resource, account, &context, None, &quoted)
 }
 
@@ -914,17 +914,22 @@ pub fn authorize_assume(
             context.set_all(key, values);
         }
     }
+    // The role is global: the Deny statements of the trust policy, as the caller's (read so
+    // by `Caller::in_partition`), read IAM and STS ARNs in the partition the request names
+    // it in (review 15, finding 02).
+    let caller = &who.caller;
+    let trust = trust.with_global_arns_in(caller.principal.partition());
     // A trust policy is mandatory, as a key policy is: without its Allow nobody gets in,
     // whatever the caller's identity policies say.
     let req = Request {
-        principal: &who.caller.principal,
+        principal: &caller.principal,
         action,
         resource: role_arn,
         resource_account: role_account,
         context: &context,
     };
-    match evaluate_key_policy(&req, &who.caller.policies, Some(trust)).denial_message(&req) {
-        None => session_allows(&who.caller, &req, &req),
+    match evaluate_key_policy(&req, &caller.policies, Some(&trust)).denial_message(&req) {
+        None => session_allows(caller, &req, &req),
         Some(message) => Err(AwsError::new(ErrorCode::AccessDenied, message)),
     }
 }
@@ -1463,7 +1468,7 @@ impl KmsKey {
         let used = caller
             .policies
             .iter()
-            .chain(&caller.session_policy)
+            .chain(caller.session_policies.iter().flatten())
             .any(|p| p.uses_condition_key(ALIASES))
             || key.policy.as_ref().is_some_and(|p| p.uses_condition_key(ALIASES));
         if used {

@@ -154,13 +154,12 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
             Failure("ValidationError", format!("Invalid value for DurationSeconds: {v}"), 400)
         })?),
     };
-    if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
-        return Err(Failure(
-            "ValidationError",
-            "PolicyArns are not supported by Coffer; pass Policy instead.".into(),
-            400,
-        ));
-    }
+    // Checked for their shape only, as `--dev`'s AssumeRole checks them.
+    let policy_arns = sts_sessions::policy_arns(form)?;
+    sts_sessions::check_session_policies_plaintext(
+        sts::form_value(form, "Policy").as_deref(),
+        &policy_arns,
+    )?;
     // A role with a record gives its id and maximum; one without is assumed all the same,
     // as `--dev`'s AssumeRole assumes it.
     let directory = app.dev_iam.as_ref().ok_or_else(internal)?;

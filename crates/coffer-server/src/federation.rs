@@ -51,6 +51,7 @@ pub fn answer(
 struct FederationRequest {
     name: String,
     policy: Option<String>,
+    policy_arns: Vec<String>,
     tags: Vec<crate::iam::directory::Tag>,
 }
 
@@ -69,17 +70,10 @@ fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
     if let Some(doc) = policy.as_deref() {
         crate::iam::sessions::check_session_policy_length(doc)?;
     }
-    if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
-        // Managed session policies would need the policies' documents at each request;
-        // refused rather than ignored, as AssumeRole refuses them (ignoring would widen).
-        return Err(Failure(
-            "ValidationError",
-            "PolicyArns are not supported by Coffer; pass Policy instead.".into(),
-            400,
-        ));
-    }
+    let policy_arns = sessions::policy_arns(form)?;
+    sessions::check_session_policies_plaintext(policy.as_deref(), &policy_arns)?;
     let tags = sessions::session_tags(form)?;
-    Ok(FederationRequest { name, policy, tags })
+    Ok(FederationRequest { name, policy, policy_arns, tags })
 }
 
 /// The model's constraints on `Name` (2 to 32 of `[\w+=,.@-]`), length first.
@@ -127,7 +121,8 @@ fn federate(
     if who.access_key_id.starts_with("ASIA") || p.is_assumed_role() || p.is_federated_user() {
         return Err(failure(session_credentials_refused()));
     }
-    let FederationRequest { name, policy, tags } = federation_request(form).map_err(failure)?;
+    let FederationRequest { name, policy, policy_arns, tags } =
+        federation_request(form).map_err(failure)?;
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false).map_err(failure)?;
     let secs = if is_root(p) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
     let federated = Principal::federated_user(&p.account, &name);
@@ -138,7 +133,12 @@ fn federate(
     // IAM and STS are global: the request's partition shows (and policies name) the ARN.
     let seen = p.partition().rewrite(&federated.arn);
     crate::auth::authorize_action(who, "sts:GetFederationToken", &seen, raw, &extra)?;
-    let packed = sessions::packed_policy_size(policy.as_deref(), &tags);
+    // The user's account's policies (AWS: "The policies must exist in the same account as
+    // the IAM user that is requesting federated access").
+    let partition = p.partition();
+    let policy_arns = sessions::resolve_policy_arns(iam, app, &p.account, &policy_arns, partition)
+        .map_err(failure)?;
+    let packed = sessions::packed_policy_size(policy.as_deref(), &policy_arns, &tags);
     let issued = iam
         .issue_session(
             app.store.as_ref(),
@@ -151,6 +151,7 @@ fn federate(
                 },
                 duration_secs: secs,
                 session_policy: policy.as_deref(),
+                policy_arns,
                 tags,
                 transitive: Vec::new(),
                 now_ms: crate::clock::now_ms(),
@@ -172,7 +173,9 @@ fn dev_federate(
     if ctx.access_key_id.starts_with("ASIA") && ctx.dev_caller.is_some() {
         return Err(session_credentials_refused());
     }
-    let FederationRequest { name, policy, tags } = federation_request(form)?;
+    // Managed session policies are checked for their shape only, as `--dev`'s AssumeRole
+    // checks them: nothing is bounded by them here.
+    let FederationRequest { name, policy, policy_arns, tags } = federation_request(form)?;
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false)?;
     let caller = sessions::dev_caller(ctx);
     let secs = if is_root(&caller) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
@@ -182,7 +185,7 @@ fn dev_federate(
     let federated = Principal::federated_user(&caller.account, &name);
     let issued = dev_sessions::issue(app, &federated, secs, crate::clock::now_ms())
         .map_err(|_| Failure("InternalFailure", "An internal error occurred.".into(), 500))?;
-    let packed = sessions::packed_policy_size(policy.as_deref(), &tags);
+    let packed = sessions::packed_policy_size(policy.as_deref(), &policy_arns, &tags);
     let partition = caller.partition();
     let xml = answer_xml(&sessions::dev_credentials_xml(&issued), &federated, partition, packed);
     let (key_id, expires_ms) = (&issued.access_key_id, issued.expires_ms);

@@ -14,6 +14,7 @@ use crate::{App, query, sts};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{AsHeaderName, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use coffer_core::{AwsError, ErrorCode, Scope};
@@ -37,6 +38,21 @@ pub fn router(app: Arc<App>) -> Router {
     router.fallback(handle).with_state(app)
 }
 
+/// Whether `request` is a call of the API: `POST /`, which no route of [`router`] matches,
+/// so that its fallback, `handle`, answers it.
+pub fn is_api_call<B>(request: &axum::http::Request<B>) -> bool {
+    request.method() == Method::POST && request.uri().path() == "/"
+}
+
+/// Answers a call of the API as [`router`]'s fallback would, without routing it
+/// (`connections::serve_with_tls`).
+pub async fn api_call(
+    app: Arc<App>,
+    request: axum::http::Request<hyper::body::Incoming>,
+) -> Response {
+    handle(State(app), request.map(Body::new)).await
+}
+
 /// The router of `--metrics-listen`: the metrics and the probes, nothing else.
 pub fn metrics_router(app: Arc<App>) -> Router {
     use axum::routing::get;
@@ -47,33 +63,43 @@ pub fn metrics_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The header naming a JSON 1.1 call's operation. Named once: a `&str` name is parsed and
+/// lowercased again on every lookup.
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+
+/// The header every answer carries its request id in (HTTP/1 sends names in lowercase).
+const X_AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
+    let request_id = new_request_id();
+    let target = header_str(request.headers(), &X_AMZ_TARGET).unwrap_or("").to_string();
     // The request line is off by default: its access key id is read only when it is on.
     let log_line = tracing::enabled!(target: "coffer::request", tracing::Level::INFO);
     let access_key_id = log_line
-        .then(|| header_str(request.headers(), "authorization").and_then(credential_key_id))
+        .then(|| header_str(request.headers(), header::AUTHORIZATION).and_then(credential_key_id))
         .flatten();
     let query_protocol = target.is_empty()
         && sts::is_query_request(
-            header_str(request.headers(), "content-type"),
+            header_str(request.headers(), header::CONTENT_TYPE),
             request.uri().query().unwrap_or(""),
         );
     // Labels for the log line and the metrics: fixed names from the operation tables, never
     // the client's own string (which could carry anything, a secret name included).
     let iam_protocol = query_protocol && crate::iam_api::is_iam_request(request.headers());
+    let cloudtrail = !query_protocol && coffer_wire::cloudtrail::operation(&target).is_some();
+    // The operation, parsed once: its labels here, its call in `answer`.
+    let parsed = (!query_protocol && !cloudtrail).then(|| parse_target(&target));
     let (service, operation) = if iam_protocol {
         ("iam", "Query")
     } else if query_protocol {
         ("sts", "Query")
-    } else if coffer_wire::cloudtrail::operation(&target).is_some() {
+    } else if cloudtrail {
         ("cloudtrail", CloudTrailOp::LookupEvents.name())
     } else {
-        match parse_target(&target) {
-            Ok(op) => (op.signing_name(), op.name()),
-            Err(_) => ("unknown", "Unknown"),
+        match &parsed {
+            Some(Ok(op)) => (op.signing_name(), op.name()),
+            _ => ("unknown", "Unknown"),
         }
     };
     let mut error_code = None;
@@ -81,11 +107,8 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         let service = if iam_protocol { Service::Iam } else { Service::Sts };
         let (status, body) = answer_query(&app, request, &request_id, service).await;
         (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/xml", body)
-    } else if coffer_wire::cloudtrail::operation(&target).is_some() {
-        let (status, body) = answer_cloudtrail(&app, request, &request_id).await;
-        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), CONTENT_TYPE, body)
-    } else {
-        match answer(&app, request, &request_id).await {
+    } else if let Some(parsed) = parsed {
+        match answer(&app, request, &request_id, parsed).await {
             Ok(body) => (StatusCode::OK, CONTENT_TYPE, body),
             Err(e) => {
                 let status =
@@ -96,6 +119,9 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
                 (status, CONTENT_TYPE, body)
             }
         }
+    } else {
+        let (status, body) = answer_cloudtrail(&app, request, &request_id).await;
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), CONTENT_TYPE, body)
     };
     let elapsed = started.elapsed();
     crate::metrics::observe_request(service, operation, status.as_u16(), elapsed);
@@ -121,12 +147,33 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
             "request"
         );
     }
-    Response::builder()
-        .status(status)
-        .header("x-amzn-RequestId", request_id)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .expect("static response parts are valid")
+    answered(status, request_id, content_type, body)
+}
+
+/// A fresh request id: a random UUID in its hyphenated lowercase form.
+fn new_request_id() -> String {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text).to_owned()
+}
+
+/// The response: `x-amzn-RequestId` and `Content-Type` (axum adds `Content-Length`), set
+/// directly rather than through `Response::builder`, which parses each name and copies
+/// each value.
+fn answered(
+    status: StatusCode,
+    request_id: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        X_AMZN_REQUEST_ID,
+        HeaderValue::try_from(request_id).expect("a UUID is a valid header value"),
+    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// The access key id of a SigV4 `Authorization` header (not a secret: CloudTrail shows it).
@@ -170,7 +217,7 @@ async fn principal_arn(app: &Arc<App>, access_key_id: &str) -> Option<String> {
     tokio::task::spawn_blocking(move || lookup(&app, &key)).await.ok().flatten()
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -215,7 +262,13 @@ pub(crate) async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError
     Ok(bytes.to_vec())
 }
 
-async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
+/// Answers a JSON 1.1 call whose `X-Amz-Target` `handle` parsed as `target`.
+async fn answer(
+    app: &Arc<App>,
+    request: Request,
+    request_id: &str,
+    target: Result<Operation, AwsError>,
+) -> Result<Vec<u8>, AwsError> {
     // With --dev the credential scope alone says who is calling; without, the signature
     // is checked by the pipeline, once the body (which it covers) has been read.
     let dev = match &app.iam {
@@ -225,10 +278,10 @@ async fn answer(app: &Arc<App>, request: Request, request_id: &str) -> Result<Ve
     if request.method() != Method::POST {
         return Err(AwsError::new(ErrorCode::UnknownOperation, "Requests must be POST /."));
     }
-    let target = header_str(request.headers(), "x-amz-target").ok_or_else(|| {
+    header_str(request.headers(), &X_AMZ_TARGET).ok_or_else(|| {
         AwsError::new(ErrorCode::UnknownOperation, "Missing X-Amz-Target header.")
     })?;
-    let op = parse_target(target)?;
+    let op = target?;
     through_pipeline(app, request, request_id, op, dev).await
 }
 
@@ -318,7 +371,7 @@ async fn answer_cloudtrail(app: &Arc<App>, request: Request, request_id: &str) -
         },
         Some(_) => None,
     };
-    let target = header_str(request.headers(), "x-amz-target").unwrap_or("").to_string();
+    let target = header_str(request.headers(), &X_AMZ_TARGET).unwrap_or("").to_string();
     let lookup_events = cloudtrail::operation(&target).and_then(CloudTrailOp::from_name);
     if request.method() != Method::POST || lookup_events != Some(CloudTrailOp::LookupEvents) {
         return fail("UnknownOperationException", &format!("Unknown operation {target}"), 400);
@@ -395,7 +448,7 @@ async fn answer_query(
 /// key is accepted. A 12-digit access key id is taken as the account id, any other maps
 /// to the default account.
 pub fn caller(headers: &HeaderMap, default_account: &str) -> Result<Credentials, AwsError> {
-    let auth = header_str(headers, "authorization").ok_or_else(|| {
+    let auth = header_str(headers, header::AUTHORIZATION).ok_or_else(|| {
         AwsError::new(ErrorCode::MissingAuthenticationToken, "Missing Authentication Token")
     })?;
     let incomplete = |what: &str| {
@@ -415,17 +468,18 @@ pub fn caller(headers: &HeaderMap, default_account: &str) -> Result<Credentials,
         .map(str::trim)
         .find_map(|part| part.strip_prefix("Credential="))
         .ok_or_else(|| incomplete("'Credential' parameter"))?;
-    let parts: Vec<&str> = credential.split('/').collect();
-    if parts.len() != 5 || parts[0].is_empty() || parts[2].is_empty() || parts[4] != "aws4_request"
-    {
-        return Err(incomplete(
-            "a well-formed 'Credential' parameter (<key>/<date>/<region>/<service>/aws4_request)",
-        ));
+    // Exactly five parts, read without collecting them.
+    let mut parts = credential.split('/');
+    let fields: [Option<&str>; 6] = std::array::from_fn(|_| parts.next());
+    let [Some(key), Some(_), Some(region), Some(_), Some("aws4_request"), None] = fields else {
+        return Err(incomplete(WELL_FORMED_CREDENTIAL));
+    };
+    if key.is_empty() || region.is_empty() {
+        return Err(incomplete(WELL_FORMED_CREDENTIAL));
     }
     // Any region name is taken (a test may use its own), but only one shaped like a region:
     // the region is part of store keys and chain ids, and `us-east-1@x` was read back as a
     // node's chain of `us-east-1` (review 10, finding 03).
-    let region = parts[2];
     if region.len() > 32
         || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
@@ -437,17 +491,120 @@ pub fn caller(headers: &HeaderMap, default_account: &str) -> Result<Credentials,
             ),
         ));
     }
-    let access_key_id = parts[0].to_string();
+    let access_key_id = key.to_string();
     let account = if access_key_id.len() == 12 && access_key_id.bytes().all(|b| b.is_ascii_digit())
     {
         access_key_id.clone()
     } else {
         default_account.to_string()
     };
-    Ok(Credentials::Unverified { scope: Scope::new(account, parts[2]), access_key_id })
+    Ok(Credentials::Unverified { scope: Scope::new(account, region), access_key_id })
 }
+
+/// What a `--dev` caller's `Credential` parameter lacks when it is not five parts.
+const WELL_FORMED_CREDENTIAL: &str =
+    "a well-formed 'Credential' parameter (<key>/<date>/<region>/<service>/aws4_request)";
 
 /// The algorithm and credential of an Authorization header, without the signature.
 fn redact_authorization(auth: &str) -> String {
     auth.split(',').next().unwrap_or("").chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev_caller(authorization: &str) -> Result<(Scope, String), AwsError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        match caller(&headers, "000000000000")? {
+            Credentials::Unverified { scope, access_key_id } => Ok((scope, access_key_id)),
+            other => panic!("--dev credentials are unverified, not {other:?}"),
+        }
+    }
+
+    fn signed(credential: &str) -> String {
+        format!("AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=00")
+    }
+
+    #[test]
+    fn a_dev_credential_of_five_parts_names_the_account_and_region() {
+        let (scope, key) =
+            dev_caller(&signed("123456789012/20240101/eu-west-1/secretsmanager/aws4_request"))
+                .unwrap();
+        assert_eq!(
+            (scope.account.as_str(), scope.region.as_str(), key.as_str()),
+            ("123456789012", "eu-west-1", "123456789012")
+        );
+        let (scope, key) =
+            dev_caller(&signed("AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request")).unwrap();
+        assert_eq!(
+            (scope.account.as_str(), scope.region.as_str(), key.as_str()),
+            ("000000000000", "us-east-1", "AKIDEXAMPLE")
+        );
+    }
+
+    #[test]
+    fn a_dev_credential_of_other_shapes_is_an_incomplete_signature() {
+        for credential in [
+            "AKID/20240101/us-east-1/secretsmanager",
+            "AKID/20240101/us-east-1/secretsmanager/aws4_request/more",
+            "/20240101/us-east-1/secretsmanager/aws4_request",
+            "AKID/20240101//secretsmanager/aws4_request",
+            "AKID/20240101/us-east-1/secretsmanager/aws4_reques",
+            "AKID",
+            "",
+        ] {
+            let e = dev_caller(&signed(credential)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::IncompleteSignature, "{credential}");
+            assert!(
+                e.message.starts_with(&format!(
+                    "Authorization header requires {WELL_FORMED_CREDENTIAL}."
+                )),
+                "{}",
+                e.message
+            );
+        }
+        // An empty date or service was never checked, and still is not.
+        assert!(dev_caller(&signed("AKID//us-east-1//aws4_request")).is_ok());
+        let e = dev_caller(&signed("AKID/20240101/us-east-1@x/s/aws4_request")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSignature);
+    }
+
+    #[test]
+    fn only_a_post_to_the_root_is_an_api_call_that_skips_the_router() {
+        let request = |method: Method, uri: &str| {
+            axum::http::Request::builder().method(method).uri(uri).body(()).unwrap()
+        };
+        assert!(is_api_call(&request(Method::POST, "/")));
+        assert!(is_api_call(&request(Method::POST, "/?Action=GetCallerIdentity")));
+        for (method, uri) in [
+            (Method::GET, "/"),
+            (Method::GET, "/health"),
+            (Method::POST, "/health"),
+            (Method::POST, "/metrics"),
+            (Method::POST, "/console/login"),
+            (Method::POST, "//"),
+        ] {
+            assert!(!is_api_call(&request(method.clone(), uri)), "{method} {uri}");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_hyphenated_lowercase_uuids_and_differ() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.to_string(), a);
+    }
+
+    #[test]
+    fn an_answer_carries_its_request_id_and_content_type() {
+        let response =
+            answered(StatusCode::BAD_REQUEST, "id-1".into(), CONTENT_TYPE, b"{}".to_vec());
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["x-amzn-RequestId"], "id-1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        assert_eq!(response.headers().len(), 2);
+    }
 }

@@ -413,6 +413,17 @@ pub fn handle(
             (iam, who)
         }
         (None, None, Some(directory)) => {
+            // As in enforcing mode: GetSessionToken's and GetFederationToken's credentials
+            // call no IAM operation (sts15; they were served as their user in `--dev`).
+            if let Some(p) = &ctx.dev_caller
+                && !matches!(
+                    crate::sessions::Temporary::of(&ctx.access_key_id, p),
+                    None | Some(crate::sessions::Temporary::Role)
+                )
+            {
+                let refused = coffer_auth::SigV4Error::UnrecognizedClient;
+                return Err(crate::query::signature_error(&refused));
+            }
             dev_root = dev_caller(ctx);
             (directory, &dev_root)
         }
@@ -1210,6 +1221,8 @@ impl Call<'_> {
                 let description = f.required("Description", "description")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
                 let changes = RoleChanges { description: Some(description), ..Default::default() };
+                let (owner, named) = (account.to_string(), name.to_string());
+                self.store.respond_with(move |tx| elements::described_role(tx, &owner, &named));
                 let role = self.shown_role(iam.update_role(store, account, name, changes)?)?;
                 x.open("Role");
                 role_xml(&mut x, &role, RoleView::Got, self.partition());
@@ -1242,6 +1255,9 @@ impl Call<'_> {
                 {
                     return Err(IamError::Invalid(why).into());
                 }
+                let known = crate::iam::oidc::OidcProvider::arn_of(account, url);
+                let known = elements::created_oidc_provider(&known, &tags);
+                self.store.respond_with(move |_| known.clone());
                 let provider = iam.create_oidc_provider(
                     store,
                     account,

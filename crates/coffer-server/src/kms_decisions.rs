@@ -177,7 +177,7 @@ mod tests {
         .unwrap();
         assert!(!may_remember(&admin, Some(&timed)));
         let mut session = Caller::clone(&admin);
-        session.session_policy = Some(timed);
+        session.session_policies = Some(vec![timed]);
         assert!(!may_remember(&session, None));
     }
 

@@ -253,7 +253,8 @@ impl App {
         iam: Option<iam::Iam>,
         dev_iam: Option<iam::Iam>,
     ) -> Arc<App> {
-        let audit = audit::Auditor::for_store(config.audit.clone(), store.latency());
+        let latency = store.latency();
+        let audit = audit::Auditor::for_store(config.audit.clone(), latency);
         let quotas = quotas::Quotas::new(&config.quotas);
         Arc::new_cyclic(|app| App {
             quotas,
@@ -264,7 +265,15 @@ impl App {
             dev_iam,
             dev_access_keys: std::sync::atomic::AtomicBool::new(false),
             audit,
-            appender: appender::Appender::start(app.clone()),
+            // Only commits on a local disk are cheap enough for events to arrive one per
+            // commit; a PostgreSQL write's round trips already gather them.
+            appender: appender::Appender::start(
+                app.clone(),
+                match latency {
+                    Latency::LocalDisk => appender::GATHER,
+                    Latency::Memory | Latency::Network => std::time::Duration::ZERO,
+                },
+            ),
             rotation: rotation::Hub::new(app.clone()),
         })
     }

@@ -99,9 +99,12 @@ fn statuses(meta: &SecretMeta) -> Vec<wire::ReplicationStatus> {
 }
 
 /// Checks the regions a call asks to replicate to, before anything changes: the primary's
-/// own region cannot hold its replica.
+/// own region cannot hold its replica, and an entry without a `Region` (the model does not
+/// require the member; it decodes as `""`, which the model's pattern refuses when sent)
+/// names no region at all. AWS's answer to the latter is not recorded: it gets the same
+/// words, rather than a replica of region `""` marked Failed.
 pub fn check_regions(scope: &Scope, regions: &[wire::ReplicaRegionType]) -> Result<(), AwsError> {
-    if regions.iter().any(|r| r.region == scope.region) {
+    if regions.iter().any(|r| r.region.is_empty() || r.region == scope.region) {
         return Err(AwsError::invalid_parameter("Invalid replica region."));
     }
     Ok(())

@@ -489,6 +489,7 @@ pub fn create_secret(
         if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
     let replicas = req.add_replica_regions.as_deref();
     crate::replication::check_regions(&ctx.scope, replicas.unwrap_or_default())?;
+    require_tag_keys(req.tags.as_deref().unwrap_or_default())?;
     let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags));
     let kms_key_id = normalize_kms_key(&req.kms_key_id);
     validate_kms_key_id(&kms_key_id)?;
@@ -1430,6 +1431,17 @@ pub fn restore_secret(
     })
 }
 
+/// Refuses a tag without a key, before anything changes. The model does not require `Key`,
+/// so this is the service's check, not the model's; no recording of AWS's answer was found,
+/// so the code is the one Secrets Manager gives for a bad parameter, in words of our own.
+fn require_tag_keys(tags: &[wire::Tag]) -> Result<(), AwsError> {
+    if tags.iter().all(wire::Tag::has_key) {
+        Ok(())
+    } else {
+        Err(AwsError::invalid_parameter("You must specify a key for each tag."))
+    }
+}
+
 /// Adds or replaces tags by key, keeping the order in which keys first appeared.
 fn merge_tags(existing: &[Tag], new: &[wire::Tag]) -> Vec<Tag> {
     let mut tags = existing.to_vec();
@@ -1448,6 +1460,7 @@ pub fn tag_resource(
     req: wire::TagResourceRequest,
 ) -> Result<wire::EmptyResponse, AwsError> {
     names::validate_secret_id(&req.secret_id)?;
+    require_tag_keys(&req.tags)?;
     app.write(ctx, |tx| {
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         refuse_if_scheduled(&meta)?;

@@ -67,6 +67,37 @@ pub fn lookup(
     }
 }
 
+/// The kind of temporary credentials a call was signed with: what AWS lets each call
+/// (`sts::temporary_credentials_refusal`, `iam_api::handle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Temporary {
+    /// A role's session (AssumeRole, AssumeRoleWithWebIdentity).
+    Role,
+    /// GetSessionToken's: the user (or root) itself, without MFA.
+    User,
+    /// GetFederationToken's: a federated user.
+    Federated,
+}
+
+impl Temporary {
+    /// The kind of the credentials `access_key_id` that act as `principal`; `None` for a
+    /// long-term key.
+    pub(crate) fn of(
+        access_key_id: &str,
+        principal: &coffer_auth::principal::Principal,
+    ) -> Option<Temporary> {
+        if principal.is_assumed_role() {
+            Some(Temporary::Role)
+        } else if principal.is_federated_user() {
+            Some(Temporary::Federated)
+        } else if access_key_id.starts_with("ASIA") {
+            Some(Temporary::User)
+        } else {
+            None
+        }
+    }
+}
+
 /// An STS error: code, message, status.
 pub(crate) struct Failure(pub &'static str, pub String, pub u16);
 
@@ -225,7 +256,8 @@ pub(crate) fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Re
 }
 
 pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
-    let tags: Vec<Tag> = (1..)
+    // One past the bound is enough to refuse the list (see `policy_arns`).
+    let tags: Vec<Tag> = (1..=MAX_SESSION_TAGS + 1)
         .map_while(|i| {
             let key = sts::form_value(form, &format!("Tags.member.{i}.Key"))?;
             let value =
@@ -253,12 +285,109 @@ pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
     Ok(tags)
 }
 
+/// The most managed session policies a request may pass (AWS's references: "up to 10").
+const MAX_POLICY_ARNS: usize = 10;
+
+/// The managed session policies a request passes (`PolicyArns.member.N.arn`), checked
+/// against the model (each ARN 20 to 2,048 characters) and AWS's count, in the validation
+/// message's words.
+pub(crate) fn policy_arns(form: &str) -> Result<Vec<String>, Failure> {
+    // One past the bound is enough to refuse the list: each member is found by a scan of
+    // the whole form, so reading every member a large form names cost its square (8,000
+    // members held a worker 17 s, before any authorization; review 15b, finding 02).
+    let arns: Vec<String> = (1..=MAX_POLICY_ARNS + 1)
+        .map_while(|i| sts::form_value(form, &format!("PolicyArns.member.{i}.arn")))
+        .collect();
+    for (i, arn) in arns.iter().enumerate() {
+        let constraint = match arn.chars().count() {
+            n if n < 20 => "Member must have length greater than or equal to 20",
+            n if n > 2048 => "Member must have length less than or equal to 2048",
+            _ => continue,
+        };
+        let quoted = coffer_auth::sigv4::echo(arn);
+        return Err(Failure::invalid(format!(
+            "1 validation error detected: Value '{quoted}' at 'policyArns.{}.member.arn' failed \
+             to satisfy constraint: {constraint}",
+            i + 1
+        )));
+    }
+    if arns.len() > MAX_POLICY_ARNS {
+        return Err(Failure::invalid(format!(
+            "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: \
+             Member must have length less than or equal to {MAX_POLICY_ARNS}"
+        )));
+    }
+    Ok(arns)
+}
+
+/// AWS's bound on the plain text of a request's session policies: the inline policy and
+/// the managed policies' ARNs together at most 2,048 characters ("The plaintext that you
+/// use for both inline and managed session policies can't exceed 2,048 characters"). The
+/// inline policy alone is bounded before (`check_session_policy_length`); past the bound
+/// together, AWS's packed-policy refusal, with the share of the allowance used.
+pub(crate) fn check_session_policies_plaintext(
+    policy: Option<&str>,
+    arns: &[String],
+) -> Result<(), Failure> {
+    let chars = policy.map_or(0, |p| p.chars().count())
+        + arns.iter().map(|a| a.chars().count()).sum::<usize>();
+    if chars as u64 <= PACKED_ALLOWANCE {
+        return Ok(());
+    }
+    let share = (chars as u64 * 100).div_ceil(PACKED_ALLOWANCE);
+    // AWS's words for a packed policy past its allowance (its `PackedPolicyTooLarge`).
+    Err(Failure(
+        "PackedPolicyTooLarge",
+        format!(
+            "Packed policy consumes {share}% of allotted space, please use smaller policy for \
+             this request."
+        ),
+        400,
+    ))
+}
+
+/// The managed session policies `given` (as the request names them, in its partition), as
+/// IAM's records keep them: each must name a customer managed policy of `account`, the
+/// account of the role or of the federating user, as AWS requires (Coffer has no AWS
+/// managed policies, `arn:aws:iam::aws:policy/...`). No source gives AWS's answer to an
+/// ARN that names none: it is refused with the modelled `MalformedPolicyDocument` and
+/// IAM's words for an ARN naming no attachable policy (accepting it would leave a session
+/// bounded by a policy that does not exist).
+pub(crate) fn resolve_policy_arns(
+    iam: &Iam,
+    app: &App,
+    account: &str,
+    given: &[String],
+    partition: Partition,
+) -> Result<Vec<String>, Failure> {
+    let unknown = |arn: &str| {
+        let arn = coffer_auth::sigv4::echo(arn);
+        Failure(
+            "MalformedPolicyDocument",
+            format!("Policy {arn} does not exist or is not attachable."),
+            400,
+        )
+    };
+    let mut stored = Vec::with_capacity(given.len());
+    for arn in given {
+        match stored_iam_arn(arn, partition) {
+            Some(s) if crate::iam::directory::policy_arn_parts(&s).is_some() => stored.push(s),
+            _ => return Err(unknown(arn)),
+        }
+    }
+    match iam.first_unknown_policy(app.store.as_ref(), account, &stored)? {
+        Some(i) => Err(unknown(&given[i])),
+        None => Ok(stored),
+    }
+}
+
 /// What AssumeRole's form asks, checked in the order and words of AWS's validation,
 /// before any role is looked at (in enforcing mode and `--dev` alike).
 struct AssumeRequest {
     role_arn: String,
     session_name: String,
     session_policy: Option<String>,
+    policy_arns: Vec<String>,
     tags: Vec<Tag>,
     transitive: Vec<String>,
 }
@@ -282,16 +411,10 @@ fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
         return Err(Failure::invalid(format!("{role_arn} is invalid")));
     }
     let session_policy = sts::form_value(form, "Policy");
-    if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
-        // PolicyArns would need the managed policies' documents at each request; not
-        // provided yet, and refused rather than ignored (ignoring would widen access).
-        return Err(Failure::invalid(
-            "PolicyArns are not supported by Coffer; pass Policy instead.",
-        ));
-    }
+    let policy_arns = policy_arns(form)?;
     let tags = session_tags(form)?;
     let transitive = transitive_keys(form, &tags)?;
-    Ok(AssumeRequest { role_arn, session_name, session_policy, tags, transitive })
+    Ok(AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, transitive })
 }
 
 fn assume_role(
@@ -301,7 +424,7 @@ fn assume_role(
     raw: &RawRequest,
     form: &str,
 ) -> Result<Issued, Failure> {
-    let AssumeRequest { role_arn, session_name, session_policy, tags, transitive } =
+    let AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, transitive } =
         assume_request(form)?;
     // A session's transitive tags pass to the session it assumes, which may not set them
     // again (review 13, finding 02: they were ignored, so a chained session set the very
@@ -325,6 +448,12 @@ fn assume_role(
         )
     };
     let denied = || refused("sts:AssumeRole");
+    // A federated user (GetFederationToken's credentials) may call no STS operation but
+    // GetCallerIdentity, as AWS documents; a trust policy naming its ARN would otherwise
+    // hand a role to whoever may mint that name (review 15, finding 01).
+    if who.caller.principal.is_federated_user() {
+        return Err(denied());
+    }
     // An unknown role is answered as a refusal, as AWS does: it reveals no more. So is a
     // role named in another partition than the request's, where it cannot be.
     let partition = Partition::of_region(&who.region);
@@ -364,8 +493,13 @@ fn assume_role(
         role.max_session_secs
     };
     let secs = duration(form, DEFAULT_DURATION.min(max), max, true)?;
+    if let Some(doc) = session_policy.as_deref() {
+        crate::iam::sessions::check_session_policy_length(doc)?;
+    }
+    check_session_policies_plaintext(session_policy.as_deref(), &policy_arns)?;
+    let policy_arns = resolve_policy_arns(iam, app, account, &policy_arns, partition)?;
     // AWS reports PackedPolicySize only when the session carries a policy or tags.
-    let packed_size = packed_policy_size(session_policy.as_deref(), &tags);
+    let packed_size = packed_policy_size(session_policy.as_deref(), &policy_arns, &tags);
     let packed = packed_size
         .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
         .unwrap_or_default();
@@ -380,6 +514,7 @@ fn assume_role(
             },
             duration_secs: secs,
             session_policy: session_policy.as_deref(),
+            policy_arns,
             tags,
             transitive,
             now_ms: crate::clock::now_ms(),
@@ -407,7 +542,8 @@ fn dev_assume_role(
     ctx: &RequestContext,
     form: &str,
 ) -> Result<Issued, Failure> {
-    let AssumeRequest { role_arn, session_name, session_policy, tags, .. } = assume_request(form)?;
+    let AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, .. } =
+        assume_request(form)?;
     let caller = dev_caller(ctx);
     // An ARN that names no role gives no role session; AWS's answer, as in enforcing mode
     // (so does a role ARN of another partition than the request's).
@@ -439,7 +575,11 @@ fn dev_assume_role(
         crate::iam::sessions::check_session_policy_length(doc)?;
         crate::iam::directory::check_policy(doc)?;
     }
-    let packed_size = packed_policy_size(session_policy.as_deref(), &tags);
+    // Managed session policies are checked for their shape only: `--dev` bounds nothing
+    // by them, and test code names policies it never created (AWS managed ones too), as
+    // it names roles.
+    check_session_policies_plaintext(session_policy.as_deref(), &policy_arns)?;
+    let packed_size = packed_policy_size(session_policy.as_deref(), &policy_arns, &tags);
     let packed = packed_size
         .map(|p| format!("<PackedPolicySize>{p}</PackedPolicySize>"))
         .unwrap_or_default();
@@ -532,9 +672,16 @@ fn is_arn(arn: &str) -> bool {
 /// The TransitiveTagKeys given: each must name one of the session's tags (tag keys are
 /// case-insensitive), as AWS requires.
 fn transitive_keys(form: &str, tags: &[Tag]) -> Result<Vec<String>, Failure> {
-    let keys: Vec<String> = (1..)
+    // One past the model's bound (50) is enough to refuse the list (see `policy_arns`).
+    let keys: Vec<String> = (1..=MAX_SESSION_TAGS + 1)
         .map_while(|i| sts::form_value(form, &format!("TransitiveTagKeys.member.{i}")))
         .collect();
+    if keys.len() > MAX_SESSION_TAGS {
+        return Err(Failure::invalid(format!(
+            "1 validation error detected: Value at 'transitiveTagKeys' failed to satisfy \
+             constraint: Member must have length less than or equal to {MAX_SESSION_TAGS}"
+        )));
+    }
     if keys.iter().any(|k| !tags.iter().any(|t| t.key.eq_ignore_ascii_case(k))) {
         return Err(Failure(
             "InvalidParameterValue",
@@ -577,8 +724,12 @@ fn with_inherited(
 /// The percentage of AWS's packed-policy allowance the session policy and tags use (AWS
 /// compresses them in a format of its own, so this is an estimate from their compact
 /// length); `None` when there is neither, as AWS then leaves the member out.
-pub(crate) fn packed_policy_size(policy: Option<&str>, tags: &[Tag]) -> Option<u64> {
-    if policy.is_none() && tags.is_empty() {
+pub(crate) fn packed_policy_size(
+    policy: Option<&str>,
+    policy_arns: &[String],
+    tags: &[Tag],
+) -> Option<u64> {
+    if policy.is_none() && policy_arns.is_empty() && tags.is_empty() {
         return None;
     }
     let policy_len = policy
@@ -588,7 +739,9 @@ pub(crate) fn packed_policy_size(policy: Option<&str>, tags: &[Tag]) -> Option<u
         })
         .unwrap_or(0);
     let tags_len: usize = tags.iter().map(|t| t.key.len() + t.value.len()).sum();
-    let packed = (policy_len + tags_len) as u64;
+    // AWS packs the managed policies' ARNs, not their documents.
+    let arns_len: usize = policy_arns.iter().map(String::len).sum();
+    let packed = (policy_len + arns_len + tags_len) as u64;
     Some(((packed * 100).div_ceil(PACKED_ALLOWANCE)).clamp(1, 100))
 }
 
@@ -609,6 +762,7 @@ fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Resul
             subject: Subject::User { name: p.name.clone(), user_id: p.user_id.clone() },
             duration_secs: secs,
             session_policy: None,
+            policy_arns: Vec::new(),
             tags: Vec::new(),
             transitive: Vec::new(),
             now_ms: crate::clock::now_ms(),

@@ -43,6 +43,9 @@ pub fn handle(
     op: StsOp,
     form: &Form,
 ) -> Result<Vec<u8>, AwsError> {
+    if let Some(refusal) = temporary_credentials_refusal(ctx, who, op, form) {
+        return Err(refusal);
+    }
     match op {
         StsOp::GetCallerIdentity => {
             let identity = match who {
@@ -81,6 +84,41 @@ pub fn handle(
         // the pipeline; a request never reaches here with it.
         StsOp::AssumeRoleWithWebIdentity => Err(AwsError::internal()),
     }
+}
+
+/// What AWS refuses the temporary credentials that signed a call (sts15): those of
+/// GetFederationToken call no STS operation but GetCallerIdentity; those of GetSessionToken
+/// (which Coffer issues without MFA) only AssumeRole and GetCallerIdentity (the
+/// "Permissions" sections of AWS's GetFederationToken and GetSessionToken references).
+/// GetSessionToken and GetFederationToken refuse every session's credentials in their own
+/// words, further on; a role session's may call everything else. No source gives AWS's
+/// words for these refusals: they take AWS's documented form of an STS refusal (`User:
+/// <arn> is not authorized to perform: <action> on resource: <resource>`, 403). Enforcing
+/// mode and `--dev` alike: it is a rule of the credentials, not an authorization outcome.
+fn temporary_credentials_refusal(
+    ctx: &RequestContext,
+    who: Option<&Authenticated>,
+    op: StsOp,
+    form: &Form,
+) -> Option<AwsError> {
+    let (access_key_id, principal, partition) = match who {
+        Some(who) => (&who.access_key_id, &who.caller.principal, None),
+        None => (&ctx.access_key_id, &**ctx.dev_caller.as_ref()?, Some(ctx.scope.partition())),
+    };
+    let kind = crate::sessions::Temporary::of(access_key_id, principal)?;
+    let resource = match op {
+        StsOp::AssumeRole if kind == crate::sessions::Temporary::Federated => {
+            coffer_auth::sigv4::echo(form.get("RoleArn").unwrap_or_default()).to_string()
+        }
+        StsOp::GetAccessKeyInfo if kind != crate::sessions::Temporary::Role => "*".to_string(),
+        _ => return None,
+    };
+    let arn = partition.map_or_else(|| principal.arn.clone(), |p| p.rewrite(&principal.arn));
+    let message = format!(
+        "User: {arn} is not authorized to perform: sts:{} on resource: {resource}",
+        op.name()
+    );
+    Some(crate::query::failure("AccessDenied", message, 403))
 }
 
 /// GetAccessKeyInfo: the account an access key id belongs to, for a caller allowed

@@ -49,6 +49,14 @@ pub(crate) const SKEW_SECS: i64 = 300;
 /// An STS error: code, message, status.
 pub(crate) struct Failure(pub &'static str, pub String, pub u16);
 
+/// The checks AssumeRole's and AssumeRoleWithWebIdentity's share (`sessions`) answer in
+/// the same terms.
+impl From<crate::sessions::Failure> for Failure {
+    fn from(crate::sessions::Failure(code, message, status): crate::sessions::Failure) -> Self {
+        Failure(code, message, status)
+    }
+}
+
 pub(crate) fn invalid_token(message: impl Into<String>) -> Failure {
     Failure("InvalidIdentityToken", message.into(), 400)
 }
@@ -193,6 +201,8 @@ struct Prepared {
     session_name: String,
     duration: Option<i64>,
     session_policy: Option<String>,
+    /// Managed session policies, as the request names them.
+    policy_arns: Vec<String>,
     provider: OidcProvider,
     claims: Claims,
     audience: String,
@@ -404,16 +414,8 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
             )
         })?),
     };
-    if sts::form_value(form, "PolicyArns.member.1.arn").is_some() {
-        return Err((
-            Failure(
-                "ValidationError",
-                "PolicyArns are not supported by Coffer; pass Policy instead.".into(),
-                400,
-            ),
-            Some(Box::new(audit(&claims))),
-        ));
-    }
+    let policy_arns = crate::sessions::policy_arns(form)
+        .map_err(|f| (f.into(), Some(Box::new(audit(&claims)))))?;
     Ok(Prepared {
         role_arn,
         role_account,
@@ -421,6 +423,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
         session_name,
         duration,
         session_policy: sts::form_value(form, "Policy"),
+        policy_arns,
         provider,
         claims,
         audience,
@@ -506,6 +509,15 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
             Some(Box::new(audited())),
         ));
     }
+    // The role's account's managed policies, as AssumeRole's (`sessions`).
+    let policy_arns = crate::sessions::check_session_policies_plaintext(
+        p.session_policy.as_deref(),
+        &p.policy_arns,
+    )
+    .and_then(|()| {
+        crate::sessions::resolve_policy_arns(iam, app, &p.role_account, &p.policy_arns, partition)
+    })
+    .map_err(|f| (f.into(), Some(Box::new(audited()))))?;
     let issued = iam
         .issue_session(
             app.store.as_ref(),
@@ -518,6 +530,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
                 },
                 duration_secs: secs,
                 session_policy: p.session_policy.as_deref(),
+                policy_arns,
                 tags: Vec::new(),
                 transitive: Vec::new(),
                 now_ms,

@@ -8,11 +8,24 @@ use crate::protocol::{SensitiveBlob, SensitiveString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The model requires neither member. A tag without `Value` decodes with an empty value
+/// (the model allows one, and the CLI's `Key=k` shorthand sends none); one without `Key`
+/// decodes with `""`, which the model's length refuses when sent, so the handler can tell
+/// it apart and refuse it ([`Tag::has_key`]).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Tag {
+    #[serde(default)]
     pub key: String,
+    #[serde(default)]
     pub value: String,
+}
+
+impl Tag {
+    /// Whether the request gave this tag a key (an explicit `""` never gets past validation).
+    pub fn has_key(&self) -> bool {
+        !self.key.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -412,4 +425,30 @@ pub struct ReplicationResponse {
 pub struct ArnResponse {
     #[serde(rename = "ARN")]
     pub arn: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::decode_request;
+    use serde_json::json;
+
+    /// Members the model does not require decode when absent, so that the handler (not
+    /// serde's "missing field" text) decides what their absence means.
+    #[test]
+    fn members_the_model_does_not_require_may_be_absent() {
+        let create: CreateSecretRequest = decode_request(json!({
+            "Name": "n",
+            "Tags": [{"Key": "k"}, {"Value": "v"}],
+            "AddReplicaRegions": [{}],
+        }))
+        .unwrap();
+        let tags = create.tags.unwrap();
+        assert_eq!(tags[0], Tag { key: "k".into(), value: String::new() });
+        assert!(tags[0].has_key() && !tags[1].has_key());
+        assert_eq!(create.add_replica_regions.unwrap()[0].region, "");
+        let tag: TagResourceRequest =
+            decode_request(json!({"SecretId": "s", "Tags": [{"Value": "v"}]})).unwrap();
+        assert!(!tag.tags[0].has_key());
+    }
 }

@@ -423,11 +423,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(reload_on_sighup(hangups, tls));
         let mut router = coffer_server::http::router(app.clone());
         if console != Some(OnOff::Off) {
-            router = router.nest("/console", coffer_console::router(app, console_limits));
+            router = router.nest("/console", coffer_console::router(app.clone(), console_limits));
         }
         coffer_server::connections::serve_with_tls(
             listener,
             router,
+            Some(app),
             limits,
             acceptor,
             shutdown_signal(),

@@ -386,7 +386,73 @@ pub fn map_aws_principals<E>(
     Ok(changed)
 }
 
+/// `value` written in `partition` if it is an IAM or STS ARN (`arn:<partition>:iam:...`,
+/// `arn:<partition>:sts:...`); `None` for anything else.
+fn global_arn_in(partition: coffer_core::Partition, value: &str) -> Option<String> {
+    let known = coffer_core::Partition::of_arn(value)?;
+    let global = matches!(value.split(':').nth(2), Some("iam" | "sts"));
+    (global && known != partition).then(|| partition.rewrite(value))
+}
+
+/// The condition keys whose value, in a request, is an IAM or STS ARN written in the
+/// request's partition (the caller, a policy, a grantee, an identity provider), compared
+/// without regard to case as condition keys are.
+const GLOBAL_ARN_KEYS: &[&str] = &[
+    "aws:PrincipalArn",
+    "aws:FederatedProvider",
+    "iam:PolicyARN",
+    "kms:GranteePrincipal",
+    "kms:RetiringPrincipal",
+];
+
+/// Whether condition key `key` names IAM or STS ARNs in the request's partition.
+fn names_global_arns(key: &str) -> bool {
+    GLOBAL_ARN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
 impl Policy {
+    /// The policy with every IAM or STS ARN its Deny statements name (in `Resource` and
+    /// `NotResource`, principals, and the values of the condition keys that hold such ARNs,
+    /// `GLOBAL_ARN_KEYS`) written in `partition`. IAM and STS are global: one user, role
+    /// or federated user, which a request signed for a region of another partition names by
+    /// that partition's ARNs (`arn:aws-cn:iam::...`).
+    /// A decision on such a resource reads the policy this way, so a Deny written in any
+    /// partition's ARNs refuses the same entity (review 15, finding 02: a Deny on
+    /// `arn:aws:iam::..:role/admin` did not match the role a cn request names, and the
+    /// Allow on `*` did). An Allow is read as written: an ARN of another partition in it
+    /// names nothing, as the fourteenth session decided (never wider than written).
+    pub fn with_global_arns_in(&self, partition: coffer_core::Partition) -> Policy {
+        self.clone().into_global_arns_in(partition)
+    }
+
+    /// [`Policy::with_global_arns_in`], taking the policy.
+    pub fn into_global_arns_in(self, partition: coffer_core::Partition) -> Policy {
+        let mut policy = self;
+        let rewrite = |value: &mut String| {
+            if let Some(rewritten) = global_arn_in(partition, value) {
+                *value = rewritten;
+            }
+        };
+        for statement in policy.statements.iter_mut().filter(|s| s.effect == Effect::Deny) {
+            if let Some(Patterns::Only(list) | Patterns::AllBut(list)) = &mut statement.resource {
+                list.iter_mut().for_each(rewrite);
+            }
+            let principals = [&mut statement.principal, &mut statement.not_principal];
+            for named in principals.into_iter().flatten() {
+                named.aws.iter_mut().chain(named.other.iter_mut()).for_each(rewrite);
+            }
+            // Only the keys whose request value is an IAM or STS ARN named in the request's
+            // partition: other keys hold data (tags, encryption context, names), which no
+            // partition rewrites, so a Deny on an ARN written in them reads as written
+            // (review 15b, finding 01: a Deny on a tag holding `arn:aws:iam::...` passed in
+            // cn-north-1).
+            for condition in statement.conditions.iter_mut().filter(|c| names_global_arns(&c.key)) {
+                condition.values.iter_mut().for_each(rewrite);
+            }
+        }
+        policy
+    }
+
     /// Whether any statement has a condition on `key` (compared without regard to case):
     /// lets a caller skip computing a costly condition key no policy reads.
     pub fn uses_condition_key(&self, key: &str) -> bool {
@@ -533,6 +599,51 @@ pub fn malformed_message(problems: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_deny_statements_read_iam_and_sts_arns_in_the_requests_partition() {
+        use coffer_core::Partition;
+        let text = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole","Resource":"arn:aws:iam::111122223333:role/a"},
+            {"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole","NotResource":["arn:aws:iam::111122223333:role/a","arn:aws:secretsmanager:us-east-1:111122223333:secret:x"],
+             "Condition":{"ArnEquals":{"aws:PrincipalArn":"arn:aws:sts::111122223333:federated-user/f"}}}]}"#;
+        let policy = super::Policy::parse(text, super::PolicyKind::Resource).unwrap();
+        let cn = policy.with_global_arns_in(Partition::AwsCn);
+        assert_eq!(cn.statements[0], policy.statements[0], "an Allow is read as written");
+        let deny = &cn.statements[1];
+        assert_eq!(deny.principal.as_ref().unwrap().aws, ["arn:aws-cn:iam::111122223333:root"]);
+        assert_eq!(
+            deny.resource,
+            Some(super::Patterns::AllBut(vec![
+                "arn:aws-cn:iam::111122223333:role/a".into(),
+                // A regional ARN is another resource in another partition: as written.
+                "arn:aws:secretsmanager:us-east-1:111122223333:secret:x".into(),
+            ]))
+        );
+        assert_eq!(deny.conditions[0].values, ["arn:aws-cn:sts::111122223333:federated-user/f"]);
+        assert_eq!(cn.with_global_arns_in(Partition::Aws), policy);
+    }
+
+    /// Review 15b, finding 01: a condition key that holds data (a tag, an encryption
+    /// context) keeps the ARN a Deny compares it with as written; one that holds the
+    /// request's IAM ARNs (`aws:PrincipalArn`) reads it in the request's partition.
+    #[test]
+    fn a_denys_condition_on_data_keeps_its_arns_as_written() {
+        use coffer_core::Partition;
+        let text = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Deny","Action":"*","Resource":"*","Condition":{
+             "StringEquals":{"aws:ResourceTag/owner":"arn:aws:iam::111122223333:user/bob"},
+             "ArnEquals":{"AWS:PRINCIPALARN":"arn:aws:iam::111122223333:user/bob"}}}]}"#;
+        let policy = super::Policy::parse(text, super::PolicyKind::Identity).unwrap();
+        let cn = policy.with_global_arns_in(Partition::AwsCn);
+        let value = |key: &str| {
+            let found =
+                cn.statements[0].conditions.iter().find(|c| c.key.eq_ignore_ascii_case(key));
+            found.unwrap().values.clone()
+        };
+        assert_eq!(value("aws:ResourceTag/owner"), ["arn:aws:iam::111122223333:user/bob"]);
+        assert_eq!(value("aws:PrincipalArn"), ["arn:aws-cn:iam::111122223333:user/bob"]);
+    }
+
     use super::*;
 
     #[test]

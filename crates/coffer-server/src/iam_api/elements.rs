@@ -65,6 +65,16 @@ pub(super) fn created_group(tx: &dyn ReadTxn, account: &str, name: &str) -> Valu
 /// CreateRole's `role`. Its trust policy is left out: the request parameters hold it as
 /// sent, and the stored form binds principals to their unique ids.
 pub(super) fn created_role(tx: &dyn ReadTxn, account: &str, name: &str) -> Value {
+    role_elements(tx, account, name, false)
+}
+
+/// UpdateRoleDescription's `role`: the role as it answers it (GetRole's members, so its
+/// maximum session duration too), its trust policy left out as CreateRole's.
+pub(super) fn described_role(tx: &dyn ReadTxn, account: &str, name: &str) -> Value {
+    role_elements(tx, account, name, true)
+}
+
+fn role_elements(tx: &dyn ReadTxn, account: &str, name: &str, with_max: bool) -> Value {
     let Some(r) = read::<RoleRecord>(tx, Entity::Role, account, name) else { return Value::Null };
     let mut role = json!({
         "Path": r.path,
@@ -73,10 +83,19 @@ pub(super) fn created_role(tx: &dyn ReadTxn, account: &str, name: &str) -> Value
         "Arn": r.arn(),
         "CreateDate": date(r.created_ms),
     });
+    if with_max {
+        role["MaxSessionDuration"] = json!(r.max_session_secs);
+    }
     if !r.description.is_empty() {
         role["Description"] = json!(r.description);
     }
     json!({ "Role": with_tags(role, &r.tags) })
+}
+
+/// CreateOpenIDConnectProvider's answer: the provider's ARN (known before the transaction,
+/// from its URL) and its tags when there are any.
+pub(super) fn created_oidc_provider(arn: &str, tags: &[Tag]) -> Value {
+    with_tags(json!({ "OpenIDConnectProviderArn": arn }), tags)
 }
 
 /// CreatePolicy's `policy`.
