@@ -202,7 +202,9 @@ def test_pg_group_commit_answers_each_member_for_itself(tmp_path):
     from test_backup_restore import Postgres
 
     pg = Postgres()
-    srv = StoreServer(tmp_path, pg.create_database())
+    # 72 puts in a burst: past PutSecretValue's quota of 50 a second (the test's client does
+    # not retry), so the quota is raised; what is tested is the group commit, not the quota.
+    srv = StoreServer(tmp_path, pg.create_database(), extra=["--quota-scale", "100"])
     try:
         name = f"r10-race-{uuid.uuid4().hex[:6]}"
         srv.client("secretsmanager").create_secret(Name=name, SecretString="v0")
@@ -238,7 +240,7 @@ def test_pg_group_commit_answers_each_member_for_itself(tmp_path):
 
         with cf.ThreadPoolExecutor(20) as pool:
             results = list(pool.map(mixed, range(40)))
-        assert all(code == "ok" for kind, code in results if kind == "free"), results
+        assert all(code == "ok" for kind, code in results if kind == "free"), [r for r in results if r[0] == "free" and r[1] != "ok"]
         assert sorted(code for kind, code in results if kind == "taken") == \
             ["ResourceExistsException"] * 7 + ["ok"]
     finally:
