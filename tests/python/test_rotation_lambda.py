@@ -71,7 +71,10 @@ def trail_events(server, arn):
     return [(e["EventName"], json.loads(e["CloudTrailEvent"])) for e in events]
 
 
-def wait_for(predicate, timeout=30.0):
+def wait_for(predicate, timeout=90.0):
+    # A deadline, not a timing: three attempts with 1 s and 2 s backoff, each running its
+    # handler's boto3 calls, took ~8 s on a machine loaded by eight compilers and once
+    # passed 30 s there.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
