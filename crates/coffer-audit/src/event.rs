@@ -138,11 +138,14 @@ impl Event {
         }
     }
 
-    /// Every name a ResourceName lookup matches: the ARNs in `resources` and the
+    /// Every name a ResourceName lookup matches: the names of the resources LookupEvents
+    /// lists for the event (`listed::listed_resources`: the ARNs in `resources`, and the
+    /// users, roles, policies, access keys and keys of IAM, STS and KMS events), the
     /// identifiers named in the request parameters and response elements, and those of
     /// the IAM entity a call created or answered (`user`, `role`, `group`, `policy`).
     pub fn resource_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.resources.iter().map(|r| r.arn.clone()).collect();
+        let mut names: BTreeSet<String> =
+            crate::listed::listed_resources(self).into_iter().map(|r| r.name).collect();
         let mut add = |doc: &Value| {
             if let Value::Object(map) = doc {
                 for key in RESOURCE_MEMBERS {

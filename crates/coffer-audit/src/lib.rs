@@ -7,6 +7,8 @@
 //! * [`archive`]: the oldest part of a chain cut into a file that verifies on its own,
 //!   and the checkpoint that keeps the chain verifiable across the cut.
 //! * [`lookup`]: CloudTrail's LookupEvents: lookup attributes, time range, paging.
+//! * [`listed`]: the resources LookupEvents lists for an event, IAM's, STS's and KMS's
+//!   derived from what the event holds.
 //! * [`stored`]: the compact form the store holds records in, and reading both forms.
 //!
 //! The server (`coffer-server::audit`) builds events, appends them inside its store
@@ -15,6 +17,7 @@
 pub mod archive;
 pub mod chain;
 pub mod event;
+pub mod listed;
 pub mod lookup;
 pub mod stored;
 mod time;

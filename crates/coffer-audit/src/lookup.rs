@@ -6,6 +6,7 @@
 //! messages.
 
 use crate::chain::{Record, chain_event_key, chain_event_prefix, seq_of_key};
+use crate::listed::listed_resources;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -149,7 +150,7 @@ impl Query {
             Attribute::EventName => &event.event_name == want,
             Attribute::ReadOnly => event.read_only.to_string() == want.to_ascii_lowercase(),
             Attribute::Username => event.username().as_ref() == Some(want),
-            Attribute::ResourceType => event.resources.iter().any(|r| &r.kind == want),
+            Attribute::ResourceType => listed_resources(&event).iter().any(|r| &r.kind == want),
             Attribute::ResourceName => event.resource_names().contains(want),
             Attribute::EventSource => &event.event_source == want,
             Attribute::AccessKeyId => event.user_identity.access_key_id.as_ref() == Some(want),
@@ -215,10 +216,9 @@ pub fn lookup_entry(record: &Record) -> Value {
         if let Some(u) = e.username() {
             entry["Username"] = u.into();
         }
-        let resources: Vec<Value> = e
-            .resources
-            .iter()
-            .map(|r| json!({"ResourceType": r.kind, "ResourceName": r.arn}))
+        let resources: Vec<Value> = listed_resources(&e)
+            .into_iter()
+            .map(|r| json!({"ResourceType": r.kind, "ResourceName": r.name}))
             .collect();
         entry["Resources"] = Value::Array(resources);
     }
