@@ -461,8 +461,12 @@ fn request_context(ctx: &mut Context, requested: &Requested) {
     if let Some(tags) = &r.tags {
         let mut keys = Vec::new();
         for tag in tags {
-            if let (Some(k), Some(v)) = (&tag.key, &tag.value) {
-                ctx.set(&format!("aws:RequestTag/{k}"), v.clone());
+            // A tag without `Value` is stored with the empty value (Secrets Manager's model
+            // does not require it): it is that tag to every condition, or a Deny on its key
+            // passed a request that overwrote the tag (review 16, finding 01). One without
+            // `Key` is refused before any change.
+            if let Some(k) = &tag.key {
+                ctx.set(&format!("aws:RequestTag/{k}"), tag.value.clone().unwrap_or_default());
                 keys.push(k.clone());
             }
         }
