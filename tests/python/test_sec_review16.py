@@ -11,9 +11,12 @@ whose users, roles and policies are made through the IAM API.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import requests
 
+from conftest import REGION
 from iam_api_support import Server
 
 # The helpers of review 15's tests (same server shape, same users and clients); the
@@ -84,3 +87,275 @@ def test_01_a_tag_without_a_value_is_a_request_tag_to_create_secret(srv):
     # A policy that admits exactly the value stored admits a tag given without a value.
     client(srv, "secretsmanager", key).create_secret(
         Name=uname("r16-01c"), SecretString="v", Tags=[{"Key": "team"}])
+
+
+# ----------------------------------------------------------------- what held: sts15
+
+def trust_account(account: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+         "Action": "sts:AssumeRole"}]})
+
+
+def managed_policy(srv, document: str) -> str:
+    return srv.client("iam").create_policy(
+        PolicyName=uname("r16-mp"), PolicyDocument=document)["Policy"]["Arn"]
+
+
+def test_held_a_managed_session_policy_is_read_at_each_request(srv, account):
+    """A session bounded by a managed session policy only: a new default version applies
+    at the next request (within the role's own policies, never beyond them), and once the
+    policy is deleted the session may do nothing, even when a policy is made again under
+    another path with the same name (its ARN differs)."""
+    iam = srv.client("iam")
+    role = uname("r16-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust_account(account))
+    iam.put_role_policy(RoleName=role, PolicyName="p",
+                        PolicyDocument=allow(["secretsmanager:GetSecretValue",
+                                              "secretsmanager:DescribeSecret"]))
+    secret = uname("r16-s")
+    srv.client("secretsmanager").create_secret(Name=secret, SecretString="v")
+    arn = managed_policy(srv, allow("secretsmanager:DescribeSecret"))
+    creds = srv.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="s16",
+        PolicyArns=[{"arn": arn}, {"arn": arn}])["Credentials"]
+    sm = srv.session_client("secretsmanager", creds)
+    sm.describe_secret(SecretId=secret)
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    # Wider than the role: the role's policies still bound the session.
+    iam.create_policy_version(PolicyArn=arn, SetAsDefault=True, PolicyDocument=allow("*"))
+    assert sm.get_secret_value(SecretId=secret)["SecretString"] == "v"
+    assert error(lambda: sm.list_secrets())[0] == "AccessDeniedException"
+    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    for v in versions:
+        if not v["IsDefaultVersion"]:
+            iam.delete_policy_version(PolicyArn=arn, VersionId=v["VersionId"])
+    iam.delete_policy(PolicyArn=arn)
+    assert error(lambda: sm.describe_secret(SecretId=secret))[0] == "AccessDeniedException"
+    name = arn.rsplit("/", 1)[1]
+    iam.create_policy(PolicyName=name, Path="/other/", PolicyDocument=allow("*"))
+    assert error(lambda: sm.describe_secret(SecretId=secret))[0] == "AccessDeniedException"
+
+
+def test_held_policy_arns_of_a_policy_the_caller_cannot_see_only_narrow(srv, account):
+    """A managed session policy of the role's account that the caller may not read, or one
+    allowing everything, adds nothing beyond the role: a session policy only narrows. An
+    ARN naming a role, a user or a policy that does not exist is refused, as is an eleventh
+    ARN."""
+    iam = srv.client("iam")
+    role = uname("r16-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust_account(account))
+    iam.put_role_policy(RoleName=role, PolicyName="p",
+                        PolicyDocument=allow("secretsmanager:DescribeSecret"))
+    everything = managed_policy(srv, allow("*"))
+    _, key = user(srv, allow("sts:AssumeRole"), prefix="r16")
+    sts = client(srv, "sts", key)
+    role_arn = f"arn:aws:iam::{account}:role/{role}"
+    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="s16",
+                            PolicyArns=[{"arn": everything}])["Credentials"]
+    sm = srv.session_client("secretsmanager", creds)
+    secret = uname("r16-s")
+    srv.client("secretsmanager").create_secret(Name=secret, SecretString="v")
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    assert error(lambda: srv.session_client("iam", creds).list_users())[0] == "AccessDenied"
+    for bad in (role_arn, f"arn:aws:iam::{account}:user/nobody",
+                f"arn:aws:iam::{account}:policy/none-{uname('x')}",
+                f"arn:aws:iam::{account}:policy/../policy/x"):
+        code, _ = error(lambda: sts.assume_role(RoleArn=role_arn, RoleSessionName="s16",
+                                                PolicyArns=[{"arn": bad}]))
+        assert code == "MalformedPolicyDocument", bad
+    code, _ = error(lambda: sts.assume_role(RoleArn=role_arn, RoleSessionName="s16",
+                                            PolicyArns=[{"arn": everything}] * 11))
+    assert code == "ValidationError"
+
+
+def test_held_what_temporary_credentials_may_call(srv, account):
+    """GetSessionToken's credentials: AssumeRole and GetCallerIdentity of STS, no IAM
+    call (they carry no MFA), no GetAccessKeyInfo, no GetSessionToken or
+    GetFederationToken; a role session's: no GetSessionToken or GetFederationToken;
+    a federated user's: GetCallerIdentity only. As AWS documents."""
+    name, key = user(srv, allow("*"), prefix="r16")
+    session = client(srv, "sts", key).get_session_token()["Credentials"]
+    sts = srv.session_client("sts", session)
+    assert sts.get_caller_identity()["Arn"].endswith(f":user/{name}")
+    assert error(lambda: srv.session_client("iam", session).create_access_key(
+        UserName=name))[0] in ("InvalidClientTokenId", "AccessDenied")
+    assert error(lambda: sts.get_session_token())[0] == "AccessDenied"
+    assert error(lambda: sts.get_federation_token(Name="fed"))[0] == "AccessDenied"
+    assert error(lambda: sts.get_access_key_info(AccessKeyId=key[0]))[0] == "AccessDenied"
+    role = uname("r16-role")
+    srv.client("iam").create_role(RoleName=role, AssumeRolePolicyDocument=trust_account(account))
+    srv.client("iam").put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=allow("*"))
+    role_creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}",
+                                 RoleSessionName="s16")["Credentials"]
+    role_sts = srv.session_client("sts", role_creds)
+    assert error(lambda: role_sts.get_session_token())[0] == "AccessDenied"
+    assert error(lambda: role_sts.get_federation_token(Name="fed"))[0] == "AccessDenied"
+    fed = client(srv, "sts", key).get_federation_token(Name="fed16", Policy=allow("*"))
+    fed_sts = srv.session_client("sts", fed["Credentials"])
+    for call in (lambda: fed_sts.get_access_key_info(AccessKeyId=key[0]),
+                 lambda: fed_sts.get_session_token(),
+                 lambda: fed_sts.get_federation_token(Name="again"),
+                 lambda: fed_sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}",
+                                             RoleSessionName="s16")):
+        assert error(call)[0] == "AccessDenied"
+    assert error(lambda: srv.session_client("iam", fed["Credentials"]).list_users())[0] in (
+        "InvalidClientTokenId", "AccessDenied")
+
+
+def test_held_a_renamed_users_session_gets_nothing_of_a_new_user_of_the_old_name(srv):
+    """UpdateUser renames a user's GetSessionToken and GetFederationToken sessions with it
+    (they are bound to the unique id): they keep the user's own permissions under the new
+    name, and a user made afterwards under the old name lends them nothing."""
+    iam = srv.client("iam")
+    old, key = user(srv, allow(["secretsmanager:DescribeSecret", "sts:GetFederationToken"]),
+                    prefix="r16")
+    session = client(srv, "sts", key).get_session_token()["Credentials"]
+    fed = client(srv, "sts", key).get_federation_token(
+        Name="fed16r", Policy=allow("*"))["Credentials"]
+    new = uname("r16-new")
+    iam.update_user(UserName=old, NewUserName=new)
+    iam.create_user(UserName=old)
+    iam.put_user_policy(UserName=old, PolicyName="p", PolicyDocument=allow("*"))
+    secret = uname("r16-s")
+    srv.client("secretsmanager").create_secret(Name=secret, SecretString="v")
+    for creds in (session, fed):
+        assert srv.session_client("sts", creds).get_caller_identity()["Arn"].split(":")[-1] in (
+            f"user/{new}", "federated-user/fed16r")
+        sm = srv.session_client("secretsmanager", creds)
+        sm.describe_secret(SecretId=secret)
+        assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+
+
+# ---------------------------------------------------------------- what held: console15
+
+class Console:
+    """A browser session against the console, over plain HTTP (review 7's, in short)."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.http = requests.Session()
+        self.csrf = ""
+
+    def sign_in(self, key: tuple[str, str], region: str = REGION) -> None:
+        form = self.http.get(f"{self.base}/console/signin")
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text).group(1)
+        signed = self.http.post(f"{self.base}/console/signin", allow_redirects=False, data={
+            "csrf": token, "access_key_id": key[0], "secret_access_key": key[1],
+            "region": region})
+        assert signed.status_code == 303, signed.text
+        page = self.http.get(f"{self.base}/console/secrets")
+        self.csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+
+    def post(self, path: str, **data) -> requests.Response:
+        return self.http.post(f"{self.base}/console{path}", allow_redirects=False,
+                              data={"csrf": self.csrf, **data})
+
+
+def test_held_console_replication_is_decided_as_the_api_decides(srv, account):
+    """The console's replicate, remove and promote buttons call the API as the signed-in
+    user: a user denied ReplicateSecretToRegions, RemoveRegionsFromReplication and
+    StopReplicationToReplica by policy is refused each through the console, and nothing
+    changes; without the CSRF token nothing is called."""
+    denied = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Deny", "Resource": "*", "Action": [
+            "secretsmanager:ReplicateSecretToRegions",
+            "secretsmanager:RemoveRegionsFromReplication",
+            "secretsmanager:StopReplicationToReplica"]}]})
+    _, key = user(srv, denied, prefix="r16")
+    admin = client(srv, "secretsmanager")
+    name = uname("r16-rep")
+    admin.create_secret(Name=name, SecretString="v", AddReplicaRegions=[{"Region": "us-west-2"}])
+    other = uname("r16-rep2")
+    admin.create_secret(Name=other, SecretString="v")
+    home = Console(srv.url)
+    home.sign_in(key)
+    refused = home.post("/secret/replication", id=name, op="remove", region="us-west-2")
+    assert refused.status_code == 400 or refused.status_code == 403, refused.status_code
+    assert "AccessDenied" in refused.text
+    refused = home.post("/secret/replication", id=other, op="add", region="eu-west-1")
+    assert "AccessDenied" in refused.text
+    replica = Console(srv.url)
+    replica.sign_in(key, region="us-west-2")
+    refused = replica.post("/secret/replication", id=name, op="promote")
+    assert "AccessDenied" in refused.text
+    no_token = home.http.post(f"{srv.url}/console/secret/replication", allow_redirects=False,
+                              data={"id": name, "op": "remove", "region": "us-west-2"})
+    assert no_token.status_code == 403
+    described = admin.describe_secret(SecretId=name)
+    assert [r["Region"] for r in described["ReplicationStatus"]] == ["us-west-2"]
+    assert "ReplicationStatus" not in admin.describe_secret(SecretId=other)
+    west = client(srv, "secretsmanager", region="us-west-2")
+    assert west.describe_secret(SecretId=name)["PrimaryRegion"] == REGION
+
+
+def test_held_console_escapes_keys_values_and_descriptions(srv):
+    """What a secret holds reaches the page escaped: key names and values in the
+    key/value editor, the editor's refusal naming a repeated key, the description."""
+    _, key = user(srv, allow("secretsmanager:*"), prefix="r16")
+    mark = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    name = uname("r16-xss")
+    client(srv, "secretsmanager").create_secret(
+        Name=name, SecretString=json.dumps({mark: mark, "n": 5}), Description=mark)
+    c = Console(srv.url)
+    c.sign_in(key)
+    pages = [c.http.get(f"{srv.url}/console/secret", params={"id": name}).text,
+             c.post("/secret/value/edit", id=name, op="start").text,
+             c.post("/secret/value/save", id=name, n="2", k0=mark, v0="a", k1=mark, v1="b").text]
+    for page in pages:
+        assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;" in pages[1] and "&lt;script&gt;" in pages[2]
+
+
+# ---------------- 02: policy documents padded with whitespace past the model's length
+
+MODEL_MAX = 131072
+
+
+def padded(document: str, length: int) -> str:
+    """`document` with whitespace inserted after its first brace, `length` characters."""
+    return document[0] + " " * (length - len(document)) + document[1:]
+
+
+def test_02_a_policy_document_is_refused_past_the_models_length(srv, account):
+    """IAM's limits (the trust policy's 2,048, sts15; a managed policy's 6,144; a user's
+    inline 2,048) count characters without whitespace, as IAM counts them; the model also
+    bounds every policy document member at 131,072 characters, whitespace included. Coffer
+    did not enforce that bound: a trust policy, an inline or a managed policy of up to the
+    request body's megabyte was stored as sent, each a few dozen characters of policy and
+    the rest spaces, and read and parsed again at every AssumeRole, every lookup of a
+    caller holding it, and every session naming the managed policy in PolicyArns (up to
+    ten per session)."""
+    iam = srv.client("iam")
+    role = uname("r16-02")
+    trust = trust_account(account)
+    over = MODEL_MAX + 1
+    constraint = f"Member must have length less than or equal to {MODEL_MAX}"
+    calls = {
+        "CreateRole": lambda: iam.create_role(
+            RoleName=role, AssumeRolePolicyDocument=padded(trust, over)),
+        "PutUserPolicy": lambda: iam.put_user_policy(
+            UserName=name, PolicyName="p", PolicyDocument=padded(allow("*"), over)),
+        "PutRolePolicy": lambda: iam.put_role_policy(
+            RoleName=role, PolicyName="p", PolicyDocument=padded(allow("*"), over)),
+        "UpdateAssumeRolePolicy": lambda: iam.update_assume_role_policy(
+            RoleName=role, PolicyDocument=padded(trust, over)),
+        "CreatePolicy": lambda: iam.create_policy(
+            PolicyName=uname("r16-02p"), PolicyDocument=padded(allow("*"), over)),
+        "CreatePolicyVersion": lambda: iam.create_policy_version(
+            PolicyArn=arn, PolicyDocument=padded(allow("*"), over)),
+    }
+    name, _ = user(srv, None, prefix="r16")
+    arn = managed_policy(srv, allow("*"))
+    code, message = error(calls.pop("CreateRole"))
+    assert code == "ValidationError", message
+    assert "assumeRolePolicyDocument" in message and constraint in message
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+    for op, call in calls.items():
+        code, message = error(call)
+        assert (code, "policyDocument" in message, constraint in message) == (
+            "ValidationError", True, True), (op, message)
+        assert len(message) < 1024, op
+    # The model's bound itself is accepted, as IAM accepts it.
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=padded(trust, MODEL_MAX))
