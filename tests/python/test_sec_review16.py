@@ -27,7 +27,9 @@ from test_sec_review15 import account, allow, client, error, uname, user  # noqa
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     data = tmp_path_factory.mktemp("review16")
-    server = Server(data, extra=["--quota-scale", "100"])
+    server = Server(data, extra=["--quota-scale", "100", "--audit-log",
+                                 str(data.parent / "review16-audit.log")])
+    server.audit_log = data.parent / "review16-audit.log"
     yield server
     server.server.stop()
 
@@ -359,3 +361,41 @@ def test_02_a_policy_document_is_refused_past_the_models_length(srv, account):
         assert len(message) < 1024, op
     # The model's bound itself is accepted, as IAM accepts it.
     iam.update_assume_role_policy(RoleName=role, PolicyDocument=padded(trust, MODEL_MAX))
+
+
+def test_held_console_edits_leave_no_value_in_the_trail_or_the_logs(srv):
+    """The key/value editor's post-backs, a refused save (a repeated key) and a saved one
+    (typed rows kept as numbers) put no value in LookupEvents, the --audit-log file or the
+    server's output; the saved value is what the rows said."""
+    _, key = user(srv, allow(["secretsmanager:*", "cloudtrail:LookupEvents"]), prefix="r16")
+    name = uname("r16-trail")
+    client(srv, "secretsmanager").create_secret(
+        Name=name, SecretString=json.dumps({"user": "u", "port": 5432}))
+    c = Console(srv.url)
+    c.sign_in(key)
+    marks = [f"r16-value-{uname('m')}" for _ in range(3)]
+    c.post("/secret/value/edit", id=name, op="start")
+    c.post("/secret/value/edit", id=name, op="add", n="2", k0="user", v0=marks[0], k1="port",
+           v1="5433", t1="json")
+    refused = c.post("/secret/value/save", id=name, n="2", k0="dup", v0=marks[1], k1="dup",
+                     v1=marks[1])
+    assert refused.status_code == 400 and marks[1] not in refused.text.split("value=")[0]
+    saved = c.post("/secret/value/save", id=name, n="2", k0="user", v0=marks[2], k1="port",
+                   v1="5433", t1="json")
+    assert saved.status_code == 303, saved.text
+    value = client(srv, "secretsmanager").get_secret_value(SecretId=name)["SecretString"]
+    assert json.loads(value) == {"user": marks[2], "port": 5433}
+    trail = client(srv, "cloudtrail", key)
+    events, token = [], None
+    for _ in range(50):
+        page = trail.lookup_events(MaxResults=50, **({"NextToken": token} if token else {}))
+        events += page["Events"]
+        token = page.get("NextToken")
+        if not token:
+            break
+    recorded = json.dumps(events, default=str)
+    assert "PutSecretValue" in recorded
+    # The audit log's lines are written before a call is answered (`appender::run`).
+    log = srv.audit_log.read_text()
+    for mark in marks:
+        assert mark not in recorded and mark not in log and mark not in srv.server.output(), mark
