@@ -399,3 +399,72 @@ def test_held_console_edits_leave_no_value_in_the_trail_or_the_logs(srv):
     log = srv.audit_log.read_text()
     for mark in marks:
         assert mark not in recorded and mark not in log and mark not in srv.server.output(), mark
+
+
+# ------------- 03: IAM's tagging calls carried no aws:TagKeys or aws:RequestTag/<key>
+
+def abac_user(srv, guard: list[dict]) -> tuple[str, tuple[str, str]]:
+    """A user who may manage IAM, read the secrets of its team (ABAC: the secret's `team`
+    tag is the principal's), and is held by `guard` (Deny statements on tagging)."""
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"},
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {
+             "aws:ResourceTag/team": "${aws:PrincipalTag/team}"}}}, *guard]})
+    return user(srv, policy, prefix="r16")
+
+
+TAG_ACTIONS = ["iam:TagUser", "iam:TagRole", "iam:UntagUser", "iam:UntagRole",
+               "iam:CreateUser", "iam:CreateRole", "iam:CreatePolicy", "iam:TagPolicy"]
+
+
+def test_03_a_deny_on_tag_keys_holds_for_iams_tagging_calls(srv, account):
+    """AWS's ABAC guidance: keep principals from changing the tags access is decided on
+    with a Deny on `aws:TagKeys` for iam:TagUser, iam:TagRole (and the calls that create
+    tagged entities). Coffer gave IAM's calls neither `aws:TagKeys` nor
+    `aws:RequestTag/<key>`, so such a Deny never matched: a user tagged itself
+    `team=finance` and read the finance team's secret."""
+    guard = [{"Effect": "Deny", "Action": TAG_ACTIONS, "Resource": "*",
+              "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["team"]}}}]
+    name, key = abac_user(srv, guard)
+    secret = uname("r16-03")
+    client(srv, "secretsmanager").create_secret(
+        Name=secret, SecretString="finance-value", Tags=[{"Key": "team", "Value": "finance"}])
+    iam = client(srv, "iam", key)
+    code, message = error(lambda: iam.tag_user(
+        UserName=name, Tags=[{"Key": "other", "Value": "x"}, {"Key": "team", "Value": "finance"}]))
+    assert code == "AccessDenied", message
+    code, _ = error(lambda: client(srv, "secretsmanager", key).get_secret_value(SecretId=secret))
+    assert code == "AccessDeniedException"
+    # A role made or tagged with the key: refused too (its sessions would carry the tag).
+    role = uname("r16-03r")
+    code, _ = error(lambda: iam.create_role(
+        RoleName=role, AssumeRolePolicyDocument=trust_account(account),
+        Tags=[{"Key": "team", "Value": "finance"}]))
+    assert code == "AccessDenied"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust_account(account))
+    assert error(lambda: iam.tag_role(RoleName=role, Tags=[{"Key": "team", "Value": "f"}]))[0] == (
+        "AccessDenied")
+    assert error(lambda: iam.create_user(UserName=uname("r16-03u"),
+                                         Tags=[{"Key": "team", "Value": "f"}]))[0] == "AccessDenied"
+    assert error(lambda: iam.create_policy(PolicyName=uname("r16-03p"), PolicyDocument=allow("*"),
+                                           Tags=[{"Key": "team", "Value": "f"}]))[0] == "AccessDenied"
+    # Untagging names its keys in aws:TagKeys.
+    client(srv, "iam").tag_user(UserName=name, Tags=[{"Key": "team", "Value": "ops"}])
+    assert error(lambda: iam.untag_user(UserName=name, TagKeys=["team"]))[0] == "AccessDenied"
+    # Other keys stay open.
+    iam.tag_user(UserName=name, Tags=[{"Key": "other", "Value": "x"}])
+    iam.tag_role(RoleName=role, Tags=[{"Key": "other", "Value": "x"}])
+
+
+def test_03_a_deny_on_a_request_tag_holds_for_iams_tagging_calls(srv):
+    """The same with `aws:RequestTag/team` (the value a tag is given), on TagUser."""
+    guard = [{"Effect": "Deny", "Action": TAG_ACTIONS, "Resource": "*",
+              "Condition": {"StringEquals": {"aws:RequestTag/team": "finance"}}}]
+    name, key = abac_user(srv, guard)
+    iam = client(srv, "iam", key)
+    code, message = error(lambda: iam.tag_user(
+        UserName=name, Tags=[{"Key": "team", "Value": "finance"}]))
+    assert code == "AccessDenied", message
+    iam.tag_user(UserName=name, Tags=[{"Key": "team", "Value": "ops"}])

@@ -874,8 +874,18 @@ pub fn authorize_action(
 ) -> Result<(), AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    // aws:TagKeys holds every tag key of the request (a multi-valued key): set as one list,
+    // not as a single-valued key given twice (which fails closed as ambiguous).
+    let mut tag_keys = Vec::new();
     for (key, value) in extra {
-        context.set(key, value.clone());
+        if key.eq_ignore_ascii_case("aws:TagKeys") {
+            tag_keys.push(value.clone());
+        } else {
+            context.set(key, value.clone());
+        }
+    }
+    if !tag_keys.is_empty() {
+        context.set_all("aws:TagKeys", tag_keys);
     }
     let account = &who.caller.principal.account;
     // The resource is built from the names the request gave, unvalidated yet: its denial

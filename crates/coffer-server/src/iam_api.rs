@@ -696,7 +696,23 @@ impl Call<'_> {
         resource: &str,
         extra: &[(&str, String)],
     ) -> Result<(), Failure> {
-        auth::authorize_action(self.who, op.iam_action(), resource, self.raw, extra)
+        // The tags a call sets (`aws:RequestTag/<key>`, `aws:TagKeys`) or removes
+        // (`aws:TagKeys`), as AWS gives them to iam:TagUser, iam:CreateRole, iam:UntagRole,
+        // ...: only the calls that take `Tags` or `TagKeys` have them. Without them a Deny
+        // keeping principals from the tags access is decided on (AWS's ABAC guidance) never
+        // matched (review 16, finding 03).
+        let tags = self.form.tags();
+        let tag_keys = self.form.list("TagKeys");
+        let request_tags = tags.iter().map(|t| (format!("aws:RequestTag/{}", t.key), &t.value));
+        let request_tags: Vec<(String, &String)> = request_tags.collect();
+        let mut with_tags: Vec<(&str, String)> = extra.to_vec();
+        for (key, value) in &request_tags {
+            with_tags.push((key.as_str(), (*value).clone()));
+        }
+        for key in tags.iter().map(|t| &t.key).chain(&tag_keys) {
+            with_tags.push(("aws:TagKeys", key.clone()));
+        }
+        auth::authorize_action(self.who, op.iam_action(), resource, self.raw, &with_tags)
             .map_err(Failure::from)
     }
 
