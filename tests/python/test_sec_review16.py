@@ -468,3 +468,67 @@ def test_03_a_deny_on_a_request_tag_holds_for_iams_tagging_calls(srv):
         UserName=name, Tags=[{"Key": "team", "Value": "finance"}]))
     assert code == "AccessDenied", message
     iam.tag_user(UserName=name, Tags=[{"Key": "team", "Value": "ops"}])
+
+
+# -------------- 04: IAM's calls and AssumeRole carried no aws:ResourceTag of their entity
+
+PROTECTED = [{"Effect": "Deny", "Action": ["iam:*", "sts:AssumeRole"], "Resource": "*",
+              "Condition": {"StringEquals": {"aws:ResourceTag/protected": "true"}}}]
+
+
+def test_04_a_deny_on_a_resource_tag_protects_iam_users_and_roles(srv, account):
+    """AWS's guidance for protecting administrators' users and roles: Deny iam:* (and
+    sts:AssumeRole) on resources tagged so (`aws:ResourceTag/<key>`, which IAM gives its
+    users, roles and policies). Coffer set no resource tag for IAM's calls or for
+    AssumeRole, so that Deny never matched: a user allowed IAM but denied its protected
+    administrator made an access key for the administrator (or rewrote the protected role's
+    trust and assumed it) and acted as it."""
+    iam_admin = client(srv, "iam")
+    admin_user = uname("r16-04-admin")
+    iam_admin.create_user(UserName=admin_user, Tags=[{"Key": "protected", "Value": "true"}])
+    iam_admin.put_user_policy(UserName=admin_user, PolicyName="p", PolicyDocument=allow("*"))
+    admin_role = uname("r16-04-role")
+    iam_admin.create_role(RoleName=admin_role, AssumeRolePolicyDocument=trust_account(account),
+                          Tags=[{"Key": "protected", "Value": "true"}])
+    iam_admin.put_role_policy(RoleName=admin_role, PolicyName="p", PolicyDocument=allow("*"))
+    guarded = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:*", "sts:AssumeRole"], "Resource": "*"},
+        *PROTECTED]})
+    _, key = user(srv, guarded, prefix="r16")
+    iam = client(srv, "iam", key)
+    attempts = {
+        "CreateAccessKey": lambda: iam.create_access_key(UserName=admin_user),
+        "PutUserPolicy": lambda: iam.put_user_policy(
+            UserName=admin_user, PolicyName="q", PolicyDocument=allow("*")),
+        "UntagUser": lambda: iam.untag_user(UserName=admin_user, TagKeys=["protected"]),
+        "UpdateAssumeRolePolicy": lambda: iam.update_assume_role_policy(
+            RoleName=admin_role, PolicyDocument=trust_account(account)),
+        "PutRolePolicy": lambda: iam.put_role_policy(
+            RoleName=admin_role, PolicyName="q", PolicyDocument=allow("*")),
+        "DeleteRolePolicy": lambda: iam.delete_role_policy(RoleName=admin_role, PolicyName="p"),
+        "AssumeRole": lambda: client(srv, "sts", key).assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/{admin_role}", RoleSessionName="s16"),
+    }
+    for op, call in attempts.items():
+        code, message = error(call)
+        assert code == "AccessDenied", (op, message)
+    assert iam_admin.list_access_keys(UserName=admin_user)["AccessKeyMetadata"] == []
+    # Entities without the tag stay open to the same user.
+    other = uname("r16-04-other")
+    iam.create_user(UserName=other)
+    iam.create_access_key(UserName=other)
+
+
+def test_04_a_deny_on_a_managed_policys_tag_holds(srv):
+    """The same for a customer managed policy tagged `protected=true`: its versions are
+    not changed by a caller the Deny names."""
+    arn = srv.client("iam").create_policy(
+        PolicyName=uname("r16-04p"), PolicyDocument=allow("secretsmanager:DescribeSecret"),
+        Tags=[{"Key": "protected", "Value": "true"}])["Policy"]["Arn"]
+    guarded = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}, *PROTECTED]})
+    _, key = user(srv, guarded, prefix="r16")
+    iam = client(srv, "iam", key)
+    code, message = error(lambda: iam.create_policy_version(
+        PolicyArn=arn, PolicyDocument=allow("*"), SetAsDefault=True))
+    assert code == "AccessDenied", message

@@ -712,8 +712,49 @@ impl Call<'_> {
         for key in tags.iter().map(|t| &t.key).chain(&tag_keys) {
             with_tags.push(("aws:TagKeys", key.clone()));
         }
+        // The tags of the user, role or policy the call is on (`aws:ResourceTag/<key>`,
+        // and IAM's older `iam:ResourceTag/<key>`): without them a Deny protecting tagged
+        // administrators' users and roles never matched (review 16, finding 04).
+        let resource_tags: Vec<(String, String)> = self
+            .resource_tags(resource)
+            .into_iter()
+            .flat_map(|t| {
+                [
+                    (format!("aws:ResourceTag/{}", t.key), t.value.clone()),
+                    (format!("iam:ResourceTag/{}", t.key), t.value),
+                ]
+            })
+            .collect();
+        for (key, value) in &resource_tags {
+            with_tags.push((key.as_str(), value.clone()));
+        }
         auth::authorize_action(self.who, op.iam_action(), resource, self.raw, &with_tags)
             .map_err(Failure::from)
+    }
+
+    /// The tags of the user, role or customer managed policy of the caller's account that
+    /// `resource` (an ARN as authorization names it) is; none for anything else (a
+    /// pattern, a group, an entity that does not exist).
+    fn resource_tags(&self, resource: &str) -> Vec<Tag> {
+        let parts: Vec<&str> = resource.splitn(6, ':').collect();
+        let ["arn", _, "iam", "", account, what] = parts.as_slice() else { return Vec::new() };
+        if *account != self.account() {
+            return Vec::new();
+        }
+        let (store, iam) = (self.store(), self.iam);
+        let last = |rest: &str| rest.rsplit('/').next().unwrap_or_default().to_string();
+        if let Some(rest) = what.strip_prefix("user/") {
+            iam.get_user(store, account, &last(rest)).map(|u| u.tags).unwrap_or_default()
+        } else if let Some(rest) = what.strip_prefix("role/") {
+            iam.get_role(store, account, &last(rest)).map(|r| r.tags).unwrap_or_default()
+        } else if what.starts_with("policy/") {
+            coffer_auth::principal::stored_iam_arn(resource, self.partition())
+                .and_then(|stored| iam.get_policy(store, account, &stored).ok())
+                .map(|(p, _)| p.tags)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        }
     }
 
     /// A trust policy as it is stored: IAM user and role ARNs among its principals bound
