@@ -532,3 +532,48 @@ def test_04_a_deny_on_a_managed_policys_tag_holds(srv):
     code, message = error(lambda: iam.create_policy_version(
         PolicyArn=arn, PolicyDocument=allow("*"), SetAsDefault=True))
     assert code == "AccessDenied", message
+
+
+# -------------------- 05: GetFederationToken took session tags without sts:TagSession
+
+def test_05_a_federated_users_session_tags_need_sts_tag_session(srv):
+    """AWS: passing session tags needs `sts:TagSession` "in addition to the action that
+    matches the API operation", GetFederationToken included; the tags become the federated
+    user's `aws:PrincipalTag/<key>`, over its user's. Coffer decided only
+    sts:GetFederationToken, so a user tagged `team=ops`, allowed its team's secrets by
+    ABAC, minted a federated user tagged `team=finance` and read the finance secret."""
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:GetFederationToken", "Resource": "*"},
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {
+             "aws:ResourceTag/team": "${aws:PrincipalTag/team}"}}}]})
+    name, key = user(srv, policy, prefix="r16")
+    srv.client("iam").tag_user(UserName=name, Tags=[{"Key": "team", "Value": "ops"}])
+    secret = uname("r16-05")
+    client(srv, "secretsmanager").create_secret(
+        Name=secret, SecretString="finance-value", Tags=[{"Key": "team", "Value": "finance"}])
+    sts = client(srv, "sts", key)
+    code, message = error(lambda: sts.get_federation_token(
+        Name="fed16t", Policy=allow("*"), Tags=[{"Key": "team", "Value": "finance"}]))
+    assert code == "AccessDenied", message
+    assert "sts:TagSession" in message
+    # Without tags the federated user is its user's team, and reads nothing of finance.
+    creds = sts.get_federation_token(Name="fed16t", Policy=allow("*"))["Credentials"]
+    code, _ = error(lambda: srv.session_client("secretsmanager", creds).get_secret_value(
+        SecretId=secret))
+    assert code == "AccessDeniedException"
+
+
+def test_05_sts_tag_session_on_get_federation_token_reads_the_request_tags(srv):
+    """Allowed sts:TagSession only for some values (`aws:RequestTag/<key>`), a user passes
+    those and no other."""
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:GetFederationToken", "Resource": "*"},
+        {"Effect": "Allow", "Action": "sts:TagSession", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestTag/team": "ops"}}}]})
+    _, key = user(srv, policy, prefix="r16")
+    sts = client(srv, "sts", key)
+    sts.get_federation_token(Name="fed16u", Tags=[{"Key": "team", "Value": "ops"}])
+    code, message = error(lambda: sts.get_federation_token(
+        Name="fed16u", Tags=[{"Key": "team", "Value": "finance"}]))
+    assert code == "AccessDenied", message
