@@ -577,3 +577,23 @@ def test_05_sts_tag_session_on_get_federation_token_reads_the_request_tags(srv):
     code, message = error(lambda: sts.get_federation_token(
         Name="fed16u", Tags=[{"Key": "team", "Value": "finance"}]))
     assert code == "AccessDenied", message
+
+
+def test_held_a_replica_carries_its_primarys_resource_policy_and_tags(srv, account):
+    """A caller denied a secret by its resource policy, and allowed to replicate it, does
+    not read the replica instead: the replica answers with the primary's resource policy
+    (and tags), and the Deny holds in the replica's Region."""
+    name, key = user(srv, allow("secretsmanager:*"), prefix="r16")
+    secret = uname("r16-rp")
+    admin = client(srv, "secretsmanager")
+    admin.create_secret(Name=secret, SecretString="rp-value")
+    admin.put_resource_policy(SecretId=secret, ResourcePolicy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{account}:user/{name}"},
+            "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}))
+    sm = client(srv, "secretsmanager", key)
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    sm.replicate_secret_to_regions(SecretId=secret, AddReplicaRegions=[{"Region": "us-west-2"}])
+    west = client(srv, "secretsmanager", key, region="us-west-2")
+    code, message = error(lambda: west.get_secret_value(SecretId=secret))
+    assert code == "AccessDeniedException" and "rp-value" not in message
