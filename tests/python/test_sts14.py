@@ -94,9 +94,10 @@ def secrets(srv):
 
 @pytest.fixture(scope="module")
 def reader(srv):
-    """A user allowed to federate and to read every secret (not to delete them)."""
-    return User(srv, allow(["sts:GetFederationToken", "secretsmanager:GetSecretValue",
-                            "secretsmanager:DescribeSecret"]))
+    """A user allowed to federate (with session tags: sts:TagSession, as AWS requires) and
+    to read every secret (not to delete them)."""
+    return User(srv, allow(["sts:GetFederationToken", "sts:TagSession",
+                            "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]))
 
 
 def test_get_federation_token_answers_aws_shape(srv, account, reader):

@@ -461,8 +461,12 @@ fn request_context(ctx: &mut Context, requested: &Requested) {
     if let Some(tags) = &r.tags {
         let mut keys = Vec::new();
         for tag in tags {
-            if let (Some(k), Some(v)) = (&tag.key, &tag.value) {
-                ctx.set(&format!("aws:RequestTag/{k}"), v.clone());
+            // A tag without `Value` is stored with the empty value (Secrets Manager's model
+            // does not require it): it is that tag to every condition, or a Deny on its key
+            // passed a request that overwrote the tag (review 16, finding 01). One without
+            // `Key` is refused before any change.
+            if let Some(k) = &tag.key {
+                ctx.set(&format!("aws:RequestTag/{k}"), tag.value.clone().unwrap_or_default());
                 keys.push(k.clone());
             }
         }
@@ -870,8 +874,18 @@ pub fn authorize_action(
 ) -> Result<(), AwsError> {
     let now_ms = crate::clock::now_ms();
     let mut context = base_context(&who.caller, &who.region, raw.source_ip, raw.secure, now_ms);
+    // aws:TagKeys holds every tag key of the request (a multi-valued key): set as one list,
+    // not as a single-valued key given twice (which fails closed as ambiguous).
+    let mut tag_keys = Vec::new();
     for (key, value) in extra {
-        context.set(key, value.clone());
+        if key.eq_ignore_ascii_case("aws:TagKeys") {
+            tag_keys.push(value.clone());
+        } else {
+            context.set(key, value.clone());
+        }
+    }
+    if !tag_keys.is_empty() {
+        context.set_all("aws:TagKeys", tag_keys);
     }
     let account = &who.caller.principal.account;
     // The resource is built from the names the request gave, unvalidated yet: its denial

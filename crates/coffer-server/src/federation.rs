@@ -126,13 +126,24 @@ fn federate(
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false).map_err(failure)?;
     let secs = if is_root(p) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
     let federated = Principal::federated_user(&p.account, &name);
+    let request_tags: Vec<(String, &String)> =
+        tags.iter().map(|t| (format!("aws:RequestTag/{}", t.key), &t.value)).collect();
     let mut extra: Vec<(&str, String)> = Vec::new();
-    for tag in &tags {
+    for (tag, (request_tag, value)) in tags.iter().zip(&request_tags) {
         extra.push(("aws:TagKeys", tag.key.clone()));
+        extra.push((request_tag.as_str(), (*value).clone()));
     }
     // IAM and STS are global: the request's partition shows (and policies name) the ARN.
     let seen = p.partition().rewrite(&federated.arn);
     crate::auth::authorize_action(who, "sts:GetFederationToken", &seen, raw, &extra)?;
+    // Session tags become the federated user's `aws:PrincipalTag/<key>`, over its user's:
+    // passing them needs sts:TagSession too, as for AssumeRole (AWS: "In addition to the
+    // action that matches the API operation, you must have ... sts:TagSession"). Without
+    // it a user allowed GetFederationToken gave its federated user any team's tag and
+    // read what that team's ABAC policies allow (review 16, finding 05).
+    if !tags.is_empty() {
+        crate::auth::authorize_action(who, "sts:TagSession", &seen, raw, &extra)?;
+    }
     // The user's account's policies (AWS: "The policies must exist in the same account as
     // the IAM user that is requesting federated access").
     let partition = p.partition();

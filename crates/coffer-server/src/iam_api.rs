@@ -146,8 +146,17 @@ fn url_encode(s: &str) -> String {
 /// What IAM's handlers read from a form beyond [`Form`]'s own.
 trait IamForm {
     fn required(&self, name: &str, member: &str) -> Result<&str, Failure>;
+    /// A required policy document, within the model's length (whitespace included).
+    fn document(&self, name: &str, member: &str) -> Result<&str, Failure>;
     fn tags(&self) -> Vec<Tag>;
 }
+
+/// The model's bound on a policy document member (`policyDocumentType`), whitespace
+/// included. IAM's own limits (2,048 characters of a trust policy, 6,144 of a managed
+/// policy, ...) count no whitespace, so without it a document of a few dozen characters
+/// padded to the request body's size was stored and parsed again at each use (review 16,
+/// finding 02).
+const POLICY_DOCUMENT_MAX_CHARS: usize = 131_072;
 
 impl IamForm for Form {
     fn required(&self, name: &str, member: &str) -> Result<&str, Failure> {
@@ -157,6 +166,20 @@ impl IamForm for Form {
                  constraint: Member must not be null"
             ))
         })
+    }
+
+    fn document(&self, name: &str, member: &str) -> Result<&str, Failure> {
+        let document = self.required(name, member)?;
+        if document.chars().count() <= POLICY_DOCUMENT_MAX_CHARS {
+            return Ok(document);
+        }
+        // Quoted short, as a description is, so the message keeps the constraint it names.
+        let quoted = coffer_auth::sigv4::echo_at_most(document, 256);
+        Err(Failure::invalid(format!(
+            "1 validation error detected: Value '{quoted}' at '{member}' failed to satisfy \
+             constraint: Member must have length less than or equal to \
+             {POLICY_DOCUMENT_MAX_CHARS}"
+        )))
     }
 
     fn tags(&self) -> Vec<Tag> {
@@ -673,8 +696,65 @@ impl Call<'_> {
         resource: &str,
         extra: &[(&str, String)],
     ) -> Result<(), Failure> {
-        auth::authorize_action(self.who, op.iam_action(), resource, self.raw, extra)
+        // The tags a call sets (`aws:RequestTag/<key>`, `aws:TagKeys`) or removes
+        // (`aws:TagKeys`), as AWS gives them to iam:TagUser, iam:CreateRole, iam:UntagRole,
+        // ...: only the calls that take `Tags` or `TagKeys` have them. Without them a Deny
+        // keeping principals from the tags access is decided on (AWS's ABAC guidance) never
+        // matched (review 16, finding 03).
+        let tags = self.form.tags();
+        let tag_keys = self.form.list("TagKeys");
+        let request_tags = tags.iter().map(|t| (format!("aws:RequestTag/{}", t.key), &t.value));
+        let request_tags: Vec<(String, &String)> = request_tags.collect();
+        let mut with_tags: Vec<(&str, String)> = extra.to_vec();
+        for (key, value) in &request_tags {
+            with_tags.push((key.as_str(), (*value).clone()));
+        }
+        for key in tags.iter().map(|t| &t.key).chain(&tag_keys) {
+            with_tags.push(("aws:TagKeys", key.clone()));
+        }
+        // The tags of the user, role or policy the call is on (`aws:ResourceTag/<key>`,
+        // and IAM's older `iam:ResourceTag/<key>`): without them a Deny protecting tagged
+        // administrators' users and roles never matched (review 16, finding 04).
+        let resource_tags: Vec<(String, String)> = self
+            .resource_tags(resource)
+            .into_iter()
+            .flat_map(|t| {
+                [
+                    (format!("aws:ResourceTag/{}", t.key), t.value.clone()),
+                    (format!("iam:ResourceTag/{}", t.key), t.value),
+                ]
+            })
+            .collect();
+        for (key, value) in &resource_tags {
+            with_tags.push((key.as_str(), value.clone()));
+        }
+        auth::authorize_action(self.who, op.iam_action(), resource, self.raw, &with_tags)
             .map_err(Failure::from)
+    }
+
+    /// The tags of the user, role or customer managed policy of the caller's account that
+    /// `resource` (an ARN as authorization names it) is; none for anything else (a
+    /// pattern, a group, an entity that does not exist).
+    fn resource_tags(&self, resource: &str) -> Vec<Tag> {
+        let parts: Vec<&str> = resource.splitn(6, ':').collect();
+        let ["arn", _, "iam", "", account, what] = parts.as_slice() else { return Vec::new() };
+        if *account != self.account() {
+            return Vec::new();
+        }
+        let (store, iam) = (self.store(), self.iam);
+        let last = |rest: &str| rest.rsplit('/').next().unwrap_or_default().to_string();
+        if let Some(rest) = what.strip_prefix("user/") {
+            iam.get_user(store, account, &last(rest)).map(|u| u.tags).unwrap_or_default()
+        } else if let Some(rest) = what.strip_prefix("role/") {
+            iam.get_role(store, account, &last(rest)).map(|r| r.tags).unwrap_or_default()
+        } else if what.starts_with("policy/") {
+            coffer_auth::principal::stored_iam_arn(resource, self.partition())
+                .and_then(|stored| iam.get_policy(store, account, &stored).ok())
+                .map(|(p, _)| p.tags)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        }
     }
 
     /// A trust policy as it is stored: IAM user and role ARNs among its principals bound
@@ -923,7 +1003,7 @@ impl Call<'_> {
             PutUserPolicy | PutGroupPolicy | PutRolePolicy => {
                 let (entity, name) = self.entity_of(op)?;
                 let policy = f.required("PolicyName", "policyName")?;
-                let doc = f.required("PolicyDocument", "policyDocument")?;
+                let doc = f.document("PolicyDocument", "policyDocument")?;
                 self.authorize(op, &self.entity_arn(entity, &name))?;
                 iam.put_inline_policy(store, entity, account, &name, policy, doc)?;
             }
@@ -975,7 +1055,7 @@ impl Call<'_> {
             }
             CreatePolicy => {
                 let name = f.required("PolicyName", "policyName")?;
-                let doc = f.required("PolicyDocument", "policyDocument")?;
+                let doc = f.document("PolicyDocument", "policyDocument")?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("policy", path, name))?;
                 let desc = f.get("Description").unwrap_or("");
@@ -1049,7 +1129,7 @@ impl Call<'_> {
             }
             CreatePolicyVersion => {
                 let (arn, stored) = policy_arn(f, self.partition())?;
-                let doc = f.required("PolicyDocument", "policyDocument")?;
+                let doc = f.document("PolicyDocument", "policyDocument")?;
                 self.authorize(op, arn)?;
                 let default = f.get("SetAsDefault") == Some("true");
                 // The elements are read back from the stored policy (its ARN in `aws`).
@@ -1167,7 +1247,7 @@ impl Call<'_> {
             }
             CreateRole => {
                 let name = f.required("RoleName", "roleName")?;
-                let trust = f.required("AssumeRolePolicyDocument", "assumeRolePolicyDocument")?;
+                let trust = f.document("AssumeRolePolicyDocument", "assumeRolePolicyDocument")?;
                 no_permissions_boundary(f)?;
                 let path = self.path("Path");
                 self.authorize(op, &self.arn("role", path, name))?;
@@ -1235,7 +1315,7 @@ impl Call<'_> {
             }
             UpdateAssumeRolePolicy => {
                 let name = f.required("RoleName", "roleName")?;
-                let doc = f.required("PolicyDocument", "policyDocument")?;
+                let doc = f.document("PolicyDocument", "policyDocument")?;
                 self.authorize(op, &self.entity_arn(Entity::Role, name))?;
                 let doc = self.bound_trust(doc)?;
                 iam.update_trust_policy(store, account, name, &doc)?;

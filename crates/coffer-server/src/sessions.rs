@@ -475,6 +475,12 @@ fn assume_role(
         extra.push((format!("aws:RequestTag/{}", tag.key), tag.value.clone()));
         extra.push(("aws:TagKeys".to_string(), tag.key.clone()));
     }
+    // The role's own tags (`aws:ResourceTag/<key>`, `iam:ResourceTag/<key>`), as AWS gives
+    // them to sts:AssumeRole: a Deny protecting tagged roles holds (review 16, finding 04).
+    for tag in &role.tags {
+        extra.push((format!("aws:ResourceTag/{}", tag.key), tag.value.clone()));
+        extra.push((format!("iam:ResourceTag/{}", tag.key), tag.value.clone()));
+    }
     // The keys the request sets as transitive (what a trust policy may limit).
     for key in asked_transitive {
         extra.push(("sts:TransitiveTagKeys".to_string(), key));
