@@ -16,6 +16,7 @@ use crate::web_identity::{
 use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::principal::Principal;
 use coffer_core::Scope;
+use coffer_core::validation::{Constraint, Violation};
 use std::sync::Arc;
 
 /// Answers the call: the status and body.
@@ -174,9 +175,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
     if secs < 900 {
         return Err(Failure(
             "ValidationError",
-            format!(
-                "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
-            ),
+            Violation::number(secs, "durationSeconds", Constraint::MinValue(900)).message(),
             400,
         ));
     }

@@ -16,6 +16,7 @@ use crate::sessions::{self, Failure};
 use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::principal::Principal;
 use coffer_core::AwsError;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_wire::operation::Service;
 
 const ACTION: &str = "GetFederationToken";
@@ -57,13 +58,7 @@ struct FederationRequest {
 
 fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
     let Some(name) = sts::form_value(form, "Name") else {
-        return Err(Failure(
-            "ValidationError",
-            "1 validation error detected: Value null at 'name' failed to satisfy constraint: \
-             Member must not be null"
-                .into(),
-            400,
-        ));
+        return Err(Failure("ValidationError", Violation::null("name").message(), 400));
     };
     check_name(&name)?;
     let policy = sts::form_value(form, "Policy");
@@ -80,23 +75,15 @@ fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
 fn check_name(name: &str) -> Result<(), Failure> {
     let len = name.chars().count();
     let constraint = if len < 2 {
-        "Member must have length greater than or equal to 2"
+        Constraint::MinLength(2)
     } else if len > 32 {
-        "Member must have length less than or equal to 32"
+        Constraint::MaxLength(32)
     } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)) {
-        "Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        Constraint::Pattern("[\\w+=,.@-]*")
     } else {
         return Ok(());
     };
-    let name = coffer_auth::sigv4::echo(name);
-    Err(Failure(
-        "ValidationError",
-        format!(
-            "1 validation error detected: Value '{name}' at 'name' failed to satisfy \
-             constraint: {constraint}"
-        ),
-        400,
-    ))
+    Err(Failure("ValidationError", Violation::value(name, "name", constraint).message(), 400))
 }
 
 /// Session credentials (a role's, GetSessionToken's, a federated user's) cannot federate:

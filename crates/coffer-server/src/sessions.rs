@@ -22,6 +22,7 @@ use coffer_auth::principal::stored_iam_arn;
 use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
 use coffer_core::Partition;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_wire::operation::{Service, StsOp};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -236,20 +237,17 @@ pub(crate) fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Re
         Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
     })?;
     if secs < MIN_DURATION {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy \
-             constraint: Member must have value greater than or equal to {MIN_DURATION}"
-        )));
+        return Err(Failure::invalid(
+            Violation::number(secs, "durationSeconds", Constraint::MinValue(MIN_DURATION))
+                .message(),
+        ));
     }
     if secs > max {
         return Err(Failure::invalid(if role_max {
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                 .to_string()
         } else {
-            format!(
-                "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to \
-                 satisfy constraint: Member must have value less than or equal to {max}"
-            )
+            Violation::number(secs, "durationSeconds", Constraint::MaxValue(max)).message()
         }));
     }
     Ok(secs)
@@ -277,10 +275,9 @@ pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
         ));
     }
     if tags.len() > MAX_SESSION_TAGS {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member \
-             must have length less than or equal to {MAX_SESSION_TAGS}"
-        )));
+        return Err(Failure::invalid(
+            Violation::unnamed("tags", Constraint::MaxLength(MAX_SESSION_TAGS as i64)).message(),
+        ));
     }
     Ok(tags)
 }
@@ -300,22 +297,18 @@ pub(crate) fn policy_arns(form: &str) -> Result<Vec<String>, Failure> {
         .collect();
     for (i, arn) in arns.iter().enumerate() {
         let constraint = match arn.chars().count() {
-            n if n < 20 => "Member must have length greater than or equal to 20",
-            n if n > 2048 => "Member must have length less than or equal to 2048",
+            n if n < 20 => Constraint::MinLength(20),
+            n if n > 2048 => Constraint::MaxLength(2048),
             _ => continue,
         };
-        let quoted = coffer_auth::sigv4::echo(arn);
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value '{quoted}' at 'policyArns.{}.member.arn' failed \
-             to satisfy constraint: {constraint}",
-            i + 1
-        )));
+        let member = format!("policyArns.{}.member.arn", i + 1);
+        return Err(Failure::invalid(Violation::value(arn, &member, constraint).message()));
     }
     if arns.len() > MAX_POLICY_ARNS {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_POLICY_ARNS}"
-        )));
+        return Err(Failure::invalid(
+            Violation::unnamed("policyArns", Constraint::MaxLength(MAX_POLICY_ARNS as i64))
+                .message(),
+        ));
     }
     Ok(arns)
 }
@@ -394,12 +387,8 @@ struct AssumeRequest {
 
 fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
     let required = |name: &str, member: &str| {
-        sts::form_value(form, name).ok_or_else(|| {
-            Failure::invalid(format!(
-                "1 validation error detected: Value null at '{member}' failed to satisfy \
-                 constraint: Member must not be null"
-            ))
-        })
+        sts::form_value(form, name)
+            .ok_or_else(|| Failure::invalid(Violation::null(member).message()))
     };
     let role_arn = required("RoleArn", "roleArn")?;
     let session_name = required("RoleSessionName", "roleSessionName")?;
@@ -641,22 +630,18 @@ pub(crate) fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Princi
 fn check_session_name(name: &str) -> Result<(), Failure> {
     let len = name.chars().count();
     let broken = if len < 2 {
-        Some("Member must have length greater than or equal to 2")
+        Some(Constraint::MinLength(2))
     } else if len > 64 {
-        Some("Member must have length less than or equal to 64")
+        Some(Constraint::MaxLength(64))
     } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)) {
-        Some("Member must satisfy regular expression pattern: [\\w+=,.@-]*")
+        Some(Constraint::Pattern("[\\w+=,.@-]*"))
     } else {
         None
     };
     match broken {
         None => Ok(()),
         Some(constraint) => {
-            let name = coffer_auth::sigv4::echo(name);
-            Err(Failure::invalid(format!(
-                "1 validation error detected: Value '{name}' at 'roleSessionName' failed to \
-                 satisfy constraint: {constraint}"
-            )))
+            Err(Failure::invalid(Violation::value(name, "roleSessionName", constraint).message()))
         }
     }
 }
@@ -677,10 +662,10 @@ fn transitive_keys(form: &str, tags: &[Tag]) -> Result<Vec<String>, Failure> {
         .map_while(|i| sts::form_value(form, &format!("TransitiveTagKeys.member.{i}")))
         .collect();
     if keys.len() > MAX_SESSION_TAGS {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value at 'transitiveTagKeys' failed to satisfy \
-             constraint: Member must have length less than or equal to {MAX_SESSION_TAGS}"
-        )));
+        return Err(Failure::invalid(
+            Violation::unnamed("transitiveTagKeys", Constraint::MaxLength(MAX_SESSION_TAGS as i64))
+                .message(),
+        ));
     }
     if keys.iter().any(|k| !tags.iter().any(|t| t.key.eq_ignore_ascii_case(k))) {
         return Err(Failure(

@@ -9,6 +9,7 @@ use crate::auth::{Authenticated, RawRequest};
 use crate::query::Form;
 use crate::{App, RequestContext};
 use coffer_core::AwsError;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_wire::operation::{Service, StsOp};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -178,25 +179,15 @@ fn dev_key_account(app: &App, id: &str) -> Option<String> {
 /// validation message's words.
 fn access_key_id_problem(id: Option<&str>) -> Option<String> {
     let Some(id) = id else {
-        return Some(
-            "1 validation error detected: Value null at 'accessKeyId' failed to satisfy \
-             constraint: Member must not be null"
-                .to_string(),
-        );
+        return Some(Violation::null("accessKeyId").message());
     };
-    let quoted = coffer_auth::sigv4::echo(id);
     let constraint = match id.chars().count() {
-        n if n < 16 => "Member must have length greater than or equal to 16",
-        n if n > 128 => "Member must have length less than or equal to 128",
-        _ if !id.chars().all(|c| c.is_alphanumeric() || c == '_') => {
-            "Member must satisfy regular expression pattern: [\\w]*"
-        }
+        n if n < 16 => Constraint::MinLength(16),
+        n if n > 128 => Constraint::MaxLength(128),
+        _ if !id.chars().all(|c| c.is_alphanumeric() || c == '_') => Constraint::Pattern("[\\w]*"),
         _ => return None,
     };
-    Some(format!(
-        "1 validation error detected: Value '{quoted}' at 'accessKeyId' failed to satisfy \
-         constraint: {constraint}"
-    ))
+    Some(Violation::value(id, "accessKeyId", constraint).message())
 }
 
 /// GetCallerIdentity's answer.

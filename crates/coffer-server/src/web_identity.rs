@@ -26,6 +26,7 @@ use base64::Engine;
 use coffer_auth::Principal;
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate_key_policy};
 use coffer_auth::time::format_iso8601;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_core::{Partition, Scope};
 use coffer_wire::operation::{Service, StsOp};
 use serde::Deserialize;
@@ -250,16 +251,8 @@ pub(crate) fn b64url(part: &str) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn required(form: &str, name: &str, member: &str) -> Result<String, Failure> {
-    sts::form_value(form, name).ok_or_else(|| {
-        Failure(
-            "ValidationError",
-            format!(
-                "1 validation error detected: Value null at '{member}' failed to satisfy \
-                 constraint: Member must not be null"
-            ),
-            400,
-        )
-    })
+    sts::form_value(form, name)
+        .ok_or_else(|| Failure("ValidationError", Violation::null(member).message(), 400))
 }
 
 type Refusal = (Failure, Option<Box<Audited>>);
@@ -271,14 +264,10 @@ pub(crate) fn check_session_name(session_name: &str) -> Result<(), Failure> {
     if name_ok {
         return Ok(());
     }
-    let session_name = coffer_auth::sigv4::echo(session_name);
+    let pattern = Constraint::Pattern("[\\w+=,.@-]*");
     Err(Failure(
         "ValidationError",
-        format!(
-            "1 validation error detected: Value '{session_name}' at 'roleSessionName' \
-             failed to satisfy constraint: Member must satisfy regular expression \
-             pattern: [\\w+=,.@-]*"
-        ),
+        Violation::value(session_name, "roleSessionName", pattern).message(),
         400,
     ))
 }
@@ -500,9 +489,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
                 if secs > max {
                     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.".into()
                 } else {
-                    format!(
-                        "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
-                    )
+                    Violation::number(secs, "durationSeconds", Constraint::MinValue(900)).message()
                 },
                 400,
             ),
