@@ -698,6 +698,19 @@ impl Kms {
         if reference.is_alias() && !allow_alias {
             return Err(KmsError::invalid_key_id(key_id));
         }
+        self.find_key_referenced(tx, scope, key_id, reference)
+    }
+
+    /// The key `reference` names, `reference` being `key_id` as [`parse_key_ref`] read it:
+    /// for an operation that answers some kind of reference in its own words before any
+    /// key is looked up (CreateGrant's alias), without reading `key_id` twice.
+    pub(crate) fn find_key_referenced(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        reference: KeyRef,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         match reference {
             KeyRef::KeyId(id) => self
                 .load_key(tx, scope, &id)?
