@@ -13,7 +13,8 @@ use crate::auth::{Authenticated, RawRequest};
 use crate::iam::Iam;
 use crate::iam::sessions::{SessionRequest, Subject};
 use crate::sessions::{self, Failure};
-use crate::{App, RequestContext, dev_sessions, sts};
+use crate::sts::FormValues;
+use crate::{App, RequestContext, dev_sessions};
 use coffer_auth::principal::Principal;
 use coffer_core::AwsError;
 use coffer_core::validation::{Constraint, Violation};
@@ -30,7 +31,7 @@ pub fn answer(
     ctx: &RequestContext,
     who: Option<&Authenticated>,
     raw: &RawRequest,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Vec<u8>, AwsError> {
     let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
     let (body, elements) = match (who, app.iam.as_ref()) {
@@ -56,12 +57,12 @@ struct FederationRequest {
     tags: Vec<crate::iam::directory::Tag>,
 }
 
-fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
-    let Some(name) = sts::form_value(form, "Name") else {
+fn federation_request(form: &FormValues<'_>) -> Result<FederationRequest, Failure> {
+    let Some(name) = form.value("Name") else {
         return Err(Failure("ValidationError", Violation::null("name").message(), 400));
     };
     check_name(&name)?;
-    let policy = sts::form_value(form, "Policy");
+    let policy = form.value("Policy");
     if let Some(doc) = policy.as_deref() {
         crate::iam::sessions::check_session_policy_length(doc)?;
     }
@@ -101,7 +102,7 @@ fn federate(
     iam: &Iam,
     who: &Authenticated,
     raw: &RawRequest,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<(String, serde_json::Value), AwsError> {
     let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
     let p = &who.caller.principal;
@@ -155,7 +156,7 @@ fn federate(
 fn dev_federate(
     app: &App,
     ctx: &RequestContext,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<(String, serde_json::Value), Failure> {
     if ctx.access_key_id.starts_with("ASIA") && ctx.dev_caller.is_some() {
         return Err(session_credentials_refused());

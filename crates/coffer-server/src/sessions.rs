@@ -16,7 +16,8 @@ use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::iam::directory::{Tag, role_arn_parts};
 use crate::iam::sessions::{Expired, IssuedSession, SessionRequest, Subject};
 use crate::iam::{Iam, IamError, KnownKey};
-use crate::{App, RequestContext, dev_sessions, sts};
+use crate::sts::FormValues;
+use crate::{App, RequestContext, dev_sessions};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::stored_iam_arn;
 use coffer_auth::sigv4::SigV4Error;
@@ -138,7 +139,7 @@ pub fn answer(
     who: Option<&Authenticated>,
     raw: &RawRequest,
     op: StsOp,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Vec<u8>, (&'static str, String, u16)> {
     let action = op.name();
     let internal = || Err(Failure("InternalFailure", "An internal error occurred.".into(), 500));
@@ -230,8 +231,13 @@ fn credentials_parts_xml(
     )
 }
 
-pub(crate) fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
-    let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
+pub(crate) fn duration(
+    form: &FormValues<'_>,
+    default: i64,
+    max: i64,
+    role_max: bool,
+) -> Result<i64, Failure> {
+    let Some(text) = form.value("DurationSeconds") else { return Ok(default) };
     let secs: i64 = text.parse().map_err(|_| {
         let text = coffer_auth::sigv4::echo(&text);
         Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
@@ -253,13 +259,12 @@ pub(crate) fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Re
     Ok(secs)
 }
 
-pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
+pub(crate) fn session_tags(form: &FormValues<'_>) -> Result<Vec<Tag>, Failure> {
     // One past the bound is enough to refuse the list (see `policy_arns`).
     let tags: Vec<Tag> = (1..=MAX_SESSION_TAGS + 1)
         .map_while(|i| {
-            let key = sts::form_value(form, &format!("Tags.member.{i}.Key"))?;
-            let value =
-                sts::form_value(form, &format!("Tags.member.{i}.Value")).unwrap_or_default();
+            let key = form.value(&format!("Tags.member.{i}.Key"))?;
+            let value = form.value(&format!("Tags.member.{i}.Value")).unwrap_or_default();
             Some(Tag { key, value })
         })
         .collect();
@@ -288,12 +293,14 @@ const MAX_POLICY_ARNS: usize = 10;
 /// The managed session policies a request passes (`PolicyArns.member.N.arn`), checked
 /// against the model (each ARN 20 to 2,048 characters) and AWS's count, in the validation
 /// message's words.
-pub(crate) fn policy_arns(form: &str) -> Result<Vec<String>, Failure> {
-    // One past the bound is enough to refuse the list: each member is found by a scan of
-    // the whole form, so reading every member a large form names cost its square (8,000
-    // members held a worker 17 s, before any authorization; review 15b, finding 02).
+pub(crate) fn policy_arns(form: &FormValues<'_>) -> Result<Vec<String>, Failure> {
+    // One past the bound is enough to refuse the list. Each member was once found by a
+    // scan of the whole form, so reading every member a large form names cost its square
+    // (8,000 members held a worker 17 s, before any authorization; review 15b, finding
+    // 02); lookups are now in a `FormValues` read once, and the bound still keeps a list
+    // from being read further than it can be accepted.
     let arns: Vec<String> = (1..=MAX_POLICY_ARNS + 1)
-        .map_while(|i| sts::form_value(form, &format!("PolicyArns.member.{i}.arn")))
+        .map_while(|i| form.value(&format!("PolicyArns.member.{i}.arn")))
         .collect();
     for (i, arn) in arns.iter().enumerate() {
         let constraint = match arn.chars().count() {
@@ -385,10 +392,9 @@ struct AssumeRequest {
     transitive: Vec<String>,
 }
 
-fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
+fn assume_request(form: &FormValues<'_>) -> Result<AssumeRequest, Failure> {
     let required = |name: &str, member: &str| {
-        sts::form_value(form, name)
-            .ok_or_else(|| Failure::invalid(Violation::null(member).message()))
+        form.value(name).ok_or_else(|| Failure::invalid(Violation::null(member).message()))
     };
     let role_arn = required("RoleArn", "roleArn")?;
     let session_name = required("RoleSessionName", "roleSessionName")?;
@@ -399,7 +405,7 @@ fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
         let role_arn = coffer_auth::sigv4::echo(&role_arn);
         return Err(Failure::invalid(format!("{role_arn} is invalid")));
     }
-    let session_policy = sts::form_value(form, "Policy");
+    let session_policy = form.value("Policy");
     let policy_arns = policy_arns(form)?;
     let tags = session_tags(form)?;
     let transitive = transitive_keys(form, &tags)?;
@@ -411,7 +417,7 @@ fn assume_role(
     iam: &Iam,
     who: &Authenticated,
     raw: &RawRequest,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Issued, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, transitive } =
         assume_request(form)?;
@@ -457,7 +463,7 @@ fn assume_role(
         return Err(denied());
     };
     let mut extra = vec![("sts:RoleSessionName".to_string(), session_name.clone())];
-    if let Some(external) = sts::form_value(form, "ExternalId") {
+    if let Some(external) = form.value("ExternalId") {
         extra.push(("sts:ExternalId".to_string(), external));
     }
     for tag in &tags {
@@ -529,7 +535,7 @@ fn dev_assume_role(
     app: &App,
     directory: &Iam,
     ctx: &RequestContext,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Issued, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, .. } =
         assume_request(form)?;
@@ -597,7 +603,11 @@ fn dev_assume_role(
 /// `--dev`'s GetSessionToken: credentials that act as the caller, a user of `--dev`'s
 /// directory or its account's root (whose sessions last at most an hour, as on AWS). A
 /// session's own credentials are refused, as on AWS.
-fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Issued, Failure> {
+fn dev_session_token(
+    app: &App,
+    ctx: &RequestContext,
+    form: &FormValues<'_>,
+) -> Result<Issued, Failure> {
     if ctx.dev_caller.is_some() && ctx.access_key_id.starts_with("ASIA") {
         return Err(Failure(
             "AccessDenied",
@@ -656,10 +666,10 @@ fn is_arn(arn: &str) -> bool {
 
 /// The TransitiveTagKeys given: each must name one of the session's tags (tag keys are
 /// case-insensitive), as AWS requires.
-fn transitive_keys(form: &str, tags: &[Tag]) -> Result<Vec<String>, Failure> {
+fn transitive_keys(form: &FormValues<'_>, tags: &[Tag]) -> Result<Vec<String>, Failure> {
     // One past the model's bound (50) is enough to refuse the list (see `policy_arns`).
     let keys: Vec<String> = (1..=MAX_SESSION_TAGS + 1)
-        .map_while(|i| sts::form_value(form, &format!("TransitiveTagKeys.member.{i}")))
+        .map_while(|i| form.value(&format!("TransitiveTagKeys.member.{i}")))
         .collect();
     if keys.len() > MAX_SESSION_TAGS {
         return Err(Failure::invalid(
@@ -730,7 +740,12 @@ pub(crate) fn packed_policy_size(
     Some(((packed * 100).div_ceil(PACKED_ALLOWANCE)).clamp(1, 100))
 }
 
-fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Result<Issued, Failure> {
+fn session_token(
+    app: &App,
+    iam: &Iam,
+    who: &Authenticated,
+    form: &FormValues<'_>,
+) -> Result<Issued, Failure> {
     let p = &who.caller.principal;
     if p.is_assumed_role() || who.access_key_id.starts_with("ASIA") {
         return Err(Failure(

@@ -15,7 +15,7 @@ use coffer_wire::operation::{Service, StsOp};
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 pub const VERSION: &str = coffer_wire::query_form::STS_VERSION;
 // The form parsing is pure and lives in coffer-wire (fuzzed there without the server).
-pub use coffer_wire::query_form::{form_value, is_query_request, percent_encode};
+pub use coffer_wire::query_form::{FormValues, form_value, is_query_request, percent_encode};
 
 /// The identity GetCallerIdentity reports.
 #[derive(Debug, Clone)]
@@ -76,11 +76,13 @@ pub fn handle(
             Ok(caller_identity(&identity, &ctx.request_id))
         }
         StsOp::AssumeRole | StsOp::GetSessionToken => {
-            crate::sessions::answer(app, ctx, who, raw, op, form.text())
+            crate::sessions::answer(app, ctx, who, raw, op, &FormValues::parse(form.text()))
                 .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
         StsOp::GetAccessKeyInfo => access_key_info(app, ctx, who, raw, form),
-        StsOp::GetFederationToken => crate::federation::answer(app, ctx, who, raw, form.text()),
+        StsOp::GetFederationToken => {
+            crate::federation::answer(app, ctx, who, raw, &FormValues::parse(form.text()))
+        }
         // Unsigned (the token is the credential), so answered by `web_identity` before
         // the pipeline; a request never reaches here with it.
         StsOp::AssumeRoleWithWebIdentity => Err(AwsError::internal()),
