@@ -1,5 +1,5 @@
 //! The STS and IAM query-protocol parsers: any bytes as a form-encoded body or query
-//! string, as `sts` (is_query_request, form_value) and the IAM API (`Form`: parameters,
+//! string, as `sts` (is_query_request, form_value, FormValues) and the IAM API (`Form`: parameters,
 //! `Name.member.N` lists, tags; and the `Action` that names the operation) read them:
 //! `coffer_wire::query_form`, which the server's `query` and `sts` modules re-export.
 //! Must never panic.
@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = query_form::is_query_request(Some("application/x-www-form-urlencoded"), text);
     let _ = query_form::is_query_request(None, text);
+    // STS's handlers read their members from one pass over the form (`FormValues`): every
+    // name reads as a scan for it does.
+    let values = query_form::FormValues::parse(text);
     for name in ["Action", "Version", "RoleArn", "RoleSessionName", "DurationSeconds"] {
+        assert_eq!(values.value(name), query_form::form_value(text, name));
         if let Some(value) = query_form::form_value(text, name) {
             // What an answer echoes is encoded again; it must round-trip through the decoder.
             let encoded = query_form::percent_encode(&value);

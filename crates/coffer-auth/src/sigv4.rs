@@ -167,28 +167,12 @@ pub struct Authorization {
     terminator: String,
 }
 
-/// The most characters of a client-supplied value that an error message quotes. AWS
-/// quotes the Authorization header in IncompleteSignature messages; a well-formed one is
-/// about 250 characters, so this bound leaves it whole while a hostile 300 KB header is
-/// not reflected (or logged) in full.
-pub const MAX_ECHO_CHARS: usize = 512;
-
-/// `value` as an error message may quote it: at most [`MAX_ECHO_CHARS`] characters, cut on
-/// a character boundary and marked when cut.
-pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
-    echo_at_most(value, MAX_ECHO_CHARS)
-}
+/// The bound on quoted client values, and the quoting itself, live with the validation
+/// messages that quote most of them.
+pub use coffer_core::validation::{MAX_ECHO_CHARS, echo, echo_at_most};
 
 /// How much of an unsupported algorithm's name its message quotes.
 const ALGORITHM_ECHO_CHARS: usize = 64;
-
-/// `value` cut at `max` characters (marked `...`).
-pub fn echo_at_most(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match value.char_indices().nth(max) {
-        None => std::borrow::Cow::Borrowed(value),
-        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &value[..cut])),
-    }
-}
 
 fn incomplete(what: &str, header: &str) -> SigV4Error {
     SigV4Error::Incomplete(format!("{what} Authorization={}", echo(header)))

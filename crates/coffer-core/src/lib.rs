@@ -14,6 +14,7 @@ pub mod password;
 pub mod schedule;
 pub mod snapshot;
 pub mod staging;
+pub mod validation;
 
 pub use error::{AwsError, ErrorCode};
 pub use model::{Scope, SecretMeta, Tag, VersionMeta};

@@ -23,6 +23,7 @@ use crate::{ACCESS_KEY_KIND, Iam, USER_KIND};
 use coffer_auth::policy::{IamDocument, Policy, PolicyKind};
 use coffer_auth::principal::{ID_RANDOM_LEN, STORED, user_id};
 use coffer_auth::sigv4::{echo, echo_at_most};
+use coffer_core::validation::{Constraint, Violation};
 use coffer_crypto::random_bytes;
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -292,11 +293,12 @@ fn unique_id(prefix: &str) -> String {
 
 /// IAM's validation message for a member that does not satisfy its pattern.
 fn validation(value: &str, member: &str, pattern: &str) -> IamError {
-    let value = echo(value);
-    IamError::Invalid(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
-         constraint: Member must satisfy regular expression pattern: {pattern}"
-    ))
+    invalid(Violation::value(value, member, Constraint::Pattern(pattern)))
+}
+
+/// IAM's `ValidationError` for one violation.
+fn invalid(violation: Violation<'_>) -> IamError {
+    IamError::Invalid(violation.message())
 }
 
 /// Names of users, groups, roles and policies: 1 to `max` of `[\w+=,.@-]`.
@@ -308,11 +310,7 @@ pub fn validate_name(name: &str, member: &str, max: usize) -> Result<(), IamErro
         return Ok(());
     }
     if name.len() > max {
-        let name = echo(name);
-        return Err(IamError::Invalid(format!(
-            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy \
-             constraint: Member must have length less than or equal to {max}"
-        )));
+        return Err(invalid(Violation::value(name, member, Constraint::MaxLength(max as i64))));
     }
     Err(validation(name, member, "[\\w+=,.@-]+"))
 }
@@ -324,11 +322,8 @@ pub fn validate_description(description: &str) -> Result<(), IamError> {
     }
     // Quoted shorter than other values, so the whole message stays within the 512
     // characters an error may carry and keeps the constraint it names.
-    let description = coffer_auth::sigv4::echo_at_most(description, 256);
-    Err(IamError::Invalid(format!(
-        "1 validation error detected: Value '{description}' at 'description' failed to \
-         satisfy constraint: Member must have length less than or equal to 1000"
-    )))
+    let constraint = Constraint::MaxLength(1000);
+    Err(invalid(Violation::value_at_most(description, 256, "description", constraint)))
 }
 
 /// Paths: `/` or `/` ... `/`, printable ASCII, at most 512 characters.
@@ -438,11 +433,8 @@ fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
             return Err(validation(&tag.key, "tags.member.key", "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+"));
         }
         if tag.value.chars().count() > 256 {
-            return Err(IamError::Invalid(format!(
-                "1 validation error detected: Value '{}' at 'tags.member.value' failed to \
-                 satisfy constraint: Member must have length less than or equal to 256",
-                echo(&tag.value)
-            )));
+            let constraint = Constraint::MaxLength(256);
+            return Err(invalid(Violation::value(&tag.value, "tags.member.value", constraint)));
         }
     }
     Ok(())
@@ -501,11 +493,8 @@ pub fn validate_version_id(version: &str) -> Result<(), IamError> {
     if ok {
         return Ok(());
     }
-    Err(IamError::Invalid(
-        "1 validation error detected: Value at 'versionId' failed to satisfy constraint: \
-         Member must satisfy regular expression pattern: v[1-9][0-9]*(\\.[A-Za-z0-9-]*)?"
-            .into(),
-    ))
+    let pattern = Constraint::Pattern("v[1-9][0-9]*(\\.[A-Za-z0-9-]*)?");
+    Err(invalid(Violation::unnamed("versionId", pattern)))
 }
 
 fn not_attachable(arn: &str) -> IamError {
@@ -870,11 +859,8 @@ impl Iam {
         status: &str,
     ) -> Result<(), IamError> {
         if !matches!(status, "Active" | "Inactive") {
-            let status = echo(status);
-            return Err(IamError::Invalid(format!(
-                "1 validation error detected: Value '{status}' at 'status' failed to satisfy \
-                 constraint: Member must satisfy enum value set: [Active, Inactive]"
-            )));
+            let statuses = Constraint::OneOf(&["Active", "Inactive"]);
+            return Err(invalid(Violation::value(status, "status", statuses)));
         }
         self.write(store, |tx| {
             let mut record = Self::key_of(tx, account, user, id)?;
@@ -1493,15 +1479,9 @@ pub(crate) fn check_max_session(secs: i64) -> Result<(), IamError> {
     if (3600..=43200).contains(&secs) {
         Ok(())
     } else {
-        Err(IamError::Invalid(format!(
-            "1 validation error detected: Value '{secs}' at 'maxSessionDuration' failed to \
-             satisfy constraint: Member must have value {}",
-            if secs < 3600 {
-                "greater than or equal to 3600"
-            } else {
-                "less than or equal to 43200"
-            }
-        )))
+        let constraint =
+            if secs < 3600 { Constraint::MinValue(3600) } else { Constraint::MaxValue(43200) };
+        Err(invalid(Violation::number(secs, "maxSessionDuration", constraint)))
     }
 }
 

@@ -30,6 +30,7 @@ use coffer_auth::principal::{
 };
 use coffer_auth::sigv4::SigningKeyCache;
 use coffer_core::AwsError;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_crypto::{KeyMaterial, MasterKey, random_bytes};
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -170,11 +171,7 @@ pub fn is_account_id(account: &str) -> bool {
 
 /// AWS's validation message for an account id that is not 12 digits.
 pub fn account_id_error(account: &str) -> String {
-    let account = coffer_auth::sigv4::echo(account);
-    format!(
-        "1 validation error detected: Value '{account}' at 'accountId' failed to satisfy \
-         constraint: Member must satisfy regular expression pattern: ^\\d{{12}}$"
-    )
+    Violation::value(account, "accountId", Constraint::Pattern("^\\d{12}$")).message()
 }
 
 /// Maps a store failure to the error a client sees: internal, its cause logged, never

@@ -11,6 +11,7 @@
 use super::{IamError, decode, encode, read, user_key};
 use crate::Iam;
 use crate::directory::Tag;
+use coffer_core::validation::{self, Constraint, Violation};
 use coffer_store::{ReadTxn, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -77,35 +78,19 @@ pub fn provider_arn_parts(arn: &str) -> Option<(&str, &str)> {
 fn check_bounds(url: &str, client_ids: &[String], thumbprints: &[String]) -> Result<(), IamError> {
     let mut broken = Vec::new();
     if client_ids.iter().any(|c| c.is_empty() || c.len() > 255) {
-        broken.push(
-            "Value at 'clientIDList' failed to satisfy constraint: Member must satisfy \
-             constraint: [Member must have length less than or equal to 255, Member must have \
-             length greater than or equal to 1]",
-        );
+        const EACH: &[Constraint<'_>] = &[Constraint::MaxLength(255), Constraint::MinLength(1)];
+        broken.push(Violation::unnamed("clientIDList", Constraint::Members(EACH)));
     }
     if thumbprints.iter().any(|t| t.len() != 40) {
-        broken.push(
-            "Value at 'thumbprintList' failed to satisfy constraint: Member must satisfy \
-             constraint: [Member must have length less than or equal to 40, Member must have \
-             length greater than or equal to 40]",
-        );
+        const EACH: &[Constraint<'_>] = &[Constraint::MaxLength(40), Constraint::MinLength(40)];
+        broken.push(Violation::unnamed("thumbprintList", Constraint::Members(EACH)));
     }
     if url.is_empty() {
-        broken.push(
-            "Value at 'url' failed to satisfy constraint: Member must have length greater than \
-             or equal to 1",
-        );
+        broken.push(Violation::unnamed("url", Constraint::MinLength(1)));
     } else if url.len() > 255 {
-        broken.push(
-            "Value at 'url' failed to satisfy constraint: Member must have length less than or \
-             equal to 255",
-        );
+        broken.push(Violation::unnamed("url", Constraint::MaxLength(255)));
     }
-    match broken.len() {
-        0 => Ok(()),
-        1 => Err(invalid(format!("1 validation error detected: {}", broken[0]))),
-        n => Err(invalid(format!("{n} validation errors detected: {}", broken.join("; ")))),
-    }
+    if broken.is_empty() { Ok(()) } else { Err(invalid(validation::detected(&broken))) }
 }
 
 /// IAM's answer for a provider ARN that names none (also one of another partition).

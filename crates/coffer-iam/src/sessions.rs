@@ -27,6 +27,7 @@ use crate::directory::{Tag, identity_documents, role_documents, role_in};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::{ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey};
 use coffer_core::AwsError;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_crypto::random_bytes;
 use coffer_store::{ReadTxn, Store, StoreError, WriteTxn};
 use serde::{Deserialize, Serialize};
@@ -237,11 +238,8 @@ pub fn check_session_policy_length(doc: &str) -> Result<(), IamError> {
     if doc.chars().count() <= MAX_SESSION_POLICY_CHARS {
         return Ok(());
     }
-    let quoted = coffer_auth::sigv4::echo_at_most(doc, 256);
-    Err(IamError::Invalid(format!(
-        "1 validation error detected: Value '{quoted}' at 'policy' failed to satisfy \
-         constraint: Member must have length less than or equal to {MAX_SESSION_POLICY_CHARS}"
-    )))
+    let constraint = Constraint::MaxLength(MAX_SESSION_POLICY_CHARS as i64);
+    Err(IamError::Invalid(Violation::value_at_most(doc, 256, "policy", constraint).message()))
 }
 
 /// A temporary access key id: `ASIA` and 16 base-32 characters.

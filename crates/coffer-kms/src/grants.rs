@@ -8,6 +8,7 @@
 
 use crate::ciphertext::EncryptionContext;
 use crate::error::KmsError;
+use crate::ids::KeyRef;
 use crate::model::{KeyRecord, Page};
 use crate::service::Kms;
 use base64::Engine;
@@ -332,10 +333,13 @@ impl Kms {
         // Real KMS refuses an alias here by its form, in words of its own (see
         // `KmsError::aliases_not_supported`); the other key-only operations keep
         // NotFoundException, as moto's tests of them expect and no recording contradicts.
-        if crate::ids::parse_key_ref(key_id)?.is_alias() {
-            return Err(KmsError::aliases_not_supported());
-        }
-        let key = self.find_key(tx, scope, key_id, false)?;
+        let reference = match crate::ids::parse_key_ref(key_id)? {
+            KeyRef::AliasName(_) | KeyRef::AliasArn { .. } => {
+                return Err(KmsError::aliases_not_supported());
+            }
+            reference @ (KeyRef::KeyId(_) | KeyRef::KeyArn { .. }) => reference,
+        };
+        let key = self.find_key_referenced(tx, scope, key_id, reference)?;
         // AWS's key-state table: a grant is made only on a key that could be used
         // (DisabledException for a disabled key, KMSInvalidStateException pending import,
         // deletion or replica deletion).

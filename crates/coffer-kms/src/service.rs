@@ -15,6 +15,7 @@ use crate::model::{
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use coffer_core::model::{DAY_MS, Millis};
+use coffer_core::validation::{Constraint, Violation};
 use coffer_core::{ErrorCode, Partition, Scope};
 use coffer_crypto::{KeyMaterial, MasterKey, SecretBytes};
 use coffer_store::{ReadTxn, WriteTxn};
@@ -697,6 +698,19 @@ impl Kms {
         if reference.is_alias() && !allow_alias {
             return Err(KmsError::invalid_key_id(key_id));
         }
+        self.find_key_referenced(tx, scope, key_id, reference)
+    }
+
+    /// The key `reference` names, `reference` being `key_id` as [`parse_key_ref`] read it:
+    /// for an operation that answers some kind of reference in its own words before any
+    /// key is looked up (CreateGrant's alias), without reading `key_id` twice.
+    pub(crate) fn find_key_referenced(
+        &self,
+        tx: &dyn ReadTxn,
+        scope: &Scope,
+        key_id: &str,
+        reference: KeyRef,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         match reference {
             KeyRef::KeyId(id) => self
                 .load_key(tx, scope, &id)?
@@ -895,10 +909,11 @@ impl Kms {
     ) -> Result<KeyRecord, KmsError> {
         let days = days.unwrap_or(30);
         if !(7..=30).contains(&days) {
-            return Err(KmsError::validation(format!(
-                "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value {}",
-                if days < 7 { "greater than or equal to 7" } else { "less than or equal to 30" }
-            )));
+            let constraint =
+                if days < 7 { Constraint::MinValue(7) } else { Constraint::MaxValue(30) };
+            return Err(KmsError::validation(
+                Violation::number(days.into(), "pendingWindowInDays", constraint).message(),
+            ));
         }
         let mut key = self.find_key(tx, scope, key_id, false)?;
         refuse_aws_managed(&key, "ScheduleKeyDeletion")?;

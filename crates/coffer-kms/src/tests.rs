@@ -385,6 +385,42 @@ fn key_management_operations_take_no_aliases() {
 }
 
 #[test]
+fn create_grant_refuses_aliases_by_their_form_and_takes_key_ids_and_key_arns() {
+    let f = Fixture::new();
+    let key = f.create();
+    f.write(|kms, tx| kms.create_alias(tx, &scope(), "alias/app", &key.key_id, NOW)).unwrap();
+    let grant = || crate::grants::NewGrant {
+        grantee_principal: "arn:aws:iam::111122223333:role/app".into(),
+        operations: vec!["Encrypt".into()],
+        ..Default::default()
+    };
+    // An alias is refused in CreateGrant's own words whether or not it names a key.
+    for alias in [
+        "alias/app",
+        "alias/none",
+        "arn:aws:kms:us-east-1:111122223333:alias/app",
+        "arn:aws:kms:us-east-1:111122223333:alias/none",
+    ] {
+        let err =
+            f.write(|kms, tx| kms.create_grant(tx, &scope(), alias, grant(), NOW)).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::KmsInvalidArn), "{alias}");
+        assert_eq!(err.client_message(), "Key Aliases are not supported for this operation.");
+    }
+    // What is no key reference at all keeps the parser's answer.
+    let err =
+        f.write(|kms, tx| kms.create_grant(tx, &scope(), "alias/", grant(), NOW)).unwrap_err();
+    assert_eq!(err.client_message(), "Invalid keyId 'alias/'");
+    for reference in [key.key_id.as_str(), key.arn.as_str()] {
+        let made = f.write(|kms, tx| kms.create_grant(tx, &scope(), reference, grant(), NOW));
+        assert_eq!(made.unwrap().key_id, key.key_id);
+    }
+    let missing = key_arn(&scope(), "1234abcd-12ab-34cd-56ef-1234567890ab");
+    let err =
+        f.write(|kms, tx| kms.create_grant(tx, &scope(), &missing, grant(), NOW)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::KmsNotFound));
+}
+
+#[test]
 fn the_secrets_manager_key_is_created_once_per_scope_as_an_aws_managed_key() {
     let f = Fixture::new();
     let first = f.write(|kms, tx| kms.key_for_secret(tx, &scope(), None, NOW)).unwrap();

@@ -9,6 +9,7 @@
 
 use crate::auth::RawRequest;
 use crate::sessions as sts_sessions;
+use crate::sts::FormValues;
 use crate::web_identity::{
     Claims, Failure, Header, MAX_TOKEN, REGION, SKEW_SECS, b64url, check_session_name, envelope,
     internal, invalid_token, required,
@@ -16,6 +17,7 @@ use crate::web_identity::{
 use crate::{App, RequestContext, dev_sessions, sts};
 use coffer_auth::principal::Principal;
 use coffer_core::Scope;
+use coffer_core::validation::{Constraint, Violation};
 use std::sync::Arc;
 
 /// Answers the call: the status and body.
@@ -27,7 +29,8 @@ pub async fn answer(
 ) -> (u16, Vec<u8>) {
     let (app, raw, form, id) = (app.clone(), raw.clone(), form.to_string(), request_id.to_string());
     let answered = tokio::task::spawn_blocking(move || {
-        let answered = assume(&app, &form);
+        let values = FormValues::parse(&form);
+        let answered = assume(&app, &values);
         let null = serde_json::Value::Null;
         let elements = answered.as_ref().map_or(&null, |(_, elements)| elements);
         let error = answered
@@ -36,7 +39,7 @@ pub async fn answer(
             .map(|Failure(code, message, _)| (code.to_string(), message.clone()));
         // Recorded as enforcing mode records a call whose token named an account: as the
         // web identity user, in the role's account; a token too broken to name one is not.
-        if let Some(who) = audited(&form) {
+        if let Some(who) = audited(&values) {
             let ctx =
                 RequestContext::new(Scope::new(who.account, REGION), String::new(), id.clone());
             let identity = coffer_audit::event::UserIdentity {
@@ -72,10 +75,10 @@ struct Audited {
     subject: String,
 }
 
-fn audited(form: &str) -> Option<Audited> {
-    let role_arn = sts::form_value(form, "RoleArn")?;
+fn audited(form: &FormValues<'_>) -> Option<Audited> {
+    let role_arn = form.value("RoleArn")?;
     let (account, _) = crate::iam::directory::role_arn_parts(&role_arn)?;
-    let token = sts::form_value(form, "WebIdentityToken")?;
+    let token = form.value("WebIdentityToken")?;
     let claims = claims_of(&token).ok()?;
     let subject = claims.sub.clone().unwrap_or_default();
     let aud = claims.aud.values().first().copied().unwrap_or("").to_string();
@@ -113,7 +116,7 @@ fn claims_of(token: &str) -> Result<Claims, Failure> {
 }
 
 /// The answer's body and what the event records of it (never the secret or the token).
-fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure> {
+fn assume(app: &App, form: &FormValues<'_>) -> Result<(String, serde_json::Value), Failure> {
     let role_arn = required(form, "RoleArn", "roleArn")?;
     let session_name = required(form, "RoleSessionName", "roleSessionName")?;
     let token = required(form, "WebIdentityToken", "webIdentityToken")?;
@@ -147,7 +150,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
     let Some(sub) = claims.sub.clone().filter(|s| !s.is_empty()) else {
         return Err(invalid_token("The web identity token has no sub claim."));
     };
-    let duration = match sts::form_value(form, "DurationSeconds") {
+    let duration = match form.value("DurationSeconds") {
         None => None,
         Some(v) => Some(v.parse::<i64>().map_err(|_| {
             let v = coffer_auth::sigv4::echo(&v);
@@ -156,10 +159,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
     };
     // Checked for their shape only, as `--dev`'s AssumeRole checks them.
     let policy_arns = sts_sessions::policy_arns(form)?;
-    sts_sessions::check_session_policies_plaintext(
-        sts::form_value(form, "Policy").as_deref(),
-        &policy_arns,
-    )?;
+    sts_sessions::check_session_policies_plaintext(form.value("Policy").as_deref(), &policy_arns)?;
     // A role with a record gives its id and maximum; one without is assumed all the same,
     // as `--dev`'s AssumeRole assumes it.
     let directory = app.dev_iam.as_ref().ok_or_else(internal)?;
@@ -174,9 +174,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
     if secs < 900 {
         return Err(Failure(
             "ValidationError",
-            format!(
-                "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
-            ),
+            Violation::number(secs, "durationSeconds", Constraint::MinValue(900)).message(),
             400,
         ));
     }
@@ -188,7 +186,7 @@ fn assume(app: &App, form: &str) -> Result<(String, serde_json::Value), Failure>
             400,
         ));
     }
-    if let Some(doc) = sts::form_value(form, "Policy") {
+    if let Some(doc) = form.value("Policy") {
         let malformed = |e: crate::iam::IamError| match e {
             crate::iam::IamError::Malformed(m) => Failure("MalformedPolicyDocument", m, 400),
             crate::iam::IamError::Invalid(m) | crate::iam::IamError::InvalidInput(m) => {

@@ -13,9 +13,11 @@ use crate::auth::{Authenticated, RawRequest};
 use crate::iam::Iam;
 use crate::iam::sessions::{SessionRequest, Subject};
 use crate::sessions::{self, Failure};
-use crate::{App, RequestContext, dev_sessions, sts};
+use crate::sts::FormValues;
+use crate::{App, RequestContext, dev_sessions};
 use coffer_auth::principal::Principal;
 use coffer_core::AwsError;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_wire::operation::Service;
 
 const ACTION: &str = "GetFederationToken";
@@ -29,7 +31,7 @@ pub fn answer(
     ctx: &RequestContext,
     who: Option<&Authenticated>,
     raw: &RawRequest,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Vec<u8>, AwsError> {
     let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
     let (body, elements) = match (who, app.iam.as_ref()) {
@@ -55,18 +57,12 @@ struct FederationRequest {
     tags: Vec<crate::iam::directory::Tag>,
 }
 
-fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
-    let Some(name) = sts::form_value(form, "Name") else {
-        return Err(Failure(
-            "ValidationError",
-            "1 validation error detected: Value null at 'name' failed to satisfy constraint: \
-             Member must not be null"
-                .into(),
-            400,
-        ));
+fn federation_request(form: &FormValues<'_>) -> Result<FederationRequest, Failure> {
+    let Some(name) = form.value("Name") else {
+        return Err(Failure("ValidationError", Violation::null("name").message(), 400));
     };
     check_name(&name)?;
-    let policy = sts::form_value(form, "Policy");
+    let policy = form.value("Policy");
     if let Some(doc) = policy.as_deref() {
         crate::iam::sessions::check_session_policy_length(doc)?;
     }
@@ -80,23 +76,15 @@ fn federation_request(form: &str) -> Result<FederationRequest, Failure> {
 fn check_name(name: &str) -> Result<(), Failure> {
     let len = name.chars().count();
     let constraint = if len < 2 {
-        "Member must have length greater than or equal to 2"
+        Constraint::MinLength(2)
     } else if len > 32 {
-        "Member must have length less than or equal to 32"
+        Constraint::MaxLength(32)
     } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)) {
-        "Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        Constraint::Pattern("[\\w+=,.@-]*")
     } else {
         return Ok(());
     };
-    let name = coffer_auth::sigv4::echo(name);
-    Err(Failure(
-        "ValidationError",
-        format!(
-            "1 validation error detected: Value '{name}' at 'name' failed to satisfy \
-             constraint: {constraint}"
-        ),
-        400,
-    ))
+    Err(Failure("ValidationError", Violation::value(name, "name", constraint).message(), 400))
 }
 
 /// Session credentials (a role's, GetSessionToken's, a federated user's) cannot federate:
@@ -114,7 +102,7 @@ fn federate(
     iam: &Iam,
     who: &Authenticated,
     raw: &RawRequest,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<(String, serde_json::Value), AwsError> {
     let failure = |Failure(code, message, status)| crate::query::failure(code, message, status);
     let p = &who.caller.principal;
@@ -179,7 +167,7 @@ fn federate(
 fn dev_federate(
     app: &App,
     ctx: &RequestContext,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<(String, serde_json::Value), Failure> {
     if ctx.access_key_id.starts_with("ASIA") && ctx.dev_caller.is_some() {
         return Err(session_credentials_refused());

@@ -24,6 +24,7 @@ use crate::query::Form;
 use crate::{App, RequestContext};
 use axum::http::HeaderMap;
 use coffer_auth::time::format_iso8601;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_core::{AwsError, ErrorCode, Partition};
 use coffer_wire::operation::{IamOp, Service};
 use std::fmt::Write as _;
@@ -160,12 +161,7 @@ const POLICY_DOCUMENT_MAX_CHARS: usize = 131_072;
 
 impl IamForm for Form {
     fn required(&self, name: &str, member: &str) -> Result<&str, Failure> {
-        self.get(name).ok_or_else(|| {
-            Failure::invalid(format!(
-                "1 validation error detected: Value null at '{member}' failed to satisfy \
-                 constraint: Member must not be null"
-            ))
-        })
+        self.get(name).ok_or_else(|| Failure::invalid(Violation::null(member).message()))
     }
 
     fn document(&self, name: &str, member: &str) -> Result<&str, Failure> {
@@ -262,11 +258,9 @@ fn page<T>(
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
-                let v = coffer_auth::sigv4::echo(v);
-                return Err(Failure::invalid(format!(
-                    "1 validation error detected: Value '{v}' at 'maxItems' failed to satisfy \
-                     constraint: Member must have value between 1 and 1000"
-                )));
+                return Err(Failure::invalid(
+                    Violation::value(v, "maxItems", Constraint::ValueBetween(1, 1000)).message(),
+                ));
             }
         },
     };

@@ -8,6 +8,7 @@ use crate::kms_families as families;
 use crate::policies::bind_user_principals;
 use crate::{App, RequestContext, clock};
 use coffer_auth::policy::{Policy, PolicyKind};
+use coffer_core::validation::Violation;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::asymmetric;
 use coffer_kms::{
@@ -349,11 +350,9 @@ fn alias_entry(scope: &Scope, listed: &ListedAlias) -> wire::AliasListEntry {
 }
 
 fn target_key_id(req: &wire::AliasRequest) -> Result<&str, AwsError> {
-    req.target_key_id.as_deref().ok_or_else(|| {
-        AwsError::validation(
-            "1 validation error detected: Value null at 'targetKeyId' failed to satisfy constraint: Member must not be null",
-        )
-    })
+    req.target_key_id
+        .as_deref()
+        .ok_or_else(|| AwsError::validation(Violation::null("targetKeyId").message()))
 }
 
 pub fn create_alias(

@@ -4,6 +4,7 @@
 use coffer_store::{Handoff, MemoryStore, Store, StoreError, StoreResult, WriteTxn};
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the store does with a write.
 #[derive(Debug, Clone, Copy)]
@@ -24,12 +25,19 @@ pub(crate) struct Scripted {
     inner: MemoryStore,
     script: Mutex<VecDeque<Next>>,
     repeat: bool,
+    /// Writes handed to the store so far, whatever their step did.
+    writes: AtomicU64,
 }
 
 impl Scripted {
     /// A store whose writes commit until [`Scripted::then`] says otherwise.
     pub(crate) fn new() -> Scripted {
-        Scripted { inner: MemoryStore::new(), script: Mutex::new(VecDeque::new()), repeat: false }
+        Scripted {
+            inner: MemoryStore::new(),
+            script: Mutex::new(VecDeque::new()),
+            repeat: false,
+            writes: AtomicU64::new(0),
+        }
     }
 
     /// A store whose writes go through `steps` in turn, over and over.
@@ -42,6 +50,12 @@ impl Scripted {
     /// The next writes take `steps`, after what the script already holds.
     pub(crate) fn then(&self, steps: &[Next]) {
         self.script.lock().unwrap().extend(steps.iter().copied());
+    }
+
+    /// How many writes were handed to the store so far (a rerun write counts once, as
+    /// the one transaction it is): what a group commit's tests count batches by.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     fn next(&self) -> Next {
@@ -81,6 +95,7 @@ impl Store for Scripted {
         handoff: Handoff,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         match self.next() {
             Next::Commit => self.inner.write_after(handoff, f),
             Next::FailCommit => self.inner.write_after(handoff, &mut |tx| {

@@ -16,12 +16,14 @@ use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::iam::directory::{Tag, role_arn_parts};
 use crate::iam::sessions::{Expired, IssuedSession, SessionRequest, Subject};
 use crate::iam::{Iam, IamError, KnownKey};
-use crate::{App, RequestContext, dev_sessions, sts};
+use crate::sts::FormValues;
+use crate::{App, RequestContext, dev_sessions};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::stored_iam_arn;
 use coffer_auth::sigv4::SigV4Error;
 use coffer_auth::time::format_iso8601;
 use coffer_core::Partition;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_wire::operation::{Service, StsOp};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -137,7 +139,7 @@ pub fn answer(
     who: Option<&Authenticated>,
     raw: &RawRequest,
     op: StsOp,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Vec<u8>, (&'static str, String, u16)> {
     let action = op.name();
     let internal = || Err(Failure("InternalFailure", "An internal error occurred.".into(), 500));
@@ -229,39 +231,40 @@ fn credentials_parts_xml(
     )
 }
 
-pub(crate) fn duration(form: &str, default: i64, max: i64, role_max: bool) -> Result<i64, Failure> {
-    let Some(text) = sts::form_value(form, "DurationSeconds") else { return Ok(default) };
+pub(crate) fn duration(
+    form: &FormValues<'_>,
+    default: i64,
+    max: i64,
+    role_max: bool,
+) -> Result<i64, Failure> {
+    let Some(text) = form.value("DurationSeconds") else { return Ok(default) };
     let secs: i64 = text.parse().map_err(|_| {
         let text = coffer_auth::sigv4::echo(&text);
         Failure::invalid(format!("Invalid value for DurationSeconds: {text}"))
     })?;
     if secs < MIN_DURATION {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy \
-             constraint: Member must have value greater than or equal to {MIN_DURATION}"
-        )));
+        return Err(Failure::invalid(
+            Violation::number(secs, "durationSeconds", Constraint::MinValue(MIN_DURATION))
+                .message(),
+        ));
     }
     if secs > max {
         return Err(Failure::invalid(if role_max {
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                 .to_string()
         } else {
-            format!(
-                "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to \
-                 satisfy constraint: Member must have value less than or equal to {max}"
-            )
+            Violation::number(secs, "durationSeconds", Constraint::MaxValue(max)).message()
         }));
     }
     Ok(secs)
 }
 
-pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
+pub(crate) fn session_tags(form: &FormValues<'_>) -> Result<Vec<Tag>, Failure> {
     // One past the bound is enough to refuse the list (see `policy_arns`).
     let tags: Vec<Tag> = (1..=MAX_SESSION_TAGS + 1)
         .map_while(|i| {
-            let key = sts::form_value(form, &format!("Tags.member.{i}.Key"))?;
-            let value =
-                sts::form_value(form, &format!("Tags.member.{i}.Value")).unwrap_or_default();
+            let key = form.value(&format!("Tags.member.{i}.Key"))?;
+            let value = form.value(&format!("Tags.member.{i}.Value")).unwrap_or_default();
             Some(Tag { key, value })
         })
         .collect();
@@ -277,10 +280,9 @@ pub(crate) fn session_tags(form: &str) -> Result<Vec<Tag>, Failure> {
         ));
     }
     if tags.len() > MAX_SESSION_TAGS {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member \
-             must have length less than or equal to {MAX_SESSION_TAGS}"
-        )));
+        return Err(Failure::invalid(
+            Violation::unnamed("tags", Constraint::MaxLength(MAX_SESSION_TAGS as i64)).message(),
+        ));
     }
     Ok(tags)
 }
@@ -291,31 +293,29 @@ const MAX_POLICY_ARNS: usize = 10;
 /// The managed session policies a request passes (`PolicyArns.member.N.arn`), checked
 /// against the model (each ARN 20 to 2,048 characters) and AWS's count, in the validation
 /// message's words.
-pub(crate) fn policy_arns(form: &str) -> Result<Vec<String>, Failure> {
-    // One past the bound is enough to refuse the list: each member is found by a scan of
-    // the whole form, so reading every member a large form names cost its square (8,000
-    // members held a worker 17 s, before any authorization; review 15b, finding 02).
+pub(crate) fn policy_arns(form: &FormValues<'_>) -> Result<Vec<String>, Failure> {
+    // One past the bound is enough to refuse the list. Each member was once found by a
+    // scan of the whole form, so reading every member a large form names cost its square
+    // (8,000 members held a worker 17 s, before any authorization; review 15b, finding
+    // 02); lookups are now in a `FormValues` read once, and the bound still keeps a list
+    // from being read further than it can be accepted.
     let arns: Vec<String> = (1..=MAX_POLICY_ARNS + 1)
-        .map_while(|i| sts::form_value(form, &format!("PolicyArns.member.{i}.arn")))
+        .map_while(|i| form.value(&format!("PolicyArns.member.{i}.arn")))
         .collect();
     for (i, arn) in arns.iter().enumerate() {
         let constraint = match arn.chars().count() {
-            n if n < 20 => "Member must have length greater than or equal to 20",
-            n if n > 2048 => "Member must have length less than or equal to 2048",
+            n if n < 20 => Constraint::MinLength(20),
+            n if n > 2048 => Constraint::MaxLength(2048),
             _ => continue,
         };
-        let quoted = coffer_auth::sigv4::echo(arn);
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value '{quoted}' at 'policyArns.{}.member.arn' failed \
-             to satisfy constraint: {constraint}",
-            i + 1
-        )));
+        let member = format!("policyArns.{}.member.arn", i + 1);
+        return Err(Failure::invalid(Violation::value(arn, &member, constraint).message()));
     }
     if arns.len() > MAX_POLICY_ARNS {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_POLICY_ARNS}"
-        )));
+        return Err(Failure::invalid(
+            Violation::unnamed("policyArns", Constraint::MaxLength(MAX_POLICY_ARNS as i64))
+                .message(),
+        ));
     }
     Ok(arns)
 }
@@ -392,14 +392,9 @@ struct AssumeRequest {
     transitive: Vec<String>,
 }
 
-fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
+fn assume_request(form: &FormValues<'_>) -> Result<AssumeRequest, Failure> {
     let required = |name: &str, member: &str| {
-        sts::form_value(form, name).ok_or_else(|| {
-            Failure::invalid(format!(
-                "1 validation error detected: Value null at '{member}' failed to satisfy \
-                 constraint: Member must not be null"
-            ))
-        })
+        form.value(name).ok_or_else(|| Failure::invalid(Violation::null(member).message()))
     };
     let role_arn = required("RoleArn", "roleArn")?;
     let session_name = required("RoleSessionName", "roleSessionName")?;
@@ -410,7 +405,7 @@ fn assume_request(form: &str) -> Result<AssumeRequest, Failure> {
         let role_arn = coffer_auth::sigv4::echo(&role_arn);
         return Err(Failure::invalid(format!("{role_arn} is invalid")));
     }
-    let session_policy = sts::form_value(form, "Policy");
+    let session_policy = form.value("Policy");
     let policy_arns = policy_arns(form)?;
     let tags = session_tags(form)?;
     let transitive = transitive_keys(form, &tags)?;
@@ -422,7 +417,7 @@ fn assume_role(
     iam: &Iam,
     who: &Authenticated,
     raw: &RawRequest,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Issued, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, transitive } =
         assume_request(form)?;
@@ -468,7 +463,7 @@ fn assume_role(
         return Err(denied());
     };
     let mut extra = vec![("sts:RoleSessionName".to_string(), session_name.clone())];
-    if let Some(external) = sts::form_value(form, "ExternalId") {
+    if let Some(external) = form.value("ExternalId") {
         extra.push(("sts:ExternalId".to_string(), external));
     }
     for tag in &tags {
@@ -546,7 +541,7 @@ fn dev_assume_role(
     app: &App,
     directory: &Iam,
     ctx: &RequestContext,
-    form: &str,
+    form: &FormValues<'_>,
 ) -> Result<Issued, Failure> {
     let AssumeRequest { role_arn, session_name, session_policy, policy_arns, tags, .. } =
         assume_request(form)?;
@@ -614,7 +609,11 @@ fn dev_assume_role(
 /// `--dev`'s GetSessionToken: credentials that act as the caller, a user of `--dev`'s
 /// directory or its account's root (whose sessions last at most an hour, as on AWS). A
 /// session's own credentials are refused, as on AWS.
-fn dev_session_token(app: &App, ctx: &RequestContext, form: &str) -> Result<Issued, Failure> {
+fn dev_session_token(
+    app: &App,
+    ctx: &RequestContext,
+    form: &FormValues<'_>,
+) -> Result<Issued, Failure> {
     if ctx.dev_caller.is_some() && ctx.access_key_id.starts_with("ASIA") {
         return Err(Failure(
             "AccessDenied",
@@ -647,22 +646,18 @@ pub(crate) fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Princi
 fn check_session_name(name: &str) -> Result<(), Failure> {
     let len = name.chars().count();
     let broken = if len < 2 {
-        Some("Member must have length greater than or equal to 2")
+        Some(Constraint::MinLength(2))
     } else if len > 64 {
-        Some("Member must have length less than or equal to 64")
+        Some(Constraint::MaxLength(64))
     } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b)) {
-        Some("Member must satisfy regular expression pattern: [\\w+=,.@-]*")
+        Some(Constraint::Pattern("[\\w+=,.@-]*"))
     } else {
         None
     };
     match broken {
         None => Ok(()),
         Some(constraint) => {
-            let name = coffer_auth::sigv4::echo(name);
-            Err(Failure::invalid(format!(
-                "1 validation error detected: Value '{name}' at 'roleSessionName' failed to \
-                 satisfy constraint: {constraint}"
-            )))
+            Err(Failure::invalid(Violation::value(name, "roleSessionName", constraint).message()))
         }
     }
 }
@@ -677,16 +672,16 @@ fn is_arn(arn: &str) -> bool {
 
 /// The TransitiveTagKeys given: each must name one of the session's tags (tag keys are
 /// case-insensitive), as AWS requires.
-fn transitive_keys(form: &str, tags: &[Tag]) -> Result<Vec<String>, Failure> {
+fn transitive_keys(form: &FormValues<'_>, tags: &[Tag]) -> Result<Vec<String>, Failure> {
     // One past the model's bound (50) is enough to refuse the list (see `policy_arns`).
     let keys: Vec<String> = (1..=MAX_SESSION_TAGS + 1)
-        .map_while(|i| sts::form_value(form, &format!("TransitiveTagKeys.member.{i}")))
+        .map_while(|i| form.value(&format!("TransitiveTagKeys.member.{i}")))
         .collect();
     if keys.len() > MAX_SESSION_TAGS {
-        return Err(Failure::invalid(format!(
-            "1 validation error detected: Value at 'transitiveTagKeys' failed to satisfy \
-             constraint: Member must have length less than or equal to {MAX_SESSION_TAGS}"
-        )));
+        return Err(Failure::invalid(
+            Violation::unnamed("transitiveTagKeys", Constraint::MaxLength(MAX_SESSION_TAGS as i64))
+                .message(),
+        ));
     }
     if keys.iter().any(|k| !tags.iter().any(|t| t.key.eq_ignore_ascii_case(k))) {
         return Err(Failure(
@@ -751,7 +746,12 @@ pub(crate) fn packed_policy_size(
     Some(((packed * 100).div_ceil(PACKED_ALLOWANCE)).clamp(1, 100))
 }
 
-fn session_token(app: &App, iam: &Iam, who: &Authenticated, form: &str) -> Result<Issued, Failure> {
+fn session_token(
+    app: &App,
+    iam: &Iam,
+    who: &Authenticated,
+    form: &FormValues<'_>,
+) -> Result<Issued, Failure> {
     let p = &who.caller.principal;
     if p.is_assumed_role() || who.access_key_id.starts_with("ASIA") {
         return Err(Failure(

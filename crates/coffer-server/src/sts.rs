@@ -9,12 +9,13 @@ use crate::auth::{Authenticated, RawRequest};
 use crate::query::Form;
 use crate::{App, RequestContext};
 use coffer_core::AwsError;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_wire::operation::{Service, StsOp};
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 pub const VERSION: &str = coffer_wire::query_form::STS_VERSION;
 // The form parsing is pure and lives in coffer-wire (fuzzed there without the server).
-pub use coffer_wire::query_form::{form_value, is_query_request, percent_encode};
+pub use coffer_wire::query_form::{FormValues, form_value, is_query_request, percent_encode};
 
 /// The identity GetCallerIdentity reports.
 #[derive(Debug, Clone)]
@@ -75,11 +76,13 @@ pub fn handle(
             Ok(caller_identity(&identity, &ctx.request_id))
         }
         StsOp::AssumeRole | StsOp::GetSessionToken => {
-            crate::sessions::answer(app, ctx, who, raw, op, form.text())
+            crate::sessions::answer(app, ctx, who, raw, op, &FormValues::parse(form.text()))
                 .map_err(|(code, message, status)| crate::query::failure(code, message, status))
         }
         StsOp::GetAccessKeyInfo => access_key_info(app, ctx, who, raw, form),
-        StsOp::GetFederationToken => crate::federation::answer(app, ctx, who, raw, form.text()),
+        StsOp::GetFederationToken => {
+            crate::federation::answer(app, ctx, who, raw, &FormValues::parse(form.text()))
+        }
         // Unsigned (the token is the credential), so answered by `web_identity` before
         // the pipeline; a request never reaches here with it.
         StsOp::AssumeRoleWithWebIdentity => Err(AwsError::internal()),
@@ -178,25 +181,15 @@ fn dev_key_account(app: &App, id: &str) -> Option<String> {
 /// validation message's words.
 fn access_key_id_problem(id: Option<&str>) -> Option<String> {
     let Some(id) = id else {
-        return Some(
-            "1 validation error detected: Value null at 'accessKeyId' failed to satisfy \
-             constraint: Member must not be null"
-                .to_string(),
-        );
+        return Some(Violation::null("accessKeyId").message());
     };
-    let quoted = coffer_auth::sigv4::echo(id);
     let constraint = match id.chars().count() {
-        n if n < 16 => "Member must have length greater than or equal to 16",
-        n if n > 128 => "Member must have length less than or equal to 128",
-        _ if !id.chars().all(|c| c.is_alphanumeric() || c == '_') => {
-            "Member must satisfy regular expression pattern: [\\w]*"
-        }
+        n if n < 16 => Constraint::MinLength(16),
+        n if n > 128 => Constraint::MaxLength(128),
+        _ if !id.chars().all(|c| c.is_alphanumeric() || c == '_') => Constraint::Pattern("[\\w]*"),
         _ => return None,
     };
-    Some(format!(
-        "1 validation error detected: Value '{quoted}' at 'accessKeyId' failed to satisfy \
-         constraint: {constraint}"
-    ))
+    Some(Violation::value(id, "accessKeyId", constraint).message())
 }
 
 /// GetCallerIdentity's answer.

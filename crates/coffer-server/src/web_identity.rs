@@ -20,12 +20,14 @@ use crate::iam::Iam;
 use crate::iam::directory::role_arn_parts;
 use crate::iam::oidc::{OidcProvider, host_path, provider_in};
 use crate::iam::sessions::{SessionRequest, Subject};
+use crate::sts::FormValues;
 use crate::{App, RequestContext, sts};
 use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine;
 use coffer_auth::Principal;
 use coffer_auth::policy::{Context, Policy, PolicyKind, Request, evaluate_key_policy};
 use coffer_auth::time::format_iso8601;
+use coffer_core::validation::{Constraint, Violation};
 use coffer_core::{Partition, Scope};
 use coffer_wire::operation::{Service, StsOp};
 use serde::Deserialize;
@@ -97,7 +99,7 @@ pub async fn intercept(
         let message = format!("{ACTION} is not served with --dev.");
         return Some(sts::error("InvalidAction", &message, request_id, 400));
     };
-    let answered = match prepare(app, form.text()).await {
+    let answered = match prepare(app, &FormValues::parse(form.text())).await {
         Err(refusal) => Err(refusal),
         Ok(mut prepared) => {
             prepared.source_ip = raw.source_ip;
@@ -249,17 +251,9 @@ pub(crate) fn b64url(part: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
 }
 
-pub(crate) fn required(form: &str, name: &str, member: &str) -> Result<String, Failure> {
-    sts::form_value(form, name).ok_or_else(|| {
-        Failure(
-            "ValidationError",
-            format!(
-                "1 validation error detected: Value null at '{member}' failed to satisfy \
-                 constraint: Member must not be null"
-            ),
-            400,
-        )
-    })
+pub(crate) fn required(form: &FormValues<'_>, name: &str, member: &str) -> Result<String, Failure> {
+    form.value(name)
+        .ok_or_else(|| Failure("ValidationError", Violation::null(member).message(), 400))
 }
 
 type Refusal = (Failure, Option<Box<Audited>>);
@@ -271,20 +265,16 @@ pub(crate) fn check_session_name(session_name: &str) -> Result<(), Failure> {
     if name_ok {
         return Ok(());
     }
-    let session_name = coffer_auth::sigv4::echo(session_name);
+    let pattern = Constraint::Pattern("[\\w+=,.@-]*");
     Err(Failure(
         "ValidationError",
-        format!(
-            "1 validation error detected: Value '{session_name}' at 'roleSessionName' \
-             failed to satisfy constraint: Member must satisfy regular expression \
-             pattern: [\\w+=,.@-]*"
-        ),
+        Violation::value(session_name, "roleSessionName", pattern).message(),
         400,
     ))
 }
 
 /// Everything up to and including the signature check (it may fetch the keys).
-async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
+async fn prepare(app: &Arc<App>, form: &FormValues<'_>) -> Result<Prepared, Refusal> {
     let no_audit = |f: Failure| (f, None);
     let role_arn = required(form, "RoleArn", "roleArn").map_err(no_audit)?;
     let session_name = required(form, "RoleSessionName", "roleSessionName").map_err(no_audit)?;
@@ -404,7 +394,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
             Some(Box::new(audit(&claims))),
         ));
     }
-    let duration = match sts::form_value(form, "DurationSeconds") {
+    let duration = match form.value("DurationSeconds") {
         None => None,
         Some(v) => Some(v.parse::<i64>().map_err(|_| {
             let v = coffer_auth::sigv4::echo(&v);
@@ -422,7 +412,7 @@ async fn prepare(app: &Arc<App>, form: &str) -> Result<Prepared, Refusal> {
         role_name,
         session_name,
         duration,
-        session_policy: sts::form_value(form, "Policy"),
+        session_policy: form.value("Policy"),
         policy_arns,
         provider,
         claims,
@@ -500,9 +490,7 @@ fn finish(app: &App, iam: &Iam, p: Prepared) -> Result<(String, Audited), Refusa
                 if secs > max {
                     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.".into()
                 } else {
-                    format!(
-                        "1 validation error detected: Value '{secs}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
-                    )
+                    Violation::number(secs, "durationSeconds", Constraint::MinValue(900)).message()
                 },
                 400,
             ),

@@ -4,12 +4,13 @@
 //! A value of the wrong JSON type is a `SerializationException` and stops the check.
 //! Constraint violations (missing required members, lengths, ranges, patterns, enums)
 //! are all collected and reported together as one `ValidationException`, in AWS's words:
-//! `1 validation error detected: Value 'x' at 'name' failed to satisfy constraint: ...`.
-//! Values of sensitive shapes are never echoed.
+//! `1 validation error detected: Value 'x' at 'name' failed to satisfy constraint: ...`,
+//! worded by `coffer_core::validation`. Values of sensitive shapes are never echoed.
 
 use base64::Engine;
 use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use coffer_core::validation::{self, Constraint, Violation};
 use coffer_core::{AwsError, ErrorCode};
 use serde_json::Value;
 
@@ -21,8 +22,8 @@ const REDACTED: &str = "*** Sensitive Data Redacted ***";
 
 /// The constraint reported for a control character where none may be: AWS's wording
 /// for a pattern, with the pattern that holds for these shapes.
-const CONTROL_CONSTRAINT: &str =
-    "Member must satisfy regular expression pattern: [^\\u0000-\\u001F\\u007F-\\u009F]*";
+const CONTROL_CONSTRAINT: Constraint<'static> =
+    Constraint::Pattern("[^\\u0000-\\u001F\\u007F-\\u009F]*");
 
 /// Standard base64, with or without padding, as the SDKs send blobs.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -52,16 +53,10 @@ pub fn validate_input(
     }
     let mut checker = Checker { model, violations: Vec::new() };
     checker.check(input, false, body, "")?;
-    match checker.violations.len() {
-        0 => check_quotas(model, operation, body),
-        1 => Err(AwsError::validation(format!(
-            "1 validation error detected: {}",
-            checker.violations[0]
-        ))),
-        n => Err(AwsError::validation(format!(
-            "{n} validation errors detected: {}",
-            checker.violations.join("; ")
-        ))),
+    if checker.violations.is_empty() {
+        check_quotas(model, operation, body)
+    } else {
+        Err(AwsError::validation(validation::detected(&checker.violations)))
     }
 }
 
@@ -108,10 +103,9 @@ impl Checker<'_> {
                         Some(v) => {
                             self.check(self.model.shape(&member.shape), member.sensitive, v, &path)?
                         }
-                        None if member.required => self.violations.push(format!(
-                            "Value null at '{path}' failed to satisfy constraint: \
-                             Member must not be null"
-                        )),
+                        None if member.required => {
+                            self.violations.push(Violation::null(&path).to_string())
+                        }
                         None => {}
                     }
                 }
@@ -192,41 +186,17 @@ impl Checker<'_> {
     ) {
         let len = i64::try_from(len).unwrap_or(i64::MAX);
         if let Some(min) = shape.min.filter(|&min| len < min) {
-            self.violation(
-                shape,
-                sensitive,
-                value,
-                path,
-                &format!("Member must have length greater than or equal to {min}"),
-            );
+            self.violation(shape, sensitive, value, path, Constraint::MinLength(min));
         } else if let Some(max) = shape.max.filter(|&max| len > max) {
-            self.violation(
-                shape,
-                sensitive,
-                value,
-                path,
-                &format!("Member must have length less than or equal to {max}"),
-            );
+            self.violation(shape, sensitive, value, path, Constraint::MaxLength(max));
         }
     }
 
     fn check_range(&mut self, shape: &Shape, sensitive: bool, value: &Value, n: i64, path: &str) {
         if let Some(min) = shape.min.filter(|&min| n < min) {
-            self.violation(
-                shape,
-                sensitive,
-                value,
-                path,
-                &format!("Member must have value greater than or equal to {min}"),
-            );
+            self.violation(shape, sensitive, value, path, Constraint::MinValue(min));
         } else if let Some(max) = shape.max.filter(|&max| n > max) {
-            self.violation(
-                shape,
-                sensitive,
-                value,
-                path,
-                &format!("Member must have value less than or equal to {max}"),
-            );
+            self.violation(shape, sensitive, value, path, Constraint::MaxValue(max));
         }
     }
 
@@ -241,22 +211,11 @@ impl Checker<'_> {
         if let Some(pattern) = &shape.pattern
             && pattern.regex.as_ref().is_some_and(|regex| !regex.is_match(s))
         {
-            self.violation(
-                shape,
-                sensitive,
-                value,
-                path,
-                &format!("Member must satisfy regular expression pattern: {}", pattern.source),
-            );
+            self.violation(shape, sensitive, value, path, Constraint::Pattern(&pattern.source));
         }
         if !shape.enum_values.is_empty() && !shape.enum_values.iter().any(|e| e == s) {
-            self.violation(
-                shape,
-                sensitive,
-                value,
-                path,
-                &format!("Member must satisfy enum value set: [{}]", shape.enum_values.join(", ")),
-            );
+            let values: Vec<&str> = shape.enum_values.iter().map(String::as_str).collect();
+            self.violation(shape, sensitive, value, path, Constraint::OneOf(&values));
         }
     }
 
@@ -287,19 +246,17 @@ impl Checker<'_> {
         sensitive: bool,
         value: &Value,
         path: &str,
-        constraint: &str,
+        constraint: Constraint<'_>,
     ) {
         // KMS names no value at all for a sensitive member (`Value at 'plaintext' ...`);
         // Secrets Manager writes the redaction marker in its place.
-        if (sensitive || shape.sensitive) && std::ptr::eq(self.model, ServiceModel::kms()) {
-            self.violations
-                .push(format!("Value at '{path}' failed to satisfy constraint: {constraint}"));
-            return;
-        }
-        let rendered = self.render(shape, sensitive, value);
-        self.violations.push(format!(
-            "Value '{rendered}' at '{path}' failed to satisfy constraint: {constraint}"
-        ));
+        let violation =
+            if (sensitive || shape.sensitive) && std::ptr::eq(self.model, ServiceModel::kms()) {
+                Violation::unnamed(path, constraint)
+            } else {
+                Violation::rendered(self.render(shape, sensitive, value), path, constraint)
+            };
+        self.violations.push(violation.to_string());
     }
 
     /// Renders a value as AWS's Java framework prints it (`[a, b]` for lists), with any

@@ -145,3 +145,21 @@ proptest! {
         support::list_filters::validate_decode_and_match(value);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// STS's handlers read a form through `FormValues` (parsed once): whatever the form,
+    /// every name reads as `form_value` (a scan per lookup) reads it.
+    #[test]
+    fn form_values_parsed_once_read_as_a_scan_per_name_reads(
+        form in "[AB.=&%+4a1zé]{0,40}",
+        names in prop::collection::vec("[AB.=%+4a1é]{0,3}", 1..6),
+    ) {
+        use coffer_wire::query_form::{FormValues, form_value};
+        let values = FormValues::parse(&form);
+        for name in &names {
+            prop_assert_eq!(values.value(name), form_value(&form, name), "{:?} in {:?}", name, form);
+        }
+    }
+}
