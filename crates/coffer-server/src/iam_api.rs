@@ -170,12 +170,8 @@ impl IamForm for Form {
             return Ok(document);
         }
         // Quoted short, as a description is, so the message keeps the constraint it names.
-        let quoted = coffer_auth::sigv4::echo_at_most(document, 256);
-        Err(Failure::invalid(format!(
-            "1 validation error detected: Value '{quoted}' at '{member}' failed to satisfy \
-             constraint: Member must have length less than or equal to \
-             {POLICY_DOCUMENT_MAX_CHARS}"
-        )))
+        let longest = Constraint::MaxLength(POLICY_DOCUMENT_MAX_CHARS as i64);
+        Err(Failure::invalid(Violation::value_at_most(document, 256, member, longest).message()))
     }
 
     fn tags(&self) -> Vec<Tag> {
