@@ -40,6 +40,7 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+pub mod aws_managed;
 pub mod directory;
 pub mod key_use;
 pub mod oidc;

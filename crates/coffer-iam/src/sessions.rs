@@ -353,9 +353,10 @@ impl Iam {
     }
 
     /// The index of the first of `arns` (as IAM's records keep ARNs) that names no
-    /// customer managed policy of `account`, if any: a managed session policy must be a
-    /// policy of the session's account (AWS: "The policies must exist in the same account
-    /// as the role", or as the IAM user that federates).
+    /// customer managed policy of `account` and no AWS managed policy, if any: a managed
+    /// session policy must be a policy of the session's account (AWS: "The policies must
+    /// exist in the same account as the role", or as the IAM user that federates), and AWS
+    /// managed policies exist in every account.
     pub fn first_unknown_policy(
         &self,
         store: &dyn Store,
