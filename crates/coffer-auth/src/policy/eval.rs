@@ -260,6 +260,10 @@ fn any_matches(
     ctx: &Context,
     vars: bool,
 ) -> bool {
+    // Actions take no variables: a long action list is only matched.
+    if !vars {
+        return patterns.iter().any(|p| wildcard_match(p, value, ignore_case));
+    }
     patterns
         .iter()
         .filter_map(|p| expand(p, ctx, vars))
