@@ -1722,6 +1722,45 @@ mod tests {
     }
 
     #[test]
+    fn aws_managed_policies_exist_in_every_account_and_are_never_changed() {
+        let (store, iam) = setup();
+        let read_only = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+        for account in [ACCOUNT, "444455556666"] {
+            iam.create_user(&store, account, "bob", 0).unwrap();
+        }
+        let (key, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", read_only).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 1);
+        // Counted in the account that attached it only.
+        assert_eq!(iam.get_policy(&store, ACCOUNT, read_only).unwrap().1, 1);
+        assert_eq!(iam.get_policy(&store, "444455556666", read_only).unwrap().1, 0);
+        let entities = iam.entities_for_policy(&store, ACCOUNT, read_only).unwrap();
+        assert_eq!(entities.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["bob"]);
+        assert_eq!(
+            iam.first_unknown_policy(&store, ACCOUNT, &[read_only.to_string()]).unwrap(),
+            None
+        );
+        // The directory's changes look for customer policies only.
+        let missing = |r: Result<(), IamError>| matches!(r, Err(IamError::NotFound(_)));
+        assert!(missing(iam.delete_policy(&store, ACCOUNT, read_only)));
+        assert!(missing(iam.set_default_policy_version(&store, ACCOUNT, read_only, "v182", 1)));
+        assert!(missing(iam.delete_policy_version(&store, ACCOUNT, read_only, "v1")));
+        assert!(matches!(
+            iam.create_policy_version(&store, ACCOUNT, read_only, READ_ALL, true, 1),
+            Err(IamError::NotFound(_))
+        ));
+        assert_eq!(iam.get_policy(&store, ACCOUNT, read_only).unwrap().0.default_version, "v182");
+        // One Coffer has not got is no policy.
+        let nope = "arn:aws:iam::aws:policy/Nope";
+        assert!(matches!(
+            iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", nope),
+            Err(IamError::NotFound(_))
+        ));
+        iam.detach_policy(&store, Entity::User, ACCOUNT, "bob", read_only).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 0);
+    }
+
+    #[test]
     fn users_groups_and_roles_are_deleted_only_once_nothing_is_attached_in_iams_order() {
         let (store, iam) = setup();
         let conflict = |r: Result<(), IamError>| match r {
