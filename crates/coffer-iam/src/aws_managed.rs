@@ -30,7 +30,9 @@
 //! versions AWS keeps are not (GetPolicyVersion of one answers `NoSuchEntity`).
 
 use crate::directory::{ManagedPolicy, PolicyVersion};
+use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::STORED;
+use std::sync::OnceLock;
 
 /// The account part of an AWS managed policy's ARN.
 pub const AWS_ACCOUNT: &str = "aws";
@@ -48,12 +50,27 @@ pub struct AwsManagedPolicy {
     /// When the default version was made (AWS's UpdateDate, and that version's CreateDate).
     pub updated_ms: i64,
     pub document: &'static str,
+    /// The document parsed, once per process: every caller it applies to shares its
+    /// statements (ReadOnlyAccess names ~3,000 actions: ~5M instructions to parse).
+    parsed: OnceLock<Policy>,
 }
 
 impl AwsManagedPolicy {
     /// The ARN as IAM's records keep it (in `aws`; a request shows it in its partition).
     pub fn arn(&self) -> String {
         STORED.arn("iam", "", AWS_ACCOUNT, &format!("policy{}{}", self.path, self.name))
+    }
+
+    /// The document as stored policies are read (`sessions::parse_stored`): parsed once,
+    /// its statements shared.
+    pub fn policy(&self) -> Policy {
+        self.parsed
+            .get_or_init(|| {
+                Policy::parse(self.document, PolicyKind::Identity)
+                    .expect("AWS's managed policies parse (tested)")
+                    .into_global_arns_in(STORED)
+            })
+            .clone()
     }
 
     /// The policy in the shape of a customer managed one, holding its default version
@@ -79,7 +96,7 @@ impl AwsManagedPolicy {
 }
 
 /// Every AWS managed policy Coffer serves, by name.
-pub static POLICIES: &[AwsManagedPolicy] = &[
+pub static POLICIES: [AwsManagedPolicy; 9] = [
     // Reference page: AdministratorAccess (v1, created and edited 2015-02-06 18:39 UTC).
     AwsManagedPolicy {
         name: "AdministratorAccess",
@@ -89,6 +106,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
         description: "Provides full access to AWS services and resources.",
         created_ms: 1_423_247_986_000, // 2015-02-06T18:39:46Z
         updated_ms: 1_423_247_986_000,
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/AdministratorAccess.json"),
     },
     // Reference page: AWSKeyManagementServicePowerUser (v2, edited 2017-03-07 00:55 UTC).
@@ -100,6 +118,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
         description: "Provides access to AWS Key Management Service (KMS).",
         created_ms: 1_423_248_040_000, // 2015-02-06T18:40:40Z
         updated_ms: 1_488_848_111_000, // 2017-03-07T00:55:11Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/AWSKeyManagementServicePowerUser.json"),
     },
     // Reference page: AWSLambdaBasicExecutionRole (v1). The execution role AWS's rotation
@@ -112,6 +131,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
         description: "Provides write permissions to CloudWatch Logs.",
         created_ms: 1_428_591_823_000, // 2015-04-09T15:03:43Z
         updated_ms: 1_428_591_823_000,
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/AWSLambdaBasicExecutionRole.json"),
     },
     // Reference page: AWSLambdaVPCAccessExecutionRole (v3, edited 2024-01-05 22:38 UTC):
@@ -126,6 +146,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
                       interfaces and write permissions to CloudWatch Logs.",
         created_ms: 1_455_232_526_000, // 2016-02-11T23:15:26Z
         updated_ms: 1_704_494_306_000, // 2024-01-05T22:38:26Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/AWSLambdaVPCAccessExecutionRole.json"),
     },
     // Reference page: IAMFullAccess (v2).
@@ -137,6 +158,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
         description: "Provides full access to IAM via the AWS Management Console.",
         created_ms: 1_423_248_038_000, // 2015-02-06T18:40:38Z
         updated_ms: 1_561_146_000_000, // 2019-06-21T19:40:00Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/IAMFullAccess.json"),
     },
     // Reference page: IAMReadOnlyAccess (v4, edited 2018-01-25 19:11 UTC).
@@ -148,6 +170,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
         description: "Provides read only access to IAM via the AWS Management Console.",
         created_ms: 1_423_248_039_000, // 2015-02-06T18:40:39Z
         updated_ms: 1_516_907_487_000, // 2018-01-25T19:11:27Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/IAMReadOnlyAccess.json"),
     },
     // Reference page: PowerUserAccess (v12, edited 2026-02-12 17:59 UTC).
@@ -160,6 +183,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
                       management of Users and groups.",
         created_ms: 1_423_247_987_000, // 2015-02-06T18:39:47Z
         updated_ms: 1_770_919_154_000, // 2026-02-12T17:59:14Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/PowerUserAccess.json"),
     },
     // moto 5.2.1: ReadOnlyAccess v182 (2026-04-03). Of Coffer's services it allows
@@ -174,6 +198,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
         description: "Provides read-only access to AWS services and resources.",
         created_ms: 1_423_247_988_000, // 2015-02-06T18:39:48Z
         updated_ms: 1_775_230_032_000, // 2026-04-03T15:27:12Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/ReadOnlyAccess.json"),
     },
     // Reference page: SecretsManagerReadWrite (v5, edited 2024-02-22 18:12 UTC).
@@ -187,6 +212,7 @@ pub static POLICIES: &[AwsManagedPolicy] = &[
                       if rotation configuration is required.",
         created_ms: 1_522_865_129_000, // 2018-04-04T18:05:29Z
         updated_ms: 1_708_625_526_000, // 2024-02-22T18:12:06Z
+        parsed: OnceLock::new(),
         document: include_str!("aws_managed/SecretsManagerReadWrite.json"),
     },
 ];
@@ -208,11 +234,10 @@ pub fn named(arn: &str) -> Option<&'static AwsManagedPolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_auth::policy::{Policy, PolicyKind};
 
     #[test]
     fn every_document_parses_as_an_identity_policy_and_names_are_unique() {
-        for p in POLICIES {
+        for p in &POLICIES {
             Policy::parse(p.document, PolicyKind::Identity)
                 .unwrap_or_else(|e| panic!("{}: {e:?}", p.name));
             assert!(p.policy_id.starts_with("ANPA") && p.policy_id.len() == 21, "{}", p.name);
@@ -233,6 +258,8 @@ mod tests {
         assert!(named("arn:aws:iam::123456789012:policy/AdministratorAccess").is_none());
         assert!(is_aws_managed_arn("arn:aws:iam::aws:policy/Nope"));
         assert!(!is_aws_managed_arn("arn:aws:iam::123456789012:policy/AdministratorAccess"));
+        let (once, again) = (admin.policy(), admin.policy());
+        assert!(std::sync::Arc::ptr_eq(&once.statements, &again.statements), "parsed once");
         let shown = admin.as_managed_policy();
         assert_eq!(shown.arn(), admin.arn());
         assert_eq!(shown.document(), Some(admin.document));

@@ -312,7 +312,7 @@ struct Verdict {
 fn verdict<'p>(policies: impl IntoIterator<Item = &'p Policy>, req: &Request<'_>) -> Verdict {
     let mut v = Verdict::default();
     for policy in policies {
-        for s in &policy.statements {
+        for s in policy.statements.iter() {
             if let Some(reach) = applies(s, req, policy.variables) {
                 match s.effect {
                     Effect::Deny => v.deny = true,
