@@ -245,7 +245,8 @@ def policy_refusal(arn: str) -> tuple[str, str, int]:
 def test_managed_session_policies_that_name_no_policy_of_the_account_are_refused(srv, account, everything, role):
     sts = everything.client("sts")
     missing = f"arn:aws:iam::{account}:policy/not-there-{uuid.uuid4().hex[:6]}"
-    aws_managed = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    # One Coffer has not got (managed16 serves ReadOnlyAccess and a few others).
+    aws_managed = "arn:aws:iam::aws:policy/Nope"
     elsewhere = "arn:aws:iam::111122223333:policy/theirs"
     not_a_policy = role
     for arn in (missing, aws_managed, elsewhere, not_a_policy):

@@ -203,6 +203,14 @@ impl RoleRecord {
     }
 }
 
+/// The users, groups and roles a managed policy is attached to (ListEntitiesForPolicy).
+#[derive(Debug, Default)]
+pub struct PolicyEntities {
+    pub users: Vec<UserRecord>,
+    pub groups: Vec<GroupRecord>,
+    pub roles: Vec<RoleRecord>,
+}
+
 /// The kinds of identity that carry policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {
@@ -458,7 +466,7 @@ pub(crate) fn strip_stored_iam_prefix(arn: &str) -> Option<&str> {
 }
 
 /// Splits a customer managed policy ARN into account and name; `None` for anything else
-/// (AWS managed policies are not provided).
+/// (an AWS managed policy's ARN among them: `aws_managed::named`).
 pub fn policy_arn_parts(arn: &str) -> Option<(&str, &str)> {
     let rest = strip_stored_iam_prefix(arn)?;
     let (account, rest) = rest.split_once(':')?;
@@ -502,8 +510,22 @@ fn not_attachable(arn: &str) -> IamError {
     IamError::NotFound(format!("Policy {arn} does not exist or is not attachable."))
 }
 
-/// The managed policy an ARN names, if it exists in `account`.
+/// The managed policy an ARN names, if it exists in `account`: a customer managed policy
+/// of the account, or an AWS managed one, which exists in every account.
 pub(crate) fn load_policy(
+    tx: &dyn ReadTxn,
+    account: &str,
+    arn: &str,
+) -> Result<Option<ManagedPolicy>, StoreError> {
+    if let Some(aws) = crate::aws_managed::named(arn) {
+        return Ok(Some(aws.as_managed_policy()));
+    }
+    load_customer_policy(tx, account, arn)
+}
+
+/// The customer managed policy an ARN names, if it exists in `account`: what the changes
+/// to a policy find, so an AWS managed one is never changed.
+fn load_customer_policy(
     tx: &dyn ReadTxn,
     account: &str,
     arn: &str,
@@ -1078,8 +1100,31 @@ impl Iam {
         store: &dyn Store,
         account: &str,
     ) -> Result<Vec<(ManagedPolicy, usize)>, IamError> {
+        self.policies_of_scope(store, account, false)
+    }
+
+    /// The AWS managed policies (the same in every account) and their attachment counts
+    /// in `account`.
+    pub fn aws_managed_policies_in(
+        &self,
+        store: &dyn Store,
+        account: &str,
+    ) -> Result<Vec<(ManagedPolicy, usize)>, IamError> {
+        self.policies_of_scope(store, account, true)
+    }
+
+    fn policies_of_scope(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        aws_managed: bool,
+    ) -> Result<Vec<(ManagedPolicy, usize)>, IamError> {
         Ok(read(store, |tx| {
-            let all: Vec<ManagedPolicy> = records_in(tx, POLICY_KIND, account)?;
+            let all: Vec<ManagedPolicy> = if aws_managed {
+                crate::aws_managed::POLICIES.iter().map(|p| p.as_managed_policy()).collect()
+            } else {
+                records_in(tx, POLICY_KIND, account)?
+            };
             // One pass over the account's users, groups and roles counts every policy.
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             for kind in [USER_KIND, GROUP_KIND, ROLE_KIND] {
@@ -1098,6 +1143,31 @@ impl Iam {
         })?)
     }
 
+    /// The users, groups and roles of `account` that `arn` (a customer managed policy of
+    /// the account, or an AWS managed one) is attached to, each sorted by name
+    /// (ListEntitiesForPolicy). Bounded by the account's quotas, as the attachment counts.
+    pub fn entities_for_policy(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        arn: &str,
+    ) -> Result<PolicyEntities, IamError> {
+        read(store, |tx| {
+            if load_policy(tx, account, arn)?.is_none() {
+                return Ok(None);
+            }
+            let users: Vec<UserRecord> = records_in(tx, USER_KIND, account)?;
+            let groups: Vec<GroupRecord> = records_in(tx, GROUP_KIND, account)?;
+            let roles: Vec<RoleRecord> = records_in(tx, ROLE_KIND, account)?;
+            Ok(Some(PolicyEntities {
+                users: users.into_iter().filter(|u| u.attached.contains(arn)).collect(),
+                groups: groups.into_iter().filter(|g| g.attached.contains(arn)).collect(),
+                roles: roles.into_iter().filter(|r| r.attached.contains(arn)).collect(),
+            }))
+        })?
+        .ok_or_else(|| policy_not_found(arn))
+    }
+
     /// Deletes a managed policy that is attached to nothing.
     pub fn delete_policy(
         &self,
@@ -1106,7 +1176,8 @@ impl Iam {
         arn: &str,
     ) -> Result<(), IamError> {
         self.write(store, |tx| {
-            let policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            let policy =
+                load_customer_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
             if attachment_count(tx, account, arn)? > 0 {
                 return Err(IamError::Conflict(
                     "Cannot delete a policy attached to entities.".to_string(),
@@ -1138,7 +1209,8 @@ impl Iam {
         check_managed_policy_size(document)?;
         check_managed_policy(document)?;
         self.write(store, |tx| {
-            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            let mut policy =
+                load_customer_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
             if policy.versions.len() >= MAX_POLICY_VERSIONS {
                 return Err(IamError::Limit(
                     "A managed policy can have up to 5 versions. Before you create a new version, \
@@ -1177,7 +1249,8 @@ impl Iam {
         version: &str,
     ) -> Result<(), IamError> {
         self.write(store, |tx| {
-            let mut policy = load_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
+            let mut policy =
+                load_customer_policy(tx, account, arn)?.ok_or_else(|| policy_not_found(arn))?;
             if policy.default_version == version {
                 return Err(IamError::Conflict(
                     "Cannot delete the default version of a policy.".to_string(),
@@ -1205,8 +1278,8 @@ impl Iam {
         self.write(store, |tx| {
             // A policy that does not exist is answered as its version not existing, as IAM
             // words it.
-            let mut policy =
-                load_policy(tx, account, arn)?.ok_or_else(|| no_such_version(arn, version))?;
+            let mut policy = load_customer_policy(tx, account, arn)?
+                .ok_or_else(|| no_such_version(arn, version))?;
             if !policy.versions.iter().any(|v| v.id == version) {
                 return Err(no_such_version(arn, version));
             }
@@ -1625,6 +1698,45 @@ mod tests {
         iam.delete_policy(&store, ACCOUNT, &policy.arn()).unwrap();
         assert!(matches!(iam.delete_group(&store, ACCOUNT, "ops"), Err(IamError::Conflict(_))));
         iam.set_membership(&store, ACCOUNT, "ops", "bob", false).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 0);
+    }
+
+    #[test]
+    fn aws_managed_policies_exist_in_every_account_and_are_never_changed() {
+        let (store, iam) = setup();
+        let read_only = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+        for account in [ACCOUNT, "444455556666"] {
+            iam.create_user(&store, account, "bob", 0).unwrap();
+        }
+        let (key, _) = iam.create_access_key(&store, ACCOUNT, "bob", 0).unwrap();
+        iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", read_only).unwrap();
+        assert_eq!(policies_seen(&iam, &store, &key), 1);
+        // Counted in the account that attached it only.
+        assert_eq!(iam.get_policy(&store, ACCOUNT, read_only).unwrap().1, 1);
+        assert_eq!(iam.get_policy(&store, "444455556666", read_only).unwrap().1, 0);
+        let entities = iam.entities_for_policy(&store, ACCOUNT, read_only).unwrap();
+        assert_eq!(entities.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["bob"]);
+        assert_eq!(
+            iam.first_unknown_policy(&store, ACCOUNT, &[read_only.to_string()]).unwrap(),
+            None
+        );
+        // The directory's changes look for customer policies only.
+        let missing = |r: Result<(), IamError>| matches!(r, Err(IamError::NotFound(_)));
+        assert!(missing(iam.delete_policy(&store, ACCOUNT, read_only)));
+        assert!(missing(iam.set_default_policy_version(&store, ACCOUNT, read_only, "v182", 1)));
+        assert!(missing(iam.delete_policy_version(&store, ACCOUNT, read_only, "v1")));
+        assert!(matches!(
+            iam.create_policy_version(&store, ACCOUNT, read_only, READ_ALL, true, 1),
+            Err(IamError::NotFound(_))
+        ));
+        assert_eq!(iam.get_policy(&store, ACCOUNT, read_only).unwrap().0.default_version, "v182");
+        // One Coffer has not got is no policy.
+        let nope = "arn:aws:iam::aws:policy/Nope";
+        assert!(matches!(
+            iam.attach_policy(&store, Entity::User, ACCOUNT, "bob", nope),
+            Err(IamError::NotFound(_))
+        ));
+        iam.detach_policy(&store, Entity::User, ACCOUNT, "bob", read_only).unwrap();
         assert_eq!(policies_seen(&iam, &store, &key), 0);
     }
 

@@ -24,7 +24,7 @@
 //! database, `coffer admin` on the data directory), so a cached entry is confirmed by
 //! reading that one setting instead of the key, the user and the sealed secret.
 
-use coffer_auth::policy::{Policy, PolicyKind};
+use coffer_auth::policy::Policy;
 use coffer_auth::principal::{
     ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey, access_key_id, secret_access_key,
 };
@@ -41,6 +41,7 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+pub mod aws_managed;
 pub mod directory;
 pub mod key_use;
 pub mod oidc;
@@ -1092,8 +1093,8 @@ impl Iam {
         let documents = directory::identity_documents(tx, &user).map_err(store_error)?;
         let policies = documents
             .iter()
-            .filter_map(|(name, doc)| match Policy::parse(doc, PolicyKind::Identity) {
-                Ok(p) => Some(p.into_global_arns_in(coffer_auth::principal::STORED)),
+            .filter_map(|(name, doc)| match sessions::parse_stored(name, doc) {
+                Ok(p) => Some(p),
                 Err(problems) => {
                     tracing::error!(user = %user.name, policy = %name, ?problems, "stored policy does not parse; ignored");
                     None
@@ -1513,7 +1514,7 @@ mod tests {
         let left = w.lookup().unwrap();
         assert_eq!(
             left.caller.policies[0],
-            Policy::parse(READ_ONLY, PolicyKind::Identity).unwrap()
+            Policy::parse(READ_ONLY, coffer_auth::policy::PolicyKind::Identity).unwrap()
         );
         // A write that fails changes nothing and leaves the cache right.
         assert!(w.iam.delete_user_policy(&w.store, ACCOUNT, "alice", "missing").is_err());

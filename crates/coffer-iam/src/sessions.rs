@@ -351,9 +351,10 @@ impl Iam {
     }
 
     /// The index of the first of `arns` (as IAM's records keep ARNs) that names no
-    /// customer managed policy of `account`, if any: a managed session policy must be a
-    /// policy of the session's account (AWS: "The policies must exist in the same account
-    /// as the role", or as the IAM user that federates).
+    /// customer managed policy of `account` and no AWS managed policy, if any: a managed
+    /// session policy must be a policy of the session's account (AWS: "The policies must
+    /// exist in the same account as the role", or as the IAM user that federates), and AWS
+    /// managed policies exist in every account.
     pub fn first_unknown_policy(
         &self,
         store: &dyn Store,
@@ -614,13 +615,26 @@ fn session_policies_of(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expired;
 
+/// A stored policy document (`label` names where it came from: an attached policy's ARN,
+/// an inline policy's name) as requests are decided on it. IAM's records are kept in
+/// `aws`: a Deny written in another partition's ARNs reads in it (`Caller::in_partition`
+/// reads them in a request's). An AWS managed policy is parsed once per process and
+/// shared.
+pub(crate) fn parse_stored(label: &str, document: &str) -> Result<Policy, Vec<String>> {
+    if let Some(aws) = crate::aws_managed::named(label)
+        && aws.document == document
+    {
+        return Ok(aws.policy());
+    }
+    Policy::parse(document, PolicyKind::Identity)
+        .map(|p| p.into_global_arns_in(coffer_auth::principal::STORED))
+}
+
 pub(crate) fn parse_all(documents: &[(String, String)]) -> Vec<Policy> {
     documents
         .iter()
-        .filter_map(|(name, doc)| match Policy::parse(doc, PolicyKind::Identity) {
-            // IAM's records are kept in `aws`: a Deny written in another partition's ARNs
-            // reads in it (`Caller::in_partition` reads them in a request's).
-            Ok(p) => Some(p.into_global_arns_in(coffer_auth::principal::STORED)),
+        .filter_map(|(name, doc)| match parse_stored(name, doc) {
+            Ok(p) => Some(p),
             Err(problems) => {
                 tracing::error!(policy = %name, ?problems, "stored policy does not parse; ignored");
                 None

@@ -1103,15 +1103,24 @@ impl Call<'_> {
             }
             ListPolicies => {
                 self.authorize(op, "*")?;
-                // Only customer managed policies exist here (Scope=Local); AWS managed
-                // policies are not provided.
-                let scope = f.get("Scope").unwrap_or("All");
+                let scope = list_policies_scope(f)?;
                 let only_attached = f.get("OnlyAttached") == Some("true");
                 let prefix = self.path("PathPrefix");
-                let mut policies =
-                    if scope == "AWS" { Vec::new() } else { iam.policies_in(store, account)? };
+                let mut policies = Vec::new();
+                if scope != PolicyScope::Local {
+                    policies.extend(iam.aws_managed_policies_in(store, account)?);
+                }
+                if scope != PolicyScope::Aws {
+                    policies.extend(iam.policies_in(store, account)?);
+                }
                 policies.retain(|(p, n)| p.path.starts_with(prefix) && (!only_attached || *n > 0));
-                let (policies, marker) = page(f, policies, |(p, _)| &p.name)?;
+                // Pages follow the ARN (as IAM's records keep it), unique across both kinds:
+                // the name alone is not (a customer policy may be called ReadOnlyAccess).
+                let mut policies: Vec<_> =
+                    policies.into_iter().map(|(p, n)| (p.arn(), p, n)).collect();
+                policies.sort_by(|a, b| a.0.cmp(&b.0));
+                let (policies, marker) = page(f, policies, |(arn, _, _)| arn)?;
+                let policies: Vec<_> = policies.into_iter().map(|(_, p, n)| (p, n)).collect();
                 x.members("Policies", &policies, |x, (p, n)| {
                     policy_xml(x, p, *n, false, self.partition())
                 })
@@ -1121,6 +1130,7 @@ impl Call<'_> {
                 let (arn, stored) = policy_arn(f, self.partition())?;
                 let doc = f.document("PolicyDocument", "policyDocument")?;
                 self.authorize(op, arn)?;
+                self.refuse_aws_managed(op, arn, &stored)?;
                 let default = f.get("SetAsDefault") == Some("true");
                 // The elements are read back from the stored policy (its ARN in `aws`).
                 let (owner, policy) = (account.to_string(), stored.clone());
@@ -1132,6 +1142,34 @@ impl Call<'_> {
                     .field("IsDefaultVersion", &default.to_string())
                     .date("CreateDate", v.created_ms)
                     .close("PolicyVersion");
+            }
+            ListEntitiesForPolicy => {
+                let (arn, stored) = policy_arn(f, self.partition())?;
+                let filter = entity_filter(f)?;
+                self.authorize(op, arn)?;
+                let prefix = self.path("PathPrefix");
+                let crate::iam::directory::PolicyEntities { users, groups, roles } =
+                    iam.entities_for_policy(store, account, &stored)?;
+                let wanted = |kind: &str| filter.is_none_or(|only| only == kind);
+                // Boundaries are not served (`no_permissions_boundary`): nothing uses a
+                // policy as one, so that filter lists nothing.
+                let permissions = f.get("PolicyUsageFilter") != Some("PermissionsBoundary");
+                let keep = |kind: &str, path: &str| {
+                    permissions && wanted(kind) && path.starts_with(prefix)
+                };
+                let groups: Vec<_> = groups.iter().filter(|g| keep("Group", &g.path)).collect();
+                let users: Vec<_> = users.iter().filter(|u| keep("User", &u.path)).collect();
+                let roles: Vec<_> = roles.iter().filter(|r| keep("Role", &r.path)).collect();
+                x.members("PolicyGroups", &groups, |x, g| {
+                    x.field("GroupName", &g.name).field("GroupId", &g.group_id);
+                });
+                x.members("PolicyUsers", &users, |x, u| {
+                    x.field("UserName", &u.name).field("UserId", &u.user_id);
+                });
+                x.members("PolicyRoles", &roles, |x, r| {
+                    x.field("RoleName", &r.name).field("RoleId", &r.role_id);
+                });
+                x.untruncated();
             }
             ListPolicyVersions => {
                 let (arn, stored) = policy_arn(f, self.partition())?;
@@ -1151,6 +1189,7 @@ impl Call<'_> {
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
+                self.refuse_aws_managed(op, arn, &stored)?;
                 iam.delete_policy_version(store, account, &stored, version)?;
             }
             SetDefaultPolicyVersion => {
@@ -1158,6 +1197,7 @@ impl Call<'_> {
                 let version = f.required("VersionId", "versionId")?;
                 crate::iam::directory::validate_version_id(version)?;
                 self.authorize(op, arn)?;
+                self.refuse_aws_managed(op, arn, &stored)?;
                 iam.set_default_policy_version(store, account, &stored, version, now)?;
             }
             TagRole => {
@@ -1179,6 +1219,7 @@ impl Call<'_> {
             DeletePolicy => {
                 let (arn, stored) = policy_arn(f, self.partition())?;
                 self.authorize(op, arn)?;
+                self.refuse_aws_managed(op, arn, &stored)?;
                 iam.delete_policy(store, account, &stored)?;
             }
             CreateGroup => {
@@ -1376,6 +1417,27 @@ impl Call<'_> {
         Ok(x.0)
     }
 
+    /// AWS managed policies are read-only: a change to one Coffer has is refused as AWS
+    /// refuses it, with AccessDenied in IAM's form (the policy belongs to AWS's account,
+    /// whatever the caller's own policies allow; its words as AWS's denials of an IAM
+    /// policy name the resource, `policy <arn>`). One Coffer has not got goes on to the
+    /// ordinary lookup and its `NoSuchEntity`.
+    fn refuse_aws_managed(&self, op: IamOp, arn: &str, stored: &str) -> Result<(), Failure> {
+        if crate::iam::aws_managed::named(stored).is_none() {
+            return Ok(());
+        }
+        let caller = self.partition().rewrite(&self.who.caller.principal.arn);
+        let arn = coffer_auth::sigv4::echo(arn);
+        let action = op.iam_action();
+        Err(Failure::new(
+            "AccessDenied",
+            format!(
+                "User: {caller} is not authorized to perform: {action} on resource: policy {arn}"
+            ),
+            403,
+        ))
+    }
+
     /// The user, group or role an inline/attached policy operation names.
     fn entity_of(&self, op: IamOp) -> Result<(Entity, String), Failure> {
         let name = op.name();
@@ -1388,6 +1450,49 @@ impl Call<'_> {
         };
         Ok((entity, self.form.required(wire, member)?.to_string()))
     }
+}
+
+/// Which policies ListPolicies lists (`Scope`: `All` by default).
+#[derive(Clone, Copy, PartialEq)]
+enum PolicyScope {
+    All,
+    Aws,
+    Local,
+}
+
+/// ListPolicies' `Scope`, one of the model's enum values (IAM's validation words).
+fn list_policies_scope(f: &Form) -> Result<PolicyScope, Failure> {
+    match f.get("Scope") {
+        None | Some("All") => Ok(PolicyScope::All),
+        Some("AWS") => Ok(PolicyScope::Aws),
+        Some("Local") => Ok(PolicyScope::Local),
+        Some(other) => Err(enum_refusal(other, "scope", "[All, AWS, Local]")),
+    }
+}
+
+/// ListEntitiesForPolicy's `EntityFilter`: `None` for every kind. The two policy kinds the
+/// model also allows name no user, group or role, so they list nothing.
+fn entity_filter(f: &Form) -> Result<Option<&str>, Failure> {
+    match f.get("EntityFilter") {
+        None => Ok(None),
+        Some(kind @ ("User" | "Role" | "Group" | "LocalManagedPolicy" | "AWSManagedPolicy")) => {
+            Ok(Some(kind))
+        }
+        Some(other) => Err(enum_refusal(
+            other,
+            "entityFilter",
+            "[User, Role, Group, LocalManagedPolicy, AWSManagedPolicy]",
+        )),
+    }
+}
+
+/// IAM's validation error for a value outside a member's enum.
+fn enum_refusal(value: &str, member: &str, allowed: &str) -> Failure {
+    let value = coffer_auth::sigv4::echo(value);
+    Failure::invalid(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
+         constraint: Member must satisfy enum value set: {allowed}"
+    ))
 }
 
 /// The path of an entity ARN `arn:aws:iam::<account>:<kind><path><name>`.

@@ -348,8 +348,8 @@ pub(crate) fn check_session_policies_plaintext(
 
 /// The managed session policies `given` (as the request names them, in its partition), as
 /// IAM's records keep them: each must name a customer managed policy of `account`, the
-/// account of the role or of the federating user, as AWS requires (Coffer has no AWS
-/// managed policies, `arn:aws:iam::aws:policy/...`). No source gives AWS's answer to an
+/// account of the role or of the federating user, as AWS requires, or one of the AWS
+/// managed policies Coffer has (`arn:aws:iam::aws:policy/...`, `iam::aws_managed`). No source gives AWS's answer to an
 /// ARN that names none: it is refused with the modelled `MalformedPolicyDocument` and
 /// IAM's words for an ARN naming no attachable policy (accepting it would leave a session
 /// bounded by a policy that does not exist).
@@ -371,7 +371,12 @@ pub(crate) fn resolve_policy_arns(
     let mut stored = Vec::with_capacity(given.len());
     for arn in given {
         match stored_iam_arn(arn, partition) {
-            Some(s) if crate::iam::directory::policy_arn_parts(&s).is_some() => stored.push(s),
+            Some(s)
+                if crate::iam::directory::policy_arn_parts(&s).is_some()
+                    || crate::iam::aws_managed::is_aws_managed_arn(&s) =>
+            {
+                stored.push(s)
+            }
             _ => return Err(unknown(arn)),
         }
     }

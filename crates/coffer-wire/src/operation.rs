@@ -498,6 +498,7 @@ operations! {
         ListAttachedGroupPolicies: Read,
         ListAttachedRolePolicies: Read,
         ListAttachedUserPolicies: Read,
+        ListEntitiesForPolicy: Read,
         ListGroupPolicies: Read,
         ListGroups: Read,
         ListGroupsForUser: Read,

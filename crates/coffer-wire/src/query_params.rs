@@ -79,6 +79,7 @@ pub const INPUTS: Inputs = &[
     (Operation::Iam(IamOp::ListAttachedGroupPolicies), &[("GroupName", Kind::Text), ("PathPrefix", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),
     (Operation::Iam(IamOp::ListAttachedRolePolicies), &[("RoleName", Kind::Text), ("PathPrefix", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),
     (Operation::Iam(IamOp::ListAttachedUserPolicies), &[("UserName", Kind::Text), ("PathPrefix", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),
+    (Operation::Iam(IamOp::ListEntitiesForPolicy), &[("PolicyArn", Kind::Text), ("EntityFilter", Kind::Text), ("PathPrefix", Kind::Text), ("PolicyUsageFilter", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),
     (Operation::Iam(IamOp::ListGroupPolicies), &[("GroupName", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),
     (Operation::Iam(IamOp::ListGroups), &[("PathPrefix", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),
     (Operation::Iam(IamOp::ListGroupsForUser), &[("UserName", Kind::Text), ("Marker", Kind::Text), ("MaxItems", Kind::Number)]),

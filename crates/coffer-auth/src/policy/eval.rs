@@ -281,6 +281,10 @@ fn any_matches(
     ctx: &Context,
     vars: bool,
 ) -> bool {
+    // Actions take no variables: a long action list is only matched.
+    if !vars {
+        return patterns.iter().any(|p| wildcard_match(p, value, ignore_case));
+    }
     patterns
         .iter()
         .filter_map(|p| expand(p, ctx, vars))
@@ -329,7 +333,7 @@ struct Verdict {
 fn verdict<'p>(policies: impl IntoIterator<Item = &'p Policy>, req: &Request<'_>) -> Verdict {
     let mut v = Verdict::default();
     for policy in policies {
-        for s in &policy.statements {
+        for s in policy.statements.iter() {
             if let Some(reach) = applies(s, req, policy.variables) {
                 match s.effect {
                     Effect::Deny => v.deny = true,

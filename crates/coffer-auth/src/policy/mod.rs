@@ -13,6 +13,7 @@ pub use iam_words::{IamDocument, iam_refusal};
 pub use wildcard::wildcard_match;
 
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Where a policy is attached, which decides its grammar: identity policies name no
 /// principal, resource policies must.
@@ -74,7 +75,9 @@ pub struct Policy {
     pub kind: PolicyKind,
     /// `2012-10-17` enables policy variables; `2008-10-17` (or none) leaves `${...}` literal.
     pub variables: bool,
-    pub statements: Vec<Statement>,
+    /// Shared: a policy every caller holds the same (an AWS managed one, parsed once) is
+    /// cloned by reference; a change (`into_global_arns_in`) copies it first.
+    pub statements: Arc<Vec<Statement>>,
 }
 
 /// A problem found in a policy document, as ValidateResourcePolicy reports it.
@@ -433,7 +436,12 @@ impl Policy {
                 *value = rewritten;
             }
         };
-        for statement in policy.statements.iter_mut().filter(|s| s.effect == Effect::Deny) {
+        // Only Deny statements are rewritten: a policy without one stays shared.
+        if !policy.statements.iter().any(|s| s.effect == Effect::Deny) {
+            return policy;
+        }
+        let statements = Arc::make_mut(&mut policy.statements);
+        for statement in statements.iter_mut().filter(|s| s.effect == Effect::Deny) {
             if let Some(Patterns::Only(list) | Patterns::AllBut(list)) = &mut statement.resource {
                 list.iter_mut().for_each(rewrite);
             }
@@ -524,7 +532,7 @@ impl Policy {
         let statements: Vec<Statement> =
             raw.iter().enumerate().filter_map(|(i, s)| p.statement(i + 1, s, kind)).collect();
         if p.findings.is_empty() {
-            Ok(Policy { kind, variables, statements })
+            Ok(Policy { kind, variables, statements: Arc::new(statements) })
         } else {
             Err(p.findings)
         }

@@ -10,6 +10,9 @@ pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
     if pattern == "*" {
         return true;
     }
+    if first_bytes_differ(pattern, text, ignore_case) {
+        return false;
+    }
     if pattern.is_ascii() && text.is_ascii() {
         let eq = |a: &u8, b: &u8| if ignore_case { a.eq_ignore_ascii_case(b) } else { a == b };
         return matches(pattern.as_bytes(), text.as_bytes(), b'*', b'?', eq);
@@ -20,6 +23,21 @@ pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
         if ignore_case { a.to_lowercase().eq(b.to_lowercase()) } else { a == b }
     };
     matches(&p, &t, '*', '?', eq)
+}
+
+/// True when `pattern` starts with a literal ASCII character that `text`'s first, ASCII
+/// too, is not: no match is possible. A long action list (AWS's ReadOnlyAccess names
+/// thousands, one service after another) is mostly decided here, before either string is
+/// scanned whole. A non-ASCII first character (whose case may fold to an ASCII one) goes
+/// the long way.
+fn first_bytes_differ(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    let (Some(&p), Some(&t)) = (pattern.as_bytes().first(), text.as_bytes().first()) else {
+        return false;
+    };
+    if p == b'*' || p == b'?' || !p.is_ascii() || !t.is_ascii() {
+        return false;
+    }
+    if ignore_case { !p.eq_ignore_ascii_case(&t) } else { p != t }
 }
 
 /// Greedy matching with one backtrack point: the position after the last `*` seen.
@@ -100,5 +118,20 @@ mod tests {
         }
         assert!(wildcard_match("ÉTÉ*", "été", true));
         assert!(!wildcard_match("ÉTÉ*", "été", false));
+    }
+
+    #[test]
+    fn a_first_character_that_differs_decides_only_when_it_can() {
+        assert!(!wildcard_match("a4b:Get*", "secretsmanager:DescribeSecret", true));
+        assert!(wildcard_match("S*", "secretsmanager:DescribeSecret", true));
+        assert!(!wildcard_match("S*", "secretsmanager:DescribeSecret", false));
+        assert!(wildcard_match("?ecretsmanager:*", "secretsmanager:DescribeSecret", false));
+        assert!(wildcard_match("*Secret", "secretsmanager:DescribeSecret", false));
+        // The Kelvin sign folds to an ASCII `k`: a non-ASCII first character is compared
+        // the long way, as before.
+        assert_eq!(wildcard_match("k*", "\u{212A}ms", true), "\u{212A}".to_lowercase() == "k");
+        assert_eq!(wildcard_match("\u{212A}*", "kms", true), "\u{212A}".to_lowercase() == "k");
+        assert!(!wildcard_match("a", "", false));
+        assert!(wildcard_match("", "", false));
     }
 }
