@@ -1402,9 +1402,9 @@ impl CallRecord {
 
     /// Notes that the call resolved the secret `arn` (it may have named it by name or by a
     /// partial ARN): a successful call lists it in its event's `resources`, so LookupEvents
-    /// finds the call by the secret's ARN (`docs/design/audit.md`, "Secrets named by
-    /// name"). A failed call lists only what its request named: a denied caller learns no
-    /// ARN from its own trail.
+    /// finds the call by the secret's ARN (`docs/design/audit.md`, "KMS and Secrets
+    /// Manager records"). A failed call lists only what its request named: a denied caller
+    /// learns no ARN from its own trail.
     pub fn resolved_secret(&self, arn: &str) {
         self.with(|pending| {
             if pending.resolved.as_deref() != Some(arn) {

@@ -117,3 +117,91 @@ fn scheduled_deletion(key: &KeyRecord) -> Value {
     out.insert("pendingWindowInDays".to_string(), Value::from(window));
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_audit::event::{EVENT_VERSION, UserIdentity};
+
+    const KEY: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn event(source: &str, name: &str, request: Value) -> Event {
+        Event {
+            event_version: EVENT_VERSION.into(),
+            user_identity: UserIdentity::default(),
+            event_time: "2026-01-01T00:00:00Z".into(),
+            event_source: source.into(),
+            event_name: name.into(),
+            aws_region: "us-east-1".into(),
+            source_ip_address: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            error_code: None,
+            error_message: None,
+            request_parameters: request,
+            response_elements: Value::Null,
+            request_id: None,
+            event_id: "e".into(),
+            read_only: false,
+            resources: vec![],
+            event_type: "AwsApiCall".into(),
+            management_event: true,
+            recipient_account_id: "111122223333".into(),
+            session_credential_from_console: None,
+            event_category: "Management".into(),
+        }
+    }
+
+    fn scope() -> Scope {
+        Scope { account: "111122223333".into(), region: "us-east-1".into() }
+    }
+
+    #[test]
+    fn a_key_operation_without_a_key_record_takes_the_key_the_request_named() {
+        for (name, member, named) in [
+            ("TagResource", "keyId", KEY),
+            ("UpdateKeyDescription", "keyId", ARN),
+            ("CreateAlias", "targetKeyId", KEY),
+        ] {
+            let mut e = event(KMS_SOURCE, name, json!({ member: named }));
+            complete_kms_write(&mut e, &(), &scope());
+            assert_eq!(e.response_elements, json!({ "keyId": ARN }), "{name}");
+            assert_eq!(e.resources.len(), 1, "{name}");
+            assert_eq!(
+                (e.resources[0].arn.as_str(), e.resources[0].kind.as_str()),
+                (ARN, KEY_TYPE)
+            );
+            assert_eq!(e.resources[0].account_id.as_deref(), Some("111122223333"));
+        }
+    }
+
+    #[test]
+    fn an_alias_an_unlisted_write_or_another_service_is_left_as_it_is() {
+        let cases = [
+            event(KMS_SOURCE, "TagResource", json!({ "keyId": "alias/mine" })),
+            event(KMS_SOURCE, "DeleteAlias", json!({ "aliasName": "alias/mine" })),
+            event(KMS_SOURCE, "ReplicateKey", json!({ "keyId": KEY })),
+            event("secretsmanager.amazonaws.com", "TagResource", json!({ "keyId": KEY })),
+        ];
+        for mut e in cases {
+            let before = e.clone();
+            complete_kms_write(&mut e, &(), &scope());
+            assert_eq!(e, before, "{}", e.event_name);
+        }
+    }
+
+    #[test]
+    fn a_refused_write_gets_no_elements() {
+        let mut e = event(KMS_SOURCE, "DisableKey", json!({ "keyId": KEY }));
+        e.error_code = Some("NotFoundException".into());
+        complete_kms_write(&mut e, &(), &scope());
+        assert_eq!(e.response_elements, Value::Null);
+        assert!(e.resources.is_empty());
+    }
+
+    #[test]
+    fn answer_dates_take_cloudtrails_response_form() {
+        assert_eq!(date_of_seconds(&json!(1_660_171_107.0)), json!("Aug 10, 2022, 10:38:27 PM"));
+        assert_eq!(date_of_seconds(&json!("x")), json!("x"));
+    }
+}
