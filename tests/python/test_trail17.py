@@ -99,13 +99,17 @@ def test_key_operations_record_the_key_arn_in_response_key_id(srv):
     kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": "a", "TagValue": "b"}])
     kms.untag_resource(KeyId=key_id, TagKeys=["a"])
     kms.update_key_description(KeyId=key_id, Description="described")
+    root = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    kms.put_key_policy(KeyId=key_id, PolicyName="default",
+                       Policy=json.dumps({"Version": "2012-10-17", "Statement": [root]}))
     kms.create_alias(AliasName=f"alias/{uname('t17')}", TargetKeyId=key_id)
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     kms.cancel_key_deletion(KeyId=key_id)
     events = by_name(lookup(srv, "ResourceName", arn))
     for name in ("DisableKey", "EnableKey", "EnableKeyRotation", "DisableKeyRotation",
-                 "TagResource", "UntagResource", "UpdateKeyDescription", "CreateAlias",
-                 "CancelKeyDeletion"):
+                 "TagResource", "UntagResource", "UpdateKeyDescription", "PutKeyPolicy",
+                 "CreateAlias", "CancelKeyDeletion"):
         assert name in events, f"{name} is not found by the key's ARN"
         rec = record(events[name][0])
         assert rec["responseElements"] == {"keyId": arn}, name

@@ -19,7 +19,9 @@ const KMS_SOURCE: &str = "kms.amazonaws.com";
 const KEY_TYPE: &str = "AWS::KMS::Key";
 
 /// The KMS writes whose record holds the affected key's ARN in `responseElements.keyId`
-/// (their answers are empty or hold the key id alone).
+/// (their answers are empty or hold the key id alone). The KMS Developer Guide says so of
+/// DisableKey, EnableKey, EnableKeyRotation and UpdateAlias; its examples of the others
+/// predate December 2022, and the same rule is taken for them.
 const KEY_ID_ELEMENTS: &[&str] = &[
     "CancelKeyDeletion",
     "CreateAlias",
