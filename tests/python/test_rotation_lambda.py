@@ -62,13 +62,15 @@ def rotator(runner, server):
 
 
 def trail_events(server, arn):
-    """(EventName, event) of the trail's events about the secret `arn`, newest first."""
+    """(EventName, event) of the trail's events about the secret `arn`, newest first: every
+    page, as the test's own polling by name (DescribeSecret) is found by the ARN too."""
     trail = boto3.client(
         "cloudtrail", endpoint_url=server.url, region_name=REGION,
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
     )
-    events = trail.lookup_events(LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": arn}])["Events"]
-    return [(e["EventName"], json.loads(e["CloudTrailEvent"])) for e in events]
+    pages = trail.get_paginator("lookup_events").paginate(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": arn}])
+    return [(e["EventName"], json.loads(e["CloudTrailEvent"])) for page in pages for e in page["Events"]]
 
 
 def wait_for(predicate, timeout=90.0):

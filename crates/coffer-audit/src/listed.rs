@@ -169,7 +169,7 @@ fn kms_resources(
 
 /// The key ARN `named` denotes: a key ARN itself, or a bare key id (a UUID, or `mrk-` and
 /// 32 hex digits) in the event's account and region.
-fn key_arn(event: &Event, named: &str) -> Option<String> {
+pub fn key_arn(event: &Event, named: &str) -> Option<String> {
     if let Some(partition) = Partition::of_arn(named) {
         // arn:<partition>:kms:<region>:<account>:key/<id>
         let rest = &named["arn:".len() + partition.as_str().len()..];

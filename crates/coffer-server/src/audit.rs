@@ -353,6 +353,9 @@ struct Pending {
     secrets_read: Vec<(SecretsManagerOp, String)>,
     /// The secret owner's scope, when another account's call acts there ([`deliver_also_to`]).
     also: Option<Scope>,
+    /// The ARN of the secret the call resolved ([`CallRecord::resolved_secret`]), listed in
+    /// the event's `resources` if the call succeeds.
+    resolved: Option<String>,
 }
 
 /// The audit record of one call. Begun once the caller is known ([`CallRecord::begin`]),
@@ -567,6 +570,7 @@ impl CallRecord {
             committed: false,
             secrets_read: Vec::new(),
             also: None,
+            resolved: None,
         };
         CallRecord(Mutex::new(Some(Box::new(pending))))
     }
@@ -661,14 +665,19 @@ fn add_resources(event: &mut Event) {
             .map(str::to_string)
     });
     if let Some(arn) = arn {
+        add_secret_resource(event, arn);
+    }
+}
+
+/// Lists the secret `arn` in the event's `resources`, once.
+fn add_secret_resource(event: &mut Event, arn: String) {
+    if !event.resources.iter().any(|r| r.arn == arn) {
         let account = arn.split(':').nth(4).map(str::to_string);
-        if !event.resources.iter().any(|r| r.arn == arn) {
-            event.resources.push(Resource {
-                arn,
-                account_id: account,
-                kind: "AWS::SecretsManager::Secret".to_string(),
-            });
-        }
+        event.resources.push(Resource {
+            arn,
+            account_id: account,
+            kind: "AWS::SecretsManager::Secret".to_string(),
+        });
     }
 }
 
@@ -1334,12 +1343,17 @@ pub(crate) fn in_transaction(
     tx: &mut Txn,
     result: &dyn Any,
     pending: Option<&ForWrite>,
+    resolved: Option<String>,
 ) -> Result<(), AwsError> {
     let Some(pending) = pending else { return Ok(()) };
     let mut event = pending.event.lock().map_err(|_| AwsError::internal())?;
     event.response_elements = response_of(result, &pending.sensitive);
     event.resources.truncate(pending.resources_before);
     add_resources(&mut event);
+    if let Some(arn) = resolved {
+        add_secret_resource(&mut event, arn);
+    }
+    crate::kms_elements::complete_kms_write(&mut event, result, &pending.scope);
     let mut heads = app.audit.heads().collecting(tx.lines);
     let also = pending.also.as_ref();
     let tx = &mut *tx.tx;
@@ -1384,6 +1398,24 @@ impl CallRecord {
                 pending.also = Some(owner.clone());
             }
         });
+    }
+
+    /// Notes that the call resolved the secret `arn` (it may have named it by name or by a
+    /// partial ARN): a successful call lists it in its event's `resources`, so LookupEvents
+    /// finds the call by the secret's ARN (`docs/design/audit.md`, "KMS and Secrets
+    /// Manager records"). A failed call lists only what its request named: a denied caller
+    /// learns no ARN from its own trail.
+    pub fn resolved_secret(&self, arn: &str) {
+        self.with(|pending| {
+            if pending.resolved.as_deref() != Some(arn) {
+                pending.resolved = Some(arn.to_string());
+            }
+        });
+    }
+
+    /// The secret the call resolved so far ([`CallRecord::resolved_secret`]).
+    pub(crate) fn secret_resolved(&self) -> Option<String> {
+        self.lock().as_ref().and_then(|pending| pending.resolved.clone())
     }
 
     /// Records the request parameters: only the members of the operation's input shape
@@ -1501,6 +1533,7 @@ impl CallRecord {
             return None;
         }
         let mut event = pending.event;
+        let succeeded = outcome.is_ok();
         let secret_events = match outcome {
             Ok(_) => secret_events(&event, pending.secrets_read),
             Err(_) => Vec::new(),
@@ -1529,6 +1562,9 @@ impl CallRecord {
             }
         }
         add_resources(&mut event);
+        if succeeded && let Some(arn) = pending.resolved {
+            add_secret_resource(&mut event, arn);
+        }
         Some(Unwritten {
             scope: pending.scope,
             time_ms: pending.time_ms,

@@ -564,11 +564,13 @@ impl RecordedStore {
             f(tx)?;
             let elements = crate::audit::ResponseElements(self.elements_in(&*tx));
             let mut txn = crate::Txn::new(tx, lines.attempt());
-            crate::audit::in_transaction(app, &mut txn, &elements, Some(event)).map_err(|_| {
-                coffer_store::StoreError::Backend(
-                    "the call's audit event could not be written".into(),
-                )
-            })
+            crate::audit::in_transaction(app, &mut txn, &elements, Some(event), None).map_err(
+                |_| {
+                    coffer_store::StoreError::Backend(
+                        "the call's audit event could not be written".into(),
+                    )
+                },
+            )
         });
         if result.is_ok() {
             lines.committed(&app.audit);

@@ -32,6 +32,7 @@ pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
 mod kms_decisions;
+mod kms_elements;
 pub mod kms_families;
 pub mod kms_last_use;
 pub mod kms_rest;
@@ -344,7 +345,13 @@ impl App {
         let result = self.store.write_after(handoff, &mut |tx| {
             let mut txn = Txn::new(tx, lines.attempt());
             match f(&mut txn) {
-                Ok(v) => match audit::in_transaction(self, &mut txn, &v, event.as_ref()) {
+                Ok(v) => match audit::in_transaction(
+                    self,
+                    &mut txn,
+                    &v,
+                    event.as_ref(),
+                    record.secret_resolved(),
+                ) {
                     Ok(()) => {
                         out = Some(Ok(v));
                         Ok(())

@@ -178,10 +178,12 @@ pub(crate) fn resolve_for_read(
     ctx: &RequestContext,
     secret_id: &str,
 ) -> Result<SecretMeta, AwsError> {
-    match ctx.gate.as_deref().and_then(|gate| gate.resolved(&ctx.scope, secret_id)) {
-        Some(meta) => Ok(meta.clone()),
-        None => resolve_existing(tx, &ctx.scope, secret_id),
-    }
+    let meta = match ctx.gate.as_deref().and_then(|gate| gate.resolved(&ctx.scope, secret_id)) {
+        Some(meta) => meta.clone(),
+        None => resolve_existing(tx, &ctx.scope, secret_id)?,
+    };
+    ctx.audit.resolved_secret(&meta.arn);
+    Ok(meta)
 }
 
 /// The secret a mutating call names, as its write transaction sees it, with the call's
@@ -196,6 +198,7 @@ pub(crate) fn resolve_for_write(
         gate.confirm(&meta)?;
     }
     crate::replication::refuse_on_replica(&meta)?;
+    ctx.audit.resolved_secret(&meta.arn);
     Ok(meta)
 }
 
@@ -206,7 +209,9 @@ pub(crate) fn resolve_secret_id_checked(
     secret_id: &str,
 ) -> Result<SecretMeta, AwsError> {
     names::validate_secret_id(secret_id)?;
-    app.read(|tx| resolve_existing(tx, &ctx.scope, secret_id))
+    let meta = app.read(|tx| resolve_existing(tx, &ctx.scope, secret_id))?;
+    ctx.audit.resolved_secret(&meta.arn);
+    Ok(meta)
 }
 
 pub(crate) fn refuse_if_scheduled(meta: &SecretMeta) -> Result<(), AwsError> {
