@@ -1468,7 +1468,7 @@ fn list_policies_scope(f: &Form) -> Result<PolicyScope, Failure> {
         None | Some("All") => Ok(PolicyScope::All),
         Some("AWS") => Ok(PolicyScope::Aws),
         Some("Local") => Ok(PolicyScope::Local),
-        Some(other) => Err(enum_refusal(other, "scope", "[All, AWS, Local]")),
+        Some(other) => Err(enum_refusal(other, "scope", &["All", "AWS", "Local"])),
     }
 }
 
@@ -1483,18 +1483,14 @@ fn entity_filter(f: &Form) -> Result<Option<&str>, Failure> {
         Some(other) => Err(enum_refusal(
             other,
             "entityFilter",
-            "[User, Role, Group, LocalManagedPolicy, AWSManagedPolicy]",
+            &["User", "Role", "Group", "LocalManagedPolicy", "AWSManagedPolicy"],
         )),
     }
 }
 
 /// IAM's validation error for a value outside a member's enum.
-fn enum_refusal(value: &str, member: &str, allowed: &str) -> Failure {
-    let value = coffer_auth::sigv4::echo(value);
-    Failure::invalid(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
-         constraint: Member must satisfy enum value set: {allowed}"
-    ))
+fn enum_refusal(value: &str, member: &str, allowed: &[&str]) -> Failure {
+    Failure::invalid(Violation::value(value, member, Constraint::OneOf(allowed)).message())
 }
 
 /// The path of an entity ARN `arn:aws:iam::<account>:<kind><path><name>`.
