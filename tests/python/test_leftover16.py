@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
 
 import pytest
 
 from conftest import start_server
+from iam_api_support import Server
+from test_sec_review15 import client, error, user
 
 LIMIT = 1024 * 1024
 TOO_LARGE = f"The request body exceeds the limit of {LIMIT} bytes."
@@ -97,3 +100,45 @@ def test_a_body_declared_within_the_limit_is_still_read(dev):
     """The limit itself is a body that is read: the 100 Continue comes, as before."""
     answer = head_only(dev, "/", "secretsmanager", LIMIT, True)
     assert answer.startswith(b"HTTP/1.1 100"), answer[:300]
+
+
+# ------------------------------------------------ OIDC providers' tags as resource tags
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("leftover16"), extra=["--quota-scale", "100"])
+    yield server
+    server.server.stop()
+
+
+def provider(srv, tags: list[dict]) -> str:
+    url = f"https://oidc.lo16-{uuid.uuid4().hex[:8]}.example.test/id"
+    return srv.client("iam").create_open_id_connect_provider(
+        Url=url, ClientIDList=["sts.amazonaws.com"], ThumbprintList=["c" * 40],
+        Tags=tags)["OpenIDConnectProviderArn"]
+
+
+@pytest.mark.parametrize("key", ["aws:ResourceTag/protected", "iam:ResourceTag/protected"])
+def test_a_deny_on_a_resource_tag_protects_an_oidc_provider(srv, key):
+    """Review 16's finding 04 gave IAM's calls the tags of the user, role or managed policy
+    they act on (`aws:ResourceTag/<key>`, `iam:ResourceTag/<key>`) and left OIDC
+    providers': a user allowed IAM but denied what is tagged `protected=true` deleted the
+    protected provider (and with it every role's federation through it). Their tags are
+    given now, as IAM gives a provider's."""
+    protected = provider(srv, [{"Key": "protected", "Value": "true"}])
+    other = provider(srv, [{"Key": "protected", "Value": "false"}])
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "iam:*", "Resource": "*",
+         "Condition": {"StringEquals": {key: "true"}}}]})
+    _, k = user(srv, policy, prefix="lo16")
+    iam = client(srv, "iam", k)
+    for call in (lambda: iam.get_open_id_connect_provider(OpenIDConnectProviderArn=protected),
+                 lambda: iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=protected)):
+        code, message = error(call)
+        assert code == "AccessDenied", message
+    assert srv.client("iam").get_open_id_connect_provider(
+        OpenIDConnectProviderArn=protected)["Tags"] == [{"Key": "protected", "Value": "true"}]
+    # A provider without the tag's value stays open to the same user.
+    iam.get_open_id_connect_provider(OpenIDConnectProviderArn=other)
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=other)
