@@ -93,6 +93,13 @@ impl Principal {
         }
     }
 
+    /// True for an account's root (`arn:<partition>:iam::<account>:root`), its
+    /// GetSessionToken sessions included (they act as it).
+    pub fn is_account_root(&self) -> bool {
+        let parts: Vec<&str> = self.arn.splitn(6, ':').collect();
+        self.role_arn.is_none() && matches!(parts.as_slice(), ["arn", _, "iam", "", _, "root"])
+    }
+
     /// True for a federated user (GetFederationToken's credentials).
     pub fn is_federated_user(&self) -> bool {
         let parts: Vec<&str> = self.arn.splitn(6, ':').collect();
@@ -231,6 +238,10 @@ mod tests {
         assert_eq!(cn.role_arn.as_deref(), Some("arn:aws-cn:iam::111122223333:role/r"));
         assert_eq!((cn.partition(), cn.user_id.as_str()), (Partition::AwsCn, "AROAX:s"));
         assert_eq!(cn.in_partition(STORED), p);
+        assert!(
+            !p.is_account_root()
+                && !Principal::user("111122223333", "root", "AIDAX").is_account_root()
+        );
         assert_eq!(
             account_root_arn(Partition::AwsUsGov, "111122223333"),
             "arn:aws-us-gov:iam::111122223333:root"

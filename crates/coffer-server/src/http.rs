@@ -243,8 +243,23 @@ pub(crate) fn raw_parts(request: Request) -> (RawRequest, Body) {
 /// Reads the whole body, at most `app.config.max_body_bytes` of it, within
 /// `app.config.body_timeout`: a client that stops sending half-way must not hold its
 /// connection (and a file) for ever.
+///
+/// A body whose `Content-Length` declares more than the limit is refused before any of it
+/// is read: the body is not polled, so hyper sends no `100 Continue` to a client that asked
+/// for one (`Expect: 100-continue`) and the upload never starts (review 16, left: it was
+/// read up to the limit first). The declared length is hyper's exact size hint; a chunked
+/// body has none and is refused once it passes the limit, as before.
 pub(crate) async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError> {
     let limit = app.config.max_body_bytes;
+    let too_large = || {
+        AwsError::new(
+            ErrorCode::RequestEntityTooLarge,
+            format!("The request body exceeds the limit of {limit} bytes."),
+        )
+    };
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
     let deadline = app.config.body_timeout;
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
     let Ok(read) = read else {
@@ -253,12 +268,7 @@ pub(crate) async fn read_body(app: &App, body: Body) -> Result<Vec<u8>, AwsError
             format!("The request body did not arrive within {} seconds.", deadline.as_secs_f64()),
         ));
     };
-    let bytes = read.map_err(|_| {
-        AwsError::new(
-            ErrorCode::RequestEntityTooLarge,
-            format!("The request body exceeds the limit of {limit} bytes."),
-        )
-    })?;
+    let bytes = read.map_err(|_| too_large())?;
     Ok(bytes.to_vec())
 }
 

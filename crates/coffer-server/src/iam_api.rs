@@ -704,9 +704,10 @@ impl Call<'_> {
         for key in tags.iter().map(|t| &t.key).chain(&tag_keys) {
             with_tags.push(("aws:TagKeys", key.clone()));
         }
-        // The tags of the user, role or policy the call is on (`aws:ResourceTag/<key>`,
-        // and IAM's older `iam:ResourceTag/<key>`): without them a Deny protecting tagged
-        // administrators' users and roles never matched (review 16, finding 04).
+        // The tags of the user, role, policy or OIDC provider the call is on
+        // (`aws:ResourceTag/<key>`, and IAM's older `iam:ResourceTag/<key>`): without them a
+        // Deny protecting tagged administrators' users and roles never matched (review 16,
+        // finding 04).
         let resource_tags: Vec<(String, String)> = self
             .resource_tags(resource)
             .into_iter()
@@ -724,9 +725,9 @@ impl Call<'_> {
             .map_err(Failure::from)
     }
 
-    /// The tags of the user, role or customer managed policy of the caller's account that
-    /// `resource` (an ARN as authorization names it) is; none for anything else (a
-    /// pattern, a group, an entity that does not exist).
+    /// The tags of the user, role, customer managed policy or OpenID Connect provider of the
+    /// caller's account that `resource` (an ARN as authorization names it) is; none for
+    /// anything else (a pattern, a group, an entity that does not exist).
     fn resource_tags(&self, resource: &str) -> Vec<Tag> {
         let parts: Vec<&str> = resource.splitn(6, ':').collect();
         let ["arn", _, "iam", "", account, what] = parts.as_slice() else { return Vec::new() };
@@ -743,6 +744,13 @@ impl Call<'_> {
             coffer_auth::principal::stored_iam_arn(resource, self.partition())
                 .and_then(|stored| iam.get_policy(store, account, &stored).ok())
                 .map(|(p, _)| p.tags)
+                .unwrap_or_default()
+        } else if what.starts_with("oidc-provider/") {
+            // An OpenID Connect provider's too, as IAM gives them: a Deny protecting tagged
+            // providers held for users, roles and policies only (review 16, left).
+            coffer_auth::principal::stored_iam_arn(resource, self.partition())
+                .and_then(|stored| iam.get_oidc_provider(store, account, &stored).ok())
+                .map(|p| p.tags)
                 .unwrap_or_default()
         } else {
             Vec::new()

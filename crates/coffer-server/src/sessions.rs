@@ -448,11 +448,8 @@ fn assume_role(
         )
     };
     let denied = || refused("sts:AssumeRole");
-    // A federated user (GetFederationToken's credentials) may call no STS operation but
-    // GetCallerIdentity, as AWS documents; a trust policy naming its ARN would otherwise
-    // hand a role to whoever may mint that name (review 15, finding 01).
-    if who.caller.principal.is_federated_user() {
-        return Err(denied());
+    if let Some(refusal) = refused_whatever_the_policies(&who.caller.principal, denied) {
+        return Err(refusal);
     }
     // An unknown role is answered as a refusal, as AWS does: it reveals no more. So is a
     // role named in another partition than the request's, where it cannot be.
@@ -538,10 +535,38 @@ fn assume_role(
     Ok(Issued { xml, elements })
 }
 
+/// The callers AssumeRole refuses before any role is looked at, whatever the policies
+/// say, with AWS's answer (`denied` is the ordinary refusal naming the caller and role):
+/// a federated user (GetFederationToken's credentials) may call no STS operation but
+/// GetCallerIdentity, as AWS documents; a trust policy naming its ARN would otherwise
+/// hand a role to whoever may mint that name (review 15, finding 01). An account's root
+/// (its GetSessionToken sessions too) may not assume roles: AWS's words. Enforcing mode
+/// issues no root credentials today; `--dev`, which takes every key without credentials
+/// of its own as its account's root and gives no authorization outcome, refuses nothing.
+fn refused_whatever_the_policies(
+    p: &coffer_auth::principal::Principal,
+    denied: impl FnOnce() -> Failure,
+) -> Option<Failure> {
+    if p.is_account_root() {
+        return Some(Failure(
+            "AccessDenied",
+            "Roles may not be assumed by root accounts.".to_string(),
+            403,
+        ));
+    }
+    if p.is_federated_user() {
+        return Some(denied());
+    }
+    None
+}
+
 /// `--dev`'s AssumeRole: AWS's validation and answer, nothing authorized. A role that has
 /// no record is assumed all the same (AWS refuses it as AccessDenied, an authorization
 /// outcome, which `--dev` never gives; moto and LocalStack assume any role ARN): its
-/// sessions share an id derived from its ARN (`dev_sessions::unrecorded_role_id`).
+/// sessions share an id derived from its ARN (`dev_sessions::unrecorded_role_id`). Nor is
+/// the account's root refused, as AWS refuses it ("Roles may not be assumed by root
+/// accounts."): `--dev` takes every key without credentials of its own as its account's
+/// root, and the suites it serves assume roles with such keys.
 fn dev_assume_role(
     app: &App,
     directory: &Iam,
@@ -794,5 +819,48 @@ mod tests {
             Some(("111122223333", "reader"))
         );
         assert_eq!(role_arn_parts("arn:aws:iam::111122223333:user/reader"), None);
+    }
+
+    /// AWS: "You cannot use AWS account root user credentials to call AssumeRole", answered
+    /// `AccessDenied: Roles may not be assumed by root accounts.` (403), whatever the trust
+    /// policy says; a root's GetSessionToken session acts as the root and is refused too.
+    /// Enforcing mode issues no root credentials (its administrator is an IAM user), so
+    /// this holds should it ever serve one; `--dev`, whose every key without credentials of
+    /// its own is its account's root, refuses nothing (`dev_assume_role`).
+    #[test]
+    fn an_account_root_may_not_assume_a_role() {
+        use coffer_auth::principal::{Principal, STORED, account_root_arn};
+        let denied = || Failure("AccessDenied", "denied".into(), 403);
+        let root = Principal {
+            arn: account_root_arn(STORED, "111122223333"),
+            account: "111122223333".into(),
+            user_id: "111122223333".into(),
+            name: "root".into(),
+            role_arn: None,
+        };
+        for p in [root.clone(), root.in_partition(Partition::AwsCn)] {
+            let Some(Failure(code, message, status)) = refused_whatever_the_policies(&p, denied)
+            else {
+                panic!("{} may assume a role", p.arn)
+            };
+            assert_eq!(
+                (code, message.as_str(), status),
+                ("AccessDenied", "Roles may not be assumed by root accounts.", 403)
+            );
+        }
+        let federated = Principal::federated_user("111122223333", "fed");
+        assert_eq!(refused_whatever_the_policies(&federated, denied).unwrap().1, "denied");
+        for p in [
+            Principal::user("111122223333", "root", "AIDAX"),
+            Principal::assumed_role(
+                "111122223333",
+                "r",
+                "arn:aws:iam::111122223333:role/r",
+                "AROAX",
+                "root",
+            ),
+        ] {
+            assert!(refused_whatever_the_policies(&p, denied).is_none(), "{}", p.arn);
+        }
     }
 }
