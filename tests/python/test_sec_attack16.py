@@ -11,11 +11,14 @@ policies are made through the IAM API.
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
 from conftest import REGION
 from iam_api_support import Server
+from lambda_runner import Runner
 
 # The helpers of review 15's tests (same server shape, same users and clients); the
 # `account` fixture there reads this module's `srv`.
@@ -25,9 +28,16 @@ WEST = "us-west-2"
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+def runner():
+    r = Runner()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, runner):
     data = tmp_path_factory.mktemp("attack16")
-    server = Server(data, extra=["--quota-scale", "100"])
+    server = Server(data, extra=["--quota-scale", "100", "--lambda-endpoint", runner.url])
     yield server
     server.server.stop()
 
@@ -97,3 +107,92 @@ def test_01_a_refused_replica_key_change_is_not_carried_out_by_a_later_write(srv
     assert described["ReplicationStatus"][0]["KmsKeyId"] != mine
     assert client(srv, "secretsmanager", region=WEST).get_secret_value(
         SecretId=replica)["SecretString"] == "a16-01-next"
+
+
+# ------------- 02, 03: rotation copied a value sealed under a key the caller may not use
+
+# Every Secrets Manager call, rotation by any function, and KMS on one key only.
+def rotation_policy(usable_key: str) -> str:
+    return policy(
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "kms:*", "Resource": usable_key},
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"})
+
+
+def builtin(account: str, name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{account}:function:{name}"
+
+
+def current_under_an_old_key(srv, first: str) -> tuple[str, str, str]:
+    """A secret whose first value (`first`) was sealed under a key later replaced by
+    UpdateSecret's KmsKeyId: the labelled versions are re-encrypted under the new key, the
+    first, deprecated by then, stays under the old. (ARN, first version, new key)."""
+    kms = client(srv, "kms")
+    old_key = kms.create_key()["KeyMetadata"]["Arn"]
+    new_key = kms.create_key()["KeyMetadata"]["Arn"]
+    sm = client(srv, "secretsmanager")
+    made = sm.create_secret(Name=uname("a16-rot"), SecretString=first, KmsKeyId=old_key)
+    sm.put_secret_value(SecretId=made["ARN"], SecretString='{"password": "p2", "apiKey": "second"}')
+    sm.put_secret_value(SecretId=made["ARN"], SecretString='{"password": "p3", "apiKey": "third"}')
+    sm.update_secret(SecretId=made["ARN"], KmsKeyId=new_key)
+    return made["ARN"], made["VersionId"], new_key
+
+
+def label_current(sm, arn: str, version_id: str) -> None:
+    """Moves AWSCURRENT onto `version_id` (UpdateSecretVersionStage needs no KMS key)."""
+    versions = sm.list_secret_version_ids(SecretId=arn)["Versions"]
+    current = next(v["VersionId"] for v in versions if "AWSCURRENT" in v["VersionStages"])
+    sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT",
+                                   MoveToVersionId=version_id, RemoveFromVersionId=current)
+
+
+def values_readable(sm, arn: str) -> list[str]:
+    """Every value of the secret `sm`'s caller can read, by version id."""
+    versions = sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
+    readable = []
+    for version in versions:
+        try:
+            readable.append(sm.get_secret_value(
+                SecretId=arn, VersionId=version["VersionId"])["SecretString"])
+        except Exception as e:  # noqa: BLE001 - a refusal is the expected answer
+            if "AccessDenied" not in str(e) and "ResourceNotFound" not in str(e):
+                raise
+    return readable
+
+
+def rotation_outcome(srv, arn: str) -> str:
+    """The name of the first RotationSucceeded or RotationFailed event of `arn` (a deadline
+    for a background step, not a timing)."""
+    trail = client(srv, "cloudtrail")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = trail.lookup_events(LookupAttributes=[
+            {"AttributeKey": "ResourceName", "AttributeValue": arn}])["Events"]
+        ended = [e["EventName"] for e in events
+                 if e["EventName"] in ("RotationSucceeded", "RotationFailed")]
+        if ended:
+            return ended[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"the rotation of {arn} did not end")
+
+
+def test_02_a_built_in_rotation_does_not_copy_a_value_under_another_key(srv, account):
+    """The built-in rotators open AWSCURRENT as the service and seal the new value, built
+    from it (random-password keeps every member of a JSON value but `password`), under the
+    secret's key. A caller who may not decrypt a version's key (one left under the key a
+    KmsKeyId change replaced) labelled that version AWSCURRENT (UpdateSecretVersionStage
+    needs no key) and rotated: the new AWSCURRENT, under a key the caller may use, carried
+    the old version's other members."""
+    first = '{"password": "p1", "apiKey": "a16-02-old-api-key"}'
+    arn, first_version, new_key = current_under_an_old_key(srv, first)
+    _, key = user(srv, rotation_policy(new_key), prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    code, _ = error(lambda: sm.get_secret_value(SecretId=arn, VersionId=first_version))
+    assert code == "AccessDeniedException"
+    label_current(sm, arn, first_version)
+    sm.rotate_secret(SecretId=arn, RotationLambdaARN=builtin(account, "coffer-builtin-random-password"),
+                     RotationRules={"AutomaticallyAfterDays": 30})
+    # The rotation's first attempt ends in RotationSucceeded, or in RotationFailed when the
+    # rotator refuses (it is then retried, and refused again).
+    assert rotation_outcome(srv, arn) in ("RotationSucceeded", "RotationFailed")
+    assert not any("a16-02-old-api-key" in v for v in values_readable(sm, arn))
