@@ -196,3 +196,64 @@ def test_02_a_built_in_rotation_does_not_copy_a_value_under_another_key(srv, acc
     # rotator refuses (it is then retried, and refused again).
     assert rotation_outcome(srv, arn) in ("RotationSucceeded", "RotationFailed")
     assert not any("a16-02-old-api-key" in v for v in values_readable(sm, arn))
+
+
+class HeldTest:
+    """A rotation function whose testSecret step waits until the test lets it go: the
+    AWSPENDING version RotateImmediately=false makes lives until that step ends."""
+
+    def __init__(self):
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, event, context):
+        if event["Step"] == "testSecret":
+            self.entered.set()
+            self.release.wait(30)
+        return {}
+
+
+def test_03_rotate_immediately_false_does_not_copy_a_value_the_caller_may_not_read(srv, runner, account):
+    """RotateSecret with RotateImmediately=false copies AWSCURRENT into the new AWSPENDING
+    version (the function's testSecret runs on the current value) and sealed the copy under
+    the secret's key without asking whether the caller may decrypt AWSCURRENT's: with
+    AWSCURRENT on a version under a key the caller may not use, the copy was readable as
+    AWSPENDING for as long as the test step ran."""
+    first = '{"password": "p1", "apiKey": "a16-03-old-api-key"}'
+    arn, first_version, new_key = current_under_an_old_key(srv, first)
+    _, key = user(srv, rotation_policy(new_key), prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    label_current(sm, arn, first_version)
+    held = HeldTest()
+    runner.functions["a16-held-test"] = held
+    try:
+        code, message = error(lambda: sm.rotate_secret(
+            SecretId=arn, RotationLambdaARN=f"arn:aws:lambda:{REGION}:{account}:function:a16-held-test",
+            RotateImmediately=False, RotationRules={"AutomaticallyAfterDays": 30}))
+        assert code == "AccessDeniedException", message
+        assert not held.entered.is_set()
+        assert not any("a16-03-old" in v for v in values_readable(sm, arn))
+        # Nothing was stored: no AWSPENDING version.
+        described = client(srv, "secretsmanager").describe_secret(SecretId=arn)
+        assert not any("AWSPENDING" in s for s in described["VersionIdsToStages"].values())
+    finally:
+        held.release.set()
+
+
+def test_held_rotate_immediately_false_copies_for_a_caller_who_may_read(srv, runner, account):
+    """The copy is still made for a caller allowed on both keys (the test step sees it)."""
+    first = '{"password": "p1", "apiKey": "a16-03-held"}'
+    arn, first_version, new_key = current_under_an_old_key(srv, first)
+    sm = client(srv, "secretsmanager")
+    label_current(sm, arn, first_version)
+    held = HeldTest()
+    runner.functions["a16-held-test-2"] = held
+    try:
+        token = sm.rotate_secret(
+            SecretId=arn, RotationLambdaARN=f"arn:aws:lambda:{REGION}:{account}:function:a16-held-test-2",
+            RotateImmediately=False, RotationRules={"AutomaticallyAfterDays": 30})["VersionId"]
+        assert held.entered.wait(30)
+        pending = sm.get_secret_value(SecretId=arn, VersionStage="AWSPENDING")
+        assert pending["VersionId"] == token and pending["SecretString"] == first
+    finally:
+        held.release.set()
