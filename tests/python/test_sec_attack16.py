@@ -46,19 +46,12 @@ def policy(*statements: dict) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-# Every Secrets Manager call, and KMS only on keys tagged as the caller's own: the keys
-# that seal the secrets below are not.
-OWN_KEYS_ONLY = policy(
-    {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
-    {"Effect": "Allow", "Action": "kms:*", "Resource": "*",
-     "Condition": {"StringEquals": {"aws:ResourceTag/owner": "me"}}},
-    {"Effect": "Allow", "Action": ["kms:CreateKey", "kms:TagResource"], "Resource": "*"})
-
-
-def own_key(srv, key, region: str) -> str:
-    made = client(srv, "kms", key, region=region).create_key(
-        Tags=[{"TagKey": "owner", "TagValue": "me"}])
-    return made["KeyMetadata"]["Arn"]
+def on_one_key(usable_key: str, *more: dict) -> str:
+    """Every Secrets Manager call, and KMS on `usable_key` only: the keys that seal the
+    secrets below are not it."""
+    return policy(
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "kms:*", "Resource": usable_key}, *more)
 
 
 def replicated_under_keys_the_caller_may_not_use(srv, value: str) -> tuple[str, str]:
@@ -84,8 +77,8 @@ def test_01_a_refused_replica_key_change_is_not_carried_out_by_a_later_write(srv
     under the key the refused caller named: the replica then answered GetSecretValue with
     the value that caller was denied on both keys."""
     primary, replica = replicated_under_keys_the_caller_may_not_use(srv, "a16-01-value")
-    _, key = user(srv, OWN_KEYS_ONLY, prefix="a16")
-    mine = own_key(srv, key, WEST)
+    mine = client(srv, "kms", region=WEST).create_key()["KeyMetadata"]["Arn"]
+    _, key = user(srv, on_one_key(mine), prefix="a16")
     sm = client(srv, "secretsmanager", key)
     sm_west = client(srv, "secretsmanager", key, region=WEST)
     assert error(lambda: sm.get_secret_value(SecretId=primary))[0] == "AccessDeniedException"
@@ -111,12 +104,10 @@ def test_01_a_refused_replica_key_change_is_not_carried_out_by_a_later_write(srv
 
 # ------------- 02, 03: rotation copied a value sealed under a key the caller may not use
 
-# Every Secrets Manager call, rotation by any function, and KMS on one key only.
 def rotation_policy(usable_key: str) -> str:
-    return policy(
-        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
-        {"Effect": "Allow", "Action": "kms:*", "Resource": usable_key},
-        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"})
+    """As `on_one_key`, and rotation by any function."""
+    return on_one_key(usable_key, {"Effect": "Allow", "Action": "lambda:InvokeFunction",
+                                   "Resource": "*"})
 
 
 def builtin(account: str, name: str) -> str:
