@@ -248,3 +248,105 @@ def test_held_rotate_immediately_false_copies_for_a_caller_who_may_read(srv, run
         assert pending["VersionId"] == token and pending["SecretString"] == first
     finally:
         held.release.set()
+
+
+# ------------------------------------------------------------------------- what held
+
+def test_held_a_version_under_a_replaced_key_needs_that_key_on_every_route(srv):
+    """A version left under the key a KmsKeyId change replaced opens only for a caller
+    allowed on that key: by VersionId, by a label moved onto it, in a batch, by
+    UpdateSecret re-encrypting it, and by replicating it to a new region."""
+    arn, first_version, new_key = current_under_an_old_key(srv, '{"apiKey": "a16-held-old"}')
+    _, key = user(srv, on_one_key(new_key), prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    assert sm.get_secret_value(SecretId=arn)["SecretString"] == '{"password": "p3", "apiKey": "third"}'
+    assert error(lambda: sm.get_secret_value(SecretId=arn, VersionId=first_version))[0] == "AccessDeniedException"
+    sm.update_secret_version_stage(SecretId=arn, VersionStage="MINE", MoveToVersionId=first_version)
+    assert error(lambda: sm.get_secret_value(SecretId=arn, VersionStage="MINE"))[0] == "AccessDeniedException"
+    label_current(sm, arn, first_version)
+    batch = sm.batch_get_secret_value(SecretIdList=[arn])
+    assert not batch["SecretValues"] and batch["Errors"][0]["ErrorCode"] == "AccessDeniedException"
+    assert error(lambda: sm.update_secret(SecretId=arn, KmsKeyId=new_key))[0] == "AccessDeniedException"
+    status = sm.replicate_secret_to_regions(SecretId=arn, AddReplicaRegions=[{"Region": WEST}])
+    assert status["ReplicationStatus"][0]["Status"] == "Failed"
+    replica = arn.replace(f":{REGION}:", f":{WEST}:")
+    assert error(lambda: client(srv, "secretsmanager", key, region=WEST).get_secret_value(
+        SecretId=replica))[0] == "ResourceNotFoundException"
+    assert not any("a16-held-old" in v for v in values_readable(sm, arn))
+
+
+def test_held_a_grant_constrained_to_one_secret_opens_that_secret_only(srv, account):
+    """A grant of kms:Decrypt whose encryption context constraint names one secret's ARN
+    opens that secret through Secrets Manager (its context is SecretARN and
+    SecretVersionId), not another sealed under the same key, alone or in a batch; an
+    EncryptionContextEquals naming only the ARN matches no secret's context."""
+    kms = client(srv, "kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    sm = client(srv, "secretsmanager")
+    one = sm.create_secret(Name=uname("a16-g1"), SecretString="one", KmsKeyId=key_id)["ARN"]
+    other = sm.create_secret(Name=uname("a16-g2"), SecretString="other", KmsKeyId=key_id)["ARN"]
+    name, key = user(srv, allow("secretsmanager:*"), prefix="a16")
+    grantee = f"arn:aws:iam::{account}:user/{name}"
+    kms.create_grant(KeyId=key_id, GranteePrincipal=grantee, Operations=["Decrypt"],
+                     Constraints={"EncryptionContextEquals": {"SecretARN": other}})
+    mine = client(srv, "secretsmanager", key)
+    assert error(lambda: mine.get_secret_value(SecretId=other))[0] == "AccessDeniedException"
+    kms.create_grant(KeyId=key_id, GranteePrincipal=grantee, Operations=["Decrypt"],
+                     Constraints={"EncryptionContextSubset": {"SecretARN": one}})
+    assert mine.get_secret_value(SecretId=one)["SecretString"] == "one"
+    assert error(lambda: mine.get_secret_value(SecretId=other))[0] == "AccessDeniedException"
+    batch = mine.batch_get_secret_value(SecretIdList=[one, other])
+    assert [v["SecretString"] for v in batch["SecretValues"]] == ["one"]
+    assert [e["SecretId"] for e in batch["Errors"]] == [other]
+
+
+def test_held_grants_to_the_account_or_a_service_give_a_user_nothing(srv, account):
+    """A grant whose grantee is the account (root ARN or number) or a service principal
+    lets no IAM user of the account decrypt; wildcard grantees are refused."""
+    kms = client(srv, "kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"a16")["CiphertextBlob"]
+    _, key = user(srv, None, prefix="a16")
+    theirs = client(srv, "kms", key)
+    for grantee in (f"arn:aws:iam::{account}:root", account, "secretsmanager.amazonaws.com"):
+        kms.create_grant(KeyId=key_id, GranteePrincipal=grantee, Operations=["Decrypt"])
+        assert error(lambda: theirs.decrypt(CiphertextBlob=blob))[0] == "AccessDeniedException"
+    for grantee in (f"arn:aws:iam::{account}:user/*", "*"):
+        assert error(lambda: kms.create_grant(KeyId=key_id, GranteePrincipal=grantee,
+                                              Operations=["Decrypt"]))[0] == "ValidationException"
+
+
+def test_held_another_regions_arn_names_no_secret(srv):
+    """A request signed for one region names no secret of another by its ARN (a replica
+    or a standalone secret): each region's policies and keys decide its own secrets."""
+    sm = client(srv, "secretsmanager")
+    made = sm.create_secret(Name=uname("a16-x"), SecretString="v", AddReplicaRegions=[{"Region": WEST}])
+    replica = made["ARN"].replace(f":{REGION}:", f":{WEST}:")
+    standalone = client(srv, "secretsmanager", region=WEST).create_secret(
+        Name=uname("a16-w"), SecretString="west")["ARN"]
+    for arn in (replica, standalone):
+        assert error(lambda: sm.get_secret_value(SecretId=arn))[0] == "ResourceNotFoundException"
+        assert error(lambda: sm.describe_secret(SecretId=arn))[0] == "ResourceNotFoundException"
+        batch = sm.batch_get_secret_value(SecretIdList=[arn])
+        assert batch["Errors"][0]["ErrorCode"] == "ResourceNotFoundException"
+
+
+def test_held_the_trail_keeps_no_grant_token_nor_data_key(srv):
+    """CreateGrant's token and GenerateDataKey's plaintext key are answers, never in the
+    trail: an account's LookupEvents reader cannot retire a grant or open a data key."""
+    import base64
+
+    kms = client(srv, "kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    grant = kms.create_grant(KeyId=key_id, GranteePrincipal=srv.client("sts").get_caller_identity()["Arn"],
+                             Operations=["Decrypt"])
+    data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+    trail = client(srv, "cloudtrail")
+    texts = []
+    for name in ("CreateGrant", "GenerateDataKey"):
+        events = trail.lookup_events(LookupAttributes=[
+            {"AttributeKey": "EventName", "AttributeValue": name}])["Events"]
+        assert events
+        texts.extend(e["CloudTrailEvent"] for e in events)
+    assert not any(grant["GrantToken"] in t for t in texts)
+    assert not any(base64.b64encode(data_key["Plaintext"]).decode() in t for t in texts)
