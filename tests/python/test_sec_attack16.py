@@ -350,3 +350,54 @@ def test_held_the_trail_keeps_no_grant_token_nor_data_key(srv):
         texts.extend(e["CloudTrailEvent"] for e in events)
     assert not any(grant["GrantToken"] in t for t in texts)
     assert not any(base64.b64encode(data_key["Plaintext"]).decode() in t for t in texts)
+
+
+# ------------- 04: a replica's overwrite deleted a secret at once despite a Deny on that
+
+NO_FORCED_DELETION = policy(
+    {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+    # AWS's documented guard: secrets are deleted only with a recovery window.
+    {"Effect": "Deny", "Action": "secretsmanager:DeleteSecret", "Resource": "*",
+     "Condition": {"Bool": {"secretsmanager:ForceDeleteWithoutRecovery": "true"}}})
+
+
+@pytest.mark.parametrize("route", ["replicate", "create"])
+def test_04_overwriting_a_secret_with_a_replica_needs_deleting_it_at_once(srv, route):
+    """ForceOverwriteReplicaSecret deletes the standalone secret of the replica's name in
+    the replica region at once (no recovery window) and puts the replica, with the
+    caller's value, under its name. The caller must be allowed to delete that secret, but
+    was asked as if with a recovery window: a caller denied DeleteSecret with
+    ForceDeleteWithoutRecovery destroyed the secret beyond recovery and replaced the value
+    its readers get by name."""
+    name = uname("a16-victim")
+    client(srv, "secretsmanager", region=WEST).create_secret(Name=name, SecretString="precious")
+    _, key = user(srv, NO_FORCED_DELETION, prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    code, _ = error(lambda: client(srv, "secretsmanager", key, region=WEST).delete_secret(
+        SecretId=name, ForceDeleteWithoutRecovery=True))
+    assert code == "AccessDeniedException"
+    if route == "replicate":
+        sm.create_secret(Name=name, SecretString="mine")
+        code, message = error(lambda: sm.replicate_secret_to_regions(
+            SecretId=name, AddReplicaRegions=[{"Region": WEST}], ForceOverwriteReplicaSecret=True))
+        assert code == "AccessDeniedException", message
+    else:
+        code, message = error(lambda: sm.create_secret(
+            Name=name, SecretString="mine", AddReplicaRegions=[{"Region": WEST}],
+            ForceOverwriteReplicaSecret=True))
+        assert code == "AccessDeniedException", message
+    west = client(srv, "secretsmanager", region=WEST).get_secret_value(SecretId=name)
+    assert west["SecretString"] == "precious"
+
+
+def test_held_overwriting_with_a_replica_is_allowed_to_who_may_delete_at_once(srv):
+    """A caller allowed to delete without recovery still overwrites (as on AWS)."""
+    name = uname("a16-victim")
+    client(srv, "secretsmanager", region=WEST).create_secret(Name=name, SecretString="old")
+    _, key = user(srv, allow("secretsmanager:*"), prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    sm.create_secret(Name=name, SecretString="replacing")
+    sm.replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": WEST}],
+                                   ForceOverwriteReplicaSecret=True)
+    west = client(srv, "secretsmanager", region=WEST).get_secret_value(SecretId=name)
+    assert west["SecretString"] == "replacing"

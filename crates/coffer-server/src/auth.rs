@@ -803,12 +803,30 @@ impl Gate {
         id: &str,
         meta: Option<&SecretMeta>,
     ) -> Result<(), AwsError> {
+        self.secret_as_if(action, owner, id, meta, &[])
+    }
+
+    /// [`Gate::secret`] for an action the call carries out on another secret than the one
+    /// it names, with the request keys the same action would carry if called for it
+    /// (`request`): ReplicateSecretToRegions' overwrite deletes a secret at once, which is
+    /// DeleteSecret with `ForceDeleteWithoutRecovery`, so a Deny on that holds there too.
+    pub fn secret_as_if(
+        &self,
+        action: &str,
+        owner: &Scope,
+        id: &str,
+        meta: Option<&SecretMeta>,
+        request: &[(&str, &str)],
+    ) -> Result<(), AwsError> {
         let target = target_of(owner, id, meta.cloned());
         let policy = resource_policy(target.meta.as_ref());
         let mut context = Context::default();
         if reads_context(&self.caller, policy.as_ref()) {
             context = self.context();
             resource_context(&mut context, Some(id), &target);
+            for (key, value) in request {
+                context.set(key, *value);
+            }
         }
         decide(&self.caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
     }

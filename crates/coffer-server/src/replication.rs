@@ -260,8 +260,17 @@ fn sync_replica(
     // Overwriting deletes a secret of the replica region: the caller must be allowed to
     // delete that secret itself (its identity policies and that secret's resource policy,
     // explicit denials included), or a caller denied everything there could replace it.
+    // The deletion is immediate, without a recovery window: a Deny on
+    // `ForceDeleteWithoutRecovery` holds here too (attack 16, finding 04).
     if let (Some(victim), Some(gate)) = (&overwrite, gate) {
-        gate.secret("secretsmanager:DeleteSecret", &scope, &victim.arn, Some(victim))?;
+        let at_once = [("secretsmanager:ForceDeleteWithoutRecovery", "true")];
+        gate.secret_as_if(
+            "secretsmanager:DeleteSecret",
+            &scope,
+            &victim.arn,
+            Some(victim),
+            &at_once,
+        )?;
     }
     // The replica region's key: named there, or its aws/secretsmanager.
     let key = match app.keys.kms().key_for_secret(tx, &scope, state.kms_key_id.as_deref(), now) {
