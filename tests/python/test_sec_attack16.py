@@ -401,3 +401,56 @@ def test_held_overwriting_with_a_replica_is_allowed_to_who_may_delete_at_once(sr
                                    ForceOverwriteReplicaSecret=True)
     west = client(srv, "secretsmanager", region=WEST).get_secret_value(SecretId=name)
     assert west["SecretString"] == "replacing"
+
+
+# ------ 05: CreateSecret's tags and replicas did not need TagResource, ReplicateSecretToRegions
+
+def test_05_create_secret_with_replicas_needs_replicate_secret_to_regions(srv):
+    """AWS: "To add replica Regions, you must also have
+    secretsmanager:ReplicateSecretToRegions". A Deny on replication (here of one Region,
+    by `secretsmanager:AddReplicaRegions`, as a residency rule is written) held for
+    ReplicateSecretToRegions but not for CreateSecret's AddReplicaRegions: the value was
+    copied into the Region kept out."""
+    no_west = policy(
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "secretsmanager:ReplicateSecretToRegions", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"secretsmanager:AddReplicaRegions": [WEST]}}})
+    _, key = user(srv, no_west, prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    name = uname("a16-05")
+    code, message = error(lambda: sm.create_secret(
+        Name=name, SecretString="stays-east", AddReplicaRegions=[{"Region": WEST}]))
+    assert code == "AccessDeniedException", message
+    assert "secretsmanager:ReplicateSecretToRegions" in message
+    code, _ = error(lambda: client(srv, "secretsmanager", region=WEST).describe_secret(SecretId=name))
+    assert code == "ResourceNotFoundException"
+    # Only CreateSecret allowed: replicas need the replication permission as well.
+    _, key = user(srv, allow("secretsmanager:CreateSecret"), prefix="a16")
+    code, _ = error(lambda: client(srv, "secretsmanager", key).create_secret(
+        Name=uname("a16-05b"), SecretString="v", AddReplicaRegions=[{"Region": WEST}]))
+    assert code == "AccessDeniedException"
+
+
+def test_05_create_secret_with_tags_needs_tag_resource(srv):
+    """AWS: "If you include tags in the secret, you also need secretsmanager:TagResource".
+    A Deny on TagResource for a tag key (the guard of ABAC on that key) did not hold for
+    the tags a secret is created with."""
+    guarded = policy(
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "secretsmanager:TagResource", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["classification"]}}})
+    _, key = user(srv, guarded, prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    code, message = error(lambda: sm.create_secret(
+        Name=uname("a16-05c"), SecretString="v",
+        Tags=[{"Key": "classification", "Value": "public"}]))
+    assert code == "AccessDeniedException", message
+    # Other tags, and no tags, are still created.
+    sm.create_secret(Name=uname("a16-05d"), SecretString="v", Tags=[{"Key": "team", "Value": "a"}])
+    sm.create_secret(Name=uname("a16-05e"), SecretString="v")
+    _, key = user(srv, allow("secretsmanager:CreateSecret"), prefix="a16")
+    only_create = client(srv, "secretsmanager", key)
+    code, _ = error(lambda: only_create.create_secret(
+        Name=uname("a16-05f"), SecretString="v", Tags=[{"Key": "team", "Value": "a"}]))
+    assert code == "AccessDeniedException"
+    only_create.create_secret(Name=uname("a16-05g"), SecretString="v")

@@ -1008,6 +1008,10 @@ pub fn authorize(
                 policy.as_ref(),
                 quoted,
             )?;
+            for action in implied_actions(op, requested) {
+                let (arn, account) = (&target.arn, &target.account);
+                decide(&who.caller, action, arn, account, &context, policy.as_ref(), quoted)?;
+            }
             let kms_checks = kms_key_checks(op, requested, target.meta.as_ref());
             if !kms_checks.is_empty() {
                 let via = kms_context(gate.context(), &who.caller, Some(&owner.region));
@@ -1416,6 +1420,25 @@ fn kms_key_checks(
         _ => (None, WRITE),
     };
     key.filter(|k| !is_aws_managed_key(k)).map(|k| (k, actions)).into_iter().collect()
+}
+
+/// The other Secrets Manager actions a call needs for what it does besides its own, as
+/// AWS documents them for CreateSecret: "If you include tags in the secret, you also need
+/// secretsmanager:TagResource. To add replica Regions, you must also have
+/// secretsmanager:ReplicateSecretToRegions." Without them a Deny on tagging (ABAC's guard
+/// on a tag key) or on replication (a Region kept out) did not hold for a secret being
+/// created (attack 16, finding 05).
+fn implied_actions(op: Sm, requested: &Requested) -> Vec<&'static str> {
+    let mut actions = Vec::new();
+    if op == Sm::CreateSecret {
+        if requested.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
+            actions.push("secretsmanager:TagResource");
+        }
+        if requested.add_replica_regions.as_ref().is_some_and(|regions| !regions.is_empty()) {
+            actions.push("secretsmanager:ReplicateSecretToRegions");
+        }
+    }
+    actions
 }
 
 /// The name and ARN forms of the AWS managed key, which needs no kms permission.
