@@ -454,3 +454,25 @@ def test_05_create_secret_with_tags_needs_tag_resource(srv):
         Name=uname("a16-05f"), SecretString="v", Tags=[{"Key": "team", "Value": "a"}]))
     assert code == "AccessDeniedException"
     only_create.create_secret(Name=uname("a16-05g"), SecretString="v")
+
+
+# ------------------------ 06: ValidateResourcePolicy did not need PutResourcePolicy
+
+def test_06_validate_resource_policy_needs_put_resource_policy(srv):
+    """AWS: "secretsmanager:ValidateResourcePolicy and secretsmanager:PutResourcePolicy".
+    A caller without PutResourcePolicy had policies checked against a secret (whether
+    they grant broad access to it) that it may not give one."""
+    arn = client(srv, "secretsmanager").create_secret(Name=uname("a16-06"), SecretString="v")["ARN"]
+    document = policy({"Effect": "Allow", "Principal": {"AWS": "*"},
+                       "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
+    _, key = user(srv, allow("secretsmanager:ValidateResourcePolicy"), prefix="a16")
+    sm = client(srv, "secretsmanager", key)
+    code, message = error(lambda: sm.validate_resource_policy(SecretId=arn, ResourcePolicy=document))
+    assert code == "AccessDeniedException" and "secretsmanager:PutResourcePolicy" in message
+    code, _ = error(lambda: sm.validate_resource_policy(ResourcePolicy=document))
+    assert code == "AccessDeniedException"
+    _, key = user(srv, allow(["secretsmanager:ValidateResourcePolicy",
+                              "secretsmanager:PutResourcePolicy"]), prefix="a16")
+    answer = client(srv, "secretsmanager", key).validate_resource_policy(
+        SecretId=arn, ResourcePolicy=document)
+    assert answer["PolicyValidationPassed"] is False

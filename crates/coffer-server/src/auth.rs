@@ -1427,9 +1427,13 @@ fn kms_key_checks(
 /// secretsmanager:TagResource. To add replica Regions, you must also have
 /// secretsmanager:ReplicateSecretToRegions." Without them a Deny on tagging (ABAC's guard
 /// on a tag key) or on replication (a Region kept out) did not hold for a secret being
-/// created (attack 16, finding 05).
+/// created (attack 16, finding 05). ValidateResourcePolicy: "secretsmanager:
+/// ValidateResourcePolicy and secretsmanager:PutResourcePolicy" (finding 06).
 fn implied_actions(op: Sm, requested: &Requested) -> Vec<&'static str> {
     let mut actions = Vec::new();
+    if op == Sm::ValidateResourcePolicy {
+        actions.push("secretsmanager:PutResourcePolicy");
+    }
     if op == Sm::CreateSecret {
         if requested.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
             actions.push("secretsmanager:TagResource");
