@@ -476,3 +476,26 @@ def test_06_validate_resource_policy_needs_put_resource_policy(srv):
     answer = client(srv, "secretsmanager", key).validate_resource_policy(
         SecretId=arn, ResourcePolicy=document)
     assert answer["PolicyValidationPassed"] is False
+
+
+# ------------------------------------ 07: CreateKey with Tags did not need kms:TagResource
+
+def test_07_create_key_with_tags_needs_tag_resource(srv):
+    """AWS: CreateKey needs "kms:CreateKey (IAM policy). To use the Tags parameter,
+    kms:TagResource (IAM policy)", as ReplicateKey's replica already did here. A Deny on
+    tagging a key with a tag key (ABAC's guard: the tag that names a key's owner) did not
+    hold for the tags a key is created with."""
+    guarded = policy(
+        {"Effect": "Allow", "Action": ["kms:CreateKey", "kms:TagResource"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:TagResource", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}})
+    _, key = user(srv, guarded, prefix="a16")
+    kms = client(srv, "kms", key)
+    code, message = error(lambda: kms.create_key(Tags=[{"TagKey": "owner", "TagValue": "me"}]))
+    assert code == "AccessDeniedException" and "kms:TagResource" in message, message
+    kms.create_key(Tags=[{"TagKey": "team", "TagValue": "a"}])
+    _, key = user(srv, allow("kms:CreateKey"), prefix="a16")
+    only_create = client(srv, "kms", key)
+    code, _ = error(lambda: only_create.create_key(Tags=[{"TagKey": "team", "TagValue": "a"}]))
+    assert code == "AccessDeniedException"
+    only_create.create_key()

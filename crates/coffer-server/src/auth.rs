@@ -1298,6 +1298,15 @@ fn authorize_kms(
             let primary = on_key_in(scope, context, action, reference, None, None)?;
             authorize_replica(who, scope, region, &primary, requested, context)
         }
+        KmsOp::CreateKey => {
+            decide(&who.caller, action, "*", account, context, None, "*")?;
+            // AWS: "To use the Tags parameter, kms:TagResource (IAM policy)" (attack 16,
+            // finding 07), as ReplicateKey's replica (`authorize_replica`).
+            if requested.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
+                decide(&who.caller, "kms:TagResource", "*", account, context, None, "*")?;
+            }
+            Ok(())
+        }
         KmsOp::UpdatePrimaryRegion => {
             let (Some(reference), Some(region)) =
                 (requested.key_id.as_deref(), requested.primary_region.as_deref())
