@@ -499,3 +499,22 @@ def test_07_create_key_with_tags_needs_tag_resource(srv):
     code, _ = error(lambda: only_create.create_key(Tags=[{"TagKey": "team", "TagValue": "a"}]))
     assert code == "AccessDeniedException"
     only_create.create_key()
+
+
+def test_held_a_promoted_replica_keeps_the_resource_policy_that_denies(srv, account):
+    """A caller denied reading a secret by its resource policy, and allowed everything
+    else, promotes its replica (StopReplicationToReplica): the standalone secret keeps the
+    policy, and the Deny."""
+    name, key = user(srv, allow("secretsmanager:*"), prefix="a16")
+    sm = client(srv, "secretsmanager")
+    arn = sm.create_secret(Name=uname("a16-promote"), SecretString="guarded",
+                           AddReplicaRegions=[{"Region": WEST}])["ARN"]
+    sm.put_resource_policy(SecretId=arn, ResourcePolicy=policy(
+        {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{account}:user/{name}"},
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    replica = arn.replace(f":{REGION}:", f":{WEST}:")
+    west = client(srv, "secretsmanager", key, region=WEST)
+    assert error(lambda: west.get_secret_value(SecretId=replica))[0] == "AccessDeniedException"
+    west.stop_replication_to_replica(SecretId=replica)
+    code, message = error(lambda: west.get_secret_value(SecretId=replica))
+    assert code == "AccessDeniedException" and "resource-based policy" in message
