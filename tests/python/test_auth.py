@@ -229,7 +229,9 @@ def test_a_deny_on_a_tag_wins_over_an_allow(secured):
 def test_create_secret_requires_the_tags_the_policy_names(secured):
     key = secured.user("tagcreator", {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:CreateSecret", "Resource": "*",
+        # Creating with tags needs TagResource too, as AWS documents (attack 16, finding 05).
+        "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:CreateSecret", "secretsmanager:TagResource"],
+                       "Resource": "*",
                        "Condition": {"StringEquals": {"aws:RequestTag/Team": "Security"}}}],
     })
     creator = secured.client(key)

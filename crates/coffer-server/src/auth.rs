@@ -803,12 +803,30 @@ impl Gate {
         id: &str,
         meta: Option<&SecretMeta>,
     ) -> Result<(), AwsError> {
+        self.secret_as_if(action, owner, id, meta, &[])
+    }
+
+    /// [`Gate::secret`] for an action the call carries out on another secret than the one
+    /// it names, with the request keys the same action would carry if called for it
+    /// (`request`): ReplicateSecretToRegions' overwrite deletes a secret at once, which is
+    /// DeleteSecret with `ForceDeleteWithoutRecovery`, so a Deny on that holds there too.
+    pub fn secret_as_if(
+        &self,
+        action: &str,
+        owner: &Scope,
+        id: &str,
+        meta: Option<&SecretMeta>,
+        request: &[(&str, &str)],
+    ) -> Result<(), AwsError> {
         let target = target_of(owner, id, meta.cloned());
         let policy = resource_policy(target.meta.as_ref());
         let mut context = Context::default();
         if reads_context(&self.caller, policy.as_ref()) {
             context = self.context();
             resource_context(&mut context, Some(id), &target);
+            for (key, value) in request {
+                context.set(key, *value);
+            }
         }
         decide(&self.caller, action, &target.arn, &target.account, &context, policy.as_ref(), id)
     }
@@ -990,6 +1008,10 @@ pub fn authorize(
                 policy.as_ref(),
                 quoted,
             )?;
+            for action in implied_actions(op, requested) {
+                let (arn, account) = (&target.arn, &target.account);
+                decide(&who.caller, action, arn, account, &context, policy.as_ref(), quoted)?;
+            }
             let kms_checks = kms_key_checks(op, requested, target.meta.as_ref());
             if !kms_checks.is_empty() {
                 let via = kms_context(gate.context(), &who.caller, Some(&owner.region));
@@ -1276,6 +1298,15 @@ fn authorize_kms(
             let primary = on_key_in(scope, context, action, reference, None, None)?;
             authorize_replica(who, scope, region, &primary, requested, context)
         }
+        KmsOp::CreateKey => {
+            decide(&who.caller, action, "*", account, context, None, "*")?;
+            // AWS: "To use the Tags parameter, kms:TagResource (IAM policy)" (attack 16,
+            // finding 07), as ReplicateKey's replica (`authorize_replica`).
+            if requested.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
+                decide(&who.caller, "kms:TagResource", "*", account, context, None, "*")?;
+            }
+            Ok(())
+        }
         KmsOp::UpdatePrimaryRegion => {
             let (Some(reference), Some(region)) =
                 (requested.key_id.as_deref(), requested.primary_region.as_deref())
@@ -1398,6 +1429,29 @@ fn kms_key_checks(
         _ => (None, WRITE),
     };
     key.filter(|k| !is_aws_managed_key(k)).map(|k| (k, actions)).into_iter().collect()
+}
+
+/// The other Secrets Manager actions a call needs for what it does besides its own, as
+/// AWS documents them for CreateSecret: "If you include tags in the secret, you also need
+/// secretsmanager:TagResource. To add replica Regions, you must also have
+/// secretsmanager:ReplicateSecretToRegions." Without them a Deny on tagging (ABAC's guard
+/// on a tag key) or on replication (a Region kept out) did not hold for a secret being
+/// created (attack 16, finding 05). ValidateResourcePolicy: "secretsmanager:
+/// ValidateResourcePolicy and secretsmanager:PutResourcePolicy" (finding 06).
+fn implied_actions(op: Sm, requested: &Requested) -> Vec<&'static str> {
+    let mut actions = Vec::new();
+    if op == Sm::ValidateResourcePolicy {
+        actions.push("secretsmanager:PutResourcePolicy");
+    }
+    if op == Sm::CreateSecret {
+        if requested.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
+            actions.push("secretsmanager:TagResource");
+        }
+        if requested.add_replica_regions.as_ref().is_some_and(|regions| !regions.is_empty()) {
+            actions.push("secretsmanager:ReplicateSecretToRegions");
+        }
+    }
+    actions
 }
 
 /// The name and ARN forms of the AWS managed key, which needs no kms permission.

@@ -168,12 +168,15 @@ pub fn propagate(app: &App, tx: &mut Txn, primary: &SecretMeta) -> Result<(), Aw
         let state = updated.replication.replicas[i].clone();
         let replica_arn = arn_in_region(&primary.arn, &state.region);
         // A region whose replica was never made is retried by ReplicateSecretToRegions only.
-        if tx.secret_by_arn(&replica_arn).map_err(store_error)?.is_none() {
+        let Some(replica) = tx.secret_by_arn(&replica_arn).map_err(store_error)? else {
             continue;
-        }
+        };
+        // The replica stays under the key it is sealed under: only ReplicateSecretToRegions,
+        // with the caller's permissions on both keys, changes it (attack 16, finding 01).
+        let state = ReplicaState { kms_key_id: replica.kms_key_id.clone(), ..state };
         let outcome = sync_replica(app, tx, primary, &state, None, Mode::Update)?;
         let new_state = state_after(&state, outcome);
-        if new_state != state {
+        if new_state != updated.replication.replicas[i] {
             updated.replication.replicas[i] = new_state;
             changed = true;
         }
@@ -257,8 +260,17 @@ fn sync_replica(
     // Overwriting deletes a secret of the replica region: the caller must be allowed to
     // delete that secret itself (its identity policies and that secret's resource policy,
     // explicit denials included), or a caller denied everything there could replace it.
+    // The deletion is immediate, without a recovery window: a Deny on
+    // `ForceDeleteWithoutRecovery` holds here too (attack 16, finding 04).
     if let (Some(victim), Some(gate)) = (&overwrite, gate) {
-        gate.secret("secretsmanager:DeleteSecret", &scope, &victim.arn, Some(victim))?;
+        let at_once = [("secretsmanager:ForceDeleteWithoutRecovery", "true")];
+        gate.secret_as_if(
+            "secretsmanager:DeleteSecret",
+            &scope,
+            &victim.arn,
+            Some(victim),
+            &at_once,
+        )?;
     }
     // The replica region's key: named there, or its aws/secretsmanager.
     let key = match app.keys.kms().key_for_secret(tx, &scope, state.kms_key_id.as_deref(), now) {
@@ -471,15 +483,20 @@ fn add_regions(
     let now = clock::now_ms();
     for region in regions {
         let named = region.kms_key_id.clone().filter(|k| !k.is_empty());
+        // The key of a replica that exists, which a failed attempt must leave recorded.
+        let mut kept_key = None;
         let state = match primary.replication.replicas.iter().find(|r| r.region == region.region) {
             // Asking again retries the region with the key named now. Naming none keeps the
             // key of a replica that exists (nothing in the call asks to change it); a region
             // whose replica was never made has no key to keep and takes the default.
             Some(old) => {
                 let replica_arn = arn_in_region(&primary.arn, &region.region);
-                let made = tx.secret_by_arn(&replica_arn).map_err(store_error)?.is_some();
+                let made = tx.secret_by_arn(&replica_arn).map_err(store_error)?;
+                if let Some(replica) = &made {
+                    kept_key = Some(replica.kms_key_id.clone());
+                }
                 let kms_key_id = match named {
-                    None if made => old.kms_key_id.clone(),
+                    None if made.is_some() => old.kms_key_id.clone(),
                     named => named,
                 };
                 ReplicaState { kms_key_id, ..old.clone() }
@@ -504,6 +521,14 @@ fn add_regions(
             let name = "ReplicationFailed";
             audit::record_service_event(app, tx, &scope, SECRETS_MANAGER, name, &arn, now)?;
         }
+        // A refused change of an existing replica's key leaves the key recorded as it was:
+        // `propagate` seals under the recorded key without the caller's permissions, so
+        // recording the refused key would have the next write on the primary carry out
+        // the re-key this caller was denied (attack 16, finding 01).
+        let state = match (&outcome, kept_key) {
+            (Err(_), Some(kept)) => ReplicaState { kms_key_id: kept, ..state },
+            _ => state,
+        };
         let state = state_after(&state, outcome);
         match primary.replication.replicas.iter_mut().find(|r| r.region == state.region) {
             Some(slot) => *slot = state,

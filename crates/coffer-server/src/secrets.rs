@@ -272,6 +272,23 @@ pub(crate) fn open_value(
     opened.map(|opened| opened.plaintext).map_err(decryption_failure)
 }
 
+/// Whether the stored value of `version_id` is sealed under `key`: true for RotateSecret's
+/// placeholder, which holds no value.
+pub(crate) fn sealed_under(
+    tx: &dyn ReadTxn,
+    arn: &str,
+    version_id: &str,
+    key: &KeyRecord,
+) -> Result<bool, AwsError> {
+    let sealed = tx.version_value(arn, version_id).map_err(store_error)?;
+    Ok(match sealed {
+        None => false,
+        Some(sealed) if crate::rotation::is_placeholder(&sealed) => true,
+        Some(sealed) => coffer_kms::ciphertext::parse(&sealed.0)
+            .is_ok_and(|(header, _)| header.key_id == key.key_id),
+    })
+}
+
 /// Re-encrypts the versions labelled AWSCURRENT, AWSPENDING or AWSPREVIOUS under `key`
 /// (UpdateSecret with a new KmsKeyId); other versions keep the key they were sealed with.
 fn reencrypt_labelled_versions(

@@ -284,6 +284,21 @@ fn create(
     kind: &str,
     token: &str,
 ) -> Result<(), AwsError> {
+    let now = clock::now_ms();
+    let key = secrets::key_for(app, tx, meta, now)?;
+    // The new value is built from AWSCURRENT's, which the rotator opens as the service,
+    // and sealed under the secret's key: a current value sealed under another key (a
+    // label moved onto a version older than a KmsKeyId change) would move into a key its
+    // readers may use without anyone having been allowed to decrypt it (attack 16,
+    // finding 02). A Lambda whose role may not use the old key fails the same way.
+    if let Some(current) = versions.iter().find(|v| v.stages.contains(AWSCURRENT))
+        && !secrets::sealed_under(tx, &meta.arn, &current.version_id, &key)?
+    {
+        return Err(AwsError::invalid_request(
+            "The AWSCURRENT version is encrypted under a KMS key other than the secret's; \
+             update the secret's KmsKeyId to re-encrypt it before rotating.",
+        ));
+    }
     let current = value_of(app, tx, meta, versions, None, AWSCURRENT)?;
     let value = if kind == RANDOM_PASSWORD {
         let password = generate_password(&PasswordSpec::default(), &mut rand::rng())?;
@@ -311,8 +326,6 @@ fn create(
         out.extend(json);
         SecretBytes::new(out)
     };
-    let now = clock::now_ms();
-    let key = secrets::key_for(app, tx, meta, now)?;
     let sealed = secrets::seal_value(app, &key, &meta.arn, token, value.expose())?;
     tx.replace_version_value(&meta.arn, token, &sealed).map_err(store_error)?;
     meta.last_changed_ms = now;

@@ -129,6 +129,7 @@ pub fn is_placeholder(value: &SealedValue) -> bool {
 
 /// Creates version `token` labelled AWSPENDING: without a value (a rotation), or with a copy
 /// of the current value (RotateImmediately=false: AWS tests with the current value).
+#[allow(clippy::too_many_arguments)]
 fn create_pending(
     app: &App,
     tx: &mut dyn WriteTxn,
@@ -137,6 +138,7 @@ fn create_pending(
     token: &str,
     copy_current: bool,
     now: Millis,
+    gate: Option<&crate::auth::Gate>,
 ) -> Result<(), AwsError> {
     let mut labels = staging::labels_of(versions);
     staging::add_version(&mut labels, token, Some(&[AWSPENDING.to_string()]))?;
@@ -151,11 +153,24 @@ fn create_pending(
     let current = versions.iter().find(|v| v.stages.contains(AWSCURRENT));
     let sealed = match current {
         Some(current) if copy_current => {
-            let plaintext = secrets::open_value(app, tx, meta, &current.version_id, None)?;
+            // The copy is made for the caller, who is here: it opens AWSCURRENT and seals
+            // the copy with the caller's permissions on both keys, as a write would. As the
+            // service, it moved a value from a key the caller may not use into the
+            // secret's, readable as AWSPENDING (attack 16, finding 03).
+            let plaintext = secrets::open_value(app, tx, meta, &current.version_id, gate)?;
             if plaintext.expose().is_empty() {
                 SealedValue(Vec::new())
             } else {
                 let key = secrets::key_for(app, tx, meta, now)?;
+                if let Some(gate) = gate {
+                    let context = secrets::secret_context(&meta.arn, token);
+                    gate.kms_via_secrets_manager(
+                        (app, &*tx),
+                        "kms:GenerateDataKey",
+                        &key,
+                        &context,
+                    )?;
+                }
                 secrets::seal_value(app, &key, &meta.arn, token, plaintext.expose())?
             }
         }
@@ -279,7 +294,7 @@ pub fn rotate_secret(
             claimed_by: None,
             claimed_until_ms: 0,
         });
-        create_pending(app, tx, &meta, &versions, &token, !immediately, now)?;
+        create_pending(app, tx, &meta, &versions, &token, !immediately, now, ctx.gate.as_deref())?;
         meta.rotation = Some(config);
         meta.last_changed_ms = now;
         let versions = tx.versions(&meta.arn).map_err(store_error)?;
