@@ -28,8 +28,11 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+/// One decimal below 100 µs: the ceiling's ~9-15 µs rounded to whole microseconds moves a
+/// ratio target (such as 5x the ceiling's CPU) by up to 10%; the clock-tick counts behind it
+/// (~500 ticks a window) are finer than that.
 fn cpu_per_answer(o: &Outcome) -> String {
-    o.server_cpu_us_per_answer().map(|v| format!("{v:.0}")).unwrap_or_default()
+    o.server_cpu_us_per_answer().map(rate).unwrap_or_default()
 }
 
 fn other_cores(o: &Outcome) -> String {
