@@ -110,21 +110,36 @@ pub async fn run_on(
     let window_start = start + timing.warmup;
     let deadline = window_start + timing.measure;
     let server_pids = server_pids.to_vec();
-    let sampler = tokio::spawn(async move {
-        tokio::time::sleep_until(window_start).await;
-        let before = crate::cpu::sample(&server_pids);
-        tokio::time::sleep_until(deadline).await;
-        let after = crate::cpu::sample(&server_pids);
-        Some(crate::cpu::usage(&before?, &after?))
-    });
+    // Told when a connection finds the count bound reached: the CPU sample ends there, not
+    // at the deadline, so a fast server's bounded window (`--dev` puts at ~30,000/s reach
+    // the put pool's bound in under 5 s) still reports its CPU per answer, without idle
+    // time mixed in. The few answers still in flight then are a negligible share.
+    let bound_reached = Arc::new(tokio::sync::Notify::new());
+    let sampler = {
+        let bound_reached = bound_reached.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window_start).await;
+            let before = crate::cpu::sample(&server_pids)?;
+            let sampled = Instant::now();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = bound_reached.notified() => {}
+            }
+            let after = crate::cpu::sample(&server_pids)?;
+            // Under a second of clock ticks (10 ms each) says too little.
+            (sampled.elapsed() >= MIN_CPU_WINDOW).then(|| crate::cpu::usage(&before, &after))
+        })
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(connections);
     for i in 0..connections {
         let endpoint = endpoints[i % endpoints.len()].clone();
         let make = make.clone();
         let counter = counter.clone();
+        let bound_reached = bound_reached.clone();
         tasks.push(tokio::spawn(async move {
-            connection_loop(endpoint, make, counter, max_requests, window_start, deadline).await
+            let bound = Bound { counter, max_requests, reached: bound_reached };
+            connection_loop(endpoint, make, bound, window_start, deadline).await
         }));
     }
     let mut outcome = Outcome {
@@ -156,11 +171,10 @@ pub async fn run_on(
     }
     if counter.load(Ordering::Relaxed) >= max_requests {
         bounded = true;
-        // The window ended early: the CPU sample to the deadline would mix in idle time.
-        sampler.abort();
-    } else {
-        outcome.cpu = sampler.await.ok().flatten();
+        // Wakes the sampler if no connection did (the bound reached before the window).
+        bound_reached.notify_one();
     }
+    outcome.cpu = sampler.await.ok().flatten();
     if bounded && last_answer < deadline {
         // The count bound ended the run early: the window is what was used.
         outcome.window = last_answer.saturating_duration_since(window_start);
@@ -168,11 +182,20 @@ pub async fn run_on(
     outcome
 }
 
+/// The count bound shared by a run's connections.
+struct Bound {
+    counter: Arc<AtomicU64>,
+    max_requests: u64,
+    reached: Arc<tokio::sync::Notify>,
+}
+
+/// The shortest window whose CPU time is reported.
+const MIN_CPU_WINDOW: Duration = Duration::from_secs(1);
+
 async fn connection_loop(
     endpoint: Endpoint,
     make: MakeRequest,
-    counter: Arc<AtomicU64>,
-    max_requests: u64,
+    bound: Bound,
     window_start: Instant,
     deadline: Instant,
 ) -> TaskResult {
@@ -190,8 +213,10 @@ async fn connection_loop(
         if Instant::now() >= deadline {
             break;
         }
-        let i = counter.fetch_add(1, Ordering::Relaxed);
-        if i >= max_requests {
+        let i = bound.counter.fetch_add(1, Ordering::Relaxed);
+        if i >= bound.max_requests {
+            // `notify_one` keeps a permit, so the sampler wakes even if it is not waiting yet.
+            bound.reached.notify_one();
             break;
         }
         let (op, body) = make(i);
