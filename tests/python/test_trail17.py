@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from iam_api_support import Server
+from test_trail16 import lookup, uname
 
 ACCOUNT = "000000000000"
 KEY_TYPE = "AWS::KMS::Key"
@@ -34,22 +35,6 @@ def srv(tmp_path_factory):
     server.server.stop()
 
 
-def uname(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def lookup(srv, key: str, value: str) -> list[dict]:
-    """Every LookupEvents entry matching one attribute, newest first (all pages)."""
-    ct = srv.client("cloudtrail")
-    entries, token = [], None
-    while True:
-        extra = {"NextToken": token} if token else {}
-        page = ct.lookup_events(LookupAttributes=[{"AttributeKey": key, "AttributeValue": value}],
-                                MaxResults=50, **extra)
-        entries += page["Events"]
-        token = page.get("NextToken")
-        if not token:
-            return entries
 
 
 def by_name(entries: list[dict]) -> dict[str, list[dict]]:
