@@ -11,6 +11,7 @@
 
 use crate::event::Event;
 use coffer_core::Partition;
+use coffer_core::names::is_kms_key_id as is_key_id;
 use serde_json::Value;
 
 /// One entry of an event's `Resources` in a LookupEvents answer.
@@ -187,18 +188,6 @@ pub fn key_arn(event: &Event, named: &str) -> Option<String> {
             &format!("key/{named}"),
         )
     })
-}
-
-/// Whether `s` has the form of a key id: a UUID (8-4-4-4-12 hex digits) or `mrk-` and 32
-/// hex digits. Anything else (an alias, a name) is no key.
-fn is_key_id(s: &str) -> bool {
-    let hex = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(rest) = s.strip_prefix("mrk-") {
-        return rest.len() == 32 && hex(rest);
-    }
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, len)| g.len() == len && hex(g))
 }
 
 #[cfg(test)]

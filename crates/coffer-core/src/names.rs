@@ -1,4 +1,4 @@
-//! Secret names, ARNs and SecretId resolution.
+//! Secret names, ARNs and SecretId resolution; the form of a KMS key id.
 //!
 //! A SecretId is a name, a full ARN (`...:secret:<name>-<6 chars>`) or a partial
 //! ARN (the ARN without the random suffix). AWS reads any trailing `-XXXXXX` of
@@ -83,6 +83,21 @@ pub fn new_secret_arn(scope: &Scope, name: &str, rng: &mut impl Rng) -> String {
     let suffix: String =
         (0..6).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
     scope.arn("secretsmanager", &format!("secret:{name}-{suffix}"))
+}
+
+/// True for a key id as KMS writes them: a lowercase or uppercase hex UUID, or a
+/// multi-Region key id: `mrk-` and 32 hex digits. Here, not in coffer-kms, because the
+/// audit trail (which names keys in its records) reads it too.
+pub fn is_kms_key_id(s: &str) -> bool {
+    if let Some(hex) = s.strip_prefix("mrk-") {
+        return hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    let bytes = s.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 #[cfg(test)]

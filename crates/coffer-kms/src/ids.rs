@@ -33,19 +33,8 @@ pub fn alias_arn(scope: &Scope, alias: &str) -> String {
     scope.arn("kms", alias)
 }
 
-/// True for a key id as KMS writes them: a lowercase or uppercase hex UUID, or a
-/// multi-Region key id: `mrk-` and 32 hex digits.
-pub fn is_key_id(s: &str) -> bool {
-    if let Some(hex) = s.strip_prefix("mrk-") {
-        return hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    }
-    let bytes = s.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
-}
+/// True for a key id as KMS writes them (`coffer_core::names::is_kms_key_id`).
+pub use coffer_core::names::is_kms_key_id as is_key_id;
 
 fn is_account(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
