@@ -446,7 +446,7 @@ fn session_context(caller: &crate::iam::Caller) -> Option<serde_json::Value> {
 /// How CloudTrail names `p` signing with `access_key_id`: an assumed role, an account's
 /// root or an IAM user.
 fn principal_identity(p: &coffer_auth::principal::Principal, access_key_id: &str) -> UserIdentity {
-    let root = p.arn.ends_with(":root");
+    let root = p.is_account_root();
     let kind = if p.is_assumed_role() {
         "AssumedRole"
     } else if p.is_federated_user() {

@@ -93,10 +93,6 @@ fn session_credentials_refused() -> Failure {
     Failure("AccessDenied", "Cannot call GetFederationToken with session credentials".into(), 403)
 }
 
-fn is_root(p: &Principal) -> bool {
-    p.arn.ends_with(":root")
-}
-
 fn federate(
     app: &App,
     iam: &Iam,
@@ -112,7 +108,7 @@ fn federate(
     let FederationRequest { name, policy, policy_arns, tags } =
         federation_request(form).map_err(failure)?;
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false).map_err(failure)?;
-    let secs = if is_root(p) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
+    let secs = if p.is_account_root() { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
     let federated = Principal::federated_user(&p.account, &name);
     let request_tags: Vec<(String, &String)> =
         tags.iter().map(|t| (format!("aws:RequestTag/{}", t.key), &t.value)).collect();
@@ -177,7 +173,7 @@ fn dev_federate(
     let FederationRequest { name, policy, policy_arns, tags } = federation_request(form)?;
     let secs = sessions::duration(form, DEFAULT_DURATION, MAX_DURATION, false)?;
     let caller = sessions::dev_caller(ctx);
-    let secs = if is_root(&caller) { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
+    let secs = if caller.is_account_root() { secs.min(sessions::ROOT_SESSION_MAX) } else { secs };
     if let Some(doc) = policy.as_deref() {
         crate::iam::directory::check_policy(doc)?;
     }
