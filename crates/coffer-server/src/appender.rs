@@ -78,8 +78,10 @@ struct State {
     /// Events handed over per second, averaged over the last takes, and the last take.
     arriving: f64,
     last_take: Option<Instant>,
-    /// A write waits for events to gather ([`Shared::gather`]): arrivals wake it.
-    gathering: bool,
+    /// A write waits for this many events to gather ([`Shared::gather`]): the arrival
+    /// that brings the queue to it wakes the write, the ones before do not (each wake-up
+    /// is a context switch on the writer thread, for nothing until the count is reached).
+    gathering: Option<usize>,
     /// The appender was dropped: the threads end once the queue is empty.
     closed: bool,
 }
@@ -135,7 +137,7 @@ impl Shared {
             return state;
         }
         let until = now + self.gather;
-        state.gathering = true;
+        state.gathering = Some(target);
         while state.waiting.len() < target && !state.closed {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -144,7 +146,7 @@ impl Shared {
             state =
                 self.arrived.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
         }
-        state.gathering = false;
+        state.gathering = None;
         state
     }
 }
@@ -182,7 +184,7 @@ impl Appender {
                 tickets: 0,
                 arriving: 0.0,
                 last_take: None,
-                gathering: false,
+                gathering: None,
                 closed: false,
             }),
             changed: Condvar::new(),
@@ -202,12 +204,12 @@ impl Appender {
         let mut state = self.shared.lock();
         state.waiting.push(Job { event, written, since: Instant::now() });
         // Only a thread can act on it, and only when no write is pending already; or the
-        // write gathering events.
+        // write gathering events, once they reach its count.
         let wake = state.pending.is_none();
-        let gathering = state.gathering;
+        let gathered = state.gathering.is_some_and(|target| state.waiting.len() >= target);
         drop(state);
         crate::metrics::appender_queue(1);
-        if gathering {
+        if gathered {
             self.shared.arrived.notify_one();
         }
         if wake {
