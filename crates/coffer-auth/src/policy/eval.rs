@@ -187,17 +187,21 @@ impl Decision {
 
     /// AWS's AccessDeniedException message for this decision; `None` when allowed.
     pub fn denial_message(self, req: &Request<'_>) -> Option<String> {
-        let head = format!(
-            "User: {} is not authorized to perform: {} on resource: {}",
-            req.principal.arn, req.action, req.resource
-        );
+        // Written only for a denial: every allowed call asks too.
+        let head = || {
+            format!(
+                "User: {} is not authorized to perform: {} on resource: {}",
+                req.principal.arn, req.action, req.resource
+            )
+        };
         match self {
             Decision::Allow => None,
             Decision::ExplicitDeny(kind) => {
-                Some(format!("{head} with an explicit deny in {} policy", article(kind)))
+                Some(format!("{} with an explicit deny in {} policy", head(), article(kind)))
             }
             Decision::NoAllow(kind) => Some(format!(
-                "{head} because no {} policy allows the {} action",
+                "{} because no {} policy allows the {} action",
+                head(),
                 kind.describe(),
                 req.action
             )),
