@@ -135,18 +135,11 @@ fn key_arn(scope: &Scope, named: &str) -> Option<String> {
         let mut parts = rest.splitn(5, ':');
         let (_partition, service) = (parts.next()?, parts.next()?);
         let resource = parts.nth(2)?;
-        return (service == "kms" && is_key_id(resource.strip_prefix("key/")?))
-            .then(|| named.to_string());
+        return (service == "kms"
+            && coffer_core::names::is_kms_key_id(resource.strip_prefix("key/")?))
+        .then(|| named.to_string());
     }
-    is_key_id(named).then(|| scope.arn("kms", &format!("key/{named}")))
-}
-
-/// A key id (a UUID, or `mrk-` and 32 hex digits), never an alias.
-fn is_key_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && !s.starts_with("alias/")
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    coffer_core::names::is_kms_key_id(named).then(|| scope.arn("kms", &format!("key/{named}")))
 }
 
 /// The last uses of one transaction's events: newest per key.
@@ -266,6 +259,21 @@ mod tests {
 
     fn scope() -> Scope {
         Scope { account: "111122223333".to_string(), region: "us-east-1".to_string() }
+    }
+
+    /// Only a key's own id forms (a UUID, `mrk-` and 32 hex digits, or their ARN) name a
+    /// key whose last use is kept; any other word in a key's place names none.
+    #[test]
+    fn only_key_ids_and_key_arns_name_a_key() {
+        let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
+        assert_eq!(key_arn(&scope(), ID).as_deref(), Some(ARN));
+        assert_eq!(key_arn(&scope(), ARN).as_deref(), Some(ARN));
+        assert!(key_arn(&scope(), mrk).is_some());
+        for other in ["foo", "alias/aws/secretsmanager", "1234abcd", "mrk-12", "key-1234"] {
+            assert_eq!(key_arn(&scope(), other), None, "{other}");
+            let arn = format!("arn:aws:kms:us-east-1:111122223333:key/{other}");
+            assert_eq!(key_arn(&scope(), &arn), None, "{arn}");
+        }
     }
 
     fn event(source: &str, name: &str, request: Value) -> Event {
