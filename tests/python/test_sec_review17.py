@@ -1,0 +1,97 @@
+"""Regression tests for review 17: an adversarial review of the sixteenth session's changes
+(AWS managed policies, the implied actions of CreateSecret/CreateKey/ValidateResourcePolicy,
+replica overwrites and re-keys, bounded tag merges, IAM's tag context, STS reading its form
+once, the trail's derived resources, the one validation-message builder). Findings are
+`test_NN_*` (each seen failing before its fix), what held `test_held_*`.
+
+Each test drives the real binary through boto3 or a signed raw request: an enforcing server
+whose users, roles and policies are made through the IAM API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from conftest import REGION
+from iam_api_support import Server
+
+# Review 15's helpers (same server shape); the `account` fixture there reads this `srv`.
+from test_sec_review15 import account, allow, client, error, uname, user  # noqa: F401
+from test_trail16 import lookup
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    data = tmp_path_factory.mktemp("review17")
+    server = Server(data, extra=["--quota-scale", "100"])
+    yield server
+    server.server.stop()
+
+
+def signed_form(srv, service: str, pairs: list[tuple[str, str]], key=None) -> requests.Response:
+    """A signed query-protocol POST of exactly these pairs, in this order (names may repeat)."""
+    body = "&".join(f"{k}={requests.utils.quote(v, safe='')}" for k, v in pairs).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+    req = AWSRequest(method="POST", url=srv.url + "/", data=body, headers=headers)
+    SigV4Auth(Credentials(*(key or srv.admin_key)), service, REGION).add_auth(req)
+    return requests.post(srv.url + "/", data=body, headers=dict(req.prepare().headers), timeout=60)
+
+
+def trust_account(account: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+         "Action": "sts:AssumeRole"}]})
+
+
+def event_of(srv, name: str, key_id: str) -> dict:
+    """The CloudTrail record of the call named `name` that issued the access key `key_id`."""
+    found = [e for e in lookup(srv, "ResourceName", key_id) if e["EventName"] == name]
+    assert found, f"no {name} event lists {key_id}"
+    return json.loads(found[0]["CloudTrailEvent"])
+
+
+# ------------------------------------ 01: a repeated STS member, acted on and recorded apart
+
+def test_01_assume_role_records_the_role_it_assumed_when_role_arn_repeats(srv, account):
+    """STS's handlers read a repeated form member's first value (`FormValues`), the audit
+    trail's request parameters read its last (`Form`). A caller allowed a sensitive role
+    assumed it with `RoleArn=<sensitive>&RoleArn=<decoy>`: the event recorded the decoy as
+    `roleArn`, and LookupEvents listed the decoy as the event's `AWS::IAM::Role`, so a
+    search of the trail by the sensitive role's ARN did not find the assumption."""
+    iam = srv.client("iam")
+    sensitive, decoy = uname("r17-admin"), uname("r17-decoy")
+    arns = {}
+    for role in (sensitive, decoy):
+        arns[role] = iam.create_role(RoleName=role,
+                                     AssumeRolePolicyDocument=trust_account(account))["Role"]["Arn"]
+    answer = signed_form(srv, "sts", [
+        ("Action", "AssumeRole"), ("Version", "2011-06-15"), ("RoleArn", arns[sensitive]),
+        ("RoleSessionName", "s1"), ("RoleArn", arns[decoy]), ("RoleSessionName", "s2")])
+    assert answer.status_code == 200, answer.text
+    assumed = re.search(r"<Arn>([^<]*)</Arn>", answer.text).group(1)
+    key_id = re.search(r"<AccessKeyId>([^<]*)</AccessKeyId>", answer.text).group(1)
+    event = event_of(srv, "AssumeRole", key_id)
+    acted = f"assumed-role/{event['requestParameters']['roleArn'].rsplit('/', 1)[1]}/" \
+            f"{event['requestParameters']['roleSessionName']}"
+    assert assumed.endswith(acted), (assumed, event["requestParameters"])
+    found = {e["EventId"] for e in lookup(srv, "ResourceName", arns[sensitive])}
+    assert json.loads(json.dumps(event))["eventID"] in found
+
+
+def test_01_get_federation_token_records_the_name_it_federated(srv):
+    answer = signed_form(srv, "sts", [
+        ("Action", "GetFederationToken"), ("Version", "2011-06-15"), ("Name", "acted"),
+        ("Name", "recorded"), ("Policy", allow("sts:GetCallerIdentity"))])
+    assert answer.status_code == 200, answer.text
+    arn = re.search(r"<Arn>([^<]*)</Arn>", answer.text).group(1)
+    key_id = re.search(r"<AccessKeyId>([^<]*)</AccessKeyId>", answer.text).group(1)
+    event = event_of(srv, "GetFederationToken", key_id)
+    assert arn.endswith(":federated-user/" + event["requestParameters"]["name"]), \
+        (arn, event["requestParameters"])
