@@ -95,3 +95,75 @@ def test_01_get_federation_token_records_the_name_it_federated(srv):
     event = event_of(srv, "GetFederationToken", key_id)
     assert arn.endswith(":federated-user/" + event["requestParameters"]["name"]), \
         (arn, event["requestParameters"])
+
+
+def test_01_an_iam_call_decides_acts_on_and_records_one_value_of_a_repeated_member(srv):
+    """The IAM API reads its members, decides and records from one `Form`: a user allowed
+    to create users under one name prefix only, naming an allowed name and a denied one,
+    gets the user its authorization was decided on, and the event names that user."""
+    allowed = uname("r17-ok")
+    denied = uname("r17-no")
+    _, key = user(srv, allow("iam:CreateUser", f"arn:aws:iam::*:user/r17-ok-*"), prefix="r17")
+    answer = signed_form(srv, "iam", [("Action", "CreateUser"), ("Version", "2010-05-08"),
+                                      ("UserName", allowed), ("UserName", denied)], key)
+    assert answer.status_code == 200, answer.text
+    assert f"<UserName>{allowed}</UserName>" in answer.text
+    iam = srv.client("iam")
+    assert error(lambda: iam.get_user(UserName=denied))[0] == "NoSuchEntity"
+    event = [json.loads(e["CloudTrailEvent"]) for e in lookup(srv, "ResourceName", allowed)
+             if e["EventName"] == "CreateUser"][0]
+    assert event["requestParameters"]["userName"] == allowed
+    # The other order: decided on the denied name, nothing made.
+    answer = signed_form(srv, "iam", [("Action", "CreateUser"), ("Version", "2010-05-08"),
+                                      ("UserName", denied), ("UserName", uname("r17-ok"))], key)
+    assert answer.status_code == 403, answer.text
+    assert error(lambda: iam.get_user(UserName=denied))[0] == "NoSuchEntity"
+
+
+# ------------------------------------------------------- what held: AWS managed policies
+
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def test_held_an_aws_managed_session_policy_never_widens_the_role(srv, account):
+    """PolicyArns naming AdministratorAccess bounds a session by it; the session still does
+    only what its role's own policies allow (a session policy only narrows)."""
+    iam = srv.client("iam")
+    role = uname("r17-narrow")
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust_account(account))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="p",
+                        PolicyDocument=allow("secretsmanager:DescribeSecret"))
+    secret = uname("r17-s")
+    srv.client("secretsmanager").create_secret(Name=secret, SecretString="held-value")
+    creds = srv.client("sts").assume_role(RoleArn=arn, RoleSessionName="s17",
+                                          PolicyArns=[{"arn": ADMIN}])["Credentials"]
+    sm = srv.session_client("secretsmanager", creds)
+    sm.describe_secret(SecretId=secret)
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    assert error(lambda: srv.session_client("iam", creds).list_users())[0] == "AccessDenied"
+
+
+@pytest.mark.parametrize("region", [REGION, "cn-north-1"])
+def test_held_a_deny_on_attaching_administrator_access_holds(srv, region):
+    """AWS's guard on escalation by managed policy (Deny the attach calls when
+    `iam:PolicyARN` is AdministratorAccess) holds for users, groups and roles, whatever
+    the partition the request is signed for; another managed policy is attached."""
+    guard = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": ["iam:AttachUserPolicy", "iam:AttachGroupPolicy",
+                                      "iam:AttachRolePolicy"], "Resource": "*",
+         "Condition": {"ArnEquals": {"iam:PolicyARN": ADMIN}}}]})
+    name, key = user(srv, guard, prefix="r17")
+    iam = client(srv, "iam", key, region=region)
+    partition = "aws-cn" if region.startswith("cn-") else "aws"
+    admin = ADMIN.replace("arn:aws:", f"arn:{partition}:")
+    group, role = uname("r17-g"), uname("r17-r")
+    srv.client("iam").create_group(GroupName=group)
+    srv.client("iam").create_role(RoleName=role, AssumeRolePolicyDocument=trust_account("000000000000"))
+    for attach in (lambda: iam.attach_user_policy(UserName=name, PolicyArn=admin),
+                   lambda: iam.attach_group_policy(GroupName=group, PolicyArn=admin),
+                   lambda: iam.attach_role_policy(RoleName=role, PolicyArn=admin)):
+        assert error(attach)[0] == "AccessDenied"
+    assert srv.client("iam").list_attached_user_policies(UserName=name)["AttachedPolicies"] == []
+    read_only = admin.replace("AdministratorAccess", "ReadOnlyAccess")
+    iam.attach_user_policy(UserName=name, PolicyArn=read_only)
