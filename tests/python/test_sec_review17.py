@@ -167,3 +167,33 @@ def test_held_a_deny_on_attaching_administrator_access_holds(srv, region):
     assert srv.client("iam").list_attached_user_policies(UserName=name)["AttachedPolicies"] == []
     read_only = admin.replace("AdministratorAccess", "ReadOnlyAccess")
     iam.attach_user_policy(UserName=name, PolicyArn=read_only)
+
+
+# ------------------------------------- 02: RoleSessionName refused in two sets of words
+
+def unsigned_form(srv, pairs: list[tuple[str, str]]) -> requests.Response:
+    body = "&".join(f"{k}={requests.utils.quote(v, safe='')}" for k, v in pairs).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+    return requests.post(srv.url + "/", data=body, headers=headers, timeout=60)
+
+
+def message_of(answer: requests.Response) -> str:
+    return re.search(r"<Message>([^<]*)</Message>", answer.text).group(1)
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 65, "bad name"])
+def test_02_role_session_name_is_refused_in_the_same_words_by_both_assume_calls(srv, account, name):
+    """AssumeRole and AssumeRoleWithWebIdentity accept the same session names (2 to 64 of
+    `[\\w+=,.@-]`), but AssumeRoleWithWebIdentity named the pattern for every refusal,
+    a name too short or too long included, where AssumeRole (and AWS's model) names the
+    length bound the name breaks."""
+    role = f"arn:aws:iam::{account}:role/r17-any"
+    assume = signed_form(srv, "sts", [("Action", "AssumeRole"), ("Version", "2011-06-15"),
+                                      ("RoleArn", role), ("RoleSessionName", name)])
+    web = unsigned_form(srv, [("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"),
+                              ("RoleArn", role), ("RoleSessionName", name),
+                              ("WebIdentityToken", "x" * 20)])
+    assert (assume.status_code, web.status_code) == (400, 400), (assume.text, web.text)
+    assert message_of(web) == message_of(assume)
+    if len(name) < 2:
+        assert "Member must have length greater than or equal to 2" in message_of(web)
