@@ -197,3 +197,32 @@ def test_02_role_session_name_is_refused_in_the_same_words_by_both_assume_calls(
     assert message_of(web) == message_of(assume)
     if len(name) < 2:
         assert "Member must have length greater than or equal to 2" in message_of(web)
+
+
+def test_held_aws_managed_policy_listings_show_only_the_callers_account(url):
+    """AWS managed policies exist in every account under one ARN; what names them there
+    (ListEntitiesForPolicy, AttachmentCount, ListPolicies' OnlyAttached) reads the caller's
+    account's attachments only (`--dev`, where any 12-digit key id is its account)."""
+    import boto3
+    from botocore.config import Config
+
+    def iam_of(account: str):
+        return boto3.client("iam", endpoint_url=url, region_name=REGION, aws_access_key_id=account,
+                            aws_secret_access_key="dev",
+                            config=Config(retries={"total_max_attempts": 1}))
+
+    first, second = iam_of("111111111717"), iam_of("222222222717")
+    read_only = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    user, role = uname("r17-u"), uname("r17-r")
+    first.create_user(UserName=user)
+    first.attach_user_policy(UserName=user, PolicyArn=read_only)
+    first.create_role(RoleName=role, AssumeRolePolicyDocument=trust_account("111111111717"))
+    first.attach_role_policy(RoleName=role, PolicyArn=read_only)
+    listed = first.list_entities_for_policy(PolicyArn=read_only)
+    assert user in [u["UserName"] for u in listed["PolicyUsers"]]
+    assert role in [r["RoleName"] for r in listed["PolicyRoles"]]
+    other = second.list_entities_for_policy(PolicyArn=read_only)
+    names = [u["UserName"] for u in other["PolicyUsers"]] + [r["RoleName"] for r in other["PolicyRoles"]]
+    assert user not in names and role not in names
+    attached = second.list_policies(Scope="AWS", OnlyAttached=True)["Policies"]
+    assert read_only not in [p["Arn"] for p in attached]
