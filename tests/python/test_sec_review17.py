@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 import pytest
 import requests
@@ -226,3 +227,75 @@ def test_held_aws_managed_policy_listings_show_only_the_callers_account(url):
     assert user not in names and role not in names
     attached = second.list_policies(Scope="AWS", OnlyAttached=True)["Policies"]
     assert read_only not in [p["Arn"] for p in attached]
+
+
+# ------------- 03: a member an operation does not take gave its authorization a request key
+
+def signed_json(srv, target: str, body: dict, key) -> requests.Response:
+    """A signed JSON 1.1 call of `target` with exactly this body (members the operation
+    does not take included, which boto3 would refuse to send)."""
+    data = json.dumps(body).encode()
+    service = "secretsmanager" if target.startswith("secretsmanager.") else "kms"
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
+    req = AWSRequest(method="POST", url=srv.url + "/", data=data, headers=headers)
+    SigV4Auth(Credentials(*key), service, REGION).add_auth(req)
+    return requests.post(srv.url + "/", data=data, headers=dict(req.prepare().headers), timeout=60)
+
+
+# Creating and tagging a team's secrets is allowed with the team's tag; the statement
+# lists DeleteSecret too, which takes no tags and so is never allowed by it on AWS.
+TAGGED_ONLY = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["secretsmanager:CreateSecret", "secretsmanager:TagResource",
+                                   "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"],
+     "Resource": "*", "Condition": {"StringEquals": {"aws:RequestTag/team": "ops"}}}]})
+
+
+def test_03_a_secrets_manager_call_gets_no_request_tag_from_a_member_it_does_not_take(srv):
+    """Authorization read its request keys (`aws:RequestTag/<key>`, `secretsmanager:Name`,
+    `...:ForceDeleteWithoutRecovery`, `kms:EncryptionContext:*`, ...) from every member of
+    the body, the operation's or not: the model checker ignores unknown members, as AWS
+    does, and `auth::Requested` was read from the raw body. AWS gives an operation only the
+    keys of its own parameters. So `Tags` added to a GetSecretValue or DeleteSecret body
+    met a condition that operation never meets on AWS, and the secret was read and
+    deleted."""
+    _, key = user(srv, TAGGED_ONLY, prefix="r17")
+    name = uname("r17-03")
+    srv.client("secretsmanager").create_secret(Name=name, SecretString="not-for-this-caller")
+    tags = [{"Key": "team", "Value": "ops"}]
+    read = signed_json(srv, "secretsmanager.GetSecretValue", {"SecretId": name, "Tags": tags}, key)
+    assert read.status_code == 400 and "AccessDeniedException" in read.text, read.text
+    assert "not-for-this-caller" not in read.text
+    gone = signed_json(srv, "secretsmanager.DeleteSecret",
+                       {"SecretId": name, "ForceDeleteWithoutRecovery": True, "Tags": tags}, key)
+    assert gone.status_code == 400 and "AccessDeniedException" in gone.text, gone.text
+    srv.client("secretsmanager").describe_secret(SecretId=name)
+    # The operations that take tags still read them.
+    created = signed_json(srv, "secretsmanager.CreateSecret",
+                          {"Name": uname("r17-03b"), "SecretString": "v", "Tags": tags,
+                           "ClientRequestToken": str(uuid.uuid4())}, key)
+    assert created.status_code == 200, created.text
+
+
+def test_03_an_iam_call_gets_no_request_tag_from_a_member_it_does_not_take(srv):
+    """The IAM API's calls read `Tags.member.N` and `TagKeys.member.N` from every form
+    (review 16, finding 03): a DeleteUser or CreateAccessKey form carrying `Tags` met a
+    condition on `aws:RequestTag/<key>` that those calls never meet on AWS."""
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:CreateUser", "iam:TagUser", "iam:CreateAccessKey",
+                                       "iam:DeleteUser"],
+         "Resource": "*", "Condition": {"StringEquals": {"aws:RequestTag/team": "ops"}}}]})
+    _, key = user(srv, policy, prefix="r17")
+    victim = uname("r17-victim")
+    srv.client("iam").create_user(UserName=victim)
+    tags = [("Tags.member.1.Key", "team"), ("Tags.member.1.Value", "ops")]
+    minted = signed_form(srv, "iam", [("Action", "CreateAccessKey"), ("Version", "2010-05-08"),
+                                      ("UserName", victim), *tags], key)
+    assert minted.status_code == 403, minted.text
+    assert srv.client("iam").list_access_keys(UserName=victim)["AccessKeyMetadata"] == []
+    deleted = signed_form(srv, "iam", [("Action", "DeleteUser"), ("Version", "2010-05-08"),
+                                       ("UserName", victim), *tags], key)
+    assert deleted.status_code == 403, deleted.text
+    srv.client("iam").get_user(UserName=victim)
+    made = signed_form(srv, "iam", [("Action", "CreateUser"), ("Version", "2010-05-08"),
+                                    ("UserName", uname("r17-made")), *tags], key)
+    assert made.status_code == 200, made.text
