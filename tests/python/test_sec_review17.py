@@ -165,6 +165,11 @@ def test_held_a_deny_on_attaching_administrator_access_holds(srv, region):
                    lambda: iam.attach_group_policy(GroupName=group, PolicyArn=admin),
                    lambda: iam.attach_role_policy(RoleName=role, PolicyArn=admin)):
         assert error(attach)[0] == "AccessDenied"
+    # Spelled otherwise, it names no policy at all: the guard cannot be stepped around.
+    for other in (admin.replace("AdministratorAccess", "administratoraccess"),
+                  admin.replace(f"arn:{partition}:", "arn:AWS:")):
+        assert error(lambda: iam.attach_user_policy(UserName=name, PolicyArn=other))[0] in (
+            "NoSuchEntity", "InvalidInput")
     assert srv.client("iam").list_attached_user_policies(UserName=name)["AttachedPolicies"] == []
     read_only = admin.replace("AdministratorAccess", "ReadOnlyAccess")
     iam.attach_user_policy(UserName=name, PolicyArn=read_only)
