@@ -304,3 +304,36 @@ def test_03_an_iam_call_gets_no_request_tag_from_a_member_it_does_not_take(srv):
     made = signed_form(srv, "iam", [("Action", "CreateUser"), ("Version", "2010-05-08"),
                                     ("UserName", uname("r17-made")), *tags], key)
     assert made.status_code == 200, made.text
+
+
+def test_03_a_kms_call_gets_no_encryption_context_from_a_member_it_does_not_take(srv, account):
+    """The same in KMS, where it gave control of a key: a key policy allowing a principal
+    `kms:*` only with one encryption context allows, on AWS, the cryptographic operations
+    with that context and nothing else (DescribeKey, PutKeyPolicy, ScheduleKeyDeletion take
+    no encryption context). An `EncryptionContext` added to a PutKeyPolicy or
+    ScheduleKeyDeletion body met the condition: the key's policy was rewritten."""
+    name, key = user(srv, allow("kms:*"), prefix="r17")
+    principal = f"arn:aws:iam::{account}:user/{name}"
+    admin = f"arn:aws:iam::{account}:user/admin"
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": admin}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "kms:*", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:project": "alpha"}}}]})
+    kms = srv.client("kms")
+    key_id = kms.create_key(Policy=policy)["KeyMetadata"]["KeyId"]
+    context = {"project": "alpha"}
+    # What the statement is for still works.
+    mine = client(srv, "kms", key)
+    blob = mine.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionContext=context)["CiphertextBlob"]
+    assert mine.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == b"x"
+    taken = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "kms:*", "Resource": "*"}]})
+    put = signed_json(srv, "TrentService.PutKeyPolicy",
+                      {"KeyId": key_id, "PolicyName": "default", "Policy": taken,
+                       "EncryptionContext": context}, key)
+    assert put.status_code == 400 and "AccessDeniedException" in put.text, put.text
+    assert json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]) == json.loads(policy)
+    doomed = signed_json(srv, "TrentService.ScheduleKeyDeletion",
+                         {"KeyId": key_id, "PendingWindowInDays": 7, "EncryptionContext": context}, key)
+    assert doomed.status_code == 400 and "AccessDeniedException" in doomed.text, doomed.text
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"

@@ -296,8 +296,9 @@ impl ServiceModel {
     /// Removes from `body` (in place, nothing copied) the top-level members the
     /// operation's input shape does not define; everything but an object is left as it
     /// is, and an unknown operation keeps nothing. Authorization reads its request
-    /// condition keys (`aws:RequestTag/<key>`, `secretsmanager:Name`, `kms:GrantOperations`,
-    /// ...) from the request's members: AWS gives an operation only those of its own
+    /// condition keys (`aws:RequestTag/<key>`, `secretsmanager:Name`,
+    /// `kms:EncryptionContext:<key>`, ...) from the request's members: AWS gives an
+    /// operation only those of its own
     /// parameters, so a member it does not take (which validation ignores, as AWS does)
     /// must not set one (review 17, finding 03). The keys read from nested members come
     /// from known fields of known members (a tag's `Key` and `Value`, a replica's
