@@ -30,6 +30,8 @@ fuzz_target!(|data: &[u8]| {
     let values = query_form::FormValues::parse(text);
     for name in ["Action", "Version", "RoleArn", "RoleSessionName", "DurationSeconds"] {
         assert_eq!(values.value(name), query_form::form_value(text, name));
+        // The trail records what STS acts on: `Form` reads every name the same way.
+        assert_eq!(form.get(name).map(str::to_string), query_form::form_value(text, name));
         if let Some(value) = query_form::form_value(text, name) {
             // What an answer echoes is encoded again; it must round-trip through the decoder.
             let encoded = query_form::percent_encode(&value);

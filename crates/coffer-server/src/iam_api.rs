@@ -693,8 +693,15 @@ impl Call<'_> {
         // ...: only the calls that take `Tags` or `TagKeys` have them. Without them a Deny
         // keeping principals from the tags access is decided on (AWS's ABAC guidance) never
         // matched (review 16, finding 03).
-        let tags = self.form.tags();
-        let tag_keys = self.form.list("TagKeys");
+        // Only from the calls whose input has them (AWS gives an operation the keys of its
+        // own parameters): a `Tags` added to a DeleteUser or CreateAccessKey form met
+        // conditions those calls never meet (review 17, finding 03).
+        let takes = |member: &str| {
+            coffer_wire::query_params::input_members(op.into())
+                .is_some_and(|members| members.iter().any(|(name, _)| *name == member))
+        };
+        let tags = if takes("Tags") { self.form.tags() } else { Vec::new() };
+        let tag_keys = if takes("TagKeys") { self.form.list("TagKeys") } else { Vec::new() };
         let request_tags = tags.iter().map(|t| (format!("aws:RequestTag/{}", t.key), &t.value));
         let request_tags: Vec<(String, &String)> = request_tags.collect();
         let mut with_tags: Vec<(&str, String)> = extra.to_vec();

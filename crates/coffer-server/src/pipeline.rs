@@ -473,10 +473,13 @@ fn serve_identified(
             return dispatch_query(app, ctx, who, &raw_of(caller), op, &form).map(Next::Answered);
         }
     };
-    let request = decode(body)?;
+    let mut request = decode(body)?;
     ctx.audit.set_request(&request);
     if let Some(model) = model {
         validate_input(model, op.name(), &request)?;
+        // Authorization and the handler read the operation's own members only: one it
+        // does not take set a request condition key AWS never gives it (review 17, 03).
+        model.keep_input_members(op.name(), &mut request);
     }
     if let Some(who) = who {
         // Authorization reads the request typed, never the raw document.

@@ -673,7 +673,7 @@ pub(crate) fn dev_caller(ctx: &RequestContext) -> coffer_auth::principal::Princi
 
 /// The session name's constraints, in the order and words of AWS's validation: length,
 /// then the pattern.
-fn check_session_name(name: &str) -> Result<(), Failure> {
+pub(crate) fn check_session_name(name: &str) -> Result<(), Failure> {
     let len = name.chars().count();
     let broken = if len < 2 {
         Some(Constraint::MinLength(2))

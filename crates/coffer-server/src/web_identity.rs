@@ -258,19 +258,11 @@ pub(crate) fn required(form: &FormValues<'_>, name: &str, member: &str) -> Resul
 
 type Refusal = (Failure, Option<Box<Audited>>);
 
-/// RoleSessionName's length and pattern, in AWS's words (enforcing mode and `--dev`).
+/// RoleSessionName's length and pattern, in AWS's words (enforcing mode and `--dev`):
+/// AssumeRole's own check, so both calls refuse a name in the same words (this one named
+/// the pattern for a name too short or too long; review 17).
 pub(crate) fn check_session_name(session_name: &str) -> Result<(), Failure> {
-    let name_ok = (2..=64).contains(&session_name.len())
-        && session_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if name_ok {
-        return Ok(());
-    }
-    let pattern = Constraint::Pattern("[\\w+=,.@-]*");
-    Err(Failure(
-        "ValidationError",
-        Violation::value(session_name, "roleSessionName", pattern).message(),
-        400,
-    ))
+    crate::sessions::check_session_name(session_name).map_err(Failure::from)
 }
 
 /// Everything up to and including the signature check (it may fetch the keys).

@@ -293,6 +293,26 @@ impl ServiceModel {
         Some(op.input.as_deref().map_or(&EMPTY, |name| self.shape(name)))
     }
 
+    /// Removes from `body` (in place, nothing copied) the top-level members the
+    /// operation's input shape does not define; everything but an object is left as it
+    /// is, and an unknown operation keeps nothing. Authorization reads its request
+    /// condition keys (`aws:RequestTag/<key>`, `secretsmanager:Name`,
+    /// `kms:EncryptionContext:<key>`, ...) from the request's members: AWS gives an
+    /// operation only those of its own
+    /// parameters, so a member it does not take (which validation ignores, as AWS does)
+    /// must not set one (review 17, finding 03). The keys read from nested members come
+    /// from known fields of known members (a tag's `Key` and `Value`, a replica's
+    /// `Region`), so the top level is enough.
+    pub fn keep_input_members(&self, operation: &str, body: &mut serde_json::Value) {
+        let serde_json::Value::Object(object) = body else { return };
+        match self.input_shape(operation).map(|shape| &shape.kind) {
+            Some(ShapeKind::Structure(members)) => {
+                object.retain(|name, _| members.iter().any(|m| &m.name == name));
+            }
+            _ => object.clear(),
+        }
+    }
+
     /// A shape by name. Every reference in a loaded model resolves (see `from_json`).
     pub(crate) fn shape(&self, name: &str) -> &Shape {
         &self.shapes[name]

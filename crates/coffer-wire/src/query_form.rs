@@ -29,13 +29,22 @@ pub struct Form {
 
 impl Form {
     /// Parses a form (`application/x-www-form-urlencoded`): names and values percent- and
-    /// `+`-decoded; a name given twice keeps its last value. Never fails: what does not
+    /// `+`-decoded; a name given twice keeps its first value. Never fails: what does not
     /// decode is kept as sent (invalid UTF-8 replaced).
+    ///
+    /// Every name reads as [`form_value`] and [`FormValues`] read it (same decoding, the
+    /// first of a repeated name): STS's handlers read their members from `FormValues`
+    /// while the trail records them from this `Form` (`query_params`), so a rule of its
+    /// own let a signed `RoleArn=<assumed>&RoleArn=<decoy>` assume one role and record
+    /// the other (review 17, finding 01).
     pub fn parse(text: &[u8]) -> Form {
-        Form {
-            text: String::from_utf8_lossy(text).into_owned(),
-            fields: form_urlencoded::parse(text).into_owned().collect(),
+        let text = String::from_utf8_lossy(text).into_owned();
+        let mut fields = BTreeMap::new();
+        for pair in text.split('&') {
+            let (k, v) = split_pair(pair);
+            fields.entry(percent_decode(k)).or_insert_with(|| percent_decode(v));
         }
+        Form { text, fields }
     }
 
     /// The form of a request: its query string when that names the `Action`, else its body.
@@ -142,7 +151,7 @@ fn split_pair(pair: &str) -> (&str, &str) {
 /// the first value of a repeated name kept. STS's handlers read a request's members from
 /// it, so a member list read one index at a time costs a lookup per member rather than a
 /// scan of the whole form (review 15b, finding 02, bounded those scans; the bounds stay).
-/// IAM's handlers read [`Form`], which keeps a repeated name's last value.
+/// IAM's handlers and the trail read [`Form`], which reads every name the same way.
 ///
 /// It borrows the form: a name with nothing to decode is kept as sent, and a value is
 /// decoded only when it is looked up, so reading a large form costs one pass and little
@@ -249,6 +258,44 @@ mod tests {
         }
         let values = FormValues::parse("A=1&A=2");
         assert_eq!(values.value("A").as_deref(), Some("1"));
+    }
+
+    /// [`Form`] (IAM's handlers, the trail's request parameters) reads every name as
+    /// [`form_value`] does, so what STS acts on is what its event records.
+    #[test]
+    fn a_form_reads_as_form_value_reads() {
+        let forms = [
+            "",
+            "A=1&A=2&B=&C&=x&&D=%41%2",
+            "Tags.member.1.Key=k&Tags%2Emember%2E1%2EKey=other&Tags.member.1.Value=a+b%2Bc",
+            "X=%zz%+5%&Y=%C3%A9%FF&X=last",
+            "RoleArn=arn%3Aassumed&RoleArn=arn%3Adecoy",
+        ];
+        let names = [
+            "",
+            "A",
+            "B",
+            "C",
+            "D",
+            "X",
+            "Y",
+            "Z",
+            "Tags.member.1.Key",
+            "Tags.member.1.Value",
+            "RoleArn",
+        ];
+        for text in forms {
+            let form = Form::parse(text.as_bytes());
+            for name in names {
+                assert_eq!(
+                    form.get(name),
+                    form_value(text, name).as_deref(),
+                    "{name:?} in {text:?}"
+                );
+            }
+        }
+        let form = Form::parse(b"RoleArn=arn%3Aassumed&RoleArn=arn%3Adecoy");
+        assert_eq!(form.get("RoleArn"), Some("arn:assumed"));
     }
 
     #[test]

@@ -83,3 +83,30 @@ fn only_members_of_the_input_shape_are_kept_for_the_trail() {
                "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "A"}]})
     );
 }
+
+/// Authorization reads its request condition keys from the operation's own members only
+/// (review 17, finding 03): a member the operation does not take is removed, in place, at
+/// the top level; what it takes is kept as sent.
+#[test]
+fn only_an_operations_own_members_are_kept_for_authorization() {
+    let model = ServiceModel::secretsmanager();
+    let mut body = json!({
+        "SecretId": "db",
+        "VersionStage": "AWSCURRENT",
+        "Tags": [{"Key": "team", "Value": "ops"}],
+        "Name": "dev/x",
+        "ForceDeleteWithoutRecovery": true,
+    });
+    model.keep_input_members("GetSecretValue", &mut body);
+    assert_eq!(body, json!({"SecretId": "db", "VersionStage": "AWSCURRENT"}));
+    let mut body = json!({"Name": "db", "Tags": [{"Key": "team", "Value": "ops", "X": 1}]});
+    model.keep_input_members("CreateSecret", &mut body);
+    assert_eq!(body, json!({"Name": "db", "Tags": [{"Key": "team", "Value": "ops", "X": 1}]}));
+    let mut body =
+        json!({"KeyId": "k", "Operations": ["Decrypt"], "EncryptionContext": {"a": "b"}});
+    ServiceModel::kms().keep_input_members("DescribeKey", &mut body);
+    assert_eq!(body, json!({"KeyId": "k"}));
+    let mut body = json!({"SecretId": "db"});
+    model.keep_input_members("NoSuchOperation", &mut body);
+    assert_eq!(body, json!({}));
+}

@@ -156,10 +156,13 @@ proptest! {
         form in "[AB.=&%+4a1zé]{0,40}",
         names in prop::collection::vec("[AB.=%+4a1é]{0,3}", 1..6),
     ) {
-        use coffer_wire::query_form::{FormValues, form_value};
+        use coffer_wire::query_form::{Form, FormValues, form_value};
         let values = FormValues::parse(&form);
+        // The trail's request parameters and IAM's handlers read `Form`: the same values.
+        let parsed = Form::parse(form.as_bytes());
         for name in &names {
             prop_assert_eq!(values.value(name), form_value(&form, name), "{:?} in {:?}", name, form);
+            prop_assert_eq!(parsed.get(name).map(str::to_string), form_value(&form, name), "{:?} in {:?}", name, form);
         }
     }
 }
