@@ -448,24 +448,79 @@ fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
     Ok(())
 }
 
-/// Adds `new` tags to `tags`, a key given again replacing its value; the quota is on the
-/// result. The merge stops once the result passes the quota, since it never shrinks (the
-/// answer is `check_tags`'s, whose first check is the count): each tag searched every tag
-/// merged before it, and 15,000 tags cost their square before the quota refused them
+/// Whether two tag keys of a user or role are one key. IAM compares them without regard to
+/// case and keeps the case it was given ("Tag key values for IAM users and roles are not
+/// case sensitive, but case is preserved", the User Guide's *Tagging IAM resources*; for
+/// its other resource types keys are case sensitive). The key pattern allows any letter:
+/// beyond ASCII, characters are compared by their upper- and lower-case forms.
+fn same_tag_key(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    let same_char = |x: char, y: char| {
+        x == y || x.to_uppercase().eq(y.to_uppercase()) || x.to_lowercase().eq(y.to_lowercase())
+    };
+    a.chars().count() == b.chars().count() && a.chars().zip(b.chars()).all(|(x, y)| same_char(x, y))
+}
+
+/// IAM's answer to a request giving one key twice, in whatever case (CreateRole and
+/// TagRole as users of the API have reported it: `InvalidInput`, 400).
+fn duplicate_tag_keys() -> IamError {
+    IamError::InvalidInput(
+        "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into(),
+    )
+}
+
+/// Adds `new` tags to a user's or role's `tags`: a key it holds already, in any case, is
+/// replaced, key and value, as IAM does (`Test` tagged `test` is listed as `test`); a key
+/// the request gives twice, in any case, is refused (`duplicate_tag_keys`). The quota is on
+/// the result. The merge stops once the result passes the quota, since it never shrinks
+/// (the answer is `check_tags`'s, whose first check is the count): each tag searched every
+/// tag merged before it, and 15,000 tags cost their square before the quota refused them
 /// (review 16, left). Now no search covers more than the quota's tags and one.
 fn merge_tags(tags: &mut Vec<Tag>, new: Vec<Tag>) -> Result<(), IamError> {
+    one_tag_per_key(tags);
+    // Which of `tags` this request gave.
+    let mut given = vec![false; tags.len()];
     for tag in new {
         #[cfg(test)]
         TAGS_COMPARED.with(|c| c.set(c.get() + tags.len()));
-        match tags.iter_mut().find(|t| t.key == tag.key) {
-            Some(t) => t.value = tag.value,
-            None => tags.push(tag),
+        match tags.iter().position(|t| same_tag_key(&t.key, &tag.key)) {
+            Some(i) if given[i] => return Err(duplicate_tag_keys()),
+            Some(i) => (tags[i], given[i]) = (tag, true),
+            None => {
+                tags.push(tag);
+                given.push(true);
+            }
         }
         if tags.len() > MAX_TAGS {
             break;
         }
     }
     check_tags(tags)
+}
+
+/// Makes one the tags of a record kept before keys were compared without regard to case
+/// (`Team` and `team` both kept): the later set, where the earlier stood, as IAM would
+/// have left them. A stored record holds at most the quota's tags.
+fn one_tag_per_key(tags: &mut Vec<Tag>) {
+    let mut i = 0;
+    while i < tags.len() {
+        #[cfg(test)]
+        TAGS_COMPARED.with(|c| c.set(c.get() + i));
+        match tags[..i].iter().position(|t| same_tag_key(&t.key, &tags[i].key)) {
+            Some(first) => tags[first] = tags.remove(i),
+            None => i += 1,
+        }
+    }
+}
+
+/// The tags a new user or role is created with: as TagUser and TagRole would leave them on
+/// an entity without tags (a key given twice, in any case, is refused).
+fn new_entity_tags(tags: Vec<Tag>) -> Result<Vec<Tag>, IamError> {
+    let mut merged = Vec::with_capacity(tags.len().min(MAX_TAGS + 1));
+    merge_tags(&mut merged, tags)?;
+    Ok(merged)
 }
 
 #[cfg(test)]
@@ -742,7 +797,7 @@ impl Iam {
         }
         validate_name(name, "userName", 64)?;
         validate_path(path)?;
-        check_tags(&tags)?;
+        let tags = new_entity_tags(tags)?;
         let id_random: [u8; ID_RANDOM_LEN] =
             random_bytes(ID_RANDOM_LEN).try_into().expect("requested length");
         let user = UserRecord {
@@ -1318,7 +1373,7 @@ impl Iam {
         self.edit_tags(store, entity, account, name, |current| merge_tags(current, tags.clone()))
     }
 
-    /// Removes tags of a user or role by key.
+    /// Removes tags of a user or role by key, in whatever case it is given.
     pub fn untag_entity(
         &self,
         store: &dyn Store,
@@ -1328,7 +1383,7 @@ impl Iam {
         keys: &[String],
     ) -> Result<(), IamError> {
         self.edit_tags(store, entity, account, name, |current| {
-            current.retain(|t| !keys.contains(&t.key));
+            current.retain(|t| !keys.iter().any(|k| same_tag_key(k, &t.key)));
             Ok(())
         })
     }
@@ -1499,7 +1554,7 @@ impl Iam {
         validate_path(path)?;
         validate_description(description)?;
         check_trust_policy(trust_policy)?;
-        check_tags(&tags)?;
+        let tags = new_entity_tags(tags)?;
         let max = max_session_secs.unwrap_or(DEFAULT_MAX_SESSION_SECS);
         check_max_session(max)?;
         let role = RoleRecord {
@@ -1639,11 +1694,11 @@ mod tests {
         n
     }
 
-    /// TagUser and TagRole merge a request's tags into the entity's by key, a key given
-    /// again taking its last value, before the 50-tag quota is checked on the result. Each
-    /// tag searched every tag merged before it: 15,000 tags cost their square (review 16,
-    /// left). The merge stops once the result passes the quota (it never shrinks), so no
-    /// search covers more than 51 tags. Counted, not timed.
+    /// TagUser and TagRole merge a request's tags into the entity's by key before the
+    /// 50-tag quota is checked on the result. Each tag searched every tag merged before it:
+    /// 15,000 tags cost their square (review 16, left). The merge stops once the result
+    /// passes the quota (it never shrinks), so no search covers more than 51 tags. Counted,
+    /// not timed.
     #[test]
     fn many_tags_are_merged_in_linear_time_and_refused() {
         const MANY: usize = 4_000;
@@ -1651,8 +1706,9 @@ mod tests {
         iam.create_user(&store, ACCOUNT, "tagged", 0).unwrap();
         let tag = |key: String, value: &str| Tag { key, value: value.to_string() };
         let tags_of = || iam.get_user(&store, ACCOUNT, "tagged").unwrap().tags;
-        let given = vec![tag("a".into(), "1"), tag("b".into(), "2"), tag("a".into(), "3")];
+        let given = vec![tag("a".into(), "1"), tag("b".into(), "2")];
         iam.tag_user(&store, ACCOUNT, "tagged", given).unwrap();
+        iam.tag_user(&store, ACCOUNT, "tagged", vec![tag("a".into(), "3")]).unwrap();
         let kept = vec![tag("a".into(), "3"), tag("b".into(), "2")];
         assert_eq!(tags_of(), kept);
         TAGS_COMPARED.with(|c| c.set(0));
@@ -1664,11 +1720,73 @@ mod tests {
         let compared = TAGS_COMPARED.with(std::cell::Cell::get);
         assert!(compared <= (MAX_TAGS + 1) * MANY, "{compared} tags compared for {MANY} tags");
         assert_eq!(tags_of(), kept, "a refused request changes nothing");
-        // 48 keys more, each given twice: fifty in all, accepted.
-        let twice = (0..96).map(|i| tag(format!("t{}", i % 48), &i.to_string())).collect();
-        iam.tag_user(&store, ACCOUNT, "tagged", twice).unwrap();
+        // 48 keys more and one given again: fifty in all, accepted.
+        let more = (0..48).map(|i| tag(format!("t{i}"), "v")).chain([tag("b".into(), "4")]);
+        iam.tag_user(&store, ACCOUNT, "tagged", more.collect()).unwrap();
         let tags = tags_of();
-        assert_eq!((tags.len(), &tags[2]), (50, &tag("t0".into(), "48")));
+        assert_eq!(
+            (tags.len(), &tags[1], &tags[2]),
+            (50, &tag("b".into(), "4"), &tag("t0".into(), "v"))
+        );
+    }
+
+    /// A user's or role's tag keys are one key whatever their case, the case given last
+    /// kept (IAM: "not case sensitive, but case is preserved"; `Test` tagged `test` is
+    /// listed as `test`); a request giving one key twice, in any case, is refused whole.
+    #[test]
+    fn tag_keys_differing_only_in_case_are_one_key() {
+        let (store, iam) = setup();
+        let tag = |key: &str, value: &str| Tag { key: key.into(), value: value.into() };
+        let duplicate = |r: Result<_, IamError>| match r {
+            Err(IamError::InvalidInput(m)) => assert_eq!(
+                m,
+                "Duplicate tag keys found. Please note that Tag keys are case insensitive."
+            ),
+            other => panic!("{other:?}"),
+        };
+        let user = |tags| iam.create_user_with(&store, ACCOUNT, "u", "/", tags, 0);
+        duplicate(user(vec![tag("Team", "a"), tag("team", "b")]).map(drop));
+        duplicate(user(vec![tag("env", "a"), tag("env", "a")]).map(drop));
+        assert!(matches!(iam.get_user(&store, ACCOUNT, "u"), Err(IamError::NotFound(_))));
+        user(vec![tag("Team", "blue"), tag("env", "prod")]).unwrap();
+        let tags_of = || iam.get_user(&store, ACCOUNT, "u").unwrap().tags;
+
+        iam.tag_user(&store, ACCOUNT, "u", vec![tag("TEAM", "red")]).unwrap();
+        assert_eq!(tags_of(), vec![tag("TEAM", "red"), tag("env", "prod")]);
+        duplicate(iam.tag_user(&store, ACCOUNT, "u", vec![tag("x", "1"), tag("X", "2")]));
+        duplicate(iam.tag_user(&store, ACCOUNT, "u", vec![tag("team", "1"), tag("Team", "2")]));
+        assert_eq!(tags_of(), vec![tag("TEAM", "red"), tag("env", "prod")], "refused whole");
+        // Beyond ASCII: the Kelvin sign is a `k`, and `É` an `é`.
+        iam.tag_user(&store, ACCOUNT, "u", vec![tag("\u{212A}ey", "1"), tag("café", "2")]).unwrap();
+        iam.tag_user(&store, ACCOUNT, "u", vec![tag("KEY", "3"), tag("CAFÉ", "4")]).unwrap();
+        let keys: Vec<String> = tags_of().into_iter().map(|t| t.key).collect();
+        assert_eq!(keys, ["TEAM", "env", "KEY", "CAFÉ"]);
+
+        iam.untag_user(&store, ACCOUNT, "u", &["team".into(), "Café".into()]).unwrap();
+        assert_eq!(tags_of(), vec![tag("env", "prod"), tag("KEY", "3")]);
+
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#;
+        let role = |tags| iam.create_role(&store, ACCOUNT, "r", "/", trust, "", None, tags, 0);
+        duplicate(role(vec![tag("Name", "a"), tag("name", "b")]).map(drop));
+        role(vec![tag("Name", "a")]).unwrap();
+        iam.tag_entity(&store, Entity::Role, ACCOUNT, "r", vec![tag("name", "b")]).unwrap();
+        let role_tags = || iam.get_role(&store, ACCOUNT, "r").unwrap().tags;
+        assert_eq!(role_tags(), vec![tag("name", "b")]);
+        iam.untag_entity(&store, Entity::Role, ACCOUNT, "r", &["NAME".into()]).unwrap();
+        assert_eq!(role_tags(), Vec::new());
+    }
+
+    /// A record kept before keys were compared without regard to case may hold `Team` and
+    /// `team`: tagging either makes them one, where the first stood.
+    #[test]
+    fn older_tags_differing_only_in_case_are_made_one() {
+        let tag = |key: &str, value: &str| Tag { key: key.into(), value: value.into() };
+        let mut tags = vec![tag("Team", "a"), tag("env", "b"), tag("team", "c"), tag("TEAM", "d")];
+        merge_tags(&mut tags, vec![tag("env", "e")]).unwrap();
+        assert_eq!(tags, vec![tag("TEAM", "d"), tag("env", "e")]);
+        let mut tags = vec![tag("Team", "a"), tag("team", "c")];
+        merge_tags(&mut tags, vec![tag("tEAM", "f")]).unwrap();
+        assert_eq!(tags, vec![tag("tEAM", "f")]);
     }
 
     /// Users, groups and roles take a name no other of their kind in the account has,

@@ -10,7 +10,7 @@ use crate::ciphertext::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::model::{KeyRecord, Page};
-use crate::service::Kms;
+use crate::service::{Accepts, Kms};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_core::model::Millis;
@@ -391,7 +391,7 @@ impl Kms {
         marker: Option<&str>,
         limit: usize,
     ) -> Result<Page<GrantRecord>, KmsError> {
-        let key = self.find_key(tx, scope, key_id, false)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         let all: Vec<GrantRecord> = grants_of(tx, &key)?
             .into_iter()
             .filter(|g| grant_id.is_none_or(|id| g.grant_id == id))
@@ -455,7 +455,7 @@ impl Kms {
                 "Either GrantToken or both KeyId and GrantId must be specified.",
             ));
         };
-        let key = self.find_key(tx, scope, key_id, false)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         let record =
             tx.record(GRANT_KIND, &format!("{}{grant_id}", grant_prefix(scope, &key.key_id)))?;
         record.map(|b| decode(&b)).transpose()?.ok_or_else(|| grant_not_found(grant_id))

@@ -14,7 +14,7 @@
 
 use crate::error::KmsError;
 use crate::model::{Imported, KeyRecord, KeyState, Material};
-use crate::service::{Kms, save_key};
+use crate::service::{Accepts, Kms, save_key};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::key_wrap::{AES_256, KeyEncryptionKey, KeyWrapPadded};
 use aws_lc_rs::signature::KeyPair as _;
@@ -160,7 +160,7 @@ impl Kms {
         spec: &str,
         now: Millis,
     ) -> Result<ImportParameters, KmsError> {
-        let key = self.find_key(tx, scope, key_id, false)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         if !key.is_external() {
             return Err(not_external(&key));
         }
@@ -228,7 +228,7 @@ impl Kms {
         request: &ImportRequest<'_>,
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         if !key.is_external() {
             return Err(not_external(&key));
         }
@@ -288,7 +288,7 @@ impl Kms {
         key_id: &str,
         material_id: Option<&str>,
     ) -> Result<(KeyRecord, Option<String>), KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         if !key.is_external() {
             return Err(not_external(&key));
         }

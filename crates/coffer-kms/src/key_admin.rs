@@ -4,7 +4,7 @@
 
 use crate::error::KmsError;
 use crate::model::{KeyManager, KeyRecord, KeyState};
-use crate::service::{Kms, save_key};
+use crate::service::{Accepts, Kms, save_key};
 use coffer_core::{ErrorCode, Scope};
 use coffer_store::WriteTxn;
 
@@ -58,7 +58,7 @@ impl Kms {
         key_id: &str,
         policy: &str,
     ) -> Result<(), KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         changeable(&key, "PutKeyPolicy")?;
         if !matches!(serde_json::from_str(policy), Ok(serde_json::Value::Object(_))) {
             return Err(KmsError::rejected(
@@ -78,7 +78,7 @@ impl Kms {
         key_id: &str,
         description: &str,
     ) -> Result<(), KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         changeable(&key, "UpdateKeyDescription")?;
         key.description = description.to_string();
         save_key(tx, &key)

@@ -29,7 +29,7 @@ pub use model::{
 };
 pub use predefined::{ListedAlias, PREDEFINED_ALIASES};
 pub use service::{
-    DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, MASTER_CHECK_SETTING,
+    Accepts, DRY_RUN_MESSAGE, DataKey, Decrypted, DueWork, Encrypted, Kms, MASTER_CHECK_SETTING,
     ReEncrypted, SECRETS_MANAGER_ALIAS, check_algorithm, data_key_length, generate_random,
     refuse_rotation_of_key_pairs,
 };

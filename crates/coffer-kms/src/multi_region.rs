@@ -11,7 +11,7 @@
 use crate::error::KmsError;
 use crate::ids::key_arn;
 use crate::model::{Imported, KeyManager, KeyRecord, KeyState, Material, MultiRegion, Tag};
-use crate::service::{Kms, material_context, require_enabled, save_key};
+use crate::service::{Accepts, Kms, material_context, require_enabled, save_key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use coffer_core::model::Millis;
@@ -49,7 +49,7 @@ impl Kms {
         region: &str,
     ) -> Result<Option<KeyRecord>, KmsError> {
         let scope = Scope::new(&key.scope.account, region);
-        match self.find_key(tx, &scope, &key.key_id, false) {
+        match self.find_key(tx, &scope, &key.key_id, Accepts::KeyOnly) {
             Ok(found) => Ok(Some(found)),
             Err(e) if e.code() == Some(ErrorCode::KmsNotFound) => Ok(None),
             Err(e) => Err(e),
@@ -84,7 +84,7 @@ impl Kms {
         request: NewReplica,
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
-        let primary = self.find_key(tx, scope, key_id, false)?;
+        let primary = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         let Some(mut set) = primary.multi_region.clone() else {
             return Err(not_multi_region(&primary));
         };
@@ -176,7 +176,7 @@ impl Kms {
         key_id: &str,
         region: &str,
     ) -> Result<(), KmsError> {
-        let primary = self.find_key(tx, scope, key_id, false)?;
+        let primary = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         let Some(set) = primary.multi_region.clone() else {
             return Err(not_multi_region(&primary));
         };

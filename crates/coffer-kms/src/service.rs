@@ -100,6 +100,17 @@ impl DueWork {
     }
 }
 
+/// The kinds of key reference an operation takes in its `KeyId` (AWS's operations differ:
+/// Encrypt takes an alias, EnableKey does not), so a lookup reads as what it accepts:
+/// `find_key(tx, scope, id, Accepts::KeyOrAlias)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// A key id, key ARN, alias name or alias ARN.
+    KeyOrAlias,
+    /// A key id or key ARN; an alias is answered `NotFoundException: Invalid keyId`.
+    KeyOnly,
+}
+
 /// The key service: the master key that wraps every key material, and a zeroizing cache of
 /// unwrapped materials keyed by their unique material id.
 pub struct Kms {
@@ -688,16 +699,15 @@ impl Kms {
         })
     }
 
-    /// Finds a key by any accepted form. `allow_alias` is false for operations that take
-    /// only a key id or key ARN.
+    /// Finds the key `key_id` names, in a form the operation `accepts`.
     pub fn find_key(
         &self,
         tx: &dyn ReadTxn,
         scope: &Scope,
         key_id: &str,
-        allow_alias: bool,
+        accepts: Accepts,
     ) -> Result<KeyRecord, KmsError> {
-        self.find_key_shared(tx, scope, key_id, allow_alias).map(Arc::unwrap_or_clone)
+        self.find_key_shared(tx, scope, key_id, accepts).map(Arc::unwrap_or_clone)
     }
 
     /// [`Kms::find_key`] without copying the record: the decoded record as the key
@@ -707,10 +717,10 @@ impl Kms {
         tx: &dyn ReadTxn,
         scope: &Scope,
         key_id: &str,
-        allow_alias: bool,
+        accepts: Accepts,
     ) -> Result<Arc<KeyRecord>, KmsError> {
         let reference = parse_key_ref(key_id)?;
-        if reference.is_alias() && !allow_alias {
+        if reference.is_alias() && accepts == Accepts::KeyOnly {
             return Err(KmsError::invalid_key_id(key_id));
         }
         self.find_key_referenced(tx, scope, key_id, reference)
@@ -899,7 +909,7 @@ impl Kms {
         state: KeyState,
         operation: &str,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_aws_managed(&key, operation)?;
         refuse_pending_deletion(&key)?;
         // A key without its imported material stays PendingImport until it is imported.
@@ -930,7 +940,7 @@ impl Kms {
                 Violation::number(days.into(), "pendingWindowInDays", constraint).message(),
             ));
         }
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_aws_managed(&key, "ScheduleKeyDeletion")?;
         refuse_pending_deletion(&key)?;
         key.pending_window_days = Some(days);
@@ -956,7 +966,7 @@ impl Kms {
         scope: &Scope,
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_aws_managed(&key, "CancelKeyDeletion")?;
         if !matches!(key.state, KeyState::PendingDeletion | KeyState::PendingReplicaDeletion) {
             return Err(KmsError::rejected(
@@ -986,7 +996,7 @@ impl Kms {
         if parse_key_ref(target).is_ok_and(|r| r.is_alias()) {
             return Err(KmsError::validation("Aliases must refer to keys. Not aliases"));
         }
-        let key = self.find_key(tx, scope, target, false)?;
+        let key = self.find_key(tx, scope, target, Accepts::KeyOnly)?;
         refuse_aws_managed(&key, action)?;
         refuse_pending_deletion(&key)?;
         Ok(key)
@@ -1061,7 +1071,7 @@ impl Kms {
         limit: usize,
     ) -> Result<Page<AliasRecord>, KmsError> {
         let only = match key_id {
-            Some(id) => Some(self.find_key(tx, scope, id, false)?.key_id),
+            Some(id) => Some(self.find_key(tx, scope, id, Accepts::KeyOnly)?.key_id),
             None => None,
         };
         list_records(tx, ALIAS_KIND, &scope_prefix(scope), marker, limit, |bytes| {
@@ -1079,7 +1089,7 @@ impl Kms {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Encrypted, KmsError> {
-        let key = self.find_key(tx, scope, key_id, true)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOrAlias)?;
         self.encrypt_under(&key, plaintext, context)
     }
 
@@ -1113,7 +1123,7 @@ impl Kms {
     ) -> Result<Decrypted, KmsError> {
         let (header, _) = ciphertext::parse(blob)?;
         if let Some(id) = key_id {
-            let named = self.find_key(tx, scope, id, true)?;
+            let named = self.find_key(tx, scope, id, Accepts::KeyOrAlias)?;
             if named.key_id != header.key_id {
                 return Err(KmsError::rejected(
                     ErrorCode::KmsIncorrectKey,
@@ -1169,7 +1179,7 @@ impl Kms {
         length: usize,
         context: &EncryptionContext,
     ) -> Result<DataKey, KmsError> {
-        let key = self.find_key(tx, scope, key_id, true)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOrAlias)?;
         require_enabled(&key)?;
         asymmetric::require_symmetric(&key, "GenerateDataKey")?;
         let plaintext = generate_random(length);
@@ -1190,7 +1200,7 @@ impl Kms {
         destination_key_id: &str,
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError> {
-        let destination = self.find_key(tx, scope, destination_key_id, true)?;
+        let destination = self.find_key(tx, scope, destination_key_id, Accepts::KeyOrAlias)?;
         let source = self.decrypt(tx, scope, blob, source_context, source_key_id)?;
         let encrypted =
             self.encrypt_under(&destination, source.plaintext.expose(), destination_context)?;
@@ -1210,7 +1220,7 @@ impl Kms {
         period_days: Option<i32>,
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_rotation_change(&key)?;
         require_enabled(&key)?;
         let period = period_days.unwrap_or(DEFAULT_ROTATION_DAYS);
@@ -1230,7 +1240,7 @@ impl Kms {
         scope: &Scope,
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_rotation_change(&key)?;
         require_enabled(&key)?;
         if key.rotation_enabled {
@@ -1249,7 +1259,7 @@ impl Kms {
         scope: &Scope,
         key_id: &str,
     ) -> Result<KeyRecord, KmsError> {
-        let key = self.find_key(tx, scope, key_id, false)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         // A key pending deletion answers (its status reads false until the deletion is
         // canceled, as the model documents); one pending replica deletion does not.
         if key.state == KeyState::PendingReplicaDeletion {
@@ -1282,7 +1292,7 @@ impl Kms {
         key_id: &str,
         now: Millis,
     ) -> Result<KeyRecord, KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_rotation_change(&key)?;
         require_enabled(&key)?;
         if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
@@ -1309,7 +1319,7 @@ impl Kms {
         key_id: &str,
         tags: &[Tag],
     ) -> Result<(), KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_aws_managed(&key, "TagResource")?;
         refuse_pending_deletion(&key)?;
         key.tags = check_tags(&key.tags, tags)?;
@@ -1324,7 +1334,7 @@ impl Kms {
         key_id: &str,
         tag_keys: &[String],
     ) -> Result<(), KmsError> {
-        let mut key = self.find_key(tx, scope, key_id, false)?;
+        let mut key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         refuse_aws_managed(&key, "UntagResource")?;
         refuse_pending_deletion(&key)?;
         key.tags.retain(|t| !tag_keys.contains(&t.key));
@@ -1340,7 +1350,7 @@ impl Kms {
         marker: Option<&str>,
         limit: usize,
     ) -> Result<Page<Tag>, KmsError> {
-        let key = self.find_key(tx, scope, key_id, false)?;
+        let key = self.find_key(tx, scope, key_id, Accepts::KeyOnly)?;
         let start = match marker {
             Some(m) => decode_marker(m)?
                 .parse::<usize>()
@@ -1417,7 +1427,7 @@ impl Kms {
             },
         };
         let key = match given {
-            Some(id) if !managed => self.find_key_shared(tx, scope, id, true)?,
+            Some(id) if !managed => self.find_key_shared(tx, scope, id, Accepts::KeyOrAlias)?,
             _ => self.secrets_manager_key_shared(tx, scope, now)?,
         };
         require_enabled(&key)?;

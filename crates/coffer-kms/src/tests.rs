@@ -258,7 +258,7 @@ fn a_due_deletion_removes_the_key_and_its_aliases_and_only_when_due() {
     assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap(), DueWork::default());
     assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().deleted.len(), 1);
     assert_eq!(
-        code(f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, true))),
+        code(f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, Accepts::KeyOrAlias))),
         ErrorCode::KmsNotFound
     );
     assert_eq!(code(f.decrypt(&blob, &EncryptionContext::new())), ErrorCode::AccessDenied);
@@ -320,7 +320,8 @@ fn automatic_rotation_happens_when_due_and_is_rescheduled() {
     let due = NOW + 90 * DAY_MS;
     assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due - 1)).unwrap().rotated.len(), 0);
     assert_eq!(f.write(|kms, tx| kms.carry_out_due(tx, due)).unwrap().rotated.len(), 1);
-    let after = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    let after =
+        f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(after.materials.len(), 2);
     assert_eq!(after.materials[1].rotation, Some(RotationType::Automatic));
     assert_eq!(after.next_rotation_ms, Some(due + 90 * DAY_MS));
@@ -433,8 +434,9 @@ fn the_secrets_manager_key_is_created_once_per_scope_as_an_aws_managed_key() {
     let other_region = Scope::new("111122223333", "eu-west-1");
     let other = f.write(|kms, tx| kms.key_for_secret(tx, &other_region, None, NOW)).unwrap();
     assert_ne!(other.key_id, first.key_id);
-    let described =
-        f.read(|kms, tx| kms.find_key(tx, &scope(), "alias/aws/secretsmanager", true)).unwrap();
+    let described = f
+        .read(|kms, tx| kms.find_key(tx, &scope(), "alias/aws/secretsmanager", Accepts::KeyOrAlias))
+        .unwrap();
     assert_eq!(described.key_id, first.key_id);
     assert_eq!(
         code(f.write(|kms, tx| kms.disable_key(tx, &scope(), &first.key_id))),
@@ -548,7 +550,7 @@ fn not_found_texts_are_kms_own() {
     let f = Fixture::new();
     let key = f.create();
     let find = |id: &str| {
-        f.read(|kms, tx| kms.find_key(tx, &scope(), id, true))
+        f.read(|kms, tx| kms.find_key(tx, &scope(), id, Accepts::KeyOrAlias))
             .unwrap_err()
             .client_message()
             .to_string()
@@ -714,7 +716,8 @@ fn a_rolled_back_rotation_leaves_no_trace_in_the_store_or_the_cache() {
         Err(KmsError::validation("roll back"))
     });
     assert!(result.is_err());
-    let after = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    let after =
+        f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(after.materials.len(), 1);
     // A later rotation makes a new material version 2 with another id, which must be used.
     let rotated =
@@ -931,7 +934,7 @@ fn rekeying_gives_every_live_key_material_the_old_master_key_never_wrapped() {
         .unwrap();
     assert_eq!(rekeyed, 1, "a key pending deletion gets no new material");
     f.kms = Kms::new(new);
-    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &live.key_id, false)).unwrap();
+    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &live.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(key.materials.len(), 2);
     assert_eq!(key.on_demand_rotations, 0, "not counted against the on-demand limit");
     let after = f.encrypt(&live.key_id, b"after", &context(&[])).unwrap();
@@ -1011,7 +1014,7 @@ fn private_keys_survive_a_master_key_rewrap_and_are_not_rekeyed() {
     f.write(|_, tx| Kms::rewrap_all(tx, &old, &new, &check)).unwrap();
     assert_eq!(f.write(|_, tx| Kms::rekey_all(tx, &new, &check, NOW)).unwrap(), 0);
     f.kms = Kms::new(MasterKey::from_text(&new_text).unwrap());
-    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    let key = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(key.materials.len(), 1);
     let sig = f.kms.sign(&key, "ECDSA_SHA_384", b"m", None).unwrap();
     assert!(f.kms.verify(&key, "ECDSA_SHA_384", b"m", None, &sig).unwrap());
@@ -1079,7 +1082,7 @@ fn an_import_token_expires_after_a_day() {
         code(import_at(&f, &key, &material, NOW, late, None)),
         ErrorCode::KmsExpiredImportToken
     );
-    let stored = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.arn, false)).unwrap();
+    let stored = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.arn, Accepts::KeyOnly)).unwrap();
     assert_eq!(stored.state, KeyState::PendingImport);
     let imported = import_at(&f, &key, &material, NOW, late - 1, None).unwrap();
     assert_eq!(imported.state, KeyState::Enabled);
@@ -1128,9 +1131,11 @@ fn a_master_key_rekey_leaves_imported_material_and_keeps_a_multi_region_set_toge
         Kms::rekey_all(tx, &master(6), b"check", NOW)
     })
     .unwrap();
-    let external = f.read(|kms, tx| kms.find_key(tx, &scope(), &external.arn, false)).unwrap();
+    let external =
+        f.read(|kms, tx| kms.find_key(tx, &scope(), &external.arn, Accepts::KeyOnly)).unwrap();
     assert_eq!(external.materials.len(), 1, "imported material stays the only material");
-    let replica = f.read(|kms, tx| kms.find_key(tx, &west, &primary.key_id, false)).unwrap();
+    let replica =
+        f.read(|kms, tx| kms.find_key(tx, &west, &primary.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(replica.materials.len(), 2);
     let blob = f.encrypt(&primary.key_id, b"set", &context(&[])).unwrap().blob;
     let opened = f.read(|kms, tx| kms.decrypt(tx, &west, &blob, &context(&[]), None)).unwrap();
@@ -1163,7 +1168,8 @@ fn a_primary_with_replicas_waits_for_them_before_its_deletion_window() {
     let gone = later + 7 * DAY_MS;
     let due = f.write(|kms, tx| kms.carry_out_due(tx, gone)).unwrap();
     assert_eq!(due.deleted.len(), 1, "only the replica");
-    let waiting = f.read(|kms, tx| kms.find_key(tx, &scope(), &primary.key_id, false)).unwrap();
+    let waiting =
+        f.read(|kms, tx| kms.find_key(tx, &scope(), &primary.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(waiting.state, KeyState::PendingDeletion);
     assert_eq!(waiting.deletion_ms, Some(gone + 7 * DAY_MS));
     assert_eq!(waiting.multi_region.unwrap().replica_regions, Vec::<String>::new());
@@ -1180,7 +1186,7 @@ fn expired_imported_material_is_unusable_before_the_sweep_drops_it() {
     f.kms = kms.with_clock(|| NOW + DAY_MS);
     assert_eq!(code(f.decrypt(&blob, &context(&[]))), ErrorCode::KmsInvalidState);
     assert_eq!(code(f.encrypt(&key.key_id, b"x", &context(&[]))), ErrorCode::KmsInvalidState);
-    let seen = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, false)).unwrap();
+    let seen = f.read(|kms, tx| kms.find_key(tx, &scope(), &key.key_id, Accepts::KeyOnly)).unwrap();
     assert_eq!(seen.state, KeyState::PendingImport);
     // The sweep still finds it due and drops it from the store.
     let due = f.write(|kms, tx| kms.carry_out_due(tx, NOW + DAY_MS)).unwrap();

@@ -24,7 +24,7 @@ use coffer_auth::time::format_iso8601;
 use coffer_core::model::SecretMeta;
 use coffer_core::names;
 use coffer_core::{AwsError, ErrorCode, Partition, Scope};
-use coffer_kms::{KeyManager, KeyRecord};
+use coffer_kms::{Accepts, KeyManager, KeyRecord};
 use coffer_store::ReadTxn;
 use coffer_wire::operation::{KmsOp, Operation, SecretsManagerOp as Sm};
 use serde::Deserialize;
@@ -1262,8 +1262,9 @@ fn authorize_kms(
                 let alias_arn = kms_key_arn(scope, alias);
                 decide(&who.caller, action, &alias_arn, account, context, None, &alias_arn)?;
                 if op != KmsOp::CreateAlias {
-                    let current =
-                        app.read(|tx| Ok(app.keys.kms().find_key(tx, scope, alias, true).ok()))?;
+                    let current = app.read(|tx| {
+                        Ok(app.keys.kms().find_key(tx, scope, alias, Accepts::KeyOrAlias).ok())
+                    })?;
                     if let Some(current) = current {
                         let key =
                             app.read(|tx| Ok(KmsKey::seen_by(&who.caller, app, tx, &current)))?;
@@ -1400,7 +1401,7 @@ pub fn sealing_key(
     blob: &[u8],
 ) -> Option<Arc<KeyRecord>> {
     let (header, _) = coffer_kms::ciphertext::parse(blob).ok()?;
-    app.keys.kms().find_key_shared(tx, scope, &header.key_id, false).ok()
+    app.keys.kms().find_key_shared(tx, scope, &header.key_id, Accepts::KeyOnly).ok()
 }
 
 /// The customer managed key a call seals or opens under, and the kms actions that need,
@@ -1589,7 +1590,7 @@ fn resolve_kms_key(
     key: &str,
 ) -> Result<KmsKey, AwsError> {
     let found = app.read(|tx| {
-        let record = app.keys.kms().find_key(tx, scope, key, true).ok();
+        let record = app.keys.kms().find_key(tx, scope, key, Accepts::KeyOrAlias).ok();
         Ok(record.map(|record| {
             let mut seen = KmsKey::seen_by(caller, app, tx, &record);
             seen.record = Some(record);

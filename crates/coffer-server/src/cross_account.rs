@@ -5,7 +5,7 @@
 use crate::{App, RequestContext, auth, secrets};
 use coffer_core::model::SecretMeta;
 use coffer_core::{AwsError, Scope};
-use coffer_kms::KeyManager;
+use coffer_kms::{Accepts, KeyManager};
 use coffer_store::ReadTxn;
 use coffer_wire::operation::{Operation, SecretsManagerOp as Sm};
 use serde_json::Value;
@@ -88,7 +88,7 @@ fn sealed_by_managed_key(app: &App, tx: &dyn ReadTxn, meta: &SecretMeta) -> bool
     let key = meta.kms_key_id.as_deref();
     names_managed_key_alias(key)
         || key.is_some_and(|key| {
-            let found = app.keys.kms().find_key_shared(tx, &meta.scope, key, true);
+            let found = app.keys.kms().find_key_shared(tx, &meta.scope, key, Accepts::KeyOrAlias);
             found.is_ok_and(|record| record.manager == KeyManager::Aws)
         })
 }

@@ -12,8 +12,8 @@ use coffer_core::validation::Violation;
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::asymmetric;
 use coffer_kms::{
-    DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, ListedAlias, NewKey, Tag,
-    check_algorithm, data_key_length, generate_random,
+    Accepts, DRY_RUN_MESSAGE, EncryptionContext, KeyRecord, KeyState, KmsError, ListedAlias,
+    NewKey, Tag, check_algorithm, data_key_length, generate_random,
 };
 use coffer_wire::kms as wire;
 use coffer_wire::operation::KmsOp;
@@ -254,7 +254,9 @@ pub fn describe_key(
     scope: &Scope,
     req: wire::KeyIdRequest,
 ) -> Result<wire::KeyMetadataResponse, AwsError> {
-    let key = app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, true).map_err(kms))?;
+    let key = app.read(|tx| {
+        app.keys.kms().find_key(tx, scope, &req.key_id, Accepts::KeyOrAlias).map_err(kms)
+    })?;
     Ok(wire::KeyMetadataResponse { key_metadata: metadata(&key) })
 }
 
@@ -430,7 +432,7 @@ pub fn encrypt(
     let context = context(req.encryption_context.clone());
     let (blob, key_arn, algorithm) = app.read(|tx| {
         let kms = app.keys.kms();
-        let key = kms.find_key(tx, scope, &req.key_id, true).map_err(self::kms)?;
+        let key = kms.find_key(tx, scope, &req.key_id, Accepts::KeyOrAlias).map_err(self::kms)?;
         if families::is_asymmetric(&key) {
             // A signing or MAC key is refused for its usage before any algorithm is looked at.
             asymmetric::require_usable_for(&key, coffer_kms::model::ENCRYPT_DECRYPT, "Encrypt")
@@ -488,7 +490,9 @@ pub fn decrypt(
     // A ciphertext of an asymmetric key is raw RSA: the request names its key (which was
     // authorized before the handler), and the key decrypts it.
     if let Some(key_id) = req.key_id.as_deref() {
-        let key = app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, true).map_err(kms))?;
+        let key = app.read(|tx| {
+            app.keys.kms().find_key(tx, scope, key_id, Accepts::KeyOrAlias).map_err(kms)
+        })?;
         if families::decrypts_raw(&key) {
             let algorithm =
                 families::asymmetric_algorithm(req.encryption_algorithm.as_deref(), &key)?;
@@ -545,8 +549,9 @@ pub fn re_encrypt(
     let destination_context = context(req.destination_encryption_context.clone());
     let moved = app.read(|tx| {
         let kms = app.keys.kms();
-        let destination =
-            kms.find_key(tx, scope, &req.destination_key_id, true).map_err(self::kms)?;
+        let destination = kms
+            .find_key(tx, scope, &req.destination_key_id, Accepts::KeyOrAlias)
+            .map_err(self::kms)?;
         let from = KmsCall {
             encryption_context: req.source_encryption_context.as_ref(),
             algorithm: Some(
@@ -567,7 +572,7 @@ pub fn re_encrypt(
         // A source named by an asymmetric key is raw RSA ciphertext of that key (the
         // request names it, so it was authorized before the handler).
         let asymmetric_source = match req.source_key_id.as_deref() {
-            Some(id) => Some(kms.find_key(tx, scope, id, true).map_err(self::kms)?)
+            Some(id) => Some(kms.find_key(tx, scope, id, Accepts::KeyOrAlias).map_err(self::kms)?)
                 .filter(families::decrypts_raw),
             None => None,
         };

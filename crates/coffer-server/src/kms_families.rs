@@ -10,7 +10,7 @@ use coffer_core::ErrorCode;
 use coffer_core::{AwsError, Scope};
 use coffer_kms::asymmetric::{encryption_algorithms, key_agreement_algorithms, signing_algorithms};
 use coffer_kms::key_admin;
-use coffer_kms::{KeyRecord, KmsError};
+use coffer_kms::{Accepts, KeyRecord, KmsError};
 use coffer_wire::kms::Blob;
 use coffer_wire::kms_families as wire;
 use coffer_wire::protocol::SensitiveBlob;
@@ -25,7 +25,7 @@ fn strings(list: Vec<&'static str>) -> Vec<String> {
 
 /// The key a request names, in any form KMS accepts (aliases included).
 fn key(app: &App, scope: &Scope, key_id: &str) -> Result<KeyRecord, AwsError> {
-    app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, true).map_err(kms))
+    app.read(|tx| app.keys.kms().find_key(tx, scope, key_id, Accepts::KeyOrAlias).map_err(kms))
 }
 
 pub fn sign(
@@ -421,7 +421,7 @@ pub fn get_key_policy(
 ) -> Result<wire::GetKeyPolicyResponse, AwsError> {
     key_admin::check_policy_name(req.policy_name.as_deref()).map_err(kms)?;
     let policy = app.read(|tx| {
-        let key = app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms)?;
+        let key = app.keys.kms().find_key(tx, scope, &req.key_id, Accepts::KeyOnly).map_err(kms)?;
         if key.manager == coffer_kms::KeyManager::Aws {
             return Ok(crate::auth::aws_managed_key_policy_text(&key.scope));
         }
@@ -463,7 +463,8 @@ pub fn put_key_policy(
         if req.bypass_policy_lockout_safety_check != Some(true)
             && let Some(gate) = &ctx.gate
         {
-            let key = app.keys.kms().find_key(&*tx, scope, &req.key_id, false).map_err(kms)?;
+            let key =
+                app.keys.kms().find_key(&*tx, scope, &req.key_id, Accepts::KeyOnly).map_err(kms)?;
             if !gate.key_policy_keeps_caller(&policy, &key) {
                 return Err(crate::kms_api::lockout());
             }
@@ -478,7 +479,7 @@ pub fn list_key_policies(
     scope: &Scope,
     req: wire::KeyPolicyRequest,
 ) -> Result<wire::ListKeyPoliciesResponse, AwsError> {
-    app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms))?;
+    app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, Accepts::KeyOnly).map_err(kms))?;
     Ok(wire::ListKeyPoliciesResponse {
         policy_names: vec![key_admin::DEFAULT_POLICY_NAME.to_string()],
         truncated: false,
@@ -508,7 +509,9 @@ pub fn list_key_rotations(
     scope: &Scope,
     req: wire::ListKeyRotationsRequest,
 ) -> Result<wire::ListKeyRotationsResponse, AwsError> {
-    let key = app.read(|tx| app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms))?;
+    let key = app.read(|tx| {
+        app.keys.kms().find_key(tx, scope, &req.key_id, Accepts::KeyOnly).map_err(kms)
+    })?;
     coffer_kms::refuse_rotation_of_key_pairs(&key).map_err(kms)?;
     let all = req.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL");
     let current = key.current_material().map(|m| m.id.clone());

@@ -16,7 +16,7 @@ use crate::{App, RequestContext, clock};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_kms::import::ImportRequest;
 use coffer_kms::multi_region::NewReplica;
-use coffer_kms::{KeyRecord, KmsError, Tag, key_admin};
+use coffer_kms::{Accepts, KeyRecord, KmsError, Tag, key_admin};
 use coffer_wire::cloudtrail::LookupEventsRequest;
 use coffer_wire::kms::{Blob, KeyMetadata};
 use coffer_wire::kms_rest as wire;
@@ -314,7 +314,7 @@ pub fn get_key_last_usage(
     req: wire::GetKeyLastUsageRequest,
 ) -> Result<wire::GetKeyLastUsageResponse, AwsError> {
     let (key, recorded) = app.read(|tx| {
-        let key = app.keys.kms().find_key(tx, scope, &req.key_id, false).map_err(kms)?;
+        let key = app.keys.kms().find_key(tx, scope, &req.key_id, Accepts::KeyOnly).map_err(kms)?;
         let recorded = crate::kms_last_use::last_use(tx, &key.arn, key.created_ms)
             .map_err(crate::store_error)?;
         Ok((key, recorded))
