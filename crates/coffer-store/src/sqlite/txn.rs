@@ -1,6 +1,9 @@
 //! The SQLite transaction and its reads (`ReadTxn`), listings included.
 
+use std::cell::RefCell;
+
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::unreadable;
@@ -27,9 +30,38 @@ pub(super) struct SqlTxn<'c> {
     /// this transaction changes are noted, and the cache (which says which record
     /// kinds it holds).
     pub(super) track: Option<(&'c mut Touched, &'c ReadCache)>,
+    /// The newest version's `ord` of one secret, as this transaction last read or wrote
+    /// it: the next version's `ord` follows from it, instead of from a `MAX(ord)` over
+    /// every version of the secret in the `INSERT` (see [`Self::newest_ord_of`]).
+    pub(super) newest_ord: RefCell<Option<(String, i64)>>,
+}
+
+impl<'c> SqlTxn<'c> {
+    pub(super) fn new(
+        conn: &'c Connection,
+        track: Option<(&'c mut Touched, &'c ReadCache)>,
+    ) -> SqlTxn<'c> {
+        SqlTxn { conn, track, newest_ord: RefCell::new(None) }
+    }
 }
 
 impl SqlTxn<'_> {
+    /// The newest `ord` of `arn`'s versions, when this transaction knows it: it read
+    /// every version of the secret, or wrote the newest, and changed none since but
+    /// through this transaction (which keeps it up to date). One transaction runs at a
+    /// time on the writer's connection, so nothing else changes them meanwhile.
+    pub(super) fn newest_ord_of(&self, arn: &str) -> Option<i64> {
+        match &*self.newest_ord.borrow() {
+            Some((known, ord)) if known == arn => Some(*ord),
+            _ => None,
+        }
+    }
+
+    /// Notes `ord` as the newest of `arn`'s versions (`None`: no longer known).
+    pub(super) fn note_newest_ord(&self, arn: &str, ord: Option<i64>) {
+        *self.newest_ord.borrow_mut() = ord.map(|ord| (arn.to_owned(), ord));
+    }
+
     pub(super) fn touch_secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
         if let Some((touched, _)) = &mut self.track {
             touched.secret(arn, scope_and_name);
@@ -232,6 +264,9 @@ impl SqlTxn<'_> {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.sort_unstable_by_key(|(_, _, ord)| *ord);
+        if let Some((_, _, newest)) = rows.last() {
+            self.note_newest_ord(arn, Some(*newest));
+        }
         rows.into_iter()
             .map(|(version_id, json, _)| {
                 let mut meta: VersionMeta =
@@ -243,7 +278,69 @@ impl SqlTxn<'_> {
     }
 }
 
+impl SqlTxn<'_> {
+    /// [`ReadTxn::labelled_versions`] in SQL: the metadata of deprecated versions (but
+    /// `also`) is neither read nor parsed, only counted (the `labelled` column, schema 6).
+    /// A version marked labelled is still checked once parsed, so a column out of step
+    /// with the metadata could only cost a parse, never hide a labelled version.
+    pub(super) fn labelled_versions_in_sql(
+        &self,
+        arn: &str,
+        also: &str,
+    ) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        // One statement, so SQLite walks the secret's versions twice without handing each
+        // row back: the first row counts them all (its version id is NULL, which no
+        // version's is), the others are the versions kept.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT NULL, count(*), max(ord), NULL FROM version_meta WHERE arn = ?1 \
+             UNION ALL SELECT version_id, ord, NULL, meta FROM version_meta \
+             WHERE arn = ?1 AND (labelled OR version_id = ?2)",
+        )?;
+        let mut rows = stmt.query(params![arn, also])?;
+        let (mut count, mut kept) = (0, Vec::new());
+        while let Some(row) = rows.next()? {
+            let Some(version_id) = row.get::<_, Option<String>>(0)? else {
+                count = row.get::<_, i64>(1)?;
+                self.note_newest_ord(arn, row.get(2)?);
+                continue;
+            };
+            let ord: i64 = row.get(1)?;
+            let json = row.get_ref(3)?.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(3, Type::Text, Box::new(e))
+            })?;
+            let mut meta: VersionMeta =
+                serde_json::from_str(json).map_err(|e| unreadable("version metadata", &e))?;
+            meta.version_id = version_id;
+            if !meta.is_deprecated() || meta.version_id == also {
+                kept.push((ord, meta));
+            }
+        }
+        kept.sort_unstable_by_key(|(ord, _)| *ord);
+        let count = usize::try_from(count).unwrap_or(0);
+        Ok((kept.into_iter().map(|(_, meta)| meta).collect(), count))
+    }
+}
+
 impl ReadTxn for SqlTxn<'_> {
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.untouched_or(
+            || read_cache::versions_key(arn),
+            |entry| match entry {
+                Entry::Versions(every) => Some((
+                    every
+                        .iter()
+                        .filter(|v| !v.is_deprecated() || v.version_id == also)
+                        .cloned()
+                        .collect(),
+                    every.len(),
+                )),
+                _ => None,
+            },
+            None,
+            || self.labelled_versions_in_sql(arn, also),
+        )
+    }
+
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
         self.secret_untouched_or(
             || read_cache::name_key(scope, name),
