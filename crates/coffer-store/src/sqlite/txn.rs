@@ -3,7 +3,6 @@
 use std::cell::RefCell;
 
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
-use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::unreadable;
@@ -288,33 +287,25 @@ impl SqlTxn<'_> {
         arn: &str,
         also: &str,
     ) -> StoreResult<(Vec<VersionMeta>, usize)> {
-        // One statement, so SQLite walks the secret's versions twice without handing each
-        // row back: the first row counts them all (its version id is NULL, which no
-        // version's is), the others are the versions kept.
+        // One statement and one walk over the secret's versions, which returns a single
+        // row: the count, the newest ord, and the versions kept as one JSON array of
+        // `[ord, version id, metadata]` (SQLite hands each row back through the library
+        // otherwise, and two walks cost as much again).
         let mut stmt = self.conn.prepare_cached(
-            "SELECT NULL, count(*), max(ord), NULL FROM version_meta WHERE arn = ?1 \
-             UNION ALL SELECT version_id, ord, NULL, meta FROM version_meta \
-             WHERE arn = ?1 AND (labelled OR version_id = ?2)",
+            "SELECT count(*), max(ord), json_group_array(json_array(ord, version_id, json(meta))) \
+             FILTER (WHERE labelled OR version_id = ?2) FROM version_meta WHERE arn = ?1",
         )?;
-        let mut rows = stmt.query(params![arn, also])?;
-        let (mut count, mut kept) = (0, Vec::new());
-        while let Some(row) = rows.next()? {
-            let Some(version_id) = row.get::<_, Option<String>>(0)? else {
-                count = row.get::<_, i64>(1)?;
-                self.note_newest_ord(arn, row.get(2)?);
-                continue;
-            };
-            let ord: i64 = row.get(1)?;
-            let json = row.get_ref(3)?.as_str().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(3, Type::Text, Box::new(e))
-            })?;
-            let mut meta: VersionMeta =
-                serde_json::from_str(json).map_err(|e| unreadable("version metadata", &e))?;
-            meta.version_id = version_id;
-            if !meta.is_deprecated() || meta.version_id == also {
-                kept.push((ord, meta));
-            }
-        }
+        let (count, newest, kept) = stmt.query_row(params![arn, also], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
+        })?;
+        self.note_newest_ord(arn, newest);
+        let kept: Vec<(i64, String, VersionMeta)> =
+            serde_json::from_str(&kept).map_err(|e| unreadable("version metadata", &e))?;
+        let mut kept: Vec<(i64, VersionMeta)> = kept
+            .into_iter()
+            .map(|(ord, version_id, meta)| (ord, VersionMeta { version_id, ..meta }))
+            .filter(|(_, meta)| !meta.is_deprecated() || meta.version_id == also)
+            .collect();
         kept.sort_unstable_by_key(|(ord, _)| *ord);
         let count = usize::try_from(count).unwrap_or(0);
         Ok((kept.into_iter().map(|(_, meta)| meta).collect(), count))
