@@ -590,6 +590,55 @@ pub fn labelled_versions_are_those_with_labels_and_the_one_asked(store: &dyn Sto
     let expected: BTreeSet<String> =
         ["AWSCURRENT", "custom"].iter().map(|s| s.to_string()).collect();
     assert_eq!(read(&s.arn, "new").0.pop().map(|v| v.stages), Some(expected));
+
+    // In a write (a store may answer there otherwise: SQLite's writer, from SQL), before
+    // and after the write moves labels and adds a version, which comes last.
+    let in_write = write(store, |tx| {
+        let first = tx.labelled_versions(&s.arn, "v6")?;
+        tx.update_version(&s.arn, &version("v2", &[], T0))?;
+        tx.update_version(&s.arn, &version("v3", &["custom"], T0))?;
+        tx.update_version(&s.arn, &version("v4", &["AWSPREVIOUS"], T0))?;
+        tx.insert_version(&s.arn, &version("v6", &["AWSCURRENT"], T0), &sealed(b"v6"))?;
+        let second = tx.labelled_versions(&s.arn, "v1")?;
+        Ok((first, second))
+    })
+    .unwrap();
+    let names = |(kept, count): (Vec<VersionMeta>, usize)| {
+        (kept.into_iter().map(|v| (v.version_id, v.stages)).collect::<Vec<_>>(), count)
+    };
+    let labels = |ids: &[(&str, &[&str])], count: usize| {
+        let kept = ids
+            .iter()
+            .map(|(id, stages)| (id.to_string(), stages.iter().map(|s| s.to_string()).collect()))
+            .collect::<Vec<(String, BTreeSet<String>)>>();
+        (kept, count)
+    };
+    assert_eq!(
+        names(in_write.0),
+        labels(&[("v2", &["AWSPREVIOUS"]), ("v4", &["AWSCURRENT", "custom"])], 5)
+    );
+    let after = labels(
+        &[("v1", &[]), ("v3", &["custom"]), ("v4", &["AWSPREVIOUS"]), ("v6", &["AWSCURRENT"])],
+        6,
+    );
+    assert_eq!(names(in_write.1), after);
+    assert_eq!(names(read(&s.arn, "v1")), after);
+    // Versions added after one was removed, in one write and in the next, still come in
+    // the order they were added.
+    write(store, |tx| {
+        tx.labelled_versions(&s.arn, "v7")?;
+        tx.delete_version(&s.arn, "v6")?;
+        tx.insert_version(&s.arn, &version("v7", &["AWSCURRENT"], T0), &sealed(b"v7"))
+    })
+    .unwrap();
+    write(store, |tx| {
+        tx.labelled_versions(&s.arn, "v0")?;
+        tx.insert_version(&s.arn, &version("v0", &[], T0), &sealed(b"v0"))
+    })
+    .unwrap();
+    let every: Vec<String> = versions(store, &s.arn).into_iter().map(|v| v.version_id).collect();
+    assert_eq!(every, ["v1", "v2", "v3", "v4", "v5", "v7", "v0"]);
+    assert_eq!(ids(&s.arn, "new"), want(&["v3", "v4", "v7"], 7));
 }
 
 pub fn versions_of_several_secrets_are_each_ones_versions_in_the_order_asked(store: &dyn Store) {

@@ -335,6 +335,65 @@ fn concurrent_writers_share_commits_and_failures_stay_their_own() {
     assert!(read(store, |txn| txn.secret_by_name(&scope(), "after")).is_some());
 }
 
+/// Concurrent writes that read and increment one counter, where some fail before changing
+/// anything and some after (their batch is then rolled back and run again, each member in
+/// a savepoint): no increment is lost or counted twice, only the successful writes' rows
+/// are kept, and no write's closure runs more than twice. When no write fails after
+/// changing rows, every closure runs exactly once.
+#[test]
+fn writes_failing_before_or_after_their_changes_leave_only_the_successful_ones() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for fail_after_changes in [false, true] {
+        let fixture = Arc::new(file_fixture());
+        write(&fixture.store, |txn| txn.put_setting("counter", &0u64.to_le_bytes()));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let fixture = fixture.clone();
+                std::thread::spawn(move || {
+                    let mut most_runs = 0;
+                    for i in 0..25 {
+                        let name = format!("s-{t}-{i}");
+                        let fails = (t + i) % 4 == 0;
+                        let runs = AtomicUsize::new(0);
+                        let result = fixture.store.write(&mut |txn| {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            if fails && !fail_after_changes {
+                                return Err(StoreError::Aborted);
+                            }
+                            let bytes = txn.setting("counter")?.expect("the counter");
+                            let n = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+                            txn.put_setting("counter", &(n + 1).to_le_bytes())?;
+                            txn.insert_secret(&secret(&name))?;
+                            if fails { Err(StoreError::Aborted) } else { Ok(()) }
+                        });
+                        assert_eq!(result.is_ok(), !fails, "{name}: {result:?}");
+                        most_runs = most_runs.max(runs.load(Ordering::SeqCst));
+                    }
+                    most_runs
+                })
+            })
+            .collect();
+        let most_runs = threads.into_iter().map(|t| t.join().unwrap()).max().unwrap();
+        let store: &dyn Store = &fixture.store;
+        let kept = 16 * 25 - 16 * 25 / 4;
+        let counter = read(store, |txn| txn.setting("counter")).unwrap();
+        assert_eq!(u64::from_le_bytes(counter.try_into().unwrap()), kept as u64);
+        assert_eq!(read(store, count_secrets), kept);
+        for t in 0..16 {
+            for i in 0..25 {
+                let name = format!("s-{t}-{i}");
+                let found = read(store, |txn| txn.secret_by_name(&scope(), &name));
+                assert_eq!(found.is_some(), (t + i) % 4 != 0, "{name}");
+            }
+        }
+        if fail_after_changes {
+            assert!(most_runs <= 2, "a closure ran {most_runs} times");
+        } else {
+            assert_eq!(most_runs, 1, "a closure ran again although nothing had to be undone");
+        }
+    }
+}
+
 /// Every acknowledged write survives reopening the database, batched or not.
 #[test]
 fn batched_writes_are_durable_across_reopening() {
@@ -406,6 +465,7 @@ fn records_of_a_version_4_database_survive_the_descending_index() {
              PRIMARY KEY (kind, key));
          INSERT INTO records VALUES ('audit.event', 'c/3', x'03'), ('audit.event', 'c/1', x'01'),
              ('audit.event', 'c/2', x'02'), ('audit.head', 'c', x'09');
+         ALTER TABLE version_meta DROP COLUMN labelled;
          PRAGMA user_version = 4;",
     )
     .unwrap();
@@ -502,6 +562,65 @@ fn versions_of_a_version_3_database_survive_the_migration() {
     assert_eq!(values(&path), 3);
     write(&store, |txn| txn.delete_secret(&meta.arn));
     assert_eq!(values(&path), 0, "values left behind by a deleted secret");
+}
+
+/// A database of schema version 5 (no `labelled` column) is brought up to date on
+/// opening: a version is marked unlabelled only when its metadata lists no stage, and what
+/// adding a version reads in a write (from SQL on the writer) is what it was.
+#[test]
+fn versions_of_a_version_5_database_are_marked_labelled_by_their_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.db");
+    let meta = secret("old");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        write(&store, |txn| txn.insert_secret(&meta).map(drop));
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE version_meta DROP COLUMN labelled;").unwrap();
+    let stages: [(&str, &[&str]); 4] = [
+        ("v-old", &[]),
+        ("v-prev", &["AWSPREVIOUS"]),
+        ("v-gone", &[]),
+        ("v-cur", &["AWSCURRENT", "mine"]),
+    ];
+    for (ord, (id, stages)) in stages.iter().enumerate() {
+        let json = serde_json::to_string(&fixtures::version(id, stages)).unwrap();
+        conn.execute(
+            "INSERT INTO version_values (id, value) VALUES (?1, x'00')",
+            rusqlite::params![ord as i64 + 1],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO version_meta (arn, version_id, ord, created_ms, value_id, meta) \
+             VALUES (?1, ?2, ?3, 5, ?3, ?4)",
+            rusqlite::params![meta.arn, id, ord as i64 + 1, json],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("PRAGMA user_version = 5;").unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let marks: Vec<(String, bool)> = conn
+        .prepare("SELECT version_id, labelled FROM version_meta ORDER BY ord")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let want = [("v-old", false), ("v-prev", true), ("v-gone", false), ("v-cur", true)];
+    assert_eq!(marks, want.map(|(id, labelled)| (id.to_string(), labelled)));
+    let (tx, rx) = mpsc::channel();
+    write(&store, |txn| {
+        let (kept, count) = txn.labelled_versions(&meta.arn, "v-gone")?;
+        let ids: Vec<String> = kept.into_iter().map(|v| v.version_id).collect();
+        tx.send((ids, count)).unwrap();
+        Ok(())
+    });
+    assert_eq!(rx.recv().unwrap(), (vec!["v-prev".into(), "v-gone".into(), "v-cur".into()], 4));
 }
 
 /// Reads inside a read scope share one snapshot: a write made meanwhile is not seen

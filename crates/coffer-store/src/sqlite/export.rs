@@ -94,7 +94,7 @@ impl SqliteStore {
             if occupied {
                 return Err(crate::not_empty());
             }
-            crate::import_items(&mut SqlTxn { conn: &tx, track: None }, produce)?;
+            crate::import_items(&mut SqlTxn::new(&tx, None), produce)?;
             Ok(tx.commit()?)
         })();
         if let Some(cache) = &self.cache {

@@ -75,7 +75,7 @@ impl SqliteStore {
         generation: u64,
         f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let sql = SqlTxn { conn, track: None };
+        let sql = SqlTxn::new(conn, None);
         match &self.cache {
             Some(cache) => f(&CachedTxn { sql, cache, generation }),
             None => f(&sql),

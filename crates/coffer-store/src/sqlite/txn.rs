@@ -1,5 +1,7 @@
 //! The SQLite transaction and its reads (`ReadTxn`), listings included.
 
+use std::cell::RefCell;
+
 use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
@@ -27,9 +29,38 @@ pub(super) struct SqlTxn<'c> {
     /// this transaction changes are noted, and the cache (which says which record
     /// kinds it holds).
     pub(super) track: Option<(&'c mut Touched, &'c ReadCache)>,
+    /// The newest version's `ord` of one secret, as this transaction last read or wrote
+    /// it: the next version's `ord` follows from it, instead of from a `MAX(ord)` over
+    /// every version of the secret in the `INSERT` (see [`Self::newest_ord_of`]).
+    pub(super) newest_ord: RefCell<Option<(String, i64)>>,
+}
+
+impl<'c> SqlTxn<'c> {
+    pub(super) fn new(
+        conn: &'c Connection,
+        track: Option<(&'c mut Touched, &'c ReadCache)>,
+    ) -> SqlTxn<'c> {
+        SqlTxn { conn, track, newest_ord: RefCell::new(None) }
+    }
 }
 
 impl SqlTxn<'_> {
+    /// The newest `ord` of `arn`'s versions, when this transaction knows it: it read
+    /// every version of the secret, or wrote the newest, and changed none since but
+    /// through this transaction (which keeps it up to date). One transaction runs at a
+    /// time on the writer's connection, so nothing else changes them meanwhile.
+    pub(super) fn newest_ord_of(&self, arn: &str) -> Option<i64> {
+        match &*self.newest_ord.borrow() {
+            Some((known, ord)) if known == arn => Some(*ord),
+            _ => None,
+        }
+    }
+
+    /// Notes `ord` as the newest of `arn`'s versions (`None`: no longer known).
+    pub(super) fn note_newest_ord(&self, arn: &str, ord: Option<i64>) {
+        *self.newest_ord.borrow_mut() = ord.map(|ord| (arn.to_owned(), ord));
+    }
+
     pub(super) fn touch_secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
         if let Some((touched, _)) = &mut self.track {
             touched.secret(arn, scope_and_name);
@@ -232,6 +263,9 @@ impl SqlTxn<'_> {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.sort_unstable_by_key(|(_, _, ord)| *ord);
+        if let Some((_, _, newest)) = rows.last() {
+            self.note_newest_ord(arn, Some(*newest));
+        }
         rows.into_iter()
             .map(|(version_id, json, _)| {
                 let mut meta: VersionMeta =
@@ -243,7 +277,61 @@ impl SqlTxn<'_> {
     }
 }
 
+impl SqlTxn<'_> {
+    /// [`ReadTxn::labelled_versions`] in SQL: the metadata of deprecated versions (but
+    /// `also`) is neither read nor parsed, only counted (the `labelled` column, schema 6).
+    /// A version marked labelled is still checked once parsed, so a column out of step
+    /// with the metadata could only cost a parse, never hide a labelled version.
+    pub(super) fn labelled_versions_in_sql(
+        &self,
+        arn: &str,
+        also: &str,
+    ) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        // One statement and one walk over the secret's versions, which returns a single
+        // row: the count, the newest ord, and the versions kept as one JSON array of
+        // `[ord, version id, metadata]` (SQLite hands each row back through the library
+        // otherwise, and two walks cost as much again).
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT count(*), max(ord), json_group_array(json_array(ord, version_id, json(meta))) \
+             FILTER (WHERE labelled OR version_id = ?2) FROM version_meta WHERE arn = ?1",
+        )?;
+        let (count, newest, kept) = stmt.query_row(params![arn, also], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
+        })?;
+        self.note_newest_ord(arn, newest);
+        let kept: Vec<(i64, String, VersionMeta)> =
+            serde_json::from_str(&kept).map_err(|e| unreadable("version metadata", &e))?;
+        let mut kept: Vec<(i64, VersionMeta)> = kept
+            .into_iter()
+            .map(|(ord, version_id, meta)| (ord, VersionMeta { version_id, ..meta }))
+            .filter(|(_, meta)| !meta.is_deprecated() || meta.version_id == also)
+            .collect();
+        kept.sort_unstable_by_key(|(ord, _)| *ord);
+        let count = usize::try_from(count).unwrap_or(0);
+        Ok((kept.into_iter().map(|(_, meta)| meta).collect(), count))
+    }
+}
+
 impl ReadTxn for SqlTxn<'_> {
+    fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
+        self.untouched_or(
+            || read_cache::versions_key(arn),
+            |entry| match entry {
+                Entry::Versions(every) => Some((
+                    every
+                        .iter()
+                        .filter(|v| !v.is_deprecated() || v.version_id == also)
+                        .cloned()
+                        .collect(),
+                    every.len(),
+                )),
+                _ => None,
+            },
+            None,
+            || self.labelled_versions_in_sql(arn, also),
+        )
+    }
+
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {
         self.secret_untouched_or(
             || read_cache::name_key(scope, name),

@@ -67,6 +67,7 @@ impl WriteTxn for SqlTxn<'_> {
 
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
         self.touch_secret(arn, None);
+        self.note_newest_ord(arn, None);
         // The versions' metadata goes with the secret through ON DELETE CASCADE; their
         // values, which no key ties to the secret, go first.
         self.conn
@@ -92,16 +93,49 @@ impl WriteTxn for SqlTxn<'_> {
             .prepare_cached("INSERT INTO version_values (value) VALUES (?1)")?
             .execute(params![value.0])?;
         let value_id = self.conn.last_insert_rowid();
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO version_meta (arn, version_id, ord, created_ms, value_id, meta) \
-                 VALUES (?1, ?2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM version_meta \
-                 WHERE arn = ?1), ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![arn, meta.version_id, meta.created_ms, value_id, json])
-            });
+        let labelled = !meta.stages.is_empty();
+        // The new version's place after the newest: known when this transaction just read
+        // the secret's versions (every PutSecretValue does), else found by SQLite.
+        let newest = self.newest_ord_of(arn);
+        let inserted = match newest {
+            Some(newest) => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO version_meta \
+                     (arn, version_id, ord, created_ms, value_id, meta, labelled) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        arn,
+                        meta.version_id,
+                        newest + 1,
+                        meta.created_ms,
+                        value_id,
+                        json,
+                        labelled
+                    ])
+                }),
+            None => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO version_meta \
+                     (arn, version_id, ord, created_ms, value_id, meta, labelled) \
+                     VALUES (?1, ?2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM version_meta \
+                     WHERE arn = ?1), ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        arn,
+                        meta.version_id,
+                        meta.created_ms,
+                        value_id,
+                        json,
+                        labelled
+                    ])
+                }),
+        };
+        self.note_newest_ord(arn, newest.filter(|_| inserted.is_ok()).map(|n| n + 1));
         if let Err(error) = inserted {
             // The id is taken (or the secret is gone): the value must not stay behind
             // should the caller go on with the transaction.
@@ -117,10 +151,12 @@ impl WriteTxn for SqlTxn<'_> {
         self.touch_versions(arn);
         let json = to_json("version metadata", meta)?;
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE version_meta SET created_ms = ?3, meta = ?4 \
+            "UPDATE version_meta SET created_ms = ?3, meta = ?4, labelled = ?5 \
              WHERE arn = ?1 AND version_id = ?2",
         )?;
-        let changed = stmt.execute(params![arn, meta.version_id, meta.created_ms, json])?;
+        let labelled = !meta.stages.is_empty();
+        let changed =
+            stmt.execute(params![arn, meta.version_id, meta.created_ms, json, labelled])?;
         if changed == 0 {
             return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
         }
@@ -147,6 +183,7 @@ impl WriteTxn for SqlTxn<'_> {
 
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
         self.touch_versions(arn);
+        self.note_newest_ord(arn, None);
         self.conn
             .prepare_cached(
                 "DELETE FROM version_values WHERE id = \

@@ -159,11 +159,36 @@ pub(super) fn run_writer(writer: &Mutex<Writer>, jobs: &mpsc::Receiver<Job>, res
         let mut done: Vec<(Job, Member)> = Vec::new();
         let mut next = Some(first);
         let mut rolled_back = false;
+        // Whether the batch's members run each in a savepoint: only once one failed after
+        // changing rows (see `run_unguarded`).
+        let mut guarded = false;
         while let Some(mut job) = next.take() {
             let w = &mut *writer;
             let track = w.cache.as_deref().map(|c| (&mut w.touched, c));
             // SAFETY: the job is answered below, after its last use here.
-            let own = run_in_savepoint(&w.conn, track, unsafe { job.closure() });
+            let closure = unsafe { job.closure() };
+            let own = if guarded {
+                run_in_savepoint(&w.conn, track, closure)
+            } else {
+                match run_unguarded(&w.conn, track, closure) {
+                    Unguarded::Ended(own) => own,
+                    Unguarded::LeftChanges(own) => {
+                        // Nothing but the transaction's rollback undoes its changes: the
+                        // batch so far runs again from its start, each member in a
+                        // savepoint, this one too (no member has been answered yet).
+                        done.push((job, own));
+                        guarded = true;
+                        if !run_again_guarded(w, &mut done) {
+                            rolled_back = true;
+                            break;
+                        }
+                        if done.len() < BATCH_MAX_MEMBERS && opened.elapsed() < BATCH_MAX_AGE {
+                            next = jobs.try_recv().ok();
+                        }
+                        continue;
+                    }
+                }
+            };
             done.push((job, own));
             if writer.conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (an I/O error, a full
@@ -341,6 +366,85 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// How a batch member run without a savepoint ([`run_unguarded`]) ended.
+enum Unguarded {
+    /// It succeeded, or it failed having changed no row: its outcome stands.
+    Ended(Member),
+    /// It failed (or panicked) after changing rows, which only rolling back the whole
+    /// transaction undoes.
+    LeftChanges(Member),
+}
+
+/// Runs `f` in the open transaction without a savepoint of its own. A savepoint per
+/// member made SQLite copy every page the member first changed into the savepoint's
+/// journal (in 1 KiB chunks, each allocated), and run two more statements, for every
+/// write, although writes seldom fail, and most that do fail before changing anything
+/// (a missing secret, a refused request, a token in use). Whether `f` changed a row is
+/// read from the connection's count of changed rows, which counts every row an
+/// `INSERT`, `UPDATE` or `DELETE` of `f` changed (a statement that failed has had its
+/// own changes undone by SQLite and counts none); the `WriteTxn` methods change rows
+/// through such statements only.
+fn run_unguarded(
+    conn: &Connection,
+    track: Option<(&mut Touched, &ReadCache)>,
+    f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
+) -> Unguarded {
+    let before = conn.total_changes();
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn::new(conn, track))));
+    let failed = !matches!(ran, Ok(Ok(())));
+    let own = match ran {
+        Ok(result) => Member::Done(result),
+        Err(payload) => Member::Panicked(payload),
+    };
+    if failed && conn.total_changes() != before {
+        Unguarded::LeftChanges(own)
+    } else {
+        Unguarded::Ended(own)
+    }
+}
+
+/// After a member failed having changed rows ([`Unguarded::LeftChanges`]): rolls the
+/// transaction back, begins it again and runs every member of `done` again, in order,
+/// each in a savepoint, as a store that reruns a transaction does (PostgreSQL after a
+/// serialization conflict; every write closure may be run again). A member that panicked
+/// keeps its panic and is not run again. Each member runs at most twice, so a batch
+/// costs at most twice its work whatever fails in it. Returns false when the
+/// transaction could not be begun again or SQLite rolled it back meanwhile (every
+/// member then fails, as in any batch that ends so).
+fn run_again_guarded(writer: &mut Writer, done: &mut [(Job, Member)]) -> bool {
+    let restarted = run_cached(&writer.conn, "ROLLBACK")
+        .and_then(|()| run_cached(&writer.conn, "BEGIN IMMEDIATE"));
+    if let Err(error) = restarted {
+        tracing::error!(%error, "could not begin a SQLite batch again after a member failed");
+        if !writer.conn.is_autocommit()
+            && let Err(error) = writer.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "could not roll back a SQLite transaction");
+        }
+        for (_, own) in done.iter_mut() {
+            if let Member::Done(result) = own {
+                *result = Err(StoreError::Backend(format!(
+                    "the batch could not be run again after a failure ({error})"
+                )));
+            }
+        }
+        return false;
+    }
+    for (job, own) in done.iter_mut() {
+        if matches!(own, Member::Panicked(_)) {
+            continue;
+        }
+        let w = &mut *writer;
+        let track = w.cache.as_deref().map(|c| (&mut w.touched, c));
+        // SAFETY: the job is answered by the writer loop, after its last use here.
+        *own = run_in_savepoint(&w.conn, track, unsafe { job.closure() });
+        if w.conn.is_autocommit() {
+            return false;
+        }
+    }
+    true
+}
+
 /// Runs `f` in a savepoint of the open transaction: kept if it succeeds,
 /// undone (alone) if it fails or panics.
 pub(super) fn run_in_savepoint(
@@ -351,7 +455,7 @@ pub(super) fn run_in_savepoint(
     if let Err(error) = run_cached(conn, "SAVEPOINT coffer_write") {
         return Member::Done(Err(error.into()));
     }
-    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn { conn, track })));
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn::new(conn, track))));
     let keep = matches!(ran, Ok(Ok(())));
     let ended = if keep {
         run_cached(conn, "RELEASE coffer_write")
