@@ -28,6 +28,8 @@ mod handoff_tests;
 pub mod http;
 pub mod hygiene;
 pub mod iam_api;
+#[cfg(test)]
+mod inline_tests;
 pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
@@ -280,9 +282,22 @@ impl App {
     }
 
     /// Whether a read-only call can run on an async worker: its store reads take
-    /// microseconds (its audit event is then committed by the appender, awaited).
+    /// microseconds (its audit event is then committed by the appender, awaited), or the
+    /// store answers most from memory and leaves the worker itself when it must wait
+    /// (PostgreSQL: [`coffer_store::Store::reads_wait_off_the_workers`]), which only a
+    /// multi-threaded runtime allows. On PostgreSQL a hand-off to the blocking pool and
+    /// back cost more than the rest of a cached GetSecretValue (BENCHMARKS.md,
+    /// seventeenth session).
     pub fn reads_inline(&self) -> bool {
-        matches!(self.store.latency(), Latency::Memory | Latency::LocalDisk)
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match self.store.latency() {
+            Latency::Memory | Latency::LocalDisk => true,
+            Latency::Network => {
+                self.store.reads_wait_off_the_workers()
+                    && Handle::try_current()
+                        .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
+            }
+        }
     }
 
     /// Whether every call can run on an async worker: nothing waits for a disk.

@@ -227,6 +227,13 @@ pub enum Latency {
 pub trait Store: Send + Sync + 'static {
     /// How long this store's transactions keep the calling thread.
     fn latency(&self) -> Latency;
+    /// Whether reads may be made on an async worker of a multi-threaded tokio runtime
+    /// although the store's [`Latency`] says they can wait: it answers most of them from
+    /// memory, and before it waits it hands the worker's other tasks to another thread
+    /// itself (`tokio::task::block_in_place`). PostgreSQL does, with its node cache.
+    fn reads_wait_off_the_workers(&self) -> bool {
+        false
+    }
     /// Runs `f` in a read transaction that sees one consistent state.
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()>;
     /// Runs `f` with every [`Store::read`] it makes on this thread sharing one read

@@ -120,8 +120,7 @@ impl PostgresStore {
     /// A pooled connection. A connection the server closed while it sat in
     /// the pool is noticed by the pool (or at `BEGIN`, see `begin`) and replaced.
     pub(super) fn checkout(&self) -> StoreResult<Object> {
-        self.rt()
-            .block_on(self.pool.get())
+        super::off_the_workers(|| self.rt().block_on(self.pool.get()))
             .map_err(|e| StoreError::Backend(format!("no PostgreSQL connection could be had: {e}")))
     }
 
@@ -138,9 +137,15 @@ impl PostgresStore {
         let mut retried = false;
         loop {
             let mut client = self.checkout()?;
-            let begun = rt.block_on(
-                client.build_transaction().isolation_level(isolation).read_only(read_only).start(),
-            );
+            let begun = super::off_the_workers(|| {
+                rt.block_on(
+                    client
+                        .build_transaction()
+                        .isolation_level(isolation)
+                        .read_only(read_only)
+                        .start(),
+                )
+            });
             match begun {
                 Ok(tx) => return Ok(f(tx)),
                 Err(e) if e.is_closed() && !retried => {

@@ -18,9 +18,13 @@
 //!
 //! The [`Store`] trait is synchronous. The store owns a small tokio runtime
 //! that drives its connections (tokio-postgres with a deadpool pool); each
-//! call blocks on it. Call the store from ordinary or blocking threads (the
-//! server runs handlers on tokio's blocking pool), never from inside an async
-//! task.
+//! call blocks on it. Call the store from ordinary or blocking threads, or from
+//! an async task of a multi-threaded tokio runtime: wherever the store waits (a
+//! statement, a connection, a write's group commit) it first hands that worker's
+//! other tasks to another thread ([`off_the_workers`]), so a read answered from
+//! the node's cache (`shared_cache`) costs no thread hand-off and one that is
+//! not holds up no other task (the server runs read-only calls so). Never from
+//! a current-thread runtime's task.
 //!
 //! The schema is created and upgraded by numbered migrations, recorded in
 //! `coffer_schema_migrations` and applied under an advisory lock, so nodes
@@ -154,7 +158,7 @@ impl Store for PostgresStore {
         &self,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
-        self.write_grouped(Handoff::none(), f)
+        off_the_workers(|| self.write_grouped(Handoff::none(), f))
     }
 
     /// The write's member starts from the lookups of its call's read scope, guarded
@@ -164,11 +168,17 @@ impl Store for PostgresStore {
         handoff: Handoff,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
-        self.write_grouped(handoff, f)
+        off_the_workers(|| self.write_grouped(handoff, f))
     }
 
     fn latency(&self) -> crate::Latency {
         crate::Latency::Network
+    }
+
+    /// Reads wait only for what the node's cache does not hold, and then off the
+    /// async workers ([`off_the_workers`]).
+    fn reads_wait_off_the_workers(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
@@ -176,25 +186,43 @@ impl Store for PostgresStore {
     }
 
     fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
-        self.export_snapshot(visit)
+        off_the_workers(|| self.export_snapshot(visit))
     }
 
     fn import_from(&self, produce: &mut crate::ImportProducer<'_>) -> StoreResult<()> {
-        self.import_snapshot(produce)
+        off_the_workers(|| self.import_snapshot(produce))
     }
 
     fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
-        self.acquire_lease(name, holder, ttl)
+        off_the_workers(|| self.acquire_lease(name, holder, ttl))
     }
 
     fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
-        self.give_up_lease(name, holder)
+        off_the_workers(|| self.give_up_lease(name, holder))
     }
 
     /// Rewrites the tables that hold destroyed rows and has the WAL segments that held
     /// them removed, batched: see `scrub.rs`.
     fn scrub_deleted(&self) -> StoreResult<()> {
-        self.scrub()
+        off_the_workers(|| self.scrub())
+    }
+}
+
+/// Runs `f`, which may wait for the database or for this node's other writers, so that
+/// it holds up no async task: on a worker of a multi-threaded tokio runtime (the server
+/// runs read-only calls there, since most are answered from the node's cache), the
+/// worker's other tasks are first handed to another thread (`block_in_place`), which
+/// costs about what a hand-off to the blocking pool would, and only when the store
+/// waits. Anywhere else (a blocking thread, an ordinary one, inside an outer
+/// `off_the_workers`) `f` just runs. A current-thread runtime's task cannot be left
+/// so: the store's `block_on` refuses to run there, as it always has.
+pub(super) fn off_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

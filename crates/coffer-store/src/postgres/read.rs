@@ -54,18 +54,20 @@ impl<'s> LazyRead<'s> {
             let first = !self.begun.get();
             let guard = self.client.borrow();
             let client = guard.as_ref().expect("checked out above");
-            let result = rt.block_on(async {
-                let statement = async {
-                    let prepared = client.prepare_cached(sql).await?;
-                    client.query(&prepared, params).await
-                };
-                if !first {
-                    return statement.await;
-                }
-                self.begun.set(true);
-                let (begun, rows) = join(client.batch_execute(BEGIN_READ), statement).await;
-                begun?;
-                rows
+            let result = super::off_the_workers(|| {
+                rt.block_on(async {
+                    let statement = async {
+                        let prepared = client.prepare_cached(sql).await?;
+                        client.query(&prepared, params).await
+                    };
+                    if !first {
+                        return statement.await;
+                    }
+                    self.begun.set(true);
+                    let (begun, rows) = join(client.batch_execute(BEGIN_READ), statement).await;
+                    begun?;
+                    rows
+                })
             });
             drop(guard);
             match result {

@@ -528,7 +528,7 @@ impl PgTxn<'_, '_> {
         if let Some(batch) = self.batch.filter(|batch| batch.has_deferred()) {
             return self.run_pipelined(batch, call);
         }
-        self.rt.block_on(call).map_err(|e| self.failed(&e))
+        super::off_the_workers(|| self.rt.block_on(call)).map_err(|e| self.failed(&e))
     }
 
     pub(super) fn failed(&self, e: &tokio_postgres::Error) -> StoreError {
