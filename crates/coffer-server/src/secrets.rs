@@ -456,6 +456,14 @@ fn add_version(
         after.push(new_version.clone());
         (staging::versions_to_prune(&after, now)?, Some(every))
     };
+    // The sealing key is found and authorized before any row changes: a refusal then
+    // leaves the writer's batch nothing to undo (SQLite runs its members without
+    // savepoints and re-runs a batch whose member failed after writing).
+    let key = key_for(app, tx, meta, now)?;
+    if let Some(gate) = gate {
+        let context = secret_context(&meta.arn, version_id);
+        gate.kms_via_secrets_manager((app, &*tx), "kms:GenerateDataKey", &key, &context)?;
+    }
     // A version left out of `known` is deprecated and stays so (no label moves to it):
     // only those in it can change, unless some are pruned.
     for before in every.as_deref().unwrap_or(&known.versions) {
@@ -466,11 +474,6 @@ fn add_version(
             let changed = VersionMeta { stages: stages.clone(), ..before.clone() };
             tx.update_version(&meta.arn, &changed).map_err(store_error)?;
         }
-    }
-    let key = key_for(app, tx, meta, now)?;
-    if let Some(gate) = gate {
-        let context = secret_context(&meta.arn, version_id);
-        gate.kms_via_secrets_manager((app, &*tx), "kms:GenerateDataKey", &key, &context)?;
     }
     let sealed = seal_value(app, &key, &meta.arn, version_id, value.to_plaintext().expose())?;
     tx.insert_version(&meta.arn, &new_version, &sealed).map_err(|e| match e {
