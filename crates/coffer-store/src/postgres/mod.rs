@@ -21,7 +21,7 @@
 //! call blocks on it. Call the store from ordinary or blocking threads, or from
 //! an async task of a multi-threaded tokio runtime: wherever the store waits (a
 //! statement, a connection, a write's group commit) it first hands that worker's
-//! other tasks to another thread ([`off_the_workers`]), so a read answered from
+//! other tasks to another thread (`off_the_workers`), so a read answered from
 //! the node's cache (`shared_cache`) costs no thread hand-off and one that is
 //! not holds up no other task (the server runs read-only calls so). Never from
 //! a current-thread runtime's task.
@@ -176,7 +176,7 @@ impl Store for PostgresStore {
     }
 
     /// Reads wait only for what the node's cache does not hold, and then off the
-    /// async workers ([`off_the_workers`]).
+    /// async workers (`off_the_workers`).
     fn reads_wait_off_the_workers(&self) -> bool {
         true
     }
