@@ -506,18 +506,23 @@ fn versions_as_in_version_3(conn: &rusqlite::Connection) {
     .unwrap();
 }
 
+/// A database of the current schema in `dir` holding one secret, `old`, without versions,
+/// for a test to take back to an older schema.
+fn database_with_secret_old(dir: &TempDir) -> (std::path::PathBuf, SecretMeta) {
+    let path = dir.path().join("coffer.db");
+    let meta = secret("old");
+    let store = SqliteStore::open(&path).unwrap();
+    write(&store, |txn| txn.insert_secret(&meta).map(drop));
+    (path, meta)
+}
+
 /// A database of schema version 3 (versions and their values in one table) is brought up
 /// to date on opening: every version keeps its metadata, value and place in the order,
 /// and the migrated versions can be changed and removed like new ones.
 #[test]
 fn versions_of_a_version_3_database_survive_the_migration() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("coffer.db");
-    let meta = secret("old");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        write(&store, |txn| txn.insert_secret(&meta).map(drop));
-    }
+    let (path, meta) = database_with_secret_old(&dir);
     let conn = rusqlite::Connection::open(&path).unwrap();
     versions_as_in_version_3(&conn);
     // Version ids out of creation order, so the order must come from `ord`.
@@ -570,12 +575,7 @@ fn versions_of_a_version_3_database_survive_the_migration() {
 #[test]
 fn versions_of_a_version_5_database_are_marked_labelled_by_their_stages() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("coffer.db");
-    let meta = secret("old");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        write(&store, |txn| txn.insert_secret(&meta).map(drop));
-    }
+    let (path, meta) = database_with_secret_old(&dir);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("ALTER TABLE version_meta DROP COLUMN labelled;").unwrap();
     let stages: [(&str, &[&str]); 4] = [
