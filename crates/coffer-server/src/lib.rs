@@ -289,13 +289,10 @@ impl App {
     /// back cost more than the rest of a cached GetSecretValue (BENCHMARKS.md,
     /// seventeenth session).
     pub fn reads_inline(&self) -> bool {
-        use tokio::runtime::{Handle, RuntimeFlavor};
         match self.store.latency() {
             Latency::Memory | Latency::LocalDisk => true,
             Latency::Network => {
-                self.store.reads_wait_off_the_workers()
-                    && Handle::try_current()
-                        .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
+                self.store.reads_wait_off_the_workers() && coffer_store::in_multi_threaded_runtime()
             }
         }
     }

@@ -97,6 +97,14 @@ pub struct ListQuery {
     pub expected: Option<usize>,
 }
 
+/// Whether the calling thread runs in a multi-threaded tokio runtime's context, where a
+/// store that may wait can leave an async worker by itself (`block_in_place`, which
+/// panics on a current-thread runtime): see [`Store::reads_wait_off_the_workers`].
+pub fn in_multi_threaded_runtime() -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
 /// The position of `meta` under `sort_by`, for building the next [`Cursor`].
 pub fn cursor_of(meta: &SecretMeta, sort_by: SortBy) -> Cursor {
     let key = match sort_by {

@@ -217,13 +217,7 @@ impl Store for PostgresStore {
 /// `off_the_workers`) `f` just runs. A current-thread runtime's task cannot be left
 /// so: the store's `block_on` refuses to run there, as it always has.
 pub(super) fn off_the_workers<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
+    if crate::in_multi_threaded_runtime() { tokio::task::block_in_place(f) } else { f() }
 }
 
 /// An error's code and message, never its detail: PostgreSQL's details quote
