@@ -46,7 +46,8 @@ impl<'c> SqlTxn<'c> {
 
 impl SqlTxn<'_> {
     /// The newest `ord` of `arn`'s versions, when this transaction knows it: it read
-    /// every version of the secret, or wrote the newest, and changed none since but
+    /// every version of the secret, wrote the newest, or created the secret (0: none
+    /// yet), and changed none since but
     /// through this transaction (which keeps it up to date). One transaction runs at a
     /// time on the writer's connection, so nothing else changes them meanwhile.
     pub(super) fn newest_ord_of(&self, arn: &str) -> Option<i64> {

@@ -26,6 +26,8 @@ impl WriteTxn for SqlTxn<'_> {
             meta.deletion_ms,
             json,
         ])?;
+        // A new secret has no version yet: its first goes first.
+        self.note_newest_ord(&meta.arn, Some(0));
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -89,53 +91,42 @@ impl WriteTxn for SqlTxn<'_> {
     ) -> StoreResult<()> {
         self.touch_versions(arn);
         let json = to_json("version metadata", meta)?;
+        // The new version's place after the newest: known when this transaction read the
+        // secret's versions (every PutSecretValue does) or created the secret, else asked
+        // of SQLite (before the value is stored, so a failure leaves nothing behind).
+        let ord = match self.newest_ord_of(arn) {
+            Some(newest) => newest + 1,
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(ord), 0) + 1 FROM version_meta WHERE arn = ?1",
+                )?
+                .query_row(params![arn], |row| row.get::<_, i64>(0))?,
+        };
         self.conn
             .prepare_cached("INSERT INTO version_values (value) VALUES (?1)")?
             .execute(params![value.0])?;
         let value_id = self.conn.last_insert_rowid();
         let labelled = !meta.stages.is_empty();
-        // The new version's place after the newest: known when this transaction just read
-        // the secret's versions (every PutSecretValue does), else found by SQLite.
-        let newest = self.newest_ord_of(arn);
-        let inserted = match newest {
-            Some(newest) => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO version_meta \
-                     (arn, version_id, ord, created_ms, value_id, meta, labelled) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        arn,
-                        meta.version_id,
-                        newest + 1,
-                        meta.created_ms,
-                        value_id,
-                        json,
-                        labelled
-                    ])
-                }),
-            None => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO version_meta \
-                     (arn, version_id, ord, created_ms, value_id, meta, labelled) \
-                     VALUES (?1, ?2, (SELECT COALESCE(MAX(ord), 0) + 1 FROM version_meta \
-                     WHERE arn = ?1), ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        arn,
-                        meta.version_id,
-                        meta.created_ms,
-                        value_id,
-                        json,
-                        labelled
-                    ])
-                }),
-        };
-        self.note_newest_ord(arn, newest.filter(|_| inserted.is_ok()).map(|n| n + 1));
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO version_meta \
+                 (arn, version_id, ord, created_ms, value_id, meta, labelled) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    arn,
+                    meta.version_id,
+                    ord,
+                    meta.created_ms,
+                    value_id,
+                    json,
+                    labelled
+                ])
+            });
+        self.note_newest_ord(arn, inserted.is_ok().then_some(ord));
         if let Err(error) = inserted {
             // The id is taken (or the secret is gone): the value must not stay behind
             // should the caller go on with the transaction.
