@@ -26,6 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from lambda_runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -220,6 +221,15 @@ def make_client(
             read_timeout=60,
         ),
     )
+
+
+@pytest.fixture(scope="module")
+def runner():
+    """A Lambda Invoke endpoint of the module's own, running rotation functions in this
+    process (``lambda_runner.Runner``): pass ``runner.url`` as ``--lambda-endpoint``."""
+    r = Runner()
+    yield r
+    r.stop()
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from conftest import (
     start_server,
     token,
 )
-from lambda_runner import Runner, TemplateRotation
+from lambda_runner import TemplateRotation
 
 FUNCTION = "arn:aws:lambda:us-east-1:000000000000:function:rotator"
 MISSING = "arn:aws:lambda:us-east-1:000000000000:function:missing"
@@ -31,13 +31,6 @@ MSG_CANNOT_INVOKE = (
     "policy grants access to the principal secretsmanager.amazonaws.com."
 )
 ROTATION_KEYS = {"RotationEnabled", "RotationRules", "RotationLambdaARN", "LastRotatedDate", "NextRotationDate"}
-
-
-@pytest.fixture(scope="module")
-def runner():
-    r = Runner()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ACCESS_KEY, REGION, SECRET_KEY, make_client, start_server
-from lambda_runner import Runner
 
 TEMPLATES = Path(__file__).resolve().parent / "aws_templates"
 SINGLE = "SecretsManagerRDSPostgreSQLRotationSingleUser"
@@ -88,13 +87,6 @@ def logs_in(value: dict) -> bool:
         return False
     conn.close()
     return True
-
-
-@pytest.fixture(scope="module")
-def runner():
-    r = Runner()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,12 @@ import pytest
 
 from conftest import REGION
 from iam_api_support import Server
-from lambda_runner import Runner
 
 # The helpers of review 15's tests (same server shape, same users and clients); the
 # `account` fixture there reads this module's `srv`.
 from test_sec_review15 import account, allow, client, error, uname, user  # noqa: F401
 
 WEST = "us-west-2"
-
-
-@pytest.fixture(scope="module")
-def runner():
-    r = Runner()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")
