@@ -19,9 +19,7 @@
 //! AWS. Every change to a replica leaves a service event in the replica's region's trail.
 
 use crate::{App, RequestContext, Txn, audit, auth::Gate, clock, secrets, store_error};
-use coffer_core::model::{
-    AWSCURRENT, AWSPENDING, AWSPREVIOUS, ReplicaState, Replication, SecretMeta, VersionMeta,
-};
+use coffer_core::model::{ReplicaState, Replication, SecretMeta, VersionMeta};
 use coffer_core::{AwsError, ErrorCode, Scope, names};
 use coffer_store::WriteTxn;
 use coffer_wire::protocol::epoch_seconds;
@@ -300,8 +298,8 @@ fn sync_replica(
     for version in &primary_versions {
         let id = version.version_id.as_str();
         if have.contains_key(id) {
-            if rekey && is_labelled(version) {
-                let resealed = match sealed_under(tx, &arn, id, &key)? {
+            if rekey && secrets::carries_a_reencrypted_label(version) {
+                let resealed = match secrets::sealed_under(tx, &arn, id, &key)? {
                     true => None,
                     false => match seal_for_replica(app, tx, primary, &arn, id, &key, gate)? {
                         Ok(sealed) => Some(sealed),
@@ -416,25 +414,6 @@ fn sync_replica(
         audit::record_service_event(app, tx, &scope, SECRETS_MANAGER, name, &arn, now)?;
     }
     Ok(Ok(()))
-}
-
-/// Whether `version` carries a label whose value a key change re-encrypts.
-fn is_labelled(version: &VersionMeta) -> bool {
-    [AWSCURRENT, AWSPENDING, AWSPREVIOUS].iter().any(|l| version.stages.iter().any(|s| s == l))
-}
-
-/// Whether the replica's stored value of `version_id` is sealed under `key` already.
-fn sealed_under(
-    tx: &Txn,
-    replica_arn: &str,
-    version_id: &str,
-    key: &coffer_kms::KeyRecord,
-) -> Result<bool, AwsError> {
-    let sealed = tx.version_value(replica_arn, version_id).map_err(store_error)?;
-    Ok(sealed.is_some_and(|sealed| {
-        coffer_kms::ciphertext::parse(&sealed.0)
-            .is_ok_and(|(header, _)| header.key_id == key.key_id)
-    }))
 }
 
 /// The primary's value of `version_id`, sealed for the replica under `key` with the

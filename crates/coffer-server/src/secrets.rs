@@ -284,9 +284,38 @@ pub(crate) fn sealed_under(
     Ok(match sealed {
         None => false,
         Some(sealed) if crate::rotation::is_placeholder(&sealed) => true,
-        Some(sealed) => coffer_kms::ciphertext::parse(&sealed.0)
-            .is_ok_and(|(header, _)| header.key_id == key.key_id),
+        Some(sealed) => sealed_by(&sealed, key),
     })
+}
+
+/// Whether `sealed`'s ciphertext names `key` as the key that sealed it.
+fn sealed_by(sealed: &SealedValue, key: &KeyRecord) -> bool {
+    coffer_kms::ciphertext::parse(&sealed.0).is_ok_and(|(header, _)| header.key_id == key.key_id)
+}
+
+/// Seals `plaintext` as version `version_id` of `arn` under `key` for the caller behind
+/// `gate` (none: the service itself), who must be allowed `kms:GenerateDataKey` on it
+/// through Secrets Manager.
+pub(crate) fn seal_for_caller(
+    app: &App,
+    tx: &dyn ReadTxn,
+    gate: Option<&Gate>,
+    key: &Arc<KeyRecord>,
+    arn: &str,
+    version_id: &str,
+    plaintext: &[u8],
+) -> Result<SealedValue, AwsError> {
+    if let Some(gate) = gate {
+        let context = secret_context(arn, version_id);
+        gate.kms_via_secrets_manager((app, tx), "kms:GenerateDataKey", key, &context)?;
+    }
+    seal_value(app, key, arn, version_id, plaintext)
+}
+
+/// Whether `version` carries a label whose value a change of key re-encrypts
+/// (AWSCURRENT, AWSPENDING or AWSPREVIOUS), on a primary or a replica.
+pub(crate) fn carries_a_reencrypted_label(version: &VersionMeta) -> bool {
+    [AWSCURRENT, AWSPENDING, AWSPREVIOUS].iter().any(|l| version.stages.iter().any(|s| s == l))
 }
 
 /// Re-encrypts the versions labelled AWSCURRENT, AWSPENDING or AWSPREVIOUS under `key`
@@ -300,7 +329,7 @@ fn reencrypt_labelled_versions(
 ) -> Result<(), AwsError> {
     let versions = tx.versions(&meta.arn).map_err(store_error)?;
     for version in versions {
-        if ![AWSCURRENT, AWSPENDING, AWSPREVIOUS].iter().any(|l| version.stages.contains(*l)) {
+        if !carries_a_reencrypted_label(&version) {
             continue;
         }
         let sealed = tx
@@ -310,15 +339,10 @@ fn reencrypt_labelled_versions(
         if crate::rotation::is_placeholder(&sealed) {
             continue; // RotateSecret's placeholder: nothing to re-encrypt
         }
-        let sealed_by = coffer_kms::ciphertext::parse(&sealed.0).map(|(header, _)| header.key_id);
-        if sealed_by.as_deref().ok() != Some(key.key_id.as_str()) {
+        if !sealed_by(&sealed, key) {
             let plaintext = open_value(app, tx, meta, &version.version_id, gate)?;
-            if let Some(gate) = gate {
-                let context = secret_context(&meta.arn, &version.version_id);
-                gate.kms_via_secrets_manager((app, &*tx), "kms:GenerateDataKey", key, &context)?;
-            }
-            let resealed =
-                seal_value(app, key, &meta.arn, &version.version_id, plaintext.expose())?;
+            let (arn, id) = (&meta.arn, &version.version_id);
+            let resealed = seal_for_caller(app, &*tx, gate, key, arn, id, plaintext.expose())?;
             tx.replace_version_value(&meta.arn, &version.version_id, &resealed)
                 .map_err(store_error)?;
         }

@@ -162,16 +162,8 @@ fn create_pending(
                 SealedValue(Vec::new())
             } else {
                 let key = secrets::key_for(app, tx, meta, now)?;
-                if let Some(gate) = gate {
-                    let context = secrets::secret_context(&meta.arn, token);
-                    gate.kms_via_secrets_manager(
-                        (app, &*tx),
-                        "kms:GenerateDataKey",
-                        &key,
-                        &context,
-                    )?;
-                }
-                secrets::seal_value(app, &key, &meta.arn, token, plaintext.expose())?
+                let arn = &meta.arn;
+                secrets::seal_for_caller(app, &*tx, gate, &key, arn, token, plaintext.expose())?
             }
         }
         _ => SealedValue(Vec::new()),
