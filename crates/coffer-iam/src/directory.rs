@@ -452,15 +452,18 @@ fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
 /// case and keeps the case it was given ("Tag key values for IAM users and roles are not
 /// case sensitive, but case is preserved", the User Guide's *Tagging IAM resources*; for
 /// its other resource types keys are case sensitive). The key pattern allows any letter:
-/// beyond ASCII, characters are compared by their upper- and lower-case forms.
+/// beyond ASCII, keys are compared by their lower-case forms, exactly as the policy engine
+/// compares strings without regard to case (`StringEqualsIgnoreCase`, the case-blind
+/// reading of `aws:TagKeys`). Two keys this takes for one must be one key to every
+/// guardrail too: comparing characters by their upper-case forms as well made `reſtricted`
+/// (long s, upper case `S`) and `restrıcted` (dotless i) the key `restricted`, which a Deny
+/// on that key under `StringEqualsIgnoreCase` did not see, so a user denied the key
+/// replaced or removed it (review 18, finding 01).
 fn same_tag_key(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
-    let same_char = |x: char, y: char| {
-        x == y || x.to_uppercase().eq(y.to_uppercase()) || x.to_lowercase().eq(y.to_lowercase())
-    };
-    a.chars().count() == b.chars().count() && a.chars().zip(b.chars()).all(|(x, y)| same_char(x, y))
+    a.to_lowercase() == b.to_lowercase()
 }
 
 /// IAM's answer to a request giving one key twice, in whatever case (CreateRole and
@@ -1774,6 +1777,23 @@ mod tests {
         assert_eq!(role_tags(), vec![tag("name", "b")]);
         iam.untag_entity(&store, Entity::Role, ACCOUNT, "r", &["NAME".into()]).unwrap();
         assert_eq!(role_tags(), Vec::new());
+    }
+
+    /// Tag keys are one key exactly when the policy engine, comparing without regard to
+    /// case, reads them as one (lower-case forms): a key whose upper-case form alone meets
+    /// another's (long s, dotless i) is a key of its own, so a guardrail on `restricted`
+    /// under `StringEqualsIgnoreCase` sees every spelling that replaces or removes it
+    /// (review 18, finding 01).
+    #[test]
+    fn tag_keys_are_one_key_exactly_when_their_lower_case_forms_are() {
+        for (a, b) in [("Team", "tEAM"), ("\u{212A}ey", "key"), ("CAFÉ", "café")] {
+            assert!(same_tag_key(a, b), "{a} {b}");
+            assert_eq!(a.to_lowercase() == b.to_lowercase(), same_tag_key(a, b));
+        }
+        for (a, b) in [("re\u{17F}tricted", "restricted"), ("restr\u{131}cted", "restricted")] {
+            assert!(!same_tag_key(a, b), "{a} {b}");
+            assert_eq!(a.to_lowercase() == b.to_lowercase(), same_tag_key(a, b));
+        }
     }
 
     /// A record kept before keys were compared without regard to case may hold `Team` and

@@ -1,0 +1,111 @@
+"""Regression tests for review 18: an adversarial review of the seventeenth session's changes
+(SQLite batch members without savepoints and their rerun, PostgreSQL reads on the async
+workers, a form's first value, authorization on an operation's own members, IAM tag keys
+one key whatever their case, KMS's Accepts, the appender's single wake-up, PutSecretValue
+authorizing its sealing key before moving labels). Findings are `test_NN_*` (each seen
+failing before its fix), what held `test_held_*`.
+
+Each test drives the real binary through boto3: an enforcing server whose users, roles and
+policies are made through the IAM API.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from conftest import REGION
+from iam_api_support import Server
+
+# Review 15's helpers (same server shape); the `account` fixture there reads this `srv`.
+from test_sec_review15 import account, client, error, uname, user  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    data = tmp_path_factory.mktemp("review18")
+    server = Server(data, extra=["--quota-scale", "100"])
+    yield server
+    server.server.stop()
+
+
+def policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+# ------------------- 01: a tag key IAM takes for a guarded key that no guardrail reads so
+
+# Spellings IAM's case-blind comparison took for `restricted` (each character compared by
+# its upper-case form too) that no case-blind policy comparison (lower-case forms) takes:
+# LATIN SMALL LETTER LONG S (upper case `S`) and LATIN SMALL LETTER DOTLESS I (upper `I`).
+SPELLINGS = ["re\u017ftricted", "restr\u0131cted"]
+
+
+def restricted_user(srv) -> tuple[str, tuple[str, str], str]:
+    """A user tagged restricted=true, kept from a secret while so tagged, who may tag and
+    untag itself but not its `restricted` key (a guardrail comparing keys without regard to
+    case, as SECURITY.md advises); returns (name, key, secret id)."""
+    iam, sm = srv.client("iam"), srv.client("secretsmanager")
+    secret = sm.create_secret(Name=uname("r18-s"), SecretString="s3cret")["ARN"]
+    guard = policy(
+        {"Effect": "Allow", "Action": ["iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
+                                       "secretsmanager:GetSecretValue"], "Resource": "*"},
+        {"Effect": "Deny", "Action": ["iam:TagUser", "iam:UntagUser"], "Resource": "*",
+         "Condition": {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": ["restricted"]}}},
+        {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalTag/restricted": "true"}}},
+    )
+    name, key = user(srv, guard, prefix="r18")
+    iam.tag_user(UserName=name, Tags=[{"Key": "restricted", "Value": "true"}])
+    return name, key, secret
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_01_a_guarded_tag_key_is_not_replaced_under_a_spelling_no_guardrail_matches(srv, spelling):
+    """IAM compared a user's or role's tag keys character by character by their upper-case
+    and lower-case forms (fidelity17), so `reſtricted` (long s) and `restrıcted` (dotless i)
+    were the key `restricted` and replaced it, key and value; the policy engine compares
+    keys without regard to case by their lower-case forms (`StringEqualsIgnoreCase`,
+    `aws:TagKeys`' second reading, condition key names), in which they are other keys. A
+    user kept from a secret by its `restricted=true` tag, and denied tagging that key,
+    retagged itself `reſtricted=false`: the tag `restricted` was gone, and with it the Deny
+    on `aws:PrincipalTag/restricted`."""
+    name, key, secret = restricted_user(srv)
+    mine, sm = client(srv, "iam", key), client(srv, "secretsmanager", key)
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    try:
+        mine.tag_user(UserName=name, Tags=[{"Key": spelling, "Value": "false"}])
+    except Exception:  # noqa: BLE001 - refused is as good: the guarded tag must stay
+        pass
+    tags = {t["Key"]: t["Value"] for t in srv.client("iam").list_user_tags(UserName=name)["Tags"]}
+    assert tags.get("restricted") == "true", tags
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_01_a_guarded_tag_key_is_not_removed_under_a_spelling_no_guardrail_matches(srv, spelling):
+    name, key, secret = restricted_user(srv)
+    mine, sm = client(srv, "iam", key), client(srv, "secretsmanager", key)
+    try:
+        mine.untag_user(UserName=name, TagKeys=[spelling])
+    except Exception:  # noqa: BLE001
+        pass
+    tags = {t["Key"]: t["Value"] for t in srv.client("iam").list_user_tags(UserName=name)["Tags"]}
+    assert tags.get("restricted") == "true", tags
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+
+
+def test_held_the_guardrail_stops_every_case_of_the_guarded_key(srv):
+    """Spellings the policy engine folds to `restricted` (ASCII case, the Kelvin sign's
+    lower case `k` has no part here) are refused by the guardrail, and the tag stays."""
+    name, key, _ = restricted_user(srv)
+    mine = client(srv, "iam", key)
+    for spelling in ["RESTRICTED", "Restricted", "rEsTrIcTeD"]:
+        assert error(lambda: mine.tag_user(
+            UserName=name, Tags=[{"Key": spelling, "Value": "false"}]))[0] == "AccessDenied"
+        assert error(lambda: mine.untag_user(UserName=name, TagKeys=[spelling]))[0] == \
+            "AccessDenied"
+    tags = {t["Key"]: t["Value"] for t in srv.client("iam").list_user_tags(UserName=name)["Tags"]}
+    assert tags == {"restricted": "true"}
