@@ -15,6 +15,10 @@ import json
 import uuid
 
 import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from conftest import REGION
 from iam_api_support import Server
@@ -109,3 +113,63 @@ def test_held_the_guardrail_stops_every_case_of_the_guarded_key(srv):
             "AccessDenied"
     tags = {t["Key"]: t["Value"] for t in srv.client("iam").list_user_tags(UserName=name)["Tags"]}
     assert tags == {"restricted": "true"}
+
+
+# --------- 02: a nested member an operation does not take gave its authorization a value
+
+def signed_json(srv, target: str, body: dict, key) -> requests.Response:
+    """A signed JSON 1.1 call of `target` with exactly this body (members the operation
+    does not take included, which boto3 would refuse to send)."""
+    data = json.dumps(body).encode()
+    service = "secretsmanager" if target.startswith("secretsmanager.") else "kms"
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
+    req = AWSRequest(method="POST", url=srv.url + "/", data=data, headers=headers)
+    SigV4Auth(Credentials(*key), service, REGION).add_auth(req)
+    return requests.post(srv.url + "/", data=data, headers=dict(req.prepare().headers), timeout=60)
+
+
+BLUE_ONLY = policy({"Effect": "Allow",
+                    "Action": ["secretsmanager:CreateSecret", "secretsmanager:TagResource"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:RequestTag/team": "blue"}}})
+
+
+def test_02_a_secrets_manager_tag_is_authorized_on_the_value_it_sets(srv):
+    """Authorization read a Secrets Manager tag's value from `Value` or from `TagValue`
+    (KMS's spelling, an alias in `auth::Requested` shared by both services), the handler
+    from `Value` only; review 17 stripped an operation's unknown members at the top level
+    only. A user allowed to create secrets tagged team=blue only sent
+    `{"Key": "team", "TagValue": "blue"}`: authorized as team=blue, it made a secret tagged
+    team="" (and could retag another's secret so)."""
+    _, key = user(srv, BLUE_ONLY, prefix="r18")
+    name = uname("r18-tv")
+    answer = signed_json(srv, "secretsmanager.CreateSecret", {
+        "Name": name, "SecretString": "v", "ClientRequestToken": str(uuid.uuid4()), "Tags": [{"Key": "team", "TagValue": "blue"}]}, key)
+    if answer.status_code == 200:
+        tags = srv.client("secretsmanager").describe_secret(SecretId=name).get("Tags", [])
+        assert tags == [{"Key": "team", "Value": "blue"}], tags
+    else:
+        assert answer.json()["__type"].endswith("AccessDeniedException"), answer.text
+        assert error(lambda: srv.client("secretsmanager").describe_secret(SecretId=name))[0] \
+            == "ResourceNotFoundException"
+    target = srv.client("secretsmanager").create_secret(
+        Name=uname("r18-tv"), SecretString="v", Tags=[{"Key": "team", "Value": "red"}])["ARN"]
+    answer = signed_json(srv, "secretsmanager.TagResource", {
+        "SecretId": target, "Tags": [{"Key": "team", "TagValue": "blue"}]}, key)
+    tags = srv.client("secretsmanager").describe_secret(SecretId=target)["Tags"]
+    assert tags in ([{"Key": "team", "Value": "red"}], [{"Key": "team", "Value": "blue"}]), \
+        (answer.text, tags)
+
+
+def test_02_a_nested_member_the_operation_does_not_take_is_ignored_as_aws_ignores_it(srv):
+    """A tag carrying `TagValue` beside its `Value` was refused as a body that is not valid
+    (two values of one field to `auth::Requested`); AWS ignores a member it does not take,
+    at any depth. Now the tag is read as its own members say."""
+    _, key = user(srv, BLUE_ONLY, prefix="r18")
+    name = uname("r18-tv")
+    answer = signed_json(srv, "secretsmanager.CreateSecret", {
+        "Name": name, "SecretString": "v", "ClientRequestToken": str(uuid.uuid4()),
+        "Tags": [{"Key": "team", "Value": "blue", "TagValue": "red", "TagKey": "x"}]}, key)
+    assert answer.status_code == 200, answer.text
+    tags = srv.client("secretsmanager").describe_secret(SecretId=name)["Tags"]
+    assert tags == [{"Key": "team", "Value": "blue"}], tags

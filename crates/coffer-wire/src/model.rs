@@ -293,23 +293,72 @@ impl ServiceModel {
         Some(op.input.as_deref().map_or(&EMPTY, |name| self.shape(name)))
     }
 
-    /// Removes from `body` (in place, nothing copied) the top-level members the
-    /// operation's input shape does not define; everything but an object is left as it
-    /// is, and an unknown operation keeps nothing. Authorization reads its request
+    /// Removes from `body` (in place, nothing copied) the members the operation's input
+    /// shapes do not define, at any depth; everything but an object is left as it is at
+    /// the top, and an unknown operation keeps nothing. Authorization reads its request
     /// condition keys (`aws:RequestTag/<key>`, `secretsmanager:Name`,
     /// `kms:EncryptionContext:<key>`, ...) from the request's members: AWS gives an
     /// operation only those of its own
     /// parameters, so a member it does not take (which validation ignores, as AWS does)
-    /// must not set one (review 17, finding 03). The keys read from nested members come
-    /// from known fields of known members (a tag's `Key` and `Value`, a replica's
-    /// `Region`), so the top level is enough.
+    /// must not set one (review 17, finding 03). The same at every depth: a structure in
+    /// a list or map keeps only its shape's members too, since authorization reads nested
+    /// members by names the operation's shapes may not have (a tag's value from `Value` or
+    /// KMS's `TagValue`: a Secrets Manager tag `{"Key": "team", "TagValue": "blue"}` was
+    /// authorized as team=blue and stored as team="", review 18, finding 02).
     pub fn keep_input_members(&self, operation: &str, body: &mut serde_json::Value) {
-        let serde_json::Value::Object(object) = body else { return };
-        match self.input_shape(operation).map(|shape| &shape.kind) {
-            Some(ShapeKind::Structure(members)) => {
-                object.retain(|name, _| members.iter().any(|m| &m.name == name));
+        match self.input_shape(operation) {
+            Some(shape @ Shape { kind: ShapeKind::Structure(_), .. }) => {
+                self.keep_members_of(shape, body);
             }
-            _ => object.clear(),
+            _ => {
+                if let serde_json::Value::Object(object) = body {
+                    object.clear();
+                }
+            }
+        }
+    }
+
+    /// [`Self::keep_input_members`] of `value` read as `shape`. A value of another JSON type
+    /// than its shape's is left as it is (validation has answered for it). The walk goes no
+    /// deeper than the body, which `serde_json` refuses past 128 levels.
+    fn keep_members_of(&self, shape: &Shape, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match (&shape.kind, value) {
+            (ShapeKind::Structure(members), Value::Object(object)) => {
+                object.retain(|name, _| members.iter().any(|m| &m.name == name));
+                for member in members {
+                    // Only an object or a list holds members (a scalar, the most of
+                    // every request, costs no shape lookup).
+                    if let Some(inner) = object.get_mut(&member.name)
+                        && (inner.is_object() || inner.is_array())
+                    {
+                        self.keep_members_of(self.shape(&member.shape), inner);
+                    }
+                }
+            }
+            (ShapeKind::List(member), Value::Array(items)) => {
+                let member = self.shape(member);
+                if matches!(
+                    member.kind,
+                    ShapeKind::Structure(_) | ShapeKind::List(_) | ShapeKind::Map { .. }
+                ) {
+                    for item in items {
+                        self.keep_members_of(member, item);
+                    }
+                }
+            }
+            (ShapeKind::Map { value: inner, .. }, Value::Object(entries)) => {
+                let inner = self.shape(inner);
+                if matches!(
+                    inner.kind,
+                    ShapeKind::Structure(_) | ShapeKind::List(_) | ShapeKind::Map { .. }
+                ) {
+                    for item in entries.values_mut() {
+                        self.keep_members_of(inner, item);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

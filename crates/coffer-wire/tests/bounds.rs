@@ -86,7 +86,7 @@ fn only_members_of_the_input_shape_are_kept_for_the_trail() {
 
 /// Authorization reads its request condition keys from the operation's own members only
 /// (review 17, finding 03): a member the operation does not take is removed, in place, at
-/// the top level; what it takes is kept as sent.
+/// any depth; what it takes is kept as sent.
 #[test]
 fn only_an_operations_own_members_are_kept_for_authorization() {
     let model = ServiceModel::secretsmanager();
@@ -99,9 +99,23 @@ fn only_an_operations_own_members_are_kept_for_authorization() {
     });
     model.keep_input_members("GetSecretValue", &mut body);
     assert_eq!(body, json!({"SecretId": "db", "VersionStage": "AWSCURRENT"}));
-    let mut body = json!({"Name": "db", "Tags": [{"Key": "team", "Value": "ops", "X": 1}]});
+    // At every depth (review 18, finding 02): a tag keeps its shape's members only, so
+    // KMS's spelling of a tag's value does not reach a Secrets Manager authorization.
+    let mut body = json!({"Name": "db", "Tags": [{"Key": "team", "TagValue": "ops", "X": 1}],
+        "AddReplicaRegions": [{"Region": "eu-west-1", "KmsKeyId": "k", "Y": [1]}]});
     model.keep_input_members("CreateSecret", &mut body);
-    assert_eq!(body, json!({"Name": "db", "Tags": [{"Key": "team", "Value": "ops", "X": 1}]}));
+    assert_eq!(
+        body,
+        json!({"Name": "db", "Tags": [{"Key": "team"}],
+        "AddReplicaRegions": [{"Region": "eu-west-1", "KmsKeyId": "k"}]})
+    );
+    let mut body = json!({"KeyId": "k", "Tags": [{"TagKey": "a", "TagValue": "b", "Key": "c"}],
+        "Constraints": {"EncryptionContextSubset": {"x": "y"}, "Other": {"z": "w"}}});
+    ServiceModel::kms().keep_input_members("CreateGrant", &mut body);
+    assert_eq!(body, json!({"KeyId": "k", "Constraints": {"EncryptionContextSubset": {"x": "y"}}}));
+    let mut body = json!({"KeyId": "k", "Tags": [{"TagKey": "a", "TagValue": "b", "Key": "c"}]});
+    ServiceModel::kms().keep_input_members("TagResource", &mut body);
+    assert_eq!(body, json!({"KeyId": "k", "Tags": [{"TagKey": "a", "TagValue": "b"}]}));
     let mut body =
         json!({"KeyId": "k", "Operations": ["Decrypt"], "EncryptionContext": {"a": "b"}});
     ServiceModel::kms().keep_input_members("DescribeKey", &mut body);
