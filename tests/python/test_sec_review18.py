@@ -25,6 +25,7 @@ from iam_api_support import Server
 
 # Review 15's helpers (same server shape); the `account` fixture there reads this `srv`.
 from test_sec_review15 import account, client, error, uname, user  # noqa: F401
+from test_trail16 import lookup
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,73 @@ def test_02_a_nested_member_the_operation_does_not_take_is_ignored_as_aws_ignore
     assert answer.status_code == 200, answer.text
     tags = srv.client("secretsmanager").describe_secret(SecretId=name)["Tags"]
     assert tags == [{"Key": "team", "Value": "blue"}], tags
+
+
+# -------- held: PutSecretValue refused its sealing key changes nothing, and says so once
+
+def test_held_a_put_refused_its_sealing_key_moves_no_label_and_records_the_refusal(srv):
+    """PutSecretValue now finds and authorizes its sealing key before moving any label
+    (SQLite's batch members run without savepoints): a caller allowed the put but not
+    kms:GenerateDataKey on the secret's key is refused, the secret's versions and labels
+    are as they were, the next allowed put moves them as usual, and the trail holds the
+    refused call once, with its error."""
+    admin_sm, kms = srv.client("secretsmanager"), srv.client("kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    name = uname("r18-put")
+    first = admin_sm.create_secret(Name=name, SecretString="one", KmsKeyId=key_id)["VersionId"]
+    _, key = user(srv, policy({"Effect": "Allow", "Action": [
+        "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret"], "Resource": "*"}),
+        prefix="r18")
+    sm = client(srv, "secretsmanager", key)
+    token = str(uuid.uuid4())
+    code, _ = error(lambda: sm.put_secret_value(SecretId=name, SecretString="two",
+                                                ClientRequestToken=token))
+    assert code == "AccessDeniedException", code
+    stages = admin_sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+    assert stages == {first: ["AWSCURRENT"]}, stages
+    second = admin_sm.put_secret_value(SecretId=name, SecretString="three")["VersionId"]
+    stages = admin_sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+    assert stages == {first: ["AWSPREVIOUS"], second: ["AWSCURRENT"]}, stages
+    assert admin_sm.get_secret_value(SecretId=name)["SecretString"] == "three"
+    refused = [json.loads(e["CloudTrailEvent"]) for e in lookup(srv, "EventName", "PutSecretValue")
+               if json.loads(e["CloudTrailEvent"]).get("requestParameters", {})
+               .get("clientRequestToken") == token]
+    assert len(refused) == 1, refused
+    assert refused[0].get("errorCode") == "AccessDenied" or \
+        refused[0].get("errorCode") == "AccessDeniedException", refused[0]
+
+
+# ------ 03: a condition key naming a tag key beyond ASCII, folded otherwise than IAM's key
+
+def test_03_a_guarded_tag_key_beyond_ascii_is_not_replaced_in_another_case(srv):
+    """IAM takes `CAFÉ` and `café` for one key of a user (their lower-case forms are one),
+    but the policy engine folded condition key names in ASCII only: `aws:RequestTag/CAFÉ`
+    was not `aws:RequestTag/café`, nor `aws:PrincipalTag/CAFÉ` `aws:PrincipalTag/café`. A
+    user denied setting `café` (a Deny on the request key being present) and kept from a
+    secret while `café=true` tagged itself `CAFÉ=false`: the Deny on tagging did not see
+    it, the tag `café` was replaced, and the Deny on the secret no longer matched."""
+    iam, admin_sm = srv.client("iam"), srv.client("secretsmanager")
+    secret = admin_sm.create_secret(Name=uname("r18-s"), SecretString="s3cret")["ARN"]
+    guard = policy(
+        {"Effect": "Allow", "Action": ["iam:TagUser", "secretsmanager:GetSecretValue"],
+         "Resource": "*"},
+        {"Effect": "Deny", "Action": "iam:TagUser", "Resource": "*",
+         "Condition": {"Null": {"aws:RequestTag/café": "false"}}},
+        {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalTag/café": "true"}}},
+    )
+    name, key = user(srv, guard, prefix="r18")
+    iam.tag_user(UserName=name, Tags=[{"Key": "café", "Value": "true"}])
+    mine, sm = client(srv, "iam", key), client(srv, "secretsmanager", key)
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    assert error(lambda: mine.tag_user(
+        UserName=name, Tags=[{"Key": "café", "Value": "false"}]))[0] == "AccessDenied"
+    try:
+        mine.tag_user(UserName=name, Tags=[{"Key": "CAFÉ", "Value": "false"}])
+    except Exception:  # noqa: BLE001 - refused is as good: the guarded tag must stay
+        pass
+    assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "café", "Value": "true"}]
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    # Tagged `CAFÉ=true` by an administrator, the Deny on `aws:PrincipalTag/café` holds.
+    iam.tag_user(UserName=name, Tags=[{"Key": "CAFÉ", "Value": "true"}])
+    assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"

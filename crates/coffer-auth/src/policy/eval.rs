@@ -29,12 +29,22 @@ pub struct Context {
 }
 
 /// `key` as stored (condition keys match without regard to case): borrowed when it has
-/// no upper-case letter, as the keys Coffer sets and most policies name have not.
+/// no upper-case letter, as the keys Coffer sets and most policies name have not. Beyond
+/// ASCII (a tag key in `aws:RequestTag/<key>`, `aws:PrincipalTag/<key>`, ...) by its
+/// lower-case form, as IAM tells a user's or role's tag keys apart and as
+/// `StringEqualsIgnoreCase` compares: folded in ASCII only, `aws:RequestTag/CAFÉ` was not
+/// `aws:RequestTag/café` though IAM took `CAFÉ` for the key `café`, so a Deny on tagging
+/// `café` let `CAFÉ` replace it (review 18, finding 03).
 fn folded(key: &str) -> Cow<'_, str> {
-    if key.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(key.to_ascii_lowercase())
+    if key.is_ascii() {
+        if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(key.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(key)
+        }
     } else {
-        Cow::Borrowed(key)
+        let lower = key.to_lowercase();
+        if lower == key { Cow::Borrowed(key) } else { Cow::Owned(lower) }
     }
 }
 
@@ -643,6 +653,27 @@ mod tests {
             .replace("\"public\"", "\"restricted\"");
         assert!(!decide_tagged(&allow_not_restricted, &both).is_allowed());
         assert!(decide_tagged(&allow_not_restricted, &[("Class", "public")]).is_allowed());
+    }
+
+    /// A condition key names a tag key beyond ASCII as IAM tells tag keys apart, by its
+    /// lower-case form (review 18, finding 03): `CAFÉ` is `café`, a Deny on either sees a
+    /// resource tagged with the other, and the two spellings on one resource fail closed.
+    #[test]
+    fn condition_keys_beyond_ascii_match_without_regard_to_case() {
+        let deny_cafe = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"},
+            {"Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"*",
+             "Condition":{"StringEquals":{"aws:ResourceTag/café":"true"}}}]}"#;
+        assert!(!decide_tagged(deny_cafe, &[("CAFÉ", "true")]).is_allowed());
+        assert!(!decide_tagged(deny_cafe, &[("Café", "true")]).is_allowed());
+        assert!(
+            !decide_tagged(&deny_cafe.replace("café", "CAFÉ"), &[("café", "true")]).is_allowed()
+        );
+        assert!(!decide_tagged(deny_cafe, &[("CAFÉ", "false"), ("café", "true")]).is_allowed());
+        assert!(decide_tagged(deny_cafe, &[("CAFÉ", "false")]).is_allowed());
+        let mut ctx = Context::default();
+        ctx.set("aws:RequestTag/ÉQUIPE", "x");
+        assert_eq!(ctx.get("aws:requesttag/équipe"), Some(&["x".to_string()][..]));
     }
 
     #[test]
