@@ -945,3 +945,98 @@ fn concurrent_increments_through_the_writers_cache_lose_no_update() {
     }
     assert_eq!(read(&fixture.store, |txn| description_in(txn, "counter")), "400");
 }
+
+/// A batch run again after a member failed having changed rows (review 18) leaves every
+/// secret as its committed writes made it, in SQL and in the read cache alike: each write
+/// moves AWSCURRENT from its secret's newest version to a new one (the put's reads and
+/// writes: `labelled_versions`, `update_version`, `insert_version` at the newest `ord`
+/// known), every third after its changes fails, and readers keep the cache warm
+/// meanwhile. Afterwards the versions read through the cache are the committed ones in
+/// their order, one labelled, and the rows' `ord` and `labelled` agree with them.
+#[test]
+fn a_batch_run_again_leaves_versions_their_order_labels_and_the_cache_as_committed() {
+    const THREADS: usize = 8;
+    const WRITES: usize = 20;
+    let fixture = Arc::new(file_fixture());
+    let arns: Vec<String> = (0..THREADS)
+        .map(|t| {
+            let meta = secret(&format!("rerun-{t}"));
+            write(&fixture.store, |txn| {
+                txn.insert_secret(&meta)?;
+                txn.insert_version(&meta.arn, &version("v0"), &SealedValue(b"0".to_vec()))
+            });
+            meta.arn
+        })
+        .collect();
+    let versions_of = |store: &dyn Store, arn: &str| read(store, |txn| txn.versions(arn));
+    for arn in &arns {
+        versions_of(&fixture.store, arn);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (fixture, arns, stop) = (fixture.clone(), arns.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for arn in &arns {
+                        let _ = read(&fixture.store, |txn| txn.versions(arn));
+                    }
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (fixture, arn) = (fixture.clone(), arns[t].clone());
+            std::thread::spawn(move || {
+                let mut kept = vec!["v0".to_string()];
+                for i in 0..WRITES {
+                    let id = format!("v{t}-{i}");
+                    let fails = (t + i) % 3 == 0;
+                    let result = fixture.store.write(&mut |txn| {
+                        let (labelled, _) = txn.labelled_versions(&arn, &id)?;
+                        for mut old in labelled {
+                            old.stages.clear();
+                            txn.update_version(&arn, &old)?;
+                        }
+                        txn.insert_version(&arn, &version(&id), &SealedValue(id.clone().into()))?;
+                        if fails { Err(StoreError::Aborted) } else { Ok(()) }
+                    });
+                    assert_eq!(result.is_ok(), !fails, "{id}: {result:?}");
+                    if !fails {
+                        kept.push(id);
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    let kept: Vec<Vec<String>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    readers.into_iter().for_each(|r| r.join().unwrap());
+    let conn = rusqlite::Connection::open(fixture._dir.path().join("coffer.db")).unwrap();
+    for (arn, kept) in arns.iter().zip(&kept) {
+        let cached = versions_of(&fixture.store, arn);
+        let ids: Vec<&str> = cached.iter().map(|v| v.version_id.as_str()).collect();
+        assert_eq!(ids, kept.iter().map(String::as_str).collect::<Vec<_>>(), "{arn}");
+        let labelled: Vec<&str> =
+            cached.iter().filter(|v| !v.stages.is_empty()).map(|v| v.version_id.as_str()).collect();
+        assert_eq!(labelled, [kept.last().unwrap().as_str()], "{arn}");
+        let rows: Vec<(String, i64, bool)> = conn
+            .prepare(
+                "SELECT version_id, ord, labelled FROM version_meta WHERE arn = ?1 ORDER BY ord",
+            )
+            .unwrap()
+            .query_map([arn], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let ords: Vec<i64> = rows.iter().map(|(_, ord, _)| *ord).collect();
+        assert!(ords.windows(2).all(|w| w[0] < w[1]), "{arn}: ords {ords:?}");
+        let marks: Vec<(String, bool)> =
+            rows.into_iter().map(|(id, _, labelled)| (id, labelled)).collect();
+        let want: Vec<(String, bool)> =
+            kept.iter().map(|id| (id.clone(), id == kept.last().unwrap())).collect();
+        assert_eq!(marks, want, "{arn}");
+    }
+}
