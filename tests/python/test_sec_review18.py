@@ -48,7 +48,8 @@ def policy(*statements: dict) -> str:
 SPELLINGS = ["re\u017ftricted", "restr\u0131cted"]
 
 
-def restricted_user(srv) -> tuple[str, tuple[str, str], str]:
+def restricted_user(srv, operator: str = "ForAnyValue:StringEqualsIgnoreCase"
+                    ) -> tuple[str, tuple[str, str], str]:
     """A user tagged restricted=true, kept from a secret while so tagged, who may tag and
     untag itself but not its `restricted` key (a guardrail comparing keys without regard to
     case, as SECURITY.md advises); returns (name, key, secret id)."""
@@ -58,7 +59,7 @@ def restricted_user(srv) -> tuple[str, tuple[str, str], str]:
         {"Effect": "Allow", "Action": ["iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
                                        "secretsmanager:GetSecretValue"], "Resource": "*"},
         {"Effect": "Deny", "Action": ["iam:TagUser", "iam:UntagUser"], "Resource": "*",
-         "Condition": {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": ["restricted"]}}},
+         "Condition": {operator: {"aws:TagKeys": ["restricted"]}}},
         {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
          "Condition": {"StringEquals": {"aws:PrincipalTag/restricted": "true"}}},
     )
@@ -102,10 +103,14 @@ def test_01_a_guarded_tag_key_is_not_removed_under_a_spelling_no_guardrail_match
     assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
 
 
-def test_held_the_guardrail_stops_every_case_of_the_guarded_key(srv):
-    """Spellings the policy engine folds to `restricted` (ASCII case, the Kelvin sign's
-    lower case `k` has no part here) are refused by the guardrail, and the tag stays."""
-    name, key, _ = restricted_user(srv)
+@pytest.mark.parametrize("operator", ["ForAnyValue:StringEqualsIgnoreCase",
+                                      "ForAnyValue:StringEquals"])
+def test_held_the_guardrail_stops_every_case_of_the_guarded_key(srv, operator):
+    """Spellings the policy engine folds to `restricted` are refused by the guardrail, and
+    the tag stays: under `StringEqualsIgnoreCase`, and in Coffer under `StringEquals` too
+    (`aws:TagKeys` is read a second time without regard to case, and a Deny applies on
+    either reading)."""
+    name, key, _ = restricted_user(srv, operator)
     mine = client(srv, "iam", key)
     for spelling in ["RESTRICTED", "Restricted", "rEsTrIcTeD"]:
         assert error(lambda: mine.tag_user(
