@@ -249,3 +249,27 @@ def test_03_a_guarded_tag_key_beyond_ascii_is_not_replaced_in_another_case(srv):
     # Tagged `CAFÉ=true` by an administrator, the Deny on `aws:PrincipalTag/café` holds.
     iam.tag_user(UserName=name, Tags=[{"Key": "CAFÉ", "Value": "true"}])
     assert error(lambda: sm.get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+
+
+def test_01_a_guarded_tag_key_is_not_replaced_in_a_case_string_like_reads_apart(srv):
+    """A whole-string lower case and a per-character one differ for a final sigma: `ΟΔΟΣ`
+    is `οδος` to the first, `οδοσ` to the second (`StringLike`'s reading without regard to
+    case). IAM, folding whole strings, took `ΟΔΟΣ` for the key `οδος`; a Deny on tagging
+    `οδος` written with `StringLike` did not see it, and the tag was replaced."""
+    iam = srv.client("iam")
+    guard = policy(
+        {"Effect": "Allow", "Action": ["iam:TagUser", "iam:UntagUser"], "Resource": "*"},
+        {"Effect": "Deny", "Action": ["iam:TagUser", "iam:UntagUser"], "Resource": "*",
+         "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": ["οδος"]}}},
+    )
+    name, key = user(srv, guard, prefix="r18")
+    iam.tag_user(UserName=name, Tags=[{"Key": "οδος", "Value": "kept"}])
+    mine = client(srv, "iam", key)
+    for call in (lambda: mine.tag_user(UserName=name, Tags=[{"Key": "ΟΔΟΣ", "Value": "x"}]),
+                 lambda: mine.untag_user(UserName=name, TagKeys=["ΟΔΟΣ"])):
+        try:
+            call()
+        except Exception:  # noqa: BLE001 - refused is as good: the guarded tag must stay
+            pass
+        tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=name)["Tags"]}
+        assert tags.get("οδος") == "kept", tags

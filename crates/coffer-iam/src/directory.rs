@@ -458,12 +458,17 @@ fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
 /// guardrail too: comparing characters by their upper-case forms as well made `reſtricted`
 /// (long s, upper case `S`) and `restrıcted` (dotless i) the key `restricted`, which a Deny
 /// on that key under `StringEqualsIgnoreCase` did not see, so a user denied the key
-/// replaced or removed it (review 18, finding 01).
+/// replaced or removed it (review 18, finding 01). The engine folds whole strings
+/// (`StringEqualsIgnoreCase`, condition key names) and, matching `StringLike`, character by
+/// character; these differ where a character's lower case depends on its place (a final
+/// `Σ` is `ς` in a word, `σ` alone), so keys are one only when both say so.
 fn same_tag_key(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
     a.to_lowercase() == b.to_lowercase()
+        && a.chars().count() == b.chars().count()
+        && a.chars().zip(b.chars()).all(|(x, y)| x.to_lowercase().eq(y.to_lowercase()))
 }
 
 /// IAM's answer to a request giving one key twice, in whatever case (CreateRole and
@@ -1794,6 +1799,10 @@ mod tests {
             assert!(!same_tag_key(a, b), "{a} {b}");
             assert_eq!(a.to_lowercase() == b.to_lowercase(), same_tag_key(a, b));
         }
+        // One to a whole-string fold (final sigma), two to `StringLike`'s per character.
+        assert_eq!("ΟΔΟΣ".to_lowercase(), "οδος");
+        assert!(!same_tag_key("ΟΔΟΣ", "οδος"));
+        assert!(same_tag_key("ΑΒΓ", "αβγ"));
     }
 
     /// A record kept before keys were compared without regard to case may hold `Team` and
