@@ -6,6 +6,8 @@
 
 use crate::auth::{Gate, sealing_key};
 use crate::paging;
+use crate::submitted::OwnedCall;
+use crate::txn::Txn;
 use crate::{App, RequestContext, clock, store_error};
 use coffer_core::filters::{Filter, FilterKey, Filters};
 use coffer_core::model::{
@@ -690,13 +692,44 @@ pub fn put_secret_value(
     ctx: &RequestContext,
     req: wire::PutSecretValueRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
-    names::validate_secret_id(&req.secret_id)?;
-    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-    let token = require_token(&req.client_request_token)?;
-    let value = value.ok_or_else(|| {
-        AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
-    })?;
-    app.write(ctx, |tx| {
+    let put = PutSecretValue::admit(req)?;
+    app.write(ctx, |tx| put.write(app, ctx, tx))
+}
+
+/// A PutSecretValue request checked as far as it can be before its write: what the write
+/// needs, owned, so that it can also be handed to the store whole (`submitted`).
+pub struct PutSecretValue {
+    req: wire::PutSecretValueRequest,
+}
+
+/// The refusal of a request that names neither SecretString nor SecretBinary.
+fn no_value() -> AwsError {
+    AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
+}
+
+impl OwnedCall for PutSecretValue {
+    type Request = wire::PutSecretValueRequest;
+    type Response = wire::SecretRefResponse;
+
+    fn admit(req: wire::PutSecretValueRequest) -> Result<PutSecretValue, AwsError> {
+        names::validate_secret_id(&req.secret_id)?;
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        require_token(&req.client_request_token)?;
+        value.ok_or_else(no_value)?;
+        Ok(PutSecretValue { req })
+    }
+
+    fn write(
+        &self,
+        app: &App,
+        ctx: &RequestContext,
+        tx: &mut Txn<'_>,
+    ) -> Result<wire::SecretRefResponse, AwsError> {
+        let req = &self.req;
+        // Checked by `admit`.
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        let value = value.ok_or_else(no_value)?;
+        let token = require_token(&req.client_request_token)?;
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
@@ -764,7 +797,7 @@ pub fn put_secret_value(
             version_id: Some(token.to_string()),
             version_stages: Some(stages),
         })
-    })
+    }
 }
 
 /// Picks the version GetSecretValue asks for, with AWS's errors.
