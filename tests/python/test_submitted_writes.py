@@ -1,6 +1,7 @@
 """PutSecretValue on SQLite hands its write to the store's writer thread and awaits it without
-holding a thread (`coffer-server/src/submitted.rs`): a client that goes away mid-put leaves the
-whole put (its version, its trail event, its audit-log line) or none of it."""
+holding a thread (`coffer-server/src/submitted.rs`), as do UpdateSecret and CreateSecret: a client
+that goes away mid-put leaves the whole put (its version, its trail event, its audit-log line) or
+none of it."""
 
 import json
 import socket
@@ -10,6 +11,7 @@ import uuid
 from urllib.parse import urlparse
 
 import boto3
+import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -17,12 +19,13 @@ from botocore.credentials import Credentials
 from conftest import ACCESS_KEY, REGION, SECRET_KEY, make_client, start_server
 
 
-def put_and_go_away(url: str, secret_id: str, value: str, token: str) -> None:
-    """Sends a signed PutSecretValue and resets the connection without reading the answer."""
+def put_and_go_away(url: str, op: str, secret_id: str, value: str, token: str) -> None:
+    """Sends a signed `op` (PutSecretValue, UpdateSecret) of a new value and resets the
+    connection without reading the answer."""
     body = json.dumps({"SecretId": secret_id, "SecretString": value,
                        "ClientRequestToken": token}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.1",
-               "X-Amz-Target": "secretsmanager.PutSecretValue"}
+               "X-Amz-Target": f"secretsmanager.{op}"}
     req = AWSRequest(method="POST", url=url.rstrip("/") + "/", data=body, headers=headers)
     SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "secretsmanager", REGION).add_auth(req)
     prepared = req.prepare()
@@ -36,7 +39,8 @@ def put_and_go_away(url: str, secret_id: str, value: str, token: str) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def test_a_put_whose_client_went_away_is_whole_or_absent(tmp_path):
+@pytest.mark.parametrize("op", ["PutSecretValue", "UpdateSecret"])
+def test_a_put_whose_client_went_away_is_whole_or_absent(tmp_path, op):
     log = tmp_path / "audit.log"
     server = start_server(["serve", "--dev", "--data-dir", str(tmp_path / "data"),
                            "--listen", "127.0.0.1:0", "--audit-log", str(log),
@@ -50,7 +54,7 @@ def test_a_put_whose_client_went_away_is_whole_or_absent(tmp_path):
         for _ in range(10):
             round_tokens = [str(uuid.uuid4()) for _ in range(60)]
             for token in round_tokens:
-                put_and_go_away(server.url, name, f"v{len(tokens)}", token)
+                put_and_go_away(server.url, op, name, f"v{len(tokens)}", token)
                 tokens.append(token)
             time.sleep(0.5)
             if len(client.list_secret_version_ids(SecretId=name, IncludeDeprecated=True,
@@ -63,7 +67,7 @@ def test_a_put_whose_client_went_away_is_whole_or_absent(tmp_path):
             logged = set()
             for line in log.read_text().splitlines():
                 event = json.loads(line)
-                if event.get("eventName") == "PutSecretValue" and "errorCode" not in event:
+                if event.get("eventName") == op and "errorCode" not in event:
                     logged.add(event["requestParameters"]["clientRequestToken"])
             return versions, logged
 
@@ -87,7 +91,7 @@ def test_a_put_whose_client_went_away_is_whole_or_absent(tmp_path):
                                   aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
         paginator = cloudtrail.get_paginator("lookup_events")
         for page in paginator.paginate(LookupAttributes=[
-                {"AttributeKey": "EventName", "AttributeValue": "PutSecretValue"}]):
+                {"AttributeKey": "EventName", "AttributeValue": op}]):
             for event in page["Events"]:
                 record = json.loads(event["CloudTrailEvent"])
                 if "errorCode" not in record:

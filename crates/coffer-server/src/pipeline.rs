@@ -297,7 +297,7 @@ pub(crate) fn stage<C: OwnedCall>(
             // of the handler's own), with the same refusals.
             let next = match next {
                 Ok(Next::Handle(_, body)) => {
-                    match decode_request::<C::Request>(body).and_then(C::admit) {
+                    match decode_request(body).and_then(|request| C::admit(request, &ctx)) {
                         Ok(call) => return Staged::Writing(submitted::submit(app, ctx, call)),
                         Err(e) => Err(e),
                     }

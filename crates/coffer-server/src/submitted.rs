@@ -12,7 +12,7 @@
 use crate::audit;
 use crate::audit_file::Lines;
 use crate::pipeline::{self, Caller, Outcome};
-use crate::secrets::PutSecretValue;
+use crate::secrets::{CreateSecret, PutSecretValue, UpdateSecret};
 use crate::{App, RequestContext, Txn};
 use coffer_core::AwsError;
 use coffer_store::{StoreError, WriteEnded, WriteTxn};
@@ -31,8 +31,9 @@ use std::task::{Context, Poll};
 pub trait OwnedCall: Sized + Send + Sync + 'static {
     type Request: DeserializeOwned;
     type Response: Serialize + Send + 'static;
-    /// Checks the decoded request, refusing it as the handler would before its write.
-    fn admit(request: Self::Request) -> Result<Self, AwsError>;
+    /// Checks the decoded request of the call `ctx`, refusing it as the handler would
+    /// before its write.
+    fn admit(request: Self::Request, ctx: &RequestContext) -> Result<Self, AwsError>;
     /// The call's write in `tx`: one attempt of its transaction.
     fn write(
         &self,
@@ -62,6 +63,12 @@ pub(crate) fn stage(
     match op {
         Operation::SecretsManager(Sm::PutSecretValue) => {
             Ok(pipeline::stage::<PutSecretValue>(app, caller, op, body))
+        }
+        Operation::SecretsManager(Sm::UpdateSecret) => {
+            Ok(pipeline::stage::<UpdateSecret>(app, caller, op, body))
+        }
+        Operation::SecretsManager(Sm::CreateSecret) => {
+            Ok(pipeline::stage::<CreateSecret>(app, caller, op, body))
         }
         _ => Err(body),
     }
