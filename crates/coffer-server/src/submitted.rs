@@ -160,7 +160,13 @@ impl Future for Finishing {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(rest) = self.0.as_mut() else { return Poll::Ready(Err(AwsError::internal())) };
-        let polled = rest.as_mut().poll(cx);
+        // A panic is answered as one on the blocking pool is (`http::through_pipeline`).
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rest.as_mut().poll(cx)))
+                .unwrap_or_else(|_| {
+                    tracing::error!("handler panicked");
+                    Poll::Ready(Err(AwsError::internal()))
+                });
         if polled.is_ready() {
             self.0 = None;
         }
