@@ -10,6 +10,7 @@
 use crate::audit::Source;
 use crate::auth::RawRequest;
 use crate::pipeline::{self, Caller, Credentials, Outcome};
+use crate::submitted::Staged;
 use crate::{App, query, sts};
 use axum::Router;
 use axum::body::Body;
@@ -357,6 +358,28 @@ async fn through_pipeline(
         crate::audit::write_async(app, unwritten).await?;
         return result;
     }
+    // A write SQLite's writer thread runs: the task awaits it without holding a thread.
+    let buffer = if json && app.submits_writes() {
+        let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::submitted::stage(app, &caller, op, buffer)
+        }));
+        match staged {
+            Ok(Ok(Staged::Writing(rest))) => return rest.await,
+            Ok(Ok(Staged::Ended(outcome))) => {
+                let Outcome { result, unwritten } = *outcome;
+                crate::audit::write_async(app, unwritten).await?;
+                return result;
+            }
+            // Not an operation whose write can be handed whole.
+            Ok(Err(buffer)) => buffer,
+            Err(_) => {
+                tracing::error!("handler panicked");
+                return Err(AwsError::internal());
+            }
+        }
+    } else {
+        buffer
+    };
     let app = app.clone();
     tokio::task::spawn_blocking(move || pipeline::call(&app, &caller, op, buffer)).await.map_err(
         |e| {

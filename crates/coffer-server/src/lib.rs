@@ -53,6 +53,7 @@ mod scripted_store;
 pub mod secrets;
 pub mod sessions;
 pub mod sts;
+mod submitted;
 pub mod tls;
 mod txn;
 pub mod web_identity;
@@ -297,6 +298,13 @@ impl App {
         }
     }
 
+    /// Whether a mutating call's write can be handed to the store whole, for an async
+    /// caller to await (`submitted`): the store runs writes on a thread of its own (SQLite
+    /// on a file), instead of on a thread that then waits for the commit.
+    pub fn submits_writes(&self) -> bool {
+        self.store.latency() == Latency::LocalDisk && self.store.submits_writes()
+    }
+
     /// Whether every call can run on an async worker: nothing waits for a disk.
     pub fn writes_inline(&self) -> bool {
         self.store.latency() == Latency::Memory
@@ -355,30 +363,53 @@ impl App {
         // The audit log's lines of the attempt that commits, written once it has.
         let mut lines = audit_file::Lines::default();
         let result = self.store.write_after(handoff, &mut |tx| {
-            let mut txn = Txn::new(tx, lines.attempt());
-            match f(&mut txn) {
-                Ok(v) => match audit::in_transaction(
-                    self,
-                    &mut txn,
-                    &v,
-                    event.as_ref(),
-                    record.secret_resolved(),
-                ) {
+            self.attempt(record, event.as_ref(), &mut lines, tx, &mut f, &mut out)
+        });
+        self.written(record, result, out, lines)
+    }
+
+    /// One attempt of a call's write in `tx`: `f`, then the call's event (`event`, from
+    /// `record.for_write()`) in the same transaction; `f`'s answer (or refusal) in `out`.
+    fn attempt<T: Send + 'static>(
+        &self,
+        record: &audit::CallRecord,
+        event: Option<&audit::ForWrite>,
+        lines: &mut audit_file::Lines,
+        tx: &mut dyn coffer_store::WriteTxn,
+        f: &mut dyn FnMut(&mut Txn<'_>) -> Result<T, AwsError>,
+        out: &mut Option<Result<T, AwsError>>,
+    ) -> Result<(), StoreError> {
+        let mut txn = Txn::new(tx, lines.attempt());
+        match f(&mut txn) {
+            Ok(v) => {
+                match audit::in_transaction(self, &mut txn, &v, event, record.secret_resolved()) {
                     Ok(()) => {
-                        out = Some(Ok(v));
+                        *out = Some(Ok(v));
                         Ok(())
                     }
                     Err(e) => {
-                        out = Some(Err(e));
+                        *out = Some(Err(e));
                         Err(StoreError::Aborted)
                     }
-                },
-                Err(e) => {
-                    out = Some(Err(e));
-                    Err(StoreError::Aborted)
                 }
             }
-        });
+            Err(e) => {
+                *out = Some(Err(e));
+                Err(StoreError::Aborted)
+            }
+        }
+    }
+
+    /// The answer of a call's write that ended with `result` (its last attempt's answer in
+    /// `out`): once committed, the attempt's audit-log lines are written and the call's
+    /// event counts as written.
+    fn written<T>(
+        &self,
+        record: &audit::CallRecord,
+        result: Result<(), StoreError>,
+        out: Option<Result<T, AwsError>>,
+        lines: audit_file::Lines,
+    ) -> Result<T, AwsError> {
         if result.is_ok() {
             lines.committed(&self.audit);
         }

@@ -23,10 +23,12 @@ use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
 use crate::dispatch::{dispatch, dispatch_query};
 use crate::query::{self, Form};
 use crate::secrets::AccessRecords;
+use crate::submitted::{self, OwnedCall, Staged};
 use crate::{App, RequestContext};
 use coffer_core::{AwsError, ErrorCode, Scope};
 use coffer_wire::model::ServiceModel;
 use coffer_wire::operation::{Operation, Service};
+use coffer_wire::protocol::decode_request;
 use coffer_wire::validate::validate_input;
 use serde::Deserialize;
 use serde_json::Value;
@@ -263,6 +265,52 @@ pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Out
     };
     let unwritten = record.conclude(&result);
     Outcome { result, unwritten }
+}
+
+/// [`run`] for the mutating call `C` on a store that runs writes on a thread of its own:
+/// every stage before the handler's write runs here, on the async worker, in one read
+/// scope as in [`run`]; then the write goes to the store owning all it needs
+/// (`submitted`), for the caller to await. A call refused before its write ends here.
+pub(crate) fn stage<C: OwnedCall>(
+    app: &Arc<App>,
+    caller: &Caller,
+    op: Operation,
+    body: Vec<u8>,
+) -> Staged {
+    let asked = Asked::Op(op);
+    let (mut request, mut admitted) = (Some(Request::Json(body)), None);
+    let handoff = app.store.read_scope(&mut || {
+        if let Some(request) = request.take() {
+            admitted = Some(admit(app, caller, asked, request, AccessRecords::immediate()));
+        }
+    });
+    let Some(admitted) = admitted else {
+        return Staged::Ended(Box::new(Outcome {
+            result: Err(AwsError::internal()),
+            unwritten: None,
+        }));
+    };
+    let admitted = match admitted {
+        Admitted::Identified(mut ctx, next) => {
+            ctx.hand(handoff);
+            // The handler's work before its write (`dispatch`: decode, then the checks
+            // of the handler's own), with the same refusals.
+            let next = match next {
+                Ok(Next::Handle(_, body)) => {
+                    match decode_request(body).and_then(|request| C::admit(request, &ctx)) {
+                        Ok(call) => return Staged::Writing(submitted::submit(app, ctx, call)),
+                        Err(e) => Err(e),
+                    }
+                }
+                next => next,
+            };
+            Admitted::Identified(ctx, next)
+        }
+        refused => refused,
+    };
+    let (result, record, _) = handle(app, admitted);
+    let unwritten = record.conclude(&result);
+    Staged::Ended(Box::new(Outcome { result, unwritten }))
 }
 
 /// Every stage from identification to the handler's answer. Returns the answer, the

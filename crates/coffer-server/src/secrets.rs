@@ -6,6 +6,8 @@
 
 use crate::auth::{Gate, sealing_key};
 use crate::paging;
+use crate::submitted::OwnedCall;
+use crate::txn::Txn;
 use crate::{App, RequestContext, clock, store_error};
 use coffer_core::filters::{Filter, FilterKey, Filters};
 use coffer_core::model::{
@@ -533,18 +535,50 @@ pub fn create_secret(
     ctx: &RequestContext,
     req: wire::CreateSecretRequest,
 ) -> Result<wire::CreateSecretResponse, AwsError> {
-    names::validate_name(&req.name)?;
-    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-    let token =
-        if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
-    let replicas = req.add_replica_regions.as_deref();
-    crate::replication::check_regions(&ctx.scope, replicas.unwrap_or_default())?;
-    require_tag_keys(req.tags.as_deref().unwrap_or_default())?;
-    let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags)).transpose()?;
-    let kms_key_id = normalize_kms_key(&req.kms_key_id);
-    validate_kms_key_id(&kms_key_id)?;
-    let scope = &ctx.scope;
-    app.write(ctx, |tx| {
+    let create = CreateSecret::admit(req, ctx)?;
+    app.write(ctx, |tx| create.write(app, ctx, tx))
+}
+
+/// A CreateSecret request checked as far as it can be before its write (see
+/// [`PutSecretValue`]).
+pub struct CreateSecret {
+    req: wire::CreateSecretRequest,
+    tags: Option<Vec<Tag>>,
+    kms_key_id: Option<Option<String>>,
+}
+
+impl OwnedCall for CreateSecret {
+    type Request = wire::CreateSecretRequest;
+    type Response = wire::CreateSecretResponse;
+
+    fn admit(req: wire::CreateSecretRequest, ctx: &RequestContext) -> Result<Self, AwsError> {
+        names::validate_name(&req.name)?;
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        if value.is_some() {
+            require_token(&req.client_request_token)?;
+        }
+        let replicas = req.add_replica_regions.as_deref();
+        crate::replication::check_regions(&ctx.scope, replicas.unwrap_or_default())?;
+        require_tag_keys(req.tags.as_deref().unwrap_or_default())?;
+        let tags = req.tags.as_ref().map(|tags| merge_tags(&[], tags)).transpose()?;
+        let kms_key_id = normalize_kms_key(&req.kms_key_id);
+        validate_kms_key_id(&kms_key_id)?;
+        Ok(CreateSecret { req, tags, kms_key_id })
+    }
+
+    fn write(
+        &self,
+        app: &App,
+        ctx: &RequestContext,
+        tx: &mut Txn<'_>,
+    ) -> Result<wire::CreateSecretResponse, AwsError> {
+        let CreateSecret { req, tags, kms_key_id } = self;
+        // Checked by `admit`.
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        let token =
+            if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+        let replicas = req.add_replica_regions.as_deref();
+        let scope = &ctx.scope;
         if let Some(existing) = tx.secret_by_name(scope, &req.name).map_err(store_error)? {
             if existing.is_scheduled_for_deletion() {
                 return Err(AwsError::invalid_request(
@@ -609,10 +643,14 @@ pub fn create_secret(
         let gate = ctx.gate.as_deref();
         let replication_status =
             crate::replication::on_create(app, tx, &mut meta, replicas, force, gate)?;
-        let secret =
-            wire::SecretRefResponse { arn: meta.arn, name: meta.name, version_id, version_stages: None };
+        let secret = wire::SecretRefResponse {
+            arn: meta.arn,
+            name: meta.name,
+            version_id,
+            version_stages: None,
+        };
         Ok(wire::CreateSecretResponse { secret, replication_status })
-    })
+    }
 }
 
 pub fn update_secret(
@@ -620,13 +658,43 @@ pub fn update_secret(
     ctx: &RequestContext,
     req: wire::UpdateSecretRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
-    names::validate_secret_id(&req.secret_id)?;
-    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-    let token =
-        if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
-    let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
-    validate_kms_key_id(&new_kms_key_id)?;
-    app.write(ctx, |tx| {
+    let update = UpdateSecret::admit(req, ctx)?;
+    app.write(ctx, |tx| update.write(app, ctx, tx))
+}
+
+/// An UpdateSecret request checked as far as it can be before its write (see
+/// [`PutSecretValue`]).
+pub struct UpdateSecret {
+    req: wire::UpdateSecretRequest,
+    new_kms_key_id: Option<Option<String>>,
+}
+
+impl OwnedCall for UpdateSecret {
+    type Request = wire::UpdateSecretRequest;
+    type Response = wire::SecretRefResponse;
+
+    fn admit(req: wire::UpdateSecretRequest, _: &RequestContext) -> Result<Self, AwsError> {
+        names::validate_secret_id(&req.secret_id)?;
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        if value.is_some() {
+            require_token(&req.client_request_token)?;
+        }
+        let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
+        validate_kms_key_id(&new_kms_key_id)?;
+        Ok(UpdateSecret { req, new_kms_key_id })
+    }
+
+    fn write(
+        &self,
+        app: &App,
+        ctx: &RequestContext,
+        tx: &mut Txn<'_>,
+    ) -> Result<wire::SecretRefResponse, AwsError> {
+        let UpdateSecret { req, new_kms_key_id } = self;
+        // Checked by `admit`.
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        let token =
+            if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if value.is_some() {
             // A new value is sealed as PutSecretValue's is, with the same refusal.
@@ -682,7 +750,7 @@ pub fn update_secret(
             version_id,
             version_stages: None,
         })
-    })
+    }
 }
 
 pub fn put_secret_value(
@@ -690,13 +758,44 @@ pub fn put_secret_value(
     ctx: &RequestContext,
     req: wire::PutSecretValueRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
-    names::validate_secret_id(&req.secret_id)?;
-    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-    let token = require_token(&req.client_request_token)?;
-    let value = value.ok_or_else(|| {
-        AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
-    })?;
-    app.write(ctx, |tx| {
+    let put = PutSecretValue::admit(req, ctx)?;
+    app.write(ctx, |tx| put.write(app, ctx, tx))
+}
+
+/// A PutSecretValue request checked as far as it can be before its write: what the write
+/// needs, owned, so that it can also be handed to the store whole (`submitted`).
+pub struct PutSecretValue {
+    req: wire::PutSecretValueRequest,
+}
+
+/// The refusal of a request that names neither SecretString nor SecretBinary.
+fn no_value() -> AwsError {
+    AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
+}
+
+impl OwnedCall for PutSecretValue {
+    type Request = wire::PutSecretValueRequest;
+    type Response = wire::SecretRefResponse;
+
+    fn admit(req: wire::PutSecretValueRequest, _: &RequestContext) -> Result<Self, AwsError> {
+        names::validate_secret_id(&req.secret_id)?;
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        require_token(&req.client_request_token)?;
+        value.ok_or_else(no_value)?;
+        Ok(PutSecretValue { req })
+    }
+
+    fn write(
+        &self,
+        app: &App,
+        ctx: &RequestContext,
+        tx: &mut Txn<'_>,
+    ) -> Result<wire::SecretRefResponse, AwsError> {
+        let req = &self.req;
+        // Checked by `admit`.
+        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+        let value = value.ok_or_else(no_value)?;
+        let token = require_token(&req.client_request_token)?;
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
@@ -764,7 +863,7 @@ pub fn put_secret_value(
             version_id: Some(token.to_string()),
             version_stages: Some(stages),
         })
-    })
+    }
 }
 
 /// Picks the version GetSecretValue asks for, with AWS's errors.

@@ -55,6 +55,22 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A write closure that owns everything it uses, for [`Store::submit_write`]: it may run
+/// on another thread after its caller has moved on, and (as every write closure) more
+/// than once.
+pub type OwnedWrite = Box<dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'static>;
+
+/// How a submitted write ended: its result once committed (or not), or the panic of its
+/// closure, which the store caught.
+pub enum WriteEnded {
+    Done(StoreResult<()>),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// What [`Store::submit_write`] calls once the write has ended, from whichever thread
+/// ended it; it should only pass the answer on.
+pub type WriteDone = Box<dyn FnOnce(WriteEnded) + Send + 'static>;
+
 // A sealed value and a snapshot item are plain data, defined in coffer-core so that the
 // backup file's reader (fuzzed) builds without the store.
 pub use coffer_core::snapshot::{SealedValue, SnapshotItem};
@@ -278,6 +294,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()> {
         drop(handoff);
         self.write(f)
+    }
+
+    /// Whether [`Store::submit_write`] returns before the write has run, handing it to a
+    /// thread of the store's own (SQLite's writer): an async caller then awaits the answer
+    /// without holding a thread while the write waits for its commit. False for stores
+    /// that run it on the caller's thread.
+    fn submits_writes(&self) -> bool {
+        false
+    }
+
+    /// [`Store::write_after`] of a closure that owns what it uses, answered through `done`
+    /// (exactly once, with the closure dropped first): with the same group commit, reruns
+    /// and errors as `write_after`, a panic of `f` handed to `done`, a store that stopped
+    /// writing answered with an error. Where [`Store::submits_writes`], it returns at once;
+    /// by default it runs the write here, then calls `done`.
+    fn submit_write(&self, handoff: Handoff, mut f: OwnedWrite, done: WriteDone) {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.write_after(handoff, &mut *f)
+        }));
+        drop(f);
+        done(match ran {
+            Ok(result) => WriteEnded::Done(result),
+            Err(payload) => WriteEnded::Panicked(payload),
+        });
     }
 
     /// [`Store::write`] of a closure that touches only the audit trail's records (events,

@@ -135,3 +135,39 @@ fn under_group_commit_no_member_of_a_batch_whose_sync_failed_is_acknowledged() {
         assert_eq!(get(&store, key).as_ref(), Some(value), "acknowledged write {key} lost");
     }
 }
+
+/// Submits a write of `key` (as an async caller does) and waits for its callback.
+fn submitted_put(store: &dyn Store, key: &str, value: &[u8]) -> StoreResult<()> {
+    let (key, value) = (key.to_owned(), value.to_vec());
+    let (tell, told) = std::sync::mpsc::channel();
+    store.submit_write(
+        coffer_store::Handoff::none(),
+        Box::new(move |tx| tx.put_record(KIND, &key, &value)),
+        Box::new(move |ended| {
+            let _ = tell.send(ended);
+        }),
+    );
+    match told.recv().expect("the callback is called") {
+        coffer_store::WriteEnded::Done(result) => result,
+        coffer_store::WriteEnded::Panicked(_) => panic!("the write panicked"),
+    }
+}
+
+/// A submitted write (an async caller's) whose commit's sync fails is answered with the
+/// failure, and once the store stopped taking writes, a submitted write is refused.
+#[test]
+fn a_submitted_write_whose_sync_fails_is_not_acknowledged_nor_any_after_it() {
+    let _turn = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("coffer.db");
+    let store = SqliteStore::open_with_faults(&path).expect("open the store");
+    submitted_put(&store, "acked", b"v").expect("a healthy submitted write");
+    faults::fail_wal_syncs(1);
+    let failed = submitted_put(&store, "unacknowledged", b"never promised");
+    faults::fail_wal_syncs(0);
+    assert!(failed.is_err(), "a commit whose sync failed was acknowledged");
+    let refused = submitted_put(&store, "after", b"x").expect_err("a write after a failed sync");
+    assert!(refused.to_string().contains("stopped accepting writes"), "{refused}");
+    assert_eq!(get(&store, "acked"), Some(b"v".to_vec()));
+    assert_eq!(get(&store, "after"), None);
+}

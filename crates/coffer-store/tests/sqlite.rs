@@ -7,7 +7,10 @@ use std::time::Duration;
 use coffer_core::model::{SecretMeta, VersionMeta};
 use coffer_store::fixtures::{self, scope};
 use coffer_store::sqlite::SCHEMA_VERSION;
-use coffer_store::{ReadTxn, SealedValue, SqliteStore, Store, StoreError, StoreResult, WriteTxn};
+use coffer_store::{
+    Handoff, ReadTxn, SealedValue, SqliteStore, Store, StoreError, StoreResult, WriteEnded,
+    WriteTxn,
+};
 use tempfile::TempDir;
 
 /// A store on a file in a directory that is removed with it.
@@ -392,6 +395,129 @@ fn writes_failing_before_or_after_their_changes_leave_only_the_successful_ones()
             assert_eq!(most_runs, 1, "a closure ran again although nothing had to be undone");
         }
     }
+}
+
+/// Submits `f` (as an async caller does, `Store::submit_write`) with a callback that
+/// sends `(i, whether f was dropped before the answer, the answer)` on `tell`.
+fn submit_noting(
+    store: &dyn Store,
+    i: usize,
+    tell: mpsc::Sender<(usize, bool, WriteEnded)>,
+    mut f: impl FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'static,
+) {
+    let held = Arc::new(());
+    let gone = Arc::downgrade(&held);
+    store.submit_write(
+        Handoff::none(),
+        Box::new(move |txn| {
+            let _ = Arc::strong_count(&held);
+            f(txn)
+        }),
+        Box::new(move |ended| {
+            let _ = tell.send((i, gone.upgrade().is_none(), ended));
+        }),
+    );
+}
+
+/// Submitted writes share batches with lent ones (`Store::write`): each is answered once,
+/// through its callback, with its own outcome, its closure dropped first. One that fails
+/// after changing rows has its batch run again (no closure runs more than twice, no
+/// increment is lost or counted twice); a panic is handed to its callback, and the writer
+/// goes on.
+#[test]
+fn submitted_writes_share_batches_and_each_is_answered_once_with_its_own_outcome() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fixture = Arc::new(file_fixture());
+    write(&fixture.store, |txn| txn.put_setting("counter", &0u64.to_le_bytes()));
+    let increment = |txn: &mut dyn WriteTxn| -> StoreResult<()> {
+        let bytes = txn.setting("counter")?.expect("the counter");
+        let n = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+        txn.put_setting("counter", &(n + 1).to_le_bytes())
+    };
+    let lent: Vec<_> = (0..4)
+        .map(|t| {
+            let fixture = fixture.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let name = format!("lent-{t}-{i}");
+                    fixture
+                        .store
+                        .write(&mut |txn| {
+                            increment(txn)?;
+                            txn.insert_secret(&secret(&name)).map(|_| ())
+                        })
+                        .expect("a lent write");
+                }
+            })
+        })
+        .collect();
+    const SUBMITTED: usize = 300;
+    let fails = |i: usize| i % 7 == 3;
+    let panics = |i: usize| i == 150;
+    let runs: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..SUBMITTED).map(|_| AtomicUsize::new(0)).collect());
+    let (tell, told) = mpsc::channel();
+    for i in 0..SUBMITTED {
+        let runs = runs.clone();
+        submit_noting(&fixture.store, i, tell.clone(), move |txn| {
+            runs[i].fetch_add(1, Ordering::SeqCst);
+            increment(txn)?;
+            txn.insert_secret(&secret(&format!("submitted-{i}")))?;
+            if panics(i) {
+                panic!("a submitted closure panics in the middle of a batch");
+            }
+            if fails(i) { Err(StoreError::Aborted) } else { Ok(()) }
+        });
+    }
+    drop(tell);
+    let mut answered = vec![0; SUBMITTED];
+    for (i, dropped_first, ended) in told.iter() {
+        answered[i] += 1;
+        assert!(dropped_first, "{i}: its closure outlived its answer");
+        match ended {
+            WriteEnded::Done(Ok(())) => assert!(!fails(i) && !panics(i), "{i} succeeded"),
+            WriteEnded::Done(Err(StoreError::Aborted)) => assert!(fails(i), "{i} failed"),
+            WriteEnded::Done(Err(e)) => panic!("{i}: {e}"),
+            WriteEnded::Panicked(_) => assert!(panics(i), "{i} panicked"),
+        }
+    }
+    assert!(answered.iter().all(|&n| n == 1), "answers per write: {answered:?}");
+    for thread in lent {
+        thread.join().unwrap();
+    }
+    let kept = (0..SUBMITTED).filter(|&i| !fails(i) && !panics(i)).count();
+    let store: &dyn Store = &fixture.store;
+    let counter = read(store, |txn| txn.setting("counter")).unwrap();
+    assert_eq!(u64::from_le_bytes(counter.try_into().unwrap()), (kept + 100) as u64);
+    assert_eq!(read(store, count_secrets), kept + 100);
+    for i in 0..SUBMITTED {
+        let found = read(store, |txn| txn.secret_by_name(&scope(), &format!("submitted-{i}")));
+        assert_eq!(found.is_some(), !fails(i) && !panics(i), "submitted-{i}");
+    }
+    let most_runs = runs.iter().map(|r| r.load(Ordering::SeqCst)).max().unwrap();
+    assert!(most_runs <= 2, "a closure ran {most_runs} times");
+    write(store, |txn| txn.insert_secret(&secret("after")).map(|_| ()));
+    assert!(read(store, |txn| txn.secret_by_name(&scope(), "after")).is_some());
+}
+
+/// `submit_write` hands the write over and returns: the writer runs it while its caller
+/// goes on (here, to let the write proceed), and the callback tells when it committed.
+#[test]
+fn a_submitted_write_runs_on_the_writer_while_its_caller_goes_on() {
+    let fixture = file_fixture();
+    let (go, gone) = mpsc::channel::<()>();
+    let (tell, told) = mpsc::channel();
+    submit_noting(&fixture.store, 0, tell, move |txn| {
+        // A synchronous `submit_write` would wait here for the caller, which waits for it.
+        gone.recv_timeout(Duration::from_secs(30)).map_err(|_| StoreError::Aborted)?;
+        txn.insert_secret(&secret("released")).map(|_| ())
+    });
+    go.send(()).expect("the write waits for this");
+    let (_, dropped_first, ended) = told.recv().expect("answered");
+    assert!(dropped_first);
+    assert!(matches!(ended, WriteEnded::Done(Ok(()))));
+    let store: &dyn Store = &fixture.store;
+    assert!(read(store, |txn| txn.secret_by_name(&scope(), "released")).is_some());
 }
 
 /// Every acknowledged write survives reopening the database, batched or not.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{ErrorCode, ffi};
 
-use crate::lend::{Job, lend};
+use crate::lend::{Job, lend, submit};
 use crate::read_cache::ReadCache;
 use crate::{ReadTxn, SnapshotItem, Store, StoreError, StoreResult, WriteTxn};
 
@@ -130,6 +130,23 @@ impl Store for SqliteStore {
             Some(jobs) => jobs.send(job).map_err(|e| e.0),
             None => Err(job),
         })
+    }
+
+    /// Its writer thread runs it.
+    fn submits_writes(&self) -> bool {
+        true
+    }
+
+    /// The closure goes to the writer thread as [`Store::write`]'s does, in the same
+    /// batches, and `done` is called there once its batch has committed (or failed).
+    /// Nothing is handed: SQLite's read scope hands nothing.
+    fn submit_write(&self, handoff: crate::Handoff, f: crate::OwnedWrite, done: crate::WriteDone) {
+        drop(handoff);
+        let jobs = self.jobs.as_ref();
+        submit(f, done, |job| match jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        });
     }
 
     fn latency(&self) -> crate::Latency {
