@@ -84,7 +84,8 @@ pub(crate) struct Touched {
     all: bool,
     /// What the batch's members that succeeded left of the versions of each secret whose
     /// versions they changed (`None`: not known), to be kept once the batch commits.
-    known_versions: Vec<(String, Option<KnownVersions>)>,
+    /// (A map: a batch has up to 256 members.)
+    known_versions: HashMap<String, Option<KnownVersions>>,
 }
 
 impl Touched {
@@ -137,10 +138,7 @@ impl Touched {
     /// A member of the batch succeeded, leaving the versions of `arn` as `known` says
     /// (`None`: changed in ways not followed).
     pub(crate) fn versions_left(&mut self, arn: String, known: Option<KnownVersions>) {
-        match self.known_versions.iter_mut().find(|(a, _)| *a == arn) {
-            Some((_, slot)) => *slot = known,
-            None => self.known_versions.push((arn, known)),
-        }
+        self.known_versions.insert(arn, known);
     }
 
     /// The batch was rolled back to run again: what its members left is undone, and
