@@ -44,6 +44,33 @@ pub(crate) enum Entry {
     Record(Option<Arc<Vec<u8>>>),
 }
 
+/// What the writer knows of one secret's versions: those that carry a staging label (with
+/// their `ord`, oldest first), how many it has in all, and the newest's `ord` (0: none).
+/// Enough to answer `ReadTxn::labelled_versions` but for the version asked about,
+/// without SQLite walking every version of the secret (see [`ReadCache::labelled`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KnownVersions {
+    pub(crate) labelled: Vec<(i64, VersionMeta)>,
+    pub(crate) count: usize,
+    pub(crate) newest: i64,
+    /// A hash of every version's id ([`version_id_hash`]): an id whose hash is not here
+    /// is not a version of the secret (a new ClientRequestToken, nearly always), and is
+    /// not looked up.
+    pub(crate) ids: Vec<u64>,
+}
+
+/// The hash of a version id that [`KnownVersions::ids`] holds (two ids may share one:
+/// a shared hash only costs a lookup).
+pub(crate) fn version_id_hash(version_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    version_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// At most this many secrets' [`KnownVersions`] are kept; past it they start over.
+const MAX_KNOWN_VERSIONS: usize = 4096;
+
 /// The keys a batch of writes changed, to be dropped from the cache when it commits.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
@@ -55,6 +82,10 @@ pub(crate) struct Touched {
     all_names: bool,
     /// Everything changed (a restore): the cache starts over.
     all: bool,
+    /// What the batch's members that succeeded left of the versions of each secret whose
+    /// versions they changed (`None`: not known), to be kept once the batch commits.
+    /// (A map: a batch has up to 256 members.)
+    known_versions: HashMap<String, Option<KnownVersions>>,
 }
 
 impl Touched {
@@ -101,6 +132,19 @@ impl Touched {
         self.arns.clear();
         self.all_names = false;
         self.all = false;
+        self.known_versions.clear();
+    }
+
+    /// A member of the batch succeeded, leaving the versions of `arn` as `known` says
+    /// (`None`: changed in ways not followed).
+    pub(crate) fn versions_left(&mut self, arn: String, known: Option<KnownVersions>) {
+        self.known_versions.insert(arn, known);
+    }
+
+    /// The batch was rolled back to run again: what its members left is undone, and
+    /// they note it anew as they run again.
+    pub(crate) fn forget_versions_left(&mut self) {
+        self.known_versions.clear();
     }
 }
 
@@ -124,6 +168,13 @@ pub(crate) fn record_key(kind: &str, key: &str) -> String {
 pub(crate) struct ReadCache {
     state: Mutex<State>,
     record_kinds: Vec<String>,
+    /// The writer's own: each secret's [`KnownVersions`] as the newest commit left them,
+    /// for the secrets whose versions the writer read or changed. Readers never use it.
+    /// A batch consults it only for secrets it has not touched ([`Touched::covers`]);
+    /// a commit replaces the entries of the secrets it changed with what its members
+    /// left ([`Touched::versions_left`]), or drops them when that is not known; a commit
+    /// that fails, or a restore, empties it.
+    known_versions: Mutex<HashMap<String, KnownVersions>>,
 }
 
 #[derive(Default)]
@@ -181,7 +232,34 @@ impl State {
 
 impl ReadCache {
     pub(crate) fn new(record_kinds: Vec<String>) -> ReadCache {
-        ReadCache { state: Mutex::default(), record_kinds }
+        ReadCache { state: Mutex::default(), record_kinds, known_versions: Mutex::default() }
+    }
+
+    /// What the newest commit left of the versions of `arn`, if the writer knows it.
+    pub(crate) fn known_versions(&self, arn: &str) -> Option<KnownVersions> {
+        self.known_versions.lock().unwrap_or_else(PoisonError::into_inner).get(arn).cloned()
+    }
+
+    /// After a batch's commit: keeps what its members left of the versions they changed
+    /// if it `committed`, else forgets everything (the files' state is not known).
+    fn versions_committed(&self, touched: &Touched, committed: bool) {
+        let mut map = self.known_versions.lock().unwrap_or_else(PoisonError::into_inner);
+        if !committed || touched.all {
+            map.clear();
+            return;
+        }
+        // Every secret whose versions changed, whether or not a member said what it left.
+        for arn in &touched.arns {
+            map.remove(arn);
+        }
+        for (arn, known) in &touched.known_versions {
+            if let Some(known) = known {
+                if map.len() >= MAX_KNOWN_VERSIONS {
+                    map.clear();
+                }
+                map.insert(arn.clone(), known.clone());
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -281,8 +359,9 @@ impl ReadCache {
         state.committing += 1;
     }
 
-    /// Called once that commit has ended, whether it succeeded or not.
-    pub(crate) fn commit_ended(&self, touched: &Touched) {
+    /// Called once that commit has ended, whether it succeeded (`committed`) or not.
+    pub(crate) fn commit_ended(&self, touched: &Touched, committed: bool) {
+        self.versions_committed(touched, committed);
         let mut state = self.lock();
         state.drop_touched(touched);
         state.generation += 1;
@@ -340,7 +419,7 @@ mod tests {
         cache.commit_begins(&touched);
         // A reader whose snapshot may predate the commit uses nothing any more.
         assert_eq!(held(&cache, &record_key("k", "1"), before), None);
-        cache.commit_ended(&touched);
+        cache.commit_ended(&touched, true);
         let after = cache.generation();
         assert_eq!(held(&cache, &record_key("k", "1"), after), Some(vec![1; 100]));
     }
@@ -356,7 +435,7 @@ mod tests {
         cache.put(record_key("k", "1"), record(1), old);
         cache.put(record_key("k", "1"), record(2), during);
         assert!(held(&cache, &record_key("k", "1"), during).is_none());
-        cache.commit_ended(&touched);
+        cache.commit_ended(&touched, true);
         let after = cache.generation();
         cache.put(record_key("k", "1"), record(3), during);
         assert!(held(&cache, &record_key("k", "1"), after).is_none());
@@ -376,7 +455,7 @@ mod tests {
         let mut touched = Touched::default();
         touched.secret("arn:a", Some((&scope, "a")));
         cache.commit_begins(&touched);
-        cache.commit_ended(&touched);
+        cache.commit_ended(&touched, true);
         let now = cache.generation();
         assert!(cache.get(&name_key(&scope, "a"), now).is_none());
         assert!(cache.get(&versions_key("arn:a"), now).is_none());
@@ -394,7 +473,7 @@ mod tests {
         let mut touched = Touched::default();
         touched.secret("arn:a", None);
         cache.commit_begins(&touched);
-        cache.commit_ended(&touched);
+        cache.commit_ended(&touched, true);
         let now = cache.generation();
         assert!(cache.get(&name_key(&scope, "a"), now).is_none());
         assert!(cache.get(&name_key(&scope, "b"), now).is_none());
@@ -421,7 +500,7 @@ mod tests {
             let mut touched = Touched::default();
             touched.secret(&arn, Some((&scope, &name)));
             cache.commit_begins(&touched);
-            cache.commit_ended(&touched);
+            cache.commit_ended(&touched, true);
         }
         assert_eq!(cache.bytes(), kept);
         let now = cache.generation();
@@ -431,7 +510,7 @@ mod tests {
         let mut touched = Touched::default();
         touched.secret("arn:unknown-name", None);
         cache.commit_begins(&touched);
-        cache.commit_ended(&touched);
+        cache.commit_ended(&touched, true);
         assert_eq!(cache.bytes(), kept);
     }
 

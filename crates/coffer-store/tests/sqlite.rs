@@ -1166,3 +1166,147 @@ fn a_batch_run_again_leaves_versions_their_order_labels_and_the_cache_as_committ
         assert_eq!(marks, want, "{arn}");
     }
 }
+
+/// What a write sees of a secret's labelled versions (the writer answers from what it
+/// knows of them since its last commit), and what the database file holds, read with a
+/// connection of its own (a second store would answer from a read cache of its own, which
+/// the first store's writes do not keep up to date).
+fn labelled_in_write_and_in_file(
+    store: &dyn Store,
+    path: &Path,
+    arn: &str,
+    also: &str,
+) -> ((Vec<VersionMeta>, usize), (Vec<VersionMeta>, usize)) {
+    let (tx, rx) = mpsc::channel();
+    write(store, |txn| {
+        tx.send(txn.labelled_versions(arn, also)?).unwrap();
+        Ok(())
+    });
+    let in_write = rx.recv().unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let every: Vec<VersionMeta> = conn
+        .prepare("SELECT version_id, meta FROM version_meta WHERE arn = ?1 ORDER BY ord")
+        .unwrap()
+        .query_map([arn], |row| {
+            let meta: VersionMeta = serde_json::from_str(&row.get::<_, String>(1)?).unwrap();
+            Ok(VersionMeta { version_id: row.get(0)?, ..meta })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let count = every.len();
+    let kept = every.into_iter().filter(|v| !v.is_deprecated() || v.version_id == also);
+    (in_write, (kept.collect(), count))
+}
+
+/// A PutSecretValue as the server makes it: reads the labelled versions, moves
+/// AWSCURRENT to the new version and AWSPREVIOUS to the old current one, adds the
+/// version.
+fn put_version(txn: &mut dyn WriteTxn, arn: &str, id: &str) -> StoreResult<()> {
+    let (kept, _) = txn.labelled_versions(arn, id)?;
+    if kept.iter().any(|v| v.version_id == id) {
+        return Ok(());
+    }
+    for before in kept {
+        let mut after = before.clone();
+        if after.stages.remove("AWSPREVIOUS") | after.stages.remove("AWSCURRENT") {
+            if before.stages.contains("AWSCURRENT") {
+                after.stages.insert("AWSPREVIOUS".to_owned());
+            }
+            txn.update_version(arn, &after)?;
+        }
+    }
+    txn.insert_version(arn, &version(id), &SealedValue(id.as_bytes().to_vec()))
+}
+
+/// The writer answers a put's lookup of labelled versions from what it knows of them since
+/// its last commit: what it answers is what SQL holds, after label moves, a deprecated
+/// version relabelled, a replayed old version id, a removed version, failed writes (before
+/// and after their changes) and concurrent writes in shared batches, some run again.
+#[test]
+fn the_writers_known_versions_are_what_sql_holds() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let fixture = Arc::new(file_fixture());
+    let store: &dyn Store = &fixture.store;
+    let path = fixture._dir.path().join("coffer.db");
+    let arns: Vec<String> = (0..4)
+        .map(|n| {
+            let meta = secret(&format!("known-{n}"));
+            write(store, |txn| txn.insert_secret(&meta).map(drop));
+            meta.arn
+        })
+        .collect();
+    let same = |arn: &str, also: &str| {
+        let (in_write, in_read) = labelled_in_write_and_in_file(store, &path, arn, also);
+        assert_eq!(in_write, in_read, "{arn}, asked for {also}");
+    };
+    let arn = arns[0].as_str();
+    for n in 0..5 {
+        write(store, |txn| put_version(txn, arn, &format!("v{n}")));
+        same(arn, "new");
+    }
+    // A deprecated version asked for by id (a replayed token), then given a label.
+    same(arn, "v1");
+    write(store, |txn| {
+        txn.labelled_versions(arn, "v1")?;
+        txn.update_version(arn, &fixtures::version("v1", &["mine"]))
+    });
+    same(arn, "new");
+    same(arn, "v1");
+    // A write failing after its changes, and one failing before them.
+    let failed = store.write(&mut |txn| {
+        put_version(txn, arn, "v-failed")?;
+        Err(StoreError::Aborted)
+    });
+    assert!(failed.is_err());
+    same(arn, "v-failed");
+    assert!(store.write(&mut |_| Err(StoreError::Aborted)).is_err());
+    // A removed version, then more puts.
+    write(store, |txn| {
+        txn.labelled_versions(arn, "v0")?;
+        txn.delete_version(arn, "v0")
+    });
+    same(arn, "v0");
+    for n in 5..8 {
+        write(store, |txn| put_version(txn, arn, &format!("v{n}")));
+        same(arn, "new");
+    }
+
+    // Concurrent puts on a few secrets, in shared batches, where every fifth write fails
+    // after its changes and others fail only when run again (after such a failure).
+    let runs = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (fixture, arns, runs) = (fixture.clone(), arns.clone(), runs.clone());
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let arn = &arns[(t + i) % arns.len()];
+                    let id = format!("c-{t}-{i}");
+                    let (mut run, mut meant_to_fail) = (0, false);
+                    let result = fixture.store.write(&mut |txn| {
+                        run += 1;
+                        runs.fetch_add(1, Ordering::Relaxed);
+                        // A put failing by itself would come of the writer's knowing
+                        // wrong labels (a label moved from a version that is not there).
+                        meant_to_fail = false;
+                        put_version(txn, arn, &id)?;
+                        meant_to_fail = (t * 40 + i) % 5 == 0 || (run > 1 && i % 2 == 0);
+                        if meant_to_fail { Err(StoreError::Aborted) } else { Ok(()) }
+                    });
+                    assert_eq!(result.is_err(), meant_to_fail, "{id}: {result:?}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(runs.load(Ordering::Relaxed) > 8 * 40, "some batches ran again");
+    for arn in &arns {
+        same(arn, "new");
+        same(arn, "c-0-0");
+        write(store, |txn| put_version(txn, arn, "last"));
+        same(arn, "new");
+    }
+}

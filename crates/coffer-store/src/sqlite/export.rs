@@ -98,7 +98,7 @@ impl SqliteStore {
             Ok(tx.commit()?)
         })();
         if let Some(cache) = &self.cache {
-            cache.commit_ended(&everything);
+            cache.commit_ended(&everything, result.is_ok());
         }
         if !conn.is_autocommit()
             && let Err(error) = conn.execute_batch("ROLLBACK")

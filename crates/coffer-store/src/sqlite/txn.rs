@@ -6,7 +6,7 @@ use coffer_core::model::{Millis, Scope, SecretMeta, VersionMeta};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::unreadable;
-use crate::read_cache::{self, Entry, ReadCache, Touched};
+use crate::read_cache::{self, Entry, KnownVersions, ReadCache, Touched, version_id_hash};
 use crate::{
     CursorKey, ListQuery, ReadTxn, SealedValue, SortBy, StoreError, StoreResult, cursor_of,
 };
@@ -33,6 +33,10 @@ pub(super) struct SqlTxn<'c> {
     /// it: the next version's `ord` follows from it, instead of from a `MAX(ord)` over
     /// every version of the secret in the `INSERT` (see [`Self::newest_ord_of`]).
     pub(super) newest_ord: RefCell<Option<(String, i64)>>,
+    /// In the writer: what this transaction knows of the versions of the secrets it read
+    /// or changed (`None`: changed in ways not followed), handed to the batch if it
+    /// succeeds ([`Self::succeeded`]). See [`ReadCache::known_versions`].
+    known_versions: RefCell<Vec<(String, Option<KnownVersions>)>>,
 }
 
 impl<'c> SqlTxn<'c> {
@@ -40,7 +44,17 @@ impl<'c> SqlTxn<'c> {
         conn: &'c Connection,
         track: Option<(&'c mut Touched, &'c ReadCache)>,
     ) -> SqlTxn<'c> {
-        SqlTxn { conn, track, newest_ord: RefCell::new(None) }
+        SqlTxn { conn, track, newest_ord: RefCell::new(None), known_versions: RefCell::default() }
+    }
+
+    /// The batch member that ran in this transaction succeeded: what it knows of the
+    /// versions it changed goes to the batch, to be kept once it commits.
+    pub(super) fn succeeded(self) {
+        if let Some((touched, _)) = self.track {
+            for (arn, known) in self.known_versions.into_inner() {
+                touched.versions_left(arn, known);
+            }
+        }
     }
 }
 
@@ -65,6 +79,48 @@ impl SqlTxn<'_> {
     pub(super) fn touch_secret(&mut self, arn: &str, scope_and_name: Option<(&Scope, &str)>) {
         if let Some((touched, _)) = &mut self.track {
             touched.secret(arn, scope_and_name);
+        }
+    }
+
+    /// What this transaction knows of the versions of `arn`, if it read or set it.
+    fn known_versions_of(&self, arn: &str) -> Option<KnownVersions> {
+        let known = self.known_versions.borrow();
+        known.iter().find(|(a, _)| a == arn).and_then(|(_, known)| known.clone())
+    }
+
+    /// Notes what the versions of `arn` are now (`None`: not known), in the writer.
+    pub(super) fn set_known_versions(&self, arn: &str, now: Option<KnownVersions>) {
+        if self.track.is_none() {
+            return;
+        }
+        let mut known = self.known_versions.borrow_mut();
+        match known.iter_mut().find(|(a, _)| a == arn) {
+            Some((_, slot)) => *slot = now,
+            None => known.push((arn.to_owned(), now)),
+        }
+    }
+
+    /// Follows a change this transaction made to the versions of `arn` in what it knows
+    /// of them: `change` updates them, or returns false when it cannot say what they
+    /// are now. A change to versions this transaction did not read leaves them unknown.
+    pub(super) fn versions_changed(
+        &self,
+        arn: &str,
+        change: impl FnOnce(&mut KnownVersions) -> bool,
+    ) {
+        if self.track.is_none() {
+            return;
+        }
+        let mut known = self.known_versions.borrow_mut();
+        match known.iter_mut().find(|(a, _)| a == arn) {
+            Some((_, slot)) => {
+                if let Some(versions) = slot
+                    && !change(versions)
+                {
+                    *slot = None;
+                }
+            }
+            None => known.push((arn.to_owned(), None)),
         }
     }
 
@@ -287,17 +343,28 @@ impl SqlTxn<'_> {
         &self,
         arn: &str,
         also: &str,
-    ) -> StoreResult<(Vec<VersionMeta>, usize)> {
+    ) -> StoreResult<(Vec<(i64, VersionMeta)>, usize)> {
         // One statement and one walk over the secret's versions, which returns a single
         // row: the count, the newest ord, and the versions kept as one JSON array of
         // `[ord, version id, metadata]` (SQLite hands each row back through the library
-        // otherwise, and two walks cost as much again).
-        let mut stmt = self.conn.prepare_cached(
+        // otherwise, and two walks cost as much again); in the writer, every version id
+        // too (see `KnownVersions`).
+        let every_id = self.track.is_some();
+        let mut stmt = self.conn.prepare_cached(if every_id {
             "SELECT count(*), max(ord), json_group_array(json_array(ord, version_id, json(meta))) \
-             FILTER (WHERE labelled OR version_id = ?2) FROM version_meta WHERE arn = ?1",
-        )?;
-        let (count, newest, kept) = stmt.query_row(params![arn, also], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
+             FILTER (WHERE labelled OR version_id = ?2), json_group_array(version_id) \
+             FROM version_meta WHERE arn = ?1"
+        } else {
+            "SELECT count(*), max(ord), json_group_array(json_array(ord, version_id, json(meta))) \
+             FILTER (WHERE labelled OR version_id = ?2), NULL FROM version_meta WHERE arn = ?1"
+        })?;
+        let (count, newest, kept, ids) = stmt.query_row(params![arn, also], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
         })?;
         self.note_newest_ord(arn, newest);
         let kept: Vec<(i64, String, VersionMeta)> =
@@ -309,28 +376,88 @@ impl SqlTxn<'_> {
             .collect();
         kept.sort_unstable_by_key(|(ord, _)| *ord);
         let count = usize::try_from(count).unwrap_or(0);
-        Ok((kept.into_iter().map(|(_, meta)| meta).collect(), count))
+        if let Some(ids) = ids {
+            let ids: Vec<String> =
+                serde_json::from_str(&ids).map_err(|e| unreadable("version ids", &e))?;
+            let ids = ids.iter().map(|id| version_id_hash(id)).collect();
+            let labelled = kept.iter().filter(|(_, meta)| !meta.is_deprecated()).cloned().collect();
+            let newest = newest.unwrap_or(0);
+            self.set_known_versions(arn, Some(KnownVersions { labelled, count, newest, ids }));
+        }
+        Ok((kept, count))
+    }
+
+    /// [`ReadTxn::labelled_versions`] from what the writer knows of the secret's versions:
+    /// only `also`, when it is not among the labelled ones, is looked up (by its key).
+    fn labelled_versions_known(
+        &self,
+        arn: &str,
+        also: &str,
+        known: KnownVersions,
+    ) -> StoreResult<(Vec<(i64, VersionMeta)>, usize)> {
+        self.note_newest_ord(arn, Some(known.newest));
+        let mut kept = known.labelled.clone();
+        if !kept.iter().any(|(_, meta)| meta.version_id == also)
+            && known.ids.contains(&version_id_hash(also))
+            && let Some((ord, meta)) = self.version_in_sql(arn, also)?
+        {
+            let at = kept.partition_point(|(before, _)| *before < ord);
+            kept.insert(at, (ord, meta));
+        }
+        let count = known.count;
+        self.set_known_versions(arn, Some(known));
+        Ok((kept, count))
+    }
+
+    /// One version's metadata and `ord`, by its id.
+    fn version_in_sql(
+        &self,
+        arn: &str,
+        version_id: &str,
+    ) -> StoreResult<Option<(i64, VersionMeta)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ord, meta FROM version_meta WHERE arn = ?1 AND version_id = ?2",
+        )?;
+        let row = stmt
+            .query_row(params![arn, version_id], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .optional()?;
+        row.map(|(ord, json)| {
+            let meta: VersionMeta =
+                serde_json::from_str(&json).map_err(|e| unreadable("version metadata", &e))?;
+            Ok((ord, VersionMeta { version_id: version_id.to_owned(), ..meta }))
+        })
+        .transpose()
     }
 }
 
 impl ReadTxn for SqlTxn<'_> {
     fn labelled_versions(&self, arn: &str, also: &str) -> StoreResult<(Vec<VersionMeta>, usize)> {
-        self.untouched_or(
-            || read_cache::versions_key(arn),
-            |entry| match entry {
-                Entry::Versions(every) => Some((
-                    every
-                        .iter()
-                        .filter(|v| !v.is_deprecated() || v.version_id == also)
-                        .cloned()
-                        .collect(),
-                    every.len(),
-                )),
-                _ => None,
-            },
-            None,
-            || self.labelled_versions_in_sql(arn, also),
-        )
+        let without_ords = |(kept, count): (Vec<(i64, VersionMeta)>, usize)| {
+            (kept.into_iter().map(|(_, meta)| meta).collect(), count)
+        };
+        // In the writer, what this transaction read or changed of the secret's versions,
+        // else (for a secret the batch has not touched) the read cache's list of them or
+        // what the writer knows of them as the newest commit left them, else SQL: a put
+        // on a secret whose versions the writer followed reads one row by its key instead
+        // of walking every version (BENCHMARKS.md, eighteenth session).
+        if let Some((touched, cache)) = &self.track {
+            if let Some(known) = self.known_versions_of(arn) {
+                return self.labelled_versions_known(arn, also, known).map(without_ords);
+            }
+            let key = read_cache::versions_key(arn);
+            if !touched.covers(&key) {
+                if let Some(Entry::Versions(every)) = cache.latest(&key) {
+                    let kept = every.iter().filter(|v| !v.is_deprecated() || v.version_id == also);
+                    return Ok((kept.cloned().collect(), every.len()));
+                }
+                if let Some(known) = cache.known_versions(arn) {
+                    return self.labelled_versions_known(arn, also, known).map(without_ords);
+                }
+            }
+        }
+        self.labelled_versions_in_sql(arn, also).map(without_ords)
     }
 
     fn secret_by_name(&self, scope: &Scope, name: &str) -> StoreResult<Option<SecretMeta>> {

@@ -5,6 +5,7 @@ use rusqlite::params;
 
 use super::to_json;
 use super::txn::{SqlTxn, accessed_sort_ms};
+use crate::read_cache::{KnownVersions, version_id_hash};
 use crate::{SealedValue, StoreError, StoreResult, WriteTxn};
 
 impl WriteTxn for SqlTxn<'_> {
@@ -28,6 +29,7 @@ impl WriteTxn for SqlTxn<'_> {
         ])?;
         // A new secret has no version yet: its first goes first.
         self.note_newest_ord(&meta.arn, Some(0));
+        self.set_known_versions(&meta.arn, Some(KnownVersions::default()));
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -70,6 +72,7 @@ impl WriteTxn for SqlTxn<'_> {
     fn delete_secret(&mut self, arn: &str) -> StoreResult<()> {
         self.touch_secret(arn, None);
         self.note_newest_ord(arn, None);
+        self.set_known_versions(arn, None);
         // The versions' metadata goes with the secret through ON DELETE CASCADE; their
         // values, which no key ties to the secret, go first.
         self.conn
@@ -127,6 +130,17 @@ impl WriteTxn for SqlTxn<'_> {
                 ])
             });
         self.note_newest_ord(arn, inserted.is_ok().then_some(ord));
+        if inserted.is_ok() {
+            self.versions_changed(arn, |known| {
+                known.count += 1;
+                known.newest = ord;
+                known.ids.push(version_id_hash(&meta.version_id));
+                if !meta.stages.is_empty() {
+                    known.labelled.push((ord, meta.clone()));
+                }
+                true
+            });
+        }
         if let Err(error) = inserted {
             // The id is taken (or the secret is gone): the value must not stay behind
             // should the caller go on with the transaction.
@@ -151,6 +165,20 @@ impl WriteTxn for SqlTxn<'_> {
         if changed == 0 {
             return Err(StoreError::Backend("the secret has no version with that id".to_owned()));
         }
+        self.versions_changed(arn, |known| {
+            let at = known.labelled.iter().position(|(_, v)| v.version_id == meta.version_id);
+            match at {
+                Some(at) if meta.stages.is_empty() => {
+                    known.labelled.remove(at);
+                }
+                Some(at) => known.labelled[at].1 = meta.clone(),
+                // A deprecated version that stays so.
+                None if meta.stages.is_empty() => {}
+                // A deprecated version that gets a label: its place (`ord`) is not known.
+                None => return false,
+            }
+            true
+        });
         Ok(())
     }
 
@@ -175,6 +203,7 @@ impl WriteTxn for SqlTxn<'_> {
     fn delete_version(&mut self, arn: &str, version_id: &str) -> StoreResult<()> {
         self.touch_versions(arn);
         self.note_newest_ord(arn, None);
+        self.set_known_versions(arn, None);
         self.conn
             .prepare_cached(
                 "DELETE FROM version_values WHERE id = \

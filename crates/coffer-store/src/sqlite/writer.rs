@@ -98,7 +98,7 @@ impl Writer {
             }
             let committed = committed.map_err(StoreError::from);
             if let Some(cache) = cache {
-                cache.commit_ended(&touched);
+                cache.commit_ended(&touched, committed.is_ok());
             }
             self.commits += u64::from(committed.is_ok());
             committed
@@ -390,8 +390,12 @@ fn run_unguarded(
     f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
 ) -> Unguarded {
     let before = conn.total_changes();
-    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn::new(conn, track))));
+    let mut txn = SqlTxn::new(conn, track);
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
     let failed = !matches!(ran, Ok(Ok(())));
+    if !failed {
+        txn.succeeded();
+    }
     let own = match ran {
         Ok(result) => Member::Done(result),
         Err(payload) => Member::Panicked(payload),
@@ -430,6 +434,8 @@ fn run_again_guarded(writer: &mut Writer, done: &mut [(Job, Member)]) -> bool {
         }
         return false;
     }
+    // What the members left of their secrets' versions was rolled back with them.
+    writer.touched.forget_versions_left();
     for (job, own) in done.iter_mut() {
         if matches!(own, Member::Panicked(_)) {
             continue;
@@ -455,8 +461,12 @@ pub(super) fn run_in_savepoint(
     if let Err(error) = run_cached(conn, "SAVEPOINT coffer_write") {
         return Member::Done(Err(error.into()));
     }
-    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut SqlTxn::new(conn, track))));
+    let mut txn = SqlTxn::new(conn, track);
+    let ran = catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
     let keep = matches!(ran, Ok(Ok(())));
+    if keep {
+        txn.succeeded();
+    }
     let ended = if keep {
         run_cached(conn, "RELEASE coffer_write")
     } else {
