@@ -461,8 +461,9 @@ fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
 /// replaced or removed it (review 18, finding 01). The engine folds whole strings
 /// (`StringEqualsIgnoreCase`, condition key names) and, matching `StringLike`, character by
 /// character; these differ where a character's lower case depends on its place (a final
-/// `Σ` is `ς` in a word, `σ` alone), so keys are one only when both say so.
-fn same_tag_key(a: &str, b: &str) -> bool {
+/// `Σ` is `ς` in a word, `σ` alone), so keys are one only when both say so. Session tag
+/// keys (STS) are compared by the same rule.
+pub fn same_tag_key(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
