@@ -23,7 +23,7 @@
 
 use super::{Caller, IamError, KnownKey, decode, encode, load_user, store_error, write};
 use crate::Iam;
-use crate::directory::{Tag, identity_documents, role_documents, role_in};
+use crate::directory::{Tag, identity_documents, role_documents, role_in, same_tag_key};
 use coffer_auth::policy::{Policy, PolicyKind};
 use coffer_auth::principal::{ID_RANDOM_LEN, Principal, SECRET_KEY_LEN, SecretAccessKey};
 use coffer_core::AwsError;
@@ -431,7 +431,7 @@ impl Iam {
                 let Some(bytes) = tx.record(SESSION_KIND, access_key_id)? else { return Ok(()) };
                 let record: SessionRecord = decode(&bytes)?;
                 let transitive =
-                    |t: &&Tag| record.transitive.iter().any(|k| k.eq_ignore_ascii_case(&t.key));
+                    |t: &&Tag| record.transitive.iter().any(|k| same_tag_key(k, &t.key));
                 found = record.tags.iter().filter(transitive).cloned().collect();
                 Ok(())
             })

@@ -13,7 +13,7 @@
 //! its sessions are `dev_sessions`' (docs/design/iam-and-sessions.md, `--dev`).
 
 use crate::auth::{self, AuthFailure, Authenticated, RawRequest};
-use crate::iam::directory::{Tag, role_arn_parts};
+use crate::iam::directory::{Tag, role_arn_parts, same_tag_key};
 use crate::iam::sessions::{Expired, IssuedSession, SessionRequest, Subject};
 use crate::iam::{Iam, IamError, KnownKey};
 use crate::sts::FormValues;
@@ -268,10 +268,13 @@ pub(crate) fn session_tags(form: &FormValues<'_>) -> Result<Vec<Tag>, Failure> {
             Some(Tag { key, value })
         })
         .collect();
+    // One key in two spellings, by IAM's rule for tag keys (`same_tag_key`: beyond ASCII,
+    // keys that fold to one condition key are one key; compared in ASCII only, `CAFÉ` and
+    // `café` gave `aws:PrincipalTag/café` two values, review 18, left).
     let duplicate = tags
         .iter()
         .enumerate()
-        .any(|(i, t)| tags[..i].iter().any(|u| u.key.eq_ignore_ascii_case(&t.key)));
+        .any(|(i, t)| tags[..i].iter().any(|u| same_tag_key(&u.key, &t.key)));
     if duplicate {
         return Err(Failure(
             "InvalidParameterValue",
@@ -701,7 +704,7 @@ fn is_arn(arn: &str) -> bool {
 }
 
 /// The TransitiveTagKeys given: each must name one of the session's tags (tag keys are
-/// case-insensitive), as AWS requires.
+/// case-insensitive, by `same_tag_key`), as AWS requires.
 fn transitive_keys(form: &FormValues<'_>, tags: &[Tag]) -> Result<Vec<String>, Failure> {
     // One past the model's bound (50) is enough to refuse the list (see `policy_arns`).
     let keys: Vec<String> = (1..=MAX_SESSION_TAGS + 1)
@@ -713,7 +716,7 @@ fn transitive_keys(form: &FormValues<'_>, tags: &[Tag]) -> Result<Vec<String>, F
                 .message(),
         ));
     }
-    if keys.iter().any(|k| !tags.iter().any(|t| t.key.eq_ignore_ascii_case(k))) {
+    if keys.iter().any(|k| !tags.iter().any(|t| same_tag_key(&t.key, k))) {
         return Err(Failure(
             "InvalidParameterValue",
             "The specified transitive tag key must be included in the requested tags.".into(),
@@ -725,7 +728,7 @@ fn transitive_keys(form: &FormValues<'_>, tags: &[Tag]) -> Result<Vec<String>, F
 
 /// The session tags and transitive keys of a new session of `who`: the request's, and
 /// the transitive tags of the session `who` calls with (role chaining), which the request
-/// may not set again, in any case.
+/// may not set again, in any case (`same_tag_key`, beyond ASCII too).
 fn with_inherited(
     iam: &Iam,
     app: &App,
@@ -737,7 +740,7 @@ fn with_inherited(
         return Ok((tags, transitive));
     }
     let inherited = iam.transitive_tags(app.store.as_ref(), &who.access_key_id)?;
-    let clash = |t: &Tag| inherited.iter().any(|i| i.key.eq_ignore_ascii_case(&t.key));
+    let clash = |t: &Tag| inherited.iter().any(|i| same_tag_key(&i.key, &t.key));
     if tags.iter().any(clash) {
         return Err(Failure(
             "InvalidParameterValue",

@@ -315,3 +315,71 @@ fn a_member_that_failed_on_a_stale_head_is_rerun_and_the_others_commit_once() {
     assert_eq!(test_record(&store, "n").as_deref(), Some(&[4u8][..]));
     assert_eq!(test_record(&store, "checked").as_deref(), Some(&b"10"[..]));
 }
+
+/// The writer with the turn (the group's leader) runs the other callers' write closures
+/// on its own thread. Called inside its own call's read scope (`Store::read_scope`), a
+/// member's `Store::read` went through that scope: another call's transaction and
+/// snapshot (review 18, left). The leader sets its scope aside while it runs the group,
+/// and has it back after: here the member reads what was committed, the scope still its
+/// snapshot.
+#[test]
+fn a_leader_in_a_read_scope_runs_other_callers_writes_outside_it() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    store.write(&mut |tx| tx.put_record("test", "r", b"before")).unwrap();
+    let mut member_read = None;
+    store.read_scope(&mut || {
+        // The scope's first read takes its snapshot; a write committed after is not in it.
+        assert_eq!(test_record(&store, "r").as_deref(), Some(&b"before"[..]));
+        let elsewhere = Arc::clone(&store);
+        std::thread::spawn(move || {
+            elsewhere.write(&mut |tx| tx.put_record("test", "r", b"after")).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(test_record(&store, "r").as_deref(), Some(&b"before"[..]));
+        // Another caller's write, run here by this thread as the group's leader.
+        let turn = store.writers.lock().unwrap_or_else(PoisonError::into_inner);
+        let caller = Arc::clone(&store);
+        let member = std::thread::spawn(move || {
+            let mut seen = None;
+            caller
+                .write(&mut |tx| {
+                    seen = test_record(&caller, "r");
+                    tx.put_record("test", "m", b"written")
+                })
+                .map(|()| seen)
+        });
+        let jobs = loop {
+            let mut queue = store.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() == 1 {
+                break std::mem::take(&mut *queue);
+            }
+            drop(queue);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        store.run_batch(jobs);
+        drop(turn);
+        member_read = Some(member.join().unwrap().unwrap());
+        assert_eq!(test_record(&store, "r").as_deref(), Some(&b"before"[..]), "scope restored");
+    });
+    assert_eq!(member_read, Some(Some(b"after".to_vec())), "read outside the leader's scope");
+    assert_eq!(test_record(&store, "m").as_deref(), Some(&b"written"[..]));
+}
+
+/// The leader has its scope back however the group ends, a panic included (a member's
+/// own panic is caught with the member; this is whatever else may unwind).
+#[test]
+fn a_read_scope_set_aside_is_had_back_after_a_panic() {
+    use super::read::{SHARED_READ, SharedReadSetAside};
+    let scope = Some((std::ptr::dangling::<PostgresStore>(), std::ptr::dangling::<()>()));
+    SHARED_READ.with(|shared| shared.set(scope));
+    let unwound = std::panic::catch_unwind(|| {
+        let _aside = SharedReadSetAside::new();
+        assert_eq!(SHARED_READ.with(std::cell::Cell::get), None);
+        panic!("unwinding through the group");
+    });
+    assert!(unwound.is_err());
+    assert_eq!(SHARED_READ.with(std::cell::Cell::get), scope);
+    SHARED_READ.with(|shared| shared.set(None));
+}

@@ -134,6 +134,25 @@ impl Drop for SharedReadGuard {
     }
 }
 
+/// Sets this thread's shared read aside until dropped, also by a panic, then has it back:
+/// the writer with the turn runs other callers' write closures on its own thread, and a
+/// closure reading through `Store::read` there would read through the leader's call's
+/// scope (another call's transaction and snapshot). With it aside, such a read is a read
+/// of its own (review 18, left).
+pub(super) struct SharedReadSetAside(Option<(*const PostgresStore, *const ())>);
+
+impl SharedReadSetAside {
+    pub(super) fn new() -> Self {
+        SharedReadSetAside(SHARED_READ.with(Cell::take))
+    }
+}
+
+impl Drop for SharedReadSetAside {
+    fn drop(&mut self) {
+        SHARED_READ.with(|shared| shared.set(self.0));
+    }
+}
+
 impl PostgresStore {
     /// Runs `f` over this thread's shared read transaction on this store, if one is
     /// open and no statement has failed in it (PostgreSQL ignores every later statement

@@ -83,6 +83,9 @@ impl PostgresStore {
         if jobs.is_empty() {
             return;
         }
+        // Other callers' closures run here: none may read through this thread's read
+        // scope, if its call has one (`SharedReadSetAside`).
+        let _scope_aside = super::read::SharedReadSetAside::new();
         let started = Instant::now();
         let mut attempt = 0u32;
         // What each member's caller handed along (`handoff`), kept for the reruns.
