@@ -535,8 +535,7 @@ pub fn create_secret(
     ctx: &RequestContext,
     req: wire::CreateSecretRequest,
 ) -> Result<wire::CreateSecretResponse, AwsError> {
-    let create = CreateSecret::admit(req, ctx)?;
-    app.write(ctx, |tx| create.write(app, ctx, tx))
+    CreateSecret::call(app, ctx, req)
 }
 
 /// A CreateSecret request checked as far as it can be before its write (see
@@ -658,8 +657,7 @@ pub fn update_secret(
     ctx: &RequestContext,
     req: wire::UpdateSecretRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
-    let update = UpdateSecret::admit(req, ctx)?;
-    app.write(ctx, |tx| update.write(app, ctx, tx))
+    UpdateSecret::call(app, ctx, req)
 }
 
 /// An UpdateSecret request checked as far as it can be before its write (see
@@ -758,8 +756,7 @@ pub fn put_secret_value(
     ctx: &RequestContext,
     req: wire::PutSecretValueRequest,
 ) -> Result<wire::SecretRefResponse, AwsError> {
-    let put = PutSecretValue::admit(req, ctx)?;
-    app.write(ctx, |tx| put.write(app, ctx, tx))
+    PutSecretValue::call(app, ctx, req)
 }
 
 /// A PutSecretValue request checked as far as it can be before its write: what the write

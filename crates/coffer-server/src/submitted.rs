@@ -41,6 +41,17 @@ pub trait OwnedCall: Sized + Send + Sync + 'static {
         ctx: &RequestContext,
         tx: &mut Txn<'_>,
     ) -> Result<Self::Response, AwsError>;
+
+    /// The whole call on a thread that may wait for its commit (`dispatch`: the blocking
+    /// pool, the console, `--dev`): the same checks and write as the submitted path.
+    fn call(
+        app: &App,
+        ctx: &RequestContext,
+        request: Self::Request,
+    ) -> Result<Self::Response, AwsError> {
+        let call = Self::admit(request, ctx)?;
+        app.write(ctx, |tx| call.write(app, ctx, tx))
+    }
 }
 
 /// Where [`stage`] left a call.
