@@ -166,3 +166,31 @@ def test_a_transitive_key_beyond_ascii_names_its_tag_in_any_case_and_binds_the_c
     assert error(lambda: chained.assume_role(
         RoleArn=second, RoleSessionName="l18", Tags=[{"Key": "Team", "Value": "b"}]))[0] == \
         "InvalidParameterValue"
+
+
+def test_a_session_tag_overrides_the_roles_tag_of_its_key_in_any_case(srv, account):
+    """AWS: a session tag replaces the role's tag of the same key, keys compared without
+    regard to case. A role tagged `Team=red` assumed with the session tag `team=blue` gave
+    `aws:PrincipalTag/team` both values (an Allow on `blue` then failed, every value must
+    match); the session's value alone is the principal's now."""
+    iam, sm = srv.client("iam"), srv.client("secretsmanager")
+    secret = sm.create_secret(Name=uname("l18s"), SecretString="s3cret")["ARN"]
+    name = uname("l18")
+    trust = policy({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                    "Action": ["sts:AssumeRole", "sts:TagSession"]})
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust,
+                    Tags=[{"Key": "Team", "Value": "red"}])
+    iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalTag/team": "blue"}}}))
+    _, key = user(srv, STS_ALL, prefix="l18")
+    sts = client(srv, "sts", key)
+    role = f"arn:aws:iam::{account}:role/{name}"
+    as_role = sts.assume_role(RoleArn=role, RoleSessionName="l18")["Credentials"]
+    assert error(lambda: with_credentials(srv, "secretsmanager", as_role)
+                 .get_secret_value(SecretId=secret))[0] == "AccessDeniedException"
+    for spelling in ("team", "TEAM", "Team"):
+        blue = sts.assume_role(RoleArn=role, RoleSessionName="l18",
+                               Tags=[{"Key": spelling, "Value": "blue"}])["Credentials"]
+        got = with_credentials(srv, "secretsmanager", blue).get_secret_value(SecretId=secret)
+        assert got["SecretString"] == "s3cret", spelling

@@ -538,6 +538,9 @@ impl Iam {
             }
         };
         for t in &record.tags {
+            // A session tag replaces the role's or user's tag of its key, keys compared as
+            // IAM compares them (a role's `Team` and a session's `team` are one key).
+            tags.retain(|key, _| !same_tag_key(key, &t.key));
             tags.insert(t.key.clone(), t.value.clone());
         }
         use base64::Engine;
