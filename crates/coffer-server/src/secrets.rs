@@ -151,6 +151,17 @@ fn require_token(token: &Option<String>) -> Result<&str, AwsError> {
     token.as_deref().ok_or_else(|| AwsError::invalid_request(TOKEN_REQUIRED))
 }
 
+/// The value a CreateSecret or UpdateSecret gives, if any, and then its required token.
+fn value_and_token<'a>(
+    string: &'a Option<SensitiveString>,
+    binary: &'a Option<SensitiveBlob>,
+    token: &'a Option<String>,
+) -> Result<(Option<NewValue<'a>>, Option<&'a str>), AwsError> {
+    let value = NewValue::from_request(string, binary)?;
+    let token = if value.is_some() { Some(require_token(token)?) } else { None };
+    Ok((value, token))
+}
+
 /// Looks up a SecretId in `scope` (authorization and handlers alike).
 pub(crate) fn resolve(
     tx: &dyn ReadTxn,
@@ -552,10 +563,7 @@ impl OwnedCall for CreateSecret {
 
     fn admit(req: wire::CreateSecretRequest, ctx: &RequestContext) -> Result<Self, AwsError> {
         names::validate_name(&req.name)?;
-        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-        if value.is_some() {
-            require_token(&req.client_request_token)?;
-        }
+        value_and_token(&req.secret_string, &req.secret_binary, &req.client_request_token)?;
         let replicas = req.add_replica_regions.as_deref();
         crate::replication::check_regions(&ctx.scope, replicas.unwrap_or_default())?;
         require_tag_keys(req.tags.as_deref().unwrap_or_default())?;
@@ -573,9 +581,8 @@ impl OwnedCall for CreateSecret {
     ) -> Result<wire::CreateSecretResponse, AwsError> {
         let CreateSecret { req, tags, kms_key_id } = self;
         // Checked by `admit`.
-        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-        let token =
-            if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+        let (value, token) =
+            value_and_token(&req.secret_string, &req.secret_binary, &req.client_request_token)?;
         let replicas = req.add_replica_regions.as_deref();
         let scope = &ctx.scope;
         if let Some(existing) = tx.secret_by_name(scope, &req.name).map_err(store_error)? {
@@ -673,10 +680,7 @@ impl OwnedCall for UpdateSecret {
 
     fn admit(req: wire::UpdateSecretRequest, _: &RequestContext) -> Result<Self, AwsError> {
         names::validate_secret_id(&req.secret_id)?;
-        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-        if value.is_some() {
-            require_token(&req.client_request_token)?;
-        }
+        value_and_token(&req.secret_string, &req.secret_binary, &req.client_request_token)?;
         let new_kms_key_id = normalize_kms_key(&req.kms_key_id);
         validate_kms_key_id(&new_kms_key_id)?;
         Ok(UpdateSecret { req, new_kms_key_id })
@@ -690,9 +694,8 @@ impl OwnedCall for UpdateSecret {
     ) -> Result<wire::SecretRefResponse, AwsError> {
         let UpdateSecret { req, new_kms_key_id } = self;
         // Checked by `admit`.
-        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-        let token =
-            if value.is_some() { Some(require_token(&req.client_request_token)?) } else { None };
+        let (value, token) =
+            value_and_token(&req.secret_string, &req.secret_binary, &req.client_request_token)?;
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         if value.is_some() {
             // A new value is sealed as PutSecretValue's is, with the same refusal.
@@ -765,9 +768,16 @@ pub struct PutSecretValue {
     req: wire::PutSecretValueRequest,
 }
 
-/// The refusal of a request that names neither SecretString nor SecretBinary.
-fn no_value() -> AwsError {
-    AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
+/// A PutSecretValue's value and token, both required (in this order of refusals).
+fn put_value_and_token(
+    req: &wire::PutSecretValueRequest,
+) -> Result<(NewValue<'_>, &str), AwsError> {
+    let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
+    let token = require_token(&req.client_request_token)?;
+    let value = value.ok_or_else(|| {
+        AwsError::invalid_request("You must provide either SecretString or SecretBinary.")
+    })?;
+    Ok((value, token))
 }
 
 impl OwnedCall for PutSecretValue {
@@ -776,9 +786,7 @@ impl OwnedCall for PutSecretValue {
 
     fn admit(req: wire::PutSecretValueRequest, _: &RequestContext) -> Result<Self, AwsError> {
         names::validate_secret_id(&req.secret_id)?;
-        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-        require_token(&req.client_request_token)?;
-        value.ok_or_else(no_value)?;
+        put_value_and_token(&req)?;
         Ok(PutSecretValue { req })
     }
 
@@ -790,9 +798,7 @@ impl OwnedCall for PutSecretValue {
     ) -> Result<wire::SecretRefResponse, AwsError> {
         let req = &self.req;
         // Checked by `admit`.
-        let value = NewValue::from_request(&req.secret_string, &req.secret_binary)?;
-        let value = value.ok_or_else(no_value)?;
-        let token = require_token(&req.client_request_token)?;
+        let (value, token) = put_value_and_token(req)?;
         let mut meta = resolve_for_write(tx, ctx, &req.secret_id)?;
         crate::cross_account::refuse_default_key(app, &*tx, ctx, &meta)?;
         refuse_if_scheduled(&meta)?;
