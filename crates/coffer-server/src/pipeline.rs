@@ -230,22 +230,10 @@ pub fn run(app: &Arc<App>, caller: &Caller, op: Operation, body: Vec<u8>) -> Out
     // secret authorization decides on), ended before the handler's write waits for its
     // commit: one snapshot (on PostgreSQL, one BEGIN) instead of one per stage.
     if !(op.read_only() || app.writes_inline()) {
-        let (mut request, mut admitted) = (Some(Request::Json(body)), None);
-        let handoff = app.store.read_scope(&mut || {
-            if let Some(request) = request.take() {
-                admitted = Some(admit(app, caller, asked, request, AccessRecords::immediate()));
-            }
-        });
-        let Some(mut admitted) = admitted else {
+        let Some(admitted) = admit_for_write(app, caller, asked, body) else {
             return Outcome { result: Err(AwsError::internal()), unwritten: None };
         };
-        // What the authorization looked up, for the handler's write to start from.
-        if let Admitted::Identified(ctx, _) = &mut admitted {
-            ctx.hand(handoff);
-        }
-        let (result, record, _) = handle(app, admitted);
-        let unwritten = record.conclude(&result);
-        return Outcome { result, unwritten };
+        return handled(app, admitted);
     }
     let (mut body, mut served) = (Some(body), None);
     let handoff = app.store.read_scope(&mut || {
@@ -277,22 +265,14 @@ pub(crate) fn stage<C: OwnedCall>(
     op: Operation,
     body: Vec<u8>,
 ) -> Staged {
-    let asked = Asked::Op(op);
-    let (mut request, mut admitted) = (Some(Request::Json(body)), None);
-    let handoff = app.store.read_scope(&mut || {
-        if let Some(request) = request.take() {
-            admitted = Some(admit(app, caller, asked, request, AccessRecords::immediate()));
-        }
-    });
-    let Some(admitted) = admitted else {
+    let Some(admitted) = admit_for_write(app, caller, Asked::Op(op), body) else {
         return Staged::Ended(Box::new(Outcome {
             result: Err(AwsError::internal()),
             unwritten: None,
         }));
     };
     let admitted = match admitted {
-        Admitted::Identified(mut ctx, next) => {
-            ctx.hand(handoff);
+        Admitted::Identified(ctx, next) => {
             // The handler's work before its write (`dispatch`: decode, then the checks
             // of the handler's own), with the same refusals.
             let next = match next {
@@ -308,9 +288,37 @@ pub(crate) fn stage<C: OwnedCall>(
         }
         refused => refused,
     };
+    Staged::Ended(Box::new(handled(app, admitted)))
+}
+
+/// The stages before a mutating call's handler, in one read scope ended before the
+/// handler's write waits for its commit: one snapshot (on PostgreSQL, one BEGIN) instead of
+/// one per stage. What the authorization looked up is handed to the call's context, for
+/// its write to start from. `None` if the scope did not run.
+fn admit_for_write(
+    app: &Arc<App>,
+    caller: &Caller,
+    asked: Asked<'_>,
+    body: Vec<u8>,
+) -> Option<Admitted> {
+    let (mut request, mut admitted) = (Some(Request::Json(body)), None);
+    let handoff = app.store.read_scope(&mut || {
+        if let Some(request) = request.take() {
+            admitted = Some(admit(app, caller, asked, request, AccessRecords::immediate()));
+        }
+    });
+    let mut admitted = admitted?;
+    if let Admitted::Identified(ctx, _) = &mut admitted {
+        ctx.hand(handoff);
+    }
+    Some(admitted)
+}
+
+/// The handler of an admitted call, and its event still to write.
+fn handled(app: &Arc<App>, admitted: Admitted) -> Outcome {
     let (result, record, _) = handle(app, admitted);
     let unwritten = record.conclude(&result);
-    Staged::Ended(Box::new(Outcome { result, unwritten }))
+    Outcome { result, unwritten }
 }
 
 /// Every stage from identification to the handler's answer. Returns the answer, the
