@@ -125,11 +125,7 @@ impl Store for SqliteStore {
         &self,
         f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
     ) -> StoreResult<()> {
-        let jobs = self.jobs.as_ref();
-        lend(f, |job, _| match jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.0),
-            None => Err(job),
-        })
+        lend(f, |job, _| self.send_job(job))
     }
 
     /// Its writer thread runs it.
@@ -142,11 +138,7 @@ impl Store for SqliteStore {
     /// Nothing is handed: SQLite's read scope hands nothing.
     fn submit_write(&self, handoff: crate::Handoff, f: crate::OwnedWrite, done: crate::WriteDone) {
         drop(handoff);
-        let jobs = self.jobs.as_ref();
-        submit(f, done, |job| match jobs {
-            Some(jobs) => jobs.send(job).map_err(|e| e.0),
-            None => Err(job),
-        });
+        submit(f, done, |job| self.send_job(job));
     }
 
     fn latency(&self) -> crate::Latency {
@@ -177,6 +169,14 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Sends a write job to the writer thread; gives it back if the writer has stopped.
+    fn send_job(&self, job: Job) -> Result<(), Job> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+
     /// [`Store::read_scope`]: one reader's snapshot for every read `f` makes on this thread.
     fn share_reads(&self, f: &mut dyn FnMut()) {
         let Some(pool) = &self.readers else { return f() };

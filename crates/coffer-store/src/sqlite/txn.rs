@@ -58,6 +58,22 @@ impl<'c> SqlTxn<'c> {
     }
 }
 
+/// What a transaction knows of the versions of `arn` (see [`SqlTxn::known_versions_of`]),
+/// noted as not known when it had nothing for `arn` yet.
+fn known_slot<'k>(
+    known: &'k mut Vec<(String, Option<KnownVersions>)>,
+    arn: &str,
+) -> &'k mut Option<KnownVersions> {
+    let at = match known.iter().position(|(a, _)| a == arn) {
+        Some(at) => at,
+        None => {
+            known.push((arn.to_owned(), None));
+            known.len() - 1
+        }
+    };
+    &mut known[at].1
+}
+
 impl SqlTxn<'_> {
     /// The newest `ord` of `arn`'s versions, when this transaction knows it: it read
     /// every version of the secret, wrote the newest, or created the secret (0: none
@@ -93,11 +109,7 @@ impl SqlTxn<'_> {
         if self.track.is_none() {
             return;
         }
-        let mut known = self.known_versions.borrow_mut();
-        match known.iter_mut().find(|(a, _)| a == arn) {
-            Some((_, slot)) => *slot = now,
-            None => known.push((arn.to_owned(), now)),
-        }
+        *known_slot(&mut self.known_versions.borrow_mut(), arn) = now;
     }
 
     /// Follows a change this transaction made to the versions of `arn` in what it knows
@@ -112,15 +124,11 @@ impl SqlTxn<'_> {
             return;
         }
         let mut known = self.known_versions.borrow_mut();
-        match known.iter_mut().find(|(a, _)| a == arn) {
-            Some((_, slot)) => {
-                if let Some(versions) = slot
-                    && !change(versions)
-                {
-                    *slot = None;
-                }
-            }
-            None => known.push((arn.to_owned(), None)),
+        let slot = known_slot(&mut known, arn);
+        if let Some(versions) = slot
+            && !change(versions)
+        {
+            *slot = None;
         }
     }
 
