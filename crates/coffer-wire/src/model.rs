@@ -82,6 +82,14 @@ pub(crate) enum ShapeKind {
     Blob,
 }
 
+impl ShapeKind {
+    /// Whether a value of this kind may hold members of its own (a structure, or a list or
+    /// map that may hold one): what `keep_input_members` walks into.
+    fn holds_members(&self) -> bool {
+        matches!(self, ShapeKind::Structure(_) | ShapeKind::List(_) | ShapeKind::Map { .. })
+    }
+}
+
 /// A member of a structure, in the order the model lists it.
 pub(crate) struct Member {
     pub(crate) name: String,
@@ -338,10 +346,7 @@ impl ServiceModel {
             }
             (ShapeKind::List(member), Value::Array(items)) => {
                 let member = self.shape(member);
-                if matches!(
-                    member.kind,
-                    ShapeKind::Structure(_) | ShapeKind::List(_) | ShapeKind::Map { .. }
-                ) {
+                if member.kind.holds_members() {
                     for item in items {
                         self.keep_members_of(member, item);
                     }
@@ -349,10 +354,7 @@ impl ServiceModel {
             }
             (ShapeKind::Map { value: inner, .. }, Value::Object(entries)) => {
                 let inner = self.shape(inner);
-                if matches!(
-                    inner.kind,
-                    ShapeKind::Structure(_) | ShapeKind::List(_) | ShapeKind::Map { .. }
-                ) {
+                if inner.kind.holds_members() {
                     for item in entries.values_mut() {
                         self.keep_members_of(inner, item);
                     }
