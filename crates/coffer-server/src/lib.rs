@@ -54,6 +54,8 @@ pub mod secrets;
 pub mod sessions;
 pub mod sts;
 mod submitted;
+#[cfg(test)]
+mod submitted_tests;
 pub mod tls;
 mod txn;
 pub mod web_identity;
