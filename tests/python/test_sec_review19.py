@@ -223,3 +223,80 @@ def test_held_the_submitted_writes_refuse_as_the_inline_path_does(tmp_path):
         memory.stop()
         sqlite.stop()
 
+
+
+def test_held_concurrent_puts_and_label_moves_leave_each_label_on_one_version(tmp_path):
+    """Concurrent PutSecretValue calls (with and without stages) and label moves on four
+    secrets, in the writer's shared batches: every put answered is a version afterwards,
+    and each label is on exactly one version (AWSCURRENT always, AWSPREVIOUS once a put
+    moved it), as the writer's known versions must keep them whatever the batches held."""
+    import threading
+    server = start_server(["serve", "--dev", "--data-dir", str(tmp_path / "data"),
+                           "--listen", "127.0.0.1:0", "--quotas", "off"])
+    try:
+        names = ["busy-a", "busy-b", "busy-c", "busy-d"]
+        setup = make_client(server.url)
+        for n in names:
+            setup.create_secret(Name=n, SecretString="v0")
+        made: dict[str, list[str]] = {n: [] for n in names}
+        errors: list[object] = []
+        theirs: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def work(seed: int) -> None:
+            rng = random.Random(seed)
+            client = make_client(server.url)
+            for _ in range(25):
+                name = rng.choice(names)
+                token = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                stages = rng.choice([None, None, ["mine"], ["mine", "AWSCURRENT"]])
+                extra = {} if stages is None else {"VersionStages": stages}
+                try:
+                    client.put_secret_value(SecretId=name, SecretString=token,
+                                            ClientRequestToken=token, **extra)
+                    with lock:
+                        made[name].append(token)
+                    if rng.random() < 0.3:
+                        # No listing here: a reader's cached list of versions would answer
+                        # the writer's next lookup instead of what it knows of them.
+                        with lock:
+                            target = rng.choice(made[name])
+                            holder = theirs.get(name)
+                        args = {"RemoveFromVersionId": holder} if holder else {}
+                        try:
+                            client.update_secret_version_stage(
+                                SecretId=name, VersionStage="theirs",
+                                MoveToVersionId=target, **args)
+                            with lock:
+                                theirs[name] = target
+                        except ClientError as e:
+                            # Another call moved it meanwhile: the holder named is stale.
+                            if e.response["Error"]["Code"] != "InvalidParameterException":
+                                raise
+                except Exception as e:  # noqa: BLE001 (reported below)
+                    with lock:
+                        errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        for n in names:
+            listed = setup.list_secret_version_ids(SecretId=n, IncludeDeprecated=True,
+                                                   MaxResults=100)["Versions"]
+            ids = {v["VersionId"] for v in listed}
+            assert set(made[n]) <= ids, n
+            assert len(ids) == len(made[n]) + 1, n
+            holders = {}
+            for v in listed:
+                for label in v.get("VersionStages", []):
+                    holders.setdefault(label, []).append(v["VersionId"])
+            assert all(len(h) == 1 for h in holders.values()), (n, holders)
+            assert "AWSCURRENT" in holders, n
+            # The value under AWSCURRENT is the version's own.
+            current = setup.get_secret_value(SecretId=n)
+            assert current["VersionId"] == holders["AWSCURRENT"][0]
+    finally:
+        server.stop()
