@@ -118,8 +118,7 @@ fn a_stopping_server_ends_the_calls_whose_writes_are_with_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
     let (parked, writes) = mpsc::channel();
-    let store =
-        Arc::new(BusyWriter { inner: MemoryStore::default(), parked: Mutex::new(parked) });
+    let store = Arc::new(BusyWriter { inner: MemoryStore::default(), parked: Mutex::new(parked) });
     let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
     let mut config = Config::default();
     config.audit.log = Some(log.clone());
@@ -190,7 +189,10 @@ fn a_stopping_server_ends_the_calls_whose_writes_are_with_the_store() {
     assert_eq!(
         puts,
         [
-            ("00000000-0000-4000-8000-000000000000".to_owned(), Some("ResourceExistsException".into())),
+            (
+                "00000000-0000-4000-8000-000000000000".to_owned(),
+                Some("ResourceExistsException".into())
+            ),
             ("00000000-0000-4000-8000-000000000001".to_owned(), None),
         ]
     );
