@@ -198,6 +198,11 @@ pub async fn serve_with_tls(
             tracing::warn!("connections still open after the shutdown grace period: dropped");
         }
     }
+    // A call whose write is with the store ends whole, its connection open or not: what is
+    // left of it runs on this runtime, which goes once serving has ended.
+    if let Some(app) = &api {
+        app.submitted_calls_ended().await;
+    }
     Ok(())
 }
 

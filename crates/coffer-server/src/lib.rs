@@ -54,6 +54,8 @@ pub mod secrets;
 pub mod sessions;
 pub mod sts;
 mod submitted;
+#[cfg(test)]
+mod submitted_tests;
 pub mod tls;
 mod txn;
 pub mod web_identity;
@@ -197,6 +199,9 @@ pub struct App {
     pub quotas: quotas::Quotas,
     /// The rotations this process carries out.
     pub rotation: rotation::Hub,
+    /// The calls whose write was handed to the store whole and that have not ended yet
+    /// (`submitted`), which a stopping server waits for ([`App::submitted_calls_ended`]).
+    unfinished: submitted::Unfinished,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -279,7 +284,19 @@ impl App {
                 },
             ),
             rotation: rotation::Hub::new(app.clone()),
+            unfinished: submitted::Unfinished::default(),
         })
+    }
+
+    /// Waits until every call whose write was handed to the store whole (`submitted`) has
+    /// ended: its write answered, its audit-log lines or its event written. A stopping
+    /// server's last wait before its runtime goes (`connections::serve_with_tls`), as the
+    /// runtime itself waits for the blocking pool's calls: a task the runtime drops would
+    /// leave a committed write without its audit-log line, or a failed one without its
+    /// event (review 19). The store answers every write it was given (SQLite's writer,
+    /// within its busy timeout and its commit).
+    pub async fn submitted_calls_ended(&self) {
+        self.unfinished.none_left().await;
     }
 
     /// Whether a read-only call can run on an async worker: its store reads take

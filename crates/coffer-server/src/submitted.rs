@@ -54,6 +54,32 @@ pub trait OwnedCall: Sized + Send + Sync + 'static {
     }
 }
 
+/// How many submitted calls have not ended: counted from their submission until what is
+/// left of them (`Finishing`, awaited or in a task of its own) has ended or was dropped.
+#[derive(Default)]
+pub(crate) struct Unfinished(tokio::sync::watch::Sender<usize>);
+
+impl Unfinished {
+    fn began(&self) {
+        self.0.send_modify(|calls| *calls += 1);
+    }
+
+    fn ended(&self) {
+        self.0.send_modify(|calls| *calls = calls.saturating_sub(1));
+    }
+
+    /// Once no submitted call is left (at once if none is).
+    pub(crate) async fn none_left(&self) {
+        let mut calls = self.0.subscribe();
+        let left = *calls.borrow();
+        if left > 0 {
+            tracing::info!(calls = left, "waiting for the calls whose writes are with the store");
+        }
+        // The sender lives as long as `self`.
+        let _ = calls.wait_for(|calls| *calls == 0).await;
+    }
+}
+
 /// Where [`stage`] left a call.
 pub(crate) enum Staged {
     /// It ended before its write: its outcome, its event still to write (boxed: an
@@ -96,6 +122,14 @@ struct Submitted<C: OwnedCall> {
     attempt: Mutex<Attempt<C::Response>>,
 }
 
+/// The call has ended once nothing holds it: the writer dropped its closure before it
+/// answered, and what was left of the call (`finish`) has ended or was dropped.
+impl<C: OwnedCall> Drop for Submitted<C> {
+    fn drop(&mut self) {
+        self.app.unfinished.ended();
+    }
+}
+
 struct Attempt<T> {
     out: Option<Result<T, AwsError>>,
     lines: Lines,
@@ -119,6 +153,8 @@ pub(crate) fn submit<C: OwnedCall>(app: &Arc<App>, ctx: RequestContext, call: C)
     let handoff = ctx.take_handoff();
     let event = ctx.audit.for_write();
     let attempt = Mutex::new(Attempt { out: None, lines: Lines::default() });
+    // Counted until `Submitted` is dropped (a stopping server waits for it to end).
+    app.unfinished.began();
     let submitted = Arc::new(Submitted { app: app.clone(), ctx, call, event, attempt });
     let (tell, answer) = tokio::sync::oneshot::channel();
     let running = submitted.clone();
