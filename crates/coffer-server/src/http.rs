@@ -348,9 +348,14 @@ async fn through_pipeline(
                     &buffer,
                 )));
     if inline {
+        let turn = match op.read_only() {
+            true => None,
+            false => Some(app.inline_write_turn().await),
+        };
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pipeline::run(app, &caller, op, buffer)
         }));
+        drop(turn);
         let Ok(Outcome { result, unwritten }) = served else {
             tracing::error!("handler panicked");
             return Err(AwsError::internal());

@@ -30,6 +30,8 @@ pub mod hygiene;
 pub mod iam_api;
 #[cfg(test)]
 mod inline_tests;
+#[cfg(test)]
+mod inline_write_turn_tests;
 pub mod jwks_file;
 pub mod keys;
 pub mod kms_api;
@@ -202,6 +204,10 @@ pub struct App {
     /// The calls whose write was handed to the store whole and that have not ended yet
     /// (`submitted`), which a stopping server waits for ([`App::submitted_calls_ended`]).
     unfinished: submitted::Unfinished,
+    /// The turn of the mutating calls that run on the async workers (a store in memory,
+    /// [`App::writes_inline`]): awaited, so a write waiting for another's holds no worker
+    /// (see [`App::inline_write_turn`]).
+    inline_writes: tokio::sync::Mutex<()>,
 }
 
 /// Maps a store failure to the error a client sees. Conflicts that reach here
@@ -285,6 +291,7 @@ impl App {
             ),
             rotation: rotation::Hub::new(app.clone()),
             unfinished: submitted::Unfinished::default(),
+            inline_writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -297,6 +304,16 @@ impl App {
     /// within its busy timeout and its commit).
     pub async fn submitted_calls_ended(&self) {
         self.unfinished.none_left().await;
+    }
+
+    /// Waits for the turn of a mutating call that runs on an async worker, without holding
+    /// the worker. The store's lock lets one write in at a time: a write that found it
+    /// taken blocked its worker thread until the other ended, and with two workers a
+    /// second put put one of them to sleep (a futex wait and a wake-up per put), while
+    /// other calls waited to be served. A write that has the turn meets no other write at
+    /// the store's lock.
+    pub async fn inline_write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inline_writes.lock().await
     }
 
     /// Whether a read-only call can run on an async worker: its store reads take
