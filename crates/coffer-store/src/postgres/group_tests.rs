@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError};
 use super::PostgresStore;
 use super::txn::statements_on_this_thread;
 use crate::Store;
-use crate::fixtures::{scope, secret};
+use crate::fixtures::{T0, scope, secret};
 use crate::testing::TestPostgres;
 
 /// This node's generation row, as a number (how many announcements it counts).
@@ -144,10 +144,13 @@ fn a_group_of_record_writes_commits_with_its_last_statements() {
     }
 }
 
-/// Fourteenth session: a member's `RELEASE SAVEPOINT` and the next member's `SAVEPOINT`
-/// travel as one simple query (one message, one answer for the backend to send), not two.
+/// Nineteenth session: a group's first attempt runs its members without savepoints (as
+/// SQLite's batches do), so a member's statements are its own and nothing else: no
+/// `SAVEPOINT` before them and no `RELEASE` after (one message and one subtransaction per
+/// member before; the fourteenth session had merged a `RELEASE` and the next `SAVEPOINT`
+/// into one message).
 #[test]
-fn a_release_and_the_next_savepoint_are_one_message() {
+fn a_groups_first_attempt_sends_no_savepoints() {
     let database = TestPostgres::shared().create_database();
     let store = Arc::new(PostgresStore::open(&database.url).unwrap());
     let names: [&'static str; 3] = ["a", "b", "c"];
@@ -155,9 +158,92 @@ fn a_release_and_the_next_savepoint_are_one_message() {
     one_group_of(&store, &names, |store, name| {
         store.write(&mut |tx| tx.put_record("test", name, name.as_bytes()))
     });
-    // SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert,
-    // RELEASE (then COMMIT). Each savepoint statement its own message: 9.
-    assert_eq!(super::pipelined::deferred_sent_on_this_thread() - before, 7);
+    // The three upserts (then COMMIT). With savepoints: SAVEPOINT, upsert, RELEASE and
+    // SAVEPOINT, upsert, RELEASE and SAVEPOINT, upsert, RELEASE: 7.
+    assert_eq!(super::pipelined::deferred_sent_on_this_thread() - before, 3);
+    for name in names {
+        assert_eq!(test_record(&store, name).as_deref(), Some(name.as_bytes()));
+    }
+}
+
+/// A secret's `last_changed_ms`, as stored.
+fn last_changed(store: &PostgresStore, name: &str) -> i64 {
+    let mut changed = None;
+    store
+        .read(&mut |tx| {
+            changed = tx.secret_by_name(&scope(), name)?.map(|meta| meta.last_changed_ms);
+            Ok(())
+        })
+        .unwrap();
+    changed.expect("seeded")
+}
+
+/// Moves the secret `name`'s `last_changed_ms` on by one (an update deferred to the next
+/// round trip), then, for the secret "bad", reads a record from the database (a round
+/// trip that sends the update ahead of it) and fails.
+fn change_then_fail_after_sending(
+    store: &PostgresStore,
+    name: &'static str,
+) -> crate::StoreResult<()> {
+    store.write(&mut |tx| {
+        let mut meta = tx.secret_by_name(&scope(), name)?.expect("seeded");
+        meta.last_changed_ms += 1;
+        tx.update_secret(&meta)?;
+        if name == "bad" {
+            tx.record("test", "never-written")?;
+            return Err(crate::StoreError::Conflict("refused after its change".to_owned()));
+        }
+        Ok(())
+    })
+}
+
+/// Nineteenth session: without savepoints, a member that fails after its change reached
+/// the server cannot be undone alone: the attempt is rolled back and run again carefully
+/// (each member in a savepoint), so the failing member changes nothing, gets its own
+/// error, and the others commit once.
+#[test]
+fn a_member_failing_after_its_change_was_sent_leaves_nothing_and_the_others_commit() {
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "bad", "c"];
+    seed_secrets(&store, &names);
+    let (_, results) = one_group_answering(&store, &names, change_then_fail_after_sending);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(&results[1], Err(crate::StoreError::Conflict(m)) if m == "refused after its change"),
+        "{results:?}"
+    );
+    assert_eq!(last_changed(&store, "a"), T0 + 1);
+    assert_eq!(last_changed(&store, "c"), T0 + 1);
+    assert_eq!(last_changed(&store, "bad"), T0, "the failed member's change kept");
+}
+
+/// ... and one that fails before anything it changed left (its update still deferred)
+/// needs no rerun: what it deferred is dropped, and the group commits the others in the
+/// same attempt (a lookup per member, then the final sync).
+#[test]
+fn a_member_failing_before_its_change_left_is_dropped_without_a_rerun() {
+    fn change_then_fail(store: &PostgresStore, name: &'static str) -> crate::StoreResult<()> {
+        store.write(&mut |tx| {
+            let mut meta = tx.secret_by_name(&scope(), name)?.expect("seeded");
+            meta.last_changed_ms += 1;
+            tx.update_secret(&meta)?;
+            if name == "bad" {
+                return Err(crate::StoreError::Conflict("refused after its change".to_owned()));
+            }
+            Ok(())
+        })
+    }
+    let database = TestPostgres::shared().create_database();
+    let store = Arc::new(PostgresStore::open(&database.url).unwrap());
+    let names: [&'static str; 3] = ["a", "bad", "c"];
+    seed_secrets(&store, &names);
+    let (round_trips, results) = one_group_answering(&store, &names, change_then_fail);
+    assert!(results[0].is_ok() && results[2].is_ok() && results[1].is_err(), "{results:?}");
+    assert_eq!(round_trips, 4, "run again");
+    assert_eq!(last_changed(&store, "a"), T0 + 1);
+    assert_eq!(last_changed(&store, "c"), T0 + 1);
+    assert_eq!(last_changed(&store, "bad"), T0, "the failed member's change kept");
 }
 
 /// ... and a statement among them that the server refuses (a key PostgreSQL cannot store:

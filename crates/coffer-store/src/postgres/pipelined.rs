@@ -3,9 +3,9 @@
 //!
 //! On PostgreSQL a write's CPU is mostly round trips (each wakes the caller, the store's
 //! runtime thread and a backend, on both ends of a socket), not the statements. Many of
-//! a write's statements need no answer before the next one is sent: a group commit
-//! member's `SAVEPOINT` and its `RELEASE`, the buffered upsert of its records, the
-//! updates of a secret's row and of its versions' labels. Those are *deferred*: queued
+//! a write's statements need no answer before the next one is sent: the buffered upsert
+//! of its records, the updates of a secret's row and of its versions' labels, a careful
+//! attempt's `SAVEPOINT` and `RELEASE` around each member. Those are *deferred*: queued
 //! in order, and sent in the same round trip as the next statement whose answer the
 //! write does need (or before the transaction commits), ahead of it on the same
 //! connection, so PostgreSQL runs everything in exactly the order the write made it.
@@ -27,8 +27,9 @@
 //! transaction writes it (one snapshot), so a record read or written once is answered
 //! from memory for the rest of the transaction: the audit chain head and the KMS key
 //! record, read by every member of a group, are read from the database once per group.
-//! What a member read or wrote is kept apart until the member is released, and dropped
-//! if it is rolled back to its savepoint, since its writes are then undone.
+//! What a member read or wrote is kept apart until the member is judged, and dropped if
+//! it failed, since its writes are then undone (rolled back to its savepoint, dropped
+//! unsent, or the attempt run again: see `writer::batch_attempt`).
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -155,6 +156,10 @@ pub(super) struct WriteBatch {
     /// is undone by the `ROLLBACK TO SAVEPOINT`, so a `COMMIT` sent behind them would
     /// commit the others, and they must be answered before it is sent.
     undone: Cell<bool>,
+    /// The current member has sent a statement that may change a row ([`changes_rows`]):
+    /// in a first attempt, which has no savepoints, its failure then reruns the attempt
+    /// carefully (see `writer::batch_attempt`).
+    member_sent_changes: Cell<bool>,
     /// In a group commit, the records written without being remembered (`Memo`), which
     /// the node's memory of records must forget once the group commits (`known`).
     unremembered: RefCell<Option<std::collections::HashSet<String>>>,
@@ -185,14 +190,20 @@ impl WriteBatch {
     /// Starts the next member: its statements, reads and writes are its own from here.
     pub(super) fn begin_member(&self) {
         self.member.set(self.member.get() + 1);
+        self.member_sent_changes.set(false);
         self.memo.borrow_mut().member.clear();
     }
 
     /// The current member is judged: its records become the transaction's if `kept`
-    /// (released), and are forgotten otherwise (rolled back to its savepoint).
+    /// (released), and are forgotten otherwise (rolled back to its savepoint in a careful
+    /// attempt; in a first attempt it has sent nothing that changes a row, and what it
+    /// left deferred is dropped, see [`WriteBatch::forget_member_changes`]).
     pub(super) fn judge_member(&self, kept: bool) {
         self.judged.set(self.member.get());
-        if !kept && self.deferred.borrow().iter().any(|item| item.member == self.member.get()) {
+        if !kept
+            && self.careful
+            && self.deferred.borrow().iter().any(|item| item.member == self.member.get())
+        {
             self.undone.set(true);
         }
         let mut memo = self.memo.borrow_mut();
@@ -205,6 +216,36 @@ impl WriteBatch {
     /// Whether the attempt must be run again (see [`Rerun`]).
     pub(super) fn rerun(&self) -> Option<Rerun> {
         self.rerun.get()
+    }
+
+    /// The attempt is to be run again carefully: a member of a first attempt failed after
+    /// sending a statement that may have changed a row, which only rolling the whole
+    /// transaction back undoes (it has no savepoint).
+    pub(super) fn rerun_carefully(&self) {
+        self.rerun.set(Some(Rerun::Carefully));
+    }
+
+    /// Whether the current member has sent a statement that may change a row (or is
+    /// about to: noted before it leaves).
+    pub(super) fn member_sent_changes(&self) -> bool {
+        self.member_sent_changes.get()
+    }
+
+    /// Notes that the current member sends `sql` now, if it may change a row.
+    pub(super) fn sending(&self, sql: &str) {
+        if changes_rows(sql) {
+            self.member_sent_changes.set(true);
+        }
+    }
+
+    /// Drops the statements the current member (failed, in a first attempt, having sent
+    /// nothing that changes a row) left deferred, but its guards: what it was given is
+    /// still checked, so that a failure decided on a stale value reruns the attempt as a
+    /// success would (a guard reads; it changes nothing). Nothing of the member is then
+    /// left in the transaction but its reads.
+    pub(super) fn forget_member_changes(&self) {
+        let member = self.member.get();
+        self.deferred.borrow_mut().retain(|item| item.member != member || !changes_rows(&item.sql));
     }
 
     /// Queues `sql` (with `params`; `None` for a simple query) for the next round trip.
@@ -246,6 +287,10 @@ impl WriteBatch {
     ) -> (Option<Fault>, Result<T, Error>) {
         let items = std::mem::take(&mut *self.deferred.borrow_mut());
         DEFERRED_SENT.with(|n| n.set(n.get() + items.len() as u64));
+        let member = self.member.get();
+        if items.iter().any(|item| item.member == member && changes_rows(&item.sql)) {
+            self.member_sent_changes.set(true);
+        }
         let (answers, answer) = rt.block_on(send_in_order(tx, &items, call));
         (self.first_fault(&items, answers), answer)
     }
@@ -383,6 +428,13 @@ struct Memo {
     member: HashMap<String, Option<Vec<u8>>>,
 }
 
+/// Whether `sql`, one of the store's own statements, may change a row: every statement
+/// but a `SELECT` (the store's `SELECT`s read, guards included; its writes begin with
+/// `INSERT`, `UPDATE`, `DELETE` or `WITH`, and `SAVEPOINT` and the like count too).
+pub(super) fn changes_rows(sql: &str) -> bool {
+    !sql.trim_start().starts_with("SELECT ")
+}
+
 pub(super) fn record_id(kind: &str, key: &str) -> String {
     // A kind never holds a NUL (they are the store's own names).
     format!("{kind}\0{key}")
@@ -407,8 +459,9 @@ async fn send_in_order<T>(
     let mut answers: Vec<Option<Result<u64, Error>>> = (0..sends.len()).map(|_| None).collect();
     let mut call = std::pin::pin!(call);
     let mut answer = None;
+    let mut sent = false;
     std::future::poll_fn(|cx| {
-        let mut waiting = poll_each(&mut sends, &mut answers, cx);
+        let mut waiting = poll_each(&mut sends, &mut answers, &mut sent, cx);
         if answer.is_none() {
             match call.as_mut().poll(cx) {
                 Poll::Ready(result) => answer = Some(result),
@@ -433,8 +486,9 @@ async fn send_then_commit(
     let mut answers: Vec<Option<Result<u64, Error>>> = (0..sends.len()).map(|_| None).collect();
     let mut commit: Option<Answer<'_>> = None;
     let mut committed = None;
+    let mut sent = false;
     std::future::poll_fn(|cx| {
-        let mut waiting = poll_each(&mut sends, &mut answers, cx);
+        let mut waiting = poll_each(&mut sends, &mut answers, &mut sent, cx);
         // Only on the first poll, when every item was just sent or refused.
         if commit.is_none() && committed.is_none() {
             let refused = answers.iter().any(|a| matches!(a, Some(Err(_))));
@@ -459,18 +513,28 @@ async fn send_then_commit(
     (answers, committed)
 }
 
-/// Polls every send not yet answered, noting answers: whether one is still waiting.
+/// Polls the sends not yet answered, noting answers: whether one is still waiting.
+///
+/// The first time (`sent` false), every send is polled, which puts each request on the
+/// connection, in order. After that, answers arrive in the order the requests left (one
+/// connection), so polling stops at the first send still waiting: the ones behind it
+/// cannot have been answered before it, and each wakes the caller when it is. Polling
+/// them all on every wake-up (one per answer, as PostgreSQL sends each with its own
+/// flush) cost a flight of N statements N²/2 polls: ~45,000 for a group of 300.
 fn poll_each(
     sends: &mut [Answer<'_>],
     answers: &mut [Option<Result<u64, Error>>],
+    sent: &mut bool,
     cx: &mut std::task::Context<'_>,
 ) -> bool {
+    let first = !std::mem::replace(sent, true);
     let mut waiting = false;
     for (send, slot) in sends.iter_mut().zip(answers.iter_mut()) {
         if slot.is_none() {
             match send.as_mut().poll(cx) {
                 Poll::Ready(result) => *slot = Some(result),
-                Poll::Pending => waiting = true,
+                Poll::Pending if first => waiting = true,
+                Poll::Pending => return true,
             }
         }
     }
@@ -624,5 +688,43 @@ impl PgTxn<'_, '_> {
         let value: Option<Vec<u8>> = row.map(|row| get(&row, 0)).transpose()?;
         batch.read(kind, key, value.as_deref());
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// Nineteenth session: a flight's answers arrive one by one, in order, each waking the
+    /// caller; each wake-up polled every send still waiting, so a flight of N statements
+    /// cost about N²/2 polls (here 20,300 for 200). Now the first poll sends them all and
+    /// each later one stops at the first send still waiting: a send is polled once to
+    /// leave, once when answered, and at most once more while first in line, so at most 3N.
+    #[test]
+    fn a_flights_answers_cost_a_poll_or_two_each_not_one_per_statement_still_waiting() {
+        let n = 200;
+        let arrived = Rc::new(Cell::new(0usize));
+        let polls = Rc::new(Cell::new(0usize));
+        let mut sends: Vec<Answer<'_>> = (0..n)
+            .map(|i| {
+                let (arrived, polls) = (arrived.clone(), polls.clone());
+                Box::pin(std::future::poll_fn(move |_| {
+                    polls.set(polls.get() + 1);
+                    if arrived.get() > i { Poll::Ready(Ok(1u64)) } else { Poll::Pending }
+                })) as Answer<'_>
+            })
+            .collect();
+        let mut answers: Vec<Option<Result<u64, Error>>> = (0..n).map(|_| None).collect();
+        let mut sent = false;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(poll_each(&mut sends, &mut answers, &mut sent, &mut cx), "nothing answered yet");
+        for answer in 1..=n {
+            arrived.set(answer);
+            let waiting = poll_each(&mut sends, &mut answers, &mut sent, &mut cx);
+            assert_eq!(waiting, answer < n);
+        }
+        assert!(answers.iter().all(|a| matches!(a, Some(Ok(1)))));
+        assert!(polls.get() <= 3 * n, "{} polls for {n} statements", polls.get());
     }
 }

@@ -577,6 +577,10 @@ impl PgTxn<'_, '_> {
             }
         };
         self.flush()?;
+        if let Some(batch) = self.batch {
+            // A member that fails after this, if it changes rows, reruns its attempt.
+            batch.sending(sql);
+        }
         self.run(async {
             let statement = tx.prepare_cached(sql).await?;
             A::run(tx, &statement, params).await

@@ -47,9 +47,9 @@ pub(super) enum BatchAttempt {
 
 impl PostgresStore {
     /// Group commit: the write is queued, and whoever of this node's writers has the
-    /// turn runs every queued write in one SERIALIZABLE transaction, each in a savepoint
-    /// (a failing one undoes only its own work), commits them with one round trip and
-    /// one WAL flush, and answers each. A conflict with another node reruns the batch.
+    /// turn runs every queued write in one SERIALIZABLE transaction (a failing one leaves
+    /// nothing: see `batch_attempt`), commits them with one round trip and one WAL flush,
+    /// and answers each. A conflict with another node reruns the batch.
     /// `handoff`: what the call's read scope looked up, for the member to start from
     /// (guarded), if this store made it.
     pub(super) fn write_grouped(&self, handoff: Handoff, f: &mut WriteFn<'_>) -> StoreResult<()> {
@@ -128,8 +128,13 @@ impl PostgresStore {
     }
 
     /// One attempt at a batch, ended with COMMIT when a member succeeded and with
-    /// ROLLBACK otherwise. `careful`: each member's statements have all answered before
-    /// it is judged (see `pipelined`).
+    /// ROLLBACK otherwise. `careful`: each member runs in a savepoint (a failing one is
+    /// rolled back to it) and its statements have all answered before it is judged (see
+    /// `pipelined`). A first attempt (not `careful`) has no savepoints, as SQLite's
+    /// batches have none: a member that fails before anything it sent could change a row
+    /// leaves only its reads (and its guards, still checked), while one that fails after
+    /// makes the attempt roll back and run carefully; every closure then runs at most
+    /// twice, conflicts aside.
     /// `handed`: what each member's caller handed along, used unless `careful`.
     pub(super) fn batch_attempt(
         &self,
@@ -152,8 +157,10 @@ impl PostgresStore {
             let mut to_announce = None;
             for (at, job) in jobs.iter_mut().enumerate() {
                 batch.begin_member();
-                // Sent with the member's first statement.
-                batch.defer("SAVEPOINT coffer_member", None, Expect::Done);
+                if careful {
+                    // Sent with the member's first statement.
+                    batch.defer("SAVEPOINT coffer_member", None, Expect::Done);
+                }
                 // A careful attempt follows a fault, perhaps a guard's: nothing handed.
                 let handed = if careful { None } else { handed.get(at).copied().flatten() };
                 let mut txn = PgTxn::writing(rt, &tx, self.shared.as_deref(), &batch, handed);
@@ -192,19 +199,34 @@ impl PostgresStore {
                     to_announce = to_announce.max(txn.announcement());
                 }
                 drop(txn);
+                if !careful && !kept {
+                    // A first attempt has no savepoints (as SQLite's batches have none): a
+                    // member that failed having sent nothing that changes a row (most
+                    // failures refuse before writing) leaves only its reads, and what it
+                    // deferred is dropped; one that sent a change, or whose statement
+                    // failed (PostgreSQL then abandoned the transaction), has the attempt
+                    // rolled back and run again carefully, each member in a savepoint.
+                    if batch.member_sent_changes() || failure != Failure::None {
+                        batch.rerun_carefully();
+                        break;
+                    }
+                    batch.forget_member_changes();
+                }
                 batch.judge_member(kept);
-                // A savepoint rolled back to is still open: released too, so the next
-                // member's does not nest inside it.
-                let end = if kept {
-                    "RELEASE SAVEPOINT coffer_member"
-                } else {
-                    "ROLLBACK TO SAVEPOINT coffer_member; RELEASE SAVEPOINT coffer_member"
-                };
                 members.push(member);
-                batch.defer(end, None, Expect::Done);
-                if careful && let Some(fault) = batch.sync(rt, &tx) {
-                    broken = Some(fault);
-                    break;
+                if careful {
+                    // A savepoint rolled back to is still open: released too, so the next
+                    // member's does not nest inside it.
+                    let end = if kept {
+                        "RELEASE SAVEPOINT coffer_member"
+                    } else {
+                        "ROLLBACK TO SAVEPOINT coffer_member; RELEASE SAVEPOINT coffer_member"
+                    };
+                    batch.defer(end, None, Expect::Done);
+                    if let Some(fault) = batch.sync(rt, &tx) {
+                        broken = Some(fault);
+                        break;
+                    }
                 }
             }
             let complete = broken.is_none() && members.len() == jobs.len();
