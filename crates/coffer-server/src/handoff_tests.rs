@@ -6,10 +6,7 @@ use crate::pipeline::{Caller, Credentials, call};
 use crate::{App, Config, KeyRing, RequestContext};
 use coffer_core::Scope;
 use coffer_crypto::MasterKey;
-use coffer_store::{
-    Handoff, ImportProducer, Latency, MemoryStore, ReadTxn, SnapshotItem, Store, StoreResult,
-    WriteTxn,
-};
+use coffer_store::{Handoff, Latency, MemoryStore, Store, StoreResult, WriteTxn};
 use coffer_wire::operation::{Operation, SecretsManagerOp as Sm};
 use std::sync::{Arc, Mutex};
 
@@ -29,9 +26,7 @@ impl Store for Handing {
         Latency::Network
     }
 
-    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.read(f)
-    }
+    crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
 
     fn read_scope(&self, f: &mut dyn FnMut()) -> Handoff {
         f();
@@ -58,14 +53,6 @@ impl Store for Handing {
 
     fn describe(&self) -> String {
         "handing".to_owned()
-    }
-
-    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.export(visit)
-    }
-
-    fn import_from(&self, produce: &mut ImportProducer<'_>) -> StoreResult<()> {
-        self.inner.import_from(produce)
     }
 }
 

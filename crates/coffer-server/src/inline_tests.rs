@@ -5,9 +5,7 @@
 
 use crate::{App, Config, KeyRing};
 use coffer_crypto::MasterKey;
-use coffer_store::{
-    ImportProducer, Latency, MemoryStore, ReadTxn, SnapshotItem, Store, StoreResult, WriteTxn,
-};
+use coffer_store::{Latency, MemoryStore, Store, StoreResult, WriteTxn};
 use std::sync::Arc;
 
 /// A memory store that says its transactions cross a network, and whether its reads
@@ -26,9 +24,7 @@ impl Store for Remote {
         self.waits_off_the_workers
     }
 
-    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.read(f)
-    }
+    crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
 
     fn write(
         &self,
@@ -39,14 +35,6 @@ impl Store for Remote {
 
     fn describe(&self) -> String {
         "remote".to_owned()
-    }
-
-    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.export(visit)
-    }
-
-    fn import_from(&self, produce: &mut ImportProducer<'_>) -> StoreResult<()> {
-        self.inner.import_from(produce)
     }
 }
 

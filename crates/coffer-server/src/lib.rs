@@ -58,6 +58,8 @@ pub mod sts;
 mod submitted;
 #[cfg(test)]
 mod submitted_tests;
+#[cfg(test)]
+mod test_store_wrappers;
 pub mod tls;
 mod txn;
 pub mod web_identity;

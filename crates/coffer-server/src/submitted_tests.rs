@@ -7,8 +7,7 @@ use crate::connections::{Limits, serve_with_tls};
 use crate::{App, Config, KeyRing};
 use coffer_crypto::MasterKey;
 use coffer_store::{
-    Handoff, ImportProducer, Latency, MemoryStore, OwnedWrite, ReadTxn, SnapshotItem, Store,
-    StoreResult, WriteDone, WriteEnded, WriteTxn,
+    Handoff, Latency, MemoryStore, OwnedWrite, Store, StoreResult, WriteDone, WriteEnded, WriteTxn,
 };
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,9 +28,7 @@ impl Store for BusyWriter {
         Latency::LocalDisk
     }
 
-    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.read(f)
-    }
+    crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
 
     fn write(
         &self,
@@ -52,14 +49,6 @@ impl Store for BusyWriter {
 
     fn describe(&self) -> String {
         "busy writer".to_owned()
-    }
-
-    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.export(visit)
-    }
-
-    fn import_from(&self, produce: &mut ImportProducer<'_>) -> StoreResult<()> {
-        self.inner.import_from(produce)
     }
 }
 

@@ -6,10 +6,7 @@ use super::RecordedStore;
 use crate::{App, Config, KeyRing};
 use coffer_core::Partition;
 use coffer_crypto::MasterKey;
-use coffer_store::{
-    Handoff, ImportProducer, Latency, MemoryStore, ReadTxn, SnapshotItem, Store, StoreResult,
-    WriteTxn,
-};
+use coffer_store::{Handoff, Latency, MemoryStore, SnapshotItem, Store, StoreResult, WriteTxn};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,9 +29,7 @@ impl Store for Noting {
         Latency::Network
     }
 
-    fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.read(f)
-    }
+    crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
 
     fn read_scope(&self, f: &mut dyn FnMut()) -> Handoff {
         f();
@@ -74,17 +69,9 @@ impl Store for Noting {
         Some("noted".into())
     }
 
-    fn export(&self, visit: &mut dyn FnMut(SnapshotItem) -> StoreResult<()>) -> StoreResult<()> {
-        self.inner.export(visit)
-    }
-
     fn import(&self, items: &[SnapshotItem]) -> StoreResult<()> {
         self.note("import");
         self.inner.import(items)
-    }
-
-    fn import_from(&self, produce: &mut ImportProducer<'_>) -> StoreResult<()> {
-        self.inner.import_from(produce)
     }
 
     fn try_acquire_lease(&self, name: &str, holder: &str, _ttl: Duration) -> StoreResult<bool> {
