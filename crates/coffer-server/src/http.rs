@@ -348,10 +348,8 @@ async fn through_pipeline(
                     &buffer,
                 )));
     if inline {
-        let turn = match op.read_only() {
-            true => None,
-            false => Some(app.inline_write_turn().await),
-        };
+        // A write awaits its turn here rather than block this worker on the store's lock.
+        let turn = if op.read_only() { None } else { Some(app.inline_write_turn().await) };
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pipeline::run(app, &caller, op, buffer)
         }));
