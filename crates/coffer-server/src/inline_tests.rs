@@ -5,7 +5,7 @@
 
 use crate::{App, Config, KeyRing};
 use coffer_crypto::MasterKey;
-use coffer_store::{Latency, MemoryStore, Store, StoreResult, WriteTxn};
+use coffer_store::{Latency, MemoryStore, Store};
 use std::sync::Arc;
 
 /// A memory store that says its transactions cross a network, and whether its reads
@@ -26,12 +26,7 @@ impl Store for Remote {
 
     crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
 
-    fn write(
-        &self,
-        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
-    ) -> StoreResult<()> {
-        self.inner.write(f)
-    }
+    crate::test_store_wrappers::pass_writes_to_inner!();
 
     fn describe(&self) -> String {
         "remote".to_owned()

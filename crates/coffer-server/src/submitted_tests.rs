@@ -6,9 +6,7 @@
 use crate::connections::{Limits, serve_with_tls};
 use crate::{App, Config, KeyRing};
 use coffer_crypto::MasterKey;
-use coffer_store::{
-    Handoff, Latency, MemoryStore, OwnedWrite, Store, StoreResult, WriteDone, WriteEnded, WriteTxn,
-};
+use coffer_store::{Handoff, Latency, MemoryStore, OwnedWrite, Store, WriteDone, WriteEnded};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -30,12 +28,7 @@ impl Store for BusyWriter {
 
     crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
 
-    fn write(
-        &self,
-        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
-    ) -> StoreResult<()> {
-        self.inner.write(f)
-    }
+    crate::test_store_wrappers::pass_writes_to_inner!();
 
     fn submits_writes(&self) -> bool {
         true

@@ -28,4 +28,19 @@ macro_rules! pass_reads_and_snapshots_to_inner {
     };
 }
 
-pub(crate) use pass_reads_and_snapshots_to_inner;
+/// `write`, passed to the `inner` store as it is, for a wrapper that changes nothing of it.
+macro_rules! pass_writes_to_inner {
+    () => {
+        fn write(
+            &self,
+            f: &mut (
+                     dyn FnMut(&mut dyn coffer_store::WriteTxn) -> coffer_store::StoreResult<()>
+                         + Send
+                 ),
+        ) -> coffer_store::StoreResult<()> {
+            self.inner.write(f)
+        }
+    };
+}
+
+pub(crate) use {pass_reads_and_snapshots_to_inner, pass_writes_to_inner};

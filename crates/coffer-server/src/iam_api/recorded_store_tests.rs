@@ -37,12 +37,7 @@ impl Store for Noting {
         Handoff::new(5u64)
     }
 
-    fn write(
-        &self,
-        f: &mut (dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()> + Send),
-    ) -> StoreResult<()> {
-        self.inner.write(f)
-    }
+    crate::test_store_wrappers::pass_writes_to_inner!();
 
     fn write_after(
         &self,
