@@ -22,6 +22,16 @@
 //! [`GATHER`]) for as many as are expected meanwhile before taking them, as PostgreSQL's
 //! `commit_delay` does; events arriving slower than that never wait (see [`gather_target`]).
 //!
+//! On a store that runs writes on a thread of its own (SQLite's writer,
+//! [`Store::submits_writes`]), no appender thread stands between the caller and the
+//! writer: the call that finds no write pending hands the store a write of its own
+//! ([`Store::submit_write`]), which takes the events waiting when the writer runs it, and
+//! the writer tells each caller once its group committed. Before, each batch woke an
+//! appender thread to hand the write over and again to pass the answers on: two context
+//! switches per batch, a quarter of the SQLite writer's on a GetSecretValue load (twentieth
+//! session, BENCHMARKS.md). With `--audit-log`, whose lines are written before callers are
+//! told, the threads stay, so the log's file writes never run on the writer thread.
+//!
 //! Chaining is unchanged: each batch reads its chains' heads inside its own
 //! transaction, so a batch that ran after another in the same transaction continues its
 //! events, and one in a later transaction continues what was committed (a failed batch's
@@ -30,8 +40,9 @@
 
 use crate::App;
 use crate::audit::Unwritten;
+use crate::audit_file::Lines;
 use coffer_core::AwsError;
-use coffer_store::StoreError;
+use coffer_store::{Handoff, Store, StoreError, StoreResult, WriteEnded, WriteTxn};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -88,6 +99,16 @@ struct State {
     gathering: Option<usize>,
     /// The appender was dropped: the threads end once the queue is empty.
     closed: bool,
+}
+
+impl State {
+    /// Notes that a new write is about to be handed to the store for the events waiting,
+    /// and returns its ticket.
+    fn pend(&mut self) -> u64 {
+        self.tickets += 1;
+        self.pending = Some(self.tickets);
+        self.tickets
+    }
 }
 
 struct Shared {
@@ -155,10 +176,31 @@ impl Shared {
     }
 }
 
-/// The sending side of the appender threads; dropping it stops them once the events
+/// How batches reach the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handing {
+    /// Appender threads ([`WRITERS`]) hand each batch's write to the store and wait for it.
+    Threads,
+    /// The caller that finds no write pending hands the store one ([`Store::submit_write`]),
+    /// and the store tells the callers: for a store that runs writes on a thread of its own.
+    ToTheStore,
+}
+
+impl Handing {
+    /// Threads unless `store` runs writes on its own thread and no audit log file is
+    /// written (its lines are written before callers are told, which would then be done
+    /// on the store's writer thread).
+    pub(crate) fn for_store(store: &dyn Store, audit_log: bool) -> Handing {
+        if store.submits_writes() && !audit_log { Handing::ToTheStore } else { Handing::Threads }
+    }
+}
+
+/// The sending side of the appender; dropping it stops its threads once the events
 /// already handed over are written.
 pub struct Appender {
     shared: Arc<Shared>,
+    /// With [`Handing::ToTheStore`], the app whose store the callers hand writes to.
+    handing_to: Option<Weak<App>>,
 }
 
 impl std::fmt::Debug for Appender {
@@ -176,9 +218,10 @@ impl Drop for Appender {
 }
 
 impl Appender {
-    /// Starts the threads appending to `app`'s store. They hold `app` weakly, so the
-    /// app can be dropped; they end when their `Appender` is.
-    pub fn start(app: Weak<App>, gather: Duration) -> Appender {
+    /// Starts appending to `app`'s store, with threads of its own ([`Handing::Threads`])
+    /// or none. Both hold `app` weakly, so the app can be dropped; the threads end when
+    /// their `Appender` is.
+    pub(crate) fn start(app: Weak<App>, gather: Duration, handing: Handing) -> Appender {
         let shared = Arc::new(Shared {
             arrived: Condvar::new(),
             gather,
@@ -193,6 +236,9 @@ impl Appender {
             }),
             changed: Condvar::new(),
         });
+        if handing == Handing::ToTheStore {
+            return Appender { shared, handing_to: Some(app) };
+        }
         for _ in 0..WRITERS {
             let (app, shared) = (app.clone(), shared.clone());
             std::thread::Builder::new()
@@ -200,24 +246,30 @@ impl Appender {
                 .spawn(move || run(&app, &shared))
                 .expect("the audit appender thread starts");
         }
-        Appender { shared }
+        Appender { shared, handing_to: None }
     }
 
     fn submit(&self, event: Unwritten) -> oneshot::Receiver<bool> {
         let (written, receiver) = oneshot::channel();
         let mut state = self.shared.lock();
         state.waiting.push(Job { event, written, since: Instant::now() });
-        // Only a thread can act on it, and only when no write is pending already; or the
-        // write gathering events, once they reach its count.
+        // Only a new write can act on it, and only when no write is pending already; or
+        // the write gathering events, once they reach its count.
         let wake = state.pending.is_none();
         let gathered = state.gathering.is_some_and(|target| state.waiting.len() >= target);
+        let ticket = match (&self.handing_to, wake) {
+            (Some(_), true) => Some(state.pend()),
+            _ => None,
+        };
         drop(state);
         crate::metrics::appender_queue(1);
         if gathered {
             self.shared.arrived.notify_one();
         }
-        if wake {
-            self.shared.changed.notify_one();
+        match (&self.handing_to, ticket) {
+            (Some(app), Some(ticket)) => hand_to_the_store(app, &self.shared, ticket),
+            (None, _) if wake => self.shared.changed.notify_one(),
+            _ => {}
         }
         receiver
     }
@@ -257,9 +309,7 @@ fn run(app: &Weak<App>, shared: &Shared) {
                 }
                 state = shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
-            state.tickets += 1;
-            state.pending = Some(state.tickets);
-            state.tickets
+            state.pend()
         };
         let Some(app) = app.upgrade() else {
             // No store to write to: whatever waits is failed (the senders dropped).
@@ -274,33 +324,116 @@ fn run(app: &Weak<App>, shared: &Shared) {
         let mut lines = crate::audit_file::Lines::default();
         let committed = app.store.write(&mut |tx| {
             let events = batch.get_or_insert_with(|| shared.take(ticket));
-            let mut heads = app.audit.heads().collecting(lines.attempt());
-            for job in events.iter() {
-                crate::audit::append_unwritten(&app, tx, &mut heads, &job.event)
-                    .map_err(|_| StoreError::Aborted)?;
-            }
-            heads.store(tx)
+            append_batch(&app, tx, &mut lines, events)
         });
-        if committed.is_ok() {
-            lines.committed(&app.audit);
-        }
         // A store that failed without running the write: the events it was for fail.
         let batch = batch.unwrap_or_else(|| shared.take(ticket));
-        let written = match committed {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::error!(%error, events = batch.len(), "could not commit audit events");
-                crate::metrics::audit_write_failures(batch.len() as u64);
-                app.audit.settings().fail_open
-            }
-        };
-        drop(app);
-        let now = Instant::now();
-        for job in batch {
-            crate::metrics::appender_wait(now.saturating_duration_since(job.since));
-            let _ = job.written.send(written);
-        }
+        tell(app, committed, lines, batch);
     }
+}
+
+/// Appends `events` in `tx`, each continuing its chain, the attempt's audit-log lines
+/// (if any) noted in `lines`.
+fn append_batch(
+    app: &App,
+    tx: &mut dyn WriteTxn,
+    lines: &mut Lines,
+    events: &[Job],
+) -> StoreResult<()> {
+    let mut heads = app.audit.heads().collecting(lines.attempt());
+    for job in events {
+        crate::audit::append_unwritten(app, tx, &mut heads, &job.event)
+            .map_err(|_| StoreError::Aborted)?;
+    }
+    heads.store(tx)
+}
+
+/// Tells the callers of `batch` whether their events were written, once `committed`
+/// says how the write holding them ended (the log's lines written first). `app` is
+/// dropped before: a caller told may drop the last other handle on the app, and the app
+/// must not end on this thread (the store's writer, which its store's drop joins).
+fn tell(app: Arc<App>, committed: StoreResult<()>, lines: Lines, batch: Vec<Job>) {
+    let written = match committed {
+        Ok(()) => {
+            lines.committed(&app.audit);
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, events = batch.len(), "could not commit audit events");
+            crate::metrics::audit_write_failures(batch.len() as u64);
+            app.audit.settings().fail_open
+        }
+    };
+    drop(app);
+    let now = Instant::now();
+    for job in batch {
+        crate::metrics::appender_wait(now.saturating_duration_since(job.since));
+        let _ = job.written.send(written);
+    }
+}
+
+/// A write handed to the store whole: the events it took when it ran, and its attempt's
+/// audit-log lines, shared by the write and what the store calls once it ended.
+#[derive(Default)]
+struct Handed {
+    events: Option<Vec<Job>>,
+    lines: Lines,
+}
+
+/// Hands `app`'s store a write (holding `ticket`) that takes the events waiting when the
+/// store runs it; once it ended, the store's thread tells their callers, and hands
+/// another write over if events are left waiting with none pending (a batch holds at
+/// most [`MAX_BATCH`]). A caller never waits on a thread of the appender's.
+fn hand_to_the_store(app: &Weak<App>, shared: &Arc<Shared>, ticket: u64) {
+    let Some(strong) = app.upgrade() else {
+        // No store to write to: whatever waits is failed (the senders dropped).
+        drop(shared.take(ticket));
+        return;
+    };
+    // Counted until it ended: a stopping server waits for it (`App::submitted_calls_ended`).
+    strong.unfinished.began();
+    let handed = Arc::new(Mutex::new(Handed::default()));
+    let (running, ending) = (handed.clone(), handed);
+    let (app_running, shared_running) = (app.clone(), shared.clone());
+    let (app_ending, shared_ending) = (app.clone(), shared.clone());
+    strong.store.submit_write(
+        Handoff::none(),
+        Box::new(move |tx| {
+            let Some(app) = app_running.upgrade() else { return Err(StoreError::Aborted) };
+            let mut handed = running.lock().unwrap_or_else(PoisonError::into_inner);
+            let Handed { events, lines } = &mut *handed;
+            // Taken on the first run; a rerun appends the same events again.
+            let events = events.get_or_insert_with(|| shared_running.take(ticket));
+            append_batch(&app, tx, lines, events)
+        }),
+        Box::new(move |ended| {
+            let committed = match ended {
+                WriteEnded::Done(result) => result,
+                WriteEnded::Panicked(_) => {
+                    Err(StoreError::Backend("the audit events' write panicked".to_owned()))
+                }
+            };
+            let Handed { events, lines } =
+                std::mem::take(&mut *ending.lock().unwrap_or_else(PoisonError::into_inner));
+            // A store that failed without running the write: the events it was for fail.
+            let events = events.unwrap_or_else(|| shared_ending.take(ticket));
+            match app_ending.upgrade() {
+                Some(app) => {
+                    app.unfinished.ended();
+                    tell(app, committed, lines, events);
+                }
+                // The senders dropped: the calls fail.
+                None => drop(events),
+            }
+            let next = {
+                let mut state = shared_ending.lock();
+                (state.pending.is_none() && !state.waiting.is_empty()).then(|| state.pend())
+            };
+            if let Some(ticket) = next {
+                hand_to_the_store(&app_ending, &shared_ending, ticket);
+            }
+        }),
+    );
 }
 
 #[cfg(test)]
@@ -313,7 +446,6 @@ mod tests {
     use coffer_audit::event::UserIdentity;
     use coffer_core::Scope;
     use coffer_crypto::MasterKey;
-    use coffer_store::Store;
     use coffer_wire::operation::{Operation, SecretsManagerOp};
 
     /// A store whose writes, in turn: commit; fail after running (rolled back, as a
@@ -355,9 +487,21 @@ mod tests {
     /// continuing what was committed before it.
     #[test]
     fn only_committed_events_are_answered_and_the_chain_verifies_across_failed_and_rerun_batches() {
+        committed_events_are_answered_and_chained(Handing::Threads);
+    }
+
+    /// The same, with each batch's write handed to the store by a caller (as on SQLite,
+    /// whose writer thread runs it): the store's own thread tells the callers.
+    #[test]
+    fn writes_handed_to_the_store_answer_only_committed_events_and_chain_them() {
+        committed_events_are_answered_and_chained(Handing::ToTheStore);
+    }
+
+    fn committed_events_are_answered_and_chained(handing: Handing) {
         let store = Arc::new(flaky());
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let app = crate::App::new(store.clone(), keys, Config::default());
+        let appender = Appender::start(Arc::downgrade(&app), Duration::ZERO, handing);
         let key = ChainKey::new(&[7; 32]);
         app.audit.set_chain_key(key.clone());
         let scope = Scope::new("111122223333", "us-east-1");
@@ -366,7 +510,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         (0..40)
-                            .map(|_| app.appender.append_blocking(read_event(&scope)))
+                            .map(|_| appender.append_blocking(read_event(&scope)))
                             .map(|r| (u64::from(r.is_ok()), u64::from(r.is_err())))
                             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
                     })
@@ -399,7 +543,8 @@ mod tests {
         // here depends on how fast this machine hands them between threads, and on a slow
         // one (a Firecracker guest waking idle vCPUs) they arrived slower than `GATHER`
         // waits for two, so no write gathered. The mechanism is what is tested.
-        let appender = Appender::start(Arc::downgrade(&app), Duration::from_millis(5));
+        let appender =
+            Appender::start(Arc::downgrade(&app), Duration::from_millis(5), Handing::Threads);
         // Only the appender writes from here on: the store counts its batches' commits.
         let before = store.writes();
         std::thread::scope(|s| {
@@ -429,6 +574,107 @@ mod tests {
         assert_eq!(gather_target(40_000.0, GATHER), 10);
         assert_eq!(gather_target(1e9, GATHER), MAX_BATCH);
         assert_eq!(gather_target(1e9, Duration::ZERO), 0);
+    }
+
+    /// A store on a local disk that runs submitted writes on a thread of its own (as
+    /// SQLite's writer), here when the test says: each write waits in `parked` until then.
+    struct ParkedWriter {
+        inner: coffer_store::MemoryStore,
+        parked: Mutex<std::sync::mpsc::Sender<(coffer_store::OwnedWrite, coffer_store::WriteDone)>>,
+    }
+
+    impl Store for ParkedWriter {
+        fn latency(&self) -> coffer_store::Latency {
+            coffer_store::Latency::LocalDisk
+        }
+
+        crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
+
+        crate::test_store_wrappers::pass_writes_to_inner!();
+
+        fn submits_writes(&self) -> bool {
+            true
+        }
+
+        fn submit_write(
+            &self,
+            _: Handoff,
+            f: coffer_store::OwnedWrite,
+            done: coffer_store::WriteDone,
+        ) {
+            let parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            parked.send((f, done)).expect("the test takes every parked write");
+        }
+
+        fn describe(&self) -> String {
+            "parked writer".to_owned()
+        }
+    }
+
+    type Parked = std::sync::mpsc::Receiver<(coffer_store::OwnedWrite, coffer_store::WriteDone)>;
+
+    /// An app on a [`ParkedWriter`], whose appender hands its writes to the store, and the
+    /// writes it parks.
+    fn app_on_a_parked_writer() -> (Arc<App>, Arc<ParkedWriter>, Parked) {
+        let (parked, writes) = std::sync::mpsc::channel();
+        let inner = coffer_store::MemoryStore::new();
+        let store = Arc::new(ParkedWriter { inner, parked: Mutex::new(parked) });
+        let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
+        let app = crate::App::new(store.clone(), keys, Config::default());
+        assert!(app.appender.handing_to.is_some(), "no appender thread on such a store");
+        (app, store, writes)
+    }
+
+    /// Runs the next parked write as the store's writer would, and answers it.
+    fn run_parked(store: &ParkedWriter, writes: &Parked) {
+        let (mut f, done) = writes
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a write was handed to the store for the events waiting");
+        let result = store.inner.write(&mut *f);
+        drop(f);
+        done(WriteEnded::Done(result));
+    }
+
+    /// More events wait than one batch takes, and no more arrive: the write that ended
+    /// hands the store another for the rest, so none is left waiting for a caller that
+    /// never comes.
+    #[test]
+    fn events_left_over_a_full_batch_get_a_write_of_their_own() {
+        let (app, store, writes) = app_on_a_parked_writer();
+        let key = ChainKey::new(&[9; 32]);
+        app.audit.set_chain_key(key.clone());
+        let scope = Scope::new("111122223333", "us-east-1");
+        let events = MAX_BATCH + 88;
+        let waiting: Vec<_> =
+            (0..events).map(|_| app.appender.submit(read_event(&scope))).collect();
+        run_parked(&store, &writes);
+        run_parked(&store, &writes);
+        for receiver in waiting {
+            assert_eq!(receiver.blocking_recv(), Ok(true));
+        }
+        assert_eq!(verified(store.as_ref(), &scope, &key), Ok(events as u64));
+        assert!(writes.try_recv().is_err(), "no write is handed over for nothing");
+    }
+
+    /// A stopping server waits for the appender's writes that are with the store, as for
+    /// the calls whose write is (`App::submitted_calls_ended`).
+    #[test]
+    fn a_stopping_server_waits_for_the_events_handed_to_the_store() {
+        let (app, store, writes) = app_on_a_parked_writer();
+        let scope = Scope::new("111122223333", "us-east-1");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let waiting = app.appender.submit(read_event(&scope));
+        let ended = |app: &Arc<App>| {
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_millis(200), app.submitted_calls_ended())
+                    .await
+                    .is_ok()
+            })
+        };
+        assert!(!ended(&app), "the write is still with the store");
+        run_parked(&store, &writes);
+        assert_eq!(waiting.blocking_recv(), Ok(true));
+        assert!(ended(&app));
     }
 
     /// Events handed over while the appender is dropped are still written (or failed),

@@ -273,6 +273,7 @@ impl App {
         let latency = store.latency();
         let audit = audit::Auditor::for_store(config.audit.clone(), latency);
         let quotas = quotas::Quotas::new(&config.quotas);
+        let handing = appender::Handing::for_store(store.as_ref(), config.audit.log.is_some());
         Arc::new_cyclic(|app| App {
             quotas,
             store,
@@ -290,6 +291,7 @@ impl App {
                     Latency::LocalDisk => appender::GATHER,
                     Latency::Memory | Latency::Network => std::time::Duration::ZERO,
                 },
+                handing,
             ),
             rotation: rotation::Hub::new(app.clone()),
             unfinished: submitted::Unfinished::default(),
@@ -302,8 +304,9 @@ impl App {
     /// server's last wait before its runtime goes (`connections::serve_with_tls`), as the
     /// runtime itself waits for the blocking pool's calls: a task the runtime drops would
     /// leave a committed write without its audit-log line, or a failed one without its
-    /// event (review 19). The store answers every write it was given (SQLite's writer,
-    /// within its busy timeout and its commit).
+    /// event (review 19). The appender's writes handed to the store are counted too. The
+    /// store answers every write it was given (SQLite's writer, within its busy timeout
+    /// and its commit).
     pub async fn submitted_calls_ended(&self) {
         self.unfinished.none_left().await;
     }

@@ -60,11 +60,11 @@ pub trait OwnedCall: Sized + Send + Sync + 'static {
 pub(crate) struct Unfinished(tokio::sync::watch::Sender<usize>);
 
 impl Unfinished {
-    fn began(&self) {
+    pub(crate) fn began(&self) {
         self.0.send_modify(|calls| *calls += 1);
     }
 
-    fn ended(&self) {
+    pub(crate) fn ended(&self) {
         self.0.send_modify(|calls| *calls = calls.saturating_sub(1));
     }
 
