@@ -677,6 +677,19 @@ mod tests {
         assert!(ended(&app));
     }
 
+    /// SQLite's writer is handed the batches itself, unless an audit log file is written
+    /// (its lines would then be written on the writer thread); the memory store never
+    /// submits writes, so it keeps the threads (which `--dev` never uses).
+    #[test]
+    fn only_a_store_with_a_writer_thread_and_no_audit_log_is_handed_batches_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = coffer_store::SqliteStore::open(&dir.path().join("coffer.db")).unwrap();
+        assert_eq!(Handing::for_store(&sqlite, false), Handing::ToTheStore);
+        assert_eq!(Handing::for_store(&sqlite, true), Handing::Threads);
+        let memory = coffer_store::MemoryStore::new();
+        assert_eq!(Handing::for_store(&memory, false), Handing::Threads);
+    }
+
     /// Events handed over while the appender is dropped are still written (or failed),
     /// never left waiting.
     #[test]
