@@ -56,6 +56,7 @@ pub trait OwnedCall: Sized + Send + Sync + 'static {
 
 /// How many submitted calls have not ended: counted from their submission until what is
 /// left of them (`Finishing`, awaited or in a task of its own) has ended or was dropped.
+/// The audit appender's writes handed to the store count too, until the store answered.
 #[derive(Default)]
 pub(crate) struct Unfinished(tokio::sync::watch::Sender<usize>);
 
