@@ -441,12 +441,14 @@ mod tests {
     use super::*;
     use crate::audit::{CallRecord, Source};
     use crate::scripted_store::{Next, Scripted};
+    use crate::test_store_wrappers::{BusyWriter, ParkedWrite};
     use crate::{Config, KeyRing};
     use coffer_audit::chain::{self, ChainKey, EVENT_KIND, HEAD_KIND, Head};
     use coffer_audit::event::UserIdentity;
     use coffer_core::Scope;
     use coffer_crypto::MasterKey;
     use coffer_wire::operation::{Operation, SecretsManagerOp};
+    use std::sync::mpsc;
 
     /// A store whose writes, in turn: commit; fail after running (rolled back, as a
     /// failed COMMIT leaves nothing); run once, are rolled back and run again (as
@@ -576,49 +578,10 @@ mod tests {
         assert_eq!(gather_target(1e9, Duration::ZERO), 0);
     }
 
-    /// A store on a local disk that runs submitted writes on a thread of its own (as
-    /// SQLite's writer), here when the test says: each write waits in `parked` until then.
-    struct ParkedWriter {
-        inner: coffer_store::MemoryStore,
-        parked: Mutex<std::sync::mpsc::Sender<(coffer_store::OwnedWrite, coffer_store::WriteDone)>>,
-    }
-
-    impl Store for ParkedWriter {
-        fn latency(&self) -> coffer_store::Latency {
-            coffer_store::Latency::LocalDisk
-        }
-
-        crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
-
-        crate::test_store_wrappers::pass_writes_to_inner!();
-
-        fn submits_writes(&self) -> bool {
-            true
-        }
-
-        fn submit_write(
-            &self,
-            _: Handoff,
-            f: coffer_store::OwnedWrite,
-            done: coffer_store::WriteDone,
-        ) {
-            let parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
-            parked.send((f, done)).expect("the test takes every parked write");
-        }
-
-        fn describe(&self) -> String {
-            "parked writer".to_owned()
-        }
-    }
-
-    type Parked = std::sync::mpsc::Receiver<(coffer_store::OwnedWrite, coffer_store::WriteDone)>;
-
-    /// An app on a [`ParkedWriter`], whose appender hands its writes to the store, and the
+    /// An app on a [`BusyWriter`], whose appender hands its writes to the store, and the
     /// writes it parks.
-    fn app_on_a_parked_writer() -> (Arc<App>, Arc<ParkedWriter>, Parked) {
-        let (parked, writes) = std::sync::mpsc::channel();
-        let inner = coffer_store::MemoryStore::new();
-        let store = Arc::new(ParkedWriter { inner, parked: Mutex::new(parked) });
+    fn app_on_a_busy_writer() -> (Arc<App>, Arc<BusyWriter>, mpsc::Receiver<ParkedWrite>) {
+        let (store, writes) = BusyWriter::new();
         let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
         let app = crate::App::new(store.clone(), keys, Config::default());
         assert!(app.appender.handing_to.is_some(), "no appender thread on such a store");
@@ -626,13 +589,11 @@ mod tests {
     }
 
     /// Runs the next parked write as the store's writer would, and answers it.
-    fn run_parked(store: &ParkedWriter, writes: &Parked) {
-        let (mut f, done) = writes
+    fn run_parked(store: &BusyWriter, writes: &mpsc::Receiver<ParkedWrite>) {
+        let write = writes
             .recv_timeout(Duration::from_secs(5))
             .expect("a write was handed to the store for the events waiting");
-        let result = store.inner.write(&mut *f);
-        drop(f);
-        done(WriteEnded::Done(result));
+        store.run(write);
     }
 
     /// More events wait than one batch takes, and no more arrive: the write that ended
@@ -640,7 +601,7 @@ mod tests {
     /// never comes.
     #[test]
     fn events_left_over_a_full_batch_get_a_write_of_their_own() {
-        let (app, store, writes) = app_on_a_parked_writer();
+        let (app, store, writes) = app_on_a_busy_writer();
         let key = ChainKey::new(&[9; 32]);
         app.audit.set_chain_key(key.clone());
         let scope = Scope::new("111122223333", "us-east-1");
@@ -660,7 +621,7 @@ mod tests {
     /// the calls whose write is (`App::submitted_calls_ended`).
     #[test]
     fn a_stopping_server_waits_for_the_events_handed_to_the_store() {
-        let (app, store, writes) = app_on_a_parked_writer();
+        let (app, store, writes) = app_on_a_busy_writer();
         let scope = Scope::new("111122223333", "us-east-1");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let waiting = app.appender.submit(read_event(&scope));

@@ -4,55 +4,13 @@
 //! (the runtime waits for those threads as it stops).
 
 use crate::connections::{Limits, serve_with_tls};
+use crate::test_store_wrappers::BusyWriter;
 use crate::{App, Config, KeyRing};
 use coffer_crypto::MasterKey;
-use coffer_store::{Handoff, Latency, MemoryStore, OwnedWrite, Store, WriteDone, WriteEnded};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A store on a local disk whose writer is busy: a submitted write waits until the test
-/// runs it, as one waits behind a long batch, a slow sync or a database another process
-/// holds locked.
-struct BusyWriter {
-    inner: MemoryStore,
-    parked: Mutex<mpsc::Sender<(OwnedWrite, WriteDone)>>,
-}
-
-impl Store for BusyWriter {
-    fn latency(&self) -> Latency {
-        Latency::LocalDisk
-    }
-
-    crate::test_store_wrappers::pass_reads_and_snapshots_to_inner!();
-
-    crate::test_store_wrappers::pass_writes_to_inner!();
-
-    fn submits_writes(&self) -> bool {
-        true
-    }
-
-    fn submit_write(&self, handoff: Handoff, f: OwnedWrite, done: WriteDone) {
-        drop(handoff);
-        let parked = self.parked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        parked.send((f, done)).expect("the test takes every parked write");
-    }
-
-    fn describe(&self) -> String {
-        "busy writer".to_owned()
-    }
-}
-
-impl BusyWriter {
-    /// Runs a parked write as the store's writer would, and answers it.
-    fn run(&self, (mut f, done): (OwnedWrite, WriteDone)) {
-        let result = self.inner.write(&mut *f);
-        drop(f);
-        done(WriteEnded::Done(result));
-    }
-}
 
 /// Sends a `--dev` call of `operation` with `body` to `addr`; the connection stays open
 /// for its answer.
@@ -99,8 +57,7 @@ fn logged(log: &std::path::Path, operation: &str) -> Vec<(String, Option<String>
 fn a_stopping_server_ends_the_calls_whose_writes_are_with_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
-    let (parked, writes) = mpsc::channel();
-    let store = Arc::new(BusyWriter { inner: MemoryStore::default(), parked: Mutex::new(parked) });
+    let (store, writes) = BusyWriter::new();
     let keys = KeyRing::open(MasterKey::generate(), store.as_ref()).unwrap();
     let mut config = Config::default();
     config.audit.log = Some(log.clone());
