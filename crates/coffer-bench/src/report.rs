@@ -196,6 +196,10 @@ pub fn render(report: &Report) -> String {
     }
 
     out.push_str(&render_targets(report, small));
+    let ceiling = report.ceiling.as_ref().map(|(_, o)| o);
+    out.push_str(&render_store_targets(ceiling, |kind, scenario| {
+        find(report, kind).and_then(|t| outcome_of(t, scenario))
+    }));
 
     let _ = writeln!(out, "\n### Start-up and memory\n");
     let _ = writeln!(
@@ -405,6 +409,128 @@ fn render_targets(report: &Report, small: u64) -> String {
     out
 }
 
+/// One row of [`store_targets`]: what was compared, the two sides, their ratio, and
+/// whether the target holds.
+#[derive(Debug, PartialEq)]
+struct TargetRow {
+    target: String,
+    measured: String,
+    ratio: String,
+    met: bool,
+}
+
+/// The throughput of `part` as a share of `whole`'s, at least `share` for the target.
+fn share_row(target: &str, part: &Outcome, whole: &Outcome, share: f64) -> TargetRow {
+    let (p, w) = (part.throughput(), whole.throughput());
+    let r = p / w.max(1e-9);
+    TargetRow {
+        target: target.to_string(),
+        measured: format!("{} vs {} /s", rate(p), rate(w)),
+        ratio: format!("{:.0}%", r * 100.0),
+        met: r >= share,
+    }
+}
+
+/// The server's CPU per answer of `o` as a multiple of the ceiling's, at most `times`.
+fn cpu_row(target: &str, o: &Outcome, ceiling: &Outcome, times: f64) -> Option<TargetRow> {
+    let (us, c) = (o.server_cpu_us_per_answer()?, ceiling.server_cpu_us_per_answer()?);
+    let r = us / c.max(1e-9);
+    Some(TargetRow {
+        target: target.to_string(),
+        measured: format!("{} vs {} µs", rate(us), rate(c)),
+        ratio: format!("{r:.1}×"),
+        met: r <= times,
+    })
+}
+
+/// A p99 latency below `limit_ms`.
+fn p99_row(target: &str, o: &Outcome, limit_ms: f64) -> Option<TargetRow> {
+    let p99 = o.quantile_ms(0.99)?;
+    Some(TargetRow {
+        target: target.to_string(),
+        measured: format!("{} ms at {} conns", ms(Some(p99)), o.connections),
+        ratio: format!("{:.0}% of limit", p99 / limit_ms * 100.0),
+        met: p99 < limit_ms,
+    })
+}
+
+/// The targets of the issue on PostgreSQL's speed and the last factors on SQLite (issue
+/// 20), each from the outcomes of this run that it compares; a row whose outcomes are
+/// missing (no PostgreSQL, say) is left out.
+fn store_targets<'a>(
+    ceiling: Option<&'a Outcome>,
+    outcome: impl Fn(TargetKind, Scenario) -> Option<&'a Outcome>,
+) -> Vec<TargetRow> {
+    use Scenario::{BatchGet, Get, Put};
+    use TargetKind::{Dev, Postgres, Sqlite};
+    let pair = |kind, other, scenario| Some((outcome(kind, scenario)?, outcome(other, scenario)?));
+    let mut rows = Vec::new();
+    if let Some((pg, sqlite)) = pair(Postgres, Sqlite, Get) {
+        rows.push(share_row("PostgreSQL GetSecretValue ≥ 50% of SQLite's", pg, sqlite, 0.5));
+    }
+    rows.extend(
+        outcome(Postgres, Get)
+            .and_then(|pg| p99_row("PostgreSQL GetSecretValue p99 < 10 ms", pg, 10.0)),
+    );
+    if let Some((pg, sqlite)) = pair(Postgres, Sqlite, BatchGet) {
+        rows.push(share_row(
+            "PostgreSQL BatchGetSecretValue of 20 ≥ 50% of SQLite's",
+            pg,
+            sqlite,
+            0.5,
+        ));
+    }
+    if let Some((pg, sqlite)) = pair(Postgres, Sqlite, Put) {
+        rows.push(share_row("PostgreSQL PutSecretValue ≥ 25% of SQLite's", pg, sqlite, 0.25));
+    }
+    if let (Some(sqlite), Some(c)) = (outcome(Sqlite, Get), ceiling) {
+        rows.push(share_row("SQLite GetSecretValue ≥ 40% of the HTTP ceiling", sqlite, c, 0.4));
+    }
+    rows.extend(
+        outcome(Sqlite, Get).and_then(|o| p99_row("SQLite GetSecretValue p99 < 5 ms", o, 5.0)),
+    );
+    if let Some(c) = ceiling {
+        let cpu = [
+            (Dev, Put, "`--dev` PutSecretValue CPU ≤ 5× the ceiling's", 5.0),
+            (Sqlite, Put, "SQLite PutSecretValue CPU ≤ 10× the ceiling's", 10.0),
+            (Dev, Get, "`--dev` GetSecretValue CPU ≤ 3× the ceiling's", 3.0),
+        ];
+        for (kind, scenario, target, times) in cpu {
+            rows.extend(outcome(kind, scenario).and_then(|o| cpu_row(target, o, c, times)));
+        }
+    }
+    rows
+}
+
+/// [`store_targets`] as a Markdown table (nothing when no row could be measured).
+fn render_store_targets<'a>(
+    ceiling: Option<&'a Outcome>,
+    outcome: impl Fn(TargetKind, Scenario) -> Option<&'a Outcome>,
+) -> String {
+    let rows = store_targets(ceiling, outcome);
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Against the store and CPU targets (PostgreSQL at the speed of the embedded store)\n"
+    );
+    let _ = writeln!(out, "| target | measured | ratio | met |");
+    let _ = writeln!(out, "|---|---|---:|---|");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            row.target,
+            row.measured,
+            row.ratio,
+            met(row.met)
+        );
+    }
+    out
+}
+
 /// A footprint run as Markdown.
 pub fn render_footprint(
     steps: &[FootprintStep],
@@ -451,6 +577,131 @@ mod tests {
         assert_eq!(rate(12345.6), "12346");
         assert_eq!(rate(12.34), "12.3");
         assert_eq!(mib(Some(3 * 1048576)), "3.0 MiB");
+    }
+
+    /// An outcome of `answers` in `secs`, every answer taking `latency_ms`, and the server's
+    /// CPU per answer if measured.
+    fn outcome(answers: u64, secs: f64, latency_ms: f64, cpu_us: Option<f64>) -> Outcome {
+        let mut latency = hdrhistogram::Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap();
+        latency.record((latency_ms * 1e6) as u64).unwrap();
+        Outcome {
+            ok: answers,
+            errors: 0,
+            failures: 0,
+            abandoned: 0,
+            error_sample: None,
+            window: Duration::from_secs_f64(secs),
+            latency,
+            connections: 64,
+            cpu: cpu_us.map(|us| crate::cpu::Usage {
+                server_cores: 1.0,
+                bench_cores: 0.5,
+                other_cores: 0.0,
+                server_seconds: us * answers as f64 / 1e6,
+            }),
+        }
+    }
+
+    type Outcomes = Vec<(TargetKind, Scenario, Outcome)>;
+
+    fn lookup<'a>(outcomes: &'a Outcomes) -> impl Fn(TargetKind, Scenario) -> Option<&'a Outcome> {
+        move |kind, scenario| {
+            outcomes.iter().find(|(k, s, _)| *k == kind && *s == scenario).map(|(_, _, o)| o)
+        }
+    }
+
+    fn verdicts(rows: &[TargetRow]) -> Vec<(&str, &str, bool)> {
+        rows.iter().map(|r| (r.target.as_str(), r.ratio.as_str(), r.met)).collect()
+    }
+
+    #[test]
+    fn each_store_target_compares_the_outcomes_it_names() {
+        use Scenario::{BatchGet, Get, Put};
+        use TargetKind::{Dev, Postgres, Sqlite};
+        // The twenty-first session's run, in whole answers over 5 s.
+        let ceiling = outcome(149_915, 5.0, 5.6, Some(28.2));
+        let outcomes: Outcomes = vec![
+            (Sqlite, Get, outcome(44_575, 5.0, 15.7, Some(165.0))),
+            (Postgres, Get, outcome(30_595, 5.0, 19.3, Some(215.0))),
+            (Dev, Get, outcome(75_565, 5.0, 11.5, Some(87.1))),
+            (Sqlite, BatchGet, outcome(10_970, 5.0, 58.0, Some(747.0))),
+            (Postgres, BatchGet, outcome(5_985, 5.0, 77.5, Some(1267.0))),
+            (Sqlite, Put, outcome(29_115, 5.0, 48.2, Some(235.0))),
+            (Postgres, Put, outcome(4_540, 5.0, 131.1, Some(1569.0))),
+            (Dev, Put, outcome(42_545, 5.0, 12.4, Some(130.0))),
+        ];
+        let rows = store_targets(Some(&ceiling), lookup(&outcomes));
+        assert_eq!(
+            verdicts(&rows),
+            [
+                ("PostgreSQL GetSecretValue ≥ 50% of SQLite's", "69%", true),
+                ("PostgreSQL GetSecretValue p99 < 10 ms", "193% of limit", false),
+                ("PostgreSQL BatchGetSecretValue of 20 ≥ 50% of SQLite's", "55%", true),
+                ("PostgreSQL PutSecretValue ≥ 25% of SQLite's", "16%", false),
+                ("SQLite GetSecretValue ≥ 40% of the HTTP ceiling", "30%", false),
+                ("SQLite GetSecretValue p99 < 5 ms", "314% of limit", false),
+                ("`--dev` PutSecretValue CPU ≤ 5× the ceiling's", "4.6×", true),
+                ("SQLite PutSecretValue CPU ≤ 10× the ceiling's", "8.3×", true),
+                ("`--dev` GetSecretValue CPU ≤ 3× the ceiling's", "3.1×", false),
+            ]
+        );
+        assert_eq!(rows[0].measured, "6119 vs 8915 /s");
+        assert_eq!(rows[6].measured, "130 vs 28.2 µs");
+        assert!(rows[1].measured.ends_with("ms at 64 conns"), "{}", rows[1].measured);
+    }
+
+    #[test]
+    fn a_share_or_a_multiple_on_its_line_meets_the_target_and_a_p99_on_it_does_not() {
+        use Scenario::{Get, Put};
+        use TargetKind::{Dev, Postgres, Sqlite};
+        let ceiling = outcome(1_000, 1.0, 1.0, Some(20.0));
+        let outcomes: Outcomes = vec![
+            (Sqlite, Get, outcome(400, 1.0, 5.0, Some(100.0))),
+            (Postgres, Get, outcome(200, 1.0, 9.9, None)),
+            (Sqlite, Put, outcome(400, 1.0, 1.0, Some(200.0))),
+            (Postgres, Put, outcome(100, 1.0, 1.0, None)),
+            (Dev, Get, outcome(100, 1.0, 1.0, Some(60.0))),
+            (Dev, Put, outcome(100, 1.0, 1.0, Some(100.1))),
+        ];
+        let rows = store_targets(Some(&ceiling), lookup(&outcomes));
+        let met: Vec<(&str, bool)> = rows.iter().map(|r| (r.target.as_str(), r.met)).collect();
+        assert_eq!(
+            met,
+            [
+                ("PostgreSQL GetSecretValue ≥ 50% of SQLite's", true),
+                ("PostgreSQL GetSecretValue p99 < 10 ms", true),
+                ("PostgreSQL PutSecretValue ≥ 25% of SQLite's", true),
+                ("SQLite GetSecretValue ≥ 40% of the HTTP ceiling", true),
+                ("SQLite GetSecretValue p99 < 5 ms", false),
+                ("`--dev` PutSecretValue CPU ≤ 5× the ceiling's", false),
+                ("SQLite PutSecretValue CPU ≤ 10× the ceiling's", true),
+                ("`--dev` GetSecretValue CPU ≤ 3× the ceiling's", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_whose_outcomes_were_not_measured_is_left_out() {
+        use Scenario::{Get, Put};
+        use TargetKind::{Dev, Sqlite};
+        // No PostgreSQL, no ceiling, and `--dev`'s CPU not measured.
+        let outcomes: Outcomes = vec![
+            (Sqlite, Get, outcome(400, 1.0, 4.0, Some(100.0))),
+            (Dev, Put, outcome(100, 1.0, 1.0, None)),
+        ];
+        let rows = store_targets(None, lookup(&outcomes));
+        assert_eq!(verdicts(&rows), [("SQLite GetSecretValue p99 < 5 ms", "80% of limit", true)]);
+        let ceiling = outcome(1_000, 1.0, 1.0, Some(20.0));
+        let rows = store_targets(Some(&ceiling), lookup(&outcomes));
+        assert_eq!(rows.len(), 2, "the ceiling adds SQLite's share, not --dev's unmeasured CPU");
+        assert_eq!(render_store_targets(None, lookup(&Vec::new())), "");
+        let table = render_store_targets(None, lookup(&outcomes));
+        assert!(
+            table.contains(
+                "| SQLite GetSecretValue p99 < 5 ms | 4.00 ms at 64 conns | 80% of limit | yes |"
+            ),
+            "{table}"
+        );
     }
 
     #[test]
