@@ -426,9 +426,19 @@ fn share_row(target: &str, part: &Outcome, whole: &Outcome, share: f64) -> Targe
     TargetRow {
         target: target.to_string(),
         measured: format!("{} vs {} /s", rate(p), rate(w)),
-        ratio: format!("{:.0}%", r * 100.0),
+        ratio: on_its_side(r * 100.0, share * 100.0, 0, "%"),
         met: r >= share,
     }
+}
+
+/// `value` with `decimals` decimals, or more where that rounding would land on `line`
+/// itself: a ratio printed as the target line while missing it (3.04× as "3.0×", judged
+/// "no") reads as a contradiction.
+fn on_its_side(value: f64, line: f64, decimals: usize, unit: &str) -> String {
+    (decimals..4)
+        .map(|d| format!("{value:.d$}"))
+        .find(|shown| shown.parse::<f64>().is_ok_and(|v| (v - line).abs() > f64::EPSILON))
+        .map_or_else(|| format!("{value:.3}{unit}"), |shown| format!("{shown}{unit}"))
 }
 
 /// The server's CPU per answer of `o` as a multiple of the ceiling's, at most `times`.
@@ -438,7 +448,7 @@ fn cpu_row(target: &str, o: &Outcome, ceiling: &Outcome, times: f64) -> Option<T
     Some(TargetRow {
         target: target.to_string(),
         measured: format!("{} vs {} µs", rate(us), rate(c)),
-        ratio: format!("{r:.1}×"),
+        ratio: on_its_side(r, times, 1, "×"),
         met: r <= times,
     })
 }
@@ -702,6 +712,18 @@ mod tests {
             ),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_ratio_is_never_printed_as_the_line_it_misses() {
+        assert_eq!(on_its_side(3.04, 3.0, 1, "×"), "3.04×");
+        assert_eq!(on_its_side(2.96, 3.0, 1, "×"), "2.96×");
+        assert_eq!(on_its_side(3.1, 3.0, 1, "×"), "3.1×");
+        assert_eq!(on_its_side(39.8, 40.0, 0, "%"), "39.8%");
+        assert_eq!(on_its_side(40.2, 40.0, 0, "%"), "40.2%");
+        assert_eq!(on_its_side(69.2, 50.0, 0, "%"), "69%");
+        // On the line itself (met, as `>=` and `<=` judge it): shown as it is.
+        assert_eq!(on_its_side(3.0, 3.0, 1, "×"), "3.000×");
     }
 
     #[test]
