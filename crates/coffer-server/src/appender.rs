@@ -417,20 +417,23 @@ fn hand_to_the_store(app: &Weak<App>, shared: &Arc<Shared>, ticket: u64) {
                 std::mem::take(&mut *ending.lock().unwrap_or_else(PoisonError::into_inner));
             // A store that failed without running the write: the events it was for fail.
             let events = events.unwrap_or_else(|| shared_ending.take(ticket));
-            match app_ending.upgrade() {
-                Some(app) => {
-                    app.unfinished.ended();
-                    tell(app, committed, lines, events);
-                }
-                // The senders dropped: the calls fail.
-                None => drop(events),
-            }
+            let app = app_ending.upgrade();
+            // The next write is handed over (and counted) before this one stops counting,
+            // so a stopping server never sees none left while events still wait.
             let next = {
                 let mut state = shared_ending.lock();
                 (state.pending.is_none() && !state.waiting.is_empty()).then(|| state.pend())
             };
             if let Some(ticket) = next {
                 hand_to_the_store(&app_ending, &shared_ending, ticket);
+            }
+            match app {
+                Some(app) => {
+                    app.unfinished.ended();
+                    tell(app, committed, lines, events);
+                }
+                // The senders dropped: the calls fail.
+                None => drop(events),
             }
         }),
     );
